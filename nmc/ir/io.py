@@ -1,0 +1,68 @@
+"""Reading and writing ``.nmir`` files with their blob sidecar (``FILE.nmir.npz``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from nmc.diagnostics import NmcError
+from nmc.fileio import atomic_write
+from nmc.ir.core import Graph
+from nmc.ir.parser import CASE_SEPARATOR, parse_ir_cases
+from nmc.ir.printer import Printer
+
+
+def sidecar_path(path: str) -> str:
+    return path + ".npz"
+
+
+def read_ir(path: str, verify: bool = True) -> list[Graph]:
+    """Every graph (``// -----`` case) of an ``.nmir`` file; blobs declared without contents
+    come from ``PATH.npz``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise NmcError(f"cannot read IR: {err}", hint="expected a UTF-8 .nmir text file") from None
+    loaded: dict[str, np.ndarray] | None = None
+
+    def sidecar(name: str):
+        nonlocal loaded
+        if loaded is None:
+            loaded = {}
+            if os.path.exists(sidecar_path(path)):
+                try:
+                    with np.load(sidecar_path(path), allow_pickle=False) as npz:
+                        loaded = {k: npz[k] for k in npz.files}
+                except (OSError, ValueError) as err:
+                    raise NmcError(f"cannot read blob sidecar {sidecar_path(path)}: {err}") from None
+        return loaded.get(name)
+
+    return parse_ir_cases(text, path, sidecar, verify)
+
+
+def format_ir(graphs: Sequence[Graph], *, debuginfo: bool = False, print_blobs: bool = False) -> tuple[str, dict[str, np.ndarray]]:
+    """The text of ``graphs`` (joined by ``// -----``) and the sidecar arrays it refers to."""
+    texts, sidecar = [], {}
+    for g in graphs:
+        p = Printer(g, debuginfo=debuginfo, print_blobs=print_blobs)
+        texts.append(p.text())
+        for name, arr in p.sidecar.items():
+            if name in sidecar and sidecar[name] is not arr:
+                raise NmcError(f"two cases of one file both name a blob @{name}; print them with --print-blobs")
+            sidecar[name] = arr
+    return f"\n{CASE_SEPARATOR}\n\n".join(texts), sidecar
+
+
+def write_ir(graphs: Graph | Sequence[Graph], path: str, *, debuginfo: bool = False, print_blobs: bool = False) -> None:
+    """Write ``PATH`` (and ``PATH.npz`` when large blobs print by name), atomically."""
+    if isinstance(graphs, Graph):
+        graphs = [graphs]
+    text, sidecar = format_ir(graphs, debuginfo=debuginfo, print_blobs=print_blobs)
+    if sidecar:
+        atomic_write(sidecar_path(path), lambda f: np.savez(f, **sidecar))
+    elif os.path.exists(sidecar_path(path)):
+        os.remove(sidecar_path(path))
+    atomic_write(path, text.encode())

@@ -1,0 +1,544 @@
+"""Parse the textual IR (DESIGN §3).  The lark grammar is generated from the op declarations:
+every op kind gets a rule with its own attribute keywords, so a syntax error can say which
+attributes an op takes, in words.
+
+Errors are :class:`~nmc.diagnostics.NmcError` rendered as ``file:line:col: error: ...`` with the
+source line and a caret.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+from functools import cache
+from typing import Any
+
+import lark
+import numpy as np
+
+from nmc.diagnostics import Loc, NmcError
+from nmc.hashrng import random_array
+from nmc.ir.core import OPS, Blob, Graph, Op, Random, Splat, Value, VerifyError
+from nmc.ir.types import DTYPES, TensorType, parse_type
+
+CASE_SEPARATOR = "// -----"
+
+_BASE_GRAMMAR = r"""
+start: [header] item*
+header: KW_GRAPH BLOB_NAME [meta]
+meta: "{" [meta_entry ("," meta_entry)*] "}"
+meta_entry: (NAME | EXTRA_KEY) "=" value
+?item: blob_decl | op_stmt
+blob_decl: KW_BLOB BLOB_NAME "=" blob_init     -> blob_def
+         | KW_BLOB BLOB_NAME ":" TYPE           -> blob_decl
+op_stmt: [VALUE_NAME "="] op [location]
+location: KW_LOC "(" STRING ":" NUMBER ":" NUMBER ")"       -> loc_pos
+        | KW_LOC "(" STRING ":" STRING [":" STRING] ")"     -> loc_node
+args: [VALUE_NAME ("," VALUE_NAME)*]
+
+?blob_value: BLOB_NAME | blob_init
+blob_init: KW_DENSE "<" dense_body ">" ":" TYPE                       -> init_dense
+         | KW_SPLAT "<" scalar ">" ":" TYPE                           -> init_splat
+         | KW_RANDOM "<" (KW_UNIFORM | KW_NORMAL) ["," KW_SEED "=" NUMBER] ["," KW_SCALE "=" NUMBER] ">" ":" TYPE -> init_random
+         | KW_BASE64 "<" STRING ">" ":" TYPE                          -> init_base64
+?dense_body: scalar | dense_list
+dense_list: "[" [dense_body ("," dense_body)*] "]"
+?scalar: NUMBER | KW_TRUE | KW_FALSE
+number_list: "[" [NUMBER ("," NUMBER)*] "]"
+?value: scalar | STRING | value_list | blob_value
+value_list: "[" [value ("," value)*] "]"
+
+VALUE_NAME: /%[A-Za-z0-9_.$-]+/
+BLOB_NAME: /@[A-Za-z0-9_.$-]+/
+EXTRA_KEY: /[a-z_][a-z0-9_]*(\.[a-z0-9_]+)+/
+NAME: /[a-z_][a-z0-9_]*/
+NUMBER: /[+-]?((inf|nan)(?![A-Za-z0-9_])|(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?)/
+TYPE: /(tensor|spikes|current)<[^>\n]*>/
+STRING: /"(\\.|[^"\\\n])*"/
+COMMENT: /\/\/[^\n]*/
+%import common.WS
+%ignore WS
+%ignore COMMENT
+"""
+_BASE_KEYWORDS = ("graph", "blob", "loc", "dense", "splat", "random", "uniform", "normal",
+                  "seed", "scale", "base64", "true", "false")
+
+# What a value of each field kind looks like in the grammar.
+_VALUE_RULE = {
+    "int": "NUMBER",
+    "float": "NUMBER",
+    "bool": "(KW_TRUE | KW_FALSE)",
+    "str": "STRING",
+    "ints": "number_list",
+    "floats": "number_list",
+    "blob": "blob_value",
+    "param": "(NUMBER | blob_value)",
+}
+
+_TERMINAL_WORDS = {
+    "VALUE_NAME": "a value name (like %x)",
+    "BLOB_NAME": "a blob name (like @w)",
+    "EXTRA_KEY": "a namespaced attribute (like calib.max)",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "TYPE": "a type (like tensor<10xf32>, spikes<10>, current<10>)",
+    "STRING": "a quoted string",
+    "$END": "end of input",
+}
+
+
+def _rule_name(kind: str) -> str:
+    return "op_" + kind.replace(".", "_")
+
+
+def _RULE_KINDS() -> dict[str, str]:
+    return {_rule_name(k): k for k in OPS}
+
+
+def keyword_terminal(text: str) -> str:
+    """The terminal of a keyword: whole words only, so 'ratee' is not 'rate' followed by 'e'."""
+    return "KW_" + re.sub(r"\W", "_", text).upper()
+
+
+def generate_grammar() -> str:
+    """The full lark grammar: the base rules plus one rule per registered op kind."""
+    keywords = set(_BASE_KEYWORDS)
+    lines = [_BASE_GRAMMAR, "op: " + "\n  | ".join(_rule_name(k) for k in sorted(OPS))]
+    for kind in sorted(OPS):
+        cls = OPS[kind]
+        rule = _rule_name(kind)
+        keywords.add(kind)
+        body = keyword_terminal(kind)
+        if cls.operand_specs():
+            body += ' "(" args ")"'
+        alternatives = []
+        for name, spec in cls.attr_specs():
+            keywords.add(name)
+            key = keyword_terminal(name)
+            if spec.kind == "enum":
+                keywords.update(spec.choices)
+                choices = " | ".join(keyword_terminal(c) for c in spec.choices)
+                lines.append(f"{rule}__{name}: {choices}")
+                alternatives.append(f'{key} "=" {rule}__{name}')
+            else:
+                alternatives.append(f'{key} "=" {_VALUE_RULE[spec.kind]}')
+        alternatives.append('EXTRA_KEY "=" value')
+        lines.append(f"{rule}__attr: " + "\n  | ".join(alternatives))
+        lines.append(f'{rule}__attrs: "{{" [{rule}__attr ("," {rule}__attr)*] "}}"')
+        body += f" [{rule}__attrs]"
+        if cls.HAS_RESULT:
+            body += ' ":" TYPE'
+        lines.append(f"{rule}: {body}")
+    terminals = {}
+    for text in sorted(keywords):
+        name = keyword_terminal(text)
+        if terminals.get(name, text) != text:
+            raise ValueError(f"keywords {text!r} and {terminals[name]!r} share terminal {name}")
+        terminals[name] = text
+        lines.append(f"{name}: /{re.escape(text)}(?![A-Za-z0-9_.])/")
+    return "\n".join(lines) + "\n"
+
+
+@cache
+def _parser() -> lark.Lark:
+    return lark.Lark(generate_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+# ---------------------------------------------------------------------------- error rendering
+
+
+def _describe(parser: lark.Lark, names: set[str]) -> list[str]:
+    op_keywords = {o for o in OPS}
+    words, ops = [], []
+    for n in sorted(names):
+        if n in _TERMINAL_WORDS:
+            words.append(_TERMINAL_WORDS[n])
+            continue
+        try:
+            pattern = parser.get_terminal(n).pattern
+        except KeyError:
+            words.append(n)
+            continue
+        text = pattern.value
+        if n.startswith("KW_"):
+            text = re.sub(r"\(\?!.*\)$", "", text).replace("\\", "")
+        if isinstance(pattern, lark.lexer.PatternStr) or n.startswith("KW_"):
+            (ops if text in op_keywords else words).append(f"'{text}'")
+        else:
+            words.append(n.lower())
+    if len(ops) > 4:
+        words.insert(0, "an operation (like 'ann.conv')")
+    else:
+        words[:0] = ops
+    return sorted(set(words), key=words.index)
+
+
+def _join_words(words: list[str]) -> str:
+    if len(words) <= 2:
+        return " or ".join(words)
+    return "one of: " + ", ".join(words)
+
+
+class _Source:
+    """Text of a file, for locations and caret lines."""
+
+    def __init__(self, text: str, filename: str):
+        self.lines = text.split("\n")
+        self.filename = filename
+
+    def line(self, n: int) -> str | None:
+        return self.lines[n - 1] if 1 <= n <= len(self.lines) else None
+
+    def error(self, message: str, line: int, col: int, hint: str | None = None) -> NmcError:
+        return NmcError(message, Loc(self.filename, line, col), hint=hint, source_line=self.line(line))
+
+    def at(self, meta_or_token, message: str, hint: str | None = None) -> NmcError:
+        return self.error(message, meta_or_token.line, meta_or_token.column, hint)
+
+
+def _unexpected(src: _Source, found: str, expected: list[str], line: int, col: int) -> NmcError:
+    if re.fullmatch(r"[a-z]+\.[a-z0-9_.]+", found) and any(w.startswith("an operation") for w in expected):
+        dialect = found.split(".")[0]
+        known = sorted(k for k in OPS if k.startswith(dialect + "."))
+        hint = (f"operations of dialect '{dialect}': {', '.join(known)}" if known
+                else f"known dialects: {', '.join(sorted({k.split('.')[0] for k in OPS}))}")
+        return src.error(f"unknown operation '{found}'", line, col, hint)
+    return src.error(f"unexpected '{found}'; expected {_join_words(expected)}", line, col)
+
+
+def _syntax_error(e: lark.exceptions.UnexpectedInput, src: _Source, parser: lark.Lark) -> NmcError:
+    if isinstance(e, lark.exceptions.UnexpectedCharacters):
+        line = src.line(e.line) or ""
+        word = re.match(r"[A-Za-z0-9_.%@$<>-]+|.", line[e.column - 1 :])
+        found = word.group(0) if word else line[e.column - 1 : e.column]
+        return _unexpected(src, found, _describe(parser, set(e.allowed)), e.line, e.column)
+    if isinstance(e, lark.exceptions.UnexpectedToken):
+        expected = _describe(parser, set(e.expected))
+        tok = e.token
+        history = getattr(e, "token_history", None) or []
+        prev = history[-1] if history else None
+        if tok.type == "$END" or (prev is not None and tok.line is not None and prev.end_line is not None and tok.line > prev.end_line):
+            if prev is not None:
+                return src.error(f"expected {_join_words(expected)} after '{prev}'", prev.end_line, prev.end_column)
+            return src.error(f"expected {_join_words(expected)}", 1, 1)
+        return _unexpected(src, str(tok), expected, tok.line, tok.column)
+    return src.error(str(e), getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1)
+
+
+# ------------------------------------------------------------------------------ tree → graph
+
+
+def _number(tok: lark.Token, src: _Source, integer: bool = False) -> int | float:
+    text = str(tok)
+    is_int = re.fullmatch(r"[+-]?\d+", text) is not None
+    if integer:
+        if not is_int:
+            raise src.at(tok, f"expected an integer, got '{text}'")
+        return int(text)
+    return int(text) if is_int else float(text)
+
+
+def _scalar(node, src: _Source):
+    if isinstance(node, lark.Token):
+        if node.type == "KW_TRUE":
+            return True
+        if node.type == "KW_FALSE":
+            return False
+        if node.type == "NUMBER":
+            return _number(node, src)
+        if node.type == "STRING":
+            return json.loads(str(node))
+    raise src.at(node.meta if isinstance(node, lark.Tree) else node, "expected a number")
+
+
+class _Builder:
+    def __init__(self, src: _Source, sidecar):
+        self.src = src
+        self.sidecar = sidecar  # callable: name -> array or None
+        self.values: dict[str, Value] = {}
+        self.blob_decls: dict[str, lark.Tree] = {}
+        self.blobs: dict[str, Blob] = {}
+        self.pending: dict[str, tuple[Value, lark.Token]] = {}
+
+    # -- types and blobs -----------------------------------------------------------------
+
+    def type(self, tok: lark.Token):
+        try:
+            return parse_type(str(tok))
+        except ValueError as err:
+            raise self.src.at(tok, str(err)) from None
+
+    def tensor_type(self, tok: lark.Token) -> TensorType:
+        t = self.type(tok)
+        if not isinstance(t, TensorType):
+            raise self.src.at(tok, f"a blob needs a tensor type, got {t}")
+        return t
+
+    def blob_init(self, node: lark.Tree) -> Blob:
+        t = self.tensor_type(node.children[-1])
+        dtype = DTYPES[t.dtype]
+        value = node.children[1]  # after the keyword
+        if node.data == "init_dense":
+            body = self._dense_value(value)
+            try:
+                arr = np.array(body, dtype=np.float64 if dtype.kind == "f" else object)
+                if arr.shape != t.shape:
+                    raise ValueError(f"has shape {list(arr.shape)}, the type says {list(t.shape)}")
+                arr = arr.astype(dtype)
+            except (ValueError, TypeError, OverflowError) as err:
+                raise self.src.at(node.meta, f"dense literal {err}") from None
+            return Blob(arr)
+        if node.data == "init_splat":
+            splat = _scalar(value, self.src)
+            return Blob(np.full(t.shape, splat, dtype=dtype), init=Splat(splat))
+        if node.data == "init_random":
+            dist, seed, scale = value, _after(node, "KW_SEED"), _after(node, "KW_SCALE")
+            seed_v = _number(seed, self.src, integer=True) if seed is not None else 0
+            scale_v = float(_number(scale, self.src)) if scale is not None else 1.0
+            data = random_array(str(dist), seed_v, scale_v, t.shape, dtype)
+            return Blob(data, init=Random(str(dist), seed_v, scale_v))
+        raw = base64.b64decode(json.loads(str(value)))
+        want = int(np.prod(t.shape)) * dtype.itemsize
+        if len(raw) != want:
+            raise self.src.at(node.meta, f"base64 blob holds {len(raw)} bytes, the type {t} needs {want}")
+        return Blob(np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(t.shape))
+
+    def _dense_value(self, node):
+        if isinstance(node, lark.Tree) and node.data == "dense_list":
+            return [self._dense_value(c) for c in node.children if c is not None]
+        return _scalar(node, self.src)
+
+    def blob_ref(self, node) -> Blob:
+        if isinstance(node, lark.Tree):
+            return self.blob_init(node)
+        name = str(node)[1:]
+        if name in self.blobs:
+            return self.blobs[name]
+        if name not in self.blob_decls:
+            raise self.src.at(node, f"use of undeclared blob @{name}",
+                              hint=f"declare it: blob @{name} : tensor<...>")
+        decl = self.blob_decls[name]
+        t = self.tensor_type(decl.children[2])
+        data = self.sidecar(name)
+        if data is None:
+            raise self.src.at(decl.meta, f"blob @{name} has no contents",
+                              hint=f"its data belongs in the sidecar '{self.src.filename}.npz'; "
+                                   "or print the IR with --print-blobs to keep blobs inline")
+        if data.shape != t.shape or data.dtype != DTYPES[t.dtype]:
+            raise self.src.at(decl.meta, f"blob @{name} in the sidecar is {data.dtype}{list(data.shape)}, the declaration says {t}")
+        b = self.blobs[name] = Blob(data, name=name)
+        return b
+
+    # -- attributes ------------------------------------------------------------------------
+
+    def attr_value(self, spec, node, key_tok):
+        src = self.src
+        if spec.kind == "int":
+            return _number(node, src, integer=True)
+        if spec.kind == "float":
+            return float(_number(node, src))
+        if spec.kind == "bool":
+            return node.type == "KW_TRUE"
+        if spec.kind == "str":
+            return json.loads(str(node))
+        if spec.kind == "enum":
+            return str(node.children[0])
+        if spec.kind in ("ints", "floats"):
+            items = [c for c in node.children if c is not None]
+            return tuple(_number(c, src, integer=spec.kind == "ints") for c in items)
+        if spec.kind == "blob":
+            return self.blob_ref(node)
+        if spec.kind == "param":
+            if isinstance(node, lark.Token) and node.type == "NUMBER":
+                return _number(node, src)
+            return self.blob_ref(node)
+        raise src.at(key_tok, f"unsupported field kind {spec.kind}")
+
+    def generic_value(self, node):
+        if isinstance(node, lark.Tree):
+            if node.data == "value_list":
+                return [self.generic_value(c) for c in node.children if c is not None]
+            return self.blob_init(node)
+        if node.type == "BLOB_NAME":
+            return self.blob_ref(node)
+        return _scalar(node, self.src)
+
+    # -- ops -------------------------------------------------------------------------------
+
+    def op(self, stmt: lark.Tree, graph: Graph) -> None:
+        result_tok, op_node, loc_node = stmt.children
+        rule = op_node.children[0]
+        kind = _RULE_KINDS()[rule.data]
+        cls = OPS[kind]
+        parts = {c.data if isinstance(c, lark.Tree) else c.type: c for c in rule.children if c is not None}
+        loc = self.loc(loc_node) if loc_node is not None else Loc(self.src.filename, stmt.meta.line, stmt.meta.column)
+        here = stmt.meta
+        if cls.HAS_RESULT and result_tok is None:
+            raise self.src.at(here, f"'{kind}' has a result: write '%name = {kind}...'")
+        if not cls.HAS_RESULT and result_tok is not None:
+            raise self.src.at(result_tok, f"'{kind}' has no result to name")
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        specs = dict(cls.attr_specs())
+        attrs = parts.get(f"{rule.data}__attrs")
+        for entry in (attrs.children if attrs is not None else []):
+            if entry is None:
+                continue
+            key_tok, value = entry.children
+            key = str(key_tok)
+            if key in kwargs or key in extra:
+                raise self.src.at(key_tok, f"attribute '{key}' given twice")
+            if key_tok.type == "EXTRA_KEY":
+                extra[key] = self.generic_value(value)
+            else:
+                kwargs[key] = self.attr_value(specs[key], value, key_tok)
+        missing = [n for n, s in cls.attr_specs() if n not in kwargs and _required(cls, n)]
+        if missing:
+            raise self.src.at(here, f"'{kind}' op needs attribute{'s' if len(missing) > 1 else ''} "
+                                    + ", ".join(f"'{m}'" for m in missing))
+        self._bind_operands(cls, parts.get("args"), kwargs, kind, here)
+        declared = self.type(parts["TYPE"]) if cls.HAS_RESULT else None
+        try:
+            op = cls(declared_type=declared, loc=loc, extra=extra, **kwargs)
+            inferred = op.infer_type() if not self._has_forward_refs(op) else None
+        except VerifyError as err:
+            raise self.src.at(here, err.message, hint=err.hint) from None
+        if inferred is not None:
+            if inferred != declared:
+                raise self.src.at(parts["TYPE"], f"result type {declared} does not match the type '{kind}' infers: {inferred}")
+            op.declared_type = None
+        if result_tok is not None:
+            name = str(result_tok)[1:]
+            if name in self.values:
+                raise self.src.at(result_tok, f"redefinition of %{name}")
+            op.result.name = name
+            self.values[name] = op.result
+        graph.ops.append(op)
+
+    def _has_forward_refs(self, op: Op) -> bool:
+        return any(v.owner is None for v in op.operands)
+
+    def _bind_operands(self, cls, args, kwargs, kind, here):
+        toks = [t for t in (args.children if args is not None else []) if t is not None]
+        values = [self._lookup(t, cls) for t in toks]
+        specs = cls.operand_specs()
+        fixed = [n for n, s in specs if s.kind == "operand"]
+        variadic = [n for n, s in specs if s.kind == "operands"]
+        if len(values) < len(fixed) or (not variadic and len(values) != len(fixed)):
+            want = f"at least {len(fixed)}" if variadic else str(len(fixed))
+            raise self.src.at(here, f"'{kind}' takes {want} operand{'s' if want != '1' else ''}, got {len(values)}")
+        for name, v in zip(fixed, values):
+            kwargs[name] = v
+        if variadic:
+            kwargs[variadic[0]] = values[len(fixed) :]
+
+    def _lookup(self, tok: lark.Token, cls) -> Value:
+        name = str(tok)[1:]
+        if name in self.values:
+            return self.values[name]
+        if not cls.FORWARD_REFS:
+            raise self.src.at(tok, f"use of undefined value %{name}",
+                              hint="values must be defined before use (only a population may name a later projection)")
+        if name not in self.pending:
+            self.pending[name] = (Value(None, name=name), tok)
+        return self.pending[name][0]
+
+    def resolve_forward_refs(self, graph: Graph) -> None:
+        for name, (placeholder, tok) in self.pending.items():
+            if name not in self.values:
+                raise self.src.at(tok, f"use of undefined value %{name}")
+            graph.replace_all_uses(placeholder, self.values[name])
+
+    def loc(self, node: lark.Tree) -> Loc:
+        if node.data == "loc_pos":
+            _, f, line, col = node.children
+            return Loc(json.loads(str(f)), _number(line, self.src, True), _number(col, self.src, True))
+        _, f, nodename, op_type = node.children
+        return Loc(json.loads(str(f)), node=json.loads(str(nodename)),
+                   op_type=json.loads(str(op_type)) if op_type is not None else None)
+
+
+def _after(node: lark.Tree, keyword: str):
+    """The child that follows the ``keyword`` token in ``node``, or None."""
+    kids = node.children
+    for i, c in enumerate(kids[:-1]):
+        if isinstance(c, lark.Token) and c.type == keyword:
+            return kids[i + 1]
+    return None
+
+
+def _required(cls, name: str) -> bool:
+    f = cls.__dataclass_fields__[name]
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+# ------------------------------------------------------------------------------ entry points
+
+
+def split_cases(text: str) -> list[str]:
+    """Split at ``// -----`` lines.  Each case keeps the file's line numbers: the lines of the
+    other cases are blanked, not removed."""
+    lines = text.split("\n")
+    bounds, start = [], 0
+    for i, line in enumerate(lines):
+        if line.strip() == CASE_SEPARATOR:
+            bounds.append((start, i))
+            start = i + 1
+    bounds.append((start, len(lines)))
+    if len(bounds) == 1:
+        return [text]
+    return ["\n".join(line if a <= i < b else "" for i, line in enumerate(lines)) for a, b in bounds]
+
+
+def parse_ir(text: str, filename: str = "<string>", sidecar=None, verify: bool = True) -> Graph:
+    """Parse one graph.  ``sidecar(name)`` returns the contents of a blob declared without
+    them (or None); by default there is no sidecar.  The verifier runs unless ``verify=False``."""
+    src = _Source(text, filename)
+    parser = _parser()
+    try:
+        tree = parser.parse(text)
+    except lark.exceptions.UnexpectedInput as e:
+        raise _syntax_error(e, src, parser) from None
+    builder = _Builder(src, sidecar or (lambda name: None))
+    header = tree.children[0]
+    graph = Graph()
+    if header is not None:
+        _, name_tok, meta = header.children
+        graph.name = str(name_tok)[1:]
+        for entry in (meta.children if meta is not None else []):
+            if entry is not None:
+                key, value = entry.children
+                graph.meta[str(key)] = builder.generic_value(value)
+    items = tree.children[1:]
+    for item in items:
+        if item.data in ("blob_decl", "blob_def"):
+            _, name_tok, body = item.children
+            name = str(name_tok)[1:]
+            if name in builder.blob_decls:
+                raise src.at(name_tok, f"redefinition of blob @{name}")
+            builder.blob_decls[name] = item
+            if item.data == "blob_def":
+                b = builder.blob_init(body)
+                b.name = name
+                builder.blobs[name] = b
+    for item in items:
+        if item.data == "op_stmt":
+            builder.op(item, graph)
+    builder.resolve_forward_refs(graph)
+    if verify:
+        from nmc.ir.verifier import verify as run_verifier
+
+        try:
+            run_verifier(graph)
+        except VerifyError as err:
+            if err.loc is not None and err.loc.file == filename and err.loc.line:
+                err.source_line = src.line(err.loc.line)
+            raise
+    return graph
+
+
+def parse_ir_cases(text: str, filename: str = "<string>", sidecar=None, verify: bool = True) -> list[Graph]:
+    """Parse every ``// -----`` separated case of a file."""
+    return [parse_ir(case, filename, sidecar, verify) for case in split_cases(text)]

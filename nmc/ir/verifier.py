@@ -1,0 +1,84 @@
+"""The graph verifier: runs on parse and after every pass (DESIGN §3).
+
+Checks, in order: SSA (every operand is defined in the graph, once, before its use — except a
+population naming a later projection, which closes a recurrent loop); each op's own rules and
+its result type against the type its operands imply; one ``ann.output``, last; no cycle that
+avoids a projection (every projection delays by at least one step); and stage invariants
+(integer and float populations are not mixed; integer state fits its bit width).
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from nmc.ir.core import Graph, Op, VerifyError
+
+
+def verify(graph: Graph) -> None:
+    """Raise :class:`VerifyError` (with the offending op's location) on the first broken rule."""
+    position: dict[int, int] = {}
+    for i, op in enumerate(graph.ops):
+        if id(op) in position:
+            raise op.error("appears twice in the graph")
+        position[id(op)] = i
+        if op.HAS_RESULT != (op.result is not None) or (op.result is not None and op.result.owner is not op):
+            raise op.error("has an inconsistent result value")
+    _verify_ssa(graph, position)
+    for op in graph.ops:
+        _verify_op(op)
+    _verify_output(graph)
+    _verify_cycles(graph)
+    _verify_stage(graph)
+
+
+def _verify_ssa(graph: Graph, position: dict[int, int]) -> None:
+    for i, op in enumerate(graph.ops):
+        for v in op.operands:
+            owner = v.owner
+            if owner is None or id(owner) not in position:
+                raise op.error(f"uses %{v.name or '?'}, which no op of the graph defines")
+            if position[id(owner)] >= i and not (op.FORWARD_REFS and owner.KIND == "snn.project"):
+                raise op.error(
+                    f"uses %{v.name or '?'} before its definition",
+                    hint="only a population may name a later projection (to close a recurrent loop)",
+                )
+
+
+def _verify_op(op: Op) -> None:
+    inferred = op.infer_type()
+    if inferred is not None and op.result is not None and inferred != op.result.type:
+        raise op.error(f"result type {op.result.type} does not match the inferred type {inferred}")
+    op.verify()
+
+
+def _verify_output(graph: Graph) -> None:
+    outs = graph.walk("ann.output")
+    if not graph.ops:
+        return
+    if len(outs) != 1:
+        where = outs[1] if outs else graph.ops[-1]
+        raise VerifyError(f"graph @{graph.name} must end with exactly one 'ann.output' op, found {len(outs)}", where.loc)
+    if graph.ops[-1] is not outs[0]:
+        raise outs[0].error("must be the last op of the graph")
+
+
+def _verify_cycles(graph: Graph) -> None:
+    g = graph.nx()
+    delayed = [(u, v, k) for u, v, k in g.edges(keys=True) if u.KIND == "snn.project"]
+    g.remove_edges_from(delayed)
+    if not nx.is_directed_acyclic_graph(g):
+        cycle = nx.find_cycle(g)
+        raise cycle[0][0].error("is on a cycle that passes through no delayed projection")
+
+
+def _verify_stage(graph: Graph) -> None:
+    pops = graph.walk("snn.population")
+    integer = [p for p in pops if p.bits]
+    if integer and len(integer) != len(pops):
+        floating = next(p for p in pops if not p.bits)
+        raise floating.error("is a float population in a graph with integer populations",
+                             hint="quantize converts every population at once")
+    for proj in graph.walk("snn.project"):
+        if bool(integer) != proj.is_integer and pops:
+            want = "integer" if integer else "float"
+            raise proj.error(f"must have {want} weights, like the populations of the graph")
