@@ -182,22 +182,22 @@ class _Unary(Op):
 
 @register("ann.relu")
 class Relu(_Unary):
-    pass
+    """``max(x, 0)``."""
 
 
 @register("ann.sigmoid")
 class Sigmoid(_Unary):
-    pass
+    """``1 / (1 + exp(-x))``."""
 
 
 @register("ann.tanh")
 class Tanh(_Unary):
-    pass
+    """Hyperbolic tangent."""
 
 
 @register("ann.identity")
 class Identity(_Unary):
-    pass
+    """The identity."""
 
 
 @register("ann.dropout")
@@ -209,6 +209,8 @@ class Dropout(_Unary):
 
 @register("ann.clip")
 class Clip(_Unary):
+    """``min(max(x, min), max)`` (ReLU6 is ``min = 0, max = 6``)."""
+
     min: float = real(-math.inf)
     max: float = real(math.inf)
 
@@ -218,6 +220,8 @@ class Clip(_Unary):
 
 @register("ann.leaky_relu")
 class LeakyRelu(_Unary):
+    """``x < 0 ? alpha * x : x``."""
+
     alpha: float = real(0.01)
 
 
@@ -239,6 +243,8 @@ class PRelu(_Unary):
 
 @register("ann.softmax")
 class Softmax(_Unary):
+    """Softmax along ``axis`` of the per-sample shape."""
+
     axis: int = integer(-1)
 
     def verify(self):
@@ -248,11 +254,13 @@ class Softmax(_Unary):
 
 @register("ann.log_softmax")
 class LogSoftmax(Softmax):
-    pass
+    """Log of the softmax along ``axis``."""
 
 
 @register("ann.maxpool")
 class MaxPool(Op):
+    """Max pooling (ONNX MaxPool): padded cells never win."""
+
     x: object = operand()
     kernel: tuple = ints()
     strides: tuple = ints(_ones)
@@ -269,6 +277,8 @@ class MaxPool(Op):
 
 @register("ann.avgpool")
 class AvgPool(Op):
+    """Average pooling (ONNX AveragePool); ``count_include_pad`` as ONNX defines it."""
+
     x: object = operand()
     kernel: tuple = ints()
     strides: tuple = ints(_ones)
@@ -314,16 +324,18 @@ class _Binary(Op):
 
 @register("ann.add")
 class Add(_Binary):
-    pass
+    """``a + b``."""
 
 
 @register("ann.mul")
 class Mul(_Binary):
-    pass
+    """``a * b``."""
 
 
 @register("ann.concat")
 class Concat(Op):
+    """Join the inputs along the per-sample ``axis``."""
+
     inputs: list = operands()
     axis: int = integer(0)
 
@@ -355,6 +367,8 @@ class Flatten(Op):
 
 @register("ann.reshape")
 class Reshape(Op):
+    """The per-sample shape becomes ``shape`` (C order)."""
+
     x: object = operand()
     shape: tuple = ints()
 
@@ -367,6 +381,8 @@ class Reshape(Op):
 
 @register("ann.transpose")
 class Transpose(Op):
+    """Permute the per-sample axes: result axis i is input axis ``perm[i]``."""
+
     x: object = operand()
     perm: tuple = ints()
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,17 +19,11 @@ def sidecar_path(path: str) -> str:
     return path + ".npz"
 
 
-def read_ir(path: str, verify: bool = True) -> list[Graph]:
-    """Every graph (``// -----`` case) of an ``.nmir`` file; blobs declared without contents
-    come from ``PATH.npz``."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise NmcError(f"cannot read IR: {err}", hint="expected a UTF-8 .nmir text file") from None
+def sidecar_loader(path: str) -> Callable[[str], np.ndarray | None]:
+    """A lookup of blob contents in ``PATH.npz``, read on first use (None: no such blob)."""
     loaded: dict[str, np.ndarray] | None = None
 
-    def sidecar(name: str):
+    def lookup(name: str) -> np.ndarray | None:
         nonlocal loaded
         if loaded is None:
             loaded = {}
@@ -40,7 +35,25 @@ def read_ir(path: str, verify: bool = True) -> list[Graph]:
                     raise NmcError(f"cannot read blob sidecar {sidecar_path(path)}: {err}") from None
         return loaded.get(name)
 
-    return parse_ir_cases(text, path, sidecar, verify)
+    return lookup
+
+
+def read_text(path: str) -> str:
+    """The text of an IR file (``-``: standard input)."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise NmcError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}",
+                       hint="expected a UTF-8 .nmir text file") from None
+
+
+def read_ir(path: str, verify: bool = True) -> list[Graph]:
+    """Every graph (``// -----`` case) of an ``.nmir`` file; blobs declared without contents
+    come from ``PATH.npz``."""
+    return parse_ir_cases(read_text(path), path, sidecar_loader(path), verify)
 
 
 def format_ir(graphs: Sequence[Graph], *, debuginfo: bool = False, print_blobs: bool = False) -> tuple[str, dict[str, np.ndarray]]:

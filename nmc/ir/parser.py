@@ -143,7 +143,7 @@ def generate_grammar() -> str:
 
 @cache
 def _parser() -> lark.Lark:
-    return lark.Lark(generate_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return lark.Lark(generate_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
 
 
 # ---------------------------------------------------------------------------- error rendering

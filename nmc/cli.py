@@ -1,0 +1,69 @@
+"""The ``nmc`` command: subcommands, diagnostics and exit codes (DESIGN §7).
+
+Exit status: 0 success; 1 the input is at fault (a diagnostic with its location); 2 the
+command line is misused; 70 an internal error (a bug: one line asking for a report, the
+traceback only with ``-v``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+import nmc
+from nmc.commands import COMMANDS
+from nmc.diagnostics import NmcError
+from nmc.passmanager import PassFailure
+
+EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 70
+REPORT_URL = "https://github.com/nmc-toolchain/nmc/issues"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nmc",
+        description="Compile trained neural networks for neuromorphic chips, and run them.",
+    )
+    parser.add_argument("--version", action="version", version=f"nmc {nmc.__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        p = sub.add_parser(command.NAME, help=command.HELP, description=command.__doc__,
+                           parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except NmcError as err:
+        print(err.render(), file=sys.stderr)
+        return err.exit_code
+    except PassFailure as err:
+        return _internal_error(err, args, str(err))
+    except KeyboardInterrupt:
+        print("nmc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 — anything else is a bug in nmc
+        return _internal_error(err, args, f"{type(err).__name__}: {err}")
+
+
+def _internal_error(err: BaseException, args, message: str) -> int:
+    first = message.splitlines()[0] if message else type(err).__name__
+    print(f"nmc: internal error: {first}", file=sys.stderr)
+    if getattr(args, "verbose", False):
+        traceback.print_exception(err, file=sys.stderr)
+    else:
+        print(f"  this is a bug in nmc; please report it at {REPORT_URL} "
+              "with the command and its input (rerun with -v for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Run a model, IR file or image on a batch of inputs.
+
+An ANN graph runs as an ANN; a spiking graph runs for T steps (plus the steps its deepest
+path needs to reach the output).  Prints a summary; -o, --record and --report write files.
+
+examples:
+  nmc run model.nmir --input x.npy -o out.npy
+  nmc run snn.nmir --input data.npz --timesteps 32 --record spikes.npz --report run.json
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from nmc.data import load_inputs
+from nmc.diagnostics import UsageError
+from nmc.fileio import atomic_write
+from nmc.runner import BACKENDS, run as run_artifact
+
+NAME = "run"
+HELP = "run a model or image on inputs"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("artifact", metavar="ARTIFACT", help="a model file, .nmir or image")
+    p.add_argument("--input", required=True, metavar="X.npy|DATA.npz", help="inputs (first axis = samples)")
+    p.add_argument("--backend", default="reference", help=f"executor: {', '.join(sorted(BACKENDS))} (default reference)")
+    p.add_argument("--timesteps", type=int, metavar="N", help="steps during which input is presented (spiking graphs)")
+    p.add_argument("--dt", type=float, metavar="SECONDS", help="time step for NIR models")
+    p.add_argument("-o", "--output", metavar="OUT.npy", help="decoded outputs, one row per sample")
+    p.add_argument("--record", metavar="SPIKES.npz", help="spike trains of the output population(s) [samples, steps, ...]")
+    p.add_argument("--record-all", action="store_true", help="with --record: every population, keyed by name")
+    p.add_argument("--report", metavar="R.json", help="a JSON report for pipelines")
+
+
+def _save_npy(path: str, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write(path, buf.getvalue())
+
+
+def run(args) -> int:
+    if args.timesteps is not None and args.timesteps < 1:
+        raise UsageError(f"--timesteps must be at least 1, got {args.timesteps}")
+    if args.record_all and not args.record:
+        raise UsageError("--record-all needs --record SPIKES.npz")
+    x, y = load_inputs(args.input)
+    record = ("all" if args.record_all else "output") if args.record else None
+    result = run_artifact(args.artifact, x, backend=args.backend, timesteps=args.timesteps, record=record, dt=args.dt)
+    if args.output:
+        if len(result.outputs) != 1:
+            raise UsageError(f"the model has {len(result.outputs)} outputs; -o takes one", hint="use --report, or a model with one output")
+        _save_npy(args.output, result.outputs[0])
+    if args.record:
+        arrays = result.recorded
+        if not args.record_all and len(arrays) == 1:
+            arrays = {"spikes": next(iter(arrays.values()))}
+        atomic_write(args.record, lambda f: np.savez_compressed(f, **arrays))
+    samples = len(x)
+    accuracy = float(np.mean(result.predictions() == y)) if y is not None else None
+    if args.report:
+        report = {
+            "backend": result.backend, "samples": samples, "timesteps": result.timesteps,
+            "latency_steps": result.steps, "compile_s": result.compile_s, "run_s": result.run_s,
+            "spikes": result.spikes, "synaptic_ops": result.synaptic_ops, **result.stats,
+        }
+        if accuracy is not None:
+            report["accuracy"] = accuracy
+        atomic_write(args.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    _print_summary(result, samples, accuracy)
+    return 0
+
+
+def _print_summary(result, samples: int, accuracy: float | None) -> None:
+    parts = [f"backend {result.backend}", f"{samples} samples"]
+    if result.timesteps is not None:
+        parts.append(f"T={result.timesteps} ({result.steps} steps with latency)")
+    print(" · ".join(parts))
+    if accuracy is not None:
+        print(f"accuracy {100 * accuracy:.2f} %")
+    if result.timesteps is not None:
+        print(f"spikes/sample {result.spikes / samples:.1f} · synaptic ops/sample {result.synaptic_ops / samples:.1f}")
+    print(f"time: prepare {result.compile_s:.3f} s, run {result.run_s:.3f} s")

@@ -1,0 +1,78 @@
+"""Frontends: every model format nmc reads, chosen by the file's content, then its extension.
+
+Each frontend registers a name, its extensions, a ``sniff(head)`` test on the first bytes of a
+file, and ``load(path, **options) -> Graph``.  :func:`load` is ``nmc.load`` and ``nmc import``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nmc.diagnostics import NmcError, UsageError
+from nmc.ir.core import Graph
+
+
+@dataclass(frozen=True)
+class Frontend:
+    name: str
+    extensions: tuple[str, ...]
+    sniff: Callable[[bytes], bool]
+    load: Callable[..., Graph]
+    options: tuple[str, ...] = ()  # keyword options it understands (e.g. dt, reset)
+
+
+FRONTENDS: list[Frontend] = []
+
+
+def register_frontend(frontend: Frontend) -> Frontend:
+    FRONTENDS.append(frontend)
+    return frontend
+
+
+def _load_nmir(path: str) -> Graph:
+    from nmc.ir.io import read_ir
+
+    graphs = read_ir(path)
+    if len(graphs) != 1:
+        raise NmcError(f"{path} holds {len(graphs)} graphs separated by '// -----'; expected one",
+                       hint="split the file, or use 'nmc opt --split-input-file'")
+    return graphs[0]
+
+
+def _looks_like_text_ir(head: bytes) -> bool:
+    text = head.lstrip()
+    return text.startswith((b"graph @", b"%", b"//", b"blob @"))
+
+
+register_frontend(Frontend("nmir", (".nmir",), _looks_like_text_ir, _load_nmir))
+
+
+def choose_frontend(path: str) -> Frontend:
+    """The frontend for ``path``: by content first, then by extension."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        raise NmcError(f"cannot open {path}: {err.strerror}") from None
+    for fe in FRONTENDS:
+        if fe.sniff(head):
+            return fe
+    ext = os.path.splitext(path)[1].lower()
+    for fe in FRONTENDS:
+        if ext in fe.extensions:
+            return fe
+    known = ", ".join(e for fe in FRONTENDS for e in fe.extensions)
+    raise NmcError(f"{path}: not a model file nmc can read", hint=f"nmc reads {known}")
+
+
+def load(path: str, **options) -> Graph:
+    """Read a model file into a graph.  Options a frontend does not take are refused."""
+    fe = choose_frontend(path)
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(fe.options))
+    if unknown:
+        raise UsageError(f"option{'s' if len(unknown) > 1 else ''} {', '.join('--' + u for u in unknown)} "
+                         f"do{'' if len(unknown) > 1 else 'es'} not apply to {fe.name} files")
+    return fe.load(path, **given)

@@ -1,0 +1,119 @@
+"""Running a model or image on a backend: ``nmc.run`` and ``nmc run`` (DESIGN §7).
+
+A backend turns an artifact into something runnable (the time that takes is ``compile_s``)
+and runs batches on it (``run_s``).  ``reference`` is the numpy semantics of
+:mod:`nmc.semantics`; other backends (the CPU runtime, chip emulators) register themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nmc.diagnostics import UsageError
+from nmc.ir.core import Graph
+
+
+@dataclass
+class RunResult:
+    """Outputs of a batch and what it cost.
+
+    ``outputs``: one array per graph output, first axis samples.  ``voltages``: final voltage
+    of each output's decoded population (spiking graphs), for tie-breaks.  ``recorded``:
+    spike trains ``[samples, steps, ...]`` by population name.  ``stats``: backend-specific
+    figures (the emulator's energy and link loads)."""
+
+    backend: str
+    outputs: list[np.ndarray]
+    voltages: list[np.ndarray | None] = field(default_factory=list)
+    recorded: dict[str, np.ndarray] = field(default_factory=dict)
+    timesteps: int | None = None
+    steps: int | None = None
+    spikes: int = 0
+    synaptic_ops: int = 0
+    compile_s: float = 0.0
+    run_s: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def predictions(self) -> np.ndarray:
+        """The class of each sample from the first output (ties broken by final voltage)."""
+        from nmc.semantics import classify
+
+        return classify(self.outputs[0], self.voltages[0] if self.voltages else None)
+
+
+Prepare = Callable[[Any], Callable[..., RunResult]]
+BACKENDS: dict[str, Prepare] = {}
+
+
+def register_backend(name: str, prepare: Prepare) -> None:
+    """``prepare(artifact)`` returns ``execute(inputs, timesteps=..., record=...) -> RunResult``."""
+    BACKENDS[name] = prepare
+
+
+def _population_names(graph: Graph, record: str | None) -> list:
+    """Populations to record: ``"output"`` (those feeding decodes), ``"all"``, or none."""
+    if record is None:
+        return []
+    pops = graph.walk("snn.population")
+    if record == "all":
+        return pops
+    return [d.x.owner for d in graph.walk("snn.decode")]
+
+
+def _prepare_reference(artifact: Any):
+    from nmc import semantics
+    from nmc.ir.verifier import verify
+
+    graph = artifact if isinstance(artifact, Graph) else getattr(artifact, "graph", None)
+    if graph is None:
+        raise UsageError("the reference backend runs a graph or an image that carries one")
+    verify(graph)
+
+    def execute(inputs: Sequence[np.ndarray], timesteps: int | None = None, record: str | None = None) -> RunResult:
+        spiking = any(op.dialect == "snn" for op in graph.ops)
+        if not spiking:
+            res = semantics.run_ann(graph, inputs)
+            return RunResult("reference", res.outputs)
+        pops = _population_names(graph, record)
+        res = semantics.run_snn(graph, inputs, timesteps, record=pops)
+        names = {id(p): p.result.name or f"population{i}" for i, p in enumerate(graph.walk("snn.population"))}
+        return RunResult("reference", res.outputs, voltages=res.voltages,
+                         recorded={names[id(p)]: s for p, s in res.spikes.items()},
+                         timesteps=res.timesteps, steps=res.steps,
+                         spikes=res.spike_count, synaptic_ops=res.synaptic_ops)
+
+    return execute
+
+
+register_backend("reference", _prepare_reference)
+
+
+def load_artifact(path_or_graph: Any, **options) -> Any:
+    """A graph or image from a path (a model file of any frontend, or an image), or as given."""
+    if not isinstance(path_or_graph, str):
+        return path_or_graph
+    from nmc.frontends import load
+
+    return load(path_or_graph, **options)
+
+
+def run(artifact: Any, inputs: np.ndarray | Sequence[np.ndarray], *, backend: str = "reference",
+        timesteps: int | None = None, record: str | None = None, **load_options) -> RunResult:
+    """Run ``artifact`` (a path, graph or image) on a batch.  ``record``: None, ``"output"``
+    or ``"all"`` populations' spike trains."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend '{backend}'", hint="backends: " + ", ".join(sorted(BACKENDS)))
+    start = time.perf_counter()
+    execute = BACKENDS[backend](load_artifact(artifact, **load_options))
+    compile_s = time.perf_counter() - start
+    batch = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    start = time.perf_counter()
+    result = execute(batch, timesteps=timesteps, record=record)
+    result.run_s = time.perf_counter() - start
+    result.compile_s = compile_s
+    return result

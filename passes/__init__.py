@@ -1,0 +1,3 @@
+"""The pass library (``nmc.passes``): importing it registers every pass."""
+
+from nmc.passes import canonicalize  # noqa: F401

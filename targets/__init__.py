@@ -1,0 +1,1 @@
+"""Targets (``nmc.targets``): chip descriptions, images, emulators and the CPU runtime."""
