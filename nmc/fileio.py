@@ -8,13 +8,21 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str, content: bytes | Callable[[BinaryIO], object]) -> None:
     """Write ``content`` (bytes, or a function that writes to a binary file) to ``path``.
 
-    On any failure the temporary file is removed and ``path`` is left as it was."""
+    The file gets the permissions a plain ``open(path, "w")`` would give.  On any failure
+    the temporary file is removed and ``path`` is left as it was."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".nmc-", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, _default_mode())
         with os.fdopen(fd, "wb") as f:
             if isinstance(content, bytes | bytearray):
                 f.write(content)

@@ -116,7 +116,7 @@ def test_failed_run_leaves_no_output(tmp_path, good, capsys):
     np.save(x, np.zeros((2, 5), np.float32))  # wrong per-sample shape
     assert main(["run", str(good), "--input", str(x), "-o", str(out)]) == 1
     assert not out.exists()
-    assert "expects" in capsys.readouterr().err
+    assert "expected [samples, 4]" in capsys.readouterr().err
 
 
 def test_run_reference_writes_outputs_and_report(tmp_path, good):

@@ -6,6 +6,7 @@ file, and ``load(path, **options) -> Graph``.  :func:`load` is ``nmc.load`` and 
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +47,22 @@ def _looks_like_text_ir(head: bytes) -> bool:
     return text.startswith((b"graph @", b"%", b"//", b"blob @"))
 
 
+def _lazy(module: str, function: str) -> Callable[..., Graph]:
+    """A loader that imports its frontend module on first use (keeps ``nmc`` quick to start)."""
+
+    def load_with(path: str, **options) -> Graph:
+        return getattr(importlib.import_module(module), function)(path, **options)
+
+    return load_with
+
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
 register_frontend(Frontend("nmir", (".nmir",), _looks_like_text_ir, _load_nmir))
+register_frontend(Frontend("nir", (".nir",), lambda head: head.startswith(_HDF5_MAGIC),
+                           _lazy("nmc.frontends.nir", "load_nir"), options=("dt", "reset")))
+register_frontend(Frontend("onnx", (".onnx",), lambda head: False, _lazy("nmc.frontends.onnx", "load_onnx")))
+register_frontend(Frontend("nmd", (".nmd",), lambda head: False, _lazy("nmc.frontends.dsl", "load_nmd")))
 
 
 def choose_frontend(path: str) -> Frontend:

@@ -150,7 +150,7 @@ class Printer:
         if isinstance(value, str):
             return value if re.fullmatch(r"[a-z_][a-z0-9_]*", value) else json.dumps(value)
         if isinstance(value, tuple | list):
-            return "[" + ", ".join(self.attr_text(x) for x in value) + "]"
+            return "[" + ", ".join(json.dumps(x) if isinstance(x, str) else self.attr_text(x) for x in value) + "]"
         raise TypeError(f"cannot print attribute value {value!r}")
 
     def attr_dict(self, op: Op) -> str:

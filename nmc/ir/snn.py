@@ -196,7 +196,8 @@ class Project(Op):
 class Population(Op):
     """Current-based LIF neurons (DESIGN §5); IF is ``du = 4096, dv = 0``.
 
-    Parameters are numbers or blobs broadcast to the population's shape.  ``bits = 0``: float
+    Parameters are numbers or blobs broadcast to the population's shape.  Decays ``du``,
+    ``dv`` lie in [0, 4096] (units of 1/4096 per step); integer populations need integers.  ``bits = 0``: float
     semantics; ``bits = B``: integer semantics with current and voltage saturated to B-bit
     signed range.  The type is declared: ``: spikes<500>``."""
 
@@ -233,16 +234,16 @@ class Population(Op):
             arr = value.data if isinstance(value, Blob) else np.asarray(value)
             require(self, not np.any(np.isnan(arr)), f"{name} contains NaN")
             if name in ("du", "dv"):
-                require(self, bool(np.all((arr >= 0) & (arr <= DECAY_ONE))) and bool(np.all(arr == np.round(arr))),
-                        f"{name} must be integers in [0, {DECAY_ONE}]")
+                require(self, bool(np.all((arr >= 0) & (arr <= DECAY_ONE))), f"{name} must lie in [0, {DECAY_ONE}]")
         if self.bits:
             limit = 2 ** (self.bits - 1)
-            for name in ("threshold", "bias", "v0"):
+            for name in self.PARAMS:
                 value = getattr(self, name)
                 arr = value.data if isinstance(value, Blob) else np.asarray(value)
                 require(self, bool(np.all(arr == np.round(arr))), f"{name} must be integers in an integer ({self.bits}-bit) population")
-                require(self, bool(np.all((arr >= -limit) & (arr < limit))),
-                        f"{name} does not fit the {self.bits}-bit state")
+                if name in ("threshold", "bias", "v0"):
+                    require(self, bool(np.all((arr >= -limit) & (arr < limit))),
+                            f"{name} does not fit the {self.bits}-bit state")
 
 
 @register("snn.decode")

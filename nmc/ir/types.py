@@ -55,6 +55,11 @@ class Type:
 class TensorType(Type):
     dtype: str = "f32"
 
+    @property
+    def np_dtype(self) -> np.dtype:
+        """The numpy element type (``f32`` → ``float32``)."""
+        return DTYPES[self.dtype]
+
     def __str__(self) -> str:
         if not self.shape:
             return f"tensor<{self.dtype}>"

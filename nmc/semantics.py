@@ -1,0 +1,542 @@
+"""The reference semantics: what every graph means (DESIGN §5).  Plain numpy, for clarity.
+
+This module is the oracle every executor (CPU runtime, chip emulators) is tested against.
+
+* ``ann.*`` ops follow ONNX exactly (NCHW; ``pads`` = begins then ends; floor or ceil window
+  counts; dilations; groups; ``count_include_pad``).  Arrays carry a leading batch axis;
+  each op computes in float64 and rounds its result to its declared element type.
+* ``snn.*`` graphs run in discrete steps.  A population integrates at step ``t`` the spikes
+  its sources emitted at ``t - d`` (``d`` = the projection's delay).  Input presented at step
+  ``t`` (``0 <= t < T``) counts as emitted at ``t - 1``: the host injects it before the step,
+  so a first population sees it at ``t + d - 1`` and a feed-forward path of total delay ``D``
+  needs ``T + D - 1`` steps (:func:`latency_steps`).
+* Float populations compute in float64 without saturation; integer populations (``bits = B``)
+  compute in int64 and saturate current and voltage to B-bit signed range, as Lava's
+  bit-accurate Loihi model does.
+
+Entry points: :func:`run_ann`, :func:`run_snn`, :func:`run` (either), :func:`eval_op` (one
+ann op on batched arrays), :func:`classify`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from nmc.diagnostics import NmcError
+from nmc.hashrng import hash3
+from nmc.ir.ann import pooled_size
+from nmc.ir.core import Blob, Graph, Op, Value, param_array
+from nmc.ir.snn import DECAY_ONE
+from nmc.ir.types import TensorType
+
+RATE_ONE = 256  # rate encoder: x = 1 is 256 quanta, one spike per step
+POISSON_ONE = 65536  # poisson encoder: probabilities in units of 2**-16
+
+# ------------------------------------------------------------------------------ windows
+
+
+def _window_geometry(spatial, kernel, strides, pads, dilations, ceil_mode=False):
+    """Output sizes and the end padding each axis needs so every window lies in the array."""
+    n = len(kernel)
+    out, extra = [], []
+    for i in range(n):
+        o = pooled_size(spatial[i], kernel[i], strides[i], pads[i], pads[n + i], dilations[i], ceil_mode)
+        reach = (o - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1
+        extra.append(max(0, reach - (spatial[i] + pads[i] + pads[n + i])))
+        out.append(o)
+    return tuple(out), tuple(extra)
+
+
+def _pad(x, pads, extra, value):
+    """Pad the spatial axes (all after the first two) of ``x``: ONNX pads plus ``extra`` at the end."""
+    n = len(extra)
+    width = [(0, 0), (0, 0)] + [(pads[i], pads[n + i] + extra[i]) for i in range(n)]
+    return np.pad(x, width, constant_values=value)
+
+
+def _windows(padded, kernel, strides, dilations, out):
+    """For each kernel offset, the strided view ``[N, C, *out]`` of the cells it covers."""
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        index = tuple(
+            slice(o * d, o * d + s * (n - 1) + 1, s) for o, d, s, n in zip(offset, dilations, strides, out)
+        )
+        yield offset, padded[(slice(None), slice(None)) + index]
+
+
+def _conv(x, w, strides, pads, dilations, groups):
+    """ONNX Conv without bias: ``x`` [N, C, *spatial], ``w`` [O, C/groups, *kernel]."""
+    kernel = w.shape[2:]
+    out, extra = _window_geometry(x.shape[2:], kernel, strides, pads, dilations)
+    padded = _pad(x, pads, extra, 0.0)
+    n_out, c_group = w.shape[0], w.shape[1]
+    o_group = n_out // groups
+    y = np.zeros((x.shape[0], n_out, *out), dtype=np.result_type(x, w))
+    for offset, view in _windows(padded, kernel, strides, dilations, out):
+        for g in range(groups):
+            xs = view[:, g * c_group:(g + 1) * c_group]
+            ws = w[(slice(g * o_group, (g + 1) * o_group), slice(None)) + offset]
+            y[:, g * o_group:(g + 1) * o_group] += np.einsum("nc...,oc->no...", xs, ws)
+    return y
+
+
+def _sum_windows(padded, kernel, strides, out):
+    """Sum of each (undilated) window of an already padded ``[N, C, *spatial]`` array."""
+    views = [v for _, v in _windows(padded, kernel, strides, (1,) * len(kernel), out)]
+    return np.add.reduce(views)
+
+
+def _window_sum(x, kernel, strides, pads, ceil_mode=False):
+    """Sum of each pooling window of ``x`` [N, C, *spatial], zero padded."""
+    out, extra = _window_geometry(x.shape[2:], kernel, strides, pads, (1,) * len(kernel), ceil_mode)
+    return _sum_windows(_pad(x, pads, extra, 0), kernel, strides, out)
+
+
+def _maxpool(op, x):
+    out, extra = _window_geometry(x.shape[2:], op.kernel, op.strides, op.pads, op.dilations, op.ceil_mode)
+    padded = _pad(x, op.pads, extra, -np.inf)
+    return np.maximum.reduce([v for _, v in _windows(padded, op.kernel, op.strides, op.dilations, out)])
+
+
+def _avgpool(op, x):
+    """ONNX AveragePool: the divisor counts the real cells of each window, plus the explicit
+    pads when ``count_include_pad``; never the overhang that ``ceil_mode`` adds."""
+    n = len(op.kernel)
+    out, extra = _window_geometry(x.shape[2:], op.kernel, op.strides, op.pads, (1,) * n, op.ceil_mode)
+    total = _sum_windows(_pad(x, op.pads, extra, 0.0), op.kernel, op.strides, out)
+    cells = _pad(np.ones((1, 1, *x.shape[2:])), op.pads, (0,) * n, float(op.count_include_pad))
+    cells = _pad(cells, (0,) * (2 * n), extra, 0.0)
+    return total / _sum_windows(cells, op.kernel, op.strides, out)
+
+
+# ------------------------------------------------------------------------------ ann ops
+
+
+def _per_sample(arr: np.ndarray, rank: int) -> np.ndarray:
+    """``arr`` [N, *shape] with ones inserted after the batch axis up to ``rank`` sample axes
+    (numpy broadcasting of per-sample shapes, aligned from the right)."""
+    missing = rank - (arr.ndim - 1)
+    return arr.reshape(arr.shape[:1] + (1,) * missing + arr.shape[1:])
+
+
+def _axis(axis: int) -> int:
+    """A per-sample axis as an axis of the batched array."""
+    return axis + 1 if axis >= 0 else axis
+
+
+def _softmax(x, axis):
+    z = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _dense(op, x):
+    y = x @ op.weight.data.astype(np.float64).T
+    return y + op.bias.data if op.bias is not None else y
+
+
+def _conv_op(op, x):
+    w = op.weight.data.astype(np.float64)
+    y = _conv(x, w, op.strides, op.pads, op.dilations, op.groups)
+    if op.bias is not None:
+        y = y + op.bias.data.reshape((1, -1) + (1,) * (y.ndim - 2))
+    return y
+
+
+def _batchnorm(op, x):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    c = lambda b: b.data.astype(np.float64).reshape(shape)  # noqa: E731
+    return (x - c(op.mean)) / np.sqrt(c(op.var) + op.epsilon) * c(op.scale) + c(op.bias)
+
+
+def _binary(fn):
+    def apply(op, a, b):
+        rank = len(op.result.type.shape)
+        return fn(_per_sample(a, rank), _per_sample(b, rank))
+
+    return apply
+
+
+ANN_SEMANTICS = {
+    "ann.dense": _dense,
+    "ann.conv": _conv_op,
+    "ann.batchnorm": _batchnorm,
+    "ann.relu": lambda op, x: np.maximum(x, 0.0),
+    "ann.sigmoid": lambda op, x: 1.0 / (1.0 + np.exp(-x)),
+    "ann.tanh": lambda op, x: np.tanh(x),
+    "ann.identity": lambda op, x: x,
+    "ann.dropout": lambda op, x: x,
+    "ann.clip": lambda op, x: np.clip(x, op.min, op.max),
+    "ann.leaky_relu": lambda op, x: np.where(x < 0, op.alpha * x, x),
+    "ann.prelu": lambda op, x: np.where(x < 0, op.slope.data.astype(np.float64) * x, x),
+    "ann.softmax": lambda op, x: _softmax(x, _axis(op.axis)),
+    "ann.log_softmax": lambda op, x: np.log(_softmax(x, _axis(op.axis))),
+    "ann.maxpool": _maxpool,
+    "ann.avgpool": _avgpool,
+    "ann.global_avgpool": lambda op, x: np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True),
+    "ann.add": _binary(np.add),
+    "ann.mul": _binary(np.multiply),
+    "ann.concat": lambda op, *xs: np.concatenate(xs, axis=_axis(op.axis)),
+    "ann.flatten": lambda op, x: x.reshape(len(x), -1),
+    "ann.reshape": lambda op, x: x.reshape((len(x), *op.shape)),
+    "ann.transpose": lambda op, x: x.transpose((0, *(p + 1 for p in op.perm))),
+}
+
+
+def eval_op(op: Op, args: list[np.ndarray], batch: int) -> np.ndarray:
+    """One ``ann`` op on batched operands (``[batch, *shape]``); the result has the op's
+    element type.  ``ann.constant`` repeats its value for each of ``batch`` samples."""
+    t = op.result.type
+    if op.KIND == "ann.constant":
+        return np.broadcast_to(op.value.data, (batch, *t.shape)).astype(t.np_dtype)
+    fn = ANN_SEMANTICS.get(op.KIND)
+    if fn is None:
+        raise NmcError(f"the reference semantics has no rule for '{op.KIND}' here", op.loc)
+    with np.errstate(over="ignore", under="ignore"):
+        result = fn(op, *(np.asarray(a, dtype=np.float64) for a in args))
+    return np.asarray(result).astype(t.np_dtype)
+
+
+# --------------------------------------------------------------------------- ANN graphs
+
+
+@dataclass
+class AnnResult:
+    """``outputs``: one array per graph output.  ``values``: every op's result (with ``keep``)."""
+
+    outputs: list[np.ndarray]
+    values: dict[Value, np.ndarray] = field(default_factory=dict)
+
+
+def bind_inputs(graph: Graph, inputs, time_axis: set[int] = frozenset()) -> tuple[dict[Value, np.ndarray], int]:
+    """Check ``inputs`` against the graph's inputs; returns (value → array, batch size).
+
+    Input ``i`` must be ``[N, *shape]`` (``[N, T, *shape]`` for ``i`` in ``time_axis``)."""
+    values = list(graph.inputs)
+    arrays = [np.asarray(a) for a in inputs]
+    if len(arrays) != len(values):
+        raise NmcError(f"graph @{graph.name} has {len(values)} input(s), {len(arrays)} array(s) were given")
+    bound, batch = {}, None
+    for i, (v, a) in enumerate(zip(values, arrays)):
+        shape = v.type.shape
+        lead = 2 if i in time_axis else 1
+        what = "[samples, steps, " if lead == 2 else "[samples, "
+        if a.ndim != len(shape) + lead or tuple(a.shape[lead:]) != tuple(shape):
+            raise NmcError(f"input {i} (%{v.name}) has shape {list(a.shape)}, expected "
+                           f"{what}{', '.join(map(str, shape))}]",
+                           hint="the first axis of an input file holds the samples")
+        if batch is not None and len(a) != batch:
+            raise NmcError(f"inputs disagree on the number of samples ({batch} and {len(a)})")
+        batch = len(a)
+        bound[v] = a
+    return bound, batch or 0
+
+
+def _host_ops(graph: Graph, values: dict[Value, np.ndarray], ops: list[Op], batch: int) -> None:
+    for op in ops:
+        if op.KIND in ("ann.input", "ann.output"):
+            continue
+        values[op.result] = eval_op(op, [values[v] for v in op.operands], batch)
+
+
+def run_ann(graph: Graph, inputs, keep: bool = False) -> AnnResult:
+    """Evaluate an ``ann`` graph on a batch (``inputs``: one ``[N, *shape]`` array per input)."""
+    values, batch = bind_inputs(graph, inputs)
+    values = {v: a.astype(v.type.np_dtype) for v, a in values.items()}
+    _host_ops(graph, values, graph.ops, batch)
+    outputs = [values[v] for v in graph.outputs]
+    return AnnResult(outputs, values if keep else {})
+
+
+# ------------------------------------------------------------------------------- time
+
+
+def is_spiking(graph: Graph) -> bool:
+    return any(op.dialect == "snn" for op in graph.ops)
+
+
+def _is_back_edge(graph: Graph, producer: Op, consumer: Op) -> bool:
+    return graph.index(producer) > graph.index(consumer)
+
+
+def latency_steps(graph: Graph, timesteps: int) -> int:
+    """Steps a run takes: ``T + D - 1``, ``D`` the largest total delay along a path of the
+    network that does not go round a recurrent loop (at least 1)."""
+    g = graph.nx()
+    g.remove_edges_from([(a, b, k) for a, b, k in g.edges(keys=True) if _is_back_edge(graph, a, b)])
+    for a, b, k in g.edges(keys=True):
+        g.edges[a, b, k]["delay"] = a.delay if a.KIND == "snn.project" else 0
+    depth = nx.dag_longest_path_length(g, weight="delay") if len(g) else 0
+    return timesteps + max(depth, 1) - 1
+
+
+# ------------------------------------------------------------------------- projections
+
+
+def _fanout(p: Op) -> np.ndarray:
+    """Structural fan-out of each source neuron of projection ``p`` (synapses it drives)."""
+    src = p.src.type
+    if p.kind == "dense":
+        return np.full(src.size, p.weight.shape[0], dtype=np.int64)
+    if p.kind == "one_to_one":
+        return np.ones(src.size, dtype=np.int64)
+    if p.kind == "sparse":
+        return np.diff(p.indptr.data).astype(np.int64)
+    # conv2d and pool: each output cell whose window covers a source cell is one synapse;
+    # counted by scattering ones back through the windows.
+    kernel = p.weight.shape[2:] if p.kind == "conv2d" else p.kernel
+    dil = p.dilations if p.kind == "conv2d" else (1, 1)
+    out, extra = _window_geometry(src.shape[1:], kernel, p.strides, p.pads, dil)
+    covered = _pad(np.zeros((1, 1, *src.shape[1:]), dtype=np.int64), p.pads, extra, 0)
+    for _, view in _windows(covered, kernel, p.strides, dil, out):
+        view += 1
+    h, w = src.shape[1:]
+    covered = covered[0, 0, p.pads[0]:p.pads[0] + h, p.pads[1]:p.pads[1] + w]
+    per_channel = p.weight.shape[0] // p.groups if p.kind == "conv2d" else 1
+    return np.broadcast_to(covered * per_channel, src.shape).reshape(-1).astype(np.int64)
+
+
+def project(p: Op, s: np.ndarray, integer: bool) -> np.ndarray:
+    """The current ``p`` delivers for source values ``s`` ([N, *source shape]), flat [N, size]."""
+    n = len(s)
+    dtype = np.int64 if integer else np.float64
+    weight = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
+    weight = weight.astype(dtype)
+    s = s.astype(dtype)
+    if p.kind == "dense":
+        y = s.reshape(n, -1) @ weight.T
+    elif p.kind == "conv2d":
+        y = _conv(s, weight, p.strides, p.pads, p.dilations, p.groups)
+    elif p.kind == "pool":
+        y = _window_sum(s, p.kernel, p.strides, p.pads) * weight
+    elif p.kind == "one_to_one":
+        y = s * weight
+    else:  # sparse, CSR by presynaptic neuron
+        sources = np.repeat(np.arange(p.src.type.size), np.diff(p.indptr.data))
+        y = np.zeros((n, int(np.prod(p.shape))), dtype=dtype)
+        np.add.at(y, (slice(None), p.indices.data), s.reshape(n, -1)[:, sources] * weight)
+    y = y.reshape(n, -1)
+    return y << p.exponent if integer else y * 2.0**p.exponent
+
+
+# ------------------------------------------------------------------------------ neurons
+
+
+def _saturate(x: np.ndarray, bits: int) -> np.ndarray:
+    limit = 1 << (bits - 1)
+    return np.clip(x, -limit, limit - 1)
+
+
+def decay(x: np.ndarray, d: np.ndarray, integer: bool) -> np.ndarray:
+    """``x`` after one step of decay ``d`` (units of 1/4096); integers round toward zero."""
+    if integer:
+        return np.sign(x) * ((np.abs(x) * (DECAY_ONE - d)) >> 12)
+    return x * (DECAY_ONE - d) / DECAY_ONE
+
+
+@dataclass
+class NeuronState:
+    """One population's state for a batch; :meth:`step` advances it by one step."""
+
+    op: Op
+    u: np.ndarray
+    v: np.ndarray
+
+    @classmethod
+    def initial(cls, op: Op, batch: int) -> NeuronState:
+        dtype = np.int64 if op.bits else np.float64
+        shape = (batch, op.result.type.size)
+        v0 = np.broadcast_to(_flat_param(op, "v0", dtype), shape).copy()
+        return cls(op, np.zeros(shape, dtype=dtype), v0)
+
+    def step(self, current: np.ndarray) -> np.ndarray:
+        """Integrate ``current`` ([N, size]); returns this step's spikes (0/1, int64)."""
+        op, integer = self.op, bool(self.op.bits)
+        dtype = np.int64 if integer else np.float64
+        theta, bias = _flat_param(op, "threshold", dtype), _flat_param(op, "bias", dtype)
+        du, dv = _flat_param(op, "du", dtype), _flat_param(op, "dv", dtype)
+        u = decay(self.u, du, integer) + current
+        v = decay(self.v, dv, integer) + u + bias
+        if integer:
+            u, v = _saturate(u, op.bits), _saturate(v, op.bits)
+        fired = v > theta
+        self.v = np.where(fired, v - theta if op.reset == "subtract" else 0, v).astype(dtype)
+        self.u = u.astype(dtype)
+        return fired.astype(np.int64)
+
+
+def _flat_param(op: Op, name: str, dtype) -> np.ndarray:
+    shape = op.result.type.shape
+    return param_array(getattr(op, name), shape, dtype).reshape(-1)
+
+
+# ------------------------------------------------------------------------------ encoders
+
+
+def encode(op: Op, x: np.ndarray, t: int, timesteps: int, state: dict, integer: bool) -> np.ndarray:
+    """What encoder ``op`` emits for presentation step ``t`` (zero once ``t >= timesteps``).
+
+    ``x`` is the encoder's input (``[N, T, *shape]`` for ``spikes``); ``state`` holds the
+    rate accumulators between calls."""
+    shape = (len(x), op.result.type.size)
+    if t >= timesteps:
+        return np.zeros(shape, dtype=np.int64 if integer or op.encoding != "current" else np.float64)
+    if op.encoding == "rate":
+        q = np.clip(np.floor(x.reshape(shape).astype(np.float64) * RATE_ONE + 0.5), 0, RATE_ONE).astype(np.int64)
+        acc = state.get(op, np.zeros(shape, dtype=np.int64)) + q
+        fired = acc >= RATE_ONE
+        state[op] = acc - RATE_ONE * fired
+        return fired.astype(np.int64)
+    if op.encoding == "poisson":
+        p = np.floor(np.clip(x.reshape(shape).astype(np.float64), 0.0, 1.0) * POISSON_ONE + 0.5).astype(np.uint64)
+        draw = hash3(op.seed, t, np.arange(shape[1], dtype=np.uint64)) >> np.uint64(48)
+        return (draw[None, :] < p).astype(np.int64)
+    if op.encoding == "current":
+        c = x.reshape(shape).astype(np.float64) * op.scale
+        return np.floor(c + 0.5).astype(np.int64) if integer else c
+    return x[:, t].reshape(shape).astype(np.int64)  # spikes
+
+
+# ----------------------------------------------------------------------------- SNN graphs
+
+
+@dataclass
+class SnnResult:
+    """A spiking run.  ``outputs``: one array per graph output.  ``voltages``: final voltage of
+    the population each output decodes (None for other outputs).  ``spikes``: recorded trains
+    ``[N, steps, *shape]`` by population op.  ``spike_count``: population spikes, all samples.
+    ``synaptic_ops``: Σ over emitted events of the synapses each drives (all samples)."""
+
+    outputs: list[np.ndarray]
+    voltages: list[np.ndarray | None]
+    spikes: dict[Op, np.ndarray]
+    timesteps: int
+    steps: int
+    spike_count: int
+    synaptic_ops: int
+
+
+def _resolve_timesteps(graph: Graph, encoders: list[Op], host: dict, timesteps: int | None) -> int:
+    trains = [host[e.x].shape[1] for e in encoders if e.encoding == "spikes"]
+    if timesteps is None:
+        timesteps = graph.meta.get("timesteps")
+    if timesteps is None and trains:
+        timesteps = trains[0]
+    if timesteps is None:
+        raise NmcError(f"spiking graph @{graph.name} needs a number of timesteps",
+                       hint="pass --timesteps N (or timesteps=N), or record it in the graph's meta")
+    for n in trains:
+        if n != timesteps:
+            raise NmcError(f"the input spike train has {n} steps, but the run presents input for {timesteps}",
+                           hint="drop --timesteps to use the train's length")
+    if timesteps < 1:
+        raise NmcError(f"timesteps must be at least 1, got {timesteps}")
+    return int(timesteps)
+
+
+def _split_host(graph: Graph) -> tuple[list[Op], list[Op], list[Op]]:
+    """(ann ops before the network, snn ops, ann ops reading decoded outputs)."""
+    snn = [op for op in graph.ops if op.dialect == "snn"]
+    downstream = set()
+    g = graph.nx()
+    for op in graph.walk("snn.decode"):
+        downstream |= nx.descendants(g, op)
+    pre = [op for op in graph.ops if op.dialect == "ann" and op not in downstream]
+    post = [op for op in graph.ops if op.dialect == "ann" and op in downstream]
+    return pre, snn, post
+
+
+def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> SnnResult:
+    """Run a spiking graph on a batch (DESIGN §5).  ``record``: population ops whose spike
+    trains to return.  Inputs feeding ``spikes`` encoders carry a time axis ``[N, T, ...]``."""
+    trains = {i for i, v in enumerate(graph.inputs)
+              if any(u.KIND == "snn.encode" and u.encoding == "spikes" for u in graph.users(v))}
+    for e in graph.walk("snn.encode"):
+        if e.encoding == "spikes" and (e.x.owner is None or e.x.owner.KIND != "ann.input"):
+            raise NmcError("a 'spikes' encoder must read a graph input directly", e.loc)
+    host, batch = bind_inputs(graph, inputs, trains)
+    pre, _, post = _split_host(graph)
+    _host_ops(graph, host, pre, batch)
+    encoders = graph.walk("snn.encode")
+    projections = graph.walk("snn.project")
+    populations = graph.walk("snn.population")
+    T = _resolve_timesteps(graph, encoders, host, timesteps)
+    steps = latency_steps(graph, T)
+
+    integer_proj = {p: p.is_integer for p in projections}
+    integer_enc = {e: all(integer_proj[u] for u in graph.users(e.result) if u.KIND == "snn.project")
+                   and any(u.KIND == "snn.project" for u in graph.users(e.result)) for e in encoders}
+    fanout = {p: _fanout(p) for p in projections}
+    state = {pop: NeuronState.initial(pop, batch) for pop in populations}
+    # history[pop][t]: spikes at step t; history[encoder][i]: presentation step i (emitted at i - 1)
+    history: dict[Op, list[np.ndarray]] = {op: [] for op in encoders + populations}
+    accumulators: dict = {}
+    counts = {pop: np.zeros((batch, pop.result.type.size), dtype=np.int64) for pop in populations}
+    synaptic_ops = 0
+
+    def emitted(src: Op, t: int):
+        """What ``src`` emitted at step ``t`` (encoders: presentation step ``t + 1``)."""
+        trace = history[src]
+        offset = 1 if src.KIND == "snn.encode" else 0  # encoder traces start at step -1
+        i = t + offset
+        return trace[i] if 0 <= i < len(trace) else None
+
+    for t in range(-1, steps):
+        # encoders: input presented at step t + 1 is emitted at step t
+        for e in encoders:
+            history[e].append(encode(e, host[e.x], t + 1, T, accumulators, integer_enc[e]))
+        if t < 0:
+            continue
+        fired = {}
+        for pop in populations:
+            current = np.zeros((batch, pop.result.type.size), dtype=np.int64 if pop.bits else np.float64)
+            for c in pop.currents:
+                p = c.owner
+                s = emitted(p.src.owner, t - p.delay)
+                if s is None:
+                    continue
+                synaptic_ops += int(np.sum((s != 0) @ fanout[p]))
+                shaped = s.reshape((batch, *p.src.type.shape))
+                current = current + project(p, shaped, integer_proj[p]).astype(current.dtype)
+            fired[pop] = state[pop].step(current)
+            counts[pop] += fired[pop]
+        for pop in populations:  # after all updates: within a step, order does not matter
+            history[pop].append(fired[pop])
+    outputs_by_value = {}
+    voltages_by_value = {}
+    for d in graph.walk("snn.decode"):
+        pop = d.x.owner
+        final_v = state[pop].v.reshape((batch, *pop.result.type.shape)).astype(np.float32)
+        counted = counts[pop].reshape((batch, *pop.result.type.shape)).astype(np.float32)
+        outputs_by_value[d.result] = final_v if d.mode == "membrane" else counted
+        voltages_by_value[d.result] = final_v
+    host.update(outputs_by_value)
+    _host_ops(graph, host, post, batch)
+    outputs = [host[v] for v in graph.outputs]
+    voltages = [voltages_by_value.get(v) for v in graph.outputs]
+    recorded = {pop: np.stack(history[pop], axis=1).reshape((batch, steps, *pop.result.type.shape))
+                for pop in record}
+    spike_count = int(sum(int(c.sum()) for c in counts.values()))
+    return SnnResult(outputs, voltages, recorded, T, steps, spike_count, synaptic_ops)
+
+
+def run(graph: Graph, inputs, timesteps: int | None = None, record=()) -> AnnResult | SnnResult:
+    """:func:`run_snn` for spiking graphs, :func:`run_ann` otherwise."""
+    if is_spiking(graph):
+        return run_snn(graph, inputs, timesteps, record)
+    return run_ann(graph, inputs)
+
+
+def classify(outputs: np.ndarray, voltages: np.ndarray | None = None) -> np.ndarray:
+    """The class of each sample: the index of the largest output; among equal outputs the one
+    with the highest final ``voltages`` (if given), then the lowest index."""
+    scores = np.asarray(outputs).reshape(len(outputs), -1)
+    best = scores == scores.max(axis=1, keepdims=True)
+    if voltages is None:
+        return np.argmax(best, axis=1)
+    v = np.asarray(voltages, dtype=np.float64).reshape(len(outputs), -1)
+    v = np.where(best, v, -np.inf)
+    return np.argmax(v == v.max(axis=1, keepdims=True), axis=1)
