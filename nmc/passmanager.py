@@ -220,6 +220,7 @@ class Instruments:
     time_passes: bool = False
     pass_statistics: bool = False
     debug_only: set[str] = field(default_factory=set)
+    remarks: bool = False  # print the remarks passes leave ("remark: pass: ...")
     reproducer: str | None = None  # path for a crash reproducer (default: a temporary file)
     stream: Any = None  # where dumps and tables go (default sys.stderr)
 
@@ -329,6 +330,8 @@ class PassManager:
             if handler is not None:
                 logging.getLogger("nmc.pass").removeHandler(handler)
             ctx.current = None
+        if ins.remarks:
+            out.writelines(f"remark: {r}\n" for r in ctx.remarks)
         if ins.time_passes:
             out.write(self.timing_report())
         if ins.pass_statistics:

@@ -35,6 +35,7 @@ def _fold_batchnorm(bn: Op, graph: Graph, ctx: PassContext) -> bool:
         bias=Blob(bias.astype(w.dtype), producer.bias.name if producer.bias is not None else None),
     )
     graph.replace(producer, folded)
+    folded.result.name = bn.result.name  # the value users see keeps its name
     graph.replace(bn, folded.result)
     ctx.log.debug("folded %r into %r", bn, folded)
     return True
@@ -82,7 +83,8 @@ class DropIdentity(PatternPass):
 
 
 def _fold_constant(op: Op, graph: Graph, ctx: PassContext) -> bool:
-    """Replace an ``ann`` op whose operands are all constants by the constant it computes."""
+    """Replace an ``ann`` op whose operands are all constants by the constant it computes;
+    operand constants left without users go too."""
     operands = op.operands
     if op.dialect != "ann" or op.result is None or not operands or op.KIND == "ann.constant":
         return False
@@ -91,6 +93,9 @@ def _fold_constant(op: Op, graph: Graph, ctx: PassContext) -> bool:
     value = semantics.eval_op(op, [v.owner.value.data[None] for v in operands], batch=1)[0]
     folded = Constant(value=Blob(value), loc=op.loc)
     graph.replace(op, folded)
+    for v in dict.fromkeys(operands):
+        if not graph.users(v):
+            graph.erase(v.owner)
     ctx.log.debug("folded %r to a constant", op)
     return True
 

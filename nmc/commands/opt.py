@@ -63,6 +63,7 @@ def run(args) -> int:
         pass_statistics=args.pass_statistics,
         debug_only=_pass_names(args.debug_only, "--debug-only"),
         reproducer=args.reproducer,
+        remarks=True,
     )
     passes = PassManager(pipeline).passes  # parse (and refuse a bad pipeline) before any work
     cases = split_cases(text) if args.split_input_file else [text]

@@ -64,7 +64,7 @@ def _check_window(op: Op, x: TensorType, kernel, ceil_mode: bool = False) -> tup
     require(op, x.rank == n + 1, f"expects a rank-{n + 1} input (channels + {n} spatial axes) per sample, got {x}")
     require(op, len(op.strides) == n and all(s >= 1 for s in op.strides), f"needs {n} strides >= 1, got {list(op.strides)}")
     require(op, len(op.pads) == 2 * n and all(p >= 0 for p in op.pads), f"needs {2 * n} pads >= 0, got {list(op.pads)}")
-    dil = getattr(op, "dilations", (1,) * n)
+    dil = getattr(op, "dilations", None) or (1,) * n  # pool projections have none
     require(op, len(dil) == n and all(d >= 1 for d in dil), f"needs {n} dilations >= 1, got {list(dil)}")
     out = tuple(
         pooled_size(x.shape[1 + i], kernel[i], op.strides[i], op.pads[i], op.pads[n + i], dil[i], ceil_mode)
