@@ -1,3 +1,7 @@
 """The pass library (``nmc.passes``): importing it registers every pass."""
 
 from nmc.passes import canonicalize  # noqa: F401
+from nmc.passes import calibrate  # noqa: F401
+from nmc.passes import normalize  # noqa: F401
+from nmc.passes import convert  # noqa: F401
+from nmc.passes import quantize  # noqa: F401

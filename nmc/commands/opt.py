@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sys
 
+from nmc.data import load_inputs
 from nmc.diagnostics import NmcError, UsageError
 from nmc.ir.io import format_ir, read_text, sidecar_loader, write_ir
 from nmc.ir.parser import parse_ir, split_cases
 from nmc.passmanager import Instruments, PassContext, PassManager, load_passes, read_reproducer_pipeline
+from nmc.targets.chip import load_chip
 
 NAME = "opt"
 HELP = "run passes over textual IR"
@@ -35,6 +37,8 @@ def add_arguments(p) -> None:
     p.add_argument("--print-blobs", action="store_true", help="print large blobs inline as base64")
     p.add_argument("--reproducer", metavar="PATH", help="where to write a reproducer if a pass fails")
     p.add_argument("--run-reproducer", action="store_true", help="take the pipeline from the input's reproducer header")
+    p.add_argument("--calib", metavar="DATA.npz", help="calibration data for calibrate/normalize (x of a .npz, or a .npy)")
+    p.add_argument("--target", metavar="CHIP", help="target chip (shipped name or .toml path) for passes that need one")
 
 
 def _pass_names(text: str, flag: str) -> set[str]:
@@ -66,12 +70,15 @@ def run(args) -> int:
         remarks=True,
     )
     passes = PassManager(pipeline).passes  # parse (and refuse a bad pipeline) before any work
+    calibration = load_inputs(args.calib)[0] if args.calib else None
+    target = load_chip(args.target) if args.target else None
     cases = split_cases(text) if args.split_input_file else [text]
     done, failures = [], 0
     for case in cases:
         try:
             graph = parse_ir(case, filename, sidecar)
-            PassManager(passes, PassContext(verify=not args.no_verify, instruments=instruments)).run(graph)
+            PassManager(passes, PassContext(verify=not args.no_verify, instruments=instruments,
+                                                 calibration=calibration, target=target)).run(graph)
             done.append(graph)
         except NmcError as err:
             if not args.split_input_file:

@@ -1,0 +1,391 @@
+"""ANN → SNN conversion (rate coding; Diehl et al. 2015, Rueckauer et al. 2017).
+
+Every ReLU becomes a population of IF neurons (threshold 1, so a normalised activation ``a``
+becomes a firing rate ``min(1, a)``).  The linear ops between ReLUs become projections into
+that population: dense and conv → ``dense``/``conv2d``, average pooling → ``pool``, the
+branches of an ``add`` and the parts of a ``concat`` → several projections into one
+population, flatten/reshape → nothing (currents meet neurons by flat index), a multiplication
+by a constant → a factor in the projection's weights.  Biases become the population's
+constant bias current.  The graph's output layer becomes a non-spiking population (infinite
+threshold) read by ``snn.decode{mode = membrane}``.  See docs/conversion.md.
+
+While converting, each ann value is one of:
+
+* :class:`Spk` — spikes of an snn op (encoder or population),
+* :class:`Cur` — a sum of projections from spiking sources, plus a bias (not yet neurons),
+* :class:`Parts` — a concatenation of spiking values (split by whoever consumes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from nmc import semantics
+from nmc.diagnostics import NmcError
+from nmc.ir import snn
+from nmc.ir.core import Blob, Graph, Op, Value
+from nmc.ir.types import SpikeType
+from nmc.passmanager import Pass, PassContext, register_pass
+
+REFUSED = {
+    "ann.sigmoid": "a sigmoid is bounded on both sides and not positively homogeneous; IF neurons with "
+                   "rate coding compute only ReLU-like (max(0, x)) activations",
+    "ann.tanh": "tanh takes negative values, which a firing rate cannot represent",
+    "ann.softmax": "a softmax normalises across neurons, which no population of independent IF neurons can do",
+    "ann.log_softmax": "a log-softmax normalises across neurons, which no population of independent IF neurons can do",
+    "ann.leaky_relu": "its negative slope needs negative firing rates",
+    "ann.prelu": "its negative slope needs negative firing rates",
+    "ann.batchnorm": "batch normalisation must be folded into the preceding dense/conv first",
+    "ann.transpose": "a transpose of spiking values has no projection form here",
+}
+HINTS = {
+    "ann.softmax": "a softmax at the output is removed by canonicalize (strip-output-softmax); inside the "
+                   "network, replace it by a ReLU and retrain",
+    "ann.log_softmax": "at the output, canonicalize removes it (strip-output-softmax)",
+    "ann.batchnorm": "run fold-batchnorm (or canonicalize) before convert-to-spiking",
+}
+
+
+@dataclass
+class Spk:
+    """Spikes of ``value`` (an encoder or a population), seen with the ann ``shape``."""
+
+    value: Value
+    shape: tuple
+    depth: int  # projections between the encoder and this op
+
+
+@dataclass
+class Term:
+    """One projection to be made: ``fields`` of an ``snn.project`` reading ``src``."""
+
+    src: Spk
+    fields: dict
+
+    def scaled(self, factor: float) -> Term:
+        w = self.fields["weight"]
+        w = Blob(w.data.astype(np.float64) * factor, w.name) if isinstance(w, Blob) else float(w) * factor
+        return Term(self.src, {**self.fields, "weight": w})
+
+    def nonnegative(self) -> bool:
+        w = self.fields["weight"]
+        return bool(np.all((w.data if isinstance(w, Blob) else np.asarray(w)) >= 0))
+
+
+@dataclass
+class Cur:
+    """Σ of projections into ``shape`` plus ``bias`` (flat, per neuron) — a linear value."""
+
+    terms: list[Term]
+    shape: tuple
+    bias: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Parts:
+    """Spiking values joined along per-sample ``axis``."""
+
+    parts: list[Spk]
+    axis: int
+    shape: tuple
+
+
+@dataclass
+class Converter:
+    graph: Graph
+    ctx: PassContext
+    options: ConvertToSpiking
+    ops: list[Op] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def refuse(self, op: Op, why: str, hint: str | None = None) -> NmcError:
+        return NmcError(f"cannot convert '{op.KIND}' to spiking neurons: {why}", op.loc, hint=hint)
+
+    def emit(self, op: Op, name: str | None = None) -> Value:
+        self.ops.append(op)
+        if name and op.result is not None:
+            op.result.name = name
+        return op.result
+
+    def spikes_of(self, op: Op, v: Value) -> Spk | Parts:
+        """The operand as spikes, materialising a non-negative linear value as IF neurons."""
+        x = self.env.get(v)
+        if isinstance(x, Spk | Parts):
+            return x
+        if isinstance(x, Cur):
+            if all(t.nonnegative() for t in x.terms) and (x.bias is None or np.all(x.bias >= 0)):
+                self.env[v] = self.population(x, op, name=v.name)  # later readers share these neurons
+                return self.env[v]
+            raise self.refuse(op, "its input is a linear layer that may be negative and has no ReLU after it",
+                              hint="put a ReLU between linear layers (average pooling of spikes needs none)")
+        raise self.refuse(op, f"its input %{v.name} is not a spiking value")
+
+    def linear_of(self, op: Op, v: Value) -> Cur:
+        x = self.env.get(v)
+        if isinstance(x, Cur):
+            return x
+        if isinstance(x, Spk):
+            return Cur([Term(x, {"kind": "one_to_one", "weight": 1.0})], x.shape)
+        raise self.refuse(op, f"its input %{v.name} is a concatenation, which only dense and conv layers can read",
+                          hint="feed the concat into a dense or conv layer")
+
+    def project(self, term: Term, name: str | None) -> Value:
+        fields = dict(term.fields)
+        w = fields["weight"]
+        if isinstance(w, Blob) and w.data.dtype != np.float32:
+            fields["weight"] = Blob(w.data.astype(np.float32), w.name)
+        return self.emit(snn.Project(src=term.src.value, **fields), name)
+
+    def population(self, cur: Cur, op: Op, name: str | None, *, spiking: bool = True,
+                   threshold: float = 1.0, reset: str | None = None, v0: float | None = None) -> Spk:
+        """IF neurons integrating ``cur`` (see the module docstring)."""
+        depth = max(t.src.depth for t in cur.terms) + 1
+        currents = [self.project(t, f"{name}.in{i}" if name else None) for i, t in enumerate(cur.terms)]
+        bias = np.zeros(cur.size) if cur.bias is None else np.asarray(cur.bias, dtype=np.float64).reshape(-1)
+        v0 = (self.options.v0 * threshold if spiking else 0.0) if v0 is None else v0
+        v0s = v0 - (depth - 1) * bias if self.options.bias_correction else np.full(cur.size, v0)
+        pop = snn.Population(currents=currents, threshold=threshold if spiking else float("inf"),
+                             bias=_param(bias, cur.shape, f"{name}.bias" if name else None),
+                             v0=_param(v0s, cur.shape, f"{name}.v0" if name else None),
+                             reset=reset or self.options.reset, declared_type=SpikeType(tuple(cur.shape)), loc=op.loc)
+        self.emit(pop, name)
+        self.ctx.stat("populations")
+        self.ctx.stat("neurons", cur.size)
+        return Spk(pop.result, tuple(cur.shape), depth)
+
+    # -- ops ------------------------------------------------------------------------------
+
+    def weighted(self, op: Op) -> Cur:
+        x = self.spikes_of(op, op.x)
+        w = op.weight.data.astype(np.float64)
+        bias = None if op.bias is None else np.repeat(op.bias.data.astype(np.float64),
+                                                      int(np.prod(op.result.type.shape[1:])))
+        out = tuple(op.result.type.shape)
+        if op.KIND == "ann.dense":
+            parts = x.parts if isinstance(x, Parts) else [x]
+            cols = np.cumsum([0] + [int(np.prod(p.shape)) for p in parts])
+            terms = [Term(p, {"kind": "dense", "weight": Blob(w[:, a:b], _part_name(op.weight.name, i, len(parts)))})
+                     for i, (p, a, b) in enumerate(zip(parts, cols[:-1], cols[1:]))]
+            return Cur(terms, out, bias)
+        if len(op.weight.shape) != 4:
+            raise self.refuse(op, "only 2-D convolutions have a spiking form (snn.project kind conv2d)")
+        geometry = {"strides": op.strides, "pads": op.pads, "dilations": op.dilations, "groups": op.groups}
+        if isinstance(x, Parts):
+            if x.axis != 0 or op.groups != 1:
+                raise self.refuse(op, "it reads a concatenation that is not along channels (or uses groups)")
+            chans = np.cumsum([0] + [p.shape[0] for p in x.parts])
+            terms = [Term(p, {"kind": "conv2d", "weight": Blob(w[:, a:b], _part_name(op.weight.name, i, len(x.parts))),
+                              **geometry}) for i, (p, a, b) in enumerate(zip(x.parts, chans[:-1], chans[1:]))]
+            return Cur(terms, out, bias)
+        self.require_image(op, x)
+        return Cur([Term(x, {"kind": "conv2d", "weight": op.weight, **geometry})], out, bias)
+
+    def require_image(self, op: Op, x: Spk) -> None:
+        if len(x.shape) != 3 or tuple(x.value.type.shape) != tuple(x.shape):
+            raise self.refuse(op, f"it needs [C, H, W] spikes, its input is {list(x.shape)} "
+                                  f"(held by neurons of shape {list(x.value.type.shape)})")
+
+    def avgpool(self, op: Op) -> Cur:
+        x = self.spikes_of(op, op.x)
+        if isinstance(x, Parts):
+            raise self.refuse(op, "pooling a concatenation is not supported", hint="pool each part before the concat")
+        self.require_image(op, x)
+        if op.KIND == "ann.global_avgpool":
+            kernel, strides, pads = tuple(x.shape[1:]), (1, 1), (0, 0, 0, 0)
+            weight = 1.0 / (x.shape[1] * x.shape[2])
+        else:
+            if len(op.kernel) != 2:
+                raise self.refuse(op, "only 2-D pooling has a spiking form")
+            kernel, strides, pads = op.kernel, op.strides, op.pads
+            ceil = semantics._window_geometry(x.shape[1:], kernel, strides, pads, (1, 1), op.ceil_mode)[0]
+            floor = semantics._window_geometry(x.shape[1:], kernel, strides, pads, (1, 1), False)[0]
+            if ceil != floor:
+                raise self.refuse(op, "ceil_mode adds windows a pool projection does not have",
+                                  hint="pad the input explicitly instead of ceil_mode")
+            cells = semantics._window_sum(np.ones((1, 1, *x.shape[1:])), kernel, strides, pads)[0]
+            count = np.full_like(cells, float(np.prod(kernel))) if op.count_include_pad else cells
+            weight = 1.0 / count
+            weight = float(weight.flat[0]) if np.all(weight == weight.flat[0]) else Blob(weight.astype(np.float32))
+        fields = {"kind": "pool", "weight": weight, "kernel": tuple(kernel), "strides": tuple(strides), "pads": tuple(pads)}
+        return Cur([Term(x, fields)], tuple(op.result.type.shape))
+
+    def maxpool(self, op: Op) -> Spk:
+        """Max pooling as a spiking OR: a neuron fires in a step when any neuron of its window
+        fired in the previous step (pool weight 1, threshold 0.5, reset to zero).  Its rate is
+        at least the largest input rate, and equals it when the window's spikes coincide."""
+        x = self.env.get(op.x)
+        if not isinstance(x, Spk):
+            raise self.refuse(op, "max pooling has no exact spiking form and this one reads a linear value",
+                              hint="apply the ReLU before the MaxPool (they commute), so the pool reads spikes")
+        self.require_image(op, x)
+        if len(op.kernel) != 2 or op.dilations != (1, 1) or op.ceil_mode:
+            raise self.refuse(op, "only 2-D max pooling without dilation or ceil_mode has a spiking form")
+        fields = {"kind": "pool", "weight": 1.0, "kernel": tuple(op.kernel), "strides": op.strides, "pads": op.pads}
+        cur = Cur([Term(x, fields)], tuple(op.result.type.shape))
+        self.ctx.remark(f"max pooling %{op.result.name} approximated by a spiking OR of its window (docs/conversion.md)")
+        return self.population(cur, op, op.result.name, threshold=0.5, reset="zero", v0=0.0)
+
+    def add(self, op: Op) -> Cur:
+        a, b = self.linear_of(op, op.a), self.linear_of(op, op.b)
+        if a.size != b.size or tuple(op.result.type.shape) != tuple(a.shape):
+            raise self.refuse(op, "its operands differ in shape (broadcasting has no projection form)")
+        bias = _add_bias(a.bias, b.bias, a.size)
+        return Cur(a.terms + b.terms, a.shape, bias)
+
+    def mul(self, op: Op):
+        const = [_scalar(v) for v in (op.a, op.b)]
+        if const[0] is None and const[1] is None:
+            raise self.refuse(op, "only a multiplication by a one-element constant has a projection form")
+        factor, v = (const[1], op.a) if const[1] is not None else (const[0], op.b)
+        x = self.linear_of(op, v)
+        return Cur([t.scaled(factor) for t in x.terms], x.shape, None if x.bias is None else x.bias * factor)
+
+    def concat(self, op: Op) -> Parts:
+        parts = []
+        for v in op.inputs:
+            x = self.spikes_of(op, v)
+            if isinstance(x, Parts) and x.axis != op.axis:
+                raise self.refuse(op, "nested concatenations along different axes are not supported")
+            parts.extend(x.parts if isinstance(x, Parts) else [x])
+        return Parts(parts, op.axis, tuple(op.result.type.shape))
+
+    def reshape(self, op: Op):
+        x = self.env.get(op.x)
+        shape = tuple(op.result.type.shape)
+        if isinstance(x, Spk | Cur):
+            return replace(x, shape=shape)
+        if isinstance(x, Parts) and x.axis == 0 and len(shape) == 1:  # channel-major parts stay contiguous
+            return Parts([replace(p, shape=(int(np.prod(p.shape)),)) for p in x.parts], 0, shape)
+        raise self.refuse(op, "this reshape of a concatenation mixes its parts")
+
+    def relu_like(self, op: Op):
+        x = self.env.get(op.x)
+        if op.KIND == "ann.clip" and (op.min != 0.0 or op.max < 1.0):
+            raise self.refuse(op, f"clip to [{op.min}, {op.max}] differs from the IF neuron's range [0, 1] "
+                                  "(after normalisation)", hint="normalize first; only min = 0 and max >= 1 convert")
+        if isinstance(x, Spk | Parts):
+            return x  # spikes are never negative
+        return self.population(x, op, op.result.name)
+
+    def output(self, op: Op) -> list[Value]:
+        decoded = []
+        for v in op.values:
+            x = self.env.get(v)
+            if isinstance(x, Cur):
+                spk = self.population(x, op, v.name, spiking=False)
+                mode = "membrane"
+            elif isinstance(x, Spk) and x.value.owner.KIND == "snn.population":
+                spk, mode = x, "count"
+            else:
+                raise self.refuse(op, f"output %{v.name} is not computed by neurons")
+            decoded.append(self.emit(snn.Decode(x=spk.value, mode=mode, loc=op.loc), f"{v.name}.out" if v.name else None))
+        return decoded
+
+    def run(self) -> None:
+        inputs, outputs = [], None
+        for op in self.graph.ops:
+            kind = op.KIND
+            if kind == "ann.input":
+                inputs.append(op)
+                enc = snn.Encode(x=op.result, encoding=self.options.encoding, seed=self.ctx.seed, loc=op.loc)
+                self.env[op.result] = Spk(self.emit(enc, f"{op.result.name}.enc"), tuple(op.result.type.shape), 0)
+                if self.options.encoding in ("rate", "poisson") and float(op.extra.get("calib.max", 0.0)) > 1.0:
+                    self.ctx.remark(f"input %{op.result.name} exceeds 1 ({op.extra['calib.max']:g}); "
+                                    f"{self.options.encoding} encoding clips it to [0, 1]")
+            elif kind == "ann.constant":
+                self.env[op.result] = None
+            elif kind in ("ann.dense", "ann.conv"):
+                self.env[op.result] = self.weighted(op)
+            elif kind in ("ann.avgpool", "ann.global_avgpool"):
+                self.env[op.result] = self.avgpool(op)
+            elif kind == "ann.maxpool":
+                self.env[op.result] = self.maxpool(op)
+            elif kind in ("ann.relu", "ann.clip"):
+                self.env[op.result] = self.relu_like(op)
+            elif kind == "ann.add":
+                self.env[op.result] = self.add(op)
+            elif kind == "ann.mul":
+                self.env[op.result] = self.mul(op)
+            elif kind == "ann.concat":
+                self.env[op.result] = self.concat(op)
+            elif kind in ("ann.flatten", "ann.reshape"):
+                self.env[op.result] = self.reshape(op)
+            elif kind in ("ann.identity", "ann.dropout"):
+                self.env[op.result] = self.env.get(op.x)
+            elif kind == "ann.output":
+                outputs = op.with_changes(values=self.output(op))
+            elif kind in REFUSED:
+                raise self.refuse(op, REFUSED[kind], HINTS.get(kind))
+            elif op.dialect == "ann":
+                raise self.refuse(op, "no conversion rule for this op")
+            else:
+                raise self.refuse(op, "the graph is already (partly) spiking")
+        self.graph.ops = inputs + self.ops + ([outputs] if outputs is not None else [])
+
+
+def _param(values: np.ndarray, shape: tuple, name: str | None):
+    """A per-neuron parameter: a number when all neurons share it, else a blob of ``shape``."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    if flat.size and np.all(flat == flat[0]):
+        return float(flat[0])
+    return Blob(flat.reshape(shape).astype(np.float32), name)
+
+
+def _scalar(v: Value) -> float | None:
+    o = v.owner
+    if o is not None and o.KIND == "ann.constant" and o.value.size == 1:
+        return float(o.value.data.reshape(-1)[0])
+    return None
+
+
+def _add_bias(a, b, size):
+    if a is None and b is None:
+        return None
+    return (np.zeros(size) if a is None else a) + (np.zeros(size) if b is None else b)
+
+
+def _part_name(name: str | None, i: int, n: int) -> str | None:
+    return name if n == 1 or name is None else f"{name}.{i}"
+
+
+@register_pass("convert-to-spiking")
+class ConvertToSpiking(Pass):
+    """Convert a (normalised) ``ann`` graph into a float ``snn`` graph of IF neurons.
+
+    Requires: an ``ann`` graph of dense/conv(2-D)/relu/clip/avgpool/global_avgpool/maxpool/
+    add/mul-by-constant/concat/flatten/reshape, without batchnorm (fold it first) and without
+    sigmoid, tanh or softmax (refused with the op's location).  Normalisation (the normalize
+    pass) is not required but without it rates saturate.
+    Ensures: every ReLU is an IF population (threshold 1, ``reset``, initial voltage ``v0``
+    thresholds, bias = the layer's bias); the output layer is a non-spiking population read
+    with ``snn.decode{mode = membrane}``; ``meta.timesteps = timesteps``.  With
+    ``bias-correction`` each population starts at ``v0 - (depth - 1) · bias`` so that the
+    bias acting before the first input arrives (``depth - 1`` steps) is cancelled."""
+
+    timesteps: int = 32
+    reset: Literal["subtract", "zero"] = "subtract"
+    encoding: Literal["rate", "poisson", "current"] = "rate"
+    v0: float = 0.5
+    bias_correction: bool = True
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        if self.timesteps < 1:
+            raise NmcError(f"convert-to-spiking: timesteps must be at least 1, got {self.timesteps}")
+        modes = getattr(getattr(ctx.target, "state", None), "reset_modes", None)
+        if modes is not None and self.reset not in modes:
+            raise NmcError(f"convert-to-spiking: the target's neurons do not support reset '{self.reset}'",
+                           hint=f"the target supports: {', '.join(modes)}")
+        if not graph.meta.get("normalized"):
+            ctx.remark("the graph is not normalised (run calibrate,normalize first); rates may saturate")
+        Converter(graph, ctx, self).run()
+        graph.meta["timesteps"] = self.timesteps
+        return True

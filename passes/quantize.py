@@ -1,0 +1,180 @@
+"""Quantisation of a float ``snn`` graph to a chip's integer formats (DESIGN §5, integer graphs).
+
+Per population a state scale ``S`` (integer units per float unit of voltage) is chosen; every
+projection into it gets integer weights of ``weight-bits`` bits and an exponent ``e`` with
+``w_int · 2**e ≈ W · S`` (``e`` the smallest that fits, which keeps the most mantissa bits);
+threshold, bias and initial voltage become ``round(x · S)`` in the state width; decays are
+rounded to whole units of 1/4096.
+
+Choice of ``S``: rounding errors of threshold, bias and ``v0`` shrink as ``S`` grows, and the
+weights keep ``weight-bits`` of relative precision whatever ``S`` is, so ``S`` is the largest
+value that (a) lets the largest weight fit with the chip's largest exponent and (b) keeps the
+voltage within the state width: a spiking population's voltage stays below
+``θ + |v0| + HEADROOM · (c + |b|)`` (``c`` the largest current one step can deliver), a
+non-spiking output population's below ``|v0| + steps · (c + |b|)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nmc.diagnostics import NmcError
+from nmc.ir.core import Blob, Graph, Op, param_array
+from nmc.ir.snn import DECAY_ONE
+from nmc.passmanager import Pass, PassContext, register_pass
+from nmc.semantics import latency_steps
+
+HEADROOM = 8  # steps of worst-case input a spiking population's voltage may accumulate
+CURRENT_ENCODER_SCALE = 256  # a 'current' encoder presents round(x * 256) for x in [0, 1]
+
+
+def _weights(p: Op) -> np.ndarray:
+    w = p.weight
+    return (w.data if isinstance(w, Blob) else np.asarray(w)).astype(np.float64)
+
+
+def max_step_current(p: Op, unit: float) -> np.ndarray:
+    """Largest |current| projection ``p`` can deliver to any neuron in one step, sources at most ``unit``."""
+    w = np.abs(_weights(p))
+    if p.kind == "dense":
+        per = w.sum(axis=1)
+    elif p.kind == "conv2d":
+        per = w.reshape(w.shape[0], -1).sum(axis=1)
+    elif p.kind == "pool":
+        per = w * float(np.prod(p.kernel))
+    elif p.kind == "one_to_one":
+        per = w
+    else:
+        per = np.bincount(p.indices.data, weights=w.reshape(-1), minlength=int(np.prod(p.shape)))
+    return float(np.max(per)) * unit if np.size(per) else 0.0
+
+
+def source_unit(p: Op) -> float:
+    """What one unit of the source delivers in the integer graph (spikes: 1)."""
+    src = p.src.owner
+    if src.KIND == "snn.encode" and src.encoding == "current":
+        return float(src.scale)
+    return 1.0
+
+
+def quantize_projection(p: Op, scale: float, bits: int, e_max: int, ctx: PassContext) -> tuple[Op, float, int]:
+    """``p`` with integer weights for state scale ``scale``; returns (new op, relative RMS error,
+    weights clipped)."""
+    w = _weights(p) * scale / source_unit(p)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    e = 0
+    while e < e_max and np.round(peak / 2**e) > hi:
+        e += 1
+    exact = w / 2**e
+    q = np.round(exact)
+    clipped = int(np.sum((q < lo) | (q > hi)))
+    q = np.clip(q, lo, hi).astype(np.int64)
+    err = float(np.linalg.norm(q * 2**e - w) / max(np.linalg.norm(w), 1e-300))
+    dtype = np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32
+    weight = Blob(q.astype(dtype), p.weight.name) if isinstance(p.weight, Blob) else int(q)
+    return p.with_changes(weight=weight, exponent=e), err, clipped
+
+
+@register_pass("quantize")
+class Quantize(Pass):
+    """Quantise a float ``snn`` graph to the target chip's integer formats.
+
+    Requires: ``ctx.target`` a chip (``load_chip``); a float snn graph (convert-to-spiking);
+    ``weight-bits`` within the chip's weight widths; reset modes the chip supports.
+    Ensures: every projection has integer weights of ``weight-bits`` bits and an exponent
+    ``0 <= e <= weight_exponent_max``; every population has ``bits`` = the chip's state width
+    and integer threshold, bias, v0, du, dv; ``current`` encoders present ``round(x · 256)``.
+    Statistics per run: ``weights-saturated``, ``params-saturated``; a remark per population
+    gives its scale, exponents and relative weight error."""
+
+    weight_bits: int = 8
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        chip = ctx.target
+        if chip is None or not hasattr(chip, "state"):
+            raise NmcError("quantize needs a target chip to know its integer formats",
+                           hint="pass --target mesh (or PassContext(target=load_chip('mesh')))")
+        core, state = chip.core, chip.state
+        if not core.weight_bits_min <= self.weight_bits <= core.weight_bits_max:
+            raise NmcError(f"quantize: weight-bits={self.weight_bits} is outside the target's weights "
+                           f"({core.weight_bits_min} to {core.weight_bits_max} bits)")
+        populations = [p for p in graph.walk("snn.population") if p.bits == 0]
+        if not populations:
+            ctx.remark("no float populations: nothing to quantise")
+            return False
+        bits = min(state.voltage_bits, state.current_bits)
+        limit = (1 << (bits - 1)) - 1
+        steps = latency_steps(graph, int(graph.meta.get("timesteps", 1)))
+        for enc in graph.walk("snn.encode"):
+            if enc.encoding == "current" and enc.scale == 1.0:
+                graph.replace(enc, enc.with_changes(scale=float(CURRENT_ENCODER_SCALE)))
+        for pop in graph.walk("snn.population"):
+            if pop.bits == 0:
+                self.quantize_population(graph, pop, ctx, chip, bits, limit, steps)
+        return True
+
+    def quantize_population(self, graph, pop, ctx, chip, bits, limit, steps) -> None:
+        if pop.reset not in chip.state.reset_modes:
+            raise NmcError(f"the target's neurons do not support reset '{pop.reset}'", pop.loc,
+                           hint=f"supported: {', '.join(chip.state.reset_modes)}")
+        shape = pop.result.type.shape
+        arr = {n: param_array(getattr(pop, n), shape) for n in pop.PARAMS}
+        spiking = bool(np.all(np.isfinite(arr["threshold"])))
+        projections = [c.owner for c in pop.currents]
+        wmax = (1 << (self.weight_bits - 1)) - 1
+        c = sum(max_step_current(p, 1.0) for p in projections)
+        drive = c + float(np.max(np.abs(arr["bias"]), initial=0.0))
+        v0 = float(np.max(np.abs(arr["v0"]), initial=0.0))
+        if spiking:
+            bound = float(np.max(arr["threshold"])) + v0 + HEADROOM * drive
+        else:
+            bound = v0 + steps * drive
+        candidates = [limit / bound] if bound > 0 else []
+        for p in projections:
+            peak = float(np.max(np.abs(_weights(p)))) / source_unit(p)
+            if peak > 0:
+                candidates.append(wmax * 2**chip.core.weight_exponent_max / peak)
+        scale = min(candidates) if candidates else 1.0
+        name = pop.result.name or "?"
+        errors, exps = [], []
+        for p in projections:
+            new, err, clipped = quantize_projection(p, scale, self.weight_bits, chip.core.weight_exponent_max, ctx)
+            graph.replace(p, new)
+            errors.append(err)
+            exps.append(new.exponent)
+            ctx.stat("weights-saturated", clipped)
+            ctx.stat("projections-quantized")
+        ints, saturated = {}, 0
+        for n in ("threshold", "bias", "v0"):
+            x = arr[n] * scale if n != "threshold" or spiking else np.full(shape, float(limit))
+            q = np.round(x)
+            saturated += int(np.sum(np.abs(q) > limit))
+            ints[n] = np.clip(q, -limit - 1, limit)
+        if spiking and np.any(ints["threshold"] < 1):
+            raise NmcError(f"population %{name} cannot be represented: its threshold rounds to "
+                           f"{int(ints['threshold'].min())} at the state scale {scale:.4g} the weights allow",
+                           pop.loc, hint="its weights are too large relative to its threshold for "
+                                         f"{self.weight_bits}-bit weights with exponents up to "
+                                         f"{chip.core.weight_exponent_max}; renormalise the network")
+        if max(errors, default=0.0) >= 0.5:
+            raise NmcError(f"population %{name} cannot be represented: its weights lose "
+                           f"{100 * max(errors):.0f}% (RMS) at the state scale {scale:.4g}", pop.loc,
+                           hint=f"the {chip.state.voltage_bits}-bit state leaves too little room for "
+                                f"{steps} steps of input; use fewer timesteps or smaller weights")
+        for n in ("du", "dv"):
+            ints[n] = np.clip(np.round(arr[n]), 0, DECAY_ONE)
+        changes = {n: _int_param(ints[n], shape, getattr(pop, n)) for n in pop.PARAMS}
+        new = pop.with_changes(bits=bits, **changes)
+        graph.replace(pop, new)
+        ctx.stat("params-saturated", saturated)
+        ctx.stat("populations-quantized")
+        ctx.remark(f"%{name}: scale {scale:.6g}, exponents {exps}, weight error (RMS) "
+                   + ", ".join(f"{100 * e:.2f}%" for e in errors) + f", saturated parameters {saturated}")
+
+
+def _int_param(values: np.ndarray, shape: tuple, old):
+    flat = values.reshape(-1).astype(np.int64)
+    if flat.size and np.all(flat == flat[0]):
+        return int(flat[0])
+    return Blob(flat.reshape(shape).astype(np.int32), old.name if isinstance(old, Blob) else None)

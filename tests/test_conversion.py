@@ -1,0 +1,222 @@
+"""ANN → SNN conversion end to end on scikit-learn's 8×8 digits (DESIGN §8), plus the rate
+law of a single IF neuron and the refusals of convert-to-spiking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nmc import semantics
+from nmc.diagnostics import Loc, NmcError
+from nmc.ir import Blob, Graph, TensorType, ann
+from nmc.ir.verifier import verify
+from nmc.passmanager import PassContext, PassManager
+from nmc.targets.chip import chips_dir, load_chip
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.neural_network import MLPClassifier  # noqa: E402
+
+LOC = Loc("test_conversion.py", node="mlp")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    return train_test_split(x, data.target, test_size=0.25, random_state=0, stratify=data.target)
+
+
+@pytest.fixture(scope="module")
+def mlp(digits):
+    """A 64-32-10 ReLU MLP trained with a fixed seed, as an ``ann`` graph."""
+    x_train, _, y_train, _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=600, random_state=0).fit(x_train, y_train)
+    g = Graph("digits")
+    h = g.add(ann.Input(declared_type=TensorType((64,)), loc=LOC), "x")
+    for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_), 1):
+        h = g.add(ann.Dense(x=h, weight=Blob(w.T.astype(np.float32), f"fc{i}.w"), bias=Blob(b.astype(np.float32), f"fc{i}.b"),
+                            loc=LOC), f"fc{i}")
+        if i < len(clf.coefs_):
+            h = g.add(ann.Relu(x=h, loc=LOC), f"relu{i}")
+    g.add(ann.Output(values=[h], loc=LOC))
+    return g
+
+
+def accuracy(graph, x, y, timesteps=None):
+    if semantics.is_spiking(graph):
+        r = semantics.run_snn(graph, [x], timesteps=timesteps)
+        pred = semantics.classify(r.outputs[0], r.voltages[0])
+    else:
+        pred = semantics.classify(semantics.run_ann(graph, [x]).outputs[0])
+    return float(np.mean(pred == y)), pred
+
+
+def convert(graph, x_cal, pipeline, target=None):
+    ctx = PassContext(calibration=x_cal, target=target)
+    return PassManager(pipeline, ctx).run(graph.clone()), ctx
+
+
+CONVERT = "canonicalize,calibrate,normalize,convert-to-spiking{{timesteps={T}}}"
+
+
+def test_float_and_integer_snn_match_the_ann(mlp, digits):
+    x_train, x_test, _, y_test = digits
+    ann_acc, _ = accuracy(mlp, x_test, y_test)
+    assert ann_acc > 0.9
+    results = {}
+    for T in (16, 32, 64):
+        snn, _ = convert(mlp, x_train, CONVERT.format(T=T))
+        quant, ctx = convert(snn, x_train, "quantize{weight-bits=8}", target=load_chip("mesh"))
+        verify(quant)
+        assert all(p.bits == 24 for p in quant.walk("snn.population"))
+        assert all(p.is_integer and 0 <= p.exponent <= 7 for p in quant.walk("snn.project"))
+        assert ctx.stats["quantize"]["weights-saturated"] == 0
+        results[T] = (accuracy(snn, x_test, y_test)[0], accuracy(quant, x_test, y_test)[0])
+    # the float SNN within 1 point of the ANN at some T <= 64, the integer SNN within 1 more
+    good = [T for T, (f, i) in results.items() if f >= ann_acc - 0.01 and i >= ann_acc - 0.02]
+    assert good, f"ANN {ann_acc:.4f}, SNN (float, int) by T: {results}"
+
+
+def test_integer_run_is_deterministic_and_integer(mlp, digits):
+    x_train, x_test, _, _ = digits
+    snn, _ = convert(mlp, x_train, CONVERT.format(T=8))
+    quant, _ = convert(snn, x_train, "quantize", target=load_chip("mesh"))
+    a = semantics.run_snn(quant, [x_test[:20]])
+    b = semantics.run_snn(quant, [x_test[:20]])
+    assert np.array_equal(a.outputs[0], b.outputs[0])
+    assert np.all(a.outputs[0] == np.round(a.outputs[0]))  # integer membranes
+
+
+def test_bias_correction_cancels_the_precharge(mlp, digits):
+    """Without the correction the output's bias acts D - 1 extra steps; with it the final
+    membrane of a network whose hidden layer is silent equals T * bias exactly."""
+    x_train, _, _, _ = digits
+    snn, _ = convert(mlp, x_train, CONVERT.format(T=4))
+    out = snn.walk("snn.population")[-1]
+    bias = semantics.param_array(out.bias, out.result.type.shape)
+    zeros = np.zeros((1, 64), dtype=np.float32)
+    hidden = snn.walk("snn.population")[0]
+    if np.any(semantics.param_array(hidden.bias, hidden.result.type.shape) + 0.5 > 1):
+        pytest.skip("a hidden neuron fires without input")
+    v = semantics.run_snn(snn, [zeros]).outputs[0][0]
+    assert np.allclose(v, 4 * bias, atol=1e-5)
+    uncorrected, _ = convert(mlp, x_train, CONVERT.format(T=4)[:-1] + ",bias-correction=false}")
+    v = semantics.run_snn(uncorrected, [zeros]).outputs[0][0]
+    assert np.allclose(v, 5 * bias, atol=1e-5)  # T + D - 1 = 5 steps of bias
+
+
+def _one_neuron(threshold: float) -> Graph:
+    g = Graph("one")
+    x = g.add(ann.Input(declared_type=TensorType((1,))), "x")
+    d = g.add(ann.Dense(x=x, weight=Blob(np.array([[1.0 / threshold]], dtype=np.float32))), "d")
+    r = g.add(ann.Relu(x=d), "r")
+    y = g.add(ann.Dense(x=r, weight=Blob(np.array([[1.0]], dtype=np.float32))), "y")
+    g.add(ann.Output(values=[y]))
+    return g
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.3])
+@pytest.mark.parametrize("T", [8, 37, 64])
+def test_if_neuron_rate_is_min_1_x_over_theta(threshold, T):
+    """Driven by a constant current x, an IF neuron (reset by subtraction, v0 = 0) fires at
+    rate min(1, x/θ) within 1/T.  θ enters as the weight 1/θ of a unit-threshold neuron."""
+    x = np.linspace(0.0, 2.5 * threshold, 41, dtype=np.float32).reshape(-1, 1)
+    snn, _ = convert(_one_neuron(threshold), None, f"convert-to-spiking{{timesteps={T},encoding=current,v0=0.0}}")
+    pop = snn.walk("snn.population")[0]
+    spikes = semantics.run_snn(snn, [x], record=[pop]).spikes[pop]
+    rate = spikes[:, :T].sum(axis=(1, 2)) / T  # its input window: the first T steps
+    want = np.minimum(1.0, x[:, 0].astype(np.float64) / threshold)
+    assert np.all(np.abs(rate - want) <= 1.0 / T + 1e-6), np.c_[x[:, 0], rate, want]
+
+
+def test_cnn_with_pooling_and_residual_agrees_with_its_ann(digits):
+    """A small random CNN (conv, average pooling, a residual add, dense): the float SNN's
+    classes agree with the ANN's on most samples."""
+    x_train, x_test, _, _ = digits
+    rng = np.random.default_rng(0)
+    g = Graph("cnn")
+    x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
+    c = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32)),
+                       bias=Blob(np.full(4, 0.05, np.float32)), pads=(1, 1, 1, 1)), "c")
+    r = g.add(ann.Relu(x=c), "r")
+    p = g.add(ann.AvgPool(x=r, kernel=(2, 2), strides=(2, 2)), "p")
+    c2 = g.add(ann.Conv(x=p, weight=Blob(rng.normal(0, 0.3, (4, 4, 3, 3)).astype(np.float32)), pads=(1, 1, 1, 1)), "c2")
+    s = g.add(ann.Add(a=c2, b=p), "s")
+    r2 = g.add(ann.Relu(x=s), "r2")
+    f = g.add(ann.Flatten(x=r2), "f")
+    y = g.add(ann.Dense(x=f, weight=Blob(rng.normal(0, 0.3, (10, 64)).astype(np.float32))), "y")
+    g.add(ann.Output(values=[y]))
+    xs, xt = x_train.reshape(-1, 1, 8, 8)[:300], x_test.reshape(-1, 1, 8, 8)[:200]
+    ann_pred = semantics.classify(semantics.run_ann(g, [xt]).outputs[0])
+    snn, _ = convert(g, xs, CONVERT.format(T=64))
+    kinds = sorted(p.kind for p in snn.walk("snn.project"))
+    assert kinds == ["conv2d", "conv2d", "dense", "one_to_one", "pool"]
+    _, pred = accuracy(snn, xt, ann_pred)
+    assert np.mean(pred == ann_pred) >= 0.9
+    quant, _ = convert(snn, xs, "quantize", target=load_chip("mesh"))
+    _, qpred = accuracy(quant, xt, ann_pred)
+    assert np.mean(qpred == ann_pred) >= 0.85
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("sigmoid", "a sigmoid is bounded on both sides"),
+    ("tanh", "tanh takes negative values"),
+    ("softmax", "a softmax normalises across neurons"),
+])
+def test_refusals_name_the_op(kind, words):
+    g = Graph("bad")
+    x = g.add(ann.Input(declared_type=TensorType((2,))), "x")
+    d = g.add(ann.Dense(x=x, weight=Blob(np.eye(2, dtype=np.float32))), "d")
+    where = Loc("model.onnx", node="Act_1", op_type=kind.capitalize())
+    cls = {"sigmoid": ann.Sigmoid, "tanh": ann.Tanh, "softmax": ann.Softmax}[kind]
+    h = g.add(cls(x=d, loc=where), "h")
+    y = g.add(ann.Dense(x=h, weight=Blob(np.eye(2, dtype=np.float32))), "y")
+    g.add(ann.Output(values=[y]))
+    with pytest.raises(NmcError) as info:
+        convert(g, None, "convert-to-spiking")
+    err = info.value
+    assert err.loc == where and words in err.message
+    assert f"cannot convert 'ann.{kind}' to spiking neurons" in err.message
+    assert "model.onnx: node 'Act_1'" in err.render()
+
+
+def test_quantize_refuses_a_reset_the_chip_lacks(tmp_path, mlp, digits):
+    text = (chips_dir() / "mesh.toml").read_text(encoding="utf-8")
+    path = tmp_path / "zero_only.toml"
+    path.write_text(text.replace('reset_modes = ["subtract", "zero"]', 'reset_modes = ["zero"]'))
+    snn, _ = convert(mlp, digits[0], CONVERT.format(T=8))
+    with pytest.raises(NmcError) as info:
+        convert(snn, None, "quantize", target=load_chip(str(path)))
+    assert "do not support reset 'subtract'" in info.value.message
+    with pytest.raises(NmcError) as info:
+        convert(mlp, digits[0], "convert-to-spiking", target=load_chip(str(path)))
+    assert "do not support reset 'subtract'" in info.value.message
+
+
+def test_nmc_eval_reports_ann_float_and_int_accuracy(tmp_path, mlp, digits, capsys):
+    from nmc.cli import main
+    from nmc.ir.io import write_ir
+
+    x_train, x_test, y_train, y_test = digits
+    model, data, calib, report = (tmp_path / n for n in ("m.nmir", "d.npz", "c.npz", "r.json"))
+    write_ir([mlp], str(model))
+    np.savez(data, x=x_test[:120], y=y_test[:120].astype(np.int64))
+    np.savez(calib, x=x_train)
+    code = main(["eval", str(model), "--data", str(data), "--calib", str(calib), "--target", "mesh",
+                 "--timesteps", "8,32", "--report", str(report)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "ANN accuracy" in out and "agree(int)" in out
+    import json
+    r = json.loads(report.read_text())
+    ann_acc, _ = accuracy(mlp, x_test[:120], y_test[:120])
+    assert r["ann_accuracy"] == pytest.approx(ann_acc)
+    assert [row["timesteps"] for row in r["snn"]] == [8, 32]
+    for row in r["snn"]:
+        assert row["latency_steps"] == row["timesteps"] + 1
+        for key in ("float_accuracy", "int_accuracy", "int_agreement"):
+            assert 0.8 <= row[key] <= 1.0
+        assert row["spikes_per_sample"] > 0 and row["synaptic_ops_per_sample"] > row["spikes_per_sample"]
+    assert main(["eval", str(model), "--data", str(data), "--timesteps", "0"]) == 2
