@@ -408,7 +408,8 @@ class SnnResult:
     """A spiking run.  ``outputs``: one array per graph output.  ``voltages``: final voltage of
     the population each output decodes (None for other outputs).  ``spikes``: recorded trains
     ``[N, steps, *shape]`` by population op.  ``spike_count``: population spikes, all samples.
-    ``synaptic_ops``: Σ over emitted events of the synapses each drives (all samples)."""
+    ``synaptic_ops``: Σ over emitted events of the synapses each drives (all samples).
+    ``counts``: spikes per neuron over the run ``[N, *shape]``, by population op."""
 
     outputs: list[np.ndarray]
     voltages: list[np.ndarray | None]
@@ -417,6 +418,7 @@ class SnnResult:
     steps: int
     spike_count: int
     synaptic_ops: int
+    counts: dict[Op, np.ndarray] = field(default_factory=dict)
 
 
 def _resolve_timesteps(graph: Graph, encoders: list[Op], host: dict, timesteps: int | None) -> int:
@@ -520,7 +522,8 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
     recorded = {pop: np.stack(history[pop], axis=1).reshape((batch, steps, *pop.result.type.shape))
                 for pop in record}
     spike_count = int(sum(int(c.sum()) for c in counts.values()))
-    return SnnResult(outputs, voltages, recorded, T, steps, spike_count, synaptic_ops)
+    shaped = {pop: c.reshape((batch, *pop.result.type.shape)) for pop, c in counts.items()}
+    return SnnResult(outputs, voltages, recorded, T, steps, spike_count, synaptic_ops, shaped)
 
 
 def run(graph: Graph, inputs, timesteps: int | None = None, record=()) -> AnnResult | SnnResult:

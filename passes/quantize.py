@@ -86,7 +86,10 @@ class Quantize(Pass):
     ``0 <= e <= weight_exponent_max``; every population has ``bits`` = the chip's state width
     and integer threshold, bias, v0, du, dv; ``current`` encoders present ``round(x · 256)``.
     Statistics per run: ``weights-saturated``, ``params-saturated``; a remark per population
-    gives its scale, exponents and relative weight error."""
+    gives its scale, exponents and relative weight error, which also stay on the population as
+    ``quant.error`` (largest relative RMS weight error of its projections) and
+    ``quant.saturated`` (weights and parameters clipped to their widths) and ``quant.scale``
+    (integer state units per float unit)."""
 
     weight_bits: int = 8
 
@@ -137,12 +140,13 @@ class Quantize(Pass):
                 candidates.append(wmax * 2**chip.core.weight_exponent_max / peak)
         scale = min(candidates) if candidates else 1.0
         name = pop.result.name or "?"
-        errors, exps = [], []
+        errors, exps, clipped_weights = [], [], 0
         for p in projections:
             new, err, clipped = quantize_projection(p, scale, self.weight_bits, chip.core.weight_exponent_max, ctx)
             graph.replace(p, new)
             errors.append(err)
             exps.append(new.exponent)
+            clipped_weights += clipped
             ctx.stat("weights-saturated", clipped)
             ctx.stat("projections-quantized")
         ints, saturated = {}, 0
@@ -166,6 +170,10 @@ class Quantize(Pass):
             ints[n] = np.clip(np.round(arr[n]), 0, DECAY_ONE)
         changes = {n: _int_param(ints[n], shape, getattr(pop, n)) for n in pop.PARAMS}
         new = pop.with_changes(bits=bits, **changes)
+        new.extra.update(pop.extra)
+        new.extra["quant.error"] = max(errors, default=0.0)
+        new.extra["quant.saturated"] = saturated + clipped_weights
+        new.extra["quant.scale"] = scale
         graph.replace(pop, new)
         ctx.stat("params-saturated", saturated)
         ctx.stat("populations-quantized")

@@ -220,3 +220,44 @@ def test_nmc_eval_reports_ann_float_and_int_accuracy(tmp_path, mlp, digits, caps
             assert 0.8 <= row[key] <= 1.0
         assert row["spikes_per_sample"] > 0 and row["synaptic_ops_per_sample"] > row["spikes_per_sample"]
     assert main(["eval", str(model), "--data", str(data), "--timesteps", "0"]) == 2
+
+
+def test_per_layer_losses_shrink_with_T_and_show_quantisation(mlp, digits):
+    from nmc.evaluation import layer_losses
+
+    x_train, x_test, _, _ = digits
+    base, ctx = convert(mlp, x_train, "canonicalize,calibrate,normalize")
+    errors = []
+    for T in (4, 32):
+        snn = PassManager(f"convert-to-spiking{{timesteps={T}}}", ctx).run(base.clone())
+        rows = layer_losses(base, snn, x_test[:100])
+        assert [r["layer"] for r in rows] == ["relu1", "fc2"]
+        assert rows[0]["quant_error"] is None and rows[1]["clipped"] is None
+        errors.append(rows[0]["relative_error"])
+        assert rows[0]["correlation"] > 0.9
+    assert errors[1] < errors[0] / 3  # rate-coding error falls roughly as 1/T
+    ctx.target = load_chip("mesh")
+    quant = PassManager("quantize{weight-bits=4}", ctx).run(snn)
+    rows = layer_losses(base, quant, x_test[:100])
+    assert rows[0]["quant_error"] > 0.02 and rows[0]["saturated"] == 0
+
+
+def test_nmc_eval_per_layer_and_plot(tmp_path, mlp, digits, capsys):
+    from nmc.cli import main
+    from nmc.ir.io import write_ir
+
+    _, x_test, _, y_test = digits
+    model, data, png, report = (tmp_path / n for n in ("m.nmir", "d.npz", "acc.png", "r.json"))
+    write_ir([mlp], str(model))
+    np.savez(data, x=x_test[:60], y=y_test[:60].astype(np.int64))
+    code = main(["eval", str(model), "--data", str(data), "--timesteps", "4,16", "--encoding", "current",
+                 "--per-layer", "--plot", str(png), "--report", str(report)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "T=16 integer SNN, per layer:" in out and "relu1" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import json
+    r = json.loads(report.read_text())
+    assert r["encoding"] == "current"
+    assert {L["layer"] for L in r["snn"][1]["int_layers"]} == {"relu1", "fc2"}
+    assert not list(tmp_path.glob("*.tmp*"))

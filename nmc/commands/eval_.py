@@ -1,12 +1,16 @@
 """Compare a model's accuracy as an ANN, as a float SNN and as an integer SNN for a target.
 
 The ANN is canonicalised, calibrated (on --calib, else on the evaluation inputs: calibration
-uses no labels), normalised, then converted for each T and quantised for the target; all runs
-use the reference semantics.  Agreement: the fraction of samples whose class equals the ANN's.
+uses no labels), normalised, then converted for each T and quantised for the target; the SNNs
+run on the fastest executor available (--backend to choose).  Agreement: the fraction of
+samples whose class equals the ANN's.  --per-layer shows where accuracy goes: for each layer,
+how closely firing rates follow the ANN's activations, how many activations normalisation
+clips, and the quantisation error and saturation of its weights.
 
 examples:
   nmc eval model.nmir --data digits_test.npz --target mesh --timesteps 8,16,32
   nmc eval model.onnx --data test.npz --calib train.npz --target mesh --report eval.json
+  nmc eval model.onnx --data test.npz --timesteps 4,8,16,32,64 --plot acc.png --per-layer
 """
 
 from __future__ import annotations
@@ -15,12 +19,11 @@ import json
 
 import numpy as np
 
-from nmc import semantics
 from nmc.data import load_inputs
 from nmc.diagnostics import NmcError, UsageError
+from nmc.evaluation import evaluate
 from nmc.fileio import atomic_write
 from nmc.frontends import load
-from nmc.passmanager import PassContext, PassManager
 from nmc.targets.chip import load_chip
 
 NAME = "eval"
@@ -35,6 +38,11 @@ def add_arguments(p) -> None:
     p.add_argument("--calib", metavar="DATA.npz", help="calibration inputs (default: the evaluation inputs)")
     p.add_argument("--percentile", type=float, default=99.9, help="normalisation percentile (default 99.9)")
     p.add_argument("--weight-bits", type=int, default=8, help="weight bits for quantize (default 8)")
+    p.add_argument("--encoding", default="rate", choices=("rate", "poisson", "current"),
+                   help="how the input is presented (default rate: binary spikes)")
+    p.add_argument("--backend", choices=("reference", "cpu"), help="executor (default: the fastest available)")
+    p.add_argument("--per-layer", action="store_true", help="attribute the accuracy loss to layers")
+    p.add_argument("--plot", metavar="ACC.png", help="draw accuracy against time steps")
     p.add_argument("--report", metavar="R.json", help="a JSON report (DESIGN §7 keys)")
 
 
@@ -48,36 +56,59 @@ def parse_timesteps(text: str) -> list[int]:
     return values
 
 
-def _classes(graph, x):
-    if semantics.is_spiking(graph):
-        r = semantics.run_snn(graph, [x])
-        return semantics.classify(r.outputs[0], r.voltages[0]), r
-    return semantics.classify(semantics.run_ann(graph, [x]).outputs[0]), None
+def _pct(v) -> str:
+    return "   -  " if v is None else f"{100 * v:6.2f}"
 
 
-def evaluate(graph, x, y, x_cal, chip, timesteps: list[int], percentile: float, weight_bits: int) -> dict:
-    """The report of DESIGN §7 for ``nmc eval`` (``chip`` None: no integer SNN)."""
-    if semantics.is_spiking(graph):
-        raise NmcError("nmc eval needs an ANN model; this graph is already spiking",
-                       hint="use nmc run --timesteps N to run a spiking graph")
-    ctx = PassContext(calibration=x_cal, target=chip)
-    base = PassManager(f"canonicalize,calibrate{{percentile={percentile}}},normalize{{percentile={percentile}}}",
-                       ctx).run(graph.clone())
-    ann_pred, _ = _classes(base, x)
-    report = {"ann_accuracy": float(np.mean(ann_pred == y)), "samples": int(len(x)), "snn": []}
-    for T in timesteps:
-        snn = PassManager(f"convert-to-spiking{{timesteps={T}}}", ctx).run(base.clone())
-        pred, run = _classes(snn, x)
-        row = {"timesteps": T, "latency_steps": run.steps, "float_accuracy": float(np.mean(pred == y)),
-               "float_agreement": float(np.mean(pred == ann_pred)), "int_accuracy": None, "int_agreement": None,
-               "spikes_per_sample": run.spike_count / len(x), "synaptic_ops_per_sample": run.synaptic_ops / len(x)}
-        if chip is not None:
-            quant = PassManager(f"quantize{{weight-bits={weight_bits}}}", ctx).run(snn)
-            ipred, irun = _classes(quant, x)
-            row.update(int_accuracy=float(np.mean(ipred == y)), int_agreement=float(np.mean(ipred == ann_pred)),
-                       spikes_per_sample=irun.spike_count / len(x), synaptic_ops_per_sample=irun.synaptic_ops / len(x))
-        report["snn"].append(row)
-    return report
+def _num(v, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def print_row(r: dict) -> None:
+    print(f"{r['timesteps']:6d} {r['latency_steps']:6d}  {_pct(r['float_accuracy'])} {_pct(r['int_accuracy'])}"
+          f"      {_pct(r['int_agreement'])}  {r['spikes_per_sample']:13.1f}  {r['synaptic_ops_per_sample']:13.1f}",
+          flush=True)
+
+
+def print_layers(r: dict) -> None:
+    for key, what in (("layers", "float"), ("int_layers", "integer")):
+        if key not in r:
+            continue
+        print(f"  T={r['timesteps']} {what} SNN, per layer:")
+        print("    layer                 neurons  corr   rel.err  clipped  rate    q.err   saturated")
+        for L in r[key]:
+            print(f"    {L['layer'][:20]:20s} {L['neurons']:8d}  {_num(L['correlation'], '.3f'):5s}  "
+                  f"{_num(L['relative_error'], '.3f'):7s}  {_pct(L['clipped'])}%  {L['rate']:.3f}  "
+                  f"{_num(L['quant_error'], '.4f'):6s}  {_num(L['saturated'], 'd')}")
+
+
+def plot(report: dict, path: str) -> None:
+    """Accuracy against time steps (ANN as a line), written atomically as PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["snn"]
+    ts = [r["timesteps"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.axhline(100 * report["ann_accuracy"], color="k", linestyle="--", label="ANN")
+    ax.plot(ts, [100 * r["float_accuracy"] for r in rows], "o-", label="float SNN")
+    if any(r["int_accuracy"] is not None for r in rows):
+        ax.plot(ts, [100 * r["int_accuracy"] for r in rows], "s-", label="integer SNN")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ts, [str(t) for t in ts])
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{report['samples']} samples, {report['encoding']} input")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
 
 
 def run(args) -> int:
@@ -87,14 +118,21 @@ def run(args) -> int:
         raise NmcError(f"{args.data} has no labels 'y'", hint="nmc eval needs DATA.npz with x and y")
     x_cal = load_inputs(args.calib)[0] if args.calib else x
     chip = None if args.target == "cpu" else load_chip(args.target)
-    report = evaluate(load(args.model), x, y, x_cal, chip, timesteps, args.percentile, args.weight_bits)
+    graph = load(args.model)
+    print("     T  steps   float    int  agree(int)  spikes/sample  synops/sample")
+
+    def on_row(r):
+        print_row(r)
+        if args.per_layer:
+            print_layers(r)
+
+    report = evaluate(graph, x, y, x_cal, chip, timesteps, percentile=args.percentile, weight_bits=args.weight_bits,
+                      encoding=args.encoding, backend=args.backend, per_layer=args.per_layer, on_row=on_row)
+    print(f"ANN accuracy {100 * report['ann_accuracy']:.2f} % ({report['samples']} samples, "
+          f"{report['encoding']} input, backend {report['backend']}"
+          + ("; calibrated on the evaluation inputs)" if not args.calib else ")"))
     if args.report:
         atomic_write(args.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
-    pct = lambda v: "   -  " if v is None else f"{100 * v:6.2f}"  # noqa: E731
-    print(f"ANN accuracy {100 * report['ann_accuracy']:.2f} % ({report['samples']} samples"
-          + ("; calibrated on the evaluation inputs)" if not args.calib else ")"))
-    print("     T  steps   float    int  agree(int)  spikes/sample  synops/sample")
-    for r in report["snn"]:
-        print(f"{r['timesteps']:6d} {r['latency_steps']:6d}  {pct(r['float_accuracy'])} {pct(r['int_accuracy'])}"
-              f"      {pct(r['int_agreement'])}  {r['spikes_per_sample']:13.1f}  {r['synaptic_ops_per_sample']:13.1f}")
+    if args.plot:
+        plot(report, args.plot)
     return 0

@@ -1,0 +1,145 @@
+"""ANN vs float SNN vs integer SNN: the measurements behind ``nmc eval`` (DESIGN §7).
+
+:func:`evaluate` canonicalises, calibrates and normalises an ANN once, then for each T converts
+it, runs the float SNN and (with a chip) the quantised integer SNN, and compares classes with
+the ANN's.  :func:`layer_losses` attributes the loss to layers: for each population made from
+an ANN activation, how well its firing rates follow the normalised activations.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from nmc import semantics
+from nmc.diagnostics import NmcError
+from nmc.ir.core import Graph
+from nmc.passmanager import PassContext, PassManager
+from nmc.runner import BACKENDS, run
+
+CHUNK = 250  # samples per executor call: bounded memory, and the progress bar moves
+
+
+def fastest_backend() -> str:
+    """The CPU runtime when it is available, else the reference semantics."""
+    if "cpu" in BACKENDS:
+        try:
+            import nmc.targets.cpu  # noqa: F401
+            return "cpu"
+        except ImportError:
+            pass
+    return "reference"
+
+
+def progress(total: int, desc: str):
+    """A progress bar on a terminal (stderr), none otherwise."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", leave=False, disable=not sys.stderr.isatty())
+
+
+def _predict(graph: Graph, x: np.ndarray, backend: str, bar) -> tuple[np.ndarray, dict]:
+    """Classes of ``x`` and totals (spikes, synaptic ops, steps), in chunks."""
+    classes, totals = [], {"spikes": 0, "synaptic_ops": 0, "steps": None}
+    for start in range(0, len(x), CHUNK):
+        res = run(graph, x[start:start + CHUNK], backend=backend)
+        classes.append(res.predictions())
+        totals["spikes"] += res.spikes
+        totals["synaptic_ops"] += res.synaptic_ops
+        totals["steps"] = res.steps
+        bar.update(len(x[start:start + CHUNK]))
+    return np.concatenate(classes), totals
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    if a.size < 2 or np.std(a) == 0 or np.std(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _voltage_unit(pop) -> float:
+    """What one unit of ANN activation is in this population's voltage: 1 for a float
+    population; the quantisation scale (the integer threshold of a spiking one) otherwise."""
+    if not pop.bits:
+        return 1.0
+    return float(pop.extra.get("quant.scale", 1.0))
+
+
+def layer_losses(base: Graph, snn: Graph, x: np.ndarray) -> list[dict]:
+    """Per population of ``snn`` made from a named activation of the normalised ANN ``base``:
+    Pearson correlation and relative error (L2) between the activations clipped to [0, 1] and
+    the firing rates (spikes / T; for a non-spiking output layer, final voltage / T), the
+    fraction of activations above 1 (clipped: a rate cannot exceed 1), and the population's
+    quantisation error and saturation count when it is integer."""
+    ann = semantics.run_ann(base, [x], keep=True)
+    by_name = {v.name: a for v, a in ann.values.items() if v.name}
+    res = semantics.run_snn(snn, [x])
+    T = res.timesteps
+    decoded = {d.x.owner: d.mode for d in snn.walk("snn.decode")}
+    rows = []
+    for pop in snn.walk("snn.population"):
+        name = pop.result.name
+        if name not in by_name:
+            continue
+        a = by_name[name].reshape(len(x), -1).astype(np.float64)
+        if decoded.get(pop) == "membrane":
+            out = res.outputs[[d.x.owner for d in snn.walk("snn.decode")].index(pop)]
+            rate = out.reshape(len(x), -1).astype(np.float64) / T / _voltage_unit(pop)
+            target = a
+        else:
+            rate = res.counts[pop].reshape(len(x), -1).astype(np.float64) / T
+            target = np.clip(a, 0.0, 1.0)
+        norm = np.linalg.norm(target)
+        rows.append({
+            "layer": name, "neurons": int(pop.result.type.size),
+            "correlation": _pearson(target.reshape(-1), rate.reshape(-1)),
+            "relative_error": float(np.linalg.norm(rate - target) / norm) if norm > 0 else None,
+            "clipped": None if decoded.get(pop) == "membrane" else float(np.mean(a > 1.0)),
+            "rate": float(rate.mean()),
+            "quant_error": pop.extra.get("quant.error"),
+            "saturated": pop.extra.get("quant.saturated"),
+        })
+    return rows
+
+
+def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip, timesteps: Iterable[int], *,
+             percentile: float = 99.9, weight_bits: int = 8, encoding: str = "rate", backend: str | None = None,
+             per_layer: bool = False, on_row: Callable[[dict], None] | None = None) -> dict:
+    """The report of DESIGN §7 for ``nmc eval``; ``chip`` None: no integer SNN.  With
+    ``per_layer`` every row also holds ``layers`` (float) and ``int_layers`` (:func:`layer_losses`)."""
+    if semantics.is_spiking(graph):
+        raise NmcError("nmc eval needs an ANN model; this graph is already spiking",
+                       hint="use nmc run --timesteps N to run a spiking graph")
+    backend = backend or fastest_backend()
+    timesteps = list(timesteps)
+    ctx = PassContext(calibration=x_cal, target=chip)
+    base = PassManager(f"canonicalize,calibrate{{percentile={percentile}}},normalize{{percentile={percentile}}}",
+                       ctx).run(graph.clone())
+    runs = len(timesteps) * (2 if chip is not None else 1) + 1
+    with progress(runs * len(x), "eval") as bar:
+        ann_pred, _ = _predict(base, x, "reference", bar)
+        report = {"ann_accuracy": float(np.mean(ann_pred == y)), "samples": int(len(x)), "backend": backend,
+                  "encoding": encoding, "snn": []}
+        for T in timesteps:
+            snn = PassManager(f"convert-to-spiking{{timesteps={T},encoding={encoding}}}", ctx).run(base.clone())
+            pred, tot = _predict(snn, x, backend, bar)
+            row = {"timesteps": T, "latency_steps": tot["steps"], "float_accuracy": float(np.mean(pred == y)),
+                   "float_agreement": float(np.mean(pred == ann_pred)), "int_accuracy": None, "int_agreement": None,
+                   "spikes_per_sample": tot["spikes"] / len(x),
+                   "synaptic_ops_per_sample": tot["synaptic_ops"] / len(x)}
+            if per_layer:
+                row["layers"] = layer_losses(base, snn, x)
+            if chip is not None:
+                quant = PassManager(f"quantize{{weight-bits={weight_bits}}}", ctx).run(snn.clone())
+                ipred, itot = _predict(quant, x, backend, bar)
+                row.update(int_accuracy=float(np.mean(ipred == y)), int_agreement=float(np.mean(ipred == ann_pred)),
+                           spikes_per_sample=itot["spikes"] / len(x),
+                           synaptic_ops_per_sample=itot["synaptic_ops"] / len(x))
+                if per_layer:
+                    row["int_layers"] = layer_losses(base, quant, x)
+            report["snn"].append(row)
+            if on_row is not None:
+                on_row(row)
+    return report
