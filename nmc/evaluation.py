@@ -105,9 +105,10 @@ def layer_losses(base: Graph, snn: Graph, x: np.ndarray) -> list[dict]:
 
 
 def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip, timesteps: Iterable[int], *,
-             percentile: float = 99.9, weight_bits: int = 8, encoding: str = "rate", backend: str | None = None,
-             per_layer: bool = False, on_row: Callable[[dict], None] | None = None) -> dict:
-    """The report of DESIGN §7 for ``nmc eval``; ``chip`` None: no integer SNN.  With
+             percentile: float = 99.9, weight_bits: int = 8, encoding: str = "rate", convert_options: str = "",
+             backend: str | None = None, per_layer: bool = False, on_row: Callable[[dict], None] | None = None) -> dict:
+    """The report of DESIGN §7 for ``nmc eval``; ``chip`` None: no integer SNN.
+    ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``).  With
     ``per_layer`` every row also holds ``layers`` (float) and ``int_layers`` (:func:`layer_losses`)."""
     if semantics.is_spiking(graph):
         raise NmcError("nmc eval needs an ANN model; this graph is already spiking",
@@ -121,9 +122,10 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     with progress(runs * len(x), "eval") as bar:
         ann_pred, _ = _predict(base, x, "reference", bar)
         report = {"ann_accuracy": float(np.mean(ann_pred == y)), "samples": int(len(x)), "backend": backend,
-                  "encoding": encoding, "snn": []}
+                  "encoding": encoding, "convert_options": convert_options, "snn": []}
         for T in timesteps:
-            snn = PassManager(f"convert-to-spiking{{timesteps={T},encoding={encoding}}}", ctx).run(base.clone())
+            options = ",".join(o for o in (f"timesteps={T}", f"encoding={encoding}", convert_options) if o)
+            snn = PassManager(f"convert-to-spiking{{{options}}}", ctx).run(base.clone())
             pred, tot = _predict(snn, x, backend, bar)
             row = {"timesteps": T, "latency_steps": tot["steps"], "float_accuracy": float(np.mean(pred == y)),
                    "float_agreement": float(np.mean(pred == ann_pred)), "int_accuracy": None, "int_agreement": None,

@@ -40,6 +40,8 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-bits", type=int, default=8, help="weight bits for quantize (default 8)")
     p.add_argument("--encoding", default="rate", choices=("rate", "poisson", "current"),
                    help="how the input is presented (default rate: binary spikes)")
+    p.add_argument("--convert", default="", metavar="OPTS",
+                   help="more convert-to-spiking options, e.g. 'v0=0,reset=zero,bias-correction=false'")
     p.add_argument("--backend", choices=("reference", "cpu"), help="executor (default: the fastest available)")
     p.add_argument("--per-layer", action="store_true", help="attribute the accuracy loss to layers")
     p.add_argument("--plot", metavar="ACC.png", help="draw accuracy against time steps")
@@ -119,17 +121,21 @@ def run(args) -> int:
     x_cal = load_inputs(args.calib)[0] if args.calib else x
     chip = None if args.target == "cpu" else load_chip(args.target)
     graph = load(args.model)
-    print("     T  steps   float    int  agree(int)  spikes/sample  synops/sample")
+
+    printed = []
 
     def on_row(r):
+        if not printed:  # the header only once the pipeline has been accepted
+            print("     T  steps   float    int  agree(int)  spikes/sample  synops/sample")
+        printed.append(r)
         print_row(r)
         if args.per_layer:
             print_layers(r)
 
     report = evaluate(graph, x, y, x_cal, chip, timesteps, percentile=args.percentile, weight_bits=args.weight_bits,
-                      encoding=args.encoding, backend=args.backend, per_layer=args.per_layer, on_row=on_row)
+                      encoding=args.encoding, convert_options=args.convert, backend=args.backend, per_layer=args.per_layer, on_row=on_row)
     print(f"ANN accuracy {100 * report['ann_accuracy']:.2f} % ({report['samples']} samples, "
-          f"{report['encoding']} input, backend {report['backend']}"
+          f"{report['encoding']} input{', ' + args.convert if args.convert else ''}, backend {report['backend']}"
           + ("; calibrated on the evaluation inputs)" if not args.calib else ")"))
     if args.report:
         atomic_write(args.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
