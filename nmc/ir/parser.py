@@ -219,6 +219,11 @@ def _syntax_error(e: lark.exceptions.UnexpectedInput, src: _Source, parser: lark
         tok = e.token
         history = getattr(e, "token_history", None) or []
         prev = history[-1] if history else None
+        if tok.type == "$END" and prev is None and getattr(tok, "end_line", None):
+            # lark gives no history at the end of input, but $END borrows the last token's span
+            line = src.line(tok.end_line) or ""
+            last = line[tok.column - 1 : tok.end_column - 1] if tok.line == tok.end_line else ""
+            return src.error(f"expected {_join_words(expected)} after '{last}'", tok.end_line, tok.end_column)
         if tok.type == "$END" or (prev is not None and tok.line is not None and prev.end_line is not None and tok.line > prev.end_line):
             if prev is not None:
                 return src.error(f"expected {_join_words(expected)} after '{prev}'", prev.end_line, prev.end_column)
@@ -240,6 +245,15 @@ def _number(tok: lark.Token, src: _Source, integer: bool = False) -> int | float
     return int(text) if is_int else float(text)
 
 
+def _string(tok: lark.Token, src: _Source) -> str:
+    """The value of a quoted string token (JSON escapes)."""
+    try:
+        return json.loads(str(tok))
+    except ValueError as err:
+        raise src.at(tok, f"malformed string {tok}: {err.msg}",
+                     hint='strings use JSON escapes (\\n, \\", \\\\, \\uXXXX)') from None
+
+
 def _scalar(node, src: _Source):
     if isinstance(node, lark.Token):
         if node.type == "KW_TRUE":
@@ -249,7 +263,7 @@ def _scalar(node, src: _Source):
         if node.type == "NUMBER":
             return _number(node, src)
         if node.type == "STRING":
-            return json.loads(str(node))
+            return _string(node, src)
     raise src.at(node.meta if isinstance(node, lark.Tree) else node, "expected a number")
 
 
@@ -299,7 +313,10 @@ class _Builder:
             scale_v = float(_number(scale, self.src)) if scale is not None else 1.0
             data = random_array(str(dist), seed_v, scale_v, t.shape, dtype)
             return Blob(data, init=Random(str(dist), seed_v, scale_v))
-        raw = base64.b64decode(json.loads(str(value)))
+        try:
+            raw = base64.b64decode(_string(value, self.src), validate=True)
+        except ValueError as err:  # binascii.Error
+            raise self.src.at(value, f"base64 blob is not valid base64 ({err})") from None
         want = int(np.prod(t.shape)) * dtype.itemsize
         if len(raw) != want:
             raise self.src.at(node.meta, f"base64 blob holds {len(raw)} bytes, the type {t} needs {want}")
@@ -342,7 +359,7 @@ class _Builder:
         if spec.kind == "bool":
             return node.type == "KW_TRUE"
         if spec.kind == "str":
-            return json.loads(str(node))
+            return _string(node, src)
         if spec.kind == "enum":
             return str(node.children[0])
         if spec.kind in ("ints", "floats"):
@@ -454,10 +471,10 @@ class _Builder:
     def loc(self, node: lark.Tree) -> Loc:
         if node.data == "loc_pos":
             _, f, line, col = node.children
-            return Loc(json.loads(str(f)), _number(line, self.src, True), _number(col, self.src, True))
+            return Loc(_string(f, self.src), _number(line, self.src, True), _number(col, self.src, True))
         _, f, nodename, op_type = node.children
-        return Loc(json.loads(str(f)), node=json.loads(str(nodename)),
-                   op_type=json.loads(str(op_type)) if op_type is not None else None)
+        return Loc(_string(f, self.src), node=_string(nodename, self.src),
+                   op_type=_string(op_type, self.src) if op_type is not None else None)
 
 
 def _after(node: lark.Tree, keyword: str):

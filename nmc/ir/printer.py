@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import re
 from typing import Any
 
@@ -33,8 +34,12 @@ _NAME_OK = re.compile(r"[^A-Za-z0-9_.$-]")
 
 
 def format_float(x: float) -> str:
-    """Shortest text that reads back to the same float64 (always has '.', 'e', inf or nan)."""
-    return repr(float(x))
+    """Shortest text that reads back to the same float64 (always has '.', 'e', inf or nan).
+
+    A NaN keeps its sign (``-nan``); its payload does not print (it reads back as the
+    canonical quiet NaN)."""
+    x = float(x)
+    return "-nan" if math.isnan(x) and math.copysign(1.0, x) < 0 else repr(x)
 
 
 def format_element(x: Any, dtype: np.dtype) -> str:
@@ -43,6 +48,8 @@ def format_element(x: Any, dtype: np.dtype) -> str:
     if np.issubdtype(dtype, np.integer):
         return str(int(x))
     if dtype == np.float32:
+        if np.isnan(x):
+            return format_float(x)
         text = str(np.float32(x))
         return text if any(c in text for c in ".en") else text + ".0"
     return format_float(x)
@@ -186,7 +193,9 @@ class Printer:
     def header(self) -> str:
         meta = ""
         if self.graph.meta:
-            body = ", ".join(f"{k} = {self.attr_text(v)}" for k, v in sorted(self.graph.meta.items()))
+            # strings always quoted: a bare word would lex as a keyword, not a value
+            body = ", ".join(f"{k} = {json.dumps(v) if isinstance(v, str) else self.attr_text(v)}"
+                             for k, v in sorted(self.graph.meta.items()))
             meta = " {" + body + "}"
         return f"graph @{_NAME_OK.sub('_', self.graph.name)}{meta}"
 
