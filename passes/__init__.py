@@ -5,3 +5,4 @@ from nmc.passes import calibrate  # noqa: F401
 from nmc.passes import normalize  # noqa: F401
 from nmc.passes import convert  # noqa: F401
 from nmc.passes import quantize  # noqa: F401
+from nmc.passes import fold_affine  # noqa: F401
