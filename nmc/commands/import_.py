@@ -20,12 +20,13 @@ def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="a model file (.onnx, .nir, .nmd, .nmir)")
     p.add_argument("-o", "--output", metavar="OUT.nmir", help="write the IR here (default: standard output)")
     p.add_argument("--dt", type=float, metavar="SECONDS", help="time step for NIR models")
+    p.add_argument("--reset", choices=("zero", "subtract"), help="reset mode for NIR models (default zero, as NIR defines it)")
     p.add_argument("--print-debuginfo", action="store_true", help="print op locations")
     p.add_argument("--print-blobs", action="store_true", help="print large blobs inline as base64")
 
 
 def run(args) -> int:
-    graph = load(args.model, dt=args.dt)
+    graph = load(args.model, dt=args.dt, reset=args.reset)
     if args.output:
         write_ir(graph, args.output, debuginfo=args.print_debuginfo, print_blobs=args.print_blobs)
     else:
