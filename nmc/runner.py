@@ -97,6 +97,13 @@ def load_artifact(path_or_graph: Any, **options) -> Any:
     """A graph or image from a path (a model file of any frontend, or an image), or as given."""
     if not isinstance(path_or_graph, str):
         return path_or_graph
+    if path_or_graph.endswith(".nmb"):
+        from nmc.targets.image import read_image
+
+        given = sorted(k for k, v in options.items() if v is not None)
+        if given:
+            raise UsageError(f"{', '.join(given)} apply to model files, not to the image {path_or_graph}")
+        return read_image(path_or_graph)
     from nmc.frontends import load
 
     return load(path_or_graph, **options)

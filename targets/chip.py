@@ -25,8 +25,10 @@ from nmc.diagnostics import Loc, NmcError, source_line_at
 RESET_MODES = ("subtract", "zero")
 
 
-def _spec(lo=None, hi=None, doc: str = "", choices: tuple = ()):
-    return field(metadata={"lo": lo, "hi": hi, "doc": doc, "choices": choices})
+def _spec(lo=None, hi=None, doc: str = "", choices: tuple = (), same_as: str | None = None):
+    """Range and choices of a field; ``same_as``: an optional key that defaults to that key's value."""
+    meta = {"lo": lo, "hi": hi, "doc": doc, "choices": choices, "same_as": same_as}
+    return field(default=None, metadata=meta) if same_as else field(metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class Noc:
     routing: str = _spec(choices=("dimension-order",))
     link_capacity: int = _spec(1, 1 << 32)
     hop_latency_ns: float = _spec(0.0, 1e9)
+    chip_link_capacity: int = _spec(1, 1 << 32, same_as="link_capacity")  # a link between two chips
+    chip_hop_latency_ns: float = _spec(0.0, 1e9, same_as="hop_latency_ns")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Energy:
     synaptic_op_j: float = _spec(0.0, 1.0)
     neuron_update_j: float = _spec(0.0, 1.0)
     spike_hop_j: float = _spec(0.0, 1.0)
+    chip_hop_j: float = _spec(0.0, 1.0, same_as="spike_hop_j")  # a hop between two chips
 
 
 SECTIONS = {"mesh": Mesh, "core": Core, "state": State, "noc": Noc, "energy": Energy}
@@ -192,10 +197,11 @@ class _Checker:
                 raise self.error(f"unknown key '{key}' in [{name}]", name, key,
                                  hint=f"[{name}] takes: {', '.join(fields)}")
         for key in fields:
-            if key not in data:
+            if key not in data and not fields[key].metadata.get("same_as"):
                 raise self.error(f"[{name}] is missing the field '{key}'", name, None,
-                                 hint=f"[{name}] needs: {', '.join(fields)}")
-        values = {k: self.value(name, k, data[k], hints[k], dict(fields[k].metadata)) for k in fields}
+                                 hint=f"[{name}] needs: {', '.join(k for k in fields if not fields[k].metadata.get('same_as'))}")
+        given = {k: data[k] if k in data else data[fields[k].metadata["same_as"]] for k in fields}
+        values = {k: self.value(name, k, given[k], hints[k], dict(fields[k].metadata)) for k in fields}
         return cls(**values)
 
 

@@ -1,0 +1,262 @@
+"""The compile driver: model → default (or given) pipeline → image (DESIGN §1, §6, §7).
+
+Contract of :func:`compile_graph`: it runs the pipeline on a copy of the graph and returns an
+:class:`~nmc.targets.image.Image` whose bytes depend only on the inputs (model, target,
+calibration data, timesteps, opt level, pipeline, seed).  The image holds
+
+* ``graph``: the ``snn`` graph right before the first mapping pass (``partition``), printed
+  with blobs inline, so every image can be run by the reference and CPU backends;
+* ``manifest``: JSON — source hash, pipeline, compiler version, target, timesteps, latency,
+  resource summary and pass statistics (pass *timings* are not in the image, they would break
+  byte-identical rebuilds; they are in ``image.stats["passes"]`` and the compile report);
+* for a chip target: ``chip`` (the description's text) and the emitter's hardware sections.
+
+Default pipelines (``--print-pipeline`` shows the one chosen):
+
+* an ANN graph: ``canonicalize,calibrate,normalize,convert-to-spiking{timesteps=T}``; a graph
+  that is already spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
+* ``cpu``: nothing more (a float graph; no chip, no mapping);
+* ``mesh`` class: ``quantize{weight-bits=8}`` (skipped when the graph is already integer),
+  then ``partition,place{seed=S},route``.  The opt level sets the placement effort when the
+  ``place`` pass has an ``iterations`` option: ``-O0`` keeps the constructive placement
+  (``iterations=0``), ``-O1``/``-O2`` use the pass's default, ``-O3`` four times as many.
+  Conversion and quantisation are the same at every level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nmc.diagnostics import NmcError, UsageError
+from nmc.ir.core import Graph
+from nmc.ir.printer import print_graph
+from nmc.passmanager import Instruments, Pass, PassContext, PassManager, load_passes, parse_pipeline, pass_options
+
+CPU = "cpu"
+MAPPING_PASSES = ("partition", "place", "route")
+CONVERSION = "canonicalize,calibrate,normalize,convert-to-spiking{{timesteps={T}}}"
+WEIGHT_BITS = 8
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved ``--target``: ``cpu`` (no chip) or a chip with the text of its description."""
+
+    name: str
+    chip_class: str
+    chip: Any = None
+    chip_text: bytes = b""
+
+
+def resolve_target(name_or_path: str) -> Target:
+    """``cpu``, a shipped chip name or the path of a chip description."""
+    if name_or_path == CPU:
+        return Target(CPU, CPU)
+    from nmc.targets.chip import load_chip
+
+    chip = load_chip(name_or_path)
+    with open(chip.path, "rb") as f:
+        text = f.read()
+    if hashlib.sha256(text).hexdigest() != chip.digest:
+        raise NmcError(f"chip description {chip.path} changed while it was being read")
+    return Target(chip.name, chip.chip_class, chip, text)
+
+
+def mesh_module():
+    """``nmc.targets.mesh`` (emitter, resource summary, emulator), or a clear error."""
+    try:
+        return importlib.import_module("nmc.targets.mesh")
+    except ModuleNotFoundError as err:
+        if err.name not in ("nmc.targets.mesh",):
+            raise
+        raise NmcError("the mesh emitter is not available in this build",
+                       hint="use --target cpu, or install an nmc that ships nmc.targets.mesh") from None
+
+
+def target_module(target: Target):
+    if target.chip_class == "mesh":
+        return mesh_module()
+    raise NmcError(f"no emitter for chip class '{target.chip_class}' (target '{target.name}')",
+                   hint="chip classes nmc can compile for: mesh; or use --target cpu")
+
+
+def is_integer(graph: Graph) -> bool:
+    pops = graph.walk("snn.population")
+    return bool(pops) and all(p.bits for p in pops)
+
+
+def _place_options(opt_level: int) -> str:
+    place = load_passes().get("place")
+    if place is None or "iterations" not in pass_options(place):
+        return ""
+    default = next(f.default for f in dataclasses.fields(place) if f.name == "iterations")
+    iterations = {0: 0, 3: 4 * default}.get(opt_level)
+    return "" if iterations is None else f",iterations={iterations}"
+
+
+def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps: int = 32, seed: int = 0) -> str:
+    """The pipeline ``nmc compile`` runs when ``--pipeline`` is not given (module docstring)."""
+    from nmc.semantics import is_spiking
+
+    if not 0 <= opt_level <= 3:
+        raise UsageError(f"opt level must be 0 to 3, got {opt_level}")
+    parts = [] if is_spiking(graph) else [CONVERSION.format(T=timesteps)]
+    if target.chip_class != CPU:
+        if not is_integer(graph):
+            parts.append(f"quantize{{weight-bits={WEIGHT_BITS}}}")
+        parts.append(f"partition,place{{seed={seed}{_place_options(opt_level)}}},route")
+    return ",".join(parts)
+
+
+def _split(passes: list[Pass], target: Target) -> tuple[list[Pass], list[Pass]]:
+    """(before the first mapping pass, from it on); checks the mapping passes suit the target."""
+    names = [p.NAME for p in passes]
+    mapping = [n for n in names if n in MAPPING_PASSES]
+    if target.chip_class == CPU:
+        if mapping:
+            raise UsageError(f"--target cpu does not map onto cores; remove {', '.join(mapping)} from the pipeline")
+        return passes, []
+    missing = [n for n in MAPPING_PASSES if n not in names]
+    if missing:
+        raise UsageError(f"a pipeline for chip '{target.name}' must end with partition,place,route; "
+                         f"it lacks {', '.join(missing)}")
+    first = names.index(mapping[0])
+    return passes[:first], passes[first:]
+
+
+def source_digest(graph: Graph, path: str | None) -> str:
+    """SHA-256 of the model file's bytes (followed by its blob sidecar's, for an ``.nmir`` that
+    has one), or of the graph's text when there is no file."""
+    if path is None:
+        return hashlib.sha256(print_graph(graph, print_blobs=True).encode()).hexdigest()
+    from nmc.ir.io import sidecar_path
+
+    digest = hashlib.sha256()
+    for part in (path, sidecar_path(path)):
+        if part == path or (path.endswith(".nmir") and os.path.isfile(part)):
+            with open(part, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray | None = None,
+                  timesteps: int | None = None, opt_level: int = 2, pipeline: str | None = None, seed: int = 0,
+                  source_path: str | None = None, instruments: Instruments | None = None):
+    """Compile ``graph`` (left unchanged) for ``target``; returns an Image (module contract).
+
+    ``timesteps`` None: the graph's ``meta.timesteps`` for a spiking graph, else 32."""
+    from nmc import __version__
+    from nmc.semantics import is_spiking, latency_steps
+    from nmc.targets.image import Image
+
+    target = resolve_target(target) if isinstance(target, str) else target
+    module = target_module(target) if target.chip_class != CPU else None
+    if timesteps is not None and timesteps < 1:
+        raise UsageError(f"timesteps must be at least 1, got {timesteps}")
+    source = source_digest(graph, source_path)
+    graph = graph.clone()
+    if is_spiking(graph):
+        if timesteps is not None:
+            graph.meta["timesteps"] = timesteps
+        graph.meta.setdefault("timesteps", 32)
+    T = timesteps or int(graph.meta.get("timesteps", 32))
+    text = pipeline if pipeline is not None else default_pipeline(graph, target, opt_level, T, seed)
+    passes = parse_pipeline(text)
+    front, mapping = _split(passes, target)
+    needs_data = [p.NAME for p in front if p.NAME in ("calibrate", "normalize")]
+    if needs_data and calibration is None and not is_spiking(graph):
+        raise NmcError(f"compiling the ANN @{graph.name} needs calibration data for {' and '.join(needs_data)}",
+                       hint="pass --calib DATA.npz (its x: inputs like the model's; labels are not used)")
+    ins = instruments or Instruments()
+    quiet = dataclasses.replace(ins, time_passes=False, pass_statistics=False, remarks=False)
+    ctx = PassContext(target=target.chip, calibration=calibration, seed=seed, opt_level=opt_level, instruments=quiet)
+    PassManager(front, ctx).run(graph)
+    if not is_spiking(graph):
+        raise NmcError(f"the pipeline left @{graph.name} an ANN; the image needs a spiking graph",
+                       hint="include convert-to-spiking{timesteps=N} in --pipeline")
+    if mapping and not is_integer(graph):
+        raise NmcError(f"chip '{target.name}' runs integer graphs; the pipeline reaches {mapping[0].NAME} "
+                       "with float populations", hint="put quantize{weight-bits=8} before partition")
+    snapshot = print_graph(graph, print_blobs=True)
+    T = int(graph.meta.get("timesteps", T))
+    latency = latency_steps(graph, T)
+    resources: dict[str, Any] = {}
+    sections: dict[str, bytes] = {"graph": snapshot.encode()}
+    if mapping:
+        PassManager(mapping, ctx).run(graph)
+        hardware = module.emit_sections(graph, target.chip)
+        clash = set(hardware) & {"graph", "manifest", "chip"}
+        if clash:
+            raise ValueError(f"the {target.chip_class} emitter returned reserved section names {sorted(clash)}")
+        sections.update(hardware)
+        sections["chip"] = target.chip_text
+        resources = _jsonable(module.resource_summary(graph, target.chip))
+    manifest = {
+        "compiler": f"nmc {__version__}",
+        "source_sha256": source,
+        "pipeline": text,
+        "target": target.name,
+        "target_class": target.chip_class,
+        "timesteps": T,
+        "latency_steps": latency,
+        "seed": seed,
+        "opt_level": opt_level,
+        "resources": resources,
+        "statistics": {name: dict(sorted(c.items())) for name, c in sorted(ctx.stats.items())},
+    }
+    sections["manifest"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    seconds: Counter = Counter()
+    for name, s in ctx.timings:
+        seconds[name] += s
+    _report_instruments(ins, passes, ctx)
+    return Image(target.name, target.chip.digest if target.chip else "", sections,
+                 stats={"passes": dict(seconds), "remarks": list(ctx.remarks)})
+
+
+def _report_instruments(ins: Instruments, passes: list[Pass], ctx: PassContext) -> None:
+    """One remarks list, timing table and statistics table for the whole run."""
+    out = ins.stream or sys.stderr
+    if ins.remarks:
+        out.writelines(f"remark: {r}\n" for r in ctx.remarks)
+    pm = PassManager(passes, ctx)
+    if ins.time_passes:
+        out.write(pm.timing_report())
+    if ins.pass_statistics:
+        out.write(pm.statistics_report())
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and tuples made JSON-ready (so the manifest is stable)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def report(image, pipeline: str | None = None) -> dict:
+    """The ``nmc compile --report`` JSON (DESIGN §7 keys; mapping keys None for ``cpu``)."""
+    manifest = image.manifest
+    resources = manifest.get("resources", {})
+    keys = ("cores", "cores_lower_bound", "chips", "placement_cost", "placement_cost_naive", "max_link_load")
+    out = {"target": image.target, "pipeline": pipeline or manifest.get("pipeline"),
+           **{k: resources.get(k) for k in keys},
+           "passes": image.stats.get("passes", {}),
+           "timesteps": manifest.get("timesteps"), "latency_steps": manifest.get("latency_steps"),
+           "source_sha256": manifest.get("source_sha256")}
+    out.update({k: v for k, v in resources.items() if k not in out})
+    return out
