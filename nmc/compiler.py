@@ -13,7 +13,7 @@ calibration data, timesteps, opt level, pipeline, seed).  The image holds
 
 Default pipelines (``--print-pipeline`` shows the one chosen):
 
-* an ANN graph: ``canonicalize,calibrate,normalize,convert-to-spiking{timesteps=T}``; a graph
+* an ANN graph: ``canonicalize,calibrate,normalize{timesteps=T},convert-to-spiking{timesteps=T}``; a graph
   that is already spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
 * ``cpu``: nothing more (a float graph; no chip, no mapping);
 * ``mesh`` class: ``quantize{weight-bits=8}`` (skipped when the graph is already integer),
@@ -44,7 +44,7 @@ from nmc.passmanager import Instruments, Pass, PassContext, PassManager, load_pa
 
 CPU = "cpu"
 MAPPING_PASSES = ("partition", "place", "route")
-CONVERSION = "canonicalize,calibrate,normalize,convert-to-spiking{{timesteps={T}}}"
+CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}}}"
 WEIGHT_BITS = 8
 
 

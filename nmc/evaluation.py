@@ -105,9 +105,12 @@ def layer_losses(base: Graph, snn: Graph, x: np.ndarray) -> list[dict]:
 
 
 def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip, timesteps: Iterable[int], *,
-             percentile: float = 99.9, weight_bits: int = 8, encoding: str = "rate", convert_options: str = "",
+             percentile: float = 99.9, thresholds: str = "calibrated", weight_bits: int = 8, encoding: str = "rate",
+             convert_options: str = "",
              backend: str | None = None, per_layer: bool = False, on_row: Callable[[dict], None] | None = None) -> dict:
     """The report of DESIGN §7 for ``nmc eval``; ``chip`` None: no integer SNN.
+    ``thresholds``: ``percentile`` normalises every layer by its calibrated percentile once;
+    ``calibrated`` chooses each layer's scale for each T (``normalize{timesteps=T}``).
     ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``).  With
     ``per_layer`` every row also holds ``layers`` (float) and ``int_layers`` (:func:`layer_losses`)."""
     if semantics.is_spiking(graph):
@@ -116,16 +119,18 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     backend = backend or fastest_backend()
     timesteps = list(timesteps)
     ctx = PassContext(calibration=x_cal, target=chip)
-    base = PassManager(f"canonicalize,calibrate{{percentile={percentile}}},normalize{{percentile={percentile}}}",
-                       ctx).run(graph.clone())
+    calibrated = PassManager(f"canonicalize,calibrate{{percentile={percentile}}}", ctx).run(graph.clone())
+    base = PassManager(f"normalize{{percentile={percentile}}}", ctx).run(calibrated.clone())
     runs = len(timesteps) * (2 if chip is not None else 1) + 1
     with progress(runs * len(x), "eval") as bar:
         ann_pred, _ = _predict(base, x, "reference", bar)
         report = {"ann_accuracy": float(np.mean(ann_pred == y)), "samples": int(len(x)), "backend": backend,
-                  "encoding": encoding, "convert_options": convert_options, "snn": []}
+                  "encoding": encoding, "thresholds": thresholds, "convert_options": convert_options, "snn": []}
         for T in timesteps:
+            normed = base if thresholds == "percentile" else PassManager(
+                f"normalize{{percentile={percentile},timesteps={T}}}", ctx).run(calibrated.clone())
             options = ",".join(o for o in (f"timesteps={T}", f"encoding={encoding}", convert_options) if o)
-            snn = PassManager(f"convert-to-spiking{{{options}}}", ctx).run(base.clone())
+            snn = PassManager(f"convert-to-spiking{{{options}}}", ctx).run(normed.clone())
             pred, tot = _predict(snn, x, backend, bar)
             row = {"timesteps": T, "latency_steps": tot["steps"], "float_accuracy": float(np.mean(pred == y)),
                    "float_agreement": float(np.mean(pred == ann_pred)), "int_accuracy": None, "int_agreement": None,

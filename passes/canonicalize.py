@@ -12,6 +12,7 @@ import numpy as np
 from nmc import semantics
 from nmc.ir.ann import Constant
 from nmc.ir.core import Blob, Graph, Op
+from nmc.passes.fold_affine import PATTERNS as FOLD_AFFINE
 from nmc.passmanager import Pass, PassContext, register_pass
 from nmc.rewrite import Pattern, PatternPass, apply_patterns
 
@@ -178,10 +179,10 @@ class DeadCodeElimination(Pass):
 @register_pass("canonicalize")
 class Canonicalize(Pass):
     """All canonicalisation patterns (fold-batchnorm, drop-dropout, drop-identity,
-    fold-constants, strip-output-softmax), then dce, repeated until nothing changes."""
+    fold-constants, strip-output-softmax, fold-affine), then dce, repeated until nothing changes."""
 
     PATTERNS = (FOLD_BATCHNORM, DROP_DROPOUT, DROP_IDENTITY, FOLD_CONSTANTS,
-                STRIP_OUTPUT_SOFTMAX, STRIP_OUTPUT_LOG_SOFTMAX)
+                STRIP_OUTPUT_SOFTMAX, STRIP_OUTPUT_LOG_SOFTMAX, *FOLD_AFFINE)
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         changed = False

@@ -165,6 +165,9 @@ class Converter:
     # -- ops ------------------------------------------------------------------------------
 
     def weighted(self, op: Op) -> Cur:
+        fused = self.fuse_pooling(op) if self.options.fuse_pooling else None
+        if fused is not None:
+            return fused
         x = self.spikes_of(op, op.x)
         w = op.weight.data.astype(np.float64)
         bias = None if op.bias is None else np.repeat(op.bias.data.astype(np.float64),
@@ -188,6 +191,38 @@ class Converter:
             return Cur(terms, out, bias)
         self.require_image(op, x)
         return Cur([Term(x, {"kind": "conv2d", "weight": op.weight, **geometry})], out, bias)
+
+    def fuse_pooling(self, op: Op) -> Cur | None:
+        """A dense or conv reading an average pool of spikes, as one projection from the pool's
+        source (None when not exact): the pool must tile its input (kernel = strides, no pads,
+        one weight) and the conv be undilated; a conv's pads grow by the pool's factor."""
+        x = self.env.get(op.x)
+        if not (isinstance(x, Cur) and len(x.terms) == 1 and x.bias is None
+                and x.terms[0].fields["kind"] == "pool" and not isinstance(x.terms[0].fields["weight"], Blob)):
+            return None
+        src, pool = x.terms[0].src, x.terms[0].fields
+        kernel, (c, h, w) = pool["kernel"], src.shape
+        if (tuple(pool["strides"]) != tuple(kernel) and (h, w) != tuple(kernel)) or any(pool["pads"]) \
+                or h % kernel[0] or w % kernel[1]:
+            return None
+        spread = np.ones(kernel) * float(pool["weight"])  # each pooled weight spread over its window
+        weight = op.weight.data.astype(np.float64)
+        out = tuple(op.result.type.shape)
+        bias = None if op.bias is None else np.repeat(op.bias.data.astype(np.float64), int(np.prod(out[1:])))
+        if op.KIND == "ann.dense":
+            pooled = (c, h // kernel[0], w // kernel[1])
+            fused = np.kron(weight.reshape(len(weight), *pooled), spread).reshape(len(weight), -1)
+            fields = {"kind": "dense"}
+        elif (h, w) == tuple(kernel) or tuple(op.dilations) != (1, 1) or len(op.weight.shape) != 4:
+            return None
+        else:
+            fused = np.kron(weight, spread)
+            fields = {"kind": "conv2d", "strides": tuple(s * k for s, k in zip(op.strides, kernel)),
+                      "pads": tuple(p * kernel[i % 2] for i, p in enumerate(op.pads)), "dilations": (1, 1),
+                      "groups": op.groups}
+        self.ctx.stat("pools-fused")
+        name = f"{op.weight.name}.fused" if op.weight.name else None
+        return Cur([Term(src, {**fields, "weight": Blob(fused.astype(np.float32), name)})], out, bias)
 
     def require_image(self, op: Op, x: Spk) -> None:
         if len(x.shape) != 3 or tuple(x.value.type.shape) != tuple(x.shape):
@@ -376,6 +411,7 @@ class ConvertToSpiking(Pass):
     encoding: Literal["rate", "poisson", "current"] = "rate"
     v0: float = 0.5
     bias_correction: bool = True
+    fuse_pooling: bool = True
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if self.timesteps < 1:

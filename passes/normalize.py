@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nmc import semantics
 from nmc.diagnostics import NmcError
 from nmc.ir import ann
 from nmc.ir.core import Blob, Graph, Op, Value
@@ -40,6 +41,26 @@ def layer_scale(op: Op) -> float:
     return 1.0
 
 
+def rate_coded_scale(values: np.ndarray, timesteps: int, max_values: int = 200_000) -> float:
+    """The ``λ`` that best represents ``values`` as firing rates over ``timesteps`` steps.
+
+    An IF neuron with ``v0 = θ/2`` and reset by subtraction under a constant normalised input
+    ``r`` fires ``clip(⌊T·r + 1/2⌋, 0, T)`` times in ``T`` steps, so it stands for
+    ``λ · clip(⌊T·a/λ + 1/2⌋, 0, T) / T``.  A large ``λ`` wastes the few rate levels a short
+    window has, a small one clips: choose, among the 90th…100th percentiles of the positive
+    values, the one with the least squared error (threshold calibration for low latency, as in
+    Li et al. 2021 and Bu et al. 2022).  Values ≤ 0 stay 0 exactly and do not count."""
+    positive = np.asarray(values, dtype=np.float64).reshape(-1)
+    positive = positive[positive > 0]
+    if positive.size == 0:
+        return 1.0
+    positive = positive[:: -(-positive.size // max_values)]  # a deterministic subsample
+    candidates = np.unique(np.percentile(positive, np.linspace(90.0, 100.0, 101)))
+    errors = [np.sum((positive - lam * np.clip(np.floor(timesteps * positive / lam + 0.5), 0, timesteps)
+                      / timesteps) ** 2) for lam in candidates]
+    return float(candidates[int(np.argmin(errors))])
+
+
 def _constant_scalar(v: Value) -> float | None:
     """The value of a one-element constant, else None."""
     owner = v.owner
@@ -58,8 +79,10 @@ def _rescale(graph: Graph, user: Op, v: Value, factor: float) -> Value:
     return mul.result
 
 
-def normalize(graph: Graph, ctx: PassContext) -> dict[Value, float]:
-    """Rewrite ``graph`` in place; returns the scale of every value."""
+def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float] | None = None) -> dict[Value, float]:
+    """Rewrite ``graph`` in place; returns the scale of every value.  ``chosen``: the ``λ`` of
+    some weighted layers and joins (else :func:`layer_scale`)."""
+    chosen = chosen or {}
     scale: dict[Value, float] = {}
     for op in list(graph.ops):
         if op.result is None:
@@ -70,7 +93,7 @@ def normalize(graph: Graph, ctx: PassContext) -> dict[Value, float]:
             continue
         ins = [scale.get(v, 1.0) for v in op.operands]
         if kind in WEIGHTED:
-            lam = layer_scale(op)
+            lam = chosen.get(op) or layer_scale(op)
             w = op.weight.data.astype(np.float64) * ins[0] / lam
             changes = {"weight": Blob(w.astype(op.weight.data.dtype), op.weight.name)}
             if op.bias is not None:
@@ -91,7 +114,7 @@ def normalize(graph: Graph, ctx: PassContext) -> dict[Value, float]:
             graph.replace(op, new)
             op = new
         elif kind in JOINS:
-            lam = layer_scale(op)
+            lam = chosen.get(op) or layer_scale(op)
             for v, s in zip(list(op.operands), ins):
                 if not np.isclose(s, lam, rtol=1e-12, atol=0):
                     op.replace_operand(v, _rescale(graph, op, v, s / lam))
@@ -117,9 +140,12 @@ class Normalize(Pass):
     Ensures: every dense/conv output is divided by its ``λ`` (the percentile of its positive
     activations; ``norm.scale`` on the op); inputs of each add/concat share a scale; graph
     outputs are the original ones divided by positive factors (``meta.output_scale``), so the
-    argmax is unchanged; ``meta.normalized = true``."""
+    argmax is unchanged; ``meta.normalized = true``.  With ``timesteps`` > 0 each ``λ`` is
+    instead the one that best represents the layer's activations on ``ctx.calibration`` as
+    rates over that many steps (:func:`rate_coded_scale`)."""
 
     percentile: float = 99.9
+    timesteps: int = 0
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if not 0.0 < self.percentile <= 100.0:
@@ -139,7 +165,14 @@ class Normalize(Pass):
                 raise NmcError(f"'{op.KIND}' op was calibrated at percentile {op.extra['calib.percentile']}, "
                                f"normalize asks for {self.percentile}", op.loc,
                                hint=f"use calibrate{{percentile={self.percentile}}}, or give the calibration data again")
-        scale = normalize(graph, ctx)
+        chosen = {}
+        if self.timesteps > 0:
+            if ctx.calibration is None:
+                raise NmcError(f"normalize{{timesteps={self.timesteps}}} needs calibration data",
+                               hint="pass --calib DATA.npz, or drop timesteps to use the calibrated percentiles")
+            values = semantics.run_ann(graph, [calibration_batch(ctx, graph, 512, "normalize")], keep=True).values
+            chosen = {op: rate_coded_scale(values[op.result], self.timesteps) for op in measured}
+        scale = normalize(graph, ctx, chosen)
         graph.meta["normalized"] = True
         graph.meta["output_scale"] = [float(scale.get(v, 1.0)) for v in graph.outputs]
         return True

@@ -49,7 +49,7 @@ def converted(digits, T=8, quantize=False):
     graph = nmc.load(MODEL)
     chip = load_chip("mesh-tiny")
     ctx = PassContext(calibration=digits[0][:40], target=chip)
-    run_pipeline(graph, f"canonicalize,calibrate,normalize,convert-to-spiking{{timesteps={T}}}", ctx)
+    run_pipeline(graph, f"canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}}}", ctx)
     if quantize:
         run_pipeline(graph, "quantize{weight-bits=8}", ctx)
     return graph
@@ -61,9 +61,9 @@ def converted(digits, T=8, quantize=False):
 def test_default_pipelines():
     ann = nmc.load(MODEL)
     cpu, tiny = resolve_target("cpu"), resolve_target("mesh-tiny")
-    assert default_pipeline(ann, cpu, 2, 16) == "canonicalize,calibrate,normalize,convert-to-spiking{timesteps=16}"
+    assert default_pipeline(ann, cpu, 2, 16) == "canonicalize,calibrate,normalize{timesteps=16},convert-to-spiking{timesteps=16}"
     mesh = default_pipeline(ann, tiny, 2, 16, seed=3)
-    assert mesh.startswith("canonicalize,calibrate,normalize,convert-to-spiking{timesteps=16},quantize{weight-bits=8},"
+    assert mesh.startswith("canonicalize,calibrate,normalize{timesteps=16},convert-to-spiking{timesteps=16},quantize{weight-bits=8},"
                            "partition,place{seed=3")
     assert mesh.endswith("},route")
     with pytest.raises(UsageError):
@@ -91,7 +91,7 @@ def test_spiking_inputs_skip_conversion_and_integer_ones_skip_quantize(digits):
 
 def test_print_pipeline_cli(capsys, tmp_path, digits):
     assert main(["compile", MODEL, "--target", "cpu", "--timesteps", "12", "--print-pipeline"]) == 0
-    assert capsys.readouterr().out.strip() == "canonicalize,calibrate,normalize,convert-to-spiking{timesteps=12}"
+    assert capsys.readouterr().out.strip() == "canonicalize,calibrate,normalize{timesteps=12},convert-to-spiking{timesteps=12}"
     snn = tmp_path / "snn.nmir"
     write_ir(converted(digits, T=8), str(snn))
     assert main(["compile", str(snn), "--target", "mesh-tiny", "--print-pipeline", "-O0", "--seed", "5"]) == 0
@@ -115,7 +115,7 @@ def test_cpu_image_runs_like_the_converted_graph(tmp_path, digits):
     assert from_image.spikes == direct.spikes and from_image.steps == direct.steps == 9
     m = read_image(path).manifest
     assert m["target"] == "cpu" and m["timesteps"] == 8 and m["latency_steps"] == 9
-    assert m["pipeline"] == "canonicalize,calibrate,normalize,convert-to-spiking{timesteps=8}"
+    assert m["pipeline"] == "canonicalize,calibrate,normalize{timesteps=8},convert-to-spiking{timesteps=8}"
     assert m["compiler"] == f"nmc {nmc.__version__}"
     assert len(m["source_sha256"]) == 64
 

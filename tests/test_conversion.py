@@ -131,7 +131,11 @@ def test_if_neuron_rate_is_min_1_x_over_theta(threshold, T):
     assert np.all(np.abs(rate - want) <= 1.0 / T + 1e-6), np.c_[x[:, 0], rate, want]
 
 
-def test_cnn_with_pooling_and_residual_agrees_with_its_ann(digits):
+@pytest.mark.parametrize("fuse, kinds", [
+    ("true", ["conv2d", "conv2d", "dense", "pool"]),  # c2 reads r through a fused kernel; no pool neurons
+    ("false", ["conv2d", "conv2d", "dense", "one_to_one", "pool"]),
+])
+def test_cnn_with_pooling_and_residual_agrees_with_its_ann(digits, fuse, kinds):
     """A small random CNN (conv, average pooling, a residual add, dense): the float SNN's
     classes agree with the ANN's on most samples."""
     x_train, x_test, _, _ = digits
@@ -150,14 +154,40 @@ def test_cnn_with_pooling_and_residual_agrees_with_its_ann(digits):
     g.add(ann.Output(values=[y]))
     xs, xt = x_train.reshape(-1, 1, 8, 8)[:300], x_test.reshape(-1, 1, 8, 8)[:200]
     ann_pred = semantics.classify(semantics.run_ann(g, [xt]).outputs[0])
-    snn, _ = convert(g, xs, CONVERT.format(T=64))
-    kinds = sorted(p.kind for p in snn.walk("snn.project"))
-    assert kinds == ["conv2d", "conv2d", "dense", "one_to_one", "pool"]
+    snn, _ = convert(g, xs, CONVERT.format(T=64)[:-1] + f",fuse-pooling={fuse}}}")
+    assert sorted(p.kind for p in snn.walk("snn.project")) == kinds
     _, pred = accuracy(snn, xt, ann_pred)
     assert np.mean(pred == ann_pred) >= 0.9
     quant, _ = convert(snn, xs, "quantize", target=load_chip("mesh"))
     _, qpred = accuracy(quant, xt, ann_pred)
     assert np.mean(qpred == ann_pred) >= 0.85
+
+
+@pytest.mark.parametrize("pool, conv", [
+    ({"kernel": (2, 2), "strides": (2, 2)}, {"pads": (1, 0, 2, 1), "strides": (1, 1)}),
+    ({"kernel": (3, 3), "strides": (3, 3)}, {"pads": (0, 0, 0, 0), "strides": (2, 1), "groups": 2}),
+])
+def test_fused_pooling_kernel_equals_pool_then_conv(pool, conv):
+    """conv(avgpool(x)) and the fused conv2d projection on x compute the same currents."""
+    rng = np.random.default_rng(3)
+    shape = (2, 12, 12)
+    g = Graph("pc")
+    x = g.add(ann.Input(declared_type=TensorType(shape)), "x")
+    r = g.add(ann.Relu(x=x), "r")
+    p = g.add(ann.AvgPool(x=r, **pool), "p")
+    w = rng.normal(size=(4, 2 // conv.get("groups", 1), 3, 3)).astype(np.float32)
+    c = g.add(ann.Conv(x=p, weight=Blob(w), **conv), "c")
+    g.add(ann.Output(values=[c]))
+    snn, ctx = convert(g, None, "convert-to-spiking{timesteps=4}")
+    assert ctx.stats["convert-to-spiking"]["pools-fused"] == 1
+    (proj,) = [q for q in snn.walk("snn.project") if q.kind == "conv2d"]
+    f = Graph("fused")
+    xf = f.add(ann.Input(declared_type=TensorType(shape)), "x")
+    cf = f.add(ann.Conv(x=xf, weight=proj.weight, strides=proj.strides, pads=proj.pads, groups=proj.groups), "c")
+    f.add(ann.Output(values=[cf]))
+    xs = rng.uniform(0, 1, (3, *shape)).astype(np.float32)
+    np.testing.assert_allclose(semantics.run_ann(f, [xs]).outputs[0], semantics.run_ann(g, [xs]).outputs[0],
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind, words", [
@@ -261,3 +291,29 @@ def test_nmc_eval_per_layer_and_plot(tmp_path, mlp, digits, capsys):
     assert r["encoding"] == "current"
     assert {L["layer"] for L in r["snn"][1]["int_layers"]} == {"relu1", "fc2"}
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def _rate_error(values, lam, T):
+    return np.sum((values - lam * np.clip(np.floor(T * values / lam + 0.5), 0, T) / T) ** 2)
+
+
+def test_rate_coded_scale_fits_the_window():
+    """With few steps the chosen λ clips the rare large activations instead of wasting rate
+    levels on them, and represents the values better than the maximum or the 99.9th percentile;
+    with many steps it moves towards the maximum."""
+    from nmc.passes.normalize import rate_coded_scale
+
+    values = np.random.default_rng(0).exponential(1.0, 50_000)
+    short, long = rate_coded_scale(values, 4), rate_coded_scale(values, 256)
+    assert short < long <= values.max()
+    for lam in (values.max(), np.percentile(values, 99.9)):
+        assert _rate_error(values, short, 4) < _rate_error(values, lam, 4)
+    assert rate_coded_scale(-values, 4) == 1.0  # nothing positive: nothing to scale
+
+
+def test_normalize_for_a_window_needs_data(mlp, digits):
+    base, _ = convert(mlp, digits[0], "canonicalize,calibrate")
+    with pytest.raises(NmcError, match=r"normalize\{timesteps=8\} needs calibration data"):
+        convert(base, None, "normalize{timesteps=8}")
+    g, _ = convert(base, digits[0], "normalize{timesteps=8}")
+    assert g.meta["normalized"] and all("norm.scale" in op.extra for op in g.walk("ann.dense"))

@@ -37,6 +37,8 @@ def add_arguments(p) -> None:
     p.add_argument("--timesteps", default="32", metavar="N[,N...]", help="presentation steps, comma-separated (default 32)")
     p.add_argument("--calib", metavar="DATA.npz", help="calibration inputs (default: the evaluation inputs)")
     p.add_argument("--percentile", type=float, default=99.9, help="normalisation percentile (default 99.9)")
+    p.add_argument("--thresholds", default="calibrated", choices=("percentile", "calibrated"),
+                   help="layer scales: the percentile, or chosen per T to best fit the activations as rates")
     p.add_argument("--weight-bits", type=int, default=8, help="weight bits for quantize (default 8)")
     p.add_argument("--encoding", default="rate", choices=("rate", "poisson", "current"),
                    help="how the input is presented (default rate: binary spikes)")
@@ -132,10 +134,10 @@ def run(args) -> int:
         if args.per_layer:
             print_layers(r)
 
-    report = evaluate(graph, x, y, x_cal, chip, timesteps, percentile=args.percentile, weight_bits=args.weight_bits,
-                      encoding=args.encoding, convert_options=args.convert, backend=args.backend, per_layer=args.per_layer, on_row=on_row)
+    report = evaluate(graph, x, y, x_cal, chip, timesteps, percentile=args.percentile, thresholds=args.thresholds,
+                      weight_bits=args.weight_bits, encoding=args.encoding, convert_options=args.convert, backend=args.backend, per_layer=args.per_layer, on_row=on_row)
     print(f"ANN accuracy {100 * report['ann_accuracy']:.2f} % ({report['samples']} samples, "
-          f"{report['encoding']} input{', ' + args.convert if args.convert else ''}, backend {report['backend']}"
+          f"{report['encoding']} input, {args.thresholds} thresholds{', ' + args.convert if args.convert else ''}, backend {report['backend']}"
           + ("; calibrated on the evaluation inputs)" if not args.calib else ")"))
     if args.report:
         atomic_write(args.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())

@@ -295,15 +295,10 @@ class _Builder:
         dtype = DTYPES[t.dtype]
         value = node.children[1]  # after the keyword
         if node.data == "init_dense":
-            body = self._dense_value(value)
             try:
-                arr = np.array(body, dtype=np.float64 if dtype.kind == "f" else object)
-                if arr.shape != t.shape:
-                    raise ValueError(f"has shape {list(arr.shape)}, the type says {list(t.shape)}")
-                arr = arr.astype(dtype)
-            except (ValueError, TypeError, OverflowError) as err:
+                return Blob(_dense_array(self._dense_value(value), t, dtype))
+            except ValueError as err:
                 raise self.src.at(node.meta, f"dense literal {err}") from None
-            return Blob(arr)
         if node.data == "init_splat":
             splat = _scalar(value, self.src)
             return Blob(np.full(t.shape, splat, dtype=dtype), init=Splat(splat))
@@ -559,3 +554,31 @@ def parse_ir(text: str, filename: str = "<string>", sidecar=None, verify: bool =
 def parse_ir_cases(text: str, filename: str = "<string>", sidecar=None, verify: bool = True) -> list[Graph]:
     """Parse every ``// -----`` separated case of a file."""
     return [parse_ir(case, filename, sidecar, verify) for case in split_cases(text)]
+
+
+def _dense_shape(body) -> tuple:
+    """The shape of a nested list literal; ValueError naming the first ragged level."""
+    if not isinstance(body, list):
+        return ()
+    shapes = {_dense_shape(b) for b in body}
+    if len(shapes) > 1:
+        raise ValueError(f"is ragged: its elements have shapes {' and '.join(str(list(x)) for x in sorted(shapes))}")
+    return (len(body), *(shapes.pop() if shapes else ()))
+
+
+def _dense_array(body, t: TensorType, dtype: np.dtype) -> np.ndarray:
+    """The array a ``dense<...>`` literal spells for type ``t``; ValueError saying what is wrong
+    (ragged, wrong shape, a non-integer or out-of-range value for an integer type)."""
+    shape = _dense_shape(body)
+    if shape != t.shape:
+        raise ValueError(f"has shape {list(shape)}, the type {t} says {list(t.shape)}")
+    flat = np.array(body, dtype=object).reshape(-1)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        for v in flat:
+            if isinstance(v, str) or not np.isfinite(v) or float(v) != int(v) or not info.min <= int(v) <= info.max:
+                raise ValueError(f"value {v} is not an {t.dtype} (integers {info.min}..{info.max})")
+        return np.array([int(v) for v in flat], dtype=dtype).reshape(t.shape)
+    if any(isinstance(v, str) for v in flat):
+        raise ValueError(f"holds a string; a {t.dtype} tensor holds numbers")
+    return np.array([float(v) for v in flat], dtype=np.float64).astype(dtype).reshape(t.shape)
