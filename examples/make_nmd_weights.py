@@ -14,19 +14,13 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
+from train_digits_mlp import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main() -> None:
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.25, random_state=0, stratify=digits.target)
-    clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=600, random_state=0).fit(x_train, y_train)
-    print(f"scikit-learn test accuracy: {100 * clf.score(x_test, y_test):.2f} %")
+    clf, _, _ = train()
     (w1, w2), (b1, b2) = clf.coefs_, clf.intercepts_
     arrays = {"w1": w1.T, "b1": b1, "w2": w2.T, "b2": b2}
     np.savez_compressed(os.path.join(HERE, "mlp_weights.npz"), **{k: v.astype(np.float32) for k, v in arrays.items()})

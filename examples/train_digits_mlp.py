@@ -41,12 +41,18 @@ def build_graph(clf: MLPClassifier) -> Graph:
     return g
 
 
-def main() -> None:
+def train() -> tuple[MLPClassifier, np.ndarray, np.ndarray]:
+    """The trained classifier and the held-out quarter (x in [0, 1], y)."""
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.25, random_state=0, stratify=digits.target)
     clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=600, random_state=0).fit(x_train, y_train)
     print(f"scikit-learn test accuracy: {100 * clf.score(x_test, y_test):.2f} %")
+    return clf, x_test, y_test
+
+
+def main() -> None:
+    clf, x_test, y_test = train()
     write_ir(build_graph(clf), os.path.join(HERE, "digits_mlp.nmir"))
     np.savez_compressed(os.path.join(HERE, "digits_test.npz"), x=x_test, y=y_test.astype(np.int64))
     print("wrote examples/digits_mlp.nmir and examples/digits_test.npz")

@@ -471,23 +471,7 @@ class _Importer:
         def order(n):
             return (index.get(n, len(index)), n)
 
-        back, state = set(), {}
-        for root in inputs + sorted(g.nodes, key=order):
-            if root in state:
-                continue
-            state[root] = 1
-            stack = [(root, iter(sorted(g.successors(root), key=order)))]
-            while stack:
-                node, successors = stack[-1]
-                nxt = next(successors, None)
-                if nxt is None:
-                    state[node] = 2
-                    stack.pop()
-                elif state.get(nxt) == 1:
-                    back.add((node, nxt))
-                elif nxt not in state:
-                    state[nxt] = 1
-                    stack.append((nxt, iter(sorted(g.successors(nxt), key=order))))
+        back = _back_edges(g, inputs, order)
         dag = nx.DiGraph(g)
         dag.remove_edges_from(back)
         depth = {}
@@ -605,6 +589,30 @@ class _Importer:
         return p
 
 
+def _back_edges(g: nx.DiGraph, roots: list, key) -> set:
+    """The edges a depth-first search closes a cycle with, starting from ``roots`` then every
+    other node, successors in ``key`` order — deterministic, so import and export agree on
+    which projection of a loop is the recurrent one."""
+    back, state = set(), {}
+    for root in list(roots) + sorted(g.nodes, key=key):
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(sorted(g.successors(root), key=key)))]
+        while stack:
+            node, successors = stack[-1]
+            nxt = next(successors, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                back.add((node, nxt))
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(sorted(g.successors(nxt), key=key))))
+    return back
+
+
 def warm_up_v0(bias: np.ndarray, dv: np.ndarray, steps: int) -> np.ndarray:
     """``v0`` such that ``v ← (1 − dv/4096)·v + bias`` reaches exactly 0 after ``steps`` steps
     (0 where there is nothing to undo: no steps, no bias, or no memory, dv = 4096)."""
@@ -680,23 +688,7 @@ class _Exporter:
         for p in projections:
             target = next(u for u in self.graph.users(p.result))
             g.add_edge(id(p.src.owner), id(target))
-        back, state = set(), {}
-        for root in [id(s) for s in sources] + sorted(g.nodes, key=index.get):
-            if root in state:
-                continue
-            state[root] = 1
-            stack = [(root, iter(sorted(g.successors(root), key=index.get)))]
-            while stack:
-                node, successors = stack[-1]
-                nxt = next(successors, None)
-                if nxt is None:
-                    state[node] = 2
-                    stack.pop()
-                elif state.get(nxt) == 1:
-                    back.add((node, nxt))
-                elif nxt not in state:
-                    state[nxt] = 1
-                    stack.append((nxt, iter(sorted(g.successors(nxt), key=index.get))))
+        back = _back_edges(g, [id(s) for s in sources], index.get)
         dag = nx.DiGraph(g)
         dag.remove_edges_from(back)
         depth = {}
