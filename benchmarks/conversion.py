@@ -1,0 +1,111 @@
+"""Conversion accuracy on MNIST: ANN vs float SNN vs 8-bit integer SNN, over T.
+
+For each model — the project's MLP and CNN (examples/train_mnist.py, trained on ``train_idx``)
+and the ONNX Model Zoo's mnist-8 — runs nmc's default conversion pipeline (canonicalize,
+calibrate, normalize with thresholds calibrated for each T, convert-to-spiking with v0 = θ/2, pooling fusion and bias
+correction, quantize to the mesh chip's 8-bit weights) through :func:`nmc.evaluation.evaluate`
+on the 2000 ``heldout_idx`` images, with binary rate-coded input and with the image as a
+constant current.  Calibration uses the first 1000 ``train_idx`` images (no labels).
+
+    python benchmarks/conversion.py --data ../shared/data [--samples 2000] [--timesteps 4,8,...]
+        [--models mlp,cnn,mnist-8] [--encodings rate,current] [--json out.json] [--plot out.png]
+
+Prints one table per model and encoding: accuracy (%) of the ANN, the float SNN and the
+integer SNN, and the integer SNN's agreement with the ANN (fraction of images with the same
+class), at each T; latency is T + depth − 1 steps (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import numpy as np
+
+import nmc
+from nmc.evaluation import evaluate
+from nmc.targets.chip import load_chip
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MODELS = {"mlp": ROOT / "examples" / "mnist_mlp.onnx", "cnn": ROOT / "examples" / "mnist_cnn.onnx",
+          "mnist-8": pathlib.Path("models") / "mnist-8.onnx"}
+
+
+def load_mnist(data: pathlib.Path, samples: int, calib: int):
+    test = np.load(data / "mnist" / "mnist_test.npz")
+    split = np.load(data / "mnist" / "mnist_test_split.npz")
+    x = test["x"].astype(np.float32)[:, None] / 255.0
+    y = test["y"].astype(np.int64)
+    held = split["heldout_idx"][:samples]
+    return x[held], y[held], x[split["train_idx"][:calib]]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=pathlib.Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--calib", type=int, default=1000)
+    ap.add_argument("--timesteps", default="4,8,16,32,64,128")
+    ap.add_argument("--models", default="mlp,cnn,mnist-8")
+    ap.add_argument("--encodings", default="rate,current")
+    ap.add_argument("--backend", default=None, help="executor (default: the fastest available)")
+    ap.add_argument("--json", type=pathlib.Path, help="write every report here")
+    ap.add_argument("--plot", type=pathlib.Path, help="accuracy against T for every model and encoding")
+    args = ap.parse_args()
+    x, y, x_cal = load_mnist(args.data, args.samples, args.calib)
+    timesteps = [int(t) for t in args.timesteps.split(",")]
+    chip = load_chip("mesh")
+    reports = {}
+    for name in args.models.split(","):
+        path = MODELS[name] if MODELS[name].is_absolute() else args.data / MODELS[name]
+        graph = nmc.load(str(path))
+        for encoding in args.encodings.split(","):
+            start = time.perf_counter()
+            r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=encoding, backend=args.backend)
+            r["seconds"] = time.perf_counter() - start
+            reports[f"{name}/{encoding}"] = r
+            print(f"\n{name}, {encoding} input: ANN {100 * r['ann_accuracy']:.2f} % on {r['samples']} heldout images "
+                  f"({r['seconds']:.0f} s, backend {r['backend']})")
+            print("     T  steps  float SNN  int SNN  int−ANN  agreement  spikes/img")
+            for row in r["snn"]:
+                gap = 100 * (row["int_accuracy"] - r["ann_accuracy"])
+                print(f"{row['timesteps']:6d} {row['latency_steps']:6d}  {100 * row['float_accuracy']:8.2f}  "
+                      f"{100 * row['int_accuracy']:7.2f}  {gap:+7.2f}  {100 * row['int_agreement']:8.2f}  "
+                      f"{row['spikes_per_sample']:10.0f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2, sort_keys=True) + "\n")
+    if args.plot:
+        plot(reports, args.plot)
+
+
+def plot(reports: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({k.split("/")[0] for k in reports})
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for key, r in reports.items():
+            if key.split("/")[0] != name:
+                continue
+            ts = [row["timesteps"] for row in r["snn"]]
+            ax.plot(ts, [100 * row["int_accuracy"] for row in r["snn"]], "o-", label=f"int SNN, {key.split('/')[1]}")
+            ax.axhline(100 * r["ann_accuracy"], color="k", linestyle="--", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ts, [str(t) for t in ts])
+        ax.set_ylim(max(0, ax.get_ylim()[0]), 100)
+        ax.set_title(f"{name} (dashed: ANN)")
+        ax.set_xlabel("time steps T")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+
+
+if __name__ == "__main__":
+    main()
