@@ -177,8 +177,13 @@ def test_unary(tmp_path, op, attrs):
     check(tmp_path, one(op, (3, 4, 5), None, **attrs))
 
 
-def test_prelu(tmp_path):
-    check(tmp_path, one("PRelu", (3, 4, 5), None, [init("s", w(3, 1, 1))], ["s"]))
+@pytest.mark.parametrize("slope_shape", [(3, 1, 1), (1,), (5,)], ids=["per-channel", "scalar", "last-axis"])
+def test_prelu(tmp_path, slope_shape):
+    check(tmp_path, one("PRelu", (3, 4, 5), None, [init("s", w(*slope_shape))], ["s"]))
+
+
+def test_global_avgpool_1d(tmp_path):
+    check(tmp_path, one("GlobalAveragePool", (3, 7), None))
 
 
 @pytest.mark.parametrize("opset,lo,hi", [(13, 0.0, 6.0), (13, None, 0.3), (13, -0.2, None), (6, 0.0, 6.0), (11, -1.0, 1.0)])
@@ -209,6 +214,8 @@ def test_batchnorm(tmp_path):
     {"kernel_shape": [2, 2], "dilations": [2, 2]},
     {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER", "strides": [2, 2]},
     {"kernel_shape": [2, 2], "auto_pad": "SAME_LOWER"},
+    {"kernel_shape": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1, "strides": [2, 2]},
+    {"kernel_shape": [2, 3], "dilations": [2, 1], "ceil_mode": 1, "strides": [2, 2], "pads": [0, 1, 0, 1]},
 ])
 def test_maxpool(tmp_path, attrs):
     check(tmp_path, one("MaxPool", (2, 7, 8), None, **attrs))
@@ -224,6 +231,9 @@ def test_maxpool_1d(tmp_path):
     {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1, "strides": [2, 2]},
     {"kernel_shape": [3, 2], "ceil_mode": 1, "strides": [2, 2]},
     {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER", "strides": [2, 2]},
+    {"kernel_shape": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1, "count_include_pad": 1, "strides": [2, 2]},
+    {"kernel_shape": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1, "count_include_pad": 0, "strides": [2, 2]},
+    {"kernel_shape": [3, 3], "pads": [0, 1, 2, 0], "ceil_mode": 1, "count_include_pad": 1, "strides": [2, 3]},
 ])
 def test_avgpool(tmp_path, attrs):
     check(tmp_path, one("AveragePool", (2, 7, 8), None, **attrs))
@@ -296,6 +306,16 @@ def _conv_block(x, out, cin, cout, inits, prefix):
     return [helper.make_node("Conv", [x, f"{prefix}.w", f"{prefix}.b"], [f"{prefix}.c"], name=f"/{prefix}/Conv",
                              pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
             helper.make_node("Relu", [f"{prefix}.c"], [out], name=f"/{prefix}/Relu")]
+
+
+def test_ceil_mode_pool_whose_last_window_onnx_shape_inference_keeps(tmp_path):
+    """ONNX shape inference says 5 rows for this pool, onnxruntime (and PyTorch) compute 4: a
+    window starting in the end padding is dropped. nmc follows onnxruntime, also after the pool."""
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], name="/pool/MaxPool", kernel_shape=[2, 2],
+                              strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
+             helper.make_node("Relu", ["p"], ["y"], name="/Relu")]
+    g = check(tmp_path, model(nodes, [("x", (2, 7, 8))], [("y", None)]))
+    assert g.walk("ann.relu")[0].result.type.shape == (2, 4, 5)
 
 
 def test_pytorch_style_flatten_chain(tmp_path):

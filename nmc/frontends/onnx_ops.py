@@ -59,6 +59,7 @@ class Converter:
                 self.uses[i] = self.uses.get(i, 0) + 1
         for o in model.graph.output:
             self.uses[o.name] = self.uses.get(o.name, 0) + 1
+        self.unchecked: set[str] = set()  # tensors whose ONNX-inferred shape is known to be wrong
 
     # -- driver ------------------------------------------------------------------------------
 
@@ -99,7 +100,16 @@ class Converter:
 
     def _check_shapes(self, node) -> None:
         """Each result's per-sample shape must be ONNX shape inference's without the batch axis
-        (a disagreement is a bug in a converter, not in the model)."""
+        (a disagreement is a bug in a converter, not in the model).
+
+        One exception: with ``ceil_mode=1`` ONNX shape inference keeps a last window that would
+        start in the end padding, which onnxruntime and PyTorch drop; nmc follows them, so the
+        pool's result and everything computed from it are not checked against ONNX's shapes."""
+        if any(i in self.unchecked for i in node.input):
+            self.unchecked.update(node.output)
+            return
+        ceil_pool = node.op_type in ("MaxPool", "AveragePool") and any(
+            a.name == "ceil_mode" and a.i for a in node.attribute)
         for name in node.output:
             v = self.env.get(name)
             vi = self.infos.get(name)
@@ -107,6 +117,9 @@ class Converter:
                 continue
             dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
             if len(dims) != v.type.rank + 1 or any(d is not None and d != s for d, s in zip(dims[1:], v.type.shape)):
+                if ceil_pool:
+                    self.unchecked.add(name)
+                    continue
                 raise RuntimeError(f"ONNX frontend: {self.loc(node)}: per-sample shape {list(v.type.shape)} "
                                    f"disagrees with ONNX shape inference {dims}")
 
