@@ -359,9 +359,11 @@ class NeuronState:
         theta, bias = _flat_param(op, "threshold", dtype), _flat_param(op, "bias", dtype)
         du, dv = _flat_param(op, "du", dtype), _flat_param(op, "dv", dtype)
         u = decay(self.u, du, integer) + current
+        if integer:
+            u = _saturate(u, op.bits)
         v = decay(self.v, dv, integer) + u + bias
         if integer:
-            u, v = _saturate(u, op.bits), _saturate(v, op.bits)
+            v = _saturate(v, op.bits)
         fired = v > theta
         self.v = np.where(fired, v - theta if op.reset == "subtract" else 0, v).astype(dtype)
         self.u = u.astype(dtype)
@@ -423,10 +425,8 @@ class SnnResult:
 
 def _resolve_timesteps(graph: Graph, encoders: list[Op], host: dict, timesteps: int | None) -> int:
     trains = [host[e.x].shape[1] for e in encoders if e.encoding == "spikes"]
-    if timesteps is None:
-        timesteps = graph.meta.get("timesteps")
-    if timesteps is None and trains:
-        timesteps = trains[0]
+    if timesteps is None:  # a spike train's length is T; else the graph's own
+        timesteps = trains[0] if trains else graph.meta.get("timesteps")
     if timesteps is None:
         raise NmcError(f"spiking graph @{graph.name} needs a number of timesteps",
                        hint="pass --timesteps N (or timesteps=N), or record it in the graph's meta")

@@ -5,16 +5,28 @@ bash with ``set -o pipefail`` after substituting ``%s`` (this file), ``%S`` (its
 ``%t`` (a temporary path); ``nmc`` and ``filecheck`` are this environment's, and ``not CMD``
 succeeds when CMD fails without crashing (exit 1 or 2, as ``lit``'s ``not`` does).  A RUN line
 ending in ``\\`` continues on the next.
+
+The CPU runtime's object cache goes to a temporary folder for the session, never the user's.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+def pytest_configure(config):
+    config._nmc_cache = os.environ["NMC_CACHE_DIR"] = tempfile.mkdtemp(prefix="nmc-test-cache-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_nmc_cache", ""), ignore_errors=True)
+
 
 _RUN = re.compile(r"^\s*//\s*RUN:\s?(.*)$")
 _NOT = 'not() { "$@"; local rc=$?; [ $rc -eq 1 ] || [ $rc -eq 2 ]; }'

@@ -72,6 +72,13 @@ def test_integer_state_saturates_at_the_state_width():
     assert run_train(neg, [1, 0, 0, 0])[0].outputs[0].tolist() == [[-128.0]]
 
 
+def test_the_current_saturates_before_the_voltage_integrates_it():
+    # DESIGN §5: u = sat(-200) = -128, then v = sat(100 + u) = -28 (not 100 - 200 = -100).
+    text = one_neuron("bits = 8, du = 0, dv = 0, threshold = 127, v0 = 100", weight="-200", decode="membrane")
+    res, _ = run_train(text, [1])
+    assert res.outputs[0].tolist() == [[-28.0]]
+
+
 @pytest.mark.parametrize("reset, train, final", [
     # v: 0.75, 1.5 → spike → 0.5, 1.25 → spike → 0.25, 1.0 (not > 1)
     ("subtract", [0, 1, 1, 0], 1.0),

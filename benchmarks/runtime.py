@@ -1,0 +1,366 @@
+"""The CPU runtime (targets/cpu) against strong numpy baselines, measured in the same run.
+
+Workloads (integer graphs, 24-bit state, int8 weights, so both executors must agree exactly):
+
+* W1  IF network 784-500-500-10, T=100, batch 64 and batch 1, input spike trains of 15 %
+      density (a fixed seed), weights scaled so the hidden layers fire at 5–20 %.
+      Baseline: time-batched matmuls (one BLAS call per layer over all samples and steps) and
+      a vectorised neuron loop over steps.
+* W2  conv SNN on 28×28×1 (MNIST when ``--data`` has it, else seeded noise), rate encoded:
+      conv 3×3×16, pool 2, conv 3×3×32, pool 2, dense 10; T=50, batch 32; layers fire at
+      11–20 %.
+      Baseline: im2col matmuls over all frames at once, pooling by reshape-sum.
+* W3  10,000 LIF neurons, 1,000,000 random synapses (10 % recurrent, 90 % from 1,000 input
+      neurons firing at 2 %), 1,000 steps, batch 1; the LIF neurons fire at about 10 %.  Baseline: event-driven CSR
+      (per step, the synapses of the spiking sources gathered and summed with bincount).
+
+    python benchmarks/runtime.py [--quick] [--threads N] [--repeat K] [--data ../shared/data] [--only W1-64,W2]
+
+Columns: seconds per sample-step, synaptic events per second, speed-up of nmc over the
+baseline, nmc's cold and cached compile times, peak traced memory of each run.  Outputs are
+compared before anything is timed.  Speed is never asserted; this prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+from nmc.ir import ann, snn
+from nmc.ir.core import Blob, Graph
+from nmc.ir.types import SpikeType, TensorType
+from nmc.ir.verifier import verify
+from nmc.semantics import latency_steps
+from nmc.targets import cpu
+
+BITS = 24
+
+# ------------------------------------------------------------------------------ graphs
+
+
+def _population(g, currents, shape, name, **params):
+    op = snn.Population(currents=currents, declared_type=SpikeType(tuple(shape)), bits=BITS, **params)
+    g.add(op, name)
+    return op
+
+
+W1_THRESHOLDS = (600, 200, 200)  # hidden layers fire at 9 % and 11 % of neuron-steps
+
+
+def w1_graph(rng, thresholds=W1_THRESHOLDS) -> Graph:
+    g = Graph("w1")
+    x = g.add(ann.Input(declared_type=TensorType((784,))), "x")
+    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    src, sizes = s, [784, 500, 500, 10]
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        w = rng.integers(-12, 14, size=(b, a)).astype(np.int8)
+        c = g.add(snn.Project(src=src, kind="dense", weight=Blob(w)), f"c{i}")
+        src = _population(g, [c], (b,), f"h{i}", threshold=thresholds[i]).result
+    y = g.add(snn.Decode(x=src), "y")
+    g.add(ann.Output(values=[y]))
+    verify(g)
+    return g
+
+
+W2_THRESHOLDS = (100, 80, 300, 200, 800)  # every layer fires at 11–20 % of neuron-steps
+
+
+def w2_graph(rng, th=W2_THRESHOLDS) -> Graph:
+    g = Graph("w2")
+    x = g.add(ann.Input(declared_type=TensorType((1, 28, 28))), "x")
+    s = g.add(snn.Encode(x=x, encoding="rate"), "s")
+    c1 = g.add(snn.Project(src=s, kind="conv2d", weight=Blob(rng.integers(-20, 40, (16, 1, 3, 3)).astype(np.int8))))
+    h1 = _population(g, [c1], (16, 26, 26), "h1", threshold=th[0]).result
+    p1 = g.add(snn.Project(src=h1, kind="pool", kernel=(2, 2), strides=(2, 2), weight=40))
+    h2 = _population(g, [p1], (16, 13, 13), "h2", threshold=th[1]).result
+    c2 = g.add(snn.Project(src=h2, kind="conv2d", weight=Blob(rng.integers(-10, 14, (32, 16, 3, 3)).astype(np.int8))))
+    h3 = _population(g, [c2], (32, 11, 11), "h3", threshold=th[2]).result
+    p2 = g.add(snn.Project(src=h3, kind="pool", kernel=(2, 2), strides=(2, 2), weight=40))
+    h4 = _population(g, [p2], (32, 5, 5), "h4", threshold=th[3]).result
+    d = g.add(snn.Project(src=h4, kind="dense", weight=Blob(rng.integers(-10, 14, (10, 800)).astype(np.int8))))
+    h5 = _population(g, [d], (10,), "h5", threshold=th[4]).result
+    y = g.add(snn.Decode(x=h5), "y")
+    g.add(ann.Output(values=[y]))
+    verify(g)
+    return g
+
+
+def _csr(rng, n_src, n_dst, nnz, lo, hi):
+    """Random synapses, CSR by source: (indptr, indices, weights)."""
+    src = np.sort(rng.integers(0, n_src, nnz))
+    indptr = np.searchsorted(src, np.arange(n_src + 1)).astype(np.int64)
+    return indptr, rng.integers(0, n_dst, nnz).astype(np.int32), rng.integers(lo, hi, nnz).astype(np.int8)
+
+
+def w3_graph(rng, neurons: int, synapses: int) -> Graph:
+    g = Graph("w3")
+    n_in = neurons // 10
+    x = g.add(ann.Input(declared_type=TensorType((n_in,))), "x")
+    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    ip, ix, w = _csr(rng, n_in, neurons, synapses * 9 // 10, -20, 60)
+    c = g.add(snn.Project(src=s, kind="sparse", weight=Blob(w), indptr=Blob(ip), indices=Blob(ix), shape=(neurons,)))
+    pop = snn.Population(currents=[c], declared_type=SpikeType((neurons,)), bits=BITS, threshold=1000,
+                         du=1024, dv=256)
+    g.add(pop, "h")
+    ip, ix, w = _csr(rng, neurons, neurons, synapses // 10, -30, 30)
+    r = g.add(snn.Project(src=pop.result, kind="sparse", weight=Blob(w), indptr=Blob(ip), indices=Blob(ix),
+                          shape=(neurons,)))
+    pop.currents.append(r)
+    y = g.add(snn.Decode(x=pop.result), "y")
+    g.add(ann.Output(values=[y]))
+    verify(g)
+    return g
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def _if_lif(currents, bits, threshold, du=4096, dv=0):
+    """Integer LIF over currents ``[steps, N, size]``: spikes [steps, N, size] (nmc semantics)."""
+    lim = 1 << (bits - 1)
+    u = np.zeros(currents.shape[1:], np.int64)
+    v = np.zeros_like(u)
+    out = np.zeros(currents.shape, np.int8)
+
+    def decay(x, d):
+        if d == 0:
+            return x
+        if d == 4096:
+            return np.zeros_like(x)
+        return np.sign(x) * ((np.abs(x) * (4096 - d)) >> 12)
+
+    for t in range(len(currents)):
+        u_raw = decay(u, du) + currents[t]
+        v = np.clip(decay(v, dv) + u_raw + 0, -lim, lim - 1)
+        u = np.clip(u_raw, -lim, lim - 1)
+        fired = v > threshold
+        v = np.where(fired, v - threshold, v)
+        out[t] = fired
+    return out, v
+
+
+def _shift(spikes, steps):
+    """Spikes of steps ``t`` → what a delay-1 projection delivers at ``t + 1``: [steps, N, ...]."""
+    out = np.zeros((steps, *spikes.shape[1:]), spikes.dtype)
+    out[1:] = spikes[:steps - 1]
+    return out
+
+
+def baseline_w1(g, x, T):
+    """Time-batched: each layer one matmul over all (step, sample) rows."""
+    steps = latency_steps(g, T)
+    N = len(x)
+    s = np.zeros((steps, N, 784), np.float64)
+    s[:T] = x.transpose(1, 0, 2)  # presented at t, integrated at t (delay 1)
+    for i, pop in enumerate(g.walk("snn.population")):
+        w = pop.currents[0].owner.weight.data.astype(np.float64)
+        cur = (s.reshape(steps * N, -1) @ w.T).reshape(steps, N, -1).astype(np.int64)
+        spikes, v = _if_lif(cur, BITS, int(pop.threshold))
+        s = _shift(spikes, steps).astype(np.float64)
+    return spikes.sum(axis=0).astype(np.float32)
+
+
+def _im2col_conv(frames, w):
+    """Valid 3×3 convolution of ``frames`` [F, C, H, W] by ``w`` [O, C, 3, 3] as one matmul."""
+    F, C, H, W = frames.shape
+    kh, kw = w.shape[2:]
+    oh, ow = H - kh + 1, W - kw + 1
+    cols = np.lib.stride_tricks.sliding_window_view(frames, (kh, kw), axis=(2, 3))  # F,C,oh,ow,kh,kw
+    cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(F * oh * ow, C * kh * kw)
+    out = cols @ w.reshape(len(w), -1).T.astype(np.float64)
+    return out.reshape(F, oh, ow, -1).transpose(0, 3, 1, 2)
+
+
+def _pool2(frames):
+    F, C, H, W = frames.shape
+    h, w = H // 2, W // 2
+    return frames[:, :, :2 * h, :2 * w].reshape(F, C, h, 2, w, 2).sum(axis=(3, 5))
+
+
+def baseline_w2(g, spikes_in, T):
+    """im2col over all frames (steps × samples) of each layer, then the neuron loop."""
+    steps = latency_steps(g, T)
+    N = spikes_in.shape[1]
+    pops = g.walk("snn.population")
+    s = np.zeros((steps, N, 1, 28, 28))
+    s[:T] = spikes_in
+    for pop in pops:
+        p = pop.currents[0].owner
+        frames = s.reshape(steps * N, *p.src.type.shape)
+        if p.kind == "conv2d":
+            cur = _im2col_conv(frames, p.weight.data)
+        elif p.kind == "pool":
+            cur = _pool2(frames) * float(p.weight)
+        else:
+            cur = frames.reshape(steps * N, -1) @ p.weight.data.astype(np.float64).T
+        cur = cur.reshape(steps, N, -1).astype(np.int64)
+        spikes, v = _if_lif(cur, BITS, int(pop.threshold))
+        s = _shift(spikes, steps).astype(np.float64).reshape(steps, N, *pop.result.type.shape)
+    return spikes.sum(axis=0).astype(np.float32)
+
+
+def baseline_w3(g, x, T):
+    """Event-driven CSR, one step at a time (the recurrence forbids time batching)."""
+    steps = latency_steps(g, T)
+    pop = g.walk("snn.population")[0]
+    inp, rec = (c.owner for c in pop.currents)
+    n = pop.result.type.size
+    lim = 1 << (BITS - 1)
+    theta = int(pop.threshold)
+
+    def deliver(proj, active):
+        ip = proj.indptr.data
+        starts, ends = ip[active], ip[active + 1]
+        lens = ends - starts
+        if lens.sum() == 0:
+            return np.zeros(n, np.int64)
+        # the synapse numbers of every active source, without a Python loop
+        offs = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
+        return np.bincount(proj.indices.data[offs], proj.weight.data[offs].astype(np.float64),
+                           minlength=n).astype(np.int64)
+
+    def decay(z, d):
+        return np.sign(z) * ((np.abs(z) * (4096 - d)) >> 12)
+
+    u = np.zeros(n, np.int64)
+    v = np.zeros(n, np.int64)
+    counts = np.zeros(n, np.int64)
+    fired = np.zeros(0, np.int64)
+    for t in range(steps):
+        cur = np.zeros(n, np.int64)
+        if t < T:
+            cur += deliver(inp, np.flatnonzero(x[0, t]))
+        if t >= 1:
+            cur += deliver(rec, fired)
+        u_raw = decay(u, int(pop.du)) + cur
+        v = np.clip(decay(v, int(pop.dv)) + u_raw, -lim, lim - 1)
+        u = np.clip(u_raw, -lim, lim - 1)
+        spk = v > theta
+        v = np.where(spk, v - theta, v)
+        fired = np.flatnonzero(spk)
+        counts[fired] += 1
+    return counts.reshape(1, n).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ harness
+
+
+def _timed(fn, repeat=1):
+    """(result, best wall time of ``repeat`` runs, peak traced memory of one more run).
+    Memory is traced in a separate run: tracing slows every allocation."""
+    best, out = None, None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        elapsed = time.perf_counter() - start
+        best = elapsed if best is None else min(best, elapsed)
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return out, best, peak
+
+
+def measure(name, graph, inputs, T, baseline, threads, repeat):
+    saved = os.environ.get("NMC_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as cache:  # an empty cache: the first prepare compiles
+        os.environ["NMC_CACHE_DIR"] = cache
+        try:
+            start = time.perf_counter()
+            cpu.prepare(graph)
+            cold = time.perf_counter() - start
+            start = time.perf_counter()
+            execute = cpu.prepare(graph, threads=threads)
+            cached = time.perf_counter() - start
+        finally:
+            if saved is None:
+                del os.environ["NMC_CACHE_DIR"]
+            else:
+                os.environ["NMC_CACHE_DIR"] = saved
+    # outputs are compared first, on untimed runs (which also warm caches and BLAS threads)
+    same = np.array_equal(execute(inputs, timesteps=T).outputs[0], baseline())
+    time.sleep(0.5)  # OpenBLAS worker threads spin for a while after a matmul: let them settle
+    res, nmc_s, nmc_mem = _timed(lambda: execute(inputs, timesteps=T), repeat)
+    base_out, base_s, base_mem = _timed(baseline, repeat)
+    batch = len(inputs[0])
+    sample_steps = batch * res.steps
+    return dict(name=name, same=same, nmc_s=nmc_s, base_s=base_s, per_step=nmc_s / sample_steps,
+                base_per_step=base_s / sample_steps, events=res.synaptic_ops / nmc_s,
+                base_events=res.synaptic_ops / base_s, ratio=base_s / nmc_s, cold=cold, cached=cached,
+                nmc_mem=nmc_mem, base_mem=base_mem, spikes=res.spikes / sample_steps,
+                synops=res.synaptic_ops)
+
+
+def mnist(data: str | None, n: int, rng) -> np.ndarray:
+    path = Path(data or "") / "mnist" / "mnist_test.npz"
+    if data and path.is_file():
+        with np.load(path) as d:
+            x = d["x"][:n].astype(np.float32)
+        return (x / x.max()).reshape(n, 1, 28, 28)
+    return rng.random((n, 1, 28, 28)).astype(np.float32)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small W3 (2,000 neurons, 100,000 synapses, 200 steps)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=2)
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    ap.add_argument("--data", default=str(shared) if shared.is_dir() else None,
+                    help="folder with mnist/mnist_test.npz (default ../shared/data; else seeded noise, "
+                         "which fires far more densely than digits)")
+    ap.add_argument("--only", default="W1-64,W1-1,W2,W3")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(1234)
+    rows = []
+    only = args.only.split(",")
+
+    g1 = w1_graph(rng)
+    for batch in (64, 1):
+        if f"W1-{batch}" not in only:
+            continue
+        x = (np.random.default_rng(7).random((batch, 100, 784)) < 0.15).astype(np.float32)
+        rows.append(measure(f"W1 784-500-500-10 b{batch}", g1, [x], 100,
+                            lambda x=x: baseline_w1(g1, x, 100), args.threads, args.repeat))
+    if "W2" in only:
+        g2 = w2_graph(rng)
+        x2 = mnist(args.data, 32, rng)
+        # the rate encoder's spikes, computed as the host does for every backend
+        from nmc.semantics import encode
+        state: dict = {}
+        enc = g2.walk("snn.encode")[0]
+        trains = np.stack([encode(enc, x2, t, 50, state, True).reshape(32, 1, 28, 28) for t in range(50)])
+        rows.append(measure("W2 conv 28x28 b32", g2, [x2], 50, lambda: baseline_w2(g2, trains, 50),
+                            args.threads, args.repeat))
+    if "W3" in only:
+        neurons, synapses, steps = (2000, 100_000, 200) if args.quick else (10_000, 1_000_000, 1000)
+        g3 = w3_graph(rng, neurons, synapses)
+        x3 = (np.random.default_rng(9).random((1, steps, neurons // 10)) < 0.02).astype(np.float32)
+        rows.append(measure(f"W3 LIF {neurons} / {synapses:,} syn", g3, [x3], steps,
+                            lambda: baseline_w3(g3, x3, steps), args.threads, 1))
+
+    head = (f"{'workload':28} {'same':>4} {'nmc s/smp-step':>14} {'numpy s/smp-step':>16} {'nmc ev/s':>9} "
+            f"{'numpy ev/s':>10} {'ratio':>6} {'cold s':>7} {'cached s':>8} {'nmc MB':>7} {'numpy MB':>8} {'spk/step':>8}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['name']:28} {'yes' if r['same'] else 'NO':>4} {r['per_step']:14.3e} {r['base_per_step']:16.3e} "
+              f"{r['events']:9.2e} {r['base_events']:10.2e} {r['ratio']:6.1f} {r['cold']:7.3f} {r['cached']:8.3f} "
+              f"{r['nmc_mem'] / 2**20:7.1f} {r['base_mem'] / 2**20:8.1f} {r['spikes']:8.0f}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nMB columns: peak of Python/numpy allocations during one run (tracemalloc); "
+          f"process peak RSS {rss:.0f} MB.  ratio = numpy time / nmc time; "
+          f"threads: {args.threads or os.cpu_count()}.")
+    return 0 if all(r["same"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

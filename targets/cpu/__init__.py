@@ -1,0 +1,27 @@
+"""The CPU runtime: ``snn`` graphs compiled to native code with llvmlite (DESIGN §6).
+
+``prepare(artifact, cache=True, threads=None)`` returns ``execute(inputs, timesteps=None,
+record=None) -> nmc.runner.RunResult``, bit-identical to :mod:`nmc.semantics` for integer
+graphs and equal to float tolerance for float graphs.  Modules: :mod:`.lower` (graph → LLVM
+IR), :mod:`.jit` (O3 + object cache), :mod:`.execute` (host side, threads).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nmc.diagnostics import UsageError
+from nmc.ir.core import Graph
+
+
+def prepare(artifact: Any, cache: bool = True, threads: int | None = None):
+    """The executor for ``artifact`` (a graph, or an image carrying its ``snn`` graph)."""
+    from .execute import prepare_graph
+
+    graph = artifact if isinstance(artifact, Graph) else getattr(artifact, "graph", None)
+    if graph is None:
+        raise UsageError("the cpu backend runs a graph or an image that carries one")
+    if not any(op.dialect == "snn" for op in graph.ops):
+        raise UsageError(f"the cpu backend runs spiking graphs; @{graph.name} has no snn ops",
+                         hint="convert it first (convert-to-spiking), or use --backend reference")
+    return prepare_graph(graph, cache=cache, threads=threads)

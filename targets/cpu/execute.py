@@ -1,0 +1,147 @@
+"""Running a compiled network on a batch: host encoding, buffers, threads (DESIGN §5, §7).
+
+The host does what it does for every backend — binds inputs, evaluates the ``ann`` ops before
+and after the network with :func:`nmc.semantics.eval_op`, encodes input with
+:func:`nmc.semantics.encode` — and the compiled function runs projections and populations.
+Samples are split into contiguous ranges, one per thread; each thread calls the compiled code
+through ctypes (which releases the GIL) with its own scratch area, so results do not depend on
+the number of threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from nmc import semantics
+from nmc.diagnostics import NmcError
+from nmc.ir.core import Graph, param_array
+from nmc.runner import RunResult, _population_names
+
+from .jit import Compiled
+from .lower import COUNT_DTYPE, Layout, Network, state_dtype
+
+_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                              ctypes.c_int64, ctypes.c_int64)
+
+
+def default_threads() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), 64))
+
+
+class Executor:
+    """``execute(inputs, timesteps=None, record=None) -> RunResult`` for one compiled graph."""
+
+    def __init__(self, net: Network, layout: Layout, compiled: Compiled, threads: int | None = None):
+        self.net, self.layout, self.compiled = net, layout, compiled
+        self.fn = _SIGNATURE(compiled.address)
+        self.threads = threads
+
+    def encode(self, host: dict, T: int, batch: int) -> dict:
+        """Encoder values ``[N, T, size]`` per encoder (what it emits for each presentation step)."""
+        out = {}
+        state: dict = {}
+        for e in self.net.encoders:
+            dtype = self.net.enc_dtype(e)
+            arr = np.empty((batch, T, e.result.type.size), dtype=dtype)
+            for t in range(T):
+                arr[:, t] = semantics.encode(e, host[e.x], t, T, state, self.net.integer_enc[e])
+            out[e] = arr
+        return out
+
+    def __call__(self, inputs: Sequence[np.ndarray], timesteps: int | None = None, record: str | None = None,
+                 threads: int | None = None) -> RunResult:
+        graph = self.net.graph
+        trains = {i for i, v in enumerate(graph.inputs)
+                  if any(u.KIND == "snn.encode" and u.encoding == "spikes" for u in graph.users(v))}
+        for e in self.net.encoders:
+            if e.encoding == "spikes" and (e.x.owner is None or e.x.owner.KIND != "ann.input"):
+                raise NmcError("a 'spikes' encoder must read a graph input directly", e.loc)
+        host, batch = semantics.bind_inputs(graph, inputs, trains)
+        pre, _, post = semantics._split_host(graph)
+        semantics._host_ops(graph, host, pre, batch)
+        T = semantics._resolve_timesteps(graph, self.net.encoders, host, timesteps)
+        steps = semantics.latency_steps(graph, T)
+        encoded = self.encode(host, T, batch)
+        recorded_pops = set(_population_names(graph, record))
+
+        arrays: list[np.ndarray | None] = []
+        state = {}
+        for kind, op in self.layout.slots:
+            if kind == "enc":
+                a = encoded[op]
+            elif kind == "synops":
+                a = np.zeros(batch, dtype=np.int64)
+            else:
+                size = op.result.type.size
+                dtype = state_dtype(op)
+                if kind == "u":
+                    a = np.zeros((batch, size), dtype=dtype)
+                elif kind == "v":
+                    v0 = param_array(op.v0, op.result.type.shape, np.int64 if op.bits else np.float64).reshape(-1)
+                    a = np.ascontiguousarray(np.broadcast_to(v0, (batch, size))).astype(dtype)
+                elif kind == "count":
+                    a = np.zeros((batch, size), dtype=COUNT_DTYPE)
+                else:  # rec
+                    a = np.zeros((batch, steps, size), dtype=np.uint8) if op in recorded_pops else None
+            state[(kind, op)] = a
+            arrays.append(a)
+        table = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data if a is not None else None for a in arrays])
+        self._run(table, batch, T, steps, threads or self.threads or default_threads())
+
+        outputs_by_value, voltages_by_value = {}, {}
+        for d in graph.walk("snn.decode"):
+            pop = d.x.owner
+            shape = (batch, *pop.result.type.shape)
+            final_v = state[("v", pop)].reshape(shape).astype(np.float32)
+            counted = state[("count", pop)].reshape(shape).astype(np.float32)
+            outputs_by_value[d.result] = final_v if d.mode == "membrane" else counted
+            voltages_by_value[d.result] = final_v
+        host.update(outputs_by_value)
+        semantics._host_ops(graph, host, post, batch)
+        names = {id(p): p.result.name or f"population{i}" for i, p in enumerate(self.net.populations)}
+        recorded = {names[id(p)]: state[("rec", p)].astype(np.int64).reshape((batch, steps, *p.result.type.shape))
+                    for p in self.net.populations if p in recorded_pops}
+        spikes = int(sum(int(state[("count", p)].sum()) for p in self.net.populations))
+        return RunResult("cpu", [host[v] for v in graph.outputs],
+                         voltages=[voltages_by_value.get(v) for v in graph.outputs],
+                         recorded=recorded, timesteps=T, steps=steps, spikes=spikes,
+                         synaptic_ops=int(state[("synops", None)].sum()),
+                         stats={"threads": threads or self.threads or default_threads(),
+                                "from_cache": self.compiled.from_cache})
+
+    def _run(self, table, batch: int, T: int, steps: int, threads: int) -> None:
+        threads = max(1, min(threads, batch))
+        bounds = [batch * k // threads for k in range(threads + 1)]
+        scratch = [np.zeros(max(self.layout.scratch_bytes, 64) + 64, dtype=np.uint8) for _ in range(threads)]
+
+        def work(k: int):
+            buf = scratch[k]
+            aligned = buf.ctypes.data + (-buf.ctypes.data) % 64
+            self.fn(ctypes.addressof(table), aligned, bounds[k], bounds[k + 1], T, steps)
+
+        if threads == 1:
+            work(0)
+            return
+        pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+
+
+def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None) -> Executor:
+    from nmc.ir.verifier import verify
+
+    from .jit import compile_module
+    from .lower import FUNCTION_NAME, lower
+
+    verify(graph)
+    net = Network.of(graph)
+    module, layout, external = lower(net)
+    compiled = compile_module(str(module), FUNCTION_NAME, cache=cache, symbols=external)
+    return Executor(net, layout, compiled, threads)

@@ -1,0 +1,813 @@
+"""Lowering an ``snn`` graph to one LLVM function (DESIGN §5, §6).
+
+The generated function runs whole samples, step by step, exactly as :func:`nmc.semantics.run_snn`
+does, specialised on every shape and constant of the graph (weights and per-neuron parameters
+are global constants)::
+
+    void nmc_run(ptr bufs, ptr scratch, i64 n0, i64 n1, i64 T, i64 steps)
+
+``bufs`` is a table of pointers to host arrays laid out by :class:`Layout` (encoder values
+per sample and presentation step, per-population state ``u``/``v``, spike counts, optional
+recorded trains, synaptic-op counts per sample); ``scratch`` is a per-thread work area of
+``Layout.scratch_bytes`` (current accumulators and ring buffers of past spike events).  Samples
+``n0 <= n < n1`` are run; samples are independent, so disjoint ranges may run on different
+threads at once.
+
+Projections are event driven: each source keeps, per step, the list of its spiking neurons
+(a ring buffer as deep as the longest delay out of it), and each event adds one weight row
+(dense: a contiguous row of the transposed matrix; conv2d: one kernel scattered, channel-last,
+into a private accumulator; pool: its windows, found through per-axis tables; sparse: its CSR
+synapses, stored as (target, weight) pairs).  Encoder values are scanned for non-zeros; events
+of value 1 skip the multiply.  Integer dense and conv2d projections accumulate in i32 when no
+sum can leave it.  Neurons are updated 8 at a time with explicit vectors, leaving a bit mask
+from which the spike list is built with count-trailing-zeros.  Integer populations compute in
+i64 with the exact decay/saturation rules of :mod:`nmc.semantics`; float populations in f64 in
+the reference's operation order, without fast-math (only the order of synaptic sums differs).
+Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
+:meth:`Emitter.const_array`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from llvmlite import ir
+
+from nmc.diagnostics import NmcError
+from nmc.ir.ann import pooled_size
+from nmc.ir.core import Blob, Graph, Op, param_array
+from nmc.ir.snn import DECAY_ONE
+from nmc.semantics import _fanout
+
+I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+FUNCTION_NAME = "nmc_run"
+EMBED_BYTES = 1 << 16
+
+
+# ------------------------------------------------------------------------------- layout
+
+
+@dataclass
+class Layout:
+    """Where every host array and scratch area lives.
+
+    ``slots``: (kind, op) per entry of the pointer table, kind one of ``enc`` (encoder values
+    ``[N, T, size]``, :meth:`Network.enc_dtype`), ``u``, ``v`` (``[N, size]``, :func:`state_dtype`),
+    ``count`` (``[N, size]`` i32), ``rec`` (``[N, steps, size]`` u8, or null), ``synops`` (``[N]`` i64).
+    ``scratch``: byte offsets of per-thread areas keyed by (kind, op)."""
+
+    slots: list[tuple[str, Op | None]] = field(default_factory=list)
+    scratch: dict[tuple[str, Op], int] = field(default_factory=dict)
+    scratch_bytes: int = 0
+    ring: dict[Op, int] = field(default_factory=dict)
+    private: dict[Op, np.dtype] = field(default_factory=dict)
+
+    def slot(self, kind: str, op: Op | None) -> int:
+        for i, (k, o) in enumerate(self.slots):
+            if k == kind and o is op:
+                return i
+        raise KeyError((kind, op))
+
+    def reserve(self, kind: str, op: Op, nbytes: int) -> None:
+        self.scratch[(kind, op)] = self.scratch_bytes
+        self.scratch_bytes += (nbytes + 63) // 64 * 64
+
+
+@dataclass
+class Network:
+    """The spiking part of a graph, as the lowering and the executor see it."""
+
+    graph: Graph
+    encoders: list[Op]
+    populations: list[Op]
+    projections: list[Op]
+    integer_enc: dict[Op, bool]
+
+    @classmethod
+    def of(cls, graph: Graph) -> Network:
+        encoders = graph.walk("snn.encode")
+        projections = graph.walk("snn.project")
+        populations = graph.walk("snn.population")
+        integer_enc = {}
+        for e in encoders:  # as nmc.semantics.run_snn decides it
+            users = [u for u in graph.users(e.result) if u.KIND == "snn.project"]
+            integer_enc[e] = bool(users) and all(u.is_integer for u in users)
+        for pop in populations:
+            for c in pop.currents:
+                p = c.owner
+                if p.is_integer != bool(pop.bits):
+                    raise NmcError(
+                        f"the CPU runtime needs projection weights of the population's kind: "
+                        f"{'integer' if p.is_integer else 'float'} weights feed a "
+                        f"{'integer' if pop.bits else 'float'} population", p.loc,
+                        hint="quantize the whole network, or none of it")
+        return cls(graph, encoders, populations, projections, integer_enc)
+
+    def enc_dtype(self, e: Op) -> np.dtype:
+        """How the host hands over encoder ``e``'s values: rate and poisson emit 0 or 1."""
+        if e.encoding in ("rate", "poisson"):
+            return np.dtype(np.int8)
+        return np.dtype(np.int64 if self.integer_enc[e] or e.encoding == "spikes" else np.float64)
+
+
+def plan(net: Network) -> Layout:
+    lay = Layout()
+    for e in net.encoders:
+        lay.slots.append(("enc", e))
+    for pop in net.populations:
+        for kind in ("u", "v", "count", "rec"):
+            lay.slots.append((kind, pop))
+    lay.slots.append(("synops", None))
+    for pop in net.populations:
+        size = pop.result.type.size
+        delays = [p.delay for p in net.projections if p.src.owner is pop]
+        lay.ring[pop] = max(delays, default=0) + 1
+        lay.reserve("acc", pop, 8 * size)
+        lay.reserve("fired", pop, size // 8 + 1)
+        lay.reserve("ring_idx", pop, 4 * size * lay.ring[pop])
+        lay.reserve("ring_cnt", pop, 4 * lay.ring[pop])
+    for p in net.projections:
+        dtype = private_accumulator(p)
+        if dtype is not None:
+            lay.private[p] = dtype
+            lay.reserve("pacc", p, dtype.itemsize * p.result.type.size)
+    return lay
+
+
+def state_dtype(pop: Op) -> np.dtype:
+    """How the host holds ``u`` and ``v`` of ``pop``: i32 when every value fits (saturated to
+    ``bits`` <= 31, and after a reset by subtraction, ``v - θ`` fits 32 bits), else i64; f64
+    for float populations.  Arithmetic is i64 regardless."""
+    if not pop.bits:
+        return np.dtype(np.float64)
+    return np.dtype(np.int32 if pop.bits <= 31 else np.int64)
+
+
+COUNT_DTYPE = np.dtype(np.int32)  # spikes per neuron over a run: at most one per step
+
+
+def _unit_events(p: Op) -> bool:
+    """Whether every event of ``p``'s source has value 0 or 1 (populations, rate and poisson)."""
+    src = p.src.owner
+    return src.KIND == "snn.population" or src.encoding in ("rate", "poisson")
+
+
+def private_accumulator(p: Op) -> np.dtype | None:
+    """The element type of a projection's own accumulator, or None when it adds straight into
+    the population's.
+
+    conv2d always has one (channel-last, so that an event adds contiguous channel vectors).
+    An integer dense projection has an i32 one (twice the vector width of i64) when no output
+    can leave i32 from events of value 1 — each source emits at most one event per step, so
+    the bound is the largest row sum of |w|.  Events of other values (spike counts, integer
+    currents) then add straight into the population's i64 accumulator."""
+    integer = p.is_integer
+    bounded = False
+    if integer and p.kind in ("dense", "conv2d"):
+        w = np.abs(p.weight.data.astype(np.int64)) << p.exponent
+        bound = int(w.reshape(w.shape[0], -1).sum(axis=1).max()) if w.size else 0
+        bounded = bound < 2**31
+    if p.kind == "conv2d":
+        return np.dtype(np.int32 if bounded and _unit_events(p) else np.int64 if integer else np.float64)
+    if p.kind == "dense" and bounded:
+        return np.dtype(np.int32)
+    return None
+
+
+# -------------------------------------------------------------------------- IR helpers
+
+
+def _narrow_int(data: np.ndarray) -> np.dtype:
+    lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+    for dt in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+def _byte_string(raw: bytes) -> str:
+    """``raw`` as an LLVM string constant ``c"\\00\\01..."`` (built with numpy: weight
+    tables run to megabytes)."""
+    digits = np.frombuffer(raw.hex().encode("ascii"), dtype=np.uint8)
+    text = np.empty(len(raw) * 3, dtype=np.uint8)
+    text[0::3] = ord("\\")
+    text[1::3] = digits[0::2]
+    text[2::3] = digits[1::2]
+    return 'c"' + text.tobytes().decode("ascii") + '"'
+
+
+def _ir_type(dtype: np.dtype) -> ir.Type:
+    return {np.dtype(np.int8): I8, np.dtype(np.int16): ir.IntType(16), np.dtype(np.int32): I32,
+            np.dtype(np.int64): I64, np.dtype(np.float32): F32, np.dtype(np.float64): F64}[np.dtype(dtype)]
+
+
+class Emitter:
+    """An IRBuilder with loops, constant arrays and typed loads."""
+
+    def __init__(self, module: ir.Module, fn: ir.Function):
+        self.module = module
+        self.fn = fn
+        self.entry = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self._globals = 0
+        self.external: dict[str, np.ndarray] = {}
+
+    def var(self, typ: ir.Type, init) -> ir.AllocaInstr:
+        """A local variable (an entry-block alloca that LLVM promotes to a register)."""
+        here = self.b.block
+        self.b.position_at_start(self.entry)
+        slot = self.b.alloca(typ)
+        self.b.position_at_end(here)
+        self.b.store(ir.Constant(typ, init) if not isinstance(init, ir.Value) else init, slot)
+        return slot
+
+    @contextmanager
+    def loop(self, start, stop, name: str = "i"):
+        """``for (i = start; i < stop; i++)`` with i64 bounds; yields ``i``."""
+        b = self.b
+        start = start if isinstance(start, ir.Value) else ir.Constant(I64, start)
+        stop = stop if isinstance(stop, ir.Value) else ir.Constant(I64, stop)
+        pre = b.block
+        head = self.fn.append_basic_block(name + ".head")
+        body = self.fn.append_basic_block(name + ".body")
+        end = self.fn.append_basic_block(name + ".end")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=name)
+        i.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", i, stop), body, end)
+        b.position_at_end(body)
+        yield i
+        nxt = b.add(i, ir.Constant(I64, 1), flags=("nsw",))
+        i.add_incoming(nxt, b.block)
+        b.branch(head)
+        b.position_at_end(end)
+
+    @contextmanager
+    def when(self, cond):
+        with self.b.if_then(cond):
+            yield
+
+    def const_array(self, data: np.ndarray, name: str) -> tuple[ir.GlobalVariable, ir.Type]:
+        """``data`` (flattened) as a constant global; returns (global, element type).
+
+        Tables up to :data:`EMBED_BYTES` are initialisers in the IR.  Larger ones (weight
+        matrices of megabytes, which would dominate IR formatting and parsing time) are
+        external constants named after a hash of their bytes, which the JIT binds to a host
+        copy (:attr:`external`); the name puts their content into the IR, hence the cache key."""
+        data = np.ascontiguousarray(data).reshape(-1)
+        raw = data.tobytes() or b"\0"
+        typ = ir.ArrayType(I8, len(raw))
+        if len(raw) > EMBED_BYTES:
+            symbol = f"nmc.blob.{hashlib.sha256(raw).hexdigest()[:32]}.{len(raw)}"
+            if symbol in self.module.globals:
+                return self.module.globals[symbol], _ir_type(data.dtype)
+            g = ir.GlobalVariable(self.module, typ, name=symbol)
+            g.global_constant = True
+            self.external[symbol] = np.frombuffer(raw, dtype=np.uint8)
+            return g, _ir_type(data.dtype)
+        g = ir.GlobalVariable(self.module, typ, name=f"{name}.{self._globals}")
+        self._globals += 1
+        g.global_constant = True
+        g.linkage = "private"
+        g.align = 64
+        g.initializer = ir.FormattedConstant(typ, _byte_string(raw))
+        return g, _ir_type(data.dtype)
+
+    def load(self, base, index, typ: ir.Type):
+        return self.b.load(self.b.gep(base, [index], source_etype=typ, inbounds=True), typ=typ)
+
+    def store(self, value, base, index, typ: ir.Type):
+        self.b.store(value, self.b.gep(base, [index], source_etype=typ, inbounds=True))
+
+    def i64(self, v: int) -> ir.Constant:
+        return ir.Constant(I64, int(v))
+
+
+# ---------------------------------------------------------------------------- lowering
+
+
+class _Lowering:
+    def __init__(self, net: Network, lay: Layout):
+        self.net, self.lay = net, lay
+        self.module = ir.Module(name="nmc")
+        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, I64, I64])
+        self.fn = ir.Function(self.module, fnty, name=FUNCTION_NAME)
+        for a, name in zip(self.fn.args, ("bufs", "scratch", "n0", "n1", "T", "steps")):
+            a.name = name
+        self.fn.args[1].add_attribute("noalias")
+        self.e = Emitter(self.module, self.fn)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def acc_type(self, pop: Op) -> ir.Type:
+        return I64 if pop.bits else F64
+
+    def add(self, pop: Op, a, b):
+        return self.e.b.add(a, b) if pop.bits else self.e.b.fadd(a, b)
+
+    def widen(self, pop: Op, value, typ: ir.Type, to: ir.Type | None = None):
+        """A loaded weight or event value as type ``to`` (default: the population's accumulator)."""
+        b, acc = self.e.b, to or self.acc_type(pop)
+        if typ == acc:
+            return value
+        if isinstance(acc, ir.IntType):  # a float encoder into integer weights truncates, as numpy's astype does
+            if isinstance(typ, (ir.FloatType, ir.DoubleType)):
+                return b.fptosi(value, acc)
+            return b.sext(value, acc) if typ.width < acc.width else b.trunc(value, acc)
+        if isinstance(typ, ir.IntType):
+            return b.sitofp(value, acc)
+        return b.fpext(value, acc)
+
+    def weights(self, p: Op, data: np.ndarray, name: str):
+        """Weights with the exponent folded in, stored as narrow as they stay exact."""
+        pop_integer = p.is_integer
+        if pop_integer:
+            w = data.astype(np.int64) << p.exponent
+            return self.e.const_array(w.astype(_narrow_int(w)), name)
+        w = data.astype(np.float64) * 2.0 ** p.exponent
+        w32 = w.astype(np.float32)
+        exact = np.array_equal(w32.astype(np.float64), w, equal_nan=True)
+        return self.e.const_array(w32 if exact else w, name)
+
+    def param(self, pop: Op, name: str):
+        """A per-neuron parameter: ``(constant, None)`` if uniform, else ``(None, (global, element
+        type))``."""
+        dtype = np.int64 if pop.bits else np.float64
+        value = getattr(pop, name)
+        arr = param_array(value, pop.result.type.shape, dtype).reshape(-1)
+        if arr.size and np.all(arr == arr[0]):
+            return ir.Constant(self.acc_type(pop), arr[0].item()), None
+        if pop.bits:  # verified to fit the (at most 32-bit) state, decays to [0, 4096]
+            arr = arr.astype(np.int32)
+        return None, self.e.const_array(arr, f"{name}")
+
+    # -- the function ----------------------------------------------------------------------
+
+    def lower(self) -> ir.Module:
+        e, b = self.e, self.e.b
+        bufs, scratch, n0, n1, self.T, self.steps = self.fn.args
+        self.buf = [b.load(b.gep(bufs, [e.i64(i)], source_etype=PTR), typ=PTR) for i in range(len(self.lay.slots))]
+        self.area = {k: b.gep(scratch, [e.i64(off)], source_etype=I8) for k, off in self.lay.scratch.items()}
+        self.synops = e.var(I64, 0)
+        with e.loop(n0, n1, "n") as n:
+            self.n = n
+            b.store(e.i64(0), self.synops)
+            self.sample_pointers()
+            with e.loop(0, self.steps, "t") as t:
+                self.t = t
+                for pop in self.net.populations:
+                    self.population_step(pop)
+            out = self.buf[self.lay.slot("synops", None)]
+            e.store(b.load(self.synops, typ=I64), out, n, I64)
+        b.ret_void()
+        return self.module
+
+    def sample_pointers(self):
+        """Pointers into this sample's rows of the host arrays."""
+        e, b, n = self.e, self.e.b, self.n
+        self.row = {}
+        for i, (kind, op) in enumerate(self.lay.slots):
+            if kind == "synops":
+                continue
+            if kind == "enc":
+                size = op.result.type.size
+                typ = _ir_type(self.net.enc_dtype(op))
+                stride = b.mul(self.T, e.i64(size))
+            elif kind == "rec":
+                size = op.result.type.size
+                typ = I8
+                stride = b.mul(self.steps, e.i64(size))
+            else:
+                size = op.result.type.size
+                typ = _ir_type(COUNT_DTYPE if kind == "count" else state_dtype(op))
+                stride = e.i64(size)
+            self.row[(kind, op)] = b.gep(self.buf[i], [b.mul(n, stride)], source_etype=typ)
+
+    # -- one population at one step ------------------------------------------------------------
+
+    def population_step(self, pop: Op):
+        acc = self.area[("acc", pop)]  # all zero here: the update clears what it reads
+        for k, c in enumerate(pop.currents):
+            self.first_current = k == 0
+            self.projection(c.owner, pop, acc)
+        self.update(pop, acc)
+
+    def events(self, p: Op, pop: Op, body, counted: bool = False):
+        """Call ``body(j, x)`` (x None for a spike of value 1) for each event ``p`` delivers now,
+        and count the synaptic operations (unless ``counted``: the body counts them)."""
+        e, b = self.e, self.e.b
+        src = p.src.owner
+        fanout = np.zeros(1, np.int64) if counted else _fanout(p)
+        fan_const = int(fanout[0]) if fanout.size and np.all(fanout == fanout[0]) else None
+        fan_table = None if fan_const is not None else e.const_array(fanout.astype(np.int32), "fanout")
+
+        def count(j):
+            if counted:
+                return
+            f = e.i64(fan_const) if fan_const is not None else b.sext(e.load(fan_table[0], j, I32), I64)
+            b.store(b.add(b.load(self.synops, typ=I64), f), self.synops)
+
+        if src.KIND == "snn.encode":
+            pt = b.add(b.sub(self.t, e.i64(p.delay)), e.i64(1))
+            valid = b.and_(b.icmp_signed(">=", pt, e.i64(0)), b.icmp_signed("<", pt, self.T))
+            with e.when(valid):
+                size = src.result.type.size
+                typ = _ir_type(self.net.enc_dtype(src))
+                row = b.gep(self.row[("enc", src)], [b.mul(pt, e.i64(size))], source_etype=typ)
+                with e.loop(0, size, "j") as j:
+                    x = e.load(row, j, typ)
+                    nz = b.icmp_signed("!=", x, ir.Constant(typ, 0)) if isinstance(typ, ir.IntType) \
+                        else b.fcmp_unordered("!=", x, ir.Constant(typ, 0.0))
+                    with e.when(nz):
+                        count(j)
+                        one = b.icmp_signed("==", x, ir.Constant(typ, 1)) if isinstance(typ, ir.IntType) \
+                            else b.fcmp_ordered("==", x, ir.Constant(typ, 1.0))
+                        with b.if_else(one) as (spike, other):
+                            with spike:  # the common case: no multiply
+                                body(j, None)
+                            with other:
+                                body(j, self.widen(pop, x, typ))
+            return
+        st = b.sub(self.t, e.i64(p.delay))
+        with e.when(b.icmp_signed(">=", st, e.i64(0))):
+            ring = self.lay.ring[src]
+            size = src.result.type.size
+            slot = b.urem(st, e.i64(ring))
+            cnt = b.sext(e.load(self.area[("ring_cnt", src)], slot, I32), I64)
+            idx = b.gep(self.area[("ring_idx", src)], [b.mul(slot, e.i64(size))], source_etype=I32)
+            with e.loop(0, cnt, "k") as k:
+                j = b.sext(e.load(idx, k, I32), I64)
+                count(j)
+                body(j, None)
+
+    def projection(self, p: Op, pop: Op, acc):
+        getattr(self, "project_" + p.kind)(p, pop, acc)
+
+    def accumulate(self, pop: Op, acc, index, w, wtyp, x, acc_t: ir.Type | None = None):
+        """``acc[index] += w * x`` in ``acc_t`` (default the population's type; ``x`` None: a
+        spike, no multiply)."""
+        e, b = self.e, self.e.b
+        acc_t = acc_t or self.acc_type(pop)
+        w = self.widen(pop, w, wtyp, acc_t)
+        if x is not None:
+            x = self.widen(pop, x, self.acc_type(pop), acc_t)
+        term = w if x is None else (b.mul(w, x) if pop.bits else b.fmul(w, x))
+        old = e.load(acc, index, acc_t)
+        e.store(b.add(old, term) if pop.bits else b.fadd(old, term), acc, index, acc_t)
+
+    def private(self, p: Op, pop: Op):
+        """(pointer, type, touched flag) of ``p``'s private accumulator, or None."""
+        kind = self.lay.private.get(p)
+        if kind is None:
+            return None
+        touched = self.e.var(I8, 0)
+        return self.area[("pacc", p)], _ir_type(kind), touched
+
+    def flush(self, pop: Op, acc, priv, size: int, cells: int = 1, first: bool = False):
+        """Add the private accumulator (``[cells, size/cells]``, channel-last when ``cells > 1``)
+        into the population's (channel-first) and clear it, if any event touched it.  ``first``:
+        nothing was added to the population's accumulator yet this step (it is zero), so an
+        integer result is stored rather than added."""
+        e, b = self.e, self.e.b
+        pacc, pt, touched = priv
+        acc_t = self.acc_type(pop)
+        chans = size // cells
+        with e.when(b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))):
+            # contiguous stores into the population's accumulator, strided reads
+            with e.loop(0, chans, "ch") as ch:
+                with e.loop(0, cells, "cell") as cell:
+                    src = b.add(b.mul(cell, e.i64(chans)), ch)
+                    dst = b.add(b.mul(ch, e.i64(cells)), cell)
+                    val = self.widen(pop, e.load(pacc, src, pt), pt, acc_t)
+                    if not (first and pop.bits):
+                        old = e.load(acc, dst, acc_t)
+                        val = b.add(old, val) if pop.bits else b.fadd(old, val)
+                    e.store(val, acc, dst, acc_t)
+            with e.loop(0, size, "clear") as i:
+                e.store(ir.Constant(pt, 0), pacc, i, pt)
+
+    def project_dense(self, p: Op, pop: Op, acc):
+        e, b = self.e, self.e.b
+        w = p.weight.data
+        out, inp = w.shape
+        g, wt = self.weights(p, np.ascontiguousarray(w.T), "dense")
+        priv = self.private(p, pop)
+
+        def body(j, x):
+            if priv and x is None:
+                b.store(ir.Constant(I8, 1), priv[2])
+                target, tt = priv[0], priv[1]
+            else:  # events of other values than 1 are not bounded: straight into i64
+                target, tt = acc, self.acc_type(pop)
+            row = b.gep(g, [b.mul(j, e.i64(out))], source_etype=wt)
+            with e.loop(0, out, "o") as o:
+                self.accumulate(pop, target, o, e.load(row, o, wt), wt, x, tt)
+
+        self.events(p, pop, body)
+        if priv:
+            self.flush(pop, acc, priv, out)
+
+    def project_one_to_one(self, p: Op, pop: Op, acc):
+        e = self.e
+        shape = p.src.type.shape
+        data = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
+        g, wt = self.weights(p, np.broadcast_to(data, shape).reshape(-1), "o2o")
+        self.events(p, pop, lambda j, x: self.accumulate(pop, acc, j, e.load(g, j, wt), wt, x))
+
+    def project_sparse(self, p: Op, pop: Op, acc):
+        e, b = self.e, self.e.b
+        indptr = p.indptr.data
+        ip_t = np.int32 if indptr[-1] < 2**31 else np.int64
+        ip, ipt = e.const_array(indptr.astype(ip_t), "indptr")
+        pairs = self.synapse_pairs(p)
+        if pairs is not None:  # (target, weight) side by side: one cache line serves both
+            g, wt = e.const_array(pairs[0], "synapses")
+            wt = pairs[1]
+            ix = g
+        else:
+            ix, _ = e.const_array(p.indices.data.astype(np.int32), "indices")
+            g, wt = self.weights(p, p.weight.data, "sparse")
+
+        def body(j, x):
+            lo = b.sext(e.load(ip, j, ipt), I64)
+            hi = b.sext(e.load(ip, b.add(j, e.i64(1)), ipt), I64)
+            b.store(b.add(b.load(self.synops, typ=I64), b.sub(hi, lo)), self.synops)
+            with e.loop(lo, hi, "s") as s:
+                if pairs is not None:
+                    s2 = b.shl(s, e.i64(1))
+                    target = b.sext(e.load(ix, s2, I32), I64)
+                    w = e.load(g, b.add(s2, e.i64(1)), wt)
+                else:
+                    target = b.sext(e.load(ix, s, I32), I64)
+                    w = e.load(g, s, wt)
+                self.accumulate(pop, acc, target, w, wt, x)
+
+        self.events(p, pop, body, counted=True)
+
+    def synapse_pairs(self, p: Op):
+        """``[nnz, 2]`` 32-bit (target, weight) pairs and the weight's IR type, or None when a
+        weight needs 64 bits."""
+        data = p.weight.data
+        if p.is_integer:
+            w = data.astype(np.int64) << p.exponent
+            if w.size and (w.min() < -2**31 or w.max() >= 2**31):
+                return None
+            bits, typ = w.astype(np.int32), I32
+        else:
+            w = data.astype(np.float64) * 2.0 ** p.exponent
+            w32 = w.astype(np.float32)
+            if not np.array_equal(w32.astype(np.float64), w, equal_nan=True):
+                return None
+            bits, typ = w32.view(np.int32), F32
+        pairs = np.empty((data.size, 2), dtype=np.int32)
+        pairs[:, 0] = p.indices.data
+        pairs[:, 1] = bits
+        return pairs, typ
+
+    def _window_targets(self, j, src_shape, kernel, strides, pads, dils, out_hw, visit):
+        """For source cell ``j`` of ``[C, H, W]``: call ``visit(c, ky, kx, oy, ox)`` for each
+        output cell whose window (kernel offset ky, kx) covers it.
+
+        Each axis gets a table: for each source coordinate, the (kernel offset, output
+        coordinate) pairs that reach it — no tests that strides would make unpredictable,
+        and one copy of the inner loop rather than one per kernel cell (compile time)."""
+        e, b = self.e, self.e.b
+        C, H, W = src_shape
+        c = b.sdiv(j, e.i64(H * W))
+        rem = b.srem(j, e.i64(H * W))
+        y, x = b.sdiv(rem, e.i64(W)), b.srem(rem, e.i64(W))
+        ys = self._axis_table(H, kernel[0], strides[0], pads[0], dils[0], out_hw[0])
+        xs = self._axis_table(W, kernel[1], strides[1], pads[1], dils[1], out_hw[1])
+        for ky, oy in self._table_loop(ys, y, "wy"):
+            for kx, ox in self._table_loop(xs, x, "wx"):
+                visit(c, ky, kx, oy, ox)
+
+    def _axis_table(self, size, k, stride, pad, dil, out):
+        """CSR table over source coordinates of the (kernel offset, output coordinate) pairs."""
+        starts, pairs = [0], []
+        for y in range(size):
+            for ky in range(k):
+                t = y + pad - ky * dil
+                if t >= 0 and t % stride == 0 and t // stride < out:
+                    pairs.append((ky, t // stride))
+            starts.append(len(pairs))
+        table = np.asarray(pairs or [(0, 0)], dtype=np.int32).reshape(-1)
+        return self.e.const_array(np.asarray(starts, np.int32), "wstart")[0], self.e.const_array(table, "wpairs")[0]
+
+    def _table_loop(self, table, coord, name):
+        """Yields (kernel offset, output coordinate) as i64 values, once, inside a loop over
+        the table entries of ``coord`` (a generator used as a one-shot loop body)."""
+        e, b = self.e, self.e.b
+        starts, pairs = table
+        lo = b.sext(e.load(starts, coord, I32), I64)
+        hi = b.sext(e.load(starts, b.add(coord, e.i64(1)), I32), I64)
+        with e.loop(lo, hi, name) as a:
+            a2 = b.shl(a, e.i64(1))
+            yield b.sext(e.load(pairs, a2, I32), I64), b.sext(e.load(pairs, b.add(a2, e.i64(1)), I32), I64)
+
+    def project_conv2d(self, p: Op, pop: Op, acc):
+        e, b = self.e, self.e.b
+        w = p.weight.data
+        O, cg, kh, kw = w.shape
+        groups = p.groups
+        og = O // groups
+        OH, OW = _conv_out(p)
+        # [c_in_group, kh, kw, O]: one event walks contiguous output channels per kernel cell
+        g, wt = self.weights(p, np.ascontiguousarray(w.transpose(1, 2, 3, 0)), "conv")
+
+        pacc, pt, touched = self.private(p, pop)  # channel-last [OH, OW, O]
+
+        def body(j, x):
+            b.store(ir.Constant(I8, 1), touched)
+
+            def visit(c, ky, kx, oy, ox):
+                grp = b.sdiv(c, e.i64(cg))
+                ci = b.srem(c, e.i64(cg))
+                ky, kx = (k if isinstance(k, ir.Value) else e.i64(k) for k in (ky, kx))
+                wrow = b.add(b.mul(ci, e.i64(kh * kw * O)), b.mul(b.add(b.mul(ky, e.i64(kw)), kx), e.i64(O)))
+                first = b.add(b.mul(b.add(b.mul(oy, e.i64(OW)), ox), e.i64(O)), b.mul(grp, e.i64(og)))
+                wfirst = b.add(wrow, b.mul(grp, e.i64(og)))
+                with e.loop(0, og, "oc") as o:
+                    self.accumulate(pop, pacc, b.add(first, o), e.load(g, b.add(wfirst, o), wt), wt, x, pt)
+
+            self._window_targets(j, p.src.type.shape, (kh, kw), p.strides, p.pads, p.dilations, (OH, OW), visit)
+
+        self.events(p, pop, body)
+        self.flush(pop, acc, (pacc, pt, touched), O * OH * OW, OH * OW, first=self.first_current)
+
+    def project_pool(self, p: Op, pop: Op, acc):
+        e, b = self.e, self.e.b
+        C = p.src.type.shape[0]
+        OH, OW = _pool_out(p)
+        data = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
+        g, wt = self.weights(p, np.broadcast_to(data, (C, OH, OW)).reshape(-1), "pool")
+
+        def body(j, x):
+            def visit(c, ky, kx, oy, ox):
+                target = b.add(b.mul(b.add(b.mul(c, e.i64(OH)), oy), e.i64(OW)), ox)
+                self.accumulate(pop, acc, target, e.load(g, target, wt), wt, x)
+
+            self._window_targets(j, p.src.type.shape, p.kernel, p.strides, p.pads, (1, 1), (OH, OW), visit)
+
+        self.events(p, pop, body)
+
+    # -- neuron update ---------------------------------------------------------------------------
+
+    def decay(self, pop: Op, x, d, dconst):
+        """``decay(x, d)`` of DESIGN §5; ``dconst`` is d's value when it is one for all neurons."""
+        b = self.e.b
+        if pop.bits:
+            if dconst == 0:
+                return x
+            if dconst == DECAY_ONE:
+                return ir.Constant(x.type, 0)
+            neg = b.icmp_signed("<", x, ir.Constant(x.type, 0))
+            ax = b.select(neg, b.neg(x), x)
+            keep = b.sub(ir.Constant(x.type, DECAY_ONE), d)
+            if pop.bits <= 32:
+                # |x| <= 2**31 and keep <= 4096: a 32 x 32 -> 64-bit unsigned product is exact
+                # (one vpmuludq instead of an emulated 64-bit vector multiply)
+                t32 = I32 if not isinstance(x.type, ir.VectorType) else ir.VectorType(I32, x.type.count)
+                ax, keep = (b.zext(b.trunc(z, t32), x.type) for z in (ax, keep))
+            m = b.lshr(b.mul(ax, keep), ir.Constant(x.type, 12))
+            return b.select(neg, b.neg(m), m)
+        keep = b.fsub(ir.Constant(x.type, float(DECAY_ONE)), d)
+        return b.fdiv(b.fmul(x, keep), ir.Constant(x.type, float(DECAY_ONE)))
+
+    def saturate(self, pop: Op, x):
+        b = self.e.b
+        lo, hi = ir.Constant(x.type, -(1 << (pop.bits - 1))), ir.Constant(x.type, (1 << (pop.bits - 1)) - 1)
+        x = b.select(b.icmp_signed("<", x, lo), lo, x)
+        return b.select(b.icmp_signed(">", x, hi), hi, x)
+
+    def neurons(self, pop: Op, acc, params, i, width: int):
+        """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``); returns
+        their spikes (i1 or <width x i1>)."""
+        e, b = self.e, self.e.b
+        acc_t = self.acc_type(pop)
+        vt = acc_t if width == 1 else ir.VectorType(acc_t, width)
+
+        def vec(typ):
+            return typ if width == 1 else ir.VectorType(typ, width)
+
+        def ld(base, typ=acc_t):
+            """Load ``width`` values of ``typ``, widened to the accumulator type."""
+            x = b.load(b.gep(base, [i], source_etype=typ, inbounds=True), typ=vec(typ), align=4)
+            return x if typ == acc_t else b.sext(x, vt)
+
+        def st(value, base, typ=acc_t):
+            value = value if value.type == vec(typ) else b.trunc(value, vec(typ))
+            b.store(value, b.gep(base, [i], source_etype=typ, inbounds=True), align=4)
+
+        def get(name):
+            const, table = params[name]
+            return ir.Constant(vt, const) if const is not None else ld(table[0], table[1])
+
+        state_t = _ir_type(state_dtype(pop))
+        u_row, v_row, count_row = self.row[("u", pop)], self.row[("v", pop)], self.row[("count", pop)]
+        u = self.add(pop, self.decay(pop, ld(u_row, state_t), get("du"), params["du"][0]), ld(acc))
+        if pop.bits:
+            u = self.saturate(pop, u)
+        dv = self.decay(pop, ld(v_row, state_t), get("dv"), params["dv"][0])
+        v = self.add(pop, self.add(pop, dv, u), get("bias"))
+        if pop.bits:
+            v = self.saturate(pop, v)
+        theta = get("threshold")
+        fired = b.icmp_signed(">", v, theta) if pop.bits else b.fcmp_ordered(">", v, theta)
+        after = (b.sub(v, theta) if pop.bits else b.fsub(v, theta)) if pop.reset == "subtract" \
+            else ir.Constant(vt, 0)
+        st(u, u_row, state_t)
+        st(b.select(fired, after, v), v_row, state_t)
+        st(ir.Constant(vt, 0), acc)  # the accumulator is clear for the next step
+        count_t = _ir_type(COUNT_DTYPE)
+        count = b.load(b.gep(count_row, [i], source_etype=count_t, inbounds=True), typ=vec(count_t), align=4)
+        st(b.add(count, b.zext(fired, vec(count_t))), count_row, count_t)
+        return fired
+
+    def update(self, pop: Op, acc):
+        """Advance every neuron of ``pop`` (8 at a time, then the rest), leaving one bit per
+        neuron in a mask; then list the spikes into this step's ring slot by scanning the mask
+        for set bits, and record them."""
+        e, b = self.e, self.e.b
+        size = pop.result.type.size
+        params = {}
+        for name in ("threshold", "bias", "du", "dv"):
+            const, table = self.param(pop, name)
+            params[name] = (None if const is None else const.constant, table)
+        width = 8
+        nvec, rest = divmod(size, width)
+        mask = self.area[("fired", pop)]
+        with e.loop(0, nvec, "nu") as k:
+            fired = self.neurons(pop, acc, params, b.mul(k, e.i64(width)), width)
+            e.store(b.bitcast(fired, I8), mask, k, I8)
+        if rest:
+            bits = ir.Constant(I8, 0)
+            for r in range(rest):
+                fired = self.neurons(pop, acc, params, e.i64(nvec * width + r), 1)
+                bits = b.or_(bits, b.shl(b.zext(fired, I8), ir.Constant(I8, r)))
+            e.store(bits, mask, e.i64(nvec), I8)
+        self.list_spikes(pop, mask, nvec + (1 if rest else 0))
+
+    def list_spikes(self, pop: Op, mask, nbytes: int):
+        e, b = self.e, self.e.b
+        size = pop.result.type.size
+        ring = self.lay.ring[pop]
+        slot = b.urem(self.t, e.i64(ring))
+        ring_idx = b.gep(self.area[("ring_idx", pop)], [b.mul(slot, e.i64(size))], source_etype=I32)
+        rec_base = self.buf[self.lay.slot("rec", pop)]
+        recording = b.icmp_unsigned("!=", rec_base, ir.Constant(PTR, None))
+        rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
+        nfired = e.var(I64, 0)
+        with e.loop(0, nbytes, "list") as k:
+            # while (m) { idx = 8k + ctz(m); m &= m - 1; }
+            first = b.zext(e.load(mask, k, I8), I32)
+            pre = b.block
+            head = self.fn.append_basic_block("bits.head")
+            body = self.fn.append_basic_block("bits.body")
+            done = self.fn.append_basic_block("bits.end")
+            b.branch(head)
+            b.position_at_end(head)
+            m = b.phi(I32)
+            m.add_incoming(first, pre)
+            b.cbranch(b.icmp_unsigned("!=", m, ir.Constant(I32, 0)), body, done)
+            b.position_at_end(body)
+            bit = b.zext(b.cttz(m, ir.Constant(ir.IntType(1), 1)), I64)
+            idx = b.add(b.shl(k, e.i64(3)), bit)
+            n = b.load(nfired, typ=I64)
+            e.store(b.trunc(idx, I32), ring_idx, n, I32)
+            b.store(b.add(n, e.i64(1)), nfired)
+            with e.when(recording):
+                e.store(ir.Constant(I8, 1), rec_step, idx, I8)
+            m.add_incoming(b.and_(m, b.sub(m, ir.Constant(I32, 1))), b.block)
+            b.branch(head)
+            b.position_at_end(done)
+        e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
+
+
+def _conv_out(p: Op) -> tuple[int, int]:
+    """Output height and width of a conv2d projection (its flat order is [O, OH, OW])."""
+    H, W = p.src.type.shape[1:]
+    kh, kw = p.weight.shape[2:]
+    return (pooled_size(H, kh, p.strides[0], p.pads[0], p.pads[2], p.dilations[0], False),
+            pooled_size(W, kw, p.strides[1], p.pads[1], p.pads[3], p.dilations[1], False))
+
+
+def _pool_out(p: Op) -> tuple[int, int]:
+    H, W = p.src.type.shape[1:]
+    return (pooled_size(H, p.kernel[0], p.strides[0], p.pads[0], p.pads[2], 1, False),
+            pooled_size(W, p.kernel[1], p.strides[1], p.pads[1], p.pads[3], 1, False))
+
+
+def lower(net: Network) -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
+    """The LLVM module running ``net``, the layout of its buffers, and the contents of the
+    external constants it declares (symbol → bytes)."""
+    lay = plan(net)
+    lowering = _Lowering(net, lay)
+    return lowering.lower(), lay, lowering.e.external

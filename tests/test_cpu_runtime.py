@@ -1,0 +1,460 @@
+"""The CPU runtime (targets/cpu) against the reference semantics (DESIGN §5, §6).
+
+Integer graphs must agree bit for bit with :mod:`nmc.semantics` — outputs, final voltages,
+recorded spike trains, spike counts and synaptic operations — on random small graphs that
+use every projection kind, delays 1–3, recurrence, scalar and per-neuron parameters, both
+reset modes, small state widths that saturate, and every encoding.  Float graphs use dyadic
+weights and parameters, so the reference's sums are exact whatever their order and the two
+executors must agree far inside the rtol 1e-5 the design allows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nmc
+from nmc import semantics
+from nmc.diagnostics import NmcError, UsageError
+from nmc.ir import ann, snn
+from nmc.ir.ann import pooled_size
+from nmc.ir.core import Blob, Graph
+from nmc.ir.parser import parse_ir
+from nmc.ir.types import SpikeType, TensorType
+from nmc.ir.verifier import verify
+from nmc.targets import cpu
+from nmc.targets.cpu import jit
+
+# ----------------------------------------------------------------------------- strategies
+
+
+class _Kind:
+    """Integer (with a state width) or float choices for weights and parameters."""
+
+    def __init__(self, draw, integer: bool):
+        self.integer = integer
+        self.bits = draw(st.sampled_from([8, 8, 12, 24, 31, 32])) if integer else 0
+
+    def weights(self, draw, shape) -> Blob:
+        n = int(np.prod(shape))
+        if self.integer:
+            big = 120 if self.bits == 8 else 40  # large enough that 8-bit states saturate
+            dtype = draw(st.sampled_from([np.int8, np.int16, np.int32]))
+            vals = draw(st.lists(st.integers(-big, big), min_size=n, max_size=n))
+            return Blob(np.asarray(vals, dtype=np.int64).astype(dtype).reshape(shape))
+        vals = draw(st.lists(st.integers(-24, 24), min_size=n, max_size=n))
+        return Blob((np.asarray(vals, dtype=np.float32) / 16).reshape(shape))
+
+    def number(self, draw):
+        return draw(st.integers(-60, 60)) if self.integer else draw(st.integers(-24, 24)) / 16
+
+    def param(self, draw, name: str, shape):
+        """None (the default), a number, or a blob broadcast to ``shape``."""
+        form = draw(st.sampled_from(["default", "number", "blob"]))
+        if form == "default":
+            return None
+        if name in ("du", "dv"):
+            pick = st.sampled_from([0, 4096, 1024, 3000]) | st.integers(0, 4096)
+        elif self.integer:
+            top = min((1 << (self.bits - 1)) - 1, 150)
+            pick = {"threshold": st.integers(1, top), "bias": st.integers(-6, 6), "v0": st.integers(-20, 20)}[name]
+        else:
+            pick = {"threshold": st.integers(1, 24), "bias": st.integers(-4, 4), "v0": st.integers(-8, 8)}[name]
+            pick = pick.map(lambda k: k / 8)
+        if form == "number":
+            return draw(pick)
+        bshape = shape if draw(st.booleans()) else (1,) * (len(shape) - 1) + (shape[-1],)
+        vals = draw(st.lists(pick, min_size=int(np.prod(bshape)), max_size=int(np.prod(bshape))))
+        dtype = np.int32 if self.integer and name not in ("du", "dv") else np.float32
+        return Blob(np.asarray(vals, dtype=dtype).reshape(bshape))
+
+
+@st.composite
+def _window(draw, sizes, dilate: bool):
+    kernel, strides, pads, dils = [], [], [0, 0, 0, 0], []
+    for axis, size in enumerate(sizes):
+        k = draw(st.integers(1, min(3, size)))
+        d = draw(st.integers(1, 2)) if dilate and (k - 1) * 2 + 1 <= size else 1
+        pads[axis], pads[2 + axis] = draw(st.integers(0, k - 1)), draw(st.integers(0, k - 1))
+        kernel.append(k), strides.append(draw(st.integers(1, 2))), dils.append(d)
+    return tuple(kernel), tuple(strides), tuple(pads), tuple(dils)
+
+
+def _project(draw, g: Graph, kind_of: _Kind, src, kind: str, out_size: int | None = None):
+    common = dict(delay=draw(st.integers(1, 3)), exponent=draw(st.sampled_from([0, 0, 1, 2])))
+    shape = src.type.shape
+    if kind == "dense":
+        out = out_size or draw(st.integers(1, 6))
+        op = snn.Project(src=src, kind="dense", weight=kind_of.weights(draw, (out, src.type.size)), **common)
+    elif kind == "conv2d":
+        c = shape[0]
+        groups = draw(st.sampled_from([k for k in (1, 2) if c % k == 0]))
+        out = groups * draw(st.integers(1, 2))
+        kernel, strides, pads, dils = draw(_window(shape[1:], True))
+        op = snn.Project(src=src, kind="conv2d", weight=kind_of.weights(draw, (out, c // groups, *kernel)),
+                         strides=strides, pads=pads, dilations=dils, groups=groups, **common)
+    elif kind == "pool":
+        kernel, strides, pads, _ = draw(_window(shape[1:], False))
+        out = (shape[0], *(pooled_size(shape[1 + i], kernel[i], strides[i], pads[i], pads[2 + i], 1, False)
+                           for i in range(2)))
+        weight = kind_of.number(draw) if draw(st.booleans()) else kind_of.weights(draw, out)
+        op = snn.Project(src=src, kind="pool", weight=weight, kernel=kernel, strides=strides, pads=pads, **common)
+    elif kind == "one_to_one":
+        weight = kind_of.number(draw) if draw(st.booleans()) else kind_of.weights(draw, shape)
+        op = snn.Project(src=src, kind="one_to_one", weight=weight, **common)
+    else:  # sparse
+        n, m = src.type.size, out_size or draw(st.integers(1, 8))
+        counts = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        nnz = int(indptr[-1])
+        indices = np.asarray(draw(st.lists(st.integers(0, m - 1), min_size=nnz, max_size=nnz)), dtype=np.int32)
+        op = snn.Project(src=src, kind="sparse", weight=kind_of.weights(draw, (nnz,)), indptr=Blob(indptr),
+                         indices=Blob(indices), shape=(m,), **common)
+    return g.add(op)
+
+
+@st.composite
+def networks(draw, integer: bool) -> Graph:
+    """input → encode → 1–3 populations fed by projections of every kind (some from earlier
+    populations, some recurrent) → decode → output."""
+    kind_of = _Kind(draw, integer)
+    g = Graph("net")
+    shape = (draw(st.integers(1, 2)), draw(st.integers(2, 5)), draw(st.integers(2, 5)))
+    x = g.add(ann.Input(declared_type=TensorType(shape)), "x")
+    encoding = draw(st.sampled_from(snn.ENCODINGS))
+    enc = g.add(snn.Encode(x=x, encoding=encoding, seed=draw(st.integers(0, 2**31 - 1)),
+                           scale=draw(st.sampled_from([1.0, 0.5, 3.0]))), "s")
+    sources, pops = [enc], []
+    for layer in range(draw(st.integers(1, 3))):
+        src = draw(st.sampled_from(sources))
+        kinds = ["dense", "one_to_one", "sparse"] + (["conv2d", "pool"] if src.type.rank == 3 else [])
+        first = _project(draw, g, kind_of, src, draw(st.sampled_from(kinds)))
+        size = first.type.size
+        currents = [first]
+        if draw(st.booleans()):
+            other = draw(st.sampled_from(sources))
+            kinds = ["dense", "sparse"] + (["one_to_one"] if other.type.size == size else [])
+            currents.append(_project(draw, g, kind_of, other, draw(st.sampled_from(kinds)), out_size=size))
+        pshape = first.type.shape if len(first.type.shape) == 3 or draw(st.booleans()) else (size,)
+        params = {name: kind_of.param(draw, name, pshape) for name in snn.Population.PARAMS}
+        pop = snn.Population(currents=currents, declared_type=SpikeType(tuple(pshape)),
+                             reset=draw(st.sampled_from(["subtract", "zero"])), bits=kind_of.bits,
+                             **{k: v for k, v in params.items() if v is not None})
+        g.add(pop, f"h{layer}")
+        pops.append(pop)
+        sources.append(pop.result)
+    for _ in range(draw(st.integers(0, 2))):  # recurrent (or backward) projections
+        i = draw(st.integers(0, len(pops) - 1))
+        j = draw(st.integers(i, len(pops) - 1))
+        target = pops[i]
+        kind = draw(st.sampled_from(["dense", "sparse"]))
+        target.currents.append(_project(draw, g, kind_of, pops[j].result, kind, out_size=target.result.type.size))
+    outs = []
+    for pop in [pops[-1], *draw(st.lists(st.sampled_from(pops), max_size=1))]:
+        outs.append(g.add(snn.Decode(x=pop.result, mode=draw(st.sampled_from(["count", "membrane"])))))
+    g.add(ann.Output(values=outs))
+    verify(g)
+    return g
+
+
+def inputs_for(graph: Graph, timesteps: int, batch: int = 3, seed: int = 0) -> list[np.ndarray]:
+    """Dyadic inputs in [0, 1] (spike counts 0–2 with a time axis for ``spikes`` encoders)."""
+    rng = np.random.default_rng(seed)
+    (x,) = graph.inputs
+    trains = any(u.KIND == "snn.encode" and u.encoding == "spikes" for u in graph.users(x))
+    if trains:
+        return [rng.integers(0, 3, size=(batch, timesteps, *x.type.shape)).astype(np.float32)]
+    return [(rng.integers(0, 17, size=(batch, *x.type.shape)) / 16).astype(np.float32)]
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def compare(graph: Graph, inputs, timesteps: int, exact: bool, threads: int | None = None):
+    """Run both executors, recording every population; assert they agree."""
+    pops = graph.walk("snn.population")
+    ref = semantics.run_snn(graph, inputs, timesteps=timesteps, record=pops)
+    got = cpu.prepare(graph, cache=False, threads=threads)(inputs, timesteps=timesteps, record="all")
+    check = (np.testing.assert_array_equal if exact
+             else lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9))
+    assert (got.timesteps, got.steps) == (ref.timesteps, ref.steps)
+    for a, b in zip(got.outputs, ref.outputs):
+        check(a, b)
+    for a, b in zip(got.voltages, ref.voltages):
+        check(a, b)
+    for pop in pops:
+        np.testing.assert_array_equal(got.recorded[pop.result.name], ref.spikes[pop])
+    assert got.spikes == ref.spike_count
+    assert got.synaptic_ops == ref.synaptic_ops
+    return got, ref
+
+
+# --------------------------------------------------------------------------------- tests
+
+PROPERTY = settings(max_examples=60, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@PROPERTY
+@given(networks(integer=True), st.integers(1, 6))
+def test_integer_graphs_are_bit_identical_to_the_reference(graph, timesteps):
+    compare(graph, inputs_for(graph, timesteps), timesteps, exact=True)
+
+
+@PROPERTY
+@given(networks(integer=False), st.integers(1, 6))
+def test_float_graphs_agree_with_the_reference(graph, timesteps):
+    compare(graph, inputs_for(graph, timesteps), timesteps, exact=False)
+
+
+LIF_TEXT = """graph @g
+%x = ann.input : tensor<2x6x6xf32>
+%s = snn.encode(%x) {encoding = rate} : spikes<2x6x6>
+%c = snn.project(%s) {kind = conv2d, pads = [1, 1, 0, 0], strides = [2, 1], weight = random<uniform, seed = 1, scale = 40> : tensor<3x2x3x3xi16>} : current<3x3x5>
+%h = snn.population(%c, %r) {bits = 8, du = 1000, dv = 300, threshold = 50} : spikes<3x3x5>
+%p = snn.project(%h) {delay = 2, kernel = [2, 2], kind = pool, strides = [1, 2], weight = 7} : current<3x2x2>
+%h2 = snn.population(%p) {bits = 24, reset = zero, threshold = 10} : spikes<3x2x2>
+%d = snn.project(%h2) {exponent = 1, kind = dense, weight = random<uniform, seed = 2, scale = 30> : tensor<5x12xi8>} : current<5>
+%r = snn.project(%h) {delay = 3, kind = dense, weight = random<uniform, seed = 3, scale = 30> : tensor<45x45xi8>} : current<45>
+%o = snn.population(%d) {bits = 16, threshold = 20} : spikes<5>
+%y = snn.decode(%o) : tensor<5xf32>
+ann.output(%y)
+"""
+
+
+def _lif_input(batch: int = 5) -> np.ndarray:
+    return np.random.default_rng(0).random((batch, 2, 6, 6)).astype(np.float32)
+
+
+def test_conv_pool_recurrent_network_matches_and_spikes():
+    got, ref = compare(parse_ir(LIF_TEXT), [_lif_input()], 12, exact=True)
+    assert ref.spike_count > 100 and ref.synaptic_ops > 10_000  # the comparison is not vacuous
+    assert got.outputs[0].sum() > 0
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    g = parse_ir(LIF_TEXT)
+    x = [_lif_input(7)]
+    runs = [cpu.prepare(g, cache=False, threads=k)(x, timesteps=9, record="all") for k in (1, 2, 3)]
+    for r in runs[1:]:
+        assert r.stats["threads"] != runs[0].stats["threads"]
+        np.testing.assert_array_equal(r.outputs[0], runs[0].outputs[0])
+        np.testing.assert_array_equal(r.voltages[0], runs[0].voltages[0])
+        assert r.recorded.keys() == runs[0].recorded.keys()
+        for k in r.recorded:
+            np.testing.assert_array_equal(r.recorded[k], runs[0].recorded[k])
+        assert (r.spikes, r.synaptic_ops) == (runs[0].spikes, runs[0].synaptic_ops)
+
+
+def test_second_prepare_loads_the_object_from_the_disk_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NMC_NO_CACHE", raising=False)
+    g = parse_ir(LIF_TEXT)
+    before = dict(jit.STATS)
+    first = cpu.prepare(g)
+    assert (jit.STATS["compiled"], jit.STATS["loaded"]) == (before["compiled"] + 1, before["loaded"])
+    assert len(list(tmp_path.glob("*.o"))) == 1
+    second = cpu.prepare(parse_ir(LIF_TEXT))
+    assert (jit.STATS["compiled"], jit.STATS["loaded"]) == (before["compiled"] + 1, before["loaded"] + 1)
+    x = [_lif_input()]
+    a, b = first(x, timesteps=8), second(x, timesteps=8)
+    assert not a.stats["from_cache"] and b.stats["from_cache"]
+    np.testing.assert_array_equal(a.outputs[0], b.outputs[0])
+    np.testing.assert_array_equal(a.voltages[0], b.voltages[0])
+
+
+def test_cache_can_be_disabled(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("NMC_NO_CACHE", "1")
+    before = jit.STATS["compiled"]
+    cpu.prepare(parse_ir(LIF_TEXT))
+    cpu.prepare(parse_ir(LIF_TEXT))
+    monkeypatch.delenv("NMC_NO_CACHE")
+    cpu.prepare(parse_ir(LIF_TEXT), cache=False)
+    assert jit.STATS["compiled"] == before + 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_runner_backend_cpu_runs_a_graph(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMC_CACHE_DIR", str(tmp_path))
+    g = parse_ir(LIF_TEXT)
+    x = _lif_input(3)
+    got = nmc.runner.run(g, x, backend="cpu", timesteps=6)
+    ref = nmc.runner.run(g, x, backend="reference", timesteps=6)
+    assert got.backend == "cpu"
+    np.testing.assert_array_equal(got.outputs[0], ref.outputs[0])
+    assert (got.spikes, got.synaptic_ops, got.steps) == (ref.spikes, ref.synaptic_ops, ref.steps)
+
+
+def test_a_graph_is_verified_before_lowering():
+    text = """graph @g
+%x = ann.input : tensor<3xf32>
+%s = snn.encode(%x) : spikes<3>
+%c = snn.project(%s) {kind = one_to_one, weight = 0.5} : current<3>
+%h = snn.population(%c) {bits = 16, threshold = 4} : spikes<3>
+%y = snn.decode(%h) : tensor<3xf32>
+ann.output(%y)
+"""
+    graph = parse_ir(text.replace("weight = 0.5", "weight = dense<[1, 1, 1]> : tensor<3xi8>"), "mixed.nmir")
+    graph.walk("snn.project")[0].weight = 0.5  # a later rewrite broke the graph
+    with pytest.raises(NmcError, match="integer weights") as info:
+        cpu.prepare(graph, cache=False)
+    assert "mixed.nmir:4" in str(info.value)
+
+
+def test_an_ann_graph_is_refused():
+    text = """graph @g
+%x = ann.input : tensor<3xf32>
+%y = ann.relu(%x) : tensor<3xf32>
+ann.output(%y)
+"""
+    with pytest.raises(UsageError, match="spiking"):
+        cpu.prepare(parse_ir(text))
+
+
+def test_tables_outside_the_ir_are_bound_also_when_loaded_from_the_cache(tmp_path, monkeypatch):
+    from nmc.targets.cpu import lower
+
+    monkeypatch.setenv("NMC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NMC_NO_CACHE", raising=False)
+    monkeypatch.setattr(lower, "EMBED_BYTES", 0)  # every table becomes an external constant
+    g = parse_ir(LIF_TEXT)
+    module, _, external = lower.lower(lower.Network.of(g))
+    assert external and all(name in str(module) for name in external)
+    x = [_lif_input()]
+    ref = semantics.run_snn(g, x, timesteps=7)
+    for expect_cached in (False, True):
+        got = cpu.prepare(parse_ir(LIF_TEXT))(x, timesteps=7)
+        assert got.stats["from_cache"] is expect_cached
+        np.testing.assert_array_equal(got.outputs[0], ref.outputs[0])
+        np.testing.assert_array_equal(got.voltages[0], ref.voltages[0])
+        assert got.synaptic_ops == ref.synaptic_ops
+
+
+def test_changing_a_large_weight_changes_the_cache_key():
+    from nmc.targets.cpu import lower
+
+    w = np.ones((300, 300), dtype=np.int8)
+    keys = []
+    for value in (1, 2):
+        g = Graph("big")
+        x = g.add(ann.Input(declared_type=TensorType((300,))), "x")
+        s = g.add(snn.Encode(x=x), "s")
+        c = g.add(snn.Project(src=s, kind="dense", weight=Blob(w * value)))
+        pop = snn.Population(currents=[c], declared_type=SpikeType((300,)), bits=16, threshold=100)
+        g.add(pop, "h")
+        g.add(ann.Output(values=[g.add(snn.Decode(x=pop.result))]))
+        module, _, external = lower.lower(lower.Network.of(g))
+        assert len(external) == 1  # 90 KB of weights: outside the IR text
+        keys.append(jit.cache_key(str(module)))
+    assert keys[0] != keys[1]
+
+
+FLOAT_TEXT = """graph @f
+%x = ann.input : tensor<2x6x6xf32>
+%s = snn.encode(%x) {encoding = current, scale = 0.7} : spikes<2x6x6>
+%c = snn.project(%s) {kind = conv2d, pads = [1, 1, 1, 1], weight = random<normal, seed = 4, scale = 0.3> : tensor<4x2x3x3xf32>} : current<4x6x6>
+%h = snn.population(%c, %r) {du = 700, dv = 1234, threshold = THETA, bias = 0.01} : spikes<4x6x6>
+%p = snn.project(%h) {kernel = [2, 2], kind = pool, strides = [2, 2], weight = 0.37} : current<4x3x3>
+%o = snn.population(%p) {dv = 100, threshold = THETA} : spikes<4x3x3>
+%r = snn.project(%h) {delay = 2, kind = dense, weight = random<normal, seed = 5, scale = 0.1> : tensor<144x144xf32>} : current<144>
+%y = snn.decode(%h) {mode = membrane} : tensor<4x6x6xf32>
+%z = snn.decode(%o) {mode = membrane} : tensor<4x3x3xf32>
+ann.output(%y, %z)
+"""
+
+
+@pytest.mark.parametrize("theta", ["1.0e9", "0.8"])
+def test_float_graph_with_arbitrary_weights_agrees_to_tolerance(theta):
+    # Non-dyadic weights: sums depend on their order.  With theta = 1e9 no neuron fires, so
+    # the voltages accumulate every rounding difference; with 0.8 neurons fire.
+    g = parse_ir(FLOAT_TEXT.replace("THETA", theta))
+    x = [np.random.default_rng(3).random((4, 2, 6, 6)).astype(np.float32)]
+    got, ref = compare(g, x, 15, exact=False)
+    assert np.abs(ref.outputs[0]).max() > 0.1
+    if theta == "0.8":
+        assert ref.spike_count > 100
+
+
+def test_eight_bit_state_saturates_identically():
+    # u = sat(300) = 127 at 8 bits; v would pass 127 without saturation and spike at theta 127
+    text = """graph @sat
+%x = ann.input : tensor<3xf32>
+%s = snn.encode(%x) {encoding = spikes} : spikes<3>
+%c = snn.project(%s) {kind = one_to_one, weight = dense<[300, -300, 100]> : tensor<3xi16>} : current<3>
+%h = snn.population(%c) {bits = 8, du = 0, dv = 0, threshold = 127} : spikes<3>
+%y = snn.decode(%h) {mode = membrane} : tensor<3xf32>
+ann.output(%y)
+"""
+    x = [np.array([[[1, 1, 1], [1, 0, 1], [0, 0, 0]]], dtype=np.float32)]
+    got, ref = compare(parse_ir(text), x, 3, exact=True)
+    assert ref.outputs[0].tolist() == [[127.0, -128.0, 127.0]]
+    assert ref.spike_count == 0
+
+
+def test_a_damaged_cache_file_is_compiled_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NMC_NO_CACHE", raising=False)
+    cpu.prepare(parse_ir(LIF_TEXT))
+    (obj,) = tmp_path.glob("*.o")
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    before = jit.STATS["compiled"]
+    again = cpu.prepare(parse_ir(LIF_TEXT))
+    assert jit.STATS["compiled"] == before + 1
+    x = [_lif_input()]
+    ref = semantics.run_snn(parse_ir(LIF_TEXT), x, timesteps=6)
+    np.testing.assert_array_equal(again(x, timesteps=6).outputs[0], ref.outputs[0])
+
+
+def test_a_32_bit_voltage_after_reset_may_leave_32_bits():
+    # bits = 32: v saturates to 2**31 - 1, and v - θ with θ = -2**31 is 2**32 - 1 (no
+    # saturation after a reset, as in the reference): the state must not be held in 32 bits.
+    text = """graph @wide
+%x = ann.input : tensor<2xf32>
+%s = snn.encode(%x) {encoding = spikes} : spikes<2>
+%c = snn.project(%s) {kind = one_to_one, weight = dense<[1, 1]> : tensor<2xi32>} : current<2>
+%h = snn.population(%c) {bits = 32, du = 0, dv = 4096, threshold = -2147483648, v0 = 2147483647, bias = 2147483647} : spikes<2>
+%y = snn.decode(%h) {mode = membrane} : tensor<2xf32>
+ann.output(%y)
+"""
+    x = [np.zeros((1, 2, 2), dtype=np.float32)]
+    got, ref = compare(parse_ir(text), x, 2, exact=True)
+    assert ref.outputs[0][0, 0] == np.float32(2**32 - 1)
+
+
+def _features(g: Graph) -> set[str]:
+    out = set()
+    for p in g.walk("snn.project"):
+        out |= {f"kind={p.kind}", f"delay={p.delay}"}
+        if g.index(p.src.owner) > min(g.index(u) for u in g.users(p.result)):
+            out.add("recurrent")
+    for e in g.walk("snn.encode"):
+        out.add(f"encoding={e.encoding}")
+    for pop in g.walk("snn.population"):
+        out |= {f"reset={pop.reset}", f"bits={pop.bits}"}
+        out |= {f"blob-{n}" for n in snn.Population.PARAMS if isinstance(getattr(pop, n), Blob)}
+        out |= {f"number-{n}" for n in snn.Population.PARAMS if not isinstance(getattr(pop, n), Blob)}
+    return out
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_the_random_graphs_reach_every_feature(integer):
+    """The property tests above mean something only if their graphs use every feature."""
+    wanted = ({f"kind={k}" for k in snn.PROJECTION_KINDS} | {f"delay={d}" for d in (1, 2, 3)}
+              | {f"encoding={e}" for e in snn.ENCODINGS} | {"reset=subtract", "reset=zero", "recurrent"}
+              | {f"{form}-{n}" for form in ("blob", "number") for n in snn.Population.PARAMS}
+              | ({"bits=8", "bits=32"} if integer else {"bits=0"}))
+    seen: set[str] = set()
+
+    @settings(max_examples=200, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(networks(integer=integer))
+    def collect(graph):
+        seen.update(_features(graph))
+
+    collect()
+    assert wanted <= seen, sorted(wanted - seen)
