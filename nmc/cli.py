@@ -8,6 +8,7 @@ traceback only with ``-v``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nmc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`nmc … | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except Exception as err:  # noqa: BLE001 — anything else is a bug in nmc
         return _internal_error(err, args, f"{type(err).__name__}: {err}")
 

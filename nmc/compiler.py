@@ -40,7 +40,7 @@ import numpy as np
 from nmc.diagnostics import NmcError, UsageError
 from nmc.ir.core import Graph
 from nmc.ir.printer import print_graph
-from nmc.passmanager import Instruments, Pass, PassContext, PassManager, load_passes, parse_pipeline, pass_options
+from nmc.passmanager import Instruments, Pass, PassContext, PassManager, parse_pipeline
 
 CPU = "cpu"
 MAPPING_PASSES = ("partition", "place", "route")
@@ -72,20 +72,10 @@ def resolve_target(name_or_path: str) -> Target:
     return Target(chip.name, chip.chip_class, chip, text)
 
 
-def mesh_module():
-    """``nmc.targets.mesh`` (emitter, resource summary, emulator), or a clear error."""
-    try:
-        return importlib.import_module("nmc.targets.mesh")
-    except ModuleNotFoundError as err:
-        if err.name not in ("nmc.targets.mesh",):
-            raise
-        raise NmcError("the mesh emitter is not available in this build",
-                       hint="use --target cpu, or install an nmc that ships nmc.targets.mesh") from None
-
-
 def target_module(target: Target):
+    """The emitter module of ``target``'s chip class."""
     if target.chip_class == "mesh":
-        return mesh_module()
+        return importlib.import_module("nmc.targets.mesh")
     raise NmcError(f"no emitter for chip class '{target.chip_class}' (target '{target.name}')",
                    hint="chip classes nmc can compile for: mesh; or use --target cpu")
 
@@ -96,11 +86,10 @@ def is_integer(graph: Graph) -> bool:
 
 
 def _place_options(opt_level: int) -> str:
-    place = load_passes().get("place")
-    if place is None or "iterations" not in pass_options(place):
-        return ""
-    default = next(f.default for f in dataclasses.fields(place) if f.name == "iterations")
-    iterations = {0: 0, 3: 4 * default}.get(opt_level)
+    """Placement effort by opt level: -O0 keeps the constructive placement, -O3 anneals 4× longer."""
+    from nmc.passes.place import Place
+
+    iterations = {0: 0, 3: 4 * Place.iterations}.get(opt_level)
     return "" if iterations is None else f",iterations={iterations}"
 
 

@@ -7,6 +7,7 @@ and runs batches on it (``run_s``).  ``reference`` is the numpy semantics of
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,8 @@ def _prepare_reference(artifact: Any):
 
 
 register_backend("reference", _prepare_reference)
+register_backend("cpu", lambda art: importlib.import_module("nmc.targets.cpu").prepare(art))
+register_backend("emulator", lambda art: importlib.import_module("nmc.targets.mesh").prepare(art))
 
 
 def load_artifact(path_or_graph: Any, **options) -> Any:

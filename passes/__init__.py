@@ -6,3 +6,6 @@ from nmc.passes import normalize  # noqa: F401
 from nmc.passes import convert  # noqa: F401
 from nmc.passes import quantize  # noqa: F401
 from nmc.passes import fold_affine  # noqa: F401
+from nmc.passes import partition  # noqa: F401
+from nmc.passes import place  # noqa: F401
+from nmc.passes import route  # noqa: F401

@@ -1,13 +1,12 @@
 """nmc compile / nmc.compile / nmc inspect: pipelines, images, reports, errors, determinism.
 
 The ANN is examples/digits_mlp.nmir (scikit-learn digits, 64-32-10); calibration uses a
-slice of examples/digits_test.npz.  The mesh path needs nmc.targets.mesh (skipped without it).
+slice of examples/digits_test.npz.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from nmc.targets.image import decode_image, read_image
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MODEL = str(EXAMPLES / "digits_mlp.nmir")
 DATA = str(EXAMPLES / "digits_test.npz")
-HAVE_MESH = importlib.util.find_spec("nmc.targets.mesh") is not None
 REPORT_KEYS = {"target", "pipeline", "cores", "cores_lower_bound", "chips", "placement_cost",
                "placement_cost_naive", "max_link_load", "passes"}
 
@@ -244,18 +242,11 @@ def test_wrong_target_through_the_api(tmp_path, digits):
         read_image(path, expect_target="mesh")
 
 
-@pytest.mark.skipif(HAVE_MESH, reason="nmc.targets.mesh is present")
-def test_mesh_without_emitter_is_a_clear_error(tmp_path, calib, capsys):
-    assert main(["compile", MODEL, "--target", "mesh-tiny", "--calib", calib, "-o", str(tmp_path / "m.nmb")]) == 1
-    assert "the mesh emitter is not available in this build" in capsys.readouterr().err
-
-
 # ------------------------------------------------------------------------------ mesh images
 
 
 @pytest.fixture(scope="module")
 def mesh_image(tmp_path_factory, digits):
-    pytest.importorskip("nmc.targets.mesh")
     tmp = tmp_path_factory.mktemp("mesh")
     np.savez(tmp / "calib.npz", x=digits[0][:40])
     out, rep = tmp / "m.nmb", tmp / "r.json"
@@ -295,14 +286,21 @@ def test_mesh_image_reference_run_matches_the_quantised_graph(mesh_image, digits
 
 
 def test_mesh_image_emulator_is_bit_identical(mesh_image, digits):
-    from nmc.runner import BACKENDS
-
-    if "emulator" not in BACKENDS:
-        pytest.skip("no emulator backend registered")
     out, _, _ = mesh_image
     x = digits[0][:20]
     emu, ref = nmc.run(str(out), x, backend="emulator"), nmc.run(str(out), x)
     np.testing.assert_array_equal(emu.outputs[0], ref.outputs[0])
+
+
+def test_nmc_run_writes_the_same_bytes_on_every_backend(mesh_image, capsys):
+    out, _, tmp = mesh_image
+    files = {}
+    for backend in ("reference", "cpu", "emulator"):
+        files[backend] = tmp / f"out-{backend}.npy"
+        assert main(["run", str(out), "--backend", backend, "--input", DATA, "-o", str(files[backend])]) == 0
+    summary = capsys.readouterr().out
+    assert "energy/inference" in summary and "busiest link" in summary
+    assert files["cpu"].read_bytes() == files["reference"].read_bytes() == files["emulator"].read_bytes()
 
 
 def test_mesh_image_is_deterministic_and_inspectable(mesh_image, capsys):

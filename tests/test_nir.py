@@ -424,6 +424,31 @@ def test_cli_run_takes_steps_from_the_spike_train(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), want.sum(axis=1))
 
 
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_cli_compiles_a_nir_graph_with_biases_for_the_mesh_chip(tmp_path, reset, capsys):
+    """``nmc compile model.nir --dt --reset --target mesh-tiny``: the image (biases as an
+    always-on host source) runs bit for bit like the quantised graph on the emulator and the
+    CPU runtime, on a spike train of any length."""
+    rng = np.random.default_rng(11)
+    model = tmp_path / "model.nir"
+    nir.write(model, _recurrent_graph(rng))
+    image = tmp_path / "m.nmb"
+    assert main(["compile", str(model), "--dt", str(DT), "--reset", reset, "--target", "mesh-tiny",
+                 "-o", str(image)]) == 0
+    np.save(tmp_path / "x.npy", spikes_in(rng, 3, 23, 4))
+    outs = []
+    for backend in ("emulator", "cpu", "reference"):
+        out = tmp_path / f"{backend}.npy"
+        assert main(["run", str(image), "--backend", backend, "--input", str(tmp_path / "x.npy"), "-o", str(out)]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+    assert "T=23" in capsys.readouterr().out
+    ir = tmp_path / "model.nmir"
+    assert main(["import", str(model), "--dt", str(DT), "-o", str(ir)]) == 0
+    assert main(["compile", str(ir), "--reset", reset, "--target", "mesh-tiny", "-o", str(image)]) == 2
+    assert "--reset does not apply to nmir files" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------- export
 
 

@@ -6,7 +6,7 @@ calibration inputs (--calib; labels are not used).  Same inputs, same image byte
 
 examples:
   nmc compile model.onnx --target mesh --calib train.npz -o model.nmb --report compile.json
-  nmc compile examples/digits_mlp.nmir --target cpu --calib examples/digits_test.npz -o digits.nmb
+  nmc compile examples/digits_mlp.nmir --target cpu --calib examples/digits_calib.npz -o digits.nmb
   nmc compile net.nir --target mesh-tiny --print-pipeline
   nmc compile model.nmir --target my_chip.toml -O3 --time-passes --calib data.npz -o out.nmb
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 
+from nmc.commands.nir_options import add_nir_options, nir_options
 from nmc.compiler import compile_graph, default_pipeline, report, resolve_target
 from nmc.data import load_inputs
 from nmc.diagnostics import UsageError
@@ -35,7 +36,7 @@ def add_arguments(p) -> None:
     p.add_argument("--timesteps", type=int, metavar="N", help="presentation steps (default 32, or the spiking model's own)")
     p.add_argument("--pipeline", metavar="P", help="run this pipeline instead of the default")
     p.add_argument("--seed", type=int, default=0, help="seed of placement and other randomised passes (default 0)")
-    p.add_argument("--dt", type=float, metavar="SECONDS", help="time step for NIR models")
+    add_nir_options(p)
     p.add_argument("--print-pipeline", action="store_true", help="print the pipeline and stop")
     p.add_argument("--time-passes", action="store_true", help="print a table of time per pass")
     p.add_argument("--pass-statistics", action="store_true", help="print each pass's statistics")
@@ -48,7 +49,7 @@ def run(args) -> int:
         raise UsageError(f"--timesteps must be at least 1, got {args.timesteps}")
     if not args.print_pipeline and not args.output:
         raise UsageError("nmc compile needs -o OUT.nmb (or --print-pipeline)")
-    graph = load(args.model, **({"dt": args.dt} if args.dt is not None else {}))
+    graph = load(args.model, **nir_options(args))
     target = resolve_target(args.target)
     if args.print_pipeline:
         from nmc.semantics import is_spiking

@@ -24,6 +24,7 @@ from nmc.diagnostics import NmcError, UsageError
 from nmc.evaluation import evaluate
 from nmc.fileio import atomic_write
 from nmc.frontends import load
+from nmc.plotting import pyplot, save_png
 from nmc.targets.chip import load_chip
 
 NAME = "eval"
@@ -88,13 +89,7 @@ def print_layers(r: dict) -> None:
 
 def plot(report: dict, path: str) -> None:
     """Accuracy against time steps (ANN as a line), written atomically as PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = report["snn"]
     ts = [r["timesteps"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -109,10 +104,7 @@ def plot(report: dict, path: str) -> None:
     ax.set_title(f"{report['samples']} samples, {report['encoding']} input")
     ax.grid(alpha=0.3)
     ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def run(args) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from nmc.commands.nir_options import add_nir_options, nir_options
 from nmc.frontends import load
 from nmc.ir.io import format_ir, write_ir
 
@@ -19,14 +20,13 @@ HELP = "read a model and write textual IR"
 def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="a model file (.onnx, .nir, .nmd, .nmir)")
     p.add_argument("-o", "--output", metavar="OUT.nmir", help="write the IR here (default: standard output)")
-    p.add_argument("--dt", type=float, metavar="SECONDS", help="time step for NIR models")
-    p.add_argument("--reset", choices=("zero", "subtract"), help="reset mode for NIR models (default zero, as NIR defines it)")
+    add_nir_options(p)
     p.add_argument("--print-debuginfo", action="store_true", help="print op locations")
     p.add_argument("--print-blobs", action="store_true", help="print large blobs inline as base64")
 
 
 def run(args) -> int:
-    graph = load(args.model, dt=args.dt, reset=args.reset)
+    graph = load(args.model, **nir_options(args))
     if args.output:
         write_ir(graph, args.output, debuginfo=args.print_debuginfo, print_blobs=args.print_blobs)
     else:

@@ -2,7 +2,8 @@
 
 Prints the target, format version, pipeline and source hash; the section table (sizes and
 CRC32s); the manifest's resource summary; and, for an image with mesh sections, a table per
-core and the busiest links.  --plot draws core utilisation over the mesh as a heat map.
+core and the busiest links.  --plot draws the board: core utilisation as a heat map and the
+links used as arrows coloured by their expected load.
 
 examples:
   nmc inspect model.nmb
@@ -12,13 +13,11 @@ examples:
 
 from __future__ import annotations
 
-import importlib
-import io
 import json
 import zlib
 
 from nmc.diagnostics import NmcError
-from nmc.fileio import atomic_write
+from nmc.plotting import pyplot, save_png
 from nmc.targets.image import CHIP, FORMAT_VERSION, GRAPH, MANIFEST, read_image
 
 NAME = "inspect"
@@ -30,22 +29,16 @@ MAX_LINKS = 10
 def add_arguments(p) -> None:
     p.add_argument("image", metavar="IMAGE", help="an image written by nmc compile (.nmb)")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="heat map of core utilisation on the mesh")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the board: core utilisation and link loads")
 
 
 def _mesh_tables(image) -> tuple[list[dict] | None, list[dict] | None]:
-    """(per-core rows, per-link rows) from the mesh target's readers, None when unavailable."""
-    if not set(image.sections) - set(OWN_SECTIONS):
+    """(per-core rows, per-link rows) of an image with mesh sections, else (None, None)."""
+    if not any(name.startswith("mesh.") for name in image.sections):
         return None, None
-    try:
-        mesh = importlib.import_module("nmc.targets.mesh")
-    except ModuleNotFoundError as err:
-        if err.name != "nmc.targets.mesh":
-            raise
-        return None, None
-    cores = mesh.core_table(image.sections) if hasattr(mesh, "core_table") else None
-    links = mesh.link_loads(image.sections) if hasattr(mesh, "link_loads") else None
-    return cores, links
+    from nmc.targets import mesh
+
+    return mesh.core_table(image.sections), mesh.link_loads(image.sections)
 
 
 def describe(image) -> dict:
@@ -97,37 +90,46 @@ def format_text(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_mapping(image, cores: list[dict] | None, path: str) -> None:
-    """Heat map of neurons used / neurons per core, one panel per chip of the board."""
+def plot_mapping(image, cores: list[dict] | None, links: list[dict] | None, path: str) -> None:
+    """The board as a heat map of neurons used per core, chips outlined, with every link used
+    drawn as an arrow coloured by its expected load (spikes per step; the host sits at x = -1)."""
     if not cores:
         raise NmcError(f"{image.filename} has no per-core mapping to plot",
                        hint="--plot needs an image compiled for a chip (not --target cpu)")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    plt = pyplot()
     chip = image.chip()
     cx, cy, nx, ny = chip.mesh.cores_x, chip.mesh.cores_y, chip.mesh.chips_x, chip.mesh.chips_y
     grid = np.zeros((ny * cy, nx * cx))
     for row in cores:
         x, y = _board_xy(row, cx, cy)
         grid[y, x] = float(row.get("neurons", 0)) / chip.core.neurons
-    fig, ax = plt.subplots(figsize=(max(4, nx * cx * 0.4 + 2), max(3, ny * cy * 0.4 + 1)))
-    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, origin="lower")
+    fig, ax = plt.subplots(figsize=(max(5, nx * cx * 0.45 + 3), max(4, ny * cy * 0.45 + 1)))
+    im = ax.imshow(grid, cmap="YlGnBu", vmin=0, vmax=1, origin="lower", extent=(-0.5, nx * cx - 0.5, -0.5, ny * cy - 0.5))
+    for row in cores:  # outline the cores in use, however little of each is used
+        x, y = _board_xy(row, cx, cy)
+        ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, ec="tab:green", lw=1))
     for k in range(1, nx):
-        ax.axvline(k * cx - 0.5, color="white", lw=2)
+        ax.axvline(k * cx - 0.5, color="tab:blue", lw=2)
     for k in range(1, ny):
-        ax.axhline(k * cy - 0.5, color="white", lw=2)
+        ax.axhline(k * cy - 0.5, color="tab:blue", lw=2)
+    fig.colorbar(im, ax=ax, label="fraction of the core's neurons used", fraction=0.04, pad=0.02)
+    if links:
+        loads = np.array([r["load"] for r in links], float)
+        norm = plt.Normalize(0, max(float(loads.max()), 1e-9))
+        cmap = plt.get_cmap("inferno_r")
+        for r, load in zip(links, loads):
+            (x0, y0), (x1, y1) = r["from"], r["to"]
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(
+                arrowstyle="->", color=cmap(0.15 + 0.85 * norm(load)), lw=0.8 + 3 * norm(load), shrinkA=4, shrinkB=4))
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="link load (spikes per step)",
+                     fraction=0.04, pad=0.12)
+        ax.set_xlim(-1.5 if any(r["kind"] == "host" for r in links) else -0.5, nx * cx - 0.5)
     ax.set_xlabel("core x (board)")
     ax.set_ylabel("core y (board)")
-    ax.set_title(f"{image.target}: neurons used per core")
-    fig.colorbar(im, ax=ax, label="fraction of the core's neurons")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    ax.set_title(f"{image.target}: {len(cores)} cores, {len(links or [])} links")
+    save_png(fig, path, dpi=100)
 
 
 def _board_xy(row: dict, cx: int, cy: int) -> tuple[int, int]:
@@ -143,7 +145,7 @@ def run(args) -> int:
     image = read_image(args.image)
     info = describe(image)
     if args.plot:
-        plot_mapping(image, info["cores"], args.plot)
+        plot_mapping(image, info["cores"], info["links"], args.plot)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
     else:

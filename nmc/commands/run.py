@@ -15,6 +15,7 @@ import json
 
 import numpy as np
 
+from nmc.commands.nir_options import add_nir_options, nir_options
 from nmc.data import load_inputs
 from nmc.diagnostics import UsageError
 from nmc.fileio import atomic_write
@@ -29,7 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("--input", required=True, metavar="X.npy|DATA.npz", help="inputs (first axis = samples)")
     p.add_argument("--backend", default="reference", help=f"executor: {', '.join(sorted(BACKENDS))} (default reference)")
     p.add_argument("--timesteps", type=int, metavar="N", help="steps during which input is presented (spiking graphs)")
-    p.add_argument("--dt", type=float, metavar="SECONDS", help="time step for NIR models")
+    add_nir_options(p)
     p.add_argument("-o", "--output", metavar="OUT.npy", help="decoded outputs, one row per sample")
     p.add_argument("--record", metavar="SPIKES.npz", help="spike trains of the output population(s) [samples, steps, ...]")
     p.add_argument("--record-all", action="store_true", help="with --record: every population, keyed by name")
@@ -38,7 +39,7 @@ def add_arguments(p) -> None:
 
 def _save_npy(path: str, arr: np.ndarray) -> None:
     buf = io.BytesIO()
-    np.save(buf, arr)
+    np.save(buf, np.ascontiguousarray(arr))  # the same values give the same bytes, whatever the backend
     atomic_write(path, buf.getvalue())
 
 
@@ -49,7 +50,7 @@ def run(args) -> int:
         raise UsageError("--record-all needs --record SPIKES.npz")
     x, y = load_inputs(args.input)
     record = ("all" if args.record_all else "output") if args.record else None
-    result = run_artifact(args.artifact, x, backend=args.backend, timesteps=args.timesteps, record=record, dt=args.dt)
+    result = run_artifact(args.artifact, x, backend=args.backend, timesteps=args.timesteps, record=record, **nir_options(args))
     if args.output:
         if len(result.outputs) != 1:
             raise UsageError(f"the model has {len(result.outputs)} outputs; -o takes one", hint="use --report, or a model with one output")
@@ -74,6 +75,19 @@ def run(args) -> int:
     return 0
 
 
+def _print_chip_summary(stats: dict, samples: int) -> None:
+    """The emulator's estimates in one glance; ``--report`` has every figure and link."""
+    print(f"energy/inference {stats['energy_per_inference_j'] * 1e6:.3g} µJ · "
+          f"time/step {stats['time_per_step_s'] * 1e9:.3g} ns (network latency bound)")
+    line = (f"packets/sample {stats['packets'] / samples:.1f} · hops/sample {stats['hops'] / samples:.1f} "
+            f"({stats['hops_between_chips'] / samples:.1f} between chips)")
+    busiest = stats.get("busiest_link")
+    if busiest:
+        line += (f" · busiest link {tuple(busiest['from'])}->{tuple(busiest['to'])} ({busiest['kind']}) "
+                 f"{busiest['spikes_per_step']:.3g} spikes/step")
+    print(line)
+
+
 def _print_summary(result, samples: int, accuracy: float | None) -> None:
     parts = [f"backend {result.backend}", f"{samples} samples"]
     if result.timesteps is not None:
@@ -83,4 +97,6 @@ def _print_summary(result, samples: int, accuracy: float | None) -> None:
         print(f"accuracy {100 * accuracy:.2f} %")
     if result.timesteps is not None:
         print(f"spikes/sample {result.spikes / samples:.1f} · synaptic ops/sample {result.synaptic_ops / samples:.1f}")
+    if "energy_per_inference_j" in result.stats:
+        _print_chip_summary(result.stats, samples)
     print(f"time: prepare {result.compile_s:.3f} s, run {result.run_s:.3f} s")

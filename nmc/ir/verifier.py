@@ -82,3 +82,42 @@ def _verify_stage(graph: Graph) -> None:
         if bool(integer) != proj.is_integer and pops:
             want = "integer" if integer else "float"
             raise proj.error(f"must have {want} weights, like the populations of the graph")
+    _verify_hw(graph, pops)
+
+
+def _verify_hw(graph: Graph, pops: list[Op]) -> None:
+    """Mapped graphs: every population neuron on exactly one core, core ids 0..n-1 once
+    each, placed cores inside ``meta["hw.mesh"]`` and no two on one slot."""
+    cores = graph.walk("hw.core")
+    if not cores:
+        return
+    ids = sorted(c.id for c in cores)
+    if ids != list(range(len(cores))):
+        raise cores[0].error(f"hw.core ids must be 0..{len(cores) - 1}, each once")
+    covered = {id(p): [] for p in pops}
+    for c in cores:
+        for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
+            covered[id(v.owner)].append((a, b, c))
+    for p in pops:
+        end = 0
+        for a, b, c in sorted(covered[id(p)], key=lambda s: s[0]):
+            if a != end:
+                raise c.error(f"slices of %{p.result.name} leave neurons [{end}, {a}) on no core" if a > end else
+                              f"holds neurons of %{p.result.name} from {a} that another core holds too")
+            end = b
+        if end != p.result.type.size:
+            raise p.error(f"neurons [{end}, {p.result.type.size}) are on no core", hint="run partition again")
+    mesh = graph.meta.get("hw.mesh")
+    slots = set()
+    for c in cores:
+        if not c.chip:
+            continue
+        if not (isinstance(mesh, list) and len(mesh) == 4):
+            raise c.error("is placed but the graph has no meta hw.mesh = [cores_x, cores_y, chips_x, chips_y]")
+        if not (0 <= c.xy[0] < mesh[0] and 0 <= c.xy[1] < mesh[1] and 0 <= c.chip[0] < mesh[2] and 0 <= c.chip[1] < mesh[3]):
+            raise c.error(f"is placed at chip {list(c.chip)} core {list(c.xy)}, outside the mesh "
+                          f"of {mesh[2]}x{mesh[3]} chips of {mesh[0]}x{mesh[1]} cores")
+        slot = (*c.chip, *c.xy)
+        if slot in slots:
+            raise c.error(f"shares chip {list(c.chip)} core {list(c.xy)} with another core")
+        slots.add(slot)

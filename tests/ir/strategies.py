@@ -666,8 +666,31 @@ def snn_graphs(draw, max_layers: int = 3) -> Graph:
         d = b.add(snn.Decode(x=pop.result, mode=draw(st.sampled_from(["count", "membrane"]))))
         if draw(st.integers(0, 4)) == 0:
             d = b.add(ann.Softmax(x=d))
+    if draw(st.integers(0, 2)) == 0:
+        _hw_mapping(draw, b, pops)
     b.pool = [v for v in b.pool if v.owner.KIND in ("snn.decode", "ann.softmax")]
     return _finish(b)
+
+
+def _hw_mapping(draw, b: _Builder, pops: list[Op]) -> None:
+    """``hw.core`` ops holding every population (one or two slices each), placed or not, and a
+    ``hw.route`` from the host, as ``partition,place,route`` leave them."""
+    from nmc.ir import hw
+
+    placed = draw(st.booleans())
+    if placed:
+        b.g.meta["hw.mesh"] = [4, 4, 1, 1]
+    k = 0
+    for pop in pops:
+        size = pop.result.type.size
+        cut = draw(st.integers(1, size - 1)) if size > 1 and draw(st.booleans()) else size
+        for a, c in ((0, cut), (cut, size)):
+            if a == c:
+                continue
+            where = {"chip": (0, 0), "xy": (k % 4, k // 4)} if placed else {}
+            b.add(hw.Core(pops=[pop.result], id=k, slices=(a, c), neurons=c - a, **where), pool=False)
+            k += 1
+    b.add(hw.Route(src=-1, dests=(0,), load=draw(st.sampled_from([0.0, 1.5])), links=1), pool=False)
 
 
 def graphs():

@@ -37,7 +37,7 @@ CASES = [
      "ann.identity, ann.input, ann.leaky_relu, ann.log_softmax, ann.maxpool, ann.mul, ann.output, "
      "ann.prelu, ann.relu, ann.reshape, ann.sigmoid, ann.softmax, ann.tanh, ann.transpose"),
     ("unknown dialect", "%y = foo.relu(%x) : tensor<4xf32>",
-     "t.nmir:3:6: error: unknown operation 'foo.relu'", 6, "known dialects: ann, snn"),
+     "t.nmir:3:6: error: unknown operation 'foo.relu'", 6, "known dialects: ann, hw, snn"),
     ("unknown attribute", "%y = ann.leaky_relu(%x) {alpha = 0.1, beta = 2.0} : tensor<4xf32>",
      "t.nmir:3:39: error: unexpected 'beta'; expected a namespaced attribute (like calib.max) or 'alpha'",
      39, None),

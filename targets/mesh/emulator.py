@@ -1,0 +1,263 @@
+"""The mesh emulator: runs an image's hardware sections, bit-identical to :mod:`nmc.semantics`.
+
+It reads only the sections (``mesh.*`` and ``chip``), never the image's graph.  Each step:
+
+1. the host encodes the inputs into its ports (what is presented at step ``t + 1`` is emitted
+   at ``t``, as in the reference semantics);
+2. core by core, each input axon reads what its source emitted ``d`` steps ago for each
+   synapse delay ``d`` (the routing tables say the source's spikes reach this core), and the
+   synapse table turns it into current: ``Σ w · s << e``;
+3. every neuron updates (DESIGN §5: decay toward zero, saturation to its ``bits``, threshold,
+   reset), vectorised over the batch;
+4. the spikes are routed: each spike of a source with a route group travels the links of the
+   group's multicast tree (counted per link for the statistics).
+
+Statistics: spikes, synaptic ops, neuron updates, packets (spikes injected into the network),
+hops (link traversals; on-chip, between chips, host port), per-link spikes per step, the
+busiest link, ``time_per_step_s`` (the longest route's latency: the chip description gives no
+compute time per core, so this is the network's bound) and ``energy_per_inference_j`` per inference from
+the chip's energy figures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from nmc.diagnostics import NmcError, UsageError
+from nmc.hashrng import hash3
+from nmc.runner import RunResult
+from nmc.targets.chip import parse_chip
+from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
+
+RATE_ONE, POISSON_ONE, DECAY_ONE = 256, 65536, 4096
+
+
+def _encode(enc: dict, x: np.ndarray, t: int, T: int, acc: dict) -> np.ndarray:
+    """Port values of one encoder for presentation step ``t`` (DESIGN §5, Encoding)."""
+    n = len(x)
+    shape = (n, enc["size"])
+    if t >= T:
+        return np.zeros(shape, np.int64)
+    kind = enc["encoding"]
+    if kind == "rate":
+        q = np.clip(np.floor(x.reshape(shape).astype(np.float64) * RATE_ONE + 0.5), 0, RATE_ONE).astype(np.int64)
+        a = acc.get(enc["port"], np.zeros(shape, np.int64)) + q
+        fired = a >= RATE_ONE
+        acc[enc["port"]] = a - RATE_ONE * fired
+        return fired.astype(np.int64)
+    if kind == "poisson":
+        p = np.floor(np.clip(x.reshape(shape).astype(np.float64), 0.0, 1.0) * POISSON_ONE + 0.5).astype(np.uint64)
+        draw = hash3(enc["seed"], t, np.arange(shape[1], dtype=np.uint64)) >> np.uint64(48)
+        return (draw[None, :] < p).astype(np.int64)
+    if kind == "current":
+        return np.floor(x.reshape(shape).astype(np.float64) * enc["scale"] + 0.5).astype(np.int64)
+    return x[:, t].reshape(shape).astype(np.int64)
+
+
+class Emulator:
+    """A loaded image: per-core synapse matrices by delay, neuron parameters, route groups."""
+
+    def __init__(self, program: MeshProgram, chip):
+        self.p, self.chip = program, chip
+        c, s, n = program.cores, program.synapses, program.neurons
+        self.N, self.P = program.n_neurons, int(program.meta["ports"])
+        self.start = c["start"]
+        self.params = {k: n[k].astype(np.int64) for k in ("threshold", "bias", "du", "dv", "v0")}
+        self.reset_zero = n["reset"] == 1
+        limit = np.left_shift(np.int64(1), n["bits"].astype(np.int64) - 1)
+        self.lo, self.hi = -limit, limit - 1
+        self.cores = []  # per core: (axon sources, {delay: (W csr [A, n], synapse count per axon)})
+        self.max_delay = 1
+        for k in range(program.n_cores):
+            a0, a1 = s["axon_start"][k], s["axon_start"][k + 1]
+            src = s["axon_source"][a0:a1]
+            s0, s1 = s["syn_start"][a0], s["syn_start"][a1]
+            axon = np.repeat(np.arange(a1 - a0), np.diff(s["syn_start"][a0:a1 + 1]))
+            tgt, delay = s["syn_target"][s0:s1], s["syn_delay"][s0:s1]
+            w = s["syn_weight"][s0:s1] << s["syn_exponent"][s0:s1].astype(np.int64)
+            width = int(self.start[k + 1] - self.start[k])
+            by_delay = {}
+            for d in np.unique(delay):
+                sel = delay == d
+                W = sp.csr_matrix((w[sel], (axon[sel], tgt[sel])), shape=(a1 - a0, width), dtype=np.int64)
+                by_delay[int(d)] = (W, np.bincount(axon[sel], minlength=a1 - a0).astype(np.int64))
+                self.max_delay = max(self.max_delay, int(d))
+            self.cores.append((src, by_delay))
+        self._routes(program)
+
+    def _routes(self, program: MeshProgram) -> None:
+        r, c = program.routes, program.cores
+        self.group = r["source_group"]
+        G, L = len(r["group_core"]), len(r["links"])
+        rows = np.repeat(np.arange(G), np.diff(r["link_start"]))
+        self.incidence = sp.csr_matrix((np.ones(len(rows), np.int64), (rows, r["group_links"])), shape=(G, L))
+        self.routes = r
+        self.link_kind = r["link_kind"].astype(np.int64)
+        cx, cy = int(c["mesh"][0]), int(c["mesh"][1])
+        bx = c["pos"][:, 0] * cx + c["pos"][:, 2]
+        by = c["pos"][:, 1] * cy + c["pos"][:, 3]
+        noc = self.chip.noc
+        worst = 0.0
+        for g in range(G):
+            core = int(r["group_core"][g])
+            sx, sy, extra = (0, 0, noc.chip_hop_latency_ns) if core < 0 else (bx[core], by[core], 0.0)
+            d = r["dests"][r["dest_start"][g]:r["dest_start"][g + 1]]
+            if len(d) == 0:
+                continue
+            hops = np.abs(bx[d] - sx) + np.abs(by[d] - sy)
+            chips = np.abs(bx[d] // cx - sx // cx) + np.abs(by[d] // cy - sy // cy)
+            lat = extra + (hops - chips) * noc.hop_latency_ns + chips * noc.chip_hop_latency_ns
+            worst = max(worst, float(lat.max()))
+        self.time_per_step_s = worst * 1e-9
+
+    # ------------------------------------------------------------------------------ running
+
+    def _bind(self, inputs, timesteps):
+        meta = self.p.meta
+        arrays = [np.asarray(a) for a in inputs]
+        if len(arrays) != len(meta["inputs"]):
+            raise NmcError(f"the image takes {len(meta['inputs'])} input(s), {len(arrays)} array(s) were given")
+        batch = None
+        for i, (a, spec) in enumerate(zip(arrays, meta["inputs"])):
+            lead = 2 if spec["train"] else 1
+            if a.ndim != len(spec["shape"]) + lead or list(a.shape[lead:]) != spec["shape"]:
+                what = "[samples, steps, " if lead == 2 else "[samples, "
+                raise NmcError(f"input {i} has shape {list(a.shape)}, expected {what}{', '.join(map(str, spec['shape']))}]",
+                               hint="the first axis of an input file holds the samples")
+            if batch is not None and len(a) != batch:
+                raise NmcError(f"inputs disagree on the number of samples ({batch} and {len(a)})")
+            batch = len(a)
+        trains = [a.shape[1] for a, spec in zip(arrays, meta["inputs"]) if spec["train"]]
+        if timesteps is None:  # a spike train's length is T; else the image's
+            timesteps = trains[0] if trains else meta["timesteps"]
+        T = int(timesteps)
+        for i, spec in enumerate(meta["inputs"]):
+            if spec["train"] and arrays[i].shape[1] != T:
+                raise NmcError(f"the input spike train has {arrays[i].shape[1]} steps, but the run presents input for {T}",
+                               hint="drop --timesteps to use the train's length")
+        if T < 1:
+            raise NmcError(f"timesteps must be at least 1, got {T}")
+        return arrays, batch or 0, T
+
+    def run(self, inputs, timesteps=None, record=None) -> RunResult:
+        meta = self.p.meta
+        arrays, B, T = self._bind(inputs, timesteps)
+        steps = T + int(meta["depth"]) - 1
+        N, P = self.N, self.P
+        pr = self.params
+        u = np.zeros((B, N), np.int64)
+        v = np.broadcast_to(pr["v0"], (B, N)).copy()
+        emitted: dict[int, np.ndarray] = {}  # step -> what every source emitted then (last max_delay steps)
+        acc: dict = {}
+        counts = np.zeros((B, N), np.int64)
+        recorded = np.zeros((B, steps, N), np.int8) if record else None
+        synaptic_ops = 0
+        link_spikes = np.zeros(len(self.link_kind), np.int64)
+        packets = 0
+
+        def emit(t: int, spikes: np.ndarray | None, ports: np.ndarray):
+            nonlocal packets
+            out = np.concatenate([np.zeros((B, N), np.int64) if spikes is None else spikes, ports], axis=1)
+            emitted[t] = out
+            emitted.pop(t - self.max_delay - 1, None)
+            active = (out != 0).sum(axis=0)
+            routed = self.group >= 0
+            packets += int(active[routed].sum())
+            per_group = np.bincount(self.group[routed], weights=active[routed], minlength=self.incidence.shape[0])
+            link_spikes[:] += (self.incidence.T @ per_group.astype(np.int64)).astype(np.int64)
+
+        def ports_at(t: int) -> np.ndarray:
+            out = np.zeros((B, P), np.int64)
+            for e in meta["encoders"]:
+                x = arrays[e["input"]] if e["input"] >= 0 else np.broadcast_to(np.float32(e["constant"]), (B, e["size"]))
+                out[:, e["port"]:e["port"] + e["size"]] = _encode(e, x, t, T, acc)
+            return out
+
+        emit(-1, None, ports_at(0))
+        for t in range(steps):
+            current = np.zeros((B, N), np.int64)
+            for k, (src, by_delay) in enumerate(self.cores):
+                a, b = self.start[k], self.start[k + 1]
+                for d, (W, fan) in by_delay.items():
+                    if t - d not in emitted:
+                        continue
+                    x = emitted[t - d][:, src]
+                    current[:, a:b] += np.asarray(x @ W)
+                    synaptic_ops += int(((x != 0) @ fan).sum())
+            u = np.clip(_decay(u, pr["du"]) + current, self.lo, self.hi)
+            v = np.clip(_decay(v, pr["dv"]) + u + pr["bias"], self.lo, self.hi)
+            fired = v > pr["threshold"]
+            v = np.where(fired, np.where(self.reset_zero, 0, v - pr["threshold"]), v)
+            spikes = fired.astype(np.int64)
+            counts += spikes
+            if recorded is not None:
+                recorded[:, t] = spikes
+            emit(t, spikes, ports_at(t + 1))
+        return self._result(B, T, steps, u, v, counts, recorded, record, synaptic_ops, link_spikes, packets)
+
+    def _result(self, B, T, steps, u, v, counts, recorded, record, synaptic_ops, link_spikes, packets) -> RunResult:
+        meta, hw = self.p.meta, self.p.ports["population_hw"]
+        sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+
+        def of_pop(k: int, arr: np.ndarray) -> np.ndarray:
+            return arr[..., hw[offsets[k]:offsets[k + 1]]]
+
+        outputs, voltages = [], []
+        for o in meta["outputs"]:
+            k = o["population"]
+            shape = meta["populations"][k]["shape"]
+            final_v = of_pop(k, v).reshape(B, *shape).astype(np.float32)
+            value = final_v if o["mode"] == "membrane" else of_pop(k, counts).reshape(B, *shape).astype(np.float32)
+            outputs.append(value.reshape(B, *o["shape"]))
+            voltages.append(final_v if o["direct"] else None)
+        rec = {}
+        if record:
+            wanted = range(len(sizes)) if record == "all" else sorted({o["population"] for o in meta["outputs"]})
+            for k in wanted:
+                p = meta["populations"][k]
+                rec[p["name"]] = of_pop(k, recorded).astype(np.int64).reshape(B, steps, *p["shape"])
+        e = self.chip.energy
+        updates = B * steps * self.N
+        hops = {kind: int(link_spikes[self.link_kind == i].sum()) for i, kind in enumerate(("chip", "board", "host"))}
+        energy = (synaptic_ops * e.synaptic_op_j + updates * e.neuron_update_j + hops["chip"] * e.spike_hop_j
+                  + (hops["board"] + hops["host"]) * e.chip_hop_j) / max(B, 1)
+        per_step = link_spikes / max(B * steps, 1)
+        links = link_rows(self.routes, {"spikes_per_step": per_step})
+        busiest = max(links, key=lambda r: r["spikes_per_step"]) if links else None
+        stats = {"energy_per_inference_j": float(energy), "links": links, "packets": int(packets),
+                 "hops": int(link_spikes.sum()), "hops_on_chip": hops["chip"], "hops_between_chips": hops["board"],
+                 "hops_host": hops["host"], "neuron_updates": int(updates), "busiest_link": busiest,
+                 "time_per_step_s": self.time_per_step_s, "spikes": int(counts.sum()), "synaptic_ops": int(synaptic_ops)}
+        return RunResult("emulator", outputs, voltages=voltages, recorded=rec, timesteps=T, steps=steps,
+                         spikes=int(counts.sum()), synaptic_ops=int(synaptic_ops), stats=stats)
+
+
+def _decay(x: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return np.sign(x) * ((np.abs(x) * (DECAY_ONE - d)) >> 12)
+
+
+def prepare(image):
+    """``execute(inputs, timesteps=None, record=None) -> RunResult`` for an image with mesh
+    sections (``image.sections``; the ``chip`` section holds the chip description's text)."""
+    sections = getattr(image, "sections", None)
+    if not isinstance(sections, dict):
+        raise UsageError("the emulator runs a compiled image (.nmb) for a mesh target",
+                         hint="compile the model with nmc compile --target mesh (or mesh-tiny, ...)")
+    if "chip" not in sections:
+        raise NmcError("the image has no 'chip' section; the emulator needs the chip description",
+                       hint="compile the model for a chip target")
+    try:
+        text = sections["chip"].decode("utf-8")
+    except UnicodeDecodeError:
+        raise NmcError("the image's 'chip' section is not UTF-8 text") from None
+    chip = parse_chip(text, "<image chip section>")
+    if chip.chip_class != "mesh":
+        raise NmcError(f"the emulator runs mesh-class chips; the image's chip '{chip.name}' is '{chip.chip_class}'")
+    emulator = Emulator(load_sections(sections), chip)
+
+    def execute(inputs, timesteps=None, record=None) -> RunResult:
+        return emulator.run(inputs, timesteps, record)
+
+    return execute

@@ -1,0 +1,178 @@
+"""A mapped graph read back from its ``hw`` ops, and the traffic and routes it implies.
+
+:class:`Mapping` is what ``place``, ``route`` and the emitter share: which core each neuron
+is on (``core_of``), the hardware numbering of neurons (cores in id order, each core's slices
+in order), each core's slot on the board, the spike traffic between cores and the
+dimension-order multicast routes (docs/mesh-target.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmc.diagnostics import NmcError
+from nmc.ir.core import Graph
+from nmc.targets.mesh.netlist import HOST, Board, Netlist
+
+_FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
+
+
+class Mapping:
+    """The ``hw.core`` ops of a partitioned graph (placement optional: unplaced cores take the
+    naive slots 0, 1, 2, ... in id order)."""
+
+    def __init__(self, graph: Graph, chip, net: Netlist | None = None):
+        self.graph, self.chip = graph, chip
+        self.net = net or Netlist(graph)
+        self.board = Board(chip)
+        cores = sorted(graph.walk("hw.core"), key=lambda c: c.id)
+        if not cores:
+            raise NmcError(f"graph @{graph.name} is not mapped onto cores",
+                           hint="run partition,place,route first (the default pipeline of a mesh target does)")
+        if [c.id for c in cores] != list(range(len(cores))):
+            raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
+        self.cores = cores
+        net = self.net
+        self.core_of = np.full(net.n_neurons, -1, np.int64)
+        self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
+        self.core_start = np.zeros(len(cores) + 1, np.int64)
+        h = 0
+        for c in cores:
+            for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
+                off = net.neuron_offset[v.owner]
+                if np.any(self.core_of[off + a:off + b] >= 0):
+                    raise c.error(f"holds neurons [{a}, {b}) of %{v.name}, which another core holds too")
+                self.core_of[off + a:off + b] = c.id
+                self.hw_of[off + a:off + b] = np.arange(h, h + b - a)
+                h += b - a
+            self.core_start[c.id + 1] = h
+        if np.any(self.core_of < 0):
+            missing = int(np.flatnonzero(self.core_of < 0)[0])
+            pop = next(p for p in net.populations if net.neuron_offset[p] + p.result.type.size > missing)
+            raise NmcError(f"neuron {missing - net.neuron_offset[pop]} of %{pop.result.name} is on no core",
+                           pop.loc, hint="run partition again")
+        placed = [len(c.chip) == 2 for c in cores]
+        if any(placed) and not all(placed):
+            raise NmcError(f"graph @{graph.name}: some hw.core ops are placed and some are not", hint="run place again")
+        self.placed = all(placed)
+        if self.placed:
+            self.slots = np.array([self.board.slot(c.chip[0] * self.board.cx + c.xy[0],
+                                                   c.chip[1] * self.board.cy + c.xy[1]) for c in cores], np.int64)
+        else:
+            self.slots = np.arange(len(cores), dtype=np.int64)
+
+    # ------------------------------------------------------------------------ connectivity
+
+    def core_of_source(self) -> np.ndarray:
+        """Core of each global source (-1 for the host's encoder ports)."""
+        return np.concatenate([np.full(self.net.n_ports, -1, np.int64), self.core_of])
+
+    def source_dests(self) -> np.ndarray:
+        """Unique (global source, destination core) pairs, sorted."""
+        pairs = []
+        for pop in self.net.populations:
+            inc = self.net.incoming(pop)
+            size = pop.result.type.size
+            tgt = np.repeat(np.arange(size, dtype=np.int64) + self.net.neuron_offset[pop], np.diff(inc.ptr))
+            pairs.append(np.stack([inc.src, self.core_of[tgt]], axis=1))
+        both = np.concatenate(pairs)
+        width = len(self.cores)
+        keys = np.unique(both[:, 0] * width + both[:, 1])  # one int64 per pair: fast unique
+        return np.stack([keys // width, keys % width], axis=1)
+
+    def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source core or -1, destination core, spikes per step) aggregated over neurons."""
+        pairs = self.source_dests()
+        src_core = self.core_of_source()[pairs[:, 0]]
+        keep = src_core != pairs[:, 1]
+        key = np.stack([src_core[keep], pairs[keep, 1]], axis=1)
+        uniq, inv = np.unique(key, axis=0, return_inverse=True)
+        load = np.bincount(inv.reshape(-1), weights=rates[pairs[keep, 0]], minlength=len(uniq))
+        return uniq[:, 0], uniq[:, 1], load
+
+    def position(self, core: int) -> tuple[int, int]:
+        """Board coordinates of a core (the host port for -1)."""
+        if core < 0:
+            return HOST
+        x, y = self.board.xy(self.slots[core])
+        return int(x), int(y)
+
+    def routes(self, rates: np.ndarray) -> Routes:
+        """Dimension-order multicast routes, one tree per (source core, destination set)."""
+        net = self.net
+        pairs = self.source_dests()
+        n = net.n_sources
+        src_core = self.core_of_source()
+        # a set fingerprint per source (sum of random words of its destinations) groups the
+        # sources of one core that reach the same cores
+        fp = np.zeros(n, np.int64)
+        with np.errstate(over="ignore"):
+            np.add.at(fp, pairs[:, 0], _FINGERPRINT[pairs[:, 1] % len(_FINGERPRINT)] + pairs[:, 1])
+        has = np.zeros(n, bool)
+        has[pairs[:, 0]] = True
+        ids = np.flatnonzero(has)
+        key = np.stack([src_core[ids], fp[ids]], axis=1)
+        uniq, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        group_of = np.full(n, -1, np.int64)
+        group_of[ids] = inv.reshape(-1)
+        order = np.argsort(first, kind="stable")  # groups numbered by their first source
+        renumber = np.empty(len(order), np.int64)
+        renumber[order] = np.arange(len(order))
+        group_of[ids] = renumber[group_of[ids]]
+        starts = np.searchsorted(pairs[:, 0], np.arange(n + 1))
+        groups = []
+        for g in order:
+            s = ids[first[g]]
+            groups.append((int(src_core[s]), [int(d) for d in pairs[starts[s]:starts[s + 1], 1]]))
+        link_ids: dict = {}
+        group_links = []
+        for src, dests in groups:
+            tree = self.board.xy_tree(self.position(src), [self.position(d) for d in dests])
+            group_links.append(sorted(tree))
+            for link in tree:
+                link_ids.setdefault(link, None)
+        links = sorted(link_ids)
+        index = {link: i for i, link in enumerate(links)}
+        group_rate = np.bincount(group_of[ids], weights=rates[ids], minlength=len(groups))
+        load = np.zeros(len(links))
+        for g, tree in enumerate(group_links):
+            for link in tree:
+                load[index[link]] += group_rate[g]
+        kind = np.array([2 if a == HOST else int(self.board.is_inter_chip(a, b)) for a, b in links], np.int64)
+        return Routes(group_of, groups, [[index[lk] for lk in t] for t in group_links], links, kind, load)
+
+
+@dataclass
+class Routes:
+    """``group_of[source]``: its route group (-1: no destination); ``groups[g]``: (source
+    core or -1 for the host, destination cores); ``group_links[g]``: link ids of its tree;
+    ``links``: directed board links ((x0, y0), (x1, y1)); ``kind``: 0 on-chip, 1 between
+    chips, 2 host port; ``load``: spikes per step on each link from the rates."""
+
+    group_of: np.ndarray
+    groups: list
+    group_links: list
+    links: list
+    kind: np.ndarray
+    load: np.ndarray
+
+    def capacity(self, chip) -> np.ndarray:
+        """Spikes per step each link holds; -1 for the host link, which the chip description
+        does not limit (its load is reported, not checked)."""
+        on, off = chip.noc.link_capacity, chip.noc.chip_link_capacity
+        return np.where(self.kind == 0, on, np.where(self.kind == 1, off, -1)).astype(np.int64)
+
+    def link_name(self, i: int) -> str:
+        (x0, y0), (x1, y1) = self.links[i]
+        return f"({x0},{y0})->({x1},{y1})"
+
+
+def placement_cost(board: Board, src: np.ndarray, dst: np.ndarray, load: np.ndarray, slots: np.ndarray) -> float:
+    """Σ spikes per step × weighted hops over the core-to-core traffic (``src`` -1: the host)."""
+    host = src < 0
+    d = np.empty(len(src))
+    d[~host] = board.distance(slots[src[~host]], slots[dst[~host]])
+    d[host] = board.host_distance(slots[dst[host]])
+    return float(np.dot(load, d))

@@ -1,0 +1,358 @@
+"""The mesh target's hardware sections: emitted from a mapped graph, parsed back with checks.
+
+Every section is an *array container* (exact bytes in docs/mesh-target.md)::
+
+    "NMA1" | u32 count | per array: u16 name length | name (UTF-8) | u8 dtype code
+           | u8 ndim | ndim × u64 dims | the elements, little-endian, C order
+
+dtype codes: 0 int64, 1 uint8, 2 float64.  Sections and their arrays:
+
+* ``mesh.cores``     core configuration: ``mesh`` [4], ``pos`` [C, 4] (chip x, chip y, x, y),
+  ``start`` [C+1] (hardware neurons of core c are ``start[c]:start[c+1]``), ``axons``,
+  ``synapse_bits``, ``outputs`` [C];
+* ``mesh.neurons``   per hardware neuron: ``threshold``, ``bias``, ``du``, ``dv``, ``v0``,
+  ``reset`` (0 subtract, 1 zero), ``bits``;
+* ``mesh.synapses``  per core its input axons (``axon_start`` [C+1], ``axon_source``: a
+  source id — hardware neuron ``0..N-1`` or host port ``N..N+P-1``) and per axon its synapses
+  (``syn_start`` [A+1], ``syn_target`` core-local, ``syn_weight``, ``syn_exponent``,
+  ``syn_delay``);
+* ``mesh.routes``    ``source_group`` [N+P] (-1: no destination), per group its source core
+  (``group_core``, -1 host), destinations and tree links (CSR ``dest_start``/``dests``,
+  ``link_start``/``group_links``), the links (``links`` [L, 4], ``link_kind``,
+  ``link_load`` spikes per step, ``link_capacity``);
+* ``mesh.ports``     ``meta`` (UTF-8 JSON: timesteps, depth, inputs, encoders, outputs,
+  populations) and ``population_hw`` (graph neuron order → hardware neuron).
+
+Contract: :func:`emit_sections` is deterministic (same graph and chip, same bytes);
+:func:`load_sections` returns a :class:`MeshProgram` or raises NmcError naming the section and
+what is wrong — never another exception, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmc.diagnostics import NmcError
+from nmc.ir.core import Graph, param_array
+from nmc.targets.mesh.mapping import Mapping
+from nmc.targets.mesh.netlist import pop_name
+
+MAGIC = b"NMA1"
+DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8")}
+CODES = {v: k for k, v in DTYPES.items()}
+SECTIONS = ("mesh.cores", "mesh.neurons", "mesh.synapses", "mesh.routes", "mesh.ports")
+PASS_THROUGH = ("ann.flatten", "ann.reshape", "ann.identity", "ann.dropout")  # host ops that only reshape
+RESETS = ("subtract", "zero")
+
+
+class SectionError(NmcError):
+    """A malformed mesh section."""
+
+
+# ------------------------------------------------------------------------- array container
+
+
+def pack(arrays: dict[str, np.ndarray]) -> bytes:
+    out = [MAGIC, struct.pack("<I", len(arrays))]
+    for name, arr in arrays.items():
+        arr = np.asarray(arr)
+        dt = np.dtype("<i8") if arr.dtype.kind in "iub" and arr.dtype != np.uint8 else arr.dtype.newbyteorder("<")
+        if arr.dtype.kind == "f":
+            dt = np.dtype("<f8")
+        arr = np.ascontiguousarray(arr, dtype=dt)
+        raw = name.encode()
+        out += [struct.pack("<H", len(raw)), raw, struct.pack("<BB", CODES[dt], arr.ndim),
+                struct.pack(f"<{arr.ndim}Q", *arr.shape), arr.tobytes()]
+    return b"".join(out)
+
+
+def unpack(data: bytes, section: str) -> dict[str, np.ndarray]:
+    def bad(msg):
+        return SectionError(f"image section '{section}' is malformed: {msg}",
+                            hint="the image is damaged or was not written by this nmc; compile it again")
+
+    if not isinstance(data, bytes | bytearray) or data[:4] != MAGIC:
+        raise bad("it does not start with the array-container magic 'NMA1'")
+    pos, out = 8, {}
+    if len(data) < 8:
+        raise bad("truncated header")
+    (count,) = struct.unpack_from("<I", data, 4)
+    for _ in range(count):
+        if pos + 2 > len(data):
+            raise bad("truncated array header")
+        (n,) = struct.unpack_from("<H", data, pos)
+        pos += 2
+        if pos + n + 2 > len(data):
+            raise bad("truncated array name")
+        try:
+            name = bytes(data[pos:pos + n]).decode()
+        except UnicodeDecodeError:
+            raise bad("an array name is not UTF-8") from None
+        code, ndim = struct.unpack_from("<BB", data, pos + n)
+        pos += n + 2
+        if code not in DTYPES:
+            raise bad(f"array '{name}' has unknown dtype code {code}")
+        if pos + 8 * ndim > len(data):
+            raise bad(f"array '{name}' is truncated")
+        shape = struct.unpack_from(f"<{ndim}Q", data, pos)
+        pos += 8 * ndim
+        size = int(np.prod(shape, dtype=object)) * DTYPES[code].itemsize
+        if pos + size > len(data):
+            raise bad(f"array '{name}' is truncated ({size} bytes announced, {len(data) - pos} left)")
+        out[name] = np.frombuffer(bytes(data[pos:pos + size]), DTYPES[code]).reshape(shape)
+        pos += size
+    if pos != len(data):
+        raise bad(f"{len(data) - pos} stray bytes after the last array")
+    return out
+
+
+# ------------------------------------------------------------------------------- emission
+
+
+def _host_source(graph: Graph, value, what: str):
+    """The op ``value`` comes from, through host ops that only reshape."""
+    op = value.owner
+    while op is not None and op.KIND in PASS_THROUGH:
+        op = op.operands[0].owner
+    if op is None:
+        raise NmcError(f"{what} comes from no op")
+    return op
+
+
+def _ports(graph: Graph, m: Mapping) -> dict:
+    net = m.net
+    from nmc.semantics import latency_steps
+
+    T = int(graph.meta.get("timesteps", 32))
+    inputs = graph.inputs
+    encoders = []
+    for e in net.encoders:
+        src = _host_source(graph, e.x, "an encoder's input")
+        entry = {"encoding": e.encoding, "seed": int(e.seed), "scale": float(e.scale), "port": net.source_offset[e],
+                 "size": e.result.type.size}
+        if src.KIND == "ann.input":
+            entry["input"] = [i for i, v in enumerate(inputs) if v is src.result][0]
+        elif src.KIND == "ann.constant" and e.encoding != "spikes":  # e.g. NIR's always-on bias source
+            entry["input"], entry["constant"] = -1, src.value.data.astype(np.float32).ravel().tolist()
+        else:
+            raise NmcError(f"the mesh target computes no host op '{src.KIND}' before encoder %{e.result.name}",
+                           src.loc, hint="the host may only reshape inputs (flatten, reshape) or hold constants "
+                                         "for a mesh image")
+        encoders.append(entry)
+    outputs = []
+    for v in graph.outputs:
+        d = _host_source(graph, v, "an output")
+        if d.KIND != "snn.decode":
+            raise NmcError(f"the mesh target computes no host op '{d.KIND}' after the network", d.loc,
+                           hint="outputs must be decoded populations (optionally flattened or reshaped)")
+        outputs.append({"population": net.populations.index(d.x.owner), "mode": d.mode,
+                        "shape": list(v.type.shape), "direct": v.owner is d})
+    trains = sorted({x["input"] for x in encoders if x["encoding"] == "spikes"})
+    return {"timesteps": T, "depth": latency_steps(graph, T) - T + 1,
+            "inputs": [{"shape": list(v.type.shape), "train": i in trains} for i, v in enumerate(inputs)],
+            "encoders": encoders, "outputs": outputs,
+            "populations": [{"name": pop_name(p, i), "shape": list(p.result.type.shape)}
+                            for i, p in enumerate(net.populations)],
+            "ports": net.n_ports}
+
+
+def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
+    """The hardware sections of a partitioned (and normally placed and routed) graph."""
+    m = Mapping(graph, chip)
+    net = m.net
+    N, P, C = net.n_neurons, net.n_ports, len(m.cores)
+    pos = np.array([[*c.chip, *c.xy] if c.chip else [0, 0, *m.position(c.id)] for c in m.cores], np.int64)
+    ints = lambda xs: np.asarray(xs, np.int64)  # noqa: E731
+    cores = {"mesh": ints([chip.mesh.cores_x, chip.mesh.cores_y, chip.mesh.chips_x, chip.mesh.chips_y]),
+             "pos": pos.reshape(C, 4), "start": m.core_start,
+             "axons": ints([c.axons for c in m.cores]), "synapse_bits": ints([c.synapse_bits for c in m.cores]),
+             "outputs": ints([c.outputs for c in m.cores])}
+    # neuron parameters, in hardware order
+    params = {k: np.zeros(N, np.int64) for k in ("threshold", "bias", "du", "dv", "v0", "reset", "bits")}
+    for pop in net.populations:
+        hw = m.hw_of[net.neuron_offset[pop]:net.neuron_offset[pop] + pop.result.type.size]
+        for k in ("threshold", "bias", "du", "dv", "v0"):
+            params[k][hw] = param_array(getattr(pop, k), pop.result.type.shape, np.float64).reshape(-1).astype(np.int64)
+        params["reset"][hw] = RESETS.index(pop.reset)
+        params["bits"][hw] = pop.bits
+    params["reset"] = params["reset"].astype(np.uint8)
+    params["bits"] = params["bits"].astype(np.uint8)
+    # synapses: source ids in hardware numbering
+    hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), m.hw_of])
+    rows = []  # (core, axon source, local target, weight, exponent, delay)
+    for pop in net.populations:
+        inc = net.incoming(pop)
+        tgt = np.repeat(np.arange(pop.result.type.size, dtype=np.int64) + net.neuron_offset[pop], np.diff(inc.ptr))
+        core = m.core_of[tgt]
+        rows.append(np.stack([core, hw_source[inc.src], m.hw_of[tgt] - m.core_start[core],
+                              inc.weight, inc.exponent, inc.delay], axis=1))
+    table = np.concatenate(rows)
+    table = table[np.lexsort((table[:, 5], table[:, 2], table[:, 1], table[:, 0]))]
+    key = table[:, 0] * (N + P) + table[:, 1]  # (core, source) as one int64, sorted already
+    axon_first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+    axon_key = table[axon_first, :2]
+    syn_start = np.append(axon_first, len(table))
+    axon_start = np.searchsorted(axon_key[:, 0], np.arange(C + 1))
+    synapses = {"axon_start": axon_start, "axon_source": axon_key[:, 1], "syn_start": syn_start,
+                "syn_target": table[:, 2], "syn_weight": table[:, 3],
+                "syn_exponent": table[:, 4].astype(np.uint8), "syn_delay": table[:, 5]}
+    # routes, in hardware source numbering
+    r = m.routes(net.rates(rate))
+    source_group = np.full(N + P, -1, np.int64)
+    source_group[hw_source] = r.group_of
+    routes = {"source_group": source_group, "group_core": ints([g[0] for g in r.groups]),
+              "dest_start": np.cumsum([0] + [len(g[1]) for g in r.groups]),
+              "dests": np.array([d for g in r.groups for d in g[1]], np.int64),
+              "link_start": np.cumsum([0] + [len(t) for t in r.group_links]),
+              "group_links": np.array([i for t in r.group_links for i in t], np.int64),
+              "links": np.array([[*a, *b] for a, b in r.links], np.int64).reshape(-1, 4),
+              "link_kind": r.kind.astype(np.uint8), "link_load": r.load.astype(np.float64),
+              "link_capacity": r.capacity(chip)}
+    meta = json.dumps(_ports(graph, m), sort_keys=True, separators=(",", ":")).encode()
+    ports = {"meta": np.frombuffer(meta, np.uint8), "population_hw": m.hw_of}
+    return {"mesh.cores": pack(cores), "mesh.neurons": pack(params), "mesh.synapses": pack(synapses),
+            "mesh.routes": pack(routes), "mesh.ports": pack(ports)}
+
+
+LINK_KINDS = ("on-chip", "inter-chip", "host")
+
+
+def link_rows(routes: dict, per_link: dict[str, np.ndarray]) -> list[dict]:
+    """One row per link of a ``mesh.routes`` table: board coordinates ``from``/``to`` (the host
+    is x = -1), ``kind``, the given per-link figures, and ``capacity`` in spikes per step
+    (None: not limited)."""
+    return [{"from": [a, b], "to": [c, d], "kind": LINK_KINDS[int(k)],
+             **{name: float(v[i]) for name, v in per_link.items()},
+             "capacity": int(cap) if cap >= 0 else None}
+            for i, ((a, b, c, d), k, cap) in enumerate(zip(routes["links"].tolist(), routes["link_kind"],
+                                                           routes["link_capacity"]))]
+
+
+# -------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class MeshProgram:
+    """The parsed, cross-checked hardware sections (names as in the module docstring)."""
+
+    cores: dict
+    neurons: dict
+    synapses: dict
+    routes: dict
+    ports: dict
+    meta: dict
+
+    @property
+    def n_cores(self) -> int:
+        return len(self.cores["start"]) - 1
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.cores["start"][-1])
+
+
+_SCHEMA = {
+    "mesh.cores": {"mesh": 1, "pos": 2, "start": 1, "axons": 1, "synapse_bits": 1, "outputs": 1},
+    "mesh.neurons": {k: 1 for k in ("threshold", "bias", "du", "dv", "v0", "reset", "bits")},
+    "mesh.synapses": {k: 1 for k in ("axon_start", "axon_source", "syn_start", "syn_target", "syn_weight",
+                                     "syn_exponent", "syn_delay")},
+    "mesh.routes": {"source_group": 1, "group_core": 1, "dest_start": 1, "dests": 1, "link_start": 1,
+                    "group_links": 1, "links": 2, "link_kind": 1, "link_load": 1, "link_capacity": 1},
+    "mesh.ports": {"meta": 1, "population_hw": 1},
+}
+
+
+def _check(ok: bool, section: str, msg: str) -> None:
+    if not ok:
+        raise SectionError(f"image section '{section}' is inconsistent: {msg}",
+                           hint="the image is damaged or was not written by this nmc; compile it again")
+
+
+def _csr(start: np.ndarray, n_rows: int, n_items: int, section: str, name: str) -> None:
+    _check(len(start) == n_rows + 1 and (n_rows + 1 == 0 or (start[0] == 0 and start[-1] == n_items))
+           and bool(np.all(np.diff(start) >= 0)), section, f"'{name}' is not a valid offset table")
+
+
+def _in_range(a: np.ndarray, lo: int, hi: int, section: str, name: str) -> None:
+    _check(a.size == 0 or (int(a.min()) >= lo and int(a.max()) < hi), section, f"'{name}' has values outside [{lo}, {hi})")
+
+
+def load_sections(sections: dict[str, bytes]) -> MeshProgram:
+    """Parse and cross-check the hardware sections (module contract)."""
+    parsed = {}
+    for name in SECTIONS:
+        if name not in sections:
+            raise SectionError(f"the image has no '{name}' section", hint="compile the model for a mesh target")
+        arrays = unpack(sections[name], name)
+        for key, ndim in _SCHEMA[name].items():
+            _check(key in arrays, name, f"array '{key}' is missing")
+            _check(arrays[key].ndim == ndim, name, f"array '{key}' has {arrays[key].ndim} dimensions, expected {ndim}")
+        parsed[name] = arrays
+    try:
+        meta = json.loads(parsed["mesh.ports"]["meta"].tobytes().decode())
+        T, depth = int(meta["timesteps"]), int(meta["depth"])
+        for key in ("inputs", "encoders", "outputs", "populations"):
+            _check(isinstance(meta[key], list), "mesh.ports", f"'{key}' is not a list")
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise SectionError(f"image section 'mesh.ports' is malformed: its meta is not the expected JSON ({err})") from None
+    c, n, s, r = (parsed[k] for k in SECTIONS[:4])
+    C = len(c["start"]) - 1
+    _check(C >= 1 and c["pos"].shape == (C, 4) and all(len(c[k]) == C for k in ("axons", "synapse_bits", "outputs")),
+           "mesh.cores", "core tables disagree on the number of cores")
+    N = int(c["start"][-1])
+    _csr(c["start"], C, N, "mesh.cores", "start")
+    for k in _SCHEMA["mesh.neurons"]:
+        _check(len(n[k]) == N, "mesh.neurons", f"'{k}' has {len(n[k])} entries for {N} neurons")
+    _check(bool(np.all((n["bits"] >= 2) & (n["bits"] <= 32))), "mesh.neurons", "'bits' must lie in 2..32")
+    _in_range(n["du"], 0, 4097, "mesh.neurons", "du")
+    _in_range(n["dv"], 0, 4097, "mesh.neurons", "dv")
+    _in_range(n["reset"], 0, 2, "mesh.neurons", "reset")
+    P = int(meta.get("ports", -1)) if isinstance(meta.get("ports"), int) else -1
+    _check(P >= 0, "mesh.ports", "'ports' is not a count")
+    A = len(s["axon_source"])
+    _csr(s["axon_start"], C, A, "mesh.synapses", "axon_start")
+    S = len(s["syn_target"])
+    _csr(s["syn_start"], A, S, "mesh.synapses", "syn_start")
+    for k in ("syn_weight", "syn_exponent", "syn_delay"):
+        _check(len(s[k]) == S, "mesh.synapses", f"'{k}' has {len(s[k])} entries for {S} synapses")
+    _in_range(s["axon_source"], 0, N + P, "mesh.synapses", "axon_source")
+    _in_range(s["syn_delay"], 1, 1 << 16, "mesh.synapses", "syn_delay")
+    axon_core = np.repeat(np.arange(C), np.diff(s["axon_start"]))
+    syn_core = np.repeat(axon_core, np.diff(s["syn_start"]))
+    _check(bool(np.all(s["syn_target"] >= 0)) and bool(np.all(s["syn_target"] < np.diff(c["start"])[syn_core])),
+           "mesh.synapses", "a synapse targets a neuron outside its core")
+    G = len(r["group_core"])
+    _check(len(r["source_group"]) == N + P, "mesh.routes", "'source_group' does not cover every source")
+    _in_range(r["source_group"], -1, G, "mesh.routes", "source_group")
+    _csr(r["dest_start"], G, len(r["dests"]), "mesh.routes", "dest_start")
+    _csr(r["link_start"], G, len(r["group_links"]), "mesh.routes", "link_start")
+    L = len(r["links"])
+    _check(r["links"].shape == (L, 4) and len(r["link_kind"]) == L and len(r["link_load"]) == L
+           and len(r["link_capacity"]) == L, "mesh.routes", "link tables disagree on the number of links")
+    _in_range(r["dests"], 0, C, "mesh.routes", "dests")
+    _in_range(r["group_links"], 0, L, "mesh.routes", "group_links")
+    # every axon's source must route to the axon's core
+    group = r["source_group"][s["axon_source"]]
+    _check(bool(np.all(group >= 0)), "mesh.routes", "a core has an input axon whose source routes nowhere")
+    dest_sets = {(g, int(d)) for g in range(G) for d in r["dests"][r["dest_start"][g]:r["dest_start"][g + 1]]}
+    missing = [(int(gg), int(cc)) for gg, cc in set(zip(group.tolist(), axon_core.tolist())) if (gg, cc) not in dest_sets]
+    _check(not missing, "mesh.routes", f"route group {missing[:1]} does not reach the core of an axon it feeds")
+    hw = parsed["mesh.ports"]["population_hw"]
+    _check(len(hw) == N and (N == 0 or sorted(hw.tolist()) == list(range(N))), "mesh.ports",
+           "'population_hw' is not a permutation of the neurons")
+    _check(T >= 1 and depth >= 1, "mesh.ports", "timesteps and depth must be at least 1")
+    sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
+    _check(sum(sizes) == N, "mesh.ports", "population shapes do not add up to the neurons")
+    for e in meta["encoders"]:
+        source_ok = (0 <= e["input"] < len(meta["inputs"])
+                     or (e["input"] == -1 and len(e.get("constant", ())) == e["size"] and e["encoding"] != "spikes"))
+        _check(source_ok and 0 <= e["port"] and e["port"] + e["size"] <= P
+               and e["encoding"] in ("rate", "poisson", "current", "spikes"), "mesh.ports", "a bad encoder entry")
+    for o in meta["outputs"]:
+        _check(0 <= o["population"] < len(sizes) and o["mode"] in ("count", "membrane")
+               and int(np.prod(o["shape"])) == sizes[o["population"]], "mesh.ports", "a bad output entry")
+    return MeshProgram(c, n, s, r, parsed["mesh.ports"], meta)

@@ -1,0 +1,209 @@
+"""Mapping onto a mesh chip: synapse expansion, partition invariants (checked independently of
+the partitioner's own bookkeeping), placement and routing."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_emulator import CHIP, random_graph
+
+from nmc import semantics
+from nmc.diagnostics import NmcError
+from nmc.ir.verifier import verify
+from nmc.passmanager import PassContext, PassManager, parse_pipeline
+from nmc.targets.mesh import resource_summary
+from nmc.targets.mesh.mapping import Mapping, placement_cost
+from nmc.targets.mesh.netlist import Board, Netlist, synapses
+
+
+def mapped(graph, pipeline="partition,place{seed=0,iterations=500},route", chip=CHIP):
+    g = graph.clone()
+    ctx = PassContext(target=chip)
+    PassManager(parse_pipeline(pipeline), ctx).run(g)
+    return g, ctx
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_synapses_equal_reference_projection_and_fanout(seed):
+    graph, _ = random_graph(seed)
+    rng = np.random.default_rng(seed)
+    for p in graph.walk("snn.project"):
+        src, tgt, w = synapses(p)
+        x = rng.integers(-3, 4, size=(2, *p.src.type.shape))
+        want = semantics.project(p, x, True)
+        got = np.zeros_like(want)
+        np.add.at(got, (slice(None), tgt), x.reshape(2, -1)[:, src] * w)
+        np.testing.assert_array_equal(got << p.exponent, want)
+        np.testing.assert_array_equal(np.bincount(src, minlength=p.src.type.size), semantics._fanout(p))
+
+
+def test_board_distance_is_the_networkx_shortest_path():
+    board = Board(CHIP)
+    g = board.graph()
+    lengths = dict(nx.all_pairs_dijkstra_path_length(g, weight="weight"))
+    slots = np.arange(board.slots)
+    D = board.distance(slots[:, None], slots[None, :])
+    for a in slots:
+        ax, ay = board.xy(a)
+        for b in slots:
+            bx, by = board.xy(b)
+            assert D[a, b] == lengths[(int(ax), int(ay))][(int(bx), int(by))]
+
+
+def test_xy_path_goes_x_first():
+    board = Board(CHIP)
+    path = board.xy_path((1, 5), (6, 2))
+    assert path[0][0] == (1, 5) and path[-1][1] == (6, 2) and len(path) == 5 + 3
+    assert all(a[1] == b[1] for a, b in path[:5]) and all(a[0] == b[0] == 6 for a, b in path[5:])
+
+
+def _brute_force_usage(graph, chip):
+    """Per core: (neurons, distinct sources, synapse bits, output entries), from scratch."""
+    net = Netlist(graph)
+    m = Mapping(graph, chip, net)
+    per_core = {c.id: [0, set(), 0] for c in m.cores}
+    dests = {}
+    for pop in net.populations:
+        for p in (c.owner for c in pop.currents):
+            src, tgt, w = synapses(p)
+            lo, hi = (int(w.min()), int(w.max())) if len(w) else (0, 0)
+            bits = next(b for b in range(1, 33) if -(1 << (b - 1)) <= lo and hi < (1 << (b - 1)))
+            for s, t in zip(src.tolist(), tgt.tolist()):
+                core = int(m.core_of[net.neuron_offset[pop] + t])
+                key = (p.src.owner.result.name, s)
+                per_core[core][1].add(key)
+                per_core[core][2] += bits
+                dests.setdefault(key, set()).add(core)
+    for c in m.cores:
+        per_core[c.id][0] = c.neurons
+    outputs = {c.id: 0 for c in m.cores}
+    for (name, s), cores in dests.items():
+        pop = next((p for p in net.populations if p.result.name == name), None)
+        if pop is not None:
+            outputs[int(m.core_of[net.neuron_offset[pop] + s])] += len(cores)
+    return m, {k: (v[0], len(v[1]), v[2], outputs[k]) for k, v in per_core.items()}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1))
+def test_partition_respects_every_core_limit(seed):
+    graph, _ = random_graph(seed)
+    g, ctx = mapped(graph, "partition")
+    verify(g)  # every neuron on exactly one core
+    m, usage = _brute_force_usage(g, CHIP)
+    c = CHIP.core
+    for core in m.cores:
+        n, axons, bits, outs = usage[core.id]
+        assert (core.neurons, core.axons, core.synapse_bits, core.outputs) == (n, axons, bits, outs)
+        assert n <= c.neurons and axons <= c.input_axons and bits <= c.synapse_memory_bits and outs <= c.output_axons
+    assert ctx.stats["partition"]["cores-lower-bound"] <= len(m.cores)
+    sizes = sum(p.result.type.size for p in g.walk("snn.population"))
+    assert ctx.stats["partition"]["cores-lower-bound"] >= -(-sizes // c.neurons)
+
+
+def test_shared_weights_charge_the_kernel_once_per_channel():
+    from dataclasses import replace
+
+    graph, _ = random_graph(11)
+    shared = replace(CHIP, core=replace(CHIP.core, shared_weights=True))
+    g_plain, _ = mapped(graph, "partition")
+    g_shared, _ = mapped(graph, "partition", shared)
+    conv_pop = graph.walk("snn.population")[0]
+    bits = lambda g: sum(c.synapse_bits for c in g.walk("hw.core") if c.pops[0].name == conv_pop.result.name)  # noqa: E731
+    conv = graph.walk("snn.project")[0]
+    from nmc.targets.mesh.netlist import weight_bits
+
+    per_channel = int(np.prod(conv.weight.shape[1:])) * weight_bits(conv)
+    cores = [c for c in g_shared.walk("hw.core") if c.pops[0].name == conv_pop.result.name]
+    hw = int(np.prod(conv.result.type.shape[1:]))
+    expected = sum(((c.slices[1] - 1) // hw - c.slices[0] // hw + 1) * per_channel for c in cores)
+    assert bits(g_shared) == expected
+    assert bits(g_plain) == len(synapses(conv)[0]) * weight_bits(conv)
+
+
+def test_place_is_deterministic_and_beats_naive():
+    graph, _ = random_graph(21)
+    a, _ = mapped(graph, "partition,place{seed=5,iterations=3000}")
+    b, _ = mapped(graph, "partition,place{seed=5,iterations=3000}")
+    pos = lambda g: [(c.chip, c.xy) for c in g.walk("hw.core")]  # noqa: E731
+    assert pos(a) == pos(b)
+    assert a.meta["hw.placement_cost"] <= a.meta["hw.placement_cost_naive"]
+    slots = {(*c.chip, *c.xy) for c in a.walk("hw.core")}
+    assert len(slots) == len(a.walk("hw.core"))
+    # the recorded cost is the cost of the recorded placement
+    m = Mapping(a, CHIP)
+    src, dst, load = m.traffic(m.net.rates(0.25))
+    assert placement_cost(m.board, src, dst, load, m.slots) == pytest.approx(a.meta["hw.placement_cost"])
+    start, _ = mapped(graph, "partition,place{iterations=0}")
+    assert a.meta["hw.placement_cost"] <= start.meta["hw.placement_cost"]
+
+
+def test_route_loads_equal_per_neuron_paths():
+    graph, _ = random_graph(4)
+    g, _ = mapped(graph)
+    m = Mapping(g, CHIP)
+    rate = 0.25
+    expected = {}
+    for s, cores in _dest_sets(m).items():
+        core = -1 if s < m.net.n_ports else int(m.core_of[s - m.net.n_ports])
+        tree = set()
+        for d in cores:
+            tree.update(m.board.xy_path(m.position(core), m.position(d)))
+        for link in tree:
+            expected[link] = expected.get(link, 0.0) + rate
+    r = m.routes(m.net.rates(rate))
+    got = {link: load for link, load in zip(r.links, r.load)}
+    assert set(got) == set(expected)
+    for link in got:
+        assert got[link] == pytest.approx(expected[link])
+    assert g.meta["hw.max_link_load"] == pytest.approx(max(expected.values()))
+    routes = g.walk("hw.route")
+    assert sum(len(op.dests) for op in routes) >= len(g.walk("hw.core")) - 1
+
+
+def _dest_sets(m: Mapping) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    for s, d in m.source_dests().tolist():
+        out.setdefault(s, set()).add(d)
+    return out
+
+
+def test_route_needs_placement_and_checks_capacity():
+    from dataclasses import replace
+
+    graph, _ = random_graph(4)
+    with pytest.raises(NmcError, match="has cores but no placement"):
+        mapped(graph, "partition,route")
+    narrow = replace(CHIP, noc=replace(CHIP.noc, link_capacity=1, chip_link_capacity=1))
+    with pytest.raises(NmcError, match=r"link .* carries .* spikes per step; its capacity is 1 \(over by"):
+        mapped(graph, "partition,place{iterations=0},route", narrow)
+
+
+def test_resource_summary():
+    graph, _ = random_graph(9)
+    g, ctx = mapped(graph)
+    s = resource_summary(g, CHIP)
+    assert s["cores"] == len(g.walk("hw.core")) == ctx.stats["partition"]["cores"]
+    assert s["cores_lower_bound"] == ctx.stats["partition"]["cores-lower-bound"] <= s["cores"]
+    assert s["placement_cost"] == g.meta["hw.placement_cost"] <= s["placement_cost_naive"]
+    assert s["max_link_load"] == g.meta["hw.max_link_load"]
+    chips = {tuple(c.chip) for c in g.walk("hw.core")}
+    assert s["chips"] == len(chips)
+
+
+def test_xy_tree_is_the_union_of_xy_paths():
+    board = Board(CHIP)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = (int(rng.integers(-1, board.width)), int(rng.integers(0, board.height)))
+        if a[0] < 0:
+            a = (-1, 0)
+        dests = [(int(rng.integers(0, board.width)), int(rng.integers(0, board.height)))
+                 for _ in range(int(rng.integers(1, 6)))]
+        union = set()
+        for d in dests:
+            union.update(board.xy_path(a, d))
+        assert board.xy_tree(a, dests) == union
