@@ -246,6 +246,6 @@ def report(image, pipeline: str | None = None) -> dict:
            **{k: resources.get(k) for k in keys},
            "passes": image.stats.get("passes", {}),
            "timesteps": manifest.get("timesteps"), "latency_steps": manifest.get("latency_steps"),
-           "source_sha256": manifest.get("source_sha256")}
+           "source_sha256": manifest.get("source_sha256"), "remarks": image.stats.get("remarks", [])}
     out.update({k: v for k, v in resources.items() if k not in out})
     return out

@@ -333,9 +333,13 @@ class Converter:
                 inputs.append(op)
                 enc = snn.Encode(x=op.result, encoding=self.options.encoding, seed=self.ctx.seed, loc=op.loc)
                 self.env[op.result] = Spk(self.emit(enc, f"{op.result.name}.enc"), tuple(op.result.type.shape), 0)
-                if self.options.encoding in ("rate", "poisson") and float(op.extra.get("calib.max", 0.0)) > 1.0:
-                    self.ctx.remark(f"input %{op.result.name} exceeds 1 ({op.extra['calib.max']:g}); "
-                                    f"{self.options.encoding} encoding clips it to [0, 1]")
+                peak = float(op.extra.get("calib.max", 0.0))
+                if self.options.encoding in ("rate", "poisson") and peak > 1.0 + 1e-6:
+                    raise NmcError(f"input %{op.result.name} reaches {peak:g} in the calibration data, but "
+                                   f"{self.options.encoding} encoding takes values in [0, 1] (it would clip the "
+                                   "rest, and the thresholds calibrated for them would silence the network)", op.loc,
+                                   hint="scale the data to [0, 1] (images: x / 255), or use "
+                                        "convert-to-spiking{encoding=current}")
             elif kind == "ann.constant":
                 self.env[op.result] = None
             elif kind in ("ann.dense", "ann.conv"):

@@ -1,26 +1,38 @@
-"""``partition``: slice every population of an integer snn graph over the cores of a mesh chip.
+"""``partition``: spread the neurons of an integer snn graph over the cores of a mesh chip.
 
-Each population is cut into contiguous slices of its flat (C-order) neuron index — for a
-convolution's output that is channel tiles first, then spatial tiles within a channel when one
-channel is too large.  A slice fits a core when it respects all four per-core limits
-(docs/mesh-target.md):
+Each population is cut into runs of consecutive neurons in a *tile order*, and the runs are
+then packed onto cores.  Two tile orders are tried for the whole graph and the better plan is
+kept (fewest cores, then fewest output routing entries, i.e. least traffic):
+
+* ``channel``: the flat C-order index — a convolution's output is cut into channel tiles, then
+  spatial tiles inside a channel when one channel is too large;
+* ``spatial``: for ``[C, H, W]`` populations the order ``(y, c, x)`` — a run is a band of rows
+  across all channels, so the next convolution's window (its input halo) and each neuron's
+  fan-out stay within a few cores.  A band is stored as one slice per channel.
+
+A set of neurons fits a core when it respects all four per-core limits (docs/mesh-target.md):
 
 * neurons: at most ``core.neurons``;
 * input axons: the distinct presynaptic sources (encoder elements or neurons) that reach any
-  neuron of the slice, at most ``core.input_axons``;
-* synapse memory: Σ weight bits of the slice's synapses — a convolution or pooling
+  neuron of the set, at most ``core.input_axons``;
+* synapse memory: Σ weight bits of the set's synapses — a convolution or pooling
   projection on a chip with ``shared_weights`` costs its kernel once per output channel
   present instead — at most ``core.synapse_memory_bits``;
-* output routing entries: Σ over the slice's neurons of the distinct cores their spikes
+* output routing entries: Σ over the set's neurons of the distinct cores their spikes
   reach, at most ``core.output_axons``.
 
-Slicing is greedy: each slice is the longest run that fits, which for contiguous slices with
-limits that only grow with the run gives the fewest cores per population.  The output
-entries depend on how the *downstream* populations are cut, so a population whose cores
-exceed them is re-cut with a smaller neuron cap until every core fits.
+Cutting is greedy: each run is the longest that fits, which for limits that only grow with the
+run gives the fewest runs per population.  Packing is next-fit in graph order: a run joins the
+previous core when the union still fits, so small layers share cores with their neighbours
+(and their traffic stays on the core).  The output entries depend on how the *downstream*
+populations are cut; a packed core over them is unpacked, and a population whose own cores
+exceed them is re-cut with a smaller neuron cap, until every core fits.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -28,11 +40,12 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
 from nmc.ir.hw import Core
 from nmc.passmanager import Pass, PassContext, register_pass
-from nmc.targets.mesh.netlist import Netlist, pop_name, weight_bits
+from nmc.targets.mesh.netlist import Netlist, distinct, pop_name, weight_bits
 
 HINT = ("use a larger board (more chips: chips_x/chips_y), fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
 MAX_ROUNDS = 40
+ORDERS = ("channel", "spatial")
 
 
 def mesh_chip(ctx: PassContext, name: str):
@@ -87,38 +100,77 @@ def check_fits_chip(graph: Graph, chip) -> None:
                            hint="quantize for this chip (it chooses exponents the chip holds)")
 
 
-class _Slicer:
-    """Usage of a run ``[a, b)`` of one population's neurons on one core."""
+def _tile_order(pop: Op, order: str) -> np.ndarray | None:
+    """Flat neuron index at each position of the tile order; None for the flat order itself."""
+    shape = pop.result.type.shape
+    if order == "channel" or len(shape) != 3 or shape[0] == 1 or shape[1] * shape[2] == 1:
+        return None
+    return np.arange(pop.result.type.size, dtype=np.int64).reshape(shape).transpose(1, 0, 2).reshape(-1)
 
-    def __init__(self, net: Netlist, pop: Op, chip):
+
+class _Slicer:
+    """Usage of a run ``[a, b)`` of one population's neurons, in its tile order, on one core."""
+
+    def __init__(self, net: Netlist, pop: Op, chip, order: str):
         self.pop, self.chip = pop, chip
+        self.order = _tile_order(pop, order)
         inc = net.incoming(pop)
-        self.ptr, self.src = inc.ptr, inc.src
         shared = np.zeros(len(inc.projections), bool)
-        self.shared_terms = []  # (neurons per channel, bits per channel)
+        self.shared_terms = []  # bits per output channel present
         for k, p in enumerate(inc.projections):
             if chip.core.shared_weights and p.kind in ("conv2d", "pool"):
                 shared[k] = True
-                shape = p.result.type.shape
                 per_channel = int(np.prod(p.weight.shape[1:])) if p.kind == "conv2d" else 1
-                self.shared_terms.append((int(np.prod(shape[1:])), per_channel * weight_bits(p)))
+                self.shared_terms.append(per_channel * weight_bits(p))
         cost = np.where(shared[inc.proj], 0, inc.bits) if len(inc.proj) else np.zeros(0, np.int64)
-        self.cum = np.concatenate([[0], np.cumsum(cost)])[self.ptr]
+        ptr, src = inc.ptr, inc.src
+        size = pop.result.type.size
+        flat = np.arange(size, dtype=np.int64) if self.order is None else self.order
+        if self.order is not None:  # the synapses of the neurons in tile order
+            counts = np.diff(ptr)[flat]
+            pos = np.concatenate([[0], np.cumsum(counts)])
+            idx = np.repeat(ptr[flat] - pos[:-1], counts) + np.arange(pos[-1], dtype=np.int64)
+            ptr, src, cost = pos, src[idx], cost[idx]
+        self.ptr, self.src = ptr, src
+        # prev[i]: the last synapse before i with the same source (-1: none), so that the
+        # distinct sources of a run starting at synapse lo are those i with prev[i] < lo
+        by_src = np.argsort(src, kind="stable")
+        same = np.concatenate([[False], src[by_src][1:] == src[by_src][:-1]])
+        self.prev = np.full(len(src), -1, np.int64)
+        self.prev[by_src[same]] = by_src[np.flatnonzero(same) - 1]
+        self.cum = np.concatenate([[0], np.cumsum(cost)])[ptr]
+        shape = pop.result.type.shape
+        self.channel = flat // max(1, int(np.prod(shape[1:]))) if self.shared_terms else None
+
+    def sources(self, a: int, b: int) -> np.ndarray:
+        return distinct(self.src[self.ptr[a]:self.ptr[b]])
 
     def usage(self, a: int, b: int) -> tuple[int, int, int]:
-        axons = np.unique(self.src[self.ptr[a]:self.ptr[b]]).size
+        """(neurons, input axons, synapse bits) of positions ``[a, b)``."""
+        lo, hi = self.ptr[a], self.ptr[b]
         mem = int(self.cum[b] - self.cum[a])
-        for hw, bits in self.shared_terms:
-            mem += ((b - 1) // hw - a // hw + 1) * bits
-        return b - a, int(axons), mem
+        if self.shared_terms:
+            mem += distinct(self.channel[a:b]).size * sum(self.shared_terms)
+        return b - a, int(np.count_nonzero(self.prev[lo:hi] < lo)), mem
 
     def fits(self, a: int, b: int, cap: int) -> bool:
         n, axons, mem = self.usage(a, b)
         c = self.chip.core
         return n <= cap and axons <= c.input_axons and mem <= c.synapse_memory_bits
 
+    def runs(self, a: int, b: int) -> list[tuple[int, int]]:
+        """Positions ``[a, b)`` as runs of consecutive flat indices, ascending."""
+        if self.order is None:
+            return [(a, b)]
+        flat = np.sort(self.order[a:b])
+        breaks = np.flatnonzero(np.diff(flat) != 1) + 1
+        return [(int(r[0]), int(r[-1]) + 1) for r in np.split(flat, breaks)]
+
+    def flat(self, a: int, b: int) -> np.ndarray:
+        return np.arange(a, b, dtype=np.int64) if self.order is None else self.order[a:b]
+
     def binding(self, cut: list[tuple[int, int]], cap: int) -> str:
-        """The limit that ended the first slice of ``cut``, in words."""
+        """The limit that ended the first run of ``cut``, in words."""
         if len(cut) == 1:
             return "nothing (one core)"
         a, b = cut[0]
@@ -156,6 +208,7 @@ class _Slicer:
 
     def single_neuron_error(self, j: int, name: str) -> NmcError:
         _, axons, mem = self.usage(j, j + 1)
+        j = int(self.flat(j, j + 1)[0])
         c = self.chip.core
         if axons > c.input_axons:
             what = (f"neuron {j} receives {axons} distinct inputs; a core has {c.input_axons} input axons "
@@ -164,6 +217,39 @@ class _Slicer:
             what = (f"neuron {j} needs {mem} bits of synapse memory; a core has {c.synapse_memory_bits} "
                     f"(over by {mem - c.synapse_memory_bits})")
         return NmcError(f"population %{name} does not fit chip '{self.chip.name}': {what}", self.pop.loc, hint=HINT)
+
+
+@dataclass
+class _Core:
+    """Runs ``(pop, a, b)`` (positions in each population's tile order) on one core, and their
+    neurons, distinct sources and synapse bits."""
+
+    pieces: list
+    neurons: int
+    sources: np.ndarray
+    bits: int
+
+
+def _pack(net: Netlist, slicers: dict, cuts: dict, alone: set, chip) -> list[_Core]:
+    """Next-fit: each run joins the previous core when the union fits (module docstring); runs
+    of populations in ``alone`` get cores of their own."""
+    c = chip.core
+    cores: list[_Core] = []
+    for pop in net.populations:
+        sl = slicers[pop]
+        for a, b in cuts[pop]:
+            n, _, bits = sl.usage(a, b)
+            src = sl.sources(a, b)
+            last = cores[-1] if cores else None
+            if (last is not None and pop not in alone and last.pieces[-1][0] not in alone
+                    and last.neurons + n <= c.neurons and last.bits + bits <= c.synapse_memory_bits):
+                union = distinct(np.concatenate([last.sources, src]))
+                if union.size <= c.input_axons:
+                    last.pieces.append((pop, a, b))
+                    last.neurons, last.sources, last.bits = last.neurons + n, union, last.bits + bits
+                    continue
+            cores.append(_Core([(pop, a, b)], n, src, bits))
+    return cores
 
 
 def _output_entries(net: Netlist, cores_of: np.ndarray) -> np.ndarray:
@@ -179,93 +265,136 @@ def _output_entries(net: Netlist, cores_of: np.ndarray) -> np.ndarray:
         return np.zeros(net.n_neurons, np.int64)
     both = np.concatenate(pairs)
     width = int(cores_of.max()) + 1 if len(cores_of) else 1
-    keys = np.unique(both[:, 0] * width + both[:, 1])  # one int64 per (neuron, core): fast unique
+    keys = distinct(both[:, 0] * width + both[:, 1])  # one int64 per (neuron, core): fast
     return np.bincount(keys // width, minlength=net.n_neurons)
 
 
-def partition(graph: Graph, chip) -> dict:
-    """Cut every population into slices (module docstring).  Returns ``{"slices": [(pop,
-    a, b, neurons, axons, bits, outputs)], "lower_bound": {pop: n}, "limited_by": {pop: str}}``
-    or raises NmcError when a population cannot fit or the board has too few cores."""
+@dataclass
+class _Plan:
+    order: str
+    slicers: dict
+    cuts: dict
+    caps: dict
+    cores: list
+    outputs: np.ndarray  # output routing entries per core
+
+
+def _plan(net: Netlist, chip, order: str, names: dict) -> _Plan:
+    """Cut, pack and re-cut until every core's output routing entries fit (module docstring)."""
+    c = chip.core
+    slicers = {pop: _Slicer(net, pop, chip, order) for pop in net.populations}
+    caps = {pop: c.neurons for pop in net.populations}
+    cuts = {pop: slicers[pop].cut(caps[pop], names[pop]) for pop in net.populations}
+    alone: set = set()
+    for _ in range(MAX_ROUNDS):
+        cores = _pack(net, slicers, cuts, alone, chip)
+        cores_of = np.zeros(net.n_neurons, np.int64)
+        for k, core in enumerate(cores):
+            for pop, a, b in core.pieces:
+                cores_of[net.neuron_offset[pop] + slicers[pop].flat(a, b)] = k
+        entries = _output_entries(net, cores_of)
+        per_core = np.bincount(cores_of, weights=entries, minlength=len(cores)).astype(np.int64)
+        over = np.flatnonzero(per_core > c.output_axons)
+        if not len(over):
+            return _Plan(order, slicers, cuts, caps, cores, per_core)
+        recut = set()
+        for i in over:
+            pieces = cores[i].pieces
+            if len(pieces) > 1:
+                alone |= {pop for pop, _, _ in pieces}
+                continue
+            pop, a, b = pieces[0]
+            if b - a == 1:
+                n = int(per_core[i])
+                j = int(slicers[pop].flat(a, b)[0])
+                raise NmcError(f"population %{names[pop]} does not fit chip '{chip.name}': neuron {j} sends to {n} "
+                               f"cores; a core has {c.output_axons} output routing entries (over by {n - c.output_axons})",
+                               pop.loc, hint=HINT)
+            caps[pop] = min(caps[pop], max(1, (b - a) * c.output_axons // int(per_core[i])))
+            recut.add(pop)
+        for pop in recut:
+            cuts[pop] = slicers[pop].cut(caps[pop], names[pop])
+    raise NmcError(f"partition found no cut whose output routing entries fit chip '{chip.name}' "
+                   f"after {MAX_ROUNDS} rounds", hint=HINT)
+
+
+def partition(graph: Graph, chip, order: str = "auto") -> dict:
+    """Cut and pack every population (module docstring).  Returns ``{"cores": [(runs, neurons,
+    axons, bits, outputs)]`` with ``runs`` a list of ``(pop, a, b)`` flat-index slices,
+    ``"lower_bound"`` (the graph's), ``"layers"``: ``{pop: (cores, lower bound, limited by)}``,
+    ``"order"``, ``"names"}``; or raises NmcError when a population cannot fit or the board has
+    too few cores.  ``order``: a tile order of :data:`ORDERS`, or ``auto`` for the better plan."""
     check_fits_chip(graph, chip)
     net = Netlist(graph)
     c = chip.core
     names = {pop: pop_name(pop, i) for i, pop in enumerate(net.populations)}
-    slicers = {pop: _Slicer(net, pop, chip) for pop in net.populations}
-    caps = {pop: c.neurons for pop in net.populations}
-    cuts = {pop: slicers[pop].cut(caps[pop], names[pop]) for pop in net.populations}
-    for _ in range(MAX_ROUNDS):
-        cores_of = np.zeros(net.n_neurons, np.int64)
-        core_pop, k = [], 0
-        for pop in net.populations:
-            off = net.neuron_offset[pop]
-            for a, b in cuts[pop]:
-                cores_of[off + a:off + b] = k
-                core_pop.append((pop, a, b))
-                k += 1
-        entries = _output_entries(net, cores_of)
-        per_core = np.bincount(cores_of, weights=entries, minlength=k).astype(np.int64)
-        over = np.flatnonzero(per_core > c.output_axons)
-        if not len(over):
-            break
-        for i in over:
-            pop, a, b = core_pop[i]
-            if b - a == 1:
-                n = int(per_core[i])
-                raise NmcError(f"population %{names[pop]} does not fit chip '{chip.name}': neuron {a} sends to {n} "
-                               f"cores; a core has {c.output_axons} output routing entries (over by {n - c.output_axons})",
-                               pop.loc, hint=HINT)
-            caps[pop] = min(caps[pop], max(1, (b - a) * c.output_axons // int(per_core[i])))
-        for pop in {core_pop[i][0] for i in over}:
-            cuts[pop] = slicers[pop].cut(caps[pop], names[pop])
+    if order != "auto":
+        orders = (order,)
+    elif any(_tile_order(p, "spatial") is not None for p in net.populations):
+        orders = ORDERS
     else:
-        raise NmcError(f"partition found no cut whose output routing entries fit chip '{chip.name}' "
-                       f"after {MAX_ROUNDS} rounds", hint=HINT)
-    slices = []
-    for i, (pop, a, b) in enumerate(core_pop):
-        n, axons, bits = slicers[pop].usage(a, b)
-        slices.append((pop, a, b, n, axons, bits, int(per_core[i])))
-    lower, limited = {}, {}
+        orders = ORDERS[:1]  # no population has a spatial order of its own
+    plans, first_error = [], None
+    for order in orders:
+        try:
+            plans.append(_plan(net, chip, order, names))
+        except NmcError as err:
+            first_error = first_error or err
+    if not plans:
+        raise first_error
+    plan = min(plans, key=lambda p: (len(p.cores), int(p.outputs.sum())))
+    cores = []
+    for k, core in enumerate(plan.cores):
+        runs = [(pop, a, b) for pop, pa, pb in core.pieces for a, b in plan.slicers[pop].runs(pa, pb)]
+        cores.append((runs, core.neurons, int(core.sources.size), core.bits, int(plan.outputs[k])))
+    total_bits = sum(plan.slicers[p].total_bits() for p in net.populations)
+    lower = max(-(-net.n_neurons // c.neurons), -(-total_bits // c.synapse_memory_bits))
+    layers = {}
     for pop in net.populations:
-        size = pop.result.type.size
-        lower[pop] = max(-(-size // c.neurons), -(-slicers[pop].total_bits() // c.synapse_memory_bits))
-        limited[pop] = slicers[pop].binding(cuts[pop], caps[pop])
+        used = sum(any(p is pop for p, _, _ in core.pieces) for core in plan.cores)
+        own = max(-(-pop.result.type.size // c.neurons), -(-plan.slicers[pop].total_bits() // c.synapse_memory_bits))
+        layers[pop] = (used, own, plan.slicers[pop].binding(plan.cuts[pop], plan.caps[pop]))
     available = chip.cores * chip.mesh.chips_x * chip.mesh.chips_y
-    if len(slices) > available:
-        worst = max(net.populations, key=lambda p: len(cuts[p]))
-        raise NmcError(f"the graph needs {len(slices)} cores; chip '{chip.name}' has {available} "
+    if len(cores) > available:
+        worst = max(net.populations, key=lambda p: layers[p][0])
+        raise NmcError(f"the graph needs {len(cores)} cores; chip '{chip.name}' has {available} "
                        f"({chip.mesh.chips_x}x{chip.mesh.chips_y} chips of {chip.mesh.cores_x}x{chip.mesh.cores_y} cores), "
-                       f"{len(slices) - available} too many; the largest layer %{names[worst]} takes "
-                       f"{len(cuts[worst])} cores (limited by {limited[worst]})", worst.loc, hint=HINT)
-    return {"slices": slices, "lower_bound": lower, "limited_by": limited, "names": names, "cuts": cuts}
+                       f"{len(cores) - available} too many; the largest layer %{names[worst]} takes "
+                       f"{layers[worst][0]} cores (limited by {layers[worst][2]})", worst.loc, hint=HINT)
+    return {"cores": cores, "lower_bound": lower, "layers": layers, "order": plan.order, "names": names}
 
 
 @register_pass("partition")
 class Partition(Pass):
-    """Slice every population over the cores of the target mesh chip (module docstring).
+    """Cut every population into runs and pack them onto the cores of the target mesh chip
+    (module docstring).
 
     Requires: ``ctx.target`` a mesh-class chip; an integer snn graph whose state widths, reset
     modes, weight bits and exponents the chip holds.  Ensures: one ``hw.core`` per core (ids
-    0.., populations in graph order) before ``ann.output``, every neuron on exactly one core,
-    every core within the chip's four limits; earlier hw ops removed; the snn ops unchanged;
-    ``meta["hw.mesh"]`` and ``meta["hw.cores_lower_bound"]``.  Fails with a diagnostic naming
-    the layer, the limit and by how much when something cannot fit."""
+    0.., in graph order of their first population) before ``ann.output``, every neuron on
+    exactly one core, every core within the chip's four limits; earlier hw ops removed; the
+    snn ops unchanged; ``meta["hw.mesh"]`` and ``meta["hw.cores_lower_bound"]`` (⌈neurons /
+    core neurons⌉ or ⌈synapse bits / core memory⌉, whichever is larger).  Fails with a
+    diagnostic naming the layer, the limit and by how much when something cannot fit.
+    ``order``: the tile order (``auto`` tries both and keeps the better plan)."""
+
+    order: Literal["auto", "channel", "spatial"] = "auto"
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         chip = mesh_chip(ctx, "partition")
         clear_hw(graph)
-        plan = partition(graph, chip)
-        hw_insert(graph, [Core(pops=[pop.result], id=k, slices=(a, b), neurons=n, axons=axons,
+        plan = partition(graph, chip, self.order)
+        hw_insert(graph, [Core(pops=[pop.result for pop, _, _ in runs], id=k,
+                               slices=tuple(x for _, a, b in runs for x in (a, b)), neurons=n, axons=axons,
                                synapse_bits=bits, outputs=outs)
-                          for k, (pop, a, b, n, axons, bits, outs) in enumerate(plan["slices"])])
+                          for k, (runs, n, axons, bits, outs) in enumerate(plan["cores"])])
         m = chip.mesh
         graph.meta["hw.mesh"] = [m.cores_x, m.cores_y, m.chips_x, m.chips_y]
-        lower = sum(plan["lower_bound"].values())
-        graph.meta["hw.cores_lower_bound"] = lower
-        ctx.stat("cores", len(plan["slices"]))
-        ctx.stat("cores-lower-bound", lower)
-        ctx.stat("neurons", sum(s[3] for s in plan["slices"]))
-        for pop, cut in plan["cuts"].items():
-            ctx.remark(f"%{plan['names'][pop]}: {len(cut)} core(s) (lower bound {plan['lower_bound'][pop]}), "
-                       f"limited by {plan['limited_by'][pop]}")
+        graph.meta["hw.cores_lower_bound"] = plan["lower_bound"]
+        ctx.stat("cores", len(plan["cores"]))
+        ctx.stat("cores-lower-bound", plan["lower_bound"])
+        ctx.stat("neurons", sum(core[1] for core in plan["cores"]))
+        ctx.remark(f"tile order: {plan['order']}")
+        for pop, (used, own, limit) in plan["layers"].items():
+            ctx.remark(f"%{plan['names'][pop]}: {used} core(s) (lower bound {own}), limited by {limit}")
         return True

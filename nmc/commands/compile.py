@@ -40,6 +40,8 @@ def add_arguments(p) -> None:
     p.add_argument("--print-pipeline", action="store_true", help="print the pipeline and stop")
     p.add_argument("--time-passes", action="store_true", help="print a table of time per pass")
     p.add_argument("--pass-statistics", action="store_true", help="print each pass's statistics")
+    p.add_argument("--remarks", action="store_true",
+                   help="print the passes' remarks (per-layer cores against their lower bound, quantisation error, ...)")
     p.add_argument("-o", "--output", metavar="OUT.nmb", help="the image to write")
     p.add_argument("--report", metavar="R.json", help="a JSON report (DESIGN §7 keys)")
 
@@ -59,7 +61,7 @@ def run(args) -> int:
               default_pipeline(graph, target, args.opt_level, T, args.seed))
         return 0
     calibration = load_inputs(args.calib)[0] if args.calib else None
-    instruments = Instruments(time_passes=args.time_passes, pass_statistics=args.pass_statistics)
+    instruments = Instruments(time_passes=args.time_passes, pass_statistics=args.pass_statistics, remarks=args.remarks)
     image = compile_graph(graph, target, calibration=calibration, timesteps=args.timesteps, opt_level=args.opt_level,
                           pipeline=args.pipeline, seed=args.seed, source_path=args.model, instruments=instruments)
     image.save(args.output)

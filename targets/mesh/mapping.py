@@ -14,7 +14,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
-from nmc.targets.mesh.netlist import HOST, Board, Netlist
+from nmc.targets.mesh.netlist import HOST, Board, Netlist, distinct
 
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
 
@@ -79,7 +79,7 @@ class Mapping:
             pairs.append(np.stack([inc.src, self.core_of[tgt]], axis=1))
         both = np.concatenate(pairs)
         width = len(self.cores)
-        keys = np.unique(both[:, 0] * width + both[:, 1])  # one int64 per pair: fast unique
+        keys = distinct(both[:, 0] * width + both[:, 1])  # one int64 per pair: fast
         return np.stack([keys // width, keys % width], axis=1)
 
     def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -29,7 +29,9 @@ def _weights(p: Op) -> np.ndarray:
 
 
 def _window(p: Op, src_shape, weight_of):
-    """Synapses of a conv2d/pool projection; ``weight_of(o, ci, ki, kj, out_flat)`` gives weights."""
+    """Synapses of a conv2d/pool projection, in any order.  ``weight_of(ki, kj, tgt)`` gives
+    the weights of kernel offset ``(ki, kj)`` for targets ``tgt`` [out channels, in channels
+    per group, positions]."""
     c_in, h, w = src_shape
     if p.kind == "conv2d":
         kh, kw = p.weight.shape[2:]
@@ -43,20 +45,20 @@ def _window(p: Op, src_shape, weight_of):
     ph, pw = p.pads[0], p.pads[1]
     c_group, o_group = c_in // groups, n_out // groups
     oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
+    o = np.arange(n_out, dtype=np.int64)[:, None, None]
+    channel = (o // o_group) * c_group + np.arange(c_group, dtype=np.int64)[None, :, None]
     srcs, tgts, ws = [], [], []
-    for o in range(n_out):
-        g = o // o_group
-        for ci, ki, kj in itertools.product(range(c_group), range(kh), range(kw)):
-            iy = oy * sh - ph + ki * dil[0]
-            ix = ox * sw - pw + kj * dil[1]
-            ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-            if not ok.any():
-                continue
-            c = g * c_group + ci
-            tgt = (o * oh + oy[ok]) * ow + ox[ok]
-            srcs.append((c * h + iy[ok]) * w + ix[ok])
-            tgts.append(tgt)
-            ws.append(weight_of(o, ci, ki, kj, tgt))
+    for ki, kj in itertools.product(range(kh), range(kw)):
+        iy = oy * sh - ph + ki * dil[0]
+        ix = ox * sw - pw + kj * dil[1]
+        ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        if not ok.any():
+            continue
+        src = (channel * h + iy[ok][None, None, :]) * w + ix[ok][None, None, :]
+        tgt = np.broadcast_to((o * oh + oy[ok][None, None, :]) * ow + ox[ok][None, None, :], src.shape)
+        srcs.append(src.reshape(-1))
+        tgts.append(tgt.reshape(-1))
+        ws.append(np.broadcast_to(weight_of(ki, kj, tgt), src.shape).reshape(-1))
     if not srcs:
         z = np.zeros(0, np.int64)
         return z, z, z
@@ -80,12 +82,19 @@ def synapses(p: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         tgt = p.indices.data.astype(np.int64)
         weight = w.reshape(-1)
     elif p.kind == "conv2d":
-        src, tgt, weight = _window(p, src_shape, lambda o, ci, ki, kj, t: np.full(t.size, w[o, ci, ki, kj]))
+        src, tgt, weight = _window(p, src_shape, lambda ki, kj, t: w[:, :, ki, kj][:, :, None])
     else:  # pool: the weight broadcasts over the output
         flat = np.broadcast_to(w, p.result.type.shape).reshape(-1)
-        src, tgt, weight = _window(p, src_shape, lambda o, ci, ki, kj, t: flat[t])
+        src, tgt, weight = _window(p, src_shape, lambda ki, kj, t: flat[t])
     order = np.lexsort((src, tgt))
     return src[order].astype(np.int64), tgt[order].astype(np.int64), np.asarray(weight, np.int64)[order]
+
+
+def distinct(a: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of a 1-D array, as ``np.unique`` gives them, by sorting
+    (numpy 2's hash-based ``np.unique`` is tens of times slower on large integer arrays)."""
+    s = np.sort(a)
+    return s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
 
 
 def weight_bits(p: Op) -> int:

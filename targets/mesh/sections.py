@@ -42,8 +42,10 @@ from nmc.targets.mesh.mapping import Mapping
 from nmc.targets.mesh.netlist import pop_name
 
 MAGIC = b"NMA1"
-DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8")}
+DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("<i2"),
+          5: np.dtype("i1")}
 CODES = {v: k for k, v in DTYPES.items()}
+SIGNED = (np.dtype("i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<i8"))  # narrowest first
 SECTIONS = ("mesh.cores", "mesh.neurons", "mesh.synapses", "mesh.routes", "mesh.ports")
 PASS_THROUGH = ("ann.flatten", "ann.reshape", "ann.identity", "ann.dropout")  # host ops that only reshape
 RESETS = ("subtract", "zero")
@@ -56,13 +58,23 @@ class SectionError(NmcError):
 # ------------------------------------------------------------------------- array container
 
 
+def _stored_dtype(arr: np.ndarray) -> np.dtype:
+    """uint8 stays; floats are float64; other integers take the narrowest signed type that
+    holds their values (the synapse tables are most of an image)."""
+    if arr.dtype == np.uint8:
+        return DTYPES[1]
+    if arr.dtype.kind == "f":
+        return DTYPES[2]
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    return next(dt for dt in SIGNED if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max)
+
+
 def pack(arrays: dict[str, np.ndarray]) -> bytes:
+    """The arrays in the container format of docs/mesh-target.md (deterministic bytes)."""
     out = [MAGIC, struct.pack("<I", len(arrays))]
     for name, arr in arrays.items():
         arr = np.asarray(arr)
-        dt = np.dtype("<i8") if arr.dtype.kind in "iub" and arr.dtype != np.uint8 else arr.dtype.newbyteorder("<")
-        if arr.dtype.kind == "f":
-            dt = np.dtype("<f8")
+        dt = _stored_dtype(arr)
         arr = np.ascontiguousarray(arr, dtype=dt)
         raw = name.encode()
         out += [struct.pack("<H", len(raw)), raw, struct.pack("<BB", CODES[dt], arr.ndim),
@@ -71,6 +83,8 @@ def pack(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def unpack(data: bytes, section: str) -> dict[str, np.ndarray]:
+    """The arrays of a container (signed integers as int64, whatever width they were stored
+    in), or SectionError saying what is malformed."""
     def bad(msg):
         return SectionError(f"image section '{section}' is malformed: {msg}",
                             hint="the image is damaged or was not written by this nmc; compile it again")
@@ -103,7 +117,8 @@ def unpack(data: bytes, section: str) -> dict[str, np.ndarray]:
         size = int(np.prod(shape, dtype=object)) * DTYPES[code].itemsize
         if pos + size > len(data):
             raise bad(f"array '{name}' is truncated ({size} bytes announced, {len(data) - pos} left)")
-        out[name] = np.frombuffer(bytes(data[pos:pos + size]), DTYPES[code]).reshape(shape)
+        arr = np.frombuffer(bytes(data[pos:pos + size]), DTYPES[code]).reshape(shape)
+        out[name] = arr.astype(np.int64) if DTYPES[code] in SIGNED else arr  # integers read back as int64
         pos += size
     if pos != len(data):
         raise bad(f"{len(data) - pos} stray bytes after the last array")
