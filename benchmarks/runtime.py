@@ -345,7 +345,7 @@ def main(argv=None) -> int:
         g3 = w3_graph(rng, neurons, synapses)
         x3 = (np.random.default_rng(9).random((1, steps, neurons // 10)) < 0.02).astype(np.float32)
         rows.append(measure(f"W3 LIF {neurons} / {synapses:,} syn", g3, [x3], steps,
-                            lambda: baseline_w3(g3, x3, steps), args.threads, 1))
+                            lambda: baseline_w3(g3, x3, steps), args.threads, args.repeat))
 
     head = (f"{'workload':28} {'same':>4} {'nmc s/smp-step':>14} {'numpy s/smp-step':>16} {'nmc ev/s':>9} "
             f"{'numpy ev/s':>10} {'ratio':>6} {'cold s':>7} {'cached s':>8} {'nmc MB':>7} {'numpy MB':>8} {'spk/step':>8}")

@@ -458,3 +458,62 @@ def test_the_random_graphs_reach_every_feature(integer):
 
     collect()
     assert wanted <= seen, sorted(wanted - seen)
+
+
+def _fed_population(weight_in: Blob, bits: int, sparse: tuple[np.ndarray, np.ndarray, Blob] | None = None,
+                    exponent: int = 0) -> Graph:
+    """spike train (4 inputs) → dense (or the given sparse synapses) → one population of 6
+    neurons with a recurrent sparse projection."""
+    g = Graph("fed")
+    x = g.add(ann.Input(declared_type=TensorType((4,))), "x")
+    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    if sparse is None:
+        c = g.add(snn.Project(src=s, kind="dense", weight=weight_in, exponent=exponent))
+    else:
+        indptr, indices, w = sparse
+        c = g.add(snn.Project(src=s, kind="sparse", weight=w, indptr=Blob(indptr), indices=Blob(indices),
+                              shape=(6,), exponent=exponent))
+    pop = snn.Population(currents=[c], declared_type=SpikeType((6,)), bits=bits, threshold=3, du=1000, dv=10)
+    g.add(pop, "h")
+    r = g.add(snn.Project(src=pop.result, kind="sparse", weight=Blob(np.array([9, -7, 5, 11, -3, 2], np.int8)),
+                          indptr=Blob(np.arange(7, dtype=np.int32)), indices=Blob(np.array([1, 2, 3, 4, 5, 0], np.int32)),
+                          shape=(6,)))
+    pop.currents.append(r)
+    g.add(ann.Output(values=[g.add(snn.Decode(x=pop.result))]))
+    verify(g)
+    return g
+
+
+@pytest.mark.parametrize("bits", [24, 30, 31])
+def test_large_event_values_into_an_i32_accumulator_are_exact(bits):
+    """Spike counts far beyond 1 reach an i32 accumulator through its i64 side accumulator,
+    folded in clamped to ±2**30: currents of any size (within and beyond i32) still give the
+    reference's saturated states."""
+    from nmc.targets.cpu import lower
+
+    g = _fed_population(Blob(np.array([[30000, -30000, 1, 0]] * 3 + [[-1, 2, -30000, 30000]] * 3, np.int16)), bits)
+    pop = g.walk("snn.population")[0]
+    layout = lower.plan(lower.Network.of(g))
+    assert (pop in layout.narrow, pop in layout.wide) == (bits <= 30, bits <= 30)
+    rng = np.random.default_rng(3)
+    counts = np.array([0, 1, -1, 2, 35791, -35791, 71583, 2**20, -(2**21), 3 * 10**8], np.float32)
+    trains = rng.choice(counts, size=(4, 30, 4)).astype(np.float32)
+    trains[0, :, :2] = 1  # unit events only, and 30000 - 30000 in the same step
+    compare(g, [trains], 30, exact=True)
+
+
+@pytest.mark.parametrize("scale, exponent, layout_bits", [(100, 0, 3), (2**29, 1, 0), (2**30, 2, 0)])
+def test_every_sparse_synapse_table_layout_matches(scale, exponent, layout_bits):
+    """Packed words (weight << bits | target) while the weights fit the bits the targets
+    leave, else 32- or 64-bit (target, weight) records."""
+    from nmc.targets.cpu import lower
+
+    rng = np.random.default_rng(5)
+    indptr = np.array([0, 3, 3, 7, 9], np.int32)
+    indices = rng.integers(0, 6, 9).astype(np.int32)
+    w = Blob((rng.integers(-scale, scale, 9)).astype(np.int64 if scale > 2**15 else np.int16))
+    g = _fed_population(None, 32 if exponent == 2 else 24, (indptr, indices, w), exponent)
+    table, bits, _ = lower.synapse_table(g.walk("snn.project")[0])
+    assert bits == layout_bits and table.dtype == (np.int64 if exponent == 2 else np.int32)
+    trains = rng.integers(0, 3, size=(3, 20, 4)).astype(np.float32)
+    compare(g, [trains], 20, exact=True)

@@ -34,12 +34,26 @@ def default_threads() -> int:
 
 
 class Executor:
-    """``execute(inputs, timesteps=None, record=None) -> RunResult`` for one compiled graph."""
+    """``execute(inputs, timesteps=None, record=None) -> RunResult`` for one compiled graph.
+
+    Everything that depends only on the graph (host op lists, latency, initial voltages) is
+    worked out once here, so that a call costs little more than the compiled code."""
 
     def __init__(self, net: Network, layout: Layout, compiled: Compiled, threads: int | None = None):
         self.net, self.layout, self.compiled = net, layout, compiled
         self.fn = _SIGNATURE(compiled.address)
         self.threads = threads
+        graph = net.graph
+        for e in net.encoders:
+            if e.encoding == "spikes" and (e.x.owner is None or e.x.owner.KIND != "ann.input"):
+                raise NmcError("a 'spikes' encoder must read a graph input directly", e.loc)
+        self.trains = {i for i, v in enumerate(graph.inputs)
+                       if any(e.x is v for e in net.encoders if e.encoding == "spikes")}
+        self.pre, _, self.post = semantics._split_host(graph)
+        self.extra_steps = semantics.latency_steps(graph, 1) - 1  # steps = T + extra_steps
+        self.v0 = {pop: param_array(pop.v0, pop.result.type.shape, np.int64 if pop.bits else np.float64)
+                   .reshape(-1).astype(state_dtype(pop)) for pop in net.populations}
+        self.names = {p: p.result.name or f"population{i}" for i, p in enumerate(net.populations)}
 
     def encode(self, host: dict, T: int, batch: int) -> dict:
         """Encoder values ``[N, T, size]`` per encoder (what it emits for each presentation step)."""
@@ -47,6 +61,9 @@ class Executor:
         state: dict = {}
         for e in self.net.encoders:
             dtype = self.net.enc_dtype(e)
+            if e.encoding == "spikes":  # semantics.encode's cast, for all steps at once
+                out[e] = host[e.x][:, :T].reshape(batch, T, -1).astype(dtype)
+                continue
             arr = np.empty((batch, T, e.result.type.size), dtype=dtype)
             for t in range(T):
                 arr[:, t] = semantics.encode(e, host[e.x], t, T, state, self.net.integer_enc[e])
@@ -56,16 +73,10 @@ class Executor:
     def __call__(self, inputs: Sequence[np.ndarray], timesteps: int | None = None, record: str | None = None,
                  threads: int | None = None) -> RunResult:
         graph = self.net.graph
-        trains = {i for i, v in enumerate(graph.inputs)
-                  if any(u.KIND == "snn.encode" and u.encoding == "spikes" for u in graph.users(v))}
-        for e in self.net.encoders:
-            if e.encoding == "spikes" and (e.x.owner is None or e.x.owner.KIND != "ann.input"):
-                raise NmcError("a 'spikes' encoder must read a graph input directly", e.loc)
-        host, batch = semantics.bind_inputs(graph, inputs, trains)
-        pre, _, post = semantics._split_host(graph)
-        semantics._host_ops(graph, host, pre, batch)
+        host, batch = semantics.bind_inputs(graph, inputs, self.trains)
+        semantics._host_ops(graph, host, self.pre, batch)
         T = semantics._resolve_timesteps(graph, self.net.encoders, host, timesteps)
-        steps = semantics.latency_steps(graph, T)
+        steps = T + self.extra_steps
         encoded = self.encode(host, T, batch)
         recorded_pops = set(_population_names(graph, record))
 
@@ -76,22 +87,17 @@ class Executor:
                 a = encoded[op]
             elif kind == "synops":
                 a = np.zeros(batch, dtype=np.int64)
-            else:
-                size = op.result.type.size
-                dtype = state_dtype(op)
-                if kind == "u":
-                    a = np.zeros((batch, size), dtype=dtype)
-                elif kind == "v":
-                    v0 = param_array(op.v0, op.result.type.shape, np.int64 if op.bits else np.float64).reshape(-1)
-                    a = np.ascontiguousarray(np.broadcast_to(v0, (batch, size))).astype(dtype)
-                elif kind == "count":
-                    a = np.zeros((batch, size), dtype=COUNT_DTYPE)
-                else:  # rec
-                    a = np.zeros((batch, steps, size), dtype=np.uint8) if op in recorded_pops else None
+            elif kind == "v":
+                a = np.tile(self.v0[op], (batch, 1))
+            elif kind in ("u", "count"):
+                a = np.zeros((batch, op.result.type.size), dtype=COUNT_DTYPE if kind == "count" else state_dtype(op))
+            else:  # rec
+                a = np.zeros((batch, steps, op.result.type.size), dtype=np.uint8) if op in recorded_pops else None
             state[(kind, op)] = a
             arrays.append(a)
         table = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data if a is not None else None for a in arrays])
-        self._run(table, batch, T, steps, threads or self.threads or default_threads())
+        threads = threads or self.threads or default_threads()
+        self._run(table, batch, T, steps, threads)
 
         outputs_by_value, voltages_by_value = {}, {}
         for d in graph.walk("snn.decode"):
@@ -102,17 +108,15 @@ class Executor:
             outputs_by_value[d.result] = final_v if d.mode == "membrane" else counted
             voltages_by_value[d.result] = final_v
         host.update(outputs_by_value)
-        semantics._host_ops(graph, host, post, batch)
-        names = {id(p): p.result.name or f"population{i}" for i, p in enumerate(self.net.populations)}
-        recorded = {names[id(p)]: state[("rec", p)].astype(np.int64).reshape((batch, steps, *p.result.type.shape))
+        semantics._host_ops(graph, host, self.post, batch)
+        recorded = {self.names[p]: state[("rec", p)].astype(np.int64).reshape((batch, steps, *p.result.type.shape))
                     for p in self.net.populations if p in recorded_pops}
         spikes = int(sum(int(state[("count", p)].sum()) for p in self.net.populations))
         return RunResult("cpu", [host[v] for v in graph.outputs],
                          voltages=[voltages_by_value.get(v) for v in graph.outputs],
                          recorded=recorded, timesteps=T, steps=steps, spikes=spikes,
                          synaptic_ops=int(state[("synops", None)].sum()),
-                         stats={"threads": threads or self.threads or default_threads(),
-                                "from_cache": self.compiled.from_cache})
+                         stats={"threads": threads, "from_cache": self.compiled.from_cache})
 
     def _run(self, table, batch: int, T: int, steps: int, threads: int) -> None:
         threads = max(1, min(threads, batch))

@@ -17,12 +17,14 @@ Projections are event driven: each source keeps, per step, the list of its spiki
 (a ring buffer as deep as the longest delay out of it), and each event adds one weight row
 (dense: a contiguous row of the transposed matrix; conv2d: one kernel scattered, channel-last,
 into a private accumulator; pool: its windows, found through per-axis tables; sparse: its CSR
-synapses, stored as (target, weight) pairs).  Encoder values are scanned for non-zeros; events
-of value 1 skip the multiply.  Integer dense and conv2d projections accumulate in i32 when no
-sum can leave it.  Neurons are updated 8 at a time with explicit vectors, leaving a bit mask
-from which the spike list is built with count-trailing-zeros.  Integer populations compute in
-i64 with the exact decay/saturation rules of :mod:`nmc.semantics`; float populations in f64 in
-the reference's operation order, without fast-math (only the order of synaptic sums differs).
+synapses, see :func:`synapse_table`).  Encoder values are scanned for non-zeros; events of
+value 1 skip the multiply.  An integer population's accumulator is i32 when events of value 1
+cannot overflow it (:func:`narrow_accumulator`; other events go through an i64 side
+accumulator), else i64 (:func:`private_accumulator` then gives dense projections an i32 one
+where it can).  Neurons are updated 8 at a time with explicit vectors, leaving a bit mask
+from which the spike list is built 64 neurons at a time with count-trailing-zeros.  Integer populations compute in i64 with the
+exact decay/saturation rules of :mod:`nmc.semantics`; float populations in f64 in the
+reference's operation order, without fast-math (only the order of synaptic sums differs).
 Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
 :meth:`Emitter.const_array`).
 """
@@ -59,13 +61,17 @@ class Layout:
     ``slots``: (kind, op) per entry of the pointer table, kind one of ``enc`` (encoder values
     ``[N, T, size]``, :meth:`Network.enc_dtype`), ``u``, ``v`` (``[N, size]``, :func:`state_dtype`),
     ``count`` (``[N, size]`` i32), ``rec`` (``[N, steps, size]`` u8, or null), ``synops`` (``[N]`` i64).
-    ``scratch``: byte offsets of per-thread areas keyed by (kind, op)."""
+    ``scratch``: byte offsets of per-thread areas keyed by (kind, op).  ``narrow``: populations
+    whose accumulator is i32 (:func:`narrow_accumulator`); ``wide``: those of them that also
+    have an i64 side accumulator for events of other values than 1."""
 
     slots: list[tuple[str, Op | None]] = field(default_factory=list)
     scratch: dict[tuple[str, Op], int] = field(default_factory=dict)
     scratch_bytes: int = 0
     ring: dict[Op, int] = field(default_factory=dict)
     private: dict[Op, np.dtype] = field(default_factory=dict)
+    narrow: set[Op] = field(default_factory=set)
+    wide: set[Op] = field(default_factory=set)
 
     def slot(self, kind: str, op: Op | None) -> int:
         for i, (k, o) in enumerate(self.slots):
@@ -127,12 +133,18 @@ def plan(net: Network) -> Layout:
         size = pop.result.type.size
         delays = [p.delay for p in net.projections if p.src.owner is pop]
         lay.ring[pop] = max(delays, default=0) + 1
-        lay.reserve("acc", pop, 8 * size)
-        lay.reserve("fired", pop, size // 8 + 1)
+        if narrow_accumulator(pop):
+            lay.narrow.add(pop)
+            if not all(_unit_events(c.owner) for c in pop.currents):
+                lay.wide.add(pop)
+                lay.reserve("wide", pop, 8 * size)
+        lay.reserve("acc", pop, (4 if pop in lay.narrow else 8) * size)
+        lay.reserve("fired", pop, (size + 63) // 64 * 8)  # whole i64 words; the tail stays 0
         lay.reserve("ring_idx", pop, 4 * size * lay.ring[pop])
         lay.reserve("ring_cnt", pop, 4 * lay.ring[pop])
+    target = {c.owner: pop for pop in net.populations for c in pop.currents}
     for p in net.projections:
-        dtype = private_accumulator(p)
+        dtype = private_accumulator(p, target.get(p) in lay.narrow)
         if dtype is not None:
             lay.private[p] = dtype
             lay.reserve("pacc", p, dtype.itemsize * p.result.type.size)
@@ -157,24 +169,52 @@ def _unit_events(p: Op) -> bool:
     return src.KIND == "snn.population" or src.encoding in ("rate", "poisson")
 
 
-def private_accumulator(p: Op) -> np.dtype | None:
+def unit_bound(p: Op) -> int:
+    """The largest ``Σ |w| << exponent`` into one target of integer projection ``p``: a bound
+    of what events of value 0 or 1 add to one neuron in one step (a source emits at most one
+    event per step)."""
+    data = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
+    w = np.abs(data.astype(np.int64)) << p.exponent
+    if w.size == 0:
+        return 0
+    if p.kind in ("dense", "conv2d"):  # [out, ...]: one output (channel) per row
+        return int(w.reshape(w.shape[0], -1).sum(axis=1).max())
+    if p.kind == "sparse":
+        return int(np.bincount(p.indices.data, w.astype(np.float64)).max())
+    if p.kind == "pool":
+        return int(w.max()) * int(np.prod(p.kernel))
+    return int(w.max())  # one_to_one
+
+
+def narrow_accumulator(pop: Op) -> bool:
+    """Whether ``pop``'s accumulator can be i32: an integer population of at most 30 bits whose
+    events of value 1 cannot sum out of i32 (Σ of :func:`unit_bound`), and no conv2d
+    projection with events of other values.
+
+    Other events go into an i64 side accumulator, which is folded in before the update with
+    the sum clamped to ±2**30: exact, since ``sat(decay(u) + I)`` saturates alike for any
+    ``|I| >= 2**30`` when ``|decay(u)| <= 2**29``."""
+    if not pop.bits or pop.bits > 30:
+        return False
+    projections = [c.owner for c in pop.currents]
+    if any(p.kind == "conv2d" and not _unit_events(p) for p in projections):
+        return False
+    return sum(unit_bound(p) for p in projections) < 2**31
+
+
+def private_accumulator(p: Op, narrow: bool) -> np.dtype | None:
     """The element type of a projection's own accumulator, or None when it adds straight into
-    the population's.
+    the population's (``narrow``: an i32 one).
 
     conv2d always has one (channel-last, so that an event adds contiguous channel vectors).
-    An integer dense projection has an i32 one (twice the vector width of i64) when no output
-    can leave i32 from events of value 1 — each source emits at most one event per step, so
-    the bound is the largest row sum of |w|.  Events of other values (spike counts, integer
-    currents) then add straight into the population's i64 accumulator."""
+    An integer dense projection into an i64 accumulator has an i32 one (twice the vector width)
+    when no output can leave i32 from events of value 1; events of other values (spike counts,
+    integer currents) then add straight into the population's accumulator."""
     integer = p.is_integer
-    bounded = False
-    if integer and p.kind in ("dense", "conv2d"):
-        w = np.abs(p.weight.data.astype(np.int64)) << p.exponent
-        bound = int(w.reshape(w.shape[0], -1).sum(axis=1).max()) if w.size else 0
-        bounded = bound < 2**31
+    bounded = integer and p.kind in ("dense", "conv2d") and unit_bound(p) < 2**31
     if p.kind == "conv2d":
         return np.dtype(np.int32 if bounded and _unit_events(p) else np.int64 if integer else np.float64)
-    if p.kind == "dense" and bounded:
+    if p.kind == "dense" and bounded and not narrow:
         return np.dtype(np.int32)
     return None
 
@@ -189,6 +229,32 @@ def _narrow_int(data: np.ndarray) -> np.dtype:
         if info.min <= lo and hi <= info.max:
             return np.dtype(dt)
     return np.dtype(np.int64)
+
+
+def synapse_table(p: Op) -> tuple[np.ndarray, int, ir.Type]:
+    """The synapses of sparse projection ``p`` in CSR order, as ``(table, bits, weight type)``.
+
+    ``bits > 0``: one i32 word per synapse, ``weight << bits | target`` (integer weights that
+    fit the ``32 - bits`` bits the targets leave).  ``bits == 0``: ``[nnz, 2]`` records of
+    (target, weight bit pattern), 32-bit when the weight is exact in 32 bits (i32 or f32), else
+    64-bit.  Both keep a synapse's target and weight in one cache line."""
+    data, targets = p.weight.data, p.indices.data.astype(np.int64)
+    if p.is_integer:
+        w = data.astype(np.int64) << p.exponent
+        bits = max(int(p.result.type.size - 1).bit_length(), 1)
+        if w.size == 0 or -2**(31 - bits) <= w.min() and w.max() < 2**(31 - bits):
+            return (w << bits | targets).astype(np.int32), bits, I32
+        narrow = w.size == 0 or -2**31 <= w.min() and w.max() < 2**31
+        wbits, wt = (w.astype(np.int32), I32) if narrow else (w, I64)
+    else:
+        w = data.astype(np.float64) * 2.0 ** p.exponent
+        w32 = w.astype(np.float32)
+        narrow = np.array_equal(w32.astype(np.float64), w, equal_nan=True)
+        wbits, wt = (w32.view(np.int32), F32) if narrow else (w.view(np.int64), F64)
+    table = np.empty((data.size, 2), dtype=wbits.dtype)
+    table[:, 0] = targets
+    table[:, 1] = wbits
+    return table, 0, wt
 
 
 def _byte_string(raw: bytes) -> str:
@@ -307,7 +373,12 @@ class _Lowering:
     # -- helpers ---------------------------------------------------------------------------
 
     def acc_type(self, pop: Op) -> ir.Type:
+        """The type the population's arithmetic runs in."""
         return I64 if pop.bits else F64
+
+    def acc_store_type(self, pop: Op) -> ir.Type:
+        """The element type of the population's accumulator."""
+        return I32 if pop in self.lay.narrow else self.acc_type(pop)
 
     def add(self, pop: Op, a, b):
         return self.e.b.add(a, b) if pop.bits else self.e.b.fadd(a, b)
@@ -356,6 +427,7 @@ class _Lowering:
         self.buf = [b.load(b.gep(bufs, [e.i64(i)], source_etype=PTR), typ=PTR) for i in range(len(self.lay.slots))]
         self.area = {k: b.gep(scratch, [e.i64(off)], source_etype=I8) for k, off in self.lay.scratch.items()}
         self.synops = e.var(I64, 0)
+        self.wide_flag = {pop: e.var(I8, 0) for pop in self.lay.wide}
         with e.loop(n0, n1, "n") as n:
             self.n = n
             b.store(e.i64(0), self.synops)
@@ -397,6 +469,8 @@ class _Lowering:
         for k, c in enumerate(pop.currents):
             self.first_current = k == 0
             self.projection(c.owner, pop, acc)
+        if pop in self.lay.wide:
+            self.fold(pop)
         self.update(pop, acc)
 
     def events(self, p: Op, pop: Op, body, counted: bool = False):
@@ -427,13 +501,16 @@ class _Lowering:
                         else b.fcmp_unordered("!=", x, ir.Constant(typ, 0.0))
                     with e.when(nz):
                         count(j)
-                        one = b.icmp_signed("==", x, ir.Constant(typ, 1)) if isinstance(typ, ir.IntType) \
-                            else b.fcmp_ordered("==", x, ir.Constant(typ, 1.0))
-                        with b.if_else(one) as (spike, other):
-                            with spike:  # the common case: no multiply
-                                body(j, None)
-                            with other:
-                                body(j, self.widen(pop, x, typ))
+                        if _unit_events(p):  # rate, poisson: every event is a spike
+                            body(j, None)
+                        else:
+                            one = b.icmp_signed("==", x, ir.Constant(typ, 1)) if isinstance(typ, ir.IntType) \
+                                else b.fcmp_ordered("==", x, ir.Constant(typ, 1.0))
+                            with b.if_else(one) as (spike, other):
+                                with spike:  # the common case: no multiply
+                                    body(j, None)
+                                with other:
+                                    body(j, self.widen(pop, x, typ))
             return
         st = b.sub(self.t, e.i64(p.delay))
         with e.when(b.icmp_signed(">=", st, e.i64(0))):
@@ -450,17 +527,41 @@ class _Lowering:
     def projection(self, p: Op, pop: Op, acc):
         getattr(self, "project_" + p.kind)(p, pop, acc)
 
-    def accumulate(self, pop: Op, acc, index, w, wtyp, x, acc_t: ir.Type | None = None):
-        """``acc[index] += w * x`` in ``acc_t`` (default the population's type; ``x`` None: a
-        spike, no multiply)."""
+    def target(self, pop: Op, x):
+        """(pointer, element type) of the accumulator that an event of value ``x`` (None: 1)
+        adds into: the population's, or for other values into an i32 one, its i64 side
+        accumulator (flagged for :meth:`fold`)."""
+        if x is not None and pop in self.lay.wide:
+            self.e.b.store(ir.Constant(I8, 1), self.wide_flag[pop])
+            return self.area[("wide", pop)], I64
+        return self.area[("acc", pop)], self.acc_store_type(pop)
+
+    def accumulate(self, pop: Op, into, index, w, wtyp, x):
+        """``acc[index] += w * x`` into ``into`` = (pointer, element type) (``x`` None: a spike,
+        no multiply)."""
         e, b = self.e, self.e.b
-        acc_t = acc_t or self.acc_type(pop)
+        acc, acc_t = into
         w = self.widen(pop, w, wtyp, acc_t)
         if x is not None:
             x = self.widen(pop, x, self.acc_type(pop), acc_t)
         term = w if x is None else (b.mul(w, x) if pop.bits else b.fmul(w, x))
         old = e.load(acc, index, acc_t)
         e.store(b.add(old, term) if pop.bits else b.fadd(old, term), acc, index, acc_t)
+
+    def fold(self, pop: Op):
+        """Add the side accumulator of ``pop`` into its i32 one, clamped to ±2**30 (see
+        :func:`narrow_accumulator`), and clear it, if any event went there this step."""
+        e, b = self.e, self.e.b
+        flag = self.wide_flag[pop]
+        acc, wide = self.area[("acc", pop)], self.area[("wide", pop)]
+        lo, hi = e.i64(-2**30), e.i64(2**30)
+        with e.when(b.icmp_unsigned("!=", b.load(flag, typ=I8), ir.Constant(I8, 0))):
+            b.store(ir.Constant(I8, 0), flag)
+            with e.loop(0, pop.result.type.size, "fold") as i:
+                total = b.add(b.sext(e.load(acc, i, I32), I64), e.load(wide, i, I64))
+                total = b.select(b.icmp_signed("<", total, lo), lo, b.select(b.icmp_signed(">", total, hi), hi, total))
+                e.store(b.trunc(total, I32), acc, i, I32)
+                e.store(e.i64(0), wide, i, I64)
 
     def private(self, p: Op, pop: Op):
         """(pointer, type, touched flag) of ``p``'s private accumulator, or None."""
@@ -477,7 +578,7 @@ class _Lowering:
         integer result is stored rather than added."""
         e, b = self.e, self.e.b
         pacc, pt, touched = priv
-        acc_t = self.acc_type(pop)
+        acc_t = self.acc_store_type(pop)
         chans = size // cells
         with e.when(b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))):
             # contiguous stores into the population's accumulator, strided reads
@@ -503,12 +604,12 @@ class _Lowering:
         def body(j, x):
             if priv and x is None:
                 b.store(ir.Constant(I8, 1), priv[2])
-                target, tt = priv[0], priv[1]
-            else:  # events of other values than 1 are not bounded: straight into i64
-                target, tt = acc, self.acc_type(pop)
+                into = priv[:2]
+            else:  # events of other values than 1 are not bounded: not into the private one
+                into = self.target(pop, x)
             row = b.gep(g, [b.mul(j, e.i64(out))], source_etype=wt)
             with e.loop(0, out, "o") as o:
-                self.accumulate(pop, target, o, e.load(row, o, wt), wt, x, tt)
+                self.accumulate(pop, into, o, e.load(row, o, wt), wt, x)
 
         self.events(p, pop, body)
         if priv:
@@ -519,57 +620,35 @@ class _Lowering:
         shape = p.src.type.shape
         data = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
         g, wt = self.weights(p, np.broadcast_to(data, shape).reshape(-1), "o2o")
-        self.events(p, pop, lambda j, x: self.accumulate(pop, acc, j, e.load(g, j, wt), wt, x))
+        self.events(p, pop, lambda j, x: self.accumulate(pop, self.target(pop, x), j, e.load(g, j, wt), wt, x))
 
     def project_sparse(self, p: Op, pop: Op, acc):
         e, b = self.e, self.e.b
         indptr = p.indptr.data
         ip_t = np.int32 if indptr[-1] < 2**31 else np.int64
         ip, ipt = e.const_array(indptr.astype(ip_t), "indptr")
-        pairs = self.synapse_pairs(p)
-        if pairs is not None:  # (target, weight) side by side: one cache line serves both
-            g, wt = e.const_array(pairs[0], "synapses")
-            wt = pairs[1]
-            ix = g
-        else:
-            ix, _ = e.const_array(p.indices.data.astype(np.int32), "indices")
-            g, wt = self.weights(p, p.weight.data, "sparse")
+        table, bits, wt = synapse_table(p)
+        g, gt = e.const_array(table, "synapses")
 
         def body(j, x):
             lo = b.sext(e.load(ip, j, ipt), I64)
             hi = b.sext(e.load(ip, b.add(j, e.i64(1)), ipt), I64)
             b.store(b.add(b.load(self.synops, typ=I64), b.sub(hi, lo)), self.synops)
+            into = self.target(pop, x)
             with e.loop(lo, hi, "s") as s:
-                if pairs is not None:
+                if bits:  # one word: weight << bits | target
+                    word = e.load(g, s, gt)
+                    target = b.zext(b.and_(word, ir.Constant(gt, (1 << bits) - 1)), I64)
+                    w = b.ashr(word, ir.Constant(gt, bits))
+                else:  # (target, weight) side by side: one cache line serves both
                     s2 = b.shl(s, e.i64(1))
-                    target = b.sext(e.load(ix, s2, I32), I64)
-                    w = e.load(g, b.add(s2, e.i64(1)), wt)
-                else:
-                    target = b.sext(e.load(ix, s, I32), I64)
-                    w = e.load(g, s, wt)
-                self.accumulate(pop, acc, target, w, wt, x)
+                    target = e.load(g, s2, gt)
+                    target = b.sext(target, I64) if gt != I64 else target
+                    w = e.load(g, b.add(s2, e.i64(1)), gt)
+                    w = b.bitcast(w, wt) if wt != gt else w
+                self.accumulate(pop, into, target, w, wt, x)
 
         self.events(p, pop, body, counted=True)
-
-    def synapse_pairs(self, p: Op):
-        """``[nnz, 2]`` 32-bit (target, weight) pairs and the weight's IR type, or None when a
-        weight needs 64 bits."""
-        data = p.weight.data
-        if p.is_integer:
-            w = data.astype(np.int64) << p.exponent
-            if w.size and (w.min() < -2**31 or w.max() >= 2**31):
-                return None
-            bits, typ = w.astype(np.int32), I32
-        else:
-            w = data.astype(np.float64) * 2.0 ** p.exponent
-            w32 = w.astype(np.float32)
-            if not np.array_equal(w32.astype(np.float64), w, equal_nan=True):
-                return None
-            bits, typ = w32.view(np.int32), F32
-        pairs = np.empty((data.size, 2), dtype=np.int32)
-        pairs[:, 0] = p.indices.data
-        pairs[:, 1] = bits
-        return pairs, typ
 
     def _window_targets(self, j, src_shape, kernel, strides, pads, dils, out_hw, visit):
         """For source cell ``j`` of ``[C, H, W]``: call ``visit(c, ky, kx, oy, ox)`` for each
@@ -635,7 +714,7 @@ class _Lowering:
                 first = b.add(b.mul(b.add(b.mul(oy, e.i64(OW)), ox), e.i64(O)), b.mul(grp, e.i64(og)))
                 wfirst = b.add(wrow, b.mul(grp, e.i64(og)))
                 with e.loop(0, og, "oc") as o:
-                    self.accumulate(pop, pacc, b.add(first, o), e.load(g, b.add(wfirst, o), wt), wt, x, pt)
+                    self.accumulate(pop, (pacc, pt), b.add(first, o), e.load(g, b.add(wfirst, o), wt), wt, x)
 
             self._window_targets(j, p.src.type.shape, (kh, kw), p.strides, p.pads, p.dilations, (OH, OW), visit)
 
@@ -652,7 +731,7 @@ class _Lowering:
         def body(j, x):
             def visit(c, ky, kx, oy, ox):
                 target = b.add(b.mul(b.add(b.mul(c, e.i64(OH)), oy), e.i64(OW)), ox)
-                self.accumulate(pop, acc, target, e.load(g, target, wt), wt, x)
+                self.accumulate(pop, self.target(pop, x), target, e.load(g, target, wt), wt, x)
 
             self._window_targets(j, p.src.type.shape, p.kernel, p.strides, p.pads, (1, 1), (OH, OW), visit)
 
@@ -712,7 +791,7 @@ class _Lowering:
 
         state_t = _ir_type(state_dtype(pop))
         u_row, v_row, count_row = self.row[("u", pop)], self.row[("v", pop)], self.row[("count", pop)]
-        u = self.add(pop, self.decay(pop, ld(u_row, state_t), get("du"), params["du"][0]), ld(acc))
+        u = self.add(pop, self.decay(pop, ld(u_row, state_t), get("du"), params["du"][0]), ld(acc, self.acc_store_type(pop)))
         if pop.bits:
             u = self.saturate(pop, u)
         dv = self.decay(pop, ld(v_row, state_t), get("dv"), params["dv"][0])
@@ -725,7 +804,7 @@ class _Lowering:
             else ir.Constant(vt, 0)
         st(u, u_row, state_t)
         st(b.select(fired, after, v), v_row, state_t)
-        st(ir.Constant(vt, 0), acc)  # the accumulator is clear for the next step
+        st(ir.Constant(vt, 0), acc, self.acc_store_type(pop))  # the accumulator is clear for the next step
         count_t = _ir_type(COUNT_DTYPE)
         count = b.load(b.gep(count_row, [i], source_etype=count_t, inbounds=True), typ=vec(count_t), align=4)
         st(b.add(count, b.zext(fired, vec(count_t))), count_row, count_t)
@@ -753,9 +832,11 @@ class _Lowering:
                 fired = self.neurons(pop, acc, params, e.i64(nvec * width + r), 1)
                 bits = b.or_(bits, b.shl(b.zext(fired, I8), ir.Constant(I8, r)))
             e.store(bits, mask, e.i64(nvec), I8)
-        self.list_spikes(pop, mask, nvec + (1 if rest else 0))
+        self.list_spikes(pop, mask, (size + 63) // 64)
 
-    def list_spikes(self, pop: Op, mask, nbytes: int):
+    def list_spikes(self, pop: Op, mask, nwords: int):
+        """List the set bits of ``mask`` (``nwords`` i64 words, bit ``i`` for neuron ``i``) as
+        this step's events, in increasing order, and record them."""
         e, b = self.e, self.e.b
         size = pop.result.type.size
         ring = self.lay.ring[pop]
@@ -765,27 +846,27 @@ class _Lowering:
         recording = b.icmp_unsigned("!=", rec_base, ir.Constant(PTR, None))
         rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
         nfired = e.var(I64, 0)
-        with e.loop(0, nbytes, "list") as k:
-            # while (m) { idx = 8k + ctz(m); m &= m - 1; }
-            first = b.zext(e.load(mask, k, I8), I32)
+        with e.loop(0, nwords, "list") as k:
+            # while (m) { idx = 64k + ctz(m); m &= m - 1; }: 64 neurons per test, so that the
+            # branch on an empty word is rare and predictable
+            first = e.load(mask, k, I64)
             pre = b.block
             head = self.fn.append_basic_block("bits.head")
             body = self.fn.append_basic_block("bits.body")
             done = self.fn.append_basic_block("bits.end")
             b.branch(head)
             b.position_at_end(head)
-            m = b.phi(I32)
+            m = b.phi(I64)
             m.add_incoming(first, pre)
-            b.cbranch(b.icmp_unsigned("!=", m, ir.Constant(I32, 0)), body, done)
+            b.cbranch(b.icmp_unsigned("!=", m, e.i64(0)), body, done)
             b.position_at_end(body)
-            bit = b.zext(b.cttz(m, ir.Constant(ir.IntType(1), 1)), I64)
-            idx = b.add(b.shl(k, e.i64(3)), bit)
+            idx = b.add(b.shl(k, e.i64(6)), b.cttz(m, ir.Constant(ir.IntType(1), 1)))
             n = b.load(nfired, typ=I64)
             e.store(b.trunc(idx, I32), ring_idx, n, I32)
             b.store(b.add(n, e.i64(1)), nfired)
             with e.when(recording):
                 e.store(ir.Constant(I8, 1), rec_step, idx, I8)
-            m.add_incoming(b.and_(m, b.sub(m, ir.Constant(I32, 1))), b.block)
+            m.add_incoming(b.and_(m, b.sub(m, e.i64(1))), b.block)
             b.branch(head)
             b.position_at_end(done)
         e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
