@@ -17,7 +17,8 @@ Default pipelines (``--print-pipeline`` shows the one chosen):
   that is already spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
 * ``cpu``: nothing more (a float graph; no chip, no mapping);
 * ``mesh`` class: ``quantize{weight-bits=8}`` (skipped when the graph is already integer),
-  then ``partition,place{seed=S},route``.  The opt level sets the placement effort when the
+  ``measure-rates`` (with calibration data: spike rates for the traffic model), then
+  ``partition,place{seed=S},route``.  The opt level sets the placement effort when the
   ``place`` pass has an ``iterations`` option: ``-O0`` keeps the constructive placement
   (``iterations=0``), ``-O1``/``-O2`` use the pass's default, ``-O3`` four times as many.
   Conversion and quantisation are the same at every level.
@@ -93,8 +94,10 @@ def _place_options(opt_level: int) -> str:
     return "" if iterations is None else f",iterations={iterations}"
 
 
-def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps: int = 32, seed: int = 0) -> str:
-    """The pipeline ``nmc compile`` runs when ``--pipeline`` is not given (module docstring)."""
+def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps: int = 32, seed: int = 0,
+                     calibrated: bool = False) -> str:
+    """The pipeline ``nmc compile`` runs when ``--pipeline`` is not given (module docstring);
+    ``calibrated``: calibration data is at hand (so spike rates are measured for placement)."""
     from nmc.semantics import is_spiking
 
     if not 0 <= opt_level <= 3:
@@ -103,6 +106,8 @@ def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps
     if target.chip_class != CPU:
         if not is_integer(graph):
             parts.append(f"quantize{{weight-bits={WEIGHT_BITS}}}")
+        if calibrated:
+            parts.append("measure-rates")
         parts.append(f"partition,place{{seed={seed}{_place_options(opt_level)}}},route")
     return ",".join(parts)
 
@@ -159,7 +164,7 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
             graph.meta["timesteps"] = timesteps
         graph.meta.setdefault("timesteps", 32)
     T = timesteps or int(graph.meta.get("timesteps", 32))
-    text = pipeline if pipeline is not None else default_pipeline(graph, target, opt_level, T, seed)
+    text = pipeline if pipeline is not None else default_pipeline(graph, target, opt_level, T, seed, calibration is not None)
     passes = parse_pipeline(text)
     front, mapping = _split(passes, target)
     needs_data = [p.NAME for p in front if p.NAME in ("calibrate", "normalize")]

@@ -9,3 +9,4 @@ from nmc.passes import fold_affine  # noqa: F401
 from nmc.passes import partition  # noqa: F401
 from nmc.passes import place  # noqa: F401
 from nmc.passes import route  # noqa: F401
+from nmc.passes import measure_rates  # noqa: F401

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nmc
+import nmc.semantics
 from nmc.cli import main
 from nmc.compiler import default_pipeline, resolve_target
 from nmc.diagnostics import NmcError, UsageError
@@ -64,8 +65,25 @@ def test_default_pipelines():
     assert mesh.startswith("canonicalize,calibrate,normalize{timesteps=16},convert-to-spiking{timesteps=16},quantize{weight-bits=8},"
                            "partition,place{seed=3")
     assert mesh.endswith("},route")
+    measured = default_pipeline(ann, tiny, 2, 16, seed=3, calibrated=True)
+    assert "quantize{weight-bits=8},measure-rates,partition,place{seed=3" in measured
     with pytest.raises(UsageError):
         default_pipeline(ann, cpu, 4, 16)
+
+
+def test_measure_rates_records_what_the_reference_run_spikes(digits):
+    graph = converted(digits, T=8, quantize=True)
+    x = digits[0][:12]
+    run_pipeline(graph, "measure-rates{samples=12}", PassContext(calibration=x))
+    pops = graph.walk("snn.population")
+    ref = nmc.semantics.run_snn(graph, [x], record=pops)
+    for pop in pops:
+        assert pop.extra["calib.rate"] == round(float(ref.spikes[pop].mean()), 6)
+    enc = graph.walk("snn.encode")[0]
+    events = np.clip(x, 0, 1).sum() * 8  # rate encoding: about x spikes per step for T steps
+    assert enc.extra["calib.rate"] * x.shape[0] * ref.steps * enc.result.type.size == pytest.approx(events, abs=x.size)
+    with pytest.raises(NmcError, match="measure-rates needs calibration data"):
+        run_pipeline(graph, "measure-rates", PassContext())
 
 
 def test_user_chip_file_as_target(tmp_path):

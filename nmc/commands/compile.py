@@ -58,7 +58,7 @@ def run(args) -> int:
 
         T = args.timesteps or (int(graph.meta.get("timesteps", 32)) if is_spiking(graph) else 32)
         print(args.pipeline if args.pipeline is not None else
-              default_pipeline(graph, target, args.opt_level, T, args.seed))
+              default_pipeline(graph, target, args.opt_level, T, args.seed, args.calib is not None))
         return 0
     calibration = load_inputs(args.calib)[0] if args.calib else None
     instruments = Instruments(time_passes=args.time_passes, pass_statistics=args.pass_statistics, remarks=args.remarks)
