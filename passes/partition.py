@@ -213,10 +213,13 @@ class _Slicer:
         if axons > c.input_axons:
             what = (f"neuron {j} receives {axons} distinct inputs; a core has {c.input_axons} input axons "
                     f"(over by {axons - c.input_axons})")
+            hint = ("one neuron's inputs must fit one core: fewer input channels or a smaller kernel in this "
+                    "layer, or a chip with more input axons per core")
         else:
             what = (f"neuron {j} needs {mem} bits of synapse memory; a core has {c.synapse_memory_bits} "
                     f"(over by {mem - c.synapse_memory_bits})")
-        return NmcError(f"population %{name} does not fit chip '{self.chip.name}': {what}", self.pop.loc, hint=HINT)
+            hint = "fewer weight bits (quantize{weight-bits=N}), or fewer inputs per neuron in this layer"
+        return NmcError(f"population %{name} does not fit chip '{self.chip.name}': {what}", self.pop.loc, hint=hint)
 
 
 @dataclass
