@@ -6,6 +6,9 @@ Workloads (integer graphs, 24-bit state, int8 weights, so both executors must ag
       density (a fixed seed), weights scaled so the hidden layers fire at 5–20 %.
       Baseline: time-batched matmuls (one BLAS call per layer over all samples and steps) and
       a vectorised neuron loop over steps.
+* W1c the same network with ``current``-encoded input (integer currents ``⌊8x + 1/2⌋``, all
+      but a few non-zero every step), batch 64: the first layer runs the dense kernel.
+      Baseline: the same time-batched matmuls.
 * W2  conv SNN on 28×28×1 (MNIST when ``--data`` has it, else seeded noise), rate encoded:
       conv 3×3×16, pool 2, conv 3×3×32, pool 2, dense 10; T=50, batch 32; layers fire at
       11–20 %.
@@ -15,6 +18,12 @@ Workloads (integer graphs, 24-bit state, int8 weights, so both executors must ag
       (per step, the synapses of the spiking sources gathered and summed with bincount).
 
     python benchmarks/runtime.py [--quick] [--threads N] [--repeat K] [--data ../shared/data] [--only W1-64,W2]
+                                 [--kernels auto|event|dense] [--crossover]
+
+``--kernels event`` forces event lists everywhere (the runtime before the dense kernel);
+``--crossover`` instead prints, for one 784→500 int8 layer (batch 32, T=50, one thread), the
+time of both kernels against the source's firing rate: what set ``DENSE_RATE`` in
+targets/cpu/lower.py.
 
 Columns: seconds per sample-step, synaptic events per second, speed-up of nmc over the
 baseline, nmc's cold and cached compile times, peak traced memory of each run.  Outputs are
@@ -55,10 +64,14 @@ def _population(g, currents, shape, name, **params):
 W1_THRESHOLDS = (600, 200, 200)  # hidden layers fire at 9 % and 11 % of neuron-steps
 
 
-def w1_graph(rng, thresholds=W1_THRESHOLDS) -> Graph:
+W1C_THRESHOLDS = (20000, 200, 200)  # current-encoded input: a larger first threshold
+W1C_SCALE = 8.0
+
+
+def w1_graph(rng, thresholds=W1_THRESHOLDS, encoding="spikes", scale=1.0) -> Graph:
     g = Graph("w1")
     x = g.add(ann.Input(declared_type=TensorType((784,))), "x")
-    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    s = g.add(snn.Encode(x=x, encoding=encoding, scale=scale), "s")
     src, sizes = s, [784, 500, 500, 10]
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
         w = rng.integers(-12, 14, size=(b, a)).astype(np.int8)
@@ -269,16 +282,16 @@ def _timed(fn, repeat=1):
     return out, best, peak
 
 
-def measure(name, graph, inputs, T, baseline, threads, repeat):
+def measure(name, graph, inputs, T, baseline, threads, repeat, kernels="auto"):
     saved = os.environ.get("NMC_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:  # an empty cache: the first prepare compiles
         os.environ["NMC_CACHE_DIR"] = cache
         try:
             start = time.perf_counter()
-            cpu.prepare(graph)
+            cpu.prepare(graph, kernels=kernels)
             cold = time.perf_counter() - start
             start = time.perf_counter()
-            execute = cpu.prepare(graph, threads=threads)
+            execute = cpu.prepare(graph, threads=threads, kernels=kernels)
             cached = time.perf_counter() - start
         finally:
             if saved is None:
@@ -308,6 +321,31 @@ def mnist(data: str | None, n: int, rng) -> np.ndarray:
     return rng.random((n, 1, 28, 28)).astype(np.float32)
 
 
+def crossover() -> int:
+    """Both kernels of one 784→500 int8 dense layer against the source's firing rate (rate
+    encoder: binary events; spikes encoder: the same events as counts)."""
+    w = np.random.default_rng(1).integers(-12, 14, size=(500, 784)).astype(np.int8)
+    print(f"{'source':8} {'rate':>5} {'event ms':>9} {'dense ms':>9} {'event/dense':>11}")
+    for encoding in ("rate", "spikes"):
+        g = Graph("layer")
+        x = g.add(ann.Input(declared_type=TensorType((784,))), "x")
+        s = g.add(snn.Encode(x=x, encoding=encoding), "s")
+        c = g.add(snn.Project(src=s, kind="dense", weight=Blob(w)))
+        _population(g, [c], (500,), "h", threshold=10**6)  # no spikes: the layer's work only
+        g.add(ann.Output(values=[g.add(snn.Decode(x=g.walk("snn.population")[0].result))]))
+        verify(g)
+        run = {k: cpu.prepare(g, cache=False, threads=1, kernels=k) for k in ("event", "dense")}
+        rng = np.random.default_rng(7)
+        for r in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0):
+            shape = (32, 784) if encoding == "rate" else (32, 50, 784)
+            xin = [(rng.random(shape) < r).astype(np.float32)]
+            a, b = (run[k](xin, timesteps=50) for k in ("event", "dense"))
+            assert np.array_equal(a.voltages[0], b.voltages[0]) and a.synaptic_ops == b.synaptic_ops
+            t = {k: _timed(lambda k=k: run[k](xin, timesteps=50), 7)[1] for k in run}
+            print(f"{encoding:8} {r:5.2f} {t['event'] * 1e3:9.1f} {t['dense'] * 1e3:9.1f} {t['event'] / t['dense']:11.2f}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small W3 (2,000 neurons, 100,000 synapses, 200 steps)")
@@ -317,8 +355,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(shared) if shared.is_dir() else None,
                     help="folder with mnist/mnist_test.npz (default ../shared/data; else seeded noise, "
                          "which fires far more densely than digits)")
-    ap.add_argument("--only", default="W1-64,W1-1,W2,W3")
+    ap.add_argument("--only", default="W1-64,W1-1,W1c-64,W2,W3")
+    ap.add_argument("--kernels", default="auto", choices=("auto", "event", "dense"))
+    ap.add_argument("--crossover", action="store_true", help="event vs dense kernel against the firing rate")
     args = ap.parse_args(argv)
+    if args.crossover:
+        return crossover()
     rng = np.random.default_rng(1234)
     rows = []
     only = args.only.split(",")
@@ -329,7 +371,14 @@ def main(argv=None) -> int:
             continue
         x = (np.random.default_rng(7).random((batch, 100, 784)) < 0.15).astype(np.float32)
         rows.append(measure(f"W1 784-500-500-10 b{batch}", g1, [x], 100,
-                            lambda x=x: baseline_w1(g1, x, 100), args.threads, args.repeat))
+                            lambda x=x: baseline_w1(g1, x, 100), args.threads, args.repeat, args.kernels))
+    if "W1c-64" in only:
+        gc = w1_graph(np.random.default_rng(1234), W1C_THRESHOLDS, "current", W1C_SCALE)
+        xc = np.random.default_rng(7).random((64, 784)).astype(np.float32)
+        values = np.floor(xc.astype(np.float64) * W1C_SCALE + 0.5)  # what the encoder emits each step
+        trains = np.repeat(values[:, None, :], 100, axis=1)
+        rows.append(measure("W1c current-enc b64", gc, [xc], 100, lambda: baseline_w1(gc, trains, 100),
+                            args.threads, args.repeat, args.kernels))
     if "W2" in only:
         g2 = w2_graph(rng)
         x2 = mnist(args.data, 32, rng)
@@ -339,13 +388,13 @@ def main(argv=None) -> int:
         enc = g2.walk("snn.encode")[0]
         trains = np.stack([encode(enc, x2, t, 50, state, True).reshape(32, 1, 28, 28) for t in range(50)])
         rows.append(measure("W2 conv 28x28 b32", g2, [x2], 50, lambda: baseline_w2(g2, trains, 50),
-                            args.threads, args.repeat))
+                            args.threads, args.repeat, args.kernels))
     if "W3" in only:
         neurons, synapses, steps = (2000, 100_000, 200) if args.quick else (10_000, 1_000_000, 1000)
         g3 = w3_graph(rng, neurons, synapses)
         x3 = (np.random.default_rng(9).random((1, steps, neurons // 10)) < 0.02).astype(np.float32)
         rows.append(measure(f"W3 LIF {neurons} / {synapses:,} syn", g3, [x3], steps,
-                            lambda: baseline_w3(g3, x3, steps), args.threads, args.repeat))
+                            lambda: baseline_w3(g3, x3, steps), args.threads, args.repeat, args.kernels))
 
     head = (f"{'workload':28} {'same':>4} {'nmc s/smp-step':>14} {'numpy s/smp-step':>16} {'nmc ev/s':>9} "
             f"{'numpy ev/s':>10} {'ratio':>6} {'cold s':>7} {'cached s':>8} {'nmc MB':>7} {'numpy MB':>8} {'spk/step':>8}")
@@ -358,7 +407,7 @@ def main(argv=None) -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nMB columns: peak of Python/numpy allocations during one run (tracemalloc); "
           f"process peak RSS {rss:.0f} MB.  ratio = numpy time / nmc time; "
-          f"threads: {args.threads or os.cpu_count()}.")
+          f"threads: {args.threads or os.cpu_count()}; kernels: {args.kernels}.")
     return 0 if all(r["same"] for r in rows) else 1
 
 

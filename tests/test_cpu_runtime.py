@@ -6,6 +6,10 @@ use every projection kind, delays 1–3, recurrence, scalar and per-neuron param
 reset modes, small state widths that saturate, and every encoding.  Float graphs use dyadic
 weights and parameters, so the reference's sums are exact whatever their order and the two
 executors must agree far inside the rtol 1e-5 the design allows.
+
+Dense projections have two kernels (event lists, and the dense kernel chosen from a source's
+known firing rate): the properties run every graph with each forced, on graphs whose
+encoders and populations sometimes carry a ``calib.rate``.
 """
 
 from __future__ import annotations
@@ -125,7 +129,10 @@ def networks(draw, integer: bool) -> Graph:
     x = g.add(ann.Input(declared_type=TensorType(shape)), "x")
     encoding = draw(st.sampled_from(snn.ENCODINGS))
     enc = g.add(snn.Encode(x=x, encoding=encoding, seed=draw(st.integers(0, 2**31 - 1)),
-                           scale=draw(st.sampled_from([1.0, 0.5, 3.0]))), "s")
+                           scale=draw(st.sampled_from([1.0, 0.5, 3.0, 100.0]))), "s")
+    rates = st.sampled_from([None, None, 0.02, 0.5, 1.0])  # calib.rate: absent, sparse, dense
+    if (rate := draw(rates)) is not None:
+        enc.owner.extra["calib.rate"] = rate
     sources, pops = [enc], []
     for layer in range(draw(st.integers(1, 3))):
         src = draw(st.sampled_from(sources))
@@ -143,6 +150,8 @@ def networks(draw, integer: bool) -> Graph:
                              reset=draw(st.sampled_from(["subtract", "zero"])), bits=kind_of.bits,
                              **{k: v for k, v in params.items() if v is not None})
         g.add(pop, f"h{layer}")
+        if (rate := draw(rates)) is not None:
+            pop.extra["calib.rate"] = rate
         pops.append(pop)
         sources.append(pop.result)
     for _ in range(draw(st.integers(0, 2))):  # recurrent (or backward) projections
@@ -172,11 +181,19 @@ def inputs_for(graph: Graph, timesteps: int, batch: int = 3, seed: int = 0) -> l
 # ------------------------------------------------------------------------------- helpers
 
 
-def compare(graph: Graph, inputs, timesteps: int, exact: bool, threads: int | None = None):
-    """Run both executors, recording every population; assert they agree."""
+def compare(graph: Graph, inputs, timesteps: int, exact: bool, threads: int | None = None,
+            kernels: tuple[str, ...] = ("auto",)):
+    """Run both executors (the CPU runtime once per choice of ``kernels``), recording every
+    population; assert they agree."""
     pops = graph.walk("snn.population")
     ref = semantics.run_snn(graph, inputs, timesteps=timesteps, record=pops)
-    got = cpu.prepare(graph, cache=False, threads=threads)(inputs, timesteps=timesteps, record="all")
+    for k in kernels:
+        got = cpu.prepare(graph, cache=False, threads=threads, kernels=k)(inputs, timesteps=timesteps, record="all")
+        _agree(got, ref, pops, exact)
+    return got, ref
+
+
+def _agree(got, ref, pops, exact: bool):
     check = (np.testing.assert_array_equal if exact
              else lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9))
     assert (got.timesteps, got.steps) == (ref.timesteps, ref.steps)
@@ -188,7 +205,6 @@ def compare(graph: Graph, inputs, timesteps: int, exact: bool, threads: int | No
         np.testing.assert_array_equal(got.recorded[pop.result.name], ref.spikes[pop])
     assert got.spikes == ref.spike_count
     assert got.synaptic_ops == ref.synaptic_ops
-    return got, ref
 
 
 # --------------------------------------------------------------------------------- tests
@@ -200,13 +216,13 @@ PROPERTY = settings(max_examples=60, deadline=None, derandomize=True,
 @PROPERTY
 @given(networks(integer=True), st.integers(1, 6))
 def test_integer_graphs_are_bit_identical_to_the_reference(graph, timesteps):
-    compare(graph, inputs_for(graph, timesteps), timesteps, exact=True)
+    compare(graph, inputs_for(graph, timesteps), timesteps, exact=True, kernels=("auto", "event", "dense"))
 
 
 @PROPERTY
 @given(networks(integer=False), st.integers(1, 6))
 def test_float_graphs_agree_with_the_reference(graph, timesteps):
-    compare(graph, inputs_for(graph, timesteps), timesteps, exact=False)
+    compare(graph, inputs_for(graph, timesteps), timesteps, exact=False, kernels=("event", "dense"))
 
 
 LIF_TEXT = """graph @g
@@ -427,7 +443,10 @@ ann.output(%y)
 
 
 def _features(g: Graph) -> set[str]:
-    out = set()
+    from nmc.targets.cpu import lower
+
+    out = {f"auto-kernel-{'dense' if p in lower.plan(lower.Network.of(g)).dense else 'event'}"
+           for p in g.walk("snn.project") if p.kind == "dense"}
     for p in g.walk("snn.project"):
         out |= {f"kind={p.kind}", f"delay={p.delay}"}
         if g.index(p.src.owner) > min(g.index(u) for u in g.users(p.result)):
@@ -447,7 +466,7 @@ def test_the_random_graphs_reach_every_feature(integer):
     wanted = ({f"kind={k}" for k in snn.PROJECTION_KINDS} | {f"delay={d}" for d in (1, 2, 3)}
               | {f"encoding={e}" for e in snn.ENCODINGS} | {"reset=subtract", "reset=zero", "recurrent"}
               | {f"{form}-{n}" for form in ("blob", "number") for n in snn.Population.PARAMS}
-              | ({"bits=8", "bits=32"} if integer else {"bits=0"}))
+              | ({"bits=8", "bits=32", "auto-kernel-dense", "auto-kernel-event"} if integer else {"bits=0"}))
     seen: set[str] = set()
 
     @settings(max_examples=200, derandomize=True, database=None, deadline=None,
@@ -499,7 +518,7 @@ def test_large_event_values_into_an_i32_accumulator_are_exact(bits):
     counts = np.array([0, 1, -1, 2, 35791, -35791, 71583, 2**20, -(2**21), 3 * 10**8], np.float32)
     trains = rng.choice(counts, size=(4, 30, 4)).astype(np.float32)
     trains[0, :, :2] = 1  # unit events only, and 30000 - 30000 in the same step
-    compare(g, [trains], 30, exact=True)
+    compare(g, [trains], 30, exact=True, kernels=("event", "dense"))
 
 
 @pytest.mark.parametrize("scale, exponent, layout_bits", [(100, 0, 3), (2**29, 1, 0), (2**30, 2, 0)])
@@ -517,3 +536,74 @@ def test_every_sparse_synapse_table_layout_matches(scale, exponent, layout_bits)
     assert bits == layout_bits and table.dtype == (np.int64 if exponent == 2 else np.int32)
     trains = rng.integers(0, 3, size=(3, 20, 4)).astype(np.float32)
     compare(g, [trains], 20, exact=True)
+
+
+def _wide_layer(encoding: str, weight: np.ndarray, scale: float = 1.0, rate: float | None = None) -> Graph:
+    """encoder (70 values: two 32-synapse blocks and a tail) → dense → population (bits 24)
+    → dense → population, the hidden one with ``calib.rate`` = ``rate``."""
+    g = Graph("wide")
+    x = g.add(ann.Input(declared_type=TensorType((70,))), "x")
+    s = g.add(snn.Encode(x=x, encoding=encoding, scale=scale), "s")
+    c = g.add(snn.Project(src=s, kind="dense", weight=Blob(weight)))
+    h = snn.Population(currents=[c], declared_type=SpikeType((40,)), bits=24, threshold=300, du=500)
+    g.add(h, "h")
+    if rate is not None:
+        h.extra["calib.rate"] = rate
+    w2 = np.random.default_rng(2).integers(-128, 128, (9, 40)).astype(np.int8)
+    c2 = g.add(snn.Project(src=h.result, kind="dense", weight=Blob(w2), delay=2))
+    o = snn.Population(currents=[c2], declared_type=SpikeType((9,)), bits=16, threshold=100)
+    g.add(o, "o")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=o.result, mode="membrane"))]))
+    verify(g)
+    return g
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0, 127.4, 300.0, 1e5, 3e9])
+@pytest.mark.parametrize("wdtype", [np.int8, np.int16])
+def test_dense_kernel_on_current_encoded_input_matches(scale, wdtype):
+    """Integer currents through every tier of the dense kernel: bytes in [0, 127] (AVX2
+    ``vpmaddubsw`` with int8 weights), i16 values, and i64 values beyond them."""
+    from nmc.targets.cpu import lower
+
+    rng = np.random.default_rng(4)
+    w = rng.integers(-128, 128, (40, 70)).astype(wdtype)
+    g = _wide_layer("current", w, scale)
+    assert [p.kind for p in lower.plan(lower.Network.of(g)).dense] == ["dense"]  # current: dense
+    x = rng.random((5, 70)).astype(np.float32) * 2 - 0.3  # some negative currents
+    x[0] = np.abs(x[0])
+    got, ref = compare(g, [x], 9, exact=True, kernels=("auto", "event", "dense"))
+    assert ref.spike_count > 0
+
+
+@pytest.mark.parametrize("encoding", ["rate", "poisson", "spikes"])
+def test_dense_kernel_on_binary_and_count_sources_matches(encoding):
+    from nmc.targets.cpu import lower
+
+    rng = np.random.default_rng(6)
+    w = rng.integers(-100, 120, (40, 70)).astype(np.int8)
+    g = _wide_layer(encoding, w, rate=0.6)
+    enc = g.walk("snn.encode")[0]
+    chosen = lower.plan(lower.Network.of(g)).dense
+    assert [p.src.owner.KIND for p in chosen] == ["snn.population"]  # no calibration on the encoder
+    enc.extra["calib.rate"] = 0.8
+    assert len(lower.plan(lower.Network.of(g)).dense) == 2
+    x = rng.integers(0, 3, (4, 12, 70)).astype(np.float32) if encoding == "spikes" else rng.random((4, 70)).astype(np.float32)
+    got, ref = compare(g, [x], 12, exact=True, kernels=("auto", "event", "dense"))
+    assert ref.spike_count > 20
+
+
+def test_kernel_choice_follows_the_calibrated_rate():
+    from nmc.targets.cpu import lower
+
+    w = np.ones((40, 70), np.int8)
+    g = _wide_layer("rate", w)
+    pops = g.walk("snn.population")
+    assert not lower.plan(lower.Network.of(g)).dense  # no calibration: events
+    pops[0].extra["calib.rate"] = lower.DENSE_RATE / 2
+    assert not lower.plan(lower.Network.of(g)).dense
+    pops[0].extra["calib.rate"] = 1.5  # clipped to 1
+    (p,) = lower.plan(lower.Network.of(g)).dense
+    assert p.src.owner is pops[0]
+    assert lower.plan(lower.Network.of(g), "event").dense == set()
+    with pytest.raises(ValueError):
+        lower.plan(lower.Network.of(g), "fast")

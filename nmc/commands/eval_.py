@@ -16,6 +16,7 @@ examples:
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -46,6 +47,8 @@ def add_arguments(p) -> None:
     p.add_argument("--convert", default="", metavar="OPTS",
                    help="more convert-to-spiking options, e.g. 'v0=0,reset=zero,bias-correction=false'")
     p.add_argument("--backend", choices=("reference", "cpu"), help="executor (default: the fastest available)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="the cpu backend compiles afresh, neither reading nor writing its object cache (NMC_CACHE_DIR)")
     p.add_argument("--per-layer", action="store_true", help="attribute the accuracy loss to layers")
     p.add_argument("--plot", metavar="ACC.png", help="draw accuracy against time steps")
     p.add_argument("--report", metavar="R.json", help="a JSON report (DESIGN §7 keys)")
@@ -108,6 +111,8 @@ def plot(report: dict, path: str) -> None:
 
 
 def run(args) -> int:
+    if args.no_cache:
+        os.environ["NMC_NO_CACHE"] = "1"  # read by the CPU runtime's JIT (nmc.targets.cpu.jit)
     timesteps = parse_timesteps(args.timesteps)
     x, y = load_inputs(args.data)
     if y is None:

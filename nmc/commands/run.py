@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 
@@ -29,6 +30,8 @@ def add_arguments(p) -> None:
     p.add_argument("artifact", metavar="ARTIFACT", help="a model file, .nmir or image")
     p.add_argument("--input", required=True, metavar="X.npy|DATA.npz", help="inputs (first axis = samples)")
     p.add_argument("--backend", default="reference", help=f"executor: {', '.join(sorted(BACKENDS))} (default reference)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="the cpu backend compiles afresh, neither reading nor writing its object cache (NMC_CACHE_DIR)")
     p.add_argument("--timesteps", type=int, metavar="N", help="steps during which input is presented (spiking graphs)")
     add_nir_options(p)
     p.add_argument("-o", "--output", metavar="OUT.npy", help="decoded outputs, one row per sample")
@@ -44,6 +47,8 @@ def _save_npy(path: str, arr: np.ndarray) -> None:
 
 
 def run(args) -> int:
+    if args.no_cache:
+        os.environ["NMC_NO_CACHE"] = "1"  # read by the CPU runtime's JIT (nmc.targets.cpu.jit)
     if args.timesteps is not None and args.timesteps < 1:
         raise UsageError(f"--timesteps must be at least 1, got {args.timesteps}")
     if args.record_all and not args.record:

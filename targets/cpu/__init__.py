@@ -14,8 +14,12 @@ from nmc.diagnostics import UsageError
 from nmc.ir.core import Graph
 
 
-def prepare(artifact: Any, cache: bool = True, threads: int | None = None):
-    """The executor for ``artifact`` (a graph, or an image carrying its ``snn`` graph)."""
+def prepare(artifact: Any, cache: bool = True, threads: int | None = None, kernels: str = "auto"):
+    """The executor for ``artifact`` (a graph, or an image carrying its ``snn`` graph).
+
+    ``kernels``: ``auto`` chooses per dense projection between event lists and the dense
+    kernel from the source's known activity (:func:`.lower.dense_kernel`); ``event`` and
+    ``dense`` force one for all (tests, measurements)."""
     from .execute import prepare_graph
 
     graph = artifact if isinstance(artifact, Graph) else getattr(artifact, "graph", None)
@@ -24,4 +28,4 @@ def prepare(artifact: Any, cache: bool = True, threads: int | None = None):
     if not any(op.dialect == "snn" for op in graph.ops):
         raise UsageError(f"the cpu backend runs spiking graphs; @{graph.name} has no snn ops",
                          hint="convert it first (convert-to-spiking), or use --backend reference")
-    return prepare_graph(graph, cache=cache, threads=threads)
+    return prepare_graph(graph, cache=cache, threads=threads, kernels=kernels)

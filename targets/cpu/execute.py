@@ -138,7 +138,7 @@ class Executor:
             th.join()
 
 
-def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None) -> Executor:
+def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, kernels: str = "auto") -> Executor:
     from nmc.ir.verifier import verify
 
     from .jit import compile_module
@@ -146,6 +146,6 @@ def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None) 
 
     verify(graph)
     net = Network.of(graph)
-    module, layout, external = lower(net)
+    module, layout, external = lower(net, kernels)
     compiled = compile_module(str(module), FUNCTION_NAME, cache=cache, symbols=external)
     return Executor(net, layout, compiled, threads)

@@ -42,6 +42,13 @@ def _target_machine() -> llvm.TargetMachine:
         cpu=cpu, features=features, opt=3, reloc="static", codemodel="jitdefault", jit=True)
 
 
+def host_features() -> set[str]:
+    """The host CPU's enabled features (``avx2``, ...), as LLVM names them."""
+    if "host" not in _STATE:
+        _target_machine()
+    return {f[1:] for f in _STATE["cpu"][1].split(",") if f.startswith("+")}
+
+
 def cache_dir() -> Path | None:
     """The object cache folder, or None when caching is disabled by ``NMC_NO_CACHE``."""
     if os.environ.get("NMC_NO_CACHE", "") not in ("", "0"):

@@ -13,7 +13,12 @@ recorded trains, synaptic-op counts per sample); ``scratch`` is a per-thread wor
 ``n0 <= n < n1`` are run; samples are independent, so disjoint ranges may run on different
 threads at once.
 
-Projections are event driven: each source keeps, per step, the list of its spiking neurons
+A ``dense`` projection of an integer graph whose source is known to fire densely (a
+``current`` encoder, or a ``calib.rate`` of at least :data:`DENSE_RATE`) runs a dense kernel
+instead (:func:`dense_kernel`, :meth:`_Lowering.project_dense_rows`): one dot product per
+target over the step's whole source vector (a population's byte spike vector, kept in a ring
+beside its spike lists), 32 synapses per AVX2 ``vpmaddubsw`` for int8 weights.  Otherwise
+projections are event driven: each source keeps, per step, the list of its spiking neurons
 (a ring buffer as deep as the longest delay out of it), and each event adds one weight row
 (dense: a contiguous row of the transposed matrix; conv2d: one kernel scattered, channel-last,
 into a private accumulator; pool: its windows, found through per-axis tables; sparse: its CSR
@@ -44,6 +49,8 @@ from nmc.ir.core import Blob, Graph, Op, param_array
 from nmc.ir.snn import DECAY_ONE
 from nmc.semantics import _fanout
 
+from .jit import host_features as AVX2_PROBE
+
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
@@ -63,7 +70,9 @@ class Layout:
     ``count`` (``[N, size]`` i32), ``rec`` (``[N, steps, size]`` u8, or null), ``synops`` (``[N]`` i64).
     ``scratch``: byte offsets of per-thread areas keyed by (kind, op).  ``narrow``: populations
     whose accumulator is i32 (:func:`narrow_accumulator`); ``wide``: those of them that also
-    have an i64 side accumulator for events of other values than 1."""
+    have an i64 side accumulator for events of other values than 1.  ``dense``: projections run
+    by the dense kernel (:func:`dense_kernel`); ``spike_rows``: populations feeding one, which
+    keep a ring of byte spike vectors (``spk``) beside their spike lists."""
 
     slots: list[tuple[str, Op | None]] = field(default_factory=list)
     scratch: dict[tuple[str, Op], int] = field(default_factory=dict)
@@ -72,6 +81,8 @@ class Layout:
     private: dict[Op, np.dtype] = field(default_factory=dict)
     narrow: set[Op] = field(default_factory=set)
     wide: set[Op] = field(default_factory=set)
+    dense: set[Op] = field(default_factory=set)
+    spike_rows: set[Op] = field(default_factory=set)
 
     def slot(self, kind: str, op: Op | None) -> int:
         for i, (k, o) in enumerate(self.slots):
@@ -121,8 +132,20 @@ class Network:
         return np.dtype(np.int64 if self.integer_enc[e] or e.encoding == "spikes" else np.float64)
 
 
-def plan(net: Network) -> Layout:
+KERNELS = ("auto", "event", "dense")
+
+
+def plan(net: Network, kernels: str = "auto") -> Layout:
+    """Where everything lives; ``kernels`` chooses the kernel of dense projections (``auto``:
+    :func:`dense_kernel`; ``event`` or ``dense``: all of them, for tests and measurements)."""
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
     lay = Layout()
+    for p in net.projections:
+        if dense_kernel(p, kernels):
+            lay.dense.add(p)
+            if p.src.owner.KIND == "snn.population":
+                lay.spike_rows.add(p.src.owner)
     for e in net.encoders:
         lay.slots.append(("enc", e))
     for pop in net.populations:
@@ -142,13 +165,76 @@ def plan(net: Network) -> Layout:
         lay.reserve("fired", pop, (size + 63) // 64 * 8)  # whole i64 words; the tail stays 0
         lay.reserve("ring_idx", pop, 4 * size * lay.ring[pop])
         lay.reserve("ring_cnt", pop, 4 * lay.ring[pop])
+        if pop in lay.spike_rows:
+            lay.reserve("spk", pop, _spk_stride(pop) * lay.ring[pop])
+    for p in lay.dense:  # integer values other than 0 and 1, narrowed each step
+        if p.is_integer and not _unit_events(p):
+            lay.reserve("xn", p, 3 * p.src.type.size)  # i16, then bytes
     target = {c.owner: pop for pop in net.populations for c in pop.currents}
     for p in net.projections:
         dtype = private_accumulator(p, target.get(p) in lay.narrow)
-        if dtype is not None:
+        if dtype is not None and p not in lay.dense:
             lay.private[p] = dtype
             lay.reserve("pacc", p, dtype.itemsize * p.result.type.size)
     return lay
+
+
+def _spk_stride(pop: Op) -> int:
+    """Bytes per step in ``pop``'s ring of spike vectors (one byte per neuron, padded)."""
+    return (pop.result.type.size + 63) // 64 * 64
+
+
+#: Calibrated firing rate (mean events per neuron per step) from which a source drives its
+#: dense projections with the dense kernel rather than event lists, when the kernel is the
+#: AVX2 byte kernel (integer graph, int8 weights: :meth:`_Lowering._dense_bytes`).  Set by
+#: ``python benchmarks/runtime.py --crossover`` (one 784→500 int8 layer, batch 32, T=50, one
+#: thread, both kernels forced) on this 2-core AMD EPYC (znver3, AVX2), loaded by other jobs:
+#: event/dense time 0.37–0.45 at rate 0.05, 0.77–0.96 at 0.2, 0.99–1.33 at 0.3, 1.09–1.47 at
+#: 0.5, 2.29–2.41 at 1 (rate and spike-count sources; the table is in docs/cpu-runtime.md).
+DENSE_RATE = 0.3
+#: The same for the generic kernels (other weight types, no AVX2, float graphs), which do
+#: about the event path's work per synapse without its branches: in the first measurement
+#: (whole W1, rate-encoded input, batch 64) the generic select kernel was slower at every
+#: rate tried (event/dense 0.24 at 0.05 up to 0.78 at a mean rate of 0.75), so only sources
+#: of rate 1 — current encoders, whose every value is a non-unit event — take it.  Float
+#: graphs keep event lists: a current-encoded 784→500 float layer ran 0.75× as fast dense.
+DENSE_RATE_GENERIC = 1.0
+
+
+def source_rate(src: Op) -> float | None:
+    """Mean events per neuron per step of ``src`` when known: 1 for a ``current`` encoder
+    (its values are rarely zero), else its ``calib.rate`` (the measure-rates pass) clipped to
+    [0, 1].  ``calib.p`` is not a rate (a percentile of the normalised activation, about 1
+    after normalisation for every layer), so it is not used."""
+    if src.KIND == "snn.encode" and src.encoding == "current":
+        return 1.0
+    given = src.extra.get("calib.rate")
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        return min(max(float(given), 0.0), 1.0)
+    return None
+
+
+def dense_kernel(p: Op, kernels: str = "auto") -> bool:
+    """Whether projection ``p`` runs as a dense kernel: every target reads the whole source
+    vector of the step (integer graphs: a dot product of its weight row, vectorised over the
+    sources; float graphs: all weight rows added in source order, as the event lists would
+    add them, so that sums keep their order).  Only ``dense`` projections; with ``auto``,
+    when :func:`source_rate` is at least :data:`DENSE_RATE`, else (no calibration) events."""
+    if p.kind != "dense" or kernels == "event":
+        return False
+    if kernels == "dense":
+        return True
+    rate = source_rate(p.src.owner)
+    if rate is None or not p.is_integer:  # float: measured slower even for current encoders
+        return False
+    fast = p.is_integer and _int_weights(p).dtype == np.int8 and "avx2" in AVX2_PROBE() and p.src.type.size >= 32
+    return rate >= (DENSE_RATE if fast else DENSE_RATE_GENERIC)
+
+
+def _int_weights(p: Op) -> np.ndarray:
+    """Integer weights with the exponent folded in, as narrow as they stay exact."""
+    wd = p.weight.data.astype(np.int64) << p.exponent
+    return np.ascontiguousarray(wd.astype(_narrow_int(wd)))
 
 
 def state_dtype(pop: Op) -> np.dtype:
@@ -595,6 +681,8 @@ class _Lowering:
                 e.store(ir.Constant(pt, 0), pacc, i, pt)
 
     def project_dense(self, p: Op, pop: Op, acc):
+        if p in self.lay.dense:
+            return self.project_dense_rows(p, pop)
         e, b = self.e, self.e.b
         w = p.weight.data
         out, inp = w.shape
@@ -614,6 +702,185 @@ class _Lowering:
         self.events(p, pop, body)
         if priv:
             self.flush(pop, acc, priv, out)
+
+    @contextmanager
+    def source_vector(self, p: Op):
+        """Yields (pointer, element type, events) for the values ``p``'s source delivers now
+        (encoder values, or a population's byte spike vector), inside a test that there are
+        any (none before the first delay has passed); ``events``: how many are non-zero."""
+        e, b = self.e, self.e.b
+        src = p.src.owner
+        size = src.result.type.size
+        if src.KIND == "snn.encode":
+            pt = b.add(b.sub(self.t, e.i64(p.delay)), e.i64(1))
+            valid = b.and_(b.icmp_signed(">=", pt, e.i64(0)), b.icmp_signed("<", pt, self.T))
+            with e.when(valid):
+                typ = _ir_type(self.net.enc_dtype(src))
+                row = b.gep(self.row[("enc", src)], [b.mul(pt, e.i64(size))], source_etype=typ)
+                nz = e.var(I64, 0)
+                with e.loop(0, size, "nz") as j:  # a vectorised count
+                    x = e.load(row, j, typ)
+                    ne = b.icmp_signed("!=", x, ir.Constant(typ, 0)) if isinstance(typ, ir.IntType) \
+                        else b.fcmp_unordered("!=", x, ir.Constant(typ, 0.0))
+                    b.store(b.add(b.load(nz, typ=I64), b.zext(ne, I64)), nz)
+                yield row, typ, b.load(nz, typ=I64)
+            return
+        st = b.sub(self.t, e.i64(p.delay))
+        with e.when(b.icmp_signed(">=", st, e.i64(0))):
+            slot = b.urem(st, e.i64(self.lay.ring[src]))
+            cnt = b.sext(e.load(self.area[("ring_cnt", src)], slot, I32), I64)
+            row = b.gep(self.area[("spk", src)], [b.mul(slot, e.i64(_spk_stride(src)))], source_etype=I8)
+            yield row, I8, cnt
+
+    def project_dense_rows(self, p: Op, pop: Op):
+        """The dense kernel (:func:`dense_kernel`).  Integer: ``acc[o] += Σ_j w[o, j] · x[j]``,
+        one dot product per target over the step's whole source vector, summed in i32 when the
+        source emits 0 or 1 and no row can leave i32 (:func:`unit_bound`), else in i64 (into
+        the side accumulator of an i32 population accumulator).  Float: for every source ``j``
+        in increasing order ``acc[:] += w[:, j] · x[j]``, the event path's order of sums with
+        the zero terms added too (exact), vectorised over targets."""
+        e, b = self.e, self.e.b
+        w = p.weight.data
+        out, inp = w.shape
+        unit = _unit_events(p)
+        with self.source_vector(p) as (row, xt, events):
+            b.store(b.add(b.load(self.synops, typ=I64), b.mul(events, e.i64(out))), self.synops)
+            if not pop.bits:
+                g, wt = self.weights(p, np.ascontiguousarray(w.T), "dense")
+                into = self.area[("acc", pop)], F64
+                with e.loop(0, inp, "j") as j:
+                    x = self.widen(pop, e.load(row, j, xt), xt, F64)
+                    wrow = b.gep(g, [b.mul(j, e.i64(out))], source_etype=wt)
+                    with e.loop(0, out, "o") as o:
+                        self.accumulate(pop, into, o, e.load(wrow, o, wt), wt, x)
+                return
+            if unit:
+                self.dense_unit(p, pop, row, xt)
+            else:
+                self.dense_values(p, pop, row, xt)
+
+    def _dot(self, g, wt, row, xt, n, st, unit: bool):
+        """``Σ_{j<n} g[j] · row[j]`` in type ``st`` (``unit``: row holds 0 or 1, selected)."""
+        e, b = self.e, self.e.b
+        total = e.var(st, 0)
+        with e.loop(0, n, "j") as j:
+            wj = self.widen(None, e.load(g, j, wt), wt, st)
+            x = e.load(row, j, xt)
+            if unit:
+                term = b.select(b.icmp_signed("!=", x, ir.Constant(xt, 0)), wj, ir.Constant(st, 0))
+            else:
+                term = b.mul(wj, self.widen(None, x, xt, st))
+            b.store(b.add(b.load(total, typ=st), term), total)
+        return b.load(total, typ=st)
+
+    def _add_row_sum(self, pop: Op, into, o, total, st):
+        e, b = self.e, self.e.b
+        acc_p, acc_t = into
+        old = e.load(acc_p, o, acc_t)
+        e.store(b.add(old, self.widen(pop, total, st, acc_t)), acc_p, o, acc_t)
+
+    def _madd_ok(self, p: Op, wd: np.ndarray) -> bool:
+        """Whether the ``vpmaddubsw`` kernel applies: int8 weights, AVX2, at least one block."""
+        return wd.dtype == np.int8 and "avx2" in AVX2_PROBE() and p.src.type.size >= 32
+
+    def _dense_bytes(self, p: Op, pop: Op, g, row, into, xt=I8):
+        """``acc[o] += Σ_j w[o, j] · x[j]`` for int8 weights ``g`` and bytes ``0 <= x <= 127``:
+        32 synapses per ``vpmaddubsw`` (x as unsigned bytes times the signed weights, pairs
+        summed to i16: at most 2·127·128 < 2**15, no saturation) and ``vpmaddwd`` (pairs to
+        i32; the caller has checked that no row sum leaves i32)."""
+        e, b = self.e, self.e.b
+        out, inp = p.weight.shape
+        blocks, tail = divmod(inp, 32)
+        v32i8, v16i16, v8i32 = ir.VectorType(I8, 32), ir.VectorType(ir.IntType(16), 16), ir.VectorType(I32, 8)
+        maddubs = self._intrinsic("llvm.x86.avx2.pmadd.ub.sw", v16i16, [v32i8, v32i8])
+        maddwd = self._intrinsic("llvm.x86.avx2.pmadd.wd", v8i32, [v16i16, v16i16])
+        reduce = self._intrinsic("llvm.vector.reduce.add.v8i32", I32, [v8i32])
+        ones = ir.Constant(v16i16, [1] * 16)
+        with e.loop(0, out, "o") as o:
+            wrow = b.gep(g, [b.mul(o, e.i64(inp))], source_etype=I8)
+            vacc = e.var(v8i32, ir.Constant(v8i32, [0] * 8))
+            with e.loop(0, blocks, "blk") as k:
+                off = b.mul(k, e.i64(32))
+                wv = b.load(b.gep(wrow, [off], source_etype=I8), typ=v32i8, align=1)
+                sv = b.load(b.gep(row, [off], source_etype=I8), typ=v32i8, align=1)
+                pairs = b.call(maddubs, [sv, wv])
+                b.store(b.add(b.load(vacc, typ=v8i32), b.call(maddwd, [pairs, ones])), vacc)
+            total = b.call(reduce, [b.load(vacc, typ=v8i32)])
+            if tail:
+                base = e.i64(blocks * 32)
+                rest = self._dot(b.gep(wrow, [base], source_etype=I8), I8, b.gep(row, [base], source_etype=I8),
+                                 I8, tail, I32, False)
+                total = b.add(total, rest)
+            self._add_row_sum(pop, into, o, total, I32)
+
+    def _weights_int(self, p: Op):
+        wd = _int_weights(p)
+        g, wt = self.e.const_array(wd, "dense")
+        return wd, g, wt
+
+    def dense_unit(self, p: Op, pop: Op, row, xt):
+        """Integer dense kernel for sources of 0 or 1 (bytes): :meth:`_dense_bytes` with int8
+        weights and AVX2, else a generic dot product (LLVM vectorises it)."""
+        e, b = self.e, self.e.b
+        out, inp = p.weight.shape
+        wd, g, wt = self._weights_int(p)
+        st = I32 if unit_bound(p) < 2**31 else I64
+        into = self.target(pop, None)
+        if st == I32 and self._madd_ok(p, wd):
+            return self._dense_bytes(p, pop, g, row, into)
+        with e.loop(0, out, "o") as o:
+            wrow = b.gep(g, [b.mul(o, e.i64(inp))], source_etype=wt)
+            self._add_row_sum(pop, into, o, self._dot(wrow, wt, row, xt, inp, st, True), st)
+
+    def dense_values(self, p: Op, pop: Op, row, xt):
+        """Integer dense kernel for sources of any values (spike counts, integer currents).
+        The step's values are first narrowed (to bytes and to i16), noting their range; then,
+        with ``Σ|w|`` the largest row sum (:func:`unit_bound`), the dot products run on bytes
+        (:meth:`_dense_bytes`) when ``0 <= x <= 127`` and ``127 · Σ|w| < 2**31``, else on i16
+        values in i32 when ``max |x| · Σ|w| < 2**31``, else on the i64 values in i64."""
+        e, b = self.e, self.e.b
+        out, inp = p.weight.shape
+        wd, g, wt = self._weights_int(p)
+        into = self.target(pop, True)
+        I16 = ir.IntType(16)
+        bound = max(unit_bound(p), 1)
+        limit = min(2**15 - 1, (2**31 - 1) // bound)
+        use_bytes = self._madd_ok(p, wd) and 127 * bound < 2**31
+        small = self.area[("xn", p)]
+        tiny = b.gep(small, [e.i64(2 * inp)], source_etype=I8)  # the byte copy, after the i16 one
+        big, notbyte = e.var(I64, 0), e.var(I64, 0)
+        with e.loop(0, inp, "xn") as j:
+            x = self.widen(None, e.load(row, j, xt), xt, I64)
+            ax = b.select(b.icmp_signed("<", x, e.i64(0)), b.neg(x), x)  # |INT64_MIN| stays negative: unsigned test
+            b.store(b.or_(b.load(big, typ=I64), b.zext(b.icmp_unsigned(">", ax, e.i64(limit)), I64)), big)
+            e.store(b.trunc(x, I16), small, j, I16)
+            if use_bytes:  # not in [0, 127]
+                b.store(b.or_(b.load(notbyte, typ=I64), b.zext(b.icmp_unsigned(">", x, e.i64(127)), I64)), notbyte)
+                e.store(b.trunc(x, I8), tiny, j, I8)
+
+        def generic(values, vt, st):
+            with e.loop(0, out, "o") as o:
+                wrow = b.gep(g, [b.mul(o, e.i64(inp))], source_etype=wt)
+                self._add_row_sum(pop, into, o, self._dot(wrow, wt, values, vt, inp, st, False), st)
+
+        fits = b.icmp_signed("==", b.load(big, typ=I64), e.i64(0))
+        with b.if_else(fits) as (narrow, wide):
+            with narrow:
+                if use_bytes:
+                    with b.if_else(b.icmp_signed("==", b.load(notbyte, typ=I64), e.i64(0))) as (byte, short):
+                        with byte:
+                            self._dense_bytes(p, pop, g, tiny, into)
+                        with short:
+                            generic(small, I16, I32)
+                else:
+                    generic(small, I16, I32)
+            with wide:
+                generic(row, xt, I64)
+
+    def _intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        if name in self.module.globals:
+            return self.module.globals[name]
+        return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
 
     def project_one_to_one(self, p: Op, pop: Op, acc):
         e = self.e
@@ -823,14 +1090,24 @@ class _Lowering:
         width = 8
         nvec, rest = divmod(size, width)
         mask = self.area[("fired", pop)]
+        spk = None
+        if pop in self.lay.spike_rows:  # this step's byte spike vector, for dense kernels
+            slot = b.urem(self.t, e.i64(self.lay.ring[pop]))
+            spk = b.gep(self.area[("spk", pop)], [b.mul(slot, e.i64(_spk_stride(pop)))], source_etype=I8)
         with e.loop(0, nvec, "nu") as k:
-            fired = self.neurons(pop, acc, params, b.mul(k, e.i64(width)), width)
+            first = b.mul(k, e.i64(width))
+            fired = self.neurons(pop, acc, params, first, width)
             e.store(b.bitcast(fired, I8), mask, k, I8)
+            if spk is not None:
+                vt = ir.VectorType(I8, width)
+                b.store(b.zext(fired, vt), b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
         if rest:
             bits = ir.Constant(I8, 0)
             for r in range(rest):
                 fired = self.neurons(pop, acc, params, e.i64(nvec * width + r), 1)
                 bits = b.or_(bits, b.shl(b.zext(fired, I8), ir.Constant(I8, r)))
+                if spk is not None:
+                    e.store(b.zext(fired, I8), spk, e.i64(nvec * width + r), I8)
             e.store(bits, mask, e.i64(nvec), I8)
         self.list_spikes(pop, mask, (size + 63) // 64)
 
@@ -886,9 +1163,9 @@ def _pool_out(p: Op) -> tuple[int, int]:
             pooled_size(W, p.kernel[1], p.strides[1], p.pads[1], p.pads[3], 1, False))
 
 
-def lower(net: Network) -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
+def lower(net: Network, kernels: str = "auto") -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
     """The LLVM module running ``net``, the layout of its buffers, and the contents of the
-    external constants it declares (symbol → bytes)."""
-    lay = plan(net)
+    external constants it declares (symbol → bytes); ``kernels`` as for :func:`plan`."""
+    lay = plan(net, kernels)
     lowering = _Lowering(net, lay)
     return lowering.lower(), lay, lowering.e.external
