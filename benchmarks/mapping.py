@@ -3,9 +3,10 @@
 Two tables, one row per network.
 
 **Networks** — compiled through the public API (``nmc.optimize`` for the default conversion
-pipeline of an ANN, then ``nmc.compile`` of the integer ``snn`` graph for a chip board, whose
-default pipeline is then just ``partition,place{seed},route``; ``compile s`` is the sum of
-the two, ``convert s`` the first, then the mapping passes, and ``emit etc. s`` the rest of
+pipeline of an ANN with calibration data, which ends with ``measure-rates``, then
+``nmc.compile`` of the integer ``snn`` graph for a chip board, whose default pipeline is then
+just ``partition,place{seed},route``; ``compile s`` is the sum of the two, ``convert s`` the
+first (rate measurement included), then the mapping passes, and ``emit etc. s`` the rest of
 ``nmc.compile``: the IR snapshot the image carries, the emitter and the resource summary):
 
 * ``mnist-8`` — the ONNX Model Zoo's MNIST CNN (``<data>/models/mnist-8.onnx``);
@@ -173,9 +174,10 @@ def network_row(spec: dict) -> dict:
         toml, row["board"] = board(chips, fast)
         target = resolve_target(toml)
         per_chip = target.chip.mesh.cores_x * target.chip.mesh.cores_y
-        # The conversion part of nmc.compile's default pipeline, once; then nmc.compile maps the
-        # integer snn graph (its default pipeline for such a graph: partition,place,route).
-        pipeline = default_pipeline(graph, target, 2, T, seed)
+        # The conversion part of nmc.compile's default pipeline with calibration data (through
+        # measure-rates, so placement and link loads use measured spike rates), once; then
+        # nmc.compile maps the integer snn graph (its pipeline for it: partition,place,route).
+        pipeline = default_pipeline(graph, target, 2, T, seed, calibrated=True)
         front = pipeline[:pipeline.index("partition")].rstrip(",")
         start = time.perf_counter()
         try:
