@@ -57,13 +57,23 @@ def resource_summary(graph, chip) -> dict:
 
 
 def core_table(sections: dict[str, bytes]) -> list[dict]:
-    """One row per core: id, chip, x, y, neurons, axons, synapse bits, output entries."""
+    """One row per core: id, chip, x, y, neurons, axons, synapse bits, output entries, and the
+    populations it holds (``name:neurons``, in graph order)."""
     p = load_sections(sections)
     c = p.cores
     counts = np.diff(c["start"])
-    return [{"core": k, "chip": [int(c["pos"][k, 0]), int(c["pos"][k, 1])], "x": int(c["pos"][k, 2]),
-             "y": int(c["pos"][k, 3]), "neurons": int(counts[k]), "axons": int(c["axons"][k]),
-             "synapse_bits": int(c["synapse_bits"][k]), "outputs": int(c["outputs"][k])} for k in range(p.n_cores)]
+    pops = p.meta["populations"]
+    sizes = [int(np.prod(q["shape"])) for q in pops]
+    pop_of_hw = np.empty(p.n_neurons, np.int64)  # hardware neuron -> population index
+    pop_of_hw[p.ports["population_hw"]] = np.repeat(np.arange(len(pops)), sizes)
+    rows = []
+    for k in range(p.n_cores):
+        held = np.bincount(pop_of_hw[c["start"][k]:c["start"][k + 1]], minlength=len(pops))
+        rows.append({"core": k, "chip": [int(c["pos"][k, 0]), int(c["pos"][k, 1])], "x": int(c["pos"][k, 2]),
+                     "y": int(c["pos"][k, 3]), "neurons": int(counts[k]), "axons": int(c["axons"][k]),
+                     "synapse_bits": int(c["synapse_bits"][k]), "outputs": int(c["outputs"][k]),
+                     "populations": " ".join(f"{pops[i]['name']}:{int(held[i])}" for i in np.flatnonzero(held))})
+    return rows
 
 
 def link_loads(sections: dict[str, bytes]) -> list[dict]:
