@@ -331,4 +331,5 @@ def test_mesh_image_is_deterministic_and_inspectable(mesh_image, capsys):
     assert main(["inspect", str(out), "--plot", str(tmp / "map.png")]) == 0
     text = capsys.readouterr().out
     assert "target mesh-tiny" in text and "resources:" in text
+    assert "relu1:32" in text and "fc2:10" in text  # the populations each core holds
     assert (tmp / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
