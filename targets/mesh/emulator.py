@@ -33,6 +33,12 @@ from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
 RATE_ONE, POISSON_ONE, DECAY_ONE = 256, 65536, 4096
 
 
+# Below this fraction of non-zero axon inputs a core multiplies only the rows of its events
+# (sparse x sparse); above it, all rows (sparse x dense).  Crossover measured with scipy 1.17
+# on a 3980-axon x 463-neuron core at batch 50: 0.02 -> 3.5x faster, 0.08 -> 1.6x, 0.2 -> 0.9x.
+SPARSE_EVENTS = 0.15
+
+
 def _encode(enc: dict, x: np.ndarray, t: int, T: int, acc: dict) -> np.ndarray:
     """Port values of one encoder for presentation step ``t`` (DESIGN §5, Encoding)."""
     n = len(x)
@@ -183,7 +189,10 @@ class Emulator:
                     if t - d not in emitted:
                         continue
                     x = emitted[t - d][:, src]
-                    current[:, a:b] += np.asarray(x @ W)
+                    if np.count_nonzero(x) < SPARSE_EVENTS * x.size:  # only the events' rows
+                        current[:, a:b] += (sp.csr_matrix(x) @ W).toarray()
+                    else:
+                        current[:, a:b] += np.asarray(x @ W)
                     synaptic_ops += int(((x != 0) @ fan).sum())
             u = np.clip(_decay(u, pr["du"]) + current, self.lo, self.hi)
             v = np.clip(_decay(v, pr["dv"]) + u + pr["bias"], self.lo, self.hi)
