@@ -18,15 +18,18 @@ Workloads (integer graphs, 24-bit state, int8 weights, so both executors must ag
       (per step, the synapses of the spiking sources gathered and summed with bincount).
 
     python benchmarks/runtime.py [--quick] [--threads N] [--repeat K] [--data ../shared/data] [--only W1-64,W2]
-                                 [--kernels auto|event|dense] [--crossover]
+                                 [--kernels auto|event|dense] [--schedule auto|step|layer] [--crossover]
 
 ``--kernels event`` forces event lists everywhere (the runtime before the dense kernel);
+``--schedule step`` runs every network step by step (the runtime before time batching),
+``--schedule layer`` each feed-forward network layer by layer (W3, recurrent, cannot be);
 ``--crossover`` instead prints, for one 784→500 int8 layer (batch 32, T=50, one thread), the
 time of both kernels against the source's firing rate: what set ``DENSE_RATE`` in
 targets/cpu/lower.py.
 
 Columns: seconds per sample-step, synaptic events per second, speed-up of nmc over the
-baseline, nmc's cold and cached compile times, peak traced memory of each run.  Outputs are
+baseline, nmc's cold and cached compile times, peak traced memory of each run, the schedule the
+runtime chose (``step`` or ``layer``: targets/cpu/lower.py ``choose_schedule``).  Outputs are
 compared before anything is timed.  Speed is never asserted; this prints a table.
 """
 
@@ -283,29 +286,30 @@ def _timed(fn, repeat=1):
 
 
 def process_setup() -> float:
-    """Seconds the first compile in a process takes for a one-neuron graph: LLVM's set-up,
-    paid once per process, which the cold column then leaves out."""
-    g = Graph("setup", {"timesteps": 1})
-    x = g.add(ann.Input(declared_type=TensorType((1,))), "x")
-    e = g.add(snn.Encode(x=x, encoding="spikes"), "e")
-    c = g.add(snn.Project(src=e, kind="one_to_one", weight=1), "c")
-    h = _population(g, [c], (1,), "h", threshold=1)
-    g.add(ann.Output(values=[g.add(snn.Decode(x=h.result), "o")]))
+    """Seconds the first compile in a process takes, for a 16-16-4 IF network: LLVM's set-up
+    and first-use costs, paid once per process, which the cold column then leaves out."""
+    g = Graph("setup", {"timesteps": 2})
+    x = g.add(ann.Input(declared_type=TensorType((16,))), "x")
+    src = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    for i, n in enumerate((16, 4)):
+        c = g.add(snn.Project(src=src, kind="dense", weight=Blob(np.ones((n, 16), np.int8))), f"c{i}")
+        src = _population(g, [c], (n,), f"h{i}", threshold=3).result
+    g.add(ann.Output(values=[g.add(snn.Decode(x=src), "o")]))
     start = time.perf_counter()
     cpu.prepare(g, cache=False)
     return time.perf_counter() - start
 
 
-def measure(name, graph, inputs, T, baseline, threads, repeat, kernels="auto"):
+def measure(name, graph, inputs, T, baseline, threads, repeat, kernels="auto", schedule="auto"):
     saved = os.environ.get("NMC_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:  # an empty cache: the first prepare compiles
         os.environ["NMC_CACHE_DIR"] = cache
         try:
             start = time.perf_counter()
-            cpu.prepare(graph, kernels=kernels)
+            cpu.prepare(graph, kernels=kernels, schedule=schedule)
             cold = time.perf_counter() - start
             start = time.perf_counter()
-            execute = cpu.prepare(graph, threads=threads, kernels=kernels)
+            execute = cpu.prepare(graph, threads=threads, kernels=kernels, schedule=schedule)
             cached = time.perf_counter() - start
         finally:
             if saved is None:
@@ -323,7 +327,7 @@ def measure(name, graph, inputs, T, baseline, threads, repeat, kernels="auto"):
                 base_per_step=base_s / sample_steps, events=res.synaptic_ops / nmc_s,
                 base_events=res.synaptic_ops / base_s, ratio=base_s / nmc_s, cold=cold, cached=cached,
                 nmc_mem=nmc_mem, base_mem=base_mem, spikes=res.spikes / sample_steps,
-                synops=res.synaptic_ops)
+                synops=res.synaptic_ops, schedule=res.stats["schedule"])
 
 
 def mnist(data: str | None, n: int, rng) -> np.ndarray:
@@ -371,6 +375,7 @@ def main(argv=None) -> int:
                          "which fires far more densely than digits)")
     ap.add_argument("--only", default="W1-64,W1-1,W1c-64,W2,W3")
     ap.add_argument("--kernels", default="auto", choices=("auto", "event", "dense"))
+    ap.add_argument("--schedule", default="auto", choices=("auto", "step", "layer"))
     ap.add_argument("--crossover", action="store_true", help="event vs dense kernel against the firing rate")
     args = ap.parse_args(argv)
     if args.crossover:
@@ -386,14 +391,15 @@ def main(argv=None) -> int:
             continue
         x = (np.random.default_rng(7).random((batch, 100, 784)) < 0.15).astype(np.float32)
         rows.append(measure(f"W1 784-500-500-10 b{batch}", g1, [x], 100,
-                            lambda x=x: baseline_w1(g1, x, 100), args.threads, args.repeat, args.kernels))
+                            lambda x=x: baseline_w1(g1, x, 100), args.threads, args.repeat, args.kernels,
+                            args.schedule))
     if "W1c-64" in only:
         gc = w1_graph(np.random.default_rng(1234), W1C_THRESHOLDS, "current", W1C_SCALE)
         xc = np.random.default_rng(7).random((64, 784)).astype(np.float32)
         values = np.floor(xc.astype(np.float64) * W1C_SCALE + 0.5)  # what the encoder emits each step
         trains = np.repeat(values[:, None, :], 100, axis=1)
         rows.append(measure("W1c current-enc b64", gc, [xc], 100, lambda: baseline_w1(gc, trains, 100),
-                            args.threads, args.repeat, args.kernels))
+                            args.threads, args.repeat, args.kernels, args.schedule))
     if "W2" in only:
         g2 = w2_graph(rng)
         x2 = mnist(args.data, 32, rng)
@@ -403,28 +409,31 @@ def main(argv=None) -> int:
         enc = g2.walk("snn.encode")[0]
         trains = np.stack([encode(enc, x2, t, 50, state, True).reshape(32, 1, 28, 28) for t in range(50)])
         rows.append(measure("W2 conv 28x28 b32", g2, [x2], 50, lambda: baseline_w2(g2, trains, 50),
-                            args.threads, args.repeat, args.kernels))
+                            args.threads, args.repeat, args.kernels, args.schedule))
     if "W3" in only:
         neurons, synapses, steps = (2000, 100_000, 200) if args.quick else (10_000, 1_000_000, 1000)
         g3 = w3_graph(rng, neurons, synapses)
         x3 = (np.random.default_rng(9).random((1, steps, neurons // 10)) < 0.02).astype(np.float32)
         rows.append(measure(f"W3 LIF {neurons} / {synapses:,} syn", g3, [x3], steps,
-                            lambda: baseline_w3(g3, x3, steps), args.threads, args.repeat, args.kernels))
+                            lambda: baseline_w3(g3, x3, steps), args.threads, args.repeat, args.kernels,
+                            "step" if args.schedule == "layer" else args.schedule))
 
     head = (f"{'workload':28} {'same':>4} {'nmc s/smp-step':>14} {'numpy s/smp-step':>16} {'nmc ev/s':>9} "
-            f"{'numpy ev/s':>10} {'ratio':>6} {'cold s':>7} {'cached s':>8} {'nmc MB':>7} {'numpy MB':>8} {'spk/step':>8}")
+            f"{'numpy ev/s':>10} {'ratio':>6} {'cold s':>7} {'cached s':>8} {'nmc MB':>7} {'numpy MB':>8} {'spk/step':>8} "
+            f"{'sched':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['name']:28} {'yes' if r['same'] else 'NO':>4} {r['per_step']:14.3e} {r['base_per_step']:16.3e} "
               f"{r['events']:9.2e} {r['base_events']:10.2e} {r['ratio']:6.1f} {r['cold']:7.3f} {r['cached']:8.3f} "
-              f"{r['nmc_mem'] / 2**20:7.1f} {r['base_mem'] / 2**20:8.1f} {r['spikes']:8.0f}")
+              f"{r['nmc_mem'] / 2**20:7.1f} {r['base_mem'] / 2**20:8.1f} {r['spikes']:8.0f} {r['schedule']:>5}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nMB columns: peak of Python/numpy allocations during one run (tracemalloc); "
           f"process peak RSS {rss:.0f} MB.  ratio = numpy time / nmc time; "
-          f"threads: {args.threads or os.cpu_count()}; kernels: {args.kernels}.\n"
+          f"threads: {args.threads or os.cpu_count()}; kernels: {args.kernels}; schedule: {args.schedule} "
+          f"(sched: the one each run used).\n"
           f"cold s: compiling a network with an empty cache, after the once-per-process set-up (LLVM "
-          f"initialisation and first compile: {setup:.3f} s, measured on a one-neuron graph).")
+          f"initialisation and first compile: {setup:.3f} s, measured on a 16-16-4 network).")
     return 0 if all(r["same"] for r in rows) else 1
 
 

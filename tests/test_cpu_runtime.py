@@ -9,7 +9,9 @@ executors must agree far inside the rtol 1e-5 the design allows.
 
 Dense projections have two kernels (event lists, and the dense kernel chosen from a source's
 known firing rate): the properties run every graph with each forced, on graphs whose
-encoders and populations sometimes carry a ``calib.rate``.
+encoders and populations sometimes carry a ``calib.rate``.  Feed-forward graphs may run layer
+by layer (the ``layer`` schedule, with the time-batched kernel for dense layers): random
+feed-forward graphs run under both schedules, and graphs with recurrence must never take it.
 """
 
 from __future__ import annotations
@@ -120,9 +122,10 @@ def _project(draw, g: Graph, kind_of: _Kind, src, kind: str, out_size: int | Non
 
 
 @st.composite
-def networks(draw, integer: bool) -> Graph:
+def networks(draw, integer: bool, recurrent: bool = True, dense_bias: bool = False) -> Graph:
     """input → encode → 1–3 populations fed by projections of every kind (some from earlier
-    populations, some recurrent) → decode → output."""
+    populations, some recurrent unless ``recurrent`` is false) → decode → output.
+    ``dense_bias``: draw dense projections more often (the time-batched kernel runs them)."""
     kind_of = _Kind(draw, integer)
     g = Graph("net")
     shape = (draw(st.integers(1, 2)), draw(st.integers(2, 5)), draw(st.integers(2, 5)))
@@ -137,12 +140,14 @@ def networks(draw, integer: bool) -> Graph:
     for layer in range(draw(st.integers(1, 3))):
         src = draw(st.sampled_from(sources))
         kinds = ["dense", "one_to_one", "sparse"] + (["conv2d", "pool"] if src.type.rank == 3 else [])
+        kinds += ["dense"] * (len(kinds) if dense_bias else 0)
         first = _project(draw, g, kind_of, src, draw(st.sampled_from(kinds)))
         size = first.type.size
         currents = [first]
         if draw(st.booleans()):
             other = draw(st.sampled_from(sources))
             kinds = ["dense", "sparse"] + (["one_to_one"] if other.type.size == size else [])
+            kinds += ["dense"] * (len(kinds) if dense_bias else 0)
             currents.append(_project(draw, g, kind_of, other, draw(st.sampled_from(kinds)), out_size=size))
         pshape = first.type.shape if len(first.type.shape) == 3 or draw(st.booleans()) else (size,)
         params = {name: kind_of.param(draw, name, pshape) for name in snn.Population.PARAMS}
@@ -154,7 +159,7 @@ def networks(draw, integer: bool) -> Graph:
             pop.extra["calib.rate"] = rate
         pops.append(pop)
         sources.append(pop.result)
-    for _ in range(draw(st.integers(0, 2))):  # recurrent (or backward) projections
+    for _ in range(draw(st.integers(0, 2)) if recurrent else 0):  # recurrent (or backward) projections
         i = draw(st.integers(0, len(pops) - 1))
         j = draw(st.integers(i, len(pops) - 1))
         target = pops[i]
@@ -182,14 +187,16 @@ def inputs_for(graph: Graph, timesteps: int, batch: int = 3, seed: int = 0) -> l
 
 
 def compare(graph: Graph, inputs, timesteps: int, exact: bool, threads: int | None = None,
-            kernels: tuple[str, ...] = ("auto",)):
-    """Run both executors (the CPU runtime once per choice of ``kernels``), recording every
-    population; assert they agree."""
+            kernels: tuple[str, ...] = ("auto",), schedules: tuple[str, ...] = ("auto",)):
+    """Run both executors (the CPU runtime once per choice of ``kernels`` and ``schedules``),
+    recording every population; assert they agree."""
     pops = graph.walk("snn.population")
     ref = semantics.run_snn(graph, inputs, timesteps=timesteps, record=pops)
     for k in kernels:
-        got = cpu.prepare(graph, cache=False, threads=threads, kernels=k)(inputs, timesteps=timesteps, record="all")
-        _agree(got, ref, pops, exact)
+        for sched in schedules:
+            got = cpu.prepare(graph, cache=False, threads=threads, kernels=k, schedule=sched)(
+                inputs, timesteps=timesteps, record="all")
+            _agree(got, ref, pops, exact)
     return got, ref
 
 
@@ -607,3 +614,151 @@ def test_kernel_choice_follows_the_calibrated_rate():
     assert lower.plan(lower.Network.of(g), "event").dense == set()
     with pytest.raises(ValueError):
         lower.plan(lower.Network.of(g), "fast")
+
+
+# ------------------------------------------------------------------------ time batching
+
+
+def _layout(graph: Graph, kernels: str = "auto", schedule: str = "auto"):
+    from nmc.targets.cpu import lower
+
+    return lower.plan(lower.Network.of(graph), kernels, schedule)
+
+
+@PROPERTY
+@given(networks(integer=True, recurrent=False, dense_bias=True), st.integers(1, 6))
+def test_feed_forward_integer_graphs_are_bit_identical_under_both_schedules(graph, timesteps):
+    assert _layout(graph, schedule="layer").schedule == "layer"
+    compare(graph, inputs_for(graph, timesteps), timesteps, exact=True, kernels=("event", "dense"),
+            schedules=("step", "layer"))
+
+
+@PROPERTY
+@given(networks(integer=False, recurrent=False, dense_bias=True), st.integers(1, 6))
+def test_feed_forward_float_graphs_agree_under_both_schedules(graph, timesteps):
+    compare(graph, inputs_for(graph, timesteps), timesteps, exact=False, kernels=("event", "dense"),
+            schedules=("step", "layer"))
+
+
+def test_the_feed_forward_graphs_reach_the_time_batched_kernel():
+    """The properties above mean something only if the kernel runs, on every kind of source."""
+    seen: set[str] = set()
+
+    @settings(max_examples=200, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(networks(integer=True, recurrent=False, dense_bias=True))
+    def collect(graph):
+        lay = _layout(graph, "event", "layer")
+        for pop, projections in lay.tiled.items():
+            seen.add(f"tiled-currents={len(projections)}")
+            seen.update(f"tiled-from={p.src.owner.encoding if p.src.owner.KIND == 'snn.encode' else 'population'}"
+                        for p in projections)
+            seen.update(f"tiled-delay={p.delay}" for p in projections)
+
+    collect()
+    wanted = {"tiled-currents=1", "tiled-currents=2", "tiled-from=population", "tiled-delay=1", "tiled-delay=3"}
+    wanted |= {f"tiled-from={e}" for e in snn.ENCODINGS}
+    assert wanted <= seen, sorted(wanted - seen)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(networks(integer=True))
+def test_graphs_with_recurrence_are_never_layer_scheduled(graph):
+    from nmc.targets.cpu import lower
+
+    net = lower.Network.of(graph)
+    recurrent = any(pop in _reached_from(net, pop) for pop in net.populations)
+    assert (lower.feed_forward_order(net) is None) == recurrent
+    if recurrent:
+        for kernels in lower.KERNELS:
+            assert _layout(graph, kernels).schedule == "step"
+        with pytest.raises(ValueError, match="recurrence"):
+            _layout(graph, schedule="layer")
+
+
+def _reached_from(net, pop) -> set:
+    """The populations that ``pop``'s spikes reach through one or more projections."""
+    targets = {c.owner: q for q in net.populations for c in q.currents}
+    seen, todo = set(), [pop]
+    while todo:
+        src = todo.pop()
+        for p in net.projections:
+            if p.src.owner is src and targets[p] not in seen:
+                seen.add(targets[p])
+                todo.append(targets[p])
+    return seen
+
+
+def _big_feed_forward(encoding: str) -> Graph:
+    """encoder (90 values) → dense 150 (three 64-column tiles, padded) ← dense from the encoder
+    again with delay 2; → dense 70 (delay 3) → dense 5; every population bits 24."""
+    rng = np.random.default_rng(11)
+    g = Graph("ff")
+    x = g.add(ann.Input(declared_type=TensorType((90,))), "x")
+    s = g.add(snn.Encode(x=x, encoding=encoding), "s")
+    c1 = g.add(snn.Project(src=s, kind="dense", weight=Blob(rng.integers(-20, 40, (150, 90)).astype(np.int8))))
+    c2 = g.add(snn.Project(src=s, kind="dense", delay=2, weight=Blob(rng.integers(-300, 300, (150, 90)).astype(np.int16))))
+    h1 = snn.Population(currents=[c1, c2], declared_type=SpikeType((150,)), bits=24, threshold=400, du=300)
+    g.add(h1, "h1")
+    c3 = g.add(snn.Project(src=h1.result, kind="dense", delay=3, exponent=1,
+                           weight=Blob(rng.integers(-30, 50, (70, 150)).astype(np.int8))))
+    h2 = snn.Population(currents=[c3], declared_type=SpikeType((70,)), bits=24, threshold=200, reset="zero")
+    g.add(h2, "h2")
+    c4 = g.add(snn.Project(src=h2.result, kind="dense", weight=Blob(rng.integers(-40, 60, (5, 70)).astype(np.int8))))
+    h3 = snn.Population(currents=[c4], declared_type=SpikeType((5,)), bits=16, threshold=100)
+    g.add(h3, "h3")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=h3.result)), g.add(snn.Decode(x=h1.result, mode="membrane"))]))
+    verify(g)
+    return g
+
+
+@pytest.mark.parametrize("encoding", ["rate", "poisson", "spikes"])
+def test_time_batched_layers_match_the_reference(encoding):
+    """Wide tiles, two currents into one population, delays 1–3, and (``spikes``) samples with
+    spike counts above 1, which fall back to the step path, beside samples of 0 and 1."""
+    g = _big_feed_forward(encoding)
+    lay = _layout(g)
+    assert lay.schedule == "layer" and len(lay.tiled) == 3  # every synapse in a tiled layer
+    rng = np.random.default_rng(12)
+    if encoding == "spikes":
+        x = (rng.random((4, 15, 90)) < 0.3).astype(np.float32)
+        x[1, 4, 7] = 2
+        x[3, 9, 0] = 5
+    else:
+        x = rng.random((4, 90)).astype(np.float32)
+    got, ref = compare(g, [x], 15, exact=True, kernels=("auto", "event"), schedules=("auto", "step", "layer"))
+    assert got.stats["schedule"] == "layer"
+    assert ref.spike_count > 200 and ref.synaptic_ops > 10_000
+    assert all(ref.spikes[p].any() for p in g.walk("snn.population"))
+
+
+def test_whole_run_scratch_is_sized_per_call():
+    """Spike lists and currents of a layer span the run: one executor serves runs of any length."""
+    g = _big_feed_forward("spikes")
+    run = cpu.prepare(g, cache=False, threads=2, schedule="layer")
+    pops = g.walk("snn.population")
+    rng = np.random.default_rng(13)
+    for steps in (3, 40, 1, 17):
+        x = [(rng.random((3, steps, 90)) < 0.3).astype(np.float32)]
+        ref = semantics.run_snn(g, x, timesteps=steps, record=pops)
+        _agree(run(x, timesteps=steps, record="all"), ref, pops, True)
+
+
+def test_schedule_choice():
+    from nmc.targets.cpu import lower
+
+    g = _big_feed_forward("rate")
+    assert _layout(g, schedule="step").schedule == "step"
+    assert _layout(g, "dense").schedule == "step"  # nothing left for the time-batched kernel
+    assert not _layout(g, "dense", "layer").tiled
+    assert _layout(parse_ir(LIF_TEXT)).schedule == "step"  # recurrent
+    with pytest.raises(ValueError, match="recurrence"):
+        _layout(parse_ir(LIF_TEXT), schedule="layer")
+    with pytest.raises(ValueError):
+        _layout(g, schedule="fast")
+    # a feed-forward network whose synapses are mostly outside tiled layers stays step by step
+    w = np.random.default_rng(2).integers(-128, 128, (40, 70)).astype(np.int8)
+    wide = _wide_layer("current", w)  # its first layer (70×40 of 3,160 synapses) runs the dense kernel
+    assert _layout(wide).schedule == "step" and _layout(wide, "event").schedule == "layer"
+    assert lower.tile_columns(500) == 512 and lower.tile_columns(10) == 16 and lower.tile_columns(3) == 8

@@ -1,6 +1,6 @@
 """The CPU runtime: ``snn`` graphs compiled to native code with llvmlite (DESIGN §6).
 
-``prepare(artifact, cache=True, threads=None)`` returns ``execute(inputs, timesteps=None,
+``prepare(artifact, cache=True, threads=None, kernels="auto", schedule="auto")`` returns ``execute(inputs, timesteps=None,
 record=None) -> nmc.runner.RunResult``, bit-identical to :mod:`nmc.semantics` for integer
 graphs and equal to float tolerance for float graphs.  Modules: :mod:`.lower` (graph → LLVM
 IR), :mod:`.jit` (O3 + object cache), :mod:`.execute` (host side, threads).
@@ -14,12 +14,17 @@ from nmc.diagnostics import UsageError
 from nmc.ir.core import Graph
 
 
-def prepare(artifact: Any, cache: bool = True, threads: int | None = None, kernels: str = "auto"):
+def prepare(artifact: Any, cache: bool = True, threads: int | None = None, kernels: str = "auto",
+            schedule: str = "auto"):
     """The executor for ``artifact`` (a graph, or an image carrying its ``snn`` graph).
 
     ``kernels``: ``auto`` chooses per dense projection between event lists and the dense
     kernel from the source's known activity (:func:`.lower.dense_kernel`); ``event`` and
-    ``dense`` force one for all (tests, measurements)."""
+    ``dense`` force one for all (tests, measurements).  ``schedule``: ``auto`` runs each
+    population over all steps of a sample before the next (``layer``, with the time-batched
+    kernel for dense layers) when the network is feed-forward and has such a layer, else
+    step by step (:func:`.lower.choose_schedule`); ``step`` and ``layer`` force one (``layer``
+    raises ValueError on a network with recurrence)."""
     from .execute import prepare_graph
 
     graph = artifact if isinstance(artifact, Graph) else getattr(artifact, "graph", None)
@@ -28,4 +33,4 @@ def prepare(artifact: Any, cache: bool = True, threads: int | None = None, kerne
     if not any(op.dialect == "snn" for op in graph.ops):
         raise UsageError(f"the cpu backend runs spiking graphs; @{graph.name} has no snn ops",
                          hint="convert it first (convert-to-spiking), or use --backend reference")
-    return prepare_graph(graph, cache=cache, threads=threads, kernels=kernels)
+    return prepare_graph(graph, cache=cache, threads=threads, kernels=kernels, schedule=schedule)

@@ -116,12 +116,15 @@ class Executor:
                          voltages=[voltages_by_value.get(v) for v in graph.outputs],
                          recorded=recorded, timesteps=T, steps=steps, spikes=spikes,
                          synaptic_ops=int(state[("synops", None)].sum()),
-                         stats={"threads": threads, "from_cache": self.compiled.from_cache})
+                         stats={"threads": threads, "from_cache": self.compiled.from_cache,
+                                "schedule": self.layout.schedule})
 
     def _run(self, table, batch: int, T: int, steps: int, threads: int) -> None:
         threads = max(1, min(threads, batch))
         bounds = [batch * k // threads for k in range(threads + 1)]
-        scratch = [np.zeros(max(self.layout.scratch_bytes, 64) + 64, dtype=np.uint8) for _ in range(threads)]
+        # sized per call: under the layer schedule, spike lists and currents span the run's steps
+        size = self.layout.scratch_size(steps)
+        scratch = [np.zeros(max(size, 64) + 64, dtype=np.uint8) for _ in range(threads)]
 
         def work(k: int):
             buf = scratch[k]
@@ -138,7 +141,8 @@ class Executor:
             th.join()
 
 
-def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, kernels: str = "auto") -> Executor:
+def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, kernels: str = "auto",
+                  schedule: str = "auto") -> Executor:
     from nmc.ir.verifier import verify
 
     from .jit import compile_module
@@ -146,6 +150,6 @@ def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, 
 
     verify(graph)
     net = Network.of(graph)
-    module, layout, external = lower(net, kernels)
+    module, layout, external = lower(net, kernels, schedule)
     compiled = compile_module(str(module), FUNCTION_NAME, cache=cache, symbols=external)
     return Executor(net, layout, compiled, threads)

@@ -32,6 +32,16 @@ exact decay/saturation rules of :mod:`nmc.semantics`; float populations in f64 i
 reference's operation order, without fast-math (only the order of synaptic sums differs).
 Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
 :meth:`Emitter.const_array`).
+
+Two loop orders (``Layout.schedule``, :func:`choose_schedule`): ``step`` runs, for each step,
+every population; ``layer`` (feed-forward networks only, :func:`feed_forward_order`) runs each
+population over all steps of the sample before the next, keeping its spike lists for the
+whole run (scratch sized by ``steps`` at run time: :meth:`Layout.reserve_run`).  Under
+``layer``, populations fed only by event-driven integer dense projections get their currents
+for every step from the time-batched kernel (:meth:`_Lowering.tiled_currents`: 64 outputs at a
+time summed in registers over each step's events) before their neurons are updated step by
+step; everything else runs as under ``step``.  Both orders compute the same sums in the same
+arithmetic, so results do not depend on the schedule.
 """
 
 from __future__ import annotations
@@ -72,7 +82,15 @@ class Layout:
     whose accumulator is i32 (:func:`narrow_accumulator`); ``wide``: those of them that also
     have an i64 side accumulator for events of other values than 1.  ``dense``: projections run
     by the dense kernel (:func:`dense_kernel`); ``spike_rows``: populations feeding one, which
-    keep a ring of byte spike vectors (``spk``) beside their spike lists."""
+    keep a ring of byte spike vectors (``spk``) beside their spike lists.
+
+    ``schedule``: ``step`` (every population at each step) or ``layer`` (each population over
+    all steps of a sample, in the feed-forward ``order``; :func:`choose_schedule`).  Under
+    ``layer``, populations that feed others keep their spike lists of the whole run
+    (``whole_run``: a ring slot per step), ``tiled`` maps populations to the projections that
+    the time-batched kernel runs (:meth:`_Lowering.tiled_currents`), and ``listed`` are the
+    encoders whose non-zero values are listed per step for it.  Areas sized by the run's
+    steps live after the fixed ones (:meth:`reserve_run`, :meth:`scratch_size`)."""
 
     slots: list[tuple[str, Op | None]] = field(default_factory=list)
     scratch: dict[tuple[str, Op], int] = field(default_factory=dict)
@@ -83,6 +101,13 @@ class Layout:
     wide: set[Op] = field(default_factory=set)
     dense: set[Op] = field(default_factory=set)
     spike_rows: set[Op] = field(default_factory=set)
+    schedule: str = "step"
+    order: list[Op] = field(default_factory=list)
+    whole_run: set[Op] = field(default_factory=set)
+    tiled: dict[Op, list[Op]] = field(default_factory=dict)
+    listed: set[Op] = field(default_factory=set)
+    run: dict[tuple[str, Op], int] = field(default_factory=dict)
+    run_bytes: int = 0
 
     def slot(self, kind: str, op: Op | None) -> int:
         for i, (k, o) in enumerate(self.slots):
@@ -93,6 +118,16 @@ class Layout:
     def reserve(self, kind: str, op: Op, nbytes: int) -> None:
         self.scratch[(kind, op)] = self.scratch_bytes
         self.scratch_bytes += (nbytes + 63) // 64 * 64
+
+    def reserve_run(self, kind: str, op: Op, bytes_per_step: int) -> None:
+        """An area of ``bytes_per_step · steps`` bytes after the fixed ones (steps is known
+        only at run time): its offset is ``scratch_bytes + steps · run[(kind, op)]``."""
+        self.run[(kind, op)] = self.run_bytes
+        self.run_bytes += (bytes_per_step + 7) // 8 * 8
+
+    def scratch_size(self, steps: int) -> int:
+        """Bytes of one thread's scratch area for a run of ``steps`` steps."""
+        return self.scratch_bytes + self.run_bytes * steps
 
 
 @dataclass
@@ -133,13 +168,18 @@ class Network:
 
 
 KERNELS = ("auto", "event", "dense")
+SCHEDULES = ("auto", "step", "layer")
 
 
-def plan(net: Network, kernels: str = "auto") -> Layout:
+def plan(net: Network, kernels: str = "auto", schedule: str = "auto") -> Layout:
     """Where everything lives; ``kernels`` chooses the kernel of dense projections (``auto``:
-    :func:`dense_kernel`; ``event`` or ``dense``: all of them, for tests and measurements)."""
+    :func:`dense_kernel`; ``event`` or ``dense``: all of them, for tests and measurements);
+    ``schedule`` the loop order (``auto``: :func:`choose_schedule`; ``step`` or ``layer``
+    forced, for tests and measurements; ``layer`` needs a feed-forward network)."""
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, not {schedule!r}")
     lay = Layout()
     for p in net.projections:
         if dense_kernel(p, kernels):
@@ -153,20 +193,42 @@ def plan(net: Network, kernels: str = "auto") -> Layout:
             lay.slots.append((kind, pop))
     lay.slots.append(("synops", None))
     for pop in net.populations:
+        if narrow_accumulator(pop):
+            lay.narrow.add(pop)
+    order = feed_forward_order(net)
+    if schedule == "layer" and order is None:
+        raise ValueError("schedule 'layer' needs a feed-forward network; this one has recurrence")
+    lay.schedule = choose_schedule(net, lay, order) if schedule == "auto" else schedule
+    if lay.schedule == "layer":
+        lay.order = order
+        lay.tiled = {pop: [c.owner for c in pop.currents] for pop in order if _tiled_population(net, lay, pop)}
+        lay.listed = {p.src.owner for ps in lay.tiled.values() for p in ps if p.src.owner.KIND == "snn.encode"}
+        lay.whole_run = {p.src.owner for p in net.projections if p.src.owner.KIND == "snn.population"}
+    for pop in net.populations:
         size = pop.result.type.size
         delays = [p.delay for p in net.projections if p.src.owner is pop]
         lay.ring[pop] = max(delays, default=0) + 1
-        if narrow_accumulator(pop):
-            lay.narrow.add(pop)
-            if not all(_unit_events(c.owner) for c in pop.currents):
-                lay.wide.add(pop)
-                lay.reserve("wide", pop, 8 * size)
+        if pop in lay.narrow and not all(_unit_events(c.owner) for c in pop.currents):
+            lay.wide.add(pop)
+            lay.reserve("wide", pop, 8 * size)
         lay.reserve("acc", pop, (4 if pop in lay.narrow else 8) * size)
         lay.reserve("fired", pop, (size + 63) // 64 * 8)  # whole i64 words; the tail stays 0
-        lay.reserve("ring_idx", pop, 4 * size * lay.ring[pop])
-        lay.reserve("ring_cnt", pop, 4 * lay.ring[pop])
-        if pop in lay.spike_rows:
-            lay.reserve("spk", pop, _spk_stride(pop) * lay.ring[pop])
+        if pop in lay.whole_run:  # one slot per step of the run
+            lay.reserve_run("ring_idx", pop, 4 * size)
+            lay.reserve_run("ring_cnt", pop, 4)
+            if pop in lay.spike_rows:
+                lay.reserve_run("spk", pop, _spk_stride(pop))
+        else:
+            lay.reserve("ring_idx", pop, 4 * size * lay.ring[pop])
+            lay.reserve("ring_cnt", pop, 4 * lay.ring[pop])
+            if pop in lay.spike_rows:
+                lay.reserve("spk", pop, _spk_stride(pop) * lay.ring[pop])
+        if pop in lay.tiled:  # the currents of every step: [steps, tile_columns(size)] i32
+            lay.reserve_run("cur", pop, 4 * tile_columns(size))
+    for e in net.encoders:
+        if e in lay.listed:  # non-zero indices per presentation step (T <= steps)
+            lay.reserve_run("eidx", e, 4 * e.result.type.size)
+            lay.reserve_run("ecnt", e, 4)
     for p in lay.dense:  # integer values other than 0 and 1, narrowed each step
         if p.is_integer and not _unit_events(p):
             lay.reserve("xn", p, 3 * p.src.type.size)  # i16, then bytes
@@ -182,6 +244,93 @@ def plan(net: Network, kernels: str = "auto") -> Layout:
 def _spk_stride(pop: Op) -> int:
     """Bytes per step in ``pop``'s ring of spike vectors (one byte per neuron, padded)."""
     return (pop.result.type.size + 63) // 64 * 64
+
+
+def feed_forward_order(net: Network) -> list[Op] | None:
+    """The populations in an order where every population comes after the populations that
+    project into it, or None when there is none (recurrence: a population that reaches
+    itself through projections, whatever their delays)."""
+    sources = {pop: {c.owner.src.owner for c in pop.currents if c.owner.src.owner.KIND == "snn.population"}
+               for pop in net.populations}
+    order: list[Op] = []
+    done: set[Op] = set()
+    while len(order) < len(net.populations):
+        ready = [pop for pop in net.populations if pop not in done and sources[pop] <= done]
+        if not ready:
+            return None
+        order.append(ready[0])
+        done.add(ready[0])
+    return order
+
+
+#: Output columns per tile of the time-batched kernel: a tile's accumulators (64 i32, eight
+#: AVX2 registers) stay in registers while the events of one step add their weight rows.
+TILE = 64
+
+
+def tile_columns(size: int) -> int:
+    """Columns of the time-batched kernel's current matrix and zero-padded weights: a multiple
+    of :data:`TILE`, or for fewer outputs a power of two (at least 8), so that every tile is one
+    power-of-two vector type (for W1's 500 columns, a 56-wide last tile instead of padding to
+    512 measured 1.30× slower in one run and 1.15× faster in another: not settled)."""
+    if size >= TILE:
+        return (size + TILE - 1) // TILE * TILE
+    return max(8, 1 << (size - 1).bit_length())
+
+
+def _tiled_population(net: Network, lay: Layout, pop: Op) -> bool:
+    """Whether the time-batched kernel (:meth:`_Lowering.tiled_currents`) computes the currents
+    of ``pop`` under the ``layer`` schedule: an integer population with an i32 accumulator
+    (:func:`narrow_accumulator`: no sum of events of value 1 leaves i32) fed only by dense
+    projections run from event lists (not the dense kernel) whose sources are populations or
+    encoders of integer values (events of other values than 1 are checked for at run time,
+    and the sample then falls back to the step-by-step path)."""
+    if not pop.bits or pop not in lay.narrow or not pop.currents:
+        return False
+    for c in pop.currents:
+        p = c.owner
+        if p.kind != "dense" or not p.is_integer or p in lay.dense:
+            return False
+        src = p.src.owner
+        if src.KIND == "snn.encode" and net.enc_dtype(src).kind != "i":
+            return False
+    return True
+
+
+#: The share of a feed-forward network's synapses in projections the time-batched kernel can
+#: run, from which the ``layer`` schedule is chosen (:func:`choose_schedule`).
+TILED_SHARE = 0.5
+
+
+def choose_schedule(net: Network, lay: Layout, order: list[Op] | None) -> str:
+    """``layer`` when the network is feed-forward (``order``: :func:`feed_forward_order`) and
+    at least :data:`TILED_SHARE` of its synapses (structural fan-out, summed over projections)
+    are in populations that the time-batched kernel runs (:func:`_tiled_population`), else
+    ``step``.
+
+    Measured on this 2-core AMD EPYC (znver3, AVX2; 32 KB L1d and 512 KB L2 per core), best
+    of many interleaved runs, 1 and 2 threads (docs/cpu-runtime.md, "Time batching"):
+
+    * reordering the loops alone (each population over all steps, spike lists kept for the
+      whole run) ran W1 (784-500-500-10, T=100, batch 64 and 1), W1c and W2 (conv) at
+      0.91–1.09× the step schedule (one 1.30× at two threads did not repeat): no gain;
+    * with the time-batched kernel that layer order allows, W1 (every synapse tiled) ran at
+      1.28–1.30× (batch 64) and 1.20–1.26× (batch 1) on one thread, 1.25–1.35× (batch 64) on
+      two;
+    * W1c (its first layer, 61 % of the synapses, runs the dense kernel: share 0.39) ran at
+      0.97–0.98× on one thread and 0.88–0.89× on two, W2 (only its last 800→10 layer tiled:
+      share 0.01) at 1.01× and 0.80–0.94×: the layers that dominate gain nothing.
+
+    The threshold lies between those measured points; it was not tuned more finely."""
+    if order is None:
+        return "step"
+    total = tiled = 0
+    for pop in order:
+        synapses = sum(int(_fanout(c.owner).sum()) for c in pop.currents)
+        total += synapses
+        if _tiled_population(net, lay, pop):
+            tiled += synapses
+    return "layer" if total and tiled >= TILED_SHARE * total else "step"
 
 
 #: Calibrated firing rate (mean events per neuron per step) from which a source drives its
@@ -512,16 +661,27 @@ class _Lowering:
         bufs, scratch, n0, n1, self.T, self.steps = self.fn.args
         self.buf = [b.load(b.gep(bufs, [e.i64(i)], source_etype=PTR), typ=PTR) for i in range(len(self.lay.slots))]
         self.area = {k: b.gep(scratch, [e.i64(off)], source_etype=I8) for k, off in self.lay.scratch.items()}
+        for k, per_step in self.lay.run.items():  # after the fixed areas, sized by the run's steps
+            off = b.add(e.i64(self.lay.scratch_bytes), b.mul(self.steps, e.i64(per_step)))
+            self.area[k] = b.gep(scratch, [off], source_etype=I8)
         self.synops = e.var(I64, 0)
         self.wide_flag = {pop: e.var(I8, 0) for pop in self.lay.wide}
+        self.unit_flag = {enc: e.var(I8, 1) for enc in self.lay.listed}
         with e.loop(n0, n1, "n") as n:
             self.n = n
             b.store(e.i64(0), self.synops)
             self.sample_pointers()
-            with e.loop(0, self.steps, "t") as t:
-                self.t = t
-                for pop in self.net.populations:
-                    self.population_step(pop)
+            if self.lay.schedule == "layer":
+                for enc in self.net.encoders:
+                    if enc in self.lay.listed:
+                        self.list_encoder(enc)
+                for pop in self.lay.order:
+                    self.population_run(pop)
+            else:
+                with e.loop(0, self.steps, "t") as t:
+                    self.t = t
+                    for pop in self.net.populations:
+                        self.population_step(pop)
             out = self.buf[self.lay.slot("synops", None)]
             e.store(b.load(self.synops, typ=I64), out, n, I64)
         b.ret_void()
@@ -547,6 +707,132 @@ class _Lowering:
                 typ = _ir_type(COUNT_DTYPE if kind == "count" else state_dtype(op))
                 stride = e.i64(size)
             self.row[(kind, op)] = b.gep(self.buf[i], [b.mul(n, stride)], source_etype=typ)
+
+    def ring_slot(self, pop: Op, t):
+        """The slot of step ``t`` in ``pop``'s ring of spike lists (and byte vectors)."""
+        if pop in self.lay.whole_run:
+            return t
+        return self.e.b.urem(t, self.e.i64(self.lay.ring[pop]))
+
+    # -- one population over all steps (layer schedule) -----------------------------------------
+
+    def population_run(self, pop: Op):
+        """All steps of ``pop`` for this sample (its sources have run all theirs): the
+        time-batched kernel, when ``pop`` has it and the encoders it reads emitted only 0 and
+        1 in this sample, then the neuron updates step by step; else the step path per step."""
+        e, b = self.e, self.e.b
+
+        def stepwise():
+            with e.loop(0, self.steps, "t") as t:
+                self.t = t
+                self.population_step(pop)
+
+        if pop not in self.lay.tiled:
+            return stepwise()
+        flags = [self.unit_flag[p.src.owner] for p in self.lay.tiled[pop] if p.src.owner in self.lay.listed
+                 and not _unit_events(p)]
+        cols = tile_columns(pop.result.type.size)
+
+        def batched():
+            for k, p in enumerate(self.lay.tiled[pop]):
+                self.tiled_currents(p, pop, k == 0)
+            cur = self.area[("cur", pop)]
+            with e.loop(0, self.steps, "t") as t:
+                self.t = t
+                self.update(pop, b.gep(cur, [b.mul(t, e.i64(cols))], source_etype=I32))
+
+        if not flags:  # every event has value 1: no step path to fall back to
+            return batched()
+        ok = ir.Constant(ir.IntType(1), 1)
+        for f in flags:
+            ok = b.and_(ok, b.icmp_unsigned("!=", b.load(f, typ=I8), ir.Constant(I8, 0)))
+        with b.if_else(ok) as (fast, slow):
+            with fast:
+                batched()
+            with slow:
+                stepwise()
+
+    def list_encoder(self, enc: Op):
+        """List the indices of ``enc``'s non-zero values for every presentation step of this
+        sample (``eidx``/``ecnt``), and clear its unit flag if any value is not 1."""
+        e, b = self.e, self.e.b
+        size = enc.result.type.size
+        typ = _ir_type(self.net.enc_dtype(enc))
+        idx_area, cnt_area = self.area[("eidx", enc)], self.area[("ecnt", enc)]
+        flag = self.unit_flag[enc]
+        b.store(ir.Constant(I8, 1), flag)
+        check = enc.encoding not in ("rate", "poisson")
+        with e.loop(0, self.T, "pt") as pt:
+            row = b.gep(self.row[("enc", enc)], [b.mul(pt, e.i64(size))], source_etype=typ)
+            lst = b.gep(idx_area, [b.mul(pt, e.i64(size))], source_etype=I32)
+            count = e.var(I64, 0)
+            with e.loop(0, size, "j") as j:
+                x = e.load(row, j, typ)
+                with e.when(b.icmp_signed("!=", x, ir.Constant(typ, 0))):
+                    k = b.load(count, typ=I64)
+                    e.store(b.trunc(j, I32), lst, k, I32)
+                    b.store(b.add(k, e.i64(1)), count)
+                    if check:
+                        with e.when(b.icmp_signed("!=", x, ir.Constant(typ, 1))):
+                            b.store(ir.Constant(I8, 0), flag)
+            e.store(b.trunc(b.load(count, typ=I64), I32), cnt_area, pt, I32)
+
+    def tiled_currents(self, p: Op, pop: Op, first: bool):
+        """The time-batched kernel: the currents dense projection ``p`` delivers to ``pop`` at
+        every step of the sample, into ``pop``'s current matrix ``[steps, tile_columns]`` (i32;
+        ``first``: stored, else added).  For each tile of :data:`TILE` output columns and each
+        step, the tile's pieces of the weight rows (transposed, zero-padded to the matrix's
+        columns) of the step's events are summed in a vector of registers: the tile's weights
+        (at most ``inputs × 64`` of them) serve every step, and no accumulator is loaded or
+        stored per event.  Every event has value 1 here (population spikes, or encoder values
+        checked by :meth:`population_run`) and the population's accumulator is i32 because no
+        such sum can leave i32 (:func:`narrow_accumulator`), so i32 sums are exact in any order."""
+        e, b = self.e, self.e.b
+        src = p.src.owner
+        out, inp = p.weight.shape
+        cols = tile_columns(out)
+        wd = _int_weights(p)
+        padded = np.zeros((inp, cols), dtype=wd.dtype)
+        padded[:, :out] = wd.T
+        g, wt = e.const_array(padded, "tiled")
+        size = src.result.type.size
+        if src.KIND == "snn.encode":  # presented at pt, integrated at pt + delay - 1
+            idx_area, cnt_area = self.area[("eidx", src)], self.area[("ecnt", src)]
+            shift, limit = e.i64(p.delay - 1), self.T
+        else:
+            idx_area, cnt_area = self.area[("ring_idx", src)], self.area[("ring_cnt", src)]
+            shift, limit = e.i64(p.delay), self.steps
+        cur = self.area[("cur", pop)]
+
+        def tile(col, width: int):
+            vw, vi = ir.VectorType(wt, width), ir.VectorType(I32, width)
+            with e.loop(0, self.steps, "tt") as t:
+                dst = b.gep(cur, [b.add(b.mul(t, e.i64(cols)), col)], source_etype=I32)
+                init = ir.Constant(vi, [0] * width) if first else b.load(dst, typ=vi, align=4)
+                vacc = e.var(vi, init)
+                st = b.sub(t, shift)
+                valid = b.and_(b.icmp_signed(">=", st, e.i64(0)), b.icmp_signed("<", st, limit))
+                with e.when(valid):
+                    cnt = b.sext(e.load(cnt_area, st, I32), I64)
+                    lst = b.gep(idx_area, [b.mul(st, e.i64(size))], source_etype=I32)
+                    with e.loop(0, cnt, "k") as k:
+                        j = b.sext(e.load(lst, k, I32), I64)
+                        wv = b.load(b.gep(g, [b.add(b.mul(j, e.i64(cols)), col)], source_etype=wt), typ=vw, align=1)
+                        wv = wv if wt == I32 else b.sext(wv, vi)
+                        b.store(b.add(b.load(vacc, typ=vi), wv), vacc)
+                b.store(b.load(vacc, typ=vi), dst, align=4)
+
+        if cols < TILE:
+            tile(e.i64(0), cols)
+        else:
+            with e.loop(0, cols // TILE, "tile") as k:
+                tile(b.mul(k, e.i64(TILE)), TILE)
+        with e.loop(0, self.steps, "ts") as t:  # synaptic operations: every event drives `out`
+            st = b.sub(t, shift)
+            valid = b.and_(b.icmp_signed(">=", st, e.i64(0)), b.icmp_signed("<", st, limit))
+            with e.when(valid):
+                cnt = b.sext(e.load(cnt_area, st, I32), I64)
+                b.store(b.add(b.load(self.synops, typ=I64), b.mul(cnt, e.i64(out))), self.synops)
 
     # -- one population at one step ------------------------------------------------------------
 
@@ -600,9 +886,8 @@ class _Lowering:
             return
         st = b.sub(self.t, e.i64(p.delay))
         with e.when(b.icmp_signed(">=", st, e.i64(0))):
-            ring = self.lay.ring[src]
             size = src.result.type.size
-            slot = b.urem(st, e.i64(ring))
+            slot = self.ring_slot(src, st)
             cnt = b.sext(e.load(self.area[("ring_cnt", src)], slot, I32), I64)
             idx = b.gep(self.area[("ring_idx", src)], [b.mul(slot, e.i64(size))], source_etype=I32)
             with e.loop(0, cnt, "k") as k:
@@ -727,7 +1012,7 @@ class _Lowering:
             return
         st = b.sub(self.t, e.i64(p.delay))
         with e.when(b.icmp_signed(">=", st, e.i64(0))):
-            slot = b.urem(st, e.i64(self.lay.ring[src]))
+            slot = self.ring_slot(src, st)
             cnt = b.sext(e.load(self.area[("ring_cnt", src)], slot, I32), I64)
             row = b.gep(self.area[("spk", src)], [b.mul(slot, e.i64(_spk_stride(src)))], source_etype=I8)
             yield row, I8, cnt
@@ -1092,7 +1377,7 @@ class _Lowering:
         mask = self.area[("fired", pop)]
         spk = None
         if pop in self.lay.spike_rows:  # this step's byte spike vector, for dense kernels
-            slot = b.urem(self.t, e.i64(self.lay.ring[pop]))
+            slot = self.ring_slot(pop, self.t)
             spk = b.gep(self.area[("spk", pop)], [b.mul(slot, e.i64(_spk_stride(pop)))], source_etype=I8)
         with e.loop(0, nvec, "nu") as k:
             first = b.mul(k, e.i64(width))
@@ -1116,8 +1401,7 @@ class _Lowering:
         this step's events, in increasing order, and record them."""
         e, b = self.e, self.e.b
         size = pop.result.type.size
-        ring = self.lay.ring[pop]
-        slot = b.urem(self.t, e.i64(ring))
+        slot = self.ring_slot(pop, self.t)
         ring_idx = b.gep(self.area[("ring_idx", pop)], [b.mul(slot, e.i64(size))], source_etype=I32)
         rec_base = self.buf[self.lay.slot("rec", pop)]
         recording = b.icmp_unsigned("!=", rec_base, ir.Constant(PTR, None))
@@ -1163,9 +1447,10 @@ def _pool_out(p: Op) -> tuple[int, int]:
             pooled_size(W, p.kernel[1], p.strides[1], p.pads[1], p.pads[3], 1, False))
 
 
-def lower(net: Network, kernels: str = "auto") -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
+def lower(net: Network, kernels: str = "auto", schedule: str = "auto") -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
     """The LLVM module running ``net``, the layout of its buffers, and the contents of the
-    external constants it declares (symbol → bytes); ``kernels`` as for :func:`plan`."""
-    lay = plan(net, kernels)
+    external constants it declares (symbol → bytes); ``kernels`` and ``schedule`` as for
+    :func:`plan`."""
+    lay = plan(net, kernels, schedule)
     lowering = _Lowering(net, lay)
     return lowering.lower(), lay, lowering.e.external
