@@ -36,12 +36,14 @@ compared before anything is timed.  Speed is never asserted; this prints a table
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import sys
 import tempfile
 import time
 import tracemalloc
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -364,6 +366,50 @@ def crossover() -> int:
     return 0
 
 
+WORKLOADS = ("W1-64", "W1-1", "W1c-64", "W2", "W3")
+
+
+def workload_row(name: str, args) -> dict:
+    """Build workload ``name`` (the graphs are drawn in one fixed order from seed 1234, so each
+    is the same whichever are run) and measure it after this process's one-time set-up."""
+    setup = process_setup()
+    rng = np.random.default_rng(1234)
+    g1 = w1_graph(rng)
+    if name.startswith("W1-"):
+        batch = int(name.split("-")[1])
+        x = (np.random.default_rng(7).random((batch, 100, 784)) < 0.15).astype(np.float32)
+        row = measure(f"W1 784-500-500-10 b{batch}", g1, [x], 100, lambda: baseline_w1(g1, x, 100),
+                      args.threads, args.repeat, args.kernels, args.schedule)
+    elif name == "W1c-64":
+        gc = w1_graph(np.random.default_rng(1234), W1C_THRESHOLDS, "current", W1C_SCALE)
+        xc = np.random.default_rng(7).random((64, 784)).astype(np.float32)
+        values = np.floor(xc.astype(np.float64) * W1C_SCALE + 0.5)  # what the encoder emits each step
+        trains = np.repeat(values[:, None, :], 100, axis=1)
+        row = measure("W1c current-enc b64", gc, [xc], 100, lambda: baseline_w1(gc, trains, 100),
+                      args.threads, args.repeat, args.kernels, args.schedule)
+    else:
+        g2 = w2_graph(rng)
+        x2 = mnist(args.data, 32, rng)
+        if name == "W2":
+            # the rate encoder's spikes, computed as the host does for every backend
+            from nmc.semantics import encode
+            state: dict = {}
+            enc = g2.walk("snn.encode")[0]
+            trains = np.stack([encode(enc, x2, t, 50, state, True).reshape(32, 1, 28, 28) for t in range(50)])
+            row = measure("W2 conv 28x28 b32", g2, [x2], 50, lambda: baseline_w2(g2, trains, 50),
+                          args.threads, args.repeat, args.kernels, args.schedule)
+        else:
+            neurons, synapses, steps = (2000, 100_000, 200) if args.quick else (10_000, 1_000_000, 1000)
+            g3 = w3_graph(rng, neurons, synapses)
+            x3 = (np.random.default_rng(9).random((1, steps, neurons // 10)) < 0.02).astype(np.float32)
+            row = measure(f"W3 LIF {neurons} / {synapses:,} syn", g3, [x3], steps,
+                          lambda: baseline_w3(g3, x3, steps), args.threads, args.repeat, args.kernels,
+                          "step" if args.schedule == "layer" else args.schedule)
+    row["setup"] = setup
+    row["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small W3 (2,000 neurons, 100,000 synapses, 200 steps)")
@@ -377,46 +423,19 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", default="auto", choices=("auto", "event", "dense"))
     ap.add_argument("--schedule", default="auto", choices=("auto", "step", "layer"))
     ap.add_argument("--crossover", action="store_true", help="event vs dense kernel against the firing rate")
+    ap.add_argument("--in-process", action="store_true", help="all workloads in this process (no fresh process each)")
     args = ap.parse_args(argv)
     if args.crossover:
         return crossover()
-    rng = np.random.default_rng(1234)
     rows = []
-    only = args.only.split(",")
-    setup = process_setup()
-
-    g1 = w1_graph(rng)
-    for batch in (64, 1):
-        if f"W1-{batch}" not in only:
+    for name in args.only.split(","):
+        if name not in WORKLOADS:
+            ap.error(f"unknown workload {name!r}; choose from {','.join(WORKLOADS)}")
+        if args.in_process:
+            rows.append(workload_row(name, args))
             continue
-        x = (np.random.default_rng(7).random((batch, 100, 784)) < 0.15).astype(np.float32)
-        rows.append(measure(f"W1 784-500-500-10 b{batch}", g1, [x], 100,
-                            lambda x=x: baseline_w1(g1, x, 100), args.threads, args.repeat, args.kernels,
-                            args.schedule))
-    if "W1c-64" in only:
-        gc = w1_graph(np.random.default_rng(1234), W1C_THRESHOLDS, "current", W1C_SCALE)
-        xc = np.random.default_rng(7).random((64, 784)).astype(np.float32)
-        values = np.floor(xc.astype(np.float64) * W1C_SCALE + 0.5)  # what the encoder emits each step
-        trains = np.repeat(values[:, None, :], 100, axis=1)
-        rows.append(measure("W1c current-enc b64", gc, [xc], 100, lambda: baseline_w1(gc, trains, 100),
-                            args.threads, args.repeat, args.kernels, args.schedule))
-    if "W2" in only:
-        g2 = w2_graph(rng)
-        x2 = mnist(args.data, 32, rng)
-        # the rate encoder's spikes, computed as the host does for every backend
-        from nmc.semantics import encode
-        state: dict = {}
-        enc = g2.walk("snn.encode")[0]
-        trains = np.stack([encode(enc, x2, t, 50, state, True).reshape(32, 1, 28, 28) for t in range(50)])
-        rows.append(measure("W2 conv 28x28 b32", g2, [x2], 50, lambda: baseline_w2(g2, trains, 50),
-                            args.threads, args.repeat, args.kernels, args.schedule))
-    if "W3" in only:
-        neurons, synapses, steps = (2000, 100_000, 200) if args.quick else (10_000, 1_000_000, 1000)
-        g3 = w3_graph(rng, neurons, synapses)
-        x3 = (np.random.default_rng(9).random((1, steps, neurons // 10)) < 0.02).astype(np.float32)
-        rows.append(measure(f"W3 LIF {neurons} / {synapses:,} syn", g3, [x3], steps,
-                            lambda: baseline_w3(g3, x3, steps), args.threads, args.repeat, args.kernels,
-                            "step" if args.schedule == "layer" else args.schedule))
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows.append(pool.submit(workload_row, name, args).result())
 
     head = (f"{'workload':28} {'same':>4} {'nmc s/smp-step':>14} {'numpy s/smp-step':>16} {'nmc ev/s':>9} "
             f"{'numpy ev/s':>10} {'ratio':>6} {'cold s':>7} {'cached s':>8} {'nmc MB':>7} {'numpy MB':>8} {'spk/step':>8} "
@@ -427,13 +446,15 @@ def main(argv=None) -> int:
         print(f"{r['name']:28} {'yes' if r['same'] else 'NO':>4} {r['per_step']:14.3e} {r['base_per_step']:16.3e} "
               f"{r['events']:9.2e} {r['base_events']:10.2e} {r['ratio']:6.1f} {r['cold']:7.3f} {r['cached']:8.3f} "
               f"{r['nmc_mem'] / 2**20:7.1f} {r['base_mem'] / 2**20:8.1f} {r['spikes']:8.0f} {r['schedule']:>5}")
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nMB columns: peak of Python/numpy allocations during one run (tracemalloc); "
-          f"process peak RSS {rss:.0f} MB.  ratio = numpy time / nmc time; "
+    rss = max(r["rss_mb"] for r in rows)
+    setups = [r["setup"] for r in rows]
+    print(f"\nEach workload runs in a fresh process{' (here: all in this one)' if args.in_process else ''}, nmc and "
+          f"its baseline in the same one.  MB columns: peak of Python/numpy allocations during one run "
+          f"(tracemalloc); largest process peak RSS {rss:.0f} MB.  ratio = numpy time / nmc time; "
           f"threads: {args.threads or os.cpu_count()}; kernels: {args.kernels}; schedule: {args.schedule} "
           f"(sched: the one each run used).\n"
-          f"cold s: compiling a network with an empty cache, after the once-per-process set-up (LLVM "
-          f"initialisation and first compile: {setup:.3f} s, measured on a 16-16-4 network).")
+          f"cold s: compiling a network with an empty cache, after the process's one-time set-up (LLVM "
+          f"initialisation and first compile of a 16-16-4 network: {min(setups):.3f}-{max(setups):.3f} s).")
     return 0 if all(r["same"] for r in rows) else 1
 
 
