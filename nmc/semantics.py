@@ -31,7 +31,6 @@ from nmc.hashrng import hash3
 from nmc.ir.ann import pooled_size
 from nmc.ir.core import Blob, Graph, Op, Value, param_array
 from nmc.ir.snn import DECAY_ONE
-from nmc.ir.types import TensorType
 
 RATE_ONE = 256  # rate encoder: x = 1 is 256 quanta, one spike per step
 POISSON_ONE = 65536  # poisson encoder: probabilities in units of 2**-16
@@ -451,15 +450,20 @@ def _split_host(graph: Graph) -> tuple[list[Op], list[Op], list[Op]]:
     return pre, snn, post
 
 
+def train_inputs(graph: Graph) -> set[int]:
+    """Indices of the graph inputs that feed ``spikes`` encoders (they carry a time axis);
+    refuses a ``spikes`` encoder that does not read a graph input directly."""
+    spikes = [e for e in graph.walk("snn.encode") if e.encoding == "spikes"]
+    for e in spikes:
+        if e.x.owner is None or e.x.owner.KIND != "ann.input":
+            raise NmcError("a 'spikes' encoder must read a graph input directly", e.loc)
+    return {i for i, v in enumerate(graph.inputs) if any(e.x is v for e in spikes)}
+
+
 def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> SnnResult:
     """Run a spiking graph on a batch (DESIGN §5).  ``record``: population ops whose spike
     trains to return.  Inputs feeding ``spikes`` encoders carry a time axis ``[N, T, ...]``."""
-    trains = {i for i, v in enumerate(graph.inputs)
-              if any(u.KIND == "snn.encode" and u.encoding == "spikes" for u in graph.users(v))}
-    for e in graph.walk("snn.encode"):
-        if e.encoding == "spikes" and (e.x.owner is None or e.x.owner.KIND != "ann.input"):
-            raise NmcError("a 'spikes' encoder must read a graph input directly", e.loc)
-    host, batch = bind_inputs(graph, inputs, trains)
+    host, batch = bind_inputs(graph, inputs, train_inputs(graph))
     pre, _, post = _split_host(graph)
     _host_ops(graph, host, pre, batch)
     encoders = graph.walk("snn.encode")

@@ -24,8 +24,7 @@ RATE = "calib.rate"
 def encoder_rates(graph: Graph, x: np.ndarray, timesteps: int, steps: int) -> dict:
     """Mean events (non-zero values) per element per step of each encoder on batch ``x``."""
     encoders = graph.walk("snn.encode")
-    trains = {i for i, v in enumerate(graph.inputs) if any(e.x is v and e.encoding == "spikes" for e in encoders)}
-    host, batch = semantics.bind_inputs(graph, [x], trains)
+    host, batch = semantics.bind_inputs(graph, [x], semantics.train_inputs(graph))
     pre, _, _ = semantics._split_host(graph)
     semantics._host_ops(graph, host, pre, batch)
     out = {}

@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 from nmc.data import load_inputs
 from nmc.diagnostics import NmcError, UsageError
 from nmc.evaluation import evaluate

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from nmc import semantics
-from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, param_array
 from nmc.runner import RunResult, _population_names
 
@@ -44,11 +43,7 @@ class Executor:
         self.fn = _SIGNATURE(compiled.address)
         self.threads = threads
         graph = net.graph
-        for e in net.encoders:
-            if e.encoding == "spikes" and (e.x.owner is None or e.x.owner.KIND != "ann.input"):
-                raise NmcError("a 'spikes' encoder must read a graph input directly", e.loc)
-        self.trains = {i for i, v in enumerate(graph.inputs)
-                       if any(e.x is v for e in net.encoders if e.encoding == "spikes")}
+        self.trains = semantics.train_inputs(graph)
         self.pre, _, self.post = semantics._split_host(graph)
         self.extra_steps = semantics.latency_steps(graph, 1) - 1  # steps = T + extra_steps
         self.v0 = {pop: param_array(pop.v0, pop.result.type.shape, np.int64 if pop.bits else np.float64)

@@ -1321,7 +1321,7 @@ class _Lowering:
     def neurons(self, pop: Op, acc, params, i, width: int):
         """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``); returns
         their spikes (i1 or <width x i1>)."""
-        e, b = self.e, self.e.b
+        b = self.e.b
         acc_t = self.acc_type(pop)
         vt = acc_t if width == 1 else ir.VectorType(acc_t, width)
 
