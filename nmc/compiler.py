@@ -13,8 +13,10 @@ calibration data, timesteps, opt level, pipeline, seed).  The image holds
 
 Default pipelines (``--print-pipeline`` shows the one chosen):
 
-* an ANN graph: ``canonicalize,calibrate,normalize{timesteps=T},convert-to-spiking{timesteps=T}``; a graph
-  that is already spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
+* an ANN graph: ``canonicalize,calibrate,normalize{timesteps=T},convert-to-spiking{timesteps=T}``
+  (for a chip target ``convert-to-spiking{timesteps=T,maxpool=or}``: max pooling as a spiking
+  OR, since the chips' synapses cannot hold the max-pool gate's counts); a graph that is
+  already spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
 * ``cpu``: nothing more (a float graph; no chip, no mapping);
 * ``mesh`` class: ``quantize{weight-bits=8}`` (skipped when the graph is already integer),
   ``measure-rates`` (with calibration data: spike rates for the traffic model), then
@@ -45,7 +47,8 @@ from nmc.passmanager import Instruments, Pass, PassContext, PassManager, parse_p
 
 CPU = "cpu"
 MAPPING_PASSES = ("partition", "place", "route")
-CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}}}"
+CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}{more}}}"
+CHIP_CONVERSION = ",maxpool=or"  # a chip's synapses keep no state: max pooling as a spiking OR
 WEIGHT_BITS = 8
 
 
@@ -102,7 +105,8 @@ def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps
 
     if not 0 <= opt_level <= 3:
         raise UsageError(f"opt level must be 0 to 3, got {opt_level}")
-    parts = [] if is_spiking(graph) else [CONVERSION.format(T=timesteps)]
+    more = CHIP_CONVERSION if target.chip_class != CPU else ""
+    parts = [] if is_spiking(graph) else [CONVERSION.format(T=timesteps, more=more)]
     if target.chip_class != CPU:
         if not is_integer(graph):
             parts.append(f"quantize{{weight-bits={WEIGHT_BITS}}}")

@@ -68,7 +68,8 @@ def _voltage_unit(pop) -> float:
 
 
 def layer_losses(base: Graph, snn: Graph, x: np.ndarray) -> list[dict]:
-    """Per population of ``snn`` made from a named activation of the normalised ANN ``base``:
+    """Per population of ``snn`` made from a named activation of ``base``, the normalised ANN
+    it was converted from (same scales):
     Pearson correlation and relative error (L2) between the activations clipped to [0, 1] and
     the firing rates (spikes / T; for a non-spiking output layer, final voltage / T), the
     fraction of activations above 1 (clipped: a rate cannot exceed 1), and the population's
@@ -131,13 +132,18 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
                 f"normalize{{percentile={percentile},timesteps={T}}}", ctx).run(calibrated.clone())
             options = ",".join(o for o in (f"timesteps={T}", f"encoding={encoding}", convert_options) if o)
             snn = PassManager(f"convert-to-spiking{{{options}}}", ctx).run(normed.clone())
+            if chip is not None and "notes" not in report and any(p.kind == "maxgate" for p in snn.walk("snn.project")):
+                report["notes"] = [f"max pooling is converted to a max-pool gate (maxpool=gate), which the CPU runtime "
+                                   f"runs but chip '{chip.name}' cannot map (its synapses keep no state); "
+                                   f"nmc compile --target {chip.name} uses maxpool=or: pass --convert maxpool=or "
+                                   f"to evaluate that"]
             pred, tot = _predict(snn, x, backend, bar)
             row = {"timesteps": T, "latency_steps": tot["steps"], "float_accuracy": float(np.mean(pred == y)),
                    "float_agreement": float(np.mean(pred == ann_pred)), "int_accuracy": None, "int_agreement": None,
                    "spikes_per_sample": tot["spikes"] / len(x),
                    "synaptic_ops_per_sample": tot["synaptic_ops"] / len(x)}
             if per_layer:
-                row["layers"] = layer_losses(base, snn, x)
+                row["layers"] = layer_losses(normed, snn, x)
             if chip is not None:
                 quant = PassManager(f"quantize{{weight-bits={weight_bits}}}", ctx).run(snn.clone())
                 ipred, itot = _predict(quant, x, backend, bar)
@@ -145,7 +151,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
                            spikes_per_sample=itot["spikes"] / len(x),
                            synaptic_ops_per_sample=itot["synaptic_ops"] / len(x))
                 if per_layer:
-                    row["int_layers"] = layer_losses(base, quant, x)
+                    row["int_layers"] = layer_losses(normed, quant, x)
             report["snn"].append(row)
             if on_row is not None:
                 on_row(row)

@@ -284,7 +284,7 @@ def _fanout(p: Op) -> np.ndarray:
         return np.ones(src.size, dtype=np.int64)
     if p.kind == "sparse":
         return np.diff(p.indptr.data).astype(np.int64)
-    # conv2d and pool: each output cell whose window covers a source cell is one synapse;
+    # conv2d, pool and maxgate: each output cell whose window covers a source cell is one synapse;
     # counted by scattering ones back through the windows.
     kernel = p.weight.shape[2:] if p.kind == "conv2d" else p.kernel
     dil = p.dilations if p.kind == "conv2d" else (1, 1)
@@ -298,14 +298,45 @@ def _fanout(p: Op) -> np.ndarray:
     return np.broadcast_to(covered * per_channel, src.shape).reshape(-1).astype(np.int64)
 
 
-def project(p: Op, s: np.ndarray, integer: bool) -> np.ndarray:
-    """The current ``p`` delivers for source values ``s`` ([N, *source shape]), flat [N, size]."""
+def _gate(p: Op, s: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """A maxgate's selection: for each output cell, ``s`` at the window cell of the largest
+    ``counts`` (ties: the first cell in row-major window order; pad cells never win, a window
+    of pads alone selects 0).  ``s``, ``counts``: [N, C, H, W]; the result [N, C, OH, OW]."""
+    out, extra = _window_geometry(s.shape[2:], p.kernel, p.strides, p.pads, (1, 1))
+    real = _pad(np.ones((1, 1, *s.shape[2:]), dtype=bool), p.pads, extra, False)
+    cells = zip(_windows(real, p.kernel, p.strides, (1, 1), out),
+                _windows(_pad(counts, p.pads, extra, 0), p.kernel, p.strides, (1, 1), out),
+                _windows(_pad(s, p.pads, extra, 0), p.kernel, p.strides, (1, 1), out))
+    best = np.zeros((len(s), s.shape[1], *out), dtype=counts.dtype)
+    chosen = np.zeros((len(s), s.shape[1], *out), dtype=s.dtype)
+    found = np.zeros((1, 1, *out), dtype=bool)
+    for (_, r), (_, c), (_, v) in cells:  # row-major window order; strictly larger replaces
+        take = r & (~found | (c > best))
+        best = np.where(take, c, best)
+        chosen = np.where(take, v, chosen)
+        found = found | r
+    return chosen
+
+
+def project(p: Op, s: np.ndarray, integer: bool, state: dict | None = None) -> np.ndarray:
+    """The current ``p`` delivers for source values ``s`` ([N, *source shape]), flat [N, size].
+
+    ``state`` holds the per-run state of stateful projections (``maxgate``: the running
+    counts ``[N, *source shape]`` under key ``p``, zero when absent); each call is one
+    delivery and updates it."""
     n = len(s)
     dtype = np.int64 if integer else np.float64
     weight = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
     weight = weight.astype(dtype)
     s = s.astype(dtype)
-    if p.kind == "dense":
+    if p.kind == "maxgate":
+        if state is None:
+            raise NmcError("a maxgate projection needs its running counts (project(..., state=...))", p.loc)
+        counts = state.get(p)
+        counts = (np.zeros_like(s) if counts is None else counts) + s
+        state[p] = counts
+        y = _gate(p, s, counts) * weight
+    elif p.kind == "dense":
         y = s.reshape(n, -1) @ weight.T
     elif p.kind == "conv2d":
         y = _conv(s, weight, p.strides, p.pads, p.dilations, p.groups)
@@ -481,6 +512,7 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
     history: dict[Op, list[np.ndarray]] = {op: [] for op in encoders + populations}
     accumulators: dict = {}
     counts = {pop: np.zeros((batch, pop.result.type.size), dtype=np.int64) for pop in populations}
+    gates: dict = {}  # running counts of maxgate projections, per run (project's state)
     synaptic_ops = 0
 
     def emitted(src: Op, t: int):
@@ -506,7 +538,7 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
                     continue
                 synaptic_ops += int(np.sum((s != 0) @ fanout[p]))
                 shaped = s.reshape((batch, *p.src.type.shape))
-                current = current + project(p, shaped, integer_proj[p]).astype(current.dtype)
+                current = current + project(p, shaped, integer_proj[p], gates).astype(current.dtype)
             fired[pop] = state[pop].step(current)
             counts[pop] += fired[pop]
         for pop in populations:  # after all updates: within a step, order does not matter

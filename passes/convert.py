@@ -254,9 +254,12 @@ class Converter:
         return Cur([Term(x, fields)], tuple(op.result.type.shape))
 
     def maxpool(self, op: Op) -> Spk:
-        """Max pooling as a spiking OR: a neuron fires in a step when any neuron of its window
-        fired in the previous step (pool weight 1, threshold 0.5, reset to zero).  Its rate is
-        at least the largest input rate, and equals it when the window's spikes coincide."""
+        """Max pooling into relay neurons (threshold 0.5, reset to zero), which fire in a step
+        when their projection delivered a spike.  ``maxpool=gate`` (default): a ``maxgate``
+        projection passes only the spikes of the window's input with the most spikes so far
+        (Rueckauer et al. 2017), whose rate tends to the largest input rate.  ``maxpool=or``: a
+        spiking OR (pool weight 1): a neuron fires when any neuron of its window fired; its rate
+        is at least the largest input rate, and equals it when the window's spikes coincide."""
         x = self.env.get(op.x)
         if not isinstance(x, Spk):
             raise self.refuse(op, "max pooling has no exact spiking form and this one reads a linear value",
@@ -264,9 +267,16 @@ class Converter:
         self.require_image(op, x)
         if len(op.kernel) != 2 or op.dilations != (1, 1) or op.ceil_mode:
             raise self.refuse(op, "only 2-D max pooling without dilation or ceil_mode has a spiking form")
-        fields = {"kind": "pool", "weight": 1.0, "kernel": tuple(op.kernel), "strides": op.strides, "pads": op.pads}
+        gate = self.options.maxpool == "gate"
+        fields = {"kind": "maxgate" if gate else "pool", "weight": 1.0, "kernel": tuple(op.kernel),
+                  "strides": op.strides, "pads": op.pads}
         cur = Cur([Term(x, fields)], tuple(op.result.type.shape))
-        self.ctx.remark(f"max pooling %{op.result.name} approximated by a spiking OR of its window (docs/conversion.md)")
+        if gate:
+            self.ctx.remark(f"max pooling %{op.result.name} by a gate passing the spikes of its window's most "
+                            "active input (maxpool=gate, docs/conversion.md)")
+        else:
+            self.ctx.remark(f"max pooling %{op.result.name} approximated by a spiking OR of its window "
+                            "(maxpool=or, docs/conversion.md)")
         return self.population(cur, op, op.result.name, threshold=0.5, reset="zero", v0=0.0)
 
     def add(self, op: Op) -> Cur:
@@ -408,7 +418,10 @@ class ConvertToSpiking(Pass):
     thresholds, bias = the layer's bias); the output layer is a non-spiking population read
     with ``snn.decode{mode = membrane}``; ``meta.timesteps = timesteps``.  With
     ``bias-correction`` each population starts at ``v0 - (depth - 1) · bias`` so that the
-    bias acting before the first input arrives (``depth - 1`` steps) is cancelled."""
+    bias acting before the first input arrives (``depth - 1`` steps) is cancelled.
+    ``maxpool``: how max pooling converts, ``gate`` (a ``maxgate`` projection, stateful: the
+    CPU runtime and the reference run it, mesh chips do not) or ``or`` (a spiking OR, which
+    every target runs); see :meth:`Converter.maxpool`."""
 
     timesteps: int = 32
     reset: Literal["subtract", "zero"] = "subtract"
@@ -416,6 +429,7 @@ class ConvertToSpiking(Pass):
     v0: float = 0.5
     bias_correction: bool = True
     fuse_pooling: bool = True
+    maxpool: Literal["gate", "or"] = "gate"
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if self.timesteps < 1:

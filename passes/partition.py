@@ -40,7 +40,7 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
 from nmc.ir.hw import Core
 from nmc.passmanager import Pass, PassContext, register_pass
-from nmc.targets.mesh.netlist import Netlist, distinct, pop_name, weight_bits
+from nmc.targets.mesh.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
 
 HINT = ("use a larger board (more chips: chips_x/chips_y), fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
@@ -75,6 +75,8 @@ def hw_insert(graph: Graph, ops: list[Op]) -> None:
 def check_fits_chip(graph: Graph, chip) -> None:
     """Per-op requirements of the chip: integer state within its widths, its reset modes,
     weight bits and exponents within its synapse format."""
+    for p in graph.walk("snn.project"):  # first: no quantization makes these fit
+        require_stateless(p, chip.name)
     state_bits = min(chip.state.current_bits, chip.state.voltage_bits)
     for i, pop in enumerate(graph.walk("snn.population")):
         name = pop_name(pop, i)

@@ -10,7 +10,8 @@ Choice of ``S``: rounding errors of threshold, bias and ``v0`` shrink as ``S`` g
 weights keep ``weight-bits`` of relative precision whatever ``S`` is, so ``S`` is the largest
 value that (a) lets the largest weight fit with the chip's largest exponent and (b) keeps the
 voltage within the state width: a spiking population's voltage stays below
-``θ + |v0| + HEADROOM · (c + |b|)`` (``c`` the largest current one step can deliver), a
+``θ + |v0| + HEADROOM · (c + |b|)`` (``c`` the largest current one step can deliver:
+:func:`max_step_current`), a
 non-spiking output population's below ``|v0| + steps · (c + |b|)``.
 """
 
@@ -33,19 +34,31 @@ def _weights(p: Op) -> np.ndarray:
     return (w.data if isinstance(w, Blob) else np.asarray(w)).astype(np.float64)
 
 
-def max_step_current(p: Op, unit: float) -> np.ndarray:
-    """Largest |current| projection ``p`` can deliver to any neuron in one step, sources at most ``unit``."""
-    w = np.abs(_weights(p))
+def _step_sums(p: Op, w: np.ndarray) -> np.ndarray:
+    """Per target of projection ``p``, the sum of the non-negative weights ``w`` that reach it."""
     if p.kind == "dense":
-        per = w.sum(axis=1)
-    elif p.kind == "conv2d":
-        per = w.reshape(w.shape[0], -1).sum(axis=1)
-    elif p.kind == "pool":
-        per = w * float(np.prod(p.kernel))
-    elif p.kind == "one_to_one":
-        per = w
+        return w.sum(axis=1)
+    if p.kind == "conv2d":
+        return w.reshape(w.shape[0], -1).sum(axis=1)
+    if p.kind == "pool":
+        return w * float(np.prod(p.kernel))
+    if p.kind in ("one_to_one", "maxgate"):  # a maxgate passes one source per target
+        return w
+    return np.bincount(p.indices.data, weights=w.reshape(-1), minlength=int(np.prod(p.shape)))
+
+
+def max_step_current(p: Op, unit: float) -> float:
+    """Largest |current| projection ``p`` can deliver to any neuron in one step, sources in
+    ``[0, unit]`` (populations' spikes, rate and poisson codes) or, for ``current`` and
+    ``spikes`` encoders, whose values may be negative, in ``[-unit, unit]``.  With
+    non-negative sources a neuron's current lies between minus the sum of its negative
+    weights and the sum of its positive ones."""
+    w = _weights(p)
+    src = p.src.owner
+    if src.KIND == "snn.encode" and src.encoding in ("current", "spikes"):
+        per = _step_sums(p, np.abs(w))
     else:
-        per = np.bincount(p.indices.data, weights=w.reshape(-1), minlength=int(np.prod(p.shape)))
+        per = np.maximum(_step_sums(p, np.clip(w, 0, None)), _step_sums(p, np.clip(-w, 0, None)))
     return float(np.max(per)) * unit if np.size(per) else 0.0
 
 

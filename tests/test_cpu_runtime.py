@@ -32,6 +32,7 @@ from nmc.ir.types import SpikeType, TensorType
 from nmc.ir.verifier import verify
 from nmc.targets import cpu
 from nmc.targets.cpu import jit
+from nmc.targets.cpu.lower import Network, feed_forward_order
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -101,12 +102,12 @@ def _project(draw, g: Graph, kind_of: _Kind, src, kind: str, out_size: int | Non
         kernel, strides, pads, dils = draw(_window(shape[1:], True))
         op = snn.Project(src=src, kind="conv2d", weight=kind_of.weights(draw, (out, c // groups, *kernel)),
                          strides=strides, pads=pads, dilations=dils, groups=groups, **common)
-    elif kind == "pool":
+    elif kind in ("pool", "maxgate"):
         kernel, strides, pads, _ = draw(_window(shape[1:], False))
         out = (shape[0], *(pooled_size(shape[1 + i], kernel[i], strides[i], pads[i], pads[2 + i], 1, False)
                            for i in range(2)))
         weight = kind_of.number(draw) if draw(st.booleans()) else kind_of.weights(draw, out)
-        op = snn.Project(src=src, kind="pool", weight=weight, kernel=kernel, strides=strides, pads=pads, **common)
+        op = snn.Project(src=src, kind=kind, weight=weight, kernel=kernel, strides=strides, pads=pads, **common)
     elif kind == "one_to_one":
         weight = kind_of.number(draw) if draw(st.booleans()) else kind_of.weights(draw, shape)
         op = snn.Project(src=src, kind="one_to_one", weight=weight, **common)
@@ -122,10 +123,11 @@ def _project(draw, g: Graph, kind_of: _Kind, src, kind: str, out_size: int | Non
 
 
 @st.composite
-def networks(draw, integer: bool, recurrent: bool = True, dense_bias: bool = False) -> Graph:
+def networks(draw, integer: bool, recurrent: bool = True, dense_bias: bool = False, gates: bool = False) -> Graph:
     """input → encode → 1–3 populations fed by projections of every kind (some from earlier
     populations, some recurrent unless ``recurrent`` is false) → decode → output.
-    ``dense_bias``: draw dense projections more often (the time-batched kernel runs them)."""
+    ``dense_bias``: draw dense projections more often (the time-batched kernel runs them).
+    ``gates``: draw ``maxgate`` projections too, often (stateful: running counts per sample)."""
     kind_of = _Kind(draw, integer)
     g = Graph("net")
     shape = (draw(st.integers(1, 2)), draw(st.integers(2, 5)), draw(st.integers(2, 5)))
@@ -141,6 +143,7 @@ def networks(draw, integer: bool, recurrent: bool = True, dense_bias: bool = Fal
         src = draw(st.sampled_from(sources))
         kinds = ["dense", "one_to_one", "sparse"] + (["conv2d", "pool"] if src.type.rank == 3 else [])
         kinds += ["dense"] * (len(kinds) if dense_bias else 0)
+        kinds += ["maxgate"] * 3 if gates and src.type.rank == 3 else []
         first = _project(draw, g, kind_of, src, draw(st.sampled_from(kinds)))
         size = first.type.size
         currents = [first]
@@ -232,6 +235,24 @@ def test_float_graphs_agree_with_the_reference(graph, timesteps):
     compare(graph, inputs_for(graph, timesteps), timesteps, exact=False, kernels=("event", "dense"))
 
 
+@PROPERTY
+@given(networks(integer=True, gates=True), st.integers(1, 8))
+def test_maxgate_graphs_are_bit_identical_to_the_reference(graph, timesteps):
+    # max-pool gates keep running counts per sample: several samples (on two threads), both
+    # schedules where the network is feed-forward, every kernel
+    schedules = ("step", "layer") if feed_forward_order(Network.of(graph)) else ("step",)
+    compare(graph, inputs_for(graph, timesteps, batch=5), timesteps, exact=True, threads=2,
+            kernels=("auto", "event", "dense"), schedules=schedules)
+
+
+@PROPERTY
+@given(networks(integer=False, gates=True), st.integers(1, 8))
+def test_maxgate_float_graphs_agree_with_the_reference(graph, timesteps):
+    schedules = ("step", "layer") if feed_forward_order(Network.of(graph)) else ("step",)
+    compare(graph, inputs_for(graph, timesteps, batch=5), timesteps, exact=False, threads=2,
+            kernels=("event", "dense"), schedules=schedules)
+
+
 LIF_TEXT = """graph @g
 %x = ann.input : tensor<2x6x6xf32>
 %s = snn.encode(%x) {encoding = rate} : spikes<2x6x6>
@@ -255,6 +276,30 @@ def test_conv_pool_recurrent_network_matches_and_spikes():
     got, ref = compare(parse_ir(LIF_TEXT), [_lif_input()], 12, exact=True)
     assert ref.spike_count > 100 and ref.synaptic_ops > 10_000  # the comparison is not vacuous
     assert got.outputs[0].sum() > 0
+
+
+GATE_TEXT = """graph @gate
+%x = ann.input : tensor<2x6x6xf32>
+%s = snn.encode(%x) {{encoding = rate}} : spikes<2x6x6>
+%c = snn.project(%s) {{kind = conv2d, pads = [1, 1, 1, 1], weight = random<uniform, seed = 1, scale = {scale}> : tensor<3x2x3x3x{wt}>}} : current<3x6x6>
+%h = snn.population(%c) {{{bits}threshold = {th}}} : spikes<3x6x6>
+%g = snn.project(%h) {{delay = 2, kernel = [3, 3], kind = maxgate, pads = [1, 1, 0, 0], strides = [2, 2], weight = {w}}} : current<3x3x3>
+%m = snn.population(%g) {{{bits}reset = zero, threshold = {half}}} : spikes<3x3x3>
+%d = snn.project(%m) {{kind = dense, weight = random<uniform, seed = 2, scale = {scale}> : tensor<4x27x{wt}>}} : current<4>
+%o = snn.population(%d) {{{bits}threshold = {th}}} : spikes<4>
+%y = snn.decode(%o) : tensor<4xf32>
+ann.output(%y)
+"""
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_maxgate_fed_by_a_population_matches_under_both_schedules(integer):
+    text = GATE_TEXT.format(scale=40 if integer else 1.0, wt="i8" if integer else "f32", bits="bits = 16, " if integer else "",
+                            th=30 if integer else 0.75, w=3 if integer else 1.0, half=1 if integer else 0.5)
+    g = parse_ir(text)
+    got, ref = compare(g, [_lif_input(6)], 20, exact=integer, threads=2, schedules=("step", "layer"))
+    gate = g.walk("snn.population")[1]
+    assert ref.counts[gate].sum() > 50 and got.outputs[0].sum() > 0  # not vacuous
 
 
 def test_results_do_not_depend_on_the_thread_count():
@@ -470,7 +515,7 @@ def _features(g: Graph) -> set[str]:
 @pytest.mark.parametrize("integer", [True, False])
 def test_the_random_graphs_reach_every_feature(integer):
     """The property tests above mean something only if their graphs use every feature."""
-    wanted = ({f"kind={k}" for k in snn.PROJECTION_KINDS} | {f"delay={d}" for d in (1, 2, 3)}
+    wanted = ({f"kind={k}" for k in snn.PROJECTION_KINDS if k != "maxgate"} | {f"delay={d}" for d in (1, 2, 3)}
               | {f"encoding={e}" for e in snn.ENCODINGS} | {"reset=subtract", "reset=zero", "recurrent"}
               | {f"{form}-{n}" for form in ("blob", "number") for n in snn.Population.PARAMS}
               | ({"bits=8", "bits=32", "auto-kernel-dense", "auto-kernel-event"} if integer else {"bits=0"}))
@@ -484,6 +529,19 @@ def test_the_random_graphs_reach_every_feature(integer):
 
     collect()
     assert wanted <= seen, sorted(wanted - seen)
+
+    # maxgate projections come from networks(gates=True) (their own properties), fed by
+    # encoders and by populations
+    gates: set[str] = set()
+
+    @settings(max_examples=200, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(networks(integer=integer, gates=True))
+    def collect_gates(graph):
+        gates.update(f"maxgate-from-{p.src.owner.KIND}" for p in graph.walk("snn.project") if p.kind == "maxgate")
+
+    collect_gates()
+    assert gates == {"maxgate-from-snn.encode", "maxgate-from-snn.population"}
 
 
 def _fed_population(weight_in: Blob, bits: int, sparse: tuple[np.ndarray, np.ndarray, Blob] | None = None,
@@ -743,6 +801,24 @@ def test_whole_run_scratch_is_sized_per_call():
         x = [(rng.random((3, steps, 90)) < 0.3).astype(np.float32)]
         ref = semantics.run_snn(g, x, timesteps=steps, record=pops)
         _agree(run(x, timesteps=steps, record="all"), ref, pops, True)
+
+
+def test_samples_with_spike_counts_run_by_the_step_schedule_compiled_when_needed():
+    """The layer function skips a sample whose encoder emits counts above 1 (leaving its state
+    untouched); the executor compiles the step schedule on the first such sample and runs it."""
+    g = _big_feed_forward("spikes")
+    run = cpu.prepare(g, cache=False, threads=2)
+    pops = g.walk("snn.population")
+    rng = np.random.default_rng(14)
+    x = (rng.random((5, 12, 90)) < 0.3).astype(np.float32)
+    _agree(run([x], timesteps=12, record="all"), semantics.run_snn(g, [x], timesteps=12, record=pops), pops, True)
+    assert run._step is None  # 0/1 trains only: no step version compiled
+    x[1, 3, 5] = 3
+    x[2, 0, 0] = -1
+    x[4, 11, 89] = 2
+    got = run([x], timesteps=12, record="all")
+    _agree(got, semantics.run_snn(g, [x], timesteps=12, record=pops), pops, True)
+    assert run._step is not None and got.stats["schedule"] == "layer"
 
 
 def test_schedule_choice():

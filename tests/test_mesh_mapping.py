@@ -207,3 +207,23 @@ def test_xy_tree_is_the_union_of_xy_paths():
         for d in dests:
             union.update(board.xy_path(a, d))
         assert board.xy_tree(a, dests) == union
+
+
+def test_partition_refuses_a_maxpool_gate():
+    from nmc.ir.parser import parse_ir
+
+    text = """graph @g
+%x = ann.input : tensor<1x4x4xf32>
+%s = snn.encode(%x) {encoding = spikes} : spikes<1x4x4>
+%m = snn.project(%s) {kernel = [2, 2], kind = maxgate, strides = [2, 2], weight = 1} : current<1x2x2>
+%h = snn.population(%m) {bits = 8, reset = zero, threshold = 0} : spikes<1x2x2>
+%y = snn.decode(%h) : tensor<1x2x2xf32>
+ann.output(%y)
+"""
+    graph = parse_ir(text, "g.nmir")
+    with pytest.raises(NmcError, match="projection %m is a max-pool gate .*the synapses of chip .* are stateless") as info:
+        mapped(graph)
+    assert info.value.loc.line == 4
+    assert info.value.hint == "convert with --convert maxpool=or (a spiking OR the mesh chip can run)"
+    with pytest.raises(NmcError, match="max-pool gate"):  # the netlist refuses it too
+        synapses(graph.walk("snn.project")[0])

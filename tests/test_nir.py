@@ -539,3 +539,21 @@ def test_load_through_the_registry(tmp_path):
     nir.write(path, _recurrent_graph(rng))
     graph = load(str(path), dt=DT, reset="subtract")
     assert {p.reset for p in graph.walk("snn.population")} == {"subtract"}
+
+
+def test_export_refuses_a_maxpool_gate(tmp_path, capsys):
+    text = """graph @g
+%x = ann.input : tensor<1x4x4xf32>
+%s = snn.encode(%x) {encoding = spikes} : spikes<1x4x4>
+%m = snn.project(%s) {kernel = [2, 2], kind = maxgate, strides = [2, 2], weight = 1.0} : current<1x2x2>
+%h = snn.population(%m) {reset = zero, threshold = 0.5} : spikes<1x2x2>
+%y = snn.decode(%h) : tensor<1x2x2xf32>
+ann.output(%y)
+"""
+    with pytest.raises(NmcError, match="projection %m is a max-pool gate .*NIR has no such node") as info:
+        to_nir(parse_ir(text, "g.nmir"))
+    assert "maxpool=or" in info.value.hint and info.value.loc.line == 4
+    src, out = tmp_path / "g.nmir", tmp_path / "g.nir"
+    src.write_text(text)
+    assert main(["export", str(src), "-o", str(out)]) == 1
+    assert "max-pool gate" in capsys.readouterr().err and not out.exists()

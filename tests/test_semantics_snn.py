@@ -321,3 +321,67 @@ def test_classify_breaks_ties_by_voltage_then_index():
     assert semantics.classify(outputs).tolist() == [1, 0]
     voltages = np.array([[9, 0.2, 0.5], [0.1, 0.1, 5]], np.float32)
     assert semantics.classify(outputs, voltages).tolist() == [2, 0]
+
+
+# ------------------------------------------------------------------------- maxgate
+
+MAXGATE = """graph @gate
+%x = ann.input : tensor<1x2x2xf32>
+%s = snn.encode(%x) {{encoding = spikes}} : spikes<1x2x2>
+%g = snn.project(%s) {{kernel = [2, 2], kind = maxgate, pads = [1, 0, 0, 0], weight = {weight}}} : current<1x2x1>
+%h = snn.population(%g) {{bits = 16, reset = zero, threshold = 0, v0 = 0}} : spikes<1x2x1>
+%y = snn.decode(%h) {{mode = count}} : tensor<1x2x1xf32>
+ann.output(%y)
+"""
+
+
+def test_maxgate_selects_the_window_cell_with_the_largest_count():
+    # source cells a b / c d; output o0's window is (pad, pad, a, b) (pads: one row on top),
+    # o1's is (a, b, c, d).  Counts include the current delivery; ties go to the first cell.
+    g = parse_ir(MAXGATE.format(weight="3"))
+    p = g.walk("snn.project")[0]
+    state: dict = {}
+    trace = [  # (a b c d delivered, counts after, currents into o0 o1)
+        ([1, 1, 0, 1], [1, 1, 0, 1], [3, 3]),  # o0: a = b, a first; o1: a first of a, b, d
+        ([0, 1, 0, 1], [1, 2, 0, 2], [3, 3]),  # b leads both windows (b before d in o1)
+        ([1, 0, 0, 0], [2, 2, 0, 2], [3, 3]),  # ties again: a wins both, and a fired
+        ([0, 0, 0, 1], [2, 2, 0, 3], [0, 3]),  # o0: a wins but is silent; o1: d
+        ([0, 0, 0, 1], [2, 2, 0, 4], [0, 3]),
+        ([1, 0, 0, 0], [3, 2, 0, 4], [3, 0]),  # o1: d still leads, so a's spike is not passed (an OR would)
+    ]
+    for delivered, after, want in trace:
+        s = np.asarray(delivered, dtype=np.int64).reshape(1, 1, 2, 2)
+        got = semantics.project(p, s, True, state)
+        assert got.tolist() == [want]
+        assert state[p].reshape(-1).tolist() == after
+
+
+def test_maxgate_pad_cells_never_win():
+    # negative values (integer currents): a pad cell (count 0) would beat a (-2) in o0's window
+    g = parse_ir(MAXGATE.format(weight="3"))
+    p = g.walk("snn.project")[0]
+    state: dict = {}
+    got = semantics.project(p, np.asarray([-2, -5, 0, 0]).reshape(1, 1, 2, 2), True, state)
+    assert got.tolist() == [[-6, 0]]  # o0: a (-2 > -5); o1: c (0 = d, c first)
+    got = semantics.project(p, np.asarray([-1.0, 1.5, 0.5, 0.0]).reshape(1, 1, 2, 2), False, {})
+    assert got.tolist() == [[4.5, 4.5]]  # float: o0 and o1 both b
+
+
+def test_maxgate_counts_persist_across_steps_per_sample_and_run():
+    # the trace above as a run (delay 1): o1 fires when its winner fires; two samples keep
+    # their own counts, and a second run starts from zero counts again
+    g = parse_ir(MAXGATE.format(weight="1"))
+    trains = np.asarray([[1, 1, 0, 1], [0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1], [1, 0, 0, 0]],
+                        dtype=np.float32).reshape(1, 6, 1, 2, 2)
+    other = trains[:, ::-1].copy()
+    pop = g.walk("snn.population")[0]
+    res = semantics.run_snn(g, [np.concatenate([trains, other])], record=[pop])
+    spikes = res.spikes[pop].reshape(2, res.steps, 2)
+    assert spikes[0, :, 0].tolist() == [1, 1, 1, 0, 0, 1]
+    assert spikes[0, :, 1].tolist() == [1, 1, 1, 1, 1, 0]
+    alone = semantics.run_snn(g, [other], record=[pop]).spikes[pop].reshape(1, res.steps, 2)
+    assert np.array_equal(alone[0], spikes[1])
+    again = semantics.run_snn(g, [trains], record=[pop]).spikes[pop].reshape(1, res.steps, 2)
+    assert np.array_equal(again[0], spikes[0])
+    # synaptic operations as for a pool: a and b are in both windows, c and d in o1's only
+    assert res.synaptic_ops == 2 * int(trains[..., 0, :].sum()) * 2 + 2 * int(trains[..., 1, :].sum())

@@ -134,6 +134,8 @@ def run(args) -> int:
     print(f"ANN accuracy {100 * report['ann_accuracy']:.2f} % ({report['samples']} samples, "
           f"{report['encoding']} input, {args.thresholds} thresholds{', ' + args.convert if args.convert else ''}, backend {report['backend']}"
           + ("; calibrated on the evaluation inputs)" if not args.calib else ")"))
+    for note in report.get("notes", []):
+        print(f"note: {note}")
     if args.report:
         atomic_write(args.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
     if args.plot:

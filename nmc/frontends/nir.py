@@ -704,6 +704,10 @@ class _Exporter:
             if op.KIND not in ("ann.input", "ann.constant", "ann.output") and op.dialect != "snn":
                 raise self.error(op, f"'{op.KIND}' is not a spiking op",
                                  hint="export a spiking (snn) graph: run convert-to-spiking first")
+            if op.KIND == "snn.project" and op.kind == "maxgate":
+                raise self.error(op, f"projection %{op.result.name or '?'} is a max-pool gate (kind maxgate), "
+                                     "which keeps running spike counts; NIR has no such node",
+                                 hint="convert with --convert maxpool=or (a spiking OR, a NIR SumPool2d)")
         sources = []
         for e in g.walk("snn.encode"):
             if _is_bias_source(e):

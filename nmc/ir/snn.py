@@ -38,7 +38,8 @@ from nmc.ir.core import (
 from nmc.ir.types import CurrentType, SpikeType, TensorType
 
 ENCODINGS = ("rate", "poisson", "current", "spikes")
-PROJECTION_KINDS = ("dense", "conv2d", "pool", "one_to_one", "sparse")
+PROJECTION_KINDS = ("dense", "conv2d", "pool", "maxgate", "one_to_one", "sparse")
+WINDOWED_KINDS = ("conv2d", "pool", "maxgate")  # kinds with strides and pads
 DECAY_ONE = 4096  # decays du, dv are in units of 1/4096
 
 
@@ -67,7 +68,7 @@ def _window_default(value):
     def fn(op):
         if op.kind == "conv2d":
             n = 2
-        elif op.kind == "pool":
+        elif op.kind in ("pool", "maxgate"):
             n = len(op.kernel)
         else:
             return ()
@@ -86,6 +87,15 @@ class Project(Op):
                   the weights stay shared (never expanded here).
       pool        sum over ``kernel`` windows times ``weight`` (a number, or a blob broadcast
                   to the output shape), strides/pads as ann.avgpool.
+      maxgate     a max-pool gate (Rueckauer et al. 2017), windows as ``pool``, stateful: per
+                  sample the projection keeps a running count ``c[j]`` of every source neuron
+                  j, the sum of the values it has delivered so far including the current
+                  delivery (for spikes: its spike count; zero at the start of each run, updated
+                  once per step in which the source delivers).  For each output cell the winner
+                  is the window cell with the largest count, ties to the first cell in
+                  row-major window order; pad cells never win (a window of pads alone gets no
+                  current).  The current into the cell is ``weight · s[winner]``, ``s`` the
+                  delivered source values: only the window's most active input passes.
       one_to_one  source neuron i drives target neuron i with ``weight`` (a number or a blob
                   of the source's shape); result the source's shape or ``shape``.
       sparse      CSR by presynaptic neuron: synapses of source j are ``indptr[j]:indptr[j+1]``
@@ -123,7 +133,7 @@ class Project(Op):
             value = getattr(self, field)
             present = value is not None and value != ()
             require(self, not present or name in allowed, f"kind '{self.kind}' takes no '{name}'")
-        if self.kind not in ("conv2d", "pool"):
+        if self.kind not in WINDOWED_KINDS:
             for name in ("strides", "pads"):
                 require(self, getattr(self, name) == (), f"kind '{self.kind}' takes no '{name}'")
         if self.kind != "conv2d":
@@ -155,10 +165,10 @@ class Project(Op):
                     f"weight {list(w)} with groups={g} does not match source {src}")
             out = _check_window(self, TensorType(src.shape), w[2:])
             return CurrentType((w[0], *out))
-        if self.kind == "pool":
+        if self.kind in ("pool", "maxgate"):
             self._only({"kernel"})
             require(self, len(self.kernel) == 2 and all(k >= 1 for k in self.kernel), f"needs a 2-D kernel, got {list(self.kernel)}")
-            require(self, src.rank == 3, f"kind 'pool' needs a [C, H, W] source, got {src}")
+            require(self, src.rank == 3, f"kind '{self.kind}' needs a [C, H, W] source, got {src}")
             out = (src.shape[0], *_check_window(self, TensorType(src.shape), self.kernel))
             self._require_broadcast(out, "the output")
             return CurrentType(out)

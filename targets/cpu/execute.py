@@ -22,7 +22,7 @@ from nmc.ir.core import Graph, param_array
 from nmc.runner import RunResult, _population_names
 
 from .jit import Compiled
-from .lower import COUNT_DTYPE, Layout, Network, state_dtype
+from .lower import COUNT_DTYPE, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_int64, ctypes.c_int64)
@@ -38,10 +38,15 @@ class Executor:
     Everything that depends only on the graph (host op lists, latency, initial voltages) is
     worked out once here, so that a call costs little more than the compiled code."""
 
-    def __init__(self, net: Network, layout: Layout, compiled: Compiled, threads: int | None = None):
+    def __init__(self, net: Network, layout: Layout, compiled: Compiled, threads: int | None = None,
+                 step_version=None):
         self.net, self.layout, self.compiled = net, layout, compiled
         self.fn = _SIGNATURE(compiled.address)
         self.threads = threads
+        # samples a layer-scheduled function skips (lower.needs_step_rerun) run again by the
+        # step schedule: ``step_version()`` compiles it, once, when the first such sample comes
+        self._step_version, self._step = step_version, None
+        self._step_lock = threading.Lock()
         graph = net.graph
         self.trains = semantics.train_inputs(graph)
         self.pre, _, self.post = semantics._split_host(graph)
@@ -92,7 +97,9 @@ class Executor:
             arrays.append(a)
         table = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data if a is not None else None for a in arrays])
         threads = threads or self.threads or default_threads()
-        self._run(table, batch, T, steps, threads)
+        self._run(self.fn, self.layout, table, 0, batch, T, steps, threads)
+        if needs_step_rerun(self.layout):
+            self._rerun_skipped(state[("synops", None)], table, T, steps, threads)
 
         outputs_by_value, voltages_by_value = {}, {}
         for d in graph.walk("snn.decode"):
@@ -114,17 +121,35 @@ class Executor:
                          stats={"threads": threads, "from_cache": self.compiled.from_cache,
                                 "schedule": self.layout.schedule})
 
-    def _run(self, table, batch: int, T: int, steps: int, threads: int) -> None:
+    def _rerun_skipped(self, synops: np.ndarray, table, T: int, steps: int, threads: int) -> None:
+        """Run the samples the layer-scheduled function skipped (their state is untouched)
+        with the step schedule, one contiguous range at a time."""
+        skipped = np.flatnonzero(synops == SKIPPED)
+        if not len(skipped):
+            return
+        with self._step_lock:
+            if self._step is None:
+                layout, compiled = self._step_version()
+                self._step = (_SIGNATURE(compiled.address), layout, compiled)
+        fn, layout, _ = self._step
+        assert layout.slots == self.layout.slots  # the same pointer table serves both
+        breaks = np.flatnonzero(np.diff(skipped) != 1) + 1
+        for run in np.split(skipped, breaks):
+            self._run(fn, layout, table, int(run[0]), int(run[-1]) + 1, T, steps, threads)
+
+    @staticmethod
+    def _run(fn, layout: Layout, table, n0: int, n1: int, T: int, steps: int, threads: int) -> None:
+        batch = n1 - n0
         threads = max(1, min(threads, batch))
-        bounds = [batch * k // threads for k in range(threads + 1)]
+        bounds = [n0 + batch * k // threads for k in range(threads + 1)]
         # sized per call: under the layer schedule, spike lists and currents span the run's steps
-        size = self.layout.scratch_size(steps)
+        size = layout.scratch_size(steps)
         scratch = [np.zeros(max(size, 64) + 64, dtype=np.uint8) for _ in range(threads)]
 
         def work(k: int):
             buf = scratch[k]
             aligned = buf.ctypes.data + (-buf.ctypes.data) % 64
-            self.fn(ctypes.addressof(table), aligned, bounds[k], bounds[k + 1], T, steps)
+            fn(ctypes.addressof(table), aligned, bounds[k], bounds[k + 1], T, steps)
 
         if threads == 1:
             work(0)
@@ -145,6 +170,10 @@ def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, 
 
     verify(graph)
     net = Network.of(graph)
-    module, layout, external = lower(net, kernels, schedule)
-    compiled = compile_module(str(module), FUNCTION_NAME, cache=cache, symbols=external)
-    return Executor(net, layout, compiled, threads)
+
+    def compiled(schedule: str):
+        module, layout, external = lower(net, kernels, schedule)
+        return layout, compile_module(str(module), FUNCTION_NAME, cache=cache, symbols=external)
+
+    layout, code = compiled(schedule)
+    return Executor(net, layout, code, threads, step_version=lambda: compiled("step"))

@@ -41,7 +41,9 @@ whole run (scratch sized by ``steps`` at run time: :meth:`Layout.reserve_run`). 
 for every step from the time-batched kernel (:meth:`_Lowering.tiled_currents`: 64 outputs at a
 time summed in registers over each step's events) before their neurons are updated step by
 step; everything else runs as under ``step``.  Both orders compute the same sums in the same
-arithmetic, so results do not depend on the schedule.
+arithmetic, so results do not depend on the schedule; a sample whose encoder values the
+kernel cannot take (other than 0 and 1) is skipped, for the executor to run by ``step``
+(:func:`needs_step_rerun`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
 FUNCTION_NAME = "nmc_run"
 EMBED_BYTES = 1 << 16
+#: Encodings whose every value is 0 or 1.
+UNIT_ENCODINGS = ("rate", "poisson")
+#: The synaptic-operation count a ``layer``-scheduled function leaves for a sample it did not
+#: run (a listed encoder emitted values other than 0 and 1): the executor runs it again with
+#: the ``step`` schedule (:func:`needs_step_rerun`).
+SKIPPED = -1
 
 
 # ------------------------------------------------------------------------------- layout
@@ -238,7 +246,19 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto") -> Layout:
         if dtype is not None and p not in lay.dense:
             lay.private[p] = dtype
             lay.reserve("pacc", p, dtype.itemsize * p.result.type.size)
+    _reserve_gates(net, lay)
     return lay
+
+
+def _reserve_gates(net: Network, lay: Layout) -> None:
+    """Per-thread areas of each ``maxgate`` projection (:meth:`_Lowering.project_maxgate`):
+    ``gcount``, its running counts per source neuron (reset at the start of every sample), and
+    ``gval``, the values its source delivers this step (zero between steps); both i64 (float
+    graphs: f64)."""
+    for p in net.projections:
+        if p.kind == "maxgate":
+            lay.reserve("gcount", p, 8 * p.src.type.size)
+            lay.reserve("gval", p, 8 * p.src.type.size)
 
 
 def _spk_stride(pop: Op) -> int:
@@ -284,7 +304,7 @@ def _tiled_population(net: Network, lay: Layout, pop: Op) -> bool:
     (:func:`narrow_accumulator`: no sum of events of value 1 leaves i32) fed only by dense
     projections run from event lists (not the dense kernel) whose sources are populations or
     encoders of integer values (events of other values than 1 are checked for at run time,
-    and the sample then falls back to the step-by-step path)."""
+    and the executor then runs the sample with the ``step`` schedule: :func:`needs_step_rerun`)."""
     if not pop.bits or pop not in lay.narrow or not pop.currents:
         return False
     for c in pop.currents:
@@ -295,6 +315,15 @@ def _tiled_population(net: Network, lay: Layout, pop: Op) -> bool:
         if src.KIND == "snn.encode" and net.enc_dtype(src).kind != "i":
             return False
     return True
+
+
+def needs_step_rerun(lay: Layout) -> bool:
+    """Whether the function of ``lay`` may skip samples (marking them :data:`SKIPPED`) for the
+    executor to run with the ``step`` schedule: under ``layer``, when the time-batched kernel
+    reads an encoder that may emit other values than 0 and 1 (``spikes``, ``current``).  Such
+    samples are rare (spike trains are normally 0/1), so their code is compiled only when one
+    comes (a step-path copy in every function cost W1 a fifth of its compile time)."""
+    return lay.schedule == "layer" and any(enc.encoding not in UNIT_ENCODINGS for enc in lay.listed)
 
 
 #: The share of a feed-forward network's synapses in projections the time-batched kernel can
@@ -409,6 +438,11 @@ def unit_bound(p: Op) -> int:
     of what events of value 0 or 1 add to one neuron in one step (a source emits at most one
     event per step)."""
     data = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
+    if p.kind in ("dense", "conv2d") and data.size and data.dtype.kind in "iu" and data.itemsize <= 4:
+        # narrow weights (W1: 392,000 int8): |w| in a type twice as wide, rows summed in i64,
+        # the exponent applied to the largest sum (compile time: called for every population)
+        rows = np.abs(data.astype(np.int16 if data.itemsize == 1 else np.int64)).reshape(data.shape[0], -1)
+        return int(rows.sum(axis=1, dtype=np.int64).max()) << p.exponent
     w = np.abs(data.astype(np.int64)) << p.exponent
     if w.size == 0:
         return 0
@@ -675,8 +709,21 @@ class _Lowering:
                 for enc in self.net.encoders:
                     if enc in self.lay.listed:
                         self.list_encoder(enc)
-                for pop in self.lay.order:
-                    self.population_run(pop)
+                checked = [self.unit_flag[enc] for enc in self.net.encoders if enc in self.lay.listed
+                           and enc.encoding not in UNIT_ENCODINGS]
+                if not checked:  # every listed event has value 1
+                    for pop in self.lay.order:
+                        self.population_run(pop)
+                else:  # a sample with other values is left untouched, marked for the step schedule
+                    ok = ir.Constant(ir.IntType(1), 1)
+                    for f in checked:
+                        ok = b.and_(ok, b.icmp_unsigned("!=", b.load(f, typ=I8), ir.Constant(I8, 0)))
+                    with b.if_else(ok) as (fast, slow):
+                        with fast:
+                            for pop in self.lay.order:
+                                self.population_run(pop)
+                        with slow:
+                            b.store(e.i64(SKIPPED), self.synops)
             else:
                 with e.loop(0, self.steps, "t") as t:
                     self.t = t
@@ -707,6 +754,7 @@ class _Lowering:
                 typ = _ir_type(COUNT_DTYPE if kind == "count" else state_dtype(op))
                 stride = e.i64(size)
             self.row[(kind, op)] = b.gep(self.buf[i], [b.mul(n, stride)], source_etype=typ)
+        self.reset_gates()
 
     def ring_slot(self, pop: Op, t):
         """The slot of step ``t`` in ``pop``'s ring of spike lists (and byte vectors)."""
@@ -718,39 +766,22 @@ class _Lowering:
 
     def population_run(self, pop: Op):
         """All steps of ``pop`` for this sample (its sources have run all theirs): the
-        time-batched kernel, when ``pop`` has it and the encoders it reads emitted only 0 and
-        1 in this sample, then the neuron updates step by step; else the step path per step."""
+        time-batched kernel when ``pop`` has it, then the neuron updates step by step; else
+        the step path per step.  Every event the kernel reads has value 1: a sample in which
+        a listed encoder emits other values does not get here (:meth:`lower`)."""
         e, b = self.e, self.e.b
-
-        def stepwise():
+        if pop not in self.lay.tiled:
             with e.loop(0, self.steps, "t") as t:
                 self.t = t
                 self.population_step(pop)
-
-        if pop not in self.lay.tiled:
-            return stepwise()
-        flags = [self.unit_flag[p.src.owner] for p in self.lay.tiled[pop] if p.src.owner in self.lay.listed
-                 and not _unit_events(p)]
+            return
         cols = tile_columns(pop.result.type.size)
-
-        def batched():
-            for k, p in enumerate(self.lay.tiled[pop]):
-                self.tiled_currents(p, pop, k == 0)
-            cur = self.area[("cur", pop)]
-            with e.loop(0, self.steps, "t") as t:
-                self.t = t
-                self.update(pop, b.gep(cur, [b.mul(t, e.i64(cols))], source_etype=I32))
-
-        if not flags:  # every event has value 1: no step path to fall back to
-            return batched()
-        ok = ir.Constant(ir.IntType(1), 1)
-        for f in flags:
-            ok = b.and_(ok, b.icmp_unsigned("!=", b.load(f, typ=I8), ir.Constant(I8, 0)))
-        with b.if_else(ok) as (fast, slow):
-            with fast:
-                batched()
-            with slow:
-                stepwise()
+        for k, p in enumerate(self.lay.tiled[pop]):
+            self.tiled_currents(p, pop, k == 0)
+        cur = self.area[("cur", pop)]
+        with e.loop(0, self.steps, "t") as t:
+            self.t = t
+            self.update(pop, b.gep(cur, [b.mul(t, e.i64(cols))], source_etype=I32))
 
     def list_encoder(self, enc: Op):
         """List the indices of ``enc``'s non-zero values for every presentation step of this
@@ -761,7 +792,7 @@ class _Lowering:
         idx_area, cnt_area = self.area[("eidx", enc)], self.area[("ecnt", enc)]
         flag = self.unit_flag[enc]
         b.store(ir.Constant(I8, 1), flag)
-        check = enc.encoding not in ("rate", "poisson")
+        check = enc.encoding not in UNIT_ENCODINGS
         with e.loop(0, self.T, "pt") as pt:
             row = b.gep(self.row[("enc", enc)], [b.mul(pt, e.i64(size))], source_etype=typ)
             lst = b.gep(idx_area, [b.mul(pt, e.i64(size))], source_etype=I32)
@@ -785,7 +816,7 @@ class _Lowering:
         columns) of the step's events are summed in a vector of registers: the tile's weights
         (at most ``inputs × 64`` of them) serve every step, and no accumulator is loaded or
         stored per event.  Every event has value 1 here (population spikes, or encoder values
-        checked by :meth:`population_run`) and the population's accumulator is i32 because no
+        checked by :meth:`lower`) and the population's accumulator is i32 because no
         such sum can leave i32 (:func:`narrow_accumulator`), so i32 sums are exact in any order."""
         e, b = self.e, self.e.b
         src = p.src.owner
@@ -803,6 +834,7 @@ class _Lowering:
             idx_area, cnt_area = self.area[("ring_idx", src)], self.area[("ring_cnt", src)]
             shift, limit = e.i64(p.delay), self.steps
         cur = self.area[("cur", pop)]
+        events = e.var(I64, 0)  # counted in every tile (a separate loop cost compile time)
 
         def tile(col, width: int):
             vw, vi = ir.VectorType(wt, width), ir.VectorType(I32, width)
@@ -814,6 +846,7 @@ class _Lowering:
                 valid = b.and_(b.icmp_signed(">=", st, e.i64(0)), b.icmp_signed("<", st, limit))
                 with e.when(valid):
                     cnt = b.sext(e.load(cnt_area, st, I32), I64)
+                    b.store(b.add(b.load(events, typ=I64), cnt), events)
                     lst = b.gep(idx_area, [b.mul(st, e.i64(size))], source_etype=I32)
                     with e.loop(0, cnt, "k") as k:
                         j = b.sext(e.load(lst, k, I32), I64)
@@ -827,12 +860,9 @@ class _Lowering:
         else:
             with e.loop(0, cols // TILE, "tile") as k:
                 tile(b.mul(k, e.i64(TILE)), TILE)
-        with e.loop(0, self.steps, "ts") as t:  # synaptic operations: every event drives `out`
-            st = b.sub(t, shift)
-            valid = b.and_(b.icmp_signed(">=", st, e.i64(0)), b.icmp_signed("<", st, limit))
-            with e.when(valid):
-                cnt = b.sext(e.load(cnt_area, st, I32), I64)
-                b.store(b.add(b.load(self.synops, typ=I64), b.mul(cnt, e.i64(out))), self.synops)
+        # synaptic operations: every event drives `out` targets (each tile counted them all)
+        events = b.udiv(b.load(events, typ=I64), e.i64(max(cols // TILE, 1)))
+        b.store(b.add(b.load(self.synops, typ=I64), b.mul(events, e.i64(out))), self.synops)
 
     # -- one population at one step ------------------------------------------------------------
 
@@ -1289,6 +1319,84 @@ class _Lowering:
 
         self.events(p, pop, body)
 
+    def reset_gates(self):
+        """Zero the running counts (and delivered values) of every ``maxgate`` projection: a
+        sample's run starts from no counts (:func:`nmc.semantics.project`)."""
+        e = self.e
+        for p in self.net.projections:
+            if p.kind != "maxgate":
+                continue
+            with e.loop(0, p.src.type.size, "greset") as j:
+                for area in ("gcount", "gval"):
+                    e.store(e.i64(0), self.area[(area, p)], j, I64)  # all-zero bits: 0 and 0.0
+
+    def project_maxgate(self, p: Op, pop: Op, acc):
+        """The max-pool gate (:class:`nmc.ir.snn.Project`, kind ``maxgate``), as
+        :func:`nmc.semantics.project` computes it: each event adds its value to its source's
+        running count and notes it in ``gval``; if there were any, each output cell scans its
+        window in row-major order for the real cell of the largest count (strictly larger
+        replaces, so ties keep the first) and receives ``weight · gval[winner]``; then the
+        events clear their ``gval`` entries again.  Counts and values are i64 (f64 in float
+        graphs), summed in the reference's order (one addition per delivery)."""
+        e, b = self.e, self.e.b
+        C, H, W = p.src.type.shape
+        OH, OW = _pool_out(p)
+        kh, kw = p.kernel
+        sh, sw = p.strides
+        ph, pw = p.pads[0], p.pads[1]
+        data = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
+        g, wt = self.weights(p, np.broadcast_to(data, (C, OH, OW)).reshape(-1), "maxgate")
+        ct = self.acc_type(pop)
+        integer = bool(pop.bits)
+        counts = self.area[("gcount", p)]
+        vals = self.area[("gval", p)]
+        one = ir.Constant(ct, 1 if integer else 1.0)
+        zero = ir.Constant(ct, 0 if integer else 0.0)
+        touched = e.var(I8, 0)
+        unit = _unit_events(p)
+
+        def deliver(j, x):
+            b.store(ir.Constant(I8, 1), touched)
+            value = one if x is None else x
+            old = e.load(counts, j, ct)
+            e.store(b.add(old, value) if integer else b.fadd(old, value), counts, j, ct)
+            e.store(value, vals, j, ct)
+
+        self.events(p, pop, deliver)
+        with e.when(b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))):
+            best = e.var(ct, zero)
+            win = e.var(I64, -1)
+            with e.loop(0, C, "gc") as c:
+                with e.loop(0, OH, "goy") as oy:
+                    with e.loop(0, OW, "gox") as ox:
+                        b.store(e.i64(-1), win)
+                        y0 = b.sub(b.mul(oy, e.i64(sh)), e.i64(ph))
+                        x0 = b.sub(b.mul(ox, e.i64(sw)), e.i64(pw))
+                        with e.loop(0, kh, "gky") as ky:
+                            y = b.add(y0, ky)
+                            with e.when(b.and_(b.icmp_signed(">=", y, e.i64(0)), b.icmp_signed("<", y, e.i64(H)))):
+                                with e.loop(0, kw, "gkx") as kx:
+                                    x = b.add(x0, kx)
+                                    inside = b.and_(b.icmp_signed(">=", x, e.i64(0)), b.icmp_signed("<", x, e.i64(W)))
+                                    with e.when(inside):  # pad cells never win
+                                        j = b.add(b.mul(b.add(b.mul(c, e.i64(H)), y), e.i64(W)), x)
+                                        cnt = e.load(counts, j, ct)
+                                        larger = b.icmp_signed(">", cnt, b.load(best, typ=ct)) if integer \
+                                            else b.fcmp_ordered(">", cnt, b.load(best, typ=ct))
+                                        first = b.icmp_signed("<", b.load(win, typ=I64), e.i64(0))
+                                        with e.when(b.or_(first, larger)):
+                                            b.store(cnt, best)
+                                            b.store(j, win)
+                        w_idx = b.load(win, typ=I64)
+                        with e.when(b.icmp_signed(">=", w_idx, e.i64(0))):
+                            value = e.load(vals, w_idx, ct)
+                            nz = b.icmp_signed("!=", value, zero) if integer else b.fcmp_unordered("!=", value, zero)
+                            with e.when(nz):
+                                target = b.add(b.mul(b.add(b.mul(c, e.i64(OH)), oy), e.i64(OW)), ox)
+                                x = None if unit else value
+                                self.accumulate(pop, self.target(pop, x), target, e.load(g, target, wt), wt, x)
+            self.events(p, pop, lambda j, x: e.store(zero, vals, j, ct), counted=True)
+
     # -- neuron update ---------------------------------------------------------------------------
 
     def decay(self, pop: Op, x, d, dconst):
@@ -1386,14 +1494,15 @@ class _Lowering:
             if spk is not None:
                 vt = ir.VectorType(I8, width)
                 b.store(b.zext(fired, vt), b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
-        if rest:
-            bits = ir.Constant(I8, 0)
-            for r in range(rest):
-                fired = self.neurons(pop, acc, params, e.i64(nvec * width + r), 1)
-                bits = b.or_(bits, b.shl(b.zext(fired, I8), ir.Constant(I8, r)))
+        if rest:  # one scalar copy in a loop, not one per neuron (compile time)
+            bits = e.var(I8, 0)
+            with e.loop(nvec * width, size, "nt") as i:
+                fired = self.neurons(pop, acc, params, i, 1)
+                r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
+                b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
                 if spk is not None:
-                    e.store(b.zext(fired, I8), spk, e.i64(nvec * width + r), I8)
-            e.store(bits, mask, e.i64(nvec), I8)
+                    e.store(b.zext(fired, I8), spk, i, I8)
+            e.store(b.load(bits, typ=I8), mask, e.i64(nvec), I8)
         self.list_spikes(pop, mask, (size + 63) // 64)
 
     def list_spikes(self, pop: Op, mask, nwords: int):

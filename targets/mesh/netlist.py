@@ -65,9 +65,23 @@ def _window(p: Op, src_shape, weight_of):
     return np.concatenate(srcs), np.concatenate(tgts), np.concatenate(ws)
 
 
+#: How to convert max pooling for a chip whose synapses keep no state.
+STATELESS_HINT = "convert with --convert maxpool=or (a spiking OR the mesh chip can run)"
+
+
+def require_stateless(p: Op, chip_name: str = "mesh") -> None:
+    """Refuse a stateful projection (``maxgate``: running spike counts per window), which the
+    mesh chips' synapses (a weight table and an accumulator) cannot hold."""
+    if p.kind == "maxgate":
+        name = p.result.name if p.result is not None and p.result.name else "?"
+        raise NmcError(f"projection %{name} is a max-pool gate (kind maxgate), which keeps running spike counts; "
+                       f"the synapses of chip '{chip_name}' are stateless", p.loc, hint=STATELESS_HINT)
+
+
 def synapses(p: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Structural synapses of projection ``p``: int64 ``(src, tgt, weight)`` sorted by
     (tgt, src), flat C-order indices; the delivered current is ``Σ weight·s << exponent``."""
+    require_stateless(p)
     src_shape = tuple(p.src.type.shape)
     n_src, n_tgt = int(np.prod(src_shape)), int(np.prod(p.result.type.shape))
     w = _weights(p)

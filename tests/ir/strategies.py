@@ -30,7 +30,7 @@ from nmc.hashrng import random_array
 from nmc.ir import ann, snn
 from nmc.ir.ann import pooled_size
 from nmc.ir.core import OPS, Blob, Graph, Op, Random, Splat, Value
-from nmc.ir.types import CurrentType, SpikeType, TensorType
+from nmc.ir.types import SpikeType, TensorType
 from nmc.ir.verifier import verify
 
 # ------------------------------------------------------------------------------- features
@@ -592,14 +592,14 @@ def _project(draw, b: _Builder, s: _Snn, src: Value, kind: str, out_size: int | 
         kernel, strides, pads, dil = _window_attrs(draw, (h, w), True, False)
         op = snn.Project(src=src, kind="conv2d", weight=s.weight_blob(draw, (out, c // groups, *kernel)),
                          strides=strides, pads=pads, dilations=dil, groups=groups, **common)
-    elif kind == "pool":
+    elif kind in ("pool", "maxgate"):
         kernel, strides, pads, _ = _window_attrs(draw, st_shape[1:], False, True)
         st_, pd = strides or (1, 1), pads or (0, 0, 0, 0)
         outshape = (st_shape[0], *(pooled_size(st_shape[1 + i], kernel[i], st_[i], pd[i], pd[2 + i], 1, False)
                                    for i in range(2)))
         weight = (s.weight_number(draw) if draw(st.booleans())
                   else s.weight_blob(draw, _broadcast_shape_for(draw, outshape)))
-        op = snn.Project(src=src, kind="pool", weight=weight, kernel=kernel, strides=strides, pads=pads, **common)
+        op = snn.Project(src=src, kind=kind, weight=weight, kernel=kernel, strides=strides, pads=pads, **common)
     elif kind == "one_to_one":
         weight = (s.weight_number(draw) if draw(st.booleans())
                   else s.weight_blob(draw, _broadcast_shape_for(draw, st_shape)))
@@ -644,7 +644,7 @@ def snn_graphs(draw, max_layers: int = 3) -> Graph:
     pops: list[Op] = []
     for _ in range(draw(st.integers(1, max_layers))):
         src = draw(st.sampled_from(sources))
-        kinds = ["dense", "one_to_one", "sparse"] + (["conv2d", "pool"] if src.type.rank == 3 else [])
+        kinds = ["dense", "one_to_one", "sparse"] + (["conv2d", "pool", "maxgate"] if src.type.rank == 3 else [])
         first = _project(draw, b, s, src, draw(st.sampled_from(kinds)))
         size = first.type.size
         currents = [first]
