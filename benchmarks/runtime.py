@@ -1,4 +1,4 @@
-"""The CPU runtime (targets/cpu) against strong numpy baselines, measured in the same run.
+"""The CPU runtime (targets/cpu) against strong numpy (and torch, snnTorch) baselines, in the same run.
 
 Workloads (integer graphs, 24-bit state, int8 weights, so both executors must agree exactly):
 
@@ -17,6 +17,26 @@ Workloads (integer graphs, 24-bit state, int8 weights, so both executors must ag
       neurons firing at 2 %), 1,000 steps, batch 1; the LIF neurons fire at about 10 %.  Baseline: event-driven CSR
       (per step, the synapses of the spiking sources gathered and summed with bincount).
 
+When ``torch`` imports, each workload also runs plain torch baselines, and when ``snntorch``
+imports, W1, W1c and W2 snnTorch's standard loop, in the same process on the same input
+(torch.set_num_threads as nmc's threads, inference_mode; all must match nmc's output exactly):
+
+* torch, W1/W1c/W2: each layer one call (F.linear, F.conv2d, F.avg_pool2d with
+  ``divisor_override=1`` × the pool weight) over all steps and samples, then the IF neurons
+  step by step in float32 (24-bit integers are exact in it); W3: the input synapses' currents
+  of all steps as one sparse CSR product, then per step the recurrent sparse CSR matrix ×
+  spike vector and the LIF update in float64.
+* snnTorch, W1/W1c/W2: per step, each layer's projection then ``snn.Leaky(beta=1.0,
+  reset_mechanism="subtract", threshold=θ)``; with ``beta = 1`` its delayed reset is nmc's IF
+  exactly, and without nmc's one-step delays the output counts over ``T`` steps are nmc's.
+
+To get them, a venv with torch, snnTorch and nmc (pip must not replace torch)::
+
+    python -m venv ../sjvenv && ../sjvenv/bin/pip install torch==2.13.0   # a CPU build
+    echo torch==2.13.0 > /tmp/c.txt
+    ../sjvenv/bin/pip install -c /tmp/c.txt snntorch && ../sjvenv/bin/pip install -c /tmp/c.txt -e .
+    ../sjvenv/bin/python benchmarks/runtime.py --repeat 3
+
     python benchmarks/runtime.py [--quick] [--threads N] [--repeat K] [--data ../shared/data] [--only W1-64,W2]
                                  [--kernels auto|event|dense] [--schedule auto|step|layer] [--crossover]
 
@@ -27,8 +47,9 @@ Workloads (integer graphs, 24-bit state, int8 weights, so both executors must ag
 time of both kernels against the source's firing rate: what set ``DENSE_RATE`` in
 targets/cpu/lower.py.
 
-Columns: seconds per sample-step, synaptic events per second, speed-up of nmc over the
-baseline, nmc's cold and cached compile times, peak traced memory of each run, the schedule the
+Columns: seconds per sample-step (nmc, numpy and, when present, torch and snnTorch), synaptic
+events per second, speed-up of nmc over the best other executor (``best``; numpy without
+torch), nmc's cold and cached compile times, peak traced memory of each run, the schedule the
 runtime chose (``step`` or ``layer``: targets/cpu/lower.py ``choose_schedule``).  Outputs are
 compared before anything is timed.  Speed is never asserted; this prints a table.
 """
@@ -42,11 +63,22 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
 import tracemalloc
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+try:  # the torch baselines, when torch (and snnTorch) are installed
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+try:
+    import snntorch
+except ImportError:
+    snntorch = None
 
 from nmc.ir import ann, snn
 from nmc.ir.core import Blob, Graph
@@ -268,18 +300,130 @@ def baseline_w3(g, x, T):
     return counts.reshape(1, n).astype(np.float32)
 
 
+# ---------------------------------------------------------------------- torch baselines
+
+
+def _torch_layers(g):
+    """Each population of a feed-forward IF graph as (its projection in torch: spike frames
+    ``[F, *source shape]`` → currents ``[F, *shape]``, its threshold)."""
+    layers = []
+    for pop in g.walk("snn.population"):
+        p = pop.currents[0].owner
+        shape = tuple(p.src.type.shape)
+        if p.kind == "conv2d":
+            w = torch.from_numpy(p.weight.data.astype(np.float32))
+            project = lambda s, w=w, shape=shape: F.conv2d(s.reshape(-1, *shape), w)  # noqa: E731
+        elif p.kind == "pool":
+            project = lambda s, p=p, shape=shape: F.avg_pool2d(  # noqa: E731
+                s.reshape(-1, *shape), p.kernel, p.strides, divisor_override=1) * float(p.weight)
+        else:
+            w = torch.from_numpy(p.weight.data.astype(np.float32))
+            project = lambda s, w=w: F.linear(s.flatten(1), w)  # noqa: E731
+        layers.append((project, int(pop.threshold)))
+    return layers
+
+
+def _torch_if(v, current, threshold):
+    """One step of the integer IF neurons in place (float32 holds their 24-bit values exactly):
+    their spikes as 0/1 floats."""
+    lim = 1 << (BITS - 1)
+    v.add_(current).clamp_(-lim, lim - 1)
+    spikes = (v > threshold).float()
+    v.sub_(spikes * threshold)
+    return spikes
+
+
+def torch_layers(layers, spikes_in):
+    """Plain torch, time-batched like :func:`baseline_w1`: each layer's projection one call over
+    all (step, sample) frames, then the neuron loop over steps.  ``spikes_in`` [T, N, ...].
+
+    Without the one-step delays: a layer of a feed-forward network sees its source's spikes of
+    the same step.  Populations at rest do not fire, so each layer's spike train is the
+    delayed one shifted, and the output's counts over ``T`` steps are those nmc counts over
+    ``T + D - 1``."""
+    with torch.inference_mode():
+        s = torch.from_numpy(spikes_in).float()
+        steps, batch = s.shape[:2]
+        for project, threshold in layers:
+            current = project(s.flatten(0, 1)).unflatten(0, (steps, batch))
+            v = torch.zeros_like(current[0])
+            s = torch.stack([_torch_if(v, current[t], threshold) for t in range(steps)])
+        return s.sum(0).numpy()
+
+
+def snntorch_loop(layers, spikes_in):
+    """snnTorch's standard loop: per step, each layer's projection and its ``snn.Leaky``
+    (``beta = 1``, reset by subtraction: IF) in turn; no delays, as in :func:`torch_layers`."""
+    with torch.inference_mode():
+        s_in = torch.from_numpy(spikes_in).float()
+        neurons = [snntorch.Leaky(beta=1.0, threshold=float(th), reset_mechanism="subtract") for _, th in layers]
+        mem = [lif.init_leaky() for lif in neurons]
+        counts = 0
+        for t in range(len(s_in)):
+            s = s_in[t]
+            for i, ((project, _), lif) in enumerate(zip(layers, neurons)):
+                s, mem[i] = lif(project(s), mem[i])
+            counts = counts + s
+        return counts.numpy()
+
+
+def _torch_csr(proj, n):
+    """The synapses of a ``sparse`` projection (stored by source) as a float64 CSR matrix by target."""
+    ip = proj.indptr.data
+    src = np.repeat(np.arange(len(ip) - 1), np.diff(ip))
+    with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        coo = torch.sparse_coo_tensor(np.stack([proj.indices.data.astype(np.int64), src]),
+                                      proj.weight.data.astype(np.float64), (n, len(ip) - 1),
+                                      check_invariants=False)
+        return coo.coalesce().to_sparse_csr()
+
+
+def torch_w3(g, synapses, x, T):
+    """Plain torch: the input synapses' currents of all steps as one sparse CSR matrix × spike
+    matrix (the input is known in advance), then one step at a time the recurrent synapses'
+    sparse CSR matrix × spike vector and the LIF update, in float64 (its integers are exact).
+    ``synapses``: the population's input and recurrent :func:`_torch_csr` matrices."""
+    steps = latency_steps(g, T)
+    pop = g.walk("snn.population")[0]
+    n = pop.result.type.size
+    lim = 1 << (BITS - 1)
+    theta = float(pop.threshold)
+    keep_u, keep_v = (1 - int(d) / 4096 for d in (pop.du, pop.dv))  # multiples of 2**-12: exact
+    with torch.inference_mode():
+        w_in, w_rec = synapses
+        input_currents = (w_in @ torch.from_numpy(x[0]).double().T).T.contiguous()  # [T, n]
+        u = torch.zeros(n, dtype=torch.float64)
+        v = torch.zeros_like(u)
+        spikes = torch.zeros_like(u)
+        counts = torch.zeros_like(u)
+        for t in range(steps):
+            current = w_rec @ spikes
+            if t < T:
+                current += input_currents[t]
+            u_raw = torch.trunc(u * keep_u) + current  # truncating decay, as nmc's shift
+            v = (torch.trunc(v * keep_v) + u_raw).clamp_(-lim, lim - 1)
+            u = u_raw.clamp_(-lim, lim - 1)
+            spikes = (v > theta).double()
+            v -= spikes * theta
+            counts += spikes
+        return counts.reshape(1, n).float().numpy()
+
+
 # ------------------------------------------------------------------------------ harness
 
 
-def _timed(fn, repeat=1):
-    """(result, best wall time of ``repeat`` runs, peak traced memory of one more run).
-    Memory is traced in a separate run: tracing slows every allocation."""
+def _timed(fn, repeat=1, trace=True):
+    """(result, best wall time of ``repeat`` runs, peak traced memory of one more run or None
+    without ``trace``).  Memory is traced in a separate run: tracing slows every allocation."""
     best, out = None, None
     for _ in range(repeat):
         start = time.perf_counter()
         out = fn()
         elapsed = time.perf_counter() - start
         best = elapsed if best is None else min(best, elapsed)
+    if not trace:
+        return out, best, None
     tracemalloc.start()
     fn()
     peak = tracemalloc.get_traced_memory()[1]
@@ -302,7 +446,9 @@ def process_setup() -> float:
     return time.perf_counter() - start
 
 
-def measure(name, graph, inputs, T, baseline, threads, repeat, kernels="auto", schedule="auto"):
+def measure(name, graph, inputs, T, baselines, threads, repeat, kernels="auto", schedule="auto"):
+    """nmc against each of ``baselines`` (executor name → run, giving the output counts; numpy's
+    first), all in this process on the same input."""
     saved = os.environ.get("NMC_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:  # an empty cache: the first prepare compiles
         os.environ["NMC_CACHE_DIR"] = cache
@@ -319,15 +465,23 @@ def measure(name, graph, inputs, T, baseline, threads, repeat, kernels="auto", s
             else:
                 os.environ["NMC_CACHE_DIR"] = saved
     # outputs are compared first, on untimed runs (which also warm caches and BLAS threads)
-    same = np.array_equal(execute(inputs, timesteps=T).outputs[0], baseline())
-    time.sleep(0.5)  # OpenBLAS worker threads spin for a while after a matmul: let them settle
+    out = execute(inputs, timesteps=T).outputs[0]
+    same = {executor: np.array_equal(out, run()) for executor, run in baselines.items()}
+    time.sleep(0.5)  # OpenBLAS and OpenMP worker threads spin for a while after work: let them settle
     res, nmc_s, nmc_mem = _timed(lambda: execute(inputs, timesteps=T), repeat)
-    base_out, base_s, base_mem = _timed(baseline, repeat)
+    _, base_s, base_mem = _timed(baselines["numpy"], repeat)
+    seconds = {"numpy": base_s}
+    for executor, run in baselines.items():
+        if executor != "numpy":  # torch allocates outside Python's tracing: time only
+            time.sleep(0.5)
+            seconds[executor] = _timed(run, repeat, trace=False)[1]
+    best = min(seconds, key=seconds.get)
     batch = len(inputs[0])
     sample_steps = batch * res.steps
     return dict(name=name, same=same, nmc_s=nmc_s, base_s=base_s, per_step=nmc_s / sample_steps,
                 base_per_step=base_s / sample_steps, events=res.synaptic_ops / nmc_s,
-                base_events=res.synaptic_ops / base_s, ratio=base_s / nmc_s, cold=cold, cached=cached,
+                base_events=res.synaptic_ops / base_s, ratio=seconds[best] / nmc_s, best=best,
+                other_per_step={k: v / sample_steps for k, v in seconds.items()}, cold=cold, cached=cached,
                 nmc_mem=nmc_mem, base_mem=base_mem, spikes=res.spikes / sample_steps,
                 synops=res.synaptic_ops, schedule=res.stats["schedule"])
 
@@ -369,24 +523,39 @@ def crossover() -> int:
 WORKLOADS = ("W1-64", "W1-1", "W1c-64", "W2", "W3")
 
 
+def feed_forward_baselines(g, numpy_run, trains) -> dict:
+    """numpy's baseline and, when installed, torch's and snnTorch's, on the input ``trains``
+    [T, N, ...] (the values numpy's baseline integrates too)."""
+    baselines = {"numpy": numpy_run}
+    if torch is not None:
+        layers = _torch_layers(g)
+        trains = np.ascontiguousarray(trains, np.float32)
+        baselines["torch"] = lambda: torch_layers(layers, trains)
+        if snntorch is not None:
+            baselines["snnTorch"] = lambda: snntorch_loop(layers, trains)
+    return baselines
+
+
 def workload_row(name: str, args) -> dict:
     """Build workload ``name`` (the graphs are drawn in one fixed order from seed 1234, so each
     is the same whichever are run) and measure it after this process's one-time set-up."""
     setup = process_setup()
+    if torch is not None:
+        torch.set_num_threads(args.threads or os.cpu_count())
     rng = np.random.default_rng(1234)
     g1 = w1_graph(rng)
     if name.startswith("W1-"):
         batch = int(name.split("-")[1])
         x = (np.random.default_rng(7).random((batch, 100, 784)) < 0.15).astype(np.float32)
-        row = measure(f"W1 784-500-500-10 b{batch}", g1, [x], 100, lambda: baseline_w1(g1, x, 100),
-                      args.threads, args.repeat, args.kernels, args.schedule)
+        baselines = feed_forward_baselines(g1, lambda: baseline_w1(g1, x, 100), x.transpose(1, 0, 2))
+        row = measure(f"W1 784-500-500-10 b{batch}", g1, [x], 100, baselines, args.threads, args.repeat, args.kernels, args.schedule)
     elif name == "W1c-64":
         gc = w1_graph(np.random.default_rng(1234), W1C_THRESHOLDS, "current", W1C_SCALE)
         xc = np.random.default_rng(7).random((64, 784)).astype(np.float32)
         values = np.floor(xc.astype(np.float64) * W1C_SCALE + 0.5)  # what the encoder emits each step
         trains = np.repeat(values[:, None, :], 100, axis=1)
-        row = measure("W1c current-enc b64", gc, [xc], 100, lambda: baseline_w1(gc, trains, 100),
-                      args.threads, args.repeat, args.kernels, args.schedule)
+        baselines = feed_forward_baselines(gc, lambda: baseline_w1(gc, trains, 100), trains.transpose(1, 0, 2))
+        row = measure("W1c current-enc b64", gc, [xc], 100, baselines, args.threads, args.repeat, args.kernels, args.schedule)
     else:
         g2 = w2_graph(rng)
         x2 = mnist(args.data, 32, rng)
@@ -396,14 +565,17 @@ def workload_row(name: str, args) -> dict:
             state: dict = {}
             enc = g2.walk("snn.encode")[0]
             trains = np.stack([encode(enc, x2, t, 50, state, True).reshape(32, 1, 28, 28) for t in range(50)])
-            row = measure("W2 conv 28x28 b32", g2, [x2], 50, lambda: baseline_w2(g2, trains, 50),
-                          args.threads, args.repeat, args.kernels, args.schedule)
+            baselines = feed_forward_baselines(g2, lambda: baseline_w2(g2, trains, 50), trains)
+            row = measure("W2 conv 28x28 b32", g2, [x2], 50, baselines, args.threads, args.repeat, args.kernels, args.schedule)
         else:
             neurons, synapses, steps = (2000, 100_000, 200) if args.quick else (10_000, 1_000_000, 1000)
             g3 = w3_graph(rng, neurons, synapses)
             x3 = (np.random.default_rng(9).random((1, steps, neurons // 10)) < 0.02).astype(np.float32)
-            row = measure(f"W3 LIF {neurons} / {synapses:,} syn", g3, [x3], steps,
-                          lambda: baseline_w3(g3, x3, steps), args.threads, args.repeat, args.kernels,
+            baselines = {"numpy": lambda: baseline_w3(g3, x3, steps)}
+            if torch is not None:
+                matrices = [_torch_csr(c.owner, neurons) for c in g3.walk("snn.population")[0].currents]
+                baselines["torch"] = lambda: torch_w3(g3, matrices, x3, steps)
+            row = measure(f"W3 LIF {neurons} / {synapses:,} syn", g3, [x3], steps, baselines, args.threads, args.repeat, args.kernels,
                           "step" if args.schedule == "layer" else args.schedule)
     row["setup"] = setup
     row["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -437,26 +609,41 @@ def main(argv=None) -> int:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
             rows.append(pool.submit(workload_row, name, args).result())
 
-    head = (f"{'workload':28} {'same':>4} {'nmc s/smp-step':>14} {'numpy s/smp-step':>16} {'nmc ev/s':>9} "
-            f"{'numpy ev/s':>10} {'ratio':>6} {'cold s':>7} {'cached s':>8} {'nmc MB':>7} {'numpy MB':>8} {'spk/step':>8} "
-            f"{'sched':>5}")
+    extra = [k for k in ("torch", "snnTorch") if any(k in r["other_per_step"] for r in rows)]
+    head = (f"{'workload':28} {'same':>4} {'nmc s/smp-step':>14} {'numpy s/smp-step':>16} "
+            + "".join(f"{k + ' s/smp-step':>19} " for k in extra)
+            + f"{'nmc ev/s':>9} {'numpy ev/s':>10} {'ratio':>6} " + (f"{'best':>8} " if extra else "")
+            + f"{'cold s':>7} {'cached s':>8} {'nmc MB':>7} {'numpy MB':>8} {'spk/step':>8} {'sched':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['name']:28} {'yes' if r['same'] else 'NO':>4} {r['per_step']:14.3e} {r['base_per_step']:16.3e} "
-              f"{r['events']:9.2e} {r['base_events']:10.2e} {r['ratio']:6.1f} {r['cold']:7.3f} {r['cached']:8.3f} "
+        differ = [k for k, same in r["same"].items() if not same]
+        same = "yes" if not differ else "NO" if not extra else "NO " + ",".join(differ)
+        others = "".join(f"{r['other_per_step'][k]:19.3e} " if k in r["other_per_step"] else f"{'-':>19} "
+                         for k in extra)
+        print(f"{r['name']:28} {same:>4} {r['per_step']:14.3e} {r['base_per_step']:16.3e} {others}"
+              f"{r['events']:9.2e} {r['base_events']:10.2e} {r['ratio']:6.1f} " + (f"{r['best']:>8} " if extra else "")
+              + f"{r['cold']:7.3f} {r['cached']:8.3f} "
               f"{r['nmc_mem'] / 2**20:7.1f} {r['base_mem'] / 2**20:8.1f} {r['spikes']:8.0f} {r['schedule']:>5}")
     rss = max(r["rss_mb"] for r in rows)
     setups = [r["setup"] for r in rows]
+    ratio = ("the best other executor's time (best) / nmc time" if extra else "numpy time / nmc time")
     print(f"\nEach workload runs in a fresh process{' (here: all in this one)' if args.in_process else ''}, nmc and "
-          f"its baseline in the same one.  MB columns: peak of Python/numpy allocations during one run "
-          f"(tracemalloc); largest process peak RSS {rss:.0f} MB.  ratio = numpy time / nmc time; "
+          f"its baseline{'s' if extra else ''} in the same one.  MB columns: peak of Python/numpy allocations during one run "
+          f"(tracemalloc); largest process peak RSS {rss:.0f} MB.  ratio = {ratio}; "
           f"threads: {args.threads or os.cpu_count()}; kernels: {args.kernels}; schedule: {args.schedule} "
           f"(sched: the one each run used).\n"
           f"cold s: compiling a network with an empty cache, after the process's one-time set-up (LLVM "
           f"initialisation and first compile of a 16-16-4 network: {min(setups):.3f}-{max(setups):.3f} s).")
-    return 0 if all(r["same"] for r in rows) else 1
-
+    if extra:
+        print(f"torch {torch.__version__}" + (f", snnTorch {snntorch.__version__}" if snntorch else "")
+              + f": torch.set_num_threads({args.threads or os.cpu_count()}), inference_mode, float32 "
+              "(W3 float64), integer values throughout; same: every executor's output equals nmc's exactly "
+              "(else NO and the executors that differ).  torch: each layer one call over all steps, then "
+              "the neuron loop (W1, W2); the input's currents as one sparse CSR product, then the recurrent "
+              "sparse CSR matrix × spike vector per step (W3).  snnTorch: its "
+              "standard loop over steps of nn.functional projections and snn.Leaky(beta=1, subtract).")
+    return 0 if all(all(r["same"].values()) for r in rows) else 1
 
 if __name__ == "__main__":
     sys.exit(main())
