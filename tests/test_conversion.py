@@ -396,3 +396,18 @@ def test_maxpool_gate_tracks_the_max_closer_than_the_spiking_or():
     assert spiking_or[1] > 0.2  # the OR overestimates the max (measured: by 0.29 on average)
     assert gate[0] < 0.5 * spiking_or[0], errors
     assert abs(gate[1]) < 0.05, errors
+
+
+def test_eval_with_a_chip_notes_the_gate_it_cannot_map():
+    """The integer SNN of ``nmc eval --target mesh`` keeps the gate (the CPU runtime runs it)
+    and says the chip would get the OR; with ``maxpool=or`` there is nothing to note."""
+    from nmc.evaluation import evaluate
+
+    g, x = _conv_maxpool_ann()
+    y = np.zeros(len(x), dtype=np.int64)
+    chip = load_chip("mesh")
+    gate = evaluate(g, x, y, x, chip, [8], encoding="current")
+    assert len(gate["notes"]) == 1 and "maxpool=or" in gate["notes"][0] and "'mesh'" in gate["notes"][0]
+    spiking_or = evaluate(g, x, y, x, chip, [8], encoding="current", convert_options="maxpool=or")
+    assert "notes" not in spiking_or
+    assert evaluate(g, x, y, x, None, [8], encoding="current").get("notes") is None
