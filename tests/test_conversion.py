@@ -87,7 +87,7 @@ def test_quantize_bounds_the_step_current_by_the_sign_of_the_sources(mlp, digits
 
     x_train, x_test, _, _ = digits
     for encoding in ("rate", "current"):
-        snn, _ = convert(mlp, x_train, CONVERT.format(T=16)[:-2] + f",encoding={encoding}}}")
+        snn, _ = convert(mlp, x_train, f"canonicalize,calibrate,normalize,convert-to-spiking{{timesteps=16,encoding={encoding}}}")
         first, second = [p.currents[0].owner for p in snn.walk("snn.population")]
         w2 = second.weight.data.astype(np.float64)
         expected = max(np.clip(w2, 0, None).sum(axis=1).max(), np.clip(-w2, 0, None).sum(axis=1).max())
