@@ -838,3 +838,104 @@ def test_schedule_choice():
     wide = _wide_layer("current", w)  # its first layer (70×40 of 3,160 synapses) runs the dense kernel
     assert _layout(wide).schedule == "step" and _layout(wide, "event").schedule == "layer"
     assert lower.tile_columns(500) == 512 and lower.tile_columns(10) == 16 and lower.tile_columns(3) == 8
+
+
+# ---------------------------------------------------------- convolution and neuron kernels
+
+CONV_TEXT = """graph @conv
+%x = ann.input : tensor<2x12x12xf32>
+%s = snn.encode(%x) {{encoding = {enc}}} : spikes<2x12x12>
+%c = snn.project(%s) {{kind = conv2d, weight = random<uniform, seed = 1, scale = {scale}> : tensor<16x2x3x3x{wt}>}} : current<16x10x10>
+%o = snn.project(%s) {{kind = conv2d, groups = 2, pads = [1, 1, 1, 1], strides = [2, 2], weight = random<uniform, seed = 4, scale = {scale}> : tensor<16x1x3x3x{wt}>}} : current<16x6x6>
+%h = snn.population(%c) {{{bits}threshold = {th}}} : spikes<16x10x10>
+%p = snn.project(%h) {{kernel = [2, 2], kind = pool, strides = [2, 2], weight = {w}}} : current<16x5x5>
+%g = snn.population(%o, %q) {{{bits2}du = {du}, dv = 700, reset = zero, threshold = {th}}} : spikes<16x6x6>
+%h2 = snn.population(%p) {{{bits}threshold = {th}, bias = {bias}}} : spikes<16x5x5>
+%q = snn.project(%h2) {{kind = conv2d, pads = [1, 1, 0, 0], strides = [1, 1], weight = random<uniform, seed = 5, scale = {scale}> : tensor<16x16x1x1x{wt}>}} : current<16x6x6>
+%v = snn.project(%g) {{kernel = [3, 3], kind = pool, strides = [2, 2], weight = {w}}} : current<16x2x2>
+%h3 = snn.population(%v) {{{bits}threshold = {th}}} : spikes<16x2x2>
+%d = snn.project(%h3) {{kind = dense, weight = random<uniform, seed = 2, scale = {scale}> : tensor<5x64x{wt}>}} : current<5>
+%y0 = snn.population(%d) {{{bits}threshold = {th}}} : spikes<5>
+%y = snn.decode(%y0) : tensor<5xf32>
+ann.output(%y)
+"""
+
+
+def _conv_graph(integer: bool, enc: str = "rate", bits: int = 24, bits2: int = 24, du: int = 0) -> Graph:
+    """Channel-last conv accumulators with 16 channels (two 8×8 blocks) over 100 and 36 cells
+    (whole blocks and a tail), one into a population's first current and one into its second,
+    a grouped conv, a 2×2/2 pool (windows do not overlap) and a 3×3/2 pool (they do), a
+    288-value encoder (64-byte masks and a tail)."""
+    text = CONV_TEXT.format(enc=enc, scale=40 if integer else 1.0, wt="i8" if integer else "f32",
+                            bits=f"bits = {bits}, " if integer else "", bits2=f"bits = {bits2}, " if integer else "",
+                            th=60 if integer else 1.5, w=9 if integer else 0.5, bias=-2 if integer else -0.125,
+                            du=du if integer else 0)
+    return parse_ir(text)
+
+
+def _ir(graph: Graph, schedule: str = "auto") -> str:
+    from nmc.targets.cpu import lower
+
+    return str(lower.lower(Network.of(graph), schedule=schedule)[0])
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_conv_blocks_pool_tables_and_byte_masks_match(integer):
+    """The blocked transpose of channel-last conv accumulators (first and later currents,
+    i32 into i32, and f64), the pooling table without loops, and encoder bytes scanned 64 at
+    a time as bit masks: the reference's results under both schedules, on two threads."""
+    g = _conv_graph(integer)
+    text = _ir(g)
+    assert "shufflevector" in text  # the 8×8 blocks of lower._Lowering._flush_blocks
+    assert '"wsingle.' in text and '"wstart.' in text  # windows without overlaps, and with
+    assert "<64 x i8>" in text  # lower._Lowering.events: rate bytes as bit masks
+    x = np.random.default_rng(21).random((5, 2, 12, 12)).astype(np.float32)
+    got, ref = compare(g, [x], 16, exact=integer, threads=2, schedules=("step", "layer"))
+    assert ref.spike_count > 500
+    assert all(ref.spikes[p].any() for p in g.walk("snn.population")[:4])
+
+
+@pytest.mark.parametrize("bits, bits2, du, lanes", [(24, 24, 0, True), (8, 30, 1000, True), (31, 24, 4096, False),
+                                                    (32, 12, 3000, False)])
+def test_neurons_in_i32_lanes_match(bits, bits2, du, lanes):
+    """Populations of at most 30 bits run their neurons in i32 lanes (lower.lanes32), with
+    the current clamped to ±2**30 and decay products formed in i64; wider ones in i64.
+    States that saturate (8 bits), decays 0, 1000, 3000 and 4096, i32 and i64 accumulators."""
+    from nmc.targets.cpu import lower
+
+    g = _conv_graph(True, bits=bits, bits2=bits2, du=du)
+    pops = g.walk("snn.population")
+    assert lower.lanes32(pops[0]) == lanes and lower.lanes32(pops[1]) == (bits2 <= 30)
+    x = np.random.default_rng(22).random((3, 2, 12, 12)).astype(np.float32)
+    compare(g, [x], 12, exact=True)
+
+
+def test_i32_lanes_with_currents_beyond_i32_match():
+    """Spike counts into a conv2d give a 24-bit population an i64 accumulator (no i32 bound);
+    its neurons still run in i32 lanes, the current clamped first: currents far beyond ±2**31
+    saturate as in the reference."""
+    from nmc.targets.cpu import lower
+
+    g = _conv_graph(True, enc="spikes")
+    pop = g.walk("snn.population")[0]
+    assert pop not in lower.plan(Network.of(g)).narrow and lower.lanes32(pop)
+    rng = np.random.default_rng(23)
+    x = rng.choice(np.array([0, 1, 2, -3, 10**6, -(10**7), 2**28], np.float32), size=(3, 10, 2, 12, 12))
+    compare(g, [x], 10, exact=True)
+
+
+def test_window_table_lists_every_covering_output():
+    """window_table against a direct enumeration of windows (strides, pads, dilations)."""
+    from nmc.targets.cpu import lower
+
+    for hw, k, s, pads, d in [((7, 9), (3, 2), (2, 1), (1, 0, 1, 1), (1, 2)), ((6, 6), (2, 2), (2, 2), (0, 0, 0, 0), (1, 1)),
+                              ((5, 4), (1, 3), (1, 2), (0, 2, 0, 1), (1, 1))]:
+        out = tuple(pooled_size(hw[i], k[i], s[i], pads[i], pads[2 + i], d[i], False) for i in range(2))
+        starts, pairs = lower.window_table(hw, k, s, pads, d, out, scale=(10, 3))
+        for y in range(hw[0]):
+            for x in range(hw[1]):
+                want = [((ky * k[1] + kx) * 10, (oy * out[1] + ox) * 3)
+                        for ky in range(k[0]) for kx in range(k[1]) for oy in range(out[0]) for ox in range(out[1])
+                        if oy * s[0] - pads[0] + ky * d[0] == y and ox * s[1] - pads[1] + kx * d[1] == x]
+                pos = y * hw[1] + x
+                assert [tuple(p) for p in pairs[starts[pos]:starts[pos + 1]]] == want

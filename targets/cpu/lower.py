@@ -21,15 +21,17 @@ beside its spike lists), 32 synapses per AVX2 ``vpmaddubsw`` for int8 weights.  
 projections are event driven: each source keeps, per step, the list of its spiking neurons
 (a ring buffer as deep as the longest delay out of it), and each event adds one weight row
 (dense: a contiguous row of the transposed matrix; conv2d: one kernel scattered, channel-last,
-into a private accumulator; pool: its windows, found through per-axis tables; sparse: its CSR
-synapses, see :func:`synapse_table`).  Encoder values are scanned for non-zeros; events of
-value 1 skip the multiply.  An integer population's accumulator is i32 when events of value 1
-cannot overflow it (:func:`narrow_accumulator`; other events go through an i64 side
-accumulator), else i64 (:func:`private_accumulator` then gives dense projections an i32 one
+into a private accumulator, transposed into the population's in 8×8 register blocks; pool: its
+windows; both found through a table per source position, :func:`window_table`; sparse: its CSR
+synapses, see :func:`synapse_table`).  Encoder values are scanned for non-zeros (0/1 bytes 64
+at a time, as bit masks); events of value 1 skip the multiply.  An integer population's
+accumulator is i32 when events of value 1 cannot overflow it (:func:`narrow_accumulator`;
+other events go through an i64 side accumulator), else i64 (:func:`private_accumulator` then gives dense projections an i32 one
 where it can).  Neurons are updated 8 at a time with explicit vectors, leaving a bit mask
-from which the spike list is built 64 neurons at a time with count-trailing-zeros.  Integer populations compute in i64 with the
-exact decay/saturation rules of :mod:`nmc.semantics`; float populations in f64 in the
-reference's operation order, without fast-math (only the order of synaptic sums differs).
+from which the spike list is built 64 neurons at a time with count-trailing-zeros.  Integer
+populations compute with the exact decay/saturation rules of :mod:`nmc.semantics`, in i32
+lanes when no intermediate can leave i32 (:func:`lanes32`), else in i64; float populations in
+f64 in the reference's operation order, without fast-math (only the order of synaptic sums differs).
 Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
 :meth:`Emitter.const_array`).
 
@@ -286,6 +288,13 @@ def feed_forward_order(net: Network) -> list[Op] | None:
 #: Output columns per tile of the time-batched kernel: a tile's accumulators (64 i32, eight
 #: AVX2 registers) stay in registers while the events of one step add their weight rows.
 TILE = 64
+#: Cells and channels per register block when a channel-last conv2d accumulator is transposed
+#: into its population's channel-first one (:meth:`_Lowering.flush`).
+BLOCK = 8
+#: Largest table (bytes) of conv2d weights widened to i32 for an i32 private accumulator, so
+#: that an event adds them without sign-extending each vector (W2's 16→32 conv, 18 KB: 5–7 %
+#: faster in one measurement); larger kernels keep their narrow type, to stay in L1.
+CONV_WIDE_WEIGHTS = 1 << 15
 
 
 def tile_columns(size: int) -> int:
@@ -453,6 +462,23 @@ def unit_bound(p: Op) -> int:
     if p.kind == "pool":
         return int(w.max()) * int(np.prod(p.kernel))
     return int(w.max())  # one_to_one
+
+
+def lanes32(pop: Op) -> bool:
+    """Whether ``pop``'s neurons are updated in i32 lanes rather than i64 (the same results):
+    an integer population of at most 30 bits whose threshold and bias fit its state (as the
+    verifier requires).  Then ``|decay(u)|, |decay(v)|, |bias|, |θ| <= 2**29``; the current is
+    clamped to ±2**30 first, which leaves ``sat(decay(u) + I)`` unchanged (as in
+    :meth:`_Lowering.fold`), so ``decay(u) + I``, ``decay(v) + u + bias`` and ``v - θ`` stay
+    inside i32.  Only a decay's product ``|x| · (4096 - d)`` is formed in i64."""
+    if not pop.bits or pop.bits > 30:
+        return False
+    limit = 2 ** (pop.bits - 1)
+    for name in ("threshold", "bias"):
+        arr = np.asarray(param_array(getattr(pop, name), pop.result.type.shape, np.int64))
+        if arr.size and (arr.min() < -limit or arr.max() >= limit):
+            return False
+    return True
 
 
 def narrow_accumulator(pop: Op) -> bool:
@@ -897,7 +923,17 @@ class _Lowering:
                 size = src.result.type.size
                 typ = _ir_type(self.net.enc_dtype(src))
                 row = b.gep(self.row[("enc", src)], [b.mul(pt, e.i64(size))], source_etype=typ)
-                with e.loop(0, size, "j") as j:
+                whole = 0
+                if typ == I8 and _unit_events(p):  # 0/1 bytes: 64 at a time, as a bit mask
+                    whole = size // 64 * 64
+                    v64 = ir.VectorType(I8, 64)
+                    with e.loop(0, size // 64, "jw") as k:
+                        x = b.load(b.gep(row, [b.shl(k, e.i64(6))], source_etype=I8), typ=v64, align=1)
+                        nz = b.bitcast(b.icmp_signed("!=", x, ir.Constant(v64, None)), I64)
+                        with self.set_bits(nz, b.shl(k, e.i64(6))) as j:
+                            count(j)
+                            body(j, None)
+                with e.loop(whole, size, "j") as j:
                     x = e.load(row, j, typ)
                     nz = b.icmp_signed("!=", x, ir.Constant(typ, 0)) if isinstance(typ, ir.IntType) \
                         else b.fcmp_unordered("!=", x, ir.Constant(typ, 0.0))
@@ -976,24 +1012,79 @@ class _Lowering:
         """Add the private accumulator (``[cells, size/cells]``, channel-last when ``cells > 1``)
         into the population's (channel-first) and clear it, if any event touched it.  ``first``:
         nothing was added to the population's accumulator yet this step (it is zero), so an
-        integer result is stored rather than added."""
+        integer result is stored rather than added.  A channel-last one whose channels are a
+        multiple of :data:`BLOCK` is transposed in ``BLOCK × BLOCK`` register blocks
+        (:meth:`_flush_blocks`; strided scalar reads cost W2 a tenth of its time), the cells
+        after the last whole block one by one."""
         e, b = self.e, self.e.b
         pacc, pt, touched = priv
-        acc_t = self.acc_store_type(pop)
         chans = size // cells
+        blocked = cells // BLOCK if cells > 1 and chans % BLOCK == 0 else 0
         with e.when(b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))):
-            # contiguous stores into the population's accumulator, strided reads
+            if blocked:
+                self._flush_blocks(pop, acc, pacc, pt, cells, chans, first)
+            # the rest (every cell without blocks): contiguous stores, strided reads
             with e.loop(0, chans, "ch") as ch:
-                with e.loop(0, cells, "cell") as cell:
+                with e.loop(blocked * BLOCK, cells, "cell") as cell:
                     src = b.add(b.mul(cell, e.i64(chans)), ch)
                     dst = b.add(b.mul(ch, e.i64(cells)), cell)
-                    val = self.widen(pop, e.load(pacc, src, pt), pt, acc_t)
-                    if not (first and pop.bits):
-                        old = e.load(acc, dst, acc_t)
-                        val = b.add(old, val) if pop.bits else b.fadd(old, val)
-                    e.store(val, acc, dst, acc_t)
-            with e.loop(0, size, "clear") as i:
-                e.store(ir.Constant(pt, 0), pacc, i, pt)
+                    self._flush_value(pop, acc, dst, e.load(pacc, src, pt), pt, first)
+            start = blocked * BLOCK * chans
+            if start < size:
+                with e.loop(start, size, "clear") as i:
+                    e.store(ir.Constant(pt, 0), pacc, i, pt)
+
+    def _flush_value(self, pop: Op, acc, dst, val, pt: ir.Type, first: bool):
+        """``acc[dst] (+)= val`` for a scalar or vector ``val`` of element type ``pt``."""
+        b = self.e.b
+        acc_t = self.acc_store_type(pop)
+        vec = isinstance(val.type, ir.VectorType)
+        typ = ir.VectorType(acc_t, val.type.count) if vec else acc_t
+        if pt != acc_t:  # an i32 private accumulator into an i64 one
+            val = b.sext(val, typ)
+        ptr = b.gep(acc, [dst], source_etype=acc_t, inbounds=True)
+        if not (first and pop.bits):
+            old = b.load(ptr, typ=typ, align=4)
+            val = b.add(old, val) if pop.bits else b.fadd(old, val)
+        b.store(val, ptr, align=4)
+
+    def _flush_blocks(self, pop: Op, acc, pacc, pt: ir.Type, cells: int, chans: int, first: bool):
+        """The whole ``BLOCK × BLOCK`` blocks of :meth:`flush`: for each block of cells and of
+        channels, load one vector per cell (its channels), clear them, transpose the block
+        with shuffles (32-bit pairs, 64-bit pairs, 128-bit halves) and add one vector per
+        channel (its cells) into the population's accumulator.  Every element is added once,
+        as by the scalar loop, so the results are the same."""
+        e, b = self.e, self.e.b
+        vt = ir.VectorType(pt, BLOCK)
+        zero = ir.Constant(vt, None)
+
+        def shuffle(x, y, idx):
+            return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, BLOCK), idx))
+
+        with e.loop(0, cells // BLOCK, "fcb") as cb:
+            with e.loop(0, chans // BLOCK, "fch") as chb:
+                rows = []
+                for r in range(BLOCK):
+                    cell = b.add(b.mul(cb, e.i64(BLOCK)), e.i64(r))
+                    ptr = b.gep(pacc, [b.add(b.mul(cell, e.i64(chans)), b.mul(chb, e.i64(BLOCK)))],
+                                source_etype=pt, inbounds=True)
+                    rows.append(b.load(ptr, typ=vt, align=4))
+                    b.store(zero, ptr, align=4)
+                t = [shuffle(rows[i & ~1], rows[i | 1], [0, 8, 1, 9, 4, 12, 5, 13] if i % 2 == 0 else
+                             [2, 10, 3, 11, 6, 14, 7, 15]) for i in range(BLOCK)]
+                # t[2q]: rows 2q, 2q+1 interleaved at channels 0,1 | 4,5; t[2q+1]: channels 2,3 | 6,7
+                s_ = []
+                for q in range(2):  # rows 0-3, rows 4-7
+                    a0, a1, a2, a3 = t[4 * q:4 * q + 4]
+                    s_ += [shuffle(a0, a2, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(a0, a2, [2, 3, 10, 11, 6, 7, 14, 15]),
+                           shuffle(a1, a3, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(a1, a3, [2, 3, 10, 11, 6, 7, 14, 15])]
+                # s_[k] (k < 4): channels k and k+4 of rows 0-3; s_[4+k]: the same of rows 4-7
+                for k in range(BLOCK):
+                    lo, hi = s_[k % 4], s_[4 + k % 4]
+                    col = shuffle(lo, hi, [0, 1, 2, 3, 8, 9, 10, 11] if k < 4 else [4, 5, 6, 7, 12, 13, 14, 15])
+                    ch = b.add(b.mul(chb, e.i64(BLOCK)), e.i64(k))
+                    dst = b.add(b.mul(ch, e.i64(cells)), b.mul(cb, e.i64(BLOCK)))
+                    self._flush_value(pop, acc, dst, col, pt, first)
 
     def project_dense(self, p: Op, pop: Op, acc):
         if p in self.lay.dense:
@@ -1232,46 +1323,36 @@ class _Lowering:
 
         self.events(p, pop, body, counted=True)
 
-    def _window_targets(self, j, src_shape, kernel, strides, pads, dils, out_hw, visit):
-        """For source cell ``j`` of ``[C, H, W]``: call ``visit(c, ky, kx, oy, ox)`` for each
-        output cell whose window (kernel offset ky, kx) covers it.
+    def _window_targets(self, j, src_shape, kernel, strides, pads, dils, out_hw, scale, visit):
+        """For source cell ``j`` of ``[C, H, W]``: call ``visit(c, k, o)`` for each output
+        cell whose window covers it, with ``k = (ky · kw + kx) · scale[0]`` (the kernel cell)
+        and ``o = (oy · OW + ox) · scale[1]`` (the output cell, in its channel's plane).
 
-        Each axis gets a table: for each source coordinate, the (kernel offset, output
-        coordinate) pairs that reach it — no tests that strides would make unpredictable,
-        and one copy of the inner loop rather than one per kernel cell (compile time)."""
+        One table (:func:`window_table`) lists these pairs per source position ``(y, x)``:
+        one loop per event, with no tests that strides would make unpredictable and no
+        arithmetic on coordinates (a table per axis, looped over in two nested loops with
+        the offsets computed per pair, cost W2 a tenth of its time in its pooling layer)."""
         e, b = self.e, self.e.b
         C, H, W = src_shape
-        c = b.sdiv(j, e.i64(H * W))
-        rem = b.srem(j, e.i64(H * W))
-        y, x = b.sdiv(rem, e.i64(W)), b.srem(rem, e.i64(W))
-        ys = self._axis_table(H, kernel[0], strides[0], pads[0], dils[0], out_hw[0])
-        xs = self._axis_table(W, kernel[1], strides[1], pads[1], dils[1], out_hw[1])
-        for ky, oy in self._table_loop(ys, y, "wy"):
-            for kx, ox in self._table_loop(xs, x, "wx"):
-                visit(c, ky, kx, oy, ox)
-
-    def _axis_table(self, size, k, stride, pad, dil, out):
-        """CSR table over source coordinates of the (kernel offset, output coordinate) pairs."""
-        starts, pairs = [0], []
-        for y in range(size):
-            for ky in range(k):
-                t = y + pad - ky * dil
-                if t >= 0 and t % stride == 0 and t // stride < out:
-                    pairs.append((ky, t // stride))
-            starts.append(len(pairs))
-        table = np.asarray(pairs or [(0, 0)], dtype=np.int32).reshape(-1)
-        return self.e.const_array(np.asarray(starts, np.int32), "wstart")[0], self.e.const_array(table, "wpairs")[0]
-
-    def _table_loop(self, table, coord, name):
-        """Yields (kernel offset, output coordinate) as i64 values, once, inside a loop over
-        the table entries of ``coord`` (a generator used as a one-shot loop body)."""
-        e, b = self.e, self.e.b
-        starts, pairs = table
-        lo = b.sext(e.load(starts, coord, I32), I64)
-        hi = b.sext(e.load(starts, b.add(coord, e.i64(1)), I32), I64)
-        with e.loop(lo, hi, name) as a:
+        starts, pairs = window_table((H, W), kernel, strides, pads, dils, out_hw, scale)
+        c = b.udiv(j, e.i64(H * W))  # j >= 0: unsigned division by a constant is cheapest
+        pos = b.sub(j, b.mul(c, e.i64(H * W)))
+        counts = np.diff(starts)
+        if counts.max(initial=0) <= 1:  # windows that do not overlap (pooling): no loop
+            single = np.full((H * W, 2), -1, dtype=np.int32)
+            single[counts == 1] = pairs[:int(starts[-1])]
+            gp = e.const_array(single, "wsingle")[0]
+            o = b.sext(e.load(gp, b.add(b.shl(pos, e.i64(1)), e.i64(1)), I32), I64)
+            with e.when(b.icmp_signed(">=", o, e.i64(0))):
+                visit(c, b.sext(e.load(gp, b.shl(pos, e.i64(1)), I32), I64), o)
+            return
+        gs = e.const_array(starts, "wstart")[0]
+        gp = e.const_array(pairs, "wpairs")[0]
+        lo = b.sext(e.load(gs, pos, I32), I64)
+        hi = b.sext(e.load(gs, b.add(pos, e.i64(1)), I32), I64)
+        with e.loop(lo, hi, "win") as a:
             a2 = b.shl(a, e.i64(1))
-            yield b.sext(e.load(pairs, a2, I32), I64), b.sext(e.load(pairs, b.add(a2, e.i64(1)), I32), I64)
+            visit(c, b.sext(e.load(gp, a2, I32), I64), b.sext(e.load(gp, b.add(a2, e.i64(1)), I32), I64))
 
     def project_conv2d(self, p: Op, pop: Op, acc):
         e, b = self.e, self.e.b
@@ -1281,24 +1362,27 @@ class _Lowering:
         og = O // groups
         OH, OW = _conv_out(p)
         # [c_in_group, kh, kw, O]: one event walks contiguous output channels per kernel cell
-        g, wt = self.weights(p, np.ascontiguousarray(w.transpose(1, 2, 3, 0)), "conv")
-
         pacc, pt, touched = self.private(p, pop)  # channel-last [OH, OW, O]
+        if pt == I32 and w.size * 4 <= CONV_WIDE_WEIGHTS:  # no sign extension per add
+            g, wt = self.e.const_array(_int_weights(p).transpose(1, 2, 3, 0).astype(np.int32), "conv")
+        else:
+            g, wt = self.weights(p, np.ascontiguousarray(w.transpose(1, 2, 3, 0)), "conv")
 
         def body(j, x):
             b.store(ir.Constant(I8, 1), touched)
 
-            def visit(c, ky, kx, oy, ox):
-                grp = b.sdiv(c, e.i64(cg))
-                ci = b.srem(c, e.i64(cg))
-                ky, kx = (k if isinstance(k, ir.Value) else e.i64(k) for k in (ky, kx))
-                wrow = b.add(b.mul(ci, e.i64(kh * kw * O)), b.mul(b.add(b.mul(ky, e.i64(kw)), kx), e.i64(O)))
-                first = b.add(b.mul(b.add(b.mul(oy, e.i64(OW)), ox), e.i64(O)), b.mul(grp, e.i64(og)))
-                wfirst = b.add(wrow, b.mul(grp, e.i64(og)))
-                with e.loop(0, og, "oc") as o:
-                    self.accumulate(pop, (pacc, pt), b.add(first, o), e.load(g, b.add(wfirst, o), wt), wt, x)
+            def visit(c, k, o):  # k: kernel cell · O, o: output cell · O (channel-last)
+                if groups == 1:
+                    grp, ci = e.i64(0), c
+                else:
+                    grp, ci = b.udiv(c, e.i64(cg)), b.urem(c, e.i64(cg))
+                wfirst = b.add(b.add(b.mul(ci, e.i64(kh * kw * O)), k), b.mul(grp, e.i64(og)))
+                first = b.add(o, b.mul(grp, e.i64(og)))
+                with e.loop(0, og, "oc") as oc:
+                    self.accumulate(pop, (pacc, pt), b.add(first, oc), e.load(g, b.add(wfirst, oc), wt), wt, x)
 
-            self._window_targets(j, p.src.type.shape, (kh, kw), p.strides, p.pads, p.dilations, (OH, OW), visit)
+            self._window_targets(j, p.src.type.shape, (kh, kw), p.strides, p.pads, p.dilations, (OH, OW),
+                                 (O, O), visit)
 
         self.events(p, pop, body)
         self.flush(pop, acc, (pacc, pt, touched), O * OH * OW, OH * OW, first=self.first_current)
@@ -1311,11 +1395,11 @@ class _Lowering:
         g, wt = self.weights(p, np.broadcast_to(data, (C, OH, OW)).reshape(-1), "pool")
 
         def body(j, x):
-            def visit(c, ky, kx, oy, ox):
-                target = b.add(b.mul(b.add(b.mul(c, e.i64(OH)), oy), e.i64(OW)), ox)
+            def visit(c, k, o):
+                target = b.add(b.mul(c, e.i64(OH * OW)), o)
                 self.accumulate(pop, self.target(pop, x), target, e.load(g, target, wt), wt, x)
 
-            self._window_targets(j, p.src.type.shape, p.kernel, p.strides, p.pads, (1, 1), (OH, OW), visit)
+            self._window_targets(j, p.src.type.shape, p.kernel, p.strides, p.pads, (1, 1), (OH, OW), (0, 1), visit)
 
         self.events(p, pop, body)
 
@@ -1428,16 +1512,18 @@ class _Lowering:
 
     def neurons(self, pop: Op, acc, params, i, width: int):
         """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``); returns
-        their spikes (i1 or <width x i1>)."""
+        their spikes (i1 or <width x i1>).  Integer populations compute in i64, or in i32
+        lanes (twice as many per vector) when :func:`lanes32` allows it."""
         b = self.e.b
-        acc_t = self.acc_type(pop)
+        narrow = lanes32(pop)
+        acc_t = I32 if narrow else self.acc_type(pop)
         vt = acc_t if width == 1 else ir.VectorType(acc_t, width)
 
         def vec(typ):
             return typ if width == 1 else ir.VectorType(typ, width)
 
         def ld(base, typ=acc_t):
-            """Load ``width`` values of ``typ``, widened to the accumulator type."""
+            """Load ``width`` values of ``typ``, widened to the lane type."""
             x = b.load(b.gep(base, [i], source_etype=typ, inbounds=True), typ=vec(typ), align=4)
             return x if typ == acc_t else b.sext(x, vt)
 
@@ -1449,12 +1535,28 @@ class _Lowering:
             const, table = params[name]
             return ir.Constant(vt, const) if const is not None else ld(table[0], table[1])
 
+        def decay(x, name):
+            if not narrow or params[name][0] in (0, DECAY_ONE):
+                return self.decay(pop, x, get(name), params[name][0])
+            wide = vec(I64)  # |x| · (4096 - d) needs more than 32 bits
+            return b.trunc(self.decay(pop, b.sext(x, wide), b.sext(get(name), wide), params[name][0]), vt)
+
         state_t = _ir_type(state_dtype(pop))
+        acc_st = self.acc_store_type(pop)
         u_row, v_row, count_row = self.row[("u", pop)], self.row[("v", pop)], self.row[("count", pop)]
-        u = self.add(pop, self.decay(pop, ld(u_row, state_t), get("du"), params["du"][0]), ld(acc, self.acc_store_type(pop)))
+        current = b.load(b.gep(acc, [i], source_etype=acc_st, inbounds=True),
+                         typ=vec(acc_st), align=4)
+        if narrow:  # clamped to ±2**30: sat(decay(u) + I) is the same (see lanes32)
+            lo, hi = ir.Constant(current.type, -2**30), ir.Constant(current.type, 2**30)
+            current = b.select(b.icmp_signed(">", current, hi), hi, current)
+            current = b.select(b.icmp_signed("<", current, lo), lo, current)
+            current = current if acc_st == I32 else b.trunc(current, vt)
+        elif acc_st != acc_t:
+            current = b.sext(current, vt)
+        u = self.add(pop, decay(ld(u_row, state_t), "du"), current)
         if pop.bits:
             u = self.saturate(pop, u)
-        dv = self.decay(pop, ld(v_row, state_t), get("dv"), params["dv"][0])
+        dv = decay(ld(v_row, state_t), "dv")
         v = self.add(pop, self.add(pop, dv, u), get("bias"))
         if pop.bits:
             v = self.saturate(pop, v)
@@ -1464,7 +1566,7 @@ class _Lowering:
             else ir.Constant(vt, 0)
         st(u, u_row, state_t)
         st(b.select(fired, after, v), v_row, state_t)
-        st(ir.Constant(vt, 0), acc, self.acc_store_type(pop))  # the accumulator is clear for the next step
+        st(ir.Constant(vec(acc_st), 0), acc, acc_st)  # the accumulator is clear for the next step
         count_t = _ir_type(COUNT_DTYPE)
         count = b.load(b.gep(count_row, [i], source_etype=count_t, inbounds=True), typ=vec(count_t), align=4)
         st(b.add(count, b.zext(fired, vec(count_t))), count_row, count_t)
@@ -1505,6 +1607,27 @@ class _Lowering:
             e.store(b.load(bits, typ=I8), mask, e.i64(nvec), I8)
         self.list_spikes(pop, mask, (size + 63) // 64)
 
+    @contextmanager
+    def set_bits(self, word, base):
+        """The body runs for each set bit of the i64 ``word``, in increasing order, with
+        ``base`` + the bit's index: ``while (m) { i = base + ctz(m); ...; m &= m - 1; }``, 64
+        candidates per test, so that the branch on an empty word is rare and predictable."""
+        e, b = self.e, self.e.b
+        pre = b.block
+        head = self.fn.append_basic_block("bits.head")
+        body = self.fn.append_basic_block("bits.body")
+        done = self.fn.append_basic_block("bits.end")
+        b.branch(head)
+        b.position_at_end(head)
+        m = b.phi(I64)
+        m.add_incoming(word, pre)
+        b.cbranch(b.icmp_unsigned("!=", m, e.i64(0)), body, done)
+        b.position_at_end(body)
+        yield b.add(base, b.cttz(m, ir.Constant(ir.IntType(1), 1)))
+        m.add_incoming(b.and_(m, b.sub(m, e.i64(1))), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
     def list_spikes(self, pop: Op, mask, nwords: int):
         """List the set bits of ``mask`` (``nwords`` i64 words, bit ``i`` for neuron ``i``) as
         this step's events, in increasing order, and record them."""
@@ -1517,29 +1640,41 @@ class _Lowering:
         rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
         nfired = e.var(I64, 0)
         with e.loop(0, nwords, "list") as k:
-            # while (m) { idx = 64k + ctz(m); m &= m - 1; }: 64 neurons per test, so that the
-            # branch on an empty word is rare and predictable
-            first = e.load(mask, k, I64)
-            pre = b.block
-            head = self.fn.append_basic_block("bits.head")
-            body = self.fn.append_basic_block("bits.body")
-            done = self.fn.append_basic_block("bits.end")
-            b.branch(head)
-            b.position_at_end(head)
-            m = b.phi(I64)
-            m.add_incoming(first, pre)
-            b.cbranch(b.icmp_unsigned("!=", m, e.i64(0)), body, done)
-            b.position_at_end(body)
-            idx = b.add(b.shl(k, e.i64(6)), b.cttz(m, ir.Constant(ir.IntType(1), 1)))
-            n = b.load(nfired, typ=I64)
-            e.store(b.trunc(idx, I32), ring_idx, n, I32)
-            b.store(b.add(n, e.i64(1)), nfired)
-            with e.when(recording):
-                e.store(ir.Constant(I8, 1), rec_step, idx, I8)
-            m.add_incoming(b.and_(m, b.sub(m, e.i64(1))), b.block)
-            b.branch(head)
-            b.position_at_end(done)
+            with self.set_bits(e.load(mask, k, I64), b.shl(k, e.i64(6))) as idx:
+                n = b.load(nfired, typ=I64)
+                e.store(b.trunc(idx, I32), ring_idx, n, I32)
+                b.store(b.add(n, e.i64(1)), nfired)
+                with e.when(recording):
+                    e.store(ir.Constant(I8, 1), rec_step, idx, I8)
         e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
+
+
+def window_table(hw, kernel, strides, pads, dils, out_hw, scale=(1, 1)) -> tuple[np.ndarray, np.ndarray]:
+    """For each source position ``y · W + x`` of a ``[H, W]`` plane, the output cells whose
+    window covers it, as CSR arrays ``(starts [H·W + 1], pairs [n, 2])`` of i32: pair
+    ``((ky · kw + kx) · scale[0], (oy · OW + ox) · scale[1])`` for kernel offset ``(ky, kx)``
+    and output cell ``(oy, ox)``, ``y = oy · stride - pad + ky · dilation`` (likewise x), in
+    increasing ``(ky, kx)`` order."""
+    H, W = hw
+    pos, kcell, ocell = [], [], []
+    for ky in range(kernel[0]):
+        for kx in range(kernel[1]):
+            ty = np.arange(H) + pads[0] - ky * dils[0]  # oy · stride for source row y
+            tx = np.arange(W) + pads[1] - kx * dils[1]
+            oky = (ty >= 0) & (ty % strides[0] == 0) & (ty // strides[0] < out_hw[0])
+            okx = (tx >= 0) & (tx % strides[1] == 0) & (tx // strides[1] < out_hw[1])
+            y, x = np.nonzero(oky[:, None] & okx[None, :])
+            pos.append(y * W + x)
+            kcell.append(np.full(y.size, (ky * kernel[1] + kx) * scale[0]))
+            ocell.append((ty[y] // strides[0] * out_hw[1] + tx[x] // strides[1]) * scale[1])
+    pos, kcell, ocell = (np.concatenate(v).astype(np.int64) for v in (pos, kcell, ocell))
+    order = np.argsort(pos, kind="stable")  # by position, then kernel cell
+    starts = np.zeros(H * W + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pos, minlength=H * W), out=starts[1:])
+    table = np.stack([kcell[order], ocell[order]], axis=1) if pos.size else np.zeros((1, 2), np.int64)
+    if starts[-1] >= 2**31 or table.max(initial=0) >= 2**31:
+        raise NmcError("a convolution or pooling window table does not fit i32 offsets")
+    return starts.astype(np.int32), table.astype(np.int32)
 
 
 def _conv_out(p: Op) -> tuple[int, int]:
