@@ -882,15 +882,21 @@ def _ir(graph: Graph, schedule: str = "auto") -> str:
 @pytest.mark.parametrize("integer", [True, False])
 def test_conv_blocks_pool_tables_and_byte_masks_match(integer):
     """The blocked transpose of channel-last conv accumulators (first and later currents,
-    i32 into i32, and f64), the pooling table without loops, and encoder bytes scanned 64 at
-    a time as bit masks: the reference's results under both schedules, on two threads."""
+    i16 into i32, and f64; integer stride-1 convs with a halo, lower.conv_halo, one of them
+    with pads), the pooling table without loops (events; integer pools otherwise read byte
+    vectors), and encoder bytes scanned 64 at a time as bit masks: the reference's results
+    under both schedules and both pool kernels, on two threads."""
+    from nmc.targets.cpu import lower
+
     g = _conv_graph(integer)
     text = _ir(g)
+    events = str(lower.lower(Network.of(g), kernels="event")[0])
     assert "shufflevector" in text  # the 8×8 blocks of lower._Lowering._flush_blocks
-    assert '"wsingle.' in text and '"wstart.' in text  # windows without overlaps, and with
+    assert '"wsingle.' in events and '"wstart.' in events  # windows without overlaps, and with
+    assert ('"hbase.' in text) == integer  # both stride-1 convs (the other has stride 2: a table)
     assert "<64 x i8>" in text  # lower._Lowering.events: rate bytes as bit masks
     x = np.random.default_rng(21).random((5, 2, 12, 12)).astype(np.float32)
-    got, ref = compare(g, [x], 16, exact=integer, threads=2, schedules=("step", "layer"))
+    got, ref = compare(g, [x], 16, exact=integer, threads=2, schedules=("step", "layer"), kernels=("auto", "event"))
     assert ref.spike_count > 500
     assert all(ref.spikes[p].any() for p in g.walk("snn.population")[:4])
 
@@ -939,3 +945,125 @@ def test_window_table_lists_every_covering_output():
                         if oy * s[0] - pads[0] + ky * d[0] == y and ox * s[1] - pads[1] + kx * d[1] == x]
                 pos = y * hw[1] + x
                 assert [tuple(p) for p in pairs[starts[pos]:starts[pos + 1]]] == want
+
+
+@pytest.mark.parametrize("w, acc", [(227, "i16"), (228, "i32"), (-227, "i16")])
+def test_conv_accumulator_in_i16_up_to_its_bound(w, acc):
+    """A conv2d fed by 0/1 events whose per-step sums stay below 2**15 (lower.unit_bound:
+    144 · 227 = 32688) adds into an i16 private accumulator, one more quantum (144 · 228) into
+    an i32 one.  Every source fires every step and channel 0's weights are all ``w``, so its
+    interior outputs reach the bound each step: the reference's voltages and spikes (a
+    threshold near the bound; an i16 sum that wrapped would change both), and a pool of the
+    first population's spikes into a second."""
+    from nmc.targets.cpu import lower
+
+    g = Graph("c16")
+    x = g.add(ann.Input(declared_type=TensorType((16, 6, 6))), "x")
+    s = g.add(snn.Encode(x=x, encoding="rate"), "s")
+    rng = np.random.default_rng(31)
+    weight = rng.integers(-abs(w), abs(w) + 1, (6, 16, 3, 3)).astype(np.int16)
+    weight[0] = w
+    c = g.add(snn.Project(src=s, kind="conv2d", weight=Blob(weight)))
+    h = snn.Population(currents=[c], declared_type=SpikeType((6, 4, 4)), bits=24, threshold=144 * abs(w) - 1)
+    g.add(h, "h")
+    p = g.add(snn.Project(src=h.result, kind="pool", kernel=(2, 2), strides=(2, 2), weight=3))
+    h2 = snn.Population(currents=[p], declared_type=SpikeType((6, 2, 2)), bits=24, threshold=2)
+    g.add(h2, "h2")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=h2.result))]))
+    verify(g)
+    lay = lower.plan(Network.of(g))
+    assert lay.private[c.owner] == np.dtype(np.int16 if acc == "i16" else np.int32)
+    assert ("load i16" in _ir(g)) == (acc == "i16")
+    xs = np.ones((3, 16, 6, 6), np.float32)
+    xs[1, :, ::2] = 0.5
+    got, ref = compare(g, [xs], 9, exact=True, threads=2)
+    assert ref.spikes[h].any() and ref.spikes[h2].any()
+
+
+def test_rate_trains_in_closed_form_equal_the_step_by_step_encoder():
+    """execute._rate_trains against semantics.encode step by step: inputs in and beyond
+    [0, 1], on quantum boundaries and between, filled one sample at a time; NaN falls back
+    to the step-by-step encoder."""
+    from nmc.targets.cpu.execute import _rate_trains
+
+    rng = np.random.default_rng(32)
+    x = np.concatenate([rng.random(200), np.arange(-2, 260) / 256, [-5.0, 3.0, 1.0, 0.0, 0.5 / 256, 1.5 / 256]])
+    x = np.stack([x, x[::-1]]).astype(np.float32)
+    g = parse_ir(f"""graph @r
+%x = ann.input : tensor<{x.shape[1]}xf32>
+%s = snn.encode(%x) {{encoding = rate}} : spikes<{x.shape[1]}>
+%c = snn.project(%s) {{kind = one_to_one, weight = 1}} : current<{x.shape[1]}>
+%h = snn.population(%c) {{bits = 24, threshold = 1}} : spikes<{x.shape[1]}>
+%y = snn.decode(%h) : tensor<{x.shape[1]}xf32>
+ann.output(%y)
+""")
+    enc = g.walk("snn.encode")[0]
+    T, state = 300, {}
+    want = np.stack([semantics.encode(enc, x, t, T, state, True) for t in range(T)], axis=1)
+    got, fill = _rate_trains(x, T, np.dtype(np.int8))
+    fill(0, 1)
+    fill(1, 2)
+    assert got.dtype == np.int8
+    np.testing.assert_array_equal(got, want)
+    assert _rate_trains(np.array([[0.5, np.nan]], np.float32), 4, np.dtype(np.int8)) is None
+
+
+@pytest.mark.parametrize("bits, kernel, strides, weight", [
+    (24, (2, 2), (2, 2), 40), (24, (1, 2), (2, 3), "table"), (31, (3, 3), (3, 8), "table"), (12, (2, 1), (2, 2), 5)])
+def test_pools_from_byte_spike_vectors_match(bits, kernel, strides, weight):
+    """Integer pools of population spikes without overlaps or pads read the source's byte
+    spike vector (lower.dense_pool): 8 outputs of a row at a time and the rest as one shorter
+    vector (rows of 9, 13 and 14 outputs, and of 4), windows narrower than their stride, a weight
+    per output (with an exponent) or one for all, i32 and i64 accumulators.  The reference's
+    results, and the event path's (``kernels="event"``)."""
+    from nmc.targets.cpu import lower
+
+    g = Graph("pool")
+    x = g.add(ann.Input(declared_type=TensorType((3, 27, 27))), "x")
+    s = g.add(snn.Encode(x=x, encoding="rate"), "s")
+    c = g.add(snn.Project(src=s, kind="one_to_one", weight=Blob(np.full((3, 27, 27), 7, np.int8))))
+    h = snn.Population(currents=[c], declared_type=SpikeType((3, 27, 27)), bits=bits, threshold=5)
+    g.add(h, "h")
+    oh, ow = (pooled_size(27, k, st_, 0, 0, 1, False) for k, st_ in zip(kernel, strides))
+    rng = np.random.default_rng(33)
+    w = Blob(rng.integers(-40, 60, (3, oh, ow)).astype(np.int8)) if weight == "table" else weight
+    p = g.add(snn.Project(src=h.result, kind="pool", kernel=kernel, strides=strides, weight=w,
+                          exponent=1 if weight == "table" else 0))
+    h2 = snn.Population(currents=[p], declared_type=SpikeType((3, oh, ow)), bits=bits, threshold=30, dv=300)
+    g.add(h2, "h2")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=h2.result))]))
+    verify(g)
+    assert lower.dense_pool(p.owner) and not lower.dense_pool(p.owner, "event")
+    assert "llvm.vector.reduce.add" in _ir(g)
+    xs = np.random.default_rng(34).random((3, 3, 27, 27)).astype(np.float32)
+    got, ref = compare(g, [xs], 12, exact=True, threads=2, kernels=("auto", "event"))
+    assert ref.spikes[h2].any() and not ref.spikes[h2].all()
+
+
+@pytest.mark.parametrize("wmax, pads", [(3000, (3, 0, 1, 2)), (100, (0, 1, 0, 0))])
+def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads):
+    """Stride-1 convs with a halo (lower.conv_halo): grouped, dilated, padded unevenly, into
+    an i32 accumulator (8 channels per group: one vector) and an i16 one (16: one vector);
+    sums that fall off the edges land in the halo and are never read."""
+    from nmc.targets.cpu import lower
+
+    g = Graph("halo")
+    x = g.add(ann.Input(declared_type=TensorType((4, 9, 10))), "x")
+    s = g.add(snn.Encode(x=x, encoding="rate"), "s")
+    groups, out = (2, 16) if wmax > 1000 else (1, 16)
+    kh, kw, dil = 3, 2, (2, 1)
+    oh = 9 + pads[0] + pads[2] - dil[0] * (kh - 1)
+    ow = 10 + pads[1] + pads[3] - dil[1] * (kw - 1)
+    rng = np.random.default_rng(35)
+    weight = rng.integers(-wmax, wmax, (out, 4 // groups, kh, kw)).astype(np.int16)
+    weight[0] = wmax - 1  # 3000: Σ|w| = 12 · 2999 >= 2**15, an i32 accumulator
+    c = g.add(snn.Project(src=s, kind="conv2d", weight=Blob(weight), groups=groups, dilations=dil, pads=pads))
+    h = snn.Population(currents=[c], declared_type=SpikeType((out, oh, ow)), bits=24, threshold=wmax * 2, dv=500)
+    g.add(h, "h")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=h.result))]))
+    verify(g)
+    assert lower.conv_halo(c.owner, lower.plan(Network.of(g)).private[c.owner]) is not None
+    assert '"hbase.' in _ir(g)
+    xs = np.random.default_rng(36).random((3, 4, 9, 10)).astype(np.float32)
+    got, ref = compare(g, [xs], 10, exact=True, threads=2)
+    assert ref.spikes[h].any() and not ref.spikes[h].all()

@@ -55,20 +55,28 @@ class Executor:
                    .reshape(-1).astype(state_dtype(pop)) for pop in net.populations}
         self.names = {p: p.result.name or f"population{i}" for i, p in enumerate(net.populations)}
 
-    def encode(self, host: dict, T: int, batch: int) -> dict:
-        """Encoder values ``[N, T, size]`` per encoder (what it emits for each presentation step)."""
-        out = {}
+    def encode(self, host: dict, T: int, batch: int) -> tuple[dict, list]:
+        """Encoder values ``[N, T, size]`` per encoder (what it emits for each presentation
+        step), and the fills still owed: ``fill(n0, n1)`` writes samples ``n0 <= n < n1`` of
+        a rate encoder's array (:func:`_rate_trains`), run by each thread for its own samples."""
+        out, fills = {}, []
         state: dict = {}
         for e in self.net.encoders:
             dtype = self.net.enc_dtype(e)
             if e.encoding == "spikes":  # semantics.encode's cast, for all steps at once
                 out[e] = host[e.x][:, :T].reshape(batch, T, -1).astype(dtype)
                 continue
+            if e.encoding == "rate":
+                fill = _rate_trains(host[e.x].reshape(batch, -1), T, dtype)
+                if fill is not None:
+                    out[e], f = fill
+                    fills.append(f)
+                    continue
             arr = np.empty((batch, T, e.result.type.size), dtype=dtype)
             for t in range(T):
                 arr[:, t] = semantics.encode(e, host[e.x], t, T, state, self.net.integer_enc[e])
             out[e] = arr
-        return out
+        return out, fills
 
     def __call__(self, inputs: Sequence[np.ndarray], timesteps: int | None = None, record: str | None = None,
                  threads: int | None = None) -> RunResult:
@@ -77,7 +85,7 @@ class Executor:
         semantics._host_ops(graph, host, self.pre, batch)
         T = semantics._resolve_timesteps(graph, self.net.encoders, host, timesteps)
         steps = T + self.extra_steps
-        encoded = self.encode(host, T, batch)
+        encoded, fills = self.encode(host, T, batch)
         recorded_pops = set(_population_names(graph, record))
 
         arrays: list[np.ndarray | None] = []
@@ -97,7 +105,7 @@ class Executor:
             arrays.append(a)
         table = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data if a is not None else None for a in arrays])
         threads = threads or self.threads or default_threads()
-        self._run(self.fn, self.layout, table, 0, batch, T, steps, threads)
+        self._run(self.fn, self.layout, table, 0, batch, T, steps, threads, fills)
         if needs_step_rerun(self.layout):
             self._rerun_skipped(state[("synops", None)], table, T, steps, threads)
 
@@ -138,7 +146,10 @@ class Executor:
             self._run(fn, layout, table, int(run[0]), int(run[-1]) + 1, T, steps, threads)
 
     @staticmethod
-    def _run(fn, layout: Layout, table, n0: int, n1: int, T: int, steps: int, threads: int) -> None:
+    def _run(fn, layout: Layout, table, n0: int, n1: int, T: int, steps: int, threads: int,
+             fills: Sequence = ()) -> None:
+        """Samples ``n0 <= n < n1`` on ``threads`` threads, each first doing ``fills`` for its
+        own samples (:meth:`encode`)."""
         batch = n1 - n0
         threads = max(1, min(threads, batch))
         bounds = [n0 + batch * k // threads for k in range(threads + 1)]
@@ -147,6 +158,8 @@ class Executor:
         scratch = [np.zeros(max(size, 64) + 64, dtype=np.uint8) for _ in range(threads)]
 
         def work(k: int):
+            for fill in fills:
+                fill(bounds[k], bounds[k + 1])
             buf = scratch[k]
             aligned = buf.ctypes.data + (-buf.ctypes.data) % 64
             fn(ctypes.addressof(table), aligned, bounds[k], bounds[k + 1], T, steps)
@@ -159,6 +172,35 @@ class Executor:
             th.start()
         for th in pool:
             th.join()
+
+
+def _rate_trains(x: np.ndarray, T: int, dtype: np.dtype):
+    """The rate encoder's trains ``[N, T, size]`` for input ``x`` ``[N, size]``, as
+    :func:`nmc.semantics.encode` emits them step by step, in closed form: with ``q`` in
+    ``[0, RATE_ONE]`` quanta added per step and ``RATE_ONE`` taken per spike, the accumulator
+    stays in ``[0, RATE_ONE)``, so the spikes up to step ``t`` number ``⌊(t+1)·q / RATE_ONE⌋``
+    and step ``t`` fires their difference.  Returns ``(array, fill)``: the array is written by
+    ``fill(n0, n1)``, samples ``n0 <= n < n1`` at a time; None when some ``q`` is not in that
+    range (NaN input), for the step-by-step encoder to handle."""
+    one = semantics.RATE_ONE
+    shift = one.bit_length() - 1
+    assert one == 1 << shift
+    q = np.clip(np.floor(x.astype(np.float64) * one + 0.5), 0, one)
+    if not np.all((q >= 0) & (q <= one)):
+        return None
+    q = q.astype(np.int32 if T * one < 2**31 else np.int64)
+    out = np.empty((len(x), T, x.shape[1]), dtype=dtype)
+
+    def fill(n0: int, n1: int) -> None:
+        qs = q[n0:n1]
+        total, cur, prev = np.zeros_like(qs), np.empty_like(qs), np.zeros_like(qs)  # (t+1)·q, spikes to t, to t-1
+        for t in range(T):  # in place on [n, size] arrays that stay in cache
+            np.add(total, qs, out=total)
+            np.right_shift(total, shift, out=cur)  # total >= 0: ⌊total / RATE_ONE⌋
+            np.subtract(cur, prev, out=out[n0:n1, t], casting="unsafe")
+            prev, cur = cur, prev
+
+    return out, fill
 
 
 def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, kernels: str = "auto",

@@ -21,14 +21,18 @@ beside its spike lists), 32 synapses per AVX2 ``vpmaddubsw`` for int8 weights.  
 projections are event driven: each source keeps, per step, the list of its spiking neurons
 (a ring buffer as deep as the longest delay out of it), and each event adds one weight row
 (dense: a contiguous row of the transposed matrix; conv2d: one kernel scattered, channel-last,
-into a private accumulator, transposed into the population's in 8×8 register blocks; pool: its
+into a private accumulator — i16 when no step's sum can leave i16, see :func:`private_accumulator`
+— transposed into the population's in 8×8 register blocks; pool: its
 windows; both found through a table per source position, :func:`window_table`; sparse: its CSR
-synapses, see :func:`synapse_table`).  Encoder values are scanned for non-zeros (0/1 bytes 64
+synapses, see :func:`synapse_table`).  An integer pool of a population without overlaps or
+pads instead sums each window of the source's byte spike vector, 8 outputs at a time
+(:func:`dense_pool`).  Encoder values are scanned for non-zeros (0/1 bytes 64
 at a time, as bit masks); events of value 1 skip the multiply.  An integer population's
 accumulator is i32 when events of value 1 cannot overflow it (:func:`narrow_accumulator`;
 other events go through an i64 side accumulator), else i64 (:func:`private_accumulator` then gives dense projections an i32 one
-where it can).  Neurons are updated 8 at a time with explicit vectors, leaving a bit mask
-from which the spike list is built 64 neurons at a time with count-trailing-zeros.  Integer
+where it can).  Neurons are updated 8 at a time with explicit vectors, each group's spike bits
+appending its spikes to the step's list without branches (:meth:`_Lowering.list8`: a table of
+the set bits' indices per byte, stored as one vector).  Integer
 populations compute with the exact decay/saturation rules of :mod:`nmc.semantics`, in i32
 lanes when no intermediate can leave i32 (:func:`lanes32`), else in i64; float populations in
 f64 in the reference's operation order, without fast-math (only the order of synaptic sums differs).
@@ -65,7 +69,7 @@ from nmc.semantics import _fanout
 
 from .jit import host_features as AVX2_PROBE
 
-I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
 FUNCTION_NAME = "nmc_run"
@@ -91,8 +95,9 @@ class Layout:
     ``scratch``: byte offsets of per-thread areas keyed by (kind, op).  ``narrow``: populations
     whose accumulator is i32 (:func:`narrow_accumulator`); ``wide``: those of them that also
     have an i64 side accumulator for events of other values than 1.  ``dense``: projections run
-    by the dense kernel (:func:`dense_kernel`); ``spike_rows``: populations feeding one, which
-    keep a ring of byte spike vectors (``spk``) beside their spike lists.
+    by the dense kernel (:func:`dense_kernel`) and pools read from byte vectors
+    (:func:`dense_pool`); ``spike_rows``: populations feeding one, which keep a ring of byte
+    spike vectors (``spk``) beside their spike lists.
 
     ``schedule``: ``step`` (every population at each step) or ``layer`` (each population over
     all steps of a sample, in the feed-forward ``order``; :func:`choose_schedule`).  Under
@@ -192,7 +197,7 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto") -> Layout:
         raise ValueError(f"schedule must be one of {SCHEDULES}, not {schedule!r}")
     lay = Layout()
     for p in net.projections:
-        if dense_kernel(p, kernels):
+        if dense_kernel(p, kernels) or dense_pool(p, kernels):
             lay.dense.add(p)
             if p.src.owner.KIND == "snn.population":
                 lay.spike_rows.add(p.src.owner)
@@ -222,14 +227,13 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto") -> Layout:
             lay.wide.add(pop)
             lay.reserve("wide", pop, 8 * size)
         lay.reserve("acc", pop, (4 if pop in lay.narrow else 8) * size)
-        lay.reserve("fired", pop, (size + 63) // 64 * 8)  # whole i64 words; the tail stays 0
         if pop in lay.whole_run:  # one slot per step of the run
-            lay.reserve_run("ring_idx", pop, 4 * size)
+            lay.reserve_run("ring_idx", pop, 4 * _list_stride(pop))
             lay.reserve_run("ring_cnt", pop, 4)
             if pop in lay.spike_rows:
                 lay.reserve_run("spk", pop, _spk_stride(pop))
         else:
-            lay.reserve("ring_idx", pop, 4 * size * lay.ring[pop])
+            lay.reserve("ring_idx", pop, 4 * _list_stride(pop) * lay.ring[pop])
             lay.reserve("ring_cnt", pop, 4 * lay.ring[pop])
             if pop in lay.spike_rows:
                 lay.reserve("spk", pop, _spk_stride(pop) * lay.ring[pop])
@@ -247,7 +251,9 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto") -> Layout:
         dtype = private_accumulator(p, target.get(p) in lay.narrow)
         if dtype is not None and p not in lay.dense:
             lay.private[p] = dtype
-            lay.reserve("pacc", p, dtype.itemsize * p.result.type.size)
+            halo = conv_halo(p, dtype)
+            cells = halo[2] * halo[3] * p.result.type.shape[0] if halo else p.result.type.size
+            lay.reserve("pacc", p, dtype.itemsize * cells)
     _reserve_gates(net, lay)
     return lay
 
@@ -418,6 +424,19 @@ def dense_kernel(p: Op, kernels: str = "auto") -> bool:
     return rate >= (DENSE_RATE if fast else DENSE_RATE_GENERIC)
 
 
+def dense_pool(p: Op, kernels: str = "auto") -> bool:
+    """Whether pool projection ``p`` reads its source's whole byte spike vector each step
+    (:meth:`_Lowering.project_pool_rows`) rather than its events: an integer pool of a
+    population's spikes whose windows do not overlap and have no pads (each source cell in at
+    most one window, every window inside the plane).  It reads one byte per source neuron per
+    step, vectorised: less than that population's own update costs, so it is chosen whatever
+    the firing rate (W2's 2×2 pooling of 11–20 % spikes: events cost 8–9 cycles each, the
+    scattered adds of a window depending on each other).  ``kernels="event"`` forces events."""
+    if p.kind != "pool" or kernels == "event" or not p.is_integer or p.src.owner.KIND != "snn.population":
+        return False
+    return not any(p.pads) and all(k <= s for k, s in zip(p.kernel, p.strides))
+
+
 def _int_weights(p: Op) -> np.ndarray:
     """Integer weights with the exponent folded in, as narrow as they stay exact."""
     wd = p.weight.data.astype(np.int64) << p.exponent
@@ -501,17 +520,40 @@ def private_accumulator(p: Op, narrow: bool) -> np.dtype | None:
     """The element type of a projection's own accumulator, or None when it adds straight into
     the population's (``narrow``: an i32 one).
 
-    conv2d always has one (channel-last, so that an event adds contiguous channel vectors).
-    An integer dense projection into an i64 accumulator has an i32 one (twice the vector width)
-    when no output can leave i32 from events of value 1; events of other values (spike counts,
+    conv2d always has one (channel-last, so that an event adds contiguous channel vectors):
+    with events of value 0 or 1 only, i16 when no output's sum of one step can leave i16
+    (:func:`unit_bound` below ``2**15``; any partial sum is bounded alike, so no intermediate
+    wraps), which halves the vector work per kernel cell, else i32 when it cannot leave i32;
+    otherwise i64 (f64 for float graphs).  An integer dense projection into an i64 accumulator
+    has an i32 one (twice the vector width) when no output can leave i32 from events of value 1; events of other values (spike counts,
     integer currents) then add straight into the population's accumulator."""
     integer = p.is_integer
     bounded = integer and p.kind in ("dense", "conv2d") and unit_bound(p) < 2**31
     if p.kind == "conv2d":
-        return np.dtype(np.int32 if bounded and _unit_events(p) else np.int64 if integer else np.float64)
+        if bounded and _unit_events(p):
+            return np.dtype(np.int16 if unit_bound(p) < 2**15 else np.int32)
+        return np.dtype(np.int64 if integer else np.float64)
     if p.kind == "dense" and bounded and not narrow:
         return np.dtype(np.int32)
     return None
+
+
+def conv_halo(p: Op, dtype: np.dtype | None) -> tuple[int, int, int, int] | None:
+    """``(HY, HX, OHp, OWp)`` when conv2d ``p`` scatters into a private accumulator with a halo
+    (:meth:`_Lowering.project_conv2d`), else None.  Stride 1 and an i16 or i32 accumulator
+    whose output channels per group fill whole AVX2 vectors: the accumulator is
+    ``[OHp, OWp, O]`` with output cell ``(oy, ox)`` at ``(oy + HY, ox + HX)``, ``HY = (kh-1)·dy``
+    (likewise x), so that every kernel cell of every event lands inside it; the cells outside
+    the outputs take the sums that fall off the edges and are never read."""
+    if p.kind != "conv2d" or dtype not in (np.dtype(np.int16), np.dtype(np.int32)) or tuple(p.strides) != (1, 1):
+        return None
+    O, _, kh, kw = p.weight.shape
+    if (O // p.groups) % (32 // dtype.itemsize):
+        return None
+    _, H, W = p.src.type.shape
+    OH, OW = _conv_out(p)
+    hy, hx = (kh - 1) * p.dilations[0], (kw - 1) * p.dilations[1]
+    return hy, hx, hy + max(H + p.pads[0], OH), hx + max(W + p.pads[1], OW)
 
 
 # -------------------------------------------------------------------------- IR helpers
@@ -664,6 +706,10 @@ class _Lowering:
             a.name = name
         self.fn.args[1].add_attribute("noalias")
         self.e = Emitter(self.module, self.fn)
+        # integer populations whose first current is a conv2d: its flush writes the whole
+        # accumulator each step (:meth:`flush`), so the update need not clear it
+        self.overwritten = {pop for pop in net.populations if pop.bits and pop.currents
+                            and pop.currents[0].owner.kind == "conv2d"}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -855,10 +901,10 @@ class _Lowering:
         size = src.result.type.size
         if src.KIND == "snn.encode":  # presented at pt, integrated at pt + delay - 1
             idx_area, cnt_area = self.area[("eidx", src)], self.area[("ecnt", src)]
-            shift, limit = e.i64(p.delay - 1), self.T
+            shift, limit, stride = e.i64(p.delay - 1), self.T, size
         else:
             idx_area, cnt_area = self.area[("ring_idx", src)], self.area[("ring_cnt", src)]
-            shift, limit = e.i64(p.delay), self.steps
+            shift, limit, stride = e.i64(p.delay), self.steps, _list_stride(src)
         cur = self.area[("cur", pop)]
         events = e.var(I64, 0)  # counted in every tile (a separate loop cost compile time)
 
@@ -873,7 +919,7 @@ class _Lowering:
                 with e.when(valid):
                     cnt = b.sext(e.load(cnt_area, st, I32), I64)
                     b.store(b.add(b.load(events, typ=I64), cnt), events)
-                    lst = b.gep(idx_area, [b.mul(st, e.i64(size))], source_etype=I32)
+                    lst = b.gep(idx_area, [b.mul(st, e.i64(stride))], source_etype=I32)
                     with e.loop(0, cnt, "k") as k:
                         j = b.sext(e.load(lst, k, I32), I64)
                         wv = b.load(b.gep(g, [b.add(b.mul(j, e.i64(cols)), col)], source_etype=wt), typ=vw, align=1)
@@ -955,7 +1001,7 @@ class _Lowering:
             size = src.result.type.size
             slot = self.ring_slot(src, st)
             cnt = b.sext(e.load(self.area[("ring_cnt", src)], slot, I32), I64)
-            idx = b.gep(self.area[("ring_idx", src)], [b.mul(slot, e.i64(size))], source_etype=I32)
+            idx = b.gep(self.area[("ring_idx", src)], [b.mul(slot, e.i64(_list_stride(src)))], source_etype=I32)
             with e.loop(0, cnt, "k") as k:
                 j = b.sext(e.load(idx, k, I32), I64)
                 count(j)
@@ -1008,31 +1054,50 @@ class _Lowering:
         touched = self.e.var(I8, 0)
         return self.area[("pacc", p)], _ir_type(kind), touched
 
-    def flush(self, pop: Op, acc, priv, size: int, cells: int = 1, first: bool = False):
+    def flush(self, pop: Op, acc, priv, size: int, cells: int = 1, first: bool = False, halo=None):
         """Add the private accumulator (``[cells, size/cells]``, channel-last when ``cells > 1``)
         into the population's (channel-first) and clear it, if any event touched it.  ``first``:
-        nothing was added to the population's accumulator yet this step (it is zero), so an
-        integer result is stored rather than added.  A channel-last one whose channels are a
-        multiple of :data:`BLOCK` is transposed in ``BLOCK × BLOCK`` register blocks
-        (:meth:`_flush_blocks`; strided scalar reads cost W2 a tenth of its time), the cells
-        after the last whole block one by one."""
+        nothing was added to the population's accumulator yet this step, so an integer result
+        is stored rather than added; the update does not clear such an accumulator
+        (``overwritten``), so when no event touched the private one it is zeroed instead.
+        ``halo`` = ``(OW, OWp, offset)``: output cell ``i`` is the private accumulator's cell
+        ``i + (i // OW)·(OWp - OW) + offset`` (:func:`conv_halo`).  A channel-last one whose
+        channels are a multiple of :data:`BLOCK` is transposed in ``BLOCK × BLOCK`` register
+        blocks (:meth:`_flush_blocks`; strided scalar reads cost W2 a tenth of its time), the
+        cells after the last whole block one by one."""
         e, b = self.e, self.e.b
         pacc, pt, touched = priv
         chans = size // cells
         blocked = cells // BLOCK if cells > 1 and chans % BLOCK == 0 else 0
-        with e.when(b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))):
+
+        def place(cell):
+            if halo is None:
+                return cell
+            ow, owp, offset = halo
+            return b.add(b.add(cell, b.mul(b.udiv(cell, e.i64(ow)), e.i64(owp - ow))), e.i64(offset))
+
+        def cells_():
             if blocked:
-                self._flush_blocks(pop, acc, pacc, pt, cells, chans, first)
+                self._flush_blocks(pop, acc, pacc, pt, cells, chans, first, place)
             # the rest (every cell without blocks): contiguous stores, strided reads
             with e.loop(0, chans, "ch") as ch:
                 with e.loop(blocked * BLOCK, cells, "cell") as cell:
-                    src = b.add(b.mul(cell, e.i64(chans)), ch)
+                    src = b.add(b.mul(place(cell), e.i64(chans)), ch)
                     dst = b.add(b.mul(ch, e.i64(cells)), cell)
                     self._flush_value(pop, acc, dst, e.load(pacc, src, pt), pt, first)
-            start = blocked * BLOCK * chans
-            if start < size:
-                with e.loop(start, size, "clear") as i:
-                    e.store(ir.Constant(pt, 0), pacc, i, pt)
+                    e.store(ir.Constant(pt, 0), pacc, src, pt)
+
+        cond = b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))
+        if first and pop.bits and pop in self.overwritten:  # untouched: the step's currents start at 0
+            with b.if_else(cond) as (then, otherwise):
+                with otherwise:
+                    with e.loop(0, size, "zero") as i:
+                        e.store(ir.Constant(self.acc_store_type(pop), 0), acc, i, self.acc_store_type(pop))
+                with then:
+                    cells_()
+        else:
+            with e.when(cond):
+                cells_()
 
     def _flush_value(self, pop: Op, acc, dst, val, pt: ir.Type, first: bool):
         """``acc[dst] (+)= val`` for a scalar or vector ``val`` of element type ``pt``."""
@@ -1048,10 +1113,10 @@ class _Lowering:
             val = b.add(old, val) if pop.bits else b.fadd(old, val)
         b.store(val, ptr, align=4)
 
-    def _flush_blocks(self, pop: Op, acc, pacc, pt: ir.Type, cells: int, chans: int, first: bool):
+    def _flush_blocks(self, pop: Op, acc, pacc, pt: ir.Type, cells: int, chans: int, first: bool, place):
         """The whole ``BLOCK × BLOCK`` blocks of :meth:`flush`: for each block of cells and of
-        channels, load one vector per cell (its channels), clear them, transpose the block
-        with shuffles (32-bit pairs, 64-bit pairs, 128-bit halves) and add one vector per
+        channels, load one vector per cell (its channels, at ``place(cell)``), clear them,
+        transpose the block with shuffles (32-bit pairs, 64-bit pairs, 128-bit halves) and add one vector per
         channel (its cells) into the population's accumulator.  Every element is added once,
         as by the scalar loop, so the results are the same."""
         e, b = self.e, self.e.b
@@ -1065,7 +1130,7 @@ class _Lowering:
             with e.loop(0, chans // BLOCK, "fch") as chb:
                 rows = []
                 for r in range(BLOCK):
-                    cell = b.add(b.mul(cb, e.i64(BLOCK)), e.i64(r))
+                    cell = place(b.add(b.mul(cb, e.i64(BLOCK)), e.i64(r)))
                     ptr = b.gep(pacc, [b.add(b.mul(cell, e.i64(chans)), b.mul(chb, e.i64(BLOCK)))],
                                 source_etype=pt, inbounds=True)
                     rows.append(b.load(ptr, typ=vt, align=4))
@@ -1248,7 +1313,6 @@ class _Lowering:
         out, inp = p.weight.shape
         wd, g, wt = self._weights_int(p)
         into = self.target(pop, True)
-        I16 = ir.IntType(16)
         bound = max(unit_bound(p), 1)
         limit = min(2**15 - 1, (2**31 - 1) // bound)
         use_bytes = self._madd_ok(p, wd) and 127 * bound < 2**31
@@ -1355,27 +1419,70 @@ class _Lowering:
             visit(c, b.sext(e.load(gp, a2, I32), I64), b.sext(e.load(gp, b.add(a2, e.i64(1)), I32), I64))
 
     def project_conv2d(self, p: Op, pop: Op, acc):
+        """Each event adds, per kernel cell, the weights of its input channel to the output
+        channels of the cell it reaches, in a channel-last private accumulator; flushed after
+        the step.  With a halo (:func:`conv_halo`) every kernel cell lands inside the
+        accumulator, so an event is straight-line code: per kernel cell, whole vectors of
+        channels at constant offsets from the event's first cell (one table load per event).
+        Otherwise the cells come from the window table (:meth:`_window_targets`)."""
         e, b = self.e, self.e.b
         w = p.weight.data
         O, cg, kh, kw = w.shape
         groups = p.groups
         og = O // groups
         OH, OW = _conv_out(p)
+        C, H, W = p.src.type.shape
         # [c_in_group, kh, kw, O]: one event walks contiguous output channels per kernel cell
-        pacc, pt, touched = self.private(p, pop)  # channel-last [OH, OW, O]
-        if pt == I32 and w.size * 4 <= CONV_WIDE_WEIGHTS:  # no sign extension per add
-            g, wt = self.e.const_array(_int_weights(p).transpose(1, 2, 3, 0).astype(np.int32), "conv")
+        pacc, pt, touched = self.private(p, pop)  # channel-last [OH, OW, O] (with a halo: [OHp, OWp, O])
+        halo = conv_halo(p, self.lay.private[p])
+        wide = {I16: np.int16, I32: np.int32}.get(pt)
+        if wide is not None and (halo or w.size * pt.width // 8 <= CONV_WIDE_WEIGHTS):  # no sign extension per add
+            g, wt = self.e.const_array(_int_weights(p).transpose(1, 2, 3, 0).astype(wide), "conv")
         else:
             g, wt = self.weights(p, np.ascontiguousarray(w.transpose(1, 2, 3, 0)), "conv")
+
+        def group_of(c):
+            if groups == 1:
+                return e.i64(0), c
+            return b.udiv(c, e.i64(cg)), b.urem(c, e.i64(cg))
+
+        if halo:
+            hy, hx, _, OWp = halo
+            dy, dx = p.dilations
+            V = 256 // pt.width
+            vt = ir.VectorType(pt, V)
+            ys, xs = np.divmod(np.arange(H * W), W)  # the event's cell for kernel cell (0, 0), · O
+            hbase = e.const_array((((ys + p.pads[0] + hy) * OWp + xs + p.pads[1] + hx) * O).astype(np.int32),
+                                  "hbase")[0]
+
+            def body(j, x):
+                b.store(ir.Constant(I8, 1), touched)
+                c = b.udiv(j, e.i64(H * W))  # j >= 0: unsigned division by a constant is cheapest
+                base = b.sext(e.load(hbase, b.sub(j, b.mul(c, e.i64(H * W))), I32), I64)
+                grp, ci = group_of(c)
+                wfirst = b.add(b.mul(ci, e.i64(kh * kw * O)), b.mul(grp, e.i64(og)))
+                first = b.add(base, b.mul(grp, e.i64(og)))
+                for ky in range(kh):
+                    for kx in range(kw):
+                        wk = b.add(wfirst, e.i64((ky * kw + kx) * O))
+                        ok = b.sub(first, e.i64((ky * dy * OWp + kx * dx) * O))
+                        for q in range(og // V):
+                            wv = b.load(b.gep(g, [b.add(wk, e.i64(q * V))], source_etype=wt), typ=ir.VectorType(wt, V),
+                                        align=1)
+                            wv = wv if wt == pt else b.sext(wv, vt)
+                            ptr = b.gep(pacc, [b.add(ok, e.i64(q * V))], source_etype=pt)
+                            b.store(b.add(b.load(ptr, typ=vt, align=2), wv), ptr, align=2)
+
+            self.events(p, pop, body)
+            self.flush(pop, acc, (pacc, pt, touched), O * OH * OW, OH * OW, first=self.first_current,
+                       halo=(OW, OWp, hy * OWp + hx))
+            return
 
         def body(j, x):
             b.store(ir.Constant(I8, 1), touched)
 
             def visit(c, k, o):  # k: kernel cell · O, o: output cell · O (channel-last)
-                if groups == 1:
-                    grp, ci = e.i64(0), c
-                else:
-                    grp, ci = b.udiv(c, e.i64(cg)), b.urem(c, e.i64(cg))
+                grp, ci = group_of(c)
                 wfirst = b.add(b.add(b.mul(ci, e.i64(kh * kw * O)), k), b.mul(grp, e.i64(og)))
                 first = b.add(o, b.mul(grp, e.i64(og)))
                 with e.loop(0, og, "oc") as oc:
@@ -1388,6 +1495,8 @@ class _Lowering:
         self.flush(pop, acc, (pacc, pt, touched), O * OH * OW, OH * OW, first=self.first_current)
 
     def project_pool(self, p: Op, pop: Op, acc):
+        if p in self.lay.dense:
+            return self.project_pool_rows(p, pop)
         e, b = self.e, self.e.b
         C = p.src.type.shape[0]
         OH, OW = _pool_out(p)
@@ -1402,6 +1511,63 @@ class _Lowering:
             self._window_targets(j, p.src.type.shape, p.kernel, p.strides, p.pads, (1, 1), (OH, OW), (0, 1), visit)
 
         self.events(p, pop, body)
+
+    def project_pool_rows(self, p: Op, pop: Op):
+        """A pool without overlaps or pads (:func:`dense_pool`) from its source's byte spike
+        vector, 8 outputs of a row at a time (then the row's rest as one shorter vector): per
+        window row, the bytes the outputs cover are loaded at once and the window's columns
+        picked out by shuffles and summed; the sums times the weight are added into the
+        accumulator.  The synaptic operations are the summed spikes (a covered spike drives
+        exactly one target)."""
+        e, b = self.e, self.e.b
+        C, H, W = p.src.type.shape
+        OH, OW = _pool_out(p)
+        (ky, kx), (sy, sx) = p.kernel, p.strides
+        data = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
+        wd = np.broadcast_to(np.asarray(data, np.int64) << p.exponent, (C, OH, OW)).reshape(-1)
+        acc, acc_t = self.target(pop, None)
+        uniform = bool(wd.size) and bool(np.all(wd == wd[0]))
+        table = None if uniform else self.e.const_array(wd.astype(_narrow_int(wd)), "pool")
+
+        def chunk(first, out, ox0, V):
+            """Outputs ``ox0 .. ox0+V-1`` of the row whose first window starts at ``first``."""
+            vi, va = ir.VectorType(I32, V), ir.VectorType(acc_t, V)
+            nbytes = (V - 1) * sx + kx  # the last window's last column: inside the row
+            at = b.add(first, b.mul(ox0, e.i64(sx)))
+            total = None
+            for dy in range(ky):
+                ptr = b.gep(row, [b.add(at, e.i64(dy * W))], source_etype=I8)
+                raw = b.load(ptr, typ=ir.VectorType(I8, nbytes), align=1)
+                for dx in range(kx):
+                    lanes = b.shuffle_vector(raw, ir.Constant(raw.type, None),
+                                             ir.Constant(ir.VectorType(I32, V), [dx + i * sx for i in range(V)]))
+                    x = b.zext(lanes, vi)
+                    total = x if total is None else b.add(total, x)
+            red = self._intrinsic(f"llvm.vector.reduce.add.v{V}i32", I32, [vi])
+            b.store(b.add(b.load(covered, typ=I32), b.call(red, [total])), covered)
+            o = b.add(out, ox0)
+            if uniform:
+                w = ir.Constant(va, [int(wd[0])] * V)
+            else:
+                wv = b.load(b.gep(table[0], [o], source_etype=table[1]), typ=ir.VectorType(table[1], V), align=1)
+                w = wv if table[1] == acc_t else b.sext(wv, va)
+            term = b.mul(total if acc_t == I32 else b.sext(total, va), w)
+            ptr = b.gep(acc, [o], source_etype=acc_t, inbounds=True)
+            b.store(b.add(b.load(ptr, typ=va, align=4), term), ptr, align=4)
+
+        with self.source_vector(p) as (row, _typ, cnt):
+            with e.when(b.icmp_signed(">", cnt, e.i64(0))):
+                covered = e.var(I32, 0)
+                with e.loop(0, C * OH, "prow") as r:  # r = c · OH + oy
+                    c = b.udiv(r, e.i64(OH))
+                    first = b.add(b.mul(c, e.i64(H * W)), b.mul(b.sub(r, b.mul(c, e.i64(OH))), e.i64(sy * W)))
+                    out = b.mul(r, e.i64(OW))
+                    if OW >= 8:
+                        with e.loop(0, OW // 8, "pcol") as q:
+                            chunk(first, out, b.mul(q, e.i64(8)), 8)
+                    if OW % 8:
+                        chunk(first, out, e.i64(OW // 8 * 8), OW % 8)
+                b.store(b.add(b.load(self.synops, typ=I64), b.zext(b.load(covered, typ=I32), I64)), self.synops)
 
     def reset_gates(self):
         """Zero the running counts (and delivered values) of every ``maxgate`` projection: a
@@ -1566,16 +1732,17 @@ class _Lowering:
             else ir.Constant(vt, 0)
         st(u, u_row, state_t)
         st(b.select(fired, after, v), v_row, state_t)
-        st(ir.Constant(vec(acc_st), 0), acc, acc_st)  # the accumulator is clear for the next step
+        if pop not in self.overwritten:  # the accumulator is clear for the next step
+            st(ir.Constant(vec(acc_st), 0), acc, acc_st)
         count_t = _ir_type(COUNT_DTYPE)
         count = b.load(b.gep(count_row, [i], source_etype=count_t, inbounds=True), typ=vec(count_t), align=4)
         st(b.add(count, b.zext(fired, vec(count_t))), count_row, count_t)
         return fired
 
     def update(self, pop: Op, acc):
-        """Advance every neuron of ``pop`` (8 at a time, then the rest), leaving one bit per
-        neuron in a mask; then list the spikes into this step's ring slot by scanning the mask
-        for set bits, and record them."""
+        """Advance every neuron of ``pop`` (8 at a time, then the rest) and list its spikes
+        into this step's ring slot as it goes, in increasing order (:meth:`list8`), recording
+        them when the run records ``pop``."""
         e, b = self.e, self.e.b
         size = pop.result.type.size
         params = {}
@@ -1584,18 +1751,24 @@ class _Lowering:
             params[name] = (None if const is None else const.constant, table)
         width = 8
         nvec, rest = divmod(size, width)
-        mask = self.area[("fired", pop)]
+        slot = self.ring_slot(pop, self.t)
         spk = None
         if pop in self.lay.spike_rows:  # this step's byte spike vector, for dense kernels
-            slot = self.ring_slot(pop, self.t)
             spk = b.gep(self.area[("spk", pop)], [b.mul(slot, e.i64(_spk_stride(pop)))], source_etype=I8)
+        lst = b.gep(self.area[("ring_idx", pop)], [b.mul(slot, e.i64(_list_stride(pop)))], source_etype=I32)
+        recording = b.icmp_unsigned("!=", self.buf[self.lay.slot("rec", pop)], ir.Constant(PTR, None))
+        rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
+        lut = e.const_array(SPIKE_LUT, "spikelut")[0]
+        nfired = e.var(I64, 0)
+        vt = ir.VectorType(I8, width)
         with e.loop(0, nvec, "nu") as k:
             first = b.mul(k, e.i64(width))
             fired = self.neurons(pop, acc, params, first, width)
-            e.store(b.bitcast(fired, I8), mask, k, I8)
+            self.list8(lut, lst, nfired, b.bitcast(fired, I8), first)
             if spk is not None:
-                vt = ir.VectorType(I8, width)
                 b.store(b.zext(fired, vt), b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
+            with e.when(recording):
+                b.store(b.zext(fired, vt), b.gep(rec_step, [first], source_etype=I8, inbounds=True), align=1)
         if rest:  # one scalar copy in a loop, not one per neuron (compile time)
             bits = e.var(I8, 0)
             with e.loop(nvec * width, size, "nt") as i:
@@ -1604,8 +1777,27 @@ class _Lowering:
                 b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
                 if spk is not None:
                     e.store(b.zext(fired, I8), spk, i, I8)
-            e.store(b.load(bits, typ=I8), mask, e.i64(nvec), I8)
-        self.list_spikes(pop, mask, (size + 63) // 64)
+                with e.when(recording):
+                    e.store(b.zext(fired, I8), rec_step, i, I8)
+            self.list8(lut, lst, nfired, b.load(bits, typ=I8), e.i64(nvec * width))
+        e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
+
+    def list8(self, lut, lst, nfired, bits, first):
+        """Append the neurons ``first + i`` for the set bits ``i`` of the i8 ``bits`` to the
+        spike list ``lst`` at ``nfired``, without branches: the 8 indices of the set bits
+        (:data:`SPIKE_LUT`) plus ``first`` are stored as one vector, and ``nfired`` advances
+        by their number.  Lanes past them are overwritten by the next call, or lie past the
+        list's count; ``nfired <= first`` keeps every store in the slot's
+        :func:`_list_stride` entries."""
+        e, b = self.e, self.e.b
+        vi = ir.VectorType(I32, 8)
+        m = b.zext(bits, I64)
+        idx = b.load(b.gep(lut, [b.shl(m, e.i64(3))], source_etype=I8), typ=ir.VectorType(I8, 8), align=1)
+        base = b.insert_element(ir.Constant(vi, None), b.trunc(first, I32), ir.Constant(I32, 0))
+        base = b.shuffle_vector(base, ir.Constant(vi, None), ir.Constant(vi, [0] * 8))
+        n = b.load(nfired, typ=I64)
+        b.store(b.add(b.zext(idx, vi), base), b.gep(lst, [n], source_etype=I32), align=4)
+        b.store(b.add(n, b.ctpop(m)), nfired)
 
     @contextmanager
     def set_bits(self, word, base):
@@ -1628,25 +1820,17 @@ class _Lowering:
         b.branch(head)
         b.position_at_end(done)
 
-    def list_spikes(self, pop: Op, mask, nwords: int):
-        """List the set bits of ``mask`` (``nwords`` i64 words, bit ``i`` for neuron ``i``) as
-        this step's events, in increasing order, and record them."""
-        e, b = self.e, self.e.b
-        size = pop.result.type.size
-        slot = self.ring_slot(pop, self.t)
-        ring_idx = b.gep(self.area[("ring_idx", pop)], [b.mul(slot, e.i64(size))], source_etype=I32)
-        rec_base = self.buf[self.lay.slot("rec", pop)]
-        recording = b.icmp_unsigned("!=", rec_base, ir.Constant(PTR, None))
-        rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
-        nfired = e.var(I64, 0)
-        with e.loop(0, nwords, "list") as k:
-            with self.set_bits(e.load(mask, k, I64), b.shl(k, e.i64(6))) as idx:
-                n = b.load(nfired, typ=I64)
-                e.store(b.trunc(idx, I32), ring_idx, n, I32)
-                b.store(b.add(n, e.i64(1)), nfired)
-                with e.when(recording):
-                    e.store(ir.Constant(I8, 1), rec_step, idx, I8)
-        e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
+
+#: For each byte ``m``, the indices of its set bits in increasing order, padded to 8 with 0
+#: (:meth:`_Lowering.list8`).
+SPIKE_LUT = np.array([[i for i in range(8) if m >> i & 1] + [0] * (8 - bin(m).count("1")) for m in range(256)],
+                     dtype=np.int8)
+
+
+def _list_stride(pop: Op) -> int:
+    """Entries per step in ``pop``'s ring of spike lists: its size rounded up to whole groups
+    of 8, so that :meth:`_Lowering.list8`'s vector stores stay in the slot."""
+    return (pop.result.type.size + 7) // 8 * 8
 
 
 def window_table(hw, kernel, strides, pads, dils, out_hw, scale=(1, 1)) -> tuple[np.ndarray, np.ndarray]:
