@@ -1455,7 +1455,7 @@ class _Lowering:
             hbase = e.const_array((((ys + p.pads[0] + hy) * OWp + xs + p.pads[1] + hx) * O).astype(np.int32),
                                   "hbase")[0]
 
-            def body(j, x):
+            def body(j, x):  # x is None: an i16/i32 private accumulator takes only 0/1 events
                 b.store(ir.Constant(I8, 1), touched)
                 c = b.udiv(j, e.i64(H * W))  # j >= 0: unsigned division by a constant is cheapest
                 base = b.sext(e.load(hbase, b.sub(j, b.mul(c, e.i64(H * W))), I32), I64)
