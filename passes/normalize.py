@@ -2,11 +2,11 @@
 
 Every value ``a`` of the network gets a scale ``λ`` and the rewritten graph computes ``a / λ``.
 A weighted layer (dense, conv) takes the ``percentile`` of its positive activations as its
-``λ``; with ``λ_in`` the scale of its input, ``W ← W · λ_in / λ`` and ``b ← b / λ``, so that
-its normalised activations rarely exceed 1 — the threshold of the IF neurons that
-convert-to-spiking makes of it.  Ops that commute with a positive factor (ReLU, pooling,
-flatten, reshape, transpose, leaky ReLU) keep their input's scale; graph inputs have scale 1
-(the encoders present values in [0, 1]).
+``λ`` (at most ``m`` when it feeds only clips to ``[0, m]``, as ReLU6 does); with ``λ_in`` the
+scale of its input, ``W ← W · λ_in / λ`` and ``b ← b / λ``, so that its normalised activations
+rarely exceed 1 — the threshold of the IF neurons that convert-to-spiking makes of it.  Ops
+that commute with a positive factor (ReLU, pooling, flatten, reshape, transpose, leaky ReLU)
+keep their input's scale; graph inputs have scale 1 (the encoders present values in [0, 1]).
 
 Inputs of an ``add`` or ``concat`` must share one scale: the joined value takes its own
 percentile as ``λ`` and each branch whose scale differs is rescaled by an inserted
@@ -61,6 +61,19 @@ def rate_coded_scale(values: np.ndarray, timesteps: int, max_values: int = 200_0
     return float(candidates[int(np.argmin(errors))])
 
 
+def clip_bound(graph: Graph, op: Op) -> float | None:
+    """``m`` when every user of ``op``'s result is a clip to ``[0, m]`` (ReLU6 is ``m = 6``), else None.
+
+    Such a layer's activation never exceeds ``m``: its percentile is that of the clipped values,
+    ``min(m, p)``, and ``λ = m`` makes the clip exactly the IF neuron's rate bound of 1 (the
+    trainable clipping threshold of Ho & Chang 2021 and Bu et al. 2022 is trained for this)."""
+    users = graph.users(op.result)
+    if not users or any(u.KIND != "ann.clip" or u.min != 0.0 or not u.max > 0.0 for u in users):
+        return None
+    bounds = {float(u.max) for u in users}
+    return bounds.pop() if len(bounds) == 1 else None
+
+
 def _constant_scalar(v: Value) -> float | None:
     """The value of a one-element constant, else None."""
     owner = v.owner
@@ -93,7 +106,7 @@ def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float] | None = N
             continue
         ins = [scale.get(v, 1.0) for v in op.operands]
         if kind in WEIGHTED:
-            lam = chosen.get(op) or layer_scale(op)
+            lam = chosen.get(op) or min(layer_scale(op), clip_bound(graph, op) or np.inf)
             w = op.weight.data.astype(np.float64) * ins[0] / lam
             changes = {"weight": Blob(w.astype(op.weight.data.dtype), op.weight.name)}
             if op.bias is not None:
@@ -138,11 +151,12 @@ class Normalize(Pass):
     Requires: an ``ann`` graph whose ops carry ``calib.*`` measured at this ``percentile``
     (the calibrate pass), or ``ctx.calibration`` (then it calibrates first).
     Ensures: every dense/conv output is divided by its ``λ`` (the percentile of its positive
-    activations; ``norm.scale`` on the op); inputs of each add/concat share a scale; graph
-    outputs are the original ones divided by positive factors (``meta.output_scale``), so the
-    argmax is unchanged; ``meta.normalized = true``.  With ``timesteps`` > 0 each ``λ`` is
-    instead the one that best represents the layer's activations on ``ctx.calibration`` as
-    rates over that many steps (:func:`rate_coded_scale`)."""
+    activations, capped by a clip's bound: :func:`clip_bound`; ``norm.scale`` on the op);
+    inputs of each add/concat share a scale; graph outputs are the original ones divided by
+    positive factors (``meta.output_scale``), so the argmax is unchanged; ``meta.normalized =
+    true``.  With ``timesteps`` > 0 each ``λ`` is instead the one that best represents the
+    layer's activations on ``ctx.calibration`` as rates over that many steps
+    (:func:`rate_coded_scale`)."""
 
     percentile: float = 99.9
     timesteps: int = 0
@@ -171,7 +185,8 @@ class Normalize(Pass):
                 raise NmcError(f"normalize{{timesteps={self.timesteps}}} needs calibration data",
                                hint="pass --calib DATA.npz, or drop timesteps to use the calibrated percentiles")
             values = semantics.run_ann(graph, [calibration_batch(ctx, graph, 512, "normalize")], keep=True).values
-            chosen = {op: rate_coded_scale(values[op.result], self.timesteps) for op in measured}
+            chosen = {op: rate_coded_scale(np.minimum(values[op.result], clip_bound(graph, op) or np.inf),
+                                           self.timesteps) for op in measured}
         scale = normalize(graph, ctx, chosen)
         graph.meta["normalized"] = True
         graph.meta["output_scale"] = [float(scale.get(v, 1.0)) for v in graph.outputs]

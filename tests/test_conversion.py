@@ -79,6 +79,24 @@ def test_float_and_integer_snn_match_the_ann(mlp, digits):
     assert good, f"ANN {ann_acc:.4f}, SNN (float, int) by T: {results}"
 
 
+def test_a_clipped_relu_becomes_an_if_neuron_with_the_clip_as_threshold(mlp, digits):
+    """ReLU6-style clips: a hidden layer clipped below its calibrated percentile takes the clip's
+    bound as λ (it would otherwise be refused: the clip would cut under the neuron's range)."""
+    x_train, x_test, _, _ = digits
+    clipped = mlp.clone()
+    hidden = semantics.run_ann(mlp, [x_train], keep=True).values
+    relu = next(op for op in clipped.ops if op.KIND == "ann.relu")
+    bound = float(np.percentile(next(a for v, a in hidden.items() if v.name == "relu1"), 95))
+    clipped.replace(relu, ann.Clip(x=relu.x, min=0.0, max=bound, loc=LOC))
+    _, want = accuracy(clipped, x_test, None)
+    snn, _ = convert(clipped, x_train, "canonicalize,calibrate,normalize")
+    assert snn.walk("ann.dense")[0].extra["norm.scale"] == pytest.approx(bound)
+    assert snn.walk("ann.clip")[0].max == pytest.approx(1.0)
+    snn, _ = convert(snn, x_train, "convert-to-spiking{timesteps=64}")
+    _, got = accuracy(snn, x_test, None)
+    assert np.mean(got == want) >= 0.98
+
+
 def test_quantize_bounds_the_step_current_by_the_sign_of_the_sources(mlp, digits):
     """Spikes are never negative, so a neuron's current lies between minus its negative and its
     positive weight sums; a current encoder may be negative, so there the bound is Σ|w|.  The

@@ -1,0 +1,104 @@
+"""How much of the conversion gap is the trained model: the MNIST MLP over training seeds.
+
+On 2000 test images one image is 0.05 points, so a gap of 0.1–0.2 points between an ANN and
+its SNN cannot tell a conversion method from the luck of one trained model.  This trains the
+project's MLP (``examples/train_mnist.py``: same data, schedule and augmentation) once per
+seed, converts each with nmc's default pipeline exactly as ``benchmarks/conversion.py`` does
+(8-bit integer SNN in the ``mesh`` chip's formats, 2000 ``heldout_idx`` images, calibration on
+1000 ``train_idx`` images) and prints, per T, the mean over seeds of the ANN's and the integer
+SNN's accuracy, of their gap (with its standard error, its smallest and largest value) and of
+the agreement.
+
+Variants (``--variants``): ``relu``, the plain MLP (seed 0 is trained as the committed
+``examples/mnist_mlp.onnx`` was, but torch's CPU kernels are not bit-identical across machines,
+so its weights may differ); ``qcfsL``, the same MLP trained with ``ClipFloorShift``
+activations of ``L`` levels (Bu et al. 2022), exported with ``clip(x, 0, λ)``, which nmc
+converts to IF neurons of threshold ``λ``.  Needs PyTorch, so it runs from the environment of
+``benchmarks/converters.py`` (see its docstring; nmc installed there with ``pip install -e .``)::
+
+    sjvenv/bin/python benchmarks/conversion_seeds.py --data ../shared/data \\
+        [--seeds 7] [--variants relu,qcfs16,qcfs8] [--timesteps 4,8,16,32,64] [--encodings current,rate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+import nmc
+from nmc.evaluation import evaluate
+from nmc.targets.chip import load_chip
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "benchmarks")]
+import train_mnist  # noqa: E402
+from conversion import load_mnist  # noqa: E402
+
+
+def trained_mlp(variant: str, seed: int, data: pathlib.Path, epochs: int) -> torch.nn.Sequential:
+    """The MLP of ``variant``, initialised and trained as examples/train_mnist.py does for ``seed``."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    if variant == "relu":
+        model = train_mnist.models()["mnist_mlp"]
+    elif variant.startswith("qcfs") and variant[4:].isdigit():
+        model = train_mnist.mlp(lambda: train_mnist.ClipFloorShift(int(variant[4:])))
+    else:
+        raise SystemExit(f"unknown variant {variant!r} (relu or qcfsL, e.g. qcfs16)")
+    (xtr, ytr), _ = train_mnist.load_split(data / "mnist")
+    train_mnist.train(model, xtr, ytr, epochs, seed)
+    return model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=pathlib.Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--seeds", type=int, default=7, help="seeds 0 … N−1")
+    ap.add_argument("--variants", default="relu,qcfs16,qcfs8")
+    ap.add_argument("--timesteps", default="4,8,16,32,64")
+    ap.add_argument("--encodings", default="current,rate")
+    ap.add_argument("--epochs", type=int, default=30)
+    args = ap.parse_args()
+    x, y, x_cal = load_mnist(args.data, 2000, 1000)
+    timesteps = [int(t) for t in args.timesteps.split(",")]
+    encodings = args.encodings.split(",")
+    chip = load_chip("mesh")
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in args.variants.split(","):
+            rows = {enc: [] for enc in encodings}  # per encoding: (ANN, int SNN by T, agreement by T) per seed
+            for seed in range(args.seeds):
+                path = pathlib.Path(tmp) / f"{variant}_{seed}.onnx"
+                train_mnist.export(trained_mlp(variant, seed, args.data, args.epochs), x[:1], path)
+                graph = nmc.load(str(path))
+                for enc in encodings:
+                    r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc)
+                    rows[enc].append((r["ann_accuracy"], [row["int_accuracy"] for row in r["snn"]],
+                                      [row["int_agreement"] for row in r["snn"]]))
+                    print(f"  {variant} seed {seed} {enc}: ANN {100 * r['ann_accuracy']:.2f}, int SNN − ANN "
+                          + " ".join(f"{100 * (row['int_accuracy'] - r['ann_accuracy']):+.2f}" for row in r["snn"]),
+                          file=sys.stderr, flush=True)
+            for enc in encodings:
+                print_summary(variant, enc, rows[enc], timesteps)
+
+
+def print_summary(variant: str, encoding: str, rows: list, timesteps: list[int]) -> None:
+    ann = 100 * np.array([r[0] for r in rows])
+    snn = 100 * np.array([r[1] for r in rows])
+    agree = 100 * np.array([r[2] for r in rows])
+    gap = snn - ann[:, None]
+    n = len(rows)
+    print(f"\n{variant}, {encoding} input, {n} seeds: ANN {ann.mean():.2f} % (seeds {ann.min():.2f}…{ann.max():.2f})")
+    print("     T   int SNN   int−ANN ± s.e.   min    max   agreement")
+    for i, t in enumerate(timesteps):
+        se = gap[:, i].std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        print(f"{t:6d}  {snn[:, i].mean():7.2f}  {gap[:, i].mean():+7.2f} ± {se:4.2f}  {gap[:, i].min():+5.2f}  "
+              f"{gap[:, i].max():+5.2f}  {agree[:, i].mean():8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
