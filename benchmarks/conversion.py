@@ -4,13 +4,14 @@ For each model — the project's MLP and CNN (examples/train_mnist.py, trained o
 and the ONNX Model Zoo's mnist-8 — runs nmc's default conversion pipeline (canonicalize,
 calibrate, normalize with thresholds calibrated for each T, convert-to-spiking with v0 = θ/2, pooling fusion and bias
 correction, quantize to the mesh chip's 8-bit weights) through :func:`nmc.evaluation.evaluate`
-(mnist-8's max pooling: the max-pool gate, run by the CPU runtime; ``mnist-8-or``: the spiking OR
-that ``nmc compile --target mesh`` uses, since the chip's synapses keep no state)
+(mnist-8's max pooling: the tournament of IF neurons that ``nmc compile --target mesh`` builds;
+``mnist-8-gate``: the max-pool gate, which only the CPU runtime and the reference run, since the
+chip's synapses keep no state; ``mnist-8-or``: a spiking OR)
 on the 2000 ``heldout_idx`` images, with binary rate-coded input and with the image as a
 constant current.  Calibration uses the first 1000 ``train_idx`` images (no labels).
 
     python benchmarks/conversion.py --data ../shared/data [--samples 2000] [--timesteps 4,8,...]
-        [--models mlp,cnn,mnist-8,mnist-8-or] [--encodings rate,current] [--json out.json] [--plot out.png]
+        [--models mlp,cnn,mnist-8,mnist-8-gate,mnist-8-or] [--encodings rate,current] [--json out.json] [--plot out.png]
 
 Prints one table per model and encoding: accuracy (%) of the ANN, the float SNN and the
 integer SNN, and the integer SNN's agreement with the ANN (fraction of images with the same
@@ -32,9 +33,14 @@ from nmc.targets.chip import load_chip
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MNIST8 = pathlib.Path("models") / "mnist-8.onnx"
-# name: (model, extra convert-to-spiking options); mnist-8-or is what the mesh chip can map
+# name: (model, extra convert-to-spiking options); mnist-8 converts its max pooling as the mesh chip
+# runs it (the tree of IF neurons); the gate is the CPU runtime's alternative, the OR the crudest
 MODELS = {"mlp": (ROOT / "examples" / "mnist_mlp.onnx", ""), "cnn": (ROOT / "examples" / "mnist_cnn.onnx", ""),
-          "mnist-8": (MNIST8, ""), "mnist-8-or": (MNIST8, "maxpool=or")}
+          "mnist-8": (MNIST8, ""), "mnist-8-gate": (MNIST8, "maxpool=gate"), "mnist-8-or": (MNIST8, "maxpool=or")}
+#: how max pooling is labelled in the plot: a variant by its name's suffix (on its base model's
+#: panel), the base model by its name
+POOLING = {"-gate": "max-pool gate", "-or": "OR pooling"}
+BASE_POOLING = {"mnist-8": "max-pool tree"}
 
 
 def load_mnist(data: pathlib.Path, samples: int, calib: int):
@@ -52,7 +58,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--calib", type=int, default=1000)
     ap.add_argument("--timesteps", default="4,8,16,32,64,128")
-    ap.add_argument("--models", default="mlp,cnn,mnist-8,mnist-8-or")
+    ap.add_argument("--models", default="mlp,cnn,mnist-8,mnist-8-gate,mnist-8-or")
     ap.add_argument("--encodings", default="rate,current")
     ap.add_argument("--backend", default=None, help="executor (default: the fastest available)")
     ap.add_argument("--json", type=pathlib.Path, help="write every report here")
@@ -91,8 +97,12 @@ def plot(reports: dict, path: pathlib.Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def panel(key):  # mnist-8-or shares mnist-8's axes
-        return key.split("/")[0].removesuffix("-or")
+    def variant(model):
+        return next((suffix for suffix in POOLING if model.endswith(suffix)), "")
+
+    def panel(key):  # mnist-8-gate and mnist-8-or share mnist-8's axes
+        model = key.split("/")[0]
+        return model.removesuffix(variant(model))
 
     names = sorted({panel(k) for k in reports})
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
@@ -102,8 +112,11 @@ def plot(reports: dict, path: pathlib.Path) -> None:
                 continue
             ts = [row["timesteps"] for row in r["snn"]]
             model, encoding = key.split("/")
-            label = f"int SNN, {encoding}" + (", OR pooling" if model.endswith("-or") else "")
-            ax.plot(ts, [100 * row["int_accuracy"] for row in r["snn"]], "o-" if model == name else "s:", label=label,
+            suffix = variant(model)
+            pooling = POOLING[suffix] if suffix else BASE_POOLING.get(model)
+            label = f"int SNN, {encoding}" + (f", {pooling}" if pooling else "")
+            style = {"": "o-", "-gate": "^--", "-or": "s:"}[suffix]
+            ax.plot(ts, [100 * row["int_accuracy"] for row in r["snn"]], style, label=label,
                     color="C0" if encoding == "current" else "C1")
             ax.axhline(100 * r["ann_accuracy"], color="k", linestyle="--", linewidth=1)
         ax.set_xscale("log", base=2)

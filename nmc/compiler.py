@@ -14,9 +14,9 @@ calibration data, timesteps, opt level, pipeline, seed).  The image holds
 Default pipelines (``--print-pipeline`` shows the one chosen):
 
 * an ANN graph: ``canonicalize,calibrate,normalize{timesteps=T},convert-to-spiking{timesteps=T}``
-  (for a chip target ``convert-to-spiking{timesteps=T,maxpool=or}``: max pooling as a spiking
-  OR, since the chips' synapses cannot hold the max-pool gate's counts); a graph that is
-  already spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
+  (for a chip target ``convert-to-spiking{timesteps=T,maxpool=tree}``: max pooling as a
+  tournament of IF neurons, since the chips' synapses cannot hold the max-pool gate's counts);
+  a graph that is already spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
 * ``cpu``: nothing more (a float graph; no chip, no mapping);
 * ``mesh`` class: ``quantize{weight-bits=8}`` (skipped when the graph is already integer),
   ``measure-rates`` (with calibration data: spike rates for the traffic model), then
@@ -43,12 +43,13 @@ import numpy as np
 from nmc.diagnostics import NmcError, UsageError
 from nmc.ir.core import Graph
 from nmc.ir.printer import print_graph
+from nmc.passes.convert import CHIP_MAXPOOL
 from nmc.passmanager import Instruments, Pass, PassContext, PassManager, parse_pipeline
 
 CPU = "cpu"
 MAPPING_PASSES = ("partition", "place", "route")
 CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}{more}}}"
-CHIP_CONVERSION = ",maxpool=or"  # a chip's synapses keep no state: max pooling as a spiking OR
+CHIP_CONVERSION = f",maxpool={CHIP_MAXPOOL}"  # a chip's synapses keep no state: max pooling by neurons
 WEIGHT_BITS = 8
 
 

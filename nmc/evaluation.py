@@ -16,6 +16,7 @@ import numpy as np
 from nmc import semantics
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
+from nmc.passes.convert import CHIP_MAXPOOL
 from nmc.passmanager import PassContext, PassManager
 from nmc.runner import BACKENDS, run
 
@@ -112,13 +113,17 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     """The report of DESIGN §7 for ``nmc eval``; ``chip`` None: no integer SNN.
     ``thresholds``: ``percentile`` normalises every layer by its calibrated percentile once;
     ``calibrated`` chooses each layer's scale for each T (``normalize{timesteps=T}``).
-    ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``).  With
-    ``per_layer`` every row also holds ``layers`` (float) and ``int_layers`` (:func:`layer_losses`)."""
+    ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``); with a chip
+    max pooling is converted as ``nmc compile`` converts it for that chip (``maxpool=tree``) unless
+    they say otherwise.  With ``per_layer`` every row also holds ``layers`` (float) and
+    ``int_layers`` (:func:`layer_losses`)."""
     if semantics.is_spiking(graph):
         raise NmcError("nmc eval needs an ANN model; this graph is already spiking",
                        hint="use nmc run --timesteps N to run a spiking graph")
     backend = backend or fastest_backend()
     timesteps = list(timesteps)
+    if chip is not None and "maxpool=" not in convert_options:
+        convert_options = ",".join(o for o in (f"maxpool={CHIP_MAXPOOL}", convert_options) if o)
     ctx = PassContext(calibration=x_cal, target=chip)
     calibrated = PassManager(f"canonicalize,calibrate{{percentile={percentile}}}", ctx).run(graph.clone())
     base = PassManager(f"normalize{{percentile={percentile}}}", ctx).run(calibrated.clone())
@@ -135,8 +140,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
             if chip is not None and "notes" not in report and any(p.kind == "maxgate" for p in snn.walk("snn.project")):
                 report["notes"] = [f"max pooling is converted to a max-pool gate (maxpool=gate), which the CPU runtime "
                                    f"runs but chip '{chip.name}' cannot map (its synapses keep no state); "
-                                   f"nmc compile --target {chip.name} uses maxpool=or: pass --convert maxpool=or "
-                                   f"to evaluate that"]
+                                   f"nmc compile --target {chip.name} uses maxpool={CHIP_MAXPOOL}"]
             pred, tot = _predict(snn, x, backend, bar)
             row = {"timesteps": T, "latency_steps": tot["steps"], "float_accuracy": float(np.mean(pred == y)),
                    "float_agreement": float(np.mean(pred == ann_pred)), "int_accuracy": None, "int_agreement": None,

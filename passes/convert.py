@@ -49,6 +49,11 @@ HINTS = {
 }
 
 
+#: how a chip target's default pipeline converts max pooling (its synapses keep no state, so
+#: the max-pool gate cannot be mapped; the tournament of IF neurons can)
+CHIP_MAXPOOL = "tree"
+
+
 @dataclass
 class Spk:
     """Spikes of ``value`` (an encoder or a population), seen with the ann ``shape``."""
@@ -148,7 +153,7 @@ class Converter:
     def population(self, cur: Cur, op: Op, name: str | None, *, spiking: bool = True,
                    threshold: float = 1.0, reset: str | None = None, v0: float | None = None) -> Spk:
         """IF neurons integrating ``cur`` (see the module docstring)."""
-        depth = max(t.src.depth for t in cur.terms) + 1
+        depth = max(t.src.depth + t.fields.get("delay", 1) for t in cur.terms)
         currents = [self.project(t, f"{name}.in{i}" if name else None) for i, t in enumerate(cur.terms)]
         bias = np.zeros(cur.size) if cur.bias is None else np.asarray(cur.bias, dtype=np.float64).reshape(-1)
         v0 = (self.options.v0 * threshold if spiking else 0.0) if v0 is None else v0
@@ -267,6 +272,8 @@ class Converter:
         self.require_image(op, x)
         if len(op.kernel) != 2 or op.dilations != (1, 1) or op.ceil_mode:
             raise self.refuse(op, "only 2-D max pooling without dilation or ceil_mode has a spiking form")
+        if self.options.maxpool == "tree":
+            return self.max_tree(op, x)
         gate = self.options.maxpool == "gate"
         fields = {"kind": "maxgate" if gate else "pool", "weight": 1.0, "kernel": tuple(op.kernel),
                   "strides": op.strides, "pads": op.pads}
@@ -278,6 +285,40 @@ class Converter:
             self.ctx.remark(f"max pooling %{op.result.name} approximated by a spiking OR of its window "
                             "(maxpool=or, docs/conversion.md)")
         return self.population(cur, op, op.result.name, threshold=0.5, reset="zero", v0=0.0)
+
+    def max_tree(self, op: Op, x: Spk) -> Spk:
+        """``maxpool=tree``: the window's maximum from the identity ``max(a, b) = b + relu(a − b)``,
+        applied as a tournament: each round pairs the window's values and makes
+        IF neurons of ``a − b`` (``relu`` as a firing rate); a value is a sum of projections (a
+        window element is a one-hot depthwise conv of the source; each round adds a population
+        read one-to-one), and the last sum feeds relay neurons that hold the maximum as one spike
+        train.  Stateless synapses only, so every target runs it, at ``k − 1`` populations of
+        the pooled size for a ``k``-element window and ``⌈log2 k⌉ + 1`` steps from input to output; delays
+        align every sum's terms to arrive as if from the same step.  A pad cell is a 0, which
+        never changes the maximum of spike rates."""
+        c = x.shape[0]
+        kh, kw = op.kernel
+        out = tuple(op.result.type.shape)
+        geometry = {"strides": tuple(op.strides), "pads": tuple(op.pads), "dilations": (1, 1), "groups": c}
+
+        def element(i: int, j: int) -> Cur:
+            w = np.zeros((c, 1, kh, kw), np.float32)
+            w[:, 0, i, j] = 1.0
+            return Cur([Term(x, {"kind": "conv2d", "weight": Blob(w), **geometry})], out)
+
+        values = [element(i, j) for i in range(kh) for j in range(kw)]
+        level = 0
+        while len(values) > 1:
+            paired = []
+            for k, (a, b) in enumerate(zip(values[0::2], values[1::2])):
+                diff = _aligned(a.terms + [t.scaled(-1.0) for t in b.terms], out)
+                relu = self.population(diff, op, f"{op.result.name}.max{level}.{k}")
+                paired.append(Cur([Term(relu, {"kind": "one_to_one", "weight": 1.0})] + b.terms, out))
+            values = paired + values[2 * len(paired):]
+            level += 1
+        self.ctx.remark(f"max pooling %{op.result.name} by a tournament of IF neurons, max(a, b) = b + relu(a - b) "
+                        f"({level} rounds; maxpool=tree, docs/conversion.md)")
+        return self.population(_aligned(values[0].terms, out), op, op.result.name)
 
     def add(self, op: Op) -> Cur:
         a, b = self.linear_of(op, op.a), self.linear_of(op, op.b)
@@ -381,6 +422,23 @@ class Converter:
         self.graph.ops = inputs + self.ops + ([outputs] if outputs is not None else [])
 
 
+def _aligned(terms: list[Term], shape: tuple) -> Cur:
+    """``Σ terms`` with delays that make every term arrive in the step the deepest one does,
+    and the terms that differ only in weight (same source and geometry) summed into one."""
+    deepest = max(t.src.depth + t.fields.get("delay", 1) for t in terms)
+    merged: dict = {}
+    for t in terms:
+        fields = {**t.fields, "delay": deepest - t.src.depth}
+        key = (id(t.src.value), repr(sorted((k, v) for k, v in fields.items() if k != "weight")))
+        if key in merged:
+            w0, w1 = (np.asarray(f["weight"].data if isinstance(f["weight"], Blob) else f["weight"], np.float64)
+                      for f in (merged[key].fields, fields))
+            merged[key] = Term(t.src, {**fields, "weight": Blob(w0 + w1) if w0.ndim else float(w0 + w1)})
+        else:
+            merged[key] = Term(t.src, fields)
+    return Cur(list(merged.values()), shape)
+
+
 def _param(values: np.ndarray, shape: tuple, name: str | None):
     """A per-neuron parameter: a number when all neurons share it, else a blob of ``shape``."""
     flat = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -420,8 +478,9 @@ class ConvertToSpiking(Pass):
     ``bias-correction`` each population starts at ``v0 - (depth - 1) · bias`` so that the
     bias acting before the first input arrives (``depth - 1`` steps) is cancelled.
     ``maxpool``: how max pooling converts, ``gate`` (a ``maxgate`` projection, stateful: the
-    CPU runtime and the reference run it, mesh chips do not) or ``or`` (a spiking OR, which
-    every target runs); see :meth:`Converter.maxpool`."""
+    CPU runtime and the reference run it, mesh chips do not), ``tree`` (a tournament of IF
+    neurons, ``max(a, b) = b + relu(a − b)``; the default of chip targets) or ``or`` (a spiking
+    OR); see :meth:`Converter.maxpool` and :meth:`Converter.max_tree`."""
 
     timesteps: int = 32
     reset: Literal["subtract", "zero"] = "subtract"
@@ -429,7 +488,7 @@ class ConvertToSpiking(Pass):
     v0: float = 0.5
     bias_correction: bool = True
     fuse_pooling: bool = True
-    maxpool: Literal["gate", "or"] = "gate"
+    maxpool: Literal["gate", "or", "tree"] = "gate"
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if self.timesteps < 1:

@@ -62,7 +62,7 @@ def test_default_pipelines():
     cpu, tiny = resolve_target("cpu"), resolve_target("mesh-tiny")
     assert default_pipeline(ann, cpu, 2, 16) == "canonicalize,calibrate,normalize{timesteps=16},convert-to-spiking{timesteps=16}"
     mesh = default_pipeline(ann, tiny, 2, 16, seed=3)
-    assert mesh.startswith("canonicalize,calibrate,normalize{timesteps=16},convert-to-spiking{timesteps=16,maxpool=or},quantize{weight-bits=8},"
+    assert mesh.startswith("canonicalize,calibrate,normalize{timesteps=16},convert-to-spiking{timesteps=16,maxpool=tree},quantize{weight-bits=8},"
                            "partition,place{seed=3")
     assert mesh.endswith("},route")
     measured = default_pipeline(ann, tiny, 2, 16, seed=3, calibrated=True)

@@ -215,6 +215,29 @@ def test_saturation_and_both_resets_are_exercised():
     assert float(np.min(ref.outputs[0])) == -32.0  # the 6-bit voltage saturated at -2**5
 
 
+def test_a_max_pool_tree_runs_bit_identically_on_the_mesh_and_the_cpu_runtime():
+    """``maxpool=tree`` (delayed one-hot depthwise convs, one-to-one projections of ±1) after
+    quantisation: emulator, CPU runtime and reference agree bit for bit."""
+    from nmc.ir import ann
+    from nmc.runner import run
+
+    rng = np.random.default_rng(3)
+    g = Graph("pooltree")
+    h = g.add(ann.Input(declared_type=TensorType((1, 6, 6))), "x")
+    h = g.add(ann.Conv(x=h, weight=Blob(rng.uniform(-0.3, 0.6, (3, 1, 3, 3)).astype(np.float32)), pads=(1, 1, 1, 1)), "c")
+    h = g.add(ann.Relu(x=h), "r")
+    h = g.add(ann.MaxPool(x=h, kernel=(2, 2), strides=(2, 2)), "m")
+    h = g.add(ann.Flatten(x=h), "f")
+    g.add(ann.Output(values=[g.add(ann.Dense(x=h, weight=Blob(rng.normal(size=(4, 27)).astype(np.float32))), "y")]))
+    x = rng.uniform(0, 1, (5, 1, 6, 6)).astype(np.float32)
+    ctx = PassContext(calibration=x, target=CHIP)
+    snn = PassManager(parse_pipeline("calibrate,normalize,convert-to-spiking{timesteps=12,maxpool=tree},"
+                                     "quantize{weight-bits=8}"), ctx).run(g)
+    assert any(p.delay > 1 for p in snn.walk("snn.project"))
+    assert_identical(snn, [x], image_of(snn)[0])
+    np.testing.assert_array_equal(run(snn, x, backend="cpu").outputs[0], semantics.run_snn(snn, [x]).outputs[0])
+
+
 def test_statistics_add_up():
     graph, inputs = random_graph(7)
     image, mapped = image_of(graph)

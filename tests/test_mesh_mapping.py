@@ -224,6 +224,6 @@ ann.output(%y)
     with pytest.raises(NmcError, match="projection %m is a max-pool gate .*the synapses of chip .* are stateless") as info:
         mapped(graph)
     assert info.value.loc.line == 4
-    assert info.value.hint == "convert with --convert maxpool=or (a spiking OR the mesh chip can run)"
+    assert info.value.hint == "convert with --convert maxpool=tree (a tournament of IF neurons the mesh chip can run)"
     with pytest.raises(NmcError, match="max-pool gate"):  # the netlist refuses it too
         synapses(graph.walk("snn.project")[0])

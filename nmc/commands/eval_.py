@@ -1,8 +1,9 @@
 """Compare a model's accuracy as an ANN, as a float SNN and as an integer SNN for a target.
 
 The ANN is canonicalised, calibrated (on --calib, else on the evaluation inputs: calibration
-uses no labels), normalised, then converted for each T and quantised for the target; the SNNs
-run on the fastest executor available (--backend to choose).  Agreement: the fraction of
+uses no labels), normalised, then converted for each T (as nmc compile converts for the
+target: max pooling by a tournament of IF neurons for a chip) and quantised for the target;
+the SNNs run on the fastest executor available (--backend to choose).  Agreement: the fraction of
 samples whose class equals the ANN's.  --per-layer shows where accuracy goes: for each layer,
 how closely firing rates follow the ANN's activations, how many activations normalisation
 clips, and the quantisation error and saturation of its weights.

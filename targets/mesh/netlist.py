@@ -66,7 +66,7 @@ def _window(p: Op, src_shape, weight_of):
 
 
 #: How to convert max pooling for a chip whose synapses keep no state.
-STATELESS_HINT = "convert with --convert maxpool=or (a spiking OR the mesh chip can run)"
+STATELESS_HINT = "convert with --convert maxpool=tree (a tournament of IF neurons the mesh chip can run)"
 
 
 def require_stateless(p: Op, chip_name: str = "mesh") -> None:
