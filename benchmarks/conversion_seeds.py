@@ -40,8 +40,9 @@ import train_mnist  # noqa: E402
 from conversion import load_mnist  # noqa: E402
 
 
-def trained_mlp(variant: str, seed: int, data: pathlib.Path, epochs: int) -> torch.nn.Sequential:
-    """The MLP of ``variant``, initialised and trained as examples/train_mnist.py does for ``seed``."""
+def trained_mlp(variant: str, seed: int, train: tuple, epochs: int) -> torch.nn.Sequential:
+    """The MLP of ``variant``, initialised and trained as examples/train_mnist.py does for ``seed``
+    on ``train`` (images, labels)."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     if variant == "relu":
@@ -50,8 +51,7 @@ def trained_mlp(variant: str, seed: int, data: pathlib.Path, epochs: int) -> tor
         model = train_mnist.mlp(lambda: train_mnist.ClipFloorShift(int(variant[4:])))
     else:
         raise SystemExit(f"unknown variant {variant!r} (relu or qcfsL, e.g. qcfs16)")
-    (xtr, ytr), _ = train_mnist.load_split(data / "mnist")
-    train_mnist.train(model, xtr, ytr, epochs, seed)
+    train_mnist.train(model, *train, epochs, seed)
     return model
 
 
@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     args = ap.parse_args()
     x, y, x_cal = load_mnist(args.data, 2000, 1000)
+    train, _ = train_mnist.load_split(args.data / "mnist")
     timesteps = [int(t) for t in args.timesteps.split(",")]
     encodings = args.encodings.split(",")
     chip = load_chip("mesh")
@@ -73,7 +74,7 @@ def main() -> None:
             rows = {enc: [] for enc in encodings}  # per encoding: (ANN, int SNN by T, agreement by T) per seed
             for seed in range(args.seeds):
                 path = pathlib.Path(tmp) / f"{variant}_{seed}.onnx"
-                train_mnist.export(trained_mlp(variant, seed, args.data, args.epochs), x[:1], path)
+                train_mnist.export(trained_mlp(variant, seed, train, args.epochs), x[:1], path)
                 graph = nmc.load(str(path))
                 for enc in encodings:
                     r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc)
