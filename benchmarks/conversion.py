@@ -13,9 +13,11 @@ constant current.  Calibration uses the first 1000 ``train_idx`` images (no labe
     python benchmarks/conversion.py --data ../shared/data [--samples 2000] [--timesteps 4,8,...]
         [--models mlp,cnn,mnist-8,mnist-8-gate,mnist-8-or] [--encodings rate,current] [--json out.json] [--plot out.png]
 
-Prints one table per model and encoding: accuracy (%) of the ANN, the float SNN and the
-integer SNN, and the integer SNN's agreement with the ANN (fraction of images with the same
-class), at each T; latency is T + depth − 1 steps (DESIGN §5).
+Prints one table per model and encoding: accuracy (%) of the ANN, of the ANN seen through a
+rate code of T steps (ANN@T: every activation that becomes spiking neurons rounded to T + 1
+levels, :func:`nmc.evaluation.rate_code_classes`), of the float SNN and of the integer SNN, and
+the integer SNN's agreement with the ANN (fraction of images with the same class), at each T;
+latency is T + depth − 1 steps (DESIGN §5).
 """
 
 from __future__ import annotations
@@ -79,10 +81,11 @@ def main() -> None:
             reports[f"{name}/{encoding}"] = r
             print(f"\n{name}, {encoding} input: ANN {100 * r['ann_accuracy']:.2f} % on {r['samples']} heldout images "
                   f"({r['seconds']:.0f} s, backend {r['backend']})")
-            print("     T  steps  float SNN  int SNN  int−ANN  agreement  spikes/img")
+            print("     T  steps  ANN@T  float SNN  int SNN  int−ANN  agreement  spikes/img")
             for row in r["snn"]:
                 gap = 100 * (row["int_accuracy"] - r["ann_accuracy"])
-                print(f"{row['timesteps']:6d} {row['latency_steps']:6d}  {100 * row['float_accuracy']:8.2f}  "
+                print(f"{row['timesteps']:6d} {row['latency_steps']:6d}  {100 * row['rate_code_accuracy']:5.2f}  "
+                      f"{100 * row['float_accuracy']:8.2f}  "
                       f"{100 * row['int_accuracy']:7.2f}  {gap:+7.2f}  {100 * row['int_agreement']:8.2f}  "
                       f"{row['spikes_per_sample']:10.0f}", flush=True)
     if args.json:

@@ -6,8 +6,9 @@ project's MLP (``examples/train_mnist.py``: same data, schedule and augmentation
 seed, converts each with nmc's default pipeline exactly as ``benchmarks/conversion.py`` does
 (8-bit integer SNN in the ``mesh`` chip's formats, 2000 ``heldout_idx`` images, calibration on
 1000 ``train_idx`` images) and prints, per T, the mean over seeds of the ANN's and the integer
-SNN's accuracy, of their gap (with its standard error, its smallest and largest value) and of
-the agreement.
+SNN's accuracy, of their gap (with its standard error, its smallest and largest value), of the
+agreement, and of the gap of the ANN seen through a rate code of T steps (``ANN@T``, every
+spiking layer's activations rounded to T + 1 levels: :func:`nmc.evaluation.rate_code_classes`).
 
 Variants (``--variants``): ``relu``, the plain MLP (seed 0 is trained as the committed
 ``examples/mnist_mlp.onnx`` was, but torch's CPU kernels are not bit-identical across machines,
@@ -71,15 +72,15 @@ def main() -> None:
     chip = load_chip("mesh")
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):
-            rows = {enc: [] for enc in encodings}  # per encoding: (ANN, int SNN by T, agreement by T) per seed
+            rows = {enc: [] for enc in encodings}  # per encoding and seed: ANN, then int SNN, agreement, ANN@T by T
             for seed in range(args.seeds):
                 path = pathlib.Path(tmp) / f"{variant}_{seed}.onnx"
                 train_mnist.export(trained_mlp(variant, seed, train, args.epochs), x[:1], path)
                 graph = nmc.load(str(path))
                 for enc in encodings:
                     r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc)
-                    rows[enc].append((r["ann_accuracy"], [row["int_accuracy"] for row in r["snn"]],
-                                      [row["int_agreement"] for row in r["snn"]]))
+                    rows[enc].append((r["ann_accuracy"], *([row[key] for row in r["snn"]] for key in
+                                                           ("int_accuracy", "int_agreement", "rate_code_accuracy"))))
                     print(f"  {variant} seed {seed} {enc}: ANN {100 * r['ann_accuracy']:.2f}, int SNN − ANN "
                           + " ".join(f"{100 * (row['int_accuracy'] - r['ann_accuracy']):+.2f}" for row in r["snn"]),
                           file=sys.stderr, flush=True)
@@ -91,14 +92,16 @@ def print_summary(variant: str, encoding: str, rows: list, timesteps: list[int])
     ann = 100 * np.array([r[0] for r in rows])
     snn = 100 * np.array([r[1] for r in rows])
     agree = 100 * np.array([r[2] for r in rows])
+    coded = 100 * np.array([r[3] for r in rows]) - ann[:, None]
     gap = snn - ann[:, None]
     n = len(rows)
     print(f"\n{variant}, {encoding} input, {n} seeds: ANN {ann.mean():.2f} % (seeds {ann.min():.2f}…{ann.max():.2f})")
-    print("     T   int SNN   int−ANN ± s.e.   min    max   agreement")
+    print("     T   int SNN   int−ANN ± s.e.   min    max   agreement   ANN@T−ANN ± s.e.")
     for i, t in enumerate(timesteps):
-        se = gap[:, i].std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        se, coded_se = (d[:, i].std(ddof=1) / np.sqrt(n) if n > 1 else float("nan") for d in (gap, coded))
         print(f"{t:6d}  {snn[:, i].mean():7.2f}  {gap[:, i].mean():+7.2f} ± {se:4.2f}  {gap[:, i].min():+5.2f}  "
-              f"{gap[:, i].max():+5.2f}  {agree[:, i].mean():8.2f}", flush=True)
+              f"{gap[:, i].max():+5.2f}  {agree[:, i].mean():8.2f}   {coded[:, i].mean():+7.2f} ± {coded_se:4.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 :func:`evaluate` canonicalises, calibrates and normalises an ANN once, then for each T converts
 it, runs the float SNN and (with a chip) the quantised integer SNN, and compares classes with
-the ANN's.  :func:`layer_losses` attributes the loss to layers: for each population made from
+the ANN's.  :func:`rate_code_classes` gives the ANN as a rate code of T steps can show it at
+best, which separates the code's resolution from the spiking network's own losses.
+:func:`layer_losses` attributes the loss to layers: for each population made from
 an ANN activation, how well its firing rates follow the normalised activations.
 """
 
@@ -66,6 +68,35 @@ def _voltage_unit(pop) -> float:
     if not pop.bits:
         return 1.0
     return float(pop.extra.get("quant.scale", 1.0))
+
+
+def rate_code_classes(base: Graph, snn: Graph, x: np.ndarray, timesteps: int) -> np.ndarray:
+    """Classes of the normalised ANN ``base`` seen through a rate code of ``timesteps`` steps:
+    every activation that ``snn`` holds in spiking neurons, and the input where ``snn`` presents
+    it as spikes (``rate``, ``poisson``), clipped to [0, 1] and rounded to the nearest multiple
+    of ``1 / timesteps``.
+
+    That rounding is what an IF neuron (v0 = θ/2, reset by subtraction) fires under a constant
+    input in ``timesteps`` steps, and the nearest any count of spikes in that window comes to an
+    activation.  So the ANN's accuracy minus this one's is what the code's ``T + 1`` levels
+    cost, whatever the neurons do; the SNN's accuracy differs from this one's by what the
+    spiking network adds (inputs that arrive unevenly, quantised weights), in either direction
+    (a rounding error can also fix a class)."""
+    coded = {p.result.name for p in snn.walk("snn.population")
+             if not isinstance(p.threshold, float) or np.isfinite(p.threshold)}
+    coded |= {e.x.name for e in snn.walk("snn.encode") if e.encoding in ("rate", "poisson")}
+    coded.discard(None)
+
+    def rounded(a: np.ndarray) -> np.ndarray:
+        return (np.clip(np.floor(a.astype(np.float64) * timesteps + 0.5), 0, timesteps) / timesteps).astype(a.dtype)
+
+    classes = []
+    for i in range(0, len(x), CHUNK):
+        chunk = x[i:i + CHUNK]
+        inputs = [rounded(chunk) if v.name in coded else chunk for v in base.inputs]
+        out = semantics.run_ann(base, inputs, transform=lambda v, a: rounded(a) if v.name in coded else a).outputs[0]
+        classes.append(semantics.classify(out))
+    return np.concatenate(classes)
 
 
 def layer_losses(base: Graph, snn: Graph, x: np.ndarray) -> list[dict]:
@@ -142,7 +173,10 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
                                    f"runs but chip '{chip.name}' cannot map (its synapses keep no state); "
                                    f"nmc compile --target {chip.name} uses maxpool={CHIP_MAXPOOL}"]
             pred, tot = _predict(snn, x, backend, bar)
-            row = {"timesteps": T, "latency_steps": tot["steps"], "float_accuracy": float(np.mean(pred == y)),
+            coded = rate_code_classes(normed, snn, x, T)
+            row = {"timesteps": T, "latency_steps": tot["steps"], "rate_code_accuracy": float(np.mean(coded == y)),
+                   "rate_code_agreement": float(np.mean(coded == ann_pred)),
+                   "float_accuracy": float(np.mean(pred == y)),
                    "float_agreement": float(np.mean(pred == ann_pred)), "int_accuracy": None, "int_agreement": None,
                    "spikes_per_sample": tot["spikes"] / len(x),
                    "synaptic_ops_per_sample": tot["synaptic_ops"] / len(x)}

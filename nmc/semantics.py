@@ -21,6 +21,7 @@ ann op on batched arrays), :func:`classify`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -234,18 +235,23 @@ def bind_inputs(graph: Graph, inputs, time_axis: set[int] = frozenset()) -> tupl
     return bound, batch or 0
 
 
-def _host_ops(graph: Graph, values: dict[Value, np.ndarray], ops: list[Op], batch: int) -> None:
+def _host_ops(graph: Graph, values: dict[Value, np.ndarray], ops: list[Op], batch: int, transform=None) -> None:
     for op in ops:
         if op.KIND in ("ann.input", "ann.output"):
             continue
         values[op.result] = eval_op(op, [values[v] for v in op.operands], batch)
+        if transform is not None:
+            values[op.result] = transform(op.result, values[op.result])
 
 
-def run_ann(graph: Graph, inputs, keep: bool = False) -> AnnResult:
-    """Evaluate an ``ann`` graph on a batch (``inputs``: one ``[N, *shape]`` array per input)."""
+def run_ann(graph: Graph, inputs, keep: bool = False,
+            transform: Callable[[Value, np.ndarray], np.ndarray] | None = None) -> AnnResult:
+    """Evaluate an ``ann`` graph on a batch (``inputs``: one ``[N, *shape]`` array per input).
+    ``transform(value, array)``, when given, replaces every op's result before its users read it
+    (an experiment on the network, e.g. ``nmc eval``'s ANN seen through a rate code)."""
     values, batch = bind_inputs(graph, inputs)
     values = {v: a.astype(v.type.np_dtype) for v, a in values.items()}
-    _host_ops(graph, values, graph.ops, batch)
+    _host_ops(graph, values, graph.ops, batch, transform)
     outputs = [values[v] for v in graph.outputs]
     return AnnResult(outputs, values if keep else {})
 
@@ -412,13 +418,13 @@ def encode(op: Op, x: np.ndarray, t: int, timesteps: int, state: dict, integer: 
     """What encoder ``op`` emits for presentation step ``t`` (zero once ``t >= timesteps``).
 
     ``x`` is the encoder's input (``[N, T, *shape]`` for ``spikes``); ``state`` holds the
-    rate accumulators between calls."""
+    rate accumulators between calls (each starts at the encoder's ``phase``)."""
     shape = (len(x), op.result.type.size)
     if t >= timesteps:
         return np.zeros(shape, dtype=np.int64 if integer or op.encoding != "current" else np.float64)
     if op.encoding == "rate":
         q = np.clip(np.floor(x.reshape(shape).astype(np.float64) * RATE_ONE + 0.5), 0, RATE_ONE).astype(np.int64)
-        acc = state.get(op, np.zeros(shape, dtype=np.int64)) + q
+        acc = state.get(op, np.full(shape, op.phase, dtype=np.int64)) + q
         fired = acc >= RATE_ONE
         state[op] = acc - RATE_ONE * fired
         return fired.astype(np.int64)

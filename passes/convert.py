@@ -382,7 +382,9 @@ class Converter:
             kind = op.KIND
             if kind == "ann.input":
                 inputs.append(op)
-                enc = snn.Encode(x=op.result, encoding=self.options.encoding, seed=self.ctx.seed, loc=op.loc)
+                rate = self.options.encoding == "rate"  # an IF neuron of the input: it starts at v0 too
+                enc = snn.Encode(x=op.result, encoding=self.options.encoding, seed=self.ctx.seed,
+                                 phase=min(255, max(0, round(self.options.v0 * 256))) if rate else 0, loc=op.loc)
                 self.env[op.result] = Spk(self.emit(enc, f"{op.result.name}.enc"), tuple(op.result.type.shape), 0)
                 peak = float(op.extra.get("calib.max", 0.0))
                 if self.options.encoding in ("rate", "poisson") and peak > 1.0 + 1e-6:
@@ -476,7 +478,10 @@ class ConvertToSpiking(Pass):
     thresholds, bias = the layer's bias); the output layer is a non-spiking population read
     with ``snn.decode{mode = membrane}``; ``meta.timesteps = timesteps``.  With
     ``bias-correction`` each population starts at ``v0 - (depth - 1) · bias`` so that the
-    bias acting before the first input arrives (``depth - 1`` steps) is cancelled.
+    bias acting before the first input arrives (``depth - 1`` steps) is cancelled.  A ``rate``
+    encoder, an IF neuron of the input, starts its accumulator at ``v0`` too (``phase =
+    round(256 · v0)``, within [0, 255]): with v0 = ½ it presents ``x`` as ``round(T·x)`` spikes
+    rather than ``⌊T·x⌋``.
     ``maxpool``: how max pooling converts, ``gate`` (a ``maxgate`` projection, stateful: the
     CPU runtime and the reference run it, mesh chips do not), ``tree`` (a tournament of IF
     neurons, ``max(a, b) = b + relu(a − b)``; the default of chip targets) or ``or`` (a spiking

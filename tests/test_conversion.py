@@ -290,7 +290,7 @@ def test_nmc_eval_reports_ann_float_and_int_accuracy(tmp_path, mlp, digits, caps
     assert [row["timesteps"] for row in r["snn"]] == [8, 32]
     for row in r["snn"]:
         assert row["latency_steps"] == row["timesteps"] + 1
-        for key in ("float_accuracy", "int_accuracy", "int_agreement"):
+        for key in ("rate_code_accuracy", "float_accuracy", "int_accuracy", "int_agreement"):
             assert 0.8 <= row[key] <= 1.0
         assert row["spikes_per_sample"] > 0 and row["synaptic_ops_per_sample"] > row["spikes_per_sample"]
     assert main(["eval", str(model), "--data", str(data), "--timesteps", "0"]) == 2
@@ -314,6 +314,24 @@ def test_per_layer_losses_shrink_with_T_and_show_quantisation(mlp, digits):
     quant = PassManager("quantize{weight-bits=4}", ctx).run(snn)
     rows = layer_losses(base, quant, x_test[:100])
     assert rows[0]["quant_error"] > 0.02 and rows[0]["saturated"] == 0
+
+
+def test_the_rate_code_bound_is_what_one_hidden_layer_computes_from_a_constant_current(mlp, digits):
+    """With the image as a current, each hidden neuron of a one-hidden-layer network sees a
+    constant input and fires round(T·a) times, and the membrane read-out is exact: the float
+    SNN's classes are the rate-coded ANN's, sample by sample.  With two steps the rounding
+    changes classes (the bound is not the ANN itself)."""
+    from nmc.evaluation import rate_code_classes
+
+    x_train, x_test, _, _ = digits
+    base, ctx = convert(mlp, x_train, "canonicalize,calibrate,normalize")
+    ann_classes = accuracy(base, x_test, None)[1]
+    for T in (2, 8):
+        snn = PassManager(f"convert-to-spiking{{timesteps={T},encoding=current}}", ctx).run(base.clone())
+        coded = rate_code_classes(base, snn, x_test, T)
+        assert np.array_equal(coded, accuracy(snn, x_test, None)[1])
+        if T == 2:
+            assert np.mean(coded != ann_classes) > 0.02
 
 
 def test_per_layer_losses_compare_with_the_scales_used_at_each_T(mlp, digits):

@@ -134,7 +134,8 @@ def networks(draw, integer: bool, recurrent: bool = True, dense_bias: bool = Fal
     x = g.add(ann.Input(declared_type=TensorType(shape)), "x")
     encoding = draw(st.sampled_from(snn.ENCODINGS))
     enc = g.add(snn.Encode(x=x, encoding=encoding, seed=draw(st.integers(0, 2**31 - 1)),
-                           scale=draw(st.sampled_from([1.0, 0.5, 3.0, 100.0]))), "s")
+                           scale=draw(st.sampled_from([1.0, 0.5, 3.0, 100.0])),
+                           phase=draw(st.sampled_from([0, 128, 255])) if encoding == "rate" else 0), "s")
     rates = st.sampled_from([None, None, 0.02, 0.5, 1.0])  # calib.rate: absent, sparse, dense
     if (rate := draw(rates)) is not None:
         enc.owner.extra["calib.rate"] = rate
@@ -982,7 +983,8 @@ def test_conv_accumulator_in_i16_up_to_its_bound(w, acc):
 
 def test_rate_trains_in_closed_form_equal_the_step_by_step_encoder():
     """execute._rate_trains against semantics.encode step by step: inputs in and beyond
-    [0, 1], on quantum boundaries and between, filled one sample at a time; NaN falls back
+    [0, 1], on quantum boundaries and between, accumulators starting at several phases,
+    filled one sample at a time; NaN falls back
     to the step-by-step encoder."""
     from nmc.targets.cpu.execute import _rate_trains
 
@@ -998,13 +1000,15 @@ def test_rate_trains_in_closed_form_equal_the_step_by_step_encoder():
 ann.output(%y)
 """)
     enc = g.walk("snn.encode")[0]
-    T, state = 300, {}
-    want = np.stack([semantics.encode(enc, x, t, T, state, True) for t in range(T)], axis=1)
-    got, fill = _rate_trains(x, T, np.dtype(np.int8))
-    fill(0, 1)
-    fill(1, 2)
-    assert got.dtype == np.int8
-    np.testing.assert_array_equal(got, want)
+    T = 300
+    for phase in (0, 1, 128, 255):
+        enc.phase, state = phase, {}
+        want = np.stack([semantics.encode(enc, x, t, T, state, True) for t in range(T)], axis=1)
+        got, fill = _rate_trains(x, T, np.dtype(np.int8), phase)
+        fill(0, 1)
+        fill(1, 2)
+        assert got.dtype == np.int8
+        np.testing.assert_array_equal(got, want)
     assert _rate_trains(np.array([[0.5, np.nan]], np.float32), 4, np.dtype(np.int8)) is None
 
 

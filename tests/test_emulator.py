@@ -101,7 +101,8 @@ def random_graph(seed: int) -> tuple[Graph, list[np.ndarray]]:
     C, H, W = int(rng.integers(1, 3)), int(rng.integers(3, 6)), int(rng.integers(3, 6))
     x = g.add(Input(declared_type=TensorType((C, H, W), "f32")), "x")
     encoding = str(rng.choice(["rate", "poisson", "current", "spikes"]))
-    enc = g.add(Encode(x=x, encoding=encoding, seed=int(rng.integers(0, 100)), scale=float(rng.choice([1.0, 7.0]))), "e")
+    enc = g.add(Encode(x=x, encoding=encoding, seed=int(rng.integers(0, 100)), scale=float(rng.choice([1.0, 7.0])),
+                       phase=int(rng.integers(0, 256)) if encoding == "rate" else 0), "e")
     T = g.meta["timesteps"]
     if encoding == "spikes":
         inputs = [rng.integers(0, 2, size=(3, T, C, H, W)).astype(np.float32)]

@@ -179,6 +179,19 @@ def test_rate_encoding_accumulates_quanta_of_1_256(x, steps):
     assert np.flatnonzero(res.spikes[pop][0, :, 0]).tolist() == steps
 
 
+@pytest.mark.parametrize("phase, rounded", [(0, np.floor), (128, lambda c: np.floor(c + 0.5))])
+def test_rate_encoder_phase_128_rounds_the_count_to_nearest(phase, rounded):
+    """From phase p the accumulator fires ⌊(T·q + p) / 256⌋ spikes in T steps: phase 0 counts
+    T·x down, phase 128 to the nearest integer (as an IF neuron that starts at θ/2)."""
+    x = np.linspace(0, 1, 41, dtype=np.float32)
+    text = one_neuron("reset = zero, threshold = 0.5", encoding="rate")  # one neuron copies the encoder
+    g = parse_ir(text.replace("{encoding = rate}", f"{{encoding = rate, phase = {phase}}}").replace("<1", "<41"))
+    for T in (3, 8, 16):
+        counts = semantics.run_snn(g, [x[None]], timesteps=T).outputs[0][0]
+        q = np.floor(x.astype(np.float64) * 256 + 0.5)
+        np.testing.assert_array_equal(counts, rounded(T * q / 256))
+
+
 def test_poisson_encoding_is_seeded_per_element_and_has_rate_x():
     text = """graph @p
 %x = ann.input : tensor<3xf32>

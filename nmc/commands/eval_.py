@@ -4,7 +4,10 @@ The ANN is canonicalised, calibrated (on --calib, else on the evaluation inputs:
 uses no labels), normalised, then converted for each T (as nmc compile converts for the
 target: max pooling by a tournament of IF neurons for a chip) and quantised for the target;
 the SNNs run on the fastest executor available (--backend to choose).  Agreement: the fraction of
-samples whose class equals the ANN's.  --per-layer shows where accuracy goes: for each layer,
+samples whose class equals the ANN's.  ANN@T: the ANN with every activation that becomes spiking
+neurons rounded to the T + 1 levels a rate code of T steps has, the most any SNN of T steps can
+show of it (so ANN - ANN@T is the code's resolution, ANN@T - SNN the spiking network's own
+loss).  --per-layer shows where accuracy goes: for each layer,
 how closely firing rates follow the ANN's activations, how many activations normalisation
 clips, and the quantisation error and saturation of its weights.
 
@@ -72,7 +75,8 @@ def _num(v, fmt: str) -> str:
 
 
 def print_row(r: dict) -> None:
-    print(f"{r['timesteps']:6d} {r['latency_steps']:6d}  {_pct(r['float_accuracy'])} {_pct(r['int_accuracy'])}"
+    print(f"{r['timesteps']:6d} {r['latency_steps']:6d}  {_pct(r['rate_code_accuracy'])}  {_pct(r['float_accuracy'])} "
+          f"{_pct(r['int_accuracy'])}"
           f"      {_pct(r['int_agreement'])}  {r['spikes_per_sample']:13.1f}  {r['synaptic_ops_per_sample']:13.1f}",
           flush=True)
 
@@ -96,6 +100,7 @@ def plot(report: dict, path: str) -> None:
     ts = [r["timesteps"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.axhline(100 * report["ann_accuracy"], color="k", linestyle="--", label="ANN")
+    ax.plot(ts, [100 * r["rate_code_accuracy"] for r in rows], ":", color="0.5", label="ANN, T + 1 levels")
     ax.plot(ts, [100 * r["float_accuracy"] for r in rows], "o-", label="float SNN")
     if any(r["int_accuracy"] is not None for r in rows):
         ax.plot(ts, [100 * r["int_accuracy"] for r in rows], "s-", label="integer SNN")
@@ -124,7 +129,7 @@ def run(args) -> int:
 
     def on_row(r):
         if not printed:  # the header only once the pipeline has been accepted
-            print("     T  steps   float    int  agree(int)  spikes/sample  synops/sample")
+            print("     T  steps   ANN@T   float    int  agree(int)  spikes/sample  synops/sample")
         printed.append(r)
         print_row(r)
         if args.per_layer:

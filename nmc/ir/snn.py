@@ -49,16 +49,21 @@ class Encode(Op):
 
     ``rate``/``poisson`` take ``x`` in [0, 1]; ``current`` injects ``x * scale`` every step;
     ``spikes`` takes a spike train ``[samples, T, ...]`` whose per-step shape is ``x``'s.
-    ``seed`` drives ``poisson``."""
+    ``seed`` drives ``poisson``.  ``phase`` (``rate`` only, in [0, 256)) is the rate
+    accumulator's start in its quanta of 1/256: 0 fires ``⌊T·q/256⌋`` spikes in T steps,
+    128 ``⌊T·q/256 + ½⌋`` — the count rounded to nearest, as an IF neuron with v0 = θ/2."""
 
     x: object = operand()
     encoding: str = enum(*ENCODINGS, default="rate")
     seed: int = integer(0)
     scale: float = real(1.0)
+    phase: int = integer(0)
 
     def infer_type(self):
         t = self.x.type
         require(self, isinstance(t, TensorType), f"expects a tensor input, got {t}")
+        require(self, self.phase == 0 or self.encoding == "rate", f"encoding '{self.encoding}' takes no phase")
+        require(self, 0 <= self.phase < 256, f"phase must lie in [0, 256) quanta of 1/256, got {self.phase}")
         return SpikeType(t.shape)
 
 

@@ -67,7 +67,7 @@ class Executor:
                 out[e] = host[e.x][:, :T].reshape(batch, T, -1).astype(dtype)
                 continue
             if e.encoding == "rate":
-                fill = _rate_trains(host[e.x].reshape(batch, -1), T, dtype)
+                fill = _rate_trains(host[e.x].reshape(batch, -1), T, dtype, e.phase)
                 if fill is not None:
                     out[e], f = fill
                     fills.append(f)
@@ -174,26 +174,28 @@ class Executor:
             th.join()
 
 
-def _rate_trains(x: np.ndarray, T: int, dtype: np.dtype):
+def _rate_trains(x: np.ndarray, T: int, dtype: np.dtype, phase: int = 0):
     """The rate encoder's trains ``[N, T, size]`` for input ``x`` ``[N, size]``, as
     :func:`nmc.semantics.encode` emits them step by step, in closed form: with ``q`` in
-    ``[0, RATE_ONE]`` quanta added per step and ``RATE_ONE`` taken per spike, the accumulator
-    stays in ``[0, RATE_ONE)``, so the spikes up to step ``t`` number ``⌊(t+1)·q / RATE_ONE⌋``
-    and step ``t`` fires their difference.  Returns ``(array, fill)``: the array is written by
+    ``[0, RATE_ONE]`` quanta added per step, ``RATE_ONE`` taken per spike and the accumulator
+    starting at ``phase`` in ``[0, RATE_ONE)``, it stays in ``[0, RATE_ONE)``, so the spikes up
+    to step ``t`` number ``⌊((t+1)·q + phase) / RATE_ONE⌋`` and step ``t`` fires their
+    difference.  Returns ``(array, fill)``: the array is written by
     ``fill(n0, n1)``, samples ``n0 <= n < n1`` at a time; None when some ``q`` is not in that
     range (NaN input), for the step-by-step encoder to handle."""
     one = semantics.RATE_ONE
     shift = one.bit_length() - 1
-    assert one == 1 << shift
+    assert one == 1 << shift and 0 <= phase < one
     q = np.clip(np.floor(x.astype(np.float64) * one + 0.5), 0, one)
     if not np.all((q >= 0) & (q <= one)):
         return None
-    q = q.astype(np.int32 if T * one < 2**31 else np.int64)
+    q = q.astype(np.int32 if T * one + phase < 2**31 else np.int64)
     out = np.empty((len(x), T, x.shape[1]), dtype=dtype)
 
     def fill(n0: int, n1: int) -> None:
         qs = q[n0:n1]
-        total, cur, prev = np.zeros_like(qs), np.empty_like(qs), np.zeros_like(qs)  # (t+1)·q, spikes to t, to t-1
+        # (t+1)·q + phase, spikes to t, spikes to t-1
+        total, cur, prev = np.full_like(qs, phase), np.empty_like(qs), np.zeros_like(qs)
         for t in range(T):  # in place on [n, size] arrays that stay in cache
             np.add(total, qs, out=total)
             np.right_shift(total, shift, out=cur)  # total >= 0: ⌊total / RATE_ONE⌋

@@ -4,9 +4,10 @@ It reads only the sections (``mesh.*`` and ``chip``), never the image's graph.  
 
 1. the host encodes the inputs into its ports (what is presented at step ``t + 1`` is emitted
    at ``t``, as in the reference semantics);
-2. core by core, each input axon reads what its source emitted ``d`` steps ago for each
-   synapse delay ``d`` (the routing tables say the source's spikes reach this core), and the
-   synapse table turns it into current: ``Σ w · s << e``;
+2. each input axon reads what its source emitted ``d`` steps ago for each synapse delay ``d``
+   (the routing tables say the source's spikes reach this core), and the synapse table turns
+   it into current: ``Σ w · s << e`` (the cores' tables are merged at load into one matrix
+   per delay, which gives every neuron the same integer sum);
 3. every neuron updates (DESIGN §5: decay toward zero, saturation to its ``bits``, threshold,
    reset), vectorised over the batch;
 4. the spikes are routed: each spike of a source with a route group travels the links of the
@@ -33,9 +34,10 @@ from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
 RATE_ONE, POISSON_ONE, DECAY_ONE = 256, 65536, 4096
 
 
-# Below this fraction of non-zero axon inputs a core multiplies only the rows of its events
-# (sparse x sparse); above it, all rows (sparse x dense).  Crossover measured with scipy 1.17
-# on a 3980-axon x 463-neuron core at batch 50: 0.02 -> 3.5x faster, 0.08 -> 1.6x, 0.2 -> 0.9x.
+# Below this fraction of non-zero source values a delay's product takes only the rows of the
+# events (sparse x sparse); above it, all rows (dense x sparse).  Crossover measured with scipy
+# 1.17 on mnist-8's delay-1 matrix (18,778 sources x 17,994 neurons, 699k synapses) at batch
+# 32: 0.02 -> 4.0x faster, 0.05 -> 2.4x, 0.1 -> 1.5x, 0.15 -> 0.9x, 0.25 -> 0.7x.
 SPARSE_EVENTS = 0.15
 
 
@@ -48,7 +50,7 @@ def _encode(enc: dict, x: np.ndarray, t: int, T: int, acc: dict) -> np.ndarray:
     kind = enc["encoding"]
     if kind == "rate":
         q = np.clip(np.floor(x.reshape(shape).astype(np.float64) * RATE_ONE + 0.5), 0, RATE_ONE).astype(np.int64)
-        a = acc.get(enc["port"], np.zeros(shape, np.int64)) + q
+        a = acc.get(enc["port"], np.full(shape, enc.get("phase", 0), np.int64)) + q
         fired = a >= RATE_ONE
         acc[enc["port"]] = a - RATE_ONE * fired
         return fired.astype(np.int64)
@@ -62,7 +64,7 @@ def _encode(enc: dict, x: np.ndarray, t: int, T: int, acc: dict) -> np.ndarray:
 
 
 class Emulator:
-    """A loaded image: per-core synapse matrices by delay, neuron parameters, route groups."""
+    """A loaded image: synapse matrices by delay, neuron parameters, route groups."""
 
     def __init__(self, program: MeshProgram, chip):
         self.p, self.chip = program, chip
@@ -73,23 +75,25 @@ class Emulator:
         self.reset_zero = n["reset"] == 1
         limit = np.left_shift(np.int64(1), n["bits"].astype(np.int64) - 1)
         self.lo, self.hi = -limit, limit - 1
-        self.cores = []  # per core: (axon sources, {delay: (W csr [A, n], synapse count per axon)})
-        self.max_delay = 1
+        # The cores' synapse tables, merged into one matrix per delay from every source (neurons,
+        # then ports) to every neuron: a neuron lives on one core, so its current is the same
+        # integer sum, and a step costs one product per delay instead of one per core and delay.
+        rows, cols, weights, delays = [], [], [], []
         for k in range(program.n_cores):
             a0, a1 = s["axon_start"][k], s["axon_start"][k + 1]
-            src = s["axon_source"][a0:a1]
             s0, s1 = s["syn_start"][a0], s["syn_start"][a1]
-            axon = np.repeat(np.arange(a1 - a0), np.diff(s["syn_start"][a0:a1 + 1]))
-            tgt, delay = s["syn_target"][s0:s1], s["syn_delay"][s0:s1]
-            w = s["syn_weight"][s0:s1] << s["syn_exponent"][s0:s1].astype(np.int64)
-            width = int(self.start[k + 1] - self.start[k])
-            by_delay = {}
-            for d in np.unique(delay):
-                sel = delay == d
-                W = sp.csr_matrix((w[sel], (axon[sel], tgt[sel])), shape=(a1 - a0, width), dtype=np.int64)
-                by_delay[int(d)] = (W, np.bincount(axon[sel], minlength=a1 - a0).astype(np.int64))
-                self.max_delay = max(self.max_delay, int(d))
-            self.cores.append((src, by_delay))
+            rows.append(np.repeat(s["axon_source"][a0:a1], np.diff(s["syn_start"][a0:a1 + 1])))
+            cols.append(self.start[k] + s["syn_target"][s0:s1])
+            weights.append(s["syn_weight"][s0:s1].astype(np.int64) << s["syn_exponent"][s0:s1].astype(np.int64))
+            delays.append(s["syn_delay"][s0:s1])
+        rows, cols, weights, delays = (np.concatenate(a) if a else np.zeros(0, np.int64)
+                                       for a in (rows, cols, weights, delays))
+        self.synapses = {}  # delay -> (W csr [sources, neurons], synapse count per source)
+        for d in np.unique(delays):
+            sel = delays == d
+            W = sp.csr_matrix((weights[sel], (rows[sel], cols[sel])), shape=(self.N + self.P, self.N), dtype=np.int64)
+            self.synapses[int(d)] = (W, np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int64))
+        self.max_delay = max(self.synapses, default=1)
         self._routes(program)
 
     def _routes(self, program: MeshProgram) -> None:
@@ -154,7 +158,8 @@ class Emulator:
         pr = self.params
         u = np.zeros((B, N), np.int64)
         v = np.broadcast_to(pr["v0"], (B, N)).copy()
-        emitted: dict[int, np.ndarray] = {}  # step -> what every source emitted then (last max_delay steps)
+        # step -> what every source emitted then, dense and as events (the last max_delay steps)
+        emitted: dict[int, tuple[np.ndarray, sp.csr_matrix]] = {}
         acc: dict = {}
         counts = np.zeros((B, N), np.int64)
         recorded = np.zeros((B, steps, N), np.int8) if record else None
@@ -165,9 +170,10 @@ class Emulator:
         def emit(t: int, spikes: np.ndarray | None, ports: np.ndarray):
             nonlocal packets
             out = np.concatenate([np.zeros((B, N), np.int64) if spikes is None else spikes, ports], axis=1)
-            emitted[t] = out
+            events = sp.csr_matrix(out)
+            emitted[t] = out, events
             emitted.pop(t - self.max_delay - 1, None)
-            active = (out != 0).sum(axis=0)
+            active = np.bincount(events.indices, minlength=out.shape[1])
             routed = self.group >= 0
             packets += int(active[routed].sum())
             per_group = np.bincount(self.group[routed], weights=active[routed], minlength=self.incidence.shape[0])
@@ -183,17 +189,15 @@ class Emulator:
         emit(-1, None, ports_at(0))
         for t in range(steps):
             current = np.zeros((B, N), np.int64)
-            for k, (src, by_delay) in enumerate(self.cores):
-                a, b = self.start[k], self.start[k + 1]
-                for d, (W, fan) in by_delay.items():
-                    if t - d not in emitted:
-                        continue
-                    x = emitted[t - d][:, src]
-                    if np.count_nonzero(x) < SPARSE_EVENTS * x.size:  # only the events' rows
-                        current[:, a:b] += (sp.csr_matrix(x) @ W).toarray()
-                    else:
-                        current[:, a:b] += np.asarray(x @ W)
-                    synaptic_ops += int(((x != 0) @ fan).sum())
+            for d, (W, fan) in self.synapses.items():
+                if t - d not in emitted:
+                    continue
+                x, events = emitted[t - d]
+                if events.nnz < SPARSE_EVENTS * x.size:  # only the events' rows
+                    current += (events @ W).toarray()
+                else:
+                    current += np.asarray(x @ W)
+                synaptic_ops += int(fan[events.indices].sum())
             u = np.clip(_decay(u, pr["du"]) + current, self.lo, self.hi)
             v = np.clip(_decay(v, pr["dv"]) + u + pr["bias"], self.lo, self.hi)
             fired = v > pr["threshold"]
@@ -244,6 +248,9 @@ class Emulator:
 
 
 def _decay(x: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``x`` decayed toward zero by ``d`` / 4096 (IF neurons, ``d`` all zero: ``x`` itself)."""
+    if not d.any():
+        return x
     return np.sign(x) * ((np.abs(x) * (DECAY_ONE - d)) >> 12)
 
 

@@ -147,8 +147,8 @@ def _ports(graph: Graph, m: Mapping) -> dict:
     encoders = []
     for e in net.encoders:
         src = _host_source(graph, e.x, "an encoder's input")
-        entry = {"encoding": e.encoding, "seed": int(e.seed), "scale": float(e.scale), "port": net.source_offset[e],
-                 "size": e.result.type.size}
+        entry = {"encoding": e.encoding, "seed": int(e.seed), "scale": float(e.scale), "phase": int(e.phase),
+                 "port": net.source_offset[e], "size": e.result.type.size}
         if src.KIND == "ann.input":
             entry["input"] = [i for i, v in enumerate(inputs) if v is src.result][0]
         elif src.KIND == "ann.constant" and e.encoding != "spikes":  # e.g. NIR's always-on bias source
@@ -365,7 +365,9 @@ def load_sections(sections: dict[str, bytes]) -> MeshProgram:
     for e in meta["encoders"]:
         source_ok = (0 <= e["input"] < len(meta["inputs"])
                      or (e["input"] == -1 and len(e.get("constant", ())) == e["size"] and e["encoding"] != "spikes"))
+        phase = e.get("phase", 0)  # absent in images made before encoders had a phase: 0
         _check(source_ok and 0 <= e["port"] and e["port"] + e["size"] <= P
+               and isinstance(phase, int) and 0 <= phase < 256
                and e["encoding"] in ("rate", "poisson", "current", "spikes"), "mesh.ports", "a bad encoder entry")
     for o in meta["outputs"]:
         _check(0 <= o["population"] < len(sizes) and o["mode"] in ("count", "membrane")

@@ -639,7 +639,8 @@ def snn_graphs(draw, max_layers: int = 3) -> Graph:
     if encoding != "spikes" and draw(st.integers(0, 3)) == 0:
         x = b.add(ann.Clip(x=x, min=0.0, max=1.0))
     enc = b.add(snn.Encode(x=x, encoding=encoding, seed=draw(st.integers(0, 2**31 - 1)),
-                           scale=draw(st.sampled_from([1.0, 0.5, 3.0]))), pool=False)
+                           scale=draw(st.sampled_from([1.0, 0.5, 3.0])),
+                           phase=draw(st.sampled_from([0, 128])) if encoding == "rate" else 0), pool=False)
     sources = [enc]
     pops: list[Op] = []
     for _ in range(draw(st.integers(1, max_layers))):
