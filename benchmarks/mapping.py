@@ -40,8 +40,10 @@ would give over the same sizes — so the "close to n log n" claim is checked by
 Columns: cores used and the partitioner's lower bound (and their ratio), chips used, the
 annealed placement's cost and the naive placement's (cost = Σ rate × hops; and the ratio),
 the busiest link (expected spikes per step, and which link), the emulator's throughput in
-sample-steps per second (samples × steps / run seconds, preparing the image excluded) and
-the row's peak resident memory.  Each row runs in its own process (``spawn``), so its peak
+sample-steps per second (samples × steps / run seconds, preparing the image excluded) — for
+the networks also the reference semantics' on the same image and samples (the baseline,
+measured in the same row), their ratio, and whether the two gave the same outputs bit for
+bit — and the row's peak resident memory.  Each row runs in its own process (``spawn``), so its peak
 memory is its own and a row that runs out of memory (its address space is capped at
 ``--memory-limit``, default 90% of the memory available, so that is a MemoryError rather than
 the system's OOM killer) or time (``--timeout``) does not end the benchmark; a series size
@@ -219,6 +221,10 @@ def network_row(spec: dict) -> dict:
             result = nmc.run(path, x_run, backend="emulator")
             row["emu_sample_steps_per_s"] = len(x_run) * result.steps / result.run_s
             row["steps"] = result.steps
+            baseline = nmc.run(path, x_run, backend="reference")  # the image's graph, by the semantics
+            row["ref_sample_steps_per_s"] = len(x_run) * baseline.steps / baseline.run_s
+            row["identical"] = "yes" if all(np.array_equal(a, b) for a, b in zip(result.outputs, baseline.outputs)) \
+                else "NO"
     row["peak_gib"] = peak_gib()
     return row
 
@@ -386,6 +392,8 @@ def table(rows: list[dict], cols: list[tuple[str, str]], key: str) -> str:
                 v = r["cores"] / r["lower_bound"] if r.get("lower_bound") else None
             elif c == "cost/naive":
                 v = r["cost"] / r["cost_naive"] if r.get("cost_naive") else None
+            elif c == "emu/ref":
+                v = r["emu_sample_steps_per_s"] / r["ref_sample_steps_per_s"] if r.get("ref_sample_steps_per_s") else None
             elif c == "busiest":
                 v = f"{r['link_load']:.4g} {r['link']}" if r.get("link") else None
             else:
@@ -410,7 +418,8 @@ NETWORK_COLS = [("network", "network"), ("board", "board"), ("neurons", "neurons
                 ("lower_bound", "lower bound"),
                 ("cores/lb", "cores/lb"), ("chips", "chips"), ("cost", "cost"), ("cost_naive", "naive cost"),
                 ("cost/naive", "cost/naive"), ("busiest", "busiest link (spikes/step)"),
-                ("emu_sample_steps_per_s", "emulator sample-steps/s"), ("peak_gib", "peak GiB")]
+                ("emu_sample_steps_per_s", "emulator sample-steps/s"), ("ref_sample_steps_per_s", "reference"),
+                ("emu/ref", "emulator/reference"), ("identical", "same outputs"), ("peak_gib", "peak GiB")]
 SERIES_COLS = [("size", "n"), ("board", "board"), ("neurons", "neurons"), ("synapses", "synapses"),
                ("partition_s", "partition s"), ("place_s", "place s"), ("route_s", "route s"),
                ("emit_s", "emit s"), ("map_s", "map s"), ("us_per_neuron", "µs/neuron"), ("cores", "cores"),
