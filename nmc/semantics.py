@@ -235,7 +235,8 @@ def bind_inputs(graph: Graph, inputs, time_axis: set[int] = frozenset()) -> tupl
     return bound, batch or 0
 
 
-def _host_ops(graph: Graph, values: dict[Value, np.ndarray], ops: list[Op], batch: int, transform=None) -> None:
+def _host_ops(graph: Graph, values: dict[Value, np.ndarray], ops: list[Op], batch: int,
+              transform: Callable[[Value, np.ndarray], np.ndarray] | None = None) -> None:
     for op in ops:
         if op.KIND in ("ann.input", "ann.output"):
             continue

@@ -316,11 +316,11 @@ def test_per_layer_losses_shrink_with_T_and_show_quantisation(mlp, digits):
     assert rows[0]["quant_error"] > 0.02 and rows[0]["saturated"] == 0
 
 
-def test_the_rate_code_bound_is_what_one_hidden_layer_computes_from_a_constant_current(mlp, digits):
+def test_the_rate_coded_ann_is_what_one_hidden_layer_computes_from_a_constant_current(mlp, digits):
     """With the image as a current, each hidden neuron of a one-hidden-layer network sees a
     constant input and fires round(T·a) times, and the membrane read-out is exact: the float
     SNN's classes are the rate-coded ANN's, sample by sample.  With two steps the rounding
-    changes classes (the bound is not the ANN itself)."""
+    changes classes (the rate-coded ANN is not the ANN itself)."""
     from nmc.evaluation import rate_code_classes
 
     x_train, x_test, _, _ = digits

@@ -5,9 +5,9 @@ uses no labels), normalised, then converted for each T (as nmc compile converts 
 target: max pooling by a tournament of IF neurons for a chip) and quantised for the target;
 the SNNs run on the fastest executor available (--backend to choose).  Agreement: the fraction of
 samples whose class equals the ANN's.  ANN@T: the ANN with every activation that becomes spiking
-neurons rounded to the T + 1 levels a rate code of T steps has, the most any SNN of T steps can
-show of it (so ANN - ANN@T is the code's resolution, ANN@T - SNN the spiking network's own
-loss).  --per-layer shows where accuracy goes: for each layer,
+neurons rounded to the T + 1 levels a rate code of T steps has, the nearest a spike count comes
+to each activation (so ANN - ANN@T is roughly what the code's resolution costs, ANN@T - SNN
+what the spiking network adds; a reference, not a bound).  --per-layer shows where accuracy goes: for each layer,
 how closely firing rates follow the ANN's activations, how many activations normalisation
 clips, and the quantisation error and saturation of its weights.
 
