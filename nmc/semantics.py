@@ -20,7 +20,6 @@ ann op on batched arrays), :func:`classify`.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,9 +28,9 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.hashrng import hash3
-from nmc.ir.ann import pooled_size
 from nmc.ir.core import Blob, Graph, Op, Value, param_array
 from nmc.ir.snn import DECAY_ONE
+from nmc.windows import cover_counts, pad_spatial, window_geometry, window_views
 
 RATE_ONE = 256  # rate encoder: x = 1 is 256 quanta, one spike per step
 POISSON_ONE = 65536  # poisson encoder: probabilities in units of 2**-16
@@ -39,43 +38,15 @@ POISSON_ONE = 65536  # poisson encoder: probabilities in units of 2**-16
 # ------------------------------------------------------------------------------ windows
 
 
-def _window_geometry(spatial, kernel, strides, pads, dilations, ceil_mode=False):
-    """Output sizes and the end padding each axis needs so every window lies in the array."""
-    n = len(kernel)
-    out, extra = [], []
-    for i in range(n):
-        o = pooled_size(spatial[i], kernel[i], strides[i], pads[i], pads[n + i], dilations[i], ceil_mode)
-        reach = (o - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1
-        extra.append(max(0, reach - (spatial[i] + pads[i] + pads[n + i])))
-        out.append(o)
-    return tuple(out), tuple(extra)
-
-
-def _pad(x, pads, extra, value):
-    """Pad the spatial axes (all after the first two) of ``x``: ONNX pads plus ``extra`` at the end."""
-    n = len(extra)
-    width = [(0, 0), (0, 0)] + [(pads[i], pads[n + i] + extra[i]) for i in range(n)]
-    return np.pad(x, width, constant_values=value)
-
-
-def _windows(padded, kernel, strides, dilations, out):
-    """For each kernel offset, the strided view ``[N, C, *out]`` of the cells it covers."""
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        index = tuple(
-            slice(o * d, o * d + s * (n - 1) + 1, s) for o, d, s, n in zip(offset, dilations, strides, out)
-        )
-        yield offset, padded[(slice(None), slice(None)) + index]
-
-
 def _conv(x, w, strides, pads, dilations, groups):
     """ONNX Conv without bias: ``x`` [N, C, *spatial], ``w`` [O, C/groups, *kernel]."""
     kernel = w.shape[2:]
-    out, extra = _window_geometry(x.shape[2:], kernel, strides, pads, dilations)
-    padded = _pad(x, pads, extra, 0.0)
+    out, extra = window_geometry(x.shape[2:], kernel, strides, pads, dilations)
+    padded = pad_spatial(x, pads, extra, 0.0)
     n_out, c_group = w.shape[0], w.shape[1]
     o_group = n_out // groups
     y = np.zeros((x.shape[0], n_out, *out), dtype=np.result_type(x, w))
-    for offset, view in _windows(padded, kernel, strides, dilations, out):
+    for offset, view in window_views(padded, kernel, strides, dilations, out):
         for g in range(groups):
             xs = view[:, g * c_group:(g + 1) * c_group]
             ws = w[(slice(g * o_group, (g + 1) * o_group), slice(None)) + offset]
@@ -83,33 +54,33 @@ def _conv(x, w, strides, pads, dilations, groups):
     return y
 
 
-def _sum_windows(padded, kernel, strides, out):
+def _sumwindow_views(padded, kernel, strides, out):
     """Sum of each (undilated) window of an already padded ``[N, C, *spatial]`` array."""
-    views = [v for _, v in _windows(padded, kernel, strides, (1,) * len(kernel), out)]
+    views = [v for _, v in window_views(padded, kernel, strides, (1,) * len(kernel), out)]
     return np.add.reduce(views)
 
 
 def _window_sum(x, kernel, strides, pads, ceil_mode=False):
     """Sum of each pooling window of ``x`` [N, C, *spatial], zero padded."""
-    out, extra = _window_geometry(x.shape[2:], kernel, strides, pads, (1,) * len(kernel), ceil_mode)
-    return _sum_windows(_pad(x, pads, extra, 0), kernel, strides, out)
+    out, extra = window_geometry(x.shape[2:], kernel, strides, pads, (1,) * len(kernel), ceil_mode)
+    return _sumwindow_views(pad_spatial(x, pads, extra, 0), kernel, strides, out)
 
 
 def _maxpool(op, x):
-    out, extra = _window_geometry(x.shape[2:], op.kernel, op.strides, op.pads, op.dilations, op.ceil_mode)
-    padded = _pad(x, op.pads, extra, -np.inf)
-    return np.maximum.reduce([v for _, v in _windows(padded, op.kernel, op.strides, op.dilations, out)])
+    out, extra = window_geometry(x.shape[2:], op.kernel, op.strides, op.pads, op.dilations, op.ceil_mode)
+    padded = pad_spatial(x, op.pads, extra, -np.inf)
+    return np.maximum.reduce([v for _, v in window_views(padded, op.kernel, op.strides, op.dilations, out)])
 
 
 def _avgpool(op, x):
     """ONNX AveragePool: the divisor counts the real cells of each window, plus the explicit
     pads when ``count_include_pad``; never the overhang that ``ceil_mode`` adds."""
     n = len(op.kernel)
-    out, extra = _window_geometry(x.shape[2:], op.kernel, op.strides, op.pads, (1,) * n, op.ceil_mode)
-    total = _sum_windows(_pad(x, op.pads, extra, 0.0), op.kernel, op.strides, out)
-    cells = _pad(np.ones((1, 1, *x.shape[2:])), op.pads, (0,) * n, float(op.count_include_pad))
-    cells = _pad(cells, (0,) * (2 * n), extra, 0.0)
-    return total / _sum_windows(cells, op.kernel, op.strides, out)
+    out, extra = window_geometry(x.shape[2:], op.kernel, op.strides, op.pads, (1,) * n, op.ceil_mode)
+    total = _sumwindow_views(pad_spatial(x, op.pads, extra, 0.0), op.kernel, op.strides, out)
+    cells = pad_spatial(np.ones((1, 1, *x.shape[2:])), op.pads, (0,) * n, float(op.count_include_pad))
+    cells = pad_spatial(cells, (0,) * (2 * n), extra, 0.0)
+    return total / _sumwindow_views(cells, op.kernel, op.strides, out)
 
 
 # ------------------------------------------------------------------------------ ann ops
@@ -282,7 +253,7 @@ def latency_steps(graph: Graph, timesteps: int) -> int:
 # ------------------------------------------------------------------------- projections
 
 
-def _fanout(p: Op) -> np.ndarray:
+def fanout(p: Op) -> np.ndarray:
     """Structural fan-out of each source neuron of projection ``p`` (synapses it drives)."""
     src = p.src.type
     if p.kind == "dense":
@@ -291,29 +262,23 @@ def _fanout(p: Op) -> np.ndarray:
         return np.ones(src.size, dtype=np.int64)
     if p.kind == "sparse":
         return np.diff(p.indptr.data).astype(np.int64)
-    # conv2d, pool and maxgate: each output cell whose window covers a source cell is one synapse;
-    # counted by scattering ones back through the windows.
+    # conv2d, pool and maxgate: each output cell whose window covers a source cell is one synapse
     kernel = p.weight.shape[2:] if p.kind == "conv2d" else p.kernel
     dil = p.dilations if p.kind == "conv2d" else (1, 1)
-    out, extra = _window_geometry(src.shape[1:], kernel, p.strides, p.pads, dil)
-    covered = _pad(np.zeros((1, 1, *src.shape[1:]), dtype=np.int64), p.pads, extra, 0)
-    for _, view in _windows(covered, kernel, p.strides, dil, out):
-        view += 1
-    h, w = src.shape[1:]
-    covered = covered[0, 0, p.pads[0]:p.pads[0] + h, p.pads[1]:p.pads[1] + w]
+    covered = cover_counts(src.shape[1:], kernel, p.strides, p.pads, dil, p.result.type.shape[1:])
     per_channel = p.weight.shape[0] // p.groups if p.kind == "conv2d" else 1
-    return np.broadcast_to(covered * per_channel, src.shape).reshape(-1).astype(np.int64)
+    return np.tile(covered * per_channel, src.shape[0])
 
 
 def _gate(p: Op, s: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """A maxgate's selection: for each output cell, ``s`` at the window cell of the largest
     ``counts`` (ties: the first cell in row-major window order; pad cells never win, a window
     of pads alone selects 0).  ``s``, ``counts``: [N, C, H, W]; the result [N, C, OH, OW]."""
-    out, extra = _window_geometry(s.shape[2:], p.kernel, p.strides, p.pads, (1, 1))
-    real = _pad(np.ones((1, 1, *s.shape[2:]), dtype=bool), p.pads, extra, False)
-    cells = zip(_windows(real, p.kernel, p.strides, (1, 1), out),
-                _windows(_pad(counts, p.pads, extra, 0), p.kernel, p.strides, (1, 1), out),
-                _windows(_pad(s, p.pads, extra, 0), p.kernel, p.strides, (1, 1), out))
+    out, extra = window_geometry(s.shape[2:], p.kernel, p.strides, p.pads, (1, 1))
+    real = pad_spatial(np.ones((1, 1, *s.shape[2:]), dtype=bool), p.pads, extra, False)
+    cells = zip(window_views(real, p.kernel, p.strides, (1, 1), out),
+                window_views(pad_spatial(counts, p.pads, extra, 0), p.kernel, p.strides, (1, 1), out),
+                window_views(pad_spatial(s, p.pads, extra, 0), p.kernel, p.strides, (1, 1), out))
     best = np.zeros((len(s), s.shape[1], *out), dtype=counts.dtype)
     chosen = np.zeros((len(s), s.shape[1], *out), dtype=s.dtype)
     found = np.zeros((1, 1, *out), dtype=bool)
@@ -513,7 +478,7 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
     integer_proj = {p: p.is_integer for p in projections}
     integer_enc = {e: all(integer_proj[u] for u in graph.users(e.result) if u.KIND == "snn.project")
                    and any(u.KIND == "snn.project" for u in graph.users(e.result)) for e in encoders}
-    fanout = {p: _fanout(p) for p in projections}
+    fanouts = {p: fanout(p) for p in projections}
     state = {pop: NeuronState.initial(pop, batch) for pop in populations}
     # history[pop][t]: spikes at step t; history[encoder][i]: presentation step i (emitted at i - 1)
     history: dict[Op, list[np.ndarray]] = {op: [] for op in encoders + populations}
@@ -543,7 +508,7 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
                 s = emitted(p.src.owner, t - p.delay)
                 if s is None:
                     continue
-                synaptic_ops += int(np.sum((s != 0) @ fanout[p]))
+                synaptic_ops += int(np.sum((s != 0) @ fanouts[p]))
                 shaped = s.reshape((batch, *p.src.type.shape))
                 current = current + project(p, shaped, integer_proj[p], gates).astype(current.dtype)
             fired[pop] = state[pop].step(current)

@@ -29,6 +29,7 @@ from nmc.ir import snn
 from nmc.ir.core import Blob, Graph, Op, Value
 from nmc.ir.types import SpikeType
 from nmc.passmanager import Pass, PassContext, register_pass
+from nmc.windows import window_geometry
 
 REFUSED = {
     "ann.sigmoid": "a sigmoid is bounded on both sides and not positively homogeneous; IF neurons with "
@@ -246,8 +247,8 @@ class Converter:
             if len(op.kernel) != 2:
                 raise self.refuse(op, "only 2-D pooling has a spiking form")
             kernel, strides, pads = op.kernel, op.strides, op.pads
-            ceil = semantics._window_geometry(x.shape[1:], kernel, strides, pads, (1, 1), op.ceil_mode)[0]
-            floor = semantics._window_geometry(x.shape[1:], kernel, strides, pads, (1, 1), False)[0]
+            ceil = window_geometry(x.shape[1:], kernel, strides, pads, (1, 1), op.ceil_mode)[0]
+            floor = window_geometry(x.shape[1:], kernel, strides, pads, (1, 1), False)[0]
             if ceil != floor:
                 raise self.refuse(op, "ceil_mode adds windows a pool projection does not have",
                                   hint="pad the input explicitly instead of ceil_mode")

@@ -37,7 +37,7 @@ def test_synapses_equal_reference_projection_and_fanout(seed):
         got = np.zeros_like(want)
         np.add.at(got, (slice(None), tgt), x.reshape(2, -1)[:, src] * w)
         np.testing.assert_array_equal(got << p.exponent, want)
-        np.testing.assert_array_equal(np.bincount(src, minlength=p.src.type.size), semantics._fanout(p))
+        np.testing.assert_array_equal(np.bincount(src, minlength=p.src.type.size), semantics.fanout(p))
 
 
 def test_board_distance_is_the_networkx_shortest_path():

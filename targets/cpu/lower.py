@@ -65,7 +65,7 @@ from nmc.diagnostics import NmcError
 from nmc.ir.ann import pooled_size
 from nmc.ir.core import Blob, Graph, Op, param_array
 from nmc.ir.snn import DECAY_ONE
-from nmc.semantics import _fanout
+from nmc.semantics import fanout
 
 from .jit import host_features as AVX2_PROBE
 
@@ -370,7 +370,7 @@ def choose_schedule(net: Network, lay: Layout, order: list[Op] | None) -> str:
         return "step"
     total = tiled = 0
     for pop in order:
-        synapses = sum(int(_fanout(c.owner).sum()) for c in pop.currents)
+        synapses = sum(int(fanout(c.owner).sum()) for c in pop.currents)
         total += synapses
         if _tiled_population(net, lay, pop):
             tiled += synapses
@@ -952,9 +952,9 @@ class _Lowering:
         and count the synaptic operations (unless ``counted``: the body counts them)."""
         e, b = self.e, self.e.b
         src = p.src.owner
-        fanout = np.zeros(1, np.int64) if counted else _fanout(p)
-        fan_const = int(fanout[0]) if fanout.size and np.all(fanout == fanout[0]) else None
-        fan_table = None if fan_const is not None else e.const_array(fanout.astype(np.int32), "fanout")
+        fans = np.zeros(1, np.int64) if counted else fanout(p)
+        fan_const = int(fans[0]) if fans.size and np.all(fans == fans[0]) else None
+        fan_table = None if fan_const is not None else e.const_array(fans.astype(np.int32), "fanout")
 
         def count(j):
             if counted:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -21,6 +20,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Blob, Graph, Op
+from nmc.windows import window_cells
 
 
 def _weights(p: Op) -> np.ndarray:
@@ -29,36 +29,29 @@ def _weights(p: Op) -> np.ndarray:
 
 
 def _window(p: Op, src_shape, weight_of):
-    """Synapses of a conv2d/pool projection, in any order.  ``weight_of(ki, kj, tgt)`` gives
-    the weights of kernel offset ``(ki, kj)`` for targets ``tgt`` [out channels, in channels
+    """Synapses of a conv2d/pool projection, in any order.  ``weight_of(k, tgt)`` gives the
+    weights of kernel cell ``k`` (row-major) for targets ``tgt`` [out channels, in channels
     per group, positions]."""
     c_in, h, w = src_shape
     if p.kind == "conv2d":
-        kh, kw = p.weight.shape[2:]
+        kernel = p.weight.shape[2:]
         n_out, groups, dil = p.weight.shape[0], p.groups, p.dilations
     else:
-        kh, kw = p.kernel
+        kernel = p.kernel
         n_out, groups, dil = c_in, c_in, (1, 1)
-    out_shape = tuple(p.result.type.shape)
-    oh, ow = out_shape[1], out_shape[2]
-    sh, sw = p.strides
-    ph, pw = p.pads[0], p.pads[1]
+    oh, ow = p.result.type.shape[1:]
+    k, cell, out = window_cells((h, w), kernel, p.strides, p.pads, dil, (oh, ow))
     c_group, o_group = c_in // groups, n_out // groups
-    oy, ox = np.meshgrid(np.arange(oh), np.arange(ow), indexing="ij")
     o = np.arange(n_out, dtype=np.int64)[:, None, None]
     channel = (o // o_group) * c_group + np.arange(c_group, dtype=np.int64)[None, :, None]
     srcs, tgts, ws = [], [], []
-    for ki, kj in itertools.product(range(kh), range(kw)):
-        iy = oy * sh - ph + ki * dil[0]
-        ix = ox * sw - pw + kj * dil[1]
-        ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-        if not ok.any():
-            continue
-        src = (channel * h + iy[ok][None, None, :]) * w + ix[ok][None, None, :]
-        tgt = np.broadcast_to((o * oh + oy[ok][None, None, :]) * ow + ox[ok][None, None, :], src.shape)
+    for kk in np.unique(k):
+        sel = k == kk
+        src = channel * (h * w) + cell[sel][None, None, :]
+        tgt = np.broadcast_to(o * (oh * ow) + out[sel][None, None, :], src.shape)
         srcs.append(src.reshape(-1))
         tgts.append(tgt.reshape(-1))
-        ws.append(np.broadcast_to(weight_of(ki, kj, tgt), src.shape).reshape(-1))
+        ws.append(np.broadcast_to(weight_of(int(kk), tgt), src.shape).reshape(-1))
     if not srcs:
         z = np.zeros(0, np.int64)
         return z, z, z
@@ -96,10 +89,10 @@ def synapses(p: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         tgt = p.indices.data.astype(np.int64)
         weight = w.reshape(-1)
     elif p.kind == "conv2d":
-        src, tgt, weight = _window(p, src_shape, lambda ki, kj, t: w[:, :, ki, kj][:, :, None])
+        src, tgt, weight = _window(p, src_shape, lambda k, t: w.reshape(*w.shape[:2], -1)[:, :, k][:, :, None])
     else:  # pool: the weight broadcasts over the output
         flat = np.broadcast_to(w, p.result.type.shape).reshape(-1)
-        src, tgt, weight = _window(p, src_shape, lambda ki, kj, t: flat[t])
+        src, tgt, weight = _window(p, src_shape, lambda k, t: flat[t])
     order = np.lexsort((src, tgt))
     return src[order].astype(np.int64), tgt[order].astype(np.int64), np.asarray(weight, np.int64)[order]
 
