@@ -13,16 +13,15 @@ calibration data, timesteps, opt level, pipeline, seed).  The image holds
 
 Default pipelines (``--print-pipeline`` shows the one chosen):
 
-* an ANN graph: ``canonicalize,calibrate,normalize{timesteps=T},convert-to-spiking{timesteps=T}``
-  (for a chip target ``convert-to-spiking{timesteps=T,maxpool=tree}``: max pooling as a
-  tournament of IF neurons, since the chips' synapses cannot hold the max-pool gate's counts);
-  a graph that is already spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
+* an ANN graph: ``canonicalize,calibrate,normalize{timesteps=T},convert-to-spiking{timesteps=T,...}``
+  with the chip class's conversion options (for a chip whose synapses keep no state,
+  ``maxpool=tree``: max pooling as a tournament of IF neurons); a graph that is already
+  spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
 * ``cpu``: nothing more (a float graph; no chip, no mapping);
-* ``mesh`` class: ``quantize{weight-bits=8}`` (skipped when the graph is already integer),
-  ``measure-rates`` (with calibration data: spike rates for the traffic model), then
-  ``partition,place{seed=S},route``.  The opt level sets the placement effort when the
-  ``place`` pass has an ``iterations`` option: ``-O0`` keeps the constructive placement
-  (``iterations=0``), ``-O1``/``-O2`` use the pass's default, ``-O3`` four times as many.
+* a chip: what its class's :meth:`~nmc.targets.classes.ChipClass.pipeline` gives — by default
+  ``quantize{weight-bits=B}`` (B: 8, or the chip's widest weights when narrower; skipped when
+  the graph is already integer), ``measure-rates`` (with calibration data: spike rates for
+  the traffic model), then the class's mapping passes (whose options the opt level may set).
   Conversion and quantisation are the same at every level.
 """
 
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
 import sys
@@ -43,14 +41,10 @@ import numpy as np
 from nmc.diagnostics import NmcError, UsageError
 from nmc.ir.core import Graph
 from nmc.ir.printer import print_graph
-from nmc.passes.convert import CHIP_MAXPOOL
 from nmc.passmanager import Instruments, Pass, PassContext, PassManager, parse_pipeline
 
 CPU = "cpu"
-MAPPING_PASSES = ("partition", "place", "route")
 CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}{more}}}"
-CHIP_CONVERSION = f",maxpool={CHIP_MAXPOOL}"  # a chip's synapses keep no state: max pooling by neurons
-WEIGHT_BITS = 8
 
 
 @dataclass(frozen=True)
@@ -77,12 +71,13 @@ def resolve_target(name_or_path: str) -> Target:
     return Target(chip.name, chip.chip_class, chip, text)
 
 
-def target_module(target: Target):
-    """The emitter module of ``target``'s chip class."""
-    if target.chip_class == "mesh":
-        return importlib.import_module("nmc.targets.mesh")
-    raise NmcError(f"no emitter for chip class '{target.chip_class}' (target '{target.name}')",
-                   hint="chip classes nmc can compile for: mesh; or use --target cpu")
+def target_class(target: Target):
+    """The :class:`~nmc.targets.classes.ChipClass` of a chip target (None for ``cpu``)."""
+    if target.chip_class == CPU:
+        return None
+    from nmc.targets.classes import chip_class
+
+    return chip_class(target.chip_class)
 
 
 def is_integer(graph: Graph) -> bool:
@@ -90,46 +85,67 @@ def is_integer(graph: Graph) -> bool:
     return bool(pops) and all(p.bits for p in pops)
 
 
-def _place_options(opt_level: int) -> str:
-    """Placement effort by opt level: -O0 keeps the constructive placement, -O3 anneals 4× longer."""
-    from nmc.passes.place import Place
-
-    iterations = {0: 0, 3: 4 * Place.iterations}.get(opt_level)
-    return "" if iterations is None else f",iterations={iterations}"
-
-
 def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps: int = 32, seed: int = 0,
-                     calibrated: bool = False) -> str:
+                     calibrated: bool = False, convert: str = "", quantize: str = "") -> str:
     """The pipeline ``nmc compile`` runs when ``--pipeline`` is not given (module docstring);
-    ``calibrated``: calibration data is at hand (so spike rates are measured for placement)."""
+    ``calibrated``: calibration data is at hand (so spike rates are measured for placement);
+    ``convert``/``quantize``: more options (``key=value,...``) for convert-to-spiking and
+    quantize, overriding the defaults of the same keys."""
     from nmc.semantics import is_spiking
 
     if not 0 <= opt_level <= 3:
         raise UsageError(f"opt level must be 0 to 3, got {opt_level}")
-    more = CHIP_CONVERSION if target.chip_class != CPU else ""
-    parts = [] if is_spiking(graph) else [CONVERSION.format(T=timesteps, more=more)]
-    if target.chip_class != CPU:
-        if not is_integer(graph):
-            parts.append(f"quantize{{weight-bits={WEIGHT_BITS}}}")
-        if calibrated:
-            parts.append("measure-rates")
-        parts.append(f"partition,place{{seed={seed}{_place_options(opt_level)}}},route")
-    return ",".join(parts)
+    cls = target_class(target)
+    parts = []
+    if not is_spiking(graph):
+        options = merge_options(cls.conversion_options(target.chip) if cls else "", convert)
+        parts.append(CONVERSION.format(T=timesteps, more="," + options if options else ""))
+    elif convert:
+        raise UsageError("--convert applies to an ANN; this graph is already spiking")
+    if cls is not None:
+        parts.append(cls.pipeline(target.chip, integer=is_integer(graph), calibrated=calibrated, opt_level=opt_level,
+                                  seed=seed))
+    text = ",".join(p for p in parts if p)
+    if quantize:
+        if "quantize{" not in text:
+            raise UsageError("--quantize applies when the pipeline quantizes (a chip target, a float graph)")
+        start = text.index("quantize{") + len("quantize{")
+        end = text.index("}", start)
+        text = text[:start] + merge_options(text[start:end], quantize) + text[end:]
+    return text
+
+
+def merge_options(defaults: str, given: str) -> str:
+    """``key=value,...`` options: ``given`` overrides ``defaults`` key by key, order kept."""
+    merged: dict[str, str] = {}
+    for text in (defaults, given):
+        for item in filter(None, (t.strip() for t in text.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise UsageError(f"pass option '{item}' is not KEY=VALUE")
+            merged[key.strip()] = value.strip()
+    return ",".join(f"{k}={v}" for k, v in merged.items())
 
 
 def _split(passes: list[Pass], target: Target) -> tuple[list[Pass], list[Pass]]:
     """(before the first mapping pass, from it on); checks the mapping passes suit the target."""
+    from nmc.passmanager import load_passes
+
     names = [p.NAME for p in passes]
-    mapping = [n for n in names if n in MAPPING_PASSES]
-    if target.chip_class == CPU:
+    cls = target_class(target)
+    if cls is None:
+        from nmc.targets.classes import chip_class, known_classes
+
+        mapping = [n for n in names if any(n in chip_class(c).mapping_passes for c in known_classes())]
         if mapping:
             raise UsageError(f"--target cpu does not map onto cores; remove {', '.join(mapping)} from the pipeline")
         return passes, []
-    missing = [n for n in MAPPING_PASSES if n not in names]
+    load_passes()
+    missing = [n for n in cls.mapping_passes if n not in names]
     if missing:
-        raise UsageError(f"a pipeline for chip '{target.name}' must end with partition,place,route; "
+        raise UsageError(f"a pipeline for chip '{target.name}' must end with {','.join(cls.mapping_passes)}; "
                          f"it lacks {', '.join(missing)}")
-    first = names.index(mapping[0])
+    first = min(names.index(n) for n in cls.mapping_passes)
     return passes[:first], passes[first:]
 
 
@@ -150,16 +166,18 @@ def source_digest(graph: Graph, path: str | None) -> str:
 
 def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray | None = None,
                   timesteps: int | None = None, opt_level: int = 2, pipeline: str | None = None, seed: int = 0,
-                  source_path: str | None = None, instruments: Instruments | None = None):
+                  source_path: str | None = None, instruments: Instruments | None = None, convert: str = "",
+                  quantize: str = ""):
     """Compile ``graph`` (left unchanged) for ``target``; returns an Image (module contract).
 
-    ``timesteps`` None: the graph's ``meta.timesteps`` for a spiking graph, else 32."""
+    ``timesteps`` None: the graph's ``meta.timesteps`` for a spiking graph, else 32.
+    ``convert``/``quantize``: options for the default pipeline (:func:`default_pipeline`)."""
     from nmc import __version__
     from nmc.semantics import is_spiking, latency_steps
     from nmc.targets.image import Image
 
     target = resolve_target(target) if isinstance(target, str) else target
-    module = target_module(target) if target.chip_class != CPU else None
+    cls = target_class(target)
     if timesteps is not None and timesteps < 1:
         raise UsageError(f"timesteps must be at least 1, got {timesteps}")
     source = source_digest(graph, source_path)
@@ -169,7 +187,11 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
             graph.meta["timesteps"] = timesteps
         graph.meta.setdefault("timesteps", 32)
     T = timesteps or int(graph.meta.get("timesteps", 32))
-    text = pipeline if pipeline is not None else default_pipeline(graph, target, opt_level, T, seed, calibration is not None)
+    if pipeline is not None and (convert or quantize):
+        raise UsageError("--convert and --quantize set options of the default pipeline; with --pipeline, "
+                         "write the options into it")
+    text = pipeline if pipeline is not None else default_pipeline(graph, target, opt_level, T, seed, calibration is not None,
+                                                                  convert, quantize)
     passes = parse_pipeline(text)
     front, mapping = _split(passes, target)
     needs_data = [p.NAME for p in front if p.NAME in ("calibrate", "normalize")]
@@ -185,7 +207,8 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
                        hint="include convert-to-spiking{timesteps=N} in --pipeline")
     if mapping and not is_integer(graph):
         raise NmcError(f"chip '{target.name}' runs integer graphs; the pipeline reaches {mapping[0].NAME} "
-                       "with float populations", hint="put quantize{weight-bits=8} before partition")
+                       "with float populations", hint=f"put quantize{{weight-bits={cls.weight_bits(target.chip)}}} "
+                                                   f"before {mapping[0].NAME}")
     snapshot = print_graph(graph, print_blobs=True)
     T = int(graph.meta.get("timesteps", T))
     latency = latency_steps(graph, T)
@@ -193,13 +216,13 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
     sections: dict[str, bytes] = {"graph": snapshot.encode()}
     if mapping:
         PassManager(mapping, ctx).run(graph)
-        hardware = module.emit_sections(graph, target.chip)
+        hardware = cls.emit_sections(graph, target.chip)
         clash = set(hardware) & {"graph", "manifest", "chip"}
         if clash:
             raise ValueError(f"the {target.chip_class} emitter returned reserved section names {sorted(clash)}")
         sections.update(hardware)
         sections["chip"] = target.chip_text
-        resources = _jsonable(module.resource_summary(graph, target.chip))
+        resources = _jsonable(cls.resource_summary(graph, target.chip))
     manifest = {
         "compiler": f"nmc {__version__}",
         "source_sha256": source,

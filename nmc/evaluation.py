@@ -18,22 +18,10 @@ import numpy as np
 from nmc import semantics
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
-from nmc.passes.convert import CHIP_MAXPOOL
 from nmc.passmanager import PassContext, PassManager
-from nmc.runner import BACKENDS, run
+from nmc.runner import fastest_backend, run
 
 CHUNK = 250  # samples per executor call: bounded memory, and the progress bar moves
-
-
-def fastest_backend() -> str:
-    """The CPU runtime when it is available, else the reference semantics."""
-    if "cpu" in BACKENDS:
-        try:
-            import nmc.targets.cpu  # noqa: F401
-            return "cpu"
-        except ImportError:
-            pass
-    return "reference"
 
 
 def progress(total: int, desc: str):
@@ -145,16 +133,19 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     ``thresholds``: ``percentile`` normalises every layer by its calibrated percentile once;
     ``calibrated`` chooses each layer's scale for each T (``normalize{timesteps=T}``).
     ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``); with a chip
-    max pooling is converted as ``nmc compile`` converts it for that chip (``maxpool=tree``) unless
-    they say otherwise.  With ``per_layer`` every row also holds ``layers`` (float) and
+    the conversion starts from its class's options, as ``nmc compile`` converts for it (for a chip
+    whose synapses keep no state: ``maxpool=tree``), which these override key by key.  With ``per_layer`` every row also holds ``layers`` (float) and
     ``int_layers`` (:func:`layer_losses`)."""
     if semantics.is_spiking(graph):
         raise NmcError("nmc eval needs an ANN model; this graph is already spiking",
                        hint="use nmc run --timesteps N to run a spiking graph")
     backend = backend or fastest_backend()
     timesteps = list(timesteps)
-    if chip is not None and "maxpool=" not in convert_options:
-        convert_options = ",".join(o for o in (f"maxpool={CHIP_MAXPOOL}", convert_options) if o)
+    if chip is not None:
+        from nmc.compiler import merge_options
+        from nmc.targets.classes import chip_class
+
+        convert_options = merge_options(chip_class(chip.chip_class).conversion_options(chip), convert_options)
     ctx = PassContext(calibration=x_cal, target=chip)
     calibrated = PassManager(f"canonicalize,calibrate{{percentile={percentile}}}", ctx).run(graph.clone())
     base = PassManager(f"normalize{{percentile={percentile}}}", ctx).run(calibrated.clone())
@@ -171,7 +162,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
             if chip is not None and "notes" not in report and any(p.kind == "maxgate" for p in snn.walk("snn.project")):
                 report["notes"] = [f"max pooling is converted to a max-pool gate (maxpool=gate), which the CPU runtime "
                                    f"runs but chip '{chip.name}' cannot map (its synapses keep no state); "
-                                   f"nmc compile --target {chip.name} uses maxpool={CHIP_MAXPOOL}"]
+                                   f"convert with maxpool=tree to evaluate what nmc compile --target {chip.name} maps"]
             pred, tot = _predict(snn, x, backend, bar)
             coded = rate_code_classes(normed, snn, x, T)
             row = {"timesteps": T, "latency_steps": tot["steps"], "rate_code_accuracy": float(np.mean(coded == y)),

@@ -65,9 +65,11 @@ def register_pass(name: str):
 
 
 def load_passes() -> dict[str, type[Pass]]:
-    """The registry, after importing the pass library."""
-    import nmc.passes  # noqa: F401  (registers every pass)
+    """The registry, after importing the pass library and every chip class's passes."""
+    import nmc.passes  # noqa: F401  (registers every class-neutral pass)
+    from nmc.targets.classes import load_class_passes
 
+    load_class_passes()
     return PASSES
 
 

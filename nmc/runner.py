@@ -93,7 +93,18 @@ def _prepare_reference(artifact: Any):
 
 register_backend("reference", _prepare_reference)
 register_backend("cpu", lambda art: importlib.import_module("nmc.targets.cpu").prepare(art))
-register_backend("emulator", lambda art: importlib.import_module("nmc.targets.mesh").prepare(art))
+register_backend("emulator", lambda art: importlib.import_module("nmc.targets.classes").prepare_emulator(art))
+
+
+def fastest_backend() -> str:
+    """The CPU runtime when it is available, else the reference semantics."""
+    if "cpu" in BACKENDS:
+        try:
+            import nmc.targets.cpu  # noqa: F401
+            return "cpu"
+        except ImportError:
+            pass
+    return "reference"
 
 
 def load_artifact(path_or_graph: Any, **options) -> Any:

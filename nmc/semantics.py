@@ -26,19 +26,19 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from nmc import neuron
+from nmc.binding import InputSpec, bind_arrays
+from nmc.binding import resolve_timesteps as resolve_steps
 from nmc.diagnostics import NmcError
-from nmc.hashrng import hash3
 from nmc.ir.core import Blob, Graph, Op, Value, param_array
-from nmc.ir.snn import DECAY_ONE
+from nmc.neuron import RATE_ONE, NeuronParams, NeuronState  # noqa: F401  (RATE_ONE: re-exported)
 from nmc.windows import cover_counts, pad_spatial, window_geometry, window_views
 
-RATE_ONE = 256  # rate encoder: x = 1 is 256 quanta, one spike per step
-POISSON_ONE = 65536  # poisson encoder: probabilities in units of 2**-16
 
 # ------------------------------------------------------------------------------ windows
 
 
-def _conv(x, w, strides, pads, dilations, groups):
+def conv(x, w, strides, pads, dilations, groups):
     """ONNX Conv without bias: ``x`` [N, C, *spatial], ``w`` [O, C/groups, *kernel]."""
     kernel = w.shape[2:]
     out, extra = window_geometry(x.shape[2:], kernel, strides, pads, dilations)
@@ -60,7 +60,7 @@ def _sumwindow_views(padded, kernel, strides, out):
     return np.add.reduce(views)
 
 
-def _window_sum(x, kernel, strides, pads, ceil_mode=False):
+def window_sum(x, kernel, strides, pads, ceil_mode=False):
     """Sum of each pooling window of ``x`` [N, C, *spatial], zero padded."""
     out, extra = window_geometry(x.shape[2:], kernel, strides, pads, (1,) * len(kernel), ceil_mode)
     return _sumwindow_views(pad_spatial(x, pads, extra, 0), kernel, strides, out)
@@ -111,7 +111,7 @@ def _dense(op, x):
 
 def _conv_op(op, x):
     w = op.weight.data.astype(np.float64)
-    y = _conv(x, w, op.strides, op.pads, op.dilations, op.groups)
+    y = conv(x, w, op.strides, op.pads, op.dilations, op.groups)
     if op.bias is not None:
         y = y + op.bias.data.reshape((1, -1) + (1,) * (y.ndim - 2))
     return y
@@ -186,27 +186,12 @@ def bind_inputs(graph: Graph, inputs, time_axis: set[int] = frozenset()) -> tupl
     """Check ``inputs`` against the graph's inputs; returns (value → array, batch size).
 
     Input ``i`` must be ``[N, *shape]`` (``[N, T, *shape]`` for ``i`` in ``time_axis``)."""
-    values = list(graph.inputs)
-    arrays = [np.asarray(a) for a in inputs]
-    if len(arrays) != len(values):
-        raise NmcError(f"graph @{graph.name} has {len(values)} input(s), {len(arrays)} array(s) were given")
-    bound, batch = {}, None
-    for i, (v, a) in enumerate(zip(values, arrays)):
-        shape = v.type.shape
-        lead = 2 if i in time_axis else 1
-        what = "[samples, steps, " if lead == 2 else "[samples, "
-        if a.ndim != len(shape) + lead or tuple(a.shape[lead:]) != tuple(shape):
-            raise NmcError(f"input {i} (%{v.name}) has shape {list(a.shape)}, expected "
-                           f"{what}{', '.join(map(str, shape))}]",
-                           hint="the first axis of an input file holds the samples")
-        if batch is not None and len(a) != batch:
-            raise NmcError(f"inputs disagree on the number of samples ({batch} and {len(a)})")
-        batch = len(a)
-        bound[v] = a
-    return bound, batch or 0
+    specs = [InputSpec(tuple(v.type.shape), i in time_axis, v.name or "") for i, v in enumerate(graph.inputs)]
+    arrays, batch = bind_arrays(inputs, specs, f"graph @{graph.name}")
+    return dict(zip(graph.inputs, arrays)), batch
 
 
-def _host_ops(graph: Graph, values: dict[Value, np.ndarray], ops: list[Op], batch: int,
+def host_ops(graph: Graph, values: dict[Value, np.ndarray], ops: list[Op], batch: int,
               transform: Callable[[Value, np.ndarray], np.ndarray] | None = None) -> None:
     for op in ops:
         if op.KIND in ("ann.input", "ann.output"):
@@ -223,7 +208,7 @@ def run_ann(graph: Graph, inputs, keep: bool = False,
     (an experiment on the network, e.g. ``nmc eval``'s ANN seen through a rate code)."""
     values, batch = bind_inputs(graph, inputs)
     values = {v: a.astype(v.type.np_dtype) for v, a in values.items()}
-    _host_ops(graph, values, graph.ops, batch, transform)
+    host_ops(graph, values, graph.ops, batch, transform)
     outputs = [values[v] for v in graph.outputs]
     return AnnResult(outputs, values if keep else {})
 
@@ -311,9 +296,9 @@ def project(p: Op, s: np.ndarray, integer: bool, state: dict | None = None) -> n
     elif p.kind == "dense":
         y = s.reshape(n, -1) @ weight.T
     elif p.kind == "conv2d":
-        y = _conv(s, weight, p.strides, p.pads, p.dilations, p.groups)
+        y = conv(s, weight, p.strides, p.pads, p.dilations, p.groups)
     elif p.kind == "pool":
-        y = _window_sum(s, p.kernel, p.strides, p.pads) * weight
+        y = window_sum(s, p.kernel, p.strides, p.pads) * weight
     elif p.kind == "one_to_one":
         y = s * weight
     else:  # sparse, CSR by presynaptic neuron
@@ -327,81 +312,20 @@ def project(p: Op, s: np.ndarray, integer: bool, state: dict | None = None) -> n
 # ------------------------------------------------------------------------------ neurons
 
 
-def _saturate(x: np.ndarray, bits: int) -> np.ndarray:
-    limit = 1 << (bits - 1)
-    return np.clip(x, -limit, limit - 1)
-
-
-def decay(x: np.ndarray, d: np.ndarray, integer: bool) -> np.ndarray:
-    """``x`` after one step of decay ``d`` (units of 1/4096); integers round toward zero."""
-    if integer:
-        return np.sign(x) * ((np.abs(x) * (DECAY_ONE - d)) >> 12)
-    return x * (DECAY_ONE - d) / DECAY_ONE
-
-
-@dataclass
-class NeuronState:
-    """One population's state for a batch; :meth:`step` advances it by one step."""
-
-    op: Op
-    u: np.ndarray
-    v: np.ndarray
-
-    @classmethod
-    def initial(cls, op: Op, batch: int) -> NeuronState:
-        dtype = np.int64 if op.bits else np.float64
-        shape = (batch, op.result.type.size)
-        v0 = np.broadcast_to(_flat_param(op, "v0", dtype), shape).copy()
-        return cls(op, np.zeros(shape, dtype=dtype), v0)
-
-    def step(self, current: np.ndarray) -> np.ndarray:
-        """Integrate ``current`` ([N, size]); returns this step's spikes (0/1, int64)."""
-        op, integer = self.op, bool(self.op.bits)
-        dtype = np.int64 if integer else np.float64
-        theta, bias = _flat_param(op, "threshold", dtype), _flat_param(op, "bias", dtype)
-        du, dv = _flat_param(op, "du", dtype), _flat_param(op, "dv", dtype)
-        u = decay(self.u, du, integer) + current
-        if integer:
-            u = _saturate(u, op.bits)
-        v = decay(self.v, dv, integer) + u + bias
-        if integer:
-            v = _saturate(v, op.bits)
-        fired = v > theta
-        self.v = np.where(fired, v - theta if op.reset == "subtract" else 0, v).astype(dtype)
-        self.u = u.astype(dtype)
-        return fired.astype(np.int64)
-
-
-def _flat_param(op: Op, name: str, dtype) -> np.ndarray:
+def population_params(op: Op) -> NeuronParams:
+    """The :class:`~nmc.neuron.NeuronParams` of an ``snn.population`` (flat, in C order)."""
+    dtype = np.int64 if op.bits else np.float64
     shape = op.result.type.shape
-    return param_array(getattr(op, name), shape, dtype).reshape(-1)
-
-
-# ------------------------------------------------------------------------------ encoders
+    flat = {name: param_array(getattr(op, name), shape, dtype).reshape(-1)
+            for name in ("threshold", "bias", "du", "dv", "v0")}
+    return NeuronParams(**flat, reset_zero=op.reset == "zero", bits=op.bits)
 
 
 def encode(op: Op, x: np.ndarray, t: int, timesteps: int, state: dict, integer: bool) -> np.ndarray:
-    """What encoder ``op`` emits for presentation step ``t`` (zero once ``t >= timesteps``).
-
-    ``x`` is the encoder's input (``[N, T, *shape]`` for ``spikes``); ``state`` holds the
-    rate accumulators between calls (each starts at the encoder's ``phase``)."""
-    shape = (len(x), op.result.type.size)
-    if t >= timesteps:
-        return np.zeros(shape, dtype=np.int64 if integer or op.encoding != "current" else np.float64)
-    if op.encoding == "rate":
-        q = np.clip(np.floor(x.reshape(shape).astype(np.float64) * RATE_ONE + 0.5), 0, RATE_ONE).astype(np.int64)
-        acc = state.get(op, np.full(shape, op.phase, dtype=np.int64)) + q
-        fired = acc >= RATE_ONE
-        state[op] = acc - RATE_ONE * fired
-        return fired.astype(np.int64)
-    if op.encoding == "poisson":
-        p = np.floor(np.clip(x.reshape(shape).astype(np.float64), 0.0, 1.0) * POISSON_ONE + 0.5).astype(np.uint64)
-        draw = hash3(op.seed, t, np.arange(shape[1], dtype=np.uint64)) >> np.uint64(48)
-        return (draw[None, :] < p).astype(np.int64)
-    if op.encoding == "current":
-        c = x.reshape(shape).astype(np.float64) * op.scale
-        return np.floor(c + 0.5).astype(np.int64) if integer else c
-    return x[:, t].reshape(shape).astype(np.int64)  # spikes
+    """What encoder ``op`` emits for presentation step ``t`` (:func:`nmc.neuron.encode`);
+    ``state`` holds the rate accumulators between calls, by encoder op."""
+    return neuron.encode(op.encoding, x, t, timesteps, op.result.type.size, state=state, key=op, phase=op.phase,
+                         seed=op.seed, scale=op.scale, integer=integer)
 
 
 # ----------------------------------------------------------------------------- SNN graphs
@@ -425,23 +349,13 @@ class SnnResult:
     counts: dict[Op, np.ndarray] = field(default_factory=dict)
 
 
-def _resolve_timesteps(graph: Graph, encoders: list[Op], host: dict, timesteps: int | None) -> int:
+def resolve_timesteps(graph: Graph, encoders: list[Op], host: dict, timesteps: int | None) -> int:
+    """The run's presentation steps (:func:`nmc.binding.resolve_timesteps`; default: the graph's)."""
     trains = [host[e.x].shape[1] for e in encoders if e.encoding == "spikes"]
-    if timesteps is None:  # a spike train's length is T; else the graph's own
-        timesteps = trains[0] if trains else graph.meta.get("timesteps")
-    if timesteps is None:
-        raise NmcError(f"spiking graph @{graph.name} needs a number of timesteps",
-                       hint="pass --timesteps N (or timesteps=N), or record it in the graph's meta")
-    for n in trains:
-        if n != timesteps:
-            raise NmcError(f"the input spike train has {n} steps, but the run presents input for {timesteps}",
-                           hint="drop --timesteps to use the train's length")
-    if timesteps < 1:
-        raise NmcError(f"timesteps must be at least 1, got {timesteps}")
-    return int(timesteps)
+    return resolve_steps(trains, timesteps, graph.meta.get("timesteps"), f"graph @{graph.name}")
 
 
-def _split_host(graph: Graph) -> tuple[list[Op], list[Op], list[Op]]:
+def split_host(graph: Graph) -> tuple[list[Op], list[Op], list[Op]]:
     """(ann ops before the network, snn ops, ann ops reading decoded outputs)."""
     snn = [op for op in graph.ops if op.dialect == "snn"]
     downstream = set()
@@ -467,19 +381,19 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
     """Run a spiking graph on a batch (DESIGN §5).  ``record``: population ops whose spike
     trains to return.  Inputs feeding ``spikes`` encoders carry a time axis ``[N, T, ...]``."""
     host, batch = bind_inputs(graph, inputs, train_inputs(graph))
-    pre, _, post = _split_host(graph)
-    _host_ops(graph, host, pre, batch)
+    pre, _, post = split_host(graph)
+    host_ops(graph, host, pre, batch)
     encoders = graph.walk("snn.encode")
     projections = graph.walk("snn.project")
     populations = graph.walk("snn.population")
-    T = _resolve_timesteps(graph, encoders, host, timesteps)
+    T = resolve_timesteps(graph, encoders, host, timesteps)
     steps = latency_steps(graph, T)
 
     integer_proj = {p: p.is_integer for p in projections}
     integer_enc = {e: all(integer_proj[u] for u in graph.users(e.result) if u.KIND == "snn.project")
                    and any(u.KIND == "snn.project" for u in graph.users(e.result)) for e in encoders}
     fanouts = {p: fanout(p) for p in projections}
-    state = {pop: NeuronState.initial(pop, batch) for pop in populations}
+    state = {pop: NeuronState.initial(population_params(pop), batch) for pop in populations}
     # history[pop][t]: spikes at step t; history[encoder][i]: presentation step i (emitted at i - 1)
     history: dict[Op, list[np.ndarray]] = {op: [] for op in encoders + populations}
     accumulators: dict = {}
@@ -524,7 +438,7 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
         outputs_by_value[d.result] = final_v if d.mode == "membrane" else counted
         voltages_by_value[d.result] = final_v
     host.update(outputs_by_value)
-    _host_ops(graph, host, post, batch)
+    host_ops(graph, host, post, batch)
     outputs = [host[v] for v in graph.outputs]
     voltages = [voltages_by_value.get(v) for v in graph.outputs]
     recorded = {pop: np.stack(history[pop], axis=1).reshape((batch, steps, *pop.result.type.shape))

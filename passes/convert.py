@@ -50,11 +50,6 @@ HINTS = {
 }
 
 
-#: how a chip target's default pipeline converts max pooling (its synapses keep no state, so
-#: the max-pool gate cannot be mapped; the tournament of IF neurons can)
-CHIP_MAXPOOL = "tree"
-
-
 @dataclass
 class Spk:
     """Spikes of ``value`` (an encoder or a population), seen with the ann ``shape``."""
@@ -252,7 +247,7 @@ class Converter:
             if ceil != floor:
                 raise self.refuse(op, "ceil_mode adds windows a pool projection does not have",
                                   hint="pad the input explicitly instead of ceil_mode")
-            cells = semantics._window_sum(np.ones((1, 1, *x.shape[1:])), kernel, strides, pads)[0]
+            cells = semantics.window_sum(np.ones((1, 1, *x.shape[1:])), kernel, strides, pads)[0]
             count = np.full_like(cells, float(np.prod(kernel))) if op.count_include_pad else cells
             weight = 1.0 / count
             weight = float(weight.flat[0]) if np.all(weight == weight.flat[0]) else Blob(weight.astype(np.float32))
@@ -499,7 +494,7 @@ class ConvertToSpiking(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if self.timesteps < 1:
             raise NmcError(f"convert-to-spiking: timesteps must be at least 1, got {self.timesteps}")
-        modes = getattr(getattr(ctx.target, "state", None), "reset_modes", None)
+        modes = getattr(getattr(ctx.target, "formats", None), "reset_modes", None)
         if modes is not None and self.reset not in modes:
             raise NmcError(f"convert-to-spiking: the target's neurons do not support reset '{self.reset}'",
                            hint=f"the target supports: {', '.join(modes)}")

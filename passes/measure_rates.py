@@ -2,11 +2,12 @@
 calibration data, for the mapping passes' traffic model.
 
 ``place`` minimises Σ rate × hops and ``route`` reports link loads in spikes per step; both
-read ``calib.rate`` from encoders and populations (:meth:`nmc.targets.mesh.netlist.Netlist.rates`)
-and fall back to an assumed rate without it.  This pass runs the graph — with the CPU runtime,
-bit-identical to the reference semantics — on the first ``samples`` calibration inputs and
-records, on every ``snn.encode`` and ``snn.population``, its mean events per neuron per step
-over the whole run (``T`` plus the latency steps).
+read ``calib.rate`` from encoders and populations (:meth:`nmc.targets.mapping.netlist.Netlist.rates`)
+and fall back to an assumed rate without it.  This pass runs the graph — with the fastest
+backend (:func:`nmc.runner.fastest_backend`), bit-identical to the reference semantics — on the
+first ``samples`` calibration inputs and records, on every ``snn.encode`` and
+``snn.population``, its mean events per neuron per step over the whole run (``T`` plus the
+latency steps); the encoders' events come from the neuron model (:func:`nmc.semantics.encode`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def encoder_rates(graph: Graph, x: np.ndarray, timesteps: int, steps: int) -> di
     """Mean events (non-zero values) per element per step of each encoder on batch ``x``."""
     encoders = graph.walk("snn.encode")
     host, batch = semantics.bind_inputs(graph, [x], semantics.train_inputs(graph))
-    pre, _, _ = semantics._split_host(graph)
-    semantics._host_ops(graph, host, pre, batch)
+    pre, _, _ = semantics.split_host(graph)
+    semantics.host_ops(graph, host, pre, batch)
     out = {}
     for e in encoders:
         state: dict = {}
@@ -47,10 +48,10 @@ class MeasureRates(Pass):
     samples: int = 32
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
-        from nmc.targets.cpu import prepare
+        from nmc.runner import fastest_backend, run
 
         x = calibration_batch(ctx, graph, self.samples, "measure-rates")
-        result = prepare(graph)([x], record="all")
+        result = run(graph, [x], backend=fastest_backend(), record="all")
         rates = encoder_rates(graph, x, result.timesteps, result.steps)
         for i, pop in enumerate(graph.walk("snn.population")):
             train = result.recorded[pop.result.name or f"population{i}"]

@@ -108,18 +108,19 @@ class Quantize(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         chip = ctx.target
-        if chip is None or not hasattr(chip, "state"):
+        if chip is None or not hasattr(chip, "formats"):
             raise NmcError("quantize needs a target chip to know its integer formats",
-                           hint="pass --target mesh (or PassContext(target=load_chip('mesh')))")
-        core, state = chip.core, chip.state
-        if not core.weight_bits_min <= self.weight_bits <= core.weight_bits_max:
+                           hint="pass --target CHIP (nmc targets lists them; or PassContext(target=load_chip(...)))")
+        f = chip.formats
+        if not f.weight_bits_min <= self.weight_bits <= f.weight_bits_max:
             raise NmcError(f"quantize: weight-bits={self.weight_bits} is outside the target's weights "
-                           f"({core.weight_bits_min} to {core.weight_bits_max} bits)")
+                           f"({f.weight_bits_min} to {f.weight_bits_max} bits)",
+                           hint=f"--quantize weight-bits=N with N from {f.weight_bits_min} to {f.weight_bits_max}")
         populations = [p for p in graph.walk("snn.population") if p.bits == 0]
         if not populations:
             ctx.remark("no float populations: nothing to quantise")
             return False
-        bits = min(state.voltage_bits, state.current_bits)
+        bits = min(f.voltage_bits, f.current_bits)
         limit = (1 << (bits - 1)) - 1
         steps = latency_steps(graph, int(graph.meta.get("timesteps", 1)))
         for enc in graph.walk("snn.encode"):
@@ -131,9 +132,10 @@ class Quantize(Pass):
         return True
 
     def quantize_population(self, graph, pop, ctx, chip, bits, limit, steps) -> None:
-        if pop.reset not in chip.state.reset_modes:
+        f = chip.formats
+        if pop.reset not in f.reset_modes:
             raise NmcError(f"the target's neurons do not support reset '{pop.reset}'", pop.loc,
-                           hint=f"supported: {', '.join(chip.state.reset_modes)}")
+                           hint=f"supported: {', '.join(f.reset_modes)}")
         shape = pop.result.type.shape
         arr = {n: param_array(getattr(pop, n), shape) for n in pop.PARAMS}
         spiking = bool(np.all(np.isfinite(arr["threshold"])))
@@ -150,12 +152,12 @@ class Quantize(Pass):
         for p in projections:
             peak = float(np.max(np.abs(_weights(p)))) / source_unit(p)
             if peak > 0:
-                candidates.append(wmax * 2**chip.core.weight_exponent_max / peak)
+                candidates.append(wmax * 2**f.weight_exponent_max / peak)
         scale = min(candidates) if candidates else 1.0
         name = pop.result.name or "?"
         errors, exps, clipped_weights = [], [], 0
         for p in projections:
-            new, err, clipped = quantize_projection(p, scale, self.weight_bits, chip.core.weight_exponent_max, ctx)
+            new, err, clipped = quantize_projection(p, scale, self.weight_bits, f.weight_exponent_max, ctx)
             graph.replace(p, new)
             errors.append(err)
             exps.append(new.exponent)
@@ -173,11 +175,11 @@ class Quantize(Pass):
                            f"{int(ints['threshold'].min())} at the state scale {scale:.4g} the weights allow",
                            pop.loc, hint="its weights are too large relative to its threshold for "
                                          f"{self.weight_bits}-bit weights with exponents up to "
-                                         f"{chip.core.weight_exponent_max}; renormalise the network")
+                                         f"{f.weight_exponent_max}; renormalise the network")
         if max(errors, default=0.0) >= 0.5:
             raise NmcError(f"population %{name} cannot be represented: its weights lose "
                            f"{100 * max(errors):.0f}% (RMS) at the state scale {scale:.4g}", pop.loc,
-                           hint=f"the {chip.state.voltage_bits}-bit state leaves too little room for "
+                           hint=f"the {f.voltage_bits}-bit state leaves too little room for "
                                 f"{steps} steps of input; use fewer timesteps or smaller weights")
         for n in ("du", "dv"):
             ints[n] = np.clip(np.round(arr[n]), 0, DECAY_ONE)

@@ -1,12 +1,14 @@
-"""Chip descriptions (DESIGN §6): ``targets/chips/<name>.toml`` loaded into a :class:`Chip`.
+"""Chip descriptions (docs/chip-description.md): ``targets/chips/<name>.toml`` loaded into a :class:`Chip`.
 
-A description has top-level ``name``, ``class`` and ``description`` and the sections
-``[mesh]``, ``[core]``, ``[state]``, ``[noc]`` and ``[energy]``; the fields of each section are
-the fields of the dataclass of the same name below, with the value range in its metadata.
+A description has top-level ``name``, ``class`` and ``description``; the ``class`` names a
+registered chip class (:mod:`nmc.targets.classes`), which declares the description's sections:
+each a frozen dataclass whose fields are the section's keys, with the value range in their
+metadata (:func:`spec`).  The class also derives the chip's numeric :class:`Formats`, which
+the class-neutral passes (conversion, quantisation) read.
 
 Contract of :func:`load_chip`: it returns a validated :class:`Chip` or raises
 :class:`~nmc.diagnostics.NmcError` naming the file, the key and its line for a TOML syntax
-error, an unknown key, a missing field, a value of the wrong type or an impossible value.
+error, an unknown class or key, a missing field, a value of the wrong type or an impossible value.
 """
 
 from __future__ import annotations
@@ -25,90 +27,32 @@ from nmc.diagnostics import Loc, NmcError, source_line_at
 RESET_MODES = ("subtract", "zero")
 
 
-def _spec(lo=None, hi=None, doc: str = "", choices: tuple = (), same_as: str | None = None):
+def spec(lo=None, hi=None, doc: str = "", choices: tuple = (), same_as: str | None = None):
     """Range and choices of a field; ``same_as``: an optional key that defaults to that key's value."""
     meta = {"lo": lo, "hi": hi, "doc": doc, "choices": choices, "same_as": same_as}
     return field(default=None, metadata=meta) if same_as else field(metadata=meta)
 
 
-@dataclass(frozen=True)
-class Mesh:
-    """Cores of one chip on a ``cores_x × cores_y`` mesh; chips on a ``chips_x × chips_y`` board."""
-
-    cores_x: int = _spec(1, 4096)
-    cores_y: int = _spec(1, 4096)
-    chips_x: int = _spec(1, 4096)
-    chips_y: int = _spec(1, 4096)
-
-
-@dataclass(frozen=True)
-class Core:
-    """Per-core limits."""
-
-    neurons: int = _spec(1, 1 << 24)
-    input_axons: int = _spec(1, 1 << 24)
-    output_axons: int = _spec(1, 1 << 24)
-    synapse_memory_bits: int = _spec(1, 1 << 40)
-    weight_bits_min: int = _spec(1, 32)
-    weight_bits_max: int = _spec(1, 32)
-    weight_exponent_max: int = _spec(0, 30)
-    shared_weights: bool = _spec()
-
-
-@dataclass(frozen=True)
-class State:
-    """Neuron state widths (bits) and the reset modes the neurons support."""
-
-    current_bits: int = _spec(2, 32)
-    voltage_bits: int = _spec(2, 32)
-    decay_bits: int = _spec(1, 12)
-    reset_modes: tuple = _spec(choices=RESET_MODES)
-
-
-@dataclass(frozen=True)
-class Noc:
-    """The network-on-chip."""
-
-    routing: str = _spec(choices=("dimension-order",))
-    link_capacity: int = _spec(1, 1 << 32)
-    hop_latency_ns: float = _spec(0.0, 1e9)
-    chip_link_capacity: int = _spec(1, 1 << 32, same_as="link_capacity")  # a link between two chips
-    chip_hop_latency_ns: float = _spec(0.0, 1e9, same_as="hop_latency_ns")
-
-
-@dataclass(frozen=True)
-class Energy:
-    """Energy per event, in joules."""
-
-    synaptic_op_j: float = _spec(0.0, 1.0)
-    neuron_update_j: float = _spec(0.0, 1.0)
-    spike_hop_j: float = _spec(0.0, 1.0)
-    chip_hop_j: float = _spec(0.0, 1.0, same_as="spike_hop_j")  # a hop between two chips
-
-
-SECTIONS = {"mesh": Mesh, "core": Core, "state": State, "noc": Noc, "energy": Energy}
 TOP = {"name": str, "class": str, "description": str}
 
 
 @dataclass(frozen=True)
-class Chip:
-    """A validated chip description.  ``digest``: SHA-256 of the file's bytes (images record it)."""
+class Formats:
+    """The numbers a chip's neurons and synapses hold, as the class-neutral passes need them:
+    weights of ``weight_bits_min..weight_bits_max`` signed bits scaled by ``2**e`` with
+    ``0 <= e <= weight_exponent_max``; current and voltage state of ``current_bits`` and
+    ``voltage_bits``; decays of ``decay_bits`` (of the IR's 12); the reset modes the neurons
+    support; ``stateful_synapses``: whether a synapse can keep state between deliveries (the
+    max-pool gate needs it)."""
 
-    name: str
-    chip_class: str
-    description: str
-    mesh: Mesh
-    core: Core
-    state: State
-    noc: Noc
-    energy: Energy
-    path: str
-    digest: str
-
-    @property
-    def cores(self) -> int:
-        """Cores per chip."""
-        return self.mesh.cores_x * self.mesh.cores_y
+    weight_bits_min: int
+    weight_bits_max: int
+    weight_exponent_max: int
+    current_bits: int
+    voltage_bits: int
+    decay_bits: int
+    reset_modes: tuple
+    stateful_synapses: bool = False
 
     def weight_range(self, bits: int) -> tuple[int, int]:
         """The signed integer range of a ``bits``-bit weight."""
@@ -116,7 +60,28 @@ class Chip:
 
     def state_limit(self) -> int:
         """The largest value the voltage (and current) state holds."""
-        return (1 << (min(self.state.voltage_bits, self.state.current_bits) - 1)) - 1
+        return (1 << (min(self.voltage_bits, self.current_bits) - 1)) - 1
+
+
+@dataclass(frozen=True)
+class Chip:
+    """A validated chip description.  ``sections``: the class's section dataclasses by name
+    (also reachable as attributes, ``chip.core``); ``digest``: SHA-256 of the file's bytes
+    (images record it)."""
+
+    name: str
+    chip_class: str
+    description: str
+    sections: dict
+    formats: Formats
+    path: str
+    digest: str
+
+    def __getattr__(self, name: str):
+        sections = self.__dict__.get("sections") or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"chip '{self.__dict__.get('name')}' has no section or attribute '{name}'")
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -148,7 +113,9 @@ def _key_line(text: str, section: str | None, key: str | None) -> int:
     return 0
 
 
-class _Checker:
+class Checker:
+    """Checks the values of one description and makes diagnostics that point at their line."""
+
     def __init__(self, path: str, text: str):
         self.path, self.text = path, text
 
@@ -207,6 +174,8 @@ class _Checker:
 
 def parse_chip(text: str, path: str) -> Chip:
     """Validate the text of a chip description (``path`` names it in diagnostics)."""
+    from nmc.targets.classes import chip_class, known_classes
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -214,25 +183,32 @@ def parse_chip(text: str, path: str) -> Chip:
         loc = Loc(path, int(m.group(1)), int(m.group(2))) if m else Loc(path)
         raise NmcError(f"not valid TOML: {str(err).split(' (at line')[0]}", loc,
                        source_line=source_line_at(path, loc.line) if loc.line else None) from None
-    check = _Checker(path, text)
-    for key in data:
-        if key not in TOP and key not in SECTIONS:
-            table = isinstance(data[key], dict)
-            raise check.error(f"unknown key '{key}'", key if table else None, None if table else key,
-                              hint=f"a chip description holds {', '.join(TOP)} and the sections "
-                                   + ", ".join(f"[{s}]" for s in SECTIONS))
-    for key in list(TOP) + list(SECTIONS):
+    check = Checker(path, text)
+    for key in TOP:
         if key not in data:
             raise NmcError(f"the chip description is missing '{key}'", Loc(path),
-                           hint="see targets/chips/mesh.toml for a complete description")
+                           hint="see targets/chips/*.toml for complete descriptions")
     top = {k: check.value(None, k, data[k], str, {}) for k in TOP}
-    sections = {s: check.section(s, cls, data[s]) for s, cls in SECTIONS.items()}
-    core = sections["core"]
-    if core.weight_bits_min > core.weight_bits_max:
-        raise check.error(f"'[core] weight_bits_min' = {core.weight_bits_min} exceeds weight_bits_max = "
-                          f"{core.weight_bits_max}", "core", "weight_bits_min")
-    return Chip(name=top["name"], chip_class=top["class"], description=top["description"], path=path,
-                digest=hashlib.sha256(text.encode()).hexdigest(), **sections)
+    if top["class"] not in known_classes():
+        raise check.error(f"unknown chip class '{top['class']}'", None, "class",
+                          hint=f"chip classes: {', '.join(known_classes())}")
+    cls = chip_class(top["class"])
+    schema = cls.sections
+    for key in data:
+        if key not in TOP and key not in schema:
+            table = isinstance(data[key], dict)
+            raise check.error(f"unknown key '{key}'", key if table else None, None if table else key,
+                              hint=f"a {top['class']}-class chip description holds {', '.join(TOP)} and the sections "
+                                   + ", ".join(f"[{s}]" for s in schema))
+    for key in schema:
+        if key not in data:
+            raise NmcError(f"the chip description is missing '{key}'", Loc(path),
+                           hint=f"a {top['class']}-class chip description needs the sections "
+                                + ", ".join(f"[{s}]" for s in schema))
+    sections = {s: check.section(s, section_cls, data[s]) for s, section_cls in schema.items()}
+    cls.check(sections, check)
+    return Chip(name=top["name"], chip_class=top["class"], description=top["description"], sections=sections,
+                formats=cls.formats(sections), path=path, digest=hashlib.sha256(text.encode()).hexdigest())
 
 
 def load_chip(name_or_path: str) -> Chip:

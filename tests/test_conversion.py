@@ -400,7 +400,7 @@ def _conv_maxpool_ann(seed: int = 0) -> tuple[Graph, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 1, size=(24, 1, 6, 6)).astype(np.float32)
     w = rng.uniform(-0.5, 1.0, size=(4, 1, 3, 3))
-    peak = semantics._conv(x.astype(np.float64), w, (1, 1), (1, 1, 1, 1), (1, 1), 1).max()
+    peak = semantics.conv(x.astype(np.float64), w, (1, 1), (1, 1, 1, 1), (1, 1), 1).max()
     g = Graph("cnnmax")
     h = g.add(ann.Input(declared_type=TensorType((1, 6, 6)), loc=LOC), "x")
     h = g.add(ann.Conv(x=h, weight=Blob((w * 0.9 / peak).astype(np.float32), "c.w"), pads=(1, 1, 1, 1), loc=LOC), "c")

@@ -16,7 +16,8 @@ from nmc.ir.verifier import verify
 from nmc.passmanager import PassContext, PassManager, parse_pipeline
 from nmc.targets.mesh import resource_summary
 from nmc.targets.mesh.mapping import Mapping, placement_cost
-from nmc.targets.mesh.netlist import Board, Netlist, synapses
+from nmc.targets.mapping.netlist import Netlist, synapses
+from nmc.targets.mesh.board import Board
 
 
 def mapped(graph, pipeline="partition,place{seed=0,iterations=500},route", chip=CHIP):
@@ -114,7 +115,7 @@ def test_shared_weights_charge_the_kernel_once_per_channel():
     conv_pop = graph.walk("snn.population")[0]
     bits = lambda g: sum(c.synapse_bits for c in g.walk("hw.core") if c.pops[0].name == conv_pop.result.name)  # noqa: E731
     conv = graph.walk("snn.project")[0]
-    from nmc.targets.mesh.netlist import weight_bits
+    from nmc.targets.mapping.netlist import weight_bits
 
     per_channel = int(np.prod(conv.weight.shape[1:])) * weight_bits(conv)
     cores = [c for c in g_shared.walk("hw.core") if c.pops[0].name == conv_pop.result.name]
@@ -224,6 +225,6 @@ ann.output(%y)
     with pytest.raises(NmcError, match="projection %m is a max-pool gate .*the synapses of chip .* are stateless") as info:
         mapped(graph)
     assert info.value.loc.line == 4
-    assert info.value.hint == "convert with --convert maxpool=tree (a tournament of IF neurons the mesh chip can run)"
+    assert info.value.hint == "convert with --convert maxpool=tree (a tournament of IF neurons, which stateless synapses can run)"
     with pytest.raises(NmcError, match="max-pool gate"):  # the netlist refuses it too
         synapses(graph.walk("snn.project")[0])

@@ -38,8 +38,8 @@ def ones(*shape, value=1.0):
 # ------------------------------------------------------------------- the NIR reference
 
 
-def _window_sum(x, kernel, stride, padding):
-    return semantics._window_sum(x, tuple(kernel), tuple(stride), tuple(padding) * 2)
+def window_sum(x, kernel, stride, padding):
+    return semantics.window_sum(x, tuple(kernel), tuple(stride), tuple(padding) * 2)
 
 
 def simulate(graph, x, dt=DT, order=None, reset="zero"):
@@ -73,13 +73,13 @@ def simulate(graph, x, dt=DT, order=None, reset="zero"):
             elif kind in ("Conv1d", "Conv2d"):
                 nd = node.weight.ndim - 2
                 pad = tuple(np.broadcast_to(node.padding, nd)) * 2
-                out = semantics._conv(inp, node.weight.astype(np.float64), tuple(np.broadcast_to(node.stride, nd)),
+                out = semantics.conv(inp, node.weight.astype(np.float64), tuple(np.broadcast_to(node.stride, nd)),
                                       pad, tuple(np.broadcast_to(node.dilation, nd)), int(node.groups))
                 out = out + node.bias.reshape((1, -1) + (1,) * nd)
             elif kind == "SumPool2d":
-                out = _window_sum(inp, node.kernel_size, node.stride, node.padding)
+                out = window_sum(inp, node.kernel_size, node.stride, node.padding)
             elif kind == "AvgPool2d":
-                out = _window_sum(inp, node.kernel_size, node.stride, node.padding) / np.prod(node.kernel_size)
+                out = window_sum(inp, node.kernel_size, node.stride, node.padding) / np.prod(node.kernel_size)
             elif kind == "Delay":
                 st["buf"].append(inp)
                 k_steps = int(round(float(node.delay.reshape(-1)[0]) / dt))

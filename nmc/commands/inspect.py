@@ -1,9 +1,10 @@
 """Show what an image holds: header, sections, resources, and the mapping onto cores.
 
 Prints the target, format version, pipeline and source hash; the section table (sizes and
-CRC32s); the manifest's resource summary; and, for an image with mesh sections, a table per
-core and the busiest links.  --plot draws the board: core utilisation as a heat map and the
-links used as arrows coloured by their expected load.
+CRC32s); the manifest's resource summary; and, for an image compiled for a chip, the views
+its chip class gives: a table per core and the busiest links.  --plot draws the mapping as
+the class draws it (for a board of cores: utilisation as a heat map and the links used as
+arrows coloured by their expected load).
 
 examples:
   nmc inspect model.nmb
@@ -17,7 +18,6 @@ import json
 import zlib
 
 from nmc.diagnostics import NmcError
-from nmc.plotting import pyplot, save_png
 from nmc.targets.image import CHIP, FORMAT_VERSION, GRAPH, MANIFEST, read_image
 
 NAME = "inspect"
@@ -32,19 +32,20 @@ def add_arguments(p) -> None:
     p.add_argument("--plot", metavar="FILE.png", help="draw the board: core utilisation and link loads")
 
 
-def _mesh_tables(image) -> tuple[list[dict] | None, list[dict] | None]:
-    """(per-core rows, per-link rows) of an image with mesh sections, else (None, None)."""
-    if not any(name.startswith("mesh.") for name in image.sections):
+def _class_tables(image) -> tuple[list[dict] | None, list[dict] | None]:
+    """(per-core rows, per-link rows) from the image's chip class, else (None, None)."""
+    if CHIP not in image.sections:
         return None, None
-    from nmc.targets import mesh
+    from nmc.targets.classes import class_of_image
 
-    return mesh.core_table(image.sections), mesh.link_loads(image.sections)
+    cls = class_of_image(image)
+    return cls.core_table(image.sections), cls.link_table(image.sections)
 
 
 def describe(image) -> dict:
     """Everything ``nmc inspect`` shows, as JSON-ready data."""
     manifest = image.manifest
-    cores, links = _mesh_tables(image)
+    cores, links = _class_tables(image)
     return {
         "file": image.filename, "target": image.target, "format_version": FORMAT_VERSION,
         "chip_sha256": image.chip_sha256 or None,
@@ -90,62 +91,16 @@ def format_text(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_mapping(image, cores: list[dict] | None, links: list[dict] | None, path: str) -> None:
-    """The board as a heat map of neurons used per core, chips outlined, with every link used
-    drawn as an arrow coloured by its expected load (spikes per step; the host sits at x = -1)."""
-    if not cores:
-        raise NmcError(f"{image.filename} has no per-core mapping to plot",
-                       hint="--plot needs an image compiled for a chip (not --target cpu)")
-    import numpy as np
-
-    plt = pyplot()
-    chip = image.chip()
-    cx, cy, nx, ny = chip.mesh.cores_x, chip.mesh.cores_y, chip.mesh.chips_x, chip.mesh.chips_y
-    grid = np.zeros((ny * cy, nx * cx))
-    for row in cores:
-        x, y = _board_xy(row, cx, cy)
-        grid[y, x] = float(row.get("neurons", 0)) / chip.core.neurons
-    fig, ax = plt.subplots(figsize=(max(5, nx * cx * 0.45 + 3), max(4, ny * cy * 0.45 + 1)))
-    im = ax.imshow(grid, cmap="YlGnBu", vmin=0, vmax=1, origin="lower", extent=(-0.5, nx * cx - 0.5, -0.5, ny * cy - 0.5))
-    for row in cores:  # outline the cores in use, however little of each is used
-        x, y = _board_xy(row, cx, cy)
-        ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, ec="tab:green", lw=1))
-    for k in range(1, nx):
-        ax.axvline(k * cx - 0.5, color="tab:blue", lw=2)
-    for k in range(1, ny):
-        ax.axhline(k * cy - 0.5, color="tab:blue", lw=2)
-    fig.colorbar(im, ax=ax, label="fraction of the core's neurons used", fraction=0.04, pad=0.02)
-    if links:
-        loads = np.array([r["load"] for r in links], float)
-        norm = plt.Normalize(0, max(float(loads.max()), 1e-9))
-        cmap = plt.get_cmap("inferno_r")
-        for r, load in zip(links, loads):
-            (x0, y0), (x1, y1) = r["from"], r["to"]
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(
-                arrowstyle="->", color=cmap(0.15 + 0.85 * norm(load)), lw=0.8 + 3 * norm(load), shrinkA=4, shrinkB=4))
-        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="link load (spikes per step)",
-                     fraction=0.04, pad=0.12)
-        ax.set_xlim(-1.5 if any(r["kind"] == "host" for r in links) else -0.5, nx * cx - 0.5)
-    ax.set_xlabel("core x (board)")
-    ax.set_ylabel("core y (board)")
-    ax.set_title(f"{image.target}: {len(cores)} cores, {len(links or [])} links")
-    save_png(fig, path, dpi=100)
-
-
-def _board_xy(row: dict, cx: int, cy: int) -> tuple[int, int]:
-    """Board-wide mesh coordinates of a core row (``chip`` + on-chip ``x``/``y``, or global)."""
-    x, y = int(row.get("x", 0)), int(row.get("y", 0))
-    chip = row.get("chip")
-    if isinstance(chip, list | tuple):
-        return chip[0] * cx + x, chip[1] * cy + y
-    return x, y
-
-
 def run(args) -> int:
     image = read_image(args.image)
     info = describe(image)
     if args.plot:
-        plot_mapping(image, info["cores"], info["links"], args.plot)
+        if CHIP not in image.sections:
+            raise NmcError(f"{image.filename} has no mapping to plot",
+                           hint="--plot needs an image compiled for a chip (not --target cpu)")
+        from nmc.targets.classes import class_of_image
+
+        class_of_image(image).plot(image, info["cores"], info["links"], args.plot)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
     else:

@@ -14,6 +14,7 @@ import dataclasses
 import json
 
 from nmc.targets.chip import load_chip, shipped_chips
+from nmc.targets.classes import chip_class
 
 NAME = "targets"
 HELP = "list the shipped chips"
@@ -31,12 +32,13 @@ def target_rows() -> list[dict]:
     rows = []
     for name in shipped_chips():
         chip = load_chip(name)
+        summary = chip_class(chip.chip_class).summary(chip)
         rows.append({
-            "name": chip.name, "class": chip.chip_class, "cores": chip.cores,
-            "chips": chip.mesh.chips_x * chip.mesh.chips_y, "neurons_per_core": chip.core.neurons,
-            "weight_bits": f"{chip.core.weight_bits_min}-{chip.core.weight_bits_max}",
+            "name": chip.name, "class": chip.chip_class, "cores": summary.get("cores"),
+            "chips": summary.get("chips"), "neurons_per_core": summary.get("neurons_per_core"),
+            "weight_bits": f"{chip.formats.weight_bits_min}-{chip.formats.weight_bits_max}",
             "description": chip.description, "sha256": chip.digest,
-            "chip": {s: dataclasses.asdict(getattr(chip, s)) for s in ("mesh", "core", "state", "noc", "energy")},
+            "chip": {s: dataclasses.asdict(v) for s, v in chip.sections.items()},
         })
     return rows + [dict(CPU_ROW)]
 

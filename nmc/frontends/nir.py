@@ -402,7 +402,7 @@ class _Importer:
     def _window_matrix(self, name: str) -> tuple[np.ndarray, np.ndarray | None]:
         """A Conv/Pool node as a dense ``[out, in]`` matrix (and its bias), for composing it
         with the weight nodes after it: its response to each unit input."""
-        from nmc.semantics import _conv, _window_sum
+        from nmc.semantics import conv, window_sum
 
         syn = _Synapse(name, name, [name])
         self._compose_window(syn, name)
@@ -410,9 +410,9 @@ class _Importer:
         eye = np.eye(int(np.prod(src))).reshape((-1, *src))
         if syn.kind == "conv2d":
             a = syn.attrs
-            y = _conv(eye, syn.weight, a["strides"], a["pads"], a["dilations"], a["groups"])
+            y = conv(eye, syn.weight, a["strides"], a["pads"], a["dilations"], a["groups"])
         else:
-            y = _window_sum(eye, syn.attrs["kernel"], syn.attrs["strides"], syn.attrs["pads"]) * syn.weight
+            y = window_sum(eye, syn.attrs["kernel"], syn.attrs["strides"], syn.attrs["pads"]) * syn.weight
         return y.reshape(len(eye), -1).T, syn.bias
 
     def _compose_window(self, syn: _Synapse, name: str) -> None:

@@ -49,7 +49,7 @@ class Executor:
         self._step_lock = threading.Lock()
         graph = net.graph
         self.trains = semantics.train_inputs(graph)
-        self.pre, _, self.post = semantics._split_host(graph)
+        self.pre, _, self.post = semantics.split_host(graph)
         self.extra_steps = semantics.latency_steps(graph, 1) - 1  # steps = T + extra_steps
         self.v0 = {pop: param_array(pop.v0, pop.result.type.shape, np.int64 if pop.bits else np.float64)
                    .reshape(-1).astype(state_dtype(pop)) for pop in net.populations}
@@ -82,8 +82,8 @@ class Executor:
                  threads: int | None = None) -> RunResult:
         graph = self.net.graph
         host, batch = semantics.bind_inputs(graph, inputs, self.trains)
-        semantics._host_ops(graph, host, self.pre, batch)
-        T = semantics._resolve_timesteps(graph, self.net.encoders, host, timesteps)
+        semantics.host_ops(graph, host, self.pre, batch)
+        T = semantics.resolve_timesteps(graph, self.net.encoders, host, timesteps)
         steps = T + self.extra_steps
         encoded, fills = self.encode(host, T, batch)
         recorded_pops = set(_population_names(graph, record))
@@ -118,7 +118,7 @@ class Executor:
             outputs_by_value[d.result] = final_v if d.mode == "membrane" else counted
             voltages_by_value[d.result] = final_v
         host.update(outputs_by_value)
-        semantics._host_ops(graph, host, self.post, batch)
+        semantics.host_ops(graph, host, self.post, batch)
         recorded = {self.names[p]: state[("rec", p)].astype(np.int64).reshape((batch, steps, *p.result.type.shape))
                     for p in self.net.populations if p in recorded_pops}
         spikes = int(sum(int(state[("count", p)].sum()) for p in self.net.populations))

@@ -8,8 +8,8 @@ It reads only the sections (``mesh.*`` and ``chip``), never the image's graph.  
    (the routing tables say the source's spikes reach this core), and the synapse table turns
    it into current: ``Σ w · s << e`` (the cores' tables are merged at load into one matrix
    per delay, which gives every neuron the same integer sum);
-3. every neuron updates (DESIGN §5: decay toward zero, saturation to its ``bits``, threshold,
-   reset), vectorised over the batch;
+3. every neuron updates by the neuron model (:mod:`nmc.neuron`: decay toward zero, saturation
+   to its ``bits``, threshold, reset), vectorised over the batch;
 4. the spikes are routed: each spike of a source with a route group travels the links of the
    group's multicast tree (counted per link for the statistics).
 
@@ -25,13 +25,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from nmc import neuron
+from nmc.binding import InputSpec, bind_arrays, resolve_timesteps
 from nmc.diagnostics import NmcError, UsageError
-from nmc.hashrng import hash3
 from nmc.runner import RunResult
 from nmc.targets.chip import parse_chip
 from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
-
-RATE_ONE, POISSON_ONE, DECAY_ONE = 256, 65536, 4096
 
 
 # Below this fraction of non-zero source values a delay's product takes only the rows of the
@@ -39,28 +38,6 @@ RATE_ONE, POISSON_ONE, DECAY_ONE = 256, 65536, 4096
 # 1.17 on mnist-8's delay-1 matrix (18,778 sources x 17,994 neurons, 699k synapses) at batch
 # 32: 0.02 -> 4.0x faster, 0.05 -> 2.4x, 0.1 -> 1.5x, 0.15 -> 0.9x, 0.25 -> 0.7x.
 SPARSE_EVENTS = 0.15
-
-
-def _encode(enc: dict, x: np.ndarray, t: int, T: int, acc: dict) -> np.ndarray:
-    """Port values of one encoder for presentation step ``t`` (DESIGN §5, Encoding)."""
-    n = len(x)
-    shape = (n, enc["size"])
-    if t >= T:
-        return np.zeros(shape, np.int64)
-    kind = enc["encoding"]
-    if kind == "rate":
-        q = np.clip(np.floor(x.reshape(shape).astype(np.float64) * RATE_ONE + 0.5), 0, RATE_ONE).astype(np.int64)
-        a = acc.get(enc["port"], np.full(shape, enc.get("phase", 0), np.int64)) + q
-        fired = a >= RATE_ONE
-        acc[enc["port"]] = a - RATE_ONE * fired
-        return fired.astype(np.int64)
-    if kind == "poisson":
-        p = np.floor(np.clip(x.reshape(shape).astype(np.float64), 0.0, 1.0) * POISSON_ONE + 0.5).astype(np.uint64)
-        draw = hash3(enc["seed"], t, np.arange(shape[1], dtype=np.uint64)) >> np.uint64(48)
-        return (draw[None, :] < p).astype(np.int64)
-    if kind == "current":
-        return np.floor(x.reshape(shape).astype(np.float64) * enc["scale"] + 0.5).astype(np.int64)
-    return x[:, t].reshape(shape).astype(np.int64)
 
 
 class Emulator:
@@ -71,10 +48,8 @@ class Emulator:
         c, s, n = program.cores, program.synapses, program.neurons
         self.N, self.P = program.n_neurons, int(program.meta["ports"])
         self.start = c["start"]
-        self.params = {k: n[k].astype(np.int64) for k in ("threshold", "bias", "du", "dv", "v0")}
-        self.reset_zero = n["reset"] == 1
-        limit = np.left_shift(np.int64(1), n["bits"].astype(np.int64) - 1)
-        self.lo, self.hi = -limit, limit - 1
+        self.params = neuron.NeuronParams(**{k: n[k].astype(np.int64) for k in ("threshold", "bias", "du", "dv", "v0")},
+                                          reset_zero=n["reset"] == 1, bits=n["bits"].astype(np.int64))
         # The cores' synapse tables, merged into one matrix per delay from every source (neurons,
         # then ports) to every neuron: a neuron lives on one core, so its current is the same
         # integer sum, and a step costs one product per delay instead of one per core and delay.
@@ -125,39 +100,17 @@ class Emulator:
 
     def _bind(self, inputs, timesteps):
         meta = self.p.meta
-        arrays = [np.asarray(a) for a in inputs]
-        if len(arrays) != len(meta["inputs"]):
-            raise NmcError(f"the image takes {len(meta['inputs'])} input(s), {len(arrays)} array(s) were given")
-        batch = None
-        for i, (a, spec) in enumerate(zip(arrays, meta["inputs"])):
-            lead = 2 if spec["train"] else 1
-            if a.ndim != len(spec["shape"]) + lead or list(a.shape[lead:]) != spec["shape"]:
-                what = "[samples, steps, " if lead == 2 else "[samples, "
-                raise NmcError(f"input {i} has shape {list(a.shape)}, expected {what}{', '.join(map(str, spec['shape']))}]",
-                               hint="the first axis of an input file holds the samples")
-            if batch is not None and len(a) != batch:
-                raise NmcError(f"inputs disagree on the number of samples ({batch} and {len(a)})")
-            batch = len(a)
-        trains = [a.shape[1] for a, spec in zip(arrays, meta["inputs"]) if spec["train"]]
-        if timesteps is None:  # a spike train's length is T; else the image's
-            timesteps = trains[0] if trains else meta["timesteps"]
-        T = int(timesteps)
-        for i, spec in enumerate(meta["inputs"]):
-            if spec["train"] and arrays[i].shape[1] != T:
-                raise NmcError(f"the input spike train has {arrays[i].shape[1]} steps, but the run presents input for {T}",
-                               hint="drop --timesteps to use the train's length")
-        if T < 1:
-            raise NmcError(f"timesteps must be at least 1, got {T}")
-        return arrays, batch or 0, T
+        specs = [InputSpec(tuple(spec["shape"]), bool(spec["train"])) for spec in meta["inputs"]]
+        arrays, batch = bind_arrays(inputs, specs, "the image")
+        trains = [a.shape[1] for a, spec in zip(arrays, specs) if spec.train]
+        return arrays, batch, resolve_timesteps(trains, timesteps, meta["timesteps"], "image")
 
     def run(self, inputs, timesteps=None, record=None) -> RunResult:
         meta = self.p.meta
         arrays, B, T = self._bind(inputs, timesteps)
         steps = T + int(meta["depth"]) - 1
         N, P = self.N, self.P
-        pr = self.params
-        u = np.zeros((B, N), np.int64)
-        v = np.broadcast_to(pr["v0"], (B, N)).copy()
+        neurons = neuron.NeuronState.initial(self.params, B)
         # step -> what every source emitted then, dense and as events (the last max_delay steps)
         emitted: dict[int, tuple[np.ndarray, sp.csr_matrix]] = {}
         acc: dict = {}
@@ -183,7 +136,9 @@ class Emulator:
             out = np.zeros((B, P), np.int64)
             for e in meta["encoders"]:
                 x = arrays[e["input"]] if e["input"] >= 0 else np.broadcast_to(np.float32(e["constant"]), (B, e["size"]))
-                out[:, e["port"]:e["port"] + e["size"]] = _encode(e, x, t, T, acc)
+                out[:, e["port"]:e["port"] + e["size"]] = neuron.encode(
+                    e["encoding"], x, t, T, e["size"], state=acc, key=e["port"], phase=e.get("phase", 0),
+                    seed=e.get("seed", 0), scale=e.get("scale", 1.0))
             return out
 
         emit(-1, None, ports_at(0))
@@ -198,18 +153,14 @@ class Emulator:
                 else:
                     current += np.asarray(x @ W)
                 synaptic_ops += int(fan[events.indices].sum())
-            u = np.clip(_decay(u, pr["du"]) + current, self.lo, self.hi)
-            v = np.clip(_decay(v, pr["dv"]) + u + pr["bias"], self.lo, self.hi)
-            fired = v > pr["threshold"]
-            v = np.where(fired, np.where(self.reset_zero, 0, v - pr["threshold"]), v)
-            spikes = fired.astype(np.int64)
+            spikes = neurons.step(current)
             counts += spikes
             if recorded is not None:
                 recorded[:, t] = spikes
             emit(t, spikes, ports_at(t + 1))
-        return self._result(B, T, steps, u, v, counts, recorded, record, synaptic_ops, link_spikes, packets)
+        return self._result(B, T, steps, neurons.v, counts, recorded, record, synaptic_ops, link_spikes, packets)
 
-    def _result(self, B, T, steps, u, v, counts, recorded, record, synaptic_ops, link_spikes, packets) -> RunResult:
+    def _result(self, B, T, steps, v, counts, recorded, record, synaptic_ops, link_spikes, packets) -> RunResult:
         meta, hw = self.p.meta, self.p.ports["population_hw"]
         sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -245,13 +196,6 @@ class Emulator:
                  "time_per_step_s": self.time_per_step_s, "spikes": int(counts.sum()), "synaptic_ops": int(synaptic_ops)}
         return RunResult("emulator", outputs, voltages=voltages, recorded=rec, timesteps=T, steps=steps,
                          spikes=int(counts.sum()), synaptic_ops=int(synaptic_ops), stats=stats)
-
-
-def _decay(x: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """``x`` decayed toward zero by ``d`` / 4096 (IF neurons, ``d`` all zero: ``x`` itself)."""
-    if not d.any():
-        return x
-    return np.sign(x) * ((np.abs(x) * (DECAY_ONE - d)) >> 12)
 
 
 def prepare(image):

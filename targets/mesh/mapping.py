@@ -14,7 +14,8 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
-from nmc.targets.mesh.netlist import HOST, Board, Netlist, distinct
+from nmc.targets.mapping.netlist import Netlist, distinct
+from nmc.targets.mesh.board import HOST, Board
 
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
 

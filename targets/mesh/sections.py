@@ -39,7 +39,7 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, param_array
 from nmc.targets.mesh.mapping import Mapping
-from nmc.targets.mesh.netlist import pop_name
+from nmc.targets.mapping.netlist import pop_name
 
 MAGIC = b"NMA1"
 DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("<i2"),

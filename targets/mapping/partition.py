@@ -1,4 +1,7 @@
-"""``partition``: spread the neurons of an integer snn graph over the cores of a mesh chip.
+"""Partitioning: spread the neurons of an integer snn graph over cores with per-core limits.
+
+Shared by the chip classes whose cores hold neurons and their incoming synapses (a class's
+partition pass calls :func:`partition`); nothing here knows where cores are.
 
 Each population is cut into runs of consecutive neurons in a *tile order*, and the runs are
 then packed onto cores.  Two tile orders are tried for the whole graph and the better plan is
@@ -10,16 +13,17 @@ kept (fewest cores, then fewest output routing entries, i.e. least traffic):
   across all channels, so the next convolution's window (its input halo) and each neuron's
   fan-out stay within a few cores.  A band is stored as one slice per channel.
 
-A set of neurons fits a core when it respects all four per-core limits (docs/mesh-target.md):
+A set of neurons fits a core when it respects all four per-core limits (:class:`CoreLimits`,
+docs/mesh-target.md):
 
-* neurons: at most ``core.neurons``;
+* neurons: at most ``neurons``;
 * input axons: the distinct presynaptic sources (encoder elements or neurons) that reach any
-  neuron of the set, at most ``core.input_axons``;
+  neuron of the set, at most ``input_axons``;
 * synapse memory: Σ weight bits of the set's synapses — a convolution or pooling
   projection on a chip with ``shared_weights`` costs its kernel once per output channel
-  present instead — at most ``core.synapse_memory_bits``;
+  present instead — at most ``synapse_memory_bits``;
 * output routing entries: Σ over the set's neurons of the distinct cores their spikes
-  reach, at most ``core.output_axons``.
+  reach, at most ``output_axons``.
 
 Cutting is greedy: each run is the longest that fits, which for limits that only grow with the
 run gives the fewest runs per population.  Packing is next-fit in graph order: a run joins the
@@ -32,73 +36,59 @@ exceed them is re-cut with a smaller neuron cap, until every core fits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
-from nmc.ir.hw import Core
-from nmc.passmanager import Pass, PassContext, register_pass
-from nmc.targets.mesh.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
+from nmc.targets.mapping.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
 
-HINT = ("use a larger board (more chips: chips_x/chips_y), fewer channels or neurons in the layer, "
+HINT = ("use a larger board, fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
 MAX_ROUNDS = 40
 ORDERS = ("channel", "spatial")
 
 
-def mesh_chip(ctx: PassContext, name: str):
-    """The target chip of a mapping pass, required to be of class mesh."""
-    chip = ctx.target
-    if chip is None:
-        raise NmcError(f"the '{name}' pass needs a target chip", hint="pass --target mesh (or a chip .toml)")
-    if getattr(chip, "chip_class", None) != "mesh":
-        raise NmcError(f"the '{name}' pass maps onto mesh-class chips; target '{chip.name}' is of class "
-                       f"'{chip.chip_class}'")
-    return chip
+@dataclass(frozen=True)
+class CoreLimits:
+    """What one core holds (module docstring)."""
+
+    neurons: int
+    input_axons: int
+    output_axons: int
+    synapse_memory_bits: int
+    shared_weights: bool
 
 
-def clear_hw(graph: Graph) -> None:
-    """Remove the hw ops of an earlier mapping (so a pass can run again)."""
-    graph.ops = [op for op in graph.ops if op.dialect != "hw"]
-
-
-def hw_insert(graph: Graph, ops: list[Op]) -> None:
-    """Put hw ops, in order, right before ``ann.output`` (which stays last)."""
-    at = len(graph.ops)
-    if graph.ops and graph.ops[-1].KIND == "ann.output":
-        at -= 1
-    graph.ops[at:at] = ops
-
-
-def check_fits_chip(graph: Graph, chip) -> None:
-    """Per-op requirements of the chip: integer state within its widths, its reset modes,
-    weight bits and exponents within its synapse format."""
-    for p in graph.walk("snn.project"):  # first: no quantization makes these fit
-        require_stateless(p, chip.name)
-    state_bits = min(chip.state.current_bits, chip.state.voltage_bits)
+def check_formats(graph: Graph, formats, chip_name: str) -> None:
+    """Per-op requirements of a chip's :class:`~nmc.targets.chip.Formats`: integer state within
+    its widths, its reset modes, weight bits and exponents within its synapse format, and
+    stateless synapses unless it has stateful ones."""
+    if not formats.stateful_synapses:
+        for p in graph.walk("snn.project"):  # first: no quantization makes these fit
+            require_stateless(p, chip_name)
+    state_bits = min(formats.current_bits, formats.voltage_bits)
     for i, pop in enumerate(graph.walk("snn.population")):
         name = pop_name(pop, i)
         if not pop.bits:
-            raise NmcError(f"population %{name} is a float population; chip '{chip.name}' runs integer graphs",
+            raise NmcError(f"population %{name} is a float population; chip '{chip_name}' runs integer graphs",
                            pop.loc, hint="run quantize{weight-bits=8} before partition")
         if pop.bits > state_bits:
-            raise NmcError(f"population %{name} has {pop.bits}-bit state; chip '{chip.name}' holds {state_bits} bits "
+            raise NmcError(f"population %{name} has {pop.bits}-bit state; chip '{chip_name}' holds {state_bits} bits "
                            f"(over by {pop.bits - state_bits})", pop.loc,
                            hint=f"quantize for this chip (its state width is {state_bits} bits)")
-        if pop.reset not in chip.state.reset_modes:
-            raise NmcError(f"population %{name} resets by '{pop.reset}'; chip '{chip.name}' supports "
-                           f"{', '.join(chip.state.reset_modes)}", pop.loc)
+        if pop.reset not in formats.reset_modes:
+            raise NmcError(f"population %{name} resets by '{pop.reset}'; chip '{chip_name}' supports "
+                           f"{', '.join(formats.reset_modes)}", pop.loc)
     for p in graph.walk("snn.project"):
         bits = weight_bits(p)
-        if bits > chip.core.weight_bits_max:
-            raise NmcError(f"projection %{p.result.name or '?'} has weights of {bits} bits; chip '{chip.name}' holds "
-                           f"at most {chip.core.weight_bits_max} (over by {bits - chip.core.weight_bits_max})", p.loc,
-                           hint=f"quantize{{weight-bits={chip.core.weight_bits_max}}}")
-        if p.exponent > chip.core.weight_exponent_max:
-            raise NmcError(f"projection %{p.result.name or '?'} has weight exponent {p.exponent}; chip '{chip.name}' "
-                           f"allows at most {chip.core.weight_exponent_max}", p.loc,
+        if bits > formats.weight_bits_max:
+            raise NmcError(f"projection %{p.result.name or '?'} has weights of {bits} bits; chip '{chip_name}' holds "
+                           f"at most {formats.weight_bits_max} (over by {bits - formats.weight_bits_max})", p.loc,
+                           hint=f"quantize{{weight-bits={formats.weight_bits_max}}}")
+        if p.exponent > formats.weight_exponent_max:
+            raise NmcError(f"projection %{p.result.name or '?'} has weight exponent {p.exponent}; chip '{chip_name}' "
+                           f"allows at most {formats.weight_exponent_max}", p.loc,
                            hint="quantize for this chip (it chooses exponents the chip holds)")
 
 
@@ -113,14 +103,14 @@ def _tile_order(pop: Op, order: str) -> np.ndarray | None:
 class _Slicer:
     """Usage of a run ``[a, b)`` of one population's neurons, in its tile order, on one core."""
 
-    def __init__(self, net: Netlist, pop: Op, chip, order: str):
-        self.pop, self.chip = pop, chip
+    def __init__(self, net: Netlist, pop: Op, limits: CoreLimits, chip_name: str, order: str):
+        self.pop, self.limits, self.chip_name = pop, limits, chip_name
         self.order = _tile_order(pop, order)
         inc = net.incoming(pop)
         shared = np.zeros(len(inc.projections), bool)
         self.shared_terms = []  # bits per output channel present
         for k, p in enumerate(inc.projections):
-            if chip.core.shared_weights and p.kind in ("conv2d", "pool"):
+            if limits.shared_weights and p.kind in ("conv2d", "pool"):
                 shared[k] = True
                 per_channel = int(np.prod(p.weight.shape[1:])) if p.kind == "conv2d" else 1
                 self.shared_terms.append(per_channel * weight_bits(p))
@@ -157,7 +147,7 @@ class _Slicer:
 
     def fits(self, a: int, b: int, cap: int) -> bool:
         n, axons, mem = self.usage(a, b)
-        c = self.chip.core
+        c = self.limits
         return n <= cap and axons <= c.input_axons and mem <= c.synapse_memory_bits
 
     def runs(self, a: int, b: int) -> list[tuple[int, int]]:
@@ -177,7 +167,7 @@ class _Slicer:
             return "nothing (one core)"
         a, b = cut[0]
         n, axons, mem = self.usage(a, b + 1)
-        c = self.chip.core
+        c = self.limits
         if cap < c.neurons and n > cap:
             return "output routing entries"
         if n > c.neurons:
@@ -211,7 +201,7 @@ class _Slicer:
     def single_neuron_error(self, j: int, name: str) -> NmcError:
         _, axons, mem = self.usage(j, j + 1)
         j = int(self.flat(j, j + 1)[0])
-        c = self.chip.core
+        c = self.limits
         if axons > c.input_axons:
             what = (f"neuron {j} receives {axons} distinct inputs; a core has {c.input_axons} input axons "
                     f"(over by {axons - c.input_axons})")
@@ -221,7 +211,7 @@ class _Slicer:
             what = (f"neuron {j} needs {mem} bits of synapse memory; a core has {c.synapse_memory_bits} "
                     f"(over by {mem - c.synapse_memory_bits})")
             hint = "fewer weight bits (quantize{weight-bits=N}), or fewer inputs per neuron in this layer"
-        return NmcError(f"population %{name} does not fit chip '{self.chip.name}': {what}", self.pop.loc, hint=hint)
+        return NmcError(f"population %{name} does not fit chip '{self.chip_name}': {what}", self.pop.loc, hint=hint)
 
 
 @dataclass
@@ -235,10 +225,9 @@ class _Core:
     bits: int
 
 
-def _pack(net: Netlist, slicers: dict, cuts: dict, alone: set, chip) -> list[_Core]:
+def _pack(net: Netlist, slicers: dict, cuts: dict, alone: set, c: CoreLimits) -> list[_Core]:
     """Next-fit: each run joins the previous core when the union fits (module docstring); runs
     of populations in ``alone`` get cores of their own."""
-    c = chip.core
     cores: list[_Core] = []
     for pop in net.populations:
         sl = slicers[pop]
@@ -284,15 +273,14 @@ class _Plan:
     outputs: np.ndarray  # output routing entries per core
 
 
-def _plan(net: Netlist, chip, order: str, names: dict) -> _Plan:
+def _plan(net: Netlist, c: CoreLimits, chip_name: str, order: str, names: dict) -> _Plan:
     """Cut, pack and re-cut until every core's output routing entries fit (module docstring)."""
-    c = chip.core
-    slicers = {pop: _Slicer(net, pop, chip, order) for pop in net.populations}
+    slicers = {pop: _Slicer(net, pop, c, chip_name, order) for pop in net.populations}
     caps = {pop: c.neurons for pop in net.populations}
     cuts = {pop: slicers[pop].cut(caps[pop], names[pop]) for pop in net.populations}
     alone: set = set()
     for _ in range(MAX_ROUNDS):
-        cores = _pack(net, slicers, cuts, alone, chip)
+        cores = _pack(net, slicers, cuts, alone, c)
         cores_of = np.zeros(net.n_neurons, np.int64)
         for k, core in enumerate(cores):
             for pop, a, b in core.pieces:
@@ -312,26 +300,25 @@ def _plan(net: Netlist, chip, order: str, names: dict) -> _Plan:
             if b - a == 1:
                 n = int(per_core[i])
                 j = int(slicers[pop].flat(a, b)[0])
-                raise NmcError(f"population %{names[pop]} does not fit chip '{chip.name}': neuron {j} sends to {n} "
+                raise NmcError(f"population %{names[pop]} does not fit chip '{chip_name}': neuron {j} sends to {n} "
                                f"cores; a core has {c.output_axons} output routing entries (over by {n - c.output_axons})",
                                pop.loc, hint=HINT)
             caps[pop] = min(caps[pop], max(1, (b - a) * c.output_axons // int(per_core[i])))
             recut.add(pop)
         for pop in recut:
             cuts[pop] = slicers[pop].cut(caps[pop], names[pop])
-    raise NmcError(f"partition found no cut whose output routing entries fit chip '{chip.name}' "
+    raise NmcError(f"partition found no cut whose output routing entries fit chip '{chip_name}' "
                    f"after {MAX_ROUNDS} rounds", hint=HINT)
 
 
-def partition(graph: Graph, chip, order: str = "auto") -> dict:
+def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str, order: str = "auto") -> dict:
     """Cut and pack every population (module docstring).  Returns ``{"cores": [(runs, neurons,
     axons, bits, outputs)]`` with ``runs`` a list of ``(pop, a, b)`` flat-index slices,
     ``"lower_bound"`` (the graph's), ``"layers"``: ``{pop: (cores, lower bound, limited by)}``,
-    ``"order"``, ``"names"}``; or raises NmcError when a population cannot fit or the board has
-    too few cores.  ``order``: a tile order of :data:`ORDERS`, or ``auto`` for the better plan."""
-    check_fits_chip(graph, chip)
+    ``"order"``, ``"names"}``; or raises NmcError when a population cannot fit a core.  ``order``: a tile order of :data:`ORDERS`, or ``auto`` for the better plan."""
+    check_formats(graph, formats, chip_name)
     net = Netlist(graph)
-    c = chip.core
+    c = limits
     names = {pop: pop_name(pop, i) for i, pop in enumerate(net.populations)}
     if order != "auto":
         orders = (order,)
@@ -342,7 +329,7 @@ def partition(graph: Graph, chip, order: str = "auto") -> dict:
     plans, first_error = [], None
     for order in orders:
         try:
-            plans.append(_plan(net, chip, order, names))
+            plans.append(_plan(net, c, chip_name, order, names))
         except NmcError as err:
             first_error = first_error or err
     if not plans:
@@ -359,47 +346,4 @@ def partition(graph: Graph, chip, order: str = "auto") -> dict:
         used = sum(any(p is pop for p, _, _ in core.pieces) for core in plan.cores)
         own = max(-(-pop.result.type.size // c.neurons), -(-plan.slicers[pop].total_bits() // c.synapse_memory_bits))
         layers[pop] = (used, own, plan.slicers[pop].binding(plan.cuts[pop], plan.caps[pop]))
-    available = chip.cores * chip.mesh.chips_x * chip.mesh.chips_y
-    if len(cores) > available:
-        worst = max(net.populations, key=lambda p: layers[p][0])
-        raise NmcError(f"the graph needs {len(cores)} cores; chip '{chip.name}' has {available} "
-                       f"({chip.mesh.chips_x}x{chip.mesh.chips_y} chips of {chip.mesh.cores_x}x{chip.mesh.cores_y} cores), "
-                       f"{len(cores) - available} too many; the largest layer %{names[worst]} takes "
-                       f"{layers[worst][0]} cores (limited by {layers[worst][2]})", worst.loc, hint=HINT)
     return {"cores": cores, "lower_bound": lower, "layers": layers, "order": plan.order, "names": names}
-
-
-@register_pass("partition")
-class Partition(Pass):
-    """Cut every population into runs and pack them onto the cores of the target mesh chip
-    (module docstring).
-
-    Requires: ``ctx.target`` a mesh-class chip; an integer snn graph whose state widths, reset
-    modes, weight bits and exponents the chip holds.  Ensures: one ``hw.core`` per core (ids
-    0.., in graph order of their first population) before ``ann.output``, every neuron on
-    exactly one core, every core within the chip's four limits; earlier hw ops removed; the
-    snn ops unchanged; ``meta["hw.mesh"]`` and ``meta["hw.cores_lower_bound"]`` (⌈neurons /
-    core neurons⌉ or ⌈synapse bits / core memory⌉, whichever is larger).  Fails with a
-    diagnostic naming the layer, the limit and by how much when something cannot fit.
-    ``order``: the tile order (``auto`` tries both and keeps the better plan)."""
-
-    order: Literal["auto", "channel", "spatial"] = "auto"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        chip = mesh_chip(ctx, "partition")
-        clear_hw(graph)
-        plan = partition(graph, chip, self.order)
-        hw_insert(graph, [Core(pops=[pop.result for pop, _, _ in runs], id=k,
-                               slices=tuple(x for _, a, b in runs for x in (a, b)), neurons=n, axons=axons,
-                               synapse_bits=bits, outputs=outs)
-                          for k, (runs, n, axons, bits, outs) in enumerate(plan["cores"])])
-        m = chip.mesh
-        graph.meta["hw.mesh"] = [m.cores_x, m.cores_y, m.chips_x, m.chips_y]
-        graph.meta["hw.cores_lower_bound"] = plan["lower_bound"]
-        ctx.stat("cores", len(plan["cores"]))
-        ctx.stat("cores-lower-bound", plan["lower_bound"])
-        ctx.stat("neurons", sum(core[1] for core in plan["cores"]))
-        ctx.remark(f"tile order: {plan['order']}")
-        for pop, (used, own, limit) in plan["layers"].items():
-            ctx.remark(f"%{plan['names'][pop]}: {used} core(s) (lower bound {own}), limited by {limit}")
-        return True

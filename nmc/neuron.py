@@ -1,0 +1,132 @@
+"""The neuron model of the ``snn`` dialect: encoders, decay, saturation, threshold and reset.
+
+One implementation of the arithmetic (docs/design.md, "Semantics"), called by the reference
+semantics (:mod:`nmc.semantics`), every chip emulator and ``measure-rates``; the CPU runtime's
+generated code is tested against it.  Arrays are batched: ``[N, neurons]``.
+
+Integer neurons (``bits > 0``), one step with input current ``I``::
+
+    u = sat(decay(u, du) + I)            sat: clip to the signed range of ``bits`` bits
+    v = sat(decay(v, dv) + u + bias)     decay(x, d) = sign(x) · ((|x| · (4096 − d)) >> 12)
+    spike where v > threshold; then v -= threshold (reset subtract) or v = 0 (reset zero)
+
+Float neurons follow the same equations with ``decay(x, d) = x · (4096 − d) / 4096`` and no
+saturation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmc.hashrng import hash3
+from nmc.ir.snn import DECAY_ONE
+
+RATE_ONE = 256  # rate encoder: x = 1 is 256 quanta, one spike per step
+POISSON_ONE = 65536  # poisson encoder: probabilities in units of 2**-16
+ENCODINGS = ("rate", "poisson", "current", "spikes")
+
+
+# ------------------------------------------------------------------------------ arithmetic
+
+
+def saturate(x: np.ndarray, bits) -> np.ndarray:
+    """``x`` clipped to the signed range of ``bits`` bits (a number, or one per neuron)."""
+    limit = np.left_shift(np.int64(1), np.asarray(bits, dtype=np.int64) - 1)
+    return np.clip(x, -limit, limit - 1)
+
+
+def decay(x: np.ndarray, d: np.ndarray, integer: bool) -> np.ndarray:
+    """``x`` after one step of decay ``d`` (units of 1/4096); integers round toward zero."""
+    if not np.any(d):
+        return x
+    if integer:
+        return np.sign(x) * ((np.abs(x) * (DECAY_ONE - d)) >> 12)
+    return x * (DECAY_ONE - d) / DECAY_ONE
+
+
+@dataclass
+class NeuronParams:
+    """Per-neuron parameters, flat ``[neurons]``: ``threshold``, ``bias``, ``du``, ``dv``,
+    ``v0``; ``reset_zero`` (True: reset to zero, else subtract the threshold); ``bits``
+    (0: float neurons; a number or one per neuron)."""
+
+    threshold: np.ndarray
+    bias: np.ndarray
+    du: np.ndarray
+    dv: np.ndarray
+    v0: np.ndarray
+    reset_zero: np.ndarray | bool
+    bits: np.ndarray | int
+
+    @property
+    def integer(self) -> bool:
+        return bool(np.all(np.asarray(self.bits) > 0))
+
+
+@dataclass
+class NeuronState:
+    """The state of a batch of neurons; :meth:`step` advances it by one step."""
+
+    params: NeuronParams
+    u: np.ndarray
+    v: np.ndarray
+
+    @classmethod
+    def initial(cls, params: NeuronParams, batch: int) -> NeuronState:
+        dtype = np.int64 if params.integer else np.float64
+        shape = (batch, len(params.v0))
+        return cls(params, np.zeros(shape, dtype=dtype), np.broadcast_to(params.v0, shape).astype(dtype))
+
+    def step(self, current: np.ndarray) -> np.ndarray:
+        """Integrate ``current`` ([N, neurons]); returns this step's spikes (0/1, int64)."""
+        p = self.params
+        integer = p.integer
+        u = decay(self.u, p.du, integer) + current
+        if integer:
+            u = saturate(u, p.bits)
+        v = decay(self.v, p.dv, integer) + u + p.bias
+        if integer:
+            v = saturate(v, p.bits)
+        fired = v > p.threshold
+        self.v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
+        self.u = u.astype(self.u.dtype)
+        return fired.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ encoders
+
+
+def rate_quanta(x: np.ndarray) -> np.ndarray:
+    """What a rate encoder adds to its accumulator per step: ``x`` in 1/256 spikes, in [0, 256]."""
+    return np.clip(np.floor(x.astype(np.float64) * RATE_ONE + 0.5), 0, RATE_ONE).astype(np.int64)
+
+
+def encode(encoding: str, x: np.ndarray, t: int, timesteps: int, size: int, *, state: dict, key,
+           phase: int = 0, seed: int = 0, scale: float = 1.0, integer: bool = True) -> np.ndarray:
+    """What an encoder of ``size`` elements emits for presentation step ``t`` ([N, size]; zero
+    once ``t >= timesteps``).
+
+    ``x``: the encoder's input, ``[N, *shape]`` (``[N, T, *shape]`` for ``spikes``).
+    ``rate``: an accumulator per element, starting at ``phase`` quanta, gains
+    :func:`rate_quanta` each step and spikes (losing 256) when it reaches 256; kept in
+    ``state[key]`` between calls.  ``poisson``: a spike where a counter-based hash of (seed, t,
+    element) falls under ``x`` in units of 2**-16.  ``current``: ``x · scale``, rounded half up
+    for integer graphs.  ``spikes``: the input's step ``t``."""
+    shape = (len(x), size)
+    if t >= timesteps:
+        return np.zeros(shape, dtype=np.int64 if integer or encoding != "current" else np.float64)
+    if encoding == "rate":
+        acc = state.get(key, np.full(shape, phase, dtype=np.int64)) + rate_quanta(x.reshape(shape))
+        fired = acc >= RATE_ONE
+        state[key] = acc - RATE_ONE * fired
+        return fired.astype(np.int64)
+    if encoding == "poisson":
+        p = np.floor(np.clip(x.reshape(shape).astype(np.float64), 0.0, 1.0) * POISSON_ONE + 0.5).astype(np.uint64)
+        draw = hash3(seed, t, np.arange(shape[1], dtype=np.uint64)) >> np.uint64(48)
+        return (draw[None, :] < p).astype(np.int64)
+    if encoding == "current":
+        c = x.reshape(shape).astype(np.float64) * scale
+        return np.floor(c + 0.5).astype(np.int64) if integer else c
+    return x[:, t].reshape(shape).astype(np.int64)  # spikes

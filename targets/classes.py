@@ -1,0 +1,167 @@
+"""Chip classes as plug-ins: what a class of chip supplies, and the registry that finds it.
+
+A chip description names its class (``class = "..."`` in the TOML file); everything that
+depends on the class comes from the registered :class:`ChipClass` of that name: the sections
+of its chip descriptions and the numeric formats they imply, its default pipeline (mapping
+passes included), the hardware sections of its images, the resource summary, its emulator and
+its views for ``nmc inspect``.  The compiler, the runner and the commands only talk to this
+interface, so a new class is one folder under ``targets/`` (or an installed package) and a
+registration.
+
+Classes are found, in order:
+
+* registered in-process with :func:`register_chip_class` (tests, notebooks);
+* installed packages' entry points in the group ``nmc.chip_classes`` (``name = "module:object"``);
+* the classes that ship with nmc (:data:`SHIPPED`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+from typing import Any
+
+from nmc.diagnostics import NmcError
+
+#: the classes that ship with nmc: name -> module holding ``CHIP_CLASS``
+SHIPPED = {"mesh": "nmc.targets.mesh.chipclass"}
+ENTRY_POINT_GROUP = "nmc.chip_classes"
+
+_REGISTERED: dict[str, ChipClass] = {}
+
+
+class ChipClass:
+    """The contract of a chip class.  Subclasses set :attr:`name` and :attr:`sections` and
+    implement the methods that raise :class:`NotImplementedError`; the others have defaults
+    that suit a class mapping integer ``snn`` graphs.
+
+    ``chip`` arguments are :class:`~nmc.targets.chip.Chip` objects of this class; ``sections``
+    arguments of the image methods are the image's sections by name (bytes)."""
+
+    #: the ``class`` value of its chip descriptions
+    name: str = ""
+    #: the description's sections: name -> frozen dataclass (fields with :func:`~nmc.targets.chip.spec`)
+    sections: dict[str, type] = {}
+    #: the names of its mapping passes: the image's graph is the snapshot taken before the first
+    mapping_passes: tuple[str, ...] = ()
+    #: modules that register its passes (imported before a pipeline is parsed)
+    pass_modules: tuple[str, ...] = ()
+
+    # ----------------------------------------------------------------- descriptions
+
+    def check(self, sections: dict, checker) -> None:
+        """Cross-field checks of a parsed description; raise ``checker.error(...)`` on a problem."""
+
+    def formats(self, sections: dict):
+        """The :class:`~nmc.targets.chip.Formats` of a description with these sections."""
+        raise NotImplementedError
+
+    def summary(self, chip) -> dict:
+        """One row for ``nmc targets``: at least ``cores`` (per chip), ``chips``,
+        ``neurons_per_core`` (None where it does not apply)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- compiling
+
+    def conversion_options(self, chip) -> str:
+        """Options ``convert-to-spiking`` gets in the default pipeline (``key=value,...``)."""
+        return "" if chip.formats.stateful_synapses else "maxpool=tree"
+
+    def pipeline(self, chip, *, integer: bool, calibrated: bool, opt_level: int, seed: int) -> str:
+        """The default pipeline after conversion: quantisation to the chip's formats (unless the
+        graph is ``integer`` already), rate measurement when ``calibrated``, then the mapping."""
+        parts = [] if integer else [f"quantize{{weight-bits={self.weight_bits(chip)}}}"]
+        if calibrated:
+            parts.append("measure-rates")
+        parts.append(self.mapping_pipeline(chip, opt_level=opt_level, seed=seed))
+        return ",".join(p for p in parts if p)
+
+    def weight_bits(self, chip) -> int:
+        """The weight width the default pipeline quantises to: 8 bits, or the chip's widest
+        weights when narrower."""
+        return min(8, chip.formats.weight_bits_max)
+
+    def mapping_pipeline(self, chip, *, opt_level: int, seed: int) -> str:
+        """The mapping passes of the default pipeline (names in :attr:`mapping_passes`)."""
+        raise NotImplementedError
+
+    def emit_sections(self, graph, chip) -> dict[str, bytes]:
+        """The hardware sections of a mapped graph (names prefixed ``<class>.``)."""
+        raise NotImplementedError
+
+    def resource_summary(self, graph, chip) -> dict:
+        """What the mapping uses; at least ``cores``, ``cores_lower_bound`` and ``chips``."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- running and viewing
+
+    def prepare(self, image) -> Any:
+        """The emulator: ``execute(inputs, timesteps=None, record=None) -> RunResult``, reading
+        only the image's sections."""
+        raise NotImplementedError
+
+    def core_table(self, sections: dict) -> list[dict] | None:
+        """Rows for ``nmc inspect``'s per-core table (None: the class has none)."""
+        return None
+
+    def link_table(self, sections: dict) -> list[dict] | None:
+        """Rows for ``nmc inspect``'s busiest links, each with a ``load`` (None: no links)."""
+        return None
+
+    def plot(self, image, cores: list[dict] | None, links: list[dict] | None, path: str) -> None:
+        """Draw the mapping as a PNG at ``path`` (``nmc inspect --plot``)."""
+        raise NmcError(f"chip class '{self.name}' has no mapping plot")
+
+
+def register_chip_class(cls: ChipClass) -> ChipClass:
+    """Make ``cls`` the class of its name (replacing an earlier registration of that name)."""
+    if not cls.name:
+        raise ValueError("a chip class needs a name")
+    _REGISTERED[cls.name] = cls
+    return cls
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_classes() -> list[str]:
+    """Every class name nmc can find (module docstring)."""
+    return sorted(set(_REGISTERED) | set(_entry_points()) | set(SHIPPED))
+
+
+def chip_class(name: str) -> ChipClass:
+    """The registered class ``name`` (module docstring); NmcError when there is none."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    points = _entry_points()
+    if name in points:
+        cls = points[name].load()
+    elif name in SHIPPED:
+        cls = importlib.import_module(SHIPPED[name]).CHIP_CLASS
+    else:
+        raise NmcError(f"unknown chip class '{name}'", hint=f"chip classes: {', '.join(known_classes())}")
+    return register_chip_class(cls() if isinstance(cls, type) else cls)
+
+
+def load_class_passes() -> None:
+    """Import the pass modules of every class (so their passes are registered)."""
+    for name in known_classes():
+        for module in chip_class(name).pass_modules:
+            importlib.import_module(module)
+
+
+def prepare_emulator(artifact) -> Any:
+    """The emulator of the image's chip class (the ``emulator`` backend)."""
+    from nmc.diagnostics import UsageError
+
+    sections = getattr(artifact, "sections", None)
+    if not isinstance(sections, dict) or "chip" not in sections:
+        raise UsageError("the emulator runs an image (.nmb) compiled for a chip",
+                         hint="compile the model with nmc compile --target CHIP (nmc targets lists them)")
+    return class_of_image(artifact).prepare(artifact)
+
+
+def class_of_image(image) -> ChipClass:
+    """The class of the chip an image was compiled for (from its ``chip`` section)."""
+    return chip_class(image.chip().chip_class)

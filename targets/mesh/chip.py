@@ -1,0 +1,90 @@
+"""The sections of a mesh-class chip description (docs/chip-description.md).
+
+``[mesh]``, ``[core]``, ``[state]``, ``[noc]`` and ``[energy]``; the fields of each section are
+the fields of the dataclass of the same name below, with the value range in its metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nmc.targets.chip import RESET_MODES, Formats, spec
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """Cores of one chip on a ``cores_x × cores_y`` mesh; chips on a ``chips_x × chips_y`` board."""
+
+    cores_x: int = spec(1, 4096)
+    cores_y: int = spec(1, 4096)
+    chips_x: int = spec(1, 4096)
+    chips_y: int = spec(1, 4096)
+
+
+@dataclass(frozen=True)
+class Core:
+    """Per-core limits."""
+
+    neurons: int = spec(1, 1 << 24)
+    input_axons: int = spec(1, 1 << 24)
+    output_axons: int = spec(1, 1 << 24)
+    synapse_memory_bits: int = spec(1, 1 << 40)
+    weight_bits_min: int = spec(1, 32)
+    weight_bits_max: int = spec(1, 32)
+    weight_exponent_max: int = spec(0, 30)
+    shared_weights: bool = spec()
+
+
+@dataclass(frozen=True)
+class State:
+    """Neuron state widths (bits) and the reset modes the neurons support."""
+
+    current_bits: int = spec(2, 32)
+    voltage_bits: int = spec(2, 32)
+    decay_bits: int = spec(1, 12)
+    reset_modes: tuple = spec(choices=RESET_MODES)
+
+
+@dataclass(frozen=True)
+class Noc:
+    """The network-on-chip."""
+
+    routing: str = spec(choices=("dimension-order",))
+    link_capacity: int = spec(1, 1 << 32)
+    hop_latency_ns: float = spec(0.0, 1e9)
+    chip_link_capacity: int = spec(1, 1 << 32, same_as="link_capacity")  # a link between two chips
+    chip_hop_latency_ns: float = spec(0.0, 1e9, same_as="hop_latency_ns")
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy per event, in joules."""
+
+    synaptic_op_j: float = spec(0.0, 1.0)
+    neuron_update_j: float = spec(0.0, 1.0)
+    spike_hop_j: float = spec(0.0, 1.0)
+    chip_hop_j: float = spec(0.0, 1.0, same_as="spike_hop_j")  # a hop between two chips
+
+
+SECTIONS = {"mesh": Mesh, "core": Core, "state": State, "noc": Noc, "energy": Energy}
+
+
+def check(sections: dict, checker) -> None:
+    """Cross-field checks: the weight widths are an interval."""
+    core = sections["core"]
+    if core.weight_bits_min > core.weight_bits_max:
+        raise checker.error(f"'[core] weight_bits_min' = {core.weight_bits_min} exceeds weight_bits_max = "
+                            f"{core.weight_bits_max}", "core", "weight_bits_min")
+
+
+def formats(sections: dict) -> Formats:
+    """The numeric formats of a mesh chip: its synapses are stateless weight tables."""
+    core, state = sections["core"], sections["state"]
+    return Formats(weight_bits_min=core.weight_bits_min, weight_bits_max=core.weight_bits_max,
+                   weight_exponent_max=core.weight_exponent_max, current_bits=state.current_bits,
+                   voltage_bits=state.voltage_bits, decay_bits=state.decay_bits, reset_modes=state.reset_modes,
+                   stateful_synapses=False)
+
+
+def cores_per_chip(chip) -> int:
+    return chip.mesh.cores_x * chip.mesh.cores_y

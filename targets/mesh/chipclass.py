@@ -1,0 +1,98 @@
+"""The mesh chip class: Loihi-class chips, a 2-D mesh of neuro-cores per chip, chips on a board.
+
+What nmc needs of the class (:class:`nmc.targets.classes.ChipClass`), gathered from the
+folder: description sections (:mod:`.chip`), mapping passes (:mod:`.passes`: ``partition``,
+``place``, ``route``), image sections (:mod:`.sections`), the emulator (:mod:`.emulator`) and
+the ``nmc inspect`` views (:mod:`.views`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nmc.targets.classes import ChipClass
+from nmc.targets.mesh import chip as mesh_chip
+
+DEFAULT_RATE = 0.25
+
+
+class MeshClass(ChipClass):
+    name = "mesh"
+    sections = mesh_chip.SECTIONS
+    mapping_passes = ("partition", "place", "route")
+    pass_modules = ("nmc.targets.mesh.passes",)
+
+    def check(self, sections, checker):
+        mesh_chip.check(sections, checker)
+
+    def formats(self, sections):
+        return mesh_chip.formats(sections)
+
+    def summary(self, chip) -> dict:
+        return {"cores": mesh_chip.cores_per_chip(chip), "chips": chip.mesh.chips_x * chip.mesh.chips_y,
+                "neurons_per_core": chip.core.neurons}
+
+    def mapping_pipeline(self, chip, *, opt_level: int, seed: int) -> str:
+        """``partition,place{seed=S},route``; the opt level sets the placement effort:
+        ``-O0`` keeps the constructive placement, ``-O3`` anneals four times as long."""
+        from nmc.targets.mesh.passes import Place
+
+        iterations = {0: 0, 3: 4 * Place.iterations}.get(opt_level)
+        more = "" if iterations is None else f",iterations={iterations}"
+        return f"partition,place{{seed={seed}{more}}},route"
+
+    def emit_sections(self, graph, chip) -> dict[str, bytes]:
+        from nmc.targets.mesh.sections import emit_sections
+
+        return emit_sections(graph, chip)
+
+    def resource_summary(self, graph, chip) -> dict:
+        """Cores, lower bound, chips, placement cost (and the naive placement's), busiest link;
+        placement figures from ``place``'s meta when present, else computed for the current
+        (naive) positions."""
+        from nmc.targets.mesh.mapping import Mapping, placement_cost
+
+        m = Mapping(graph, chip)
+        rates = m.net.rates(graph.meta.get("hw.rate", DEFAULT_RATE))
+        src, dst, load = m.traffic(rates)
+        cost = placement_cost(m.board, src, dst, load, m.slots)
+        naive = placement_cost(m.board, src, dst, load, np.arange(len(m.cores)))
+        routes = m.routes(rates)
+        chips = sorted({tuple(int(v) for v in divmod(int(s), m.board.cx * m.board.cy)[:1]) for s in m.slots})
+        busiest = int(np.argmax(routes.load)) if len(routes.load) else None
+        return {
+            "cores": len(m.cores),
+            "cores_lower_bound": int(graph.meta.get("hw.cores_lower_bound", 0)),
+            "chips": len(chips),
+            "placement_cost": round(float(graph.meta.get("hw.placement_cost", cost)), 6),
+            "placement_cost_naive": round(float(graph.meta.get("hw.placement_cost_naive", naive)), 6),
+            "max_link_load": round(float(routes.load.max()), 6) if len(routes.load) else 0.0,
+            "busiest_link": routes.link_name(busiest) if busiest is not None else None,
+            "neurons": int(m.net.n_neurons),
+            "synapses": int(sum(len(m.net.incoming(p).src) for p in m.net.populations)),
+            "links_used": len(routes.links),
+            "assumed_rate": float(graph.meta.get("hw.rate", DEFAULT_RATE)),
+        }
+
+    def prepare(self, image):
+        from nmc.targets.mesh.emulator import prepare
+
+        return prepare(image)
+
+    def core_table(self, sections):
+        from nmc.targets.mesh.views import core_table
+
+        return core_table(sections)
+
+    def link_table(self, sections):
+        from nmc.targets.mesh.views import link_loads
+
+        return link_loads(sections)
+
+    def plot(self, image, cores, links, path):
+        from nmc.targets.mesh.views import plot_mapping
+
+        plot_mapping(image, cores, links, path)
+
+
+CHIP_CLASS = MeshClass()
