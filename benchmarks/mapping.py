@@ -86,7 +86,9 @@ from nmc.ir.snn import Decode, Encode, Population, Project
 from nmc.ir.types import SpikeType, TensorType
 from nmc.passmanager import PassContext, PassManager, parse_pipeline
 from nmc.targets.chip import parse_chip
-from nmc.targets.mesh import emit_sections, prepare, resource_summary
+from nmc.targets.mesh.chipclass import CHIP_CLASS
+from nmc.targets.mesh.emulator import prepare
+from nmc.targets.mesh.sections import emit_sections
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -278,7 +280,7 @@ def series_row(spec: dict) -> dict:
     start = time.perf_counter()
     sections = emit_sections(graph, chip)
     times["emit"] = time.perf_counter() - start
-    summary = resource_summary(graph, chip)
+    summary = CHIP_CLASS.resource_summary(graph, chip)
     row.update({"neurons": sum(p.result.type.size for p in graph.walk("snn.population")),
                 "synapses": summary["synapses"], **{f"{k}_s": v for k, v in times.items()},
                 "map_s": sum(times.values()), "cores": summary["cores"],

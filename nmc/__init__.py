@@ -26,17 +26,19 @@ def run(artifact, inputs, *, backend: str = "reference", timesteps=None, record=
     return _run(artifact, inputs, backend=backend, timesteps=timesteps, record=record, **load_options)
 
 
-def compile(graph_or_path, target: str = "mesh", calibration=None, timesteps=None, opt_level: int = 2,
+def compile(graph_or_path, target: str | None = None, calibration=None, timesteps=None, opt_level: int = 2,
             pipeline: str | None = None, seed: int = 0, **load_options):
-    """Compile a graph or model file for ``target`` (chip name, .toml path or ``"cpu"``) into an
-    :class:`nmc.targets.image.Image`; ``image.save(path)`` writes the ``.nmb`` file.
-    ``timesteps`` None: 32, or a spiking graph's own ``meta.timesteps``."""
+    """Compile a graph or model file for ``target`` (chip name, .toml path or ``"cpu"``; None:
+    :data:`nmc.targets.DEFAULT_CHIP`) into an :class:`nmc.targets.image.Image`;
+    ``image.save(path)`` writes the ``.nmb`` file.  ``timesteps`` None: 32, or a spiking
+    graph's own ``meta.timesteps``."""
     from nmc.compiler import compile_graph
     from nmc.frontends import load as _load
+    from nmc.targets import DEFAULT_CHIP
 
     path = graph_or_path if isinstance(graph_or_path, str) else None
     graph = _load(path, **load_options) if path is not None else graph_or_path
-    return compile_graph(graph, target, calibration=calibration, timesteps=timesteps, opt_level=opt_level,
+    return compile_graph(graph, target or DEFAULT_CHIP, calibration=calibration, timesteps=timesteps, opt_level=opt_level,
                          pipeline=pipeline, seed=seed, source_path=path)
 
 

@@ -479,9 +479,9 @@ class ConvertToSpiking(Pass):
     round(256 · v0)``, within [0, 255]): with v0 = ½ it presents ``x`` as ``round(T·x)`` spikes
     rather than ``⌊T·x⌋``.
     ``maxpool``: how max pooling converts, ``gate`` (a ``maxgate`` projection, stateful: the
-    CPU runtime and the reference run it, mesh chips do not), ``tree`` (a tournament of IF
-    neurons, ``max(a, b) = b + relu(a − b)``; the default of chip targets) or ``or`` (a spiking
-    OR); see :meth:`Converter.maxpool` and :meth:`Converter.max_tree`."""
+    CPU runtime and the reference run it, chips whose synapses keep no state do not), ``tree``
+    (a tournament of IF neurons, ``max(a, b) = b + relu(a − b)``; the default of such chips) or
+    ``or`` (a spiking OR); see :meth:`Converter.maxpool` and :meth:`Converter.max_tree`."""
 
     timesteps: int = 32
     reset: Literal["subtract", "zero"] = "subtract"

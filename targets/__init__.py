@@ -1,1 +1,4 @@
-"""Targets (``nmc.targets``): chip descriptions, images, emulators and the CPU runtime."""
+"""Targets (``nmc.targets``): chip descriptions, chip classes, images, emulators and the CPU runtime."""
+
+#: the chip ``nmc.compile`` and ``nmc eval`` target when none is named
+DEFAULT_CHIP = "mesh"

@@ -77,6 +77,17 @@ class Chip:
     path: str
     digest: str
 
+    def with_sections(self, **changes) -> Chip:
+        """This chip with some sections replaced (``chip.with_sections(core=...)``), its formats
+        derived again; for experiments and tests (the digest still names the file)."""
+        from nmc.targets.classes import chip_class
+
+        unknown = set(changes) - set(self.sections)
+        if unknown:
+            raise ValueError(f"chip '{self.name}' has no section(s) {sorted(unknown)}")
+        sections = {**self.sections, **changes}
+        return dataclasses.replace(self, sections=sections, formats=chip_class(self.chip_class).formats(sections))
+
     def __getattr__(self, name: str):
         sections = self.__dict__.get("sections") or {}
         if name in sections:

@@ -121,6 +121,11 @@ def register_chip_class(cls: ChipClass) -> ChipClass:
     return cls
 
 
+def unregister_chip_class(name: str) -> None:
+    """Forget an in-process registration (the shipped and installed classes stay findable)."""
+    _REGISTERED.pop(name, None)
+
+
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 

@@ -16,7 +16,7 @@ def test_shipped_mesh_has_loihi_figures():
     chip = load_chip("mesh")
     assert "mesh" in shipped_chips()
     assert chip.name == "mesh" and chip.chip_class == "mesh"
-    assert chip.cores == 128
+    assert chip.mesh.cores_x * chip.mesh.cores_y == 128
     assert (chip.core.neurons, chip.core.input_axons, chip.core.output_axons) == (1024, 4096, 4096)
     assert chip.core.synapse_memory_bits == 2**20
     assert (chip.core.weight_bits_min, chip.core.weight_bits_max) == (1, 8)
@@ -24,8 +24,8 @@ def test_shipped_mesh_has_loihi_figures():
     assert chip.state.decay_bits == 12
     assert set(chip.state.reset_modes) == {"subtract", "zero"}
     assert chip.energy.synaptic_op_j == pytest.approx(23.6e-12)
-    assert chip.state_limit() == 2**23 - 1
-    assert chip.weight_range(8) == (-128, 127)
+    assert chip.formats.state_limit() == 2**23 - 1
+    assert chip.formats.weight_range(8) == (-128, 127)
     assert len(chip.digest) == 64
 
 

@@ -20,7 +20,8 @@ from nmc.ir.types import SpikeType, TensorType
 from nmc.ir.verifier import verify
 from nmc.passmanager import PassContext, PassManager, parse_pipeline
 from nmc.targets.chip import parse_chip
-from nmc.targets.mesh import emit_sections, prepare
+from nmc.targets.mesh.emulator import prepare
+from nmc.targets.mesh.sections import emit_sections
 from nmc.targets.mesh.sections import pack, unpack
 
 # A small board: 4 neurons per core, so every population of the random graphs spans cores.

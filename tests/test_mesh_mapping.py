@@ -14,7 +14,7 @@ from nmc import semantics
 from nmc.diagnostics import NmcError
 from nmc.ir.verifier import verify
 from nmc.passmanager import PassContext, PassManager, parse_pipeline
-from nmc.targets.mesh import resource_summary
+from nmc.targets.mesh.chipclass import CHIP_CLASS
 from nmc.targets.mesh.mapping import Mapping, placement_cost
 from nmc.targets.mapping.netlist import Netlist, synapses
 from nmc.targets.mesh.board import Board
@@ -109,7 +109,7 @@ def test_shared_weights_charge_the_kernel_once_per_channel():
     from dataclasses import replace
 
     graph, _ = random_graph(11)
-    shared = replace(CHIP, core=replace(CHIP.core, shared_weights=True))
+    shared = CHIP.with_sections(core=replace(CHIP.core, shared_weights=True))
     g_plain, _ = mapped(graph, "partition")
     g_shared, _ = mapped(graph, "partition", shared)
     conv_pop = graph.walk("snn.population")[0]
@@ -178,7 +178,7 @@ def test_route_needs_placement_and_checks_capacity():
     graph, _ = random_graph(4)
     with pytest.raises(NmcError, match="has cores but no placement"):
         mapped(graph, "partition,route")
-    narrow = replace(CHIP, noc=replace(CHIP.noc, link_capacity=1, chip_link_capacity=1))
+    narrow = CHIP.with_sections(noc=replace(CHIP.noc, link_capacity=1, chip_link_capacity=1))
     with pytest.raises(NmcError, match=r"link .* carries .* spikes per step; its capacity is 1 \(over by"):
         mapped(graph, "partition,place{iterations=0},route", narrow)
 
@@ -186,7 +186,7 @@ def test_route_needs_placement_and_checks_capacity():
 def test_resource_summary():
     graph, _ = random_graph(9)
     g, ctx = mapped(graph)
-    s = resource_summary(g, CHIP)
+    s = CHIP_CLASS.resource_summary(g, CHIP)
     assert s["cores"] == len(g.walk("hw.core")) == ctx.stats["partition"]["cores"]
     assert s["cores_lower_bound"] == ctx.stats["partition"]["cores-lower-bound"] <= s["cores"]
     assert s["placement_cost"] == g.meta["hw.placement_cost"] <= s["placement_cost_naive"]

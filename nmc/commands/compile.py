@@ -8,6 +8,7 @@ examples:
   nmc compile model.onnx --target mesh --calib train.npz -o model.nmb --report compile.json
   nmc compile examples/digits_mlp.nmir --target cpu --calib examples/digits_calib.npz -o digits.nmb
   nmc compile net.nir --target mesh-tiny --print-pipeline
+  nmc compile model.onnx --target mesh --calib train.npz --convert fuse-pooling=false --quantize weight-bits=6 -o m.nmb
   nmc compile model.nmir --target my_chip.toml -O3 --time-passes --calib data.npz -o out.nmb
 """
 
@@ -21,7 +22,7 @@ from nmc.data import load_inputs
 from nmc.diagnostics import UsageError
 from nmc.fileio import atomic_write
 from nmc.frontends import load
-from nmc.passmanager import Instruments
+from nmc.passmanager import Instruments, parse_pipeline
 
 NAME = "compile"
 HELP = "compile a model into an image for a target"
@@ -35,6 +36,10 @@ def add_arguments(p) -> None:
     p.add_argument("--calib", metavar="DATA.npz", help="calibration inputs x (required for ANN models)")
     p.add_argument("--timesteps", type=int, metavar="N", help="presentation steps (default 32, or the spiking model's own)")
     p.add_argument("--pipeline", metavar="P", help="run this pipeline instead of the default")
+    p.add_argument("--convert", metavar="KEY=VALUE,...", default="",
+                   help="options of convert-to-spiking in the default pipeline (e.g. fuse-pooling=false,v0=0)")
+    p.add_argument("--quantize", metavar="KEY=VALUE,...", default="",
+                   help="options of quantize in the default pipeline (e.g. weight-bits=6)")
     p.add_argument("--seed", type=int, default=0, help="seed of placement and other randomised passes (default 0)")
     add_nir_options(p)
     p.add_argument("--print-pipeline", action="store_true", help="print the pipeline and stop")
@@ -57,13 +62,19 @@ def run(args) -> int:
         from nmc.semantics import is_spiking
 
         T = args.timesteps or (int(graph.meta.get("timesteps", 32)) if is_spiking(graph) else 32)
-        print(args.pipeline if args.pipeline is not None else
-              default_pipeline(graph, target, args.opt_level, T, args.seed, args.calib is not None))
+        if args.pipeline is not None and (args.convert or args.quantize):
+            raise UsageError("--convert and --quantize set options of the default pipeline; with --pipeline, "
+                             "write the options into it")
+        text = args.pipeline if args.pipeline is not None else default_pipeline(
+            graph, target, args.opt_level, T, args.seed, args.calib is not None, args.convert, args.quantize)
+        parse_pipeline(text)  # unknown passes and options are errors here too
+        print(text)
         return 0
     calibration = load_inputs(args.calib)[0] if args.calib else None
     instruments = Instruments(time_passes=args.time_passes, pass_statistics=args.pass_statistics, remarks=args.remarks)
     image = compile_graph(graph, target, calibration=calibration, timesteps=args.timesteps, opt_level=args.opt_level,
-                          pipeline=args.pipeline, seed=args.seed, source_path=args.model, instruments=instruments)
+                          pipeline=args.pipeline, seed=args.seed, source_path=args.model, instruments=instruments,
+                          convert=args.convert, quantize=args.quantize)
     image.save(args.output)
     summary = report(image)
     if args.report:
@@ -71,7 +82,10 @@ def run(args) -> int:
     sections = ", ".join(f"{n} {len(b)} B" for n, b in sorted(image.sections.items()))
     print(f"wrote {args.output}: target {image.target}, {sections}")
     if summary.get("cores") is not None:
-        print(f"cores {summary['cores']} (lower bound {summary['cores_lower_bound']}) on {summary['chips']} chip(s), "
-              f"placement cost {summary['placement_cost']} (naive {summary['placement_cost_naive']}), "
-              f"busiest link {summary['max_link_load']} spikes/step")
+        line = f"cores {summary['cores']} (lower bound {summary['cores_lower_bound']}) on {summary['chips']} chip(s)"
+        if summary.get("placement_cost") is not None:
+            line += f", placement cost {summary['placement_cost']} (naive {summary['placement_cost_naive']})"
+        if summary.get("max_link_load") is not None:
+            line += f", busiest link {summary['max_link_load']} spikes/step"
+        print(line)
     return 0

@@ -28,6 +28,7 @@ from nmc.evaluation import evaluate
 from nmc.fileio import atomic_write
 from nmc.frontends import load
 from nmc.plotting import pyplot, save_png
+from nmc.targets import DEFAULT_CHIP
 from nmc.targets.chip import load_chip
 
 NAME = "eval"
@@ -37,7 +38,8 @@ HELP = "ANN vs float SNN vs integer SNN accuracy"
 def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="a model file (.onnx, .nir, .nmd, .nmir) holding an ANN")
     p.add_argument("--data", required=True, metavar="DATA.npz", help="inputs x and integer labels y")
-    p.add_argument("--target", default="mesh", metavar="CHIP", help="chip name or .toml path; 'cpu' skips quantisation")
+    p.add_argument("--target", default=DEFAULT_CHIP, metavar="CHIP",
+                   help=f"chip name or .toml path (default {DEFAULT_CHIP}); 'cpu' skips quantisation")
     p.add_argument("--timesteps", default="32", metavar="N[,N...]", help="presentation steps, comma-separated (default 32)")
     p.add_argument("--calib", metavar="DATA.npz", help="calibration inputs (default: the evaluation inputs)")
     p.add_argument("--percentile", type=float, default=99.9, help="normalisation percentile (default 99.9)")

@@ -1,4 +1,4 @@
-"""The ``hw`` dialect: a spiking graph mapped onto the cores of a mesh-class chip (DESIGN §3).
+"""The ``hw`` dialect: a spiking graph mapped onto the cores of a board of chips (DESIGN §3).
 
 ``partition`` appends one ``hw.core`` per core, ``place`` gives each its chip and position,
 ``route`` appends one ``hw.route`` per source of traffic (a core, or the host's input port)::
@@ -13,7 +13,7 @@ are the core's use of the chip's per-core limits.  ``chip``/``xy`` are empty unt
 A route's ``src`` is a core id, or -1 for the host; ``dests`` the cores its spikes reach,
 ``load`` the spikes per step it sends (from rates), ``links`` the links of its multicast tree.
 The snn ops stay untouched, so a mapped graph still runs under :mod:`nmc.semantics`.
-The graph's ``meta["hw.mesh"]`` records ``[cores_x, cores_y, chips_x, chips_y]`` of the target.
+The graph's ``meta["hw.board"]`` records ``[cores_x, cores_y, chips_x, chips_y]`` of the target.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def _verify_stage(graph: Graph) -> None:
 
 def _verify_hw(graph: Graph, pops: list[Op]) -> None:
     """Mapped graphs: every population neuron on exactly one core, core ids 0..n-1 once
-    each, placed cores inside ``meta["hw.mesh"]`` and no two on one slot."""
+    each, placed cores inside ``meta["hw.board"]`` and no two on one slot."""
     cores = graph.walk("hw.core")
     if not cores:
         return
@@ -107,16 +107,16 @@ def _verify_hw(graph: Graph, pops: list[Op]) -> None:
             end = b
         if end != p.result.type.size:
             raise p.error(f"neurons [{end}, {p.result.type.size}) are on no core", hint="run partition again")
-    mesh = graph.meta.get("hw.mesh")
+    board = graph.meta.get("hw.board")
     slots = set()
     for c in cores:
         if not c.chip:
             continue
-        if not (isinstance(mesh, list) and len(mesh) == 4):
-            raise c.error("is placed but the graph has no meta hw.mesh = [cores_x, cores_y, chips_x, chips_y]")
-        if not (0 <= c.xy[0] < mesh[0] and 0 <= c.xy[1] < mesh[1] and 0 <= c.chip[0] < mesh[2] and 0 <= c.chip[1] < mesh[3]):
-            raise c.error(f"is placed at chip {list(c.chip)} core {list(c.xy)}, outside the mesh "
-                          f"of {mesh[2]}x{mesh[3]} chips of {mesh[0]}x{mesh[1]} cores")
+        if not (isinstance(board, list) and len(board) == 4):
+            raise c.error("is placed but the graph has no meta hw.board = [cores_x, cores_y, chips_x, chips_y]")
+        if not (0 <= c.xy[0] < board[0] and 0 <= c.xy[1] < board[1] and 0 <= c.chip[0] < board[2] and 0 <= c.chip[1] < board[3]):
+            raise c.error(f"is placed at chip {list(c.chip)} core {list(c.xy)}, outside the board "
+                          f"of {board[2]}x{board[3]} chips of {board[0]}x{board[1]} cores")
         slot = (*c.chip, *c.xy)
         if slot in slots:
             raise c.error(f"shares chip {list(c.chip)} core {list(c.xy)} with another core")

@@ -69,7 +69,7 @@ class Partition(Pass):
     modes, weight bits and exponents the chip holds.  Ensures: one ``hw.core`` per core (ids
     0.., in graph order of their first population) before ``ann.output``, every neuron on
     exactly one core, every core within the chip's four limits, no more cores than the board
-    has; earlier hw ops removed; the snn ops unchanged; ``meta["hw.mesh"]`` and
+    has; earlier hw ops removed; the snn ops unchanged; ``meta["hw.board"]`` and
     ``meta["hw.cores_lower_bound"]`` (⌈neurons / core neurons⌉ or ⌈synapse bits / core
     memory⌉, whichever is larger).  Fails with a diagnostic naming the layer, the limit and by
     how much when something cannot fit.  ``order``: the tile order (``auto`` tries both and
@@ -95,7 +95,7 @@ class Partition(Pass):
                                slices=tuple(x for _, a, b in runs for x in (a, b)), neurons=n, axons=axons,
                                synapse_bits=bits, outputs=outs)
                           for k, (runs, n, axons, bits, outs) in enumerate(plan["cores"])])
-        graph.meta["hw.mesh"] = [m.cores_x, m.cores_y, m.chips_x, m.chips_y]
+        graph.meta["hw.board"] = [m.cores_x, m.cores_y, m.chips_x, m.chips_y]
         graph.meta["hw.cores_lower_bound"] = plan["lower_bound"]
         ctx.stat("cores", len(plan["cores"]))
         ctx.stat("cores-lower-bound", plan["lower_bound"])

@@ -680,7 +680,7 @@ def _hw_mapping(draw, b: _Builder, pops: list[Op]) -> None:
 
     placed = draw(st.booleans())
     if placed:
-        b.g.meta["hw.mesh"] = [4, 4, 1, 1]
+        b.g.meta["hw.board"] = [4, 4, 1, 1]
     k = 0
     for pop in pops:
         size = pop.result.type.size
