@@ -169,4 +169,11 @@ def prepare_emulator(artifact) -> Any:
 
 def class_of_image(image) -> ChipClass:
     """The class of the chip an image was compiled for (from its ``chip`` section)."""
-    return chip_class(image.chip().chip_class)
+    from nmc.targets.chip import parse_chip
+
+    try:
+        text = image.sections["chip"].decode("utf-8")
+    except UnicodeDecodeError:
+        raise NmcError("the image's 'chip' section is not UTF-8 text") from None
+    name = getattr(image, "filename", "<image>")
+    return chip_class(parse_chip(text, f"{name}[chip]").chip_class)

@@ -212,7 +212,7 @@ def test_inspect_cpu_image(tmp_path, calib, capsys):
     assert {s["name"] for s in info["sections"]} == {"graph", "manifest"}
     assert info["cores"] is None
     assert main(["inspect", str(out), "--plot", str(tmp_path / "m.png")]) == 1
-    assert "no per-core mapping" in capsys.readouterr().err
+    assert "has no mapping to plot" in capsys.readouterr().err
     assert not (tmp_path / "m.png").exists()
 
 
