@@ -48,7 +48,7 @@ def vgg11_nmd(width: float = 1.0, seed: int = 0, classes: int = 10, size: int = 
 
 def vgg11_graph(width: float = 1.0, seed: int = 0, classes: int = 10, size: int = 32):
     """The network as a verified ``ann`` graph."""
-    from nmc.frontends.dsl import parse_nmd
+    from nmc.frontends.nmd import parse_nmd
 
     return parse_nmd(vgg11_nmd(width, seed, classes, size), f"vgg11_w{width:g}.nmd")
 

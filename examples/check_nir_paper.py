@@ -32,7 +32,8 @@ import numpy as np
 import nmc
 from nmc import semantics
 from nmc.diagnostics import NmcError
-from nmc.frontends.nir import export_nir, load_nir
+from nmc.exporters.nir import export_nir
+from nmc.frontends.nir import load_nir
 from nmc.ir.printer import print_graph
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "nir")

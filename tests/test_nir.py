@@ -1,4 +1,4 @@
-"""The NIR frontend and exporter (nmc/frontends/nir.py, docs/nir.md).
+"""The NIR frontend and exporter (nmc/frontends/nir/, nmc/exporters/nir.py, docs/nir.md).
 
 Small NIR graphs are built here with the ``nir`` package and written with ``nir.write``.  Their
 meaning is checked against :func:`simulate`, a direct step-by-step simulation of the NIR graph
@@ -17,8 +17,9 @@ nir = pytest.importorskip("nir")
 from nmc import semantics  # noqa: E402
 from nmc.cli import main  # noqa: E402
 from nmc.diagnostics import NmcError  # noqa: E402
+from nmc.exporters.nir import export_nir, to_nir  # noqa: E402
 from nmc.frontends import load  # noqa: E402
-from nmc.frontends.nir import export_nir, load_nir, to_nir  # noqa: E402
+from nmc.frontends.nir import load_nir  # noqa: E402
 from nmc.ir.parser import parse_ir  # noqa: E402
 from nmc.ir.printer import print_graph  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The .nmd network description language (nmc/frontends/dsl.py, docs/language.md)."""
+"""The .nmd network description language (nmc/frontends/nmd/, docs/language.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nmc.diagnostics import NmcError
-from nmc.frontends.dsl import load_nmd, parse_nmd
+from nmc.frontends.nmd import load_nmd, parse_nmd
 from nmc.ir import SpikeType, TensorType, parse_ir, print_graph
 from nmc.ir.io import format_ir
 from nmc.semantics import classify, run_ann, run_snn
@@ -493,13 +493,13 @@ ANN_LAYER_NAMES = ["dense", "conv", "maxpool", "avgpool", "global_avgpool", "bat
 def test_docs_grammar_is_the_grammar():
     text = open(DOCS, encoding="utf-8").read()
     shown = text.split("<!-- grammar:begin -->\n```\n", 1)[1].split("```\n<!-- grammar:end -->", 1)[0]
-    source = open(os.path.join(os.path.dirname(EXAMPLES), "nmc", "frontends", "nmd.lark"), encoding="utf-8").read()
+    source = open(os.path.join(os.path.dirname(EXAMPLES), "nmc", "frontends", "nmd", "nmd.lark"), encoding="utf-8").read()
     rules = "\n".join(line for line in source.splitlines() if not line.startswith("//")).strip()
     assert shown.strip() == rules
 
 
 def test_layer_table_in_docs_lists_every_layer():
-    from nmc.frontends.dsl import ANN_LAYERS
+    from nmc.frontends.nmd.ann import ANN_LAYERS
 
     assert sorted(ANN_LAYERS) == sorted(ANN_LAYER_NAMES)
 

@@ -1,7 +1,7 @@
 """Write a spiking model in an interchange format (NIR).
 
 The model is read as `nmc import` reads it (an .nmir file with an snn graph, a .nir file, or
-any model a frontend reads that is already spiking), then written with `nmc.frontends.nir.export_nir`.
+any model a frontend reads that is already spiking), then written with `nmc.exporters.nir.export_nir`.
 What NIR cannot express (subtractive reset, integer populations, rate or Poisson encoders,
 v0 != 0) is refused with the op it concerns.  See docs/nir.md.
 
@@ -28,7 +28,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from nmc.frontends.nir import export_nir
+    from nmc.exporters.nir import export_nir
 
     options = {"dt": args.dt} if choose_frontend(args.model).name == "nir" else {}
     graph = load(args.model, **options)

@@ -64,7 +64,7 @@ register_frontend(Frontend("nir", (".nir",), lambda head: head.startswith(_HDF5_
 # ONNX is protobuf: exporters write field 1 (ir_version, a small varint) first, then a string field.
 register_frontend(Frontend("onnx", (".onnx",), lambda head: len(head) > 2 and head[0] == 0x08 and 0 < head[1] < 16
                            and head[2] in b"\x12\x1a\x22\x2a\x32\x3a\x42", _lazy("nmc.frontends.onnx", "load_onnx")))
-register_frontend(Frontend("nmd", (".nmd",), lambda head: False, _lazy("nmc.frontends.dsl", "load_nmd")))
+register_frontend(Frontend("nmd", (".nmd",), lambda head: False, _lazy("nmc.frontends.nmd", "load_nmd")))
 
 
 def choose_frontend(path: str) -> Frontend:

@@ -149,7 +149,8 @@ def _parser() -> lark.Lark:
 # ---------------------------------------------------------------------------- error rendering
 
 
-def _describe(parser: lark.Lark, names: set[str]) -> list[str]:
+def describe(parser: lark.Lark, names: set[str]) -> list[str]:
+    """The terminals ``names`` of ``parser`` in words, for "expected ..." messages."""
     op_keywords = {o for o in OPS}
     words, ops = [], []
     for n in sorted(names):
@@ -175,13 +176,14 @@ def _describe(parser: lark.Lark, names: set[str]) -> list[str]:
     return sorted(set(words), key=words.index)
 
 
-def _join_words(words: list[str]) -> str:
+def join_words(words: list[str]) -> str:
+    """``a or b``, or ``one of: a, b, c``."""
     if len(words) <= 2:
         return " or ".join(words)
     return "one of: " + ", ".join(words)
 
 
-class _Source:
+class Source:
     """Text of a file, for locations and caret lines."""
 
     def __init__(self, text: str, filename: str):
@@ -198,24 +200,24 @@ class _Source:
         return self.error(message, meta_or_token.line, meta_or_token.column, hint)
 
 
-def _unexpected(src: _Source, found: str, expected: list[str], line: int, col: int) -> NmcError:
+def _unexpected(src: Source, found: str, expected: list[str], line: int, col: int) -> NmcError:
     if re.fullmatch(r"[a-z]+\.[a-z0-9_.]+", found) and any(w.startswith("an operation") for w in expected):
         dialect = found.split(".")[0]
         known = sorted(k for k in OPS if k.startswith(dialect + "."))
         hint = (f"operations of dialect '{dialect}': {', '.join(known)}" if known
                 else f"known dialects: {', '.join(sorted({k.split('.')[0] for k in OPS}))}")
         return src.error(f"unknown operation '{found}'", line, col, hint)
-    return src.error(f"unexpected '{found}'; expected {_join_words(expected)}", line, col)
+    return src.error(f"unexpected '{found}'; expected {join_words(expected)}", line, col)
 
 
-def _syntax_error(e: lark.exceptions.UnexpectedInput, src: _Source, parser: lark.Lark) -> NmcError:
+def _syntax_error(e: lark.exceptions.UnexpectedInput, src: Source, parser: lark.Lark) -> NmcError:
     if isinstance(e, lark.exceptions.UnexpectedCharacters):
         line = src.line(e.line) or ""
         word = re.match(r"[A-Za-z0-9_.%@$<>-]+|.", line[e.column - 1 :])
         found = word.group(0) if word else line[e.column - 1 : e.column]
-        return _unexpected(src, found, _describe(parser, set(e.allowed)), e.line, e.column)
+        return _unexpected(src, found, describe(parser, set(e.allowed)), e.line, e.column)
     if isinstance(e, lark.exceptions.UnexpectedToken):
-        expected = _describe(parser, set(e.expected))
+        expected = describe(parser, set(e.expected))
         tok = e.token
         history = getattr(e, "token_history", None) or []
         prev = history[-1] if history else None
@@ -223,11 +225,11 @@ def _syntax_error(e: lark.exceptions.UnexpectedInput, src: _Source, parser: lark
             # lark gives no history at the end of input, but $END borrows the last token's span
             line = src.line(tok.end_line) or ""
             last = line[tok.column - 1 : tok.end_column - 1] if tok.line == tok.end_line else ""
-            return src.error(f"expected {_join_words(expected)} after '{last}'", tok.end_line, tok.end_column)
+            return src.error(f"expected {join_words(expected)} after '{last}'", tok.end_line, tok.end_column)
         if tok.type == "$END" or (prev is not None and tok.line is not None and prev.end_line is not None and tok.line > prev.end_line):
             if prev is not None:
-                return src.error(f"expected {_join_words(expected)} after '{prev}'", prev.end_line, prev.end_column)
-            return src.error(f"expected {_join_words(expected)}", 1, 1)
+                return src.error(f"expected {join_words(expected)} after '{prev}'", prev.end_line, prev.end_column)
+            return src.error(f"expected {join_words(expected)}", 1, 1)
         return _unexpected(src, str(tok), expected, tok.line, tok.column)
     return src.error(str(e), getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1)
 
@@ -235,7 +237,7 @@ def _syntax_error(e: lark.exceptions.UnexpectedInput, src: _Source, parser: lark
 # ------------------------------------------------------------------------------ tree → graph
 
 
-def _number(tok: lark.Token, src: _Source, integer: bool = False) -> int | float:
+def _number(tok: lark.Token, src: Source, integer: bool = False) -> int | float:
     text = str(tok)
     is_int = re.fullmatch(r"[+-]?\d+", text) is not None
     if integer:
@@ -245,7 +247,7 @@ def _number(tok: lark.Token, src: _Source, integer: bool = False) -> int | float
     return int(text) if is_int else float(text)
 
 
-def _string(tok: lark.Token, src: _Source) -> str:
+def _string(tok: lark.Token, src: Source) -> str:
     """The value of a quoted string token (JSON escapes)."""
     try:
         return json.loads(str(tok))
@@ -254,7 +256,7 @@ def _string(tok: lark.Token, src: _Source) -> str:
                      hint='strings use JSON escapes (\\n, \\", \\\\, \\uXXXX)') from None
 
 
-def _scalar(node, src: _Source):
+def _scalar(node, src: Source):
     if isinstance(node, lark.Token):
         if node.type == "KW_TRUE":
             return True
@@ -268,7 +270,7 @@ def _scalar(node, src: _Source):
 
 
 class _Builder:
-    def __init__(self, src: _Source, sidecar):
+    def __init__(self, src: Source, sidecar):
         self.src = src
         self.sidecar = sidecar  # callable: name -> array or None
         self.values: dict[str, Value] = {}
@@ -507,7 +509,7 @@ def split_cases(text: str) -> list[str]:
 def parse_ir(text: str, filename: str = "<string>", sidecar=None, verify: bool = True) -> Graph:
     """Parse one graph.  ``sidecar(name)`` returns the contents of a blob declared without
     them (or None); by default there is no sidecar.  The verifier runs unless ``verify=False``."""
-    src = _Source(text, filename)
+    src = Source(text, filename)
     parser = _parser()
     try:
         tree = parser.parse(text)

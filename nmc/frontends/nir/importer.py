@@ -1,40 +1,20 @@
-"""NIR interchange: read NIR graphs into the ``snn`` dialect, write ``snn`` graphs back as NIR.
-
-:func:`load_nir` (the frontend for ``.nir`` files) and :func:`to_nir` / :func:`export_nir`.
-The mapping and the discretisation of every continuous-time node are specified in docs/nir.md;
-in short:
-
-* Weight nodes between two spiking sources (Affine, Linear, Scale, Conv1d, Conv2d, SumPool2d,
-  AvgPool2d, with Flatten and Delay) become one ``snn.project`` per path; a chain of linear
-  nodes with no neuron between is composed into one projection.  Flatten is no op at all
-  (currents meet neurons by flat index).
-* Neuron nodes become ``snn.population`` with forward-Euler decays ``du = 4096·dt/τ_syn``,
-  ``dv = 4096·dt/τ_mem``; the input gain (``R``, ``dt/τ``, ``w_in``) is folded into the
-  weights of every projection into the population, ``v_leak`` into its bias.
-* Time is aligned exactly with NIR's discrete simulators: a population at feed-forward depth
-  ``d`` runs ``d − 1`` steps behind NIR time, so each projection's delay is the depth
-  difference (plus one round a recurrent loop, plus any Delay node).  Affine biases arrive
-  through a projection, delayed the same way, from a constant always-on source.
-* The graph input is an ``snn.encode{encoding = spikes}``; each Output an ``snn.decode``
-  (``count`` for spiking nodes, ``membrane`` for I, LI and CubaLI).
-
-Every op carries ``Loc(file, node=<NIR node>, op_type=<NIR class>)``.  Files nir cannot read and
-nodes nmc cannot map raise :class:`NmcError` naming the node.
-"""
+"""The NIR importer: a flat NIR graph (:mod:`.graph`) to an ``snn`` graph — neuron nodes to
+populations, paths of weight nodes composed into projections, time aligned (:mod:`.timing`)."""
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 
 from nmc.diagnostics import Loc, NmcError
-from nmc.ir.core import Blob, Graph, Op
+from nmc.frontends.nir.graph import flat_graph, node_kind
+from nmc.frontends.nir.timing import back_edges, warm_up_v0
 from nmc.ir.ann import Constant, Input, Output
+from nmc.ir.core import Blob, Graph
 from nmc.ir.snn import DECAY_ONE, Decode, Encode, Population, Project
 from nmc.ir.types import SpikeType, TensorType
 
@@ -44,10 +24,6 @@ WINDOWED = ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d")
 DENSE = ("Affine", "Linear", "Scale")
 LINEAR = DENSE + WINDOWED + ("Flatten", "Delay")
 RESETS = ("zero", "subtract")
-
-
-def _kind(node) -> str:
-    return type(node).__name__
 
 
 def _arr(x) -> np.ndarray:
@@ -61,61 +37,6 @@ def _param(values: np.ndarray):
         return float(flat[0])
     exact, single = np.asarray(values, dtype=np.float64), np.asarray(values, dtype=np.float32)
     return Blob(single if np.array_equal(single, exact) else exact)  # f32 when nothing is lost
-
-
-# ======================================================================== reading NIR
-
-
-def _read(path: str):
-    import nir
-
-    try:
-        return nir.read(path)
-    except Exception as err:  # noqa: BLE001 — nir reports malformed files with many exception types
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        mismatch = re.search(r"type mismatch: (\S+)\.output", detail)  # nir names the node whose type is wrong
-        loc = Loc(os.fspath(path), node=mismatch.group(1)) if mismatch else Loc(os.fspath(path))
-        raise NmcError(f"the nir package cannot read this file: {detail}", loc,
-                       hint="the graph is malformed (for example an exporter wrote inconsistent shapes); "
-                            "re-export it with a current NIR exporter") from None
-
-
-def _endpoint(graph, prefix: str, name: str, port: str, loc: Loc) -> str:
-    """The flat name an edge end ``name`` refers to: a node, or the Input/Output (``port``)
-    of a nested graph, found recursively; ``sub.inner`` names a nested graph's node."""
-    import nir
-
-    node = graph.nodes.get(name)
-    if node is None and "." in name:
-        head, rest = name.split(".", 1)
-        if isinstance(graph.nodes.get(head), nir.NIRGraph):
-            return _endpoint(graph.nodes[head], f"{prefix}{head}.", rest, port, loc)
-    if node is None:
-        raise NmcError(f"an edge names node '{prefix}{name}', which the graph does not have", loc)
-    if isinstance(node, nir.NIRGraph):
-        ports = [k for k, n in node.nodes.items() if _kind(n) == port]
-        if len(ports) != 1:
-            raise NmcError(f"nested graph '{prefix}{name}' has {len(ports)} {port} nodes; an edge to the graph "
-                           f"itself needs exactly one", Loc(loc.file, node=prefix + name, op_type="NIRGraph"),
-                           hint=f"name the port in the edge, as '{prefix}{name}.<{port.lower()} node>'")
-        return _endpoint(node, f"{prefix}{name}.", ports[0], port, loc)
-    return prefix + name
-
-
-def _flatten(graph, prefix: str, loc: Loc, nodes: dict, edges: list, identities: set) -> None:
-    """Inline nested graphs: their nodes get ``prefix.`` names; their Input/Output nodes
-    become identities (removed afterwards)."""
-    import nir
-
-    for name, node in graph.nodes.items():
-        if isinstance(node, nir.NIRGraph):
-            _flatten(node, f"{prefix}{name}.", loc, nodes, edges, identities)
-        else:
-            nodes[prefix + name] = node
-            if prefix and _kind(node) in ("Input", "Output"):
-                identities.add(prefix + name)
-    for a, b in graph.edges:
-        edges.append((_endpoint(graph, prefix, a, "Output", loc), _endpoint(graph, prefix, b, "Input", loc)))
 
 
 @dataclass
@@ -146,7 +67,7 @@ class _Neuron:
     spiking: bool
 
 
-class _Importer:
+class Importer:
     def __init__(self, path: str, dt: float | None, reset: str | None):
         self.path = os.fspath(path)
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
@@ -158,7 +79,7 @@ class _Importer:
 
     def loc(self, name: str) -> Loc:
         node = self.nodes.get(name)
-        return Loc(self.path, node=name, op_type=_kind(node) if node is not None else None)
+        return Loc(self.path, node=name, op_type=node_kind(node) if node is not None else None)
 
     def error(self, name: str, message: str, hint: str | None = None) -> NmcError:
         return NmcError(message, self.loc(name), hint=hint)
@@ -166,31 +87,22 @@ class _Importer:
     # -- structure ---------------------------------------------------------------------
 
     def load(self, nir_graph) -> Graph:
-        self.nodes: dict = {}
-        edges: list = []
-        identities: set = set()
-        _flatten(nir_graph, "", Loc(self.path), self.nodes, edges, identities)
-        edges = list(dict.fromkeys(edges))
-        for name in sorted(identities):  # a nested graph's Input/Output: wire through
-            ins = [a for a, b in edges if b == name]
-            outs = [b for a, b in edges if a == name]
-            edges = [e for e in edges if name not in e] + [(a, b) for a in ins for b in outs]
-            del self.nodes[name]
+        self.nodes, edges = flat_graph(nir_graph, Loc(self.path))
         self.preds = {n: [a for a, b in edges if b == n] for n in self.nodes}
         self.succs = {n: [b for a, b in edges if a == n] for n in self.nodes}
         for name, node in self.nodes.items():
-            if _kind(node) not in NEURONS + LINEAR + ("Input", "Output"):
-                raise self.error(name, f"NIR node type {_kind(node)} is not supported",
+            if node_kind(node) not in NEURONS + LINEAR + ("Input", "Output"):
+                raise self.error(name, f"NIR node type {node_kind(node)} is not supported",
                                  hint="nmc maps " + ", ".join(NEURONS + LINEAR + ("Input", "Output", "NIRGraph")))
-        inputs = [n for n, node in self.nodes.items() if _kind(node) == "Input"]
-        outputs = [n for n, node in self.nodes.items() if _kind(node) == "Output"]
+        inputs = [n for n, node in self.nodes.items() if node_kind(node) == "Input"]
+        outputs = [n for n, node in self.nodes.items() if node_kind(node) == "Output"]
         if not inputs or not outputs:
             raise NmcError("the NIR graph needs an Input and an Output node", Loc(self.path))
-        neurons = {n: self._neuron(n, node) for n, node in self.nodes.items() if _kind(node) in NEURONS}
+        neurons = {n: self._neuron(n, node) for n, node in self.nodes.items() if node_kind(node) in NEURONS}
         for n in neurons:
-            if not neurons[n].spiking and any(_kind(self.nodes[s]) != "Output" for s in self.succs[n]):
-                raise self.error(n, f"the non-spiking {_kind(self.nodes[n])} node feeds "
-                                    f"'{[s for s in self.succs[n] if _kind(self.nodes[s]) != 'Output'][0]}'; "
+            if not neurons[n].spiking and any(node_kind(self.nodes[s]) != "Output" for s in self.succs[n]):
+                raise self.error(n, f"the non-spiking {node_kind(self.nodes[n])} node feeds "
+                                    f"'{[s for s in self.succs[n] if node_kind(self.nodes[s]) != 'Output'][0]}'; "
                                     "nmc projections carry spikes only",
                                  hint="a non-spiking node (I, LI, CubaLI) can only be read by an Output")
         self.neurons = neurons
@@ -199,9 +111,9 @@ class _Importer:
         for target in list(neurons) + outputs:
             paths = sorted(self._paths(target), key=lambda sc: (sc[1][-1] if sc[1] else "", sc[0]))
             for source, chain in paths:  # in a canonical order: float sums then round-trip exactly
-                if _kind(self.nodes[target]) == "Output" and not chain:
+                if node_kind(self.nodes[target]) == "Output" and not chain:
                     continue  # a neuron or Input read directly
-                if _kind(self.nodes[target]) == "Output":
+                if node_kind(self.nodes[target]) == "Output":
                     self._add_readout(target)
                 syn = self._compose(source, chain, self.readouts.get(target, target))
                 synapses.append(syn)
@@ -222,7 +134,7 @@ class _Importer:
 
         def walk(node: str, chain: list[str]):
             for p in self.preds[node]:
-                kind = _kind(self.nodes[p])
+                kind = node_kind(self.nodes[p])
                 if kind == "Input" or kind in NEURONS:
                     found.append((p, chain[::-1]))
                 elif kind in LINEAR:
@@ -249,7 +161,7 @@ class _Importer:
 
     def _ratio(self, name: str, tau, what: str) -> np.ndarray:
         if self.dt is None:
-            raise self.error(name, f"NIR carries no time step, and this {_kind(self.nodes[name])} node has time "
+            raise self.error(name, f"NIR carries no time step, and this {node_kind(self.nodes[name])} node has time "
                                    f"constants ({what})", hint="pass --dt SECONDS (e.g. --dt 1e-4), the step the model was trained with")
         tau = _arr(tau)
         if np.any(~(tau > 0)):
@@ -261,7 +173,7 @@ class _Importer:
         return ratio
 
     def _neuron(self, name: str, node) -> _Neuron:
-        kind = _kind(node)
+        kind = node_kind(node)
         if kind == "Threshold":
             th = _arr(node.threshold)
             ones = np.ones_like(th)
@@ -313,12 +225,12 @@ class _Importer:
         parts = []
         for name in chain:
             node = self.nodes[name]
-            kind = _kind(node)
+            kind = node_kind(node)
             if kind == "Delay":
                 syn.steps += self._delay_steps(name, node)
             elif kind != "Flatten":
                 parts.append(name)
-        kinds = [_kind(self.nodes[p]) for p in parts]
+        kinds = [node_kind(self.nodes[p]) for p in parts]
         src_size = int(np.prod(self._shape_of(source)))
         if kinds and kinds[0] in WINDOWED and all(k == "Scale" for k in kinds[1:]):
             self._compose_window(syn, parts[0])  # the weights stay shared
@@ -352,7 +264,7 @@ class _Importer:
         matrix, bias, scale = None, None, np.ones(src_size)
         for name in parts:
             node = self.nodes[name]
-            kind = _kind(node)
+            kind = node_kind(node)
             if kind == "Scale":
                 s = _arr(node.scale).reshape(-1)
                 if matrix is None:
@@ -417,7 +329,7 @@ class _Importer:
 
     def _compose_window(self, syn: _Synapse, name: str) -> None:
         node = self.nodes[name]
-        kind = _kind(node)
+        kind = node_kind(node)
         in_shape = tuple(int(d) for d in np.atleast_1d(node.input_type["input"]))
         if kind == "Conv1d":
             w = _arr(node.weight)[:, :, None, :]
@@ -471,7 +383,7 @@ class _Importer:
         def order(n):
             return (index.get(n, len(index)), n)
 
-        back = _back_edges(g, inputs, order)
+        back = back_edges(g, inputs, order)
         dag = nx.DiGraph(g)
         dag.remove_edges_from(back)
         depth = {}
@@ -587,322 +499,3 @@ class _Importer:
                         pads=syn.attrs["pads"], dilations=syn.attrs["dilations"], groups=syn.attrs["groups"], **common)
         p.result.name = name
         return p
-
-
-def _back_edges(g: nx.DiGraph, roots: list, key) -> set:
-    """The edges a depth-first search closes a cycle with, starting from ``roots`` then every
-    other node, successors in ``key`` order — deterministic, so import and export agree on
-    which projection of a loop is the recurrent one."""
-    back, state = set(), {}
-    for root in list(roots) + sorted(g.nodes, key=key):
-        if root in state:
-            continue
-        state[root] = 1
-        stack = [(root, iter(sorted(g.successors(root), key=key)))]
-        while stack:
-            node, successors = stack[-1]
-            nxt = next(successors, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                back.add((node, nxt))
-            elif nxt not in state:
-                state[nxt] = 1
-                stack.append((nxt, iter(sorted(g.successors(nxt), key=key))))
-    return back
-
-
-def warm_up_v0(bias: np.ndarray, dv: np.ndarray, steps: int) -> np.ndarray:
-    """``v0`` such that ``v ← (1 − dv/4096)·v + bias`` reaches exactly 0 after ``steps`` steps
-    (0 where there is nothing to undo: no steps, no bias, or no memory, dv = 4096)."""
-    keep = 1 - np.asarray(dv, dtype=np.float64) / DECAY_ONE
-    bias = np.asarray(bias, dtype=np.float64)
-    if steps == 0:
-        return np.zeros(np.broadcast_shapes(bias.shape, keep.shape))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        drift = np.where(keep == 1, steps * bias, bias * (1 - keep**steps) / np.where(keep == 1, 0.5, 1 - keep))
-        v0 = np.where(keep == 0, 0.0, -drift / np.where(keep == 0, 1.0, keep**steps))
-    return np.where(bias == 0, 0.0, v0)
-
-
-def load_nir(path: str, dt: float | None = None, reset: str | None = None) -> Graph:
-    """Read a NIR file into an ``snn`` graph (docs/nir.md).
-
-    ``dt`` (seconds) is required when a node has time constants or delays; ``reset`` is
-    ``"zero"`` (NIR's definition, the default) or ``"subtract"``.  The graph records ``dt`` in
-    its meta.  Raises :class:`NmcError` naming the node for anything nmc cannot map."""
-    return _Importer(path, dt, reset).load(_read(path))
-
-
-def from_nir(nir_graph, dt: float | None = None, reset: str | None = None, name: str = "nir") -> Graph:
-    """:func:`load_nir` for an in-memory ``nir.NIRGraph``."""
-    return _Importer(name, dt, reset).load(nir_graph)
-
-
-# ======================================================================== writing NIR
-
-
-def _is_bias_source(op: Op | None) -> bool:
-    """The constant always-on source :func:`load_nir` makes for Affine biases: a rate encoder
-    of a constant 1."""
-    return (op is not None and op.KIND == "snn.encode" and op.encoding == "rate"
-            and op.x.owner is not None and op.x.owner.KIND == "ann.constant"
-            and bool(np.all(op.x.owner.value.data == 1)))
-
-
-def _flat(p, shape) -> np.ndarray:
-    arr = p.data if isinstance(p, Blob) else np.asarray(p)
-    return np.broadcast_to(np.asarray(arr, dtype=np.float64), shape).copy()
-
-
-class _Exporter:
-    def __init__(self, graph: Graph, dt: float | None):
-        self.graph = graph
-        self.dt = dt if dt is not None else graph.meta.get("dt")
-        self.names: dict[int, str] = {}
-        taken: set[str] = set()
-        for i, op in enumerate(graph.ops):
-            if op.result is not None:
-                base = (op.result.name or f"{op.KIND.split('.')[-1]}{i}").replace("/", "_")
-                name, k = base, 1
-                while name in taken:
-                    name, k = f"{base}_{k}", k + 1
-                taken.add(name)
-                self.names[id(op)] = name
-        self.nodes: dict = {}
-        self.edges: list = []
-
-    def error(self, op: Op, message: str, hint: str | None = None) -> NmcError:
-        return NmcError(f"cannot export to NIR: {message}", op.loc, hint=hint)
-
-    def name(self, op: Op) -> str:
-        return self.names[id(op)]
-
-    def _timing(self, sources: list[Op], projections: list[Op]):
-        """Back edges and depths, as :class:`_Importer` computes them on the NIR side."""
-        index = {id(op): i for i, op in enumerate(self.graph.ops)}
-        g = nx.DiGraph()
-        ops = {id(o): o for o in sources + self.graph.walk("snn.population")}
-        g.add_nodes_from(ops)
-        for p in projections:
-            target = next(u for u in self.graph.users(p.result))
-            g.add_edge(id(p.src.owner), id(target))
-        back = _back_edges(g, [id(s) for s in sources], index.get)
-        dag = nx.DiGraph(g)
-        dag.remove_edges_from(back)
-        depth = {}
-        for n in nx.lexicographical_topological_sort(dag, key=index.get):
-            depth[n] = 0 if n in {id(s) for s in sources} else max((depth[p] + 1 for p in dag.predecessors(n)), default=1)
-        return back, depth
-
-    def run(self):
-        import nir
-
-        g = self.graph
-        for op in g.ops:
-            if op.KIND not in ("ann.input", "ann.constant", "ann.output") and op.dialect != "snn":
-                raise self.error(op, f"'{op.KIND}' is not a spiking op",
-                                 hint="export a spiking (snn) graph: run convert-to-spiking first")
-            if op.KIND == "snn.project" and op.kind == "maxgate":
-                raise self.error(op, f"projection %{op.result.name or '?'} is a max-pool gate (kind maxgate), "
-                                     "which keeps running spike counts; NIR has no such node",
-                                 hint="convert with --convert maxpool=or (a spiking OR, a NIR SumPool2d)")
-        sources = []
-        for e in g.walk("snn.encode"):
-            if _is_bias_source(e):
-                continue
-            if e.encoding != "spikes" or e.x.owner is None or e.x.owner.KIND != "ann.input":
-                raise self.error(e, f"encoding '{e.encoding}' has no NIR equivalent",
-                                 hint="NIR graphs take spike trains: use encoding = spikes on a graph input")
-            self.names[id(e)] = self.name(e.x.owner)  # the NIR Input is the graph input and its encoder
-            self.nodes[self.name(e)] = nir.Input(input_type=np.array(e.result.type.shape))
-            sources.append(e)
-        projections = [p for p in g.walk("snn.project") if not _is_bias_source(p.src.owner)]
-        back, depth = self._timing(sources, projections)
-        self.depth = depth
-        target_of = {id(p): g.users(p.result)[0] for p in g.walk("snn.project")}
-        biases: dict[int, np.ndarray] = {}
-        for p in g.walk("snn.project"):
-            if _is_bias_source(p.src.owner):
-                pop = target_of[id(p)]
-                if p.kind != "dense" or p.delay != depth[id(pop)]:
-                    raise self.error(p, "a bias projection must be dense and delayed by its target's depth")
-                biases[id(pop)] = biases.get(id(pop), 0) + p.weight.data.astype(np.float64).reshape(-1) * 2.0**p.exponent
-        readouts = {}
-        for pop in g.walk("snn.population"):
-            biases[id(pop)] = biases.get(id(pop), 0) + self._neuron(pop, readouts)
-        for p in projections:
-            pop = target_of[id(p)]
-            delay_expected = depth[id(pop)] - depth[id(p.src.owner)] + (1 if (id(p.src.owner), id(pop)) in back else 0)
-            self._projection(p, pop, p.delay - delay_expected, biases, readouts)
-        for op in g.walk("snn.population"):
-            b = biases.get(id(op))
-            if b is not None and np.any(np.asarray(b) != 0):
-                raise self.error(op, "its bias has no incoming dense or convolution projection to carry it",
-                                 hint="NIR has no bias on IF neurons; an Affine or Conv2d before them carries it")
-        for d in g.walk("snn.decode"):
-            pop = d.x.owner
-            spiking = not np.all(np.isinf(_flat(pop.threshold, (1,))))
-            if (d.mode == "count") != spiking:
-                raise self.error(d, f"a '{d.mode}' read-out of a {'spiking' if spiking else 'non-spiking'} population "
-                                    "has no NIR equivalent")
-            self.nodes[self.name(d)] = nir.Output(output_type=np.array(d.result.type.shape))
-            self.edges.append((readouts.get(id(pop), self.name(pop)), self.name(d)))
-        try:
-            return nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata={})
-        except (ValueError, AssertionError) as err:
-            raise NmcError(f"cannot export to NIR: the nir package rejects the graph: {err}") from None
-
-    def _neuron(self, pop: Op, readouts: dict) -> np.ndarray:
-        """Add ``pop``'s neuron node; returns its bias as an Affine bias (flat)."""
-        import nir
-
-        shape = pop.result.type.shape
-        if pop.bits:
-            raise self.error(pop, "integer (quantised) populations have no NIR equivalent", hint="export the float graph")
-        th, b = _flat(pop.threshold, shape), _flat(pop.bias, shape)
-        v0 = _flat(pop.v0, shape)
-        rest = warm_up_v0(b, _flat(pop.dv, shape), self.depth[id(pop)] - 1)
-        if not np.allclose(v0, rest, rtol=1e-9, atol=1e-12):
-            lag = self.depth[id(pop)] - 1
-            hint = (f"its input first arrives at step {lag}; v0 = {rest.reshape(-1)[0]:.17g} brings it to rest by then"
-                    if lag and np.all(rest == rest.reshape(-1)[0]) else "set v0 = 0")
-            raise self.error(pop, "NIR neurons start at rest (v = 0 when their input first arrives); this population "
-                                  "does not" + (f" (its bias acts for {lag} step(s) before its input)" if lag else ""),
-                             hint=hint)
-        du, dv = _flat(pop.du, shape) / DECAY_ONE, _flat(pop.dv, shape) / DECAY_ONE
-        spiking = bool(np.all(np.isfinite(th)))
-        if not spiking and not np.all(np.isinf(th)):
-            raise self.error(pop, "some neurons have an infinite threshold and some do not")
-        if spiking and pop.reset != "zero":
-            raise self.error(pop, "NIR has no subtractive reset (its neurons reset to v_reset)",
-                             hint="use reset = zero (import NIR files without --reset subtract)")
-        zeros = np.zeros(shape)
-        name = self.name(pop)
-        if np.all(du == 1) and np.all(dv == 1):
-            if spiking:
-                self.nodes[name] = nir.Threshold(threshold=th)
-            else:
-                readouts[id(pop)] = None  # filled by its projection: the Output reads that node
-            return b.reshape(-1)
-        if np.all(du == 1) and np.all(dv == 0):
-            ones = np.ones(shape)
-            self.nodes[name] = nir.IF(r=ones, v_threshold=th, v_reset=zeros) if spiking else nir.I(r=ones)
-            return b.reshape(-1)
-        if self.dt is None:
-            raise self.error(pop, "the graph records no dt, and this population leaks",
-                             hint="pass --dt SECONDS (the step its decays were computed for)")
-        dt = float(self.dt)
-        if np.any(dv <= 0):
-            raise self.error(pop, "a population with dv = 0 and du < 4096 has no NIR equivalent")
-        if np.all(du == 1):
-            tau, r, leak = dt / dv, 1 / dv, b / dv
-            self.nodes[name] = (nir.LIF(tau=tau, r=r, v_leak=leak, v_threshold=th, v_reset=zeros) if spiking
-                                else nir.LI(tau=tau, r=r, v_leak=leak))
-            return np.zeros(b.size)
-        if np.any(du <= 0):
-            raise self.error(pop, "a population with du = 0 (a current that never decays) has no NIR equivalent")
-        kw = dict(tau_syn=dt / du, tau_mem=dt / dv, r=1 / dv, v_leak=b / dv, w_in=1 / du)
-        self.nodes[name] = nir.CubaLIF(v_threshold=th, v_reset=zeros, **kw) if spiking else nir.CubaLI(**kw)
-        return np.zeros(b.size)
-
-    def _projection(self, p: Op, pop: Op, extra_delay: int, biases: dict, readouts: dict) -> None:
-        import nir
-
-        src_shape, out_shape = p.src.type.shape, pop.result.type.shape
-        name = self.name(p)
-        chain = []  # (node name, node) from the source on
-        if extra_delay < 0:
-            raise self.error(p, f"delay {p.delay} is shorter than the path it closes needs in NIR time",
-                             hint="NIR's feed-forward paths take no time; a skip connection needs the delay of the long path")
-        if extra_delay:
-            if self.dt is None:
-                raise self.error(p, "a delay needs the graph's dt to be written in seconds", hint="pass --dt SECONDS")
-            chain.append((f"{name}.delay", nir.Delay(delay=np.full(src_shape, extra_delay * float(self.dt)))))
-        scale = 2.0**p.exponent
-        bias = biases.get(id(pop))
-        has_bias = bias is not None and np.any(np.asarray(bias) != 0)
-        w = p.weight.data.astype(np.float64) * scale if isinstance(p.weight, Blob) else float(p.weight) * scale
-        if p.kind in ("dense", "sparse"):
-            if p.kind == "sparse":
-                dense = np.zeros((int(np.prod(p.shape)), p.src.type.size))
-                rows = np.repeat(np.arange(p.src.type.size), np.diff(p.indptr.data))
-                np.add.at(dense, (p.indices.data, rows), w)
-                w = dense
-            if len(src_shape) > 1:
-                chain.append((f"{name}.flatten", nir.Flatten(input_type={"input": np.array(src_shape)}, start_dim=0)))
-            if len(out_shape) > 1:
-                raise self.error(p, f"a dense projection into a population of shape {list(out_shape)}: NIR has no reshape")
-            if has_bias:
-                chain.append((name, nir.Affine(weight=w.astype(np.float32), bias=np.asarray(bias, dtype=np.float32))))
-                biases[id(pop)] = None
-            else:
-                chain.append((name, nir.Linear(weight=w.astype(np.float32))))
-        elif p.kind == "conv2d":
-            pads = p.pads
-            if pads[:2] != pads[2:]:
-                raise self.error(p, f"asymmetric padding {list(pads)} has no NIR equivalent")
-            b = np.zeros(w.shape[0])
-            if has_bias:
-                per_channel = np.asarray(bias).reshape(w.shape[0], -1)
-                if np.all(per_channel == per_channel[:, :1]):
-                    b = per_channel[:, 0]
-                    biases[id(pop)] = None
-            chain.append((name, nir.Conv2d(input_shape=tuple(src_shape[1:]), weight=w.astype(np.float32), stride=p.strides,
-                                           padding=tuple(pads[:2]), dilation=p.dilations, groups=p.groups,
-                                           bias=b.astype(np.float32))))
-        elif p.kind == "pool":
-            pads = p.pads
-            if pads[:2] != pads[2:]:
-                raise self.error(p, f"asymmetric padding {list(pads)} has no NIR equivalent")
-            k = np.array(p.kernel)
-            ws = np.broadcast_to(w, out_shape)
-            args = dict(kernel_size=k, stride=np.array(p.strides), padding=np.array(pads[:2]))
-            if np.all(ws == 1.0 / (k[0] * k[1])) and k[0] * k[1] > 1:
-                chain.append((name, nir.AvgPool2d(**args)))
-            else:
-                chain.append((name, nir.SumPool2d(**args)))
-                if not np.all(ws == 1):
-                    chain.append((f"{name}.scale", nir.Scale(scale=np.asarray(ws, dtype=np.float32))))
-        else:  # one_to_one
-            if tuple(src_shape) != tuple(out_shape):
-                raise self.error(p, f"a one-to-one projection from {list(src_shape)} into {list(out_shape)}: NIR has no reshape")
-            chain.append((name, nir.Scale(scale=np.broadcast_to(w, src_shape).astype(np.float32))))
-        previous = self.name(p.src.owner)
-        for node_name, node in chain:
-            self.nodes[node_name] = node
-            self.edges.append((previous, node_name))
-            previous = node_name
-        if id(pop) in readouts:
-            if readouts[id(pop)] is not None:
-                raise self.error(pop, "a membrane read-out fed by more than one projection has no NIR equivalent")
-            readouts[id(pop)] = previous
-        else:
-            self.edges.append((previous, self.name(pop)))
-
-
-def to_nir(graph: Graph, dt: float | None = None):
-    """An ``snn`` graph as a ``nir.NIRGraph`` (the inverse of :func:`load_nir`, docs/nir.md).
-
-    ``dt`` defaults to the graph's ``meta["dt"]``; it is needed for leaky populations and
-    delays beyond what NIR's timing implies.  Raises :class:`NmcError` for what NIR cannot say
-    (subtractive reset, integer populations, non-spike encoders, v0 != 0)."""
-    from nmc.ir.verifier import verify
-
-    verify(graph)
-    return _Exporter(graph, dt).run()
-
-
-def export_nir(graph: Graph, path: str, dt: float | None = None) -> None:
-    """Write :func:`to_nir` of ``graph`` to ``path`` (whole or not at all)."""
-    import io
-
-    import nir
-
-    from nmc.fileio import atomic_write
-
-    nir_graph = to_nir(graph, dt)
-    buf = io.BytesIO()
-    nir.write(buf, nir_graph)
-    atomic_write(os.fspath(path), buf.getvalue())

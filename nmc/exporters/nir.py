@@ -1,0 +1,285 @@
+"""NIR export: write ``snn`` graphs as NIR, the inverse of the import mapping
+(:mod:`nmc.frontends.nir`, docs/nir.md).
+
+:func:`to_nir` gives the ``nir.NIRGraph``; :func:`export_nir` writes it to a file.  Time is
+aligned as the importer aligns it (:mod:`nmc.frontends.nir.timing`), so that export then import
+gives the graph back.  What NIR cannot say raises :class:`NmcError` at the op.
+"""
+
+from __future__ import annotations
+
+import os
+
+import networkx as nx
+import numpy as np
+
+from nmc.diagnostics import NmcError
+from nmc.frontends.nir.timing import back_edges, warm_up_v0
+from nmc.ir.core import Blob, Graph, Op
+from nmc.ir.snn import DECAY_ONE
+
+
+def _is_bias_source(op: Op | None) -> bool:
+    """The constant always-on source :func:`~nmc.frontends.nir.load_nir` makes for Affine
+    biases: a rate encoder of a constant 1."""
+    return (op is not None and op.KIND == "snn.encode" and op.encoding == "rate"
+            and op.x.owner is not None and op.x.owner.KIND == "ann.constant"
+            and bool(np.all(op.x.owner.value.data == 1)))
+
+
+def _flat(p, shape) -> np.ndarray:
+    arr = p.data if isinstance(p, Blob) else np.asarray(p)
+    return np.broadcast_to(np.asarray(arr, dtype=np.float64), shape).copy()
+
+
+class _Exporter:
+    def __init__(self, graph: Graph, dt: float | None):
+        self.graph = graph
+        self.dt = dt if dt is not None else graph.meta.get("dt")
+        self.names: dict[int, str] = {}
+        taken: set[str] = set()
+        for i, op in enumerate(graph.ops):
+            if op.result is not None:
+                base = (op.result.name or f"{op.KIND.split('.')[-1]}{i}").replace("/", "_")
+                name, k = base, 1
+                while name in taken:
+                    name, k = f"{base}_{k}", k + 1
+                taken.add(name)
+                self.names[id(op)] = name
+        self.nodes: dict = {}
+        self.edges: list = []
+
+    def error(self, op: Op, message: str, hint: str | None = None) -> NmcError:
+        return NmcError(f"cannot export to NIR: {message}", op.loc, hint=hint)
+
+    def name(self, op: Op) -> str:
+        return self.names[id(op)]
+
+    def _timing(self, sources: list[Op], projections: list[Op]):
+        """Back edges and depths, as :class:`~nmc.frontends.nir.importer.Importer` computes them
+        on the NIR side."""
+        index = {id(op): i for i, op in enumerate(self.graph.ops)}
+        g = nx.DiGraph()
+        ops = {id(o): o for o in sources + self.graph.walk("snn.population")}
+        g.add_nodes_from(ops)
+        for p in projections:
+            target = next(u for u in self.graph.users(p.result))
+            g.add_edge(id(p.src.owner), id(target))
+        back = back_edges(g, [id(s) for s in sources], index.get)
+        dag = nx.DiGraph(g)
+        dag.remove_edges_from(back)
+        depth = {}
+        for n in nx.lexicographical_topological_sort(dag, key=index.get):
+            depth[n] = 0 if n in {id(s) for s in sources} else max((depth[p] + 1 for p in dag.predecessors(n)), default=1)
+        return back, depth
+
+    def run(self):
+        import nir
+
+        g = self.graph
+        for op in g.ops:
+            if op.KIND not in ("ann.input", "ann.constant", "ann.output") and op.dialect != "snn":
+                raise self.error(op, f"'{op.KIND}' is not a spiking op",
+                                 hint="export a spiking (snn) graph: run convert-to-spiking first")
+            if op.KIND == "snn.project" and op.kind == "maxgate":
+                raise self.error(op, f"projection %{op.result.name or '?'} is a max-pool gate (kind maxgate), "
+                                     "which keeps running spike counts; NIR has no such node",
+                                 hint="convert with --convert maxpool=or (a spiking OR, a NIR SumPool2d)")
+        sources = []
+        for e in g.walk("snn.encode"):
+            if _is_bias_source(e):
+                continue
+            if e.encoding != "spikes" or e.x.owner is None or e.x.owner.KIND != "ann.input":
+                raise self.error(e, f"encoding '{e.encoding}' has no NIR equivalent",
+                                 hint="NIR graphs take spike trains: use encoding = spikes on a graph input")
+            self.names[id(e)] = self.name(e.x.owner)  # the NIR Input is the graph input and its encoder
+            self.nodes[self.name(e)] = nir.Input(input_type=np.array(e.result.type.shape))
+            sources.append(e)
+        projections = [p for p in g.walk("snn.project") if not _is_bias_source(p.src.owner)]
+        back, depth = self._timing(sources, projections)
+        self.depth = depth
+        target_of = {id(p): g.users(p.result)[0] for p in g.walk("snn.project")}
+        biases: dict[int, np.ndarray] = {}
+        for p in g.walk("snn.project"):
+            if _is_bias_source(p.src.owner):
+                pop = target_of[id(p)]
+                if p.kind != "dense" or p.delay != depth[id(pop)]:
+                    raise self.error(p, "a bias projection must be dense and delayed by its target's depth")
+                biases[id(pop)] = biases.get(id(pop), 0) + p.weight.data.astype(np.float64).reshape(-1) * 2.0**p.exponent
+        readouts = {}
+        for pop in g.walk("snn.population"):
+            biases[id(pop)] = biases.get(id(pop), 0) + self._neuron(pop, readouts)
+        for p in projections:
+            pop = target_of[id(p)]
+            delay_expected = depth[id(pop)] - depth[id(p.src.owner)] + (1 if (id(p.src.owner), id(pop)) in back else 0)
+            self._projection(p, pop, p.delay - delay_expected, biases, readouts)
+        for op in g.walk("snn.population"):
+            b = biases.get(id(op))
+            if b is not None and np.any(np.asarray(b) != 0):
+                raise self.error(op, "its bias has no incoming dense or convolution projection to carry it",
+                                 hint="NIR has no bias on IF neurons; an Affine or Conv2d before them carries it")
+        for d in g.walk("snn.decode"):
+            pop = d.x.owner
+            spiking = not np.all(np.isinf(_flat(pop.threshold, (1,))))
+            if (d.mode == "count") != spiking:
+                raise self.error(d, f"a '{d.mode}' read-out of a {'spiking' if spiking else 'non-spiking'} population "
+                                    "has no NIR equivalent")
+            self.nodes[self.name(d)] = nir.Output(output_type=np.array(d.result.type.shape))
+            self.edges.append((readouts.get(id(pop), self.name(pop)), self.name(d)))
+        try:
+            return nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata={})
+        except (ValueError, AssertionError) as err:
+            raise NmcError(f"cannot export to NIR: the nir package rejects the graph: {err}") from None
+
+    def _neuron(self, pop: Op, readouts: dict) -> np.ndarray:
+        """Add ``pop``'s neuron node; returns its bias as an Affine bias (flat)."""
+        import nir
+
+        shape = pop.result.type.shape
+        if pop.bits:
+            raise self.error(pop, "integer (quantised) populations have no NIR equivalent", hint="export the float graph")
+        th, b = _flat(pop.threshold, shape), _flat(pop.bias, shape)
+        v0 = _flat(pop.v0, shape)
+        rest = warm_up_v0(b, _flat(pop.dv, shape), self.depth[id(pop)] - 1)
+        if not np.allclose(v0, rest, rtol=1e-9, atol=1e-12):
+            lag = self.depth[id(pop)] - 1
+            hint = (f"its input first arrives at step {lag}; v0 = {rest.reshape(-1)[0]:.17g} brings it to rest by then"
+                    if lag and np.all(rest == rest.reshape(-1)[0]) else "set v0 = 0")
+            raise self.error(pop, "NIR neurons start at rest (v = 0 when their input first arrives); this population "
+                                  "does not" + (f" (its bias acts for {lag} step(s) before its input)" if lag else ""),
+                             hint=hint)
+        du, dv = _flat(pop.du, shape) / DECAY_ONE, _flat(pop.dv, shape) / DECAY_ONE
+        spiking = bool(np.all(np.isfinite(th)))
+        if not spiking and not np.all(np.isinf(th)):
+            raise self.error(pop, "some neurons have an infinite threshold and some do not")
+        if spiking and pop.reset != "zero":
+            raise self.error(pop, "NIR has no subtractive reset (its neurons reset to v_reset)",
+                             hint="use reset = zero (import NIR files without --reset subtract)")
+        zeros = np.zeros(shape)
+        name = self.name(pop)
+        if np.all(du == 1) and np.all(dv == 1):
+            if spiking:
+                self.nodes[name] = nir.Threshold(threshold=th)
+            else:
+                readouts[id(pop)] = None  # filled by its projection: the Output reads that node
+            return b.reshape(-1)
+        if np.all(du == 1) and np.all(dv == 0):
+            ones = np.ones(shape)
+            self.nodes[name] = nir.IF(r=ones, v_threshold=th, v_reset=zeros) if spiking else nir.I(r=ones)
+            return b.reshape(-1)
+        if self.dt is None:
+            raise self.error(pop, "the graph records no dt, and this population leaks",
+                             hint="pass --dt SECONDS (the step its decays were computed for)")
+        dt = float(self.dt)
+        if np.any(dv <= 0):
+            raise self.error(pop, "a population with dv = 0 and du < 4096 has no NIR equivalent")
+        if np.all(du == 1):
+            tau, r, leak = dt / dv, 1 / dv, b / dv
+            self.nodes[name] = (nir.LIF(tau=tau, r=r, v_leak=leak, v_threshold=th, v_reset=zeros) if spiking
+                                else nir.LI(tau=tau, r=r, v_leak=leak))
+            return np.zeros(b.size)
+        if np.any(du <= 0):
+            raise self.error(pop, "a population with du = 0 (a current that never decays) has no NIR equivalent")
+        kw = dict(tau_syn=dt / du, tau_mem=dt / dv, r=1 / dv, v_leak=b / dv, w_in=1 / du)
+        self.nodes[name] = nir.CubaLIF(v_threshold=th, v_reset=zeros, **kw) if spiking else nir.CubaLI(**kw)
+        return np.zeros(b.size)
+
+    def _projection(self, p: Op, pop: Op, extra_delay: int, biases: dict, readouts: dict) -> None:
+        import nir
+
+        src_shape, out_shape = p.src.type.shape, pop.result.type.shape
+        name = self.name(p)
+        chain = []  # (node name, node) from the source on
+        if extra_delay < 0:
+            raise self.error(p, f"delay {p.delay} is shorter than the path it closes needs in NIR time",
+                             hint="NIR's feed-forward paths take no time; a skip connection needs the delay of the long path")
+        if extra_delay:
+            if self.dt is None:
+                raise self.error(p, "a delay needs the graph's dt to be written in seconds", hint="pass --dt SECONDS")
+            chain.append((f"{name}.delay", nir.Delay(delay=np.full(src_shape, extra_delay * float(self.dt)))))
+        scale = 2.0**p.exponent
+        bias = biases.get(id(pop))
+        has_bias = bias is not None and np.any(np.asarray(bias) != 0)
+        w = p.weight.data.astype(np.float64) * scale if isinstance(p.weight, Blob) else float(p.weight) * scale
+        if p.kind in ("dense", "sparse"):
+            if p.kind == "sparse":
+                dense = np.zeros((int(np.prod(p.shape)), p.src.type.size))
+                rows = np.repeat(np.arange(p.src.type.size), np.diff(p.indptr.data))
+                np.add.at(dense, (p.indices.data, rows), w)
+                w = dense
+            if len(src_shape) > 1:
+                chain.append((f"{name}.flatten", nir.Flatten(input_type={"input": np.array(src_shape)}, start_dim=0)))
+            if len(out_shape) > 1:
+                raise self.error(p, f"a dense projection into a population of shape {list(out_shape)}: NIR has no reshape")
+            if has_bias:
+                chain.append((name, nir.Affine(weight=w.astype(np.float32), bias=np.asarray(bias, dtype=np.float32))))
+                biases[id(pop)] = None
+            else:
+                chain.append((name, nir.Linear(weight=w.astype(np.float32))))
+        elif p.kind == "conv2d":
+            pads = p.pads
+            if pads[:2] != pads[2:]:
+                raise self.error(p, f"asymmetric padding {list(pads)} has no NIR equivalent")
+            b = np.zeros(w.shape[0])
+            if has_bias:
+                per_channel = np.asarray(bias).reshape(w.shape[0], -1)
+                if np.all(per_channel == per_channel[:, :1]):
+                    b = per_channel[:, 0]
+                    biases[id(pop)] = None
+            chain.append((name, nir.Conv2d(input_shape=tuple(src_shape[1:]), weight=w.astype(np.float32), stride=p.strides,
+                                           padding=tuple(pads[:2]), dilation=p.dilations, groups=p.groups,
+                                           bias=b.astype(np.float32))))
+        elif p.kind == "pool":
+            pads = p.pads
+            if pads[:2] != pads[2:]:
+                raise self.error(p, f"asymmetric padding {list(pads)} has no NIR equivalent")
+            k = np.array(p.kernel)
+            ws = np.broadcast_to(w, out_shape)
+            args = dict(kernel_size=k, stride=np.array(p.strides), padding=np.array(pads[:2]))
+            if np.all(ws == 1.0 / (k[0] * k[1])) and k[0] * k[1] > 1:
+                chain.append((name, nir.AvgPool2d(**args)))
+            else:
+                chain.append((name, nir.SumPool2d(**args)))
+                if not np.all(ws == 1):
+                    chain.append((f"{name}.scale", nir.Scale(scale=np.asarray(ws, dtype=np.float32))))
+        else:  # one_to_one
+            if tuple(src_shape) != tuple(out_shape):
+                raise self.error(p, f"a one-to-one projection from {list(src_shape)} into {list(out_shape)}: NIR has no reshape")
+            chain.append((name, nir.Scale(scale=np.broadcast_to(w, src_shape).astype(np.float32))))
+        previous = self.name(p.src.owner)
+        for node_name, node in chain:
+            self.nodes[node_name] = node
+            self.edges.append((previous, node_name))
+            previous = node_name
+        if id(pop) in readouts:
+            if readouts[id(pop)] is not None:
+                raise self.error(pop, "a membrane read-out fed by more than one projection has no NIR equivalent")
+            readouts[id(pop)] = previous
+        else:
+            self.edges.append((previous, self.name(pop)))
+
+
+def to_nir(graph: Graph, dt: float | None = None):
+    """An ``snn`` graph as a ``nir.NIRGraph`` (the inverse of :func:`load_nir`, docs/nir.md).
+
+    ``dt`` defaults to the graph's ``meta["dt"]``; it is needed for leaky populations and
+    delays beyond what NIR's timing implies.  Raises :class:`NmcError` for what NIR cannot say
+    (subtractive reset, integer populations, non-spike encoders, v0 != 0)."""
+    from nmc.ir.verifier import verify
+
+    verify(graph)
+    return _Exporter(graph, dt).run()
+
+
+def export_nir(graph: Graph, path: str, dt: float | None = None) -> None:
+    """Write :func:`to_nir` of ``graph`` to ``path`` (whole or not at all)."""
+    import io
+
+    import nir
+
+    from nmc.fileio import atomic_write
+
+    nir_graph = to_nir(graph, dt)
+    buf = io.BytesIO()
+    nir.write(buf, nir_graph)
+    atomic_write(os.fspath(path), buf.getvalue())
