@@ -17,7 +17,7 @@ Prints one table per model and encoding: accuracy (%) of the ANN, of the ANN see
 rate code of T steps (ANN@T: every activation that becomes spiking neurons rounded to T + 1
 levels, :func:`nmc.evaluation.rate_code_classes`), of the float SNN and of the integer SNN, and
 the integer SNN's agreement with the ANN (fraction of images with the same class), at each T;
-latency is T + depth − 1 steps (DESIGN §5).
+latency is T + depth − 1 steps (docs/design.md §5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``nmc`` command: subcommands, diagnostics and exit codes (DESIGN §7).
+"""The ``nmc`` command: subcommands, diagnostics and exit codes (docs/design.md §7).
 
 Exit status: 0 success; 1 the input is at fault (a diagnostic with its location); 2 the
 command line is misused; 70 an internal error (a bug: one line asking for a report, the

@@ -1,4 +1,4 @@
-"""The compile driver: model → default (or given) pipeline → image (DESIGN §1, §6, §7).
+"""The compile driver: model → default (or given) pipeline → image (docs/design.md §1, §6, §7).
 
 Contract of :func:`compile_graph`: it runs the pipeline on a copy of the graph and returns an
 :class:`~nmc.targets.image.Image` whose bytes depend only on the inputs (model, target,
@@ -271,7 +271,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def report(image, pipeline: str | None = None) -> dict:
-    """The ``nmc compile --report`` JSON (DESIGN §7 keys; mapping keys None for ``cpu``)."""
+    """The ``nmc compile --report`` JSON (docs/design.md §7 keys; mapping keys None for ``cpu``)."""
     manifest = image.manifest
     resources = manifest.get("resources", {})
     keys = ("cores", "cores_lower_bound", "chips", "placement_cost", "placement_cost_naive", "max_link_load")

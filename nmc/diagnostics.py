@@ -3,7 +3,7 @@
 A problem in the user's input is raised as :class:`NmcError`; the CLI prints it and exits 1
 (or 2 for a misused command line).  Anything else that escapes is a bug in nmc (exit 70).
 
-Rendered forms (DESIGN §4)::
+Rendered forms (docs/design.md §4)::
 
     net.nmd:12:3: error: expected ')' or ',' after argument
       conv(c=32

@@ -1,4 +1,4 @@
-"""ANN vs float SNN vs integer SNN: the measurements behind ``nmc eval`` (DESIGN §7).
+"""ANN vs float SNN vs integer SNN: the measurements behind ``nmc eval`` (docs/design.md §7).
 
 :func:`evaluate` canonicalises, calibrates and normalises an ANN once, then for each T converts
 it, runs the float SNN and (with a chip) the quantised integer SNN, and compares classes with
@@ -129,7 +129,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
              percentile: float = 99.9, thresholds: str = "calibrated", weight_bits: int = 8, encoding: str = "rate",
              convert_options: str = "",
              backend: str | None = None, per_layer: bool = False, on_row: Callable[[dict], None] | None = None) -> dict:
-    """The report of DESIGN §7 for ``nmc eval``; ``chip`` None: no integer SNN.
+    """The report of docs/design.md §7 for ``nmc eval``; ``chip`` None: no integer SNN.
     ``thresholds``: ``percentile`` normalises every layer by its calibrated percentile once;
     ``calibrated`` chooses each layer's scale for each T (``normalize{timesteps=T}``).
     ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``); with a chip

@@ -1,4 +1,4 @@
-"""Passes, pipelines and the pass manager (DESIGN §4).
+"""Passes, pipelines and the pass manager (docs/design.md §4).
 
 A pass is a frozen dataclass registered under a kebab-case name; its fields are its options
 (``weight_bits`` is spelled ``weight-bits`` in a pipeline).  Its docstring states what it

@@ -1,4 +1,4 @@
-"""Local rewrites as tables of (pattern, rewrite) rules, applied to a fixed point (DESIGN §4).
+"""Local rewrites as tables of (pattern, rewrite) rules, applied to a fixed point (docs/design.md §4).
 
 A :class:`Pattern` names the op kind it roots at and a function ``rewrite(op, graph, ctx)``
 that either changes the graph around ``op`` and returns True, or leaves it untouched and

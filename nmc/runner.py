@@ -1,4 +1,4 @@
-"""Running a model or image on a backend: ``nmc.run`` and ``nmc run`` (DESIGN §7).
+"""Running a model or image on a backend: ``nmc.run`` and ``nmc run`` (docs/design.md §7).
 
 A backend turns an artifact into something runnable (the time that takes is ``compile_s``)
 and runs batches on it (``run_s``).  ``reference`` is the numpy semantics of

@@ -1,4 +1,4 @@
-"""The reference semantics: what every graph means (DESIGN §5).  Plain numpy, for clarity.
+"""The reference semantics: what every graph means (docs/design.md §5).  Plain numpy, for clarity.
 
 This module is the oracle every executor (CPU runtime, chip emulators) is tested against.
 
@@ -378,7 +378,7 @@ def train_inputs(graph: Graph) -> set[int]:
 
 
 def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> SnnResult:
-    """Run a spiking graph on a batch (DESIGN §5).  ``record``: population ops whose spike
+    """Run a spiking graph on a batch (docs/design.md §5).  ``record``: population ops whose spike
     trains to return.  Inputs feeding ``spikes`` encoders carry a time axis ``[N, T, ...]``."""
     host, batch = bind_inputs(graph, inputs, train_inputs(graph))
     pre, _, post = split_host(graph)

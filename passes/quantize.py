@@ -1,4 +1,4 @@
-"""Quantisation of a float ``snn`` graph to a chip's integer formats (DESIGN §5, integer graphs).
+"""Quantisation of a float ``snn`` graph to a chip's integer formats (docs/design.md §5, integer graphs).
 
 Per population a state scale ``S`` (integer units per float unit of voltage) is chosen; every
 projection into it gets integer weights of ``weight-bits`` bits and an exponent ``e`` with

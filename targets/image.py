@@ -1,4 +1,4 @@
-"""The ``.nmb`` image container (DESIGN §6, contract; byte layout in docs/image-format.md).
+"""The ``.nmb`` image container (docs/design.md §6, contract; byte layout in docs/image-format.md).
 
 An image is a header, a section table and the section payloads, all little-endian::
 

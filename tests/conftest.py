@@ -1,4 +1,4 @@
-"""Shared test setup: the FileCheck collector for ``tests/**/*.nmir`` (DESIGN §4).
+"""Shared test setup: the FileCheck collector for ``tests/**/*.nmir`` (docs/design.md §4).
 
 Every ``.nmir`` file under tests/ with ``// RUN:`` lines is one test.  Each RUN line runs in
 bash with ``set -o pipefail`` after substituting ``%s`` (this file), ``%S`` (its folder) and

@@ -1,4 +1,4 @@
-"""ANN → SNN conversion end to end on scikit-learn's 8×8 digits (DESIGN §8), plus the rate
+"""ANN → SNN conversion end to end on scikit-learn's 8×8 digits (docs/design.md §8), plus the rate
 law of a single IF neuron and the refusals of convert-to-spiking."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CPU runtime (targets/cpu) against the reference semantics (DESIGN §5, §6).
+"""The CPU runtime (targets/cpu) against the reference semantics (docs/design.md §5, §6).
 
 Integer graphs must agree bit for bit with :mod:`nmc.semantics` — outputs, final voltages,
 recorded spike trains, spike counts and synaptic operations — on random small graphs that

@@ -1,4 +1,4 @@
-"""The spiking reference semantics (DESIGN §5) against traces computed by hand.
+"""The spiking reference semantics (docs/design.md §5) against traces computed by hand.
 
 Each trace's arithmetic is written out in the comments so a reader can check it on paper."""
 
@@ -73,7 +73,7 @@ def test_integer_state_saturates_at_the_state_width():
 
 
 def test_the_current_saturates_before_the_voltage_integrates_it():
-    # DESIGN §5: u = sat(-200) = -128, then v = sat(100 + u) = -28 (not 100 - 200 = -100).
+    # docs/design.md §5: u = sat(-200) = -128, then v = sat(100 + u) = -28 (not 100 - 200 = -100).
     text = one_neuron("bits = 8, du = 0, dv = 0, threshold = 127, v0 = 100", weight="-200", decode="membrane")
     res, _ = run_train(text, [1])
     assert res.outputs[0].tolist() == [[-28.0]]

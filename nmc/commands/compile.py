@@ -48,7 +48,7 @@ def add_arguments(p) -> None:
     p.add_argument("--remarks", action="store_true",
                    help="print the passes' remarks (per-layer cores against their lower bound, quantisation error, ...)")
     p.add_argument("-o", "--output", metavar="OUT.nmb", help="the image to write")
-    p.add_argument("--report", metavar="R.json", help="a JSON report (DESIGN §7 keys)")
+    p.add_argument("--report", metavar="R.json", help="a JSON report (docs/design.md §7 keys)")
 
 
 def run(args) -> int:

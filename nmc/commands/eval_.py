@@ -55,7 +55,7 @@ def add_arguments(p) -> None:
                    help="the cpu backend compiles afresh, neither reading nor writing its object cache (NMC_CACHE_DIR)")
     p.add_argument("--per-layer", action="store_true", help="attribute the accuracy loss to layers")
     p.add_argument("--plot", metavar="ACC.png", help="draw accuracy against time steps")
-    p.add_argument("--report", metavar="R.json", help="a JSON report (DESIGN §7 keys)")
+    p.add_argument("--report", metavar="R.json", help="a JSON report (docs/design.md §7 keys)")
 
 
 def parse_timesteps(text: str) -> list[int]:

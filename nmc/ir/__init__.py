@@ -1,4 +1,4 @@
-"""The graph IR: ops in SSA form, their dialects, textual form and verifier (DESIGN §3)."""
+"""The graph IR: ops in SSA form, their dialects, textual form and verifier (docs/design.md §3)."""
 
 from nmc.ir import ann, hw, snn  # noqa: F401  (registers the dialects' ops)
 from nmc.ir.core import OPS, Blob, Graph, Op, Random, Splat, Value, VerifyError, param_array

@@ -1,4 +1,4 @@
-"""The ``hw`` dialect: a spiking graph mapped onto the cores of a board of chips (DESIGN §3).
+"""The ``hw`` dialect: a spiking graph mapped onto the cores of a board of chips (docs/design.md §3).
 
 ``partition`` appends one ``hw.core`` per core, ``place`` gives each its chip and position,
 ``route`` appends one ``hw.route`` per source of traffic (a core, or the host's input port)::

@@ -1,4 +1,4 @@
-"""Parse the textual IR (DESIGN §3).  The lark grammar is generated from the op declarations:
+"""Parse the textual IR (docs/design.md §3).  The lark grammar is generated from the op declarations:
 every op kind gets a rule with its own attribute keywords, so a syntax error can say which
 attributes an op takes, in words.
 

@@ -1,4 +1,4 @@
-"""The IR's textual form (DESIGN §3, contract), generated from the op declarations.
+"""The IR's textual form (docs/design.md §3, contract), generated from the op declarations.
 
 ::
 

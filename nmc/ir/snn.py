@@ -12,7 +12,7 @@ A population's operands are the currents of the projections into it.  A populati
 projection defined later (``%r`` above): that closes a recurrent loop, legal because every
 projection delays by at least one step.  Currents meet neurons by flat (C-order) index, so a
 projection may deliver ``current<784>`` into a population of ``spikes<16x7x7>``: that is how
-flatten and reshape become index maps instead of neurons.  Semantics: DESIGN §5,
+flatten and reshape become index maps instead of neurons.  Semantics: docs/design.md §5,
 :mod:`nmc.semantics`.
 """
 
@@ -45,7 +45,7 @@ DECAY_ONE = 4096  # decays du, dv are in units of 1/4096
 
 @register("snn.encode")
 class Encode(Op):
-    """Host input → one value per input element per step (DESIGN §5, Encoding).
+    """Host input → one value per input element per step (docs/design.md §5, Encoding).
 
     ``rate``/``poisson`` take ``x`` in [0, 1]; ``current`` injects ``x * scale`` every step;
     ``spikes`` takes a spike train ``[samples, T, ...]`` whose per-step shape is ``x``'s.
@@ -209,7 +209,7 @@ class Project(Op):
 
 @register("snn.population")
 class Population(Op):
-    """Current-based LIF neurons (DESIGN §5); IF is ``du = 4096, dv = 0``.
+    """Current-based LIF neurons (docs/design.md §5); IF is ``du = 4096, dv = 0``.
 
     Parameters are numbers or blobs broadcast to the population's shape.  Decays ``du``,
     ``dv`` lie in [0, 4096] (units of 1/4096 per step); integer populations need integers.  ``bits = 0``: float

@@ -1,4 +1,4 @@
-"""The graph verifier: runs on parse and after every pass (DESIGN §3).
+"""The graph verifier: runs on parse and after every pass (docs/design.md §3).
 
 Checks, in order: SSA (every operand is defined in the graph, once, before its use — except a
 population naming a later projection, which closes a recurrent loop); each op's own rules and

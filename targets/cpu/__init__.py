@@ -1,4 +1,4 @@
-"""The CPU runtime: ``snn`` graphs compiled to native code with llvmlite (DESIGN §6).
+"""The CPU runtime: ``snn`` graphs compiled to native code with llvmlite (docs/design.md §6).
 
 ``prepare(artifact, cache=True, threads=None, kernels="auto", schedule="auto")`` returns ``execute(inputs, timesteps=None,
 record=None) -> nmc.runner.RunResult``, bit-identical to :mod:`nmc.semantics` for integer

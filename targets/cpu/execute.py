@@ -1,4 +1,4 @@
-"""Running a compiled network on a batch: host encoding, buffers, threads (DESIGN §5, §7).
+"""Running a compiled network on a batch: host encoding, buffers, threads (docs/design.md §5, §7).
 
 The host does what it does for every backend — binds inputs, evaluates the ``ann`` ops before
 and after the network with :func:`nmc.semantics.eval_op`, encodes input with

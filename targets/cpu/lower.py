@@ -1,4 +1,4 @@
-"""Lowering an ``snn`` graph to one LLVM function (DESIGN §5, §6).
+"""Lowering an ``snn`` graph to one LLVM function (docs/design.md §5, §6).
 
 The generated function runs whole samples, step by step, exactly as :func:`nmc.semantics.run_snn`
 does, specialised on every shape and constant of the graph (weights and per-neuron parameters
@@ -1650,7 +1650,7 @@ class _Lowering:
     # -- neuron update ---------------------------------------------------------------------------
 
     def decay(self, pop: Op, x, d, dconst):
-        """``decay(x, d)`` of DESIGN §5; ``dconst`` is d's value when it is one for all neurons."""
+        """``decay(x, d)`` of docs/design.md §5; ``dconst`` is d's value when it is one for all neurons."""
         b = self.e.b
         if pop.bits:
             if dconst == 0:

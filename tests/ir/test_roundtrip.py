@@ -1,4 +1,4 @@
-"""The textual IR's round trip (DESIGN §3, contract): ``print(parse(print(g))) == print(g)``,
+"""The textual IR's round trip (docs/design.md §3, contract): ``print(parse(print(g))) == print(g)``,
 float32 values included, on random graphs of every op kind — and the parsed graph means
 exactly the same: the reference semantics gives bitwise identical outputs.
 

@@ -1,4 +1,4 @@
-"""The verifier (DESIGN §3): each rule of nmc/ir/verifier.py and of the ops' ``infer_type`` /
+"""The verifier (docs/design.md §3): each rule of nmc/ir/verifier.py and of the ops' ``infer_type`` /
 ``verify`` methods, broken once, with the message (and location) checked exactly."""
 
 from __future__ import annotations

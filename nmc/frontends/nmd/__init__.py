@@ -13,7 +13,7 @@ whose every op has a ``Loc(file, line, col)`` of the text it came from; ``meta``
 (seconds) and ``timesteps`` when the file declares them.  Every problem in the text is an
 :class:`~nmc.diagnostics.NmcError` at the offending position, in words, with a hint.
 Time constants become the IR's 12-bit decays as ``decay = 4096 * (1 - exp(-dt / tau))``
-(DESIGN §5), rounded to an integer for integer (``bits > 0``) populations.
+(docs/design.md §5), rounded to an integer for integer (``bits > 0``) populations.
 """
 
 from __future__ import annotations
