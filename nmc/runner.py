@@ -56,7 +56,7 @@ def register_backend(name: str, prepare: Prepare) -> None:
     BACKENDS[name] = prepare
 
 
-def _population_names(graph: Graph, record: str | None) -> list:
+def population_names(graph: Graph, record: str | None) -> list:
     """Populations to record: ``"output"`` (those feeding decodes), ``"all"``, or none."""
     if record is None:
         return []
@@ -80,7 +80,7 @@ def _prepare_reference(artifact: Any):
         if not spiking:
             res = semantics.run_ann(graph, inputs)
             return RunResult("reference", res.outputs)
-        pops = _population_names(graph, record)
+        pops = population_names(graph, record)
         res = semantics.run_snn(graph, inputs, timesteps, record=pops)
         names = {id(p): p.result.name or f"population{i}" for i, p in enumerate(graph.walk("snn.population"))}
         return RunResult("reference", res.outputs, voltages=res.voltages,

@@ -64,8 +64,14 @@ class ChipClass:
     # ----------------------------------------------------------------- compiling
 
     def conversion_options(self, chip) -> str:
-        """Options ``convert-to-spiking`` gets in the default pipeline (``key=value,...``)."""
-        return "" if chip.formats.stateful_synapses else "maxpool=tree"
+        """Options ``convert-to-spiking`` gets in the default pipeline (``key=value,...``): max
+        pooling as a tournament of IF neurons when the synapses keep no state (the max-pool
+        gate needs state), and reset to zero when the neurons cannot subtract."""
+        f = chip.formats
+        options = [] if f.stateful_synapses else ["maxpool=tree"]
+        if "subtract" not in f.reset_modes:
+            options.append("reset=zero")
+        return ",".join(options)
 
     def pipeline(self, chip, *, integer: bool, calibrated: bool, opt_level: int, seed: int) -> str:
         """The default pipeline after conversion: quantisation to the chip's formats (unless the

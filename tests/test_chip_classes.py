@@ -86,6 +86,14 @@ def test_a_chip_with_narrow_weights_compiles_by_default(tmp_path, capsys):
     assert "quantize{weight-bits=4}" in read_image(str(image)).manifest["pipeline"]
 
 
+def test_a_chip_that_cannot_subtract_converts_with_reset_to_zero(tmp_path, capsys):
+    chip = tmp_path / "zero.toml"
+    chip.write_text((chips_dir() / "mesh-tiny.toml").read_text()
+                    .replace('reset_modes = ["subtract", "zero"]', 'reset_modes = ["zero"]'))
+    assert main(["compile", str(EXAMPLES / "digits_mlp.nmir"), "--target", str(chip), "--print-pipeline"]) == 0
+    assert "convert-to-spiking{timesteps=32,maxpool=tree,reset=zero}" in capsys.readouterr().out
+
+
 def test_convert_and_quantize_options_reach_the_default_pipeline(capsys):
     args = ["compile", str(EXAMPLES / "mnist_cnn.onnx"), "--target", "mesh", "--print-pipeline"]
     assert main(args + ["--convert", "fuse-pooling=false,v0=0", "--quantize", "weight-bits=6"]) == 0

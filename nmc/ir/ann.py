@@ -58,7 +58,7 @@ def _zeros2(op):
     return (0,) * (2 * _spatial(op))
 
 
-def _check_window(op: Op, x: TensorType, kernel, ceil_mode: bool = False) -> tuple[int, ...]:
+def check_window(op: Op, x: TensorType, kernel, ceil_mode: bool = False) -> tuple[int, ...]:
     """Validate strides/pads/dilations against ``kernel``; returns the output spatial shape."""
     n = len(kernel)
     require(op, x.rank == n + 1, f"expects a rank-{n + 1} input (channels + {n} spatial axes) per sample, got {x}")
@@ -146,7 +146,7 @@ class Conv(Op):
                 f"weight {list(w)} expects {w[1] * g} input channels, input is {x}")
         if self.bias is not None:
             require(self, self.bias.shape == (w[0],), f"bias {list(self.bias.shape)} must be [{w[0]}]")
-        out = _check_window(self, x, w[2:])
+        out = check_window(self, x, w[2:])
         return TensorType((w[0], *out), x.dtype)
 
 
@@ -271,7 +271,7 @@ class MaxPool(Op):
     def infer_type(self):
         x = tensor_operand(self, self.x, rank=(2, 3))
         require(self, len(self.kernel) >= 1 and all(k >= 1 for k in self.kernel), f"bad kernel {list(self.kernel)}")
-        out = _check_window(self, x, self.kernel, self.ceil_mode)
+        out = check_window(self, x, self.kernel, self.ceil_mode)
         return TensorType((x.shape[0], *out), x.dtype)
 
 
@@ -289,7 +289,7 @@ class AvgPool(Op):
     def infer_type(self):
         x = tensor_operand(self, self.x, rank=(2, 3))
         require(self, len(self.kernel) >= 1 and all(k >= 1 for k in self.kernel), f"bad kernel {list(self.kernel)}")
-        out = _check_window(self, x, self.kernel, self.ceil_mode)
+        out = check_window(self, x, self.kernel, self.ceil_mode)
         return TensorType((x.shape[0], *out), x.dtype)
 
 

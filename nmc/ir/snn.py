@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmc.ir.ann import _check_window
+from nmc.ir.ann import check_window
 from nmc.ir.core import (
     Blob,
     Op,
@@ -168,13 +168,13 @@ class Project(Op):
             g = self.groups
             require(self, g >= 1 and src.shape[0] % g == 0 and w[0] % g == 0 and w[1] * g == src.shape[0],
                     f"weight {list(w)} with groups={g} does not match source {src}")
-            out = _check_window(self, TensorType(src.shape), w[2:])
+            out = check_window(self, TensorType(src.shape), w[2:])
             return CurrentType((w[0], *out))
         if self.kind in ("pool", "maxgate"):
             self._only({"kernel"})
             require(self, len(self.kernel) == 2 and all(k >= 1 for k in self.kernel), f"needs a 2-D kernel, got {list(self.kernel)}")
             require(self, src.rank == 3, f"kind '{self.kind}' needs a [C, H, W] source, got {src}")
-            out = (src.shape[0], *_check_window(self, TensorType(src.shape), self.kernel))
+            out = (src.shape[0], *check_window(self, TensorType(src.shape), self.kernel))
             self._require_broadcast(out, "the output")
             return CurrentType(out)
         if self.kind == "one_to_one":

@@ -19,7 +19,7 @@ import numpy as np
 
 from nmc import semantics
 from nmc.ir.core import Graph, param_array
-from nmc.runner import RunResult, _population_names
+from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
 from .lower import COUNT_DTYPE, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
@@ -86,7 +86,7 @@ class Executor:
         T = semantics.resolve_timesteps(graph, self.net.encoders, host, timesteps)
         steps = T + self.extra_steps
         encoded, fills = self.encode(host, T, batch)
-        recorded_pops = set(_population_names(graph, record))
+        recorded_pops = set(population_names(graph, record))
 
         arrays: list[np.ndarray | None] = []
         state = {}
