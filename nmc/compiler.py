@@ -41,7 +41,7 @@ import numpy as np
 from nmc.diagnostics import NmcError, UsageError
 from nmc.ir.core import Graph
 from nmc.ir.printer import print_graph
-from nmc.passmanager import Instruments, Pass, PassContext, PassManager, parse_pipeline
+from nmc.passmanager import Instruments, Pass, PassContext, PassManager, merge_options, parse_pipeline
 
 CPU = "cpu"
 CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}{more}}}"
@@ -104,33 +104,14 @@ def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps
         raise UsageError("--convert applies to an ANN; this graph is already spiking")
     if cls is not None:
         parts.append(cls.pipeline(target.chip, integer=is_integer(graph), calibrated=calibrated, opt_level=opt_level,
-                                  seed=seed))
-    text = ",".join(p for p in parts if p)
-    if quantize:
-        if "quantize{" not in text:
-            raise UsageError("--quantize applies when the pipeline quantizes (a chip target, a float graph)")
-        start = text.index("quantize{") + len("quantize{")
-        end = text.index("}", start)
-        text = text[:start] + merge_options(text[start:end], quantize) + text[end:]
-    return text
-
-
-def merge_options(defaults: str, given: str) -> str:
-    """``key=value,...`` options: ``given`` overrides ``defaults`` key by key, order kept."""
-    merged: dict[str, str] = {}
-    for text in (defaults, given):
-        for item in filter(None, (t.strip() for t in text.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq or not key.strip():
-                raise UsageError(f"pass option '{item}' is not KEY=VALUE")
-            merged[key.strip()] = value.strip()
-    return ",".join(f"{k}={v}" for k, v in merged.items())
+                                  seed=seed, quantize=quantize))
+    elif quantize:
+        raise UsageError("--quantize applies to a chip target; --target cpu runs the float graph")
+    return ",".join(p for p in parts if p)
 
 
 def _split(passes: list[Pass], target: Target) -> tuple[list[Pass], list[Pass]]:
     """(before the first mapping pass, from it on); checks the mapping passes suit the target."""
-    from nmc.passmanager import load_passes
-
     names = [p.NAME for p in passes]
     cls = target_class(target)
     if cls is None:
@@ -140,7 +121,6 @@ def _split(passes: list[Pass], target: Target) -> tuple[list[Pass], list[Pass]]:
         if mapping:
             raise UsageError(f"--target cpu does not map onto cores; remove {', '.join(mapping)} from the pipeline")
         return passes, []
-    load_passes()
     missing = [n for n in cls.mapping_passes if n not in names]
     if missing:
         raise UsageError(f"a pipeline for chip '{target.name}' must end with {','.join(cls.mapping_passes)}; "

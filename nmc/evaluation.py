@@ -142,7 +142,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     backend = backend or fastest_backend()
     timesteps = list(timesteps)
     if chip is not None:
-        from nmc.compiler import merge_options
+        from nmc.passmanager import merge_options
         from nmc.targets.classes import chip_class
 
         convert_options = merge_options(chip_class(chip.chip_class).conversion_options(chip), convert_options)

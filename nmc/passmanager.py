@@ -193,6 +193,18 @@ def _format_value(v: Any) -> str:
     return str(v)
 
 
+def merge_options(defaults: str, given: str) -> str:
+    """``key=value,...`` options: ``given`` overrides ``defaults`` key by key, order kept."""
+    merged: dict[str, str] = {}
+    for text in (defaults, given):
+        for item in filter(None, (t.strip() for t in text.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise UsageError(f"pass option '{item}' is not KEY=VALUE")
+            merged[key.strip()] = value.strip()
+    return ",".join(f"{k}={v}" for k, v in merged.items())
+
+
 def format_pass(p: Pass) -> str:
     opts = []
     for f in dataclasses.fields(p):

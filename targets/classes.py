@@ -73,10 +73,17 @@ class ChipClass:
             options.append("reset=zero")
         return ",".join(options)
 
-    def pipeline(self, chip, *, integer: bool, calibrated: bool, opt_level: int, seed: int) -> str:
+    def pipeline(self, chip, *, integer: bool, calibrated: bool, opt_level: int, seed: int, quantize: str = "") -> str:
         """The default pipeline after conversion: quantisation to the chip's formats (unless the
-        graph is ``integer`` already), rate measurement when ``calibrated``, then the mapping."""
-        parts = [] if integer else [f"quantize{{weight-bits={self.weight_bits(chip)}}}"]
+        graph is ``integer`` already; ``quantize``: options that override the defaults), rate
+        measurement when ``calibrated``, then the mapping."""
+        from nmc.diagnostics import UsageError
+        from nmc.passmanager import merge_options
+
+        if integer and quantize:
+            raise UsageError("--quantize applies to a float graph; this one is integer already")
+        options = merge_options(f"weight-bits={self.weight_bits(chip)}", quantize)
+        parts = [] if integer else [f"quantize{{{options}}}"]
         if calibrated:
             parts.append("measure-rates")
         parts.append(self.mapping_pipeline(chip, opt_level=opt_level, seed=seed))
