@@ -18,7 +18,7 @@ import numpy as np
 from nmc import semantics
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
-from nmc.passmanager import PassContext, PassManager
+from nmc.passmanager import PassContext, PassManager, merge_options
 from nmc.runner import fastest_backend, run
 
 CHUNK = 250  # samples per executor call: bounded memory, and the progress bar moves
@@ -142,7 +142,6 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     backend = backend or fastest_backend()
     timesteps = list(timesteps)
     if chip is not None:
-        from nmc.passmanager import merge_options
         from nmc.targets.classes import chip_class
 
         convert_options = merge_options(chip_class(chip.chip_class).conversion_options(chip), convert_options)
