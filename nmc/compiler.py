@@ -250,8 +250,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def report(image, pipeline: str | None = None) -> dict:
-    """The ``nmc compile --report`` JSON (docs/design.md §7 keys; mapping keys None for ``cpu``)."""
+def report(image, pipeline: str | None = None, losses: dict | None = None, loss_samples: int | None = None) -> dict:
+    """The ``nmc compile --report`` JSON (docs/design.md §7 keys; mapping keys None for ``cpu``),
+    with the per-layer table, board view and estimates of :func:`nmc.report_data.image_details`
+    (``losses``: per-layer conversion losses, when measured); ``--html`` renders this dict."""
+    from nmc.report_data import image_details
+
     manifest = image.manifest
     resources = manifest.get("resources", {})
     keys = ("cores", "cores_lower_bound", "chips", "placement_cost", "placement_cost_naive", "max_link_load")
@@ -261,4 +265,5 @@ def report(image, pipeline: str | None = None) -> dict:
            "timesteps": manifest.get("timesteps"), "latency_steps": manifest.get("latency_steps"),
            "source_sha256": manifest.get("source_sha256"), "remarks": image.stats.get("remarks", [])}
     out.update({k: v for k, v in resources.items() if k not in out})
+    out.update({k: v for k, v in image_details(image, losses, loss_samples).items() if k not in out})
     return out

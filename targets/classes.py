@@ -121,6 +121,25 @@ class ChipClass:
         """Rows for ``nmc inspect``'s busiest links, each with a ``load`` (None: no links)."""
         return None
 
+    def layer_table(self, sections: dict) -> list[dict] | None:
+        """Rows for the compile report's per-layer table (``nmc compile/inspect --html``): ``name``,
+        ``neurons``, ``synapses``, ``cores``, ``weight_bits``, ``max_fan_in`` and the limit the
+        class puts on it (``input_axons_limit``); more keys may follow (None: no table)."""
+        return None
+
+    def board_view(self, sections: dict) -> dict | None:
+        """JSON-ready data of the report's board drawing, with a ``cores`` list (None: none)."""
+        return None
+
+    def board_svg(self, board: dict) -> str | None:
+        """The drawing of :meth:`board_view`'s data as inline SVG (and its legend), one element
+        with a ``data-core`` attribute per core in use (None: no drawing)."""
+        return None
+
+    def energy_estimate(self, image) -> float | None:
+        """Joules per inference estimated at compile time (None: the class has no energy model)."""
+        return None
+
     def plot(self, image, cores: list[dict] | None, links: list[dict] | None, path: str) -> None:
         """Draw the mapping as a PNG at ``path`` (``nmc inspect --plot``)."""
         raise NmcError(f"chip class '{self.name}' has no mapping plot")

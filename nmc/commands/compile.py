@@ -49,6 +49,8 @@ def add_arguments(p) -> None:
                    help="print the passes' remarks (per-layer cores against their lower bound, quantisation error, ...)")
     p.add_argument("-o", "--output", metavar="OUT.nmb", help="the image to write")
     p.add_argument("--report", metavar="R.json", help="a JSON report (docs/design.md §7 keys)")
+    p.add_argument("--html", metavar="R.html", help="the report as one self-contained HTML page (board, layers, "
+                   "passes, advice); with --calib it measures each layer's conversion loss")
 
 
 def run(args) -> int:
@@ -76,9 +78,18 @@ def run(args) -> int:
                           pipeline=args.pipeline, seed=args.seed, source_path=args.model, instruments=instruments,
                           convert=args.convert, quantize=args.quantize)
     image.save(args.output)
-    summary = report(image)
+    losses = None
+    if args.html and calibration is not None:
+        from nmc.report_data import LOSS_SAMPLES, conversion_losses
+
+        losses = conversion_losses(graph, image, calibration)
+    summary = report(image, losses=losses, loss_samples=min(LOSS_SAMPLES, len(calibration)) if losses else None)
     if args.report:
         atomic_write(args.report, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+    if args.html:
+        from nmc.report_html import render
+
+        atomic_write(args.html, render(summary).encode())
     sections = ", ".join(f"{n} {len(b)} B" for n, b in sorted(image.sections.items()))
     print(f"wrote {args.output}: target {image.target}, {sections}")
     if summary.get("cores") is not None:

@@ -56,6 +56,7 @@ def add_arguments(p) -> None:
     p.add_argument("--per-layer", action="store_true", help="attribute the accuracy loss to layers")
     p.add_argument("--plot", metavar="ACC.png", help="draw accuracy against time steps")
     p.add_argument("--report", metavar="R.json", help="a JSON report (docs/design.md §7 keys)")
+    p.add_argument("--html", metavar="R.html", help="the report as one HTML page: accuracy against T, per-layer losses")
 
 
 def parse_timesteps(text: str) -> list[int]:
@@ -146,6 +147,10 @@ def run(args) -> int:
         print(f"note: {note}")
     if args.report:
         atomic_write(args.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    if args.html:
+        from nmc.report_html import render_eval
+
+        atomic_write(args.html, render_eval(report).encode())
     if args.plot:
         plot(report, args.plot)
     return 0

@@ -30,6 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("image", metavar="IMAGE", help="an image written by nmc compile (.nmb)")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw the board: core utilisation and link loads")
+    p.add_argument("--html", metavar="R.html", help="the compile report as one self-contained HTML page")
 
 
 def _class_tables(image) -> tuple[list[dict] | None, list[dict] | None]:
@@ -101,6 +102,13 @@ def run(args) -> int:
         from nmc.targets.classes import class_of_image
 
         class_of_image(image).plot(image, info["cores"], info["links"], args.plot)
+    if args.html:
+        from nmc.compiler import report
+        from nmc.fileio import atomic_write
+        from nmc.report_html import render
+
+        summary = {**report(image), "passes": None, "remarks": None}  # not in the image: "not recorded"
+        atomic_write(args.html, render(summary).encode())
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
     else:

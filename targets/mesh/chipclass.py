@@ -89,6 +89,26 @@ class MeshClass(ChipClass):
 
         return link_loads(sections)
 
+    def layer_table(self, sections):
+        from nmc.targets.mesh.report import layer_table
+
+        return layer_table(sections)
+
+    def board_view(self, sections):
+        from nmc.targets.mesh.report import board_view
+
+        return board_view(sections)
+
+    def board_svg(self, board):
+        from nmc.targets.mesh.report import board_svg, legend_html
+
+        return board_svg(board) + "\n" + legend_html(board)
+
+    def energy_estimate(self, image):
+        from nmc.targets.mesh.report import energy_estimate
+
+        return energy_estimate(image)
+
     def plot(self, image, cores, links, path):
         from nmc.targets.mesh.views import plot_mapping
 

@@ -37,43 +37,86 @@ def link_loads(sections: dict[str, bytes]) -> list[dict]:
 
 
 def plot_mapping(image, cores: list[dict] | None, links: list[dict] | None, path: str) -> None:
-    """The board as a heat map of neurons used per core, chips outlined, with every link used
-    drawn as an arrow coloured by its expected load (spikes per step; the host sits at x = -1)."""
+    """The board, cropped to the cores in use and one slot around them: each core in use shaded
+    by the fraction of its neurons used (unused slots white, hatched, so they never look like a
+    lightly used core), chip boundaries as thick lines, and every link used drawn as an arrow
+    coloured and thickened by its expected load (spikes per step; the host sits left of the
+    crop).  The two colour bars sit under the drawing, one above the other, so they never overlap."""
     if not cores:
         raise NmcError(f"{image.filename} has no per-core mapping to plot",
                        hint="--plot needs an image compiled for a chip (not --target cpu)")
     plt = pyplot()
+    from matplotlib.patches import Rectangle
+
     chip = image.chip()
     cx, cy, nx, ny = chip.mesh.cores_x, chip.mesh.cores_y, chip.mesh.chips_x, chip.mesh.chips_y
-    grid = np.zeros((ny * cy, nx * cx))
-    for row in cores:
-        x, y = _board_xy(row, cx, cy)
-        grid[y, x] = float(row.get("neurons", 0)) / chip.core.neurons
-    fig, ax = plt.subplots(figsize=(max(5, nx * cx * 0.45 + 3), max(4, ny * cy * 0.45 + 1)))
-    im = ax.imshow(grid, cmap="YlGnBu", vmin=0, vmax=1, origin="lower", extent=(-0.5, nx * cx - 0.5, -0.5, ny * cy - 0.5))
-    for row in cores:  # outline the cores in use, however little of each is used
-        x, y = _board_xy(row, cx, cy)
-        ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, ec="tab:green", lw=1))
-    for k in range(1, nx):
-        ax.axvline(k * cx - 0.5, color="tab:blue", lw=2)
-    for k in range(1, ny):
-        ax.axhline(k * cy - 0.5, color="tab:blue", lw=2)
-    fig.colorbar(im, ax=ax, label="fraction of the core's neurons used", fraction=0.04, pad=0.02)
-    if links:
-        loads = np.array([r["load"] for r in links], float)
-        norm = plt.Normalize(0, max(float(loads.max()), 1e-9))
-        cmap = plt.get_cmap("inferno_r")
-        for r, load in zip(links, loads):
-            (x0, y0), (x1, y1) = r["from"], r["to"]
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(
-                arrowstyle="->", color=cmap(0.15 + 0.85 * norm(load)), lw=0.8 + 3 * norm(load), shrinkA=4, shrinkB=4))
-        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="link load (spikes per step)",
-                     fraction=0.04, pad=0.12)
-        ax.set_xlim(-1.5 if any(r["kind"] == "host" for r in links) else -0.5, nx * cx - 0.5)
+    links = links or []
+    pos = [_board_xy(row, cx, cy) for row in cores]
+    xs = [x for x, _ in pos] + [p[0] for r in links for p in (r["from"], r["to"]) if p[0] >= 0]
+    ys = [y for _, y in pos] + [p[1] for r in links for p in (r["from"], r["to"])]
+    x0, x1 = max(min(xs) - 1, 0), min(max(xs) + 1, nx * cx - 1)
+    y0, y1 = max(min(ys) - 1, 0), min(max(ys) + 1, ny * cy - 1)
+    host = any(r["kind"] == "host" for r in links)
+    W, H = x1 - x0 + 1 + host, y1 - y0 + 1
+    draw_h = max(2.5, 0.55 * H)  # inches; below it fixed room for the axis labels and the two colour bars
+    fig = plt.figure(figsize=(max(4.5, 0.55 * W + 1.5), draw_h + 2.0))
+    grid = fig.add_gridspec(5, 1, height_ratios=[draw_h, 0.75, 0.14, 0.7, 0.14], hspace=0)
+    ax, cax_util, cax_load = fig.add_subplot(grid[0]), fig.add_subplot(grid[2]), fig.add_subplot(grid[4])
+    util_cmap = plt.get_cmap("Blues")
+    unorm = plt.Normalize(0, 1)
+    used = set(pos)
+    for y in range(y0, y1 + 1):
+        for x in range(x0, x1 + 1):
+            if (x, y) not in used:
+                ax.add_patch(Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, fc="white", ec="0.7", lw=0.6, hatch="///"))
+    for row, (x, y) in zip(cores, pos):
+        u = float(row.get("neurons", 0)) / chip.core.neurons
+        ax.add_patch(Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, fc=util_cmap(0.15 + 0.85 * u), ec="0.2", lw=0.8))
+        ax.text(x, y, str(row["core"]), ha="center", va="center", fontsize=7, color="white" if u > 0.5 else "black")
+    for i in range(nx):  # chip boundaries, clipped to the crop
+        for j in range(ny):
+            a0, a1 = max(i * cx, x0), min((i + 1) * cx - 1, x1)
+            b0, b1 = max(j * cy, y0), min((j + 1) * cy - 1, y1)
+            if a0 <= a1 and b0 <= b1:
+                ax.add_patch(Rectangle((a0 - 0.5, b0 - 0.5), a1 - a0 + 1, b1 - b0 + 1, fill=False, ec="navy", lw=2.2))
+    if host:
+        ax.add_patch(Rectangle((x0 - 1.45, y0 - 0.45), 0.9, y1 - y0 + 0.9, fc="0.92", ec="0.5"))
+        ax.text(x0 - 1, (y0 + y1) / 2, "host", rotation=90, ha="center", va="center", fontsize=8)
+    lnorm = plt.Normalize(0, max([float(r["load"]) for r in links] + [1e-9]))
+    lcmap = plt.get_cmap("OrRd")
+    for r in sorted(links, key=lambda r: float(r["load"])):
+        (a, b), (c, d) = r["from"], r["to"]
+        a = x0 - 1 if a < 0 else a
+        t = lnorm(float(r["load"]))
+        off = 0.12  # the two directions of a link side by side
+        ox, oy = (-(d - b) * off, (c - a) * off) if (a, b) != (c, d) else (0, 0)
+        ax.annotate("", xy=(c + ox, d + oy), xytext=(a + ox, b + oy), arrowprops=dict(
+            arrowstyle="-|>", color=lcmap(0.35 + 0.65 * t), lw=0.8 + 3 * t, shrinkA=3, shrinkB=3, mutation_scale=8))
+    ax.set_xlim(x0 - 0.5 - host, x1 + 0.5)
+    ax.set_ylim(y0 - 0.5, y1 + 0.5)
+    ax.set_aspect("equal")
+    ax.set_xticks(range(x0, x1 + 1))
+    ax.set_yticks(range(y0, y1 + 1))
+    ax.tick_params(labelsize=7)
     ax.set_xlabel("core x (board)")
     ax.set_ylabel("core y (board)")
-    ax.set_title(f"{image.target}: {len(cores)} cores, {len(links or [])} links")
+    ax.set_title(f"{image.target}: {len(cores)} cores, {len(links)} links (unused slots hatched)", fontsize=10)
+    # the colour bars under the drawing, one above the other, each with room for its label
+    fig.colorbar(plt.cm.ScalarMappable(norm=unorm, cmap=_shifted(plt, util_cmap)), cax=cax_util,
+                 orientation="horizontal", label="fraction of the core's neurons used")
+    if links:
+        fig.colorbar(plt.cm.ScalarMappable(norm=lnorm, cmap=_shifted(plt, lcmap, 0.35)), cax=cax_load,
+                     orientation="horizontal", label="link load (spikes per step)")
+    else:
+        cax_load.set_visible(False)
     save_png(fig, path, dpi=100)
+
+
+def _shifted(plt, cmap, lo: float = 0.15):
+    """``cmap`` from ``lo`` to 1 (what the drawing uses, so the colour bar matches it)."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(cmap(np.linspace(lo, 1, 256)))
 
 
 def _board_xy(row: dict, cx: int, cy: int) -> tuple[int, int]:
