@@ -22,7 +22,7 @@ from nmc.ir.core import Graph, param_array
 from nmc.runner import RunResult, _population_names
 
 from .jit import Compiled
-from .lower import COUNT_DTYPE, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
+from .plan import COUNT_DTYPE, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_int64, ctypes.c_int64)
@@ -43,7 +43,7 @@ class Executor:
         self.net, self.layout, self.compiled = net, layout, compiled
         self.fn = _SIGNATURE(compiled.address)
         self.threads = threads
-        # samples a layer-scheduled function skips (lower.needs_step_rerun) run again by the
+        # samples a layer-scheduled function skips (plan.needs_step_rerun) run again by the
         # step schedule: ``step_version()`` compiles it, once, when the first such sample comes
         self._step_version, self._step = step_version, None
         self._step_lock = threading.Lock()
@@ -210,7 +210,7 @@ def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, 
     from nmc.ir.verifier import verify
 
     from .jit import compile_module
-    from .lower import FUNCTION_NAME, lower
+    from .emit import FUNCTION_NAME, lower
 
     verify(graph)
     net = Network.of(graph)
