@@ -45,12 +45,12 @@ To get them, a venv with torch, snnTorch and nmc (pip must not replace torch)::
 ``--schedule layer`` each feed-forward network layer by layer (W3, recurrent, cannot be);
 ``--crossover`` instead prints, for one 784→500 int8 layer (batch 32, T=50, one thread), the
 time of both kernels against the source's firing rate: what set ``DENSE_RATE`` in
-targets/cpu/lower.py.
+targets/cpu/plan.py.
 
 Columns: seconds per sample-step (nmc, numpy and, when present, torch and snnTorch), synaptic
 events per second, speed-up of nmc over the best other executor (``best``; numpy without
 torch), nmc's cold and cached compile times, peak traced memory of each run, the schedule the
-runtime chose (``step`` or ``layer``: targets/cpu/lower.py ``choose_schedule``).  Outputs are
+runtime chose (``step`` or ``layer``: targets/cpu/plan.py ``choose_schedule``).  Outputs are
 compared before anything is timed.  Speed is never asserted; this prints a table.
 """
 

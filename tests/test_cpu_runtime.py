@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nmc
-from nmc import semantics
+from nmc import neuron, semantics
 from nmc.diagnostics import NmcError, UsageError
 from nmc.ir import ann, snn
 from nmc.ir.ann import pooled_size
@@ -31,8 +31,8 @@ from nmc.ir.parser import parse_ir
 from nmc.ir.types import SpikeType, TensorType
 from nmc.ir.verifier import verify
 from nmc.targets import cpu
-from nmc.targets.cpu import jit
-from nmc.targets.cpu.lower import Network, feed_forward_order
+from nmc.targets.cpu import emit, jit, plan, tables
+from nmc.targets.cpu.plan import Network, feed_forward_order
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -384,13 +384,12 @@ ann.output(%y)
 
 
 def test_tables_outside_the_ir_are_bound_also_when_loaded_from_the_cache(tmp_path, monkeypatch):
-    from nmc.targets.cpu import lower
 
     monkeypatch.setenv("NMC_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("NMC_NO_CACHE", raising=False)
-    monkeypatch.setattr(lower, "EMBED_BYTES", 0)  # every table becomes an external constant
+    monkeypatch.setattr(emit, "EMBED_BYTES", 0)  # every table becomes an external constant
     g = parse_ir(LIF_TEXT)
-    module, _, external = lower.lower(lower.Network.of(g))
+    module, _, external = emit.lower(plan.Network.of(g))
     assert external and all(name in str(module) for name in external)
     x = [_lif_input()]
     ref = semantics.run_snn(g, x, timesteps=7)
@@ -403,7 +402,6 @@ def test_tables_outside_the_ir_are_bound_also_when_loaded_from_the_cache(tmp_pat
 
 
 def test_changing_a_large_weight_changes_the_cache_key():
-    from nmc.targets.cpu import lower
 
     w = np.ones((300, 300), dtype=np.int8)
     keys = []
@@ -415,7 +413,7 @@ def test_changing_a_large_weight_changes_the_cache_key():
         pop = snn.Population(currents=[c], declared_type=SpikeType((300,)), bits=16, threshold=100)
         g.add(pop, "h")
         g.add(ann.Output(values=[g.add(snn.Decode(x=pop.result))]))
-        module, _, external = lower.lower(lower.Network.of(g))
+        module, _, external = emit.lower(plan.Network.of(g))
         assert len(external) == 1  # 90 KB of weights: outside the IR text
         keys.append(jit.cache_key(str(module)))
     assert keys[0] != keys[1]
@@ -496,9 +494,8 @@ ann.output(%y)
 
 
 def _features(g: Graph) -> set[str]:
-    from nmc.targets.cpu import lower
 
-    out = {f"auto-kernel-{'dense' if p in lower.plan(lower.Network.of(g)).dense else 'event'}"
+    out = {f"auto-kernel-{'dense' if p in plan.plan(plan.Network.of(g)).dense else 'event'}"
            for p in g.walk("snn.project") if p.kind == "dense"}
     for p in g.walk("snn.project"):
         out |= {f"kind={p.kind}", f"delay={p.delay}"}
@@ -574,11 +571,10 @@ def test_large_event_values_into_an_i32_accumulator_are_exact(bits):
     """Spike counts far beyond 1 reach an i32 accumulator through its i64 side accumulator,
     folded in clamped to ±2**30: currents of any size (within and beyond i32) still give the
     reference's saturated states."""
-    from nmc.targets.cpu import lower
 
     g = _fed_population(Blob(np.array([[30000, -30000, 1, 0]] * 3 + [[-1, 2, -30000, 30000]] * 3, np.int16)), bits)
     pop = g.walk("snn.population")[0]
-    layout = lower.plan(lower.Network.of(g))
+    layout = plan.plan(plan.Network.of(g))
     assert (pop in layout.narrow, pop in layout.wide) == (bits <= 30, bits <= 30)
     rng = np.random.default_rng(3)
     counts = np.array([0, 1, -1, 2, 35791, -35791, 71583, 2**20, -(2**21), 3 * 10**8], np.float32)
@@ -591,14 +587,13 @@ def test_large_event_values_into_an_i32_accumulator_are_exact(bits):
 def test_every_sparse_synapse_table_layout_matches(scale, exponent, layout_bits):
     """Packed words (weight << bits | target) while the weights fit the bits the targets
     leave, else 32- or 64-bit (target, weight) records."""
-    from nmc.targets.cpu import lower
 
     rng = np.random.default_rng(5)
     indptr = np.array([0, 3, 3, 7, 9], np.int32)
     indices = rng.integers(0, 6, 9).astype(np.int32)
     w = Blob((rng.integers(-scale, scale, 9)).astype(np.int64 if scale > 2**15 else np.int16))
     g = _fed_population(None, 32 if exponent == 2 else 24, (indptr, indices, w), exponent)
-    table, bits, _ = lower.synapse_table(g.walk("snn.project")[0])
+    table, bits, _ = tables.synapse_table(g.walk("snn.project")[0])
     assert bits == layout_bits and table.dtype == (np.int64 if exponent == 2 else np.int32)
     trains = rng.integers(0, 3, size=(3, 20, 4)).astype(np.float32)
     compare(g, [trains], 20, exact=True)
@@ -629,12 +624,11 @@ def _wide_layer(encoding: str, weight: np.ndarray, scale: float = 1.0, rate: flo
 def test_dense_kernel_on_current_encoded_input_matches(scale, wdtype):
     """Integer currents through every tier of the dense kernel: bytes in [0, 127] (AVX2
     ``vpmaddubsw`` with int8 weights), i16 values, and i64 values beyond them."""
-    from nmc.targets.cpu import lower
 
     rng = np.random.default_rng(4)
     w = rng.integers(-128, 128, (40, 70)).astype(wdtype)
     g = _wide_layer("current", w, scale)
-    assert [p.kind for p in lower.plan(lower.Network.of(g)).dense] == ["dense"]  # current: dense
+    assert [p.kind for p in plan.plan(plan.Network.of(g)).dense] == ["dense"]  # current: dense
     x = rng.random((5, 70)).astype(np.float32) * 2 - 0.3  # some negative currents
     x[0] = np.abs(x[0])
     got, ref = compare(g, [x], 9, exact=True, kernels=("auto", "event", "dense"))
@@ -643,45 +637,42 @@ def test_dense_kernel_on_current_encoded_input_matches(scale, wdtype):
 
 @pytest.mark.parametrize("encoding", ["rate", "poisson", "spikes"])
 def test_dense_kernel_on_binary_and_count_sources_matches(encoding):
-    from nmc.targets.cpu import lower
 
     rng = np.random.default_rng(6)
     w = rng.integers(-100, 120, (40, 70)).astype(np.int8)
     g = _wide_layer(encoding, w, rate=0.6)
     enc = g.walk("snn.encode")[0]
-    chosen = lower.plan(lower.Network.of(g)).dense
+    chosen = plan.plan(plan.Network.of(g)).dense
     assert [p.src.owner.KIND for p in chosen] == ["snn.population"]  # no calibration on the encoder
     enc.extra["calib.rate"] = 0.8
-    assert len(lower.plan(lower.Network.of(g)).dense) == 2
+    assert len(plan.plan(plan.Network.of(g)).dense) == 2
     x = rng.integers(0, 3, (4, 12, 70)).astype(np.float32) if encoding == "spikes" else rng.random((4, 70)).astype(np.float32)
     got, ref = compare(g, [x], 12, exact=True, kernels=("auto", "event", "dense"))
     assert ref.spike_count > 20
 
 
 def test_kernel_choice_follows_the_calibrated_rate():
-    from nmc.targets.cpu import lower
 
     w = np.ones((40, 70), np.int8)
     g = _wide_layer("rate", w)
     pops = g.walk("snn.population")
-    assert not lower.plan(lower.Network.of(g)).dense  # no calibration: events
-    pops[0].extra["calib.rate"] = lower.DENSE_RATE / 2
-    assert not lower.plan(lower.Network.of(g)).dense
+    assert not plan.plan(plan.Network.of(g)).dense  # no calibration: events
+    pops[0].extra["calib.rate"] = plan.DENSE_RATE / 2
+    assert not plan.plan(plan.Network.of(g)).dense
     pops[0].extra["calib.rate"] = 1.5  # clipped to 1
-    (p,) = lower.plan(lower.Network.of(g)).dense
+    (p,) = plan.plan(plan.Network.of(g)).dense
     assert p.src.owner is pops[0]
-    assert lower.plan(lower.Network.of(g), "event").dense == set()
+    assert plan.plan(plan.Network.of(g), "event").dense == set()
     with pytest.raises(ValueError):
-        lower.plan(lower.Network.of(g), "fast")
+        plan.plan(plan.Network.of(g), "fast")
 
 
 # ------------------------------------------------------------------------ time batching
 
 
 def _layout(graph: Graph, kernels: str = "auto", schedule: str = "auto"):
-    from nmc.targets.cpu import lower
 
-    return lower.plan(lower.Network.of(graph), kernels, schedule)
+    return plan.plan(plan.Network.of(graph), kernels, schedule)
 
 
 @PROPERTY
@@ -724,13 +715,12 @@ def test_the_feed_forward_graphs_reach_the_time_batched_kernel():
           suppress_health_check=list(HealthCheck))
 @given(networks(integer=True))
 def test_graphs_with_recurrence_are_never_layer_scheduled(graph):
-    from nmc.targets.cpu import lower
 
-    net = lower.Network.of(graph)
+    net = plan.Network.of(graph)
     recurrent = any(pop in _reached_from(net, pop) for pop in net.populations)
-    assert (lower.feed_forward_order(net) is None) == recurrent
+    assert (plan.feed_forward_order(net) is None) == recurrent
     if recurrent:
-        for kernels in lower.KERNELS:
+        for kernels in plan.KERNELS:
             assert _layout(graph, kernels).schedule == "step"
         with pytest.raises(ValueError, match="recurrence"):
             _layout(graph, schedule="layer")
@@ -823,7 +813,6 @@ def test_samples_with_spike_counts_run_by_the_step_schedule_compiled_when_needed
 
 
 def test_schedule_choice():
-    from nmc.targets.cpu import lower
 
     g = _big_feed_forward("rate")
     assert _layout(g, schedule="step").schedule == "step"
@@ -838,7 +827,7 @@ def test_schedule_choice():
     w = np.random.default_rng(2).integers(-128, 128, (40, 70)).astype(np.int8)
     wide = _wide_layer("current", w)  # its first layer (70×40 of 3,160 synapses) runs the dense kernel
     assert _layout(wide).schedule == "step" and _layout(wide, "event").schedule == "layer"
-    assert lower.tile_columns(500) == 512 and lower.tile_columns(10) == 16 and lower.tile_columns(3) == 8
+    assert plan.tile_columns(500) == 512 and plan.tile_columns(10) == 16 and plan.tile_columns(3) == 8
 
 
 # ---------------------------------------------------------- convolution and neuron kernels
@@ -875,27 +864,25 @@ def _conv_graph(integer: bool, enc: str = "rate", bits: int = 24, bits2: int = 2
 
 
 def _ir(graph: Graph, schedule: str = "auto") -> str:
-    from nmc.targets.cpu import lower
 
-    return str(lower.lower(Network.of(graph), schedule=schedule)[0])
+    return str(emit.lower(Network.of(graph), schedule=schedule)[0])
 
 
 @pytest.mark.parametrize("integer", [True, False])
 def test_conv_blocks_pool_tables_and_byte_masks_match(integer):
     """The blocked transpose of channel-last conv accumulators (first and later currents,
-    i16 into i32, and f64; integer stride-1 convs with a halo, lower.conv_halo, one of them
+    i16 into i32, and f64; integer stride-1 convs with a halo, plan.conv_halo, one of them
     with pads), the pooling table without loops (events; integer pools otherwise read byte
     vectors), and encoder bytes scanned 64 at a time as bit masks: the reference's results
     under both schedules and both pool kernels, on two threads."""
-    from nmc.targets.cpu import lower
 
     g = _conv_graph(integer)
     text = _ir(g)
-    events = str(lower.lower(Network.of(g), kernels="event")[0])
-    assert "shufflevector" in text  # the 8×8 blocks of lower._Lowering._flush_blocks
+    events = str(emit.lower(Network.of(g), kernels="event")[0])
+    assert "shufflevector" in text  # the 8×8 blocks of kernels.common.flush_blocks
     assert '"wsingle.' in events and '"wstart.' in events  # windows without overlaps, and with
     assert ('"hbase.' in text) == integer  # both stride-1 convs (the other has stride 2: a table)
-    assert "<64 x i8>" in text  # lower._Lowering.events: rate bytes as bit masks
+    assert "<64 x i8>" in text  # emit.Lowering.events: rate bytes as bit masks
     x = np.random.default_rng(21).random((5, 2, 12, 12)).astype(np.float32)
     got, ref = compare(g, [x], 16, exact=integer, threads=2, schedules=("step", "layer"), kernels=("auto", "event"))
     assert ref.spike_count > 500
@@ -905,14 +892,13 @@ def test_conv_blocks_pool_tables_and_byte_masks_match(integer):
 @pytest.mark.parametrize("bits, bits2, du, lanes", [(24, 24, 0, True), (8, 30, 1000, True), (31, 24, 4096, False),
                                                     (32, 12, 3000, False)])
 def test_neurons_in_i32_lanes_match(bits, bits2, du, lanes):
-    """Populations of at most 30 bits run their neurons in i32 lanes (lower.lanes32), with
+    """Populations of at most 30 bits run their neurons in i32 lanes (plan.lanes32), with
     the current clamped to ±2**30 and decay products formed in i64; wider ones in i64.
     States that saturate (8 bits), decays 0, 1000, 3000 and 4096, i32 and i64 accumulators."""
-    from nmc.targets.cpu import lower
 
     g = _conv_graph(True, bits=bits, bits2=bits2, du=du)
     pops = g.walk("snn.population")
-    assert lower.lanes32(pops[0]) == lanes and lower.lanes32(pops[1]) == (bits2 <= 30)
+    assert plan.lanes32(pops[0]) == lanes and plan.lanes32(pops[1]) == (bits2 <= 30)
     x = np.random.default_rng(22).random((3, 2, 12, 12)).astype(np.float32)
     compare(g, [x], 12, exact=True)
 
@@ -921,24 +907,114 @@ def test_i32_lanes_with_currents_beyond_i32_match():
     """Spike counts into a conv2d give a 24-bit population an i64 accumulator (no i32 bound);
     its neurons still run in i32 lanes, the current clamped first: currents far beyond ±2**31
     saturate as in the reference."""
-    from nmc.targets.cpu import lower
 
     g = _conv_graph(True, enc="spikes")
     pop = g.walk("snn.population")[0]
-    assert pop not in lower.plan(Network.of(g)).narrow and lower.lanes32(pop)
+    assert pop not in plan.plan(Network.of(g)).narrow and plan.lanes32(pop)
     rng = np.random.default_rng(23)
     x = rng.choice(np.array([0, 1, 2, -3, 10**6, -(10**7), 2**28], np.float32), size=(3, 10, 2, 12, 12))
     compare(g, [x], 10, exact=True)
 
 
+def test_every_projection_kind_has_one_registered_kernel():
+    """targets/cpu/kernels registers one emission function per projection kind (a second
+    registration of a kind is refused)."""
+    from nmc.targets.cpu.kernels import REGISTRY, kernel
+
+    assert set(REGISTRY) == set(snn.PROJECTION_KINDS)
+    assert all(k.kind == kind and callable(k.project) for kind, k in REGISTRY.items())
+    assert [kind for kind, k in REGISTRY.items() if k.sample_start] == ["maxgate"]
+    with pytest.raises(ValueError, match="two kernels"):
+        kernel("dense")(lambda lw, p, pop, acc: None)
+
+
+def _driven_population(bits: int, reset: str, size: int, **params) -> Graph:
+    """A ``spikes`` encoder into a one_to_one projection of weight 1 into one population: the
+    current of neuron ``i`` at step ``t`` is the encoder's value ``x[:, t, i]``, any integer."""
+    g = Graph("neuron")
+    x = g.add(ann.Input(declared_type=TensorType((size,))), "x")
+    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    c = g.add(snn.Project(src=s, kind="one_to_one", weight=1))
+    pop = snn.Population(currents=[c], declared_type=SpikeType((size,)), bits=bits, reset=reset, **params)
+    g.add(pop, "h")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=pop.result)), g.add(snn.Decode(x=pop.result, mode="membrane"))]))
+    verify(g)
+    return g
+
+
+def _edge_values(rng, limit: int, n: int, extra: tuple[int, ...] = ()) -> np.ndarray:
+    """``n`` integers in ``[-limit, limit)``: the edges (±1, limit - 1, -limit, -limit + 1, 0)
+    and ``extra`` mixed with random ones."""
+    edges = np.array([0, 1, -1, limit - 1, limit - 2, -limit, -limit + 1, *extra], np.int64)
+    out = rng.integers(-limit, limit, n, dtype=np.int64)
+    pick = rng.random(n) < 0.6
+    out[pick] = rng.choice(edges, int(pick.sum()))
+    return out
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("bits", [8, 12, 16, 24, 29, 30, 31, 32])
+def test_neuron_arithmetic_matches_the_neuron_model(bits, reset):
+    """The CPU lowering's integer neuron update against the neuron model itself
+    (:class:`nmc.neuron.NeuronState`, stepped here with the same currents): decay toward
+    zero (per-neuron ``du``/``dv`` of 0, 1, 2048, 4095, 4096 and random), saturation of ``u``
+    and ``v`` to ``bits``, the strict threshold and both resets, with currents at and beyond
+    ±2**(bits-1) (up to ±2**40: the i32 accumulator's side accumulator and clamp), thresholds,
+    biases and initial voltages at the state's edges.  37 neurons: four 8-lane vectors and a
+    scalar tail; i32 lanes up to 30 bits, i64 beyond.  Spike trains, counts and final
+    voltages (as the executor reports them, f32) must be the model's."""
+    rng = np.random.default_rng(40 + bits)
+    limit, size, batch, T = 2 ** (bits - 1), 37, 4, 24
+    decays = np.array([0, 1, 2048, 4095, 4096, 0, 1, 4095, 4096, 700], np.int64)
+    params = {"du": Blob(rng.choice(decays, size).astype(np.int32)),
+              "dv": Blob(rng.choice(decays, size).astype(np.int32)),
+              "threshold": Blob(_edge_values(rng, limit, size)),
+              "bias": Blob(_edge_values(rng, limit, size, (0, 0, 0))),
+              "v0": Blob(_edge_values(rng, limit, size))}
+    g = _driven_population(bits, reset, size, **params)
+    pop = g.walk("snn.population")[0]
+    assert plan.lanes32(pop) == (bits <= 30)
+    big = (limit, limit + 1, -limit - 1, 2 * limit, -2 * limit, 2**30, -2**30, 2**31, -2**31, 2**33, -2**40)
+    currents = _edge_values(rng, limit, batch * T * size, big).reshape(batch, T, size)
+    currents[:, ::3] //= 1 << max(bits - 6, 0)  # some steps of small currents, so that neurons fire and reset
+    x = currents.astype(np.float64)  # exact: the encoder casts to int64 as the model's input
+    state = neuron.NeuronState.initial(semantics.population_params(pop), batch)
+    want = np.stack([state.step(currents[:, t]) for t in range(T)], axis=1)
+    got = cpu.prepare(g, cache=False)([x], timesteps=T, record="all")
+    assert got.steps == T
+    np.testing.assert_array_equal(got.recorded["h"], want)
+    np.testing.assert_array_equal(got.outputs[0], want.sum(axis=1).astype(np.float32))
+    np.testing.assert_array_equal(got.outputs[1], state.v.astype(np.float32))
+    assert 0 < want.sum() < want.size  # neurons fire and stay silent
+
+
+@pytest.mark.parametrize("bits", [8, 16, 30, 31, 32])
+def test_decay_toward_zero_matches_the_neuron_model(bits):
+    """Without currents, bias or spikes (threshold at the top of the state), a voltage decays
+    as :func:`nmc.neuron.decay` applied once per step, rounding toward zero from either
+    sign: initial voltages at ±2**(bits-1) and small ones, decays 0, 1, 4095, 4096 and others."""
+    limit, size, T = 2 ** (bits - 1), 16, 9
+    rng = np.random.default_rng(50 + bits)
+    v0 = np.array([limit - 1, -limit, -limit + 1, limit - 2, 1, -1, limit // 3, -limit // 3], np.int64)
+    v0 = np.concatenate([v0, _edge_values(rng, limit, size - v0.size)])
+    dv = np.array([0, 1, 4095, 4096, 1, 1, 4095, 2048, 1, 3, 4000, 17, 4095, 1, 0, 100], np.int64)
+    g = _driven_population(bits, "subtract", size, du=4096, dv=Blob(dv.astype(np.int32)), threshold=limit - 1,
+                           v0=Blob(v0))
+    want = v0.copy()
+    for _ in range(T):
+        want = neuron.decay(want, dv, True)
+    got = cpu.prepare(g, cache=False)([np.zeros((2, T, size))], timesteps=T, record="all")
+    assert not got.recorded["h"].any()
+    np.testing.assert_array_equal(got.outputs[1], np.tile(want.astype(np.float32), (2, 1)))
+
+
 def test_window_table_lists_every_covering_output():
     """window_table against a direct enumeration of windows (strides, pads, dilations)."""
-    from nmc.targets.cpu import lower
 
     for hw, k, s, pads, d in [((7, 9), (3, 2), (2, 1), (1, 0, 1, 1), (1, 2)), ((6, 6), (2, 2), (2, 2), (0, 0, 0, 0), (1, 1)),
                               ((5, 4), (1, 3), (1, 2), (0, 2, 0, 1), (1, 1))]:
         out = tuple(pooled_size(hw[i], k[i], s[i], pads[i], pads[2 + i], d[i], False) for i in range(2))
-        starts, pairs = lower.window_table(hw, k, s, pads, d, out, scale=(10, 3))
+        starts, pairs = tables.window_table(hw, k, s, pads, d, out, scale=(10, 3))
         for y in range(hw[0]):
             for x in range(hw[1]):
                 want = [((ky * k[1] + kx) * 10, (oy * out[1] + ox) * 3)
@@ -950,13 +1026,12 @@ def test_window_table_lists_every_covering_output():
 
 @pytest.mark.parametrize("w, acc", [(227, "i16"), (228, "i32"), (-227, "i16")])
 def test_conv_accumulator_in_i16_up_to_its_bound(w, acc):
-    """A conv2d fed by 0/1 events whose per-step sums stay below 2**15 (lower.unit_bound:
+    """A conv2d fed by 0/1 events whose per-step sums stay below 2**15 (plan.unit_bound:
     144 · 227 = 32688) adds into an i16 private accumulator, one more quantum (144 · 228) into
     an i32 one.  Every source fires every step and channel 0's weights are all ``w``, so its
     interior outputs reach the bound each step: the reference's voltages and spikes (a
     threshold near the bound; an i16 sum that wrapped would change both), and a pool of the
     first population's spikes into a second."""
-    from nmc.targets.cpu import lower
 
     g = Graph("c16")
     x = g.add(ann.Input(declared_type=TensorType((16, 6, 6))), "x")
@@ -972,7 +1047,7 @@ def test_conv_accumulator_in_i16_up_to_its_bound(w, acc):
     g.add(h2, "h2")
     g.add(ann.Output(values=[g.add(snn.Decode(x=h2.result))]))
     verify(g)
-    lay = lower.plan(Network.of(g))
+    lay = plan.plan(Network.of(g))
     assert lay.private[c.owner] == np.dtype(np.int16 if acc == "i16" else np.int32)
     assert ("load i16" in _ir(g)) == (acc == "i16")
     xs = np.ones((3, 16, 6, 6), np.float32)
@@ -982,11 +1057,11 @@ def test_conv_accumulator_in_i16_up_to_its_bound(w, acc):
 
 
 def test_rate_trains_in_closed_form_equal_the_step_by_step_encoder():
-    """execute._rate_trains against semantics.encode step by step: inputs in and beyond
+    """execute.rate_trains against semantics.encode step by step: inputs in and beyond
     [0, 1], on quantum boundaries and between, accumulators starting at several phases,
     filled one sample at a time; NaN falls back
     to the step-by-step encoder."""
-    from nmc.targets.cpu.execute import _rate_trains
+    from nmc.targets.cpu.execute import rate_trains
 
     rng = np.random.default_rng(32)
     x = np.concatenate([rng.random(200), np.arange(-2, 260) / 256, [-5.0, 3.0, 1.0, 0.0, 0.5 / 256, 1.5 / 256]])
@@ -1004,23 +1079,22 @@ ann.output(%y)
     for phase in (0, 1, 128, 255):
         enc.phase, state = phase, {}
         want = np.stack([semantics.encode(enc, x, t, T, state, True) for t in range(T)], axis=1)
-        got, fill = _rate_trains(x, T, np.dtype(np.int8), phase)
+        got, fill = rate_trains(x, T, np.dtype(np.int8), phase)
         fill(0, 1)
         fill(1, 2)
         assert got.dtype == np.int8
         np.testing.assert_array_equal(got, want)
-    assert _rate_trains(np.array([[0.5, np.nan]], np.float32), 4, np.dtype(np.int8)) is None
+    assert rate_trains(np.array([[0.5, np.nan]], np.float32), 4, np.dtype(np.int8)) is None
 
 
 @pytest.mark.parametrize("bits, kernel, strides, weight", [
     (24, (2, 2), (2, 2), 40), (24, (1, 2), (2, 3), "table"), (31, (3, 3), (3, 8), "table"), (12, (2, 1), (2, 2), 5)])
 def test_pools_from_byte_spike_vectors_match(bits, kernel, strides, weight):
     """Integer pools of population spikes without overlaps or pads read the source's byte
-    spike vector (lower.dense_pool): 8 outputs of a row at a time and the rest as one shorter
+    spike vector (plan.dense_pool): 8 outputs of a row at a time and the rest as one shorter
     vector (rows of 9, 13 and 14 outputs, and of 4), windows narrower than their stride, a weight
     per output (with an exponent) or one for all, i32 and i64 accumulators.  The reference's
     results, and the event path's (``kernels="event"``)."""
-    from nmc.targets.cpu import lower
 
     g = Graph("pool")
     x = g.add(ann.Input(declared_type=TensorType((3, 27, 27))), "x")
@@ -1037,7 +1111,7 @@ def test_pools_from_byte_spike_vectors_match(bits, kernel, strides, weight):
     g.add(h2, "h2")
     g.add(ann.Output(values=[g.add(snn.Decode(x=h2.result))]))
     verify(g)
-    assert lower.dense_pool(p.owner) and not lower.dense_pool(p.owner, "event")
+    assert plan.dense_pool(p.owner) and not plan.dense_pool(p.owner, "event")
     assert "llvm.vector.reduce.add" in _ir(g)
     xs = np.random.default_rng(34).random((3, 3, 27, 27)).astype(np.float32)
     got, ref = compare(g, [xs], 12, exact=True, threads=2, kernels=("auto", "event"))
@@ -1046,10 +1120,9 @@ def test_pools_from_byte_spike_vectors_match(bits, kernel, strides, weight):
 
 @pytest.mark.parametrize("wmax, pads", [(3000, (3, 0, 1, 2)), (100, (0, 1, 0, 0))])
 def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads):
-    """Stride-1 convs with a halo (lower.conv_halo): grouped, dilated, padded unevenly, into
+    """Stride-1 convs with a halo (plan.conv_halo): grouped, dilated, padded unevenly, into
     an i32 accumulator (8 channels per group: one vector) and an i16 one (16: one vector);
     sums that fall off the edges land in the halo and are never read."""
-    from nmc.targets.cpu import lower
 
     g = Graph("halo")
     x = g.add(ann.Input(declared_type=TensorType((4, 9, 10))), "x")
@@ -1066,7 +1139,7 @@ def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads):
     g.add(h, "h")
     g.add(ann.Output(values=[g.add(snn.Decode(x=h.result))]))
     verify(g)
-    assert lower.conv_halo(c.owner, lower.plan(Network.of(g)).private[c.owner]) is not None
+    assert plan.conv_halo(c.owner, plan.plan(Network.of(g)).private[c.owner]) is not None
     assert '"hbase.' in _ir(g)
     xs = np.random.default_rng(36).random((3, 4, 9, 10)).astype(np.float32)
     got, ref = compare(g, [xs], 10, exact=True, threads=2)

@@ -2,8 +2,11 @@
 
 ``prepare(artifact, cache=True, threads=None, kernels="auto", schedule="auto")`` returns ``execute(inputs, timesteps=None,
 record=None) -> nmc.runner.RunResult``, bit-identical to :mod:`nmc.semantics` for integer
-graphs and equal to float tolerance for float graphs.  Modules: :mod:`.lower` (graph → LLVM
-IR), :mod:`.jit` (O3 + object cache), :mod:`.execute` (host side, threads).
+graphs and equal to float tolerance for float graphs.  Modules: :mod:`.plan` (what to emit:
+layout, schedule, kernel choices; no llvmlite), :mod:`.tables` (constant tables, numpy),
+:mod:`.kernels` (one module per family of projection kinds, registered by kind),
+:mod:`.emit` (the LLVM function: loops, events, neurons), :mod:`.jit` (O3 + object cache),
+:mod:`.execute` (host side, threads).
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ def prepare(artifact: Any, cache: bool = True, threads: int | None = None, kerne
     """The executor for ``artifact`` (a graph, or an image carrying its ``snn`` graph).
 
     ``kernels``: ``auto`` chooses per dense projection between event lists and the dense
-    kernel from the source's known activity (:func:`.lower.dense_kernel`); ``event`` and
+    kernel from the source's known activity (:func:`.plan.dense_kernel`); ``event`` and
     ``dense`` force one for all (tests, measurements).  ``schedule``: ``auto`` runs each
     population over all steps of a sample before the next (``layer``, with the time-batched
     kernel for dense layers) when the network is feed-forward and has such a layer, else
-    step by step (:func:`.lower.choose_schedule`); ``step`` and ``layer`` force one (``layer``
+    step by step (:func:`.plan.choose_schedule`); ``step`` and ``layer`` force one (``layer``
     raises ValueError on a network with recurrence)."""
     from .execute import prepare_graph
 

@@ -22,7 +22,7 @@ from nmc.ir.core import Graph, param_array
 from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
-from .lower import COUNT_DTYPE, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
+from .plan import COUNT_DTYPE, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_int64, ctypes.c_int64)
@@ -43,7 +43,7 @@ class Executor:
         self.net, self.layout, self.compiled = net, layout, compiled
         self.fn = _SIGNATURE(compiled.address)
         self.threads = threads
-        # samples a layer-scheduled function skips (lower.needs_step_rerun) run again by the
+        # samples a layer-scheduled function skips (plan.needs_step_rerun) run again by the
         # step schedule: ``step_version()`` compiles it, once, when the first such sample comes
         self._step_version, self._step = step_version, None
         self._step_lock = threading.Lock()
@@ -58,7 +58,7 @@ class Executor:
     def encode(self, host: dict, T: int, batch: int) -> tuple[dict, list]:
         """Encoder values ``[N, T, size]`` per encoder (what it emits for each presentation
         step), and the fills still owed: ``fill(n0, n1)`` writes samples ``n0 <= n < n1`` of
-        a rate encoder's array (:func:`_rate_trains`), run by each thread for its own samples."""
+        a rate encoder's array (:func:`rate_trains`), run by each thread for its own samples."""
         out, fills = {}, []
         state: dict = {}
         for e in self.net.encoders:
@@ -67,7 +67,7 @@ class Executor:
                 out[e] = host[e.x][:, :T].reshape(batch, T, -1).astype(dtype)
                 continue
             if e.encoding == "rate":
-                fill = _rate_trains(host[e.x].reshape(batch, -1), T, dtype, e.phase)
+                fill = rate_trains(host[e.x].reshape(batch, -1), T, dtype, e.phase)
                 if fill is not None:
                     out[e], f = fill
                     fills.append(f)
@@ -174,7 +174,7 @@ class Executor:
             th.join()
 
 
-def _rate_trains(x: np.ndarray, T: int, dtype: np.dtype, phase: int = 0):
+def rate_trains(x: np.ndarray, T: int, dtype: np.dtype, phase: int = 0):
     """The rate encoder's trains ``[N, T, size]`` for input ``x`` ``[N, size]``, as
     :func:`nmc.semantics.encode` emits them step by step, in closed form: with ``q`` in
     ``[0, RATE_ONE]`` quanta added per step, ``RATE_ONE`` taken per spike and the accumulator
@@ -210,7 +210,7 @@ def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, 
     from nmc.ir.verifier import verify
 
     from .jit import compile_module
-    from .lower import FUNCTION_NAME, lower
+    from .emit import FUNCTION_NAME, lower
 
     verify(graph)
     net = Network.of(graph)

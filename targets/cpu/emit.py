@@ -1,0 +1,689 @@
+"""Emitting the LLVM function of a planned network (DESIGN §5, §6).
+
+The generated function runs whole samples, step by step, exactly as :func:`nmc.semantics.run_snn`
+does, specialised on every shape and constant of the graph (weights and per-neuron parameters
+are global constants)::
+
+    void nmc_run(ptr bufs, ptr scratch, i64 n0, i64 n1, i64 T, i64 steps)
+
+``bufs`` is a table of pointers to host arrays laid out by :class:`.plan.Layout` (encoder values
+per sample and presentation step, per-population state ``u``/``v``, spike counts, optional
+recorded trains, synaptic-op counts per sample); ``scratch`` is a per-thread work area of
+``Layout.scratch_size(steps)`` bytes (current accumulators and ring buffers of past spike
+events).  Samples ``n0 <= n < n1`` are run; samples are independent, so disjoint ranges may
+run on different threads at once.
+
+:func:`lower` plans the network (:func:`.plan.plan`: every choice of what to emit) and
+:class:`Lowering` emits it: the loops over samples and steps (or, under the ``layer``
+schedule, over populations and then steps), the events each source delivers
+(:meth:`Lowering.events`: spike lists, a ring buffer per population as deep as its longest
+outgoing delay; encoder values scanned for non-zeros, 0/1 bytes 64 at a time as bit masks),
+the accumulators currents are summed into, and the neuron updates.  Each projection's
+currents are emitted by the kernel registered for its kind (:mod:`.kernels`).  Neurons are
+updated 8 at a time with explicit vectors, each group's spike bits appending its spikes to
+the step's list without branches (:meth:`Lowering.list8`: a table of the set bits' indices
+per byte, :data:`.tables.SPIKE_LUT`, stored as one vector).  Integer populations compute with
+the exact decay/saturation rules of :mod:`nmc.semantics`, in i32 lanes when no intermediate
+can leave i32 (:func:`.plan.lanes32`), else in i64; float populations in f64 in the
+reference's operation order, without fast-math (only the order of synaptic sums differs).
+Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
+:meth:`Emitter.const_array`).  Both schedules compute the same sums in the same arithmetic,
+so results do not depend on the schedule; a sample whose encoder values the time-batched
+kernel cannot take is skipped (:data:`.plan.SKIPPED`), for the executor to run by ``step``
+(:func:`.plan.needs_step_rerun`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+
+import numpy as np
+from llvmlite import ir
+
+from nmc.diagnostics import NmcError
+from nmc.ir.core import Op, param_array
+from nmc.ir.snn import DECAY_ONE
+from nmc.semantics import fanout
+
+from .plan import (COUNT_DTYPE, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride, plan,
+                   spk_stride, state_dtype, tile_columns, unit_events)
+from .tables import SPIKE_LUT, weight_table
+
+I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+FUNCTION_NAME = "nmc_run"
+#: Largest constant table (bytes) kept as an initialiser in the IR; larger ones are external
+#: constants bound by the JIT (:meth:`Emitter.const_array`).
+EMBED_BYTES = 1 << 16
+#: Cells and channels per register block when a channel-last conv2d accumulator is transposed
+#: into its population's channel-first one (:func:`.kernels.common.flush`).
+BLOCK = 8
+
+
+def _byte_string(raw: bytes) -> str:
+    """``raw`` as an LLVM string constant ``c"\\00\\01..."`` (built with numpy: weight
+    tables run to megabytes)."""
+    digits = np.frombuffer(raw.hex().encode("ascii"), dtype=np.uint8)
+    text = np.empty(len(raw) * 3, dtype=np.uint8)
+    text[0::3] = ord("\\")
+    text[1::3] = digits[0::2]
+    text[2::3] = digits[1::2]
+    return 'c"' + text.tobytes().decode("ascii") + '"'
+
+
+def ir_type(dtype: np.dtype) -> ir.Type:
+    """The LLVM type of numpy ``dtype`` (int8 … int64, float32, float64)."""
+    return {np.dtype(np.int8): I8, np.dtype(np.int16): ir.IntType(16), np.dtype(np.int32): I32,
+            np.dtype(np.int64): I64, np.dtype(np.float32): F32, np.dtype(np.float64): F64}[np.dtype(dtype)]
+
+
+class Emitter:
+    """An IRBuilder with loops, constant arrays and typed loads."""
+
+    def __init__(self, module: ir.Module, fn: ir.Function):
+        self.module = module
+        self.fn = fn
+        self.entry = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self._globals = 0
+        self.external: dict[str, np.ndarray] = {}
+
+    def var(self, typ: ir.Type, init) -> ir.AllocaInstr:
+        """A local variable (an entry-block alloca that LLVM promotes to a register)."""
+        here = self.b.block
+        self.b.position_at_start(self.entry)
+        slot = self.b.alloca(typ)
+        self.b.position_at_end(here)
+        self.b.store(ir.Constant(typ, init) if not isinstance(init, ir.Value) else init, slot)
+        return slot
+
+    @contextmanager
+    def loop(self, start, stop, name: str = "i"):
+        """``for (i = start; i < stop; i++)`` with i64 bounds; yields ``i``."""
+        b = self.b
+        start = start if isinstance(start, ir.Value) else ir.Constant(I64, start)
+        stop = stop if isinstance(stop, ir.Value) else ir.Constant(I64, stop)
+        pre = b.block
+        head = self.fn.append_basic_block(name + ".head")
+        body = self.fn.append_basic_block(name + ".body")
+        end = self.fn.append_basic_block(name + ".end")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=name)
+        i.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", i, stop), body, end)
+        b.position_at_end(body)
+        yield i
+        nxt = b.add(i, ir.Constant(I64, 1), flags=("nsw",))
+        i.add_incoming(nxt, b.block)
+        b.branch(head)
+        b.position_at_end(end)
+
+    @contextmanager
+    def when(self, cond):
+        with self.b.if_then(cond):
+            yield
+
+    def const_array(self, data: np.ndarray, name: str) -> tuple[ir.GlobalVariable, ir.Type]:
+        """``data`` (flattened) as a constant global; returns (global, element type).
+
+        Tables up to :data:`EMBED_BYTES` are initialisers in the IR.  Larger ones (weight
+        matrices of megabytes, which would dominate IR formatting and parsing time) are
+        external constants named after a hash of their bytes, which the JIT binds to a host
+        copy (:attr:`external`); the name puts their content into the IR, hence the cache key."""
+        data = np.ascontiguousarray(data).reshape(-1)
+        raw = data.tobytes() or b"\0"
+        typ = ir.ArrayType(I8, len(raw))
+        if len(raw) > EMBED_BYTES:
+            symbol = f"nmc.blob.{hashlib.sha256(raw).hexdigest()[:32]}.{len(raw)}"
+            if symbol in self.module.globals:
+                return self.module.globals[symbol], ir_type(data.dtype)
+            g = ir.GlobalVariable(self.module, typ, name=symbol)
+            g.global_constant = True
+            self.external[symbol] = np.frombuffer(raw, dtype=np.uint8)
+            return g, ir_type(data.dtype)
+        g = ir.GlobalVariable(self.module, typ, name=f"{name}.{self._globals}")
+        self._globals += 1
+        g.global_constant = True
+        g.linkage = "private"
+        g.align = 64
+        g.initializer = ir.FormattedConstant(typ, _byte_string(raw))
+        return g, ir_type(data.dtype)
+
+    def load(self, base, index, typ: ir.Type):
+        return self.b.load(self.b.gep(base, [index], source_etype=typ, inbounds=True), typ=typ)
+
+    def store(self, value, base, index, typ: ir.Type):
+        self.b.store(value, self.b.gep(base, [index], source_etype=typ, inbounds=True))
+
+    def i64(self, v: int) -> ir.Constant:
+        return ir.Constant(I64, int(v))
+
+    def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        """The declaration of LLVM intrinsic ``name`` (declared once per module)."""
+        if name in self.module.globals:
+            return self.module.globals[name]
+        return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+
+
+# ---------------------------------------------------------------------------- lowering
+
+
+class Lowering:
+    """Emits the function of ``net`` as planned in ``lay`` (:meth:`lower`).
+
+    The kernels of :mod:`.kernels` receive it as ``lw`` and use its state and helpers: ``e``
+    (the :class:`Emitter`), ``net``, ``lay``, ``area`` (scratch pointers by (kind, op)),
+    ``row`` (this sample's host rows by (kind, op)), ``T``, ``steps``, ``t`` (the current step),
+    ``synops`` (the sample's synaptic-operation counter), ``first_current`` (the projection is
+    its population's first this step), and :meth:`events`, :meth:`source_vector`,
+    :meth:`target`, :meth:`accumulate`, :meth:`weights`, :meth:`widen`."""
+
+    def __init__(self, net: Network, lay: Layout):
+        from .kernels import REGISTRY  # (the kernel modules import this one)
+
+        self.registry = REGISTRY
+        self.net, self.lay = net, lay
+        self.module = ir.Module(name="nmc")
+        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, I64, I64])
+        self.fn = ir.Function(self.module, fnty, name=FUNCTION_NAME)
+        for a, name in zip(self.fn.args, ("bufs", "scratch", "n0", "n1", "T", "steps")):
+            a.name = name
+        self.fn.args[1].add_attribute("noalias")
+        self.e = Emitter(self.module, self.fn)
+        for p in net.projections:
+            if p.kind not in self.registry:
+                raise NmcError(f"the CPU runtime has no kernel for {p.kind!r} projections", p.loc)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def acc_type(self, pop: Op) -> ir.Type:
+        """The type the population's arithmetic runs in."""
+        return I64 if pop.bits else F64
+
+    def acc_store_type(self, pop: Op) -> ir.Type:
+        """The element type of the population's accumulator."""
+        return I32 if pop in self.lay.narrow else self.acc_type(pop)
+
+    def add(self, pop: Op, a, b):
+        return self.e.b.add(a, b) if pop.bits else self.e.b.fadd(a, b)
+
+    def widen(self, pop: Op, value, typ: ir.Type, to: ir.Type | None = None):
+        """A loaded weight or event value as type ``to`` (default: the population's accumulator)."""
+        b, acc = self.e.b, to or self.acc_type(pop)
+        if typ == acc:
+            return value
+        if isinstance(acc, ir.IntType):  # a float encoder into integer weights truncates, as numpy's astype does
+            if isinstance(typ, (ir.FloatType, ir.DoubleType)):
+                return b.fptosi(value, acc)
+            return b.sext(value, acc) if typ.width < acc.width else b.trunc(value, acc)
+        if isinstance(typ, ir.IntType):
+            return b.sitofp(value, acc)
+        return b.fpext(value, acc)
+
+    def weights(self, p: Op, data: np.ndarray, name: str):
+        """Weights with the exponent folded in, stored as narrow as they stay exact
+        (:func:`.tables.weight_table`), as a constant: (global, element type)."""
+        return self.e.const_array(weight_table(p, data), name)
+
+    def param(self, pop: Op, name: str):
+        """A per-neuron parameter: ``(constant, None)`` if uniform, else ``(None, (global, element
+        type))``."""
+        dtype = np.int64 if pop.bits else np.float64
+        value = getattr(pop, name)
+        arr = param_array(value, pop.result.type.shape, dtype).reshape(-1)
+        if arr.size and np.all(arr == arr[0]):
+            return ir.Constant(self.acc_type(pop), arr[0].item()), None
+        if pop.bits:  # verified to fit the (at most 32-bit) state, decays to [0, 4096]
+            arr = arr.astype(np.int32)
+        return None, self.e.const_array(arr, f"{name}")
+
+    # -- the function ----------------------------------------------------------------------
+
+    def lower(self) -> ir.Module:
+        e, b = self.e, self.e.b
+        bufs, scratch, n0, n1, self.T, self.steps = self.fn.args
+        self.buf = [b.load(b.gep(bufs, [e.i64(i)], source_etype=PTR), typ=PTR) for i in range(len(self.lay.slots))]
+        self.area = {k: b.gep(scratch, [e.i64(off)], source_etype=I8) for k, off in self.lay.scratch.items()}
+        for k, per_step in self.lay.run.items():  # after the fixed areas, sized by the run's steps
+            off = b.add(e.i64(self.lay.scratch_bytes), b.mul(self.steps, e.i64(per_step)))
+            self.area[k] = b.gep(scratch, [off], source_etype=I8)
+        self.synops = e.var(I64, 0)
+        self.wide_flag = {pop: e.var(I8, 0) for pop in self.lay.wide}
+        self.unit_flag = {enc: e.var(I8, 1) for enc in self.lay.listed}
+        with e.loop(n0, n1, "n") as n:
+            self.n = n
+            b.store(e.i64(0), self.synops)
+            self.sample_pointers()
+            if self.lay.schedule == "layer":
+                for enc in self.net.encoders:
+                    if enc in self.lay.listed:
+                        self.list_encoder(enc)
+                checked = [self.unit_flag[enc] for enc in self.net.encoders if enc in self.lay.listed
+                           and enc.encoding not in UNIT_ENCODINGS]
+                if not checked:  # every listed event has value 1
+                    for pop in self.lay.order:
+                        self.population_run(pop)
+                else:  # a sample with other values is left untouched, marked for the step schedule
+                    ok = ir.Constant(ir.IntType(1), 1)
+                    for f in checked:
+                        ok = b.and_(ok, b.icmp_unsigned("!=", b.load(f, typ=I8), ir.Constant(I8, 0)))
+                    with b.if_else(ok) as (fast, slow):
+                        with fast:
+                            for pop in self.lay.order:
+                                self.population_run(pop)
+                        with slow:
+                            b.store(e.i64(SKIPPED), self.synops)
+            else:
+                with e.loop(0, self.steps, "t") as t:
+                    self.t = t
+                    for pop in self.net.populations:
+                        self.population_step(pop)
+            out = self.buf[self.lay.slot("synops", None)]
+            e.store(b.load(self.synops, typ=I64), out, n, I64)
+        b.ret_void()
+        return self.module
+
+    def sample_pointers(self):
+        """Pointers into this sample's rows of the host arrays; then the kernels' set-up of
+        every sample (``sample_start``)."""
+        e, b, n = self.e, self.e.b, self.n
+        self.row = {}
+        for i, (kind, op) in enumerate(self.lay.slots):
+            if kind == "synops":
+                continue
+            if kind == "enc":
+                size = op.result.type.size
+                typ = ir_type(self.net.enc_dtype(op))
+                stride = b.mul(self.T, e.i64(size))
+            elif kind == "rec":
+                size = op.result.type.size
+                typ = I8
+                stride = b.mul(self.steps, e.i64(size))
+            else:
+                size = op.result.type.size
+                typ = ir_type(COUNT_DTYPE if kind == "count" else state_dtype(op))
+                stride = e.i64(size)
+            self.row[(kind, op)] = b.gep(self.buf[i], [b.mul(n, stride)], source_etype=typ)
+        for p in self.net.projections:  # kinds with state across steps (the max-pool gate's counts)
+            start = self.registry[p.kind].sample_start
+            if start is not None:
+                start(self, p)
+
+    def ring_slot(self, pop: Op, t):
+        """The slot of step ``t`` in ``pop``'s ring of spike lists (and byte vectors)."""
+        if pop in self.lay.whole_run:
+            return t
+        return self.e.b.urem(t, self.e.i64(self.lay.ring[pop]))
+
+    # -- one population over all steps (layer schedule) -----------------------------------------
+
+    def population_run(self, pop: Op):
+        """All steps of ``pop`` for this sample (its sources have run all theirs): the
+        time-batched kernel when ``pop`` has it, then the neuron updates step by step; else
+        the step path per step.  Every event the kernel reads has value 1: a sample in which
+        a listed encoder emits other values does not get here (:meth:`lower`)."""
+        e, b = self.e, self.e.b
+        if pop not in self.lay.tiled:
+            with e.loop(0, self.steps, "t") as t:
+                self.t = t
+                self.population_step(pop)
+            return
+        cols = tile_columns(pop.result.type.size)
+        from .kernels.dense import tiled_currents  # the time-batched kernel: dense projections only
+
+        for k, p in enumerate(self.lay.tiled[pop]):
+            tiled_currents(self, p, pop, k == 0)
+        cur = self.area[("cur", pop)]
+        with e.loop(0, self.steps, "t") as t:
+            self.t = t
+            self.update(pop, b.gep(cur, [b.mul(t, e.i64(cols))], source_etype=I32))
+
+    def list_encoder(self, enc: Op):
+        """List the indices of ``enc``'s non-zero values for every presentation step of this
+        sample (``eidx``/``ecnt``), and clear its unit flag if any value is not 1."""
+        e, b = self.e, self.e.b
+        size = enc.result.type.size
+        typ = ir_type(self.net.enc_dtype(enc))
+        idx_area, cnt_area = self.area[("eidx", enc)], self.area[("ecnt", enc)]
+        flag = self.unit_flag[enc]
+        b.store(ir.Constant(I8, 1), flag)
+        check = enc.encoding not in UNIT_ENCODINGS
+        with e.loop(0, self.T, "pt") as pt:
+            row = b.gep(self.row[("enc", enc)], [b.mul(pt, e.i64(size))], source_etype=typ)
+            lst = b.gep(idx_area, [b.mul(pt, e.i64(size))], source_etype=I32)
+            count = e.var(I64, 0)
+            with e.loop(0, size, "j") as j:
+                x = e.load(row, j, typ)
+                with e.when(b.icmp_signed("!=", x, ir.Constant(typ, 0))):
+                    k = b.load(count, typ=I64)
+                    e.store(b.trunc(j, I32), lst, k, I32)
+                    b.store(b.add(k, e.i64(1)), count)
+                    if check:
+                        with e.when(b.icmp_signed("!=", x, ir.Constant(typ, 1))):
+                            b.store(ir.Constant(I8, 0), flag)
+            e.store(b.trunc(b.load(count, typ=I64), I32), cnt_area, pt, I32)
+
+
+    def population_step(self, pop: Op):
+        acc = self.area[("acc", pop)]  # all zero here: the update clears what it reads
+        for k, c in enumerate(pop.currents):
+            self.first_current = k == 0
+            self.projection(c.owner, pop, acc)
+        if pop in self.lay.wide:
+            self.fold(pop)
+        self.update(pop, acc)
+
+    def events(self, p: Op, pop: Op, body, counted: bool = False):
+        """Call ``body(j, x)`` (x None for a spike of value 1) for each event ``p`` delivers now,
+        and count the synaptic operations (unless ``counted``: the body counts them)."""
+        e, b = self.e, self.e.b
+        src = p.src.owner
+        fans = np.zeros(1, np.int64) if counted else fanout(p)
+        fan_const = int(fans[0]) if fans.size and np.all(fans == fans[0]) else None
+        fan_table = None if fan_const is not None else e.const_array(fans.astype(np.int32), "fanout")
+
+        def count(j):
+            if counted:
+                return
+            f = e.i64(fan_const) if fan_const is not None else b.sext(e.load(fan_table[0], j, I32), I64)
+            b.store(b.add(b.load(self.synops, typ=I64), f), self.synops)
+
+        if src.KIND == "snn.encode":
+            pt = b.add(b.sub(self.t, e.i64(p.delay)), e.i64(1))
+            valid = b.and_(b.icmp_signed(">=", pt, e.i64(0)), b.icmp_signed("<", pt, self.T))
+            with e.when(valid):
+                size = src.result.type.size
+                typ = ir_type(self.net.enc_dtype(src))
+                row = b.gep(self.row[("enc", src)], [b.mul(pt, e.i64(size))], source_etype=typ)
+                whole = 0
+                if typ == I8 and unit_events(p):  # 0/1 bytes: 64 at a time, as a bit mask
+                    whole = size // 64 * 64
+                    v64 = ir.VectorType(I8, 64)
+                    with e.loop(0, size // 64, "jw") as k:
+                        x = b.load(b.gep(row, [b.shl(k, e.i64(6))], source_etype=I8), typ=v64, align=1)
+                        nz = b.bitcast(b.icmp_signed("!=", x, ir.Constant(v64, None)), I64)
+                        with self.set_bits(nz, b.shl(k, e.i64(6))) as j:
+                            count(j)
+                            body(j, None)
+                with e.loop(whole, size, "j") as j:
+                    x = e.load(row, j, typ)
+                    nz = b.icmp_signed("!=", x, ir.Constant(typ, 0)) if isinstance(typ, ir.IntType) \
+                        else b.fcmp_unordered("!=", x, ir.Constant(typ, 0.0))
+                    with e.when(nz):
+                        count(j)
+                        if unit_events(p):  # rate, poisson: every event is a spike
+                            body(j, None)
+                        else:
+                            one = b.icmp_signed("==", x, ir.Constant(typ, 1)) if isinstance(typ, ir.IntType) \
+                                else b.fcmp_ordered("==", x, ir.Constant(typ, 1.0))
+                            with b.if_else(one) as (spike, other):
+                                with spike:  # the common case: no multiply
+                                    body(j, None)
+                                with other:
+                                    body(j, self.widen(pop, x, typ))
+            return
+        st = b.sub(self.t, e.i64(p.delay))
+        with e.when(b.icmp_signed(">=", st, e.i64(0))):
+            size = src.result.type.size
+            slot = self.ring_slot(src, st)
+            cnt = b.sext(e.load(self.area[("ring_cnt", src)], slot, I32), I64)
+            idx = b.gep(self.area[("ring_idx", src)], [b.mul(slot, e.i64(list_stride(src)))], source_etype=I32)
+            with e.loop(0, cnt, "k") as k:
+                j = b.sext(e.load(idx, k, I32), I64)
+                count(j)
+                body(j, None)
+
+    def projection(self, p: Op, pop: Op, acc):
+        """The currents of projection ``p`` into ``pop``'s accumulator ``acc`` this step: the
+        kernel registered for ``p``'s kind (:data:`.kernels.REGISTRY`)."""
+        self.registry[p.kind].project(self, p, pop, acc)
+
+    def target(self, pop: Op, x):
+        """(pointer, element type) of the accumulator that an event of value ``x`` (None: 1)
+        adds into: the population's, or for other values into an i32 one, its i64 side
+        accumulator (flagged for :meth:`fold`)."""
+        if x is not None and pop in self.lay.wide:
+            self.e.b.store(ir.Constant(I8, 1), self.wide_flag[pop])
+            return self.area[("wide", pop)], I64
+        return self.area[("acc", pop)], self.acc_store_type(pop)
+
+    def accumulate(self, pop: Op, into, index, w, wtyp, x):
+        """``acc[index] += w * x`` into ``into`` = (pointer, element type) (``x`` None: a spike,
+        no multiply)."""
+        e, b = self.e, self.e.b
+        acc, acc_t = into
+        w = self.widen(pop, w, wtyp, acc_t)
+        if x is not None:
+            x = self.widen(pop, x, self.acc_type(pop), acc_t)
+        term = w if x is None else (b.mul(w, x) if pop.bits else b.fmul(w, x))
+        old = e.load(acc, index, acc_t)
+        e.store(b.add(old, term) if pop.bits else b.fadd(old, term), acc, index, acc_t)
+
+    def fold(self, pop: Op):
+        """Add the side accumulator of ``pop`` into its i32 one, clamped to ±2**30 (see
+        :func:`.plan.narrow_accumulator`), and clear it, if any event went there this step."""
+        e, b = self.e, self.e.b
+        flag = self.wide_flag[pop]
+        acc, wide = self.area[("acc", pop)], self.area[("wide", pop)]
+        lo, hi = e.i64(-2**30), e.i64(2**30)
+        with e.when(b.icmp_unsigned("!=", b.load(flag, typ=I8), ir.Constant(I8, 0))):
+            b.store(ir.Constant(I8, 0), flag)
+            with e.loop(0, pop.result.type.size, "fold") as i:
+                total = b.add(b.sext(e.load(acc, i, I32), I64), e.load(wide, i, I64))
+                total = b.select(b.icmp_signed("<", total, lo), lo, b.select(b.icmp_signed(">", total, hi), hi, total))
+                e.store(b.trunc(total, I32), acc, i, I32)
+                e.store(e.i64(0), wide, i, I64)
+
+    @contextmanager
+    def source_vector(self, p: Op):
+        """Yields (pointer, element type, events) for the values ``p``'s source delivers now
+        (encoder values, or a population's byte spike vector), inside a test that there are
+        any (none before the first delay has passed); ``events``: how many are non-zero."""
+        e, b = self.e, self.e.b
+        src = p.src.owner
+        size = src.result.type.size
+        if src.KIND == "snn.encode":
+            pt = b.add(b.sub(self.t, e.i64(p.delay)), e.i64(1))
+            valid = b.and_(b.icmp_signed(">=", pt, e.i64(0)), b.icmp_signed("<", pt, self.T))
+            with e.when(valid):
+                typ = ir_type(self.net.enc_dtype(src))
+                row = b.gep(self.row[("enc", src)], [b.mul(pt, e.i64(size))], source_etype=typ)
+                nz = e.var(I64, 0)
+                with e.loop(0, size, "nz") as j:  # a vectorised count
+                    x = e.load(row, j, typ)
+                    ne = b.icmp_signed("!=", x, ir.Constant(typ, 0)) if isinstance(typ, ir.IntType) \
+                        else b.fcmp_unordered("!=", x, ir.Constant(typ, 0.0))
+                    b.store(b.add(b.load(nz, typ=I64), b.zext(ne, I64)), nz)
+                yield row, typ, b.load(nz, typ=I64)
+            return
+        st = b.sub(self.t, e.i64(p.delay))
+        with e.when(b.icmp_signed(">=", st, e.i64(0))):
+            slot = self.ring_slot(src, st)
+            cnt = b.sext(e.load(self.area[("ring_cnt", src)], slot, I32), I64)
+            row = b.gep(self.area[("spk", src)], [b.mul(slot, e.i64(spk_stride(src)))], source_etype=I8)
+            yield row, I8, cnt
+
+    # -- neuron update ---------------------------------------------------------------------------
+
+    def decay(self, pop: Op, x, d, dconst):
+        """``decay(x, d)`` of DESIGN §5; ``dconst`` is d's value when it is one for all neurons."""
+        b = self.e.b
+        if pop.bits:
+            if dconst == 0:
+                return x
+            if dconst == DECAY_ONE:
+                return ir.Constant(x.type, 0)
+            neg = b.icmp_signed("<", x, ir.Constant(x.type, 0))
+            ax = b.select(neg, b.neg(x), x)
+            keep = b.sub(ir.Constant(x.type, DECAY_ONE), d)
+            if pop.bits <= 32:
+                # |x| <= 2**31 and keep <= 4096: a 32 x 32 -> 64-bit unsigned product is exact
+                # (one vpmuludq instead of an emulated 64-bit vector multiply)
+                t32 = I32 if not isinstance(x.type, ir.VectorType) else ir.VectorType(I32, x.type.count)
+                ax, keep = (b.zext(b.trunc(z, t32), x.type) for z in (ax, keep))
+            m = b.lshr(b.mul(ax, keep), ir.Constant(x.type, 12))
+            return b.select(neg, b.neg(m), m)
+        keep = b.fsub(ir.Constant(x.type, float(DECAY_ONE)), d)
+        return b.fdiv(b.fmul(x, keep), ir.Constant(x.type, float(DECAY_ONE)))
+
+    def saturate(self, pop: Op, x):
+        b = self.e.b
+        lo, hi = ir.Constant(x.type, -(1 << (pop.bits - 1))), ir.Constant(x.type, (1 << (pop.bits - 1)) - 1)
+        x = b.select(b.icmp_signed("<", x, lo), lo, x)
+        return b.select(b.icmp_signed(">", x, hi), hi, x)
+
+    def neurons(self, pop: Op, acc, params, i, width: int):
+        """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``); returns
+        their spikes (i1 or <width x i1>).  Integer populations compute in i64, or in i32
+        lanes (twice as many per vector) when :func:`.plan.lanes32` allows it."""
+        b = self.e.b
+        narrow = lanes32(pop)
+        acc_t = I32 if narrow else self.acc_type(pop)
+        vt = acc_t if width == 1 else ir.VectorType(acc_t, width)
+
+        def vec(typ):
+            return typ if width == 1 else ir.VectorType(typ, width)
+
+        def ld(base, typ=acc_t):
+            """Load ``width`` values of ``typ``, widened to the lane type."""
+            x = b.load(b.gep(base, [i], source_etype=typ, inbounds=True), typ=vec(typ), align=4)
+            return x if typ == acc_t else b.sext(x, vt)
+
+        def st(value, base, typ=acc_t):
+            value = value if value.type == vec(typ) else b.trunc(value, vec(typ))
+            b.store(value, b.gep(base, [i], source_etype=typ, inbounds=True), align=4)
+
+        def get(name):
+            const, table = params[name]
+            return ir.Constant(vt, const) if const is not None else ld(table[0], table[1])
+
+        def decay(x, name):
+            if not narrow or params[name][0] in (0, DECAY_ONE):
+                return self.decay(pop, x, get(name), params[name][0])
+            wide = vec(I64)  # |x| · (4096 - d) needs more than 32 bits
+            return b.trunc(self.decay(pop, b.sext(x, wide), b.sext(get(name), wide), params[name][0]), vt)
+
+        state_t = ir_type(state_dtype(pop))
+        acc_st = self.acc_store_type(pop)
+        u_row, v_row, count_row = self.row[("u", pop)], self.row[("v", pop)], self.row[("count", pop)]
+        current = b.load(b.gep(acc, [i], source_etype=acc_st, inbounds=True),
+                         typ=vec(acc_st), align=4)
+        if narrow:  # clamped to ±2**30: sat(decay(u) + I) is the same (see lanes32)
+            lo, hi = ir.Constant(current.type, -2**30), ir.Constant(current.type, 2**30)
+            current = b.select(b.icmp_signed(">", current, hi), hi, current)
+            current = b.select(b.icmp_signed("<", current, lo), lo, current)
+            current = current if acc_st == I32 else b.trunc(current, vt)
+        elif acc_st != acc_t:
+            current = b.sext(current, vt)
+        u = self.add(pop, decay(ld(u_row, state_t), "du"), current)
+        if pop.bits:
+            u = self.saturate(pop, u)
+        dv = decay(ld(v_row, state_t), "dv")
+        v = self.add(pop, self.add(pop, dv, u), get("bias"))
+        if pop.bits:
+            v = self.saturate(pop, v)
+        theta = get("threshold")
+        fired = b.icmp_signed(">", v, theta) if pop.bits else b.fcmp_ordered(">", v, theta)
+        after = (b.sub(v, theta) if pop.bits else b.fsub(v, theta)) if pop.reset == "subtract" \
+            else ir.Constant(vt, 0)
+        st(u, u_row, state_t)
+        st(b.select(fired, after, v), v_row, state_t)
+        if pop not in self.lay.overwritten:  # the accumulator is clear for the next step
+            st(ir.Constant(vec(acc_st), 0), acc, acc_st)
+        count_t = ir_type(COUNT_DTYPE)
+        count = b.load(b.gep(count_row, [i], source_etype=count_t, inbounds=True), typ=vec(count_t), align=4)
+        st(b.add(count, b.zext(fired, vec(count_t))), count_row, count_t)
+        return fired
+
+    def update(self, pop: Op, acc):
+        """Advance every neuron of ``pop`` (8 at a time, then the rest) and list its spikes
+        into this step's ring slot as it goes, in increasing order (:meth:`list8`), recording
+        them when the run records ``pop``."""
+        e, b = self.e, self.e.b
+        size = pop.result.type.size
+        params = {}
+        for name in ("threshold", "bias", "du", "dv"):
+            const, table = self.param(pop, name)
+            params[name] = (None if const is None else const.constant, table)
+        width = 8
+        nvec, rest = divmod(size, width)
+        slot = self.ring_slot(pop, self.t)
+        spk = None
+        if pop in self.lay.spike_rows:  # this step's byte spike vector, for dense kernels
+            spk = b.gep(self.area[("spk", pop)], [b.mul(slot, e.i64(spk_stride(pop)))], source_etype=I8)
+        lst = b.gep(self.area[("ring_idx", pop)], [b.mul(slot, e.i64(list_stride(pop)))], source_etype=I32)
+        recording = b.icmp_unsigned("!=", self.buf[self.lay.slot("rec", pop)], ir.Constant(PTR, None))
+        rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
+        lut = e.const_array(SPIKE_LUT, "spikelut")[0]
+        nfired = e.var(I64, 0)
+        vt = ir.VectorType(I8, width)
+        with e.loop(0, nvec, "nu") as k:
+            first = b.mul(k, e.i64(width))
+            fired = self.neurons(pop, acc, params, first, width)
+            self.list8(lut, lst, nfired, b.bitcast(fired, I8), first)
+            if spk is not None:
+                b.store(b.zext(fired, vt), b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
+            with e.when(recording):
+                b.store(b.zext(fired, vt), b.gep(rec_step, [first], source_etype=I8, inbounds=True), align=1)
+        if rest:  # one scalar copy in a loop, not one per neuron (compile time)
+            bits = e.var(I8, 0)
+            with e.loop(nvec * width, size, "nt") as i:
+                fired = self.neurons(pop, acc, params, i, 1)
+                r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
+                b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
+                if spk is not None:
+                    e.store(b.zext(fired, I8), spk, i, I8)
+                with e.when(recording):
+                    e.store(b.zext(fired, I8), rec_step, i, I8)
+            self.list8(lut, lst, nfired, b.load(bits, typ=I8), e.i64(nvec * width))
+        e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
+
+    def list8(self, lut, lst, nfired, bits, first):
+        """Append the neurons ``first + i`` for the set bits ``i`` of the i8 ``bits`` to the
+        spike list ``lst`` at ``nfired``, without branches: the 8 indices of the set bits
+        (:data:`.tables.SPIKE_LUT`) plus ``first`` are stored as one vector, and ``nfired`` advances
+        by their number.  Lanes past them are overwritten by the next call, or lie past the
+        list's count; ``nfired <= first`` keeps every store in the slot's
+        :func:`.plan.list_stride` entries."""
+        e, b = self.e, self.e.b
+        vi = ir.VectorType(I32, 8)
+        m = b.zext(bits, I64)
+        idx = b.load(b.gep(lut, [b.shl(m, e.i64(3))], source_etype=I8), typ=ir.VectorType(I8, 8), align=1)
+        base = b.insert_element(ir.Constant(vi, None), b.trunc(first, I32), ir.Constant(I32, 0))
+        base = b.shuffle_vector(base, ir.Constant(vi, None), ir.Constant(vi, [0] * 8))
+        n = b.load(nfired, typ=I64)
+        b.store(b.add(b.zext(idx, vi), base), b.gep(lst, [n], source_etype=I32), align=4)
+        b.store(b.add(n, b.ctpop(m)), nfired)
+
+    @contextmanager
+    def set_bits(self, word, base):
+        """The body runs for each set bit of the i64 ``word``, in increasing order, with
+        ``base`` + the bit's index: ``while (m) { i = base + ctz(m); ...; m &= m - 1; }``, 64
+        candidates per test, so that the branch on an empty word is rare and predictable."""
+        e, b = self.e, self.e.b
+        pre = b.block
+        head = self.fn.append_basic_block("bits.head")
+        body = self.fn.append_basic_block("bits.body")
+        done = self.fn.append_basic_block("bits.end")
+        b.branch(head)
+        b.position_at_end(head)
+        m = b.phi(I64)
+        m.add_incoming(word, pre)
+        b.cbranch(b.icmp_unsigned("!=", m, e.i64(0)), body, done)
+        b.position_at_end(body)
+        yield b.add(base, b.cttz(m, ir.Constant(ir.IntType(1), 1)))
+        m.add_incoming(b.and_(m, b.sub(m, e.i64(1))), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+
+def lower(net: Network, kernels: str = "auto", schedule: str = "auto") -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
+    """The LLVM module running ``net``, the layout of its buffers, and the contents of the
+    external constants it declares (symbol → bytes); ``kernels`` and ``schedule`` as for
+    :func:`.plan.plan`."""
+    lay = plan(net, kernels, schedule)
+    lowering = Lowering(net, lay)
+    return lowering.lower(), lay, lowering.e.external

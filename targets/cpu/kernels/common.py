@@ -1,0 +1,158 @@
+"""Helpers shared by several projection kernels: private accumulators flushed into the
+population's (:func:`private`, :func:`flush`: dense and conv2d), and window tables walked per event
+(:func:`window_targets`, conv2d and pool).  Registers no kind."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from llvmlite import ir
+
+from nmc.ir.core import Op
+
+from ..emit import BLOCK, I8, I32, I64, ir_type
+from ..tables import single_window_table, window_table
+
+if TYPE_CHECKING:
+    from ..emit import Lowering
+
+
+def private(lw: Lowering, p: Op):
+    """(pointer, element type, touched flag) of ``p``'s private accumulator
+    (:func:`..plan.private_accumulator`), or None when it has none; the flag (an i8 variable,
+    0 here) is for the events to set and :func:`flush` to test."""
+    kind = lw.lay.private.get(p)
+    if kind is None:
+        return None
+    touched = lw.e.var(I8, 0)
+    return lw.area[("pacc", p)], ir_type(kind), touched
+
+
+def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bool = False, halo=None):
+    """Add the private accumulator (``[cells, size/cells]``, channel-last when ``cells > 1``)
+    into the population's (channel-first) and clear it, if any event touched it.  ``first``:
+    nothing was added to the population's accumulator yet this step, so an integer result
+    is stored rather than added; the update does not clear such an accumulator
+    (``overwritten``), so when no event touched the private one it is zeroed instead.
+    ``halo`` = ``(OW, OWp, offset)``: output cell ``i`` is the private accumulator's cell
+    ``i + (i // OW)·(OWp - OW) + offset`` (:func:`..plan.conv_halo`).  A channel-last one whose
+    channels are a multiple of :data:`..emit.BLOCK` is transposed in ``BLOCK × BLOCK`` register
+    blocks (:func:`flush_blocks`; strided scalar reads cost W2 a tenth of its time), the
+    cells after the last whole block one by one."""
+    e, b = lw.e, lw.e.b
+    pacc, pt, touched = priv
+    chans = size // cells
+    blocked = cells // BLOCK if cells > 1 and chans % BLOCK == 0 else 0
+
+    def place(cell):
+        if halo is None:
+            return cell
+        ow, owp, offset = halo
+        return b.add(b.add(cell, b.mul(b.udiv(cell, e.i64(ow)), e.i64(owp - ow))), e.i64(offset))
+
+    def cells_():
+        if blocked:
+            flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place)
+        # the rest (every cell without blocks): contiguous stores, strided reads
+        with e.loop(0, chans, "ch") as ch:
+            with e.loop(blocked * BLOCK, cells, "cell") as cell:
+                src = b.add(b.mul(place(cell), e.i64(chans)), ch)
+                dst = b.add(b.mul(ch, e.i64(cells)), cell)
+                flush_value(lw, pop, acc, dst, e.load(pacc, src, pt), pt, first)
+                e.store(ir.Constant(pt, 0), pacc, src, pt)
+
+    cond = b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))
+    if first and pop.bits and pop in lw.lay.overwritten:  # untouched: the step's currents start at 0
+        with b.if_else(cond) as (then, otherwise):
+            with otherwise:
+                with e.loop(0, size, "zero") as i:
+                    e.store(ir.Constant(lw.acc_store_type(pop), 0), acc, i, lw.acc_store_type(pop))
+            with then:
+                cells_()
+    else:
+        with e.when(cond):
+            cells_()
+
+
+def flush_value(lw: Lowering, pop: Op, acc, dst, val, pt: ir.Type, first: bool):
+    """``acc[dst] (+)= val`` for a scalar or vector ``val`` of element type ``pt``."""
+    b = lw.e.b
+    acc_t = lw.acc_store_type(pop)
+    vec = isinstance(val.type, ir.VectorType)
+    typ = ir.VectorType(acc_t, val.type.count) if vec else acc_t
+    if pt != acc_t:  # an i32 private accumulator into an i64 one
+        val = b.sext(val, typ)
+    ptr = b.gep(acc, [dst], source_etype=acc_t, inbounds=True)
+    if not (first and pop.bits):
+        old = b.load(ptr, typ=typ, align=4)
+        val = b.add(old, val) if pop.bits else b.fadd(old, val)
+    b.store(val, ptr, align=4)
+
+
+def flush_blocks(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, cells: int, chans: int, first: bool, place):
+    """The whole ``BLOCK × BLOCK`` blocks of :func:`flush`: for each block of cells and of
+    channels, load one vector per cell (its channels, at ``place(cell)``), clear them,
+    transpose the block with shuffles (32-bit pairs, 64-bit pairs, 128-bit halves) and add one vector per
+    channel (its cells) into the population's accumulator.  Every element is added once,
+    as by the scalar loop, so the results are the same."""
+    e, b = lw.e, lw.e.b
+    vt = ir.VectorType(pt, BLOCK)
+    zero = ir.Constant(vt, None)
+
+    def shuffle(x, y, idx):
+        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, BLOCK), idx))
+
+    with e.loop(0, cells // BLOCK, "fcb") as cb:
+        with e.loop(0, chans // BLOCK, "fch") as chb:
+            rows = []
+            for r in range(BLOCK):
+                cell = place(b.add(b.mul(cb, e.i64(BLOCK)), e.i64(r)))
+                ptr = b.gep(pacc, [b.add(b.mul(cell, e.i64(chans)), b.mul(chb, e.i64(BLOCK)))],
+                            source_etype=pt, inbounds=True)
+                rows.append(b.load(ptr, typ=vt, align=4))
+                b.store(zero, ptr, align=4)
+            t = [shuffle(rows[i & ~1], rows[i | 1], [0, 8, 1, 9, 4, 12, 5, 13] if i % 2 == 0 else
+                         [2, 10, 3, 11, 6, 14, 7, 15]) for i in range(BLOCK)]
+            # t[2q]: rows 2q, 2q+1 interleaved at channels 0,1 | 4,5; t[2q+1]: channels 2,3 | 6,7
+            s_ = []
+            for q in range(2):  # rows 0-3, rows 4-7
+                a0, a1, a2, a3 = t[4 * q:4 * q + 4]
+                s_ += [shuffle(a0, a2, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(a0, a2, [2, 3, 10, 11, 6, 7, 14, 15]),
+                       shuffle(a1, a3, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(a1, a3, [2, 3, 10, 11, 6, 7, 14, 15])]
+            # s_[k] (k < 4): channels k and k+4 of rows 0-3; s_[4+k]: the same of rows 4-7
+            for k in range(BLOCK):
+                lo, hi = s_[k % 4], s_[4 + k % 4]
+                col = shuffle(lo, hi, [0, 1, 2, 3, 8, 9, 10, 11] if k < 4 else [4, 5, 6, 7, 12, 13, 14, 15])
+                ch = b.add(b.mul(chb, e.i64(BLOCK)), e.i64(k))
+                dst = b.add(b.mul(ch, e.i64(cells)), b.mul(cb, e.i64(BLOCK)))
+                flush_value(lw, pop, acc, dst, col, pt, first)
+
+
+def window_targets(lw: Lowering, j, src_shape, kernel, strides, pads, dils, out_hw, scale, visit):
+    """For source cell ``j`` of ``[C, H, W]``: call ``visit(c, k, o)`` for each output
+    cell whose window covers it, with ``k = (ky · kw + kx) · scale[0]`` (the kernel cell)
+    and ``o = (oy · OW + ox) · scale[1]`` (the output cell, in its channel's plane).
+
+    One table (:func:`..tables.window_table`) lists these pairs per source position ``(y, x)``:
+    one loop per event, with no tests that strides would make unpredictable and no
+    arithmetic on coordinates (a table per axis, looped over in two nested loops with
+    the offsets computed per pair, cost W2 a tenth of its time in its pooling layer)."""
+    e, b = lw.e, lw.e.b
+    C, H, W = src_shape
+    starts, pairs = window_table((H, W), kernel, strides, pads, dils, out_hw, scale)
+    c = b.udiv(j, e.i64(H * W))  # j >= 0: unsigned division by a constant is cheapest
+    pos = b.sub(j, b.mul(c, e.i64(H * W)))
+    if np.diff(starts).max(initial=0) <= 1:  # windows that do not overlap (pooling): no loop
+        gp = e.const_array(single_window_table(starts, pairs), "wsingle")[0]
+        o = b.sext(e.load(gp, b.add(b.shl(pos, e.i64(1)), e.i64(1)), I32), I64)
+        with e.when(b.icmp_signed(">=", o, e.i64(0))):
+            visit(c, b.sext(e.load(gp, b.shl(pos, e.i64(1)), I32), I64), o)
+        return
+    gs = e.const_array(starts, "wstart")[0]
+    gp = e.const_array(pairs, "wpairs")[0]
+    lo = b.sext(e.load(gs, pos, I32), I64)
+    hi = b.sext(e.load(gs, b.add(pos, e.i64(1)), I32), I64)
+    with e.loop(lo, hi, "win") as a:
+        a2 = b.shl(a, e.i64(1))
+        visit(c, b.sext(e.load(gp, a2, I32), I64), b.sext(e.load(gp, b.add(a2, e.i64(1)), I32), I64))
