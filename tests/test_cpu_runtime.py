@@ -694,7 +694,7 @@ def test_the_feed_forward_graphs_reach_the_time_batched_kernel():
     """The properties above mean something only if the kernel runs, on every kind of source."""
     seen: set[str] = set()
 
-    @settings(max_examples=200, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=600, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(networks(integer=True, recurrent=False, dense_bias=True))
     def collect(graph):
