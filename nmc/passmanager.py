@@ -14,6 +14,7 @@ differ from their defaults.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import sys
@@ -34,6 +35,28 @@ from nmc.ir.printer import print_graph
 from nmc.ir.verifier import verify
 
 PASSES: dict[str, type[Pass]] = {}
+
+# The pass library's index: each pass's name and the module whose import registers it.  A
+# pipeline imports only the modules of the passes it names (the library pulls in numpy-heavy
+# and networkx-heavy code); tests/test_passmanager.py checks the index against the registry.
+PASS_MODULES: dict[str, str] = {
+    "calibrate": "nmc.passes.calibrate",
+    "canonicalize": "nmc.passes.canonicalize",
+    "convert-to-spiking": "nmc.passes.convert",
+    "dce": "nmc.passes.canonicalize",
+    "drop-dropout": "nmc.passes.canonicalize",
+    "drop-identity": "nmc.passes.canonicalize",
+    "fold-affine": "nmc.passes.fold_affine",
+    "fold-batchnorm": "nmc.passes.canonicalize",
+    "fold-constants": "nmc.passes.canonicalize",
+    "measure-rates": "nmc.passes.measure_rates",
+    "normalize": "nmc.passes.normalize",
+    "partition": "nmc.passes.partition",
+    "place": "nmc.passes.place",
+    "quantize": "nmc.passes.quantize",
+    "route": "nmc.passes.route",
+    "strip-output-softmax": "nmc.passes.canonicalize",
+}
 
 
 class Pass:
@@ -65,10 +88,23 @@ def register_pass(name: str):
 
 
 def load_passes() -> dict[str, type[Pass]]:
-    """The registry, after importing the pass library."""
-    import nmc.passes  # noqa: F401  (registers every pass)
-
+    """The registry, after importing the whole pass library."""
+    for module in sorted(set(PASS_MODULES.values())):
+        importlib.import_module(module)
     return PASSES
+
+
+def pass_names() -> list[str]:
+    """Every pass a pipeline may name (the library's and any registered since), sorted,
+    without importing the library."""
+    return sorted(set(PASS_MODULES) | set(PASSES))
+
+
+def lookup_pass(name: str) -> type[Pass] | None:
+    """The class of pass ``name``, importing its library module on first use (None: no such pass)."""
+    if name not in PASSES and name in PASS_MODULES:
+        importlib.import_module(PASS_MODULES[name])
+    return PASSES.get(name)
 
 
 # ------------------------------------------------------------------------------- pipelines
@@ -141,13 +177,12 @@ def _convert(text: Any, t: Any, where: str) -> Any:
 
 
 def _valid_passes_hint() -> str:
-    return "valid passes: " + ", ".join(sorted(load_passes()))
+    return "valid passes: " + ", ".join(pass_names())
 
 
 def parse_pipeline(text: str) -> list[Pass]:
     """Parse a pipeline string; unknown passes, options or bad values are :class:`UsageError`
     with the valid choices listed."""
-    registry = load_passes()
     try:
         tree = _pipeline_parser().parse(text)
     except lark.exceptions.UnexpectedInput as e:
@@ -160,9 +195,9 @@ def parse_pipeline(text: str) -> list[Pass]:
             continue
         name_tok, options = entry.children
         name = str(name_tok)
-        if name not in registry:
+        cls = lookup_pass(name)
+        if cls is None:
             raise UsageError(f"unknown pass '{name}'", hint=_valid_passes_hint())
-        cls = registry[name]
         known = pass_options(cls)
         kwargs = {}
         for opt in (options.children if options is not None else []):

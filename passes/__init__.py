@@ -1,12 +1,6 @@
-"""The pass library (``nmc.passes``): importing it registers every pass."""
+"""The pass library (``nmc.passes``), one module per family of passes.
 
-from nmc.passes import canonicalize  # noqa: F401
-from nmc.passes import calibrate  # noqa: F401
-from nmc.passes import normalize  # noqa: F401
-from nmc.passes import convert  # noqa: F401
-from nmc.passes import quantize  # noqa: F401
-from nmc.passes import fold_affine  # noqa: F401
-from nmc.passes import partition  # noqa: F401
-from nmc.passes import place  # noqa: F401
-from nmc.passes import route  # noqa: F401
-from nmc.passes import measure_rates  # noqa: F401
+Importing this package registers nothing: :data:`nmc.passmanager.PASS_MODULES` names the module
+of every pass, and a pipeline imports the modules of the passes it names
+(:func:`nmc.passmanager.load_passes` imports them all).  A new pass module goes in that index.
+"""

@@ -6,7 +6,6 @@ runs all of them to a fixed point.  Statistics count the firings of each pattern
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 
 from nmc import semantics
@@ -150,12 +149,15 @@ class StripOutputSoftmax(PatternPass):
 
 def dead_ops(graph: Graph) -> list[Op]:
     """Ops that no graph output depends on (graph inputs are the interface and stay)."""
-    outputs = graph.walk("ann.output")
-    g = graph.nx()
-    live = set(outputs)
-    for out in outputs:
-        live |= nx.ancestors(g, out)
-    return [op for op in graph.ops if op not in live and op.KIND != "ann.input"]
+    producers = {id(op.result): op for op in graph.ops if op.result is not None}
+    live: set[int] = set()
+    stack = graph.walk("ann.output")
+    while stack:  # every op an output depends on, through any operand
+        op = stack.pop()
+        if id(op) not in live:
+            live.add(id(op))
+            stack.extend(producers[id(v)] for v in op.operands if id(v) in producers)
+    return [op for op in graph.ops if id(op) not in live and op.KIND != "ann.input"]
 
 
 @register_pass("dce")

@@ -24,7 +24,6 @@ import os
 
 from nmc.data import load_inputs
 from nmc.diagnostics import NmcError, UsageError
-from nmc.evaluation import evaluate
 from nmc.fileio import atomic_write
 from nmc.frontends import load
 from nmc.plotting import pyplot, save_png
@@ -115,6 +114,8 @@ def plot(report: dict, path: str) -> None:
 
 
 def run(args) -> int:
+    from nmc.evaluation import evaluate
+
     if args.no_cache:
         os.environ["NMC_NO_CACHE"] = "1"  # read by the CPU runtime's JIT (nmc.targets.cpu.jit)
     timesteps = parse_timesteps(args.timesteps)

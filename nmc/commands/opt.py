@@ -15,7 +15,7 @@ from nmc.data import load_inputs
 from nmc.diagnostics import NmcError, UsageError
 from nmc.ir.io import format_ir, read_text, sidecar_loader, write_ir
 from nmc.ir.parser import parse_ir, split_cases
-from nmc.passmanager import Instruments, PassContext, PassManager, load_passes, read_reproducer_pipeline
+from nmc.passmanager import Instruments, PassContext, PassManager, pass_names, read_reproducer_pipeline
 from nmc.targets.chip import load_chip
 
 NAME = "opt"
@@ -43,10 +43,10 @@ def add_arguments(p) -> None:
 
 def _pass_names(text: str, flag: str) -> set[str]:
     names = {n for n in text.split(",") if n}
-    unknown = names - set(load_passes()) - {"all"}
+    unknown = names - set(pass_names()) - {"all"}
     if unknown:
         raise UsageError(f"{flag}: unknown pass {', '.join(sorted(unknown))}",
-                         hint="valid passes: " + ", ".join(sorted(load_passes())))
+                         hint="valid passes: " + ", ".join(pass_names()))
     return names
 
 
