@@ -29,6 +29,13 @@ def test_import_nmc_cli_pulls_in_no_heavy_library():
     assert not {m for m in modules if m.startswith("nmc.passes.")}, "the pass library is imported per pipeline"
 
 
+def test_nmc_version_imports_neither_numpy_nor_the_ir():
+    modules = imported_after("import contextlib, io; from nmc.cli import main\n"
+                             "with contextlib.redirect_stdout(io.StringIO()):\n"
+                             "    try:\n        main(['--version'])\n    except SystemExit:\n        pass")
+    assert not {m for m in modules if m.split(".")[0] in ("numpy", "lark") or m.startswith("nmc.ir")}
+
+
 def test_nmc_opt_imports_only_the_passes_it_runs():
     dce = Path(__file__).parent / "passes" / "dce.nmir"
     modules = imported_after("import contextlib, io; from nmc.cli import main\n"

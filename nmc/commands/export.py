@@ -12,7 +12,6 @@ examples:
 
 from __future__ import annotations
 
-from nmc.frontends import choose_frontend, load
 
 NAME = "export"
 HELP = "write a spiking model as NIR"
@@ -28,6 +27,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from nmc.frontends import choose_frontend, load
     from nmc.frontends.nir import export_nir
 
     options = {"dt": args.dt} if choose_frontend(args.model).name == "nir" else {}
