@@ -125,7 +125,7 @@ WORD: /[^,{}\[\]=\s]+/
 
 @cache
 def _pipeline_parser() -> lark.Lark:
-    return lark.Lark(_PIPELINE_GRAMMAR, start="pipeline", parser="lalr")
+    return lark.Lark(_PIPELINE_GRAMMAR, start="pipeline", parser="lalr", cache=True)  # as the IR parser
 
 
 def option_name(field_name: str) -> str:

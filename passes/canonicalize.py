@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmc import semantics
 from nmc.ir.ann import Constant
 from nmc.ir.core import Blob, Graph, Op
 from nmc.passes.fold_affine import PATTERNS as FOLD_AFFINE
@@ -90,6 +89,8 @@ def _fold_constant(op: Op, graph: Graph, ctx: PassContext) -> bool:
         return False
     if not all(v.owner is not None and v.owner.KIND == "ann.constant" for v in operands):
         return False
+    from nmc import semantics  # imported when a constant folds (dce alone does not need it)
+
     value = semantics.eval_op(op, [v.owner.value.data[None] for v in operands], batch=1)[0]
     folded = Constant(value=Blob(value), loc=op.loc)
     graph.replace(op, folded)
