@@ -267,7 +267,7 @@ def _exit_code(err: SystemExit, stderr) -> int:
 
 def run_command(argv: list[str], stdin_text: str, stdout, stderr) -> int:
     """Run one command in-process with the given streams; returns its exit status."""
-    sys.stdin = io.StringIO(stdin_text)
+    saved_stdin, sys.stdin = sys.stdin, io.StringIO(stdin_text)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
@@ -278,7 +278,7 @@ def run_command(argv: list[str], stdin_text: str, stdout, stderr) -> int:
                 traceback.print_exc(file=stderr)
                 return 1
     finally:
-        sys.stdin = sys.__stdin__
+        sys.stdin = saved_stdin
 
 
 def _nmc(argv: list[str]) -> int:
