@@ -15,13 +15,16 @@ import traceback
 import nmc
 from nmc.commands import COMMANDS
 from nmc.diagnostics import NmcError
-from nmc.passmanager import PassFailure
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 70
 REPORT_URL = "https://github.com/nmc-toolchain/nmc/issues"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``nmc`` parser.  Given the command line, only the chosen subcommand's arguments are
+    added (some need imports to describe themselves, e.g. ``run``'s backends; ``nmc --version``
+    needs none); every subcommand is listed with its help either way."""
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="nmc",
         description="Compile trained neural networks for neuromorphic chips, and run them.",
@@ -33,21 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         p = sub.add_parser(command.NAME, help=command.HELP, description=command.__doc__,
                            parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
-        command.add_arguments(p)
+        if argv is None or chosen == command.NAME:
+            command.add_arguments(p)
         p.set_defaults(run=command.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
     except NmcError as err:
         print(err.render(), file=sys.stderr)
         return err.exit_code
-    except PassFailure as err:
-        return _internal_error(err, args, str(err))
     except KeyboardInterrupt:
         print("nmc: interrupted", file=sys.stderr)
         return 130
@@ -55,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141
     except Exception as err:  # noqa: BLE001 — anything else is a bug in nmc
+        passmanager = sys.modules.get("nmc.passmanager")  # a pass failed (not imported: none ran)
+        if passmanager is not None and isinstance(err, passmanager.PassFailure):
+            return _internal_error(err, args, str(err))
         return _internal_error(err, args, f"{type(err).__name__}: {err}")
 
 

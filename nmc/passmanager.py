@@ -14,6 +14,7 @@ differ from their defaults.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 import sys
@@ -34,6 +35,26 @@ from nmc.ir.printer import print_graph
 from nmc.ir.verifier import verify
 
 PASSES: dict[str, type[Pass]] = {}
+
+# The pass library's index: each pass's name and the module whose import registers it.  A
+# pipeline imports only the modules of the passes it names (the library pulls in numpy-heavy
+# and networkx-heavy code); tests/test_passmanager.py checks the index against the registry.
+# Chip classes index their own passes (ChipClass.pass_modules); pass_index() joins the two.
+PASS_MODULES: dict[str, str] = {
+    "calibrate": "nmc.passes.calibrate",
+    "canonicalize": "nmc.passes.canonicalize",
+    "convert-to-spiking": "nmc.passes.convert",
+    "dce": "nmc.passes.canonicalize",
+    "drop-dropout": "nmc.passes.canonicalize",
+    "drop-identity": "nmc.passes.canonicalize",
+    "fold-affine": "nmc.passes.fold_affine",
+    "fold-batchnorm": "nmc.passes.canonicalize",
+    "fold-constants": "nmc.passes.canonicalize",
+    "measure-rates": "nmc.passes.measure_rates",
+    "normalize": "nmc.passes.normalize",
+    "quantize": "nmc.passes.quantize",
+    "strip-output-softmax": "nmc.passes.canonicalize",
+}
 
 
 class Pass:
@@ -64,13 +85,33 @@ def register_pass(name: str):
     return wrap
 
 
-def load_passes() -> dict[str, type[Pass]]:
-    """The registry, after importing the pass library and every chip class's passes."""
-    import nmc.passes  # noqa: F401  (registers every class-neutral pass)
-    from nmc.targets.classes import load_class_passes
+def pass_index() -> dict[str, str]:
+    """Every indexed pass and its module: the library's and every chip class's."""
+    from nmc.targets.classes import class_pass_modules
 
-    load_class_passes()
+    return {**class_pass_modules(), **PASS_MODULES}
+
+
+def load_passes() -> dict[str, type[Pass]]:
+    """The registry, after importing the whole pass library and every chip class's passes."""
+    for module in sorted(set(pass_index().values())):
+        importlib.import_module(module)
     return PASSES
+
+
+def pass_names() -> list[str]:
+    """Every pass a pipeline may name (indexed, and any registered since), sorted, without
+    importing the passes."""
+    return sorted(set(pass_index()) | set(PASSES))
+
+
+def lookup_pass(name: str) -> type[Pass] | None:
+    """The class of pass ``name``, importing its module on first use (None: no such pass)."""
+    if name not in PASSES:
+        module = PASS_MODULES.get(name) or pass_index().get(name)
+        if module is not None:
+            importlib.import_module(module)
+    return PASSES.get(name)
 
 
 # ------------------------------------------------------------------------------- pipelines
@@ -91,7 +132,7 @@ WORD: /[^,{}\[\]=\s]+/
 
 @cache
 def _pipeline_parser() -> lark.Lark:
-    return lark.Lark(_PIPELINE_GRAMMAR, start="pipeline", parser="lalr")
+    return lark.Lark(_PIPELINE_GRAMMAR, start="pipeline", parser="lalr", cache=True)  # as the IR parser
 
 
 def option_name(field_name: str) -> str:
@@ -143,13 +184,12 @@ def _convert(text: Any, t: Any, where: str) -> Any:
 
 
 def _valid_passes_hint() -> str:
-    return "valid passes: " + ", ".join(sorted(load_passes()))
+    return "valid passes: " + ", ".join(pass_names())
 
 
 def parse_pipeline(text: str) -> list[Pass]:
     """Parse a pipeline string; unknown passes, options or bad values are :class:`UsageError`
     with the valid choices listed."""
-    registry = load_passes()
     try:
         tree = _pipeline_parser().parse(text)
     except lark.exceptions.UnexpectedInput as e:
@@ -162,9 +202,9 @@ def parse_pipeline(text: str) -> list[Pass]:
             continue
         name_tok, options = entry.children
         name = str(name_tok)
-        if name not in registry:
+        cls = lookup_pass(name)
+        if cls is None:
             raise UsageError(f"unknown pass '{name}'", hint=_valid_passes_hint())
-        cls = registry[name]
         known = pass_options(cls)
         kwargs = {}
         for opt in (options.children if options is not None else []):

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
 from nmc import neuron
@@ -227,6 +226,8 @@ def _is_back_edge(graph: Graph, producer: Op, consumer: Op) -> bool:
 def latency_steps(graph: Graph, timesteps: int) -> int:
     """Steps a run takes: ``T + D - 1``, ``D`` the largest total delay along a path of the
     network that does not go round a recurrent loop (at least 1)."""
+    import networkx as nx
+
     g = graph.nx()
     g.remove_edges_from([(a, b, k) for a, b, k in g.edges(keys=True) if _is_back_edge(graph, a, b)])
     for a, b, k in g.edges(keys=True):
@@ -357,6 +358,8 @@ def resolve_timesteps(graph: Graph, encoders: list[Op], host: dict, timesteps: i
 
 def split_host(graph: Graph) -> tuple[list[Op], list[Op], list[Op]]:
     """(ann ops before the network, snn ops, ann ops reading decoded outputs)."""
+    import networkx as nx
+
     snn = [op for op in graph.ops if op.dialect == "snn"]
     downstream = set()
     g = graph.nx()

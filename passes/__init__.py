@@ -1,10 +1,7 @@
-"""The class-neutral pass library (``nmc.passes``): importing it registers its passes.  Chip
-classes register their mapping passes themselves (:func:`nmc.passmanager.load_passes`)."""
+"""The class-neutral pass library (``nmc.passes``), one module per family of passes.
 
-from nmc.passes import canonicalize  # noqa: F401
-from nmc.passes import calibrate  # noqa: F401
-from nmc.passes import normalize  # noqa: F401
-from nmc.passes import convert  # noqa: F401
-from nmc.passes import quantize  # noqa: F401
-from nmc.passes import fold_affine  # noqa: F401
-from nmc.passes import measure_rates  # noqa: F401
+Importing this package registers nothing: :data:`nmc.passmanager.PASS_MODULES` names the module
+of every pass, and a pipeline imports the modules of the passes it names
+(:func:`nmc.passmanager.load_passes` imports them all).  A new pass module goes in that index.
+Chip classes register their mapping passes themselves (their ``pass_modules``).
+"""

@@ -6,10 +6,8 @@ runs all of them to a fixed point.  Statistics count the firings of each pattern
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 
-from nmc import semantics
 from nmc.ir.ann import Constant
 from nmc.ir.core import Blob, Graph, Op
 from nmc.passes.fold_affine import PATTERNS as FOLD_AFFINE
@@ -91,6 +89,8 @@ def _fold_constant(op: Op, graph: Graph, ctx: PassContext) -> bool:
         return False
     if not all(v.owner is not None and v.owner.KIND == "ann.constant" for v in operands):
         return False
+    from nmc import semantics  # imported when a constant folds (dce alone does not need it)
+
     value = semantics.eval_op(op, [v.owner.value.data[None] for v in operands], batch=1)[0]
     folded = Constant(value=Blob(value), loc=op.loc)
     graph.replace(op, folded)
@@ -150,12 +150,15 @@ class StripOutputSoftmax(PatternPass):
 
 def dead_ops(graph: Graph) -> list[Op]:
     """Ops that no graph output depends on (graph inputs are the interface and stay)."""
-    outputs = graph.walk("ann.output")
-    g = graph.nx()
-    live = set(outputs)
-    for out in outputs:
-        live |= nx.ancestors(g, out)
-    return [op for op in graph.ops if op not in live and op.KIND != "ann.input"]
+    producers = {id(op.result): op for op in graph.ops if op.result is not None}
+    live: set[int] = set()
+    stack = graph.walk("ann.output")
+    while stack:  # every op an output depends on, through any operand
+        op = stack.pop()
+        if id(op) not in live:
+            live.add(id(op))
+            stack.extend(producers[id(v)] for v in op.operands if id(v) in producers)
+    return [op for op in graph.ops if id(op) not in live and op.KIND != "ann.input"]
 
 
 @register_pass("dce")

@@ -44,8 +44,8 @@ class ChipClass:
     sections: dict[str, type] = {}
     #: the names of its mapping passes: the image's graph is the snapshot taken before the first
     mapping_passes: tuple[str, ...] = ()
-    #: modules that register its passes (imported before a pipeline is parsed)
-    pass_modules: tuple[str, ...] = ()
+    #: its passes: name -> the module whose import registers it (imported when a pipeline names it)
+    pass_modules: dict[str, str] = {}
 
     # ----------------------------------------------------------------- descriptions
 
@@ -181,11 +181,12 @@ def chip_class(name: str) -> ChipClass:
     return register_chip_class(cls() if isinstance(cls, type) else cls)
 
 
-def load_class_passes() -> None:
-    """Import the pass modules of every class (so their passes are registered)."""
+def class_pass_modules() -> dict[str, str]:
+    """Every chip class's passes: name -> module (:attr:`ChipClass.pass_modules`)."""
+    index: dict[str, str] = {}
     for name in known_classes():
-        for module in chip_class(name).pass_modules:
-            importlib.import_module(module)
+        index.update(chip_class(name).pass_modules)
+    return index
 
 
 def prepare_emulator(artifact) -> Any:

@@ -1,10 +1,15 @@
 """Shared test setup: the FileCheck collector for ``tests/**/*.nmir`` (docs/design.md §4).
 
-Every ``.nmir`` file under tests/ with ``// RUN:`` lines is one test.  Each RUN line runs in
-bash with ``set -o pipefail`` after substituting ``%s`` (this file), ``%S`` (its folder) and
-``%t`` (a temporary path); ``nmc`` and ``filecheck`` are this environment's, and ``not CMD``
-succeeds when CMD fails without crashing (exit 1 or 2, as ``lit``'s ``not`` does).  A RUN line
-ending in ``\\`` continues on the next.
+Every ``.nmir`` file under tests/ with ``// RUN:`` lines is one test.  Each RUN line is a bash
+pipeline with ``set -o pipefail``, after substituting ``%s`` (this file), ``%S`` (its folder) and
+``%t`` (a temporary path), run in the file's folder; ``nmc`` and ``filecheck`` are this
+environment's, and ``not CMD`` succeeds when CMD fails without crashing (exit 1 or 2, as
+``lit``'s ``not`` does).  A RUN line ending in ``\\`` continues on the next.
+
+The lines run in this process (``tests/runlines.py``: ``nmc.cli.main`` and filecheck's ``main``
+with captured streams, global state restored after each line); a line of a form the in-process
+runner does not understand runs in bash, with a warning — and ``tests/test_runlines.py`` fails
+if a shipped test has such a line.
 
 The CPU runtime's object cache goes to a temporary folder for the session, never the user's.
 """
@@ -12,13 +17,18 @@ The CPU runtime's object cache goes to a temporary folder for the session, never
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
+import warnings
 
 import pytest
+
+from runlines import Unsupported, parse_run_line, run_in_bash, run_lines, run_stages, substitute
+
+
+class SubprocessFallbackWarning(UserWarning):
+    """A RUN line ran in bash: the in-process runner (tests/runlines.py) does not understand it."""
+
 
 def pytest_configure(config):
     config._nmc_cache = os.environ["NMC_CACHE_DIR"] = tempfile.mkdtemp(prefix="nmc-test-cache-")
@@ -28,39 +38,22 @@ def pytest_unconfigure(config):
     shutil.rmtree(getattr(config, "_nmc_cache", ""), ignore_errors=True)
 
 
-_RUN = re.compile(r"^\s*//\s*RUN:\s?(.*)$")
-_NOT = 'not() { "$@"; local rc=$?; [ $rc -eq 1 ] || [ $rc -eq 2 ]; }'
-
-
-def run_lines(text: str) -> list[str]:
-    lines, pending = [], ""
-    for line in text.splitlines():
-        m = _RUN.match(line)
-        if not m:
-            continue
-        body = m.group(1)
-        if body.rstrip().endswith("\\"):
-            pending += body.rstrip()[:-1] + " "
-            continue
-        lines.append(pending + body)
-        pending = ""
-    return lines
-
-
 class FileCheckItem(pytest.Item):
     def __init__(self, *, commands: list[str], **kwargs):
         super().__init__(**kwargs)
         self.commands = commands
 
     def runtest(self):
-        env = dict(os.environ)
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         tmp = self.config._tmp_path_factory.mktemp(self.path.stem)
         for cmd in self.commands:
-            script = (cmd.replace("%s", str(self.path)).replace("%S", str(self.path.parent))
-                      .replace("%t", str(tmp / "t")))
-            proc = subprocess.run(["bash", "-c", f"set -o pipefail; {_NOT}; {script}"],
-                                  capture_output=True, text=True, env=env, cwd=self.path.parent)
+            script = substitute(cmd, self.path, tmp)
+            try:
+                stages = parse_run_line(script)
+            except Unsupported as why:
+                warnings.warn(SubprocessFallbackWarning(f"{self.path.name}: RUN line runs in bash ({why}): {cmd}"))
+                proc = run_in_bash(script, self.path.parent)
+            else:
+                proc = run_stages(stages, str(self.path.parent))
             if proc.returncode != 0:
                 raise FileCheckFailure(cmd, proc)
 

@@ -321,6 +321,7 @@ def test_nmc_run_writes_the_same_bytes_on_every_backend(mesh_image, capsys):
     assert files["cpu"].read_bytes() == files["reference"].read_bytes() == files["emulator"].read_bytes()
 
 
+@pytest.mark.slow
 def test_mesh_image_is_deterministic_and_inspectable(mesh_image, capsys):
     out, _, tmp = mesh_image
     again = tmp / "again.nmb"

@@ -224,18 +224,28 @@ PROPERTY = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(networks(integer=True), st.integers(1, 6))
 def test_integer_graphs_are_bit_identical_to_the_reference(graph, timesteps):
     compare(graph, inputs_for(graph, timesteps), timesteps, exact=True, kernels=("auto", "event", "dense"))
 
 
+@settings(PROPERTY, max_examples=4)
+@given(networks(integer=True), st.integers(1, 6))
+def test_a_few_integer_graphs_are_bit_identical_to_the_reference(graph, timesteps):
+    # the fast tier's sample of the property above (the slow tier draws 60 graphs)
+    compare(graph, inputs_for(graph, timesteps), timesteps, exact=True, kernels=("auto", "event", "dense"))
+
+
+@pytest.mark.slow
 @PROPERTY
 @given(networks(integer=False), st.integers(1, 6))
 def test_float_graphs_agree_with_the_reference(graph, timesteps):
     compare(graph, inputs_for(graph, timesteps), timesteps, exact=False, kernels=("event", "dense"))
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(networks(integer=True, gates=True), st.integers(1, 8))
 def test_maxgate_graphs_are_bit_identical_to_the_reference(graph, timesteps):
@@ -246,6 +256,7 @@ def test_maxgate_graphs_are_bit_identical_to_the_reference(graph, timesteps):
             kernels=("auto", "event", "dense"), schedules=schedules)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(networks(integer=False, gates=True), st.integers(1, 8))
 def test_maxgate_float_graphs_agree_with_the_reference(graph, timesteps):
@@ -303,6 +314,7 @@ def test_maxgate_fed_by_a_population_matches_under_both_schedules(integer):
     assert ref.counts[gate].sum() > 50 and got.outputs[0].sum() > 0  # not vacuous
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_the_thread_count():
     g = parse_ir(LIF_TEXT)
     x = [_lif_input(7)]
@@ -383,6 +395,7 @@ ann.output(%y)
         cpu.prepare(parse_ir(text))
 
 
+@pytest.mark.slow
 def test_tables_outside_the_ir_are_bound_also_when_loaded_from_the_cache(tmp_path, monkeypatch):
 
     monkeypatch.setenv("NMC_CACHE_DIR", str(tmp_path))
@@ -461,6 +474,7 @@ ann.output(%y)
     assert ref.spike_count == 0
 
 
+@pytest.mark.slow
 def test_a_damaged_cache_file_is_compiled_again(tmp_path, monkeypatch):
     monkeypatch.setenv("NMC_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("NMC_NO_CACHE", raising=False)
@@ -510,6 +524,7 @@ def _features(g: Graph) -> set[str]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("integer", [True, False])
 def test_the_random_graphs_reach_every_feature(integer):
     """The property tests above mean something only if their graphs use every feature."""
@@ -619,6 +634,7 @@ def _wide_layer(encoding: str, weight: np.ndarray, scale: float = 1.0, rate: flo
     return g
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [1.0, 100.0, 127.4, 300.0, 1e5, 3e9])
 @pytest.mark.parametrize("wdtype", [np.int8, np.int16])
 def test_dense_kernel_on_current_encoded_input_matches(scale, wdtype):
@@ -675,6 +691,7 @@ def _layout(graph: Graph, kernels: str = "auto", schedule: str = "auto"):
     return plan.plan(plan.Network.of(graph), kernels, schedule)
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(networks(integer=True, recurrent=False, dense_bias=True), st.integers(1, 6))
 def test_feed_forward_integer_graphs_are_bit_identical_under_both_schedules(graph, timesteps):
@@ -683,6 +700,7 @@ def test_feed_forward_integer_graphs_are_bit_identical_under_both_schedules(grap
             schedules=("step", "layer"))
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(networks(integer=False, recurrent=False, dense_bias=True), st.integers(1, 6))
 def test_feed_forward_float_graphs_agree_under_both_schedules(graph, timesteps):
@@ -690,6 +708,7 @@ def test_feed_forward_float_graphs_agree_under_both_schedules(graph, timesteps):
             schedules=("step", "layer"))
 
 
+@pytest.mark.slow
 def test_the_feed_forward_graphs_reach_the_time_batched_kernel():
     """The properties above mean something only if the kernel runs, on every kind of source."""
     seen: set[str] = set()
@@ -711,6 +730,7 @@ def test_the_feed_forward_graphs_reach_the_time_batched_kernel():
     assert wanted <= seen, sorted(wanted - seen)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @given(networks(integer=True))
@@ -762,6 +782,7 @@ def _big_feed_forward(encoding: str) -> Graph:
     return g
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["rate", "poisson", "spikes"])
 def test_time_batched_layers_match_the_reference(encoding):
     """Wide tiles, two currents into one population, delays 1–3, and (``spikes``) samples with
@@ -782,6 +803,7 @@ def test_time_batched_layers_match_the_reference(encoding):
     assert all(ref.spikes[p].any() for p in g.walk("snn.population"))
 
 
+@pytest.mark.slow
 def test_whole_run_scratch_is_sized_per_call():
     """Spike lists and currents of a layer span the run: one executor serves runs of any length."""
     g = _big_feed_forward("spikes")
@@ -794,6 +816,7 @@ def test_whole_run_scratch_is_sized_per_call():
         _agree(run(x, timesteps=steps, record="all"), ref, pops, True)
 
 
+@pytest.mark.slow
 def test_samples_with_spike_counts_run_by_the_step_schedule_compiled_when_needed():
     """The layer function skips a sample whose encoder emits counts above 1 (leaving its state
     untouched); the executor compiles the step schedule on the first such sample and runs it."""
@@ -868,6 +891,7 @@ def _ir(graph: Graph, schedule: str = "auto") -> str:
     return str(emit.lower(Network.of(graph), schedule=schedule)[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("integer", [True, False])
 def test_conv_blocks_pool_tables_and_byte_masks_match(integer):
     """The blocked transpose of channel-last conv accumulators (first and later currents,
@@ -889,6 +913,7 @@ def test_conv_blocks_pool_tables_and_byte_masks_match(integer):
     assert all(ref.spikes[p].any() for p in g.walk("snn.population")[:4])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits, bits2, du, lanes", [(24, 24, 0, True), (8, 30, 1000, True), (31, 24, 4096, False),
                                                     (32, 12, 3000, False)])
 def test_neurons_in_i32_lanes_match(bits, bits2, du, lanes):

@@ -165,6 +165,7 @@ def assert_identical(graph: Graph, inputs, image):
     return got, ref
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31 - 1))
 def test_emulator_bit_identical_to_reference(seed):

@@ -425,6 +425,7 @@ def test_cli_run_takes_steps_from_the_spike_train(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), want.sum(axis=1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 def test_cli_compiles_a_nir_graph_with_biases_for_the_mesh_chip(tmp_path, reset, capsys):
     """``nmc compile model.nir --dt --reset --target mesh-tiny``: the image (biases as an

@@ -415,6 +415,7 @@ def programs(draw):
     return _snn_program(draw) if draw(st.booleans()) else _ann_program(draw)
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_nmd_to_ir_to_text_round_trip_is_stable(text):
@@ -445,6 +446,7 @@ def test_cnn_example_uses_blocks_and_evaluates():
     assert out.shape == (2, 10) and np.all(np.isfinite(out))
 
 
+@pytest.mark.slow
 def test_recurrent_example_runs_from_the_command_line(tmp_path):
     path = os.path.join(EXAMPLES, "recurrent_snn.nmd")
     g = load_nmd(path)
@@ -510,6 +512,7 @@ _TOKENS = ["x", "h", "->", "(", ")", ",", "=", "[", "]", "1", "0", "-1", "-3", "
            "flatten", "reshape", "sparse", "one_to_one", "delay", "encode", "decode", "bits", '"w.npy"', "$", "//"]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 1000), st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(["replace", "insert", "delete"]),
                                                 st.sampled_from(_TOKENS)), min_size=1, max_size=3))

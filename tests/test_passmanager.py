@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from nmc.ir.ann import Relu
 from nmc.ir.parser import parse_ir
 from nmc.ir.printer import print_graph
 from nmc.passmanager import (
+    PASS_MODULES,
     PASSES,
     Instruments,
     Pass,
@@ -19,6 +21,7 @@ from nmc.passmanager import (
     PassFailure,
     PassManager,
     format_pipeline,
+    load_passes,
     parse_pipeline,
     register_pass,
 )
@@ -176,8 +179,30 @@ def test_statistics_accumulate_per_pass(test_passes):
     assert ctx.stats["drop-dropout"]["dropouts-removed"] == 1
 
 
+def test_the_pass_index_names_each_library_pass_and_its_module():
+    # PASS_MODULES lets a pipeline import only the modules it needs; it must match what the
+    # library's modules register (run in a fresh interpreter: this one has test passes too)
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json; from nmc.passmanager import load_passes; "
+            "print(json.dumps({n: c.__module__ for n, c in load_passes().items()}))")
+    registered = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                           check=True).stdout)
+    assert registered == PASS_MODULES
+
+
+def test_every_registered_pass_has_a_filecheck_file():
+    # tests/passes/<name>.nmir for each pass of the library (a FileCheck test of its output)
+    passes_dir = Path(__file__).parent / "passes"
+    missing = [name for name in sorted(load_passes()) if name in PASS_MODULES
+               and not (passes_dir / f"{name}.nmir").is_file()]
+    assert not missing, f"passes without tests/passes/<name>.nmir: {missing}"
+
+
 def test_every_pass_has_a_contract_docstring():
-    for name, cls in PASSES.items():
+    for name, cls in load_passes().items():
         assert len((cls.__doc__ or "").split()) >= 5, name
 
 

@@ -192,6 +192,7 @@ def test_rate_encoder_phase_128_rounds_the_count_to_nearest(phase, rounded):
         np.testing.assert_array_equal(counts, rounded(T * q / 256))
 
 
+@pytest.mark.slow
 def test_poisson_encoding_is_seeded_per_element_and_has_rate_x():
     text = """graph @p
 %x = ann.input : tensor<3xf32>

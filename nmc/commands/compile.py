@@ -17,12 +17,8 @@ from __future__ import annotations
 import json
 
 from nmc.commands.nir_options import add_nir_options, nir_options
-from nmc.compiler import compile_graph, default_pipeline, report, resolve_target
-from nmc.data import load_inputs
 from nmc.diagnostics import UsageError
 from nmc.fileio import atomic_write
-from nmc.frontends import load
-from nmc.passmanager import Instruments, parse_pipeline
 
 NAME = "compile"
 HELP = "compile a model into an image for a target"
@@ -54,6 +50,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from nmc.compiler import compile_graph, default_pipeline, report, resolve_target
+    from nmc.data import load_inputs
+    from nmc.frontends import load
+    from nmc.passmanager import Instruments, parse_pipeline
+
     if args.timesteps is not None and args.timesteps < 1:
         raise UsageError(f"--timesteps must be at least 1, got {args.timesteps}")
     if not args.print_pipeline and not args.output:

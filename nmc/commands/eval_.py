@@ -22,11 +22,8 @@ from __future__ import annotations
 import json
 import os
 
-from nmc.data import load_inputs
 from nmc.diagnostics import NmcError, UsageError
-from nmc.evaluation import evaluate
 from nmc.fileio import atomic_write
-from nmc.frontends import load
 from nmc.plotting import pyplot, save_png
 from nmc.targets import DEFAULT_CHIP
 from nmc.targets.chip import load_chip
@@ -118,6 +115,10 @@ def plot(report: dict, path: str) -> None:
 
 
 def run(args) -> int:
+    from nmc.data import load_inputs
+    from nmc.evaluation import evaluate
+    from nmc.frontends import load
+
     if args.no_cache:
         os.environ["NMC_NO_CACHE"] = "1"  # read by the CPU runtime's JIT (nmc.targets.cpu.jit)
     timesteps = parse_timesteps(args.timesteps)

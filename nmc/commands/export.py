@@ -12,7 +12,6 @@ examples:
 
 from __future__ import annotations
 
-from nmc.frontends import choose_frontend, load
 
 NAME = "export"
 HELP = "write a spiking model as NIR"
@@ -29,6 +28,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from nmc.exporters.nir import export_nir
+    from nmc.frontends import choose_frontend, load
 
     options = {"dt": args.dt} if choose_frontend(args.model).name == "nir" else {}
     graph = load(args.model, **options)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 
 from nmc.commands.nir_options import add_nir_options, nir_options
-from nmc.frontends import load
-from nmc.ir.io import format_ir, write_ir
 
 NAME = "import"
 HELP = "read a model and write textual IR"
@@ -26,6 +24,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from nmc.frontends import load
+    from nmc.ir.io import format_ir, write_ir
+
     graph = load(args.model, **nir_options(args))
     if args.output:
         write_ir(graph, args.output, debuginfo=args.print_debuginfo, print_blobs=args.print_blobs)

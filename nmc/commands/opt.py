@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from nmc.data import load_inputs
 from nmc.diagnostics import NmcError, UsageError
-from nmc.ir.io import format_ir, read_text, sidecar_loader, write_ir
-from nmc.ir.parser import parse_ir, split_cases
-from nmc.passmanager import Instruments, PassContext, PassManager, load_passes, read_reproducer_pipeline
-from nmc.targets.chip import load_chip
 
 NAME = "opt"
 HELP = "run passes over textual IR"
@@ -42,15 +37,23 @@ def add_arguments(p) -> None:
 
 
 def _pass_names(text: str, flag: str) -> set[str]:
+    from nmc.passmanager import pass_names
+
     names = {n for n in text.split(",") if n}
-    unknown = names - set(load_passes()) - {"all"}
+    unknown = names - set(pass_names()) - {"all"}
     if unknown:
         raise UsageError(f"{flag}: unknown pass {', '.join(sorted(unknown))}",
-                         hint="valid passes: " + ", ".join(sorted(load_passes())))
+                         hint="valid passes: " + ", ".join(pass_names()))
     return names
 
 
 def run(args) -> int:
+    from nmc.data import load_inputs
+    from nmc.ir.io import format_ir, read_text, sidecar_loader, write_ir
+    from nmc.ir.parser import parse_ir, split_cases
+    from nmc.passmanager import Instruments, PassContext, PassManager, read_reproducer_pipeline
+    from nmc.targets.chip import load_chip
+
     filename = "<stdin>" if args.input == "-" else args.input
     text = read_text(args.input)
     sidecar = None if args.input == "-" else sidecar_loader(args.input)

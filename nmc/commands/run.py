@@ -14,19 +14,17 @@ import io
 import json
 import os
 
-import numpy as np
-
 from nmc.commands.nir_options import add_nir_options, nir_options
-from nmc.data import load_inputs
 from nmc.diagnostics import UsageError
 from nmc.fileio import atomic_write
-from nmc.runner import BACKENDS, run as run_artifact
 
 NAME = "run"
 HELP = "run a model or image on inputs"
 
 
 def add_arguments(p) -> None:
+    from nmc.runner import BACKENDS
+
     p.add_argument("artifact", metavar="ARTIFACT", help="a model file, .nmir or image")
     p.add_argument("--input", required=True, metavar="X.npy|DATA.npz", help="inputs (first axis = samples)")
     p.add_argument("--backend", default="reference", help=f"executor: {', '.join(sorted(BACKENDS))} (default reference)")
@@ -40,13 +38,20 @@ def add_arguments(p) -> None:
     p.add_argument("--report", metavar="R.json", help="a JSON report for pipelines")
 
 
-def _save_npy(path: str, arr: np.ndarray) -> None:
+def _save_npy(path: str, arr) -> None:
+    import numpy as np
+
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr))  # the same values give the same bytes, whatever the backend
     atomic_write(path, buf.getvalue())
 
 
 def run(args) -> int:
+    import numpy as np
+
+    from nmc.data import load_inputs
+    from nmc.runner import run as run_artifact
+
     if args.no_cache:
         os.environ["NMC_NO_CACHE"] = "1"  # read by the CPU runtime's JIT (nmc.targets.cpu.jit)
     if args.timesteps is not None and args.timesteps < 1:

@@ -21,13 +21,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import networkx as nx
 import numpy as np
 
 from nmc.diagnostics import Loc, NmcError
 from nmc.ir.types import TensorType, Type, dtype_name
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class VerifyError(NmcError):
@@ -430,6 +432,8 @@ class Graph:
     def nx(self) -> nx.MultiDiGraph:
         """A fresh networkx view: ops as nodes (attribute ``kind``), one edge per use from the
         producing op to the user, keyed by operand position (attribute ``port``)."""
+        import networkx as nx  # imported on use: networkx is slow to import
+
         g = nx.MultiDiGraph()
         for op in self.ops:
             g.add_node(op, kind=op.KIND)

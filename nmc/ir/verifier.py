@@ -9,8 +9,6 @@ avoids a projection (every projection delays by at least one step); and stage in
 
 from __future__ import annotations
 
-import networkx as nx
-
 from nmc.ir.core import Graph, Op, VerifyError
 
 
@@ -63,12 +61,32 @@ def _verify_output(graph: Graph) -> None:
 
 
 def _verify_cycles(graph: Graph) -> None:
-    g = graph.nx()
-    delayed = [(u, v, k) for u, v, k in g.edges(keys=True) if u.KIND == "snn.project"]
-    g.remove_edges_from(delayed)
-    if not nx.is_directed_acyclic_graph(g):
-        cycle = nx.find_cycle(g)
-        raise cycle[0][0].error("is on a cycle that passes through no delayed projection")
+    # a depth-first search over the use edges that do not leave a projection (networkx's
+    # find_cycle, without importing networkx: the verifier runs on every parse)
+    producers = {id(op.result): op for op in graph.ops if op.result is not None}
+    users: dict[int, list[Op]] = {id(op): [] for op in graph.ops}
+    for op in graph.ops:
+        for v in op.operands:
+            src = producers.get(id(v))
+            if src is not None and src.KIND != "snn.project":
+                users[id(src)].append(op)
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for root in graph.ops:
+        if id(root) in state:
+            continue
+        state[id(root)] = 1
+        stack = [(root, iter(users[id(root)]))]
+        while stack:
+            op, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[id(op)] = 2
+                stack.pop()
+            elif state.get(id(nxt)) == 1:
+                raise nxt.error("is on a cycle that passes through no delayed projection")
+            elif id(nxt) not in state:
+                state[id(nxt)] = 1
+                stack.append((nxt, iter(users[id(nxt)])))
 
 
 def _verify_stage(graph: Graph) -> None:

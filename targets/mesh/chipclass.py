@@ -20,7 +20,7 @@ class MeshClass(ChipClass):
     name = "mesh"
     sections = mesh_chip.SECTIONS
     mapping_passes = ("partition", "place", "route")
-    pass_modules = ("nmc.targets.mesh.passes",)
+    pass_modules = {name: "nmc.targets.mesh.passes" for name in mapping_passes}
 
     def check(self, sections, checker):
         mesh_chip.check(sections, checker)

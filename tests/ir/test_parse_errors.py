@@ -187,6 +187,7 @@ def check_diagnostic(text: str, e: NmcError) -> None:
         assert col <= len(src[line - 1]) + 1
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graphs(), st.data())
 def test_corrupted_text_gives_a_diagnostic_or_parses(g, data):

@@ -84,6 +84,7 @@ def roundtrip(g, **options):
 # ------------------------------------------------------------------------- the property
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graphs())
 def test_print_parse_print_is_exact_and_keeps_meaning(g):
@@ -118,6 +119,7 @@ def test_features_name_every_op_kind_and_enum_choice():
     assert {"snn.population:reset=zero", "snn.decode:mode=membrane"} <= FEATURES
 
 
+@pytest.mark.slow
 def test_strategies_draw_every_feature():
     """Every op kind, enum choice and structural variant is actually drawn: a fixed-seed
     stream of graphs reaches all of :data:`FEATURES`."""

@@ -30,7 +30,7 @@ class ToyClass(ChipClass):
     name = "toy"
     sections = {"fabric": Fabric}
     mapping_passes = ("toy-fit",)
-    pass_modules = ("toyclass.passes",)
+    pass_modules = {"toy-fit": "toyclass.passes"}
 
     def formats(self, sections):
         f = sections["fabric"]

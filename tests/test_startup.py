@@ -1,0 +1,45 @@
+"""The command line starts quickly: ``import nmc.cli`` (every ``nmc`` run, ``--version`` and
+``--help`` included) leaves the heavy libraries and the pass library unimported; a command or a
+pipeline imports what it uses.  Checked on ``sys.modules`` in a fresh interpreter, not on the
+clock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("networkx", "scipy", "llvmlite", "onnx", "onnxruntime", "nir", "matplotlib", "tqdm", "sklearn")
+
+
+def imported_after(code: str) -> set[str]:
+    probe = f"{code}\nimport json, sys; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in HEAVY}
+
+
+def test_import_nmc_cli_pulls_in_no_heavy_library():
+    modules = imported_after("import nmc.cli")
+    assert not heavy(modules)
+    assert not {m for m in modules if m.startswith("nmc.passes.")}, "the pass library is imported per pipeline"
+
+
+def test_nmc_version_imports_neither_numpy_nor_the_ir():
+    modules = imported_after("import contextlib, io; from nmc.cli import main\n"
+                             "with contextlib.redirect_stdout(io.StringIO()):\n"
+                             "    try:\n        main(['--version'])\n    except SystemExit:\n        pass")
+    assert not {m for m in modules if m.split(".")[0] in ("numpy", "lark") or m.startswith("nmc.ir")}
+
+
+def test_nmc_opt_imports_only_the_passes_it_runs():
+    dce = Path(__file__).parent / "passes" / "dce.nmir"
+    modules = imported_after("import contextlib, io; from nmc.cli import main\n"
+                             "with contextlib.redirect_stdout(io.StringIO()):\n"
+                             f"    assert main(['opt', {str(dce)!r}, '--split-input-file', '--passes=dce']) == 0")
+    assert not heavy(modules)
+    assert {m for m in modules if m.startswith("nmc.passes.")} == {"nmc.passes.canonicalize", "nmc.passes.fold_affine"}
