@@ -353,7 +353,7 @@ def isolated_state(cwd: str):
         os.environ.update(environ)
         sys.argv = argv
         sys.stdin, sys.stdout, sys.stderr = streams
-        library = set(passmanager.PASS_MODULES)
+        library = set(passmanager.pass_index())
         for name in list(passmanager.PASSES):
             if name not in passes and name not in library:  # a line's own pass; library passes stay loaded
                 del passmanager.PASSES[name]
