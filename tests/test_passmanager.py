@@ -13,7 +13,6 @@ from nmc.ir.ann import Relu
 from nmc.ir.parser import parse_ir
 from nmc.ir.printer import print_graph
 from nmc.passmanager import (
-    PASS_MODULES,
     PASSES,
     Instruments,
     Pass,
@@ -23,6 +22,7 @@ from nmc.passmanager import (
     format_pipeline,
     load_passes,
     parse_pipeline,
+    pass_index,
     register_pass,
 )
 from nmc.ir.types import TensorType
@@ -180,8 +180,9 @@ def test_statistics_accumulate_per_pass(test_passes):
 
 
 def test_the_pass_index_names_each_library_pass_and_its_module():
-    # PASS_MODULES lets a pipeline import only the modules it needs; it must match what the
-    # library's modules register (run in a fresh interpreter: this one has test passes too)
+    # The index (PASS_MODULES and the chip classes' pass_modules) lets a pipeline import only the
+    # modules it needs; it must match what those modules register (run in a fresh interpreter:
+    # this one has test passes too)
     import json
     import subprocess
     import sys
@@ -190,13 +191,14 @@ def test_the_pass_index_names_each_library_pass_and_its_module():
             "print(json.dumps({n: c.__module__ for n, c in load_passes().items()}))")
     registered = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                            check=True).stdout)
-    assert registered == PASS_MODULES
+    assert registered == pass_index()
 
 
 def test_every_registered_pass_has_a_filecheck_file():
-    # tests/passes/<name>.nmir for each pass of the library (a FileCheck test of its output)
+    # tests/passes/<name>.nmir for each pass of the library and of the shipped chip classes (a
+    # FileCheck test of its output)
     passes_dir = Path(__file__).parent / "passes"
-    missing = [name for name in sorted(load_passes()) if name in PASS_MODULES
+    missing = [name for name in sorted(load_passes()) if name in pass_index()
                and not (passes_dir / f"{name}.nmir").is_file()]
     assert not missing, f"passes without tests/passes/<name>.nmir: {missing}"
 
