@@ -18,7 +18,6 @@ Classes are found, in order:
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from typing import Any
 
 from nmc.diagnostics import NmcError
@@ -158,7 +157,9 @@ def unregister_chip_class(name: str) -> None:
     _REGISTERED.pop(name, None)
 
 
-def _entry_points() -> dict[str, metadata.EntryPoint]:
+def _entry_points() -> dict:
+    from importlib import metadata
+
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 

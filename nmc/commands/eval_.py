@@ -26,7 +26,6 @@ from nmc.diagnostics import NmcError, UsageError
 from nmc.fileio import atomic_write
 from nmc.plotting import pyplot, save_png
 from nmc.targets import DEFAULT_CHIP
-from nmc.targets.chip import load_chip
 
 NAME = "eval"
 HELP = "ANN vs float SNN vs integer SNN accuracy"
@@ -118,6 +117,7 @@ def run(args) -> int:
     from nmc.data import load_inputs
     from nmc.evaluation import evaluate
     from nmc.frontends import load
+    from nmc.targets.chip import load_chip
 
     if args.no_cache:
         os.environ["NMC_NO_CACHE"] = "1"  # read by the CPU runtime's JIT (nmc.targets.cpu.jit)

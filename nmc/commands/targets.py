@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from nmc.targets.chip import load_chip, shipped_chips
-from nmc.targets.classes import chip_class
 
 NAME = "targets"
 HELP = "list the shipped chips"
@@ -29,6 +27,9 @@ def add_arguments(p) -> None:
 
 def target_rows() -> list[dict]:
     """One summary row per shipped chip (then cpu), with the full description under ``chip``."""
+    from nmc.targets.chip import load_chip, shipped_chips
+    from nmc.targets.classes import chip_class
+
     rows = []
     for name in shipped_chips():
         chip = load_chip(name)
