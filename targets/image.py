@@ -60,9 +60,13 @@ class Image:
         if MANIFEST not in self.sections:
             return {}
         try:
-            return json.loads(self.sections[MANIFEST].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
+            manifest = json.loads(self.sections[MANIFEST].decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
             raise NmcError(f"the manifest section is not valid JSON: {err}", Loc(self.filename)) from None
+        from nmc.targets.image_check import check_manifest
+
+        check_manifest(manifest, self.filename)
+        return manifest
 
     @cached_property
     def graph(self):
@@ -191,6 +195,7 @@ def read_image(path: str, expect_target: str | None = None) -> Image:
     except OSError as err:
         raise NmcError(f"cannot read image {path}: {err.strerror}") from None
     img = decode_image(data, path)
+    img.manifest  # noqa: B018 — its keys and types are checked on every read (issue 22)
     if expect_target is not None and img.target != expect_target:
         raise NmcError(f"the image is for target '{img.target}', asked for '{expect_target}'", Loc(path),
                        hint=f"recompile with --target {expect_target}")

@@ -93,6 +93,9 @@ def format_text(info: dict) -> str:
 
 
 def run(args) -> int:
+    from nmc.outputs import check_outputs
+
+    check_outputs([args.image], [("--plot", args.plot), ("--html", args.html)])
     image = read_image(args.image)
     info = describe(image)
     if args.plot:

@@ -51,6 +51,9 @@ def _pass_names(text: str, flag: str) -> set[str]:
 
 
 def run(args) -> int:
+    from nmc.outputs import check_outputs
+
+    check_outputs([args.input, args.calib, args.target], [("-o", args.output)])
     filename = "<stdin>" if args.input == "-" else args.input
     text = read_text(args.input)
     sidecar = None if args.input == "-" else sidecar_loader(args.input)

@@ -215,7 +215,7 @@ def prepare(image):
     chip = parse_chip(text, "<image chip section>")
     if chip.chip_class != "mesh":
         raise NmcError(f"the emulator runs mesh-class chips; the image's chip '{chip.name}' is '{chip.chip_class}'")
-    emulator = Emulator(load_sections(sections), chip)
+    emulator = Emulator(load_sections(sections, chip), chip)
 
     def execute(inputs, timesteps=None, record=None) -> RunResult:
         return emulator.run(inputs, timesteps, record)
