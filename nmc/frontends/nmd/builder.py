@@ -380,8 +380,8 @@ def _random(b: Builder, args: Bound) -> Random:
     if dist is None:
         raise b.err(args.node, "random needs a distribution: random(normal, seed = 1, scale = 0.1)")
     seed = args.number("seed", 0, integer=True)
-    if seed < 0:
-        raise b.err(args.node_of("seed"), f"seed must be >= 0, got {seed}")
+    if not 0 <= seed < (1 << 64):
+        raise b.err(args.node_of("seed"), f"seed must lie in 0..2**64-1, got {seed}")
     return Random(dist, seed, float(args.number("scale", 1.0)))
 
 
