@@ -29,6 +29,10 @@ def max_memory() -> int:
     return _parse(os.environ.get("NMC_MAX_MEMORY", ""), DEFAULT_MEMORY)
 
 
+def max_timesteps() -> int:
+    return _parse(os.environ.get("NMC_MAX_TIMESTEPS", ""), MAX_TIMESTEPS)
+
+
 def max_work() -> int:
     return _parse(os.environ.get("NMC_MAX_WORK", ""), DEFAULT_WORK)
 

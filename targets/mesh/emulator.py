@@ -110,6 +110,11 @@ class Emulator:
         arrays, B, T = self._bind(inputs, timesteps)
         steps = T + int(meta["depth"]) - 1
         N, P = self.N, self.P
+        from nmc.limits import check_bytes, check_work
+
+        check_work(B, steps, N + P, "the emulator run")  # estimated before anything is allocated (issue 22)
+        if record:
+            check_bytes(B * steps * N, "recording the spikes")
         neurons = neuron.NeuronState.initial(self.params, B)
         # step -> what every source emitted then, dense and as events (the last max_delay steps)
         emitted: dict[int, tuple[np.ndarray, sp.csr_matrix]] = {}

@@ -217,6 +217,13 @@ class Builder:
             if shape is None:
                 raise self.err(arg.node, f"the shape of {what} is unknown, so an initialiser cannot fill it",
                                hint="give the layer's size, or load the weights from a file")
+            from nmc.limits import max_memory
+
+            # the counter hash works on 12 uint64 words per element while drawing
+            need = math.prod(int(d) for d in shape) * (np.dtype(dtype).itemsize + (96 if isinstance(v, Random) else 0))
+            if need > max_memory():
+                raise self.err(arg.node, f"{what} {list(shape)} would need {need:.3g} bytes, over the limit of "
+                               f"{max_memory():.3g}", hint="a smaller layer, or raise the limit with NMC_MAX_MEMORY=<bytes>")
             if isinstance(v, Splat):
                 if np.issubdtype(dtype, np.integer) and not float(v.value).is_integer():
                     raise self.err(arg.node, f"{what} must be an integer in an integer network, got {v.value}")
