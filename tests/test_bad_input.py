@@ -157,7 +157,10 @@ def test_output_equal_to_input_is_refused(model, tmp_path):
 
 
 def test_output_to_a_device_or_directory_is_refused(model, tmp_path):
-    refused(nmc("run", model, "--input", TEST, "-o", os.devnull), "not a regular file")
+    fifo = tmp_path / "fifo"  # not a device: a regression must not replace /dev/null by a file
+    os.mkfifo(fifo)
+    refused(nmc("run", model, "--input", TEST, "-o", fifo), "not a regular file")
+    assert fifo.is_fifo()
     refused(nmc("run", model, "--input", TEST, "-o", tmp_path), "directory")
 
 
