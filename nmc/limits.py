@@ -1,9 +1,10 @@
 """Size limits checked before allocating or looping (issue 22).
 
 An estimate over the limit is an NmcError giving the estimate and how to raise the limit:
-``NMC_MAX_MEMORY`` (bytes; suffixes K, M, G accepted; default 4G) bounds any one array or state
+``--max-memory`` or ``NMC_MAX_MEMORY`` (bytes; suffixes K, M, G accepted; default 4G) bounds any one array or state
 nmc is asked to allocate from the input, and ``NMC_MAX_WORK`` (default 2e10) bounds the
-element-steps of a run (samples × steps × neurons)."""
+element-steps of a run (samples × steps × neurons); ``NMC_MAX_TIMESTEPS`` (default 2**20)
+bounds the presentation steps."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def check_bytes(n: int, what: str, loc=None) -> None:
     limit = max_memory()
     if n > limit:
         raise NmcError(f"{what} would need {_human(n)}, over the limit of {_human(limit)}", loc,
-                       hint="raise the limit with NMC_MAX_MEMORY=<bytes> (e.g. NMC_MAX_MEMORY=16G) if the machine has it")
+                       hint="raise the limit with --max-memory 16G (or NMC_MAX_MEMORY) if the machine has the memory")
 
 
 def check_work(samples: int, steps: int, neurons: int, what: str = "the run") -> None:

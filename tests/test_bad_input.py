@@ -298,7 +298,7 @@ def test_deep_nesting(tmp_path):
 def test_huge_layers_are_estimated_first(tmp_path, layer):
     p = tmp_path / "n.nmd"
     p.write_text(NMD.format(shape="1, 8, 8" if "conv" in layer else "4", layer=layer))
-    refused(nmc("import", p), "NMC_MAX_MEMORY")
+    refused(nmc("import", p), "--max-memory")
 
 
 def test_huge_board_and_long_runs(seed_image, tmp_path):

@@ -223,7 +223,7 @@ class Builder:
             need = math.prod(int(d) for d in shape) * (np.dtype(dtype).itemsize + (96 if isinstance(v, Random) else 0))
             if need > max_memory():
                 raise self.err(arg.node, f"{what} {list(shape)} would need {need:.3g} bytes, over the limit of "
-                               f"{max_memory():.3g}", hint="a smaller layer, or raise the limit with NMC_MAX_MEMORY=<bytes>")
+                               f"{max_memory():.3g}", hint="a smaller layer, or raise the limit with --max-memory (NMC_MAX_MEMORY)")
             if isinstance(v, Splat):
                 if np.issubdtype(dtype, np.integer) and not float(v.value).is_integer():
                     raise self.err(arg.node, f"{what} must be an integer in an integer network, got {v.value}")
