@@ -19,7 +19,7 @@ NUMERIC = "biuf"  # bool, signed, unsigned, float
 def _load(path: str):
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged header raises ValueError, SyntaxError, TokenError, ...
         raise NmcError(f"{path}: not a numpy .npy or .npz file ({str(err).splitlines()[0] if str(err) else type(err).__name__})",
                        hint="X.npy holds one array; DATA.npz holds x and, for eval, y (numpy.save / numpy.savez)") from None
 

@@ -184,6 +184,12 @@ def decode_image(data: bytes, filename: str = "<image>") -> Image:
     img = Image(target, digest.hex() if any(digest) else "", sections, filename=filename)
     if CHIP in sections and hashlib.sha256(sections[CHIP]).hexdigest() != img.chip_sha256:
         raise fail("corrupt image: the chip description does not match the chip hash in the header")
+    try:
+        canonical = encode_image(img) == bytes(data)
+    except ValueError:
+        canonical = False
+    if not canonical:  # the bytes no CRC covers (padding, section order) must be as nmc writes them
+        raise fail("corrupt image: bytes between the sections (padding) or the section order are not as written")
     return img
 
 

@@ -28,3 +28,15 @@ def check_manifest(manifest, filename: str) -> None:
                 raise fail(f"has '{key}' of the wrong type ({type(v).__name__})")
             if isinstance(v, int) and not isinstance(v, bool) and key in ("timesteps", "latency_steps") and v < 1:
                 raise fail(f"has '{key}' = {v}; it must be at least 1")
+
+
+def check_image(img) -> None:
+    """Before an image runs or is shown: the manifest, the chip description (``parse_chip``) and
+    every field of the chip class's hardware sections (the class's ``check_image``)."""
+    img.manifest  # noqa: B018 — checked by the property
+    if "chip" in img.sections:
+        from nmc.targets.classes import class_of_image
+
+        check = getattr(class_of_image(img), "check_image", None)
+        if check is not None:
+            check(img.sections)

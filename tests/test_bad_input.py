@@ -77,16 +77,41 @@ IMAGE_MUTATIONS = {
 
 
 @pytest.mark.parametrize("name", sorted(IMAGE_MUTATIONS))
-@pytest.mark.parametrize("command", ["run", "inspect"])
+@pytest.mark.parametrize("command", ["emulator", "cpu", "inspect"])
 def test_valid_crc_image_with_bad_content(seed_image, tmp_path, name, command):
     mutate, word = IMAGE_MUTATIONS[name]
     path = tmp_path / "m.nmb"
     path.write_bytes(mutate(seed_image))
     out = tmp_path / "o.npy"
-    argv = (["run", path, "--backend", "emulator", "--input", TEST, "-o", out] if command == "run"
-            else ["inspect", path, "--json"])
+    argv = (["inspect", path, "--json"] if command == "inspect"
+            else ["run", path, "--backend", command, "--input", TEST, "-o", out])
     refused(nmc(*argv), word)
     assert not out.exists()
+
+
+def test_image_padding_is_checked(seed_image, tmp_path):
+    """A flipped bit in the padding between sections, which no CRC covers (found by the fuzzer)."""
+    from nmc.targets.image import decode_image
+
+    img = decode_image(seed_image)
+    names = sorted(img.sections)
+    end = seed_image.index(img.sections[names[0]]) + len(img.sections[names[0]])
+    assert end % 8, "the first section must be followed by padding for this test"
+    data = bytearray(seed_image)
+    data[end] ^= 1
+    path = tmp_path / "m.nmb"
+    path.write_bytes(bytes(data))
+    refused(nmc("inspect", path), "padding")
+
+
+def test_damaged_npy_header(tmp_path):
+    """A .npy whose header does not parse (numpy raises tokenize errors; found by the fuzzer)."""
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 64), np.float32))
+    data = bytearray(x.read_bytes())
+    data[data.index(b"}")] = ord("(")
+    x.write_bytes(bytes(data))
+    refused(nmc("run", EXAMPLES / "digits_mlp.nmir", "--input", x), "not a numpy")
 
 
 def test_image_chip_section_is_validated_by_inspect(seed_image, tmp_path):
@@ -263,10 +288,12 @@ def test_bad_onnx(tmp_path, name):
 
 NMD = "network n\ninput x: [{shape}]\ny = x -> {layer}\noutput y\n"
 NMD_CASES = {
-    "splat-1e309": ("4", "dense(3, weight = splat(1e309))", "non-finite"),
-    "splat-1e308": ("4", "dense(3, weight = splat(1e308))", "non-finite"),
+    "splat-1e309": ("4", "dense(3, weight = splat(1e309))", "finite"),
+    "splat-1e308": ("4", "dense(3, weight = splat(1e308))", "finite"),
     "avgpool-pad-5": ("1, 4, 4", "avgpool(2, pad = 5)", "pads"),
     "random-seed-1e20": ("4", "dense(3, weight = random(normal, seed = 1e20))", "seed"),
+    "input-dimension-1e308": ("1, 8, 1e308", "flatten -> dense(3)", "too large"),
+    "dense-1e400": ("4", "dense(" + "9" * 400 + ")", "too large"),
 }
 
 
