@@ -359,3 +359,16 @@ def test_bad_chip_names(tmp_path, name):
     chip = tmp_path / "c.toml"
     chip.write_text(text.replace('name = "mesh-tiny"', f'name = "{name}"'))
     refused(nmc("compile", EXAMPLES / "digits_mlp.nmir", "--target", chip, "-o", tmp_path / "x.nmb"), "chip name")
+
+
+def test_onnx_damaged_strings_and_attribute_types(tmp_path):
+    """Found by the fuzzer: a byte flip that makes a name invalid UTF-8, or an attribute's type 0."""
+    p = _onnx(tmp_path, "conv", conv=True)
+    m = onnx.load(p)
+    m.graph.node[0].attribute[0].type = onnx.AttributeProto.UNDEFINED
+    p.write_bytes(m.SerializeToString())
+    refused(nmc("import", p), "no type")
+    data = _onnx(tmp_path, "mm").read_bytes()
+    i = data.index(b"mm")
+    p.write_bytes(data[:i] + b"\xc8\x99" + data[i + 2:])
+    refused(nmc("import", p), "UTF-8")

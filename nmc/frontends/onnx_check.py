@@ -17,8 +17,43 @@ from nmc.limits import check_bytes
 _NUMERIC = "biuf"
 
 
+def _bad_string(msg, depth: int = 0) -> str | None:
+    """The first string field of ``msg`` that is not valid UTF-8 (protobuf keeps such text as
+    surrogates), or None."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    if depth > 64:
+        return None
+    for field, value in msg.ListFields():
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == FieldDescriptor.LABEL_REPEATED
+        items = value if repeated else [value]
+        if field.type == FieldDescriptor.TYPE_STRING:
+            for v in items:
+                if not isinstance(v, str):  # upb hands back invalid UTF-8 as bytes
+                    return field.name
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    return field.name
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for v in items:
+                found = _bad_string(v, depth + 1)
+                if found:
+                    return found
+    return None
+
+
 def check_model(model: onnx.ModelProto, path: str) -> None:
     g = model.graph
+    bad = _bad_string(model)
+    if bad:
+        raise NmcError(f"a '{bad}' field of the model is not valid UTF-8 text", Loc(path),
+                       hint="the file is damaged; export the model again")
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.UNDEFINED:
+                raise NmcError(f"attribute '{a.name}' has no type", Loc(path, node=n.name or (n.output[0] if n.output
+                               else "?"), op_type=n.op_type), hint="the file is damaged; export the model again")
     arrays = {}
     for t in g.initializer:
         loc = Loc(path, node=t.name, op_type="initializer")
