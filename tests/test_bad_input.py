@@ -370,5 +370,5 @@ def test_onnx_damaged_strings_and_attribute_types(tmp_path):
     refused(nmc("import", p), "no type")
     data = _onnx(tmp_path, "mm").read_bytes()
     i = data.index(b"mm")
-    p.write_bytes(data[:i] + b"\xc8\x99" + data[i + 2:])
+    p.write_bytes(data[:i] + b"\xff\xfe" + data[i + 2:])
     refused(nmc("import", p), "UTF-8")
