@@ -32,6 +32,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nmc {nmc.__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of internal errors")
+    common.add_argument("--max-memory", metavar="BYTES", help="the largest array nmc allocates from an input, "
+                        "e.g. 16G (default 4G; also NMC_MAX_MEMORY)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         p = sub.add_parser(command.NAME, help=command.HELP, description=command.__doc__,
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    if getattr(args, "max_memory", None):
+        os.environ["NMC_MAX_MEMORY"] = args.max_memory  # read by nmc.limits (issue 22)
     try:
         return args.run(args) or 0
     except NmcError as err:

@@ -19,8 +19,14 @@ def atomic_write(path: str, content: bytes | Callable[[BinaryIO], object]) -> No
 
     The file gets the permissions a plain ``open(path, "w")`` would give.  On any failure
     the temporary file is removed and ``path`` is left as it was."""
+    from nmc.outputs import OutputError, check_output_path
+
+    check_output_path(path)  # a missing directory or a device: exit 1 naming the path (issue 22)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nmc-", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".nmc-", suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror}") from None
     try:
         os.fchmod(fd, _default_mode())
         with os.fdopen(fd, "wb") as f:

@@ -117,7 +117,11 @@ def load_artifact(path_or_graph: Any, **options) -> Any:
         given = sorted(k for k, v in options.items() if v is not None)
         if given:
             raise UsageError(f"{', '.join(given)} apply to model files, not to the image {path_or_graph}")
-        return read_image(path_or_graph)
+        from nmc.targets.image_check import check_image
+
+        image = read_image(path_or_graph)
+        check_image(image)  # every section checked before anything runs, whatever the backend (issue 22)
+        return image
     from nmc.frontends import load
 
     return load(path_or_graph, **options)

@@ -189,6 +189,8 @@ def parse_chip(text: str, path: str) -> Chip:
 
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise NmcError("not valid TOML: it nests arrays or tables too deeply", Loc(path)) from None
     except tomllib.TOMLDecodeError as err:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(err))
         loc = Loc(path, int(m.group(1)), int(m.group(2))) if m else Loc(path)
@@ -200,6 +202,9 @@ def parse_chip(text: str, path: str) -> Chip:
             raise NmcError(f"the chip description is missing '{key}'", Loc(path),
                            hint="see targets/chips/*.toml for complete descriptions")
     top = {k: check.value(None, k, data[k], str, {}) for k in TOP}
+    if not CHIP_NAME.fullmatch(top["name"]):
+        raise check.error(f"'name' = {top['name']!r} is not a chip name", None, "name",
+                          hint="a chip name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if top["class"] not in known_classes():
         raise check.error(f"unknown chip class '{top['class']}'", None, "class",
                           hint=f"chip classes: {', '.join(known_classes())}")
@@ -222,13 +227,22 @@ def parse_chip(text: str, path: str) -> Chip:
                 formats=cls.formats(sections), path=path, digest=hashlib.sha256(text.encode()).hexdigest())
 
 
+CHIP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def load_chip(name_or_path: str) -> Chip:
     """A shipped chip by name (``"mesh"``) or a user's description by path (``my_chip.toml``)."""
     if os.sep in name_or_path or name_or_path.endswith(".toml") or os.path.exists(name_or_path):
         if not os.path.isfile(name_or_path):
             raise NmcError(f"chip description {name_or_path} does not exist")
-        with open(name_or_path, encoding="utf-8") as f:
-            return parse_chip(f.read(), name_or_path)
+        try:
+            with open(name_or_path, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as err:
+            raise NmcError(f"the chip description is not UTF-8 text (byte {err.start})", Loc(name_or_path)) from None
+        except OSError as err:
+            raise NmcError(f"cannot read chip description {name_or_path}: {err.strerror}") from None
+        return parse_chip(text, name_or_path)
     shipped = chips_dir() / f"{name_or_path}.toml"
     if not shipped.is_file():
         raise NmcError(f"unknown target '{name_or_path}'",

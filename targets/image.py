@@ -60,9 +60,13 @@ class Image:
         if MANIFEST not in self.sections:
             return {}
         try:
-            return json.loads(self.sections[MANIFEST].decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as err:
+            manifest = json.loads(self.sections[MANIFEST].decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
             raise NmcError(f"the manifest section is not valid JSON: {err}", Loc(self.filename)) from None
+        from nmc.targets.image_check import check_manifest
+
+        check_manifest(manifest, self.filename)
+        return manifest
 
     @cached_property
     def graph(self):
@@ -180,6 +184,12 @@ def decode_image(data: bytes, filename: str = "<image>") -> Image:
     img = Image(target, digest.hex() if any(digest) else "", sections, filename=filename)
     if CHIP in sections and hashlib.sha256(sections[CHIP]).hexdigest() != img.chip_sha256:
         raise fail("corrupt image: the chip description does not match the chip hash in the header")
+    try:
+        canonical = encode_image(img) == bytes(data)
+    except ValueError:
+        canonical = False
+    if not canonical:  # the bytes no CRC covers (padding, section order) must be as nmc writes them
+        raise fail("corrupt image: bytes between the sections (padding) or the section order are not as written")
     return img
 
 
@@ -191,6 +201,7 @@ def read_image(path: str, expect_target: str | None = None) -> Image:
     except OSError as err:
         raise NmcError(f"cannot read image {path}: {err.strerror}") from None
     img = decode_image(data, path)
+    img.manifest  # noqa: B018 — its keys and types are checked on every read (issue 22)
     if expect_target is not None and img.target != expect_target:
         raise NmcError(f"the image is for target '{img.target}', asked for '{expect_target}'", Loc(path),
                        hint=f"recompile with --target {expect_target}")

@@ -18,7 +18,7 @@ import json
 
 from nmc.commands.nir_options import add_nir_options, nir_options
 from nmc.diagnostics import UsageError
-from nmc.fileio import atomic_write
+from nmc.outputs import check_outputs, write_all
 
 NAME = "compile"
 HELP = "compile a model into an image for a target"
@@ -54,11 +54,14 @@ def run(args) -> int:
     from nmc.data import load_inputs
     from nmc.frontends import load
     from nmc.passmanager import Instruments, parse_pipeline
+    from nmc.targets.image import encode_image
 
     if args.timesteps is not None and args.timesteps < 1:
         raise UsageError(f"--timesteps must be at least 1, got {args.timesteps}")
     if not args.print_pipeline and not args.output:
         raise UsageError("nmc compile needs -o OUT.nmb (or --print-pipeline)")
+    check_outputs([args.model, args.calib, args.target], [("-o", args.output), ("--report", args.report),
+                                                          ("--html", args.html)])
     graph = load(args.model, **nir_options(args))
     target = resolve_target(args.target)
     if args.print_pipeline:
@@ -78,19 +81,20 @@ def run(args) -> int:
     image = compile_graph(graph, target, calibration=calibration, timesteps=args.timesteps, opt_level=args.opt_level,
                           pipeline=args.pipeline, seed=args.seed, source_path=args.model, instruments=instruments,
                           convert=args.convert, quantize=args.quantize)
-    image.save(args.output)
     losses = None
     if args.html and calibration is not None:
         from nmc.report_data import LOSS_SAMPLES, conversion_losses
 
         losses = conversion_losses(graph, image, calibration)
     summary = report(image, losses=losses, loss_samples=min(LOSS_SAMPLES, len(calibration)) if losses else None)
+    writes = [(args.output, encode_image(image))]  # the image and its reports: all or nothing (issue 22)
     if args.report:
-        atomic_write(args.report, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+        writes.append((args.report, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()))
     if args.html:
         from nmc.report_html import render
 
-        atomic_write(args.html, render(summary).encode())
+        writes.append((args.html, render(summary).encode()))
+    write_all(writes)
     sections = ", ".join(f"{n} {len(b)} B" for n, b in sorted(image.sections.items()))
     print(f"wrote {args.output}: target {image.target}, {sections}")
     if summary.get("cores") is not None:

@@ -24,6 +24,7 @@ import os
 
 from nmc.diagnostics import NmcError, UsageError
 from nmc.fileio import atomic_write
+from nmc.outputs import check_outputs
 from nmc.plotting import pyplot, save_png
 from nmc.targets import DEFAULT_CHIP
 
@@ -122,6 +123,8 @@ def run(args) -> int:
     if args.no_cache:
         os.environ["NMC_NO_CACHE"] = "1"  # read by the CPU runtime's JIT (nmc.targets.cpu.jit)
     timesteps = parse_timesteps(args.timesteps)
+    check_outputs([args.model, args.data, args.calib, args.target],
+                  [("--report", args.report), ("--html", args.html), ("--plot", args.plot)])
     x, y = load_inputs(args.data)
     if y is None:
         raise NmcError(f"{args.data} has no labels 'y'", hint="nmc eval needs DATA.npz with x and y")

@@ -30,6 +30,9 @@ def run(args) -> int:
     from nmc.exporters.nir import export_nir
     from nmc.frontends import choose_frontend, load
 
+    from nmc.outputs import check_outputs
+
+    check_outputs([args.model], [("-o", args.output)])
     options = {"dt": args.dt} if choose_frontend(args.model).name == "nir" else {}
     graph = load(args.model, **options)
     export_nir(graph, args.output, dt=args.dt)

@@ -26,7 +26,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from nmc.frontends import load
     from nmc.ir.io import format_ir, write_ir
+    from nmc.outputs import check_outputs
 
+    check_outputs([args.model], [("-o", args.output)])
     graph = load(args.model, **nir_options(args))
     if args.output:
         write_ir(graph, args.output, debuginfo=args.print_debuginfo, print_blobs=args.print_blobs)

@@ -93,7 +93,13 @@ def format_text(info: dict) -> str:
 
 
 def run(args) -> int:
+    from nmc.outputs import check_outputs
+
+    check_outputs([args.image], [("--plot", args.plot), ("--html", args.html)])
     image = read_image(args.image)
+    from nmc.targets.image_check import check_image
+
+    check_image(image)  # the chip through parse_chip, the class's sections field by field (issue 22)
     info = describe(image)
     if args.plot:
         if CHIP not in image.sections:

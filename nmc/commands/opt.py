@@ -51,9 +51,11 @@ def run(args) -> int:
     from nmc.data import load_inputs
     from nmc.ir.io import format_ir, read_text, sidecar_loader, write_ir
     from nmc.ir.parser import parse_ir, split_cases
+    from nmc.outputs import check_outputs
     from nmc.passmanager import Instruments, PassContext, PassManager, read_reproducer_pipeline
     from nmc.targets.chip import load_chip
 
+    check_outputs([args.input, args.calib, args.target], [("-o", args.output)])
     filename = "<stdin>" if args.input == "-" else args.input
     text = read_text(args.input)
     sidecar = None if args.input == "-" else sidecar_loader(args.input)

@@ -16,7 +16,7 @@ import os
 
 from nmc.commands.nir_options import add_nir_options, nir_options
 from nmc.diagnostics import UsageError
-from nmc.fileio import atomic_write
+from nmc.outputs import check_outputs, write_all
 
 NAME = "run"
 HELP = "run a model or image on inputs"
@@ -38,12 +38,12 @@ def add_arguments(p) -> None:
     p.add_argument("--report", metavar="R.json", help="a JSON report for pipelines")
 
 
-def _save_npy(path: str, arr) -> None:
+def _npy(arr) -> bytes:
     import numpy as np
 
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr))  # the same values give the same bytes, whatever the backend
-    atomic_write(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def run(args) -> int:
@@ -58,18 +58,21 @@ def run(args) -> int:
         raise UsageError(f"--timesteps must be at least 1, got {args.timesteps}")
     if args.record_all and not args.record:
         raise UsageError("--record-all needs --record SPIKES.npz")
+    check_outputs([args.artifact, args.input], [("-o", args.output), ("--record", args.record),
+                                                ("--report", args.report)])
     x, y = load_inputs(args.input)
     record = ("all" if args.record_all else "output") if args.record else None
     result = run_artifact(args.artifact, x, backend=args.backend, timesteps=args.timesteps, record=record, **nir_options(args))
+    writes = []  # every output file, all or nothing (issue 22)
     if args.output:
         if len(result.outputs) != 1:
             raise UsageError(f"the model has {len(result.outputs)} outputs; -o takes one", hint="use --report, or a model with one output")
-        _save_npy(args.output, result.outputs[0])
+        writes.append((args.output, _npy(result.outputs[0])))
     if args.record:
         arrays = result.recorded
         if not args.record_all and len(arrays) == 1:
             arrays = {"spikes": next(iter(arrays.values()))}
-        atomic_write(args.record, lambda f: np.savez_compressed(f, **arrays))
+        writes.append((args.record, lambda f: np.savez_compressed(f, **arrays)))
     samples = len(x)
     accuracy = float(np.mean(result.predictions() == y)) if y is not None else None
     if args.report:
@@ -80,7 +83,8 @@ def run(args) -> int:
         }
         if accuracy is not None:
             report["accuracy"] = accuracy
-        atomic_write(args.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+        writes.append((args.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode()))
+    write_all(writes)
     _print_summary(result, samples, accuracy)
     return 0
 

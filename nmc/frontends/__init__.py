@@ -93,4 +93,8 @@ def load(path: str, **options) -> Graph:
     if unknown:
         raise UsageError(f"option{'s' if len(unknown) > 1 else ''} {', '.join('--' + u for u in unknown)} "
                          f"do{'' if len(unknown) > 1 else 'es'} not apply to {fe.name} files")
-    return fe.load(path, **given)
+    graph = fe.load(path, **given)
+    from nmc.ir.verifier import verify
+
+    verify(graph)  # every frontend's graph is checked at the boundary: NaN weights too (issue 22)
+    return graph

@@ -41,6 +41,9 @@ _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "Rando
 def load_onnx(path: str) -> Graph:
     """Read the ONNX model at ``path`` into an ``ann`` graph (see the module contract)."""
     model = _read(path)
+    from nmc.frontends.onnx_check import check_model
+
+    check_model(model, path)  # initializers, outputs, kernel shapes (issue 22)
     opset = _default_opset(model)
     if model.functions:  # exporters (dynamo) may wrap modules in model-local functions
         try:

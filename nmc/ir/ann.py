@@ -290,6 +290,11 @@ class AvgPool(Op):
         x = tensor_operand(self, self.x, rank=(2, 3))
         require(self, len(self.kernel) >= 1 and all(k >= 1 for k in self.kernel), f"bad kernel {list(self.kernel)}")
         out = check_window(self, x, self.kernel, self.ceil_mode)
+        n = len(self.kernel)
+        require(self, self.count_include_pad or all(self.pads[i] < self.kernel[i] and self.pads[n + i] < self.kernel[i]
+                                                    for i in range(n)),
+                f"pads {list(self.pads)} must be smaller than the kernel {list(self.kernel)} without "
+                "count_include_pad (a window of padding alone has no average)")
         return TensorType((x.shape[0], *out), x.dtype)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 import sys
 from collections.abc import Callable, Sequence
 
@@ -31,8 +32,9 @@ def sidecar_loader(path: str) -> Callable[[str], np.ndarray | None]:
                 try:
                     with np.load(sidecar_path(path), allow_pickle=False) as npz:
                         loaded = {k: npz[k] for k in npz.files}
-                except (OSError, ValueError) as err:
-                    raise NmcError(f"cannot read blob sidecar {sidecar_path(path)}: {err}") from None
+                except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+                    raise NmcError(f"cannot read blob sidecar {sidecar_path(path)}: {err}",
+                                   hint="the .npz beside the IR file is damaged; write the IR again") from None
         return loaded.get(name)
 
     return lookup

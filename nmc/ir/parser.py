@@ -509,6 +509,9 @@ def split_cases(text: str) -> list[str]:
 def parse_ir(text: str, filename: str = "<string>", sidecar=None, verify: bool = True) -> Graph:
     """Parse one graph.  ``sidecar(name)`` returns the contents of a blob declared without
     them (or None); by default there is no sidecar.  The verifier runs unless ``verify=False``."""
+    from nmc.limits import check_nesting
+
+    check_nesting(text, filename)  # the parser recurses: a depth limit, not a RecursionError (issue 22)
     src = Source(text, filename)
     parser = _parser()
     try:

@@ -42,6 +42,9 @@ PROJECTION_KINDS = ("dense", "conv2d", "pool", "maxgate", "one_to_one", "sparse"
 WINDOWED_KINDS = ("conv2d", "pool", "maxgate")  # kinds with strides and pads
 DECAY_ONE = 4096  # decays du, dv are in units of 1/4096
 
+MAX_DELAY = (1 << 16) - 1  # the longest synaptic delay, in steps (a mesh image's syn_delay field)
+MAX_EXPONENT = 30  # the largest weight_exponent_max a chip description may give (issue 22)
+
 
 @register("snn.encode")
 class Encode(Op):
@@ -154,8 +157,9 @@ class Project(Op):
     def infer_type(self):
         src = self.src.type
         require(self, isinstance(src, SpikeType), f"expects spikes as its source, got {src}")
-        require(self, self.delay >= 1, f"delay must be >= 1 step, got {self.delay}")
-        require(self, self.exponent >= 0, f"exponent must be >= 0, got {self.exponent}")
+        require(self, 1 <= self.delay <= MAX_DELAY, f"delay must lie in 1..{MAX_DELAY} steps, got {self.delay}")
+        require(self, 0 <= self.exponent <= MAX_EXPONENT,
+                f"exponent must lie in 0..{MAX_EXPONENT} (a chip's weight_exponent_max is at most that), got {self.exponent}")
         if self.kind == "dense":
             self._only({"shape"})
             w = self._weight_blob(2, "[out, in]")

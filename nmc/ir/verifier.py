@@ -27,6 +27,23 @@ def verify(graph: Graph) -> None:
     _verify_output(graph)
     _verify_cycles(graph)
     _verify_stage(graph)
+    _verify_finite(graph)
+
+
+def _verify_finite(graph: Graph) -> None:
+    """Weights and constants hold finite numbers (issue 22: NaN and Inf weights); a threshold
+    may be infinite (a population that never fires), never NaN."""
+    import numpy as np
+
+    for op in graph.ops:
+        for name, blob in op.blobs():
+            data = blob.data
+            if data.dtype.kind != "f":
+                continue
+            bad = int(np.count_nonzero(np.isnan(data) if name == "threshold" else ~np.isfinite(data)))
+            if bad:
+                raise op.error(f"'{name}' has {bad} {'NaN' if name == 'threshold' else 'non-finite'} value(s) of {blob.size}",
+                               hint="the model's weights are damaged (NaN or infinity); export it again")
 
 
 def _verify_ssa(graph: Graph, position: dict[int, int]) -> None:

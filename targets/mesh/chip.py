@@ -66,6 +66,7 @@ class Energy:
     chip_hop_j: float = spec(0.0, 1.0, same_as="spike_hop_j")  # a hop between two chips
 
 
+MAX_BOARD_CORES = 1 << 20
 SECTIONS = {"mesh": Mesh, "core": Core, "state": State, "noc": Noc, "energy": Energy}
 
 
@@ -75,6 +76,12 @@ def check(sections: dict, checker) -> None:
     if core.weight_bits_min > core.weight_bits_max:
         raise checker.error(f"'[core] weight_bits_min' = {core.weight_bits_min} exceeds weight_bits_max = "
                             f"{core.weight_bits_max}", "core", "weight_bits_min")
+    mesh = sections["mesh"]
+    cores = mesh.cores_x * mesh.cores_y * mesh.chips_x * mesh.chips_y
+    if cores > MAX_BOARD_CORES:  # the mapping passes hold per-core tables of the whole board (issue 22)
+        raise checker.error(f"the board has {cores} cores ({mesh.cores_x}x{mesh.cores_y} per chip, "
+                            f"{mesh.chips_x}x{mesh.chips_y} chips); nmc maps onto at most {MAX_BOARD_CORES}",
+                            "mesh", "cores_x", hint="describe the part of the board the model uses")
 
 
 def formats(sections: dict) -> Formats:

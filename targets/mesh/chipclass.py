@@ -79,6 +79,12 @@ class MeshClass(ChipClass):
 
         return prepare(image)
 
+    def check_image(self, sections):
+        """Every field of the hardware sections against the chip (NmcError naming it)."""
+        from nmc.targets.mesh.sections import load_sections
+
+        load_sections(sections)
+
     def core_table(self, sections):
         from nmc.targets.mesh.views import core_table
 

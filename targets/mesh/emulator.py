@@ -110,6 +110,11 @@ class Emulator:
         arrays, B, T = self._bind(inputs, timesteps)
         steps = T + int(meta["depth"]) - 1
         N, P = self.N, self.P
+        from nmc.limits import check_bytes, check_work
+
+        check_work(B, steps, N + P, "the emulator run")  # estimated before anything is allocated (issue 22)
+        if record:
+            check_bytes(B * steps * N, "recording the spikes")
         neurons = neuron.NeuronState.initial(self.params, B)
         # step -> what every source emitted then, dense and as events (the last max_delay steps)
         emitted: dict[int, tuple[np.ndarray, sp.csr_matrix]] = {}
@@ -215,7 +220,7 @@ def prepare(image):
     chip = parse_chip(text, "<image chip section>")
     if chip.chip_class != "mesh":
         raise NmcError(f"the emulator runs mesh-class chips; the image's chip '{chip.name}' is '{chip.chip_class}'")
-    emulator = Emulator(load_sections(sections), chip)
+    emulator = Emulator(load_sections(sections, chip), chip)
 
     def execute(inputs, timesteps=None, record=None) -> RunResult:
         return emulator.run(inputs, timesteps, record)

@@ -250,6 +250,17 @@ def link_rows(routes: dict, per_link: dict[str, np.ndarray]) -> list[dict]:
 # -------------------------------------------------------------------------------- loading
 
 
+def _section_chip(raw: bytes):
+    """The validated chip of an image's ``chip`` section (NmcError when it is not one)."""
+    from nmc.targets.chip import parse_chip
+
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise SectionError("the image's 'chip' section is not UTF-8 text") from None
+    return parse_chip(text, "<image chip section>")
+
+
 @dataclass
 class MeshProgram:
     """The parsed, cross-checked hardware sections (names as in the module docstring)."""
@@ -296,8 +307,13 @@ def _in_range(a: np.ndarray, lo: int, hi: int, section: str, name: str) -> None:
     _check(a.size == 0 or (int(a.min()) >= lo and int(a.max()) < hi), section, f"'{name}' has values outside [{lo}, {hi})")
 
 
-def load_sections(sections: dict[str, bytes]) -> MeshProgram:
-    """Parse and cross-check the hardware sections (module contract)."""
+def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
+    """Parse and cross-check the hardware sections (module contract); every field is checked
+    against ``chip`` (by default the image's own ``chip`` section, when it has one)."""
+    from nmc.targets.mesh import validate
+
+    if chip is None and isinstance(sections.get("chip"), bytes | bytearray):
+        chip = _section_chip(sections["chip"])
     parsed = {}
     for name in SECTIONS:
         if name not in sections:
@@ -309,15 +325,19 @@ def load_sections(sections: dict[str, bytes]) -> MeshProgram:
         parsed[name] = arrays
     try:
         meta = json.loads(parsed["mesh.ports"]["meta"].tobytes().decode())
+        validate.check_meta(meta)
         T, depth = int(meta["timesteps"]), int(meta["depth"])
         for key in ("inputs", "encoders", "outputs", "populations"):
             _check(isinstance(meta[key], list), "mesh.ports", f"'{key}' is not a list")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+    except SectionError:
+        raise
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise SectionError(f"image section 'mesh.ports' is malformed: its meta is not the expected JSON ({err})") from None
     c, n, s, r = (parsed[k] for k in SECTIONS[:4])
     C = len(c["start"]) - 1
     _check(C >= 1 and c["pos"].shape == (C, 4) and all(len(c[k]) == C for k in ("axons", "synapse_bits", "outputs")),
            "mesh.cores", "core tables disagree on the number of cores")
+    validate.check_arrays(c, parsed["mesh.neurons"], parsed["mesh.synapses"], r, chip)
     N = int(c["start"][-1])
     _csr(c["start"], C, N, "mesh.cores", "start")
     for k in _SCHEMA["mesh.neurons"]:
@@ -362,6 +382,7 @@ def load_sections(sections: dict[str, bytes]) -> MeshProgram:
     _check(T >= 1 and depth >= 1, "mesh.ports", "timesteps and depth must be at least 1")
     sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
     _check(sum(sizes) == N, "mesh.ports", "population shapes do not add up to the neurons")
+    validate.check_ports(meta)
     for e in meta["encoders"]:
         source_ok = (0 <= e["input"] < len(meta["inputs"])
                      or (e["input"] == -1 and len(e.get("constant", ())) == e["size"] and e["encoding"] != "spikes"))

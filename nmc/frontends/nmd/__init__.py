@@ -43,6 +43,9 @@ def load_nmd(path: str) -> Graph:
 
 def parse_nmd(text: str, filename: str = "<string>", base_dir: str = ".") -> Graph:
     """Parse and build one network from ``text``; relative weight paths start at ``base_dir``."""
+    from nmc.limits import check_nesting
+
+    check_nesting(text, filename)  # the parser recurses: a depth limit, not a RecursionError (issue 22)
     src = Source(text, filename)
     parser = nmd_parser()
     try:

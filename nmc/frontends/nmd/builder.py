@@ -140,7 +140,13 @@ class Builder:
         if integer:
             if isinstance(v, float) and not v.is_integer():
                 raise self.err(arg.node, f"{what} must be an integer, got {v}")
+            if not -(1 << 64) < v < (1 << 64):  # sizes, seeds, shapes: bounded before anything is made (issue 22)
+                raise self.err(arg.node, f"{what} = {_approx(int(v))} is too large an integer (at most 2**64 - 1)")
             return int(v)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise self.err(arg.node, f"{what} must be a finite number, got {v}")
+        if isinstance(v, int) and not -(1 << 1000) < v < (1 << 1000):
+            raise self.err(arg.node, f"{what} is too large a number")
         return v
 
     # -- calls -------------------------------------------------------------------------------
@@ -217,6 +223,13 @@ class Builder:
             if shape is None:
                 raise self.err(arg.node, f"the shape of {what} is unknown, so an initialiser cannot fill it",
                                hint="give the layer's size, or load the weights from a file")
+            from nmc.limits import max_memory
+
+            # the counter hash works on 12 uint64 words per element while drawing
+            need = math.prod(int(d) for d in shape) * (np.dtype(dtype).itemsize + (96 if isinstance(v, Random) else 0))
+            if need > max_memory():
+                raise self.err(arg.node, f"{what} {list(shape)[:8]} would need {_approx(need)} bytes, over the limit of "
+                               f"{max_memory():.3g}", hint="a smaller layer, or raise the limit with --max-memory (NMC_MAX_MEMORY)")
             if isinstance(v, Splat):
                 if np.issubdtype(dtype, np.integer) and not float(v.value).is_integer():
                     raise self.err(arg.node, f"{what} must be an integer in an integer network, got {v.value}")
@@ -366,6 +379,8 @@ class Builder:
             d = self.as_number(Arg(self.eval(c, scope), c), "a dimension", integer=True)
             if d < 1:
                 raise self.err(c, f"dimensions must be positive, got {d}")
+            if d > (1 << 31):
+                raise self.err(c, f"a dimension of {d} is over the limit of 2**31")
             dims.append(d)
         if not dims:
             raise self.err(node, "a shape needs at least one dimension")
@@ -375,13 +390,19 @@ class Builder:
 # ---------------------------------------------------------------------------- initialisers
 
 
+def _approx(n: int) -> str:
+    """``n`` to 3 digits, however large (an int too large for a float has many digits)."""
+    digits = str(n)
+    return f"{n:.3g}" if len(digits) < 300 else f"{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
+
+
 def _random(b: Builder, args: Bound) -> Random:
     dist = args.word("dist", ("normal", "uniform"), "normal") if args.has("dist") else None
     if dist is None:
         raise b.err(args.node, "random needs a distribution: random(normal, seed = 1, scale = 0.1)")
     seed = args.number("seed", 0, integer=True)
-    if seed < 0:
-        raise b.err(args.node_of("seed"), f"seed must be >= 0, got {seed}")
+    if not 0 <= seed < (1 << 64):
+        raise b.err(args.node_of("seed"), f"seed must lie in 0..2**64-1, got {seed}")
     return Random(dist, seed, float(args.number("scale", 1.0)))
 
 
