@@ -94,7 +94,8 @@ def load(path: str, **options) -> Graph:
         raise UsageError(f"option{'s' if len(unknown) > 1 else ''} {', '.join('--' + u for u in unknown)} "
                          f"do{'' if len(unknown) > 1 else 'es'} not apply to {fe.name} files")
     graph = fe.load(path, **given)
-    from nmc.ir.verifier import verify
+    from nmc.ir.verifier import check_finite, verify
 
-    verify(graph)  # every frontend's graph is checked at the boundary: NaN weights too (issue 22)
+    verify(graph)  # every frontend's graph is checked at the boundary, its weights too (issue 22)
+    check_finite(graph)
     return graph

@@ -27,12 +27,13 @@ def verify(graph: Graph) -> None:
     _verify_output(graph)
     _verify_cycles(graph)
     _verify_stage(graph)
-    _verify_finite(graph)
 
 
-def _verify_finite(graph: Graph) -> None:
-    """Weights and constants hold finite numbers (issue 22: NaN and Inf weights); a threshold
-    may be infinite (a population that never fires), never NaN."""
+def check_finite(graph: Graph) -> None:
+    """Weights and constants hold finite numbers; a threshold may be infinite (a population
+    that never fires), never NaN.  Not part of :func:`verify`: the IR itself holds any float
+    (its text round-trips NaN and infinities); model files are checked at the boundary
+    (:func:`nmc.frontends.load`), where NaN weights mean a damaged export (issue 22)."""
     import numpy as np
 
     for op in graph.ops:
