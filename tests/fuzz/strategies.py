@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -78,7 +77,6 @@ output y
 
 
 def _onnx_model(conv: bool) -> bytes:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     if conv:
