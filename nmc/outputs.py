@@ -80,23 +80,12 @@ def check_outputs(inputs: Iterable[str | None], outputs: Iterable[tuple[str, str
 def write_all(items: list[tuple[str, bytes | Callable[[BinaryIO], object]]]) -> None:
     """Write every ``(path, content)`` to a temporary file beside it, then rename them all: after
     a failure while writing, no output is left (earlier temporaries are removed)."""
-    import tempfile
-
-    from nmc.fileio import _default_mode
+    from nmc.fileio import write_beside
 
     temps: list[tuple[str, str]] = []
     try:
         for path, content in items:
-            check_output_path(path)
-            directory = os.path.dirname(os.path.abspath(path))
-            fd, tmp = tempfile.mkstemp(prefix=".nmc-", suffix=".tmp", dir=directory)
-            temps.append((tmp, path))
-            os.fchmod(fd, _default_mode())
-            with os.fdopen(fd, "wb") as f:
-                if isinstance(content, bytes | bytearray):
-                    f.write(content)
-                else:
-                    content(f)
+            temps.append((write_beside(path, content), path))
         for tmp, path in temps:
             os.replace(tmp, path)
     except BaseException:
