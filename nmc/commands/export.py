@@ -13,8 +13,6 @@ examples:
 from __future__ import annotations
 
 
-NAME = "export"
-HELP = "write a spiking model as NIR"
 FORMATS = ("nir",)
 
 

@@ -18,8 +18,6 @@ from nmc.commands.nir_options import add_nir_options, nir_options
 from nmc.diagnostics import UsageError
 from nmc.outputs import check_outputs, write_all
 
-NAME = "run"
-HELP = "run a model or image on inputs"
 
 
 def add_arguments(p) -> None:
