@@ -296,17 +296,18 @@ Exports: the dynamo exporter (`torch.onnx.export(..., dynamo=True)`, torch's def
 opsets 18, 19 and 20 with a batch of 1, at opset 18 with a symbolic batch axis
 (`dynamic_shapes`) for some models, and the TorchScript exporter (`dynamo=False`) at opset 17.
 The last column is the largest absolute difference between nmc's ANN reference semantics
-(`nmc.semantics.run_ann`, float32) and onnxruntime on two random input samples.
+(`nmc.semantics.run_ann`, float32) and onnxruntime on the recorded random inputs (two samples;
+one for VGG-11 at 224×224).
 
 {table}
 
 What the dynamo exporter writes that the TorchScript exporter does not: `ReduceMean` with its
 axes as an input (opset 18+) for every adaptive or global average pool to 1×1 and for
 `x.mean(...)` (TorchScript writes `GlobalAveragePool`, or `ReduceMean` with an `axes`
-attribute); `Reshape` with `allowzero=1` for `torch.flatten`; BatchNormalization folded into the
-convolution before it; with a symbolic batch axis, `Shape`/`Gather`/`Concat` chains for the
-`Reshape` target. nmc maps `ReduceMean` over spatial axes to `ann.global_avgpool` (all of them)
-or `ann.avgpool` (some), over the channel or feature axis to a convolution or dense layer with
+attribute); `Reshape` with `allowzero=1` and a constant target (`[1, n]`, or `[-1, n]` with a
+symbolic batch axis) instead of `Flatten`. Both fold BatchNormalization into the convolution
+before it. nmc maps `ReduceMean` over spatial axes to `ann.global_avgpool` (all of them) or
+`ann.avgpool` (some), over the channel or feature axis to a convolution or dense layer with
 weights 1/n, and drops a `keepdims=0` axis with `ann.reshape`; a mean over the batch axis is
 refused. VGG-11 at 32×32 needs its `AdaptiveAvgPool2d((7, 7))` to upsample 1×1 to 7×7, which
 the dynamo exporter writes as `GatherND` of a transposed tensor: nmc names that node and refuses
