@@ -285,8 +285,10 @@ environment) from the files in `tests/data/onnx-torch/`, which the same script e
 docstring says how to make that environment) with:
 {versions}.
 Weights are random (seed {seed}); every file holds its weights. `tests/test_onnx_torch.py`
-checks every row, and compiles `lenet-gap` from the dynamo exporter with `nmc compile --target
-cpu` and runs it with `nmc run` (slow tier).
+checks every row, and compiles `lenet-gap` and `resnet18` from the dynamo exporter with `nmc
+compile --target cpu --convert encoding=current` and runs them with `nmc run` (slow tier).
+`mobilenet-v2` imports, but `convert-to-spiking` refuses its linear bottlenecks (a convolution
+fed by a convolution with no ReLU between them), naming the node.
 
 The models (torchvision's classes at reduced widths, so that the files stay small; the
 structure and the operators are the full models'):

@@ -108,15 +108,17 @@ def test_upsampling_adaptive_pool_refused_with_the_node(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_compile_for_cpu_and_run(tmp_path, capsys):
-    """The LeNet with a global average pool, from the dynamo exporter, through `nmc compile
-    --target cpu` (the inputs are N(0, 1), so current encoding) and `nmc run`: the CPU runtime
-    and the reference semantics agree bit for bit, and pick the class onnxruntime picks."""
-    x = _inputs({"model": "lenet-gap"})
+@pytest.mark.parametrize("name", ["lenet-gap", "resnet18"])
+def test_compile_for_cpu_and_run(tmp_path, capsys, name):
+    """A LeNet with a global average pool and the ResNet-18, from the dynamo exporter, through
+    `nmc compile --target cpu` (the inputs are N(0, 1), so current encoding) and `nmc run`: the
+    CPU runtime and the reference semantics agree bit for bit, and pick the class onnxruntime
+    picks."""
+    x = _inputs({"model": name})
     data = tmp_path / "x.npz"
     np.savez(data, x=x)
-    image = tmp_path / "lenet.nmb"
-    assert main(["compile", str(DATA / "lenet-gap-dynamo18.onnx"), "--target", "cpu", "--calib", str(data),
+    image = tmp_path / "model.nmb"
+    assert main(["compile", str(DATA / f"{name}-dynamo18.onnx"), "--target", "cpu", "--calib", str(data),
                  "--timesteps", "16", "--convert", "encoding=current", "-o", str(image)]) == 0
     outs = {}
     for backend in ("reference", "cpu"):
@@ -126,7 +128,7 @@ def test_compile_for_cpu_and_run(tmp_path, capsys):
     capsys.readouterr()
     assert outs["cpu"].shape == (len(x), 10)
     np.testing.assert_array_equal(outs["cpu"], outs["reference"])
-    ann = np.load(DATA / "lenet-gap-dynamo18.npz")["y"]
+    ann = np.load(DATA / f"{name}-dynamo18.npz")["y"]
     assert (outs["cpu"].argmax(1) == ann.argmax(1)).all()  # the spiking network picks onnxruntime's class
 
 
