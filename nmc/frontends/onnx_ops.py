@@ -612,11 +612,11 @@ def reduce_mean(cx, node):
     if not out_shape:
         raise cx.error(f"ReduceMean of per-sample {x.type} to a scalar (keepdims=0)",
                        hint="export the mean with keepdim=True, or reduce fewer axes")
-    if rank == 1 or rank > 3:
-        if rank > 3:
-            raise cx.error(f"ReduceMean of a rank-{rank + 1} tensor",
-                           hint="nmc averages over the channel and 1 or 2 spatial axes of [batch, C, ...] "
-                                "or the features of [batch, F]")
+    if rank > 3:
+        raise cx.error(f"ReduceMean of a rank-{rank + 1} tensor",
+                       hint="nmc averages over the channel and 1 or 2 spatial axes of [batch, C, ...] "
+                            "or the features of [batch, F]")
+    if rank == 1:
         n = shape[0]
         y = cx.emit(ann.Dense(x=x, weight=Blob(np.full((1, n), 1.0 / n, x.type.np_dtype), f"{node.output[0]}.mean",
                                                Splat(1.0 / n))), node.output[0] + ".mean")
