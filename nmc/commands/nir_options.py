@@ -4,7 +4,7 @@ follow); :func:`nmc.frontends.load` refuses them for other formats."""
 
 from __future__ import annotations
 
-CONVENTIONS = ("nir", "snntorch", "norse", "sinabs")  # nmc.frontends.nir.importer.CONVENTIONS
+CONVENTIONS = ("nir", "snntorch", "norse", "sinabs", "rockpool")  # nmc.frontends.nir.importer.CONVENTIONS
 
 
 def add_nir_options(p) -> None:
@@ -14,7 +14,8 @@ def add_nir_options(p) -> None:
     p.add_argument("--convention", choices=CONVENTIONS, metavar="LIB",
                    help="read a NIR model's parameters as LIB's exporter wrote them: snntorch (dt = 1e-4 unless "
                         "--dt), norse (tau = dt/tau_inv, the current jumps by the input), sinabs (tau in steps, "
-                        "exact decay); default nir, NIR's equations (docs/nir.md)")
+                        "exact decay), rockpool (exact decays, the current jumps by the input, reset subtract); "
+                        "default nir, NIR's equations (docs/nir.md)")
 
 
 def nir_options(args) -> dict:

@@ -82,7 +82,7 @@ class _Exporter:
         taken: set[str] = set()
         for i, op in enumerate(graph.ops):
             if op.result is not None:
-                base = (op.result.name or f"{op.KIND.split('.')[-1]}{i}").replace("/", "_").replace(".", "_")
+                base = (op.result.name or f"{op.KIND.split('.')[-1]}{i}").replace("/", "_")
                 name, k = base, 1
                 while name in taken:
                     name, k = f"{base}_{k}", k + 1
@@ -168,13 +168,19 @@ class _Exporter:
                                     "has no NIR equivalent")
             self.nodes[self.name(d)] = nir.Output(output_type=np.array(d.result.type.shape))
             self.edges.append((readouts.get(id(pop), self.name(pop)), self.name(d)))
+        if self.compat == "snntorch":  # its reader splits node names at dots
+            plain = {k: k.replace(".", "_") for k in self.nodes}
+            if len(set(plain.values())) < len(plain):
+                raise NmcError("cannot export to NIR for snntorch: node names collide once their dots are replaced")
+            self.nodes = {plain[k]: n for k, n in self.nodes.items()}
+            self.edges = [(plain[a], plain[b]) for a, b in self.edges]
         for name, node in self.nodes.items():
             why = UNREADABLE.get((self.compat, type(node).__name__))
             if why:
                 raise NmcError(f"cannot export to NIR for {self.compat}: node '{name}' is a {type(node).__name__}; {why}",
                                hint=f"export without --compat {self.compat}, or change the graph")
         try:
-            return nir.NIRGraph(nodes=_topological(self.nodes, self.edges), edges=self.edges, metadata={})
+            return nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata={})
         except (ValueError, AssertionError) as err:
             raise NmcError(f"cannot export to NIR: the nir package rejects the graph: {err}") from None
 
@@ -205,7 +211,7 @@ class _Exporter:
         spiking = bool(np.all(np.isfinite(th)))
         if not spiking and not np.all(np.isinf(th)):
             raise self.error(pop, "some neurons have an infinite threshold and some do not")
-        if spiking and pop.reset != "zero":
+        if spiking and pop.reset != "zero" and self.compat != "rockpool":  # rockpool's LIFTorch subtracts
             raise self.error(pop, "NIR has no subtractive reset (its neurons reset to v_reset)",
                              hint="use reset = zero (import NIR files without --reset subtract)")
         zeros = np.zeros(shape)
@@ -251,6 +257,16 @@ class _Exporter:
         if np.any(du <= 0):
             raise self.error(pop, "a population with du = 0 (a current that never decays) has no NIR equivalent")
         kw = dict(tau_syn=dt / du, tau_mem=dt / dv, r=1 / dv, v_leak=b / dv, w_in=1 / du)
+        if self.compat == "rockpool":  # I ← e^{−dt/τ_syn}·(I + S), v ← e^{−dt/τ_mem}·v + I; dt = τ_mem/(1 + r)
+            if np.any(du >= 1) or np.any(dv >= 1) or np.any(b != 0):
+                raise self.error(pop, "rockpool's LIFTorch needs 0 < du, dv < 4096 and no bias",
+                                 hint="export without --compat rockpool")
+            if pop.reset == "zero":
+                self.warnings.append(f"{name}: rockpool's LIFTorch resets by subtraction, this population to zero; "
+                                     "spike counts can differ")
+            tau_mem = -dt / np.log1p(-dv)
+            kw = dict(tau_syn=-dt / np.log1p(-du), tau_mem=tau_mem, r=tau_mem / dt - 1, v_leak=zeros, w_in=np.ones(shape))
+            self.in_scale[id(pop)] = (1 / (1 - du)).reshape(-1)
         self.nodes[name] = nir.CubaLIF(v_threshold=th, v_reset=zeros, **kw) if spiking else nir.CubaLI(**kw)
         return np.zeros(b.size)
 
@@ -343,19 +359,6 @@ class _Exporter:
             readouts[id(pop)] = previous
         else:
             self.edges.append((previous, self.name(pop)))
-
-
-def _topological(nodes: dict, edges: list) -> dict:
-    """``nodes`` in signal order (Inputs first, then each node after its feed-forward inputs),
-    as the libraries' readers (snnTorch's) expect."""
-    g = nx.DiGraph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from(edges)
-    index = {n: i for i, n in enumerate(nodes)}
-    roots = [n for n in nodes if type(nodes[n]).__name__ == "Input"]
-    dag = nx.DiGraph(g)
-    dag.remove_edges_from(back_edges(g, roots, index.get))
-    return {n: nodes[n] for n in nx.lexicographical_topological_sort(dag, key=index.get)}
 
 
 def to_nir(graph: Graph, dt: float | None = None, compat: str | None = None, warnings: list | None = None):

@@ -24,7 +24,7 @@ WINDOWED = ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d")
 DENSE = ("Affine", "Linear", "Scale")
 LINEAR = DENSE + WINDOWED + ("Flatten", "Delay")
 RESETS = ("zero", "subtract")
-CONVENTIONS = ("nir", "snntorch", "norse", "sinabs")  # how the library's file means its parameters (docs/nir.md)
+CONVENTIONS = ("nir", "snntorch", "norse", "sinabs", "rockpool")  # how the library's file means its parameters (docs/nir.md)
 
 
 def _arr(x) -> np.ndarray:
@@ -76,6 +76,8 @@ class Importer:
             raise NmcError(f"unknown NIR convention '{convention}'", hint="conventions: " + ", ".join(CONVENTIONS))
         if dt is None and self.convention == "snntorch":
             dt = 1e-4  # snnTorch's export_to_nir writes tau = dt/(1 - beta) with dt = 1e-4
+        if reset is None and self.convention == "rockpool":
+            reset = "subtract"  # rockpool's LIFTorch subtracts the threshold
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise NmcError(f"dt must be a positive number of seconds, got {dt}", hint="pass --dt SECONDS, e.g. --dt 1e-4")
         if reset is not None and reset not in RESETS:
@@ -177,6 +179,8 @@ class Importer:
                                    f"constants ({what})", hint="pass --dt SECONDS (e.g. --dt 1e-4), the step the model was trained with")
         if self.convention == "norse":  # Norse's to_nir writes dt/τ_inv = dt·τ
             tau = tau / self.dt
+        if self.convention == "rockpool":  # exact decays exp(−dt/τ)
+            return -np.expm1(-self.dt / tau)
         ratio = self.dt / tau
         if np.any(ratio > 1):
             raise self.error(name, f"{what} = {tau.min():g} s is shorter than dt = {self.dt:g} s; "
@@ -188,10 +192,7 @@ class Importer:
 
     def _input_gain(self, a: np.ndarray, r: np.ndarray) -> np.ndarray:
         """The weight on an input spike: ``a·R`` by NIR's equations; where ``τ`` and ``R`` are
-        both infinite (snnTorch's ``Leaky(beta=1)``: ``τ = dt/(1−β)``, ``R = τ/dt``) the limit 1;
-        sinabs adds inputs unscaled (``R``)."""
-        if self.convention == "sinabs":
-            return r
+        both infinite (snnTorch's ``Leaky(beta=1)``: ``τ = dt/(1−β)``, ``R = τ/dt``) the limit 1."""
         return np.where(np.isinf(r) & (a == 0), 1.0, a * np.where(np.isinf(r), 0.0, r))
 
     def _neuron(self, name: str, node) -> _Neuron:
@@ -220,8 +221,11 @@ class Importer:
                            (a * _arr(node.v_leak)).reshape(-1), spiking)
         a_syn = self._ratio(name, node.tau_syn, "tau_syn")
         a_mem = self._ratio(name, node.tau_mem, "tau_mem")
-        w_in = 1 / a_syn if self.convention == "norse" else _arr(node.w_in)  # Norse's current jumps by the input
-        gain = a_syn * w_in * self._input_gain(a_mem, r)
+        if self.convention == "rockpool":  # I ← e^{−dt/τ_syn}·(I + S), then v ← e^{−dt/τ_mem}·v + I
+            gain = 1 - a_syn
+        else:
+            w_in = 1 / a_syn if self.convention == "norse" else _arr(node.w_in)  # Norse's current jumps by the input
+            gain = a_syn * w_in * self._input_gain(a_mem, r)
         return _Neuron(shape, threshold, DECAY_ONE * a_syn, DECAY_ONE * a_mem, gain.reshape(-1),
                        (a_mem * _arr(node.v_leak)).reshape(-1), spiking)
 
