@@ -248,6 +248,9 @@ class _Exporter:
                     raise self.error(pop, "sinabs' LIF has no leak voltage and needs 0 < dv < 4096",
                                      hint="export without --compat sinabs")
                 tau, r = -1 / np.log1p(-dv), np.ones(shape)
+                if spiking:
+                    self.warnings.append(f"{name}: sinabs' from_nir reads LIF as LIFSqueeze with its defaults (multi-spike, "
+                                         "reset by subtraction); spike counts can differ")
             elif self.compat == "norse":  # Norse's reader ignores r: the gain 1/dv goes into the weights
                 self.in_scale[id(pop)] = (1 / dv).reshape(-1)
                 r = np.ones(shape)
