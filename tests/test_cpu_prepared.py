@@ -96,3 +96,12 @@ def test_nothing_is_kept_when_the_cache_is_disabled(image_bytes, cache, monkeypa
 def test_bad_choices_are_refused_before_the_cache_is_read(image_bytes, cache):
     with pytest.raises(ValueError, match="kernels"):
         cpu.prepare(decode_image(image_bytes), kernels="fast")
+
+
+def test_the_host_ops_are_split_as_the_reference_splits_them():
+    from nmc.targets.cpu.execute import split_host
+
+    text = TEXT.replace("%s = snn.encode(%x)", "%r = ann.relu(%x) : tensor<40xf32>\n%s = snn.encode(%r)")
+    g = parse_ir(text)
+    pre, _, post = semantics.split_host(g)
+    assert split_host(g) == (pre, post) and len(pre) == 2 and len(post) == 2

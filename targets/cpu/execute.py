@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nmc import semantics
-from nmc.ir.core import Graph, param_array
+from nmc.ir.core import Graph, Op, param_array
 from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
@@ -38,12 +38,32 @@ def host_plan(net: Network) -> dict:
     axis), ``pre``/``post`` (ann ops before and after the network), ``extra_steps`` (steps =
     T + extra_steps), ``v0`` (initial voltages by population) and ``names`` (of populations)."""
     graph = net.graph
-    pre, _, post = semantics.split_host(graph)
+    pre, post = split_host(graph)
     return {"trains": semantics.train_inputs(graph), "pre": pre, "post": post,
             "extra_steps": semantics.latency_steps(graph, 1) - 1,
             "v0": {pop: param_array(pop.v0, pop.result.type.shape, np.int64 if pop.bits else np.float64)
                    .reshape(-1).astype(state_dtype(pop)) for pop in net.populations},
             "names": {p: p.result.name or f"population{i}" for i, p in enumerate(net.populations)}}
+
+
+def split_host(graph: Graph) -> tuple[list[Op], list[Op]]:
+    """The ann ops before the network and those reading decoded outputs, as
+    :func:`nmc.semantics.split_host` gives them, without networkx (its import was 0.25 s of a
+    start): an op is downstream when one of its operands is a decode's result or a
+    downstream op's."""
+    reached = {id(d.result) for d in graph.walk("snn.decode")}
+    downstream: set[Op] = set()
+    changed = True
+    while changed:  # one pass in program order, a second to confirm
+        changed = False
+        for op in graph.ops:
+            if op not in downstream and any(id(v) in reached for v in op.operands):
+                downstream.add(op)
+                if op.result is not None:
+                    reached.add(id(op.result))
+                changed = True
+    ann = [op for op in graph.ops if op.dialect == "ann"]
+    return [op for op in ann if op not in downstream], [op for op in ann if op in downstream]
 
 
 class Executor:
