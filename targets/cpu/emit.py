@@ -46,14 +46,13 @@ from nmc.ir.core import Op, param_array
 from nmc.ir.snn import DECAY_ONE
 from nmc.semantics import fanout
 
-from .plan import (COUNT_DTYPE, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride, plan,
+from .plan import (COUNT_DTYPE, FUNCTION_NAME, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride, plan,
                    spk_stride, state_dtype, tile_columns, unit_events)
 from .tables import SPIKE_LUT, weight_table
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
-FUNCTION_NAME = "nmc_run"
 #: Largest constant table (bytes) kept as an initialiser in the IR; larger ones are external
 #: constants bound by the JIT (:meth:`Emitter.const_array`).
 EMBED_BYTES = 1 << 16

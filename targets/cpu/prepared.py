@@ -65,8 +65,8 @@ def _path(k: str) -> Path | None:
 
 def load(k: str, threads: int | None, kernels: str, cache: bool):
     """The executor stored under ``k``, or None (no entry, a damaged one, caching disabled)."""
-    from .emit import FUNCTION_NAME
     from .execute import Executor, step_version
+    from .plan import FUNCTION_NAME
 
     path = _path(k)
     try:
