@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -369,6 +370,7 @@ I = 0""", when="end")
     counts = np.asarray(g.count[:]).reshape(1, n)
     b2.device.reinit()  # so that another network can be built in this process
     b2.device.activate()
+    shutil.rmtree(folder, ignore_errors=True)
     return counts, build, min(runs)
 
 
