@@ -9,6 +9,7 @@ bounds the presentation steps."""
 from __future__ import annotations
 
 import os
+import re
 
 from nmc.diagnostics import NmcError
 
@@ -68,36 +69,41 @@ MAX_NESTING = 200
 
 def check_nesting(text: str, filename: str, limit: int = MAX_NESTING) -> None:
     """NmcError when brackets nest, or prefix signs repeat, deeper than ``limit`` (the parsers
-    recurse on both; a deep input would exhaust the stack)."""
+    recurse on both; a deep input would exhaust the stack).  Comments (``//`` to the end of
+    the line: IR, .nmd; ``#``: TOML) are skipped.  A run of prefix signs is broken by any
+    other character that is not white space.
+
+    Line by line, visiting only brackets and signs (a regular expression finds them): a
+    3.4 MB base64 blob took 1.9 s one character at a time."""
     from nmc.diagnostics import Loc
 
     depth = run = 0
-    line, col = 1, 0
-    comment, prev = False, ""
-    for ch in text:
-        col += 1
-        if ch == "\n":
-            line, col, comment, prev = line + 1, 0, False, ""
+    for number, line in enumerate(text.split("\n"), start=1):
+        ends = [i for i in (line.find("#"), line.find("//") + 1 if "//" in line else -1) if i >= 0]
+        code = line[:min(ends)] if ends else line
+        last = 0
+        for m in _NESTING.finditer(code):
+            i, ch = m.start(), m.group()
+            if not code[last:i].isspace() and i > last:
+                run = 0
+            last = i + 1
+            if ch in "([{":
+                depth, run = depth + 1, 0
+                if depth > limit:
+                    break
+            elif ch in ")]}":
+                depth, run = max(depth - 1, 0), 0
+            else:
+                run += 1
+                if run > limit:
+                    break
+        else:
+            if code[last:].strip():
+                run = 0
             continue
-        if comment or (ch == "/" and prev == "/") or ch == "#":  # comments: // (IR, .nmd), # (TOML)
-            comment = True
-            continue
-        prev = ch
-        if ch in "([{":
-            depth += 1
-            run = 0
-            if depth > limit:
-                break
-        elif ch in ")]}":
-            depth = max(depth - 1, 0)
-            run = 0
-        elif ch in "-+!~":
-            run += 1
-            if run > limit:
-                break
-        elif not ch.isspace():
-            run = 0
-    else:
-        return
-    raise NmcError(f"the text nests brackets or repeats prefix signs more than {limit} deep", Loc(filename, line, col),
-                   hint="nmc reads inputs of at most this depth; flatten the expression")
+        raise NmcError(f"the text nests brackets or repeats prefix signs more than {limit} deep",
+                       Loc(filename, number, i + 1),
+                       hint="nmc reads inputs of at most this depth; flatten the expression")
+
+
+_NESTING = re.compile(r"[(\[{)\]}\-+!~]")

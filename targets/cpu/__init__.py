@@ -30,10 +30,36 @@ def prepare(artifact: Any, cache: bool = True, threads: int | None = None, kerne
     raises ValueError on a network with recurrence)."""
     from .execute import prepare_graph
 
+    sections = getattr(artifact, "sections", None)
+    if cache and isinstance(sections, dict) and isinstance(sections.get("graph"), bytes):
+        return _prepare_image(artifact, sections["graph"], threads, kernels, schedule)
     graph = artifact if isinstance(artifact, Graph) else getattr(artifact, "graph", None)
+    _check(graph)
+    return prepare_graph(graph, cache=cache, threads=threads, kernels=kernels, schedule=schedule)
+
+
+def _check(graph) -> None:
     if graph is None:
         raise UsageError("the cpu backend runs a graph or an image that carries one")
     if not any(op.dialect == "snn" for op in graph.ops):
         raise UsageError(f"the cpu backend runs spiking graphs; @{graph.name} has no snn ops",
                          hint="convert it first (convert-to-spiking), or use --backend reference")
-    return prepare_graph(graph, cache=cache, threads=threads, kernels=kernels, schedule=schedule)
+
+
+def _prepare_image(image: Any, text: bytes, threads, kernels: str, schedule: str):
+    """An image's executor from the prepared cache (:mod:`.prepared`: no parsing, planning or
+    compiling), else prepared from its graph and kept there."""
+    from . import prepared
+    from .execute import prepare_graph
+    from .plan import KERNELS, SCHEDULES
+
+    if kernels not in KERNELS or schedule not in SCHEDULES:  # as plan() would refuse them
+        raise ValueError(f"kernels must be one of {KERNELS} and schedule one of {SCHEDULES}")
+    key = prepared.key(text, kernels, schedule)
+    executor = prepared.load(key, threads, kernels, cache=True)
+    if executor is None:
+        graph = image.graph
+        _check(graph)
+        executor = prepare_graph(graph, cache=True, threads=threads, kernels=kernels, schedule=schedule)
+        prepared.store(key, executor)
+    return executor

@@ -46,14 +46,13 @@ from nmc.ir.core import Op, param_array
 from nmc.ir.snn import DECAY_ONE
 from nmc.semantics import fanout
 
-from .plan import (COUNT_DTYPE, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride, plan,
+from .plan import (COUNT_DTYPE, FUNCTION_NAME, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride, plan,
                    spk_stride, state_dtype, tile_columns, unit_events)
 from .tables import SPIKE_LUT, weight_table
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
-FUNCTION_NAME = "nmc_run"
 #: Largest constant table (bytes) kept as an initialiser in the IR; larger ones are external
 #: constants bound by the JIT (:meth:`Emitter.const_array`).
 EMBED_BYTES = 1 << 16
@@ -563,8 +562,16 @@ class Lowering:
         def decay(x, name):
             if not narrow or params[name][0] in (0, DECAY_ONE):
                 return self.decay(pop, x, get(name), params[name][0])
-            wide = vec(I64)  # |x| · (4096 - d) needs more than 32 bits
-            return b.trunc(self.decay(pop, b.sext(x, wide), b.sext(get(name), wide), params[name][0]), vt)
+            # |x| · (4096 - d) needs more than 32 bits; split |x| = 4096·a + r instead: then
+            # (|x| · k) >> 12 = a · k + ((r · k) >> 12) exactly, and with |x| <= 2**29 (lanes32)
+            # both products stay below 2**29: two i32 multiplies, no i64 lanes
+            neg = b.icmp_signed("<", x, ir.Constant(vt, 0))
+            ax = b.select(neg, b.neg(x), x)
+            keep = b.sub(ir.Constant(vt, DECAY_ONE), get(name))
+            high = b.mul(b.lshr(ax, ir.Constant(vt, 12)), keep)
+            low = b.lshr(b.mul(b.and_(ax, ir.Constant(vt, DECAY_ONE - 1)), keep), ir.Constant(vt, 12))
+            m = b.add(high, low)
+            return b.select(neg, b.neg(m), m)
 
         state_t = ir_type(state_dtype(pop))
         acc_st = self.acc_store_type(pop)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nmc import semantics
-from nmc.ir.core import Graph, param_array
+from nmc.ir.core import Graph, Op, param_array
 from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
@@ -32,6 +32,40 @@ def default_threads() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 64))
 
 
+def host_plan(net: Network) -> dict:
+    """What the host side of every run needs that depends only on the graph (worked out once,
+    and kept with a prepared executor, :mod:`.prepared`): ``trains`` (inputs with a time
+    axis), ``pre``/``post`` (ann ops before and after the network), ``extra_steps`` (steps =
+    T + extra_steps), ``v0`` (initial voltages by population) and ``names`` (of populations)."""
+    graph = net.graph
+    pre, post = split_host(graph)
+    return {"trains": semantics.train_inputs(graph), "pre": pre, "post": post,
+            "extra_steps": semantics.latency_steps(graph, 1) - 1,
+            "v0": {pop: param_array(pop.v0, pop.result.type.shape, np.int64 if pop.bits else np.float64)
+                   .reshape(-1).astype(state_dtype(pop)) for pop in net.populations},
+            "names": {p: p.result.name or f"population{i}" for i, p in enumerate(net.populations)}}
+
+
+def split_host(graph: Graph) -> tuple[list[Op], list[Op]]:
+    """The ann ops before the network and those reading decoded outputs, as
+    :func:`nmc.semantics.split_host` gives them, without networkx (its import was 0.25 s of a
+    start): an op is downstream when one of its operands is a decode's result or a
+    downstream op's."""
+    reached = {id(d.result) for d in graph.walk("snn.decode")}
+    downstream: set[Op] = set()
+    changed = True
+    while changed:  # one pass in program order, a second to confirm
+        changed = False
+        for op in graph.ops:
+            if op not in downstream and any(id(v) in reached for v in op.operands):
+                downstream.add(op)
+                if op.result is not None:
+                    reached.add(id(op.result))
+                changed = True
+    ann = [op for op in graph.ops if op.dialect == "ann"]
+    return [op for op in ann if op not in downstream], [op for op in ann if op in downstream]
+
+
 class Executor:
     """``execute(inputs, timesteps=None, record=None) -> RunResult`` for one compiled graph.
 
@@ -39,7 +73,7 @@ class Executor:
     worked out once here, so that a call costs little more than the compiled code."""
 
     def __init__(self, net: Network, layout: Layout, compiled: Compiled, threads: int | None = None,
-                 step_version=None):
+                 step_version=None, host: dict | None = None):
         self.net, self.layout, self.compiled = net, layout, compiled
         self.fn = _SIGNATURE(compiled.address)
         self.threads = threads
@@ -47,13 +81,9 @@ class Executor:
         # step schedule: ``step_version()`` compiles it, once, when the first such sample comes
         self._step_version, self._step = step_version, None
         self._step_lock = threading.Lock()
-        graph = net.graph
-        self.trains = semantics.train_inputs(graph)
-        self.pre, _, self.post = semantics.split_host(graph)
-        self.extra_steps = semantics.latency_steps(graph, 1) - 1  # steps = T + extra_steps
-        self.v0 = {pop: param_array(pop.v0, pop.result.type.shape, np.int64 if pop.bits else np.float64)
-                   .reshape(-1).astype(state_dtype(pop)) for pop in net.populations}
-        self.names = {p: p.result.name or f"population{i}" for i, p in enumerate(net.populations)}
+        self.host = host if host is not None else host_plan(net)
+        self.trains, self.pre, self.post = self.host["trains"], self.host["pre"], self.host["post"]
+        self.extra_steps, self.v0, self.names = self.host["extra_steps"], self.host["v0"], self.host["names"]
 
     def encode(self, host: dict, T: int, batch: int) -> tuple[dict, list]:
         """Encoder values ``[N, T, size]`` per encoder (what it emits for each presentation
@@ -209,15 +239,21 @@ def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, 
                   schedule: str = "auto") -> Executor:
     from nmc.ir.verifier import verify
 
-    from .jit import compile_module
-    from .emit import FUNCTION_NAME, lower
-
     verify(graph)
     net = Network.of(graph)
+    layout, code = compile_network(net, kernels, schedule, cache)
+    return Executor(net, layout, code, threads, step_version=step_version(net, kernels, cache))
 
-    def compiled(schedule: str):
-        module, layout, external = lower(net, kernels, schedule)
-        return layout, compile_module(str(module), FUNCTION_NAME, cache=cache, symbols=external)
 
-    layout, code = compiled(schedule)
-    return Executor(net, layout, code, threads, step_version=lambda: compiled("step"))
+def compile_network(net: Network, kernels: str, schedule: str, cache: bool) -> tuple[Layout, Compiled]:
+    """Plan, emit and JIT-compile ``net`` (object code from the cache when it has it)."""
+    from .emit import FUNCTION_NAME, lower
+    from .jit import compile_module
+
+    module, layout, external = lower(net, kernels, schedule)
+    return layout, compile_module(str(module), FUNCTION_NAME, cache=cache, symbols=external)
+
+
+def step_version(net: Network, kernels: str, cache: bool):
+    """The ``step``-schedule version of ``net``, compiled when called (:class:`Executor`)."""
+    return lambda: compile_network(net, kernels, "step", cache)

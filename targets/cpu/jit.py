@@ -58,20 +58,27 @@ def cache_dir() -> Path | None:
 
 @dataclass
 class Compiled:
-    """A JIT-compiled module: ``address`` of its entry function; keeps the engine alive."""
+    """A JIT-compiled module: ``address`` of its entry function; keeps the engine alive.
+    ``obj``: its object code (what :func:`load_object` loads again)."""
 
     engine: llvm.ExecutionEngine
     address: int
     key: str
     from_cache: bool
     symbols: dict
+    obj: bytes = b""
+
+
+def host_key() -> str:
+    """The host part of every cache key: process triple, CPU name and features, llvmlite version."""
+    if "host" not in _STATE:
+        _target_machine()
+    return _STATE["host"]
 
 
 def cache_key(ir_text: str) -> str:
-    if "host" not in _STATE:
-        _target_machine()
     h = hashlib.sha256()
-    h.update(_STATE["host"].encode())
+    h.update(host_key().encode())
     h.update(b"\0" + PIPELINE.encode() + b"\0")
     h.update(ir_text.encode())
     return h.hexdigest()
@@ -114,29 +121,48 @@ def compile_module(ir_text: str, function: str, cache: bool = True, symbols: dic
             pto.loop_unrolling = False
             pb = llvm.create_pass_builder(tm, pto)
             pb.getModulePassManager().run(mod, pb)
-        engine = llvm.create_mcjit_compiler(mod, tm)
-        produced: list[bytes] = []
-
-        def notify(_module, data: bytes):
-            produced.append(bytes(data))
-
-        def getbuffer(_module):
-            return cached
-
-        engine.set_object_cache(notify, getbuffer)
-        for name, array in (symbols or {}).items():
-            llvm.add_symbol(name, array.ctypes.data)
-        engine.finalize_object()
-        address = engine.get_function_address(function)
+        engine, address, obj = _link(mod, tm, cached, function, symbols)
         if cached is None:
             STATS["compiled"] += 1
         else:
             STATS["loaded"] += 1
-    if cached is None and produced and path is not None:
+    if cached is None and path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            obj = produced[-1]
             atomic_write(str(path), _MAGIC + hashlib.sha256(obj).digest() + obj)
         except OSError:
             pass  # an unwritable cache only costs the next run a compilation
-    return Compiled(engine, address, key, cached is not None, dict(symbols or {}))
+    return Compiled(engine, address, key, cached is not None, dict(symbols or {}), obj)
+
+
+def _link(mod, tm, cached: bytes | None, function: str, symbols: dict | None):
+    """An MCJIT engine for ``mod`` (its object code ``cached`` when given, else generated), the
+    address of ``function`` and the object code; ``symbols`` bound first (module docstring)."""
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    produced: list[bytes] = []
+
+    def notify(_module, data: bytes):
+        produced.append(bytes(data))
+
+    def getbuffer(_module):
+        return cached
+
+    engine.set_object_cache(notify, getbuffer)
+    for name, array in (symbols or {}).items():
+        llvm.add_symbol(name, array.ctypes.data)
+    engine.finalize_object()
+    return engine, engine.get_function_address(function), cached if cached is not None else produced[-1]
+
+
+def load_object(obj: bytes, function: str, symbols: dict | None = None) -> Compiled:
+    """Object code made by :func:`compile_module` (on this host, with this llvmlite), linked
+    again without its IR: an empty module stands in for it, and the object cache hands MCJIT
+    ``obj`` (a start from :mod:`.prepared` parses and optimises nothing)."""
+    tm = _target_machine()
+    with _LOCK:
+        mod = llvm.parse_assembly("")
+        mod.triple = tm.triple
+        mod.data_layout = str(tm.target_data)
+        engine, address, _ = _link(mod, tm, obj, function, symbols)
+        STATS["loaded"] += 1
+    return Compiled(engine, address, "", True, dict(symbols or {}), obj)

@@ -29,6 +29,9 @@ from nmc.semantics import fanout
 
 from .tables import int_weights
 
+#: The compiled function's name (:mod:`.emit` defines it; :mod:`.prepared` looks it up
+#: without importing the emitter).
+FUNCTION_NAME = "nmc_run"
 #: Encodings whose every value is 0 or 1.
 UNIT_ENCODINGS = ("rate", "poisson")
 #: The synaptic-operation count a ``layer``-scheduled function leaves for a sample it did not
