@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from nmc.diagnostics import NmcError
+from nmc.diagnostics import NmcError, UsageError
 from nmc.runner import RunResult, Tally
 
 INSTALL_HINT = "pip install 'nmc[cluster]'"
@@ -43,6 +43,11 @@ KEEP = 4  # jobs a worker process keeps loaded (nmc eval runs one job per networ
 # Report fields that depend on when and where a run happened rather than on its inputs: the
 # only ones in which a cluster run's report may differ from the single-process run's.
 HOST_FIELDS = frozenset({"compile_s", "run_s", "threads", "from_cache"})
+# What ray.init(address="auto") says when no cluster is running: then --cluster auto starts a
+# local one; any other failure to connect is an error.
+NOT_FOUND = "Could not find any running Ray instance"
+AUTH_HINT = ("a cluster started with 'ray start' checks a token by default: set RAY_AUTH_MODE=token "
+             "(the token is read from ~/.ray/auth_token, or RAY_AUTH_TOKEN)")
 
 
 # ------------------------------------------------------------------ shards and reassembly
@@ -183,6 +188,28 @@ def _import_ray():
     return ray
 
 
+def _check_syntax(address: str) -> tuple[str, int]:
+    """(host, port) of ``HOST:PORT`` or ``ray://HOST:PORT`` (UsageError for anything else)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"--cluster expects auto, HOST:PORT or ray://HOST:PORT, got '{address}'")
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """NmcError unless ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``) accepts a TCP
+    connection within ``timeout_s``: Ray itself retries an unreachable address for minutes."""
+    import socket
+
+    host, port = _check_syntax(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise NmcError(f"cannot reach the Ray cluster at '{address}': {err.strerror or err}",
+                       hint="start one with 'ray start --head' (then --cluster auto finds it), "
+                            "or give the address of its head node") from None
+
+
 class Cluster:
     """A connection to a Ray cluster for the length of a ``with`` block.
 
@@ -205,25 +232,35 @@ class Cluster:
         self._owned = False
 
     def __enter__(self) -> Cluster:
+        if self.address != "auto":
+            _check_syntax(self.address)
         ray = self.ray = _import_ray()
         quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
-        if ray.is_initialized():
-            self.where = "the Ray cluster this process is connected to"
-        elif self.address == "auto":
-            try:
-                ray.init(address="auto", **quiet)
-                self.where = "a running Ray cluster"
-            except ConnectionError:
-                ray.init(address="local", include_dashboard=False, **quiet)
-                self.where = "a local Ray cluster"
-            self._owned = True
+        if self.address == "auto":
+            if ray.is_initialized():
+                self.where = "the Ray cluster this process is connected to"
+            else:
+                try:
+                    ray.init(address="auto", **quiet)
+                    self.where = "a running Ray cluster"
+                except ConnectionError as err:
+                    if NOT_FOUND not in str(err):  # one was found, and refused us
+                        raise NmcError(f"cannot connect to the Ray cluster --cluster auto found: {err}",
+                                       hint=AUTH_HINT) from None
+                    ray.init(address="local", include_dashboard=False, **quiet)
+                    self.where = "a local Ray cluster"
+                self._owned = True
         else:
+            _check_reachable(self.address)
+            if ray.is_initialized():
+                raise NmcError(f"this process is already connected to a Ray cluster, not to '{self.address}'",
+                               hint="use auto for the cluster it is connected to")
             try:
                 ray.init(address=self.address, **quiet)
             except (ConnectionError, ValueError, RuntimeError) as err:
                 raise NmcError(f"cannot connect to the Ray cluster at '{self.address}': {err}",
-                               hint="start one with 'ray start --head' (then --cluster auto finds it), "
-                                    "or give its HOST:PORT or ray://HOST:PORT") from None
+                               hint="is it a Ray head node's GCS port (6379 by default; ray:// for Ray Client)? "
+                                    + AUTH_HINT) from None
             self._owned = True
             self.where = f"the Ray cluster at {self.address}"
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -136,6 +136,58 @@ def test_cluster_without_ray_is_refused_with_the_install_hint(command, monkeypat
         Cluster("auto").__enter__()
 
 
+class FakeRay:
+    """What Cluster.__enter__ asks of Ray, recorded; ``ray.init(address="auto")`` fails with
+    ``auto_error``.  Only the choice between joining and starting a cluster is checked here;
+    the slow tier does both for real."""
+
+    def __init__(self, auto_error: str | None):
+        self.auto_error, self.calls, self.initialized = auto_error, [], False
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, address=None, **kwargs):
+        self.calls.append(address)
+        if address == "auto" and self.auto_error:
+            raise ConnectionError(self.auto_error)
+        self.initialized = True
+
+    def cluster_resources(self):
+        return {"CPU": 3.0}
+
+    def shutdown(self):
+        self.calls.append("shutdown")
+
+
+def test_auto_starts_a_local_cluster_only_when_none_is_running(monkeypatch):
+    from nmc import cluster
+
+    for error, calls, where in ((None, ["auto"], "a running Ray cluster"),
+                                (cluster.NOT_FOUND + ". Please specify ...", ["auto", "local"], "a local Ray cluster")):
+        fake = FakeRay(error)
+        monkeypatch.setitem(sys.modules, "ray", fake)
+        with Cluster("auto") as c:
+            assert (fake.calls, c.where, c.cpus) == (calls, where, 3)
+        assert fake.calls[-1] == "shutdown"
+    fake = FakeRay("Failed to connect to Ray cluster at 10.0.0.1:6379")  # found, but refused us: no local one
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(NmcError, match="cannot connect to the Ray cluster --cluster auto found") as err:
+        Cluster("auto").__enter__()
+    assert "RAY_AUTH_MODE=token" in str(err.value.hint) and fake.calls == ["auto"]
+    fake.initialized = True  # a connection made by the caller is used, and left open
+    with Cluster("auto") as c:
+        assert c.where == "the Ray cluster this process is connected to"
+    assert fake.calls == ["auto"]
+
+
+@pytest.mark.parametrize("address", ["nonsense", "host:", ":6379", "ray://host:port"])
+def test_a_malformed_address_is_a_usage_error(address, capsys):
+    args = ["run", str(EXAMPLES / "digits_mlp.nmir"), "--input", str(EXAMPLES / "digits_test.npz")]
+    assert main([*args, "--cluster", address]) == 2
+    assert "--cluster expects auto, HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
+
+
 def test_nmc_imports_ray_only_for_a_cluster():
     probe = ("import nmc, nmc.cli, nmc.cluster, nmc.commands.run, nmc.commands.eval_, nmc.evaluation, sys\n"
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))")
@@ -203,6 +255,20 @@ def test_eval_on_the_cluster_reports_what_a_single_process_reports(ray_cluster, 
     assert main([*args, "--report", str(tmp_path / "local.json")]) == 0
     assert main([*args, "--report", str(tmp_path / "cluster.json"), "--cluster", "auto"]) == 0
     assert (tmp_path / "cluster.json").read_bytes() == (tmp_path / "local.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_an_unreachable_address_fails_at_once_with_a_hint(capsys):
+    """Ray would retry it for minutes; nmc tries a TCP connection first (a port just freed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["run", str(EXAMPLES / "digits_mlp.nmir"), "--input", str(EXAMPLES / "digits_test.npz")]
+    assert main([*args, "--cluster", f"127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in err and "ray start --head" in err
 
 
 class KillOnce:
