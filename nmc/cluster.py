@@ -220,7 +220,8 @@ class Cluster:
     address (``HOST:PORT`` of a head node, or ``ray://HOST:PORT`` for Ray Client) to connect to.
 
     After a run: ``shards`` (shards run), ``loads`` (times a worker process loaded a job) and
-    ``workers`` (the distinct worker processes whose results came back)."""
+    ``workers`` (the distinct worker processes whose results came back), counted over the
+    block; ``load_s``: the longest load of the last :meth:`map`."""
 
     def __init__(self, address: str):
         self.address = address
@@ -287,12 +288,13 @@ class Cluster:
                                     **({"runtime_env": {"env_vars": env}} if env else {}))
         pending = {task.remote(key, box, start, stop): i for i, (start, stop) in enumerate(ranges)}
         received = []
+        self.load_s = 0.0
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     i = pending.pop(ref)
-                    part, info = self._get(ref, ranges[i])
+                    part, info = self._get(ref, ranges[i], n)
                     received.append((i, part))
                     self.workers.add(info["worker"])
                     self.loads += info["loaded"]
@@ -305,11 +307,13 @@ class Cluster:
         self.shards += len(ranges)
         return assemble(ranges, received, n)
 
-    def _get(self, ref, shard: tuple[int, int]):
+    def _get(self, ref, shard: tuple[int, int], n: int):
         ray = self.ray
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as err:  # the task's own error: raised as a local run raises it
+            if isinstance(err.cause, NmcError):  # what it says of the arrays, it says of the shard's
+                err.cause.notes.append(f"found on the cluster in samples {shard[0]}..{shard[1]}, one shard of {n}")
             raise err.cause from err
         except ray.exceptions.RayError as err:  # a worker or node lost more often than Ray retries
             raise NmcError(f"samples {shard[0]}..{shard[1]} could not be run on the cluster "

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -269,6 +270,26 @@ def test_an_unreachable_address_fails_at_once_with_a_hint(capsys):
     assert main([*args, "--cluster", f"127.0.0.1:{port}"]) == 1
     err = capsys.readouterr().err
     assert f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in err and "ray start --head" in err
+
+
+@pytest.mark.slow
+def test_bad_input_on_the_cluster_gets_the_single_process_diagnostic(ray_cluster, digits_image, tmp_path, capsys):
+    """Checked in a worker (the inputs' shape against the image): the same diagnostic, of the
+    shard's arrays and saying so; exit 1, no output."""
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((5, 3), np.float32))
+    errors = []
+    for extra in ([], ["--cluster", "auto"]):
+        out = tmp_path / f"out{len(extra)}.npy"
+        assert main(["run", str(digits_image), "--backend", "emulator", "--input", str(wrong), "-o", str(out),
+                     *extra]) == 1
+        assert not out.exists()
+        errors.append(capsys.readouterr().err)
+    assert "input 0 has shape [5, 3], expected [samples, 64]" in errors[0]
+    first, *rest = errors[1].splitlines()
+    assert re.fullmatch(r"error: input 0 has shape \[\d, 3\], expected \[samples, 64\]", first)
+    assert re.fullmatch(r"  note: found on the cluster in samples \d\.\.\d, one shard of 5", rest[0])
+    assert rest[1:] == errors[0].splitlines()[1:]  # the hint
 
 
 class KillOnce:
