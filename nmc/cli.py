@@ -13,7 +13,7 @@ import sys
 import traceback
 
 import nmc
-from nmc.commands import COMMANDS
+from nmc.commands import COMMANDS, command_module
 from nmc.diagnostics import NmcError
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 70
@@ -21,9 +21,9 @@ REPORT_URL = "https://github.com/nmc-toolchain/nmc/issues"
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The ``nmc`` parser.  Given the command line, only the chosen subcommand's arguments are
-    added (some need imports to describe themselves, e.g. ``run``'s backends; ``nmc --version``
-    needs none); every subcommand is listed with its help either way."""
+    """The ``nmc`` parser.  Given the command line, only the chosen subcommand's module is imported
+    and its arguments added (``nmc --version`` imports none); every subcommand is listed with
+    its one-line help either way."""
     chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="nmc",
@@ -35,12 +35,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     common.add_argument("--max-memory", metavar="BYTES", help="the largest array nmc allocates from an input, "
                         "e.g. 16G (default 4G; also NMC_MAX_MEMORY)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        p = sub.add_parser(command.NAME, help=command.HELP, description=command.__doc__,
-                           parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
-        if argv is None or chosen == command.NAME:
-            command.add_arguments(p)
-        p.set_defaults(run=command.run)
+    for name, (_, one_line) in COMMANDS.items():
+        if argv is None or chosen == name:
+            module = command_module(name)
+            p = sub.add_parser(name, help=one_line, description=module.__doc__, parents=[common],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+            module.add_arguments(p)
+        else:
+            p = sub.add_parser(name, help=one_line, parents=[common])
+        p.set_defaults(run=lambda args, name=name: command_module(name).run(args))
     return parser
 
 

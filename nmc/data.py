@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import zipfile
 
-import numpy as np
-
 from nmc.diagnostics import Loc, NmcError
+from nmc.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 NUMERIC = "biuf"  # bool, signed, unsigned, float
 

@@ -6,13 +6,14 @@ runs all of them to a fixed point.  Statistics count the firings of each pattern
 
 from __future__ import annotations
 
-import numpy as np
-
 from nmc.ir.ann import Constant
 from nmc.ir.core import Blob, Graph, Op
+from nmc.lazy import lazy_import
 from nmc.passes.fold_affine import PATTERNS as FOLD_AFFINE
 from nmc.passmanager import Pass, PassContext, register_pass
 from nmc.rewrite import Pattern, PatternPass, apply_patterns
+
+np = lazy_import("numpy")
 
 # ------------------------------------------------------------------------- fold-batchnorm
 

@@ -477,7 +477,9 @@ class ConvertToSpiking(Pass):
     bias acting before the first input arrives (``depth - 1`` steps) is cancelled.  A ``rate``
     encoder, an IF neuron of the input, starts its accumulator at ``v0`` too (``phase =
     round(256 · v0)``, within [0, 255]): with v0 = ½ it presents ``x`` as ``round(T·x)`` spikes
-    rather than ``⌊T·x⌋``.
+    rather than ``⌊T·x⌋``.  ``spikes``: the input is a spike train ``[samples, T, *shape]``
+    encoded outside the graph (its length sets the steps); such a graph, converted with
+    ``reset=zero`` and ``v0=0``, can be exported to NIR (docs/nir.md).
     ``maxpool``: how max pooling converts, ``gate`` (a ``maxgate`` projection, stateful: the
     CPU runtime and the reference run it, chips whose synapses keep no state do not), ``tree``
     (a tournament of IF neurons, ``max(a, b) = b + relu(a − b)``; the default of such chips) or
@@ -485,7 +487,7 @@ class ConvertToSpiking(Pass):
 
     timesteps: int = 32
     reset: Literal["subtract", "zero"] = "subtract"
-    encoding: Literal["rate", "poisson", "current"] = "rate"
+    encoding: Literal["rate", "poisson", "current", "spikes"] = "rate"
     v0: float = 0.5
     bias_correction: bool = True
     fuse_pooling: bool = True

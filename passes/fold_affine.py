@@ -8,11 +8,12 @@ whenever that is exact.
 
 from __future__ import annotations
 
-import numpy as np
-
 from nmc.ir.core import Blob, Graph, Op, Value
+from nmc.lazy import lazy_import
 from nmc.passmanager import PassContext, register_pass
 from nmc.rewrite import Pattern, PatternPass
+
+np = lazy_import("numpy")
 
 LAYERS = ("ann.conv", "ann.dense")
 

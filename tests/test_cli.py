@@ -37,7 +37,7 @@ def test_version():
     assert proc.stdout.startswith("nmc 0.")
 
 
-@pytest.mark.parametrize("command", [c.NAME for c in COMMANDS])
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -135,4 +135,4 @@ def test_run_reference_writes_outputs_and_report(tmp_path, good):
 def test_every_command_is_in_the_parser():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {c.NAME for c in COMMANDS}
+    assert set(sub.choices) == set(COMMANDS)

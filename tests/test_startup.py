@@ -29,6 +29,12 @@ def test_import_nmc_cli_pulls_in_no_heavy_library():
     assert not {m for m in modules if m.startswith("nmc.passes.")}, "the pass library is imported per pipeline"
 
 
+def loaded(modules: set[str], package: str) -> bool:
+    """Whether ``package`` was executed, not merely set up for loading on first use
+    (:func:`nmc.lazy.lazy_import` puts the bare name in ``sys.modules``)."""
+    return any(m.startswith(package + ".") for m in modules)
+
+
 def test_nmc_version_imports_neither_numpy_nor_the_ir():
     modules = imported_after("import contextlib, io; from nmc.cli import main\n"
                              "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -43,3 +49,14 @@ def test_nmc_opt_imports_only_the_passes_it_runs():
                              f"    assert main(['opt', {str(dce)!r}, '--split-input-file', '--passes=dce']) == 0")
     assert not heavy(modules)
     assert {m for m in modules if m.startswith("nmc.passes.")} == {"nmc.passes.canonicalize", "nmc.passes.fold_affine"}
+
+
+def test_nmc_opt_on_a_graph_without_arrays_never_loads_numpy_nor_imports_other_commands(tmp_path):
+    small = tmp_path / "small.nmir"
+    small.write_text("graph @g\n%x = ann.input : tensor<4xf32>\n%r = ann.relu(%x) : tensor<4xf32>\n"
+                     "%t = ann.tanh(%x) : tensor<4xf32>\nann.output(%r)\n")
+    modules = imported_after("from nmc.cli import main\n"
+                             f"assert main(['opt', {str(small)!r}, '--passes=dce', '-o', {str(tmp_path / 'out.nmir')!r}]) == 0")
+    assert not loaded(modules, "numpy")
+    assert {m for m in modules if m.startswith("nmc.commands.")} == {"nmc.commands.opt"}
+    assert "ann.tanh" not in (tmp_path / "out.nmir").read_text()

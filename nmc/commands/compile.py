@@ -20,8 +20,6 @@ from nmc.commands.nir_options import add_nir_options, nir_options
 from nmc.diagnostics import UsageError
 from nmc.outputs import check_outputs, write_all
 
-NAME = "compile"
-HELP = "compile a model into an image for a target"
 
 
 def add_arguments(p) -> None:

@@ -30,8 +30,6 @@ from nmc.outputs import check_outputs
 from nmc.plotting import pyplot, save_png
 from nmc.targets import DEFAULT_CHIP
 
-NAME = "eval"
-HELP = "ANN vs float SNN vs integer SNN accuracy"
 
 
 def add_arguments(p) -> None:

@@ -11,8 +11,6 @@ import sys
 
 from nmc.commands.nir_options import add_nir_options, nir_options
 
-NAME = "import"
-HELP = "read a model and write textual IR"
 
 
 def add_arguments(p) -> None:

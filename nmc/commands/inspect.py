@@ -20,8 +20,6 @@ import zlib
 from nmc.diagnostics import NmcError
 from nmc.targets.image import CHIP, FORMAT_VERSION, GRAPH, MANIFEST, read_image
 
-NAME = "inspect"
-HELP = "show an image's sections, resources and mapping"
 OWN_SECTIONS = (MANIFEST, GRAPH, CHIP)
 MAX_LINKS = 10
 

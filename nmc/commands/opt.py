@@ -13,8 +13,6 @@ import sys
 
 from nmc.diagnostics import NmcError, UsageError
 
-NAME = "opt"
-HELP = "run passes over textual IR"
 
 
 def add_arguments(p) -> None:
@@ -40,6 +38,8 @@ def _pass_names(text: str, flag: str) -> set[str]:
     from nmc.passmanager import pass_names
 
     names = {n for n in text.split(",") if n}
+    if not names:
+        return names
     unknown = names - set(pass_names()) - {"all"}
     if unknown:
         raise UsageError(f"{flag}: unknown pass {', '.join(sorted(unknown))}",
@@ -53,7 +53,6 @@ def run(args) -> int:
     from nmc.ir.parser import parse_ir, split_cases
     from nmc.outputs import check_outputs
     from nmc.passmanager import Instruments, PassContext, PassManager, read_reproducer_pipeline
-    from nmc.targets.chip import load_chip
 
     check_outputs([args.input, args.calib, args.target], [("-o", args.output)])
     filename = "<stdin>" if args.input == "-" else args.input
@@ -76,7 +75,11 @@ def run(args) -> int:
     )
     passes = PassManager(pipeline).passes  # parse (and refuse a bad pipeline) before any work
     calibration = load_inputs(args.calib)[0] if args.calib else None
-    target = load_chip(args.target) if args.target else None
+    target = None
+    if args.target:
+        from nmc.targets.chip import load_chip
+
+        target = load_chip(args.target)
     cases = split_cases(text) if args.split_input_file else [text]
     done, failures = [], 0
     for case in cases:

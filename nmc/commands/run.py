@@ -20,8 +20,6 @@ from nmc.commands.cluster_option import add_cluster_option
 from nmc.diagnostics import UsageError
 from nmc.outputs import check_outputs, write_all
 
-NAME = "run"
-HELP = "run a model or image on inputs"
 
 
 def add_arguments(p) -> None:

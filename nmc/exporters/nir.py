@@ -18,6 +18,8 @@ from nmc.frontends.nir.timing import back_edges, warm_up_v0
 from nmc.ir.core import Blob, Graph, Op
 from nmc.ir.snn import DECAY_ONE
 
+IF_TAU_STEPS = 1e30  # an IF neuron for snnTorch: a LIF whose beta = 1 − 1e-30 rounds to 1
+
 
 def _is_bias_source(op: Op | None) -> bool:
     """The constant always-on source :func:`~nmc.frontends.nir.load_nir` makes for Affine
@@ -32,10 +34,50 @@ def _flat(p, shape) -> np.ndarray:
     return np.broadcast_to(np.asarray(arr, dtype=np.float64), shape).copy()
 
 
+COMPATS = ("snntorch", "norse", "sinabs", "rockpool")
+SNNTORCH_DT = 1e-4  # snnTorch's import_from_nir reads tau with dt = 1e-4, whatever the graph's
+UNREADABLE = {  # (library, NIR node) pairs the library's reader has no form for, and why
+    ("snntorch", "I"): "snnTorch's import_from_nir has no I node",
+    ("snntorch", "LI"): "snnTorch's import_from_nir has no LI node",
+    ("snntorch", "Threshold"): "snnTorch's import_from_nir has no Threshold node",
+    ("norse", "I"): "Norse's from_nir has no I node (it drops the read-out)",
+    ("norse", "LI"): "Norse's from_nir has no LI node (it drops the read-out)",
+    ("norse", "CubaLI"): "Norse's from_nir has no CubaLI node",
+    ("norse", "Threshold"): "Norse's from_nir has no Threshold node",
+    ("sinabs", "I"): "sinabs' from_nir has no I node",
+    ("sinabs", "CubaLI"): "sinabs' from_nir has no CubaLI node",
+    ("sinabs", "CubaLIF"): "sinabs' from_nir has no CubaLIF node",
+    ("sinabs", "Threshold"): "sinabs' from_nir has no Threshold node",
+    ("rockpool", "IF"): "rockpool's from_nir has no IF node",
+    ("rockpool", "I"): "rockpool's from_nir has no I node",
+    ("rockpool", "LIF"): "rockpool's from_nir fails on LIF nodes (it reads tau_mem, which LIF lacks)",
+    ("rockpool", "CubaLI"): "rockpool's from_nir has no CubaLI node",
+    ("rockpool", "Threshold"): "rockpool's from_nir has no Threshold node",
+    ("rockpool", "Conv2d"): "rockpool's from_nir has no Conv2d node",
+    ("rockpool", "SumPool2d"): "rockpool's from_nir has no SumPool2d node",
+    ("rockpool", "AvgPool2d"): "rockpool's from_nir has no AvgPool2d node",
+    ("rockpool", "Scale"): "rockpool's from_nir has no Scale node",
+    ("rockpool", "Delay"): "rockpool's from_nir has no Delay node",
+    ("snntorch", "Delay"): "snnTorch's import_from_nir has no Delay node",
+    ("norse", "Delay"): "Norse's from_nir has no Delay node",
+    ("sinabs", "Delay"): "sinabs' from_nir has no Delay node",
+    ("norse", "Scale"): "Norse's from_nir has no Scale node",
+    ("sinabs", "Scale"): "sinabs' from_nir has no Scale node",
+    ("norse", "AvgPool2d"): "Norse's from_nir has no AvgPool2d node",
+    ("sinabs", "AvgPool2d"): "sinabs' from_nir has no AvgPool2d node",
+}
+
+
 class _Exporter:
-    def __init__(self, graph: Graph, dt: float | None):
+    def __init__(self, graph: Graph, dt: float | None, compat: str | None = None):
         self.graph = graph
-        self.dt = dt if dt is not None else graph.meta.get("dt")
+        if compat is not None and compat not in COMPATS:
+            raise NmcError(f"unknown --compat library '{compat}'", hint="libraries: " + ", ".join(COMPATS))
+        self.compat = compat
+        self.warnings: list[str] = []
+        self.in_scale: dict[int, np.ndarray] = {}  # per target population: a factor on the weights into it
+        dt = dt if dt is not None else graph.meta.get("dt")
+        self.dt = SNNTORCH_DT if compat == "snntorch" else dt
         self.names: dict[int, str] = {}
         taken: set[str] = set()
         for i, op in enumerate(graph.ops):
@@ -126,6 +168,17 @@ class _Exporter:
                                     "has no NIR equivalent")
             self.nodes[self.name(d)] = nir.Output(output_type=np.array(d.result.type.shape))
             self.edges.append((readouts.get(id(pop), self.name(pop)), self.name(d)))
+        if self.compat == "snntorch":  # its reader splits node names at dots
+            plain = {k: k.replace(".", "_") for k in self.nodes}
+            if len(set(plain.values())) < len(plain):
+                raise NmcError("cannot export to NIR for snntorch: node names collide once their dots are replaced")
+            self.nodes = {plain[k]: n for k, n in self.nodes.items()}
+            self.edges = [(plain[a], plain[b]) for a, b in self.edges]
+        for name, node in self.nodes.items():
+            why = UNREADABLE.get((self.compat, type(node).__name__))
+            if why:
+                raise NmcError(f"cannot export to NIR for {self.compat}: node '{name}' is a {type(node).__name__}; {why}",
+                               hint=f"export without --compat {self.compat}, or change the graph")
         try:
             return nir.NIRGraph(nodes=self.nodes, edges=self.edges, metadata={})
         except (ValueError, AssertionError) as err:
@@ -143,8 +196,14 @@ class _Exporter:
         rest = warm_up_v0(b, _flat(pop.dv, shape), self.depth[id(pop)] - 1)
         if not np.allclose(v0, rest, rtol=1e-9, atol=1e-12):
             lag = self.depth[id(pop)] - 1
-            hint = (f"its input first arrives at step {lag}; v0 = {rest.reshape(-1)[0]:.17g} brings it to rest by then"
-                    if lag and np.all(rest == rest.reshape(-1)[0]) else "set v0 = 0")
+            if not lag:
+                hint = "set v0 = 0"
+            elif np.all(rest == rest.reshape(-1)[0]):
+                hint = f"its input first arrives at step {lag}; v0 = {rest.reshape(-1)[0]:.17g} brings it to rest by then"
+            else:
+                hint = (f"its input first arrives at step {lag}; each neuron needs the v0 that cancels its bias over "
+                        f"those steps (v0 = -{lag}·bias for IF neurons; convert-to-spiking with v0=0 and "
+                        "bias-correction=true sets them)")
             raise self.error(pop, "NIR neurons start at rest (v = 0 when their input first arrives); this population "
                                   "does not" + (f" (its bias acts for {lag} step(s) before its input)" if lag else ""),
                              hint=hint)
@@ -152,7 +211,7 @@ class _Exporter:
         spiking = bool(np.all(np.isfinite(th)))
         if not spiking and not np.all(np.isinf(th)):
             raise self.error(pop, "some neurons have an infinite threshold and some do not")
-        if spiking and pop.reset != "zero":
+        if spiking and pop.reset != "zero" and self.compat != "rockpool":  # rockpool's LIFTorch subtracts
             raise self.error(pop, "NIR has no subtractive reset (its neurons reset to v_reset)",
                              hint="use reset = zero (import NIR files without --reset subtract)")
         zeros = np.zeros(shape)
@@ -165,6 +224,15 @@ class _Exporter:
             return b.reshape(-1)
         if np.all(du == 1) and np.all(dv == 0):
             ones = np.ones(shape)
+            if spiking and self.compat == "snntorch":  # its reader makes IF a Leaky(beta=0.9)
+                tau = np.full(shape, IF_TAU_STEPS * SNNTORCH_DT)
+                self.nodes[name] = nir.LIF(tau=tau, r=tau / SNNTORCH_DT, v_leak=zeros, v_threshold=th, v_reset=zeros)
+                self.warnings.append(f"{name}: IF written as LIF with tau = {IF_TAU_STEPS:g}·dt (beta = 1 in float32): "
+                                     "snnTorch's import_from_nir reads IF as Leaky(beta=0.9)")
+                return b.reshape(-1)
+            if spiking and self.compat == "sinabs":
+                self.warnings.append(f"{name}: sinabs' from_nir reads IF as IAFSqueeze with its defaults (multi-spike, "
+                                     "reset by subtraction, v clipped at -threshold); spike counts can differ")
             self.nodes[name] = nir.IF(r=ones, v_threshold=th, v_reset=zeros) if spiking else nir.I(r=ones)
             return b.reshape(-1)
         if self.dt is None:
@@ -175,12 +243,33 @@ class _Exporter:
             raise self.error(pop, "a population with dv = 0 and du < 4096 has no NIR equivalent")
         if np.all(du == 1):
             tau, r, leak = dt / dv, 1 / dv, b / dv
+            if self.compat == "sinabs":  # tau in steps, decay exp(-1/tau), inputs added unscaled
+                if np.any(dv >= 1) or np.any(b != 0):
+                    raise self.error(pop, "sinabs' LIF has no leak voltage and needs 0 < dv < 4096",
+                                     hint="export without --compat sinabs")
+                tau, r = -1 / np.log1p(-dv), np.ones(shape)
+                if spiking:
+                    self.warnings.append(f"{name}: sinabs' from_nir reads LIF as LIFSqueeze with its defaults (multi-spike, "
+                                         "reset by subtraction); spike counts can differ")
+            elif self.compat == "norse":  # Norse's reader ignores r: the gain 1/dv goes into the weights
+                self.in_scale[id(pop)] = (1 / dv).reshape(-1)
+                r = np.ones(shape)
             self.nodes[name] = (nir.LIF(tau=tau, r=r, v_leak=leak, v_threshold=th, v_reset=zeros) if spiking
                                 else nir.LI(tau=tau, r=r, v_leak=leak))
             return np.zeros(b.size)
         if np.any(du <= 0):
             raise self.error(pop, "a population with du = 0 (a current that never decays) has no NIR equivalent")
         kw = dict(tau_syn=dt / du, tau_mem=dt / dv, r=1 / dv, v_leak=b / dv, w_in=1 / du)
+        if self.compat == "rockpool":  # I ← e^{−dt/τ_syn}·(I + S), v ← e^{−dt/τ_mem}·v + I; dt = τ_mem/(1 + r)
+            if np.any(du >= 1) or np.any(dv >= 1) or np.any(b != 0):
+                raise self.error(pop, "rockpool's LIFTorch needs 0 < du, dv < 4096 and no bias",
+                                 hint="export without --compat rockpool")
+            if pop.reset == "zero":
+                self.warnings.append(f"{name}: rockpool's LIFTorch resets by subtraction, this population to zero; "
+                                     "spike counts can differ")
+            tau_mem = -dt / np.log1p(-dv)
+            kw = dict(tau_syn=-dt / np.log1p(-du), tau_mem=tau_mem, r=tau_mem / dt - 1, v_leak=zeros, w_in=np.ones(shape))
+            self.in_scale[id(pop)] = (1 / (1 - du)).reshape(-1)
         self.nodes[name] = nir.CubaLIF(v_threshold=th, v_reset=zeros, **kw) if spiking else nir.CubaLI(**kw)
         return np.zeros(b.size)
 
@@ -201,6 +290,21 @@ class _Exporter:
         bias = biases.get(id(pop))
         has_bias = bias is not None and np.any(np.asarray(bias) != 0)
         w = p.weight.data.astype(np.float64) * scale if isinstance(p.weight, Blob) else float(p.weight) * scale
+        gain = self.in_scale.get(id(pop))
+        if gain is not None:  # a neuron's input gain the reader ignores, moved into the weights
+            if has_bias:
+                biases[id(pop)] = bias = np.asarray(bias) * gain
+            if p.kind == "dense":
+                w = w * gain[:, None]
+            elif p.kind == "conv2d":
+                per_channel = gain.reshape(w.shape[0], -1)
+                if np.any(per_channel != per_channel[:, :1]):
+                    raise self.error(p, "the neurons' gains differ within a channel; a convolution cannot carry them")
+                w = w * per_channel[:, 0][:, None, None, None]
+            elif p.kind != "sparse":
+                w = np.broadcast_to(w, out_shape) * gain.reshape(out_shape)
+            else:
+                raise self.error(p, "a sparse projection into neurons whose gain must move into the weights")
         if p.kind in ("dense", "sparse"):
             if p.kind == "sparse":
                 dense = np.zeros((int(np.prod(p.shape)), p.src.type.size))
@@ -211,8 +315,9 @@ class _Exporter:
                 chain.append((f"{name}.flatten", nir.Flatten(input_type={"input": np.array(src_shape)}, start_dim=0)))
             if len(out_shape) > 1:
                 raise self.error(p, f"a dense projection into a population of shape {list(out_shape)}: NIR has no reshape")
-            if has_bias:
-                chain.append((name, nir.Affine(weight=w.astype(np.float32), bias=np.asarray(bias, dtype=np.float32))))
+            if has_bias or self.compat == "sinabs":  # sinabs reads no Linear
+                b = np.asarray(bias, dtype=np.float32) if has_bias else np.zeros(w.shape[0], np.float32)
+                chain.append((name, nir.Affine(weight=w.astype(np.float32), bias=b)))
                 biases[id(pop)] = None
             else:
                 chain.append((name, nir.Linear(weight=w.astype(np.float32))))
@@ -259,27 +364,56 @@ class _Exporter:
             self.edges.append((previous, self.name(pop)))
 
 
-def to_nir(graph: Graph, dt: float | None = None):
+def to_nir(graph: Graph, dt: float | None = None, compat: str | None = None, warnings: list | None = None):
     """An ``snn`` graph as a ``nir.NIRGraph`` (the inverse of :func:`load_nir`, docs/nir.md).
 
     ``dt`` defaults to the graph's ``meta["dt"]``; it is needed for leaky populations and
-    delays beyond what NIR's timing implies.  Raises :class:`NmcError` for what NIR cannot say
-    (subtractive reset, integer populations, non-spike encoders, v0 != 0)."""
+    delays beyond what NIR's timing implies.  ``compat`` (``snntorch``, ``norse``, ``sinabs``,
+    ``rockpool``) writes the parameters as that library's reader means them, and refuses
+    nodes it cannot read; ``warnings`` (a list) receives what the reader will run differently.
+    Raises :class:`NmcError` for what NIR cannot say (subtractive reset, integer populations,
+    non-spike encoders, v0 != 0)."""
     from nmc.ir.verifier import verify
 
     verify(graph)
-    return _Exporter(graph, dt).run()
+    exporter = _Exporter(graph, dt, compat)
+    result = exporter.run()
+    if warnings is not None:
+        warnings.extend(exporter.warnings)
+    return result
 
 
-def export_nir(graph: Graph, path: str, dt: float | None = None) -> None:
-    """Write :func:`to_nir` of ``graph`` to ``path`` (whole or not at all)."""
+def _without_zero_v_reset(data: bytes) -> bytes:
+    """The file with every all-zero ``v_reset`` left out: nir ≤ 1.0.4 readers (sinabs') refuse
+    the field, newer ones read its absence as 0."""
+    import io
+
+    import h5py
+
+    buf = io.BytesIO(data)
+    with h5py.File(buf, "r+") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Group) and "v_reset" in obj and not np.any(obj["v_reset"][()]):
+                found.append(obj)
+        found: list = []
+        f.visititems(visit)
+        for group in found:
+            del group["v_reset"]
+    return buf.getvalue()
+
+
+def export_nir(graph: Graph, path: str, dt: float | None = None, compat: str | None = None) -> list[str]:
+    """Write :func:`to_nir` of ``graph`` to ``path`` (whole or not at all), readable by nir
+    1.0.4 and newer; returns the warnings for ``compat``'s reader."""
     import io
 
     import nir
 
     from nmc.fileio import atomic_write
 
-    nir_graph = to_nir(graph, dt)
+    warnings: list[str] = []
+    nir_graph = to_nir(graph, dt, compat, warnings)
     buf = io.BytesIO()
     nir.write(buf, nir_graph)
-    atomic_write(os.fspath(path), buf.getvalue())
+    atomic_write(os.fspath(path), _without_zero_v_reset(buf.getvalue()))
+    return warnings

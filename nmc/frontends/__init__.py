@@ -60,7 +60,7 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 register_frontend(Frontend("nmir", (".nmir",), _looks_like_text_ir, _load_nmir))
 register_frontend(Frontend("nir", (".nir",), lambda head: head.startswith(_HDF5_MAGIC),
-                           _lazy("nmc.frontends.nir", "load_nir"), options=("dt", "reset")))
+                           _lazy("nmc.frontends.nir", "load_nir"), options=("dt", "reset", "convention")))
 # ONNX is protobuf: exporters write field 1 (ir_version, a small varint) first, then a string field.
 register_frontend(Frontend("onnx", (".onnx",), lambda head: len(head) > 2 and head[0] == 0x08 and 0 < head[1] < 16
                            and head[2] in b"\x12\x1a\x22\x2a\x32\x3a\x42", _lazy("nmc.frontends.onnx", "load_onnx")))

@@ -2,9 +2,10 @@
 
 Contract:
 
-* Accepts models as exporters write them (PyTorch, tf2onnx, keras2onnx, CNTK, Chainer), opsets
-  7–21.  Old opsets are lifted to 13 with onnx's version converter; if that fails the original
-  is used (the converters read both the attribute and the input forms of each operator).
+* Accepts models as exporters write them (PyTorch's TorchScript and dynamo exporters, tf2onnx,
+  keras2onnx, CNTK, Chainer), opsets 7–21 (docs/onnx-torch.md: what torch writes).  Old
+  opsets are lifted to 13 with onnx's version converter; if that fails the original is used
+  (the converters read both the attribute and the input forms of each operator).
 * Nodes are sorted topologically; ONNX shape inference runs in strict mode before and after
   constant subgraphs (initializers, Constant nodes, Shape/Gather/Concat chains...) are folded
   by evaluating them with onnx's numpy reference evaluator.

@@ -15,7 +15,7 @@ from onnx import helper
 
 from nmc.diagnostics import Loc, NmcError
 from nmc.ir import ann
-from nmc.ir.core import Blob, Graph, Value
+from nmc.ir.core import Blob, Graph, Splat, Value
 from nmc.ir.types import TensorType
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT: "f32", onnx.TensorProto.DOUBLE: "f64"}
@@ -588,6 +588,63 @@ def concat(cx, node):
     cx.emit(ann.Concat(inputs=ins, axis=axis))
 
 
+def reduce_mean(cx, node):
+    """ReduceMean over per-sample axes, axes as an input (opset 18+) or attribute (earlier).
+
+    Over spatial axes: ``ann.global_avgpool`` (all of them, what torch's dynamo exporter writes
+    for an adaptive or global average pool) or ``ann.avgpool`` with the reduced axes' full size
+    as the kernel (some).  Over the channel axis: a convolution with one output channel and
+    weights 1/C (over the features of a vector, a dense layer with weights 1/F), then any
+    spatial part.  ``keepdims=0`` drops the reduced axes with ``ann.reshape``.  The batch axis
+    is never reduced."""
+    x = cx.value(node.input[0])
+    rank, shape = x.type.rank, x.type.shape
+    axes = _axes(cx, node)
+    if not axes:
+        if attr(node, "noop_with_empty_axes", 0):
+            cx.bind(node.output[0], x)
+            return
+        raise cx.error("ReduceMean over all axes averages over the batch axis",
+                       hint="the IR describes one sample; give the per-sample axes to reduce")
+    red = sorted({cx.sample_axis(int(a), rank, "reduced axis") for a in axes})
+    keep = [1 if i in red else d for i, d in enumerate(shape)]
+    out_shape = keep if attr(node, "keepdims", 1) else [d for i, d in enumerate(shape) if i not in red]
+    if not out_shape:
+        raise cx.error(f"ReduceMean of per-sample {x.type} to a scalar (keepdims=0)",
+                       hint="export the mean with keepdim=True, or reduce fewer axes")
+    if rank > 3:
+        raise cx.error(f"ReduceMean of a rank-{rank + 1} tensor",
+                       hint="nmc averages over the channel and 1 or 2 spatial axes of [batch, C, ...] "
+                            "or the features of [batch, F]")
+    if rank == 1:
+        n = shape[0]
+        y = cx.emit(ann.Dense(x=x, weight=Blob(np.full((1, n), 1.0 / n, x.type.np_dtype), f"{node.output[0]}.mean",
+                                               Splat(1.0 / n))), node.output[0] + ".mean")
+    else:
+        y = x
+        if 0 in red:
+            c = shape[0]
+            weight = np.full((1, c) + (1,) * (rank - 1), 1.0 / c, x.type.np_dtype)
+            y = cx.emit(ann.Conv(x=y, weight=Blob(weight, f"{node.output[0]}.channels", Splat(1.0 / c))),
+                        node.output[0] + ".channels")
+        spatial = [a for a in red if a > 0]
+        if spatial == list(range(1, rank)):
+            y = cx.emit(ann.GlobalAvgPool(x=y), node.output[0] + ".pool")
+        elif spatial:
+            kernel = [shape[a] if a in spatial else 1 for a in range(1, rank)]
+            y = cx.emit(ann.AvgPool(x=y, kernel=kernel), node.output[0] + ".pool")
+    _rename_last(cx, node, y, out_shape)
+
+
+def _rename_last(cx, node, y: Value, out_shape) -> None:
+    """Bind ``node``'s output to ``y`` reshaped to ``out_shape``, the last op taking the output's name."""
+    if list(y.type.shape) != list(out_shape):
+        cx.emit(ann.Reshape(x=y, shape=list(out_shape)))
+        return
+    y.name = node.output[0]
+    cx.bind(node.output[0], y)
+
+
 def _softmax(kind):
     def convert(cx, node):
         x = cx.value(node.input[0])
@@ -646,6 +703,7 @@ CONVERTERS = {
     "MaxPool": lambda cx, n: _pool(cx, n, "max"),
     "AveragePool": lambda cx, n: _pool(cx, n, "avg"),
     "GlobalAveragePool": _unary(ann.GlobalAvgPool),
+    "ReduceMean": reduce_mean,
     "Flatten": flatten,
     "Reshape": reshape,
     "Transpose": transpose,

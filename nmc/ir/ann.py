@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from nmc.ir.core import (
     Op,
     blob,
@@ -25,6 +23,9 @@ from nmc.ir.core import (
     tensor_operand,
 )
 from nmc.ir.types import TensorType
+from nmc.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 def pooled_size(

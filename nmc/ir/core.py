@@ -23,10 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
 from nmc.diagnostics import Loc, NmcError
 from nmc.ir.types import TensorType, Type, dtype_name
+from nmc.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -105,7 +106,7 @@ Param = float | int | Blob
 """A per-neuron parameter: one number for all neurons, or a blob broadcast to the shape."""
 
 
-def param_array(p: Param, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+def param_array(p: Param, shape: tuple[int, ...], dtype="float64") -> np.ndarray:
     """``p`` broadcast to ``shape`` as a fresh array of ``dtype``."""
     arr = p.data if isinstance(p, Blob) else np.asarray(p)
     return np.broadcast_to(arr, shape).astype(dtype)

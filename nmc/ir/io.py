@@ -7,13 +7,14 @@ import zipfile
 import sys
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from nmc.diagnostics import NmcError
 from nmc.fileio import atomic_write
 from nmc.ir.core import Graph
 from nmc.ir.parser import CASE_SEPARATOR, parse_ir_cases
 from nmc.ir.printer import Printer
+from nmc.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 def sidecar_path(path: str) -> str:

@@ -16,12 +16,13 @@ from functools import cache
 from typing import Any
 
 import lark
-import numpy as np
 
 from nmc.diagnostics import Loc, NmcError
-from nmc.hashrng import random_array
 from nmc.ir.core import OPS, Blob, Graph, Op, Random, Splat, Value, VerifyError
-from nmc.ir.types import DTYPES, TensorType, parse_type
+from nmc.ir.types import TensorType, parse_type
+from nmc.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 CASE_SEPARATOR = "// -----"
 
@@ -294,7 +295,7 @@ class _Builder:
 
     def blob_init(self, node: lark.Tree) -> Blob:
         t = self.tensor_type(node.children[-1])
-        dtype = DTYPES[t.dtype]
+        dtype = t.np_dtype
         value = node.children[1]  # after the keyword
         if node.data == "init_dense":
             try:
@@ -308,6 +309,8 @@ class _Builder:
             dist, seed, scale = value, _after(node, "KW_SEED"), _after(node, "KW_SCALE")
             seed_v = _number(seed, self.src, integer=True) if seed is not None else 0
             scale_v = float(_number(scale, self.src)) if scale is not None else 1.0
+            from nmc.hashrng import random_array  # numpy-bound: only for random blobs
+
             data = random_array(str(dist), seed_v, scale_v, t.shape, dtype)
             return Blob(data, init=Random(str(dist), seed_v, scale_v))
         try:
@@ -340,7 +343,7 @@ class _Builder:
             raise self.src.at(decl.meta, f"blob @{name} has no contents",
                               hint=f"its data belongs in the sidecar '{self.src.filename}.npz'; "
                                    "or print the IR with --print-blobs to keep blobs inline")
-        if data.shape != t.shape or data.dtype != DTYPES[t.dtype]:
+        if data.shape != t.shape or data.dtype != t.np_dtype:
             raise self.src.at(decl.meta, f"blob @{name} in the sidecar is {data.dtype}{list(data.shape)}, the declaration says {t}")
         b = self.blobs[name] = Blob(data, name=name)
         return b

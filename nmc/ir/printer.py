@@ -24,10 +24,11 @@ import math
 import re
 from typing import Any
 
-import numpy as np
-
 from nmc.diagnostics import Loc
 from nmc.ir.core import Blob, Graph, Op, Random, Splat
+from nmc.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 INLINE_LIMIT = 16
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.$-]")

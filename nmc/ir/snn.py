@@ -18,8 +18,6 @@ flatten and reshape become index maps instead of neurons.  Semantics: docs/desig
 
 from __future__ import annotations
 
-import numpy as np
-
 from nmc.ir.ann import check_window
 from nmc.ir.core import (
     Blob,
@@ -36,6 +34,9 @@ from nmc.ir.core import (
     require,
 )
 from nmc.ir.types import CurrentType, SpikeType, TensorType
+from nmc.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 ENCODINGS = ("rate", "poisson", "current", "spikes")
 PROJECTION_KINDS = ("dense", "conv2d", "pool", "maxgate", "one_to_one", "sparse")

@@ -11,25 +11,26 @@ import math
 import re
 from dataclasses import dataclass
 
-import numpy as np
+from nmc.lazy import lazy_import
+np = lazy_import("numpy")
 
-DTYPES: dict[str, np.dtype] = {
-    "f32": np.dtype(np.float32),
-    "f64": np.dtype(np.float64),
-    "i8": np.dtype(np.int8),
-    "i16": np.dtype(np.int16),
-    "i32": np.dtype(np.int32),
-    "i64": np.dtype(np.int64),
-    "u8": np.dtype(np.uint8),
-    "bool": np.dtype(np.bool_),
+DTYPES: dict[str, str] = {  # IR element type: numpy's name for it
+    "f32": "float32",
+    "f64": "float64",
+    "i8": "int8",
+    "i16": "int16",
+    "i32": "int32",
+    "i64": "int64",
+    "u8": "uint8",
+    "bool": "bool",
 }
-DTYPE_NAMES: dict[np.dtype, str] = {v: k for k, v in DTYPES.items()}
+IR_NAMES: dict[str, str] = {v: k for k, v in DTYPES.items()}
 
 
-def dtype_name(dtype: np.dtype) -> str:
+def dtype_name(dtype) -> str:
     """The IR spelling (``f32``) of a numpy dtype; ValueError for dtypes the IR lacks."""
     try:
-        return DTYPE_NAMES[np.dtype(dtype)]
+        return IR_NAMES[np.dtype(dtype).name]
     except KeyError:
         raise ValueError(f"the IR has no element type for numpy dtype {np.dtype(dtype)}") from None
 
@@ -58,7 +59,7 @@ class TensorType(Type):
     @property
     def np_dtype(self) -> np.dtype:
         """The numpy element type (``f32`` → ``float32``)."""
-        return DTYPES[self.dtype]
+        return np.dtype(DTYPES[self.dtype])
 
     def __str__(self) -> str:
         if not self.shape:

@@ -33,15 +33,18 @@ from nmc.ir.core import Graph
 __all__ = ["from_nir", "load_nir"]
 
 
-def load_nir(path: str, dt: float | None = None, reset: str | None = None) -> Graph:
+def load_nir(path: str, dt: float | None = None, reset: str | None = None, convention: str | None = None) -> Graph:
     """Read a NIR file into an ``snn`` graph (docs/nir.md).
 
     ``dt`` (seconds) is required when a node has time constants or delays; ``reset`` is
     ``"zero"`` (NIR's definition, the default) or ``"subtract"``.  The graph records ``dt`` in
-    its meta.  Raises :class:`NmcError` naming the node for anything nmc cannot map."""
-    return Importer(path, dt, reset).load(read_nir(path))
+    its meta.  ``convention`` names the library whose reading of the parameters the file
+    follows (``snntorch``, ``norse``, ``sinabs``; default ``nir``, NIR's equations).  Raises
+    :class:`NmcError` naming the node for anything nmc cannot map."""
+    return Importer(path, dt, reset, convention).load(read_nir(path))
 
 
-def from_nir(nir_graph, dt: float | None = None, reset: str | None = None, name: str = "nir") -> Graph:
+def from_nir(nir_graph, dt: float | None = None, reset: str | None = None, name: str = "nir",
+             convention: str | None = None) -> Graph:
     """:func:`load_nir` for an in-memory ``nir.NIRGraph``."""
-    return Importer(name, dt, reset).load(nir_graph)
+    return Importer(name, dt, reset, convention).load(nir_graph)

@@ -7,6 +7,7 @@ import os
 import re
 
 from nmc.diagnostics import Loc, NmcError
+from nmc.frontends.nir.shapes import normalise
 
 
 def node_kind(node) -> str:
@@ -15,18 +16,29 @@ def node_kind(node) -> str:
 
 
 def read_nir(path: str):
-    """The ``nir.NIRGraph`` in ``path``; a file the nir package cannot read is an :class:`NmcError`."""
+    """The ``nir.NIRGraph`` in ``path``; a file the nir package cannot read is an :class:`NmcError`.
+
+    A file nir's type check refuses only for what the libraries are known to write (a batch
+    axis of 1 on Input/Output types, scalar neuron parameters; :mod:`.shapes`) is read with
+    those normalised, and checked again."""
     import nir
 
     try:
         return nir.read(path)
     except Exception as err:  # noqa: BLE001 — nir reports malformed files with many exception types
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        mismatch = re.search(r"type mismatch: (\S+)\.output", detail)  # nir names the node whose type is wrong
-        loc = Loc(os.fspath(path), node=mismatch.group(1)) if mismatch else Loc(os.fspath(path))
-        raise NmcError(f"the nir package cannot read this file: {detail}", loc,
-                       hint="the graph is malformed (for example an exporter wrote inconsistent shapes); "
-                            "re-export it with a current NIR exporter") from None
+        first = err
+    try:
+        graph = nir.read(path, type_check=False)
+        if normalise(graph):
+            return nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata=graph.metadata, type_check=True)
+    except Exception:  # noqa: BLE001 — report nir's first reason, on the file as written
+        pass
+    detail = str(first).splitlines()[0] if str(first) else type(first).__name__
+    mismatch = re.search(r"type mismatch: (\S+)\.output", detail)  # nir names the node whose type is wrong
+    loc = Loc(os.fspath(path), node=mismatch.group(1)) if mismatch else Loc(os.fspath(path))
+    raise NmcError(f"the nir package cannot read this file: {detail}", loc,
+                   hint="the graph is malformed (for example an exporter wrote inconsistent shapes); "
+                        "re-export it with a current NIR exporter") from None
 
 
 def _endpoint(graph, prefix: str, name: str, port: str, loc: Loc) -> str:

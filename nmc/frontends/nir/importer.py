@@ -24,6 +24,7 @@ WINDOWED = ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d")
 DENSE = ("Affine", "Linear", "Scale")
 LINEAR = DENSE + WINDOWED + ("Flatten", "Delay")
 RESETS = ("zero", "subtract")
+CONVENTIONS = ("nir", "snntorch", "norse", "sinabs", "rockpool")  # how the library's file means its parameters (docs/nir.md)
 
 
 def _arr(x) -> np.ndarray:
@@ -68,8 +69,15 @@ class _Neuron:
 
 
 class Importer:
-    def __init__(self, path: str, dt: float | None, reset: str | None):
+    def __init__(self, path: str, dt: float | None, reset: str | None, convention: str | None = None):
         self.path = os.fspath(path)
+        self.convention = convention or "nir"
+        if self.convention not in CONVENTIONS:
+            raise NmcError(f"unknown NIR convention '{convention}'", hint="conventions: " + ", ".join(CONVENTIONS))
+        if dt is None and self.convention == "snntorch":
+            dt = 1e-4  # snnTorch's export_to_nir writes tau = dt/(1 - beta) with dt = 1e-4
+        if reset is None and self.convention == "rockpool":
+            reset = "subtract"  # rockpool's LIFTorch subtracts the threshold
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise NmcError(f"dt must be a positive number of seconds, got {dt}", hint="pass --dt SECONDS, e.g. --dt 1e-4")
         if reset is not None and reset not in RESETS:
@@ -160,17 +168,32 @@ class Importer:
     # -- neurons ---------------------------------------------------------------------------
 
     def _ratio(self, name: str, tau, what: str) -> np.ndarray:
-        if self.dt is None:
-            raise self.error(name, f"NIR carries no time step, and this {node_kind(self.nodes[name])} node has time "
-                                   f"constants ({what})", hint="pass --dt SECONDS (e.g. --dt 1e-4), the step the model was trained with")
+        """``dt/τ``, the forward-Euler decay per step, as the file's convention means ``τ``."""
         tau = _arr(tau)
         if np.any(~(tau > 0)):
             raise self.error(name, f"{what} must be positive, got {tau.min()}")
+        if self.convention == "sinabs":  # τ in steps, decay exp(−1/τ) per step
+            return -np.expm1(-1 / tau)
+        if self.dt is None:
+            raise self.error(name, f"NIR carries no time step, and this {node_kind(self.nodes[name])} node has time "
+                                   f"constants ({what})", hint="pass --dt SECONDS (e.g. --dt 1e-4), the step the model was trained with")
+        if self.convention == "norse":  # Norse's to_nir writes dt/τ_inv = dt·τ
+            tau = tau / self.dt
+        if self.convention == "rockpool":  # exact decays exp(−dt/τ)
+            return -np.expm1(-self.dt / tau)
         ratio = self.dt / tau
         if np.any(ratio > 1):
             raise self.error(name, f"{what} = {tau.min():g} s is shorter than dt = {self.dt:g} s; "
-                                   "the forward-Euler step would overshoot", hint="use a smaller --dt")
+                                   "the forward-Euler step would overshoot",
+                             hint="use a smaller --dt" + ("; if Norse wrote this file (its to_nir writes "
+                                                          "tau = dt/tau_inv), pass --convention norse"
+                                                          if self.convention == "nir" and np.all(tau * self.dt**-2 >= 1) else ""))
         return ratio
+
+    def _input_gain(self, a: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The weight on an input spike: ``a·R`` by NIR's equations; where ``τ`` and ``R`` are
+        both infinite (snnTorch's ``Leaky(beta=1)``: ``τ = dt/(1−β)``, ``R = τ/dt``) the limit 1."""
+        return np.where(np.isinf(r) & (a == 0), 1.0, a * np.where(np.isinf(r), 0.0, r))
 
     def _neuron(self, name: str, node) -> _Neuron:
         kind = node_kind(node)
@@ -194,11 +217,15 @@ class Importer:
             return _Neuron(shape, threshold, full, np.zeros(shape), r.reshape(-1), np.zeros(r.size), spiking)
         if kind in ("LIF", "LI"):
             a = self._ratio(name, node.tau, "tau")
-            return _Neuron(shape, threshold, full, DECAY_ONE * a, (a * r).reshape(-1),
+            return _Neuron(shape, threshold, full, DECAY_ONE * a, self._input_gain(a, r).reshape(-1),
                            (a * _arr(node.v_leak)).reshape(-1), spiking)
         a_syn = self._ratio(name, node.tau_syn, "tau_syn")
         a_mem = self._ratio(name, node.tau_mem, "tau_mem")
-        gain = a_syn * _arr(node.w_in) * a_mem * r
+        if self.convention == "rockpool":  # I ← e^{−dt/τ_syn}·(I + S), then v ← e^{−dt/τ_mem}·v + I
+            gain = 1 - a_syn
+        else:
+            w_in = 1 / a_syn if self.convention == "norse" else _arr(node.w_in)  # Norse's current jumps by the input
+            gain = a_syn * w_in * self._input_gain(a_mem, r)
         return _Neuron(shape, threshold, DECAY_ONE * a_syn, DECAY_ONE * a_mem, gain.reshape(-1),
                        (a_mem * _arr(node.v_leak)).reshape(-1), spiking)
 
