@@ -19,7 +19,7 @@ from nmc import semantics
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.passmanager import PassContext, PassManager, merge_options
-from nmc.runner import fastest_backend, run
+from nmc.runner import fastest_backend, prepare
 
 CHUNK = 250  # samples per executor call: bounded memory, and the progress bar moves
 
@@ -31,17 +31,27 @@ def progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="sample", leave=False, disable=not sys.stderr.isatty())
 
 
-def _predict(graph: Graph, x: np.ndarray, backend: str, bar) -> tuple[np.ndarray, dict]:
-    """Classes of ``x`` and totals (spikes, synaptic ops, steps), in chunks."""
+def predict_range(execute, x: np.ndarray, start: int, stop: int, bar=None) -> tuple[np.ndarray, dict]:
+    """Classes of ``x[start:stop]`` and totals (spikes, synaptic ops, steps) by a prepared
+    executor, one call per block of ``CHUNK`` samples starting at a multiple of ``CHUNK``
+    (``start`` is one): the calls, so the results, are the same whether the whole set runs here
+    or in shards on a cluster (:mod:`nmc.cluster`)."""
     classes, totals = [], {"spikes": 0, "synaptic_ops": 0, "steps": None}
-    for start in range(0, len(x), CHUNK):
-        res = run(graph, x[start:start + CHUNK], backend=backend)
+    for i in range(start, stop, CHUNK):
+        chunk = x[i:min(i + CHUNK, stop)]
+        res = execute([chunk])
         classes.append(res.predictions())
         totals["spikes"] += res.spikes
         totals["synaptic_ops"] += res.synaptic_ops
         totals["steps"] = res.steps
-        bar.update(len(x[start:start + CHUNK]))
-    return np.concatenate(classes), totals
+        if bar is not None:
+            bar.update(len(chunk))
+    return (np.concatenate(classes) if classes else np.zeros(0, np.int64)), totals
+
+
+def _predict(graph: Graph, x: np.ndarray, backend: str, bar) -> tuple[np.ndarray, dict]:
+    """Classes of ``x`` and totals (spikes, synaptic ops, steps), in chunks."""
+    return predict_range(prepare(graph, backend), x, 0, len(x), bar)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -128,18 +138,21 @@ def layer_losses(base: Graph, snn: Graph, x: np.ndarray) -> list[dict]:
 def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip, timesteps: Iterable[int], *,
              percentile: float = 99.9, thresholds: str = "calibrated", weight_bits: int = 8, encoding: str = "rate",
              convert_options: str = "",
-             backend: str | None = None, per_layer: bool = False, on_row: Callable[[dict], None] | None = None) -> dict:
+             backend: str | None = None, per_layer: bool = False, on_row: Callable[[dict], None] | None = None,
+             predict: Callable | None = None) -> dict:
     """The report of docs/design.md §7 for ``nmc eval``; ``chip`` None: no integer SNN.
     ``thresholds``: ``percentile`` normalises every layer by its calibrated percentile once;
     ``calibrated`` chooses each layer's scale for each T (``normalize{timesteps=T}``).
     ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``); with a chip
     the conversion starts from its class's options, as ``nmc compile`` converts for it (for a chip
     whose synapses keep no state: ``maxpool=tree``), which these override key by key.  With ``per_layer`` every row also holds ``layers`` (float) and
-    ``int_layers`` (:func:`layer_losses`)."""
+    ``int_layers`` (:func:`layer_losses`).  ``predict(graph, x, backend, bar)``: how the networks
+    are run (default: here, in chunks; ``nmc.cluster.Cluster.predict``: shards on a Ray cluster)."""
     if semantics.is_spiking(graph):
         raise NmcError("nmc eval needs an ANN model; this graph is already spiking",
                        hint="use nmc run --timesteps N to run a spiking graph")
     backend = backend or fastest_backend()
+    predict = predict or _predict
     timesteps = list(timesteps)
     if chip is not None:
         from nmc.targets.classes import chip_class
@@ -150,7 +163,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     base = PassManager(f"normalize{{percentile={percentile}}}", ctx).run(calibrated.clone())
     runs = len(timesteps) * (2 if chip is not None else 1) + 1
     with progress(runs * len(x), "eval") as bar:
-        ann_pred, _ = _predict(base, x, "reference", bar)
+        ann_pred, _ = predict(base, x, "reference", bar)
         report = {"ann_accuracy": float(np.mean(ann_pred == y)), "samples": int(len(x)), "backend": backend,
                   "encoding": encoding, "thresholds": thresholds, "convert_options": convert_options, "snn": []}
         for T in timesteps:
@@ -162,7 +175,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
                 report["notes"] = [f"max pooling is converted to a max-pool gate (maxpool=gate), which the CPU runtime "
                                    f"runs but chip '{chip.name}' cannot map (its synapses keep no state); "
                                    f"convert with maxpool=tree to evaluate what nmc compile --target {chip.name} maps"]
-            pred, tot = _predict(snn, x, backend, bar)
+            pred, tot = predict(snn, x, backend, bar)
             coded = rate_code_classes(normed, snn, x, T)
             row = {"timesteps": T, "latency_steps": tot["steps"], "rate_code_accuracy": float(np.mean(coded == y)),
                    "rate_code_agreement": float(np.mean(coded == ann_pred)),
@@ -174,7 +187,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
                 row["layers"] = layer_losses(normed, snn, x)
             if chip is not None:
                 quant = PassManager(f"quantize{{weight-bits={weight_bits}}}", ctx).run(snn.clone())
-                ipred, itot = _predict(quant, x, backend, bar)
+                ipred, itot = predict(quant, x, backend, bar)
                 row.update(int_accuracy=float(np.mean(ipred == y)), int_agreement=float(np.mean(ipred == ann_pred)),
                            spikes_per_sample=itot["spikes"] / len(x),
                            synaptic_ops_per_sample=itot["synaptic_ops"] / len(x))

@@ -20,13 +20,25 @@ from nmc.ir.core import Graph
 
 
 @dataclass
+class Tally:
+    """The additive counts behind a result's ``stats`` (integers and integer arrays, summed over
+    the samples) and the function that derives the stats from them: results of parts of a batch
+    merge into exactly the stats of the whole batch (``nmc.cluster.merge_results``).  ``derive``
+    travels with the result, so it is a module-level function or a ``functools.partial`` of one."""
+
+    counts: dict[str, Any]
+    derive: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
 class RunResult:
     """Outputs of a batch and what it cost.
 
     ``outputs``: one array per graph output, first axis samples.  ``voltages``: final voltage
     of each output's decoded population (spiking graphs), for tie-breaks.  ``recorded``:
     spike trains ``[samples, steps, ...]`` by population name.  ``stats``: backend-specific
-    figures (the emulator's energy and link loads)."""
+    figures (the emulator's energy and link loads); ``tally``: how those figures add up over
+    parts of the batch (None: they do not depend on the batch)."""
 
     backend: str
     outputs: list[np.ndarray]
@@ -39,6 +51,7 @@ class RunResult:
     compile_s: float = 0.0
     run_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    tally: Tally | None = None
 
     def predictions(self) -> np.ndarray:
         """The class of each sample from the first output (ties broken by final voltage)."""
@@ -127,14 +140,26 @@ def load_artifact(path_or_graph: Any, **options) -> Any:
     return load(path_or_graph, **options)
 
 
+def get_backend(name: str) -> Prepare:
+    """The ``prepare`` function of backend ``name`` (UsageError for an unknown name)."""
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend '{name}'", hint="backends: " + ", ".join(sorted(BACKENDS)))
+    return BACKENDS[name]
+
+
+def prepare(artifact: Any, backend: str = "reference", **load_options) -> Callable[..., RunResult]:
+    """``execute(inputs, timesteps=None, record=None) -> RunResult`` for ``artifact`` (a path,
+    graph or image) on ``backend``: what :func:`run` times as ``compile_s``."""
+    return get_backend(backend)(load_artifact(artifact, **load_options))
+
+
 def run(artifact: Any, inputs: np.ndarray | Sequence[np.ndarray], *, backend: str = "reference",
         timesteps: int | None = None, record: str | None = None, **load_options) -> RunResult:
     """Run ``artifact`` (a path, graph or image) on a batch.  ``record``: None, ``"output"``
     or ``"all"`` populations' spike trains."""
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend '{backend}'", hint="backends: " + ", ".join(sorted(BACKENDS)))
+    get_backend(backend)
     start = time.perf_counter()
-    execute = BACKENDS[backend](load_artifact(artifact, **load_options))
+    execute = prepare(artifact, backend, **load_options)
     compile_s = time.perf_counter() - start
     batch = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     start = time.perf_counter()

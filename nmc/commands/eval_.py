@@ -15,6 +15,7 @@ examples:
   nmc eval model.nmir --data digits_test.npz --target mesh --timesteps 8,16,32
   nmc eval model.onnx --data test.npz --calib train.npz --target mesh --report eval.json
   nmc eval model.onnx --data test.npz --timesteps 4,8,16,32,64 --plot acc.png --per-layer
+  nmc eval model.onnx --data test.npz --calib train.npz --cluster auto --report eval.json
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 
+from nmc.commands.cluster_option import add_cluster_option
 from nmc.diagnostics import NmcError, UsageError
 from nmc.fileio import atomic_write
 from nmc.outputs import check_outputs
@@ -52,6 +54,7 @@ def add_arguments(p) -> None:
     p.add_argument("--plot", metavar="ACC.png", help="draw accuracy against time steps")
     p.add_argument("--report", metavar="R.json", help="a JSON report (docs/design.md §7 keys)")
     p.add_argument("--html", metavar="R.html", help="the report as one HTML page: accuracy against T, per-layer losses")
+    add_cluster_option(p)
 
 
 def parse_timesteps(text: str) -> list[int]:
@@ -140,8 +143,17 @@ def run(args) -> int:
         if args.per_layer:
             print_layers(r)
 
-    report = evaluate(graph, x, y, x_cal, chip, timesteps, percentile=args.percentile, thresholds=args.thresholds,
-                      weight_bits=args.weight_bits, encoding=args.encoding, convert_options=args.convert, backend=args.backend, per_layer=args.per_layer, on_row=on_row)
+    options = dict(percentile=args.percentile, thresholds=args.thresholds, weight_bits=args.weight_bits,
+                   encoding=args.encoding, convert_options=args.convert, backend=args.backend,
+                   per_layer=args.per_layer, on_row=on_row)
+    if args.cluster:
+        from nmc.cluster import Cluster
+
+        with Cluster(args.cluster) as cluster:
+            report = evaluate(graph, x, y, x_cal, chip, timesteps, predict=cluster.predict, **options)
+        print(cluster.summary())
+    else:
+        report = evaluate(graph, x, y, x_cal, chip, timesteps, **options)
     print(f"ANN accuracy {100 * report['ann_accuracy']:.2f} % ({report['samples']} samples, "
           f"{report['encoding']} input, {args.thresholds} thresholds{', ' + args.convert if args.convert else ''}, backend {report['backend']}"
           + ("; calibrated on the evaluation inputs)" if not args.calib else ")"))

@@ -6,6 +6,7 @@ path needs to reach the output).  Prints a summary; -o, --record and --report wr
 examples:
   nmc run model.nmir --input x.npy -o out.npy
   nmc run snn.nmir --input data.npz --timesteps 32 --record spikes.npz --report run.json
+  nmc run model.nmb --input data.npz --backend emulator --cluster auto -o out.npy
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 
 from nmc.commands.nir_options import add_nir_options, nir_options
+from nmc.commands.cluster_option import add_cluster_option
 from nmc.diagnostics import UsageError
 from nmc.outputs import check_outputs, write_all
 
@@ -34,6 +36,7 @@ def add_arguments(p) -> None:
     p.add_argument("--record", metavar="SPIKES.npz", help="spike trains of the output population(s) [samples, steps, ...]")
     p.add_argument("--record-all", action="store_true", help="with --record: every population, keyed by name")
     p.add_argument("--report", metavar="R.json", help="a JSON report for pipelines")
+    add_cluster_option(p)
 
 
 def _npy(arr) -> bytes:
@@ -60,7 +63,16 @@ def run(args) -> int:
                                                 ("--report", args.report)])
     x, y = load_inputs(args.input)
     record = ("all" if args.record_all else "output") if args.record else None
-    result = run_artifact(args.artifact, x, backend=args.backend, timesteps=args.timesteps, record=record, **nir_options(args))
+    if args.cluster:
+        from nmc.cluster import Cluster
+
+        with Cluster(args.cluster) as cluster:
+            result = cluster.run(args.artifact, x, backend=args.backend, timesteps=args.timesteps, record=record,
+                                 **nir_options(args))
+        print(cluster.summary())
+    else:
+        result = run_artifact(args.artifact, x, backend=args.backend, timesteps=args.timesteps, record=record,
+                              **nir_options(args))
     writes = []  # every output file, all or nothing (issue 22)
     if args.output:
         if len(result.outputs) != 1:

@@ -22,13 +22,15 @@ the chip's energy figures.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import scipy.sparse as sp
 
 from nmc import neuron
 from nmc.binding import InputSpec, bind_arrays, resolve_timesteps
 from nmc.diagnostics import NmcError, UsageError
-from nmc.runner import RunResult
+from nmc.runner import RunResult, Tally
 from nmc.targets.chip import parse_chip
 from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
 
@@ -187,20 +189,33 @@ class Emulator:
             for k in wanted:
                 p = meta["populations"][k]
                 rec[p["name"]] = of_pop(k, recorded).astype(np.int64).reshape(B, steps, *p["shape"])
-        e = self.chip.energy
-        updates = B * steps * self.N
-        hops = {kind: int(link_spikes[self.link_kind == i].sum()) for i, kind in enumerate(("chip", "board", "host"))}
-        energy = (synaptic_ops * e.synaptic_op_j + updates * e.neuron_update_j + hops["chip"] * e.spike_hop_j
-                  + (hops["board"] + hops["host"]) * e.chip_hop_j) / max(B, 1)
-        per_step = link_spikes / max(B * steps, 1)
-        links = link_rows(self.routes, {"spikes_per_step": per_step})
-        busiest = max(links, key=lambda r: r["spikes_per_step"]) if links else None
-        stats = {"energy_per_inference_j": float(energy), "links": links, "packets": int(packets),
-                 "hops": int(link_spikes.sum()), "hops_on_chip": hops["chip"], "hops_between_chips": hops["board"],
-                 "hops_host": hops["host"], "neuron_updates": int(updates), "busiest_link": busiest,
-                 "time_per_step_s": self.time_per_step_s, "spikes": int(counts.sum()), "synaptic_ops": int(synaptic_ops)}
+        fixed = {"energy": self.chip.energy, "neurons": self.N, "steps": steps, "time_per_step_s": self.time_per_step_s,
+                 "links": {k: self.routes[k] for k in ("links", "link_kind", "link_capacity")}}
+        tally = Tally({"samples": B, "synaptic_ops": int(synaptic_ops), "packets": int(packets),
+                       "spikes": int(counts.sum()), "link_spikes": link_spikes}, partial(statistics, fixed))
         return RunResult("emulator", outputs, voltages=voltages, recorded=rec, timesteps=T, steps=steps,
-                         spikes=int(counts.sum()), synaptic_ops=int(synaptic_ops), stats=stats)
+                         spikes=int(counts.sum()), synaptic_ops=int(synaptic_ops), stats=statistics(fixed, tally.counts),
+                         tally=tally)
+
+
+def statistics(fixed: dict, counts: dict) -> dict:
+    """The emulator's figures for a batch from its additive counts (``counts``: samples,
+    synaptic ops, packets, spikes, spikes per link) and what the image fixes (``fixed``: the
+    chip's energy figures, neurons, steps, the links and the latency bound)."""
+    e, B, steps, link_spikes = fixed["energy"], counts["samples"], fixed["steps"], counts["link_spikes"]
+    updates = B * steps * fixed["neurons"]
+    kind = fixed["links"]["link_kind"].astype(np.int64)
+    hops = {name: int(link_spikes[kind == i].sum()) for i, name in enumerate(("chip", "board", "host"))}
+    energy = (counts["synaptic_ops"] * e.synaptic_op_j + updates * e.neuron_update_j + hops["chip"] * e.spike_hop_j
+              + (hops["board"] + hops["host"]) * e.chip_hop_j) / max(B, 1)
+    per_step = link_spikes / max(B * steps, 1)
+    links = link_rows(fixed["links"], {"spikes_per_step": per_step})
+    busiest = max(links, key=lambda r: r["spikes_per_step"]) if links else None
+    return {"energy_per_inference_j": float(energy), "links": links, "packets": int(counts["packets"]),
+            "hops": int(link_spikes.sum()), "hops_on_chip": hops["chip"], "hops_between_chips": hops["board"],
+            "hops_host": hops["host"], "neuron_updates": int(updates), "busiest_link": busiest,
+            "time_per_step_s": fixed["time_per_step_s"], "spikes": int(counts["spikes"]),
+            "synaptic_ops": int(counts["synaptic_ops"])}
 
 
 def prepare(image):
