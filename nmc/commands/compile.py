@@ -21,7 +21,6 @@ from nmc.diagnostics import UsageError
 from nmc.outputs import check_outputs, write_all
 
 
-
 def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="a model file (.onnx, .nir, .nmd, .nmir)")
     p.add_argument("--target", required=True, metavar="T", help="'cpu', a shipped chip (nmc targets) or a chip .toml path")

@@ -31,7 +31,6 @@ from nmc.plotting import pyplot, save_png
 from nmc.targets import DEFAULT_CHIP
 
 
-
 def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="a model file (.onnx, .nir, .nmd, .nmir) holding an ANN")
     p.add_argument("--data", required=True, metavar="DATA.npz", help="inputs x and integer labels y")

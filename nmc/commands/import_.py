@@ -12,7 +12,6 @@ import sys
 from nmc.commands.nir_options import add_nir_options, nir_options
 
 
-
 def add_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help="a model file (.onnx, .nir, .nmd, .nmir)")
     p.add_argument("-o", "--output", metavar="OUT.nmir", help="write the IR here (default: standard output)")

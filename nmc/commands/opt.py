@@ -14,7 +14,6 @@ import sys
 from nmc.diagnostics import NmcError, UsageError
 
 
-
 def add_arguments(p) -> None:
     p.add_argument("input", metavar="IN.nmir", help="textual IR ('-' for standard input)")
     p.add_argument("--passes", default="", metavar="PIPELINE", help="comma-separated passes, e.g. 'fold-batchnorm,dce'")

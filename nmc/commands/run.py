@@ -21,7 +21,6 @@ from nmc.diagnostics import UsageError
 from nmc.outputs import check_outputs, write_all
 
 
-
 def add_arguments(p) -> None:
     from nmc.runner import BACKENDS
 

@@ -14,7 +14,6 @@ import dataclasses
 import json
 
 
-
 CPU_ROW = {"name": "cpu", "class": "cpu", "cores": None, "chips": None, "neurons_per_core": None,
            "weight_bits": None, "description": "no chip: the snn graph for the llvmlite CPU runtime"}
 
