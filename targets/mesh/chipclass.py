@@ -50,6 +50,7 @@ class MeshClass(ChipClass):
         """Cores, lower bound, chips, placement cost (and the naive placement's), busiest link;
         placement figures from ``place``'s meta when present, else computed for the current
         (naive) positions."""
+        from nmc.targets.mapping.shapes import synapse_count
         from nmc.targets.mesh.mapping import Mapping, placement_cost
 
         m = Mapping(graph, chip)
@@ -69,7 +70,7 @@ class MeshClass(ChipClass):
             "max_link_load": round(float(routes.load.max()), 6) if len(routes.load) else 0.0,
             "busiest_link": routes.link_name(busiest) if busiest is not None else None,
             "neurons": int(m.net.n_neurons),
-            "synapses": int(sum(len(m.net.incoming(p).src) for p in m.net.populations)),
+            "synapses": int(sum(synapse_count(p) for p in graph.walk("snn.project"))),
             "links_used": len(routes.links),
             "assumed_rate": float(graph.meta.get("hw.rate", DEFAULT_RATE)),
         }

@@ -30,6 +30,7 @@ from nmc.binding import InputSpec, bind_arrays, resolve_timesteps
 from nmc.diagnostics import NmcError, UsageError
 from nmc.runner import RunResult
 from nmc.targets.chip import parse_chip
+from nmc.targets.mesh.kernels import KernelRunner
 from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
 
 
@@ -63,12 +64,26 @@ class Emulator:
             delays.append(s["syn_delay"][s0:s1])
         rows, cols, weights, delays = (np.concatenate(a) if a else np.zeros(0, np.int64)
                                        for a in (rows, cols, weights, delays))
-        self.synapses = {}  # delay -> (W csr [sources, neurons], synapse count per source)
+        self.synapses = {}  # delay -> W csr [sources, neurons] of the explicit synapses
+        self.fan = {}  # delay -> synapses leaving each source (explicit and kernels)
         for d in np.unique(delays):
             sel = delays == d
-            W = sp.csr_matrix((weights[sel], (rows[sel], cols[sel])), shape=(self.N + self.P, self.N), dtype=np.int64)
-            self.synapses[int(d)] = (W, np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int64))
-        self.max_delay = max(self.synapses, default=1)
+            self.synapses[int(d)] = sp.csr_matrix((weights[sel], (rows[sel], cols[sel])), shape=(self.N + self.P, self.N),
+                                                  dtype=np.int64)
+            self.fan[int(d)] = np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int64)
+        # kernels (docs/mesh-target.md): one convolution or product per kernel over its whole
+        # target population, sources and targets in hardware numbering
+        kr, hw = program.kernels, program.ports["population_hw"]
+        hw_source = np.concatenate([self.N + np.arange(self.P, dtype=np.int64), hw])
+        self.kernels = KernelRunner(kr, program.geometries)
+        self.kernel_rows = {}  # delay -> [(row, hardware sources, hardware targets)]
+        for k, g in enumerate(program.geometries):
+            d, n_src, n_tgt = int(kr["delay"][k]), int(np.prod(g.src)), int(np.prod(g.tgt))
+            src = hw_source[kr["source"][k]:kr["source"][k] + n_src]
+            self.kernel_rows.setdefault(d, []).append((k, src, hw[kr["target"][k]:kr["target"][k] + n_tgt]))
+            fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
+            fan[src] += g.fanout()
+        self.max_delay = max(self.fan, default=1)
         self._routes(program)
 
     def _routes(self, program: MeshProgram) -> None:
@@ -149,14 +164,18 @@ class Emulator:
         emit(-1, None, ports_at(0))
         for t in range(steps):
             current = np.zeros((B, N), np.int64)
-            for d, (W, fan) in self.synapses.items():
+            for d, fan in self.fan.items():
                 if t - d not in emitted:
                     continue
                 x, events = emitted[t - d]
-                if events.nnz < SPARSE_EVENTS * x.size:  # only the events' rows
-                    current += (events @ W).toarray()
-                else:
-                    current += np.asarray(x @ W)
+                W = self.synapses.get(d)
+                if W is not None and W.nnz:
+                    if events.nnz < SPARSE_EVENTS * x.size:  # only the events' rows
+                        current += (events @ W).toarray()
+                    else:
+                        current += np.asarray(x @ W)
+                for k, src, tgt in self.kernel_rows.get(d, ()):
+                    current[:, tgt] += self.kernels.current(k, x[:, src])
                 synaptic_ops += int(fan[events.indices].sum())
             spikes = neurons.step(current)
             counts += spikes

@@ -14,7 +14,8 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
-from nmc.targets.mapping.netlist import Netlist, distinct
+from nmc.targets.mapping.netlist import Netlist
+from nmc.targets.mapping.partition import core_pieces, source_core_pairs
 from nmc.targets.mesh.board import HOST, Board
 
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
@@ -35,6 +36,7 @@ class Mapping:
         if [c.id for c in cores] != list(range(len(cores))):
             raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
         self.cores = cores
+        self._pairs = None
         net = self.net
         self.core_of = np.full(net.n_neurons, -1, np.int64)
         self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
@@ -71,17 +73,11 @@ class Mapping:
         return np.concatenate([np.full(self.net.n_ports, -1, np.int64), self.core_of])
 
     def source_dests(self) -> np.ndarray:
-        """Unique (global source, destination core) pairs, sorted."""
-        pairs = []
-        for pop in self.net.populations:
-            inc = self.net.incoming(pop)
-            size = pop.result.type.size
-            tgt = np.repeat(np.arange(size, dtype=np.int64) + self.net.neuron_offset[pop], np.diff(inc.ptr))
-            pairs.append(np.stack([inc.src, self.core_of[tgt]], axis=1))
-        both = np.concatenate(pairs)
-        width = len(self.cores)
-        keys = distinct(both[:, 0] * width + both[:, 1])  # one int64 per pair: fast
-        return np.stack([keys // width, keys % width], axis=1)
+        """Unique (global source, destination core) pairs, sorted: from the geometry of shaped
+        projections (:mod:`nmc.targets.mapping.shapes`), explicit lists only for sparse ones."""
+        if self._pairs is None:
+            self._pairs = source_core_pairs(self.net, [core_pieces(self.net, c.pops, c.slices) for c in self.cores])
+        return self._pairs
 
     def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source core or -1, destination core, spikes per step) aggregated over neurons."""

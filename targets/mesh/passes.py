@@ -24,8 +24,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from nmc.diagnostics import NmcError
@@ -72,15 +70,12 @@ class Partition(Pass):
     has; earlier hw ops removed; the snn ops unchanged; ``meta["hw.board"]`` and
     ``meta["hw.cores_lower_bound"]`` (⌈neurons / core neurons⌉ or ⌈synapse bits / core
     memory⌉, whichever is larger).  Fails with a diagnostic naming the layer, the limit and by
-    how much when something cannot fit.  ``order``: the tile order (``auto`` tries both and
-    keeps the better plan)."""
-
-    order: Literal["auto", "channel", "spatial"] = "auto"
+    how much when something cannot fit."""
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         chip = mesh_chip(ctx, "partition")
         clear_hw(graph)
-        plan = partition(graph, chip.formats, core_limits(chip), chip.name, self.order)
+        plan = partition(graph, chip.formats, core_limits(chip), chip.name)
         m = chip.mesh
         available = m.cores_x * m.cores_y * m.chips_x * m.chips_y
         if len(plan["cores"]) > available:
@@ -100,7 +95,6 @@ class Partition(Pass):
         ctx.stat("cores", len(plan["cores"]))
         ctx.stat("cores-lower-bound", plan["lower_bound"])
         ctx.stat("neurons", sum(core[1] for core in plan["cores"]))
-        ctx.remark(f"tile order: {plan['order']}")
         for pop, (used, own, limit) in plan["layers"].items():
             ctx.remark(f"%{plan['names'][pop]}: {used} core(s) (lower bound {own}), limited by {limit}")
         return True

@@ -114,6 +114,9 @@ def energy_estimate(image) -> float | None:
     rate_hw[hw_source] = rates
     s, r = p.synapses, p.routes
     syn_ops = float(np.dot(rate_hw[s["axon_source"]], np.diff(s["syn_start"])))
+    for k, g in enumerate(p.geometries):  # kernels: each source's synapses from the geometry
+        a = int(p.kernels["source"][k])
+        syn_ops += float(np.dot(rate_hw[hw_source[a:a + len(g.fanout())]], g.fanout()))
     kind = r["link_kind"]
     hops_chip = float(r["link_load"][kind == 0].sum())
     hops_other = float(r["link_load"][kind != 0].sum())
