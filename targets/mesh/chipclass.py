@@ -8,6 +8,9 @@ the ``nmc inspect`` views (:mod:`.views`).
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 
 from nmc.targets.classes import ChipClass
@@ -74,6 +77,25 @@ class MeshClass(ChipClass):
             "links_used": len(routes.links),
             "assumed_rate": float(graph.meta.get("hw.rate", DEFAULT_RATE)),
         }
+
+    def fit_board(self, graph, chip, text: bytes) -> bytes:
+        """The smallest board of ``chip``'s chips that holds the graph's cores (partition's
+        count): ``n = ⌈cores / cores per chip⌉`` chips as ``⌈√n⌉ × ⌈n / ⌈√n⌉⌉``, renamed
+        ``<name>-auto-<x>x<y>``; partition's own errors when a layer fits no core."""
+        from nmc.targets.mapping.partition import partition
+        from nmc.targets.mesh.passes import core_limits
+
+        cores = len(partition(graph, chip.formats, core_limits(chip), chip.name)["cores"])
+        n = max(1, -(-cores // (chip.mesh.cores_x * chip.mesh.cores_y)))
+        cx = math.isqrt(n - 1) + 1
+        cy = -(-n // cx)
+        out = text.decode("utf-8")
+        for key, value in (("chips_x", cx), ("chips_y", cy)):
+            out, hits = re.subn(rf"(?m)^(\s*{key}\s*=\s*)\d+", rf"\g<1>{value}", out)
+            if not hits:
+                out = re.sub(r"(?m)^\[mesh\]\s*$", f"[mesh]\n{key} = {value}", out)
+        out = re.sub(r'(?m)^(name\s*=\s*)"([^"]*)"', lambda m: f'{m[1]}"{m[2]}-auto-{cx}x{cy}"', out, count=1)
+        return out.encode("utf-8")
 
     def prepare(self, image):
         from nmc.targets.mesh.emulator import prepare

@@ -49,8 +49,13 @@ class Emulator:
         c, s, n = program.cores, program.synapses, program.neurons
         self.N, self.P = program.n_neurons, int(program.meta["ports"])
         self.start = c["start"]
-        self.params = neuron.NeuronParams(**{k: n[k].astype(np.int64) for k in ("threshold", "bias", "du", "dv", "v0")},
-                                          reset_zero=n["reset"] == 1, bits=n["bits"].astype(np.int64))
+        # Internally neurons are in graph order (populations in graph order, flat), then the
+        # ports: a kernel reads and drives contiguous ranges.  hw_to_graph maps hardware neurons.
+        hw = program.ports["population_hw"]
+        self.hw_to_graph = np.empty(self.N, np.int64)
+        self.hw_to_graph[hw] = np.arange(self.N)
+        self.params = neuron.NeuronParams(**{k: n[k][hw].astype(np.int64) for k in ("threshold", "bias", "du", "dv", "v0")},
+                                          reset_zero=n["reset"][hw] == 1, bits=n["bits"][hw].astype(np.int64))
         # The cores' synapse tables, merged into one matrix per delay from every source (neurons,
         # then ports) to every neuron: a neuron lives on one core, so its current is the same
         # integer sum, and a step costs one product per delay instead of one per core and delay.
@@ -58,8 +63,8 @@ class Emulator:
         for k in range(program.n_cores):
             a0, a1 = s["axon_start"][k], s["axon_start"][k + 1]
             s0, s1 = s["syn_start"][a0], s["syn_start"][a1]
-            rows.append(np.repeat(s["axon_source"][a0:a1], np.diff(s["syn_start"][a0:a1 + 1])))
-            cols.append(self.start[k] + s["syn_target"][s0:s1])
+            rows.append(np.repeat(self.internal(s["axon_source"][a0:a1]), np.diff(s["syn_start"][a0:a1 + 1])))
+            cols.append(self.hw_to_graph[self.start[k] + s["syn_target"][s0:s1]])
             weights.append(s["syn_weight"][s0:s1].astype(np.int64) << s["syn_exponent"][s0:s1].astype(np.int64))
             delays.append(s["syn_delay"][s0:s1])
         rows, cols, weights, delays = (np.concatenate(a) if a else np.zeros(0, np.int64)
@@ -72,23 +77,30 @@ class Emulator:
                                                   dtype=np.int64)
             self.fan[int(d)] = np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int64)
         # kernels (docs/mesh-target.md): one convolution or product per kernel over its whole
-        # target population, sources and targets in hardware numbering
-        kr, hw = program.kernels, program.ports["population_hw"]
-        hw_source = np.concatenate([self.N + np.arange(self.P, dtype=np.int64), hw])
+        # target population; sources are netlist ids (ports first), internally neurons first
+        kr = program.kernels
         self.kernels = KernelRunner(kr, program.geometries)
-        self.kernel_rows = {}  # delay -> [(row, hardware sources, hardware targets)]
+        self.kernel_rows = {}  # delay -> [(row, source slice, target slice)]
         for k, g in enumerate(program.geometries):
             d, n_src, n_tgt = int(kr["delay"][k]), int(np.prod(g.src)), int(np.prod(g.tgt))
-            src = hw_source[kr["source"][k]:kr["source"][k] + n_src]
-            self.kernel_rows.setdefault(d, []).append((k, src, hw[kr["target"][k]:kr["target"][k] + n_tgt]))
+            a = int(kr["source"][k])
+            a = a - self.P if a >= self.P else self.N + a
+            t0 = int(kr["target"][k])
+            self.kernel_rows.setdefault(d, []).append((k, slice(a, a + n_src), slice(t0, t0 + n_tgt)))
             fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
-            fan[src] += g.fanout()
+            fan[a:a + n_src] += g.fanout()
         self.max_delay = max(self.fan, default=1)
         self._routes(program)
 
+    def internal(self, source: np.ndarray) -> np.ndarray:
+        """Internal ids of hardware source ids (neurons in graph order, then the ports)."""
+        source = np.asarray(source, np.int64)
+        return np.where(source < self.N, self.hw_to_graph[np.minimum(source, self.N - 1)], source)
+
     def _routes(self, program: MeshProgram) -> None:
         r, c = program.routes, program.cores
-        self.group = r["source_group"]
+        self.group = np.empty(self.N + self.P, np.int64)
+        self.group[self.internal(np.arange(self.N + self.P))] = r["source_group"]
         G, L = len(r["group_core"]), len(r["links"])
         rows = np.repeat(np.arange(G), np.diff(r["link_start"]))
         self.incidence = sp.csr_matrix((np.ones(len(rows), np.int64), (rows, r["group_links"])), shape=(G, L))
@@ -185,12 +197,12 @@ class Emulator:
         return self._result(B, T, steps, neurons.v, counts, recorded, record, synaptic_ops, link_spikes, packets)
 
     def _result(self, B, T, steps, v, counts, recorded, record, synaptic_ops, link_spikes, packets) -> RunResult:
-        meta, hw = self.p.meta, self.p.ports["population_hw"]
+        meta = self.p.meta
         sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
 
         def of_pop(k: int, arr: np.ndarray) -> np.ndarray:
-            return arr[..., hw[offsets[k]:offsets[k + 1]]]
+            return arr[..., offsets[k]:offsets[k + 1]]
 
         outputs, voltages = [], []
         for o in meta["outputs"]:

@@ -96,9 +96,9 @@ def check_kernels(kr: dict, N: int, P: int, chip, error) -> list[Geometry]:
             error(f"kernel {k} has bad shapes {s}")
         n_src, n_tgt = int(np.prod(s[:3])), int(np.prod(s[3:]))
         src, tgt = int(kr["source"][k]), int(kr["target"][k])
-        if not (0 <= src and src + n_src <= N + P and 0 <= tgt and tgt + n_tgt <= N):
+        if not ((0 <= src and src + n_src <= P or P <= src and src + n_src <= N + P) and 0 <= tgt and tgt + n_tgt <= N):
             error(f"kernel {k} reads sources [{src}, {src + n_src}) or drives neurons [{tgt}, {tgt + n_tgt}) "
-                  f"outside the {N + P} sources and {N} neurons")
+                  f"outside the {P} ports, the {N} neurons after them, or the {N} neurons")
         if kind in ("conv2d", "pool"):
             kh, kw, sh, sw, pt, pl, dh, dw, cg, og = gm
             ok = min(kh, kw, sh, sw, dh, dw, cg, og) >= 1 and max(kh, kw, sh, sw, dh, dw) <= 1 << 16
@@ -202,9 +202,15 @@ class KernelRunner:
             if kind == "pool":
                 y = np.add.reduce(views) * wd[None]
             else:
-                G = n_out // g.o_group
-                cols = np.stack(views, axis=2).reshape(B, G, g.c_group * kh * kw, OH * OW)
-                y = np.matmul(wd[None], cols)  # [B, G, o_group, OH*OW]
+                G, L = n_out // g.o_group, OH * OW
+                # columns [G, c_group·kh·kw, B·L]: one matrix product per group (BLAS)
+                cols = np.stack(views, axis=0).reshape(kh * kw, B, G, g.c_group, L)
+                cols = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4)).reshape(G, g.c_group * kh * kw, B * L)
+                if G == 1:
+                    y = (wd[0] @ cols[0]).reshape(1, g.o_group, B, L)
+                else:
+                    y = np.einsum("gok,gkn->gon", wd, cols).reshape(G, g.o_group, B, L)
+                y = y.transpose(2, 0, 1, 3)  # [B, G, o_group, L]
         y = y.reshape(B, -1)
         y = y.astype(np.int64) if dtype is not np.int64 else y
         return y << e if e else y
