@@ -26,12 +26,14 @@ prints ``does not fit: <first line of the error>``; when the only problem is a l
 chips over its capacity, the network is mapped again on the same board with chip-to-chip
 links as fast as on-chip ones (``+fast`` in the board column), so its other figures are shown.
 
-**Size series** — random layered integer graphs of n nominal neurons (4 equal layers: an
-encoder of n/4 inputs, then three populations, each neuron drawing ``--fan-in`` int8
-synapses from a window of the previous layer around its own position, as convolutions do),
-mapped by running the ``partition``, ``place`` and ``route`` passes and the emitter directly
-(``nmc.compile`` would also print the whole graph into the image, which is not mapping), on
-``targets/chips/mesh.toml`` with just enough chips (30% headroom).  The busiest link is at
+**Size series** — layered integer graphs of n nominal neurons (4 equal layers: an encoder of
+n/4 inputs, then three populations), mapped by running the ``partition``, ``place`` and
+``route`` passes and the emitter directly (``nmc.compile`` would also print the whole graph
+into the image, which is not mapping), on ``targets/chips/mesh.toml`` with just enough chips
+(30% headroom).  ``--series conv`` (the default): each layer ``--channels`` channels of a
+square plane, fed by a 3x3 convolution (padding 1) of seeded int8 weights — mapped by shape;
+``--series sparse``: each neuron draws ``--fan-in`` int8 synapses from a window of the previous
+layer around its own position — irregular, so mapped from explicit lists.  The busiest link is at
 the assumed ``--rate`` spikes per step (every input enters at the host port at one corner, so
 the rate is kept low).  Below the table: the mapping time per neuron and the fitted exponent
 of mapping time against n (least-squares slope in log-log), beside the slope that n·log n
@@ -41,8 +43,9 @@ Columns: cores used and the partitioner's lower bound (and their ratio), chips u
 annealed placement's cost and the naive placement's (cost = Σ rate × hops; and the ratio),
 the busiest link (expected spikes per step, and which link), the emulator's throughput in
 sample-steps per second (samples × steps / run seconds, preparing the image excluded) — for
-the networks also the reference semantics' on the same image and samples (the baseline,
-measured in the same row), their ratio, and whether the two gave the same outputs bit for
+the networks also the CPU runtime's (``--backend cpu``, LLVM JIT; its compile time excluded)
+and the reference semantics' on the same image and samples (the baseline, measured in the
+same row), the emulator/reference ratio, and whether the three gave the same outputs bit for
 bit — and the row's peak resident memory.  Each row runs in its own process (``spawn``), so its peak
 memory is its own and a row that runs out of memory (its address space is capped at
 ``--memory-limit``, default 90% of the memory available, so that is a MemoryError rather than

@@ -17,6 +17,7 @@ projections are expanded into explicit lists.  Time and memory are O(neurons + r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,7 +38,7 @@ def view3(shape) -> tuple[int, int, int]:
         return 1, 1, shape[0]
     if len(shape) == 2:
         return 1, shape[0], shape[1]
-    return int(np.prod(shape[:-2])), shape[-2], shape[-1]
+    return math.prod(shape[:-2]), shape[-2], shape[-1]
 
 
 @lru_cache(maxsize=1 << 16)

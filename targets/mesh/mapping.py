@@ -14,7 +14,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
-from nmc.targets.mapping.netlist import Netlist
+from nmc.targets.mapping.netlist import Netlist, distinct
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
 from nmc.targets.mesh.board import HOST, Board
 
@@ -37,6 +37,7 @@ class Mapping:
             raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
         self.cores = cores
         self._pairs = None
+        self._xy = None  # board coordinates of each core's slot, once asked
         net = self.net
         self.core_of = np.full(net.n_neurons, -1, np.int64)
         self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
@@ -84,17 +85,20 @@ class Mapping:
         pairs = self.source_dests()
         src_core = self.core_of_source()[pairs[:, 0]]
         keep = src_core != pairs[:, 1]
-        key = np.stack([src_core[keep], pairs[keep, 1]], axis=1)
-        uniq, inv = np.unique(key, axis=0, return_inverse=True)
-        load = np.bincount(inv.reshape(-1), weights=rates[pairs[keep, 0]], minlength=len(uniq))
-        return uniq[:, 0], uniq[:, 1], load
+        width = len(self.cores) + 1
+        key = (src_core[keep] + 1) * width + pairs[keep, 1]  # (source core, destination) as one int64
+        uniq = distinct(key)
+        load = np.bincount(np.searchsorted(uniq, key), weights=rates[pairs[keep, 0]], minlength=len(uniq))
+        return uniq // width - 1, uniq % width, load
 
     def position(self, core: int) -> tuple[int, int]:
         """Board coordinates of a core (the host port for -1)."""
         if core < 0:
             return HOST
-        x, y = self.board.xy(self.slots[core])
-        return int(x), int(y)
+        if self._xy is None:
+            xs, ys = self.board.xy(self.slots)
+            self._xy = list(zip(xs.tolist(), ys.tolist()))
+        return self._xy[core]
 
     def routes(self, rates: np.ndarray) -> Routes:
         """Dimension-order multicast routes, one tree per (source core, destination set)."""
@@ -110,10 +114,15 @@ class Mapping:
         has = np.zeros(n, bool)
         has[pairs[:, 0]] = True
         ids = np.flatnonzero(has)
-        key = np.stack([src_core[ids], fp[ids]], axis=1)
-        uniq, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        # groups: equal (source core, fingerprint); a stable sort keeps each group's first source first
+        by = np.lexsort((fp[ids], src_core[ids]))
+        kc, kf = src_core[ids][by], fp[ids][by]
+        starts = np.flatnonzero(np.r_[True, (kc[1:] != kc[:-1]) | (kf[1:] != kf[:-1])])
+        inv = np.empty(len(ids), np.int64)
+        inv[by] = np.cumsum(np.r_[True, (kc[1:] != kc[:-1]) | (kf[1:] != kf[:-1])]) - 1 if len(ids) else by
+        first = by[starts]
         group_of = np.full(n, -1, np.int64)
-        group_of[ids] = inv.reshape(-1)
+        group_of[ids] = inv
         order = np.argsort(first, kind="stable")  # groups numbered by their first source
         renumber = np.empty(len(order), np.int64)
         renumber[order] = np.arange(len(order))

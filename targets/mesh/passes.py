@@ -113,12 +113,13 @@ def board_distances(board: Board) -> np.ndarray:
 
 def near_on_board(board: Board):
     """A slot within one cell (in x and y) of a slot, or of board core (0, 0) for the host."""
+    every = np.arange(board.slots)
+    bx, by = (v.tolist() + [0] for v in board.xy(every))  # the host at index slots: (0, 0)
+    W, H = board.width, board.height
 
     def near(slot: int, rng: np.random.Generator) -> int:
-        bx, by = (0, 0) if slot == board.slots else board.xy(slot)
-        x = int(np.clip(bx + rng.integers(-1, 2), 0, board.width - 1))
-        y = int(np.clip(by + rng.integers(-1, 2), 0, board.height - 1))
-        return board.slot(x, y)
+        dx, dy = rng.integers(-1, 2, size=2).tolist()
+        return board.slot(min(max(bx[slot] + dx, 0), W - 1), min(max(by[slot] + dy, 0), H - 1))
 
     return near
 
