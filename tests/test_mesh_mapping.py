@@ -245,6 +245,7 @@ def test_geometry_fields_and_counts_equal_the_expanded_synapses(seed):
             continue
         src, tgt, _ = synapses(p)
         np.testing.assert_array_equal(g.fanout(), semantics.fanout(p))
+        np.testing.assert_array_equal(g.fanin(), np.bincount(tgt, minlength=p.result.type.size))
         C, H, W = view3(p.result.type.shape)
         for _ in range(5):
             c0, y0, x0 = (int(rng.integers(0, n)) for n in (C, H, W))

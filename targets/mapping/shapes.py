@@ -107,6 +107,17 @@ class Geometry:
         xs = axis_synapses(self.src[2], x0, x1, self.kernel[1], self.strides[1], self.pads[1], self.dilations[1])
         return (c1 - c0) * self.c_group * ys * xs
 
+    def fanin(self) -> np.ndarray:
+        """Synapses reaching each target neuron, flat ``[C·H·W]`` int64."""
+        C, H, W = self.tgt
+        if self.kind != "window":
+            return np.full(C * H * W, 1 if self.kind == "one_to_one" else int(np.prod(self.src)), np.int64)
+        ys = [axis_synapses(self.src[1], y, y + 1, self.kernel[0], self.strides[0], self.pads[0], self.dilations[0])
+              for y in range(H)]
+        xs = [axis_synapses(self.src[2], x, x + 1, self.kernel[1], self.strides[1], self.pads[1], self.dilations[1])
+              for x in range(W)]
+        return np.tile(np.outer(ys, xs).reshape(-1), C).astype(np.int64) * self.c_group
+
     def fanout(self) -> np.ndarray:
         """Synapses leaving each source neuron, flat ``[C·H·W]`` int64 (as ``semantics.fanout``)."""
         C, H, W = self.src
