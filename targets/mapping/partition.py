@@ -187,7 +187,24 @@ class _BoxTiler:
                     best = (key, (tc, th, tw))
         if best is None:
             raise self.single_neuron_error()
-        return best[1]
+        return self._grow(*best[1], cap)
+
+    def _grow(self, tc: int, th: int, tw: int, cap: int) -> tuple[int, int, int]:
+        """The same number of boxes per axis, each axis's size as large as still fits: the
+        last box of a row, column or channel run is then the smallest, and packs with the next
+        layer more often."""
+        C, H, W = self.shape
+        size = [tc, th, tw]
+        for axis, n in ((2, W), (1, H), (0, C)):
+            count = -(-n // size[axis])
+            top = -(-n // (count - 1)) - 1 if count > 1 else n
+            while size[axis] < top:
+                trial = list(size)
+                trial[axis] += 1
+                if not self.fits(*trial, cap):
+                    break
+                size = trial
+        return tuple(size)
 
     def tiles(self, cap: int) -> list[tuple]:
         """The boxes of the best size, rows outermost, then columns, then channels."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from nmc import neuron
 from nmc.binding import InputSpec, bind_arrays, resolve_timesteps
@@ -133,6 +134,13 @@ class Emulator:
         return arrays, batch, resolve_timesteps(trains, timesteps, meta["timesteps"], "image")
 
     def run(self, inputs, timesteps=None, record=None) -> RunResult:
+        # The kernels' matrix products are small and come one after another each step: on one
+        # BLAS thread they ran 22x faster than on two on this 2-core host under load (a
+        # 32x1600 by 1600x512 float32 product: 1.85 ms against 41 ms).
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run(inputs, timesteps, record)
+
+    def _run(self, inputs, timesteps=None, record=None) -> RunResult:
         meta = self.p.meta
         arrays, B, T = self._bind(inputs, timesteps)
         steps = T + int(meta["depth"]) - 1
