@@ -26,12 +26,14 @@ prints ``does not fit: <first line of the error>``; when the only problem is a l
 chips over its capacity, the network is mapped again on the same board with chip-to-chip
 links as fast as on-chip ones (``+fast`` in the board column), so its other figures are shown.
 
-**Size series** — random layered integer graphs of n nominal neurons (4 equal layers: an
-encoder of n/4 inputs, then three populations, each neuron drawing ``--fan-in`` int8
-synapses from a window of the previous layer around its own position, as convolutions do),
-mapped by running the ``partition``, ``place`` and ``route`` passes and the emitter directly
-(``nmc.compile`` would also print the whole graph into the image, which is not mapping), on
-``targets/chips/mesh.toml`` with just enough chips (30% headroom).  The busiest link is at
+**Size series** — layered integer graphs of n nominal neurons (4 equal layers: an encoder of
+n/4 inputs, then three populations), mapped by running the ``partition``, ``place`` and
+``route`` passes and the emitter directly (``nmc.compile`` would also print the whole graph
+into the image, which is not mapping), on ``targets/chips/mesh.toml`` with just enough chips
+(30% headroom).  ``--series conv`` (the default): each layer ``--channels`` channels of a
+square plane, fed by a 3x3 convolution (padding 1) of seeded int8 weights — mapped by shape;
+``--series sparse``: each neuron draws ``--fan-in`` int8 synapses from a window of the previous
+layer around its own position — irregular, so mapped from explicit lists.  The busiest link is at
 the assumed ``--rate`` spikes per step (every input enters at the host port at one corner, so
 the rate is kept low).  Below the table: the mapping time per neuron and the fitted exponent
 of mapping time against n (least-squares slope in log-log), beside the slope that n·log n
@@ -41,8 +43,9 @@ Columns: cores used and the partitioner's lower bound (and their ratio), chips u
 annealed placement's cost and the naive placement's (cost = Σ rate × hops; and the ratio),
 the busiest link (expected spikes per step, and which link), the emulator's throughput in
 sample-steps per second (samples × steps / run seconds, preparing the image excluded) — for
-the networks also the reference semantics' on the same image and samples (the baseline,
-measured in the same row), their ratio, and whether the two gave the same outputs bit for
+the networks also the CPU runtime's (``--backend cpu``, LLVM JIT; its compile time excluded)
+and the reference semantics' on the same image and samples (the baseline, measured in the
+same row), the emulator/reference ratio, and whether the three gave the same outputs bit for
 bit — and the row's peak resident memory.  Each row runs in its own process (``spawn``), so its peak
 memory is its own and a row that runs out of memory (its address space is capped at
 ``--memory-limit``, default 90% of the memory available, so that is a MemoryError rather than
@@ -225,8 +228,10 @@ def network_row(spec: dict) -> dict:
             row["steps"] = result.steps
             baseline = nmc.run(path, x_run, backend="reference")  # the image's graph, by the semantics
             row["ref_sample_steps_per_s"] = len(x_run) * baseline.steps / baseline.run_s
-            row["identical"] = "yes" if all(np.array_equal(a, b) for a, b in zip(result.outputs, baseline.outputs)) \
-                else "NO"
+            cpu = nmc.run(path, x_run, backend="cpu")  # the CPU runtime (LLVM), same image
+            row["cpu_sample_steps_per_s"] = len(x_run) * cpu.steps / cpu.run_s
+            row["identical"] = "yes" if all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c
+                                            in zip(result.outputs, baseline.outputs, cpu.outputs)) else "NO"
     row["peak_gib"] = peak_gib()
     return row
 
@@ -262,10 +267,33 @@ def layered_graph(neurons: int, fan_in: int, seed: int, window: int = 4096) -> G
 
 
 
+def conv_graph(neurons: int, channels: int, seed: int) -> Graph:
+    """A layered convolutional integer graph of about ``neurons`` neurons: an encoder of
+    ``channels × S × S`` inputs, then three populations of the same shape, each fed by a 3x3
+    convolution (padding 1) of seeded int8 weights from the layer before (fan-in 9·channels)."""
+    rng = np.random.default_rng(seed)
+    side = max(1, round(math.sqrt(neurons / 4 / channels)))
+    shape = (channels, side, side)
+    g = Graph("conv_layers", {"timesteps": 8})
+    x = g.add(Input(declared_type=TensorType(shape, "f32")), "x")
+    prev = g.add(Encode(x=x), "e")
+    for layer in range(3):
+        w = rng.integers(-40, 80, size=(channels, channels, 3, 3)).astype(np.int8)
+        c = g.add(Project(src=prev, kind="conv2d", weight=Blob(w), pads=(1, 1, 1, 1)), f"c{layer}")
+        prev = g.add(Population(currents=[c], declared_type=SpikeType(shape), bits=24, threshold=200,
+                                dv=int(rng.integers(0, 400))), f"h{layer}")
+    d = g.add(Decode(x=prev), "o")
+    g.add(Output(values=[d]))
+    return g
+
+
 def series_row(spec: dict) -> dict:
     """Map one random layered graph by running the mapping passes and the emitter directly."""
     n, seed, rate = spec["size"], spec["seed"], spec["rate"]
-    graph = layered_graph(n, spec["fan_in"], seed)
+    if spec["kind"] == "conv":
+        graph = conv_graph(n, spec["channels"], seed)
+    else:
+        graph = layered_graph(n, spec["fan_in"], seed)
     chip, text = board_for(n)
     ctx = PassContext(target=chip, seed=seed)
     row = {"size": n, "board": f"{chip.mesh.chips_x}x{chip.mesh.chips_y}"}
@@ -281,6 +309,7 @@ def series_row(spec: dict) -> dict:
     sections = emit_sections(graph, chip)
     times["emit"] = time.perf_counter() - start
     summary = CHIP_CLASS.resource_summary(graph, chip)
+    graph_input_shape = graph.inputs[0].type.shape
     row.update({"neurons": sum(p.result.type.size for p in graph.walk("snn.population")),
                 "synapses": summary["synapses"], **{f"{k}_s": v for k, v in times.items()},
                 "map_s": sum(times.values()), "cores": summary["cores"],
@@ -293,7 +322,7 @@ def series_row(spec: dict) -> dict:
         sections["chip"] = text.encode()
         execute = prepare(types.SimpleNamespace(sections=sections))
         del sections
-        x = np.random.default_rng(seed).random((spec["batch"], max(n // 4, 1))).astype(np.float32)
+        x = np.random.default_rng(seed).random((spec["batch"], *graph_input_shape)).astype(np.float32)
         start = time.perf_counter()
         result = execute([x])
         row["emu_sample_steps_per_s"] = spec["batch"] * result.steps / (time.perf_counter() - start)
@@ -420,7 +449,8 @@ NETWORK_COLS = [("network", "network"), ("board", "board"), ("neurons", "neurons
                 ("lower_bound", "lower bound"),
                 ("cores/lb", "cores/lb"), ("chips", "chips"), ("cost", "cost"), ("cost_naive", "naive cost"),
                 ("cost/naive", "cost/naive"), ("busiest", "busiest link (spikes/step)"),
-                ("emu_sample_steps_per_s", "emulator sample-steps/s"), ("ref_sample_steps_per_s", "reference"),
+                ("emu_sample_steps_per_s", "emulator sample-steps/s"), ("cpu_sample_steps_per_s", "CPU sample-steps/s"),
+                ("ref_sample_steps_per_s", "reference"),
                 ("emu/ref", "emulator/reference"), ("identical", "same outputs"), ("peak_gib", "peak GiB")]
 SERIES_COLS = [("size", "n"), ("board", "board"), ("neurons", "neurons"), ("synapses", "synapses"),
                ("partition_s", "partition s"), ("place_s", "place s"), ("route_s", "route s"),
@@ -462,7 +492,10 @@ def main() -> None:
     ap.add_argument("--timesteps", type=int, default=16)
     ap.add_argument("--calib", type=int, help="calibration samples (default 100; quick 20)")
     ap.add_argument("--samples", type=int, help="emulated samples per network (default 8; quick 2)")
-    ap.add_argument("--fan-in", type=int, default=16)
+    ap.add_argument("--series", choices=("conv", "sparse"), default="conv",
+                    help="size series graphs: 3x3 convolutions (mapped by shape) or random sparse windows (explicit)")
+    ap.add_argument("--channels", type=int, default=2, help="conv series: channels per layer (fan-in 9 x channels)")
+    ap.add_argument("--fan-in", type=int, default=16, help="sparse series: synapses per neuron")
     ap.add_argument("--batch", type=int, default=4, help="emulated samples per series graph")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rate", type=float, default=0.01,
@@ -520,7 +553,9 @@ def main() -> None:
 
     series = []
     if sizes:
-        print(f"Size series: random layered graphs, fan-in {args.fan_in}, link loads at {args.rate} "
+        what = (f"3x3 convolutions of {args.channels} channels (fan-in {9 * args.channels})" if args.series == "conv"
+                else f"random sparse windows, fan-in {args.fan_in}")
+        print(f"Size series: layered graphs of {what}, link loads at {args.rate} "
               f"spikes/step/neuron, mesh.toml boards, seed {args.seed}", flush=True)
     for n in sorted(sizes):
         done = [r for r in series if "error" not in r and "skipped" not in r]
@@ -541,7 +576,8 @@ def main() -> None:
                 continue
             if wall > args.timeout:
                 notes.append(f"n={n}: extrapolated time {wall / 60:.0f} min exceeds --timeout {args.timeout:.0f} s")
-        spec = {"size": n, "fan_in": args.fan_in, "seed": args.seed, "rate": args.rate, "batch": args.batch,
+        spec = {"size": n, "kind": args.series, "channels": args.channels, "fan_in": args.fan_in, "seed": args.seed,
+                "rate": args.rate, "batch": args.batch,
                 "emulate": emulate, "memory_limit_gib": limit}
         start = time.perf_counter()
         row = {"size": n, **isolated(series_row, spec, args.timeout, args.in_process)}

@@ -147,11 +147,13 @@ def source_digest(graph: Graph, path: str | None) -> str:
 def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray | None = None,
                   timesteps: int | None = None, opt_level: int = 2, pipeline: str | None = None, seed: int = 0,
                   source_path: str | None = None, instruments: Instruments | None = None, convert: str = "",
-                  quantize: str = ""):
+                  quantize: str = "", board: str | None = None):
     """Compile ``graph`` (left unchanged) for ``target``; returns an Image (module contract).
 
     ``timesteps`` None: the graph's ``meta.timesteps`` for a spiking graph, else 32.
-    ``convert``/``quantize``: options for the default pipeline (:func:`default_pipeline`)."""
+    ``convert``/``quantize``: options for the default pipeline (:func:`default_pipeline`).
+    ``board="auto"``: map onto the smallest board of the target's chips that fits the graph
+    (the chip class's ``fit_board``; the image's chip section and target name say which)."""
     from nmc import __version__
     from nmc.semantics import is_spiking, latency_steps
     from nmc.targets.image import Image
@@ -194,6 +196,15 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
     latency = latency_steps(graph, T)
     resources: dict[str, Any] = {}
     sections: dict[str, bytes] = {"graph": snapshot.encode()}
+    if mapping and board == "auto":
+        fitted = cls.fit_board(graph, target.chip, target.chip_text)
+        if fitted is None:
+            raise UsageError(f"chip class '{target.chip_class}' cannot size boards (--board auto)")
+        from nmc.targets.chip import parse_chip
+
+        chip = parse_chip(fitted.decode("utf-8"), f"{target.name}[--board auto]")
+        target = Target(chip.name, chip.chip_class, chip, fitted)
+        ctx.target = chip
     if mapping:
         PassManager(mapping, ctx).run(graph)
         hardware = cls.emit_sections(graph, target.chip)

@@ -105,6 +105,11 @@ class ChipClass:
         """What the mapping uses; at least ``cores``, ``cores_lower_bound`` and ``chips``."""
         raise NotImplementedError
 
+    def fit_board(self, graph, chip, text: bytes) -> bytes | None:
+        """For ``--board auto``: the description's text (TOML bytes) of the smallest board of this
+        chip that the integer ``graph`` fits, or None when the class cannot size boards."""
+        return None
+
     # ----------------------------------------------------------------- running and viewing
 
     def prepare(self, image) -> Any:

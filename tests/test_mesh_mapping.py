@@ -120,7 +120,8 @@ def test_shared_weights_charge_the_kernel_once_per_channel():
     per_channel = int(np.prod(conv.weight.shape[1:])) * weight_bits(conv)
     cores = [c for c in g_shared.walk("hw.core") if c.pops[0].name == conv_pop.result.name]
     hw = int(np.prod(conv.result.type.shape[1:]))
-    expected = sum(((c.slices[1] - 1) // hw - c.slices[0] // hw + 1) * per_channel for c in cores)
+    channels = lambda c: {i // hw for a, b in zip(c.slices[::2], c.slices[1::2]) for i in range(a, b)}  # noqa: E731
+    expected = sum(len(channels(c)) * per_channel for c in cores)
     assert bits(g_shared) == expected
     assert bits(g_plain) == len(synapses(conv)[0]) * weight_bits(conv)
 
@@ -228,3 +229,65 @@ ann.output(%y)
     assert info.value.hint == "convert with --convert maxpool=tree (a tournament of IF neurons, which stateless synapses can run)"
     with pytest.raises(NmcError, match="max-pool gate"):  # the netlist refuses it too
         synapses(graph.walk("snn.project")[0])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_geometry_fields_and_counts_equal_the_expanded_synapses(seed):
+    """Receptive fields (as products of per-axis index sets), synapse counts and fan-outs of
+    random boxes equal what the explicit synapse lists give."""
+    from nmc.targets.mapping.shapes import box_ids, field_ids, geometry, view3
+
+    graph, _ = random_graph(seed)
+    rng = np.random.default_rng(seed)
+    for p in graph.walk("snn.project"):
+        g = geometry(p)
+        if g is None:
+            continue
+        src, tgt, _ = synapses(p)
+        np.testing.assert_array_equal(g.fanout(), semantics.fanout(p))
+        np.testing.assert_array_equal(g.fanin(), np.bincount(tgt, minlength=p.result.type.size))
+        C, H, W = view3(p.result.type.shape)
+        for _ in range(5):
+            c0, y0, x0 = (int(rng.integers(0, n)) for n in (C, H, W))
+            box = (c0, int(rng.integers(c0 + 1, C + 1)), y0, int(rng.integers(y0 + 1, H + 1)),
+                   x0, int(rng.integers(x0 + 1, W + 1)))
+            inside = np.isin(tgt, box_ids(box, (C, H, W)))
+            assert g.synapses(box) == int(inside.sum())
+            np.testing.assert_array_equal(np.unique(field_ids(g.field(box), g.src)), np.unique(src[inside]))
+
+
+def test_kernel_runner_is_exact_beyond_float_precision():
+    """Currents too large for float32 (and float64) partial sums take the wider exact paths."""
+    from nmc.targets.mesh.kernels import KernelRunner, emit_kernels
+
+    graph, _ = random_graph(2)
+    net = Netlist(graph)
+    from nmc.targets.mapping.shapes import geometry
+
+    shaped = [(p, geometry(p)) for p in graph.walk("snn.project") if geometry(p) is not None]
+    kr = emit_kernels(shaped, net)
+    runner = KernelRunner(kr, [g for _, g in shaped])
+    rng = np.random.default_rng(0)
+    for k, (p, g) in enumerate(shaped):
+        for scale in (1, 1 << 20, 1 << 40):
+            x = rng.integers(-3, 4, size=(2, p.src.type.size)) * scale
+            want = semantics.project(p, x.reshape(2, *p.src.type.shape), True).reshape(2, -1)
+            np.testing.assert_array_equal(runner.current(k, x), want)
+
+
+def test_board_auto_is_the_smallest_board_that_fits():
+    from test_emulator import TEST_CHIP
+
+    from nmc.targets.chip import parse_chip
+    from nmc.targets.mapping.partition import partition
+    from nmc.targets.mesh.passes import core_limits
+
+    graph, _ = random_graph(5)
+    cores = len(partition(graph, CHIP.formats, core_limits(CHIP), CHIP.name)["cores"])
+    chip = parse_chip(CHIP_CLASS.fit_board(graph, CHIP, TEST_CHIP.encode()).decode(), "auto.toml")
+    per_chip = CHIP.mesh.cores_x * CHIP.mesh.cores_y
+    need = -(-cores // per_chip)
+    n = chip.mesh.chips_x * chip.mesh.chips_y
+    assert n >= need and chip.mesh.chips_x * (chip.mesh.chips_y - 1) < need and chip.name.endswith(
+        f"-auto-{chip.mesh.chips_x}x{chip.mesh.chips_y}")
+    mapped(graph, chip=chip)  # it maps onto that board

@@ -33,6 +33,7 @@ def add_arguments(p) -> None:
                    help="options of convert-to-spiking in the default pipeline (e.g. fuse-pooling=false,v0=0)")
     p.add_argument("--quantize", metavar="KEY=VALUE,...", default="",
                    help="options of quantize in the default pipeline (e.g. weight-bits=6)")
+    p.add_argument("--board", choices=("auto",), help="auto: the smallest board of the target's chips that fits")
     p.add_argument("--seed", type=int, default=0, help="seed of placement and other randomised passes (default 0)")
     add_nir_options(p)
     p.add_argument("--print-pipeline", action="store_true", help="print the pipeline and stop")
@@ -77,7 +78,7 @@ def run(args) -> int:
     instruments = Instruments(time_passes=args.time_passes, pass_statistics=args.pass_statistics, remarks=args.remarks)
     image = compile_graph(graph, target, calibration=calibration, timesteps=args.timesteps, opt_level=args.opt_level,
                           pipeline=args.pipeline, seed=args.seed, source_path=args.model, instruments=instruments,
-                          convert=args.convert, quantize=args.quantize)
+                          convert=args.convert, quantize=args.quantize, board=args.board)
     losses = None
     if args.html and calibration is not None:
         from nmc.report_data import LOSS_SAMPLES, conversion_losses

@@ -3,16 +3,6 @@
 Shared by the chip classes whose cores hold neurons and their incoming synapses (a class's
 partition pass calls :func:`partition`); nothing here knows where cores are.
 
-Each population is cut into runs of consecutive neurons in a *tile order*, and the runs are
-then packed onto cores.  Two tile orders are tried for the whole graph and the better plan is
-kept (fewest cores, then fewest output routing entries, i.e. least traffic):
-
-* ``channel``: the flat C-order index — a convolution's output is cut into channel tiles, then
-  spatial tiles inside a channel when one channel is too large;
-* ``spatial``: for ``[C, H, W]`` populations the order ``(y, c, x)`` — a run is a band of rows
-  across all channels, so the next convolution's window (its input halo) and each neuron's
-  fan-out stay within a few cores.  A band is stored as one slice per channel.
-
 A set of neurons fits a core when it respects all four per-core limits (:class:`CoreLimits`,
 docs/mesh-target.md):
 
@@ -25,12 +15,23 @@ docs/mesh-target.md):
 * output routing entries: Σ over the set's neurons of the distinct cores their spikes
   reach, at most ``output_axons``.
 
-Cutting is greedy: each run is the longest that fits, which for limits that only grow with the
-run gives the fewest runs per population.  Packing is next-fit in graph order: a run joins the
-previous core when the union still fits, so small layers share cores with their neighbours
-(and their traffic stays on the core).  The output entries depend on how the *downstream*
-populations are cut; a packed core over them is unpacked, and a population whose own cores
-exceed them is re-cut with a smaller neuron cap, until every core fits.
+**By shape.**  A population whose projections are all shaped (convolution, pooling, dense,
+one-to-one: :mod:`~nmc.targets.mapping.shapes`) is cut into a grid of *boxes* ``channels ×
+rows × columns`` of one size ``(tc, th, tw)``, counted from the projections' geometry without
+expanding a synapse.  The size is searched: for every pair of row and column tile heights
+that divide the plane into equal parts (the distinct ``⌈H / k⌉``), the largest channel count
+whose boxes all fit (the receptive field of a box is a product of per-axis index sets, so the
+worst box's input axons are the product of per-axis maxima), keeping the size with the fewest
+boxes (then the fewest input axons in total, i.e. the least traffic).
+
+**Explicit.**  A population with an irregular (``sparse``) projection is cut from its
+explicit synapse lists into runs of consecutive neurons, each the longest that fits.
+
+Packing is next-fit in graph order: a tile joins the previous core when the union still fits,
+so small layers share cores with their neighbours (and their traffic stays on the core).  The
+output entries depend on how the *downstream* populations are cut; a packed core over them is
+unpacked, and a population whose own cores exceed them is re-cut with a smaller neuron cap,
+until every core fits.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
 from nmc.targets.mapping.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
+from nmc.targets.mapping.shapes import (axis_synapses, box_bits, box_runs, field_ids, geometry, runs_to_boxes,
+                                        shared_bits_per_channel, view3)
 
 HINT = ("use a larger board, fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
 MAX_ROUNDS = 40
-ORDERS = ("channel", "spatial")
 
 
 @dataclass(frozen=True)
@@ -92,97 +94,208 @@ def check_formats(graph: Graph, formats, chip_name: str) -> None:
                            hint="quantize for this chip (it chooses exponents the chip holds)")
 
 
-def _tile_order(pop: Op, order: str) -> np.ndarray | None:
-    """Flat neuron index at each position of the tile order; None for the flat order itself."""
-    shape = pop.result.type.shape
-    if order == "channel" or len(shape) != 3 or shape[0] == 1 or shape[1] * shape[2] == 1:
-        return None
-    return np.arange(pop.result.type.size, dtype=np.int64).reshape(shape).transpose(1, 0, 2).reshape(-1)
 
 
-class _Slicer:
-    """Usage of a run ``[a, b)`` of one population's neurons, in its tile order, on one core."""
+def shaped(pop: Op) -> list | None:
+    """``[(projection, Geometry)]`` of a population whose projections are all shaped, else None."""
+    out = []
+    for c in pop.currents:
+        g = geometry(c.owner)
+        if g is None:
+            return None
+        out.append((c.owner, g))
+    return out
 
-    def __init__(self, net: Netlist, pop: Op, limits: CoreLimits, chip_name: str, order: str):
-        self.pop, self.limits, self.chip_name = pop, limits, chip_name
-        self.order = _tile_order(pop, order)
+
+def _heights(n: int) -> list[int]:
+    """The distinct tile heights ``⌈n / k⌉`` (each cuts ``n`` into ``k`` near-equal parts), largest first."""
+    return sorted({-(-n // k) for k in range(1, n + 1)}, reverse=True)
+
+
+class _BoxTiler:
+    """Boxes of a shaped population (module docstring)."""
+
+    def __init__(self, net: Netlist, pops: list, limits: CoreLimits, chip_name: str, name: str):
+        self.net, self.pops, self.limits, self.chip_name, self.name = net, pops, limits, chip_name, name
+        self.pop = pops[0]
+        self.shape = view3(self.pop.result.type.shape)
+        self.projections = [pg for pop in pops for pg in shaped(pop)]
+        # one receptive field per distinct (source, geometry): identical fields share their axons
+        self.fields = list(dict.fromkeys((p.src.owner, g) for p, g in self.projections))
+        self._max: dict = {}
+        self._bits = {p: (weight_bits(p), shared_bits_per_channel(p) if g.kind == "window" else 0)
+                      for p, g in self.projections}
+
+    def _axis_max(self, what: str, g, size: int) -> int:
+        key = (what, g, size)
+        if key not in self._max:
+            C, H, W = self.shape
+            if what == "c":
+                v = max(b - a for a, b in (g.channels(c0, min(c0 + size, C)) for c0 in range(0, C, size)))
+            elif what == "y":
+                v = max(len(g.rows(y0, min(y0 + size, H))) for y0 in range(0, H, size))
+            elif what == "x":
+                v = max(len(g.cols(x0, min(x0 + size, W))) for x0 in range(0, W, size))
+            elif g.kind != "window":  # synapses of the worst box of one output channel
+                v = size[0] * size[1] * (1 if g.kind == "one_to_one" else int(np.prod(g.src)))
+            else:  # a window's per-axis maxima multiply
+                th, tw = size
+                k, st, pd, dl = g.kernel, g.strides, g.pads, g.dilations
+                v = g.c_group * (max(axis_synapses(g.src[1], y0, min(y0 + th, H), k[0], st[0], pd[0], dl[0])
+                                     for y0 in range(0, H, th))
+                                 * max(axis_synapses(g.src[2], x0, min(x0 + tw, W), k[1], st[1], pd[1], dl[1])
+                                       for x0 in range(0, W, tw)))
+            self._max[key] = v
+        return self._max[key]
+
+    def worst(self, tc: int, th: int, tw: int) -> tuple[int, int]:
+        """Upper bounds of (input axons, synapse bits) over the boxes of size ``(tc, th, tw)``."""
+        axons = sum(self._axis_max("c", g, tc) * self._axis_max("y", g, th) * self._axis_max("x", g, tw)
+                    for _, g in self.fields)
+        bits = 0
+        for p, g in self.projections:
+            w, per_channel = self._bits[p]
+            if self.limits.shared_weights and g.kind == "window":
+                bits += tc * per_channel
+            else:
+                bits += tc * self._axis_max("s", g, (th, tw)) * w
+        return axons, bits
+
+    def fits(self, tc: int, th: int, tw: int, cap: int) -> bool:
+        axons, bits = self.worst(tc, th, tw)
+        return tc * th * tw * len(self.pops) <= cap and axons <= self.limits.input_axons and bits <= self.limits.synapse_memory_bits
+
+    def size(self, cap: int) -> tuple[int, int, int]:
+        """The box size with the fewest boxes (module docstring), or the single-neuron error."""
+        C, H, W = self.shape
+        best = None
+        for th in _heights(H):
+            for tw in _heights(W):
+                top = min(C, cap // (th * tw * len(self.pops)))
+                if top < 1 or not self.fits(1, th, tw, cap):
+                    continue
+                lo, hi = 1, top  # the largest channel count that fits (monotone)
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    lo, hi = (mid, hi) if self.fits(mid, th, tw, cap) else (lo, mid - 1)
+                tc = -(-C // -(-C // lo))  # the same number of channel tiles, balanced
+                if not self.fits(tc, th, tw, cap):
+                    tc = lo
+                n = -(-C // tc) * -(-H // th) * -(-W // tw)
+                key = (n, n * self.worst(tc, th, tw)[0], -tw)
+                if best is None or key < best[0]:
+                    best = (key, (tc, th, tw))
+        if best is None:
+            raise self.single_neuron_error()
+        return self._grow(*best[1], cap)
+
+    def _grow(self, tc: int, th: int, tw: int, cap: int) -> tuple[int, int, int]:
+        """The same number of boxes per axis, each axis's size as large as still fits: the
+        last box of a row, column or channel run is then the smallest, and packs with the next
+        layer more often."""
+        C, H, W = self.shape
+        size = [tc, th, tw]
+        for axis, n in ((2, W), (1, H), (0, C)):
+            count = -(-n // size[axis])
+            top = -(-n // (count - 1)) - 1 if count > 1 else n
+            while size[axis] < top:
+                trial = list(size)
+                trial[axis] += 1
+                if not self.fits(*trial, cap):
+                    break
+                size = trial
+        return tuple(size)
+
+    def tiles(self, cap: int) -> list[tuple]:
+        """The boxes of the best size, rows outermost, then columns, then channels."""
+        C, H, W = self.shape
+        tc, th, tw = self.size(cap)
+        return [(c0, min(c0 + tc, C), y0, min(y0 + th, H), x0, min(x0 + tw, W))
+                for y0 in range(0, H, th) for x0 in range(0, W, tw) for c0 in range(0, C, tc)]
+
+    def usage(self, box) -> tuple[int, list, int]:
+        """(neurons, receptive fields ``[(source op, field)]``, synapse bits) of a box."""
+        n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4]) * len(self.pops)
+        fields = [(src, g.field(box)) for src, g in self.fields]
+        bits = sum(box_bits(p, g, box, self.limits.shared_weights) for p, g in self.projections)
+        return n, fields, bits
+
+    def single_neuron_error(self) -> NmcError:
+        C, H, W = self.shape
+        g = max((g for _, g in self.fields), key=lambda g: self._axis_max("c", g, 1) * self._axis_max("y", g, 1)
+                * self._axis_max("x", g, 1))
+        c = max(range(0, C, max(1, C // 64)), key=lambda c: np.subtract(*g.channels(c, c + 1)[::-1]))
+        y = max(range(H), key=lambda y: len(g.rows(y, y + 1)))
+        x = max(range(W), key=lambda x: len(g.cols(x, x + 1)))
+        box = (c, c + 1, y, y + 1, x, x + 1)
+        _, fields, mem = self.usage(box)
+        axons = sum(_union_count([f]) for _, f in fields)
+        return _neuron_error(self.pop, self.name, self.chip_name, self.limits, (c * H + y) * W + x, axons, mem)
+
+
+def _neuron_error(pop, name, chip_name, c: CoreLimits, j: int, axons: int, mem: int) -> NmcError:
+    if axons > c.input_axons:
+        what = (f"neuron {j} receives {axons} distinct inputs; a core has {c.input_axons} input axons "
+                f"(over by {axons - c.input_axons})")
+        hint = ("one neuron's inputs must fit one core: fewer input channels or a smaller kernel in this "
+                "layer, or a chip with more input axons per core")
+    else:
+        what = (f"neuron {j} needs {mem} bits of synapse memory; a core has {c.synapse_memory_bits} "
+                f"(over by {mem - c.synapse_memory_bits})")
+        hint = "fewer weight bits (quantize{weight-bits=N}), or fewer inputs per neuron in this layer"
+    return NmcError(f"population %{name} does not fit chip '{chip_name}': {what}", pop.loc, hint=hint)
+
+
+class _RunTiler:
+    """Runs of consecutive neurons of a population with explicit synapse lists."""
+
+    def __init__(self, net: Netlist, pop: Op, limits: CoreLimits, chip_name: str, name: str):
+        self.pop, self.limits, self.chip_name, self.name = pop, limits, chip_name, name
+        self.pops = [pop]
         inc = net.incoming(pop)
         shared = np.zeros(len(inc.projections), bool)
         self.shared_terms = []  # bits per output channel present
         for k, p in enumerate(inc.projections):
             if limits.shared_weights and p.kind in ("conv2d", "pool"):
                 shared[k] = True
-                per_channel = int(np.prod(p.weight.shape[1:])) if p.kind == "conv2d" else 1
-                self.shared_terms.append(per_channel * weight_bits(p))
+                self.shared_terms.append(shared_bits_per_channel(p))
         cost = np.where(shared[inc.proj], 0, inc.bits) if len(inc.proj) else np.zeros(0, np.int64)
-        ptr, src = inc.ptr, inc.src
-        size = pop.result.type.size
-        flat = np.arange(size, dtype=np.int64) if self.order is None else self.order
-        if self.order is not None:  # the synapses of the neurons in tile order
-            counts = np.diff(ptr)[flat]
-            pos = np.concatenate([[0], np.cumsum(counts)])
-            idx = np.repeat(ptr[flat] - pos[:-1], counts) + np.arange(pos[-1], dtype=np.int64)
-            ptr, src, cost = pos, src[idx], cost[idx]
-        self.ptr, self.src = ptr, src
+        self.ptr, self.src = inc.ptr, inc.src
         # prev[i]: the last synapse before i with the same source (-1: none), so that the
         # distinct sources of a run starting at synapse lo are those i with prev[i] < lo
-        by_src = np.argsort(src, kind="stable")
-        same = np.concatenate([[False], src[by_src][1:] == src[by_src][:-1]])
-        self.prev = np.full(len(src), -1, np.int64)
+        by_src = np.argsort(self.src, kind="stable")
+        same = np.concatenate([[False], self.src[by_src][1:] == self.src[by_src][:-1]])
+        self.prev = np.full(len(self.src), -1, np.int64)
         self.prev[by_src[same]] = by_src[np.flatnonzero(same) - 1]
-        self.cum = np.concatenate([[0], np.cumsum(cost)])[ptr]
+        self.cum = np.concatenate([[0], np.cumsum(cost)])[self.ptr]
+        size = pop.result.type.size
         shape = pop.result.type.shape
-        self.channel = flat // max(1, int(np.prod(shape[1:]))) if self.shared_terms else None
+        self.channel = np.arange(size, dtype=np.int64) // max(1, int(np.prod(shape[1:]))) if self.shared_terms else None
 
-    def sources(self, a: int, b: int) -> np.ndarray:
-        return distinct(self.src[self.ptr[a]:self.ptr[b]])
-
-    def usage(self, a: int, b: int) -> tuple[int, int, int]:
-        """(neurons, input axons, synapse bits) of positions ``[a, b)``."""
+    def count(self, a: int, b: int) -> tuple[int, int, int]:
+        """(neurons, input axons, synapse bits) of neurons ``[a, b)``."""
         lo, hi = self.ptr[a], self.ptr[b]
         mem = int(self.cum[b] - self.cum[a])
         if self.shared_terms:
             mem += distinct(self.channel[a:b]).size * sum(self.shared_terms)
         return b - a, int(np.count_nonzero(self.prev[lo:hi] < lo)), mem
 
+    def usage(self, run) -> tuple[int, list, int]:
+        n, _, mem = self.count(*run)
+        return n, [(None, distinct(self.src[self.ptr[run[0]]:self.ptr[run[1]]]))], mem
+
     def fits(self, a: int, b: int, cap: int) -> bool:
-        n, axons, mem = self.usage(a, b)
+        n, axons, mem = self.count(a, b)
         c = self.limits
         return n <= cap and axons <= c.input_axons and mem <= c.synapse_memory_bits
 
-    def runs(self, a: int, b: int) -> list[tuple[int, int]]:
-        """Positions ``[a, b)`` as runs of consecutive flat indices, ascending."""
-        if self.order is None:
-            return [(a, b)]
-        flat = np.sort(self.order[a:b])
-        breaks = np.flatnonzero(np.diff(flat) != 1) + 1
-        return [(int(r[0]), int(r[-1]) + 1) for r in np.split(flat, breaks)]
-
-    def flat(self, a: int, b: int) -> np.ndarray:
-        return np.arange(a, b, dtype=np.int64) if self.order is None else self.order[a:b]
-
-    def binding(self, cut: list[tuple[int, int]], cap: int) -> str:
-        """The limit that ended the first run of ``cut``, in words."""
-        if len(cut) == 1:
-            return "nothing (one core)"
-        a, b = cut[0]
-        n, axons, mem = self.usage(a, b + 1)
-        c = self.limits
-        if cap < c.neurons and n > cap:
-            return "output routing entries"
-        if n > c.neurons:
-            return "neurons"
-        return "input axons" if axons > c.input_axons else "synapse memory"
-
-    def total_bits(self) -> int:
-        return self.usage(0, self.pop.result.type.size)[2]
-
-    def cut(self, cap: int, name: str) -> list[tuple[int, int]]:
+    def tiles(self, cap: int) -> list[tuple[int, int]]:
         size = self.pop.result.type.size
         out, a = [], 0
         while a < size:
             if not self.fits(a, a + 1, cap):
-                raise self.single_neuron_error(a, name)
+                _, axons, mem = self.count(a, a + 1)
+                raise _neuron_error(self.pop, self.name, self.chip_name, self.limits, a, axons, mem)
             good, b = a + 1, min(a + cap, size)
             if not self.fits(a, b, cap):
                 bad, step = b, 1
@@ -198,152 +311,268 @@ class _Slicer:
             a = b
         return out
 
-    def single_neuron_error(self, j: int, name: str) -> NmcError:
-        _, axons, mem = self.usage(j, j + 1)
-        j = int(self.flat(j, j + 1)[0])
-        c = self.limits
-        if axons > c.input_axons:
-            what = (f"neuron {j} receives {axons} distinct inputs; a core has {c.input_axons} input axons "
-                    f"(over by {axons - c.input_axons})")
-            hint = ("one neuron's inputs must fit one core: fewer input channels or a smaller kernel in this "
-                    "layer, or a chip with more input axons per core")
+
+def _union_count(fields: list) -> int:
+    """Distinct sources of receptive fields of one source (products, or id arrays)."""
+    if len(fields) == 1 or all(_same(fields[0], f) for f in fields[1:]):
+        f = fields[0]
+        return len(f) if isinstance(f, np.ndarray) else (f[1] - f[0]) * len(f[2]) * len(f[3])
+    return len(distinct(np.concatenate([f if isinstance(f, np.ndarray) else field_ids(f, (0, 1 << 20, 1 << 20))
+                                        for f in fields])))
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    return a[:2] == b[:2] and np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])
+
+
+def piece_sources(net: Netlist, pop: Op, piece) -> np.ndarray:
+    """Global source ids (with repeats) that a piece of ``pop`` reads: a box of a shaped
+    population, or a run ``(a, b)`` of one with explicit synapses."""
+    if len(piece) == 6:
+        out = []
+        for p, g in shaped(pop):
+            src = p.src.owner
+            out.append(net.source_offset[src] + field_ids(g.field(piece), view3(src.result.type.shape)))
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
+    inc = net.incoming(pop)
+    return inc.src[inc.ptr[piece[0]]:inc.ptr[piece[1]]]
+
+
+def core_pieces(net: Netlist, pops: list, slices: tuple) -> list[tuple]:
+    """``(pop, piece)`` of a core from its population slices: boxes of shaped populations
+    (runs joined into as few boxes as cover them), runs of the others."""
+    runs: dict = {}
+    for v, a, b in zip(pops, slices[::2], slices[1::2]):
+        runs.setdefault(v.owner, []).append((a, b))
+    out = []
+    for pop, rs in runs.items():
+        if shaped(pop) is not None:
+            out += [(pop, box) for box in runs_to_boxes(rs, view3(pop.result.type.shape))]
         else:
-            what = (f"neuron {j} needs {mem} bits of synapse memory; a core has {c.synapse_memory_bits} "
-                    f"(over by {mem - c.synapse_memory_bits})")
-            hint = "fewer weight bits (quantize{weight-bits=N}), or fewer inputs per neuron in this layer"
-        return NmcError(f"population %{name} does not fit chip '{self.chip_name}': {what}", self.pop.loc, hint=hint)
+            out += [(pop, r) for r in rs]
+    return out
+
+
+def source_core_pairs(net: Netlist, cores: list[list[tuple]]) -> np.ndarray:
+    """Distinct ``(global source, core)`` pairs, sorted, of cores given as ``(pop, piece)`` lists."""
+    keys = []
+    width = max(len(cores), 1)
+    for k, pieces in enumerate(cores):
+        ids = [piece_sources(net, pop, piece) for pop, piece in pieces]
+        if ids:
+            keys.append(np.concatenate(ids) * width + k)
+    if not keys:
+        return np.zeros((0, 2), np.int64)
+    keys = distinct(np.concatenate(keys))
+    return np.stack([keys // width, keys % width], axis=1)
 
 
 @dataclass
 class _Core:
-    """Runs ``(pop, a, b)`` (positions in each population's tile order) on one core, and their
-    neurons, distinct sources and synapse bits."""
+    """Tiles ``(unit, piece)`` on one core, their neurons, receptive fields per source, bits."""
 
-    pieces: list
+    tiles: list
     neurons: int
-    sources: np.ndarray
+    fields: dict
     bits: int
 
+    @property
+    def pieces(self) -> list:
+        """``(pop, piece)`` of every population on the core."""
+        return [(pop, piece) for unit, piece in self.tiles for pop in unit.pops]
 
-def _pack(net: Netlist, slicers: dict, cuts: dict, alone: set, c: CoreLimits) -> list[_Core]:
-    """Next-fit: each run joins the previous core when the union fits (module docstring); runs
-    of populations in ``alone`` get cores of their own."""
+
+def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
+    """Next-fit: each tile joins the previous core when the union fits (module docstring);
+    tiles of units in ``alone`` get cores of their own."""
     cores: list[_Core] = []
-    for pop in net.populations:
-        sl = slicers[pop]
-        for a, b in cuts[pop]:
-            n, _, bits = sl.usage(a, b)
-            src = sl.sources(a, b)
+    for unit in units:
+        for piece in tiles[unit]:
+            n, fields, bits = unit.usage(piece)
             last = cores[-1] if cores else None
-            if (last is not None and pop not in alone and last.pieces[-1][0] not in alone
+            if (last is not None and unit not in alone and last.tiles[-1][0] not in alone
                     and last.neurons + n <= c.neurons and last.bits + bits <= c.synapse_memory_bits):
-                union = distinct(np.concatenate([last.sources, src]))
-                if union.size <= c.input_axons:
-                    last.pieces.append((pop, a, b))
-                    last.neurons, last.sources, last.bits = last.neurons + n, union, last.bits + bits
+                merged = {k: list(v) for k, v in last.fields.items()}
+                for src, f in fields:
+                    merged.setdefault(src, []).append(f)
+                if sum(_union_count(f) for f in merged.values()) <= c.input_axons:
+                    last.tiles.append((unit, piece))
+                    last.neurons, last.fields, last.bits = last.neurons + n, merged, last.bits + bits
                     continue
-            cores.append(_Core([(pop, a, b)], n, src, bits))
+            merged = {}
+            for src, f in fields:
+                merged.setdefault(src, []).append(f)
+            cores.append(_Core([(unit, piece)], n, merged, bits))
     return cores
 
 
-def _output_entries(net: Netlist, cores_of: np.ndarray) -> np.ndarray:
-    """Routing entries each global neuron needs: the distinct cores its spikes reach."""
-    pairs = []
-    for pop in net.populations:
-        inc = net.incoming(pop)
-        size = pop.result.type.size
-        tgt = np.repeat(np.arange(size, dtype=np.int64) + net.neuron_offset[pop], np.diff(inc.ptr))
-        keep = inc.src >= net.n_ports
-        pairs.append(np.stack([inc.src[keep] - net.n_ports, cores_of[tgt[keep]]], axis=1))
-    if not pairs:
-        return np.zeros(net.n_neurons, np.int64)
-    both = np.concatenate(pairs)
-    width = int(cores_of.max()) + 1 if len(cores_of) else 1
-    keys = distinct(both[:, 0] * width + both[:, 1])  # one int64 per (neuron, core): fast
-    return np.bincount(keys // width, minlength=net.n_neurons)
+def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict) -> int:
+    """Exact synapse bits of a core: with shared weights a window projection's kernel counts
+    once per distinct output channel on the core."""
+    bits, channels = 0, {}
+    for pop, piece in pieces:
+        t = unit_of[pop]
+        if isinstance(t, _RunTiler):
+            bits += t.count(*piece)[2]
+            continue
+        for p, g in shaped(pop):
+            if limits.shared_weights and g.kind == "window":
+                channels.setdefault(p, set()).update(range(piece[0], piece[1]))
+            else:
+                bits += box_bits(p, g, piece, False)
+    return bits + sum(len(ch) * shared_bits_per_channel(p) for p, ch in channels.items())
 
 
 @dataclass
 class _Plan:
-    order: str
-    slicers: dict
-    cuts: dict
+    units: list
+    unit_of: dict  # population -> its unit
+    tiles: dict
     caps: dict
     cores: list
+    pairs: np.ndarray  # distinct (global source, core)
     outputs: np.ndarray  # output routing entries per core
 
 
-def _plan(net: Netlist, c: CoreLimits, chip_name: str, order: str, names: dict) -> _Plan:
+def _runs(pop: Op, piece) -> list[tuple[int, int]]:
+    return box_runs(piece, view3(pop.result.type.shape)) if len(piece) == 6 else [piece]
+
+
+def _groups(net: Netlist) -> list[list]:
+    """Shaped populations of one shape joined by one-to-one projections (e.g. the stages of a
+    max-pool tournament), each a list in graph order; every other population alone."""
+    parent = {pop: pop for pop in net.populations}
+
+    def root(p):
+        while parent[p] is not p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    for pop in net.populations:
+        if shaped(pop) is None:
+            continue
+        for c in pop.currents:
+            src = c.owner.src.owner
+            if (c.owner.kind == "one_to_one" and src in parent and shaped(src) is not None
+                    and view3(src.result.type.shape) == view3(pop.result.type.shape)):
+                parent[root(pop)] = root(src)
+    groups: dict = {}
+    for pop in net.populations:
+        groups.setdefault(root(pop), []).append(pop)
+    return list(groups.values())
+
+
+def _units(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> list:
+    """One tiler per population, or one per group of populations tiled together when that
+    takes no more boxes than tiling them apart (:func:`_groups`)."""
+    units = []
+    for group in _groups(net):
+        alone = [_BoxTiler(net, [pop], c, chip_name, names[pop]) if shaped(pop) is not None
+                 else _RunTiler(net, pop, c, chip_name, names[pop]) for pop in group]
+        if len(group) > 1:
+            together = _BoxTiler(net, group, c, chip_name, names[group[0]])
+            try:
+                if len(together.tiles(c.neurons)) <= sum(len(u.tiles(c.neurons)) for u in alone):
+                    alone = [together]
+            except NmcError:
+                pass
+        units += alone
+    order = {pop: i for i, pop in enumerate(net.populations)}
+    return sorted(units, key=lambda u: order[u.pops[0]])
+
+
+def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
     """Cut, pack and re-cut until every core's output routing entries fit (module docstring)."""
-    slicers = {pop: _Slicer(net, pop, c, chip_name, order) for pop in net.populations}
-    caps = {pop: c.neurons for pop in net.populations}
-    cuts = {pop: slicers[pop].cut(caps[pop], names[pop]) for pop in net.populations}
+    units = _units(net, c, chip_name, names)
+    unit_of = {pop: u for u in units for pop in u.pops}
+    caps = {u: c.neurons for u in units}
+    tiles = {u: u.tiles(caps[u]) for u in units}
     alone: set = set()
     for _ in range(MAX_ROUNDS):
-        cores = _pack(net, slicers, cuts, alone, c)
+        cores = _pack(units, tiles, alone, c)
+        pairs = source_core_pairs(net, [core.pieces for core in cores])
         cores_of = np.zeros(net.n_neurons, np.int64)
         for k, core in enumerate(cores):
-            for pop, a, b in core.pieces:
-                cores_of[net.neuron_offset[pop] + slicers[pop].flat(a, b)] = k
-        entries = _output_entries(net, cores_of)
-        per_core = np.bincount(cores_of, weights=entries, minlength=len(cores)).astype(np.int64)
+            for pop, piece in core.pieces:
+                off = net.neuron_offset[pop]
+                for a, b in _runs(pop, piece):
+                    cores_of[off + a:off + b] = k
+        neuron = pairs[:, 0] - net.n_ports
+        keep = neuron >= 0
+        per_core = np.bincount(cores_of[neuron[keep]], minlength=len(cores)).astype(np.int64)
         over = np.flatnonzero(per_core > c.output_axons)
         if not len(over):
-            return _Plan(order, slicers, cuts, caps, cores, per_core)
+            return _Plan(units, unit_of, tiles, caps, cores, pairs, per_core)
         recut = set()
         for i in over:
-            pieces = cores[i].pieces
-            if len(pieces) > 1:
-                alone |= {pop for pop, _, _ in pieces}
+            if len(cores[i].tiles) > 1:
+                alone |= {u for u, _ in cores[i].tiles}
                 continue
-            pop, a, b = pieces[0]
-            if b - a == 1:
-                n = int(per_core[i])
-                j = int(slicers[pop].flat(a, b)[0])
-                raise NmcError(f"population %{names[pop]} does not fit chip '{chip_name}': neuron {j} sends to {n} "
-                               f"cores; a core has {c.output_axons} output routing entries (over by {n - c.output_axons})",
-                               pop.loc, hint=HINT)
-            caps[pop] = min(caps[pop], max(1, (b - a) * c.output_axons // int(per_core[i])))
-            recut.add(pop)
-        for pop in recut:
-            cuts[pop] = slicers[pop].cut(caps[pop], names[pop])
+            unit, piece = cores[i].tiles[0]
+            n = cores[i].neurons
+            if n <= len(unit.pops):
+                pop = unit.pops[0]
+                j = _runs(pop, piece)[0][0]
+                raise NmcError(f"population %{names[pop]} does not fit chip '{chip_name}': neuron {j} sends to "
+                               f"{int(per_core[i])} cores; a core has {c.output_axons} output routing entries "
+                               f"(over by {int(per_core[i]) - c.output_axons})", pop.loc, hint=HINT)
+            caps[unit] = min(caps[unit], max(len(unit.pops), n * c.output_axons // int(per_core[i])))
+            recut.add(unit)
+        for unit in recut:
+            tiles[unit] = unit.tiles(caps[unit])
     raise NmcError(f"partition found no cut whose output routing entries fit chip '{chip_name}' "
                    f"after {MAX_ROUNDS} rounds", hint=HINT)
 
 
-def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str, order: str = "auto") -> dict:
+def _total_bits(pop: Op, tiler, c: CoreLimits) -> int:
+    if isinstance(tiler, _RunTiler):
+        return tiler.count(0, pop.result.type.size)[2]
+    C, H, W = tiler.shape
+    return sum(box_bits(p, g, (0, C, 0, H, 0, W), c.shared_weights) for p, g in shaped(pop))
+
+
+def _binding(tiler, pieces: list, cap: int, c: CoreLimits) -> str:
+    """The limit that keeps a population's tiles from being one core, in words."""
+    if len(pieces) == 1:
+        return "nothing (one core)"
+    if cap < c.neurons:
+        return "output routing entries"
+    if isinstance(tiler, _RunTiler):
+        n, axons, mem = tiler.count(0, tiler.pop.result.type.size)
+    else:
+        C, H, W = tiler.shape
+        n = C * H * W * len(tiler.pops)
+        axons, mem = tiler.worst(C, H, W)
+    if n > c.neurons:
+        return "neurons"
+    return "input axons" if axons > c.input_axons else "synapse memory"
+
+
+def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict:
     """Cut and pack every population (module docstring).  Returns ``{"cores": [(runs, neurons,
     axons, bits, outputs)]`` with ``runs`` a list of ``(pop, a, b)`` flat-index slices,
     ``"lower_bound"`` (the graph's), ``"layers"``: ``{pop: (cores, lower bound, limited by)}``,
-    ``"order"``, ``"names"}``; or raises NmcError when a population cannot fit a core.  ``order``: a tile order of :data:`ORDERS`, or ``auto`` for the better plan."""
+    ``"names"}``; or raises NmcError when a population cannot fit a core."""
     check_formats(graph, formats, chip_name)
     net = Netlist(graph)
     c = limits
     names = {pop: pop_name(pop, i) for i, pop in enumerate(net.populations)}
-    if order != "auto":
-        orders = (order,)
-    elif any(_tile_order(p, "spatial") is not None for p in net.populations):
-        orders = ORDERS
-    else:
-        orders = ORDERS[:1]  # no population has a spatial order of its own
-    plans, first_error = [], None
-    for order in orders:
-        try:
-            plans.append(_plan(net, c, chip_name, order, names))
-        except NmcError as err:
-            first_error = first_error or err
-    if not plans:
-        raise first_error
-    plan = min(plans, key=lambda p: (len(p.cores), int(p.outputs.sum())))
+    plan = _plan(net, c, chip_name, names)
+    axons = np.bincount(plan.pairs[:, 1], minlength=len(plan.cores)) if len(plan.pairs) else np.zeros(len(plan.cores))
     cores = []
     for k, core in enumerate(plan.cores):
-        runs = [(pop, a, b) for pop, pa, pb in core.pieces for a, b in plan.slicers[pop].runs(pa, pb)]
-        cores.append((runs, core.neurons, int(core.sources.size), core.bits, int(plan.outputs[k])))
-    total_bits = sum(plan.slicers[p].total_bits() for p in net.populations)
+        runs = [(pop, a, b) for pop, piece in core.pieces for a, b in _runs(pop, piece)]
+        cores.append((runs, core.neurons, int(axons[k]), _core_bits(core.pieces, c, plan.unit_of),
+                      int(plan.outputs[k])))
+    total_bits = sum(_total_bits(p, plan.unit_of[p], c) for p in net.populations)
     lower = max(-(-net.n_neurons // c.neurons), -(-total_bits // c.synapse_memory_bits))
     layers = {}
     for pop in net.populations:
-        used = sum(any(p is pop for p, _, _ in core.pieces) for core in plan.cores)
-        own = max(-(-pop.result.type.size // c.neurons), -(-plan.slicers[pop].total_bits() // c.synapse_memory_bits))
-        layers[pop] = (used, own, plan.slicers[pop].binding(plan.cuts[pop], plan.caps[pop]))
-    return {"cores": cores, "lower_bound": lower, "layers": layers, "order": plan.order, "names": names}
+        used = sum(any(p is pop for p, _ in core.pieces) for core in plan.cores)
+        unit = plan.unit_of[pop]
+        own = max(-(-pop.result.type.size // c.neurons), -(-_total_bits(pop, unit, c) // c.synapse_memory_bits))
+        layers[pop] = (used, own, _binding(unit, plan.tiles[unit], plan.caps[unit], c))
+    return {"cores": cores, "lower_bound": lower, "layers": layers, "names": names}

@@ -8,6 +8,9 @@ the ``nmc inspect`` views (:mod:`.views`).
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 
 from nmc.targets.classes import ChipClass
@@ -50,6 +53,7 @@ class MeshClass(ChipClass):
         """Cores, lower bound, chips, placement cost (and the naive placement's), busiest link;
         placement figures from ``place``'s meta when present, else computed for the current
         (naive) positions."""
+        from nmc.targets.mapping.shapes import synapse_count
         from nmc.targets.mesh.mapping import Mapping, placement_cost
 
         m = Mapping(graph, chip)
@@ -69,10 +73,29 @@ class MeshClass(ChipClass):
             "max_link_load": round(float(routes.load.max()), 6) if len(routes.load) else 0.0,
             "busiest_link": routes.link_name(busiest) if busiest is not None else None,
             "neurons": int(m.net.n_neurons),
-            "synapses": int(sum(len(m.net.incoming(p).src) for p in m.net.populations)),
+            "synapses": int(sum(synapse_count(p) for p in graph.walk("snn.project"))),
             "links_used": len(routes.links),
             "assumed_rate": float(graph.meta.get("hw.rate", DEFAULT_RATE)),
         }
+
+    def fit_board(self, graph, chip, text: bytes) -> bytes:
+        """The smallest board of ``chip``'s chips that holds the graph's cores (partition's
+        count): ``n = ⌈cores / cores per chip⌉`` chips as ``⌈√n⌉ × ⌈n / ⌈√n⌉⌉``, renamed
+        ``<name>-auto-<x>x<y>``; partition's own errors when a layer fits no core."""
+        from nmc.targets.mapping.partition import partition
+        from nmc.targets.mesh.passes import core_limits
+
+        cores = len(partition(graph, chip.formats, core_limits(chip), chip.name)["cores"])
+        n = max(1, -(-cores // (chip.mesh.cores_x * chip.mesh.cores_y)))
+        cx = math.isqrt(n - 1) + 1
+        cy = -(-n // cx)
+        out = text.decode("utf-8")
+        for key, value in (("chips_x", cx), ("chips_y", cy)):
+            out, hits = re.subn(rf"(?m)^(\s*{key}\s*=\s*)\d+", rf"\g<1>{value}", out)
+            if not hits:
+                out = re.sub(r"(?m)^\[mesh\]\s*$", f"[mesh]\n{key} = {value}", out)
+        out = re.sub(r'(?m)^(name\s*=\s*)"([^"]*)"', lambda m: f'{m[1]}"{m[2]}-auto-{cx}x{cy}"', out, count=1)
+        return out.encode("utf-8")
 
     def prepare(self, image):
         from nmc.targets.mesh.emulator import prepare

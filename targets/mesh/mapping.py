@@ -15,6 +15,7 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.targets.mapping.netlist import Netlist, distinct
+from nmc.targets.mapping.partition import core_pieces, source_core_pairs
 from nmc.targets.mesh.board import HOST, Board
 
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
@@ -35,6 +36,8 @@ class Mapping:
         if [c.id for c in cores] != list(range(len(cores))):
             raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
         self.cores = cores
+        self._pairs = None
+        self._xy = None  # board coordinates of each core's slot, once asked
         net = self.net
         self.core_of = np.full(net.n_neurons, -1, np.int64)
         self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
@@ -71,34 +74,31 @@ class Mapping:
         return np.concatenate([np.full(self.net.n_ports, -1, np.int64), self.core_of])
 
     def source_dests(self) -> np.ndarray:
-        """Unique (global source, destination core) pairs, sorted."""
-        pairs = []
-        for pop in self.net.populations:
-            inc = self.net.incoming(pop)
-            size = pop.result.type.size
-            tgt = np.repeat(np.arange(size, dtype=np.int64) + self.net.neuron_offset[pop], np.diff(inc.ptr))
-            pairs.append(np.stack([inc.src, self.core_of[tgt]], axis=1))
-        both = np.concatenate(pairs)
-        width = len(self.cores)
-        keys = distinct(both[:, 0] * width + both[:, 1])  # one int64 per pair: fast
-        return np.stack([keys // width, keys % width], axis=1)
+        """Unique (global source, destination core) pairs, sorted: from the geometry of shaped
+        projections (:mod:`nmc.targets.mapping.shapes`), explicit lists only for sparse ones."""
+        if self._pairs is None:
+            self._pairs = source_core_pairs(self.net, [core_pieces(self.net, c.pops, c.slices) for c in self.cores])
+        return self._pairs
 
     def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source core or -1, destination core, spikes per step) aggregated over neurons."""
         pairs = self.source_dests()
         src_core = self.core_of_source()[pairs[:, 0]]
         keep = src_core != pairs[:, 1]
-        key = np.stack([src_core[keep], pairs[keep, 1]], axis=1)
-        uniq, inv = np.unique(key, axis=0, return_inverse=True)
-        load = np.bincount(inv.reshape(-1), weights=rates[pairs[keep, 0]], minlength=len(uniq))
-        return uniq[:, 0], uniq[:, 1], load
+        width = len(self.cores) + 1
+        key = (src_core[keep] + 1) * width + pairs[keep, 1]  # (source core, destination) as one int64
+        uniq = distinct(key)
+        load = np.bincount(np.searchsorted(uniq, key), weights=rates[pairs[keep, 0]], minlength=len(uniq))
+        return uniq // width - 1, uniq % width, load
 
     def position(self, core: int) -> tuple[int, int]:
         """Board coordinates of a core (the host port for -1)."""
         if core < 0:
             return HOST
-        x, y = self.board.xy(self.slots[core])
-        return int(x), int(y)
+        if self._xy is None:
+            xs, ys = self.board.xy(self.slots)
+            self._xy = list(zip(xs.tolist(), ys.tolist()))
+        return self._xy[core]
 
     def routes(self, rates: np.ndarray) -> Routes:
         """Dimension-order multicast routes, one tree per (source core, destination set)."""
@@ -114,10 +114,15 @@ class Mapping:
         has = np.zeros(n, bool)
         has[pairs[:, 0]] = True
         ids = np.flatnonzero(has)
-        key = np.stack([src_core[ids], fp[ids]], axis=1)
-        uniq, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        # groups: equal (source core, fingerprint); a stable sort keeps each group's first source first
+        by = np.lexsort((fp[ids], src_core[ids]))
+        kc, kf = src_core[ids][by], fp[ids][by]
+        starts = np.flatnonzero(np.r_[True, (kc[1:] != kc[:-1]) | (kf[1:] != kf[:-1])])
+        inv = np.empty(len(ids), np.int64)
+        inv[by] = np.cumsum(np.r_[True, (kc[1:] != kc[:-1]) | (kf[1:] != kf[:-1])]) - 1 if len(ids) else by
+        first = by[starts]
         group_of = np.full(n, -1, np.int64)
-        group_of[ids] = inv.reshape(-1)
+        group_of[ids] = inv
         order = np.argsort(first, kind="stable")  # groups numbered by their first source
         renumber = np.empty(len(order), np.int64)
         renumber[order] = np.arange(len(order))

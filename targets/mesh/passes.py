@@ -24,8 +24,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from nmc.diagnostics import NmcError
@@ -72,15 +70,12 @@ class Partition(Pass):
     has; earlier hw ops removed; the snn ops unchanged; ``meta["hw.board"]`` and
     ``meta["hw.cores_lower_bound"]`` (⌈neurons / core neurons⌉ or ⌈synapse bits / core
     memory⌉, whichever is larger).  Fails with a diagnostic naming the layer, the limit and by
-    how much when something cannot fit.  ``order``: the tile order (``auto`` tries both and
-    keeps the better plan)."""
-
-    order: Literal["auto", "channel", "spatial"] = "auto"
+    how much when something cannot fit."""
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         chip = mesh_chip(ctx, "partition")
         clear_hw(graph)
-        plan = partition(graph, chip.formats, core_limits(chip), chip.name, self.order)
+        plan = partition(graph, chip.formats, core_limits(chip), chip.name)
         m = chip.mesh
         available = m.cores_x * m.cores_y * m.chips_x * m.chips_y
         if len(plan["cores"]) > available:
@@ -100,7 +95,6 @@ class Partition(Pass):
         ctx.stat("cores", len(plan["cores"]))
         ctx.stat("cores-lower-bound", plan["lower_bound"])
         ctx.stat("neurons", sum(core[1] for core in plan["cores"]))
-        ctx.remark(f"tile order: {plan['order']}")
         for pop, (used, own, limit) in plan["layers"].items():
             ctx.remark(f"%{plan['names'][pop]}: {used} core(s) (lower bound {own}), limited by {limit}")
         return True
@@ -119,12 +113,13 @@ def board_distances(board: Board) -> np.ndarray:
 
 def near_on_board(board: Board):
     """A slot within one cell (in x and y) of a slot, or of board core (0, 0) for the host."""
+    every = np.arange(board.slots)
+    bx, by = (v.tolist() + [0] for v in board.xy(every))  # the host at index slots: (0, 0)
+    W, H = board.width, board.height
 
     def near(slot: int, rng: np.random.Generator) -> int:
-        bx, by = (0, 0) if slot == board.slots else board.xy(slot)
-        x = int(np.clip(bx + rng.integers(-1, 2), 0, board.width - 1))
-        y = int(np.clip(by + rng.integers(-1, 2), 0, board.height - 1))
-        return board.slot(x, y)
+        dx, dy = rng.integers(-1, 2, size=2).tolist()
+        return board.slot(min(max(bx[slot] + dx, 0), W - 1), min(max(by[slot] + dy, 0), H - 1))
 
     return near
 

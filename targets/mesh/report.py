@@ -54,15 +54,29 @@ def layer_table(sections: dict[str, bytes]) -> list[dict]:
     syn_hw = c["start"][syn_core] + s["syn_target"]
     syn_pop = pop_of_hw[syn_hw] if len(syn_hw) else np.zeros(0, np.int64)
     fan_in = np.bincount(syn_hw, minlength=p.n_neurons)
+    # kernels (mesh.kernels): counted from their geometry
+    kr, hw = p.kernels, p.ports["population_hw"]
+    offsets = np.cumsum([0] + sizes)
+    kernel_syn, kernel_w, kernel_e = np.zeros(len(sizes), np.int64), {}, {}
+    for j, g in enumerate(p.geometries):
+        t0 = int(kr["target"][j])
+        k = int(np.searchsorted(offsets, t0, side="right") - 1)
+        fan = g.fanin()
+        fan_in[hw[t0:t0 + len(fan)]] += fan
+        kernel_syn[k] += int(fan.sum())
+        w = kr["weights"][kr["weight_start"][j]:kr["weight_start"][j + 1]]
+        kernel_w[k] = max(kernel_w.get(k, 0), int(np.abs(w).max()) if len(w) else 0)
+        kernel_e[k] = max(kernel_e.get(k, 0), int(kr["exponent"][j]))
     rows = []
     for k, q in enumerate(p.meta["populations"]):
         mine = pop_of_hw == k
         cores = np.unique(core_of_hw[mine])
         weights = s["syn_weight"][syn_pop == k]
-        exps = s["syn_exponent"][syn_pop == k]
-        wmax = int(np.abs(weights).max()) if len(weights) else 0
+        exps = np.append(s["syn_exponent"][syn_pop == k], [kernel_e[k]] if k in kernel_e else [])
+        wmax = max(int(np.abs(weights).max()) if len(weights) else 0, kernel_w.get(k, 0))
+        weights = weights if k not in kernel_w else np.append(weights, kernel_w[k])
         rows.append({
-            "name": q["name"], "neurons": sizes[k], "synapses": int(np.sum(syn_pop == k)),
+            "name": q["name"], "neurons": sizes[k], "synapses": int(np.sum(syn_pop == k)) + int(kernel_syn[k]),
             "cores": int(len(cores)), "core_ids": [int(v) for v in cores],
             "weight_bits": wmax.bit_length() + 1 if len(weights) else None,
             "weight_exponent_max": int(exps.max()) if len(exps) else None,
@@ -114,6 +128,9 @@ def energy_estimate(image) -> float | None:
     rate_hw[hw_source] = rates
     s, r = p.synapses, p.routes
     syn_ops = float(np.dot(rate_hw[s["axon_source"]], np.diff(s["syn_start"])))
+    for k, g in enumerate(p.geometries):  # kernels: each source's synapses from the geometry
+        a = int(p.kernels["source"][k])
+        syn_ops += float(np.dot(rate_hw[hw_source[a:a + len(g.fanout())]], g.fanout()))
     kind = r["link_kind"]
     hops_chip = float(r["link_load"][kind == 0].sum())
     hops_other = float(r["link_load"][kind != 0].sum())

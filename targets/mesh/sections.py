@@ -39,14 +39,17 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, param_array
 from nmc.targets.mesh.mapping import Mapping
-from nmc.targets.mapping.netlist import pop_name
+from nmc.targets.mapping.netlist import pop_name, synapses
+from nmc.targets.mapping.shapes import geometry
+from nmc.targets.mesh.kernels import ARRAYS as KERNEL_ARRAYS
+from nmc.targets.mesh.kernels import check_kernels, emit_kernels, kernel_pairs
 
 MAGIC = b"NMA1"
 DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("<i2"),
           5: np.dtype("i1")}
 CODES = {v: k for k, v in DTYPES.items()}
 SIGNED = (np.dtype("i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<i8"))  # narrowest first
-SECTIONS = ("mesh.cores", "mesh.neurons", "mesh.synapses", "mesh.routes", "mesh.ports")
+SECTIONS = ("mesh.cores", "mesh.neurons", "mesh.synapses", "mesh.routes", "mesh.ports", "mesh.kernels")
 PASS_THROUGH = ("ann.flatten", "ann.reshape", "ann.identity", "ann.dropout")  # host ops that only reshape
 RESETS = ("subtract", "zero")
 
@@ -196,25 +199,32 @@ def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
         params["bits"][hw] = pop.bits
     params["reset"] = params["reset"].astype(np.uint8)
     params["bits"] = params["bits"].astype(np.uint8)
-    # synapses: source ids in hardware numbering
+    # synapses: shaped projections by their geometry (mesh.kernels), the others as explicit
+    # lists per core; source ids in hardware numbering
     hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), m.hw_of])
-    rows = []  # (core, axon source, local target, weight, exponent, delay)
+    shaped, rows = [], []  # rows: (core, axon source, local target, weight, exponent, delay)
     for pop in net.populations:
-        inc = net.incoming(pop)
-        tgt = np.repeat(np.arange(pop.result.type.size, dtype=np.int64) + net.neuron_offset[pop], np.diff(inc.ptr))
-        core = m.core_of[tgt]
-        rows.append(np.stack([core, hw_source[inc.src], m.hw_of[tgt] - m.core_start[core],
-                              inc.weight, inc.exponent, inc.delay], axis=1))
-    table = np.concatenate(rows)
+        for p in (c.owner for c in pop.currents):
+            g = geometry(p)
+            if g is not None:
+                shaped.append((p, g))
+                continue
+            src, tgt, w = synapses(p)
+            tgt = tgt + net.neuron_offset[pop]
+            core = m.core_of[tgt]
+            n = len(src)
+            rows.append(np.stack([core, hw_source[src + net.source_offset[p.src.owner]], m.hw_of[tgt] - m.core_start[core],
+                                  w, np.full(n, p.exponent), np.full(n, p.delay)], axis=1))
+    table = np.concatenate(rows) if rows else np.zeros((0, 6), np.int64)
     table = table[np.lexsort((table[:, 5], table[:, 2], table[:, 1], table[:, 0]))]
     key = table[:, 0] * (N + P) + table[:, 1]  # (core, source) as one int64, sorted already
     axon_first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
     axon_key = table[axon_first, :2]
     syn_start = np.append(axon_first, len(table))
     axon_start = np.searchsorted(axon_key[:, 0], np.arange(C + 1))
-    synapses = {"axon_start": axon_start, "axon_source": axon_key[:, 1], "syn_start": syn_start,
-                "syn_target": table[:, 2], "syn_weight": table[:, 3],
-                "syn_exponent": table[:, 4].astype(np.uint8), "syn_delay": table[:, 5]}
+    synapses_ = {"axon_start": axon_start, "axon_source": axon_key[:, 1], "syn_start": syn_start,
+                 "syn_target": table[:, 2], "syn_weight": table[:, 3],
+                 "syn_exponent": table[:, 4].astype(np.uint8), "syn_delay": table[:, 5]}
     # routes, in hardware source numbering
     r = m.routes(net.rates(rate))
     source_group = np.full(N + P, -1, np.int64)
@@ -229,8 +239,8 @@ def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
               "link_capacity": r.capacity(chip)}
     meta = json.dumps(_ports(graph, m), sort_keys=True, separators=(",", ":")).encode()
     ports = {"meta": np.frombuffer(meta, np.uint8), "population_hw": m.hw_of}
-    return {"mesh.cores": pack(cores), "mesh.neurons": pack(params), "mesh.synapses": pack(synapses),
-            "mesh.routes": pack(routes), "mesh.ports": pack(ports)}
+    return {"mesh.cores": pack(cores), "mesh.neurons": pack(params), "mesh.synapses": pack(synapses_),
+            "mesh.kernels": pack(emit_kernels(shaped, net)), "mesh.routes": pack(routes), "mesh.ports": pack(ports)}
 
 
 LINK_KINDS = ("on-chip", "inter-chip", "host")
@@ -271,6 +281,8 @@ class MeshProgram:
     routes: dict
     ports: dict
     meta: dict
+    kernels: dict
+    geometries: list  # one Geometry per kernel row
 
     @property
     def n_cores(self) -> int:
@@ -289,6 +301,7 @@ _SCHEMA = {
     "mesh.routes": {"source_group": 1, "group_core": 1, "dest_start": 1, "dests": 1, "link_start": 1,
                     "group_links": 1, "links": 2, "link_kind": 1, "link_load": 1, "link_capacity": 1},
     "mesh.ports": {"meta": 1, "population_hw": 1},
+    "mesh.kernels": KERNEL_ARRAYS,
 }
 
 
@@ -377,8 +390,19 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     missing = [(int(gg), int(cc)) for gg, cc in set(zip(group.tolist(), axon_core.tolist())) if (gg, cc) not in dest_sets]
     _check(not missing, "mesh.routes", f"route group {missing[:1]} does not reach the core of an axon it feeds")
     hw = parsed["mesh.ports"]["population_hw"]
-    _check(len(hw) == N and (N == 0 or sorted(hw.tolist()) == list(range(N))), "mesh.ports",
+    _check(len(hw) == N and (N == 0 or bool(np.array_equal(np.sort(hw), np.arange(N)))), "mesh.ports",
            "'population_hw' is not a permutation of the neurons")
+    kr = parsed["mesh.kernels"]
+    geometries = check_kernels(kr, N, P, chip, lambda msg: _check(False, "mesh.kernels", msg))
+    # every receptive field of a kernel must route to the cores of the neurons it drives
+    core_of_graph = np.repeat(np.arange(C), np.diff(c["start"]))[hw]
+    pairs = kernel_pairs(kr, geometries, core_of_graph)
+    hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), hw])
+    kgroup = r["source_group"][hw_source[pairs[:, 0]]] if len(pairs) else np.zeros(0, np.int64)
+    _check(bool(np.all(kgroup >= 0)), "mesh.routes", "a kernel reads a source that routes nowhere")
+    reach = {(g, int(d)) for g in range(G) for d in r["dests"][r["dest_start"][g]:r["dest_start"][g + 1]]}
+    lost = [(int(gg), int(cc)) for gg, cc in set(zip(kgroup.tolist(), pairs[:, 1].tolist())) if (gg, cc) not in reach]
+    _check(not lost, "mesh.routes", f"route group {lost[:1]} does not reach a core whose kernel reads it")
     _check(T >= 1 and depth >= 1, "mesh.ports", "timesteps and depth must be at least 1")
     sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
     _check(sum(sizes) == N, "mesh.ports", "population shapes do not add up to the neurons")
@@ -393,4 +417,4 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     for o in meta["outputs"]:
         _check(0 <= o["population"] < len(sizes) and o["mode"] in ("count", "membrane")
                and int(np.prod(o["shape"])) == sizes[o["population"]], "mesh.ports", "a bad output entry")
-    return MeshProgram(c, n, s, r, parsed["mesh.ports"], meta)
+    return MeshProgram(c, n, s, r, parsed["mesh.ports"], meta, kr, geometries)
