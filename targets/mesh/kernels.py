@@ -102,9 +102,14 @@ def check_kernels(kr: dict, N: int, P: int, chip, error) -> list[Geometry]:
         if kind in ("conv2d", "pool"):
             kh, kw, sh, sw, pt, pl, dh, dw, cg, og = gm
             ok = min(kh, kw, sh, sw, dh, dw, cg, og) >= 1 and max(kh, kw, sh, sw, dh, dw) <= 1 << 16
-            ok = ok and 0 <= pt <= (kh - 1) * dh and 0 <= pl <= (kw - 1) * dw
+            ok = ok and 0 <= pt <= (s[4] - 1) * sh + (kh - 1) * dh and 0 <= pl <= (s[5] - 1) * sw + (kw - 1) * dw
             ok = ok and s[3] % og == 0 and (s[3] // og) * cg == s[0]
-            ok = ok and (s[4] - 1) * sh - pt <= s[1] - 1 + (kh - 1) * dh and (s[5] - 1) * sw - pl <= s[2] - 1 + (kw - 1) * dw
+            # rows/columns of padding below and right follow from the shapes, as in run(): an
+            # IR convolution may pad past its kernel (a 1x1 kernel with pads gives bias-only borders)
+            pb = max(0, (s[4] - 1) * sh + (kh - 1) * dh + 1 - (s[1] + pt))
+            pr = max(0, (s[5] - 1) * sw + (kw - 1) * dw + 1 - (s[2] + pl))
+            ok = ok and pb <= (s[4] - 1) * sh + (kh - 1) * dh and pr <= (s[5] - 1) * sw + (kw - 1) * dw
+            ok = ok and s[0] * (s[1] + pt + pb) * (s[2] + pl + pr) <= 1 << 31
             ok = ok and (kind == "conv2d" or (cg == 1 and og == 1))
             if not ok:
                 error(f"kernel {k} ({kind}) has a bad geometry {gm} for shapes {s}")
