@@ -95,6 +95,69 @@ class NeuronState:
         return fired.astype(np.int64)
 
 
+def shift_decay(x: np.ndarray, d) -> np.ndarray:
+    """What a bit-shift leak takes from ``x`` in one step: ``x >> d`` (arithmetic, rounding
+    toward −∞), or one unit toward zero when that is 0 and ``x`` is not (XyloSim's ``decay``)."""
+    dx = x >> np.asarray(d, dtype=np.int64)
+    return np.where(dx == 0, np.sign(x), dx)
+
+
+@dataclass
+class ShiftNeuronState:
+    """A batch of bit-shift neurons (``snn.population`` with ``leak = shift``) and their
+    state: two synaptic currents ``u[k]`` and the voltage ``v``, all ``[N, neurons]`` int64
+    holding ``bits``-bit values.  One step with the currents ``I[k]`` delivered to each
+    synaptic current (the order of XyloSim's ``XyloLayer::evolve`` and
+    ``XyloIAFNeuron::evolve``)::
+
+        u[k] = sat(u[k] + I[k])                      delivery
+        u[k] = u[k] − shift_decay(u[k], du[k])       synaptic leak
+        dv   = sat(wrap(−shift_decay(v, dv)) + Σ_k u[k])
+        dv   = sat(dv + bias)
+        v    = sat(v + dv)
+        n    = min(max_spikes, ⌊(v − θ) / θ⌋ + 1) where v ≥ θ, else 0;  v −= n·θ  (reset zero: v = 0)
+
+    ``wrap`` keeps the negated leak in ``bits`` bits, as the hardware's 16-bit arithmetic does
+    (it matters only for ``v = −2^(bits−1)`` with a shift of 0).  ``step`` returns the events
+    ``n`` of each neuron (0..max_spikes)."""
+
+    du: np.ndarray  # [2, neurons]
+    dv: np.ndarray
+    threshold: np.ndarray
+    bias: np.ndarray
+    bits: int
+    max_spikes: int
+    reset_zero: bool
+    u: np.ndarray  # [2, N, neurons]
+    v: np.ndarray
+
+    @classmethod
+    def initial(cls, *, du, dv, threshold, bias, v0, bits: int, max_spikes: int, reset_zero: bool,
+                batch: int) -> ShiftNeuronState:
+        n = len(threshold)
+        v = np.broadcast_to(np.asarray(v0, dtype=np.int64), (batch, n)).copy()
+        return cls(np.asarray(du, dtype=np.int64), np.asarray(dv, dtype=np.int64), np.asarray(threshold, dtype=np.int64),
+                   np.asarray(bias, dtype=np.int64), bits, max_spikes, reset_zero,
+                   np.zeros((len(du), batch, n), dtype=np.int64), v)
+
+    def step(self, currents: np.ndarray) -> np.ndarray:
+        """Deliver ``currents`` ([2, N, neurons]) and advance one step; the events per neuron."""
+        bits = self.bits
+        u = saturate(self.u + currents, bits)
+        u = u - shift_decay(u, self.du[:, None, :])
+        self.u = u
+        top = np.int64(1) << (bits - 1)
+        leak = -shift_decay(self.v, self.dv)
+        leak = np.where(leak == top, -top, leak)
+        dv = saturate(leak + u.sum(axis=0), bits)
+        dv = saturate(dv + self.bias, bits)
+        v = saturate(self.v + dv, bits)
+        th = self.threshold
+        n = np.where(v >= th, np.minimum(self.max_spikes, (v - th) // th + 1), 0)
+        self.v = np.where(n > 0, 0, v) if self.reset_zero else v - n * th
+        return n.astype(np.int64)
+
+
 # ------------------------------------------------------------------------------ encoders
 
 

@@ -30,7 +30,8 @@ from nmc.binding import InputSpec, bind_arrays
 from nmc.binding import resolve_timesteps as resolve_steps
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Blob, Graph, Op, Value, param_array
-from nmc.neuron import RATE_ONE, NeuronParams, NeuronState  # noqa: F401  (RATE_ONE: re-exported)
+from nmc.ir.snn import SHIFT_SYNAPSES
+from nmc.neuron import RATE_ONE, NeuronParams, NeuronState, ShiftNeuronState  # noqa: F401  (RATE_ONE: re-exported)
 from nmc.windows import cover_counts, pad_spatial, window_geometry, window_views
 
 
@@ -322,6 +323,18 @@ def population_params(op: Op) -> NeuronParams:
     return NeuronParams(**flat, reset_zero=op.reset == "zero", bits=op.bits)
 
 
+def neuron_state(op: Op, batch: int) -> NeuronState | ShiftNeuronState:
+    """The initial state of population ``op`` for a batch (bit-shift neurons for ``leak = shift``)."""
+    if op.leak != "shift":
+        return NeuronState.initial(population_params(op), batch)
+    shape = op.result.type.shape
+    flat = {name: param_array(getattr(op, name), shape, np.int64).reshape(-1)
+            for name in ("threshold", "bias", "du", "du2", "dv", "v0")}
+    return ShiftNeuronState.initial(du=np.stack([flat["du"], flat["du2"]]), dv=flat["dv"], threshold=flat["threshold"],
+                                    bias=flat["bias"], v0=flat["v0"], bits=op.bits, max_spikes=op.max_spikes,
+                                    reset_zero=op.reset == "zero", batch=batch)
+
+
 def encode(op: Op, x: np.ndarray, t: int, timesteps: int, state: dict, integer: bool) -> np.ndarray:
     """What encoder ``op`` emits for presentation step ``t`` (:func:`nmc.neuron.encode`);
     ``state`` holds the rate accumulators between calls, by encoder op."""
@@ -396,7 +409,7 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
     integer_enc = {e: all(integer_proj[u] for u in graph.users(e.result) if u.KIND == "snn.project")
                    and any(u.KIND == "snn.project" for u in graph.users(e.result)) for e in encoders}
     fanouts = {p: fanout(p) for p in projections}
-    state = {pop: NeuronState.initial(population_params(pop), batch) for pop in populations}
+    state = {pop: neuron_state(pop, batch) for pop in populations}
     # history[pop][t]: spikes at step t; history[encoder][i]: presentation step i (emitted at i - 1)
     history: dict[Op, list[np.ndarray]] = {op: [] for op in encoders + populations}
     accumulators: dict = {}
@@ -419,16 +432,18 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
             continue
         fired = {}
         for pop in populations:
-            current = np.zeros((batch, pop.result.type.size), dtype=np.int64 if pop.bits else np.float64)
-            for c in pop.currents:
+            synapses = pop.synapse or (0,) * len(pop.currents)
+            current = np.zeros((SHIFT_SYNAPSES if pop.leak == "shift" else 1, batch, pop.result.type.size),
+                               dtype=np.int64 if pop.bits else np.float64)
+            for c, k in zip(pop.currents, synapses):
                 p = c.owner
                 s = emitted(p.src.owner, t - p.delay)
                 if s is None:
                     continue
                 synaptic_ops += int(np.sum((s != 0) @ fanouts[p]))
                 shaped = s.reshape((batch, *p.src.type.shape))
-                current = current + project(p, shaped, integer_proj[p], gates).astype(current.dtype)
-            fired[pop] = state[pop].step(current)
+                current[k] = current[k] + project(p, shaped, integer_proj[p], gates).astype(current.dtype)
+            fired[pop] = state[pop].step(current if pop.leak == "shift" else current[0])
             counts[pop] += fired[pop]
         for pop in populations:  # after all updates: within a step, order does not matter
             history[pop].append(fired[pop])

@@ -127,6 +127,9 @@ class Network:
             users = [u for u in graph.users(e.result) if u.KIND == "snn.project"]
             integer_enc[e] = bool(users) and all(u.is_integer for u in users)
         for pop in populations:
+            if pop.leak != "linear":
+                raise NmcError(f"the CPU runtime has no lowering for leak = {pop.leak} populations yet", pop.loc,
+                               hint="run this graph with --backend reference or the chip's emulator")
             for c in pop.currents:
                 p = c.owner
                 if p.is_integer != bool(pop.bits):
