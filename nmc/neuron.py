@@ -102,24 +102,40 @@ def shift_decay(x: np.ndarray, d) -> np.ndarray:
     return np.where(dx == 0, np.sign(x), dx)
 
 
+def deliver_in_order(u: np.ndarray, events: np.ndarray, weights: np.ndarray, bits: int) -> np.ndarray:
+    """``u`` ([N, targets]) after the events of each source ([N, sources], counts) arrive one
+    by one, sources in ascending order, each event adding the source's column of ``weights``
+    ([targets, sources], already shifted) and saturating to ``bits`` bits at once (as the
+    hardware's ``safe_add`` does per event).  ``n`` equal events of one source add ``n · w``
+    and saturate once: the same thing, as they all push the same way.  When nothing can
+    reach the bounds the order does not matter and one sum is taken."""
+    limit = (1 << (bits - 1)) - 1
+    reach = np.abs(u).max(initial=0) + (np.abs(events) @ np.abs(weights).T).max(initial=0)
+    if reach <= limit:
+        return u + events @ weights.T
+    for j in np.flatnonzero(np.any(events != 0, axis=0)):
+        u = saturate(u + events[:, j:j + 1] * weights[None, :, j], bits)
+    return u
+
+
 @dataclass
 class ShiftNeuronState:
     """A batch of bit-shift neurons (``snn.population`` with ``leak = shift``) and their
     state: two synaptic currents ``u[k]`` and the voltage ``v``, all ``[N, neurons]`` int64
-    holding ``bits``-bit values.  One step with the currents ``I[k]`` delivered to each
-    synaptic current (the order of XyloSim's ``XyloLayer::evolve`` and
+    holding ``bits``-bit values.  A step is :meth:`deliver` for every input, in order, then
+    :meth:`advance` (the order of XyloSim's ``XyloLayer::evolve`` and
     ``XyloIAFNeuron::evolve``)::
 
-        u[k] = sat(u[k] + I[k])                      delivery
-        u[k] = u[k] − shift_decay(u[k], du[k])       synaptic leak
+        u[k] = deliver_in_order(u[k], events, W << shift)    per input, in order
+        u[k] = u[k] − shift_decay(u[k], du[k])                synaptic leak
         dv   = sat(wrap(−shift_decay(v, dv)) + Σ_k u[k])
         dv   = sat(dv + bias)
         v    = sat(v + dv)
         n    = min(max_spikes, ⌊(v − θ) / θ⌋ + 1) where v ≥ θ, else 0;  v −= n·θ  (reset zero: v = 0)
 
     ``wrap`` keeps the negated leak in ``bits`` bits, as the hardware's 16-bit arithmetic does
-    (it matters only for ``v = −2^(bits−1)`` with a shift of 0).  ``step`` returns the events
-    ``n`` of each neuron (0..max_spikes)."""
+    (it matters only for ``v = −2^(bits−1)`` with a shift of 0).  ``advance`` returns the
+    events ``n`` of each neuron (0..max_spikes)."""
 
     du: np.ndarray  # [2, neurons]
     dv: np.ndarray
@@ -140,11 +156,15 @@ class ShiftNeuronState:
                    np.asarray(bias, dtype=np.int64), bits, max_spikes, reset_zero,
                    np.zeros((len(du), batch, n), dtype=np.int64), v)
 
-    def step(self, currents: np.ndarray) -> np.ndarray:
-        """Deliver ``currents`` ([2, N, neurons]) and advance one step; the events per neuron."""
+    def deliver(self, k: int, events: np.ndarray, weights: np.ndarray) -> None:
+        """Synaptic current ``k`` receives ``events`` ([N, sources]) through ``weights``
+        ([neurons, sources], shifted): :func:`deliver_in_order`."""
+        self.u[k] = deliver_in_order(self.u[k], events, weights, self.bits)
+
+    def advance(self) -> np.ndarray:
+        """Leak, integrate, fire (class docstring); the events per neuron ([N, neurons])."""
         bits = self.bits
-        u = saturate(self.u + currents, bits)
-        u = u - shift_decay(u, self.du[:, None, :])
+        u = self.u - shift_decay(self.u, self.du[:, None, :])
         self.u = u
         top = np.int64(1) << (bits - 1)
         leak = -shift_decay(self.v, self.dv)

@@ -30,7 +30,6 @@ from nmc.binding import InputSpec, bind_arrays
 from nmc.binding import resolve_timesteps as resolve_steps
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Blob, Graph, Op, Value, param_array
-from nmc.ir.snn import SHIFT_SYNAPSES
 from nmc.neuron import RATE_ONE, NeuronParams, NeuronState, ShiftNeuronState  # noqa: F401  (RATE_ONE: re-exported)
 from nmc.windows import cover_counts, pad_spatial, window_geometry, window_views
 
@@ -311,6 +310,16 @@ def project(p: Op, s: np.ndarray, integer: bool, state: dict | None = None) -> n
     return y << p.exponent if integer else y * 2.0**p.exponent
 
 
+def weight_matrix(p: Op) -> np.ndarray:
+    """The integer ``[target, source]`` matrix of a stateless integer projection, its exponent
+    applied: :func:`project` of one-hot sources."""
+    n = p.src.type.size
+    if p.kind == "maxgate":
+        raise NmcError("a max-pool gate has no fixed weight matrix", p.loc)
+    eye = np.eye(n, dtype=np.int64).reshape((n, *p.src.type.shape))
+    return project(p, eye, True).T if n else np.zeros((p.result.type.size, 0), np.int64)
+
+
 # ------------------------------------------------------------------------------ neurons
 
 
@@ -415,6 +424,7 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
     accumulators: dict = {}
     counts = {pop: np.zeros((batch, pop.result.type.size), dtype=np.int64) for pop in populations}
     gates: dict = {}  # running counts of maxgate projections, per run (project's state)
+    matrices: dict = {}  # [target, source] weights of projections into bit-shift populations
     synaptic_ops = 0
 
     def emitted(src: Op, t: int):
@@ -432,18 +442,22 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
             continue
         fired = {}
         for pop in populations:
-            synapses = pop.synapse or (0,) * len(pop.currents)
-            current = np.zeros((SHIFT_SYNAPSES if pop.leak == "shift" else 1, batch, pop.result.type.size),
-                               dtype=np.int64 if pop.bits else np.float64)
-            for c, k in zip(pop.currents, synapses):
+            shift = pop.leak == "shift"
+            current = np.zeros((batch, pop.result.type.size), dtype=np.int64 if pop.bits else np.float64)
+            for c, k in zip(pop.currents, pop.synapse or (0,) * len(pop.currents)):
                 p = c.owner
                 s = emitted(p.src.owner, t - p.delay)
                 if s is None:
                     continue
                 synaptic_ops += int(np.sum((s != 0) @ fanouts[p]))
+                if shift:  # events arrive one source at a time (docs/design.md §5, bit-shift neurons)
+                    if p not in matrices:
+                        matrices[p] = weight_matrix(p)
+                    state[pop].deliver(k, s.reshape(batch, -1).astype(np.int64), matrices[p])
+                    continue
                 shaped = s.reshape((batch, *p.src.type.shape))
-                current[k] = current[k] + project(p, shaped, integer_proj[p], gates).astype(current.dtype)
-            fired[pop] = state[pop].step(current if pop.leak == "shift" else current[0])
+                current = current + project(p, shaped, integer_proj[p], gates).astype(current.dtype)
+            fired[pop] = state[pop].advance() if shift else state[pop].step(current)
             counts[pop] += fired[pop]
         for pop in populations:  # after all updates: within a step, order does not matter
             history[pop].append(fired[pop])

@@ -1,9 +1,10 @@
 """The edge fabric's emulator: runs an image's ``xylo.config`` section and nothing else.
 
 Per step ``t`` (the order of XyloSim's ``XyloLayer::evolve``): the input events of step
-``t`` and the hidden neurons' events of step ``t − 1`` are delivered, each weight matrix
-shifted left by its shift, into the hidden neurons' synaptic currents; the hidden events of
-step ``t − 1`` into the readout neurons; then hidden and readout neurons advance
+``t``, then the hidden neurons' events of step ``t − 1``, are delivered one source at a time
+(saturating per event, :func:`nmc.neuron.deliver_in_order`), each weight matrix shifted
+left by its shift, into the hidden neurons' synaptic currents; the hidden events of step
+``t − 1`` into the readout neurons; then hidden and readout neurons advance
 (:class:`nmc.neuron.ShiftNeuronState`, the arithmetic the reference semantics use too).  A
 run lasts ``T + depth − 1`` steps.  Bit-identical to the reference semantics on the image's
 graph: outputs, spike counts and synaptic operations (tests/test_edge.py).
@@ -28,6 +29,9 @@ class Emulator:
 
     def __init__(self, config: Config):
         self.c = config
+        self.w_in = config.w_in << config.shift_in  # the weights as they arrive: shifted left
+        self.w_rec = config.w_rec << config.shift_rec
+        self.w_out = config.w_out << config.shift_out
 
     def _neurons(self, batch: int) -> tuple[ShiftNeuronState, ShiftNeuronState]:
         c = self.c
@@ -69,13 +73,12 @@ class Emulator:
             xt = x[:, t] if t < T else np.zeros((B, c.inputs), np.int64)
             synaptic_ops += int((xt != 0).sum(axis=0) @ c.fan_in_src + (prev != 0).sum(axis=0) @ c.fan_hid_src)
             hw_ops += int(xt.sum(axis=0) @ nz_in + prev.sum(axis=0) @ nz_hid)
-            current = np.zeros((2, B, c.hidden), np.int64)
             for k in range(c.synapses):
-                current[k] = ((xt @ c.w_in[k].T) << c.shift_in) + ((prev @ c.w_rec[k].T) << c.shift_rec)
-            current_out = np.zeros((2, B, c.outputs), np.int64)
-            current_out[0] = (prev @ c.w_out.T) << c.shift_out
-            prev = hidden.step(current)
-            fired_o = out.step(current_out)
+                hidden.deliver(k, xt, self.w_in[k])
+                hidden.deliver(k, prev, self.w_rec[k])
+            out.deliver(0, prev, self.w_out)
+            prev = hidden.advance()
+            fired_o = out.advance()
             counts_h += prev
             counts_o += fired_o
             if record:

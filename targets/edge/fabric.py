@@ -191,13 +191,11 @@ def load_config(data: bytes, chip, where: str) -> Config:
 
 
 def matrix(p: Op) -> np.ndarray:
-    """The dense ``[target, source]`` integer weight matrix of a stateless projection (every
-    kind, through the reference semantics' own ``project`` on one-hot sources)."""
-    from nmc.semantics import project
+    """The dense ``[target, source]`` integer weight matrix of a stateless projection, without
+    its exponent (:func:`nmc.semantics.weight_matrix`)."""
+    from nmc.semantics import weight_matrix
 
-    n = p.src.type.size
-    eye = np.eye(n, dtype=np.int64).reshape((n, *p.src.type.shape))
-    return project(p, eye, True).T >> p.exponent if n else np.zeros((p.result.type.size, 0), np.int64)
+    return weight_matrix(p) >> p.exponent
 
 
 def _param(pop: Op, name: str) -> np.ndarray:
@@ -268,10 +266,20 @@ def assign(graph: Graph, chip) -> Config:
              f"{'readout' if pop in decoded else 'hidden'} neurons emit up to {limit}")
         rule(not np.any(_param(pop, "v0")), f"%{name} starts at a nonzero voltage; the fabric starts at 0")
         synapses = pop.synapse or (0,) * len(pop.currents)
+        rank = {op: i for i, op in enumerate(graph.ops)}
+        seen: dict[tuple, Op] = {}
+        last = -1
         for c, k in zip(pop.currents, synapses):
             p = c.owner
             src = p.src.owner
             where = f"projection %{p.result.name or '?'} into %{name}"
+            rule((src, k) not in seen, f"{where} and %{seen.get((src, k)) and seen[(src, k)].result.name} both connect "
+                 f"%{names.get(src, src.result.name)} to synaptic current {k}; the fabric holds one weight per pair",
+                 "merge the projections into one")
+            seen.setdefault((src, k), p)
+            rule(rank[src] >= last, f"the inputs of %{name} are not in the fabric's delivery order (input first, then "
+                 "source populations in graph order)", "run xylo-convert (it orders them)")
+            last = max(last, rank[src])
             rule(p.delay == 1, f"{where} has delay {p.delay}; the fabric delivers after exactly 1 step")
             rule(p.kind != "maxgate", f"{where} is a max-pool gate; the fabric's synapses keep no state")
             if p.delay != 1 or p.kind == "maxgate":
@@ -379,3 +387,104 @@ def assign(graph: Graph, chip) -> Config:
         raise NmcError(f"the network does not fit chip '{chip.name}': {len(errors)} design rule(s) violated:\n  - "
                        + "\n  - ".join(errors), hint="; ".join(hints) or None)
     return config
+
+
+# --------------------------------------------------------------------------- graph
+
+
+def _param_value(arr: np.ndarray):
+    """A per-neuron parameter as the IR holds it: a number when all equal, else a blob."""
+    from nmc.ir.core import Blob
+
+    flat = np.asarray(arr, np.int64).reshape(-1)
+    return int(flat[0]) if flat.size and np.all(flat == flat[0]) else Blob(flat.astype(np.int32))
+
+
+def to_graph(c: Config, name: str = "fabric") -> Graph:
+    """The ``snn`` graph a configuration runs (the inverse of :func:`assign` for one hidden
+    and one readout population): spikes input ``%x`` ``[T, inputs]``, hidden ``%h`` (bit-shift,
+    its synaptic currents fed by one input and one recurrent dense projection each), readout
+    ``%o`` decoded by its spike count.  Weight matrices become int8 blobs when they fit."""
+    from nmc.ir.ann import Input, Output
+    from nmc.ir.core import Blob
+    from nmc.ir.snn import Decode, Encode, Population, Project
+    from nmc.ir.types import SpikeType, TensorType
+
+    def weights(m: np.ndarray) -> Blob:
+        return Blob(m.astype(np.int8 if m.size == 0 or (m.min() >= -128 and m.max() <= 127) else np.int16))
+
+    g = Graph(name, {"timesteps": int(c.timesteps)})
+    x = g.add(Input(declared_type=TensorType((c.inputs,), "f32")), "x")
+    s = g.add(Encode(x=x, encoding="spikes"), "s")
+    hidden = Population(currents=[], declared_type=SpikeType((c.hidden,)), threshold=_param_value(c.threshold),
+                        bias=_param_value(c.bias), du=_param_value(c.dash_syn[0]),
+                        du2=_param_value(c.dash_syn[1]) if c.synapses > 1 else 0, dv=_param_value(c.dash_mem),
+                        v0=0, bits=c.state_bits, leak="shift", max_spikes=c.max_hidden_events,
+                        synapse=tuple(range(c.synapses)) * 2)
+    for k in range(c.synapses):
+        hidden.currents.append(g.add(Project(src=s, kind="dense", weight=weights(c.w_in[k]), exponent=c.shift_in),
+                                     f"in{k}"))
+    g.add(hidden, "h")
+    for k in range(c.synapses):
+        hidden.currents.append(g.add(Project(src=hidden.result, kind="dense", weight=weights(c.w_rec[k]),
+                                             exponent=c.shift_rec), f"rec{k}"))
+    readout_in = g.add(Project(src=hidden.result, kind="dense", weight=weights(c.w_out), exponent=c.shift_out), "ro")
+    out = g.add(Population(currents=[readout_in], declared_type=SpikeType((c.outputs,)),
+                           threshold=_param_value(c.threshold_out), bias=_param_value(c.bias_out),
+                           du=_param_value(c.dash_syn_out), dv=_param_value(c.dash_mem_out), v0=0, bits=c.state_bits,
+                           leak="shift", max_spikes=c.max_output_events), "o")
+    y = g.add(Decode(x=out, mode="count"), "y")
+    g.add(Output(values=[y]))
+    from nmc.ir.verifier import verify
+
+    verify(g)
+    return g
+
+
+def random_config(rng: np.random.Generator, chip, *, inputs: int, hidden: int, outputs: int, timesteps: int = 50,
+                  density: float = 0.3, weight_scale: int = 127, threshold_max: int = 2000) -> Config:
+    """A random configuration within ``chip``'s limits (tests, examples/check_xylo.py): int8
+    weights with about ``density`` of them nonzero, at most the fan-out limit per hidden
+    neuron; shifts, decays, thresholds in [1, threshold_max] and biases drawn at random."""
+    fab, fmt = chip.sections["fabric"], chip.sections["formats"]
+    S, top = fab.hidden_synapses, max_dash(chip)
+
+    def sparse(shape, p):
+        w = rng.integers(-weight_scale, weight_scale + 1, size=shape)
+        return np.where(rng.random(shape) < p, w, 0).astype(np.int64)
+
+    w_in = sparse((S, hidden, inputs), density)
+    w_rec = sparse((S, hidden, hidden), density)
+    w_out = sparse((outputs, hidden), min(1.0, 2 * density))
+    for j in range(hidden):  # prune each hidden neuron's outgoing synapses to the fan-out limit
+        slots = [(0, k, h) for k in range(S) for h in range(hidden) if w_rec[k, h, j]] + \
+                [(1, o, 0) for o in range(outputs) if w_out[o, j]]
+        for i in rng.permutation(len(slots))[: max(0, len(slots) - fab.max_fan_out)]:
+            kind, a, b = slots[i]
+            if kind == 0:
+                w_rec[a, b, j] = 0
+            else:
+                w_out[a, j] = 0
+    shift = fmt.weight_shift_max
+    return Config(
+        inputs=inputs, hidden=hidden, outputs=outputs, synapses=S,
+        shift_in=int(rng.integers(0, min(shift, 4) + 1)), shift_rec=int(rng.integers(0, min(shift, 4) + 1)),
+        shift_out=int(rng.integers(0, min(shift, 4) + 1)), state_bits=fmt.state_bits,
+        max_hidden_events=fab.max_hidden_events, max_output_events=fab.max_output_events,
+        max_input_events=fab.max_input_events, timesteps=timesteps, depth=2,
+        w_in=w_in, w_rec=w_rec, w_out=w_out,
+        dash_syn=rng.integers(0, top + 1, size=(S, hidden)), dash_mem=rng.integers(0, top + 1, size=hidden),
+        threshold=rng.integers(1, threshold_max + 1, size=hidden), bias=rng.integers(-50, 51, size=hidden),
+        dash_syn_out=rng.integers(0, top + 1, size=outputs), dash_mem_out=rng.integers(0, top + 1, size=outputs),
+        threshold_out=rng.integers(1, threshold_max + 1, size=outputs), bias_out=rng.integers(-50, 51, size=outputs),
+        fan_in_src=np.full(inputs, S * hidden, np.int64), fan_hid_src=np.full(hidden, S * hidden + outputs, np.int64),
+        populations=[{"name": "h", "role": "hidden", "first": 0, "neurons": hidden},
+                     {"name": "o", "role": "readout", "first": 0, "neurons": outputs}],
+        input_shape=[inputs], decodes=[{"population": "o", "mode": "count"}])
+
+
+def random_events(rng: np.random.Generator, config: Config, samples: int, steps: int, rate: float = 0.2) -> np.ndarray:
+    """Input event counts ``[samples, steps, inputs]``: a channel is active with probability
+    ``rate`` in a step and then carries 1..max_input_events events."""
+    active = rng.random((samples, steps, config.inputs)) < rate
+    return np.where(active, rng.integers(1, config.max_input_events + 1, size=active.shape), 0).astype(np.float32)

@@ -54,7 +54,9 @@ class XyloConvert(Pass):
     """Requires: an integer graph (after ``quantize``) and an edge-class target.  Ensures:
     every population has ``leak = shift`` with shifts the chip holds, ``max_spikes`` set to the
     chip's events per step (readout populations: the readout limit); populations already
-    shifting are left alone.  Remarks the τ error of each converted decay."""
+    shifting keep their parameters.  Every population's inputs are put in the fabric's
+    delivery order (input first, then source populations in graph order), which matters
+    where a synaptic current saturates.  Remarks the τ error of each converted decay."""
 
     def run(self, graph, ctx: PassContext) -> bool:
         chip = ctx.target
@@ -63,7 +65,17 @@ class XyloConvert(Pass):
         fab, largest = chip.sections["fabric"], max_dash(chip)
         decoded = {d.x.owner for d in graph.walk("snn.decode")}
         changed = False
+        order = {op: i for i, op in enumerate(graph.ops)}
         for pop in graph.walk("snn.population"):
+            synapse = pop.synapse or (0,) * len(pop.currents)
+            # the fabric delivers input events first, then hidden neurons' in ascending order
+            # (populations in graph order): the inputs in that order
+            ranked = sorted(zip(pop.currents, synapse), key=lambda cs: order[cs[0].owner.src.owner])
+            if [c for c, _ in ranked] != list(pop.currents):
+                new = pop.with_changes(currents=[c for c, _ in ranked],
+                                       synapse=tuple(k for _, k in ranked) if pop.synapse else ())
+                graph.replace(pop, new)
+                pop, changed = new, True
             if pop.leak == "shift":
                 continue
             if not pop.bits:
