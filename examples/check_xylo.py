@@ -114,14 +114,33 @@ REGIMES = {  # name -> random_config options
 }
 
 
+def write_fixture(path: str, chip, seed: int) -> None:
+    """One network in the saturating regime (12 inputs, 40 hidden, 4 outputs, 60 steps, 2
+    samples) with XyloSim's results, as an .npz of the configuration's bytes and arrays."""
+    rng = np.random.default_rng(seed)
+    c = random_config(rng, chip, inputs=12, hidden=40, outputs=4, timesteps=60, **REGIMES["saturating"])
+    x = random_events(rng, c, 2, 60, rate=0.3)
+    runs = [run_xylosim(c, x[n]) for n in range(len(x))]
+    keys = ("spikes_h", "spikes_o", "v", "i_syn", "i_syn2", "v_out", "i_syn_out")
+    np.savez_compressed(path, config=np.frombuffer(c.to_bytes(), np.uint8), x=x,
+                        **{k: np.stack([r[k] for r in runs]) for k in keys})
+    print(f"wrote {path}: {int(sum(r['spikes_h'].sum() for r in runs))} hidden events")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--networks", type=int, default=10, help="random networks per regime")
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write-fixture", metavar="NPZ", help="write one saturating network, its input and XyloSim's "
+                    "rasters and traces (tests/data/xylosim_fixture.npz: the tests check the emulator against it "
+                    "without xylosim)")
     args = ap.parse_args()
     chip = load_chip("xylo-audio")
+    if args.write_fixture:
+        write_fixture(args.write_fixture, chip, args.seed)
+        return
     rng = np.random.default_rng(args.seed)
     print("| regime | networks | samples | steps | events (XyloSim) | saturated samples | rasters identical "
           "| v, i_syn, i_syn2 traces identical | emulator = reference | image run = reference |")

@@ -36,4 +36,8 @@ def prepare(artifact: Any, cache: bool = True, threads: int | None = None, kerne
     if not any(op.dialect == "snn" for op in graph.ops):
         raise UsageError(f"the cpu backend runs spiking graphs; @{graph.name} has no snn ops",
                          hint="convert it first (convert-to-spiking), or use --backend reference")
+    from .shift import is_shift_graph, prepare_shift
+
+    if is_shift_graph(graph):
+        return prepare_shift(graph, cache=cache)
     return prepare_graph(graph, cache=cache, threads=threads, kernels=kernels, schedule=schedule)

@@ -128,8 +128,8 @@ class Network:
             integer_enc[e] = bool(users) and all(u.is_integer for u in users)
         for pop in populations:
             if pop.leak != "linear":
-                raise NmcError(f"the CPU runtime has no lowering for leak = {pop.leak} populations yet", pop.loc,
-                               hint="run this graph with --backend reference or the chip's emulator")
+                raise NmcError(f"this lowering takes linear-leak populations; leak = {pop.leak} runs through "
+                               "targets/cpu/shift.py (nmc.targets.cpu.prepare chooses it)", pop.loc)
             for c in pop.currents:
                 p = c.owner
                 if p.is_integer != bool(pop.bits):

@@ -10,7 +10,7 @@ run lasts ``T + depth − 1`` steps.  Bit-identical to the reference semantics o
 graph: outputs, spike counts and synaptic operations (tests/test_edge.py).
 
 No energy per operation is published for this class of chip (docs/edge-target.md), so the
-report gives events and synaptic operations, and ``energy_per_inference_j`` is None.
+report gives events and synaptic operations and no energy figure.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Emulator:
             for p in c.populations:
                 arr = rec_o if p["role"] == "readout" else rec_h
                 recorded[p["name"]] = part(arr, p["name"])
-        stats = {"energy_per_inference_j": None, "hardware_synaptic_ops": int(hw_ops),
+        stats = {"hardware_synaptic_ops": int(hw_ops),
                  "hidden_events": int(counts_h.sum()), "readout_events": int(counts_o.sum()),
                  "hidden_neurons": c.hidden, "synapses": c.synapse_count()}
         if trace:

@@ -65,12 +65,11 @@ class XyloConvert(Pass):
         fab, largest = chip.sections["fabric"], max_dash(chip)
         decoded = {d.x.owner for d in graph.walk("snn.decode")}
         changed = False
-        order = {op: i for i, op in enumerate(graph.ops)}
         for pop in graph.walk("snn.population"):
             synapse = pop.synapse or (0,) * len(pop.currents)
             # the fabric delivers input events first, then hidden neurons' in ascending order
             # (populations in graph order): the inputs in that order
-            ranked = sorted(zip(pop.currents, synapse), key=lambda cs: order[cs[0].owner.src.owner])
+            ranked = sorted(zip(pop.currents, synapse), key=lambda cs: graph.index(cs[0].owner.src.owner))
             if [c for c, _ in ranked] != list(pop.currents):
                 new = pop.with_changes(currents=[c for c, _ in ranked],
                                        synapse=tuple(k for _, k in ranked) if pop.synapse else ())
