@@ -203,3 +203,23 @@ def test_chips_of_other_classes_refuse_bit_shift_neurons(tmp_path, capsys):
     src.write_text(RNN)
     assert main(["compile", str(src), "--target", "mesh", "-o", str(tmp_path / "m.nmb")]) == 1
     assert "decays by leak = shift" in capsys.readouterr().err
+
+
+def test_a_recurrent_nir_graph_from_the_nir_paper_compiles_for_xylo_audio(tmp_path, capsys):
+    """tests/data/braille_noDelay_noBias_subtract.nir (the NIR paper's Braille RNN, BSD-3,
+    tests/data/LICENSE_NIR_BSD3): 12 inputs, 40 recurrent CubaLIF neurons, 7 readouts."""
+    image = tmp_path / "braille.nmb"
+    nir_file = Path(__file__).parent / "data" / "braille_noDelay_noBias_subtract.nir"
+    assert main(["compile", str(nir_file), "--dt", "1e-4", "--reset", "subtract", "--target", "xylo-audio",
+                 "-o", str(image), "--remarks"]) == 0
+    assert "xylo-convert: %lif1.lif: du → shift(s) [2]" in capsys.readouterr().err
+    img = read_image(str(image))
+    hidden, readout = img.graph.walk("snn.population")
+    assert hidden.result.type.size == 40 and readout.result.type.size == 7
+    assert any(c.owner.src.owner is hidden for c in hidden.currents), "the hidden layer is recurrent"
+    x = (np.random.default_rng(0).random((3, 120, 12)) < 0.15).astype(np.float32)
+    runs = [nmc.run(str(image), x, backend=b) for b in ("reference", "emulator", "cpu")]
+    assert runs[0].spikes > 0
+    for run in runs[1:]:
+        assert run.spikes == runs[0].spikes and run.synaptic_ops == runs[0].synaptic_ops
+        np.testing.assert_array_equal(run.outputs[0], runs[0].outputs[0])
