@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nmc
 from nmc.cli import main
@@ -223,3 +225,26 @@ def test_a_recurrent_nir_graph_from_the_nir_paper_compiles_for_xylo_audio(tmp_pa
     for run in runs[1:]:
         assert run.spikes == runs[0].spikes and run.synaptic_ops == runs[0].synaptic_ops
         np.testing.assert_array_equal(run.outputs[0], runs[0].outputs[0])
+
+
+def test_rebuilds_are_byte_identical(tmp_path):
+    a, b = tmp_path / "a.nmb", tmp_path / "b.nmb"
+    for out in (a, b):
+        assert main(["compile", str(KWS), "--target", "xylo-audio", "-o", str(out)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), inputs=st.integers(1, 16), hidden=st.integers(1, 80),
+       outputs=st.integers(1, 8), density=st.floats(0.05, 1.0), scale=st.integers(1, 127),
+       threshold_max=st.integers(1, 32767), rate=st.floats(0.0, 1.0))
+def test_property_emulator_cpu_and_reference_agree(seed, inputs, hidden, outputs, density, scale, threshold_max, rate):
+    rng = np.random.default_rng(seed)
+    c = random_config(rng, CHIP, inputs=inputs, hidden=hidden, outputs=outputs, timesteps=20, density=density,
+                      weight_scale=scale, threshold_max=threshold_max)
+    graph = to_graph(c)
+    x = random_events(rng, c, 2, 20, rate=rate)
+    ref = run_snn(graph, [x])
+    for run in (Emulator(c).run([x]), prepare_cpu(graph)([x])):
+        _same(ref, run)
