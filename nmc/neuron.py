@@ -11,7 +11,8 @@ Integer neurons (``bits > 0``), one step with input current ``I``::
     spike where v > threshold; then v -= threshold (reset subtract) or v = 0 (reset zero)
 
 Float neurons follow the same equations with ``decay(x, d) = x · (4096 − d) / 4096`` and no
-saturation.
+saturation.  Bit-shift neurons (``leak = shift``): :class:`ShiftNeuronState` and
+:func:`deliver_in_order`.
 """
 
 from __future__ import annotations
