@@ -11,7 +11,8 @@ Integer neurons (``bits > 0``), one step with input current ``I``::
     spike where v > threshold; then v -= threshold (reset subtract) or v = 0 (reset zero)
 
 Float neurons follow the same equations with ``decay(x, d) = x · (4096 − d) / 4096`` and no
-saturation.
+saturation.  Bit-shift neurons (``leak = shift``): :class:`ShiftNeuronState` and
+:func:`deliver_in_order`.
 """
 
 from __future__ import annotations
@@ -93,6 +94,89 @@ class NeuronState:
         self.v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
         self.u = u.astype(self.u.dtype)
         return fired.astype(np.int64)
+
+
+def shift_decay(x: np.ndarray, d) -> np.ndarray:
+    """What a bit-shift leak takes from ``x`` in one step: ``x >> d`` (arithmetic, rounding
+    toward −∞), or one unit toward zero when that is 0 and ``x`` is not (XyloSim's ``decay``)."""
+    dx = x >> np.asarray(d, dtype=np.int64)
+    return np.where(dx == 0, np.sign(x), dx)
+
+
+def deliver_in_order(u: np.ndarray, events: np.ndarray, weights: np.ndarray, bits: int) -> np.ndarray:
+    """``u`` ([N, targets]) after the events of each source ([N, sources], counts) arrive one
+    by one, sources in ascending order, each event adding the source's column of ``weights``
+    ([targets, sources], already shifted) and saturating to ``bits`` bits at once (as the
+    hardware's ``safe_add`` does per event).  ``n`` equal events of one source add ``n · w``
+    and saturate once: the same thing, as they all push the same way.  When nothing can
+    reach the bounds the order does not matter and one sum is taken."""
+    limit = (1 << (bits - 1)) - 1
+    reach = np.abs(u).max(initial=0) + (np.abs(events) @ np.abs(weights).T).max(initial=0)
+    if reach <= limit:
+        return u + events @ weights.T
+    for j in np.flatnonzero(np.any(events != 0, axis=0)):
+        u = saturate(u + events[:, j:j + 1] * weights[None, :, j], bits)
+    return u
+
+
+@dataclass
+class ShiftNeuronState:
+    """A batch of bit-shift neurons (``snn.population`` with ``leak = shift``) and their
+    state: two synaptic currents ``u[k]`` and the voltage ``v``, all ``[N, neurons]`` int64
+    holding ``bits``-bit values.  A step is :meth:`deliver` for every input, in order, then
+    :meth:`advance` (the order of XyloSim's ``XyloLayer::evolve`` and
+    ``XyloIAFNeuron::evolve``)::
+
+        u[k] = deliver_in_order(u[k], events, W << shift)    per input, in order
+        u[k] = u[k] − shift_decay(u[k], du[k])                synaptic leak
+        dv   = sat(wrap(−shift_decay(v, dv)) + Σ_k u[k])
+        dv   = sat(dv + bias)
+        v    = sat(v + dv)
+        n    = min(max_spikes, ⌊(v − θ) / θ⌋ + 1) where v ≥ θ, else 0;  v −= n·θ  (reset zero: v = 0)
+
+    ``wrap`` keeps the negated leak in ``bits`` bits, as the hardware's 16-bit arithmetic does
+    (it matters only for ``v = −2^(bits−1)`` with a shift of 0).  ``advance`` returns the
+    events ``n`` of each neuron (0..max_spikes)."""
+
+    du: np.ndarray  # [2, neurons]
+    dv: np.ndarray
+    threshold: np.ndarray
+    bias: np.ndarray
+    bits: int
+    max_spikes: int
+    reset_zero: bool
+    u: np.ndarray  # [2, N, neurons]
+    v: np.ndarray
+
+    @classmethod
+    def initial(cls, *, du, dv, threshold, bias, v0, bits: int, max_spikes: int, reset_zero: bool,
+                batch: int) -> ShiftNeuronState:
+        n = len(threshold)
+        v = np.broadcast_to(np.asarray(v0, dtype=np.int64), (batch, n)).copy()
+        return cls(np.asarray(du, dtype=np.int64), np.asarray(dv, dtype=np.int64), np.asarray(threshold, dtype=np.int64),
+                   np.asarray(bias, dtype=np.int64), bits, max_spikes, reset_zero,
+                   np.zeros((len(du), batch, n), dtype=np.int64), v)
+
+    def deliver(self, k: int, events: np.ndarray, weights: np.ndarray) -> None:
+        """Synaptic current ``k`` receives ``events`` ([N, sources]) through ``weights``
+        ([neurons, sources], shifted): :func:`deliver_in_order`."""
+        self.u[k] = deliver_in_order(self.u[k], events, weights, self.bits)
+
+    def advance(self) -> np.ndarray:
+        """Leak, integrate, fire (class docstring); the events per neuron ([N, neurons])."""
+        bits = self.bits
+        u = self.u - shift_decay(self.u, self.du[:, None, :])
+        self.u = u
+        top = np.int64(1) << (bits - 1)
+        leak = -shift_decay(self.v, self.dv)
+        leak = np.where(leak == top, -top, leak)
+        dv = saturate(leak + u.sum(axis=0), bits)
+        dv = saturate(dv + self.bias, bits)
+        v = saturate(self.v + dv, bits)
+        th = self.threshold
+        n = np.where(v >= th, np.minimum(self.max_spikes, (v - th) // th + 1), 0)
+        self.v = np.where(n > 0, 0, v) if self.reset_zero else v - n * th
+        return n.astype(np.int64)
 
 
 # ------------------------------------------------------------------------------ encoders

@@ -30,7 +30,7 @@ from nmc.binding import InputSpec, bind_arrays
 from nmc.binding import resolve_timesteps as resolve_steps
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Blob, Graph, Op, Value, param_array
-from nmc.neuron import RATE_ONE, NeuronParams, NeuronState  # noqa: F401  (RATE_ONE: re-exported)
+from nmc.neuron import RATE_ONE, NeuronParams, NeuronState, ShiftNeuronState  # noqa: F401  (RATE_ONE: re-exported)
 from nmc.windows import cover_counts, pad_spatial, window_geometry, window_views
 
 
@@ -310,6 +310,16 @@ def project(p: Op, s: np.ndarray, integer: bool, state: dict | None = None) -> n
     return y << p.exponent if integer else y * 2.0**p.exponent
 
 
+def weight_matrix(p: Op) -> np.ndarray:
+    """The integer ``[target, source]`` matrix of a stateless integer projection, its exponent
+    applied: :func:`project` of one-hot sources."""
+    n = p.src.type.size
+    if p.kind == "maxgate":
+        raise NmcError("a max-pool gate has no fixed weight matrix", p.loc)
+    eye = np.eye(n, dtype=np.int64).reshape((n, *p.src.type.shape))
+    return project(p, eye, True).T if n else np.zeros((p.result.type.size, 0), np.int64)
+
+
 # ------------------------------------------------------------------------------ neurons
 
 
@@ -320,6 +330,18 @@ def population_params(op: Op) -> NeuronParams:
     flat = {name: param_array(getattr(op, name), shape, dtype).reshape(-1)
             for name in ("threshold", "bias", "du", "dv", "v0")}
     return NeuronParams(**flat, reset_zero=op.reset == "zero", bits=op.bits)
+
+
+def neuron_state(op: Op, batch: int) -> NeuronState | ShiftNeuronState:
+    """The initial state of population ``op`` for a batch (bit-shift neurons for ``leak = shift``)."""
+    if op.leak != "shift":
+        return NeuronState.initial(population_params(op), batch)
+    shape = op.result.type.shape
+    flat = {name: param_array(getattr(op, name), shape, np.int64).reshape(-1)
+            for name in ("threshold", "bias", "du", "du2", "dv", "v0")}
+    return ShiftNeuronState.initial(du=np.stack([flat["du"], flat["du2"]]), dv=flat["dv"], threshold=flat["threshold"],
+                                    bias=flat["bias"], v0=flat["v0"], bits=op.bits, max_spikes=op.max_spikes,
+                                    reset_zero=op.reset == "zero", batch=batch)
 
 
 def encode(op: Op, x: np.ndarray, t: int, timesteps: int, state: dict, integer: bool) -> np.ndarray:
@@ -396,12 +418,13 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
     integer_enc = {e: all(integer_proj[u] for u in graph.users(e.result) if u.KIND == "snn.project")
                    and any(u.KIND == "snn.project" for u in graph.users(e.result)) for e in encoders}
     fanouts = {p: fanout(p) for p in projections}
-    state = {pop: NeuronState.initial(population_params(pop), batch) for pop in populations}
+    state = {pop: neuron_state(pop, batch) for pop in populations}
     # history[pop][t]: spikes at step t; history[encoder][i]: presentation step i (emitted at i - 1)
     history: dict[Op, list[np.ndarray]] = {op: [] for op in encoders + populations}
     accumulators: dict = {}
     counts = {pop: np.zeros((batch, pop.result.type.size), dtype=np.int64) for pop in populations}
     gates: dict = {}  # running counts of maxgate projections, per run (project's state)
+    matrices: dict = {}  # [target, source] weights of projections into bit-shift populations
     synaptic_ops = 0
 
     def emitted(src: Op, t: int):
@@ -419,16 +442,22 @@ def run_snn(graph: Graph, inputs, timesteps: int | None = None, record=()) -> Sn
             continue
         fired = {}
         for pop in populations:
+            shift = pop.leak == "shift"
             current = np.zeros((batch, pop.result.type.size), dtype=np.int64 if pop.bits else np.float64)
-            for c in pop.currents:
+            for c, k in zip(pop.currents, pop.synapse or (0,) * len(pop.currents)):
                 p = c.owner
                 s = emitted(p.src.owner, t - p.delay)
                 if s is None:
                     continue
                 synaptic_ops += int(np.sum((s != 0) @ fanouts[p]))
+                if shift:  # events arrive one source at a time (docs/design.md §5, bit-shift neurons)
+                    if p not in matrices:
+                        matrices[p] = weight_matrix(p)
+                    state[pop].deliver(k, s.reshape(batch, -1).astype(np.int64), matrices[p])
+                    continue
                 shaped = s.reshape((batch, *p.src.type.shape))
                 current = current + project(p, shaped, integer_proj[p], gates).astype(current.dtype)
-            fired[pop] = state[pop].step(current)
+            fired[pop] = state[pop].advance() if shift else state[pop].step(current)
             counts[pop] += fired[pop]
         for pop in populations:  # after all updates: within a step, order does not matter
             history[pop].append(fired[pop])

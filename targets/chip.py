@@ -43,7 +43,8 @@ class Formats:
     ``0 <= e <= weight_exponent_max``; current and voltage state of ``current_bits`` and
     ``voltage_bits``; decays of ``decay_bits`` (of the IR's 12); the reset modes the neurons
     support; ``stateful_synapses``: whether a synapse can keep state between deliveries (the
-    max-pool gate needs it)."""
+    max-pool gate needs it); ``leaks``: the population decay arithmetics its neurons have
+    (``snn.population``'s ``leak``)."""
 
     weight_bits_min: int
     weight_bits_max: int
@@ -53,6 +54,7 @@ class Formats:
     decay_bits: int
     reset_modes: tuple
     stateful_synapses: bool = False
+    leaks: tuple = ("linear",)
 
     def weight_range(self, bits: int) -> tuple[int, int]:
         """The signed integer range of a ``bits``-bit weight."""

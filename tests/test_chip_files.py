@@ -21,8 +21,9 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 def test_every_shipped_chip_loads(name):
     chip = load_chip(name)
     assert chip.name == name, "a shipped file's name key must equal its file name"
-    assert chip.chip_class == "mesh"
-    assert chip.noc.chip_link_capacity >= 1 and chip.energy.chip_hop_j >= 0
+    assert chip.chip_class in ("mesh", "xylo")
+    if chip.chip_class == "mesh":
+        assert chip.noc.chip_link_capacity >= 1 and chip.energy.chip_hop_j >= 0
 
 
 def test_expected_chips_ship():

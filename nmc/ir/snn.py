@@ -42,6 +42,8 @@ ENCODINGS = ("rate", "poisson", "current", "spikes")
 PROJECTION_KINDS = ("dense", "conv2d", "pool", "maxgate", "one_to_one", "sparse")
 WINDOWED_KINDS = ("conv2d", "pool", "maxgate")  # kinds with strides and pads
 DECAY_ONE = 4096  # decays du, dv are in units of 1/4096
+LEAKS = ("linear", "shift")  # a population's decay arithmetic (snn.population, docs/ir.md)
+SHIFT_SYNAPSES = 2  # synaptic currents per neuron under leak = shift (du, du2)
 
 MAX_DELAY = (1 << 16) - 1  # the longest synaptic delay, in steps (a mesh image's syn_delay field)
 MAX_EXPONENT = 30  # the largest weight_exponent_max a chip description may give (issue 22)
@@ -219,7 +221,14 @@ class Population(Op):
     Parameters are numbers or blobs broadcast to the population's shape.  Decays ``du``,
     ``dv`` lie in [0, 4096] (units of 1/4096 per step); integer populations need integers.  ``bits = 0``: float
     semantics; ``bits = B``: integer semantics with current and voltage saturated to B-bit
-    signed range.  The type is declared: ``: spikes<500>``."""
+    signed range.  The type is declared: ``: spikes<500>``.
+
+    ``leak = shift`` (integer populations only) is the bit-shift neuron of sensor-edge chips
+    (docs/edge-target.md, :class:`nmc.neuron.ShiftNeuronState`): two synaptic currents per
+    neuron; ``synapse`` names, per input, the current it feeds (0 or 1; empty: all 0); ``du``,
+    ``du2`` and ``dv`` are bit shifts in [0, bits − 1] (a value x decays by ``x >> d``, at least
+    one unit toward zero); the threshold is positive, a neuron fires when ``v ≥ threshold`` and
+    may emit up to ``max_spikes`` events per step, losing the threshold for each."""
 
     FORWARD_REFS = True
     currents: list = operands()
@@ -230,8 +239,12 @@ class Population(Op):
     v0: object = param(0.0)
     reset: str = enum("subtract", "zero", default="subtract")
     bits: int = integer(0)
+    leak: str = enum(*LEAKS, default="linear")
+    du2: object = param(0)
+    synapse: tuple = ints()
+    max_spikes: int = integer(1)
 
-    PARAMS = ("threshold", "bias", "du", "dv", "v0")
+    PARAMS = ("threshold", "bias", "du", "dv", "v0")  # du2 belongs to leak = shift (_verify_leak)
 
     def verify(self):
         t = self.result.type
@@ -253,7 +266,7 @@ class Population(Op):
                 require(self, ok, f"{name} {list(value.shape)} does not broadcast to {t}")
             arr = value.data if isinstance(value, Blob) else np.asarray(value)
             require(self, not np.any(np.isnan(arr)), f"{name} contains NaN")
-            if name in ("du", "dv"):
+            if name in ("du", "dv") and self.leak == "linear":
                 require(self, bool(np.all((arr >= 0) & (arr <= DECAY_ONE))), f"{name} must lie in [0, {DECAY_ONE}]")
         if self.bits:
             limit = 2 ** (self.bits - 1)
@@ -264,6 +277,40 @@ class Population(Op):
                 if name in ("threshold", "bias", "v0"):
                     require(self, bool(np.all((arr >= -limit) & (arr < limit))),
                             f"{name} does not fit the {self.bits}-bit state")
+        self._verify_leak()
+
+    def _verify_leak(self):
+        """The rules of ``leak = shift`` (class docstring); a linear population takes none of its fields."""
+        if self.leak == "linear":
+            require(self, not self.synapse and self.max_spikes == 1 and np.all(self.param_data("du2") == 0),
+                    "synapse, du2 and max_spikes apply to leak = shift only")
+            return
+        require(self, self.bits > 0, "leak = shift needs an integer population (bits > 0)")
+        require(self, not self.synapse or len(self.synapse) == len(self.currents),
+                f"synapse names {len(self.synapse)} inputs; the population has {len(self.currents)}")
+        require(self, all(0 <= k < SHIFT_SYNAPSES for k in self.synapse),
+                f"synapse values must lie in [0, {SHIFT_SYNAPSES - 1}], got {list(self.synapse)}")
+        require(self, 1 <= self.max_spikes <= 255, f"max_spikes must lie in 1..255, got {self.max_spikes}")
+        du2 = self.du2
+        if isinstance(du2, Blob):
+            shape = self.result.type.shape
+            require(self, _broadcasts(du2.shape, shape), f"du2 {list(du2.shape)} does not broadcast to {self.result.type}")
+        for name in ("du", "du2", "dv"):
+            arr = self.param_data(name)
+            require(self, bool(np.all((arr == np.round(arr)) & (arr >= 0) & (arr < self.bits))),
+                    f"{name} is a bit shift under leak = shift and must lie in [0, {self.bits - 1}]")
+        require(self, bool(np.all(self.param_data("threshold") >= 1)), "leak = shift needs a threshold of at least 1")
+
+    def param_data(self, name: str) -> np.ndarray:
+        value = getattr(self, name)
+        return value.data if isinstance(value, Blob) else np.asarray(value)
+
+
+def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(to, shape) == tuple(to)
+    except ValueError:
+        return False
 
 
 @register("snn.decode")

@@ -28,14 +28,12 @@ def prepare(artifact: Any, cache: bool = True, threads: int | None = None, kerne
     kernel for dense layers) when the network is feed-forward and has such a layer, else
     step by step (:func:`.plan.choose_schedule`); ``step`` and ``layer`` force one (``layer``
     raises ValueError on a network with recurrence)."""
-    from .execute import prepare_graph
-
     sections = getattr(artifact, "sections", None)
     if cache and isinstance(sections, dict) and isinstance(sections.get("graph"), bytes):
         return _prepare_image(artifact, sections["graph"], threads, kernels, schedule)
     graph = artifact if isinstance(artifact, Graph) else getattr(artifact, "graph", None)
     _check(graph)
-    return prepare_graph(graph, cache=cache, threads=threads, kernels=kernels, schedule=schedule)
+    return _prepare_graph(graph, cache, threads, kernels, schedule)
 
 
 def _check(graph) -> None:
@@ -50,8 +48,8 @@ def _prepare_image(image: Any, text: bytes, threads, kernels: str, schedule: str
     """An image's executor from the prepared cache (:mod:`.prepared`: no parsing, planning or
     compiling), else prepared from its graph and kept there."""
     from . import prepared
-    from .execute import prepare_graph
     from .plan import KERNELS, SCHEDULES
+    from .shift import is_shift_graph
 
     if kernels not in KERNELS or schedule not in SCHEDULES:  # as plan() would refuse them
         raise ValueError(f"kernels must be one of {KERNELS} and schedule one of {SCHEDULES}")
@@ -60,6 +58,18 @@ def _prepare_image(image: Any, text: bytes, threads, kernels: str, schedule: str
     if executor is None:
         graph = image.graph
         _check(graph)
-        executor = prepare_graph(graph, cache=True, threads=threads, kernels=kernels, schedule=schedule)
-        prepared.store(key, executor)
+        executor = _prepare_graph(graph, True, threads, kernels, schedule)
+        if not is_shift_graph(graph):  # the shift lowering is not kept in the prepared cache
+            prepared.store(key, executor)
     return executor
+
+
+def _prepare_graph(graph: Graph, cache: bool, threads, kernels: str, schedule: str):
+    """A graph's executor: the bit-shift lowering (:mod:`.shift`) for the edge class's
+    neurons, else the general one (:mod:`.execute`)."""
+    from .execute import prepare_graph
+    from .shift import is_shift_graph, prepare_shift
+
+    if is_shift_graph(graph):
+        return prepare_shift(graph, cache=cache)
+    return prepare_graph(graph, cache=cache, threads=threads, kernels=kernels, schedule=schedule)

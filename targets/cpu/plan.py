@@ -130,6 +130,9 @@ class Network:
             users = [u for u in graph.users(e.result) if u.KIND == "snn.project"]
             integer_enc[e] = bool(users) and all(u.is_integer for u in users)
         for pop in populations:
+            if pop.leak != "linear":
+                raise NmcError(f"this lowering takes linear-leak populations; leak = {pop.leak} runs through "
+                               "targets/cpu/shift.py (nmc.targets.cpu.prepare chooses it)", pop.loc)
             for c in pop.currents:
                 p = c.owner
                 if p.is_integer != bool(pop.bits):

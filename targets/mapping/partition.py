@@ -79,6 +79,9 @@ def check_formats(graph: Graph, formats, chip_name: str) -> None:
             raise NmcError(f"population %{name} has {pop.bits}-bit state; chip '{chip_name}' holds {state_bits} bits "
                            f"(over by {pop.bits - state_bits})", pop.loc,
                            hint=f"quantize for this chip (its state width is {state_bits} bits)")
+        if pop.leak not in formats.leaks:
+            raise NmcError(f"population %{name} decays by leak = {pop.leak}; chip '{chip_name}' has neurons with "
+                           f"{', '.join(formats.leaks)} decay", pop.loc, hint="compile for a chip whose class has this neuron")
         if pop.reset not in formats.reset_modes:
             raise NmcError(f"population %{name} resets by '{pop.reset}'; chip '{chip_name}' supports "
                            f"{', '.join(formats.reset_modes)}", pop.loc)

@@ -622,6 +622,11 @@ def _project(draw, b: _Builder, s: _Snn, src: Value, kind: str, out_size: int | 
 def _population(draw, b: _Builder, s: _Snn, currents: list[Value], shape) -> Op:
     params = {name: s.param(draw, name, shape) for name in snn.Population.PARAMS}
     params = {k: v for k, v in params.items() if v is not None}
+    if s.bits and not any(c.owner.kind == "maxgate" for c in currents) and draw(st.integers(0, 4)) == 0:
+        top = min(s.bits - 1, 15)  # bit-shift neurons: shifts below the width, a positive threshold
+        params.update(leak="shift", du=draw(st.integers(0, top)), du2=draw(st.integers(0, top)),
+                      dv=draw(st.integers(0, top)), threshold=draw(st.integers(1, min(100, 2 ** (s.bits - 1) - 1))),
+                      max_spikes=draw(st.sampled_from([1, 31])))
     op = snn.Population(currents=currents, declared_type=SpikeType(tuple(shape)),
                         reset=draw(st.sampled_from(["subtract", "zero"])), bits=s.bits, **params)
     b.add(op, pool=False)
