@@ -13,6 +13,10 @@ percentile as ``λ`` and each branch whose scale differs is rescaled by an inser
 ``ann.mul`` by the constant ``λ_branch / λ`` (a projection weight after conversion).  An op
 that is not positively homogeneous (sigmoid, tanh, softmax, clip with a negative bound) gets
 its true input back through a ``mul`` by ``λ`` and leaves a scale of 1.
+
+For a window of ``T`` steps (``timesteps``), :func:`fit_layers` fits each layer's ``λ`` (and,
+as options, one per channel and bias offsets) to the ``T + 1`` rate levels its IF neurons can
+show, one layer after the other; :func:`normalize` applies them.
 """
 
 from __future__ import annotations
@@ -318,9 +322,15 @@ class Normalize(Pass):
     activations, capped by a clip's bound: :func:`clip_bound`; ``norm.scale`` on the op);
     inputs of each add/concat share a scale; graph outputs are the original ones divided by
     positive factors (``meta.output_scale``), so the argmax is unchanged; ``meta.normalized =
-    true``.  With ``timesteps`` > 0 each ``λ`` is instead the one that best represents the
-    layer's activations on ``ctx.calibration`` as rates over that many steps
-    (:func:`rate_coded_scale`)."""
+    true``.  With ``timesteps`` > 0 each ``λ`` is instead fitted on ``ctx.calibration`` (512
+    samples) for a window of that many steps, layer after layer (:func:`fit_layers`): the
+    ``λ`` whose rate code of the layer's input, as the already fitted layers before it (and a
+    ``rate``/``poisson`` input, per ``encoding``) deliver it, comes closest to the ANN's
+    activation.  ``channelwise``: one ``λ`` per output channel where the next layer can take
+    the factors (:func:`channel_scalable`), one per layer elsewhere.  ``offsets``: each
+    spiking dense/conv layer's bias also moves by a fitted offset per channel, within ±½
+    spike per window (the charge an initial potential other than θ/2 would add).  Both need
+    ``timesteps``."""
 
     percentile: float = 99.9
     timesteps: int = 0
