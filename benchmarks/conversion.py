@@ -8,10 +8,18 @@ correction, quantize to the mesh chip's 8-bit weights) through :func:`nmc.evalua
 ``mnist-8-gate``: the max-pool gate, which only the CPU runtime and the reference run, since the
 chip's synapses keep no state; ``mnist-8-or``: a spiking OR)
 on the 2000 ``heldout_idx`` images, with binary rate-coded input and with the image as a
-constant current.  Calibration uses the first 1000 ``train_idx`` images (no labels).
+constant current.  Calibration (every threshold, offset and scale the passes fit, at every T)
+uses the first 1000 ``train_idx`` images (no labels), never a scored image.
 
-    python benchmarks/conversion.py --data ../shared/data [--samples 2000] [--timesteps 4,8,...]
-        [--models mlp,cnn,mnist-8,mnist-8-gate,mnist-8-or] [--encodings rate,current] [--json out.json] [--plot out.png]
+    python benchmarks/conversion.py --data ../shared/data [--samples 2000] [--timesteps 1,2,3,4,8,16]
+        [--models mlp,cnn,mnist-8,mnist-8-gate,mnist-8-or] [--encodings rate,current] [--normalize OPTS]
+        [--peers PYTHON] [--json out.json] [--plot out.png]
+
+``--peers PYTHON`` also runs ``benchmarks/converters.py`` (SpikingJelly's converters, same
+models, images and calibration) with that interpreter (the environment its docstring sets up)
+and prints, per model and T, nmc's integer SNN beside the best converter, and whether the goals
+of issue 25 are met: nmc ≥ the best converter at every T, within 1 point of the ANN at T = 2
+and 0.5 at T = 4.  ``--normalize`` passes more options to the per-T normalize (an ablation).
 
 Prints one table per model and encoding: accuracy (%) of the ANN, of the ANN seen through a
 rate code of T steps (ANN@T: every activation that becomes spiking neurons rounded to T + 1
@@ -25,6 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -59,8 +70,10 @@ def main() -> None:
     ap.add_argument("--data", type=pathlib.Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--calib", type=int, default=1000)
-    ap.add_argument("--timesteps", default="4,8,16,32,64,128")
-    ap.add_argument("--models", default="mlp,cnn,mnist-8,mnist-8-gate,mnist-8-or")
+    ap.add_argument("--timesteps", default="1,2,3,4,8,16")
+    ap.add_argument("--models", default="mlp,cnn,mnist-8")
+    ap.add_argument("--normalize", default="", help="more options of normalize, e.g. channelwise=true")
+    ap.add_argument("--peers", help="a Python with torch and SpikingJelly: run benchmarks/converters.py beside")
     ap.add_argument("--encodings", default="rate,current")
     ap.add_argument("--backend", default=None, help="executor (default: the fastest available)")
     ap.add_argument("--json", type=pathlib.Path, help="write every report here")
@@ -70,13 +83,14 @@ def main() -> None:
     timesteps = [int(t) for t in args.timesteps.split(",")]
     chip = load_chip("mesh")
     reports = {}
+    peers = run_peers(args) if args.peers else None
     for name in args.models.split(","):
         path, convert_options = MODELS[name]
         graph = nmc.load(str(path if path.is_absolute() else args.data / path))
         for encoding in args.encodings.split(","):
             start = time.perf_counter()
             r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=encoding, convert_options=convert_options,
-                         backend=args.backend)
+                         normalize_options=args.normalize, backend=args.backend)
             r["seconds"] = time.perf_counter() - start
             reports[f"{name}/{encoding}"] = r
             print(f"\n{name}, {encoding} input: ANN {100 * r['ann_accuracy']:.2f} % on {r['samples']} heldout images "
@@ -88,10 +102,55 @@ def main() -> None:
                       f"{100 * row['float_accuracy']:8.2f}  "
                       f"{100 * row['int_accuracy']:7.2f}  {gap:+7.2f}  {100 * row['int_agreement']:8.2f}  "
                       f"{row['spikes_per_sample']:10.0f}", flush=True)
+    if peers is not None:
+        compare(reports, peers, timesteps)
+        reports["peers"] = peers
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2, sort_keys=True) + "\n")
     if args.plot:
         plot(reports, args.plot)
+
+
+def run_peers(args) -> dict:
+    """SpikingJelly's converters on the same models, images and calibration (converters.py)."""
+    models = ",".join(dict.fromkeys(m.split("-gate")[0].split("-or")[0] for m in args.models.split(",")))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "peers.json"
+        subprocess.run([args.peers, str(ROOT / "benchmarks" / "converters.py"), "--data", str(args.data),
+                        "--samples", str(args.samples), "--calib", str(args.calib), "--timesteps", args.timesteps,
+                        "--models", models, "--json", str(out)], check=True, stdout=sys.stderr)
+        return json.loads(out.read_text())
+
+
+def best_converter(peer: dict, t: int) -> tuple[float, str]:
+    """(accuracy, converter) of the best converter at ``t`` steps (ties: the first)."""
+    rows = {c: next(r for r in v["rows"] if r["timesteps"] == t) for c, v in peer["converters"].items()}
+    name = max(rows, key=lambda c: rows[c]["accuracy"])
+    return rows[name]["accuracy"], name
+
+
+def compare(reports: dict, peers: dict, timesteps: list[int]) -> None:
+    """nmc's integer SNN beside the best converter at each T, and the goals of issue 25."""
+    print("\n## nmc (8-bit integer SNN) against the best SpikingJelly converter (float, current input)")
+    missed = []
+    for key, r in reports.items():
+        name, encoding = key.split("/")
+        peer = peers.get(name.split("-gate")[0].split("-or")[0])
+        if peer is None:
+            continue
+        ann = 100 * r["ann_accuracy"]
+        print(f"\n{name}, {encoding} input (ANN {ann:.2f}; converters' ANN {100 * peer['ann_accuracy']:.2f})")
+        print("     T   nmc int   best converter        nmc−best   nmc−ANN")
+        for row in r["snn"]:
+            t, acc = row["timesteps"], 100 * row["int_accuracy"]
+            best, conv = best_converter(peer, t)
+            print(f"{t:6d}  {acc:7.2f}   {100 * best:6.2f} {conv:12s}  {acc - 100 * best:+7.2f}  {acc - ann:+7.2f}")
+            if acc < 100 * best:
+                missed.append(f"{key} T = {t}: {acc:.2f} < {100 * best:.2f} ({conv})")
+            for goal_t, within in ((2, 1.0), (4, 0.5)):
+                if t == goal_t and acc < ann - within:
+                    missed.append(f"{key} T = {t}: {acc - ann:+.2f} points from the ANN (goal: within {within})")
+    print("\ngoals: " + ("all met" if not missed else "missed:\n  " + "\n  ".join(missed)))
 
 
 def plot(reports: dict, path: pathlib.Path) -> None:

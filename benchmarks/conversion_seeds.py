@@ -18,7 +18,14 @@ converts to IF neurons of threshold ``λ``.  Needs PyTorch, so it runs from the 
 ``benchmarks/converters.py`` (see its docstring; nmc installed there with ``pip install -e .``)::
 
     sjvenv/bin/python benchmarks/conversion_seeds.py --data ../shared/data \\
-        [--seeds 7] [--variants relu,qcfs16,qcfs8] [--timesteps 4,8,16,32,64] [--encodings current,rate]
+        [--seeds 7] [--variants relu,qcfs16,qcfs8] [--timesteps 1,2,3,4,8,16] [--encodings current,rate]
+        [--models-dir DIR] [--normalize OPTS] [--peers]
+
+``--models-dir``: keep the trained models there (``{variant}_{seed}.onnx``) and reuse those
+already there.  ``--peers``: also convert every model with SpikingJelly's converters
+(``benchmarks/converters.py``, same images and calibration) and print the mean of the best
+converter's accuracy at each T, and of nmc's margin over it (± s.e.).  ``--normalize``: more
+options of the per-T normalize.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from nmc.targets.chip import load_chip
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "benchmarks")]
+import converters  # noqa: E402
 import train_mnist  # noqa: E402
 from conversion import load_mnist  # noqa: E402
 
@@ -61,34 +69,52 @@ def main() -> None:
     ap.add_argument("--data", type=pathlib.Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--seeds", type=int, default=7, help="seeds 0 … N−1")
     ap.add_argument("--variants", default="relu,qcfs16,qcfs8")
-    ap.add_argument("--timesteps", default="4,8,16,32,64")
+    ap.add_argument("--timesteps", default="1,2,3,4,8,16")
     ap.add_argument("--encodings", default="current,rate")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--models-dir", type=pathlib.Path)
+    ap.add_argument("--normalize", default="")
+    ap.add_argument("--peers", action="store_true")
     args = ap.parse_args()
+    torch.set_num_threads(1)
     x, y, x_cal = load_mnist(args.data, 2000, 1000)
     train, _ = train_mnist.load_split(args.data / "mnist")
     timesteps = [int(t) for t in args.timesteps.split(",")]
     encodings = args.encodings.split(",")
     chip = load_chip("mesh")
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.models_dir or pathlib.Path(tmp)
         for variant in args.variants.split(","):
             rows = {enc: [] for enc in encodings}  # per encoding and seed: ANN, then int SNN, agreement, ANN@T by T
+            best = []  # per seed: the best converter's accuracy by T
             for seed in range(args.seeds):
-                path = pathlib.Path(tmp) / f"{variant}_{seed}.onnx"
-                train_mnist.export(trained_mlp(variant, seed, train, args.epochs), x[:1], path)
+                path = folder / f"{variant}_{seed}.onnx"
+                if not path.exists():
+                    train_mnist.export(trained_mlp(variant, seed, train, args.epochs), x[:1], path)
                 graph = nmc.load(str(path))
+                if args.peers:
+                    peer = converters.evaluate("mlp", path, *(torch.from_numpy(a) for a in (x, y, x_cal)), timesteps,
+                                               list(converters.CONVERTERS), 100)
+                    best.append([max(c["rows"][i]["accuracy"] for c in peer["converters"].values())
+                                 for i in range(len(timesteps))])
                 for enc in encodings:
-                    r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc)
+                    r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc, normalize_options=args.normalize)
                     rows[enc].append((r["ann_accuracy"], *([row[key] for row in r["snn"]] for key in
                                                            ("int_accuracy", "int_agreement", "rate_code_accuracy"))))
                     print(f"  {variant} seed {seed} {enc}: ANN {100 * r['ann_accuracy']:.2f}, int SNN − ANN "
                           + " ".join(f"{100 * (row['int_accuracy'] - r['ann_accuracy']):+.2f}" for row in r["snn"]),
                           file=sys.stderr, flush=True)
             for enc in encodings:
-                print_summary(variant, enc, rows[enc], timesteps)
+                print_summary(variant, enc, rows[enc], timesteps, best)
 
 
-def print_summary(variant: str, encoding: str, rows: list, timesteps: list[int]) -> None:
+def mean_se(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds (axis 0) and its standard error."""
+    n = len(d)
+    return d.mean(axis=0), (d.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(d.shape[1:], np.nan))
+
+
+def print_summary(variant: str, encoding: str, rows: list, timesteps: list[int], best: list) -> None:
     ann = 100 * np.array([r[0] for r in rows])
     snn = 100 * np.array([r[1] for r in rows])
     agree = 100 * np.array([r[2] for r in rows])
@@ -102,6 +128,13 @@ def print_summary(variant: str, encoding: str, rows: list, timesteps: list[int])
         print(f"{t:6d}  {snn[:, i].mean():7.2f}  {gap[:, i].mean():+7.2f} ± {se:4.2f}  {gap[:, i].min():+5.2f}  "
               f"{gap[:, i].max():+5.2f}  {agree[:, i].mean():8.2f}   {coded[:, i].mean():+7.2f} ± {coded_se:4.2f}",
               flush=True)
+    if best:
+        peer = 100 * np.array(best)
+        (pm, pse), (mm, mse) = mean_se(peer), mean_se(snn - peer)
+        print("     T   best converter ± s.e.   nmc − best ± s.e.   seeds where nmc ≥ best")
+        for i, t in enumerate(timesteps):
+            print(f"{t:6d}   {pm[i]:7.2f} ± {pse[i]:4.2f}      {mm[i]:+7.2f} ± {mse[i]:4.2f}      "
+                  f"{int(np.sum(snn[:, i] >= peer[:, i]))}/{len(peer)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ Setup (a separate venv, so that the project's venv stays torch-free)::
 Run (from the repository root)::
 
     sjvenv/bin/python benchmarks/converters.py --data ../shared/data \\
-        [--models mlp,cnn,mnist-8] [--timesteps 4,8,16,32,64,128] [--samples 2000] \\
+        [--models mlp,cnn,mnist-8] [--timesteps 1,2,3,4,8,16] [--samples 2000] \\
         [--converters sj-max,sj-99.9%,sj-ltb,textbook] [--json out.json]
 
 Prints one markdown table per model: accuracy (%) and agreement with the ANN's class (%) of
@@ -234,7 +234,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--calib", type=int, default=1000)
     ap.add_argument("--calib-batch", type=int, default=100)
-    ap.add_argument("--timesteps", default="4,8,16,32,64,128")
+    ap.add_argument("--timesteps", default="1,2,3,4,8,16")
     ap.add_argument("--models", default="mlp,cnn,mnist-8")
     ap.add_argument("--converters", default=",".join(CONVERTERS))
     ap.add_argument("--json", type=pathlib.Path, help="write every report here")

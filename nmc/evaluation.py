@@ -137,13 +137,14 @@ def layer_losses(base: Graph, snn: Graph, x: np.ndarray) -> list[dict]:
 
 def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip, timesteps: Iterable[int], *,
              percentile: float = 99.9, thresholds: str = "calibrated", weight_bits: int = 8, encoding: str = "rate",
-             convert_options: str = "",
+             convert_options: str = "", normalize_options: str = "",
              backend: str | None = None, per_layer: bool = False, on_row: Callable[[dict], None] | None = None,
              predict: Callable | None = None) -> dict:
     """The report of docs/design.md §7 for ``nmc eval``; ``chip`` None: no integer SNN.
     ``thresholds``: ``percentile`` normalises every layer by its calibrated percentile once;
     ``calibrated`` chooses each layer's scale for each T (``normalize{timesteps=T}``).
-    ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``); with a chip
+    ``normalize_options``: more options of the per-T normalize (``"channelwise=true"``), which
+    is also told the ``encoding``.  ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``); with a chip
     the conversion starts from its class's options, as ``nmc compile`` converts for it (for a chip
     whose synapses keep no state: ``maxpool=tree``), which these override key by key.  With ``per_layer`` every row also holds ``layers`` (float) and
     ``int_layers`` (:func:`layer_losses`).  ``predict(graph, x, backend, bar)``: how the networks
@@ -167,8 +168,10 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
         report = {"ann_accuracy": float(np.mean(ann_pred == y)), "samples": int(len(x)), "backend": backend,
                   "encoding": encoding, "thresholds": thresholds, "convert_options": convert_options, "snn": []}
         for T in timesteps:
+            per_t = ",".join(o for o in (f"percentile={percentile}", f"timesteps={T}", f"encoding={encoding}",
+                                         normalize_options) if o)
             normed = base if thresholds == "percentile" else PassManager(
-                f"normalize{{percentile={percentile},timesteps={T}}}", ctx).run(calibrated.clone())
+                f"normalize{{{per_t}}}", ctx).run(calibrated.clone())
             options = ",".join(o for o in (f"timesteps={T}", f"encoding={encoding}", convert_options) if o)
             snn = PassManager(f"convert-to-spiking{{{options}}}", ctx).run(normed.clone())
             if chip is not None and "notes" not in report and any(p.kind == "maxgate" for p in snn.walk("snn.project")):

@@ -13,9 +13,15 @@ percentile as ``λ`` and each branch whose scale differs is rescaled by an inser
 ``ann.mul`` by the constant ``λ_branch / λ`` (a projection weight after conversion).  An op
 that is not positively homogeneous (sigmoid, tanh, softmax, clip with a negative bound) gets
 its true input back through a ``mul`` by ``λ`` and leaves a scale of 1.
+
+For a window of ``T`` steps (``timesteps``), :func:`fit_layers` fits each layer's ``λ`` (and,
+as options, one per channel and bias offsets) to the ``T + 1`` rate levels its IF neurons can
+show, one layer after the other; :func:`normalize` applies them.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
@@ -61,6 +67,147 @@ def rate_coded_scale(values: np.ndarray, timesteps: int, max_values: int = 200_0
     return float(candidates[int(np.argmin(errors))])
 
 
+#: ops through which a per-channel scale passes unchanged (channel axis 1 kept) to the next layer
+CHANNEL_PRESERVING = ("ann.relu", "ann.identity", "ann.dropout", "ann.avgpool", "ann.global_avgpool", "ann.maxpool")
+
+
+def channel_scalable(graph: Graph, op: Op) -> bool:
+    """Whether ``op``'s result may take one ``λ`` per channel: every path from it passes only
+    through ops that keep channels apart (ReLU, pooling; flatten or reshape before a dense
+    layer) and ends at a dense or ungrouped conv layer, which takes the factors into its
+    weights.  Joins, clips, graph outputs and other readers need one scale."""
+    if op.KIND not in WEIGHTED or op.result.type.rank < 1:
+        return False
+    todo, flat = [op.result], False
+    while todo:
+        v = todo.pop()
+        if v in graph.outputs:
+            return False
+        for user in graph.users(v):
+            if user.KIND == "ann.dense" or (user.KIND == "ann.conv" and user.groups == 1 and not flat):
+                if user.x is not v or not (user.KIND == "ann.dense" or len(user.x.type.shape) == 3):
+                    return False
+            elif user.KIND in CHANNEL_PRESERVING and not flat:
+                todo.append(user.result)
+            elif user.KIND in ("ann.flatten", "ann.reshape") and user.result.type.rank == 1:
+                flat = True
+                todo.append(user.result)
+            else:
+                return False
+    return True
+
+
+def spiking_ops(graph: Graph, ops: list[Op]) -> list[Op]:
+    """Those of ``ops`` whose result only ReLUs or clips to ``[0, m]`` read: the layers that
+    become spiking IF neurons."""
+    def relu_like(u: Op) -> bool:
+        return u.KIND == "ann.relu" or (u.KIND == "ann.clip" and u.min == 0.0 and u.max > 0.0)
+
+    return [op for op in ops if op.result not in graph.outputs and graph.users(op.result)
+            and all(relu_like(u) for u in graph.users(op.result))]
+
+
+def rate_code(z: np.ndarray, lam, offset, timesteps: int) -> np.ndarray:
+    """What IF neurons of scale ``lam`` (threshold ``lam`` in ``z``'s units, ``v0 = θ/2``, reset
+    by subtraction) show of a constant input ``z`` in ``timesteps`` steps, with a constant
+    ``offset`` (in spikes) added to their charge: ``lam · clip(⌊T·z/lam + ½ + offset⌋, 0, T) / T``."""
+    return lam * np.clip(np.floor(timesteps * z / lam + 0.5 + offset), 0, timesteps) / timesteps
+
+
+OFFSETS = np.linspace(-0.5, 0.5, 11)  # offset candidates, in spikes per window
+def search_low(timesteps: int) -> float:
+    """The lowest percentile of the positive activations tried as ``λ``: 50 for one or two steps,
+    where the best binary or ternary code of an activation sits well below its top decile
+    (measured: docs/conversion.md), else 90."""
+    return 50.0 if timesteps <= 2 else 90.0
+
+
+def fit_rate_code(z: np.ndarray, a: np.ndarray, timesteps: int, channelwise: bool, offsets: bool,
+                  max_values: int = 8192) -> tuple[float | np.ndarray, np.ndarray]:
+    """``(λ, offset)`` whose :func:`rate_code` of the layer's input ``z`` (as the rate-coded
+    network before it delivers it) comes closest, in squared error, to the ANN's activation
+    ``a`` (both ``[N, C, ...]``).  ``λ``: one number, or one per channel (``channelwise``);
+    ``offset``: one per channel (zeros unless ``offsets``).  The candidates for ``λ`` are the
+    ``search_low(T)`` … 100th percentiles of the positive ``a`` (of the layer, or of the channel);
+    a channel that is never positive takes the layer's ``λ``."""
+    channels = z.shape[1] if z.ndim > 1 else 1
+    zc = np.moveaxis(z, 1, 0).reshape(channels, -1).astype(np.float64)
+    ac = np.moveaxis(a, 1, 0).reshape(channels, -1).astype(np.float64)
+    step = -(-zc.shape[1] // max_values)
+    zc, ac = zc[:, ::step], ac[:, ::step]  # a deterministic subsample per channel
+    shifts = OFFSETS if offsets else np.zeros(1)
+    qs = np.linspace(search_low(timesteps), 100.0, 51)
+
+    def errors(lams: np.ndarray) -> np.ndarray:  # [channels, len(shifts)] for one λ per channel
+        lam = lams[:, None, None]
+        return np.sum((ac[:, None] - rate_code(zc[:, None], lam, shifts[None, :, None], timesteps)) ** 2, axis=2)
+
+    positive = ac[ac > 0]
+    layer_lams = np.unique(np.percentile(positive, qs)) if positive.size else np.ones(1)
+    table = np.stack([errors(np.full(channels, lam)) for lam in layer_lams])  # [λ, channels, shifts]
+    best = int(np.argmin(table.min(axis=2).sum(axis=1)))
+    lam, shift = layer_lams[best], shifts[np.argmin(table[best], axis=1)]
+    if not channelwise:
+        return float(lam), shift
+    lams = np.full(channels, lam)
+    live = [c for c in range(channels) if np.any(ac[c] > 0)]
+    if live:
+        cands = np.stack([np.percentile(ac[c][ac[c] > 0], qs) for c in live], axis=1)  # [q, live]
+        sub = np.stack([np.sum((ac[live][:, None] - rate_code(zc[live][:, None], lam_q[:, None, None],
+                                                               shifts[None, :, None], timesteps)) ** 2, axis=2)
+                        for lam_q in cands])  # [q, live, shifts]
+        flat = sub.reshape(len(qs), len(live), -1)
+        q_best, s_best = np.unravel_index(np.argmin(flat.transpose(1, 0, 2).reshape(len(live), -1), axis=1),
+                                          (len(qs), len(shifts)))
+        lams[live] = cands[q_best, np.arange(len(live))]
+        shift = shift.copy()
+        shift[live] = shifts[s_best]
+    return lams, shift
+
+
+def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, *, channelwise: bool,
+               offsets: bool, coded_input: bool) -> tuple[dict[Op, float | np.ndarray], dict[Op, np.ndarray]]:
+    """``λ`` for every op of ``measured`` and a bias offset (in the op's own units) for the
+    spiking ones, fitted one layer after the other on ``x`` (layer-wise calibration, Li et al.
+    2021): each spiking layer's ``λ`` and offsets make the rate code of its input — as the
+    layers before it, already fitted, deliver it, and the input as a rate code of ``timesteps``
+    steps if ``coded_input`` — closest to the ANN's activation (:func:`fit_rate_code`).  Other
+    ops (the output layer, joins that do not feed neurons) keep :func:`rate_coded_scale` of
+    their activations.  Offsets only go to dense/conv layers (they carry a bias)."""
+    clean = semantics.run_ann(graph, [x], keep=True).values
+    if coded_input:
+        x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, timesteps).astype(x.dtype)
+    spiking = spiking_ops(graph, measured)
+    fitted: dict = {}
+
+    def coded(v: Value, arr: np.ndarray) -> np.ndarray:
+        if v not in fitted:
+            return arr
+        lam, shift = fitted[v]
+        shape = (-1,) + (1,) * (arr.ndim - 2)
+        return rate_code(arr, np.reshape(lam, shape), np.reshape(shift, shape), timesteps).astype(arr.dtype)
+
+    chosen, bias = {}, {}
+    for op in measured:
+        bound = clip_bound(graph, op) or np.inf
+        if op not in spiking:
+            chosen[op] = rate_coded_scale(np.minimum(clean[op.result], bound), timesteps)
+            continue
+        z = semantics.run_ann(graph, [x], keep=True, transform=coded).values[op.result]
+        a = np.clip(clean[op.result], 0.0, bound)
+        lam, shift = fit_rate_code(z, a, timesteps, channelwise and channel_scalable(graph, op),
+                                   offsets and op.KIND in WEIGHTED)
+        fitted[op.result] = (lam, shift)
+    for op in spiking:
+        lam, shift = fitted[op.result]
+        chosen[op] = lam
+        if np.any(shift != 0):
+            bias[op] = shift * np.reshape(lam, -1) / timesteps
+    return chosen, bias
+
+
+
+
 def clip_bound(graph: Graph, op: Op) -> float | None:
     """``m`` when every user of ``op``'s result is a clip to ``[0, m]`` (ReLU6 is ``m = 6``), else None.
 
@@ -92,11 +239,13 @@ def _rescale(graph: Graph, user: Op, v: Value, factor: float) -> Value:
     return mul.result
 
 
-def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float] | None = None) -> dict[Value, float]:
+def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float | np.ndarray] | None = None) -> dict[Value, float]:
     """Rewrite ``graph`` in place; returns the scale of every value.  ``chosen``: the ``λ`` of
-    some weighted layers and joins (else :func:`layer_scale`)."""
+    some weighted layers and joins (else :func:`layer_scale`); an array gives one ``λ`` per
+    output channel, allowed only where :func:`channel_scalable` holds (the scale of a value is
+    then an array broadcasting against one sample of it)."""
     chosen = chosen or {}
-    scale: dict[Value, float] = {}
+    scale: dict[Value, float | np.ndarray] = {}
     for op in list(graph.ops):
         if op.result is None:
             continue
@@ -106,17 +255,25 @@ def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float] | None = N
             continue
         ins = [scale.get(v, 1.0) for v in op.operands]
         if kind in WEIGHTED:
-            lam = chosen.get(op) or min(layer_scale(op), clip_bound(graph, op) or np.inf)
-            w = op.weight.data.astype(np.float64) * ins[0] / lam
+            lam = chosen.get(op)
+            lam = min(layer_scale(op), clip_bound(graph, op) or np.inf) if lam is None else lam
+            w = op.weight.data.astype(np.float64)
+            out_lam = np.reshape(lam, (-1,) + (1,) * (w.ndim - 1))  # one factor per output row/channel
+            w = w * _input_factor(op, ins[0]) / out_lam
             changes = {"weight": Blob(w.astype(op.weight.data.dtype), op.weight.name)}
             if op.bias is not None:
-                changes["bias"] = Blob((op.bias.data.astype(np.float64) / lam).astype(op.bias.data.dtype), op.bias.name)
+                changes["bias"] = Blob((op.bias.data.astype(np.float64) / np.reshape(lam, -1)).astype(op.bias.data.dtype),
+                                       op.bias.name)
             new = op.with_changes(**changes)
-            new.extra["norm.scale"] = lam
+            if not np.isscalar(lam):
+                lam = np.reshape(lam, (-1,) + (1,) * (len(op.result.type.shape) - 1))
+            new.extra["norm.scale"] = float(np.max(lam))
             graph.replace(op, new)
             op = new
             ctx.stat("layers-normalized")
             ctx.log.debug("%r: lambda_in %g, lambda %g", op, ins[0], lam)
+        elif kind in ("ann.flatten", "ann.reshape") and not np.isscalar(ins[0]):
+            lam = np.broadcast_to(ins[0], op.x.type.shape).reshape(op.result.type.shape)
         elif kind in HOMOGENEOUS:
             lam = ins[0]
         elif kind == "ann.mul" and (_constant_scalar(op.a) is not None or _constant_scalar(op.b) is not None):
@@ -140,8 +297,19 @@ def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float] | None = N
         scale[op.result] = lam
         for key in ("calib.max", "calib.p"):
             if key in op.extra:
-                op.extra[key] = float(op.extra[key]) / lam
+                op.extra[key] = float(op.extra[key]) / float(np.min(lam))
     return scale
+
+
+def _input_factor(op: Op, lam_in: float | np.ndarray) -> float | np.ndarray:
+    """The input scale as a factor on ``op``'s weight: a number, or (per channel) one factor per
+    input column of a dense layer / input channel of a conv."""
+    if np.isscalar(lam_in):
+        return lam_in
+    flat = np.broadcast_to(lam_in, op.x.type.shape)
+    if op.KIND == "ann.dense":
+        return flat.reshape(1, -1)
+    return flat.reshape(flat.shape[0], -1)[:, 0].reshape(1, -1, 1, 1)
 
 
 @register_pass("normalize")
@@ -154,12 +322,21 @@ class Normalize(Pass):
     activations, capped by a clip's bound: :func:`clip_bound`; ``norm.scale`` on the op);
     inputs of each add/concat share a scale; graph outputs are the original ones divided by
     positive factors (``meta.output_scale``), so the argmax is unchanged; ``meta.normalized =
-    true``.  With ``timesteps`` > 0 each ``λ`` is instead the one that best represents the
-    layer's activations on ``ctx.calibration`` as rates over that many steps
-    (:func:`rate_coded_scale`)."""
+    true``.  With ``timesteps`` > 0 each ``λ`` is instead fitted on ``ctx.calibration`` (512
+    samples) for a window of that many steps, layer after layer (:func:`fit_layers`): the
+    ``λ`` whose rate code of the layer's input, as the already fitted layers before it (and a
+    ``rate``/``poisson`` input, per ``encoding``) deliver it, comes closest to the ANN's
+    activation.  ``channelwise``: one ``λ`` per output channel where the next layer can take
+    the factors (:func:`channel_scalable`), one per layer elsewhere.  ``offsets``: each
+    spiking dense/conv layer's bias also moves by a fitted offset per channel, within ±½
+    spike per window (the charge an initial potential other than θ/2 would add).  Both need
+    ``timesteps``."""
 
     percentile: float = 99.9
     timesteps: int = 0
+    channelwise: bool = False
+    offsets: bool = False
+    encoding: Literal["rate", "poisson", "current"] = "rate"
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if not 0.0 < self.percentile <= 100.0:
@@ -184,9 +361,20 @@ class Normalize(Pass):
             if ctx.calibration is None:
                 raise NmcError(f"normalize{{timesteps={self.timesteps}}} needs calibration data",
                                hint="pass --calib DATA.npz, or drop timesteps to use the calibrated percentiles")
-            values = semantics.run_ann(graph, [calibration_batch(ctx, graph, 512, "normalize")], keep=True).values
-            chosen = {op: rate_coded_scale(np.minimum(values[op.result], clip_bound(graph, op) or np.inf),
-                                           self.timesteps) for op in measured}
+            x = calibration_batch(ctx, graph, 512, "normalize")
+            chosen, offsets = fit_layers(graph, x, measured, self.timesteps, channelwise=self.channelwise,
+                                         offsets=self.offsets, coded_input=self.encoding != "current")
+            for op, shift in offsets.items():
+                old = np.zeros(shift.shape) if op.bias is None else op.bias.data.astype(np.float64)
+                dtype = op.weight.data.dtype if op.bias is None else op.bias.data.dtype
+                name = f"{op.weight.name}.bias" if op.bias is None and op.weight.name else getattr(op.bias, "name", None)
+                new = op.with_changes(bias=Blob((old + shift).astype(dtype), name))
+                graph.replace(op, new)
+                chosen[new] = chosen.pop(op)
+                ctx.stat("layers-offset")
+        elif self.channelwise or self.offsets:
+            raise NmcError("normalize: channelwise and offsets are fitted for a window of T steps",
+                           hint="give timesteps=T as well")
         scale = normalize(graph, ctx, chosen)
         graph.meta["normalized"] = True
         graph.meta["output_scale"] = [float(scale.get(v, 1.0)) for v in graph.outputs]

@@ -473,3 +473,92 @@ def test_eval_with_a_chip_converts_max_pooling_as_the_chip_runs_it():
     gate = evaluate(g, x, y, x, chip, [8], encoding="current", convert_options="maxpool=gate")
     assert len(gate["notes"]) == 1 and "maxpool=tree" in gate["notes"][0] and "'mesh'" in gate["notes"][0]
     assert evaluate(g, x, y, x, None, [8], encoding="current").get("notes") is None
+
+
+def _small_cnn(seed: int = 0) -> tuple[Graph, np.ndarray]:
+    """conv(1→3, 3×3, pad 1) → ReLU → 2×2 avgpool → conv(3→4, 3×3) → ReLU → flatten → dense(5),
+    random weights, and 40 random [1, 8, 8] inputs in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    g = Graph("cnn")
+    h = g.add(ann.Input(declared_type=TensorType((1, 8, 8)), loc=LOC), "x")
+    h = g.add(ann.Conv(x=h, weight=Blob(rng.normal(0, 0.5, (3, 1, 3, 3)).astype(np.float32)),
+                       bias=Blob(rng.normal(0, 0.1, 3).astype(np.float32)), pads=(1, 1, 1, 1), loc=LOC), "c1")
+    h = g.add(ann.Relu(x=h, loc=LOC), "r1")
+    h = g.add(ann.AvgPool(x=h, kernel=(2, 2), strides=(2, 2), loc=LOC), "p1")
+    h = g.add(ann.Conv(x=h, weight=Blob(rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32)),
+                       bias=Blob(rng.normal(0, 0.1, 4).astype(np.float32)), loc=LOC), "c2")
+    h = g.add(ann.Relu(x=h, loc=LOC), "r2")
+    h = g.add(ann.Flatten(x=h, loc=LOC), "f")
+    h = g.add(ann.Dense(x=h, weight=Blob(rng.normal(0, 0.5, (5, 16)).astype(np.float32)), loc=LOC), "out")
+    g.add(ann.Output(values=[h], loc=LOC))
+    return g, rng.random((40, 1, 8, 8)).astype(np.float32)
+
+
+def test_channelwise_scales_keep_the_function(mlp, digits):
+    """normalize{channelwise}: every hidden layer divides each channel by its own λ and the next
+    layer multiplies its inputs back, so the normalised ANN computes the original outputs divided
+    by meta.output_scale, through dense layers, and through conv, pooling and flatten."""
+    cnn, x_cnn = _small_cnn()
+    for graph, x in ((mlp, digits[0]), (cnn, x_cnn)):
+        before = semantics.run_ann(graph, [x]).outputs[0]
+        normed, ctx = convert(graph, x, "canonicalize,calibrate,normalize{timesteps=2,channelwise=true}")
+        after = semantics.run_ann(normed, [x]).outputs[0]
+        np.testing.assert_allclose(after * normed.meta["output_scale"][0], before, rtol=1e-4, atol=1e-4)
+        first = next(op for op in normed.ops if op.KIND in ("ann.dense", "ann.conv"))
+        original = next(op for op in graph.ops if op.KIND == first.KIND)
+        ratio = (original.weight.data.reshape(len(original.weight.data), -1)[:, 0]
+                 / first.weight.data.reshape(len(first.weight.data), -1)[:, 0])
+        assert np.ptp(ratio) > 0.01 * np.max(ratio)  # one λ per output channel, not one per layer
+
+
+def test_channelwise_stops_where_a_join_or_the_output_needs_one_scale():
+    from nmc.passes.normalize import channel_scalable
+
+    cnn, _ = _small_cnn()
+    cnn = PassManager("canonicalize", PassContext()).run(cnn)
+    c1, c2, out = [op for op in cnn.ops if op.KIND in ("ann.conv", "ann.dense")]
+    assert channel_scalable(cnn, c1) and channel_scalable(cnn, c2) and not channel_scalable(cnn, out)
+
+
+def test_offsets_correct_a_systematic_shortfall():
+    """fit_rate_code with offsets: inputs that arrive 0.3 spikes short of the activation they
+    stand for get a positive offset, and the rate code then comes closer to the activations
+    than any λ alone achieves (the candidate offsets include 0)."""
+    from nmc.passes.normalize import fit_rate_code, rate_code
+
+    rng = np.random.default_rng(1)
+    a = np.maximum(rng.normal(0.3, 0.4, (2000, 6)), 0)
+    T, lam0 = 2, np.percentile(a[a > 0], 99)
+    z = a - 0.3 * lam0 / T
+    lam, shift = fit_rate_code(z, a, T, channelwise=False, offsets=False)
+    assert np.all(shift == 0)
+    lam_o, shift_o = fit_rate_code(z, a, T, channelwise=False, offsets=True)
+    assert np.all(shift_o > 0)
+
+    def error(lam, shift):
+        return np.sum((a - rate_code(z, lam, shift[None, :], T)) ** 2)
+
+    assert error(lam_o, shift_o) < 0.9 * error(lam, shift)
+
+
+def test_fitted_scales_and_offsets_are_what_one_hidden_layer_computes(mlp, digits):
+    """The float SNN of a one-hidden-layer network with the image as a current is the rate-coded
+    ANN, sample by sample, also with per-channel scales and offsets fitted for its T; and the
+    8-bit integer SNN of the mesh chip agrees with it on nearly every sample."""
+    from nmc.evaluation import rate_code_classes
+
+    x_train, x_test, _, _ = digits
+    for T in (1, 3):
+        base, ctx = convert(mlp, x_train, f"canonicalize,calibrate,normalize{{timesteps={T},encoding=current,"
+                                          "channelwise=true,offsets=true}")
+        snn = PassManager(f"convert-to-spiking{{timesteps={T},encoding=current}}", ctx).run(base.clone())
+        coded = rate_code_classes(base, snn, x_test, T)
+        assert np.array_equal(coded, accuracy(snn, x_test, None)[1])
+        quant, _ = convert(snn, x_train, "quantize{weight-bits=8}", target=load_chip("mesh"))
+        assert np.mean(accuracy(quant, x_test, None)[1] == coded) > 0.97
+
+
+def test_channelwise_and_offsets_need_a_window(mlp, digits):
+    base, _ = convert(mlp, digits[0], "canonicalize,calibrate")
+    with pytest.raises(NmcError, match="fitted for a window of T steps"):
+        convert(base, digits[0], "normalize{channelwise=true}")
