@@ -35,6 +35,7 @@ exceed them is re-cut with a smaller neuron cap, until every core fits.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -342,8 +343,9 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str, order: 
     total_bits = sum(plan.slicers[p].total_bits() for p in net.populations)
     lower = max(-(-net.n_neurons // c.neurons), -(-total_bits // c.synapse_memory_bits))
     layers = {}
+    used_by = Counter(p for core in plan.cores for p in {p for p, _, _ in core.pieces})  # cores holding a piece of p
     for pop in net.populations:
-        used = sum(any(p is pop for p, _, _ in core.pieces) for core in plan.cores)
+        used = used_by[pop]
         own = max(-(-pop.result.type.size // c.neurons), -(-plan.slicers[pop].total_bits() // c.synapse_memory_bits))
         layers[pop] = (used, own, plan.slicers[pop].binding(plan.cuts[pop], plan.caps[pop]))
     return {"cores": cores, "lower_bound": lower, "layers": layers, "order": plan.order, "names": names}
