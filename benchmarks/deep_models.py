@@ -15,7 +15,8 @@ Each model is a chain of ``N`` layers of 8 units, written to a temporary folder:
 Every (kind, step, N) runs ``nmc.cli.main`` in a fresh child process, which reports its wall
 and CPU seconds and its peak resident memory (``ru_maxrss``, the interpreter included).  The
 ``cpu/1k`` column is CPU seconds per 1,000 layers: constant when the step is linear in depth.
-``compile`` needs a spiking model (``nmd-snn``; an ANN would also need calibration data).
+``compile`` runs the default pipeline for ``--target``; an ANN (``nmd-ann``, ``onnx``) is
+calibrated on 16 random samples.
 The machine's load shows in ``wall``; ``cpu`` is the process's own time.
 """
 
@@ -86,6 +87,12 @@ def measure(kind: str, step: str, n: int, target: str, folder: str) -> dict:
         f.write(data.encode() if isinstance(data, str) else data)
     argv = (["import", path, "-o", path + ".nmir"] if step == "import"
             else ["compile", path, "--target", target, "-o", path + ".nmb"])
+    if step == "compile" and kind != "nmd-snn":
+        import numpy as np
+
+        calib = os.path.join(folder, "calib.npz")
+        np.savez(calib, x=np.random.default_rng(0).random((16, 8), np.float32))
+        argv += ["--calib", calib]
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(argv)], capture_output=True, text=True,
                          cwd=ROOT, env={**os.environ, "NMC_NO_CACHE": "1"})
     lines = out.stdout.strip().splitlines()
@@ -110,8 +117,6 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.kinds.split(","):
             for step in args.steps.split(","):
-                if step == "compile" and kind != "nmd-snn":
-                    continue
                 for n in (int(s) for s in args.sizes.split(",")):
                     r = measure(kind, step, n, args.target, folder)
                     if "error" in r:

@@ -134,9 +134,18 @@ def run(artifact: Any, inputs: np.ndarray | Sequence[np.ndarray], *, backend: st
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend '{backend}'", hint="backends: " + ", ".join(sorted(BACKENDS)))
     start = time.perf_counter()
-    execute = BACKENDS[backend](load_artifact(artifact, **load_options))
-    compile_s = time.perf_counter() - start
+    artifact = load_artifact(artifact, **load_options)
     batch = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    graph = artifact if isinstance(artifact, Graph) else getattr(artifact, "graph", None)
+    if graph is not None:  # the run's memory, estimated before the backend prepares it (issue 22)
+        from nmc.limits import check_run, check_timesteps
+        from nmc.semantics import is_spiking, latency_steps
+
+        check_timesteps(timesteps or 0)
+        steps = latency_steps(graph, timesteps or int(graph.meta.get("timesteps", 32))) if is_spiking(graph) else 1
+        check_run(graph, int(np.shape(batch[0])[0]) if batch and np.ndim(batch[0]) else 0, steps, backend)
+    execute = BACKENDS[backend](artifact)
+    compile_s = time.perf_counter() - start
     start = time.perf_counter()
     result = execute(batch, timesteps=timesteps, record=record)
     result.run_s = time.perf_counter() - start
