@@ -2,7 +2,9 @@
 
 An estimate over the limit is an NmcError giving the estimate and how to raise the limit:
 ``--max-memory`` or ``NMC_MAX_MEMORY`` (bytes; suffixes K, M, G accepted; default 4G) bounds any one array or state
-nmc is asked to allocate from the input, and ``NMC_MAX_WORK`` (default 2e10) bounds the
+nmc is asked to allocate from the input, and the estimated memory of each expensive stage
+(calibration, mapping with emission, a run: :func:`check_calibration`, :func:`check_mapping`,
+:func:`check_run`); ``NMC_MAX_WORK`` (default 2e10) bounds the
 element-steps of a run (samples × steps × neurons); ``NMC_MAX_TIMESTEPS`` (default 2**20)
 bounds the presentation steps."""
 
@@ -154,14 +156,14 @@ def graph_sizes(graph) -> tuple[int, int]:
     return neurons, synapses
 
 
-def check_stage(stage: str, need: int, how: str) -> None:
+def check_stage(stage: str, need: int, how: str, smaller: str) -> None:
     """NmcError, before ``stage`` starts, when its estimated memory ``need`` (computed as
-    ``how`` says) is over the limit."""
+    ``how`` says) is over the limit; ``smaller``: what the user can make smaller instead."""
     limit = max_memory()
     if need > limit:
         raise NmcError(f"{stage} would need about {_human(need)} ({how}), over the limit of {_human(limit)}",
                        hint="raise the limit with --max-memory 16G (or NMC_MAX_MEMORY) if the machine has the "
-                            "memory, or use a smaller model (fewer synapses), fewer samples or timesteps")
+                            f"memory, or use {smaller}")
 
 
 def check_calibration(graph, samples: int) -> None:
@@ -169,7 +171,8 @@ def check_calibration(graph, samples: int) -> None:
     before the first pass: every activation of every sample, kept at once."""
     neurons, _ = graph_sizes(graph)
     check_stage("calibration", samples * neurons * CALIBRATION_BYTES_PER_ELEMENT,
-                f"{samples} samples × {neurons} activations × {CALIBRATION_BYTES_PER_ELEMENT} B")
+                f"{samples} samples × {neurons} activations × {CALIBRATION_BYTES_PER_ELEMENT} B",
+                "fewer calibration samples (--calib)")
 
 
 def check_mapping(graph) -> None:
@@ -177,7 +180,7 @@ def check_mapping(graph) -> None:
     before the first mapping pass: the expanded synapses."""
     _, synapses = graph_sizes(graph)
     check_stage("mapping (partition, place, route) and emission", synapses * COMPILE_BYTES_PER_SYNAPSE,
-                f"{synapses} synapses × {COMPILE_BYTES_PER_SYNAPSE} B")
+                f"{synapses} synapses × {COMPILE_BYTES_PER_SYNAPSE} B", "a model with fewer synapses")
 
 
 def check_run(graph, samples: int, steps: int, backend: str) -> None:
@@ -190,4 +193,5 @@ def check_run(graph, samples: int, steps: int, backend: str) -> None:
     if backend == "reference":
         need += samples * steps * neurons * REFERENCE_BYTES_PER_STEP
         how += f" + {samples} samples × {steps} steps × {neurons} neurons × {REFERENCE_BYTES_PER_STEP} B"
-    check_stage(f"the run ({backend} backend)", need, how)
+    check_stage(f"the run ({backend} backend)", need, how, "fewer samples a batch"
+                + (", fewer --timesteps or another --backend" if backend == "reference" else ""))
