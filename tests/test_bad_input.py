@@ -461,3 +461,19 @@ def test_estimates_match_measured_peaks():
             measured[f"run {backend} T={T}"] = (peak(lambda: run(image, x, backend=backend, timesteps=T)), est)
     for stage, (got, est) in measured.items():
         assert got <= est <= FACTOR * got, f"{stage}: measured {got / 2**20:.1f} MiB, estimated {est / 2**20:.1f} MiB"
+
+
+def test_replace_ops_is_replace_in_one_sweep():
+    """Graph.replace_ops (quantize's one sweep, linear on deep graphs) gives what a loop of
+    Graph.replace gives, recurrent projections (forward references) included."""
+    from nmc.frontends import load
+    from nmc.ir.printer import print_graph
+
+    g = load(str(EXAMPLES / "recurrent_snn.nmd"))
+    one, many = g.clone(), g.clone()
+    for op in list(one.ops):
+        if op.KIND in ("snn.project", "snn.population"):
+            one.replace(op, op.with_changes(delay=op.delay + 1) if op.KIND == "snn.project" else op.with_changes())
+    many.replace_ops({op: op.with_changes(delay=op.delay + 1) if op.KIND == "snn.project" else op.with_changes()
+                      for op in many.ops if op.KIND in ("snn.project", "snn.population")})
+    assert print_graph(many, print_blobs=True) == print_graph(one, print_blobs=True) != print_graph(g, print_blobs=True)
