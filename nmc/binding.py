@@ -58,9 +58,7 @@ def resolve_timesteps(trains: list[int], timesteps: int | None, default: int | N
                            hint="drop --timesteps to use the train's length")
     if timesteps < 1:
         raise NmcError(f"timesteps must be at least 1, got {timesteps}")
-    from nmc.limits import max_timesteps
+    from nmc.limits import check_timesteps
 
-    if timesteps > max_timesteps():  # checked before any state of T steps is made (issue 22)
-        raise NmcError(f"{timesteps} timesteps is over the limit of {max_timesteps()}",
-                       hint="use fewer --timesteps, or raise the limit with NMC_MAX_TIMESTEPS=<steps>")
+    check_timesteps(timesteps)  # before any state of T steps is made (issue 22)
     return int(timesteps)

@@ -180,6 +180,10 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
     if needs_data and calibration is None and not is_spiking(graph):
         raise NmcError(f"compiling the ANN @{graph.name} needs calibration data for {' and '.join(needs_data)}",
                        hint="pass --calib DATA.npz (its x: inputs like the model's; labels are not used)")
+    from nmc.limits import check_calibration, check_mapping
+
+    if calibration is not None and needs_data:
+        check_calibration(graph, len(calibration))  # the passes' memory, estimated before they run (issue 22)
     ins = instruments or Instruments()
     quiet = dataclasses.replace(ins, time_passes=False, pass_statistics=False, remarks=False)
     ctx = PassContext(target=target.chip, calibration=calibration, seed=seed, opt_level=opt_level, instruments=quiet)
@@ -206,6 +210,7 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
         target = Target(chip.name, chip.chip_class, chip, fitted)
         ctx.target = chip
     if mapping:
+        check_mapping(graph)
         PassManager(mapping, ctx).run(graph)
         hardware = cls.emit_sections(graph, target.chip)
         clash = set(hardware) & {"graph", "manifest", "chip"}

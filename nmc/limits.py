@@ -2,7 +2,9 @@
 
 An estimate over the limit is an NmcError giving the estimate and how to raise the limit:
 ``--max-memory`` or ``NMC_MAX_MEMORY`` (bytes; suffixes K, M, G accepted; default 4G) bounds any one array or state
-nmc is asked to allocate from the input, and ``NMC_MAX_WORK`` (default 2e10) bounds the
+nmc is asked to allocate from the input, and the estimated memory of each expensive stage
+(calibration, mapping with emission, a run: :func:`check_calibration`, :func:`check_mapping`,
+:func:`check_run`); ``NMC_MAX_WORK`` (default 2e10) bounds the
 element-steps of a run (samples × steps × neurons); ``NMC_MAX_TIMESTEPS`` (default 2**20)
 bounds the presentation steps."""
 
@@ -37,6 +39,13 @@ def max_timesteps() -> int:
 
 def max_work() -> int:
     return _parse(os.environ.get("NMC_MAX_WORK", ""), DEFAULT_WORK)
+
+
+def check_timesteps(timesteps: int) -> None:
+    """NmcError when a run presents more steps than ``NMC_MAX_TIMESTEPS``."""
+    if timesteps > max_timesteps():
+        raise NmcError(f"{timesteps} timesteps is over the limit of {max_timesteps()}",
+                       hint="use fewer --timesteps, or raise the limit with NMC_MAX_TIMESTEPS=<steps>")
 
 
 def _human(n: int) -> str:
@@ -107,3 +116,88 @@ def check_nesting(text: str, filename: str, limit: int = MAX_NESTING) -> None:
 
 
 _NESTING = re.compile(r"[(\[{)\]}\-+!~]")
+
+
+# ------------------------------------------------------------------- the passes' own memory
+#
+# Estimated from the graph before a stage runs (docs/bad-input.md, "Estimates"): ``neurons``
+# (the elements every op produces per sample: an ANN's activations, an SNN's populations and
+# currents) and ``synapses`` (weights expanded over their windows).  The per-item costs are the
+# bytes the stage keeps per synapse and per neuron; tests/test_bad_input.py checks each against
+# the peak tracemalloc measures on a medium model.
+
+COMPILE_BYTES_PER_SYNAPSE = 320  # netlist columns, their sorted copies, partition tables, emitted sections
+CALIBRATION_BYTES_PER_ELEMENT = 24  # every activation of every calibration sample, kept at once
+RUN_BYTES_PER_SYNAPSE = 48  # synapse tables (CSR, per-delay splits) of the emulator or CPU runtime
+RUN_BYTES_PER_STATE = 64  # per sample and neuron: voltage, current, counts, delay lines of a step
+REFERENCE_BYTES_PER_STEP = 4  # per sample, neuron and step: the reference semantics keep every step's values
+
+
+def graph_sizes(graph) -> tuple[int, int]:
+    """(neurons, synapses) of ``graph``: the elements its ops produce per sample, and its
+    weights expanded over their windows (a dense layer ``n × m``, a convolution
+    ``outputs × in/groups × kernel``, a pooling ``outputs × kernel``, a sparse projection its
+    entries, anything else one per output)."""
+    import math
+
+    neurons = synapses = 0
+    for op in graph.ops:
+        if op.result is None or not hasattr(op.result.type, "shape"):
+            continue
+        out = math.prod(op.result.type.shape)
+        neurons += out
+        kind = getattr(op, "kind", None)
+        weight = getattr(op, "weight", None)
+        wshape = tuple(getattr(weight, "shape", ()))
+        if op.KIND == "ann.dense" or (op.KIND == "snn.project" and kind == "dense"):
+            synapses += out * math.prod(op.src.type.shape if op.KIND == "snn.project" else op.x.type.shape)
+        elif op.KIND == "ann.conv" or kind == "conv2d":
+            synapses += out * math.prod(wshape[1:])
+        elif op.KIND in ("ann.maxpool", "ann.avgpool") or kind in ("pool", "maxgate"):
+            synapses += out * math.prod(op.kernel)
+        elif kind == "sparse":
+            synapses += int(op.indices.size)
+        else:
+            synapses += out
+    return neurons, synapses
+
+
+def check_stage(stage: str, need: int, how: str, smaller: str) -> None:
+    """NmcError, before ``stage`` starts, when its estimated memory ``need`` (computed as
+    ``how`` says) is over the limit; ``smaller``: what the user can make smaller instead."""
+    limit = max_memory()
+    if need > limit:
+        raise NmcError(f"{stage} would need about {_human(need)} ({how}), over the limit of {_human(limit)}",
+                       hint="raise the limit with --max-memory 16G (or NMC_MAX_MEMORY) if the machine has the "
+                            f"memory, or use {smaller}")
+
+
+def check_calibration(graph, samples: int) -> None:
+    """Calibration (and the conversion passes after it), estimated from the ANN ``graph``
+    before the first pass: every activation of every sample, kept at once."""
+    neurons, _ = graph_sizes(graph)
+    check_stage("calibration", samples * neurons * CALIBRATION_BYTES_PER_ELEMENT,
+                f"{samples} samples × {neurons} activations × {CALIBRATION_BYTES_PER_ELEMENT} B",
+                "fewer calibration samples (--calib)")
+
+
+def check_mapping(graph) -> None:
+    """Mapping (partition, place, route) and emission, estimated from the spiking ``graph``
+    before the first mapping pass: the expanded synapses."""
+    _, synapses = graph_sizes(graph)
+    check_stage("mapping (partition, place, route) and emission", synapses * COMPILE_BYTES_PER_SYNAPSE,
+                f"{synapses} synapses × {COMPILE_BYTES_PER_SYNAPSE} B", "a model with fewer synapses")
+
+
+def check_run(graph, samples: int, steps: int, backend: str) -> None:
+    """A run of ``steps`` steps, estimated from ``graph`` before the backend prepares it: its
+    synapse tables plus ``samples × neurons`` of state; the reference semantics also keep
+    every step's values (``samples × steps × neurons``)."""
+    neurons, synapses = graph_sizes(graph)
+    need = synapses * RUN_BYTES_PER_SYNAPSE + samples * neurons * RUN_BYTES_PER_STATE
+    how = f"{synapses} synapses × {RUN_BYTES_PER_SYNAPSE} B + {samples} samples × {neurons} neurons × {RUN_BYTES_PER_STATE} B"
+    if backend == "reference":
+        need += samples * steps * neurons * REFERENCE_BYTES_PER_STEP
+        how += f" + {samples} samples × {steps} steps × {neurons} neurons × {REFERENCE_BYTES_PER_STEP} B"
+    check_stage(f"the run ({backend} backend)", need, how, "fewer samples a batch"
+                + (", fewer --timesteps or another --backend" if backend == "reference" else ""))

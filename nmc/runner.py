@@ -159,9 +159,20 @@ def run(artifact: Any, inputs: np.ndarray | Sequence[np.ndarray], *, backend: st
     or ``"all"`` populations' spike trains."""
     get_backend(backend)
     start = time.perf_counter()
-    execute = prepare(artifact, backend, **load_options)
-    compile_s = time.perf_counter() - start
+    artifact = load_artifact(artifact, **load_options)
     batch = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    # the run's memory, estimated before the backend prepares it (issue 22); an image's graph
+    # only if already parsed, so that a cached CPU executor still starts without parsing it
+    graph = artifact if isinstance(artifact, Graph) else vars(artifact).get("graph") if hasattr(artifact, "__dict__") else None
+    if graph is not None:
+        from nmc.limits import check_run, check_timesteps
+        from nmc.semantics import is_spiking, latency_steps
+
+        check_timesteps(timesteps or 0)
+        steps = latency_steps(graph, timesteps or int(graph.meta.get("timesteps", 32))) if is_spiking(graph) else 1
+        check_run(graph, int(np.shape(batch[0])[0]) if batch and np.ndim(batch[0]) else 0, steps, backend)
+    execute = prepare(artifact, backend)
+    compile_s = time.perf_counter() - start
     start = time.perf_counter()
     result = execute(batch, timesteps=timesteps, record=record)
     result.run_s = time.perf_counter() - start

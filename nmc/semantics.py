@@ -219,17 +219,14 @@ def is_spiking(graph: Graph) -> bool:
     return any(op.dialect == "snn" for op in graph.ops)
 
 
-def _is_back_edge(graph: Graph, producer: Op, consumer: Op) -> bool:
-    return graph.index(producer) > graph.index(consumer)
-
-
 def latency_steps(graph: Graph, timesteps: int) -> int:
     """Steps a run takes: ``T + D - 1``, ``D`` the largest total delay along a path of the
     network that does not go round a recurrent loop (at least 1)."""
     import networkx as nx
 
     g = graph.nx()
-    g.remove_edges_from([(a, b, k) for a, b, k in g.edges(keys=True) if _is_back_edge(graph, a, b)])
+    position = {op: i for i, op in enumerate(graph.ops)}
+    g.remove_edges_from([(a, b, k) for a, b, k in g.edges(keys=True) if position[a] > position[b]])  # back edges
     for a, b, k in g.edges(keys=True):
         g.edges[a, b, k]["delay"] = a.delay if a.KIND == "snn.project" else 0
     depth = nx.dag_longest_path_length(g, weight="delay") if len(g) else 0

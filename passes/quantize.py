@@ -126,12 +126,14 @@ class Quantize(Pass):
         for enc in graph.walk("snn.encode"):
             if enc.encoding == "current" and enc.scale == 1.0:
                 graph.replace(enc, enc.with_changes(scale=float(CURRENT_ENCODER_SCALE)))
+        replacements: dict[Op, Op] = {}  # applied in one sweep (Graph.replace_ops): linear in depth
         for pop in graph.walk("snn.population"):
             if pop.bits == 0:
-                self.quantize_population(graph, pop, ctx, chip, bits, limit, steps)
+                self.quantize_population(replacements, pop, ctx, chip, bits, limit, steps)
+        graph.replace_ops(replacements)
         return True
 
-    def quantize_population(self, graph, pop, ctx, chip, bits, limit, steps) -> None:
+    def quantize_population(self, replacements, pop, ctx, chip, bits, limit, steps) -> None:
         f = chip.formats
         if pop.reset not in f.reset_modes:
             raise NmcError(f"the target's neurons do not support reset '{pop.reset}'", pop.loc,
@@ -158,7 +160,7 @@ class Quantize(Pass):
         errors, exps, clipped_weights = [], [], 0
         for p in projections:
             new, err, clipped = quantize_projection(p, scale, self.weight_bits, f.weight_exponent_max, ctx)
-            graph.replace(p, new)
+            replacements[p] = new
             errors.append(err)
             exps.append(new.exponent)
             clipped_weights += clipped
@@ -189,7 +191,7 @@ class Quantize(Pass):
         new.extra["quant.error"] = max(errors, default=0.0)
         new.extra["quant.saturated"] = saturated + clipped_weights
         new.extra["quant.scale"] = scale
-        graph.replace(pop, new)
+        replacements[pop] = new
         ctx.stat("params-saturated", saturated)
         ctx.stat("populations-quantized")
         ctx.remark(f"%{name}: scale {scale:.6g}, exponents {exps}, weight error (RMS) "

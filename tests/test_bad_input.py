@@ -376,3 +376,108 @@ def test_onnx_damaged_strings_and_attribute_types(tmp_path):
     i = data.index(b"mm")
     p.write_bytes(data[:i] + b"\xff\xfe" + data[i + 2:])
     refused(nmc("import", p), "UTF-8")
+
+
+# ------------------------------------------------- 5b. the passes' own memory, estimated first
+
+WIDE_SNN = """network wide(dt = 1ms, timesteps = 8)
+input x: [4] encode poisson(seed = 1)
+pop a: [1000] lif(tau = 20ms, threshold = 1.0)
+pop b: [1000] lif(tau = 20ms, threshold = 1.0)
+connect x -> a dense(weight = splat(0.5))
+connect a -> b dense(weight = splat(0.01))
+output b
+"""
+
+
+def test_pass_memory_is_estimated_before_work(tmp_path, monkeypatch):
+    """Small inputs (4 numbers a sample, 4 MB of weights) but a million synapses: mapping and
+    the run are refused by their estimate, before they start, naming the stage and leaving
+    nothing behind."""
+    model = tmp_path / "wide.nmd"
+    model.write_text(WIDE_SNN)
+    np.save(tmp_path / "x.npy", np.full((2, 4), 0.5, np.float32))
+    monkeypatch.setenv("NMC_MAX_MEMORY", "64M")  # restored after the test (the CLI option sets it too)
+    out = tmp_path / "w.nmb"
+    refused(nmc("compile", model, "--target", "mesh", "-o", out, "--report", tmp_path / "r.json", "--max-memory", "64M"),
+            "mapping (partition, place, route)", "synapses × 320 B", "over the limit of 64 MiB", "--max-memory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.nmd", "x.npy"]
+    refused(nmc("run", model, "--input", tmp_path / "x.npy", "--max-memory", "40M", "-o", tmp_path / "o.npy"),
+            "the run (reference backend)", "over the limit of 40 MiB")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.nmd", "x.npy"]
+    monkeypatch.setenv("NMC_MAX_MEMORY", "4G")
+    assert nmc("compile", model, "--target", "mesh", "-o", out)[0] == 0
+
+
+def test_calibration_memory_is_estimated_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMC_MAX_MEMORY", "500K")  # digits_mlp: 148 activations × 200 samples × 24 B = 694 KiB
+    refused(nmc("compile", EXAMPLES / "digits_mlp.nmir", "--target", "cpu", "--calib", CALIB, "-o", tmp_path / "m.nmb"),
+            "calibration would need about 694 KiB (200 samples × 148 activations × 24 B)", "over the limit of 500 KiB")
+    assert not list(tmp_path.iterdir())
+
+
+MEDIUM = """network medium
+input x: [1, 16, 16]
+h = x -> conv(8, kernel = 3, pad = 1, weight = random(normal, seed = 1, scale = 0.2)) -> relu -> avgpool(2) -> flatten
+y = h -> dense(128, weight = random(normal, seed = 2, scale = 0.1)) -> relu -> dense(10, weight = random(normal, seed = 3, scale = 0.1))
+output y
+"""
+FACTOR = 3  # every estimate lies within [peak, FACTOR × peak] of the measured peak (docs/bad-input.md)
+
+
+@pytest.mark.slow
+def test_estimates_match_measured_peaks():
+    """The estimates of nmc/limits.py against tracemalloc's peak on a medium CNN (about 300,000
+    synapses once converted): each is at least the peak and at most FACTOR times it."""
+    import tracemalloc
+
+    from nmc import limits
+    from nmc.compiler import compile_graph
+    from nmc.frontends.nmd import parse_nmd
+    from nmc.runner import run
+    from nmc.semantics import latency_steps
+
+    def peak(fn) -> int:
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    ann = parse_nmd(MEDIUM)
+    rng = np.random.default_rng(0)
+    calib = rng.random((200, 1, 16, 16)).astype(np.float32)
+    image = compile_graph(ann, "mesh", calibration=calib)
+    snn = image.graph
+    neurons, synapses = limits.graph_sizes(ann)
+    measured = {"calibration": (peak(lambda: compile_graph(ann, "cpu", calibration=calib)),
+                                200 * neurons * limits.CALIBRATION_BYTES_PER_ELEMENT)}
+    neurons, synapses = limits.graph_sizes(snn)
+    measured["mapping"] = (peak(lambda: compile_graph(snn, "mesh")), synapses * limits.COMPILE_BYTES_PER_SYNAPSE)
+    x = rng.random((100, 1, 16, 16)).astype(np.float32)
+    for backend in ("reference", "emulator"):
+        for T in (16, 64):
+            steps = latency_steps(snn, T)
+            est = synapses * limits.RUN_BYTES_PER_SYNAPSE + 100 * neurons * limits.RUN_BYTES_PER_STATE
+            if backend == "reference":
+                est += 100 * steps * neurons * limits.REFERENCE_BYTES_PER_STEP
+            measured[f"run {backend} T={T}"] = (peak(lambda: run(image, x, backend=backend, timesteps=T)), est)
+    for stage, (got, est) in measured.items():
+        assert got <= est <= FACTOR * got, f"{stage}: measured {got / 2**20:.1f} MiB, estimated {est / 2**20:.1f} MiB"
+
+
+def test_replace_ops_is_replace_in_one_sweep():
+    """Graph.replace_ops (quantize's one sweep, linear on deep graphs) gives what a loop of
+    Graph.replace gives, recurrent projections (forward references) included."""
+    from nmc.frontends import load
+    from nmc.ir.printer import print_graph
+
+    g = load(str(EXAMPLES / "recurrent_snn.nmd"))
+    one, many = g.clone(), g.clone()
+    for op in list(one.ops):
+        if op.KIND in ("snn.project", "snn.population"):
+            one.replace(op, op.with_changes(delay=op.delay + 1) if op.KIND == "snn.project" else op.with_changes())
+    many.replace_ops({op: op.with_changes(delay=op.delay + 1) if op.KIND == "snn.project" else op.with_changes()
+                      for op in many.ops if op.KIND in ("snn.project", "snn.population")})
+    assert print_graph(many, print_blobs=True) == print_graph(one, print_blobs=True) != print_graph(g, print_blobs=True)

@@ -131,7 +131,9 @@ def run(args) -> int:
     x_cal = load_inputs(args.calib)[0] if args.calib else x
     chip = None if args.target == "cpu" else load_chip(args.target)
     graph = load(args.model)
+    from nmc.limits import check_calibration
 
+    check_calibration(graph, len(x_cal))  # the passes' memory, estimated before they run (issue 22)
     printed = []
 
     def on_row(r):

@@ -22,6 +22,7 @@ class Frontend:
     sniff: Callable[[bytes], bool]
     load: Callable[..., Graph]
     options: tuple[str, ...] = ()  # keyword options it understands (e.g. dt, reset)
+    verifies: bool = False  # its load returns a verified graph (so load() does not verify it twice)
 
 
 FRONTENDS: list[Frontend] = []
@@ -58,13 +59,14 @@ def _lazy(module: str, function: str) -> Callable[..., Graph]:
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
-register_frontend(Frontend("nmir", (".nmir",), _looks_like_text_ir, _load_nmir))
+register_frontend(Frontend("nmir", (".nmir",), _looks_like_text_ir, _load_nmir, verifies=True))
 register_frontend(Frontend("nir", (".nir",), lambda head: head.startswith(_HDF5_MAGIC),
-                           _lazy("nmc.frontends.nir", "load_nir"), options=("dt", "reset", "convention")))
+                           _lazy("nmc.frontends.nir", "load_nir"), options=("dt", "reset", "convention"), verifies=True))
 # ONNX is protobuf: exporters write field 1 (ir_version, a small varint) first, then a string field.
 register_frontend(Frontend("onnx", (".onnx",), lambda head: len(head) > 2 and head[0] == 0x08 and 0 < head[1] < 16
                            and head[2] in b"\x12\x1a\x22\x2a\x32\x3a\x42", _lazy("nmc.frontends.onnx", "load_onnx")))
-register_frontend(Frontend("nmd", (".nmd",), lambda head: False, _lazy("nmc.frontends.nmd", "load_nmd")))
+register_frontend(Frontend("nmd", (".nmd",), lambda head: False, _lazy("nmc.frontends.nmd", "load_nmd"),
+                           verifies=True))
 
 
 def choose_frontend(path: str) -> Frontend:
@@ -96,6 +98,7 @@ def load(path: str, **options) -> Graph:
     graph = fe.load(path, **given)
     from nmc.ir.verifier import check_finite, verify
 
-    verify(graph)  # every frontend's graph is checked at the boundary, its weights too (issue 22)
+    if not fe.verifies:  # every frontend's graph is checked at the boundary, once, its weights too (issue 22)
+        verify(graph)
     check_finite(graph)
     return graph

@@ -400,6 +400,29 @@ class Graph:
             self.replace_all_uses(op.result, value)
         self.erase(op)
 
+    def replace_ops(self, replacements: dict[Op, Op]) -> None:
+        """:meth:`replace` for many ops in one sweep: each new op takes its old op's place and
+        every use of an old result goes to the new op's result (a loop of :meth:`replace` scans
+        the graph once per op: quadratic on a deep graph)."""
+        values: dict[int, Value] = {}
+        for old, new in replacements.items():
+            if old.result is not None:
+                if new.result is None:
+                    raise ValueError(f"{old!r} has a result and its replacement has none")
+                if new.result.name is None:
+                    new.result.name = old.result.name
+                values[id(old.result)] = new.result
+        self.ops = [replacements.get(op, op) for op in self.ops]
+        for op in self.ops:
+            for name, spec in op.operand_specs():
+                v = getattr(op, name)
+                if spec.kind == "operands":
+                    for i, x in enumerate(v):
+                        if id(x) in values:
+                            v[i] = values[id(x)]
+                elif id(v) in values:
+                    setattr(op, name, values[id(v)])
+
     # -- queries -----------------------------------------------------------------------------
 
     def users(self, value: Value) -> list[Op]:

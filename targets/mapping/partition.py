@@ -36,6 +36,7 @@ until every core fits.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -573,8 +574,9 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
     total_bits = sum(_total_bits(p, plan.unit_of[p], c) for p in net.populations)
     lower = max(-(-net.n_neurons // c.neurons), -(-total_bits // c.synapse_memory_bits))
     layers = {}
+    used_by = Counter(p for core in plan.cores for p in {p for p, _ in core.pieces})  # cores holding a piece of p
     for pop in net.populations:
-        used = sum(any(p is pop for p, _ in core.pieces) for core in plan.cores)
+        used = used_by[pop]
         unit = plan.unit_of[pop]
         own = max(-(-pop.result.type.size // c.neurons), -(-_total_bits(pop, unit, c) // c.synapse_memory_bits))
         layers[pop] = (used, own, _binding(unit, plan.tiles[unit], plan.caps[unit], c))

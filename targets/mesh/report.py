@@ -54,33 +54,38 @@ def layer_table(sections: dict[str, bytes]) -> list[dict]:
     syn_hw = c["start"][syn_core] + s["syn_target"]
     syn_pop = pop_of_hw[syn_hw] if len(syn_hw) else np.zeros(0, np.int64)
     fan_in = np.bincount(syn_hw, minlength=p.n_neurons)
+    n = len(p.meta["populations"])
+    # per population in one pass over the neurons and synapses (a mask per population is quadratic in depth)
+    pairs = np.unique(np.stack([pop_of_hw, core_of_hw]), axis=1)  # (population, core), sorted
+    cores_of = np.split(pairs[1], np.searchsorted(pairs[0], np.arange(1, n)))
+    n_syn = np.bincount(syn_pop, minlength=n)
+    wmax, emax, fmax = (np.zeros(n, np.int64) for _ in range(3))
+    has_w = n_syn > 0
+    np.maximum.at(wmax, syn_pop, np.abs(s["syn_weight"].astype(np.int64)))
+    np.maximum.at(emax, syn_pop, s["syn_exponent"].astype(np.int64))
     # kernels (mesh.kernels): counted from their geometry
     kr, hw = p.kernels, p.ports["population_hw"]
     offsets = np.cumsum([0] + sizes)
-    kernel_syn, kernel_w, kernel_e = np.zeros(len(sizes), np.int64), {}, {}
     for j, g in enumerate(p.geometries):
         t0 = int(kr["target"][j])
         k = int(np.searchsorted(offsets, t0, side="right") - 1)
         fan = g.fanin()
         fan_in[hw[t0:t0 + len(fan)]] += fan
-        kernel_syn[k] += int(fan.sum())
+        n_syn[k] += int(fan.sum())
         w = kr["weights"][kr["weight_start"][j]:kr["weight_start"][j + 1]]
-        kernel_w[k] = max(kernel_w.get(k, 0), int(np.abs(w).max()) if len(w) else 0)
-        kernel_e[k] = max(kernel_e.get(k, 0), int(kr["exponent"][j]))
+        wmax[k] = max(wmax[k], int(np.abs(w).max()) if len(w) else 0)
+        emax[k] = max(emax[k], int(kr["exponent"][j]))
+        has_w[k] = True
+    np.maximum.at(fmax, pop_of_hw, fan_in)
     rows = []
     for k, q in enumerate(p.meta["populations"]):
-        mine = pop_of_hw == k
-        cores = np.unique(core_of_hw[mine])
-        weights = s["syn_weight"][syn_pop == k]
-        exps = np.append(s["syn_exponent"][syn_pop == k], [kernel_e[k]] if k in kernel_e else [])
-        wmax = max(int(np.abs(weights).max()) if len(weights) else 0, kernel_w.get(k, 0))
-        weights = weights if k not in kernel_w else np.append(weights, kernel_w[k])
+        cores = cores_of[k]
         rows.append({
-            "name": q["name"], "neurons": sizes[k], "synapses": int(np.sum(syn_pop == k)) + int(kernel_syn[k]),
+            "name": q["name"], "neurons": sizes[k], "synapses": int(n_syn[k]),
             "cores": int(len(cores)), "core_ids": [int(v) for v in cores],
-            "weight_bits": wmax.bit_length() + 1 if len(weights) else None,
-            "weight_exponent_max": int(exps.max()) if len(exps) else None,
-            "max_fan_in": int(fan_in[mine].max()) if mine.any() else 0,
+            "weight_bits": int(wmax[k]).bit_length() + 1 if has_w[k] else None,
+            "weight_exponent_max": int(emax[k]) if has_w[k] else None,
+            "max_fan_in": int(fmax[k]),
             "max_core_axons": int(c["axons"][cores].max()) if len(cores) else 0,
             "input_axons_limit": int(chip.core.input_axons),
         })

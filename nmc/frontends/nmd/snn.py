@@ -35,6 +35,7 @@ def build_snn(b: Builder, body: list[lark.Tree]) -> Graph:
     itself or a later one follows its source and closes a loop (a forward reference)."""
     scope = Scope({}, {})
     pops: list[lark.Tree] = []
+    index: dict[str, int] = {}  # population name → declaration order
     connects: list[_Connect] = []
     encoders: dict[str, Value] = {}
     outputs = None
@@ -48,8 +49,9 @@ def build_snn(b: Builder, body: list[lark.Tree]) -> Graph:
             b.let(s, scope)
         elif s.data == "pop":
             name_tok = s.children[0]
-            if str(name_tok) in encoders or any(str(p.children[0]) == str(name_tok) for p in pops):
+            if str(name_tok) in encoders or str(name_tok) in index:
                 raise b.err(name_tok, f"'{name_tok}' is already defined")
+            index[str(name_tok)] = len(pops)
             pops.append(s)
         elif s.data == "connect":
             connects.append(_Connect(s, str(s.children[0]), str(s.children[1])))
@@ -62,8 +64,11 @@ def build_snn(b: Builder, body: list[lark.Tree]) -> Graph:
                            hint="write a spiking network with pop and connect, an ANN with layer chains, not both")
         else:
             raise b.err(s, f"'{s.data}' is not allowed here")
-    index = {str(p.children[0]): i for i, p in enumerate(pops)}
+    into: dict[str, list[_Connect]] = {}  # the connects by destination and by source, in file order
+    out_of: dict[str, list[_Connect]] = {}
     for c in connects:
+        into.setdefault(c.dst, []).append(c)
+        out_of.setdefault(c.src, []).append(c)
         src_tok, dst_tok = c.stmt.children[0], c.stmt.children[1]
         if c.src not in index and c.src not in encoders:
             raise b.err(src_tok, f"unknown source '{c.src}'; a projection starts at an input or a population",
@@ -80,8 +85,8 @@ def build_snn(b: Builder, body: list[lark.Tree]) -> Graph:
         name = str(name_tok)
         shape = b.shape(shape_node, scope) if shape_node is not None else None
         currents = []
-        for c in connects:
-            if c.dst == name and (c.src in encoders or index[c.src] < i):
+        for c in into.get(name, ()):
+            if c.src in encoders or index[c.src] < i:
                 v = _projection(b, c, encoders.get(c.src) or populations[c.src].result, shape, scope)
                 shape = shape or v.type.shape
                 currents.append(v)
@@ -90,8 +95,8 @@ def build_snn(b: Builder, body: list[lark.Tree]) -> Graph:
                            hint=f"give it one (pop {name}: [64] ...), or a projection into it from an earlier population or input")
         args = b.bind(model, scope, _MODELS, "neuron model")
         populations[name] = _MODELS[str(model.children[0])].fn(b, args, shape, currents, name)
-        for c in connects:
-            if c.src == name and index[c.dst] <= i:
+        for c in out_of.get(name, ()):
+            if index[c.dst] <= i:
                 target = populations[c.dst]
                 target.currents.append(_projection(b, c, populations[name].result, target.result.type.shape, scope))
     if outputs is None:
