@@ -126,7 +126,9 @@ _NESTING = re.compile(r"[(\[{)\]}\-+!~]")
 # bytes the stage keeps per synapse and per neuron; tests/test_bad_input.py checks each against
 # the peak tracemalloc measures on a medium model.
 
-COMPILE_BYTES_PER_SYNAPSE = 320  # netlist columns, their sorted copies, partition tables, emitted sections
+MAP_BYTES_PER_NEURON = 256  # partition boxes, placement and routing tables, emitted neuron sections
+MAP_BYTES_PER_WEIGHT = 24  # a kept weight array: the graph's, its quantised copy, the emitted kernel section
+MAP_BYTES_PER_LISTED_SYNAPSE = 320  # a sparse synapse: netlist columns, sorted copies, partition tables, section
 CALIBRATION_BYTES_PER_ELEMENT = 24  # every activation of every calibration sample, kept at once
 RUN_BYTES_PER_SYNAPSE = 48  # synapse tables (CSR, per-delay splits) of the emulator or CPU runtime
 RUN_BYTES_PER_STATE = 64  # per sample and neuron: voltage, current, counts, delay lines of a step
@@ -181,12 +183,34 @@ def check_calibration(graph, samples: int) -> None:
                 "fewer calibration samples (--calib)")
 
 
+def mapped_sizes(graph) -> tuple[int, int, int]:
+    """(neurons, kept weights, listed synapses) of a spiking ``graph`` as the mapping by shape
+    holds it (docs/mesh-target.md): convolution, pooling, dense and one-to-one projections keep
+    their weight arrays, never expanded; only sparse projections list their synapses."""
+    import math
+
+    neurons = weights = listed = 0
+    for op in graph.ops:
+        if op.KIND == "snn.population":
+            neurons += math.prod(op.result.type.shape)
+        elif op.KIND == "snn.project":
+            if getattr(op, "kind", None) == "sparse":
+                listed += int(op.indices.size)
+            else:
+                weights += math.prod(getattr(op.weight, "shape", ()) or (1,))
+    return neurons, weights, listed
+
+
 def check_mapping(graph) -> None:
     """Mapping (partition, place, route) and emission, estimated from the spiking ``graph``
-    before the first mapping pass: the expanded synapses."""
-    _, synapses = graph_sizes(graph)
-    check_stage("mapping (partition, place, route) and emission", synapses * COMPILE_BYTES_PER_SYNAPSE,
-                f"{synapses} synapses × {COMPILE_BYTES_PER_SYNAPSE} B", "a model with fewer synapses")
+    before the first mapping pass: its neurons, the weight arrays the image keeps and the
+    synapses of sparse projections, which alone are listed one by one (:func:`mapped_sizes`).
+    Placement's distance matrix (board slots squared) is not included."""
+    neurons, weights, listed = mapped_sizes(graph)
+    need = neurons * MAP_BYTES_PER_NEURON + weights * MAP_BYTES_PER_WEIGHT + listed * MAP_BYTES_PER_LISTED_SYNAPSE
+    check_stage("mapping (partition, place, route) and emission", need,
+                f"{neurons} neurons × {MAP_BYTES_PER_NEURON} B + {weights} weights × {MAP_BYTES_PER_WEIGHT} B + "
+                f"{listed} listed synapses × {MAP_BYTES_PER_LISTED_SYNAPSE} B", "a smaller model")
 
 
 def check_run(graph, samples: int, steps: int, backend: str) -> None:

@@ -399,8 +399,8 @@ def test_pass_memory_is_estimated_before_work(tmp_path, monkeypatch):
     np.save(tmp_path / "x.npy", np.full((2, 4), 0.5, np.float32))
     monkeypatch.setenv("NMC_MAX_MEMORY", "64M")  # restored after the test (the CLI option sets it too)
     out = tmp_path / "w.nmb"
-    refused(nmc("compile", model, "--target", "mesh", "-o", out, "--report", tmp_path / "r.json", "--max-memory", "64M"),
-            "mapping (partition, place, route)", "synapses × 320 B", "over the limit of 64 MiB", "--max-memory")
+    refused(nmc("compile", model, "--target", "mesh", "-o", out, "--report", tmp_path / "r.json", "--max-memory", "16M"),
+            "mapping (partition, place, route)", "weights × 24 B", "over the limit of 16 MiB", "--max-memory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.nmd", "x.npy"]
     refused(nmc("run", model, "--input", tmp_path / "x.npy", "--max-memory", "40M", "-o", tmp_path / "o.npy"),
             "the run (reference backend)", "over the limit of 40 MiB")
@@ -454,7 +454,9 @@ def test_estimates_match_measured_peaks():
     measured = {"calibration": (peak(lambda: compile_graph(ann, "cpu", calibration=calib)),
                                 200 * neurons * limits.CALIBRATION_BYTES_PER_ELEMENT)}
     neurons, synapses = limits.graph_sizes(snn)
-    measured["mapping"] = (peak(lambda: compile_graph(snn, "mesh")), synapses * limits.COMPILE_BYTES_PER_SYNAPSE)
+    n, w, listed = limits.mapped_sizes(snn)
+    measured["mapping"] = (peak(lambda: compile_graph(snn, "mesh")), n * limits.MAP_BYTES_PER_NEURON
+                           + w * limits.MAP_BYTES_PER_WEIGHT + listed * limits.MAP_BYTES_PER_LISTED_SYNAPSE)
     x = rng.random((100, 1, 16, 16)).astype(np.float32)
     for backend in ("reference", "emulator"):
         for T in (16, 64):
