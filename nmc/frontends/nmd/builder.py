@@ -233,7 +233,8 @@ class Builder:
             if isinstance(v, Splat):
                 if np.issubdtype(dtype, np.integer) and not float(v.value).is_integer():
                     raise self.err(arg.node, f"{what} must be an integer in an integer network, got {v.value}")
-                return Blob(np.full(shape, v.value, dtype=dtype), init=v)
+                with np.errstate(over="ignore"):  # a value past f32's range becomes inf, refused as not finite
+                    return Blob(np.full(shape, v.value, dtype=dtype), init=v)
             return Blob(random_array(v.dist, v.seed, v.scale, shape, dtype), init=v)
         if isinstance(v, list):
             try:
