@@ -73,6 +73,18 @@ def _scaled(layer, gain):
     return layer
 
 
+def _stateful_counts(module, x):
+    """Spike counts of a loaded module that takes and returns its state each step (snnTorch's
+    and rockpool's ``from_nir`` graphs), over the steps of ``x`` [batch, T, ...]."""
+    torch = _torch()
+    counts, state = 0, None
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            out, state = module(torch.from_numpy(x[:, t]), state)
+            counts = counts + out.numpy()
+    return counts
+
+
 class SnnTorch:
     """snnTorch 1.0: ``export_to_nir`` / ``import_from_nir``.  Its exporter fails on a batched
     sample (nir's type check sees ``[1, 16]`` against ``[16]``) and on scalar ``beta``, so the
@@ -126,15 +138,7 @@ class SnnTorch:
 
         return import_from_nir(graph)
 
-    @staticmethod
-    def run_loaded(module, x):
-        torch = _torch()
-        counts, state = 0, None
-        with torch.no_grad():
-            for t in range(x.shape[1]):
-                out, state = module(torch.from_numpy(x[:, t]), state)
-                counts = counts + out.numpy()
-        return counts
+    run_loaded = staticmethod(_stateful_counts)
 
 
 class Norse:
@@ -227,15 +231,7 @@ class Rockpool:
 
         return from_nir(graph)
 
-    @staticmethod
-    def run_loaded(module, x):
-        torch = _torch()
-        counts, state = 0, None
-        with torch.no_grad():
-            for t in range(x.shape[1]):
-                out, state = module(torch.from_numpy(x[:, t]), state)
-                counts = counts + out.numpy()
-        return counts
+    run_loaded = staticmethod(_stateful_counts)
 
 
 class Sinabs:
