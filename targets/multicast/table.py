@@ -1,0 +1,63 @@
+"""Router tables of a multicast machine: key/mask entries and how a router looks a key up.
+
+A packet carries a key.  A router compares it with its entries in order; the first entry with
+``key & entry.mask == entry.key`` gives the route, a bit set of where copies go: bits 0–5 are
+the chip's six links (:data:`LINKS`), bit ``6 + p`` is processor ``p`` of this chip.  A key
+that matches no entry is *default routed*: it leaves by the link opposite the one it came in
+on (and is dropped if it came from a processor of this chip, which has no opposite).
+
+Every module of the class (key allocation, tree building, compression, the image, the
+emulator) speaks these types, so a table can be checked against another exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LINKS = ("E", "NE", "N", "W", "SW", "S")
+"""Link ``i`` of a chip, as SpiNNaker numbers them; link ``i`` of one chip meets link
+``opposite(i)`` of its neighbour."""
+N_LINKS = len(LINKS)
+
+
+def opposite(link: int) -> int:
+    """The link a packet leaving by ``link`` arrives on at the next chip."""
+    return (link + 3) % N_LINKS
+
+
+def link_bit(link: int) -> int:
+    return 1 << link
+
+
+def core_bit(processor: int) -> int:
+    return 1 << (N_LINKS + processor)
+
+
+@dataclass(frozen=True, order=True)
+class RoutingEntry:
+    """One router entry: packets with ``key & mask == key`` go to ``route``.
+
+    ``key & ~mask`` must be zero (bits outside the mask are "don't care" in the packet and
+    must be zero in the entry).
+    """
+
+    key: int
+    mask: int
+    route: int
+
+    def __post_init__(self):
+        if self.key & ~self.mask:
+            raise ValueError(f"entry key {self.key:#x} has bits outside its mask {self.mask:#x}")
+        if self.route < 0:
+            raise ValueError(f"entry route {self.route:#x} is negative")
+
+    def matches(self, key: int) -> bool:
+        return key & self.mask == self.key
+
+
+def lookup(entries, key: int) -> int | None:
+    """The route of the first entry matching ``key``, or ``None`` (default routing applies)."""
+    for entry in entries:
+        if key & entry.mask == entry.key:
+            return entry.route
+    return None
