@@ -295,3 +295,13 @@ def test_random_split_graphs_are_bit_identical(seed, C, H, out_c, n_out, bits, s
         assert "even with fan-in splitting" in str(err)
         return
     assert_identical(graph, inputs, image)
+
+
+def test_the_emulator_sends_partial_sums_through_their_width(split_image):
+    """The split really runs as messages: narrowing ``partial_bits`` in the section (which the
+    mapping would never choose for these weights) clips them and changes the outputs."""
+    image, inputs = split_image
+    exact = prepare(image)(inputs)
+    clipped = prepare(_edit(image, lambda a: a.update(partial_bits=np.array([3]))))(inputs)
+    assert clipped.stats["partial_sums"] > 0
+    assert any(not np.array_equal(a, b) for a, b in zip(exact.outputs, clipped.outputs))

@@ -46,6 +46,7 @@ class Mapping:
         self.core_start = np.zeros(len(cores) + 1, np.int64)
         h = 0
         self.dendrites = [c for c in cores if c.partial]  # fan-in splitting: cores holding partial sums
+        self._split = {d.pops[0].owner for d in self.dendrites}  # populations with dendrite cores
         for c in cores:
             if c.partial:
                 self.core_start[c.id + 1] = h
@@ -94,7 +95,7 @@ class Mapping:
             pop = core.pops[0].owner
             runs = list(zip(core.slices[::2], core.slices[1::2]))
             return [(pop, ("part", tuple(part), box)) for box in runs_to_boxes(runs, view3(pop.result.type.shape))]
-        split = {d.pops[0].owner for d in self.dendrites}
+        split = self._split
         out = []
         for pop, piece in core_pieces(self.net, core.pops, core.slices):
             if pop in split:  # a shaped population: core_pieces gives its boxes
