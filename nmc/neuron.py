@@ -10,6 +10,15 @@ Integer neurons (``bits > 0``), one step with input current ``I``::
     v = sat(decay(v, dv) + u + bias)     decay(x, d) = sign(x) · ((|x| · (4096 − d)) >> 12)
     spike where v > threshold; then v -= threshold (reset subtract) or v = 0 (reset zero)
 
+Reset ``subtract_delayed`` (snnTorch's ``Leaky``/``Synaptic`` with their default
+``reset_delay=True``) keeps ``v`` as it is when the neuron fires and takes the threshold off
+in the next step, after the decay::
+
+    v = sat(decay(v, dv) + u + bias − threshold · [v_before > threshold])
+
+so the neuron keeps ``(dv/4096)·threshold`` more than after ``subtract``; a membrane read-out
+sees the voltage before the reset, as snnTorch's ``mem`` does.
+
 Float neurons follow the same equations with ``decay(x, d) = x · (4096 − d) / 4096`` and no
 saturation.  Bit-shift neurons (``leak = shift``): :class:`ShiftNeuronState` and
 :func:`deliver_in_order`.
@@ -50,7 +59,8 @@ def decay(x: np.ndarray, d: np.ndarray, integer: bool) -> np.ndarray:
 @dataclass
 class NeuronParams:
     """Per-neuron parameters, flat ``[neurons]``: ``threshold``, ``bias``, ``du``, ``dv``,
-    ``v0``; ``reset_zero`` (True: reset to zero, else subtract the threshold); ``bits``
+    ``v0``; ``reset_zero`` (True: reset to zero, else subtract the threshold);
+    ``reset_delayed`` (True: subtract it one step late, reset ``subtract_delayed``); ``bits``
     (0: float neurons; a number or one per neuron)."""
 
     threshold: np.ndarray
@@ -60,6 +70,7 @@ class NeuronParams:
     v0: np.ndarray
     reset_zero: np.ndarray | bool
     bits: np.ndarray | int
+    reset_delayed: np.ndarray | bool = False
 
     @property
     def integer(self) -> bool:
@@ -88,10 +99,13 @@ class NeuronState:
         if integer:
             u = saturate(u, p.bits)
         v = decay(self.v, p.dv, integer) + u + p.bias
+        if np.any(p.reset_delayed):  # the threshold of last step's spike
+            v = v - np.where(p.reset_delayed & (self.v > p.threshold), p.threshold, 0)
         if integer:
             v = saturate(v, p.bits)
         fired = v > p.threshold
-        self.v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
+        reset = fired & ~np.asarray(p.reset_delayed)
+        self.v = np.where(reset, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
         self.u = u.astype(self.u.dtype)
         return fired.astype(np.int64)
 

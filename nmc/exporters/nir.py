@@ -211,9 +211,9 @@ class _Exporter:
         spiking = bool(np.all(np.isfinite(th)))
         if not spiking and not np.all(np.isinf(th)):
             raise self.error(pop, "some neurons have an infinite threshold and some do not")
-        if spiking and pop.reset != "zero" and self.compat != "rockpool":  # rockpool's LIFTorch subtracts
-            raise self.error(pop, "NIR has no subtractive reset (its neurons reset to v_reset)",
-                             hint="use reset = zero (import NIR files without --reset subtract)")
+        if spiking and pop.reset != "zero" and not (self.compat == "rockpool" and pop.reset == "subtract"):
+            raise self.error(pop, self._reset_refusal(pop.reset),
+                             hint="only a reset = zero graph can be written (and it runs differently from this one)")
         zeros = np.zeros(shape)
         name = self.name(pop)
         if np.all(du == 1) and np.all(dv == 1):
@@ -272,6 +272,17 @@ class _Exporter:
             self.in_scale[id(pop)] = (1 / (1 - du)).reshape(-1)
         self.nodes[name] = nir.CubaLIF(v_threshold=th, v_reset=zeros, **kw) if spiking else nir.CubaLI(**kw)
         return np.zeros(b.size)
+
+    def _reset_refusal(self, reset: str) -> str:
+        """Why a population that resets by ``reset`` (not zero) cannot be written for the reader."""
+        what = ("reset = subtract_delayed (the threshold taken off one step after the spike)"
+                if reset == "subtract_delayed" else "reset = subtract")
+        if self.compat == "snntorch":
+            return (f"{what}: snnTorch's import_from_nir builds every Leaky and Synaptic with "
+                    "reset_mechanism='zero' and reads no reset field from the file, so no NIR file makes it subtract")
+        if self.compat == "rockpool":
+            return f"{what}: rockpool's LIFTorch subtracts the threshold in the step it fires"
+        return f"{what}: NIR has no subtractive reset (its neurons reset to v_reset)"
 
     def _projection(self, p: Op, pop: Op, extra_delay: int, biases: dict, readouts: dict) -> None:
         import nir

@@ -37,9 +37,11 @@ def load_nir(path: str, dt: float | None = None, reset: str | None = None, conve
     """Read a NIR file into an ``snn`` graph (docs/nir.md).
 
     ``dt`` (seconds) is required when a node has time constants or delays; ``reset`` is
-    ``"zero"`` (NIR's definition, the default) or ``"subtract"``.  The graph records ``dt`` in
-    its meta.  ``convention`` names the library whose reading of the parameters the file
-    follows (``snntorch``, ``norse``, ``sinabs``; default ``nir``, NIR's equations).  Raises
+    ``"zero"`` (NIR's definition, the default), ``"subtract"`` or ``"subtract_delayed"`` (the
+    threshold comes off one step late, as snnTorch's default ``reset_delay``; ``"subtract"``
+    means that under ``convention="snntorch"``).  The graph records ``dt`` in its meta.
+    ``convention`` names the library whose reading of the parameters the file follows
+    (``snntorch``, ``norse``, ``sinabs``, ``rockpool``; default ``nir``, NIR's equations).  Raises
     :class:`NmcError` naming the node for anything nmc cannot map."""
     return Importer(path, dt, reset, convention).load(read_nir(path))
 

@@ -23,7 +23,7 @@ NON_SPIKING = ("I", "LI", "CubaLI")
 WINDOWED = ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d")
 DENSE = ("Affine", "Linear", "Scale")
 LINEAR = DENSE + WINDOWED + ("Flatten", "Delay")
-RESETS = ("zero", "subtract")
+RESETS = ("zero", "subtract", "subtract_delayed")
 CONVENTIONS = ("nir", "snntorch", "norse", "sinabs", "rockpool")  # how the library's file means its parameters (docs/nir.md)
 
 
@@ -81,7 +81,10 @@ class Importer:
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise NmcError(f"dt must be a positive number of seconds, got {dt}", hint="pass --dt SECONDS, e.g. --dt 1e-4")
         if reset is not None and reset not in RESETS:
-            raise NmcError(f"unknown reset mode '{reset}'", hint="reset is 'zero' (NIR's definition) or 'subtract'")
+            raise NmcError(f"unknown reset mode '{reset}'", hint="reset is 'zero' (NIR's definition), 'subtract' "
+                                                                "or 'subtract_delayed' (docs/nir.md)")
+        if reset == "subtract" and self.convention == "snntorch":
+            reset = "subtract_delayed"  # snnTorch's Leaky/Synaptic subtract one step late (reset_delay=True)
         self.dt = dt
         self.reset = reset or "zero"
 
