@@ -323,7 +323,10 @@ class _Exporter:
                 np.add.at(dense, (p.indices.data, rows), w)
                 w = dense
             if len(src_shape) > 1:
-                chain.append((f"{name}.flatten", nir.Flatten(input_type={"input": np.array(src_shape)}, start_dim=0)))
+                # axes counted from the end: torch readers (snnTorch's, Norse's) make it nn.Flatten(start_dim,
+                # end_dim), which then keeps their batch axis (start_dim = 0 would fold it in)
+                chain.append((f"{name}.flatten", nir.Flatten(input_type={"input": np.array(src_shape)},
+                                                             start_dim=-len(src_shape), end_dim=-1)))
             if len(out_shape) > 1:
                 raise self.error(p, f"a dense projection into a population of shape {list(out_shape)}: NIR has no reshape")
             if has_bias or self.compat == "sinabs":  # sinabs reads no Linear
