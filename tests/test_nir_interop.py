@@ -25,7 +25,7 @@ DTS = {"snntorch": 1e-4, "norse": 1e-3, "rockpool": 1e-3, "sinabs": 1e-3}  # eac
 
 # (library, network) → the convention under which nmc's spike counts equal the library's.
 EXACT = {
-    ("snntorch", "mlp_lif"): "nir", ("snntorch", "mlp_if"): "nir", ("snntorch", "cnn_lif"): "nir",
+    ("snntorch", "mlp_lif"): "nir", ("snntorch", "mlp_if"): "nir", ("snntorch", "cnn_lif"): "nir",  # mlp_lif_subtract: below
     ("norse", "mlp_iaf"): "nir", ("norse", "mlp_lifbox"): "norse", ("norse", "mlp_lif"): "norse",
     ("sinabs", "mlp_iaf"): "nir", ("sinabs", "mlp_lif"): "sinabs",
     ("rockpool", "mlp_lif"): "rockpool",
@@ -51,13 +51,61 @@ def test_library_files_run_exactly_as_the_library_ran_them(lib, name):
     assert expected.sum() > 0 and np.array_equal(counts, expected)
 
 
-def test_snntorch_subtractive_reset_differs_by_its_reset_timing():
-    # snnTorch subtracts the threshold one step after the spike (reset_delay): the membrane
-    # loses (1 − β)·θ less than nmc's (and NIR's) immediate reset; the counts differ slightly.
+def test_snntorch_files_do_not_show_the_reset_mechanism():
+    # snnTorch's export_to_nir writes Leaky(reset_mechanism="subtract") and ("zero") alike:
+    # same nodes, v_reset = 0, no metadata; only the weights differ
+    def fields(name):
+        out = {}
+        with h5py.File(os.path.join(DATA, "snntorch", f"{name}.nir"), "r") as f:
+            f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
+            out["attrs"] = dict(f.attrs)
+        return {k: v for k, v in out.items() if not k.endswith(("weight", "bias", "edges"))}
+
+    zero, subtract = fields("mlp_lif"), fields("mlp_lif_subtract")
+    assert zero.keys() == subtract.keys() and any(k.endswith("v_reset") for k in zero)
+    assert all(np.array_equal(zero[k], subtract[k]) for k in zero if k != "attrs") and zero["attrs"] == subtract["attrs"]
+
+
+def test_snntorch_subtractive_reset_is_read_as_snntorch_ran_it():
+    # snnTorch's Leaky subtracts the threshold one step after the spike (reset_delay=True, its
+    # default): reset = subtract_delayed, which --convention snntorch --reset subtract means.
+    # NIR's immediate subtraction keeps (1 − β)·θ less, and the counts differ.
     counts, expected = _run("snntorch", "mlp_lif_subtract", "nir", reset="subtract")
     assert expected.sum() > 0 and not np.array_equal(counts, expected)
-    with pytest.raises(NmcError, match="no subtractive reset"):  # and NIR cannot say it back
-        to_nir(load_nir(os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir"), dt=1e-4, reset="subtract"))
+    for convention, reset in (("snntorch", "subtract"), ("nir", "subtract_delayed")):
+        counts, expected = _run("snntorch", "mlp_lif_subtract", convention, reset=reset)
+        assert np.array_equal(counts, expected), (convention, reset)
+    graph = load_nir(os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir"), convention="snntorch", reset="subtract")
+    assert {p.reset for p in graph.walk("snn.population")} == {"subtract_delayed"}
+
+
+def test_snntorch_subtractive_reset_cannot_be_written_back(tmp_path):
+    graph = load_nir(os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir"), convention="snntorch", reset="subtract")
+    with pytest.raises(NmcError, match="subtract_delayed .*NIR has no subtractive reset"):
+        to_nir(graph)
+    with pytest.raises(NmcError, match="snnTorch's import_from_nir builds every Leaky .*reads no reset field"):
+        export_nir(graph, tmp_path / "s.nir", compat="snntorch")
+    with pytest.raises(NmcError, match="rockpool's LIFTorch subtracts the threshold in the step it fires"):
+        to_nir(graph, compat="rockpool")
+    assert not (tmp_path / "s.nir").exists()
+
+
+@pytest.mark.parametrize("target, message", [("mesh", "supported: subtract, zero"), ("xylo-audio", "supported: subtract\n")])
+def test_chips_refuse_the_delayed_reset(target, message, tmp_path, capsys):
+    # their Formats list the resets their neurons have; quantize (the first pass that needs them) refuses
+    path = os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir")
+    assert main(["compile", path, "--convention", "snntorch", "--reset", "subtract", "--target", target,
+                 "-o", str(tmp_path / "x.nmb")]) == 1
+    err = capsys.readouterr().err
+    assert "node '1' (LIF): error: the target's neurons do not support reset 'subtract_delayed'" in err and message in err
+    assert not (tmp_path / "x.nmb").exists()
+
+
+def test_cli_reads_the_delayed_reset(tmp_path):
+    out = tmp_path / "s.nmir"
+    path = os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir")
+    assert main(["import", path, "--dt", "1e-4", "--reset", "subtract_delayed", "-o", str(out)]) == 0
+    assert "reset = subtract_delayed" in out.read_text()
 
 
 def test_rockpool_recurrent_file_has_no_recurrent_weights():
@@ -158,6 +206,15 @@ def test_export_says_what_a_library_cannot_read(lib, message, tmp_path):
         export_nir(_readout_graph(), tmp_path / "x.nir", compat=lib)
     assert not (tmp_path / "x.nir").exists()
     to_nir(_readout_graph())  # NIR itself says it
+
+
+def test_flatten_keeps_a_torch_readers_batch_axis():
+    # snnTorch's reader makes Flatten torch's nn.Flatten(start_dim, end_dim): start_dim = 0 (what
+    # snnTorch itself writes) folds the batch into the features; axes counted from the end do not
+    flat = [n for n in nir.read(os.path.join(DATA, "snntorch", "nmc", "cnn_lif.nir")).nodes.values()
+            if type(n).__name__ == "Flatten"]
+    assert len(flat) == 1 and (int(flat[0].start_dim), int(flat[0].end_dim)) == (-3, -1)
+    assert list(flat[0].output_type["output"]) == [72]
 
 
 def test_cli_export_compat_warns(tmp_path, capsys):
