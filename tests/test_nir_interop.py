@@ -25,7 +25,10 @@ DTS = {"snntorch": 1e-4, "norse": 1e-3, "rockpool": 1e-3, "sinabs": 1e-3}  # eac
 
 # (library, network) → the convention under which nmc's spike counts equal the library's.
 EXACT = {
-    ("snntorch", "mlp_lif"): "nir", ("snntorch", "mlp_if"): "nir", ("snntorch", "cnn_lif"): "nir",  # mlp_lif_subtract: below
+    ("snntorch", "mlp_lif"): "nir", ("snntorch", "mlp_if"): "nir", ("snntorch", "cnn_lif"): "nir",
+    ("snntorch", "mlp_cuba"): "snntorch", ("snntorch", "rnn_lif"): "snntorch",  # Synaptic, RLeaky: zero_delayed
+    ("snntorch", "mlp_lif_subtract"): "snntorch", ("snntorch", "mlp_cuba_subtract"): "snntorch",
+    ("snntorch", "rnn_lif_subtract"): "snntorch",  # snnTorch's subtract: subtract_delayed
     ("norse", "mlp_iaf"): "nir", ("norse", "mlp_lifbox"): "norse", ("norse", "mlp_lif"): "norse",
     ("sinabs", "mlp_iaf"): "nir", ("sinabs", "mlp_lif"): "sinabs",
     ("rockpool", "mlp_lif"): "rockpool",
@@ -47,8 +50,30 @@ def test_every_library_network_has_a_file():
 
 @pytest.mark.parametrize("lib, name", sorted(EXACT))
 def test_library_files_run_exactly_as_the_library_ran_them(lib, name):
-    counts, expected = _run(lib, name, EXACT[(lib, name)])
+    # the *_subtract networks were built with subtractive reset, and are read with --reset subtract
+    counts, expected = _run(lib, name, EXACT[(lib, name)], reset="subtract" if name.endswith("_subtract") else None)
     assert expected.sum() > 0 and np.array_equal(counts, expected)
+
+
+@pytest.mark.parametrize("name", ["mlp_cuba", "rnn_lif", "mlp_lif_subtract", "mlp_cuba_subtract", "rnn_lif_subtract"])
+def test_snntorch_delayed_resets_differ_from_nirs(name):
+    # read by NIR's equations (resets in the step of the spike) the same files run differently
+    counts, expected = _run("snntorch", name, "nir", reset="subtract" if name.endswith("_subtract") else None)
+    assert not np.array_equal(counts, expected)
+
+
+def test_snntorch_convention_names_its_reset_mechanism():
+    # under --convention snntorch, zero and subtract are snnTorch's reset_mechanism: Leaky zeroes
+    # before integrating (NIR's zero); Synaptic and RLeaky zero the step after; all subtract late
+    def resets(name, reset=None):
+        graph = load_nir(os.path.join(DATA, "snntorch", f"{name}.nir"), convention="snntorch", reset=reset)
+        return [p.reset for p in graph.walk("snn.population")]
+
+    assert resets("mlp_lif") == ["zero", "zero"]
+    assert resets("mlp_cuba") == ["zero_delayed", "zero_delayed"]
+    assert resets("rnn_lif") == ["zero_delayed", "zero"]  # the RLeaky layer, then a Leaky
+    assert resets("rnn_lif", "subtract") == ["subtract_delayed", "subtract_delayed"]
+    assert resets("mlp_lif", "zero_delayed") == ["zero_delayed", "zero_delayed"]  # the explicit modes are literal
 
 
 def test_snntorch_files_do_not_show_the_reset_mechanism():
@@ -68,15 +93,10 @@ def test_snntorch_files_do_not_show_the_reset_mechanism():
 
 def test_snntorch_subtractive_reset_is_read_as_snntorch_ran_it():
     # snnTorch's Leaky subtracts the threshold one step after the spike (reset_delay=True, its
-    # default): reset = subtract_delayed, which --convention snntorch --reset subtract means.
-    # NIR's immediate subtraction keeps (1 − β)·θ less, and the counts differ.
-    counts, expected = _run("snntorch", "mlp_lif_subtract", "nir", reset="subtract")
-    assert expected.sum() > 0 and not np.array_equal(counts, expected)
-    for convention, reset in (("snntorch", "subtract"), ("nir", "subtract_delayed")):
-        counts, expected = _run("snntorch", "mlp_lif_subtract", convention, reset=reset)
-        assert np.array_equal(counts, expected), (convention, reset)
-    graph = load_nir(os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir"), convention="snntorch", reset="subtract")
-    assert {p.reset for p in graph.walk("snn.population")} == {"subtract_delayed"}
+    # default): reset = subtract_delayed, which --convention snntorch --reset subtract means, and
+    # which --reset subtract_delayed says without the convention (dt = 1e-4 given)
+    counts, expected = _run("snntorch", "mlp_lif_subtract", "nir", reset="subtract_delayed")
+    assert np.array_equal(counts, expected)
 
 
 def test_snntorch_subtractive_reset_cannot_be_written_back(tmp_path):
@@ -177,10 +197,11 @@ def test_exports_for_libraries_have_no_zero_v_reset(lib, name):
     assert lib != "snntorch" or all("." not in k for k in graph.nodes)
 
 
-@pytest.mark.parametrize("lib, convention", [("snntorch", "snntorch"), ("norse", "nir"), ("rockpool", "rockpool")])
+@pytest.mark.parametrize("lib, convention", [("snntorch", "nir"), ("norse", "nir"), ("rockpool", "rockpool")])
 def test_export_for_a_library_reads_back(lib, convention):
-    # nmc writes the parameters as the library's *reader* means them.  snnTorch's and
-    # rockpool's readers invert their writers, so their convention gives nmc's graph back;
+    # nmc writes the parameters as the library's *reader* means them.  snnTorch's reader
+    # resets at once (reset_delay=False), as NIR does, with dt = 1e-4; rockpool's reader
+    # inverts its writer, so its convention gives nmc's graph back;
     # Norse's reader takes NIR's tau (its writer does not), and sinabs' reader adds inputs
     # unscaled (unlike the layers its writer writes)
     for name in sorted(f[:-4] for f in os.listdir(os.path.join(DATA, lib, "nmc")) if f.endswith(".nir")):

@@ -98,8 +98,12 @@ def test_reset_modes(reset, train, final):
     # the threshold comes off a step late, after the decay: 0.75, 1.125 → spike (kept),
     # 0.5625 + 0.75 − 1 = 0.3125, 0.15625 + 0.75 = 0.90625
     ("subtract_delayed", [0, 1, 0, 0], 0.90625),
+    # zero: 0.75, 1.125 → spike → 0, 0.75, 1.125 → spike → 0
+    ("zero", [0, 1, 0, 1], 0.0),
+    # zero one step late, that step's input lost: 0.75, 1.125 → spike (kept), 0, 0.75
+    ("zero_delayed", [0, 1, 0, 0], 0.75),
 ])
-def test_a_delayed_reset_subtracts_after_the_next_decay(reset, train, final):
+def test_delayed_resets_act_in_the_step_after_the_spike(reset, train, final):
     text = one_neuron(f"dv = 2048, reset = {reset}", weight="0.75")
     res, spikes = run_train(text, [1, 1, 1, 1])
     assert spikes[:, 0].tolist() == train

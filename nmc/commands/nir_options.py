@@ -9,10 +9,10 @@ CONVENTIONS = ("nir", "snntorch", "norse", "sinabs", "rockpool")  # nmc.frontend
 
 def add_nir_options(p) -> None:
     p.add_argument("--dt", type=float, metavar="SECONDS", help="time step for NIR models")
-    p.add_argument("--reset", choices=("zero", "subtract", "subtract_delayed"),
-                   help="reset mode for NIR models (default zero, as NIR defines it); subtract_delayed takes the "
-                        "threshold off one step late, as snnTorch's Leaky does by default (reset_delay=True), and "
-                        "is what subtract means with --convention snntorch")
+    p.add_argument("--reset", choices=("zero", "subtract", "subtract_delayed", "zero_delayed"),
+                   help="reset mode for NIR models (default zero, as NIR defines it); the _delayed modes reset one "
+                        "step after the spike, as snnTorch's neurons do by default (reset_delay=True); with "
+                        "--convention snntorch, zero and subtract name snnTorch's reset_mechanism (docs/nir.md)")
     p.add_argument("--convention", choices=CONVENTIONS, metavar="LIB",
                    help="read a NIR model's parameters as LIB's exporter wrote them: snntorch (dt = 1e-4 unless "
                         "--dt), norse (tau = dt/tau_inv, the current jumps by the input), sinabs (tau in steps, "

@@ -140,6 +140,9 @@ class _Exporter:
         projections = [p for p in g.walk("snn.project") if not _is_bias_source(p.src.owner)]
         back, depth = self._timing(sources, projections)
         self.depth = depth
+        if back and self.compat == "snntorch":
+            self.warnings.append("the graph is recurrent: snnTorch 1.0's import_from_nir fails on recurrent graphs, "
+                                 "its own RLeaky files included (AttributeError in nirtorch's nir_to_torch)")
         target_of = {id(p): g.users(p.result)[0] for p in g.walk("snn.project")}
         biases: dict[int, np.ndarray] = {}
         for p in g.walk("snn.project"):
@@ -267,6 +270,10 @@ class _Exporter:
             if pop.reset == "zero":
                 self.warnings.append(f"{name}: rockpool's LIFTorch resets by subtraction, this population to zero; "
                                      "spike counts can differ")
+            if spiking:
+                self.warnings.append(f"{name}: rockpool's from_nir builds LIFTorch with its default max_spikes_per_dt "
+                                     "(many spikes per step), which NIR has no field for: set max_spikes_per_dt = 1 "
+                                     "on the loaded LIFTorch modules to run single spikes, as this population does")
             tau_mem = -dt / np.log1p(-dv)
             kw = dict(tau_syn=-dt / np.log1p(-du), tau_mem=tau_mem, r=tau_mem / dt - 1, v_leak=zeros, w_in=np.ones(shape))
             self.in_scale[id(pop)] = (1 / (1 - du)).reshape(-1)
@@ -275,13 +282,16 @@ class _Exporter:
 
     def _reset_refusal(self, reset: str) -> str:
         """Why a population that resets by ``reset`` (not zero) cannot be written for the reader."""
-        what = ("reset = subtract_delayed (the threshold taken off one step after the spike)"
-                if reset == "subtract_delayed" else "reset = subtract")
+        what = {"subtract_delayed": "reset = subtract_delayed (the threshold taken off one step after the spike)",
+                "zero_delayed": "reset = zero_delayed (v set to 0 one step after the spike)"}.get(reset, f"reset = {reset}")
         if self.compat == "snntorch":
             return (f"{what}: snnTorch's import_from_nir builds every Leaky and Synaptic with "
-                    "reset_mechanism='zero' and reads no reset field from the file, so no NIR file makes it subtract")
+                    "reset_mechanism='zero' and reset_delay=False, and reads no reset field from the file, so no NIR "
+                    "file makes it reset otherwise")
         if self.compat == "rockpool":
             return f"{what}: rockpool's LIFTorch subtracts the threshold in the step it fires"
+        if reset == "zero_delayed":
+            return f"{what}: NIR's neurons reset to v_reset in the step they fire"
         return f"{what}: NIR has no subtractive reset (its neurons reset to v_reset)"
 
     def _projection(self, p: Op, pop: Op, extra_delay: int, biases: dict, readouts: dict) -> None:

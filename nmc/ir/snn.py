@@ -43,7 +43,7 @@ PROJECTION_KINDS = ("dense", "conv2d", "pool", "maxgate", "one_to_one", "sparse"
 WINDOWED_KINDS = ("conv2d", "pool", "maxgate")  # kinds with strides and pads
 DECAY_ONE = 4096  # decays du, dv are in units of 1/4096
 LEAKS = ("linear", "shift")  # a population's decay arithmetic (snn.population, docs/ir.md)
-RESETS = ("subtract", "zero", "subtract_delayed")  # snn.population reset modes (nmc/neuron.py)
+RESETS = ("subtract", "zero", "subtract_delayed", "zero_delayed")  # snn.population reset modes (nmc/neuron.py)
 SHIFT_SYNAPSES = 2  # synaptic currents per neuron under leak = shift (du, du2)
 
 MAX_DELAY = (1 << 16) - 1  # the longest synaptic delay, in steps (a mesh image's syn_delay field)
@@ -287,7 +287,7 @@ class Population(Op):
                     "synapse, du2 and max_spikes apply to leak = shift only")
             return
         require(self, self.bits > 0, "leak = shift needs an integer population (bits > 0)")
-        require(self, self.reset != "subtract_delayed", "leak = shift resets in the step a neuron fires (subtract or zero)")
+        require(self, self.reset in ("subtract", "zero"), "leak = shift resets in the step a neuron fires (subtract or zero)")
         require(self, not self.synapse or len(self.synapse) == len(self.currents),
                 f"synapse names {len(self.synapse)} inputs; the population has {len(self.currents)}")
         require(self, all(0 <= k < SHIFT_SYNAPSES for k in self.synapse),

@@ -591,13 +591,15 @@ class Lowering:
         before = ld(v_row, state_t)
         v = self.add(pop, self.add(pop, decay(before, "dv"), u), get("bias"))
         theta = get("threshold")
-        if pop.reset == "subtract_delayed":  # the threshold of last step's spike, inside the saturation
+        delayed = pop.reset.endswith("_delayed")
+        if delayed:  # the reset of last step's spike (nmc.neuron), inside the saturation
             fired_before = b.icmp_signed(">", before, theta) if pop.bits else b.fcmp_ordered(">", before, theta)
-            v = b.select(fired_before, b.sub(v, theta) if pop.bits else b.fsub(v, theta), v)
+            reset = ir.Constant(vt, 0) if pop.reset == "zero_delayed" else (b.sub(v, theta) if pop.bits else b.fsub(v, theta))
+            v = b.select(fired_before, reset, v)
         if pop.bits:
             v = self.saturate(pop, v)
         fired = b.icmp_signed(">", v, theta) if pop.bits else b.fcmp_ordered(">", v, theta)
-        if pop.reset == "subtract_delayed":
+        if delayed:
             after = v
         else:
             after = (b.sub(v, theta) if pop.bits else b.fsub(v, theta)) if pop.reset == "subtract" \
