@@ -229,6 +229,16 @@ def test_export_says_what_a_library_cannot_read(lib, message, tmp_path):
     to_nir(_readout_graph())  # NIR itself says it
 
 
+def test_export_warns_what_the_reader_runs_differently():
+    warnings = []
+    to_nir(load_nir(os.path.join(DATA, "rockpool", "mlp_lif.nir"), dt=1e-3, convention="rockpool"), compat="rockpool",
+           warnings=warnings)
+    assert any("default max_spikes_per_dt" in w for w in warnings)
+    warnings = []
+    to_nir(load_nir(os.path.join(DATA, "snntorch", "rnn_lif.nir"), dt=1e-4), compat="snntorch", warnings=warnings)
+    assert any("recurrent graphs" in w for w in warnings)
+
+
 def test_flatten_keeps_a_torch_readers_batch_axis():
     # snnTorch's reader makes Flatten torch's nn.Flatten(start_dim, end_dim): start_dim = 0 (what
     # snnTorch itself writes) folds the batch into the features; axes counted from the end do not
