@@ -10,6 +10,17 @@ Integer neurons (``bits > 0``), one step with input current ``I``::
     v = sat(decay(v, dv) + u + bias)     decay(x, d) = sign(x) · ((|x| · (4096 − d)) >> 12)
     spike where v > threshold; then v -= threshold (reset subtract) or v = 0 (reset zero)
 
+The delayed resets (snnTorch's neurons with their default ``reset_delay=True``) keep ``v`` as
+it is when the neuron fires and reset in the next step, after the integration: where
+``v_before > threshold``, ``subtract_delayed`` takes the threshold off and ``zero_delayed``
+sets ``v`` to 0 (that step's input is lost)::
+
+    v = sat(decay(v, dv) + u + bias − threshold · [v_before > threshold])     subtract_delayed
+    v = 0 if v_before > threshold else sat(decay(v, dv) + u + bias)          zero_delayed
+
+``subtract_delayed`` keeps ``(dv/4096)·threshold`` more than ``subtract``; a membrane
+read-out sees the voltage before the reset, as snnTorch's ``mem`` does.
+
 Float neurons follow the same equations with ``decay(x, d) = x · (4096 − d) / 4096`` and no
 saturation.  Bit-shift neurons (``leak = shift``): :class:`ShiftNeuronState` and
 :func:`deliver_in_order`.
@@ -50,7 +61,8 @@ def decay(x: np.ndarray, d: np.ndarray, integer: bool) -> np.ndarray:
 @dataclass
 class NeuronParams:
     """Per-neuron parameters, flat ``[neurons]``: ``threshold``, ``bias``, ``du``, ``dv``,
-    ``v0``; ``reset_zero`` (True: reset to zero, else subtract the threshold); ``bits``
+    ``v0``; ``reset_zero`` (True: reset to zero, else subtract the threshold);
+    ``reset_delayed`` (True: reset one step late, ``subtract_delayed``/``zero_delayed``); ``bits``
     (0: float neurons; a number or one per neuron)."""
 
     threshold: np.ndarray
@@ -60,6 +72,7 @@ class NeuronParams:
     v0: np.ndarray
     reset_zero: np.ndarray | bool
     bits: np.ndarray | int
+    reset_delayed: np.ndarray | bool = False
 
     @property
     def integer(self) -> bool:
@@ -88,10 +101,14 @@ class NeuronState:
         if integer:
             u = saturate(u, p.bits)
         v = decay(self.v, p.dv, integer) + u + p.bias
+        if np.any(p.reset_delayed):  # the reset of last step's spike
+            before = p.reset_delayed & (self.v > p.threshold)
+            v = np.where(before, np.where(p.reset_zero, 0, v - p.threshold), v)
         if integer:
             v = saturate(v, p.bits)
         fired = v > p.threshold
-        self.v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
+        reset = fired & ~np.asarray(p.reset_delayed)
+        self.v = np.where(reset, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
         self.u = u.astype(self.u.dtype)
         return fired.astype(np.int64)
 

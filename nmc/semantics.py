@@ -326,7 +326,8 @@ def population_params(op: Op) -> NeuronParams:
     shape = op.result.type.shape
     flat = {name: param_array(getattr(op, name), shape, dtype).reshape(-1)
             for name in ("threshold", "bias", "du", "dv", "v0")}
-    return NeuronParams(**flat, reset_zero=op.reset == "zero", bits=op.bits)
+    return NeuronParams(**flat, reset_zero=op.reset in ("zero", "zero_delayed"), bits=op.bits,
+                        reset_delayed=op.reset.endswith("_delayed"))
 
 
 def neuron_state(op: Op, batch: int) -> NeuronState | ShiftNeuronState:

@@ -136,8 +136,10 @@ class Quantize(Pass):
     def quantize_population(self, replacements, pop, ctx, chip, bits, limit, steps) -> None:
         f = chip.formats
         if pop.reset not in f.reset_modes:
+            late = ("; they reset in the step a neuron fires, this population one step later (snnTorch's "
+                    "reset_delay, which --convention snntorch reads)") if pop.reset.endswith("_delayed") else ""
             raise NmcError(f"the target's neurons do not support reset '{pop.reset}'", pop.loc,
-                           hint=f"supported: {', '.join(f.reset_modes)}")
+                           hint=f"supported: {', '.join(f.reset_modes)}{late}")
         shape = pop.result.type.shape
         arr = {n: param_array(getattr(pop, n), shape) for n in pop.PARAMS}
         spiking = bool(np.all(np.isfinite(arr["threshold"])))

@@ -156,7 +156,7 @@ def networks(draw, integer: bool, recurrent: bool = True, dense_bias: bool = Fal
         pshape = first.type.shape if len(first.type.shape) == 3 or draw(st.booleans()) else (size,)
         params = {name: kind_of.param(draw, name, pshape) for name in snn.Population.PARAMS}
         pop = snn.Population(currents=currents, declared_type=SpikeType(tuple(pshape)),
-                             reset=draw(st.sampled_from(["subtract", "zero"])), bits=kind_of.bits,
+                             reset=draw(st.sampled_from(snn.RESETS)), bits=kind_of.bits,
                              **{k: v for k, v in params.items() if v is not None})
         g.add(pop, f"h{layer}")
         if (rate := draw(rates)) is not None:
@@ -529,7 +529,7 @@ def _features(g: Graph) -> set[str]:
 def test_the_random_graphs_reach_every_feature(integer):
     """The property tests above mean something only if their graphs use every feature."""
     wanted = ({f"kind={k}" for k in snn.PROJECTION_KINDS if k != "maxgate"} | {f"delay={d}" for d in (1, 2, 3)}
-              | {f"encoding={e}" for e in snn.ENCODINGS} | {"reset=subtract", "reset=zero", "recurrent"}
+              | {f"encoding={e}" for e in snn.ENCODINGS} | {f"reset={r}" for r in snn.RESETS} | {"recurrent"}
               | {f"{form}-{n}" for form in ("blob", "number") for n in snn.Population.PARAMS}
               | ({"bits=8", "bits=32", "auto-kernel-dense", "auto-kernel-event"} if integer else {"bits=0"}))
     seen: set[str] = set()
@@ -977,13 +977,13 @@ def _edge_values(rng, limit: int, n: int, extra: tuple[int, ...] = ()) -> np.nda
     return out
 
 
-@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("reset", snn.RESETS)
 @pytest.mark.parametrize("bits", [8, 12, 16, 24, 29, 30, 31, 32])
 def test_neuron_arithmetic_matches_the_neuron_model(bits, reset):
     """The CPU lowering's integer neuron update against the neuron model itself
     (:class:`nmc.neuron.NeuronState`, stepped here with the same currents): decay toward
     zero (per-neuron ``du``/``dv`` of 0, 1, 2048, 4095, 4096 and random), saturation of ``u``
-    and ``v`` to ``bits``, the strict threshold and both resets, with currents at and beyond
+    and ``v`` to ``bits``, the strict threshold and every reset mode, with currents at and beyond
     ±2**(bits-1) (up to ±2**40: the i32 accumulator's side accumulator and clamp), thresholds,
     biases and initial voltages at the state's edges.  37 neurons: four 8-lane vectors and a
     scalar tail; i32 lanes up to 30 bits, i64 beyond.  Spike trains, counts and final

@@ -211,6 +211,22 @@ def test_xy_tree_is_the_union_of_xy_paths():
         assert board.xy_tree(a, dests) == union
 
 
+def test_partition_refuses_a_delayed_reset():
+    from nmc.ir.parser import parse_ir
+
+    text = """graph @g
+%x = ann.input : tensor<4xf32>
+%s = snn.encode(%x) {encoding = spikes} : spikes<4>
+%c = snn.project(%s) {kind = one_to_one, weight = 1} : current<4>
+%h = snn.population(%c) {bits = 8, dv = 100, reset = subtract_delayed, threshold = 3} : spikes<4>
+%y = snn.decode(%h) : tensor<4xf32>
+ann.output(%y)
+"""
+    with pytest.raises(NmcError, match="population %h resets by 'subtract_delayed'; chip .* supports subtract, zero") as info:
+        mapped(parse_ir(text, "g.nmir"))
+    assert "in the step they fire" in info.value.hint
+
+
 def test_partition_refuses_a_maxpool_gate():
     from nmc.ir.parser import parse_ir
 

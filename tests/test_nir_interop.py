@@ -26,6 +26,9 @@ DTS = {"snntorch": 1e-4, "norse": 1e-3, "rockpool": 1e-3, "sinabs": 1e-3}  # eac
 # (library, network) → the convention under which nmc's spike counts equal the library's.
 EXACT = {
     ("snntorch", "mlp_lif"): "nir", ("snntorch", "mlp_if"): "nir", ("snntorch", "cnn_lif"): "nir",
+    ("snntorch", "mlp_cuba"): "snntorch", ("snntorch", "rnn_lif"): "snntorch",  # Synaptic, RLeaky: zero_delayed
+    ("snntorch", "mlp_lif_subtract"): "snntorch", ("snntorch", "mlp_cuba_subtract"): "snntorch",
+    ("snntorch", "rnn_lif_subtract"): "snntorch",  # snnTorch's subtract: subtract_delayed
     ("norse", "mlp_iaf"): "nir", ("norse", "mlp_lifbox"): "norse", ("norse", "mlp_lif"): "norse",
     ("sinabs", "mlp_iaf"): "nir", ("sinabs", "mlp_lif"): "sinabs",
     ("rockpool", "mlp_lif"): "rockpool",
@@ -47,17 +50,84 @@ def test_every_library_network_has_a_file():
 
 @pytest.mark.parametrize("lib, name", sorted(EXACT))
 def test_library_files_run_exactly_as_the_library_ran_them(lib, name):
-    counts, expected = _run(lib, name, EXACT[(lib, name)])
+    # the *_subtract networks were built with subtractive reset, and are read with --reset subtract
+    counts, expected = _run(lib, name, EXACT[(lib, name)], reset="subtract" if name.endswith("_subtract") else None)
     assert expected.sum() > 0 and np.array_equal(counts, expected)
 
 
-def test_snntorch_subtractive_reset_differs_by_its_reset_timing():
-    # snnTorch subtracts the threshold one step after the spike (reset_delay): the membrane
-    # loses (1 − β)·θ less than nmc's (and NIR's) immediate reset; the counts differ slightly.
-    counts, expected = _run("snntorch", "mlp_lif_subtract", "nir", reset="subtract")
-    assert expected.sum() > 0 and not np.array_equal(counts, expected)
-    with pytest.raises(NmcError, match="no subtractive reset"):  # and NIR cannot say it back
-        to_nir(load_nir(os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir"), dt=1e-4, reset="subtract"))
+@pytest.mark.parametrize("name", ["mlp_cuba", "rnn_lif", "mlp_lif_subtract", "mlp_cuba_subtract", "rnn_lif_subtract"])
+def test_snntorch_delayed_resets_differ_from_nirs(name):
+    # read by NIR's equations (resets in the step of the spike) the same files run differently
+    counts, expected = _run("snntorch", name, "nir", reset="subtract" if name.endswith("_subtract") else None)
+    assert not np.array_equal(counts, expected)
+
+
+def test_snntorch_convention_names_its_reset_mechanism():
+    # under --convention snntorch, zero and subtract are snnTorch's reset_mechanism: Leaky zeroes
+    # before integrating (NIR's zero); Synaptic and RLeaky zero the step after; all subtract late
+    def resets(name, reset=None):
+        graph = load_nir(os.path.join(DATA, "snntorch", f"{name}.nir"), convention="snntorch", reset=reset)
+        return [p.reset for p in graph.walk("snn.population")]
+
+    assert resets("mlp_lif") == ["zero", "zero"]
+    assert resets("mlp_cuba") == ["zero_delayed", "zero_delayed"]
+    assert resets("rnn_lif") == ["zero_delayed", "zero"]  # the RLeaky layer, then a Leaky
+    assert resets("rnn_lif", "subtract") == ["subtract_delayed", "subtract_delayed"]
+    assert resets("mlp_lif", "zero_delayed") == ["zero_delayed", "zero_delayed"]  # the explicit modes are literal
+
+
+def test_snntorch_files_do_not_show_the_reset_mechanism():
+    # snnTorch's export_to_nir writes Leaky(reset_mechanism="subtract") and ("zero") alike:
+    # same nodes, v_reset = 0, no metadata; only the weights differ
+    def fields(name):
+        out = {}
+        with h5py.File(os.path.join(DATA, "snntorch", f"{name}.nir"), "r") as f:
+            f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
+            out["attrs"] = dict(f.attrs)
+        return {k: v for k, v in out.items() if not k.endswith(("weight", "bias", "edges"))}
+
+    zero, subtract = fields("mlp_lif"), fields("mlp_lif_subtract")
+    assert zero.keys() == subtract.keys() and any(k.endswith("v_reset") for k in zero)
+    assert all(np.array_equal(zero[k], subtract[k]) for k in zero if k != "attrs") and zero["attrs"] == subtract["attrs"]
+
+
+def test_snntorch_subtractive_reset_is_read_as_snntorch_ran_it():
+    # snnTorch's Leaky subtracts the threshold one step after the spike (reset_delay=True, its
+    # default): reset = subtract_delayed, which --convention snntorch --reset subtract means, and
+    # which --reset subtract_delayed says without the convention (dt = 1e-4 given)
+    counts, expected = _run("snntorch", "mlp_lif_subtract", "nir", reset="subtract_delayed")
+    assert np.array_equal(counts, expected)
+
+
+def test_snntorch_subtractive_reset_cannot_be_written_back(tmp_path):
+    graph = load_nir(os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir"), convention="snntorch", reset="subtract")
+    with pytest.raises(NmcError, match="subtract_delayed .*NIR has no subtractive reset"):
+        to_nir(graph)
+    with pytest.raises(NmcError, match="snnTorch's import_from_nir builds every Leaky .*reads no reset field"):
+        export_nir(graph, tmp_path / "s.nir", compat="snntorch")
+    with pytest.raises(NmcError, match="rockpool's LIFTorch subtracts the threshold in the step it fires"):
+        to_nir(graph, compat="rockpool")
+    assert not (tmp_path / "s.nir").exists()
+
+
+@pytest.mark.parametrize("target, message", [("mesh", "supported: subtract, zero; they reset in the step"),
+                                             ("xylo-audio", "supported: subtract; they reset in the step")])
+def test_chips_refuse_the_delayed_reset(target, message, tmp_path, capsys):
+    # their Formats list the resets their neurons have; quantize (the first pass that needs them) refuses
+    path = os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir")
+    assert main(["compile", path, "--convention", "snntorch", "--reset", "subtract", "--target", target,
+                 "-o", str(tmp_path / "x.nmb")]) == 1
+    err = capsys.readouterr().err
+    assert "node '1' (LIF): error: the target's neurons do not support reset 'subtract_delayed'" in err and message in err
+    assert "--convention snntorch" in err
+    assert not (tmp_path / "x.nmb").exists()
+
+
+def test_cli_reads_the_delayed_reset(tmp_path):
+    out = tmp_path / "s.nmir"
+    path = os.path.join(DATA, "snntorch", "mlp_lif_subtract.nir")
+    assert main(["import", path, "--dt", "1e-4", "--reset", "subtract_delayed", "-o", str(out)]) == 0
+    assert "reset = subtract_delayed" in out.read_text()
 
 
 def test_rockpool_recurrent_file_has_no_recurrent_weights():
@@ -129,10 +199,11 @@ def test_exports_for_libraries_have_no_zero_v_reset(lib, name):
     assert lib != "snntorch" or all("." not in k for k in graph.nodes)
 
 
-@pytest.mark.parametrize("lib, convention", [("snntorch", "snntorch"), ("norse", "nir"), ("rockpool", "rockpool")])
+@pytest.mark.parametrize("lib, convention", [("snntorch", "nir"), ("norse", "nir"), ("rockpool", "rockpool")])
 def test_export_for_a_library_reads_back(lib, convention):
-    # nmc writes the parameters as the library's *reader* means them.  snnTorch's and
-    # rockpool's readers invert their writers, so their convention gives nmc's graph back;
+    # nmc writes the parameters as the library's *reader* means them.  snnTorch's reader
+    # resets at once (reset_delay=False), as NIR does, with dt = 1e-4; rockpool's reader
+    # inverts its writer, so its convention gives nmc's graph back;
     # Norse's reader takes NIR's tau (its writer does not), and sinabs' reader adds inputs
     # unscaled (unlike the layers its writer writes)
     for name in sorted(f[:-4] for f in os.listdir(os.path.join(DATA, lib, "nmc")) if f.endswith(".nir")):
@@ -158,6 +229,25 @@ def test_export_says_what_a_library_cannot_read(lib, message, tmp_path):
         export_nir(_readout_graph(), tmp_path / "x.nir", compat=lib)
     assert not (tmp_path / "x.nir").exists()
     to_nir(_readout_graph())  # NIR itself says it
+
+
+def test_export_warns_what_the_reader_runs_differently():
+    warnings = []
+    to_nir(load_nir(os.path.join(DATA, "rockpool", "mlp_lif.nir"), dt=1e-3, convention="rockpool"), compat="rockpool",
+           warnings=warnings)
+    assert any("default max_spikes_per_dt" in w for w in warnings)
+    warnings = []
+    to_nir(load_nir(os.path.join(DATA, "snntorch", "rnn_lif.nir"), dt=1e-4), compat="snntorch", warnings=warnings)
+    assert any("recurrent graphs" in w for w in warnings)
+
+
+def test_flatten_keeps_a_torch_readers_batch_axis():
+    # snnTorch's reader makes Flatten torch's nn.Flatten(start_dim, end_dim): start_dim = 0 (what
+    # snnTorch itself writes) folds the batch into the features; axes counted from the end do not
+    flat = [n for n in nir.read(os.path.join(DATA, "snntorch", "nmc", "cnn_lif.nir")).nodes.values()
+            if type(n).__name__ == "Flatten"]
+    assert len(flat) == 1 and (int(flat[0].start_dim), int(flat[0].end_dim)) == (-3, -1)
+    assert list(flat[0].output_type["output"]) == [72]
 
 
 def test_cli_export_compat_warns(tmp_path, capsys):

@@ -92,6 +92,24 @@ def test_reset_modes(reset, train, final):
     assert res.voltages[0].tolist() == [[final]]
 
 
+@pytest.mark.parametrize("reset, train, final", [
+    # keep 1/2 per step, I = 0.75: 0.75, 1.125 → spike → 0.125, 0.8125, 1.15625 → spike → 0.15625
+    ("subtract", [0, 1, 0, 1], 0.15625),
+    # the threshold comes off a step late, after the decay: 0.75, 1.125 → spike (kept),
+    # 0.5625 + 0.75 − 1 = 0.3125, 0.15625 + 0.75 = 0.90625
+    ("subtract_delayed", [0, 1, 0, 0], 0.90625),
+    # zero: 0.75, 1.125 → spike → 0, 0.75, 1.125 → spike → 0
+    ("zero", [0, 1, 0, 1], 0.0),
+    # zero one step late, that step's input lost: 0.75, 1.125 → spike (kept), 0, 0.75
+    ("zero_delayed", [0, 1, 0, 0], 0.75),
+])
+def test_delayed_resets_act_in_the_step_after_the_spike(reset, train, final):
+    text = one_neuron(f"dv = 2048, reset = {reset}", weight="0.75")
+    res, spikes = run_train(text, [1, 1, 1, 1])
+    assert spikes[:, 0].tolist() == train
+    assert res.voltages[0].tolist() == [[final]]
+
+
 def test_float_lif_decays_exactly():
     # du = 2048 halves u each step, dv = 1024 keeps 3/4 of v.  I = 1 at t0 only.
     # t0: u = 1, v = 1;  t1: u = 0.5, v = 0.75 + 0.5 = 1.25;  t2: u = 0.25, v = 0.9375 + 0.25 = 1.1875

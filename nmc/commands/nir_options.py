@@ -9,8 +9,10 @@ CONVENTIONS = ("nir", "snntorch", "norse", "sinabs", "rockpool")  # nmc.frontend
 
 def add_nir_options(p) -> None:
     p.add_argument("--dt", type=float, metavar="SECONDS", help="time step for NIR models")
-    p.add_argument("--reset", choices=("zero", "subtract"),
-                   help="reset mode for NIR models (default zero, as NIR defines it)")
+    p.add_argument("--reset", choices=("zero", "subtract", "subtract_delayed", "zero_delayed"),
+                   help="reset mode for NIR models (default zero, as NIR defines it); the _delayed modes reset one "
+                        "step after the spike, as snnTorch's neurons do by default (reset_delay=True); with "
+                        "--convention snntorch, zero and subtract name snnTorch's reset_mechanism (docs/nir.md)")
     p.add_argument("--convention", choices=CONVENTIONS, metavar="LIB",
                    help="read a NIR model's parameters as LIB's exporter wrote them: snntorch (dt = 1e-4 unless "
                         "--dt), norse (tau = dt/tau_inv, the current jumps by the input), sinabs (tau in steps, "

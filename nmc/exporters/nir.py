@@ -140,6 +140,9 @@ class _Exporter:
         projections = [p for p in g.walk("snn.project") if not _is_bias_source(p.src.owner)]
         back, depth = self._timing(sources, projections)
         self.depth = depth
+        if back and self.compat == "snntorch":
+            self.warnings.append("the graph is recurrent: snnTorch 1.0's import_from_nir fails on recurrent graphs, "
+                                 "its own RLeaky files included (AttributeError in nirtorch's nir_to_torch)")
         target_of = {id(p): g.users(p.result)[0] for p in g.walk("snn.project")}
         biases: dict[int, np.ndarray] = {}
         for p in g.walk("snn.project"):
@@ -211,9 +214,9 @@ class _Exporter:
         spiking = bool(np.all(np.isfinite(th)))
         if not spiking and not np.all(np.isinf(th)):
             raise self.error(pop, "some neurons have an infinite threshold and some do not")
-        if spiking and pop.reset != "zero" and self.compat != "rockpool":  # rockpool's LIFTorch subtracts
-            raise self.error(pop, "NIR has no subtractive reset (its neurons reset to v_reset)",
-                             hint="use reset = zero (import NIR files without --reset subtract)")
+        if spiking and pop.reset != "zero" and not (self.compat == "rockpool" and pop.reset == "subtract"):
+            raise self.error(pop, self._reset_refusal(pop.reset),
+                             hint="only a reset = zero graph can be written (and it runs differently from this one)")
         zeros = np.zeros(shape)
         name = self.name(pop)
         if np.all(du == 1) and np.all(dv == 1):
@@ -267,11 +270,29 @@ class _Exporter:
             if pop.reset == "zero":
                 self.warnings.append(f"{name}: rockpool's LIFTorch resets by subtraction, this population to zero; "
                                      "spike counts can differ")
+            if spiking:
+                self.warnings.append(f"{name}: rockpool's from_nir builds LIFTorch with its default max_spikes_per_dt "
+                                     "(many spikes per step), which NIR has no field for: set max_spikes_per_dt = 1 "
+                                     "on the loaded LIFTorch modules to run single spikes, as this population does")
             tau_mem = -dt / np.log1p(-dv)
             kw = dict(tau_syn=-dt / np.log1p(-du), tau_mem=tau_mem, r=tau_mem / dt - 1, v_leak=zeros, w_in=np.ones(shape))
             self.in_scale[id(pop)] = (1 / (1 - du)).reshape(-1)
         self.nodes[name] = nir.CubaLIF(v_threshold=th, v_reset=zeros, **kw) if spiking else nir.CubaLI(**kw)
         return np.zeros(b.size)
+
+    def _reset_refusal(self, reset: str) -> str:
+        """Why a population that resets by ``reset`` (not zero) cannot be written for the reader."""
+        what = {"subtract_delayed": "reset = subtract_delayed (the threshold taken off one step after the spike)",
+                "zero_delayed": "reset = zero_delayed (v set to 0 one step after the spike)"}.get(reset, f"reset = {reset}")
+        if self.compat == "snntorch":
+            return (f"{what}: snnTorch's import_from_nir builds every Leaky and Synaptic with "
+                    "reset_mechanism='zero' and reset_delay=False, and reads no reset field from the file, so no NIR "
+                    "file makes it reset otherwise")
+        if self.compat == "rockpool":
+            return f"{what}: rockpool's LIFTorch subtracts the threshold in the step it fires"
+        if reset == "zero_delayed":
+            return f"{what}: NIR's neurons reset to v_reset in the step they fire"
+        return f"{what}: NIR has no subtractive reset (its neurons reset to v_reset)"
 
     def _projection(self, p: Op, pop: Op, extra_delay: int, biases: dict, readouts: dict) -> None:
         import nir
@@ -312,7 +333,10 @@ class _Exporter:
                 np.add.at(dense, (p.indices.data, rows), w)
                 w = dense
             if len(src_shape) > 1:
-                chain.append((f"{name}.flatten", nir.Flatten(input_type={"input": np.array(src_shape)}, start_dim=0)))
+                # axes counted from the end: torch readers (snnTorch's, Norse's) make it nn.Flatten(start_dim,
+                # end_dim), which then keeps their batch axis (start_dim = 0 would fold it in)
+                chain.append((f"{name}.flatten", nir.Flatten(input_type={"input": np.array(src_shape)},
+                                                             start_dim=-len(src_shape), end_dim=-1)))
             if len(out_shape) > 1:
                 raise self.error(p, f"a dense projection into a population of shape {list(out_shape)}: NIR has no reshape")
             if has_bias or self.compat == "sinabs":  # sinabs reads no Linear

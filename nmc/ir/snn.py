@@ -43,6 +43,7 @@ PROJECTION_KINDS = ("dense", "conv2d", "pool", "maxgate", "one_to_one", "sparse"
 WINDOWED_KINDS = ("conv2d", "pool", "maxgate")  # kinds with strides and pads
 DECAY_ONE = 4096  # decays du, dv are in units of 1/4096
 LEAKS = ("linear", "shift")  # a population's decay arithmetic (snn.population, docs/ir.md)
+RESETS = ("subtract", "zero", "subtract_delayed", "zero_delayed")  # snn.population reset modes (nmc/neuron.py)
 SHIFT_SYNAPSES = 2  # synaptic currents per neuron under leak = shift (du, du2)
 
 MAX_DELAY = (1 << 16) - 1  # the longest synaptic delay, in steps (a mesh image's syn_delay field)
@@ -237,7 +238,7 @@ class Population(Op):
     du: object = param(DECAY_ONE)
     dv: object = param(0)
     v0: object = param(0.0)
-    reset: str = enum("subtract", "zero", default="subtract")
+    reset: str = enum(*RESETS, default="subtract")
     bits: int = integer(0)
     leak: str = enum(*LEAKS, default="linear")
     du2: object = param(0)
@@ -286,6 +287,7 @@ class Population(Op):
                     "synapse, du2 and max_spikes apply to leak = shift only")
             return
         require(self, self.bits > 0, "leak = shift needs an integer population (bits > 0)")
+        require(self, self.reset in ("subtract", "zero"), "leak = shift resets in the step a neuron fires (subtract or zero)")
         require(self, not self.synapse or len(self.synapse) == len(self.currents),
                 f"synapse names {len(self.synapse)} inputs; the population has {len(self.currents)}")
         require(self, all(0 <= k < SHIFT_SYNAPSES for k in self.synapse),

@@ -588,14 +588,22 @@ class Lowering:
         u = self.add(pop, decay(ld(u_row, state_t), "du"), current)
         if pop.bits:
             u = self.saturate(pop, u)
-        dv = decay(ld(v_row, state_t), "dv")
-        v = self.add(pop, self.add(pop, dv, u), get("bias"))
+        before = ld(v_row, state_t)
+        v = self.add(pop, self.add(pop, decay(before, "dv"), u), get("bias"))
+        theta = get("threshold")
+        delayed = pop.reset.endswith("_delayed")
+        if delayed:  # the reset of last step's spike (nmc.neuron), inside the saturation
+            fired_before = b.icmp_signed(">", before, theta) if pop.bits else b.fcmp_ordered(">", before, theta)
+            reset = ir.Constant(vt, 0) if pop.reset == "zero_delayed" else (b.sub(v, theta) if pop.bits else b.fsub(v, theta))
+            v = b.select(fired_before, reset, v)
         if pop.bits:
             v = self.saturate(pop, v)
-        theta = get("threshold")
         fired = b.icmp_signed(">", v, theta) if pop.bits else b.fcmp_ordered(">", v, theta)
-        after = (b.sub(v, theta) if pop.bits else b.fsub(v, theta)) if pop.reset == "subtract" \
-            else ir.Constant(vt, 0)
+        if delayed:
+            after = v
+        else:
+            after = (b.sub(v, theta) if pop.bits else b.fsub(v, theta)) if pop.reset == "subtract" \
+                else ir.Constant(vt, 0)
         st(u, u_row, state_t)
         st(b.select(fired, after, v), v_row, state_t)
         if pop not in self.lay.overwritten:  # the accumulator is clear for the next step

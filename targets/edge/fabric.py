@@ -261,7 +261,8 @@ def assign(graph: Graph, chip) -> Config:
         rule(pop.leak == "shift", f"%{name} decays by leak = {pop.leak}; the fabric's neurons decay by bit shifts",
              "compile through xylo-convert (the default pipeline does)")
         rule(pop.bits == fmt.state_bits, f"%{name} has {pop.bits}-bit state; the fabric holds {fmt.state_bits}")
-        rule(pop.reset == "subtract", f"%{name} resets to zero; the fabric resets by subtraction")
+        rule(pop.reset == "subtract", f"%{name} resets by '{pop.reset}'; the fabric subtracts the threshold in the "
+             "step a neuron fires")
         rule(pop.max_spikes == limit, f"%{name} emits up to {pop.max_spikes} events per step; the fabric's "
              f"{'readout' if pop in decoded else 'hidden'} neurons emit up to {limit}")
         rule(not np.any(_param(pop, "v0")), f"%{name} starts at a nonzero voltage; the fabric starts at 0")

@@ -79,6 +79,9 @@ class XyloConvert(Pass):
                 continue
             if not pop.bits:
                 raise NmcError("xylo-convert needs an integer population", pop.loc, hint="run quantize first")
+            if pop.reset not in chip.formats.reset_modes:
+                raise NmcError(f"%{pop.result.name or '?'} resets by '{pop.reset}'; the fabric's neurons reset by "
+                               f"{', '.join(chip.formats.reset_modes)} in the step they fire", pop.loc)
             shape = pop.result.type.shape
             new = {}
             for field, into in (("du", "du"), ("dv", "dv")):

@@ -88,7 +88,10 @@ def check_formats(graph: Graph, formats, chip_name: str) -> None:
                            f"{', '.join(formats.leaks)} decay", pop.loc, hint="compile for a chip whose class has this neuron")
         if pop.reset not in formats.reset_modes:
             raise NmcError(f"population %{name} resets by '{pop.reset}'; chip '{chip_name}' supports "
-                           f"{', '.join(formats.reset_modes)}", pop.loc)
+                           f"{', '.join(formats.reset_modes)}", pop.loc,
+                           hint=("its neurons reset in the step they fire; run the graph on the CPU "
+                                 "(nmc run) or re-train it with reset in that step" if pop.reset.endswith("_delayed")
+                                 else None))
     for p in graph.walk("snn.project"):
         bits = weight_bits(p)
         if bits > formats.weight_bits_max:

@@ -37,9 +37,12 @@ def load_nir(path: str, dt: float | None = None, reset: str | None = None, conve
     """Read a NIR file into an ``snn`` graph (docs/nir.md).
 
     ``dt`` (seconds) is required when a node has time constants or delays; ``reset`` is
-    ``"zero"`` (NIR's definition, the default) or ``"subtract"``.  The graph records ``dt`` in
-    its meta.  ``convention`` names the library whose reading of the parameters the file
-    follows (``snntorch``, ``norse``, ``sinabs``; default ``nir``, NIR's equations).  Raises
+    ``"zero"`` (NIR's definition, the default), ``"subtract"``, ``"subtract_delayed"`` or
+    ``"zero_delayed"`` (reset one step after the spike, as snnTorch's default ``reset_delay``;
+    under ``convention="snntorch"``, ``zero`` and ``subtract`` name snnTorch's
+    ``reset_mechanism``, docs/nir.md).  The graph records ``dt`` in its meta.
+    ``convention`` names the library whose reading of the parameters the file follows
+    (``snntorch``, ``norse``, ``sinabs``, ``rockpool``; default ``nir``, NIR's equations).  Raises
     :class:`NmcError` naming the node for anything nmc cannot map."""
     return Importer(path, dt, reset, convention).load(read_nir(path))
 

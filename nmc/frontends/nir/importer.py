@@ -23,7 +23,7 @@ NON_SPIKING = ("I", "LI", "CubaLI")
 WINDOWED = ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d")
 DENSE = ("Affine", "Linear", "Scale")
 LINEAR = DENSE + WINDOWED + ("Flatten", "Delay")
-RESETS = ("zero", "subtract")
+RESETS = ("zero", "subtract", "subtract_delayed", "zero_delayed")
 CONVENTIONS = ("nir", "snntorch", "norse", "sinabs", "rockpool")  # how the library's file means its parameters (docs/nir.md)
 
 
@@ -81,9 +81,23 @@ class Importer:
         if dt is not None and not (dt > 0 and math.isfinite(dt)):
             raise NmcError(f"dt must be a positive number of seconds, got {dt}", hint="pass --dt SECONDS, e.g. --dt 1e-4")
         if reset is not None and reset not in RESETS:
-            raise NmcError(f"unknown reset mode '{reset}'", hint="reset is 'zero' (NIR's definition) or 'subtract'")
+            raise NmcError(f"unknown reset mode '{reset}'", hint="reset is 'zero' (NIR's definition), 'subtract', "
+                                                                "'subtract_delayed' or 'zero_delayed' (docs/nir.md)")
         self.dt = dt
         self.reset = reset or "zero"
+
+    def _reset_of(self, name: str, recurrent: bool) -> str:
+        """The reset of population ``name``: ``--reset`` as given, except under the snnTorch
+        convention, where ``zero`` and ``subtract`` name snnTorch's ``reset_mechanism`` and its
+        neurons reset one step late (``reset_delay=True``, its default): ``subtract`` is
+        ``subtract_delayed`` for all of them; ``zero`` is NIR's for ``Leaky`` (it zeroes ``mem``
+        before integrating) and ``zero_delayed`` for ``Synaptic`` (CubaLIF) and ``RLeaky`` (a LIF
+        with a recurrent projection), which zero ``mem`` in the step after the spike."""
+        if self.convention != "snntorch" or self.reset not in ("zero", "subtract"):
+            return self.reset
+        if self.reset == "subtract":
+            return "subtract_delayed"
+        return "zero_delayed" if node_kind(self.nodes[name]) == "CubaLIF" or recurrent else "zero"
 
     def loc(self, name: str) -> Loc:
         node = self.nodes.get(name)
@@ -432,13 +446,15 @@ class Importer:
             x = graph.add(Input(declared_type=TensorType(tuple(shape), "f32"), loc=self.loc(name)), name)
             values[name] = graph.add(Encode(x=x, encoding="spikes", loc=self.loc(name)), f"{name}.spikes")
         pops = {}
+        recurrent = {s.target for s in synapses if s.source == s.target}
         for name in order:
             n = self.neurons[name]
             shape = conv1d_inputs.get(name, n.shape)
             v0 = self._warm_up(name, n, depth[name] - 1)
             pops[name] = Population(currents=[], declared_type=SpikeType(tuple(shape)), threshold=_param(n.threshold),
                                     du=_param(n.du), dv=_param(n.dv), bias=_param(n.bias.reshape(n.shape)),
-                                    v0=_param(v0.reshape(n.shape)), reset=self.reset, loc=self.loc(name))
+                                    v0=_param(v0.reshape(n.shape)), loc=self.loc(name),
+                                    reset=self._reset_of(name, name in recurrent) if name in self.nodes else self.reset)
             pops[name].result.name = name
             values[name] = pops[name].result
         biases: dict[str, np.ndarray] = {}
