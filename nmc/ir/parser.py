@@ -63,6 +63,7 @@ value_list: "[" [value ("," value)*] "]"
 VALUE_NAME: /%[A-Za-z0-9_.$-]+/
 BLOB_NAME: /@[A-Za-z0-9_.$-]+/
 EXTRA_KEY: /[a-z_][a-z0-9_]*(\.[a-z0-9_]+)+/
+OP_NAME: /[a-z_][a-z0-9_]*(\.[a-z0-9_]+)+/  // an op kind's keyword (lark retypes it), else unknown
 NAME: /[a-z_][a-z0-9_]*(?![A-Za-z0-9_.])/
 NUMBER: /[+-]?((inf|nan)(?![A-Za-z0-9_])|(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?)/
 TYPE: /(tensor|spikes|current)<[^>\n]*>/
@@ -117,27 +118,45 @@ _SHAPES = {
 
 def generate_grammar() -> str:
     """The full lark grammar: the base rules, one keyword per registered op kind and one rule per
-    op shape.  Keywords outrank ``NAME`` where both match (``true``, ``dense``)."""
-    keywords = set(_BASE_KEYWORDS) | set(OPS)
+    op shape.  An op keyword is a string that ``OP_NAME`` matches whole, so the lexer scans for
+    ``OP_NAME`` and retypes a known kind (one small regex, not one per op); the others are
+    whole-word regexes that outrank ``NAME`` where both match (``true``, ``dense``)."""
     by_shape: dict[tuple[bool, bool], list[str]] = {}
     for kind in sorted(OPS):
         cls = OPS[kind]
         by_shape.setdefault((bool(cls.operand_specs()), cls.HAS_RESULT), []).append(keyword_terminal(kind))
-    lines = [_BASE_GRAMMAR, "op: " + "\n  | ".join(f"_kind{i} {_SHAPES[shape]}" for i, shape in enumerate(by_shape))]
+    shapes = [f"_kind{i} {_SHAPES[shape]}" for i, shape in enumerate(by_shape)]
+    lines = [_BASE_GRAMMAR, "op: " + "\n  | ".join([*shapes, "OP_NAME"])]
     lines += [f"_kind{i}: {' | '.join(kws)}" for i, kws in enumerate(by_shape.values())]
     terminals = {}
-    for text in sorted(keywords):
+    for text in sorted(set(_BASE_KEYWORDS) | set(OPS)):
         name = keyword_terminal(text)
         if terminals.get(name, text) != text:
             raise ValueError(f"keywords {text!r} and {terminals[name]!r} share terminal {name}")
         terminals[name] = text
-        lines.append(f"{name}.2: /{re.escape(text)}(?![A-Za-z0-9_.])/")
+        if text in OPS:
+            lines.append(f"{name}: {json.dumps(text)}")
+        else:
+            lines.append(f"{name}.2: /{re.escape(text)}(?![A-Za-z0-9_.])/")
     return "\n".join(lines) + "\n"
+
+
+class _UnknownOperation(Exception):
+    """Raised by the lexer at an ``OP_NAME`` that is no registered op kind."""
+
+    def __init__(self, token: lark.Token):
+        super().__init__(str(token))
+        self.token = token
+
+
+def _unknown_operation(token: lark.Token) -> lark.Token:
+    raise _UnknownOperation(token)
 
 
 @cache
 def _parser() -> lark.Lark:
-    return lark.Lark(generate_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
+    return lark.Lark(generate_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                     lexer_callbacks={"OP_NAME": _unknown_operation}, cache=True)
 
 
 # ---------------------------------------------------------------------------- error rendering
@@ -147,10 +166,13 @@ def describe(parser: lark.Lark, names: set[str], keywords: dict[str, str] | None
     """The terminals ``names`` of ``parser`` in words, for "expected ..." messages; ``keywords``
     spells names that are not the parser's terminals (an op's attribute names, enum choices)."""
     op_keywords = {o for o in OPS}
-    words, ops = [], []
+    words, ops, any_op = [], [], False
     for n in sorted(names):
         if keywords and n in keywords:
             words.append(f"'{keywords[n]}'")
+            continue
+        if n == "OP_NAME":  # any op kind (the lexer retypes a known kind's name to its keyword)
+            any_op = True
             continue
         if n in _TERMINAL_WORDS:
             words.append(_TERMINAL_WORDS[n])
@@ -167,7 +189,7 @@ def describe(parser: lark.Lark, names: set[str], keywords: dict[str, str] | None
             (ops if text in op_keywords else words).append(f"'{text}'")
         else:
             words.append(n.lower())
-    if len(ops) > 4:
+    if any_op or len(ops) > 4:
         words.insert(0, "an operation (like 'ann.conv')")
     else:
         words[:0] = ops
@@ -200,12 +222,17 @@ class Source:
 
 def _unexpected(src: Source, found: str, expected: list[str], line: int, col: int) -> NmcError:
     if re.fullmatch(r"[a-z]+\.[a-z0-9_.]+", found) and any(w.startswith("an operation") for w in expected):
-        dialect = found.split(".")[0]
-        known = sorted(k for k in OPS if k.startswith(dialect + "."))
-        hint = (f"operations of dialect '{dialect}': {', '.join(known)}" if known
-                else f"known dialects: {', '.join(sorted({k.split('.')[0] for k in OPS}))}")
-        return src.error(f"unknown operation '{found}'", line, col, hint)
+        return unknown_operation(src, found, line, col)
     return src.error(f"unexpected '{found}'; expected {join_words(expected)}", line, col)
+
+
+def unknown_operation(src: Source, found: str, line: int, col: int) -> NmcError:
+    """'unknown operation', with the ops of its dialect (or the known dialects) as the hint."""
+    dialect = found.split(".")[0]
+    known = sorted(k for k in OPS if k.startswith(dialect + "."))
+    hint = (f"operations of dialect '{dialect}': {', '.join(known)}" if known
+            else f"known dialects: {', '.join(sorted({k.split('.')[0] for k in OPS}))}")
+    return src.error(f"unknown operation '{found}'", line, col, hint)
 
 
 def _attribute_names(cls, first: bool) -> tuple[set[str], dict[str, str]]:
@@ -599,6 +626,8 @@ def parse_ir(text: str, filename: str = "<string>", sidecar=None, verify: bool =
         tree = parser.parse(text)
     except lark.exceptions.UnexpectedInput as e:
         raise _syntax_error(e, src, parser) from None
+    except _UnknownOperation as e:
+        raise unknown_operation(src, str(e.token), e.token.line, e.token.column) from None
     builder = _Builder(src, sidecar or (lambda name: None))
     header = tree.children[0]
     graph = Graph()
