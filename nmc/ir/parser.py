@@ -154,7 +154,8 @@ def _unknown_operation(token: lark.Token) -> lark.Token:
 
 
 @cache
-def _parser() -> lark.Lark:
+def lark_parser() -> lark.Lark:
+    """The lark parser of the IR grammar, built once per process (lark caches its tables on disk)."""
     return lark.Lark(generate_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
                      lexer_callbacks={"OP_NAME": _unknown_operation}, cache=True)
 
@@ -252,7 +253,7 @@ def _value_names(spec) -> tuple[set[str], dict[str, str]]:
 
 def _unknown_attribute(src: Source, cls, key: lark.Token, first: bool) -> NmcError:
     names, keywords = _attribute_names(cls, first)
-    return _unexpected(src, str(key), describe(_parser(), names, keywords), key.line, key.column)
+    return _unexpected(src, str(key), describe(lark_parser(), names, keywords), key.line, key.column)
 
 
 def _in_op_attributes(e: lark.exceptions.UnexpectedInput, names: set[str], src: Source):
@@ -462,7 +463,7 @@ class _Builder:
         elif not word and _value_start(node) in _VALUE_START[spec.kind]:
             return
         names, keywords = _value_names(spec)
-        expected = describe(_parser(), names, keywords)
+        expected = describe(lark_parser(), names, keywords)
         if isinstance(node, lark.Tree):
             found = "[" if node.data == "number_list" else str(node.children[0])
             raise _unexpected(self.src, found, expected, node.meta.line, node.meta.column)
@@ -621,7 +622,7 @@ def parse_ir(text: str, filename: str = "<string>", sidecar=None, verify: bool =
 
     check_nesting(text, filename)  # the parser recurses: a depth limit, not a RecursionError (issue 22)
     src = Source(text, filename)
-    parser = _parser()
+    parser = lark_parser()
     try:
         tree = parser.parse(text)
     except lark.exceptions.UnexpectedInput as e:
