@@ -222,12 +222,10 @@ class Source:
 
 
 def _unexpected(src: Source, found: str, expected: list[str], line: int, col: int) -> NmcError:
-    if re.fullmatch(r"[a-z]+\.[a-z0-9_.]+", found) and any(w.startswith("an operation") for w in expected):
-        return unknown_operation(src, found, line, col)
     return src.error(f"unexpected '{found}'; expected {join_words(expected)}", line, col)
 
 
-def unknown_operation(src: Source, found: str, line: int, col: int) -> NmcError:
+def _unknown_operation_error(src: Source, found: str, line: int, col: int) -> NmcError:
     """'unknown operation', with the ops of its dialect (or the known dialects) as the hint."""
     dialect = found.split(".")[0]
     known = sorted(k for k in OPS if k.startswith(dialect + "."))
@@ -628,7 +626,7 @@ def parse_ir(text: str, filename: str = "<string>", sidecar=None, verify: bool =
     except lark.exceptions.UnexpectedInput as e:
         raise _syntax_error(e, src, parser) from None
     except _UnknownOperation as e:
-        raise unknown_operation(src, str(e.token), e.token.line, e.token.column) from None
+        raise _unknown_operation_error(src, str(e.token), e.token.line, e.token.column) from None
     builder = _Builder(src, sidecar or (lambda name: None))
     header = tree.children[0]
     graph = Graph()
