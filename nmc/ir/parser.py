@@ -124,6 +124,11 @@ def generate_grammar() -> str:
     by_shape: dict[tuple[bool, bool], list[str]] = {}
     for kind in sorted(OPS):
         cls = OPS[kind]
+        for name, spec in cls.attr_specs():
+            for word in (name, *spec.choices):  # lexed as NAME
+                if not re.fullmatch(r"[a-z_][a-z0-9_]*", word) or word in ("true", "false"):
+                    raise ValueError(f"'{kind}' attribute {name!r}: {word!r} is not a word the IR grammar can spell "
+                                     "(lowercase letters, digits, '_'; not true or false)")
         by_shape.setdefault((bool(cls.operand_specs()), cls.HAS_RESULT), []).append(keyword_terminal(kind))
     shapes = [f"_kind{i} {_SHAPES[shape]}" for i, shape in enumerate(by_shape)]
     lines = [_BASE_GRAMMAR, "op: " + "\n  | ".join([*shapes, "OP_NAME"])]

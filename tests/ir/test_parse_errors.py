@@ -239,3 +239,22 @@ def test_corrupted_text_gives_a_diagnostic_or_parses(g, data):
         return
     again = print_graph(g2, print_blobs=True)
     assert print_graph(parse_ir(again, "t.nmir"), print_blobs=True) == again
+
+
+@pytest.mark.parametrize("choices", [("on", "true"), ("On", "off")])
+def test_an_enum_choice_the_grammar_cannot_spell_is_refused_at_declaration(monkeypatch, choices):
+    """Attribute names and enum choices are lexed as ``NAME`` (not as keywords of their own)."""
+    from nmc.ir import OPS
+    from nmc.ir.core import Op, enum, register
+    from nmc.ir.parser import generate_grammar
+
+    ops = dict(OPS)  # register into a copy
+    monkeypatch.setattr("nmc.ir.core.OPS", ops)
+    monkeypatch.setattr("nmc.ir.parser.OPS", ops)
+
+    @register("ann.test_switch")
+    class Switch(Op):
+        mode: str = enum(*choices)
+
+    with pytest.raises(ValueError, match="is not a word the IR grammar can spell"):
+        generate_grammar()
