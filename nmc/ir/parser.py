@@ -107,12 +107,13 @@ def keyword_terminal(text: str) -> str:
     return "KW_" + re.sub(r"\W", "_", text).upper()
 
 
-# One op rule per shape: (takes operands, has a result) -> the rule's body after the op keyword.
+# One op rule per shape: (takes operands, has a result) -> the (inlined) rule of its kinds'
+# keywords and the body after the keyword.
 _SHAPES = {
-    (True, True): '"(" args ")" [attrs] ":" TYPE',
-    (False, True): '[attrs] ":" TYPE',
-    (True, False): '"(" args ")" [attrs]',
-    (False, False): "[attrs]",
+    (True, True): ("_kind_operands_result", '"(" args ")" [attrs] ":" TYPE'),
+    (False, True): ("_kind_result", '[attrs] ":" TYPE'),
+    (True, False): ("_kind_operands", '"(" args ")" [attrs]'),
+    (False, False): ("_kind_bare", "[attrs]"),
 }
 
 
@@ -130,9 +131,9 @@ def generate_grammar() -> str:
                     raise ValueError(f"'{kind}' attribute {name!r}: {word!r} is not a word the IR grammar can spell "
                                      "(lowercase letters, digits, '_'; not true or false)")
         by_shape.setdefault((bool(cls.operand_specs()), cls.HAS_RESULT), []).append(keyword_terminal(kind))
-    shapes = [f"_kind{i} {_SHAPES[shape]}" for i, shape in enumerate(by_shape)]
+    shapes = [" ".join(_SHAPES[shape]) for shape in by_shape]
     lines = [_BASE_GRAMMAR, "op: " + "\n  | ".join([*shapes, "OP_NAME"])]
-    lines += [f"_kind{i}: {' | '.join(kws)}" for i, kws in enumerate(by_shape.values())]
+    lines += [f"{_SHAPES[shape][0]}: {' | '.join(kws)}" for shape, kws in by_shape.items()]
     terminals = {}
     for text in sorted(set(_BASE_KEYWORDS) | set(OPS)):
         name = keyword_terminal(text)
