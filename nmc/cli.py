@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 
 import nmc
 from nmc.commands import COMMANDS, command_module
-from nmc.diagnostics import NmcError
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 70
 REPORT_URL = "https://github.com/nmc-toolchain/nmc/issues"
@@ -51,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # --version and --help exit here, before dataclasses are imported
+    from nmc.diagnostics import NmcError
+
     if getattr(args, "max_memory", None):
         os.environ["NMC_MAX_MEMORY"] = args.max_memory  # read by nmc.limits (issue 22)
     try:
@@ -76,6 +76,8 @@ def _internal_error(err: BaseException, args, message: str) -> int:
     first = message.splitlines()[0] if message else type(err).__name__
     print(f"nmc: internal error: {first}", file=sys.stderr)
     if getattr(args, "verbose", False):
+        import traceback
+
         traceback.print_exception(err, file=sys.stderr)
     else:
         print(f"  this is a bug in nmc; please report it at {REPORT_URL} "

@@ -47,7 +47,6 @@ def _pass_names(text: str, flag: str) -> set[str]:
 
 
 def run(args) -> int:
-    from nmc.data import load_inputs
     from nmc.ir.io import format_ir, read_text, sidecar_loader, write_ir
     from nmc.ir.parser import parse_ir, split_cases
     from nmc.outputs import check_outputs
@@ -73,7 +72,11 @@ def run(args) -> int:
         remarks=True,
     )
     passes = PassManager(pipeline).passes  # parse (and refuse a bad pipeline) before any work
-    calibration = load_inputs(args.calib)[0] if args.calib else None
+    calibration = None
+    if args.calib:
+        from nmc.data import load_inputs  # zipfile, pathlib...: only with --calib (start-up time)
+
+        calibration = load_inputs(args.calib)[0]
     target = None
     if args.target:
         from nmc.targets.chip import load_chip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 import sys
 from collections.abc import Callable, Sequence
 
@@ -28,6 +27,8 @@ def sidecar_loader(path: str) -> Callable[[str], np.ndarray | None]:
     def lookup(name: str) -> np.ndarray | None:
         nonlocal loaded
         if loaded is None:
+            import zipfile  # (numpy's npz reader imports it anyway; `nmc opt` on a graph without blobs never does)
+
             loaded = {}
             if os.path.exists(sidecar_path(path)):
                 try:

@@ -1,6 +1,9 @@
 """Parse the textual IR (docs/design.md §3).  The lark grammar is generated from the op declarations:
-every op kind gets a rule with its own attribute keywords, so a syntax error can say which
-attributes an op takes, in words.
+one keyword per op kind, and one rule per op shape (with or without operands, with or without a
+result).  Attributes are ``NAME = value`` in the grammar; which names an op takes and what kind of
+value each holds is checked against the op's declaration, and a syntax error in an attribute list
+is told in those terms ("expected one of: 'alpha', ..."), so the messages are as precise as a
+grammar with a rule per attribute while the parser tables stay small (start-up time, issue 17).
 
 Errors are :class:`~nmc.diagnostics.NmcError` rendered as ``file:line:col: error: ...`` with the
 source line and a caret.
@@ -38,6 +41,12 @@ op_stmt: [VALUE_NAME "="] op [location]
 location: KW_LOC "(" STRING ":" NUMBER ":" NUMBER ")"       -> loc_pos
         | KW_LOC "(" STRING ":" STRING [":" STRING] ")"     -> loc_node
 args: [VALUE_NAME ("," VALUE_NAME)*]
+attrs: "{" [attr ("," attr)*] "}"
+attr: NAME "=" attr_value
+    | EXTRA_KEY "=" value
+?attr_value: NUMBER | KW_TRUE | KW_FALSE | STRING | number_list | blob_value | word  // not scalar: its states are shared with lists
+// an enum choice; the blob keywords are words too when no '<' follows ('kind = dense')
+?word: NAME | KW_DENSE | KW_SPLAT | KW_RANDOM | KW_BASE64
 
 ?blob_value: BLOB_NAME | blob_init
 blob_init: KW_DENSE "<" dense_body ">" ":" TYPE                       -> init_dense
@@ -54,7 +63,8 @@ value_list: "[" [value ("," value)*] "]"
 VALUE_NAME: /%[A-Za-z0-9_.$-]+/
 BLOB_NAME: /@[A-Za-z0-9_.$-]+/
 EXTRA_KEY: /[a-z_][a-z0-9_]*(\.[a-z0-9_]+)+/
-NAME: /[a-z_][a-z0-9_]*/
+OP_NAME: /[a-z_][a-z0-9_]*(\.[a-z0-9_]+)+/  // an op kind's keyword (lark retypes it), else unknown
+NAME: /[a-z_][a-z0-9_]*(?![A-Za-z0-9_.])/
 NUMBER: /[+-]?((inf|nan)(?![A-Za-z0-9_])|(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?)/
 TYPE: /(tensor|spikes|current)<[^>\n]*>/
 STRING: /"[^"\\\n]*(?:\\.[^"\\\n]*)*"/  // unrolled: one class scan per run of plain characters (a 3.4 MB base64 blob: 0.03 s, not 0.8 s)
@@ -66,16 +76,18 @@ COMMENT: /\/\/[^\n]*/
 _BASE_KEYWORDS = ("graph", "blob", "loc", "dense", "splat", "random", "uniform", "normal",
                   "seed", "scale", "base64", "true", "false")
 
-# What a value of each field kind looks like in the grammar.
-_VALUE_RULE = {
-    "int": "NUMBER",
-    "float": "NUMBER",
-    "bool": "(KW_TRUE | KW_FALSE)",
-    "str": "STRING",
-    "ints": "number_list",
-    "floats": "number_list",
-    "blob": "blob_value",
-    "param": "(NUMBER | blob_value)",
+_BLOB_START = {"BLOB_NAME", "KW_DENSE", "KW_SPLAT", "KW_RANDOM", "KW_BASE64"}
+
+# The terminals that may start a value of each field kind (an enum's are its choices' keywords).
+_VALUE_START = {
+    "int": {"NUMBER"},
+    "float": {"NUMBER"},
+    "bool": {"KW_TRUE", "KW_FALSE"},
+    "str": {"STRING"},
+    "ints": {"LSQB"},
+    "floats": {"LSQB"},
+    "blob": _BLOB_START,
+    "param": _BLOB_START | {"NUMBER"},
 }
 
 _TERMINAL_WORDS = {
@@ -90,71 +102,85 @@ _TERMINAL_WORDS = {
 }
 
 
-def _rule_name(kind: str) -> str:
-    return "op_" + kind.replace(".", "_")
-
-
-def _RULE_KINDS() -> dict[str, str]:
-    return {_rule_name(k): k for k in OPS}
-
-
 def keyword_terminal(text: str) -> str:
     """The terminal of a keyword: whole words only, so 'ratee' is not 'rate' followed by 'e'."""
     return "KW_" + re.sub(r"\W", "_", text).upper()
 
 
+# One op rule per shape: (takes operands, has a result) -> the (inlined) rule of its kinds'
+# keywords and the body after the keyword.
+_SHAPES = {
+    (True, True): ("_kind_operands_result", '"(" args ")" [attrs] ":" TYPE'),
+    (False, True): ("_kind_result", '[attrs] ":" TYPE'),
+    (True, False): ("_kind_operands", '"(" args ")" [attrs]'),
+    (False, False): ("_kind_bare", "[attrs]"),
+}
+
+
 def generate_grammar() -> str:
-    """The full lark grammar: the base rules plus one rule per registered op kind."""
-    keywords = set(_BASE_KEYWORDS)
-    lines = [_BASE_GRAMMAR, "op: " + "\n  | ".join(_rule_name(k) for k in sorted(OPS))]
+    """The full lark grammar: the base rules, one keyword per registered op kind and one rule per
+    op shape.  An op keyword is a string that ``OP_NAME`` matches whole, so the lexer scans for
+    ``OP_NAME`` and retypes a known kind (one small regex, not one per op); the others are
+    whole-word regexes that outrank ``NAME`` where both match (``true``, ``dense``)."""
+    by_shape: dict[tuple[bool, bool], list[str]] = {}
     for kind in sorted(OPS):
         cls = OPS[kind]
-        rule = _rule_name(kind)
-        keywords.add(kind)
-        body = keyword_terminal(kind)
-        if cls.operand_specs():
-            body += ' "(" args ")"'
-        alternatives = []
         for name, spec in cls.attr_specs():
-            keywords.add(name)
-            key = keyword_terminal(name)
-            if spec.kind == "enum":
-                keywords.update(spec.choices)
-                choices = " | ".join(keyword_terminal(c) for c in spec.choices)
-                lines.append(f"{rule}__{name}: {choices}")
-                alternatives.append(f'{key} "=" {rule}__{name}')
-            else:
-                alternatives.append(f'{key} "=" {_VALUE_RULE[spec.kind]}')
-        alternatives.append('EXTRA_KEY "=" value')
-        lines.append(f"{rule}__attr: " + "\n  | ".join(alternatives))
-        lines.append(f'{rule}__attrs: "{{" [{rule}__attr ("," {rule}__attr)*] "}}"')
-        body += f" [{rule}__attrs]"
-        if cls.HAS_RESULT:
-            body += ' ":" TYPE'
-        lines.append(f"{rule}: {body}")
+            for word in (name, *spec.choices):  # lexed as NAME
+                if not re.fullmatch(r"[a-z_][a-z0-9_]*", word) or word in ("true", "false"):
+                    raise ValueError(f"'{kind}' attribute {name!r}: {word!r} is not a word the IR grammar can spell "
+                                     "(lowercase letters, digits, '_'; not true or false)")
+        by_shape.setdefault((bool(cls.operand_specs()), cls.HAS_RESULT), []).append(keyword_terminal(kind))
+    shapes = [" ".join(_SHAPES[shape]) for shape in by_shape]
+    lines = [_BASE_GRAMMAR, "op: " + "\n  | ".join([*shapes, "OP_NAME"])]
+    lines += [f"{_SHAPES[shape][0]}: {' | '.join(kws)}" for shape, kws in by_shape.items()]
     terminals = {}
-    for text in sorted(keywords):
+    for text in sorted(set(_BASE_KEYWORDS) | set(OPS)):
         name = keyword_terminal(text)
         if terminals.get(name, text) != text:
             raise ValueError(f"keywords {text!r} and {terminals[name]!r} share terminal {name}")
         terminals[name] = text
-        lines.append(f"{name}: /{re.escape(text)}(?![A-Za-z0-9_.])/")
+        if text in OPS:
+            lines.append(f"{name}: {json.dumps(text)}")
+        else:
+            lines.append(f"{name}.2: /{re.escape(text)}(?![A-Za-z0-9_.])/")
     return "\n".join(lines) + "\n"
 
 
+class _UnknownOperation(Exception):
+    """Raised by the lexer at an ``OP_NAME`` that is no registered op kind."""
+
+    def __init__(self, token: lark.Token):
+        super().__init__(str(token))
+        self.token = token
+
+
+def _unknown_operation(token: lark.Token) -> lark.Token:
+    raise _UnknownOperation(token)
+
+
 @cache
-def _parser() -> lark.Lark:
-    return lark.Lark(generate_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True, cache=True)
+def lark_parser() -> lark.Lark:
+    """The lark parser of the IR grammar, built once per process (lark caches its tables on disk)."""
+    return lark.Lark(generate_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                     lexer_callbacks={"OP_NAME": _unknown_operation}, cache=True)
 
 
 # ---------------------------------------------------------------------------- error rendering
 
 
-def describe(parser: lark.Lark, names: set[str]) -> list[str]:
-    """The terminals ``names`` of ``parser`` in words, for "expected ..." messages."""
+def describe(parser: lark.Lark, names: set[str], keywords: dict[str, str] | None = None) -> list[str]:
+    """The terminals ``names`` of ``parser`` in words, for "expected ..." messages; ``keywords``
+    spells names that are not the parser's terminals (an op's attribute names, enum choices)."""
     op_keywords = {o for o in OPS}
-    words, ops = [], []
+    words, ops, any_op = [], [], False
     for n in sorted(names):
+        if keywords and n in keywords:
+            words.append(f"'{keywords[n]}'")
+            continue
+        if n == "OP_NAME":  # any op kind (the lexer retypes a known kind's name to its keyword)
+            any_op = True
+            continue
         if n in _TERMINAL_WORDS:
             words.append(_TERMINAL_WORDS[n])
             continue
@@ -170,7 +196,7 @@ def describe(parser: lark.Lark, names: set[str]) -> list[str]:
             (ops if text in op_keywords else words).append(f"'{text}'")
         else:
             words.append(n.lower())
-    if len(ops) > 4:
+    if any_op or len(ops) > 4:
         words.insert(0, "an operation (like 'ann.conv')")
     else:
         words[:0] = ops
@@ -202,13 +228,64 @@ class Source:
 
 
 def _unexpected(src: Source, found: str, expected: list[str], line: int, col: int) -> NmcError:
-    if re.fullmatch(r"[a-z]+\.[a-z0-9_.]+", found) and any(w.startswith("an operation") for w in expected):
-        dialect = found.split(".")[0]
-        known = sorted(k for k in OPS if k.startswith(dialect + "."))
-        hint = (f"operations of dialect '{dialect}': {', '.join(known)}" if known
-                else f"known dialects: {', '.join(sorted({k.split('.')[0] for k in OPS}))}")
-        return src.error(f"unknown operation '{found}'", line, col, hint)
     return src.error(f"unexpected '{found}'; expected {join_words(expected)}", line, col)
+
+
+def _unknown_operation_error(src: Source, found: str, line: int, col: int) -> NmcError:
+    """'unknown operation', with the ops of its dialect (or the known dialects) as the hint."""
+    dialect = found.split(".")[0]
+    known = sorted(k for k in OPS if k.startswith(dialect + "."))
+    hint = (f"operations of dialect '{dialect}': {', '.join(known)}" if known
+            else f"known dialects: {', '.join(sorted({k.split('.')[0] for k in OPS}))}")
+    return src.error(f"unknown operation '{found}'", line, col, hint)
+
+
+def _attribute_names(cls, first: bool) -> tuple[set[str], dict[str, str]]:
+    """What may stand where an attribute of op class ``cls`` is named (``first``: right after
+    '{', where '}' may too), as terminal names and the spellings of those that are not terminals."""
+    keywords = {keyword_terminal(n): n for n, _ in cls.attr_specs()}
+    return {"EXTRA_KEY", *keywords} | ({"RBRACE"} if first else set()), keywords
+
+
+def _value_names(spec) -> tuple[set[str], dict[str, str]]:
+    """What may start the value of an attribute declared by ``spec`` (like :func:`_attribute_names`)."""
+    if spec.kind == "enum":
+        keywords = {keyword_terminal(c): c for c in spec.choices}
+        return set(keywords), keywords
+    return _VALUE_START[spec.kind], {}
+
+
+def _unknown_attribute(src: Source, cls, key: lark.Token, first: bool) -> NmcError:
+    names, keywords = _attribute_names(cls, first)
+    return _unexpected(src, str(key), describe(lark_parser(), names, keywords), key.line, key.column)
+
+
+def _in_op_attributes(e: lark.exceptions.UnexpectedInput, names: set[str], src: Source):
+    """Inside an op's attribute list, the grammar's generic ``NAME`` and value terminals in the op's
+    own terms: ``(names, keywords)`` for :func:`describe`, or the error of an unknown attribute
+    name before '='.  None elsewhere."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    # the op's keyword, reduced to the (inlined) rule of its shape while its attributes are read
+    kind = next((str(t.children[0]) for t in reversed(stack) if isinstance(t, lark.Tree) and t.data.startswith("_kind")), None)
+    if kind is None or not isinstance(stack[-1], lark.Token):
+        return None
+    cls, top = OPS[kind], stack[-1]
+    if top.type in ("LBRACE", "COMMA") and "NAME" in names:
+        return _attribute_names(cls, first=top.type == "LBRACE")
+    key = stack[-2] if len(stack) >= 2 else None
+    if top.type == "EQUAL" and isinstance(key, lark.Token) and key.type == "NAME":
+        spec = dict(cls.attr_specs()).get(str(key))
+        if spec is None:
+            return _unknown_attribute(src, cls, key, first=len(stack) >= 3 and getattr(stack[-3], "type", "") == "LBRACE")
+        return _value_names(spec)
+    return None
+
+
+def _expected(e: lark.exceptions.UnexpectedInput, names: set[str], src: Source, parser: lark.Lark) -> list[str] | NmcError:
+    context = _in_op_attributes(e, names, src)
+    if isinstance(context, NmcError):
+        return context
+    return describe(parser, *context) if context else describe(parser, names)
 
 
 def _syntax_error(e: lark.exceptions.UnexpectedInput, src: Source, parser: lark.Lark) -> NmcError:
@@ -216,9 +293,14 @@ def _syntax_error(e: lark.exceptions.UnexpectedInput, src: Source, parser: lark.
         line = src.line(e.line) or ""
         word = re.match(r"[A-Za-z0-9_.%@$<>-]+|.", line[e.column - 1 :])
         found = word.group(0) if word else line[e.column - 1 : e.column]
-        return _unexpected(src, found, describe(parser, set(e.allowed)), e.line, e.column)
+        expected = _expected(e, set(e.allowed), src, parser)
+        if isinstance(expected, NmcError):
+            return expected
+        return _unexpected(src, found, expected, e.line, e.column)
     if isinstance(e, lark.exceptions.UnexpectedToken):
-        expected = describe(parser, set(e.expected))
+        expected = _expected(e, set(e.expected), src, parser)
+        if isinstance(expected, NmcError):
+            return expected
         tok = e.token
         history = getattr(e, "token_history", None) or []
         prev = history[-1] if history else None
@@ -361,7 +443,7 @@ class _Builder:
         if spec.kind == "str":
             return _string(node, src)
         if spec.kind == "enum":
-            return str(node.children[0])
+            return str(node)
         if spec.kind in ("ints", "floats"):
             items = [c for c in node.children if c is not None]
             return tuple(_number(c, src, integer=spec.kind == "ints") for c in items)
@@ -372,6 +454,24 @@ class _Builder:
                 return _number(node, src)
             return self.blob_ref(node)
         raise src.at(key_tok, f"unsupported field kind {spec.kind}")
+
+    def check_value(self, spec, node) -> None:
+        """That ``node`` (an ``attr_value`` of the grammar) is a value of the kind ``spec`` declares,
+        or the syntax error a grammar with that kind in place would give."""
+        word = isinstance(node, lark.Token) and (node.type == "NAME" or node.type in _BLOB_START - {"BLOB_NAME"})
+        if spec.kind == "enum":
+            if word and str(node) in spec.choices:
+                return
+        elif word and node.type in _VALUE_START[spec.kind]:  # a blob keyword without its '<...>'
+            raise self.src.error(f"expected '<' after '{node}'", node.end_line, node.end_column)
+        elif not word and _value_start(node) in _VALUE_START[spec.kind]:
+            return
+        names, keywords = _value_names(spec)
+        expected = describe(lark_parser(), names, keywords)
+        if isinstance(node, lark.Tree):
+            found = "[" if node.data == "number_list" else str(node.children[0])
+            raise _unexpected(self.src, found, expected, node.meta.line, node.meta.column)
+        raise _unexpected(self.src, str(node), expected, node.line, node.column)
 
     def generic_value(self, node):
         if isinstance(node, lark.Tree):
@@ -386,10 +486,10 @@ class _Builder:
 
     def op(self, stmt: lark.Tree, graph: Graph) -> None:
         result_tok, op_node, loc_node = stmt.children
-        rule = op_node.children[0]
-        kind = _RULE_KINDS()[rule.data]
+        kind_tok, *rest = op_node.children
+        kind = str(kind_tok)
         cls = OPS[kind]
-        parts = {c.data if isinstance(c, lark.Tree) else c.type: c for c in rule.children if c is not None}
+        parts = {c.data if isinstance(c, lark.Tree) else c.type: c for c in rest if c is not None}
         loc = self.loc(loc_node) if loc_node is not None else Loc(self.src.filename, stmt.meta.line, stmt.meta.column)
         here = stmt.meta
         if cls.HAS_RESULT and result_tok is None:
@@ -399,17 +499,20 @@ class _Builder:
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         specs = dict(cls.attr_specs())
-        attrs = parts.get(f"{rule.data}__attrs")
-        for entry in (attrs.children if attrs is not None else []):
+        attrs = parts.get("attrs")
+        for i, entry in enumerate(attrs.children if attrs is not None else []):
             if entry is None:
                 continue
             key_tok, value = entry.children
             key = str(key_tok)
+            if key_tok.type == "NAME" and key not in specs:
+                raise _unknown_attribute(self.src, cls, key_tok, first=i == 0)
             if key in kwargs or key in extra:
                 raise self.src.at(key_tok, f"attribute '{key}' given twice")
             if key_tok.type == "EXTRA_KEY":
                 extra[key] = self.generic_value(value)
             else:
+                self.check_value(specs[key], value)
                 kwargs[key] = self.attr_value(specs[key], value, key_tok)
         missing = [n for n, s in cls.attr_specs() if n not in kwargs and _required(cls, n)]
         if missing:
@@ -477,6 +580,13 @@ class _Builder:
                    op_type=_string(op_type, self.src) if op_type is not None else None)
 
 
+def _value_start(node) -> str:
+    """The terminal an attribute value begins with ('[' of a number list: ``LSQB``)."""
+    if isinstance(node, lark.Tree):
+        return "LSQB" if node.data == "number_list" else node.children[0].type
+    return node.type
+
+
 def _after(node: lark.Tree, keyword: str):
     """The child that follows the ``keyword`` token in ``node``, or None."""
     kids = node.children
@@ -516,11 +626,13 @@ def parse_ir(text: str, filename: str = "<string>", sidecar=None, verify: bool =
 
     check_nesting(text, filename)  # the parser recurses: a depth limit, not a RecursionError (issue 22)
     src = Source(text, filename)
-    parser = _parser()
+    parser = lark_parser()
     try:
         tree = parser.parse(text)
     except lark.exceptions.UnexpectedInput as e:
         raise _syntax_error(e, src, parser) from None
+    except _UnknownOperation as e:
+        raise _unknown_operation_error(src, str(e.token), e.token.line, e.token.column) from None
     builder = _Builder(src, sidecar or (lambda name: None))
     header = tree.children[0]
     graph = Graph()
