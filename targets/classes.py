@@ -23,7 +23,8 @@ from typing import Any
 from nmc.diagnostics import NmcError
 
 #: the classes that ship with nmc: name -> module holding ``CHIP_CLASS``
-SHIPPED = {"mesh": "nmc.targets.mesh.chipclass", "xylo": "nmc.targets.edge.chipclass"}
+SHIPPED = {"mesh": "nmc.targets.mesh.chipclass", "xylo": "nmc.targets.edge.chipclass",
+           "multicast": "nmc.targets.multicast.chipclass"}
 ENTRY_POINT_GROUP = "nmc.chip_classes"
 
 _REGISTERED: dict[str, ChipClass] = {}
