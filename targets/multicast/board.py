@@ -12,7 +12,7 @@ from functools import cached_property
 
 import networkx as nx
 
-from nmc.targets.multicast.table import N_LINKS, opposite
+from nmc.targets.multicast.table import N_LINKS
 
 OFFSETS = ((1, 0), (1, 1), (0, 1), (-1, 0), (-1, -1), (0, -1))
 # x range of each row y of a SpiNN-5 board (spinn_machine's 48-chip layout)
@@ -66,7 +66,3 @@ class Board:
             for b, d in lengths.items():
                 D[self.index[a], self.index[b]] = d
         return D
-
-    def arrival(self, link: int) -> int:
-        """The link a packet sent by ``link`` arrives on."""
-        return opposite(link)

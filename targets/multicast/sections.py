@@ -114,14 +114,18 @@ def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
             parts.append(np.stack([core, v, key_of[s] - vertex_base[v],
                                    m.hw_of[t] - m.core_start[core], w, np.full(n, p.exponent), np.full(n, p.delay)], 1))
     syn = np.concatenate(parts) if parts else np.zeros((0, 7), np.int64)
-    syn = syn[np.lexsort((syn[:, 6], syn[:, 3], syn[:, 2], syn[:, 1], syn[:, 0]))]
     dests = m.destinations()
     blocks = sorted(((c, i) for i, d in enumerate(dests) for c in d), key=lambda cv: (cv[0], vertices[cv[1]].base))
     mpt_start = np.searchsorted(ints([c for c, _ in blocks]), np.arange(C + 1)) if blocks else np.zeros(C + 1, np.int64)
     sizes = ints([len(vertices[v].sources) for _, v in blocks])
     first_row = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    block_of = {cv: k for k, cv in enumerate(blocks)}
-    row = ints([first_row[block_of[(c, v)]] + i for c, v, i in syn[:, :3].tolist()]) if len(syn) else ints([])
+    V = max(len(vertices), 1)
+    block_code = ints([c * V + v for c, v in blocks])
+    order = np.argsort(block_code, kind="stable")
+    at = order[np.searchsorted(block_code[order], syn[:, 0] * V + syn[:, 1])] if len(syn) else ints([])
+    row = first_row[at] + syn[:, 2] if len(syn) else ints([])
+    order = np.lexsort((syn[:, 6], syn[:, 3], row))  # rows in order; a row's synapses by target, then delay
+    syn, row = syn[order], row[order]
     R = int(first_row[-1])
     rows = {"mpt_start": mpt_start, "mpt_key": ints([vertices[v].base for _, v in blocks]),
             "mpt_mask": ints([vertices[v].mask(chip.router.key_bits) for _, v in blocks]),
