@@ -126,6 +126,10 @@ class ChipClass:
         """Rows for ``nmc inspect``'s busiest links, each with a ``load`` (None: no links)."""
         return None
 
+    def more_tables(self, sections: dict) -> dict[str, list[dict]] | None:
+        """More tables for ``nmc inspect``, by title (None: none), e.g. router tables."""
+        return None
+
     def layer_table(self, sections: dict) -> list[dict] | None:
         """Rows for the compile report's per-layer table (``nmc compile/inspect --html``): ``name``,
         ``neurons``, ``synapses``, ``cores``, ``weight_bits``, ``max_fan_in`` and the limit the

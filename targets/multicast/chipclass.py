@@ -96,6 +96,11 @@ class MulticastClass(ChipClass):
 
         return link_table(sections)
 
+    def more_tables(self, sections):
+        from nmc.targets.multicast.views import more_tables
+
+        return more_tables(sections)
+
     def plot(self, image, cores, links, path):
         from nmc.targets.multicast.views import plot_board
 

@@ -101,14 +101,38 @@ def plot_board(image, path: str) -> None:
     pos = {xy: (xy[0] - 0.5 * xy[1], xy[1] * 0.87) for xy in board.chips}  # the triangular mesh, sheared
     for r in links:
         (x0, y0), (x1, y1) = pos[tuple(r["from"])], pos[tuple(r["to"])]
-        ax.plot([x0, x1], [y0, y1], color="tab:red", lw=0.5 + 4 * r["keys"] / top, alpha=0.6, zorder=1)
+        wraps = max(abs(a - b) for a, b in zip(r["from"], r["to"])) > 1  # a torus link round the edge: dashed
+        ax.plot([x0, x1], [y0, y1], color="tab:red", lw=0.5 + 4 * r["keys"] / top, alpha=0.6, zorder=1,
+                ls="--" if wraps else "-")
     xs, ys = zip(*(pos[xy] for xy in board.chips))
     sc = ax.scatter(xs, ys, c=fill, cmap="viridis", vmin=0, vmax=max(float(fill.max()), 1e-9), s=300, zorder=2,
                     edgecolors="k")
     for xy in board.chips:
         ax.annotate(f"{xy[0]},{xy[1]}", pos[xy], ha="center", va="center", fontsize=6, color="w", zorder=3)
     fig.colorbar(sc, ax=ax, label=f"router table fill (of {chip.router.entries} entries)")
-    ax.set_title(f"{chip.name}: table fill and link loads (keys per link)")
+    ax.set_title(f"{chip.name}: table fill, keys per link")
     ax.set_aspect("equal")
     ax.axis("off")
     save_png(fig, path)
+
+
+def more_tables(sections) -> dict[str, list[dict]]:
+    """``nmc inspect``'s chips table and, per chip with a table, its entries before and after
+    compression."""
+    p, chip = _program(sections)
+    board = Board(chip)
+    used = {}
+    for xy in map(tuple, p.cores["chip"].tolist()):
+        used[xy] = used.get(xy, 0) + 1
+    tables = router_tables(sections)
+    by_chip = {tuple(t["chip"]): t for t in tables}
+    chips = [{"chip": list(xy), "cores": used.get(xy, 0), "entries": len(by_chip[xy]["entries"]) if xy in by_chip else 0,
+              "defaultable": sum(e["defaultable"] for e in by_chip[xy]["entries"]) if xy in by_chip else 0,
+              "compressed": len(by_chip[xy]["compressed"]) if xy in by_chip else 0, "capacity": chip.router.entries}
+             for xy in board.chips if used.get(xy) or xy in by_chip]
+    out = {"chips": chips}
+    for t in tables:
+        x, y = t["chip"]
+        out[f"router ({x}, {y}) before compression"] = t["entries"]
+        out[f"router ({x}, {y}) after compression"] = t["compressed"]
+    return out
