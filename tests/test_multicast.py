@@ -437,3 +437,35 @@ def test_valid_crc_image_with_bad_content_exits_1(tmp_path, capsys):
     assert main(["run", str(bad), "--backend", "emulator", "--input", str(tmp_path / "x.npy")]) == 1
     assert "multicast.keys" in capsys.readouterr().err
     assert main(["inspect", str(bad)]) == 1
+
+
+@pytest.mark.parametrize("name", ["spinnaker1", "spinnaker1-board", "spinnaker2", "spinnaker2-board"])
+def test_every_figure_names_its_source_or_says_assumption(name):
+    import re
+
+    from nmc.targets.chip import TOP, chips_dir
+
+    for line in (chips_dir() / f"{name}.toml").read_text().splitlines():
+        if re.match(r"^\s*[a-z_]+\s*=", line) and line.split("=")[0].strip() not in TOP:
+            comment = line.partition("#")[2]
+            assert re.search(r"\[(F14|GB|SN|S12|DS|H21|SM)\]|assumption|derived", comment), f"{name}: no source for: {line}"
+
+
+def test_inspect_lists_chips_cores_and_router_tables_before_and_after(tmp_path, capsys):
+    import nmc
+    from nmc.cli import main
+
+    path = tmp_path / "line.nmb"
+    nmc.compile(_line_graph(), target="multicast-tiny").save(str(path))
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "chips (" in out and "cores (" in out
+    assert "router (0, 0) before compression" in out and "router (0, 0) after compression" in out
+    assert main(["inspect", str(path), "--json"]) == 0
+    import json
+
+    info = json.loads(capsys.readouterr().out)
+    assert info["tables"]["chips"][0]["capacity"] == 64
+    pytest.importorskip("matplotlib")
+    assert main(["inspect", str(path), "--plot", str(tmp_path / "board.png")]) == 0
+    assert (tmp_path / "board.png").read_bytes()[:4] == b"\x89PNG"
