@@ -44,6 +44,7 @@ beat the best merge found are skipped.  Ties go to the larger group, then the lo
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 
 import numpy as np
@@ -67,17 +68,15 @@ def compress_table(
 ) -> list[RoutingEntry]:
     """The compressed table of one router (first match wins), at most ``capacity`` entries.
 
-    ``target_length``: ``None`` (default) stops merging once the table fits ``capacity``;
-    ``0`` merges as far as it goes; another value stops there.  Raises ``NmcError`` when the
-    table cannot be brought down to ``capacity``, ``ValueError`` for an input that is not
+    ``target_length``: ``None`` (default) stops once the table fits ``capacity``; ``0``
+    compresses as far as the method goes; another value stops there.  Raises ``NmcError`` when
+    the table cannot be brought down to ``capacity``, ``ValueError`` for an input that is not
     reorderable by generality (see the module docstring) or mismatched lengths.
     """
     if len(entries) != len(defaultable):
         raise ValueError(f"{len(entries)} entries but {len(defaultable)} defaultable flags")
     target = capacity if target_length is None else target_length
-    table = _Minimiser(entries, defaultable)
-    table.minimise(target)
-    result = table.result()
+    result = _compress(entries, defaultable, target)
     if len(result) > capacity:
         raise NmcError(
             f"chip {chip}: its routing table needs {len(result)} entries after compression "
@@ -87,6 +86,56 @@ def compress_table(
             "on consecutive keys merge into fewer entries)",
         )
     return result
+
+
+def _compress(entries, defaultable, target: int) -> list[RoutingEntry]:
+    n = len(entries)
+    if n == 0:
+        return []
+    keys = [e.key for e in entries]
+    masks = [e.mask for e in entries]
+    width = max(max(keys), max(masks)).bit_length() or 1
+    if width > 64:
+        raise ValueError(f"keys of {width} bits; at most 64 are supported")
+    routes = sorted({e.route for e in entries})
+    rid_of = {r: i for i, r in enumerate(routes)}
+    rids = [rid_of[e.route] for e in entries]
+    flags = [bool(f) for f in defaultable]
+    prefix = _prefix_table(keys, masks, width)
+    if prefix is not None:
+        # disjoint prefixes: reorderable, and every defaultable entry is default-routable
+        if n - sum(flags) <= target:
+            return [e for e, f in zip(entries, flags) if not f]
+        table, owner = _ortc(*prefix, rids, flags, width)
+        if len(table) <= target or len({r for _, _, r in table}) == len(table):
+            return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
+        tkeys, tmasks, trids = (np.array(c, dtype=t) for c, t in zip(zip(*table), (_U, _U, np.int64)))
+        aliases = (np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64), np.array(flags), np.array(owner))
+    else:
+        akeys, amasks, arids = np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64)
+        gens = _generality(amasks, width)
+        _check_reorderable(akeys, amasks, arids, gens)
+        perm = np.argsort(gens, kind="stable")
+        akeys, amasks, arids, aflags = akeys[perm], amasks[perm], arids[perm], np.array(flags)[perm]
+        owner = np.arange(n)
+        owner[_default_routable(akeys, amasks, arids, aflags)] = -1
+        if (owner >= 0).sum() <= target:
+            return [entries[perm[i]] for i in np.nonzero(owner >= 0)[0]]
+        tkeys, tmasks, trids = akeys, amasks, arids
+        aliases = (akeys, amasks, arids, aflags, owner)
+    m = _Minimiser(tkeys, tmasks, trids, aliases, width)
+    m.minimise(target)
+    return [RoutingEntry(k, mk, routes[r]) for k, mk, r in m.result()]
+
+
+def _default_routable(keys, masks, rids, flags) -> np.ndarray:
+    """Step 2: the defaultable entries that no later entry of another route intersects."""
+    out = np.zeros(len(keys), bool)
+    for i in np.nonzero(flags)[0]:
+        later = slice(i + 1, None)
+        clash = _intersects(keys[i], masks[i], keys[later], masks[later]) & (rids[later] != rids[i])
+        out[i] = not clash.any()
+    return out
 
 
 def _generality(masks: np.ndarray, width: int) -> np.ndarray:
@@ -107,26 +156,14 @@ def _merge(keys: np.ndarray, masks: np.ndarray) -> tuple[np.uint64, np.uint64]:
 
 
 class _Minimiser:
-    """The table being minimised: entry ``i`` (original ones first, sorted by generality, then
-    merged ones) has ``key``, ``mask``, ``rid`` (route id), ``gen``, ``order`` (its position:
-    smaller is higher) and ``alive``; alias ``a`` (one per original entry) has its key/mask,
-    route, ``defaultable`` flag and its owner's ``aorder`` (``_BOTTOM`` for a removed default
-    route)."""
+    """The table being minimised: entry ``i`` (the given ones first, then merged ones) has
+    ``key``, ``mask``, ``rid`` (route id), ``gen``, ``order`` (its position: smaller is
+    higher) and ``alive``; alias ``a`` (an original entry) has its key/mask, route,
+    ``defaultable`` flag and its owner's ``aorder`` (``_BOTTOM`` for a default-routed one)."""
 
-    def __init__(self, entries: Sequence[RoutingEntry], defaultable: Sequence[bool]):
-        n = len(entries)
-        width = max((max(e.key, e.mask).bit_length() for e in entries), default=1) or 1
-        if width > 64:
-            raise ValueError(f"keys of {width} bits; at most 64 are supported")
+    def __init__(self, keys, masks, rids, aliases, width: int):
+        n = len(keys)
         self.width = width
-        self.routes = sorted({e.route for e in entries})
-        rid_of = {r: i for i, r in enumerate(self.routes)}
-        keys = np.array([e.key for e in entries], dtype=_U)
-        masks = np.array([e.mask for e in entries], dtype=_U)
-        rids = np.array([rid_of[e.route] for e in entries], dtype=np.int64)
-        gens = _generality(masks, width)
-        _check_reorderable(keys, masks, rids, gens)
-        perm = np.argsort(gens, kind="stable")
         size = 2 * n + 1
         self.key = np.zeros(size, _U)
         self.mask = np.zeros(size, _U)
@@ -134,34 +171,25 @@ class _Minimiser:
         self.gen = np.full(size, _FAR, np.int64)
         self.order = np.full(size, _BOTTOM, np.int64)
         self.alive = np.zeros(size, bool)
-        self.key[:n], self.mask[:n], self.rid[:n], self.gen[:n] = keys[perm], masks[perm], rids[perm], gens[perm]
+        self.key[:n], self.mask[:n], self.rid[:n] = keys, masks, rids
+        self.gen[:n] = _generality(self.mask[:n], width)
         self.order[:n] = (self.gen[:n] << 32) | (_SEQ + np.arange(n))
         self.alive[:n] = True
         self.used = n
         self.merges = 0
-        # aliases: alias i is original (sorted) entry i
-        self.ak, self.am, self.arid = self.key[:n].copy(), self.mask[:n].copy(), self.rid[:n].copy()
-        self.adef = np.asarray(defaultable, dtype=bool).reshape(n)[perm]
-        self.aorder = self.order[:n].copy()
-        self.aliases: list[np.ndarray] = [np.array([i]) for i in range(n)]
+        self.ak, self.am, self.arid, self.adef, owner = aliases
+        self.aorder = np.where(owner >= 0, self.order[np.maximum(owner, 0)], _BOTTOM)
+        by_owner = np.argsort(owner, kind="stable")
+        cuts = np.searchsorted(owner[by_owner], np.arange(n + 1))
+        self.aliases: list[np.ndarray] = [by_owner[cuts[i]: cuts[i + 1]] for i in range(n)]
         self.groups: dict[int, set[int]] = {}
-        for i in range(n):
-            self.groups.setdefault(int(self.rid[i]), set()).add(i)
+        for i, r in enumerate(rids.tolist()):
+            self.groups.setdefault(r, set()).add(i)
         self.cache: dict[int, tuple] = {}
-        self._remove_default_routes()
 
     @property
     def length(self) -> int:
         return int(self.alive.sum())
-
-    def _remove_default_routes(self) -> None:
-        """Step 2: defaultable entries that no later entry of another route intersects."""
-        n = len(self.adef)
-        for i in np.nonzero(self.adef)[0]:
-            later = np.arange(i + 1, n)
-            later = later[self.rid[later] != self.rid[i]]
-            if not _intersects(self.key[i], self.mask[i], self.key[later], self.mask[later]).any():
-                self._drop(int(i))
 
     def _drop(self, i: int) -> None:
         self.alive[i] = False
@@ -286,8 +314,8 @@ class _Minimiser:
             r: c for r, c in self.cache.items() if r != rid and not _intersects(c[5], c[6], mk, mm)
         }
 
-    def result(self) -> list[RoutingEntry]:
-        """Step 4, then the table in order."""
+    def result(self) -> list[tuple[int, int, int]]:
+        """Step 4, then the table in order: (key, mask, route id)."""
         live = np.nonzero(self.alive)[0]
         live = live[np.argsort(self.order[live])]
         for i in live:
@@ -297,7 +325,7 @@ class _Minimiser:
             if not _intersects(self.key[i], self.mask[i], self.key[below], self.mask[below]).any():
                 self._drop(int(i))
         live = live[self.alive[live]]
-        return [RoutingEntry(int(self.key[i]), int(self.mask[i]), self.routes[self.rid[i]]) for i in live]
+        return [(int(self.key[i]), int(self.mask[i]), int(self.rid[i])) for i in live]
 
 
 def _check_reorderable(keys, masks, rids, gens) -> None:
@@ -315,3 +343,90 @@ def _check_reorderable(keys, masks, rids, gens) -> None:
                 f"entry {hi[i]} intersects the later, more specific entry {lo[j]} of another "
                 "route: the table is not reorderable by generality"
             )
+
+
+def _prefix_table(keys: list[int], masks: list[int], width: int):
+    """``(keys, lengths, order)`` sorted by key when every mask is a prefix (its set bits the
+    top ones of ``width``) and no two entries share a key; else None."""
+    full = (1 << width) - 1
+    for m in masks:
+        if (full ^ m) & ((full ^ m) + 1):  # the don't-care bits are not the low ones
+            return None
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    k = [keys[i] for i in order]
+    ends = [keys[i] | (full ^ masks[i]) for i in order]
+    if any(k[j + 1] <= ends[j] for j in range(len(k) - 1)):
+        return None
+    return k, [masks[i].bit_count() for i in order], order
+
+
+_NONE = -1  # "no entry matched": default routing
+
+
+def _ortc(keys, lengths, order, rids, flags, width: int):
+    """The fewest prefix entries that route every allocated key as the table does: ORTC
+    (Draves, King, Venkatachary & Zill, "Constructing optimal IP routing tables", INFOCOM 1999)
+    on the binary trie of the keys, with unallocated keys as don't-cares and defaultable keys
+    satisfied by their link or by no entry at all.  A subtree's cost, given the route ``r`` it
+    inherits, is ``base + (r not in S)`` (``S`` a bit set of route ids), and ``none`` when it
+    inherits no route (no entry can route to "nothing", so that case is kept apart).  Trie
+    chains without a branch cost nothing and are skipped: the trie's branch points are the
+    Cartesian tree of the common-prefix lengths of neighbouring keys.  An entry placed at a
+    branch takes the shortest prefix that covers no other branch.  Returns the table as
+    (depth, key, route id) triples, most specific first, and for every original entry (indexed
+    as ``rids``) the index of its first matching table entry (``-1``: none)."""
+    n = len(keys)
+    # node: [base, routes, none, split depth (None: leaf), left, right, leaf index]
+    stack: list[list] = []
+    gaps: list[int] = []
+    for i in range(n):
+        r = rids[order[i]]
+        node = [0, 1 << r, 0 if flags[order[i]] else 1, None, None, None, i]
+        gap = width - (keys[i] ^ keys[i + 1]).bit_length() if i + 1 < n else -1
+        while gaps and gaps[-1] > gap:
+            a = stack.pop()
+            depth = gaps.pop()
+            both = a[1] & node[1]
+            base = a[0] + node[0]
+            routes = both if both else a[1] | node[1]
+            base += not both
+            node = [base, routes, min(a[2] + node[2], base + 1), depth, a, node, a[6]]
+        stack.append(node)
+        gaps.append(gap)
+    placed: list[tuple[int, int, int]] = []
+    owner_sorted = [-1] * n
+    todo = [(stack[0], _NONE, 0, -1)]
+    while todo:
+        node, inherited, top, current = todo.pop()
+        base, routes, none, depth, a, b, lo = node
+        if depth is None:
+            if inherited != rids[order[lo]] and not (inherited == _NONE and flags[order[lo]]):
+                placed.append((top, keys[lo], rids[order[lo]]))
+                current = len(placed) - 1
+            owner_sorted[lo] = current
+            continue
+        if inherited == _NONE:
+            stay = a[2] + b[2]
+        else:
+            stay = a[0] + b[0] + (not (a[1] >> inherited) & 1) + (not (b[1] >> inherited) & 1)
+        if base + 1 < stay:
+            inherited = (routes & -routes).bit_length() - 1
+            placed.append((top, keys[lo], inherited))
+            current = len(placed) - 1
+        todo.append((b, inherited, depth + 1, current))
+        todo.append((a, inherited, depth + 1, current))
+    rank = sorted(range(len(placed)), key=lambda j: (-placed[j][0], placed[j][1]))
+    new_index = [0] * len(placed)
+    for i, j in enumerate(rank):
+        new_index[j] = i
+    full = (1 << width) - 1
+    table = []
+    for j in rank:
+        depth, key, r = placed[j]
+        mask = full ^ ((1 << (width - depth)) - 1)
+        table.append((key & mask, mask, r))
+    owner = [-1] * n
+    for i in range(n):
+        o = owner_sorted[i]
+        owner[order[i]] = -1 if o < 0 else new_index[o]
+    return table, owner
