@@ -14,17 +14,21 @@ fastest one that reaches it.  Every nmc table is proved equivalent to its origin
 ``check_equivalent`` (every allocated key looked up in both); every PACMAN output by PACMAN's
 own ``compare_tables``.
 
-Tables: ``synthetic`` networks (the only source until the multicast class's mapper lands):
-layers of neurons in slices of ``--neurons-per-core`` on a SpiNN-5 board's 48 chips of 16
-application cores (slices placed in order, chip by chip), each slice with its own key range
-(consecutive slices of a layer on consecutive, power-of-two aligned keys), projections
-``dense`` (every slice of one layer to every slice of the next) or ``conv`` (a slice to the
-slices of the next layer at the same relative position, ±``--window``), multicast trees along
-breadth-first shortest paths from the source chip (links tried E, NE, N, W, SW, S), an entry
-per key on every chip of its tree, defaultable where it arrives by one link and leaves by the
-opposite one only.
+Tables (``real``): the multicast class's own uncompressed tables
+(``nmc.targets.multicast.mapping.router_tables``: key ranges per core slice, shortest-path
+multicast trees, defaultable flags) of networks mapped onto ``--board`` (default
+``spinnaker1-board``, one SpiNN-5 board of 48 chips) by the class's default pipeline up to
+``mc-place``: ``mnist-8`` (``<data>/models/mnist-8.onnx``, calibrated on ``--calib`` MNIST
+``train_idx`` images), ``cnn`` (``examples/cnn.nmd``, the same images), ``vgg11@0.5``
+(benchmarks/vgg.py, seeded random weights and calibration images) and the size series
+(benchmarks/mapping.py's ``conv_graph``: four layers of ``n/4`` neurons, 2 channels, 3x3
+convolutions, integer weights; mapped directly).  ``--synthetic`` adds networks from a
+generator that only mimics such tables (layers in slices of 256 neurons placed chip by chip,
+aligned consecutive keys per layer, ``dense``/``conv`` projections, breadth-first trees), the
+harness's stand-in before the class landed; their rows say ``synthetic``.
 
-    python benchmarks/routing.py [--networks ...] [--json OUT] [--pacman-python PATH]
+    python benchmarks/routing.py [--networks mnist-8,cnn,vgg] [--sizes 10000 30000 100000]
+        [--data ../shared/data] [--synthetic] [--json OUT] [--pacman-python PATH]
 
 The machine may be shared with other work: the ratios come from the same run, times vary.
 """
@@ -43,7 +47,7 @@ from pathlib import Path
 
 from nmc.targets.multicast.check import check_equivalent
 from nmc.targets.multicast.compress import compress_table
-from nmc.targets.multicast.table import N_LINKS, RoutingEntry, core_bit, link_bit, opposite
+from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, opposite
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -131,16 +135,48 @@ def synthetic_tables(layers, neurons_per_core: int, window: int):
     return out
 
 
+def real_tables(name: str, args):
+    """The multicast class's uncompressed tables of network ``name`` mapped onto ``args.board``."""
+    import numpy as np
+
+    import nmc
+    from nmc.compiler import default_pipeline, resolve_target
+    from nmc.passmanager import PassContext, PassManager, parse_pipeline
+    from nmc.targets.multicast.mapping import router_tables
+
+    target = resolve_target(args.board)
+    if name.startswith("series"):
+        from mapping import conv_graph
+
+        snn = conv_graph(int(name.split()[1]), 2, args.seed)
+    else:
+        if name == "vgg11@0.5":
+            from vgg import vgg11_graph
+
+            graph = vgg11_graph(0.5, args.seed)
+            calib = np.random.default_rng(args.seed).random((args.calib, 3, 32, 32), dtype=np.float32)
+        else:
+            test = np.load(args.data / "mnist/mnist_test.npz")
+            split = np.load(args.data / "mnist/mnist_test_split.npz")
+            calib = test["x"][split["train_idx"][:args.calib]].astype(np.float32)[:, None] / 255.0
+            graph = nmc.load(str(args.data / "models/mnist-8.onnx" if name == "mnist-8" else ROOT / "examples/cnn.nmd"))
+        pipeline = default_pipeline(graph, target, 2, 16, args.seed, calibrated=True)
+        front = pipeline[:pipeline.index("mc-partition")].rstrip(",")
+        snn = nmc.optimize(graph, front, target=target.chip, calibration=calib, seed=args.seed)
+    PassManager(parse_pipeline(f"mc-partition,mc-place{{seed={args.seed}}}"), PassContext(target=target.chip)).run(snn)
+    return router_tables(snn, target.chip), target.chip.router.entries
+
+
 def series_layers(neurons: int):
     """The size series: four equal layers, conv projections."""
     return [(neurons // 4, None)] + [(neurons // 4, "conv")] * 3
 
 
-def run_nmc(tables):
+def run_nmc(tables, capacity: int):
     rows = []
     for chip, (entries, flags) in tables.items():
         start = time.perf_counter()
-        out = compress_table(entries, flags, CAPACITY, chip=f"{chip}", target_length=0)
+        out = compress_table(entries, flags, capacity, chip=f"{chip}", target_length=0)
         seconds = time.perf_counter() - start
         check_equivalent(entries, flags, out)
         rows.append({"entries": len(out), "seconds": seconds})
@@ -163,8 +199,8 @@ def run_pacman(tables, python: str):
     return result["pacman"], result["results"]
 
 
-def compare(name, source, tables, pacman_python):
-    mine = run_nmc(tables)
+def compare(name, source, tables, pacman_python, capacity=CAPACITY):
+    mine = run_nmc(tables, capacity)
     version, theirs = run_pacman(tables, pacman_python)
     names = list(theirs[0]) if theirs else []
     row = {
@@ -212,25 +248,35 @@ def print_table(rows):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--networks", help=f"comma-separated of {', '.join(SYNTHETIC)}, or none (default: all)")
-    ap.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="series sizes (total neurons)")
-    ap.add_argument("--neurons-per-core", type=int, default=256)
-    ap.add_argument("--window", type=int, default=2, help="conv projections: slices either side")
+    ap.add_argument("--networks", default="mnist-8,cnn,vgg", help="comma-separated of mnist-8,cnn,vgg, or none")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 30_000, 100_000], help="series sizes (neurons)")
+    ap.add_argument("--board", default="spinnaker1-board")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--calib", type=int, default=20, help="calibration samples")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--synthetic", action="store_true", help="also the synthetic networks and series")
+    ap.add_argument("--neurons-per-core", type=int, default=256, help="synthetic tables")
+    ap.add_argument("--window", type=int, default=2, help="synthetic conv projections: slices either side")
     ap.add_argument("--pacman-python", default=os.environ.get("PACMAN_PYTHON", str(ROOT.parent / "venv-pacman/bin/python")))
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args()
     if not Path(args.pacman_python).exists():
         sys.exit(f"no PACMAN interpreter at {args.pacman_python}: see benchmarks/pacman_routing.py's docstring")
-    names = list(SYNTHETIC) if args.networks is None else [n for n in args.networks.split(",") if n and n != "none"]
+    sys.path.insert(0, str(HERE))
+    names = {"mnist-8": "mnist-8", "cnn": "cnn", "vgg": "vgg11@0.5"}
+    wanted = [names[n] for n in args.networks.split(",") if n and n != "none"]
+    if any(n in ("mnist-8", "cnn") for n in wanted) and not args.data.exists():
+        sys.exit(f"no data folder {args.data} (mnist-8 and cnn need it): --data, or --networks vgg")
     rows = []
-    for name in names:
-        tables = synthetic_tables(SYNTHETIC[name], args.neurons_per_core, args.window)
-        rows.append(compare(name, "synthetic", tables, args.pacman_python))
-        print(f"# {name}: done", file=sys.stderr)
-    for n in args.sizes:
-        tables = synthetic_tables(series_layers(n), args.neurons_per_core, args.window)
-        rows.append(compare(f"series {n}", "synthetic", tables, args.pacman_python))
-        print(f"# series {n}: done", file=sys.stderr)
+    for name in wanted + [f"series {n}" for n in args.sizes]:
+        start = time.perf_counter()
+        tables, capacity = real_tables(name, args)
+        print(f"# {name}: mapped in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        rows.append(compare(name, "real", tables, args.pacman_python, capacity))
+    if args.synthetic:
+        for name, layers in [*SYNTHETIC.items(), *((f"synthetic series {n}", series_layers(n)) for n in SIZES)]:
+            tables = synthetic_tables(layers, args.neurons_per_core, args.window)
+            rows.append(compare(name, "synthetic", tables, args.pacman_python))
     print(f"PACMAN: spinnaker-pacman {rows[0]['pacman'] if rows else '?'}; nmc and PACMAN in the same run; "
           f"{os.cpu_count()} CPUs, possibly shared with other work")
     print_table(rows)

@@ -44,7 +44,6 @@ beat the best merge found are skipped.  Ties go to the larger group, then the lo
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Sequence
 
 import numpy as np
