@@ -44,6 +44,7 @@ beat the best merge found are skipped.  Ties go to the larger group, then the lo
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -96,35 +97,48 @@ def _compress(entries, defaultable, target: int) -> list[RoutingEntry]:
     width = max(max(keys), max(masks)).bit_length() or 1
     if width > 64:
         raise ValueError(f"keys of {width} bits; at most 64 are supported")
-    routes = sorted({e.route for e in entries})
+    # route ids by decreasing frequency (then value): where ORTC may choose among routes it
+    # takes the lowest id, the commonest route, which leaves the most for later merges
+    count = Counter(e.route for e in entries)
+    routes = sorted(count, key=lambda r: (-count[r], r))
     rid_of = {r: i for i, r in enumerate(routes)}
     rids = [rid_of[e.route] for e in entries]
     flags = [bool(f) for f in defaultable]
     prefix = _prefix_table(keys, masks, width)
-    if prefix is not None:
-        # disjoint prefixes: reorderable, and every defaultable entry is default-routable
-        if n - sum(flags) <= target:
-            return [e for e, f in zip(entries, flags) if not f]
-        table, owner = _ortc(*prefix, rids, flags, width)
-        if len(table) <= target or len({r for _, _, r in table}) == len(table):
-            return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
-        tkeys, tmasks, trids = (np.array(c, dtype=t) for c, t in zip(zip(*table), (_U, _U, np.int64)))
-        aliases = (np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64), np.array(flags), np.array(owner))
-    else:
-        akeys, amasks, arids = np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64)
-        gens = _generality(amasks, width)
+    if prefix is None:
+        return [RoutingEntry(k, m, routes[r]) for k, m, r in _ordered_covering(keys, masks, rids, flags, width,
+                                                                              target, disjoint=False)]
+    # disjoint prefixes: reorderable, and every defaultable entry is default-routable
+    if n - sum(flags) <= target:
+        return [e for e, f in zip(entries, flags) if not f]
+    table, owner = _ortc(*prefix, rids, flags, width)
+    if len(table) > target and len({r for _, _, r in table}) < len(table):
+        m = _Minimiser(*(list(c) for c in zip(*table)), (keys, masks, rids, flags, owner), width)
+        m.minimise(target)
+        table = m.result()
+        if len(table) > target:  # Ordered Covering alone sometimes finds merges ORTC's choices hide
+            alone = _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True)
+            table = alone if len(alone) < len(table) else table
+    return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
+
+
+def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disjoint: bool):
+    """Steps 1-4 on the table as given: (key, mask, route id) rows.  ``disjoint``: no two
+    entries share a key (so the table is reorderable and every defaultable entry removable)."""
+    akeys, amasks, arids = np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64)
+    gens = _generality(amasks, width)
+    if not disjoint:
         _check_reorderable(akeys, amasks, arids, gens)
-        perm = np.argsort(gens, kind="stable")
-        akeys, amasks, arids, aflags = akeys[perm], amasks[perm], arids[perm], np.array(flags)[perm]
-        owner = np.arange(n)
-        owner[_default_routable(akeys, amasks, arids, aflags)] = -1
-        if (owner >= 0).sum() <= target:
-            return [entries[perm[i]] for i in np.nonzero(owner >= 0)[0]]
-        tkeys, tmasks, trids = akeys, amasks, arids
-        aliases = (akeys, amasks, arids, aflags, owner)
-    m = _Minimiser(tkeys, tmasks, trids, aliases, width)
+    perm = np.argsort(gens, kind="stable")
+    akeys, amasks, arids, aflags = akeys[perm], amasks[perm], arids[perm], np.array(flags)[perm]
+    owner = np.arange(len(keys))
+    owner[aflags if disjoint else _default_routable(akeys, amasks, arids, aflags)] = -1
+    table = [akeys.tolist(), amasks.tolist(), arids.tolist()]
+    if (owner >= 0).sum() <= target:
+        return [row for row, o in zip(zip(*table), owner) if o >= 0]
+    m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width)
     m.minimise(target)
-    return [RoutingEntry(k, mk, routes[r]) for k, mk, r in m.result()]
+    return m.result()
 
 
 def _default_routable(keys, masks, rids, flags) -> np.ndarray:
@@ -146,57 +160,52 @@ def _intersects(k1, m1, k2, m2):
     return (k1 & m2) == (k2 & m1)
 
 
-def _merge(keys: np.ndarray, masks: np.ndarray) -> tuple[np.uint64, np.uint64]:
+def _merge(keys, masks) -> tuple[int, int]:
     """The key/mask with an X wherever the given ones differ or have an X."""
-    all_ones = np.bitwise_and.reduce(keys)
-    any_ones = np.bitwise_or.reduce(keys)
-    mask = np.bitwise_and.reduce(masks) & ~(all_ones ^ any_ones)
+    all_ones, any_ones, all_masks = -1, 0, -1
+    for k, m in zip(keys, masks):
+        all_ones &= k
+        any_ones |= k
+        all_masks &= m
+    mask = all_masks & ~(all_ones ^ any_ones)
     return all_ones & mask, mask
 
 
 class _Minimiser:
-    """The table being minimised: entry ``i`` (the given ones first, then merged ones) has
+    """The table being minimised (Python ints: tables are small, so per-call overheads of
+    array code would dominate).  Entry ``i`` (the given ones first, then merged ones) has
     ``key``, ``mask``, ``rid`` (route id), ``gen``, ``order`` (its position: smaller is
-    higher) and ``alive``; alias ``a`` (an original entry) has its key/mask, route,
-    ``defaultable`` flag and its owner's ``aorder`` (``_BOTTOM`` for a default-routed one)."""
+    higher); ``live`` holds the current ones.  Alias ``a`` (an original entry) has its
+    key/mask, route, ``defaultable`` flag and its owner's ``aorder`` (``_BOTTOM`` for a
+    default-routed one)."""
 
     def __init__(self, keys, masks, rids, aliases, width: int):
         n = len(keys)
         self.width = width
-        size = 2 * n + 1
-        self.key = np.zeros(size, _U)
-        self.mask = np.zeros(size, _U)
-        self.rid = np.full(size, -1, np.int64)
-        self.gen = np.full(size, _FAR, np.int64)
-        self.order = np.full(size, _BOTTOM, np.int64)
-        self.alive = np.zeros(size, bool)
-        self.key[:n], self.mask[:n], self.rid[:n] = keys, masks, rids
-        self.gen[:n] = _generality(self.mask[:n], width)
-        self.order[:n] = (self.gen[:n] << 32) | (_SEQ + np.arange(n))
-        self.alive[:n] = True
-        self.used = n
+        self.key, self.mask, self.rid = list(keys), list(masks), list(rids)
+        self.gen = [width - m.bit_count() for m in self.mask]
+        self.order = [(g << 32) | (_SEQ + i) for i, g in enumerate(self.gen)]
+        self.live = set(range(n))
         self.merges = 0
-        self.ak, self.am, self.arid, self.adef, owner = aliases
-        self.aorder = np.where(owner >= 0, self.order[np.maximum(owner, 0)], _BOTTOM)
-        by_owner = np.argsort(owner, kind="stable")
-        cuts = np.searchsorted(owner[by_owner], np.arange(n + 1))
-        self.aliases: list[np.ndarray] = [by_owner[cuts[i]: cuts[i + 1]] for i in range(n)]
+        self.ak, self.am, self.arid, self.adef, owner = (list(c) for c in aliases)
+        self.aorder = [_BOTTOM if o < 0 else self.order[o] for o in owner]
+        self.aliases: list[list[int]] = [[] for _ in range(n)]
+        for a, o in enumerate(owner):
+            if o >= 0:
+                self.aliases[o].append(a)
         self.groups: dict[int, set[int]] = {}
-        for i, r in enumerate(rids.tolist()):
+        for i, r in enumerate(self.rid):
             self.groups.setdefault(r, set()).add(i)
         self.cache: dict[int, tuple] = {}
 
-    @property
-    def length(self) -> int:
-        return int(self.alive.sum())
-
     def _drop(self, i: int) -> None:
-        self.alive[i] = False
-        self.aorder[self.aliases[i]] = _BOTTOM
-        self.groups[int(self.rid[i])].discard(i)
+        self.live.discard(i)
+        for a in self.aliases[i]:
+            self.aorder[a] = _BOTTOM
+        self.groups[self.rid[i]].discard(i)
 
     def minimise(self, target: int) -> None:
-        while self.length > target:
+        while len(self.live) > target:
             best = None
             for size, rid in sorted((-len(g), rid) for rid, g in self.groups.items() if len(g) > 1):
                 if best is not None and -size - 1 <= best[0]:
@@ -212,119 +221,108 @@ class _Minimiser:
 
     def _refine(self, rid: int) -> tuple:
         """(goodness, members, key, mask, gen, candidate key, candidate mask) of route ``rid``."""
-        ids = np.fromiter(self.groups[rid], np.int64)
-        ids = ids[np.argsort(self.order[ids])]
-        ck, cm = _merge(self.key[ids], self.mask[ids])
-        cgen = self.width - int(np.bitwise_count(cm))
+        key, mask = self.key, self.mask
+        ids = sorted(self.groups[rid], key=self.order.__getitem__)
+        ck, cm = _merge([key[i] for i in ids], [mask[i] for i in ids])
+        cgen = self.width - cm.bit_count()
         # only aliases and entries that meet the candidate merge can constrain it
-        a = np.nonzero((self.arid != rid) & _intersects(self.ak, self.am, ck, cm))[0]
-        e = np.nonzero(
-            self.alive & (self.rid != rid) & (self.gen < cgen) & _intersects(self.key, self.mask, ck, cm)
-        )[0]
-        keep = np.ones(len(ids), bool)
-        keep = self._downcheck(ids, keep, a)
-        if keep is not None and len(e):
-            keep, changed = self._upcheck(ids, keep, e)
+        a = [j for j, (k, m, r) in enumerate(zip(self.ak, self.am, self.arid)) if r != rid and k & cm == m & ck]
+        e = [i for i in self.live if self.rid[i] != rid and self.gen[i] < cgen and key[i] & cm == mask[i] & ck]
+        keep = self._downcheck(ids, a)
+        if keep is not None and e:
+            keep, changed = self._upcheck(keep, e)
             if changed and keep is not None:
-                keep = self._downcheck(ids, keep, a)
-        if keep is None or keep.sum() < 2:
+                keep = self._downcheck(keep, a)
+        if keep is None:
             return (0, None, 0, 0, 0, ck, cm)
-        members = ids[keep]
-        mk, mm = _merge(self.key[members], self.mask[members])
-        return (len(members) - 1, members, mk, mm, self.width - int(np.bitwise_count(mm)), ck, cm)
+        mk, mm = _merge([key[i] for i in keep], [mask[i] for i in keep])
+        return (len(keep) - 1, keep, mk, mm, self.width - mm.bit_count(), ck, cm)
 
-    def _downcheck(self, ids, keep, a):
+    def _downcheck(self, members, a):
         """Remove members until the merge covers no alias of another route below it."""
-        if not len(a):
-            return keep
-        ak, am, aorder = self.ak[a], self.am[a], self.aorder[a]
-        bits = np.arange(self.width, dtype=_U)
-        while keep.sum() > 1:
-            sub = ids[keep]
-            mk, mm = _merge(self.key[sub], self.mask[sub])
-            gen = self.width - int(np.bitwise_count(mm))
-            covered = (aorder >= (gen << 32)) & _intersects(ak, am, mk, mm)
-            if not covered.any():
-                return keep
-            settable = am[covered] & ~mm
-            stringency = np.bitwise_count(settable)
-            least = stringency.min()
+        key, mask = self.key, self.mask
+        ak, am, aorder = self.ak, self.am, self.aorder
+        while len(members) > 1:
+            mk, mm = _merge([key[i] for i in members], [mask[i] for i in members])
+            below = (self.width - mm.bit_count()) << 32
+            covered = [j for j in a if aorder[j] >= below and ak[j] & mm == am[j] & mk]
+            if not covered:
+                return members
+            settable = [am[j] & ~mm for j in covered]
+            least = min(s.bit_count() for s in settable)
             if least == 0:
                 return None
-            tight = stringency == least
-            ckeys = ak[covered][tight]
-            # bits where a covered key has a 0 (set the merge's bit to 1) or a 1 (set it to 0)
-            to_one = int(np.bitwise_or.reduce(settable[tight] & ~ckeys))
-            to_zero = int(np.bitwise_or.reduce(settable[tight] & ckeys))
-            kb = ((self.key[ids][:, None] >> bits) & _U(1)).astype(bool)
-            xb = ((self.mask[ids][:, None] >> bits) & _U(1)) == 0
+            to_one = to_zero = 0  # bits to set to 1 (a covered key has 0 there), or to 0
+            for j, s in zip(covered, settable):
+                if s.bit_count() == least:
+                    to_one |= s & ~ak[j]
+                    to_zero |= s & ak[j]
             best = None
             for bit in range(self.width - 1, -1, -1):
-                for want_one, wanted in ((True, to_one), (False, to_zero)):
-                    if not (wanted >> bit) & 1:
-                        continue
-                    # members with an X here, or the covered key's value, must go
-                    remove = keep & (xb[:, bit] | (kb[:, bit] != want_one))
-                    count = int(remove.sum())
-                    if best is None or count < best[0]:
-                        best = (count, remove)
-            keep = keep & ~best[1]
-        return keep if keep.sum() > 1 else None
+                b = 1 << bit
+                for want, wanted in ((b, to_one), (0, to_zero)):
+                    if wanted & b:
+                        # members with an X here, or the covered key's value, must go
+                        remove = [i for i in members if not mask[i] & b or key[i] & b != want]
+                        if best is None or len(remove) < len(best):
+                            best = remove
+            gone = set(best)
+            members = [i for i in members if i not in gone]
+        return None
 
-    def _upcheck(self, ids, keep, e):
+    def _upcheck(self, members, e):
         """Remove members (bottom first) that an entry of another route between them and the
         insertion point intersects."""
-        sub = np.nonzero(keep)[0]
-        mkeys, mmasks, morder = self.key[ids[sub]], self.mask[ids[sub]], self.order[ids[sub]]
-        meets = _intersects(mkeys[:, None], mmasks[:, None], self.key[e][None, :], self.mask[e][None, :])
-        meets &= self.order[e][None, :] > morder[:, None]
-        first_gen = np.where(meets, self.gen[e][None, :], _FAR).min(axis=1)
+        key, mask, order, gen = self.key, self.mask, self.order, self.gen
+        first_gen = [
+            min((gen[x] for x in e if order[x] > order[i] and key[i] & mask[x] == key[x] & mask[i]), default=_FAR)
+            for i in members
+        ]
+        mk, mm = _merge([key[i] for i in members], [mask[i] for i in members])
+        g = self.width - mm.bit_count()
+        keep = list(members)
         changed = False
-        _, mm = _merge(mkeys, mmasks)
-        gen = self.width - int(np.bitwise_count(mm))
-        for j in range(len(sub) - 1, -1, -1):
-            if first_gen[j] < gen:
-                keep = keep.copy() if not changed else keep
-                keep[sub[j]] = False
+        for j in range(len(members) - 1, -1, -1):
+            if first_gen[j] < g:
+                keep.remove(members[j])
                 changed = True
-                rest = ids[keep]
-                if len(rest) < 2:
+                if len(keep) < 2:
                     return None, True
-                _, mm = _merge(self.key[rest], self.mask[rest])
-                gen = self.width - int(np.bitwise_count(mm))
+                mk, mm = _merge([key[i] for i in keep], [mask[i] for i in keep])
+                g = self.width - mm.bit_count()
         return keep, changed
 
     def _apply(self, merge) -> None:
         _, members, mk, mm, gen, _, _ = merge
-        rid = int(self.rid[members[0]])
-        new = self.used
-        self.used += 1
-        self.key[new], self.mask[new], self.rid[new], self.gen[new] = mk, mm, rid, gen
-        self.order[new] = (gen << 32) | (_SEQ - 1 - self.merges)
+        rid = self.rid[members[0]]
+        new = len(self.key)
+        self.key.append(mk)
+        self.mask.append(mm)
+        self.rid.append(rid)
+        self.gen.append(gen)
+        self.order.append((gen << 32) | (_SEQ - 1 - self.merges))
         self.merges += 1
-        self.alive[members] = False
-        self.alive[new] = True
-        self.aliases.append(np.concatenate([self.aliases[i] for i in members]))
-        self.aorder[self.aliases[new]] = self.order[new]
+        self.live.difference_update(members)
+        self.live.add(new)
+        self.aliases.append([a for i in members for a in self.aliases[i]])
+        for a in self.aliases[new]:
+            self.aorder[a] = self.order[new]
         group = self.groups[rid]
-        group.difference_update(members.tolist())
+        group.difference_update(members)
         group.add(new)
-        self.cache = {
-            r: c for r, c in self.cache.items() if r != rid and not _intersects(c[5], c[6], mk, mm)
-        }
+        self.cache = {r: c for r, c in self.cache.items() if r != rid and c[5] & mm != mk & c[6]}
 
     def result(self) -> list[tuple[int, int, int]]:
         """Step 4, then the table in order: (key, mask, route id)."""
-        live = np.nonzero(self.alive)[0]
-        live = live[np.argsort(self.order[live])]
+        key, mask, rid, order = self.key, self.mask, self.rid, self.order
+        live = sorted(self.live, key=order.__getitem__)
         for i in live:
-            if not self.adef[self.aliases[i]].all():
+            if not all(self.adef[a] for a in self.aliases[i]):
                 continue
-            below = np.nonzero(self.alive & (self.order > self.order[i]) & (self.rid != self.rid[i]))[0]
-            if not _intersects(self.key[i], self.mask[i], self.key[below], self.mask[below]).any():
-                self._drop(int(i))
-        live = live[self.alive[live]]
-        return [(int(self.key[i]), int(self.mask[i]), int(self.rid[i])) for i in live]
+            if not any(order[x] > order[i] and rid[x] != rid[i] and key[i] & mask[x] == key[x] & mask[i]
+                       for x in self.live):
+                self._drop(i)
+        return [(key[i], mask[i], rid[i]) for i in live if i in self.live]
 
 
 def _check_reorderable(keys, masks, rids, gens) -> None:
