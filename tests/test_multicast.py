@@ -99,11 +99,17 @@ def image_of(graph: Graph, chip=CHIP, text: str = TEXT, pipeline: str = MAPPING)
 
 
 def assert_identical(graph: Graph, inputs, image):
+    """The emulator's run of ``image`` equals the reference semantics and the CPU runtime on ``graph``."""
+    from nmc.runner import run
+
     pops = graph.walk("snn.population")
     ref = semantics.run_snn(graph, inputs, record=pops)
     got = prepare(image)(inputs, record="all")
-    for a, b in zip(got.outputs, ref.outputs):
+    cpu = run(graph, inputs, backend="cpu")
+    for a, b, c in zip(got.outputs, ref.outputs, cpu.outputs):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert got.spikes == cpu.spikes and got.synaptic_ops == cpu.synaptic_ops
     for a, b in zip(got.voltages, ref.voltages):
         np.testing.assert_array_equal(a, b)
     for pop in pops:
@@ -308,6 +314,7 @@ def test_emulator_bit_identical_to_reference_samples(seed):
     graph, inputs = random_graph(seed)
     image, g = image_of(graph)
     assert len({tuple(c.chip) for c in g.walk("hw.core")}) >= 2  # the graph spans chips
+    assert 1 <= g.meta["hw.cores_lower_bound"] <= len(g.walk("hw.core"))
     assert_identical(graph, inputs, image)
 
 
@@ -320,13 +327,32 @@ def test_emulator_bit_identical_on_random_graphs_and_boards(seed, layout, cx, cy
     chip = parse_chip(text, "random.toml")
     graph, inputs = random_graph(seed)
     try:
-        image, _ = image_of(graph, chip, text)
+        image, g = image_of(graph, chip, text)
     except NmcError as err:  # a board too small for the graph is refused, with the numbers
         assert "cores" in err.message or "does not fit" in err.message
         event("board too small")
         return
+    assert 1 <= g.meta["hw.cores_lower_bound"] <= len(g.walk("hw.core"))
     assert_identical(graph, inputs, image)
     event("compared")
+
+
+def test_lower_bound_counts_the_row_headers_of_each_layers_fan_in():
+    """docs/multicast-target.md, "Lower bound": a layer whose neurons each read 1,600 sources
+    leaves 1,600 row headers' less memory per core for its synapses."""
+    from nmc.targets.multicast.passes import cores_lower_bound
+
+    core = types.SimpleNamespace(neurons=255, rows_in="local", local_memory_bytes=131072, row_memory_bytes=0,
+                                 neuron_bytes=64, synapse_bytes=4, row_header_bytes=12)
+    chip = types.SimpleNamespace(core=core)
+    conv = (2048, 2048 * 1600, 1600)
+    assert cores_lower_bound(chip, [conv]) == 119  # ⌈2048 · (1600 · 4 + 64) / (131072 − 1600 · 12)⌉
+    assert cores_lower_bound(chip, [(2048, 2048 * 1600, 0)]) == 101  # without headers
+    assert cores_lower_bound(chip, [conv, (9216, 9216 * 25, 9)]) == 130  # shares add; the neurons need only 45
+    assert cores_lower_bound(chip, [(9216, 0, 0)]) == 37  # ⌈9216 / 255⌉
+    sdram = types.SimpleNamespace(core=types.SimpleNamespace(**{**vars(core), "rows_in": "sdram",
+                                                                  "row_memory_bytes": 1 << 20}))
+    assert cores_lower_bound(sdram, [conv]) == 13  # ⌈2048 · 1600 · 4 / (2^20 − 1600 · 12)⌉
 
 
 def test_statistics_add_up():
@@ -423,6 +449,33 @@ def test_readme_example_runs_on_the_emulator_as_on_the_cpu(tmp_path, target):
     np.testing.assert_array_equal(emu.outputs[0], cpu.outputs[0])
     assert emu.spikes == cpu.spikes and emu.synaptic_ops == cpu.synaptic_ops
     assert emu.stats["kept_real_time"] and emu.stats["dropped_packets"] == 0
+
+
+def test_readme_spinnaker2_section_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's "On a SpiNNaker2 chip" commands, run as written (nmc in-process, from a
+    folder holding the examples): the image compiles for spinnaker2, the emulator keeps real
+    time and drops no packet, and its outputs are the CPU runtime's, byte for byte."""
+    import re
+    import shlex
+    import shutil
+    from pathlib import Path
+
+    from nmc.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## On a SpiNNaker2 chip\n\n```sh\n(.*?)```", text, re.S)
+    assert block, "README.md has no 'On a SpiNNaker2 chip' section with a sh block"
+    shutil.copytree(root / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    lines = block.group(1).strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["nmc", "nmc", "nmc", "cmp"]
+    for line in lines[:3]:
+        assert main(shlex.split(line)[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert "target spinnaker2" in out and "kept real time (1 ms step)" in out and "dropped packets/sample 0.0" in out
+    a, b = shlex.split(lines[3].split("&&")[0])[1:]
+    assert (tmp_path / a).read_bytes() == (tmp_path / b).read_bytes()
 
 
 def test_valid_crc_image_with_bad_content_exits_1(tmp_path, capsys):

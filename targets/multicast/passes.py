@@ -5,8 +5,10 @@
   (:func:`nmc.targets.mapping.partition.partition`, by shape), under the core's neuron limit
   and its memory: the synaptic rows (a header per source neuron with a synapse on the core and
   one word per synapse) in the SDRAM share or the local memory, the neuron state and the
-  master population table in local memory.  The partitioner bounds memory by Σ weight bits;
-  its bound is tightened until every core's exact bytes fit.
+  master population table in local memory.  The partitioner counts these bytes itself
+  (:func:`core_limits`: a word per synapse, a header and a master entry per input axon, the
+  state per neuron); should a core still exceed its memory, the budget is tightened until
+  every core's exact bytes fit.
 * ``mc-place`` puts the cores on (chip, processor) slots: chips filled nearest-first from
   chip (0, 0), where the host's link is, then (on boards of at most ``MAX_ANNEAL_SLOTS``
   slots) simulated annealing over Σ traffic × chip hops.
@@ -26,14 +28,15 @@ from nmc.passmanager import Pass, PassContext, register_pass
 from nmc.targets.mapping.anneal import anneal
 from nmc.targets.mapping.hw import clear_hw, hw_insert
 from nmc.targets.mapping.netlist import Netlist
-from nmc.targets.mapping.partition import CoreLimits, core_pieces, partition
-from nmc.targets.mapping.shapes import geometry
+from nmc.targets.mapping.partition import CoreLimits, core_pieces, partition, source_core_pairs
+from nmc.targets.mapping.shapes import geometry, synapse_count
 from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.mapping import HOST_CHIP, McMapping, compressed_tables
 
 DEFAULT_RATE = 0.25
 MAX_ANNEAL_SLOTS = 4096
 MAX_ROUNDS = 30
+MASTER_RESERVE = 16  # master table entries a core's first cut leaves room for in local memory (then counted)
 HINT = "a larger board (more chips), fewer neurons or inputs in the layer, or fewer weight bits"
 
 
@@ -69,6 +72,71 @@ def core_memory(chip, neurons: int, axons: int, synapses: int, entries: int) -> 
     return (local + rows, 0) if c.rows_in == "local" else (local, rows)
 
 
+def min_fanin(pop) -> int:
+    """Distinct sources every neuron of ``pop`` has at least: the most, over its shaped
+    projections, of the projection's smallest fan-in (a window reads each source once);
+    irregular projections count 0."""
+    fanins = [geometry(c.owner) for c in pop.currents]
+    return max((int(g.fanin().min()) for g in fanins if g is not None), default=0)
+
+
+def cores_lower_bound(chip, layers: list[tuple[int, int, int]]) -> int:
+    """Cores that populations given as ``(neurons, synapses, min_fanin)`` need at least,
+    whatever the cut (docs/multicast-target.md, "Partitioning"): every core holds at most
+    ``[core] neurons`` neurons; a core holding neurons of a layer holds a row header for
+    each of at least ``min_fanin`` sources, so of the memory that holds the rows (``M``) it
+    has at most ``M - min_fanin × row_header_bytes`` for that layer's synapse words (and,
+    rows in local memory, neuron state); the layers' shares of cores add up to at most the
+    cores.  Rows in SDRAM, local memory also bounds the cores by the neuron state."""
+    from fractions import Fraction
+    from math import ceil
+
+    c = chip.core
+    local = c.rows_in == "local"
+    memory = c.local_memory_bytes if local else c.row_memory_bytes
+    neurons = sum(n for n, _, _ in layers)
+    bound = -(-neurons // c.neurons)
+    if not local:
+        bound = max(bound, -(-neurons * c.neuron_bytes // c.local_memory_bytes))
+    share = Fraction(0)
+    for n, syn, fanin in layers:
+        room = memory - fanin * c.row_header_bytes
+        if room > 0:
+            share += Fraction(syn * c.synapse_bytes + (n * c.neuron_bytes if local else 0), room)
+    return max(bound, ceil(share))
+
+
+def core_limits(chip, budget_bits: int) -> CoreLimits:
+    """The partitioner's limits for a core of ``chip`` (:func:`core_memory` in its terms):
+    ``budget_bits`` of the memory that holds the rows; each synapse a word, each input axon a
+    row header, and each neuron its state when the rows share local memory.  The master
+    table's entries depend on where the sources land: :func:`master_entries` counts them
+    after the cut."""
+    c = chip.core
+    return CoreLimits(neurons=c.neurons, input_axons=1 << 30, output_axons=1 << 30, synapse_memory_bits=budget_bits,
+                      shared_weights=False, synapse_word_bits=8 * c.synapse_bytes, axon_bits=8 * c.row_header_bytes,
+                      neuron_bits=8 * c.neuron_bytes if c.rows_in == "local" else 0)
+
+
+def master_entries(net: Netlist, runs: list[list[tuple]], pieces: list[list[tuple]]) -> np.ndarray:
+    """Per core, its master population table's entries: one per vertex that sends to it — a
+    host encoder, or the slice of a population on one core (docs/multicast-target.md).  Core
+    ``k`` holds the flat neurons ``[a, b)`` of ``pop`` for every ``(pop, a, b)`` in
+    ``runs[k]``; ``pieces[k]`` is the same as ``(pop, piece)`` (:func:`core_pieces`)."""
+    owners = net.encoders + net.populations
+    owner = np.repeat(np.arange(len(owners)), [op.result.type.size for op in owners])  # per global source
+    core_of = np.full(net.n_sources, -1, np.int64)
+    for k, core in enumerate(runs):
+        for pop, a, b in core:
+            core_of[net.source_offset[pop] + a:net.source_offset[pop] + b] = k
+    pairs = source_core_pairs(net, pieces)
+    if not len(pairs):
+        return np.zeros(len(runs), np.int64)
+    vertex = (core_of[pairs[:, 0]] + 1) * len(owners) + owner[pairs[:, 0]]
+    per_core = np.unique(np.stack([pairs[:, 1], vertex], 1), axis=0)
+    return np.bincount(per_core[:, 0], minlength=len(runs))
+
+
 def memory_limits(chip) -> tuple[int, int]:
     return chip.core.local_memory_bytes, (chip.core.row_memory_bytes if chip.core.rows_in == "sdram" else 0)
 
@@ -82,7 +150,7 @@ class McPartition(Pass):
     ``synapse_bits`` the core's memory in bits (local memory, plus SDRAM rows), every core
     within the neuron limit and both memories, no more cores than the board's application
     processors; ``meta["hw.board"]`` = [app processors, 1, chips x, chips y] and
-    ``meta["hw.cores_lower_bound"]``.  Errors name the layer, the limit and by how much."""
+    ``meta["hw.cores_lower_bound"]`` (:func:`cores_lower_bound` of the whole graph).  Errors name the layer, the limit and by how much."""
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         chip = mc_chip(ctx, "mc-partition")
@@ -93,15 +161,15 @@ class McPartition(Pass):
                                f"delays up to {chip.core.max_delay} steps", p.loc, hint="shorter delays")
         net = Netlist(graph)
         local_limit, row_limit = memory_limits(chip)
-        budget = (row_limit if chip.core.rows_in == "sdram" else local_limit) * 8
+        budget = (row_limit if chip.core.rows_in == "sdram" else local_limit - MASTER_RESERVE * chip.core.master_entry_bytes) * 8
         for _ in range(MAX_ROUNDS):
-            limits = CoreLimits(neurons=chip.core.neurons, input_axons=1 << 30, output_axons=1 << 30,
-                                synapse_memory_bits=max(1, budget), shared_weights=False)
-            plan = partition(graph, chip.formats, limits, chip.name)
-            usage = []
-            for runs, n, axons, _, _ in plan["cores"]:
-                pieces = core_pieces(net, [pop.result for pop, _, _ in runs], tuple(x for _, a, b in runs for x in (a, b)))
-                usage.append(core_memory(chip, n, axons, core_synapses(net, pieces), axons))
+            plan = partition(graph, chip.formats, core_limits(chip, max(1, budget)), chip.name)
+            runs = [r for r, _, _, _, _ in plan["cores"]]
+            pieces = [core_pieces(net, [pop.result for pop, _, _ in r], tuple(x for _, a, b in r for x in (a, b)))
+                      for r in runs]
+            entries = master_entries(net, runs, pieces)
+            usage = [core_memory(chip, n, axons, core_synapses(net, p), int(e))
+                     for (_, n, axons, _, _), p, e in zip(plan["cores"], pieces, entries)]
             over = max(max(lo / local_limit, (ro / row_limit) if row_limit else 0.0) for lo, ro in usage)
             if over <= 1.0:
                 break
@@ -130,12 +198,16 @@ class McPartition(Pass):
                                synapse_bits=8 * sum(usage[k]), outputs=0)
                           for k, (runs, n, axons, _, _) in enumerate(plan["cores"])])
         b = chip.board
+        layers = {pop: (pop.result.type.size, sum(synapse_count(c.owner) for c in pop.currents), min_fanin(pop))
+                  for pop in net.populations}
+        own = {pop: cores_lower_bound(chip, [layer]) for pop, layer in layers.items()}
+        lower = cores_lower_bound(chip, list(layers.values()))
         graph.meta["hw.board"] = [board.processors, 1, b.chips_x, b.chips_y]
-        graph.meta["hw.cores_lower_bound"] = plan["lower_bound"]
+        graph.meta["hw.cores_lower_bound"] = lower
         ctx.stat("cores", len(plan["cores"]))
-        ctx.stat("cores-lower-bound", plan["lower_bound"])
-        for pop, (used, own, limit) in plan["layers"].items():
-            ctx.remark(f"%{plan['names'][pop]}: {used} core(s) (lower bound {own}), limited by "
+        ctx.stat("cores-lower-bound", lower)
+        for pop, (used, _, limit) in plan["layers"].items():
+            ctx.remark(f"%{plan['names'][pop]}: {used} core(s) (lower bound {own[pop]}), limited by "
                        f"{'memory' if limit == 'synapse memory' else limit}")
         return True
 
