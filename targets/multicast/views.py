@@ -61,8 +61,9 @@ def router_tables(sections) -> list[dict]:
 
 
 def link_table(sections) -> list[dict]:
-    """Per directed link used by a tree: packets per step the vertices' trees put on it at the
-    compile-time rate (an estimate: the manifest's ``assumed_rate`` per neuron)."""
+    """Per directed link used by a tree: the keys whose journey (walked through the compressed
+    tables, as the emulator walks them) crosses it; ``load`` is the same count (packets per
+    step were every source to spike once a step)."""
     p, chip = _program(sections)
     board = Board(chip)
     from nmc.targets.multicast.emulator import Router
