@@ -511,6 +511,22 @@ def test_every_figure_names_its_source_or_says_assumption(name):
             assert re.search(r"\[(F14|GB|SN|S12|DS|H21|SM)\]|assumption|derived", comment), f"{name}: no source for: {line}"
 
 
+def test_doc_describes_every_key_and_section():
+    import dataclasses
+    from pathlib import Path
+
+    from nmc.targets.multicast.chip import SECTIONS
+    from nmc.targets.multicast.sections import SECTIONS as IMAGE_SECTIONS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "multicast-target.md").read_text(encoding="utf-8")
+    for section, cls in SECTIONS.items():
+        assert f"`[{section}]`" in text, section
+        for f in dataclasses.fields(cls):
+            assert f"`{f.name}`" in text, f"[{section}] {f.name} is not in docs/multicast-target.md"
+    for name in IMAGE_SECTIONS:
+        assert f"`{name}`" in text, name
+
+
 def test_inspect_lists_chips_cores_and_router_tables_before_and_after(tmp_path, capsys):
     import nmc
     from nmc.cli import main
