@@ -341,6 +341,7 @@ class McRoute(Pass):
             ctx.remark(f"core {k} cannot keep real time: about {cycles[k]:.6g} cycles per step at the assumed rates, "
                        f"the budget is {budget:.6g} ({chip.core.step_s * 1e3:g} ms at {chip.core.clock_hz / 1e6:g} MHz)")
         else:
-            ctx.remark(f"keeps real time: the busiest core needs about {cycles.max() if len(cycles) else 0:.6g} of "
-                       f"{budget:.6g} cycles per step at the assumed rates")
+            ctx.remark(f"keeps real time on average: the busiest core needs about {cycles.max() if len(cycles) else 0:.6g} "
+                       f"of {budget:.6g} cycles per step at the assumed mean rates (a step with more spikes may "
+                       f"not; nmc run reports the busiest)")
         return True
