@@ -414,6 +414,18 @@ def test_bad_content_is_refused(good_image, name, array, change, message):
         prepare(_with(good_image, name, arrays))
 
 
+def test_loader_counts_each_cores_memory_against_the_chip(good_image):
+    from nmc.targets.multicast.sections import load_sections
+
+    load_sections(good_image.sections)  # within the chip it was compiled for
+    for key, small, what in (("local_memory_bytes = 65536", "local_memory_bytes = 200", "local memory"),
+                             ("row_memory_bytes = 1048576", "row_memory_bytes = 10", "SDRAM rows")):
+        chip = parse_chip(TEXT.replace(key, small), "small.toml")
+        limit = small.split("= ")[1]
+        with pytest.raises(NmcError, match=rf"core \d+ needs \d+ bytes of {what}; the chip gives a core {limit}"):
+            load_sections(good_image.sections, chip)
+
+
 def test_random_bytes_never_crash(good_image):
     rng = np.random.default_rng(0)
     inputs = random_graph(3)[1]

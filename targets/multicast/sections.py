@@ -199,6 +199,25 @@ def _check_tables(t: dict, prefix: str, n_chips: int, key_space: int, procs: int
     _within(t[f"{prefix}procs"], 0, procs, sec, f"{prefix}procs")
 
 
+def _check_memory(chip, cores: dict, rows: dict, row_core: np.ndarray, syn_core: np.ndarray) -> None:
+    """Every core's memory within the chip's (docs/multicast-target.md, "Partitioning"): neuron
+    state and master-table entries in local memory; a header per row with synapses and a word
+    per synapse in local memory or the core's SDRAM share."""
+    k = chip.core
+    C = len(cores["start"]) - 1
+    lengths = np.diff(rows["row_start"])
+    full = np.bincount(row_core[(lengths > 0) & (row_core >= 0)], minlength=C)
+    synapses = np.bincount(syn_core, minlength=C) if len(syn_core) else np.zeros(C, np.int64)
+    row_bytes = full * k.row_header_bytes + synapses * k.synapse_bytes
+    local = np.diff(cores["start"]) * k.neuron_bytes + np.diff(rows["mpt_start"]) * k.master_entry_bytes
+    if k.rows_in == "local":
+        local, row_bytes = local + row_bytes, np.zeros(C, np.int64)
+    for used, limit, what in ((local, k.local_memory_bytes, "local memory"), (row_bytes, k.row_memory_bytes, "SDRAM rows")):
+        worst = int(np.argmax(used)) if C else 0
+        _check(C == 0 or int(used[worst]) <= limit, "multicast.rows",
+               f"core {worst} needs {int(used[worst]) if C else 0} bytes of {what}; the chip gives a core {limit}")
+
+
 def load_sections(sections: dict, chip=None) -> McProgram:
     """Parse and cross-check the multicast sections against ``chip`` (by default the image's
     own ``chip`` section); NmcError naming the section on any fault (module contract)."""
@@ -315,6 +334,7 @@ def load_sections(sections: dict, chip=None) -> McProgram:
     if S:
         _check(bool(np.all(r["syn_target"] >= 0)) and bool(np.all(r["syn_target"] < np.diff(c["start"])[syn_core])),
                "multicast.rows", "a synapse targets a neuron outside its core")
+    _check_memory(chip, c, r, row_core, syn_core)
     hw = parsed["multicast.ports"]["population_hw"]
     _check(len(hw) == N and bool(np.array_equal(np.sort(hw), np.arange(N))), "multicast.ports",
            "'population_hw' is not a permutation of the neurons")
