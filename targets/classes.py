@@ -23,7 +23,8 @@ from typing import Any
 from nmc.diagnostics import NmcError
 
 #: the classes that ship with nmc: name -> module holding ``CHIP_CLASS``
-SHIPPED = {"mesh": "nmc.targets.mesh.chipclass", "xylo": "nmc.targets.edge.chipclass"}
+SHIPPED = {"mesh": "nmc.targets.mesh.chipclass", "xylo": "nmc.targets.edge.chipclass",
+           "multicast": "nmc.targets.multicast.chipclass"}
 ENTRY_POINT_GROUP = "nmc.chip_classes"
 
 _REGISTERED: dict[str, ChipClass] = {}
@@ -123,6 +124,10 @@ class ChipClass:
 
     def link_table(self, sections: dict) -> list[dict] | None:
         """Rows for ``nmc inspect``'s busiest links, each with a ``load`` (None: no links)."""
+        return None
+
+    def more_tables(self, sections: dict) -> dict[str, list[dict]] | None:
+        """More tables for ``nmc inspect``, by title (None: none), e.g. router tables."""
         return None
 
     def layer_table(self, sections: dict) -> list[dict] | None:

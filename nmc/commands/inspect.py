@@ -53,8 +53,18 @@ def describe(image) -> dict:
         "latency_steps": manifest.get("latency_steps"),
         "sections": [{"name": n, "bytes": len(b), "crc32": f"{zlib.crc32(b):08x}"} for n, b in sorted(image.sections.items())],
         "resources": manifest.get("resources", {}),
-        "cores": cores, "links": links,
+        "cores": cores, "links": links, "tables": _more_tables(image),
     }
+
+
+def _more_tables(image) -> dict[str, list[dict]] | None:
+    """The chip class's further tables (a multicast image's router tables), else None."""
+    if CHIP not in image.sections:
+        return None
+    from nmc.targets.classes import class_of_image
+
+    more = getattr(class_of_image(image), "more_tables", None)  # optional (a class need not subclass ChipClass)
+    return more(image.sections) if more else None
 
 
 def _table(rows: list[dict]) -> list[str]:
@@ -87,6 +97,8 @@ def format_text(info: dict) -> str:
     if info["links"]:
         busiest = sorted(info["links"], key=lambda r: -float(r.get("load", 0) or 0))[:MAX_LINKS]
         lines += ["", f"busiest links ({len(busiest)} of {len(info['links'])}):"] + _table(busiest)
+    for title, rows in (info.get("tables") or {}).items():
+        lines += ["", f"{title} ({len(rows)}):"] + (_table(rows) if rows else ["  (none)"])
     return "\n".join(lines) + "\n"
 
 

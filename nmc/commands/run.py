@@ -100,8 +100,15 @@ def run(args) -> int:
 
 def _print_chip_summary(stats: dict, samples: int) -> None:
     """The emulator's estimates in one glance; ``--report`` has every figure and link."""
-    print(f"energy/inference {stats['energy_per_inference_j'] * 1e6:.3g} µJ · "
-          f"time/step {stats['time_per_step_s'] * 1e9:.3g} ns (network latency bound)")
+    if "kept_real_time" in stats:  # a class whose cores have a real-time step budget
+        budget = f"{'kept' if stats['kept_real_time'] else 'did NOT keep'} real time ({stats['real_time_step_s'] * 1e3:g} ms step)"
+        print(f"energy/inference {stats['energy_per_inference_j'] * 1e6:.3g} µJ · "
+              f"time/step {stats['time_per_step_s'] * 1e6:.3g} µs (busiest core), {budget}")
+        print(f"dropped packets/sample {stats['dropped_packets'] / samples:.1f} · "
+              f"router lookups/sample {stats['lookups'] / samples:.1f}")
+    else:
+        print(f"energy/inference {stats['energy_per_inference_j'] * 1e6:.3g} µJ · "
+              f"time/step {stats['time_per_step_s'] * 1e9:.3g} ns (network latency bound)")
     line = (f"packets/sample {stats['packets'] / samples:.1f} · hops/sample {stats['hops'] / samples:.1f} "
             f"({stats['hops_between_chips'] / samples:.1f} between chips)")
     busiest = stats.get("busiest_link")

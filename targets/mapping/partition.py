@@ -11,7 +11,10 @@ docs/mesh-target.md):
   neuron of the set, at most ``input_axons``;
 * synapse memory: Σ weight bits of the set's synapses — a convolution or pooling
   projection on a chip with ``shared_weights`` costs its kernel once per output channel
-  present instead — at most ``synapse_memory_bits``;
+  present instead; ``synapse_word_bits`` (when not 0) replaces the weight bits of every
+  synapse, and each input axon costs ``axon_bits`` and each neuron ``neuron_bits`` more (a
+  core whose synaptic rows, row headers and neuron state share one memory) — at most
+  ``synapse_memory_bits``;
 * output routing entries: Σ over the set's neurons of the distinct cores their spikes
   reach, at most ``output_axons``.
 
@@ -64,6 +67,17 @@ class CoreLimits:
     shared_weights: bool
     fanin: str = "none"  # fan-in splitting mechanism (nmc.targets.mapping.fanin)
     partial_bits: int = 0
+    synapse_word_bits: int = 0  # bits of memory per synapse; 0: its weight bits
+    axon_bits: int = 0  # bits of memory per input axon
+    neuron_bits: int = 0  # bits of memory per neuron
+
+    def weight_cost(self, p: Op) -> int:
+        """Memory bits one synapse of ``p`` costs (without shared weights)."""
+        return self.synapse_word_bits or weight_bits(p)
+
+    def memory(self, neurons: int, axons: int, synapse_bits: int) -> int:
+        """Memory bits of a core with these neurons, input axons and synapse bits."""
+        return synapse_bits + axons * self.axon_bits + neurons * self.neuron_bits
 
 
 def check_formats(graph: Graph, formats, chip_name: str) -> None:
@@ -133,7 +147,7 @@ class _BoxTiler:
         # one receptive field per distinct (source, geometry): identical fields share their axons
         self.fields = list(dict.fromkeys((p.src.owner, g) for p, g in self.projections))
         self._max: dict = {}
-        self._bits = {p: (weight_bits(p), shared_bits_per_channel(p) if g.kind == "window" else 0)
+        self._bits = {p: (limits.weight_cost(p), shared_bits_per_channel(p) if g.kind == "window" else 0)
                       for p, g in self.projections}
 
     def _axis_max(self, what: str, g, size: int) -> int:
@@ -173,7 +187,9 @@ class _BoxTiler:
 
     def fits(self, tc: int, th: int, tw: int, cap: int) -> bool:
         axons, bits = self.worst(tc, th, tw)
-        return tc * th * tw * len(self.pops) <= cap and axons <= self.limits.input_axons and bits <= self.limits.synapse_memory_bits
+        n = tc * th * tw * len(self.pops)
+        c = self.limits
+        return n <= cap and axons <= c.input_axons and c.memory(n, axons, bits) <= c.synapse_memory_bits
 
     def size(self, cap: int) -> tuple[int, int, int]:
         """The box size with the fewest boxes (module docstring), or the single-neuron error."""
@@ -227,7 +243,7 @@ class _BoxTiler:
         """(neurons, receptive fields ``[(source op, field)]``, synapse bits) of a box."""
         n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4]) * len(self.pops)
         fields = [(src, g.field(box)) for src, g in self.fields]
-        bits = sum(box_bits(p, g, box, self.limits.shared_weights) for p, g in self.projections)
+        bits = sum(box_bits(p, g, box, self.limits.shared_weights, self.limits.synapse_word_bits) for p, g in self.projections)
         return n, fields, bits
 
     def single_neuron_error(self) -> NmcError:
@@ -238,9 +254,10 @@ class _BoxTiler:
         y = max(range(H), key=lambda y: len(g.rows(y, y + 1)))
         x = max(range(W), key=lambda x: len(g.cols(x, x + 1)))
         box = (c, c + 1, y, y + 1, x, x + 1)
-        _, fields, mem = self.usage(box)
+        n, fields, mem = self.usage(box)
         axons = sum(_union_count([f]) for _, f in fields)
-        return _neuron_error(self.pop, self.name, self.chip_name, self.limits, (c * H + y) * W + x, axons, mem)
+        return _neuron_error(self.pop, self.name, self.chip_name, self.limits, (c * H + y) * W + x, axons,
+                             self.limits.memory(n, axons, mem))
 
 
 def _neuron_error(pop, name, chip_name, c: CoreLimits, j: int, axons: int, mem: int) -> NmcError:
@@ -269,7 +286,8 @@ class _RunTiler:
             if limits.shared_weights and p.kind in ("conv2d", "pool"):
                 shared[k] = True
                 self.shared_terms.append(shared_bits_per_channel(p))
-        cost = np.where(shared[inc.proj], 0, inc.bits) if len(inc.proj) else np.zeros(0, np.int64)
+        bits = np.full(len(inc.bits), limits.synapse_word_bits) if limits.synapse_word_bits else inc.bits
+        cost = np.where(shared[inc.proj], 0, bits) if len(inc.proj) else np.zeros(0, np.int64)
         self.ptr, self.src = inc.ptr, inc.src
         # prev[i]: the last synapse before i with the same source (-1: none), so that the
         # distinct sources of a run starting at synapse lo are those i with prev[i] < lo
@@ -297,15 +315,16 @@ class _RunTiler:
     def fits(self, a: int, b: int, cap: int) -> bool:
         n, axons, mem = self.count(a, b)
         c = self.limits
-        return n <= cap and axons <= c.input_axons and mem <= c.synapse_memory_bits
+        return n <= cap and axons <= c.input_axons and c.memory(n, axons, mem) <= c.synapse_memory_bits
 
     def tiles(self, cap: int) -> list[tuple[int, int]]:
         size = self.pop.result.type.size
         out, a = [], 0
         while a < size:
             if not self.fits(a, a + 1, cap):
-                _, axons, mem = self.count(a, a + 1)
-                raise _neuron_error(self.pop, self.name, self.chip_name, self.limits, a, axons, mem)
+                n, axons, mem = self.count(a, a + 1)
+                raise _neuron_error(self.pop, self.name, self.chip_name, self.limits, a, axons,
+                                    self.limits.memory(n, axons, mem))
             good, b = a + 1, min(a + cap, size)
             if not self.fits(a, b, cap):
                 bad, step = b, 1
@@ -411,11 +430,13 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
             n, fields, bits = unit.usage(piece)
             last = cores[-1] if cores else None
             if (last is not None and unit not in alone and last.tiles[-1][0] not in alone
-                    and last.neurons + n <= c.neurons and last.bits + bits <= c.synapse_memory_bits):
+                    and last.neurons + n <= c.neurons
+                    and c.memory(last.neurons + n, 0, last.bits + bits) <= c.synapse_memory_bits):
                 merged = {k: list(v) for k, v in last.fields.items()}
                 for src, f in fields:
                     merged.setdefault(src, []).append(f)
-                if sum(_union_count(f) for f in merged.values()) <= c.input_axons:
+                axons = sum(_union_count(f) for f in merged.values())
+                if axons <= c.input_axons and c.memory(last.neurons + n, axons, last.bits + bits) <= c.synapse_memory_bits:
                     last.tiles.append((unit, piece))
                     last.neurons, last.fields, last.bits = last.neurons + n, merged, last.bits + bits
                     continue
@@ -457,7 +478,7 @@ def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict) -> int:
             if limits.shared_weights and g.kind == "window":
                 channels.setdefault(p, set()).update(range(piece[0], piece[1]))
             else:
-                bits += box_bits(p, g, piece, False)
+                bits += box_bits(p, g, piece, False, limits.synapse_word_bits)
     return bits + sum(len(ch) * shared_bits_per_channel(p) for p, ch in channels.items())
 
 
@@ -575,7 +596,7 @@ def _total_bits(pop: Op, tiler, c: CoreLimits) -> int:
     if isinstance(tiler, _RunTiler):
         return tiler.count(0, pop.result.type.size)[2]
     C, H, W = tiler.shape
-    return sum(box_bits(p, g, (0, C, 0, H, 0, W), c.shared_weights) for p, g in shaped(pop))
+    return sum(box_bits(p, g, (0, C, 0, H, 0, W), c.shared_weights, c.synapse_word_bits) for p, g in shaped(pop))
 
 
 def _binding(tiler, pieces: list, cap: int, c: CoreLimits) -> str:

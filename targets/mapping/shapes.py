@@ -157,12 +157,13 @@ def shared_bits_per_channel(p: Op) -> int:
     return per_channel * weight_bits(p)
 
 
-def box_bits(p: Op, g: Geometry, box, shared: bool) -> int:
+def box_bits(p: Op, g: Geometry, box, shared: bool, word_bits: int = 0) -> int:
     """Synapse memory of ``box``'s incoming synapses of ``p``: the kernel once per output
-    channel present when weights are shared, else weight bits per synapse."""
+    channel present when weights are shared, else weight bits (``word_bits`` when not 0) per
+    synapse."""
     if shared and g.kind == "window":
         return (box[1] - box[0]) * shared_bits_per_channel(p)
-    return g.synapses(box) * weight_bits(p)
+    return g.synapses(box) * (word_bits or weight_bits(p))
 
 
 def box_ids(box, shape3) -> np.ndarray:

@@ -1,0 +1,288 @@
+"""Router-table compression, nmc against PACMAN's compressors (``python benchmarks/routing.py``).
+
+Every router table of a mapping is compressed as far as each method goes (nmc:
+``compress_table(..., target_length=0)``, targets/multicast/compress.py; PACMAN: its
+``router_table_compress_as_far_as_possible``), same tables in, entries out and seconds
+(``time.perf_counter`` around each table's compression, summed per network; checking is not
+timed).  PACMAN (``spinnaker-pacman``) runs in its own venv through
+``benchmarks/pacman_routing.py`` (its docstring says how to make the venv; ``--pacman-python``
+points at its interpreter, default ``../venv-pacman/bin/python``), on the same tables passed
+as JSON; its compressors are Ordered Covering, the ordered pair compressor, the pair
+compressor followed by PACMAN's default-route removal, and the range compressor, each timed in
+the same run, and its best per table is the fewest entries any of them reaches, timed by the
+fastest one that reaches it.  Every nmc table is proved equivalent to its original by
+``check_equivalent`` (every allocated key looked up in both); every PACMAN output by PACMAN's
+own ``compare_tables``.
+
+Tables (``real``): the multicast class's own uncompressed tables
+(``nmc.targets.multicast.mapping.router_tables``: key ranges per core slice, shortest-path
+multicast trees, defaultable flags) of networks mapped onto ``--board`` (default
+``spinnaker1-board``, one SpiNN-5 board of 48 chips) by the class's default pipeline up to
+``mc-place``: ``mnist-8`` (``<data>/models/mnist-8.onnx``, calibrated on ``--calib`` MNIST
+``train_idx`` images), ``cnn`` (``examples/cnn.nmd``, the same images), ``vgg11@0.5``
+(benchmarks/vgg.py, seeded random weights and calibration images) and the size series
+(benchmarks/mapping.py's ``conv_graph``: four layers of ``n/4`` neurons, 2 channels, 3x3
+convolutions, integer weights; mapped directly).  ``--synthetic`` adds networks from a
+generator that only mimics such tables (layers in slices of 256 neurons placed chip by chip,
+aligned consecutive keys per layer, ``dense``/``conv`` projections, breadth-first trees), the
+harness's stand-in before the class landed; their rows say ``synthetic``.
+
+    python benchmarks/routing.py [--networks mnist-8,cnn,vgg] [--sizes 10000 30000 100000]
+        [--data ../shared/data] [--synthetic] [--json OUT] [--pacman-python PATH]
+
+The machine may be shared with other work: the ratios come from the same run, times vary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+from nmc.targets.multicast.check import check_equivalent
+from nmc.targets.multicast.compress import compress_table
+from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, opposite
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CAPACITY = 1024  # SpiNNaker1's router entries
+OFFSETS = ((1, 0), (1, 1), (0, 1), (-1, 0), (-1, -1), (0, -1))  # links E, NE, N, W, SW, S
+SPINN5_ROWS = ((0, 4), (0, 5), (0, 6), (0, 7), (1, 7), (2, 7), (3, 7), (4, 7))
+CHIPS = [(x, y) for y, (lo, hi) in enumerate(SPINN5_ROWS) for x in range(lo, hi + 1)]
+CORES_PER_CHIP = 16
+
+# synthetic networks: layers (neurons, projection into the layer from the previous one)
+SYNTHETIC = {
+    "synthetic-cnn": [(3136, None), (6272, "conv"), (3136, "conv"), (1568, "conv"), (128, "dense"), (10, "dense")],
+    "synthetic-vgg": [(3072, None), (16384, "conv"), (8192, "conv"), (8192, "conv"), (4096, "conv"),
+                      (4096, "conv"), (2048, "conv"), (2048, "conv"), (512, "dense"), (10, "dense")],
+    "synthetic-mlp": [(784, None), (4096, "dense"), (4096, "dense"), (10, "dense")],
+}
+SIZES = (10_000, 30_000, 100_000, 150_000)
+
+
+def _bfs_parents(src):
+    parent = {src: None}
+    queue = deque([src])
+    while queue:
+        c = queue.popleft()
+        for link, (dx, dy) in enumerate(OFFSETS):
+            n = (c[0] + dx, c[1] + dy)
+            if n in _ON_BOARD and n not in parent:
+                parent[n] = (c, link)
+                queue.append(n)
+    return parent
+
+
+_ON_BOARD = set(CHIPS)
+
+
+def synthetic_tables(layers, neurons_per_core: int, window: int):
+    """{(x, y): (entries, defaultable)} of the synthetic network ``layers`` (see the module
+    docstring)."""
+    bits = (neurons_per_core - 1).bit_length()
+    slices, base = [], 0
+    for neurons, _ in layers:
+        n = -(-neurons // neurons_per_core)
+        base = -(-base // (1 << (n - 1).bit_length())) * (1 << (n - 1).bit_length())  # align
+        slices.append([base + s for s in range(n)])
+        base += n
+    place, core = {}, 0
+    for layer in slices:
+        for s in layer:
+            if core >= len(CHIPS) * CORES_PER_CHIP:
+                raise ValueError(f"{sum(map(len, slices))} slices need more than the board's cores")
+            place[s] = (CHIPS[core // CORES_PER_CHIP], core % CORES_PER_CHIP)
+            core += 1
+    routes: dict = {}  # chip -> {key: [route, arrival link or None]}
+    parents = {}
+    for li in range(len(layers) - 1):
+        kind = layers[li + 1][1]
+        src_layer, dst_layer = slices[li], slices[li + 1]
+        for i, s in enumerate(src_layer):
+            if kind == "dense":
+                targets = dst_layer
+            else:
+                centre = (i * len(dst_layer)) // len(src_layer)
+                targets = dst_layer[max(0, centre - window): centre + window + 1]
+            src_chip = place[s][0]
+            parent = parents.setdefault(src_chip, _bfs_parents(src_chip))
+            key = s << bits
+            for t in targets:
+                chip, core_id = place[t]
+                table = routes.setdefault(chip, {})
+                table.setdefault(key, [0, None])[0] |= core_bit(core_id)
+                while parent[chip] is not None:  # walk the tree back to the source
+                    up, link = parent[chip]
+                    routes.setdefault(chip, {}).setdefault(key, [0, None])[1] = opposite(link)
+                    entry = routes.setdefault(up, {}).setdefault(key, [0, None])
+                    entry[0] |= link_bit(link)
+                    chip = up
+    mask = ((1 << 32) - 1) & ~((1 << bits) - 1)
+    out = {}
+    for chip, table in sorted(routes.items()):
+        entries, flags = [], []
+        for key, (route, arrival) in sorted(table.items()):
+            entries.append(RoutingEntry(key, mask, route))
+            flags.append(arrival is not None and route == link_bit(opposite(arrival)))
+        out[chip] = (entries, flags)
+    return out
+
+
+def real_tables(name: str, args):
+    """The multicast class's uncompressed tables of network ``name`` mapped onto ``args.board``."""
+    import numpy as np
+
+    import nmc
+    from nmc.compiler import default_pipeline, resolve_target
+    from nmc.passmanager import PassContext, PassManager, parse_pipeline
+    from nmc.targets.multicast.mapping import router_tables
+
+    target = resolve_target(args.board)
+    if name.startswith("series"):
+        from mapping import conv_graph
+
+        snn = conv_graph(int(name.split()[1]), 2, args.seed)
+    else:
+        if name == "vgg11@0.5":
+            from vgg import vgg11_graph
+
+            graph = vgg11_graph(0.5, args.seed)
+            calib = np.random.default_rng(args.seed).random((args.calib, 3, 32, 32), dtype=np.float32)
+        else:
+            test = np.load(args.data / "mnist/mnist_test.npz")
+            split = np.load(args.data / "mnist/mnist_test_split.npz")
+            calib = test["x"][split["train_idx"][:args.calib]].astype(np.float32)[:, None] / 255.0
+            graph = nmc.load(str(args.data / "models/mnist-8.onnx" if name == "mnist-8" else ROOT / "examples/cnn.nmd"))
+        pipeline = default_pipeline(graph, target, 2, 16, args.seed, calibrated=True)
+        front = pipeline[:pipeline.index("mc-partition")].rstrip(",")
+        snn = nmc.optimize(graph, front, target=target.chip, calibration=calib, seed=args.seed)
+    PassManager(parse_pipeline(f"mc-partition,mc-place{{seed={args.seed}}}"), PassContext(target=target.chip)).run(snn)
+    return router_tables(snn, target.chip), target.chip.router.entries
+
+
+def series_layers(neurons: int):
+    """The size series: four equal layers, conv projections."""
+    return [(neurons // 4, None)] + [(neurons // 4, "conv")] * 3
+
+
+def run_nmc(tables, capacity: int):
+    rows = []
+    for chip, (entries, flags) in tables.items():
+        start = time.perf_counter()
+        out = compress_table(entries, flags, capacity, chip=f"{chip}", target_length=0)
+        seconds = time.perf_counter() - start
+        check_equivalent(entries, flags, out)
+        rows.append({"entries": len(out), "seconds": seconds})
+    return rows
+
+
+def run_pacman(tables, python: str):
+    payload = {"tables": [
+        {"x": x, "y": y, "entries": [[e.key, e.mask, e.route, bool(f)] for e, f in zip(entries, flags)]}
+        for (x, y), (entries, flags) in tables.items()
+    ]}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "tables.json", Path(tmp) / "results.json"
+        src.write_text(json.dumps(payload))
+        proc = subprocess.run([python, str(HERE / "pacman_routing.py"), str(src), str(dst)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"PACMAN failed:\n{proc.stderr[-3000:]}")
+        result = json.loads(dst.read_text())
+    return result["pacman"], result["results"]
+
+
+def compare(name, source, tables, pacman_python, capacity=CAPACITY):
+    mine = run_nmc(tables, capacity)
+    version, theirs = run_pacman(tables, pacman_python)
+    names = list(theirs[0]) if theirs else []
+    row = {
+        "network": name, "tables": source, "routers": len(tables),
+        "entries_in": sum(len(e) for e, _ in tables.values()),
+        "max_in": max((len(e) for e, _ in tables.values()), default=0),
+        "nmc_entries": sum(r["entries"] for r in mine), "nmc_max": max((r["entries"] for r in mine), default=0),
+        "nmc_s": sum(r["seconds"] for r in mine), "pacman": version,
+    }
+    best_entries = best_s = worse = 0
+    for m, t in zip(mine, theirs):
+        ok = {k: v for k, v in t.items() if v["ok"]}
+        fewest = min(v["entries"] for v in ok.values())
+        best_entries += fewest
+        best_s += min(v["seconds"] for v in ok.values() if v["entries"] == fewest)
+        worse += m["entries"] > fewest
+    row.update(pacman_best_entries=best_entries, pacman_best_s=best_s, tables_worse=worse)
+    for k in names:
+        row[f"{k}_entries"] = sum(t[k]["entries"] for t in theirs)
+        row[f"{k}_s"] = sum(t[k]["seconds"] for t in theirs)
+        row[f"{k}_failed"] = sum(not t[k]["ok"] for t in theirs)
+    return row
+
+
+def print_table(rows):
+    cols = ["network", "tables", "routers", "entries in (max)", "nmc entries (max)", "PACMAN best entries",
+            "tables nmc > PACMAN", "nmc s", "PACMAN best s", "speed-up"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print(f"| {r['network']} | {r['tables']} | {r['routers']} | {r['entries_in']} ({r['max_in']}) | "
+              f"{r['nmc_entries']} ({r['nmc_max']}) | {r['pacman_best_entries']} | {r['tables_worse']} | "
+              f"{r['nmc_s']:.3f} | {r['pacman_best_s']:.3f} | {r['pacman_best_s'] / max(r['nmc_s'], 1e-9):.1f}× |")
+    names = [k[:-8] for k in rows[0] if k.endswith("_entries") and k not in
+             ("nmc_entries", "pacman_best_entries")] if rows else []
+    print()
+    print("| network | " + " | ".join(f"{k} entries | {k} s" for k in names) + " | nmc s |")
+    print("|---|" + "---|---|" * len(names) + "---|")
+    for r in rows:
+        cells = " | ".join(f"{r[k + '_entries']}{' (' + str(r[k + '_failed']) + ' failed check)' if r[k + '_failed'] else ''}"
+                           f" | {r[k + '_s']:.3f}" for k in names)
+        print(f"| {r['network']} | {cells} | {r['nmc_s']:.3f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--networks", default="mnist-8,cnn,vgg", help="comma-separated of mnist-8,cnn,vgg, or none")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 30_000, 100_000], help="series sizes (neurons)")
+    ap.add_argument("--board", default="spinnaker1-board")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--calib", type=int, default=20, help="calibration samples")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--synthetic", action="store_true", help="also the synthetic networks and series")
+    ap.add_argument("--neurons-per-core", type=int, default=256, help="synthetic tables")
+    ap.add_argument("--window", type=int, default=2, help="synthetic conv projections: slices either side")
+    ap.add_argument("--pacman-python", default=os.environ.get("PACMAN_PYTHON", str(ROOT.parent / "venv-pacman/bin/python")))
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    args = ap.parse_args()
+    if not Path(args.pacman_python).exists():
+        sys.exit(f"no PACMAN interpreter at {args.pacman_python}: see benchmarks/pacman_routing.py's docstring")
+    sys.path.insert(0, str(HERE))
+    names = {"mnist-8": "mnist-8", "cnn": "cnn", "vgg": "vgg11@0.5"}
+    wanted = [names[n] for n in args.networks.split(",") if n and n != "none"]
+    if any(n in ("mnist-8", "cnn") for n in wanted) and not args.data.exists():
+        sys.exit(f"no data folder {args.data} (mnist-8 and cnn need it): --data, or --networks vgg")
+    rows = []
+    for name in wanted + [f"series {n}" for n in args.sizes]:
+        start = time.perf_counter()
+        tables, capacity = real_tables(name, args)
+        print(f"# {name}: mapped in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        rows.append(compare(name, "real", tables, args.pacman_python, capacity))
+    if args.synthetic:
+        for name, layers in [*SYNTHETIC.items(), *((f"synthetic series {n}", series_layers(n)) for n in SIZES)]:
+            tables = synthetic_tables(layers, args.neurons_per_core, args.window)
+            rows.append(compare(name, "synthetic", tables, args.pacman_python))
+    print(f"PACMAN: spinnaker-pacman {rows[0]['pacman'] if rows else '?'}; nmc and PACMAN in the same run; "
+          f"{os.cpu_count()} CPUs, possibly shared with other work")
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,429 @@
+"""Routing-table compression: default-route removal, then Ordered Covering (docs/multicast-routing.md).
+
+``compress_table(entries, defaultable, capacity, chip=...)`` returns a shorter table that routes
+every key the original table routes exactly as it does (first-match :func:`~.table.lookup`
+on both), where entry ``i`` is *defaultable* when its packets arrive by exactly one link and
+leave by exactly the opposite one, to no processor: its keys may instead match nothing and be
+default routed.  Keys that no original entry matches are unallocated and may be routed
+anywhere (:func:`~.check.is_unallocated` tells a router to catch them).
+
+The method (Mundy, Heathcote & Garside, "On-chip order-exploiting routing table minimization
+for a multicast supercomputer network", HPSR 2016):
+
+1. The table is sorted by increasing *generality* (don't-care bits of the mask); the input
+   must mean the same in that order (true of any table whose overlapping entries of different
+   routes are ordered most specific first, and of every orthogonal table) or ``ValueError``.
+2. **Default-route removal**: a defaultable entry that no later entry of another route
+   intersects is taken out of the table.  Its keys then fall off the end of the table, so
+   they stay in the minimiser as constraints at the bottom: a merged entry may cover them only
+   if it has their route.
+3. **Ordered Covering**: repeatedly, for every route, the merge of all its entries into one
+   key/mask (an ``X`` wherever they differ) is refined by the *down-check* (the merged entry,
+   inserted above every entry of its generality or more, must not cover any original key/mask
+   — alias — of an entry of another route below it; members are removed, choosing the bit to
+   set that removes fewest, until it covers none) and the *up-check* (no entry of another route
+   between a member and the insertion point may intersect the member; such members are
+   removed, bottom first, and the down-check repeated); the merge removing most entries is
+   applied and the merged entry keeps its members' aliases.  Entries of the merge's own route
+   are never conflicts: a key they lose to the merge is routed the same way (a safe relaxation
+   of the paper's checks, which test every route).  It stops when the table fits
+   ``target_length`` or nothing can be merged.
+4. A merged entry whose aliases are all defaultable is removed when no entry of another route
+   below it intersects it.
+
+Stopping: by default at ``capacity`` (the router's entries), so a table that fits is only
+cleared of default routes; ``target_length=0`` compresses as far as the method goes.  A table
+still longer than ``capacity`` raises :class:`~nmc.diagnostics.NmcError` naming the chip.
+
+Speed: keys and masks are numpy ``uint64`` arrays (key width ≤ 64); each route's refined merge
+is cached until a merge whose key/mask intersects its candidate merge is applied (no other
+merge can change it), and routes are tried in decreasing size so that routes whose size cannot
+beat the best merge found are skipped.  Ties go to the larger group, then the lower route id
+(routes numbered in increasing value), so the result is a function of the input alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from nmc.diagnostics import NmcError
+from nmc.targets.multicast.table import RoutingEntry
+
+_U = np.uint64
+_SEQ = 1 << 31  # order of an entry: generality << 32 | seq, seq < 2**32
+_BOTTOM = np.iinfo(np.int64).max  # the order of a removed default route: below everything
+_FAR = 1 << 40  # a generality no entry has
+
+
+def compress_table(
+    entries: Sequence[RoutingEntry],
+    defaultable: Sequence[bool],
+    capacity: int,
+    *,
+    chip: str,
+    target_length: int | None = None,
+) -> list[RoutingEntry]:
+    """The compressed table of one router (first match wins), at most ``capacity`` entries.
+
+    ``target_length``: ``None`` (default) stops once the table fits ``capacity``; ``0``
+    compresses as far as the method goes; another value stops there.  Raises ``NmcError`` when
+    the table cannot be brought down to ``capacity``, ``ValueError`` for an input that is not
+    reorderable by generality (see the module docstring) or mismatched lengths.
+    """
+    if len(entries) != len(defaultable):
+        raise ValueError(f"{len(entries)} entries but {len(defaultable)} defaultable flags")
+    target = capacity if target_length is None else target_length
+    result = _compress(entries, defaultable, target)
+    if len(result) > capacity:
+        raise NmcError(
+            f"chip {chip}: its routing table needs {len(result)} entries after compression "
+            f"(from {len(entries)}) but the router has {capacity}",
+            hint="use a bigger board (more chips spread the routes), fewer cores per "
+            "population (fewer slices, fewer keys), or other keys (slices of a population "
+            "on consecutive keys merge into fewer entries)",
+        )
+    return result
+
+
+def _compress(entries, defaultable, target: int) -> list[RoutingEntry]:
+    n = len(entries)
+    if n == 0:
+        return []
+    keys = [e.key for e in entries]
+    masks = [e.mask for e in entries]
+    width = max(max(keys), max(masks)).bit_length() or 1
+    if width > 64:
+        raise ValueError(f"keys of {width} bits; at most 64 are supported")
+    # route ids by decreasing frequency (then value): where ORTC may choose among routes it
+    # takes the lowest id, the commonest route, which leaves the most for later merges
+    count = Counter(e.route for e in entries)
+    routes = sorted(count, key=lambda r: (-count[r], r))
+    rid_of = {r: i for i, r in enumerate(routes)}
+    rids = [rid_of[e.route] for e in entries]
+    flags = [bool(f) for f in defaultable]
+    prefix = _prefix_table(keys, masks, width)
+    if prefix is None:
+        return [RoutingEntry(k, m, routes[r]) for k, m, r in _ordered_covering(keys, masks, rids, flags, width,
+                                                                              target, disjoint=False)]
+    # disjoint prefixes: reorderable, and every defaultable entry is default-routable
+    if n - sum(flags) <= target:
+        return [e for e, f in zip(entries, flags) if not f]
+    table, owner = _ortc(*prefix, rids, flags, width)
+    if len(table) > target and len({r for _, _, r in table}) < len(table):
+        m = _Minimiser(*(list(c) for c in zip(*table)), (keys, masks, rids, flags, owner), width)
+        m.minimise(target)
+        table = m.result()
+        if len(table) > target:  # Ordered Covering alone sometimes finds merges ORTC's choices hide
+            alone = _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True)
+            table = alone if len(alone) < len(table) else table
+    return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
+
+
+def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disjoint: bool):
+    """Steps 1-4 on the table as given: (key, mask, route id) rows.  ``disjoint``: no two
+    entries share a key (so the table is reorderable and every defaultable entry removable)."""
+    akeys, amasks, arids = np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64)
+    gens = _generality(amasks, width)
+    if not disjoint:
+        _check_reorderable(akeys, amasks, arids, gens)
+    perm = np.argsort(gens, kind="stable")
+    akeys, amasks, arids, aflags = akeys[perm], amasks[perm], arids[perm], np.array(flags)[perm]
+    owner = np.arange(len(keys))
+    owner[aflags if disjoint else _default_routable(akeys, amasks, arids, aflags)] = -1
+    table = [akeys.tolist(), amasks.tolist(), arids.tolist()]
+    if (owner >= 0).sum() <= target:
+        return [row for row, o in zip(zip(*table), owner) if o >= 0]
+    m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width)
+    m.minimise(target)
+    return m.result()
+
+
+def _default_routable(keys, masks, rids, flags) -> np.ndarray:
+    """Step 2: the defaultable entries that no later entry of another route intersects."""
+    out = np.zeros(len(keys), bool)
+    for i in np.nonzero(flags)[0]:
+        later = slice(i + 1, None)
+        clash = _intersects(keys[i], masks[i], keys[later], masks[later]) & (rids[later] != rids[i])
+        out[i] = not clash.any()
+    return out
+
+
+def _generality(masks: np.ndarray, width: int) -> np.ndarray:
+    return width - np.bitwise_count(masks).astype(np.int64)
+
+
+def _intersects(k1, m1, k2, m2):
+    """Whether key/mask pairs share a key (numpy broadcasting)."""
+    return (k1 & m2) == (k2 & m1)
+
+
+def _merge(keys, masks) -> tuple[int, int]:
+    """The key/mask with an X wherever the given ones differ or have an X."""
+    all_ones, any_ones, all_masks = -1, 0, -1
+    for k, m in zip(keys, masks):
+        all_ones &= k
+        any_ones |= k
+        all_masks &= m
+    mask = all_masks & ~(all_ones ^ any_ones)
+    return all_ones & mask, mask
+
+
+class _Minimiser:
+    """The table being minimised (Python ints: tables are small, so per-call overheads of
+    array code would dominate).  Entry ``i`` (the given ones first, then merged ones) has
+    ``key``, ``mask``, ``rid`` (route id), ``gen``, ``order`` (its position: smaller is
+    higher); ``live`` holds the current ones.  Alias ``a`` (an original entry) has its
+    key/mask, route, ``defaultable`` flag and its owner's ``aorder`` (``_BOTTOM`` for a
+    default-routed one)."""
+
+    def __init__(self, keys, masks, rids, aliases, width: int):
+        n = len(keys)
+        self.width = width
+        self.key, self.mask, self.rid = list(keys), list(masks), list(rids)
+        self.gen = [width - m.bit_count() for m in self.mask]
+        self.order = [(g << 32) | (_SEQ + i) for i, g in enumerate(self.gen)]
+        self.live = set(range(n))
+        self.merges = 0
+        self.ak, self.am, self.arid, self.adef, owner = (list(c) for c in aliases)
+        self.aorder = [_BOTTOM if o < 0 else self.order[o] for o in owner]
+        self.aliases: list[list[int]] = [[] for _ in range(n)]
+        for a, o in enumerate(owner):
+            if o >= 0:
+                self.aliases[o].append(a)
+        self.groups: dict[int, set[int]] = {}
+        for i, r in enumerate(self.rid):
+            self.groups.setdefault(r, set()).add(i)
+        self.cache: dict[int, tuple] = {}
+
+    def _drop(self, i: int) -> None:
+        self.live.discard(i)
+        for a in self.aliases[i]:
+            self.aorder[a] = _BOTTOM
+        self.groups[self.rid[i]].discard(i)
+
+    def minimise(self, target: int) -> None:
+        while len(self.live) > target:
+            best = None
+            for size, rid in sorted((-len(g), rid) for rid, g in self.groups.items() if len(g) > 1):
+                if best is not None and -size - 1 <= best[0]:
+                    break
+                found = self.cache.get(rid)
+                if found is None:
+                    found = self.cache[rid] = self._refine(rid)
+                if found[0] > 0 and (best is None or found[0] > best[0]):
+                    best = found
+            if best is None:
+                return
+            self._apply(best)
+
+    def _refine(self, rid: int) -> tuple:
+        """(goodness, members, key, mask, gen, candidate key, candidate mask) of route ``rid``."""
+        key, mask = self.key, self.mask
+        ids = sorted(self.groups[rid], key=self.order.__getitem__)
+        ck, cm = _merge([key[i] for i in ids], [mask[i] for i in ids])
+        cgen = self.width - cm.bit_count()
+        # only aliases and entries that meet the candidate merge can constrain it
+        a = [j for j, (k, m, r) in enumerate(zip(self.ak, self.am, self.arid)) if r != rid and k & cm == m & ck]
+        e = [i for i in self.live if self.rid[i] != rid and self.gen[i] < cgen and key[i] & cm == mask[i] & ck]
+        keep = self._downcheck(ids, a)
+        if keep is not None and e:
+            keep, changed = self._upcheck(keep, e)
+            if changed and keep is not None:
+                keep = self._downcheck(keep, a)
+        if keep is None:
+            return (0, None, 0, 0, 0, ck, cm)
+        mk, mm = _merge([key[i] for i in keep], [mask[i] for i in keep])
+        return (len(keep) - 1, keep, mk, mm, self.width - mm.bit_count(), ck, cm)
+
+    def _downcheck(self, members, a):
+        """Remove members until the merge covers no alias of another route below it."""
+        key, mask = self.key, self.mask
+        ak, am, aorder = self.ak, self.am, self.aorder
+        while len(members) > 1:
+            mk, mm = _merge([key[i] for i in members], [mask[i] for i in members])
+            below = (self.width - mm.bit_count()) << 32
+            covered = [j for j in a if aorder[j] >= below and ak[j] & mm == am[j] & mk]
+            if not covered:
+                return members
+            settable = [am[j] & ~mm for j in covered]
+            least = min(s.bit_count() for s in settable)
+            if least == 0:
+                return None
+            to_one = to_zero = 0  # bits to set to 1 (a covered key has 0 there), or to 0
+            for j, s in zip(covered, settable):
+                if s.bit_count() == least:
+                    to_one |= s & ~ak[j]
+                    to_zero |= s & ak[j]
+            best = None
+            for bit in range(self.width - 1, -1, -1):
+                b = 1 << bit
+                for want, wanted in ((b, to_one), (0, to_zero)):
+                    if wanted & b:
+                        # members with an X here, or the covered key's value, must go
+                        remove = [i for i in members if not mask[i] & b or key[i] & b != want]
+                        if best is None or len(remove) < len(best):
+                            best = remove
+            gone = set(best)
+            members = [i for i in members if i not in gone]
+        return None
+
+    def _upcheck(self, members, e):
+        """Remove members (bottom first) that an entry of another route between them and the
+        insertion point intersects."""
+        key, mask, order, gen = self.key, self.mask, self.order, self.gen
+        first_gen = [
+            min((gen[x] for x in e if order[x] > order[i] and key[i] & mask[x] == key[x] & mask[i]), default=_FAR)
+            for i in members
+        ]
+        mk, mm = _merge([key[i] for i in members], [mask[i] for i in members])
+        g = self.width - mm.bit_count()
+        keep = list(members)
+        changed = False
+        for j in range(len(members) - 1, -1, -1):
+            if first_gen[j] < g:
+                keep.remove(members[j])
+                changed = True
+                if len(keep) < 2:
+                    return None, True
+                mk, mm = _merge([key[i] for i in keep], [mask[i] for i in keep])
+                g = self.width - mm.bit_count()
+        return keep, changed
+
+    def _apply(self, merge) -> None:
+        _, members, mk, mm, gen, _, _ = merge
+        rid = self.rid[members[0]]
+        new = len(self.key)
+        self.key.append(mk)
+        self.mask.append(mm)
+        self.rid.append(rid)
+        self.gen.append(gen)
+        self.order.append((gen << 32) | (_SEQ - 1 - self.merges))
+        self.merges += 1
+        self.live.difference_update(members)
+        self.live.add(new)
+        self.aliases.append([a for i in members for a in self.aliases[i]])
+        for a in self.aliases[new]:
+            self.aorder[a] = self.order[new]
+        group = self.groups[rid]
+        group.difference_update(members)
+        group.add(new)
+        self.cache = {r: c for r, c in self.cache.items() if r != rid and c[5] & mm != mk & c[6]}
+
+    def result(self) -> list[tuple[int, int, int]]:
+        """Step 4, then the table in order: (key, mask, route id)."""
+        key, mask, rid, order = self.key, self.mask, self.rid, self.order
+        live = sorted(self.live, key=order.__getitem__)
+        for i in live:
+            if not all(self.adef[a] for a in self.aliases[i]):
+                continue
+            if not any(order[x] > order[i] and rid[x] != rid[i] and key[i] & mask[x] == key[x] & mask[i]
+                       for x in self.live):
+                self._drop(i)
+        return [(key[i], mask[i], rid[i]) for i in live if i in self.live]
+
+
+def _check_reorderable(keys, masks, rids, gens) -> None:
+    """Refuse a table whose meaning changes when sorted (stably) by generality: an entry that
+    intersects a later, more specific entry of another route."""
+    for g in np.unique(gens)[1:]:
+        hi = np.nonzero(gens >= g)[0]  # rows: the more general entries
+        lo = np.nonzero(gens < g)[0]  # columns: the more specific ones
+        hi = hi[gens[hi] == g]
+        clash = _intersects(keys[hi][:, None], masks[hi][:, None], keys[lo][None, :], masks[lo][None, :])
+        clash &= (rids[hi][:, None] != rids[lo][None, :]) & (lo[None, :] > hi[:, None])
+        if clash.any():
+            i, j = np.argwhere(clash)[0]
+            raise ValueError(
+                f"entry {hi[i]} intersects the later, more specific entry {lo[j]} of another "
+                "route: the table is not reorderable by generality"
+            )
+
+
+def _prefix_table(keys: list[int], masks: list[int], width: int):
+    """``(keys, lengths, order)`` sorted by key when every mask is a prefix (its set bits the
+    top ones of ``width``) and no two entries share a key; else None."""
+    full = (1 << width) - 1
+    for m in masks:
+        if (full ^ m) & ((full ^ m) + 1):  # the don't-care bits are not the low ones
+            return None
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    k = [keys[i] for i in order]
+    ends = [keys[i] | (full ^ masks[i]) for i in order]
+    if any(k[j + 1] <= ends[j] for j in range(len(k) - 1)):
+        return None
+    return k, [masks[i].bit_count() for i in order], order
+
+
+_NONE = -1  # "no entry matched": default routing
+
+
+def _ortc(keys, lengths, order, rids, flags, width: int):
+    """The fewest prefix entries that route every allocated key as the table does: ORTC
+    (Draves, King, Venkatachary & Zill, "Constructing optimal IP routing tables", INFOCOM 1999)
+    on the binary trie of the keys, with unallocated keys as don't-cares and defaultable keys
+    satisfied by their link or by no entry at all.  A subtree's cost, given the route ``r`` it
+    inherits, is ``base + (r not in S)`` (``S`` a bit set of route ids), and ``none`` when it
+    inherits no route (no entry can route to "nothing", so that case is kept apart).  Trie
+    chains without a branch cost nothing and are skipped: the trie's branch points are the
+    Cartesian tree of the common-prefix lengths of neighbouring keys.  An entry placed at a
+    branch takes the shortest prefix that covers no other branch.  Returns the table as
+    (depth, key, route id) triples, most specific first, and for every original entry (indexed
+    as ``rids``) the index of its first matching table entry (``-1``: none)."""
+    n = len(keys)
+    # node: [base, routes, none, split depth (None: leaf), left, right, leaf index]
+    stack: list[list] = []
+    gaps: list[int] = []
+    for i in range(n):
+        r = rids[order[i]]
+        node = [0, 1 << r, 0 if flags[order[i]] else 1, None, None, None, i]
+        gap = width - (keys[i] ^ keys[i + 1]).bit_length() if i + 1 < n else -1
+        while gaps and gaps[-1] > gap:
+            a = stack.pop()
+            depth = gaps.pop()
+            both = a[1] & node[1]
+            base = a[0] + node[0]
+            routes = both if both else a[1] | node[1]
+            base += not both
+            node = [base, routes, min(a[2] + node[2], base + 1), depth, a, node, a[6]]
+        stack.append(node)
+        gaps.append(gap)
+    placed: list[tuple[int, int, int]] = []
+    owner_sorted = [-1] * n
+    todo = [(stack[0], _NONE, 0, -1)]
+    while todo:
+        node, inherited, top, current = todo.pop()
+        base, routes, none, depth, a, b, lo = node
+        if depth is None:
+            if inherited != rids[order[lo]] and not (inherited == _NONE and flags[order[lo]]):
+                placed.append((top, keys[lo], rids[order[lo]]))
+                current = len(placed) - 1
+            owner_sorted[lo] = current
+            continue
+        if inherited == _NONE:
+            stay = a[2] + b[2]
+        else:
+            stay = a[0] + b[0] + (not (a[1] >> inherited) & 1) + (not (b[1] >> inherited) & 1)
+        if base + 1 < stay:
+            inherited = (routes & -routes).bit_length() - 1
+            placed.append((top, keys[lo], inherited))
+            current = len(placed) - 1
+        todo.append((b, inherited, depth + 1, current))
+        todo.append((a, inherited, depth + 1, current))
+    rank = sorted(range(len(placed)), key=lambda j: (-placed[j][0], placed[j][1]))
+    new_index = [0] * len(placed)
+    for i, j in enumerate(rank):
+        new_index[j] = i
+    full = (1 << width) - 1
+    table = []
+    for j in rank:
+        depth, key, r = placed[j]
+        mask = full ^ ((1 << (width - depth)) - 1)
+        table.append((key & mask, mask, r))
+    owner = [-1] * n
+    for i in range(n):
+        o = owner_sorted[i]
+        owner[order[i]] = -1 if o < 0 else new_index[o]
+    return table, owner

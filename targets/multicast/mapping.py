@@ -1,0 +1,238 @@
+"""A multicast mapping read back from a placed graph: vertices and their keys, multicast
+trees, router tables, master population tables (docs/multicast-target.md).
+
+Everything here is a pure function of the graph's ``hw.core`` ops and the chip, so the
+``mc-route`` pass, the emitter and :func:`router_tables` compute the same tables.
+
+* A **vertex** is what one key range names: a host encoder (its elements), or the neurons of
+  one population on one core, in hardware order (cores in id order, each core's slices in
+  order).  Vertex ``v`` of ``n`` neurons gets the key range ``base .. base + 2^k − 1``,
+  ``2^k ≥ n``, mask ``~(2^k − 1)``: one entry covers it.  Vertices are allocated largest
+  first, then in order, so every base is aligned; neuron ``i`` of the vertex sends key
+  ``base + i``.
+* A vertex's **destinations** are the cores holding a target of any of its neurons
+  (:func:`nmc.targets.mapping.partition.source_core_pairs`, by shape); its **tree** is the
+  union of the shortest paths from its chip (host vertices start at chip (0, 0), where the
+  host's Ethernet link is) to the destinations' chips, taken from one breadth-first tree of
+  the board (networkx ``single_source_shortest_path``), so paths share their common prefix.
+* Each chip on a tree gets one **entry** (key, mask, route): the links to its children on the
+  tree and the processors of destination cores on that chip.  An entry is *defaultable* when
+  the packet arrives by exactly one link ``L``, leaves by exactly ``opposite(L)`` and goes to
+  no processor here: default routing would do the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from nmc.diagnostics import NmcError
+from nmc.ir.core import Graph
+from nmc.targets.mapping.netlist import Netlist
+from nmc.targets.mapping.partition import core_pieces, source_core_pairs
+from nmc.targets.multicast.board import Board
+from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, opposite
+
+HOST_CHIP = (0, 0)
+
+
+@dataclass(frozen=True)
+class Vertex:
+    """A key range: ``core`` -1 for a host encoder; ``sources``: its netlist source ids in key order."""
+
+    core: int
+    chip: tuple[int, int]
+    sources: np.ndarray
+    base: int = 0
+    bits: int = 0
+
+    def mask(self, key_bits: int) -> int:
+        return ((1 << key_bits) - 1) & ~((1 << self.bits) - 1)
+
+
+class McMapping:
+    """The ``hw.core`` ops of a partitioned (and normally placed) graph, read back."""
+
+    def __init__(self, graph: Graph, chip, net: Netlist | None = None):
+        self.graph, self.chip = graph, chip
+        self.net = net or Netlist(graph)
+        self.board = Board(chip)
+        cores = sorted(graph.walk("hw.core"), key=lambda c: c.id)
+        if not cores:
+            raise NmcError(f"graph @{graph.name} is not mapped onto cores",
+                           hint="run mc-partition,mc-place,mc-route first (the default pipeline of a multicast target does)")
+        if [c.id for c in cores] != list(range(len(cores))):
+            raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
+        self.cores = cores
+        net = self.net
+        self.core_of = np.full(net.n_neurons, -1, np.int64)
+        self.hw_of = np.full(net.n_neurons, -1, np.int64)
+        self.core_start = np.zeros(len(cores) + 1, np.int64)
+        h = 0
+        for c in cores:
+            for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
+                off = net.neuron_offset[v.owner]
+                if np.any(self.core_of[off + a:off + b] >= 0):
+                    raise c.error(f"holds neurons [{a}, {b}) of %{v.name}, which another core holds too")
+                self.core_of[off + a:off + b] = c.id
+                self.hw_of[off + a:off + b] = np.arange(h, h + b - a)
+                h += b - a
+            self.core_start[c.id + 1] = h
+        if np.any(self.core_of < 0):
+            raise NmcError(f"graph @{graph.name}: a neuron is on no core", hint="run mc-partition again")
+        self.placed = all(len(c.chip) == 2 for c in cores)
+        if self.placed:
+            self.core_chip = [tuple(c.chip) for c in cores]
+            self.core_proc = [int(c.xy[0]) for c in cores]
+            for c in cores:
+                if tuple(c.chip) not in self.board.index:
+                    raise c.error(f"is placed on chip {list(c.chip)}, which the board of chip '{chip.name}' does not have",
+                                  hint="run mc-place again")
+        else:  # naive: cores fill the chips in board order
+            P = self.board.processors
+            self.core_chip = [self.board.chips[min(k // P, len(self.board.chips) - 1)] for k in range(len(cores))]
+            self.core_proc = [k % P for k in range(len(cores))]
+        self._pairs = None
+        self._vertices = None
+        self._trees = None
+
+    # ------------------------------------------------------------------------ connectivity
+
+    def pairs(self) -> np.ndarray:
+        """Distinct (netlist source, destination core) pairs."""
+        if self._pairs is None:
+            self._pairs = source_core_pairs(self.net, [core_pieces(self.net, c.pops, c.slices) for c in self.cores])
+        return self._pairs
+
+    def vertices(self) -> list[Vertex]:
+        """Every key range with its allocated base (module docstring)."""
+        if self._vertices is not None:
+            return self._vertices
+        net = self.net
+        out = []
+        for e in net.encoders:
+            a = net.source_offset[e]
+            out.append(Vertex(-1, HOST_CHIP, np.arange(a, a + e.result.type.size, dtype=np.int64)))
+        hw_source = np.empty(net.n_neurons, np.int64)  # hardware neuron -> netlist source
+        hw_source[self.hw_of] = net.source_of_neuron(np.arange(net.n_neurons))
+        pop_of_source = np.empty(net.n_sources, np.int64)
+        for i, op in enumerate(net.encoders + net.populations):
+            a = net.source_offset[op]
+            pop_of_source[a:a + op.result.type.size] = i
+        for c in self.cores:
+            src = hw_source[self.core_start[c.id]:self.core_start[c.id + 1]]
+            pops = pop_of_source[src]
+            for p in dict.fromkeys(pops.tolist()):
+                out.append(Vertex(c.id, self.core_chip[c.id], src[pops == p]))
+        bits = [max(0, int(len(v.sources) - 1).bit_length()) for v in out]
+        order = sorted(range(len(out)), key=lambda i: (-bits[i], i))
+        base, key_bits = 0, self.chip.router.key_bits
+        based = [None] * len(out)
+        for i in order:
+            based[i] = Vertex(out[i].core, out[i].chip, out[i].sources, base, bits[i])
+            base += 1 << bits[i]
+        if base > 1 << key_bits:
+            raise NmcError(f"the graph needs {base} keys; chip '{self.chip.name}' has {key_bits}-bit keys "
+                           f"({1 << key_bits} keys)", hint="a chip with wider keys, or fewer neurons")
+        self._vertices = based
+        return based
+
+    def source_keys(self) -> np.ndarray:
+        """The key of every netlist source."""
+        keys = np.zeros(self.net.n_sources, np.int64)
+        for v in self.vertices():
+            keys[v.sources] = v.base + np.arange(len(v.sources))
+        return keys
+
+    def destinations(self) -> list[list[int]]:
+        """Per vertex, the cores that hold a target of any of its sources (sorted)."""
+        vertex_of = np.empty(self.net.n_sources, np.int64)
+        for i, v in enumerate(self.vertices()):
+            vertex_of[v.sources] = i
+        pairs = self.pairs()
+        dests: list[set] = [set() for _ in self.vertices()]
+        if len(pairs):
+            vp = np.unique(np.stack([vertex_of[pairs[:, 0]], pairs[:, 1]], 1), axis=0)
+            for v, c in vp.tolist():
+                dests[v].add(c)
+        return [sorted(d) for d in dests]
+
+    def trees(self) -> list[dict]:
+        """Per vertex its multicast tree: ``{chip: (children chips, destination processors)}``
+        over the chips it visits (module docstring)."""
+        if self._trees is not None:
+            return self._trees
+        paths: dict = {}
+        out = []
+        for v, dests in zip(self.vertices(), self.destinations()):
+            if v.chip not in paths:
+                paths[v.chip] = nx.single_source_shortest_path(self.board.graph, v.chip)
+            tree: dict = {}
+            for core in dests:
+                target = self.core_chip[core]
+                path = paths[v.chip].get(target)
+                if path is None:
+                    raise NmcError(f"chip {target} cannot be reached from chip {v.chip} on the board of '{self.chip.name}'")
+                for a, b in zip(path, path[1:]):
+                    tree.setdefault(a, (set(), set()))[0].add(b)
+                tree.setdefault(target, (set(), set()))[1].add(self.core_proc[core])
+            tree.setdefault(v.chip, (set(), set()))
+            out.append({c: (sorted(ch), sorted(pr)) for c, (ch, pr) in sorted(tree.items())})
+        self._trees = out
+        return out
+
+    def tables(self) -> dict:
+        """Each chip's uncompressed table: ``{(x, y): (entries, defaultable)}``, entries in key
+        order; chips no tree visits have none."""
+        key_bits = self.chip.router.key_bits
+        rows: dict = {}
+        for v, tree in zip(self.vertices(), self.trees()):
+            parent = {ch: c for c, (children, _) in tree.items() for ch in children}
+            for c, (children, procs) in tree.items():
+                if c == v.chip and not children and not procs:
+                    continue  # a vertex with no destination: its packets are dropped at its router
+                route = 0
+                for ch in children:
+                    route |= link_bit(self.board.link_between(c, ch))
+                for p in procs:
+                    route |= core_bit(p)
+                defaultable = False
+                if c in parent and len(children) == 1 and not procs:
+                    arrival = opposite(self.board.link_between(parent[c], c))
+                    defaultable = route == link_bit(opposite(arrival))
+                rows.setdefault(c, []).append((RoutingEntry(v.base, v.mask(key_bits), route), defaultable))
+        return {c: ([e for e, _ in sorted(r)], [d for _, d in sorted(r)]) for c, r in sorted(rows.items())}
+
+    def link_loads(self, rates: np.ndarray) -> dict:
+        """Packets per step on every directed link used, ``{(chip, link): load}``."""
+        loads: dict = {}
+        for v, tree in zip(self.vertices(), self.trees()):
+            r = float(rates[v.sources].sum())
+            for c, (children, _) in tree.items():
+                for ch in children:
+                    key = (c, self.board.link_between(c, ch))
+                    loads[key] = loads.get(key, 0.0) + r
+        return dict(sorted(loads.items()))
+
+
+def router_tables(graph: Graph, chip) -> dict:
+    """Every chip's uncompressed router table of a placed graph with its defaultable flags:
+    ``{(x, y): (list[RoutingEntry], list[bool])}`` (for the routing benchmark)."""
+    return McMapping(graph, chip).tables()
+
+
+def compress(entries: list[RoutingEntry], defaultable: list[bool], capacity: int, *, chip: str) -> list[RoutingEntry]:
+    """The one call site of table compression (:func:`~nmc.targets.multicast.compress.compress_table`:
+    default-route removal, then order-exploiting minimisation as far as it goes); NmcError
+    naming the chip when the table still exceeds ``capacity``."""
+    from nmc.targets.multicast.compress import compress_table
+
+    return compress_table(entries, defaultable, capacity, chip=chip, target_length=0)
+
+
+def compressed_tables(tables: dict, chip) -> dict:
+    """``{(x, y): entries}`` of every chip's table after compression (:func:`compress`)."""
+    return {xy: compress(entries, flags, chip.router.entries, chip=f"{chip.name} ({xy[0]}, {xy[1]})")
+            for xy, (entries, flags) in tables.items()}

@@ -1,0 +1,233 @@
+"""Router-table compression (targets/multicast/compress.py) and its checker (check.py)."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nmc.diagnostics import NmcError
+from nmc.targets.multicast.check import RoutingMismatch, check_equivalent, covered_keys, is_unallocated
+from nmc.targets.multicast.compress import compress_table
+from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, lookup
+
+N, NE, E, S = link_bit(2), link_bit(1), link_bit(0), link_bit(5)
+
+
+def entry(pattern: str, route: int) -> RoutingEntry:
+    """``"0X10"`` -> key/mask (X: don't care), most significant bit first."""
+    key = int(pattern.replace("X", "0"), 2)
+    mask = int("".join("0" if c == "X" else "1" for c in pattern), 2)
+    return RoutingEntry(key, mask, route)
+
+
+def compress(entries, flags=None, capacity=1024, **kw):
+    flags = [False] * len(entries) if flags is None else flags
+    return compress_table(entries, flags, capacity, chip="test (0, 0)", **kw)
+
+
+# --- the checks of Ordered Covering, on the examples of its authors' own code (rig's
+# ordered_covering docstrings, Mundy 2016) ----------------------------------------------
+
+def test_upcheck_example():
+    # Merging the three N entries into XXXX would put 1000 below X000 -> NE, which covers it.
+    table = [entry("0011", N), entry("0100", N), entry("1000", N), entry("X000", NE)]
+    out = compress(table, target_length=0)
+    check_equivalent(table, [False] * 4, out, key_bits=4)
+    assert len(out) == 3
+    with pytest.raises(RoutingMismatch) as err:  # the merge the up-check refuses
+        check_equivalent(table, [False] * 4, [entry("X000", NE), entry("XXXX", N)], key_bits=4)
+    assert err.value.key == 0b1000 and err.value.expected == N and err.value.got == NE
+
+
+def test_downcheck_example():
+    # Merging the first four into 00XXX above XX1XX would capture 00101 and 00110, XX1XX's keys.
+    route = N | S
+    table = [entry("00001", route), entry("00011", route), entry("00100", route), entry("00X00", route),
+             entry("XX1XX", core_bit(3) | core_bit(5))]
+    out = compress(table, target_length=0)
+    check_equivalent(table, [False] * 5, out, key_bits=5)
+    assert len(out) == 4  # as in rig's docstring: 00100, 00X00, 000X1, XX1XX
+    with pytest.raises(RoutingMismatch) as err:
+        check_equivalent(table, [False] * 5, [entry("00XXX", route), entry("XX1XX", core_bit(3) | core_bit(5))],
+                         key_bits=5)
+    assert err.value.key == 0b00101  # the first key of XX1XX that 00XXX captures
+
+
+def test_order_matters():
+    table = [entry("0011", N), entry("0100", N), entry("1000", N), entry("X000", NE)]
+    out = compress(table, target_length=0)
+    assert any(a.route != b.route and a.key & b.mask == b.key & a.mask for a in out for b in out)
+    with pytest.raises(RoutingMismatch):
+        check_equivalent(table, [False] * 4, out[::-1], key_bits=4)
+
+
+# --- default routing ---------------------------------------------------------------------
+
+def test_default_routes_are_removed_and_their_keys_not_captured():
+    # 01 passes straight through (defaultable, E); 00, 10, 11 go north.  XX -> N would be one
+    # entry, but would send 01 north: it must stay out of every merge of another route.
+    table = [entry("00", N), entry("01", E), entry("10", N), entry("11", N)]
+    flags = [False, True, False, False]
+    out = compress(table, flags, target_length=0)
+    check_equivalent(table, flags, out, key_bits=2)
+    assert all(lookup(out, 0b01) in (None, E) for _ in [0])
+    assert len(out) == 2
+
+
+def test_a_default_route_under_another_route_is_kept():
+    # 1X -> S (defaultable) must stay: the more general XX -> N below it would catch 10 and 11.
+    table = [entry("1X", S), entry("XX", N)]
+    out = compress(table, [True, False], target_length=0)
+    check_equivalent(table, [True, False], out, key_bits=2)
+    assert lookup(out, 0b10) == S
+
+
+def test_default_keys_may_be_covered_by_their_own_route():
+    # 01 is defaultable east; 00, 10, 11 go east too (arriving elsewhere): one entry.
+    table = [entry("00", E), entry("01", E), entry("10", E), entry("11", E)]
+    flags = [False, True, False, False]
+    out = compress(table, flags, target_length=0)
+    check_equivalent(table, flags, out, key_bits=2)
+    assert out == [entry("XX", E)]
+
+
+# --- stopping, capacity, bad input ----------------------------------------------------------
+
+def slices(n: int, route_of) -> list[RoutingEntry]:
+    """``n`` key ranges of 256 keys (one per core slice), 32-bit keys."""
+    return [RoutingEntry(i << 8, 0xFFFFFF00, route_of(i)) for i in range(n)]
+
+
+def test_stops_at_capacity_by_default():
+    table = slices(8, lambda i: core_bit(i % 2))
+    flags = [False] * 8
+    assert compress(table, flags, capacity=8) == table  # fits: nothing to do
+    assert len(compress(table, flags, capacity=5)) <= 5
+    assert len(compress(table, flags, target_length=0)) == 2  # X..X0 and X..X1
+    check_equivalent(table, flags, compress(table, flags, target_length=0))
+
+
+def test_too_big_a_table_names_chip_and_numbers():
+    table = slices(6, lambda i: core_bit(i))  # six routes: six entries at least
+    with pytest.raises(NmcError) as err:
+        compress_table(table, [False] * 6, 4, chip="spinnaker1-board (3, 2)")
+    text = str(err.value)
+    assert "(3, 2)" in text and "needs 6 entries" in text and "has 4" in text
+    assert "bigger board" in err.value.hint
+
+
+def test_a_table_not_reorderable_by_generality_is_refused():
+    with pytest.raises(ValueError, match="not reorderable"):
+        compress([entry("XX", N), entry("01", S)], target_length=0)
+
+
+def test_compression_is_deterministic():
+    table = [RoutingEntry(i << 4, 0xF0, core_bit(i * 7 % 5)) for i in range(16)]
+    assert compress(table, target_length=0) == compress(list(table), target_length=0)
+
+
+# --- the checker -----------------------------------------------------------------------------
+
+def test_unallocated_keys():
+    table = slices(4, lambda i: N)
+    assert not is_unallocated(table, 0x3FF) and is_unallocated(table, 0x400)
+    out = compress(table, target_length=0)
+    assert lookup(out, 0x400) == N  # the merged entry covers it: only the original table can tell
+
+
+def test_checker_counts_and_bounds():
+    table = slices(3, lambda i: N)
+    assert check_equivalent(table, [False] * 3, table) == 3 * 256
+    assert len(covered_keys(entry("X1X", N), 3)) == 4
+    with pytest.raises(ValueError, match="max_keys"):
+        check_equivalent(table, [False] * 3, table, max_keys=100)
+
+
+def test_checker_sees_a_missing_entry_and_a_wrong_default():
+    table = slices(2, lambda i: N)
+    with pytest.raises(RoutingMismatch):
+        check_equivalent(table, [False, False], table[:1])  # slice 1 falls to default routing
+    check_equivalent(table, [False, True], table[:1])  # ... which is right if it is defaultable
+    with pytest.raises(RoutingMismatch):
+        check_equivalent(table, [False, True], [table[0], RoutingEntry(0x100, 0xFFFFFF00, S)])
+
+
+# --- properties over random tables -----------------------------------------------------------
+
+ROUTES = [E, NE, N, S, core_bit(0), core_bit(1), N | core_bit(2), E | S]
+BITS = 8
+
+
+@st.composite
+def prefix_tables(draw):
+    """Disjoint key ranges (as key allocation makes them), random routes and defaultable flags."""
+    n = draw(st.integers(1, 40))
+    entries, flags, taken = [], [], []
+    for _ in range(n):
+        length = draw(st.integers(3, BITS))
+        mask = ((1 << BITS) - 1) ^ ((1 << (BITS - length)) - 1)
+        key = draw(st.integers(0, (1 << BITS) - 1)) & mask
+        if any(key & m == k & mask for k, m in taken):
+            continue
+        taken.append((key, mask))
+        route = draw(st.sampled_from(ROUTES))
+        entries.append(RoutingEntry(key, mask, route))
+        flags.append(route in (E, NE, N, S) and draw(st.booleans()))
+    return entries, flags
+
+
+@st.composite
+def ternary_tables(draw):
+    """Any key/masks (overlapping, X anywhere), sorted by generality so that the table is valid
+    input; defaultable flags on single-link routes."""
+    n = draw(st.integers(1, 30))
+    rows = []
+    for _ in range(n):
+        mask = draw(st.integers(0, (1 << BITS) - 1)) | draw(st.integers(0, (1 << BITS) - 1))
+        key = draw(st.integers(0, (1 << BITS) - 1)) & mask
+        route = draw(st.sampled_from(ROUTES))
+        rows.append((RoutingEntry(key, mask, route), route in (E, NE, N, S) and draw(st.booleans())))
+    rows.sort(key=lambda r: BITS - r[0].mask.bit_count())
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+@settings(max_examples=150, deadline=None)
+@given(prefix_tables())
+def test_prefix_tables_route_every_key_as_before(table):
+    entries, flags = table
+    out = compress(entries, flags, target_length=0)
+    check_equivalent(entries, flags, out, key_bits=BITS)
+    assert len(out) <= sum(not f for f in flags)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ternary_tables())
+def test_ternary_tables_route_every_key_as_before(table):
+    entries, flags = table
+    out = compress(entries, flags, target_length=0)
+    check_equivalent(entries, flags, out, key_bits=BITS)
+    assert len(out) <= len(entries)
+
+
+@settings(max_examples=100, deadline=None)
+@given(prefix_tables(), st.data())
+def test_a_wrong_route_is_caught(table, data):
+    entries, flags = table
+    out = compress(entries, flags, target_length=0)
+    # change the route of an entry that is the first match of some allocated, non-default key
+    used = sorted({next(i for i, o in enumerate(out) if o.matches(k))
+                   for e, f in zip(entries, flags) if not f for k in covered_keys(e, BITS).tolist()})
+    if not used:
+        return
+    i = data.draw(st.sampled_from(used))
+    wrong = [*out[:i], RoutingEntry(out[i].key, out[i].mask, out[i].route ^ core_bit(9)), *out[i + 1:]]
+    with pytest.raises(RoutingMismatch):
+        check_equivalent(entries, flags, wrong, key_bits=BITS)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None)
+@given(ternary_tables(), st.integers(1, 30))
+def test_stopping_early_is_still_exact(table, target):
+    entries, flags = table
+    out = compress(entries, flags, capacity=1024, target_length=target)
+    check_equivalent(entries, flags, out, key_bits=BITS)
