@@ -164,12 +164,12 @@ class McPartition(Pass):
         budget = (row_limit if chip.core.rows_in == "sdram" else local_limit - MASTER_RESERVE * chip.core.master_entry_bytes) * 8
         for _ in range(MAX_ROUNDS):
             plan = partition(graph, chip.formats, core_limits(chip, max(1, budget)), chip.name)
-            runs = [r for r, _, _, _, _ in plan["cores"]]
+            runs = [core[0] for core in plan["cores"]]
             pieces = [core_pieces(net, [pop.result for pop, _, _ in r], tuple(x for _, a, b in r for x in (a, b)))
                       for r in runs]
             entries = master_entries(net, runs, pieces)
             usage = [core_memory(chip, n, axons, core_synapses(net, p), int(e))
-                     for (_, n, axons, _, _), p, e in zip(plan["cores"], pieces, entries)]
+                     for (_, n, axons, *_), p, e in zip(plan["cores"], pieces, entries)]
             over = max(max(lo / local_limit, (ro / row_limit) if row_limit else 0.0) for lo, ro in usage)
             if over <= 1.0:
                 break
@@ -196,7 +196,7 @@ class McPartition(Pass):
         hw_insert(graph, [Core(pops=[pop.result for pop, _, _ in runs], id=k,
                                slices=tuple(x for _, a, b in runs for x in (a, b)), neurons=n, axons=axons,
                                synapse_bits=8 * sum(usage[k]), outputs=0)
-                          for k, (runs, n, axons, _, _) in enumerate(plan["cores"])])
+                          for k, (runs, n, axons, *_) in enumerate(plan["cores"])])
         b = chip.board
         layers = {pop: (pop.result.type.size, sum(synapse_count(c.owner) for c in pop.currents), min_fanin(pop))
                   for pop in net.populations}
