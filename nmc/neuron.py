@@ -18,6 +18,7 @@ saturation.  Bit-shift neurons (``leak = shift``): :class:`ShiftNeuronState` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -65,6 +66,21 @@ class NeuronParams:
     def integer(self) -> bool:
         return bool(np.all(np.asarray(self.bits) > 0))
 
+    @cached_property
+    def uniform(self) -> dict:
+        """The parameters of integer neurons for :meth:`NeuronState.step`: each one a scalar
+        when every neuron has the same value (``reset_zero``: ``True``/``False``), else the
+        array; ``du_one``: every ``du`` is :data:`DECAY_ONE`; ``limits``: the saturation bounds."""
+        def one(a):
+            a = np.asarray(a)
+            return a.reshape(-1)[0].item() if a.size and np.all(a == a.reshape(-1)[0]) else a
+
+        limit = np.left_shift(np.int64(1), np.asarray(one(self.bits), dtype=np.int64) - 1)
+        du = one(self.du)
+        return {"du": du, "du_one": isinstance(du, int) and du == DECAY_ONE, "dv": one(self.dv),
+                "bias": one(self.bias), "threshold": one(self.threshold), "reset_zero": one(self.reset_zero),
+                "limits": (-limit, limit - 1)}
+
 
 @dataclass
 class NeuronState:
@@ -83,16 +99,31 @@ class NeuronState:
     def step(self, current: np.ndarray) -> np.ndarray:
         """Integrate ``current`` ([N, neurons]); returns this step's spikes (0/1, int64)."""
         p = self.params
-        integer = p.integer
-        u = decay(self.u, p.du, integer) + current
-        if integer:
-            u = saturate(u, p.bits)
-        v = decay(self.v, p.dv, integer) + u + p.bias
-        if integer:
-            v = saturate(v, p.bits)
-        fired = v > p.threshold
-        self.v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
-        self.u = u.astype(self.u.dtype)
+        if not p.integer:
+            u = decay(self.u, p.du, False) + current
+            v = decay(self.v, p.dv, False) + u + p.bias
+            fired = v > p.threshold
+            self.v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
+            self.u = u.astype(self.u.dtype)
+            return fired.astype(np.int64)
+        # the same arithmetic on fresh arrays updated in place, with parameters that are the
+        # same for every neuron as scalars (a step of a large population is memory-bound)
+        q = p.uniform
+        lo, hi = q["limits"]
+        # du = 4096 decays the current to 0 in one step: u is the saturated input alone
+        u = np.clip(current, lo, hi) if q["du_one"] else np.clip(decay(self.u, q["du"], True) + current, lo, hi)
+        v = decay(self.v, q["dv"], True) + u
+        if np.any(q["bias"]):
+            v += q["bias"]
+        np.clip(v, lo, hi, out=v)
+        fired = v > q["threshold"]
+        if q["reset_zero"] is True:
+            v[fired] = 0
+        elif q["reset_zero"] is False:
+            np.subtract(v, q["threshold"], out=v, where=fired)
+        else:
+            v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v)
+        self.v, self.u = v, u
         return fired.astype(np.int64)
 
 

@@ -154,24 +154,26 @@ class Emulator:
             check_bytes(B * steps * N, "recording the spikes")
         neurons = neuron.NeuronState.initial(self.params, B)
         # step -> what every source emitted then, dense and as events (the last max_delay steps)
-        emitted: dict[int, tuple[np.ndarray, sp.csr_matrix]] = {}
+        emitted: dict[int, Emitted] = {}
         acc: dict = {}
         counts = np.zeros((B, N), np.int64)
         recorded = np.zeros((B, steps, N), np.int8) if record else None
         synaptic_ops = 0
         link_spikes = np.zeros(len(self.link_kind), np.int64)
         packets = 0
+        routed = self.group >= 0
+        n_groups = self.incidence.shape[0]
 
         def emit(t: int, spikes: np.ndarray | None, ports: np.ndarray):
             nonlocal packets
-            out = np.concatenate([np.zeros((B, N), np.int64) if spikes is None else spikes, ports], axis=1)
-            events = sp.csr_matrix(out)
-            emitted[t] = out, events
+            out = np.empty((B, N + P), np.int64)
+            out[:, :N] = 0 if spikes is None else spikes
+            out[:, N:] = ports
+            ev = emitted[t] = Emitted(out)
             emitted.pop(t - self.max_delay - 1, None)
-            active = np.bincount(events.indices, minlength=out.shape[1])
-            routed = self.group >= 0
+            active = np.bincount(ev.column, minlength=N + P)
             packets += int(active[routed].sum())
-            per_group = np.bincount(self.group[routed], weights=active[routed], minlength=self.incidence.shape[0])
+            per_group = np.bincount(self.group[routed], weights=active[routed], minlength=n_groups)
             link_spikes[:] += (self.incidence.T @ per_group.astype(np.int64)).astype(np.int64)
 
         def ports_at(t: int) -> np.ndarray:
@@ -189,16 +191,17 @@ class Emulator:
             for d, fan in self.fan.items():
                 if t - d not in emitted:
                     continue
-                x, events = emitted[t - d]
+                ev = emitted[t - d]
                 W = self.synapses.get(d)
                 if W is not None and W.nnz:
-                    if events.nnz < SPARSE_EVENTS * x.size:  # only the events' rows
-                        current += (events @ W).toarray()
+                    if len(ev.flat) < SPARSE_EVENTS * ev.x.size:  # only the events' rows
+                        current += (ev.matrix() @ W).toarray()
                     else:
-                        current += np.asarray(x @ W)
+                        current += np.asarray(ev.x @ W)
                 for k, src, tgt in self.kernel_rows.get(d, ()):
-                    current[:, tgt] += self.kernels.current(k, x[:, src])
-                synaptic_ops += int(fan[events.indices].sum())
+                    current[:, tgt] += self.kernels.current(k, ev.x[:, src], lambda a=src.start, n=src.stop - src.start, ev=ev:
+                                                            ev.within(a, n))
+                synaptic_ops += int(fan[ev.column].sum())
             spikes = neurons.step(current)
             counts += spikes
             if recorded is not None:
@@ -235,6 +238,36 @@ class Emulator:
         return RunResult("emulator", outputs, voltages=voltages, recorded=rec, timesteps=T, steps=steps,
                          spikes=int(counts.sum()), synaptic_ops=int(synaptic_ops), stats=statistics(fixed, tally.counts),
                          tally=tally)
+
+
+class Emitted:
+    """What every source (neurons in graph order, then the ports) emitted at one step: ``x``
+    [B, sources] int64 and its events — ``flat`` (flat indices of the non-zero values, in
+    order), their ``sample``, ``column`` and ``value``."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+        self.flat = np.flatnonzero(x != 0)
+        self.sample, self.column = np.divmod(self.flat, x.shape[1])
+        self.value = x.reshape(-1)[self.flat]
+        self._within: dict = {}
+
+    def matrix(self) -> sp.csr_matrix:
+        """The events as a CSR matrix [B, sources]."""
+        B, M = self.x.shape
+        indptr = np.searchsorted(self.flat, np.arange(B + 1) * M)
+        return sp.csr_matrix((self.value, self.column, indptr), shape=(B, M))
+
+    def within(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The events of sources ``[a, a + n)``: (sample, source − a, value)."""
+        if (a, n) not in self._within:
+            B, M = self.x.shape
+            rows = np.arange(B) * M
+            lo, hi = np.searchsorted(self.flat, rows + a), np.searchsorted(self.flat, rows + a + n)
+            lens = hi - lo
+            idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+            self._within[a, n] = (self.sample[idx], self.column[idx] - a, self.value[idx])
+        return self._within[a, n]
 
 
 def statistics(fixed: dict, counts: dict) -> dict:

@@ -24,6 +24,7 @@ import numpy as np
 from nmc.ir.core import Blob
 from nmc.targets.mapping.netlist import distinct
 from nmc.targets.mapping.shapes import Geometry, field_ids, runs_to_boxes
+from nmc.targets.mesh.scatter import Scatter
 from nmc.windows import window_views
 
 KINDS = ("conv2d", "pool", "dense", "one_to_one")
@@ -154,13 +155,19 @@ def kernel_pairs(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray
     return np.stack([keys // C, keys % C], axis=1)
 
 
+def exact_dtype(reach: int):
+    """The cheapest type whose sums are exact integers when no partial sum exceeds ``reach``
+    in magnitude: float32 below 2**24, float64 below 2**53, else int64."""
+    return np.float32 if reach < 1 << 24 else np.float64 if reach < 1 << 53 else np.int64
+
+
 class KernelRunner:
     """Runs kernel rows on source values in graph order: exact integer currents through float
     BLAS products when every partial sum is an integer below 2**24 (float32) or 2**53
     (float64), else in int64."""
 
     def __init__(self, kr: dict, geometries: list[Geometry]):
-        self.rows = []
+        self.rows, self.scatters = [], []
         for k, g in enumerate(geometries):
             kind = KINDS[int(kr["kind"][k])]
             w = kr["weights"][kr["weight_start"][k]:kr["weight_start"][k + 1]].astype(np.int64)
@@ -178,15 +185,27 @@ class KernelRunner:
                 fan = 1
             wmax = int(np.abs(w).max()) if w.size else 0
             self.rows.append((kind, g, w, {}, fan * max(wmax, 1), int(kr["exponent"][k])))
+            self.scatters.append(Scatter(kind, g, w) if kind != "one_to_one" else None)
 
-    def current(self, k: int, x: np.ndarray) -> np.ndarray:
-        """Current of kernel ``k`` for source values ``x`` [B, source size] (int64), [B, targets]."""
+    def current(self, k: int, x: np.ndarray, events=None) -> np.ndarray:
+        """Current of kernel ``k`` for source values ``x`` [B, source size] (int64), [B, targets].
+        ``events``: a function giving their non-zero values as (sample, index, value); with it,
+        the current comes from scattering the events (:mod:`.scatter`) when that is predicted
+        faster than the dense product (:meth:`.scatter.Scatter.cheaper`) — the same integers."""
         kind, g, w, cache, bound, e = self.rows[k]
+        scatter = self.scatters[k]
+        if events is not None and scatter is not None:
+            b, j, v = events()
+            if not len(b):
+                return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)
+            if scatter.cheaper(len(b), len(x)):
+                y = scatter.current(b, j, v, len(x), exact_dtype(bound * int(np.abs(v).max())))
+                y = y.astype(np.int64) if y.dtype != np.int64 else y
+                return y << e if e else y
         xmax = int(np.abs(x).max()) if x.size else 0
         if xmax == 0:
             return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)
-        reach = bound * xmax
-        dtype = np.float32 if reach < 1 << 24 else np.float64 if reach < 1 << 53 else np.int64
+        dtype = exact_dtype(bound * xmax)
         if dtype not in cache:
             cache[dtype] = w.astype(dtype)
         wd = cache[dtype]

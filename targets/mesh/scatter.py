@@ -1,0 +1,126 @@
+"""Event-driven kernel currents: each non-zero source value scatters its kernel.
+
+The dense path (:class:`.kernels.KernelRunner`) computes a kernel's current as one
+convolution or product over its whole source population, so it costs the *structural*
+multiply-adds whatever the activity.  Here only the events (non-zero source values) cost:
+
+* ``conv2d`` / ``pool``: an event of source channel ``c`` at position ``q`` reaches, through
+  each kernel cell ``t`` that lands inside the target, one target position
+  (:func:`window_table`).  Each such (event, cell) pair is one entry of a sparse matrix whose
+  rows are ``(sample, group, target position)`` and whose columns are ``(c, t)``; one product
+  with the kernel's weights ``[(c, t), output channel in group]`` gives the current
+  (``scipy.sparse`` COO times dense: one pass over the entries, ``o_group`` multiply-adds
+  each — the synaptic operations of the events).  A pool's weight is per target neuron: its
+  matrix has one column of ones and the sums are multiplied by the weights after.
+* ``dense``: the events' rows of the weight matrix, summed per sample (the same product).
+
+Everything is int64 (the sums wrap as the dense path's int64 products and the reference
+semantics' sums do; no float rounding anywhere), so the result equals the dense path's bit
+for bit.  A kernel's ``<< exponent`` is applied by the caller, as on the dense path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from nmc.targets.mapping.shapes import Geometry
+
+
+#: Seconds per unit of :meth:`Scatter.features` (multiply-add, entry or copied cell, call) of
+#: the event path and of the dense path: a least-squares fit (relative error) by
+#: ``benchmarks/emulator_speed.py --fit`` over the kernels of VGG-11 x0.5, mnist-8 and the
+#: CNN at densities 0.5-40% and batches 8 and 32 on this 2-core host (one BLAS thread); the
+#: prediction chose the faster path in 90% of the cases, losing 4% of the best total time.
+EVENT_COST = np.array([1.38e-10, 3.44e-08, 7.55e-05])
+DENSE_COST = np.array([3.02e-11, 2.55e-09, 5.40e-06])
+
+
+def window_table(g: Geometry) -> np.ndarray:
+    """``[H·W, kh·kw]``: for each source position and kernel cell, the flat target position the
+    cell reaches (``oy·OW + ox`` with ``oy·sh − pad_top + i·dh = y`` and likewise along x), or −1
+    where no target position lies there."""
+    (_, H, W), (_, OH, OW) = g.src, g.tgt
+
+    def axis(n, out, k, s, p, d):
+        num = np.arange(n)[:, None] + p - np.arange(k)[None, :] * d  # [n, k]: o·s for the cell
+        o = num // s
+        return np.where((num >= 0) & (num % s == 0) & (o < out), o, -1)
+
+    oy = axis(H, OH, g.kernel[0], g.strides[0], g.pads[0], g.dilations[0])  # [H, kh]
+    ox = axis(W, OW, g.kernel[1], g.strides[1], g.pads[1], g.dilations[1])  # [W, kw]
+    ok = (oy[:, None, :, None] >= 0) & (ox[None, :, None, :] >= 0)  # [H, W, kh, kw]
+    flat = oy[:, None, :, None] * OW + ox[None, :, None, :]
+    return np.where(ok, flat, -1).reshape(H * W, -1).astype(np.int64)
+
+
+class Scatter:
+    """The event path of one kernel row: ``current(b, j, v, B)`` for events of sample ``b``,
+    source index ``j`` (flat in the source population) and value ``v``, all int64."""
+
+    def __init__(self, kind: str, g: Geometry, w: np.ndarray):
+        self.kind, self.g = kind, g
+        self.n_tgt = n_tgt = int(np.prod(g.tgt))
+        self._cache: dict = {}
+        n_src = int(np.prod(g.src))
+        if kind == "dense":
+            self.cells, self.vec, self.dense_macs, self.dense_cells = 1.0, n_tgt, n_src * n_tgt, n_src
+        else:
+            cells = g.kernel[0] * g.kernel[1]
+            self.dense_macs = n_tgt * g.c_group * cells if kind == "conv2d" else n_tgt * cells
+            self.dense_cells = n_tgt // g.o_group * g.c_group * cells  # im2col: (group, c, t, position)
+            self.vec = g.o_group if kind == "conv2d" else 1
+        if kind == "dense":
+            self.other = np.ascontiguousarray(w.T)  # [sources, targets]
+        elif kind in ("conv2d", "pool"):
+            self.table = window_table(g)
+            self.cells = float((self.table >= 0).sum()) / len(self.table)  # cells per event, on average
+            if kind == "conv2d":  # w [G, o_group, c_group·kh·kw] -> [(c, t), o_group]
+                G, og = w.shape[0], w.shape[1]
+                self.other = np.ascontiguousarray(w.reshape(G, og, -1).transpose(0, 2, 1)).reshape(-1, og)
+            else:
+                self.other = np.ones((1, 1), np.int64)
+                self.weight = w.reshape(-1)  # per target neuron
+        else:
+            raise ValueError(f"no event path for {kind!r} kernels")
+
+    def features(self, n_events: int, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """Work of the two paths for ``n_events`` events in a batch of ``B``: (event: multiply-
+        adds, entries, 1), (dense: multiply-adds, copied cells, 1)."""
+        return (np.array([n_events * self.cells * self.vec, n_events * self.cells, 1.0]),
+                np.array([B * self.dense_macs, B * self.dense_cells, 1.0]))
+
+    def cheaper(self, n_events: int, B: int) -> bool:
+        """Whether scattering ``n_events`` events is predicted faster than the dense product
+        for a batch of ``B`` (:data:`EVENT_COST`, :data:`DENSE_COST`)."""
+        event, dense = self.features(n_events, B)
+        return float(event @ EVENT_COST) < float(dense @ DENSE_COST)
+
+    def _other(self, dtype):
+        if dtype not in self._cache:
+            self._cache[dtype] = self.other.astype(dtype)
+        return self._cache[dtype]
+
+    def current(self, b: np.ndarray, j: np.ndarray, v: np.ndarray, B: int, dtype=np.int64) -> np.ndarray:
+        """``[B, targets]`` in ``dtype``: the current the events give the kernel's targets (the
+        caller chooses a float ``dtype`` only where every partial sum is an exact integer)."""
+        v = v.astype(dtype, copy=False)
+        if self.kind == "dense":
+            m = sp.coo_matrix((v, (b, j)), shape=(B, self.other.shape[0]))
+            return m @ self._other(dtype)
+        g = self.g
+        (C, H, W), (n_out, OH, OW) = g.src, g.tgt
+        L, HW, T = OH * OW, H * W, self.table.shape[1]
+        c, q = np.divmod(j, HW)
+        reach = self.table[q]  # [E, T]
+        e, t = np.nonzero(reach >= 0)
+        pos = reach[e, t]
+        if self.kind == "pool":  # groups are the channels; one column of ones
+            rows = (b[e] * C + c[e]) * L + pos
+            y = sp.coo_matrix((v[e], (rows, np.zeros_like(rows))), shape=(B * n_out * L, 1)) @ self._other(dtype)
+            return y.reshape(B, n_out * L).astype(np.int64) * self.weight[None]
+        G, og = n_out // g.o_group, g.o_group
+        rows = (b[e] * G + c[e] // g.c_group) * L + pos
+        m = sp.coo_matrix((v[e], (rows, c[e] * T + t)), shape=(B * G * L, C * T))
+        y = m @ self._other(dtype)  # [(b, g, position), o_group]
+        return y.reshape(B, G, L, og).transpose(0, 1, 3, 2).reshape(B, n_out * L)
