@@ -97,12 +97,14 @@ class NeuronState:
         return cls(params, np.zeros(shape, dtype=dtype), np.broadcast_to(params.v0, shape).astype(dtype))
 
     def step(self, current: np.ndarray) -> np.ndarray:
-        """Integrate ``current`` ([N, neurons]); returns this step's spikes (0/1, int64)."""
+        """Integrate ``current`` ([N, neurons]); returns this step's spikes (0/1, int64), and
+        sets ``fired_at``: their flat indices, ascending."""
         p = self.params
         if not p.integer:
             u = decay(self.u, p.du, False) + current
             v = decay(self.v, p.dv, False) + u + p.bias
             fired = v > p.threshold
+            self.fired_at = np.flatnonzero(fired)
             self.v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
             self.u = u.astype(self.u.dtype)
             return fired.astype(np.int64)
@@ -117,12 +119,14 @@ class NeuronState:
             v += q["bias"]
         np.clip(v, lo, hi, out=v)
         fired = v > q["threshold"]
+        self.fired_at = at = np.flatnonzero(fired)
+        flat, neuron = v.reshape(-1), at % v.shape[1]
         if q["reset_zero"] is True:
-            v[fired] = 0
+            flat[at] = 0
         elif q["reset_zero"] is False:
-            np.subtract(v, q["threshold"], out=v, where=fired)
+            flat[at] -= p.threshold[neuron] if np.ndim(p.threshold) else p.threshold
         else:
-            v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v)
+            flat[at] = np.where(p.reset_zero[neuron], 0, flat[at] - (p.threshold[neuron] if np.ndim(p.threshold) else p.threshold))
         self.v, self.u = v, u
         return fired.astype(np.int64)
 

@@ -47,7 +47,7 @@ SPARSE_EVENTS = 0.15
 class Emulator:
     """A loaded image: synapse matrices by delay, neuron parameters, route groups."""
 
-    def __init__(self, program: MeshProgram, chip):
+    def __init__(self, program: MeshProgram, chip, kernels: str = "auto"):
         self.p, self.chip = program, chip
         c, s, n = program.cores, program.synapses, program.neurons
         self.N, self.P = program.n_neurons, int(program.meta["ports"])
@@ -82,14 +82,14 @@ class Emulator:
         # kernels (docs/mesh-target.md): one convolution or product per kernel over its whole
         # target population; sources are netlist ids (ports first), internally neurons first
         kr = program.kernels
-        self.kernels = KernelRunner(kr, program.geometries)
+        self.kernels = KernelRunner(kr, program.geometries, kernels)  # kernels: auto, dense or event
         self.kernel_rows = {}  # delay -> [(row, source slice, target slice)]
         for k, g in enumerate(program.geometries):
             d, n_src, n_tgt = int(kr["delay"][k]), int(np.prod(g.src)), int(np.prod(g.tgt))
             a = int(kr["source"][k])
             a = a - self.P if a >= self.P else self.N + a
             t0 = int(kr["target"][k])
-            self.kernel_rows.setdefault(d, []).append((k, slice(a, a + n_src), slice(t0, t0 + n_tgt)))
+            self.kernel_rows.setdefault(d, []).append((k, a, n_src, slice(t0, t0 + n_tgt)))
             fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
             fan[a:a + n_src] += g.fanout()
         self.max_delay = max(self.fan, default=1)
@@ -164,12 +164,9 @@ class Emulator:
         routed = self.group >= 0
         n_groups = self.incidence.shape[0]
 
-        def emit(t: int, spikes: np.ndarray | None, ports: np.ndarray):
+        def emit(t: int, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
             nonlocal packets
-            out = np.empty((B, N + P), np.int64)
-            out[:, :N] = 0 if spikes is None else spikes
-            out[:, N:] = ports
-            ev = emitted[t] = Emitted(out)
+            ev = emitted[t] = Emitted(spikes, fired, ports)
             emitted.pop(t - self.max_delay - 1, None)
             active = np.bincount(ev.column, minlength=N + P)
             packets += int(active[routed].sum())
@@ -185,7 +182,7 @@ class Emulator:
                     seed=e.get("seed", 0), scale=e.get("scale", 1.0))
             return out
 
-        emit(-1, None, ports_at(0))
+        emit(-1, np.zeros((B, N), np.int64), np.zeros(0, np.int64), ports_at(0))
         for t in range(steps):
             current = np.zeros((B, N), np.int64)
             for d, fan in self.fan.items():
@@ -194,19 +191,18 @@ class Emulator:
                 ev = emitted[t - d]
                 W = self.synapses.get(d)
                 if W is not None and W.nnz:
-                    if len(ev.flat) < SPARSE_EVENTS * ev.x.size:  # only the events' rows
+                    if len(ev.column) < SPARSE_EVENTS * B * (N + P):  # only the events' rows
                         current += (ev.matrix() @ W).toarray()
                     else:
-                        current += np.asarray(ev.x @ W)
-                for k, src, tgt in self.kernel_rows.get(d, ()):
-                    current[:, tgt] += self.kernels.current(k, ev.x[:, src], lambda a=src.start, n=src.stop - src.start, ev=ev:
-                                                            ev.within(a, n))
+                        current += np.asarray(ev.x() @ W)
+                for k, a, n, tgt in self.kernel_rows.get(d, ()):
+                    self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n))
                 synaptic_ops += int(fan[ev.column].sum())
             spikes = neurons.step(current)
-            counts += spikes
+            counts.reshape(-1)[neurons.fired_at] += 1
             if recorded is not None:
                 recorded[:, t] = spikes
-            emit(t, spikes, ports_at(t + 1))
+            emit(t, spikes, neurons.fired_at, ports_at(t + 1))
         return self._result(B, T, steps, neurons.v, counts, recorded, record, synaptic_ops, link_spikes, packets)
 
     def _result(self, B, T, steps, v, counts, recorded, record, synaptic_ops, link_spikes, packets) -> RunResult:
@@ -241,32 +237,46 @@ class Emulator:
 
 
 class Emitted:
-    """What every source (neurons in graph order, then the ports) emitted at one step: ``x``
-    [B, sources] int64 and its events — ``flat`` (flat indices of the non-zero values, in
-    order), their ``sample``, ``column`` and ``value``."""
+    """What every source emitted at one step: the neurons' ``spikes`` [B, N] (``fired``: their
+    flat indices) and the ``ports`` [B, P], both int64; internally sources are the neurons
+    (graph order), then the ports.  ``sample``, ``column``, ``value``: the events (non-zero
+    values), neurons' first."""
 
-    def __init__(self, x: np.ndarray):
-        self.x = x
-        self.flat = np.flatnonzero(x != 0)
-        self.sample, self.column = np.divmod(self.flat, x.shape[1])
-        self.value = x.reshape(-1)[self.flat]
+    def __init__(self, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
+        N, P = spikes.shape[1], ports.shape[1]
+        self.spikes, self.ports, self.N = spikes, ports, N
+        self.parts = [(fired, *np.divmod(fired, N), spikes.reshape(-1)[fired])]
+        flat = np.flatnonzero(ports != 0)
+        self.parts.append((flat, *np.divmod(flat, P), ports.reshape(-1)[flat]))
+        self.sample = np.concatenate([self.parts[0][1], self.parts[1][1]])
+        self.column = np.concatenate([self.parts[0][2], self.parts[1][2] + N])
+        self.value = np.concatenate([self.parts[0][3], self.parts[1][3]])
         self._within: dict = {}
 
+    def x(self) -> np.ndarray:
+        """All source values [B, N + P]."""
+        return np.concatenate([self.spikes, self.ports], axis=1)
+
+    def source(self, a: int, n: int) -> np.ndarray:
+        """The values of sources ``[a, a + n)`` (all neurons or all ports), [B, n]."""
+        return self.spikes[:, a:a + n] if a < self.N else self.ports[:, a - self.N:a - self.N + n]
+
     def matrix(self) -> sp.csr_matrix:
-        """The events as a CSR matrix [B, sources]."""
-        B, M = self.x.shape
-        indptr = np.searchsorted(self.flat, np.arange(B + 1) * M)
-        return sp.csr_matrix((self.value, self.column, indptr), shape=(B, M))
+        """The events as a CSR matrix [B, N + P]."""
+        shape = (self.spikes.shape[0], self.N + self.ports.shape[1])
+        return sp.coo_matrix((self.value, (self.sample, self.column)), shape=shape).tocsr()
 
     def within(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The events of sources ``[a, a + n)``: (sample, source − a, value)."""
+        """The events of sources ``[a, a + n)`` (all neurons or all ports): (sample, source − a, value)."""
         if (a, n) not in self._within:
-            B, M = self.x.shape
-            rows = np.arange(B) * M
-            lo, hi = np.searchsorted(self.flat, rows + a), np.searchsorted(self.flat, rows + a + n)
+            flat, sample, column, value = self.parts[0] if a < self.N else self.parts[1]
+            a0 = a if a < self.N else a - self.N
+            width = self.spikes.shape[1] if a < self.N else self.ports.shape[1]
+            rows = np.arange(self.spikes.shape[0]) * width
+            lo, hi = np.searchsorted(flat, rows + a0), np.searchsorted(flat, rows + a0 + n)
             lens = hi - lo
             idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-            self._within[a, n] = (self.sample[idx], self.column[idx] - a, self.value[idx])
+            self._within[a, n] = (sample[idx], column[idx] - a0, value[idx])
         return self._within[a, n]
 
 

@@ -166,8 +166,10 @@ class KernelRunner:
     BLAS products when every partial sum is an integer below 2**24 (float32) or 2**53
     (float64), else in int64."""
 
-    def __init__(self, kr: dict, geometries: list[Geometry]):
-        self.rows, self.scatters = [], []
+    def __init__(self, kr: dict, geometries: list[Geometry], mode: str = "auto"):
+        if mode not in ("auto", "dense", "event"):
+            raise ValueError(f"mode must be auto, dense or event, not {mode!r}")
+        self.rows, self.scatters, self.shifted, self.mode = [], [], [], mode
         for k, g in enumerate(geometries):
             kind = KINDS[int(kr["kind"][k])]
             w = kr["weights"][kr["weight_start"][k]:kr["weight_start"][k + 1]].astype(np.int64)
@@ -186,22 +188,33 @@ class KernelRunner:
             wmax = int(np.abs(w).max()) if w.size else 0
             self.rows.append((kind, g, w, {}, fan * max(wmax, 1), int(kr["exponent"][k])))
             self.scatters.append(Scatter(kind, g, w) if kind != "one_to_one" else None)
+            self.shifted.append(w << int(kr["exponent"][k]) if kind == "one_to_one" else None)
 
-    def current(self, k: int, x: np.ndarray, events=None) -> np.ndarray:
-        """Current of kernel ``k`` for source values ``x`` [B, source size] (int64), [B, targets].
-        ``events``: a function giving their non-zero values as (sample, index, value); with it,
-        the current comes from scattering the events (:mod:`.scatter`) when that is predicted
-        faster than the dense product (:meth:`.scatter.Scatter.cheaper`) — the same integers."""
+    def add(self, k: int, out: np.ndarray, x: np.ndarray, events) -> None:
+        """Add the current of kernel ``k`` for source values ``x`` [B, source size] (int64) to
+        ``out`` [B, targets]; ``events()`` gives their non-zero values as (sample, index,
+        value).  The current comes from scattering the events (:mod:`.scatter`) when that is
+        predicted faster than the dense product (:meth:`.scatter.Scatter.cheaper`, or as
+        ``mode`` forces: ``dense``, ``event``); the integers are the same."""
         kind, g, w, cache, bound, e = self.rows[k]
         scatter = self.scatters[k]
-        if events is not None and scatter is not None:
-            b, j, v = events()
-            if not len(b):
-                return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)
-            if scatter.cheaper(len(b), len(x)):
-                y = scatter.current(b, j, v, len(x), exact_dtype(bound * int(np.abs(v).max())))
-                y = y.astype(np.int64) if y.dtype != np.int64 else y
-                return y << e if e else y
+        if self.mode == "dense":
+            out += self.current(k, x)
+            return
+        b, j, v = events()
+        if not len(b):
+            return
+        if kind == "one_to_one":
+            out[b, j] += v * self.shifted[k][j]  # (sample, index) pairs are distinct
+        elif self.mode == "event" or scatter.cheaper(len(b), len(x)):
+            scatter.add(out, b, j, v, len(x), exact_dtype(bound * int(np.abs(v).max())), e)
+        else:
+            out += self.current(k, x)
+
+    def current(self, k: int, x: np.ndarray) -> np.ndarray:
+        """Current of kernel ``k`` for source values ``x`` [B, source size] (int64), [B, targets],
+        by the dense product."""
+        kind, g, w, cache, bound, e = self.rows[k]
         xmax = int(np.abs(x).max()) if x.size else 0
         if xmax == 0:
             return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)

@@ -101,9 +101,25 @@ class Scatter:
             self._cache[dtype] = self.other.astype(dtype)
         return self._cache[dtype]
 
-    def current(self, b: np.ndarray, j: np.ndarray, v: np.ndarray, B: int, dtype=np.int64) -> np.ndarray:
-        """``[B, targets]`` in ``dtype``: the current the events give the kernel's targets (the
-        caller chooses a float ``dtype`` only where every partial sum is an exact integer)."""
+    def add(self, out: np.ndarray, b, j, v, B: int, dtype, exponent: int) -> None:
+        """Add the current the events give the kernel's targets, ``<< exponent``, to ``out``
+        [B, targets] (int64), computing in ``dtype`` (the caller chooses a float type only
+        where every partial sum is an exact integer)."""
+        y = self.current(b, j, v, B, dtype, flat=True)
+        y = y.astype(np.int64) if y.dtype != np.int64 else y
+        if exponent:
+            y <<= exponent
+        if self.kind == "conv2d":  # y [(b, g, position), o_group]
+            g = self.g
+            G, L = g.tgt[0] // g.o_group, g.tgt[1] * g.tgt[2]
+            np.reshape(out, (B, G, g.o_group, L), copy=False)[...] += y.reshape(B, G, L, g.o_group).transpose(0, 1, 3, 2)
+        else:
+            out += y
+
+    def current(self, b: np.ndarray, j: np.ndarray, v: np.ndarray, B: int, dtype=np.int64,
+                flat: bool = False) -> np.ndarray:
+        """``[B, targets]`` in ``dtype``: the current the events give the kernel's targets, before
+        its exponent (``flat``: a convolution's as ``[(b, group, position), o_group]``)."""
         v = v.astype(dtype, copy=False)
         if self.kind == "dense":
             m = sp.coo_matrix((v, (b, j)), shape=(B, self.other.shape[0]))
@@ -123,4 +139,6 @@ class Scatter:
         rows = (b[e] * G + c[e] // g.c_group) * L + pos
         m = sp.coo_matrix((v[e], (rows, c[e] * T + t)), shape=(B * G * L, C * T))
         y = m @ self._other(dtype)  # [(b, g, position), o_group]
+        if flat:
+            return y
         return y.reshape(B, G, L, og).transpose(0, 1, 3, 2).reshape(B, n_out * L)
