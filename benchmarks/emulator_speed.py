@@ -120,7 +120,9 @@ def measure(name: str, args) -> dict:
     child = None
     if args.baseline:
         xs = str(Path(args.images) / f"{name}-x.npy")
-        child = subprocess.Popen([args.baseline, "-c", CHILD, path, xs, str(args.repeat), str(HERE)], stdin=subprocess.PIPE,
+        # run from the images folder: a checkout in the working directory would shadow the baseline
+        child = subprocess.Popen([args.baseline, "-c", CHILD, path, xs, str(args.repeat), str(HERE)], cwd=args.images,
+                                 stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True)
     ours, theirs, cpu, same = [], [], [], True
     for _ in range(args.repeat):

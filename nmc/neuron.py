@@ -94,11 +94,12 @@ class NeuronState:
     def initial(cls, params: NeuronParams, batch: int) -> NeuronState:
         dtype = np.int64 if params.integer else np.float64
         shape = (batch, len(params.v0))
-        return cls(params, np.zeros(shape, dtype=dtype), np.broadcast_to(params.v0, shape).astype(dtype))
+        return cls(params, np.zeros(shape, dtype=dtype), np.ascontiguousarray(np.broadcast_to(params.v0, shape), dtype=dtype))
 
     def step(self, current: np.ndarray) -> np.ndarray:
-        """Integrate ``current`` ([N, neurons]); returns this step's spikes (0/1, int64), and
-        sets ``fired_at``: their flat indices, ascending."""
+        """Integrate ``current`` ([N, neurons], int64 for integer neurons; it may be overwritten);
+        returns this step's spikes (0/1, int64), and sets ``fired_at``: their flat indices,
+        ascending.  ``u`` and ``v`` are updated in place where the arithmetic allows."""
         p = self.params
         if not p.integer:
             u = decay(self.u, p.du, False) + current
@@ -113,8 +114,15 @@ class NeuronState:
         q = p.uniform
         lo, hi = q["limits"]
         # du = 4096 decays the current to 0 in one step: u is the saturated input alone
-        u = np.clip(current, lo, hi) if q["du_one"] else np.clip(decay(self.u, q["du"], True) + current, lo, hi)
-        v = decay(self.v, q["dv"], True) + u
+        if q["du_one"]:
+            u = np.clip(current, lo, hi, out=current)
+        else:
+            u = np.clip(decay(self.u, q["du"], True) + current, lo, hi)
+        v = decay(self.v, q["dv"], True)
+        if v is self.v and v.flags.c_contiguous and v.flags.writeable:  # no decay: integrate in place
+            v += u
+        else:
+            v = v + u
         if np.any(q["bias"]):
             v += q["bias"]
         np.clip(v, lo, hi, out=v)

@@ -218,7 +218,9 @@ class KernelRunner:
         xmax = int(np.abs(x).max()) if x.size else 0
         if xmax == 0:
             return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)
-        dtype = exact_dtype(bound * xmax)
+        depthwise = kind == "conv2d" and g.c_group == 1 and g.o_group == 1
+        # a depthwise window sum is a few multiply-adds per target: int64 directly, no BLAS
+        dtype = np.int64 if depthwise or kind == "one_to_one" else exact_dtype(bound * xmax)
         if dtype not in cache:
             cache[dtype] = w.astype(dtype)
         wd = cache[dtype]
@@ -238,6 +240,11 @@ class KernelRunner:
             views = [v for _, v in window_views(padded, g.kernel, g.strides, g.dilations, (OH, OW))]
             if kind == "pool":
                 y = np.add.reduce(views) * wd[None]
+            elif depthwise:  # per channel, a weighted sum of the kernel cells' views
+                wc = wd.reshape(C, kh * kw)
+                y = views[0] * wc[None, :, 0, None, None]
+                for t, view in enumerate(views[1:], 1):
+                    y += view * wc[None, :, t, None, None]
             else:
                 G, L = n_out // g.o_group, OH * OW
                 # columns [G, c_group·kh·kw, B·L]: one matrix product per group (BLAS)
