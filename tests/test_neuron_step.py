@@ -1,0 +1,52 @@
+"""NeuronState.step (in place, uniform parameters as scalars) against the equations of
+nmc.neuron's docstring written out plainly, on random parameters, uniform or per neuron."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nmc.neuron import NeuronParams, NeuronState
+
+
+def plain_step(p: dict, u, v, current):
+    """One step by the docstring's equations, on fresh arrays."""
+    def sat(x):
+        limit = np.left_shift(np.int64(1), p["bits"] - 1)
+        return np.clip(x, -limit, limit - 1)
+
+    def decay(x, d):
+        return np.sign(x) * ((np.abs(x) * (4096 - d)) >> 12)
+
+    u = sat(decay(u, p["du"]) + current)
+    v = sat(decay(v, p["dv"]) + u + p["bias"])
+    fired = v > p["threshold"]
+    v = np.where(fired, np.where(p["reset_zero"], 0, v - p["threshold"]), v)
+    return u, v, fired.astype(np.int64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.lists(st.booleans(), min_size=6, max_size=6), st.integers(1, 40))
+def test_step_equals_the_equations(seed, uniform, n):
+    rng = np.random.default_rng(seed)
+    bits = 12
+
+    def draw(values, k):
+        return np.full(n, rng.choice(values)) if uniform[k] else rng.choice(values, n)
+
+    p = {"du": draw([0, 1, 700, 4095, 4096], 0), "dv": draw([0, 3, 2048, 4096], 1),
+         "bias": draw([0, -3, 5, 2000], 2), "threshold": draw([1, 40, 900], 3),
+         "reset_zero": draw([False, True], 4).astype(bool), "bits": draw([bits, 8, 5], 5).astype(np.int64)}
+    params = NeuronParams(threshold=p["threshold"], bias=p["bias"], du=p["du"], dv=p["dv"], v0=rng.integers(-9, 9, n),
+                          reset_zero=p["reset_zero"], bits=p["bits"])
+    state = NeuronState.initial(params, 3)
+    u, v = state.u.copy(), state.v.copy()
+    for _ in range(6):
+        current = rng.integers(-3000, 3000, (3, n)) * rng.integers(0, 2, (3, n))
+        u, v, fired = plain_step(p, u, v, current)
+        got = state.step(current.copy())
+        np.testing.assert_array_equal(got, fired)
+        np.testing.assert_array_equal(state.u, u)
+        np.testing.assert_array_equal(state.v, v)
+        np.testing.assert_array_equal(state.fired_at, np.flatnonzero(fired))
