@@ -206,16 +206,19 @@ class KernelRunner:
             return
         if kind == "one_to_one":
             out[b, j] += v * self.shifted[k][j]  # (sample, index) pairs are distinct
-        elif self.mode == "event" or scatter.cheaper(len(b), len(x)):
-            scatter.add(out, b, j, v, len(x), exact_dtype(bound * int(np.abs(v).max())), e)
+            return
+        xmax = int(np.abs(v).max())
+        if self.mode == "event" or scatter.cheaper(len(b), len(x)):
+            scatter.add(out, b, j, v, len(x), exact_dtype(bound * xmax), e)
         else:
-            out += self.current(k, x)
+            out += self.current(k, x, xmax)
 
-    def current(self, k: int, x: np.ndarray) -> np.ndarray:
+    def current(self, k: int, x: np.ndarray, xmax: int | None = None) -> np.ndarray:
         """Current of kernel ``k`` for source values ``x`` [B, source size] (int64), [B, targets],
-        by the dense product."""
+        by the dense product (``xmax``: the largest ``|x|``, when known)."""
         kind, g, w, cache, bound, e = self.rows[k]
-        xmax = int(np.abs(x).max()) if x.size else 0
+        if xmax is None:
+            xmax = int(np.abs(x).max()) if x.size else 0
         if xmax == 0:
             return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)
         depthwise = kind == "conv2d" and g.c_group == 1 and g.o_group == 1

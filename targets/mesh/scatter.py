@@ -32,8 +32,8 @@ from nmc.targets.mapping.shapes import Geometry
 #: ``benchmarks/emulator_speed.py --fit`` over the kernels of VGG-11 x0.5, mnist-8 and the
 #: CNN at densities 0.5-40% and batches 8 and 32 on this 2-core host (one BLAS thread); the
 #: prediction chose the faster path in 90% of the cases, losing 4% of the best total time.
-EVENT_COST = np.array([1.38e-10, 3.44e-08, 7.55e-05])
-DENSE_COST = np.array([3.02e-11, 2.55e-09, 5.40e-06])
+EVENT_COST = (1.38e-10, 3.44e-08, 7.55e-05)
+DENSE_COST = (3.02e-11, 2.55e-09, 5.40e-06)
 
 
 def window_table(g: Geometry) -> np.ndarray:
@@ -93,8 +93,9 @@ class Scatter:
     def cheaper(self, n_events: int, B: int) -> bool:
         """Whether scattering ``n_events`` events is predicted faster than the dense product
         for a batch of ``B`` (:data:`EVENT_COST`, :data:`DENSE_COST`)."""
-        event, dense = self.features(n_events, B)
-        return float(event @ EVENT_COST) < float(dense @ DENSE_COST)
+        (em, ee, ec), (dm, dc, dk) = EVENT_COST, DENSE_COST
+        entries = n_events * self.cells
+        return entries * (self.vec * em + ee) + ec < B * (self.dense_macs * dm + self.dense_cells * dc) + dk
 
     def _other(self, dtype):
         if dtype not in self._cache:
