@@ -96,10 +96,11 @@ class NeuronState:
         shape = (batch, len(params.v0))
         return cls(params, np.zeros(shape, dtype=dtype), np.ascontiguousarray(np.broadcast_to(params.v0, shape), dtype=dtype))
 
-    def step(self, current: np.ndarray) -> np.ndarray:
+    def step(self, current: np.ndarray, dtype=np.int64) -> np.ndarray:
         """Integrate ``current`` ([N, neurons], int64 for integer neurons; it may be overwritten);
-        returns this step's spikes (0/1, int64), and sets ``fired_at``: their flat indices,
-        ascending.  ``u`` and ``v`` are updated in place where the arithmetic allows."""
+        returns this step's spikes (0/1 in ``dtype``; int8 costs no copy), and sets ``fired_at``:
+        their flat indices, ascending.  ``u`` and ``v`` are updated in place where the
+        arithmetic allows."""
         p = self.params
         if not p.integer:
             u = decay(self.u, p.du, False) + current
@@ -108,7 +109,7 @@ class NeuronState:
             self.fired_at = np.flatnonzero(fired)
             self.v = np.where(fired, np.where(p.reset_zero, 0, v - p.threshold), v).astype(self.v.dtype)
             self.u = u.astype(self.u.dtype)
-            return fired.astype(np.int64)
+            return fired.view(np.int8) if dtype == np.int8 else fired.astype(dtype)
         # the same arithmetic on fresh arrays updated in place, with parameters that are the
         # same for every neuron as scalars (a step of a large population is memory-bound)
         q = p.uniform
@@ -136,7 +137,7 @@ class NeuronState:
         else:
             flat[at] = np.where(p.reset_zero[neuron], 0, flat[at] - (p.threshold[neuron] if np.ndim(p.threshold) else p.threshold))
         self.v, self.u = v, u
-        return fired.astype(np.int64)
+        return fired.view(np.int8) if dtype == np.int8 else fired.astype(dtype)
 
 
 def shift_decay(x: np.ndarray, d) -> np.ndarray:

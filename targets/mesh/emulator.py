@@ -182,7 +182,7 @@ class Emulator:
                     seed=e.get("seed", 0), scale=e.get("scale", 1.0))
             return out
 
-        emit(-1, np.zeros((B, N), np.int64), np.zeros(0, np.int64), ports_at(0))
+        emit(-1, np.zeros((B, N), np.int8), np.zeros(0, np.int64), ports_at(0))
         for t in range(steps):
             current = np.zeros((B, N), np.int64)
             for d, fan in self.fan.items():
@@ -198,7 +198,7 @@ class Emulator:
                 for k, a, n, tgt in self.kernel_rows.get(d, ()):
                     self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n))
                 synaptic_ops += int(fan[ev.column].sum())
-            spikes = neurons.step(current)
+            spikes = neurons.step(current, np.int8)
             counts.reshape(-1)[neurons.fired_at] += 1
             if recorded is not None:
                 recorded[:, t] = spikes
@@ -237,15 +237,15 @@ class Emulator:
 
 
 class Emitted:
-    """What every source emitted at one step: the neurons' ``spikes`` [B, N] (``fired``: their
-    flat indices) and the ``ports`` [B, P], both int64; internally sources are the neurons
+    """What every source emitted at one step: the neurons' ``spikes`` [B, N] int8 (``fired``:
+    their flat indices) and the ``ports`` [B, P] int64; internally sources are the neurons
     (graph order), then the ports.  ``sample``, ``column``, ``value``: the events (non-zero
     values), neurons' first."""
 
     def __init__(self, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
         N, P = spikes.shape[1], ports.shape[1]
         self.spikes, self.ports, self.N = spikes, ports, N
-        self.parts = [(fired, *np.divmod(fired, N), spikes.reshape(-1)[fired])]
+        self.parts = [(fired, *np.divmod(fired, N), np.ones(len(fired), np.int64))]
         flat = np.flatnonzero(ports != 0)
         self.parts.append((flat, *np.divmod(flat, P), ports.reshape(-1)[flat]))
         self.sample = np.concatenate([self.parts[0][1], self.parts[1][1]])

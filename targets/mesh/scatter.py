@@ -30,10 +30,11 @@ from nmc.targets.mapping.shapes import Geometry
 #: Seconds per unit of :meth:`Scatter.features` (multiply-add, entry or copied cell, call) of
 #: the event path and of the dense path: a least-squares fit (relative error) by
 #: ``benchmarks/emulator_speed.py --fit`` over the kernels of VGG-11 x0.5, mnist-8 and the
-#: CNN at densities 0.5-40% and batches 8 and 32 on this 2-core host (one BLAS thread); the
-#: prediction chose the faster path in 90% of the cases, losing 4% of the best total time.
-EVENT_COST = (1.38e-10, 3.44e-08, 7.55e-05)
-DENSE_COST = (3.02e-11, 2.55e-09, 5.40e-06)
+#: CNN at densities 0.5-40% and batches 8 and 32 on this 2-core host (one BLAS thread, under
+#: load from other jobs); the prediction chose the faster path in 91% of the 252 cases, its
+#: total time 10% over the best choice's (always dense: 71% over, always events: 148%).
+EVENT_COST = (2.15e-10, 2.92e-08, 7.95e-05)
+DENSE_COST = (3.61e-11, 2.47e-09, 6.64e-06)
 
 
 def window_table(g: Geometry) -> np.ndarray:
