@@ -221,7 +221,8 @@ class Emulator:
                     else:
                         current += np.asarray(ev.x() @ W)
                 for k, a, n, tgt in self.kernel_rows.get(d, ()):
-                    self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n))
+                    self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n),
+                                     ev.count(a, n), 1 if a < N else None)
                 if partial is not None and d in self.partials.by_delay:
                     self.partials.add(partial, d, ev.x())
                 synaptic_ops += int(fan[ev.column].sum())
@@ -286,6 +287,7 @@ class Emitted:
         self.column = np.concatenate([self.parts[0][2], self.parts[1][2] + N])
         self.value = np.concatenate([self.parts[0][3], self.parts[1][3]])
         self._within: dict = {}
+        self._bounds_of: dict = {}
 
     def x(self) -> np.ndarray:
         """All source values [B, N + P]."""
@@ -300,17 +302,28 @@ class Emitted:
         shape = (self.spikes.shape[0], self.N + self.ports.shape[1])
         return sp.coo_matrix((self.value, (self.sample, self.column)), shape=shape).tocsr()
 
+    def _bounds(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample, where the events of sources ``[a, a + n)`` start and end in their part."""
+        if (a, n) not in self._bounds_of:
+            flat = self.parts[0][0] if a < self.N else self.parts[1][0]
+            a0, width = (a, self.N) if a < self.N else (a - self.N, self.ports.shape[1])
+            rows = np.arange(self.spikes.shape[0]) * width
+            self._bounds_of[a, n] = np.searchsorted(flat, rows + a0), np.searchsorted(flat, rows + a0 + n)
+        return self._bounds_of[a, n]
+
+    def count(self, a: int, n: int) -> int:
+        """The number of events of sources ``[a, a + n)`` (all neurons or all ports)."""
+        lo, hi = self._bounds(a, n)
+        return int((hi - lo).sum())
+
     def within(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The events of sources ``[a, a + n)`` (all neurons or all ports): (sample, source − a, value)."""
         if (a, n) not in self._within:
-            flat, sample, column, value = self.parts[0] if a < self.N else self.parts[1]
-            a0 = a if a < self.N else a - self.N
-            width = self.spikes.shape[1] if a < self.N else self.ports.shape[1]
-            rows = np.arange(self.spikes.shape[0]) * width
-            lo, hi = np.searchsorted(flat, rows + a0), np.searchsorted(flat, rows + a0 + n)
+            _, sample, column, value = self.parts[0] if a < self.N else self.parts[1]
+            lo, hi = self._bounds(a, n)
             lens = hi - lo
             idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-            self._within[a, n] = (sample[idx], column[idx] - a0, value[idx])
+            self._within[a, n] = (sample[idx], column[idx] - (a if a < self.N else a - self.N), value[idx])
         return self._within[a, n]
 
 

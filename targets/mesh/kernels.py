@@ -193,16 +193,25 @@ class KernelRunner:
             self.scatters.append(Scatter(kind, g, w) if kind != "one_to_one" else None)
             self.shifted.append(w << int(kr["exponent"][k]) if kind == "one_to_one" else None)
 
-    def add(self, k: int, out: np.ndarray, x: np.ndarray, events) -> None:
-        """Add the current of kernel ``k`` for source values ``x`` [B, source size] (int64) to
+    def add(self, k: int, out: np.ndarray, x: np.ndarray, events, count: int | None = None,
+            xmax: int | None = None) -> None:
+        """Add the current of kernel ``k`` for source values ``x`` [B, source size] (integers) to
         ``out`` [B, targets]; ``events()`` gives their non-zero values as (sample, index,
-        value).  The current comes from scattering the events (:mod:`.scatter`) when that is
-        predicted faster than the dense product (:meth:`.scatter.Scatter.cheaper`, or as
-        ``mode`` forces: ``dense``, ``event``); the integers are the same."""
+        value), ``count`` their number and ``xmax`` the largest ``|value|`` when the caller
+        knows them without materialising the events.  The current comes from scattering the
+        events (:mod:`.scatter`) when that is predicted faster than the dense product
+        (:meth:`.scatter.Scatter.cheaper`, or as ``mode`` forces: ``dense``, ``event``); the
+        integers are the same."""
         kind, g, w, cache, bound, e = self.rows[k]
         scatter = self.scatters[k]
         if self.mode == "dense":
             out += self.current(k, x)
+            return
+        if count == 0:
+            return
+        if kind != "one_to_one" and self.mode == "auto" and count is not None \
+                and not scatter.cheaper(count, len(x)):
+            out += self.current(k, x, xmax)
             return
         b, j, v = events()
         if not len(b):
@@ -210,7 +219,7 @@ class KernelRunner:
         if kind == "one_to_one":
             out[b, j] += v * self.shifted[k][j]  # (sample, index) pairs are distinct
             return
-        xmax = int(np.abs(v).max())
+        xmax = int(np.abs(v).max()) if xmax is None else xmax
         if self.mode == "event" or scatter.cheaper(len(b), len(x)):
             scatter.add(out, b, j, v, len(x), exact_dtype(bound * xmax), e)
         else:
@@ -225,37 +234,40 @@ class KernelRunner:
         if xmax == 0:
             return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)
         depthwise = kind == "conv2d" and g.c_group == 1 and g.o_group == 1
-        # a depthwise window sum is a few multiply-adds per target: int64 directly, no BLAS
-        dtype = np.int64 if depthwise or kind == "one_to_one" else exact_dtype(bound * xmax)
+        # a pool's or depthwise window sum is a few multiply-adds per target: int64 directly, no BLAS
+        dtype = np.int64 if depthwise or kind in ("pool", "one_to_one") else exact_dtype(bound * xmax)
         if dtype not in cache:
             cache[dtype] = w.astype(dtype)
         wd = cache[dtype]
         B = len(x)
-        xs = x.astype(dtype, copy=False)
         if kind == "dense":
-            y = xs @ wd.T
+            y = x.astype(dtype, copy=False) @ wd.T
         elif kind == "one_to_one":
-            y = xs * wd.reshape(1, -1)
+            y = x * wd.reshape(1, -1)
         else:
             (C, H, W), (n_out, OH, OW) = g.src, g.tgt
             kh, kw = g.kernel
             (sh, sw), (dh, dw), (pt, pl) = g.strides, g.dilations, g.pads
             pb = max(0, (OH - 1) * sh + (kh - 1) * dh + 1 - (H + pt))
             pr = max(0, (OW - 1) * sw + (kw - 1) * dw + 1 - (W + pl))
-            padded = np.pad(xs.reshape(B, C, H, W), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+            # the windows over the sources in their own type (spikes: int8); padded only if needed
+            padded = x.reshape(B, C, H, W)
+            if pt or pb or pl or pr:
+                padded = np.zeros((B, C, H + pt + pb, W + pl + pr), x.dtype)
+                padded[:, :, pt:pt + H, pl:pl + W] = x.reshape(B, C, H, W)
             views = [v for _, v in window_views(padded, g.kernel, g.strides, g.dilations, (OH, OW))]
-            if kind == "pool":
-                y = np.add.reduce(views) * wd[None]
-            elif depthwise:  # per channel, a weighted sum of the kernel cells' views
-                wc = wd.reshape(C, kh * kw)
-                y = views[0] * wc[None, :, 0, None, None]
-                for t, view in enumerate(views[1:], 1):
-                    y += view * wc[None, :, t, None, None]
+            if kind == "pool" or depthwise:  # per channel, a (weighted) sum of the kernel cells' views
+                y = np.zeros((B, C, OH, OW), np.int64)
+                wc = wd.reshape(C, kh * kw) if depthwise else None
+                for t, view in enumerate(views):
+                    y += view if wc is None else view * wc[None, :, t, None, None]
+                if kind == "pool":
+                    y *= wd[None]
             else:
                 G, L = n_out // g.o_group, OH * OW
                 # columns [G, c_group·kh·kw, B·L]: one matrix product per group (BLAS)
                 cols = np.stack(views, axis=0).reshape(kh * kw, B, G, g.c_group, L)
-                cols = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4)).reshape(G, g.c_group * kh * kw, B * L)
+                cols = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4), dtype=dtype).reshape(G, g.c_group * kh * kw, B * L)
                 if G == 1:
                     y = (wd[0] @ cols[0]).reshape(1, g.o_group, B, L)
                 else:
