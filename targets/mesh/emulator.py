@@ -183,19 +183,15 @@ class Emulator:
         recorded = np.zeros((B, steps, N), np.int8) if record else None
         synaptic_ops = 0
         link_spikes = np.zeros(len(self.link_kind), np.int64)
-        packets = 0
-        routed = self.group >= 0
-        n_groups = self.incidence.shape[0]
+        port_active = np.zeros(P, np.int64)  # events each port emitted (the neurons': counts)
         partial_sums = 0
+        buffers = [np.empty((B, N), np.int64) for _ in range(2)]  # the step's current; the neuron
+        # update may keep one as its u, which the next step does not read
 
         def emit(t: int, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
-            nonlocal packets
-            ev = emitted[t] = Emitted(spikes, fired, ports)
+            emitted[t] = Emitted(spikes, fired, ports)
             emitted.pop(t - self.max_delay - 1, None)
-            active = np.bincount(ev.column, minlength=N + P)
-            packets += int(active[routed].sum())
-            per_group = np.bincount(self.group[routed], weights=active[routed], minlength=n_groups)
-            link_spikes[:] += (self.incidence.T @ per_group.astype(np.int64)).astype(np.int64)
+            port_active[:] += np.count_nonzero(ports, axis=0)
 
         def ports_at(t: int) -> np.ndarray:
             out = np.zeros((B, P), np.int64)
@@ -208,7 +204,8 @@ class Emulator:
 
         emit(-1, np.zeros((B, N), np.int8), np.zeros(0, np.int64), ports_at(0))
         for t in range(steps):
-            current = np.zeros((B, N), np.int64)
+            current = buffers[t % 2]
+            current.fill(0)
             partial = self.partials.start(B) if self.partials is not None else None
             for d, fan in self.fan.items():
                 if t - d not in emitted:
@@ -235,6 +232,13 @@ class Emulator:
             if recorded is not None:
                 recorded[:, t] = spikes
             emit(t, spikes, neurons.fired_at, ports_at(t + 1))
+        # packets and link loads are additive over the steps: from the sources' event totals
+        active = np.concatenate([counts.sum(axis=0), port_active])
+        routed = self.group >= 0
+        packets = int(active[routed].sum())
+        per_group = np.zeros(self.incidence.shape[0], np.int64)
+        np.add.at(per_group, self.group[routed], active[routed])
+        link_spikes += (self.incidence.T @ per_group).astype(np.int64)
         return self._result(B, T, steps, neurons.v, counts, recorded, record, synaptic_ops, link_spikes, packets,
                             partial_sums)
 
