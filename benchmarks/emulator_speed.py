@@ -5,18 +5,20 @@ For each network (``--networks``; the networks of ``benchmarks/mapping.py``, com
 way: its default conversion pipeline with calibration, then ``nmc.compile`` for a board of
 ``mesh-board-4`` chips — VGG-11 ×0.5 on 2×2 chips, the MNIST models on one — T = 16, seed
 0), the image is compiled once (or read from ``--images DIR``, where compiled images are kept
-between runs) and run as a user runs it: ``nmc.run(image.nmb, x, backend=...)`` on
-``--samples`` samples (mapping.py's: seeded random images for VGG, the first ``heldout_idx``
-MNIST images); throughput is samples × steps / ``RunResult.run_s`` (loading and preparing the
-image excluded), the best of ``--repeat`` runs.
+between runs), prepared once per backend (``nmc.runner.prepare``: loading the image and the CPU
+runtime's compilation excluded, as ``RunResult.run_s`` excludes them) and run on ``--samples``
+samples (mapping.py's: seeded random images for VGG, the first ``heldout_idx`` MNIST images);
+throughput is samples × steps / wall seconds, the median of ``--repeat`` runs, and for the
+emulator also per second of this process's CPU time (``per CPU second``: what the run costs
+when other jobs share the host, as they do here).
 
 ``--baseline PYTHON`` (e.g. ``/work/main/.venv/bin/python``, a venv with another checkout of
 nmc installed): the same image and samples are also run by that interpreter's emulator, in a
 child process, alternating with this checkout's runs so both see the same load; the table
-gives the ratio, and whether both emulators gave the same outputs, final voltages, spike
+gives the median ratio of the paired runs, and whether both emulators gave the same outputs, final voltages, spike
 counts, synaptic ops, packets, hops, link loads and energy (``same stats``).  The CPU runtime
-(``--backend cpu``, its compile time excluded) runs the same samples once per repeat;
-``same outputs`` compares it and the emulator bit for bit.
+(``cpu`` backend) runs the same samples once per repeat; ``emulator = CPU`` compares its
+outputs and the emulator's bit for bit.
 
 ``--fit`` instead measures the dense and the event path of every distinct kernel of the
 networks on random spikes at densities 0.5–40% and batches 8 and 32, and fits the cost
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,17 +49,26 @@ CHILD = r"""
 import json, sys
 import numpy as np
 import nmc
+from nmc.runner import prepare
 path, xs, repeat, here = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 sys.path.insert(0, here)
-from emulator_speed import digest
+from emulator_speed import digest, timed
 x = np.load(xs)
+execute = prepare(path, "emulator")
 for _ in range(repeat):
     line = sys.stdin.readline()
     if not line:
         break
-    r = nmc.run(path, [x], backend="emulator")
-    print(json.dumps({"rate": len(x) * r.steps / r.run_s, "digest": digest(r)}), flush=True)
+    r, wall, cpu = timed(execute, x)
+    print(json.dumps({"rate": len(x) * r.steps / wall, "digest": digest(r)}), flush=True)
 """
+
+
+def timed(execute, x) -> tuple:
+    """(result, wall seconds, this process's CPU seconds) of one run of a prepared image."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    r = execute([x])
+    return r, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def digest(r) -> str:
@@ -113,7 +125,6 @@ def compiled(name: str, args) -> tuple[str, np.ndarray]:
 
 
 def measure(name: str, args) -> dict:
-    import nmc
 
     path, x = compiled(name, args)
     row = {"network": name, "samples": len(x)}
@@ -121,13 +132,18 @@ def measure(name: str, args) -> dict:
     if args.baseline:
         xs = str(Path(args.images) / f"{name}-x.npy")
         # run from the images folder: a checkout in the working directory would shadow the baseline
+        # and without PYTHONPATH, which may point at this checkout
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         child = subprocess.Popen([args.baseline, "-c", CHILD, path, xs, str(args.repeat), str(HERE)], cwd=args.images,
-                                 stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True)
-    ours, theirs, cpu, same = [], [], [], True
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    from nmc.runner import prepare
+
+    emulator, runtime = prepare(path, "emulator"), prepare(path, "cpu")  # loading and compiling excluded
+    ours, ours_cpu, theirs, cpu, same = [], [], [], [], True
     for _ in range(args.repeat):
-        r = nmc.run(path, [x], backend="emulator")
-        ours.append(len(x) * r.steps / r.run_s)
+        r, wall, used = timed(emulator, x)
+        ours.append(len(x) * r.steps / wall)
+        ours_cpu.append(len(x) * r.steps / used)
         d = digest(r)
         if child:
             child.stdin.write("\n")
@@ -135,17 +151,17 @@ def measure(name: str, args) -> dict:
             got = json.loads(child.stdout.readline())
             theirs.append(got["rate"])
             same = same and got["digest"] == d
-        c = nmc.run(path, [x], backend="cpu")
-        cpu.append(len(x) * c.steps / c.run_s)
+        c, wall, _ = timed(runtime, x)
+        cpu.append(len(x) * c.steps / wall)
         row["identical"] = all(np.array_equal(a, b) for a, b in zip(r.outputs, c.outputs))
     if child:
         child.stdin.close()
         child.wait()
-        row["baseline"] = max(theirs)
-        row["ratio"] = max(ours) / max(theirs)
+        row["baseline"] = float(np.median(theirs))
+        row["ratio"] = float(np.median(np.array(ours) / np.array(theirs)))  # run by run, alternating
         row["same_stats"] = same
-    row.update(steps=r.steps, emulator=max(ours), cpu=max(cpu),
-               spike_rate=r.spikes / r.stats["neuron_updates"])
+    row.update(steps=r.steps, emulator=float(np.median(ours)), emulator_cpu=float(np.median(ours_cpu)),
+               cpu=float(np.median(cpu)), spike_rate=r.spikes / r.stats["neuron_updates"])
     return row
 
 
@@ -197,7 +213,7 @@ def fit(args) -> None:
     cd = np.linalg.lstsq(Fd / td[:, None], np.ones(len(td)), rcond=None)[0]
     pick = Fe @ ce < Fd @ cd
     chosen = np.where(pick, te, td)
-    print(f"EVENT_COST = {np.array2string(ce, precision=2)}  (s per multiply-add, entry, call)")
+    print(f"EVENT_COST = {np.array2string(ce, precision=2)}  (s per multiply-add, entry, slab cell, call)")
     print(f"DENSE_COST = {np.array2string(cd, precision=2)}  (s per multiply-add, copied cell, call)")
     print(f"{len(rows)} cases: faster path chosen in {np.mean(pick == (te < td)):.0%}; total time chosen "
           f"{chosen.sum():.3f} s, best {np.minimum(te, td).sum():.3f} s, always dense {td.sum():.3f} s, "
@@ -219,14 +235,15 @@ def main() -> None:
     if args.fit:
         fit(args)
         return
-    print("| network | samples | steps | spike rate | emulator sample-steps/s | baseline emulator | ratio | "
-          "same stats | CPU sample-steps/s | emulator = CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| network | samples | steps | spike rate | emulator sample-steps/s | per CPU second | baseline emulator | "
+          "ratio | same stats | CPU runtime sample-steps/s | emulator = CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.networks:
         r = measure(name, args)
         base = f"{r['baseline']:.1f} | {r['ratio']:.2f} | {'yes' if r['same_stats'] else 'NO'}" \
             if "baseline" in r else "- | - | -"
-        print(f"| {name} | {r['samples']} | {r['steps']} | {r['spike_rate']:.2%} | {r['emulator']:.1f} | {base} | {r['cpu']:.1f} | "
+        print(f"| {name} | {r['samples']} | {r['steps']} | {r['spike_rate']:.2%} | {r['emulator']:.1f} | "
+              f"{r['emulator_cpu']:.1f} | {base} | {r['cpu']:.1f} | "
               f"{'yes' if r['identical'] else 'NO'} |", flush=True)
 
 

@@ -175,7 +175,7 @@ class Emulator:
         check_work(B, steps, N + P, "the emulator run")  # estimated before anything is allocated (issue 22)
         if record:
             check_bytes(B * steps * N, "recording the spikes")
-        neurons = neuron.NeuronState.initial(self.params, B)
+        neurons = neuron.NeuronState.initial(self.params, B, narrow=True)
         # step -> what every source emitted then, dense and as events (the last max_delay steps)
         emitted: dict[int, Emitted] = {}
         acc: dict = {}

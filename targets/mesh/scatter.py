@@ -12,6 +12,12 @@ multiply-adds whatever the activity.  Here only the events (non-zero source valu
   (``scipy.sparse`` COO times dense: one pass over the entries, ``o_group`` multiply-adds
   each — the synaptic operations of the events).  A pool's weight is per target neuron: its
   matrix has one column of ones and the sums are multiplied by the weights after.
+  A convolution with many output channels per group (``o_group`` ≥ :data:`SHIFT_MIN_OUTPUTS`)
+  instead takes one entry per event: rows ``(sample, group, source position)``, columns the
+  source channels, times the weights ``[c, (t, output channel)]``, which gives each source
+  position's contribution through every kernel cell at once (``kh·kw·o_group`` multiply-adds
+  per entry, one contiguous run); each cell's slab is then added, shifted, into the targets
+  its cell reaches (:func:`cell_spans`: strided slices of source and target positions).
 * ``dense``: the events' rows of the weight matrix, summed per sample (the same product).
 
 Everything is int64 (the sums wrap as the dense path's int64 products and the reference
@@ -27,14 +33,32 @@ import scipy.sparse as sp
 from nmc.targets.mapping.shapes import Geometry
 
 
-#: Seconds per unit of :meth:`Scatter.features` (multiply-add, entry or copied cell, call) of
-#: the event path and of the dense path: a least-squares fit (relative error) by
+#: Seconds per unit of :meth:`Scatter.features` (event path: multiply-add, entry, slab cell,
+#: call; dense path: multiply-add, copied cell, call): a least-squares fit (relative error) by
 #: ``benchmarks/emulator_speed.py --fit`` over the kernels of VGG-11 x0.5, mnist-8 and the
 #: CNN at densities 0.5-40% and batches 8 and 32 on this 2-core host (one BLAS thread, under
-#: load from other jobs); the prediction chose the faster path in 91% of the 252 cases, its
-#: total time 10% over the best choice's (always dense: 71% over, always events: 148%).
-EVENT_COST = (2.15e-10, 2.92e-08, 7.95e-05)
-DENSE_COST = (3.61e-11, 2.47e-09, 6.64e-06)
+#: heavy load from other jobs); the prediction chose the faster path in 92% of the 252 cases,
+#: its total time 2% over the best choice's (always dense: 31% over, always events: 5x).
+EVENT_COST = (1.36e-10, 2.63e-08, 1.19e-09, 3.59e-05)
+DENSE_COST = (4.08e-11, 1.70e-09, 1.00e-06)
+#: Output channels per group from which a convolution's events take the shifted path.
+SHIFT_MIN_OUTPUTS = 8
+
+
+def cell_spans(n: int, out: int, k: int, s: int, p: int, d: int) -> list:
+    """Along one axis (``n`` sources, ``out`` targets, kernel ``k``, stride ``s``, padding
+    ``p``, dilation ``d``): per kernel cell ``i``, ``(source slice, target slice)`` of the
+    sources ``y = o·s − p + i·d`` and their targets ``o``, or None when the cell reaches none."""
+    spans = []
+    for i in range(k):
+        lo = max(0, -(-(p - i * d) // s))  # first o with y >= 0
+        hi = min(out, (n - 1 + p - i * d) // s + 1)  # past the last o with y < n
+        if hi <= lo:
+            spans.append(None)
+            continue
+        y0 = lo * s - p + i * d
+        spans.append((slice(y0, y0 + (hi - lo - 1) * s + 1, s), slice(lo, hi)))
+    return spans
 
 
 def window_table(g: Geometry) -> np.ndarray:
@@ -64,6 +88,7 @@ class Scatter:
         self.n_tgt = n_tgt = int(np.prod(g.tgt))
         self._cache: dict = {}
         n_src = int(np.prod(g.src))
+        self.shift, self.slab = kind == "conv2d" and g.o_group >= SHIFT_MIN_OUTPUTS, 0.0
         if kind == "dense":
             self.cells, self.vec, self.dense_macs, self.dense_cells = 1.0, n_tgt, n_src * n_tgt, n_src
         else:
@@ -76,8 +101,14 @@ class Scatter:
         elif kind in ("conv2d", "pool"):
             self.table = window_table(g)
             self.cells = float((self.table >= 0).sum()) / len(self.table)  # cells per event, on average
-            if kind == "conv2d":  # w [G, o_group, c_group·kh·kw] -> [(c, t), o_group]
-                G, og = w.shape[0], w.shape[1]
+            G, og, T = n_tgt // g.o_group // (g.tgt[1] * g.tgt[2]), g.o_group, cells
+            if self.shift:  # w [G, o_group, c_group·kh·kw] -> [c, (t, o_group)]
+                self.other = np.ascontiguousarray(w.reshape(G, og, g.c_group, T).transpose(0, 2, 3, 1)).reshape(-1, T * og)
+                self.spans = [cell_spans(n, o, k, st, pd, d) for n, o, k, st, pd, d in
+                              zip(g.src[1:], g.tgt[1:], g.kernel, g.strides, g.pads, g.dilations)]
+                self.cells, self.vec = 1.0, T * og  # one entry per event, all cells at once
+                self.slab = float(G * g.src[1] * g.src[2] * T * og)  # the slab's cells per sample
+            elif kind == "conv2d":  # w [G, o_group, c_group·kh·kw] -> [(c, t), o_group]
                 self.other = np.ascontiguousarray(w.reshape(G, og, -1).transpose(0, 2, 1)).reshape(-1, og)
             else:
                 self.other = np.ones((1, 1), np.int64)
@@ -87,16 +118,17 @@ class Scatter:
 
     def features(self, n_events: int, B: int) -> tuple[np.ndarray, np.ndarray]:
         """Work of the two paths for ``n_events`` events in a batch of ``B``: (event: multiply-
-        adds, entries, 1), (dense: multiply-adds, copied cells, 1)."""
-        return (np.array([n_events * self.cells * self.vec, n_events * self.cells, 1.0]),
+        adds, entries, slab cells, 1), (dense: multiply-adds, copied cells, 1)."""
+        return (np.array([n_events * self.cells * self.vec, n_events * self.cells, B * self.slab, 1.0]),
                 np.array([B * self.dense_macs, B * self.dense_cells, 1.0]))
 
     def cheaper(self, n_events: int, B: int) -> bool:
         """Whether scattering ``n_events`` events is predicted faster than the dense product
         for a batch of ``B`` (:data:`EVENT_COST`, :data:`DENSE_COST`)."""
-        (em, ee, ec), (dm, dc, dk) = EVENT_COST, DENSE_COST
+        (em, ee, es, ec), (dm, dc, dk) = EVENT_COST, DENSE_COST
         entries = n_events * self.cells
-        return entries * (self.vec * em + ee) + ec < B * (self.dense_macs * dm + self.dense_cells * dc) + dk
+        return entries * (self.vec * em + ee) + B * self.slab * es + ec \
+            < B * (self.dense_macs * dm + self.dense_cells * dc) + dk
 
     def _other(self, dtype):
         if dtype not in self._cache:
@@ -130,6 +162,8 @@ class Scatter:
         (C, H, W), (n_out, OH, OW) = g.src, g.tgt
         L, HW, T = OH * OW, H * W, self.table.shape[1]
         c, q = np.divmod(j, HW)
+        if self.shift:
+            return self._shifted(b, c, q, v, B, dtype, flat)
         reach = self.table[q]  # [E, T]
         e, t = np.nonzero(reach >= 0)
         pos = reach[e, t]
@@ -144,3 +178,22 @@ class Scatter:
         if flat:
             return y
         return y.reshape(B, G, L, og).transpose(0, 1, 3, 2).reshape(B, n_out * L)
+
+    def _shifted(self, b, c, q, v, B: int, dtype, flat: bool) -> np.ndarray:
+        """The shifted path (module docstring): the slab ``[B, G, H, W, cell, o_group]`` of
+        every source position's contribution through every cell, added cell by cell into the
+        targets the cell reaches."""
+        g = self.g
+        (C, H, W), (n_out, OH, OW) = g.src, g.tgt
+        G, og, kw = n_out // g.o_group, g.o_group, g.kernel[1]
+        rows = (b * G + c // g.c_group) * (H * W) + q
+        m = sp.coo_matrix((v, (rows, c)), shape=(B * G * H * W, C))
+        slab = (m @ self._other(dtype)).reshape(B, G, H, W, -1, og)
+        y = np.zeros((B, G, OH, OW, og), dtype)
+        for ky, sy in enumerate(self.spans[0]):
+            for kx, sx in enumerate(self.spans[1]):
+                if sy is not None and sx is not None:
+                    y[:, :, sy[1], sx[1]] += slab[:, :, sy[0], sx[0], ky * kw + kx]
+        if flat:
+            return y.reshape(B * G * OH * OW, og)
+        return y.reshape(B, G, OH * OW, og).transpose(0, 1, 3, 2).reshape(B, n_out * OH * OW)
