@@ -205,13 +205,13 @@ class KernelRunner:
         kind, g, w, cache, bound, e = self.rows[k]
         scatter = self.scatters[k]
         if self.mode == "dense":
-            out += self.current(k, x)
+            self.dense(k, out, x)
             return
         if count == 0:
             return
         if kind != "one_to_one" and self.mode == "auto" and count is not None \
                 and not scatter.cheaper(count, len(x)):
-            out += self.current(k, x, xmax)
+            self.dense(k, out, x, xmax)
             return
         b, j, v = events()
         if not len(b):
@@ -223,56 +223,71 @@ class KernelRunner:
         if self.mode == "event" or scatter.cheaper(len(b), len(x)):
             scatter.add(out, b, j, v, len(x), exact_dtype(bound * xmax), e)
         else:
-            out += self.current(k, x, xmax)
+            self.dense(k, out, x, xmax)
 
     def current(self, k: int, x: np.ndarray, xmax: int | None = None) -> np.ndarray:
-        """Current of kernel ``k`` for source values ``x`` [B, source size] (int64), [B, targets],
+        """Current of kernel ``k`` for source values ``x`` [B, source size] (integers), [B, targets],
         by the dense product (``xmax``: the largest ``|x|``, when known)."""
+        out = np.zeros((len(x), int(np.prod(self.rows[k][1].tgt))), np.int64)
+        self.dense(k, out, x, xmax)
+        return out
+
+    def dense(self, k: int, out: np.ndarray, x: np.ndarray, xmax: int | None = None) -> None:
+        """Add the current of kernel ``k`` for source values ``x`` to ``out`` by the dense
+        product: pools, depthwise convolutions and one-to-one kernels in int64 straight into
+        ``out`` (a few multiply-adds per target, the exponent folded into the weights: the
+        same sums modulo 2**64), the others through a float BLAS product where exact."""
         kind, g, w, cache, bound, e = self.rows[k]
         if xmax is None:
             xmax = int(np.abs(x).max()) if x.size else 0
         if xmax == 0:
-            return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)
+            return
         depthwise = kind == "conv2d" and g.c_group == 1 and g.o_group == 1
-        # a pool's or depthwise window sum is a few multiply-adds per target: int64 directly, no BLAS
-        dtype = np.int64 if depthwise or kind in ("pool", "one_to_one") else exact_dtype(bound * xmax)
+        direct = depthwise or kind in ("pool", "one_to_one")
+        dtype = np.int64 if direct else exact_dtype(bound * xmax)
         if dtype not in cache:
-            cache[dtype] = w.astype(dtype)
+            cache[dtype] = w << e if direct else w.astype(dtype)
         wd = cache[dtype]
         B = len(x)
+        if kind == "one_to_one":
+            out += x * wd.reshape(1, -1)
+            return
         if kind == "dense":
             y = x.astype(dtype, copy=False) @ wd.T
-        elif kind == "one_to_one":
-            y = x * wd.reshape(1, -1)
-        else:
-            (C, H, W), (n_out, OH, OW) = g.src, g.tgt
-            kh, kw = g.kernel
-            (sh, sw), (dh, dw), (pt, pl) = g.strides, g.dilations, g.pads
-            pb = max(0, (OH - 1) * sh + (kh - 1) * dh + 1 - (H + pt))
-            pr = max(0, (OW - 1) * sw + (kw - 1) * dw + 1 - (W + pl))
-            # the windows over the sources in their own type (spikes: int8); padded only if needed
-            padded = x.reshape(B, C, H, W)
-            if pt or pb or pl or pr:
-                padded = np.zeros((B, C, H + pt + pb, W + pl + pr), x.dtype)
-                padded[:, :, pt:pt + H, pl:pl + W] = x.reshape(B, C, H, W)
-            views = [v for _, v in window_views(padded, g.kernel, g.strides, g.dilations, (OH, OW))]
-            if kind == "pool" or depthwise:  # per channel, a (weighted) sum of the kernel cells' views
-                y = np.zeros((B, C, OH, OW), np.int64)
-                wc = wd.reshape(C, kh * kw) if depthwise else None
+            out += y.astype(np.int64) << e if e else y.astype(np.int64, copy=False)
+            return
+        (C, H, W), (n_out, OH, OW) = g.src, g.tgt
+        kh, kw = g.kernel
+        (sh, sw), (dh, dw), (pt, pl) = g.strides, g.dilations, g.pads
+        pb = max(0, (OH - 1) * sh + (kh - 1) * dh + 1 - (H + pt))
+        pr = max(0, (OW - 1) * sw + (kw - 1) * dw + 1 - (W + pl))
+        # the windows over the sources in their own type (spikes: int8); padded only if needed
+        padded = x.reshape(B, C, H, W)
+        if pt or pb or pl or pr:
+            padded = np.zeros((B, C, H + pt + pb, W + pl + pr), x.dtype)
+            padded[:, :, pt:pt + H, pl:pl + W] = x.reshape(B, C, H, W)
+        views = [v for _, v in window_views(padded, g.kernel, g.strides, g.dilations, (OH, OW))]
+        if direct:
+            target = np.reshape(out, (B, n_out, OH, OW), copy=False)  # a view: out's rows are contiguous
+            if kind == "pool":  # per channel the sum of the window, times each target's weight
+                total = np.zeros((B, C, OH, OW), np.int64)
+                for view in views:
+                    total += view
+                target += total * wd[None]
+            else:  # depthwise: per channel, a weighted sum of the kernel cells' views
+                wc = wd.reshape(C, kh * kw)
                 for t, view in enumerate(views):
-                    y += view if wc is None else view * wc[None, :, t, None, None]
-                if kind == "pool":
-                    y *= wd[None]
-            else:
-                G, L = n_out // g.o_group, OH * OW
-                # columns [G, c_group·kh·kw, B·L]: one matrix product per group (BLAS)
-                cols = np.stack(views, axis=0).reshape(kh * kw, B, G, g.c_group, L)
-                cols = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4), dtype=dtype).reshape(G, g.c_group * kh * kw, B * L)
-                if G == 1:
-                    y = (wd[0] @ cols[0]).reshape(1, g.o_group, B, L)
-                else:
-                    y = np.einsum("gok,gkn->gon", wd, cols).reshape(G, g.o_group, B, L)
-                y = y.transpose(2, 0, 1, 3)  # [B, G, o_group, L]
-        y = y.reshape(B, -1)
-        y = y.astype(np.int64) if dtype is not np.int64 else y
-        return y << e if e else y
+                    target += view * wc[None, :, t, None, None]
+            return
+        G, L = n_out // g.o_group, OH * OW
+        # columns [G, c_group·kh·kw, B·L]: one matrix product per group (BLAS)
+        cols = np.stack(views, axis=0).reshape(kh * kw, B, G, g.c_group, L)
+        cols = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4), dtype=dtype).reshape(G, g.c_group * kh * kw, B * L)
+        if G == 1:
+            y = (wd[0] @ cols[0]).reshape(1, g.o_group, B, L)
+        else:
+            y = np.einsum("gok,gkn->gon", wd, cols).reshape(G, g.o_group, B, L)
+        y = y.transpose(2, 0, 1, 3).astype(np.int64)  # [B, G, o_group, L]
+        if e:
+            y <<= e
+        np.reshape(out, (B, G, g.o_group, L), copy=False)[...] += y
