@@ -108,6 +108,28 @@ def test_cell_spans_agree_with_window_table(n, out, k, s, p, d):
         assert got == want, (i, span)
 
 
+@pytest.mark.parametrize("kind, hw, kernel, strides", [("conv2d", (6, 6), (2, 2), (2, 2)), ("conv2d", (7, 5), (2, 3), (3, 3)),
+                                                    ("pool", (5, 7), (2, 2), (2, 2)), ("pool", (6, 6), (3, 1), (3, 2))])
+def test_non_overlapping_windows_sum_per_target(kind, hw, kernel, strides):
+    """Depthwise convolutions and pools whose windows do not overlap take the summing path
+    (sources outside every window included) and equal the dense product."""
+    rng = np.random.default_rng(1)
+    C, (H, W) = 3, hw
+    OH, OW = (H - kernel[0]) // strides[0] + 1, (W - kernel[1]) // strides[1] + 1
+    g = Geometry("window", (C, H, W), (C, OH, OW), kernel, strides, (0, 0), (1, 1), 1, 1)
+    n_w = C * kernel[0] * kernel[1] if kind == "conv2d" else C * OH * OW
+    wt = rng.integers(-50, 50, n_w)
+    kr = {"kind": np.array([KINDS.index(kind)], np.uint8), "weights": wt, "weight_start": np.array([0, n_w]),
+          "exponent": np.array([2])}
+    x = (rng.random((4, C * H * W)) < 0.3) * rng.integers(1, 4, (4, C * H * W))
+    b, j = np.nonzero(x)
+    runner = KernelRunner(kr, [g], "event")
+    assert runner.scatters[0].single is not None
+    out = np.zeros((4, C * OH * OW), np.int64)
+    runner.add(0, out, x, lambda: (b, j, x[b, j]))
+    np.testing.assert_array_equal(out, KernelRunner(kr, [g], "dense").current(0, x))
+
+
 def run_mode(image, inputs, mode):
     from nmc.targets.chip import parse_chip
 

@@ -37,10 +37,10 @@ from nmc.targets.mapping.shapes import Geometry
 #: call; dense path: multiply-add, copied cell, call): a least-squares fit (relative error) by
 #: ``benchmarks/emulator_speed.py --fit`` over the kernels of VGG-11 x0.5, mnist-8 and the
 #: CNN at densities 0.5-40% and batches 8 and 32 on this 2-core host (one BLAS thread, under
-#: heavy load from other jobs); the prediction chose the faster path in 92% of the 252 cases,
-#: its total time 2% over the best choice's (always dense: 31% over, always events: 5x).
-EVENT_COST = (1.36e-10, 2.63e-08, 1.19e-09, 3.59e-05)
-DENSE_COST = (4.08e-11, 1.70e-09, 1.00e-06)
+#: heavy load from other jobs); the prediction chose the faster path in 81% of the 252 cases,
+#: its total time 6% over the best choice's (always dense: 55% over, always events: 3.9x).
+EVENT_COST = (1.07e-10, 4.72e-09, 7.72e-10, 6.40e-06)
+DENSE_COST = (3.00e-11, 1.72e-09, 4.23e-06)
 #: Output channels per group from which a convolution's events take the shifted path.
 SHIFT_MIN_OUTPUTS = 8
 
@@ -113,8 +113,26 @@ class Scatter:
             else:
                 self.other = np.ones((1, 1), np.int64)
                 self.weight = w.reshape(-1)  # per target neuron
+            self.single = None
+            if og == 1 and g.c_group == 1 and (self.table >= 0).sum(axis=1).max(initial=0) <= 1:
+                self._single(w)
         else:
             raise ValueError(f"no event path for {kind!r} kernels")
+
+    def _single(self, w: np.ndarray) -> None:
+        """Windows that do not overlap, one channel each (pools, depthwise convolutions): every
+        source reaches at most one target, through one cell, so its events sum per target
+        (:func:`numpy.bincount`) with the cell's weight (a pool's: per target, after)."""
+        (C, H, W), (_, OH, OW) = self.g.src, self.g.tgt
+        reach = self.table >= 0
+        cell = np.argmax(reach, axis=1)  # [H·W]
+        pos = np.where(reach.any(axis=1), self.table[np.arange(H * W), cell], -1)
+        target = np.arange(C)[:, None] * (OH * OW) + pos[None]  # [C, H·W]
+        self.single = np.where(pos[None] >= 0, target, -1).reshape(-1)
+        self.uncovered = bool((pos < 0).any())
+        self.single_weight = None if self.kind == "pool" else \
+            w.reshape(C, -1)[np.arange(C)[:, None], cell[None]].reshape(-1).astype(np.float64)
+        self.cells, self.vec, self.slab = 1.0, 1.0, float(self.n_tgt)  # the sums' array per sample
 
     def features(self, n_events: int, B: int) -> tuple[np.ndarray, np.ndarray]:
         """Work of the two paths for ``n_events`` events in a batch of ``B``: (event: multiply-
@@ -159,6 +177,8 @@ class Scatter:
             m = sp.coo_matrix((v, (b, j)), shape=(B, self.other.shape[0]))
             return m @ self._other(dtype)
         g = self.g
+        if self.single is not None and dtype is not np.int64:  # float64 sums exact (the caller's bound)
+            return self._summed(b, j, v, B, flat)
         (C, H, W), (n_out, OH, OW) = g.src, g.tgt
         L, HW, T = OH * OW, H * W, self.table.shape[1]
         c, q = np.divmod(j, HW)
@@ -197,3 +217,16 @@ class Scatter:
         if flat:
             return y.reshape(B * G * OH * OW, og)
         return y.reshape(B, G, OH * OW, og).transpose(0, 1, 3, 2).reshape(B, n_out * OH * OW)
+
+    def _summed(self, b, j, v, B: int, flat: bool) -> np.ndarray:
+        """The non-overlapping path (:meth:`_single`): per event its one target, summed."""
+        t = self.single[j]
+        if self.uncovered:  # sources no window covers
+            keep = t >= 0
+            b, j, v, t = b[keep], j[keep], v[keep], t[keep]
+        weights = v if self.single_weight is None else v * self.single_weight[j]
+        y = np.bincount(b * self.n_tgt + t, weights=weights, minlength=B * self.n_tgt).astype(np.int64)
+        y = y.reshape(B, self.n_tgt)
+        if self.single_weight is None:
+            y *= self.weight[None]
+        return y.reshape(-1, 1) if flat and self.kind == "conv2d" else y
