@@ -18,11 +18,16 @@ multiply-adds whatever the activity.  Here only the events (non-zero source valu
   position's contribution through every kernel cell at once (``kh·kw·o_group`` multiply-adds
   per entry, one contiguous run); each cell's slab is then added, shifted, into the targets
   its cell reaches (:func:`cell_spans`: strided slices of source and target positions).
+  Windows that do not overlap, one channel each (pools, depthwise convolutions such as a
+  max-pool's tournament), give each event one target: their events are summed per target
+  (:func:`numpy.bincount`) with the cell's weight.
 * ``dense``: the events' rows of the weight matrix, summed per sample (the same product).
 
-Everything is int64 (the sums wrap as the dense path's int64 products and the reference
-semantics' sums do; no float rounding anywhere), so the result equals the dense path's bit
-for bit.  A kernel's ``<< exponent`` is applied by the caller, as on the dense path.
+The sums are exact integers: in int64 (they wrap as the dense path's int64 products and the
+reference semantics' sums do), or in float32 / float64 where the caller's bound on every
+partial sum (:func:`.kernels.exact_dtype`) says the type holds them exactly; so the result
+equals the dense path's bit for bit.  A kernel's ``<< exponent`` is applied in int64 after
+(:meth:`Scatter.add`), as on the dense path.
 """
 
 from __future__ import annotations
