@@ -48,7 +48,7 @@ SPARSE_EVENTS = 0.15
 class Emulator:
     """A loaded image: synapse matrices by delay, neuron parameters, route groups."""
 
-    def __init__(self, program: MeshProgram, chip):
+    def __init__(self, program: MeshProgram, chip, kernels: str = "auto"):
         self.p, self.chip = program, chip
         c, s, n = program.cores, program.synapses, program.neurons
         self.N, self.P = program.n_neurons, int(program.meta["ports"])
@@ -83,14 +83,14 @@ class Emulator:
         # kernels (docs/mesh-target.md): one convolution or product per kernel over its whole
         # target population; sources are netlist ids (ports first), internally neurons first
         kr = program.kernels
-        self.kernels = KernelRunner(kr, program.geometries)
-        self.kernel_rows = {}  # delay -> [(row, source slice, target slice)]
+        self.kernels = KernelRunner(kr, program.geometries, kernels)  # kernels: auto, dense or event
+        self.kernel_rows = {}  # delay -> [(row, first source, sources, target slice)]
         for k, g in enumerate(program.geometries):
             d, n_src, n_tgt = int(kr["delay"][k]), int(np.prod(g.src)), int(np.prod(g.tgt))
             a = self.kernel_source(int(kr["source"][k]))
             t0 = int(kr["target"][k])
             if k not in program.split:  # a split row runs on its dendrite cores (self.partials)
-                self.kernel_rows.setdefault(d, []).append((k, slice(a, a + n_src), slice(t0, t0 + n_tgt)))
+                self.kernel_rows.setdefault(d, []).append((k, a, n_src, slice(t0, t0 + n_tgt)))
             fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
             fan[a:a + n_src] += g.fanout()
         self.partials = None
@@ -175,28 +175,23 @@ class Emulator:
         check_work(B, steps, N + P, "the emulator run")  # estimated before anything is allocated (issue 22)
         if record:
             check_bytes(B * steps * N, "recording the spikes")
-        neurons = neuron.NeuronState.initial(self.params, B)
+        neurons = neuron.NeuronState.initial(self.params, B, narrow=True)
         # step -> what every source emitted then, dense and as events (the last max_delay steps)
-        emitted: dict[int, tuple[np.ndarray, sp.csr_matrix]] = {}
+        emitted: dict[int, Emitted] = {}
         acc: dict = {}
         counts = np.zeros((B, N), np.int64)
         recorded = np.zeros((B, steps, N), np.int8) if record else None
         synaptic_ops = 0
         link_spikes = np.zeros(len(self.link_kind), np.int64)
-        packets = 0
+        port_active = np.zeros(P, np.int64)  # events each port emitted (the neurons': counts)
         partial_sums = 0
+        buffers = [np.empty((B, N), np.int64) for _ in range(2)]  # the step's current; the neuron
+        # update may keep one as its u, which the next step does not read
 
-        def emit(t: int, spikes: np.ndarray | None, ports: np.ndarray):
-            nonlocal packets
-            out = np.concatenate([np.zeros((B, N), np.int64) if spikes is None else spikes, ports], axis=1)
-            events = sp.csr_matrix(out)
-            emitted[t] = out, events
+        def emit(t: int, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
+            emitted[t] = Emitted(spikes, fired, ports)
             emitted.pop(t - self.max_delay - 1, None)
-            active = np.bincount(events.indices, minlength=out.shape[1])
-            routed = self.group >= 0
-            packets += int(active[routed].sum())
-            per_group = np.bincount(self.group[routed], weights=active[routed], minlength=self.incidence.shape[0])
-            link_spikes[:] += (self.incidence.T @ per_group.astype(np.int64)).astype(np.int64)
+            port_active[:] += np.count_nonzero(ports, axis=0)
 
         def ports_at(t: int) -> np.ndarray:
             out = np.zeros((B, P), np.int64)
@@ -207,34 +202,43 @@ class Emulator:
                     seed=e.get("seed", 0), scale=e.get("scale", 1.0))
             return out
 
-        emit(-1, None, ports_at(0))
+        emit(-1, np.zeros((B, N), np.int8), np.zeros(0, np.int64), ports_at(0))
         for t in range(steps):
-            current = np.zeros((B, N), np.int64)
+            current = buffers[t % 2]
+            current.fill(0)
             partial = self.partials.start(B) if self.partials is not None else None
             for d, fan in self.fan.items():
                 if t - d not in emitted:
                     continue
-                x, events = emitted[t - d]
+                ev = emitted[t - d]
                 W = self.synapses.get(d)
                 if W is not None and W.nnz:
-                    if events.nnz < SPARSE_EVENTS * x.size:  # only the events' rows
-                        current += (events @ W).toarray()
+                    if len(ev.column) < SPARSE_EVENTS * B * (N + P):  # only the events' rows
+                        current += (ev.matrix() @ W).toarray()
                     else:
-                        current += np.asarray(x @ W)
-                for k, src, tgt in self.kernel_rows.get(d, ()):
-                    current[:, tgt] += self.kernels.current(k, x[:, src])
-                if partial is not None:
-                    self.partials.add(partial, d, x)
-                synaptic_ops += int(fan[events.indices].sum())
+                        current += np.asarray(ev.x() @ W)
+                for k, a, n, tgt in self.kernel_rows.get(d, ()):
+                    self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n),
+                                     ev.count(a, n), 1 if a < N else None)
+                if partial is not None and d in self.partials.by_delay:
+                    self.partials.add(partial, d, ev.x())
+                synaptic_ops += int(fan[ev.column].sum())
             if partial is not None:  # dendrite cores -> soma cores, same step
                 messages = self.partials.deliver(partial, current)
                 partial_sums += int(messages.sum())
                 link_spikes += (self.partial_links.T @ messages).astype(np.int64)
-            spikes = neurons.step(current)
-            counts += spikes
+            spikes = neurons.step(current, np.int8)
+            counts.reshape(-1)[neurons.fired_at] += 1
             if recorded is not None:
                 recorded[:, t] = spikes
-            emit(t, spikes, ports_at(t + 1))
+            emit(t, spikes, neurons.fired_at, ports_at(t + 1))
+        # packets and link loads are additive over the steps: from the sources' event totals
+        active = np.concatenate([counts.sum(axis=0), port_active])
+        routed = self.group >= 0
+        packets = int(active[routed].sum())
+        per_group = np.zeros(self.incidence.shape[0], np.int64)
+        np.add.at(per_group, self.group[routed], active[routed])
+        link_spikes += (self.incidence.T @ per_group).astype(np.int64)
         return self._result(B, T, steps, neurons.v, counts, recorded, record, synaptic_ops, link_spikes, packets,
                             partial_sums)
 
@@ -269,6 +273,62 @@ class Emulator:
         return RunResult("emulator", outputs, voltages=voltages, recorded=rec, timesteps=T, steps=steps,
                          spikes=int(counts.sum()), synaptic_ops=int(synaptic_ops), stats=statistics(fixed, tally.counts),
                          tally=tally)
+
+
+class Emitted:
+    """What every source emitted at one step: the neurons' ``spikes`` [B, N] int8 (``fired``:
+    their flat indices) and the ``ports`` [B, P] int64; internally sources are the neurons
+    (graph order), then the ports.  ``sample``, ``column``, ``value``: the events (non-zero
+    values), neurons' first."""
+
+    def __init__(self, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
+        N, P = spikes.shape[1], ports.shape[1]
+        self.spikes, self.ports, self.N = spikes, ports, N
+        self.parts = [(fired, *np.divmod(fired, N), np.ones(len(fired), np.int64))]
+        flat = np.flatnonzero(ports != 0)
+        self.parts.append((flat, *np.divmod(flat, P), ports.reshape(-1)[flat]))
+        self.sample = np.concatenate([self.parts[0][1], self.parts[1][1]])
+        self.column = np.concatenate([self.parts[0][2], self.parts[1][2] + N])
+        self.value = np.concatenate([self.parts[0][3], self.parts[1][3]])
+        self._within: dict = {}
+        self._bounds_of: dict = {}
+
+    def x(self) -> np.ndarray:
+        """All source values [B, N + P]."""
+        return np.concatenate([self.spikes, self.ports], axis=1)
+
+    def source(self, a: int, n: int) -> np.ndarray:
+        """The values of sources ``[a, a + n)`` (all neurons or all ports), [B, n]."""
+        return self.spikes[:, a:a + n] if a < self.N else self.ports[:, a - self.N:a - self.N + n]
+
+    def matrix(self) -> sp.csr_matrix:
+        """The events as a CSR matrix [B, N + P]."""
+        shape = (self.spikes.shape[0], self.N + self.ports.shape[1])
+        return sp.coo_matrix((self.value, (self.sample, self.column)), shape=shape).tocsr()
+
+    def _bounds(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample, where the events of sources ``[a, a + n)`` start and end in their part."""
+        if (a, n) not in self._bounds_of:
+            flat = self.parts[0][0] if a < self.N else self.parts[1][0]
+            a0, width = (a, self.N) if a < self.N else (a - self.N, self.ports.shape[1])
+            rows = np.arange(self.spikes.shape[0]) * width
+            self._bounds_of[a, n] = np.searchsorted(flat, rows + a0), np.searchsorted(flat, rows + a0 + n)
+        return self._bounds_of[a, n]
+
+    def count(self, a: int, n: int) -> int:
+        """The number of events of sources ``[a, a + n)`` (all neurons or all ports)."""
+        lo, hi = self._bounds(a, n)
+        return int((hi - lo).sum())
+
+    def within(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The events of sources ``[a, a + n)`` (all neurons or all ports): (sample, source − a, value)."""
+        if (a, n) not in self._within:
+            _, sample, column, value = self.parts[0] if a < self.N else self.parts[1]
+            lo, hi = self._bounds(a, n)
+            lens = hi - lo
+            idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+            self._within[a, n] = (sample[idx], column[idx] - (a if a < self.N else a - self.N), value[idx])
+        return self._within[a, n]
 
 
 def statistics(fixed: dict, counts: dict) -> dict:

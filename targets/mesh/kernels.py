@@ -24,6 +24,7 @@ import numpy as np
 from nmc.ir.core import Blob
 from nmc.targets.mapping.netlist import distinct
 from nmc.targets.mapping.shapes import Geometry, field_ids, runs_to_boxes
+from nmc.targets.mesh.scatter import Scatter
 from nmc.windows import window_views
 
 KINDS = ("conv2d", "pool", "dense", "one_to_one")
@@ -157,13 +158,21 @@ def kernel_pairs(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray
     return np.stack([keys // C, keys % C], axis=1)
 
 
+def exact_dtype(reach: int):
+    """The cheapest type whose sums are exact integers when no partial sum exceeds ``reach``
+    in magnitude: float32 below 2**24, float64 below 2**53, else int64."""
+    return np.float32 if reach < 1 << 24 else np.float64 if reach < 1 << 53 else np.int64
+
+
 class KernelRunner:
     """Runs kernel rows on source values in graph order: exact integer currents through float
     BLAS products when every partial sum is an integer below 2**24 (float32) or 2**53
     (float64), else in int64."""
 
-    def __init__(self, kr: dict, geometries: list[Geometry]):
-        self.rows = []
+    def __init__(self, kr: dict, geometries: list[Geometry], mode: str = "auto"):
+        if mode not in ("auto", "dense", "event"):
+            raise ValueError(f"mode must be auto, dense or event, not {mode!r}")
+        self.rows, self.scatters, self.shifted, self.mode = [], [], [], mode
         for k, g in enumerate(geometries):
             kind = KINDS[int(kr["kind"][k])]
             w = kr["weights"][kr["weight_start"][k]:kr["weight_start"][k + 1]].astype(np.int64)
@@ -181,44 +190,104 @@ class KernelRunner:
                 fan = 1
             wmax = int(np.abs(w).max()) if w.size else 0
             self.rows.append((kind, g, w, {}, fan * max(wmax, 1), int(kr["exponent"][k])))
+            self.scatters.append(Scatter(kind, g, w) if kind != "one_to_one" else None)
+            self.shifted.append(w << int(kr["exponent"][k]) if kind == "one_to_one" else None)
 
-    def current(self, k: int, x: np.ndarray) -> np.ndarray:
-        """Current of kernel ``k`` for source values ``x`` [B, source size] (int64), [B, targets]."""
+    def add(self, k: int, out: np.ndarray, x: np.ndarray, events, count: int | None = None,
+            xmax: int | None = None) -> None:
+        """Add the current of kernel ``k`` for source values ``x`` [B, source size] (integers) to
+        ``out`` [B, targets]; ``events()`` gives their non-zero values as (sample, index,
+        value), ``count`` their number and ``xmax`` the largest ``|value|`` when the caller
+        knows them without materialising the events.  The current comes from scattering the
+        events (:mod:`.scatter`) when that is predicted faster than the dense product
+        (:meth:`.scatter.Scatter.cheaper`, or as ``mode`` forces: ``dense``, ``event``); the
+        integers are the same."""
         kind, g, w, cache, bound, e = self.rows[k]
-        xmax = int(np.abs(x).max()) if x.size else 0
+        scatter = self.scatters[k]
+        if self.mode == "dense":
+            self.dense(k, out, x)
+            return
+        if count == 0:
+            return
+        if kind != "one_to_one" and self.mode == "auto" and count is not None \
+                and not scatter.cheaper(count, len(x)):
+            self.dense(k, out, x, xmax)
+            return
+        b, j, v = events()
+        if not len(b):
+            return
+        if kind == "one_to_one":
+            out[b, j] += v * self.shifted[k][j]  # (sample, index) pairs are distinct
+            return
+        xmax = int(np.abs(v).max()) if xmax is None else xmax
+        if self.mode == "event" or scatter.cheaper(len(b), len(x)):
+            scatter.add(out, b, j, v, len(x), exact_dtype(bound * xmax), e)
+        else:
+            self.dense(k, out, x, xmax)
+
+    def current(self, k: int, x: np.ndarray, xmax: int | None = None) -> np.ndarray:
+        """Current of kernel ``k`` for source values ``x`` [B, source size] (integers), [B, targets],
+        by the dense product (``xmax``: the largest ``|x|``, when known)."""
+        out = np.zeros((len(x), int(np.prod(self.rows[k][1].tgt))), np.int64)
+        self.dense(k, out, x, xmax)
+        return out
+
+    def dense(self, k: int, out: np.ndarray, x: np.ndarray, xmax: int | None = None) -> None:
+        """Add the current of kernel ``k`` for source values ``x`` to ``out`` by the dense
+        product: pools, depthwise convolutions and one-to-one kernels in int64 straight into
+        ``out`` (a few multiply-adds per target, the exponent folded into the weights: the
+        same sums modulo 2**64), the others through a float BLAS product where exact."""
+        kind, g, w, cache, bound, e = self.rows[k]
+        if xmax is None:
+            xmax = int(np.abs(x).max()) if x.size else 0
         if xmax == 0:
-            return np.zeros((len(x), int(np.prod(g.tgt))), np.int64)
-        reach = bound * xmax
-        dtype = np.float32 if reach < 1 << 24 else np.float64 if reach < 1 << 53 else np.int64
+            return
+        depthwise = kind == "conv2d" and g.c_group == 1 and g.o_group == 1
+        direct = depthwise or kind in ("pool", "one_to_one")
+        dtype = np.int64 if direct else exact_dtype(bound * xmax)
         if dtype not in cache:
-            cache[dtype] = w.astype(dtype)
+            cache[dtype] = w << e if direct else w.astype(dtype)
         wd = cache[dtype]
         B = len(x)
-        xs = x.astype(dtype, copy=False)
+        if kind == "one_to_one":
+            out += x * wd.reshape(1, -1)
+            return
         if kind == "dense":
-            y = xs @ wd.T
-        elif kind == "one_to_one":
-            y = xs * wd.reshape(1, -1)
+            y = x.astype(dtype, copy=False) @ wd.T
+            out += y.astype(np.int64) << e if e else y.astype(np.int64, copy=False)
+            return
+        (C, H, W), (n_out, OH, OW) = g.src, g.tgt
+        kh, kw = g.kernel
+        (sh, sw), (dh, dw), (pt, pl) = g.strides, g.dilations, g.pads
+        pb = max(0, (OH - 1) * sh + (kh - 1) * dh + 1 - (H + pt))
+        pr = max(0, (OW - 1) * sw + (kw - 1) * dw + 1 - (W + pl))
+        # the windows over the sources in their own type (spikes: int8); padded only if needed
+        padded = x.reshape(B, C, H, W)
+        if pt or pb or pl or pr:
+            padded = np.zeros((B, C, H + pt + pb, W + pl + pr), x.dtype)
+            padded[:, :, pt:pt + H, pl:pl + W] = x.reshape(B, C, H, W)
+        views = [v for _, v in window_views(padded, g.kernel, g.strides, g.dilations, (OH, OW))]
+        if direct:
+            target = np.reshape(out, (B, n_out, OH, OW), copy=False)  # a view: out's rows are contiguous
+            if kind == "pool":  # per channel the sum of the window, times each target's weight
+                total = np.zeros((B, C, OH, OW), np.int64)
+                for view in views:
+                    total += view
+                target += total * wd[None]
+            else:  # depthwise: per channel, a weighted sum of the kernel cells' views
+                wc = wd.reshape(C, kh * kw)
+                for t, view in enumerate(views):
+                    target += view * wc[None, :, t, None, None]
+            return
+        G, L = n_out // g.o_group, OH * OW
+        # columns [G, c_group·kh·kw, B·L]: one matrix product per group (BLAS)
+        cols = np.stack(views, axis=0).reshape(kh * kw, B, G, g.c_group, L)
+        cols = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4), dtype=dtype).reshape(G, g.c_group * kh * kw, B * L)
+        if G == 1:
+            y = (wd[0] @ cols[0]).reshape(1, g.o_group, B, L)
         else:
-            (C, H, W), (n_out, OH, OW) = g.src, g.tgt
-            kh, kw = g.kernel
-            (sh, sw), (dh, dw), (pt, pl) = g.strides, g.dilations, g.pads
-            pb = max(0, (OH - 1) * sh + (kh - 1) * dh + 1 - (H + pt))
-            pr = max(0, (OW - 1) * sw + (kw - 1) * dw + 1 - (W + pl))
-            padded = np.pad(xs.reshape(B, C, H, W), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-            views = [v for _, v in window_views(padded, g.kernel, g.strides, g.dilations, (OH, OW))]
-            if kind == "pool":
-                y = np.add.reduce(views) * wd[None]
-            else:
-                G, L = n_out // g.o_group, OH * OW
-                # columns [G, c_group·kh·kw, B·L]: one matrix product per group (BLAS)
-                cols = np.stack(views, axis=0).reshape(kh * kw, B, G, g.c_group, L)
-                cols = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4)).reshape(G, g.c_group * kh * kw, B * L)
-                if G == 1:
-                    y = (wd[0] @ cols[0]).reshape(1, g.o_group, B, L)
-                else:
-                    y = np.einsum("gok,gkn->gon", wd, cols).reshape(G, g.o_group, B, L)
-                y = y.transpose(2, 0, 1, 3)  # [B, G, o_group, L]
-        y = y.reshape(B, -1)
-        y = y.astype(np.int64) if dtype is not np.int64 else y
-        return y << e if e else y
+            y = np.einsum("gok,gkn->gon", wd, cols).reshape(G, g.o_group, B, L)
+        y = y.transpose(2, 0, 1, 3).astype(np.int64)  # [B, G, o_group, L]
+        if e:
+            y <<= e
+        np.reshape(out, (B, G, g.o_group, L), copy=False)[...] += y

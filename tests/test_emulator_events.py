@@ -1,0 +1,162 @@
+"""The emulator's event-driven kernel currents (targets/mesh/scatter.py) equal its dense products
+and the reference semantics bit for bit: per kernel on random geometries, values and spike
+densities from 0% to 100%, and on whole random graphs run with each path forced."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_emulator import CHIP, image_of, random_graph
+
+from nmc import semantics
+from nmc.ir.ann import Input
+from nmc.ir.core import Blob, Graph
+from nmc.ir.snn import Encode, Project
+from nmc.ir.types import TensorType
+from nmc.targets.mapping.shapes import Geometry, geometry
+from nmc.targets.mesh.emulator import Emulator
+from nmc.targets.mesh.kernels import KINDS, KernelRunner
+from nmc.targets.mesh import scatter
+from nmc.targets.mesh.scatter import cell_spans, window_table
+from nmc.targets.mesh.sections import load_sections
+
+
+def projection(rng, kind: str):
+    """A random projection of ``kind`` from an encoder of a random (C, H, W) input."""
+    g = Graph("k", {"timesteps": 2})
+    groups = int(rng.choice([1, 2, 3])) if kind == "conv2d" else 1
+    C, H, W = groups * int(rng.integers(1, 4)), int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    x = g.add(Input(declared_type=TensorType((C, H, W), "f32")), "x")
+    enc = g.add(Encode(x=x, encoding="current"), "e")
+    big = rng.random() < 0.3  # weights large enough for float64 or int64 sums
+
+    def w(shape):
+        hi = (1 << 15) if big else 20
+        return Blob(rng.integers(-hi, hi + 1, size=shape).astype(np.int16 if big else np.int8))
+
+    if kind == "dense":
+        return g.add(Project(src=enc, kind="dense", weight=w((int(rng.integers(1, 12)), C * H * W)),
+                             exponent=int(rng.integers(0, 3))), "p").owner
+    kh, kw = int(rng.integers(1, min(H, 3) + 1)), int(rng.integers(1, min(W, 3) + 1))
+    strides = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    if kind == "pool":
+        return g.add(Project(src=enc, kind="pool", kernel=(kh, kw), strides=strides, weight=int(rng.integers(1, 5))), "p").owner
+    dil = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    pads = tuple(int(v) for v in rng.integers(0, 3, 4))
+    if (H + pads[0] + pads[2] - dil[0] * (kh - 1) - 1 < 0) or (W + pads[1] + pads[3] - dil[1] * (kw - 1) - 1 < 0):
+        dil = (1, 1)
+    out_c = groups * int(rng.integers(1, 4))
+    return g.add(Project(src=enc, kind="conv2d", weight=w((out_c, C // groups, kh, kw)), groups=groups, strides=strides,
+                         pads=pads, dilations=dil, exponent=int(rng.integers(0, 4))), "p").owner
+
+
+def kernel_rows(p):
+    """The ``mesh.kernels`` fields KernelRunner reads, for one projection."""
+    g = geometry(p)
+    wt = np.asarray(p.weight.data if isinstance(p.weight, Blob) else p.weight).astype(np.int64)
+    if p.kind == "pool":
+        wt = np.broadcast_to(wt, p.result.type.shape)
+    wt = wt.reshape(-1)
+    kr = {"kind": np.array([KINDS.index(p.kind)], np.uint8), "weights": wt, "weight_start": np.array([0, len(wt)]),
+          "exponent": np.array([p.exponent])}
+    return kr, g
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["conv2d", "conv2d", "pool", "dense"]),
+       st.sampled_from([0.0, 0.03, 0.3, 1.0]), st.sampled_from([1, 7, 1 << 20, 1 << 40]))
+def test_event_path_equals_dense_path_and_reference(seed, kind, density, scale):
+    rng = np.random.default_rng(seed)
+    p = projection(rng, kind)
+    kr, g = kernel_rows(p)
+    B, n = int(rng.integers(1, 4)), p.src.type.size
+    x = rng.integers(-3, 4, size=(B, n)) * scale * (rng.random((B, n)) < density)
+    x[x == 0] = 0
+    want = semantics.project(p, x.reshape(B, *p.src.type.shape), True).reshape(B, -1)
+    b, j = np.nonzero(x)
+    for mode, shift in (("dense", 8), ("event", 8), ("event", 1), ("auto", 1)):
+        # shift 1: every convolution's events take the shifted path (scatter.SHIFT_MIN_OUTPUTS)
+        with mock.patch.object(scatter, "SHIFT_MIN_OUTPUTS", shift):
+            runner = KernelRunner(kr, [g], mode)
+        out = np.zeros_like(want)
+        runner.add(0, out, x, lambda b=b, j=j: (b, j, x[b, j]))
+        np.testing.assert_array_equal(out, want, err_msg=f"{mode}, shift from {shift}")
+
+
+def test_window_table_by_hand():
+    """A 3x3 kernel, padding 1, on a 3x3 plane: the centre reaches every target through the
+    mirrored cell; a corner reaches four."""
+    g = Geometry("window", (1, 3, 3), (1, 3, 3), (3, 3), (1, 1), (1, 1), (1, 1), 1, 1)
+    table = window_table(g)
+    np.testing.assert_array_equal(table[4], [8, 7, 6, 5, 4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(table[0], [4, 3, -1, 1, 0, -1, -1, -1, -1])
+
+
+@pytest.mark.parametrize("n, out, k, s, p, d", [(5, 5, 3, 1, 1, 1), (7, 3, 3, 2, 0, 1), (4, 4, 3, 1, 2, 2),
+                                                (6, 2, 2, 3, 1, 1), (3, 1, 3, 1, 0, 1), (2, 3, 3, 1, 2, 1)])
+def test_cell_spans_agree_with_window_table(n, out, k, s, p, d):
+    """Each cell's (source, target) slices are exactly the pairs the window table lists."""
+    g = Geometry("window", (1, 1, n), (1, 1, out), (1, k), (1, s), (0, p), (1, d), 1, 1)
+    table = window_table(g)
+    for i, span in enumerate(cell_spans(n, out, k, s, p, d)):
+        want = [(y, int(table[y, i])) for y in range(n) if table[y, i] >= 0]
+        got = [] if span is None else list(zip(range(n)[span[0]], range(out)[span[1]]))
+        assert got == want, (i, span)
+
+
+@pytest.mark.parametrize("kind, hw, kernel, strides", [("conv2d", (6, 6), (2, 2), (2, 2)), ("conv2d", (7, 5), (2, 3), (3, 3)),
+                                                    ("pool", (5, 7), (2, 2), (2, 2)), ("pool", (6, 6), (3, 1), (3, 2))])
+def test_non_overlapping_windows_sum_per_target(kind, hw, kernel, strides):
+    """Depthwise convolutions and pools whose windows do not overlap take the summing path
+    (sources outside every window included) and equal the dense product."""
+    rng = np.random.default_rng(1)
+    C, (H, W) = 3, hw
+    OH, OW = (H - kernel[0]) // strides[0] + 1, (W - kernel[1]) // strides[1] + 1
+    g = Geometry("window", (C, H, W), (C, OH, OW), kernel, strides, (0, 0), (1, 1), 1, 1)
+    n_w = C * kernel[0] * kernel[1] if kind == "conv2d" else C * OH * OW
+    wt = rng.integers(-50, 50, n_w)
+    kr = {"kind": np.array([KINDS.index(kind)], np.uint8), "weights": wt, "weight_start": np.array([0, n_w]),
+          "exponent": np.array([2])}
+    x = (rng.random((4, C * H * W)) < 0.3) * rng.integers(1, 4, (4, C * H * W))
+    b, j = np.nonzero(x)
+    runner = KernelRunner(kr, [g], "event")
+    assert runner.scatters[0].single is not None
+    out = np.zeros((4, C * OH * OW), np.int64)
+    runner.add(0, out, x, lambda: (b, j, x[b, j]))
+    np.testing.assert_array_equal(out, KernelRunner(kr, [g], "dense").current(0, x))
+
+
+def run_mode(image, inputs, mode):
+    from nmc.targets.chip import parse_chip
+
+    chip = parse_chip(image.sections["chip"].decode(), "<chip>")
+    return Emulator(load_sections(image.sections, chip), chip, kernels=mode).run(inputs, record="all")
+
+
+def assert_same_runs(graph, inputs):
+    image, _ = image_of(graph, chip=CHIP)
+    ref = semantics.run_snn(graph, inputs)
+    runs = {mode: run_mode(image, inputs, mode) for mode in ("dense", "event", "auto")}
+    for mode, r in runs.items():
+        for a, b in zip(r.outputs, ref.outputs):
+            np.testing.assert_array_equal(a, b, err_msg=mode)
+        assert r.synaptic_ops == ref.synaptic_ops and r.spikes == ref.spike_count, mode
+        for name in runs["dense"].recorded:
+            np.testing.assert_array_equal(r.recorded[name], runs["dense"].recorded[name])
+        assert repr(r.stats) == repr(runs["dense"].stats), mode
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forced_paths_agree_on_random_graphs(seed):
+    assert_same_runs(*random_graph(seed))
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1))
+def test_forced_paths_agree_on_many_random_graphs(seed):
+    assert_same_runs(*random_graph(seed))
