@@ -4,6 +4,7 @@ nmc.neuron's docstring written out plainly, on random parameters, uniform or per
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,9 +79,26 @@ def test_narrow_step_equals_the_equations(seed, uniform, n, bits):
 
 
 def test_narrow_only_where_exact():
-    """Decay or 31-bit neurons keep int64 state."""
+    """Decay, 31-bit or delayed-reset neurons keep int64 state."""
     base = {"threshold": np.array([5]), "bias": np.array([0]), "v0": np.array([0]), "reset_zero": False}
     assert NeuronState.initial(NeuronParams(**base, du=np.array([4096]), dv=np.array([0]), bits=24), 1, True).v.dtype == np.int32
     assert NeuronState.initial(NeuronParams(**base, du=np.array([4096]), dv=np.array([3]), bits=24), 1, True).v.dtype == np.int64
     assert NeuronState.initial(NeuronParams(**base, du=np.array([100]), dv=np.array([0]), bits=24), 1, True).v.dtype == np.int64
     assert NeuronState.initial(NeuronParams(**base, du=np.array([4096]), dv=np.array([0]), bits=31), 1, True).v.dtype == np.int64
+    delayed = NeuronParams(**base, du=np.array([4096]), dv=np.array([0]), bits=24, reset_delayed=True)
+    assert NeuronState.initial(delayed, 1, True).v.dtype == np.int64
+
+
+@pytest.mark.parametrize("reset_zero", [False, True])
+def test_delayed_reset_takes_the_threshold_off_one_step_late(reset_zero):
+    """``reset_delayed``: a neuron over threshold spikes, keeps its voltage for that step, and
+    is reset (to 0, or by the threshold) at the start of the next step's integration."""
+    params = NeuronParams(threshold=np.array([10]), bias=np.array([0]), du=np.array([4096]), dv=np.array([0]),
+                          v0=np.array([0]), reset_zero=reset_zero, bits=24, reset_delayed=True)
+    state = NeuronState.initial(params, 1, narrow=True)
+    spikes, volts = [], []
+    for i in [14, 0, 3, 0]:
+        spikes.append(int(state.step(np.array([[i]]))[0, 0]))
+        volts.append(int(state.v[0, 0]))
+    assert spikes == [1, 0, 0, 0]
+    assert volts == ([14, 0, 3, 3] if reset_zero else [14, 4, 7, 7])
