@@ -44,6 +44,7 @@ beat the best merge found are skipped.  Ties go to the larger group, then the lo
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 
@@ -113,7 +114,8 @@ def _compress(entries, defaultable, target: int) -> list[RoutingEntry]:
         return [e for e, f in zip(entries, flags) if not f]
     table, owner = _ortc(*prefix, rids, flags, width)
     if len(table) > target and len({r for _, _, r in table}) < len(table):
-        m = _Minimiser(*(list(c) for c in zip(*table)), (keys, masks, rids, flags, owner), width)
+        m = _Minimiser(*(list(c) for c in zip(*table)), (keys, masks, rids, flags, owner), width,
+                       prefix_aliases=True)
         m.minimise(target)
         table = m.result()
         if len(table) > target:  # Ordered Covering alone sometimes finds merges ORTC's choices hide
@@ -136,7 +138,7 @@ def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disj
     table = [akeys.tolist(), amasks.tolist(), arids.tolist()]
     if (owner >= 0).sum() <= target:
         return [row for row, o in zip(zip(*table), owner) if o >= 0]
-    m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width)
+    m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width, prefix_aliases=disjoint)
     m.minimise(target)
     return m.result()
 
@@ -179,7 +181,9 @@ class _Minimiser:
     key/mask, route, ``defaultable`` flag and its owner's ``aorder`` (``_BOTTOM`` for a
     default-routed one)."""
 
-    def __init__(self, keys, masks, rids, aliases, width: int):
+    def __init__(self, keys, masks, rids, aliases, width: int, *, prefix_aliases: bool = False):
+        """``prefix_aliases``: the aliases are disjoint prefixes, so those meeting a key/mask
+        are found by bisection among them sorted by key."""
         n = len(keys)
         self.width = width
         self.key, self.mask, self.rid = list(keys), list(masks), list(rids)
@@ -197,6 +201,30 @@ class _Minimiser:
         for i, r in enumerate(self.rid):
             self.groups.setdefault(r, set()).add(i)
         self.cache: dict[int, tuple] = {}
+        n_aliases = len(self.ak)
+        self.by_key = sorted(range(n_aliases), key=self.ak.__getitem__) if prefix_aliases else list(range(n_aliases))
+        self.sorted_keys = [self.ak[j] for j in self.by_key]
+        # the same, as arrays, to scan long runs of aliases
+        self.np_index = np.array(self.by_key, dtype=np.int64)
+        self.np_key = np.array(self.sorted_keys, dtype=_U)
+        self.np_mask = np.array([self.am[j] for j in self.by_key], dtype=_U)
+        self.np_rid = np.array([self.arid[j] for j in self.by_key], dtype=np.int64)
+        self.prefix_aliases = prefix_aliases
+
+    def _meeting(self, k: int, m: int, rid: int) -> list[int]:
+        """The aliases of routes other than ``rid`` that share a key with ``k``/``m``."""
+        lo, hi = 0, len(self.by_key)
+        if self.prefix_aliases:
+            full = (1 << self.width) - 1
+            top = full ^ ((1 << (full ^ m).bit_length()) - 1)  # bits above the highest X
+            lo = max(bisect_right(self.sorted_keys, k & top) - 1, 0)
+            hi = bisect_right(self.sorted_keys, (k & top) | (full ^ top))
+        if hi - lo > 48:
+            sl = slice(lo, hi)
+            hit = (self.np_rid[sl] != rid) & ((self.np_key[sl] & _U(m)) == (self.np_mask[sl] & _U(k)))
+            return self.np_index[sl][hit].tolist()
+        ak, am, arid = self.ak, self.am, self.arid
+        return [j for j in self.by_key[lo:hi] if arid[j] != rid and ak[j] & m == am[j] & k]
 
     def _drop(self, i: int) -> None:
         self.live.discard(i)
@@ -226,7 +254,7 @@ class _Minimiser:
         ck, cm = _merge([key[i] for i in ids], [mask[i] for i in ids])
         cgen = self.width - cm.bit_count()
         # only aliases and entries that meet the candidate merge can constrain it
-        a = [j for j, (k, m, r) in enumerate(zip(self.ak, self.am, self.arid)) if r != rid and k & cm == m & ck]
+        a = self._meeting(ck, cm, rid)
         e = [i for i in self.live if self.rid[i] != rid and self.gen[i] < cgen and key[i] & cm == mask[i] & ck]
         keep = self._downcheck(ids, a)
         if keep is not None and e:
