@@ -63,7 +63,8 @@ def _more_tables(image) -> dict[str, list[dict]] | None:
         return None
     from nmc.targets.classes import class_of_image
 
-    return class_of_image(image).more_tables(image.sections)
+    more = getattr(class_of_image(image), "more_tables", None)  # optional (a class need not subclass ChipClass)
+    return more(image.sections) if more else None
 
 
 def _table(rows: list[dict]) -> list[str]:

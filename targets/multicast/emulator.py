@@ -3,7 +3,9 @@
 
 It reads only the sections and the chip, never the image's graph.
 
-**Routing.**  Every source (a neuron, or a host port) sends packets with its key.  A packet
+**Routing.**  Every source (a neuron, or a host port) of a vertex with destinations sends a
+packet with its key for every spike (a vertex without destinations, an output layer, sends
+none).  A packet
 starts at its vertex's chip and is forwarded hop by hop: each router it reaches looks the key
 up in its compressed table (first match; :func:`first_match`), sends copies out of the
 entry's links and to its processors; a key matching nothing is default routed (out of the
@@ -138,10 +140,14 @@ class Emulator:
         self.lookups, self.hops, self.dropped = (np.zeros(S, np.int64) for _ in range(3))
         link_rows, link_cols, deliv_src, deliv_core = [], [], [], []
         key_of = np.zeros(S, np.int64)
+        self.sends = np.zeros(S, np.int64)  # 1: the source sends a packet per spike
         for v in range(len(k["vertex_base"])):
             src = k["vertex_sources"][k["vertex_start"][v]:k["vertex_start"][v + 1]]
             keys = int(k["vertex_base"][v]) + np.arange(len(src), dtype=np.int64)
             key_of[src] = keys
+            if not k["vertex_sends"][v]:
+                continue
+            self.sends[src] = 1
             j = self.router.walk(keys, tuple(k["vertex_chip"][v].tolist()))
             self.lookups[src], self.hops[src], self.dropped[src] = j["lookups"], j["hops"], j["dropped"]
             for group, link in j["links"]:
@@ -221,7 +227,7 @@ class Emulator:
             out = np.concatenate([np.zeros((B, N), np.int64) if spikes is None else spikes, ports], axis=1)
             emitted[t] = out
             emitted.pop(t - self.max_delay - 1, None)
-            active = (out != 0).astype(np.int64)
+            active = (out != 0).astype(np.int64) * self.sends  # packets: the spikes of sources with destinations
             per_source = active.sum(axis=0)
             tally["packets"] += int(per_source.sum())
             tally["dropped"] += int(per_source @ self.dropped)

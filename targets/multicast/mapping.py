@@ -224,15 +224,12 @@ def router_tables(graph: Graph, chip) -> dict:
 
 
 def compress(entries: list[RoutingEntry], defaultable: list[bool], capacity: int, *, chip: str) -> list[RoutingEntry]:
-    """The one call site of table compression.  Until the class's compressor lands, default-
-    route removal only: vertices' key ranges are disjoint, so dropping a defaultable entry
-    sends its keys by default routing and changes no other key's route."""
-    kept = [e for e, d in zip(entries, defaultable) if not d]
-    if len(kept) > capacity:
-        raise NmcError(f"a router table of chip '{chip}' needs {len(kept)} entries; the router has {capacity} "
-                       f"(over by {len(kept) - capacity})",
-                       hint="a larger board (more chips), or fewer populations per core so that fewer key ranges cross each chip")
-    return kept
+    """The one call site of table compression (:func:`~nmc.targets.multicast.compress.compress_table`:
+    default-route removal, then order-exploiting minimisation as far as it goes); NmcError
+    naming the chip when the table still exceeds ``capacity``."""
+    from nmc.targets.multicast.compress import compress_table
+
+    return compress_table(entries, defaultable, capacity, chip=chip, target_length=0)
 
 
 def compressed_tables(tables: dict, chip) -> dict:

@@ -8,7 +8,8 @@ Each section is an array container (the mesh class's format, :func:`nmc.targets.
 * ``multicast.neurons`` per hardware neuron: ``threshold``, ``bias``, ``du``, ``dv``, ``v0``,
   ``reset`` (0 subtract, 1 zero), ``bits``;
 * ``multicast.keys``    per vertex (a key range): ``vertex_core`` (-1: the host),
-  ``vertex_chip`` [V, 2], ``vertex_base``, ``vertex_bits``, and its sources in key order
+  ``vertex_chip`` [V, 2], ``vertex_base``, ``vertex_bits``, ``vertex_sends`` (u8: 1 when the
+  vertex has destinations; a vertex without sends no packets), and its sources in key order
   (``vertex_start`` [V+1], ``vertex_sources``: hardware neuron ``0..N-1`` or host port
   ``N..N+P-1``);
 * ``multicast.tables``  per chip (board order) its table after compression (``table_start``,
@@ -43,7 +44,8 @@ SECTIONS = ("multicast.cores", "multicast.neurons", "multicast.keys", "multicast
 _SCHEMA = {
     "multicast.cores": {"chip": 2, "proc": 1, "start": 1, "memory_bits": 1},
     "multicast.neurons": {k: 1 for k in ("threshold", "bias", "du", "dv", "v0", "reset", "bits")},
-    "multicast.keys": {"vertex_core": 1, "vertex_chip": 2, "vertex_base": 1, "vertex_bits": 1, "vertex_start": 1,
+    "multicast.keys": {"vertex_core": 1, "vertex_chip": 2, "vertex_base": 1, "vertex_bits": 1, "vertex_sends": 1,
+                       "vertex_start": 1,
                        "vertex_sources": 1},
     "multicast.tables": {**{k: 1 for k in ("table_start", "key", "mask", "links", "proc_start", "procs")},
                          **{f"raw_{k}": 1 for k in ("table_start", "key", "mask", "links", "proc_start", "procs",
@@ -88,6 +90,7 @@ def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
     vertices = m.vertices()
     keys = {"vertex_core": ints([v.core for v in vertices]), "vertex_chip": ints([v.chip for v in vertices]).reshape(-1, 2),
             "vertex_base": ints([v.base for v in vertices]), "vertex_bits": ints([v.bits for v in vertices]),
+            "vertex_sends": np.array([bool(d) for d in m.destinations()], np.uint8),
             "vertex_start": np.cumsum([0] + [len(v.sources) for v in vertices]),
             "vertex_sources": hw_source[np.concatenate([v.sources for v in vertices])] if vertices else ints([])}
     board = Board(chip)
@@ -248,12 +251,13 @@ def load_sections(sections: dict, chip=None) -> McProgram:
         _check(n[key].dtype.kind != "f", "multicast.neurons", f"'{key}' must hold integers")
     P = int(meta["ports"])
     V = len(k["vertex_base"])
-    for key in ("vertex_core", "vertex_bits"):
+    for key in ("vertex_core", "vertex_bits", "vertex_sends"):
         _check(len(k[key]) == V, "multicast.keys", f"'{key}' has {len(k[key])} entries for {V} vertices")
     _check(k["vertex_chip"].shape == (V, 2), "multicast.keys", "'vertex_chip' must be [vertices, 2]")
     _offsets(k["vertex_start"], V, len(k["vertex_sources"]), "multicast.keys", "vertex_start")
     _within(k["vertex_core"], -1, C, "multicast.keys", "vertex_core")
     _within(k["vertex_bits"], 0, chip.router.key_bits + 1, "multicast.keys", "vertex_bits")
+    _within(k["vertex_sends"], 0, 2, "multicast.keys", "vertex_sends")
     _within(k["vertex_sources"], 0, N + P, "multicast.keys", "vertex_sources")
     src = k["vertex_sources"]
     _check(len(src) == N + P and bool(np.array_equal(np.sort(src), np.arange(N + P))), "multicast.keys",
