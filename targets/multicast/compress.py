@@ -1,4 +1,5 @@
-"""Routing-table compression: default-route removal, then Ordered Covering (docs/multicast-routing.md).
+"""Routing-table compression: default-route removal, route groups, ORTC and Ordered Covering
+(docs/multicast-routing.md).
 
 ``compress_table(entries, defaultable, capacity, chip=...)`` returns a shorter table that routes
 every key the original table routes exactly as it does (first-match :func:`~.table.lookup`
@@ -7,39 +8,61 @@ leave by exactly the opposite one, to no processor: its keys may instead match n
 default routed.  Keys that no original entry matches are unallocated and may be routed
 anywhere (:func:`~.check.is_unallocated` tells a router to catch them).
 
-The method (Mundy, Heathcote & Garside, "On-chip order-exploiting routing table minimization
-for a multicast supercomputer network", HPSR 2016):
+Several methods run and the shortest table is kept (ties: the earlier below):
 
-1. The table is sorted by increasing *generality* (don't-care bits of the mask); the input
-   must mean the same in that order (true of any table whose overlapping entries of different
-   routes are ordered most specific first, and of every orthogonal table) or ``ValueError``.
-2. **Default-route removal**: a defaultable entry that no later entry of another route
-   intersects is taken out of the table.  Its keys then fall off the end of the table, so
-   they stay in the minimiser as constraints at the bottom: a merged entry may cover them only
-   if it has their route.
-3. **Ordered Covering**: repeatedly, for every route, the merge of all its entries into one
-   key/mask (an ``X`` wherever they differ) is refined by the *down-check* (the merged entry,
-   inserted above every entry of its generality or more, must not cover any original key/mask
-   — alias — of an entry of another route below it; members are removed, choosing the bit to
-   set that removes fewest, until it covers none) and the *up-check* (no entry of another route
-   between a member and the insertion point may intersect the member; such members are
-   removed, bottom first, and the down-check repeated); the merge removing most entries is
-   applied and the merged entry keeps its members' aliases.  Entries of the merge's own route
-   are never conflicts: a key they lose to the merge is routed the same way (a safe relaxation
-   of the paper's checks, which test every route).  It stops when the table fits
-   ``target_length`` or nothing can be merged.
-4. A merged entry whose aliases are all defaultable is removed when no entry of another route
-   below it intersects it.
+* **Route groups** (tables of disjoint prefixes, as the multicast class's key allocation makes
+  them): one group of entries per route, rarer routes first, each group's entries merged into
+  few key/masks that meet no entry of a later group and no default-routed key of another route
+  (:func:`_grouped`).  Two variants (``_GROUPED``): PACMAN's ordered pair compressor followed by
+  default-route removal (Heathcote's pair compressor as PACMAN 7.4 ships it, same order and
+  greedy pairs, its conflict test by bisection among the sorted prefixes instead of a scan of
+  every later entry, and default routes also removed when only entries of their own route
+  meet them), and a variant that leaves default-routed entries out and first merges whole runs
+  of a group, halving a run on its highest differing bit until its merge meets no conflict.
+* **ORTC then Ordered Covering**, and **Ordered Covering alone** (any table; the only method for
+  one whose entries overlap), after Mundy, Heathcote & Garside, "On-chip order-exploiting
+  routing table minimization for a multicast supercomputer network", HPSR 2016:
 
-Stopping: by default at ``capacity`` (the router's entries), so a table that fits is only
-cleared of default routes; ``target_length=0`` compresses as far as the method goes.  A table
-still longer than ``capacity`` raises :class:`~nmc.diagnostics.NmcError` naming the chip.
+  1. The table is sorted by increasing *generality* (don't-care bits of the mask); the input
+     must mean the same in that order (true of any table whose overlapping entries of different
+     routes are ordered most specific first, and of every orthogonal table) or ``ValueError``.
+  2. **Default-route removal**: a defaultable entry that no later entry of another route
+     intersects is taken out of the table.  Its keys then fall off the end of the table, so
+     they stay in the minimiser as constraints at the bottom: a merged entry may cover them only
+     if it has their route.
+  3. **Ordered Covering**: repeatedly, for every route, the merge of all its entries into one
+     key/mask (an ``X`` wherever they differ) is refined by the *down-check* (the merged entry,
+     inserted above every entry of its generality or more, must not cover any original key/mask
+     — alias — of an entry of another route below it; members are removed, choosing the bit to
+     set that removes fewest, until it covers none) and the *up-check* (no entry of another route
+     between a member and the insertion point may intersect the member; such members are
+     removed, bottom first, and the down-check repeated); the merge removing most entries is
+     applied and the merged entry keeps its members' aliases.  Entries of the merge's own route
+     are never conflicts: a key they lose to the merge is routed the same way (a safe relaxation
+     of the paper's checks, which test every route).  It stops when the table fits the target
+     or nothing can be merged.
+  4. A merged entry whose aliases are all defaultable is removed when no entry of another route
+     below it intersects it.
 
-Speed: keys and masks are numpy ``uint64`` arrays (key width ≤ 64); each route's refined merge
-is cached until a merge whose key/mask intersects its candidate merge is applied (no other
-merge can change it), and routes are tried in decreasing size so that routes whose size cannot
-beat the best merge found are skipped.  Ties go to the larger group, then the lower route id
-(routes numbered in increasing value), so the result is a function of the input alone.
+  On disjoint prefixes, ORTC (Draves et al. 1999, :func:`_ortc`) first gives the fewest prefix
+  entries, which Ordered Covering then merges further.
+
+``effort="thorough"`` (default) runs them all; ``"fast"`` only the route groups (Ordered
+Covering still for a table that is not disjoint prefixes, or when the route groups leave a
+table longer than ``capacity``).  Stopping: by default at ``capacity`` (the router's entries),
+so a table that fits is only cleared of default routes; ``target_length=0`` compresses as far
+as the methods go.  A table still longer than ``capacity`` raises
+:class:`~nmc.diagnostics.NmcError` naming the chip.
+
+Speed: the route groups are done last group first, keeping the conflicts of the current group
+sorted by key, so a merge's conflict test looks only at the prefixes within its range of keys;
+a merge refused once is not tried again (a grown merge meets whatever the smaller one met), and
+the conflict that refused the last merge is tried first.  In Ordered Covering each route's
+refined merge is cached until a merge whose key/mask intersects its candidate merge is applied
+(no other merge can change it), and routes are tried in decreasing size so that routes whose
+size cannot beat the best merge found are skipped.  Ties go to the larger group, then the lower
+route id (routes numbered in decreasing frequency, then value), so the result is a function of
+the input alone.
 """
 
 from __future__ import annotations
@@ -71,7 +94,9 @@ def compress_table(
     """The compressed table of one router (first match wins), at most ``capacity`` entries.
 
     ``target_length``: ``None`` (default) stops once the table fits ``capacity``; ``0``
-    compresses as far as the method goes; another value stops there.  Raises ``NmcError`` when
+    compresses as far as the methods go; another value stops there.  ``effort``: ``"thorough"``
+    (every method, the shortest kept) or ``"fast"`` (route groups only, see the module
+    docstring; the rest when they leave more than ``capacity``).  Raises ``NmcError`` when
     the table cannot be brought down to ``capacity``, ``ValueError`` for an input that is not
     reorderable by generality (see the module docstring) or mismatched lengths.
     """
