@@ -143,9 +143,16 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
     if n - sum(flags) <= target:
         return [e for e, f in zip(entries, flags) if not f]
     table = min((_grouped(keys, masks, rids, flags, prefix[2], width, **v) for v in _GROUPED), key=len)
-    if thorough and len(table) > target:
-        table = min(table, _ortc_ordered_covering(keys, masks, rids, flags, width, prefix, target), key=len)
+    if len(table) > target:
+        ortc, owner = _ortc(*prefix, rids, flags, width)
+        table = min(table, ortc, key=len)
+        if len(table) > target and (thorough or n <= _SMALL):
+            table = min(table, _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width, target,
+                                                    alone=thorough), key=len)
     return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
+
+
+_SMALL = 32  # effort="fast" runs Ordered Covering (after ORTC) on tables of at most this many entries
 
 
 # the route-group candidates tried on every prefix table (the shortest result is kept): PACMAN's
@@ -276,18 +283,17 @@ def _grouped(keys, masks, rids, flags, order, width: int, *, ties: str, defaults
     return [row[:3] for row in rows]
 
 
-def _ortc_ordered_covering(keys, masks, rids, flags, width: int, prefix, target: int):
-    """ORTC, then Ordered Covering on its table (keeping the original entries as aliases); or
-    Ordered Covering alone when that is shorter."""
-    table, owner = _ortc(*prefix, rids, flags, width)
-    if len(table) > target and len({r for _, _, r in table}) < len(table):
-        m = _Minimiser(*(list(c) for c in zip(*table)), (keys, masks, rids, flags, owner), width,
-                       prefix_aliases=True)
-        m.minimise(target)
-        table = m.result()
-        if len(table) > target:  # Ordered Covering alone sometimes finds merges ORTC's choices hide
-            alone = _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True)
-            table = alone if len(alone) < len(table) else table
+def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, target: int, *, alone: bool):
+    """Ordered Covering on ORTC's table ``ortc`` (the original entries its aliases, ``owner`` the
+    ORTC entry matching each first); ``alone``: also Ordered Covering on the original table,
+    which sometimes finds merges ORTC's choices hide.  The shorter table."""
+    if len({r for _, _, r in ortc}) == len(ortc):  # one entry per route: nothing to merge
+        return ortc
+    m = _Minimiser(*(list(c) for c in zip(*ortc)), (keys, masks, rids, flags, owner), width, prefix_aliases=True)
+    m.minimise(target)
+    table = m.result()
+    if alone and len(table) > target:
+        table = min(table, _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True), key=len)
     return table
 
 
