@@ -208,7 +208,9 @@ def test_every_route_group_candidate_routes_every_key_as_before(variant, table):
     keys, masks = [e.key for e in entries], [e.mask for e in entries]
     routes = sorted({e.route for e in entries})
     rids = [routes.index(e.route) for e in entries]
-    rows = _grouped(keys, masks, rids, flags, sorted(range(len(keys)), key=keys.__getitem__), BITS, **variant)
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    by_key = [[column[i] for i in order] for column in (keys, masks, rids, flags)]
+    rows = _grouped(*by_key, rids, BITS, **variant)
     check_equivalent(entries, flags, [RoutingEntry(k, m, routes[r]) for k, m, r in rows], key_bits=BITS)
     assert len(rows) <= len(entries)
 
@@ -229,13 +231,15 @@ def test_the_pair_compressor_order_and_default_route_removal():
     table = [entry("0000", N), entry("0001", N), entry("0010", S), entry("0011", N), entry("1101", E),
              entry("0110", N), entry("0111", N)]
     flags = [False, False, False, False, True, False, False]
-    rows = _grouped([e.key for e in table], [e.mask for e in table], [e.route for e in table], flags,
-                    list(range(7)), 4, ties="last", defaults_as_members=True, split=False)
+    routes = [e.route for e in table]  # sorted by key already
+    rows = _grouped([e.key for e in table], [e.mask for e in table], routes, flags, routes, 4, ties="last",
+                    defaults_as_members=True, split=False)
     assert rows == [(0b0010, 0b1111, S), (0b0000, 0b1000, N)]  # 0010 S, then 0XXX N
     check_equivalent(table, flags, [RoutingEntry(*r) for r in rows], key_bits=4)
     flags[4] = False  # not defaultable: 1101 E must stay, first
-    rows = _grouped([e.key for e in table], [e.mask for e in table], [e.route for e in table], flags,
-                    list(range(7)), 4, ties="last", defaults_as_members=True, split=False)
+    routes = [e.route for e in table]  # sorted by key already
+    rows = _grouped([e.key for e in table], [e.mask for e in table], routes, flags, routes, 4, ties="last",
+                    defaults_as_members=True, split=False)
     assert rows == [(0b1101, 0b1111, E), (0b0010, 0b1111, S), (0b0000, 0b1000, N)]
 
 

@@ -142,7 +142,11 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
     # disjoint prefixes: reorderable, and every defaultable entry is default-routable
     if n - sum(flags) <= target:
         return [e for e, f in zip(entries, flags) if not f]
-    table = min((_grouped(keys, masks, rids, flags, prefix[2], width, **v) for v in _GROUPED), key=len)
+    order = prefix[2]
+    by_key = ([keys[i] for i in order], [masks[i] for i in order], [rids[i] for i in order], [flags[i] for i in order])
+    table = min((_grouped(*by_key, rids, width, **v) for v in _GROUPED), key=len)
+    # every route of a non-defaultable entry needs an entry: no method goes below that
+    target = max(target, len({r for r, f in zip(rids, flags) if not f}))
     if len(table) > target:
         ortc, owner = _ortc(*prefix, rids, flags, width)
         table = min(table, ortc, key=len)
@@ -164,9 +168,10 @@ _GROUPED = (
 )
 
 
-def _grouped(keys, masks, rids, flags, order, width: int, *, ties: str, defaults_as_members: bool, split: bool):
-    """The route-group compressor on disjoint prefixes (``order``: their indices sorted by key),
-    after PACMAN's ordered pair compressor (Heathcote 2016): the table is one group of entries
+def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members: bool, split: bool):
+    """The route-group compressor on disjoint prefixes: keys ``sk`` (ascending), masks ``sm``,
+    route ids ``sr`` and defaultable flags ``sd`` of the entries sorted by key (``rids``: the
+    route ids in table order, for ``ties="last"``), after PACMAN's ordered pair compressor (Heathcote 2016): the table is one group of entries
     per route, routes with fewer entries first, so the commonest route is last.  ``ties``
     orders routes with equally many: ``"low"`` lower route id first, ``"last"`` the route
     whose first entry comes later in the table first (PACMAN's order).  A group's entries are
@@ -181,10 +186,6 @@ def _grouped(keys, masks, rids, flags, order, width: int, *, ties: str, defaults
     followed by its default-route removal does; otherwise they are left out (default routed).
     Returns (key, mask, route id) rows in table order."""
     full = (1 << width) - 1
-    sk = [keys[i] for i in order]
-    sm = [masks[i] for i in order]
-    sr = [rids[i] for i in order]
-    sd = [flags[i] for i in order]
     count = Counter(sr) if defaults_as_members else Counter(r for r, d in zip(sr, sd) if not d)
     if ties == "last":
         first: dict[int, int] = {}
