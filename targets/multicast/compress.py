@@ -206,16 +206,15 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
             levels[pos[r]].append(j)
     # the current group's conflicts sorted by key: groups are done last first, each adding the
     # entries of the group after it.  Those that can meet a key/mask are the disjoint prefixes
-    # within its range of keys (bits above its highest X fixed) and the one just before it
+    # that start between its least and greatest key, and the one before, which may contain
+    # its least key (any other that contains a key of it contains its least key too)
     ck_: list[int] = []
     cm_: list[int] = []
     cr_: list[int] = []
 
     def clear(mk: int, mm: int, r: int) -> bool:
-        top = full ^ ((1 << (full ^ mm).bit_length()) - 1)
-        base = mk & top
-        lo = bisect_right(ck_, base) - 1
-        for t in range(lo if lo > 0 else 0, bisect_right(ck_, base | (full ^ top))):
+        lo = bisect_right(ck_, mk) - 1
+        for t in range(lo if lo > 0 else 0, bisect_right(ck_, mk | (full ^ mm))):
             if ck_[t] & mm == cm_[t] & mk and cr_[t] != r:
                 return False
         return True
@@ -262,10 +261,8 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
                 if bk is not None and bk & mm == bm & mk:
                     j += 1
                     continue
-                top = full ^ ((1 << (full ^ mm).bit_length()) - 1)
-                base = mk & top
-                lo = bisect_right(ck_, base) - 1
-                for t in range(lo if lo > 0 else 0, bisect_right(ck_, base | (full ^ top))):
+                lo = bisect_right(ck_, mk) - 1
+                for t in range(lo if lo > 0 else 0, bisect_right(ck_, mk | (full ^ mm))):
                     if ck_[t] & mm == cm_[t] & mk and cr_[t] != r:
                         bk, bm = ck_[t], cm_[t]
                         j += 1
@@ -390,9 +387,8 @@ class _Minimiser:
         lo, hi = 0, len(self.by_key)
         if self.prefix_aliases:
             full = (1 << self.width) - 1
-            top = full ^ ((1 << (full ^ m).bit_length()) - 1)  # bits above the highest X
-            lo = max(bisect_right(self.sorted_keys, k & top) - 1, 0)
-            hi = bisect_right(self.sorted_keys, (k & top) | (full ^ top))
+            lo = max(bisect_right(self.sorted_keys, k) - 1, 0)  # see _grouped
+            hi = bisect_right(self.sorted_keys, k | (full ^ m))
         if hi - lo > 48:
             sl = slice(lo, hi)
             hit = (self.np_rid[sl] != rid) & ((self.np_key[sl] & _U(m)) == (self.np_mask[sl] & _U(k)))
