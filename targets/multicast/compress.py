@@ -144,9 +144,12 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
         return [e for e, f in zip(entries, flags) if not f]
     order = prefix[2]
     by_key = ([keys[i] for i in order], [masks[i] for i in order], [rids[i] for i in order], [flags[i] for i in order])
-    table = min((_grouped(*by_key, rids, width, **v) for v in _GROUPED), key=len)
     # every route of a non-defaultable entry needs an entry: no method goes below that
     target = max(target, len({r for r, f in zip(rids, flags) if not f}))
+    table = _grouped(*by_key, rids, width, **_GROUPED[0])
+    for variant in _GROUPED[1:]:
+        if len(table) > target:
+            table = min(table, _grouped(*by_key, rids, width, **variant), key=len)
     if len(table) > target:
         ortc, owner = _ortc(*prefix, rids, flags, width)
         table = min(table, ortc, key=len)
