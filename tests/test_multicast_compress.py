@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from nmc.diagnostics import NmcError
 from nmc.targets.multicast.check import RoutingMismatch, check_equivalent, covered_keys, is_unallocated
-from nmc.targets.multicast.compress import _GROUPED, _grouped, compress_table
+from nmc.targets.multicast.compress import _GROUPED, _grouped, _ordered_covering, compress_table
 from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, lookup
 
 N, NE, E, S = link_bit(2), link_bit(1), link_bit(0), link_bit(5)
@@ -213,6 +213,17 @@ def test_every_route_group_candidate_routes_every_key_as_before(variant, table):
     rows = _grouped(*by_key, rids, BITS, **variant)
     check_equivalent(entries, flags, [RoutingEntry(k, m, routes[r]) for k, m, r in rows], key_bits=BITS)
     assert len(rows) <= len(entries)
+
+
+@settings(max_examples=60, deadline=None)
+@given(prefix_tables())
+def test_ordered_covering_as_rig_has_it_routes_every_key_as_before(table):
+    # defaultable entries merged like the others, removed at the end; own-route conflicts too
+    entries, flags = table
+    routes = sorted({e.route for e in entries})
+    rows = _ordered_covering([e.key for e in entries], [e.mask for e in entries], [routes.index(e.route) for e in entries],
+                             flags, BITS, 0, disjoint=True, strict=True, defaults_as_members=True)
+    check_equivalent(entries, flags, [RoutingEntry(k, m, routes[r]) for k, m, r in rows], key_bits=BITS)
 
 
 @settings(max_examples=60, deadline=None)

@@ -45,11 +45,17 @@ Several methods run and the shortest table is kept (ties: the earlier below):
      below it intersects it.
 
   On disjoint prefixes, ORTC (Draves et al. 1999, :func:`_ortc`) first gives the fewest prefix
-  entries, which Ordered Covering then merges further.
+  entries (itself a candidate), which Ordered Covering then merges further; Ordered Covering
+  also runs on the original table as rig (the paper's authors' code, in PACMAN) has it:
+  defaultable entries merged like the others and removed at the end (step 4), and entries of
+  the merge's own route conflicts too (``strict``) — a different greedy path that sometimes
+  ends shorter.
 
-``effort="thorough"`` (default) runs them all; ``"fast"`` only the route groups (Ordered
-Covering still for a table that is not disjoint prefixes, or when the route groups leave a
-table longer than ``capacity``).  Stopping: by default at ``capacity`` (the router's entries),
+``effort="thorough"`` (default) runs them all; ``"fast"`` the route groups and ORTC, and the
+Ordered Covering runs other than steps 1-4 alone only on tables of at most ``_SMALL`` entries
+(steps 1-4 still for a table that is not disjoint prefixes, and everything when the fast
+methods leave a table longer than ``capacity``).  No method runs once the table is down to the
+number of routes of its non-defaultable entries.  Stopping: by default at ``capacity`` (the router's entries),
 so a table that fits is only cleared of default routes; ``target_length=0`` compresses as far
 as the methods go.  A table still longer than ``capacity`` raises
 :class:`~nmc.diagnostics.NmcError` naming the chip.
@@ -159,7 +165,7 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
     return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
 
 
-_SMALL = 32  # effort="fast" runs Ordered Covering (after ORTC) on tables of at most this many entries
+_SMALL = 32  # effort="fast" runs Ordered Covering (not steps 1-4 alone) on tables of at most this many entries
 
 
 # the route-group candidates tried on every prefix table (the shortest result is kept): PACMAN's
@@ -285,20 +291,26 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
 
 
 def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, target: int, *, alone: bool):
-    """Ordered Covering on ORTC's table ``ortc`` (the original entries its aliases, ``owner`` the
-    ORTC entry matching each first); ``alone``: also Ordered Covering on the original table,
-    which sometimes finds merges ORTC's choices hide.  The shorter table."""
-    if len({r for _, _, r in ortc}) == len(ortc):  # one entry per route: nothing to merge
-        return ortc
-    m = _Minimiser(*(list(c) for c in zip(*ortc)), (keys, masks, rids, flags, owner), width, prefix_aliases=True)
-    m.minimise(target)
-    table = m.result()
+    """The shortest of: Ordered Covering on ORTC's table ``ortc`` (the original entries its
+    aliases, ``owner`` the ORTC entry matching each first); Ordered Covering on the original
+    table as rig has it (defaultable entries merged like the others and removed at the end,
+    and a merge's own route's entries are conflicts too), which sometimes finds merges the
+    others miss; and, when ``alone``, Ordered Covering on the original table as in steps 1-4."""
+    table = ortc
+    if len({r for _, _, r in ortc}) < len(ortc):  # else one entry per route: nothing to merge
+        m = _Minimiser(*(list(c) for c in zip(*ortc)), (keys, masks, rids, flags, owner), width, prefix_aliases=True)
+        m.minimise(target)
+        table = m.result()
+    if len(table) > target:
+        table = min(table, _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True, strict=True,
+                                             defaults_as_members=True), key=len)
     if alone and len(table) > target:
         table = min(table, _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True), key=len)
     return table
 
 
-def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disjoint: bool):
+def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disjoint: bool, strict: bool = False,
+                      defaults_as_members: bool = False):
     """Steps 1-4 on the table as given: (key, mask, route id) rows.  ``disjoint``: no two
     entries share a key (so the table is reorderable and every defaultable entry removable)."""
     akeys, amasks, arids = np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64)
@@ -308,11 +320,12 @@ def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disj
     perm = np.argsort(gens, kind="stable")
     akeys, amasks, arids, aflags = akeys[perm], amasks[perm], arids[perm], np.array(flags)[perm]
     owner = np.arange(len(keys))
-    owner[aflags if disjoint else _default_routable(akeys, amasks, arids, aflags)] = -1
+    if not defaults_as_members:
+        owner[aflags if disjoint else _default_routable(akeys, amasks, arids, aflags)] = -1
     table = [akeys.tolist(), amasks.tolist(), arids.tolist()]
     if (owner >= 0).sum() <= target:
         return [row for row, o in zip(zip(*table), owner) if o >= 0]
-    m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width, prefix_aliases=disjoint)
+    m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width, prefix_aliases=disjoint, strict=strict)
     m.minimise(target)
     return m.result()
 
@@ -355,11 +368,13 @@ class _Minimiser:
     key/mask, route, ``defaultable`` flag and its owner's ``aorder`` (``_BOTTOM`` for a
     default-routed one)."""
 
-    def __init__(self, keys, masks, rids, aliases, width: int, *, prefix_aliases: bool = False):
+    def __init__(self, keys, masks, rids, aliases, width: int, *, prefix_aliases: bool = False, strict: bool = False):
         """``prefix_aliases``: the aliases are disjoint prefixes, so those meeting a key/mask
-        are found by bisection among them sorted by key."""
+        are found by bisection among them sorted by key.  ``strict``: entries and aliases of
+        a merge's own route are conflicts in the up- and down-checks too, as in the paper."""
         n = len(keys)
         self.width = width
+        self.strict = strict
         self.key, self.mask, self.rid = list(keys), list(masks), list(rids)
         self.gen = [width - m.bit_count() for m in self.mask]
         self.order = [(g << 32) | (_SEQ + i) for i, g in enumerate(self.gen)]
@@ -427,8 +442,10 @@ class _Minimiser:
         ck, cm = _merge([key[i] for i in ids], [mask[i] for i in ids])
         cgen = self.width - cm.bit_count()
         # only aliases and entries that meet the candidate merge can constrain it
-        a = self._meeting(ck, cm, rid)
-        e = [i for i in self.live if self.rid[i] != rid and self.gen[i] < cgen and key[i] & cm == mask[i] & ck]
+        own = -1 if self.strict else rid
+        a = self._meeting(ck, cm, own)
+        e = [i for i in self.live if self.rid[i] != own and self.gen[i] < cgen and key[i] & cm == mask[i] & ck
+             and i not in self.groups[rid]]
         keep = self._downcheck(ids, a)
         if keep is not None and e:
             keep, changed = self._upcheck(keep, e)
