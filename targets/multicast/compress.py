@@ -51,10 +51,10 @@ Several methods run and the shortest table is kept (ties: the earlier below):
   the merge's own route conflicts too (``strict``) — a different greedy path that sometimes
   ends shorter.
 
-``effort="thorough"`` (default) runs them all; ``"fast"`` the route groups and ORTC, and the
-Ordered Covering runs other than steps 1-4 alone only on tables of at most ``_SMALL`` entries
-(steps 1-4 still for a table that is not disjoint prefixes, and everything when the fast
-methods leave a table longer than ``capacity``).  No method runs once the table is down to the
+``effort="thorough"`` (default) runs them all; ``"fast"`` the route groups and ORTC, and rig's
+Ordered Covering only on tables of at most ``_SMALL`` entries (steps 1-4 still for a table that
+is not disjoint prefixes, and everything when the fast methods leave a table longer than
+``capacity``).  No method runs once the table is down to the
 number of routes of its non-defaultable entries.  Stopping: by default at ``capacity`` (the router's entries),
 so a table that fits is only cleared of default routes; ``target_length=0`` compresses as far
 as the methods go.  A table still longer than ``capacity`` raises
@@ -161,11 +161,11 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
         table = min(table, ortc, key=len)
         if len(table) > target and (thorough or n <= _SMALL):
             table = min(table, _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width, target,
-                                                    alone=thorough), key=len)
+                                                    thorough=thorough), key=len)
     return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
 
 
-_SMALL = 32  # effort="fast" runs Ordered Covering (not steps 1-4 alone) on tables of at most this many entries
+_SMALL = 32  # effort="fast" runs rig's Ordered Covering on tables of at most this many entries
 
 
 # the route-group candidates tried on every prefix table (the shortest result is kept): PACMAN's
@@ -290,21 +290,22 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
     return [row[:3] for row in rows]
 
 
-def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, target: int, *, alone: bool):
-    """The shortest of: Ordered Covering on ORTC's table ``ortc`` (the original entries its
-    aliases, ``owner`` the ORTC entry matching each first); Ordered Covering on the original
-    table as rig has it (defaultable entries merged like the others and removed at the end,
-    and a merge's own route's entries are conflicts too), which sometimes finds merges the
-    others miss; and, when ``alone``, Ordered Covering on the original table as in steps 1-4."""
+def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, target: int, *, thorough: bool):
+    """The shortest of ``ortc`` and Ordered Covering on the original table as rig has it
+    (defaultable entries merged like the others and removed at the end, and a merge's own
+    route's entries are conflicts too), which sometimes finds merges the others miss; and,
+    when ``thorough``, Ordered Covering on ORTC's table ``ortc`` (the original entries its
+    aliases, ``owner`` the ORTC entry matching each first) and on the original table as in
+    steps 1-4."""
     table = ortc
-    if len({r for _, _, r in ortc}) < len(ortc):  # else one entry per route: nothing to merge
+    if thorough and len({r for _, _, r in ortc}) < len(ortc):  # else one entry per route: nothing to merge
         m = _Minimiser(*(list(c) for c in zip(*ortc)), (keys, masks, rids, flags, owner), width, prefix_aliases=True)
         m.minimise(target)
         table = m.result()
     if len(table) > target:
         table = min(table, _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True, strict=True,
                                              defaults_as_members=True), key=len)
-    if alone and len(table) > target:
+    if thorough and len(table) > target:
         table = min(table, _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True), key=len)
     return table
 
