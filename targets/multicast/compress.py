@@ -61,7 +61,8 @@ as the methods go.  A table still longer than ``capacity`` raises
 :class:`~nmc.diagnostics.NmcError` naming the chip.
 
 Speed: the route groups are done last group first, keeping the conflicts of the current group
-sorted by key, so a merge's conflict test looks only at the prefixes within its range of keys;
+sorted by key, so a merge's conflict test looks only at the prefixes that start between its
+least and greatest key and the one before (ORTC-backed Ordered Covering finds aliases alike);
 a merge refused once is not tried again (a grown merge meets whatever the smaller one met), and
 the conflict that refused the last merge is tried first.  In Ordered Covering each route's
 refined merge is cached until a merge whose key/mask intersects its candidate merge is applied
@@ -256,7 +257,7 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
                 half = bisect_left(run, (sk[run[b - 1]] >> bit) << bit, a, b, key=sk.__getitem__)
                 todo += [(half, b), (a, half)]
         else:
-            ks, ms, ds = [sk[j] for j in run], [sm[j] for j in run], [sd[j] for j in run]
+            ks, ms, ds = list(map(sk.__getitem__, run)), list(map(sm.__getitem__, run)), list(map(sd.__getitem__, run))
         # greedy pairs; a merge that meets a conflict still does once grown, so no pair is
         # tried twice; the conflict that refused the last merge is tried first
         bk = bm = None
