@@ -2,14 +2,14 @@
 
 Every router table of a mapping is compressed as far as each method goes, same tables in,
 entries out and seconds.  nmc (targets/multicast/compress.py) twice:
-``compress_table(..., target_length=0, effort="fast")`` (the route-group candidates: PACMAN's
-ordered pair compressor with default-route removal, and a split-first variant; the shorter
-kept) and ``effort="thorough"`` (also ORTC + Ordered Covering and Ordered Covering alone; the
-shortest kept).  PACMAN: its ``router_table_compress_as_far_as_possible`` compressors.  PACMAN
+``compress_table(..., target_length=0, effort="fast")`` (the route groups — PACMAN's ordered
+pair compressor with default-route removal, and a split-first variant — and ORTC, and on
+tables of at most 32 entries Ordered Covering as rig has it; the shortest kept) and
+``effort="thorough"`` (every method; compress.py's module docstring lists them).  PACMAN: its ``router_table_compress_as_far_as_possible`` compressors.  PACMAN
 (``spinnaker-pacman``) runs in its own venv through ``benchmarks/pacman_routing.py`` on the
 same tables passed as JSON::
 
-    python3 -m venv /work/venv-pacman && /work/venv-pacman/bin/pip install spinnaker-pacman
+    python3.11 -m venv /work/venv-pacman && /work/venv-pacman/bin/pip install 'spinnaker-pacman==1!7.4.1'
 
 (``--pacman-python`` points at its interpreter, default ``../venv-pacman/bin/python``); its
 compressors are Ordered Covering, the ordered pair compressor, the pair compressor followed by
