@@ -1,18 +1,28 @@
 """Router-table compression, nmc against PACMAN's compressors (``python benchmarks/routing.py``).
 
-Every router table of a mapping is compressed as far as each method goes (nmc:
-``compress_table(..., target_length=0)``, targets/multicast/compress.py; PACMAN: its
-``router_table_compress_as_far_as_possible``), same tables in, entries out and seconds
-(``time.perf_counter`` around each table's compression, summed per network; checking is not
-timed).  PACMAN (``spinnaker-pacman``) runs in its own venv through
-``benchmarks/pacman_routing.py`` (its docstring says how to make the venv; ``--pacman-python``
-points at its interpreter, default ``../venv-pacman/bin/python``), on the same tables passed
-as JSON; its compressors are Ordered Covering, the ordered pair compressor, the pair
-compressor followed by PACMAN's default-route removal, and the range compressor, each timed in
-the same run, and its best per table is the fewest entries any of them reaches, timed by the
-fastest one that reaches it.  Every nmc table is proved equivalent to its original by
-``check_equivalent`` (every allocated key looked up in both); every PACMAN output by PACMAN's
-own ``compare_tables``.
+Every router table of a mapping is compressed as far as each method goes, same tables in,
+entries out and seconds.  nmc (targets/multicast/compress.py) twice:
+``compress_table(..., target_length=0, effort="fast")`` (the route groups — PACMAN's ordered
+pair compressor with default-route removal, and a split-first variant — and ORTC, and on
+tables of at most 32 entries Ordered Covering as rig has it; the shortest kept) and
+``effort="thorough"`` (every method; compress.py's module docstring lists them).  PACMAN: its ``router_table_compress_as_far_as_possible`` compressors.  PACMAN
+(``spinnaker-pacman``) runs in its own venv through ``benchmarks/pacman_routing.py`` on the
+same tables passed as JSON::
+
+    python3.11 -m venv /work/venv-pacman && /work/venv-pacman/bin/pip install 'spinnaker-pacman==1!7.4.1'
+
+(``--pacman-python`` points at its interpreter, default ``../venv-pacman/bin/python``); its
+compressors are Ordered Covering, the ordered pair compressor, the pair compressor followed by
+PACMAN's default-route removal, and the range compressor, and its best per table is the fewest
+entries any of them reaches, timed by the fastest one that reaches it.
+
+Timing, the same on both sides: ``time.perf_counter`` around the compressor's per-table call
+only (nmc: ``compress_table`` on a list of ``RoutingEntry``, returning one; PACMAN: the
+compressor's ``compress_table`` on its ``UnCompressedMulticastRoutingTable``, returning its
+entries), the median of ``--repeats`` calls per table, summed per network; building the
+input tables and checking the outputs are not timed.  Every nmc table is proved equivalent to
+its original by ``check_equivalent`` (every allocated key looked up in both); every PACMAN
+output by PACMAN's own ``compare_tables``.  The speed-up is PACMAN's best time over nmc's.
 
 Tables (``real``): the multicast class's own uncompressed tables
 (``nmc.targets.multicast.mapping.router_tables``: key ranges per core slice, shortest-path
@@ -28,9 +38,10 @@ aligned consecutive keys per layer, ``dense``/``conv`` projections, breadth-firs
 harness's stand-in before the class landed; their rows say ``synthetic``.
 
     python benchmarks/routing.py [--networks mnist-8,cnn,vgg] [--sizes 10000 30000 100000]
-        [--data ../shared/data] [--synthetic] [--json OUT] [--pacman-python PATH]
+        [--repeats 5] [--data ../shared/data] [--synthetic] [--json OUT] [--pacman-python PATH]
 
-The machine may be shared with other work: the ratios come from the same run, times vary.
+The machine may be shared with other work: nmc and PACMAN run in the same run, one network
+after the other, and medians damp but do not remove the noise.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,18 +184,20 @@ def series_layers(neurons: int):
     return [(neurons // 4, None)] + [(neurons // 4, "conv")] * 3
 
 
-def run_nmc(tables, capacity: int):
+def run_nmc(tables, capacity: int, effort: str, repeats: int):
     rows = []
     for chip, (entries, flags) in tables.items():
-        start = time.perf_counter()
-        out = compress_table(entries, flags, capacity, chip=f"{chip}", target_length=0)
-        seconds = time.perf_counter() - start
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = compress_table(entries, flags, capacity, chip=f"{chip}", target_length=0, effort=effort)
+            times.append(time.perf_counter() - start)
         check_equivalent(entries, flags, out)
-        rows.append({"entries": len(out), "seconds": seconds})
+        rows.append({"entries": len(out), "seconds": statistics.median(times)})
     return rows
 
 
-def run_pacman(tables, python: str):
+def run_pacman(tables, python: str, repeats: int):
     payload = {"tables": [
         {"x": x, "y": y, "entries": [[e.key, e.mask, e.route, bool(f)] for e, f in zip(entries, flags)]}
         for (x, y), (entries, flags) in tables.items()
@@ -191,7 +205,7 @@ def run_pacman(tables, python: str):
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "tables.json", Path(tmp) / "results.json"
         src.write_text(json.dumps(payload))
-        proc = subprocess.run([python, str(HERE / "pacman_routing.py"), str(src), str(dst)],
+        proc = subprocess.run([python, str(HERE / "pacman_routing.py"), str(src), str(dst), str(repeats)],
                               capture_output=True, text=True)
         if proc.returncode:
             sys.exit(f"PACMAN failed:\n{proc.stderr[-3000:]}")
@@ -199,25 +213,30 @@ def run_pacman(tables, python: str):
     return result["pacman"], result["results"]
 
 
-def compare(name, source, tables, pacman_python, capacity=CAPACITY):
-    mine = run_nmc(tables, capacity)
-    version, theirs = run_pacman(tables, pacman_python)
+EFFORTS = ("fast", "thorough")
+
+
+def compare(name, source, tables, pacman_python, capacity=CAPACITY, repeats=1):
+    mine = {effort: run_nmc(tables, capacity, effort, repeats) for effort in EFFORTS}
+    version, theirs = run_pacman(tables, pacman_python, repeats)
     names = list(theirs[0]) if theirs else []
     row = {
         "network": name, "tables": source, "routers": len(tables),
         "entries_in": sum(len(e) for e, _ in tables.values()),
-        "max_in": max((len(e) for e, _ in tables.values()), default=0),
-        "nmc_entries": sum(r["entries"] for r in mine), "nmc_max": max((r["entries"] for r in mine), default=0),
-        "nmc_s": sum(r["seconds"] for r in mine), "pacman": version,
+        "max_in": max((len(e) for e, _ in tables.values()), default=0), "pacman": version,
     }
-    best_entries = best_s = worse = 0
-    for m, t in zip(mine, theirs):
+    fewest, fastest = [], []
+    for t in theirs:
         ok = {k: v for k, v in t.items() if v["ok"]}
-        fewest = min(v["entries"] for v in ok.values())
-        best_entries += fewest
-        best_s += min(v["seconds"] for v in ok.values() if v["entries"] == fewest)
-        worse += m["entries"] > fewest
-    row.update(pacman_best_entries=best_entries, pacman_best_s=best_s, tables_worse=worse)
+        fewest.append(min(v["entries"] for v in ok.values()))
+        fastest.append(min(v["seconds"] for v in ok.values() if v["entries"] == fewest[-1]))
+    row.update(pacman_best_entries=sum(fewest), pacman_best_s=sum(fastest))
+    for effort, rows in mine.items():
+        row[f"nmc_{effort}_entries"] = sum(r["entries"] for r in rows)
+        row[f"nmc_{effort}_max"] = max((r["entries"] for r in rows), default=0)
+        row[f"nmc_{effort}_s"] = sum(r["seconds"] for r in rows)
+        row[f"nmc_{effort}_worse"] = sum(r["entries"] > f for r, f in zip(rows, fewest))
+        row[f"nmc_{effort}_better"] = sum(r["entries"] < f for r, f in zip(rows, fewest))
     for k in names:
         row[f"{k}_entries"] = sum(t[k]["entries"] for t in theirs)
         row[f"{k}_s"] = sum(t[k]["seconds"] for t in theirs)
@@ -226,23 +245,29 @@ def compare(name, source, tables, pacman_python, capacity=CAPACITY):
 
 
 def print_table(rows):
-    cols = ["network", "tables", "routers", "entries in (max)", "nmc entries (max)", "PACMAN best entries",
-            "tables nmc > PACMAN", "nmc s", "PACMAN best s", "speed-up"]
+    cols = ["network", "tables", "routers", "entries in (max)", "PACMAN best entries", "PACMAN best s"]
+    for effort in EFFORTS:
+        cols += [f"nmc {effort} entries", f"tables fewer / more than PACMAN ({effort})", f"nmc {effort} s",
+                 f"speed-up ({effort})"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
-        print(f"| {r['network']} | {r['tables']} | {r['routers']} | {r['entries_in']} ({r['max_in']}) | "
-              f"{r['nmc_entries']} ({r['nmc_max']}) | {r['pacman_best_entries']} | {r['tables_worse']} | "
-              f"{r['nmc_s']:.3f} | {r['pacman_best_s']:.3f} | {r['pacman_best_s'] / max(r['nmc_s'], 1e-9):.1f}× |")
-    names = [k[:-8] for k in rows[0] if k.endswith("_entries") and k not in
-             ("nmc_entries", "pacman_best_entries")] if rows else []
+        cells = [r["network"], r["tables"], str(r["routers"]), f"{r['entries_in']} ({r['max_in']})",
+                 str(r["pacman_best_entries"]), f"{r['pacman_best_s']:.4f}"]
+        for effort in EFFORTS:
+            s = r[f"nmc_{effort}_s"]
+            cells += [str(r[f"nmc_{effort}_entries"]), f"{r[f'nmc_{effort}_better']} / {r[f'nmc_{effort}_worse']}",
+                      f"{s:.4f}", f"{r['pacman_best_s'] / max(s, 1e-9):.1f}×"]
+        print("| " + " | ".join(cells) + " |")
+    names = [k[:-8] for k in rows[0] if k.endswith("_entries") and not k.startswith(("nmc_", "pacman_"))
+             and k != "entries_in"] if rows else []
     print()
-    print("| network | " + " | ".join(f"{k} entries | {k} s" for k in names) + " | nmc s |")
-    print("|---|" + "---|---|" * len(names) + "---|")
+    print("| network | " + " | ".join(f"{k} entries | {k} s" for k in names) + " |")
+    print("|---|" + "---|---|" * len(names))
     for r in rows:
         cells = " | ".join(f"{r[k + '_entries']}{' (' + str(r[k + '_failed']) + ' failed check)' if r[k + '_failed'] else ''}"
-                           f" | {r[k + '_s']:.3f}" for k in names)
-        print(f"| {r['network']} | {cells} | {r['nmc_s']:.3f} |")
+                           f" | {r[k + '_s']:.4f}" for k in names)
+        print(f"| {r['network']} | {cells} |")
 
 
 def main() -> None:
@@ -254,6 +279,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--calib", type=int, default=20, help="calibration samples")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=5, help="timed calls per table and compressor (median)")
     ap.add_argument("--synthetic", action="store_true", help="also the synthetic networks and series")
     ap.add_argument("--neurons-per-core", type=int, default=256, help="synthetic tables")
     ap.add_argument("--window", type=int, default=2, help="synthetic conv projections: slices either side")
@@ -272,11 +298,11 @@ def main() -> None:
         start = time.perf_counter()
         tables, capacity = real_tables(name, args)
         print(f"# {name}: mapped in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        rows.append(compare(name, "real", tables, args.pacman_python, capacity))
+        rows.append(compare(name, "real", tables, args.pacman_python, capacity, args.repeats))
     if args.synthetic:
         for name, layers in [*SYNTHETIC.items(), *((f"synthetic series {n}", series_layers(n)) for n in SIZES)]:
             tables = synthetic_tables(layers, args.neurons_per_core, args.window)
-            rows.append(compare(name, "synthetic", tables, args.pacman_python))
+            rows.append(compare(name, "synthetic", tables, args.pacman_python, repeats=args.repeats))
     print(f"PACMAN: spinnaker-pacman {rows[0]['pacman'] if rows else '?'}; nmc and PACMAN in the same run; "
           f"{os.cpu_count()} CPUs, possibly shared with other work")
     print_table(rows)

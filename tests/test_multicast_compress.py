@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from nmc.diagnostics import NmcError
 from nmc.targets.multicast.check import RoutingMismatch, check_equivalent, covered_keys, is_unallocated
-from nmc.targets.multicast.compress import compress_table
+from nmc.targets.multicast.compress import _GROUPED, _grouped, _ordered_covering, compress_table
 from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, lookup
 
 N, NE, E, S = link_bit(2), link_bit(1), link_bit(0), link_bit(5)
@@ -128,10 +128,10 @@ def test_compression_is_deterministic():
 # --- the checker -----------------------------------------------------------------------------
 
 def test_unallocated_keys():
-    table = slices(4, lambda i: N)
-    assert not is_unallocated(table, 0x3FF) and is_unallocated(table, 0x400)
+    table = slices(3, lambda i: N)
+    assert not is_unallocated(table, 0x2FF) and is_unallocated(table, 0x300)
     out = compress(table, target_length=0)
-    assert lookup(out, 0x400) == N  # the merged entry covers it: only the original table can tell
+    assert len(out) == 1 and lookup(out, 0x300) == N  # the merged entry covers it: only the original can tell
 
 
 def test_checker_counts_and_bounds():
@@ -197,6 +197,68 @@ def test_prefix_tables_route_every_key_as_before(table):
     out = compress(entries, flags, target_length=0)
     check_equivalent(entries, flags, out, key_bits=BITS)
     assert len(out) <= sum(not f for f in flags)
+
+
+@pytest.mark.parametrize("variant", _GROUPED, ids=lambda v: "-".join(map(str, v.values())))
+@settings(max_examples=60, deadline=None)
+@given(prefix_tables())
+def test_every_route_group_candidate_routes_every_key_as_before(variant, table):
+    # each candidate on its own (compress_table keeps the shortest, which would hide a wrong one)
+    entries, flags = table
+    keys, masks = [e.key for e in entries], [e.mask for e in entries]
+    routes = sorted({e.route for e in entries})
+    rids = [routes.index(e.route) for e in entries]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    by_key = [[column[i] for i in order] for column in (keys, masks, rids, flags)]
+    rows = _grouped(*by_key, rids, BITS, **variant)
+    check_equivalent(entries, flags, [RoutingEntry(k, m, routes[r]) for k, m, r in rows], key_bits=BITS)
+    assert len(rows) <= len(entries)
+
+
+@settings(max_examples=60, deadline=None)
+@given(prefix_tables())
+def test_ordered_covering_as_rig_has_it_routes_every_key_as_before(table):
+    # defaultable entries merged like the others, removed at the end; own-route conflicts too
+    entries, flags = table
+    routes = sorted({e.route for e in entries})
+    rows = _ordered_covering([e.key for e in entries], [e.mask for e in entries], [routes.index(e.route) for e in entries],
+                             flags, BITS, 0, disjoint=True, strict=True, defaults_as_members=True)
+    check_equivalent(entries, flags, [RoutingEntry(k, m, routes[r]) for k, m, r in rows], key_bits=BITS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(prefix_tables())
+def test_fast_effort_routes_every_key_as_before_and_thorough_is_no_longer(table):
+    entries, flags = table
+    fast = compress(entries, flags, target_length=0, effort="fast")
+    check_equivalent(entries, flags, fast, key_bits=BITS)
+    assert len(compress(entries, flags, target_length=0)) <= len(fast)
+
+
+def test_the_pair_compressor_order_and_default_route_removal():
+    # PACMAN's ordered pair compressor: the rarer route's group first, the commonest last
+    # (merged into one entry, which may cover the rarer route's keys above it); 1101 E is
+    # defaultable and nothing below meets it, so it goes (0101 would stay: 0XXX N meets it).
+    table = [entry("0000", N), entry("0001", N), entry("0010", S), entry("0011", N), entry("1101", E),
+             entry("0110", N), entry("0111", N)]
+    flags = [False, False, False, False, True, False, False]
+    routes = [e.route for e in table]  # sorted by key already
+    rows = _grouped([e.key for e in table], [e.mask for e in table], routes, flags, routes, 4, ties="last",
+                    defaults_as_members=True, split=False)
+    assert rows == [(0b0010, 0b1111, S), (0b0000, 0b1000, N)]  # 0010 S, then 0XXX N
+    check_equivalent(table, flags, [RoutingEntry(*r) for r in rows], key_bits=4)
+    flags[4] = False  # not defaultable: 1101 E must stay, first
+    routes = [e.route for e in table]  # sorted by key already
+    rows = _grouped([e.key for e in table], [e.mask for e in table], routes, flags, routes, 4, ties="last",
+                    defaults_as_members=True, split=False)
+    assert rows == [(0b1101, 0b1111, E), (0b0010, 0b1111, S), (0b0000, 0b1000, N)]
+
+
+def test_effort_is_checked_and_fast_falls_back_when_over_capacity():
+    table = slices(8, lambda i: core_bit(i % 2))
+    with pytest.raises(ValueError, match="effort"):
+        compress(table, effort="quick")
+    assert len(compress(table, capacity=2, effort="fast")) == 2
 
 
 @settings(max_examples=150, deadline=None)

@@ -1,4 +1,5 @@
-"""Routing-table compression: default-route removal, then Ordered Covering (docs/multicast-routing.md).
+"""Routing-table compression: default-route removal, route groups, ORTC and Ordered Covering
+(docs/multicast-routing.md).
 
 ``compress_table(entries, defaultable, capacity, chip=...)`` returns a shorter table that routes
 every key the original table routes exactly as it does (first-match :func:`~.table.lookup`
@@ -7,43 +8,73 @@ leave by exactly the opposite one, to no processor: its keys may instead match n
 default routed.  Keys that no original entry matches are unallocated and may be routed
 anywhere (:func:`~.check.is_unallocated` tells a router to catch them).
 
-The method (Mundy, Heathcote & Garside, "On-chip order-exploiting routing table minimization
-for a multicast supercomputer network", HPSR 2016):
+Several methods run and the shortest table is kept (ties: the earlier below):
 
-1. The table is sorted by increasing *generality* (don't-care bits of the mask); the input
-   must mean the same in that order (true of any table whose overlapping entries of different
-   routes are ordered most specific first, and of every orthogonal table) or ``ValueError``.
-2. **Default-route removal**: a defaultable entry that no later entry of another route
-   intersects is taken out of the table.  Its keys then fall off the end of the table, so
-   they stay in the minimiser as constraints at the bottom: a merged entry may cover them only
-   if it has their route.
-3. **Ordered Covering**: repeatedly, for every route, the merge of all its entries into one
-   key/mask (an ``X`` wherever they differ) is refined by the *down-check* (the merged entry,
-   inserted above every entry of its generality or more, must not cover any original key/mask
-   — alias — of an entry of another route below it; members are removed, choosing the bit to
-   set that removes fewest, until it covers none) and the *up-check* (no entry of another route
-   between a member and the insertion point may intersect the member; such members are
-   removed, bottom first, and the down-check repeated); the merge removing most entries is
-   applied and the merged entry keeps its members' aliases.  Entries of the merge's own route
-   are never conflicts: a key they lose to the merge is routed the same way (a safe relaxation
-   of the paper's checks, which test every route).  It stops when the table fits
-   ``target_length`` or nothing can be merged.
-4. A merged entry whose aliases are all defaultable is removed when no entry of another route
-   below it intersects it.
+* **Route groups** (tables of disjoint prefixes, as the multicast class's key allocation makes
+  them): one group of entries per route, rarer routes first, each group's entries merged into
+  few key/masks that meet no entry of a later group and no default-routed key of another route
+  (:func:`_grouped`).  Two variants (``_GROUPED``): PACMAN's ordered pair compressor followed by
+  default-route removal (Heathcote's pair compressor as PACMAN 7.4 ships it, same order and
+  greedy pairs, its conflict test by bisection among the sorted prefixes instead of a scan of
+  every later entry, and default routes also removed when only entries of their own route
+  meet them), and a variant that leaves default-routed entries out and first merges whole runs
+  of a group, halving a run on its highest differing bit until its merge meets no conflict.
+* **ORTC then Ordered Covering**, and **Ordered Covering alone** (any table; the only method for
+  one whose entries overlap), after Mundy, Heathcote & Garside, "On-chip order-exploiting
+  routing table minimization for a multicast supercomputer network", HPSR 2016:
 
-Stopping: by default at ``capacity`` (the router's entries), so a table that fits is only
-cleared of default routes; ``target_length=0`` compresses as far as the method goes.  A table
-still longer than ``capacity`` raises :class:`~nmc.diagnostics.NmcError` naming the chip.
+  1. The table is sorted by increasing *generality* (don't-care bits of the mask); the input
+     must mean the same in that order (true of any table whose overlapping entries of different
+     routes are ordered most specific first, and of every orthogonal table) or ``ValueError``.
+  2. **Default-route removal**: a defaultable entry that no later entry of another route
+     intersects is taken out of the table.  Its keys then fall off the end of the table, so
+     they stay in the minimiser as constraints at the bottom: a merged entry may cover them only
+     if it has their route.
+  3. **Ordered Covering**: repeatedly, for every route, the merge of all its entries into one
+     key/mask (an ``X`` wherever they differ) is refined by the *down-check* (the merged entry,
+     inserted above every entry of its generality or more, must not cover any original key/mask
+     — alias — of an entry of another route below it; members are removed, choosing the bit to
+     set that removes fewest, until it covers none) and the *up-check* (no entry of another route
+     between a member and the insertion point may intersect the member; such members are
+     removed, bottom first, and the down-check repeated); the merge removing most entries is
+     applied and the merged entry keeps its members' aliases.  Entries of the merge's own route
+     are never conflicts: a key they lose to the merge is routed the same way (a safe relaxation
+     of the paper's checks, which test every route).  It stops when the table fits the target
+     or nothing can be merged.
+  4. A merged entry whose aliases are all defaultable is removed when no entry of another route
+     below it intersects it.
 
-Speed: keys and masks are numpy ``uint64`` arrays (key width ≤ 64); each route's refined merge
-is cached until a merge whose key/mask intersects its candidate merge is applied (no other
-merge can change it), and routes are tried in decreasing size so that routes whose size cannot
-beat the best merge found are skipped.  Ties go to the larger group, then the lower route id
-(routes numbered in increasing value), so the result is a function of the input alone.
+  On disjoint prefixes, ORTC (Draves et al. 1999, :func:`_ortc`) first gives the fewest prefix
+  entries (itself a candidate), which Ordered Covering then merges further; Ordered Covering
+  also runs on the original table as rig (the paper's authors' code, in PACMAN) has it:
+  defaultable entries merged like the others and removed at the end (step 4), and entries of
+  the merge's own route conflicts too (``strict``) — a different greedy path that sometimes
+  ends shorter.
+
+``effort="thorough"`` (default) runs them all; ``"fast"`` the route groups and ORTC, and rig's
+Ordered Covering only on tables of at most ``_SMALL`` entries (steps 1-4 still for a table that
+is not disjoint prefixes, and everything when the fast methods leave a table longer than
+``capacity``).  No method runs once the table is down to the
+number of routes of its non-defaultable entries.  Stopping: by default at ``capacity`` (the router's entries),
+so a table that fits is only cleared of default routes; ``target_length=0`` compresses as far
+as the methods go.  A table still longer than ``capacity`` raises
+:class:`~nmc.diagnostics.NmcError` naming the chip.
+
+Speed: the route groups are done last group first, keeping the conflicts of the current group
+sorted by key, so a merge's conflict test looks only at the prefixes that start between its
+least and greatest key and the one before (ORTC-backed Ordered Covering finds aliases alike);
+a merge refused once is not tried again (a grown merge meets whatever the smaller one met), and
+the conflict that refused the last merge is tried first.  In Ordered Covering each route's
+refined merge is cached until a merge whose key/mask intersects its candidate merge is applied
+(no other merge can change it), and routes are tried in decreasing size so that routes whose
+size cannot beat the best merge found are skipped.  Ties go to the larger group, then the lower
+route id (routes numbered in decreasing frequency, then value), so the result is a function of
+the input alone.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 
@@ -65,18 +96,25 @@ def compress_table(
     *,
     chip: str,
     target_length: int | None = None,
+    effort: str = "thorough",
 ) -> list[RoutingEntry]:
     """The compressed table of one router (first match wins), at most ``capacity`` entries.
 
     ``target_length``: ``None`` (default) stops once the table fits ``capacity``; ``0``
-    compresses as far as the method goes; another value stops there.  Raises ``NmcError`` when
+    compresses as far as the methods go; another value stops there.  ``effort``: ``"thorough"``
+    (every method, the shortest kept) or ``"fast"`` (route groups only, see the module
+    docstring; the rest when they leave more than ``capacity``).  Raises ``NmcError`` when
     the table cannot be brought down to ``capacity``, ``ValueError`` for an input that is not
     reorderable by generality (see the module docstring) or mismatched lengths.
     """
     if len(entries) != len(defaultable):
         raise ValueError(f"{len(entries)} entries but {len(defaultable)} defaultable flags")
+    if effort not in ("fast", "thorough"):
+        raise ValueError(f"effort {effort!r}: expected 'fast' or 'thorough'")
     target = capacity if target_length is None else target_length
-    result = _compress(entries, defaultable, target)
+    result = _compress(entries, defaultable, target, thorough=effort == "thorough")
+    if len(result) > capacity and effort == "fast":
+        result = _compress(entries, defaultable, target, thorough=True)
     if len(result) > capacity:
         raise NmcError(
             f"chip {chip}: its routing table needs {len(result)} entries after compression "
@@ -88,7 +126,7 @@ def compress_table(
     return result
 
 
-def _compress(entries, defaultable, target: int) -> list[RoutingEntry]:
+def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[RoutingEntry]:
     n = len(entries)
     if n == 0:
         return []
@@ -111,18 +149,170 @@ def _compress(entries, defaultable, target: int) -> list[RoutingEntry]:
     # disjoint prefixes: reorderable, and every defaultable entry is default-routable
     if n - sum(flags) <= target:
         return [e for e, f in zip(entries, flags) if not f]
-    table, owner = _ortc(*prefix, rids, flags, width)
-    if len(table) > target and len({r for _, _, r in table}) < len(table):
-        m = _Minimiser(*(list(c) for c in zip(*table)), (keys, masks, rids, flags, owner), width)
-        m.minimise(target)
-        table = m.result()
-        if len(table) > target:  # Ordered Covering alone sometimes finds merges ORTC's choices hide
-            alone = _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True)
-            table = alone if len(alone) < len(table) else table
+    order = prefix[2]
+    by_key = ([keys[i] for i in order], [masks[i] for i in order], [rids[i] for i in order], [flags[i] for i in order])
+    # every route of a non-defaultable entry needs an entry: no method goes below that
+    target = max(target, len({r for r, f in zip(rids, flags) if not f}))
+    table = _grouped(*by_key, rids, width, **_GROUPED[0])
+    for variant in _GROUPED[1:]:
+        if len(table) > target:
+            table = min(table, _grouped(*by_key, rids, width, **variant), key=len)
+    if len(table) > target:
+        ortc, owner = _ortc(*prefix, rids, flags, width)
+        table = min(table, ortc, key=len)
+        if len(table) > target and (thorough or n <= _SMALL):
+            table = min(table, _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width, target,
+                                                    thorough=thorough), key=len)
     return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
 
 
-def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disjoint: bool):
+_SMALL = 32  # effort="fast" runs rig's Ordered Covering on tables of at most this many entries
+
+
+# the route-group candidates tried on every prefix table (the shortest result is kept): PACMAN's
+# ordered pair compressor and default-route removal, and the split variant that, of those tried
+# on the routing benchmark's tables, most often beats it
+_GROUPED = (
+    {"ties": "last", "defaults_as_members": True, "split": False},
+    {"ties": "low", "defaults_as_members": False, "split": True},
+)
+
+
+def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members: bool, split: bool):
+    """The route-group compressor on disjoint prefixes: keys ``sk`` (ascending), masks ``sm``,
+    route ids ``sr`` and defaultable flags ``sd`` of the entries sorted by key (``rids``: the
+    route ids in table order, for ``ties="last"``), after PACMAN's ordered pair compressor (Heathcote 2016): the table is one group of entries
+    per route, routes with fewer entries first, so the commonest route is last.  ``ties``
+    orders routes with equally many: ``"low"`` lower route id first, ``"last"`` the route
+    whose first entry comes later in the table first (PACMAN's order).  A group's entries are
+    covered by few key/masks that meet no *conflict*: an entry of a later group, or a
+    defaultable entry of another route left out of the groups (a group's merged entries may
+    take the keys of earlier groups: those match first).  ``split``: the merge of a run of the
+    group's entries (sorted by key) is tried first and the run halved on its highest differing
+    bit until each merge meets no conflict; then (and alone when not ``split``) pairs are
+    merged greedily as the pair compressor does, in key order.  ``defaults_as_members``:
+    defaultable entries join their route's group and a merged entry made only of them is
+    dropped when no later entry of another route meets it, as PACMAN's pair compressor
+    followed by its default-route removal does; otherwise they are left out (default routed).
+    Returns (key, mask, route id) rows in table order."""
+    full = (1 << width) - 1
+    count = Counter(sr) if defaults_as_members else Counter(r for r, d in zip(sr, sd) if not d)
+    if ties == "last":
+        first: dict[int, int] = {}
+        for i, r in enumerate(rids):
+            first.setdefault(r, i)
+        groups = sorted(count, key=lambda r: (count[r], -first[r]))
+    else:
+        groups = sorted(count, key=lambda r: (count[r], r))
+    pos = dict(zip(groups, range(len(groups))))
+    runs: list[list[int]] = [[] for _ in groups]
+    # entries by the group before which they are conflicts (defaultable non-members: all)
+    levels: list[list[int]] = [[] for _ in range(len(groups) + 1)]
+    for j, (r, d) in enumerate(zip(sr, sd)):
+        if d and not defaults_as_members:
+            levels[-1].append(j)
+        else:
+            runs[pos[r]].append(j)
+            levels[pos[r]].append(j)
+    # the current group's conflicts sorted by key: groups are done last first, each adding the
+    # entries of the group after it.  Those that can meet a key/mask are the disjoint prefixes
+    # that start between its least and greatest key, and the one before, which may contain
+    # its least key (any other that contains a key of it contains its least key too)
+    ck_: list[int] = []
+    cm_: list[int] = []
+    cr_: list[int] = []
+
+    def clear(mk: int, mm: int, r: int) -> bool:
+        lo = bisect_right(ck_, mk) - 1
+        for t in range(lo if lo > 0 else 0, bisect_right(ck_, mk | (full ^ mm))):
+            if ck_[t] & mm == cm_[t] & mk and cr_[t] != r:
+                return False
+        return True
+
+    out: list[list] = []
+    for p in range(len(groups) - 1, -1, -1):
+        r = groups[p]
+        for j in levels[p + 1]:
+            t = bisect_left(ck_, sk[j])
+            ck_.insert(t, sk[j])
+            cm_.insert(t, sm[j])
+            cr_.insert(t, sr[j])
+        run = runs[p]
+        if split:
+            ks, ms, ds = [], [], []
+            todo = [(0, len(run))]
+            while todo:
+                a, b = todo.pop()
+                ck, cm, d = sk[run[a]], sm[run[a]], sd[run[a]]
+                for j in run[a + 1:b]:
+                    cm &= sm[j] & ~(ck ^ sk[j])
+                    ck &= cm
+                    d = d and sd[j]
+                if b - a == 1 or clear(ck, cm, r):
+                    ks.append(ck)
+                    ms.append(cm)
+                    ds.append(d)
+                    continue
+                bit = (sk[run[a]] ^ sk[run[b - 1]]).bit_length() - 1
+                half = bisect_left(run, (sk[run[b - 1]] >> bit) << bit, a, b, key=sk.__getitem__)
+                todo += [(half, b), (a, half)]
+        else:
+            ks, ms, ds = list(map(sk.__getitem__, run)), list(map(sm.__getitem__, run)), list(map(sd.__getitem__, run))
+        # greedy pairs; a merge that meets a conflict still does once grown, so no pair is
+        # tried twice; the conflict that refused the last merge is tried first
+        bk = bm = None
+        i = 0
+        while i < len(ks) - 1:
+            k1, m1 = ks[i], ms[i]
+            j = i + 1
+            while j < len(ks):
+                mm = m1 & ms[j] & ~(k1 ^ ks[j])
+                mk = k1 & mm
+                if bk is not None and bk & mm == bm & mk:
+                    j += 1
+                    continue
+                lo = bisect_right(ck_, mk) - 1
+                for t in range(lo if lo > 0 else 0, bisect_right(ck_, mk | (full ^ mm))):
+                    if ck_[t] & mm == cm_[t] & mk and cr_[t] != r:
+                        bk, bm = ck_[t], cm_[t]
+                        j += 1
+                        break
+                else:
+                    k1, m1 = ks[i], ms[i] = mk, mm
+                    ds[i] = ds[i] and ds[j]
+                    ks[j], ms[j], ds[j] = ks[-1], ms[-1], ds[-1]
+                    del ks[-1], ms[-1], ds[-1]
+            i += 1
+        out.append(list(zip(ks, ms, [r] * len(ks), ds)))
+    rows = [row for group in reversed(out) for row in group]
+    if defaults_as_members:
+        rows = [row for i, row in enumerate(rows)
+                if not row[3] or any(r != row[2] and row[0] & m == k & row[1] for k, m, r, _ in rows[i + 1:])]
+    return [row[:3] for row in rows]
+
+
+def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, target: int, *, thorough: bool):
+    """The shortest of ``ortc`` and Ordered Covering on the original table as rig has it
+    (defaultable entries merged like the others and removed at the end, and a merge's own
+    route's entries are conflicts too), which sometimes finds merges the others miss; and,
+    when ``thorough``, Ordered Covering on ORTC's table ``ortc`` (the original entries its
+    aliases, ``owner`` the ORTC entry matching each first) and on the original table as in
+    steps 1-4."""
+    table = ortc
+    if thorough and len({r for _, _, r in ortc}) < len(ortc):  # else one entry per route: nothing to merge
+        m = _Minimiser(*(list(c) for c in zip(*ortc)), (keys, masks, rids, flags, owner), width, prefix_aliases=True)
+        m.minimise(target)
+        table = m.result()
+    if len(table) > target:
+        table = min(table, _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True, strict=True,
+                                             defaults_as_members=True), key=len)
+    if thorough and len(table) > target:
+        table = min(table, _ordered_covering(keys, masks, rids, flags, width, target, disjoint=True), key=len)
+    return table
+
+
+def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disjoint: bool, strict: bool = False,
+                      defaults_as_members: bool = False):
     """Steps 1-4 on the table as given: (key, mask, route id) rows.  ``disjoint``: no two
     entries share a key (so the table is reorderable and every defaultable entry removable)."""
     akeys, amasks, arids = np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64)
@@ -132,11 +322,12 @@ def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disj
     perm = np.argsort(gens, kind="stable")
     akeys, amasks, arids, aflags = akeys[perm], amasks[perm], arids[perm], np.array(flags)[perm]
     owner = np.arange(len(keys))
-    owner[aflags if disjoint else _default_routable(akeys, amasks, arids, aflags)] = -1
+    if not defaults_as_members:
+        owner[aflags if disjoint else _default_routable(akeys, amasks, arids, aflags)] = -1
     table = [akeys.tolist(), amasks.tolist(), arids.tolist()]
     if (owner >= 0).sum() <= target:
         return [row for row, o in zip(zip(*table), owner) if o >= 0]
-    m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width)
+    m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width, prefix_aliases=disjoint, strict=strict)
     m.minimise(target)
     return m.result()
 
@@ -179,9 +370,13 @@ class _Minimiser:
     key/mask, route, ``defaultable`` flag and its owner's ``aorder`` (``_BOTTOM`` for a
     default-routed one)."""
 
-    def __init__(self, keys, masks, rids, aliases, width: int):
+    def __init__(self, keys, masks, rids, aliases, width: int, *, prefix_aliases: bool = False, strict: bool = False):
+        """``prefix_aliases``: the aliases are disjoint prefixes, so those meeting a key/mask
+        are found by bisection among them sorted by key.  ``strict``: entries and aliases of
+        a merge's own route are conflicts in the up- and down-checks too, as in the paper."""
         n = len(keys)
         self.width = width
+        self.strict = strict
         self.key, self.mask, self.rid = list(keys), list(masks), list(rids)
         self.gen = [width - m.bit_count() for m in self.mask]
         self.order = [(g << 32) | (_SEQ + i) for i, g in enumerate(self.gen)]
@@ -197,6 +392,29 @@ class _Minimiser:
         for i, r in enumerate(self.rid):
             self.groups.setdefault(r, set()).add(i)
         self.cache: dict[int, tuple] = {}
+        n_aliases = len(self.ak)
+        self.by_key = sorted(range(n_aliases), key=self.ak.__getitem__) if prefix_aliases else list(range(n_aliases))
+        self.sorted_keys = [self.ak[j] for j in self.by_key]
+        # the same, as arrays, to scan long runs of aliases
+        self.np_index = np.array(self.by_key, dtype=np.int64)
+        self.np_key = np.array(self.sorted_keys, dtype=_U)
+        self.np_mask = np.array([self.am[j] for j in self.by_key], dtype=_U)
+        self.np_rid = np.array([self.arid[j] for j in self.by_key], dtype=np.int64)
+        self.prefix_aliases = prefix_aliases
+
+    def _meeting(self, k: int, m: int, rid: int) -> list[int]:
+        """The aliases of routes other than ``rid`` that share a key with ``k``/``m``."""
+        lo, hi = 0, len(self.by_key)
+        if self.prefix_aliases:
+            full = (1 << self.width) - 1
+            lo = max(bisect_right(self.sorted_keys, k) - 1, 0)  # see _grouped
+            hi = bisect_right(self.sorted_keys, k | (full ^ m))
+        if hi - lo > 48:
+            sl = slice(lo, hi)
+            hit = (self.np_rid[sl] != rid) & ((self.np_key[sl] & _U(m)) == (self.np_mask[sl] & _U(k)))
+            return self.np_index[sl][hit].tolist()
+        ak, am, arid = self.ak, self.am, self.arid
+        return [j for j in self.by_key[lo:hi] if arid[j] != rid and ak[j] & m == am[j] & k]
 
     def _drop(self, i: int) -> None:
         self.live.discard(i)
@@ -226,8 +444,10 @@ class _Minimiser:
         ck, cm = _merge([key[i] for i in ids], [mask[i] for i in ids])
         cgen = self.width - cm.bit_count()
         # only aliases and entries that meet the candidate merge can constrain it
-        a = [j for j, (k, m, r) in enumerate(zip(self.ak, self.am, self.arid)) if r != rid and k & cm == m & ck]
-        e = [i for i in self.live if self.rid[i] != rid and self.gen[i] < cgen and key[i] & cm == mask[i] & ck]
+        own = -1 if self.strict else rid
+        a = self._meeting(ck, cm, own)
+        e = [i for i in self.live if self.rid[i] != own and self.gen[i] < cgen and key[i] & cm == mask[i] & ck
+             and i not in self.groups[rid]]
         keep = self._downcheck(ids, a)
         if keep is not None and e:
             keep, changed = self._upcheck(keep, e)
