@@ -196,19 +196,26 @@ def test_resource_summary():
     assert s["chips"] == len(chips)
 
 
-def test_xy_tree_is_the_union_of_xy_paths():
+def test_xy_trees_are_the_unions_of_xy_paths():
     board = Board(CHIP)
     rng = np.random.default_rng(0)
+    sources, dests = [], []
     for _ in range(200):
         a = (int(rng.integers(-1, board.width)), int(rng.integers(0, board.height)))
-        if a[0] < 0:
-            a = (-1, 0)
-        dests = [(int(rng.integers(0, board.width)), int(rng.integers(0, board.height)))
-                 for _ in range(int(rng.integers(1, 6)))]
+        sources.append((-1, 0) if a[0] < 0 else a)
+        dests.append([(int(rng.integers(0, board.width)), int(rng.integers(0, board.height)))
+                      for _ in range(int(rng.integers(0, 6)))])
+    start = np.cumsum([0] + [len(d) for d in dests])
+    flat = np.array([d for ds in dests for d in ds], np.int64)
+    tree, key = board.xy_trees([a[0] for a in sources], [a[1] for a in sources], start, flat[:, 0], flat[:, 1])
+    ends = board.link_ends(key)
+    assert np.all(np.diff(tree * 10**9 + key) > 0)  # sorted, each link once per tree
+    for t, (a, ds) in enumerate(zip(sources, dests)):
         union = set()
-        for d in dests:
+        for d in ds:
             union.update(board.xy_path(a, d))
-        assert board.xy_tree(a, dests) == union
+        got = [((x0, y0), (x1, y1)) for x0, y0, x1, y1 in ends[tree == t].tolist()]
+        assert got == sorted(union)  # link keys sort as the links do
 
 
 def test_partition_refuses_a_maxpool_gate():

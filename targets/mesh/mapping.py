@@ -128,41 +128,52 @@ class Mapping:
         renumber[order] = np.arange(len(order))
         group_of[ids] = renumber[group_of[ids]]
         starts = np.searchsorted(pairs[:, 0], np.arange(n + 1))
-        groups = []
-        for g in order:
-            s = ids[first[g]]
-            groups.append((int(src_core[s]), [int(d) for d in pairs[starts[s]:starts[s + 1], 1]]))
-        link_ids: dict = {}
-        group_links = []
-        for src, dests in groups:
-            tree = self.board.xy_tree(self.position(src), [self.position(d) for d in dests])
-            group_links.append(sorted(tree))
-            for link in tree:
-                link_ids.setdefault(link, None)
-        links = sorted(link_ids)
-        index = {link: i for i, link in enumerate(links)}
-        group_rate = np.bincount(group_of[ids], weights=rates[ids], minlength=len(groups))
-        load = np.zeros(len(links))
-        for g, tree in enumerate(group_links):
-            for link in tree:
-                load[index[link]] += group_rate[g]
-        kind = np.array([2 if a == HOST else int(self.board.is_inter_chip(a, b)) for a, b in links], np.int64)
-        return Routes(group_of, groups, [[index[lk] for lk in t] for t in group_links], links, kind, load)
+        rep = ids[first[order]]  # each group's first source, whose destinations it has
+        group_core = src_core[rep]
+        count = starts[rep + 1] - starts[rep]
+        dest_start = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+        dests = pairs[np.repeat(starts[rep] - dest_start[:-1], count) + np.arange(dest_start[-1]), 1]
+        xs, ys = self.board.xy(self.slots)
+        sx = np.where(group_core < 0, HOST[0], xs[np.maximum(group_core, 0)])
+        sy = np.where(group_core < 0, HOST[1], ys[np.maximum(group_core, 0)])
+        tree, key = self.board.xy_trees(sx, sy, dest_start, xs[dests], ys[dests])
+        keys = distinct(key)
+        group_links = np.searchsorted(keys, key)
+        link_start = np.searchsorted(tree, np.arange(len(rep) + 1))
+        group_rate = np.bincount(group_of[ids], weights=rates[ids], minlength=len(rep))
+        # per link, Σ over the trees that use it in tree order (as a loop over the trees adds)
+        load = np.bincount(group_links, weights=group_rate[tree], minlength=len(keys))
+        ends = self.board.link_ends(keys)
+        b = self.board
+        inter = (ends[:, 0] // b.cx != ends[:, 2] // b.cx) | (ends[:, 1] // b.cy != ends[:, 3] // b.cy)
+        host = (ends[:, 0] == HOST[0]) & (ends[:, 1] == HOST[1])
+        kind = np.where(host, 2, inter.astype(np.int64))
+        return Routes(group_of, group_core, dest_start, dests, link_start, group_links, ends, kind, load)
 
 
 @dataclass
 class Routes:
-    """``group_of[source]``: its route group (-1: no destination); ``groups[g]``: (source
-    core or -1 for the host, destination cores); ``group_links[g]``: link ids of its tree;
-    ``links``: directed board links ((x0, y0), (x1, y1)); ``kind``: 0 on-chip, 1 between
-    chips, 2 host port; ``load``: spikes per step on each link from the rates."""
+    """``group_of[source]``: its route group (-1: no destination); per group ``g`` its source
+    core (``group_core``, -1 for the host), its destination cores
+    ``dests[dest_start[g]:dest_start[g + 1]]`` and its tree's link ids
+    ``group_links[link_start[g]:link_start[g + 1]]`` (ascending); ``ends[i]``: directed board
+    link ``i`` as (x0, y0, x1, y1), links sorted; ``kind``: 0 on-chip, 1 between chips, 2 host
+    port; ``load``: spikes per step on each link from the rates."""
 
     group_of: np.ndarray
-    groups: list
-    group_links: list
-    links: list
+    group_core: np.ndarray
+    dest_start: np.ndarray
+    dests: np.ndarray
+    link_start: np.ndarray
+    group_links: np.ndarray
+    ends: np.ndarray
     kind: np.ndarray
     load: np.ndarray
+
+    @property
+    def links(self) -> list:
+        """The links as ``((x0, y0), (x1, y1))``."""
+        return [((a, b), (c, d)) for a, b, c, d in self.ends.tolist()]
 
     def capacity(self, chip) -> np.ndarray:
         """Spikes per step each link holds; -1 for the host link, which the chip description
@@ -171,7 +182,7 @@ class Routes:
         return np.where(self.kind == 0, on, np.where(self.kind == 1, off, -1)).astype(np.int64)
 
     def link_name(self, i: int) -> str:
-        (x0, y0), (x1, y1) = self.links[i]
+        x0, y0, x1, y1 = self.ends[i].tolist()
         return f"({x0},{y0})->({x1},{y1})"
 
 

@@ -192,9 +192,13 @@ class RoutePass(Pass):
             raise NmcError(f"graph @{graph.name} has cores but no placement", hint="run place before route")
         rates = m.net.rates(self.rate)
         r = m.routes(rates)
-        group_rate = np.bincount(r.group_of[r.group_of >= 0], weights=rates[r.group_of >= 0], minlength=len(r.groups))
-        hw_insert(graph, [Route(src=src, dests=tuple(dests), load=round(float(load), 6), links=len(tree))
-                          for (src, dests), tree, load in zip(r.groups, r.group_links, group_rate)])
+        group_rate = np.bincount(r.group_of[r.group_of >= 0], weights=rates[r.group_of >= 0],
+                                 minlength=len(r.group_core))
+        dests = r.dests.tolist()
+        hw_insert(graph, [Route(src=src, dests=tuple(dests[a:b]), load=round(load, 6), links=n)
+                          for src, a, b, n, load in zip(r.group_core.tolist(), r.dest_start[:-1].tolist(),
+                                                        r.dest_start[1:].tolist(), np.diff(r.link_start).tolist(),
+                                                        group_rate.tolist())])
         capacity = r.capacity(chip)
         over = np.flatnonzero((capacity >= 0) & (r.load > capacity))
         if len(over):
@@ -206,8 +210,8 @@ class RoutePass(Pass):
         peak = float(r.load.max()) if len(r.load) else 0.0
         graph.meta["hw.max_link_load"] = round(peak, 6)
         graph.meta["hw.rate"] = float(self.rate)
-        ctx.stat("routes", len(r.groups))
-        ctx.stat("links", len(r.links))
+        ctx.stat("routes", len(r.group_core))
+        ctx.stat("links", len(r.ends))
         ctx.stat("inter-chip-links", int(np.sum(r.kind == 1)))
         if len(r.load):
             i = int(np.argmax(r.load))
