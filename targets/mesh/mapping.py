@@ -39,19 +39,26 @@ class Mapping:
         self._pairs = None
         self._xy = None  # board coordinates of each core's slot, once asked
         net = self.net
-        self.core_of = np.full(net.n_neurons, -1, np.int64)
-        self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
-        self.core_start = np.zeros(len(cores) + 1, np.int64)
-        h = 0
+        # every slice in hardware order (cores by id, each core's slices in order)
+        core, lo, hi = [], [], []
         for c in cores:
             for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
                 off = net.neuron_offset[v.owner]
-                if np.any(self.core_of[off + a:off + b] >= 0):
-                    raise c.error(f"holds neurons [{a}, {b}) of %{v.name}, which another core holds too")
-                self.core_of[off + a:off + b] = c.id
-                self.hw_of[off + a:off + b] = np.arange(h, h + b - a)
-                h += b - a
-            self.core_start[c.id + 1] = h
+                core.append(c.id)
+                lo.append(off + a)
+                hi.append(off + b)
+        core, lo, hi = (np.asarray(x, np.int64) for x in (core, lo, hi))
+        size = hi - lo
+        by = np.argsort(lo, kind="stable")
+        if np.any(lo[by][1:] < hi[by][:-1]):
+            self._overlap()
+        self.core_start = np.zeros(len(cores) + 1, np.int64)
+        self.core_start[1:] = np.cumsum(np.bincount(core, weights=size, minlength=len(cores))).astype(np.int64)
+        gid = np.repeat(lo - (np.cumsum(size) - size), size) + np.arange(int(size.sum()), dtype=np.int64)
+        self.core_of = np.full(net.n_neurons, -1, np.int64)
+        self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
+        self.core_of[gid] = np.repeat(core, size)
+        self.hw_of[gid] = np.arange(len(gid), dtype=np.int64)
         if np.any(self.core_of < 0):
             missing = int(np.flatnonzero(self.core_of < 0)[0])
             pop = next(p for p in net.populations if net.neuron_offset[p] + p.result.type.size > missing)
@@ -66,6 +73,16 @@ class Mapping:
                                                    c.chip[1] * self.board.cy + c.xy[1]) for c in cores], np.int64)
         else:
             self.slots = np.arange(len(cores), dtype=np.int64)
+
+    def _overlap(self) -> None:
+        """Raise the error for the first slice (in hardware order) over neurons an earlier one holds."""
+        held = np.zeros(self.net.n_neurons, bool)
+        for c in self.cores:
+            for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
+                off = self.net.neuron_offset[v.owner]
+                if held[off + a:off + b].any():
+                    raise c.error(f"holds neurons [{a}, {b}) of %{v.name}, which another core holds too")
+                held[off + a:off + b] = True
 
     # ------------------------------------------------------------------------ connectivity
 

@@ -100,26 +100,32 @@ class Partition(Pass):
         return True
 
 
-def board_distances(board: Board) -> np.ndarray:
-    """Weighted hops between every two slots, the host port as slot ``board.slots``."""
-    S = board.slots
-    every = np.arange(S)
-    D = np.empty((S + 1, S + 1))
-    D[:S, :S] = board.distance(every[:, None], every[None, :])
-    D[S, :S] = D[:S, S] = board.host_distance(every)
-    D[S, S] = 0.0
-    return D
+def slot_distance(board: Board):
+    """``distance(s, t)``: weighted hops between two slots, the host port as slot
+    ``board.slots`` (as :meth:`Board.distance` and :meth:`Board.host_distance`)."""
+    every = np.arange(board.slots)
+    bx, by = board.xy(every)
+    x, y = bx.tolist() + [0], by.tolist() + [0]  # the host enters at board core (0, 0), one hop more
+    cx, cy = (bx // board.cx).tolist() + [0], (by // board.cy).tolist() + [0]
+    extra = [0.0] * board.slots + [1.0]
+    weight = board.chip_weight - 1.0
+
+    def distance(s: int, t: int) -> float:
+        return (abs(x[s] - x[t]) + abs(y[s] - y[t]) + weight * (abs(cx[s] - cx[t]) + abs(cy[s] - cy[t]))
+                + extra[s] + extra[t])
+
+    return distance
 
 
 def near_on_board(board: Board):
-    """A slot within one cell (in x and y) of a slot, or of board core (0, 0) for the host."""
+    """``near(slot, k)``: the slot at offset ``(k // 3 - 1, k % 3 - 1)`` from a slot (or from
+    board core (0, 0) for the host), clamped to the board."""
     every = np.arange(board.slots)
     bx, by = (v.tolist() + [0] for v in board.xy(every))  # the host at index slots: (0, 0)
     W, H = board.width, board.height
 
-    def near(slot: int, rng: np.random.Generator) -> int:
-        dx, dy = rng.integers(-1, 2, size=2).tolist()
-        return board.slot(min(max(bx[slot] + dx, 0), W - 1), min(max(by[slot] + dy, 0), H - 1))
+    def near(slot: int, k: int) -> int:
+        return board.slot(min(max(bx[slot] + k // 3 - 1, 0), W - 1), min(max(by[slot] + k % 3 - 1, 0), H - 1))
 
     return near
 
@@ -151,7 +157,7 @@ class Place(Pass):
             start = naive
         slots = start.copy()
         if self.iterations > 0 and C and len(load):
-            slots = anneal(board_distances(m.board), near_on_board(m.board), src, dst, load, start,
+            slots = anneal(slot_distance(m.board), near_on_board(m.board), m.board.slots, src, dst, load, start,
                            self.iterations, self.seed)
         if cost_of(slots) > cost_of(start):
             slots = start
