@@ -559,7 +559,8 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
     """Cut and pack every population (module docstring).  Returns ``{"cores": [(runs, neurons,
     axons, bits, outputs)]`` with ``runs`` a list of ``(pop, a, b)`` flat-index slices,
     ``"lower_bound"`` (the graph's), ``"layers"``: ``{pop: (cores, lower bound, limited by)}``,
-    ``"names"}``; or raises NmcError when a population cannot fit a core."""
+    ``"names"``, ``"pairs"``: the distinct ``(global source, core)`` pairs, sorted}; or raises
+    NmcError when a population cannot fit a core."""
     check_formats(graph, formats, chip_name)
     net = Netlist(graph)
     c = limits
@@ -580,4 +581,4 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
         unit = plan.unit_of[pop]
         own = max(-(-pop.result.type.size // c.neurons), -(-_total_bits(pop, unit, c) // c.synapse_memory_bits))
         layers[pop] = (used, own, _binding(unit, plan.tiles[unit], plan.caps[unit], c))
-    return {"cores": cores, "lower_bound": lower, "layers": layers, "names": names}
+    return {"cores": cores, "lower_bound": lower, "layers": layers, "names": names, "pairs": plan.pairs}

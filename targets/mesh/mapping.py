@@ -8,6 +8,7 @@ dimension-order multicast routes (docs/mesh-target.md).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,25 @@ from nmc.targets.mapping.partition import core_pieces, source_core_pairs
 from nmc.targets.mesh.board import HOST, Board
 
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
+
+
+# graph -> (signature, (source, core) pairs, the objects the signature names by id)
+_PAIRS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(net: Netlist, cores: list) -> tuple[tuple, list]:
+    """What the (source, core) pairs depend on: the sources in order and each core's
+    population slices (objects by id, kept alive beside the signature so no id is reused)."""
+    alive = net.encoders + net.populations + [v for c in cores for v in c.pops]
+    key = (tuple((id(op), op.result.type.size) for op in net.encoders + net.populations),
+           tuple((tuple(map(id, c.pops)), c.slices) for c in cores))
+    return key, alive
+
+
+def remember_pairs(graph: Graph, pairs: np.ndarray) -> None:
+    """Record the (source, core) pairs partition computed for the graph's ``hw.core`` ops."""
+    key, alive = _signature(Netlist(graph), sorted(graph.walk("hw.core"), key=lambda c: c.id))
+    _PAIRS[graph] = (key, pairs, alive)
 
 
 class Mapping:
@@ -92,9 +112,17 @@ class Mapping:
 
     def source_dests(self) -> np.ndarray:
         """Unique (global source, destination core) pairs, sorted: from the geometry of shaped
-        projections (:mod:`nmc.targets.mapping.shapes`), explicit lists only for sparse ones."""
+        projections (:mod:`nmc.targets.mapping.shapes`), explicit lists only for sparse ones.
+        Kept with the graph for the next pass while its sources and cores' slices are the same
+        (:func:`remember_pairs`)."""
         if self._pairs is None:
-            self._pairs = source_core_pairs(self.net, [core_pieces(self.net, c.pops, c.slices) for c in self.cores])
+            key, alive = _signature(self.net, self.cores)
+            known = _PAIRS.get(self.graph)
+            if known is not None and known[0] == key:
+                self._pairs = known[1]
+            else:
+                self._pairs = source_core_pairs(self.net, [core_pieces(self.net, c.pops, c.slices) for c in self.cores])
+                _PAIRS[self.graph] = (key, self._pairs, alive)
         return self._pairs
 
     def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,12 +153,11 @@ class Mapping:
         src_core = self.core_of_source()
         # a set fingerprint per source (sum of random words of its destinations) groups the
         # sources of one core that reach the same cores
+        at = np.concatenate([[0], np.cumsum(np.bincount(pairs[:, 0], minlength=n))])  # pairs of source s: at[s]:at[s+1]
+        ids = np.flatnonzero(at[1:] > at[:-1])
         fp = np.zeros(n, np.int64)
-        with np.errstate(over="ignore"):
-            np.add.at(fp, pairs[:, 0], _FINGERPRINT[pairs[:, 1] % len(_FINGERPRINT)] + pairs[:, 1])
-        has = np.zeros(n, bool)
-        has[pairs[:, 0]] = True
-        ids = np.flatnonzero(has)
+        if len(ids):  # integer sums wrap: the same words whatever the order
+            fp[ids] = np.add.reduceat(_FINGERPRINT[pairs[:, 1] % len(_FINGERPRINT)] + pairs[:, 1], at[ids])
         # groups: equal (source core, fingerprint); a stable sort keeps each group's first source first
         by = np.lexsort((fp[ids], src_core[ids]))
         kc, kf = src_core[ids][by], fp[ids][by]
@@ -144,12 +171,11 @@ class Mapping:
         renumber = np.empty(len(order), np.int64)
         renumber[order] = np.arange(len(order))
         group_of[ids] = renumber[group_of[ids]]
-        starts = np.searchsorted(pairs[:, 0], np.arange(n + 1))
         rep = ids[first[order]]  # each group's first source, whose destinations it has
         group_core = src_core[rep]
-        count = starts[rep + 1] - starts[rep]
+        count = at[rep + 1] - at[rep]
         dest_start = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
-        dests = pairs[np.repeat(starts[rep] - dest_start[:-1], count) + np.arange(dest_start[-1]), 1]
+        dests = pairs[np.repeat(at[rep] - dest_start[:-1], count) + np.arange(dest_start[-1]), 1]
         xs, ys = self.board.xy(self.slots)
         sx = np.where(group_core < 0, HOST[0], xs[np.maximum(group_core, 0)])
         sy = np.where(group_core < 0, HOST[1], ys[np.maximum(group_core, 0)])

@@ -34,7 +34,7 @@ from nmc.targets.mapping.anneal import anneal
 from nmc.targets.mapping.hw import clear_hw, hw_insert
 from nmc.targets.mapping.partition import CoreLimits, partition
 from nmc.targets.mesh.board import Board
-from nmc.targets.mesh.mapping import Mapping, placement_cost
+from nmc.targets.mesh.mapping import Mapping, placement_cost, remember_pairs
 
 DEFAULT_RATE = 0.25
 BOARD_HINT = ("use a larger board (more chips: chips_x/chips_y), fewer channels or neurons in the layer, "
@@ -90,6 +90,7 @@ class Partition(Pass):
                                slices=tuple(x for _, a, b in runs for x in (a, b)), neurons=n, axons=axons,
                                synapse_bits=bits, outputs=outs)
                           for k, (runs, n, axons, bits, outs) in enumerate(plan["cores"])])
+        remember_pairs(graph, plan["pairs"])
         graph.meta["hw.board"] = [m.cores_x, m.cores_y, m.chips_x, m.chips_y]
         graph.meta["hw.cores_lower_bound"] = plan["lower_bound"]
         ctx.stat("cores", len(plan["cores"]))

@@ -170,7 +170,9 @@ def _ports(graph: Graph, m: Mapping) -> dict:
         outputs.append({"population": net.populations.index(d.x.owner), "mode": d.mode,
                         "shape": list(v.type.shape), "direct": v.owner is d})
     trains = sorted({x["input"] for x in encoders if x["encoding"] == "spikes"})
-    return {"timesteps": T, "depth": latency_steps(graph, T) - T + 1,
+    network = Graph(graph.name, graph.meta)  # without the hw ops, which add no delay
+    network.ops = [op for op in graph.ops if op.dialect != "hw"]
+    return {"timesteps": T, "depth": latency_steps(network, T) - T + 1,
             "inputs": [{"shape": list(v.type.shape), "train": i in trains} for i, v in enumerate(inputs)],
             "encoders": encoders, "outputs": outputs,
             "populations": [{"name": pop_name(p, i), "shape": list(p.result.type.shape)}
