@@ -16,7 +16,9 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.targets.mapping.netlist import Netlist, distinct
+from nmc.targets.mapping import fanin
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
+from nmc.targets.mapping.shapes import runs_to_boxes, view3
 from nmc.targets.mesh.board import HOST, Board
 
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
@@ -28,10 +30,10 @@ _PAIRS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _signature(net: Netlist, cores: list) -> tuple[tuple, list]:
     """What the (source, core) pairs depend on: the sources in order and each core's
-    population slices (objects by id, kept alive beside the signature so no id is reused)."""
+    population slices and partial-sum parts (objects by id, kept alive beside the signature so no id is reused)."""
     alive = net.encoders + net.populations + [v for c in cores for v in c.pops]
     key = (tuple((id(op), op.result.type.size) for op in net.encoders + net.populations),
-           tuple((tuple(map(id, c.pops)), c.slices) for c in cores))
+           tuple((tuple(map(id, c.pops)), c.slices, tuple(c.partial)) for c in cores))
     return key, alive
 
 
@@ -59,9 +61,14 @@ class Mapping:
         self._pairs = None
         self._xy = None  # board coordinates of each core's slot, once asked
         net = self.net
-        # every slice in hardware order (cores by id, each core's slices in order)
+        self.dendrites = [c for c in cores if c.partial]  # fan-in splitting: cores holding partial sums
+        self._split = {d.pops[0].owner for d in self.dendrites}  # populations with dendrite cores
+        # every slice in hardware order (cores by id, each core's slices in order; dendrite
+        # cores hold no neurons)
         core, lo, hi = [], [], []
         for c in cores:
+            if c.partial:
+                continue
             for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
                 off = net.neuron_offset[v.owner]
                 core.append(c.id)
@@ -98,7 +105,7 @@ class Mapping:
         """Raise the error for the first slice (in hardware order) over neurons an earlier one holds."""
         held = np.zeros(self.net.n_neurons, bool)
         for c in self.cores:
-            for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
+            for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]) if not c.partial else ():
                 off = self.net.neuron_offset[v.owner]
                 if held[off + a:off + b].any():
                     raise c.error(f"holds neurons [{a}, {b}) of %{v.name}, which another core holds too")
@@ -121,9 +128,41 @@ class Mapping:
             if known is not None and known[0] == key:
                 self._pairs = known[1]
             else:
-                self._pairs = source_core_pairs(self.net, [core_pieces(self.net, c.pops, c.slices) for c in self.cores])
+                self._pairs = source_core_pairs(self.net, [self.pieces(c) for c in self.cores])
                 _PAIRS[self.graph] = (key, self._pairs, alive)
         return self._pairs
+
+    def pieces(self, core) -> list[tuple]:
+        """``(pop, piece)`` of a core: a dendrite core's part per box, a split population's
+        neurons as soma pieces (their inputs reach the dendrites), else the partition's pieces."""
+        if core.partial:
+            _, part = fanin.parse_partial(core.partial)
+            pop = core.pops[0].owner
+            runs = list(zip(core.slices[::2], core.slices[1::2]))
+            return [(pop, ("part", tuple(part), box)) for box in runs_to_boxes(runs, view3(pop.result.type.shape))]
+        split = self._split
+        out = []
+        for pop, piece in core_pieces(self.net, core.pops, core.slices):
+            if pop in split:  # a shaped population: core_pieces gives its boxes
+                out.append((pop, ("soma", piece)))
+            else:
+                out.append((pop, piece))
+        return out
+
+    def partial_streams(self, rates: np.ndarray) -> list[tuple[int, int, float]]:
+        """(dendrite core, soma core, partial sums per step) of every dendrite core: each of its
+        compartments sends one message in a step where any of its inputs spiked, estimated as
+        ``min(1, fan-in × mean source rate)`` of the part."""
+        out = []
+        for c in self.dendrites:
+            soma, part = fanin.parse_partial(c.partial)
+            pop = c.pops[0].owner
+            rate = 0.0
+            for i, lo, hi in part:
+                src = pop.currents[i].owner.src.owner
+                rate += fanin.part_fanin(pop, [(i, lo, hi)]) * float(rates[self.net.source_offset[src]])
+            out.append((c.id, soma, c.neurons * min(1.0, rate)))
+        return out
 
     def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source core or -1, destination core, spikes per step) aggregated over neurons."""
@@ -132,8 +171,14 @@ class Mapping:
         keep = src_core != pairs[:, 1]
         width = len(self.cores) + 1
         key = (src_core[keep] + 1) * width + pairs[keep, 1]  # (source core, destination) as one int64
+        weight = rates[pairs[keep, 0]]
+        streams = self.partial_streams(rates)
+        if streams:  # partial sums travel from each dendrite core to its soma core
+            s = np.array(streams, np.float64)
+            key = np.concatenate([key, (s[:, 0].astype(np.int64) + 1) * width + s[:, 1].astype(np.int64)])
+            weight = np.concatenate([weight, s[:, 2]])
         uniq = distinct(key)
-        load = np.bincount(np.searchsorted(uniq, key), weights=rates[pairs[keep, 0]], minlength=len(uniq))
+        load = np.bincount(np.searchsorted(uniq, key), weights=weight, minlength=len(uniq))
         return uniq // width - 1, uniq % width, load
 
     def position(self, core: int) -> tuple[int, int]:
@@ -180,18 +225,29 @@ class Mapping:
         sx = np.where(group_core < 0, HOST[0], xs[np.maximum(group_core, 0)])
         sy = np.where(group_core < 0, HOST[1], ys[np.maximum(group_core, 0)])
         tree, key = self.board.xy_trees(sx, sy, dest_start, xs[dests], ys[dests])
-        keys = distinct(key)
-        group_links = np.searchsorted(keys, key)
-        link_start = np.searchsorted(tree, np.arange(len(rep) + 1))
         group_rate = np.bincount(group_of[ids], weights=rates[ids], minlength=len(rep))
-        # per link, Σ over the trees that use it in tree order (as a loop over the trees adds)
-        load = np.bincount(group_links, weights=group_rate[tree], minlength=len(keys))
+        weight = group_rate[tree]
+        # the X-then-Y path of each dendrite core's partial sums to its soma core, as one more tree
+        streams = self.partial_streams(rates)
+        d, soma, stream_rate = (np.array([s[k] for s in streams], t) for k, t in ((0, np.int64), (1, np.int64),
+                                                                                 (2, np.float64)))
+        path, path_key = self.board.xy_trees(xs[d], ys[d], np.arange(len(d) + 1), xs[soma], ys[soma])
+        keys = distinct(np.concatenate([key, path_key]))
+        link_of = np.searchsorted(keys, np.concatenate([key, path_key]))
+        group_links, path_links = link_of[:len(key)], link_of[len(key):]
+        link_start = np.searchsorted(tree, np.arange(len(rep) + 1))
+        # per link, Σ over the trees that use it in tree order, then the paths in dendrite order
+        # (as a loop over the trees and paths adds)
+        load = np.bincount(link_of, weights=np.concatenate([weight, stream_rate[path]]), minlength=len(keys))
         ends = self.board.link_ends(keys)
         b = self.board
         inter = (ends[:, 0] // b.cx != ends[:, 2] // b.cx) | (ends[:, 1] // b.cy != ends[:, 3] // b.cy)
         host = (ends[:, 0] == HOST[0]) & (ends[:, 1] == HOST[1])
         kind = np.where(host, 2, inter.astype(np.int64))
-        return Routes(group_of, group_core, dest_start, dests, link_start, group_links, ends, kind, load)
+        path_start = np.searchsorted(path, np.arange(len(d) + 1)).tolist()
+        path_links = path_links.tolist()
+        partial = [(int(d[k]), int(soma[k]), path_links[path_start[k]:path_start[k + 1]]) for k in range(len(d))]
+        return Routes(group_of, group_core, dest_start, dests, link_start, group_links, ends, kind, load, partial)
 
 
 @dataclass
@@ -212,6 +268,7 @@ class Routes:
     ends: np.ndarray
     kind: np.ndarray
     load: np.ndarray
+    partial: list = None  # fan-in splitting: (dendrite core, soma core, link ids of its path)
 
     @property
     def links(self) -> list:
