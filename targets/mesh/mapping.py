@@ -24,23 +24,45 @@ from nmc.targets.mesh.board import HOST, Board
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
 
 
-# graph -> (signature, (source, core) pairs, the objects the signature names by id)
-_PAIRS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+class _Derived:
+    """What a graph's ``hw.core`` ops imply, kept with the graph for the next pass (place,
+    route, the emitter and the resource summary each build a :class:`Mapping`) while the
+    sources and the cores' slices stay the same: ``key`` (:func:`_signature`), the objects it
+    names by id (kept alive so no id is reused), the neuron tables, the (source, core) pairs,
+    the traffic's grouping and the routes' trees per placement."""
+
+    def __init__(self, key: tuple, alive: list):
+        self.key, self.alive = key, alive
+        self.tables = self.pairs = None
+        self.structure: dict = {}  # rate-independent parts of the traffic (Mapping._structure)
+        self.routes: dict = {}  # (board, slots) -> _Trees
+
+
+# graph -> _Derived
+_KNOWN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _signature(net: Netlist, cores: list) -> tuple[tuple, list]:
-    """What the (source, core) pairs depend on: the sources in order and each core's
-    population slices and partial-sum parts (objects by id, kept alive beside the signature so no id is reused)."""
+    """What the neuron tables and (source, core) pairs depend on: the sources in order and each
+    core's population slices and partial-sum parts (objects by id, kept alive beside the
+    signature so no id is reused)."""
     alive = net.encoders + net.populations + [v for c in cores for v in c.pops]
     key = (tuple((id(op), op.result.type.size) for op in net.encoders + net.populations),
            tuple((tuple(map(id, c.pops)), c.slices, tuple(c.partial)) for c in cores))
     return key, alive
 
 
+def _derived(graph: Graph, net: Netlist, cores: list) -> _Derived:
+    key, alive = _signature(net, cores)
+    known = _KNOWN.get(graph)
+    if known is None or known.key != key:
+        known = _KNOWN[graph] = _Derived(key, alive)
+    return known
+
+
 def remember_pairs(graph: Graph, pairs: np.ndarray) -> None:
     """Record the (source, core) pairs partition computed for the graph's ``hw.core`` ops."""
-    key, alive = _signature(Netlist(graph), sorted(graph.walk("hw.core"), key=lambda c: c.id))
-    _PAIRS[graph] = (key, pairs, alive)
+    _derived(graph, Netlist(graph), sorted(graph.walk("hw.core"), key=lambda c: c.id)).pairs = pairs
 
 
 class Mapping:
@@ -58,15 +80,29 @@ class Mapping:
         if [c.id for c in cores] != list(range(len(cores))):
             raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
         self.cores = cores
-        self._pairs = None
         self._xy = None  # board coordinates of each core's slot, once asked
-        net = self.net
         self.dendrites = [c for c in cores if c.partial]  # fan-in splitting: cores holding partial sums
         self._split = {d.pops[0].owner for d in self.dendrites}  # populations with dendrite cores
-        # every slice in hardware order (cores by id, each core's slices in order; dendrite
-        # cores hold no neurons)
+        self._known = _derived(graph, self.net, cores)
+        if self._known.tables is None:
+            self._known.tables = self._tables()
+        self.core_start, self.core_of, self.hw_of = self._known.tables
+        placed = [len(c.chip) == 2 for c in cores]
+        if any(placed) and not all(placed):
+            raise NmcError(f"graph @{graph.name}: some hw.core ops are placed and some are not", hint="run place again")
+        self.placed = all(placed)
+        if self.placed:
+            self.slots = np.array([self.board.slot(c.chip[0] * self.board.cx + c.xy[0],
+                                                   c.chip[1] * self.board.cy + c.xy[1]) for c in cores], np.int64)
+        else:
+            self.slots = np.arange(len(cores), dtype=np.int64)
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(core_start, core_of, hw_of)``: every slice in hardware order (cores by id, each
+        core's slices in order; dendrite cores hold no neurons)."""
+        net = self.net
         core, lo, hi = [], [], []
-        for c in cores:
+        for c in self.cores:
             if c.partial:
                 continue
             for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
@@ -79,27 +115,19 @@ class Mapping:
         by = np.argsort(lo, kind="stable")
         if np.any(lo[by][1:] < hi[by][:-1]):
             self._overlap()
-        self.core_start = np.zeros(len(cores) + 1, np.int64)
-        self.core_start[1:] = np.cumsum(np.bincount(core, weights=size, minlength=len(cores))).astype(np.int64)
+        core_start = np.zeros(len(self.cores) + 1, np.int64)
+        core_start[1:] = np.cumsum(np.bincount(core, weights=size, minlength=len(self.cores))).astype(np.int64)
         gid = np.repeat(lo - (np.cumsum(size) - size), size) + np.arange(int(size.sum()), dtype=np.int64)
-        self.core_of = np.full(net.n_neurons, -1, np.int64)
-        self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
-        self.core_of[gid] = np.repeat(core, size)
-        self.hw_of[gid] = np.arange(len(gid), dtype=np.int64)
-        if np.any(self.core_of < 0):
-            missing = int(np.flatnonzero(self.core_of < 0)[0])
+        core_of = np.full(net.n_neurons, -1, np.int64)
+        hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
+        core_of[gid] = np.repeat(core, size)
+        hw_of[gid] = np.arange(len(gid), dtype=np.int64)
+        if np.any(core_of < 0):
+            missing = int(np.flatnonzero(core_of < 0)[0])
             pop = next(p for p in net.populations if net.neuron_offset[p] + p.result.type.size > missing)
             raise NmcError(f"neuron {missing - net.neuron_offset[pop]} of %{pop.result.name} is on no core",
                            pop.loc, hint="run partition again")
-        placed = [len(c.chip) == 2 for c in cores]
-        if any(placed) and not all(placed):
-            raise NmcError(f"graph @{graph.name}: some hw.core ops are placed and some are not", hint="run place again")
-        self.placed = all(placed)
-        if self.placed:
-            self.slots = np.array([self.board.slot(c.chip[0] * self.board.cx + c.xy[0],
-                                                   c.chip[1] * self.board.cy + c.xy[1]) for c in cores], np.int64)
-        else:
-            self.slots = np.arange(len(cores), dtype=np.int64)
+        return core_start, core_of, hw_of
 
     def _overlap(self) -> None:
         """Raise the error for the first slice (in hardware order) over neurons an earlier one holds."""
@@ -122,15 +150,10 @@ class Mapping:
         projections (:mod:`nmc.targets.mapping.shapes`), explicit lists only for sparse ones.
         Kept with the graph for the next pass while its sources and cores' slices are the same
         (:func:`remember_pairs`)."""
-        if self._pairs is None:
-            key, alive = _signature(self.net, self.cores)
-            known = _PAIRS.get(self.graph)
-            if known is not None and known[0] == key:
-                self._pairs = known[1]
-            else:
-                self._pairs = source_core_pairs(self.net, [self.pieces(c) for c in self.cores])
-                _PAIRS[self.graph] = (key, self._pairs, alive)
-        return self._pairs
+        known = self._known
+        if known.pairs is None:
+            known.pairs = source_core_pairs(self.net, [self.pieces(c) for c in self.cores])
+        return known.pairs
 
     def pieces(self, core) -> list[tuple]:
         """``(pop, piece)`` of a core: a dendrite core's part per box, a split population's
@@ -149,36 +172,59 @@ class Mapping:
                 out.append((pop, piece))
         return out
 
+    def _streams(self) -> list[tuple[int, int, int, list[tuple[int, int]]]]:
+        """(dendrite core, soma core, compartments, [(fan-in, source offset) per piece])."""
+        out = []
+        for c in self.dendrites:
+            soma, part = fanin.parse_partial(c.partial)
+            pop = c.pops[0].owner
+            pieces = [(fanin.part_fanin(pop, [(i, lo, hi)]), self.net.source_offset[pop.currents[i].owner.src.owner])
+                      for i, lo, hi in part]
+            out.append((c.id, soma, c.neurons, pieces))
+        return out
+
     def partial_streams(self, rates: np.ndarray) -> list[tuple[int, int, float]]:
         """(dendrite core, soma core, partial sums per step) of every dendrite core: each of its
         compartments sends one message in a step where any of its inputs spiked, estimated as
         ``min(1, fan-in × mean source rate)`` of the part."""
         out = []
-        for c in self.dendrites:
-            soma, part = fanin.parse_partial(c.partial)
-            pop = c.pops[0].owner
+        for d, soma, neurons, pieces in self._structure("streams", self._streams):
             rate = 0.0
-            for i, lo, hi in part:
-                src = pop.currents[i].owner.src.owner
-                rate += fanin.part_fanin(pop, [(i, lo, hi)]) * float(rates[self.net.source_offset[src]])
-            out.append((c.id, soma, c.neurons * min(1.0, rate)))
+            for n, src in pieces:
+                rate += n * float(rates[src])
+            out.append((d, soma, neurons * min(1.0, rate)))
         return out
 
-    def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(source core or -1, destination core, spikes per step) aggregated over neurons."""
+    def _structure(self, name: str, build):
+        """A rate-independent part of the traffic or routes, built once per graph and cores."""
+        known = self._known.structure
+        if name not in known:
+            known[name] = build()
+        return known[name]
+
+    def _traffic_groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sources of the core-to-core pairs, each pair's index in ``uniq``, ``uniq``: the
+        distinct (source core + 1) × width + destination keys, then the dendrites' streams)."""
         pairs = self.source_dests()
         src_core = self.core_of_source()[pairs[:, 0]]
         keep = src_core != pairs[:, 1]
         width = len(self.cores) + 1
         key = (src_core[keep] + 1) * width + pairs[keep, 1]  # (source core, destination) as one int64
-        weight = rates[pairs[keep, 0]]
-        streams = self.partial_streams(rates)
+        streams = self._structure("streams", self._streams)
         if streams:  # partial sums travel from each dendrite core to its soma core
-            s = np.array(streams, np.float64)
-            key = np.concatenate([key, (s[:, 0].astype(np.int64) + 1) * width + s[:, 1].astype(np.int64)])
-            weight = np.concatenate([weight, s[:, 2]])
+            s = np.array([st[:2] for st in streams], np.int64)
+            key = np.concatenate([key, (s[:, 0] + 1) * width + s[:, 1]])
         uniq = distinct(key)
-        load = np.bincount(np.searchsorted(uniq, key), weights=weight, minlength=len(uniq))
+        return pairs[keep, 0], np.searchsorted(uniq, key), uniq, width
+
+    def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source core or -1, destination core, spikes per step) aggregated over neurons."""
+        srcs, index, uniq, width = self._structure("groups", self._traffic_groups)
+        weight = rates[srcs]
+        streams = self.partial_streams(rates)
+        if streams:
+            weight = np.concatenate([weight, np.array([s[2] for s in streams], np.float64)])
+        load = np.bincount(index, weights=weight, minlength=len(uniq))
         return uniq // width - 1, uniq % width, load
 
     def position(self, core: int) -> tuple[int, int]:
@@ -191,7 +237,23 @@ class Mapping:
         return self._xy[core]
 
     def routes(self, rates: np.ndarray) -> Routes:
-        """Dimension-order multicast routes, one tree per (source core, destination set)."""
+        """Dimension-order multicast routes, one tree per (source core, destination set), and
+        each link's load at ``rates``; the trees are kept for the placement (:class:`_Derived`)."""
+        b = self.board
+        place = (b.cx, b.cy, b.nx, b.ny, self.slots.tobytes())
+        if place not in self._known.routes:
+            self._known.routes = {place: self._trees()}  # one placement kept: the newest
+        t = self._known.routes[place]
+        group_rate = np.bincount(t.group_of[t.ids], weights=rates[t.ids], minlength=len(t.group_core))
+        stream_rate = np.array([s[2] for s in self.partial_streams(rates)], np.float64)
+        # per link, Σ over the trees that use it in tree order, then the paths in dendrite order
+        # (as a loop over the trees and paths adds)
+        load = np.bincount(t.link_of, weights=np.concatenate([group_rate[t.tree], stream_rate[t.path]]),
+                           minlength=len(t.ends))
+        return Routes(t.group_of, t.group_core, t.dest_start, t.dests, t.link_start, t.link_of[:len(t.tree)], t.ends,
+                      t.kind, load, t.partial)
+
+    def _trees(self) -> _Trees:
         net = self.net
         pairs = self.source_dests()
         n = net.n_sources
@@ -225,29 +287,44 @@ class Mapping:
         sx = np.where(group_core < 0, HOST[0], xs[np.maximum(group_core, 0)])
         sy = np.where(group_core < 0, HOST[1], ys[np.maximum(group_core, 0)])
         tree, key = self.board.xy_trees(sx, sy, dest_start, xs[dests], ys[dests])
-        group_rate = np.bincount(group_of[ids], weights=rates[ids], minlength=len(rep))
-        weight = group_rate[tree]
         # the X-then-Y path of each dendrite core's partial sums to its soma core, as one more tree
-        streams = self.partial_streams(rates)
-        d, soma, stream_rate = (np.array([s[k] for s in streams], t) for k, t in ((0, np.int64), (1, np.int64),
-                                                                                 (2, np.float64)))
+        streams = self._structure("streams", self._streams)
+        d = np.array([s[0] for s in streams], np.int64)
+        soma = np.array([s[1] for s in streams], np.int64)
         path, path_key = self.board.xy_trees(xs[d], ys[d], np.arange(len(d) + 1), xs[soma], ys[soma])
-        keys = distinct(np.concatenate([key, path_key]))
-        link_of = np.searchsorted(keys, np.concatenate([key, path_key]))
-        group_links, path_links = link_of[:len(key)], link_of[len(key):]
-        link_start = np.searchsorted(tree, np.arange(len(rep) + 1))
-        # per link, Σ over the trees that use it in tree order, then the paths in dendrite order
-        # (as a loop over the trees and paths adds)
-        load = np.bincount(link_of, weights=np.concatenate([weight, stream_rate[path]]), minlength=len(keys))
+        both = np.concatenate([key, path_key])
+        keys = distinct(both)
+        link_of = np.searchsorted(keys, both)
         ends = self.board.link_ends(keys)
         b = self.board
         inter = (ends[:, 0] // b.cx != ends[:, 2] // b.cx) | (ends[:, 1] // b.cy != ends[:, 3] // b.cy)
         host = (ends[:, 0] == HOST[0]) & (ends[:, 1] == HOST[1])
         kind = np.where(host, 2, inter.astype(np.int64))
         path_start = np.searchsorted(path, np.arange(len(d) + 1)).tolist()
-        path_links = path_links.tolist()
+        path_links = link_of[len(key):].tolist()
         partial = [(int(d[k]), int(soma[k]), path_links[path_start[k]:path_start[k + 1]]) for k in range(len(d))]
-        return Routes(group_of, group_core, dest_start, dests, link_start, group_links, ends, kind, load, partial)
+        return _Trees(ids, group_of, group_core, dest_start, dests, tree, path, link_of,
+                      np.searchsorted(tree, np.arange(len(rep) + 1)), ends, kind, partial)
+
+
+@dataclass
+class _Trees:
+    """The rate-independent part of :class:`Routes`: ``ids`` the sources with destinations,
+    ``tree``/``path`` the group or dendrite of each tree link, ``link_of`` their link ids
+    (the groups' links, then the paths')."""
+
+    ids: np.ndarray
+    group_of: np.ndarray
+    group_core: np.ndarray
+    dest_start: np.ndarray
+    dests: np.ndarray
+    tree: np.ndarray
+    path: np.ndarray
+    link_of: np.ndarray
+    link_start: np.ndarray
+    ends: np.ndarray
+    kind: np.ndarray
+    partial: list
 
 
 @dataclass
