@@ -49,7 +49,11 @@ def check_finite(graph: Graph) -> None:
 
 def _verify_ssa(graph: Graph, position: dict[int, int]) -> None:
     for i, op in enumerate(graph.ops):
+        last = None
         for v in op.operands:
+            if v is last:  # a repeated operand (a core's slices of one population) is checked once
+                continue
+            last = v
             owner = v.owner
             if owner is None or id(owner) not in position:
                 raise op.error(f"uses %{v.name or '?'}, which no op of the graph defines")
@@ -87,7 +91,9 @@ def _verify_cycles(graph: Graph) -> None:
         for v in op.operands:
             src = producers.get(id(v))
             if src is not None and src.KIND != "snn.project":
-                users[id(src)].append(op)
+                edges = users[id(src)]
+                if not edges or edges[-1] is not op:  # one edge per (source, user)
+                    edges.append(op)
     state: dict[int, int] = {}  # 1: on the current path, 2: done
     for root in graph.ops:
         if id(root) in state:
