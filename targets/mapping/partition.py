@@ -45,7 +45,7 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
-from nmc.targets.mapping.shapes import (axis_synapses, box_bits, box_runs, field_ids, geometry, run_boxes,
+from nmc.targets.mapping.shapes import (axis_synapses, box_bits, box_ids, box_runs, field_ids, geometry, run_boxes,
                                         runs_to_boxes, shared_bits_per_channel, view3)
 
 HINT = ("use a larger board, fewer channels or neurons in the layer, "
@@ -369,14 +369,22 @@ def core_pieces(net: Netlist, pops: list, slices: tuple) -> list[tuple]:
     return out
 
 
-def source_core_pairs(net: Netlist, cores: list[list[tuple]]) -> np.ndarray:
-    """Distinct ``(global source, core)`` pairs, sorted, of cores given as ``(pop, piece)`` lists."""
+def source_core_pairs(net: Netlist, cores: list[list[tuple]], known: dict | None = None) -> np.ndarray:
+    """Distinct ``(global source, core)`` pairs, sorted, of cores given as ``(pop, piece)`` lists.
+    ``known``: each core's distinct sources by its pieces, kept between calls (the partitioner's
+    rounds re-cut few populations)."""
     keys = []
     width = max(len(cores), 1)
     for k, pieces in enumerate(cores):
-        ids = [piece_sources(net, pop, piece) for pop, piece in pieces]
-        if ids:
-            keys.append(np.concatenate(ids) * width + k)
+        key = tuple((id(pop), piece) for pop, piece in pieces)
+        ids = known.get(key) if known is not None else None
+        if ids is None:
+            ids = [piece_sources(net, pop, piece) for pop, piece in pieces]
+            ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+            if known is not None:
+                ids = known[key] = distinct(ids)
+        if len(ids):
+            keys.append(ids * width + k)
     if not keys:
         return np.zeros((0, 2), np.int64)
     keys = distinct(np.concatenate(keys))
@@ -582,13 +590,18 @@ def _units(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> list:
     return sorted(units, key=lambda u: order[u.pops[0]])
 
 
-def _outputs(net: Netlist, cores: list) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct (source, core) pairs, output routing entries per core) of packed cores."""
-    pairs = source_core_pairs(net, [core.pieces for core in cores])
+def _outputs(net: Netlist, cores: list, known: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct (source, core) pairs, output routing entries per core) of packed cores;
+    ``known`` as for :func:`source_core_pairs`."""
+    pairs = source_core_pairs(net, [core.pieces for core in cores], known)
     cores_of = np.zeros(net.n_neurons, np.int64)
     for k, core in enumerate(cores):
         for pop, piece in core.pieces:
             off = net.neuron_offset[pop]
+            if piece[0] == "soma" or len(piece) == 6:  # a box: its neurons in one call
+                box = piece[1] if piece[0] == "soma" else piece
+                cores_of[off + box_ids(box, view3(pop.result.type.shape))] = k
+                continue
             for a, b in _runs(pop, piece):
                 cores_of[off + a:off + b] = k
     neuron = pairs[:, 0] - net.n_ports
@@ -609,15 +622,16 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
     caps = {u: c.neurons for u in units}
     tiles = {u: u.tiles(caps[u]) for u in units}
     alone: set = {u for u in units if getattr(u, "split", False)}
+    known: dict = {}  # each core's sources by its pieces, across rounds
     for _ in range(MAX_ROUNDS):
         cores = _pack(units, tiles, alone, c)
-        pairs, per_core = _outputs(net, cores)
+        pairs, per_core = _outputs(net, cores, known)
         over = np.flatnonzero(per_core > c.output_axons)
         if not len(over):
             plan = _Plan(units, unit_of, tiles, caps, cores, pairs, per_core)
             if FILL_OVER * _lower_bound(net, unit_of, c) < len(cores) <= FILL_MAX_CORES:
                 filled = _pack(units, tiles, set(), c, fill=True)
-                pairs, per_core = _outputs(net, filled)
+                pairs, per_core = _outputs(net, filled, known)
                 if len(filled) < len(cores) and np.all(per_core <= c.output_axons):
                     return _Plan(units, unit_of, tiles, caps, filled, pairs, per_core)
             return plan
