@@ -36,6 +36,7 @@ until every core fits.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 
@@ -690,8 +691,24 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
     and ``partial`` the ``hw.core`` attribute of a dendrite core (else empty),
     ``"lower_bound"`` (the graph's), ``"layers"``: ``{pop: (cores, lower bound, limited by)}``,
     ``"names"``, ``"pairs"``: the distinct ``(global source, core)`` pairs, sorted}; or raises
-    NmcError when a population cannot fit a core."""
+    NmcError when a population cannot fit a core.  The result is kept with the graph and
+    given again while its snn ops, the limits and the formats are the same."""
     check_formats(graph, formats, chip_name)
+    ops = [op for op in graph.ops if op.dialect != "hw"]
+    key = (limits, formats, tuple(map(id, ops)))
+    known = _PLANS.get(graph)
+    if known is not None and known[0] == key:  # e.g. --board auto's count, then the partition pass
+        return known[2]
+    result = _partition(graph, limits, chip_name)
+    _PLANS[graph] = (key, ops, result)  # the ops kept alive, so no id in the key is reused
+    return result
+
+
+# graph -> (limits, formats and its snn ops by id; those ops; partition's result)
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _partition(graph: Graph, limits: CoreLimits, chip_name: str) -> dict:
     net = Netlist(graph)
     c = limits
     names = {pop: pop_name(pop, i) for i, pop in enumerate(net.populations)}
