@@ -370,25 +370,32 @@ def core_pieces(net: Netlist, pops: list, slices: tuple) -> list[tuple]:
     return out
 
 
-def source_core_pairs(net: Netlist, cores: list[list[tuple]], known: dict | None = None) -> np.ndarray:
-    """Distinct ``(global source, core)`` pairs, sorted, of cores given as ``(pop, piece)`` lists.
-    ``known``: each core's distinct sources by its pieces, kept between calls (the partitioner's
-    rounds re-cut few populations)."""
-    keys = []
-    width = max(len(cores), 1)
-    for k, pieces in enumerate(cores):
+def source_core_pairs(net: Netlist, cores: list[list[tuple]]) -> np.ndarray:
+    """Distinct ``(global source, core)`` pairs, sorted, of cores given as ``(pop, piece)`` lists."""
+    return _sorted_pairs(_core_sources(net, cores, {}))
+
+
+def _core_sources(net: Netlist, cores: list[list[tuple]], known: dict) -> list[np.ndarray]:
+    """Each core's distinct global sources; ``known``: by the core's pieces, kept between calls
+    (the partitioner's rounds re-cut few populations)."""
+    out = []
+    for pieces in cores:
         key = tuple((id(pop), piece) for pop, piece in pieces)
-        ids = known.get(key) if known is not None else None
+        ids = known.get(key)
         if ids is None:
             ids = [piece_sources(net, pop, piece) for pop, piece in pieces]
-            ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-            if known is not None:
-                ids = known[key] = distinct(ids)
-        if len(ids):
-            keys.append(ids * width + k)
+            ids = known[key] = distinct(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+        out.append(ids)
+    return out
+
+
+def _sorted_pairs(sources: list[np.ndarray]) -> np.ndarray:
+    """``(source, core)`` pairs of per-core distinct sources, sorted (so distinct)."""
+    width = max(len(sources), 1)
+    keys = [ids * width + k for k, ids in enumerate(sources) if len(ids)]
     if not keys:
         return np.zeros((0, 2), np.int64)
-    keys = distinct(np.concatenate(keys))
+    keys = np.sort(np.concatenate(keys))
     return np.stack([keys // width, keys % width], axis=1)
 
 
@@ -533,7 +540,7 @@ class _Plan:
     tiles: dict
     caps: dict
     cores: list
-    pairs: np.ndarray  # distinct (global source, core)
+    sources: list  # each core's distinct global sources
     outputs: np.ndarray  # output routing entries per core
 
 
@@ -591,10 +598,11 @@ def _units(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> list:
     return sorted(units, key=lambda u: order[u.pops[0]])
 
 
-def _outputs(net: Netlist, cores: list, known: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct (source, core) pairs, output routing entries per core) of packed cores;
-    ``known`` as for :func:`source_core_pairs`."""
-    pairs = source_core_pairs(net, [core.pieces for core in cores], known)
+def _outputs(net: Netlist, cores: list, known: dict) -> tuple[list[np.ndarray], np.ndarray]:
+    """(each core's distinct sources, output routing entries per core) of packed cores;
+    ``known`` as for :func:`_core_sources`.  A source neuron's entries are the cores it reaches,
+    counted on its own core (the pairs need no sorting for that)."""
+    sources = _core_sources(net, [core.pieces for core in cores], known)
     cores_of = np.zeros(net.n_neurons, np.int64)
     for k, core in enumerate(cores):
         for pop, piece in core.pieces:
@@ -605,9 +613,8 @@ def _outputs(net: Netlist, cores: list, known: dict) -> tuple[np.ndarray, np.nda
                 continue
             for a, b in _runs(pop, piece):
                 cores_of[off + a:off + b] = k
-    neuron = pairs[:, 0] - net.n_ports
-    keep = neuron >= 0
-    return pairs, np.bincount(cores_of[neuron[keep]], minlength=len(cores)).astype(np.int64)
+    neuron = (np.concatenate(sources) if sources else np.zeros(0, np.int64)) - net.n_ports
+    return sources, np.bincount(cores_of[neuron[neuron >= 0]], minlength=len(cores)).astype(np.int64)
 
 
 def _lower_bound(net: Netlist, unit_of: dict, c: CoreLimits) -> int:
@@ -626,15 +633,15 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
     known: dict = {}  # each core's sources by its pieces, across rounds
     for _ in range(MAX_ROUNDS):
         cores = _pack(units, tiles, alone, c)
-        pairs, per_core = _outputs(net, cores, known)
+        sources, per_core = _outputs(net, cores, known)
         over = np.flatnonzero(per_core > c.output_axons)
         if not len(over):
-            plan = _Plan(units, unit_of, tiles, caps, cores, pairs, per_core)
+            plan = _Plan(units, unit_of, tiles, caps, cores, sources, per_core)
             if FILL_OVER * _lower_bound(net, unit_of, c) < len(cores) <= FILL_MAX_CORES:
                 filled = _pack(units, tiles, set(), c, fill=True)
-                pairs, per_core = _outputs(net, filled, known)
+                sources, per_core = _outputs(net, filled, known)
                 if len(filled) < len(cores) and np.all(per_core <= c.output_axons):
-                    return _Plan(units, unit_of, tiles, caps, filled, pairs, per_core)
+                    return _Plan(units, unit_of, tiles, caps, filled, sources, per_core)
             return plan
         recut = set()
         for i in over:
@@ -713,7 +720,7 @@ def _partition(graph: Graph, limits: CoreLimits, chip_name: str) -> dict:
     c = limits
     names = {pop: pop_name(pop, i) for i, pop in enumerate(net.populations)}
     plan = _plan(net, c, chip_name, names)
-    axons = np.bincount(plan.pairs[:, 1], minlength=len(plan.cores)) if len(plan.pairs) else np.zeros(len(plan.cores))
+    axons = [len(ids) for ids in plan.sources]
     cores = []
     index = {id(core): k for k, core in enumerate(plan.cores)}
     for k, core in enumerate(plan.cores):
@@ -735,4 +742,5 @@ def _partition(graph: Graph, limits: CoreLimits, chip_name: str) -> dict:
         unit = plan.unit_of[pop]
         own = max(-(-pop.result.type.size // c.neurons), -(-_total_bits(pop, unit, c) // c.synapse_memory_bits))
         layers[pop] = (used, own, _binding(unit, plan.tiles[unit], plan.caps[unit], c))
-    return {"cores": cores, "lower_bound": lower, "layers": layers, "names": names, "pairs": plan.pairs}
+    return {"cores": cores, "lower_bound": lower, "layers": layers, "names": names,
+            "pairs": _sorted_pairs(plan.sources)}
