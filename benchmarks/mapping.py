@@ -14,6 +14,14 @@ first (rate measurement included), then the mapping passes, and ``emit etc. s`` 
 * ``vgg11@W`` — a VGG-11-class CNN on 3x32x32 inputs with seeded random weights and channel
   widths ×W (benchmarks/vgg.py), calibrated and run on seeded uniform-random images.
 
+``--resnet`` adds ``resnet50-shape``: an integer graph with the layer shapes of the onnx light
+zoo's ResNet-50 at 224x224 (``resnet50_graph``: seeded weights, the max pool as one pooling
+projection, every population at ``--resnet-rate`` spikes per step), mapping only (no
+conversion, no emulation: ``compile s`` is ``nmc.compiler.compile_graph(..., board="auto")``
+on ``--board``'s chip, whose fan-in splitting its 4,608- and 100,352-input neurons need), so
+the mapping time of a network of that size is measured without its conversion (which
+benchmarks/zoo.py runs on the real model).
+
 The MNIST models are calibrated on the first ``--calib`` ``train_idx`` images of
 ``<data>/mnist`` (pixels/255, as ``<data>/README.md`` specifies for every model, mnist-8
 included) and run on the first ``--samples`` ``heldout_idx`` images.  Each network gets a
@@ -289,6 +297,81 @@ def conv_graph(neurons: int, channels: int, seed: int) -> Graph:
     return g
 
 
+def resnet50_graph(seed: int, rate: float) -> Graph:
+    """An integer graph with the layer shapes of ResNet-50 at 3x224x224 (the onnx light zoo's
+    ``light_resnet50``: a 7x7/2 convolution, a 3x3/2 pooling, bottleneck blocks of [3, 4, 6, 3]
+    with widths 64..512 and 4x expansion, 1x1/2 projection shortcuts, a 1000-way classifier over
+    the last 2048x7x7 maps, i.e. the average pool folded in: 100,352 inputs per neuron), seeded
+    weights in [-2, 2]; the max pool is one ``pool`` projection (the conversion's tournament
+    adds populations).  Every population and the encoder carry ``calib.rate = rate``, as a
+    calibrated graph carries its measured rates, for the links' loads."""
+    rng = np.random.default_rng(seed)
+    g = Graph("resnet50_shape", {"timesteps": 8})
+    x = g.add(Input(declared_type=TensorType((3, 224, 224), "f32")), "x")
+    prev = g.add(Encode(x=x), "e")
+    count = iter(range(1, 1 << 20))
+
+    def conv(src, c_in, c_out, k, stride, pad):
+        w = Blob(rng.integers(-2, 3, size=(c_out, c_in, k, k)).astype(np.int8))
+        return g.add(Project(src=src, kind="conv2d", weight=w, strides=(stride, stride), pads=(pad,) * 4),
+                     f"c{next(count)}")
+
+    def pop(currents, shape):
+        return g.add(Population(currents=currents, declared_type=SpikeType(shape), bits=16, threshold=64),
+                     f"p{next(count)}")
+
+    h = pop([conv(prev, 3, 64, 7, 2, 3)], (64, 112, 112))
+    pool = g.add(Project(src=h, kind="pool", weight=Blob(np.ones((64, 1, 1), np.int8)), kernel=(3, 3),
+                         strides=(2, 2), pads=(1, 1, 1, 1)), "maxpool")
+    h, c_in, size = pop([pool], (64, 56, 56)), 64, 56
+    for stage, (width, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3))):
+        for b in range(blocks):
+            stride = 2 if b == 0 and stage > 0 else 1
+            out = size // stride
+            a = pop([conv(h, c_in, width, 1, 1, 0)], (width, size, size))
+            main = conv(pop([conv(a, width, width, 3, stride, 1)], (width, out, out)), width, 4 * width, 1, 1, 0)
+            if b == 0:
+                short = conv(h, c_in, 4 * width, 1, stride, 0)
+            else:
+                short = g.add(Project(src=h, kind="one_to_one", weight=Blob(np.ones((4 * width, out, out), np.int8))),
+                              f"id{next(count)}")
+            h, c_in, size = pop([main, short], (4 * width, out, out)), 4 * width, out
+    w = Blob(rng.integers(-2, 3, size=(1000, c_in * size * size)).astype(np.int8))
+    y = pop([g.add(Project(src=h, kind="dense", weight=w), "fc")], (1000,))
+    g.add(Output(values=[g.add(Decode(x=y), "o")]))
+    for op in g.walk("snn.population") + g.walk("snn.encode"):
+        op.extra["calib.rate"] = rate
+    return g
+
+
+def resnet_row(spec: dict) -> dict:
+    """Map the ResNet-50-shaped graph with ``nmc``'s compile (``board="auto"`` on ``--board``'s
+    chip, which must split fan-in: 4,608 and 100,352 inputs per neuron), as benchmarks/zoo.py
+    maps a converted network."""
+    import os
+
+    from nmc.compiler import compile_graph
+
+    os.environ.setdefault("NMC_MAX_MEMORY", "16G")  # the mapping estimate is over the 4 GiB default
+    graph = resnet50_graph(spec["seed"], spec["rate"])
+    row = {"network": "resnet50-shape", "neurons": sum(p.result.type.size for p in graph.walk("snn.population"))}
+    start = time.perf_counter()
+    try:
+        image = compile_graph(graph, spec["board"], timesteps=8, seed=spec["seed"], board="auto")
+    except NmcError as err:
+        return {**row, "error": f"does not fit: {str(err).splitlines()[0]}", "peak_gib": peak_gib()}
+    row["map_s"] = row["compile_s"] = time.perf_counter() - start
+    passes = image.stats["passes"]
+    row.update({f"{p}_s": passes.get(p) for p in ("partition", "place", "route")})
+    row["other_s"] = row["map_s"] - sum(passes.get(p, 0.0) for p in ("partition", "place", "route"))
+    res = image.manifest["resources"]
+    row.update(board=image.target.rsplit("-", 1)[-1], synapses=res["synapses"], cores=res["cores"],
+               lower_bound=res["cores_lower_bound"], chips=res["chips"], cost=res["placement_cost"],
+               cost_naive=res["placement_cost_naive"], link_load=res["max_link_load"], link=res["busiest_link"],
+               dendrites=res.get("dendrite_cores", 0), peak_gib=peak_gib())
+    return row
+
+
 def series_row(spec: dict) -> dict:
     """Map one random layered graph by running the mapping passes and the emitter directly."""
     n, seed, rate = spec["size"], spec["seed"], spec["rate"]
@@ -503,6 +586,10 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.01,
                     help="series: assumed spikes per step per neuron for link loads (all inputs enter at one host port)")
     ap.add_argument("--no-emulator", action="store_true")
+    ap.add_argument("--resnet", action="store_true",
+                    help="also map a ResNet-50-shaped integer graph (224x224, fan-in splitting; mapping only)")
+    ap.add_argument("--resnet-rate", type=float, default=0.0005,
+                    help="its assumed spikes per step per neuron (calib.rate) for the links' loads")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per row")
     ap.add_argument("--force", action="store_true", help="run series sizes predicted not to fit in memory")
     ap.add_argument("--memory-limit", type=float,
@@ -536,13 +623,17 @@ def main() -> None:
         elif data is not None:
             specs.append({**common, "kind": "onnx", "label": name, "path": str(MODELS[name]), "data": str(data),
                           "min_chips": 1})
+    if args.resnet:
+        specs.append({"kind": "resnet", "label": "resnet50-shape", "seed": args.seed, "rate": args.resnet_rate,
+                      "board": args.board, "memory_limit_gib": limit})
     rows = []
     if specs:
         print(f"Networks: T = {args.timesteps}, boards of {args.board} chips, {calib} calibration samples, "
               f"{samples} emulated samples, seed {args.seed}", flush=True)
     for spec in specs:
         start = time.perf_counter()
-        row = {"network": spec["label"], **isolated(network_row, spec, args.timeout, args.in_process)}
+        row = {"network": spec["label"], **isolated(resnet_row if spec["kind"] == "resnet" else network_row, spec,
+                                                     args.timeout, args.in_process)}
         row["wall_s"] = time.perf_counter() - start
         rows.append(row)
         print(f"  {row['network']}: {row['wall_s']:.0f} s", file=sys.stderr, flush=True)

@@ -196,19 +196,26 @@ def test_resource_summary():
     assert s["chips"] == len(chips)
 
 
-def test_xy_tree_is_the_union_of_xy_paths():
+def test_xy_trees_are_the_unions_of_xy_paths():
     board = Board(CHIP)
     rng = np.random.default_rng(0)
+    sources, dests = [], []
     for _ in range(200):
         a = (int(rng.integers(-1, board.width)), int(rng.integers(0, board.height)))
-        if a[0] < 0:
-            a = (-1, 0)
-        dests = [(int(rng.integers(0, board.width)), int(rng.integers(0, board.height)))
-                 for _ in range(int(rng.integers(1, 6)))]
+        sources.append((-1, 0) if a[0] < 0 else a)
+        dests.append([(int(rng.integers(0, board.width)), int(rng.integers(0, board.height)))
+                      for _ in range(int(rng.integers(0, 6)))])
+    start = np.cumsum([0] + [len(d) for d in dests])
+    flat = np.array([d for ds in dests for d in ds], np.int64)
+    tree, key = board.xy_trees([a[0] for a in sources], [a[1] for a in sources], start, flat[:, 0], flat[:, 1])
+    ends = board.link_ends(key)
+    assert np.all(np.diff(tree * 10**9 + key) > 0)  # sorted, each link once per tree
+    for t, (a, ds) in enumerate(zip(sources, dests)):
         union = set()
-        for d in dests:
+        for d in ds:
             union.update(board.xy_path(a, d))
-        assert board.xy_tree(a, dests) == union
+        got = [((x0, y0), (x1, y1)) for x0, y0, x1, y1 in ends[tree == t].tolist()]
+        assert got == sorted(union)  # link keys sort as the links do
 
 
 def test_partition_refuses_a_delayed_reset():
@@ -307,3 +314,48 @@ def test_board_auto_is_the_smallest_board_that_fits():
     assert n >= need and chip.mesh.chips_x * (chip.mesh.chips_y - 1) < need and chip.name.endswith(
         f"-auto-{chip.mesh.chips_x}x{chip.mesh.chips_y}")
     mapped(graph, chip=chip)  # it maps onto that board
+
+
+def _conv_layers(shapes, seed=0):
+    """Layers of 3x3 convolutions (padding 1), an encoder of ``shapes[0]`` then a population per shape."""
+    from nmc.ir.ann import Input, Output
+    from nmc.ir.core import Blob, Graph
+    from nmc.ir.snn import Decode, Encode, Population, Project
+    from nmc.ir.types import SpikeType, TensorType
+
+    rng = np.random.default_rng(seed)
+    g = Graph("filled", {"timesteps": 4})
+    x = g.add(Input(declared_type=TensorType(shapes[0], "f32")), "x")
+    prev, c_in = g.add(Encode(x=x), "e"), shapes[0][0]
+    for i, shape in enumerate(shapes[1:]):
+        w = rng.integers(-20, 40, size=(shape[0], c_in, 3, 3)).astype(np.int8)
+        cur = g.add(Project(src=prev, kind="conv2d", weight=Blob(w), pads=(1, 1, 1, 1)), f"c{i}")
+        prev = g.add(Population(currents=[cur], declared_type=SpikeType(shape), bits=16, threshold=30), f"h{i}")
+        c_in = shape[0]
+    g.add(Output(values=[g.add(Decode(x=prev, mode="membrane"), "o")]))
+    return g, [rng.random((2, *shapes[0])).astype(np.float32)]
+
+
+@pytest.mark.parametrize("shapes", [[(1, 9, 9), (3, 9, 9), (3, 9, 9)], [(1, 10, 10), (3, 10, 10), (5, 10, 10)]])
+def test_small_graphs_fill_their_cores(shapes, monkeypatch):
+    """When boxes of one size leave cores partly empty (here 64-neuron cores), runs cut to fill
+    each core reach the lower bound, and the image still runs bit-identically."""
+    import re
+    import types
+
+    import nmc.targets.mapping.partition as partition
+    from nmc.targets.chip import parse_chip
+    from nmc.targets.mesh.sections import emit_sections
+    from test_emulator import MAPPING, TEST_CHIP, assert_identical
+
+    text = re.sub(r"(?m)^neurons = \d+", "neurons = 64", TEST_CHIP)
+    chip = parse_chip(text, "fill.toml")
+    graph, inputs = _conv_layers(shapes)
+    g, _ = mapped(graph, MAPPING, chip)
+    lower = g.meta["hw.cores_lower_bound"]
+    assert len(g.walk("hw.core")) == lower
+    sections = emit_sections(g, chip)
+    sections["chip"] = text.encode()
+    assert_identical(graph, inputs, types.SimpleNamespace(sections=sections))
+    monkeypatch.setattr(partition, "FILL_OVER", float("inf"))  # boxes alone take more cores
+    assert len(mapped(graph, "partition", chip)[0].walk("hw.core")) > lower

@@ -46,13 +46,18 @@ class Core(Op):
         require(self, len(self.pops) >= 1, "needs at least one population slice")
         require(self, len(self.slices) == 2 * len(self.pops),
                 f"has {len(self.pops)} population(s) but {len(self.slices)} slice bounds (need 2 per population)")
+        sizes: dict = {}  # a core holds many slices of few populations: each checked once
         for i, p in enumerate(self.pops):
-            require(self, p.owner is not None and p.owner.KIND == "snn.population",
-                    f"operand {i} must be a population's spikes")
+            size = sizes.get(id(p))
+            if size is None:
+                require(self, p.owner is not None and p.owner.KIND == "snn.population",
+                        f"operand {i} must be a population's spikes")
+                size = sizes[id(p)] = p.type.size
             a, b = self.slices[2 * i], self.slices[2 * i + 1]
-            require(self, 0 <= a < b <= p.type.size, f"slice [{a}, {b}) of operand {i} is outside its {p.type.size} neurons")
-        require(self, self.neurons == sum(self.slices[2 * i + 1] - self.slices[2 * i] for i in range(len(self.pops))),
-                f"neurons = {self.neurons} is not the total of its slices")
+            if not 0 <= a < b <= size:
+                require(self, False, f"slice [{a}, {b}) of operand {i} is outside its {size} neurons")
+        if self.neurons != sum(self.slices[1::2]) - sum(self.slices[::2]):
+            require(self, False, f"neurons = {self.neurons} is not the total of its slices")
         require(self, len(self.partial) == 0 or (len(self.partial) % 3 == 1 and len(self.partial) >= 4
                                                   and len(set(self.pops)) == 1),
                 "partial must be [soma, then (current operand, lo, hi) triples] over one population")

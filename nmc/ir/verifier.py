@@ -49,7 +49,11 @@ def check_finite(graph: Graph) -> None:
 
 def _verify_ssa(graph: Graph, position: dict[int, int]) -> None:
     for i, op in enumerate(graph.ops):
+        last = None
         for v in op.operands:
+            if v is last:  # a repeated operand (a core's slices of one population) is checked once
+                continue
+            last = v
             owner = v.owner
             if owner is None or id(owner) not in position:
                 raise op.error(f"uses %{v.name or '?'}, which no op of the graph defines")
@@ -87,7 +91,9 @@ def _verify_cycles(graph: Graph) -> None:
         for v in op.operands:
             src = producers.get(id(v))
             if src is not None and src.KIND != "snn.project":
-                users[id(src)].append(op)
+                edges = users[id(src)]
+                if not edges or edges[-1] is not op:  # one edge per (source, user)
+                    edges.append(op)
     state: dict[int, int] = {}  # 1: on the current path, 2: done
     for root in graph.ops:
         if id(root) in state:
@@ -130,24 +136,36 @@ def _verify_hw(graph: Graph, pops: list[Op]) -> None:
     ids = sorted(c.id for c in cores)
     if ids != list(range(len(cores))):
         raise cores[0].error(f"hw.core ids must be 0..{len(cores) - 1}, each once")
-    covered = {id(p): [] for p in pops}
+    import numpy as np  # here, not at import: the verifier runs on every parse
+
+    index = {id(p): i for i, p in enumerate(pops)}
+    pop, lo, hi, where = [], [], [], []  # every slice: population, bounds, core
     dendrites = {c.id for c in cores if c.partial}
-    for c in cores:
+    for k, c in enumerate(cores):
         if c.partial:  # a dendrite core holds no neurons (fan-in splitting)
             if not 0 <= c.partial[0] < len(cores) or c.partial[0] in dendrites:
                 raise c.error(f"names soma core {c.partial[0]}, which is no core holding neurons")
             continue
-        for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
-            covered[id(v.owner)].append((a, b, c))
-    for p in pops:
-        end = 0
-        for a, b, c in sorted(covered[id(p)], key=lambda s: s[0]):
-            if a != end:
-                raise c.error(f"slices of %{p.result.name} leave neurons [{end}, {a}) on no core" if a > end else
-                              f"holds neurons of %{p.result.name} from {a} that another core holds too")
-            end = b
-        if end != p.result.type.size:
-            raise p.error(f"neurons [{end}, {p.result.type.size}) are on no core", hint="run partition again")
+        pop += [index[id(v.owner)] for v in c.pops]
+        lo += c.slices[::2]
+        hi += c.slices[1::2]
+        where += [k] * len(c.pops)
+    pop, lo, hi = (np.asarray(x, np.int64) for x in (pop, lo, hi))
+    order = np.lexsort((lo, pop))  # per population by start, ties in core order
+    pop, lo, hi = pop[order], lo[order], hi[order]
+    first = np.r_[True, pop[1:] != pop[:-1]] if len(pop) else np.zeros(0, bool)
+    end = np.where(first, 0, np.r_[0, hi[:-1]])  # where each slice should start
+    bad = np.flatnonzero(lo != end)
+    last = {int(i): int(h) for i, h in zip(pop[np.r_[first[1:], True]], hi[np.r_[first[1:], True]])} if len(pop) else {}
+    for i, p in enumerate(pops):  # the first problem in population order, as a walk over them finds it
+        wrong = bad[pop[bad] == i]
+        if len(wrong):
+            j = int(wrong[0])
+            c, a, e = cores[where[int(order[j])]], int(lo[j]), int(end[j])
+            raise c.error(f"slices of %{p.result.name} leave neurons [{e}, {a}) on no core" if a > e else
+                          f"holds neurons of %{p.result.name} from {a} that another core holds too")
+        if last.get(i, 0) != p.result.type.size:
+            raise p.error(f"neurons [{last.get(i, 0)}, {p.result.type.size}) are on no core", hint="run partition again")
     board = graph.meta.get("hw.board")
     slots = set()
     for c in cores:

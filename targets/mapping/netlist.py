@@ -12,6 +12,7 @@ Shared by every chip class that maps synapses explicitly.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,15 +104,22 @@ def distinct(a: np.ndarray) -> np.ndarray:
     return s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
 
 
+_WEIGHT_BITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # projection -> (its weight, bits)
+
+
 def weight_bits(p: Op) -> int:
-    """Signed bits the weights of ``p`` need (at least 1)."""
-    w = _weights(p)
-    if w.size == 0:
-        return 1
-    lo, hi = int(w.min()), int(w.max())
+    """Signed bits the weights of ``p`` need (at least 1); remembered per projection and
+    weight object (the partitioner asks once per box)."""
+    known = _WEIGHT_BITS.get(p)
+    if known is not None and known[0] is p.weight:
+        return known[1]
+    w = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
     bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
+    if w.size:
+        lo, hi = int(w.min()), int(w.max())
+        while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+            bits += 1
+    _WEIGHT_BITS[p] = (p.weight, bits)
     return bits
 
 

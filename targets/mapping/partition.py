@@ -39,6 +39,7 @@ until every core fits.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 
@@ -48,12 +49,15 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
-from nmc.targets.mapping.shapes import (axis_synapses, box_bits, box_runs, field_ids, geometry, runs_to_boxes,
-                                        shared_bits_per_channel, view3)
+from nmc.targets.mapping.shapes import (axis_synapses, box_bits, box_ids, box_runs, field_ids, geometry, run_boxes,
+                                        runs_to_boxes, shared_bits_per_channel, view3)
 
 HINT = ("use a larger board, fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
 MAX_ROUNDS = 40
+FILL_OVER = 1.05  # the filled packing is tried when the boxes take more cores than this × the lower bound
+FILL_MAX_CORES = 64  # ... and at most this many: runs across channels have wide receptive fields, which
+# only small graphs (one core a large share of the whole) can afford
 
 
 @dataclass(frozen=True)
@@ -390,15 +394,30 @@ def core_pieces(net: Netlist, pops: list, slices: tuple) -> list[tuple]:
 
 def source_core_pairs(net: Netlist, cores: list[list[tuple]]) -> np.ndarray:
     """Distinct ``(global source, core)`` pairs, sorted, of cores given as ``(pop, piece)`` lists."""
-    keys = []
-    width = max(len(cores), 1)
-    for k, pieces in enumerate(cores):
-        ids = [piece_sources(net, pop, piece) for pop, piece in pieces]
-        if ids:
-            keys.append(np.concatenate(ids) * width + k)
+    return _sorted_pairs(_core_sources(net, cores, {}))
+
+
+def _core_sources(net: Netlist, cores: list[list[tuple]], known: dict) -> list[np.ndarray]:
+    """Each core's distinct global sources; ``known``: by the core's pieces, kept between calls
+    (the partitioner's rounds re-cut few populations)."""
+    out = []
+    for pieces in cores:
+        key = tuple((id(pop), piece) for pop, piece in pieces)
+        ids = known.get(key)
+        if ids is None:
+            ids = [piece_sources(net, pop, piece) for pop, piece in pieces]
+            ids = known[key] = distinct(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
+        out.append(ids)
+    return out
+
+
+def _sorted_pairs(sources: list[np.ndarray]) -> np.ndarray:
+    """``(source, core)`` pairs of per-core distinct sources, sorted (so distinct)."""
+    width = max(len(sources), 1)
+    keys = [ids * width + k for k, ids in enumerate(sources) if len(ids)]
     if not keys:
         return np.zeros((0, 2), np.int64)
-    keys = distinct(np.concatenate(keys))
+    keys = np.sort(np.concatenate(keys))
     return np.stack([keys // width, keys % width], axis=1)
 
 
@@ -418,13 +437,17 @@ class _Core:
         return [(pop, piece) for unit, piece in self.tiles for pop in unit.pops]
 
 
-def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
+def _pack(units: list, tiles: dict, alone: set, c: CoreLimits, fill: bool = False) -> list[_Core]:
     """Next-fit: each tile joins the previous core when the union fits (module docstring);
-    tiles of units in ``alone`` get cores of their own."""
+    tiles of units in ``alone`` get cores of their own.  ``fill``: shaped units are cut into
+    runs that fill each core instead (:func:`_fill`)."""
     cores: list[_Core] = []
     for unit in units:
         if getattr(unit, "split", False):
             cores += _split_cores(unit, tiles[unit])
+            continue
+        if fill and isinstance(unit, _BoxTiler):
+            _fill(cores, unit, c)
             continue
         for piece in tiles[unit]:
             n, fields, bits = unit.usage(piece)
@@ -445,6 +468,58 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
                 merged.setdefault(src, []).append(f)
             cores.append(_Core([(unit, piece)], n, merged, bits))
     return cores
+
+
+def _fill(cores: list[_Core], unit: "_BoxTiler", c: CoreLimits) -> None:
+    """A shaped unit's neurons in flat order, in runs each as long as the last core still
+    holds (neurons, input axons, synapse bits; the longest by galloping, then bisection), a new
+    core when it holds none; each run is stored as boxes (a partial row, full rows, ...)."""
+    size = int(np.prod(unit.shape))
+    a = 0
+    while a < size:
+        last = cores[-1] if cores and cores[-1].soma is None and not getattr(cores[-1].tiles[-1][0], "split", False) \
+            else None
+        b = _longest(unit, a, size, last, c) if last is not None else a
+        if b == a:
+            last = _Core([], 0, {}, 0)
+            cores.append(last)
+            b = _longest(unit, a, size, last, c)
+            if b == a:
+                raise unit.single_neuron_error()
+        for box in run_boxes(a, b, unit.shape):
+            n, fields, bits = unit.usage(box)
+            last.tiles.append((unit, box))
+            last.neurons, last.bits = last.neurons + n, last.bits + bits
+            for src, f in fields:
+                last.fields.setdefault(src, []).append(f)
+        a = b
+
+
+def _longest(unit: "_BoxTiler", a: int, size: int, core: _Core, c: CoreLimits) -> int:
+    """The largest ``b`` such that neurons ``[a, b)`` of the unit fit on ``core`` beside what it holds."""
+    def fits(b: int) -> bool:
+        n = bits = 0
+        merged = {k: list(v) for k, v in core.fields.items()}
+        for box in run_boxes(a, b, unit.shape):
+            dn, fields, dbits = unit.usage(box)
+            n, bits = n + dn, bits + dbits
+            for src, f in fields:
+                merged.setdefault(src, []).append(f)
+        return (core.neurons + n <= c.neurons and core.bits + bits <= c.synapse_memory_bits
+                and sum(_union_count(f) for f in merged.values()) <= c.input_axons)
+
+    hi = min(size, a + (c.neurons - core.neurons) // len(unit.pops))
+    if hi <= a or fits(hi):
+        return max(hi, a)
+    good, step = a, 1
+    while good + step < hi and fits(good + step):  # gallop, then bisect
+        good += step
+        step *= 2
+    bad = min(hi, good + step)
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
+    return good
 
 
 def _split_cores(unit, groups: list) -> list[_Core]:
@@ -489,7 +564,7 @@ class _Plan:
     tiles: dict
     caps: dict
     cores: list
-    pairs: np.ndarray  # distinct (global source, core)
+    sources: list  # each core's distinct global sources
     outputs: np.ndarray  # output routing entries per core
 
 
@@ -547,6 +622,31 @@ def _units(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> list:
     return sorted(units, key=lambda u: order[u.pops[0]])
 
 
+def _outputs(net: Netlist, cores: list, known: dict) -> tuple[list[np.ndarray], np.ndarray]:
+    """(each core's distinct sources, output routing entries per core) of packed cores;
+    ``known`` as for :func:`_core_sources`.  A source neuron's entries are the cores it reaches,
+    counted on its own core (the pairs need no sorting for that)."""
+    sources = _core_sources(net, [core.pieces for core in cores], known)
+    cores_of = np.zeros(net.n_neurons, np.int64)
+    for k, core in enumerate(cores):
+        for pop, piece in core.pieces:
+            off = net.neuron_offset[pop]
+            if piece[0] == "soma" or len(piece) == 6:  # a box: its neurons in one call
+                box = piece[1] if piece[0] == "soma" else piece
+                cores_of[off + box_ids(box, view3(pop.result.type.shape))] = k
+                continue
+            for a, b in _runs(pop, piece):
+                cores_of[off + a:off + b] = k
+    neuron = (np.concatenate(sources) if sources else np.zeros(0, np.int64)) - net.n_ports
+    return sources, np.bincount(cores_of[neuron[neuron >= 0]], minlength=len(cores)).astype(np.int64)
+
+
+def _lower_bound(net: Netlist, unit_of: dict, c: CoreLimits) -> int:
+    """No partition uses fewer cores: all neurons, and all synapse bits, over full cores."""
+    total_bits = sum(_total_bits(p, unit_of[p], c) for p in net.populations)
+    return max(-(-net.n_neurons // c.neurons), -(-total_bits // c.synapse_memory_bits))
+
+
 def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
     """Cut, pack and re-cut until every core's output routing entries fit (module docstring)."""
     units = _units(net, c, chip_name, names)
@@ -554,21 +654,19 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
     caps = {u: c.neurons for u in units}
     tiles = {u: u.tiles(caps[u]) for u in units}
     alone: set = {u for u in units if getattr(u, "split", False)}
+    known: dict = {}  # each core's sources by its pieces, across rounds
     for _ in range(MAX_ROUNDS):
         cores = _pack(units, tiles, alone, c)
-        pairs = source_core_pairs(net, [core.pieces for core in cores])
-        cores_of = np.zeros(net.n_neurons, np.int64)
-        for k, core in enumerate(cores):
-            for pop, piece in core.pieces:
-                off = net.neuron_offset[pop]
-                for a, b in _runs(pop, piece):
-                    cores_of[off + a:off + b] = k
-        neuron = pairs[:, 0] - net.n_ports
-        keep = neuron >= 0
-        per_core = np.bincount(cores_of[neuron[keep]], minlength=len(cores)).astype(np.int64)
+        sources, per_core = _outputs(net, cores, known)
         over = np.flatnonzero(per_core > c.output_axons)
         if not len(over):
-            return _Plan(units, unit_of, tiles, caps, cores, pairs, per_core)
+            plan = _Plan(units, unit_of, tiles, caps, cores, sources, per_core)
+            if FILL_OVER * _lower_bound(net, unit_of, c) < len(cores) <= FILL_MAX_CORES:
+                filled = _pack(units, tiles, set(), c, fill=True)
+                sources, per_core = _outputs(net, filled, known)
+                if len(filled) < len(cores) and np.all(per_core <= c.output_axons):
+                    return _Plan(units, unit_of, tiles, caps, filled, sources, per_core)
+            return plan
         recut = set()
         for i in over:
             if len(cores[i].tiles) > 1 and not getattr(cores[i].tiles[0][0], "split", False):
@@ -623,13 +721,30 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
     axons, bits, outputs, partial)]`` with ``runs`` a list of ``(pop, a, b)`` flat-index slices
     and ``partial`` the ``hw.core`` attribute of a dendrite core (else empty),
     ``"lower_bound"`` (the graph's), ``"layers"``: ``{pop: (cores, lower bound, limited by)}``,
-    ``"names"}``; or raises NmcError when a population cannot fit a core."""
+    ``"names"``, ``"pairs"``: the distinct ``(global source, core)`` pairs, sorted}; or raises
+    NmcError when a population cannot fit a core.  The result is kept with the graph and
+    given again while its snn ops, the limits and the formats are the same."""
     check_formats(graph, formats, chip_name)
+    ops = [op for op in graph.ops if op.dialect != "hw"]
+    key = (limits, formats, tuple(map(id, ops)))
+    known = _PLANS.get(graph)
+    if known is not None and known[0] == key:  # e.g. --board auto's count, then the partition pass
+        return known[2]
+    result = _partition(graph, limits, chip_name)
+    _PLANS[graph] = (key, ops, result)  # the ops kept alive, so no id in the key is reused
+    return result
+
+
+# graph -> (limits, formats and its snn ops by id; those ops; partition's result)
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _partition(graph: Graph, limits: CoreLimits, chip_name: str) -> dict:
     net = Netlist(graph)
     c = limits
     names = {pop: pop_name(pop, i) for i, pop in enumerate(net.populations)}
     plan = _plan(net, c, chip_name, names)
-    axons = np.bincount(plan.pairs[:, 1], minlength=len(plan.cores)) if len(plan.pairs) else np.zeros(len(plan.cores))
+    axons = [len(ids) for ids in plan.sources]
     cores = []
     index = {id(core): k for k, core in enumerate(plan.cores)}
     for k, core in enumerate(plan.cores):
@@ -643,8 +758,7 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
         partial_axons = sum(core.neurons * len(t.parts) for t in {u for u, _ in core.tiles} if getattr(t, "split", False))
         cores.append((runs, core.neurons, int(axons[k]) + partial_axons, _core_bits(core.pieces, c, plan.unit_of),
                       int(plan.outputs[k]), ()))
-    total_bits = sum(_total_bits(p, plan.unit_of[p], c) for p in net.populations)
-    lower = max(-(-net.n_neurons // c.neurons), -(-total_bits // c.synapse_memory_bits))
+    lower = _lower_bound(net, plan.unit_of, c)
     layers = {}
     used_by = Counter(p for core in plan.cores for p in {p for p, _ in core.pieces})  # cores holding a piece of p
     for pop in net.populations:
@@ -652,4 +766,5 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
         unit = plan.unit_of[pop]
         own = max(-(-pop.result.type.size // c.neurons), -(-_total_bits(pop, unit, c) // c.synapse_memory_bits))
         layers[pop] = (used, own, _binding(unit, plan.tiles[unit], plan.caps[unit], c))
-    return {"cores": cores, "lower_bound": lower, "layers": layers, "names": names}
+    return {"cores": cores, "lower_bound": lower, "layers": layers, "names": names,
+            "pairs": _sorted_pairs(plan.sources)}

@@ -248,6 +248,15 @@ def merge_boxes(boxes: list[tuple]) -> list[tuple]:
 
 def runs_to_boxes(runs: list[tuple[int, int]], shape3) -> list[tuple]:
     """Runs of flat indices (disjoint) as few boxes covering exactly their cells."""
+    if runs:  # the usual case: the runs of one box (box_runs), from its first cell to its last
+        C, H, W = shape3
+        c0, rest = divmod(runs[0][0], H * W)
+        y0, x0 = divmod(rest, W)
+        c1, rest = divmod(runs[-1][1] - 1, H * W)
+        y1, x1 = divmod(rest, W)
+        box = (c0, c1 + 1, y0, y1 + 1, x0, x1 + 1)
+        if c1 >= c0 and y1 >= y0 and x1 >= x0 and box_runs(box, shape3) == [tuple(r) for r in runs]:
+            return [box]
     boxes = [box for a, b in runs for box in run_boxes(a, b, shape3)]
     return merge_boxes(boxes) if len(boxes) > 1 else boxes
 

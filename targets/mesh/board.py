@@ -5,6 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
+from nmc.targets.mapping.netlist import distinct
+
 class Board:
     """The board's cores on one grid: board x = chip x · cores_x + x (same for y).  The host
     attaches west of board core (0, 0); a host spike takes one extra hop to reach it."""
@@ -73,26 +75,48 @@ class Board:
     def is_inter_chip(self, a: tuple[int, int], b: tuple[int, int]) -> bool:
         return a[0] // self.cx != b[0] // self.cx or a[1] // self.cy != b[1] // self.cy
 
-    def xy_tree(self, a: tuple[int, int], dests: list[tuple[int, int]]) -> set:
-        """The union of the X-then-Y paths from ``a`` to every destination, built directly: the
-        row of ``a`` out to the westmost and eastmost destination columns, then in each
-        destination column from ``a``'s row to its lowest and highest destination."""
-        sx, sy = a
-        xs = [d[0] for d in dests]
-        links = set()
-        for x in range(sx, max(xs)):
-            links.add(((x, sy), (x + 1, sy)))
-        for x in range(sx, min(xs), -1):
-            links.add(((x, sy), (x - 1, sy)))
-        columns: dict[int, list[int]] = {}
-        for x, y in dests:
-            columns.setdefault(x, []).append(y)
-        for x, ys in columns.items():
-            for y in range(sy, max(ys)):
-                links.add(((x, y), (x, y + 1)))
-            for y in range(sy, min(ys), -1):
-                links.add(((x, y), (x, y - 1)))
-        return links
+    # a directed link is keyed by its start cell (x from -1, the host's column) and direction
+    # (0 west, 1 south, 2 north, 3 east): keys sort as the links' ((x0, y0), (x1, y1)) tuples
+    STEPS = ((-1, 0), (0, -1), (0, 1), (1, 0))
+
+    def link_key(self, x: np.ndarray, y: np.ndarray, direction: int) -> np.ndarray:
+        return ((np.asarray(x) + 1) * self.height + np.asarray(y)) * 4 + direction
+
+    def link_ends(self, key: np.ndarray) -> np.ndarray:
+        """``[L, 4]`` (x0, y0, x1, y1) of link keys."""
+        cell, direction = np.divmod(np.asarray(key, np.int64), 4)
+        x, y = np.divmod(cell, self.height)
+        x = x - 1
+        step = np.asarray(self.STEPS, np.int64)[direction]
+        return np.stack([x, y, x + step[:, 0], y + step[:, 1]], axis=1).reshape(-1, 4)
+
+    def xy_trees(self, sx, sy, dest_start, dx, dy) -> tuple[np.ndarray, np.ndarray]:
+        """Multicast trees, each the union of the X-then-Y paths from its source ``(sx[t],
+        sy[t])`` to its destinations ``(dx, dy)[dest_start[t]:dest_start[t + 1]]``: the source's
+        row out to the westmost and eastmost destination columns, then in each destination
+        column from the source's row to its lowest and highest destination.  Returns
+        ``(tree, link key)``, sorted by tree then key, each link once per tree."""
+        sx, sy, dx, dy = (np.asarray(a, np.int64) for a in (sx, sy, dx, dy))
+        count = np.diff(dest_start)
+        tree = np.repeat(np.arange(len(sx), dtype=np.int64), count)
+        full = np.flatnonzero(count > 0)
+        lo, hi = np.zeros(len(sx), np.int64), np.zeros(len(sx), np.int64)
+        if len(full):
+            lo[full] = np.minimum.reduceat(dx, dest_start[:-1][full])
+            hi[full] = np.maximum.reduceat(dx, dest_start[:-1][full])
+        parts = [_segments(full, sx[full], sy[full], 0, hi[full] - sx[full], 3, self),
+                 _segments(full, sx[full], sy[full], 0, sx[full] - lo[full], 0, self)]
+        if len(tree):  # per (tree, destination column): the lowest and highest destination row
+            order = np.lexsort((dx, tree))
+            t, x, y = tree[order], dx[order], dy[order]
+            first = np.flatnonzero(np.r_[True, (t[1:] != t[:-1]) | (x[1:] != x[:-1])])
+            top, bottom = np.maximum.reduceat(y, first), np.minimum.reduceat(y, first)
+            t, x = t[first], x[first]
+            parts += [_segments(t, x, sy[t], 1, top - sy[t], 2, self),
+                      _segments(t, x, sy[t], 1, sy[t] - bottom, 1, self)]
+        span = 4 * (self.width + 1) * self.height
+        both = distinct(np.concatenate([t * span + k for t, k in parts]))
+        return both // span, both % span
 
     def xy_path(self, a: tuple[int, int], b: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """Directed links of the dimension-order route from ``a`` to ``b``: X first, then Y."""
@@ -110,3 +134,17 @@ class Board:
 
 
 HOST = (-1, 0)  # the host port's position: west of board core (0, 0)
+
+
+def _segments(tree, x, y, axis: int, count, direction: int, board: Board) -> tuple[np.ndarray, np.ndarray]:
+    """``(tree, link key)`` of straight runs: ``count[i]`` links from cell ``(x[i], y[i])``
+    in ``direction``, which moves along ``axis`` (0: x, 1: y)."""
+    count = np.maximum(count, 0)
+    k = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    step = board.STEPS[direction][axis]
+    x, y = np.repeat(x, count), np.repeat(y, count)
+    if axis == 0:
+        x = x + k * step
+    else:
+        y = y + k * step
+    return np.repeat(tree, count), board.link_key(x, y, direction)

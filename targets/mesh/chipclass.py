@@ -75,7 +75,7 @@ class MeshClass(ChipClass):
             "busiest_link": routes.link_name(busiest) if busiest is not None else None,
             "neurons": int(m.net.n_neurons),
             "synapses": int(sum(synapse_count(p) for p in graph.walk("snn.project"))),
-            "links_used": len(routes.links),
+            "links_used": len(routes.ends),
             "assumed_rate": float(graph.meta.get("hw.rate", DEFAULT_RATE)),
         }
 

@@ -8,6 +8,7 @@ dimension-order multicast routes (docs/mesh-target.md).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,47 @@ from nmc.targets.mapping.shapes import runs_to_boxes, view3
 from nmc.targets.mesh.board import HOST, Board
 
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
+
+
+class _Derived:
+    """What a graph's ``hw.core`` ops imply, kept with the graph for the next pass (place,
+    route, the emitter and the resource summary each build a :class:`Mapping`) while the
+    sources and the cores' slices stay the same: ``key`` (:func:`_signature`), the objects it
+    names by id (kept alive so no id is reused), the neuron tables, the (source, core) pairs,
+    the traffic's grouping and the routes' trees per placement."""
+
+    def __init__(self, key: tuple, alive: list):
+        self.key, self.alive = key, alive
+        self.tables = self.pairs = None
+        self.structure: dict = {}  # rate-independent parts of the traffic (Mapping._structure)
+        self.routes: dict = {}  # (board, slots) -> _Trees
+
+
+# graph -> _Derived
+_KNOWN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(net: Netlist, cores: list) -> tuple[tuple, list]:
+    """What the neuron tables and (source, core) pairs depend on: the sources in order and each
+    core's population slices and partial-sum parts (objects by id, kept alive beside the
+    signature so no id is reused)."""
+    alive = net.encoders + net.populations + [v for c in cores for v in c.pops]
+    key = (tuple((id(op), op.result.type.size) for op in net.encoders + net.populations),
+           tuple((tuple(map(id, c.pops)), c.slices, tuple(c.partial)) for c in cores))
+    return key, alive
+
+
+def _derived(graph: Graph, net: Netlist, cores: list) -> _Derived:
+    key, alive = _signature(net, cores)
+    known = _KNOWN.get(graph)
+    if known is None or known.key != key:
+        known = _KNOWN[graph] = _Derived(key, alive)
+    return known
+
+
+def remember_pairs(graph: Graph, pairs: np.ndarray) -> None:
+    """Record the (source, core) pairs partition computed for the graph's ``hw.core`` ops."""
+    _derived(graph, Netlist(graph), sorted(graph.walk("hw.core"), key=lambda c: c.id)).pairs = pairs
 
 
 class Mapping:
@@ -38,32 +80,13 @@ class Mapping:
         if [c.id for c in cores] != list(range(len(cores))):
             raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
         self.cores = cores
-        self._pairs = None
         self._xy = None  # board coordinates of each core's slot, once asked
-        net = self.net
-        self.core_of = np.full(net.n_neurons, -1, np.int64)
-        self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
-        self.core_start = np.zeros(len(cores) + 1, np.int64)
-        h = 0
         self.dendrites = [c for c in cores if c.partial]  # fan-in splitting: cores holding partial sums
         self._split = {d.pops[0].owner for d in self.dendrites}  # populations with dendrite cores
-        for c in cores:
-            if c.partial:
-                self.core_start[c.id + 1] = h
-                continue
-            for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
-                off = net.neuron_offset[v.owner]
-                if np.any(self.core_of[off + a:off + b] >= 0):
-                    raise c.error(f"holds neurons [{a}, {b}) of %{v.name}, which another core holds too")
-                self.core_of[off + a:off + b] = c.id
-                self.hw_of[off + a:off + b] = np.arange(h, h + b - a)
-                h += b - a
-            self.core_start[c.id + 1] = h
-        if np.any(self.core_of < 0):
-            missing = int(np.flatnonzero(self.core_of < 0)[0])
-            pop = next(p for p in net.populations if net.neuron_offset[p] + p.result.type.size > missing)
-            raise NmcError(f"neuron {missing - net.neuron_offset[pop]} of %{pop.result.name} is on no core",
-                           pop.loc, hint="run partition again")
+        self._known = _derived(graph, self.net, cores)
+        if self._known.tables is None:
+            self._known.tables = self._tables()
+        self.core_start, self.core_of, self.hw_of = self._known.tables
         placed = [len(c.chip) == 2 for c in cores]
         if any(placed) and not all(placed):
             raise NmcError(f"graph @{graph.name}: some hw.core ops are placed and some are not", hint="run place again")
@@ -74,6 +97,48 @@ class Mapping:
         else:
             self.slots = np.arange(len(cores), dtype=np.int64)
 
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(core_start, core_of, hw_of)``: every slice in hardware order (cores by id, each
+        core's slices in order; dendrite cores hold no neurons)."""
+        net = self.net
+        core, lo, hi = [], [], []
+        for c in self.cores:
+            if c.partial:
+                continue
+            for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
+                off = net.neuron_offset[v.owner]
+                core.append(c.id)
+                lo.append(off + a)
+                hi.append(off + b)
+        core, lo, hi = (np.asarray(x, np.int64) for x in (core, lo, hi))
+        size = hi - lo
+        by = np.argsort(lo, kind="stable")
+        if np.any(lo[by][1:] < hi[by][:-1]):
+            self._overlap()
+        core_start = np.zeros(len(self.cores) + 1, np.int64)
+        core_start[1:] = np.cumsum(np.bincount(core, weights=size, minlength=len(self.cores))).astype(np.int64)
+        gid = np.repeat(lo - (np.cumsum(size) - size), size) + np.arange(int(size.sum()), dtype=np.int64)
+        core_of = np.full(net.n_neurons, -1, np.int64)
+        hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
+        core_of[gid] = np.repeat(core, size)
+        hw_of[gid] = np.arange(len(gid), dtype=np.int64)
+        if np.any(core_of < 0):
+            missing = int(np.flatnonzero(core_of < 0)[0])
+            pop = next(p for p in net.populations if net.neuron_offset[p] + p.result.type.size > missing)
+            raise NmcError(f"neuron {missing - net.neuron_offset[pop]} of %{pop.result.name} is on no core",
+                           pop.loc, hint="run partition again")
+        return core_start, core_of, hw_of
+
+    def _overlap(self) -> None:
+        """Raise the error for the first slice (in hardware order) over neurons an earlier one holds."""
+        held = np.zeros(self.net.n_neurons, bool)
+        for c in self.cores:
+            for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]) if not c.partial else ():
+                off = self.net.neuron_offset[v.owner]
+                if held[off + a:off + b].any():
+                    raise c.error(f"holds neurons [{a}, {b}) of %{v.name}, which another core holds too")
+                held[off + a:off + b] = True
+
     # ------------------------------------------------------------------------ connectivity
 
     def core_of_source(self) -> np.ndarray:
@@ -82,10 +147,13 @@ class Mapping:
 
     def source_dests(self) -> np.ndarray:
         """Unique (global source, destination core) pairs, sorted: from the geometry of shaped
-        projections (:mod:`nmc.targets.mapping.shapes`), explicit lists only for sparse ones."""
-        if self._pairs is None:
-            self._pairs = source_core_pairs(self.net, [self.pieces(c) for c in self.cores])
-        return self._pairs
+        projections (:mod:`nmc.targets.mapping.shapes`), explicit lists only for sparse ones.
+        Kept with the graph for the next pass while its sources and cores' slices are the same
+        (:func:`remember_pairs`)."""
+        known = self._known
+        if known.pairs is None:
+            known.pairs = source_core_pairs(self.net, [self.pieces(c) for c in self.cores])
+        return known.pairs
 
     def pieces(self, core) -> list[tuple]:
         """``(pop, piece)`` of a core: a dendrite core's part per box, a split population's
@@ -104,36 +172,59 @@ class Mapping:
                 out.append((pop, piece))
         return out
 
+    def _streams(self) -> list[tuple[int, int, int, list[tuple[int, int]]]]:
+        """(dendrite core, soma core, compartments, [(fan-in, source offset) per piece])."""
+        out = []
+        for c in self.dendrites:
+            soma, part = fanin.parse_partial(c.partial)
+            pop = c.pops[0].owner
+            pieces = [(fanin.part_fanin(pop, [(i, lo, hi)]), self.net.source_offset[pop.currents[i].owner.src.owner])
+                      for i, lo, hi in part]
+            out.append((c.id, soma, c.neurons, pieces))
+        return out
+
     def partial_streams(self, rates: np.ndarray) -> list[tuple[int, int, float]]:
         """(dendrite core, soma core, partial sums per step) of every dendrite core: each of its
         compartments sends one message in a step where any of its inputs spiked, estimated as
         ``min(1, fan-in × mean source rate)`` of the part."""
         out = []
-        for c in self.dendrites:
-            soma, part = fanin.parse_partial(c.partial)
-            pop = c.pops[0].owner
+        for d, soma, neurons, pieces in self._structure("streams", self._streams):
             rate = 0.0
-            for i, lo, hi in part:
-                src = pop.currents[i].owner.src.owner
-                rate += fanin.part_fanin(pop, [(i, lo, hi)]) * float(rates[self.net.source_offset[src]])
-            out.append((c.id, soma, c.neurons * min(1.0, rate)))
+            for n, src in pieces:
+                rate += n * float(rates[src])
+            out.append((d, soma, neurons * min(1.0, rate)))
         return out
 
-    def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(source core or -1, destination core, spikes per step) aggregated over neurons."""
+    def _structure(self, name: str, build):
+        """A rate-independent part of the traffic or routes, built once per graph and cores."""
+        known = self._known.structure
+        if name not in known:
+            known[name] = build()
+        return known[name]
+
+    def _traffic_groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sources of the core-to-core pairs, each pair's index in ``uniq``, ``uniq``: the
+        distinct (source core + 1) × width + destination keys, then the dendrites' streams)."""
         pairs = self.source_dests()
         src_core = self.core_of_source()[pairs[:, 0]]
         keep = src_core != pairs[:, 1]
         width = len(self.cores) + 1
         key = (src_core[keep] + 1) * width + pairs[keep, 1]  # (source core, destination) as one int64
-        weight = rates[pairs[keep, 0]]
-        streams = self.partial_streams(rates)
+        streams = self._structure("streams", self._streams)
         if streams:  # partial sums travel from each dendrite core to its soma core
-            s = np.array(streams, np.float64)
-            key = np.concatenate([key, (s[:, 0].astype(np.int64) + 1) * width + s[:, 1].astype(np.int64)])
-            weight = np.concatenate([weight, s[:, 2]])
+            s = np.array([st[:2] for st in streams], np.int64)
+            key = np.concatenate([key, (s[:, 0] + 1) * width + s[:, 1]])
         uniq = distinct(key)
-        load = np.bincount(np.searchsorted(uniq, key), weights=weight, minlength=len(uniq))
+        return pairs[keep, 0], np.searchsorted(uniq, key), uniq, width
+
+    def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source core or -1, destination core, spikes per step) aggregated over neurons."""
+        srcs, index, uniq, width = self._structure("groups", self._traffic_groups)
+        weight = rates[srcs]
+        streams = self.partial_streams(rates)
+        if streams:
+            weight = np.concatenate([weight, np.array([s[2] for s in streams], np.float64)])
+        load = np.bincount(index, weights=weight, minlength=len(uniq))
         return uniq // width - 1, uniq % width, load
 
     def position(self, core: int) -> tuple[int, int]:
@@ -146,19 +237,34 @@ class Mapping:
         return self._xy[core]
 
     def routes(self, rates: np.ndarray) -> Routes:
-        """Dimension-order multicast routes, one tree per (source core, destination set)."""
+        """Dimension-order multicast routes, one tree per (source core, destination set), and
+        each link's load at ``rates``; the trees are kept for the placement (:class:`_Derived`)."""
+        b = self.board
+        place = (b.cx, b.cy, b.nx, b.ny, self.slots.tobytes())
+        if place not in self._known.routes:
+            self._known.routes = {place: self._trees()}  # one placement kept: the newest
+        t = self._known.routes[place]
+        group_rate = np.bincount(t.group_of[t.ids], weights=rates[t.ids], minlength=len(t.group_core))
+        stream_rate = np.array([s[2] for s in self.partial_streams(rates)], np.float64)
+        # per link, Σ over the trees that use it in tree order, then the paths in dendrite order
+        # (as a loop over the trees and paths adds)
+        load = np.bincount(t.link_of, weights=np.concatenate([group_rate[t.tree], stream_rate[t.path]]),
+                           minlength=len(t.ends))
+        return Routes(t.group_of, t.group_core, t.dest_start, t.dests, t.link_start, t.link_of[:len(t.tree)], t.ends,
+                      t.kind, load, t.partial)
+
+    def _trees(self) -> _Trees:
         net = self.net
         pairs = self.source_dests()
         n = net.n_sources
         src_core = self.core_of_source()
         # a set fingerprint per source (sum of random words of its destinations) groups the
         # sources of one core that reach the same cores
+        at = np.concatenate([[0], np.cumsum(np.bincount(pairs[:, 0], minlength=n))])  # pairs of source s: at[s]:at[s+1]
+        ids = np.flatnonzero(at[1:] > at[:-1])
         fp = np.zeros(n, np.int64)
-        with np.errstate(over="ignore"):
-            np.add.at(fp, pairs[:, 0], _FINGERPRINT[pairs[:, 1] % len(_FINGERPRINT)] + pairs[:, 1])
-        has = np.zeros(n, bool)
-        has[pairs[:, 0]] = True
-        ids = np.flatnonzero(has)
+        if len(ids):  # integer sums wrap: the same words whatever the order
+            fp[ids] = np.add.reduceat(_FINGERPRINT[pairs[:, 1] % len(_FINGERPRINT)] + pairs[:, 1], at[ids])
         # groups: equal (source core, fingerprint); a stable sort keeps each group's first source first
         by = np.lexsort((fp[ids], src_core[ids]))
         kc, kf = src_core[ids][by], fp[ids][by]
@@ -172,54 +278,79 @@ class Mapping:
         renumber = np.empty(len(order), np.int64)
         renumber[order] = np.arange(len(order))
         group_of[ids] = renumber[group_of[ids]]
-        starts = np.searchsorted(pairs[:, 0], np.arange(n + 1))
-        groups = []
-        for g in order:
-            s = ids[first[g]]
-            groups.append((int(src_core[s]), [int(d) for d in pairs[starts[s]:starts[s + 1], 1]]))
-        link_ids: dict = {}
-        group_links = []
-        for src, dests in groups:
-            tree = self.board.xy_tree(self.position(src), [self.position(d) for d in dests])
-            group_links.append(sorted(tree))
-            for link in tree:
-                link_ids.setdefault(link, None)
-        streams = self.partial_streams(rates)
-        paths = []  # the X-then-Y path of each dendrite core's partial sums to its soma core
-        for d, soma, _ in streams:
-            path = sorted(self.board.xy_tree(self.position(d), [self.position(soma)]))
-            paths.append(path)
-            for link in path:
-                link_ids.setdefault(link, None)
-        links = sorted(link_ids)
-        index = {link: i for i, link in enumerate(links)}
-        group_rate = np.bincount(group_of[ids], weights=rates[ids], minlength=len(groups))
-        load = np.zeros(len(links))
-        for g, tree in enumerate(group_links):
-            for link in tree:
-                load[index[link]] += group_rate[g]
-        for (_, _, rate), path in zip(streams, paths):
-            for link in path:
-                load[index[link]] += rate
-        kind = np.array([2 if a == HOST else int(self.board.is_inter_chip(a, b)) for a, b in links], np.int64)
-        return Routes(group_of, groups, [[index[lk] for lk in t] for t in group_links], links, kind, load,
-                      [(d, soma, [index[lk] for lk in path]) for (d, soma, _), path in zip(streams, paths)])
+        rep = ids[first[order]]  # each group's first source, whose destinations it has
+        group_core = src_core[rep]
+        count = at[rep + 1] - at[rep]
+        dest_start = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+        dests = pairs[np.repeat(at[rep] - dest_start[:-1], count) + np.arange(dest_start[-1]), 1]
+        xs, ys = self.board.xy(self.slots)
+        sx = np.where(group_core < 0, HOST[0], xs[np.maximum(group_core, 0)])
+        sy = np.where(group_core < 0, HOST[1], ys[np.maximum(group_core, 0)])
+        tree, key = self.board.xy_trees(sx, sy, dest_start, xs[dests], ys[dests])
+        # the X-then-Y path of each dendrite core's partial sums to its soma core, as one more tree
+        streams = self._structure("streams", self._streams)
+        d = np.array([s[0] for s in streams], np.int64)
+        soma = np.array([s[1] for s in streams], np.int64)
+        path, path_key = self.board.xy_trees(xs[d], ys[d], np.arange(len(d) + 1), xs[soma], ys[soma])
+        both = np.concatenate([key, path_key])
+        keys = distinct(both)
+        link_of = np.searchsorted(keys, both)
+        ends = self.board.link_ends(keys)
+        b = self.board
+        inter = (ends[:, 0] // b.cx != ends[:, 2] // b.cx) | (ends[:, 1] // b.cy != ends[:, 3] // b.cy)
+        host = (ends[:, 0] == HOST[0]) & (ends[:, 1] == HOST[1])
+        kind = np.where(host, 2, inter.astype(np.int64))
+        path_start = np.searchsorted(path, np.arange(len(d) + 1)).tolist()
+        path_links = link_of[len(key):].tolist()
+        partial = [(int(d[k]), int(soma[k]), path_links[path_start[k]:path_start[k + 1]]) for k in range(len(d))]
+        return _Trees(ids, group_of, group_core, dest_start, dests, tree, path, link_of,
+                      np.searchsorted(tree, np.arange(len(rep) + 1)), ends, kind, partial)
+
+
+@dataclass
+class _Trees:
+    """The rate-independent part of :class:`Routes`: ``ids`` the sources with destinations,
+    ``tree``/``path`` the group or dendrite of each tree link, ``link_of`` their link ids
+    (the groups' links, then the paths')."""
+
+    ids: np.ndarray
+    group_of: np.ndarray
+    group_core: np.ndarray
+    dest_start: np.ndarray
+    dests: np.ndarray
+    tree: np.ndarray
+    path: np.ndarray
+    link_of: np.ndarray
+    link_start: np.ndarray
+    ends: np.ndarray
+    kind: np.ndarray
+    partial: list
 
 
 @dataclass
 class Routes:
-    """``group_of[source]``: its route group (-1: no destination); ``groups[g]``: (source
-    core or -1 for the host, destination cores); ``group_links[g]``: link ids of its tree;
-    ``links``: directed board links ((x0, y0), (x1, y1)); ``kind``: 0 on-chip, 1 between
-    chips, 2 host port; ``load``: spikes per step on each link from the rates."""
+    """``group_of[source]``: its route group (-1: no destination); per group ``g`` its source
+    core (``group_core``, -1 for the host), its destination cores
+    ``dests[dest_start[g]:dest_start[g + 1]]`` and its tree's link ids
+    ``group_links[link_start[g]:link_start[g + 1]]`` (ascending); ``ends[i]``: directed board
+    link ``i`` as (x0, y0, x1, y1), links sorted; ``kind``: 0 on-chip, 1 between chips, 2 host
+    port; ``load``: spikes per step on each link from the rates."""
 
     group_of: np.ndarray
-    groups: list
-    group_links: list
-    links: list
+    group_core: np.ndarray
+    dest_start: np.ndarray
+    dests: np.ndarray
+    link_start: np.ndarray
+    group_links: np.ndarray
+    ends: np.ndarray
     kind: np.ndarray
     load: np.ndarray
     partial: list = None  # fan-in splitting: (dendrite core, soma core, link ids of its path)
+
+    @property
+    def links(self) -> list:
+        """The links as ``((x0, y0), (x1, y1))``."""
+        return [((a, b), (c, d)) for a, b, c, d in self.ends.tolist()]
 
     def capacity(self, chip) -> np.ndarray:
         """Spikes per step each link holds; -1 for the host link, which the chip description
@@ -228,7 +359,7 @@ class Routes:
         return np.where(self.kind == 0, on, np.where(self.kind == 1, off, -1)).astype(np.int64)
 
     def link_name(self, i: int) -> str:
-        (x0, y0), (x1, y1) = self.links[i]
+        x0, y0, x1, y1 = self.ends[i].tolist()
         return f"({x0},{y0})->({x1},{y1})"
 
 

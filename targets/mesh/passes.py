@@ -34,7 +34,7 @@ from nmc.targets.mapping.anneal import anneal
 from nmc.targets.mapping.hw import clear_hw, hw_insert
 from nmc.targets.mapping.partition import CoreLimits, partition
 from nmc.targets.mesh.board import Board
-from nmc.targets.mesh.mapping import Mapping, placement_cost
+from nmc.targets.mesh.mapping import Mapping, placement_cost, remember_pairs
 
 DEFAULT_RATE = 0.25
 BOARD_HINT = ("use a larger board (more chips: chips_x/chips_y), fewer channels or neurons in the layer, "
@@ -91,6 +91,7 @@ class Partition(Pass):
                                slices=tuple(x for _, a, b in runs for x in (a, b)), neurons=n, axons=axons,
                                synapse_bits=bits, outputs=outs, partial=partial)
                           for k, (runs, n, axons, bits, outs, partial) in enumerate(plan["cores"])])
+        remember_pairs(graph, plan["pairs"])
         graph.meta["hw.board"] = [m.cores_x, m.cores_y, m.chips_x, m.chips_y]
         graph.meta["hw.cores_lower_bound"] = plan["lower_bound"]
         ctx.stat("cores", len(plan["cores"]))
@@ -102,26 +103,32 @@ class Partition(Pass):
         return True
 
 
-def board_distances(board: Board) -> np.ndarray:
-    """Weighted hops between every two slots, the host port as slot ``board.slots``."""
-    S = board.slots
-    every = np.arange(S)
-    D = np.empty((S + 1, S + 1))
-    D[:S, :S] = board.distance(every[:, None], every[None, :])
-    D[S, :S] = D[:S, S] = board.host_distance(every)
-    D[S, S] = 0.0
-    return D
+def slot_distance(board: Board):
+    """``distance(s, t)``: weighted hops between two slots, the host port as slot
+    ``board.slots`` (as :meth:`Board.distance` and :meth:`Board.host_distance`)."""
+    every = np.arange(board.slots)
+    bx, by = board.xy(every)
+    x, y = bx.tolist() + [0], by.tolist() + [0]  # the host enters at board core (0, 0), one hop more
+    cx, cy = (bx // board.cx).tolist() + [0], (by // board.cy).tolist() + [0]
+    extra = [0.0] * board.slots + [1.0]
+    weight = board.chip_weight - 1.0
+
+    def distance(s: int, t: int) -> float:
+        return (abs(x[s] - x[t]) + abs(y[s] - y[t]) + weight * (abs(cx[s] - cx[t]) + abs(cy[s] - cy[t]))
+                + extra[s] + extra[t])
+
+    return distance
 
 
 def near_on_board(board: Board):
-    """A slot within one cell (in x and y) of a slot, or of board core (0, 0) for the host."""
+    """``near(slot, k)``: the slot at offset ``(k // 3 - 1, k % 3 - 1)`` from a slot (or from
+    board core (0, 0) for the host), clamped to the board."""
     every = np.arange(board.slots)
     bx, by = (v.tolist() + [0] for v in board.xy(every))  # the host at index slots: (0, 0)
     W, H = board.width, board.height
 
-    def near(slot: int, rng: np.random.Generator) -> int:
-        dx, dy = rng.integers(-1, 2, size=2).tolist()
-        return board.slot(min(max(bx[slot] + dx, 0), W - 1), min(max(by[slot] + dy, 0), H - 1))
+    def near(slot: int, k: int) -> int:
+        return board.slot(min(max(bx[slot] + k // 3 - 1, 0), W - 1), min(max(by[slot] + k % 3 - 1, 0), H - 1))
 
     return near
 
@@ -153,7 +160,7 @@ class Place(Pass):
             start = naive
         slots = start.copy()
         if self.iterations > 0 and C and len(load):
-            slots = anneal(board_distances(m.board), near_on_board(m.board), src, dst, load, start,
+            slots = anneal(slot_distance(m.board), near_on_board(m.board), m.board.slots, src, dst, load, start,
                            self.iterations, self.seed)
         if cost_of(slots) > cost_of(start):
             slots = start
@@ -194,9 +201,13 @@ class RoutePass(Pass):
             raise NmcError(f"graph @{graph.name} has cores but no placement", hint="run place before route")
         rates = m.net.rates(self.rate)
         r = m.routes(rates)
-        group_rate = np.bincount(r.group_of[r.group_of >= 0], weights=rates[r.group_of >= 0], minlength=len(r.groups))
-        hw_insert(graph, [Route(src=src, dests=tuple(dests), load=round(float(load), 6), links=len(tree))
-                          for (src, dests), tree, load in zip(r.groups, r.group_links, group_rate)])
+        group_rate = np.bincount(r.group_of[r.group_of >= 0], weights=rates[r.group_of >= 0],
+                                 minlength=len(r.group_core))
+        dests = r.dests.tolist()
+        hw_insert(graph, [Route(src=src, dests=tuple(dests[a:b]), load=round(load, 6), links=n)
+                          for src, a, b, n, load in zip(r.group_core.tolist(), r.dest_start[:-1].tolist(),
+                                                        r.dest_start[1:].tolist(), np.diff(r.link_start).tolist(),
+                                                        group_rate.tolist())])
         capacity = r.capacity(chip)
         over = np.flatnonzero((capacity >= 0) & (r.load > capacity))
         if len(over):
@@ -208,8 +219,8 @@ class RoutePass(Pass):
         peak = float(r.load.max()) if len(r.load) else 0.0
         graph.meta["hw.max_link_load"] = round(peak, 6)
         graph.meta["hw.rate"] = float(self.rate)
-        ctx.stat("routes", len(r.groups))
-        ctx.stat("links", len(r.links))
+        ctx.stat("routes", len(r.group_core))
+        ctx.stat("links", len(r.ends))
         ctx.stat("inter-chip-links", int(np.sum(r.kind == 1)))
         if len(r.load):
             i = int(np.argmax(r.load))

@@ -172,7 +172,9 @@ def _ports(graph: Graph, m: Mapping) -> dict:
         outputs.append({"population": net.populations.index(d.x.owner), "mode": d.mode,
                         "shape": list(v.type.shape), "direct": v.owner is d})
     trains = sorted({x["input"] for x in encoders if x["encoding"] == "spikes"})
-    return {"timesteps": T, "depth": latency_steps(graph, T) - T + 1,
+    network = Graph(graph.name, graph.meta)  # without the hw ops, which add no delay
+    network.ops = [op for op in graph.ops if op.dialect != "hw"]
+    return {"timesteps": T, "depth": latency_steps(network, T) - T + 1,
             "inputs": [{"shape": list(v.type.shape), "train": i in trains} for i, v in enumerate(inputs)],
             "encoders": encoders, "outputs": outputs,
             "populations": [{"name": pop_name(p, i), "shape": list(p.result.type.shape)}
@@ -233,12 +235,8 @@ def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
     r = m.routes(net.rates(rate))
     source_group = np.full(N + P, -1, np.int64)
     source_group[hw_source] = r.group_of
-    routes = {"source_group": source_group, "group_core": ints([g[0] for g in r.groups]),
-              "dest_start": np.cumsum([0] + [len(g[1]) for g in r.groups]),
-              "dests": np.array([d for g in r.groups for d in g[1]], np.int64),
-              "link_start": np.cumsum([0] + [len(t) for t in r.group_links]),
-              "group_links": np.array([i for t in r.group_links for i in t], np.int64),
-              "links": np.array([[*a, *b] for a, b in r.links], np.int64).reshape(-1, 4),
+    routes = {"source_group": source_group, "group_core": r.group_core, "dest_start": r.dest_start,
+              "dests": r.dests, "link_start": r.link_start, "group_links": r.group_links, "links": r.ends,
               "link_kind": r.kind.astype(np.uint8), "link_load": r.load.astype(np.float64),
               "link_capacity": r.capacity(chip)}
     meta = json.dumps(_ports(graph, m), sort_keys=True, separators=(",", ":")).encode()
