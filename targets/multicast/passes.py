@@ -259,12 +259,12 @@ class McPlace(Pass):
             D = np.zeros((S + 1, S + 1))
             D[:S, :S] = board.distances[chip_of_slot[:, None], chip_of_slot[None, :]]
             D[S, :S] = D[:S, S] = board.distances[host, chip_of_slot]
-            rng_slots = S
+            dist = D.tolist()
 
-            def near(slot, rng):
-                return int(rng.integers(0, rng_slots))
+            def near(slot: int, k: int) -> int:  # a processor of the slot's chip (the host's: its chip)
+                return (host if slot == S else slot // P) * P + k % P
 
-            slots = anneal(D, near, src, dst, load, start, self.iterations, self.seed)
+            slots = anneal(lambda s, t: dist[s][t], near, S, src, dst, load, start, self.iterations, self.seed)
             if cost(slots) > cost(start):
                 slots = start
         placed = {id(core): core.with_changes(chip=board.chips[int(s) // P], xy=(int(s) % P, 0))
