@@ -490,6 +490,11 @@ def batchnorm(cx, node):
     cx.emit(ann.BatchNorm(x=x, scale=b[0], bias=b[1], mean=b[2], var=b[3], epsilon=attr(node, "epsilon", 1e-5)))
 
 
+def lrn(cx, node):
+    cx.emit(ann.LRN(x=cx.value(node.input[0]), size=int(attr(node, "size")), alpha=float(attr(node, "alpha", 0.0001)),
+                    beta=float(attr(node, "beta", 0.75)), bias=float(attr(node, "bias", 1.0))))
+
+
 def flatten(cx, node):
     x = cx.value(node.input[0])
     axis = attr(node, "axis", 1)
@@ -700,6 +705,7 @@ CONVERTERS = {
     "LeakyRelu": lambda cx, n: cx.emit(ann.LeakyRelu(x=cx.value(n.input[0]), alpha=attr(n, "alpha", 0.01))),
     "PRelu": prelu,
     "BatchNormalization": batchnorm,
+    "LRN": lrn,
     "MaxPool": lambda cx, n: _pool(cx, n, "max"),
     "AveragePool": lambda cx, n: _pool(cx, n, "avg"),
     "GlobalAveragePool": _unary(ann.GlobalAvgPool),
