@@ -57,9 +57,10 @@ whose extrapolated peak memory exceeds the memory available is skipped with the 
         [--vgg-widths 0.5] [--sizes 10000 100000 1000000] [--timesteps 16] [--seed 0] [--json OUT]
 
 ``--quick`` (a smoke test, well under a minute): mlp, mnist-8, VGG-11 at width 1/16 and the
-series at 10^3 and 10^4.  The default: all four networks (VGG-11 at width 0.5; the full width
-needs 4608 distinct inputs per neuron in its 512-channel layers, over the 4096 input axons of
-a core, so ``--vgg-widths 1`` reports that it does not fit) and the series at 10^4, 10^5,
+series at 10^3 and 10^4.  The default: all four networks (VGG-11 at width 0.5; the full width,
+``--vgg-widths 1``, needs 4608 distinct inputs per neuron in its 512-channel layers, over the
+4096 input axons of a core: it maps with fan-in splitting, which mesh-board-4 declares, and
+``dendrites`` counts the cores holding partial sums) and the series at 10^4, 10^5,
 10^6; ``--sizes ... 10000000`` adds 10^7.  ``--data`` given but missing is an error; when
 the default ``../shared/data`` is missing, the rows that need it are skipped with a note.
 Deterministic: every random choice comes from ``--seed`` (timings and memory vary).
@@ -218,7 +219,8 @@ def network_row(spec: dict) -> dict:
         row.update(neurons=res["neurons"], synapses=res["synapses"], cores=res["cores"],
                    lower_bound=res["cores_lower_bound"], chips=res["chips"], cost=res["placement_cost"],
                    cost_naive=res["placement_cost_naive"], link_load=res["max_link_load"],
-                   link=res["busiest_link"], assumed_rate=res.get("assumed_rate"))
+                   link=res["busiest_link"], assumed_rate=res.get("assumed_rate"),
+                   dendrites=res.get("dendrite_cores", 0))
         if spec["emulate"]:
             path = str(Path(tmp) / "net.nmb")
             image.save(path)
@@ -446,7 +448,7 @@ def table(rows: list[dict], cols: list[tuple[str, str]], key: str) -> str:
 NETWORK_COLS = [("network", "network"), ("board", "board"), ("neurons", "neurons"), ("synapses", "synapses"),
                 ("compile_s", "compile s"), ("convert_s", "convert s"), ("partition_s", "partition s"),
                 ("place_s", "place s"), ("route_s", "route s"), ("other_s", "emit etc. s"), ("cores", "cores"),
-                ("lower_bound", "lower bound"),
+                ("lower_bound", "lower bound"), ("dendrites", "dendrites"),
                 ("cores/lb", "cores/lb"), ("chips", "chips"), ("cost", "cost"), ("cost_naive", "naive cost"),
                 ("cost/naive", "cost/naive"), ("busiest", "busiest link (spikes/step)"),
                 ("emu_sample_steps_per_s", "emulator sample-steps/s"), ("cpu_sample_steps_per_s", "CPU sample-steps/s"),

@@ -219,6 +219,8 @@ def parse_chip(text: str, path: str) -> Chip:
                               hint=f"a {top['class']}-class chip description holds {', '.join(TOP)} and the sections "
                                    + ", ".join(f"[{s}]" for s in schema))
     for key in schema:
+        if key not in data and hasattr(schema[key], "ABSENT"):  # an optional section: its values when left out
+            data[key] = dict(schema[key].ABSENT)
         if key not in data:
             raise NmcError(f"the chip description is missing '{key}'", Loc(path),
                            hint=f"a {top['class']}-class chip description needs the sections "

@@ -12,6 +12,10 @@ A core holds slices of populations: operand ``i`` keeps neurons ``slices[2i] : s
 are the core's use of the chip's per-core limits.  ``chip``/``xy`` are empty until ``place``.
 A route's ``src`` is a core id, or -1 for the host; ``dests`` the cores its spikes reach,
 ``load`` the spikes per step it sends (from rates), ``links`` the links of its multicast tree.
+A *dendrite* core of a split neuron (fan-in splitting, docs/mesh-target.md) has ``partial =
+[soma, i0, lo0, hi0, i1, lo1, hi1, ...]``: its slices name the neurons whose partial sums it
+computes (it holds none of them: their soma core ``soma`` does), from the part of their inputs
+``(current operand i, lo, hi)`` (:mod:`nmc.targets.mapping.fanin`).
 The snn ops stay untouched, so a mapped graph still runs under :mod:`nmc.semantics`.
 The graph's ``meta["hw.board"]`` records ``[cores_x, cores_y, chips_x, chips_y]`` of the target.
 """
@@ -35,6 +39,7 @@ class Core(Op):
     outputs: int = integer(0)
     chip: tuple = ints(doc="[chip x, chip y] after place")
     xy: tuple = ints(doc="[x, y] on the chip after place")
+    partial: tuple = ints(doc="a dendrite core: [soma core id, then (current operand, lo, hi) per input piece]")
 
     def verify(self):
         require(self, self.id >= 0, f"id must be >= 0, got {self.id}")
@@ -48,6 +53,9 @@ class Core(Op):
             require(self, 0 <= a < b <= p.type.size, f"slice [{a}, {b}) of operand {i} is outside its {p.type.size} neurons")
         require(self, self.neurons == sum(self.slices[2 * i + 1] - self.slices[2 * i] for i in range(len(self.pops))),
                 f"neurons = {self.neurons} is not the total of its slices")
+        require(self, len(self.partial) == 0 or (len(self.partial) % 3 == 1 and len(self.partial) >= 4
+                                                  and len(set(self.pops)) == 1),
+                "partial must be [soma, then (current operand, lo, hi) triples] over one population")
         require(self, len(self.chip) in (0, 2) and len(self.xy) == len(self.chip),
                 "chip and xy must both be [x, y] (after place) or both absent")
 

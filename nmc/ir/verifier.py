@@ -131,7 +131,12 @@ def _verify_hw(graph: Graph, pops: list[Op]) -> None:
     if ids != list(range(len(cores))):
         raise cores[0].error(f"hw.core ids must be 0..{len(cores) - 1}, each once")
     covered = {id(p): [] for p in pops}
+    dendrites = {c.id for c in cores if c.partial}
     for c in cores:
+        if c.partial:  # a dendrite core holds no neurons (fan-in splitting)
+            if not 0 <= c.partial[0] < len(cores) or c.partial[0] in dendrites:
+                raise c.error(f"names soma core {c.partial[0]}, which is no core holding neurons")
+            continue
         for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
             covered[id(v.owner)].append((a, b, c))
     for p in pops:

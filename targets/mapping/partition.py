@@ -43,6 +43,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
+from nmc.targets.mapping import fanin
 from nmc.targets.mapping.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
 from nmc.targets.mapping.shapes import (axis_synapses, box_bits, box_runs, field_ids, geometry, runs_to_boxes,
                                         shared_bits_per_channel, view3)
@@ -61,6 +62,8 @@ class CoreLimits:
     output_axons: int
     synapse_memory_bits: int
     shared_weights: bool
+    fanin: str = "none"  # fan-in splitting mechanism (nmc.targets.mapping.fanin)
+    partial_bits: int = 0
 
 
 def check_formats(graph: Graph, formats, chip_name: str) -> None:
@@ -242,11 +245,11 @@ def _neuron_error(pop, name, chip_name, c: CoreLimits, j: int, axons: int, mem: 
         what = (f"neuron {j} receives {axons} distinct inputs; a core has {c.input_axons} input axons "
                 f"(over by {axons - c.input_axons})")
         hint = ("one neuron's inputs must fit one core: fewer input channels or a smaller kernel in this "
-                "layer, or a chip with more input axons per core")
+                f"layer, or a chip with more input axons per core; {fanin.HINT}")
     else:
         what = (f"neuron {j} needs {mem} bits of synapse memory; a core has {c.synapse_memory_bits} "
                 f"(over by {mem - c.synapse_memory_bits})")
-        hint = "fewer weight bits (quantize{weight-bits=N}), or fewer inputs per neuron in this layer"
+        hint = f"fewer weight bits (quantize{{weight-bits=N}}), or fewer inputs per neuron in this layer; {fanin.HINT}"
     return NmcError(f"population %{name} does not fit chip '{chip_name}': {what}", pop.loc, hint=hint)
 
 
@@ -334,6 +337,10 @@ def _same(a, b) -> bool:
 def piece_sources(net: Netlist, pop: Op, piece) -> np.ndarray:
     """Global source ids (with repeats) that a piece of ``pop`` reads: a box of a shaped
     population, or a run ``(a, b)`` of one with explicit synapses."""
+    if piece[0] == "part":
+        return fanin.part_sources(net, pop, piece[1], piece[2])
+    if piece[0] == "soma":  # a split population's neurons: their inputs reach the dendrite cores
+        return np.zeros(0, np.int64)
     if len(piece) == 6:
         out = []
         for p, g in shaped(pop):
@@ -381,6 +388,7 @@ class _Core:
     neurons: int
     fields: dict
     bits: int
+    soma: object = None  # a dendrite core of a split population: its soma _Core
 
     @property
     def pieces(self) -> list:
@@ -393,6 +401,9 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
     tiles of units in ``alone`` get cores of their own."""
     cores: list[_Core] = []
     for unit in units:
+        if getattr(unit, "split", False):
+            cores += _split_cores(unit, tiles[unit])
+            continue
         for piece in tiles[unit]:
             n, fields, bits = unit.usage(piece)
             last = cores[-1] if cores else None
@@ -412,12 +423,30 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
     return cores
 
 
+def _split_cores(unit, groups: list) -> list[_Core]:
+    """A split population's cores: per soma group, a dendrite core per box and part, then the
+    soma core holding the group's boxes (:mod:`nmc.targets.mapping.fanin`)."""
+    out = []
+    for boxes in groups:
+        soma = _Core([(unit, ("soma", box)) for box in boxes], 0, {}, 0)
+        for box in boxes:
+            n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4])
+            soma.neurons += n
+            for part in unit.parts:
+                out.append(_Core([(unit, ("part", tuple(part), box))], n, {}, unit.part_bits(part, box), soma))
+        out.append(soma)
+    return out
+
+
 def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict) -> int:
     """Exact synapse bits of a core: with shared weights a window projection's kernel counts
     once per distinct output channel on the core."""
     bits, channels = 0, {}
     for pop, piece in pieces:
         t = unit_of[pop]
+        if getattr(t, "split", False):
+            bits += t.part_bits(piece[1], piece[2]) if piece[0] == "part" else 0
+            continue
         if isinstance(t, _RunTiler):
             bits += t.count(*piece)[2]
             continue
@@ -441,6 +470,9 @@ class _Plan:
 
 
 def _runs(pop: Op, piece) -> list[tuple[int, int]]:
+    """The neurons a piece puts on its core (a dendrite core's part: none)."""
+    if piece[0] in ("part", "soma"):
+        return [] if piece[0] == "part" else box_runs(piece[1], view3(pop.result.type.shape))
     return box_runs(piece, view3(pop.result.type.shape)) if len(piece) == 6 else [piece]
 
 
@@ -476,7 +508,10 @@ def _units(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> list:
     for group in _groups(net):
         alone = [_BoxTiler(net, [pop], c, chip_name, names[pop]) if shaped(pop) is not None
                  else _RunTiler(net, pop, c, chip_name, names[pop]) for pop in group]
-        if len(group) > 1:
+        if c.fanin == fanin.MECHANISM:  # a neuron too large for one core is split across cores
+            alone = [fanin.SplitUnit(net, u.pop, c, chip_name, u.name)
+                     if isinstance(u, _BoxTiler) and not u.fits(1, 1, 1, c.neurons) else u for u in alone]
+        if len(group) > 1 and not any(getattr(u, "split", False) for u in alone):
             together = _BoxTiler(net, group, c, chip_name, names[group[0]])
             try:
                 if len(together.tiles(c.neurons)) <= sum(len(u.tiles(c.neurons)) for u in alone):
@@ -494,7 +529,7 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
     unit_of = {pop: u for u in units for pop in u.pops}
     caps = {u: c.neurons for u in units}
     tiles = {u: u.tiles(caps[u]) for u in units}
-    alone: set = set()
+    alone: set = {u for u in units if getattr(u, "split", False)}
     for _ in range(MAX_ROUNDS):
         cores = _pack(units, tiles, alone, c)
         pairs = source_core_pairs(net, [core.pieces for core in cores])
@@ -512,7 +547,7 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
             return _Plan(units, unit_of, tiles, caps, cores, pairs, per_core)
         recut = set()
         for i in over:
-            if len(cores[i].tiles) > 1:
+            if len(cores[i].tiles) > 1 and not getattr(cores[i].tiles[0][0], "split", False):
                 alone |= {u for u, _ in cores[i].tiles}
                 continue
             unit, piece = cores[i].tiles[0]
@@ -532,6 +567,8 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
 
 
 def _total_bits(pop: Op, tiler, c: CoreLimits) -> int:
+    if getattr(tiler, "split", False):
+        return tiler.total_bits()
     if isinstance(tiler, _RunTiler):
         return tiler.count(0, pop.result.type.size)[2]
     C, H, W = tiler.shape
@@ -540,6 +577,8 @@ def _total_bits(pop: Op, tiler, c: CoreLimits) -> int:
 
 def _binding(tiler, pieces: list, cap: int, c: CoreLimits) -> str:
     """The limit that keeps a population's tiles from being one core, in words."""
+    if getattr(tiler, "split", False):
+        return tiler.binding()
     if len(pieces) == 1:
         return "nothing (one core)"
     if cap < c.neurons:
@@ -557,7 +596,8 @@ def _binding(tiler, pieces: list, cap: int, c: CoreLimits) -> str:
 
 def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict:
     """Cut and pack every population (module docstring).  Returns ``{"cores": [(runs, neurons,
-    axons, bits, outputs)]`` with ``runs`` a list of ``(pop, a, b)`` flat-index slices,
+    axons, bits, outputs, partial)]`` with ``runs`` a list of ``(pop, a, b)`` flat-index slices
+    and ``partial`` the ``hw.core`` attribute of a dendrite core (else empty),
     ``"lower_bound"`` (the graph's), ``"layers"``: ``{pop: (cores, lower bound, limited by)}``,
     ``"names"}``; or raises NmcError when a population cannot fit a core."""
     check_formats(graph, formats, chip_name)
@@ -567,10 +607,18 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
     plan = _plan(net, c, chip_name, names)
     axons = np.bincount(plan.pairs[:, 1], minlength=len(plan.cores)) if len(plan.pairs) else np.zeros(len(plan.cores))
     cores = []
+    index = {id(core): k for k, core in enumerate(plan.cores)}
     for k, core in enumerate(plan.cores):
+        if core.soma is not None:  # a dendrite core: partial sums of its box's neurons, sent to one core
+            (pop, (_, part, box)), = core.pieces
+            runs = [(pop, a, b) for a, b in fanin.box_neuron_runs(pop, box)]
+            cores.append((runs, core.neurons, int(axons[k]), _core_bits(core.pieces, c, plan.unit_of),
+                          core.neurons, (index[id(core.soma)], *fanin.triples(part))))
+            continue
         runs = [(pop, a, b) for pop, piece in core.pieces for a, b in _runs(pop, piece)]
-        cores.append((runs, core.neurons, int(axons[k]), _core_bits(core.pieces, c, plan.unit_of),
-                      int(plan.outputs[k])))
+        partial_axons = sum(core.neurons * len(t.parts) for t in {u for u, _ in core.tiles} if getattr(t, "split", False))
+        cores.append((runs, core.neurons, int(axons[k]) + partial_axons, _core_bits(core.pieces, c, plan.unit_of),
+                      int(plan.outputs[k]), ()))
     total_bits = sum(_total_bits(p, plan.unit_of[p], c) for p in net.populations)
     lower = max(-(-net.n_neurons // c.neurons), -(-total_bits // c.synapse_memory_bits))
     layers = {}

@@ -66,8 +66,22 @@ class Energy:
     chip_hop_j: float = spec(0.0, 1.0, same_as="spike_hop_j")  # a hop between two chips
 
 
+@dataclass(frozen=True)
+class Fanin:
+    """Fan-in splitting (optional section; without it ``mechanism = "none"``): how a neuron whose
+    inputs exceed one core's input axons or synapse memory is split across cores.
+    ``"partial-sums"``: dendrite cores each hold a part of its synapses, compute the part's
+    integer sum every step and forward it as one graded message of ``partial_bits`` signed
+    bits to the core that holds the neuron (its soma), which adds the parts in the same step
+    (docs/mesh-target.md, "Fan-in splitting")."""
+
+    ABSENT = {"mechanism": "none", "partial_bits": 24}
+    mechanism: str = spec(choices=("none", "partial-sums"))
+    partial_bits: int = spec(2, 64)
+
+
 MAX_BOARD_CORES = 1 << 20
-SECTIONS = {"mesh": Mesh, "core": Core, "state": State, "noc": Noc, "energy": Energy}
+SECTIONS = {"mesh": Mesh, "core": Core, "state": State, "noc": Noc, "energy": Energy, "fanin": Fanin}
 
 
 def check(sections: dict, checker) -> None:

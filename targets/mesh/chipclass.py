@@ -66,6 +66,7 @@ class MeshClass(ChipClass):
         busiest = int(np.argmax(routes.load)) if len(routes.load) else None
         return {
             "cores": len(m.cores),
+            "dendrite_cores": len(m.dendrites),  # fan-in splitting: cores computing partial sums
             "cores_lower_bound": int(graph.meta.get("hw.cores_lower_bound", 0)),
             "chips": len(chips),
             "placement_cost": round(float(graph.meta.get("hw.placement_cost", cost)), 6),

@@ -33,7 +33,8 @@ from nmc.binding import InputSpec, bind_arrays, resolve_timesteps
 from nmc.diagnostics import NmcError, UsageError
 from nmc.runner import RunResult, Tally
 from nmc.targets.chip import parse_chip
-from nmc.targets.mesh.kernels import KernelRunner
+from nmc.targets.mesh.fanin import PartialSums, piece_rows
+from nmc.targets.mesh.kernels import KINDS, KernelRunner
 from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
 
 
@@ -86,14 +87,25 @@ class Emulator:
         self.kernel_rows = {}  # delay -> [(row, source slice, target slice)]
         for k, g in enumerate(program.geometries):
             d, n_src, n_tgt = int(kr["delay"][k]), int(np.prod(g.src)), int(np.prod(g.tgt))
-            a = int(kr["source"][k])
-            a = a - self.P if a >= self.P else self.N + a
+            a = self.kernel_source(int(kr["source"][k]))
             t0 = int(kr["target"][k])
-            self.kernel_rows.setdefault(d, []).append((k, slice(a, a + n_src), slice(t0, t0 + n_tgt)))
+            if k not in program.split:  # a split row runs on its dendrite cores (self.partials)
+                self.kernel_rows.setdefault(d, []).append((k, slice(a, a + n_src), slice(t0, t0 + n_tgt)))
             fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
             fan[a:a + n_src] += g.fanout()
+        self.partials = None
+        if program.fanin is not None:
+            rows, geos, firsts = piece_rows(program.fanin, kr, program.geometries,
+                                            [KINDS[int(k)] for k in kr["kind"]])
+            self.partials = PartialSums(program.fanin, rows, geos, firsts, self.kernel_source, self.N)
+            for d in self.partials.by_delay:
+                self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
         self.max_delay = max(self.fan, default=1)
         self._routes(program)
+
+    def kernel_source(self, a: int) -> int:
+        """Internal id of a kernel's netlist source id (ports first there, neurons first here)."""
+        return a - self.P if a >= self.P else self.N + a
 
     def internal(self, source: np.ndarray) -> np.ndarray:
         """Internal ids of hardware source ids (neurons in graph order, then the ports)."""
@@ -125,6 +137,17 @@ class Emulator:
             lat = extra + (hops - chips) * noc.hop_latency_ns + chips * noc.chip_hop_latency_ns
             worst = max(worst, float(lat.max()))
         self.time_per_step_s = worst * 1e-9
+        self.partial_links = None
+        f = program.fanin
+        if f is not None:  # partial sums cross the NoC in a second phase of the step
+            D = len(f["dendrite_core"])
+            rows = np.repeat(np.arange(D), np.diff(f["path_start"]))
+            self.partial_links = sp.csr_matrix((np.ones(len(rows), np.int64), (rows, f["path_links"])), shape=(D, L))
+            src, dst = f["dendrite_core"], f["dendrite_soma"]
+            hops = np.abs(bx[dst] - bx[src]) + np.abs(by[dst] - by[src])
+            chips = np.abs(bx[dst] // cx - bx[src] // cx) + np.abs(by[dst] // cy - by[src] // cy)
+            lat = (hops - chips) * noc.hop_latency_ns + chips * noc.chip_hop_latency_ns
+            self.time_per_step_s += float(lat.max(initial=0.0)) * 1e-9
 
     # ------------------------------------------------------------------------------ running
 
@@ -161,6 +184,7 @@ class Emulator:
         synaptic_ops = 0
         link_spikes = np.zeros(len(self.link_kind), np.int64)
         packets = 0
+        partial_sums = 0
 
         def emit(t: int, spikes: np.ndarray | None, ports: np.ndarray):
             nonlocal packets
@@ -186,6 +210,7 @@ class Emulator:
         emit(-1, None, ports_at(0))
         for t in range(steps):
             current = np.zeros((B, N), np.int64)
+            partial = self.partials.start(B) if self.partials is not None else None
             for d, fan in self.fan.items():
                 if t - d not in emitted:
                     continue
@@ -198,15 +223,23 @@ class Emulator:
                         current += np.asarray(x @ W)
                 for k, src, tgt in self.kernel_rows.get(d, ()):
                     current[:, tgt] += self.kernels.current(k, x[:, src])
+                if partial is not None:
+                    self.partials.add(partial, d, x)
                 synaptic_ops += int(fan[events.indices].sum())
+            if partial is not None:  # dendrite cores -> soma cores, same step
+                messages = self.partials.deliver(partial, current)
+                partial_sums += int(messages.sum())
+                link_spikes += (self.partial_links.T @ messages).astype(np.int64)
             spikes = neurons.step(current)
             counts += spikes
             if recorded is not None:
                 recorded[:, t] = spikes
             emit(t, spikes, ports_at(t + 1))
-        return self._result(B, T, steps, neurons.v, counts, recorded, record, synaptic_ops, link_spikes, packets)
+        return self._result(B, T, steps, neurons.v, counts, recorded, record, synaptic_ops, link_spikes, packets,
+                            partial_sums)
 
-    def _result(self, B, T, steps, v, counts, recorded, record, synaptic_ops, link_spikes, packets) -> RunResult:
+    def _result(self, B, T, steps, v, counts, recorded, record, synaptic_ops, link_spikes, packets,
+                partial_sums=0) -> RunResult:
         meta = self.p.meta
         sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -231,7 +264,8 @@ class Emulator:
         fixed = {"energy": self.chip.energy, "neurons": self.N, "steps": steps, "time_per_step_s": self.time_per_step_s,
                  "links": {k: self.routes[k] for k in ("links", "link_kind", "link_capacity")}}
         tally = Tally({"samples": B, "synaptic_ops": int(synaptic_ops), "packets": int(packets),
-                       "spikes": int(counts.sum()), "link_spikes": link_spikes}, partial(statistics, fixed))
+                       "spikes": int(counts.sum()), "link_spikes": link_spikes, "partial_sums": int(partial_sums)},
+                      partial(statistics, fixed))
         return RunResult("emulator", outputs, voltages=voltages, recorded=rec, timesteps=T, steps=steps,
                          spikes=int(counts.sum()), synaptic_ops=int(synaptic_ops), stats=statistics(fixed, tally.counts),
                          tally=tally)
@@ -254,7 +288,7 @@ def statistics(fixed: dict, counts: dict) -> dict:
             "hops": int(link_spikes.sum()), "hops_on_chip": hops["chip"], "hops_between_chips": hops["board"],
             "hops_host": hops["host"], "neuron_updates": int(updates), "busiest_link": busiest,
             "time_per_step_s": fixed["time_per_step_s"], "spikes": int(counts["spikes"]),
-            "synaptic_ops": int(counts["synaptic_ops"])}
+            "synaptic_ops": int(counts["synaptic_ops"]), "partial_sums": int(counts.get("partial_sums", 0))}
 
 
 def prepare(image):

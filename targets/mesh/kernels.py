@@ -130,12 +130,15 @@ def check_kernels(kr: dict, N: int, P: int, chip, error) -> list[Geometry]:
     return out
 
 
-def kernel_pairs(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray) -> np.ndarray:
+def kernel_pairs(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray, skip=frozenset()) -> np.ndarray:
     """Distinct ``(global source, core)`` pairs the kernels need routed: each core receives
-    the receptive fields of the boxes of target neurons it holds."""
+    the receptive fields of the boxes of target neurons it holds (rows in ``skip``, split
+    across dendrite cores, are read there instead: :mod:`nmc.targets.mesh.fanin`)."""
     keys = []
     C = int(core_of_graph.max()) + 1 if len(core_of_graph) else 1
     for k, g in enumerate(geometries):
+        if k in skip:
+            continue
         n_tgt = int(np.prod(g.tgt))
         t0, s0 = int(kr["target"][k]), int(kr["source"][k])
         cores = core_of_graph[t0:t0 + n_tgt]

@@ -15,7 +15,9 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.targets.mapping.netlist import Netlist, distinct
+from nmc.targets.mapping import fanin
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
+from nmc.targets.mapping.shapes import runs_to_boxes, view3
 from nmc.targets.mesh.board import HOST, Board
 
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
@@ -43,7 +45,12 @@ class Mapping:
         self.hw_of = np.full(net.n_neurons, -1, np.int64)  # graph neuron id -> hardware neuron id
         self.core_start = np.zeros(len(cores) + 1, np.int64)
         h = 0
+        self.dendrites = [c for c in cores if c.partial]  # fan-in splitting: cores holding partial sums
+        self._split = {d.pops[0].owner for d in self.dendrites}  # populations with dendrite cores
         for c in cores:
+            if c.partial:
+                self.core_start[c.id + 1] = h
+                continue
             for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2]):
                 off = net.neuron_offset[v.owner]
                 if np.any(self.core_of[off + a:off + b] >= 0):
@@ -77,8 +84,40 @@ class Mapping:
         """Unique (global source, destination core) pairs, sorted: from the geometry of shaped
         projections (:mod:`nmc.targets.mapping.shapes`), explicit lists only for sparse ones."""
         if self._pairs is None:
-            self._pairs = source_core_pairs(self.net, [core_pieces(self.net, c.pops, c.slices) for c in self.cores])
+            self._pairs = source_core_pairs(self.net, [self.pieces(c) for c in self.cores])
         return self._pairs
+
+    def pieces(self, core) -> list[tuple]:
+        """``(pop, piece)`` of a core: a dendrite core's part per box, a split population's
+        neurons as soma pieces (their inputs reach the dendrites), else the partition's pieces."""
+        if core.partial:
+            _, part = fanin.parse_partial(core.partial)
+            pop = core.pops[0].owner
+            runs = list(zip(core.slices[::2], core.slices[1::2]))
+            return [(pop, ("part", tuple(part), box)) for box in runs_to_boxes(runs, view3(pop.result.type.shape))]
+        split = self._split
+        out = []
+        for pop, piece in core_pieces(self.net, core.pops, core.slices):
+            if pop in split:  # a shaped population: core_pieces gives its boxes
+                out.append((pop, ("soma", piece)))
+            else:
+                out.append((pop, piece))
+        return out
+
+    def partial_streams(self, rates: np.ndarray) -> list[tuple[int, int, float]]:
+        """(dendrite core, soma core, partial sums per step) of every dendrite core: each of its
+        compartments sends one message in a step where any of its inputs spiked, estimated as
+        ``min(1, fan-in × mean source rate)`` of the part."""
+        out = []
+        for c in self.dendrites:
+            soma, part = fanin.parse_partial(c.partial)
+            pop = c.pops[0].owner
+            rate = 0.0
+            for i, lo, hi in part:
+                src = pop.currents[i].owner.src.owner
+                rate += fanin.part_fanin(pop, [(i, lo, hi)]) * float(rates[self.net.source_offset[src]])
+            out.append((c.id, soma, c.neurons * min(1.0, rate)))
+        return out
 
     def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source core or -1, destination core, spikes per step) aggregated over neurons."""
@@ -87,8 +126,14 @@ class Mapping:
         keep = src_core != pairs[:, 1]
         width = len(self.cores) + 1
         key = (src_core[keep] + 1) * width + pairs[keep, 1]  # (source core, destination) as one int64
+        weight = rates[pairs[keep, 0]]
+        streams = self.partial_streams(rates)
+        if streams:  # partial sums travel from each dendrite core to its soma core
+            s = np.array(streams, np.float64)
+            key = np.concatenate([key, (s[:, 0].astype(np.int64) + 1) * width + s[:, 1].astype(np.int64)])
+            weight = np.concatenate([weight, s[:, 2]])
         uniq = distinct(key)
-        load = np.bincount(np.searchsorted(uniq, key), weights=rates[pairs[keep, 0]], minlength=len(uniq))
+        load = np.bincount(np.searchsorted(uniq, key), weights=weight, minlength=len(uniq))
         return uniq // width - 1, uniq % width, load
 
     def position(self, core: int) -> tuple[int, int]:
@@ -139,6 +184,13 @@ class Mapping:
             group_links.append(sorted(tree))
             for link in tree:
                 link_ids.setdefault(link, None)
+        streams = self.partial_streams(rates)
+        paths = []  # the X-then-Y path of each dendrite core's partial sums to its soma core
+        for d, soma, _ in streams:
+            path = sorted(self.board.xy_tree(self.position(d), [self.position(soma)]))
+            paths.append(path)
+            for link in path:
+                link_ids.setdefault(link, None)
         links = sorted(link_ids)
         index = {link: i for i, link in enumerate(links)}
         group_rate = np.bincount(group_of[ids], weights=rates[ids], minlength=len(groups))
@@ -146,8 +198,12 @@ class Mapping:
         for g, tree in enumerate(group_links):
             for link in tree:
                 load[index[link]] += group_rate[g]
+        for (_, _, rate), path in zip(streams, paths):
+            for link in path:
+                load[index[link]] += rate
         kind = np.array([2 if a == HOST else int(self.board.is_inter_chip(a, b)) for a, b in links], np.int64)
-        return Routes(group_of, groups, [[index[lk] for lk in t] for t in group_links], links, kind, load)
+        return Routes(group_of, groups, [[index[lk] for lk in t] for t in group_links], links, kind, load,
+                      [(d, soma, [index[lk] for lk in path]) for (d, soma, _), path in zip(streams, paths)])
 
 
 @dataclass
@@ -163,6 +219,7 @@ class Routes:
     links: list
     kind: np.ndarray
     load: np.ndarray
+    partial: list = None  # fan-in splitting: (dendrite core, soma core, link ids of its path)
 
     def capacity(self, chip) -> np.ndarray:
         """Spikes per step each link holds; -1 for the host link, which the chip description

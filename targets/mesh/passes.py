@@ -55,7 +55,8 @@ def mesh_chip(ctx: PassContext, name: str):
 def core_limits(chip) -> CoreLimits:
     c = chip.core
     return CoreLimits(neurons=c.neurons, input_axons=c.input_axons, output_axons=c.output_axons,
-                      synapse_memory_bits=c.synapse_memory_bits, shared_weights=c.shared_weights)
+                      synapse_memory_bits=c.synapse_memory_bits, shared_weights=c.shared_weights,
+                      fanin=chip.fanin.mechanism, partial_bits=chip.fanin.partial_bits)
 
 
 @register_pass("partition")
@@ -88,13 +89,14 @@ class Partition(Pass):
                            hint=BOARD_HINT)
         hw_insert(graph, [Core(pops=[pop.result for pop, _, _ in runs], id=k,
                                slices=tuple(x for _, a, b in runs for x in (a, b)), neurons=n, axons=axons,
-                               synapse_bits=bits, outputs=outs)
-                          for k, (runs, n, axons, bits, outs) in enumerate(plan["cores"])])
+                               synapse_bits=bits, outputs=outs, partial=partial)
+                          for k, (runs, n, axons, bits, outs, partial) in enumerate(plan["cores"])])
         graph.meta["hw.board"] = [m.cores_x, m.cores_y, m.chips_x, m.chips_y]
         graph.meta["hw.cores_lower_bound"] = plan["lower_bound"]
         ctx.stat("cores", len(plan["cores"]))
         ctx.stat("cores-lower-bound", plan["lower_bound"])
-        ctx.stat("neurons", sum(core[1] for core in plan["cores"]))
+        ctx.stat("neurons", sum(core[1] for core in plan["cores"] if not core[5]))
+        ctx.stat("dendrite-cores", sum(1 for core in plan["cores"] if core[5]))
         for pop, (used, own, limit) in plan["layers"].items():
             ctx.remark(f"%{plan['names'][pop]}: {used} core(s) (lower bound {own}), limited by {limit}")
         return True

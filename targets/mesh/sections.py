@@ -38,10 +38,12 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, param_array
+from nmc.targets.mesh.fanin import check_fanin, dendrite_pairs, emit_fanin
 from nmc.targets.mesh.mapping import Mapping
 from nmc.targets.mapping.netlist import pop_name, synapses
 from nmc.targets.mapping.shapes import geometry
 from nmc.targets.mesh.kernels import ARRAYS as KERNEL_ARRAYS
+from nmc.targets.mesh.kernels import KINDS as KERNEL_KINDS
 from nmc.targets.mesh.kernels import check_kernels, emit_kernels, kernel_pairs
 
 MAGIC = b"NMA1"
@@ -203,10 +205,12 @@ def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
     # lists per core; source ids in hardware numbering
     hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), m.hw_of])
     shaped, rows = [], []  # rows: (core, axon source, local target, weight, exponent, delay)
+    kernel_row = {}  # (population, current operand) -> mesh.kernels row
     for pop in net.populations:
-        for p in (c.owner for c in pop.currents):
+        for i, p in enumerate(c.owner for c in pop.currents):
             g = geometry(p)
             if g is not None:
+                kernel_row[(pop, i)] = len(shaped)
                 shaped.append((p, g))
                 continue
             src, tgt, w = synapses(p)
@@ -239,8 +243,12 @@ def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
               "link_capacity": r.capacity(chip)}
     meta = json.dumps(_ports(graph, m), sort_keys=True, separators=(",", ":")).encode()
     ports = {"meta": np.frombuffer(meta, np.uint8), "population_hw": m.hw_of}
-    return {"mesh.cores": pack(cores), "mesh.neurons": pack(params), "mesh.synapses": pack(synapses_),
-            "mesh.kernels": pack(emit_kernels(shaped, net)), "mesh.routes": pack(routes), "mesh.ports": pack(ports)}
+    out = {"mesh.cores": pack(cores), "mesh.neurons": pack(params), "mesh.synapses": pack(synapses_),
+           "mesh.kernels": pack(emit_kernels(shaped, net)), "mesh.routes": pack(routes), "mesh.ports": pack(ports)}
+    split = emit_fanin(m, r, kernel_row)
+    if split is not None:  # only images with split neurons have it
+        out["mesh.fanin"] = pack(split)
+    return out
 
 
 LINK_KINDS = ("on-chip", "inter-chip", "host")
@@ -283,6 +291,8 @@ class MeshProgram:
     meta: dict
     kernels: dict
     geometries: list  # one Geometry per kernel row
+    fanin: dict | None = None  # mesh.fanin, when the image splits neurons
+    split: frozenset = frozenset()  # kernel rows computed on dendrite cores
 
     @property
     def n_cores(self) -> int:
@@ -396,7 +406,15 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     geometries = check_kernels(kr, N, P, chip, lambda msg: _check(False, "mesh.kernels", msg))
     # every receptive field of a kernel must route to the cores of the neurons it drives
     core_of_graph = np.repeat(np.arange(C), np.diff(c["start"]))[hw]
-    pairs = kernel_pairs(kr, geometries, core_of_graph)
+    fan, split = None, frozenset()
+    kinds = [KERNEL_KINDS[int(k)] for k in kr["kind"]]
+    if "mesh.fanin" in sections:  # optional: split neurons' dendrite cores
+        fan = unpack(sections["mesh.fanin"], "mesh.fanin")
+        split = frozenset(check_fanin(fan, kr, geometries, kinds, c["start"], core_of_graph, len(r["links"]),
+                                      lambda msg: _check(False, "mesh.fanin", msg)))
+    pairs = kernel_pairs(kr, geometries, core_of_graph, split)
+    if fan is not None:
+        pairs = np.concatenate([pairs, dendrite_pairs(fan, kr, geometries, kinds)])
     hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), hw])
     kgroup = r["source_group"][hw_source[pairs[:, 0]]] if len(pairs) else np.zeros(0, np.int64)
     _check(bool(np.all(kgroup >= 0)), "mesh.routes", "a kernel reads a source that routes nowhere")
@@ -417,4 +435,4 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     for o in meta["outputs"]:
         _check(0 <= o["population"] < len(sizes) and o["mode"] in ("count", "membrane")
                and int(np.prod(o["shape"])) == sizes[o["population"]], "mesh.ports", "a bad output entry")
-    return MeshProgram(c, n, s, r, parsed["mesh.ports"], meta, kr, geometries)
+    return MeshProgram(c, n, s, r, parsed["mesh.ports"], meta, kr, geometries, fan, split)
