@@ -96,11 +96,17 @@ class Cur:
 
 @dataclass
 class Parts:
-    """Spiking values joined along per-sample ``axis``."""
+    """Spiking values joined along per-sample ``axis``, part ``i`` standing for its spikes ×
+    ``factors[i]`` (a positive scale from a multiplication by a constant, which the readers —
+    dense and conv weights, average pools — take into their weights; none: all 1)."""
 
     parts: list[Spk]
     axis: int
     shape: tuple
+    factors: tuple = ()
+
+    def factor(self, i: int) -> float:
+        return self.factors[i] if self.factors else 1.0
 
 
 @dataclass
@@ -182,7 +188,9 @@ class Converter:
         if op.KIND == "ann.dense":
             parts = x.parts if isinstance(x, Parts) else [x]
             cols = np.cumsum([0] + [int(np.prod(p.shape)) for p in parts])
-            terms = [Term(p, {"kind": "dense", "weight": Blob(w[:, a:b], _part_name(op.weight.name, i, len(parts)))})
+            factor = x.factor if isinstance(x, Parts) else lambda i: 1.0
+            terms = [Term(p, {"kind": "dense", "weight": Blob(w[:, a:b] * factor(i),
+                                                              _part_name(op.weight.name, i, len(parts)))})
                      for i, (p, a, b) in enumerate(zip(parts, cols[:-1], cols[1:]))]
             return Cur(terms, out, bias)
         if len(op.weight.shape) != 4:
@@ -192,7 +200,8 @@ class Converter:
             if x.axis != 0 or op.groups != 1:
                 raise self.refuse(op, "it reads a concatenation that is not along channels (or uses groups)")
             chans = np.cumsum([0] + [p.shape[0] for p in x.parts])
-            terms = [Term(p, {"kind": "conv2d", "weight": Blob(w[:, a:b], _part_name(op.weight.name, i, len(x.parts))),
+            terms = [Term(p, {"kind": "conv2d", "weight": Blob(w[:, a:b] * x.factor(i),
+                                                               _part_name(op.weight.name, i, len(x.parts))),
                               **geometry}) for i, (p, a, b) in enumerate(zip(x.parts, chans[:-1], chans[1:]))]
             return Cur(terms, out, bias)
         self.require_image(op, x)
@@ -235,20 +244,24 @@ class Converter:
             raise self.refuse(op, f"it needs [C, H, W] spikes, its input is {list(x.shape)} "
                                   f"(held by neurons of shape {list(x.value.type.shape)})")
 
-    def per_part(self, op: Op, x: Parts, pool) -> Parts:
+    def per_part(self, op: Op, x: Parts, pool, factors: tuple = ()) -> Parts:
         """A pooling op over a channel concatenation, as the concatenation of each part's
-        pooling (pooling acts on each channel alone); ``pool(op, part, name)`` pools one part
-        into spikes."""
+        pooling (pooling acts on each channel alone); ``pool(op, i, name)`` pools part ``i``
+        into spikes; ``factors``: the parts' scales after it."""
         if x.axis != 0:
             raise self.refuse(op, "pooling a concatenation that is not along channels is not supported")
         n = len(x.parts)
-        parts = [pool(op, p, _part_name(op.result.name, i, n)) for i, p in enumerate(x.parts)]
-        return Parts(parts, 0, tuple(op.result.type.shape))
+        parts = [pool(op, i, _part_name(op.result.name, i, n)) for i in range(n)]
+        return Parts(parts, 0, tuple(op.result.type.shape), factors)
 
     def avgpool(self, op: Op) -> Cur | Parts:
         x = self.spikes_of(op, op.x)
-        if isinstance(x, Parts):  # each part's average as IF neurons (a linear value cannot be concatenated)
-            return self.per_part(op, x, lambda o, p, name: self.population(self.avgpool_of(o, p), o, name))
+        if isinstance(x, Parts):  # each part's average (× its factor) as IF neurons: a linear value cannot be concatenated
+            def pool(o, i, name):
+                avg = self.avgpool_of(o, x.parts[i])
+                return self.population(Cur([t.scaled(x.factor(i)) for t in avg.terms], avg.shape), o, name)
+
+            return self.per_part(op, x, pool)
         return self.avgpool_of(op, x)
 
     def avgpool_of(self, op: Op, x: Spk) -> Cur:
@@ -280,8 +293,8 @@ class Converter:
         spiking OR (pool weight 1): a neuron fires when any neuron of its window fired; its rate
         is at least the largest input rate, and equals it when the window's spikes coincide."""
         x = self.env.get(op.x)
-        if isinstance(x, Parts):
-            return self.per_part(op, x, self.maxpool_of)
+        if isinstance(x, Parts):  # max(f·a) = f·max(a) for f > 0: the factors stay
+            return self.per_part(op, x, lambda o, i, name: self.maxpool_of(o, x.parts[i], name), x.factors)
         if not isinstance(x, Spk):
             raise self.refuse(op, "max pooling has no exact spiking form and this one reads a linear value",
                               hint="apply the ReLU before the MaxPool (they commute), so the pool reads spikes")
@@ -351,17 +364,25 @@ class Converter:
         if const[0] is None and const[1] is None:
             raise self.refuse(op, "only a multiplication by a one-element constant has a projection form")
         factor, v = (const[1], op.a) if const[1] is not None else (const[0], op.b)
+        x = self.env.get(v)
+        if isinstance(x, Parts) and factor > 0:  # a concatenation rescaled (normalize's joins): its readers scale
+            return replace(x, factors=tuple(x.factor(i) * factor for i in range(len(x.parts))))
         x = self.linear_of(op, v)
         return Cur([t.scaled(factor) for t in x.terms], x.shape, None if x.bias is None else x.bias * factor)
 
     def concat(self, op: Op) -> Parts:
-        parts = []
+        parts, factors = [], []
         for v in op.inputs:
             x = self.spikes_of(op, v)
             if isinstance(x, Parts) and x.axis != op.axis:
                 raise self.refuse(op, "nested concatenations along different axes are not supported")
-            parts.extend(x.parts if isinstance(x, Parts) else [x])
-        return Parts(parts, op.axis, tuple(op.result.type.shape))
+            if isinstance(x, Parts):
+                parts.extend(x.parts)
+                factors.extend(x.factor(i) for i in range(len(x.parts)))
+            else:
+                parts.append(x)
+                factors.append(1.0)
+        return Parts(parts, op.axis, tuple(op.result.type.shape), tuple(factors) if any(f != 1.0 for f in factors) else ())
 
     def reshape(self, op: Op):
         x = self.env.get(op.x)
@@ -369,7 +390,7 @@ class Converter:
         if isinstance(x, Spk | Cur):
             return replace(x, shape=shape)
         if isinstance(x, Parts) and x.axis == 0 and len(shape) == 1:  # channel-major parts stay contiguous
-            return Parts([replace(p, shape=(int(np.prod(p.shape)),)) for p in x.parts], 0, shape)
+            return Parts([replace(p, shape=(int(np.prod(p.shape)),)) for p in x.parts], 0, shape, x.factors)
         raise self.refuse(op, "this reshape of a concatenation mixes its parts")
 
     def relu_like(self, op: Op):

@@ -644,3 +644,34 @@ def test_pooling_a_concat_pools_each_part_and_agrees_with_the_ann():
         assert {"m.0", "m.1", "p.0", "p.1"} <= names
         _, pred = accuracy(snn, xs, ann_pred)
         assert np.mean(pred == ann_pred) >= 0.9
+
+
+def test_a_rescaled_concatenation_scales_its_readers():
+    """Inception v2's pattern: a max pool of a concatenation joins another concatenation, whose
+    other branch has another scale, so normalize multiplies the pooled parts by a constant;
+    the readers (here a dense layer) take that factor into their weights, the float SNN's
+    classes follow the ANN's, and an explicit multiplication of a concatenation converts too."""
+    rng = np.random.default_rng(7)
+    g = Graph("mixed")
+    x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
+    parts = []
+    for i, c in enumerate((2, 3)):
+        conv = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 0.8, (c, 1, 3, 3)).astype(np.float32)),
+                              pads=(1, 1, 1, 1)), f"c{i}")
+        parts.append(g.add(ann.Relu(x=conv), f"r{i}"))
+    j = g.add(ann.Concat(inputs=parts, axis=0), "j")
+    m = g.add(ann.MaxPool(x=j, kernel=(2, 2), strides=(2, 2)), "m")
+    half = g.add(ann.Constant(value=Blob(np.full((1,), 0.5, np.float32))), "half")
+    s = g.add(ann.Mul(a=m, b=half), "s")
+    c2 = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 3.0, (2, 1, 2, 2)).astype(np.float32)), strides=(2, 2)), "c2")
+    r2 = g.add(ann.Relu(x=c2), "r2")
+    k = g.add(ann.Concat(inputs=[s, r2], axis=0), "k")
+    f = g.add(ann.Flatten(x=k), "f")
+    y = g.add(ann.Dense(x=f, weight=Blob(rng.normal(0, 0.5, (4, 112)).astype(np.float32))), "y")
+    g.add(ann.Output(values=[y]))
+    xs = rng.random((200, 1, 8, 8)).astype(np.float32)
+    ann_pred = semantics.classify(semantics.run_ann(g, [xs]).outputs[0])
+    snn, ctx = convert(g, xs, CONVERT.format(T=64))
+    assert not snn.walk("ann.mul")
+    _, pred = accuracy(snn, xs, ann_pred)
+    assert np.mean(pred == ann_pred) >= 0.9
