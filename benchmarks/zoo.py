@@ -8,11 +8,13 @@ own peak memory; a crash, out-of-memory or ``--timeout`` is that row's result):
 1. **import**: ``nmc.load`` of the ``.onnx`` file (*import s*);
 2. **convert**: the conversion part of ``nmc compile``'s default pipeline for the mesh class
    (``canonicalize, calibrate, normalize{timesteps=T}, convert-to-spiking{timesteps=T,
-   maxpool=tree}, quantize{weight-bits=8}, measure-rates``) on ``--calib`` seeded uniform
-   [0, 1) images (``numpy.random.default_rng(--seed)``; no ImageNet data: the light zoo's
-   weights are constant fills, so accuracy means nothing here); networks with LRN
-   (AlexNet, ZFNet, Inception v1) get ``--convert lrn=scale`` unless ``--lrn refuse``
-   (*convert s*);
+   maxpool=tree}, quantize{weight-bits=8}``, and ``measure-rates`` with ``--rates measured``)
+   on ``--calib`` seeded uniform [0, 1) images (``numpy.random.default_rng(--seed)``; no
+   ImageNet data: the light zoo's weights are constant fills — every channel of a layer alike
+   but for its bias —, so accuracy means nothing here, and neither do measured spike rates,
+   which is why placement and link loads use the route pass's assumed rate by default,
+   ``--rates assumed``); networks with LRN (AlexNet, ZFNet, Inception v1) get ``--convert
+   lrn=scale`` unless ``--lrn refuse`` (*convert s*);
 3. **map**: ``nmc.compile(..., board="auto")`` of the integer graph onto the smallest board
    of ``--chip`` that fits — the mesh class's ``fit_board`` — with ``partition, place,
    route`` and emission (*map s*); *cores* against the partitioner's lower bound, *dendrite
@@ -42,7 +44,8 @@ line under the tables says *identical* or which *differ*.
 Without ``--markdown`` the tables are aligned text; with it, Markdown (docs/zoo.md).
 
     python benchmarks/zoo.py [--networks squeezenet,resnet50,...] [--timesteps 8] [--calib 2]
-        [--samples 2] [--chip mesh-board-4] [--lrn scale|refuse] [--timeout 1800] [--max-memory 16G]
+        [--samples 2] [--chip mesh-board-4] [--lrn scale|refuse] [--rates assumed|measured]
+        [--timeout 1800] [--max-memory 16G]
         [--cluster auto [--cluster-network squeezenet] [--cluster-samples 4] [--cluster-backend cpu]]
         [--markdown] [--json OUT]
 """
@@ -109,6 +112,8 @@ def network_row(spec: dict) -> dict:
     target = resolve_target(spec["chip"])
     pipeline = default_pipeline(graph, target, 2, T, seed, calibrated=True, convert=convert)
     front = pipeline[:pipeline.index(MAPPING_PASSES[0])].rstrip(",")
+    if spec["rates"] == "assumed":
+        front = front.replace(",measure-rates", "")
     start = time.perf_counter()
     try:
         ctx = PassContext(target=target.chip, calibration=x_cal, seed=seed)
@@ -232,6 +237,8 @@ def main() -> None:
                     help="chip description whose boards --board auto sizes (default: mesh-board-4, with [fanin])")
     ap.add_argument("--lrn", choices=("scale", "refuse"), default="scale",
                     help="networks with LRN: --convert lrn=scale (default) or the default refusal")
+    ap.add_argument("--rates", choices=("assumed", "measured"), default="assumed",
+                    help="spike rates for placement and link loads: route's assumed rate (default) or measure-rates")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per network")
     ap.add_argument("--max-memory", default="16G", help="NMC_MAX_MEMORY for the rows (nmc's stage estimates)")
@@ -256,7 +263,7 @@ def main() -> None:
         kept = str(Path(tmp) / "cluster.nmb")
         for name in names:
             spec = {"network": name, "timesteps": args.timesteps, "calib": args.calib, "samples": args.samples,
-                    "chip": args.chip, "lrn": args.lrn, "seed": args.seed, "max_memory": args.max_memory,
+                    "chip": args.chip, "lrn": args.lrn, "rates": args.rates, "seed": args.seed, "max_memory": args.max_memory,
                     "memory_limit_gib": limit, "keep": kept if args.cluster and name == args.cluster_network else None}
             start = time.perf_counter()
             row = isolated(network_row, spec, args.timeout, args.in_process)
@@ -279,7 +286,7 @@ def main() -> None:
     print("\nSeconds by pass:\n")
     print(render([r for r in rows if r.get("calibrate_s") is not None], PASS_COLS, args.markdown))
     print(f"\nT = {args.timesteps}; {args.calib} seeded calibration images, {args.samples} run; chip {args.chip} "
-          f"(--board auto); NMC_MAX_MEMORY={args.max_memory}; address space per row {limit:.1f} GiB.")
+          f"(--board auto); spike rates {args.rates}; NMC_MAX_MEMORY={args.max_memory}; address space per row {limit:.1f} GiB.")
     for r in rows:
         if r.get("note"):
             print(f"{r['network']}: {r['note']}")

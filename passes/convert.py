@@ -147,6 +147,8 @@ class Converter:
             return x
         if isinstance(x, Spk):
             return Cur([Term(x, {"kind": "one_to_one", "weight": 1.0})], x.shape)
+        if isinstance(x, Parts) and len(x.parts) == 1:  # scaled spikes
+            return Cur([Term(x.parts[0], {"kind": "one_to_one", "weight": x.factor(0)})], x.shape)
         raise self.refuse(op, f"its input %{v.name} is a concatenation, which only dense and conv layers can read",
                           hint="feed the concat into a dense or conv layer")
 
@@ -365,6 +367,8 @@ class Converter:
             raise self.refuse(op, "only a multiplication by a one-element constant has a projection form")
         factor, v = (const[1], op.a) if const[1] is not None else (const[0], op.b)
         x = self.env.get(v)
+        if isinstance(x, Spk) and factor > 0:  # spikes scaled (lrn=scale's gain): readers scale, pools pass it on
+            return Parts([x], 0, x.shape, (factor,))
         if isinstance(x, Parts) and factor > 0:  # a concatenation rescaled (normalize's joins): its readers scale
             return replace(x, factors=tuple(x.factor(i) * factor for i in range(len(x.parts))))
         x = self.linear_of(op, v)
@@ -389,6 +393,8 @@ class Converter:
         shape = tuple(op.result.type.shape)
         if isinstance(x, Spk | Cur):
             return replace(x, shape=shape)
+        if isinstance(x, Parts) and len(x.parts) == 1:
+            return replace(x, parts=[replace(x.parts[0], shape=shape)], shape=shape)
         if isinstance(x, Parts) and x.axis == 0 and len(shape) == 1:  # channel-major parts stay contiguous
             return Parts([replace(p, shape=(int(np.prod(p.shape)),)) for p in x.parts], 0, shape, x.factors)
         raise self.refuse(op, "this reshape of a concatenation mixes its parts")
@@ -406,6 +412,8 @@ class Converter:
         decoded = []
         for v in op.values:
             x = self.env.get(v)
+            if isinstance(x, Parts) and len(x.parts) == 1:
+                x = self.linear_of(op, v)
             if isinstance(x, Cur):
                 spk = self.population(x, op, v.name, spiking=False)
                 mode = "membrane"

@@ -675,3 +675,26 @@ def test_a_rescaled_concatenation_scales_its_readers():
     assert not snn.walk("ann.mul")
     _, pred = accuracy(snn, xs, ann_pred)
     assert np.mean(pred == ann_pred) >= 0.9
+
+
+def test_lrn_scaled_before_a_max_pool_converts():
+    """AlexNet's conv → ReLU → LRN → max pool with --convert lrn=scale: the gain lands between
+    the spikes and the pool; the pool passes it on and the next layer takes it into its weights
+    (max(g·a) = g·max(a) for g > 0); the float SNN's classes follow the lrn-to-scale ANN's."""
+    rng = np.random.default_rng(11)
+    g = Graph("alex")
+    x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
+    c = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 2.0, (4, 1, 3, 3)).astype(np.float32)), pads=(1, 1, 1, 1)), "c")
+    r = g.add(ann.Relu(x=c), "r")
+    n = g.add(ann.LRN(x=r, size=3, alpha=0.5, beta=0.75, bias=1.0), "n")
+    m = g.add(ann.MaxPool(x=n, kernel=(2, 2), strides=(2, 2)), "m")
+    f = g.add(ann.Flatten(x=m), "f")
+    y = g.add(ann.Dense(x=f, weight=Blob(rng.normal(0, 0.5, (4, 64)).astype(np.float32))), "y")
+    g.add(ann.Output(values=[y]))
+    xs = rng.random((200, 1, 8, 8)).astype(np.float32)
+    scaled, ctx = convert(g, xs, "canonicalize,lrn-to-scale")
+    assert scaled.walk("ann.mul") and not scaled.walk("ann.lrn")
+    want = semantics.classify(semantics.run_ann(scaled, [xs]).outputs[0])
+    snn, _ = convert(scaled, xs, "calibrate,normalize,convert-to-spiking{timesteps=64}")
+    _, pred = accuracy(snn, xs, want)
+    assert np.mean(pred == want) >= 0.9
