@@ -80,7 +80,8 @@ def zoo_dir() -> Path:
 
 
 def first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0]
+    """The message's first line, the zoo's folder left out of the model's path."""
+    return str(err).strip().splitlines()[0].replace(f"{zoo_dir()}/", "")
 
 
 def seeded_images(shape, calib: int, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

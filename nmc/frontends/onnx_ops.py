@@ -377,8 +377,10 @@ def gemm(cx, node):
     x = cx.value(node.input[0])
     if x.type.rank != 1:
         raise cx.error(f"Gemm input must be [batch, features], got per-sample {x.type}")
-    b = cx.const(node.input[1], "weight").astype(np.float64)
-    w = (b if attr(node, "transB", 0) else b.T) * attr(node, "alpha", 1.0)
+    b = cx.const(node.input[1], "weight")
+    w = b if attr(node, "transB", 0) else b.T
+    if attr(node, "alpha", 1.0) != 1.0:  # else the weight is used as it is (AlexNet's: 38 M elements)
+        w = w.astype(np.float64) * attr(node, "alpha", 1.0)
     bias = None
     if cx.has(node, 2):
         c = cx.sample_const(cx.const(node.input[2], "bias"), x, "bias") * attr(node, "beta", 1.0)
