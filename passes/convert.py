@@ -183,7 +183,12 @@ class Converter:
         if fused is not None:
             return fused
         x = self.spikes_of(op, op.x)
-        w = op.weight.data.astype(np.float64)
+        weight = op.weight
+        if isinstance(x, Parts) and len(x.parts) == 1:  # scaled spikes: the factor goes into the weight
+            x, factor = x.parts[0], x.factor(0)
+            if factor != 1.0:
+                weight = Blob(op.weight.data.astype(np.float64) * factor, op.weight.name)
+        w = weight.data.astype(np.float64)
         bias = None if op.bias is None else np.repeat(op.bias.data.astype(np.float64),
                                                       int(np.prod(op.result.type.shape[1:])))
         out = tuple(op.result.type.shape)
@@ -207,7 +212,7 @@ class Converter:
                               **geometry}) for i, (p, a, b) in enumerate(zip(x.parts, chans[:-1], chans[1:]))]
             return Cur(terms, out, bias)
         self.require_image(op, x)
-        return Cur([Term(x, {"kind": "conv2d", "weight": op.weight, **geometry})], out, bias)
+        return Cur([Term(x, {"kind": "conv2d", "weight": weight, **geometry})], out, bias)
 
     def fuse_pooling(self, op: Op) -> Cur | None:
         """A dense or conv reading an average pool of spikes, as one projection from the pool's

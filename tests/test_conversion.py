@@ -678,9 +678,10 @@ def test_a_rescaled_concatenation_scales_its_readers():
 
 
 def test_lrn_scaled_before_a_max_pool_converts():
-    """AlexNet's conv → ReLU → LRN → max pool with --convert lrn=scale: the gain lands between
-    the spikes and the pool; the pool passes it on and the next layer takes it into its weights
-    (max(g·a) = g·max(a) for g > 0); the float SNN's classes follow the lrn-to-scale ANN's."""
+    """AlexNet's conv → ReLU → LRN → max pool → grouped conv with --convert lrn=scale: the gain
+    lands between the spikes and the pool; the pool passes it on and the next layer takes it
+    into its weights (max(g·a) = g·max(a) for g > 0); the float SNN's classes follow the
+    lrn-to-scale ANN's."""
     rng = np.random.default_rng(11)
     g = Graph("alex")
     x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
@@ -688,13 +689,16 @@ def test_lrn_scaled_before_a_max_pool_converts():
     r = g.add(ann.Relu(x=c), "r")
     n = g.add(ann.LRN(x=r, size=3, alpha=0.5, beta=0.75, bias=1.0), "n")
     m = g.add(ann.MaxPool(x=n, kernel=(2, 2), strides=(2, 2)), "m")
-    f = g.add(ann.Flatten(x=m), "f")
+    c2 = g.add(ann.Conv(x=m, weight=Blob(rng.normal(0, 1.0, (4, 2, 3, 3)).astype(np.float32)), pads=(1, 1, 1, 1),
+                        groups=2), "c2")  # AlexNet's second conv has two groups
+    r2 = g.add(ann.Relu(x=c2), "r2")
+    f = g.add(ann.Flatten(x=r2), "f")
     y = g.add(ann.Dense(x=f, weight=Blob(rng.normal(0, 0.5, (4, 64)).astype(np.float32))), "y")
     g.add(ann.Output(values=[y]))
     xs = rng.random((200, 1, 8, 8)).astype(np.float32)
     scaled, ctx = convert(g, xs, "canonicalize,lrn-to-scale")
     assert scaled.walk("ann.mul") and not scaled.walk("ann.lrn")
     want = semantics.classify(semantics.run_ann(scaled, [xs]).outputs[0])
-    snn, _ = convert(scaled, xs, "calibrate,normalize,convert-to-spiking{timesteps=64}")
+    snn, _ = convert(scaled, xs, "calibrate,normalize,convert-to-spiking{timesteps=256}")
     _, pred = accuracy(snn, xs, want)
     assert np.mean(pred == want) >= 0.9
