@@ -23,6 +23,12 @@ own peak memory; a crash, out-of-memory or ``--timeout`` is that row's result):
    with the shipped board's slower links between chips), declares ``[fanin]``, without which
    ResNet-50's and VGG-19's 3×3 convolutions over 512 channels (4608 inputs a neuron) fit no
    core (docs/mesh-target.md);
+   Link capacities: with ``--links report`` (the default) the board is mapped with every link's
+   capacity raised to the largest a chip description allows, and the row counts the links
+   whose expected load (at the assumed or measured rate) exceeds the chip's real capacity —
+   on-chip ``noc.link_capacity``, between chips ``noc.chip_link_capacity`` — beside the
+   busiest link's load, so that the other columns are filled where routing on the real board
+   would stop with *link … over capacity*; ``--links enforce`` maps on the chip as it is;
 4. **run**: ``--samples`` more seeded images on the emulator and on the CPU runtime (LLVM JIT,
    compile time excluded), *sample-steps/s* = samples × steps / run seconds, and whether the
    two gave the same outputs bit for bit.
@@ -44,7 +50,7 @@ line under the tables says *identical* or which *differ*.
 Without ``--markdown`` the tables are aligned text; with it, Markdown (docs/zoo.md).
 
     python benchmarks/zoo.py [--networks squeezenet,resnet50,...] [--timesteps 8] [--calib 2]
-        [--samples 2] [--chip mesh-board-4] [--lrn scale|refuse] [--rates assumed|measured]
+        [--samples 2] [--chip mesh-board-4] [--lrn scale|refuse] [--rates assumed|measured] [--links report|enforce]
         [--timeout 1800] [--max-memory 16G]
         [--cluster auto [--cluster-network squeezenet] [--cluster-samples 4] [--cluster-backend cpu]]
         [--markdown] [--json OUT]
@@ -90,6 +96,32 @@ def seeded_images(shape, calib: int, samples: int, seed: int) -> tuple[np.ndarra
     return rng.random((calib, *shape), dtype=np.float32), rng.random((samples, *shape), dtype=np.float32)
 
 
+UNLIMITED = 1 << 32  # the largest link capacity a chip description takes (targets/mesh/chip.py)
+
+
+def unlimited_links(target, folder: str) -> str:
+    """A copy of ``target``'s chip description with every link capacity ``UNLIMITED``, written
+    into ``folder``; its path."""
+    import re
+
+    text = target.chip_text.decode("utf-8")
+    for key in ("link_capacity", "chip_link_capacity"):
+        text = re.sub(rf"(?m)^(\s*{key}\s*=\s*)\d+", rf"\g<1>{UNLIMITED}", text)
+    path = Path(folder) / f"{target.name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def links_over(image, chip) -> tuple[int, float]:
+    """(links whose expected load exceeds ``chip``'s capacity for their kind, the busiest load)."""
+    from nmc.targets.mesh.views import link_loads
+
+    capacity = {"on-chip": chip.noc.link_capacity, "inter-chip": chip.noc.chip_link_capacity}
+    rows = link_loads(image.sections)
+    over = sum(1 for r in rows if r["kind"] in capacity and r["load"] > capacity[r["kind"]])
+    return over, max((r["load"] for r in rows), default=0.0)
+
+
 def network_row(spec: dict) -> dict:
     """Import, convert, map and run one zoo network (module docstring); one table row.
     ``spec["keep"]``: a path to save the image at (the Ray check runs it again)."""
@@ -128,20 +160,23 @@ def network_row(spec: dict) -> dict:
     if notes:
         row["note"] = notes[0]
     del graph
-    start = time.perf_counter()
-    try:
-        image = nmc.compile(snn, target=spec["chip"], timesteps=T, seed=seed, board="auto")
-    except NmcError as err:
-        return {**row, "error": f"map: {first_line(err)}", "map_s": time.perf_counter() - start,
-                "peak_gib": peak_gib()}
+    with tempfile.TemporaryDirectory(prefix="nmc-zoo-") as tmp:
+        chip = spec["chip"] if spec["links"] == "enforce" else unlimited_links(target, tmp)
+        start = time.perf_counter()
+        try:
+            image = nmc.compile(snn, target=chip, timesteps=T, seed=seed, board="auto")
+        except NmcError as err:
+            return {**row, "error": f"map: {first_line(err)}", "map_s": time.perf_counter() - start,
+                    "peak_gib": peak_gib()}
     row["map_s"] = time.perf_counter() - start
+    row["links_over"], row["busiest_link"] = links_over(image, target.chip)
     passes = image.stats["passes"]
     row.update({f"{p}_s": passes.get(p) for p in MAPPING_PASSES})
     row["emit_s"] = row["map_s"] - sum(passes.get(p, 0.0) for p in MAPPING_PASSES)
     res = image.manifest["resources"]
     row.update(neurons=res["neurons"], synapses=res["synapses"], cores=res["cores"],
                lower_bound=res["cores_lower_bound"], dendrites=res.get("dendrite_cores", 0), chips=res["chips"],
-               board=image.target)
+               board=image.target + (" (links unlimited)" if spec["links"] == "report" else ""))
     del snn
     with tempfile.TemporaryDirectory(prefix="nmc-zoo-") as tmp:
         path = spec.get("keep") or str(Path(tmp) / "net.nmb")
@@ -182,7 +217,8 @@ def cluster_check(image: str, x: np.ndarray, backend: str, address: str, tmp: Pa
 
 COLS = [("network", "network"), ("convert_options", "convert"), ("neurons", "neurons"), ("synapses", "synapses"),
         ("cores", "cores"), ("lower_bound", "lower bound"), ("cores/lb", "cores/lb"),
-        ("dendrites", "dendrite cores"), ("chips", "chips"), ("board", "board"), ("import_s", "import s"),
+        ("dendrites", "dendrite cores"), ("chips", "chips"), ("board", "board"),
+        ("busiest_link", "busiest link (spikes/step)"), ("links_over", "links over capacity"), ("import_s", "import s"),
         ("convert_s", "convert s"), ("map_s", "map s"), ("peak_gib", "peak GiB"),
         ("emu_sample_steps_per_s", "emulator sample-steps/s"), ("cpu_sample_steps_per_s", "CPU sample-steps/s"),
         ("identical", "emulator = CPU")]
@@ -240,6 +276,9 @@ def main() -> None:
                     help="networks with LRN: --convert lrn=scale (default) or the default refusal")
     ap.add_argument("--rates", choices=("assumed", "measured"), default="assumed",
                     help="spike rates for placement and link loads: route's assumed rate (default) or measure-rates")
+    ap.add_argument("--links", choices=("report", "enforce"), default="report",
+                    help="map with link capacities unlimited and count the links over the chip's (default), "
+                         "or map on the chip as it is")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per network")
     ap.add_argument("--max-memory", default="16G", help="NMC_MAX_MEMORY for the rows (nmc's stage estimates)")
@@ -264,7 +303,7 @@ def main() -> None:
         kept = str(Path(tmp) / "cluster.nmb")
         for name in names:
             spec = {"network": name, "timesteps": args.timesteps, "calib": args.calib, "samples": args.samples,
-                    "chip": args.chip, "lrn": args.lrn, "rates": args.rates, "seed": args.seed, "max_memory": args.max_memory,
+                    "chip": args.chip, "lrn": args.lrn, "rates": args.rates, "links": args.links, "seed": args.seed, "max_memory": args.max_memory,
                     "memory_limit_gib": limit, "keep": kept if args.cluster and name == args.cluster_network else None}
             start = time.perf_counter()
             row = isolated(network_row, spec, args.timeout, args.in_process)
@@ -287,7 +326,7 @@ def main() -> None:
     print("\nSeconds by pass:\n")
     print(render([r for r in rows if r.get("calibrate_s") is not None], PASS_COLS, args.markdown))
     print(f"\nT = {args.timesteps}; {args.calib} seeded calibration images, {args.samples} run; chip {args.chip} "
-          f"(--board auto); spike rates {args.rates}; NMC_MAX_MEMORY={args.max_memory}; address space per row {limit:.1f} GiB.")
+          f"(--board auto); spike rates {args.rates}; links {args.links}; NMC_MAX_MEMORY={args.max_memory}; address space per row {limit:.1f} GiB.")
     for r in rows:
         if r.get("note"):
             print(f"{r['network']}: {r['note']}")
