@@ -51,7 +51,7 @@ Without ``--markdown`` the tables are aligned text; with it, Markdown (docs/zoo.
 
     python benchmarks/zoo.py [--networks squeezenet,resnet50,...] [--timesteps 8] [--calib 2]
         [--samples 2] [--chip mesh-board-4] [--lrn scale|refuse] [--rates assumed|measured] [--links report|enforce]
-        [--timeout 1800] [--max-memory 16G]
+        [--timeout 1800] [--max-memory 16G] [--jobs 1]
         [--cluster auto [--cluster-network squeezenet] [--cluster-samples 4] [--cluster-backend cpu]]
         [--markdown] [--json OUT]
 """
@@ -64,6 +64,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -283,6 +284,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per network")
     ap.add_argument("--max-memory", default="16G", help="NMC_MAX_MEMORY for the rows (nmc's stage estimates)")
     ap.add_argument("--memory-limit", type=float, help="GiB of address space per row (default: 90%% available)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="rows run at once, each in its own process (their timings then share the cores)")
     ap.add_argument("--in-process", action="store_true", help="run the rows in this process (debugging)")
     ap.add_argument("--cluster", metavar="auto|ADDRESS", help="add the Ray check (module docstring)")
     ap.add_argument("--cluster-network", default="squeezenet")
@@ -297,20 +300,24 @@ def main() -> None:
         ap.error(f"unknown network(s) {', '.join(sorted(unknown))}; choose from {', '.join(NETWORKS)}")
     if args.cluster and args.cluster_network not in names:
         ap.error(f"--cluster-network {args.cluster_network} is not among --networks")
-    limit = args.memory_limit or 0.9 * memory_available_gib()
-    rows = []
+    limit = args.memory_limit or 0.9 * memory_available_gib() / max(1, args.jobs)
     with tempfile.TemporaryDirectory(prefix="nmc-zoo-") as tmp:
         kept = str(Path(tmp) / "cluster.nmb")
-        for name in names:
+
+        def one(name: str) -> dict:
             spec = {"network": name, "timesteps": args.timesteps, "calib": args.calib, "samples": args.samples,
-                    "chip": args.chip, "lrn": args.lrn, "rates": args.rates, "links": args.links, "seed": args.seed, "max_memory": args.max_memory,
-                    "memory_limit_gib": limit, "keep": kept if args.cluster and name == args.cluster_network else None}
+                    "chip": args.chip, "lrn": args.lrn, "rates": args.rates, "links": args.links, "seed": args.seed,
+                    "max_memory": args.max_memory, "memory_limit_gib": limit,
+                    "keep": kept if args.cluster and name == args.cluster_network else None}
             start = time.perf_counter()
             row = isolated(network_row, spec, args.timeout, args.in_process)
             row.setdefault("network", name)
             row["wall_s"] = time.perf_counter() - start
-            rows.append(row)
             print(f"{name}: {json.dumps(row, default=str)}", file=sys.stderr, flush=True)
+            return row
+
+        with ThreadPoolExecutor(max_workers=1 if args.in_process else args.jobs) as pool:  # each row: a process
+            rows = list(pool.map(one, names))
         ray_line = None
         if args.cluster:
             if not os.path.exists(kept):
@@ -326,7 +333,7 @@ def main() -> None:
     print("\nSeconds by pass:\n")
     print(render([r for r in rows if r.get("calibrate_s") is not None], PASS_COLS, args.markdown))
     print(f"\nT = {args.timesteps}; {args.calib} seeded calibration images, {args.samples} run; chip {args.chip} "
-          f"(--board auto); spike rates {args.rates}; links {args.links}; NMC_MAX_MEMORY={args.max_memory}; address space per row {limit:.1f} GiB.")
+          f"(--board auto); spike rates {args.rates}; links {args.links}; {args.jobs} row(s) at a time; NMC_MAX_MEMORY={args.max_memory}; address space per row {limit:.1f} GiB.")
     for r in rows:
         if r.get("note"):
             print(f"{r['network']}: {r['note']}")
