@@ -53,7 +53,7 @@ Without ``--markdown`` the tables are aligned text; with it, Markdown (docs/zoo.
         [--samples 2] [--chip mesh-board-4] [--lrn scale|refuse] [--rates assumed|measured] [--links report|enforce]
         [--timeout 1800] [--max-memory 16G] [--jobs 1]
         [--cluster auto [--cluster-network squeezenet] [--cluster-samples 4] [--cluster-backend cpu]]
-        [--markdown] [--json OUT]
+        [--markdown] [--json OUT] [--rows-from LOG]
 """
 
 from __future__ import annotations
@@ -293,6 +293,8 @@ def main() -> None:
     ap.add_argument("--cluster-backend", default="cpu", choices=("emulator", "cpu"))
     ap.add_argument("--markdown", action="store_true", help="Markdown tables (docs/zoo.md)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--rows-from", type=Path, metavar="LOG",
+                    help="print the tables of the rows a run wrote to stderr (LOG) instead of running")
     args = ap.parse_args()
     names = [n for n in args.networks.split(",") if n]
     unknown = set(names) - set(NETWORKS)
@@ -301,6 +303,26 @@ def main() -> None:
     if args.cluster and args.cluster_network not in names:
         ap.error(f"--cluster-network {args.cluster_network} is not among --networks")
     limit = args.memory_limit or 0.9 * memory_available_gib() / max(1, args.jobs)
+    if args.rows_from:
+        rows, ray_line = rows_from(args.rows_from, names), None
+    else:
+        rows, ray_line = run_rows(args, names, limit)
+    print_tables(args, rows, ray_line, limit)
+
+
+def rows_from(log: Path, names: list[str]) -> list[dict]:
+    """The rows a run printed to stderr (``name: {json}``, one a line) for ``names``, in that
+    order: the tables of a run stopped before its end."""
+    found = {}
+    for line in log.read_text(encoding="utf-8").splitlines():
+        name, _, rest = line.partition(": ")
+        if name in names and rest.startswith("{"):
+            found[name] = json.loads(rest)
+    return [found[n] for n in names if n in found]
+
+
+def run_rows(args, names: list[str], limit: float) -> tuple[list[dict], str | None]:
+    """Every network's row (each in its own process, ``--jobs`` at a time), then the Ray check."""
     with tempfile.TemporaryDirectory(prefix="nmc-zoo-") as tmp:
         kept = str(Path(tmp) / "cluster.nmb")
 
@@ -329,11 +351,16 @@ def main() -> None:
                 _, x = seeded_images(shape, args.calib, args.cluster_samples, args.seed)
                 os.environ["NMC_MAX_MEMORY"] = args.max_memory
                 ray_line = cluster_check(kept, x, args.cluster_backend, args.cluster, Path(tmp))
+    return rows, ray_line
+
+
+def print_tables(args, rows: list[dict], ray_line: str | None, limit: float) -> None:
     print(render(rows, COLS, args.markdown))
     print("\nSeconds by pass:\n")
     print(render([r for r in rows if r.get("calibrate_s") is not None], PASS_COLS, args.markdown))
     print(f"\nT = {args.timesteps}; {args.calib} seeded calibration images, {args.samples} run; chip {args.chip} "
-          f"(--board auto); spike rates {args.rates}; links {args.links}; {args.jobs} row(s) at a time; NMC_MAX_MEMORY={args.max_memory}; address space per row {limit:.1f} GiB.")
+          f"(--board auto); spike rates {args.rates}; links {args.links}; {args.jobs} row(s) at a time; "
+          f"NMC_MAX_MEMORY={args.max_memory}; address space per row {limit:.1f} GiB.")
     for r in rows:
         if r.get("note"):
             print(f"{r['network']}: {r['note']}")
