@@ -47,6 +47,15 @@ CPU = "cpu"
 CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}{more}}}"
 
 
+def conversion_pipeline(timesteps: int, options: str) -> str:
+    """:data:`CONVERSION` with ``options`` for convert-to-spiking; ``lrn=scale`` among them puts
+    ``lrn-to-scale`` after ``canonicalize`` (passes/lrn_scale.py)."""
+    text = CONVERSION.format(T=timesteps, more="," + options if options else "")
+    if "lrn=scale" in options.split(","):
+        text = text.replace("canonicalize,", "canonicalize,lrn-to-scale,", 1)
+    return text
+
+
 @dataclass(frozen=True)
 class Target:
     """A resolved ``--target``: ``cpu`` (no chip) or a chip with the text of its description."""
@@ -99,7 +108,7 @@ def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps
     parts = []
     if not is_spiking(graph):
         options = merge_options(cls.conversion_options(target.chip) if cls else "", convert)
-        parts.append(CONVERSION.format(T=timesteps, more="," + options if options else ""))
+        parts.append(conversion_pipeline(timesteps, options))
     elif convert:
         raise UsageError("--convert applies to an ANN; this graph is already spiking")
     if cls is not None:

@@ -160,13 +160,19 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
 
         convert_options = merge_options(chip_class(chip.chip_class).conversion_options(chip), convert_options)
     ctx = PassContext(calibration=x_cal, target=chip)
-    calibrated = PassManager(f"canonicalize,calibrate{{percentile={percentile}}}", ctx).run(graph.clone())
+    lrn_scale = "lrn=scale" in convert_options.split(",")  # the SNN's ANN has fitted gains for LRN
+    calibrated = PassManager(f"canonicalize{',lrn-to-scale' if lrn_scale else ''},calibrate{{percentile={percentile}}}",
+                             ctx).run(graph.clone())
     base = PassManager(f"normalize{{percentile={percentile}}}", ctx).run(calibrated.clone())
     runs = len(timesteps) * (2 if chip is not None else 1) + 1
     with progress(runs * len(x), "eval") as bar:
-        ann_pred, _ = predict(base, x, "reference", bar)
+        ann = PassManager("canonicalize", ctx).run(graph.clone()) if lrn_scale else base  # with its LRN
+        ann_pred, _ = predict(ann, x, "reference", bar)
         report = {"ann_accuracy": float(np.mean(ann_pred == y)), "samples": int(len(x)), "backend": backend,
                   "encoding": encoding, "thresholds": thresholds, "convert_options": convert_options, "snn": []}
+        if lrn_scale:
+            report["notes"] = ["lrn=scale: the SNN is converted from the network with each LRN replaced by a gain "
+                               "fitted on the calibration data (lrn-to-scale); ann_accuracy is the LRN network's"]
         for T in timesteps:
             per_t = ",".join(o for o in (f"percentile={percentile}", f"timesteps={T}", f"encoding={encoding}",
                                          normalize_options) if o)
@@ -174,10 +180,11 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
                 f"normalize{{{per_t}}}", ctx).run(calibrated.clone())
             options = ",".join(o for o in (f"timesteps={T}", f"encoding={encoding}", convert_options) if o)
             snn = PassManager(f"convert-to-spiking{{{options}}}", ctx).run(normed.clone())
-            if chip is not None and "notes" not in report and any(p.kind == "maxgate" for p in snn.walk("snn.project")):
-                report["notes"] = [f"max pooling is converted to a max-pool gate (maxpool=gate), which the CPU runtime "
+            if chip is not None and not any("maxpool=gate" in n for n in report.get("notes", ())) \
+                    and any(p.kind == "maxgate" for p in snn.walk("snn.project")):
+                report.setdefault("notes", []).extend([f"max pooling is converted to a max-pool gate (maxpool=gate), which the CPU runtime "
                                    f"runs but chip '{chip.name}' cannot map (its synapses keep no state); "
-                                   f"convert with maxpool=tree to evaluate what nmc compile --target {chip.name} maps"]
+                                   f"convert with maxpool=tree to evaluate what nmc compile --target {chip.name} maps"])
             pred, tot = predict(snn, x, backend, bar)
             coded = rate_code_classes(normed, snn, x, T)
             row = {"timesteps": T, "latency_steps": tot["steps"], "rate_code_accuracy": float(np.mean(coded == y)),

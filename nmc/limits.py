@@ -135,32 +135,39 @@ RUN_BYTES_PER_STATE = 64  # per sample and neuron: voltage, current, counts, del
 REFERENCE_BYTES_PER_STEP = 4  # per sample, neuron and step: the reference semantics keep every step's values
 
 
-def graph_sizes(graph) -> tuple[int, int]:
-    """(neurons, synapses) of ``graph``: the elements its ops produce per sample, and its
-    weights expanded over their windows (a dense layer ``n × m``, a convolution
-    ``outputs × in/groups × kernel``, a pooling ``outputs × kernel``, a sparse projection its
-    entries, anything else one per output)."""
+def op_sizes(op, expand_convolutions: bool = True) -> tuple[int, int]:
+    """(neurons, synapses) of one op: the elements it produces per sample, and its weights
+    expanded over their windows (a dense layer ``n × m``, a convolution ``outputs × in/groups ×
+    kernel``, a pooling ``outputs × kernel``, a sparse projection its entries, anything else
+    one per output).  ``expand_convolutions=False``: a convolution as the emulator and the CPU
+    runtime hold it, its kernel plus a window table (output positions × kernel cells)."""
     import math
 
+    if op.result is None or not hasattr(op.result.type, "shape"):
+        return 0, 0
+    out = math.prod(op.result.type.shape)
+    kind = getattr(op, "kind", None)
+    wshape = tuple(getattr(getattr(op, "weight", None), "shape", ()))
+    if op.KIND == "ann.dense" or (op.KIND == "snn.project" and kind == "dense"):
+        return out, out * math.prod(op.src.type.shape if op.KIND == "snn.project" else op.x.type.shape)
+    if op.KIND == "ann.conv" or kind == "conv2d":
+        if expand_convolutions:
+            return out, out * math.prod(wshape[1:])
+        return out, math.prod(wshape) + out // max(1, wshape[0]) * math.prod(wshape[2:])
+    if op.KIND in ("ann.maxpool", "ann.avgpool") or kind in ("pool", "maxgate"):
+        return out, out * math.prod(op.kernel)
+    if kind == "sparse":
+        return out, int(op.indices.size)
+    return out, out
+
+
+def graph_sizes(graph, expand_convolutions: bool = True) -> tuple[int, int]:
+    """(neurons, synapses) of ``graph``: :func:`op_sizes` summed over its ops."""
     neurons = synapses = 0
     for op in graph.ops:
-        if op.result is None or not hasattr(op.result.type, "shape"):
-            continue
-        out = math.prod(op.result.type.shape)
-        neurons += out
-        kind = getattr(op, "kind", None)
-        weight = getattr(op, "weight", None)
-        wshape = tuple(getattr(weight, "shape", ()))
-        if op.KIND == "ann.dense" or (op.KIND == "snn.project" and kind == "dense"):
-            synapses += out * math.prod(op.src.type.shape if op.KIND == "snn.project" else op.x.type.shape)
-        elif op.KIND == "ann.conv" or kind == "conv2d":
-            synapses += out * math.prod(wshape[1:])
-        elif op.KIND in ("ann.maxpool", "ann.avgpool") or kind in ("pool", "maxgate"):
-            synapses += out * math.prod(op.kernel)
-        elif kind == "sparse":
-            synapses += int(op.indices.size)
-        else:
-            synapses += out
+        n, s = op_sizes(op, expand_convolutions)
+        neurons += n
+        synapses += s
     return neurons, synapses
 
 
@@ -215,9 +222,11 @@ def check_mapping(graph) -> None:
 
 def check_run(graph, samples: int, steps: int, backend: str) -> None:
     """A run of ``steps`` steps, estimated from ``graph`` before the backend prepares it: its
-    synapse tables plus ``samples × neurons`` of state; the reference semantics also keep
-    every step's values (``samples × steps × neurons``)."""
-    neurons, synapses = graph_sizes(graph)
+    synapse tables (the emulator and the CPU runtime keep a convolution's kernel and window
+    table, :func:`op_sizes`; the reference semantics count it expanded) plus ``samples ×
+    neurons`` of state; the reference semantics also keep every step's values (``samples ×
+    steps × neurons``)."""
+    neurons, synapses = graph_sizes(graph, expand_convolutions=backend == "reference")
     need = synapses * RUN_BYTES_PER_SYNAPSE + samples * neurons * RUN_BYTES_PER_STATE
     how = f"{synapses} synapses × {RUN_BYTES_PER_SYNAPSE} B + {samples} samples × {neurons} neurons × {RUN_BYTES_PER_STATE} B"
     if backend == "reference":

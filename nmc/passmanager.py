@@ -50,6 +50,7 @@ PASS_MODULES: dict[str, str] = {
     "fold-affine": "nmc.passes.fold_affine",
     "fold-batchnorm": "nmc.passes.canonicalize",
     "fold-constants": "nmc.passes.canonicalize",
+    "lrn-to-scale": "nmc.passes.lrn_scale",
     "measure-rates": "nmc.passes.measure_rates",
     "normalize": "nmc.passes.normalize",
     "quantize": "nmc.passes.quantize",

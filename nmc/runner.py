@@ -36,7 +36,9 @@ class RunResult:
 
     ``outputs``: one array per graph output, first axis samples.  ``voltages``: final voltage
     of each output's decoded population (spiking graphs), for tie-breaks.  ``recorded``:
-    spike trains ``[samples, steps, ...]`` by population name.  ``stats``: backend-specific
+    spike trains ``[samples, steps, ...]`` by population name.  ``population_spikes``: each
+    population's spikes over the whole batch and run, by name (spiking graphs on the reference
+    and CPU backends; no recording needed).  ``stats``: backend-specific
     figures (the emulator's energy and link loads); ``tally``: how those figures add up over
     parts of the batch (None: they do not depend on the batch)."""
 
@@ -44,6 +46,7 @@ class RunResult:
     outputs: list[np.ndarray]
     voltages: list[np.ndarray | None] = field(default_factory=list)
     recorded: dict[str, np.ndarray] = field(default_factory=dict)
+    population_spikes: dict[str, int] = field(default_factory=dict)
     timesteps: int | None = None
     steps: int | None = None
     spikes: int = 0
@@ -98,6 +101,7 @@ def _prepare_reference(artifact: Any):
         names = {id(p): p.result.name or f"population{i}" for i, p in enumerate(graph.walk("snn.population"))}
         return RunResult("reference", res.outputs, voltages=res.voltages,
                          recorded={names[id(p)]: s for p, s in res.spikes.items()},
+                         population_spikes={names[id(p)]: int(c.sum()) for p, c in res.counts.items()},
                          timesteps=res.timesteps, steps=res.steps,
                          spikes=res.spike_count, synaptic_ops=res.synaptic_ops)
 

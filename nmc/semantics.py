@@ -20,7 +20,7 @@ ann op on batched arrays), :func:`classify`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,6 +103,17 @@ def _softmax(x, axis):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def _lrn(op, x):
+    """ONNX LRN over axis 1 of the batched array (the channels)."""
+    c = x.shape[1]
+    lo, hi = (op.size - 1) // 2, op.size - 1 - (op.size - 1) // 2
+    sq = np.concatenate([np.zeros((x.shape[0], lo, *x.shape[2:])), x * x,
+                         np.zeros((x.shape[0], hi, *x.shape[2:]))], axis=1)
+    window = np.cumsum(np.concatenate([np.zeros((x.shape[0], 1, *x.shape[2:])), sq], axis=1), axis=1)
+    total = window[:, op.size:op.size + c] - window[:, :c]
+    return x / (op.bias + op.alpha / op.size * total) ** op.beta
+
+
 def _dense(op, x):
     y = x @ op.weight.data.astype(np.float64).T
     return y + op.bias.data if op.bias is not None else y
@@ -144,6 +155,7 @@ ANN_SEMANTICS = {
     "ann.prelu": lambda op, x: np.where(x < 0, op.slope.data.astype(np.float64) * x, x),
     "ann.softmax": lambda op, x: _softmax(x, _axis(op.axis)),
     "ann.log_softmax": lambda op, x: np.log(_softmax(x, _axis(op.axis))),
+    "ann.lrn": _lrn,
     "ann.maxpool": _maxpool,
     "ann.avgpool": _avgpool,
     "ann.global_avgpool": lambda op, x: np.mean(x, axis=tuple(range(2, x.ndim)), keepdims=True),
@@ -210,6 +222,31 @@ def run_ann(graph: Graph, inputs, keep: bool = False,
     host_ops(graph, values, graph.ops, batch, transform)
     outputs = [values[v] for v in graph.outputs]
     return AnnResult(outputs, values if keep else {})
+
+
+def stream_ann(graph: Graph, inputs) -> Iterator[tuple[Op, np.ndarray]]:
+    """Evaluate an ``ann`` graph on a batch one op at a time, holding only the values some
+    later op still reads: yields ``(op, array)`` for every input and every op with a result,
+    in program order.  ``generator.send(array)`` in reply replaces that op's result for the
+    ops that read it (a ``for`` loop sends nothing).  Memory is the live values at the widest
+    point of the graph, not every activation (as ``run_ann(keep=True)``)."""
+    values, batch = bind_inputs(graph, inputs)
+    values = {v: a.astype(v.type.np_dtype) for v, a in values.items()}
+    last = {}
+    for i, op in enumerate(graph.ops):
+        for v in op.operands:
+            last[id(v)] = i
+    for i, op in enumerate(graph.ops):
+        if op.KIND == "ann.output" or op.result is None:
+            continue
+        arr = values[op.result] if op.KIND == "ann.input" else eval_op(op, [values[v] for v in op.operands], batch)
+        replaced = yield op, arr
+        values[op.result] = arr if replaced is None else replaced
+        for v in op.operands:
+            if last.get(id(v)) == i:
+                values.pop(v, None)
+        if id(op.result) not in last:
+            values.pop(op.result, None)
 
 
 # ------------------------------------------------------------------------------- time

@@ -44,12 +44,11 @@ def calibration_batch(ctx: PassContext, graph: Graph, samples: int, pass_name: s
 def calibrate(graph: Graph, x: np.ndarray, percentile: float) -> int:
     """Run the ANN on ``x`` and attach ``calib.*`` to every op with a tensor result; returns
     how many ops were annotated."""
-    result = semantics.run_ann(graph, [x], keep=True)
     n = 0
-    for op in graph.ops:
-        if op.result is None or not isinstance(op.result.type, TensorType) or op.result not in result.values:
+    for op, value in semantics.stream_ann(graph, [x]):  # one op's values at a time, not all at once
+        if not isinstance(op.result.type, TensorType):
             continue
-        hi, p = activation_stats(result.values[op.result], percentile)
+        hi, p = activation_stats(value, percentile)
         op.extra["calib.max"] = hi
         op.extra["calib.p"] = p
         op.extra["calib.percentile"] = float(percentile)

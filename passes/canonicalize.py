@@ -117,12 +117,20 @@ class FoldConstants(PatternPass):
 # -------------------------------------------------------------------- strip-output-softmax
 
 
+def _only_reaches_outputs(graph: Graph, v) -> bool:
+    """``v`` feeds graph outputs only, directly or through reshapes and flattens (which keep
+    the flat order, so the arg-max)."""
+    users = graph.users(v)
+    return bool(users) and all(u.KIND == "ann.output" or (u.KIND in ("ann.reshape", "ann.flatten")
+                                                          and _only_reaches_outputs(graph, u.result)) for u in users)
+
+
 def _strip_output_softmax(op: Op, graph: Graph, ctx: PassContext) -> bool:
-    """A softmax over a whole sample that only feeds graph outputs does not change the argmax."""
+    """A softmax over a whole sample that only feeds graph outputs (perhaps reshaped) does
+    not change the argmax."""
     t = op.x.type
     whole_sample = t.shape[op.axis] == t.size
-    users = graph.users(op.result)
-    if not whole_sample or not users or any(u.KIND != "ann.output" for u in users):
+    if not whole_sample or not _only_reaches_outputs(graph, op.result):
         return False
     name = op.result.name
     graph.replace(op, op.x)
@@ -139,7 +147,8 @@ STRIP_OUTPUT_LOG_SOFTMAX = Pattern("softmaxes-stripped", "ann.log_softmax", _str
 @register_pass("strip-output-softmax")
 class StripOutputSoftmax(PatternPass):
     """Remove a softmax or log-softmax over the whole sample whose only users are graph
-    outputs: a spiking network cannot compute it, and it does not change the predicted class.
+    outputs, directly or through reshapes and flattens (opset < 13 exporters wrap a softmax
+    over channels in a flatten and a reshape back): a spiking network cannot compute it, and it does not change the predicted class.
     Records the removed values in ``meta.stripped_output_softmax`` and as a remark.
     Ensures: outputs are the logits; their argmax is unchanged."""
 

@@ -41,12 +41,17 @@ REFUSED = {
     "ann.prelu": "its negative slope needs negative firing rates",
     "ann.batchnorm": "batch normalisation must be folded into the preceding dense/conv first",
     "ann.transpose": "a transpose of spiking values has no projection form here",
+    "ann.lrn": "local response normalisation divides each activation by a power of its neighbouring channels' "
+               "squares; IF neurons with rate coding compute weighted sums and max(0, x), not that division",
 }
 HINTS = {
     "ann.softmax": "a softmax at the output is removed by canonicalize (strip-output-softmax); inside the "
                    "network, replace it by a ReLU and retrain",
     "ann.log_softmax": "at the output, canonicalize removes it (strip-output-softmax)",
     "ann.batchnorm": "run fold-batchnorm (or canonicalize) before convert-to-spiking",
+    "ann.lrn": "--convert lrn=scale replaces it by one gain fitted on the calibration data (pass lrn-to-scale, "
+               "an approximation whose error and top-1 agreement are reported; docs/conversion.md), "
+               "or retrain the network without LRN",
 }
 
 
@@ -91,11 +96,17 @@ class Cur:
 
 @dataclass
 class Parts:
-    """Spiking values joined along per-sample ``axis``."""
+    """Spiking values joined along per-sample ``axis``, part ``i`` standing for its spikes ×
+    ``factors[i]`` (a positive scale from a multiplication by a constant, which the readers —
+    dense and conv weights, average pools — take into their weights; none: all 1)."""
 
     parts: list[Spk]
     axis: int
     shape: tuple
+    factors: tuple = ()
+
+    def factor(self, i: int) -> float:
+        return self.factors[i] if self.factors else 1.0
 
 
 @dataclass
@@ -136,6 +147,8 @@ class Converter:
             return x
         if isinstance(x, Spk):
             return Cur([Term(x, {"kind": "one_to_one", "weight": 1.0})], x.shape)
+        if isinstance(x, Parts) and len(x.parts) == 1:  # scaled spikes
+            return Cur([Term(x.parts[0], {"kind": "one_to_one", "weight": x.factor(0)})], x.shape)
         raise self.refuse(op, f"its input %{v.name} is a concatenation, which only dense and conv layers can read",
                           hint="feed the concat into a dense or conv layer")
 
@@ -170,14 +183,21 @@ class Converter:
         if fused is not None:
             return fused
         x = self.spikes_of(op, op.x)
-        w = op.weight.data.astype(np.float64)
+        weight = op.weight
+        if isinstance(x, Parts) and len(x.parts) == 1:  # scaled spikes: the factor goes into the weight
+            x, factor = x.parts[0], x.factor(0)
+            if factor != 1.0:
+                weight = Blob(op.weight.data.astype(np.float64) * factor, op.weight.name)
+        w = weight.data.astype(np.float64)
         bias = None if op.bias is None else np.repeat(op.bias.data.astype(np.float64),
                                                       int(np.prod(op.result.type.shape[1:])))
         out = tuple(op.result.type.shape)
         if op.KIND == "ann.dense":
             parts = x.parts if isinstance(x, Parts) else [x]
             cols = np.cumsum([0] + [int(np.prod(p.shape)) for p in parts])
-            terms = [Term(p, {"kind": "dense", "weight": Blob(w[:, a:b], _part_name(op.weight.name, i, len(parts)))})
+            factor = x.factor if isinstance(x, Parts) else lambda i: 1.0
+            terms = [Term(p, {"kind": "dense", "weight": Blob(w[:, a:b] * factor(i),
+                                                              _part_name(op.weight.name, i, len(parts)))})
                      for i, (p, a, b) in enumerate(zip(parts, cols[:-1], cols[1:]))]
             return Cur(terms, out, bias)
         if len(op.weight.shape) != 4:
@@ -187,11 +207,12 @@ class Converter:
             if x.axis != 0 or op.groups != 1:
                 raise self.refuse(op, "it reads a concatenation that is not along channels (or uses groups)")
             chans = np.cumsum([0] + [p.shape[0] for p in x.parts])
-            terms = [Term(p, {"kind": "conv2d", "weight": Blob(w[:, a:b], _part_name(op.weight.name, i, len(x.parts))),
+            terms = [Term(p, {"kind": "conv2d", "weight": Blob(w[:, a:b] * x.factor(i),
+                                                               _part_name(op.weight.name, i, len(x.parts))),
                               **geometry}) for i, (p, a, b) in enumerate(zip(x.parts, chans[:-1], chans[1:]))]
             return Cur(terms, out, bias)
         self.require_image(op, x)
-        return Cur([Term(x, {"kind": "conv2d", "weight": op.weight, **geometry})], out, bias)
+        return Cur([Term(x, {"kind": "conv2d", "weight": weight, **geometry})], out, bias)
 
     def fuse_pooling(self, op: Op) -> Cur | None:
         """A dense or conv reading an average pool of spikes, as one projection from the pool's
@@ -230,10 +251,27 @@ class Converter:
             raise self.refuse(op, f"it needs [C, H, W] spikes, its input is {list(x.shape)} "
                                   f"(held by neurons of shape {list(x.value.type.shape)})")
 
-    def avgpool(self, op: Op) -> Cur:
+    def per_part(self, op: Op, x: Parts, pool, factors: tuple = ()) -> Parts:
+        """A pooling op over a channel concatenation, as the concatenation of each part's
+        pooling (pooling acts on each channel alone); ``pool(op, i, name)`` pools part ``i``
+        into spikes; ``factors``: the parts' scales after it."""
+        if x.axis != 0:
+            raise self.refuse(op, "pooling a concatenation that is not along channels is not supported")
+        n = len(x.parts)
+        parts = [pool(op, i, _part_name(op.result.name, i, n)) for i in range(n)]
+        return Parts(parts, 0, tuple(op.result.type.shape), factors)
+
+    def avgpool(self, op: Op) -> Cur | Parts:
         x = self.spikes_of(op, op.x)
-        if isinstance(x, Parts):
-            raise self.refuse(op, "pooling a concatenation is not supported", hint="pool each part before the concat")
+        if isinstance(x, Parts):  # each part's average (× its factor) as IF neurons: a linear value cannot be concatenated
+            def pool(o, i, name):
+                avg = self.avgpool_of(o, x.parts[i])
+                return self.population(Cur([t.scaled(x.factor(i)) for t in avg.terms], avg.shape), o, name)
+
+            return self.per_part(op, x, pool)
+        return self.avgpool_of(op, x)
+
+    def avgpool_of(self, op: Op, x: Spk) -> Cur:
         self.require_image(op, x)
         if op.KIND == "ann.global_avgpool":
             kernel, strides, pads = tuple(x.shape[1:]), (1, 1), (0, 0, 0, 0)
@@ -252,9 +290,9 @@ class Converter:
             weight = 1.0 / count
             weight = float(weight.flat[0]) if np.all(weight == weight.flat[0]) else Blob(weight.astype(np.float32))
         fields = {"kind": "pool", "weight": weight, "kernel": tuple(kernel), "strides": tuple(strides), "pads": tuple(pads)}
-        return Cur([Term(x, fields)], tuple(op.result.type.shape))
+        return Cur([Term(x, fields)], _pooled(op, x))
 
-    def maxpool(self, op: Op) -> Spk:
+    def maxpool(self, op: Op) -> Spk | Parts:
         """Max pooling into relay neurons (threshold 0.5, reset to zero), which fire in a step
         when their projection delivered a spike.  ``maxpool=gate`` (default): a ``maxgate``
         projection passes only the spikes of the window's input with the most spikes so far
@@ -262,27 +300,32 @@ class Converter:
         spiking OR (pool weight 1): a neuron fires when any neuron of its window fired; its rate
         is at least the largest input rate, and equals it when the window's spikes coincide."""
         x = self.env.get(op.x)
+        if isinstance(x, Parts):  # max(f·a) = f·max(a) for f > 0: the factors stay
+            return self.per_part(op, x, lambda o, i, name: self.maxpool_of(o, x.parts[i], name), x.factors)
         if not isinstance(x, Spk):
             raise self.refuse(op, "max pooling has no exact spiking form and this one reads a linear value",
                               hint="apply the ReLU before the MaxPool (they commute), so the pool reads spikes")
+        return self.maxpool_of(op, x, op.result.name)
+
+    def maxpool_of(self, op: Op, x: Spk, name: str | None) -> Spk:
         self.require_image(op, x)
         if len(op.kernel) != 2 or op.dilations != (1, 1) or op.ceil_mode:
             raise self.refuse(op, "only 2-D max pooling without dilation or ceil_mode has a spiking form")
         if self.options.maxpool == "tree":
-            return self.max_tree(op, x)
+            return self.max_tree(op, x, name)
         gate = self.options.maxpool == "gate"
         fields = {"kind": "maxgate" if gate else "pool", "weight": 1.0, "kernel": tuple(op.kernel),
                   "strides": op.strides, "pads": op.pads}
-        cur = Cur([Term(x, fields)], tuple(op.result.type.shape))
+        cur = Cur([Term(x, fields)], _pooled(op, x))
         if gate:
-            self.ctx.remark(f"max pooling %{op.result.name} by a gate passing the spikes of its window's most "
+            self.ctx.remark(f"max pooling %{name} by a gate passing the spikes of its window's most "
                             "active input (maxpool=gate, docs/conversion.md)")
         else:
-            self.ctx.remark(f"max pooling %{op.result.name} approximated by a spiking OR of its window "
+            self.ctx.remark(f"max pooling %{name} approximated by a spiking OR of its window "
                             "(maxpool=or, docs/conversion.md)")
-        return self.population(cur, op, op.result.name, threshold=0.5, reset="zero", v0=0.0)
+        return self.population(cur, op, name, threshold=0.5, reset="zero", v0=0.0)
 
-    def max_tree(self, op: Op, x: Spk) -> Spk:
+    def max_tree(self, op: Op, x: Spk, name: str | None) -> Spk:
         """``maxpool=tree``: the window's maximum from the identity ``max(a, b) = b + relu(a − b)``,
         applied as a tournament: each round pairs the window's values and makes
         IF neurons of ``a − b`` (``relu`` as a firing rate); a value is a sum of projections (a
@@ -294,7 +337,7 @@ class Converter:
         never changes the maximum of spike rates."""
         c = x.shape[0]
         kh, kw = op.kernel
-        out = tuple(op.result.type.shape)
+        out = _pooled(op, x)
         geometry = {"strides": tuple(op.strides), "pads": tuple(op.pads), "dilations": (1, 1), "groups": c}
 
         def element(i: int, j: int) -> Cur:
@@ -308,13 +351,13 @@ class Converter:
             paired = []
             for k, (a, b) in enumerate(zip(values[0::2], values[1::2])):
                 diff = _aligned(a.terms + [t.scaled(-1.0) for t in b.terms], out)
-                relu = self.population(diff, op, f"{op.result.name}.max{level}.{k}")
+                relu = self.population(diff, op, f"{name}.max{level}.{k}")
                 paired.append(Cur([Term(relu, {"kind": "one_to_one", "weight": 1.0})] + b.terms, out))
             values = paired + values[2 * len(paired):]
             level += 1
-        self.ctx.remark(f"max pooling %{op.result.name} by a tournament of IF neurons, max(a, b) = b + relu(a - b) "
+        self.ctx.remark(f"max pooling %{name} by a tournament of IF neurons, max(a, b) = b + relu(a - b) "
                         f"({level} rounds; maxpool=tree, docs/conversion.md)")
-        return self.population(_aligned(values[0].terms, out), op, op.result.name)
+        return self.population(_aligned(values[0].terms, out), op, name)
 
     def add(self, op: Op) -> Cur:
         a, b = self.linear_of(op, op.a), self.linear_of(op, op.b)
@@ -328,25 +371,37 @@ class Converter:
         if const[0] is None and const[1] is None:
             raise self.refuse(op, "only a multiplication by a one-element constant has a projection form")
         factor, v = (const[1], op.a) if const[1] is not None else (const[0], op.b)
+        x = self.env.get(v)
+        if isinstance(x, Spk) and factor > 0:  # spikes scaled (lrn=scale's gain): readers scale, pools pass it on
+            return Parts([x], 0, x.shape, (factor,))
+        if isinstance(x, Parts) and factor > 0:  # a concatenation rescaled (normalize's joins): its readers scale
+            return replace(x, factors=tuple(x.factor(i) * factor for i in range(len(x.parts))))
         x = self.linear_of(op, v)
         return Cur([t.scaled(factor) for t in x.terms], x.shape, None if x.bias is None else x.bias * factor)
 
     def concat(self, op: Op) -> Parts:
-        parts = []
+        parts, factors = [], []
         for v in op.inputs:
             x = self.spikes_of(op, v)
             if isinstance(x, Parts) and x.axis != op.axis:
                 raise self.refuse(op, "nested concatenations along different axes are not supported")
-            parts.extend(x.parts if isinstance(x, Parts) else [x])
-        return Parts(parts, op.axis, tuple(op.result.type.shape))
+            if isinstance(x, Parts):
+                parts.extend(x.parts)
+                factors.extend(x.factor(i) for i in range(len(x.parts)))
+            else:
+                parts.append(x)
+                factors.append(1.0)
+        return Parts(parts, op.axis, tuple(op.result.type.shape), tuple(factors) if any(f != 1.0 for f in factors) else ())
 
     def reshape(self, op: Op):
         x = self.env.get(op.x)
         shape = tuple(op.result.type.shape)
         if isinstance(x, Spk | Cur):
             return replace(x, shape=shape)
+        if isinstance(x, Parts) and len(x.parts) == 1:
+            return replace(x, parts=[replace(x.parts[0], shape=shape)], shape=shape)
         if isinstance(x, Parts) and x.axis == 0 and len(shape) == 1:  # channel-major parts stay contiguous
-            return Parts([replace(p, shape=(int(np.prod(p.shape)),)) for p in x.parts], 0, shape)
+            return Parts([replace(p, shape=(int(np.prod(p.shape)),)) for p in x.parts], 0, shape, x.factors)
         raise self.refuse(op, "this reshape of a concatenation mixes its parts")
 
     def relu_like(self, op: Op):
@@ -362,6 +417,8 @@ class Converter:
         decoded = []
         for v in op.values:
             x = self.env.get(v)
+            if isinstance(x, Parts) and len(x.parts) == 1:
+                x = self.linear_of(op, v)
             if isinstance(x, Cur):
                 spk = self.population(x, op, v.name, spiking=False)
                 mode = "membrane"
@@ -411,6 +468,10 @@ class Converter:
                 self.env[op.result] = self.env.get(op.x)
             elif kind == "ann.output":
                 outputs = op.with_changes(values=self.output(op))
+            elif kind == "ann.lrn" and self.options.lrn == "scale":
+                raise self.refuse(op, "lrn=scale needs the pass lrn-to-scale before calibrate",
+                                  hint="nmc compile and nmc eval insert it with --convert lrn=scale; in a "
+                                       "hand-written pipeline put lrn-to-scale after canonicalize")
             elif kind in REFUSED:
                 raise self.refuse(op, REFUSED[kind], HINTS.get(kind))
             elif op.dialect == "ann":
@@ -435,6 +496,11 @@ def _aligned(terms: list[Term], shape: tuple) -> Cur:
         else:
             merged[key] = Term(t.src, fields)
     return Cur(list(merged.values()), shape)
+
+
+def _pooled(op: Op, x: Spk) -> tuple:
+    """The shape a pooling ``op`` gives spikes ``x`` (one part of a concatenation, or all of its input)."""
+    return (x.shape[0], *op.result.type.shape[1:])
 
 
 def _param(values: np.ndarray, shape: tuple, name: str | None):
@@ -483,7 +549,11 @@ class ConvertToSpiking(Pass):
     ``maxpool``: how max pooling converts, ``gate`` (a ``maxgate`` projection, stateful: the
     CPU runtime and the reference run it, chips whose synapses keep no state do not), ``tree``
     (a tournament of IF neurons, ``max(a, b) = b + relu(a − b)``; the default of such chips) or
-    ``or`` (a spiking OR); see :meth:`Converter.maxpool` and :meth:`Converter.max_tree`."""
+    ``or`` (a spiking OR); see :meth:`Converter.maxpool` and :meth:`Converter.max_tree`.
+    ``lrn``: ``refuse`` (the default) refuses ``ann.lrn``; ``scale`` says that the pipeline
+    replaces it by a fitted gain first (the pass ``lrn-to-scale``, which ``nmc compile`` and
+    ``nmc eval`` insert after ``canonicalize`` for this option).  Max and average pooling of a
+    channel concatenation pool each part."""
 
     timesteps: int = 32
     reset: Literal["subtract", "zero"] = "subtract"
@@ -492,6 +562,7 @@ class ConvertToSpiking(Pass):
     bias_correction: bool = True
     fuse_pooling: bool = True
     maxpool: Literal["gate", "or", "tree"] = "gate"
+    lrn: Literal["refuse", "scale"] = "refuse"
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if self.timesteps < 1:

@@ -174,30 +174,39 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
     steps if ``coded_input`` — closest to the ANN's activation (:func:`fit_rate_code`).  Other
     ops (the output layer, joins that do not feed neurons) keep :func:`rate_coded_scale` of
     their activations.  Offsets only go to dense/conv layers (they carry a bias)."""
-    clean = semantics.run_ann(graph, [x], keep=True).values
+    clean = semantics.stream_ann(graph, [x])
     if coded_input:
         x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, timesteps).astype(x.dtype)
     spiking = spiking_ops(graph, measured)
+    wanted = set(measured)
     fitted: dict = {}
-
-    def coded(v: Value, arr: np.ndarray) -> np.ndarray:
-        if v not in fitted:
-            return arr
-        lam, shift = fitted[v]
-        shape = (-1,) + (1,) * (arr.ndim - 2)
-        return rate_code(arr, np.reshape(lam, shape), np.reshape(shift, shape), timesteps).astype(arr.dtype)
-
     chosen, bias = {}, {}
-    for op in measured:
-        bound = clip_bound(graph, op) or np.inf
-        if op not in spiking:
-            chosen[op] = rate_coded_scale(np.minimum(clean[op.result], bound), timesteps)
-            continue
-        z = semantics.run_ann(graph, [x], keep=True, transform=coded).values[op.result]
-        a = np.clip(clean[op.result], 0.0, bound)
-        lam, shift = fit_rate_code(z, a, timesteps, channelwise and channel_scalable(graph, op),
-                                   offsets and op.KIND in WEIGHTED)
-        fitted[op.result] = (lam, shift)
+    # One pass in program order: the network whose fitted layers deliver their rate codes
+    # (``coded``) beside the ANN (``clean``).  A layer's input depends only on the layers
+    # before it, so each is fitted when reached, and its rate code replaces its value for
+    # the layers after it — the same as re-running the network for every layer, once.
+    coded = semantics.stream_ann(graph, [x])
+    item = next(coded, None)
+    while item is not None:
+        op, z = item
+        a_op, a = next(clean)
+        assert a_op is op
+        replaced = None
+        if op in wanted:
+            bound = clip_bound(graph, op) or np.inf
+            if op not in spiking:
+                chosen[op] = rate_coded_scale(np.minimum(a, bound), timesteps)
+            else:
+                lam, shift = fit_rate_code(z, np.clip(a, 0.0, bound), timesteps,
+                                           channelwise and channel_scalable(graph, op),
+                                           offsets and op.KIND in WEIGHTED)
+                fitted[op.result] = (lam, shift)
+                shape = (-1,) + (1,) * (z.ndim - 2)
+                replaced = rate_code(z, np.reshape(lam, shape), np.reshape(shift, shape), timesteps).astype(z.dtype)
+        try:
+            item = coded.send(replaced)
+        except StopIteration:
+            item = None
     for op in spiking:
         lam, shift = fitted[op.result]
         chosen[op] = lam

@@ -86,6 +86,14 @@ def test_measure_rates_records_what_the_reference_run_spikes(digits):
         run_pipeline(graph, "measure-rates", PassContext())
 
 
+def test_api_compile_sizes_the_board(digits):
+    """nmc.compile(..., board="auto") is nmc compile --board auto: the image's target is the
+    fitted board (the option was once taken for a load option and dropped)."""
+    img = nmc.compile(MODEL, target="mesh-tiny", calibration=digits[0][:40], timesteps=8, board="auto")
+    x, y = map(int, img.target.removeprefix("mesh-tiny-auto-").split("x"))
+    assert img.manifest["resources"]["chips"] <= x * y
+
+
 def test_user_chip_file_as_target(tmp_path):
     from nmc.targets.chip import chips_dir
 

@@ -562,3 +562,143 @@ def test_channelwise_and_offsets_need_a_window(mlp, digits):
     base, _ = convert(mlp, digits[0], "canonicalize,calibrate")
     with pytest.raises(NmcError, match="fitted for a window of T steps"):
         convert(base, digits[0], "normalize{channelwise=true}")
+
+
+def test_stream_ann_is_run_ann_one_op_at_a_time():
+    """stream_ann yields every op's value as run_ann(keep=True) computes it, and a value sent
+    back replaces the op's result for the ops after it (run_ann's transform)."""
+    cnn, x = _small_cnn()
+    kept = semantics.run_ann(cnn, [x], keep=True).values
+    seen = [op for op, value in semantics.stream_ann(cnn, [x]) if np.array_equal(value, kept[op.result])]
+    assert seen == [op for op in cnn.ops if op.KIND != "ann.output"]
+    doubled = semantics.run_ann(cnn, [x], transform=lambda v, a: 2 * a if v.name == "r1" else a).outputs[0]
+    stream = semantics.stream_ann(cnn, [x])
+    item, last = next(stream), None
+    while item is not None:
+        op, value = item
+        last = value
+        try:
+            item = stream.send(2 * value if op.result.name == "r1" else None)
+        except StopIteration:
+            item = None
+    np.testing.assert_array_equal(last, doubled)
+
+
+@pytest.mark.parametrize("channelwise", [False, True])
+def test_layer_fit_in_one_pass_equals_a_run_per_layer(channelwise):
+    """fit_layers fits every layer in one streamed pass; the oracle re-runs the whole network
+    for each layer with the layers before it rate-coded (the definition, docs/conversion.md)."""
+    from nmc.passes.normalize import (WEIGHTED, fit_layers, fit_rate_code, rate_code, rate_coded_scale,
+                                      spiking_ops)
+
+    cnn, x = _small_cnn(3)
+    cnn = PassManager("canonicalize", PassContext()).run(cnn)
+    measured = [op for op in cnn.ops if op.KIND in WEIGHTED]
+    T = 4
+    chosen, _ = fit_layers(cnn, x, measured, T, channelwise=channelwise, offsets=False, coded_input=True)
+    clean = semantics.run_ann(cnn, [x], keep=True).values
+    coded_x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, T).astype(x.dtype)
+    spiking, fitted, expected = spiking_ops(cnn, measured), {}, {}
+
+    def coded(v, arr):
+        if v not in fitted:
+            return arr
+        shape = (-1,) + (1,) * (arr.ndim - 2)
+        return rate_code(arr, np.reshape(fitted[v], shape), 0.0, T).astype(arr.dtype)
+
+    for op in measured:
+        if op not in spiking:
+            expected[op] = rate_coded_scale(clean[op.result], T)
+            continue
+        z = semantics.run_ann(cnn, [coded_x], keep=True, transform=coded).values[op.result]
+        lam, _ = fit_rate_code(z, np.clip(clean[op.result], 0.0, None), T,
+                               channelwise and op.KIND == "ann.conv", False)
+        fitted[op.result] = expected[op] = lam
+    assert set(chosen) == set(expected)
+    for op in measured:
+        np.testing.assert_array_equal(np.asarray(chosen[op]), np.asarray(expected[op]))
+
+
+def test_pooling_a_concat_pools_each_part_and_agrees_with_the_ann():
+    """Max and average pooling of a channel concatenation (SqueezeNet's fire modules,
+    Inception's branches) convert part by part; the float SNN's classes follow the ANN's."""
+    rng = np.random.default_rng(5)
+    g = Graph("fire")
+    x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
+    parts = []
+    for i, c in enumerate((2, 3)):
+        conv = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 0.8, (c, 1, 3, 3)).astype(np.float32)),
+                              pads=(1, 1, 1, 1)), f"c{i}")
+        parts.append(g.add(ann.Relu(x=conv), f"r{i}"))
+    j = g.add(ann.Concat(inputs=parts, axis=0), "j")
+    m = g.add(ann.MaxPool(x=j, kernel=(2, 2), strides=(2, 2)), "m")
+    p = g.add(ann.AvgPool(x=m, kernel=(2, 2), strides=(2, 2)), "p")
+    f = g.add(ann.Flatten(x=p), "f")
+    y = g.add(ann.Dense(x=f, weight=Blob(rng.normal(0, 0.5, (4, 20)).astype(np.float32))), "y")
+    g.add(ann.Output(values=[y]))
+    xs = rng.random((200, 1, 8, 8)).astype(np.float32)
+    ann_pred = semantics.classify(semantics.run_ann(g, [xs]).outputs[0])
+    for maxpool in ("tree", "gate"):
+        snn, _ = convert(g, xs, CONVERT.format(T=64)[:-1] + f",maxpool={maxpool}}}")
+        names = {op.result.name for op in snn.walk("snn.population")}
+        assert {"m.0", "m.1", "p.0", "p.1"} <= names
+        _, pred = accuracy(snn, xs, ann_pred)
+        assert np.mean(pred == ann_pred) >= 0.9
+
+
+def test_a_rescaled_concatenation_scales_its_readers():
+    """Inception v2's pattern: a max pool of a concatenation joins another concatenation, whose
+    other branch has another scale, so normalize multiplies the pooled parts by a constant;
+    the readers (here a dense layer) take that factor into their weights, the float SNN's
+    classes follow the ANN's, and an explicit multiplication of a concatenation converts too."""
+    rng = np.random.default_rng(7)
+    g = Graph("mixed")
+    x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
+    parts = []
+    for i, c in enumerate((2, 3)):
+        conv = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 0.8, (c, 1, 3, 3)).astype(np.float32)),
+                              pads=(1, 1, 1, 1)), f"c{i}")
+        parts.append(g.add(ann.Relu(x=conv), f"r{i}"))
+    j = g.add(ann.Concat(inputs=parts, axis=0), "j")
+    m = g.add(ann.MaxPool(x=j, kernel=(2, 2), strides=(2, 2)), "m")
+    half = g.add(ann.Constant(value=Blob(np.full((1,), 0.5, np.float32))), "half")
+    s = g.add(ann.Mul(a=m, b=half), "s")
+    c2 = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 3.0, (2, 1, 2, 2)).astype(np.float32)), strides=(2, 2)), "c2")
+    r2 = g.add(ann.Relu(x=c2), "r2")
+    k = g.add(ann.Concat(inputs=[s, r2], axis=0), "k")
+    f = g.add(ann.Flatten(x=k), "f")
+    y = g.add(ann.Dense(x=f, weight=Blob(rng.normal(0, 0.5, (4, 112)).astype(np.float32))), "y")
+    g.add(ann.Output(values=[y]))
+    xs = rng.random((200, 1, 8, 8)).astype(np.float32)
+    ann_pred = semantics.classify(semantics.run_ann(g, [xs]).outputs[0])
+    snn, ctx = convert(g, xs, CONVERT.format(T=64))
+    assert not snn.walk("ann.mul")
+    _, pred = accuracy(snn, xs, ann_pred)
+    assert np.mean(pred == ann_pred) >= 0.9
+
+
+def test_lrn_scaled_before_a_max_pool_converts():
+    """AlexNet's conv → ReLU → LRN → max pool → grouped conv with --convert lrn=scale: the gain
+    lands between the spikes and the pool; the pool passes it on and the next layer takes it
+    into its weights (max(g·a) = g·max(a) for g > 0); the float SNN's classes follow the
+    lrn-to-scale ANN's."""
+    rng = np.random.default_rng(11)
+    g = Graph("alex")
+    x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
+    c = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 2.0, (4, 1, 3, 3)).astype(np.float32)), pads=(1, 1, 1, 1)), "c")
+    r = g.add(ann.Relu(x=c), "r")
+    n = g.add(ann.LRN(x=r, size=3, alpha=0.5, beta=0.75, bias=1.0), "n")
+    m = g.add(ann.MaxPool(x=n, kernel=(2, 2), strides=(2, 2)), "m")
+    c2 = g.add(ann.Conv(x=m, weight=Blob(rng.normal(0, 1.0, (4, 2, 3, 3)).astype(np.float32)), pads=(1, 1, 1, 1),
+                        groups=2), "c2")  # AlexNet's second conv has two groups
+    r2 = g.add(ann.Relu(x=c2), "r2")
+    f = g.add(ann.Flatten(x=r2), "f")
+    y = g.add(ann.Dense(x=f, weight=Blob(rng.normal(0, 0.5, (4, 64)).astype(np.float32))), "y")
+    g.add(ann.Output(values=[y]))
+    xs = rng.random((200, 1, 8, 8)).astype(np.float32)
+    scaled, ctx = convert(g, xs, "canonicalize,lrn-to-scale")
+    assert scaled.walk("ann.mul") and not scaled.walk("ann.lrn")
+    want = semantics.classify(semantics.run_ann(scaled, [xs]).outputs[0])
+    snn, _ = convert(scaled, xs, "calibrate,normalize,convert-to-spiking{timesteps=256}")
+    _, pred = accuracy(snn, xs, want)
+    assert np.mean(pred == want) >= 0.9

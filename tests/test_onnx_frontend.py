@@ -177,6 +177,34 @@ def test_unary(tmp_path, op, attrs):
     check(tmp_path, one(op, (3, 4, 5), None, **attrs))
 
 
+@pytest.mark.parametrize("attrs", [
+    {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0},  # AlexNet's
+    {"size": 3, "alpha": 0.5, "beta": 0.5, "bias": 2.0},
+    {"size": 9},  # wider than the 7 channels: the window is cut at both ends
+    {"size": 1, "alpha": 2.0, "beta": 1.0},
+])
+def test_lrn(tmp_path, attrs):
+    g = check(tmp_path, one("LRN", (7, 4, 5), None, **attrs), rtol=1e-5, atol=1e-6)
+    assert kinds(g) == ["ann.input", "ann.lrn", "ann.output"]
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_lrn_even_window(tmp_path, size):
+    """onnxruntime refuses an even ``size`` (and onnx's reference evaluator loops over the
+    batch axis instead of the channels), so the oracle is the spec's formula, channel by
+    channel: the window is ``[c - floor((size-1)/2), c + ceil((size-1)/2)]``."""
+    m = one("LRN", (6, 3, 2), None, size=size, alpha=0.5, beta=0.6, bias=1.5)
+    path = tmp_path / "model.onnx"
+    onnx.save(m, str(path))
+    x = np.random.default_rng(3).standard_normal((2, 6, 3, 2))
+    expected = np.empty_like(x)
+    for c in range(6):
+        lo, hi = max(0, c - (size - 1) // 2), min(5, c + size // 2)
+        expected[:, c] = x[:, c] / (1.5 + 0.5 / size * (x[:, lo:hi + 1] ** 2).sum(axis=1)) ** 0.6
+    got = run_ann(load_onnx(str(path)), [x.astype(np.float32)]).outputs[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("slope_shape", [(3, 1, 1), (1,), (5,)], ids=["per-channel", "scalar", "last-axis"])
 def test_prelu(tmp_path, slope_shape):
     check(tmp_path, one("PRelu", (3, 4, 5), None, [init("s", w(*slope_shape))], ["s"]))

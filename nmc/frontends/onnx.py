@@ -33,6 +33,11 @@ from nmc.ir.core import Graph
 
 TARGET_OPSET = 13
 BATCH_PLACEHOLDER = 7919
+# Folded constants of more elements than this enter the second shape inference as typed graph
+# inputs rather than as data: inference needs only their shapes (a Reshape target or a Slice
+# bound, whose values it reads, is far smaller), and serialising AlexNet's 61 M folded weights
+# for it took most of the import.  The converter reads every constant from the folded dict.
+INFER_AS_INPUT = 1 << 12
 """Stands for a symbolic batch size while shape chains are folded (a prime no layer uses)."""
 
 _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
@@ -238,10 +243,14 @@ def _rebuild(model: onnx.ModelProto, consts: dict, tainted: set, batch: BatchInf
     g = model.graph
     kept = [n for n in g.node if not all(o in consts for o in n.output if o)]
     needed = {n for node in kept for n in node.input if n} | {o.name for o in g.output}
-    inits = []
+    inits, typed = [], []
     order = {name: i for i, name in enumerate(consts)}
     for name in sorted(needed & set(consts), key=order.__getitem__):
         arr = consts[name]
+        if arr.size > INFER_AS_INPUT and name not in tainted:
+            typed.append(onnx.helper.make_tensor_value_info(
+                name, onnx.helper.np_dtype_to_tensor_dtype(arr.dtype), arr.shape))
+            continue
         if name in tainted:
             arr = np.array(arr)
             users = [n for n in kept if name in n.input]
@@ -250,7 +259,7 @@ def _rebuild(model: onnx.ModelProto, consts: dict, tainted: set, batch: BatchInf
             if arr.ndim == 1 and arr.size and arr[0] == batch.placeholder and reshape_targets:
                 arr[0] = 0
         inits.append(numpy_helper.from_array(arr, name))
-    inputs = [i for i in g.input if i.name not in consts]
+    inputs = [i for i in g.input if i.name not in consts] + typed
     new_graph = onnx.helper.make_graph(kept, g.name, inputs, list(g.output), inits)
     new = onnx.helper.make_model(new_graph, opset_imports=list(model.opset_import),
                                  ir_version=model.ir_version, producer_name=model.producer_name,

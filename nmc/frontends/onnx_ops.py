@@ -377,8 +377,10 @@ def gemm(cx, node):
     x = cx.value(node.input[0])
     if x.type.rank != 1:
         raise cx.error(f"Gemm input must be [batch, features], got per-sample {x.type}")
-    b = cx.const(node.input[1], "weight").astype(np.float64)
-    w = (b if attr(node, "transB", 0) else b.T) * attr(node, "alpha", 1.0)
+    b = cx.const(node.input[1], "weight")
+    w = b if attr(node, "transB", 0) else b.T
+    if attr(node, "alpha", 1.0) != 1.0:  # else the weight is used as it is (AlexNet's: 38 M elements)
+        w = w.astype(np.float64) * attr(node, "alpha", 1.0)
     bias = None
     if cx.has(node, 2):
         c = cx.sample_const(cx.const(node.input[2], "bias"), x, "bias") * attr(node, "beta", 1.0)
@@ -488,6 +490,11 @@ def batchnorm(cx, node):
     b = [Blob(cx.const(node.input[i], w).astype(dt), node.input[i])
          for i, w in enumerate(("input", "scale", "bias", "mean", "var")) if i]
     cx.emit(ann.BatchNorm(x=x, scale=b[0], bias=b[1], mean=b[2], var=b[3], epsilon=attr(node, "epsilon", 1e-5)))
+
+
+def lrn(cx, node):
+    cx.emit(ann.LRN(x=cx.value(node.input[0]), size=int(attr(node, "size")), alpha=float(attr(node, "alpha", 0.0001)),
+                    beta=float(attr(node, "beta", 0.75)), bias=float(attr(node, "bias", 1.0))))
 
 
 def flatten(cx, node):
@@ -700,6 +707,7 @@ CONVERTERS = {
     "LeakyRelu": lambda cx, n: cx.emit(ann.LeakyRelu(x=cx.value(n.input[0]), alpha=attr(n, "alpha", 0.01))),
     "PRelu": prelu,
     "BatchNormalization": batchnorm,
+    "LRN": lrn,
     "MaxPool": lambda cx, n: _pool(cx, n, "max"),
     "AveragePool": lambda cx, n: _pool(cx, n, "avg"),
     "GlobalAveragePool": _unary(ann.GlobalAvgPool),

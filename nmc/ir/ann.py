@@ -258,6 +258,24 @@ class LogSoftmax(Softmax):
     """Log of the softmax along ``axis``."""
 
 
+@register("ann.lrn")
+class LRN(_Unary):
+    """Local response normalisation across channels (ONNX LRN, AlexNet):
+    ``y[c] = x[c] / (bias + alpha / size · Σ x[c']²)^beta`` over the ``size`` channels
+    ``c' ∈ [c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉]`` that exist.  Axis 0 of the per-sample
+    shape is the channel axis."""
+
+    size: int = integer(1)
+    alpha: float = real(0.0001)
+    beta: float = real(0.75)
+    bias: float = real(1.0)
+
+    def verify(self):
+        require(self, self.size >= 1, f"size must be at least 1, got {self.size}")
+        require(self, self.bias > 0, f"bias must be positive, got {self.bias}")
+        require(self, self.x.type.rank >= 1, f"needs a channel axis, got {self.x.type}")
+
+
 @register("ann.maxpool")
 class MaxPool(Op):
     """Max pooling (ONNX MaxPool): padded cells never win."""

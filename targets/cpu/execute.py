@@ -151,10 +151,11 @@ class Executor:
         semantics.host_ops(graph, host, self.post, batch)
         recorded = {self.names[p]: state[("rec", p)].astype(np.int64).reshape((batch, steps, *p.result.type.shape))
                     for p in self.net.populations if p in recorded_pops}
-        spikes = int(sum(int(state[("count", p)].sum()) for p in self.net.populations))
+        per_population = {self.names[p]: int(state[("count", p)].sum()) for p in self.net.populations}
+        spikes = sum(per_population.values())
         return RunResult("cpu", [host[v] for v in graph.outputs],
                          voltages=[voltages_by_value.get(v) for v in graph.outputs],
-                         recorded=recorded, timesteps=T, steps=steps, spikes=spikes,
+                         recorded=recorded, population_spikes=per_population, timesteps=T, steps=steps, spikes=spikes,
                          synaptic_ops=int(state[("synops", None)].sum()),
                          stats={"threads": threads, "from_cache": self.compiled.from_cache,
                                 "schedule": self.layout.schedule})

@@ -449,6 +449,12 @@ def _broadcasts(s1, s2) -> bool:
         return False
 
 
+def build_lrn(b):
+    draw = b.draw
+    b.add(ann.LRN(x=_pick(b), size=draw(st.integers(1, 9)), alpha=draw(ALL_FLOATS), beta=draw(ALL_FLOATS),
+                  bias=draw(st.floats(min_value=1e-3, max_value=1e3))))
+
+
 def build_concat(b):
     draw = b.draw
     a = _pick(b)
@@ -488,6 +494,7 @@ ANN_BUILDERS = {
     "ann.clip": build_clip,
     "ann.leaky_relu": _unary(ann.LeakyRelu, alpha=ALL_FLOATS),
     "ann.prelu": build_prelu,
+    "ann.lrn": build_lrn,
     "ann.softmax": _softmax(ann.Softmax),
     "ann.log_softmax": _softmax(ann.LogSoftmax),
     "ann.maxpool": build_maxpool,

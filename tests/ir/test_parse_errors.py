@@ -34,7 +34,7 @@ CASES = [
      "t.nmir:3:6: error: unknown operation 'ann.relux'", 6,
      "operations of dialect 'ann': ann.add, ann.avgpool, ann.batchnorm, ann.clip, ann.concat, "
      "ann.constant, ann.conv, ann.dense, ann.dropout, ann.flatten, ann.global_avgpool, "
-     "ann.identity, ann.input, ann.leaky_relu, ann.log_softmax, ann.maxpool, ann.mul, ann.output, "
+     "ann.identity, ann.input, ann.leaky_relu, ann.log_softmax, ann.lrn, ann.maxpool, ann.mul, ann.output, "
      "ann.prelu, ann.relu, ann.reshape, ann.sigmoid, ann.softmax, ann.tanh, ann.transpose"),
     ("unknown dialect", "%y = foo.relu(%x) : tensor<4xf32>",
      "t.nmir:3:6: error: unknown operation 'foo.relu'", 6, "known dialects: ann, hw, snn"),
