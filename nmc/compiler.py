@@ -44,13 +44,19 @@ from nmc.ir.printer import print_graph
 from nmc.passmanager import Instruments, Pass, PassContext, PassManager, merge_options, parse_pipeline
 
 CPU = "cpu"
-CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}}},convert-to-spiking{{timesteps={T}{more}}}"
+CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}{fit}}},convert-to-spiking{{timesteps={T}{more}}}"
+# the input encodings normalize fits the layers to (a spike train input is fitted as a rate code)
+FITTED_ENCODINGS = ("rate", "poisson", "current")
 
 
 def conversion_pipeline(timesteps: int, options: str) -> str:
-    """:data:`CONVERSION` with ``options`` for convert-to-spiking; ``lrn=scale`` among them puts
-    ``lrn-to-scale`` after ``canonicalize`` (passes/lrn_scale.py)."""
-    text = CONVERSION.format(T=timesteps, more="," + options if options else "")
+    """:data:`CONVERSION` with ``options`` for convert-to-spiking; its ``encoding`` is also
+    normalize's, so the layers are fitted to the input as it will be presented; ``lrn=scale``
+    among them puts ``lrn-to-scale`` after ``canonicalize`` (passes/lrn_scale.py)."""
+    parts = options.split(",") if options else []
+    encoding = next((p.split("=", 1)[1].strip() for p in parts if p.split("=", 1)[0].strip() == "encoding"), "rate")
+    fit = f",encoding={encoding}" if encoding in FITTED_ENCODINGS and encoding != "rate" else ""
+    text = CONVERSION.format(T=timesteps, fit=fit, more="," + options if options else "")
     if "lrn=scale" in options.split(","):
         text = text.replace("canonicalize,", "canonicalize,lrn-to-scale,", 1)
     return text

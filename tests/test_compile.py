@@ -71,6 +71,16 @@ def test_default_pipelines():
         default_pipeline(ann, cpu, 4, 16)
 
 
+@pytest.mark.parametrize("encoding, fitted", [("current", ",encoding=current"), ("poisson", ",encoding=poisson"),
+                                              ("rate", ""), ("spikes", "")])
+def test_normalize_fits_the_layers_to_the_input_encoding(encoding, fitted):
+    """--convert encoding=X reaches normalize too (a spike train is fitted as a rate code)."""
+    ann = nmc.load(MODEL)
+    text = default_pipeline(ann, resolve_target("cpu"), 2, 4, convert=f"encoding={encoding}")
+    assert text.startswith(f"canonicalize,calibrate,normalize{{timesteps=4{fitted}}},convert-to-spiking{{timesteps=4,"
+                           f"encoding={encoding}}}")
+
+
 def test_measure_rates_records_what_the_reference_run_spikes(digits):
     graph = converted(digits, T=8, quantize=True)
     x = digits[0][:12]
