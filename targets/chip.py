@@ -37,6 +37,17 @@ TOP = {"name": str, "class": str, "description": str}
 
 
 @dataclass(frozen=True)
+class State:
+    """The ``[state]`` section every chip class shares: neuron state widths (bits) and the
+    reset modes the neurons support."""
+
+    current_bits: int = spec(2, 32)
+    voltage_bits: int = spec(2, 32)
+    decay_bits: int = spec(1, 12)
+    reset_modes: tuple = spec(choices=RESET_MODES)
+
+
+@dataclass(frozen=True)
 class Formats:
     """The numbers a chip's neurons and synapses hold, as the class-neutral passes need them:
     weights of ``weight_bits_min..weight_bits_max`` signed bits scaled by ``2**e`` with

@@ -1,14 +1,15 @@
 """The sections of a mesh-class chip description (docs/chip-description.md).
 
 ``[mesh]``, ``[core]``, ``[state]``, ``[noc]`` and ``[energy]``; the fields of each section are
-the fields of the dataclass of the same name below, with the value range in its metadata.
+the fields of the dataclass of the same name below (``State``: the shared one of
+:mod:`nmc.targets.chip`), with the value range in its metadata.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nmc.targets.chip import RESET_MODES, Formats, spec
+from nmc.targets.chip import Formats, State, spec
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,6 @@ class Core:
     weight_bits_max: int = spec(1, 32)
     weight_exponent_max: int = spec(0, 30)
     shared_weights: bool = spec()
-
-
-@dataclass(frozen=True)
-class State:
-    """Neuron state widths (bits) and the reset modes the neurons support."""
-
-    current_bits: int = spec(2, 32)
-    voltage_bits: int = spec(2, 32)
-    decay_bits: int = spec(1, 12)
-    reset_modes: tuple = spec(choices=RESET_MODES)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """The sections of a multicast-class chip description (docs/chip-description.md,
 docs/multicast-target.md): ``[board]``, ``[core]``, ``[state]``, ``[router]``, ``[links]``,
-``[energy]``; each section's keys are the fields of the dataclass of the same name below."""
+``[energy]``; each section's keys are the fields of the dataclass of the same name below
+(``State``: the shared one of :mod:`nmc.targets.chip`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nmc.targets.chip import RESET_MODES, Formats, spec
+from nmc.targets.chip import Formats, State, spec
 
 LAYOUTS = ("rectangle", "spinn5")
 
@@ -45,16 +46,6 @@ class Core:
     cycles_per_neuron: float = spec(0.0, 1e9)
     cycles_per_packet: float = spec(0.0, 1e9)
     step_s: float = spec(1e-9, 1e3)
-
-
-@dataclass(frozen=True)
-class State:
-    """Neuron state widths (bits) and the reset modes."""
-
-    current_bits: int = spec(2, 32)
-    voltage_bits: int = spec(2, 32)
-    decay_bits: int = spec(1, 12)
-    reset_modes: tuple = spec(choices=RESET_MODES)
 
 
 @dataclass(frozen=True)
