@@ -32,6 +32,7 @@ from nmc import neuron
 from nmc.binding import InputSpec, bind_arrays, resolve_timesteps
 from nmc.diagnostics import NmcError, UsageError
 from nmc.runner import RunResult, Tally
+from nmc.targets.outputs import read_outputs
 from nmc.targets.chip import parse_chip
 from nmc.targets.mesh.fanin import PartialSums, piece_rows
 from nmc.targets.mesh.kernels import KINDS, KernelRunner
@@ -244,27 +245,7 @@ class Emulator:
 
     def _result(self, B, T, steps, v, counts, recorded, record, synaptic_ops, link_spikes, packets,
                 partial_sums=0) -> RunResult:
-        meta = self.p.meta
-        sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-
-        def of_pop(k: int, arr: np.ndarray) -> np.ndarray:
-            return arr[..., offsets[k]:offsets[k + 1]]
-
-        outputs, voltages = [], []
-        for o in meta["outputs"]:
-            k = o["population"]
-            shape = meta["populations"][k]["shape"]
-            final_v = of_pop(k, v).reshape(B, *shape).astype(np.float32)
-            value = final_v if o["mode"] == "membrane" else of_pop(k, counts).reshape(B, *shape).astype(np.float32)
-            outputs.append(value.reshape(B, *o["shape"]))
-            voltages.append(final_v if o["direct"] else None)
-        rec = {}
-        if record:
-            wanted = range(len(sizes)) if record == "all" else sorted({o["population"] for o in meta["outputs"]})
-            for k in wanted:
-                p = meta["populations"][k]
-                rec[p["name"]] = of_pop(k, recorded).astype(np.int64).reshape(B, steps, *p["shape"])
+        outputs, voltages, rec = read_outputs(self.p.meta, B, steps, v, counts, recorded, record)
         fixed = {"energy": self.chip.energy, "neurons": self.N, "steps": steps, "time_per_step_s": self.time_per_step_s,
                  "links": {k: self.routes[k] for k in ("links", "link_kind", "link_capacity")}}
         tally = Tally({"samples": B, "synaptic_ops": int(synaptic_ops), "packets": int(packets),

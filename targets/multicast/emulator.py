@@ -42,6 +42,7 @@ from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.sections import McProgram, load_sections
 from nmc.targets.multicast.table import LINKS, N_LINKS, opposite
 from nmc.targets.multicast.timing import cycles
+from nmc.targets.outputs import read_outputs
 
 
 def first_match(keys: np.ndarray, entry_key: np.ndarray, entry_mask: np.ndarray) -> np.ndarray:
@@ -270,28 +271,8 @@ class Emulator:
         return self._result(B, T, steps, state.v, counts, recorded, record, tally, link_packets, worst[0])
 
     def _result(self, B, T, steps, v, counts, recorded, record, tally, link_packets, worst) -> RunResult:
-        meta = self.p.meta
-        hw = self.p.ports["population_hw"]
-        sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-
-        def of_pop(k, arr):
-            return arr[..., hw[offsets[k]:offsets[k + 1]]]
-
-        outputs, voltages = [], []
-        for o in meta["outputs"]:
-            k = o["population"]
-            shape = meta["populations"][k]["shape"]
-            final_v = of_pop(k, v).reshape(B, *shape).astype(np.float32)
-            value = final_v if o["mode"] == "membrane" else of_pop(k, counts).reshape(B, *shape).astype(np.float32)
-            outputs.append(value.reshape(B, *o["shape"]))
-            voltages.append(final_v if o["direct"] else None)
-        rec = {}
-        if record:
-            wanted = range(len(sizes)) if record == "all" else sorted({o["population"] for o in meta["outputs"]})
-            for k in wanted:
-                p = meta["populations"][k]
-                rec[p["name"]] = of_pop(k, recorded).astype(np.int64).reshape(B, steps, *p["shape"])
+        outputs, voltages, rec = read_outputs(self.p.meta, B, steps, v, counts, recorded, record,
+                                              columns=self.p.ports["population_hw"])
         stats = self.statistics(B, steps, tally, link_packets, worst)
         spikes = int(counts.sum())
         return RunResult("emulator", outputs, voltages=voltages, recorded=rec, timesteps=T, steps=steps, spikes=spikes,
