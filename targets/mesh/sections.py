@@ -45,6 +45,7 @@ from nmc.targets.mapping.shapes import geometry
 from nmc.targets.mesh.kernels import ARRAYS as KERNEL_ARRAYS
 from nmc.targets.mesh.kernels import KINDS as KERNEL_KINDS
 from nmc.targets.mesh.kernels import check_kernels, emit_kernels, kernel_pairs
+from nmc.targets.sections import SectionError, check, check_offsets, check_within, read_arrays, section_chip
 
 MAGIC = b"NMA1"
 DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("<i2"),
@@ -54,10 +55,6 @@ SIGNED = (np.dtype("i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<i8"))  # 
 SECTIONS = ("mesh.cores", "mesh.neurons", "mesh.synapses", "mesh.routes", "mesh.ports", "mesh.kernels")
 PASS_THROUGH = ("ann.flatten", "ann.reshape", "ann.identity", "ann.dropout")  # host ops that only reshape
 RESETS = ("subtract", "zero")
-
-
-class SectionError(NmcError):
-    """A malformed mesh section."""
 
 
 # ------------------------------------------------------------------------- array container
@@ -143,7 +140,10 @@ def _host_source(graph: Graph, value, what: str):
     return op
 
 
-def _ports(graph: Graph, m: Mapping) -> dict:
+def ports_meta(graph: Graph, m: Mapping) -> dict:
+    """The ``ports`` meta of an image (its ``inputs``, ``encoders``, ``outputs``, ``populations``,
+    ``timesteps`` and ``depth``) for ``graph`` mapped as ``m``; NmcError when the host would
+    compute more than reshapes and constants around the network."""
     net = m.net
     from nmc.semantics import latency_steps
 
@@ -239,7 +239,7 @@ def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
               "dests": r.dests, "link_start": r.link_start, "group_links": r.group_links, "links": r.ends,
               "link_kind": r.kind.astype(np.uint8), "link_load": r.load.astype(np.float64),
               "link_capacity": r.capacity(chip)}
-    meta = json.dumps(_ports(graph, m), sort_keys=True, separators=(",", ":")).encode()
+    meta = json.dumps(ports_meta(graph, m), sort_keys=True, separators=(",", ":")).encode()
     ports = {"meta": np.frombuffer(meta, np.uint8), "population_hw": m.hw_of}
     out = {"mesh.cores": pack(cores), "mesh.neurons": pack(params), "mesh.synapses": pack(synapses_),
            "mesh.kernels": pack(emit_kernels(shaped, net)), "mesh.routes": pack(routes), "mesh.ports": pack(ports)}
@@ -264,17 +264,6 @@ def link_rows(routes: dict, per_link: dict[str, np.ndarray]) -> list[dict]:
 
 
 # -------------------------------------------------------------------------------- loading
-
-
-def _section_chip(raw: bytes):
-    """The validated chip of an image's ``chip`` section (NmcError when it is not one)."""
-    from nmc.targets.chip import parse_chip
-
-    try:
-        text = bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        raise SectionError("the image's 'chip' section is not UTF-8 text") from None
-    return parse_chip(text, "<image chip section>")
 
 
 @dataclass
@@ -313,95 +302,72 @@ _SCHEMA = {
 }
 
 
-def _check(ok: bool, section: str, msg: str) -> None:
-    if not ok:
-        raise SectionError(f"image section '{section}' is inconsistent: {msg}",
-                           hint="the image is damaged or was not written by this nmc; compile it again")
-
-
-def _csr(start: np.ndarray, n_rows: int, n_items: int, section: str, name: str) -> None:
-    _check(len(start) == n_rows + 1 and (n_rows + 1 == 0 or (start[0] == 0 and start[-1] == n_items))
-           and bool(np.all(np.diff(start) >= 0)), section, f"'{name}' is not a valid offset table")
-
-
-def _in_range(a: np.ndarray, lo: int, hi: int, section: str, name: str) -> None:
-    _check(a.size == 0 or (int(a.min()) >= lo and int(a.max()) < hi), section, f"'{name}' has values outside [{lo}, {hi})")
-
-
 def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     """Parse and cross-check the hardware sections (module contract); every field is checked
     against ``chip`` (by default the image's own ``chip`` section, when it has one)."""
     from nmc.targets.mesh import validate
 
     if chip is None and isinstance(sections.get("chip"), bytes | bytearray):
-        chip = _section_chip(sections["chip"])
-    parsed = {}
-    for name in SECTIONS:
-        if name not in sections:
-            raise SectionError(f"the image has no '{name}' section", hint="compile the model for a mesh target")
-        arrays = unpack(sections[name], name)
-        for key, ndim in _SCHEMA[name].items():
-            _check(key in arrays, name, f"array '{key}' is missing")
-            _check(arrays[key].ndim == ndim, name, f"array '{key}' has {arrays[key].ndim} dimensions, expected {ndim}")
-        parsed[name] = arrays
+        chip = section_chip(sections["chip"])
+    parsed = read_arrays(sections, _SCHEMA, unpack, hint="compile the model for a mesh target")
     try:
         meta = json.loads(parsed["mesh.ports"]["meta"].tobytes().decode())
         validate.check_meta(meta)
         T, depth = int(meta["timesteps"]), int(meta["depth"])
         for key in ("inputs", "encoders", "outputs", "populations"):
-            _check(isinstance(meta[key], list), "mesh.ports", f"'{key}' is not a list")
+            check(isinstance(meta[key], list), "mesh.ports", f"'{key}' is not a list")
     except SectionError:
         raise
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise SectionError(f"image section 'mesh.ports' is malformed: its meta is not the expected JSON ({err})") from None
     c, n, s, r = (parsed[k] for k in SECTIONS[:4])
     C = len(c["start"]) - 1
-    _check(C >= 1 and c["pos"].shape == (C, 4) and all(len(c[k]) == C for k in ("axons", "synapse_bits", "outputs")),
-           "mesh.cores", "core tables disagree on the number of cores")
+    check(C >= 1 and c["pos"].shape == (C, 4) and all(len(c[k]) == C for k in ("axons", "synapse_bits", "outputs")),
+          "mesh.cores", "core tables disagree on the number of cores")
     validate.check_arrays(c, parsed["mesh.neurons"], parsed["mesh.synapses"], r, chip)
     N = int(c["start"][-1])
-    _csr(c["start"], C, N, "mesh.cores", "start")
+    check_offsets(c["start"], C, N, "mesh.cores", "start")
     for k in _SCHEMA["mesh.neurons"]:
-        _check(len(n[k]) == N, "mesh.neurons", f"'{k}' has {len(n[k])} entries for {N} neurons")
-    _check(bool(np.all((n["bits"] >= 2) & (n["bits"] <= 32))), "mesh.neurons", "'bits' must lie in 2..32")
-    _in_range(n["du"], 0, 4097, "mesh.neurons", "du")
-    _in_range(n["dv"], 0, 4097, "mesh.neurons", "dv")
-    _in_range(n["reset"], 0, 2, "mesh.neurons", "reset")
+        check(len(n[k]) == N, "mesh.neurons", f"'{k}' has {len(n[k])} entries for {N} neurons")
+    check(bool(np.all((n["bits"] >= 2) & (n["bits"] <= 32))), "mesh.neurons", "'bits' must lie in 2..32")
+    check_within(n["du"], 0, 4097, "mesh.neurons", "du")
+    check_within(n["dv"], 0, 4097, "mesh.neurons", "dv")
+    check_within(n["reset"], 0, 2, "mesh.neurons", "reset")
     P = int(meta.get("ports", -1)) if isinstance(meta.get("ports"), int) else -1
-    _check(P >= 0, "mesh.ports", "'ports' is not a count")
+    check(P >= 0, "mesh.ports", "'ports' is not a count")
     A = len(s["axon_source"])
-    _csr(s["axon_start"], C, A, "mesh.synapses", "axon_start")
+    check_offsets(s["axon_start"], C, A, "mesh.synapses", "axon_start")
     S = len(s["syn_target"])
-    _csr(s["syn_start"], A, S, "mesh.synapses", "syn_start")
+    check_offsets(s["syn_start"], A, S, "mesh.synapses", "syn_start")
     for k in ("syn_weight", "syn_exponent", "syn_delay"):
-        _check(len(s[k]) == S, "mesh.synapses", f"'{k}' has {len(s[k])} entries for {S} synapses")
-    _in_range(s["axon_source"], 0, N + P, "mesh.synapses", "axon_source")
-    _in_range(s["syn_delay"], 1, 1 << 16, "mesh.synapses", "syn_delay")
+        check(len(s[k]) == S, "mesh.synapses", f"'{k}' has {len(s[k])} entries for {S} synapses")
+    check_within(s["axon_source"], 0, N + P, "mesh.synapses", "axon_source")
+    check_within(s["syn_delay"], 1, 1 << 16, "mesh.synapses", "syn_delay")
     axon_core = np.repeat(np.arange(C), np.diff(s["axon_start"]))
     syn_core = np.repeat(axon_core, np.diff(s["syn_start"]))
-    _check(bool(np.all(s["syn_target"] >= 0)) and bool(np.all(s["syn_target"] < np.diff(c["start"])[syn_core])),
-           "mesh.synapses", "a synapse targets a neuron outside its core")
+    check(bool(np.all(s["syn_target"] >= 0)) and bool(np.all(s["syn_target"] < np.diff(c["start"])[syn_core])),
+          "mesh.synapses", "a synapse targets a neuron outside its core")
     G = len(r["group_core"])
-    _check(len(r["source_group"]) == N + P, "mesh.routes", "'source_group' does not cover every source")
-    _in_range(r["source_group"], -1, G, "mesh.routes", "source_group")
-    _csr(r["dest_start"], G, len(r["dests"]), "mesh.routes", "dest_start")
-    _csr(r["link_start"], G, len(r["group_links"]), "mesh.routes", "link_start")
+    check(len(r["source_group"]) == N + P, "mesh.routes", "'source_group' does not cover every source")
+    check_within(r["source_group"], -1, G, "mesh.routes", "source_group")
+    check_offsets(r["dest_start"], G, len(r["dests"]), "mesh.routes", "dest_start")
+    check_offsets(r["link_start"], G, len(r["group_links"]), "mesh.routes", "link_start")
     L = len(r["links"])
-    _check(r["links"].shape == (L, 4) and len(r["link_kind"]) == L and len(r["link_load"]) == L
-           and len(r["link_capacity"]) == L, "mesh.routes", "link tables disagree on the number of links")
-    _in_range(r["dests"], 0, C, "mesh.routes", "dests")
-    _in_range(r["group_links"], 0, L, "mesh.routes", "group_links")
+    check(r["links"].shape == (L, 4) and len(r["link_kind"]) == L and len(r["link_load"]) == L
+          and len(r["link_capacity"]) == L, "mesh.routes", "link tables disagree on the number of links")
+    check_within(r["dests"], 0, C, "mesh.routes", "dests")
+    check_within(r["group_links"], 0, L, "mesh.routes", "group_links")
     # every axon's source must route to the axon's core
     group = r["source_group"][s["axon_source"]]
-    _check(bool(np.all(group >= 0)), "mesh.routes", "a core has an input axon whose source routes nowhere")
+    check(bool(np.all(group >= 0)), "mesh.routes", "a core has an input axon whose source routes nowhere")
     dest_sets = {(g, int(d)) for g in range(G) for d in r["dests"][r["dest_start"][g]:r["dest_start"][g + 1]]}
     missing = [(int(gg), int(cc)) for gg, cc in set(zip(group.tolist(), axon_core.tolist())) if (gg, cc) not in dest_sets]
-    _check(not missing, "mesh.routes", f"route group {missing[:1]} does not reach the core of an axon it feeds")
+    check(not missing, "mesh.routes", f"route group {missing[:1]} does not reach the core of an axon it feeds")
     hw = parsed["mesh.ports"]["population_hw"]
-    _check(len(hw) == N and (N == 0 or bool(np.array_equal(np.sort(hw), np.arange(N)))), "mesh.ports",
-           "'population_hw' is not a permutation of the neurons")
+    check(len(hw) == N and (N == 0 or bool(np.array_equal(np.sort(hw), np.arange(N)))), "mesh.ports",
+          "'population_hw' is not a permutation of the neurons")
     kr = parsed["mesh.kernels"]
-    geometries = check_kernels(kr, N, P, chip, lambda msg: _check(False, "mesh.kernels", msg))
+    geometries = check_kernels(kr, N, P, chip, lambda msg: check(False, "mesh.kernels", msg))
     # every receptive field of a kernel must route to the cores of the neurons it drives
     core_of_graph = np.repeat(np.arange(C), np.diff(c["start"]))[hw]
     fan, split = None, frozenset()
@@ -409,28 +375,28 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     if "mesh.fanin" in sections:  # optional: split neurons' dendrite cores
         fan = unpack(sections["mesh.fanin"], "mesh.fanin")
         split = frozenset(check_fanin(fan, kr, geometries, kinds, c["start"], core_of_graph, len(r["links"]),
-                                      lambda msg: _check(False, "mesh.fanin", msg)))
+                                      lambda msg: check(False, "mesh.fanin", msg)))
     pairs = kernel_pairs(kr, geometries, core_of_graph, split)
     if fan is not None:
         pairs = np.concatenate([pairs, dendrite_pairs(fan, kr, geometries, kinds)])
     hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), hw])
     kgroup = r["source_group"][hw_source[pairs[:, 0]]] if len(pairs) else np.zeros(0, np.int64)
-    _check(bool(np.all(kgroup >= 0)), "mesh.routes", "a kernel reads a source that routes nowhere")
+    check(bool(np.all(kgroup >= 0)), "mesh.routes", "a kernel reads a source that routes nowhere")
     reach = {(g, int(d)) for g in range(G) for d in r["dests"][r["dest_start"][g]:r["dest_start"][g + 1]]}
     lost = [(int(gg), int(cc)) for gg, cc in set(zip(kgroup.tolist(), pairs[:, 1].tolist())) if (gg, cc) not in reach]
-    _check(not lost, "mesh.routes", f"route group {lost[:1]} does not reach a core whose kernel reads it")
-    _check(T >= 1 and depth >= 1, "mesh.ports", "timesteps and depth must be at least 1")
+    check(not lost, "mesh.routes", f"route group {lost[:1]} does not reach a core whose kernel reads it")
+    check(T >= 1 and depth >= 1, "mesh.ports", "timesteps and depth must be at least 1")
     sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
-    _check(sum(sizes) == N, "mesh.ports", "population shapes do not add up to the neurons")
+    check(sum(sizes) == N, "mesh.ports", "population shapes do not add up to the neurons")
     validate.check_ports(meta)
     for e in meta["encoders"]:
         source_ok = (0 <= e["input"] < len(meta["inputs"])
                      or (e["input"] == -1 and len(e.get("constant", ())) == e["size"] and e["encoding"] != "spikes"))
         phase = e.get("phase", 0)  # absent in images made before encoders had a phase: 0
-        _check(source_ok and 0 <= e["port"] and e["port"] + e["size"] <= P
-               and isinstance(phase, int) and 0 <= phase < 256
-               and e["encoding"] in ("rate", "poisson", "current", "spikes"), "mesh.ports", "a bad encoder entry")
+        check(source_ok and 0 <= e["port"] and e["port"] + e["size"] <= P
+              and isinstance(phase, int) and 0 <= phase < 256
+              and e["encoding"] in ("rate", "poisson", "current", "spikes"), "mesh.ports", "a bad encoder entry")
     for o in meta["outputs"]:
-        _check(0 <= o["population"] < len(sizes) and o["mode"] in ("count", "membrane")
-               and int(np.prod(o["shape"])) == sizes[o["population"]], "mesh.ports", "a bad output entry")
+        check(0 <= o["population"] < len(sizes) and o["mode"] in ("count", "membrane")
+              and int(np.prod(o["shape"])) == sizes[o["population"]], "mesh.ports", "a bad output entry")
     return MeshProgram(c, n, s, r, parsed["mesh.ports"], meta, kr, geometries, fan, split)

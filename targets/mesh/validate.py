@@ -5,7 +5,7 @@ and cross-references; this module checks every remaining field: the ``meta`` JSO
 ``mesh.ports`` key by key and type by type, and the values of every array against the chip the
 image was compiled for (mesh size, positions on the board, weights and exponents within the
 chip's formats, link kinds, finite loads, neuron state within the state widths).  Everything
-raises :class:`~nmc.targets.mesh.sections.SectionError` (exit 1) naming the section and field.
+raises :class:`~nmc.targets.sections.SectionError` (exit 1) naming the section and field.
 """
 
 from __future__ import annotations
@@ -14,16 +14,11 @@ import math
 
 import numpy as np
 
+from nmc.targets.sections import inconsistent
+
 ENCODINGS = ("rate", "poisson", "current", "spikes")
 MODES = ("count", "membrane")
 MAX_ELEMENTS = 1 << 31  # a shape with more elements than this is not a mesh population or input
-
-
-def _error(section: str, msg: str):
-    from nmc.targets.mesh.sections import SectionError
-
-    return SectionError(f"image section '{section}' is inconsistent: {msg}",
-                        hint="the image is damaged or was not written by this nmc; compile it again")
 
 
 def _int(v) -> bool:
@@ -38,16 +33,16 @@ def _shape(v) -> bool:
 
 def _need(obj: dict, key: str, ok, what: str, where: str) -> object:
     if key not in obj:
-        raise _error("mesh.ports", f"{where} has no '{key}'")
+        raise inconsistent("mesh.ports", f"{where} has no '{key}'")
     if not ok(obj[key]):
-        raise _error("mesh.ports", f"{where}: '{key}' must be {what}, got {str(obj[key])[:60]!r}")
+        raise inconsistent("mesh.ports", f"{where}: '{key}' must be {what}, got {str(obj[key])[:60]!r}")
     return obj[key]
 
 
 def check_meta(meta) -> None:
     """The ``meta`` JSON of ``mesh.ports``: every key present with the right type."""
     if not isinstance(meta, dict):
-        raise _error("mesh.ports", f"its meta must be a JSON object, got {type(meta).__name__}")
+        raise inconsistent("mesh.ports", f"its meta must be a JSON object, got {type(meta).__name__}")
     where = "meta"
     for key in ("timesteps", "depth", "ports"):
         _need(meta, key, lambda v: _int(v) and 0 <= v < (1 << 31), "a non-negative integer", where)
@@ -86,7 +81,7 @@ def check_meta(meta) -> None:
         _need(p, "name", lambda v: isinstance(v, str), "a string", w)
         _need(p, "shape", _shape, "a list of sizes", w)
     if not meta["outputs"]:
-        raise _error("mesh.ports", "the image has no outputs")
+        raise inconsistent("mesh.ports", "the image has no outputs")
 
 
 def check_ports(meta: dict) -> None:
@@ -97,58 +92,58 @@ def check_ports(meta: dict) -> None:
     for i, e in enumerate(meta["encoders"]):
         if e["input"] >= 0:
             if e["input"] >= len(inputs):
-                raise _error("mesh.ports", f"encoder {i} reads input {e['input']}; the image has {len(inputs)}")
+                raise inconsistent("mesh.ports", f"encoder {i} reads input {e['input']}; the image has {len(inputs)}")
             size = math.prod(inputs[e["input"]]["shape"])
             if size != e["size"]:
-                raise _error("mesh.ports", f"encoder {i} has {e['size']} elements, its input {e['input']} has {size}")
+                raise inconsistent("mesh.ports", f"encoder {i} has {e['size']} elements, its input {e['input']} has {size}")
             if (e["encoding"] == "spikes") != inputs[e["input"]]["train"]:
-                raise _error("mesh.ports", f"encoder {i}: spike trains must come from inputs marked 'train'")
+                raise inconsistent("mesh.ports", f"encoder {i}: spike trains must come from inputs marked 'train'")
             used.add(e["input"])
         if not (0 <= e["port"] and e["port"] + e["size"] <= P):
-            raise _error("mesh.ports", f"encoder {i} writes ports {e['port']}..{e['port'] + e['size'] - 1}; "
+            raise inconsistent("mesh.ports", f"encoder {i} writes ports {e['port']}..{e['port'] + e['size'] - 1}; "
                                        f"the image has {P}")
         covered[e["port"]:e["port"] + e["size"]] += 1
     missing = [i for i in range(len(inputs)) if i not in used]
     if missing:
-        raise _error("mesh.ports", f"input {missing[0]} feeds no encoder (the image would ignore it)")
+        raise inconsistent("mesh.ports", f"input {missing[0]} feeds no encoder (the image would ignore it)")
     if P and (covered.max() > 1 or covered.min() < 1):
-        raise _error("mesh.ports", "the encoders do not cover the host ports exactly once")
+        raise inconsistent("mesh.ports", "the encoders do not cover the host ports exactly once")
 
 
 def _finite_range(a: np.ndarray, lo, hi, section: str, name: str) -> None:
     if a.size == 0:
         return
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-        raise _error(section, f"'{name}' has {int(np.sum(~np.isfinite(a)))} non-finite value(s)")
+        raise inconsistent(section, f"'{name}' has {int(np.sum(~np.isfinite(a)))} non-finite value(s)")
     if int(np.min(a)) < lo or int(np.max(a)) > hi:
-        raise _error(section, f"'{name}' has values outside [{lo}, {hi}]")
+        raise inconsistent(section, f"'{name}' has values outside [{lo}, {hi}]")
 
 
 def check_arrays(c: dict, n: dict, s: dict, r: dict, chip) -> None:
     """Array values against the chip (``chip`` may be None: then only chip-independent checks)."""
     for k in ("threshold", "bias", "du", "dv", "v0"):
         if n[k].dtype.kind == "f":
-            raise _error("mesh.neurons", f"'{k}' must hold integers")
+            raise inconsistent("mesh.neurons", f"'{k}' must hold integers")
     for k in ("axons", "synapse_bits", "outputs"):
         _finite_range(c[k], 0, 1 << 40, "mesh.cores", k)
     for k in ("syn_weight", "syn_target", "syn_delay", "syn_exponent", "axon_source"):
         if s[k].dtype.kind == "f":
-            raise _error("mesh.synapses", f"'{k}' must hold integers")
+            raise inconsistent("mesh.synapses", f"'{k}' must hold integers")
     _finite_range(r["link_load"], 0, 1 << 40, "mesh.routes", "link_load")
     _finite_range(r["link_capacity"], -1, 1 << 40, "mesh.routes", "link_capacity")
     _finite_range(r["link_kind"], 0, 2, "mesh.routes", "link_kind")
     C = len(c["start"]) - 1
     _finite_range(r["group_core"], -1, C - 1, "mesh.routes", "group_core")
     if len(c["mesh"]) != 4:
-        raise _error("mesh.cores", f"'mesh' must hold 4 sizes, has {len(c['mesh'])}")
+        raise inconsistent("mesh.cores", f"'mesh' must hold 4 sizes, has {len(c['mesh'])}")
     mesh = [int(v) for v in c["mesh"]]
     if min(mesh) < 1:
-        raise _error("mesh.cores", f"'mesh' sizes must be at least 1, got {mesh}")
+        raise inconsistent("mesh.cores", f"'mesh' sizes must be at least 1, got {mesh}")
     if chip is not None:
         m = chip.mesh
         want = [m.cores_x, m.cores_y, m.chips_x, m.chips_y]
         if mesh != want:
-            raise _error("mesh.cores", f"'mesh' is {mesh}, the chip '{chip.name}' has {want}")
+            raise inconsistent("mesh.cores", f"'mesh' is {mesh}, the chip '{chip.name}' has {want}")
         f = chip.formats
         _finite_range(s["syn_exponent"], 0, f.weight_exponent_max, "mesh.synapses", "syn_exponent")
         lo, hi = f.weight_range(f.weight_bits_max)

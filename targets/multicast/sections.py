@@ -34,10 +34,11 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, param_array
 from nmc.targets.mapping.netlist import synapses
-from nmc.targets.mesh.sections import RESETS, _ports, pack, unpack
+from nmc.targets.mesh.sections import RESETS, pack, ports_meta, unpack
 from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.mapping import McMapping, compressed_tables
 from nmc.targets.multicast.table import N_LINKS, RoutingEntry
+from nmc.targets.sections import check, check_offsets, check_within, inconsistent, read_arrays, section_chip
 
 SECTIONS = ("multicast.cores", "multicast.neurons", "multicast.keys", "multicast.tables", "multicast.rows",
             "multicast.ports")
@@ -136,7 +137,7 @@ def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
             "row_start": np.searchsorted(row, np.arange(R + 1)) if R else np.zeros(1, np.int64),
             "syn_target": syn[:, 3], "syn_weight": syn[:, 4], "syn_exponent": syn[:, 5].astype(np.uint8),
             "syn_delay": syn[:, 6]}
-    meta = json.dumps(_ports(graph, m), sort_keys=True, separators=(",", ":")).encode()
+    meta = json.dumps(ports_meta(graph, m), sort_keys=True, separators=(",", ":")).encode()
     ports = {"meta": np.frombuffer(meta, np.uint8), "population_hw": m.hw_of}
     return {"multicast.cores": pack(cores), "multicast.neurons": pack(params), "multicast.keys": pack(keys),
             "multicast.tables": pack(tables), "multicast.rows": pack(rows), "multicast.ports": pack(ports)}
@@ -166,37 +167,18 @@ class McProgram:
         return int(self.cores["start"][-1])
 
 
-def _fail(section: str, msg: str) -> NmcError:
-    return NmcError(f"image section '{section}' is inconsistent: {msg}",
-                    hint="the image is damaged or was not written by this nmc; compile it again")
-
-
-def _check(ok, section: str, msg: str) -> None:
-    if not ok:
-        raise _fail(section, msg)
-
-
-def _offsets(start, n_rows: int, n_items: int, section: str, name: str) -> None:
-    _check(len(start) == n_rows + 1 and start[0] == 0 and start[-1] == n_items and bool(np.all(np.diff(start) >= 0)),
-           section, f"'{name}' is not a valid offset table")
-
-
-def _within(a, lo: int, hi: int, section: str, name: str) -> None:
-    _check(a.size == 0 or (int(a.min()) >= lo and int(a.max()) < hi), section, f"'{name}' has values outside [{lo}, {hi})")
-
-
 def _check_tables(t: dict, prefix: str, n_chips: int, key_space: int, procs: int) -> None:
     sec = "multicast.tables"
     E = len(t[f"{prefix}key"])
-    _offsets(t[f"{prefix}table_start"], n_chips, E, sec, f"{prefix}table_start")
+    check_offsets(t[f"{prefix}table_start"], n_chips, E, sec, f"{prefix}table_start")
     for k in ("mask", "links"):
-        _check(len(t[f"{prefix}{k}"]) == E, sec, f"'{prefix}{k}' has {len(t[prefix + k])} entries for {E}")
-    _within(t[f"{prefix}key"], 0, key_space, sec, f"{prefix}key")
-    _within(t[f"{prefix}mask"], 0, key_space, sec, f"{prefix}mask")
-    _check(bool(np.all(t[f"{prefix}key"] & ~t[f"{prefix}mask"] == 0)), sec, f"a '{prefix}key' has bits outside its mask")
-    _within(t[f"{prefix}links"], 0, 1 << N_LINKS, sec, f"{prefix}links")
-    _offsets(t[f"{prefix}proc_start"], E, len(t[f"{prefix}procs"]), sec, f"{prefix}proc_start")
-    _within(t[f"{prefix}procs"], 0, procs, sec, f"{prefix}procs")
+        check(len(t[f"{prefix}{k}"]) == E, sec, f"'{prefix}{k}' has {len(t[prefix + k])} entries for {E}")
+    check_within(t[f"{prefix}key"], 0, key_space, sec, f"{prefix}key")
+    check_within(t[f"{prefix}mask"], 0, key_space, sec, f"{prefix}mask")
+    check(bool(np.all(t[f"{prefix}key"] & ~t[f"{prefix}mask"] == 0)), sec, f"a '{prefix}key' has bits outside its mask")
+    check_within(t[f"{prefix}links"], 0, 1 << N_LINKS, sec, f"{prefix}links")
+    check_offsets(t[f"{prefix}proc_start"], E, len(t[f"{prefix}procs"]), sec, f"{prefix}proc_start")
+    check_within(t[f"{prefix}procs"], 0, procs, sec, f"{prefix}procs")
 
 
 def _check_memory(chip, cores: dict, rows: dict, row_core: np.ndarray, syn_core: np.ndarray) -> None:
@@ -214,29 +196,20 @@ def _check_memory(chip, cores: dict, rows: dict, row_core: np.ndarray, syn_core:
         local, row_bytes = local + row_bytes, np.zeros(C, np.int64)
     for used, limit, what in ((local, k.local_memory_bytes, "local memory"), (row_bytes, k.row_memory_bytes, "SDRAM rows")):
         worst = int(np.argmax(used)) if C else 0
-        _check(C == 0 or int(used[worst]) <= limit, "multicast.rows",
-               f"core {worst} needs {int(used[worst]) if C else 0} bytes of {what}; the chip gives a core {limit}")
+        check(C == 0 or int(used[worst]) <= limit, "multicast.rows",
+              f"core {worst} needs {int(used[worst]) if C else 0} bytes of {what}; the chip gives a core {limit}")
 
 
 def load_sections(sections: dict, chip=None) -> McProgram:
     """Parse and cross-check the multicast sections against ``chip`` (by default the image's
     own ``chip`` section); NmcError naming the section on any fault (module contract)."""
     from nmc.targets.mesh import validate
-    from nmc.targets.mesh.sections import _section_chip
 
     if chip is None:
         if not isinstance(sections.get("chip"), bytes | bytearray):
             raise NmcError("the image has no 'chip' section; the emulator needs the chip description")
-        chip = _section_chip(sections["chip"])
-    parsed = {}
-    for name in SECTIONS:
-        if name not in sections:
-            raise NmcError(f"the image has no '{name}' section", hint="compile the model for a multicast target")
-        arrays = unpack(sections[name], name)
-        for key, ndim in _SCHEMA[name].items():
-            _check(key in arrays, name, f"array '{key}' is missing")
-            _check(arrays[key].ndim == ndim, name, f"array '{key}' has {arrays[key].ndim} dimensions, expected {ndim}")
-        parsed[name] = arrays
+        chip = section_chip(sections["chip"])
+    parsed = read_arrays(sections, _SCHEMA, unpack, hint="compile the model for a multicast target")
     try:
         meta = json.loads(parsed["multicast.ports"]["meta"].tobytes().decode())
         validate.check_meta(meta)
@@ -244,110 +217,110 @@ def load_sections(sections: dict, chip=None) -> McProgram:
     except NmcError as err:
         raise NmcError(err.message.replace("mesh.ports", "multicast.ports"), hint=err.hint) from None
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as err:
-        raise _fail("multicast.ports", f"its meta is not the expected JSON ({err})") from None
+        raise inconsistent("multicast.ports", f"its meta is not the expected JSON ({err})") from None
     c, n, k, t, r = (parsed[s] for s in SECTIONS[:5])
     board = Board(chip)
     procs, n_chips, key_space = board.processors, len(board.chips), 1 << chip.router.key_bits
     C = len(c["start"]) - 1
-    _check(C >= 1 and c["chip"].shape == (C, 2) and len(c["proc"]) == C and len(c["memory_bits"]) == C,
-           "multicast.cores", "core tables disagree on the number of cores")
+    check(C >= 1 and c["chip"].shape == (C, 2) and len(c["proc"]) == C and len(c["memory_bits"]) == C,
+          "multicast.cores", "core tables disagree on the number of cores")
     N = int(c["start"][-1])
-    _offsets(c["start"], C, N, "multicast.cores", "start")
-    _within(c["proc"], 0, procs, "multicast.cores", "proc")
+    check_offsets(c["start"], C, N, "multicast.cores", "start")
+    check_within(c["proc"], 0, procs, "multicast.cores", "proc")
     slots = set()
     for (x, y), p in zip(c["chip"].tolist(), c["proc"].tolist()):
-        _check((x, y) in board.index, "multicast.cores", f"a core is on chip ({x}, {y}), which the board does not have")
-        _check((x, y, p) not in slots, "multicast.cores", f"two cores share processor {p} of chip ({x}, {y})")
+        check((x, y) in board.index, "multicast.cores", f"a core is on chip ({x}, {y}), which the board does not have")
+        check((x, y, p) not in slots, "multicast.cores", f"two cores share processor {p} of chip ({x}, {y})")
         slots.add((x, y, p))
     for key in _SCHEMA["multicast.neurons"]:
-        _check(len(n[key]) == N, "multicast.neurons", f"'{key}' has {len(n[key])} entries for {N} neurons")
+        check(len(n[key]) == N, "multicast.neurons", f"'{key}' has {len(n[key])} entries for {N} neurons")
     state = min(chip.state.current_bits, chip.state.voltage_bits)
-    _within(n["bits"], 2, state + 1, "multicast.neurons", "bits")
-    _within(n["du"], 0, 4097, "multicast.neurons", "du")
-    _within(n["dv"], 0, 4097, "multicast.neurons", "dv")
-    _within(n["reset"], 0, 2, "multicast.neurons", "reset")
+    check_within(n["bits"], 2, state + 1, "multicast.neurons", "bits")
+    check_within(n["du"], 0, 4097, "multicast.neurons", "du")
+    check_within(n["dv"], 0, 4097, "multicast.neurons", "dv")
+    check_within(n["reset"], 0, 2, "multicast.neurons", "reset")
     for key in ("threshold", "bias", "v0"):
-        _check(n[key].dtype.kind != "f", "multicast.neurons", f"'{key}' must hold integers")
+        check(n[key].dtype.kind != "f", "multicast.neurons", f"'{key}' must hold integers")
     P = int(meta["ports"])
     V = len(k["vertex_base"])
     for key in ("vertex_core", "vertex_bits", "vertex_sends"):
-        _check(len(k[key]) == V, "multicast.keys", f"'{key}' has {len(k[key])} entries for {V} vertices")
-    _check(k["vertex_chip"].shape == (V, 2), "multicast.keys", "'vertex_chip' must be [vertices, 2]")
-    _offsets(k["vertex_start"], V, len(k["vertex_sources"]), "multicast.keys", "vertex_start")
-    _within(k["vertex_core"], -1, C, "multicast.keys", "vertex_core")
-    _within(k["vertex_bits"], 0, chip.router.key_bits + 1, "multicast.keys", "vertex_bits")
-    _within(k["vertex_sends"], 0, 2, "multicast.keys", "vertex_sends")
-    _within(k["vertex_sources"], 0, N + P, "multicast.keys", "vertex_sources")
+        check(len(k[key]) == V, "multicast.keys", f"'{key}' has {len(k[key])} entries for {V} vertices")
+    check(k["vertex_chip"].shape == (V, 2), "multicast.keys", "'vertex_chip' must be [vertices, 2]")
+    check_offsets(k["vertex_start"], V, len(k["vertex_sources"]), "multicast.keys", "vertex_start")
+    check_within(k["vertex_core"], -1, C, "multicast.keys", "vertex_core")
+    check_within(k["vertex_bits"], 0, chip.router.key_bits + 1, "multicast.keys", "vertex_bits")
+    check_within(k["vertex_sends"], 0, 2, "multicast.keys", "vertex_sends")
+    check_within(k["vertex_sources"], 0, N + P, "multicast.keys", "vertex_sources")
     src = k["vertex_sources"]
-    _check(len(src) == N + P and bool(np.array_equal(np.sort(src), np.arange(N + P))), "multicast.keys",
-           "the vertices' sources are not every neuron and port exactly once")
+    check(len(src) == N + P and bool(np.array_equal(np.sort(src), np.arange(N + P))), "multicast.keys",
+          "the vertices' sources are not every neuron and port exactly once")
     sizes = np.diff(k["vertex_start"])
-    _check(bool(np.all(sizes <= (1 << k["vertex_bits"]))), "multicast.keys", "a vertex has more sources than keys")
+    check(bool(np.all(sizes <= (1 << k["vertex_bits"]))), "multicast.keys", "a vertex has more sources than keys")
     base, width = k["vertex_base"], 1 << k["vertex_bits"]
-    _check(bool(np.all(base % width == 0)) and bool(np.all(base >= 0)) and bool(np.all(base + width <= key_space)),
-           "multicast.keys", "a vertex's key range is not aligned or leaves the key space")
+    check(bool(np.all(base % width == 0)) and bool(np.all(base >= 0)) and bool(np.all(base + width <= key_space)),
+          "multicast.keys", "a vertex's key range is not aligned or leaves the key space")
     order = np.argsort(base, kind="stable")
-    _check(bool(np.all(base[order][1:] >= (base + width)[order][:-1])), "multicast.keys", "two vertices' key ranges overlap")
+    check(bool(np.all(base[order][1:] >= (base + width)[order][:-1])), "multicast.keys", "two vertices' key ranges overlap")
     for v in range(V):
         core, (x, y) = int(k["vertex_core"][v]), k["vertex_chip"][v].tolist()
         where = (0, 0) if core < 0 else tuple(c["chip"][core].tolist())
-        _check((x, y) == where, "multicast.keys", f"vertex {v} names chip ({x}, {y}) but its source is on chip {where}")
+        check((x, y) == where, "multicast.keys", f"vertex {v} names chip ({x}, {y}) but its source is on chip {where}")
         s = src[k["vertex_start"][v]:k["vertex_start"][v + 1]]
         if core >= 0:
-            _check(bool(np.all((s >= c["start"][core]) & (s < c["start"][core + 1]))), "multicast.keys",
-                   f"vertex {v} holds neurons of another core than its own")
+            check(bool(np.all((s >= c["start"][core]) & (s < c["start"][core + 1]))), "multicast.keys",
+                  f"vertex {v} holds neurons of another core than its own")
         else:
-            _check(bool(np.all(s >= N)), "multicast.keys", f"host vertex {v} holds neurons")
+            check(bool(np.all(s >= N)), "multicast.keys", f"host vertex {v} holds neurons")
     _check_tables(t, "", n_chips, key_space, procs)
     _check_tables(t, "raw_", n_chips, key_space, procs)
-    _check(len(t["raw_defaultable"]) == len(t["raw_key"]), "multicast.tables", "'raw_defaultable' does not cover every entry")
+    check(len(t["raw_defaultable"]) == len(t["raw_key"]), "multicast.tables", "'raw_defaultable' does not cover every entry")
     counts = np.diff(t["table_start"])
-    _check(bool(np.all(counts <= chip.router.entries)), "multicast.tables",
-           f"a table has {int(counts.max()) if len(counts) else 0} entries; the router holds {chip.router.entries}")
+    check(bool(np.all(counts <= chip.router.entries)), "multicast.tables",
+          f"a table has {int(counts.max()) if len(counts) else 0} entries; the router holds {chip.router.entries}")
     M = len(r["mpt_key"])
-    _offsets(r["mpt_start"], C, M, "multicast.rows", "mpt_start")
+    check_offsets(r["mpt_start"], C, M, "multicast.rows", "mpt_start")
     for key in ("mpt_mask", "mpt_row", "mpt_count"):
-        _check(len(r[key]) == M, "multicast.rows", f"'{key}' has {len(r[key])} entries for {M}")
-    _check(bool(np.all(r["mpt_key"] & ~r["mpt_mask"] == 0)), "multicast.rows", "a master table key has bits outside its mask")
+        check(len(r[key]) == M, "multicast.rows", f"'{key}' has {len(r[key])} entries for {M}")
+    check(bool(np.all(r["mpt_key"] & ~r["mpt_mask"] == 0)), "multicast.rows", "a master table key has bits outside its mask")
     R = len(r["row_start"]) - 1
-    _check(R >= 0 and bool(np.all(r["mpt_row"] >= 0)) and bool(np.all(r["mpt_count"] >= 0))
-           and bool(np.all(r["mpt_row"] + r["mpt_count"] <= R)), "multicast.rows", "a master table entry's rows leave the row table")
-    _check(bool(np.all(r["mpt_count"] <= (~r["mpt_mask"] & (key_space - 1)) + 1)), "multicast.rows",
-           "a master table entry has more rows than keys")
+    check(R >= 0 and bool(np.all(r["mpt_row"] >= 0)) and bool(np.all(r["mpt_count"] >= 0))
+          and bool(np.all(r["mpt_row"] + r["mpt_count"] <= R)), "multicast.rows", "a master table entry's rows leave the row table")
+    check(bool(np.all(r["mpt_count"] <= (~r["mpt_mask"] & (key_space - 1)) + 1)), "multicast.rows",
+          "a master table entry has more rows than keys")
     S = len(r["syn_target"])
-    _offsets(r["row_start"], R, S, "multicast.rows", "row_start")
+    check_offsets(r["row_start"], R, S, "multicast.rows", "row_start")
     for key in ("syn_weight", "syn_exponent", "syn_delay"):
-        _check(len(r[key]) == S, "multicast.rows", f"'{key}' has {len(r[key])} entries for {S} synapses")
+        check(len(r[key]) == S, "multicast.rows", f"'{key}' has {len(r[key])} entries for {S} synapses")
     lo, hi = chip.formats.weight_range(chip.formats.weight_bits_max)
-    _within(r["syn_weight"], lo, hi + 1, "multicast.rows", "syn_weight")
-    _within(r["syn_exponent"], 0, chip.formats.weight_exponent_max + 1, "multicast.rows", "syn_exponent")
-    _within(r["syn_delay"], 1, chip.core.max_delay + 1, "multicast.rows", "syn_delay")
+    check_within(r["syn_weight"], lo, hi + 1, "multicast.rows", "syn_weight")
+    check_within(r["syn_exponent"], 0, chip.formats.weight_exponent_max + 1, "multicast.rows", "syn_exponent")
+    check_within(r["syn_delay"], 1, chip.core.max_delay + 1, "multicast.rows", "syn_delay")
     # every row belongs to one core's block, and its targets are that core's neurons
     row_core = np.full(R, -1, np.int64)
     entry_core = np.repeat(np.arange(C), np.diff(r["mpt_start"]))
     for e in range(M):
         block = slice(int(r["mpt_row"][e]), int(r["mpt_row"][e] + r["mpt_count"][e]))
-        _check(bool(np.all(row_core[block] == -1)), "multicast.rows", "two master table entries share rows")
+        check(bool(np.all(row_core[block] == -1)), "multicast.rows", "two master table entries share rows")
         row_core[block] = entry_core[e]
     syn_core = np.repeat(row_core, np.diff(r["row_start"]))
-    _check(bool(np.all(syn_core >= 0)) or S == 0, "multicast.rows", "a synaptic row belongs to no master table entry")
+    check(bool(np.all(syn_core >= 0)) or S == 0, "multicast.rows", "a synaptic row belongs to no master table entry")
     if S:
-        _check(bool(np.all(r["syn_target"] >= 0)) and bool(np.all(r["syn_target"] < np.diff(c["start"])[syn_core])),
-               "multicast.rows", "a synapse targets a neuron outside its core")
+        check(bool(np.all(r["syn_target"] >= 0)) and bool(np.all(r["syn_target"] < np.diff(c["start"])[syn_core])),
+              "multicast.rows", "a synapse targets a neuron outside its core")
     _check_memory(chip, c, r, row_core, syn_core)
     hw = parsed["multicast.ports"]["population_hw"]
-    _check(len(hw) == N and bool(np.array_equal(np.sort(hw), np.arange(N))), "multicast.ports",
-           "'population_hw' is not a permutation of the neurons")
+    check(len(hw) == N and bool(np.array_equal(np.sort(hw), np.arange(N))), "multicast.ports",
+          "'population_hw' is not a permutation of the neurons")
     sizes_ = [int(np.prod(p["shape"])) for p in meta["populations"]]
-    _check(sum(sizes_) == N, "multicast.ports", "population shapes do not add up to the neurons")
-    _check(int(meta["timesteps"]) >= 1 and int(meta["depth"]) >= 1, "multicast.ports", "timesteps and depth must be at least 1")
+    check(sum(sizes_) == N, "multicast.ports", "population shapes do not add up to the neurons")
+    check(int(meta["timesteps"]) >= 1 and int(meta["depth"]) >= 1, "multicast.ports", "timesteps and depth must be at least 1")
     for e in meta["encoders"]:
         ok = (0 <= e["input"] < len(meta["inputs"])
               or (e["input"] == -1 and len(e.get("constant", ())) == e["size"] and e["encoding"] != "spikes"))
         phase = e.get("phase", 0)
-        _check(ok and 0 <= e["port"] and e["port"] + e["size"] <= P and isinstance(phase, int) and 0 <= phase < 256
-               and e["encoding"] in ("rate", "poisson", "current", "spikes"), "multicast.ports", "a bad encoder entry")
+        check(ok and 0 <= e["port"] and e["port"] + e["size"] <= P and isinstance(phase, int) and 0 <= phase < 256
+              and e["encoding"] in ("rate", "poisson", "current", "spikes"), "multicast.ports", "a bad encoder entry")
     for o in meta["outputs"]:
-        _check(0 <= o["population"] < len(sizes_) and o["mode"] in ("count", "membrane")
-               and int(np.prod(o["shape"])) == sizes_[o["population"]], "multicast.ports", "a bad output entry")
+        check(0 <= o["population"] < len(sizes_) and o["mode"] in ("count", "membrane")
+              and int(np.prod(o["shape"])) == sizes_[o["population"]], "multicast.ports", "a bad output entry")
     return McProgram(c, n, k, t, r, parsed["multicast.ports"], meta)

@@ -13,9 +13,9 @@ def _program(sections):
     from nmc.targets.multicast.sections import load_sections
 
     p = load_sections(sections)
-    from nmc.targets.mesh.sections import _section_chip
+    from nmc.targets.sections import section_chip
 
-    return p, _section_chip(sections["chip"])
+    return p, section_chip(sections["chip"])
 
 
 def core_table(sections) -> list[dict]:
