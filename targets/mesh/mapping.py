@@ -15,6 +15,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
+from nmc.targets.mapping.hw import mapped_cores
 from nmc.targets.mapping.netlist import Netlist, distinct
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
@@ -73,12 +74,7 @@ class Mapping:
         self.graph, self.chip = graph, chip
         self.net = net or Netlist(graph)
         self.board = Board(chip)
-        cores = sorted(graph.walk("hw.core"), key=lambda c: c.id)
-        if not cores:
-            raise NmcError(f"graph @{graph.name} is not mapped onto cores",
-                           hint="run partition,place,route first (the default pipeline of a mesh target does)")
-        if [c.id for c in cores] != list(range(len(cores))):
-            raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
+        cores = mapped_cores(graph, hint="run partition,place,route first (the default pipeline of a mesh target does)")
         self.cores = cores
         self._xy = None  # board coordinates of each core's slot, once asked
         self.dendrites = [c for c in cores if c.partial]  # fan-in splitting: cores holding partial sums

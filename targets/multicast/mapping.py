@@ -30,6 +30,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
+from nmc.targets.mapping.hw import mapped_cores
 from nmc.targets.mapping.netlist import Netlist
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
 from nmc.targets.multicast.board import Board
@@ -59,12 +60,7 @@ class McMapping:
         self.graph, self.chip = graph, chip
         self.net = net or Netlist(graph)
         self.board = Board(chip)
-        cores = sorted(graph.walk("hw.core"), key=lambda c: c.id)
-        if not cores:
-            raise NmcError(f"graph @{graph.name} is not mapped onto cores",
-                           hint="run mc-partition,mc-place,mc-route first (the default pipeline of a multicast target does)")
-        if [c.id for c in cores] != list(range(len(cores))):
-            raise NmcError(f"graph @{graph.name}: hw.core ids must be 0..{len(cores) - 1}, each once")
+        cores = mapped_cores(graph, hint="run mc-partition,mc-place,mc-route first (the default pipeline of a multicast target does)")
         self.cores = cores
         net = self.net
         self.core_of = np.full(net.n_neurons, -1, np.int64)
