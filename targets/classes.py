@@ -200,6 +200,19 @@ def class_pass_modules() -> dict[str, str]:
     return index
 
 
+def class_target(ctx, name: str, class_name: str, example: str):
+    """The target chip of the pass ``name`` (``ctx.target``), required to be of class
+    ``class_name``; NmcError when there is none (hint: ``--target example``) or it is of
+    another class."""
+    chip = ctx.target
+    if chip is None:
+        raise NmcError(f"the '{name}' pass needs a target chip", hint=f"pass --target {example} (or a chip .toml)")
+    if getattr(chip, "chip_class", None) != class_name:
+        raise NmcError(f"the '{name}' pass maps onto {class_name}-class chips; target '{chip.name}' is of class "
+                       f"'{chip.chip_class}'")
+    return chip
+
+
 def prepare_emulator(artifact) -> Any:
     """The emulator of the image's chip class (the ``emulator`` backend)."""
     from nmc.diagnostics import UsageError

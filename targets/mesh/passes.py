@@ -30,6 +30,7 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.ir.hw import Core, Route
 from nmc.passmanager import Pass, PassContext, register_pass
+from nmc.targets.classes import class_target
 from nmc.targets.mapping.anneal import anneal
 from nmc.targets.mapping.hw import clear_hw, hw_insert
 from nmc.targets.mapping.partition import CoreLimits, partition
@@ -43,13 +44,7 @@ BOARD_HINT = ("use a larger board (more chips: chips_x/chips_y), fewer channels 
 
 def mesh_chip(ctx: PassContext, name: str):
     """The target chip of a mapping pass, required to be of this class."""
-    chip = ctx.target
-    if chip is None:
-        raise NmcError(f"the '{name}' pass needs a target chip", hint="pass --target mesh (or a chip .toml)")
-    if getattr(chip, "chip_class", None) != "mesh":
-        raise NmcError(f"the '{name}' pass maps onto mesh-class chips; target '{chip.name}' is of class "
-                       f"'{chip.chip_class}'")
-    return chip
+    return class_target(ctx, name, "mesh", "mesh")
 
 
 def core_limits(chip) -> CoreLimits:

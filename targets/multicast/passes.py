@@ -25,6 +25,7 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.ir.hw import Core, Route
 from nmc.passmanager import Pass, PassContext, register_pass
+from nmc.targets.classes import class_target
 from nmc.targets.mapping.anneal import anneal
 from nmc.targets.mapping.hw import clear_hw, hw_insert
 from nmc.targets.mapping.netlist import Netlist
@@ -41,13 +42,8 @@ HINT = "a larger board (more chips), fewer neurons or inputs in the layer, or fe
 
 
 def mc_chip(ctx: PassContext, name: str):
-    chip = ctx.target
-    if chip is None:
-        raise NmcError(f"the '{name}' pass needs a target chip", hint="pass --target spinnaker2 (or a chip .toml)")
-    if getattr(chip, "chip_class", None) != "multicast":
-        raise NmcError(f"the '{name}' pass maps onto multicast-class chips; target '{chip.name}' is of class "
-                       f"'{chip.chip_class}'")
-    return chip
+    """The target chip of a mapping pass, required to be of this class."""
+    return class_target(ctx, name, "multicast", "spinnaker2")
 
 
 def core_synapses(net: Netlist, pieces: list) -> int:
