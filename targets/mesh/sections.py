@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmc.diagnostics import NmcError
-from nmc.ir.core import Graph, param_array
+from nmc.ir.core import Graph
 from nmc.targets.mesh.fanin import check_fanin, dendrite_pairs, emit_fanin
 from nmc.targets.mesh.mapping import Mapping
 from nmc.targets.mapping.netlist import pop_name, synapses
@@ -45,6 +45,7 @@ from nmc.targets.mapping.shapes import geometry
 from nmc.targets.mesh.kernels import ARRAYS as KERNEL_ARRAYS
 from nmc.targets.mesh.kernels import KINDS as KERNEL_KINDS
 from nmc.targets.mesh.kernels import check_kernels, emit_kernels, kernel_pairs
+from nmc.targets.neurons import NEURON_ARRAYS, neuron_arrays
 from nmc.targets.sections import SectionError, check, check_offsets, check_within, read_arrays, section_chip
 
 MAGIC = b"NMA1"
@@ -54,7 +55,6 @@ CODES = {v: k for k, v in DTYPES.items()}
 SIGNED = (np.dtype("i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<i8"))  # narrowest first
 SECTIONS = ("mesh.cores", "mesh.neurons", "mesh.synapses", "mesh.routes", "mesh.ports", "mesh.kernels")
 PASS_THROUGH = ("ann.flatten", "ann.reshape", "ann.identity", "ann.dropout")  # host ops that only reshape
-RESETS = ("subtract", "zero")
 
 
 # ------------------------------------------------------------------------- array container
@@ -193,16 +193,7 @@ def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
              "pos": pos.reshape(C, 4), "start": m.core_start,
              "axons": ints([c.axons for c in m.cores]), "synapse_bits": ints([c.synapse_bits for c in m.cores]),
              "outputs": ints([c.outputs for c in m.cores])}
-    # neuron parameters, in hardware order
-    params = {k: np.zeros(N, np.int64) for k in ("threshold", "bias", "du", "dv", "v0", "reset", "bits")}
-    for pop in net.populations:
-        hw = m.hw_of[net.neuron_offset[pop]:net.neuron_offset[pop] + pop.result.type.size]
-        for k in ("threshold", "bias", "du", "dv", "v0"):
-            params[k][hw] = param_array(getattr(pop, k), pop.result.type.shape, np.float64).reshape(-1).astype(np.int64)
-        params["reset"][hw] = RESETS.index(pop.reset)
-        params["bits"][hw] = pop.bits
-    params["reset"] = params["reset"].astype(np.uint8)
-    params["bits"] = params["bits"].astype(np.uint8)
+    params = neuron_arrays(net, m.hw_of)
     # synapses: shaped projections by their geometry (mesh.kernels), the others as explicit
     # lists per core; source ids in hardware numbering
     hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), m.hw_of])
@@ -292,7 +283,7 @@ class MeshProgram:
 
 _SCHEMA = {
     "mesh.cores": {"mesh": 1, "pos": 2, "start": 1, "axons": 1, "synapse_bits": 1, "outputs": 1},
-    "mesh.neurons": {k: 1 for k in ("threshold", "bias", "du", "dv", "v0", "reset", "bits")},
+    "mesh.neurons": {k: 1 for k in NEURON_ARRAYS},
     "mesh.synapses": {k: 1 for k in ("axon_start", "axon_source", "syn_start", "syn_target", "syn_weight",
                                      "syn_exponent", "syn_delay")},
     "mesh.routes": {"source_group": 1, "group_core": 1, "dest_start": 1, "dests": 1, "link_start": 1,

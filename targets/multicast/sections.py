@@ -32,19 +32,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmc.diagnostics import NmcError
-from nmc.ir.core import Graph, param_array
+from nmc.ir.core import Graph
 from nmc.targets.mapping.netlist import synapses
-from nmc.targets.mesh.sections import RESETS, pack, ports_meta, unpack
+from nmc.targets.mesh.sections import pack, ports_meta, unpack
 from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.mapping import McMapping, compressed_tables
 from nmc.targets.multicast.table import N_LINKS, RoutingEntry
+from nmc.targets.neurons import NEURON_ARRAYS, neuron_arrays
 from nmc.targets.sections import check, check_offsets, check_within, inconsistent, read_arrays, section_chip
 
 SECTIONS = ("multicast.cores", "multicast.neurons", "multicast.keys", "multicast.tables", "multicast.rows",
             "multicast.ports")
 _SCHEMA = {
     "multicast.cores": {"chip": 2, "proc": 1, "start": 1, "memory_bits": 1},
-    "multicast.neurons": {k: 1 for k in ("threshold", "bias", "du", "dv", "v0", "reset", "bits")},
+    "multicast.neurons": {k: 1 for k in NEURON_ARRAYS},
     "multicast.keys": {"vertex_core": 1, "vertex_chip": 2, "vertex_base": 1, "vertex_bits": 1, "vertex_sends": 1,
                        "vertex_start": 1,
                        "vertex_sources": 1},
@@ -77,15 +78,7 @@ def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
     ints = lambda xs: np.asarray(xs, np.int64)  # noqa: E731
     cores = {"chip": ints(m.core_chip).reshape(C, 2), "proc": ints(m.core_proc), "start": m.core_start,
              "memory_bits": ints([c.synapse_bits for c in m.cores])}
-    params = {k: np.zeros(N, np.int64) for k in ("threshold", "bias", "du", "dv", "v0", "reset", "bits")}
-    for pop in net.populations:
-        hw = m.hw_of[net.neuron_offset[pop]:net.neuron_offset[pop] + pop.result.type.size]
-        for k in ("threshold", "bias", "du", "dv", "v0"):
-            params[k][hw] = param_array(getattr(pop, k), pop.result.type.shape, np.float64).reshape(-1).astype(np.int64)
-        params["reset"][hw] = RESETS.index(pop.reset)
-        params["bits"][hw] = pop.bits
-    params["reset"] = params["reset"].astype(np.uint8)
-    params["bits"] = params["bits"].astype(np.uint8)
+    params = neuron_arrays(net, m.hw_of)
     # keys: netlist sources -> hardware source ids (neurons 0..N-1, ports N..N+P-1)
     hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), m.hw_of])
     vertices = m.vertices()
