@@ -29,10 +29,10 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from nmc import neuron
-from nmc.binding import InputSpec, bind_arrays, resolve_timesteps
 from nmc.diagnostics import NmcError, UsageError
 from nmc.runner import RunResult, Tally
 from nmc.targets.outputs import read_outputs
+from nmc.targets.ports import PortEncoder, bind_inputs
 from nmc.targets.chip import parse_chip
 from nmc.targets.mesh.fanin import PartialSums, piece_rows
 from nmc.targets.mesh.kernels import KINDS, KernelRunner
@@ -152,13 +152,6 @@ class Emulator:
 
     # ------------------------------------------------------------------------------ running
 
-    def _bind(self, inputs, timesteps):
-        meta = self.p.meta
-        specs = [InputSpec(tuple(spec["shape"]), bool(spec["train"])) for spec in meta["inputs"]]
-        arrays, batch = bind_arrays(inputs, specs, "the image")
-        trains = [a.shape[1] for a, spec in zip(arrays, specs) if spec.train]
-        return arrays, batch, resolve_timesteps(trains, timesteps, meta["timesteps"], "image")
-
     def run(self, inputs, timesteps=None, record=None) -> RunResult:
         # The kernels' matrix products are small and come one after another each step: on one
         # BLAS thread they ran 22x faster than on two on this 2-core host under load (a
@@ -168,7 +161,7 @@ class Emulator:
 
     def _run(self, inputs, timesteps=None, record=None) -> RunResult:
         meta = self.p.meta
-        arrays, B, T = self._bind(inputs, timesteps)
+        arrays, B, T = bind_inputs(meta, inputs, timesteps)
         steps = T + int(meta["depth"]) - 1
         N, P = self.N, self.P
         from nmc.limits import check_bytes, check_work
@@ -179,7 +172,7 @@ class Emulator:
         neurons = neuron.NeuronState.initial(self.params, B, narrow=True)
         # step -> what every source emitted then, dense and as events (the last max_delay steps)
         emitted: dict[int, Emitted] = {}
-        acc: dict = {}
+        ports_at = PortEncoder(meta, arrays, B, P, T).at
         counts = np.zeros((B, N), np.int64)
         recorded = np.zeros((B, steps, N), np.int8) if record else None
         synaptic_ops = 0
@@ -193,15 +186,6 @@ class Emulator:
             emitted[t] = Emitted(spikes, fired, ports)
             emitted.pop(t - self.max_delay - 1, None)
             port_active[:] += np.count_nonzero(ports, axis=0)
-
-        def ports_at(t: int) -> np.ndarray:
-            out = np.zeros((B, P), np.int64)
-            for e in meta["encoders"]:
-                x = arrays[e["input"]] if e["input"] >= 0 else np.broadcast_to(np.float32(e["constant"]), (B, e["size"]))
-                out[:, e["port"]:e["port"] + e["size"]] = neuron.encode(
-                    e["encoding"], x, t, T, e["size"], state=acc, key=e["port"], phase=e.get("phase", 0),
-                    seed=e.get("seed", 0), scale=e.get("scale", 1.0))
-            return out
 
         emit(-1, np.zeros((B, N), np.int8), np.zeros(0, np.int64), ports_at(0))
         for t in range(steps):

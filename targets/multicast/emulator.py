@@ -34,7 +34,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from nmc import neuron
-from nmc.binding import InputSpec, bind_arrays, resolve_timesteps
 from nmc.diagnostics import NmcError, UsageError
 from nmc.runner import RunResult
 from nmc.targets.chip import parse_chip
@@ -43,6 +42,7 @@ from nmc.targets.multicast.sections import McProgram, load_sections
 from nmc.targets.multicast.table import LINKS, N_LINKS, opposite
 from nmc.targets.multicast.timing import cycles
 from nmc.targets.outputs import read_outputs
+from nmc.targets.ports import PortEncoder, bind_inputs
 
 
 def first_match(keys: np.ndarray, entry_key: np.ndarray, entry_mask: np.ndarray) -> np.ndarray:
@@ -204,9 +204,7 @@ class Emulator:
 
     def run(self, inputs, timesteps=None, record=None) -> RunResult:
         meta = self.p.meta
-        specs = [InputSpec(tuple(s["shape"]), bool(s["train"])) for s in meta["inputs"]]
-        arrays, B = bind_arrays(inputs, specs, "the image")
-        T = resolve_timesteps([a.shape[1] for a, s in zip(arrays, specs) if s.train], timesteps, meta["timesteps"], "image")
+        arrays, B, T = bind_inputs(meta, inputs, timesteps)
         steps = T + int(meta["depth"]) - 1
         N, P = self.N, self.P
         from nmc.limits import check_bytes, check_work
@@ -216,7 +214,7 @@ class Emulator:
             check_bytes(B * steps * N, "recording the spikes")
         state = neuron.NeuronState.initial(self.params, B)
         emitted: dict = {}
-        acc: dict = {}
+        ports_at = PortEncoder(meta, arrays, B, P, T).at
         counts = np.zeros((B, N), np.int64)
         recorded = np.zeros((B, steps, N), np.int8) if record else None
         tally = {"synaptic_ops": 0, "packets": 0, "dropped": 0, "lookups": 0, "hops": 0, "events": 0, "late_steps": 0}
@@ -241,15 +239,6 @@ class Emulator:
             busy = cycles(self.chip, packets, events, self.core_neurons[None, :]).max(axis=1) if self.C else np.zeros(B)
             step_cycles.append(busy)
             worst[0] = max(worst[0], float(busy.max()) if len(busy) else 0.0)
-
-        def ports_at(t):
-            out = np.zeros((B, P), np.int64)
-            for e in meta["encoders"]:
-                x = arrays[e["input"]] if e["input"] >= 0 else np.broadcast_to(np.float32(e["constant"]), (B, e["size"]))
-                out[:, e["port"]:e["port"] + e["size"]] = neuron.encode(
-                    e["encoding"], x, t, T, e["size"], state=acc, key=e["port"], phase=e.get("phase", 0),
-                    seed=e.get("seed", 0), scale=e.get("scale", 1.0))
-            return out
 
         emit(-1, None, ports_at(0))
         for t in range(steps):
