@@ -24,6 +24,8 @@ from nmc.targets.mesh.emulator import prepare
 from nmc.targets.mesh.sections import emit_sections
 from nmc.targets.mesh.sections import pack, unpack
 
+from reference import assert_matches_reference
+
 # A small board: 4 neurons per core, so every population of the random graphs spans cores.
 TEST_CHIP = """
 name = "test-mesh"
@@ -150,19 +152,9 @@ def random_graph(seed: int) -> tuple[Graph, list[np.ndarray]]:
 
 
 def assert_identical(graph: Graph, inputs, image):
-    pops = graph.walk("snn.population")
-    ref = semantics.run_snn(graph, inputs, record=pops)
+    """The mesh emulator's run of ``image`` equals the reference semantics on ``graph``."""
     got = prepare(image)(inputs, record="all")
-    for a, b in zip(got.outputs, ref.outputs):
-        np.testing.assert_array_equal(a, b)
-    for a, b in zip(got.voltages, ref.voltages):
-        np.testing.assert_array_equal(a, b)
-    for pop in pops:
-        np.testing.assert_array_equal(got.recorded[pop.result.name], ref.spikes[pop])
-    assert got.spikes == ref.spike_count
-    assert got.synaptic_ops == ref.synaptic_ops
-    assert (got.timesteps, got.steps) == (ref.timesteps, ref.steps)
-    return got, ref
+    return got, assert_matches_reference(graph, inputs, got)
 
 
 @pytest.mark.slow
