@@ -24,44 +24,12 @@ from nmc.targets.mesh.emulator import prepare
 from nmc.targets.mesh.sections import emit_sections
 from nmc.targets.mesh.sections import pack, unpack
 
+from mesh_chip_text import mesh_chip_text
 from reference import assert_matches_reference
 
 # A small board: 4 neurons per core, so every population of the random graphs spans cores.
-TEST_CHIP = """
-name = "test-mesh"
-class = "mesh"
-description = "emulator tests: 2x2 chips of 4x4 cores of 4 neurons"
-[mesh]
-cores_x = 4
-cores_y = 4
-chips_x = 2
-chips_y = 2
-[core]
-neurons = 4
-input_axons = 512
-output_axons = 512
-synapse_memory_bits = 1048576
-weight_bits_min = 1
-weight_bits_max = 8
-weight_exponent_max = 7
-shared_weights = false
-[state]
-current_bits = 24
-voltage_bits = 24
-decay_bits = 12
-reset_modes = ["subtract", "zero"]
-[noc]
-routing = "dimension-order"
-link_capacity = 100000
-hop_latency_ns = 6.5
-chip_link_capacity = 100000
-chip_hop_latency_ns = 65.0
-[energy]
-synaptic_op_j = 23.6e-12
-neuron_update_j = 52e-12
-spike_hop_j = 4.0e-12
-chip_hop_j = 40.0e-12
-"""
+TEST_CHIP = mesh_chip_text("test-mesh", "emulator tests: 2x2 chips of 4x4 cores of 4 neurons", (4, 4, 2, 2),
+                           neurons=4, input_axons=512)
 CHIP = parse_chip(TEST_CHIP, "test-mesh.toml")
 MAPPING = "partition,place{seed=0,iterations=200},route"
 

@@ -25,47 +25,15 @@ from nmc.targets.chip import parse_chip
 from nmc.targets.mesh.emulator import prepare
 from nmc.targets.mesh.sections import emit_sections, pack, unpack
 
-BASE = """
-name = "fanin-test"
-class = "mesh"
-description = "fan-in tests: cores of 8 neurons and 24 input axons"
-[mesh]
-cores_x = 16
-cores_y = 16
-chips_x = 2
-chips_y = 1
-[core]
-neurons = 8
-input_axons = 24
-output_axons = 512
-synapse_memory_bits = 1048576
-weight_bits_min = 1
-weight_bits_max = 8
-weight_exponent_max = 7
-shared_weights = SHARED
-[state]
-current_bits = 24
-voltage_bits = 24
-decay_bits = 12
-reset_modes = ["subtract", "zero"]
-[noc]
-routing = "dimension-order"
-link_capacity = 100000
-hop_latency_ns = 6.5
-chip_link_capacity = 100000
-chip_hop_latency_ns = 65.0
-[energy]
-synaptic_op_j = 23.6e-12
-neuron_update_j = 52e-12
-spike_hop_j = 4.0e-12
-chip_hop_j = 40.0e-12
-"""
+from mesh_chip_text import mesh_chip_text
+
 FANIN = '[fanin]\nmechanism = "partial-sums"\npartial_bits = BITS\n'
 MAPPING = "partition,place{seed=0,iterations=200},route"
 
 
 def chip_text(fanin: bool = True, bits: int = 24, shared: bool = False) -> str:
-    text = BASE.replace("SHARED", "true" if shared else "false")
+    text = mesh_chip_text("fanin-test", "fan-in tests: cores of 8 neurons and 24 input axons", (16, 16, 2, 1),
+                          neurons=8, input_axons=24, shared_weights=shared)
     return text + FANIN.replace("BITS", str(bits)) if fanin else text
 
 
