@@ -154,6 +154,18 @@ class ChipClass:
         raise NmcError(f"chip class '{self.name}' has no mapping plot")
 
 
+def forward(module: str, name: str):
+    """A :class:`ChipClass` method that calls function ``name`` of ``module`` with the method's
+    arguments, importing the module only when first called (a class's emulator and views stay
+    out of nmc's start-up); e.g. ``prepare = forward("nmc.targets.mesh.emulator", "prepare")``."""
+
+    def method(self, *args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    method.__doc__ = f"``{module}.{name}`` (imported when first called)."
+    return method
+
+
 def register_chip_class(cls: ChipClass) -> ChipClass:
     """Make ``cls`` the class of its name (replacing an earlier registration of that name)."""
     if not cls.name:

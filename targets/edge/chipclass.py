@@ -10,7 +10,7 @@ image's graph is taken) and assigns (``xylo-assign``).  Image section: ``xylo.co
 
 from __future__ import annotations
 
-from nmc.targets.classes import ChipClass
+from nmc.targets.classes import ChipClass, forward
 from nmc.targets.edge import chip as edge_chip
 
 
@@ -54,25 +54,15 @@ class EdgeClass(ChipClass):
                 "max_fan_out": int(c.fan_out().max()) if c.hidden else 0, "fan_out_limit": fab.max_fan_out,
                 "hidden_use": round(c.hidden / fab.hidden_neurons, 6)}
 
-    def prepare(self, image):
-        from nmc.targets.edge.emulator import prepare
-
-        return prepare(image)
+    prepare = forward("nmc.targets.edge.emulator", "prepare")
 
     def check_image(self, sections):
         from nmc.targets.edge.views import load
 
         load(sections)
 
-    def core_table(self, sections):
-        from nmc.targets.edge.views import population_table
-
-        return population_table(sections)
-
-    def layer_table(self, sections):
-        from nmc.targets.edge.views import layer_table
-
-        return layer_table(sections)
+    core_table = forward("nmc.targets.edge.views", "population_table")
+    layer_table = forward("nmc.targets.edge.views", "layer_table")
 
 
 CHIP_CLASS = EdgeClass()

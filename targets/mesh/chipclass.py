@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from nmc.targets.classes import ChipClass
+from nmc.targets.classes import ChipClass, forward
 from nmc.targets.mesh import chip as mesh_chip
 
 DEFAULT_RATE = 0.25
@@ -98,10 +98,7 @@ class MeshClass(ChipClass):
         out = re.sub(r'(?m)^(name\s*=\s*)"([^"]*)"', lambda m: f'{m[1]}"{m[2]}-auto-{cx}x{cy}"', out, count=1)
         return out.encode("utf-8")
 
-    def prepare(self, image):
-        from nmc.targets.mesh.emulator import prepare
-
-        return prepare(image)
+    prepare = forward("nmc.targets.mesh.emulator", "prepare")
 
     def check_image(self, sections):
         """Every field of the hardware sections against the chip (NmcError naming it)."""
@@ -109,35 +106,17 @@ class MeshClass(ChipClass):
 
         load_sections(sections)
 
-    def core_table(self, sections):
-        from nmc.targets.mesh.views import core_table
-
-        return core_table(sections)
-
-    def link_table(self, sections):
-        from nmc.targets.mesh.views import link_loads
-
-        return link_loads(sections)
-
-    def layer_table(self, sections):
-        from nmc.targets.mesh.report import layer_table
-
-        return layer_table(sections)
-
-    def board_view(self, sections):
-        from nmc.targets.mesh.report import board_view
-
-        return board_view(sections)
+    core_table = forward("nmc.targets.mesh.views", "core_table")
+    link_table = forward("nmc.targets.mesh.views", "link_loads")
+    layer_table = forward("nmc.targets.mesh.report", "layer_table")
+    board_view = forward("nmc.targets.mesh.report", "board_view")
 
     def board_svg(self, board):
         from nmc.targets.mesh.report import board_svg, legend_html
 
         return board_svg(board) + "\n" + legend_html(board)
 
-    def energy_estimate(self, image):
-        from nmc.targets.mesh.report import energy_estimate
-
-        return energy_estimate(image)
+    energy_estimate = forward("nmc.targets.mesh.report", "energy_estimate")
 
     def plot(self, image, cores, links, path):
         from nmc.targets.mesh.views import plot_mapping

@@ -10,7 +10,7 @@ the board (:mod:`.board`), mapping passes (:mod:`.passes`: ``mc-partition``, ``m
 
 from __future__ import annotations
 
-from nmc.targets.classes import ChipClass
+from nmc.targets.classes import ChipClass, forward
 from nmc.targets.multicast import chip as mc_chip
 
 
@@ -75,10 +75,7 @@ class MulticastClass(ChipClass):
             "assumed_rate": float(graph.meta.get("hw.rate", DEFAULT_RATE)),
         }
 
-    def prepare(self, image):
-        from nmc.targets.multicast.emulator import prepare
-
-        return prepare(image)
+    prepare = forward("nmc.targets.multicast.emulator", "prepare")
 
     def check_image(self, sections):
         """Every field of the multicast sections against the chip (NmcError naming it)."""
@@ -86,20 +83,9 @@ class MulticastClass(ChipClass):
 
         load_sections(sections)
 
-    def core_table(self, sections):
-        from nmc.targets.multicast.views import core_table
-
-        return core_table(sections)
-
-    def link_table(self, sections):
-        from nmc.targets.multicast.views import link_table
-
-        return link_table(sections)
-
-    def more_tables(self, sections):
-        from nmc.targets.multicast.views import more_tables
-
-        return more_tables(sections)
+    core_table = forward("nmc.targets.multicast.views", "core_table")
+    link_table = forward("nmc.targets.multicast.views", "link_table")
+    more_tables = forward("nmc.targets.multicast.views", "more_tables")
 
     def plot(self, image, cores, links, path):
         from nmc.targets.multicast.views import plot_board
