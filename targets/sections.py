@@ -3,7 +3,7 @@
 An image holds a class's hardware sections as array containers (name -> numpy array); a
 class's loader reads them with :func:`read_arrays` against its schema (array name -> number
 of dimensions per section), reads the chip of the image's ``chip`` section with
-:func:`section_chip`, and cross-checks the arrays with :func:`check`, :func:`check_offsets`
+:func:`section_chip` (:func:`class_chip` when the chip must be of its class), and cross-checks the arrays with :func:`check`, :func:`check_offsets`
 and :func:`check_within`.
 
 Contract: every fault raises :class:`SectionError` (an :class:`~nmc.diagnostics.NmcError`,
@@ -76,3 +76,16 @@ def section_chip(raw: bytes):
     except UnicodeDecodeError:
         raise SectionError("the image's 'chip' section is not UTF-8 text") from None
     return parse_chip(text, "<image chip section>")
+
+
+def class_chip(sections: dict, class_name: str):
+    """The chip of an image's ``chip`` section, required to be of class ``class_name`` (an
+    emulator runs only its class's images); NmcError when the section is missing, is not a
+    chip description or describes a chip of another class."""
+    if "chip" not in sections:
+        raise NmcError("the image has no 'chip' section; the emulator needs the chip description",
+                       hint="compile the model for a chip target")
+    chip = section_chip(sections["chip"])
+    if chip.chip_class != class_name:
+        raise NmcError(f"the emulator runs {class_name}-class chips; the image's chip '{chip.name}' is '{chip.chip_class}'")
+    return chip

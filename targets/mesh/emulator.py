@@ -29,11 +29,11 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from nmc import neuron
-from nmc.diagnostics import NmcError, UsageError
+from nmc.diagnostics import UsageError
 from nmc.runner import RunResult, Tally
 from nmc.targets.outputs import read_outputs
 from nmc.targets.ports import PortEncoder, bind_inputs
-from nmc.targets.chip import parse_chip
+from nmc.targets.sections import class_chip
 from nmc.targets.mesh.fanin import PartialSums, piece_rows
 from nmc.targets.mesh.kernels import KINDS, KernelRunner
 from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
@@ -323,16 +323,7 @@ def prepare(image):
     if not isinstance(sections, dict):
         raise UsageError("the emulator runs a compiled image (.nmb) for a mesh target",
                          hint="compile the model with nmc compile --target mesh (or mesh-tiny, ...)")
-    if "chip" not in sections:
-        raise NmcError("the image has no 'chip' section; the emulator needs the chip description",
-                       hint="compile the model for a chip target")
-    try:
-        text = sections["chip"].decode("utf-8")
-    except UnicodeDecodeError:
-        raise NmcError("the image's 'chip' section is not UTF-8 text") from None
-    chip = parse_chip(text, "<image chip section>")
-    if chip.chip_class != "mesh":
-        raise NmcError(f"the emulator runs mesh-class chips; the image's chip '{chip.name}' is '{chip.chip_class}'")
+    chip = class_chip(sections, "mesh")
     emulator = Emulator(load_sections(sections, chip), chip)
 
     def execute(inputs, timesteps=None, record=None) -> RunResult:

@@ -36,13 +36,13 @@ import scipy.sparse as sp
 from nmc import neuron
 from nmc.diagnostics import NmcError, UsageError
 from nmc.runner import RunResult
-from nmc.targets.chip import parse_chip
 from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.sections import McProgram, load_sections
 from nmc.targets.multicast.table import LINKS, N_LINKS, opposite
 from nmc.targets.multicast.timing import cycles
 from nmc.targets.outputs import read_outputs
 from nmc.targets.ports import PortEncoder, bind_inputs
+from nmc.targets.sections import class_chip
 
 
 def first_match(keys: np.ndarray, entry_key: np.ndarray, entry_mask: np.ndarray) -> np.ndarray:
@@ -294,15 +294,7 @@ def load_program(image) -> tuple[McProgram, object]:
     if not isinstance(sections, dict):
         raise UsageError("the emulator runs a compiled image (.nmb) for a multicast target",
                          hint="compile the model with nmc compile --target spinnaker2 (or spinnaker1, ...)")
-    if "chip" not in sections:
-        raise NmcError("the image has no 'chip' section; the emulator needs the chip description")
-    try:
-        text = sections["chip"].decode("utf-8")
-    except UnicodeDecodeError:
-        raise NmcError("the image's 'chip' section is not UTF-8 text") from None
-    chip = parse_chip(text, "<image chip section>")
-    if chip.chip_class != "multicast":
-        raise NmcError(f"the emulator runs multicast-class chips; the image's chip '{chip.name}' is '{chip.chip_class}'")
+    chip = class_chip(sections, "multicast")
     return load_sections(sections, chip), chip
 
 
