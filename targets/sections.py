@@ -26,6 +26,21 @@ class SectionError(NmcError):
     """A malformed or inconsistent hardware section of an image."""
 
 
+class CoreCounts:
+    """Mixin for a loaded program whose ``cores`` arrays hold ``start``, the offset table of
+    each core's neurons: the number of cores and of neurons it describes."""
+
+    cores: dict
+
+    @property
+    def n_cores(self) -> int:
+        return len(self.cores["start"]) - 1
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.cores["start"][-1])
+
+
 def inconsistent(section: str, msg: str) -> SectionError:
     """The error for section ``section`` disagreeing with itself or another section."""
     return SectionError(f"image section '{section}' is inconsistent: {msg}", hint=HINT)

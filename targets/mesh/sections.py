@@ -46,7 +46,7 @@ from nmc.targets.mesh.kernels import ARRAYS as KERNEL_ARRAYS
 from nmc.targets.mesh.kernels import KINDS as KERNEL_KINDS
 from nmc.targets.mesh.kernels import check_kernels, emit_kernels, kernel_pairs
 from nmc.targets.neurons import NEURON_ARRAYS, neuron_arrays
-from nmc.targets.sections import SectionError, check, check_offsets, check_within, read_arrays, section_chip
+from nmc.targets.sections import CoreCounts, SectionError, check, check_offsets, check_within, read_arrays, section_chip
 
 MAGIC = b"NMA1"
 DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("<i2"),
@@ -258,7 +258,7 @@ def link_rows(routes: dict, per_link: dict[str, np.ndarray]) -> list[dict]:
 
 
 @dataclass
-class MeshProgram:
+class MeshProgram(CoreCounts):
     """The parsed, cross-checked hardware sections (names as in the module docstring)."""
 
     cores: dict
@@ -271,14 +271,6 @@ class MeshProgram:
     geometries: list  # one Geometry per kernel row
     fanin: dict | None = None  # mesh.fanin, when the image splits neurons
     split: frozenset = frozenset()  # kernel rows computed on dendrite cores
-
-    @property
-    def n_cores(self) -> int:
-        return len(self.cores["start"]) - 1
-
-    @property
-    def n_neurons(self) -> int:
-        return int(self.cores["start"][-1])
 
 
 _SCHEMA = {

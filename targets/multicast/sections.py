@@ -39,7 +39,7 @@ from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.mapping import McMapping, compressed_tables
 from nmc.targets.multicast.table import N_LINKS, RoutingEntry
 from nmc.targets.neurons import NEURON_ARRAYS, neuron_arrays
-from nmc.targets.sections import check, check_offsets, check_within, inconsistent, read_arrays, section_chip
+from nmc.targets.sections import CoreCounts, check, check_offsets, check_within, inconsistent, read_arrays, section_chip
 
 SECTIONS = ("multicast.cores", "multicast.neurons", "multicast.keys", "multicast.tables", "multicast.rows",
             "multicast.ports")
@@ -140,7 +140,7 @@ def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
 
 
 @dataclass
-class McProgram:
+class McProgram(CoreCounts):
     """The parsed, cross-checked sections (names as in the module docstring)."""
 
     cores: dict
@@ -150,14 +150,6 @@ class McProgram:
     rows: dict
     ports: dict
     meta: dict
-
-    @property
-    def n_cores(self) -> int:
-        return len(self.cores["start"]) - 1
-
-    @property
-    def n_neurons(self) -> int:
-        return int(self.cores["start"][-1])
 
 
 def _check_tables(t: dict, prefix: str, n_chips: int, key_space: int, procs: int) -> None:
