@@ -3,8 +3,9 @@
 An image holds a class's hardware sections as array containers (name -> numpy array); a
 class's loader reads them with :func:`read_arrays` against its schema (array name -> number
 of dimensions per section), reads the chip of the image's ``chip`` section with
-:func:`section_chip` (:func:`class_chip` when the chip must be of its class), and cross-checks the arrays with :func:`check`, :func:`check_offsets`
-and :func:`check_within`.
+:func:`section_chip` (:func:`class_chip` when the chip must be of its class), and
+cross-checks the arrays with :func:`check`, :func:`check_offsets` and :func:`check_within`;
+:class:`CoreCounts` gives the loaded program its core and neuron counts.
 
 Contract: every fault raises :class:`SectionError` (an :class:`~nmc.diagnostics.NmcError`,
 exit 1) naming the section and what is wrong, with a hint to compile again; nothing here
