@@ -127,7 +127,7 @@ _NESTING = re.compile(r"[(\[{)\]}\-+!~]")
 # the peak tracemalloc measures on a medium model.
 
 MAP_BYTES_PER_NEURON = 256  # partition boxes, placement and routing tables, emitted neuron sections
-MAP_BYTES_PER_WEIGHT = 24  # a kept weight array: the graph's, its quantised copy, the emitted kernel section
+MAP_BYTES_PER_WEIGHT = 32  # a kept weight array: the graph's, its quantised copy, the emitted kernel section, the mapping's per-graph tables
 MAP_BYTES_PER_LISTED_SYNAPSE = 320  # a sparse synapse: netlist columns, sorted copies, partition tables, section
 CALIBRATION_BYTES_PER_ELEMENT = 24  # every activation of every calibration sample, kept at once
 RUN_BYTES_PER_SYNAPSE = 48  # synapse tables (CSR, per-delay splits) of the emulator or CPU runtime

@@ -400,7 +400,7 @@ def test_pass_memory_is_estimated_before_work(tmp_path, monkeypatch):
     monkeypatch.setenv("NMC_MAX_MEMORY", "64M")  # restored after the test (the CLI option sets it too)
     out = tmp_path / "w.nmb"
     refused(nmc("compile", model, "--target", "mesh", "-o", out, "--report", tmp_path / "r.json", "--max-memory", "16M"),
-            "mapping (partition, place, route)", "weights × 24 B", "over the limit of 16 MiB", "--max-memory")
+            "mapping (partition, place, route)", "weights × 32 B", "over the limit of 16 MiB", "--max-memory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.nmd", "x.npy"]
     refused(nmc("run", model, "--input", tmp_path / "x.npy", "--max-memory", "40M", "-o", tmp_path / "o.npy"),
             "the run (reference backend)", "over the limit of 40 MiB")

@@ -8,7 +8,7 @@ with small shapes (at most 6 per axis) so that the reference semantics runs in m
   attributes and graph metadata.
 * :func:`snn_graphs` — an input, an encoder (every encoding), layers of projections (every
   kind, delays >= 1, exponents) into float or integer populations (scalar and blob parameters,
-  both reset modes, recurrent projections named before they are defined), decoders (both modes).
+  every reset mode, recurrent projections named before they are defined), decoders (both modes).
 * :func:`graphs` — either.
 * :func:`features_of` — what a graph contains (op kinds, enum choices, structural variants);
   :data:`FEATURES` is the set the strategies are meant to reach (tests check they do).
@@ -634,8 +634,9 @@ def _population(draw, b: _Builder, s: _Snn, currents: list[Value], shape) -> Op:
         params.update(leak="shift", du=draw(st.integers(0, top)), du2=draw(st.integers(0, top)),
                       dv=draw(st.integers(0, top)), threshold=draw(st.integers(1, min(100, 2 ** (s.bits - 1) - 1))),
                       max_spikes=draw(st.sampled_from([1, 31])))
+    resets = ["subtract", "zero"] if params.get("leak") == "shift" else list(snn.RESETS)  # shift: no delayed reset
     op = snn.Population(currents=currents, declared_type=SpikeType(tuple(shape)),
-                        reset=draw(st.sampled_from(["subtract", "zero"])), bits=s.bits, **params)
+                        reset=draw(st.sampled_from(resets)), bits=s.bits, **params)
     b.add(op, pool=False)
     return op
 
