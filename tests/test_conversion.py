@@ -619,18 +619,23 @@ def test_layer_fit_in_one_pass_equals_a_run_per_layer(channelwise):
         np.testing.assert_array_equal(np.asarray(chosen[op]), np.asarray(expected[op]))
 
 
+def concat_of_two_branches(g: Graph, x, rng):
+    """``j``: the channel concatenation of two ReLU'd 3x3 convolutions of ``x`` (2 and 3 channels)."""
+    parts = []
+    for i, c in enumerate((2, 3)):
+        conv = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 0.8, (c, 1, 3, 3)).astype(np.float32)),
+                              pads=(1, 1, 1, 1)), f"c{i}")
+        parts.append(g.add(ann.Relu(x=conv), f"r{i}"))
+    return g.add(ann.Concat(inputs=parts, axis=0), "j")
+
+
 def test_pooling_a_concat_pools_each_part_and_agrees_with_the_ann():
     """Max and average pooling of a channel concatenation (SqueezeNet's fire modules,
     Inception's branches) convert part by part; the float SNN's classes follow the ANN's."""
     rng = np.random.default_rng(5)
     g = Graph("fire")
     x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
-    parts = []
-    for i, c in enumerate((2, 3)):
-        conv = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 0.8, (c, 1, 3, 3)).astype(np.float32)),
-                              pads=(1, 1, 1, 1)), f"c{i}")
-        parts.append(g.add(ann.Relu(x=conv), f"r{i}"))
-    j = g.add(ann.Concat(inputs=parts, axis=0), "j")
+    j = concat_of_two_branches(g, x, rng)
     m = g.add(ann.MaxPool(x=j, kernel=(2, 2), strides=(2, 2)), "m")
     p = g.add(ann.AvgPool(x=m, kernel=(2, 2), strides=(2, 2)), "p")
     f = g.add(ann.Flatten(x=p), "f")
@@ -654,12 +659,7 @@ def test_a_rescaled_concatenation_scales_its_readers():
     rng = np.random.default_rng(7)
     g = Graph("mixed")
     x = g.add(ann.Input(declared_type=TensorType((1, 8, 8))), "x")
-    parts = []
-    for i, c in enumerate((2, 3)):
-        conv = g.add(ann.Conv(x=x, weight=Blob(rng.normal(0, 0.8, (c, 1, 3, 3)).astype(np.float32)),
-                              pads=(1, 1, 1, 1)), f"c{i}")
-        parts.append(g.add(ann.Relu(x=conv), f"r{i}"))
-    j = g.add(ann.Concat(inputs=parts, axis=0), "j")
+    j = concat_of_two_branches(g, x, rng)
     m = g.add(ann.MaxPool(x=j, kernel=(2, 2), strides=(2, 2)), "m")
     half = g.add(ann.Constant(value=Blob(np.full((1,), 0.5, np.float32))), "half")
     s = g.add(ann.Mul(a=m, b=half), "s")
