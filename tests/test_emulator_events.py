@@ -1,6 +1,8 @@
-"""The emulator's event-driven kernel currents (targets/mesh/scatter.py) equal its dense products
-and the reference semantics bit for bit: per kernel on random geometries, values and spike
-densities from 0% to 100%, and on whole random graphs run with each path forced."""
+"""The emulator's event-driven kernel currents (the compiled loops of targets/mesh/jit.py, planned
+by targets/mesh/kernels.py) equal its dense products and the reference semantics bit for bit:
+per kernel on random geometries, values and spike densities from 0% to 100%, each loop forced
+(fan tables, weight runs in int32 and int64), the loops alone against plain Python, and on
+whole random graphs run with each path forced."""
 
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from nmc.ir.snn import Encode, Project
 from nmc.ir.types import TensorType
 from nmc.targets.mapping.shapes import Geometry, geometry
 from nmc.targets.mesh.emulator import Emulator
+from nmc.targets.mesh import jit, kernels
 from nmc.targets.mesh.kernels import KINDS, KernelRunner
-from nmc.targets.mesh import scatter
 from nmc.targets.mesh.scatter import cell_spans, window_table
 from nmc.targets.mesh.sections import load_sections
 
@@ -78,13 +80,19 @@ def test_event_path_equals_dense_path_and_reference(seed, kind, density, scale):
     x[x == 0] = 0
     want = semantics.project(p, x.reshape(B, *p.src.type.shape), True).reshape(B, -1)
     b, j = np.nonzero(x)
-    for mode, shift in (("dense", 8), ("event", 8), ("event", 1), ("auto", 1)):
-        # shift 1: every convolution's events take the shifted path (scatter.SHIFT_MIN_OUTPUTS)
-        with mock.patch.object(scatter, "SHIFT_MIN_OUTPUTS", shift):
+    pad = int(rng.integers(0, 3))
+    for mode, runs_from, fan_max in (("dense", 4, 1 << 24), ("event", 4, 1 << 24), ("event", 1, 1 << 24),
+                                     ("event", 1 << 10, 1 << 24), ("event", 1 << 10, 0), ("auto", 1, 1 << 24)):
+        # runs_from 1: every convolution's events run as weight runs, 1 << 10: through a fan
+        # table unless it holds more than fan_max pairs (0: none does, a pool runs dense)
+        with mock.patch.object(kernels, "RUN_MIN_OUTPUTS", runs_from), mock.patch.object(kernels, "FAN_MAX", fan_max):
             runner = KernelRunner(kr, [g], mode)
-        out = np.zeros_like(want)
+            runner.plan(0)
+        wide = np.zeros((B, want.shape[1] + 2 * pad), np.int64)  # the current of more neurons, as in the emulator
+        out = wide[:, pad:pad + want.shape[1]]
         runner.add(0, out, x, lambda b=b, j=j: (b, j, x[b, j]))
-        np.testing.assert_array_equal(out, want, err_msg=f"{mode}, shift from {shift}")
+        np.testing.assert_array_equal(out, want, err_msg=f"{mode}, runs from {runs_from}, fan tables to {fan_max}")
+        assert not wide[:, :pad].any() and not wide[:, pad + want.shape[1]:].any()
 
 
 def test_window_table_by_hand():
@@ -108,26 +116,47 @@ def test_cell_spans_agree_with_window_table(n, out, k, s, p, d):
         assert got == want, (i, span)
 
 
-@pytest.mark.parametrize("kind, hw, kernel, strides", [("conv2d", (6, 6), (2, 2), (2, 2)), ("conv2d", (7, 5), (2, 3), (3, 3)),
-                                                    ("pool", (5, 7), (2, 2), (2, 2)), ("pool", (6, 6), (3, 1), (3, 2))])
-def test_non_overlapping_windows_sum_per_target(kind, hw, kernel, strides):
-    """Depthwise convolutions and pools whose windows do not overlap take the summing path
-    (sources outside every window included) and equal the dense product."""
-    rng = np.random.default_rng(1)
-    C, (H, W) = 3, hw
-    OH, OW = (H - kernel[0]) // strides[0] + 1, (W - kernel[1]) // strides[1] + 1
-    g = Geometry("window", (C, H, W), (C, OH, OW), kernel, strides, (0, 0), (1, 1), 1, 1)
-    n_w = C * kernel[0] * kernel[1] if kind == "conv2d" else C * OH * OW
-    wt = rng.integers(-50, 50, n_w)
-    kr = {"kind": np.array([KINDS.index(kind)], np.uint8), "weights": wt, "weight_start": np.array([0, n_w]),
-          "exponent": np.array([2])}
-    x = (rng.random((4, C * H * W)) < 0.3) * rng.integers(1, 4, (4, C * H * W))
-    b, j = np.nonzero(x)
-    runner = KernelRunner(kr, [g], "event")
-    assert runner.scatters[0].single is not None
-    out = np.zeros((4, C * OH * OW), np.int64)
-    runner.add(0, out, x, lambda: (b, j, x[b, j]))
-    np.testing.assert_array_equal(out, KernelRunner(kr, [g], "dense").current(0, x))
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1, 1 << 20, 1 << 62]))
+def test_fan_table_loop_equals_python(seed, scale):
+    """The compiled fan loop adds v · weight at each pair of each event's source, wrapping
+    modulo 2**64 as int64 arithmetic does, into a column slice of a wider array."""
+    rng = np.random.default_rng(seed)
+    S, n, B, E = int(rng.integers(1, 30)), int(rng.integers(1, 20)), int(rng.integers(1, 4)), int(rng.integers(0, 60))
+    start = np.concatenate([[0], np.cumsum(rng.integers(0, 5, S))])
+    target, weight = rng.integers(0, n, start[-1]), rng.integers(-scale, scale, start[-1])
+    b, j, v = np.sort(rng.integers(0, B, E)), rng.integers(0, S, E), rng.integers(-3, 4, E)
+    wide = np.zeros((B, n + 3), np.int64)
+    jit.FanTable(start, target, weight).add(wide[:, 1:n + 1], b, j, v)
+    want = [[0] * n for _ in range(B)]
+    for bb, jj, vv in zip(b, j, v):
+        for s in range(start[jj], start[jj + 1]):
+            want[bb][target[s]] += int(vv) * int(weight[s])
+    wrapped = [[(x + (1 << 63)) % (1 << 64) - (1 << 63) for x in row] for row in want]
+    np.testing.assert_array_equal(wide[:, 1:n + 1], np.array(wrapped, dtype=np.int64).reshape(B, n))
+    assert not wide[:, 0].any() and not wide[:, n + 1:].any()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([np.int32, np.int64]))
+def test_run_table_loop_equals_python(seed, dtype):
+    """The compiled weight-run loop adds weight[c, t, :] · v at acc[b, c // c_group, table[q, t], :]
+    for every cell t that reaches a position, for any number of outputs (vector and remainder)."""
+    rng = np.random.default_rng(seed)
+    cg, G, HW, T, L = (int(rng.integers(1, k)) for k in (4, 4, 10, 6, 8))
+    og, B, E = int(rng.integers(1, 70)), int(rng.integers(1, 4)), int(rng.integers(0, 40))
+    table = np.where(rng.random((HW, T)) < 0.7, rng.integers(0, L, (HW, T)), -1)
+    weight = rng.integers(-1000, 1000, (cg * G, T, og)).astype(dtype)
+    b, j, v = rng.integers(0, B, E), rng.integers(0, cg * G * HW, E), rng.integers(-300, 300, E)
+    acc = np.zeros((B, G, L, og), dtype)
+    jit.RunTable(table, cg, weight).add(acc, b, j, v)
+    want = np.zeros((B, G, L, og), np.int64)
+    for bb, jj, vv in zip(b, j, v):
+        c, q = divmod(int(jj), HW)
+        for t in range(T):
+            if table[q, t] >= 0:
+                want[bb, c // cg, table[q, t]] += vv * weight[c, t].astype(np.int64)
+    np.testing.assert_array_equal(acc, want)
 
 
 def run_mode(image, inputs, mode):

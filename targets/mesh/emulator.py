@@ -35,15 +35,10 @@ from nmc.targets.outputs import read_outputs
 from nmc.targets.ports import PortEncoder, bind_inputs
 from nmc.targets.sections import class_chip
 from nmc.targets.mesh.fanin import PartialSums, piece_rows
+from nmc.targets.mesh.jit import FanTable
 from nmc.targets.mesh.kernels import KINDS, KernelRunner
 from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
 
-
-# Below this fraction of non-zero source values a delay's product takes only the rows of the
-# events (sparse x sparse); above it, all rows (dense x sparse).  Crossover measured with scipy
-# 1.17 on mnist-8's delay-1 matrix (18,778 sources x 17,994 neurons, 699k synapses) at batch
-# 32: 0.02 -> 4.0x faster, 0.05 -> 2.4x, 0.1 -> 1.5x, 0.15 -> 0.9x, 0.25 -> 0.7x.
-SPARSE_EVENTS = 0.15
 
 
 class Emulator:
@@ -61,9 +56,9 @@ class Emulator:
         self.hw_to_graph[hw] = np.arange(self.N)
         self.params = neuron.NeuronParams(**{k: n[k][hw].astype(np.int64) for k in ("threshold", "bias", "du", "dv", "v0")},
                                           reset_zero=n["reset"][hw] == 1, bits=n["bits"][hw].astype(np.int64))
-        # The cores' synapse tables, merged into one matrix per delay from every source (neurons,
-        # then ports) to every neuron: a neuron lives on one core, so its current is the same
-        # integer sum, and a step costs one product per delay instead of one per core and delay.
+        # The cores' synapse tables, merged into one table per delay by source (neurons, then
+        # ports) to every neuron: a neuron lives on one core, so its current is the same integer
+        # sum, and a step costs one pass over its events per delay instead of one per core.
         rows, cols, weights, delays = [], [], [], []
         for k in range(program.n_cores):
             a0, a1 = s["axon_start"][k], s["axon_start"][k + 1]
@@ -74,15 +69,16 @@ class Emulator:
             delays.append(s["syn_delay"][s0:s1])
         rows, cols, weights, delays = (np.concatenate(a) if a else np.zeros(0, np.int64)
                                        for a in (rows, cols, weights, delays))
-        self.synapses = {}  # delay -> W csr [sources, neurons] of the explicit synapses
         self.fan = {}  # delay -> synapses leaving each source (explicit and kernels)
+        tables = {}  # delay -> [(internal source, neuron, weight << exponent)] of the fan tables
         for d in np.unique(delays):
             sel = delays == d
-            self.synapses[int(d)] = sp.csr_matrix((weights[sel], (rows[sel], cols[sel])), shape=(self.N + self.P, self.N),
-                                                  dtype=np.int64)
+            tables[int(d)] = [(rows[sel], cols[sel], weights[sel])]
             self.fan[int(d)] = np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int64)
         # kernels (docs/mesh-target.md): one convolution or product per kernel over its whole
-        # target population; sources are netlist ids (ports first), internally neurons first
+        # target population, or their events through compiled loops (kernels.EventPlan); a
+        # kernel with few targets per source joins its delay's fan table instead; sources are
+        # netlist ids (ports first), internally neurons first
         kr = program.kernels
         self.kernels = KernelRunner(kr, program.geometries, kernels)  # kernels: auto, dense or event
         self.kernel_rows = {}  # delay -> [(row, first source, sources, target slice)]
@@ -90,10 +86,23 @@ class Emulator:
             d, n_src, n_tgt = int(kr["delay"][k]), int(np.prod(g.src)), int(np.prod(g.tgt))
             a = self.kernel_source(int(kr["source"][k]))
             t0 = int(kr["target"][k])
-            if k not in program.split:  # a split row runs on its dendrite cores (self.partials)
+            table = self.kernels.fan(k) if k not in program.split else None
+            if table is not None:
+                start, target, weight = table.arrays
+                tables.setdefault(d, []).append((np.repeat(np.arange(a, a + n_src), np.diff(start)), target + t0, weight))
+            elif k not in program.split:  # a split row runs on its dendrite cores (self.partials)
                 self.kernel_rows.setdefault(d, []).append((k, a, n_src, slice(t0, t0 + n_tgt)))
             fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
             fan[a:a + n_src] += g.fanout()
+        # delay -> CSR by internal source (start, neuron, weight): one compiled pass over a step's
+        # events adds every explicit synapse and fan-table kernel (jit.fan_scatter)
+        self.tables = {}
+        for d, parts in tables.items():
+            src, tgt, w = (np.concatenate(z).astype(np.int64) for z in zip(*parts))
+            if len(src):
+                order = np.argsort(src, kind="stable")
+                start = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=self.N + self.P))]).astype(np.int64)
+                self.tables[d] = FanTable(start, tgt[order], w[order])
         self.partials = None
         if program.fanin is not None:
             rows, geos, firsts = piece_rows(program.fanin, kr, program.geometries,
@@ -196,12 +205,8 @@ class Emulator:
                 if t - d not in emitted:
                     continue
                 ev = emitted[t - d]
-                W = self.synapses.get(d)
-                if W is not None and W.nnz:
-                    if len(ev.column) < SPARSE_EVENTS * B * (N + P):  # only the events' rows
-                        current += (ev.matrix() @ W).toarray()
-                    else:
-                        current += np.asarray(ev.x() @ W)
+                if d in self.tables:
+                    self.tables[d].add(current, ev.sample, ev.column, ev.value)
                 for k, a, n, tgt in self.kernel_rows.get(d, ()):
                     self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n),
                                      ev.count(a, n), 1 if a < N else None)
@@ -265,11 +270,6 @@ class Emitted:
     def source(self, a: int, n: int) -> np.ndarray:
         """The values of sources ``[a, a + n)`` (all neurons or all ports), [B, n]."""
         return self.spikes[:, a:a + n] if a < self.N else self.ports[:, a - self.N:a - self.N + n]
-
-    def matrix(self) -> sp.csr_matrix:
-        """The events as a CSR matrix [B, N + P]."""
-        shape = (self.spikes.shape[0], self.N + self.ports.shape[1])
-        return sp.coo_matrix((self.value, (self.sample, self.column)), shape=shape).tocsr()
 
     def _bounds(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Per sample, where the events of sources ``[a, a + n)`` start and end in their part."""

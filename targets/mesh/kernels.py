@@ -24,7 +24,8 @@ import numpy as np
 from nmc.ir.core import Blob
 from nmc.targets.mapping.netlist import distinct
 from nmc.targets.mapping.shapes import Geometry, field_ids, runs_to_boxes
-from nmc.targets.mesh.scatter import Scatter
+from nmc.targets.mesh import jit
+from nmc.targets.mesh.scatter import window_table
 from nmc.windows import window_views
 
 KINDS = ("conv2d", "pool", "dense", "one_to_one")
@@ -164,66 +165,174 @@ def exact_dtype(reach: int):
     return np.float32 if reach < 1 << 24 else np.float64 if reach < 1 << 53 else np.int64
 
 
+#: Seconds per unit of work of the compiled event path (:mod:`.jit`): per multiply-add of a
+#: convolution's weight runs, per (event, kernel cell) entry, per accumulator cell cleared and
+#: added into the current, per (target, weight) pair of a fan table, per call; and of the dense
+#: path (per multiply-add, im2col cell, call).  ``python benchmarks/emulator_speed.py --fit``
+#: on this 2-core host (one BLAS thread; other jobs running) over the kernels of VGG-11 x0.5,
+#: mnist-8 and the CNN; the module docstring of the benchmark says how.
+EVENT_COST = (1.0e-10, 3.0e-09, 1.5e-09, 2.0e-09, 1.0e-05)
+DENSE_COST = (3.00e-11, 1.72e-09, 4.23e-06)
+#: Output channels per group from which a convolution's events run as weight runs
+#: (:func:`.jit.conv_scatter`) rather than through a fan table of single synapses.
+RUN_MIN_OUTPUTS = 4
+
+
+#: Largest fan table (pairs) a kernel row gets; a convolution above it runs as weight runs, a
+#: pool above it on the dense path.
+FAN_MAX = 1 << 24
+
+
+class EventPlan:
+    """How kernel row ``k``'s events run compiled (:mod:`.jit`): through a fan table (``fan``:
+    one ``(target, weight << exponent)`` list per source, :class:`.jit.FanTable`) or, for
+    convolutions with :data:`RUN_MIN_OUTPUTS` or more outputs per group (or a fan table over
+    :data:`FAN_MAX`) and dense kernels, as weight runs ``[C, cells, o_group]`` into a
+    channel-last accumulator (``runs``, :class:`.jit.RunTable`); ``fan`` and ``runs`` are None
+    when the row has none (a pool over :data:`FAN_MAX`)."""
+
+    def __init__(self, kind: str, g: Geometry, w: np.ndarray, exponent: int):
+        self.e, self.n_tgt, self.fan = exponent, int(np.prod(g.tgt)), None
+        self.weight, self._runs = None, {}
+        n_src = int(np.prod(g.src))
+        if kind == "one_to_one":
+            self.fan = jit.FanTable(np.arange(n_src + 1), np.arange(n_src), np.left_shift(w.reshape(-1), exponent))
+            self.per_event = 1.0
+            return
+        if kind == "dense":  # one position, one cell, one group of n_tgt outputs
+            self.table, self.c_group, self.G, self.L, self.og = np.zeros((1, 1), np.int64), n_src, 1, 1, self.n_tgt
+            self.weight = np.ascontiguousarray(w.T).reshape(n_src, 1, self.n_tgt)
+            self.per_event = 1.0
+            return
+        (C, H, W), (n_out, OH, OW) = g.src, g.tgt
+        table, T = window_table(g), g.kernel[0] * g.kernel[1]
+        self.per_event = float((table >= 0).sum()) / (H * W)  # cells an event reaches, on average
+        og, cg = (g.o_group, g.c_group) if kind == "conv2d" else (1, 1)
+        G, L = n_out // og, OH * OW
+        pairs = int((table >= 0).sum()) * C * og
+        if kind == "conv2d" and (og >= RUN_MIN_OUTPUTS or pairs > FAN_MAX):
+            self.table, self.c_group, self.G, self.L, self.og = table, cg, G, L, og
+            # w [G, o_group, c_group·kh·kw] -> [c, cell, o_group] (c = group · c_group + channel in group)
+            self.weight = np.ascontiguousarray(w.reshape(G, og, cg, T).transpose(0, 2, 3, 1)).reshape(C, T, og)
+            return
+        if pairs > FAN_MAX:
+            return
+        # the fan table: source c·H·W + q reaches target (group·og + o)·L + table[q, t] for every
+        # cell t that lands inside and every output o of its group, in source order
+        q, t = np.nonzero(table >= 0)
+        pos = table[q, t]
+        c = np.arange(C, dtype=np.int64)[:, None, None]
+        o = np.arange(og, dtype=np.int64)[None, None, :]
+        target = ((c // cg) * og + o) * L + pos[None, :, None]  # [C, entries, og]
+        weight = w.reshape(-1)[target] if kind == "pool" else w[c // cg, o, (c % cg) * T + t[None, :, None]]
+        per_q = np.bincount(q, minlength=H * W) * og
+        self.fan = jit.FanTable(np.concatenate([[0], np.cumsum(np.tile(per_q, C))]), target.reshape(-1),
+                                np.left_shift(weight.reshape(-1), exponent))
+        self.per_event *= og
+
+    @property
+    def runs_events(self) -> bool:
+        """Whether the row has a compiled event path (a fan table or weight runs)."""
+        return self.fan is not None or self.weight is not None
+
+    def cost(self, n_events: int, B: int) -> float:
+        """Predicted seconds of the compiled path for ``n_events`` events in a batch of ``B``."""
+        mac, entry, cell, pair, call = EVENT_COST
+        if self.fan is not None:
+            return n_events * self.per_event * pair + call
+        return n_events * self.per_event * (self.og * mac + entry) + B * self.n_tgt * cell + call
+
+    def add(self, out: np.ndarray, b, j, v, B: int, reach: int) -> None:
+        """Add the events' current, ``<< exponent``, to ``out`` [B, targets] int64; ``reach``
+        bounds every partial sum before the shift (int32 accumulators below 2**31 after it)."""
+        if self.fan is not None:
+            self.fan.add(out, b, j, v)
+            return
+        dtype = np.int32 if (reach << self.e) < 1 << 31 else np.int64
+        if dtype not in self._runs:  # the exponent folded in: exact in int32, modulo 2**64 in int64
+            self._runs[dtype] = jit.RunTable(self.table, self.c_group,
+                                             np.left_shift(self.weight.astype(np.int64), self.e).astype(dtype))
+        acc = np.zeros((B, self.G, self.L, self.og), dtype)
+        self._runs[dtype].add(acc, b, j, v)
+        target = np.reshape(out, (B, self.G, self.og, self.L), copy=False)  # a view: out's rows are contiguous
+        target += acc.transpose(0, 1, 3, 2)
+
+
 class KernelRunner:
-    """Runs kernel rows on source values in graph order: exact integer currents through float
-    BLAS products when every partial sum is an integer below 2**24 (float32) or 2**53
-    (float64), else in int64."""
+    """Runs kernel rows on source values in graph order: the dense path (exact integer
+    currents through float BLAS products when every partial sum is an integer below 2**24
+    (float32) or 2**53 (float64), else in int64) or the compiled event path (:class:`EventPlan`)."""
 
     def __init__(self, kr: dict, geometries: list[Geometry], mode: str = "auto"):
         if mode not in ("auto", "dense", "event"):
             raise ValueError(f"mode must be auto, dense or event, not {mode!r}")
-        self.rows, self.scatters, self.shifted, self.mode = [], [], [], mode
+        self.rows, self.plans, self.mode = [], [], mode
         for k, g in enumerate(geometries):
             kind = KINDS[int(kr["kind"][k])]
             w = kr["weights"][kr["weight_start"][k]:kr["weight_start"][k + 1]].astype(np.int64)
+            n_src, n_tgt = int(np.prod(g.src)), int(np.prod(g.tgt))
             if kind == "conv2d":
                 G = g.tgt[0] // g.o_group
                 w = w.reshape(G, g.o_group, g.c_group * g.kernel[0] * g.kernel[1])
                 fan = g.c_group * g.kernel[0] * g.kernel[1]
+                macs, cells = n_tgt * fan, n_tgt // g.o_group * fan  # im2col: (group, c, cell, position)
             elif kind == "pool":
                 w = w.reshape(g.tgt)
                 fan = g.kernel[0] * g.kernel[1]
+                macs = cells = n_tgt * fan
             elif kind == "dense":
-                w = w.reshape(int(np.prod(g.tgt)), int(np.prod(g.src)))
+                w = w.reshape(n_tgt, n_src)
                 fan = w.shape[1]
+                macs, cells = n_src * n_tgt, n_src
             else:
-                fan = 1
+                fan, macs, cells = 1, n_tgt, n_tgt
             wmax = int(np.abs(w).max()) if w.size else 0
-            self.rows.append((kind, g, w, {}, fan * max(wmax, 1), int(kr["exponent"][k])))
-            self.scatters.append(Scatter(kind, g, w) if kind != "one_to_one" else None)
-            self.shifted.append(w << int(kr["exponent"][k]) if kind == "one_to_one" else None)
+            self.rows.append((kind, g, w, {}, fan * max(wmax, 1), int(kr["exponent"][k]), (macs, cells)))
+            self.plans.append(None)  # built on first use
+
+    def plan(self, k: int) -> EventPlan:
+        """The compiled event path of row ``k`` (built once)."""
+        if self.plans[k] is None:
+            kind, g, w, _, _, e, _ = self.rows[k]
+            self.plans[k] = EventPlan(kind, g, w, e)
+        return self.plans[k]
+
+    def fan(self, k: int):
+        """Row ``k``'s fan table (:class:`.jit.FanTable`, targets local to the row) when its
+        events run through one (:class:`EventPlan`; never in ``dense`` mode), else None."""
+        return None if self.mode == "dense" else self.plan(k).fan
+
+    def cheaper(self, k: int, n_events: int, B: int) -> bool:
+        """Whether the compiled event path is predicted faster than the dense product for
+        ``n_events`` events in a batch of ``B`` (:data:`EVENT_COST`, :data:`DENSE_COST`)."""
+        macs, cells = self.rows[k][6]
+        dm, dc, dk = DENSE_COST
+        return self.plan(k).cost(n_events, B) < B * (macs * dm + cells * dc) + dk
 
     def add(self, k: int, out: np.ndarray, x: np.ndarray, events, count: int | None = None,
             xmax: int | None = None) -> None:
         """Add the current of kernel ``k`` for source values ``x`` [B, source size] (integers) to
-        ``out`` [B, targets]; ``events()`` gives their non-zero values as (sample, index,
-        value), ``count`` their number and ``xmax`` the largest ``|value|`` when the caller
-        knows them without materialising the events.  The current comes from scattering the
-        events (:mod:`.scatter`) when that is predicted faster than the dense product
-        (:meth:`.scatter.Scatter.cheaper`, or as ``mode`` forces: ``dense``, ``event``); the
-        integers are the same."""
-        kind, g, w, cache, bound, e = self.rows[k]
-        scatter = self.scatters[k]
-        if self.mode == "dense":
-            self.dense(k, out, x)
+        ``out`` [B, targets] (int64, contiguous rows); ``events()`` gives their non-zero values
+        as (sample, index, value), ``count`` their number and ``xmax`` the largest ``|value|``
+        when the caller knows them without materialising the events.  The current comes from
+        the compiled event path when that is predicted faster than the dense product
+        (:meth:`cheaper`, or as ``mode`` forces: ``dense``, ``event``); the integers are the same."""
+        if self.mode == "dense" or not self.plan(k).runs_events:
+            self.dense(k, out, x, xmax)
             return
         if count == 0:
             return
-        if kind != "one_to_one" and self.mode == "auto" and count is not None \
-                and not scatter.cheaper(count, len(x)):
+        if self.mode == "auto" and count is not None and not self.cheaper(k, count, len(x)):
             self.dense(k, out, x, xmax)
             return
         b, j, v = events()
         if not len(b):
             return
-        if kind == "one_to_one":
-            out[b, j] += v * self.shifted[k][j]  # (sample, index) pairs are distinct
+        if self.mode == "auto" and count is None and not self.cheaper(k, len(b), len(x)):
+            self.dense(k, out, x, xmax)
             return
         xmax = int(np.abs(v).max()) if xmax is None else xmax
-        if self.mode == "event" or scatter.cheaper(len(b), len(x)):
-            scatter.add(out, b, j, v, len(x), exact_dtype(bound * xmax), e)
-        else:
-            self.dense(k, out, x, xmax)
+        self.plan(k).add(out, b, j, v, len(x), self.rows[k][4] * xmax)
 
     def current(self, k: int, x: np.ndarray, xmax: int | None = None) -> np.ndarray:
         """Current of kernel ``k`` for source values ``x`` [B, source size] (integers), [B, targets],
@@ -237,7 +346,7 @@ class KernelRunner:
         product: pools, depthwise convolutions and one-to-one kernels in int64 straight into
         ``out`` (a few multiply-adds per target, the exponent folded into the weights: the
         same sums modulo 2**64), the others through a float BLAS product where exact."""
-        kind, g, w, cache, bound, e = self.rows[k]
+        kind, g, w, cache, bound, e, _ = self.rows[k]
         if xmax is None:
             xmax = int(np.abs(x).max()) if x.size else 0
         if xmax == 0:

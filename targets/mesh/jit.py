@@ -1,0 +1,233 @@
+"""The emulator's compiled event loops: a spike's synapses added in one pass of machine code.
+
+numpy's event path (:mod:`.scatter`) builds sparse matrices and slabs for every kernel and
+step; these loops instead walk the events once and add each one's weights where they land,
+so a step costs the synaptic operations of its events and little else.  They are the
+emulator's own (LLVM IR written here, compiled once per process with llvmlite for the host
+CPU), independent of the CPU runtime.  Two loops:
+
+* :class:`FanTable`: each source has a list of (target, weight) pairs (a CSR table by source,
+  ``start`` [sources + 1], ``target``, ``weight``, int64); an event ``(b, j, v)`` adds
+  ``v · weight`` to ``out[b · stride + target]`` for each pair of source ``j``.  For
+  kernels with few targets per source (pools, depthwise convolutions, one-to-one): scalar.
+* :class:`RunTable`: the convolution of a kernel row with ``o_group`` output channels per
+  group, into an accumulator ``acc`` laid out ``[B, G, L, o_group]`` (channel last): an event
+  of source channel ``c`` at position ``q`` adds, for each kernel cell ``t`` that reaches a
+  target position ``p = table[q, t]``, the weight row ``weight[c, t, :]`` times ``v`` to
+  ``acc[b, c // c_group, p, :]`` — a contiguous run that LLVM vectorises.  A dense kernel is
+  the case of one position, one cell and one group.
+
+Integers only: the int64 loops wrap modulo 2**64 as numpy's int64 arithmetic does (the
+reference semantics' sums), and the int32 loop is used only where the caller has proved that
+no partial sum reaches 2**31 (:func:`.kernels.exact_dtype`'s bound), so every result is the
+same integer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from functools import lru_cache
+
+import numpy as np
+
+_I64P = ctypes.c_void_p
+
+FAN = """
+define void @fan_scatter(i64 %E, ptr noalias %b, ptr noalias %j, ptr noalias %v, ptr noalias %start,
+                         ptr noalias %tgt, ptr noalias %w, ptr noalias %out, i64 %stride) {
+entry:
+  %any = icmp sgt i64 %E, 0
+  br i1 %any, label %ev, label %done
+ev:
+  %e = phi i64 [0, %entry], [%e1, %ev_next]
+  %pb = getelementptr i64, ptr %b, i64 %e
+  %be = load i64, ptr %pb
+  %pj = getelementptr i64, ptr %j, i64 %e
+  %je = load i64, ptr %pj
+  %pv = getelementptr i64, ptr %v, i64 %e
+  %ve = load i64, ptr %pv
+  %row = mul i64 %be, %stride
+  %ps0 = getelementptr i64, ptr %start, i64 %je
+  %s0 = load i64, ptr %ps0
+  %je1 = add i64 %je, 1
+  %ps1 = getelementptr i64, ptr %start, i64 %je1
+  %s1 = load i64, ptr %ps1
+  %has = icmp slt i64 %s0, %s1
+  br i1 %has, label %syn, label %ev_next
+syn:
+  %s = phi i64 [%s0, %ev], [%s_1, %syn]
+  %pt = getelementptr i64, ptr %tgt, i64 %s
+  %t = load i64, ptr %pt
+  %pw = getelementptr i64, ptr %w, i64 %s
+  %ww = load i64, ptr %pw
+  %m = mul i64 %ww, %ve
+  %at = add i64 %row, %t
+  %po = getelementptr i64, ptr %out, i64 %at
+  %o = load i64, ptr %po
+  %o1 = add i64 %o, %m
+  store i64 %o1, ptr %po
+  %s_1 = add i64 %s, 1
+  %more = icmp slt i64 %s_1, %s1
+  br i1 %more, label %syn, label %ev_next
+ev_next:
+  %e1 = add i64 %e, 1
+  %end = icmp eq i64 %e1, %E
+  br i1 %end, label %done, label %ev
+done:
+  ret void
+}
+"""
+
+CONV = """
+define void @conv_scatter_{T}(i64 %E, ptr noalias %b, ptr noalias %j, ptr noalias %v, i64 %HW, i64 %T,
+                              ptr noalias %table, i64 %cg, i64 %G, i64 %L, i64 %og, ptr noalias %w,
+                              ptr noalias %acc) {{
+entry:
+  %any = icmp sgt i64 %E, 0
+  br i1 %any, label %ev, label %done
+ev:
+  %e = phi i64 [0, %entry], [%e1, %ev_next]
+  %pb = getelementptr i64, ptr %b, i64 %e
+  %be = load i64, ptr %pb
+  %pj = getelementptr i64, ptr %j, i64 %e
+  %je = load i64, ptr %pj
+  %pv = getelementptr i64, ptr %v, i64 %e
+  %ve64 = load i64, ptr %pv
+  %ve = {CAST}
+  %c = udiv i64 %je, %HW
+  %q = urem i64 %je, %HW
+  %g = udiv i64 %c, %cg
+  %bg = mul i64 %be, %G
+  %bgg = add i64 %bg, %g
+  %base = mul i64 %bgg, %L
+  %qT = mul i64 %q, %T
+  %cT = mul i64 %c, %T
+  br label %cell
+cell:
+  %t = phi i64 [0, %ev], [%t1, %cell_next]
+  %qt = add i64 %qT, %t
+  %pp = getelementptr i64, ptr %table, i64 %qt
+  %p = load i64, ptr %pp
+  %reach = icmp sge i64 %p, 0
+  br i1 %reach, label %run, label %cell_next
+run:
+  %pos = add i64 %base, %p
+  %doff = mul i64 %pos, %og
+  %dst = getelementptr {T}, ptr %acc, i64 %doff
+  %ct = add i64 %cT, %t
+  %woff = mul i64 %ct, %og
+  %src = getelementptr {T}, ptr %w, i64 %woff
+  br label %axpy
+axpy:
+  %o = phi i64 [0, %run], [%o1, %axpy]
+  %ps = getelementptr {T}, ptr %src, i64 %o
+  %wo = load {T}, ptr %ps
+  %pd = getelementptr {T}, ptr %dst, i64 %o
+  %ao = load {T}, ptr %pd
+  %m = mul {T} %wo, %ve
+  %s = add {T} %ao, %m
+  store {T} %s, ptr %pd
+  %o1 = add i64 %o, 1
+  %orun = icmp slt i64 %o1, %og
+  br i1 %orun, label %axpy, label %cell_next
+cell_next:
+  %t1 = add i64 %t, 1
+  %tmore = icmp slt i64 %t1, %T
+  br i1 %tmore, label %cell, label %ev_next
+ev_next:
+  %e1 = add i64 %e, 1
+  %end = icmp eq i64 %e1, %E
+  br i1 %end, label %done, label %ev
+done:
+  ret void
+}}
+"""
+
+
+@lru_cache(maxsize=None)
+def _compiled():
+    """The loops, compiled for the host CPU (once per process): name -> ctypes function."""
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+                                      opt=3, reloc="static", codemodel="jitdefault", jit=True)
+    text = FAN + CONV.format(T="i64", CAST="add i64 %ve64, 0") + CONV.format(T="i32", CAST="trunc i64 %ve64 to i32")
+    module = llvm.parse_assembly(text)
+    module.triple = llvm.get_process_triple()
+    module.data_layout = str(tm.target_data)
+    module.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(module, pb)
+    engine = llvm.create_mcjit_compiler(module, tm)
+    engine.finalize_object()
+    i64 = ctypes.c_int64
+    fan = ctypes.CFUNCTYPE(None, i64, *[_I64P] * 7, i64)(engine.get_function_address("fan_scatter"))
+    conv_args = [i64, _I64P, _I64P, _I64P, i64, i64, _I64P, i64, i64, i64, i64, _I64P, _I64P]
+    conv = {np.dtype(t): ctypes.CFUNCTYPE(None, *conv_args)(engine.get_function_address(f"conv_scatter_{name}"))
+            for t, name in ((np.int64, "i64"), (np.int32, "i32"))}
+    return {"engine": engine, "fan": fan, "conv": conv}
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+def _events(b, j, v):
+    return (np.ascontiguousarray(b, np.int64), np.ascontiguousarray(j, np.int64), np.ascontiguousarray(v, np.int64))
+
+
+class FanTable:
+    """A CSR table by source, ``start`` [sources + 1], ``target``, ``weight`` (int64): :meth:`add`
+    adds ``v · weight`` to ``out[b, target]`` for each (target, weight) of each event's source
+    ``j``, modulo 2**64."""
+
+    def __init__(self, start: np.ndarray, target: np.ndarray, weight: np.ndarray):
+        self.arrays = tuple(np.ascontiguousarray(a, np.int64) for a in (start, target, weight))
+        self.start, self.target, self.weight = self.arrays
+        if len(self.target) != len(self.weight) or self.start[-1] != len(self.target):
+            raise ValueError("a fan table's start, target and weight disagree")
+        self._ptrs = tuple(_ptr(a) for a in self.arrays)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def add(self, out: np.ndarray, b, j, v) -> None:
+        """``out`` [B, > every target] int64 with contiguous rows (a column slice of a larger
+        array is fine); events (sample, source, value) with sources below ``len(start) − 1``."""
+        if out.dtype != np.int64 or out.strides[1] != 8:
+            raise ValueError("a fan table adds into int64 rows")
+        b, j, v = _events(b, j, v)
+        if len(b):
+            _compiled()["fan"](len(b), _ptr(b), _ptr(j), _ptr(v), *self._ptrs, _ptr(out), out.strides[0] // 8)
+
+
+class RunTable:
+    """A convolution's weight runs (module docstring): ``table`` [H·W, cells] int64 (the target
+    position each source position reaches through each kernel cell, −1 for none), ``c_group``
+    input channels per group, ``weight`` [C, cells, o_group] (int32 or int64).  :meth:`add`
+    adds events ``(b, j = c · H·W + q, v)`` into an accumulator [B, G, L, o_group] of the
+    weights' type; int32 only where no partial sum reaches 2**31."""
+
+    def __init__(self, table: np.ndarray, c_group: int, weight: np.ndarray):
+        self.table = np.ascontiguousarray(table, np.int64)
+        self.weight = np.ascontiguousarray(weight)
+        if self.weight.dtype not in (np.int32, np.int64) or self.weight.shape[1] != self.table.shape[1]:
+            raise ValueError("run weights are int32 or int64 [C, cells, o_group]")
+        self.c_group = c_group
+        self._ptrs = (_ptr(self.table), _ptr(self.weight))
+
+    def add(self, acc: np.ndarray, b, j, v) -> None:
+        B, G, L, og = acc.shape
+        HW, T = self.table.shape
+        if not (acc.flags.c_contiguous and acc.dtype == self.weight.dtype and og == self.weight.shape[2]):
+            raise ValueError("the accumulator is contiguous [B, G, L, o_group] in the weights' type")
+        b, j, v = _events(b, j, v)
+        if len(b) and T and og:
+            _compiled()["conv"][acc.dtype](len(b), _ptr(b), _ptr(j), _ptr(v), HW, T, self._ptrs[0], self.c_group, G,
+                                           L, og, self._ptrs[1], _ptr(acc))
