@@ -35,7 +35,7 @@ from nmc.targets.outputs import read_outputs
 from nmc.targets.ports import PortEncoder, bind_inputs
 from nmc.targets.sections import class_chip
 from nmc.targets.mesh.fanin import PartialSums, piece_rows
-from nmc.targets.mesh.jit import FanTable
+from nmc.targets.mesh.jit import FanTable, Neurons
 from nmc.targets.mesh.kernels import KINDS, KernelRunner
 from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
 
@@ -178,7 +178,10 @@ class Emulator:
         check_work(B, steps, N + P, "the emulator run")  # estimated before anything is allocated (issue 22)
         if record:
             check_bytes(B * steps * N, "recording the spikes")
-        neurons = neuron.NeuronState.initial(self.params, B, narrow=True)
+        # int32 neurons step in one compiled pass that also clears the current (jit.Neurons),
+        # others by nmc.neuron
+        compiled = Neurons.fits(self.params)
+        neurons = Neurons(self.params, B) if compiled else neuron.NeuronState.initial(self.params, B, narrow=True)
         # step -> what every source emitted then, dense and as events (the last max_delay steps)
         emitted: dict[int, Emitted] = {}
         ports_at = PortEncoder(meta, arrays, B, P, T).at
@@ -188,8 +191,8 @@ class Emulator:
         link_spikes = np.zeros(len(self.link_kind), np.int64)
         port_active = np.zeros(P, np.int64)  # events each port emitted (the neurons': counts)
         partial_sums = 0
-        buffers = [np.empty((B, N), np.int64) for _ in range(2)]  # the step's current; the neuron
-        # update may keep one as its u, which the next step does not read
+        buffers = [np.zeros((B, N), np.int64) for _ in range(1 if compiled else 2)]  # the step's current;
+        # nmc.neuron's update may keep one as its u, which the next step does not read
 
         def emit(t: int, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
             emitted[t] = Emitted(spikes, fired, ports)
@@ -198,8 +201,9 @@ class Emulator:
 
         emit(-1, np.zeros((B, N), np.int8), np.zeros(0, np.int64), ports_at(0))
         for t in range(steps):
-            current = buffers[t % 2]
-            current.fill(0)
+            current = buffers[t % len(buffers)]
+            if not compiled:
+                current.fill(0)
             partial = self.partials.start(B) if self.partials is not None else None
             for d, fan in self.fan.items():
                 if t - d not in emitted:
@@ -217,7 +221,7 @@ class Emulator:
                 messages = self.partials.deliver(partial, current)
                 partial_sums += int(messages.sum())
                 link_spikes += (self.partial_links.T @ messages).astype(np.int64)
-            spikes = neurons.step(current, np.int8)
+            spikes = neurons.step(current) if compiled else neurons.step(current, np.int8)
             counts.reshape(-1)[neurons.fired_at] += 1
             if recorded is not None:
                 recorded[:, t] = spikes
