@@ -20,10 +20,12 @@ counts, synaptic ops, packets, hops, link loads and energy (``same stats``).  Th
 (``cpu`` backend) runs the same samples once per repeat; ``emulator = CPU`` compares its
 outputs and the emulator's bit for bit.
 
-``--fit`` instead measures the dense and the event path of every distinct kernel of the
-networks on random spikes at densities 0.5–40% and batches 8 and 32, and fits the cost
-constants of :mod:`nmc.targets.mesh.scatter` (``EVENT_COST``, ``DENSE_COST``), printing how
-often the fitted prediction picks the faster path.
+``--fit`` instead measures the dense path and the compiled weight runs of every distinct
+kernel of the networks that has both (convolutions with many outputs per group, dense
+kernels; the others run through fan tables whatever the density) on random spikes at
+densities 0.5–40% and batches 8 and 32, and fits the cost constants of
+:mod:`nmc.targets.mesh.kernels` (``EVENT_COST``, ``DENSE_COST``), printing how often the
+fitted prediction picks the faster path.
 
     python benchmarks/emulator_speed.py [--networks vgg,mnist-8,cnn] [--images DIR]
         [--baseline PYTHON] [--samples 8] [--repeat 3] [--data ../shared/data] [--fit]
@@ -192,19 +194,20 @@ def fit(args) -> None:
         seen = set()
         with threadpool_limits(limits=1, user_api="blas"):
             for k, (kind, g, *_rest) in enumerate(kr.rows):
-                sc = kr.scatters[k]
-                if sc is None or (kind, g) in seen:
-                    continue
+                plan = kr.plan(k)
+                if plan.fan is not None or not plan.runs_events or (kind, g) in seen:
+                    continue  # fan tables always run their events (KernelRunner.cheaper)
                 seen.add((kind, g))
-                n = int(np.prod(g.src))
+                n, n_tgt = int(np.prod(g.src)), int(np.prod(g.tgt))
                 for B in (8, 32):
+                    out = np.zeros((B, n_tgt), np.int64)
                     for density in (0.005, 0.02, 0.05, 0.1, 0.2, 0.4):
-                        x = (rng.random((B, n)) < density).astype(np.int64)
+                        x = (rng.random((B, n)) < density).astype(np.int8)
                         b, j = np.nonzero(x)
-                        v = x[b, j]
-                        dense = best(lambda: kr.current(k, x))
-                        event = best(lambda: sc.current(b, j, v, B, np.float32))
-                        fe, fd = sc.features(len(b), B)
+                        v = np.ones(len(b), np.int64)
+                        dense = best(lambda: kr.dense(k, out, x, 1))
+                        event = best(lambda: plan.add(out, b, j, v, B, kr.rows[k][4]))
+                        fe, fd = kr.features(k, len(b), B)
                         rows.append((dense, event, fe, fd))
     td = np.array([r[0] for r in rows])
     te = np.array([r[1] for r in rows])
@@ -213,7 +216,7 @@ def fit(args) -> None:
     cd = np.linalg.lstsq(Fd / td[:, None], np.ones(len(td)), rcond=None)[0]
     pick = Fe @ ce < Fd @ cd
     chosen = np.where(pick, te, td)
-    print(f"EVENT_COST = {np.array2string(ce, precision=2)}  (s per multiply-add, entry, slab cell, call)")
+    print(f"EVENT_COST = {np.array2string(ce, precision=2)}  (s per multiply-add, entry, accumulator cell, call)")
     print(f"DENSE_COST = {np.array2string(cd, precision=2)}  (s per multiply-add, copied cell, call)")
     print(f"{len(rows)} cases: faster path chosen in {np.mean(pick == (te < td)):.0%}; total time chosen "
           f"{chosen.sum():.3f} s, best {np.minimum(te, td).sum():.3f} s, always dense {td.sum():.3f} s, "

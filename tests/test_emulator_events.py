@@ -184,8 +184,60 @@ def test_forced_paths_agree_on_random_graphs(seed):
     assert_same_runs(*random_graph(seed))
 
 
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_integrate_and_fire_graphs_step_compiled(seed):
+    """Without decay and with one width of neuron, the whole run steps its neurons by the
+    compiled loop (jit.Neurons) and still equals the reference semantics."""
+    graph, inputs = random_graph(seed, leak=False)
+    image, _ = image_of(graph, chip=CHIP)
+    from nmc.targets.chip import parse_chip
+
+    chip = parse_chip(image.sections["chip"].decode(), "<chip>")
+    assert jit.Neurons.fits(Emulator(load_sections(image.sections, chip), chip).params)
+    assert_same_runs(graph, inputs)
+
+
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31 - 1))
 def test_forced_paths_agree_on_many_random_graphs(seed):
     assert_same_runs(*random_graph(seed))
+    assert_same_runs(*random_graph(seed, leak=False))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["zero", "subtract", "mixed"]), st.sampled_from([2, 8, 16, 30]))
+def test_compiled_neuron_step_equals_nmc_neuron(seed, reset, bits):
+    """jit.Neurons steps int32 neurons exactly as nmc.neuron does (saturation of the current and
+    of v, bias, per-neuron thresholds and resets), over several steps with currents far beyond
+    the saturation range, and leaves the current cleared."""
+    from nmc import neuron
+
+    rng = np.random.default_rng(seed)
+    n, B = int(rng.integers(1, 40)), int(rng.integers(1, 4))
+    top = 1 << (bits - 1)
+    zero = {"zero": True, "subtract": False, "mixed": rng.random(n) < 0.5}[reset]
+    p = neuron.NeuronParams(threshold=rng.integers(0, top, n), bias=rng.integers(-top, top, n), du=np.full(n, 4096),
+                            dv=np.zeros(n, np.int64), v0=rng.integers(-top, top, n), reset_zero=zero,
+                            bits=np.full(n, bits))
+    assert jit.Neurons.fits(p)
+    ours, want = jit.Neurons(p, B), neuron.NeuronState.initial(p, B, narrow=True)
+    for _ in range(4):
+        current = rng.integers(-4 * top, 4 * top, (B, n)) * (rng.random((B, n)) < 0.7)
+        current[rng.random((B, n)) < 0.05] = 1 << 40
+        spikes = ours.step(c := current.copy())
+        np.testing.assert_array_equal(spikes, want.step(current.copy(), np.int8))
+        np.testing.assert_array_equal(ours.fired_at, want.fired_at)
+        np.testing.assert_array_equal(ours.v, want.v)
+        assert not c.any()
+
+
+def test_compiled_neurons_refuse_what_does_not_fit():
+    from nmc import neuron
+
+    n = 3
+    p = neuron.NeuronParams(threshold=np.full(n, 10), bias=np.zeros(n, np.int64), du=np.full(n, 100),
+                            dv=np.zeros(n, np.int64), v0=np.zeros(n, np.int64), reset_zero=False, bits=np.full(n, 16))
+    assert not jit.Neurons.fits(p)  # decay of u: not the int32 step
+    with pytest.raises(ValueError, match="do not fit"):
+        jit.Neurons(p, 1)

@@ -165,14 +165,16 @@ def exact_dtype(reach: int):
     return np.float32 if reach < 1 << 24 else np.float64 if reach < 1 << 53 else np.int64
 
 
-#: Seconds per unit of work of the compiled event path (:mod:`.jit`): per multiply-add of a
-#: convolution's weight runs, per (event, kernel cell) entry, per accumulator cell cleared and
-#: added into the current, per (target, weight) pair of a fan table, per call; and of the dense
-#: path (per multiply-add, im2col cell, call).  ``python benchmarks/emulator_speed.py --fit``
-#: on this 2-core host (one BLAS thread; other jobs running) over the kernels of VGG-11 x0.5,
-#: mnist-8 and the CNN; the module docstring of the benchmark says how.
-EVENT_COST = (1.0e-10, 3.0e-09, 1.5e-09, 2.0e-09, 1.0e-05)
-DENSE_COST = (3.00e-11, 1.72e-09, 4.23e-06)
+#: Seconds per unit of :meth:`KernelRunner.features` of the compiled weight runs (per
+#: multiply-add, per (event, kernel cell) entry, per accumulator cell cleared and added into
+#: the current, per call) and of the dense path (per multiply-add, im2col cell, call): a
+#: least-squares fit (relative error) by ``benchmarks/emulator_speed.py --fit`` over the
+#: kernels of VGG-11 x0.5, mnist-8 and the CNN at densities 0.5-40% and batches 8 and 32 on
+#: this 2-core host (one BLAS thread, other jobs running), 2026-12-03: the prediction chose
+#: the faster path in 86% of the 168 cases; their total time 0.243 s chosen, 0.217 s best,
+#: 0.777 s always dense, 0.223 s always events.
+EVENT_COST = (8.80e-11, 1.64e-09, 8.95e-10, 1.15e-05)
+DENSE_COST = (4.24e-11, 1.36e-10, 2.25e-06)
 #: Output channels per group from which a convolution's events run as weight runs
 #: (:func:`.jit.conv_scatter`) rather than through a fan table of single synapses.
 RUN_MIN_OUTPUTS = 4
@@ -184,7 +186,7 @@ FAN_MAX = 1 << 24
 
 
 class EventPlan:
-    """How kernel row ``k``'s events run compiled (:mod:`.jit`): through a fan table (``fan``:
+    """How a kernel row's events run compiled (:mod:`.jit`): through a fan table (``fan``:
     one ``(target, weight << exponent)`` list per source, :class:`.jit.FanTable`) or, for
     convolutions with :data:`RUN_MIN_OUTPUTS` or more outputs per group (or a fan table over
     :data:`FAN_MAX`) and dense kernels, as weight runs ``[C, cells, o_group]`` into a
@@ -235,12 +237,11 @@ class EventPlan:
         """Whether the row has a compiled event path (a fan table or weight runs)."""
         return self.fan is not None or self.weight is not None
 
-    def cost(self, n_events: int, B: int) -> float:
-        """Predicted seconds of the compiled path for ``n_events`` events in a batch of ``B``."""
-        mac, entry, cell, pair, call = EVENT_COST
-        if self.fan is not None:
-            return n_events * self.per_event * pair + call
-        return n_events * self.per_event * (self.og * mac + entry) + B * self.n_tgt * cell + call
+    def features(self, n_events: int, B: int) -> np.ndarray:
+        """The weight runs' work for ``n_events`` events in a batch of ``B``: multiply-adds,
+        (event, cell) entries, accumulator cells, 1."""
+        entries = n_events * self.per_event
+        return np.array([entries * self.og, entries, B * self.n_tgt, 1.0])
 
     def add(self, out: np.ndarray, b, j, v, B: int, reach: int) -> None:
         """Add the events' current, ``<< exponent``, to ``out`` [B, targets] int64; ``reach``
@@ -302,12 +303,21 @@ class KernelRunner:
         events run through one (:class:`EventPlan`; never in ``dense`` mode), else None."""
         return None if self.mode == "dense" else self.plan(k).fan
 
+    def features(self, k: int, n_events: int, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """Work of row ``k``'s two paths for ``n_events`` events in a batch of ``B``: the
+        weight runs' (:meth:`EventPlan.features`) and the dense product's (multiply-adds,
+        im2col cells, 1)."""
+        macs, cells = self.rows[k][6]
+        return self.plan(k).features(n_events, B), np.array([B * macs, B * cells, 1.0])
+
     def cheaper(self, k: int, n_events: int, B: int) -> bool:
         """Whether the compiled event path is predicted faster than the dense product for
-        ``n_events`` events in a batch of ``B`` (:data:`EVENT_COST`, :data:`DENSE_COST`)."""
-        macs, cells = self.rows[k][6]
-        dm, dc, dk = DENSE_COST
-        return self.plan(k).cost(n_events, B) < B * (macs * dm + cells * dc) + dk
+        ``n_events`` events in a batch of ``B`` (:data:`EVENT_COST`, :data:`DENSE_COST`); a
+        fan table always is (a few pairs per event against the whole population)."""
+        if self.plan(k).fan is not None:
+            return True
+        event, dense = self.features(k, n_events, B)
+        return float(event @ EVENT_COST) < float(dense @ DENSE_COST)
 
     def add(self, k: int, out: np.ndarray, x: np.ndarray, events, count: int | None = None,
             xmax: int | None = None) -> None:
