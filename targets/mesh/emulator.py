@@ -35,7 +35,7 @@ from nmc.targets.outputs import read_outputs
 from nmc.targets.ports import PortEncoder, bind_inputs
 from nmc.targets.sections import class_chip
 from nmc.targets.mesh.fanin import PartialSums, piece_rows
-from nmc.targets.mesh.jit import FanTable, Neurons
+from nmc.targets.mesh.jit import FanTable, Neurons, compile_loops
 from nmc.targets.mesh.kernels import KINDS, KernelRunner
 from nmc.targets.mesh.sections import MeshProgram, link_rows, load_sections
 
@@ -111,6 +111,7 @@ class Emulator:
             for d in self.partials.by_delay:
                 self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
         self.max_delay = max(self.fan, default=1)
+        compile_loops()  # once per process, with the image's loading rather than in its first run
         self._routes(program)
 
     def kernel_source(self, a: int) -> int:

@@ -205,6 +205,11 @@ declare i64 @llvm.smin.i64(i64, i64)
 """
 
 
+def compile_loops() -> None:
+    """Compile the loops now (they are compiled once per process, on first use)."""
+    _compiled()
+
+
 @lru_cache(maxsize=None)
 def _compiled():
     """The loops, compiled for the host CPU (once per process): name -> ctypes function."""
