@@ -176,10 +176,12 @@ def exact_dtype(reach: int):
 EVENT_COST = (8.80e-11, 1.64e-09, 8.95e-10, 1.15e-05)
 DENSE_COST = (4.24e-11, 1.36e-10, 2.25e-06)
 #: Output channels per group from which a convolution's events run as weight runs
-#: (:func:`.jit.conv_scatter`) rather than through a fan table of single synapses.
-RUN_MIN_OUTPUTS = 4
-
-
+#: (:class:`.jit.RunTable`) rather than through a fan table of single synapses.  Measured on
+#: this host, 2026-12-03 (CPU seconds of a run, medians): VGG-11 x0.5's one-output
+#: convolutions (a max-pool's tournament) take 0.40 s through fan tables against 0.56 s as
+#: weight runs; the size series' 10^6-neuron graph (3x3 convolutions of 2 channels, 61% of
+#: the neurons firing each step) 2.0-2.8 s through fan tables, 1.7-1.9 s as weight runs.
+RUN_MIN_OUTPUTS = 2
 #: Largest fan table (pairs) a kernel row gets; a convolution above it runs as weight runs, a
 #: pool above it on the dense path.
 FAN_MAX = 1 << 24
@@ -189,9 +191,9 @@ class EventPlan:
     """How a kernel row's events run compiled (:mod:`.jit`): through a fan table (``fan``:
     one ``(target, weight << exponent)`` list per source, :class:`.jit.FanTable`) or, for
     convolutions with :data:`RUN_MIN_OUTPUTS` or more outputs per group (or a fan table over
-    :data:`FAN_MAX`) and dense kernels, as weight runs ``[C, cells, o_group]`` into a
-    channel-last accumulator (``runs``, :class:`.jit.RunTable`); ``fan`` and ``runs`` are None
-    when the row has none (a pool over :data:`FAN_MAX`)."""
+    :data:`FAN_MAX`) and dense kernels, as weight runs (``weight`` ``[C, cells, o_group]``,
+    :class:`.jit.RunTable`) into a channel-last accumulator; ``fan`` and ``weight`` are both
+    None when the row has neither (a pool over :data:`FAN_MAX`: it runs dense)."""
 
     def __init__(self, kind: str, g: Geometry, w: np.ndarray, exponent: int):
         self.e, self.n_tgt, self.fan = exponent, int(np.prod(g.tgt)), None
