@@ -202,6 +202,61 @@ done:
 }
 declare i64 @llvm.smax.i64(i64, i64)
 declare i64 @llvm.smin.i64(i64, i64)
+
+define i64 @compact(i64 %n, ptr noalias %s, ptr noalias %out) {
+entry:
+  %nw = lshr i64 %n, 3
+  br label %wloop
+wloop:
+  %w = phi i64 [0, %entry], [%w1, %wnext]
+  %k = phi i64 [0, %entry], [%kw, %wnext]
+  %wmore = icmp ult i64 %w, %nw
+  br i1 %wmore, label %wbody, label %tail
+wbody:
+  %i0 = shl i64 %w, 3
+  %pw = getelementptr i8, ptr %s, i64 %i0
+  %word = load i64, ptr %pw, align 1
+  %none = icmp eq i64 %word, 0
+  br i1 %none, label %wnext, label %bytes
+bytes:
+  %b = phi i64 [0, %wbody], [%b1, %bytes]
+  %kb = phi i64 [%k, %wbody], [%kb1, %bytes]
+  %i = add i64 %i0, %b
+  %pb = getelementptr i8, ptr %s, i64 %i
+  %sb = load i8, ptr %pb
+  %po = getelementptr i64, ptr %out, i64 %kb
+  store i64 %i, ptr %po
+  %nz = icmp ne i8 %sb, 0
+  %inc = zext i1 %nz to i64
+  %kb1 = add i64 %kb, %inc
+  %b1 = add i64 %b, 1
+  %bdone = icmp eq i64 %b1, 8
+  br i1 %bdone, label %wnext, label %bytes
+wnext:
+  %kw = phi i64 [%k, %wbody], [%kb1, %bytes]
+  %w1 = add i64 %w, 1
+  br label %wloop
+tail:
+  %t0 = shl i64 %nw, 3
+  br label %tloop
+tloop:
+  %t = phi i64 [%t0, %tail], [%t1, %tbody]
+  %kt = phi i64 [%k, %tail], [%kt1, %tbody]
+  %tmore = icmp ult i64 %t, %n
+  br i1 %tmore, label %tbody, label %done
+tbody:
+  %pt = getelementptr i8, ptr %s, i64 %t
+  %st = load i8, ptr %pt
+  %pot = getelementptr i64, ptr %out, i64 %kt
+  store i64 %t, ptr %pot
+  %nzt = icmp ne i8 %st, 0
+  %inct = zext i1 %nzt to i64
+  %kt1 = add i64 %kt, %inct
+  %t1 = add i64 %t, 1
+  br label %tloop
+done:
+  ret i64 %kt
+}
 """
 
 
@@ -238,7 +293,8 @@ def _compiled():
     conv = {np.dtype(t): ctypes.CFUNCTYPE(None, *conv_args)(engine.get_function_address(f"conv_scatter_{name}"))
             for t, name in ((np.int64, "i64"), (np.int32, "i32"))}
     neurons = ctypes.CFUNCTYPE(None, i64, i64, *[_I64P] * 6, i64, i64)(engine.get_function_address("neuron_step"))
-    return {"engine": engine, "fan": fan, "conv": conv, "neurons": neurons}
+    compact = ctypes.CFUNCTYPE(i64, i64, _I64P, _I64P)(engine.get_function_address("compact"))
+    return {"engine": engine, "fan": fan, "conv": conv, "neurons": neurons, "compact": compact}
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -319,7 +375,8 @@ class Neurons:
         self.zero = np.ascontiguousarray(np.broadcast_to(params.reset_zero, n), np.int8)
         self.v = NeuronState.initial(params, batch, narrow=True).v
         self.spikes = np.zeros((batch, n), np.int8)
-        self._ptrs = tuple(_ptr(a) for a in (self.v, self.spikes, self.bias, self.threshold, self.zero))
+        self._fired = np.empty(batch * n, np.int64)  # the compaction's scratch: every index fits
+        self._ptrs = tuple(_ptr(a) for a in (self.v, self.spikes, self.bias, self.threshold, self.zero, self._fired))
 
     @staticmethod
     def fits(params) -> bool:
@@ -333,6 +390,8 @@ class Neurons:
         B, n = self.v.shape
         if current.shape != (B, n) or current.dtype != np.int64 or not current.flags.c_contiguous:
             raise ValueError("the current is a contiguous int64 [batch, neurons] array")
-        _compiled()["neurons"](B, n, _ptr(current), self._ptrs[0], self._ptrs[1], *self._ptrs[2:], self.lo, self.hi)
-        self.fired_at = np.flatnonzero(self.spikes.view(np.bool_))  # 0/1: as bools, 2.7x faster
+        loops = _compiled()
+        loops["neurons"](B, n, _ptr(current), *self._ptrs[:5], self.lo, self.hi)
+        # the spikes' flat indices: a compiled pass that skips 8 silent neurons at a time
+        self.fired_at = self._fired[:loops["compact"](B * n, self._ptrs[1], self._ptrs[5])].copy()
         return self.spikes.copy()
