@@ -159,6 +159,39 @@ def test_run_table_loop_equals_python(seed, dtype):
     np.testing.assert_array_equal(acc, want)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([np.int32, np.int64]))
+def test_unpack_adds_the_accumulator_channel_first_and_clears_it(seed, dtype):
+    rng = np.random.default_rng(seed)
+    B, G, L, og, pad = (int(rng.integers(1, k)) for k in (4, 4, 20, 40, 3))
+    acc = rng.integers(-1000, 1000, (B, G, L, og)).astype(dtype)
+    wide = rng.integers(-5, 5, (B, G * og * L + 2 * pad))
+    want = wide.copy()
+    want[:, pad:pad + G * og * L] += acc.astype(np.int64).transpose(0, 1, 3, 2).reshape(B, -1)
+    jit.unpack(acc, wide[:, pad:pad + G * og * L])
+    np.testing.assert_array_equal(wide, want)
+    assert not acc.any()
+
+
+def test_kernel_accumulators_are_reused_cleared():
+    """Two steps through one scratch dict give what two fresh calls give."""
+    rng = np.random.default_rng(5)
+    p = projection(rng, "conv2d")
+    while p.result.type.shape[0] // p.groups < 2:
+        p = projection(rng, "conv2d")
+    kr, g = kernel_rows(p)
+    runner, scratch = KernelRunner(kr, [g], "event"), {}
+    assert runner.plan(0).weight is not None  # weight runs
+    for _ in range(2):
+        x = rng.integers(0, 2, (3, p.src.type.size)) * rng.integers(1, 4, (3, p.src.type.size))
+        b, j = np.nonzero(x)
+        out, fresh = (np.zeros((3, p.result.type.size), np.int64) for _ in range(2))
+        runner.add(0, out, x, lambda b=b, j=j, x=x: (b, j, x[b, j]), scratch=scratch)
+        runner.add(0, fresh, x, lambda b=b, j=j, x=x: (b, j, x[b, j]))
+        np.testing.assert_array_equal(out, fresh)
+        assert scratch and not any(a.any() for a in scratch.values())
+
+
 def run_mode(image, inputs, mode):
     from nmc.targets.chip import parse_chip
 

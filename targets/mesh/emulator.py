@@ -192,6 +192,7 @@ class Emulator:
         link_spikes = np.zeros(len(self.link_kind), np.int64)
         port_active = np.zeros(P, np.int64)  # events each port emitted (the neurons': counts)
         partial_sums = 0
+        scratch: dict = {}  # the kernels' accumulators, cleared as they are read (kernels.EventPlan)
         buffers = [np.zeros((B, N), np.int64) for _ in range(1 if compiled else 2)]  # the step's current;
         # nmc.neuron's update may keep one as its u, which the next step does not read
 
@@ -214,7 +215,7 @@ class Emulator:
                     self.tables[d].add(current, ev.sample, ev.column, ev.value)
                 for k, a, n, tgt in self.kernel_rows.get(d, ()):
                     self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n),
-                                     ev.count(a, n), 1 if a < N else None)
+                                     ev.count(a, n), 1 if a < N else None, scratch)
                 if partial is not None and d in self.partials.by_delay:
                     self.partials.add(partial, d, ev.x())
                 synaptic_ops += int(fan[ev.column].sum())

@@ -1,10 +1,10 @@
-"""The emulator's compiled event loops: a spike's synapses added in one pass of machine code.
+"""The emulator's compiled loops: a spike's synapses added in one pass of machine code.
 
-numpy's event path (:mod:`.scatter`) builds sparse matrices and slabs for every kernel and
+An event path in numpy (:mod:`.scatter`) builds sparse matrices and slabs for every kernel and
 step; these loops instead walk the events once and add each one's weights where they land,
 so a step costs the synaptic operations of its events and little else.  They are the
 emulator's own (LLVM IR written here, compiled once per process with llvmlite for the host
-CPU), independent of the CPU runtime.  Two loops:
+CPU), independent of the CPU runtime.  The event loops:
 
 * :class:`FanTable`: each source has a list of (target, weight) pairs (a CSR table by source,
   ``start`` [sources + 1], ``target``, ``weight``, int64); an event ``(b, j, v)`` adds
@@ -17,10 +17,13 @@ CPU), independent of the CPU runtime.  Two loops:
   ``acc[b, c // c_group, p, :]`` — a contiguous run that LLVM vectorises.  A dense kernel is
   the case of one position, one cell and one group.
 
+and :class:`Neurons`, the neuron update of :mod:`nmc.neuron` for integer neurons whose step fits
+int32, in one pass, then the spikes' indices by a compaction that skips silent 8-byte words.
+
 Integers only: the int64 loops wrap modulo 2**64 as numpy's int64 arithmetic does (the
 reference semantics' sums), and the int32 loop is used only where the caller has proved that
-no partial sum reaches 2**31 (:func:`.kernels.exact_dtype`'s bound), so every result is the
-same integer.
+no partial sum reaches 2**31 (the kernel's largest ``|weight|`` × fan-in × ``|value|`` ×
+2**exponent: :class:`.kernels.EventPlan`), so every result is the same integer.
 """
 
 from __future__ import annotations
@@ -259,6 +262,60 @@ done:
 }
 """
 
+UNPACK = """
+define void @unpack_{T}(i64 %B, i64 %G, i64 %L, i64 %og, ptr noalias %acc, ptr noalias %out, i64 %stride) {{
+entry:
+  %R = mul i64 %B, %G
+  %r0 = icmp sgt i64 %R, 0
+  %o0 = icmp sgt i64 %og, 0
+  %l0 = icmp sgt i64 %L, 0
+  %ro = and i1 %r0, %o0
+  %go = and i1 %ro, %l0
+  br i1 %go, label %row, label %done
+row:
+  %r = phi i64 [0, %entry], [%r1, %row_next]
+  %b = udiv i64 %r, %G
+  %g = urem i64 %r, %G
+  %rowacc = mul i64 %r, %L
+  %ob = mul i64 %b, %stride
+  %gog = mul i64 %g, %og
+  br label %chan
+chan:
+  %o = phi i64 [0, %row], [%o1, %chan_next]
+  %gout = add i64 %gog, %o
+  %gl = mul i64 %gout, %L
+  %obase = add i64 %ob, %gl
+  br label %pos
+pos:
+  %l = phi i64 [0, %chan], [%l1, %pos]
+  %al = add i64 %rowacc, %l
+  %ai0 = mul i64 %al, %og
+  %ai = add i64 %ai0, %o
+  %pa = getelementptr {T}, ptr %acc, i64 %ai
+  %a = load {T}, ptr %pa
+  store {T} 0, ptr %pa
+  %a64 = {EXT}
+  %oi = add i64 %obase, %l
+  %po = getelementptr i64, ptr %out, i64 %oi
+  %x = load i64, ptr %po
+  %y = add i64 %x, %a64
+  store i64 %y, ptr %po
+  %l1 = add i64 %l, 1
+  %lmore = icmp slt i64 %l1, %L
+  br i1 %lmore, label %pos, label %chan_next
+chan_next:
+  %o1 = add i64 %o, 1
+  %omore = icmp slt i64 %o1, %og
+  br i1 %omore, label %chan, label %row_next
+row_next:
+  %r1 = add i64 %r, 1
+  %rmore = icmp slt i64 %r1, %R
+  br i1 %rmore, label %row, label %done
+done:
+  ret void
+}}
+"""
+
 
 def compile_loops() -> None:
     """Compile the loops now (they are compiled once per process, on first use)."""
@@ -275,7 +332,8 @@ def _compiled():
     target = llvm.Target.from_default_triple()
     tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
                                       opt=3, reloc="static", codemodel="jitdefault", jit=True)
-    text = FAN + NEURONS + CONV.format(T="i64", CAST="add i64 %ve64, 0") + CONV.format(T="i32", CAST="trunc i64 %ve64 to i32")
+    text = FAN + NEURONS + "".join(CONV.format(T=t, CAST=cast) + UNPACK.format(T=t, EXT=ext) for t, cast, ext in (
+        ("i64", "add i64 %ve64, 0", "add i64 %a, 0"), ("i32", "trunc i64 %ve64 to i32", "sext i32 %a to i64")))
     module = llvm.parse_assembly(text)
     module.triple = llvm.get_process_triple()
     module.data_layout = str(tm.target_data)
@@ -292,9 +350,11 @@ def _compiled():
     conv_args = [i64, _I64P, _I64P, _I64P, i64, i64, _I64P, i64, i64, i64, i64, _I64P, _I64P]
     conv = {np.dtype(t): ctypes.CFUNCTYPE(None, *conv_args)(engine.get_function_address(f"conv_scatter_{name}"))
             for t, name in ((np.int64, "i64"), (np.int32, "i32"))}
+    unpack = {np.dtype(t): ctypes.CFUNCTYPE(None, i64, i64, i64, i64, _I64P, _I64P, i64)(
+        engine.get_function_address(f"unpack_{name}")) for t, name in ((np.int64, "i64"), (np.int32, "i32"))}
     neurons = ctypes.CFUNCTYPE(None, i64, i64, *[_I64P] * 6, i64, i64)(engine.get_function_address("neuron_step"))
     compact = ctypes.CFUNCTYPE(i64, i64, _I64P, _I64P)(engine.get_function_address("compact"))
-    return {"engine": engine, "fan": fan, "conv": conv, "neurons": neurons, "compact": compact}
+    return {"engine": engine, "fan": fan, "conv": conv, "unpack": unpack, "neurons": neurons, "compact": compact}
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -354,6 +414,17 @@ class RunTable:
         if len(b) and T and og:
             _compiled()["conv"][acc.dtype](len(b), _ptr(b), _ptr(j), _ptr(v), HW, T, self._ptrs[0], self.c_group, G,
                                            L, og, self._ptrs[1], _ptr(acc))
+
+
+def unpack(acc: np.ndarray, out: np.ndarray) -> None:
+    """Add the accumulator ``acc`` [B, G, L, o_group] (C-contiguous, int32 or int64) into ``out``
+    [B, G·o_group·L] (int64, contiguous rows; channel first, as the targets are numbered) and
+    clear it for the next step."""
+    B, G, L, og = acc.shape
+    if not (acc.flags.c_contiguous and acc.dtype in (np.int32, np.int64) and out.dtype == np.int64
+            and out.shape == (B, G * og * L) and (out.strides[1] == 8 or out.shape[1] <= 1)):
+        raise ValueError("unpack takes a contiguous accumulator and int64 rows of its targets")
+    _compiled()["unpack"][acc.dtype](B, G, L, og, _ptr(acc), _ptr(out), out.strides[0] // 8)
 
 
 class Neurons:

@@ -245,9 +245,10 @@ class EventPlan:
         entries = n_events * self.per_event
         return np.array([entries * self.og, entries, B * self.n_tgt, 1.0])
 
-    def add(self, out: np.ndarray, b, j, v, B: int, reach: int) -> None:
+    def add(self, out: np.ndarray, b, j, v, B: int, reach: int, scratch: dict | None = None) -> None:
         """Add the events' current, ``<< exponent``, to ``out`` [B, targets] int64; ``reach``
-        bounds every partial sum before the shift (int32 accumulators below 2**31 after it)."""
+        bounds every partial sum before the shift (int32 accumulators below 2**31 after it);
+        ``scratch``: a dict that keeps the accumulators, left cleared, from call to call."""
         if self.fan is not None:
             self.fan.add(out, b, j, v)
             return
@@ -255,10 +256,12 @@ class EventPlan:
         if dtype not in self._runs:  # the exponent folded in: exact in int32, modulo 2**64 in int64
             self._runs[dtype] = jit.RunTable(self.table, self.c_group,
                                              np.left_shift(self.weight.astype(np.int64), self.e).astype(dtype))
-        acc = np.zeros((B, self.G, self.L, self.og), dtype)
+        shape = (B, self.G, self.L, self.og)
+        acc = np.zeros(shape, dtype) if scratch is None else scratch.get((self, dtype))
+        if acc is None or acc.shape != shape:
+            acc = scratch[self, dtype] = np.zeros(shape, dtype)
         self._runs[dtype].add(acc, b, j, v)
-        target = np.reshape(out, (B, self.G, self.og, self.L), copy=False)  # a view: out's rows are contiguous
-        target += acc.transpose(0, 1, 3, 2)
+        jit.unpack(acc, out)
 
 
 class KernelRunner:
@@ -322,11 +325,12 @@ class KernelRunner:
         return float(event @ EVENT_COST) < float(dense @ DENSE_COST)
 
     def add(self, k: int, out: np.ndarray, x: np.ndarray, events, count: int | None = None,
-            xmax: int | None = None) -> None:
+            xmax: int | None = None, scratch: dict | None = None) -> None:
         """Add the current of kernel ``k`` for source values ``x`` [B, source size] (integers) to
         ``out`` [B, targets] (int64, contiguous rows); ``events()`` gives their non-zero values
         as (sample, index, value), ``count`` their number and ``xmax`` the largest ``|value|``
-        when the caller knows them without materialising the events.  The current comes from
+        when the caller knows them without materialising the events; ``scratch``, a dict the
+        event path keeps its accumulators in from call to call.  The current comes from
         the compiled event path when that is predicted faster than the dense product
         (:meth:`cheaper`, or as ``mode`` forces: ``dense``, ``event``); the integers are the same."""
         if self.mode == "dense" or not self.plan(k).runs_events:
@@ -344,7 +348,7 @@ class KernelRunner:
             self.dense(k, out, x, xmax)
             return
         xmax = int(np.abs(v).max()) if xmax is None else xmax
-        self.plan(k).add(out, b, j, v, len(x), self.rows[k][4] * xmax)
+        self.plan(k).add(out, b, j, v, len(x), self.rows[k][4] * xmax, scratch)
 
     def current(self, k: int, x: np.ndarray, xmax: int | None = None) -> np.ndarray:
         """Current of kernel ``k`` for source values ``x`` [B, source size] (integers), [B, targets],
