@@ -128,8 +128,9 @@ def compress_table(
 
 def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[RoutingEntry]:
     n = len(entries)
-    if n == 0:
-        return []
+    flags = [bool(f) for f in defaultable]
+    if not any(flags) and len({e.route for e in entries}) == n:
+        return list(entries)  # every entry needs one of its own: nothing to merge or remove
     keys = [e.key for e in entries]
     masks = [e.mask for e in entries]
     width = max(max(keys), max(masks)).bit_length() or 1
@@ -141,18 +142,17 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
     routes = sorted(count, key=lambda r: (-count[r], r))
     rid_of = {r: i for i, r in enumerate(routes)}
     rids = [rid_of[e.route] for e in entries]
-    flags = [bool(f) for f in defaultable]
     prefix = _prefix_table(keys, masks, width)
     if prefix is None:
         return [RoutingEntry(k, m, routes[r]) for k, m, r in _ordered_covering(keys, masks, rids, flags, width,
                                                                               target, disjoint=False)]
     # disjoint prefixes: reorderable, and every defaultable entry is default-routable
+    # every route of a non-defaultable entry needs an entry: no method goes below that
+    target = max(target, len({r for r, f in zip(rids, flags) if not f}))
     if n - sum(flags) <= target:
         return [e for e, f in zip(entries, flags) if not f]
     order = prefix[2]
     by_key = ([keys[i] for i in order], [masks[i] for i in order], [rids[i] for i in order], [flags[i] for i in order])
-    # every route of a non-defaultable entry needs an entry: no method goes below that
-    target = max(target, len({r for r, f in zip(rids, flags) if not f}))
     table = _grouped(*by_key, rids, width, **_GROUPED[0])
     for variant in _GROUPED[1:]:
         if len(table) > target:
@@ -178,7 +178,7 @@ _GROUPED = (
 )
 
 
-def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members: bool, split: bool):
+def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members: bool, split: bool, merge=None):
     """The route-group compressor on disjoint prefixes: keys ``sk`` (ascending), masks ``sm``,
     route ids ``sr`` and defaultable flags ``sd`` of the entries sorted by key (``rids``: the
     route ids in table order, for ``ties="last"``), after PACMAN's ordered pair compressor (Heathcote 2016): the table is one group of entries
@@ -194,8 +194,11 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
     defaultable entries join their route's group and a merged entry made only of them is
     dropped when no later entry of another route meets it, as PACMAN's pair compressor
     followed by its default-route removal does; otherwise they are left out (default routed).
-    Returns (key, mask, route id) rows in table order."""
-    full = (1 << width) - 1
+    ``merge``: the merge loops (:func:`_merge_groups` in Python, or
+    :func:`~.groups_jit.merge_groups` compiled, the default).  Returns (key, mask, route id)
+    rows in table order."""
+    if merge is None:
+        from nmc.targets.multicast.groups_jit import merge_groups as merge
     count = Counter(sr) if defaults_as_members else Counter(r for r, d in zip(sr, sd) if not d)
     if ties == "last":
         first: dict[int, int] = {}
@@ -204,20 +207,34 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
         groups = sorted(count, key=lambda r: (count[r], -first[r]))
     else:
         groups = sorted(count, key=lambda r: (count[r], r))
-    pos = dict(zip(groups, range(len(groups))))
-    runs: list[list[int]] = [[] for _ in groups]
+    group_of = [len(groups)] * (max(sr) + 1)
+    for p, r in enumerate(groups):
+        group_of[r] = p
+    merged = merge(sk, sm, sd, sr, group_of, groups, width, split, defaults_as_members)
+    rows = [(k, m, r, d) for r, (ks, ms, ds) in zip(groups, merged) for k, m, d in zip(ks, ms, ds)]
+    if defaults_as_members:
+        rows = [row for i, row in enumerate(rows)
+                if not row[3] or any(r != row[2] and row[0] & m == k & row[1] for k, m, r, _ in rows[i + 1:])]
+    return [row[:3] for row in rows]
+
+
+def _merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, defaults_as_members: bool):
+    """The route groups' merge loops in Python: the reference for, and the same contract as,
+    :func:`~.groups_jit.merge_groups` (its docstring).  Groups are done last first, each adding
+    the entries of the group after it to its conflicts, kept sorted by key: those that can meet
+    a key/mask are the disjoint prefixes that start between its least and greatest key, and
+    the one before, which may contain its least key (any other that contains a key of it
+    contains its least key too)."""
+    full = (1 << width) - 1
+    runs: list[list[int]] = [[] for _ in group_rids]
     # entries by the group before which they are conflicts (defaultable non-members: all)
-    levels: list[list[int]] = [[] for _ in range(len(groups) + 1)]
+    by_level: list[list[int]] = [[] for _ in range(len(group_rids) + 1)]
     for j, (r, d) in enumerate(zip(sr, sd)):
         if d and not defaults_as_members:
-            levels[-1].append(j)
+            by_level[-1].append(j)
         else:
-            runs[pos[r]].append(j)
-            levels[pos[r]].append(j)
-    # the current group's conflicts sorted by key: groups are done last first, each adding the
-    # entries of the group after it.  Those that can meet a key/mask are the disjoint prefixes
-    # that start between its least and greatest key, and the one before, which may contain
-    # its least key (any other that contains a key of it contains its least key too)
+            runs[group_of[r]].append(j)
+            by_level[group_of[r]].append(j)
     ck_: list[int] = []
     cm_: list[int] = []
     cr_: list[int] = []
@@ -229,10 +246,10 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
                 return False
         return True
 
-    out: list[list] = []
-    for p in range(len(groups) - 1, -1, -1):
-        r = groups[p]
-        for j in levels[p + 1]:
+    out: list = [None] * len(runs)
+    for p in range(len(runs) - 1, -1, -1):
+        r = group_rids[p]
+        for j in by_level[p + 1]:
             t = bisect_left(ck_, sk[j])
             ck_.insert(t, sk[j])
             cm_.insert(t, sm[j])
@@ -283,12 +300,8 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
                     ks[j], ms[j], ds[j] = ks[-1], ms[-1], ds[-1]
                     del ks[-1], ms[-1], ds[-1]
             i += 1
-        out.append(list(zip(ks, ms, [r] * len(ks), ds)))
-    rows = [row for group in reversed(out) for row in group]
-    if defaults_as_members:
-        rows = [row for i, row in enumerate(rows)
-                if not row[3] or any(r != row[2] and row[0] & m == k & row[1] for k, m, r, _ in rows[i + 1:])]
-    return [row[:3] for row in rows]
+        out[p] = (ks, ms, ds)
+    return out
 
 
 def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, target: int, *, thorough: bool):
@@ -580,25 +593,54 @@ def _prefix_table(keys: list[int], masks: list[int], width: int):
 _NONE = -1  # "no entry matched": default routing
 
 
-def _ortc(keys, lengths, order, rids, flags, width: int):
+def _ortc(keys, lengths, order, rids, flags, width: int, place=None):
     """The fewest prefix entries that route every allocated key as the table does: ORTC
     (Draves, King, Venkatachary & Zill, "Constructing optimal IP routing tables", INFOCOM 1999)
-    on the binary trie of the keys, with unallocated keys as don't-cares and defaultable keys
-    satisfied by their link or by no entry at all.  A subtree's cost, given the route ``r`` it
-    inherits, is ``base + (r not in S)`` (``S`` a bit set of route ids), and ``none`` when it
-    inherits no route (no entry can route to "nothing", so that case is kept apart).  Trie
-    chains without a branch cost nothing and are skipped: the trie's branch points are the
-    Cartesian tree of the common-prefix lengths of neighbouring keys.  An entry placed at a
-    branch takes the shortest prefix that covers no other branch.  Returns the table as
-    (depth, key, route id) triples, most specific first, and for every original entry (indexed
+    on the binary trie of the keys (:func:`_ortc_place`; ``place`` that or, the default,
+    :func:`~.groups_jit.ortc_place` compiled), with unallocated keys as don't-cares and
+    defaultable keys satisfied by their link or by no entry at all.  Returns the table as
+    (key, mask, route id) triples, most specific first, and for every original entry (indexed
     as ``rids``) the index of its first matching table entry (``-1``: none)."""
+    n = len(keys)
+    if place is None:
+        from nmc.targets.multicast.groups_jit import ortc_place as place
+    placed, owner_sorted = place(keys, [rids[i] for i in order], [flags[i] for i in order],
+                                 max(rids) + 1, width)
+    rank = sorted(range(len(placed)), key=lambda j: (-placed[j][0], placed[j][1]))
+    new_index = [0] * len(placed)
+    for i, j in enumerate(rank):
+        new_index[j] = i
+    full = (1 << width) - 1
+    table = []
+    for j in rank:
+        depth, lo, r = placed[j]
+        key = keys[lo]
+        mask = full ^ ((1 << (width - depth)) - 1)
+        table.append((key & mask, mask, r))
+    owner = [-1] * n
+    for i in range(n):
+        o = owner_sorted[i]
+        owner[order[i]] = -1 if o < 0 else new_index[o]
+    return table, owner
+
+
+def _ortc_place(keys, srids, sflags, n_routes: int, width: int):
+    """ORTC's entries on the keys ``keys`` (disjoint prefixes, ascending) with route ids
+    ``srids`` and defaultable flags ``sflags`` (``n_routes``: route ids are below it): a
+    subtree's cost, given the route ``r`` it inherits, is ``base + (r not in S)`` (``S`` a bit
+    set of route ids), and ``none`` when it inherits no route (no entry can route to
+    "nothing", so that case is kept apart).  Trie chains without a branch cost nothing and are
+    skipped: the trie's branch points are the Cartesian tree of the common-prefix lengths of
+    neighbouring keys.  An entry placed at a branch takes the shortest prefix that covers no
+    other branch.  Returns the placed entries as (depth, index of the least key below it,
+    route id), and for every key the index of its first matching placed entry (-1: none)."""
     n = len(keys)
     # node: [base, routes, none, split depth (None: leaf), left, right, leaf index]
     stack: list[list] = []
     gaps: list[int] = []
     for i in range(n):
-        r = rids[order[i]]
-        node = [0, 1 << r, 0 if flags[order[i]] else 1, None, None, None, i]
+        r = srids[i]
+        node = [0, 1 << r, 0 if sflags[i] else 1, None, None, None, i]
         gap = width - (keys[i] ^ keys[i + 1]).bit_length() if i + 1 < n else -1
         while gaps and gaps[-1] > gap:
             a = stack.pop()
@@ -617,8 +659,8 @@ def _ortc(keys, lengths, order, rids, flags, width: int):
         node, inherited, top, current = todo.pop()
         base, routes, none, depth, a, b, lo = node
         if depth is None:
-            if inherited != rids[order[lo]] and not (inherited == _NONE and flags[order[lo]]):
-                placed.append((top, keys[lo], rids[order[lo]]))
+            if inherited != srids[lo] and not (inherited == _NONE and sflags[lo]):
+                placed.append((top, lo, srids[lo]))
                 current = len(placed) - 1
             owner_sorted[lo] = current
             continue
@@ -628,22 +670,8 @@ def _ortc(keys, lengths, order, rids, flags, width: int):
             stay = a[0] + b[0] + (not (a[1] >> inherited) & 1) + (not (b[1] >> inherited) & 1)
         if base + 1 < stay:
             inherited = (routes & -routes).bit_length() - 1
-            placed.append((top, keys[lo], inherited))
+            placed.append((top, lo, inherited))
             current = len(placed) - 1
         todo.append((b, inherited, depth + 1, current))
         todo.append((a, inherited, depth + 1, current))
-    rank = sorted(range(len(placed)), key=lambda j: (-placed[j][0], placed[j][1]))
-    new_index = [0] * len(placed)
-    for i, j in enumerate(rank):
-        new_index[j] = i
-    full = (1 << width) - 1
-    table = []
-    for j in rank:
-        depth, key, r = placed[j]
-        mask = full ^ ((1 << (width - depth)) - 1)
-        table.append((key & mask, mask, r))
-    owner = [-1] * n
-    for i in range(n):
-        o = owner_sorted[i]
-        owner[order[i]] = -1 if o < 0 else new_index[o]
-    return table, owner
+    return placed, owner_sorted

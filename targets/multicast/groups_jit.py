@@ -1,0 +1,884 @@
+"""The route-group compressor's merge loops, compiled with llvmlite (used by compress.py).
+
+:func:`merge_groups` does for every route group of a table what ``compress._grouped``'s pure
+Python loops do (the reference: the property tests compare the two on random tables, entry for
+entry): optionally the split-first pass (merge a run of the group's entries, sorted by key, and
+halve it on its highest differing bit until the merge meets no conflict), then the greedy
+pairs of PACMAN's ordered pair compressor (pairs in the same order, the conflict that refused
+the last merge tried first).  A merge of group ``p`` (route id ``r``) meets a *conflict* when it
+shares a key with an entry of the table whose level is above ``p`` and whose route id is not
+``r``; the table is disjoint prefixes sorted by key, so the entries that can share a key with a
+key/mask are those that start between its least and greatest key and the one before (found by
+binary search).
+
+The kernel is compiled once per process, on first use, by :func:`nmc.targets.cpu.jit.compile_module`
+(whose on-disk object cache makes a later process's first use a load, not a compilation).
+Everything the kernel reads and writes is one ``uint64`` buffer, so a call costs one ctypes
+transition.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from array import array
+
+import numpy as np
+
+FUNCTION = "nmc_mc_merge_groups"
+
+# buffer layout (uint64 words), R route ids, G groups, N table entries:
+#   group[R] (a route id's group)  rid[G] (a group's route id)  start[G+1] (out)  length[G] (out)
+#   key[N] mask[N] dflt[N] (out: the groups' merged entries)  tkey[N] tmask[N] tlevel[N] (out) trid[N] tdflt[N]
+IR = r"""
+define internal i64 @upper(ptr %tk, i64 %n, i64 %x) {
+entry:
+  br label %loop
+loop:
+  %lo = phi i64 [0, %entry], [%lo2, %step]
+  %hi = phi i64 [%n, %entry], [%hi2, %step]
+  %more = icmp ult i64 %lo, %hi
+  br i1 %more, label %step, label %done
+step:
+  %span = sub i64 %hi, %lo
+  %half = lshr i64 %span, 1
+  %mid = add i64 %lo, %half
+  %pm = getelementptr inbounds i64, ptr %tk, i64 %mid
+  %km = load i64, ptr %pm
+  %le = icmp ule i64 %km, %x
+  %mid1 = add i64 %mid, 1
+  %lo2 = select i1 %le, i64 %mid1, i64 %lo
+  %hi2 = select i1 %le, i64 %hi, i64 %mid
+  br label %loop
+done:
+  ret i64 %lo
+}
+
+; the index of the first conflict of group level %p, route %r that shares a key with %mk/%mm,
+; or -1
+define internal i64 @conflict(ptr %tk, ptr %tm, ptr %tl, ptr %tr, i64 %n, i64 %full, i64 %p, i64 %r,
+                              i64 %mk, i64 %mm) {
+entry:
+  %u = call i64 @upper(ptr %tk, i64 %n, i64 %mk)
+  %lo0 = sub i64 %u, 1
+  %neg = icmp eq i64 %u, 0
+  %lo = select i1 %neg, i64 0, i64 %lo0
+  %inv = xor i64 %full, %mm
+  %top = or i64 %mk, %inv
+  %hi = call i64 @upper(ptr %tk, i64 %n, i64 %top)
+  br label %loop
+loop:
+  %t = phi i64 [%lo, %entry], [%t1, %next]
+  %more = icmp ult i64 %t, %hi
+  br i1 %more, label %body, label %none
+body:
+  %pk = getelementptr inbounds i64, ptr %tk, i64 %t
+  %k = load i64, ptr %pk
+  %pmk = getelementptr inbounds i64, ptr %tm, i64 %t
+  %m = load i64, ptr %pmk
+  %a = and i64 %k, %mm
+  %b = and i64 %m, %mk
+  %meet = icmp eq i64 %a, %b
+  br i1 %meet, label %who, label %next
+who:
+  %pl = getelementptr inbounds i64, ptr %tl, i64 %t
+  %l = load i64, ptr %pl
+  %above = icmp ugt i64 %l, %p
+  %pr = getelementptr inbounds i64, ptr %tr, i64 %t
+  %rt = load i64, ptr %pr
+  %other = icmp ne i64 %rt, %r
+  %both = and i1 %above, %other
+  br i1 %both, label %found, label %next
+next:
+  %t1 = add i64 %t, 1
+  br label %loop
+found:
+  ret i64 %t
+none:
+  ret i64 -1
+}
+
+define i64 @nmc_mc_merge_groups(ptr noalias %buf, i64 %ng, i64 %nroutes, i64 %n, i64 %full, i64 %split,
+                                 i64 %dam) {
+entry:
+  %sv = alloca i64
+  %ov = alloca i64
+  %lenv = alloca i64
+  %iv = alloca i64
+  %jv = alloca i64
+  %k1v = alloca i64
+  %m1v = alloca i64
+  %hb = alloca i64
+  %bkv = alloca i64
+  %bmv = alloca i64
+  %pv = alloca i64
+  %stack = alloca [260 x i64]
+  %spv = alloca i64
+  %ng1 = add i64 %ng, 1
+  %rids = getelementptr inbounds i64, ptr %buf, i64 %nroutes
+  %start = getelementptr inbounds i64, ptr %rids, i64 %ng
+  %lens = getelementptr inbounds i64, ptr %start, i64 %ng1
+  %gk = getelementptr inbounds i64, ptr %lens, i64 %ng
+  %gm = getelementptr inbounds i64, ptr %gk, i64 %n
+  %gd = getelementptr inbounds i64, ptr %gm, i64 %n
+  %tk = getelementptr inbounds i64, ptr %gd, i64 %n
+  %tm = getelementptr inbounds i64, ptr %tk, i64 %n
+  %tl = getelementptr inbounds i64, ptr %tm, i64 %n
+  %tr = getelementptr inbounds i64, ptr %tl, i64 %n
+  %td = getelementptr inbounds i64, ptr %tr, i64 %n
+  %dosplit = icmp ne i64 %split, 0
+  %asmembers = icmp ne i64 %dam, 0
+  br label %zero
+; ---- levels and the groups' members (counting sort by group, key order kept)
+zero:
+  %z = phi i64 [0, %entry], [%z1, %zstep]
+  %zmore = icmp ule i64 %z, %ng
+  br i1 %zmore, label %zstep, label %count
+zstep:
+  %pz = getelementptr inbounds i64, ptr %start, i64 %z
+  store i64 0, ptr %pz
+  %z1 = add i64 %z, 1
+  br label %zero
+count:
+  %cj = phi i64 [0, %zero], [%cj1, %cnext]
+  %cmore = icmp ult i64 %cj, %n
+  br i1 %cmore, label %cbody, label %sum
+cbody:
+  %pcd = getelementptr inbounds i64, ptr %td, i64 %cj
+  %cdv = load i64, ptr %pcd
+  %cdef = icmp ne i64 %cdv, 0
+  %cout = xor i1 %asmembers, true
+  %cnon = and i1 %cdef, %cout
+  %pcl = getelementptr inbounds i64, ptr %tl, i64 %cj
+  br i1 %cnon, label %cnonmember, label %cmember
+cnonmember:
+  store i64 %ng, ptr %pcl
+  br label %cnext
+cmember:
+  %pcr = getelementptr inbounds i64, ptr %tr, i64 %cj
+  %crv = load i64, ptr %pcr
+  %pcp = getelementptr inbounds i64, ptr %buf, i64 %crv
+  %clv = load i64, ptr %pcp
+  store i64 %clv, ptr %pcl
+  %clv1 = add i64 %clv, 1
+  %pcs = getelementptr inbounds i64, ptr %start, i64 %clv1
+  %csv = load i64, ptr %pcs
+  %csv1 = add i64 %csv, 1
+  store i64 %csv1, ptr %pcs
+  br label %cnext
+cnext:
+  %cj1 = add i64 %cj, 1
+  br label %count
+sum:
+  %sg = phi i64 [0, %count], [%sg1, %sumstep]
+  %acc = phi i64 [0, %count], [%acc1, %sumstep]
+  %smore0 = icmp ult i64 %sg, %ng
+  br i1 %smore0, label %sumstep, label %fill
+sumstep:
+  %sg1 = add i64 %sg, 1
+  %psg = getelementptr inbounds i64, ptr %start, i64 %sg1
+  %sgv = load i64, ptr %psg
+  %acc1 = add i64 %acc, %sgv
+  store i64 %acc1, ptr %psg
+  %plc = getelementptr inbounds i64, ptr %lens, i64 %sg
+  store i64 %acc, ptr %plc
+  br label %sum
+fill:
+  %fj = phi i64 [0, %sum], [%fj1, %fnext]
+  %fmore = icmp ult i64 %fj, %n
+  br i1 %fmore, label %fbody, label %groups
+fbody:
+  %pfl = getelementptr inbounds i64, ptr %tl, i64 %fj
+  %flv = load i64, ptr %pfl
+  %fin = icmp ult i64 %flv, %ng
+  br i1 %fin, label %fput, label %fnext
+fput:
+  %pfc = getelementptr inbounds i64, ptr %lens, i64 %flv
+  %fat = load i64, ptr %pfc
+  %fat1 = add i64 %fat, 1
+  store i64 %fat1, ptr %pfc
+  %pfk = getelementptr inbounds i64, ptr %tk, i64 %fj
+  %fkv = load i64, ptr %pfk
+  %pgk = getelementptr inbounds i64, ptr %gk, i64 %fat
+  store i64 %fkv, ptr %pgk
+  %pfm = getelementptr inbounds i64, ptr %tm, i64 %fj
+  %fmv = load i64, ptr %pfm
+  %pgm = getelementptr inbounds i64, ptr %gm, i64 %fat
+  store i64 %fmv, ptr %pgm
+  %pfd = getelementptr inbounds i64, ptr %td, i64 %fj
+  %fdv = load i64, ptr %pfd
+  %pgd = getelementptr inbounds i64, ptr %gd, i64 %fat
+  store i64 %fdv, ptr %pgd
+  br label %fnext
+fnext:
+  %fj1 = add i64 %fj, 1
+  br label %fill
+groups:
+  store i64 0, ptr %pv
+  br label %group
+group:
+  %p = load i64, ptr %pv
+  %gmore = icmp ult i64 %p, %ng
+  br i1 %gmore, label %gbody, label %exit
+gbody:
+  %ps = getelementptr inbounds i64, ptr %start, i64 %p
+  %s = load i64, ptr %ps
+  %p1 = add i64 %p, 1
+  %pe = getelementptr inbounds i64, ptr %start, i64 %p1
+  %e = load i64, ptr %pe
+  %glen = sub i64 %e, %s
+  %prr = getelementptr inbounds i64, ptr %rids, i64 %p
+  %r = load i64, ptr %prr
+  %k = getelementptr inbounds i64, ptr %gk, i64 %s
+  %m = getelementptr inbounds i64, ptr %gm, i64 %s
+  %d = getelementptr inbounds i64, ptr %gd, i64 %s
+  store i64 %glen, ptr %lenv
+  br i1 %dosplit, label %sinit, label %pairs
+
+; ---- split-first: ranges [a, b) of the group on a stack, the left one on top
+sinit:
+  store i64 0, ptr %ov
+  %s0 = getelementptr inbounds i64, ptr %stack, i64 0
+  store i64 0, ptr %s0
+  %s1 = getelementptr inbounds i64, ptr %stack, i64 1
+  store i64 %glen, ptr %s1
+  store i64 2, ptr %spv
+  br label %spop
+spop:
+  %sp = load i64, ptr %spv
+  %sempty = icmp eq i64 %sp, 0
+  br i1 %sempty, label %sdone, label %srange
+srange:
+  %spb = sub i64 %sp, 1
+  %spa = sub i64 %sp, 2
+  store i64 %spa, ptr %spv
+  %pb = getelementptr inbounds i64, ptr %stack, i64 %spb
+  %b = load i64, ptr %pb
+  %pa = getelementptr inbounds i64, ptr %stack, i64 %spa
+  %a = load i64, ptr %pa
+  %pka = getelementptr inbounds i64, ptr %k, i64 %a
+  %ka = load i64, ptr %pka
+  %pma = getelementptr inbounds i64, ptr %m, i64 %a
+  %ma = load i64, ptr %pma
+  %pda = getelementptr inbounds i64, ptr %d, i64 %a
+  %da = load i64, ptr %pda
+  %a1 = add i64 %a, 1
+  br label %smerge
+smerge:
+  %sj = phi i64 [%a1, %srange], [%sj1, %smstep]
+  %ck = phi i64 [%ka, %srange], [%ck1, %smstep]
+  %cm = phi i64 [%ma, %srange], [%cm1, %smstep]
+  %cd = phi i64 [%da, %srange], [%cd1, %smstep]
+  %smore = icmp ult i64 %sj, %b
+  br i1 %smore, label %smstep, label %smdone
+smstep:
+  %psk = getelementptr inbounds i64, ptr %k, i64 %sj
+  %skj = load i64, ptr %psk
+  %psm = getelementptr inbounds i64, ptr %m, i64 %sj
+  %smj = load i64, ptr %psm
+  %psd = getelementptr inbounds i64, ptr %d, i64 %sj
+  %sdj = load i64, ptr %psd
+  %sx = xor i64 %ck, %skj
+  %snx = xor i64 %sx, -1
+  %sm1 = and i64 %smj, %snx
+  %cm1 = and i64 %cm, %sm1
+  %ck1 = and i64 %ck, %cm1
+  %cd1 = and i64 %cd, %sdj
+  %sj1 = add i64 %sj, 1
+  br label %smerge
+smdone:
+  %single = icmp eq i64 %b, %a1
+  br i1 %single, label %skeep, label %scheck
+scheck:
+  %sc = call i64 @conflict(ptr %tk, ptr %tm, ptr %tl, ptr %tr, i64 %n, i64 %full, i64 %p, i64 %r, i64 %ck, i64 %cm)
+  %sclear = icmp slt i64 %sc, 0
+  br i1 %sclear, label %skeep, label %shalve
+skeep:
+  %o = load i64, ptr %ov
+  %pko = getelementptr inbounds i64, ptr %k, i64 %o
+  store i64 %ck, ptr %pko
+  %pmo = getelementptr inbounds i64, ptr %m, i64 %o
+  store i64 %cm, ptr %pmo
+  %pdo = getelementptr inbounds i64, ptr %d, i64 %o
+  store i64 %cd, ptr %pdo
+  %o1 = add i64 %o, 1
+  store i64 %o1, ptr %ov
+  br label %spop
+shalve:
+  ; the first index in [a, b) whose key is >= the last key with the bits below the highest
+  ; differing one cleared
+  %bl = sub i64 %b, 1
+  %pkl = getelementptr inbounds i64, ptr %k, i64 %bl
+  %kl = load i64, ptr %pkl
+  %dx = xor i64 %ka, %kl
+  %lz = call i64 @llvm.ctlz.i64(i64 %dx, i1 true)
+  %bit = sub i64 63, %lz
+  %t0 = lshr i64 %kl, %bit
+  %thr = shl i64 %t0, %bit
+  br label %hsearch
+hsearch:
+  %hlo = phi i64 [%a, %shalve], [%hlo2, %hstep]
+  %hhi = phi i64 [%b, %shalve], [%hhi2, %hstep]
+  %hmore = icmp ult i64 %hlo, %hhi
+  br i1 %hmore, label %hstep, label %hfound
+hstep:
+  %hspan = sub i64 %hhi, %hlo
+  %hh = lshr i64 %hspan, 1
+  %hmid = add i64 %hlo, %hh
+  %phm = getelementptr inbounds i64, ptr %k, i64 %hmid
+  %khm = load i64, ptr %phm
+  %hlt = icmp ult i64 %khm, %thr
+  %hmid1 = add i64 %hmid, 1
+  %hlo2 = select i1 %hlt, i64 %hmid1, i64 %hlo
+  %hhi2 = select i1 %hlt, i64 %hhi, i64 %hmid
+  br label %hsearch
+hfound:
+  ; push [half, b) then [a, half): the left half is done first
+  %q0 = getelementptr inbounds i64, ptr %stack, i64 %spa
+  store i64 %hlo, ptr %q0
+  %q1 = getelementptr inbounds i64, ptr %stack, i64 %spb
+  store i64 %b, ptr %q1
+  %sp2 = add i64 %spa, 2
+  %q2 = getelementptr inbounds i64, ptr %stack, i64 %sp2
+  store i64 %a, ptr %q2
+  %sp3 = add i64 %spa, 3
+  %q3 = getelementptr inbounds i64, ptr %stack, i64 %sp3
+  store i64 %hlo, ptr %q3
+  %sp4 = add i64 %spa, 4
+  store i64 %sp4, ptr %spv
+  br label %spop
+sdone:
+  %olen = load i64, ptr %ov
+  store i64 %olen, ptr %lenv
+  br label %pairs
+
+; ---- greedy pairs
+pairs:
+  store i64 0, ptr %hb
+  store i64 0, ptr %iv
+  br label %iloop
+iloop:
+  %i = load i64, ptr %iv
+  %len = load i64, ptr %lenv
+  %i1 = add i64 %i, 1
+  %imore = icmp ult i64 %i1, %len
+  br i1 %imore, label %ibody, label %gend
+ibody:
+  %pki = getelementptr inbounds i64, ptr %k, i64 %i
+  %ki = load i64, ptr %pki
+  store i64 %ki, ptr %k1v
+  %pmi = getelementptr inbounds i64, ptr %m, i64 %i
+  %mi = load i64, ptr %pmi
+  store i64 %mi, ptr %m1v
+  store i64 %i1, ptr %jv
+  br label %jloop
+jloop:
+  %j = load i64, ptr %jv
+  %jlen = load i64, ptr %lenv
+  %jmore = icmp ult i64 %j, %jlen
+  br i1 %jmore, label %jbody, label %inext
+jbody:
+  %k1 = load i64, ptr %k1v
+  %m1 = load i64, ptr %m1v
+  %pkj = getelementptr inbounds i64, ptr %k, i64 %j
+  %kj = load i64, ptr %pkj
+  %pmj = getelementptr inbounds i64, ptr %m, i64 %j
+  %mj = load i64, ptr %pmj
+  %x = xor i64 %k1, %kj
+  %nx = xor i64 %x, -1
+  %mm0 = and i64 %m1, %mj
+  %mm = and i64 %mm0, %nx
+  %mk = and i64 %k1, %mm
+  %have = load i64, ptr %hb
+  %hasb = icmp ne i64 %have, 0
+  br i1 %hasb, label %tryb, label %scan
+tryb:
+  %bk = load i64, ptr %bkv
+  %bm = load i64, ptr %bmv
+  %ba = and i64 %bk, %mm
+  %bb = and i64 %bm, %mk
+  %bmeet = icmp eq i64 %ba, %bb
+  br i1 %bmeet, label %jskip, label %scan
+scan:
+  %c = call i64 @conflict(ptr %tk, ptr %tm, ptr %tl, ptr %tr, i64 %n, i64 %full, i64 %p, i64 %r, i64 %mk, i64 %mm)
+  %clear = icmp slt i64 %c, 0
+  br i1 %clear, label %merge, label %refused
+refused:
+  %pck = getelementptr inbounds i64, ptr %tk, i64 %c
+  %ckv = load i64, ptr %pck
+  store i64 %ckv, ptr %bkv
+  %pcm = getelementptr inbounds i64, ptr %tm, i64 %c
+  %cmv = load i64, ptr %pcm
+  store i64 %cmv, ptr %bmv
+  store i64 1, ptr %hb
+  br label %jskip
+jskip:
+  %j1 = add i64 %j, 1
+  store i64 %j1, ptr %jv
+  br label %jloop
+merge:
+  store i64 %mk, ptr %pki
+  store i64 %mm, ptr %pmi
+  store i64 %mk, ptr %k1v
+  store i64 %mm, ptr %m1v
+  %pdi = getelementptr inbounds i64, ptr %d, i64 %i
+  %di = load i64, ptr %pdi
+  %pdj = getelementptr inbounds i64, ptr %d, i64 %j
+  %dj = load i64, ptr %pdj
+  %dij = and i64 %di, %dj
+  store i64 %dij, ptr %pdi
+  %last = sub i64 %jlen, 1
+  %pkl2 = getelementptr inbounds i64, ptr %k, i64 %last
+  %klast = load i64, ptr %pkl2
+  store i64 %klast, ptr %pkj
+  %pml2 = getelementptr inbounds i64, ptr %m, i64 %last
+  %mlast = load i64, ptr %pml2
+  store i64 %mlast, ptr %pmj
+  %pdl2 = getelementptr inbounds i64, ptr %d, i64 %last
+  %dlast = load i64, ptr %pdl2
+  store i64 %dlast, ptr %pdj
+  store i64 %last, ptr %lenv
+  br label %jloop
+inext:
+  store i64 %i1, ptr %iv
+  br label %iloop
+gend:
+  %plen = getelementptr inbounds i64, ptr %lens, i64 %p
+  %flen = load i64, ptr %lenv
+  store i64 %flen, ptr %plen
+  store i64 %p1, ptr %pv
+  br label %group
+exit:
+  ret i64 0
+}
+
+declare i64 @llvm.ctlz.i64(i64, i1)
+
+; ORTC on disjoint prefixes sorted by key: see compress._ortc (the reference).  Buffer:
+;   key[n] rid[n] flag[n]  node arrays of 2n: base none depth left right lo, routes[2n*w]
+;   stack[n] gap[n] todo[8n] placed[6n] (out: depth, leaf index, route id) owner[n] (out)
+; returns the number of placed entries
+define i64 @nmc_mc_ortc(ptr noalias %buf, i64 %n, i64 %w, i64 %width) {
+entry:
+  %nnv = alloca i64
+  %spv = alloca i64
+  %iv = alloca i64
+  %nodev = alloca i64
+  %tpv = alloca i64
+  %npv = alloca i64
+  %n2 = shl i64 %n, 1
+  %rid = getelementptr inbounds i64, ptr %buf, i64 %n
+  %flag = getelementptr inbounds i64, ptr %rid, i64 %n
+  %base = getelementptr inbounds i64, ptr %flag, i64 %n
+  %none = getelementptr inbounds i64, ptr %base, i64 %n2
+  %depth = getelementptr inbounds i64, ptr %none, i64 %n2
+  %left = getelementptr inbounds i64, ptr %depth, i64 %n2
+  %right = getelementptr inbounds i64, ptr %left, i64 %n2
+  %lo = getelementptr inbounds i64, ptr %right, i64 %n2
+  %routes = getelementptr inbounds i64, ptr %lo, i64 %n2
+  %nw = mul i64 %n2, %w
+  %stack = getelementptr inbounds i64, ptr %routes, i64 %nw
+  %gaps = getelementptr inbounds i64, ptr %stack, i64 %n
+  %todo = getelementptr inbounds i64, ptr %gaps, i64 %n
+  %n8 = shl i64 %n, 3
+  %placed = getelementptr inbounds i64, ptr %todo, i64 %n8
+  %n6 = mul i64 %n, 6
+  %owner = getelementptr inbounds i64, ptr %placed, i64 %n6
+  store i64 0, ptr %nnv
+  store i64 0, ptr %spv
+  store i64 0, ptr %iv
+  br label %leaf
+leaf:
+  %i = load i64, ptr %iv
+  %imore = icmp ult i64 %i, %n
+  br i1 %imore, label %leafbody, label %down
+leafbody:
+  %leafnode = load i64, ptr %nnv
+  %nn1 = add i64 %leafnode, 1
+  store i64 %nn1, ptr %nnv
+  %pb = getelementptr inbounds i64, ptr %base, i64 %leafnode
+  store i64 0, ptr %pb
+  %pfi = getelementptr inbounds i64, ptr %flag, i64 %i
+  %fi = load i64, ptr %pfi
+  %isdef = icmp ne i64 %fi, 0
+  %nonev = select i1 %isdef, i64 0, i64 1
+  %pn = getelementptr inbounds i64, ptr %none, i64 %leafnode
+  store i64 %nonev, ptr %pn
+  %pd = getelementptr inbounds i64, ptr %depth, i64 %leafnode
+  store i64 -1, ptr %pd
+  %pl = getelementptr inbounds i64, ptr %lo, i64 %leafnode
+  store i64 %i, ptr %pl
+  %pri = getelementptr inbounds i64, ptr %rid, i64 %i
+  %ri = load i64, ptr %pri
+  %rword = lshr i64 %ri, 6
+  %rbit = and i64 %ri, 63
+  %rmask = shl i64 1, %rbit
+  %rbase = mul i64 %leafnode, %w
+  br label %clear
+clear:
+  %cw = phi i64 [0, %leafbody], [%cw1, %clearstep]
+  %cmore = icmp ult i64 %cw, %w
+  br i1 %cmore, label %clearstep, label %cleared
+clearstep:
+  %isw = icmp eq i64 %cw, %rword
+  %cv = select i1 %isw, i64 %rmask, i64 0
+  %cidx = add i64 %rbase, %cw
+  %pc = getelementptr inbounds i64, ptr %routes, i64 %cidx
+  store i64 %cv, ptr %pc
+  %cw1 = add i64 %cw, 1
+  br label %clear
+cleared:
+  ; the gap to the next key: width - bit length of their xor (-1 after the last)
+  %i1 = add i64 %i, 1
+  %last = icmp eq i64 %i1, %n
+  br i1 %last, label %gapdone, label %gapnext
+gapnext:
+  %pki = getelementptr inbounds i64, ptr %buf, i64 %i
+  %ki = load i64, ptr %pki
+  %pkn = getelementptr inbounds i64, ptr %buf, i64 %i1
+  %kn = load i64, ptr %pkn
+  %kx = xor i64 %ki, %kn
+  %lz = call i64 @llvm.ctlz.i64(i64 %kx, i1 false)
+  %bl = sub i64 64, %lz
+  %g = sub i64 %width, %bl
+  br label %gapdone
+gapdone:
+  %gap = phi i64 [-1, %cleared], [%g, %gapnext]
+  store i64 %leafnode, ptr %nodev
+  br label %fold
+fold:
+  %sp = load i64, ptr %spv
+  %hasst = icmp sgt i64 %sp, 0
+  br i1 %hasst, label %foldtest, label %push
+foldtest:
+  %sp1 = sub i64 %sp, 1
+  %pgt = getelementptr inbounds i64, ptr %gaps, i64 %sp1
+  %gt = load i64, ptr %pgt
+  %deeper = icmp sgt i64 %gt, %gap
+  br i1 %deeper, label %foldbody, label %push
+foldbody:
+  store i64 %sp1, ptr %spv
+  %pst = getelementptr inbounds i64, ptr %stack, i64 %sp1
+  %a = load i64, ptr %pst
+  %b = load i64, ptr %nodev
+  %new = load i64, ptr %nnv
+  %new1 = add i64 %new, 1
+  store i64 %new1, ptr %nnv
+  %abase = mul i64 %a, %w
+  %bbase = mul i64 %b, %w
+  %nbase = mul i64 %new, %w
+  br label %both
+both:
+  %bw = phi i64 [0, %foldbody], [%bw1, %bothstep]
+  %bany = phi i64 [0, %foldbody], [%bany1, %bothstep]
+  %bmore = icmp ult i64 %bw, %w
+  br i1 %bmore, label %bothstep, label %bothdone
+bothstep:
+  %ai = add i64 %abase, %bw
+  %pa = getelementptr inbounds i64, ptr %routes, i64 %ai
+  %ra = load i64, ptr %pa
+  %bi = add i64 %bbase, %bw
+  %pbb = getelementptr inbounds i64, ptr %routes, i64 %bi
+  %rb = load i64, ptr %pbb
+  %rab = and i64 %ra, %rb
+  %bany1 = or i64 %bany, %rab
+  %bw1 = add i64 %bw, 1
+  br label %both
+bothdone:
+  %hasboth = icmp ne i64 %bany, 0
+  br label %set
+set:
+  %sw = phi i64 [0, %bothdone], [%sw1, %setstep]
+  %smore = icmp ult i64 %sw, %w
+  br i1 %smore, label %setstep, label %setdone
+setstep:
+  %sai = add i64 %abase, %sw
+  %psa = getelementptr inbounds i64, ptr %routes, i64 %sai
+  %sra = load i64, ptr %psa
+  %sbi = add i64 %bbase, %sw
+  %psb = getelementptr inbounds i64, ptr %routes, i64 %sbi
+  %srb = load i64, ptr %psb
+  %sand = and i64 %sra, %srb
+  %sor = or i64 %sra, %srb
+  %sv = select i1 %hasboth, i64 %sand, i64 %sor
+  %sni = add i64 %nbase, %sw
+  %psn = getelementptr inbounds i64, ptr %routes, i64 %sni
+  store i64 %sv, ptr %psn
+  %sw1 = add i64 %sw, 1
+  br label %set
+setdone:
+  %pba = getelementptr inbounds i64, ptr %base, i64 %a
+  %basea = load i64, ptr %pba
+  %pbb2 = getelementptr inbounds i64, ptr %base, i64 %b
+  %baseb = load i64, ptr %pbb2
+  %bsum = add i64 %basea, %baseb
+  %extra = select i1 %hasboth, i64 0, i64 1
+  %nb = add i64 %bsum, %extra
+  %pnb = getelementptr inbounds i64, ptr %base, i64 %new
+  store i64 %nb, ptr %pnb
+  %pna = getelementptr inbounds i64, ptr %none, i64 %a
+  %nonea = load i64, ptr %pna
+  %pnb2 = getelementptr inbounds i64, ptr %none, i64 %b
+  %noneb = load i64, ptr %pnb2
+  %nsum = add i64 %nonea, %noneb
+  %nb1 = add i64 %nb, 1
+  %nlt = icmp slt i64 %nsum, %nb1
+  %nmin = select i1 %nlt, i64 %nsum, i64 %nb1
+  %pnn = getelementptr inbounds i64, ptr %none, i64 %new
+  store i64 %nmin, ptr %pnn
+  %pdn = getelementptr inbounds i64, ptr %depth, i64 %new
+  store i64 %gt, ptr %pdn
+  %pln = getelementptr inbounds i64, ptr %left, i64 %new
+  store i64 %a, ptr %pln
+  %prn = getelementptr inbounds i64, ptr %right, i64 %new
+  store i64 %b, ptr %prn
+  %pla = getelementptr inbounds i64, ptr %lo, i64 %a
+  %loa = load i64, ptr %pla
+  %plon = getelementptr inbounds i64, ptr %lo, i64 %new
+  store i64 %loa, ptr %plon
+  store i64 %new, ptr %nodev
+  br label %fold
+push:
+  %psp = load i64, ptr %spv
+  %node = load i64, ptr %nodev
+  %pps = getelementptr inbounds i64, ptr %stack, i64 %psp
+  store i64 %node, ptr %pps
+  %ppg = getelementptr inbounds i64, ptr %gaps, i64 %psp
+  store i64 %gap, ptr %ppg
+  %psp1 = add i64 %psp, 1
+  store i64 %psp1, ptr %spv
+  store i64 %i1, ptr %iv
+  br label %leaf
+
+; ---- top down: (node, inherited route or -1, depth, current placed entry or -1)
+down:
+  %root = load i64, ptr %stack
+  store i64 %root, ptr %todo
+  %t1p = getelementptr inbounds i64, ptr %todo, i64 1
+  store i64 -1, ptr %t1p
+  %t2p = getelementptr inbounds i64, ptr %todo, i64 2
+  store i64 0, ptr %t2p
+  %t3p = getelementptr inbounds i64, ptr %todo, i64 3
+  store i64 -1, ptr %t3p
+  store i64 4, ptr %tpv
+  store i64 0, ptr %npv
+  br label %pop
+pop:
+  %tp = load i64, ptr %tpv
+  %tempty = icmp eq i64 %tp, 0
+  br i1 %tempty, label %finish, label %popbody
+popbody:
+  %tp4 = sub i64 %tp, 4
+  store i64 %tp4, ptr %tpv
+  %q0 = getelementptr inbounds i64, ptr %todo, i64 %tp4
+  %dnode = load i64, ptr %q0
+  %q1 = getelementptr inbounds i64, ptr %q0, i64 1
+  %inh = load i64, ptr %q1
+  %q2 = getelementptr inbounds i64, ptr %q0, i64 2
+  %top = load i64, ptr %q2
+  %q3 = getelementptr inbounds i64, ptr %q0, i64 3
+  %cur = load i64, ptr %q3
+  %pdd = getelementptr inbounds i64, ptr %depth, i64 %dnode
+  %dd = load i64, ptr %pdd
+  %pdl = getelementptr inbounds i64, ptr %lo, i64 %dnode
+  %dlo = load i64, ptr %pdl
+  %isleaf = icmp slt i64 %dd, 0
+  br i1 %isleaf, label %dleaf, label %dinner
+dleaf:
+  %plr = getelementptr inbounds i64, ptr %rid, i64 %dlo
+  %lr = load i64, ptr %plr
+  %plf = getelementptr inbounds i64, ptr %flag, i64 %dlo
+  %lf = load i64, ptr %plf
+  %same = icmp eq i64 %inh, %lr
+  %inone = icmp eq i64 %inh, -1
+  %lfd = icmp ne i64 %lf, 0
+  %okdef = and i1 %inone, %lfd
+  %fine = or i1 %same, %okdef
+  br i1 %fine, label %lown, label %lplace
+lplace:
+  %lnp = load i64, ptr %npv
+  %lpi = mul i64 %lnp, 3
+  %lp0 = getelementptr inbounds i64, ptr %placed, i64 %lpi
+  store i64 %top, ptr %lp0
+  %lp1 = getelementptr inbounds i64, ptr %lp0, i64 1
+  store i64 %dlo, ptr %lp1
+  %lp2 = getelementptr inbounds i64, ptr %lp0, i64 2
+  store i64 %lr, ptr %lp2
+  %lnp1 = add i64 %lnp, 1
+  store i64 %lnp1, ptr %npv
+  br label %lown
+lown:
+  %lcur = phi i64 [%cur, %dleaf], [%lnp, %lplace]
+  %pow = getelementptr inbounds i64, ptr %owner, i64 %dlo
+  store i64 %lcur, ptr %pow
+  br label %pop
+dinner:
+  %pal = getelementptr inbounds i64, ptr %left, i64 %dnode
+  %da = load i64, ptr %pal
+  %pbr = getelementptr inbounds i64, ptr %right, i64 %dnode
+  %db = load i64, ptr %pbr
+  %noinh = icmp eq i64 %inh, -1
+  br i1 %noinh, label %staynone, label %stayroute
+staynone:
+  %pna2 = getelementptr inbounds i64, ptr %none, i64 %da
+  %na2 = load i64, ptr %pna2
+  %pnb3 = getelementptr inbounds i64, ptr %none, i64 %db
+  %nb3 = load i64, ptr %pnb3
+  %st1 = add i64 %na2, %nb3
+  br label %decide
+stayroute:
+  %pba2 = getelementptr inbounds i64, ptr %base, i64 %da
+  %ba2 = load i64, ptr %pba2
+  %pbb3 = getelementptr inbounds i64, ptr %base, i64 %db
+  %bb3 = load i64, ptr %pbb3
+  %iword = lshr i64 %inh, 6
+  %ibit = and i64 %inh, 63
+  %awi = mul i64 %da, %w
+  %awi2 = add i64 %awi, %iword
+  %paw = getelementptr inbounds i64, ptr %routes, i64 %awi2
+  %aw = load i64, ptr %paw
+  %bwi = mul i64 %db, %w
+  %bwi2 = add i64 %bwi, %iword
+  %pbw = getelementptr inbounds i64, ptr %routes, i64 %bwi2
+  %bww = load i64, ptr %pbw
+  %ash = lshr i64 %aw, %ibit
+  %ahas = and i64 %ash, 1
+  %bsh = lshr i64 %bww, %ibit
+  %bhas = and i64 %bsh, 1
+  %amiss = xor i64 %ahas, 1
+  %bmiss = xor i64 %bhas, 1
+  %s0 = add i64 %ba2, %bb3
+  %s1 = add i64 %s0, %amiss
+  %st2 = add i64 %s1, %bmiss
+  br label %decide
+decide:
+  %stay = phi i64 [%st1, %staynone], [%st2, %stayroute]
+  %pbn = getelementptr inbounds i64, ptr %base, i64 %dnode
+  %bn = load i64, ptr %pbn
+  %bn1 = add i64 %bn, 1
+  %better = icmp slt i64 %bn1, %stay
+  br i1 %better, label %lowest, label %children
+lowest:
+  %lwb = mul i64 %dnode, %w
+  br label %scanw
+scanw:
+  %lw = phi i64 [0, %lowest], [%lw1, %scanstep]
+  %lwi = add i64 %lwb, %lw
+  %plw = getelementptr inbounds i64, ptr %routes, i64 %lwi
+  %lwv = load i64, ptr %plw
+  %lwz = icmp eq i64 %lwv, 0
+  br i1 %lwz, label %scanstep, label %scanfound
+scanstep:
+  %lw1 = add i64 %lw, 1
+  br label %scanw
+scanfound:
+  %tz = call i64 @llvm.cttz.i64(i64 %lwv, i1 true)
+  %lw64 = shl i64 %lw, 6
+  %newinh = add i64 %lw64, %tz
+  %inp = load i64, ptr %npv
+  %ipi = mul i64 %inp, 3
+  %ip0 = getelementptr inbounds i64, ptr %placed, i64 %ipi
+  store i64 %top, ptr %ip0
+  %ip1 = getelementptr inbounds i64, ptr %ip0, i64 1
+  store i64 %dlo, ptr %ip1
+  %ip2 = getelementptr inbounds i64, ptr %ip0, i64 2
+  store i64 %newinh, ptr %ip2
+  %inp1 = add i64 %inp, 1
+  store i64 %inp1, ptr %npv
+  br label %children
+children:
+  %cinh = phi i64 [%inh, %decide], [%newinh, %scanfound]
+  %ccur = phi i64 [%cur, %decide], [%inp, %scanfound]
+  %cdepth = add i64 %dd, 1
+  %ctp = load i64, ptr %tpv
+  %c0 = getelementptr inbounds i64, ptr %todo, i64 %ctp
+  store i64 %db, ptr %c0
+  %c1 = getelementptr inbounds i64, ptr %c0, i64 1
+  store i64 %cinh, ptr %c1
+  %c2 = getelementptr inbounds i64, ptr %c0, i64 2
+  store i64 %cdepth, ptr %c2
+  %c3 = getelementptr inbounds i64, ptr %c0, i64 3
+  store i64 %ccur, ptr %c3
+  %c4 = getelementptr inbounds i64, ptr %c0, i64 4
+  store i64 %da, ptr %c4
+  %c5 = getelementptr inbounds i64, ptr %c0, i64 5
+  store i64 %cinh, ptr %c5
+  %c6 = getelementptr inbounds i64, ptr %c0, i64 6
+  store i64 %cdepth, ptr %c6
+  %c7 = getelementptr inbounds i64, ptr %c0, i64 7
+  store i64 %ccur, ptr %c7
+  %ctp8 = add i64 %ctp, 8
+  store i64 %ctp8, ptr %tpv
+  br label %pop
+finish:
+  %count = load i64, ptr %npv
+  ret i64 %count
+}
+
+declare i64 @llvm.cttz.i64(i64, i1)
+"""
+
+_STATE: dict = {}
+
+
+def kernel():
+    """The compiled kernel as a ctypes function (compiled or loaded from the cache once per
+    process); ``_STATE["seconds"]`` is what that took."""
+    fn = _STATE.get("fn")
+    if fn is None:
+        import time
+
+        from nmc.targets.cpu.jit import compile_module
+
+        start = time.perf_counter()
+        compiled = compile_module(IR, FUNCTION)
+        proto = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                                 ctypes.c_uint64, ctypes.c_int64, ctypes.c_int64)
+        fn = _STATE["fn"] = proto(compiled.address)
+        _STATE["ortc"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                          ctypes.c_int64)(compiled.engine.get_function_address("nmc_mc_ortc"))
+        _STATE["compiled"] = compiled  # keeps the engine (and the code) alive
+        _STATE["seconds"] = time.perf_counter() - start
+    return fn
+
+
+def merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, defaults_as_members: bool):
+    """The merged entries of every route group: the table (disjoint prefixes sorted by key) is
+    keys ``sk``, masks ``sm``, defaultable flags ``sd`` and route ids ``sr``; ``group_of[r]``
+    is route id ``r``'s group, ``group_rids[p]`` group ``p``'s route id.  A group's members
+    are its route's entries (not the defaultable ones unless ``defaults_as_members``: those
+    are conflicts of every group); an entry of a group is a conflict of the groups before it.
+    Returns per group ``(keys, masks, defaultable flags)``: the same contract as
+    ``compress._merge_groups`` (the reference)."""
+    n, n_groups, n_routes = len(sk), len(group_rids), len(group_of)
+    buf = array("Q", bytes(8 * (n_routes + 3 * n_groups + 1 + 8 * n)))
+    buf[:n_routes] = array("Q", group_of)
+    buf[n_routes:n_routes + n_groups] = array("Q", group_rids)
+    table = n_routes + 3 * n_groups + 1 + 3 * n
+    buf[table:table + n] = array("Q", sk)
+    buf[table + n:table + 2 * n] = array("Q", sm)
+    buf[table + 3 * n:table + 4 * n] = array("Q", sr)
+    buf[table + 4 * n:] = array("Q", sd)
+    kernel()(buf.buffer_info()[0], n_groups, n_routes, n, (1 << width) - 1, split, defaults_as_members)
+    at = n_routes + n_groups
+    start = buf[at:at + n_groups].tolist()
+    lengths = buf[at + n_groups + 1:at + 2 * n_groups + 1].tolist()
+    at += 2 * n_groups + 1
+    keys, masks, flags = buf[at:at + n].tolist(), buf[at + n:at + 2 * n].tolist(), buf[at + 2 * n:at + 3 * n].tolist()
+    return [(keys[s:s + length], masks[s:s + length], flags[s:s + length]) for s, length in zip(start, lengths)]
+
+
+def ortc_place(keys, rids, flags, n_routes: int, width: int):
+    """ORTC's placed entries on disjoint prefixes sorted by key (``keys``, route ids ``rids``,
+    defaultable ``flags``): the same contract as ``compress._ortc_place`` (the reference)."""
+    n = len(keys)
+    w = (n_routes + 63) // 64
+    buf = np.empty(3 * n + 12 * n + 2 * n * w + 2 * n + 8 * n + 6 * n + n, dtype=np.uint64)
+    buf[:n] = keys
+    buf[n:2 * n] = rids
+    buf[2 * n:3 * n] = flags
+    kernel()
+    count = _STATE["ortc"](buf.ctypes.data, n, w, width)
+    at = len(buf) - n - 6 * n
+    placed = buf[at:at + 3 * count].view(np.int64).tolist()
+    owner = buf[len(buf) - n:].view(np.int64).tolist()
+    return [tuple(placed[i:i + 3]) for i in range(0, 3 * count, 3)], owner
