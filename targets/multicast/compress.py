@@ -166,7 +166,7 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
     return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
 
 
-_SMALL = 32  # effort="fast" runs rig's Ordered Covering on tables of at most this many entries
+_SMALL = 64  # effort="fast" runs rig's Ordered Covering on tables of at most this many entries
 
 
 # the route-group candidates tried on every prefix table (the shortest result is kept): PACMAN's
@@ -438,8 +438,15 @@ class _Minimiser:
     def minimise(self, target: int) -> None:
         while len(self.live) > target:
             best = None
-            for size, rid in sorted((-len(g), rid) for rid, g in self.groups.items() if len(g) > 1):
+            if self.strict:  # as rig: routes in the order of their first entry, the first best kept
+                order = self.order
+                todo = sorted((min(order[i] for i in g), -len(g), rid) for rid, g in self.groups.items() if len(g) > 1)
+            else:  # largest first, so that the rest can be skipped once none can beat the best
+                todo = sorted((0, -len(g), rid) for rid, g in self.groups.items() if len(g) > 1)
+            for _, size, rid in todo:
                 if best is not None and -size - 1 <= best[0]:
+                    if self.strict:
+                        continue
                     break
                 found = self.cache.get(rid)
                 if found is None:
@@ -491,8 +498,10 @@ class _Minimiser:
                     to_one |= s & ~ak[j]
                     to_zero |= s & ak[j]
             best = None
-            for bit in range(self.width - 1, -1, -1):
-                b = 1 << bit
+            bits = to_one | to_zero
+            while bits:  # highest bit first, setting it to 1 before setting it to 0
+                b = 1 << (bits.bit_length() - 1)
+                bits ^= b
                 for want, wanted in ((b, to_one), (0, to_zero)):
                     if wanted & b:
                         # members with an X here, or the covered key's value, must go
