@@ -16,7 +16,7 @@ from nmc.targets.multicast.compress import (
     _prefix_table,
     compress_table,
 )
-from nmc.targets.multicast.groups_jit import merge_groups, ortc_place
+from nmc.targets.multicast.compress_jit import merge_groups, ortc_place
 from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, lookup
 
 N, NE, E, S = link_bit(2), link_bit(1), link_bit(0), link_bit(5)

@@ -195,10 +195,10 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
     dropped when no later entry of another route meets it, as PACMAN's pair compressor
     followed by its default-route removal does; otherwise they are left out (default routed).
     ``merge``: the merge loops (:func:`_merge_groups` in Python, or
-    :func:`~.groups_jit.merge_groups` compiled, the default).  Returns (key, mask, route id)
+    :func:`~.compress_jit.merge_groups` compiled, the default).  Returns (key, mask, route id)
     rows in table order."""
     if merge is None:
-        from nmc.targets.multicast.groups_jit import merge_groups as merge
+        from nmc.targets.multicast.compress_jit import merge_groups as merge
     count = Counter(sr) if defaults_as_members else Counter(r for r, d in zip(sr, sd) if not d)
     if ties == "last":
         first: dict[int, int] = {}
@@ -220,7 +220,7 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
 
 def _merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, defaults_as_members: bool):
     """The route groups' merge loops in Python: the reference for, and the same contract as,
-    :func:`~.groups_jit.merge_groups` (its docstring).  Groups are done last first, each adding
+    :func:`~.compress_jit.merge_groups` (its docstring).  Groups are done last first, each adding
     the entries of the group after it to its conflicts, kept sorted by key: those that can meet
     a key/mask are the disjoint prefixes that start between its least and greatest key, and
     the one before, which may contain its least key (any other that contains a key of it
@@ -325,9 +325,12 @@ def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, targ
 
 
 def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disjoint: bool, strict: bool = False,
-                      defaults_as_members: bool = False):
+                      defaults_as_members: bool = False, compiled: bool = True):
     """Steps 1-4 on the table as given: (key, mask, route id) rows.  ``disjoint``: no two
-    entries share a key (so the table is reorderable and every defaultable entry removable)."""
+    entries share a key (so the table is reorderable and every defaultable entry removable).
+    As rig has it on disjoint prefixes (``strict`` and ``defaults_as_members``), the compiled
+    :func:`~.compress_jit.ordered_covering` minimises unless ``compiled`` is false (then
+    :class:`_Minimiser`, its reference)."""
     akeys, amasks, arids = np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64)
     gens = _generality(amasks, width)
     if not disjoint:
@@ -340,6 +343,10 @@ def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disj
     table = [akeys.tolist(), amasks.tolist(), arids.tolist()]
     if (owner >= 0).sum() <= target:
         return [row for row, o in zip(zip(*table), owner) if o >= 0]
+    if compiled and disjoint and strict and defaults_as_members:
+        from nmc.targets.multicast.compress_jit import ordered_covering
+
+        return ordered_covering(*table, aflags.tolist(), width, target)
     m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width, prefix_aliases=disjoint, strict=strict)
     m.minimise(target)
     return m.result()
@@ -606,13 +613,13 @@ def _ortc(keys, lengths, order, rids, flags, width: int, place=None):
     """The fewest prefix entries that route every allocated key as the table does: ORTC
     (Draves, King, Venkatachary & Zill, "Constructing optimal IP routing tables", INFOCOM 1999)
     on the binary trie of the keys (:func:`_ortc_place`; ``place`` that or, the default,
-    :func:`~.groups_jit.ortc_place` compiled), with unallocated keys as don't-cares and
+    :func:`~.compress_jit.ortc_place` compiled), with unallocated keys as don't-cares and
     defaultable keys satisfied by their link or by no entry at all.  Returns the table as
     (key, mask, route id) triples, most specific first, and for every original entry (indexed
     as ``rids``) the index of its first matching table entry (``-1``: none)."""
     n = len(keys)
     if place is None:
-        from nmc.targets.multicast.groups_jit import ortc_place as place
+        from nmc.targets.multicast.compress_jit import ortc_place as place
     placed, owner_sorted = place(keys, [rids[i] for i in order], [flags[i] for i in order],
                                  max(rids) + 1, width)
     rank = sorted(range(len(placed)), key=lambda j: (-placed[j][0], placed[j][1]))

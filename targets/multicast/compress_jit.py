@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import ctypes
 from array import array
+from contextlib import contextmanager
 
 import numpy as np
+from llvmlite import ir
 
 FUNCTION = "nmc_mc_merge_groups"
 
@@ -831,11 +833,14 @@ def kernel():
 
         start = time.perf_counter()
         compiled = compile_module(IR, FUNCTION)
+        oc = _STATE["oc_compiled"] = compile_module(_oc_module(), "nmc_mc_ordered_covering")
         proto = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                                  ctypes.c_uint64, ctypes.c_int64, ctypes.c_int64)
         fn = _STATE["fn"] = proto(compiled.address)
         _STATE["ortc"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                           ctypes.c_int64)(compiled.engine.get_function_address("nmc_mc_ortc"))
+        _STATE["oc"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                                        ctypes.c_int64)(oc.address)
         _STATE["compiled"] = compiled  # keeps the engine (and the code) alive
         _STATE["seconds"] = time.perf_counter() - start
     return fn
@@ -882,3 +887,429 @@ def ortc_place(keys, rids, flags, n_routes: int, width: int):
     placed = buf[at:at + 3 * count].view(np.int64).tolist()
     owner = buf[len(buf) - n:].view(np.int64).tolist()
     return [tuple(placed[i:i + 3]) for i in range(0, 3 * count, 3)], owner
+
+
+# ---- Ordered Covering as rig has it, on disjoint prefixes (compress._ordered_covering with
+# strict=True, defaults_as_members=True: the reference), built with llvmlite's IR builder
+
+_I64 = ir.IntType(64)
+_I1 = ir.IntType(1)
+
+
+class _Emitter:
+    """A little structured-code layer over ``ir.IRBuilder``: variables are stack slots (LLVM's
+    mem2reg makes them registers), loops are context managers."""
+
+    def __init__(self, builder: ir.IRBuilder):
+        self.b = builder
+        self.ctpop = None
+
+    def c(self, value: int):
+        return ir.Constant(_I64, value)
+
+    def var(self, init):
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(_I64)
+        self.b.store(init if isinstance(init, ir.Value) else self.c(init), slot)
+        return slot
+
+    def get(self, slot):
+        return self.b.load(slot, typ=_I64)
+
+    def set(self, slot, value):
+        self.b.store(value if isinstance(value, ir.Value) else self.c(value), slot)
+
+    def at(self, array, index):
+        return self.b.gep(array, [index if isinstance(index, ir.Value) else self.c(index)], source_etype=_I64,
+                          inbounds=True)
+
+    def ld(self, array, index):
+        return self.b.load(self.at(array, index), typ=_I64)
+
+    def st(self, array, index, value):
+        self.b.store(value if isinstance(value, ir.Value) else self.c(value), self.at(array, index))
+
+    def popcount(self, x):
+        return self.b.call(self.ctpop, [x])
+
+    def meets(self, k1, m1, k2, m2):
+        b = self.b
+        return b.icmp_unsigned("==", b.and_(k1, m2), b.and_(k2, m1))
+
+    @contextmanager
+    def loop(self, start, stop):
+        """``for i in range(start, stop)`` (``stop`` a callable: evaluated each time); yields
+        ``(i, next block, end block)``: branch to them to continue or break."""
+        b = self.b
+        slot = self.var(start)
+        head, body, step, end = (b.append_basic_block() for _ in range(4))
+        b.branch(head)
+        b.position_at_end(head)
+        i = self.get(slot)
+        limit = stop() if callable(stop) else stop
+        b.cbranch(b.icmp_signed("<", i, limit if isinstance(limit, ir.Value) else self.c(limit)), body, end)
+        b.position_at_end(body)
+        yield i, step, end
+        if b.block.terminator is None:
+            b.branch(step)
+        b.position_at_end(step)
+        self.set(slot, b.add(self.get(slot), self.c(1)))
+        b.branch(head)
+        b.position_at_end(end)
+
+    @contextmanager
+    def forever(self):
+        """``while True``; yields ``(next block, end block)``."""
+        b = self.b
+        head, end = b.append_basic_block(), b.append_basic_block()
+        b.branch(head)
+        b.position_at_end(head)
+        yield head, end
+        if b.block.terminator is None:
+            b.branch(head)
+        b.position_at_end(end)
+
+
+def _oc_module() -> str:
+    """The IR of ``nmc_mc_ordered_covering(buf, n, width, target, routes)``: see
+    :func:`ordered_covering` for the buffer."""
+    module = ir.Module(name="ordered_covering")
+    fn = ir.Function(module, ir.FunctionType(_I64, [ir.PointerType(), _I64, _I64, _I64, _I64]),
+                     name="nmc_mc_ordered_covering")
+    buf, n, width, target, n_routes = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    e = _Emitter(b)
+    e.ctpop = ir.Function(module, ir.FunctionType(_I64, [_I64]), name="llvm.ctpop.i64")
+    ctlz = ir.Function(module, ir.FunctionType(_I64, [_I64, _I1]), name="llvm.ctlz.i64")
+    c = e.c
+    n2 = b.add(n, n)
+    arrays = {}
+    at = c(0)
+    for name, size in (("key", n2), ("mask", n2), ("rid", n2), ("gen", n2), ("order", n2), ("live", n2),
+                       ("aowner", n), ("adef", n), ("cvalid", n_routes), ("cgood", n_routes), ("cck", n_routes),
+                       ("ccm", n_routes), ("ids", n2), ("keep", n2), ("alist", n), ("elist", n2), ("fgen", n2),
+                       ("rmin", n_routes), ("rsize", n_routes), ("out", n2)):
+        arrays[name] = e.at(buf, at)
+        at = b.add(at, size)
+    key, mask, rid, gen, order, live = (arrays[k] for k in ("key", "mask", "rid", "gen", "order", "live"))
+    aowner, adef, cvalid, cgood, cck, ccm = (arrays[k] for k in ("aowner", "adef", "cvalid", "cgood", "cck", "ccm"))
+    ids, keep, alist, elist, fgen = (arrays[k] for k in ("ids", "keep", "alist", "elist", "fgen"))
+    rmin, rsize, out = arrays["rmin"], arrays["rsize"], arrays["out"]
+    seq = 1 << 31
+    count = e.var(n)  # entries made so far
+    n_live = e.var(n)
+    merges = e.var(0)
+
+    def gen_of(m):
+        return b.sub(width, e.popcount(m))
+
+    def merge_of(lst, size):
+        """(key, mask) of the merge of entries lst[0:size]."""
+        all_ones, any_ones, all_masks = e.var(-1), e.var(0), e.var(-1)
+        with e.loop(0, size) as (i, _, _):
+            x = e.ld(lst, i)
+            k = e.ld(key, x)
+            e.set(all_ones, b.and_(e.get(all_ones), k))
+            e.set(any_ones, b.or_(e.get(any_ones), k))
+            e.set(all_masks, b.and_(e.get(all_masks), e.ld(mask, x)))
+        ones = e.get(all_ones)
+        m = b.and_(e.get(all_masks), b.not_(b.xor(ones, e.get(any_ones))))
+        return b.and_(ones, m), m
+
+    with e.loop(0, n) as (i, _, _):
+        e.st(gen, i, gen_of(e.ld(mask, i)))
+        e.st(order, i, b.or_(b.shl(e.ld(gen, i), c(32)), b.add(c(seq), i)))
+        e.st(live, i, 1)
+        e.st(aowner, i, i)
+    with e.loop(0, n_routes) as (r, _, _):
+        e.st(cvalid, r, 0)
+
+    def downcheck(members, size_slot, n_alias):
+        """Remove members (lst ``members``, count in ``size_slot``) until the merge covers no
+        alias below it; on failure the count becomes 0."""
+        with e.forever() as (_, done):
+            size = e.get(size_slot)
+            with b.if_then(b.icmp_signed("<", size, c(2))):
+                e.set(size_slot, 0)
+                b.branch(done)
+            mk, mm = merge_of(members, size)
+            below = b.shl(gen_of(mm), c(32))
+            least, to_one, to_zero, any_covered = e.var(65), e.var(0), e.var(0), e.var(0)
+            with e.loop(0, n_alias) as (t, nxt, _):
+                j = e.ld(alist, t)
+                ak, am = e.ld(key, j), e.ld(mask, j)
+                owner_order = e.ld(order, e.ld(aowner, j))
+                covered = b.and_(b.icmp_signed(">=", owner_order, below), e.meets(ak, am, mk, mm))
+                with b.if_then(b.not_(covered)):
+                    b.branch(nxt)
+                e.set(any_covered, 1)
+                s = b.and_(am, b.not_(mm))
+                pc = e.popcount(s)
+                with b.if_then(b.icmp_signed("<", pc, e.get(least))):
+                    e.set(least, pc)
+                    e.set(to_one, 0)
+                    e.set(to_zero, 0)
+                with b.if_then(b.icmp_signed("==", pc, e.get(least))):
+                    e.set(to_one, b.or_(e.get(to_one), b.and_(s, b.not_(ak))))
+                    e.set(to_zero, b.or_(e.get(to_zero), b.and_(s, ak)))
+            with b.if_then(b.icmp_signed("==", e.get(any_covered), c(0))):
+                b.branch(done)
+            with b.if_then(b.icmp_signed("==", e.get(least), c(0))):
+                e.set(size_slot, 0)
+                b.branch(done)
+            # the bit and value removing fewest members, highest bit first, 1 before 0
+            best_bit, best_want, best_count = e.var(0), e.var(0), e.var(-1)
+            bits = e.var(b.or_(e.get(to_one), e.get(to_zero)))
+            with e.forever() as (_, bits_done):
+                with b.if_then(b.icmp_signed("==", e.get(bits), c(0))):
+                    b.branch(bits_done)
+                lz = b.call(ctlz, [e.get(bits), ir.Constant(_I1, 0)])
+                bit = b.shl(c(1), b.sub(c(63), lz))
+                e.set(bits, b.xor(e.get(bits), bit))
+                for wanted_slot, want in ((to_one, bit), (to_zero, c(0))):
+                    with b.if_then(b.icmp_unsigned("!=", b.and_(e.get(wanted_slot), bit), c(0))):
+                        removed = e.var(0)
+                        with e.loop(0, size) as (t, _, _):
+                            x = e.ld(members, t)
+                            gone = b.or_(b.icmp_unsigned("==", b.and_(e.ld(mask, x), bit), c(0)),
+                                         b.icmp_unsigned("!=", b.and_(e.ld(key, x), bit), want))
+                            e.set(removed, b.add(e.get(removed), b.zext(gone, _I64)))
+                        better = b.or_(b.icmp_signed("<", e.get(best_count), c(0)),
+                                       b.icmp_signed("<", e.get(removed), e.get(best_count)))
+                        with b.if_then(better):
+                            e.set(best_count, e.get(removed))
+                            e.set(best_bit, bit)
+                            e.set(best_want, want)
+            # keep the others, in order
+            kept = e.var(0)
+            bit, want = e.get(best_bit), e.get(best_want)
+            with e.loop(0, size) as (t, nxt, _):
+                x = e.ld(members, t)
+                gone = b.or_(b.icmp_unsigned("==", b.and_(e.ld(mask, x), bit), c(0)),
+                             b.icmp_unsigned("!=", b.and_(e.ld(key, x), bit), want))
+                with b.if_then(gone):
+                    b.branch(nxt)
+                e.st(members, e.get(kept), x)
+                e.set(kept, b.add(e.get(kept), c(1)))
+            e.set(size_slot, e.get(kept))
+
+    def refine(r, keep_size):
+        """Refine route ``r``'s merge into ``keep[0:keep_size]``; returns (candidate key, mask)."""
+        size = e.var(0)
+        with e.loop(0, lambda: e.get(count)) as (i, nxt, _):
+            with b.if_then(b.or_(b.icmp_signed("==", e.ld(live, i), c(0)), b.icmp_signed("!=", e.ld(rid, i), r))):
+                b.branch(nxt)
+            # insertion by order
+            pos = e.var(e.get(size))
+            oi = e.ld(order, i)
+            with e.forever() as (_, placed):
+                p = e.get(pos)
+                with b.if_then(b.icmp_signed("==", p, c(0))):
+                    b.branch(placed)
+                prev = e.ld(ids, b.sub(p, c(1)))
+                with b.if_then(b.icmp_signed("<", e.ld(order, prev), oi)):
+                    b.branch(placed)
+                e.st(ids, p, prev)
+                e.set(pos, b.sub(p, c(1)))
+            e.st(ids, e.get(pos), i)
+            e.set(size, b.add(e.get(size), c(1)))
+        ck, cm = merge_of(ids, e.get(size))
+        cgen = gen_of(cm)
+        n_alias = e.var(0)
+        with e.loop(0, n) as (j, nxt, _):
+            with b.if_then(b.not_(e.meets(e.ld(key, j), e.ld(mask, j), ck, cm))):
+                b.branch(nxt)
+            e.st(alist, e.get(n_alias), j)
+            e.set(n_alias, b.add(e.get(n_alias), c(1)))
+        n_e = e.var(0)
+        with e.loop(0, lambda: e.get(count)) as (x, nxt, _):
+            bad = b.or_(b.icmp_signed("==", e.ld(live, x), c(0)), b.icmp_signed("==", e.ld(rid, x), r))
+            bad = b.or_(bad, b.icmp_signed(">=", e.ld(gen, x), cgen))
+            bad = b.or_(bad, b.not_(e.meets(e.ld(key, x), e.ld(mask, x), ck, cm)))
+            with b.if_then(bad):
+                b.branch(nxt)
+            e.st(elist, e.get(n_e), x)
+            e.set(n_e, b.add(e.get(n_e), c(1)))
+        with e.loop(0, e.get(size)) as (t, _, _):
+            e.st(keep, t, e.ld(ids, t))
+        e.set(keep_size, e.get(size))
+        downcheck(keep, keep_size, e.get(n_alias))
+        with b.if_then(b.and_(b.icmp_signed(">", e.get(keep_size), c(0)), b.icmp_signed(">", e.get(n_e), c(0)))):
+            # up-check: first generality of an entry between a member and the insertion point
+            members = e.get(keep_size)
+            with e.loop(0, members) as (t, _, _):
+                i = e.ld(keep, t)
+                first = e.var(1 << 40)
+                with e.loop(0, e.get(n_e)) as (u, nxt, _):
+                    x = e.ld(elist, u)
+                    hit = b.and_(b.icmp_signed(">", e.ld(order, x), e.ld(order, i)),
+                                 e.meets(e.ld(key, i), e.ld(mask, i), e.ld(key, x), e.ld(mask, x)))
+                    hit = b.and_(hit, b.icmp_signed("<", e.ld(gen, x), e.get(first)))
+                    with b.if_then(hit):
+                        e.set(first, e.ld(gen, x))
+                e.st(fgen, t, e.get(first))
+            _, mm = merge_of(keep, members)
+            g = e.var(gen_of(mm))
+            changed = e.var(0)
+            kept = e.var(members)
+            t = e.var(b.sub(members, c(1)))
+            with e.forever() as (_, up_done):
+                with b.if_then(b.icmp_signed("<", e.get(t), c(0))):
+                    b.branch(up_done)
+                tt = e.get(t)
+                e.set(t, b.sub(tt, c(1)))
+                with b.if_then(b.icmp_signed("<", e.ld(fgen, tt), e.get(g))):
+                    e.set(changed, 1)
+                    # remove keep[tt] (members after it are already settled), keep the order
+                    with e.loop(tt, b.sub(e.get(kept), c(1))) as (v, _, _):
+                        e.st(keep, v, e.ld(keep, b.add(v, c(1))))
+                        e.st(fgen, v, e.ld(fgen, b.add(v, c(1))))
+                    e.set(kept, b.sub(e.get(kept), c(1)))
+                    with b.if_then(b.icmp_signed("<", e.get(kept), c(2))):
+                        e.set(kept, 0)
+                        b.branch(up_done)
+                    _, mm2 = merge_of(keep, e.get(kept))
+                    e.set(g, gen_of(mm2))
+            e.set(keep_size, e.get(kept))
+            with b.if_then(b.and_(b.icmp_signed("!=", e.get(changed), c(0)),
+                                  b.icmp_signed(">", e.get(keep_size), c(0)))):
+                downcheck(keep, keep_size, e.get(n_alias))
+        return ck, cm
+
+    keep_size = e.var(0)
+    with e.forever() as (_, finished):
+        with b.if_then(b.icmp_signed("<=", e.get(n_live), target)):
+            b.branch(finished)
+        # routes: size and first entry
+        with e.loop(0, n_routes) as (r, _, _):
+            e.st(rsize, r, 0)
+            e.st(rmin, r, (1 << 62))
+        with e.loop(0, lambda: e.get(count)) as (i, nxt, _):
+            with b.if_then(b.icmp_signed("==", e.ld(live, i), c(0))):
+                b.branch(nxt)
+            r = e.ld(rid, i)
+            e.st(rsize, r, b.add(e.ld(rsize, r), c(1)))
+            with b.if_then(b.icmp_signed("<", e.ld(order, i), e.ld(rmin, r))):
+                e.st(rmin, r, e.ld(order, i))
+        best_route, best_good = e.var(-1), e.var(0)
+        last = e.var(-1)  # the routes in the order of their first entry: each time the next one
+        with e.forever() as (route_next, routes_done):
+            pick, pick_order = e.var(-1), e.var(1 << 62)
+            with e.loop(0, n_routes) as (r, nxt, _):
+                skip = b.or_(b.icmp_signed("<", e.ld(rsize, r), c(2)),
+                             b.icmp_signed("<=", e.ld(rmin, r), e.get(last)))
+                skip = b.or_(skip, b.icmp_signed(">=", e.ld(rmin, r), e.get(pick_order)))
+                with b.if_then(skip):
+                    b.branch(nxt)
+                e.set(pick, r)
+                e.set(pick_order, e.ld(rmin, r))
+            r = e.get(pick)
+            with b.if_then(b.icmp_signed("<", r, c(0))):
+                b.branch(routes_done)
+            e.set(last, e.get(pick_order))
+            with b.if_then(b.icmp_signed("<=", b.sub(e.ld(rsize, r), c(1)), e.get(best_good))):
+                b.branch(route_next)
+            with b.if_then(b.icmp_signed("==", e.ld(cvalid, r), c(0))):
+                ck, cm = refine(r, keep_size)
+                good = e.get(keep_size)
+                good = b.select(b.icmp_signed(">", good, c(0)), b.sub(good, c(1)), c(0))
+                e.st(cgood, r, good)
+                e.st(cck, r, ck)
+                e.st(ccm, r, cm)
+                e.st(cvalid, r, 1)
+            with b.if_then(b.icmp_signed(">", e.ld(cgood, r), e.get(best_good))):
+                e.set(best_good, e.ld(cgood, r))
+                e.set(best_route, r)
+        with b.if_then(b.icmp_signed("<", e.get(best_route), c(0))):
+            b.branch(finished)
+        # apply the best merge (refined afresh: its cached result is what this gives)
+        r = e.get(best_route)
+        refine(r, keep_size)
+        size = e.get(keep_size)
+        mk, mm = merge_of(keep, size)
+        g = gen_of(mm)
+        new = e.get(count)
+        e.st(key, new, mk)
+        e.st(mask, new, mm)
+        e.st(rid, new, r)
+        e.st(gen, new, g)
+        e.st(order, new, b.or_(b.shl(g, c(32)), b.sub(c(seq - 1), e.get(merges))))
+        e.st(live, new, 1)
+        e.set(merges, b.add(e.get(merges), c(1)))
+        e.set(count, b.add(new, c(1)))
+        with e.loop(0, size) as (t, _, _):
+            x = e.ld(keep, t)
+            e.st(live, x, 0)
+            with e.loop(0, n) as (a, nxt, _):
+                with b.if_then(b.icmp_signed("==", e.ld(aowner, a), x)):
+                    e.st(aowner, a, new)
+        e.set(n_live, b.add(b.sub(e.get(n_live), size), c(1)))
+        with e.loop(0, n_routes) as (q, nxt, _):
+            stale = b.or_(b.icmp_signed("==", q, r), e.meets(e.ld(cck, q), e.ld(ccm, q), mk, mm))
+            with b.if_then(stale):
+                e.st(cvalid, q, 0)
+    # step 4, then the table in order
+    n_out = e.var(0)
+    with e.loop(0, e.get(count)) as (i, nxt, _):
+        with b.if_then(b.icmp_signed("==", e.ld(live, i), c(0))):
+            b.branch(nxt)
+        pos = e.var(e.get(n_out))
+        oi = e.ld(order, i)
+        with e.forever() as (_, placed):
+            p = e.get(pos)
+            with b.if_then(b.icmp_signed("==", p, c(0))):
+                b.branch(placed)
+            prev = e.ld(out, b.sub(p, c(1)))
+            with b.if_then(b.icmp_signed("<", e.ld(order, prev), oi)):
+                b.branch(placed)
+            e.st(out, p, prev)
+            e.set(pos, b.sub(p, c(1)))
+        e.st(out, e.get(pos), i)
+        e.set(n_out, b.add(e.get(n_out), c(1)))
+    with e.loop(0, e.get(n_out)) as (t, nxt, _):
+        i = e.ld(out, t)
+        all_default = e.var(1)
+        with e.loop(0, n) as (a, anext, _):
+            with b.if_then(b.and_(b.icmp_signed("==", e.ld(aowner, a), i), b.icmp_signed("==", e.ld(adef, a), c(0)))):
+                e.set(all_default, 0)
+        with b.if_then(b.icmp_signed("==", e.get(all_default), c(0))):
+            b.branch(nxt)
+        with e.loop(0, e.get(n_out)) as (u, unext, _):
+            x = e.ld(out, u)
+            hit = b.and_(b.icmp_signed("!=", e.ld(live, x), c(0)), b.icmp_signed(">", e.ld(order, x), e.ld(order, i)))
+            hit = b.and_(hit, b.icmp_signed("!=", e.ld(rid, x), e.ld(rid, i)))
+            hit = b.and_(hit, e.meets(e.ld(key, i), e.ld(mask, i), e.ld(key, x), e.ld(mask, x)))
+            with b.if_then(hit):
+                b.branch(nxt)
+        e.st(live, i, 0)
+    kept = e.var(0)
+    with e.loop(0, e.get(n_out)) as (t, nxt, _):
+        i = e.ld(out, t)
+        with b.if_then(b.icmp_signed("==", e.ld(live, i), c(0))):
+            b.branch(nxt)
+        e.st(out, e.get(kept), i)
+        e.set(kept, b.add(e.get(kept), c(1)))
+    b.ret(e.get(kept))
+    return str(module)
+
+
+def ordered_covering(keys, masks, rids, flags, width: int, target: int):
+    """Ordered Covering as rig has it on a table of disjoint prefixes sorted by generality
+    (stably): ``compress._ordered_covering(..., disjoint=True, strict=True,
+    defaults_as_members=True)``'s minimisation and step 4 (the reference).  Returns (key,
+    mask, route id) rows in table order."""
+    n = len(keys)
+    n_routes = max(rids) + 1
+    sizes = (2 * n,) * 6 + (n, n) + (n_routes,) * 4 + (2 * n, 2 * n, n, 2 * n, 2 * n) + (n_routes, n_routes, 2 * n)
+    buf = array("q", bytes(8 * sum(sizes)))
+    ubuf = memoryview(buf).cast("B").cast("Q")
+    ubuf[:n] = array("Q", keys)
+    ubuf[2 * n:3 * n] = array("Q", masks)
+    buf[4 * n:5 * n] = array("q", rids)
+    buf[12 * n + n:12 * n + 2 * n] = array("q", flags)
+    kernel()
+    kept = _STATE["oc"](buf.buffer_info()[0], n, width, target, n_routes)
+    out_at = sum(sizes) - 2 * n
+    rows = buf[out_at:out_at + kept].tolist()
+    k, m, r = ubuf[:2 * n].tolist(), ubuf[2 * n:4 * n].tolist(), buf[4 * n:6 * n].tolist()
+    return [(k[i], m[i], r[i]) for i in rows]
