@@ -76,6 +76,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from operator import lt
 from collections.abc import Sequence
 
 import numpy as np
@@ -151,8 +152,8 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
     target = max(target, len({r for r, f in zip(rids, flags) if not f}))
     if n - sum(flags) <= target:
         return [e for e, f in zip(entries, flags) if not f]
-    order = prefix[2]
-    by_key = ([keys[i] for i in order], [masks[i] for i in order], [rids[i] for i in order], [flags[i] for i in order])
+    order = prefix[1]
+    by_key = (prefix[0], *(list(map(column.__getitem__, order)) for column in (masks, rids, flags)))
     table = _grouped(*by_key, rids, width, **_GROUPED[0])
     for variant in _GROUPED[1:]:
         if len(table) > target:
@@ -201,21 +202,20 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
         from nmc.targets.multicast.compress_jit import merge_groups as merge
     count = Counter(sr) if defaults_as_members else Counter(r for r, d in zip(sr, sd) if not d)
     if ties == "last":
-        first: dict[int, int] = {}
-        for i, r in enumerate(rids):
-            first.setdefault(r, i)
+        first = {r: i for i, r in reversed(list(enumerate(rids)))}
         groups = sorted(count, key=lambda r: (count[r], -first[r]))
     else:
         groups = sorted(count, key=lambda r: (count[r], r))
     group_of = [len(groups)] * (max(sr) + 1)
     for p, r in enumerate(groups):
         group_of[r] = p
-    merged = merge(sk, sm, sd, sr, group_of, groups, width, split, defaults_as_members)
-    rows = [(k, m, r, d) for r, (ks, ms, ds) in zip(groups, merged) for k, m, d in zip(ks, ms, ds)]
-    if defaults_as_members:
-        rows = [row for i, row in enumerate(rows)
-                if not row[3] or any(r != row[2] and row[0] & m == k & row[1] for k, m, r, _ in rows[i + 1:])]
-    return [row[:3] for row in rows]
+    keys, masks, flags, lengths = merge(sk, sm, sd, sr, group_of, groups, width, split, defaults_as_members)
+    rids_out = [r for r, length in zip(groups, lengths) for _ in range(length)]
+    if not defaults_as_members:
+        return list(zip(keys, masks, rids_out))
+    rows = list(zip(keys, masks, rids_out, flags))
+    return [row[:3] for i, row in enumerate(rows)
+            if not row[3] or any(r != row[2] and row[0] & m == k & row[1] for k, m, r, _ in rows[i + 1:])]
 
 
 def _merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, defaults_as_members: bool):
@@ -301,7 +301,8 @@ def _merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool,
                     del ks[-1], ms[-1], ds[-1]
             i += 1
         out[p] = (ks, ms, ds)
-    return out
+    return ([k for ks, _, _ in out for k in ks], [m for _, ms, _ in out for m in ms],
+            [int(d) for _, _, ds in out for d in ds], [len(ks) for ks, _, _ in out])
 
 
 def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, target: int, *, thorough: bool):
@@ -592,24 +593,23 @@ def _check_reorderable(keys, masks, rids, gens) -> None:
 
 
 def _prefix_table(keys: list[int], masks: list[int], width: int):
-    """``(keys, lengths, order)`` sorted by key when every mask is a prefix (its set bits the
-    top ones of ``width``) and no two entries share a key; else None."""
+    """``(keys, order)``: the keys sorted by key and their order, when every mask is a prefix
+    (its set bits the top ones of ``width``) and no two entries share a key; else None."""
     full = (1 << width) - 1
-    for m in masks:
-        if (full ^ m) & ((full ^ m) + 1):  # the don't-care bits are not the low ones
-            return None
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    k = [keys[i] for i in order]
-    ends = [keys[i] | (full ^ masks[i]) for i in order]
-    if any(k[j + 1] <= ends[j] for j in range(len(k) - 1)):
+    free = [full ^ m for m in masks]
+    if any(f & (f + 1) for f in free):  # the don't-care bits are not the low ones
         return None
-    return k, [masks[i].bit_count() for i in order], order
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    k = list(map(keys.__getitem__, order))
+    if not all(map(lt, [keys[i] | free[i] for i in order], k[1:])):  # an entry reaches the next key
+        return None
+    return k, order
 
 
 _NONE = -1  # "no entry matched": default routing
 
 
-def _ortc(keys, lengths, order, rids, flags, width: int, place=None):
+def _ortc(keys, order, rids, flags, width: int, place=None):
     """The fewest prefix entries that route every allocated key as the table does: ORTC
     (Draves, King, Venkatachary & Zill, "Constructing optimal IP routing tables", INFOCOM 1999)
     on the binary trie of the keys (:func:`_ortc_place`; ``place`` that or, the default,
@@ -620,7 +620,7 @@ def _ortc(keys, lengths, order, rids, flags, width: int, place=None):
     n = len(keys)
     if place is None:
         from nmc.targets.multicast.compress_jit import ortc_place as place
-    placed, owner_sorted = place(keys, [rids[i] for i in order], [flags[i] for i in order],
+    placed, owner_sorted = place(keys, list(map(rids.__getitem__, order)), list(map(flags.__getitem__, order)),
                                  max(rids) + 1, width)
     rank = sorted(range(len(placed)), key=lambda j: (-placed[j][0], placed[j][1]))
     new_index = [0] * len(placed)

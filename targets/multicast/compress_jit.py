@@ -216,6 +216,7 @@ fnext:
   br label %fill
 groups:
   store i64 0, ptr %pv
+  store i64 0, ptr %sv
   br label %group
 group:
   %p = load i64, ptr %pv
@@ -447,10 +448,37 @@ gend:
   %plen = getelementptr inbounds i64, ptr %lens, i64 %p
   %flen = load i64, ptr %lenv
   store i64 %flen, ptr %plen
+  ; move the group's merged entries down to the end of the previous group's (%sv: their count)
+  %out = load i64, ptr %sv
+  br label %copy
+copy:
+  %ct = phi i64 [0, %gend], [%ct1, %copystep]
+  %cmore2 = icmp ult i64 %ct, %flen
+  br i1 %cmore2, label %copystep, label %copied
+copystep:
+  %ctk = getelementptr inbounds i64, ptr %k, i64 %ct
+  %ctkv = load i64, ptr %ctk
+  %cto = add i64 %out, %ct
+  %cok = getelementptr inbounds i64, ptr %gk, i64 %cto
+  store i64 %ctkv, ptr %cok
+  %ctm = getelementptr inbounds i64, ptr %m, i64 %ct
+  %ctmv = load i64, ptr %ctm
+  %com = getelementptr inbounds i64, ptr %gm, i64 %cto
+  store i64 %ctmv, ptr %com
+  %ctd = getelementptr inbounds i64, ptr %d, i64 %ct
+  %ctdv = load i64, ptr %ctd
+  %cod = getelementptr inbounds i64, ptr %gd, i64 %cto
+  store i64 %ctdv, ptr %cod
+  %ct1 = add i64 %ct, 1
+  br label %copy
+copied:
+  %out1 = add i64 %out, %flen
+  store i64 %out1, ptr %sv
   store i64 %p1, ptr %pv
   br label %group
 exit:
-  ret i64 0
+  %total = load i64, ptr %sv
+  ret i64 %total
 }
 
 declare i64 @llvm.ctlz.i64(i64, i1)
@@ -852,8 +880,9 @@ def merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, 
     is route id ``r``'s group, ``group_rids[p]`` group ``p``'s route id.  A group's members
     are its route's entries (not the defaultable ones unless ``defaults_as_members``: those
     are conflicts of every group); an entry of a group is a conflict of the groups before it.
-    Returns per group ``(keys, masks, defaultable flags)``: the same contract as
-    ``compress._merge_groups`` (the reference)."""
+    Returns the merged entries' keys, masks and defaultable flags (group 0's first, then
+    group 1's, ...) and each group's count: the same contract as ``compress._merge_groups``
+    (the reference)."""
     n, n_groups, n_routes = len(sk), len(group_rids), len(group_of)
     buf = array("Q", bytes(8 * (n_routes + 3 * n_groups + 1 + 8 * n)))
     buf[:n_routes] = array("Q", group_of)
@@ -863,13 +892,12 @@ def merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, 
     buf[table + n:table + 2 * n] = array("Q", sm)
     buf[table + 3 * n:table + 4 * n] = array("Q", sr)
     buf[table + 4 * n:] = array("Q", sd)
-    kernel()(buf.buffer_info()[0], n_groups, n_routes, n, (1 << width) - 1, split, defaults_as_members)
-    at = n_routes + n_groups
-    start = buf[at:at + n_groups].tolist()
-    lengths = buf[at + n_groups + 1:at + 2 * n_groups + 1].tolist()
-    at += 2 * n_groups + 1
-    keys, masks, flags = buf[at:at + n].tolist(), buf[at + n:at + 2 * n].tolist(), buf[at + 2 * n:at + 3 * n].tolist()
-    return [(keys[s:s + length], masks[s:s + length], flags[s:s + length]) for s, length in zip(start, lengths)]
+    total = kernel()(buf.buffer_info()[0], n_groups, n_routes, n, (1 << width) - 1, split, defaults_as_members)
+    at = n_routes + 2 * n_groups + 1
+    lengths = buf[at:at + n_groups].tolist()
+    at += n_groups
+    return (buf[at:at + total].tolist(), buf[at + n:at + n + total].tolist(), buf[at + 2 * n:at + 2 * n + total].tolist(),
+            lengths)
 
 
 def ortc_place(keys, rids, flags, n_routes: int, width: int):
