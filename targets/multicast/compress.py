@@ -144,8 +144,9 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
     rid_of = {r: i for i, r in enumerate(routes)}
     rids = [rid_of[e.route] for e in entries]
     prefix = _prefix_table(keys, masks, width)
+    make = RoutingEntry.derived
     if prefix is None:
-        return [RoutingEntry(k, m, routes[r]) for k, m, r in _ordered_covering(keys, masks, rids, flags, width,
+        return [make(k, m, routes[r]) for k, m, r in _ordered_covering(keys, masks, rids, flags, width,
                                                                               target, disjoint=False)]
     # disjoint prefixes: reorderable, and every defaultable entry is default-routable
     # every route of a non-defaultable entry needs an entry: no method goes below that
@@ -164,7 +165,7 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
         if len(table) > target and (thorough or n <= _SMALL):
             table = min(table, _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width, target,
                                                     thorough=thorough), key=len)
-    return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
+    return [make(k, m, routes[r]) for k, m, r in table]
 
 
 _SMALL = 64  # effort="fast" runs rig's Ordered Covering on tables of at most this many entries
@@ -620,23 +621,22 @@ def _ortc(keys, order, rids, flags, width: int, place=None):
     n = len(keys)
     if place is None:
         from nmc.targets.multicast.compress_jit import ortc_place as place
-    placed, owner_sorted = place(keys, list(map(rids.__getitem__, order)), list(map(flags.__getitem__, order)),
-                                 max(rids) + 1, width)
-    rank = sorted(range(len(placed)), key=lambda j: (-placed[j][0], placed[j][1]))
-    new_index = [0] * len(placed)
+    depths, firsts, routes, owner_sorted = place(keys, list(map(rids.__getitem__, order)),
+                                                 list(map(flags.__getitem__, order)), max(rids) + 1, width)
+    # most specific first, then by key
+    rank = sorted(range(len(depths)), key=[((width - d) << 32) | i for d, i in zip(depths, firsts)].__getitem__)
+    new_index = [0] * len(rank)
     for i, j in enumerate(rank):
         new_index[j] = i
     full = (1 << width) - 1
     table = []
     for j in rank:
-        depth, lo, r = placed[j]
-        key = keys[lo]
-        mask = full ^ ((1 << (width - depth)) - 1)
-        table.append((key & mask, mask, r))
+        mask = full ^ ((1 << (width - depths[j])) - 1)
+        table.append((keys[firsts[j]] & mask, mask, routes[j]))
     owner = [-1] * n
-    for i in range(n):
-        o = owner_sorted[i]
-        owner[order[i]] = -1 if o < 0 else new_index[o]
+    for i, o in zip(order, owner_sorted):
+        if o >= 0:
+            owner[i] = new_index[o]
     return table, owner
 
 
@@ -648,8 +648,9 @@ def _ortc_place(keys, srids, sflags, n_routes: int, width: int):
     "nothing", so that case is kept apart).  Trie chains without a branch cost nothing and are
     skipped: the trie's branch points are the Cartesian tree of the common-prefix lengths of
     neighbouring keys.  An entry placed at a branch takes the shortest prefix that covers no
-    other branch.  Returns the placed entries as (depth, index of the least key below it,
-    route id), and for every key the index of its first matching placed entry (-1: none)."""
+    other branch.  Returns the placed entries' depths, the index of the least key below each
+    and their route ids, and for every key the index of its first matching placed entry (-1:
+    none)."""
     n = len(keys)
     # node: [base, routes, none, split depth (None: leaf), left, right, leaf index]
     stack: list[list] = []
@@ -690,4 +691,4 @@ def _ortc_place(keys, srids, sflags, n_routes: int, width: int):
             current = len(placed) - 1
         todo.append((b, inherited, depth + 1, current))
         todo.append((a, inherited, depth + 1, current))
-    return placed, owner_sorted
+    return [p[0] for p in placed], [p[1] for p in placed], [p[2] for p in placed], owner_sorted

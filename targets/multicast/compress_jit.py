@@ -23,7 +23,6 @@ import ctypes
 from array import array
 from contextlib import contextmanager
 
-import numpy as np
 from llvmlite import ir
 
 FUNCTION = "nmc_mc_merge_groups"
@@ -905,16 +904,16 @@ def ortc_place(keys, rids, flags, n_routes: int, width: int):
     defaultable ``flags``): the same contract as ``compress._ortc_place`` (the reference)."""
     n = len(keys)
     w = (n_routes + 63) // 64
-    buf = np.empty(3 * n + 12 * n + 2 * n * w + 2 * n + 8 * n + 6 * n + n, dtype=np.uint64)
-    buf[:n] = keys
-    buf[n:2 * n] = rids
-    buf[2 * n:3 * n] = flags
+    size = 3 * n + 12 * n + 2 * n * w + 2 * n + 8 * n + 6 * n + n
+    buf = array("q", bytes(8 * size))
+    memoryview(buf).cast("B").cast("Q")[:n] = array("Q", keys)
+    buf[n:2 * n] = array("q", rids)
+    buf[2 * n:3 * n] = array("q", flags)
     kernel()
-    count = _STATE["ortc"](buf.ctypes.data, n, w, width)
-    at = len(buf) - n - 6 * n
-    placed = buf[at:at + 3 * count].view(np.int64).tolist()
-    owner = buf[len(buf) - n:].view(np.int64).tolist()
-    return [tuple(placed[i:i + 3]) for i in range(0, 3 * count, 3)], owner
+    count = _STATE["ortc"](buf.buffer_info()[0], n, w, width)
+    at = size - n - 6 * n
+    placed = buf[at:at + 3 * count].tolist()
+    return placed[0::3], placed[1::3], placed[2::3], buf[size - n:].tolist()
 
 
 # ---- Ordered Covering as rig has it, on disjoint prefixes (compress._ordered_covering with
