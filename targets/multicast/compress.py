@@ -130,7 +130,8 @@ def compress_table(
 def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[RoutingEntry]:
     n = len(entries)
     flags = [bool(f) for f in defaultable]
-    if not any(flags) and len({e.route for e in entries}) == n:
+    count = Counter([e.route for e in entries])
+    if len(count) == n and not any(flags):
         return list(entries)  # every entry needs one of its own: nothing to merge or remove
     keys = [e.key for e in entries]
     masks = [e.mask for e in entries]
@@ -139,7 +140,6 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
         raise ValueError(f"keys of {width} bits; at most 64 are supported")
     # route ids by decreasing frequency (then value): where ORTC may choose among routes it
     # takes the lowest id, the commonest route, which leaves the most for later merges
-    count = Counter(e.route for e in entries)
     routes = sorted(count, key=lambda r: (-count[r], r))
     rid_of = {r: i for i, r in enumerate(routes)}
     rids = [rid_of[e.route] for e in entries]
@@ -211,12 +211,11 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
     for p, r in enumerate(groups):
         group_of[r] = p
     keys, masks, flags, lengths = merge(sk, sm, sd, sr, group_of, groups, width, split, defaults_as_members)
-    rids_out = [r for r, length in zip(groups, lengths) for _ in range(length)]
-    if not defaults_as_members:
-        return list(zip(keys, masks, rids_out))
-    rows = list(zip(keys, masks, rids_out, flags))
-    return [row[:3] for i, row in enumerate(rows)
-            if not row[3] or any(r != row[2] and row[0] & m == k & row[1] for k, m, r, _ in rows[i + 1:])]
+    rows = list(zip(keys, masks, [r for r, length in zip(groups, lengths) for _ in range(length)]))
+    if not defaults_as_members or not any(flags):
+        return rows
+    return [row for i, (row, d) in enumerate(zip(rows, flags))
+            if not d or any(r != row[2] and row[0] & m == k & row[1] for k, m, r in rows[i + 1:])]
 
 
 def _merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, defaults_as_members: bool):
