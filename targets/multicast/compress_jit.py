@@ -1,20 +1,27 @@
-"""The route-group compressor's merge loops, compiled with llvmlite (used by compress.py).
+"""Table compression's inner loops, compiled with llvmlite (used by compress.py).
 
-:func:`merge_groups` does for every route group of a table what ``compress._grouped``'s pure
-Python loops do (the reference: the property tests compare the two on random tables, entry for
-entry): optionally the split-first pass (merge a run of the group's entries, sorted by key, and
-halve it on its highest differing bit until the merge meets no conflict), then the greedy
-pairs of PACMAN's ordered pair compressor (pairs in the same order, the conflict that refused
-the last merge tried first).  A merge of group ``p`` (route id ``r``) meets a *conflict* when it
-shares a key with an entry of the table whose level is above ``p`` and whose route id is not
-``r``; the table is disjoint prefixes sorted by key, so the entries that can share a key with a
-key/mask are those that start between its least and greatest key and the one before (found by
-binary search).
+Each kernel does what a pure Python function of compress.py does, result for result (that
+function is the reference: the property tests compare the two on random tables):
 
-The kernel is compiled once per process, on first use, by :func:`nmc.targets.cpu.jit.compile_module`
-(whose on-disk object cache makes a later process's first use a load, not a compilation).
-Everything the kernel reads and writes is one ``uint64`` buffer, so a call costs one ctypes
-transition.
+* :func:`merge_groups` — ``compress._merge_groups``: every route group's merges, optionally
+  the split-first pass (merge a run of the group's entries, sorted by key, and halve it on its
+  highest differing bit until the merge meets no conflict), then the greedy pairs of PACMAN's
+  ordered pair compressor (pairs in the same order, the conflict that refused the last merge
+  tried first).  A merge of group ``p`` (route id ``r``) meets a *conflict* when it shares a
+  key with an entry whose group is after ``p`` (or a defaultable non-member) and whose route id
+  is not ``r``; the table is disjoint prefixes sorted by key, so the entries that can share a
+  key with a key/mask are those that start between its least and greatest key and the one
+  before (found by binary search).
+* :func:`ortc_place` — ``compress._ortc_place``: ORTC's Cartesian tree and placement, route
+  sets as bit sets of as many 64-bit words as the routes need.
+* :func:`ordered_covering` — ``compress._Minimiser`` with ``strict`` (Ordered Covering as rig
+  has it, on disjoint prefixes), built with llvmlite's IR builder through a small structured
+  layer (:class:`_Emitter`).
+
+The kernels are compiled once per process, on first use (:func:`prepare`), by
+:func:`nmc.targets.cpu.jit.compile_module`, whose on-disk object cache makes a later process's
+first use a load, not a compilation.  Everything a kernel reads and writes is one buffer of
+64-bit words, so a call costs one ctypes transition.
 """
 
 from __future__ import annotations
@@ -850,8 +857,8 @@ _STATE: dict = {}
 
 
 def kernel():
-    """The compiled kernel as a ctypes function (compiled or loaded from the cache once per
-    process); ``_STATE["seconds"]`` is what that took."""
+    """The route groups' kernel as a ctypes function, the others in ``_STATE`` (all compiled or
+    loaded from the cache once per process; ``_STATE["seconds"]``: what that took)."""
     fn = _STATE.get("fn")
     if fn is None:
         import time
@@ -871,6 +878,16 @@ def kernel():
         _STATE["compiled"] = compiled  # keeps the engine (and the code) alive
         _STATE["seconds"] = time.perf_counter() - start
     return fn
+
+
+def prepare() -> tuple[float, bool]:
+    """Compile the kernels now (or load them from nmc's object cache): the seconds it took
+    (0 when this process already has them) and whether they came from the cache."""
+    had = "fn" in _STATE
+    kernel()
+    if had:
+        return 0.0, True
+    return _STATE["seconds"], _STATE["compiled"].from_cache and _STATE["oc_compiled"].from_cache
 
 
 def merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, defaults_as_members: bool):
