@@ -6,7 +6,17 @@ from hypothesis import strategies as st
 
 from nmc.diagnostics import NmcError
 from nmc.targets.multicast.check import RoutingMismatch, check_equivalent, covered_keys, is_unallocated
-from nmc.targets.multicast.compress import _GROUPED, _grouped, _ordered_covering, compress_table
+from nmc.targets.multicast.compress import (
+    _GROUPED,
+    _grouped,
+    _merge_groups,
+    _ordered_covering,
+    _ortc,
+    _ortc_place,
+    _prefix_table,
+    compress_table,
+)
+from nmc.targets.multicast.compress_jit import merge_groups, ortc_place
 from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, lookup
 
 N, NE, E, S = link_bit(2), link_bit(1), link_bit(0), link_bit(5)
@@ -117,7 +127,13 @@ def test_too_big_a_table_names_chip_and_numbers():
 
 def test_a_table_not_reorderable_by_generality_is_refused():
     with pytest.raises(ValueError, match="not reorderable"):
-        compress([entry("XX", N), entry("01", S)], target_length=0)
+        compress([entry("XX", N), entry("01", S), entry("10", S)], target_length=0)
+
+
+def test_a_table_of_distinct_routes_without_default_routes_is_kept_as_it_is():
+    # every entry needs one of its own: nothing can be merged or removed (not even reordered)
+    table = [entry("XX", N), entry("01", S)]
+    assert compress(table, target_length=0) == table
 
 
 def test_compression_is_deterministic():
@@ -232,7 +248,10 @@ def test_fast_effort_routes_every_key_as_before_and_thorough_is_no_longer(table)
     entries, flags = table
     fast = compress(entries, flags, target_length=0, effort="fast")
     check_equivalent(entries, flags, fast, key_bits=BITS)
-    assert len(compress(entries, flags, target_length=0)) <= len(fast)
+    thorough = compress(entries, flags, target_length=0, effort="thorough")
+    check_equivalent(entries, flags, thorough, key_bits=BITS)
+    assert len(thorough) <= len(fast)
+    assert compress(entries, flags, target_length=0) == fast  # the default
 
 
 def test_the_pair_compressor_order_and_default_route_removal():
@@ -293,3 +312,65 @@ def test_stopping_early_is_still_exact(table, target):
     entries, flags = table
     out = compress(entries, flags, capacity=1024, target_length=target)
     check_equivalent(entries, flags, out, key_bits=BITS)
+
+
+# --- the compiled kernels against the Python reference ----------------------------------------
+
+@st.composite
+def wide_prefix_tables(draw):
+    """Disjoint prefixes of 8, 32 or 64-bit keys (the top bit set too: unsigned compares), sorted
+    by key, with route ids (up to 150 routes: ORTC's route sets span several words) and flags."""
+    width = draw(st.sampled_from([8, 32, 64]))
+    n = draw(st.integers(1, 60))
+    n_routes = draw(st.sampled_from([3, 8, 150]))
+    full = (1 << width) - 1
+    rows = []
+    for _ in range(n):
+        length = draw(st.integers(max(1, width - 6), width))
+        mask = full ^ ((1 << (width - length)) - 1)
+        key = draw(st.integers(0, full)) & mask
+        if any(key & m == k & mask for k, m, _, _ in rows):
+            continue
+        rows.append((key, mask, draw(st.integers(0, n_routes - 1)), draw(st.booleans())))
+    rows.sort()
+    return width, [list(c) for c in zip(*rows)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(wide_prefix_tables(), st.booleans(), st.booleans(), st.randoms(use_true_random=False))
+def test_compiled_route_group_merges_equal_the_python_loops(table, split, defaults_as_members, rng):
+    width, (sk, sm, sr, sd) = table
+    routes = sorted(set(r for r, d in zip(sr, sd) if defaults_as_members or not d))
+    if not routes:
+        return
+    groups = routes[:]
+    rng.shuffle(groups)  # any group order
+    group_of = [len(groups)] * (max(sr) + 1)
+    for p, r in enumerate(groups):
+        group_of[r] = p
+    args = (sk, sm, sd, sr, group_of, groups, width, split, defaults_as_members)
+    assert merge_groups(*args) == _merge_groups(*args)
+
+
+@settings(max_examples=150, deadline=None)
+@given(wide_prefix_tables())
+def test_compiled_ortc_equals_the_python_reference(table):
+    width, (sk, sm, sr, sd) = table
+    n_routes = max(sr) + 1
+    assert ortc_place(sk, sr, sd, n_routes, width) == _ortc_place(sk, sr, sd, n_routes, width)
+    prefix = _prefix_table(sk, sm, width)
+    assert _ortc(*prefix, sr, sd, width) == _ortc(*prefix, sr, sd, width, place=_ortc_place)
+
+
+@settings(max_examples=150, deadline=None)
+@given(wide_prefix_tables(), st.integers(0, 8))
+def test_compiled_ordered_covering_equals_the_python_minimiser(table, target):
+    # as rig has it (defaultable entries merged, own-route conflicts), stopping early or not
+    width, (keys, masks, rids, flags) = table
+    args = (keys, masks, rids, flags, width, target)
+    kw = {"disjoint": True, "strict": True, "defaults_as_members": True}
+    rows = _ordered_covering(*args, **kw)
+    assert rows == _ordered_covering(*args, **kw, compiled=False)
+    if width == 8:  # small enough to check every key
+        check_equivalent([RoutingEntry(k, m, r) for k, m, r in zip(keys, masks, rids)], flags,
+                         [RoutingEntry(*row) for row in rows], key_bits=width)

@@ -18,3 +18,9 @@ def test_opposite_links_pair_up():
 def test_entry_key_outside_mask_is_refused():
     with pytest.raises(ValueError, match="outside its mask"):
         RoutingEntry(0b11, 0b10, 1)
+
+
+def test_a_derived_entry_equals_a_checked_one():
+    made, checked = RoutingEntry.derived(0b1000, 0b1100, 5), RoutingEntry(0b1000, 0b1100, 5)
+    assert made == checked and hash(made) == hash(checked) and repr(made) == repr(checked)
+    assert made.matches(0b1011) and not made.matches(0b0100)

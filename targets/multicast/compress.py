@@ -51,31 +51,36 @@ Several methods run and the shortest table is kept (ties: the earlier below):
   the merge's own route conflicts too (``strict``) — a different greedy path that sometimes
   ends shorter.
 
-``effort="thorough"`` (default) runs them all; ``"fast"`` the route groups and ORTC, and rig's
-Ordered Covering only on tables of at most ``_SMALL`` entries (steps 1-4 still for a table that
-is not disjoint prefixes, and everything when the fast methods leave a table longer than
-``capacity``).  No method runs once the table is down to the
-number of routes of its non-defaultable entries.  Stopping: by default at ``capacity`` (the router's entries),
-so a table that fits is only cleared of default routes; ``target_length=0`` compresses as far
-as the methods go.  A table still longer than ``capacity`` raises
-:class:`~nmc.diagnostics.NmcError` naming the chip.
+``effort="fast"`` (the default, which the multicast class's compiler uses) runs the route
+groups, ORTC, and Ordered Covering as rig has it on tables of at most ``_SMALL`` entries (steps
+1-4 still for a table that is not disjoint prefixes, and everything when these leave a table
+longer than ``capacity``); ``"thorough"`` also Ordered Covering on ORTC's table and steps 1-4 on
+the original one, on every table.  No method runs once the table is down to its *floor*, the
+number of routes of its non-defaultable entries (each needs an entry of its own); a table of as
+many routes as entries and no defaultable one is returned as it is.  Stopping: by default at
+``capacity`` (the router's entries), so a table that fits is only cleared of default routes;
+``target_length=0`` compresses as far as the methods go.  A table still longer than
+``capacity`` raises :class:`~nmc.diagnostics.NmcError` naming the chip.
 
-Speed: the route groups are done last group first, keeping the conflicts of the current group
-sorted by key, so a merge's conflict test looks only at the prefixes that start between its
-least and greatest key and the one before (ORTC-backed Ordered Covering finds aliases alike);
-a merge refused once is not tried again (a grown merge meets whatever the smaller one met), and
-the conflict that refused the last merge is tried first.  In Ordered Covering each route's
-refined merge is cached until a merge whose key/mask intersects its candidate merge is applied
-(no other merge can change it), and routes are tried in decreasing size so that routes whose
-size cannot beat the best merge found are skipped.  Ties go to the larger group, then the lower
-route id (routes numbered in decreasing frequency, then value), so the result is a function of
-the input alone.
+Speed: the route groups' merge loops, ORTC's placement and Ordered Covering as rig has it run
+as llvmlite-compiled kernels (:mod:`.compress_jit`; the Python loops here are their reference,
+kept for the tests).  The route groups look a merge's conflicts up among the prefixes that
+start between its least and greatest key and the one before; a merge refused once is not tried
+again (a grown merge meets whatever the smaller one met), and the conflict that refused the
+last merge is tried first.  In Ordered Covering each route's refined merge is cached until a
+merge whose key/mask intersects its candidate merge is applied (no other merge can change it).
+nmc's Ordered Covering tries routes in decreasing size, so that routes whose size cannot beat
+the best merge found are skipped (ties: the larger group, then the lower route id, routes
+numbered in decreasing frequency, then value); rig's, as rig does, in the order of their first
+entry in the table, the first of equally good merges kept.  The result is a function of the
+input alone.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from operator import lt
 from collections.abc import Sequence
 
 import numpy as np
@@ -96,14 +101,14 @@ def compress_table(
     *,
     chip: str,
     target_length: int | None = None,
-    effort: str = "thorough",
+    effort: str = "fast",
 ) -> list[RoutingEntry]:
     """The compressed table of one router (first match wins), at most ``capacity`` entries.
 
     ``target_length``: ``None`` (default) stops once the table fits ``capacity``; ``0``
-    compresses as far as the methods go; another value stops there.  ``effort``: ``"thorough"``
-    (every method, the shortest kept) or ``"fast"`` (route groups only, see the module
-    docstring; the rest when they leave more than ``capacity``).  Raises ``NmcError`` when
+    compresses as far as the methods go; another value stops there.  ``effort``: ``"fast"``
+    (default: the compiled methods, see the module docstring; the rest when they leave more
+    than ``capacity``) or ``"thorough"`` (every method; the shortest result is kept).  Raises ``NmcError`` when
     the table cannot be brought down to ``capacity``, ``ValueError`` for an input that is not
     reorderable by generality (see the module docstring) or mismatched lengths.
     """
@@ -128,8 +133,10 @@ def compress_table(
 
 def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[RoutingEntry]:
     n = len(entries)
-    if n == 0:
-        return []
+    flags = [bool(f) for f in defaultable]
+    count = Counter([e.route for e in entries])
+    if len(count) == n and not any(flags):
+        return list(entries)  # every entry needs one of its own: nothing to merge or remove
     keys = [e.key for e in entries]
     masks = [e.mask for e in entries]
     width = max(max(keys), max(masks)).bit_length() or 1
@@ -137,22 +144,21 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
         raise ValueError(f"keys of {width} bits; at most 64 are supported")
     # route ids by decreasing frequency (then value): where ORTC may choose among routes it
     # takes the lowest id, the commonest route, which leaves the most for later merges
-    count = Counter(e.route for e in entries)
     routes = sorted(count, key=lambda r: (-count[r], r))
     rid_of = {r: i for i, r in enumerate(routes)}
     rids = [rid_of[e.route] for e in entries]
-    flags = [bool(f) for f in defaultable]
     prefix = _prefix_table(keys, masks, width)
+    make = RoutingEntry.derived
     if prefix is None:
-        return [RoutingEntry(k, m, routes[r]) for k, m, r in _ordered_covering(keys, masks, rids, flags, width,
+        return [make(k, m, routes[r]) for k, m, r in _ordered_covering(keys, masks, rids, flags, width,
                                                                               target, disjoint=False)]
     # disjoint prefixes: reorderable, and every defaultable entry is default-routable
-    if n - sum(flags) <= target:
-        return [e for e, f in zip(entries, flags) if not f]
-    order = prefix[2]
-    by_key = ([keys[i] for i in order], [masks[i] for i in order], [rids[i] for i in order], [flags[i] for i in order])
     # every route of a non-defaultable entry needs an entry: no method goes below that
     target = max(target, len({r for r, f in zip(rids, flags) if not f}))
+    if n - sum(flags) <= target:
+        return [e for e, f in zip(entries, flags) if not f]
+    order = prefix[1]
+    by_key = (prefix[0], *(list(map(column.__getitem__, order)) for column in (masks, rids, flags)))
     table = _grouped(*by_key, rids, width, **_GROUPED[0])
     for variant in _GROUPED[1:]:
         if len(table) > target:
@@ -163,10 +169,11 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
         if len(table) > target and (thorough or n <= _SMALL):
             table = min(table, _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width, target,
                                                     thorough=thorough), key=len)
-    return [RoutingEntry(k, m, routes[r]) for k, m, r in table]
+    return [make(k, m, routes[r]) for k, m, r in table]
 
 
-_SMALL = 32  # effort="fast" runs rig's Ordered Covering on tables of at most this many entries
+_SMALL = 64  # effort="fast" runs rig's Ordered Covering on tables of at most this many entries
+# (on the routing benchmark's tables, those where it beats the other methods have at most 62)
 
 
 # the route-group candidates tried on every prefix table (the shortest result is kept): PACMAN's
@@ -178,7 +185,7 @@ _GROUPED = (
 )
 
 
-def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members: bool, split: bool):
+def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members: bool, split: bool, merge=None):
     """The route-group compressor on disjoint prefixes: keys ``sk`` (ascending), masks ``sm``,
     route ids ``sr`` and defaultable flags ``sd`` of the entries sorted by key (``rids``: the
     route ids in table order, for ``ties="last"``), after PACMAN's ordered pair compressor (Heathcote 2016): the table is one group of entries
@@ -194,30 +201,45 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
     defaultable entries join their route's group and a merged entry made only of them is
     dropped when no later entry of another route meets it, as PACMAN's pair compressor
     followed by its default-route removal does; otherwise they are left out (default routed).
-    Returns (key, mask, route id) rows in table order."""
-    full = (1 << width) - 1
+    ``merge``: the merge loops (:func:`_merge_groups` in Python, or
+    :func:`~.compress_jit.merge_groups` compiled, the default).  Returns (key, mask, route id)
+    rows in table order."""
+    if merge is None:
+        from nmc.targets.multicast.compress_jit import merge_groups as merge
     count = Counter(sr) if defaults_as_members else Counter(r for r, d in zip(sr, sd) if not d)
     if ties == "last":
-        first: dict[int, int] = {}
-        for i, r in enumerate(rids):
-            first.setdefault(r, i)
+        first = {r: i for i, r in reversed(list(enumerate(rids)))}
         groups = sorted(count, key=lambda r: (count[r], -first[r]))
     else:
         groups = sorted(count, key=lambda r: (count[r], r))
-    pos = dict(zip(groups, range(len(groups))))
-    runs: list[list[int]] = [[] for _ in groups]
+    group_of = [len(groups)] * (max(sr) + 1)
+    for p, r in enumerate(groups):
+        group_of[r] = p
+    keys, masks, flags, lengths = merge(sk, sm, sd, sr, group_of, groups, width, split, defaults_as_members)
+    rows = list(zip(keys, masks, [r for r, length in zip(groups, lengths) for _ in range(length)]))
+    if not defaults_as_members or not any(flags):
+        return rows
+    return [row for i, (row, d) in enumerate(zip(rows, flags))
+            if not d or any(r != row[2] and row[0] & m == k & row[1] for k, m, r in rows[i + 1:])]
+
+
+def _merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, defaults_as_members: bool):
+    """The route groups' merge loops in Python: the reference for, and the same contract as,
+    :func:`~.compress_jit.merge_groups` (its docstring).  Groups are done last first, each adding
+    the entries of the group after it to its conflicts, kept sorted by key: those that can meet
+    a key/mask are the disjoint prefixes that start between its least and greatest key, and
+    the one before, which may contain its least key (any other that contains a key of it
+    contains its least key too)."""
+    full = (1 << width) - 1
+    runs: list[list[int]] = [[] for _ in group_rids]
     # entries by the group before which they are conflicts (defaultable non-members: all)
-    levels: list[list[int]] = [[] for _ in range(len(groups) + 1)]
+    by_level: list[list[int]] = [[] for _ in range(len(group_rids) + 1)]
     for j, (r, d) in enumerate(zip(sr, sd)):
         if d and not defaults_as_members:
-            levels[-1].append(j)
+            by_level[-1].append(j)
         else:
-            runs[pos[r]].append(j)
-            levels[pos[r]].append(j)
-    # the current group's conflicts sorted by key: groups are done last first, each adding the
-    # entries of the group after it.  Those that can meet a key/mask are the disjoint prefixes
-    # that start between its least and greatest key, and the one before, which may contain
-    # its least key (any other that contains a key of it contains its least key too)
+            runs[group_of[r]].append(j)
+            by_level[group_of[r]].append(j)
     ck_: list[int] = []
     cm_: list[int] = []
     cr_: list[int] = []
@@ -229,10 +251,10 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
                 return False
         return True
 
-    out: list[list] = []
-    for p in range(len(groups) - 1, -1, -1):
-        r = groups[p]
-        for j in levels[p + 1]:
+    out: list = [None] * len(runs)
+    for p in range(len(runs) - 1, -1, -1):
+        r = group_rids[p]
+        for j in by_level[p + 1]:
             t = bisect_left(ck_, sk[j])
             ck_.insert(t, sk[j])
             cm_.insert(t, sm[j])
@@ -283,12 +305,9 @@ def _grouped(sk, sm, sr, sd, rids, width: int, *, ties: str, defaults_as_members
                     ks[j], ms[j], ds[j] = ks[-1], ms[-1], ds[-1]
                     del ks[-1], ms[-1], ds[-1]
             i += 1
-        out.append(list(zip(ks, ms, [r] * len(ks), ds)))
-    rows = [row for group in reversed(out) for row in group]
-    if defaults_as_members:
-        rows = [row for i, row in enumerate(rows)
-                if not row[3] or any(r != row[2] and row[0] & m == k & row[1] for k, m, r, _ in rows[i + 1:])]
-    return [row[:3] for row in rows]
+        out[p] = (ks, ms, ds)
+    return ([k for ks, _, _ in out for k in ks], [m for _, ms, _ in out for m in ms],
+            [int(d) for _, _, ds in out for d in ds], [len(ks) for ks, _, _ in out])
 
 
 def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, target: int, *, thorough: bool):
@@ -312,9 +331,12 @@ def _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width: int, targ
 
 
 def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disjoint: bool, strict: bool = False,
-                      defaults_as_members: bool = False):
+                      defaults_as_members: bool = False, compiled: bool = True):
     """Steps 1-4 on the table as given: (key, mask, route id) rows.  ``disjoint``: no two
-    entries share a key (so the table is reorderable and every defaultable entry removable)."""
+    entries share a key (so the table is reorderable and every defaultable entry removable).
+    As rig has it on disjoint prefixes (``strict`` and ``defaults_as_members``), the compiled
+    :func:`~.compress_jit.ordered_covering` minimises unless ``compiled`` is false (then
+    :class:`_Minimiser`, its reference)."""
     akeys, amasks, arids = np.array(keys, _U), np.array(masks, _U), np.array(rids, np.int64)
     gens = _generality(amasks, width)
     if not disjoint:
@@ -327,6 +349,10 @@ def _ordered_covering(keys, masks, rids, flags, width: int, target: int, *, disj
     table = [akeys.tolist(), amasks.tolist(), arids.tolist()]
     if (owner >= 0).sum() <= target:
         return [row for row, o in zip(zip(*table), owner) if o >= 0]
+    if compiled and disjoint and strict and defaults_as_members:
+        from nmc.targets.multicast.compress_jit import ordered_covering
+
+        return ordered_covering(*table, aflags.tolist(), width, target)
     m = _Minimiser(*table, (*table, aflags.tolist(), owner.tolist()), width, prefix_aliases=disjoint, strict=strict)
     m.minimise(target)
     return m.result()
@@ -425,8 +451,15 @@ class _Minimiser:
     def minimise(self, target: int) -> None:
         while len(self.live) > target:
             best = None
-            for size, rid in sorted((-len(g), rid) for rid, g in self.groups.items() if len(g) > 1):
+            if self.strict:  # as rig: routes in the order of their first entry, the first best kept
+                order = self.order
+                todo = sorted((min(order[i] for i in g), -len(g), rid) for rid, g in self.groups.items() if len(g) > 1)
+            else:  # largest first, so that the rest can be skipped once none can beat the best
+                todo = sorted((0, -len(g), rid) for rid, g in self.groups.items() if len(g) > 1)
+            for _, size, rid in todo:
                 if best is not None and -size - 1 <= best[0]:
+                    if self.strict:
+                        continue
                     break
                 found = self.cache.get(rid)
                 if found is None:
@@ -478,8 +511,10 @@ class _Minimiser:
                     to_one |= s & ~ak[j]
                     to_zero |= s & ak[j]
             best = None
-            for bit in range(self.width - 1, -1, -1):
-                b = 1 << bit
+            bits = to_one | to_zero
+            while bits:  # highest bit first, setting it to 1 before setting it to 0
+                b = 1 << (bits.bit_length() - 1)
+                bits ^= b
                 for want, wanted in ((b, to_one), (0, to_zero)):
                     if wanted & b:
                         # members with an X here, or the covered key's value, must go
@@ -563,42 +598,70 @@ def _check_reorderable(keys, masks, rids, gens) -> None:
 
 
 def _prefix_table(keys: list[int], masks: list[int], width: int):
-    """``(keys, lengths, order)`` sorted by key when every mask is a prefix (its set bits the
-    top ones of ``width``) and no two entries share a key; else None."""
+    """``(keys, order)``: the keys sorted by key and their order, when every mask is a prefix
+    (its set bits the top ones of ``width``) and no two entries share a key; else None."""
     full = (1 << width) - 1
-    for m in masks:
-        if (full ^ m) & ((full ^ m) + 1):  # the don't-care bits are not the low ones
-            return None
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    k = [keys[i] for i in order]
-    ends = [keys[i] | (full ^ masks[i]) for i in order]
-    if any(k[j + 1] <= ends[j] for j in range(len(k) - 1)):
+    free = [full ^ m for m in masks]
+    if any(f & (f + 1) for f in free):  # the don't-care bits are not the low ones
         return None
-    return k, [masks[i].bit_count() for i in order], order
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    k = list(map(keys.__getitem__, order))
+    if not all(map(lt, [keys[i] | free[i] for i in order], k[1:])):  # an entry reaches the next key
+        return None
+    return k, order
 
 
 _NONE = -1  # "no entry matched": default routing
 
 
-def _ortc(keys, lengths, order, rids, flags, width: int):
+def _ortc(keys, order, rids, flags, width: int, place=None):
     """The fewest prefix entries that route every allocated key as the table does: ORTC
     (Draves, King, Venkatachary & Zill, "Constructing optimal IP routing tables", INFOCOM 1999)
-    on the binary trie of the keys, with unallocated keys as don't-cares and defaultable keys
-    satisfied by their link or by no entry at all.  A subtree's cost, given the route ``r`` it
-    inherits, is ``base + (r not in S)`` (``S`` a bit set of route ids), and ``none`` when it
-    inherits no route (no entry can route to "nothing", so that case is kept apart).  Trie
-    chains without a branch cost nothing and are skipped: the trie's branch points are the
-    Cartesian tree of the common-prefix lengths of neighbouring keys.  An entry placed at a
-    branch takes the shortest prefix that covers no other branch.  Returns the table as
-    (depth, key, route id) triples, most specific first, and for every original entry (indexed
+    on the binary trie of the keys (:func:`_ortc_place`; ``place`` that or, the default,
+    :func:`~.compress_jit.ortc_place` compiled), with unallocated keys as don't-cares and
+    defaultable keys satisfied by their link or by no entry at all.  Returns the table as
+    (key, mask, route id) triples, most specific first, and for every original entry (indexed
     as ``rids``) the index of its first matching table entry (``-1``: none)."""
+    n = len(keys)
+    if place is None:
+        from nmc.targets.multicast.compress_jit import ortc_place as place
+    depths, firsts, routes, owner_sorted = place(keys, list(map(rids.__getitem__, order)),
+                                                 list(map(flags.__getitem__, order)), max(rids) + 1, width)
+    # most specific first, then by key
+    rank = sorted(range(len(depths)), key=[((width - d) << 32) | i for d, i in zip(depths, firsts)].__getitem__)
+    new_index = [0] * len(rank)
+    for i, j in enumerate(rank):
+        new_index[j] = i
+    full = (1 << width) - 1
+    table = []
+    for j in rank:
+        mask = full ^ ((1 << (width - depths[j])) - 1)
+        table.append((keys[firsts[j]] & mask, mask, routes[j]))
+    owner = [-1] * n
+    for i, o in zip(order, owner_sorted):
+        if o >= 0:
+            owner[i] = new_index[o]
+    return table, owner
+
+
+def _ortc_place(keys, srids, sflags, n_routes: int, width: int):
+    """ORTC's entries on the keys ``keys`` (disjoint prefixes, ascending) with route ids
+    ``srids`` and defaultable flags ``sflags`` (``n_routes``: route ids are below it): a
+    subtree's cost, given the route ``r`` it inherits, is ``base + (r not in S)`` (``S`` a bit
+    set of route ids), and ``none`` when it inherits no route (no entry can route to
+    "nothing", so that case is kept apart).  Trie chains without a branch cost nothing and are
+    skipped: the trie's branch points are the Cartesian tree of the common-prefix lengths of
+    neighbouring keys.  An entry placed at a branch takes the shortest prefix that covers no
+    other branch.  Returns the placed entries' depths, the index of the least key below each
+    and their route ids, and for every key the index of its first matching placed entry (-1:
+    none)."""
     n = len(keys)
     # node: [base, routes, none, split depth (None: leaf), left, right, leaf index]
     stack: list[list] = []
     gaps: list[int] = []
     for i in range(n):
-        r = rids[order[i]]
-        node = [0, 1 << r, 0 if flags[order[i]] else 1, None, None, None, i]
+        r = srids[i]
+        node = [0, 1 << r, 0 if sflags[i] else 1, None, None, None, i]
         gap = width - (keys[i] ^ keys[i + 1]).bit_length() if i + 1 < n else -1
         while gaps and gaps[-1] > gap:
             a = stack.pop()
@@ -617,8 +680,8 @@ def _ortc(keys, lengths, order, rids, flags, width: int):
         node, inherited, top, current = todo.pop()
         base, routes, none, depth, a, b, lo = node
         if depth is None:
-            if inherited != rids[order[lo]] and not (inherited == _NONE and flags[order[lo]]):
-                placed.append((top, keys[lo], rids[order[lo]]))
+            if inherited != srids[lo] and not (inherited == _NONE and sflags[lo]):
+                placed.append((top, lo, srids[lo]))
                 current = len(placed) - 1
             owner_sorted[lo] = current
             continue
@@ -628,22 +691,8 @@ def _ortc(keys, lengths, order, rids, flags, width: int):
             stay = a[0] + b[0] + (not (a[1] >> inherited) & 1) + (not (b[1] >> inherited) & 1)
         if base + 1 < stay:
             inherited = (routes & -routes).bit_length() - 1
-            placed.append((top, keys[lo], inherited))
+            placed.append((top, lo, inherited))
             current = len(placed) - 1
         todo.append((b, inherited, depth + 1, current))
         todo.append((a, inherited, depth + 1, current))
-    rank = sorted(range(len(placed)), key=lambda j: (-placed[j][0], placed[j][1]))
-    new_index = [0] * len(placed)
-    for i, j in enumerate(rank):
-        new_index[j] = i
-    full = (1 << width) - 1
-    table = []
-    for j in rank:
-        depth, key, r = placed[j]
-        mask = full ^ ((1 << (width - depth)) - 1)
-        table.append((key & mask, mask, r))
-    owner = [-1] * n
-    for i in range(n):
-        o = owner_sorted[i]
-        owner[order[i]] = -1 if o < 0 else new_index[o]
-    return table, owner
+    return [p[0] for p in placed], [p[1] for p in placed], [p[2] for p in placed], owner_sorted

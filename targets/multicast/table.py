@@ -51,6 +51,15 @@ class RoutingEntry:
         if self.route < 0:
             raise ValueError(f"entry route {self.route:#x} is negative")
 
+    @classmethod
+    def derived(cls, key: int, mask: int, route: int) -> RoutingEntry:
+        """An entry made from checked ones by code that keeps them valid (compression's merges:
+        a merged key has no bits outside its mask), without ``__init__``'s checks, which makes it
+        several times cheaper to build; equal to ``RoutingEntry(key, mask, route)``."""
+        entry = object.__new__(cls)
+        entry.__dict__.update(key=key, mask=mask, route=route)
+        return entry
+
     def matches(self, key: int) -> bool:
         return key & self.mask == self.key
 
