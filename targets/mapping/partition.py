@@ -49,15 +49,13 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
-from nmc.targets.mapping.shapes import (axis_synapses, box_bits, box_ids, box_runs, field_ids, geometry, run_boxes,
+from nmc.targets.mapping.shapes import (axis_synapses, block_run_boxes, box_bits, box_ids, box_runs, field_ids, geometry,
                                         runs_to_boxes, shared_bits_per_channel, view3)
 
 HINT = ("use a larger board, fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
 MAX_ROUNDS = 40
-FILL_OVER = 1.05  # the filled packing is tried when the boxes take more cores than this × the lower bound
-FILL_MAX_CORES = 64  # ... and at most this many: runs across channels have wide receptive fields, which
-# only small graphs (one core a large share of the whole) can afford
+MIX_MAX_CORES = 4096  # layers are mixed on plans of at most this many cores (each trial scans them all)
 
 
 @dataclass(frozen=True)
@@ -195,10 +193,11 @@ class _BoxTiler:
         c = self.limits
         return n <= cap and axons <= c.input_axons and c.memory(n, axons, bits) <= c.synapse_memory_bits
 
-    def size(self, cap: int) -> tuple[int, int, int]:
-        """The box size with the fewest boxes (module docstring), or the single-neuron error."""
+    def candidates(self, cap: int) -> list[tuple[int, int, int]]:
+        """Box sizes that fit, one per pair of row and column tile heights (the most channels
+        that fit), fewest boxes first (then the fewest input axons in total, the widest rows)."""
         C, H, W = self.shape
-        best = None
+        out = []
         for th in _heights(H):
             for tw in _heights(W):
                 top = min(C, cap // (th * tw * len(self.pops)))
@@ -212,12 +211,15 @@ class _BoxTiler:
                 if not self.fits(tc, th, tw, cap):
                     tc = lo
                 n = -(-C // tc) * -(-H // th) * -(-W // tw)
-                key = (n, n * self.worst(tc, th, tw)[0], -tw)
-                if best is None or key < best[0]:
-                    best = (key, (tc, th, tw))
-        if best is None:
+                out.append(((n, n * self.worst(tc, th, tw)[0], -tw), (tc, th, tw)))
+        return [size for _, size in sorted(out)]
+
+    def size(self, cap: int) -> tuple[int, int, int]:
+        """The box size with the fewest boxes (module docstring), or the single-neuron error."""
+        sizes = self.candidates(cap)
+        if not sizes:
             raise self.single_neuron_error()
-        return self._grow(*best[1], cap)
+        return self._grow(*sizes[0], cap)
 
     def _grow(self, tc: int, th: int, tw: int, cap: int) -> tuple[int, int, int]:
         """The same number of boxes per axis, each axis's size as large as still fits: the
@@ -236,10 +238,10 @@ class _BoxTiler:
                 size = trial
         return tuple(size)
 
-    def tiles(self, cap: int) -> list[tuple]:
-        """The boxes of the best size, rows outermost, then columns, then channels."""
+    def tiles(self, cap: int, size: tuple | None = None) -> list[tuple]:
+        """The boxes of ``size`` (default: the best), rows outermost, then columns, then channels."""
         C, H, W = self.shape
-        tc, th, tw = self.size(cap)
+        tc, th, tw = size or self.size(cap)
         return [(c0, min(c0 + tc, C), y0, min(y0 + th, H), x0, min(x0 + tw, W))
                 for y0 in range(0, H, th) for x0 in range(0, W, tw) for c0 in range(0, C, tc)]
 
@@ -430,24 +432,48 @@ class _Core:
     fields: dict
     bits: int
     soma: object = None  # a dendrite core of a split population: its soma _Core
+    counts: dict | None = None  # distinct sources per source key of ``fields`` (computed when needed)
 
     @property
     def pieces(self) -> list:
         """``(pop, piece)`` of every population on the core."""
         return [(pop, piece) for unit, piece in self.tiles for pop in unit.pops]
 
+    @classmethod
+    def of(cls, tiles: list) -> "_Core":
+        """A core holding ``tiles`` (of units with ``usage``)."""
+        core = cls([], 0, {}, 0)
+        for unit, piece in tiles:
+            n, fields, bits = unit.usage(piece)
+            core.tiles.append((unit, piece))
+            core.neurons, core.bits = core.neurons + n, core.bits + bits
+            for src, f in fields:
+                core.fields.setdefault(src, []).append(f)
+        return core
 
-def _pack(units: list, tiles: dict, alone: set, c: CoreLimits, fill: bool = False) -> list[_Core]:
+    def axon_counts(self) -> dict:
+        if self.counts is None:
+            self.counts = {src: _union_count(fs) for src, fs in self.fields.items()}
+        return self.counts
+
+    @property
+    def axons(self) -> int:
+        return sum(self.axon_counts().values())
+
+    def with_run(self, unit, boxes: list, room: tuple) -> "_Core":
+        """A new core: this one with ``boxes`` of ``unit`` added (``room`` from :func:`_room`)."""
+        neurons, touched, bits, new = room
+        return _Core(self.tiles + [(unit, box) for box in boxes], neurons, {**self.fields, **touched}, bits,
+                     counts={**self.axon_counts(), **new})
+
+
+def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
     """Next-fit: each tile joins the previous core when the union fits (module docstring);
-    tiles of units in ``alone`` get cores of their own.  ``fill``: shaped units are cut into
-    runs that fill each core instead (:func:`_fill`)."""
+    tiles of units in ``alone`` get cores of their own."""
     cores: list[_Core] = []
     for unit in units:
         if getattr(unit, "split", False):
             cores += _split_cores(unit, tiles[unit])
-            continue
-        if fill and isinstance(unit, _BoxTiler):
-            _fill(cores, unit, c)
             continue
         for piece in tiles[unit]:
             n, fields, bits = unit.usage(piece)
@@ -470,56 +496,118 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits, fill: bool = Fals
     return cores
 
 
-def _fill(cores: list[_Core], unit: "_BoxTiler", c: CoreLimits) -> None:
-    """A shaped unit's neurons in flat order, in runs each as long as the last core still
-    holds (neurons, input axons, synapse bits; the longest by galloping, then bisection), a new
-    core when it holds none; each run is stored as boxes (a partial row, full rows, ...)."""
-    size = int(np.prod(unit.shape))
-    a = 0
-    while a < size:
-        last = cores[-1] if cores and cores[-1].soma is None and not getattr(cores[-1].tiles[-1][0], "split", False) \
-            else None
-        b = _longest(unit, a, size, last, c) if last is not None else a
-        if b == a:
-            last = _Core([], 0, {}, 0)
-            cores.append(last)
-            b = _longest(unit, a, size, last, c)
-            if b == a:
-                raise unit.single_neuron_error()
-        for box in run_boxes(a, b, unit.shape):
-            n, fields, bits = unit.usage(box)
-            last.tiles.append((unit, box))
-            last.neurons, last.bits = last.neurons + n, last.bits + bits
-            for src, f in fields:
-                last.fields.setdefault(src, []).append(f)
-        a = b
+def _room(core: _Core, usage: tuple, c: CoreLimits) -> tuple | None:
+    """``core`` with ``usage`` = (neurons, [(source, field)], synapse bits) added, as (neurons,
+    fields of the sources it touches, bits, their distinct counts), or None when that does not
+    fit ``c`` (neurons, input axons, memory)."""
+    n, fields, bits = usage
+    neurons, bits = core.neurons + n, core.bits + bits
+    if neurons > c.neurons or c.memory(neurons, 0, bits) > c.synapse_memory_bits:
+        return None
+    counts = core.axon_counts()
+    touched: dict = {}
+    for src, f in fields:
+        touched.setdefault(src, list(core.fields.get(src, ()))).append(f)
+    new = {src: _union_count(fs) for src, fs in touched.items()}
+    axons = core.axons - sum(counts.get(src, 0) for src in touched) + sum(new.values())
+    if axons > c.input_axons or c.memory(neurons, axons, bits) > c.synapse_memory_bits:
+        return None
+    return neurons, touched, bits, new
 
 
-def _longest(unit: "_BoxTiler", a: int, size: int, core: _Core, c: CoreLimits) -> int:
-    """The largest ``b`` such that neurons ``[a, b)`` of the unit fit on ``core`` beside what it holds."""
-    def fits(b: int) -> bool:
-        n = bits = 0
-        merged = {k: list(v) for k, v in core.fields.items()}
-        for box in run_boxes(a, b, unit.shape):
-            dn, fields, dbits = unit.usage(box)
-            n, bits = n + dn, bits + dbits
-            for src, f in fields:
-                merged.setdefault(src, []).append(f)
-        return (core.neurons + n <= c.neurons and core.bits + bits <= c.synapse_memory_bits
-                and sum(_union_count(f) for f in merged.values()) <= c.input_axons)
+def _run_usage(unit: "_BoxTiler", block: tuple, a: int, b: int) -> tuple[list, tuple]:
+    """(boxes, usage) of cells ``[a, b)`` of a shaped unit in block order (:func:`block_run_boxes`)."""
+    boxes = block_run_boxes(a, b, unit.shape, block)
+    n = bits = 0
+    fields = []
+    for box in boxes:
+        dn, f, dbits = unit.usage(box)
+        n, bits = n + dn, bits + dbits
+        fields += f
+    return boxes, (n, fields, bits)
 
-    hi = min(size, a + (c.neurons - core.neurons) // len(unit.pops))
-    if hi <= a or fits(hi):
-        return max(hi, a)
-    good, step = a, 1
-    while good + step < hi and fits(good + step):  # gallop, then bisect
-        good += step
-        step *= 2
+
+def _longest(core: _Core, unit: "_BoxTiler", block: tuple, a: int, end: int, c: CoreLimits) -> tuple[int, tuple]:
+    """The largest ``b ≤ end`` such that cells ``[a, b)`` of the unit fit on ``core`` beside what
+    it holds (galloping, then bisection: every resource grows with ``b``), and the core with them
+    (:func:`_room`); ``(a, None)`` when not even one cell fits."""
+    def room(b: int):
+        boxes, usage = _run_usage(unit, block, a, b)
+        r = _room(core, usage, c)
+        return None if r is None else (boxes, r)
+
+    hi = min(end, a + (c.neurons - core.neurons) // len(unit.pops))
+    if hi <= a:
+        return a, None
+    found = room(hi)
+    if found is not None:
+        return hi, found
+    good, found, step = a, None, 1
+    while good + step < hi:
+        r = room(good + step)
+        if r is None:
+            break
+        good, found, step = good + step, r, step * 2
     bad = min(hi, good + step)
     while bad - good > 1:
         mid = (good + bad) // 2
-        good, bad = (mid, bad) if fits(mid) else (good, mid)
-    return good
+        r = room(mid)
+        good, bad, found = (mid, bad, r) if r is not None else (good, mid, found)
+    return good, found
+
+
+def _place(cores: list[_Core], hosts: list[int], unit: "_BoxTiler", block: tuple, c: CoreLimits) -> None:
+    """Every cell of a shaped unit, in block order: runs first into the room left on the cores
+    ``hosts`` (indices into ``cores``, in order; each takes the longest run that fits, replaced by
+    a new :class:`_Core`), then into new cores appended to ``cores``."""
+    size = int(np.prod(unit.shape))
+    a = 0
+    for k in hosts:
+        if a == size:
+            return
+        b, found = _longest(cores[k], unit, block, a, size, c)
+        if found is not None:
+            cores[k] = cores[k].with_run(unit, *found)
+            a = b
+    while a < size:
+        empty = _Core([], 0, {}, 0)
+        b, found = _longest(empty, unit, block, a, size, c)
+        if found is None:
+            raise unit.single_neuron_error()
+        cores.append(empty.with_run(unit, *found))
+        a = b
+
+
+def _block(tiles: list) -> tuple[int, int, int]:
+    """The box size of a shaped unit's tiles (the first is a whole box)."""
+    c0, c1, y0, y1, x0, x1 = tiles[0]
+    return c1 - c0, y1 - y0, x1 - x0
+
+
+def _mix(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Core], lower: int) -> list[_Core]:
+    """Fewer cores by mixing layers (module docstring): each shaped unit in turn, largest
+    first, is taken off the cores and put back in block order, first into the room every other
+    core leaves (first-fit: a run of it beside another layer's boxes, where all resources
+    allow), then onto new cores; the result is kept when it takes fewer cores."""
+    fillers = sorted((u for u in units if isinstance(u, _BoxTiler) and u not in alone),
+                     key=lambda u: -int(np.prod(u.shape)) * len(u.pops))
+    best = cores
+    for unit in fillers:
+        if len(best) <= lower:
+            break
+        trial = []
+        for core in best:
+            keep = [(u, p) for u, p in core.tiles if u is not unit]
+            if len(keep) == len(core.tiles):
+                trial.append(core)
+            elif keep:
+                trial.append(_Core.of(keep))
+        hosts = [k for k, core in enumerate(trial) if core.soma is None
+                 and not any(getattr(u, "split", False) or u in alone for u, _ in core.tiles)]
+        _place(trial, hosts, unit, _block(tiles[unit]), c)
+        if len(trial) < len(best):
+            best = trial
+    return best
 
 
 def _split_cores(unit, groups: list) -> list[_Core]:
@@ -661,11 +749,13 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
         over = np.flatnonzero(per_core > c.output_axons)
         if not len(over):
             plan = _Plan(units, unit_of, tiles, caps, cores, sources, per_core)
-            if FILL_OVER * _lower_bound(net, unit_of, c) < len(cores) <= FILL_MAX_CORES:
-                filled = _pack(units, tiles, set(), c, fill=True)
-                sources, per_core = _outputs(net, filled, known)
-                if len(filled) < len(cores) and np.all(per_core <= c.output_axons):
-                    return _Plan(units, unit_of, tiles, caps, filled, sources, per_core)
+            lower = _lower_bound(net, unit_of, c)
+            if lower < len(cores) <= MIX_MAX_CORES:
+                mixed = _mix(units, tiles, alone, c, cores, lower)
+                if len(mixed) < len(cores):
+                    sources, per_core = _outputs(net, mixed, known)
+                    if np.all(per_core <= c.output_axons):
+                        return _Plan(units, unit_of, tiles, caps, mixed, sources, per_core)
             return plan
         recut = set()
         for i in over:
