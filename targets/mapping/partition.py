@@ -56,6 +56,8 @@ HINT = ("use a larger board, fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
 MAX_ROUNDS = 40
 MIX_MAX_CORES = 4096  # layers are mixed on plans of at most this many cores (each trial scans them all)
+RECUT_MAX_CORES = 64  # ... and layers cut into other box sizes on plans of at most this many
+RECUT_SIZES = 8  # ... the next this many sizes of each layer
 
 
 @dataclass(frozen=True)
@@ -219,14 +221,14 @@ class _BoxTiler:
         sizes = self.candidates(cap)
         if not sizes:
             raise self.single_neuron_error()
-        return self._grow(*sizes[0], cap)
+        return self.grown(sizes[0], cap)
 
-    def _grow(self, tc: int, th: int, tw: int, cap: int) -> tuple[int, int, int]:
+    def grown(self, size: tuple, cap: int) -> tuple[int, int, int]:
         """The same number of boxes per axis, each axis's size as large as still fits: the
         last box of a row, column or channel run is then the smallest, and packs with the next
         layer more often."""
         C, H, W = self.shape
-        size = [tc, th, tw]
+        size = list(size)
         for axis, n in ((2, W), (1, H), (0, C)):
             count = -(-n // size[axis])
             top = -(-n // (count - 1)) - 1 if count > 1 else n
@@ -584,15 +586,14 @@ def _block(tiles: list) -> tuple[int, int, int]:
     return c1 - c0, y1 - y0, x1 - x0
 
 
-def _mix(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Core], lower: int) -> list[_Core]:
+def _refill(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Core], lower: int) -> list[_Core]:
     """Fewer cores by mixing layers (module docstring): each shaped unit in turn, largest
     first, is taken off the cores and put back in block order, first into the room every other
     core leaves (first-fit: a run of it beside another layer's boxes, where all resources
-    allow), then onto new cores; the result is kept when it takes fewer cores."""
-    fillers = sorted((u for u in units if isinstance(u, _BoxTiler) and u not in alone),
-                     key=lambda u: -int(np.prod(u.shape)) * len(u.pops))
+    allow), then onto new cores; each result is kept when it takes fewer cores."""
+    fillers = [u for u in units if isinstance(u, _BoxTiler) and u not in alone]
     best = cores
-    for unit in fillers:
+    for unit in sorted(fillers, key=lambda u: -int(np.prod(u.shape)) * len(u.pops)):
         if len(best) <= lower:
             break
         trial = []
@@ -608,6 +609,28 @@ def _mix(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Core]
         if len(trial) < len(best):
             best = trial
     return best
+
+
+def _mix(units: list, tiles: dict, alone: set, caps: dict, c: CoreLimits, cores: list[_Core],
+         lower: int) -> tuple[list[_Core], dict]:
+    """(cores, tiles) with fewer cores than ``cores`` where mixing finds them: :func:`_refill`;
+    then, on small plans (at most ``RECUT_MAX_CORES``), each shaped unit cut into boxes of its
+    next ``RECUT_SIZES`` sizes too (smaller boxes leave room for other layers: a layer bound by
+    input axons beside one bound by neurons), packed and refilled; the fewest cores win."""
+    best, best_tiles = _refill(units, tiles, alone, c, cores, lower), tiles
+    if len(best) <= lower or len(cores) > RECUT_MAX_CORES:
+        return best, best_tiles
+    for unit in units:
+        if not isinstance(unit, _BoxTiler) or unit in alone:
+            continue
+        for size in unit.candidates(caps[unit])[1:RECUT_SIZES + 1]:
+            trial_tiles = {**tiles, unit: unit.tiles(caps[unit], unit.grown(size, caps[unit]))}
+            trial = _refill(units, trial_tiles, alone, c, _pack(units, trial_tiles, alone, c), lower)
+            if len(trial) < len(best):
+                best, best_tiles = trial, trial_tiles
+            if len(best) <= lower:
+                return best, best_tiles
+    return best, best_tiles
 
 
 def _split_cores(unit, groups: list) -> list[_Core]:
@@ -751,11 +774,11 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
             plan = _Plan(units, unit_of, tiles, caps, cores, sources, per_core)
             lower = _lower_bound(net, unit_of, c)
             if lower < len(cores) <= MIX_MAX_CORES:
-                mixed = _mix(units, tiles, alone, c, cores, lower)
+                mixed, mixed_tiles = _mix(units, tiles, alone, caps, c, cores, lower)
                 if len(mixed) < len(cores):
                     sources, per_core = _outputs(net, mixed, known)
                     if np.all(per_core <= c.output_axons):
-                        return _Plan(units, unit_of, tiles, caps, mixed, sources, per_core)
+                        return _Plan(units, unit_of, mixed_tiles, caps, mixed, sources, per_core)
             return plan
         recut = set()
         for i in over:
