@@ -74,14 +74,18 @@ class CoreLimits:
     synapse_word_bits: int = 0  # bits of memory per synapse; 0: its weight bits
     axon_bits: int = 0  # bits of memory per input axon
     neuron_bits: int = 0  # bits of memory per neuron
+    source_bits: tuple = ()  # ((source op, bits), ...): memory a core spends once per source population it reads
 
     def weight_cost(self, p: Op) -> int:
         """Memory bits one synapse of ``p`` costs (without shared weights)."""
         return self.synapse_word_bits or weight_bits(p)
 
-    def memory(self, neurons: int, axons: int, synapse_bits: int) -> int:
-        """Memory bits of a core with these neurons, input axons and synapse bits."""
-        return synapse_bits + axons * self.axon_bits + neurons * self.neuron_bits
+    def memory(self, neurons: int, axons: int, synapse_bits: int, sources=()) -> int:
+        """Memory bits of a core with these neurons, input axons and synapse bits, reading
+        ``sources`` (source ops)."""
+        per_source = dict(self.source_bits)
+        return (synapse_bits + axons * self.axon_bits + neurons * self.neuron_bits
+                + sum(per_source.get(src, 0) for src in sources))
 
 
 def check_formats(graph: Graph, formats, chip_name: str) -> None:
@@ -150,6 +154,7 @@ class _BoxTiler:
         self.projections = [pg for pop in pops for pg in shaped(pop)]
         # one receptive field per distinct (source, geometry): identical fields share their axons
         self.fields = list(dict.fromkeys((p.src.owner, g) for p, g in self.projections))
+        self.sources = {src for src, _ in self.fields}
         self._max: dict = {}
         self._bits = {p: (limits.weight_cost(p), shared_bits_per_channel(p) if g.kind == "window" else 0)
                       for p, g in self.projections}
@@ -193,7 +198,7 @@ class _BoxTiler:
         axons, bits = self.worst(tc, th, tw)
         n = tc * th * tw * len(self.pops)
         c = self.limits
-        return n <= cap and axons <= c.input_axons and c.memory(n, axons, bits) <= c.synapse_memory_bits
+        return n <= cap and axons <= c.input_axons and c.memory(n, axons, bits, self.sources) <= c.synapse_memory_bits
 
     def candidates(self, cap: int) -> list[tuple[int, int, int]]:
         """Box sizes that fit, one per pair of row and column tile heights (the most channels
@@ -288,6 +293,7 @@ class _RunTiler:
         self.pop, self.limits, self.chip_name, self.name = pop, limits, chip_name, name
         self.pops = [pop]
         inc = net.incoming(pop)
+        self.sources = {p.src.owner for p in inc.projections}
         shared = np.zeros(len(inc.projections), bool)
         self.shared_terms = []  # bits per output channel present
         for k, p in enumerate(inc.projections):
@@ -323,7 +329,7 @@ class _RunTiler:
     def fits(self, a: int, b: int, cap: int) -> bool:
         n, axons, mem = self.count(a, b)
         c = self.limits
-        return n <= cap and axons <= c.input_axons and c.memory(n, axons, mem) <= c.synapse_memory_bits
+        return n <= cap and axons <= c.input_axons and c.memory(n, axons, mem, self.sources) <= c.synapse_memory_bits
 
     def tiles(self, cap: int) -> list[tuple[int, int]]:
         size = self.pop.result.type.size
@@ -483,11 +489,13 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
             if (last is not None and unit not in alone and last.tiles[-1][0] not in alone
                     and last.neurons + n <= c.neurons
                     and c.memory(last.neurons + n, 0, last.bits + bits) <= c.synapse_memory_bits):
+                sources = unit.sources.union(*(u.sources for u, _ in last.tiles))
                 merged = {k: list(v) for k, v in last.fields.items()}
                 for src, f in fields:
                     merged.setdefault(src, []).append(f)
                 axons = sum(_union_count(f) for f in merged.values())
-                if axons <= c.input_axons and c.memory(last.neurons + n, axons, last.bits + bits) <= c.synapse_memory_bits:
+                if (axons <= c.input_axons
+                        and c.memory(last.neurons + n, axons, last.bits + bits, sources) <= c.synapse_memory_bits):
                     last.tiles.append((unit, piece))
                     last.neurons, last.fields, last.bits = last.neurons + n, merged, last.bits + bits
                     continue
@@ -498,10 +506,10 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
     return cores
 
 
-def _room(core: _Core, usage: tuple, c: CoreLimits) -> tuple | None:
-    """``core`` with ``usage`` = (neurons, [(source, field)], synapse bits) added, as (neurons,
-    fields of the sources it touches, bits, their distinct counts), or None when that does not
-    fit ``c`` (neurons, input axons, memory)."""
+def _room(core: _Core, unit, usage: tuple, c: CoreLimits) -> tuple | None:
+    """``core`` with ``usage`` = (neurons, [(source, field)], synapse bits) of ``unit`` added, as
+    (neurons, fields of the sources it touches, bits, their distinct counts), or None when that
+    does not fit ``c`` (neurons, input axons, memory)."""
     n, fields, bits = usage
     neurons, bits = core.neurons + n, core.bits + bits
     if neurons > c.neurons or c.memory(neurons, 0, bits) > c.synapse_memory_bits:
@@ -512,7 +520,8 @@ def _room(core: _Core, usage: tuple, c: CoreLimits) -> tuple | None:
         touched.setdefault(src, list(core.fields.get(src, ()))).append(f)
     new = {src: _union_count(fs) for src, fs in touched.items()}
     axons = core.axons - sum(counts.get(src, 0) for src in touched) + sum(new.values())
-    if axons > c.input_axons or c.memory(neurons, axons, bits) > c.synapse_memory_bits:
+    sources = unit.sources.union(*(u.sources for u, _ in core.tiles))
+    if axons > c.input_axons or c.memory(neurons, axons, bits, sources) > c.synapse_memory_bits:
         return None
     return neurons, touched, bits, new
 
@@ -535,7 +544,7 @@ def _longest(core: _Core, unit: "_BoxTiler", block: tuple, a: int, end: int, c: 
     (:func:`_room`); ``(a, None)`` when not even one cell fits."""
     def room(b: int):
         boxes, usage = _run_usage(unit, block, a, b)
-        r = _room(core, usage, c)
+        r = _room(core, unit, usage, c)
         return None if r is None else (boxes, r)
 
     hi = min(end, a + (c.neurons - core.neurons) // len(unit.pops))

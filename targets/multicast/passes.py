@@ -102,21 +102,25 @@ def cores_lower_bound(chip, layers: list[tuple[int, int, int]]) -> int:
     return max(bound, ceil(share))
 
 
-def core_limits(chip, budget_bits: int) -> CoreLimits:
+def core_limits(chip, budget_bits: int, source_entries: dict | None = None) -> CoreLimits:
     """The partitioner's limits for a core of ``chip`` (:func:`core_memory` in its terms):
     ``budget_bits`` of the memory that holds the rows; each synapse a word, each input axon a
     row header, and each neuron its state when the rows share local memory.  The master
     table's entries depend on where the sources land: :func:`master_entries` counts them
-    after the cut."""
+    after the cut; with the rows in local memory, ``source_entries`` (source op → entries, from
+    an earlier cut) charges a core that many entries for each source population it reads."""
     c = chip.core
+    local = c.rows_in == "local"
+    per_source = tuple((op, 8 * c.master_entry_bytes * n) for op, n in (source_entries or {}).items()) if local else ()
     return CoreLimits(neurons=c.neurons, input_axons=1 << 30, output_axons=1 << 30, synapse_memory_bits=budget_bits,
                       shared_weights=False, synapse_word_bits=8 * c.synapse_bytes, axon_bits=8 * c.row_header_bytes,
-                      neuron_bits=8 * c.neuron_bytes if c.rows_in == "local" else 0)
+                      neuron_bits=8 * c.neuron_bytes if local else 0, source_bits=per_source)
 
 
-def master_entries(net: Netlist, runs: list[list[tuple]], pieces: list[list[tuple]]) -> np.ndarray:
+def master_entries(net: Netlist, runs: list[list[tuple]], pieces: list[list[tuple]]) -> tuple[np.ndarray, dict]:
     """Per core, its master population table's entries: one per vertex that sends to it — a
-    host encoder, or the slice of a population on one core (docs/multicast-target.md).  Core
+    host encoder, or the slice of a population on one core (docs/multicast-target.md); and per
+    source op (encoder or population), the most entries a core spends on its vertices.  Core
     ``k`` holds the flat neurons ``[a, b)`` of ``pop`` for every ``(pop, a, b)`` in
     ``runs[k]``; ``pieces[k]`` is the same as ``(pop, piece)`` (:func:`core_pieces`)."""
     owners = net.encoders + net.populations
@@ -127,10 +131,14 @@ def master_entries(net: Netlist, runs: list[list[tuple]], pieces: list[list[tupl
             core_of[net.source_offset[pop] + a:net.source_offset[pop] + b] = k
     pairs = source_core_pairs(net, pieces)
     if not len(pairs):
-        return np.zeros(len(runs), np.int64)
+        return np.zeros(len(runs), np.int64), {}
     vertex = (core_of[pairs[:, 0]] + 1) * len(owners) + owner[pairs[:, 0]]
     per_core = np.unique(np.stack([pairs[:, 1], vertex], 1), axis=0)
-    return np.bincount(per_core[:, 0], minlength=len(runs))
+    by_owner = np.unique(np.stack([per_core[:, 0], per_core[:, 1] % len(owners)], 1), axis=0, return_counts=True)
+    most: dict = {}
+    for (_, o), n in zip(*by_owner):
+        most[owners[o]] = max(most.get(owners[o], 0), int(n))
+    return np.bincount(per_core[:, 0], minlength=len(runs)), most
 
 
 def memory_limits(chip) -> tuple[int, int]:
@@ -158,17 +166,22 @@ class McPartition(Pass):
         net = Netlist(graph)
         local_limit, row_limit = memory_limits(chip)
         budget = (row_limit if chip.core.rows_in == "sdram" else local_limit - MASTER_RESERVE * chip.core.master_entry_bytes) * 8
+        source_entries: dict = {}
         for _ in range(MAX_ROUNDS):
-            plan = partition(graph, chip.formats, core_limits(chip, max(1, budget)), chip.name)
+            plan = partition(graph, chip.formats, core_limits(chip, max(1, budget), source_entries), chip.name)
             runs = [core[0] for core in plan["cores"]]
             pieces = [core_pieces(net, [pop.result for pop, _, _ in r], tuple(x for _, a, b in r for x in (a, b)))
                       for r in runs]
-            entries = master_entries(net, runs, pieces)
+            entries, most = master_entries(net, runs, pieces)
             usage = [core_memory(chip, n, axons, core_synapses(net, p), int(e))
                      for (_, n, axons, *_), p, e in zip(plan["cores"], pieces, entries)]
             over = max(max(lo / local_limit, (ro / row_limit) if row_limit else 0.0) for lo, ro in usage)
             if over <= 1.0:
                 break
+            seen = {op: max(n, source_entries.get(op, 0)) for op, n in most.items()}
+            if chip.core.rows_in == "local" and seen != source_entries:
+                source_entries = seen  # charge the entries seen, then cut again
+                continue
             budget = int(budget / over) - 1
             if budget < 1:
                 break
