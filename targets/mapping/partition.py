@@ -595,11 +595,13 @@ def _block(tiles: list) -> tuple[int, int, int]:
     return c1 - c0, y1 - y0, x1 - x0
 
 
-def _refill(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Core], lower: int) -> list[_Core]:
+def _refill(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Core], lower: int, ok) -> list[_Core]:
     """Fewer cores by mixing layers (module docstring): each shaped unit in turn, largest
     first, is taken off the cores and put back in block order, first into the room every other
     core leaves (first-fit: a run of it beside another layer's boxes, where all resources
-    allow), then onto new cores; each result is kept when it takes fewer cores."""
+    allow), then onto new cores; each result is kept when it takes fewer cores and ``ok(cores)``
+    (every core's output routing entries fit).  Units in ``alone`` (those whose output entries
+    limit them) neither move nor host."""
     fillers = [u for u in units if isinstance(u, _BoxTiler) and u not in alone]
     best = cores
     for unit in sorted(fillers, key=lambda u: -int(np.prod(u.shape)) * len(u.pops)):
@@ -615,18 +617,18 @@ def _refill(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Co
         hosts = [k for k, core in enumerate(trial) if core.soma is None
                  and not any(getattr(u, "split", False) or u in alone for u, _ in core.tiles)]
         _place(trial, hosts, unit, _block(tiles[unit]), c)
-        if len(trial) < len(best):
+        if len(trial) < len(best) and ok(trial):
             best = trial
     return best
 
 
 def _mix(units: list, tiles: dict, alone: set, caps: dict, c: CoreLimits, cores: list[_Core],
-         lower: int) -> tuple[list[_Core], dict]:
+         lower: int, ok) -> tuple[list[_Core], dict]:
     """(cores, tiles) with fewer cores than ``cores`` where mixing finds them: :func:`_refill`;
     then, on small plans (at most ``RECUT_MAX_CORES``), each shaped unit cut into boxes of its
     next ``RECUT_SIZES`` sizes too (smaller boxes leave room for other layers: a layer bound by
     input axons beside one bound by neurons), packed and refilled; the fewest cores win."""
-    best, best_tiles = _refill(units, tiles, alone, c, cores, lower), tiles
+    best, best_tiles = _refill(units, tiles, alone, c, cores, lower, ok), tiles
     if len(best) <= lower or len(cores) > RECUT_MAX_CORES:
         return best, best_tiles
     for unit in units:
@@ -634,7 +636,7 @@ def _mix(units: list, tiles: dict, alone: set, caps: dict, c: CoreLimits, cores:
             continue
         for size in unit.candidates(caps[unit])[1:RECUT_SIZES + 1]:
             trial_tiles = {**tiles, unit: unit.tiles(caps[unit], unit.grown(size, caps[unit]))}
-            trial = _refill(units, trial_tiles, alone, c, _pack(units, trial_tiles, alone, c), lower)
+            trial = _refill(units, trial_tiles, alone, c, _pack(units, trial_tiles, alone, c), lower, ok)
             if len(trial) < len(best):
                 best, best_tiles = trial, trial_tiles
             if len(best) <= lower:
@@ -783,11 +785,15 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
             plan = _Plan(units, unit_of, tiles, caps, cores, sources, per_core)
             lower = _lower_bound(net, unit_of, c)
             if lower < len(cores) <= MIX_MAX_CORES:
-                mixed, mixed_tiles = _mix(units, tiles, alone, caps, c, cores, lower)
+                def ok(cores: list) -> bool:
+                    return c.output_axons >= c.neurons * len(cores) or bool(np.all(_outputs(net, cores, known)[1]
+                                                                                   <= c.output_axons))
+
+                fixed = alone | {u for u in units if caps[u] < c.neurons}  # cut for their output entries
+                mixed, mixed_tiles = _mix(units, tiles, fixed, caps, c, cores, lower, ok)
                 if len(mixed) < len(cores):
                     sources, per_core = _outputs(net, mixed, known)
-                    if np.all(per_core <= c.output_axons):
-                        return _Plan(units, unit_of, mixed_tiles, caps, mixed, sources, per_core)
+                    return _Plan(units, unit_of, mixed_tiles, caps, mixed, sources, per_core)
             return plan
         recut = set()
         for i in over:
