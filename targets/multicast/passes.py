@@ -68,22 +68,33 @@ def core_memory(chip, neurons: int, axons: int, synapses: int, entries: int) -> 
     return (local + rows, 0) if c.rows_in == "local" else (local, rows)
 
 
-def min_fanin(pop) -> int:
-    """Distinct sources every neuron of ``pop`` has at least: the most, over its shaped
-    projections, of the projection's smallest fan-in (a window reads each source once);
-    irregular projections count 0."""
-    fanins = [geometry(c.owner) for c in pop.currents]
-    return max((int(g.fanin().min()) for g in fanins if g is not None), default=0)
+def layer_costs(pop) -> tuple:
+    """``(neurons, synapses, sources)`` of a population for :func:`cores_lower_bound`: with
+    only shaped projections, per neuron (int64 arrays): its synapses and the distinct sources
+    it reads at least (the most over its projections: a window, a dense or a one-to-one
+    projection reads each of its sources once); with an irregular projection, the total
+    synapses and the fewest distinct sources any neuron reads by its shaped projections (0 for
+    none)."""
+    geoms = [geometry(c.owner) for c in pop.currents]
+    n = pop.result.type.size
+    if all(g is not None for g in geoms):
+        fanins = [g.fanin() for g in geoms]
+        zero = np.zeros(n, np.int64)
+        return n, sum(fanins, zero), np.max(fanins, axis=0) if fanins else zero
+    fewest = max((int(g.fanin().min()) for g in geoms if g is not None), default=0)
+    return n, sum(synapse_count(c.owner) for c in pop.currents), fewest
 
 
-def cores_lower_bound(chip, layers: list[tuple[int, int, int]]) -> int:
-    """Cores that populations given as ``(neurons, synapses, min_fanin)`` need at least,
-    whatever the cut (docs/multicast-target.md, "Partitioning"): every core holds at most
-    ``[core] neurons`` neurons; a core holding neurons of a layer holds a row header for
-    each of at least ``min_fanin`` sources, so of the memory that holds the rows (``M``) it
-    has at most ``M - min_fanin × row_header_bytes`` for that layer's synapse words (and,
-    rows in local memory, neuron state); the layers' shares of cores add up to at most the
-    cores.  Rows in SDRAM, local memory also bounds the cores by the neuron state."""
+def cores_lower_bound(chip, layers: list[tuple]) -> int:
+    """Cores that populations given as :func:`layer_costs` need at least, whatever the cut
+    (docs/multicast-target.md, "Partitioning"): every core holds at most ``[core] neurons``
+    neurons; a core holding a neuron that reads ``F`` distinct sources holds a row header for
+    each of them, so of the memory that holds the rows (``M``) at most ``M - F ×
+    row_header_bytes`` is left for the synapse words (and, rows in local memory, neuron state)
+    of all its neurons.  Charging each neuron its words over ``M - F_i × row_header_bytes``
+    with its own ``F_i`` therefore charges every core at most 1, and the charges add up to at
+    most the cores.  A layer given by totals counts its fewest ``F`` for every neuron.  Rows in
+    SDRAM, local memory also bounds the cores by the neuron state."""
     from fractions import Fraction
     from math import ceil
 
@@ -96,9 +107,16 @@ def cores_lower_bound(chip, layers: list[tuple[int, int, int]]) -> int:
         bound = max(bound, -(-neurons * c.neuron_bytes // c.local_memory_bytes))
     share = Fraction(0)
     for n, syn, fanin in layers:
-        room = memory - fanin * c.row_header_bytes
-        if room > 0:
-            share += Fraction(syn * c.synapse_bytes + (n * c.neuron_bytes if local else 0), room)
+        if np.ndim(syn):  # per neuron
+            words = np.asarray(syn, np.int64) * c.synapse_bytes + (c.neuron_bytes if local else 0)
+            fanin = np.asarray(fanin, np.int64)
+        else:  # totals: every neuron with the same F
+            words = np.asarray([int(syn) * c.synapse_bytes + (n * c.neuron_bytes if local else 0)])
+            fanin = np.asarray([int(fanin)])
+        for f in np.unique(fanin):
+            room = memory - int(f) * c.row_header_bytes
+            if room > 0:
+                share += Fraction(int(words[fanin == f].sum()), room)
     return max(bound, ceil(share))
 
 
@@ -207,8 +225,7 @@ class McPartition(Pass):
                                synapse_bits=8 * sum(usage[k]), outputs=0)
                           for k, (runs, n, axons, *_) in enumerate(plan["cores"])])
         b = chip.board
-        layers = {pop: (pop.result.type.size, sum(synapse_count(c.owner) for c in pop.currents), min_fanin(pop))
-                  for pop in net.populations}
+        layers = {pop: layer_costs(pop) for pop in net.populations}
         own = {pop: cores_lower_bound(chip, [layer]) for pop, layer in layers.items()}
         lower = cores_lower_bound(chip, list(layers.values()))
         graph.meta["hw.board"] = [board.processors, 1, b.chips_x, b.chips_y]
