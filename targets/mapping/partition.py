@@ -548,12 +548,14 @@ def _longest(core: _Core, unit: "_BoxTiler", block: tuple, a: int, end: int, c: 
         return None if r is None else (boxes, r)
 
     hi = min(end, a + (c.neurons - core.neurons) // len(unit.pops))
-    if hi <= a:
+    found = room(a + 1) if hi > a else None
+    if found is None:
         return a, None
-    found = room(hi)
-    if found is not None:
-        return hi, found
-    good, found, step = a, None, 1
+    if hi > a + 1:
+        full = room(hi)
+        if full is not None:
+            return hi, full
+    good, step = a + 1, 1
     while good + step < hi:
         r = room(good + step)
         if r is None:

@@ -150,13 +150,14 @@ def master_entries(net: Netlist, runs: list[list[tuple]], pieces: list[list[tupl
     pairs = source_core_pairs(net, pieces)
     if not len(pairs):
         return np.zeros(len(runs), np.int64), {}
+    vertices = (len(runs) + 1) * len(owners)
     vertex = (core_of[pairs[:, 0]] + 1) * len(owners) + owner[pairs[:, 0]]
-    per_core = np.unique(np.stack([pairs[:, 1], vertex], 1), axis=0)
-    by_owner = np.unique(np.stack([per_core[:, 0], per_core[:, 1] % len(owners)], 1), axis=0, return_counts=True)
-    most: dict = {}
-    for (_, o), n in zip(*by_owner):
-        most[owners[o]] = max(most.get(owners[o], 0), int(n))
-    return np.bincount(per_core[:, 0], minlength=len(runs)), most
+    per_core = np.unique(pairs[:, 1] * vertices + vertex)  # distinct (core, vertex)
+    core, owner_of = per_core // vertices, per_core % vertices % len(owners)
+    keys, counts = np.unique(core * len(owners) + owner_of, return_counts=True)  # entries per (core, owner)
+    most = np.zeros(len(owners), np.int64)
+    np.maximum.at(most, keys % len(owners), counts)
+    return np.bincount(core, minlength=len(runs)), {owners[o]: int(n) for o, n in enumerate(most) if n}
 
 
 def memory_limits(chip) -> tuple[int, int]:
