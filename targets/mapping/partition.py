@@ -35,6 +35,18 @@ so small layers share cores with their neighbours (and their traffic stays on th
 output entries depend on how the *downstream* populations are cut; a packed core over them is
 unpacked, and a population whose own cores exceed them is re-cut with a smaller neuron cap,
 until every core fits.
+
+**Mixing.**  When that takes more cores than the lower bound (and at most ``MIX_MAX_CORES``),
+layers are mixed on cores by all resources at once: each shaped unit in turn, largest first, is
+taken off the cores and put back in *block order* (its boxes in tile order, each box position by
+position with the channels innermost, :func:`~nmc.targets.mapping.shapes.block_run_boxes`) —
+first into the room the other cores leave (first-fit: each core takes the longest run that still
+fits its neurons, input axons and memory), then onto new cores; a trial is kept when it takes
+fewer cores and every core's output entries fit.  So the part-filled last boxes of layers
+share cores, and a layer bound by memory or input axons takes a neuron-bound layer's cells
+beside it.  On small plans (at most ``RECUT_MAX_CORES`` cores) each unit's next
+``RECUT_SIZES`` box sizes are tried too, packed and mixed: smaller boxes of an axon-bound layer
+leave room for a neuron-bound one.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@
   and its memory: the synaptic rows (a header per source neuron with a synapse on the core and
   one word per synapse) in the SDRAM share or the local memory, the neuron state and the
   master population table in local memory.  The partitioner counts these bytes itself
-  (:func:`core_limits`: a word per synapse, a header and a master entry per input axon, the
-  state per neuron); should a core still exceed its memory, the budget is tightened until
-  every core's exact bytes fit.
+  (:func:`core_limits`: a word per synapse, a header per input axon, the state per neuron);
+  the master-table entries are counted after the cut, and should a core exceed its memory the
+  cut is made again charging each core the entries seen per source population it reads
+  (rows in local memory), then with the budget tightened, until every core's exact bytes fit.
 * ``mc-place`` puts the cores on (chip, processor) slots: chips filled nearest-first from
   chip (0, 0), where the host's link is, then (on boards of at most ``MAX_ANNEAL_SLOTS``
   slots) simulated annealing over Σ traffic × chip hops.
