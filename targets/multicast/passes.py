@@ -38,7 +38,6 @@ from nmc.targets.multicast.mapping import HOST_CHIP, McMapping, compressed_table
 DEFAULT_RATE = 0.25
 MAX_ANNEAL_SLOTS = 4096
 MAX_ROUNDS = 30
-MASTER_RESERVE = 16  # master table entries a core's first cut leaves room for in local memory (then counted)
 HINT = "a larger board (more chips), fewer neurons or inputs in the layer, or fewer weight bits"
 
 
@@ -185,7 +184,7 @@ class McPartition(Pass):
                                f"delays up to {chip.core.max_delay} steps", p.loc, hint="shorter delays")
         net = Netlist(graph)
         local_limit, row_limit = memory_limits(chip)
-        budget = (row_limit if chip.core.rows_in == "sdram" else local_limit - MASTER_RESERVE * chip.core.master_entry_bytes) * 8
+        budget = (row_limit if chip.core.rows_in == "sdram" else local_limit) * 8  # entries: counted after the cut
         source_entries: dict = {}
         for _ in range(MAX_ROUNDS):
             plan = partition(graph, chip.formats, core_limits(chip, max(1, budget), source_entries), chip.name)
