@@ -95,9 +95,11 @@ class CoreLimits:
     def memory(self, neurons: int, axons: int, synapse_bits: int, sources=()) -> int:
         """Memory bits of a core with these neurons, input axons and synapse bits, reading
         ``sources`` (source ops)."""
-        per_source = dict(self.source_bits)
-        return (synapse_bits + axons * self.axon_bits + neurons * self.neuron_bits
-                + sum(per_source.get(src, 0) for src in sources))
+        bits = synapse_bits + axons * self.axon_bits + neurons * self.neuron_bits
+        if self.source_bits and sources:
+            per_source = dict(self.source_bits)
+            bits += sum(per_source.get(src, 0) for src in sources)
+        return bits
 
 
 def check_formats(graph: Graph, formats, chip_name: str) -> None:
