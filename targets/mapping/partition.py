@@ -36,8 +36,9 @@ output entries depend on how the *downstream* populations are cut; a packed core
 unpacked, and a population whose own cores exceed them is re-cut with a smaller neuron cap,
 until every core fits.
 
-**Mixing.**  When that takes more cores than the lower bound (and at most ``MIX_MAX_CORES``),
-layers are mixed on cores by all resources at once: each shaped unit in turn, largest first, is
+**Mixing.**  When that takes more cores than the lower bound (on plans of at most
+``MIX_MAX_CORES`` cores and ``MIX_MAX_WORK`` cores × units), layers are mixed on cores by all
+resources at once: each shaped unit in turn, largest first, is
 taken off the cores and put back in *block order* (its boxes in tile order, each box position by
 position with the channels innermost, :func:`~nmc.targets.mapping.shapes.block_run_boxes`) —
 first into the room the other cores leave (first-fit: each core takes the longest run that still
@@ -68,6 +69,7 @@ HINT = ("use a larger board, fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
 MAX_ROUNDS = 40
 MIX_MAX_CORES = 4096  # layers are mixed on plans of at most this many cores (each trial scans them all)
+MIX_MAX_WORK = 65536  # ... and at most this many cores × units (a trial per unit)
 RECUT_MAX_CORES = 64  # ... and layers cut into other box sizes on plans of at most this many
 RECUT_SIZES = 8  # ... the next this many sizes of each layer
 
@@ -800,7 +802,7 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
         if not len(over):
             plan = _Plan(units, unit_of, tiles, caps, cores, sources, per_core)
             lower = _lower_bound(net, unit_of, c)
-            if lower < len(cores) <= MIX_MAX_CORES:
+            if lower < len(cores) <= MIX_MAX_CORES and len(cores) * len(units) <= MIX_MAX_WORK:
                 def ok(cores: list) -> bool:
                     return c.output_axons >= c.neurons * len(cores) or bool(np.all(_outputs(net, cores, known)[1]
                                                                                    <= c.output_axons))
