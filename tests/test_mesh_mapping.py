@@ -338,8 +338,9 @@ def _conv_layers(shapes, seed=0):
 
 @pytest.mark.parametrize("shapes", [[(1, 9, 9), (3, 9, 9), (3, 9, 9)], [(1, 10, 10), (3, 10, 10), (5, 10, 10)]])
 def test_small_graphs_fill_their_cores(shapes, monkeypatch):
-    """When boxes of one size leave cores partly empty (here 64-neuron cores), runs cut to fill
-    each core reach the lower bound, and the image still runs bit-identically."""
+    """When boxes of one size leave cores partly empty (here 64-neuron cores), mixing layers
+    (each layer put back into the room the others' cores leave) reaches the lower bound, and
+    the image still runs bit-identically."""
     import re
     import types
 
@@ -357,5 +358,5 @@ def test_small_graphs_fill_their_cores(shapes, monkeypatch):
     sections = emit_sections(g, chip)
     sections["chip"] = text.encode()
     assert_identical(graph, inputs, types.SimpleNamespace(sections=sections))
-    monkeypatch.setattr(partition, "FILL_OVER", float("inf"))  # boxes alone take more cores
+    monkeypatch.setattr(partition, "MIX_MAX_CORES", 0)  # boxes alone, not mixed, take more cores
     assert len(mapped(graph, "partition", chip)[0].walk("hw.core")) > lower

@@ -343,6 +343,10 @@ def test_lower_bound_counts_the_row_headers_of_each_layers_fan_in():
     assert cores_lower_bound(chip, [(2048, 2048 * 1600, 0)]) == 101  # without headers
     assert cores_lower_bound(chip, [conv, (9216, 9216 * 25, 9)]) == 130  # shares add; the neurons need only 45
     assert cores_lower_bound(chip, [(9216, 0, 0)]) == 37  # ⌈9216 / 255⌉
+    per_neuron = (2048, np.full(2048, 1600), np.full(2048, 1600))  # as layer_costs gives a shaped layer
+    assert cores_lower_bound(chip, [per_neuron]) == 119
+    corners = (2048, np.full(2048, 1600), np.r_[np.full(1024, 1600), np.zeros(1024, np.int64)])
+    assert cores_lower_bound(chip, [corners]) == 110  # ⌈1024 · 6464 / 111872 + 1024 · 6464 / 131072⌉
     sdram = types.SimpleNamespace(core=types.SimpleNamespace(**{**vars(core), "rows_in": "sdram",
                                                                   "row_memory_bytes": 1 << 20}))
     assert cores_lower_bound(sdram, [conv]) == 13  # ⌈2048 · 1600 · 4 / (2^20 − 1600 · 12)⌉

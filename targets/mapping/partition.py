@@ -35,6 +35,19 @@ so small layers share cores with their neighbours (and their traffic stays on th
 output entries depend on how the *downstream* populations are cut; a packed core over them is
 unpacked, and a population whose own cores exceed them is re-cut with a smaller neuron cap,
 until every core fits.
+
+**Mixing.**  When that takes more cores than the lower bound (on plans of at most
+``MIX_MAX_CORES`` cores and ``MIX_MAX_WORK`` cores × units), layers are mixed on cores by all
+resources at once: each shaped unit in turn, largest first, is
+taken off the cores and put back in *block order* (its boxes in tile order, each box position by
+position with the channels innermost, :func:`~nmc.targets.mapping.shapes.block_run_boxes`) —
+first into the room the other cores leave (first-fit: each core takes the longest run that still
+fits its neurons, input axons and memory), then onto new cores; a trial is kept when it takes
+fewer cores and every core's output entries fit.  So the part-filled last boxes of layers
+share cores, and a layer bound by memory or input axons takes a neuron-bound layer's cells
+beside it.  On small plans (at most ``RECUT_MAX_CORES`` cores) each unit's next
+``RECUT_SIZES`` box sizes are tried too, packed and mixed: smaller boxes of an axon-bound layer
+leave room for a neuron-bound one.
 """
 
 from __future__ import annotations
@@ -49,15 +62,16 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
-from nmc.targets.mapping.shapes import (axis_synapses, box_bits, box_ids, box_runs, field_ids, geometry, run_boxes,
+from nmc.targets.mapping.shapes import (axis_synapses, block_run_boxes, box_bits, box_ids, box_runs, field_ids, geometry,
                                         runs_to_boxes, shared_bits_per_channel, view3)
 
 HINT = ("use a larger board, fewer channels or neurons in the layer, "
         "or fewer weight bits (quantize{weight-bits=N})")
 MAX_ROUNDS = 40
-FILL_OVER = 1.05  # the filled packing is tried when the boxes take more cores than this × the lower bound
-FILL_MAX_CORES = 64  # ... and at most this many: runs across channels have wide receptive fields, which
-# only small graphs (one core a large share of the whole) can afford
+MIX_MAX_CORES = 4096  # layers are mixed on plans of at most this many cores (each trial scans them all)
+MIX_MAX_WORK = 65536  # ... and at most this many cores × units (a trial per unit)
+RECUT_MAX_CORES = 64  # ... and layers cut into other box sizes on plans of at most this many
+RECUT_SIZES = 8  # ... the next this many sizes of each layer
 
 
 @dataclass(frozen=True)
@@ -74,14 +88,20 @@ class CoreLimits:
     synapse_word_bits: int = 0  # bits of memory per synapse; 0: its weight bits
     axon_bits: int = 0  # bits of memory per input axon
     neuron_bits: int = 0  # bits of memory per neuron
+    source_bits: tuple = ()  # ((source op, bits), ...): memory a core spends once per source population it reads
 
     def weight_cost(self, p: Op) -> int:
         """Memory bits one synapse of ``p`` costs (without shared weights)."""
         return self.synapse_word_bits or weight_bits(p)
 
-    def memory(self, neurons: int, axons: int, synapse_bits: int) -> int:
-        """Memory bits of a core with these neurons, input axons and synapse bits."""
-        return synapse_bits + axons * self.axon_bits + neurons * self.neuron_bits
+    def memory(self, neurons: int, axons: int, synapse_bits: int, sources=()) -> int:
+        """Memory bits of a core with these neurons, input axons and synapse bits, reading
+        ``sources`` (source ops)."""
+        bits = synapse_bits + axons * self.axon_bits + neurons * self.neuron_bits
+        if self.source_bits and sources:
+            per_source = dict(self.source_bits)
+            bits += sum(per_source.get(src, 0) for src in sources)
+        return bits
 
 
 def check_formats(graph: Graph, formats, chip_name: str) -> None:
@@ -150,6 +170,7 @@ class _BoxTiler:
         self.projections = [pg for pop in pops for pg in shaped(pop)]
         # one receptive field per distinct (source, geometry): identical fields share their axons
         self.fields = list(dict.fromkeys((p.src.owner, g) for p, g in self.projections))
+        self.sources = {src for src, _ in self.fields}
         self._max: dict = {}
         self._bits = {p: (limits.weight_cost(p), shared_bits_per_channel(p) if g.kind == "window" else 0)
                       for p, g in self.projections}
@@ -193,12 +214,13 @@ class _BoxTiler:
         axons, bits = self.worst(tc, th, tw)
         n = tc * th * tw * len(self.pops)
         c = self.limits
-        return n <= cap and axons <= c.input_axons and c.memory(n, axons, bits) <= c.synapse_memory_bits
+        return n <= cap and axons <= c.input_axons and c.memory(n, axons, bits, self.sources) <= c.synapse_memory_bits
 
-    def size(self, cap: int) -> tuple[int, int, int]:
-        """The box size with the fewest boxes (module docstring), or the single-neuron error."""
+    def candidates(self, cap: int) -> list[tuple[int, int, int]]:
+        """Box sizes that fit, one per pair of row and column tile heights (the most channels
+        that fit), fewest boxes first (then the fewest input axons in total, the widest rows)."""
         C, H, W = self.shape
-        best = None
+        out = []
         for th in _heights(H):
             for tw in _heights(W):
                 top = min(C, cap // (th * tw * len(self.pops)))
@@ -212,19 +234,22 @@ class _BoxTiler:
                 if not self.fits(tc, th, tw, cap):
                     tc = lo
                 n = -(-C // tc) * -(-H // th) * -(-W // tw)
-                key = (n, n * self.worst(tc, th, tw)[0], -tw)
-                if best is None or key < best[0]:
-                    best = (key, (tc, th, tw))
-        if best is None:
-            raise self.single_neuron_error()
-        return self._grow(*best[1], cap)
+                out.append(((n, n * self.worst(tc, th, tw)[0], -tw), (tc, th, tw)))
+        return [size for _, size in sorted(out)]
 
-    def _grow(self, tc: int, th: int, tw: int, cap: int) -> tuple[int, int, int]:
+    def size(self, cap: int) -> tuple[int, int, int]:
+        """The box size with the fewest boxes (module docstring), or the single-neuron error."""
+        sizes = self.candidates(cap)
+        if not sizes:
+            raise self.single_neuron_error()
+        return self.grown(sizes[0], cap)
+
+    def grown(self, size: tuple, cap: int) -> tuple[int, int, int]:
         """The same number of boxes per axis, each axis's size as large as still fits: the
         last box of a row, column or channel run is then the smallest, and packs with the next
         layer more often."""
         C, H, W = self.shape
-        size = [tc, th, tw]
+        size = list(size)
         for axis, n in ((2, W), (1, H), (0, C)):
             count = -(-n // size[axis])
             top = -(-n // (count - 1)) - 1 if count > 1 else n
@@ -236,10 +261,10 @@ class _BoxTiler:
                 size = trial
         return tuple(size)
 
-    def tiles(self, cap: int) -> list[tuple]:
-        """The boxes of the best size, rows outermost, then columns, then channels."""
+    def tiles(self, cap: int, size: tuple | None = None) -> list[tuple]:
+        """The boxes of ``size`` (default: the best), rows outermost, then columns, then channels."""
         C, H, W = self.shape
-        tc, th, tw = self.size(cap)
+        tc, th, tw = size or self.size(cap)
         return [(c0, min(c0 + tc, C), y0, min(y0 + th, H), x0, min(x0 + tw, W))
                 for y0 in range(0, H, th) for x0 in range(0, W, tw) for c0 in range(0, C, tc)]
 
@@ -284,6 +309,7 @@ class _RunTiler:
         self.pop, self.limits, self.chip_name, self.name = pop, limits, chip_name, name
         self.pops = [pop]
         inc = net.incoming(pop)
+        self.sources = {p.src.owner for p in inc.projections}
         shared = np.zeros(len(inc.projections), bool)
         self.shared_terms = []  # bits per output channel present
         for k, p in enumerate(inc.projections):
@@ -319,7 +345,7 @@ class _RunTiler:
     def fits(self, a: int, b: int, cap: int) -> bool:
         n, axons, mem = self.count(a, b)
         c = self.limits
-        return n <= cap and axons <= c.input_axons and c.memory(n, axons, mem) <= c.synapse_memory_bits
+        return n <= cap and axons <= c.input_axons and c.memory(n, axons, mem, self.sources) <= c.synapse_memory_bits
 
     def tiles(self, cap: int) -> list[tuple[int, int]]:
         size = self.pop.result.type.size
@@ -430,24 +456,48 @@ class _Core:
     fields: dict
     bits: int
     soma: object = None  # a dendrite core of a split population: its soma _Core
+    counts: dict | None = None  # distinct sources per source key of ``fields`` (computed when needed)
 
     @property
     def pieces(self) -> list:
         """``(pop, piece)`` of every population on the core."""
         return [(pop, piece) for unit, piece in self.tiles for pop in unit.pops]
 
+    @classmethod
+    def of(cls, tiles: list) -> "_Core":
+        """A core holding ``tiles`` (of units with ``usage``)."""
+        core = cls([], 0, {}, 0)
+        for unit, piece in tiles:
+            n, fields, bits = unit.usage(piece)
+            core.tiles.append((unit, piece))
+            core.neurons, core.bits = core.neurons + n, core.bits + bits
+            for src, f in fields:
+                core.fields.setdefault(src, []).append(f)
+        return core
 
-def _pack(units: list, tiles: dict, alone: set, c: CoreLimits, fill: bool = False) -> list[_Core]:
+    def axon_counts(self) -> dict:
+        if self.counts is None:
+            self.counts = {src: _union_count(fs) for src, fs in self.fields.items()}
+        return self.counts
+
+    @property
+    def axons(self) -> int:
+        return sum(self.axon_counts().values())
+
+    def with_run(self, unit, boxes: list, room: tuple) -> "_Core":
+        """A new core: this one with ``boxes`` of ``unit`` added (``room`` from :func:`_room`)."""
+        neurons, touched, bits, new = room
+        return _Core(self.tiles + [(unit, box) for box in boxes], neurons, {**self.fields, **touched}, bits,
+                     counts={**self.axon_counts(), **new})
+
+
+def _pack(units: list, tiles: dict, alone: set, c: CoreLimits) -> list[_Core]:
     """Next-fit: each tile joins the previous core when the union fits (module docstring);
-    tiles of units in ``alone`` get cores of their own.  ``fill``: shaped units are cut into
-    runs that fill each core instead (:func:`_fill`)."""
+    tiles of units in ``alone`` get cores of their own."""
     cores: list[_Core] = []
     for unit in units:
         if getattr(unit, "split", False):
             cores += _split_cores(unit, tiles[unit])
-            continue
-        if fill and isinstance(unit, _BoxTiler):
-            _fill(cores, unit, c)
             continue
         for piece in tiles[unit]:
             n, fields, bits = unit.usage(piece)
@@ -455,11 +505,13 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits, fill: bool = Fals
             if (last is not None and unit not in alone and last.tiles[-1][0] not in alone
                     and last.neurons + n <= c.neurons
                     and c.memory(last.neurons + n, 0, last.bits + bits) <= c.synapse_memory_bits):
+                sources = unit.sources.union(*(u.sources for u, _ in last.tiles))
                 merged = {k: list(v) for k, v in last.fields.items()}
                 for src, f in fields:
                     merged.setdefault(src, []).append(f)
                 axons = sum(_union_count(f) for f in merged.values())
-                if axons <= c.input_axons and c.memory(last.neurons + n, axons, last.bits + bits) <= c.synapse_memory_bits:
+                if (axons <= c.input_axons
+                        and c.memory(last.neurons + n, axons, last.bits + bits, sources) <= c.synapse_memory_bits):
                     last.tiles.append((unit, piece))
                     last.neurons, last.fields, last.bits = last.neurons + n, merged, last.bits + bits
                     continue
@@ -470,56 +522,144 @@ def _pack(units: list, tiles: dict, alone: set, c: CoreLimits, fill: bool = Fals
     return cores
 
 
-def _fill(cores: list[_Core], unit: "_BoxTiler", c: CoreLimits) -> None:
-    """A shaped unit's neurons in flat order, in runs each as long as the last core still
-    holds (neurons, input axons, synapse bits; the longest by galloping, then bisection), a new
-    core when it holds none; each run is stored as boxes (a partial row, full rows, ...)."""
-    size = int(np.prod(unit.shape))
-    a = 0
-    while a < size:
-        last = cores[-1] if cores and cores[-1].soma is None and not getattr(cores[-1].tiles[-1][0], "split", False) \
-            else None
-        b = _longest(unit, a, size, last, c) if last is not None else a
-        if b == a:
-            last = _Core([], 0, {}, 0)
-            cores.append(last)
-            b = _longest(unit, a, size, last, c)
-            if b == a:
-                raise unit.single_neuron_error()
-        for box in run_boxes(a, b, unit.shape):
-            n, fields, bits = unit.usage(box)
-            last.tiles.append((unit, box))
-            last.neurons, last.bits = last.neurons + n, last.bits + bits
-            for src, f in fields:
-                last.fields.setdefault(src, []).append(f)
-        a = b
+def _room(core: _Core, unit, usage: tuple, c: CoreLimits) -> tuple | None:
+    """``core`` with ``usage`` = (neurons, [(source, field)], synapse bits) of ``unit`` added, as
+    (neurons, fields of the sources it touches, bits, their distinct counts), or None when that
+    does not fit ``c`` (neurons, input axons, memory)."""
+    n, fields, bits = usage
+    neurons, bits = core.neurons + n, core.bits + bits
+    if neurons > c.neurons or c.memory(neurons, 0, bits) > c.synapse_memory_bits:
+        return None
+    counts = core.axon_counts()
+    touched: dict = {}
+    for src, f in fields:
+        touched.setdefault(src, list(core.fields.get(src, ()))).append(f)
+    new = {src: _union_count(fs) for src, fs in touched.items()}
+    axons = core.axons - sum(counts.get(src, 0) for src in touched) + sum(new.values())
+    sources = unit.sources.union(*(u.sources for u, _ in core.tiles))
+    if axons > c.input_axons or c.memory(neurons, axons, bits, sources) > c.synapse_memory_bits:
+        return None
+    return neurons, touched, bits, new
 
 
-def _longest(unit: "_BoxTiler", a: int, size: int, core: _Core, c: CoreLimits) -> int:
-    """The largest ``b`` such that neurons ``[a, b)`` of the unit fit on ``core`` beside what it holds."""
-    def fits(b: int) -> bool:
-        n = bits = 0
-        merged = {k: list(v) for k, v in core.fields.items()}
-        for box in run_boxes(a, b, unit.shape):
-            dn, fields, dbits = unit.usage(box)
-            n, bits = n + dn, bits + dbits
-            for src, f in fields:
-                merged.setdefault(src, []).append(f)
-        return (core.neurons + n <= c.neurons and core.bits + bits <= c.synapse_memory_bits
-                and sum(_union_count(f) for f in merged.values()) <= c.input_axons)
+def _run_usage(unit: "_BoxTiler", block: tuple, a: int, b: int) -> tuple[list, tuple]:
+    """(boxes, usage) of cells ``[a, b)`` of a shaped unit in block order (:func:`block_run_boxes`)."""
+    boxes = block_run_boxes(a, b, unit.shape, block)
+    n = bits = 0
+    fields = []
+    for box in boxes:
+        dn, f, dbits = unit.usage(box)
+        n, bits = n + dn, bits + dbits
+        fields += f
+    return boxes, (n, fields, bits)
 
-    hi = min(size, a + (c.neurons - core.neurons) // len(unit.pops))
-    if hi <= a or fits(hi):
-        return max(hi, a)
-    good, step = a, 1
-    while good + step < hi and fits(good + step):  # gallop, then bisect
-        good += step
-        step *= 2
+
+def _longest(core: _Core, unit: "_BoxTiler", block: tuple, a: int, end: int, c: CoreLimits) -> tuple[int, tuple]:
+    """The largest ``b ≤ end`` such that cells ``[a, b)`` of the unit fit on ``core`` beside what
+    it holds (galloping, then bisection: every resource grows with ``b``), and the core with them
+    (:func:`_room`); ``(a, None)`` when not even one cell fits."""
+    def room(b: int):
+        boxes, usage = _run_usage(unit, block, a, b)
+        r = _room(core, unit, usage, c)
+        return None if r is None else (boxes, r)
+
+    hi = min(end, a + (c.neurons - core.neurons) // len(unit.pops))
+    found = room(a + 1) if hi > a else None
+    if found is None:
+        return a, None
+    if hi > a + 1:
+        full = room(hi)
+        if full is not None:
+            return hi, full
+    good, step = a + 1, 1
+    while good + step < hi:
+        r = room(good + step)
+        if r is None:
+            break
+        good, found, step = good + step, r, step * 2
     bad = min(hi, good + step)
     while bad - good > 1:
         mid = (good + bad) // 2
-        good, bad = (mid, bad) if fits(mid) else (good, mid)
-    return good
+        r = room(mid)
+        good, bad, found = (mid, bad, r) if r is not None else (good, mid, found)
+    return good, found
+
+
+def _place(cores: list[_Core], hosts: list[int], unit: "_BoxTiler", block: tuple, c: CoreLimits) -> None:
+    """Every cell of a shaped unit, in block order: runs first into the room left on the cores
+    ``hosts`` (indices into ``cores``, in order; each takes the longest run that fits, replaced by
+    a new :class:`_Core`), then into new cores appended to ``cores``."""
+    size = int(np.prod(unit.shape))
+    a = 0
+    for k in hosts:
+        if a == size:
+            return
+        b, found = _longest(cores[k], unit, block, a, size, c)
+        if found is not None:
+            cores[k] = cores[k].with_run(unit, *found)
+            a = b
+    while a < size:
+        empty = _Core([], 0, {}, 0)
+        b, found = _longest(empty, unit, block, a, size, c)
+        if found is None:
+            raise unit.single_neuron_error()
+        cores.append(empty.with_run(unit, *found))
+        a = b
+
+
+def _block(tiles: list) -> tuple[int, int, int]:
+    """The box size of a shaped unit's tiles (the first is a whole box)."""
+    c0, c1, y0, y1, x0, x1 = tiles[0]
+    return c1 - c0, y1 - y0, x1 - x0
+
+
+def _refill(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Core], lower: int, ok) -> list[_Core]:
+    """Fewer cores by mixing layers (module docstring): each shaped unit in turn, largest
+    first, is taken off the cores and put back in block order, first into the room every other
+    core leaves (first-fit: a run of it beside another layer's boxes, where all resources
+    allow), then onto new cores; each result is kept when it takes fewer cores and ``ok(cores)``
+    (every core's output routing entries fit).  Units in ``alone`` (those whose output entries
+    limit them) neither move nor host."""
+    fillers = [u for u in units if isinstance(u, _BoxTiler) and u not in alone]
+    best = cores
+    for unit in sorted(fillers, key=lambda u: -int(np.prod(u.shape)) * len(u.pops)):
+        if len(best) <= lower:
+            break
+        trial = []
+        for core in best:
+            keep = [(u, p) for u, p in core.tiles if u is not unit]
+            if len(keep) == len(core.tiles):
+                trial.append(core)
+            elif keep:
+                trial.append(_Core.of(keep))
+        hosts = [k for k, core in enumerate(trial) if core.soma is None
+                 and not any(getattr(u, "split", False) or u in alone for u, _ in core.tiles)]
+        _place(trial, hosts, unit, _block(tiles[unit]), c)
+        if len(trial) < len(best) and ok(trial):
+            best = trial
+    return best
+
+
+def _mix(units: list, tiles: dict, alone: set, caps: dict, c: CoreLimits, cores: list[_Core],
+         lower: int, ok) -> tuple[list[_Core], dict]:
+    """(cores, tiles) with fewer cores than ``cores`` where mixing finds them: :func:`_refill`;
+    then, on small plans (at most ``RECUT_MAX_CORES``), each shaped unit cut into boxes of its
+    next ``RECUT_SIZES`` sizes too (smaller boxes leave room for other layers: a layer bound by
+    input axons beside one bound by neurons), packed and refilled; the fewest cores win."""
+    best, best_tiles = _refill(units, tiles, alone, c, cores, lower, ok), tiles
+    if len(best) <= lower or len(cores) > RECUT_MAX_CORES:
+        return best, best_tiles
+    for unit in units:
+        if not isinstance(unit, _BoxTiler) or unit in alone:
+            continue
+        for size in unit.candidates(caps[unit])[1:RECUT_SIZES + 1]:
+            trial_tiles = {**tiles, unit: unit.tiles(caps[unit], unit.grown(size, caps[unit]))}
+            trial = _refill(units, trial_tiles, alone, c, _pack(units, trial_tiles, alone, c), lower, ok)
+            if len(trial) < len(best):
+                best, best_tiles = trial, trial_tiles
+            if len(best) <= lower:
+                return best, best_tiles
+    return best, best_tiles
 
 
 def _split_cores(unit, groups: list) -> list[_Core]:
@@ -661,11 +801,17 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
         over = np.flatnonzero(per_core > c.output_axons)
         if not len(over):
             plan = _Plan(units, unit_of, tiles, caps, cores, sources, per_core)
-            if FILL_OVER * _lower_bound(net, unit_of, c) < len(cores) <= FILL_MAX_CORES:
-                filled = _pack(units, tiles, set(), c, fill=True)
-                sources, per_core = _outputs(net, filled, known)
-                if len(filled) < len(cores) and np.all(per_core <= c.output_axons):
-                    return _Plan(units, unit_of, tiles, caps, filled, sources, per_core)
+            lower = _lower_bound(net, unit_of, c)
+            if lower < len(cores) <= MIX_MAX_CORES and len(cores) * len(units) <= MIX_MAX_WORK:
+                def ok(cores: list) -> bool:
+                    return c.output_axons >= c.neurons * len(cores) or bool(np.all(_outputs(net, cores, known)[1]
+                                                                                   <= c.output_axons))
+
+                fixed = alone | {u for u in units if caps[u] < c.neurons}  # cut for their output entries
+                mixed, mixed_tiles = _mix(units, tiles, fixed, caps, c, cores, lower, ok)
+                if len(mixed) < len(cores):
+                    sources, per_core = _outputs(net, mixed, known)
+                    return _Plan(units, unit_of, mixed_tiles, caps, mixed, sources, per_core)
             return plan
         recut = set()
         for i in over:

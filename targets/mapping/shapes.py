@@ -228,6 +228,69 @@ def run_boxes(a: int, b: int, shape3) -> list[tuple]:
     return out
 
 
+def block_run_boxes(a: int, b: int, shape3, block) -> list[tuple]:
+    """Cells ``[a, b)`` of a ``(C, H, W)`` array in *block order* as boxes: blocks of size
+    ``block = (bc, bh, bw)`` as a box grid in tile order (row bands outermost, then column
+    blocks, then channel blocks; edge blocks smaller), and inside a block its positions in row
+    order with the channels innermost — so a run of a block's cells reads the receptive field of
+    a few positions (a partial position, a partial row, full rows, a partial row, a partial
+    position: at most five boxes per block)."""
+    C, H, W = shape3
+    bc, bh, bw = block
+    out = []
+    while a < b:
+        iy = min(a // (C * W * bh), -(-H // bh) - 1)
+        y0 = iy * bh
+        hh = min(bh, H - y0)
+        r = a - C * W * y0
+        ix = r // (C * hh * bw)
+        x0 = ix * bw
+        ww = min(bw, W - x0)
+        r -= C * hh * x0
+        ic = r // (bc * hh * ww)
+        c0 = ic * bc
+        cc = min(bc, C - c0)
+        i = r - c0 * hh * ww
+        j = min(cc * hh * ww, i + b - a)
+        _block_cells(out, (c0, cc, y0, x0, ww), i, j)
+        a += j - i
+    return out
+
+
+def _block_cells(out: list, blk, i: int, j: int) -> None:
+    """Cells ``[i, j)`` of one block (positions in row order, channels innermost) as boxes."""
+    c0, cc, y0, x0, ww = blk
+    p, ci = divmod(i, cc)
+    q, cj = divmod(j, cc)
+
+    def position(k, lo, hi):
+        y, x = divmod(k, ww)
+        out.append((c0 + lo, c0 + hi, y0 + y, y0 + y + 1, x0 + x, x0 + x + 1))
+
+    if p == q:
+        if cj > ci:
+            position(p, ci, cj)
+        return
+    if ci:
+        position(p, ci, cc)
+        p += 1
+    if q > p:  # whole positions [p, q): a partial row, full rows, a partial row
+        ya, xa = divmod(p, ww)
+        yb, xb = divmod(q, ww)
+        if ya == yb:
+            out.append((c0, c0 + cc, y0 + ya, y0 + ya + 1, x0 + xa, x0 + xb))
+        else:
+            if xa:
+                out.append((c0, c0 + cc, y0 + ya, y0 + ya + 1, x0 + xa, x0 + ww))
+                ya += 1
+            if yb > ya:
+                out.append((c0, c0 + cc, y0 + ya, y0 + yb, x0, x0 + ww))
+            if xb:
+                out.append((c0, c0 + cc, y0 + yb, y0 + yb + 1, x0, x0 + xb))
+    if cj:
+        position(q, 0, cj)
+
+
 def merge_boxes(boxes: list[tuple]) -> list[tuple]:
     """Fewer boxes covering the same cells: rows joined within a channel, then channels."""
     def join(items, lo, hi, same):

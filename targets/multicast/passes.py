@@ -6,9 +6,10 @@
   and its memory: the synaptic rows (a header per source neuron with a synapse on the core and
   one word per synapse) in the SDRAM share or the local memory, the neuron state and the
   master population table in local memory.  The partitioner counts these bytes itself
-  (:func:`core_limits`: a word per synapse, a header and a master entry per input axon, the
-  state per neuron); should a core still exceed its memory, the budget is tightened until
-  every core's exact bytes fit.
+  (:func:`core_limits`: a word per synapse, a header per input axon, the state per neuron);
+  the master-table entries are counted after the cut, and should a core exceed its memory the
+  cut is made again charging each core the entries seen per source population it reads
+  (rows in local memory), then with the budget tightened, until every core's exact bytes fit.
 * ``mc-place`` puts the cores on (chip, processor) slots: chips filled nearest-first from
   chip (0, 0), where the host's link is, then (on boards of at most ``MAX_ANNEAL_SLOTS``
   slots) simulated annealing over Σ traffic × chip hops.
@@ -37,7 +38,6 @@ from nmc.targets.multicast.mapping import HOST_CHIP, McMapping, compressed_table
 DEFAULT_RATE = 0.25
 MAX_ANNEAL_SLOTS = 4096
 MAX_ROUNDS = 30
-MASTER_RESERVE = 16  # master table entries a core's first cut leaves room for in local memory (then counted)
 HINT = "a larger board (more chips), fewer neurons or inputs in the layer, or fewer weight bits"
 
 
@@ -68,22 +68,33 @@ def core_memory(chip, neurons: int, axons: int, synapses: int, entries: int) -> 
     return (local + rows, 0) if c.rows_in == "local" else (local, rows)
 
 
-def min_fanin(pop) -> int:
-    """Distinct sources every neuron of ``pop`` has at least: the most, over its shaped
-    projections, of the projection's smallest fan-in (a window reads each source once);
-    irregular projections count 0."""
-    fanins = [geometry(c.owner) for c in pop.currents]
-    return max((int(g.fanin().min()) for g in fanins if g is not None), default=0)
+def layer_costs(pop) -> tuple:
+    """``(neurons, synapses, sources)`` of a population for :func:`cores_lower_bound`: with
+    only shaped projections, per neuron (int64 arrays): its synapses and the distinct sources
+    it reads at least (the most over its projections: a window, a dense or a one-to-one
+    projection reads each of its sources once); with an irregular projection, the total
+    synapses and the fewest distinct sources any neuron reads by its shaped projections (0 for
+    none)."""
+    geoms = [geometry(c.owner) for c in pop.currents]
+    n = pop.result.type.size
+    if all(g is not None for g in geoms):
+        fanins = [g.fanin() for g in geoms]
+        zero = np.zeros(n, np.int64)
+        return n, sum(fanins, zero), np.max(fanins, axis=0) if fanins else zero
+    fewest = max((int(g.fanin().min()) for g in geoms if g is not None), default=0)
+    return n, sum(synapse_count(c.owner) for c in pop.currents), fewest
 
 
-def cores_lower_bound(chip, layers: list[tuple[int, int, int]]) -> int:
-    """Cores that populations given as ``(neurons, synapses, min_fanin)`` need at least,
-    whatever the cut (docs/multicast-target.md, "Partitioning"): every core holds at most
-    ``[core] neurons`` neurons; a core holding neurons of a layer holds a row header for
-    each of at least ``min_fanin`` sources, so of the memory that holds the rows (``M``) it
-    has at most ``M - min_fanin × row_header_bytes`` for that layer's synapse words (and,
-    rows in local memory, neuron state); the layers' shares of cores add up to at most the
-    cores.  Rows in SDRAM, local memory also bounds the cores by the neuron state."""
+def cores_lower_bound(chip, layers: list[tuple]) -> int:
+    """Cores that populations given as :func:`layer_costs` need at least, whatever the cut
+    (docs/multicast-target.md, "Partitioning"): every core holds at most ``[core] neurons``
+    neurons; a core holding a neuron that reads ``F`` distinct sources holds a row header for
+    each of them, so of the memory that holds the rows (``M``) at most ``M - F ×
+    row_header_bytes`` is left for the synapse words (and, rows in local memory, neuron state)
+    of all its neurons.  Charging each neuron its words over ``M - F_i × row_header_bytes``
+    with its own ``F_i`` therefore charges every core at most 1, and the charges add up to at
+    most the cores.  A layer given by totals counts its fewest ``F`` for every neuron.  Rows in
+    SDRAM, local memory also bounds the cores by the neuron state."""
     from fractions import Fraction
     from math import ceil
 
@@ -96,27 +107,38 @@ def cores_lower_bound(chip, layers: list[tuple[int, int, int]]) -> int:
         bound = max(bound, -(-neurons * c.neuron_bytes // c.local_memory_bytes))
     share = Fraction(0)
     for n, syn, fanin in layers:
-        room = memory - fanin * c.row_header_bytes
-        if room > 0:
-            share += Fraction(syn * c.synapse_bytes + (n * c.neuron_bytes if local else 0), room)
+        if np.ndim(syn):  # per neuron
+            words = np.asarray(syn, np.int64) * c.synapse_bytes + (c.neuron_bytes if local else 0)
+            fanin = np.asarray(fanin, np.int64)
+        else:  # totals: every neuron with the same F
+            words = np.asarray([int(syn) * c.synapse_bytes + (n * c.neuron_bytes if local else 0)])
+            fanin = np.asarray([int(fanin)])
+        for f in np.unique(fanin):
+            room = memory - int(f) * c.row_header_bytes
+            if room > 0:
+                share += Fraction(int(words[fanin == f].sum()), room)
     return max(bound, ceil(share))
 
 
-def core_limits(chip, budget_bits: int) -> CoreLimits:
+def core_limits(chip, budget_bits: int, source_entries: dict | None = None) -> CoreLimits:
     """The partitioner's limits for a core of ``chip`` (:func:`core_memory` in its terms):
     ``budget_bits`` of the memory that holds the rows; each synapse a word, each input axon a
     row header, and each neuron its state when the rows share local memory.  The master
     table's entries depend on where the sources land: :func:`master_entries` counts them
-    after the cut."""
+    after the cut; with the rows in local memory, ``source_entries`` (source op → entries, from
+    an earlier cut) charges a core that many entries for each source population it reads."""
     c = chip.core
+    local = c.rows_in == "local"
+    per_source = tuple((op, 8 * c.master_entry_bytes * n) for op, n in (source_entries or {}).items()) if local else ()
     return CoreLimits(neurons=c.neurons, input_axons=1 << 30, output_axons=1 << 30, synapse_memory_bits=budget_bits,
                       shared_weights=False, synapse_word_bits=8 * c.synapse_bytes, axon_bits=8 * c.row_header_bytes,
-                      neuron_bits=8 * c.neuron_bytes if c.rows_in == "local" else 0)
+                      neuron_bits=8 * c.neuron_bytes if local else 0, source_bits=per_source)
 
 
-def master_entries(net: Netlist, runs: list[list[tuple]], pieces: list[list[tuple]]) -> np.ndarray:
+def master_entries(net: Netlist, runs: list[list[tuple]], pieces: list[list[tuple]]) -> tuple[np.ndarray, dict]:
     """Per core, its master population table's entries: one per vertex that sends to it — a
-    host encoder, or the slice of a population on one core (docs/multicast-target.md).  Core
+    host encoder, or the slice of a population on one core (docs/multicast-target.md); and per
+    source op (encoder or population), the most entries a core spends on its vertices.  Core
     ``k`` holds the flat neurons ``[a, b)`` of ``pop`` for every ``(pop, a, b)`` in
     ``runs[k]``; ``pieces[k]`` is the same as ``(pop, piece)`` (:func:`core_pieces`)."""
     owners = net.encoders + net.populations
@@ -127,10 +149,15 @@ def master_entries(net: Netlist, runs: list[list[tuple]], pieces: list[list[tupl
             core_of[net.source_offset[pop] + a:net.source_offset[pop] + b] = k
     pairs = source_core_pairs(net, pieces)
     if not len(pairs):
-        return np.zeros(len(runs), np.int64)
+        return np.zeros(len(runs), np.int64), {}
+    vertices = (len(runs) + 1) * len(owners)
     vertex = (core_of[pairs[:, 0]] + 1) * len(owners) + owner[pairs[:, 0]]
-    per_core = np.unique(np.stack([pairs[:, 1], vertex], 1), axis=0)
-    return np.bincount(per_core[:, 0], minlength=len(runs))
+    per_core = np.unique(pairs[:, 1] * vertices + vertex)  # distinct (core, vertex)
+    core, owner_of = per_core // vertices, per_core % vertices % len(owners)
+    keys, counts = np.unique(core * len(owners) + owner_of, return_counts=True)  # entries per (core, owner)
+    most = np.zeros(len(owners), np.int64)
+    np.maximum.at(most, keys % len(owners), counts)
+    return np.bincount(core, minlength=len(runs)), {owners[o]: int(n) for o, n in enumerate(most) if n}
 
 
 def memory_limits(chip) -> tuple[int, int]:
@@ -157,18 +184,23 @@ class McPartition(Pass):
                                f"delays up to {chip.core.max_delay} steps", p.loc, hint="shorter delays")
         net = Netlist(graph)
         local_limit, row_limit = memory_limits(chip)
-        budget = (row_limit if chip.core.rows_in == "sdram" else local_limit - MASTER_RESERVE * chip.core.master_entry_bytes) * 8
+        budget = (row_limit if chip.core.rows_in == "sdram" else local_limit) * 8  # entries: counted after the cut
+        source_entries: dict = {}
         for _ in range(MAX_ROUNDS):
-            plan = partition(graph, chip.formats, core_limits(chip, max(1, budget)), chip.name)
+            plan = partition(graph, chip.formats, core_limits(chip, max(1, budget), source_entries), chip.name)
             runs = [core[0] for core in plan["cores"]]
             pieces = [core_pieces(net, [pop.result for pop, _, _ in r], tuple(x for _, a, b in r for x in (a, b)))
                       for r in runs]
-            entries = master_entries(net, runs, pieces)
+            entries, most = master_entries(net, runs, pieces)
             usage = [core_memory(chip, n, axons, core_synapses(net, p), int(e))
                      for (_, n, axons, *_), p, e in zip(plan["cores"], pieces, entries)]
             over = max(max(lo / local_limit, (ro / row_limit) if row_limit else 0.0) for lo, ro in usage)
             if over <= 1.0:
                 break
+            seen = {op: max(n, source_entries.get(op, 0)) for op, n in most.items()}
+            if chip.core.rows_in == "local" and seen != source_entries:
+                source_entries = seen  # charge the entries seen, then cut again
+                continue
             budget = int(budget / over) - 1
             if budget < 1:
                 break
@@ -194,8 +226,7 @@ class McPartition(Pass):
                                synapse_bits=8 * sum(usage[k]), outputs=0)
                           for k, (runs, n, axons, *_) in enumerate(plan["cores"])])
         b = chip.board
-        layers = {pop: (pop.result.type.size, sum(synapse_count(c.owner) for c in pop.currents), min_fanin(pop))
-                  for pop in net.populations}
+        layers = {pop: layer_costs(pop) for pop in net.populations}
         own = {pop: cores_lower_bound(chip, [layer]) for pop, layer in layers.items()}
         lower = cores_lower_bound(chip, list(layers.values()))
         graph.meta["hw.board"] = [board.processors, 1, b.chips_x, b.chips_y]
