@@ -151,6 +151,31 @@ def test_bias_correction_cancels_the_precharge(mlp, digits):
     assert np.allclose(v, 5 * bias, atol=1e-5)  # T + D - 1 = 5 steps of bias
 
 
+def test_a_negative_bias_precharge_fires_no_spike_before_the_input():
+    """A layer three projections deep with bias −1 would start at v0 + 2 (the bias acts for
+    two steps before its input) and fire at step 0, a spike no later input takes back (at
+    T = 1 mnist-8's max-pool tree lost 6 points to them).  It starts under the threshold
+    with a bias that holds the same charge at the end of its window, so it is silent until
+    its input arrives and its one-step count is the rate code's, relu(v0 + b + z)."""
+    g = Graph("deep")
+    h = g.add(ann.Input(declared_type=TensorType((2,)), loc=LOC), "x")
+    for i, (w, b) in enumerate(((np.eye(2), 0.0), (np.eye(2), 0.0), (2 * np.eye(2), -1.0))):
+        h = g.add(ann.Dense(x=h, weight=Blob(w.astype(np.float32), f"w{i}"),
+                            bias=Blob(np.full(2, b, np.float32), f"b{i}"), loc=LOC), f"d{i}")
+        h = g.add(ann.Relu(x=h, loc=LOC), f"r{i}")
+    g.add(ann.Output(values=[g.add(ann.Dense(x=h, weight=Blob(np.eye(2, dtype=np.float32), "wo"), loc=LOC), "y")],
+                     loc=LOC))
+    verify(g)
+    x = np.array([[0.0, 1.0]], np.float32)  # the deep layer's input: 2·0 − 1 < 0 and 2·1 − 1 = 1
+    snn, _ = convert(g, None, "convert-to-spiking{timesteps=1,encoding=current}")
+    deep = next(p for p in snn.walk("snn.population") if p.result.name == "r2")
+    v0, bias = (semantics.param_array(p, (2,)) for p in (deep.v0, deep.bias))
+    assert np.all(v0 + bias < 1.0) and np.allclose(v0 + 3 * bias, 0.5 - 1.0)  # T + depth − 1 = 3 steps
+    spikes = semantics.run_snn(snn, [x], record=[deep]).spikes[deep][0]  # [steps, 2]
+    assert spikes[:2].sum() == 0  # before its input (step 2)
+    assert spikes[2].tolist() == [0, 1]  # relu(−1) and relu(1) at one step: 0 and 1 spike
+
+
 def _one_neuron(threshold: float) -> Graph:
     g = Graph("one")
     x = g.add(ann.Input(declared_type=TensorType((1,))), "x")
