@@ -727,3 +727,39 @@ def test_lrn_scaled_before_a_max_pool_converts():
     snn, _ = convert(scaled, xs, "calibrate,normalize,convert-to-spiking{timesteps=256}")
     _, pred = accuracy(snn, xs, want)
     assert np.mean(pred == want) >= 0.9
+
+
+def test_reconstruction_corrects_a_layer_toward_its_clean_output():
+    """reconstruct=bias moves each channel's mean output from the rate-coded input onto the
+    ANN's (Li et al. 2021's bias correction); reconstruct=weights fits the residual from the
+    input as well, which leaves less of it than the bias alone."""
+    from nmc.passes.normalize import reconstruction
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (400, 12))
+    w = rng.normal(size=(5, 12))
+    coded = np.round(2 * x) / 2  # the input as a rate code of two steps
+    a, z = x @ w.T, coded @ w.T
+    dw, db, zb = reconstruction(z, a, None)
+    assert dw is None and np.allclose((a - zb).mean(axis=0), 0.0) and np.allclose(zb, z + db)
+    dw, db, zw = reconstruction(z, a, coded)
+    assert dw.shape == (5, 12) and np.allclose(zw, z + coded @ dw.T + db)
+    assert np.sum((a - zw) ** 2) < 0.8 * np.sum((a - zb) ** 2)
+    conv = rng.normal(size=(8, 3, 4, 4))  # conv outputs [N, C, H, W]: one Δb per channel
+    _, db, _ = reconstruction(conv, conv + np.arange(3).reshape(1, 3, 1, 1), None)
+    assert np.allclose(db, [0, 1, 2])
+
+
+def test_reconstruct_changes_every_layer_it_names(mlp, digits):
+    x_train = digits[0]
+    plain, _ = convert(mlp, x_train, "canonicalize,calibrate,normalize{timesteps=2}")
+    for mode, weights_change in (("bias", False), ("weights", True)):
+        g, ctx = convert(mlp, x_train, f"canonicalize,calibrate,normalize{{timesteps=2,reconstruct={mode}}}")
+        assert ctx.stats["normalize"]["layers-reconstructed"] == 2
+        for old, new in zip(plain.walk("ann.dense"), g.walk("ann.dense")):
+            ratio = new.weight.data / np.where(old.weight.data == 0, 1, old.weight.data)
+            proportional = np.allclose(ratio[old.weight.data != 0], np.median(ratio), rtol=1e-4)
+            assert proportional != weights_change  # normalize's λ may change: a factor per layer
+            assert not np.allclose(new.bias.data, old.bias.data * np.median(ratio))
+    with pytest.raises(NmcError, match="fitted for a window of T steps"):
+        convert(mlp, x_train, "canonicalize,calibrate,normalize{reconstruct=bias}")
