@@ -620,7 +620,7 @@ def test_layer_fit_in_one_pass_equals_a_run_per_layer(channelwise):
     cnn = PassManager("canonicalize", PassContext()).run(cnn)
     measured = [op for op in cnn.ops if op.KIND in WEIGHTED]
     T = 4
-    chosen, _ = fit_layers(cnn, x, measured, T, channelwise=channelwise, offsets=False, coded_input=True)
+    chosen, _, _ = fit_layers(cnn, x, measured, T, channelwise=channelwise, offsets=False, coded_input=True)
     clean = semantics.run_ann(cnn, [x], keep=True).values
     coded_x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, T).astype(x.dtype)
     spiking, fitted, expected = spiking_ops(cnn, measured), {}, {}
