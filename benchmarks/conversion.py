@@ -145,10 +145,10 @@ def compare(reports: dict, peers: dict, timesteps: list[int]) -> None:
             t, acc = row["timesteps"], 100 * row["int_accuracy"]
             best, conv = best_converter(peer, t)
             print(f"{t:6d}  {acc:7.2f}   {100 * best:6.2f} {conv:12s}  {acc - 100 * best:+7.2f}  {acc - ann:+7.2f}")
-            if acc < 100 * best:
+            if round(acc, 6) < round(100 * best, 6):  # equal image counts are a tie, not a miss
                 missed.append(f"{key} T = {t}: {acc:.2f} < {100 * best:.2f} ({conv})")
             for goal_t, within in ((2, 1.0), (4, 0.5)):
-                if t == goal_t and acc < ann - within:
+                if t == goal_t and round(acc - ann, 6) < -within:
                     missed.append(f"{key} T = {t}: {acc - ann:+.2f} points from the ANN (goal: within {within})")
     print("\ngoals: " + ("all met" if not missed else "missed:\n  " + "\n  ".join(missed)))
 

@@ -37,7 +37,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from conversion import MODELS, ROOT, load_mnist  # noqa: E402
 
 VARIANTS = {"before": "", "wide": "", "default": "", "channelwise": "channelwise=true", "offsets": "offsets=true",
-            "channelwise+offsets": "channelwise=true,offsets=true"}
+            "channelwise+offsets": "channelwise=true,offsets=true",
+            "bias": "reconstruct=bias", "weights": "reconstruct=weights", "weights1000": "reconstruct=weights,samples=1000"}
 
 
 def independent_fit(graph, x, measured, timesteps, **_options):
@@ -47,7 +48,7 @@ def independent_fit(graph, x, measured, timesteps, **_options):
     for op in measured:
         a = np.minimum(clean[op.result], normalize_pass.clip_bound(graph, op) or np.inf).reshape(-1)
         positive[op] = a[a > 0][:: -(-max(1, np.sum(a > 0)) // 200_000)]
-    return {op: fit_scale(positive[op], timesteps) for op in measured}, {}
+    return {op: fit_scale(positive[op], timesteps) for op in measured}, {}, {}
 
 
 def fit_scale(positive: np.ndarray, T: int) -> float:

@@ -31,6 +31,10 @@ from nmc.ir.types import SpikeType
 from nmc.passmanager import Pass, PassContext, register_pass
 from nmc.windows import window_geometry
 
+#: how far under the threshold a pre-charged neuron stays before its input arrives (a fraction of θ,
+#: room for the rounding of v0 and bias to integers)
+PRECHARGE_MARGIN = 1 / 64
+
 REFUSED = {
     "ann.sigmoid": "a sigmoid is bounded on both sides and not positively homogeneous; IF neurons with "
                    "rate coding compute only ReLU-like (max(0, x)) activations",
@@ -167,6 +171,8 @@ class Converter:
         bias = np.zeros(cur.size) if cur.bias is None else np.asarray(cur.bias, dtype=np.float64).reshape(-1)
         v0 = (self.options.v0 * threshold if spiking else 0.0) if v0 is None else v0
         v0s = v0 - (depth - 1) * bias if self.options.bias_correction else np.full(cur.size, v0)
+        if spiking and self.options.bias_correction and depth > 1:
+            v0s, bias = _no_early_spikes(v0, v0s, bias, threshold, depth, self.options.timesteps)
         pop = snn.Population(currents=currents, threshold=threshold if spiking else float("inf"),
                              bias=_param(bias, cur.shape, f"{name}.bias" if name else None),
                              v0=_param(v0s, cur.shape, f"{name}.v0" if name else None),
@@ -516,6 +522,25 @@ def _scalar(v: Value) -> float | None:
     if o is not None and o.KIND == "ann.constant" and o.value.size == 1:
         return float(o.value.data.reshape(-1)[0])
     return None
+
+
+def _no_early_spikes(v0: float, v0s: np.ndarray, bias: np.ndarray, threshold: float, depth: int,
+                     timesteps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(v0, bias)`` per neuron such that no neuron fires before its input arrives.
+
+    A negative bias ``b`` acting for the ``depth − 1`` steps before the input is cancelled by
+    starting at ``v0 − (depth − 1)·b``; when that start plus one step's ``b`` reaches the
+    threshold, the neuron would fire at step 0, a spike no later input takes back (the voltage
+    only falls).  Such a neuron instead starts just under the threshold, ``top − b'``, with the
+    bias ``b' = (v0 + T·b − top) / (T + depth − 2)``: its voltage falls until the input comes,
+    and the charge it holds at the end of its window of ``T`` steps, ``v0 + T·b`` plus the
+    input, is unchanged (``top = θ·(1 − PRECHARGE_MARGIN)``; ``b < b' < 0``)."""
+    top = threshold * (1 - PRECHARGE_MARGIN)
+    early = v0s + np.minimum(bias, 0.0) > top
+    if not np.any(early):
+        return v0s, bias
+    moved = (v0 + timesteps * bias - top) / (timesteps + depth - 2)
+    return np.where(early, top - moved, v0s), np.where(early, moved, bias)
 
 
 def _add_bias(a, b, size):

@@ -166,21 +166,32 @@ def fit_rate_code(z: np.ndarray, a: np.ndarray, timesteps: int, channelwise: boo
 
 
 def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, *, channelwise: bool,
-               offsets: bool, coded_input: bool) -> tuple[dict[Op, float | np.ndarray], dict[Op, np.ndarray]]:
+               offsets: bool, coded_input: bool, reconstruct: str = "none"
+               ) -> tuple[dict[Op, float | np.ndarray], dict[Op, np.ndarray], dict[Op, tuple]]:
     """``λ`` for every op of ``measured`` and a bias offset (in the op's own units) for the
     spiking ones, fitted one layer after the other on ``x`` (layer-wise calibration, Li et al.
     2021): each spiking layer's ``λ`` and offsets make the rate code of its input — as the
     layers before it, already fitted, deliver it, and the input as a rate code of ``timesteps``
     steps if ``coded_input`` — closest to the ANN's activation (:func:`fit_rate_code`).  Other
     ops (the output layer, joins that do not feed neurons) keep :func:`rate_coded_scale` of
-    their activations.  Offsets only go to dense/conv layers (they carry a bias)."""
+    their activations.  Offsets only go to dense/conv layers (they carry a bias).
+
+    ``reconstruct`` (``bias`` or ``weights``): before its ``λ`` is fitted, each dense/conv
+    layer's parameters are corrected so that its output from the rate-coded input comes closer
+    to the ANN's (:func:`reconstruction`); returned as ``(ΔW or None, Δb)`` per layer."""
     clean = semantics.stream_ann(graph, [x])
     if coded_input:
         x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, timesteps).astype(x.dtype)
     spiking = spiking_ops(graph, measured)
     wanted = set(measured)
     fitted: dict = {}
-    chosen, bias = {}, {}
+    chosen, bias, corrections = {}, {}, {}
+    kept = {}  # the rate-coded inputs of dense layers (reconstruct=weights), by value
+    readers = {}
+    if reconstruct == "weights":
+        for op in measured:
+            if op.KIND == "ann.dense":
+                readers[op.x] = readers.get(op.x, 0) + 1
     # One pass in program order: the network whose fitted layers deliver their rate codes
     # (``coded``) beside the ANN (``clean``).  A layer's input depends only on the layers
     # before it, so each is fitted when reached, and its rate code replaces its value for
@@ -192,6 +203,16 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
         a_op, a = next(clean)
         assert a_op is op
         replaced = None
+        if op in wanted and op.KIND in WEIGHTED and reconstruct != "none":
+            xin = None
+            if op.KIND == "ann.dense" and op.x in kept:
+                xin = kept[op.x][0]
+                kept[op.x][1] -= 1
+                if kept[op.x][1] == 0:
+                    del kept[op.x]
+            dw, db, z = reconstruction(z, a, xin)
+            corrections[op] = (dw, db)
+            replaced = z
         if op in wanted:
             bound = clip_bound(graph, op) or np.inf
             if op not in spiking:
@@ -203,6 +224,8 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
                 fitted[op.result] = (lam, shift)
                 shape = (-1,) + (1,) * (z.ndim - 2)
                 replaced = rate_code(z, np.reshape(lam, shape), np.reshape(shift, shape), timesteps).astype(z.dtype)
+        if op.result in readers:
+            kept[op.result] = [z if replaced is None else replaced, readers[op.result]]
         try:
             item = coded.send(replaced)
         except StopIteration:
@@ -212,7 +235,34 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
         chosen[op] = lam
         if np.any(shift != 0):
             bias[op] = shift * np.reshape(lam, -1) / timesteps
-    return chosen, bias
+    return chosen, bias, corrections
+
+
+#: ridge of :func:`reconstruction`'s weight fit, relative to the mean variance of the inputs
+RIDGE = 0.1
+
+
+def reconstruction(z: np.ndarray, a: np.ndarray, x: np.ndarray | None
+                   ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``(ΔW, Δb, z')``: a correction of a layer whose output is ``z`` from its rate-coded input
+    and ``a`` from the clean one (both ``[N, C, ...]``), and its output after it.  Without the
+    input ``x``: the bias correction of Li et al. 2021, ``Δb`` the mean of ``a − z`` per
+    channel.  With ``x`` (``[N, in]``, a dense layer): the ``ΔW`` (``[C, in]``) and ``Δb`` of a
+    least-squares fit of ``a − z`` from ``x``, with a ridge that keeps ``ΔW`` small (layer-wise
+    weight calibration, as in their advanced pipeline)."""
+    residual = (a.astype(np.float64) - z).reshape(len(z), z.shape[1] if z.ndim > 1 else 1, -1)
+    if x is None:
+        db = residual.mean(axis=(0, 2))
+        return None, db, (z + db.reshape((-1,) + (1,) * (z.ndim - 2))).astype(z.dtype)
+    xs = x.reshape(len(x), -1).astype(np.float64)
+    r = residual[:, :, 0]
+    xm, rm = xs.mean(axis=0), r.mean(axis=0)
+    xc, rc = xs - xm, r - rm
+    gram = xc.T @ xc / len(xs)
+    ridge = RIDGE * max(float(np.trace(gram)) / len(gram), 1e-12)
+    dwt = np.linalg.solve(gram + ridge * np.eye(len(gram)), xc.T @ rc / len(xs))  # [in, C]
+    db = rm - xm @ dwt
+    return dwt.T, db, (z + xs @ dwt + db).astype(z.dtype)
 
 
 
@@ -346,6 +396,8 @@ class Normalize(Pass):
     channelwise: bool = False
     offsets: bool = False
     encoding: Literal["rate", "poisson", "current"] = "rate"
+    reconstruct: Literal["none", "bias", "weights"] = "none"
+    samples: int = 512
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if not 0.0 < self.percentile <= 100.0:
@@ -370,19 +422,26 @@ class Normalize(Pass):
             if ctx.calibration is None:
                 raise NmcError(f"normalize{{timesteps={self.timesteps}}} needs calibration data",
                                hint="pass --calib DATA.npz, or drop timesteps to use the calibrated percentiles")
-            x = calibration_batch(ctx, graph, 512, "normalize")
-            chosen, offsets = fit_layers(graph, x, measured, self.timesteps, channelwise=self.channelwise,
-                                         offsets=self.offsets, coded_input=self.encoding != "current")
-            for op, shift in offsets.items():
-                old = np.zeros(shift.shape) if op.bias is None else op.bias.data.astype(np.float64)
+            x = calibration_batch(ctx, graph, self.samples, "normalize")
+            chosen, offsets, corrections = fit_layers(
+                graph, x, measured, self.timesteps, channelwise=self.channelwise, offsets=self.offsets,
+                coded_input=self.encoding != "current", reconstruct=self.reconstruct)
+            for op in [o for o in measured if o in offsets or o in corrections]:
+                dw, db = corrections.get(op, (None, 0.0))
+                shift = db + offsets.get(op, 0.0)
+                old = np.zeros(op.weight.shape[0]) if op.bias is None else op.bias.data.astype(np.float64)
                 dtype = op.weight.data.dtype if op.bias is None else op.bias.data.dtype
                 name = f"{op.weight.name}.bias" if op.bias is None and op.weight.name else getattr(op.bias, "name", None)
-                new = op.with_changes(bias=Blob((old + shift).astype(dtype), name))
+                changes = {"bias": Blob((old + shift).astype(dtype), name)}
+                if dw is not None:
+                    changes["weight"] = Blob((op.weight.data.astype(np.float64) + dw).astype(op.weight.data.dtype),
+                                             op.weight.name)
+                new = op.with_changes(**changes)
                 graph.replace(op, new)
                 chosen[new] = chosen.pop(op)
-                ctx.stat("layers-offset")
-        elif self.channelwise or self.offsets:
-            raise NmcError("normalize: channelwise and offsets are fitted for a window of T steps",
+                ctx.stat("layers-offset" if op in offsets else "layers-reconstructed")
+        elif self.channelwise or self.offsets or self.reconstruct != "none":
+            raise NmcError("normalize: channelwise, offsets and reconstruct are fitted for a window of T steps",
                            hint="give timesteps=T as well")
         scale = normalize(graph, ctx, chosen)
         graph.meta["normalized"] = True

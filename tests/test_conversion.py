@@ -151,6 +151,31 @@ def test_bias_correction_cancels_the_precharge(mlp, digits):
     assert np.allclose(v, 5 * bias, atol=1e-5)  # T + D - 1 = 5 steps of bias
 
 
+def test_a_negative_bias_precharge_fires_no_spike_before_the_input():
+    """A layer three projections deep with bias −1 would start at v0 + 2 (the bias acts for
+    two steps before its input) and fire at step 0, a spike no later input takes back (at
+    T = 1 mnist-8's max-pool tree lost 6 points to them).  It starts under the threshold
+    with a bias that holds the same charge at the end of its window, so it is silent until
+    its input arrives and its one-step count is the rate code's, relu(v0 + b + z)."""
+    g = Graph("deep")
+    h = g.add(ann.Input(declared_type=TensorType((2,)), loc=LOC), "x")
+    for i, (w, b) in enumerate(((np.eye(2), 0.0), (np.eye(2), 0.0), (2 * np.eye(2), -1.0))):
+        h = g.add(ann.Dense(x=h, weight=Blob(w.astype(np.float32), f"w{i}"),
+                            bias=Blob(np.full(2, b, np.float32), f"b{i}"), loc=LOC), f"d{i}")
+        h = g.add(ann.Relu(x=h, loc=LOC), f"r{i}")
+    g.add(ann.Output(values=[g.add(ann.Dense(x=h, weight=Blob(np.eye(2, dtype=np.float32), "wo"), loc=LOC), "y")],
+                     loc=LOC))
+    verify(g)
+    x = np.array([[0.0, 1.0]], np.float32)  # the deep layer's input: 2·0 − 1 < 0 and 2·1 − 1 = 1
+    snn, _ = convert(g, None, "convert-to-spiking{timesteps=1,encoding=current}")
+    deep = next(p for p in snn.walk("snn.population") if p.result.name == "r2")
+    v0, bias = (semantics.param_array(p, (2,)) for p in (deep.v0, deep.bias))
+    assert np.all(v0 + bias < 1.0) and np.allclose(v0 + 3 * bias, 0.5 - 1.0)  # T + depth − 1 = 3 steps
+    spikes = semantics.run_snn(snn, [x], record=[deep]).spikes[deep][0]  # [steps, 2]
+    assert spikes[:2].sum() == 0  # before its input (step 2)
+    assert spikes[2].tolist() == [0, 1]  # relu(−1) and relu(1) at one step: 0 and 1 spike
+
+
 def _one_neuron(threshold: float) -> Graph:
     g = Graph("one")
     x = g.add(ann.Input(declared_type=TensorType((1,))), "x")
@@ -595,7 +620,7 @@ def test_layer_fit_in_one_pass_equals_a_run_per_layer(channelwise):
     cnn = PassManager("canonicalize", PassContext()).run(cnn)
     measured = [op for op in cnn.ops if op.KIND in WEIGHTED]
     T = 4
-    chosen, _ = fit_layers(cnn, x, measured, T, channelwise=channelwise, offsets=False, coded_input=True)
+    chosen, _, _ = fit_layers(cnn, x, measured, T, channelwise=channelwise, offsets=False, coded_input=True)
     clean = semantics.run_ann(cnn, [x], keep=True).values
     coded_x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, T).astype(x.dtype)
     spiking, fitted, expected = spiking_ops(cnn, measured), {}, {}
@@ -702,3 +727,39 @@ def test_lrn_scaled_before_a_max_pool_converts():
     snn, _ = convert(scaled, xs, "calibrate,normalize,convert-to-spiking{timesteps=256}")
     _, pred = accuracy(snn, xs, want)
     assert np.mean(pred == want) >= 0.9
+
+
+def test_reconstruction_corrects_a_layer_toward_its_clean_output():
+    """reconstruct=bias moves each channel's mean output from the rate-coded input onto the
+    ANN's (Li et al. 2021's bias correction); reconstruct=weights fits the residual from the
+    input as well, which leaves less of it than the bias alone."""
+    from nmc.passes.normalize import reconstruction
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (400, 12))
+    w = rng.normal(size=(5, 12))
+    coded = np.round(2 * x) / 2  # the input as a rate code of two steps
+    a, z = x @ w.T, coded @ w.T
+    dw, db, zb = reconstruction(z, a, None)
+    assert dw is None and np.allclose((a - zb).mean(axis=0), 0.0) and np.allclose(zb, z + db)
+    dw, db, zw = reconstruction(z, a, coded)
+    assert dw.shape == (5, 12) and np.allclose(zw, z + coded @ dw.T + db)
+    assert np.sum((a - zw) ** 2) < 0.8 * np.sum((a - zb) ** 2)
+    conv = rng.normal(size=(8, 3, 4, 4))  # conv outputs [N, C, H, W]: one Δb per channel
+    _, db, _ = reconstruction(conv, conv + np.arange(3).reshape(1, 3, 1, 1), None)
+    assert np.allclose(db, [0, 1, 2])
+
+
+def test_reconstruct_changes_every_layer_it_names(mlp, digits):
+    x_train = digits[0]
+    plain, _ = convert(mlp, x_train, "canonicalize,calibrate,normalize{timesteps=2}")
+    for mode, weights_change in (("bias", False), ("weights", True)):
+        g, ctx = convert(mlp, x_train, f"canonicalize,calibrate,normalize{{timesteps=2,reconstruct={mode}}}")
+        assert ctx.stats["normalize"]["layers-reconstructed"] == 2
+        for old, new in zip(plain.walk("ann.dense"), g.walk("ann.dense")):
+            ratio = new.weight.data / np.where(old.weight.data == 0, 1, old.weight.data)
+            proportional = np.allclose(ratio[old.weight.data != 0], np.median(ratio), rtol=1e-4)
+            assert proportional != weights_change  # normalize's λ may change: a factor per layer
+            assert not np.allclose(new.bias.data, old.bias.data * np.median(ratio))
+    with pytest.raises(NmcError, match="fitted for a window of T steps"):
+        convert(mlp, x_train, "canonicalize,calibrate,normalize{reconstruct=bias}")
