@@ -22,7 +22,7 @@ from nmc.ir.core import Graph, Op, param_array
 from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
-from .plan import COUNT_DTYPE, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
+from .plan import COUNT_DTYPE, PARTS, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_int64, ctypes.c_int64)
@@ -125,6 +125,8 @@ class Executor:
                 a = encoded[op]
             elif kind == "synops":
                 a = np.zeros(batch, dtype=np.int64)
+            elif kind == "barrier":  # shared by the threads of a split sample (plan.split_parts)
+                a = np.zeros(16, dtype=np.int64)
             elif kind == "v":
                 a = np.tile(self.v0[op], (batch, 1))
             elif kind in ("u", "count"):
@@ -182,18 +184,31 @@ class Executor:
         """Samples ``n0 <= n < n1`` on ``threads`` threads, each first doing ``fills`` for its
         own samples (:meth:`encode`)."""
         batch = n1 - n0
-        threads = max(1, min(threads, batch))
+        # a split network (plan.split_parts) with fewer samples than threads: every thread runs
+        # every sample, its own parts of it, meeting the others after each step
+        split = bool(layout.parts) and batch < threads
+        threads = max(1, min(threads, PARTS if split else batch))
         bounds = [n0 + batch * k // threads for k in range(threads + 1)]
         # sized per call: under the layer schedule, spike lists and currents span the run's steps
         size = layout.scratch_size(steps)
-        scratch = [np.zeros(max(size, 64) + 64, dtype=np.uint8) for _ in range(threads)]
+        # a split sample's threads share one scratch area: they touch their own parts of it
+        scratch = [np.zeros(max(size, 64) + 64, dtype=np.uint8) for _ in range(1 if split else threads)]
+        if split:
+            for fill in fills:
+                fill(n0, n1)
+            fills = ()
+        if layout.parts:  # threads sharing a sample; each claims its index at entry (emit.Lowering.lower)
+            barrier = np.frombuffer((ctypes.c_void_p * len(layout.slots)).from_address(ctypes.addressof(table)),
+                                    np.uintp)[layout.slot("barrier", None)]
+            np.frombuffer((ctypes.c_int64 * 16).from_address(int(barrier)), np.int64)[2:4] = (0, threads if split else 1)
 
         def work(k: int):
             for fill in fills:
                 fill(bounds[k], bounds[k + 1])
-            buf = scratch[k]
+            buf = scratch[0 if split else k]
             aligned = buf.ctypes.data + (-buf.ctypes.data) % 64
-            fn(ctypes.addressof(table), aligned, bounds[k], bounds[k + 1], T, steps)
+            first, end = (n0, n1) if split else (bounds[k], bounds[k + 1])
+            fn(ctypes.addressof(table), aligned, first, end, T, steps)
 
         if threads == 1:
             work(0)
