@@ -136,7 +136,7 @@ def test_unsplit_sparse_networks_with_fixed_rows_are_bit_identical(graph, timest
 def _rows(p, bounds=None) -> str:
     """How the sparse kernel walks ``p``'s rows: ``fixed``, ``fixed+overflow`` or ``csr``."""
     table, bits, _ = tables.synapse_table(p)
-    indptr = p.indptr.data if bounds is None else tables.split_synapse_table(p, bounds)[1]
+    indptr = p.indptr.data if bounds is None else tables.split_synapse_table(p, table, bounds)[1]
     home = homes(p, bounds, indptr.size - 1)
     fixed = tables.fixed_rows(table, bits, indptr, home) if home is not None else None
     if fixed is None:
@@ -221,8 +221,8 @@ def test_split_synapse_table_keeps_each_rows_synapses_in_order():
     g = _recurrent(40, 9, seed=3)
     p = g.walk("snn.project")[1]
     bounds = [0, 16, 40]
-    table, starts = tables.split_synapse_table(p, bounds)
     whole, bits, _ = tables.synapse_table(p)
+    table, starts = tables.split_synapse_table(p, whole, bounds)
     ip, ix = p.indptr.data, p.indices.data
     for j in range(40):
         for k in range(2):

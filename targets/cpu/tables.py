@@ -78,19 +78,19 @@ def synapse_table(p: Op) -> tuple[np.ndarray, int, np.dtype]:
     return table, 0, np.dtype(wt)
 
 
-def split_synapse_table(p: Op, bounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`synapse_table`'s records of sparse projection ``p`` with each source's row split
-    by target part (part ``k``: targets in ``[bounds[k], bounds[k+1])``), as ``(table,
-    indptr)``: CSR over the rows ``r = source · parts + k``, the parts of a source side by side
+def split_synapse_table(p: Op, table: np.ndarray, bounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``table`` (:func:`synapse_table`'s records of sparse projection ``p``) with each source's
+    row split by target part (part ``k``: targets in ``[bounds[k], bounds[k+1])``), as
+    ``(table, indptr)``: CSR over the rows ``r = source · parts + k``, the parts of a source side by side
     (a thread running every part reads a source's synapses as one stretch of memory).  Within
     a row synapses keep their order, so every target receives its synapses in the order the
     unsplit table gives them."""
-    table, _, _ = synapse_table(p)
     indptr, targets = p.indptr.data.astype(np.int64), p.indices.data.astype(np.int64)
     parts, n = len(bounds) - 1, indptr.size - 1
     part = np.searchsorted(np.asarray(bounds[1:-1], np.int64), targets, side="right")
     rows = np.repeat(np.arange(n), np.diff(indptr)) * parts + part
-    order = np.argsort(rows, kind="stable")  # by source, then part, then as before
+    key = rows.astype(np.uint16) if n * parts <= 1 << 16 else rows  # 16-bit keys: a radix sort
+    order = np.argsort(key, kind="stable")  # by source, then part, then as before
     starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n * parts))])
     return table[order], starts
 

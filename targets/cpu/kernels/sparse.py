@@ -51,7 +51,7 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
     indptr = p.indptr.data
     bounds = None if lw.part is None else lw.lay.parts[pop]
     if bounds is not None:
-        table, indptr = split_synapse_table(p, bounds)
+        table, indptr = split_synapse_table(p, table, bounds)
     wt = ir_type(wdtype)
 
     def row_of(j):
