@@ -184,9 +184,9 @@ class Executor:
         """Samples ``n0 <= n < n1`` on ``threads`` threads, each first doing ``fills`` for its
         own samples (:meth:`encode`)."""
         batch = n1 - n0
-        # a split network (plan.split_parts) with fewer samples than threads: every thread runs
-        # every sample, its own parts of it, meeting the others after each step
-        split = bool(layout.parts) and batch < threads
+        # a split network (plan.split_parts) with fewer samples than threads (and parts): every
+        # thread runs every sample, its own parts of it, meeting the others after each step
+        split = bool(layout.parts) and batch < min(threads, PARTS)
         threads = max(1, min(threads, PARTS if split else batch))
         bounds = [n0 + batch * k // threads for k in range(threads + 1)]
         # sized per call: under the layer schedule, spike lists and currents span the run's steps
