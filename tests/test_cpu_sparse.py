@@ -26,6 +26,7 @@ from nmc.ir.types import SpikeType, TensorType
 from nmc.ir.verifier import verify
 from nmc.targets import cpu
 from nmc.targets.cpu import plan, tables
+from nmc.targets.cpu.execute import LockstepChoice
 from nmc.targets.cpu.kernels.sparse import homes
 from tests.test_cpu_runtime import PROPERTY, _agree, _Kind
 
@@ -231,6 +232,7 @@ def test_split_synapse_table_keeps_each_rows_synapses_in_order():
             np.testing.assert_array_equal(row, whole[ip[j]:ip[j + 1]][keep])
 
 
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.lists(st.integers(0, 40), min_size=1, max_size=60), st.integers(0, 2**31 - 1))
 def test_fixed_rows_hold_every_synapse_once_and_pad_with_zero_weights(counts, seed):
     rng = np.random.default_rng(seed)
@@ -297,3 +299,28 @@ def test_split_records_and_float_networks_on_two_threads_match(weights, integer)
     assert ref.spike_count > 0
     for threads in (2, 1):
         _agree(run([x], timesteps=30, record="all", threads=threads), ref, pops, integer)
+
+
+def test_lockstep_choice_tries_both_ways_then_keeps_the_faster():
+    choice = LockstepChoice()
+    ways = []
+    for call in range(1, 18):
+        way = choice.use()
+        ways.append(way)
+        choice.took(way, 1.0 if way else 0.5)  # one thread faster
+    assert ways[:2] == [True, False]
+    assert [c for c, w in enumerate(ways, 1) if w][1:] == [8, 16]  # lockstep again only to explore
+
+
+def test_an_executor_choosing_its_threads_stays_exact():
+    """Calls without a thread count of their own: lockstep or one thread as measured, the same
+    results every call."""
+    g = _recurrent(120, 10, seed=7, weights=(-40, 90))
+    x = np.random.default_rng(4).integers(0, 2, (1, 25, 50)).astype(np.float32)
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
+        run = cpu.prepare(g, cache=False, threads=2)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=25, record=pops)
+    for _ in range(4):
+        _agree(run([x], timesteps=25, record="all"), ref, pops, True)
+    assert None not in run._lockstep.seconds.values()  # both ways were run

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,6 +82,7 @@ class Executor:
         # step schedule: ``step_version()`` compiles it, once, when the first such sample comes
         self._step_version, self._step = step_version, None
         self._step_lock = threading.Lock()
+        self._lockstep = LockstepChoice()
         self.host = host if host is not None else host_plan(net)
         self.trains, self.pre, self.post = self.host["trains"], self.host["pre"], self.host["post"]
         self.extra_steps, self.v0, self.names = self.host["extra_steps"], self.host["v0"], self.host["names"]
@@ -136,8 +138,15 @@ class Executor:
             state[(kind, op)] = a
             arrays.append(a)
         table = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data if a is not None else None for a in arrays])
+        chosen = threads is None  # a call's own thread count is obeyed; the executor's may be tuned
         threads = threads or self.threads or default_threads()
+        lockstep = bool(self.layout.parts) and batch < min(threads, PARTS)
+        if chosen and lockstep and not self._lockstep.use():
+            threads = 1
+        start = time.perf_counter()
         self._run(self.fn, self.layout, table, 0, batch, T, steps, threads, fills)
+        if chosen and lockstep:
+            self._lockstep.took(threads > 1, (time.perf_counter() - start) / max(batch * steps, 1))
         if needs_step_rerun(self.layout):
             self._rerun_skipped(state[("synops", None)], table, T, steps, threads)
 
@@ -218,6 +227,33 @@ class Executor:
             th.start()
         for th in pool:
             th.join()
+
+
+class LockstepChoice:
+    """Whether a split network's sample (:func:`.plan.split_parts`) runs on several threads in
+    lockstep or on one: whichever ran faster lately, the other tried again every
+    :attr:`EXPLORE` calls.  Threads meeting at every step need a core each: on a machine busy
+    with other work, one descheduled thread stalls the others (W3 on this shared 2-core
+    machine ran 1.5–4× slower on two threads than on one), on an idle one they take about
+    half the time.  Results do not depend on the choice."""
+
+    EXPLORE = 8
+
+    def __init__(self):
+        self.seconds = {True: None, False: None}  # the latest time per sample-step of each way
+        self.calls = 0
+
+    def use(self) -> bool:
+        """True: lockstep threads for this call."""
+        self.calls += 1
+        for way in (True, False):
+            if self.seconds[way] is None:
+                return way
+        best = self.seconds[True] <= self.seconds[False]
+        return (not best) if self.calls % self.EXPLORE == 0 else best
+
+    def took(self, lockstep: bool, seconds: float) -> None:
+        self.seconds[lockstep] = seconds
 
 
 def rate_trains(x: np.ndarray, T: int, dtype: np.dtype, phase: int = 0):
