@@ -26,6 +26,9 @@ per byte, :data:`.tables.SPIKE_LUT`, stored as one vector).  Integer populations
 the exact decay/saturation rules of :mod:`nmc.semantics`, in i32 lanes when no intermediate
 can leave i32 (:func:`.plan.lanes32`), else in i64; float populations in f64 in the
 reference's operation order, without fast-math (only the order of synaptic sums differs).
+A network split into parts (:func:`.plan.split_parts`) runs each step part by part, the
+parts of one sample possibly on several threads that meet at a barrier after every step
+(:meth:`Lowering.parted_steps`).
 Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
 :meth:`Emitter.const_array`).  Both schedules compute the same sums in the same arithmetic,
 so results do not depend on the schedule; a sample whose encoder values the time-batched

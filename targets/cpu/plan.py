@@ -8,7 +8,8 @@ time-batched kernel for the populations it can run); per projection the kernel (
 or the dense kernel from the source's known activity, :func:`dense_kernel`, and byte-vector
 pools, :func:`dense_pool`); per population and projection the accumulator types
 (:func:`narrow_accumulator`, :func:`private_accumulator`, :func:`conv_halo`) and the neuron
-lanes (:func:`lanes32`), all bounded through :func:`unit_bound`.
+lanes (:func:`lanes32`), all bounded through :func:`unit_bound`; and whether the neurons of a
+sparse network are split into parts that threads run side by side (:func:`split_parts`).
 
 Nothing here imports llvmlite: planning decisions are plain functions of the graph (and of
 the host CPU's features, which the caller may give; when it does not, they are probed through
