@@ -107,6 +107,19 @@ def _align(n: int) -> int:
 
 def encode_image(img: Image) -> bytes:
     """The image's bytes (deterministic: a function of target, chip hash and sections only)."""
+    sections = {name: bytes(data) for name, data in img.sections.items()}
+    head, spans, total = _frame(img, {name: zlib.crc32(data) for name, data in sections.items()})
+    out = bytearray(total)
+    out[:len(head)] = head
+    for (offset, length), name in zip(spans, sorted(sections)):
+        out[offset:offset + length] = sections[name]
+    return bytes(out)
+
+
+def _frame(img: Image, crcs: dict[str, int]) -> tuple[bytes, list[tuple[int, int]], int]:
+    """What :func:`encode_image` writes around the sections of ``img`` (whose CRC32s are
+    ``crcs``): the header and section table, each section's ``(offset, length)`` in name order
+    (the bytes between are zero), and the image's total size."""
     target = img.target.encode("utf-8")
     if len(target) > 0xFFFF:
         raise ValueError("target name too long for an image")
@@ -119,17 +132,15 @@ def encode_image(img: Image) -> bytes:
         if not 0 < len(n) <= MAX_NAME:
             raise ValueError(f"section name {n!r} must have 1 to {MAX_NAME} bytes")
     table_size = sum(_U16.size + len(n) + _ENTRY.size for n in encoded)
-    offset = _align(_HEADER.size + len(target) + table_size + _U32.size)
-    entries, payload = [], bytearray()
+    at = _align(_HEADER.size + len(target) + table_size + _U32.size)
+    entries, spans = [], []
     for name, raw in zip(names, encoded):
-        data = bytes(img.sections[name])
-        entries.append(_U16.pack(len(raw)) + raw + _ENTRY.pack(offset + len(payload), len(data), zlib.crc32(data)))
-        payload += data
-        payload += bytes(_align(len(payload)) - len(payload))
-    total = offset + len(payload)
-    head = _HEADER.pack(MAGIC, FORMAT_VERSION, len(names), total, digest, len(target)) + target + b"".join(entries)
-    head += _U32.pack(zlib.crc32(head))
-    return head + bytes(offset - len(head)) + bytes(payload)
+        length = len(img.sections[name])
+        entries.append(_U16.pack(len(raw)) + raw + _ENTRY.pack(at, length, crcs[name]))
+        spans.append((at, length))
+        at = _align(at + length)
+    head = _HEADER.pack(MAGIC, FORMAT_VERSION, len(names), at, digest, len(target)) + target + b"".join(entries)
+    return head + _U32.pack(zlib.crc32(head)), spans, at
 
 
 def decode_image(data: bytes, filename: str = "<image>") -> Image:
@@ -184,8 +195,11 @@ def decode_image(data: bytes, filename: str = "<image>") -> Image:
     img = Image(target, digest.hex() if any(digest) else "", sections, filename=filename)
     if CHIP in sections and hashlib.sha256(sections[CHIP]).hexdigest() != img.chip_sha256:
         raise fail("corrupt image: the chip description does not match the chip hash in the header")
-    try:
-        canonical = encode_image(img) == bytes(data)
+    try:  # as encode_image(img) == data, without copying the sections again
+        head, spans, end = _frame(img, {name: crc for name, _, _, crc in table})
+        gaps = zip([len(head), *(offset + length for offset, length in spans)], [offset for offset, _ in spans] + [end])
+        canonical = end == len(data) and data[:len(head)] == head and all(
+            data[a:b] == bytes(b - a) for a, b in gaps)
     except ValueError:
         canonical = False
     if not canonical:  # the bytes no CRC covers (padding, section order) must be as nmc writes them

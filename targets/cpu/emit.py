@@ -26,6 +26,9 @@ per byte, :data:`.tables.SPIKE_LUT`, stored as one vector).  Integer populations
 the exact decay/saturation rules of :mod:`nmc.semantics`, in i32 lanes when no intermediate
 can leave i32 (:func:`.plan.lanes32`), else in i64; float populations in f64 in the
 reference's operation order, without fast-math (only the order of synaptic sums differs).
+A network split into parts (:func:`.plan.split_parts`) runs each step part by part, the
+parts of one sample possibly on several threads that meet at a barrier after every step
+(:meth:`Lowering.parted_steps`).
 Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
 :meth:`Emitter.const_array`).  Both schedules compute the same sums in the same arithmetic,
 so results do not depend on the schedule; a sample whose encoder values the time-batched
@@ -46,8 +49,8 @@ from nmc.ir.core import Op, param_array
 from nmc.ir.snn import DECAY_ONE
 from nmc.semantics import fanout
 
-from .plan import (COUNT_DTYPE, FUNCTION_NAME, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride, plan,
-                   spk_stride, state_dtype, tile_columns, unit_events)
+from .plan import (COUNT_DTYPE, FUNCTION_NAME, PARTS, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride,
+                   plan, spk_stride, state_dtype, tile_columns, unit_events)
 from .tables import SPIKE_LUT, weight_table
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -56,9 +59,21 @@ PTR = ir.PointerType()
 #: Largest constant table (bytes) kept as an initialiser in the IR; larger ones are external
 #: constants bound by the JIT (:meth:`Emitter.const_array`).
 EMBED_BYTES = 1 << 16
+#: Spins (``pause``) a thread waits at a step's barrier before it yields its CPU instead
+#: (:meth:`Lowering.barrier`).
+BARRIER_SPINS = 200
+#: How many events ahead a kernel is told of in a spike list (:meth:`Lowering.events`).
+AHEAD = 8
 #: Cells and channels per register block when a channel-last conv2d accumulator is transposed
 #: into its population's channel-first one (:func:`.kernels.common.flush`).
 BLOCK = 8
+
+
+def llvm_triple() -> str:
+    """This process's target triple (the JIT compiles for it)."""
+    import llvmlite.binding as llvm
+
+    return llvm.get_process_triple()
 
 
 def _byte_string(raw: bytes) -> str:
@@ -192,6 +207,7 @@ class Lowering:
             a.name = name
         self.fn.args[1].add_attribute("noalias")
         self.e = Emitter(self.module, self.fn)
+        self.part = None  # the part being run, in a network split into parts (plan.split_parts)
         for p in net.projections:
             if p.kind not in self.registry:
                 raise NmcError(f"the CPU runtime has no kernel for {p.kind!r} projections", p.loc)
@@ -252,6 +268,8 @@ class Lowering:
         self.synops = e.var(I64, 0)
         self.wide_flag = {pop: e.var(I8, 0) for pop in self.lay.wide}
         self.unit_flag = {enc: e.var(I8, 1) for enc in self.lay.listed}
+        if self.lay.parts:
+            self.my_parts = self.claim_parts()
         with e.loop(n0, n1, "n") as n:
             self.n = n
             b.store(e.i64(0), self.synops)
@@ -275,15 +293,89 @@ class Lowering:
                                 self.population_run(pop)
                         with slow:
                             b.store(e.i64(SKIPPED), self.synops)
+            elif self.lay.parts:
+                self.parted_steps()
             else:
                 with e.loop(0, self.steps, "t") as t:
                     self.t = t
                     for pop in self.net.populations:
                         self.population_step(pop)
             out = self.buf[self.lay.slot("synops", None)]
-            e.store(b.load(self.synops, typ=I64), out, n, I64)
+            if self.lay.parts:  # the threads running the sample's parts add their counts
+                b.atomic_rmw("add", b.gep(out, [n], source_etype=I64), b.load(self.synops, typ=I64), "monotonic")
+            else:
+                e.store(b.load(self.synops, typ=I64), out, n, I64)
         b.ret_void()
         return self.module
+
+    def parted_steps(self):
+        """The steps of one sample in a network split into parts (:func:`.plan.split_parts`):
+        each step runs this thread's parts ``q0 <= q < q1`` of every population (its synapses,
+        neurons and spike list; :attr:`my_parts`), then, when several threads share the
+        sample, waits at :meth:`barrier` for the others, whose spike lists the next steps read."""
+        e, b = self.e, self.e.b
+        q0, q1, threads = self.my_parts
+        with e.loop(0, self.steps, "t") as t:
+            self.t = t
+            with e.loop(q0, q1, "q") as q:
+                self.part = q
+                for pop in self.net.populations:
+                    self.population_step(pop)
+                self.part = None
+            with e.when(b.icmp_signed(">", threads, e.i64(1))):
+                self.barrier(threads)
+
+    def claim_parts(self):
+        """``(q0, q1, threads)``: the parts this thread runs and the threads sharing each
+        sample (``barrier[3]``, set by the executor): with one, every part; else the thread
+        takes the next index ``k`` (``barrier[2]``, counted atomically) and parts
+        ``[PARTS·k/threads, PARTS·(k+1)/threads)``."""
+        e, b = self.e, self.e.b
+        bar = self.buf[self.lay.slot("barrier", None)]
+        threads = e.load(bar, e.i64(3), I64)
+        shared = b.icmp_signed(">", threads, e.i64(1))
+        k = e.var(I64, 0)
+        with e.when(shared):
+            b.store(b.atomic_rmw("add", b.gep(bar, [e.i64(2)], source_etype=I64), e.i64(1), "monotonic"), k)
+        k = b.load(k, typ=I64)
+        q0 = b.select(shared, b.sdiv(b.mul(k, e.i64(PARTS)), threads), e.i64(0))
+        q1 = b.select(shared, b.sdiv(b.mul(b.add(k, e.i64(1)), e.i64(PARTS)), threads), e.i64(PARTS))
+        return q0, q1, threads
+
+    def barrier(self, threads):
+        """Wait until ``threads`` threads have arrived (a shared arrival count and a generation,
+        on separate cache lines of the ``barrier`` slot): the last to arrive clears the count
+        and advances the generation; the others spin on it, yielding the CPU after a while
+        (on a loaded machine the last one may not be running)."""
+        e, b = self.e, self.e.b
+        bar = self.buf[self.lay.slot("barrier", None)]
+        count, gen = bar, b.gep(bar, [e.i64(8)], source_etype=I64)
+        mine = b.load_atomic(gen, "acquire", 8, typ=I64)
+        arrived = b.atomic_rmw("add", count, e.i64(1), "acq_rel")
+        with b.if_else(b.icmp_signed("==", arrived, b.sub(threads, e.i64(1)))) as (last, wait):
+            with last:
+                b.atomic_rmw("xchg", count, e.i64(0), "monotonic")
+                b.atomic_rmw("xchg", gen, b.add(mine, e.i64(1)), "release")
+            with wait:
+                spins = e.var(I64, 0)
+                head = self.fn.append_basic_block("barrier.head")
+                body = self.fn.append_basic_block("barrier.body")
+                done = self.fn.append_basic_block("barrier.end")
+                b.branch(head)
+                b.position_at_end(head)
+                now = b.load_atomic(gen, "acquire", 8, typ=I64)
+                b.cbranch(b.icmp_signed("==", now, mine), body, done)
+                b.position_at_end(body)
+                k = b.add(b.load(spins, typ=I64), e.i64(1))
+                b.store(k, spins)
+                with b.if_else(b.icmp_signed("<", k, e.i64(BARRIER_SPINS))) as (spin, rest):
+                    with spin:
+                        if "x86" in llvm_triple():
+                            b.call(e.intrinsic("llvm.x86.sse2.pause", ir.VoidType(), []), [])
+                    with rest:
+                        b.call(e.intrinsic("sched_yield", I32, []), [])
+                b.branch(head)
+                b.position_at_end(done)
 
     def sample_pointers(self):
         """Pointers into this sample's rows of the host arrays; then the kernels' set-up of
@@ -291,7 +383,7 @@ class Lowering:
         e, b, n = self.e, self.e.b, self.n
         self.row = {}
         for i, (kind, op) in enumerate(self.lay.slots):
-            if kind == "synops":
+            if kind in ("synops", "barrier"):
                 continue
             if kind == "enc":
                 size = op.result.type.size
@@ -375,9 +467,12 @@ class Lowering:
             self.fold(pop)
         self.update(pop, acc)
 
-    def events(self, p: Op, pop: Op, body, counted: bool = False):
+    def events(self, p: Op, pop: Op, body, counted: bool = False, ahead=None):
         """Call ``body(j, x)`` (x None for a spike of value 1) for each event ``p`` delivers now,
-        and count the synaptic operations (unless ``counted``: the body counts them)."""
+        and count the synaptic operations (unless ``counted``: the body counts them).
+        ``ahead(j)``, when given, is called before each event of a spike list with the event
+        :data:`AHEAD` places later in it (the last one near the end), for the kernel to
+        prefetch what that event will read."""
         e, b = self.e, self.e.b
         src = p.src.owner
         fans = np.zeros(1, np.int64) if counted else fanout(p)
@@ -426,14 +521,19 @@ class Lowering:
             return
         st = b.sub(self.t, e.i64(p.delay))
         with e.when(b.icmp_signed(">=", st, e.i64(0))):
-            size = src.result.type.size
             slot = self.ring_slot(src, st)
-            cnt = b.sext(e.load(self.area[("ring_cnt", src)], slot, I32), I64)
-            idx = b.gep(self.area[("ring_idx", src)], [b.mul(slot, e.i64(list_stride(src)))], source_etype=I32)
-            with e.loop(0, cnt, "k") as k:
-                j = b.sext(e.load(idx, k, I32), I64)
-                count(j)
-                body(j, None)
+            lists = PARTS if self.lay.parts else 1  # a split source: one list per part, in order
+            with e.loop(b.mul(slot, e.i64(lists)), b.mul(b.add(slot, e.i64(1)), e.i64(lists)), "list") as li:
+                cnt = b.sext(e.load(self.area[("ring_cnt", src)], li, I32), I64)
+                idx = b.gep(self.area[("ring_idx", src)], [b.mul(li, e.i64(list_stride(src)))], source_etype=I32)
+                with e.loop(0, cnt, "k") as k:
+                    if ahead is not None and AHEAD:
+                        later = b.add(k, e.i64(AHEAD))
+                        later = b.select(b.icmp_signed("<", later, cnt), later, b.sub(cnt, e.i64(1)))
+                        ahead(b.sext(e.load(idx, later, I32), I64))
+                    j = b.sext(e.load(idx, k, I32), I64)
+                    count(j)
+                    body(j, None)
 
     def projection(self, p: Op, pop: Op, acc):
         """The currents of projection ``p`` into ``pop``'s accumulator ``acc`` this step: the
@@ -470,7 +570,8 @@ class Lowering:
         lo, hi = e.i64(-2**30), e.i64(2**30)
         with e.when(b.icmp_unsigned("!=", b.load(flag, typ=I8), ir.Constant(I8, 0))):
             b.store(ir.Constant(I8, 0), flag)
-            with e.loop(0, pop.result.type.size, "fold") as i:
+            start, stop = self.part_range(pop)
+            with e.loop(start, stop, "fold") as i:
                 total = b.add(b.sext(e.load(acc, i, I32), I64), e.load(wide, i, I64))
                 total = b.select(b.icmp_signed("<", total, lo), lo, b.select(b.icmp_signed(">", total, hi), hi, total))
                 e.store(b.trunc(total, I32), acc, i, I32)
@@ -629,13 +730,16 @@ class Lowering:
         spk = None
         if pop in self.lay.spike_rows:  # this step's byte spike vector, for dense kernels
             spk = b.gep(self.area[("spk", pop)], [b.mul(slot, e.i64(spk_stride(pop)))], source_etype=I8)
+        if self.part is not None:  # this part's list (plan.split_parts)
+            slot = b.add(b.mul(slot, e.i64(PARTS)), self.part)
         lst = b.gep(self.area[("ring_idx", pop)], [b.mul(slot, e.i64(list_stride(pop)))], source_etype=I32)
         recording = b.icmp_unsigned("!=", self.buf[self.lay.slot("rec", pop)], ir.Constant(PTR, None))
         rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
         lut = e.const_array(SPIKE_LUT, "spikelut")[0]
         nfired = e.var(I64, 0)
         vt = ir.VectorType(I8, width)
-        with e.loop(0, nvec, "nu") as k:
+        start, stop = self.part_range(pop)
+        with e.loop(b.udiv(start, e.i64(width)), b.udiv(stop, e.i64(width)), "nu") as k:
             first = b.mul(k, e.i64(width))
             fired = self.neurons(pop, acc, params, first, width)
             self.list8(lut, lst, nfired, b.bitcast(fired, I8), first)
@@ -643,18 +747,28 @@ class Lowering:
                 b.store(b.zext(fired, vt), b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
             with e.when(recording):
                 b.store(b.zext(fired, vt), b.gep(rec_step, [first], source_etype=I8, inbounds=True), align=1)
-        if rest:  # one scalar copy in a loop, not one per neuron (compile time)
-            bits = e.var(I8, 0)
-            with e.loop(nvec * width, size, "nt") as i:
-                fired = self.neurons(pop, acc, params, i, 1)
-                r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
-                b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
-                if spk is not None:
-                    e.store(b.zext(fired, I8), spk, i, I8)
-                with e.when(recording):
-                    e.store(b.zext(fired, I8), rec_step, i, I8)
-            self.list8(lut, lst, nfired, b.load(bits, typ=I8), e.i64(nvec * width))
+        if rest:  # one scalar copy in a loop, not one per neuron (compile time); the last part's
+            with e.when(b.icmp_signed("==", stop, e.i64(size))):
+                bits = e.var(I8, 0)
+                with e.loop(nvec * width, size, "nt") as i:
+                    fired = self.neurons(pop, acc, params, i, 1)
+                    r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
+                    b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
+                    if spk is not None:
+                        e.store(b.zext(fired, I8), spk, i, I8)
+                    with e.when(recording):
+                        e.store(b.zext(fired, I8), rec_step, i, I8)
+                self.list8(lut, lst, nfired, b.load(bits, typ=I8), e.i64(nvec * width))
         e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
+
+    def part_range(self, pop: Op):
+        """``(start, stop)``: the neurons of ``pop`` in the part being run (all of them when
+        the network is not split); inner bounds are multiples of 8 (:func:`.plan.split_parts`)."""
+        size = pop.result.type.size
+        if self.part is None:
+            return self.e.i64(0), self.e.i64(size)
+        table = self.e.const_array(np.asarray(self.lay.parts[pop], np.int64), "parts")[0]
+        return self.e.load(table, self.part, I64), self.e.load(table, self.e.b.add(self.part, self.e.i64(1)), I64)
 
     def list8(self, lut, lst, nfired, bits, first):
         """Append the neurons ``first + i`` for the set bits ``i`` of the i8 ``bits`` to the

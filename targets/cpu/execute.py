@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ from nmc.ir.core import Graph, Op, param_array
 from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
-from .plan import COUNT_DTYPE, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
+from .plan import COUNT_DTYPE, PARTS, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_int64, ctypes.c_int64)
@@ -81,6 +82,7 @@ class Executor:
         # step schedule: ``step_version()`` compiles it, once, when the first such sample comes
         self._step_version, self._step = step_version, None
         self._step_lock = threading.Lock()
+        self._lockstep = LockstepChoice()
         self.host = host if host is not None else host_plan(net)
         self.trains, self.pre, self.post = self.host["trains"], self.host["pre"], self.host["post"]
         self.extra_steps, self.v0, self.names = self.host["extra_steps"], self.host["v0"], self.host["names"]
@@ -125,6 +127,8 @@ class Executor:
                 a = encoded[op]
             elif kind == "synops":
                 a = np.zeros(batch, dtype=np.int64)
+            elif kind == "barrier":  # shared by the threads of a split sample (plan.split_parts)
+                a = np.zeros(16, dtype=np.int64)
             elif kind == "v":
                 a = np.tile(self.v0[op], (batch, 1))
             elif kind in ("u", "count"):
@@ -134,8 +138,15 @@ class Executor:
             state[(kind, op)] = a
             arrays.append(a)
         table = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data if a is not None else None for a in arrays])
+        chosen = threads is None  # a call's own thread count is obeyed; the executor's may be tuned
         threads = threads or self.threads or default_threads()
+        lockstep = bool(self.layout.parts) and batch < min(threads, PARTS)
+        if chosen and lockstep and not self._lockstep.use():
+            threads = 1
+        start = time.perf_counter()
         self._run(self.fn, self.layout, table, 0, batch, T, steps, threads, fills)
+        if chosen and lockstep:
+            self._lockstep.took(threads > 1, (time.perf_counter() - start) / max(batch * steps, 1))
         if needs_step_rerun(self.layout):
             self._rerun_skipped(state[("synops", None)], table, T, steps, threads)
 
@@ -182,18 +193,31 @@ class Executor:
         """Samples ``n0 <= n < n1`` on ``threads`` threads, each first doing ``fills`` for its
         own samples (:meth:`encode`)."""
         batch = n1 - n0
-        threads = max(1, min(threads, batch))
+        # a split network (plan.split_parts) with fewer samples than threads (and parts): every
+        # thread runs every sample, its own parts of it, meeting the others after each step
+        split = bool(layout.parts) and batch < min(threads, PARTS)
+        threads = max(1, min(threads, PARTS if split else batch))
         bounds = [n0 + batch * k // threads for k in range(threads + 1)]
         # sized per call: under the layer schedule, spike lists and currents span the run's steps
         size = layout.scratch_size(steps)
-        scratch = [np.zeros(max(size, 64) + 64, dtype=np.uint8) for _ in range(threads)]
+        # a split sample's threads share one scratch area: they touch their own parts of it
+        scratch = [np.zeros(max(size, 64) + 64, dtype=np.uint8) for _ in range(1 if split else threads)]
+        if split:
+            for fill in fills:
+                fill(n0, n1)
+            fills = ()
+        if layout.parts:  # threads sharing a sample; each claims its index at entry (emit.Lowering.lower)
+            barrier = np.frombuffer((ctypes.c_void_p * len(layout.slots)).from_address(ctypes.addressof(table)),
+                                    np.uintp)[layout.slot("barrier", None)]
+            np.frombuffer((ctypes.c_int64 * 16).from_address(int(barrier)), np.int64)[2:4] = (0, threads if split else 1)
 
         def work(k: int):
             for fill in fills:
                 fill(bounds[k], bounds[k + 1])
-            buf = scratch[k]
+            buf = scratch[0 if split else k]
             aligned = buf.ctypes.data + (-buf.ctypes.data) % 64
-            fn(ctypes.addressof(table), aligned, bounds[k], bounds[k + 1], T, steps)
+            first, end = (n0, n1) if split else (bounds[k], bounds[k + 1])
+            fn(ctypes.addressof(table), aligned, first, end, T, steps)
 
         if threads == 1:
             work(0)
@@ -203,6 +227,33 @@ class Executor:
             th.start()
         for th in pool:
             th.join()
+
+
+class LockstepChoice:
+    """Whether a split network's sample (:func:`.plan.split_parts`) runs on several threads in
+    lockstep or on one: whichever ran faster lately, the other tried again every
+    :attr:`EXPLORE` calls.  Threads meeting at every step need a core each: on a machine busy
+    with other work, one descheduled thread stalls the others (W3 on this shared 2-core
+    machine ran 1.5–4× slower on two threads than on one), on an idle one they take about
+    half the time.  Results do not depend on the choice."""
+
+    EXPLORE = 8
+
+    def __init__(self):
+        self.seconds = {True: None, False: None}  # the latest time per sample-step of each way
+        self.calls = 0
+
+    def use(self) -> bool:
+        """True: lockstep threads for this call."""
+        self.calls += 1
+        for way in (True, False):
+            if self.seconds[way] is None:
+                return way
+        best = self.seconds[True] <= self.seconds[False]
+        return (not best) if self.calls % self.EXPLORE == 0 else best
+
+    def took(self, lockstep: bool, seconds: float) -> None:
+        self.seconds[lockstep] = seconds
 
 
 def rate_trains(x: np.ndarray, T: int, dtype: np.dtype, phase: int = 0):

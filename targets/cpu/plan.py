@@ -8,7 +8,8 @@ time-batched kernel for the populations it can run); per projection the kernel (
 or the dense kernel from the source's known activity, :func:`dense_kernel`, and byte-vector
 pools, :func:`dense_pool`); per population and projection the accumulator types
 (:func:`narrow_accumulator`, :func:`private_accumulator`, :func:`conv_halo`) and the neuron
-lanes (:func:`lanes32`), all bounded through :func:`unit_bound`.
+lanes (:func:`lanes32`), all bounded through :func:`unit_bound`; and whether the neurons of a
+sparse network are split into parts that threads run side by side (:func:`split_parts`).
 
 Nothing here imports llvmlite: planning decisions are plain functions of the graph (and of
 the host CPU's features, which the caller may give; when it does not, they are probed through
@@ -68,7 +69,14 @@ class Layout:
     ``overwritten``: integer populations whose first current is a conv2d, whose flush writes
     the whole accumulator each step, so that the neuron update need not clear it.
     ``features``: the host CPU features the plan was made for (LLVM names; None: this host's,
-    probed when a choice needs them), which the emitter's kernel choices follow too."""
+    probed when a choice needs them), which the emitter's kernel choices follow too.
+
+    ``parts``: when not empty, every population's neurons are split into :data:`PARTS` ranges,
+    ``parts[pop]`` their bounds (:func:`split_parts`), so that the threads running one sample
+    each take some parts (synapses by target part, neurons, spike lists) and meet at a barrier
+    after every step, sharing one scratch area; the pointer table then ends with a ``barrier``
+    slot (i64 ``[16]``: arrivals, generation, the next thread's index, the threads sharing a
+    sample, written by the executor)."""
 
     slots: list[tuple[str, Op | None]] = field(default_factory=list)
     scratch: dict[tuple[str, Op], int] = field(default_factory=dict)
@@ -88,6 +96,7 @@ class Layout:
     run_bytes: int = 0
     overwritten: set[Op] = field(default_factory=set)
     features: frozenset[str] | None = None
+    parts: dict[Op, list[int]] = field(default_factory=dict)
 
     def slot(self, kind: str, op: Op | None) -> int:
         for i, (k, o) in enumerate(self.slots):
@@ -185,6 +194,10 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
     if schedule == "layer" and order is None:
         raise ValueError("schedule 'layer' needs a feed-forward network; this one has recurrence")
     lay.schedule = choose_schedule(net, lay, order) if schedule == "auto" else schedule
+    lay.parts = split_parts(net, lay)
+    if lay.parts:
+        lay.slots.append(("barrier", None))
+    lists = PARTS if lay.parts else 1  # spike lists per ring slot: one per part
     if lay.schedule == "layer":
         lay.order = order
         lay.tiled = {pop: [c.owner for c in pop.currents] for pop in order if tiled_population(net, lay, pop)}
@@ -204,8 +217,8 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
             if pop in lay.spike_rows:
                 lay.reserve_run("spk", pop, spk_stride(pop))
         else:
-            lay.reserve("ring_idx", pop, 4 * list_stride(pop) * lay.ring[pop])
-            lay.reserve("ring_cnt", pop, 4 * lay.ring[pop])
+            lay.reserve("ring_idx", pop, 4 * list_stride(pop) * lay.ring[pop] * lists)
+            lay.reserve("ring_cnt", pop, 4 * lay.ring[pop] * lists)
             if pop in lay.spike_rows:
                 lay.reserve("spk", pop, spk_stride(pop) * lay.ring[pop])
         if pop in lay.tiled:  # the currents of every step: [steps, tile_columns(size)] i32
@@ -240,6 +253,41 @@ def reserve_gates(net: Network, lay: Layout) -> None:
         if p.kind == "maxgate":
             lay.reserve("gcount", p, 8 * p.src.type.size)
             lay.reserve("gval", p, 8 * p.src.type.size)
+
+
+#: Parts a population's neurons are split into when one sample runs on several threads
+#: (:func:`split_parts`): the two cores of the machine this was measured on.
+PARTS = 2
+#: Fewest synapses from which a network is split into parts: below, a step's work is too
+#: small for a barrier per step.
+SPLIT_SYNAPSES = 100_000
+
+
+def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
+    """The bounds of the :data:`PARTS` neuron ranges of each population (``[0, c1, …, size]``,
+    inner cuts multiples of 8), or ``{}`` when the network is not split.  It is split when it
+    runs by ``step`` and every projection is ``sparse`` with at least :data:`SPLIT_SYNAPSES`
+    synapses in all: each part's synapses then have their own CSR rows
+    (:func:`.tables.split_synapse_table`), so the thread running a part adds into its own
+    neurons only, and a target's synapses keep their order (float sums too).  Cuts balance
+    the synapses into each part plus its neurons (one unit each)."""
+    if lay.schedule != "step" or not net.projections or any(p.kind != "sparse" for p in net.projections):
+        return {}
+    if sum(int(p.indices.data.size) for p in net.projections) < SPLIT_SYNAPSES:
+        return {}
+    bounds = {}
+    for pop in net.populations:
+        size = pop.result.type.size
+        load = np.ones(size)
+        for c in pop.currents:
+            load += np.bincount(c.owner.indices.data.astype(np.int64), minlength=size)[:size]
+        total = np.cumsum(load)
+        cuts = [0]
+        for k in range(1, PARTS):
+            at = int(np.searchsorted(total, total[-1] * k / PARTS))
+            cuts.append(min(max(int(round(at / 8)) * 8, cuts[-1]), size // 8 * 8))
+        bounds[pop] = [*cuts, size]
+    return bounds
 
 
 def spk_stride(pop: Op) -> int:

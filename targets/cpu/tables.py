@@ -78,6 +78,65 @@ def synapse_table(p: Op) -> tuple[np.ndarray, int, np.dtype]:
     return table, 0, np.dtype(wt)
 
 
+def split_synapse_table(p: Op, table: np.ndarray, bounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``table`` (:func:`synapse_table`'s records of sparse projection ``p``) with each source's
+    row split by target part (part ``k``: targets in ``[bounds[k], bounds[k+1])``), as
+    ``(table, indptr)``: CSR over the rows ``r = source · parts + k``, the parts of a source side by side
+    (a thread running every part reads a source's synapses as one stretch of memory).  Within
+    a row synapses keep their order, so every target receives its synapses in the order the
+    unsplit table gives them."""
+    indptr, targets = p.indptr.data.astype(np.int64), p.indices.data.astype(np.int64)
+    parts, n = len(bounds) - 1, indptr.size - 1
+    part = np.searchsorted(np.asarray(bounds[1:-1], np.int64), targets, side="right")
+    rows = np.repeat(np.arange(n), np.diff(indptr)) * parts + part
+    key = rows.astype(np.uint16) if n * parts <= 1 << 16 else rows  # 16-bit keys: a radix sort
+    order = np.argsort(key, kind="stable")  # by source, then part, then as before
+    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n * parts))])
+    return table[order], starts
+
+
+#: Slot counts a sparse projection's short rows may be padded to (:func:`fixed_rows`).
+FIXED_SLOTS = (4, 8, 16)
+#: Largest share of rows longer than the slots (their rest goes through an overflow table).
+FIXED_OVERFLOW = 0.1
+
+
+def fixed_rows(table: np.ndarray, bits: int, starts: np.ndarray, homes: np.ndarray):
+    """Short CSR rows of packed synapse words (``bits > 0``, :func:`synapse_table`) as rows
+    of a fixed number of slots, or None when they are not short.  A row is then walked by
+    straight-line code, without the mispredicted loop exit that dominated a row of ~10
+    synapses (W3's recurrent events).  ``slots`` is the first of :data:`FIXED_SLOTS` that at
+    most :data:`FIXED_OVERFLOW` of the rows exceed, when the mean row fills at least a third
+    of it.  A row's unused slots add weight 0 to the row's last target (so that they depend
+    only on that row's adds), or to ``homes[row]`` when the row is empty (a target the thread
+    running it owns: :func:`split_synapse_table`'s part).
+
+    Returns ``(slots, fixed [rows, slots] i32, counts [rows], over_starts [rows + 1],
+    over [n] i32)``: the synapses after a row's first ``slots`` are CSR rows of ``over``;
+    ``counts`` is every row's length, unsigned in the narrowest type (viewed as the signed type
+    of its width: read it zero-extended)."""
+    counts = np.diff(starts)
+    rows = counts.size
+    if not bits or rows == 0:
+        return None
+    slots = next((k for k in FIXED_SLOTS if np.mean(counts > k) <= FIXED_OVERFLOW), None)
+    if slots is None or counts.mean() * 3 < slots:
+        return None
+    mask = (1 << bits) - 1
+    last = np.where(counts > 0, table[np.maximum(starts[1:] - 1, 0)] & mask, homes).astype(np.int32)
+    fixed = np.repeat(last[:, None], slots, axis=1)
+    kept = np.minimum(counts, slots)
+    row_of = np.repeat(np.arange(rows), counts)
+    within = np.arange(int(starts[-1])) - np.repeat(starts[:-1], counts)
+    head = within < slots
+    fixed[row_of[head], within[head]] = table[head]
+    over_counts = counts - kept
+    over_starts = np.concatenate([[0], np.cumsum(over_counts)])
+    over = table[~head] if (~head).any() else np.zeros(1, np.int32)
+    count_t = np.uint8 if counts.max() < 256 else np.uint16 if counts.max() < 2**16 else np.uint32
+    return slots, fixed, counts.astype(count_t).view(count_t().dtype.str.replace("u", "i")), over_starts, over
+
+
 def window_table(hw, kernel, strides, pads, dils, out_hw, scale=(1, 1)) -> tuple[np.ndarray, np.ndarray]:
     """For each source position ``y · W + x`` of a ``[H, W]`` plane, the output cells whose
     window covers it, as CSR arrays ``(starts [H·W + 1], pairs [n, 2])`` of i32: pair

@@ -1,5 +1,8 @@
 """The ``sparse`` kernel (DESIGN §6): CSR synapses by presynaptic neuron, each synapse's target
-and weight stored together (:func:`..tables.synapse_table`)."""
+and weight stored together (:func:`..tables.synapse_table`); when the network is split into
+parts (:func:`..plan.split_parts`), one CSR row per source and target part, a source's side by
+side (:func:`..tables.split_synapse_table`); short rows padded to a fixed number of slots
+(:func:`..tables.fixed_rows`)."""
 
 from __future__ import annotations
 
@@ -10,42 +13,119 @@ from llvmlite import ir
 
 from nmc.ir.core import Op
 
-from ..emit import I64, ir_type
-from ..tables import synapse_table
+from ..emit import I32, I64, ir_type
+from ..plan import PARTS
+from ..tables import fixed_rows, split_synapse_table, synapse_table
 from . import kernel
 
 if TYPE_CHECKING:
     from ..emit import Lowering
 
+#: Synapses per iteration of a row's loop (the rest one by one): W3 ran 3–6 % faster than
+#: one per iteration (the pipeline does not unroll loops).
+UNROLL = 4
+
+
+def homes(p: Op, bounds: list[int] | None, rows: int) -> np.ndarray | None:
+    """For each row, a target its thread owns (where an empty fixed row adds its zeros),
+    spread over the targets; None when some part has no neurons."""
+    size = p.result.type.size
+    if bounds is None:
+        return np.arange(rows) % max(size, 1)
+    lo, hi = np.asarray(bounds[:-1]), np.asarray(bounds[1:])
+    if np.any(hi <= lo):
+        return None
+    part = np.arange(rows) % PARTS
+    return lo[part] + (np.arange(rows) // PARTS) % (hi - lo)[part]
+
 
 @kernel("sparse")
 def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
     """Each event walks its CSR row of synapses (:func:`..tables.synapse_table`: target and
-    weight in one word, or side by side) and counts them as synaptic operations."""
+    weight in one word, or side by side) and counts them as synaptic operations; in a split
+    network (``lw.part`` set), the row of the part being run.  Short rows of an integer
+    projection are fixed rows (:func:`..tables.fixed_rows`): straight-line code over the
+    slots, the rest of a longer row from the overflow table."""
     e, b = lw.e, lw.e.b
+    table, bits, wdtype = synapse_table(p)
     indptr = p.indptr.data
+    bounds = None if lw.part is None else lw.lay.parts[pop]
+    if bounds is not None:
+        table, indptr = split_synapse_table(p, table, bounds)
+    wt = ir_type(wdtype)
+
+    def row_of(j):
+        return j if lw.part is None else b.add(b.mul(j, e.i64(PARTS)), lw.part)
+
+    def synapse(g, gt, s, into, x):
+        if bits:  # one word: weight << bits | target
+            word = e.load(g, s, gt)
+            target = b.zext(b.and_(word, ir.Constant(gt, (1 << bits) - 1)), I64)
+            w = b.ashr(word, ir.Constant(gt, bits))
+        else:  # (target, weight) side by side: one cache line serves both
+            s2 = b.shl(s, e.i64(1))
+            target = e.load(g, s2, gt)
+            target = b.sext(target, I64) if gt != I64 else target
+            w = e.load(g, b.add(s2, e.i64(1)), gt)
+            w = b.bitcast(w, wt) if wt != gt else w
+        lw.accumulate(pop, into, target, w, wt, x)
+
+    def count(n):
+        b.store(b.add(b.load(lw.synops, typ=I64), n), lw.synops)
+
+    def prefetch(ptr):
+        fn = e.intrinsic("llvm.prefetch.p0", ir.VoidType(), [ir.PointerType(), I32, I32, I32])
+        b.call(fn, [ptr, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+
+    home = homes(p, bounds, indptr.size - 1) if p.is_integer else None
+    fixed = fixed_rows(table, bits, indptr, home) if home is not None else None
+    if fixed is not None:
+        slots, rows, counts, over_starts, over = fixed
+        gf, gt = e.const_array(rows, "fixed")
+        gc, ct = e.const_array(counts, "rowlen")
+        go = e.const_array(over, "over")[0]
+        gos, ost = e.const_array(over_starts.astype(np.int32 if over_starts[-1] < 2**31 else np.int64), "overptr")
+
+        def body(j, x):
+            row = row_of(j)
+            n = b.zext(e.load(gc, row, ct), I64)
+            count(n)
+            into = lw.target(pop, x)
+            first = b.mul(row, e.i64(slots))
+            for u in range(slots):
+                synapse(gf, gt, b.add(first, e.i64(u)), into, x)
+            with e.when(b.icmp_unsigned(">", n, e.i64(slots))):  # rare: the overflow
+                lo = b.sext(e.load(gos, row, ost), I64)
+                hi = b.sext(e.load(gos, b.add(row, e.i64(1)), ost), I64)
+                with e.loop(lo, hi, "so") as s:
+                    synapse(go, gt, s, into, x)
+
+        def ahead(j):  # a later event's row: its cache line is on the way
+            prefetch(b.gep(gf, [b.mul(row_of(j), e.i64(slots))], source_etype=gt))
+
+        lw.events(p, pop, body, counted=True, ahead=ahead)
+        return
+
     ip_t = np.int32 if indptr[-1] < 2**31 else np.int64
     ip, ipt = e.const_array(indptr.astype(ip_t), "indptr")
-    table, bits, wdtype = synapse_table(p)
-    wt = ir_type(wdtype)
     g, gt = e.const_array(table, "synapses")
 
     def body(j, x):
-        lo = b.sext(e.load(ip, j, ipt), I64)
-        hi = b.sext(e.load(ip, b.add(j, e.i64(1)), ipt), I64)
-        b.store(b.add(b.load(lw.synops, typ=I64), b.sub(hi, lo)), lw.synops)
+        row = row_of(j)
+        lo = b.sext(e.load(ip, row, ipt), I64)
+        hi = b.sext(e.load(ip, b.add(row, e.i64(1)), ipt), I64)
+        count(b.sub(hi, lo))
         into = lw.target(pop, x)
-        with e.loop(lo, hi, "s") as s:
-            if bits:  # one word: weight << bits | target
-                word = e.load(g, s, gt)
-                target = b.zext(b.and_(word, ir.Constant(gt, (1 << bits) - 1)), I64)
-                w = b.ashr(word, ir.Constant(gt, bits))
-            else:  # (target, weight) side by side: one cache line serves both
-                s2 = b.shl(s, e.i64(1))
-                target = e.load(g, s2, gt)
-                target = b.sext(target, I64) if gt != I64 else target
-                w = e.load(g, b.add(s2, e.i64(1)), gt)
-                w = b.bitcast(w, wt) if wt != gt else w
-            lw.accumulate(pop, into, target, w, wt, x)
+        whole = b.udiv(b.sub(hi, lo), e.i64(UNROLL))
+        with e.loop(0, whole, "s4") as k:
+            s0 = b.add(lo, b.mul(k, e.i64(UNROLL)))
+            for u in range(UNROLL):
+                synapse(g, gt, b.add(s0, e.i64(u)), into, x)
+        with e.loop(b.add(lo, b.mul(whole, e.i64(UNROLL))), hi, "s") as s:
+            synapse(g, gt, s, into, x)
 
-    lw.events(p, pop, body, counted=True)
+    def ahead(j):  # the first synapse of a later event's row: its cache line is on the way
+        first = b.sext(e.load(ip, row_of(j), ipt), I64)
+        prefetch(b.gep(g, [first if bits else b.shl(first, e.i64(1))], source_etype=gt))
+
+    lw.events(p, pop, body, counted=True, ahead=ahead)

@@ -1,0 +1,326 @@
+"""Sparse networks split into parts (:func:`nmc.targets.cpu.plan.split_parts`) and the sparse
+kernel's table layouts (split rows, fixed rows with an overflow table, packed words and
+side-by-side records) against the reference semantics.
+
+A split network runs one sample on several threads, each taking its parts of every
+population and meeting the others at a barrier after every step; a thread alone runs every
+part in turn; with more samples than threads, each thread runs whole samples.  Random
+recurrent graphs of sparse projections (delays 1–3, every encoding, integer and float) must
+give the reference's outputs, voltages, spike trains and counts bit for bit in each of these
+ways.  The planning and table functions are checked without LLVM.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nmc import semantics
+from nmc.ir import ann, snn
+from nmc.ir.core import Blob, Graph
+from nmc.ir.types import SpikeType, TensorType
+from nmc.ir.verifier import verify
+from nmc.targets import cpu
+from nmc.targets.cpu import plan, tables
+from nmc.targets.cpu.execute import LockstepChoice
+from nmc.targets.cpu.kernels.sparse import homes
+from tests.test_cpu_runtime import PROPERTY, _agree, _Kind
+
+
+def _sparse(draw, kind_of: _Kind, src, size: int, fan: int):
+    n = src.type.size
+    counts = draw(st.lists(st.integers(0, fan), min_size=n, max_size=n))
+    if draw(st.booleans()):  # one long row: an overflow when the rows are many
+        counts[0] += 9
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    nnz = int(indptr[-1])
+    indices = np.asarray(draw(st.lists(st.integers(0, size - 1), min_size=nnz, max_size=nnz)), np.int32)
+    return snn.Project(src=src, kind="sparse", weight=kind_of.weights(draw, (nnz,)), indptr=Blob(indptr),
+                       indices=Blob(indices), shape=(size,), delay=draw(st.integers(1, 3)),
+                       exponent=draw(st.sampled_from([0, 0, 1, 2])))
+
+
+@st.composite
+def sparse_networks(draw, integer: bool) -> Graph:
+    """input → encode → 1–2 populations of 1–40 neurons, every current a sparse projection
+    (from the encoder, an earlier population, or recurrent), rows of 0–3, 0–12 or 0–40
+    synapses, sometimes one row 9 longer (fixed rows with and without overflow, and plain
+    CSR rows, all occur) → decode → output."""
+    kind_of = _Kind(draw, integer)
+    g = Graph("sparse")
+    n_in = draw(st.integers(1, 12))
+    x = g.add(ann.Input(declared_type=TensorType((n_in,))), "x")
+    enc = g.add(snn.Encode(x=x, encoding=draw(st.sampled_from(snn.ENCODINGS)),
+                           seed=draw(st.integers(0, 2**31 - 1))), "s")
+    sources, pops = [enc], []
+    for layer in range(draw(st.integers(1, 2))):
+        size = draw(st.integers(1, 40))
+        currents = [g.add(_sparse(draw, kind_of, draw(st.sampled_from(sources)), size,
+                                  draw(st.sampled_from([3, 12, 40]))))]
+        params = {name: kind_of.param(draw, name, (size,)) for name in snn.Population.PARAMS}
+        pop = snn.Population(currents=currents, declared_type=SpikeType((size,)),
+                             reset=draw(st.sampled_from(snn.RESETS)), bits=kind_of.bits,
+                             **{k: v for k, v in params.items() if v is not None})
+        g.add(pop, f"h{layer}")
+        pops.append(pop)
+        sources.append(pop.result)
+    for _ in range(draw(st.integers(1, 2))):  # recurrent (or backward) projections
+        i = draw(st.integers(0, len(pops) - 1))
+        target = pops[i]
+        src = pops[draw(st.integers(i, len(pops) - 1))].result
+        target.currents.append(g.add(_sparse(draw, kind_of, src, target.result.type.size,
+                                             draw(st.sampled_from([3, 12, 40])))))
+    g.add(ann.Output(values=[g.add(snn.Decode(x=pops[-1].result, mode=draw(st.sampled_from(["count", "membrane"]))))]))
+    verify(g)
+    return g
+
+
+def _inputs(graph: Graph, timesteps: int, batch: int, seed: int):
+    rng = np.random.default_rng(seed)
+    (x,) = graph.inputs
+    if any(u.KIND == "snn.encode" and u.encoding == "spikes" for u in graph.users(x)):
+        return [rng.integers(0, 3, size=(batch, timesteps, *x.type.shape)).astype(np.float32)]
+    return [(rng.integers(0, 17, size=(batch, *x.type.shape)) / 16).astype(np.float32)]
+
+
+def _check_split(graph: Graph, timesteps: int, exact: bool):
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
+        run = cpu.prepare(graph, cache=False)
+    assert run.layout.parts, "the graph was not split"
+    pops = graph.walk("snn.population")
+    for batch in (1, 3):
+        inputs = _inputs(graph, timesteps, batch, seed=batch)
+        ref = semantics.run_snn(graph, inputs, timesteps=timesteps, record=pops)
+        for threads in (1, 2):  # every part in turn; the parts of one sample on two threads (batch 1)
+            _agree(run(inputs, timesteps=timesteps, record="all", threads=threads), ref, pops, exact)
+
+
+FEW = settings(PROPERTY, max_examples=8)
+
+
+@pytest.mark.slow
+@PROPERTY
+@given(sparse_networks(integer=True), st.integers(1, 7))
+def test_split_integer_networks_are_bit_identical_to_the_reference(graph, timesteps):
+    _check_split(graph, timesteps, exact=True)
+
+
+@FEW
+@given(sparse_networks(integer=True), st.integers(1, 7))
+def test_a_few_split_integer_networks_are_bit_identical_to_the_reference(graph, timesteps):
+    _check_split(graph, timesteps, exact=True)
+
+
+@pytest.mark.slow
+@PROPERTY
+@given(sparse_networks(integer=False), st.integers(1, 5))
+def test_split_float_networks_agree_with_the_reference(graph, timesteps):
+    _check_split(graph, timesteps, exact=False)
+
+
+@FEW
+@given(sparse_networks(integer=True), st.integers(1, 5))
+def test_unsplit_sparse_networks_with_fixed_rows_are_bit_identical(graph, timesteps):
+    """The same graphs, not split: fixed rows (and their overflow) over whole populations."""
+    run = cpu.prepare(graph, cache=False)
+    assert not run.layout.parts
+    pops = graph.walk("snn.population")
+    inputs = _inputs(graph, timesteps, 2, seed=4)
+    ref = semantics.run_snn(graph, inputs, timesteps=timesteps, record=pops)
+    _agree(run(inputs, timesteps=timesteps, record="all"), ref, pops, True)
+
+
+def _rows(p, bounds=None) -> str:
+    """How the sparse kernel walks ``p``'s rows: ``fixed``, ``fixed+overflow`` or ``csr``."""
+    table, bits, _ = tables.synapse_table(p)
+    indptr = p.indptr.data if bounds is None else tables.split_synapse_table(p, table, bounds)[1]
+    home = homes(p, bounds, indptr.size - 1)
+    fixed = tables.fixed_rows(table, bits, indptr, home) if home is not None else None
+    if fixed is None:
+        return "csr"
+    return "fixed+overflow" if fixed[3][-1] else "fixed"
+
+
+@pytest.mark.slow
+def test_the_random_sparse_graphs_reach_every_row_layout():
+    """The properties above mean something only if their graphs walk rows every way, split
+    and not."""
+    seen: set[str] = set()
+
+    @settings(max_examples=150, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(sparse_networks(integer=True))
+    def collect(graph):
+        net = plan.Network.of(graph)
+        with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
+            lay = plan.plan(net)
+        target = {c.owner: pop for pop in net.populations for c in pop.currents}
+        for p in net.projections:
+            seen.add(_rows(p))
+            seen.add("split-" + _rows(p, lay.parts[target[p]]))
+
+    collect()
+    wanted = {"fixed", "fixed+overflow", "csr"}
+    assert wanted | {"split-" + w for w in wanted} <= seen, sorted(seen)
+
+
+# ------------------------------------------------------------------------ plans and tables
+
+
+def _recurrent(size: int, fan: int, seed: int = 0, weights=(-30, 30), encoder_kind="sparse") -> Graph:
+    rng = np.random.default_rng(seed)
+    g = Graph("rec")
+    x = g.add(ann.Input(declared_type=TensorType((50,))), "x")
+    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    if encoder_kind == "sparse":
+        ip = np.arange(51, dtype=np.int32) * fan
+        c = g.add(snn.Project(src=s, kind="sparse", weight=Blob(rng.integers(*weights, 50 * fan).astype(np.int32)),
+                              indptr=Blob(ip), indices=Blob(rng.integers(0, size, 50 * fan).astype(np.int32)),
+                              shape=(size,)))
+    else:
+        c = g.add(snn.Project(src=s, kind="dense", weight=Blob(rng.integers(-3, 3, (size, 50)).astype(np.int8))))
+    pop = snn.Population(currents=[c], declared_type=SpikeType((size,)), bits=24, threshold=100, du=1024)
+    g.add(pop, "h")
+    ip = np.arange(size + 1, dtype=np.int32) * fan
+    r = g.add(snn.Project(src=pop.result, kind="sparse", weight=Blob(rng.integers(*weights, size * fan).astype(np.int32)),
+                          indptr=Blob(ip), indices=Blob(rng.integers(0, size, size * fan).astype(np.int32)),
+                          shape=(size,)))
+    pop.currents.append(r)
+    g.add(ann.Output(values=[g.add(snn.Decode(x=pop.result))]))
+    verify(g)
+    return g
+
+
+def test_split_parts_cut_at_multiples_of_8_and_balance_the_synapses():
+    g = _recurrent(1001, 20)
+    net = plan.Network.of(g)
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
+        lay = plan.plan(net)
+    pop = net.populations[0]
+    bounds = lay.parts[pop]
+    assert len(bounds) == plan.PARTS + 1 and bounds[0] == 0 and bounds[-1] == 1001
+    assert all(c % 8 == 0 for c in bounds[1:-1]) and bounds == sorted(bounds)
+    into = np.bincount(np.concatenate([c.owner.indices.data for c in pop.currents]), minlength=1001) + 1
+    shares = [into[a:z].sum() / into.sum() for a, z in zip(bounds, bounds[1:])]
+    assert max(shares) - min(shares) < 0.05
+    assert lay.slots[-1] == ("barrier", None)
+
+
+def test_only_large_all_sparse_step_networks_are_split():
+    net = plan.Network.of(_recurrent(64, 4))
+    assert not plan.plan(net).parts  # 456 synapses: below SPLIT_SYNAPSES
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
+        assert plan.plan(net).parts
+        assert not plan.plan(plan.Network.of(_recurrent(64, 4, encoder_kind="dense"))).parts
+
+
+def test_split_synapse_table_keeps_each_rows_synapses_in_order():
+    g = _recurrent(40, 9, seed=3)
+    p = g.walk("snn.project")[1]
+    bounds = [0, 16, 40]
+    whole, bits, _ = tables.synapse_table(p)
+    table, starts = tables.split_synapse_table(p, whole, bounds)
+    ip, ix = p.indptr.data, p.indices.data
+    for j in range(40):
+        for k in range(2):
+            row = table[starts[j * 2 + k]:starts[j * 2 + k + 1]]
+            keep = (ix[ip[j]:ip[j + 1]] >= bounds[k]) & (ix[ip[j]:ip[j + 1]] < bounds[k + 1])
+            np.testing.assert_array_equal(row, whole[ip[j]:ip[j + 1]][keep])
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=60), st.integers(0, 2**31 - 1))
+def test_fixed_rows_hold_every_synapse_once_and_pad_with_zero_weights(counts, seed):
+    rng = np.random.default_rng(seed)
+    bits = 6
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    table = (rng.integers(-100, 100, int(starts[-1])) << bits | rng.integers(0, 64, int(starts[-1]))).astype(np.int32)
+    home = rng.integers(0, 64, len(counts))
+    fixed = tables.fixed_rows(table, bits, starts, home)
+    c = np.asarray(counts)
+    if fixed is None:  # no slot count suits these rows
+        assert all(np.mean(c > k) > tables.FIXED_OVERFLOW or c.mean() * 3 < k for k in tables.FIXED_SLOTS)
+        return
+    slots, rows, lens, over_starts, over = fixed
+    assert np.mean(c > slots) <= tables.FIXED_OVERFLOW
+    np.testing.assert_array_equal(lens.view(lens.dtype.str.replace("i", "u")), c)
+    for r, n in enumerate(counts):
+        kept = rows[r, :min(n, slots)]
+        rest = over[over_starts[r]:over_starts[r + 1]] if n > slots else over[:0]
+        np.testing.assert_array_equal(np.concatenate([kept, rest]), table[starts[r]:starts[r + 1]])
+        pad = rows[r, min(n, slots):]
+        assert np.all(pad >> bits == 0)  # weight 0
+        assert np.all(pad == (table[starts[r + 1] - 1] & 63 if n else home[r]))
+
+
+def test_homes_lie_in_the_rows_part():
+    p = _recurrent(40, 4).walk("snn.project")[1]
+    h = homes(p, [0, 16, 40], 80)
+    assert np.all((h[0::2] >= 0) & (h[0::2] < 16)) and np.all((h[1::2] >= 16) & (h[1::2] < 40))
+    assert homes(p, [0, 0, 40], 80) is None  # an empty part owns no target
+
+
+def test_w3_like_network_split_on_two_threads_matches_one_thread():
+    """A larger recurrent network (fixed rows, spike counts above 1 through the side
+    accumulator) split into parts: two threads on one sample, one thread, and the reference."""
+    g = _recurrent(300, 12, seed=11, weights=(-40, 90))
+    x = np.random.default_rng(2).integers(0, 2, (1, 40, 50)).astype(np.float32)
+    x[0, 5, :3] = 3  # spike counts: events of value 3
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
+        run = cpu.prepare(g, cache=False)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=40, record=pops)
+    assert ref.spike_count > 100
+    for threads in (2, 1):
+        _agree(run([x], timesteps=40, record="all", threads=threads), ref, pops, True)
+
+
+@pytest.mark.parametrize("weights, integer", [((-2**29, 2**29), True), ((-8, 8), False)])
+def test_split_records_and_float_networks_on_two_threads_match(weights, integer):
+    """Weights too wide for packed words ((target, weight) records) and a float network (f32
+    records, no fixed rows), split, on one and on two threads."""
+    g = _recurrent(100, 6, seed=5, weights=weights)
+    if not integer:
+        for p in g.walk("snn.project"):
+            p.weight = Blob(p.weight.data.astype(np.float32) / 4)
+        pop = g.walk("snn.population")[0]
+        pop.bits, pop.threshold = 0, 10.0
+        verify(g)
+    assert tables.synapse_table(g.walk("snn.project")[1])[1] == 0  # records, not words
+    x = np.random.default_rng(2).integers(0, 2, (1, 30, 50)).astype(np.float32)
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
+        run = cpu.prepare(g, cache=False)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=30, record=pops)
+    assert ref.spike_count > 0
+    for threads in (2, 1):
+        _agree(run([x], timesteps=30, record="all", threads=threads), ref, pops, integer)
+
+
+def test_lockstep_choice_tries_both_ways_then_keeps_the_faster():
+    choice = LockstepChoice()
+    ways = []
+    for call in range(1, 18):
+        way = choice.use()
+        ways.append(way)
+        choice.took(way, 1.0 if way else 0.5)  # one thread faster
+    assert ways[:2] == [True, False]
+    assert [c for c, w in enumerate(ways, 1) if w][1:] == [8, 16]  # lockstep again only to explore
+
+
+def test_an_executor_choosing_its_threads_stays_exact():
+    """Calls without a thread count of their own: lockstep or one thread as measured, the same
+    results every call."""
+    g = _recurrent(120, 10, seed=7, weights=(-40, 90))
+    x = np.random.default_rng(4).integers(0, 2, (1, 25, 50)).astype(np.float32)
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
+        run = cpu.prepare(g, cache=False, threads=2)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=25, record=pops)
+    for _ in range(4):
+        _agree(run([x], timesteps=25, record="all"), ref, pops, True)
+    assert None not in run._lockstep.seconds.values()  # both ways were run
