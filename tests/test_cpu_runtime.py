@@ -835,6 +835,28 @@ def test_samples_with_spike_counts_run_by_the_step_schedule_compiled_when_needed
     assert run._step is not None and got.stats["schedule"] == "layer"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_spike_trains_read_as_floats_match_whatever_their_type(dtype):
+    """The layer function reads a ``spikes`` encoder that only tiled layers read as float32
+    (plan.raw_encoders): the host's own float32 array, other types converted with every value
+    but 0 and 1 made 2.  Fractions (truncated by the reference), -0, counts and negative
+    values must send their samples to the step schedule, whose int64 values are exact."""
+    g = _big_feed_forward("spikes")
+    assert plan.plan(plan.Network.of(g)).raw == set(g.walk("snn.encode"))
+    run = cpu.prepare(g, cache=False, threads=2)
+    pops = g.walk("snn.population")
+    rng = np.random.default_rng(15)
+    x = (rng.random((6, 10, 90)) < 0.3).astype(np.float64)
+    if np.dtype(dtype).kind == "f":
+        x[1, 2, 3], x[2, 0, 0], x[3, 9, 89], x[5, 5, 5] = 0.5, 1.75, -0.0, 0.999
+    x[4, 1, 1] = -1
+    x = x.astype(dtype)
+    got = run([x], timesteps=10, record="all")
+    _agree(got, semantics.run_snn(g, [x], timesteps=10, record=pops), pops, True)
+    assert run._step is not None  # the samples with other values ran by the step schedule
+
+
 def test_schedule_choice():
 
     g = _big_feed_forward("rate")

@@ -62,8 +62,10 @@ class Layout:
     ``layer``, populations that feed others keep their spike lists of the whole run
     (``whole_run``: a ring slot per step), ``tiled`` maps populations to the projections that
     the time-batched kernel runs (:func:`.kernels.dense.tiled_currents`), and ``listed`` are the
-    encoders whose non-zero values are listed per step for it.  Areas sized by the run's
-    steps live after the fixed ones (:meth:`reserve_run`, :meth:`scratch_size`).
+    encoders whose non-zero values are listed per step for it; ``raw`` those of them (``spikes``
+    encoders read only by the kernel) whose values the function reads as float32, the host's
+    own array when it is one (:func:`raw_encoders`).  Areas sized by the run's steps live after
+    the fixed ones (:meth:`reserve_run`, :meth:`scratch_size`).
 
     ``overwritten``: integer populations whose first current is a conv2d, whose flush writes
     the whole accumulator each step, so that the neuron update need not clear it.
@@ -84,6 +86,7 @@ class Layout:
     whole_run: set[Op] = field(default_factory=set)
     tiled: dict[Op, list[Op]] = field(default_factory=dict)
     listed: set[Op] = field(default_factory=set)
+    raw: set[Op] = field(default_factory=set)
     run: dict[tuple[str, Op], int] = field(default_factory=dict)
     run_bytes: int = 0
     overwritten: set[Op] = field(default_factory=set)
@@ -190,6 +193,7 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
         lay.tiled = {pop: [c.owner for c in pop.currents] for pop in order if tiled_population(net, lay, pop)}
         lay.listed = {p.src.owner for ps in lay.tiled.values() for p in ps if p.src.owner.KIND == "snn.encode"}
         lay.whole_run = {p.src.owner for p in net.projections if p.src.owner.KIND == "snn.population"}
+        lay.raw = raw_encoders(net, lay)
     for pop in net.populations:
         size = pop.result.type.size
         delays = [p.delay for p in net.projections if p.src.owner is pop]
@@ -306,6 +310,18 @@ def tiled_population(net: Network, lay: Layout, pop: Op) -> bool:
         if src.KIND == "snn.encode" and net.enc_dtype(src).kind != "i":
             return False
     return True
+
+
+def raw_encoders(net: Network, lay: Layout) -> set[Op]:
+    """The listed ``spikes`` encoders whose every projection the time-batched kernel runs: the
+    function reads their values as float32 (the host's input array itself when it is float32
+    and contiguous: no ``[N, T, size]`` int64 copy, which was 15 ms of W1's 64-sample run)
+    and lists the non-zero ones; a value other than 0 and 1 (a count, a fraction, NaN) skips
+    the sample, which the ``step`` schedule then runs from the exact int64 values
+    (:func:`needs_step_rerun`)."""
+    tiled = {p for ps in lay.tiled.values() for p in ps}
+    return {e for e in lay.listed if e.encoding == "spikes"
+            and all(p in tiled for p in net.projections if p.src.owner is e)}
 
 
 def needs_step_rerun(lay: Layout) -> bool:
