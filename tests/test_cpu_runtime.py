@@ -804,6 +804,25 @@ def test_time_batched_layers_match_the_reference(encoding):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("wmax, size", [(300, 200), (2000, 200), (127, 40)])
+def test_time_batched_tiles_in_i16_and_i32_match(wmax, size):
+    """A tile sums in i16 (128 columns, then a 64-column rest; or one small tile) when no
+    step's sum into a column can leave i16, else in i32 (64 columns)."""
+    rng = np.random.default_rng(16)
+    g = Graph("ff")
+    x = g.add(ann.Input(declared_type=TensorType((90,))), "x")
+    s = g.add(snn.Encode(x=x, encoding="rate"), "s")
+    c = g.add(snn.Project(src=s, kind="dense", weight=Blob(rng.integers(-wmax, wmax, (size, 90)).astype(np.int16))))
+    h = snn.Population(currents=[c], declared_type=SpikeType((size,)), bits=24, threshold=20 * wmax)
+    g.add(h, "h")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=h.result, mode="membrane"))]))
+    verify(g)
+    assert _layout(g).tiled and (plan.unit_bound(c.owner) < 2**15) == (wmax < 1000)
+    got, ref = compare(g, [rng.random((3, 90)).astype(np.float32)], 12, exact=True, schedules=("layer",))
+    assert ref.spike_count > 50
+
+
+@pytest.mark.slow
 def test_whole_run_scratch_is_sized_per_call():
     """Spike lists and currents of a layer span the run: one executor serves runs of any length."""
     g = _big_feed_forward("spikes")

@@ -277,6 +277,9 @@ def feed_forward_order(net: Network) -> list[Op] | None:
 #: Output columns per tile of the time-batched kernel: a tile's accumulators (64 i32, eight
 #: AVX2 registers) stay in registers while the events of one step add their weight rows.
 TILE = 64
+#: The same for a projection whose step sums stay in i16 (:func:`unit_bound` below ``2**15``):
+#: 128 columns, eight AVX2 registers of 16 i16 each.
+TILE16 = 128
 #: Largest table (bytes) of conv2d weights widened to i32 for an i32 private accumulator, so
 #: that an event adds them without sign-extending each vector (W2's 16→32 conv, 18 KB: 5–7 %
 #: faster in one measurement); larger kernels keep their narrow type, to stay in L1.
