@@ -42,7 +42,14 @@ def tiled_currents(lw: Lowering, p: Op, pop: Op, first: bool):
     wd = int_weights(p)
     padded = np.zeros((inp, cols), dtype=wd.dtype)
     padded[:, :out] = wd.T
-    g, wt = e.const_array(padded, "tiled")
+    # a step's sum into one column is at most unit_bound(p) in magnitude (each source lists
+    # once per step): below 2**15 the tile sums in i16, twice the columns per register
+    at = I16 if unit_bound(p) < 2**15 else I32
+    span = TILE16 if at == I16 else TILE
+    whole, rest = divmod(cols, span)
+    # tile-major: a tile's weights are one block of inputs × width (fewer pages to reach)
+    starts = [k * span for k in range(whole)] + ([whole * span] if rest else [])
+    g, wt = e.const_array(np.concatenate([padded[:, c:c + span].reshape(-1) for c in starts]), "tiled")
     size = src.result.type.size
     if src.KIND == "snn.encode":  # presented at pt, integrated at pt + delay - 1
         idx_area, cnt_area = lw.area[("eidx", src)], lw.area[("ecnt", src)]
@@ -52,10 +59,6 @@ def tiled_currents(lw: Lowering, p: Op, pop: Op, first: bool):
         shift, limit, stride = e.i64(p.delay), lw.steps, list_stride(src)
     cur = lw.area[("cur", pop)]
     events = e.var(I64, 0)  # counted in every tile (a separate loop cost compile time)
-    # a step's sum into one column is at most unit_bound(p) in magnitude (each source lists
-    # once per step): below 2**15 the tile sums in i16, twice the columns per register
-    at = I16 if unit_bound(p) < 2**15 else I32
-    span = TILE16 if at == I16 else TILE
 
     def tile(col, width: int):
         vw, va, vi = ir.VectorType(wt, width), ir.VectorType(at, width), ir.VectorType(I32, width)
@@ -70,14 +73,14 @@ def tiled_currents(lw: Lowering, p: Op, pop: Op, first: bool):
                 lst = b.gep(idx_area, [b.mul(st, e.i64(stride))], source_etype=I32)
                 with e.loop(0, cnt, "k") as k:
                     j = b.sext(e.load(lst, k, I32), I64)
-                    wv = b.load(b.gep(g, [b.add(b.mul(j, e.i64(cols)), col)], source_etype=wt), typ=vw, align=1)
+                    at_j = b.add(b.mul(col, e.i64(inp)), b.mul(j, e.i64(width)))  # tile-major table
+                    wv = b.load(b.gep(g, [at_j], source_etype=wt), typ=vw, align=1)
                     wv = wv if wt == at else b.sext(wv, va)
                     b.store(b.add(b.load(vacc, typ=va), wv), vacc)
             total = b.load(vacc, typ=va)
             total = total if at == I32 else b.sext(total, vi)
             b.store(total if first else b.add(b.load(dst, typ=vi, align=4), total), dst, align=4)
 
-    whole, rest = divmod(cols, span)
     if whole:
         with e.loop(0, whole, "tile") as k:
             tile(b.mul(k, e.i64(span)), span)
