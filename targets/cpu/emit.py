@@ -151,6 +151,18 @@ class Emitter:
         g.initializer = ir.FormattedConstant(typ, _byte_string(raw))
         return g, ir_type(data.dtype)
 
+    def opaque(self, pointer):
+        """``pointer`` (a global) as a value LLVM cannot see through, computed once in the
+        entry block: constant offsets from it then become displacements from one register;
+        from the global itself each becomes its own 64-bit address constant under the JIT's
+        large code model (a ``movabs`` per use)."""
+        here = self.b.block
+        self.b.position_at_start(self.entry)
+        asm = ir.InlineAsm(ir.FunctionType(PTR, [PTR]), "", "=r,0")
+        value = self.b.call(asm, [pointer])
+        self.b.position_at_end(here)
+        return value
+
     def load(self, base, index, typ: ir.Type):
         return self.b.load(self.b.gep(base, [index], source_etype=typ, inbounds=True), typ=typ)
 

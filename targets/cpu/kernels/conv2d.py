@@ -60,6 +60,8 @@ def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
         hbase = e.const_array((((ys + p.pads[0] + hy) * OWp + xs + p.pads[1] + hx) * O).astype(np.int32),
                               "hbase")[0]
 
+        g = lw.e.opaque(g)  # kernel cells at displacements from one register, not 18 movabs
+
         def body(j, x):  # x is None: an i16/i32 private accumulator takes only 0/1 events
             b.store(ir.Constant(I8, 1), touched)
             c = b.udiv(j, e.i64(H * W))  # j >= 0: unsigned division by a constant is cheapest

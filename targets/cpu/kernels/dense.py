@@ -101,8 +101,10 @@ def project_dense(lw: Lowering, p: Op, pop: Op, acc):
     e, b = lw.e, lw.e.b
     w = p.weight.data
     out, inp = w.shape
-    g, wt = lw.weights(p, np.ascontiguousarray(w.T), "dense")
     priv = private(lw, p)
+    if priv is None and pop in lw.lay.narrow and unit_events(p) and out <= SMALL_DENSE:
+        return dense_in_registers(lw, p, pop)
+    g, wt = lw.weights(p, np.ascontiguousarray(w.T), "dense")
 
     def body(j, x):
         if priv and x is None:
@@ -117,6 +119,36 @@ def project_dense(lw: Lowering, p: Op, pop: Op, acc):
     lw.events(p, pop, body)
     if priv:
         flush(lw, pop, acc, priv, out)
+
+
+#: Largest number of targets of an event-driven dense projection whose sums stay in registers
+#: over a step (:func:`dense_in_registers`).
+SMALL_DENSE = 64
+
+
+def dense_in_registers(lw: Lowering, p: Op, pop: Op):
+    """A small event-driven dense projection (at most :data:`SMALL_DENSE` targets, events of
+    value 1) into an i32 population accumulator: the accumulator is loaded into registers once
+    per step, each event adds its weight row (zero-padded to a multiple of 16 targets, which
+    the accumulator's 64-byte-rounded area holds), and it is stored once.  (Loaded and stored
+    per event, through a masked store the next load could not forward from, W2's 800 → 10
+    layer took 6 % of its time.)  Integer sums: exact in i32 (:func:`..plan.narrow_accumulator`)."""
+    e, b = lw.e, lw.e.b
+    out, inp = p.weight.shape
+    pad = (out + 15) // 16 * 16
+    table = np.zeros((inp, pad), dtype=p.weight.data.dtype)
+    table[:, :out] = p.weight.data.T
+    g, wt = lw.weights(p, table, "dense")
+    vw, vi = ir.VectorType(wt, pad), ir.VectorType(I32, pad)
+    acc = lw.area[("acc", pop)]
+    vacc = e.var(vi, b.load(acc, typ=vi, align=4))
+
+    def body(j, x):
+        wv = b.load(b.gep(g, [b.mul(j, e.i64(pad))], source_etype=wt), typ=vw, align=1)
+        b.store(b.add(b.load(vacc, typ=vi), wv if wt == I32 else b.sext(wv, vi)), vacc)
+
+    lw.events(p, pop, body)
+    b.store(b.load(vacc, typ=vi), acc, align=4)
 
 
 def project_dense_rows(lw: Lowering, p: Op, pop: Op):
