@@ -1184,16 +1184,18 @@ def test_pools_from_byte_spike_vectors_match(bits, kernel, strides, weight):
     assert ref.spikes[h2].any() and not ref.spikes[h2].all()
 
 
-@pytest.mark.parametrize("wmax, pads", [(3000, (3, 0, 1, 2)), (100, (0, 1, 0, 0))])
-def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads):
+@pytest.mark.parametrize("wmax, pads, wide", [(3000, (3, 0, 1, 2), 1), (100, (0, 1, 0, 0), 1),
+                                               (3000, (0, 0, 1, 1), 2), (100, (1, 1, 1, 1), 2)])
+def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads, wide):
     """Stride-1 convs with a halo (plan.conv_halo): grouped, dilated, padded unevenly, into
-    an i32 accumulator (8 channels per group: one vector) and an i16 one (16: one vector);
-    sums that fall off the edges land in the halo and are never read."""
+    an i32 accumulator (8 channels per group: one AVX2 vector) and an i16 one (16: one
+    vector); ``wide`` 2: twice the channels, one 512-bit vector per kernel cell on an
+    AVX-512 host; sums that fall off the edges land in the halo and are never read."""
 
     g = Graph("halo")
     x = g.add(ann.Input(declared_type=TensorType((4, 9, 10))), "x")
     s = g.add(snn.Encode(x=x, encoding="rate"), "s")
-    groups, out = (2, 16) if wmax > 1000 else (1, 16)
+    groups, out = (2, 16 * wide) if wmax > 1000 else (1, 16 * wide)
     kh, kw, dil = 3, 2, (2, 1)
     oh = 9 + pads[0] + pads[2] - dil[0] * (kh - 1)
     ow = 10 + pads[1] + pads[3] - dil[1] * (kw - 1)
@@ -1206,7 +1208,10 @@ def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads):
     g.add(ann.Output(values=[g.add(snn.Decode(x=h.result))]))
     verify(g)
     assert plan.conv_halo(c.owner, plan.plan(Network.of(g)).private[c.owner]) is not None
-    assert '"hbase.' in _ir(g)
+    text = _ir(g)
+    assert '"hbase.' in text
+    if wide == 2 and "avx512bw" in jit.host_features():  # one 512-bit vector per kernel cell
+        assert ("<16 x i32>" if wmax > 1000 else "<32 x i16>") in text
     xs = np.random.default_rng(36).random((3, 4, 9, 10)).astype(np.float32)
     got, ref = compare(g, [xs], 10, exact=True, threads=2)
     assert ref.spikes[h].any() and not ref.spikes[h].all()
