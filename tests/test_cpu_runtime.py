@@ -804,6 +804,25 @@ def test_time_batched_layers_match_the_reference(encoding):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("wmax, size", [(300, 200), (2000, 200), (127, 40)])
+def test_time_batched_tiles_in_i16_and_i32_match(wmax, size):
+    """A tile sums in i16 (128 columns, then a 64-column rest; or one small tile) when no
+    step's sum into a column can leave i16, else in i32 (64 columns)."""
+    rng = np.random.default_rng(16)
+    g = Graph("ff")
+    x = g.add(ann.Input(declared_type=TensorType((90,))), "x")
+    s = g.add(snn.Encode(x=x, encoding="rate"), "s")
+    c = g.add(snn.Project(src=s, kind="dense", weight=Blob(rng.integers(-wmax, wmax, (size, 90)).astype(np.int16))))
+    h = snn.Population(currents=[c], declared_type=SpikeType((size,)), bits=24, threshold=20 * wmax)
+    g.add(h, "h")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=h.result, mode="membrane"))]))
+    verify(g)
+    assert _layout(g).tiled and (plan.unit_bound(c.owner) < 2**15) == (wmax < 1000)
+    got, ref = compare(g, [rng.random((3, 90)).astype(np.float32)], 12, exact=True, schedules=("layer",))
+    assert ref.spike_count > 50
+
+
+@pytest.mark.slow
 def test_whole_run_scratch_is_sized_per_call():
     """Spike lists and currents of a layer span the run: one executor serves runs of any length."""
     g = _big_feed_forward("spikes")
@@ -833,6 +852,28 @@ def test_samples_with_spike_counts_run_by_the_step_schedule_compiled_when_needed
     got = run([x], timesteps=12, record="all")
     _agree(got, semantics.run_snn(g, [x], timesteps=12, record=pops), pops, True)
     assert run._step is not None and got.stats["schedule"] == "layer"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_spike_trains_read_as_floats_match_whatever_their_type(dtype):
+    """The layer function reads a ``spikes`` encoder that only tiled layers read as float32
+    (plan.raw_encoders): the host's own float32 array, other types converted with every value
+    but 0 and 1 made 2.  Fractions (truncated by the reference), -0, counts and negative
+    values must send their samples to the step schedule, whose int64 values are exact."""
+    g = _big_feed_forward("spikes")
+    assert plan.plan(plan.Network.of(g)).raw == set(g.walk("snn.encode"))
+    run = cpu.prepare(g, cache=False, threads=2)
+    pops = g.walk("snn.population")
+    rng = np.random.default_rng(15)
+    x = (rng.random((6, 10, 90)) < 0.3).astype(np.float64)
+    if np.dtype(dtype).kind == "f":
+        x[1, 2, 3], x[2, 0, 0], x[3, 9, 89], x[5, 5, 5] = 0.5, 1.75, -0.0, 0.999
+    x[4, 1, 1] = -1
+    x = x.astype(dtype)
+    got = run([x], timesteps=10, record="all")
+    _agree(got, semantics.run_snn(g, [x], timesteps=10, record=pops), pops, True)
+    assert run._step is not None  # the samples with other values ran by the step schedule
 
 
 def test_schedule_choice():
@@ -1143,16 +1184,18 @@ def test_pools_from_byte_spike_vectors_match(bits, kernel, strides, weight):
     assert ref.spikes[h2].any() and not ref.spikes[h2].all()
 
 
-@pytest.mark.parametrize("wmax, pads", [(3000, (3, 0, 1, 2)), (100, (0, 1, 0, 0))])
-def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads):
+@pytest.mark.parametrize("wmax, pads, wide", [(3000, (3, 0, 1, 2), 1), (100, (0, 1, 0, 0), 1),
+                                               (3000, (0, 0, 1, 1), 2), (100, (1, 1, 1, 1), 2)])
+def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads, wide):
     """Stride-1 convs with a halo (plan.conv_halo): grouped, dilated, padded unevenly, into
-    an i32 accumulator (8 channels per group: one vector) and an i16 one (16: one vector);
-    sums that fall off the edges land in the halo and are never read."""
+    an i32 accumulator (8 channels per group: one AVX2 vector) and an i16 one (16: one
+    vector); ``wide`` 2: twice the channels, one 512-bit vector per kernel cell on an
+    AVX-512 host; sums that fall off the edges land in the halo and are never read."""
 
     g = Graph("halo")
     x = g.add(ann.Input(declared_type=TensorType((4, 9, 10))), "x")
     s = g.add(snn.Encode(x=x, encoding="rate"), "s")
-    groups, out = (2, 16) if wmax > 1000 else (1, 16)
+    groups, out = (2, 16 * wide) if wmax > 1000 else (1, 16 * wide)
     kh, kw, dil = 3, 2, (2, 1)
     oh = 9 + pads[0] + pads[2] - dil[0] * (kh - 1)
     ow = 10 + pads[1] + pads[3] - dil[1] * (kw - 1)
@@ -1165,7 +1208,10 @@ def test_conv_halo_with_groups_dilations_and_pads_matches(wmax, pads):
     g.add(ann.Output(values=[g.add(snn.Decode(x=h.result))]))
     verify(g)
     assert plan.conv_halo(c.owner, plan.plan(Network.of(g)).private[c.owner]) is not None
-    assert '"hbase.' in _ir(g)
+    text = _ir(g)
+    assert '"hbase.' in text
+    if wide == 2 and "avx512bw" in jit.host_features():  # one 512-bit vector per kernel cell
+        assert ("<16 x i32>" if wmax > 1000 else "<32 x i16>") in text
     xs = np.random.default_rng(36).random((3, 4, 9, 10)).astype(np.float32)
     got, ref = compare(g, [xs], 10, exact=True, threads=2)
     assert ref.spikes[h].any() and not ref.spikes[h].all()

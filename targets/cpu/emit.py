@@ -166,6 +166,18 @@ class Emitter:
         g.initializer = ir.FormattedConstant(typ, _byte_string(raw))
         return g, ir_type(data.dtype)
 
+    def opaque(self, pointer):
+        """``pointer`` (a global) as a value LLVM cannot see through, computed once in the
+        entry block: constant offsets from it then become displacements from one register;
+        from the global itself each becomes its own 64-bit address constant under the JIT's
+        large code model (a ``movabs`` per use)."""
+        here = self.b.block
+        self.b.position_at_start(self.entry)
+        asm = ir.InlineAsm(ir.FunctionType(PTR, [PTR]), "", "=r,0")
+        value = self.b.call(asm, [pointer])
+        self.b.position_at_end(here)
+        return value
+
     def load(self, base, index, typ: ir.Type):
         return self.b.load(self.b.gep(base, [index], source_etype=typ, inbounds=True), typ=typ)
 
@@ -387,7 +399,7 @@ class Lowering:
                 continue
             if kind == "enc":
                 size = op.result.type.size
-                typ = ir_type(self.net.enc_dtype(op))
+                typ = self.enc_type(op)
                 stride = b.mul(self.T, e.i64(size))
             elif kind == "rec":
                 size = op.result.type.size
@@ -432,31 +444,57 @@ class Lowering:
             self.t = t
             self.update(pop, b.gep(cur, [b.mul(t, e.i64(cols))], source_etype=I32))
 
+    def enc_type(self, enc: Op) -> ir.Type:
+        """The element type of ``enc``'s host array: float32 for a raw ``spikes`` encoder
+        (:func:`.plan.raw_encoders`), else :meth:`.plan.Network.enc_dtype`'s."""
+        return F32 if enc in self.lay.raw else ir_type(self.net.enc_dtype(enc))
+
     def list_encoder(self, enc: Op):
         """List the indices of ``enc``'s non-zero values for every presentation step of this
-        sample (``eidx``/``ecnt``), and clear its unit flag if any value is not 1."""
+        sample (``eidx``/``ecnt``), and clear its unit flag if any value is not 1.  Groups of
+        8 values are compared as one vector and listed without branches (:meth:`list8`), the
+        values after the last whole group one by one."""
         e, b = self.e, self.e.b
         size = enc.result.type.size
-        typ = ir_type(self.net.enc_dtype(enc))
+        typ = self.enc_type(enc)
         idx_area, cnt_area = self.area[("eidx", enc)], self.area[("ecnt", enc)]
         flag = self.unit_flag[enc]
         b.store(ir.Constant(I8, 1), flag)
         check = enc.encoding not in UNIT_ENCODINGS
+        other = e.var(I8, 0)  # the bits of values other than 0 and 1, or'ed together
+
+        def ne(x, c):  # x != c; true for NaN
+            if isinstance(typ, ir.IntType):
+                return b.icmp_signed("!=", x, ir.Constant(x.type, c if x.type == typ else [c] * x.type.count))
+            return b.fcmp_unordered("!=", x, ir.Constant(x.type, float(c) if x.type == typ else [float(c)] * 8))
+
+        lut = e.const_array(SPIKE_LUT, "spikelut")[0]
+        nvec, rest = divmod(size, 8)
+        vt = ir.VectorType(typ, 8)
         with e.loop(0, self.T, "pt") as pt:
             row = b.gep(self.row[("enc", enc)], [b.mul(pt, e.i64(size))], source_etype=typ)
             lst = b.gep(idx_area, [b.mul(pt, e.i64(size))], source_etype=I32)
             count = e.var(I64, 0)
-            with e.loop(0, size, "j") as j:
-                x = e.load(row, j, typ)
-                with e.when(b.icmp_signed("!=", x, ir.Constant(typ, 0))):
-                    k = b.load(count, typ=I64)
-                    e.store(b.trunc(j, I32), lst, k, I32)
-                    b.store(b.add(k, e.i64(1)), count)
-                    if check:
-                        with e.when(b.icmp_signed("!=", x, ir.Constant(typ, 1))):
-                            b.store(ir.Constant(I8, 0), flag)
+            with e.loop(0, nvec, "jv") as k:
+                first = b.mul(k, e.i64(8))
+                x = b.load(b.gep(row, [first], source_etype=typ, inbounds=True), typ=vt, align=1)
+                nz = ne(x, 0)
+                self.list8(lut, lst, count, b.bitcast(nz, I8), first)
+                if check:
+                    b.store(b.or_(b.load(other, typ=I8), b.bitcast(b.and_(nz, ne(x, 1)), I8)), other)
+            if rest:
+                with e.loop(nvec * 8, size, "j") as j:
+                    x = e.load(row, j, typ)
+                    with e.when(ne(x, 0)):
+                        k = b.load(count, typ=I64)
+                        e.store(b.trunc(j, I32), lst, k, I32)
+                        b.store(b.add(k, e.i64(1)), count)
+                        if check:
+                            b.store(b.or_(b.load(other, typ=I8), b.zext(ne(x, 1), I8)), other)
             e.store(b.trunc(b.load(count, typ=I64), I32), cnt_area, pt, I32)
-
+        if check:
+            with e.when(b.icmp_unsigned("!=", b.load(other, typ=I8), ir.Constant(I8, 0))):
+                b.store(ir.Constant(I8, 0), flag)
 
     def population_step(self, pop: Op):
         acc = self.area[("acc", pop)]  # all zero here: the update clears what it reads

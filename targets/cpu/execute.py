@@ -96,7 +96,8 @@ class Executor:
         for e in self.net.encoders:
             dtype = self.net.enc_dtype(e)
             if e.encoding == "spikes":  # semantics.encode's cast, for all steps at once
-                out[e] = host[e.x][:, :T].reshape(batch, T, -1).astype(dtype)
+                trains = host[e.x][:, :T].reshape(batch, T, -1)
+                out[e] = unit_floats(trains) if e in self.layout.raw else trains.astype(dtype)
                 continue
             if e.encoding == "rate":
                 fill = rate_trains(host[e.x].reshape(batch, -1), T, dtype, e.phase)
@@ -137,7 +138,7 @@ class Executor:
                 a = np.zeros((batch, steps, op.result.type.size), dtype=np.uint8) if op in recorded_pops else None
             state[(kind, op)] = a
             arrays.append(a)
-        table = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data if a is not None else None for a in arrays])
+        table = pointer_table(arrays)
         chosen = threads is None  # a call's own thread count is obeyed; the executor's may be tuned
         threads = threads or self.threads or default_threads()
         lockstep = bool(self.layout.parts) and batch < min(threads, PARTS)
@@ -148,7 +149,7 @@ class Executor:
         if chosen and lockstep:
             self._lockstep.took(threads > 1, (time.perf_counter() - start) / max(batch * steps, 1))
         if needs_step_rerun(self.layout):
-            self._rerun_skipped(state[("synops", None)], table, T, steps, threads)
+            self._rerun_skipped(state, host, T, steps, threads)
 
         outputs_by_value, voltages_by_value = {}, {}
         for d in graph.walk("snn.decode"):
@@ -171,10 +172,11 @@ class Executor:
                          stats={"threads": threads, "from_cache": self.compiled.from_cache,
                                 "schedule": self.layout.schedule})
 
-    def _rerun_skipped(self, synops: np.ndarray, table, T: int, steps: int, threads: int) -> None:
+    def _rerun_skipped(self, state: dict, host: dict, T: int, steps: int, threads: int) -> None:
         """Run the samples the layer-scheduled function skipped (their state is untouched)
-        with the step schedule, one contiguous range at a time."""
-        skipped = np.flatnonzero(synops == SKIPPED)
+        with the step schedule, one contiguous range at a time; it reads the encoders'
+        values as int64, also those the layer function read as floats (``raw``)."""
+        skipped = np.flatnonzero(state[("synops", None)] == SKIPPED)
         if not len(skipped):
             return
         with self._step_lock:
@@ -183,6 +185,13 @@ class Executor:
                 self._step = (_SIGNATURE(compiled.address), layout, compiled)
         fn, layout, _ = self._step
         assert layout.slots == self.layout.slots  # the same pointer table serves both
+        arrays = []
+        for kind, op in layout.slots:
+            a = state[(kind, op)]
+            if kind == "enc" and op in self.layout.raw:
+                a = host[op.x][:, :T].reshape(a.shape).astype(self.net.enc_dtype(op))
+            arrays.append(a)
+        table = pointer_table(arrays)
         breaks = np.flatnonzero(np.diff(skipped) != 1) + 1
         for run in np.split(skipped, breaks):
             self._run(fn, layout, table, int(run[0]), int(run[-1]) + 1, T, steps, threads)
@@ -254,6 +263,21 @@ class LockstepChoice:
 
     def took(self, lockstep: bool, seconds: float) -> None:
         self.seconds[lockstep] = seconds
+
+
+def pointer_table(arrays: Sequence[np.ndarray | None]):
+    """The compiled function's ``bufs``: the arrays' addresses in slot order (null for None)."""
+    return (ctypes.c_void_p * len(arrays))(*[a.ctypes.data if a is not None else None for a in arrays])
+
+
+def unit_floats(trains: np.ndarray) -> np.ndarray:
+    """Spike trains as the layer function reads a raw ``spikes`` encoder
+    (:func:`.plan.raw_encoders`): float32, contiguous, every 0 and 1 kept and every other
+    value some value other than 0 and 1 (it only decides that the sample runs by the step
+    schedule, which reads the exact values).  A contiguous float32 array is used as it is."""
+    if trains.dtype == np.float32:
+        return np.ascontiguousarray(trains)
+    return np.where((trains == 0) | (trains == 1), trains, 2).astype(np.float32)
 
 
 def rate_trains(x: np.ndarray, T: int, dtype: np.dtype, phase: int = 0):

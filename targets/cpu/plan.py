@@ -63,8 +63,10 @@ class Layout:
     ``layer``, populations that feed others keep their spike lists of the whole run
     (``whole_run``: a ring slot per step), ``tiled`` maps populations to the projections that
     the time-batched kernel runs (:func:`.kernels.dense.tiled_currents`), and ``listed`` are the
-    encoders whose non-zero values are listed per step for it.  Areas sized by the run's
-    steps live after the fixed ones (:meth:`reserve_run`, :meth:`scratch_size`).
+    encoders whose non-zero values are listed per step for it; ``raw`` those of them (``spikes``
+    encoders read only by the kernel) whose values the function reads as float32, the host's
+    own array when it is one (:func:`raw_encoders`).  Areas sized by the run's steps live after
+    the fixed ones (:meth:`reserve_run`, :meth:`scratch_size`).
 
     ``overwritten``: integer populations whose first current is a conv2d, whose flush writes
     the whole accumulator each step, so that the neuron update need not clear it.
@@ -92,6 +94,7 @@ class Layout:
     whole_run: set[Op] = field(default_factory=set)
     tiled: dict[Op, list[Op]] = field(default_factory=dict)
     listed: set[Op] = field(default_factory=set)
+    raw: set[Op] = field(default_factory=set)
     run: dict[tuple[str, Op], int] = field(default_factory=dict)
     run_bytes: int = 0
     overwritten: set[Op] = field(default_factory=set)
@@ -203,6 +206,7 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
         lay.tiled = {pop: [c.owner for c in pop.currents] for pop in order if tiled_population(net, lay, pop)}
         lay.listed = {p.src.owner for ps in lay.tiled.values() for p in ps if p.src.owner.KIND == "snn.encode"}
         lay.whole_run = {p.src.owner for p in net.projections if p.src.owner.KIND == "snn.population"}
+        lay.raw = raw_encoders(net, lay)
     for pop in net.populations:
         size = pop.result.type.size
         delays = [p.delay for p in net.projections if p.src.owner is pop]
@@ -321,6 +325,9 @@ def feed_forward_order(net: Network) -> list[Op] | None:
 #: Output columns per tile of the time-batched kernel: a tile's accumulators (64 i32, eight
 #: AVX2 registers) stay in registers while the events of one step add their weight rows.
 TILE = 64
+#: The same for a projection whose step sums stay in i16 (:func:`unit_bound` below ``2**15``):
+#: 128 columns, eight AVX2 registers of 16 i16 each.
+TILE16 = 128
 #: Largest table (bytes) of conv2d weights widened to i32 for an i32 private accumulator, so
 #: that an event adds them without sign-extending each vector (W2's 16→32 conv, 18 KB: 5–7 %
 #: faster in one measurement); larger kernels keep their narrow type, to stay in L1.
@@ -354,6 +361,18 @@ def tiled_population(net: Network, lay: Layout, pop: Op) -> bool:
         if src.KIND == "snn.encode" and net.enc_dtype(src).kind != "i":
             return False
     return True
+
+
+def raw_encoders(net: Network, lay: Layout) -> set[Op]:
+    """The listed ``spikes`` encoders whose every projection the time-batched kernel runs: the
+    function reads their values as float32 (the host's input array itself when it is float32
+    and contiguous: no ``[N, T, size]`` int64 copy, which was 15 ms of W1's 64-sample run)
+    and lists the non-zero ones; a value other than 0 and 1 (a count, a fraction, NaN) skips
+    the sample, which the ``step`` schedule then runs from the exact int64 values
+    (:func:`needs_step_rerun`)."""
+    tiled = {p for ps in lay.tiled.values() for p in ps}
+    return {e for e in lay.listed if e.encoding == "spikes"
+            and all(p in tiled for p in net.projections if p.src.owner is e)}
 
 
 def needs_step_rerun(lay: Layout) -> bool:

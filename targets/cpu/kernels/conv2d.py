@@ -12,7 +12,7 @@ from llvmlite import ir
 from nmc.ir.core import Op
 
 from ..emit import I8, I32, I64
-from ..plan import conv_halo, conv_out, conv_weights_dtype
+from ..plan import conv_halo, conv_out, conv_weights_dtype, host_features
 from ..tables import int_weights
 from . import kernel
 from .common import flush, private, window_targets
@@ -55,10 +55,15 @@ def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
         hy, hx, _, OWp = halo
         dy, dx = p.dilations
         V = 256 // pt.width
+        feats = lw.lay.features if lw.lay.features is not None else host_features()
+        if "avx512bw" in feats and og % (2 * V) == 0:  # one 512-bit register per kernel cell
+            V *= 2
         vt = ir.VectorType(pt, V)
         ys, xs = np.divmod(np.arange(H * W), W)  # the event's cell for kernel cell (0, 0), · O
         hbase = e.const_array((((ys + p.pads[0] + hy) * OWp + xs + p.pads[1] + hx) * O).astype(np.int32),
                               "hbase")[0]
+
+        g = lw.e.opaque(g)  # kernel cells at displacements from one register, not 18 movabs
 
         def body(j, x):  # x is None: an i16/i32 private accumulator takes only 0/1 events
             b.store(ir.Constant(I8, 1), touched)
