@@ -36,9 +36,15 @@ own peak memory; a crash, out-of-memory or ``--timeout`` is that row's result):
 A refusal (an ``NmcError``) prints the stage and the first line of the message in place of
 the numbers after it.  *peak GiB* is the row's peak resident memory (``ru_maxrss`` of its
 process: conversion, mapping and both runs).  Nothing is hidden: ``NMC_MAX_MEMORY`` (the stage
-estimates of nmc/limits.py) is set to ``--max-memory`` and printed under the table.  A second
-table splits each row's time by pass (conversion passes, then partition, place, route and the
-rest of ``nmc.compile``: IR snapshot, emitter, resource summary).
+estimates of nmc/limits.py) is set to ``--max-memory`` and printed under the table.  *peak GiB to map*
+is the same figure taken right after mapping (import, conversion and mapping; ``ru_maxrss`` only
+grows, so it is the larger of conversion's and mapping's peaks), before the image is saved and
+run.  A second table splits each row's time by pass and step (``image.stats``): conversion
+passes, then ``--board auto``'s sizing (*fit board*: it partitions the graph, and the
+partition pass reuses that plan, so *partition* is then only the pass's own work), the mapping
+passes (each with the verifier and the reproducer's snapshot after and before it), the
+emitter, the resource summary, and the rest of ``nmc.compile`` (the graph's copy and
+printed snapshot, source digest, manifest).
 
 ``--cluster auto`` (or a Ray address; Ray is the ``nmc[cluster]`` extra) adds the Ray check
 (docs/cluster.md): the image of ``--cluster-network`` (default squeezenet) is kept, and
@@ -78,6 +84,7 @@ from mapping import isolated, memory_available_gib, peak_gib  # noqa: E402
 NETWORKS = ["squeezenet", "shufflenet", "bvlc_alexnet", "zfnet512", "inception_v1", "inception_v2",
             "densenet121", "resnet50", "vgg19"]
 MAPPING_PASSES = ("partition", "place", "route")
+MAPPING_PHASES = ("fit-board", "resource-summary")  # nmc.compile's steps beside the passes (and "emit")
 
 
 def zoo_dir() -> Path:
@@ -171,9 +178,12 @@ def network_row(spec: dict) -> dict:
                     "peak_gib": peak_gib()}
     row["map_s"] = time.perf_counter() - start
     row["links_over"], row["busiest_link"] = links_over(image, target.chip)
-    passes = image.stats["passes"]
+    row["map_peak_gib"] = peak_gib()  # import, conversion and mapping: before the image is saved and run
+    passes, phases = image.stats["passes"], image.stats.get("phases", {})
     row.update({f"{p}_s": passes.get(p) for p in MAPPING_PASSES})
-    row["emit_s"] = row["map_s"] - sum(passes.get(p, 0.0) for p in MAPPING_PASSES)
+    row.update({f"{p}_s": phases.get(p) for p in MAPPING_PHASES})
+    row["emit_s"] = phases.get("emit")
+    row["map_other_s"] = row["map_s"] - sum(passes.get(p, 0.0) for p in MAPPING_PASSES) - sum(phases.values())
     res = image.manifest["resources"]
     row.update(neurons=res["neurons"], synapses=res["synapses"], cores=res["cores"],
                lower_bound=res["cores_lower_bound"], dendrites=res.get("dendrite_cores", 0), chips=res["chips"],
@@ -188,6 +198,9 @@ def network_row(spec: dict) -> dict:
             cpu = nmc.run(path, x_run, backend="cpu")
         except NmcError as err:
             return {**row, "error": f"run: {first_line(err)}", "peak_gib": peak_gib()}
+        except MemoryError:  # the row keeps what it measured before the runs
+            return {**row, "error": f"run: MemoryError: over the {spec['memory_limit_gib']:.1f} GiB address-space "
+                                    "limit", "peak_gib": peak_gib()}
     row["emu_sample_steps_per_s"] = len(x_run) * emu.steps / emu.run_s
     row["cpu_sample_steps_per_s"] = len(x_run) * cpu.steps / cpu.run_s
     row["steps"] = emu.steps
@@ -220,14 +233,15 @@ COLS = [("network", "network"), ("convert_options", "convert"), ("neurons", "neu
         ("cores", "cores"), ("lower_bound", "lower bound"), ("cores/lb", "cores/lb"),
         ("dendrites", "dendrite cores"), ("chips", "chips"), ("board", "board"),
         ("busiest_link", "busiest link (spikes/step)"), ("links_over", "links over capacity"), ("import_s", "import s"),
-        ("convert_s", "convert s"), ("map_s", "map s"), ("peak_gib", "peak GiB"),
+        ("convert_s", "convert s"), ("map_s", "map s"), ("map_peak_gib", "peak GiB to map"), ("peak_gib", "peak GiB"),
         ("emu_sample_steps_per_s", "emulator sample-steps/s"), ("cpu_sample_steps_per_s", "CPU sample-steps/s"),
         ("identical", "emulator = CPU")]
 
 PASS_COLS = [("network", "network"), ("canonicalize_s", "canonicalize"), ("lrn-to-scale_s", "lrn-to-scale"),
              ("calibrate_s", "calibrate"), ("normalize_s", "normalize"), ("convert-to-spiking_s", "convert-to-spiking"),
-             ("quantize_s", "quantize"), ("measure-rates_s", "measure-rates"), ("partition_s", "partition"),
-             ("place_s", "place"), ("route_s", "route"), ("emit_s", "emit etc.")]
+             ("quantize_s", "quantize"), ("measure-rates_s", "measure-rates"),
+             ("fit-board_s", "fit board"), ("partition_s", "partition"), ("place_s", "place"), ("route_s", "route"),
+             ("emit_s", "emit"), ("resource-summary_s", "resource summary"), ("map_other_s", "map: the rest")]
 
 
 def _fmt(v) -> str:

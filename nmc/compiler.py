@@ -8,7 +8,9 @@ calibration data, timesteps, opt level, pipeline, seed).  The image holds
   with blobs inline, so every image can be run by the reference and CPU backends;
 * ``manifest``: JSON — source hash, pipeline, compiler version, target, timesteps, latency,
   resource summary and pass statistics (pass *timings* are not in the image, they would break
-  byte-identical rebuilds; they are in ``image.stats["passes"]`` and the compile report);
+  byte-identical rebuilds; they are in ``image.stats["passes"]`` and the compile report, and
+  the seconds of the mapping steps that are not passes — ``fit-board`` (``--board auto``),
+  ``emit``, ``resource-summary`` — in ``image.stats["phases"]``);
 * for a chip target: ``chip`` (the description's text) and the emitter's hardware sections.
 
 Default pipelines (``--print-pipeline`` shows the one chosen):
@@ -32,6 +34,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -215,8 +218,11 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
     latency = latency_steps(graph, T)
     resources: dict[str, Any] = {}
     sections: dict[str, bytes] = {"graph": snapshot.encode()}
+    phases: dict[str, float] = {}  # seconds of the steps of mapping that are not passes
+    clock = time.perf_counter()
     if mapping and board == "auto":
         fitted = cls.fit_board(graph, target.chip, target.chip_text)
+        phases["fit-board"] = time.perf_counter() - clock
         if fitted is None:
             raise UsageError(f"chip class '{target.chip_class}' cannot size boards (--board auto)")
         from nmc.targets.chip import parse_chip
@@ -227,13 +233,17 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
     if mapping:
         check_mapping(graph)
         PassManager(mapping, ctx).run(graph)
+        clock = time.perf_counter()
         hardware = cls.emit_sections(graph, target.chip)
+        phases["emit"] = time.perf_counter() - clock
         clash = set(hardware) & {"graph", "manifest", "chip"}
         if clash:
             raise ValueError(f"the {target.chip_class} emitter returned reserved section names {sorted(clash)}")
         sections.update(hardware)
         sections["chip"] = target.chip_text
+        clock = time.perf_counter()
         resources = _jsonable(cls.resource_summary(graph, target.chip))
+        phases["resource-summary"] = time.perf_counter() - clock
     manifest = {
         "compiler": f"nmc {__version__}",
         "source_sha256": source,
@@ -253,7 +263,7 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
         seconds[name] += s
     _report_instruments(ins, passes, ctx)
     return Image(target.name, target.chip.digest if target.chip else "", sections,
-                 stats={"passes": dict(seconds), "remarks": list(ctx.remarks)})
+                 stats={"passes": dict(seconds), "phases": phases, "remarks": list(ctx.remarks)})
 
 
 def _report_instruments(ins: Instruments, passes: list[Pass], ctx: PassContext) -> None:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 import lark
 
 from nmc.diagnostics import NmcError, UsageError
-from nmc.ir.core import Graph, VerifyError
+from nmc.ir.core import Graph, Value, VerifyError
 from nmc.ir.printer import print_graph
 from nmc.ir.verifier import verify
 
@@ -346,6 +346,41 @@ def read_reproducer_pipeline(text: str) -> str | None:
     return first[len(REPRODUCER_TAG):] if first.startswith(REPRODUCER_TAG) else None
 
 
+class Snapshot:
+    """A graph as it was before a pass, for the reproducer, taken in time linear in the ops'
+    fields without re-running their constructors (:meth:`Graph.clone` does: a mapped graph's
+    ``hw.core`` slices made every clone cost seconds at ResNet-50's size): the op list, the
+    meta, each op's fields (lists and dicts copied one level, as ``clone`` copies them) and
+    each result's name and type.  :meth:`text` rebuilds a detached copy and prints it, blobs
+    inline — only when the pass failed.  Passes replace ops or set their fields; a pass that
+    mutated a field's tuple, Blob or nested object in place would show here (as in a clone)."""
+
+    def __init__(self, graph: Graph):
+        self.name, self.meta = graph.name, dict(graph.meta)
+        self.ops = [(op, {k: list(v) if type(v) is list else dict(v) if type(v) is dict else v
+                          for k, v in vars(op).items()},
+                     None if op.result is None else (op.result.name, op.result.type)) for op in graph.ops]
+
+    def graph(self) -> Graph:
+        """A new graph equal to the one the snapshot was taken of (as ``clone`` would copy it)."""
+        g = Graph(self.name, dict(self.meta))
+        mapping: dict[int, Value] = {}
+        for op, fields, result in self.ops:
+            new = object.__new__(type(op))
+            new.__dict__.update(fields)
+            if result is not None:
+                new.result = mapping[id(fields["result"])] = Value(result[1], owner=new, name=result[0])
+            g.ops.append(new)
+        for new in g.ops:
+            for name, spec in new.operand_specs():
+                v = getattr(new, name)
+                setattr(new, name, [mapping.get(id(x), x) for x in v] if spec.kind == "operands" else mapping.get(id(v), v))
+        return g
+
+    def text(self) -> str:
+        return print_graph(self.graph(), print_blobs=True)
+
+
 # ---------------------------------------------------------------------------- pass manager
 
 
@@ -397,25 +432,25 @@ class PassManager:
         name = p.NAME
         if ins.wants(ins.print_ir_before, name):
             out.write(f"// -----// IR Dump Before {format_pass(p)} //----- //\n{print_graph(graph)}\n")
-        before = graph.clone()  # printed only if the pass fails, for the reproducer
+        before = Snapshot(graph)  # printed only if the pass fails, for the reproducer
         ctx.current = name
         start = time.perf_counter()
         try:
             p.run(graph, ctx)
         except VerifyError as err:  # the pass built an invalid op: a bug, not the user's input
-            raise PassFailure(name, err, write_reproducer(print_graph(before, print_blobs=True), format_pass(p), ins.reproducer)) from err
+            raise PassFailure(name, err, write_reproducer(before.text(), format_pass(p), ins.reproducer)) from err
         except NmcError as err:
             err.notes.append(f"while running pass '{name}'")
             raise
         except Exception as err:
-            raise PassFailure(name, err, write_reproducer(print_graph(before, print_blobs=True), format_pass(p), ins.reproducer)) from err
+            raise PassFailure(name, err, write_reproducer(before.text(), format_pass(p), ins.reproducer)) from err
         finally:
             ctx.timings.append((name, time.perf_counter() - start))
         if ctx.verify:
             try:
                 verify(graph)
             except VerifyError as err:
-                raise PassFailure(name, err, write_reproducer(print_graph(before, print_blobs=True), format_pass(p), ins.reproducer)) from err
+                raise PassFailure(name, err, write_reproducer(before.text(), format_pass(p), ins.reproducer)) from err
         if ins.wants(ins.print_ir_after, name):
             out.write(f"// -----// IR Dump After {format_pass(p)} //----- //\n{print_graph(graph)}\n")
 

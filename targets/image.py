@@ -98,28 +98,17 @@ class Image:
         """Write the image to ``path`` atomically (whole or not at all)."""
         from nmc.fileio import atomic_write
 
-        atomic_write(path, encode_image(self))
+        atomic_write(path, lambda f: write_image(self, f))
 
 
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def encode_image(img: Image) -> bytes:
-    """The image's bytes (deterministic: a function of target, chip hash and sections only)."""
-    sections = {name: bytes(data) for name, data in img.sections.items()}
-    head, spans, total = _frame(img, {name: zlib.crc32(data) for name, data in sections.items()})
-    out = bytearray(total)
-    out[:len(head)] = head
-    for (offset, length), name in zip(spans, sorted(sections)):
-        out[offset:offset + length] = sections[name]
-    return bytes(out)
-
-
-def _frame(img: Image, crcs: dict[str, int]) -> tuple[bytes, list[tuple[int, int]], int]:
-    """What :func:`encode_image` writes around the sections of ``img`` (whose CRC32s are
-    ``crcs``): the header and section table, each section's ``(offset, length)`` in name order
-    (the bytes between are zero), and the image's total size."""
+def _layout(img: Image) -> tuple[bytes, list[tuple[int, bytes]], int]:
+    """(header, section table and CRC, zero-padded to the first payload; each section's offset
+    and bytes, in name order; the file's length) — the image's bytes without copying its
+    sections."""
     target = img.target.encode("utf-8")
     if len(target) > 0xFFFF:
         raise ValueError("target name too long for an image")
@@ -132,15 +121,52 @@ def _frame(img: Image, crcs: dict[str, int]) -> tuple[bytes, list[tuple[int, int
         if not 0 < len(n) <= MAX_NAME:
             raise ValueError(f"section name {n!r} must have 1 to {MAX_NAME} bytes")
     table_size = sum(_U16.size + len(n) + _ENTRY.size for n in encoded)
-    at = _align(_HEADER.size + len(target) + table_size + _U32.size)
-    entries, spans = [], []
+    offset = pos = _align(_HEADER.size + len(target) + table_size + _U32.size)
+    entries, placed = [], []
     for name, raw in zip(names, encoded):
-        length = len(img.sections[name])
-        entries.append(_U16.pack(len(raw)) + raw + _ENTRY.pack(at, length, crcs[name]))
-        spans.append((at, length))
-        at = _align(at + length)
-    head = _HEADER.pack(MAGIC, FORMAT_VERSION, len(names), at, digest, len(target)) + target + b"".join(entries)
-    return head + _U32.pack(zlib.crc32(head)), spans, at
+        data = img.sections[name]
+        entries.append(_U16.pack(len(raw)) + raw + _ENTRY.pack(pos, len(data), zlib.crc32(data)))
+        placed.append((pos, data))
+        pos = _align(pos + len(data))
+    head = _HEADER.pack(MAGIC, FORMAT_VERSION, len(names), pos, digest, len(target)) + target + b"".join(entries)
+    head += _U32.pack(zlib.crc32(head))
+    return head + bytes(offset - len(head)), placed, pos
+
+
+def _chunks(img: Image):
+    """The image's bytes as a sequence of pieces (its sections not copied)."""
+    head, placed, total = _layout(img)
+    yield head
+    for i, (pos, data) in enumerate(placed):
+        yield data
+        end = placed[i + 1][0] if i + 1 < len(placed) else total
+        yield bytes(end - pos - len(data))
+
+
+def write_image(img: Image, f) -> None:
+    """Write the image's bytes (:func:`encode_image`) to binary file ``f``, section by section."""
+    for chunk in _chunks(img):
+        f.write(chunk)
+
+
+def encode_image(img: Image) -> bytes:
+    """The image's bytes (deterministic: a function of target, chip hash and sections only)."""
+    return b"".join(_chunks(img))
+
+
+def _canonical(img: Image, data: bytes) -> bool:
+    """``encode_image(img) == data`` for an image decoded from ``data`` (every section CRC-checked
+    at its table offset), without building the bytes again: the same header and table, zero
+    padding between the sections and after the last."""
+    try:
+        head, placed, total = _layout(img)
+    except ValueError:
+        return False
+    if total != len(data) or data[:len(head)] != head:
+        return False
+    ends = [pos + len(body) for pos, body in placed]
+    starts = [pos for pos, _ in placed[1:]] + [total]
+    return all(not any(data[a:b]) for a, b in zip(ends, starts))
 
 
 def decode_image(data: bytes, filename: str = "<image>") -> Image:
@@ -195,14 +221,7 @@ def decode_image(data: bytes, filename: str = "<image>") -> Image:
     img = Image(target, digest.hex() if any(digest) else "", sections, filename=filename)
     if CHIP in sections and hashlib.sha256(sections[CHIP]).hexdigest() != img.chip_sha256:
         raise fail("corrupt image: the chip description does not match the chip hash in the header")
-    try:  # as encode_image(img) == data, without copying the sections again
-        head, spans, end = _frame(img, {name: crc for name, _, _, crc in table})
-        gaps = zip([len(head), *(offset + length for offset, length in spans)], [offset for offset, _ in spans] + [end])
-        canonical = end == len(data) and data[:len(head)] == head and all(
-            data[a:b] == bytes(b - a) for a, b in gaps)
-    except ValueError:
-        canonical = False
-    if not canonical:  # the bytes no CRC covers (padding, section order) must be as nmc writes them
+    if not _canonical(img, data):  # the bytes no CRC covers (padding, section order) must be as nmc writes them
         raise fail("corrupt image: bytes between the sections (padding) or the section order are not as written")
     return img
 

@@ -76,6 +76,23 @@ def test_round_trip_and_layout(tmp_path):
         assert data[off:off + len(payload)] == payload
 
 
+def test_save_streams_the_bytes_encode_gives(tmp_path):
+    """Image.save writes section by section what encode_image builds whole; the bytes are those
+    of the layout before saving was streamed (sha256 taken from the earlier encoder)."""
+    img = sample_image()
+    path = tmp_path / "s.nmb"
+    img.save(str(path))
+    assert path.read_bytes() == encode_image(img)
+    assert hashlib.sha256(encode_image(img)).hexdigest() == "2f4e05e7bba1cb00f8d980e119583ad7336a13c1a16677fd39aa18be1d217a37"
+
+
+def test_nonzero_padding_is_refused(tmp_path):
+    data = bytearray(encode_image(sample_image()))
+    end = section_offset(bytes(data), "cores") + 13  # 13 bytes: 3 bytes of padding follow
+    data[end] = 1
+    assert "padding" in refusal(tmp_path, bytes(data))
+
+
 def test_same_image_same_bytes_whatever_the_section_order():
     a = sample_image()
     b = Image(a.target, a.chip_sha256, dict(reversed(list(a.sections.items()))))

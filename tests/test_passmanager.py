@@ -19,6 +19,7 @@ from nmc.passmanager import (
     PassContext,
     PassFailure,
     PassManager,
+    Snapshot,
     format_pipeline,
     load_passes,
     parse_pipeline,
@@ -155,6 +156,34 @@ def test_verifier_after_each_pass_catches_a_broken_pass_and_writes_a_reproducer(
     assert "ann.dropout" not in text and "ann.relu" in text
     assert main(["opt", str(repro), "--run-reproducer"]) == 70
     assert "pass 'test-break-types' failed" in capsys.readouterr().err
+
+
+def test_reproducer_snapshot_prints_the_graph_before_the_pass(test_passes):
+    """The pass manager's cheap snapshot prints what a clone taken before the pass prints,
+    whatever the pass did to the graph in place (types, fields, op list, meta)."""
+    graph = parse_ir(GRAPH)
+    graph.meta["timesteps"] = 4
+    want = print_graph(graph.clone(), print_blobs=True)
+    snapshot = Snapshot(graph)
+    PassManager("drop-dropout,test-break-types", PassContext(verify=False)).run(graph)
+    graph.ops[0].extra["note"] = "changed"
+    graph.walk("ann.relu")[0].operands.clear()
+    graph.meta["timesteps"] = 9
+    assert print_graph(graph, print_blobs=True) != want
+    assert snapshot.text() == want
+
+
+def test_reproducer_snapshot_of_a_mapped_graph():
+    """... and of a mapped graph (hw ops with many slices), after placement changed its cores."""
+    from test_emulator import CHIP, random_graph
+
+    graph, _ = random_graph(3)
+    PassManager("partition", PassContext(target=CHIP)).run(graph)
+    want = print_graph(graph.clone(), print_blobs=True)
+    snapshot = Snapshot(graph)
+    PassManager("place{seed=0,iterations=50},route", PassContext(target=CHIP)).run(graph)
+    assert print_graph(graph, print_blobs=True) != want
+    assert snapshot.text() == want
 
 
 def test_no_verify_skips_the_verifier(test_passes):

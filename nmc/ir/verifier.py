@@ -9,6 +9,8 @@ avoids a projection (every projection delays by at least one step); and stage in
 
 from __future__ import annotations
 
+from itertools import chain
+
 from nmc.ir.core import Graph, Op, VerifyError
 
 
@@ -88,6 +90,8 @@ def _verify_cycles(graph: Graph) -> None:
     producers = {id(op.result): op for op in graph.ops if op.result is not None}
     users: dict[int, list[Op]] = {id(op): [] for op in graph.ops}
     for op in graph.ops:
+        if op.result is None:  # no user reads it, so it is on no cycle (a mapped graph's hw ops)
+            continue
         for v in op.operands:
             src = producers.get(id(v))
             if src is not None and src.KIND != "snn.project":
@@ -139,18 +143,18 @@ def _verify_hw(graph: Graph, pops: list[Op]) -> None:
     import numpy as np  # here, not at import: the verifier runs on every parse
 
     index = {id(p): i for i, p in enumerate(pops)}
-    pop, lo, hi, where = [], [], [], []  # every slice: population, bounds, core
     dendrites = {c.id for c in cores if c.partial}
-    for k, c in enumerate(cores):
+    for c in cores:
         if c.partial:  # a dendrite core holds no neurons (fan-in splitting)
             if not 0 <= c.partial[0] < len(cores) or c.partial[0] in dendrites:
                 raise c.error(f"names soma core {c.partial[0]}, which is no core holding neurons")
-            continue
-        pop += [index[id(v.owner)] for v in c.pops]
-        lo += c.slices[::2]
-        hi += c.slices[1::2]
-        where += [k] * len(c.pops)
-    pop, lo, hi = (np.asarray(x, np.int64) for x in (pop, lo, hi))
+    held = [(k, c) for k, c in enumerate(cores) if not c.partial]
+    # every slice: population, bounds, core (millions of slices at ImageNet size: no list per field)
+    owner = {id(v): index[id(v.owner)] for _, c in held for v in dict.fromkeys(c.pops)}
+    pop = np.fromiter((owner[id(v)] for _, c in held for v in c.pops), np.int64)
+    bounds = np.fromiter(chain.from_iterable(c.slices for _, c in held), np.int64).reshape(-1, 2)
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    where = np.repeat(np.array([k for k, _ in held], np.int64), [len(c.pops) for _, c in held])
     order = np.lexsort((lo, pop))  # per population by start, ties in core order
     pop, lo, hi = pop[order], lo[order], hi[order]
     first = np.r_[True, pop[1:] != pop[:-1]] if len(pop) else np.zeros(0, bool)

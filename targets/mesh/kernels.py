@@ -34,25 +34,32 @@ ARRAYS = {"kind": 1, "source": 1, "target": 1, "shapes": 2, "geometry": 2, "expo
 
 
 def emit_kernels(projections, net) -> dict[str, np.ndarray]:
-    """The section's arrays for shaped projections ``[(projection, Geometry)]`` of netlist ``net``."""
-    rows, weights = [], []
+    """The section's arrays for shaped projections ``[(projection, Geometry)]`` of netlist ``net``.
+    ``weights`` comes in the narrowest integer type that holds them (written once, a pooling's
+    or one-to-one's broadcast in place: ResNet-50's are over a hundred million), the rest int64."""
+    rows, parts = [], []
     target_of = {id(c): pop for pop in net.populations for c in pop.currents}
     for p, g in projections:
-        w = p.weight.data if isinstance(p.weight, Blob) else np.asarray(p.weight)
-        w = np.asarray(w).astype(np.int64)
-        if p.kind in ("pool", "one_to_one"):
-            w = np.broadcast_to(w, p.result.type.shape)
-        weights.append(w.reshape(-1))
+        w = np.asarray(p.weight.data if isinstance(p.weight, Blob) else p.weight)
+        shape = p.result.type.shape if p.kind in ("pool", "one_to_one") else w.shape
+        parts.append((w, tuple(shape), int(np.prod(shape, dtype=np.int64))))
         rows.append((KINDS.index(p.kind), net.source_offset[p.src.owner], net.neuron_offset[target_of[id(p.result)]],
                      [*g.src, *g.tgt],
                      [*g.kernel, *g.strides, *g.pads, *g.dilations, g.c_group, g.o_group], p.exponent, p.delay))
+    start = np.cumsum([0] + [n for _, _, n in parts]).astype(np.int64)
+    # as astype(int64) would give them (floats truncated), in a type that holds them all
+    values = [w if w.dtype.kind in "iub" else w.astype(np.int64) for w, _, _ in parts]
+    lo = min((int(w.min()) for w in values if w.size), default=0)
+    hi = max((int(w.max()) for w in values if w.size), default=0)
+    dtype = next(dt for dt in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max)
+    weights = np.empty(int(start[-1]), dtype)
+    for w, (_, shape, _), a, b in zip(values, parts, start[:-1], start[1:]):
+        weights[a:b].reshape(shape)[...] = w  # a broadcast (pool, one-to-one) written in place
     ints = lambda xs: np.asarray(xs, np.int64)  # noqa: E731
     return {"kind": np.asarray([r[0] for r in rows], np.uint8), "source": ints([r[1] for r in rows]),
             "target": ints([r[2] for r in rows]), "shapes": ints([r[3] for r in rows]).reshape(-1, 6),
             "geometry": ints([r[4] for r in rows]).reshape(-1, 10), "exponent": ints([r[5] for r in rows]),
-            "delay": ints([r[6] for r in rows]),
-            "weight_start": np.cumsum([0] + [len(w) for w in weights]).astype(np.int64),
-            "weights": np.concatenate(weights) if weights else np.zeros(0, np.int64)}
+            "delay": ints([r[6] for r in rows]), "weight_start": start, "weights": weights}
 
 
 def geometry_of(kr: dict, k: int) -> Geometry:

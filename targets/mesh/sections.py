@@ -80,8 +80,8 @@ def pack(arrays: dict[str, np.ndarray]) -> bytes:
         arr = np.ascontiguousarray(arr, dtype=dt)
         raw = name.encode()
         out += [struct.pack("<H", len(raw)), raw, struct.pack("<BB", CODES[dt], arr.ndim),
-                struct.pack(f"<{arr.ndim}Q", *arr.shape), arr.tobytes()]
-    return b"".join(out)
+                struct.pack(f"<{arr.ndim}Q", *arr.shape), memoryview(arr.reshape(-1).view(np.uint8))]
+    return b"".join(out)  # the arrays' bytes copied once, here
 
 
 def unpack(data: bytes, section: str) -> dict[str, np.ndarray]:
@@ -93,6 +93,7 @@ def unpack(data: bytes, section: str) -> dict[str, np.ndarray]:
 
     if not isinstance(data, bytes | bytearray) or data[:4] != MAGIC:
         raise bad("it does not start with the array-container magic 'NMA1'")
+    data = bytes(data)  # arrays read in place (no copy of bytes): they must not change under them
     pos, out = 8, {}
     if len(data) < 8:
         raise bad("truncated header")
@@ -119,7 +120,7 @@ def unpack(data: bytes, section: str) -> dict[str, np.ndarray]:
         size = int(np.prod(shape, dtype=object)) * DTYPES[code].itemsize
         if pos + size > len(data):
             raise bad(f"array '{name}' is truncated ({size} bytes announced, {len(data) - pos} left)")
-        arr = np.frombuffer(bytes(data[pos:pos + size]), DTYPES[code]).reshape(shape)
+        arr = np.frombuffer(data, DTYPES[code], count=size // DTYPES[code].itemsize, offset=pos).reshape(shape)
         out[name] = arr.astype(np.int64) if DTYPES[code] in SIGNED else arr  # integers read back as int64
         pos += size
     if pos != len(data):

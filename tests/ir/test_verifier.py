@@ -340,3 +340,29 @@ def test_verifier_error_from_parse_points_at_the_line():
         "  %h = snn.population(%c, %r) {du = 5000} : spikes<4>",
         "  ^",
     ]
+
+
+def test_mapped_graph_coverage_errors():
+    """Every population neuron on exactly one core: a gap and a neuron held twice are found
+    and named (the verifier reads all slices at once)."""
+    from test_emulator import CHIP, random_graph
+
+    from nmc.passmanager import PassContext, PassManager
+
+    graph, _ = random_graph(1)
+    PassManager("partition", PassContext(target=CHIP)).run(graph)
+    verify(graph)
+    cores = [op for op in graph.ops if op.KIND == "hw.core" and not op.partial]
+    c = next(c for c in cores if c.slices[1] - c.slices[0] >= 2)
+    name = c.pops[0].name
+    at = graph.ops.index(c)
+    graph.ops[at] = c.with_changes(slices=(c.slices[0] + 1, *c.slices[1:]), neurons=c.neurons - 1)
+    with pytest.raises(VerifyError, match=rf"slices of %{name} leave neurons \[{c.slices[0]}, {c.slices[0] + 1}\) on no core"):
+        verify(graph)
+    other = next(o for o in cores if o is not c)
+    graph.ops[at] = c
+    graph.ops[graph.ops.index(other)] = other.with_changes(pops=[*other.pops, c.pops[0]],
+                                                           slices=(*other.slices, *c.slices[:2]),
+                                                           neurons=other.neurons + c.slices[1] - c.slices[0])
+    with pytest.raises(VerifyError, match=f"neurons of %{name} from {c.slices[0]} that another core holds too"):
+        verify(graph)
