@@ -25,7 +25,7 @@ that does (docs/passes.md, "Channel rewrites"):
   ``B(y)`` becomes ``B(p) + B⁻(n)`` (``B⁻``: B's weights negated, no bias).  Exact because
   ``y = relu(y) − relu(−y)`` and B is linear (its zero padding pads both alike).  Copying the
   producer into each reader instead would also be exact but costs its whole fan-in once per
-  reader (DenseNet-121: about three times the synapses).
+  reader (docs/passes.md).
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ HINTS = {
     "ann.softmax": "a softmax at the output is removed by canonicalize (strip-output-softmax); inside the "
                    "network, replace it by a ReLU and retrain",
     "ann.log_softmax": "at the output, canonicalize removes it (strip-output-softmax)",
-    "ann.batchnorm": "run fold-batchnorm (or canonicalize) before convert-to-spiking",
+    "ann.batchnorm": "run canonicalize before convert-to-spiking: it folds a batchnorm into the conv or dense "
+                     "before it, or turns one on [C, H, W] values into a depthwise 1x1 conv (batchnorm-to-conv)",
     "ann.lrn": "--convert lrn=scale replaces it by one gain fitted on the calibration data (pass lrn-to-scale, "
                "an approximation whose error and top-1 agreement are reported; docs/conversion.md), "
                "or retrain the network without LRN",
