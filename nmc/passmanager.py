@@ -41,6 +41,7 @@ PASSES: dict[str, type[Pass]] = {}
 # and networkx-heavy code); tests/test_passmanager.py checks the index against the registry.
 # Chip classes index their own passes (ChipClass.pass_modules); pass_index() joins the two.
 PASS_MODULES: dict[str, str] = {
+    "batchnorm-to-conv": "nmc.passes.channels",
     "calibrate": "nmc.passes.calibrate",
     "canonicalize": "nmc.passes.canonicalize",
     "convert-to-spiking": "nmc.passes.convert",
@@ -49,11 +50,14 @@ PASS_MODULES: dict[str, str] = {
     "drop-identity": "nmc.passes.canonicalize",
     "fold-affine": "nmc.passes.fold_affine",
     "fold-batchnorm": "nmc.passes.canonicalize",
+    "fold-channel-shuffle": "nmc.passes.channels",
     "fold-constants": "nmc.passes.canonicalize",
     "lrn-to-scale": "nmc.passes.lrn_scale",
     "measure-rates": "nmc.passes.measure_rates",
     "normalize": "nmc.passes.normalize",
     "quantize": "nmc.passes.quantize",
+    "split-concat": "nmc.passes.channels",
+    "split-sign": "nmc.passes.channels",
     "strip-output-softmax": "nmc.passes.canonicalize",
 }
 

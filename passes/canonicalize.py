@@ -9,6 +9,7 @@ from __future__ import annotations
 from nmc.ir.ann import Constant
 from nmc.ir.core import Blob, Graph, Op
 from nmc.lazy import lazy_import
+from nmc.passes.channels import CHANNEL_PATTERNS
 from nmc.passes.fold_affine import PATTERNS as FOLD_AFFINE
 from nmc.passmanager import Pass, PassContext, register_pass
 from nmc.rewrite import Pattern, PatternPass, apply_patterns
@@ -192,10 +193,12 @@ class DeadCodeElimination(Pass):
 @register_pass("canonicalize")
 class Canonicalize(Pass):
     """All canonicalisation patterns (fold-batchnorm, drop-dropout, drop-identity,
-    fold-constants, strip-output-softmax, fold-affine), then dce, repeated until nothing changes."""
+    fold-constants, strip-output-softmax, fold-affine, and the channel rewrites
+    batchnorm-to-conv, fold-channel-shuffle, split-concat, split-sign), then dce, repeated until
+    nothing changes."""
 
     PATTERNS = (FOLD_BATCHNORM, DROP_DROPOUT, DROP_IDENTITY, FOLD_CONSTANTS,
-                STRIP_OUTPUT_SOFTMAX, STRIP_OUTPUT_LOG_SOFTMAX, *FOLD_AFFINE)
+                STRIP_OUTPUT_SOFTMAX, STRIP_OUTPUT_LOG_SOFTMAX, *FOLD_AFFINE, *CHANNEL_PATTERNS)
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         changed = False

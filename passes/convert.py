@@ -44,7 +44,9 @@ REFUSED = {
     "ann.leaky_relu": "its negative slope needs negative firing rates",
     "ann.prelu": "its negative slope needs negative firing rates",
     "ann.batchnorm": "batch normalisation must be folded into the preceding dense/conv first",
-    "ann.transpose": "a transpose of spiking values has no projection form here",
+    "ann.transpose": "a transpose of spiking values has no projection form here (canonicalize folds one that "
+                     "only permutes channels, a channel shuffle, into the conv or dense before or after it; this "
+                     "one moves values across positions, or its neighbours are not such layers)",
     "ann.lrn": "local response normalisation divides each activation by a power of its neighbouring channels' "
                "squares; IF neurons with rate coding compute weighted sums and max(0, x), not that division",
 }
@@ -52,7 +54,8 @@ HINTS = {
     "ann.softmax": "a softmax at the output is removed by canonicalize (strip-output-softmax); inside the "
                    "network, replace it by a ReLU and retrain",
     "ann.log_softmax": "at the output, canonicalize removes it (strip-output-softmax)",
-    "ann.batchnorm": "run fold-batchnorm (or canonicalize) before convert-to-spiking",
+    "ann.batchnorm": "run canonicalize before convert-to-spiking: it folds a batchnorm into the conv or dense "
+                     "before it, or turns one on [C, H, W] values into a depthwise 1x1 conv (batchnorm-to-conv)",
     "ann.lrn": "--convert lrn=scale replaces it by one gain fitted on the calibration data (pass lrn-to-scale, "
                "an approximation whose error and top-1 agreement are reported; docs/conversion.md), "
                "or retrain the network without LRN",
@@ -153,8 +156,27 @@ class Converter:
             return Cur([Term(x, {"kind": "one_to_one", "weight": 1.0})], x.shape)
         if isinstance(x, Parts) and len(x.parts) == 1:  # scaled spikes
             return Cur([Term(x.parts[0], {"kind": "one_to_one", "weight": x.factor(0)})], x.shape)
-        raise self.refuse(op, f"its input %{v.name} is a concatenation, which only dense and conv layers can read",
-                          hint="feed the concat into a dense or conv layer")
+        if isinstance(x, Parts) and x.axis == 0 and len(x.shape) == 3:
+            return self.embedded(x)
+        raise self.refuse(op, f"its input %{v.name} is a concatenation not along the channels of an image, "
+                              "which only dense and conv layers can read", hint="feed the concat into a dense or conv layer")
+
+    def embedded(self, x: Parts) -> Cur:
+        """A channel concatenation of spikes as a linear value (e.g. read by an add): each part
+        placed at its channel offset by a 1×1 ``conv2d`` projection whose weight is the part's
+        factor on the diagonal of its block and 0 elsewhere (shared weights: ``C × c_part``
+        per output position; an explicit one-to-one list would turn the whole population's
+        mapping into synapse lists)."""
+        c, terms, start = x.shape[0], [], 0
+        for i, p in enumerate(x.parts):
+            n = p.shape[0]
+            w = np.zeros((c, n, 1, 1), np.float32)
+            w[start + np.arange(n), np.arange(n), 0, 0] = x.factor(i)
+            terms.append(Term(p, {"kind": "conv2d", "weight": Blob(w), "strides": (1, 1), "pads": (0, 0, 0, 0),
+                                  "dilations": (1, 1), "groups": 1}))
+            start += n
+        self.ctx.stat("concats-embedded")
+        return Cur(terms, x.shape)
 
     def project(self, term: Term, name: str | None) -> Value:
         fields = dict(term.fields)

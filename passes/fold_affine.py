@@ -1,12 +1,18 @@
-"""fold-affine: fold multiplications and additions by constants into neighbouring conv/dense.
+"""fold-affine: fold multiplications and additions by constants into neighbouring conv/dense,
+and linear layers into the convolution they follow.
 
 Frontends turn ``(x - mean) / std`` input normalisation and the separate bias adds that
 exporters write (CNTK's ``Conv`` + ``Add``, ``MatMul`` + ``Add``) into ``ann.mul``/``ann.add``
 by an ``ann.constant``.  These patterns absorb them into a conv's or dense's weights and bias
-whenever that is exact.
+whenever that is exact.  Two linear layers with no ReLU between them — a 1×1 convolution (a
+per-channel affine map among them) after a convolution, an average pool that tiles the output
+of a convolution — are one convolution: a spiking network can only hold a linear value as the
+input current of neurons, so a linear layer reading a linear layer has no other exact form.
 """
 
 from __future__ import annotations
+
+import math
 
 from nmc.ir.core import Blob, Graph, Op, Value
 from nmc.lazy import lazy_import
@@ -67,6 +73,84 @@ def _input_channel_map(layer: Op) -> np.ndarray:
     out, per_group = layer.weight.shape[:2]
     group = np.arange(out) // (out // layer.groups)
     return group[:, None] * per_group + np.arange(per_group)[None, :]
+
+
+def ungrouped(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A conv weight ``[O, I/groups, k...]`` as the equivalent ungrouped ``[O, I, k...]`` (zeros
+    where an output channel does not read an input channel)."""
+    if groups == 1:
+        return weight
+    out, per_group = weight.shape[:2]
+    full = np.zeros((out, per_group * groups) + weight.shape[2:], weight.dtype)
+    for o in range(out):
+        g = o // (out // groups)
+        full[o, g * per_group:(g + 1) * per_group] = weight[o]
+    return full
+
+
+def regrouped(full: np.ndarray, groups: int) -> np.ndarray:
+    """The inverse of :func:`ungrouped`: ``[O, I, k...]`` → ``[O, I/groups, k...]`` (the caller
+    knows the weights outside the groups are zero)."""
+    if groups == 1:
+        return full
+    out, inputs = full.shape[:2]
+    per_out, per_in = out // groups, inputs // groups
+    return np.stack([full[o, (o // per_out) * per_in:(o // per_out + 1) * per_in] for o in range(out)])
+
+
+def _is_pointwise(conv: Op) -> bool:
+    """A 1×1 (or 1) convolution with unit strides and dilations and no padding: a per-position
+    linear map of the channels, which commutes with anything done to the positions."""
+    return (conv.KIND == "ann.conv" and all(k == 1 for k in conv.weight.shape[2:])
+            and all(s == 1 for s in conv.strides) and not any(conv.pads) and all(d == 1 for d in conv.dilations))
+
+
+def _compose_convs(outer: Op, graph: Graph, ctx: PassContext) -> bool:
+    """``conv_B(conv_A(x))`` → one conv of ``x`` when B is pointwise and A has no other user:
+    A's geometry, weight ``Σ_a B[o, a] · A[a, ...]``, bias ``B·b_A + b_B``, groups
+    ``gcd(g_A, g_B)``.  Exact: B reads every position A computes and pads nothing."""
+    inner = outer.x.owner
+    if (not _is_pointwise(outer) or inner is None or inner.KIND != "ann.conv"
+            or graph.users(inner.result) != [outer]):
+        return False
+    a = ungrouped(inner.weight.data.astype(np.float64), inner.groups)
+    b = ungrouped(outer.weight.data.astype(np.float64), outer.groups).reshape(outer.weight.shape[0], -1)
+    weight = np.einsum("oa,a...->o...", b, a)
+    bias = b @ _f64(inner.bias, a.shape[0]) + _f64(outer.bias, b.shape[0])
+    groups = math.gcd(inner.groups, outer.groups)
+    composed = _rebuild(outer, regrouped(weight, groups), bias, x=inner.x, strides=inner.strides,
+                        pads=inner.pads, dilations=inner.dilations, groups=groups)
+    graph.replace(outer, composed)
+    graph.erase(inner)
+    ctx.log.debug("composed %r into %r", inner, composed)
+    return True
+
+
+def _fold_pool_into_conv(pool: Op, graph: Graph, ctx: PassContext) -> bool:
+    """``avgpool(conv(x))`` → one conv of ``x`` when the pool tiles (kernel = strides, no pads,
+    no ceil mode), the conv is undilated and has no other user: kernel ``K + (k − 1)·s``,
+    strides ``s·k``, the conv's pads, weight the mean of the conv's kernel shifted by
+    ``s·(u, v)`` over the pool window.  Exact: each output averages whole conv windows, every one
+    of which the conv computed (its bias included)."""
+    conv = pool.x.owner
+    k = tuple(pool.kernel)
+    if (conv is None or conv.KIND != "ann.conv" or len(k) != 2 or tuple(pool.strides) != k or any(pool.pads)
+            or pool.ceil_mode or len(conv.weight.shape) != 4 or any(d != 1 for d in conv.dilations)
+            or graph.users(conv.result) != [pool]):
+        return False
+    w = conv.weight.data.astype(np.float64)
+    (sh, sw), (kh, kw) = conv.strides, w.shape[2:]
+    spread = np.zeros(w.shape[:2] + (kh + (k[0] - 1) * sh, kw + (k[1] - 1) * sw))
+    for u in range(k[0]):
+        for v in range(k[1]):
+            spread[:, :, u * sh:u * sh + kh, v * sw:v * sw + kw] += w / (k[0] * k[1])
+    folded = _rebuild(conv, spread, _f64(conv.bias, w.shape[0]), strides=(sh * k[0], sw * k[1]))
+    assert tuple(folded.result.type.shape) == tuple(pool.result.type.shape)  # ⌊(⌊M/s⌋ + 1)/k⌋ both
+    graph.replace(conv, folded)
+    folded.result.name = pool.result.name
+    graph.replace(pool, folded.result)
+    ctx.log.debug("folded %r into %r", pool, folded)
+    return True
 
 
 def _fold_into_next(op: Op, graph: Graph, ctx: PassContext) -> bool:
@@ -133,6 +217,8 @@ PATTERNS = (
     Pattern("affine-folded-into-next", "ann.add", _fold_into_next),
     Pattern("affine-folded-into-previous", "ann.mul", _fold_into_previous),
     Pattern("affine-folded-into-previous", "ann.add", _fold_into_previous),
+    Pattern("convs-composed", "ann.conv", _compose_convs),
+    Pattern("pools-folded-into-conv", "ann.avgpool", _fold_pool_into_conv),
 )
 
 
@@ -140,7 +226,10 @@ PATTERNS = (
 class FoldAffine(PatternPass):
     """Fold ``ann.mul``/``ann.add`` by a scalar or per-channel ``ann.constant`` into the
     conv or dense it feeds (a mul always; an add only when that conv has no padding) or
-    that feeds it (when the layer has no other user).  Requires: ann graph.  Ensures: outputs
-    unchanged up to float rounding; such adds and muls next to single-use layers are gone."""
+    that feeds it (when the layer has no other user); a pointwise (1×1, unit strides, no pads)
+    conv into the single-use conv it reads, and a tiling average pool into the single-use,
+    undilated conv it reads.  Requires: ann graph.  Ensures: outputs unchanged up to float
+    rounding; such adds and muls next to single-use layers are gone, and no pointwise conv or
+    tiling average pool reads a single-use conv."""
 
     PATTERNS = PATTERNS

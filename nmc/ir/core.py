@@ -245,7 +245,11 @@ class Op:
 
     @classmethod
     def operand_specs(cls) -> list[tuple[str, FieldSpec]]:
-        return [(n, s) for n, s in cls.field_specs() if s.kind in ("operand", "operands")]
+        cached = cls.__dict__.get("_operand_specs")  # Graph.users asks for every op: cached as field_specs
+        if cached is None:
+            cached = [(n, s) for n, s in cls.field_specs() if s.kind in ("operand", "operands")]
+            cls._operand_specs = cached
+        return cached
 
     @classmethod
     def attr_specs(cls) -> list[tuple[str, FieldSpec]]:
