@@ -25,12 +25,30 @@ from nmc.ir.core import Blob
 from nmc.targets.mapping.netlist import distinct
 from nmc.targets.mapping.shapes import Geometry, field_ids, runs_to_boxes
 from nmc.targets.mesh import jit
-from nmc.targets.mesh.scatter import window_table
 from nmc.windows import window_views
 
 KINDS = ("conv2d", "pool", "dense", "one_to_one")
 ARRAYS = {"kind": 1, "source": 1, "target": 1, "shapes": 2, "geometry": 2, "exponent": 1, "delay": 1,
           "weight_start": 1, "weights": 1}
+
+
+def window_table(g: Geometry) -> np.ndarray:
+    """``[H·W, kh·kw]``: for each source position and kernel cell, the flat target position the
+    cell reaches (``oy·OW + ox`` with ``oy·sh − pad_top + i·dh = y`` and likewise along x), or −1
+    where no target position lies there."""
+    (_, H, W), (_, OH, OW) = g.src, g.tgt
+
+    def axis(n, out, k, s, p, d):
+        num = np.arange(n)[:, None] + p - np.arange(k)[None, :] * d  # [n, k]: o·s for the cell
+        o = num // s
+        return np.where((num >= 0) & (num % s == 0) & (o < out), o, -1)
+
+    oy = axis(H, OH, g.kernel[0], g.strides[0], g.pads[0], g.dilations[0])  # [H, kh]
+    ox = axis(W, OW, g.kernel[1], g.strides[1], g.pads[1], g.dilations[1])  # [W, kw]
+    ok = (oy[:, None, :, None] >= 0) & (ox[None, :, None, :] >= 0)  # [H, W, kh, kw]
+    flat = oy[:, None, :, None] * OW + ox[None, :, None, :]
+    return np.where(ok, flat, -1).reshape(H * W, -1).astype(np.int64)
+
 
 
 def emit_kernels(projections, net) -> dict[str, np.ndarray]:
