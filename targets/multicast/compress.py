@@ -117,7 +117,13 @@ def compress_table(
     if effort not in ("fast", "thorough"):
         raise ValueError(f"effort {effort!r}: expected 'fast' or 'thorough'")
     target = capacity if target_length is None else target_length
-    result = _compress(entries, defaultable, target, thorough=effort == "thorough")
+    result = None
+    if effort == "fast":  # the whole of it in one compiled call, on the tables it can take
+        from nmc.targets.multicast.compress_jit import compress_fast
+
+        result = compress_fast(entries, defaultable, target, _SMALL)
+    if result is None:
+        result = _compress(entries, defaultable, target, thorough=effort == "thorough")
     if len(result) > capacity and effort == "fast":
         result = _compress(entries, defaultable, target, thorough=True)
     if len(result) > capacity:

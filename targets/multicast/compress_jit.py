@@ -876,6 +876,13 @@ def kernel():
         _STATE["oc"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                                         ctypes.c_int64)(oc.address)
         _STATE["compiled"] = compiled  # keeps the engine (and the code) alive
+        fused = _STATE["fused_compiled"] = compile_module(_fused_module(), "nmc_mc_compress")
+        _STATE["fused"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                           ctypes.c_int64, ctypes.c_void_p)(fused.address)
+        addresses = (ctypes.c_uint64 * 3)(compiled.address, compiled.engine.get_function_address("nmc_mc_ortc"),
+                                          oc.address)
+        _STATE["kernels"] = addresses
+        _STATE["kernels_at"] = ctypes.addressof(addresses)
         _STATE["seconds"] = time.perf_counter() - start
     return fn
 
@@ -887,7 +894,7 @@ def prepare() -> tuple[float, bool]:
     kernel()
     if had:
         return 0.0, True
-    return _STATE["seconds"], _STATE["compiled"].from_cache and _STATE["oc_compiled"].from_cache
+    return _STATE["seconds"], all(_STATE[k].from_cache for k in ("compiled", "oc_compiled", "fused_compiled"))
 
 
 def merge_groups(sk, sm, sd, sr, group_of, group_rids, width: int, split: bool, defaults_as_members: bool):
@@ -1357,3 +1364,407 @@ def ordered_covering(keys, masks, rids, flags, width: int, target: int):
     rows = buf[out_at:out_at + kept].tolist()
     k, m, r = ubuf[:2 * n].tolist(), ubuf[2 * n:4 * n].tolist(), buf[4 * n:6 * n].tolist()
     return [(k[i], m[i], r[i]) for i in rows]
+
+
+# ---- the whole of effort="fast" on one table in one call (compress._compress with thorough
+# false: the reference), built with the IR builder; it calls the kernels above by address
+
+# the fused kernel's buffer (uint64 words), n entries: key, mask, route, flag (in), then the
+# result's key, mask, route and source (out: the index of an equal input entry, or n), then
+# the scratch arrays below of n words each, the candidate tables (3 x 2n words each), and the
+# kernels' own buffer (_SUB_WORDS)
+_SCRATCH = ("rid", "idx", "tmp", "skey", "vval", "vcnt", "vmap", "rroute", "rcount", "first", "seen", "grp",
+            "grids", "order", "sk", "sm", "sr", "sd", "tdf")
+
+
+def _fused_words(n: int) -> int:
+    """Words of the fused kernel's buffer for a table of ``n`` entries."""
+    w = (n + 63) // 64
+    return 8 * n + len(_SCRATCH) * n + 12 * n + 32 * n + 2 * n * w + 16
+
+
+def _sort_function(module: ir.Module) -> ir.Function:
+    """``sort_by(idx, keys, tmp, n)``: sorts ``idx[0:n]`` stably by ``keys[idx[i]]`` (unsigned),
+    a bottom-up merge sort through ``tmp[0:n]``."""
+    ptr = ir.PointerType()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, _I64]), name="sort_by")
+    fn.linkage = "internal"
+    idx, keys, tmp, n = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    e = _Emitter(b)
+    c = e.c
+
+    def smin(x, y):
+        return b.select(b.icmp_signed("<", x, y), x, y)
+
+    run, flip = e.var(1), e.var(0)
+    with e.forever() as (_, sorted_):
+        with b.if_then(b.icmp_signed(">=", e.get(run), n)):
+            b.branch(sorted_)
+        flipped = b.icmp_signed("!=", e.get(flip), c(0))
+        src, dst = b.select(flipped, tmp, idx), b.select(flipped, idx, tmp)
+        lo = e.var(0)
+        with e.forever() as (_, runs_done):
+            with b.if_then(b.icmp_signed(">=", e.get(lo), n)):
+                b.branch(runs_done)
+            start, width = e.get(lo), e.get(run)
+            mid, hi = smin(b.add(start, width), n), smin(b.add(start, b.add(width, width)), n)
+            i, j = e.var(start), e.var(mid)
+            with e.loop(start, hi) as (k, _, _):
+                iv, jv = e.get(i), e.get(j)
+                left_ok, right_ok = b.icmp_signed("<", iv, mid), b.icmp_signed("<", jv, hi)
+                xi = e.ld(src, b.select(left_ok, iv, start))
+                xj = e.ld(src, b.select(right_ok, jv, start))
+                not_after = b.icmp_unsigned("<=", e.ld(keys, xi), e.ld(keys, xj))
+                take_left = b.and_(left_ok, b.or_(b.not_(right_ok), not_after))
+                e.st(dst, k, b.select(take_left, xi, xj))
+                e.set(i, b.add(iv, b.zext(take_left, _I64)))
+                e.set(j, b.add(jv, b.zext(b.not_(take_left), _I64)))
+            e.set(lo, hi)
+        e.set(flip, b.xor(e.get(flip), c(1)))
+        e.set(run, b.add(e.get(run), e.get(run)))
+    with b.if_then(b.icmp_signed("!=", e.get(flip), c(0))):
+        with e.loop(0, n) as (k, _, _):
+            e.st(idx, k, e.ld(tmp, k))
+    b.ret_void()
+    return fn
+
+
+def _fused_module() -> str:
+    """The IR of ``nmc_mc_compress(buf, n, target, small, kernels)``: see :func:`compress_fast`;
+    ``kernels`` points at the addresses of the route groups', ORTC's and Ordered Covering's
+    kernels."""
+    module = ir.Module(name="compress")
+    ptr = ir.PointerType()
+    sort_by = _sort_function(module)
+    fn = ir.Function(module, ir.FunctionType(_I64, [ptr, _I64, _I64, _I64, ptr]), name="nmc_mc_compress")
+    buf, n, target, small, kernels = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    e = _Emitter(b)
+    e.ctpop = ir.Function(module, ir.FunctionType(_I64, [_I64]), name="llvm.ctpop.i64")
+    ctlz = ir.Function(module, ir.FunctionType(_I64, [_I64, _I1]), name="llvm.ctlz.i64")
+    c = e.c
+    ne, eq, lt_, gt_ = (lambda x, y: b.icmp_signed("!=", x, y)), (lambda x, y: b.icmp_signed("==", x, y)), \
+        (lambda x, y: b.icmp_signed("<", x, y)), (lambda x, y: b.icmp_signed(">", x, y))
+
+    def region(start, size):
+        return e.at(buf, start), b.add(start, size)
+
+    at = c(0)
+    arrays = {}
+    for name in ("key", "mask", "route", "flag", "okey", "omask", "oroute", "oidx", *_SCRATCH):
+        arrays[name], at = region(at, n)
+    n2 = b.add(n, n)
+    for name in ("tk", "tm", "tr", "ck", "cm", "cr"):
+        arrays[name], at = region(at, n2)
+    sub = e.at(buf, at)
+    a = arrays
+    key, mask, route, flag, rid, idx, tmp, skey = (a[k] for k in ("key", "mask", "route", "flag", "rid", "idx", "tmp",
+                                                                   "skey"))
+    sk, sm, sr, sd, tk, tm, tr = (a[k] for k in ("sk", "sm", "sr", "sd", "tk", "tm", "tr"))
+    ck, cm, cr, tdf = a["ck"], a["cm"], a["cr"], a["tdf"]
+
+    def call_kernel(slot: int, args):
+        fnty = ir.FunctionType(_I64, [ptr] + [_I64] * (len(args) - 1))
+        address = b.inttoptr(e.ld(kernels, slot), fnty.as_pointer())
+        return b.call(address, args)
+
+    def zero(array, words):
+        with e.loop(0, words) as (t, _, _):
+            e.st(array, t, 0)
+
+    def iota(array, count):
+        with e.loop(0, count) as (t, _, _):
+            e.st(array, t, t)
+
+    def put_rows(count, source):
+        """The result: rows ``source`` (key, mask, route id arrays), and each row's equal input."""
+        k_, m_, r_ = source
+        with e.loop(0, count) as (t, _, _):
+            kt, mt, rt = e.ld(k_, t), e.ld(m_, t), e.ld(a["rroute"], e.ld(r_, t))
+            e.st(a["okey"], t, kt)
+            e.st(a["omask"], t, mt)
+            e.st(a["oroute"], t, rt)
+            # the input entry with this key (sorted keys, by bisection), if it is the same
+            lo, hi = e.var(0), e.var(n)
+            with e.forever() as (_, found):
+                with b.if_then(b.icmp_signed(">=", e.get(lo), e.get(hi))):
+                    b.branch(found)
+                mid = b.lshr(b.add(e.get(lo), e.get(hi)), c(1))
+                le = b.icmp_unsigned("<=", e.ld(sk, mid), kt)
+                e.set(lo, b.select(le, b.add(mid, c(1)), e.get(lo)))
+                e.set(hi, b.select(le, e.get(hi), mid))
+            pos = b.sub(e.get(lo), c(1))
+            safe = b.select(lt_(pos, c(0)), c(0), pos)
+            same = b.and_(b.icmp_signed(">=", pos, c(0)), b.icmp_unsigned("==", e.ld(sk, safe), kt))
+            same = b.and_(same, b.icmp_unsigned("==", e.ld(sm, safe), mt))
+            same = b.and_(same, eq(e.ld(sr, safe), e.ld(r_, t)))
+            e.st(a["oidx"], t, b.select(same, e.ld(a["order"], safe), n))
+        b.ret(count)
+
+    def pass_through(keep_flagged):
+        """The input rows in order (the defaultable ones only if ``keep_flagged``)."""
+        count = e.var(0)
+        with e.loop(0, n) as (i, nxt, _):
+            with b.if_then(b.and_(b.not_(keep_flagged), ne(e.ld(flag, i), c(0)))):
+                b.branch(nxt)
+            t = e.get(count)
+            e.st(a["okey"], t, e.ld(key, i))
+            e.st(a["omask"], t, e.ld(mask, i))
+            e.st(a["oroute"], t, e.ld(route, i))
+            e.st(a["oidx"], t, i)
+            e.set(count, b.add(t, c(1)))
+        b.ret(e.get(count))
+
+    # route ids: distinct routes by decreasing frequency, then value
+    n_flags = e.var(0)
+    with e.loop(0, n) as (i, _, _):
+        e.set(n_flags, b.add(e.get(n_flags), b.zext(ne(e.ld(flag, i), c(0)), _I64)))
+    iota(idx, n)
+    b.call(sort_by, [idx, route, tmp, n])
+    vval, vcnt, vmap = a["vval"], a["vcnt"], a["vmap"]
+    n_routes = e.var(0)
+    with e.loop(0, n) as (t, _, _):
+        i = e.ld(idx, t)
+        with b.if_then(b.or_(eq(t, c(0)), b.icmp_unsigned("!=", e.ld(route, i), e.ld(route, e.ld(idx, b.sub(t, c(1))))))):
+            e.st(vval, e.get(n_routes), e.ld(route, i))
+            e.st(vcnt, e.get(n_routes), 0)
+            e.set(n_routes, b.add(e.get(n_routes), c(1)))
+        q = b.sub(e.get(n_routes), c(1))
+        e.st(vcnt, q, b.add(e.ld(vcnt, q), c(1)))
+        e.st(rid, i, q)
+    R = e.get(n_routes)
+    with b.if_then(b.and_(eq(R, n), eq(e.get(n_flags), c(0)))):
+        pass_through(ir.Constant(_I1, 1))  # every entry needs one of its own
+    iota(idx, R)
+    with e.loop(0, R) as (q, _, _):
+        e.st(skey, q, b.sub(n, e.ld(vcnt, q)))
+    b.call(sort_by, [idx, skey, tmp, R])
+    with e.loop(0, R) as (p, _, _):
+        q = e.ld(idx, p)
+        e.st(vmap, q, p)
+        e.st(a["rroute"], p, e.ld(vval, q))
+        e.st(a["rcount"], p, e.ld(vcnt, q))
+    with e.loop(0, n) as (i, _, _):
+        e.st(rid, i, e.ld(vmap, e.ld(rid, i)))
+    # key width; disjoint prefixes, or -1 (the caller runs the general path)
+    bits = e.var(0)
+    with e.loop(0, n) as (i, _, _):
+        e.set(bits, b.or_(e.get(bits), b.or_(e.ld(key, i), e.ld(mask, i))))
+    width = b.sub(c(64), b.call(ctlz, [e.get(bits), ir.Constant(_I1, 0)]))
+    width = b.select(eq(width, c(0)), c(1), width)
+    full = b.lshr(c(-1), b.sub(c(64), width))
+    with e.loop(0, n) as (i, _, _):
+        free = b.xor(full, e.ld(mask, i))
+        with b.if_then(ne(b.and_(free, b.add(free, c(1))), c(0))):
+            b.ret(c(-1))
+    order = a["order"]
+    iota(order, n)
+    b.call(sort_by, [order, key, tmp, n])
+    with e.loop(1, n) as (t, _, _):
+        p, q = e.ld(order, b.sub(t, c(1))), e.ld(order, t)
+        with b.if_then(b.icmp_unsigned(">=", b.or_(e.ld(key, p), b.xor(full, e.ld(mask, p))), e.ld(key, q))):
+            b.ret(c(-1))
+    # the floor: every route of a non-defaultable entry needs an entry
+    seen = a["seen"]
+    zero(seen, R)
+    with e.loop(0, n) as (i, _, _):
+        with b.if_then(eq(e.ld(flag, i), c(0))):
+            e.st(seen, e.ld(rid, i), 1)
+    floor = e.var(0)
+    with e.loop(0, R) as (q, _, _):
+        e.set(floor, b.add(e.get(floor), e.ld(seen, q)))
+    tgt = b.select(lt_(target, e.get(floor)), e.get(floor), target)
+    with b.if_then(b.icmp_signed("<=", b.sub(n, e.get(n_flags)), tgt)):
+        pass_through(ir.Constant(_I1, 0))
+    with e.loop(0, n) as (t, _, _):
+        o = e.ld(order, t)
+        e.st(sk, t, e.ld(key, o))
+        e.st(sm, t, e.ld(mask, o))
+        e.st(sr, t, e.ld(rid, o))
+        e.st(sd, t, b.zext(ne(e.ld(flag, o), c(0)), _I64))
+    grp, grids = a["grp"], a["grids"]
+    length = e.var(0)
+
+    def merge_groups(n_groups, split, members):
+        """The route groups' kernel on groups ``grids[0:n_groups]``: its result's length and
+        where its keys start."""
+        words = b.add(b.add(R, b.mul(n_groups, c(3))), b.add(c(1), b.mul(n, c(8))))
+        zero(sub, words)
+        with e.loop(0, R) as (q, _, _):
+            e.st(sub, q, e.ld(grp, q))
+        with e.loop(0, n_groups) as (p, _, _):
+            e.st(sub, b.add(R, p), e.ld(grids, p))
+        table = b.add(b.add(R, b.mul(n_groups, c(3))), b.add(c(1), b.mul(n, c(3))))
+        with e.loop(0, n) as (t, _, _):
+            e.st(sub, b.add(table, t), e.ld(sk, t))
+            e.st(sub, b.add(b.add(table, n), t), e.ld(sm, t))
+            e.st(sub, b.add(b.add(table, b.mul(n, c(3))), t), e.ld(sr, t))
+            e.st(sub, b.add(b.add(table, b.mul(n, c(4))), t), e.ld(sd, t))
+        total = call_kernel(0, [sub, n_groups, R, n, full, c(split), c(members)])
+        return total, b.add(R, b.add(b.mul(n_groups, c(2)), c(1)))
+
+    def group_rows(total, lengths_at, n_groups, dest):
+        """Copy the route groups' result into ``dest`` (key, mask, route id, flag arrays)."""
+        dk, dm, dr, dd = dest
+        keys_at = b.add(lengths_at, n_groups)
+        row = e.var(0)
+        with e.loop(0, n_groups) as (p, _, _):
+            with e.loop(0, e.ld(sub, b.add(lengths_at, p))) as (_, _, _):
+                t = e.get(row)
+                e.st(dk, t, e.ld(sub, b.add(keys_at, t)))
+                e.st(dm, t, e.ld(sub, b.add(b.add(keys_at, n), t)))
+                e.st(dr, t, e.ld(grids, p))
+                if dd is not None:
+                    e.st(dd, t, e.ld(sub, b.add(b.add(keys_at, n2), t)))
+                e.set(row, b.add(t, c(1)))
+
+    # PACMAN's pair compressor with default-route removal: groups by (count, later first entry)
+    first = a["first"]
+    with e.loop(0, R) as (q, _, _):
+        e.st(first, q, n)
+    with e.loop(0, n) as (i, _, _):
+        q = e.ld(rid, i)
+        with b.if_then(eq(e.ld(first, q), n)):
+            e.st(first, q, i)
+    iota(grids, R)
+    with e.loop(0, R) as (q, _, _):
+        e.st(skey, q, b.or_(b.shl(e.ld(a["rcount"], q), c(32)), b.sub(c(0xFFFFFFFF), e.ld(first, q))))
+    b.call(sort_by, [grids, skey, tmp, R])
+    with e.loop(0, R) as (p, _, _):
+        e.st(grp, e.ld(grids, p), p)
+    total, lengths_at = merge_groups(R, 0, 1)
+    group_rows(total, lengths_at, R, (tk, tm, tr, tdf))
+    # a merged entry of defaultable entries only is dropped when no later entry of another route
+    # meets it (each row is decided on the rows after it, not yet moved)
+    kept = e.var(0)
+    with e.loop(0, total) as (t, nxt, _):
+        with b.if_then(ne(e.ld(tdf, t), c(0))):
+            met = e.var(0)
+            kt, mt, rt = e.ld(tk, t), e.ld(tm, t), e.ld(tr, t)
+            with e.loop(b.add(t, c(1)), total) as (u, _, scanned):
+                with b.if_then(b.and_(ne(e.ld(tr, u), rt), e.meets(kt, mt, e.ld(tk, u), e.ld(tm, u)))):
+                    e.set(met, 1)
+                    b.branch(scanned)
+            with b.if_then(eq(e.get(met), c(0))):
+                b.branch(nxt)
+        kk = e.get(kept)
+        e.st(tk, kk, e.ld(tk, t))
+        e.st(tm, kk, e.ld(tm, t))
+        e.st(tr, kk, e.ld(tr, t))
+        e.set(kept, b.add(kk, c(1)))
+    e.set(length, e.get(kept))
+
+    def take(count, source):
+        """The candidate ``source`` (key, mask, route id arrays) replaces the table."""
+        with e.loop(0, count) as (t, _, _):
+            for dst, src in zip((tk, tm, tr), source):
+                e.st(dst, t, e.ld(src, t))
+        e.set(length, count)
+
+    # the split-first variant: defaultable entries left out, groups by (count, route id)
+    with b.if_then(gt_(e.get(length), tgt)):
+        cnt = a["vcnt"]  # no longer needed by value: counts of non-defaultable entries by route id
+        zero(cnt, R)
+        with e.loop(0, n) as (i, nxt, _):
+            with b.if_then(ne(e.ld(flag, i), c(0))):
+                b.branch(nxt)
+            q = e.ld(rid, i)
+            e.st(cnt, q, b.add(e.ld(cnt, q), c(1)))
+        n_groups = e.var(0)
+        with e.loop(0, R) as (q, nxt, _):
+            with b.if_then(eq(e.ld(cnt, q), c(0))):
+                b.branch(nxt)
+            e.st(grids, e.get(n_groups), q)
+            e.st(skey, q, b.or_(b.shl(e.ld(cnt, q), c(32)), q))
+            e.set(n_groups, b.add(e.get(n_groups), c(1)))
+        groups = e.get(n_groups)
+        b.call(sort_by, [grids, skey, tmp, groups])
+        with e.loop(0, R) as (q, _, _):
+            e.st(grp, q, groups)
+        with e.loop(0, groups) as (p, _, _):
+            e.st(grp, e.ld(grids, p), p)
+        total, lengths_at = merge_groups(groups, 1, 0)
+        with b.if_then(lt_(total, e.get(length))):
+            group_rows(total, lengths_at, groups, (tk, tm, tr, None))
+            e.set(length, total)
+    # ORTC, and Ordered Covering as rig has it on small tables
+    with b.if_then(gt_(e.get(length), tgt)):
+        w = b.lshr(b.add(R, c(63)), c(6))
+        words = b.add(b.mul(n, c(32)), b.mul(n2, w))
+        zero(sub, words)
+        with e.loop(0, n) as (t, _, _):
+            e.st(sub, t, e.ld(sk, t))
+            e.st(sub, b.add(n, t), e.ld(sr, t))
+            e.st(sub, b.add(n2, t), e.ld(sd, t))
+        placed = call_kernel(1, [sub, n, w, width])
+        with b.if_then(lt_(placed, e.get(length))):
+            at_placed = b.sub(words, b.mul(n, c(7)))
+            iota(idx, placed)
+            with e.loop(0, placed) as (j, _, _):
+                row = b.add(at_placed, b.mul(j, c(3)))
+                depth, lo = e.ld(sub, row), e.ld(sub, b.add(row, c(1)))
+                e.st(skey, j, b.or_(b.shl(b.sub(width, depth), c(32)), lo))
+            b.call(sort_by, [idx, skey, tmp, placed])
+            with e.loop(0, placed) as (t, _, _):
+                row = b.add(at_placed, b.mul(e.ld(idx, t), c(3)))
+                free_bits = b.sub(width, e.ld(sub, row))
+                low = b.select(eq(free_bits, c(0)), c(0), b.lshr(c(-1), b.sub(c(64), free_bits)))
+                m = b.xor(full, low)
+                e.st(ck, t, b.and_(e.ld(sk, e.ld(sub, b.add(row, c(1)))), m))
+                e.st(cm, t, m)
+                e.st(cr, t, e.ld(sub, b.add(row, c(2))))
+            take(placed, (ck, cm, cr))
+        with b.if_then(b.and_(gt_(e.get(length), tgt), b.icmp_signed("<=", n, small))):
+            # the table sorted (stably) by generality
+            iota(idx, n)
+            with e.loop(0, n) as (i, _, _):
+                e.st(skey, i, b.sub(width, e.popcount(e.ld(mask, i))))
+            b.call(sort_by, [idx, skey, tmp, n])
+            words = b.add(b.mul(n, c(25)), b.mul(R, c(6)))
+            zero(sub, words)
+            with e.loop(0, n) as (t, _, _):
+                i = e.ld(idx, t)
+                e.st(sub, t, e.ld(key, i))
+                e.st(sub, b.add(n2, t), e.ld(mask, i))
+                e.st(sub, b.add(b.mul(n, c(4)), t), e.ld(rid, i))
+                e.st(sub, b.add(b.mul(n, c(13)), t), b.zext(ne(e.ld(flag, i), c(0)), _I64))
+            rows = call_kernel(2, [sub, n, width, tgt, R])
+            with b.if_then(lt_(rows, e.get(length))):
+                out_at = b.sub(words, n2)
+                with e.loop(0, rows) as (t, _, _):
+                    i = e.ld(sub, b.add(out_at, t))
+                    e.st(ck, t, e.ld(sub, i))
+                    e.st(cm, t, e.ld(sub, b.add(n2, i)))
+                    e.st(cr, t, e.ld(sub, b.add(b.mul(n, c(4)), i)))
+                take(rows, (ck, cm, cr))
+    put_rows(e.get(length), (tk, tm, tr))
+    return str(module)
+
+
+def compress_fast(entries, defaultable, target: int, small: int):
+    """``compress._compress(entries, defaultable, target, thorough=False)`` in one call of the
+    fused kernel (``small``: ``compress._SMALL``): the same table, entry for entry, where an
+    entry equal to an input entry is that object.  ``None`` when the table is not disjoint
+    prefixes of keys, masks and routes below 2**64 (the caller then runs the reference)."""
+    n = len(entries)
+    if n == 0:
+        return []
+    buf = array("Q", bytes(8 * _fused_words(n)))
+    try:
+        buf[0:n] = array("Q", [e.key for e in entries])
+        buf[n:2 * n] = array("Q", [e.mask for e in entries])
+        buf[2 * n:3 * n] = array("Q", [e.route for e in entries])
+    except OverflowError:
+        return None
+    buf[3 * n:4 * n] = array("Q", map(bool, defaultable))
+    kernel()
+    count = _STATE["fused"](buf.buffer_info()[0], n, target, small, _STATE["kernels_at"])
+    if count < 0:
+        return None
+    source = buf[7 * n:7 * n + count].tolist()
+    if n not in source:
+        return list(map(entries.__getitem__, source))
+    make = entries[0].derived
+    keys, masks, routes = (buf[at:at + count].tolist() for at in (4 * n, 5 * n, 6 * n))
+    return [entries[i] if i < n else make(k, m, r) for i, k, m, r in zip(source, keys, masks, routes)]
