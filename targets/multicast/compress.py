@@ -119,9 +119,7 @@ def compress_table(
     target = capacity if target_length is None else target_length
     result = None
     if effort == "fast":  # the whole of it in one compiled call, on the tables it can take
-        from nmc.targets.multicast.compress_jit import compress_fast
-
-        result = compress_fast(entries, defaultable, target, _SMALL)
+        result = _compress_fast()(entries, defaultable, target, _SMALL)
     if result is None:
         result = _compress(entries, defaultable, target, thorough=effort == "thorough")
     if len(result) > capacity and effort == "fast":
@@ -135,6 +133,17 @@ def compress_table(
             "on consecutive keys merge into fewer entries)",
         )
     return result
+
+
+def _compress_fast():
+    """:func:`~.compress_jit.compress_fast` (imported on first use: it brings llvmlite)."""
+    global _FAST
+    if _FAST is None:
+        from nmc.targets.multicast.compress_jit import compress_fast as _FAST
+    return _FAST
+
+
+_FAST = None
 
 
 def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[RoutingEntry]:

@@ -27,6 +27,7 @@ first use a load, not a compilation.  Everything a kernel reads and writes is on
 from __future__ import annotations
 
 import ctypes
+import threading
 from array import array
 from contextlib import contextmanager
 
@@ -1383,9 +1384,12 @@ def _fused_words(n: int) -> int:
     return 8 * n + len(_SCRATCH) * n + 12 * n + 32 * n + 2 * n * w + 16
 
 
+_RUN = 16  # sort_by's insertion-sorted runs
+
+
 def _sort_function(module: ir.Module) -> ir.Function:
-    """``sort_by(idx, keys, tmp, n)``: sorts ``idx[0:n]`` stably by ``keys[idx[i]]`` (unsigned),
-    a bottom-up merge sort through ``tmp[0:n]``."""
+    """``sort_by(idx, keys, tmp, n)``: sorts ``idx[0:n]`` stably by ``keys[idx[i]]`` (unsigned):
+    insertion sort of runs of ``_RUN``, then a bottom-up merge sort through ``tmp[0:n]``."""
     ptr = ir.PointerType()
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, _I64]), name="sort_by")
     fn.linkage = "internal"
@@ -1397,7 +1401,22 @@ def _sort_function(module: ir.Module) -> ir.Function:
     def smin(x, y):
         return b.select(b.icmp_signed("<", x, y), x, y)
 
-    run, flip = e.var(1), e.var(0)
+    with e.loop(1, n) as (t, nxt, _):
+        x = e.ld(idx, t)
+        kx = e.ld(keys, x)
+        start = b.mul(b.udiv(t, c(_RUN)), c(_RUN))
+        pos = e.var(t)
+        with e.forever() as (_, placed):  # shift the greater ones of this run up by one
+            p = e.get(pos)
+            with b.if_then(b.icmp_signed("<=", p, start)):
+                b.branch(placed)
+            prev = e.ld(idx, b.sub(p, c(1)))
+            with b.if_then(b.icmp_unsigned("<=", e.ld(keys, prev), kx)):
+                b.branch(placed)
+            e.st(idx, p, prev)
+            e.set(pos, b.sub(p, c(1)))
+        e.st(idx, e.get(pos), x)
+    run, flip = e.var(_RUN), e.var(0)
     with e.forever() as (_, sorted_):
         with b.if_then(b.icmp_signed(">=", e.get(run), n)):
             b.branch(sorted_)
@@ -1742,6 +1761,19 @@ def _fused_module() -> str:
     return str(module)
 
 
+_LOCAL = threading.local()
+
+
+def _buffer(words: int) -> array:
+    """This thread's buffer for the fused kernel, at least ``words`` long (kept between calls:
+    a fresh one costs more than the kernel on large tables; the kernel writes every word it
+    reads, so it is not cleared)."""
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None or len(buf) < words:
+        buf = _LOCAL.buf = array("Q", bytes(8 * max(words, 1 << 16)))
+    return buf
+
+
 def compress_fast(entries, defaultable, target: int, small: int):
     """``compress._compress(entries, defaultable, target, thorough=False)`` in one call of the
     fused kernel (``small``: ``compress._SMALL``): the same table, entry for entry, where an
@@ -1750,16 +1782,22 @@ def compress_fast(entries, defaultable, target: int, small: int):
     n = len(entries)
     if n == 0:
         return []
-    buf = array("Q", bytes(8 * _fused_words(n)))
+    fused = _STATE.get("fused")
+    if fused is None:
+        kernel()
+        fused = _STATE["fused"]
+    buf = _buffer(_fused_words(n))
     try:
         buf[0:n] = array("Q", [e.key for e in entries])
         buf[n:2 * n] = array("Q", [e.mask for e in entries])
         buf[2 * n:3 * n] = array("Q", [e.route for e in entries])
     except OverflowError:
         return None
-    buf[3 * n:4 * n] = array("Q", map(bool, defaultable))
-    kernel()
-    count = _STATE["fused"](buf.buffer_info()[0], n, target, small, _STATE["kernels_at"])
+    try:
+        buf[3 * n:4 * n] = array("Q", defaultable)  # bools (the kernel tests for nonzero)
+    except (TypeError, OverflowError):
+        buf[3 * n:4 * n] = array("Q", map(bool, defaultable))
+    count = fused(buf.buffer_info()[0], n, min(target, n), small, _STATE["kernels_at"])
     if count < 0:
         return None
     source = buf[7 * n:7 * n + count].tolist()
