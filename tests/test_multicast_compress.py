@@ -6,8 +6,10 @@ from hypothesis import strategies as st
 
 from nmc.diagnostics import NmcError
 from nmc.targets.multicast.check import RoutingMismatch, check_equivalent, covered_keys, is_unallocated
+from nmc.targets.multicast import compress as compress_module
 from nmc.targets.multicast.compress import (
     _GROUPED,
+    _compress,
     _grouped,
     _merge_groups,
     _ordered_covering,
@@ -16,7 +18,7 @@ from nmc.targets.multicast.compress import (
     _prefix_table,
     compress_table,
 )
-from nmc.targets.multicast.compress_jit import merge_groups, ortc_place
+from nmc.targets.multicast.compress_jit import compress_fast, merge_groups, ortc_place
 from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, lookup
 
 N, NE, E, S = link_bit(2), link_bit(1), link_bit(0), link_bit(5)
@@ -374,3 +376,34 @@ def test_compiled_ordered_covering_equals_the_python_minimiser(table, target):
     if width == 8:  # small enough to check every key
         check_equivalent([RoutingEntry(k, m, r) for k, m, r in zip(keys, masks, rids)], flags,
                          [RoutingEntry(*row) for row in rows], key_bits=width)
+
+
+@settings(max_examples=200, deadline=None)
+@given(wide_prefix_tables(), st.sampled_from([0, 3, 8, 1024]), st.sampled_from([0, 20, 64]),
+       st.randoms(use_true_random=False))
+def test_the_fused_kernel_equals_the_python_pipeline(table, target, small, rng):
+    # effort="fast" in one call: the same table as compress._compress, entry for entry, on
+    # disjoint prefixes in any order, routes up to 64 bits, Ordered Covering on or off by size
+    width, (keys, masks, rids, flags) = table
+    words = [rng.getrandbits(64) | 1 << 63 for _ in range(max(rids) + 1)]
+    rows = list(zip(keys, masks, rids, flags))
+    rng.shuffle(rows)
+    entries = [RoutingEntry(k, m, words[r]) for k, m, r, _ in rows]
+    flags = [d for _, _, _, d in rows]
+    saved = compress_module._SMALL
+    compress_module._SMALL = small
+    try:
+        expected = _compress(entries, flags, target, thorough=False)
+    finally:
+        compress_module._SMALL = saved
+    assert compress_fast(entries, flags, target, small) == expected
+
+
+def test_the_fused_kernel_leaves_other_tables_to_the_python_pipeline():
+    overlapping = [entry("0XX1", N), entry("XXXX", E)]
+    assert compress_fast(overlapping, [False, True], 0, 64) is None
+    wide = [RoutingEntry(1 << 64, (1 << 65) - 1, N), RoutingEntry(0, (1 << 65) - 1, N)]
+    assert compress_fast(wide, [False, False], 0, 64) is None
+    with pytest.raises(ValueError, match="at most 64"):  # the reference's diagnostic
+        compress(wide, target_length=0)
+    assert compress_fast([], [], 0, 64) == []
