@@ -1040,13 +1040,13 @@ def _oc_module() -> str:
     for name, size in (("key", n2), ("mask", n2), ("rid", n2), ("gen", n2), ("order", n2), ("live", n2),
                        ("aowner", n), ("adef", n), ("cvalid", n_routes), ("cgood", n_routes), ("cck", n_routes),
                        ("ccm", n_routes), ("ids", n2), ("keep", n2), ("alist", n), ("elist", n2), ("fgen", n2),
-                       ("rmin", n_routes), ("rsize", n_routes), ("out", n2)):
+                       ("rmin", n_routes), ("rsize", n_routes), ("ckeep", b.mul(n_routes, n)), ("out", n2)):
         arrays[name] = e.at(buf, at)
         at = b.add(at, size)
     key, mask, rid, gen, order, live = (arrays[k] for k in ("key", "mask", "rid", "gen", "order", "live"))
     aowner, adef, cvalid, cgood, cck, ccm = (arrays[k] for k in ("aowner", "adef", "cvalid", "cgood", "cck", "ccm"))
     ids, keep, alist, elist, fgen = (arrays[k] for k in ("ids", "keep", "alist", "elist", "fgen"))
-    rmin, rsize, out = arrays["rmin"], arrays["rsize"], arrays["out"]
+    rmin, rsize, out, ckeep = arrays["rmin"], arrays["rsize"], arrays["out"], arrays["ckeep"]
     seq = 1 << 31
     count = e.var(n)  # entries made so far
     n_live = e.var(n)
@@ -1266,6 +1266,8 @@ def _oc_module() -> str:
                 good = e.get(keep_size)
                 good = b.select(b.icmp_signed(">", good, c(0)), b.sub(good, c(1)), c(0))
                 e.st(cgood, r, good)
+                with e.loop(0, e.get(keep_size)) as (t, _, _):  # the members, for when it is applied
+                    e.st(ckeep, b.add(b.mul(r, n), t), e.ld(keep, t))
                 e.st(cck, r, ck)
                 e.st(ccm, r, cm)
                 e.st(cvalid, r, 1)
@@ -1274,10 +1276,11 @@ def _oc_module() -> str:
                 e.set(best_route, r)
         with b.if_then(b.icmp_signed("<", e.get(best_route), c(0))):
             b.branch(finished)
-        # apply the best merge (refined afresh: its cached result is what this gives)
+        # apply the best merge: its cached members
         r = e.get(best_route)
-        refine(r, keep_size)
-        size = e.get(keep_size)
+        size = b.add(e.ld(cgood, r), c(1))
+        with e.loop(0, size) as (t, _, _):
+            e.st(keep, t, e.ld(ckeep, b.add(b.mul(r, n), t)))
         mk, mm = merge_of(keep, size)
         g = gen_of(mm)
         new = e.get(count)
@@ -1290,11 +1293,10 @@ def _oc_module() -> str:
         e.set(merges, b.add(e.get(merges), c(1)))
         e.set(count, b.add(new, c(1)))
         with e.loop(0, size) as (t, _, _):
-            x = e.ld(keep, t)
-            e.st(live, x, 0)
-            with e.loop(0, n) as (a, nxt, _):
-                with b.if_then(b.icmp_signed("==", e.ld(aowner, a), x)):
-                    e.st(aowner, a, new)
+            e.st(live, e.ld(keep, t), 0)
+        with e.loop(0, n) as (a, _, _):  # every owner is live: the members' aliases move to the merge
+            with b.if_then(b.icmp_signed("==", e.ld(live, e.ld(aowner, a)), c(0))):
+                e.st(aowner, a, new)
         e.set(n_live, b.add(b.sub(e.get(n_live), size), c(1)))
         with e.loop(0, n_routes) as (q, nxt, _):
             stale = b.or_(b.icmp_signed("==", q, r), e.meets(e.ld(cck, q), e.ld(ccm, q), mk, mm))
@@ -1352,7 +1354,8 @@ def ordered_covering(keys, masks, rids, flags, width: int, target: int):
     mask, route id) rows in table order."""
     n = len(keys)
     n_routes = max(rids) + 1
-    sizes = (2 * n,) * 6 + (n, n) + (n_routes,) * 4 + (2 * n, 2 * n, n, 2 * n, 2 * n) + (n_routes, n_routes, 2 * n)
+    sizes = ((2 * n,) * 6 + (n, n) + (n_routes,) * 4 + (2 * n, 2 * n, n, 2 * n, 2 * n) + (n_routes, n_routes)
+             + (n_routes * n, 2 * n))
     buf = array("q", bytes(8 * sum(sizes)))
     ubuf = memoryview(buf).cast("B").cast("Q")
     ubuf[:n] = array("Q", keys)
@@ -1373,15 +1376,17 @@ def ordered_covering(keys, masks, rids, flags, width: int, target: int):
 # the fused kernel's buffer (uint64 words), n entries: key, mask, route, flag (in), then the
 # result's key, mask, route and source (out: the index of an equal input entry, or n), then
 # the scratch arrays below of n words each, the candidate tables (3 x 2n words each), and the
-# kernels' own buffer (_SUB_WORDS)
+# kernels' own buffer (:func:`_fused_words`)
 _SCRATCH = ("rid", "idx", "tmp", "skey", "vval", "vcnt", "vmap", "rroute", "rcount", "first", "seen", "grp",
             "grids", "order", "sk", "sm", "sr", "sd", "tdf")
 
 
-def _fused_words(n: int) -> int:
-    """Words of the fused kernel's buffer for a table of ``n`` entries."""
+def _fused_words(n: int, small: int) -> int:
+    """Words of the fused kernel's buffer for a table of ``n`` entries (Ordered Covering on
+    tables of at most ``small``)."""
     w = (n + 63) // 64
-    return 8 * n + len(_SCRATCH) * n + 12 * n + 32 * n + 2 * n * w + 16
+    kernels = max(32 * n + 2 * n * w, 31 * n + n * n if n <= small else 0)  # ORTC's, Ordered Covering's
+    return 8 * n + len(_SCRATCH) * n + 12 * n + kernels + 16
 
 
 _RUN = 16  # sort_by's insertion-sorted runs
@@ -1740,7 +1745,7 @@ def _fused_module() -> str:
             with e.loop(0, n) as (i, _, _):
                 e.st(skey, i, b.sub(width, e.popcount(e.ld(mask, i))))
             b.call(sort_by, [idx, skey, tmp, n])
-            words = b.add(b.mul(n, c(25)), b.mul(R, c(6)))
+            words = b.add(b.mul(n, c(25)), b.mul(R, b.add(n, c(6))))
             zero(sub, words)
             with e.loop(0, n) as (t, _, _):
                 i = e.ld(idx, t)
@@ -1786,7 +1791,7 @@ def compress_fast(entries, defaultable, target: int, small: int):
     if fused is None:
         kernel()
         fused = _STATE["fused"]
-    buf = _buffer(_fused_words(n))
+    buf = _buffer(_fused_words(n, small))
     try:
         buf[0:n] = array("Q", [e.key for e in entries])
         buf[n:2 * n] = array("Q", [e.mask for e in entries])
