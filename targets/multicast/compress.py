@@ -64,7 +64,9 @@ many routes as entries and no defaultable one is returned as it is.  Stopping: b
 
 Speed: the route groups' merge loops, ORTC's placement and Ordered Covering as rig has it run
 as llvmlite-compiled kernels (:mod:`.compress_jit`; the Python loops here are their reference,
-kept for the tests).  The route groups look a merge's conflicts up among the prefixes that
+kept for the tests), and ``effort="fast"`` on a table of disjoint prefixes runs whole, from the
+entries' columns to the chosen table, in one compiled call (:func:`~.compress_jit.compress_fast`;
+:func:`_compress` is its reference).  The route groups look a merge's conflicts up among the prefixes that
 start between its least and greatest key and the one before; a merge refused once is not tried
 again (a grown merge meets whatever the smaller one met), and the conflict that refused the
 last merge is tried first.  In Ordered Covering each route's refined merge is cached until a

@@ -17,6 +17,14 @@ function is the reference: the property tests compare the two on random tables):
 * :func:`ordered_covering` — ``compress._Minimiser`` with ``strict`` (Ordered Covering as rig
   has it, on disjoint prefixes), built with llvmlite's IR builder through a small structured
   layer (:class:`_Emitter`).
+* :func:`compress_fast` — ``compress._compress`` with ``thorough`` false, the whole of
+  ``effort="fast"`` on one table: route numbering, the disjoint-prefix test, the floor, both
+  route-group variants (with PACMAN's default-route removal after the first), ORTC's table and
+  rig's Ordered Covering on small tables, each only while the table is above its floor, and the
+  shortest kept, in one kernel (IR builder) that calls the three above by address; Python only
+  reads the entries' columns and builds the result (an entry equal to an input entry is that
+  object).  A table of overlapping entries, or of numbers of more than 64 bits, is left to
+  ``compress._compress``.
 
 The kernels are compiled once per process, on first use (:func:`prepare`), by
 :func:`nmc.targets.cpu.jit.compile_module`, whose on-disk object cache makes a later process's
@@ -1374,7 +1382,7 @@ def ordered_covering(keys, masks, rids, flags, width: int, target: int):
 # false: the reference), built with the IR builder; it calls the kernels above by address
 
 # the fused kernel's buffer (uint64 words), n entries: key, mask, route, flag (in), then the
-# result's key, mask, route and source (out: the index of an equal input entry, or n), then
+# result's new entries' key, mask, route and every row's source (out: see put_rows), then
 # the scratch arrays below of n words each, the candidate tables (3 x 2n words each), and the
 # kernels' own buffer (:func:`_fused_words`)
 _SCRATCH = ("rid", "idx", "tmp", "skey", "vval", "vcnt", "vmap", "rroute", "rcount", "first", "seen", "grp",
@@ -1502,13 +1510,12 @@ def _fused_module() -> str:
             e.st(array, t, t)
 
     def put_rows(count, source):
-        """The result: rows ``source`` (key, mask, route id arrays), and each row's equal input."""
+        """The result: rows ``source`` (key, mask, route id arrays) as the index of an equal input
+        entry or ``n + j``, the ``j``-th new entry (its key, mask, route); returns both counts."""
         k_, m_, r_ = source
-        with e.loop(0, count) as (t, _, _):
-            kt, mt, rt = e.ld(k_, t), e.ld(m_, t), e.ld(a["rroute"], e.ld(r_, t))
-            e.st(a["okey"], t, kt)
-            e.st(a["omask"], t, mt)
-            e.st(a["oroute"], t, rt)
+        made = e.var(0)
+        with e.loop(0, count) as (t, nxt, _):
+            kt, mt = e.ld(k_, t), e.ld(m_, t)
             # the input entry with this key (sorted keys, by bisection), if it is the same
             lo, hi = e.var(0), e.var(n)
             with e.forever() as (_, found):
@@ -1523,8 +1530,16 @@ def _fused_module() -> str:
             same = b.and_(b.icmp_signed(">=", pos, c(0)), b.icmp_unsigned("==", e.ld(sk, safe), kt))
             same = b.and_(same, b.icmp_unsigned("==", e.ld(sm, safe), mt))
             same = b.and_(same, eq(e.ld(sr, safe), e.ld(r_, t)))
-            e.st(a["oidx"], t, b.select(same, e.ld(a["order"], safe), n))
-        b.ret(count)
+            with b.if_then(same):
+                e.st(a["oidx"], t, e.ld(a["order"], safe))
+                b.branch(nxt)
+            j = e.get(made)
+            e.st(a["okey"], j, kt)
+            e.st(a["omask"], j, mt)
+            e.st(a["oroute"], j, e.ld(a["rroute"], e.ld(r_, t)))
+            e.st(a["oidx"], t, b.add(n, j))
+            e.set(made, b.add(j, c(1)))
+        b.ret(b.or_(count, b.shl(e.get(made), c(32))))
 
     def pass_through(keep_flagged):
         """The input rows in order (the defaultable ones only if ``keep_flagged``)."""
@@ -1533,9 +1548,6 @@ def _fused_module() -> str:
             with b.if_then(b.and_(b.not_(keep_flagged), ne(e.ld(flag, i), c(0)))):
                 b.branch(nxt)
             t = e.get(count)
-            e.st(a["okey"], t, e.ld(key, i))
-            e.st(a["omask"], t, e.ld(mask, i))
-            e.st(a["oroute"], t, e.ld(route, i))
             e.st(a["oidx"], t, i)
             e.set(count, b.add(t, c(1)))
         b.ret(e.get(count))
@@ -1792,22 +1804,26 @@ def compress_fast(entries, defaultable, target: int, small: int):
         kernel()
         fused = _STATE["fused"]
     buf = _buffer(_fused_words(n, small))
+    keys, masks, routes = [], [], []
+    for e in entries:
+        keys.append(e.key)
+        masks.append(e.mask)
+        routes.append(e.route)
     try:
-        buf[0:n] = array("Q", [e.key for e in entries])
-        buf[n:2 * n] = array("Q", [e.mask for e in entries])
-        buf[2 * n:3 * n] = array("Q", [e.route for e in entries])
+        buf[0:3 * n] = array("Q", keys + masks + routes)
     except OverflowError:
         return None
     try:
         buf[3 * n:4 * n] = array("Q", defaultable)  # bools (the kernel tests for nonzero)
     except (TypeError, OverflowError):
         buf[3 * n:4 * n] = array("Q", map(bool, defaultable))
-    count = fused(buf.buffer_info()[0], n, min(target, n), small, _STATE["kernels_at"])
-    if count < 0:
+    result = fused(buf.buffer_info()[0], n, min(target, n), small, _STATE["kernels_at"])
+    if result < 0:
         return None
+    count, made = result & 0xFFFFFFFF, result >> 32
     source = buf[7 * n:7 * n + count].tolist()
-    if n not in source:
+    if not made:
         return list(map(entries.__getitem__, source))
-    make = entries[0].derived
-    keys, masks, routes = (buf[at:at + count].tolist() for at in (4 * n, 5 * n, 6 * n))
-    return [entries[i] if i < n else make(k, m, r) for i, k, m, r in zip(source, keys, masks, routes)]
+    pool = list(entries)
+    pool += map(entries[0].derived, *(buf[at:at + made].tolist() for at in (4 * n, 5 * n, 6 * n)))
+    return list(map(pool.__getitem__, source))
