@@ -5,10 +5,11 @@ entries out and seconds.  nmc (targets/multicast/compress.py) twice:
 ``compress_table(..., target_length=0, effort="fast")`` (the default: the route groups —
 PACMAN's ordered pair compressor with default-route removal, and a split-first variant — ORTC,
 and on tables of at most 64 entries Ordered Covering as rig has it, each stopping at the
-table's floor; their loops compiled by llvmlite, targets/multicast/compress_jit.py; the
-shortest kept) and ``effort="thorough"`` (every method; compress.py's module docstring lists
-them).  The compiled kernels are built once per process (or loaded from nmc's object cache)
-before the first timed call; the run prints how long that took.  PACMAN: its ``router_table_compress_as_far_as_possible`` compressors.  PACMAN
+table's floor, the shortest kept; the whole of it one llvmlite-compiled call per table,
+targets/multicast/compress_jit.py's ``compress_fast``) and ``effort="thorough"`` (every
+method; compress.py's module docstring lists them).  The compiled kernels are built once per
+process (or loaded from nmc's object cache) before the first timed call; the run prints how
+long that took.  PACMAN: its ``router_table_compress_as_far_as_possible`` compressors.  PACMAN
 (``spinnaker-pacman``) runs in its own venv through ``benchmarks/pacman_routing.py`` on the
 same tables passed as JSON::
 
