@@ -244,6 +244,11 @@ def compare(name, source, tables, pacman_python, capacity=CAPACITY, repeats=1):
         row[f"nmc_{effort}_s"] = sum(r["seconds"] for r in rows)
         row[f"nmc_{effort}_worse"] = sum(r["entries"] > f for r, f in zip(rows, fewest))
         row[f"nmc_{effort}_better"] = sum(r["entries"] < f for r, f in zip(rows, fewest))
+    row["per_table"] = [  # for --json: every table's entries and seconds, each side
+        {"chip": list(chip), "entries_in": len(entries), **{f"nmc_{effort}": rows[i] for effort, rows in mine.items()},
+         "pacman": theirs[i]}
+        for i, (chip, (entries, _)) in enumerate(tables.items())
+    ]
     for k in names:
         row[f"{k}_entries"] = sum(t[k]["entries"] for t in theirs)
         row[f"{k}_s"] = sum(t[k]["seconds"] for t in theirs)
