@@ -43,6 +43,7 @@ harness's stand-in before the class landed; their rows say ``synthetic``.
 
     python benchmarks/routing.py [--networks mnist-8,cnn,vgg] [--sizes 10000 30000 100000]
         [--repeats 5] [--data ../shared/data] [--synthetic] [--json OUT] [--pacman-python PATH]
+    python benchmarks/routing.py --from-json OUT    # the tables of a saved run again
 
 The machine may be shared with other work: nmc and PACMAN run in the same run, one network
 after the other, and medians damp but do not remove the noise.
@@ -283,6 +284,45 @@ def print_table(rows):
         print(f"| {r['network']} | {cells} |")
 
 
+def _pacman_best(table):
+    """(entries, seconds, compressor) of PACMAN's best on one ``per_table`` row."""
+    ok = {k: v for k, v in table["pacman"].items() if v["ok"]}
+    fewest = min(v["entries"] for v in ok.values())
+    seconds, name = min((v["seconds"], k) for k, v in ok.items() if v["entries"] == fewest)
+    return fewest, seconds, name
+
+
+def print_summary(rows):
+    """Every table of the run at once: entries and speed-up against PACMAN's best, the tables
+    below 10x, and the tables where PACMAN's Ordered Covering beats its pair compressor."""
+    tables = [t for r in rows for t in r["per_table"]]
+    if not tables:
+        return
+    best = [_pacman_best(t) for t in tables]
+    total = sum(b[0] for b in best)
+    seconds = sum(b[1] for b in best)
+    print(f"\nAll {len(tables)} tables: PACMAN's best {total} entries in {seconds:.4f} s")
+    for effort in EFFORTS:
+        mine = [t[f"nmc_{effort}"] for t in tables]
+        entries, s = sum(m["entries"] for m in mine), sum(m["seconds"] for m in mine)
+        fewer = sum(m["entries"] < b[0] for m, b in zip(mine, best))
+        more = sum(m["entries"] > b[0] for m, b in zip(mine, best))
+        print(f"- nmc {effort}: {entries} entries ({1 - entries / total:.1%} fewer), shorter on {fewer} tables, "
+              f"longer on {more}; {s:.4f} s, {seconds / max(s, 1e-9):.1f}x")
+    ratios = sorted((b[1] / max(t["nmc_fast"]["seconds"], 1e-9), t["entries_in"], b[2], b[1], t["nmc_fast"]["seconds"])
+                    for t, b in zip(tables, best))
+    print(f"- fast per table: speed-up min {ratios[0][0]:.1f}x, median {statistics.median(r[0] for r in ratios):.1f}x, "
+          f"max {ratios[-1][0]:.1f}x; {sum(r[0] >= 10 for r in ratios)} tables at 10x or more")
+    for ratio, n, name, theirs, mine in ratios:
+        if ratio < 10:
+            print(f"  - {ratio:.1f}x: {n} entries, PACMAN's best {name} {theirs * 1e6:.1f} us, nmc fast {mine * 1e6:.1f} us")
+    oc = [t for t in tables if t["pacman"]["ordered_covering"]["entries"]
+          < min(t["pacman"]["pair"]["entries"], t["pacman"]["pair+dr"]["entries"])]
+    print(f"- PACMAN's ordered_covering beats its pair compressors on {len(oc)} tables "
+          f"(at most {max((t['entries_in'] for t in oc), default=0)} entries); nmc fast is longer than it on "
+          f"{sum(t['nmc_fast']['entries'] > t['pacman']['ordered_covering']['entries'] for t in oc)} of them")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -298,7 +338,13 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=2, help="synthetic conv projections: slices either side")
     ap.add_argument("--pacman-python", default=os.environ.get("PACMAN_PYTHON", str(ROOT.parent / "venv-pacman/bin/python")))
     ap.add_argument("--json", type=Path, help="write the rows here")
+    ap.add_argument("--from-json", type=Path, help="print the tables of a run written by --json, and stop")
     args = ap.parse_args()
+    if args.from_json:
+        rows = json.loads(args.from_json.read_text())
+        print_table(rows)
+        print_summary(rows)
+        return
     if not Path(args.pacman_python).exists():
         sys.exit(f"no PACMAN interpreter at {args.pacman_python}: see benchmarks/pacman_routing.py's docstring")
     sys.path.insert(0, str(HERE))
@@ -323,6 +369,7 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, possibly shared with other work (load average {os.getloadavg()[0]:.1f} at the end); "
           f"nmc's kernels {'loaded from the cache' if cached else 'compiled'} once, in {compiled:.3f} s (not timed below)")
     print_table(rows)
+    print_summary(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
