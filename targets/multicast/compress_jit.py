@@ -1787,7 +1787,7 @@ def _buffer(words: int) -> array:
     reads, so it is not cleared)."""
     buf = getattr(_LOCAL, "buf", None)
     if buf is None or len(buf) < words:
-        buf = _LOCAL.buf = array("Q", bytes(8 * max(words, 1 << 16)))
+        buf = _LOCAL.buf = array("Q", bytes(8 * max(words, 1 << 12)))
     return buf
 
 
