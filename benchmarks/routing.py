@@ -266,12 +266,12 @@ def print_table(rows):
     print("|" + "---|" * len(cols))
     for r in rows:
         cells = [r["network"], r["tables"], str(r["routers"]), f"{r['entries_in']} ({r['max_in']})",
-                 str(r["pacman_best_entries"]), f"{r['pacman_best_s']:.4f}"]
+                 str(r["pacman_best_entries"]), f"{r['pacman_best_s']:.5f}"]
         for effort in EFFORTS:
             s = r[f"nmc_{effort}_s"]
             lo, mid, hi = r[f"nmc_{effort}_table_speedups"]
             cells += [str(r[f"nmc_{effort}_entries"]), f"{r[f'nmc_{effort}_better']} / {r[f'nmc_{effort}_worse']}",
-                      f"{s:.4f}", f"{r['pacman_best_s'] / max(s, 1e-9):.1f}× ({lo:.1f} / {mid:.1f} / {hi:.1f})"]
+                      f"{s:.5f}", f"{r['pacman_best_s'] / max(s, 1e-9):.1f}× ({lo:.1f} / {mid:.1f} / {hi:.1f})"]
         print("| " + " | ".join(cells) + " |")
     names = [k[:-8] for k in rows[0] if k.endswith("_entries") and not k.startswith(("nmc_", "pacman_"))
              and k != "entries_in"] if rows else []
@@ -301,14 +301,14 @@ def print_summary(rows):
     best = [_pacman_best(t) for t in tables]
     total = sum(b[0] for b in best)
     seconds = sum(b[1] for b in best)
-    print(f"\nAll {len(tables)} tables: PACMAN's best {total} entries in {seconds:.4f} s")
+    print(f"\nAll {len(tables)} tables: PACMAN's best {total} entries in {seconds:.5f} s")
     for effort in EFFORTS:
         mine = [t[f"nmc_{effort}"] for t in tables]
         entries, s = sum(m["entries"] for m in mine), sum(m["seconds"] for m in mine)
         fewer = sum(m["entries"] < b[0] for m, b in zip(mine, best))
         more = sum(m["entries"] > b[0] for m, b in zip(mine, best))
         print(f"- nmc {effort}: {entries} entries ({1 - entries / total:.1%} fewer), shorter on {fewer} tables, "
-              f"longer on {more}; {s:.4f} s, {seconds / max(s, 1e-9):.1f}x")
+              f"longer on {more}; {s:.5f} s, {seconds / max(s, 1e-9):.1f}x")
     ratios = sorted((b[1] / max(t["nmc_fast"]["seconds"], 1e-9), t["entries_in"], b[2], b[1], t["nmc_fast"]["seconds"])
                     for t, b in zip(tables, best))
     print(f"- fast per table: speed-up min {ratios[0][0]:.1f}x, median {statistics.median(r[0] for r in ratios):.1f}x, "
