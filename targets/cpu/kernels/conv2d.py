@@ -1,6 +1,8 @@
 """The ``conv2d`` kernel (DESIGN §6): each event scatters one kernel, channel-last, into the
 projection's private accumulator, flushed into the population's after the step (with a halo,
-:func:`..plan.conv_halo`, as straight-line vector adds; else through the window table)."""
+:func:`..plan.conv_halo`, as straight-line vector adds; else through the window table); or,
+where the plan allows it (:func:`..plan.direct_conv`), the direct convolution of
+:mod:`.conv_direct`, in the steps with at least the planned number of events."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ..plan import conv_halo, conv_out, conv_weights_dtype, host_features
 from ..tables import int_weights
 from . import kernel
 from .common import flush, private, window_targets
+from .conv_direct import project_direct
 
 if TYPE_CHECKING:
     from ..emit import Lowering
@@ -23,6 +26,29 @@ if TYPE_CHECKING:
 
 @kernel("conv2d")
 def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
+    """The direct convolution (:func:`.conv_direct.project_direct`) when the plan chose it for
+    every step (:attr:`..plan.Layout.direct` 0, or an encoder's calibrated rate), or in a step
+    whose source population's spike list has at least the planned number of events; else
+    the event kernel (:func:`scatter`)."""
+    least = lw.lay.direct.get(p)
+    if least is None:
+        return scatter(lw, p, pop, acc)
+    if least == 0 or p.src.owner.KIND != "snn.population":
+        return project_direct(lw, p, pop, acc)
+    e, b = lw.e, lw.e.b
+    src = p.src.owner
+    st = b.sub(lw.t, e.i64(p.delay))
+    live = b.icmp_signed(">=", st, e.i64(0))
+    slot = lw.ring_slot(src, b.select(live, st, e.i64(0)))
+    cnt = b.sext(e.load(lw.area[("ring_cnt", src)], slot, I32), I64)
+    with b.if_else(b.and_(live, b.icmp_signed(">=", cnt, e.i64(least)))) as (direct, events):
+        with direct:
+            project_direct(lw, p, pop, acc)
+        with events:
+            scatter(lw, p, pop, acc)
+
+
+def scatter(lw: Lowering, p: Op, pop: Op, acc):
     """Each event adds, per kernel cell, the weights of its input channel to the output
     channels of the cell it reaches, in a channel-last private accumulator; flushed after
     the step.  With a halo (:func:`..plan.conv_halo`) every kernel cell lands inside the
