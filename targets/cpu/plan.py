@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -251,9 +252,9 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
         least = direct_conv(p, lay, kernels)
         if least is not None:
             lay.direct[p] = least
-            _, _, cells, depth, owr = direct_geometry(p)
-            lay.reserve("cin", p, cells * depth)
-            lay.reserve("dacc", p, 4 * p.weight.shape[0] * conv_out(p)[0] * owr)
+            geo = direct_geometry(p)
+            lay.reserve("cin", p, geo.cells * geo.depth)
+            lay.reserve("dacc", p, 4 * p.weight.shape[0] * conv_out(p)[0] * geo.owr)
     reserve_gates(net, lay)
     lay.overwritten = {pop for pop in net.populations if pop.bits and pop.currents
                        and pop.currents[0].owner.kind == "conv2d"}
@@ -625,9 +626,9 @@ def conv_halo(p: Op, dtype: np.dtype | None) -> tuple[int, int, int, int] | None
 
 
 
-#: Output cells of a row that the direct convolution sums in registers at once
-#: (:mod:`.kernels.conv_direct`), each for up to 32 output channels.
-DIRECT_CELLS = 4
+#: Sums (512-bit registers of 16 output channels) that the direct convolution keeps in
+#: registers for one block of output cells (:mod:`.kernels.conv_direct`).
+DIRECT_SUMS = 16
 #: Cost of one ``vpdpbusd`` of the direct convolution (64 multiply-adds: 16 output channels
 #: times 4 input channels) in event-kernel vector adds (a load, an add and a store of one
 #: channel vector at one kernel cell): :func:`direct_conv` puts the crossover where the two
@@ -637,17 +638,34 @@ DIRECT_CELLS = 4
 DIRECT_COST = 0.3
 
 
-def direct_geometry(p: Op) -> tuple[int, int, int, int, int]:
-    """``(Hp, Wp, cells, depth, OWr)`` of conv2d ``p``'s direct convolution: its input plane is
-    ``[cells, depth]`` bytes, channel-last, padded by ``p.pads`` to ``Hp × Wp`` cells (then
-    :data:`DIRECT_CELLS` cells of slack, read by the block of a row's last outputs), each cell
-    ``depth = groups · K4`` bytes (each group's input channels padded to ``K4``, a multiple of
-    4); its sums are ``[OH, OWr, O]`` i32, each row rounded up to whole blocks of cells."""
+class DirectGeometry(NamedTuple):
+    """The direct convolution of one conv2d (:func:`direct_geometry`)."""
+
+    hp: int  # padded input rows
+    wp: int  # padded input columns
+    cells: int  # input cells, with slack
+    depth: int  # bytes per input cell
+    owr: int  # output columns summed per row (whole blocks)
+    run: int  # output cells of a row per block
+    pair: int  # 16-channel blocks of outputs per block
+
+
+def direct_geometry(p: Op) -> DirectGeometry:
+    """Conv2d ``p``'s direct convolution: its input plane is ``[cells, depth]`` bytes,
+    channel-last, padded by ``p.pads`` to ``hp × wp`` cells (then ``run`` cells of slack, read
+    by the block of a row's last outputs), each cell ``depth = groups · K4`` bytes (each group's
+    input channels padded to ``K4``, a multiple of 4).  Each block sums ``run`` output cells of
+    a row times ``pair`` · 16 output channels in registers (at most :data:`DIRECT_SUMS` of
+    them; a row in as few blocks as that allows, of equal length); its sums are
+    ``[OH, owr, O]`` i32, each row's ``OW`` rounded up to whole blocks."""
     C, H, W = p.src.type.shape
     k4 = -(-(C // p.groups) // 4) * 4
     hp, wp = H + p.pads[0] + p.pads[2], W + p.pads[1] + p.pads[3]
-    owr = -(-conv_out(p)[1] // DIRECT_CELLS) * DIRECT_CELLS
-    return hp, wp, hp * wp + DIRECT_CELLS, p.groups * k4, owr
+    pair = 2 if (p.weight.shape[0] // p.groups // 16) % 2 == 0 else 1
+    ow = conv_out(p)[1]
+    blocks = -(-ow // (DIRECT_SUMS // pair))
+    run = -(-ow // blocks)
+    return DirectGeometry(hp, wp, hp * wp + run, p.groups * k4, blocks * run, run, pair)
 
 
 def direct_conv(p: Op, lay: Layout, kernels: str = "auto") -> int | None:
@@ -674,8 +692,8 @@ def direct_conv(p: Op, lay: Layout, kernels: str = "auto") -> int | None:
         return None
     if kernels == "dense":
         return 0
-    _, _, _, depth, owr = direct_geometry(p)
-    dense = conv_out(p)[0] * owr * (depth // 4) * kh * kw * (og // 16)  # vpdpbusd per step
+    geo = direct_geometry(p)
+    dense = conv_out(p)[0] * geo.owr * (geo.depth // 4) * kh * kw * (og // 16)  # vpdpbusd per step
     vector = 32 if lay.private.get(p) == np.dtype(np.int16) else 16  # 512-bit channel vectors
     per_event = kh * kw * -(-og // vector)
     least = max(1, int(np.ceil(dense * DIRECT_COST / per_event)))

@@ -4,8 +4,8 @@ output summed from the step's whole input, whatever its firing rate.  Registers 
 
 The step's events are written as bytes of 1 into a zeroed input plane, channel-last and
 padded (:func:`..plan.direct_geometry`: ``[cells, groups · K4]``, each group's channels
-padded to a multiple of 4).  Then, for each block of :data:`..plan.DIRECT_CELLS` output cells
-of a row and up to 32 output channels, the sums stay in registers while, for each kernel cell
+padded to a multiple of 4).  Then, for each block of output cells of a row and 16 or 32 output
+channels (at most :data:`..plan.DIRECT_SUMS` vectors of 16 sums), the sums stay in registers while, for each kernel cell
 and group of 4 input channels, one ``vpdpbusd`` per cell and 16 output channels adds
 ``Σ_{4 channels} input byte · weight`` (the 4 input bytes broadcast; the weights ``[16 out,
 4 in]`` int8, one 512-bit vector) into 16 i32 sums.  Every product is 0 or a weight and every
@@ -23,7 +23,7 @@ from llvmlite import ir
 from nmc.ir.core import Op
 
 from ..emit import I8, I32, I64
-from ..plan import DIRECT_CELLS, conv_out, direct_geometry
+from ..plan import conv_out, direct_geometry
 from ..tables import int_weights
 from .common import flush
 
@@ -44,7 +44,7 @@ def direct_weights(p: Op) -> np.ndarray:
     co, cpg, kh, kw = p.weight.shape
     G = p.groups
     og = co // G
-    k4 = direct_geometry(p)[3] // G
+    k4 = direct_geometry(p).depth // G
     w = np.zeros((G, og, k4, kh * kw), np.int8)
     w[:, :, :cpg] = int_weights(p).reshape(G, og, cpg, kh * kw)
     return np.ascontiguousarray(w.reshape(G, og // 16, 16, k4 // 4, 4, kh * kw).transpose(0, 5, 3, 1, 2, 4))
@@ -59,7 +59,7 @@ def project_direct(lw: Lowering, p: Op, pop: Op, acc):
     og = co // G
     C, H, W = p.src.type.shape
     OH, OW = conv_out(p)
-    hp, wp, cells, depth, owr = direct_geometry(p)
+    hp, wp, cells, depth, owr, run, pair = direct_geometry(p)
     k4 = depth // G
     quads = k4 // 4
     dy, dx = p.dilations
@@ -85,7 +85,6 @@ def project_direct(lw: Lowering, p: Op, pop: Op, acc):
     wg = e.opaque(e.const_array(direct_weights(p), "dweight")[0])
     vpdp = e.intrinsic("llvm.x86.avx512.vpdpbusd.512", V16, [V16, V16, V16])
     blocks = og // 16
-    pair = 2 if blocks % 2 == 0 else 1  # 16-channel blocks summed together
     unrolled = len(taps) * quads <= UNROLL
 
     def splat(ptr):  # 4 input bytes, broadcast to the 16 lanes
@@ -96,9 +95,9 @@ def project_direct(lw: Lowering, p: Op, pop: Op, acc):
     with e.loop(0, G, "dg") as g:
         with e.loop(0, blocks // pair, "dob") as ob:
             with e.loop(0, OH, "doy") as oy:
-                with e.loop(0, owr // DIRECT_CELLS, "dox") as xb:
-                    sums = [[e.var(V16, None) for _ in range(pair)] for _ in range(DIRECT_CELLS)]
-                    cell0 = b.add(b.mul(oy, e.i64(wp)), b.mul(xb, e.i64(DIRECT_CELLS)))
+                with e.loop(0, owr // run, "dox") as xb:
+                    sums = [[e.var(V16, None) for _ in range(pair)] for _ in range(run)]
+                    cell0 = b.add(b.mul(oy, e.i64(wp)), b.mul(xb, e.i64(run)))
                     first = b.add(b.mul(cell0, e.i64(depth)), b.mul(g, e.i64(k4)))
                     def quad(q):  # one group of 4 input channels, every kernel cell
                         for t, off in enumerate(taps):
@@ -107,7 +106,7 @@ def project_direct(lw: Lowering, p: Op, pop: Op, acc):
                             ws = [b.load(b.gep(wg, [b.shl(b.add(row, b.add(b.mul(ob, e.i64(pair)), e.i64(k))),
                                                           e.i64(6))], source_etype=I8), typ=V16, align=64)
                                   for k in range(pair)]
-                            for c in range(DIRECT_CELLS):
+                            for c in range(run):
                                 x = splat(b.gep(cin, [b.add(b.add(first, b.shl(q, e.i64(2))), e.i64(off + c * depth))],
                                                 source_etype=I8))
                                 for k in range(pair):
@@ -120,8 +119,8 @@ def project_direct(lw: Lowering, p: Op, pop: Op, acc):
                     else:
                         with e.loop(0, quads, "dq") as q:
                             quad(q)
-                    for c in range(DIRECT_CELLS):
-                        cell = b.add(b.add(b.mul(oy, e.i64(owr)), b.mul(xb, e.i64(DIRECT_CELLS))), e.i64(c))
+                    for c in range(run):
+                        cell = b.add(b.add(b.mul(oy, e.i64(owr)), b.mul(xb, e.i64(run))), e.i64(c))
                         for k in range(pair):
                             ch = b.add(b.mul(g, e.i64(og)), b.mul(b.add(b.mul(ob, e.i64(pair)), e.i64(k)), e.i64(16)))
                             dst = b.gep(dacc, [b.add(b.mul(cell, e.i64(co)), ch)], source_etype=I32)
