@@ -72,7 +72,7 @@ class Layout:
     ``direct``: conv2d projections that may run the direct convolution
     (:mod:`.kernels.conv_direct`, :func:`direct_conv`), each with the least number of events
     in a step from which it does (0: always; else the event kernel below it), and their areas
-    ``cin`` (the step's input, channel-last bytes) and ``dacc`` (its i32 sums).
+    ``cin`` (the step's input, channel-last bytes); its sums go into the private accumulator.
 
     ``overwritten``: integer populations whose first current is a conv2d, whose flush writes
     the whole accumulator each step, so that the neuron update need not clear it.
@@ -254,7 +254,6 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
             lay.direct[p] = least
             geo = direct_geometry(p)
             lay.reserve("cin", p, geo.cells * geo.depth)
-            lay.reserve("dacc", p, 4 * p.weight.shape[0] * conv_out(p)[0] * geo.owr)
     reserve_gates(net, lay)
     lay.overwritten = {pop for pop in net.populations if pop.bits and pop.currents
                        and pop.currents[0].owner.kind == "conv2d"}
@@ -656,8 +655,8 @@ def direct_geometry(p: Op) -> DirectGeometry:
     by the block of a row's last outputs), each cell ``depth = groups · K4`` bytes (each group's
     input channels padded to ``K4``, a multiple of 4).  Each block sums ``run`` output cells of
     a row times ``pair`` · 16 output channels in registers (at most :data:`DIRECT_SUMS` of
-    them; a row in as few blocks as that allows, of equal length); its sums are
-    ``[OH, owr, O]`` i32, each row's ``OW`` rounded up to whole blocks."""
+    them; a row in as few blocks as that allows, of equal length): ``owr`` output columns per
+    row, ``OW`` rounded up to whole blocks."""
     C, H, W = p.src.type.shape
     k4 = -(-(C // p.groups) // 4) * 4
     hp, wp = H + p.pads[0] + p.pads[2], W + p.pads[1] + p.pads[3]

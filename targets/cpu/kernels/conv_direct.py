@@ -10,8 +10,9 @@ and group of 4 input channels, one ``vpdpbusd`` per cell and 16 output channels 
 ``Σ_{4 channels} input byte · weight`` (the 4 input bytes broadcast; the weights ``[16 out,
 4 in]`` int8, one 512-bit vector) into 16 i32 sums.  Every product is 0 or a weight and every
 sum is bounded by :func:`..plan.unit_bound` below ``2**31``, so the i32 sums are exact in any
-order.  The sums, channel-last ``[OH, OWr, O]``, go into the population's accumulator through
-:func:`.common.flush`, as the event kernel's do."""
+order.  The sums are stored (narrowed, exactly) into the event kernel's channel-last private
+accumulator, which :func:`.conv2d.project_conv2d` flushes into the population's whichever
+kernel ran."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from nmc.ir.core import Op
 from ..emit import I8, I32, I64
 from ..plan import conv_out, direct_geometry
 from ..tables import int_weights
-from .common import flush
 
 if TYPE_CHECKING:
     from ..emit import Lowering
@@ -34,7 +34,7 @@ V16 = ir.VectorType(I32, 16)
 V64 = ir.VectorType(I8, 64)
 #: Kernel cells × groups of 4 input channels up to which a block's loop is unrolled whole
 #: (beyond, a loop over the groups of 4 channels, the kernel cells unrolled in it).
-UNROLL = 72
+UNROLL = 16
 
 
 def direct_weights(p: Op) -> np.ndarray:
@@ -50,9 +50,11 @@ def direct_weights(p: Op) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(G, og // 16, 16, k4 // 4, 4, kh * kw).transpose(0, 5, 3, 1, 2, 4))
 
 
-def project_direct(lw: Lowering, p: Op, pop: Op, acc):
-    """Emit the direct convolution of ``p`` into ``pop``'s accumulator ``acc`` for this step
-    (module docstring); synaptic operations are counted per event, as by the event kernel."""
+def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
+    """Emit the direct convolution of ``p`` for this step into its private accumulator
+    ``priv`` (:func:`.common.private`, i16 or i32, with the halo ``halo`` of
+    :func:`..plan.conv_halo`): every output cell's sums are stored (module docstring).
+    Synaptic operations are counted per event, as by the event kernel."""
     e, b = lw.e, lw.e.b
     co, cpg, kh, kw = p.weight.shape
     G = p.groups
@@ -64,7 +66,9 @@ def project_direct(lw: Lowering, p: Op, pop: Op, acc):
     quads = k4 // 4
     dy, dx = p.dilations
     taps = [(ky * dy * wp + kx * dx) * depth for ky in range(kh) for kx in range(kw)]
-    cin, dacc = lw.area[("cin", p)], lw.area[("dacc", p)]
+    cin = lw.area[("cin", p)]
+    pacc, pt, touched = priv
+    hy, hx, _, owp = halo
 
     size = (cells * depth + 63) // 64  # the plan reserves whole 64-byte lines
     with e.loop(0, size, "cz") as k:
@@ -120,10 +124,14 @@ def project_direct(lw: Lowering, p: Op, pop: Op, acc):
                         with e.loop(0, quads, "dq") as q:
                             quad(q)
                     for c in range(run):
-                        cell = b.add(b.add(b.mul(oy, e.i64(owr)), b.mul(xb, e.i64(run))), e.i64(c))
-                        for k in range(pair):
-                            ch = b.add(b.mul(g, e.i64(og)), b.mul(b.add(b.mul(ob, e.i64(pair)), e.i64(k)), e.i64(16)))
-                            dst = b.gep(dacc, [b.add(b.mul(cell, e.i64(co)), ch)], source_etype=I32)
-                            b.store(b.load(sums[c][k], typ=V16), dst, align=4)
-    touched = e.var(I8, 1)
-    flush(lw, pop, acc, (dacc, I32, touched), co * OH * OW, OH * OW, first=lw.first_current, halo=(OW, owr, 0))
+                        ox = b.add(b.mul(xb, e.i64(run)), e.i64(c))
+                        cell = b.add(b.mul(b.add(oy, e.i64(hy)), e.i64(owp)), b.add(ox, e.i64(hx)))
+                        real = ir.Constant(ir.IntType(1), 1) if owr - run + c < OW else b.icmp_signed("<", ox, e.i64(OW))
+                        with e.when(real):  # the cells of the last run past OW are not stored
+                            for k in range(pair):
+                                ch = b.add(b.mul(g, e.i64(og)), b.mul(b.add(b.mul(ob, e.i64(pair)), e.i64(k)), e.i64(16)))
+                                dst = b.gep(pacc, [b.add(b.mul(cell, e.i64(co)), ch)], source_etype=pt)
+                                total = b.load(sums[c][k], typ=V16)
+                                total = total if pt == I32 else b.trunc(total, ir.VectorType(pt, 16))  # |sum| < 2**15
+                                b.store(total, dst, align=2)
+    b.store(ir.Constant(I8, 1), touched)
