@@ -27,12 +27,14 @@ def _out(size: int, k: int, dil: int, lo: int, hi: int) -> int:
 
 
 def conv_net(c_in: int = 3, out: int = 16, groups: int = 1, kernel=(3, 3), pads=(0, 0, 0, 0), dil=(1, 1),
-             wmax: int = 40, bits: int = 24, second: bool = False, size=(9, 10), seed: int = 0) -> Graph:
+             wmax: int = 40, bits: int = 24, second: bool = False, size=(9, 10), seed: int = 0, delay: int = 1,
+             exponent: int = 0) -> Graph:
     """A rate-encoded ``[c_in, H, W]`` input → conv2d (from the encoder) → population ``h1``
     ``[16, …]`` → the conv under test (from ``h1``: ``out`` channels, ``groups``, ``kernel``,
     ``pads``, ``dil``, int8 weights in ``[-wmax, wmax]``, all of channel 0 at 127 when ``wmax`` is)
     → population ``h2`` of ``bits`` bits
-    (``second``: the conv is ``h2``'s second current, after a one_to_one of ``h1``'s pool)."""
+    (``second``: the conv is ``h2``'s second current, after a 1×1 pool of ``h1``; ``delay``
+    and ``exponent``: the conv's)."""
     rng = np.random.default_rng(seed)
     g = Graph("direct")
     H, W = size
@@ -47,14 +49,15 @@ def conv_net(c_in: int = 3, out: int = 16, groups: int = 1, kernel=(3, 3), pads=
     w = rng.integers(-wmax, wmax + 1, (out, 16 // groups, kh, kw)).astype(np.int8)
     if wmax == 127:  # one channel's step sums reach beyond i16: an i32 event accumulator
         w[0] = 127
-    c2 = g.add(snn.Project(src=h1.result, kind="conv2d", weight=Blob(w), groups=groups, pads=pads, dilations=dil))
+    c2 = g.add(snn.Project(src=h1.result, kind="conv2d", weight=Blob(w), groups=groups, pads=pads, dilations=dil,
+                           delay=delay, exponent=exponent))
     currents = [c2]
     if second:  # the conv is not the population's first current: its sums are added
         side = g.add(snn.Project(src=h1.result, kind="pool", kernel=(1, 1), strides=(1, 1), weight=3))
         assert (oh, ow) == (H, W)
         currents = [side, c2] if out == 16 else [c2]
     h2 = snn.Population(currents=currents, declared_type=SpikeType((out, oh, ow)), bits=bits,
-                        threshold=wmax * min(6, 16 // groups * kh * kw // 3), dv=3000)
+                        threshold=(wmax << exponent) * min(6, 16 // groups * kh * kw // 3), dv=3000)
     g.add(h2, "h2")
     g.add(ann.Output(values=[g.add(snn.Decode(x=h2.result))]))
     verify(g)
@@ -90,6 +93,7 @@ def _conv(g: Graph, k: int):
     pytest.param(dict(groups=4, out=64, kernel=(1, 1)), marks=pytest.mark.slow),  # 4 channels per group, 1×1
     pytest.param(dict(out=48, kernel=(5, 5), pads=(2, 2, 2, 2)), marks=pytest.mark.slow),  # three blocks, one at a time
     dict(pads=(1, 1, 1, 1), second=True),                                # its sums added to a pool's
+    dict(pads=(1, 1, 1, 1), delay=3, exponent=2, wmax=20),                # a delay, weights · 4 (int8 still)
     pytest.param(dict(pads=(1, 1, 1, 1), bits=31), marks=pytest.mark.slow),  # an i64 population accumulator
     dict(wmax=127, out=32, kernel=(5, 5), size=(7, 12)),                 # sums beyond i16 (16·25·127)
 ])
@@ -113,7 +117,7 @@ def test_the_kernel_is_chosen_per_step_from_the_spike_count(monkeypatch, wmax, p
     kernels run in one sample; at 1 every step with a spike runs directly; beyond every count,
     none does."""
     g = conv_net(c_in=2, out=32, wmax=wmax, kernel=(5, 5) if wmax > 100 else (3, 3), pads=(2, 2, 2, 2),
-                 size=(8, 8))
+                 size=(8, 8), delay=2)
     conv = _conv(g, 1)
     net = Network.of(g)
     assert plan.plan(net).private[conv] == np.dtype(private)
