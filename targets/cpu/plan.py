@@ -5,11 +5,12 @@ emitter (:mod:`.emit`) follows, and records it in a :class:`Layout`: the pointer
 host arrays and the per-thread scratch areas; the loop order (:func:`choose_schedule`:
 ``step``, or ``layer`` for feed-forward networks, :func:`feed_forward_order`, with the
 time-batched kernel for the populations it can run); per projection the kernel (event lists,
-or the dense kernel from the source's known activity, :func:`dense_kernel`, and byte-vector
-pools, :func:`dense_pool`); per population and projection the accumulator types
-(:func:`narrow_accumulator`, :func:`private_accumulator`, :func:`conv_halo`) and the neuron
-lanes (:func:`lanes32`), all bounded through :func:`unit_bound`; and whether the neurons of a
-sparse network are split into parts that threads run side by side (:func:`split_parts`).
+or the dense kernel from the source's known activity, :func:`dense_kernel`, byte-vector
+pools, :func:`dense_pool`, and the direct convolution, :func:`direct_conv`); per population
+and projection the accumulator types (:func:`narrow_accumulator`, :func:`private_accumulator`,
+:func:`conv_halo`) and the neuron lanes (:func:`lanes32`), all bounded through
+:func:`unit_bound`; and whether the neurons of a sparse network are split into parts that
+threads run side by side (:func:`split_parts`).
 
 Nothing here imports llvmlite: planning decisions are plain functions of the graph (and of
 the host CPU's features, which the caller may give; when it does not, they are probed through
