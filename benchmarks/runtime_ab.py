@@ -7,6 +7,9 @@ B/A.  CPU time is the figure to compare on a loaded machine: it leaves out time-
 
     python benchmarks/runtime_ab.py --a ../base-tree --b . --workload W2 --threads 1
 
+W2's input is MNIST from ``--data`` when it has it (the default is ``runtime.py``'s, so that
+both measure the same activity; seeded noise fires about four times as densely).
+
 A tree is a checkout whose ``nmc`` package imports its own targets (what ``PYTHONPATH``
 selects); each tree gets its own object cache folder, so both compile their own code.
 """
@@ -25,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def measure(workload: str, runs: int, threads: int) -> dict:
+def measure(workload: str, runs: int, threads: int, data: str | None) -> dict:
     """Best wall time and mean CPU time (s) of ``runs`` calls after one untimed call."""
     import time
 
@@ -37,7 +40,7 @@ def measure(workload: str, runs: int, threads: int) -> dict:
     from nmc.runner import load_artifact
     from nmc.targets import cpu
 
-    args = argparse.Namespace(data=None, quick=False)
+    args = argparse.Namespace(data=data, quick=False)
     g, inputs, T, _, _ = R.workload(workload, args)
     with tempfile.TemporaryDirectory() as tmp:
         execute = cpu.prepare(load_artifact(str(R.user_path(g, Path(tmp)))), threads=threads)
@@ -60,10 +63,13 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=10, help="timed calls per process")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    shared = HERE.parents[1] / "shared" / "data"
+    ap.add_argument("--data", default=str(shared) if shared.is_dir() else None,
+                    help="folder with mnist/mnist_test.npz (as runtime.py's --data)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.workload, args.runs, args.threads)))
+        print(json.dumps(measure(args.workload, args.runs, args.threads, args.data)))
         return 0
     if not (args.a and args.b):
         ap.error("--a and --b name the two source trees")
@@ -73,8 +79,9 @@ def main(argv=None) -> int:
             for name, tree in (("A", args.a), ("B", args.b)):
                 env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()),
                        "NMC_CACHE_DIR": str(Path(caches) / name)}
+                data = ["--data", args.data] if args.data else []
                 out = subprocess.run([sys.executable, __file__, "--child", "--workload", args.workload, "--runs",
-                                      str(args.runs), "--threads", str(args.threads)],
+                                      str(args.runs), "--threads", str(args.threads), *data],
                                      capture_output=True, text=True, env=env, check=True).stdout
                 rows[name].append(json.loads(out.splitlines()[-1]))
                 r = rows[name][-1]

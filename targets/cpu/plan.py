@@ -5,11 +5,12 @@ emitter (:mod:`.emit`) follows, and records it in a :class:`Layout`: the pointer
 host arrays and the per-thread scratch areas; the loop order (:func:`choose_schedule`:
 ``step``, or ``layer`` for feed-forward networks, :func:`feed_forward_order`, with the
 time-batched kernel for the populations it can run); per projection the kernel (event lists,
-or the dense kernel from the source's known activity, :func:`dense_kernel`, and byte-vector
-pools, :func:`dense_pool`); per population and projection the accumulator types
-(:func:`narrow_accumulator`, :func:`private_accumulator`, :func:`conv_halo`) and the neuron
-lanes (:func:`lanes32`), all bounded through :func:`unit_bound`; and whether the neurons of a
-sparse network are split into parts that threads run side by side (:func:`split_parts`).
+or the dense kernel from the source's known activity, :func:`dense_kernel`, byte-vector
+pools, :func:`dense_pool`, and the direct convolution, :func:`direct_conv`); per population
+and projection the accumulator types (:func:`narrow_accumulator`, :func:`private_accumulator`,
+:func:`conv_halo`) and the neuron lanes (:func:`lanes32`), all bounded through
+:func:`unit_bound`; and whether the neurons of a sparse network are split into parts that
+threads run side by side (:func:`split_parts`).
 
 Nothing here imports llvmlite: planning decisions are plain functions of the graph (and of
 the host CPU's features, which the caller may give; when it does not, they are probed through
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,6 +70,11 @@ class Layout:
     own array when it is one (:func:`raw_encoders`).  Areas sized by the run's steps live after
     the fixed ones (:meth:`reserve_run`, :meth:`scratch_size`).
 
+    ``direct``: conv2d projections that may run the direct convolution
+    (:mod:`.kernels.conv_direct`, :func:`direct_conv`), each with the least number of events
+    in a step from which it does (0: always; else the event kernel below it), and their areas
+    ``cin`` (the step's input, channel-last bytes); its sums go into the private accumulator.
+
     ``overwritten``: integer populations whose first current is a conv2d, whose flush writes
     the whole accumulator each step, so that the neuron update need not clear it.
     ``features``: the host CPU features the plan was made for (LLVM names; None: this host's,
@@ -88,6 +95,7 @@ class Layout:
     narrow: set[Op] = field(default_factory=set)
     wide: set[Op] = field(default_factory=set)
     dense: set[Op] = field(default_factory=set)
+    direct: dict[Op, int] = field(default_factory=dict)
     spike_rows: set[Op] = field(default_factory=set)
     schedule: str = "step"
     order: list[Op] = field(default_factory=list)
@@ -242,6 +250,11 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
             halo = conv_halo(p, dtype)
             cells = halo[2] * halo[3] * p.result.type.shape[0] if halo else p.result.type.size
             lay.reserve("pacc", p, dtype.itemsize * cells)
+        least = direct_conv(p, lay, kernels)
+        if least is not None:
+            lay.direct[p] = least
+            geo = direct_geometry(p)
+            lay.reserve("cin", p, geo.cells * geo.depth)
     reserve_gates(net, lay)
     lay.overwritten = {pop for pop in net.populations if pop.bits and pop.currents
                        and pop.currents[0].owner.kind == "conv2d"}
@@ -611,6 +624,84 @@ def conv_halo(p: Op, dtype: np.dtype | None) -> tuple[int, int, int, int] | None
     return hy, hx, hy + max(H + p.pads[0], OH), hx + max(W + p.pads[1], OW)
 
 
+
+
+#: Sums (512-bit registers of 16 output channels) that the direct convolution keeps in
+#: registers for one block of output cells (:mod:`.kernels.conv_direct`).
+DIRECT_SUMS = 16
+#: Cost of one ``vpdpbusd`` of the direct convolution (64 multiply-adds: 16 output channels
+#: times 4 input channels) in event-kernel vector adds (a load, an add and a store of one
+#: channel vector at one kernel cell): :func:`direct_conv` puts the crossover where the two
+#: kernels' vector operations cost the same.  Measured on W2's 16 → 32 conv (MNIST input,
+#: 530 events per step on average; ``perf`` samples of each kernel forced, one thread, this
+#: AMD EPYC of the Zen 4 generation): 0.82 cycles per ``vpdpbusd``, 3.0 per event vector add.
+DIRECT_COST = 0.3
+
+
+class DirectGeometry(NamedTuple):
+    """The direct convolution of one conv2d (:func:`direct_geometry`)."""
+
+    hp: int  # padded input rows
+    wp: int  # padded input columns
+    cells: int  # input cells, with slack
+    depth: int  # bytes per input cell
+    owr: int  # output columns summed per row (whole blocks)
+    run: int  # output cells of a row per block
+    pair: int  # 16-channel blocks of outputs per block
+
+
+def direct_geometry(p: Op) -> DirectGeometry:
+    """Conv2d ``p``'s direct convolution: its input plane is ``[cells, depth]`` bytes,
+    channel-last, padded by ``p.pads`` to ``hp × wp`` cells (then ``run`` cells of slack, read
+    by the block of a row's last outputs), each cell ``depth = groups · K4`` bytes (each group's
+    input channels padded to ``K4``, a multiple of 4).  Each block sums ``run`` output cells of
+    a row times ``pair`` · 16 output channels in registers (at most :data:`DIRECT_SUMS` of
+    them; a row in as few blocks as that allows, of equal length): ``owr`` output columns per
+    row, ``OW`` rounded up to whole blocks."""
+    C, H, W = p.src.type.shape
+    k4 = -(-(C // p.groups) // 4) * 4
+    hp, wp = H + p.pads[0] + p.pads[2], W + p.pads[1] + p.pads[3]
+    pair = 2 if (p.weight.shape[0] // p.groups // 16) % 2 == 0 else 1
+    ow = conv_out(p)[1]
+    blocks = -(-ow // (DIRECT_SUMS // pair))
+    run = -(-ow // blocks)
+    return DirectGeometry(hp, wp, hp * wp + run, p.groups * k4, blocks * run, run, pair)
+
+
+def direct_conv(p: Op, lay: Layout, kernels: str = "auto") -> int | None:
+    """Whether conv2d ``p`` may run the direct convolution (:mod:`.kernels.conv_direct`), and
+    from how many events in a step: None (never), 0 (always) or the least number.
+
+    It sums every output from the whole input (``vpdpbusd``: the input as 0/1 bytes, int8
+    weights, i32 sums), at a cost that does not depend on the firing rate; the event kernel
+    costs a vector add per kernel cell and channel vector of every event.  Candidates: integer
+    stride-1 convs whose events are 0 or 1, with int8 weights (exponent folded in), sums
+    bounded in i32 (:func:`unit_bound`), output channels per group a multiple of 16, on an
+    AVX-512 VNNI host (``lay.features``), not split into parts.  ``kernels="dense"``: always;
+    ``"event"``: never; ``"auto"``: a population's spike list is counted at each step and the
+    kernel chosen there (the crossover below); an encoder's rate is known only when calibrated
+    (``calib.rate``, :func:`source_rate`), which then decides once."""
+    if p.kind != "conv2d" or kernels == "event" or not p.is_integer or not unit_events(p):
+        return None
+    O, _, kh, kw = p.weight.shape
+    og = O // p.groups
+    if tuple(p.strides) != (1, 1) or og % 16 or int_weights(p).dtype != np.int8 or unit_bound(p) >= 2**31:
+        return None
+    features = host_features() if lay.features is None else lay.features
+    if not {"avx512vnni", "avx512bw"} <= set(features) or (lay.parts and p.src.owner in lay.parts):
+        return None
+    if kernels == "dense":
+        return 0
+    geo = direct_geometry(p)
+    dense = conv_out(p)[0] * geo.owr * (geo.depth // 4) * kh * kw * (og // 16)  # vpdpbusd per step
+    vector = 32 if lay.private.get(p) == np.dtype(np.int16) else 16  # 512-bit channel vectors
+    per_event = kh * kw * -(-og // vector)
+    least = max(1, int(np.ceil(dense * DIRECT_COST / per_event)))
+    src = p.src.owner
+    if src.KIND == "snn.population":
+        return least
+    rate = source_rate(src)
+    return 0 if rate is not None and rate * src.result.type.size >= least else None
 
 
 def conv_weights_dtype(p: Op, dtype: np.dtype) -> np.dtype | None:

@@ -1,6 +1,8 @@
 """The ``conv2d`` kernel (DESIGN §6): each event scatters one kernel, channel-last, into the
 projection's private accumulator, flushed into the population's after the step (with a halo,
-:func:`..plan.conv_halo`, as straight-line vector adds; else through the window table)."""
+:func:`..plan.conv_halo`, as straight-line vector adds; else through the window table); or,
+where the plan allows it (:func:`..plan.direct_conv`), the direct convolution of
+:mod:`.conv_direct`, in the steps with at least the planned number of events."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ..plan import conv_halo, conv_out, conv_weights_dtype, host_features
 from ..tables import int_weights
 from . import kernel
 from .common import flush, private, window_targets
+from .conv_direct import project_direct
 
 if TYPE_CHECKING:
     from ..emit import Lowering
@@ -23,13 +26,45 @@ if TYPE_CHECKING:
 
 @kernel("conv2d")
 def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
+    """The step's sums of ``p`` in its channel-last private accumulator, then flushed into
+    the population's: by the direct convolution (:func:`.conv_direct.project_direct`) when
+    the plan chose it for every step (:attr:`..plan.Layout.direct` 0: forced, or an encoder's
+    calibrated rate) or in a step whose source population's spike list has at least the
+    planned number of events; else by the event kernel (:func:`scatter`)."""
+    least = lw.lay.direct.get(p)
+    priv = private(lw, p)  # channel-last [OH, OW, O] (with a halo: [OHp, OWp, O])
+    halo = conv_halo(p, lw.lay.private[p])
+    if least is None:
+        scatter(lw, p, pop, priv, halo)
+    elif least == 0 or p.src.owner.KIND != "snn.population":
+        project_direct(lw, p, pop, priv, halo)
+    else:
+        e, b = lw.e, lw.e.b
+        src = p.src.owner
+        st = b.sub(lw.t, e.i64(p.delay))
+        live = b.icmp_signed(">=", st, e.i64(0))
+        slot = lw.ring_slot(src, b.select(live, st, e.i64(0)))
+        cnt = b.sext(e.load(lw.area[("ring_cnt", src)], slot, I32), I64)
+        with b.if_else(b.and_(live, b.icmp_signed(">=", cnt, e.i64(least)))) as (direct, events):
+            with direct:
+                project_direct(lw, p, pop, priv, halo)
+            with events:
+                scatter(lw, p, pop, priv, halo)
+    OH, OW = conv_out(p)
+    O = p.weight.shape[0]
+    flush(lw, pop, acc, priv, O * OH * OW, OH * OW, first=lw.first_current,
+          halo=(OW, halo[3], halo[0] * halo[3] + halo[1]) if halo else None)
+
+
+def scatter(lw: Lowering, p: Op, pop: Op, priv, halo):
     """Each event adds, per kernel cell, the weights of its input channel to the output
-    channels of the cell it reaches, in a channel-last private accumulator; flushed after
-    the step.  With a halo (:func:`..plan.conv_halo`) every kernel cell lands inside the
-    accumulator, so an event is straight-line code: per kernel cell, whole vectors of
-    channels at constant offsets from the event's first cell (one table load per event).
-    Weights are widened to the accumulator's type where :func:`..plan.conv_weights_dtype` says.
-    Otherwise the cells come from the window table (:func:`.common.window_targets`)."""
+    channels of the cell it reaches, in the channel-last private accumulator ``priv``
+    (:func:`.common.private`).  With a halo (``halo``, :func:`..plan.conv_halo`) every kernel
+    cell lands inside the accumulator, so an event is straight-line code: per kernel cell,
+    whole vectors of channels at constant offsets from the event's first cell (one table
+    load per event).  Weights are widened to the accumulator's type where
+    :func:`..plan.conv_weights_dtype` says.  Otherwise the cells come from the window table
+    (:func:`.common.window_targets`)."""
     e, b = lw.e, lw.e.b
     w = p.weight.data
     O, cg, kh, kw = w.shape
@@ -38,8 +73,7 @@ def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
     OH, OW = conv_out(p)
     C, H, W = p.src.type.shape
     # [c_in_group, kh, kw, O]: one event walks contiguous output channels per kernel cell
-    pacc, pt, touched = private(lw, p)  # channel-last [OH, OW, O] (with a halo: [OHp, OWp, O])
-    halo = conv_halo(p, lw.lay.private[p])
+    pacc, pt, touched = priv
     wide = conv_weights_dtype(p, lw.lay.private[p])
     if wide is not None:  # the accumulator's type: no sign extension per add
         g, wt = lw.e.const_array(int_weights(p).transpose(1, 2, 3, 0).astype(wide), "conv")
@@ -84,8 +118,6 @@ def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
                         b.store(b.add(b.load(ptr, typ=vt, align=2), wv), ptr, align=2)
 
         lw.events(p, pop, body)
-        flush(lw, pop, acc, (pacc, pt, touched), O * OH * OW, OH * OW, first=lw.first_current,
-                   halo=(OW, OWp, hy * OWp + hx))
         return
 
     def body(j, x):
@@ -102,4 +134,3 @@ def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
                              (O, O), visit)
 
     lw.events(p, pop, body)
-    flush(lw, pop, acc, (pacc, pt, touched), O * OH * OW, OH * OW, first=lw.first_current)

@@ -1,0 +1,137 @@
+"""The direct convolution of ``conv2d`` projections (:func:`..plan.direct_conv`): every
+output summed from the step's whole input, whatever its firing rate.  Registers no kind:
+:func:`.conv2d.project_conv2d` calls :func:`project_direct`.
+
+The step's events are written as bytes of 1 into a zeroed input plane, channel-last and
+padded (:func:`..plan.direct_geometry`: ``[cells, groups · K4]``, each group's channels
+padded to a multiple of 4).  Then, for each block of output cells of a row and 16 or 32 output
+channels (at most :data:`..plan.DIRECT_SUMS` vectors of 16 sums), the sums stay in registers while, for each kernel cell
+and group of 4 input channels, one ``vpdpbusd`` per cell and 16 output channels adds
+``Σ_{4 channels} input byte · weight`` (the 4 input bytes broadcast; the weights ``[16 out,
+4 in]`` int8, one 512-bit vector) into 16 i32 sums.  Every product is 0 or a weight and every
+sum is bounded by :func:`..plan.unit_bound` below ``2**31``, so the i32 sums are exact in any
+order.  The sums are stored (narrowed, exactly) into the event kernel's channel-last private
+accumulator, which :func:`.conv2d.project_conv2d` flushes into the population's whichever
+kernel ran."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from llvmlite import ir
+
+from nmc.ir.core import Op
+
+from ..emit import I8, I32, I64
+from ..plan import conv_out, direct_geometry
+from ..tables import int_weights
+
+if TYPE_CHECKING:
+    from ..emit import Lowering
+
+V16 = ir.VectorType(I32, 16)
+V64 = ir.VectorType(I8, 64)
+#: Kernel cells × groups of 4 input channels up to which a block's loop is unrolled whole
+#: (beyond, a loop over the groups of 4 channels, the kernel cells unrolled in it).
+UNROLL = 16
+
+
+def direct_weights(p: Op) -> np.ndarray:
+    """``p``'s int8 weights as ``[groups, kh·kw, K4/4, og/16, 16, 4]``: for each group, kernel
+    cell and 4 input channels, one 64-byte vector per 16 output channels (the 4 inputs of an
+    output adjacent, as ``vpdpbusd`` pairs them); padded channels have weight 0."""
+    co, cpg, kh, kw = p.weight.shape
+    G = p.groups
+    og = co // G
+    k4 = direct_geometry(p).depth // G
+    w = np.zeros((G, og, k4, kh * kw), np.int8)
+    w[:, :, :cpg] = int_weights(p).reshape(G, og, cpg, kh * kw)
+    return np.ascontiguousarray(w.reshape(G, og // 16, 16, k4 // 4, 4, kh * kw).transpose(0, 5, 3, 1, 2, 4))
+
+
+def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
+    """Emit the direct convolution of ``p`` for this step into its private accumulator
+    ``priv`` (:func:`.common.private`, i16 or i32, with the halo ``halo`` of
+    :func:`..plan.conv_halo`): every output cell's sums are stored (module docstring).
+    Synaptic operations are counted per event, as by the event kernel."""
+    e, b = lw.e, lw.e.b
+    co, cpg, kh, kw = p.weight.shape
+    G = p.groups
+    og = co // G
+    C, H, W = p.src.type.shape
+    OH, OW = conv_out(p)
+    hp, wp, cells, depth, owr, run, pair = direct_geometry(p)
+    k4 = depth // G
+    quads = k4 // 4
+    dy, dx = p.dilations
+    taps = [(ky * dy * wp + kx * dx) * depth for ky in range(kh) for kx in range(kw)]
+    cin = lw.area[("cin", p)]
+    pacc, pt, touched = priv
+    hy, hx, _, owp = halo
+
+    size = (cells * depth + 63) // 64  # the plan reserves whole 64-byte lines
+    with e.loop(0, size, "cz") as k:
+        b.store(ir.Constant(V64, None), b.gep(cin, [b.shl(k, e.i64(6))], source_etype=I8), align=64)
+    ys, xs = np.divmod(np.arange(H * W), W)
+    at = e.const_array((((ys + p.pads[0]) * wp + xs + p.pads[1]) * depth).astype(np.int32), "dpos")[0]
+    chans = np.arange(C)
+    lane = e.const_array((chans // cpg * k4 + chans % cpg).astype(np.int32), "dchan")[0] if G > 1 else None
+
+    def event(j, x):  # x is None: the plan admits 0/1 events only
+        c = b.udiv(j, e.i64(H * W))
+        off = b.sext(e.load(at, b.sub(j, b.mul(c, e.i64(H * W))), I32), I64)
+        off = b.add(off, c if lane is None else b.sext(e.load(lane, c, I32), I64))
+        e.store(ir.Constant(I8, 1), cin, off, I8)
+
+    lw.events(p, pop, event)
+
+    wg = e.opaque(e.const_array(direct_weights(p), "dweight")[0])
+    vpdp = e.intrinsic("llvm.x86.avx512.vpdpbusd.512", V16, [V16, V16, V16])
+    blocks = og // 16
+    unrolled = len(taps) * quads <= UNROLL
+
+    def splat(ptr):  # 4 input bytes, broadcast to the 16 lanes
+        word = b.load(ptr, typ=I32, align=1)
+        return b.shuffle_vector(b.insert_element(ir.Constant(V16, None), word, ir.Constant(I32, 0)),
+                                ir.Constant(V16, None), ir.Constant(V16, [0] * 16))
+
+    with e.loop(0, G, "dg") as g:
+        with e.loop(0, blocks // pair, "dob") as ob:
+            with e.loop(0, OH, "doy") as oy:
+                with e.loop(0, owr // run, "dox") as xb:
+                    sums = [[e.var(V16, None) for _ in range(pair)] for _ in range(run)]
+                    cell0 = b.add(b.mul(oy, e.i64(wp)), b.mul(xb, e.i64(run)))
+                    first = b.add(b.mul(cell0, e.i64(depth)), b.mul(g, e.i64(k4)))
+                    def quad(q):  # one group of 4 input channels, every kernel cell
+                        for t, off in enumerate(taps):
+                            row = b.mul(b.add(b.mul(b.add(b.mul(g, e.i64(len(taps))), e.i64(t)), e.i64(quads)), q),
+                                        e.i64(blocks))
+                            ws = [b.load(b.gep(wg, [b.shl(b.add(row, b.add(b.mul(ob, e.i64(pair)), e.i64(k))),
+                                                          e.i64(6))], source_etype=I8), typ=V16, align=64)
+                                  for k in range(pair)]
+                            for c in range(run):
+                                x = splat(b.gep(cin, [b.add(b.add(first, b.shl(q, e.i64(2))), e.i64(off + c * depth))],
+                                                source_etype=I8))
+                                for k in range(pair):
+                                    s = sums[c][k]
+                                    b.store(b.call(vpdp, [b.load(s, typ=V16), x, ws[k]]), s)
+
+                    if unrolled:
+                        for q in range(quads):
+                            quad(e.i64(q))
+                    else:
+                        with e.loop(0, quads, "dq") as q:
+                            quad(q)
+                    for c in range(run):
+                        ox = b.add(b.mul(xb, e.i64(run)), e.i64(c))
+                        cell = b.add(b.mul(b.add(oy, e.i64(hy)), e.i64(owp)), b.add(ox, e.i64(hx)))
+                        real = ir.Constant(ir.IntType(1), 1) if owr - run + c < OW else b.icmp_signed("<", ox, e.i64(OW))
+                        with e.when(real):  # the cells of the last run past OW are not stored
+                            for k in range(pair):
+                                ch = b.add(b.mul(g, e.i64(og)), b.mul(b.add(b.mul(ob, e.i64(pair)), e.i64(k)), e.i64(16)))
+                                dst = b.gep(pacc, [b.add(b.mul(cell, e.i64(co)), ch)], source_etype=pt)
+                                total = b.load(sums[c][k], typ=V16)
+                                total = total if pt == I32 else b.trunc(total, ir.VectorType(pt, 16))  # |sum| < 2**15
+                                b.store(total, dst, align=2)
+    b.store(ir.Constant(I8, 1), touched)
