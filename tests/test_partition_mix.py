@@ -129,12 +129,14 @@ def test_multicast_lower_bound_charges_any_core_that_fits_at_most_one(seed, rows
     memory = c.local_memory_bytes if rows_in == "local" else c.row_memory_bytes
     # every neuron: its (global source, synapse) pairs, from the expanded synapse lists
     sources: dict = {}
+    reads: dict = {}  # every neuron: the source ops it reads (a master-table entry each, at least)
     for pop in net.populations:
         for p in (cur.owner for cur in pop.currents):
             src, tgt, _ = synapses(p)
             base = net.source_offset[p.src.owner]
             for s, t in zip(src.tolist(), tgt.tolist()):
                 sources.setdefault((pop, t), []).append(base + s)
+                reads.setdefault((pop, t), set()).add(p.src.owner)
     rng = np.random.default_rng(seed)
     neurons = [(pop, i) for pop in net.populations for i in range(pop.result.type.size)]
     costs = {pop: layer_costs(pop) for pop in net.populations}
@@ -144,18 +146,20 @@ def test_multicast_lower_bound_charges_any_core_that_fits_at_most_one(seed, rows
         chosen = [neurons[k] for k in pick]
         rows = {s for key in chosen for s in sources.get(key, [])}
         words = sum(len(sources.get(key, [])) for key in chosen)
+        entries = len(set().union(*(reads.get(key, set()) for key in chosen))) * c.master_entry_bytes
         used = len(rows) * c.row_header_bytes + words * c.synapse_bytes + (len(chosen) * c.neuron_bytes
                                                                            if rows_in == "local" else 0)
-        if used > memory:
+        local = (entries + len(chosen) * c.neuron_bytes) if rows_in == "sdram" else 0
+        if used + (entries if rows_in == "local" else 0) > memory or local > c.local_memory_bytes:
             continue
         checked += 1
         # the bound of exactly these neurons, as layers of one neuron each, is at most one core
         single = []
         for pop, i in chosen:
-            n, syn, fan = costs[pop]
+            n, syn, fan, ent = costs[pop]
             if np.ndim(syn):
-                single.append((1, syn[i:i + 1], fan[i:i + 1]))
-            else:  # an irregular layer: the same F for all, its words counted per neuron
-                single.append((1, len(sources.get((pop, i), [])), fan))
+                single.append((1, syn[i:i + 1], fan[i:i + 1], ent[i:i + 1]))
+            else:  # an irregular layer: the same F and E for all, its words counted per neuron
+                single.append((1, len(sources.get((pop, i), [])), fan, ent))
         assert cores_lower_bound(chip, single) <= 1
     event(f"checked {min(checked, 1)}+ sets")
