@@ -77,7 +77,7 @@ MIX_MAX_CORES = 4096  # layers are mixed on plans of at most this many cores (ea
 MIX_MAX_WORK = 65536  # ... and at most this many cores × units (a trial per unit)
 RECUT_MAX_CORES = 64  # ... and layers cut into other box sizes on plans of at most this many
 RECUT_SIZES = 8  # ... the next this many sizes of each layer
-RESERVE_SHARES = (0.8, 0.9, 1.0)  # memory left on memory-bound cores: these times the neuron-bound layers' share
+RESERVE_SHARES = (0.85, 0.9, 1.0)  # memory left on memory-bound cores: these times the neuron-bound layers' share
 
 
 @dataclass(frozen=True)
@@ -656,7 +656,8 @@ def _reserve(units: list, tiles: dict, alone: set, c: CoreLimits, fewer_than: in
     """Cores with layers mixed by their binding resource (module docstring, "Mixing"), or None
     when no trial takes fewer than ``fewer_than`` cores with ``ok``.  The *memory-bound* units
     (a whole box of theirs fills more of a core's memory than of its neurons) go first, in
-    block order, onto new cores each filled to ``1 − f`` of the memory; the others then go,
+    block order of the boxes that fit ``1 − f`` of the memory, onto new cores each filled to
+    that; the others then go,
     largest first, into the room those leave (next-fit over the cores, all resources), then
     onto new cores.  ``f`` is the other units' share of all the boxes' memory, times each of
     ``RESERVE_SHARES``.  Only when every unit is shaped and none is held alone."""
@@ -674,7 +675,11 @@ def _reserve(units: list, tiles: dict, alone: set, c: CoreLimits, fewer_than: in
         room = replace(c, synapse_memory_bits=int(c.synapse_memory_bits * (1 - min(0.5, k * share))))
         cores: list[_Core] = []
         for u in heavy:
-            _place(cores, [], u, _block(tiles[u]), room)
+            try:  # in block order of the boxes that fit the smaller memory
+                block = _BoxTiler(u.net, u.pops, room, u.chip_name, u.name).size(room.neurons)
+            except NmcError:
+                block = _block(tiles[u])
+            _place(cores, [], u, block, room)
         start = 0  # next-fit: the cores before the last one a unit reached are left as full
         for u in light:
             before = list(cores)
