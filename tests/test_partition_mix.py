@@ -111,6 +111,23 @@ def test_multicast_mixing_fills_memory_bound_cores_with_neuron_bound_layers(monk
     assert len(image_of(graph, chip, text)[1].walk("hw.core")) == 27
 
 
+def test_multicast_mixing_by_the_binding_resource_reaches_the_bound(monkeypatch):
+    """The reserve trial (partition._reserve): with 128 neurons per core, the memory-bound
+    second convolution placed first on cores left room for the neuron-bound first one takes the
+    CNN to its bound of 23 cores, one fewer than the refill alone; bit-identical to the reference
+    and the CPU runtime, every core's bytes within its memory (the loader checks them)."""
+    from test_multicast import assert_identical, chip_text, image_of
+
+    text = chip_text(app=16, neurons=128, rows_in="local")
+    chip = parse_chip(text, "mc-reserve.toml")
+    graph, inputs = _cnn()
+    image, g = image_of(graph, chip, text)
+    assert g.meta["hw.cores_lower_bound"] == len(g.walk("hw.core")) == 23
+    assert_identical(graph, inputs, image)
+    monkeypatch.setattr(partition, "RESERVE_SHARES", ())
+    assert len(image_of(graph, chip, text)[1].walk("hw.core")) == 24
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31 - 1), st.sampled_from(["local", "sdram"]))
 def test_multicast_lower_bound_charges_any_core_that_fits_at_most_one(seed, rows_in):
