@@ -663,12 +663,12 @@ def _reserve(units: list, tiles: dict, alone: set, c: CoreLimits, fewer_than: in
     ``RESERVE_SHARES``.  Only when every unit is shaped and none is held alone."""
     if alone or not all(isinstance(u, _BoxTiler) for u in units):
         return None
-    memory = {u: sum(_box_memory(u, box, c) for box in tiles[u]) for u in units}
     heavy = [u for u in units
              if _box_memory(u, tiles[u][0], c) * c.neurons > c.synapse_memory_bits * u.usage(tiles[u][0])[0]]
     light = sorted((u for u in units if u not in heavy), key=lambda u: -int(np.prod(u.shape)) * len(u.pops))
     if not heavy or not light:
         return None
+    memory = {u: sum(_box_memory(u, box, c) for box in tiles[u]) for u in units}
     share = sum(memory[u] for u in light) / sum(memory.values())
     best = None
     for k in RESERVE_SHARES:
