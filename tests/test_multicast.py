@@ -357,32 +357,6 @@ def test_lower_bound_counts_the_row_headers_of_each_layers_fan_in():
     assert cores_lower_bound(big, [(8000, 0, 0, 1000)]) == 69  # ⌈8000 · 1024 / (131072 − 12000)⌉: beside the entries
 
 
-def test_lower_bound_entries_are_no_more_than_any_core_needs():
-    """docs/multicast-target.md, "Lower bound": the master-table entries the bound charges a
-    neuron (its sources over the most neurons one vertex of their population holds) are no more
-    than those of any core holding it, in real partitions, rows in local memory and in SDRAM."""
-    from nmc.targets.mapping.netlist import Netlist
-    from nmc.targets.mapping.partition import core_pieces
-    from nmc.targets.multicast.passes import lower_bound_costs, master_entries
-
-    for rows_in in ("local", "sdram"):
-        chip = parse_chip(chip_text(app=16, neurons=64, rows_in=rows_in), "mc-entries.toml")
-        for seed in range(4):
-            graph, _ = random_graph(seed)
-            g = mapped(graph, chip, "mc-partition")
-            net = Netlist(g)
-            costs = lower_bound_costs(chip, net)
-            cores = sorted(g.walk("hw.core"), key=lambda c: c.id)
-            runs = [[(v.owner, a, b) for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2])] for c in cores]
-            pieces = [core_pieces(net, c.pops, c.slices) for c in cores]
-            entries, _ = master_entries(net, runs, pieces)
-            for k, core in enumerate(runs):
-                for pop, a, b in core:
-                    need = costs[pop][3]
-                    least = int(np.max(need[a:b])) if np.ndim(need) else int(need)
-                    assert least <= entries[k], (rows_in, seed, k)
-
-
 def test_statistics_add_up():
     graph, inputs = random_graph(7)
     image, _ = image_of(graph)

@@ -180,3 +180,32 @@ def test_multicast_lower_bound_charges_any_core_that_fits_at_most_one(seed, rows
                 single.append((1, len(sources.get((pop, i), [])), fan, ent))
         assert cores_lower_bound(chip, single) <= 1
     event(f"checked {min(checked, 1)}+ sets")
+
+
+@pytest.mark.parametrize("rows_in", ["local", "sdram"])
+def test_lower_bound_entries_are_no_more_than_any_core_needs(rows_in):
+    """docs/multicast-target.md, "Lower bound": the master-table entries the bound charges a
+    neuron (its sources over the most neurons one vertex of their population holds) are no more
+    than those of any core holding it, on the quarter-width CNN cut for 64- and 128-neuron cores;
+    and they are not all zero (the second convolution's neurons read 400 sources)."""
+    from test_multicast import chip_text
+    from test_multicast import mapped as mc_mapped
+
+    from nmc.targets.multicast.passes import lower_bound_costs, master_entries
+
+    graph, _ = _cnn()
+    charged = 0
+    for neurons in (64, 128):
+        chip = parse_chip(chip_text(app=16, neurons=neurons, rows_in=rows_in), "mc-entries.toml")
+        g = mc_mapped(graph, chip, "mc-partition")
+        net = Netlist(g)
+        costs = lower_bound_costs(chip, net)
+        cores = sorted(g.walk("hw.core"), key=lambda c: c.id)
+        runs = [[(v.owner, a, b) for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2])] for c in cores]
+        entries, _ = master_entries(net, runs, [partition.core_pieces(net, c.pops, c.slices) for c in cores])
+        for k, core in enumerate(runs):
+            for pop, a, b in core:
+                least = int(np.max(costs[pop][3][a:b]))
+                assert least <= entries[k], (neurons, k, pop.result.name)
+                charged = max(charged, least)
+    assert charged > 1
