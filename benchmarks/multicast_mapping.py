@@ -48,7 +48,8 @@ COLUMNS = ("network", "neurons", "synapses", "cores", "lower bound", "cores/lb",
 def row(name: str, args) -> dict:
     import nmc
     from nmc.compiler import default_pipeline, resolve_target
-    from nmc.targets.multicast.passes import cores_lower_bound, layer_costs
+    from nmc.targets.mapping.netlist import Netlist
+    from nmc.targets.multicast.passes import cores_lower_bound, lower_bound_costs
 
     spec = {"label": name, "kind": "vgg" if name == "vgg" else "onnx", "width": args.vgg_width, "seed": args.seed,
             "calib": args.calib, "samples": args.samples, "data": str(args.data), "path": str(MODELS.get(name, ""))}
@@ -61,7 +62,7 @@ def row(name: str, args) -> dict:
     image = nmc.compile(snn, target=args.target, timesteps=args.timesteps, seed=args.seed)
     compile_s = time.perf_counter() - start
     res = image.manifest["resources"]
-    layers = sum(cores_lower_bound(target.chip, [layer_costs(p)]) for p in snn.walk("snn.population"))
+    layers = sum(cores_lower_bound(target.chip, [costs]) for costs in lower_bound_costs(target.chip, Netlist(snn)).values())
     out = {"network": name, "neurons": res["neurons"], "synapses": res["synapses"], "cores": res["cores"],
            "lower bound": res["cores_lower_bound"], "cores/lb": round(res["cores"] / res["cores_lower_bound"], 3),
            "Σ layer bounds": layers, "cores/Σ": round(res["cores"] / layers, 3),

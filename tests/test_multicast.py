@@ -336,7 +336,7 @@ def test_lower_bound_counts_the_row_headers_of_each_layers_fan_in():
     from nmc.targets.multicast.passes import cores_lower_bound
 
     core = types.SimpleNamespace(neurons=255, rows_in="local", local_memory_bytes=131072, row_memory_bytes=0,
-                                 neuron_bytes=64, synapse_bytes=4, row_header_bytes=12)
+                                 neuron_bytes=64, synapse_bytes=4, row_header_bytes=12, master_entry_bytes=12)
     chip = types.SimpleNamespace(core=core)
     conv = (2048, 2048 * 1600, 1600)
     assert cores_lower_bound(chip, [conv]) == 119  # ⌈2048 · (1600 · 4 + 64) / (131072 − 1600 · 12)⌉
@@ -350,6 +350,11 @@ def test_lower_bound_counts_the_row_headers_of_each_layers_fan_in():
     sdram = types.SimpleNamespace(core=types.SimpleNamespace(**{**vars(core), "rows_in": "sdram",
                                                                   "row_memory_bytes": 1 << 20}))
     assert cores_lower_bound(sdram, [conv]) == 13  # ⌈2048 · 1600 · 4 / (2^20 − 1600 · 12)⌉
+    # master-table entries: each neuron needs 100 at least, 1,200 bytes less for its synapses
+    assert cores_lower_bound(chip, [(*per_neuron, np.full(2048, 100))]) == 120  # ⌈2048 · 6464 / (111872 − 1200)⌉
+    big = types.SimpleNamespace(core=types.SimpleNamespace(**{**vars(sdram.core), "neuron_bytes": 1024}))
+    assert cores_lower_bound(big, [(8000, 0, 0, 0)]) == 63  # ⌈8000 · 1024 / 131072⌉: neuron state in local memory
+    assert cores_lower_bound(big, [(8000, 0, 0, 1000)]) == 69  # ⌈8000 · 1024 / (131072 − 12000)⌉: beside the entries
 
 
 def test_statistics_add_up():

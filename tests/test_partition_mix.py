@@ -111,6 +111,23 @@ def test_multicast_mixing_fills_memory_bound_cores_with_neuron_bound_layers(monk
     assert len(image_of(graph, chip, text)[1].walk("hw.core")) == 27
 
 
+def test_multicast_mixing_by_the_binding_resource_reaches_the_bound(monkeypatch):
+    """The reserve trial (partition._reserve): with 128 neurons per core, the memory-bound
+    second convolution placed first on cores left room for the neuron-bound first one takes the
+    CNN to its bound of 23 cores, one fewer than the refill alone; bit-identical to the reference
+    and the CPU runtime, every core's bytes within its memory (the loader checks them)."""
+    from test_multicast import assert_identical, chip_text, image_of
+
+    text = chip_text(app=16, neurons=128, rows_in="local")
+    chip = parse_chip(text, "mc-reserve.toml")
+    graph, inputs = _cnn()
+    image, g = image_of(graph, chip, text)
+    assert g.meta["hw.cores_lower_bound"] == len(g.walk("hw.core")) == 23
+    assert_identical(graph, inputs, image)
+    monkeypatch.setattr(partition, "RESERVE_SHARES", ())
+    assert len(image_of(graph, chip, text)[1].walk("hw.core")) == 24
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31 - 1), st.sampled_from(["local", "sdram"]))
 def test_multicast_lower_bound_charges_any_core_that_fits_at_most_one(seed, rows_in):
@@ -129,12 +146,14 @@ def test_multicast_lower_bound_charges_any_core_that_fits_at_most_one(seed, rows
     memory = c.local_memory_bytes if rows_in == "local" else c.row_memory_bytes
     # every neuron: its (global source, synapse) pairs, from the expanded synapse lists
     sources: dict = {}
+    reads: dict = {}  # every neuron: the source ops it reads (a master-table entry each, at least)
     for pop in net.populations:
         for p in (cur.owner for cur in pop.currents):
             src, tgt, _ = synapses(p)
             base = net.source_offset[p.src.owner]
             for s, t in zip(src.tolist(), tgt.tolist()):
                 sources.setdefault((pop, t), []).append(base + s)
+                reads.setdefault((pop, t), set()).add(p.src.owner)
     rng = np.random.default_rng(seed)
     neurons = [(pop, i) for pop in net.populations for i in range(pop.result.type.size)]
     costs = {pop: layer_costs(pop) for pop in net.populations}
@@ -144,18 +163,49 @@ def test_multicast_lower_bound_charges_any_core_that_fits_at_most_one(seed, rows
         chosen = [neurons[k] for k in pick]
         rows = {s for key in chosen for s in sources.get(key, [])}
         words = sum(len(sources.get(key, [])) for key in chosen)
+        entries = len(set().union(*(reads.get(key, set()) for key in chosen))) * c.master_entry_bytes
         used = len(rows) * c.row_header_bytes + words * c.synapse_bytes + (len(chosen) * c.neuron_bytes
                                                                            if rows_in == "local" else 0)
-        if used > memory:
+        local = (entries + len(chosen) * c.neuron_bytes) if rows_in == "sdram" else 0
+        if used + (entries if rows_in == "local" else 0) > memory or local > c.local_memory_bytes:
             continue
         checked += 1
         # the bound of exactly these neurons, as layers of one neuron each, is at most one core
         single = []
         for pop, i in chosen:
-            n, syn, fan = costs[pop]
+            n, syn, fan, ent = costs[pop]
             if np.ndim(syn):
-                single.append((1, syn[i:i + 1], fan[i:i + 1]))
-            else:  # an irregular layer: the same F for all, its words counted per neuron
-                single.append((1, len(sources.get((pop, i), [])), fan))
+                single.append((1, syn[i:i + 1], fan[i:i + 1], ent[i:i + 1]))
+            else:  # an irregular layer: the same F and E for all, its words counted per neuron
+                single.append((1, len(sources.get((pop, i), [])), fan, ent))
         assert cores_lower_bound(chip, single) <= 1
     event(f"checked {min(checked, 1)}+ sets")
+
+
+@pytest.mark.parametrize("rows_in", ["local", "sdram"])
+def test_lower_bound_entries_are_no_more_than_any_core_needs(rows_in):
+    """docs/multicast-target.md, "Lower bound": the master-table entries the bound charges a
+    neuron (its sources over the most neurons one vertex of their population holds) are no more
+    than those of any core holding it, on the quarter-width CNN cut for 64- and 128-neuron cores;
+    and they are not all zero (the second convolution's neurons read 400 sources)."""
+    from test_multicast import chip_text
+    from test_multicast import mapped as mc_mapped
+
+    from nmc.targets.multicast.passes import lower_bound_costs, master_entries
+
+    graph, _ = _cnn()
+    charged = 0
+    for neurons in (64, 128):
+        chip = parse_chip(chip_text(app=16, neurons=neurons, rows_in=rows_in), "mc-entries.toml")
+        g = mc_mapped(graph, chip, "mc-partition")
+        net = Netlist(g)
+        costs = lower_bound_costs(chip, net)
+        cores = sorted(g.walk("hw.core"), key=lambda c: c.id)
+        runs = [[(v.owner, a, b) for v, a, b in zip(c.pops, c.slices[::2], c.slices[1::2])] for c in cores]
+        entries, _ = master_entries(net, runs, [partition.core_pieces(net, c.pops, c.slices) for c in cores])
+        for k, core in enumerate(runs):
+            for pop, a, b in core:
+                least = int(np.max(costs[pop][3][a:b]))
+                assert least <= entries[k], (neurons, k, pop.result.name)
+                charged = max(charged, least)
+    assert charged > 1

@@ -45,7 +45,12 @@ first into the room the other cores leave (first-fit: each core takes the longes
 fits its neurons, input axons and memory), then onto new cores; a trial is kept when it takes
 fewer cores and every core's output entries fit.  So the part-filled last boxes of layers
 share cores, and a layer bound by memory or input axons takes a neuron-bound layer's cells
-beside it.  On small plans (at most ``RECUT_MAX_CORES`` cores) each unit's next
+beside it.  A second trial mixes by the binding resource (:func:`_reserve`, when every unit is
+shaped and none is held alone): the memory-bound layers go first onto cores each filled only to
+``1 − f`` of the memory, ``f`` about the neuron-bound layers' share of all the memory, and the
+neuron-bound layers then fill the room left (their neurons are cheap in memory, the memory-bound
+layers' cores have neuron slots to spare); the fewer cores win.  On small plans (at most
+``RECUT_MAX_CORES`` cores) each unit's next
 ``RECUT_SIZES`` box sizes are tried too, packed and mixed: smaller boxes of an axon-bound layer
 leave room for a neuron-bound one.
 """
@@ -54,7 +59,7 @@ from __future__ import annotations
 
 import weakref
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -72,6 +77,7 @@ MIX_MAX_CORES = 4096  # layers are mixed on plans of at most this many cores (ea
 MIX_MAX_WORK = 65536  # ... and at most this many cores × units (a trial per unit)
 RECUT_MAX_CORES = 64  # ... and layers cut into other box sizes on plans of at most this many
 RECUT_SIZES = 8  # ... the next this many sizes of each layer
+RESERVE_SHARES = (0.85, 0.9, 1.0)  # memory left on memory-bound cores: these times the neuron-bound layers' share
 
 
 @dataclass(frozen=True)
@@ -640,6 +646,50 @@ def _refill(units: list, tiles: dict, alone: set, c: CoreLimits, cores: list[_Co
     return best
 
 
+def _box_memory(unit: "_BoxTiler", box: tuple, c: CoreLimits) -> int:
+    """Memory bits of a core holding one box of ``unit`` and nothing else."""
+    core = _Core.of([(unit, box)])
+    return c.memory(core.neurons, core.axons, core.bits, unit.sources)
+
+
+def _reserve(units: list, tiles: dict, alone: set, c: CoreLimits, fewer_than: int, ok) -> list[_Core] | None:
+    """Cores with layers mixed by their binding resource (module docstring, "Mixing"), or None
+    when no trial takes fewer than ``fewer_than`` cores with ``ok``.  The *memory-bound* units
+    (a whole box of theirs fills more of a core's memory than of its neurons) go first, in
+    block order of the boxes that fit ``1 − f`` of the memory, onto new cores each filled to
+    that; the others then go,
+    largest first, into the room those leave (next-fit over the cores, all resources), then
+    onto new cores.  ``f`` is the other units' share of all the boxes' memory, times each of
+    ``RESERVE_SHARES``.  Only when every unit is shaped and none is held alone."""
+    if alone or not all(isinstance(u, _BoxTiler) for u in units):
+        return None
+    heavy = [u for u in units
+             if _box_memory(u, tiles[u][0], c) * c.neurons > c.synapse_memory_bits * u.usage(tiles[u][0])[0]]
+    light = sorted((u for u in units if u not in heavy), key=lambda u: -int(np.prod(u.shape)) * len(u.pops))
+    if not heavy or not light:
+        return None
+    memory = {u: sum(_box_memory(u, box, c) for box in tiles[u]) for u in units}
+    share = sum(memory[u] for u in light) / sum(memory.values())
+    best = None
+    for k in RESERVE_SHARES:
+        room = replace(c, synapse_memory_bits=int(c.synapse_memory_bits * (1 - min(0.5, k * share))))
+        cores: list[_Core] = []
+        for u in heavy:
+            try:  # in block order of the boxes that fit the smaller memory
+                block = _BoxTiler(u.net, u.pops, room, u.chip_name, u.name).size(room.neurons)
+            except NmcError:
+                block = _block(tiles[u])
+            _place(cores, [], u, block, room)
+        start = 0  # next-fit: the cores before the last one a unit reached are left as full
+        for u in light:
+            before = list(cores)
+            _place(cores, list(range(start, len(before))), u, _block(tiles[u]), c)
+            start = max((j for j in range(start, len(before)) if cores[j] is not before[j]), default=start)
+        if len(cores) < (fewer_than if best is None else len(best)) and ok(cores):
+            best = cores
+    return best
+
+
 def _mix(units: list, tiles: dict, alone: set, caps: dict, c: CoreLimits, cores: list[_Core],
          lower: int, ok) -> tuple[list[_Core], dict]:
     """(cores, tiles) with fewer cores than ``cores`` where mixing finds them: :func:`_refill`;
@@ -647,6 +697,10 @@ def _mix(units: list, tiles: dict, alone: set, caps: dict, c: CoreLimits, cores:
     next ``RECUT_SIZES`` sizes too (smaller boxes leave room for other layers: a layer bound by
     input axons beside one bound by neurons), packed and refilled; the fewest cores win."""
     best, best_tiles = _refill(units, tiles, alone, c, cores, lower, ok), tiles
+    if len(best) > lower:
+        reserved = _reserve(units, tiles, alone, c, len(best), ok)
+        if reserved is not None:
+            best = reserved
     if len(best) <= lower or len(cores) > RECUT_MAX_CORES:
         return best, best_tiles
     for unit in units:

@@ -68,56 +68,100 @@ def core_memory(chip, neurons: int, axons: int, synapses: int, entries: int) -> 
     return (local + rows, 0) if c.rows_in == "local" else (local, rows)
 
 
-def layer_costs(pop) -> tuple:
-    """``(neurons, synapses, sources)`` of a population for :func:`cores_lower_bound`: with
-    only shaped projections, per neuron (int64 arrays): its synapses and the distinct sources
+def layer_costs(pop, most: dict | None = None) -> tuple:
+    """``(neurons, synapses, sources, entries)`` of a population for :func:`cores_lower_bound`:
+    with only shaped projections, per neuron (int64 arrays): its synapses, the distinct sources
     it reads at least (the most over its projections: a window, a dense or a one-to-one
-    projection reads each of its sources once); with an irregular projection, the total
-    synapses and the fewest distinct sources any neuron reads by its shaped projections (0 for
-    none)."""
-    geoms = [geometry(c.owner) for c in pop.currents]
+    projection reads each of its sources once) and the master-table entries a core holding it
+    needs at least: for each source op ``S``, ``⌈F_i(S) / most[S]⌉`` with ``F_i(S)`` the most
+    sources of ``S`` it reads by one projection and ``most[S]`` the most neurons of ``S`` one
+    vertex holds (:func:`vertex_most`; without an entry, ``S``'s size).  With an irregular
+    projection: the total synapses, and the fewest distinct sources and entries any neuron
+    needs by its shaped projections (0 for none)."""
+    geoms = [(c.owner.src.owner, geometry(c.owner)) for c in pop.currents]
     n = pop.result.type.size
-    if all(g is not None for g in geoms):
-        fanins = [g.fanin() for g in geoms]
-        zero = np.zeros(n, np.int64)
-        return n, sum(fanins, zero), np.max(fanins, axis=0) if fanins else zero
-    fewest = max((int(g.fanin().min()) for g in geoms if g is not None), default=0)
-    return n, sum(synapse_count(c.owner) for c in pop.currents), fewest
+    zero = np.zeros(n, np.int64)
+    per_source: dict = {}
+    for src, g in geoms:
+        if g is not None:
+            per_source[src] = np.maximum(per_source.get(src, zero), g.fanin())
+    entries = sum((-(-f // (most or {}).get(src, src.result.type.size)) for src, f in per_source.items()), zero)
+    if all(g is not None for _, g in geoms):
+        fanins = [g.fanin() for _, g in geoms]
+        return n, sum(fanins, zero), np.max(fanins, axis=0) if fanins else zero, entries
+    fewest = max((int(g.fanin().min()) for _, g in geoms if g is not None), default=0)
+    return n, sum(synapse_count(c.owner) for c in pop.currents), fewest, int(entries.min()) if n else 0
+
+
+def vertex_most(chip, costs: tuple) -> int:
+    """The most neurons of a population given by :func:`layer_costs` that one core — hence
+    one vertex — holds: ``[core] neurons``, and as many of its cheapest neurons as fit the
+    memory that holds the rows beside the fewest row headers any of them needs (with rows in
+    SDRAM, also as many neurons' state as fit local memory)."""
+    c = chip.core
+    n, syn, fanin = costs[:3]
+    most = min(c.neurons, n)
+    if not np.ndim(syn):
+        return most
+    local = c.rows_in == "local"
+    memory = (c.local_memory_bytes if local else c.row_memory_bytes) - int(np.min(fanin)) * c.row_header_bytes
+    words = np.sort(np.asarray(syn, np.int64) * c.synapse_bytes + (c.neuron_bytes if local else 0))
+    most = min(most, int(np.searchsorted(np.cumsum(words), memory, side="right")))
+    if not local:
+        most = min(most, c.local_memory_bytes // c.neuron_bytes)
+    return max(1, most)
+
+
+def lower_bound_costs(chip, net: Netlist) -> dict:
+    """``{population: layer_costs}`` of every population, its master-table entries counted
+    against the most neurons one vertex of each source population holds (:func:`vertex_most`;
+    a host encoder is one vertex)."""
+    plain = {pop: layer_costs(pop) for pop in net.populations}
+    most = {pop: vertex_most(chip, costs) for pop, costs in plain.items()}
+    return {pop: layer_costs(pop, most) for pop in net.populations}
 
 
 def cores_lower_bound(chip, layers: list[tuple]) -> int:
     """Cores that populations given as :func:`layer_costs` need at least, whatever the cut
     (docs/multicast-target.md, "Partitioning"): every core holds at most ``[core] neurons``
-    neurons; a core holding a neuron that reads ``F`` distinct sources holds a row header for
-    each of them, so of the memory that holds the rows (``M``) at most ``M - F ×
-    row_header_bytes`` is left for the synapse words (and, rows in local memory, neuron state)
-    of all its neurons.  Charging each neuron its words over ``M - F_i × row_header_bytes``
-    with its own ``F_i`` therefore charges every core at most 1, and the charges add up to at
-    most the cores.  A layer given by totals counts its fewest ``F`` for every neuron.  Rows in
-    SDRAM, local memory also bounds the cores by the neuron state."""
+    neurons; a core holding a neuron that reads ``F`` distinct sources from ``E`` vertices at
+    least holds a row header for each source and a master-table entry for each vertex, so of
+    the memory that holds the rows (``M``) at most ``M - F × row_header_bytes - E ×
+    master_entry_bytes`` is left for the synapse words (and, rows in local memory, neuron
+    state) of all its neurons (rows in SDRAM: the entries are in local memory, beside the neuron
+    state).  Charging each neuron its words over what its own ``F_i`` and ``E_i`` leave
+    therefore charges every core at most 1, and the charges add up to at most the cores.  A
+    layer given by totals counts its fewest ``F`` and ``E`` for every neuron; a layer given as
+    ``(neurons, synapses, sources)`` has ``E = 0``."""
     from fractions import Fraction
     from math import ceil
 
     c = chip.core
     local = c.rows_in == "local"
     memory = c.local_memory_bytes if local else c.row_memory_bytes
-    neurons = sum(n for n, _, _ in layers)
+    neurons = sum(layer[0] for layer in layers)
     bound = -(-neurons // c.neurons)
-    if not local:
-        bound = max(bound, -(-neurons * c.neuron_bytes // c.local_memory_bytes))
-    share = Fraction(0)
-    for n, syn, fanin in layers:
+    share, state = Fraction(0), Fraction(0)
+    for n, syn, fanin, *rest in layers:
+        entries = rest[0] if rest else 0
         if np.ndim(syn):  # per neuron
             words = np.asarray(syn, np.int64) * c.synapse_bytes + (c.neuron_bytes if local else 0)
-            fanin = np.asarray(fanin, np.int64)
-        else:  # totals: every neuron with the same F
+        else:  # totals: every neuron with the same F and E
             words = np.asarray([int(syn) * c.synapse_bytes + (n * c.neuron_bytes if local else 0)])
-            fanin = np.asarray([int(fanin)])
-        for f in np.unique(fanin):
-            room = memory - int(f) * c.row_header_bytes
+        size = len(words)
+        fanin = np.broadcast_to(np.asarray(fanin, np.int64), size)
+        entries = np.broadcast_to(np.asarray(entries, np.int64), size)
+        if not local:  # local memory: neuron state beside the master table
+            for e in np.unique(entries):
+                room = c.local_memory_bytes - int(e) * c.master_entry_bytes
+                if room > 0:
+                    state += Fraction(int(np.count_nonzero(entries == e)) * (n // size) * c.neuron_bytes, room)
+        pairs = np.unique(np.stack([fanin, entries if local else np.zeros(size, np.int64)]), axis=1)
+        for f, e in pairs.T.tolist():
+            room = memory - f * c.row_header_bytes - e * c.master_entry_bytes
             if room > 0:
-                share += Fraction(int(words[fanin == f].sum()), room)
-    return max(bound, ceil(share))
+                share += Fraction(int(words[(fanin == f) & (entries == e if local else True)].sum()), room)
+    return max(bound, ceil(share), ceil(state))
 
 
 def core_limits(chip, budget_bits: int, source_entries: dict | None = None) -> CoreLimits:
@@ -226,7 +270,7 @@ class McPartition(Pass):
                                synapse_bits=8 * sum(usage[k]), outputs=0)
                           for k, (runs, n, axons, *_) in enumerate(plan["cores"])])
         b = chip.board
-        layers = {pop: layer_costs(pop) for pop in net.populations}
+        layers = lower_bound_costs(chip, net)
         own = {pop: cores_lower_bound(chip, [layer]) for pop, layer in layers.items()}
         lower = cores_lower_bound(chip, list(layers.values()))
         graph.meta["hw.board"] = [board.processors, 1, b.chips_x, b.chips_y]
