@@ -183,3 +183,11 @@ def test_shipped_chips_declare_their_graded_spikes():
     assert load_chip("mesh").formats.max_spikes == 15
     assert load_chip("mesh-tiny").formats.max_spikes == 1
     assert load_chip("spinnaker2").formats.max_spikes == 1
+
+
+def test_the_pipeline_fits_normalize_for_the_burst():
+    from nmc.compiler import conversion_pipeline
+
+    text = conversion_pipeline(4, "maxpool=tree,burst=2")
+    assert "normalize{timesteps=4,burst=2}" in text and "convert-to-spiking{timesteps=4,maxpool=tree,burst=2}" in text
+    assert "burst" not in conversion_pipeline(4, "maxpool=tree").split("convert-to-spiking")[0]
