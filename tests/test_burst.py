@@ -180,7 +180,7 @@ ann.output(%m)
 
 
 def test_shipped_chips_declare_their_graded_spikes():
-    assert load_chip("mesh").formats.max_spikes == 15
+    assert load_chip("mesh").formats.max_spikes == load_chip("mesh-board-4").formats.max_spikes == 15
     assert load_chip("mesh-tiny").formats.max_spikes == 1
     assert load_chip("spinnaker2").formats.max_spikes == 1
 
