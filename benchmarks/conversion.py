@@ -12,14 +12,15 @@ constant current.  Calibration (every threshold, offset and scale the passes fit
 uses the first 1000 ``train_idx`` images (no labels), never a scored image.
 
     python benchmarks/conversion.py --data ../shared/data [--samples 2000] [--timesteps 1,2,3,4,8,16]
-        [--models mlp,cnn,mnist-8,mnist-8-gate,mnist-8-or] [--encodings rate,current] [--normalize OPTS]
+        [--models mlp,cnn,mnist-8,mnist-8-gate,mnist-8-or] [--encodings rate,current] [--normalize OPTS] [--convert OPTS]
         [--peers PYTHON] [--json out.json] [--plot out.png]
 
 ``--peers PYTHON`` also runs ``benchmarks/converters.py`` (SpikingJelly's converters, same
 models, images and calibration) with that interpreter (the environment its docstring sets up)
 and prints, per model and T, nmc's integer SNN beside the best converter, and whether the goals
 of issue 25 are met: nmc ≥ the best converter at every T, within 1 point of the ANN at T = 2
-and 0.5 at T = 4.  ``--normalize`` passes more options to the per-T normalize (an ablation).
+and 0.5 at T = 4.  ``--normalize`` passes more options to the per-T normalize (an ablation),
+``--convert`` more options to convert-to-spiking (``burst=B``: burst neurons, docs/conversion.md).
 
 Prints one table per model and encoding: accuracy (%) of the ANN, of the ANN seen through a
 rate code of T steps (ANN@T: every activation that becomes spiking neurons rounded to T + 1
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("--timesteps", default="1,2,3,4,8,16")
     ap.add_argument("--models", default="mlp,cnn,mnist-8")
     ap.add_argument("--normalize", default="", help="more options of normalize, e.g. channelwise=true")
+    ap.add_argument("--convert", default="", help="more options of convert-to-spiking, e.g. burst=2")
     ap.add_argument("--peers", help="a Python with torch and SpikingJelly: run benchmarks/converters.py beside")
     ap.add_argument("--encodings", default="rate,current")
     ap.add_argument("--backend", default=None, help="executor (default: the fastest available)")
@@ -89,7 +91,8 @@ def main() -> None:
         graph = nmc.load(str(path if path.is_absolute() else args.data / path))
         for encoding in args.encodings.split(","):
             start = time.perf_counter()
-            r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=encoding, convert_options=convert_options,
+            options = ",".join(o for o in (convert_options, args.convert) if o)
+            r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=encoding, convert_options=options,
                          normalize_options=args.normalize, backend=args.backend)
             r["seconds"] = time.perf_counter() - start
             reports[f"{name}/{encoding}"] = r

@@ -52,13 +52,26 @@ CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}{fit}}},convert-to-
 FITTED_ENCODINGS = ("rate", "poisson", "current")
 
 
-def conversion_pipeline(timesteps: int, options: str) -> str:
-    """:data:`CONVERSION` with ``options`` for convert-to-spiking; its ``encoding`` is also
-    normalize's, so the layers are fitted to the input as it will be presented; ``lrn=scale``
-    among them puts ``lrn-to-scale`` after ``canonicalize`` (passes/lrn_scale.py)."""
+def option_value(options: str, key: str, default: str) -> str:
+    """The value ``options`` (``key=value,...``) give ``key``, else ``default``."""
     parts = options.split(",") if options else []
-    encoding = next((p.split("=", 1)[1].strip() for p in parts if p.split("=", 1)[0].strip() == "encoding"), "rate")
+    return next((p.split("=", 1)[1].strip() for p in parts if p.split("=", 1)[0].strip() == key), default)
+
+
+def fit_options(options: str) -> str:
+    """The options of normalize that follow from convert-to-spiking's ``options``: its
+    ``encoding`` (so the layers are fitted to the input as it will be presented) and its
+    ``burst`` (the burst neurons' rate code), each only when it is not the default."""
+    encoding, burst = option_value(options, "encoding", "rate"), option_value(options, "burst", "1")
     fit = f",encoding={encoding}" if encoding in FITTED_ENCODINGS and encoding != "rate" else ""
+    return fit + (f",burst={burst}" if burst != "1" else "")
+
+
+def conversion_pipeline(timesteps: int, options: str) -> str:
+    """:data:`CONVERSION` with ``options`` for convert-to-spiking; its ``encoding`` and
+    ``burst`` are also normalize's (:func:`fit_options`); ``lrn=scale`` among them puts
+    ``lrn-to-scale`` after ``canonicalize`` (passes/lrn_scale.py)."""
+    fit = fit_options(options)
     text = CONVERSION.format(T=timesteps, fit=fit, more="," + options if options else "")
     if "lrn=scale" in options.split(","):
         text = text.replace("canonicalize,", "canonicalize,lrn-to-scale,", 1)

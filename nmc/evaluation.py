@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from nmc import semantics
+from nmc.compiler import option_value
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.passmanager import PassContext, PassManager, merge_options
@@ -74,25 +75,28 @@ def rate_code_classes(base: Graph, snn: Graph, x: np.ndarray, timesteps: int) ->
     it as spikes (``rate``, ``poisson``), clipped to [0, 1] and rounded to the nearest multiple
     of ``1 / timesteps``.
 
+    A population of burst neurons (``max_spikes = B``) rounds to multiples of ``1 / (B·timesteps)``.
+
     That rounding is what an IF neuron (v0 = θ/2, reset by subtraction) fires under a constant
     input in ``timesteps`` steps, and the nearest any count of spikes in that window comes to an
     activation.  So the ANN's accuracy minus this one's is what the code's ``T + 1`` levels
     cost, whatever the neurons do; the SNN's accuracy differs from this one's by what the
     spiking network adds (inputs that arrive unevenly, quantised weights), in either direction
     (a rounding error can also fix a class)."""
-    coded = {p.result.name for p in snn.walk("snn.population")
+    coded = {p.result.name: timesteps * p.max_spikes for p in snn.walk("snn.population")
              if not isinstance(p.threshold, float) or np.isfinite(p.threshold)}
-    coded |= {e.x.name for e in snn.walk("snn.encode") if e.encoding in ("rate", "poisson")}
-    coded.discard(None)
+    coded |= {e.x.name: timesteps for e in snn.walk("snn.encode") if e.encoding in ("rate", "poisson")}
+    coded.pop(None, None)
 
-    def rounded(a: np.ndarray) -> np.ndarray:
-        return (np.clip(np.floor(a.astype(np.float64) * timesteps + 0.5), 0, timesteps) / timesteps).astype(a.dtype)
+    def rounded(a: np.ndarray, levels: int) -> np.ndarray:
+        return (np.clip(np.floor(a.astype(np.float64) * levels + 0.5), 0, levels) / levels).astype(a.dtype)
 
     classes = []
     for i in range(0, len(x), CHUNK):
         chunk = x[i:i + CHUNK]
-        inputs = [rounded(chunk) if v.name in coded else chunk for v in base.inputs]
-        out = semantics.run_ann(base, inputs, transform=lambda v, a: rounded(a) if v.name in coded else a).outputs[0]
+        inputs = [rounded(chunk, coded[v.name]) if v.name in coded else chunk for v in base.inputs]
+        out = semantics.run_ann(base, inputs, transform=lambda v, a: rounded(a, coded[v.name]) if v.name in coded
+                                else a).outputs[0]
         classes.append(semantics.classify(out))
     return np.concatenate(classes)
 
@@ -174,8 +178,9 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
             report["notes"] = ["lrn=scale: the SNN is converted from the network with each LRN replaced by a gain "
                                "fitted on the calibration data (lrn-to-scale); ann_accuracy is the LRN network's"]
         for T in timesteps:
+            burst = option_value(convert_options, "burst", "1")  # the burst neurons' code (fit_options)
             per_t = ",".join(o for o in (f"percentile={percentile}", f"timesteps={T}", f"encoding={encoding}",
-                                         normalize_options) if o)
+                                         f"burst={burst}" if burst != "1" else "", normalize_options) if o)
             normed = base if thresholds == "percentile" else PassManager(
                 f"normalize{{{per_t}}}", ctx).run(calibrated.clone())
             options = ",".join(o for o in (f"timesteps={T}", f"encoding={encoding}", convert_options) if o)

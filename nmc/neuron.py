@@ -10,6 +10,10 @@ Integer neurons (``bits > 0``), one step with input current ``I``::
     v = sat(decay(v, dv) + u + bias)     decay(x, d) = sign(x) · ((|x| · (4096 − d)) >> 12)
     spike where v > threshold; then v -= threshold (reset subtract) or v = 0 (reset zero)
 
+Burst neurons (``max_spikes = B > 1``, docs/design.md §5) emit ``k = min(B, ⌈v/θ⌉ − 1)``
+spikes where ``v > θ`` — the whole thresholds strictly under ``v``; ``(v − 1) // θ`` for
+integers — as one event of value ``k``, and lose ``k·θ`` (reset subtract; zero: ``v = 0``).
+
 The delayed resets (snnTorch's neurons with their default ``reset_delay=True``) keep ``v`` as
 it is when the neuron fires and reset in the next step, after the integration: where
 ``v_before > threshold``, ``subtract_delayed`` takes the threshold off and ``zero_delayed``
@@ -64,7 +68,8 @@ class NeuronParams:
     """Per-neuron parameters, flat ``[neurons]``: ``threshold``, ``bias``, ``du``, ``dv``,
     ``v0``; ``reset_zero`` (True: reset to zero, else subtract the threshold);
     ``reset_delayed`` (True: reset one step late, ``subtract_delayed``/``zero_delayed``); ``bits``
-    (0: float neurons; a number or one per neuron)."""
+    (0: float neurons; a number or one per neuron); ``max_spikes`` (the most spikes a neuron
+    emits in one step, :func:`burst_counts`; a number or one per neuron)."""
 
     threshold: np.ndarray
     bias: np.ndarray
@@ -74,6 +79,12 @@ class NeuronParams:
     reset_zero: np.ndarray | bool
     bits: np.ndarray | int
     reset_delayed: np.ndarray | bool = False
+    max_spikes: np.ndarray | int = 1
+
+    @property
+    def burst(self) -> bool:
+        """Whether any neuron may emit more than one spike per step."""
+        return bool(np.any(np.asarray(self.max_spikes) > 1))
 
     @property
     def integer(self) -> bool:
@@ -127,7 +138,7 @@ class NeuronState:
         """Whether a step's arithmetic fits int32: integer neurons of at most 30 bits without
         decay (``du`` = 4096: ``u`` is the saturated current; ``dv`` = 0), with bias, threshold
         and initial voltage below 2**30 in magnitude, so ``v + u + bias`` stays below 2**31."""
-        if not params.integer or int(np.max(params.bits)) > 30 or np.any(params.reset_delayed):
+        if not params.integer or int(np.max(params.bits)) > 30 or np.any(params.reset_delayed) or params.burst:
             return False
         q = params.uniform
         small = all(int(np.max(np.abs(np.asarray(a, dtype=np.int64)), initial=0)) < 1 << 30
@@ -136,10 +147,12 @@ class NeuronState:
 
     def step(self, current: np.ndarray, dtype=np.int64) -> np.ndarray:
         """Integrate ``current`` ([N, neurons], int64 for integer neurons; it may be overwritten);
-        returns this step's spikes (0/1 in ``dtype``; int8 costs no copy), and sets ``fired_at``:
-        their flat indices, ascending.  ``u`` and ``v`` are updated in place where the
-        arithmetic allows."""
+        returns this step's spikes (0/1 in ``dtype``, burst neurons their count; int8 costs no
+        copy), and sets ``fired_at``: the flat indices of the neurons that fired, ascending.
+        ``u`` and ``v`` are updated in place where the arithmetic allows."""
         p = self.params
+        if p.burst:
+            return self._burst_step(current, dtype)
         if not p.integer or np.any(p.reset_delayed):  # floats, or a reset of last step's spike
             integer = p.integer
             u = decay(self.u, p.du, integer) + current
@@ -190,6 +203,37 @@ class NeuronState:
             flat[at] = np.where(p.reset_zero[neuron], 0, flat[at] - (p.threshold[neuron] if np.ndim(p.threshold) else p.threshold))
         self.v, self.u = v, u
         return fired.view(np.int8) if dtype == np.int8 else fired.astype(dtype)
+
+    def _burst_step(self, current: np.ndarray, dtype) -> np.ndarray:
+        """:meth:`step` for a batch with burst neurons (no delayed resets: the verifier refuses
+        them): the same integration, then :func:`burst_counts` and a reset by ``k·θ``."""
+        p = self.params
+        integer = p.integer
+        u = decay(self.u, p.du, integer) + current
+        if integer:
+            u = saturate(u, p.bits)
+        v = decay(self.v, p.dv, integer) + u + p.bias
+        if integer:
+            v = saturate(v, p.bits)
+        k = burst_counts(v, p.threshold, p.max_spikes, integer)
+        self.fired_at = np.flatnonzero(k)
+        self.v = np.where(k > 0, np.where(p.reset_zero, 0, v - k * p.threshold), v).astype(self.v.dtype)
+        self.u = u.astype(self.u.dtype)
+        return k.astype(dtype)
+
+
+def burst_counts(v: np.ndarray, threshold, max_spikes, integer: bool) -> np.ndarray:
+    """The spikes each neuron emits for voltage ``v``: ``min(B, ⌈v/θ⌉ − 1)``, at least 0 —
+    the number of whole thresholds strictly under ``v`` (``v > θ`` fires one, as a neuron of
+    ``B = 1`` does).  Integers: ``(v − 1) // θ`` (θ ≥ 1), exact; floats: ``ceil(v / θ) − 1``.
+    int64 counts."""
+    if integer:
+        k = (v - 1) // threshold
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            k = np.ceil(v / threshold) - 1
+        k = np.where(np.isfinite(k), k, 0)
+    return np.clip(k, 0, max_spikes).astype(np.int64)
 
 
 def shift_decay(x: np.ndarray, d) -> np.ndarray:

@@ -364,7 +364,7 @@ def population_params(op: Op) -> NeuronParams:
     flat = {name: param_array(getattr(op, name), shape, dtype).reshape(-1)
             for name in ("threshold", "bias", "du", "dv", "v0")}
     return NeuronParams(**flat, reset_zero=op.reset in ("zero", "zero_delayed"), bits=op.bits,
-                        reset_delayed=op.reset.endswith("_delayed"))
+                        reset_delayed=op.reset.endswith("_delayed"), max_spikes=op.max_spikes)
 
 
 def neuron_state(op: Op, batch: int) -> NeuronState | ShiftNeuronState:

@@ -69,6 +69,7 @@ class Spk:
     value: Value
     shape: tuple
     depth: int  # projections between the encoder and this op
+    unit: float = 1.0  # the activation one spike stands for (1/B for burst neurons of B spikes)
 
 
 @dataclass
@@ -179,6 +180,8 @@ class Converter:
         return Cur(terms, x.shape)
 
     def project(self, term: Term, name: str | None) -> Value:
+        if term.src.unit != 1.0:  # each spike of a burst source is 1/B of an activation
+            term = term.scaled(term.src.unit)
         fields = dict(term.fields)
         w = fields["weight"]
         if isinstance(w, Blob) and w.data.dtype != np.float32:
@@ -187,8 +190,12 @@ class Converter:
 
     def population(self, cur: Cur, op: Op, name: str | None, *, spiking: bool = True,
                    threshold: float = 1.0, reset: str | None = None, v0: float | None = None) -> Spk:
-        """IF neurons integrating ``cur`` (see the module docstring)."""
+        """IF neurons integrating ``cur`` (see the module docstring); with ``burst = B`` the
+        spiking ones (not the relays of max pooling, which pass their own ``reset``) are burst
+        neurons of threshold ``1/B`` emitting up to ``B`` spikes per step, each read as ``1/B``."""
         depth = max(t.src.depth + t.fields.get("delay", 1) for t in cur.terms)
+        burst = self.options.burst if spiking and reset is None else 1
+        threshold = threshold / burst
         currents = [self.project(t, f"{name}.in{i}" if name else None) for i, t in enumerate(cur.terms)]
         bias = np.zeros(cur.size) if cur.bias is None else np.asarray(cur.bias, dtype=np.float64).reshape(-1)
         v0 = (self.options.v0 * threshold if spiking else 0.0) if v0 is None else v0
@@ -198,11 +205,12 @@ class Converter:
         pop = snn.Population(currents=currents, threshold=threshold if spiking else float("inf"),
                              bias=_param(bias, cur.shape, f"{name}.bias" if name else None),
                              v0=_param(v0s, cur.shape, f"{name}.v0" if name else None),
-                             reset=reset or self.options.reset, declared_type=SpikeType(tuple(cur.shape)), loc=op.loc)
+                             reset=reset or self.options.reset, max_spikes=burst,
+                             declared_type=SpikeType(tuple(cur.shape)), loc=op.loc)
         self.emit(pop, name)
         self.ctx.stat("populations")
         self.ctx.stat("neurons", cur.size)
-        return Spk(pop.result, tuple(cur.shape), depth)
+        return Spk(pop.result, tuple(cur.shape), depth, threshold if burst > 1 else 1.0)
 
     # -- ops ------------------------------------------------------------------------------
 
@@ -341,6 +349,9 @@ class Converter:
             raise self.refuse(op, "only 2-D max pooling without dilation or ceil_mode has a spiking form")
         if self.options.maxpool == "tree":
             return self.max_tree(op, x, name)
+        if self.options.burst > 1:
+            raise self.refuse(op, f"maxpool={self.options.maxpool} relays one spike per step, but burst neurons "
+                                  f"(burst={self.options.burst}) send several", hint="convert with maxpool=tree")
         gate = self.options.maxpool == "gate"
         fields = {"kind": "maxgate" if gate else "pool", "weight": 1.0, "kernel": tuple(op.kernel),
                   "strides": op.strides, "pads": op.pads}
@@ -600,7 +611,10 @@ class ConvertToSpiking(Pass):
     ``lrn``: ``refuse`` (the default) refuses ``ann.lrn``; ``scale`` says that the pipeline
     replaces it by a fitted gain first (the pass ``lrn-to-scale``, which ``nmc compile`` and
     ``nmc eval`` insert after ``canonicalize`` for this option).  Max and average pooling of a
-    channel concatenation pool each part."""
+    channel concatenation pool each part.  ``burst = B > 1``: every IF population becomes burst
+    neurons (``max_spikes = B``) of threshold ``1/B`` (and ``v0 · 1/B``), whose spikes the
+    projections they feed weigh ``1/B`` each: a rate code of ``B·T + 1`` levels in ``T`` steps,
+    for which normalize fits the layers with its own ``burst = B`` (docs/conversion.md)."""
 
     timesteps: int = 32
     reset: Literal["subtract", "zero"] = "subtract"
@@ -610,10 +624,13 @@ class ConvertToSpiking(Pass):
     fuse_pooling: bool = True
     maxpool: Literal["gate", "or", "tree"] = "gate"
     lrn: Literal["refuse", "scale"] = "refuse"
+    burst: int = 1
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if self.timesteps < 1:
             raise NmcError(f"convert-to-spiking: timesteps must be at least 1, got {self.timesteps}")
+        if not 1 <= self.burst <= snn.MAX_SPIKES:
+            raise NmcError(f"convert-to-spiking: burst must lie in 1..{snn.MAX_SPIKES}, got {self.burst}")
         modes = getattr(getattr(ctx.target, "formats", None), "reset_modes", None)
         if modes is not None and self.reset not in modes:
             raise NmcError(f"convert-to-spiking: the target's neurons do not support reset '{self.reset}'",

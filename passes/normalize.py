@@ -166,7 +166,7 @@ def fit_rate_code(z: np.ndarray, a: np.ndarray, timesteps: int, channelwise: boo
 
 
 def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, *, channelwise: bool,
-               offsets: bool, coded_input: bool, reconstruct: str = "none"
+               offsets: bool, coded_input: bool, reconstruct: str = "none", burst: int = 1
                ) -> tuple[dict[Op, float | np.ndarray], dict[Op, np.ndarray], dict[Op, tuple]]:
     """``λ`` for every op of ``measured`` and a bias offset (in the op's own units) for the
     spiking ones, fitted one layer after the other on ``x`` (layer-wise calibration, Li et al.
@@ -178,7 +178,11 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
 
     ``reconstruct`` (``bias`` or ``weights``): before its ``λ`` is fitted, each dense/conv
     layer's parameters are corrected so that its output from the rate-coded input comes closer
-    to the ANN's (:func:`reconstruction`); returned as ``(ΔW or None, Δb)`` per layer."""
+    to the ANN's (:func:`reconstruction`); returned as ``(ΔW or None, Δb)`` per layer.
+
+    ``burst``: the spiking layers are burst neurons of up to ``burst`` spikes per step, whose
+    rate code has ``burst · timesteps + 1`` levels (the input's keeps ``timesteps + 1``)."""
+    levels = timesteps * burst
     clean = semantics.stream_ann(graph, [x])
     if coded_input:
         x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, timesteps).astype(x.dtype)
@@ -218,12 +222,12 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
             if op not in spiking:
                 chosen[op] = rate_coded_scale(np.minimum(a, bound), timesteps)
             else:
-                lam, shift = fit_rate_code(z, np.clip(a, 0.0, bound), timesteps,
+                lam, shift = fit_rate_code(z, np.clip(a, 0.0, bound), levels,
                                            channelwise and channel_scalable(graph, op),
                                            offsets and op.KIND in WEIGHTED)
                 fitted[op.result] = (lam, shift)
                 shape = (-1,) + (1,) * (z.ndim - 2)
-                replaced = rate_code(z, np.reshape(lam, shape), np.reshape(shift, shape), timesteps).astype(z.dtype)
+                replaced = rate_code(z, np.reshape(lam, shape), np.reshape(shift, shape), levels).astype(z.dtype)
         if op.result in readers:
             kept[op.result] = [z if replaced is None else replaced, readers[op.result]]
         try:
@@ -234,7 +238,7 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
         lam, shift = fitted[op.result]
         chosen[op] = lam
         if np.any(shift != 0):
-            bias[op] = shift * np.reshape(lam, -1) / timesteps
+            bias[op] = shift * np.reshape(lam, -1) / levels
     return chosen, bias, corrections
 
 
@@ -389,7 +393,8 @@ class Normalize(Pass):
     the factors (:func:`channel_scalable`), one per layer elsewhere.  ``offsets``: each
     spiking dense/conv layer's bias also moves by a fitted offset per channel, within ±½
     spike per window (the charge an initial potential other than θ/2 would add).  Both need
-    ``timesteps``."""
+    ``timesteps``.  ``burst = B``: the layers are fitted for the burst neurons of
+    ``convert-to-spiking{burst=B}``, a rate code of ``B·T + 1`` levels."""
 
     percentile: float = 99.9
     timesteps: int = 0
@@ -398,10 +403,13 @@ class Normalize(Pass):
     encoding: Literal["rate", "poisson", "current"] = "rate"
     reconstruct: Literal["none", "bias", "weights"] = "none"
     samples: int = 512
+    burst: int = 1
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if not 0.0 < self.percentile <= 100.0:
             raise NmcError(f"normalize: percentile must lie in (0, 100], got {self.percentile}")
+        if self.burst < 1:
+            raise NmcError(f"normalize: burst must be at least 1, got {self.burst}")
         if graph.meta.get("normalized"):
             ctx.remark("the graph is already normalised; nothing to do")
             return False
@@ -425,7 +433,7 @@ class Normalize(Pass):
             x = calibration_batch(ctx, graph, self.samples, "normalize")
             chosen, offsets, corrections = fit_layers(
                 graph, x, measured, self.timesteps, channelwise=self.channelwise, offsets=self.offsets,
-                coded_input=self.encoding != "current", reconstruct=self.reconstruct)
+                coded_input=self.encoding != "current", reconstruct=self.reconstruct, burst=self.burst)
             for op in [o for o in measured if o in offsets or o in corrections]:
                 dw, db = corrections.get(op, (None, 0.0))
                 shift = db + offsets.get(op, 0.0)
@@ -440,8 +448,8 @@ class Normalize(Pass):
                 graph.replace(op, new)
                 chosen[new] = chosen.pop(op)
                 ctx.stat("layers-offset" if op in offsets else "layers-reconstructed")
-        elif self.channelwise or self.offsets or self.reconstruct != "none":
-            raise NmcError("normalize: channelwise, offsets and reconstruct are fitted for a window of T steps",
+        elif self.channelwise or self.offsets or self.reconstruct != "none" or self.burst != 1:
+            raise NmcError("normalize: channelwise, offsets, reconstruct and burst are fitted for a window of T steps",
                            hint="give timesteps=T as well")
         scale = normalize(graph, ctx, chosen)
         graph.meta["normalized"] = True

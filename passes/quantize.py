@@ -11,7 +11,7 @@ weights keep ``weight-bits`` of relative precision whatever ``S`` is, so ``S`` i
 value that (a) lets the largest weight fit with the chip's largest exponent and (b) keeps the
 voltage within the state width: a spiking population's voltage stays below
 ``θ + |v0| + HEADROOM · (c + |b|)`` (``c`` the largest current one step can deliver:
-:func:`max_step_current`), a
+:func:`max_step_current`, burst sources sending up to their ``max_spikes`` each), a
 non-spiking output population's below ``|v0| + steps · (c + |b|)``.
 """
 
@@ -60,6 +60,13 @@ def max_step_current(p: Op, unit: float) -> float:
     else:
         per = np.maximum(_step_sums(p, np.clip(w, 0, None)), _step_sums(p, np.clip(-w, 0, None)))
     return float(np.max(per)) * unit if np.size(per) else 0.0
+
+
+def source_payload(p: Op) -> float:
+    """The largest value one source of ``p`` emits in a step, per unit of :func:`max_step_current`:
+    a burst population's ``max_spikes`` (a spike count), else 1."""
+    src = p.src.owner
+    return float(src.max_spikes) if src.KIND == "snn.population" else 1.0
 
 
 def source_unit(p: Op) -> float:
@@ -135,6 +142,7 @@ class Quantize(Pass):
 
     def quantize_population(self, replacements, pop, ctx, chip, bits, limit, steps) -> None:
         f = chip.formats
+        f.require_spikes(pop, pop.result.name or "?", getattr(chip, "name", "?"))
         if pop.reset not in f.reset_modes:
             late = ("; they reset in the step a neuron fires, this population one step later (snnTorch's "
                     "reset_delay, which --convention snntorch reads)") if pop.reset.endswith("_delayed") else ""
@@ -145,7 +153,7 @@ class Quantize(Pass):
         spiking = bool(np.all(np.isfinite(arr["threshold"])))
         projections = [c.owner for c in pop.currents]
         wmax = (1 << (self.weight_bits - 1)) - 1
-        c = sum(max_step_current(p, 1.0) for p in projections)
+        c = sum(max_step_current(p, source_payload(p)) for p in projections)
         drive = c + float(np.max(np.abs(arr["bias"]), initial=0.0))
         v0 = float(np.max(np.abs(arr["v0"]), initial=0.0))
         if spiking:

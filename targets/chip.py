@@ -55,7 +55,9 @@ class Formats:
     ``voltage_bits``; decays of ``decay_bits`` (of the IR's 12); the reset modes the neurons
     support; ``stateful_synapses``: whether a synapse can keep state between deliveries (the
     max-pool gate needs it); ``leaks``: the population decay arithmetics its neurons have
-    (``snn.population``'s ``leak``)."""
+    (``snn.population``'s ``leak``); ``max_spikes``: the most spikes a linear-leak neuron
+    sends in one step, as one graded message carrying the count (1: binary spikes only; a
+    burst population's ``max_spikes`` above it is refused)."""
 
     weight_bits_min: int
     weight_bits_max: int
@@ -66,6 +68,18 @@ class Formats:
     reset_modes: tuple
     stateful_synapses: bool = False
     leaks: tuple = ("linear",)
+    max_spikes: int = 1
+
+    def require_spikes(self, pop, name: str, chip_name: str) -> None:
+        """Refuse population ``pop`` (``%name``) if its neurons emit more spikes per step than
+        this chip's messages carry (``max_spikes``)."""
+        if pop.leak == "linear" and pop.max_spikes > self.max_spikes:
+            graded = (f"sends at most {self.max_spikes} spikes per neuron and step" if self.max_spikes > 1
+                      else "sends binary spikes only (no graded messages)")
+            raise NmcError(f"population %{name} is a burst population of up to {pop.max_spikes} spikes per step; "
+                           f"chip '{chip_name}' {graded}", pop.loc,
+                           hint="convert with a smaller burst (--convert burst=B), or compile for a chip whose "
+                                "description declares graded spikes ([spikes] max_per_step, docs/chip-description.md)")
 
     def weight_range(self, bits: int) -> tuple[int, int]:
         """The signed integer range of a ``bits``-bit weight."""

@@ -56,7 +56,7 @@ def test_bit_shift_populations_round_trip_and_are_verified():
         "synapse = [0, 1]": ("synapse = [0, 2]", "synapse values must lie in [0, 1]"),
         "threshold = 100}": ("threshold = 0}", "needs a threshold of at least 1"),
         "bits = 16, du = 3, du2 = 5, dv = 2, leak = shift, max_spikes = 31, synapse = [0, 1]":
-            ("bits = 16, synapse = [0, 1]", "synapse, du2 and max_spikes apply to leak = shift only"),
+            ("bits = 16, synapse = [0, 1]", "synapse and du2 apply to leak = shift only"),
     }
     for old, (new, message) in bad.items():
         with pytest.raises(NmcError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -52,7 +52,7 @@ def _param(rng, shape, lo, hi, blob: bool):
     return int(rng.integers(lo, hi + 1))
 
 
-def _population(g, rng, currents, shape, bits, leak=True):
+def _population(g, rng, currents, shape, bits, leak=True, burst=1):
     limit = 1 << (bits - 1)
     threshold = _param(rng, shape, 1, min(40, limit - 1), rng.random() < 0.5)
     bias = _param(rng, shape, -3, 3, rng.random() < 0.3)
@@ -61,14 +61,16 @@ def _population(g, rng, currents, shape, bits, leak=True):
         du, dv = 4096, 0
     pop = Population(currents=currents, declared_type=SpikeType(shape), bits=bits, threshold=threshold, bias=bias,
                      du=du, dv=dv, v0=_param(rng, shape, -5, 5, rng.random() < 0.3),
-                     reset=str(rng.choice(["subtract", "zero"])))
+                     reset=str(rng.choice(["subtract", "zero"])),
+                     max_spikes=int(rng.integers(1, burst + 1)) if burst > 1 else 1)
     g.add(pop, f"p{len(g.ops)}")
     return pop
 
 
-def random_graph(seed: int, leak: bool = True) -> tuple[Graph, list[np.ndarray]]:
+def random_graph(seed: int, leak: bool = True, burst: int = 1) -> tuple[Graph, list[np.ndarray]]:
     """A random integer snn graph using every projection kind and neuron parameter (``leak``
-    False: every population integrates and fires without decay, ``du`` 4096 and ``dv`` 0)."""
+    False: every population integrates and fires without decay, ``du`` 4096 and ``dv`` 0;
+    ``burst`` > 1: each population's ``max_spikes`` drawn from 1..burst)."""
     rng = np.random.default_rng(seed)
     g = Graph("rand", {"timesteps": int(rng.integers(2, 6))})
     C, H, W = int(rng.integers(1, 3)), int(rng.integers(3, 6)), int(rng.integers(3, 6))
@@ -93,12 +95,12 @@ def random_graph(seed: int, leak: bool = True) -> tuple[Graph, list[np.ndarray]]
     conv = g.add(Project(src=enc, kind="conv2d", weight=w((out_c, C // groups, k, k)), groups=groups,
                          strides=(int(rng.integers(1, 3)),) * 2, pads=(int(rng.integers(0, 2)),) * 4,
                          dilations=(1, 1), exponent=int(rng.integers(0, 3))), "c1")
-    h1 = _population(g, rng, [conv], conv.type.shape, bits, leak)
+    h1 = _population(g, rng, [conv], conv.type.shape, bits, leak, burst)
     # layer 2: pool (scalar or per-output weight) plus a one_to_one branch around it
     shape1 = h1.result.type.shape
     kp = 2 if min(shape1[1:]) >= 2 else 1
     pool = g.add(Project(src=h1.result, kind="pool", kernel=(kp, kp), strides=(kp, kp), weight=int(rng.integers(1, 4))), "c2")
-    h2 = _population(g, rng, [pool], pool.type.shape, bits, leak)
+    h2 = _population(g, rng, [pool], pool.type.shape, bits, leak, burst)
     # layer 3: dense from h2 + sparse from h1 (delay 2), recurrent one_to_one on itself
     n3 = int(rng.integers(5, 20))
     dense = g.add(Project(src=h2.result, kind="dense", weight=w((n3, h2.result.type.size))), "c3")
@@ -108,12 +110,12 @@ def random_graph(seed: int, leak: bool = True) -> tuple[Graph, list[np.ndarray]]
     indices = rng.integers(0, n3, size=int(indptr[-1])).astype(np.int64)
     sparse = g.add(Project(src=h1.result, kind="sparse", weight=w((int(indptr[-1]),)), indptr=Blob(indptr),
                            indices=Blob(indices), shape=(n3,), delay=2), "c4")
-    h3 = _population(g, rng, [dense, sparse], (n3,), bits, leak)
+    h3 = _population(g, rng, [dense, sparse], (n3,), bits, leak, burst)
     rec = g.add(Project(src=h3.result, kind="one_to_one", weight=w((n3,)), delay=int(rng.integers(1, 4))), "r")
     h3.currents.append(rec)
     # output: one_to_one copy read as count, and h3's membrane
     out = g.add(Project(src=h3.result, kind="one_to_one", weight=int(rng.integers(1, 10))), "c5")
-    y = _population(g, rng, [out], (n3,), bits, leak)
+    y = _population(g, rng, [out], (n3,), bits, leak, burst)
     d1 = g.add(Decode(x=y.result, mode="count"), "o1")
     d2 = g.add(Decode(x=h3.result, mode="membrane"), "o2")
     g.add(Output(values=[d1, d2]))

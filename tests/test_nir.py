@@ -509,6 +509,7 @@ ann.output(%y)
     ("reset = zero, threshold = 0.5", "NIR has no subtractive reset"),
     ("encoding = rate", "encoding 'rate' has no NIR equivalent"),
     ("v0 = 0.5", "NIR neurons start at rest"),
+    ("max_spikes = 2", "burst population (up to 2 spikes per step); NIR's neurons emit at most one"),
 ])
 def test_export_refuses_what_nir_cannot_say(tmp_path, change, message, capsys):
     pop = "{reset = zero, threshold = 0.5}"
@@ -517,6 +518,8 @@ def test_export_refuses_what_nir_cannot_say(tmp_path, change, message, capsys):
         pop = "{threshold = 0.5}"  # the IR's default reset is subtract
     elif change.startswith("encoding"):
         enc = "{encoding = rate}"
+    elif change.startswith("max_spikes"):
+        pop = "{max_spikes = 2, reset = zero, threshold = 0.5}"
     else:
         pop = "{reset = zero, threshold = 0.5, v0 = 0.5}"
     text = f"""graph @g

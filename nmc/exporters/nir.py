@@ -211,6 +211,9 @@ class _Exporter:
                                   "does not" + (f" (its bias acts for {lag} step(s) before its input)" if lag else ""),
                              hint=hint)
         du, dv = _flat(pop.du, shape) / DECAY_ONE, _flat(pop.dv, shape) / DECAY_ONE
+        if pop.leak == "linear" and pop.max_spikes > 1:
+            raise self.error(pop, f"it is a burst population (up to {pop.max_spikes} spikes per step); NIR's neurons "
+                                  "emit at most one spike per step", hint="convert without --convert burst=B")
         spiking = bool(np.all(np.isfinite(th)))
         if not spiking and not np.all(np.isinf(th)):
             raise self.error(pop, "some neurons have an infinite threshold and some do not")

@@ -45,6 +45,7 @@ DECAY_ONE = 4096  # decays du, dv are in units of 1/4096
 LEAKS = ("linear", "shift")  # a population's decay arithmetic (snn.population, docs/ir.md)
 RESETS = ("subtract", "zero", "subtract_delayed", "zero_delayed")  # snn.population reset modes (nmc/neuron.py)
 SHIFT_SYNAPSES = 2  # synaptic currents per neuron under leak = shift (du, du2)
+MAX_SPIKES = 255  # the most events a population's neuron emits in one step (snn.population max_spikes)
 
 MAX_DELAY = (1 << 16) - 1  # the longest synaptic delay, in steps (a mesh image's syn_delay field)
 MAX_EXPONENT = 30  # the largest weight_exponent_max a chip description may give (issue 22)
@@ -229,7 +230,14 @@ class Population(Op):
     neuron; ``synapse`` names, per input, the current it feeds (0 or 1; empty: all 0); ``du``,
     ``du2`` and ``dv`` are bit shifts in [0, bits − 1] (a value x decays by ``x >> d``, at least
     one unit toward zero); the threshold is positive, a neuron fires when ``v ≥ threshold`` and
-    may emit up to ``max_spikes`` events per step, losing the threshold for each."""
+    may emit up to ``max_spikes`` events per step, losing the threshold for each.
+
+    ``max_spikes = B > 1`` on a linear population is a burst (graded-spike) neuron
+    (:class:`nmc.neuron.NeuronState`): where ``v > threshold`` it emits
+    ``k = min(B, ⌈v / threshold⌉ − 1)`` spikes in one step (the whole thresholds strictly under
+    ``v``), sent as one event of value ``k``, and loses ``k · threshold`` (reset subtract; reset
+    zero: ``v = 0``).  ``B = 1`` is the ordinary neuron.  It needs a positive finite threshold
+    and a reset in the step it fires."""
 
     FORWARD_REFS = True
     currents: list = operands()
@@ -282,9 +290,17 @@ class Population(Op):
 
     def _verify_leak(self):
         """The rules of ``leak = shift`` (class docstring); a linear population takes none of its fields."""
+        require(self, 1 <= self.max_spikes <= MAX_SPIKES, f"max_spikes must lie in 1..{MAX_SPIKES}, got {self.max_spikes}")
         if self.leak == "linear":
-            require(self, not self.synapse and self.max_spikes == 1 and np.all(self.param_data("du2") == 0),
-                    "synapse, du2 and max_spikes apply to leak = shift only")
+            require(self, not self.synapse and np.all(self.param_data("du2") == 0),
+                    "synapse and du2 apply to leak = shift only")
+            if self.max_spikes > 1:  # a burst neuron (class docstring)
+                theta = self.param_data("threshold")
+                require(self, bool(np.all(np.isfinite(theta) & (theta > 0))),
+                        f"a burst population (max_spikes = {self.max_spikes}) needs positive finite thresholds")
+                require(self, self.reset in ("subtract", "zero"),
+                        f"a burst population (max_spikes = {self.max_spikes}) resets in the step it fires "
+                        f"(subtract or zero), not '{self.reset}'")
             return
         require(self, self.bits > 0, "leak = shift needs an integer population (bits > 0)")
         require(self, self.reset in ("subtract", "zero"), "leak = shift resets in the step a neuron fires (subtract or zero)")
@@ -292,7 +308,6 @@ class Population(Op):
                 f"synapse names {len(self.synapse)} inputs; the population has {len(self.currents)}")
         require(self, all(0 <= k < SHIFT_SYNAPSES for k in self.synapse),
                 f"synapse values must lie in [0, {SHIFT_SYNAPSES - 1}], got {list(self.synapse)}")
-        require(self, 1 <= self.max_spikes <= 255, f"max_spikes must lie in 1..255, got {self.max_spikes}")
         du2 = self.du2
         if isinstance(du2, Blob):
             shape = self.result.type.shape

@@ -561,6 +561,9 @@ class Lowering:
         with e.when(b.icmp_signed(">=", st, e.i64(0))):
             slot = self.ring_slot(src, st)
             lists = PARTS if self.lay.parts else 1  # a split source: one list per part, in order
+            counts = None  # a burst source: each listed neuron's spike count, from its byte vector
+            if src.max_spikes > 1:
+                counts = b.gep(self.area[("spk", src)], [b.mul(slot, e.i64(spk_stride(src)))], source_etype=I8)
             with e.loop(b.mul(slot, e.i64(lists)), b.mul(b.add(slot, e.i64(1)), e.i64(lists)), "list") as li:
                 cnt = b.sext(e.load(self.area[("ring_cnt", src)], li, I32), I64)
                 idx = b.gep(self.area[("ring_idx", src)], [b.mul(li, e.i64(list_stride(src)))], source_etype=I32)
@@ -571,7 +574,15 @@ class Lowering:
                         ahead(b.sext(e.load(idx, later, I32), I64))
                     j = b.sext(e.load(idx, k, I32), I64)
                     count(j)
-                    body(j, None)
+                    if counts is None:
+                        body(j, None)
+                    else:
+                        x = e.load(counts, j, I8)
+                        with b.if_else(b.icmp_signed("==", x, ir.Constant(I8, 1))) as (spike, burst):
+                            with spike:  # one spike: no multiply
+                                body(j, None)
+                            with burst:
+                                body(j, self.widen(pop, x, I8))
 
     def projection(self, p: Op, pop: Op, acc):
         """The currents of projection ``p`` into ``pop``'s accumulator ``acc`` this step: the
@@ -738,19 +749,58 @@ class Lowering:
         if pop.bits:
             v = self.saturate(pop, v)
         fired = b.icmp_signed(">", v, theta) if pop.bits else b.fcmp_ordered(">", v, theta)
+        spikes = None  # a burst population's spike counts (nmc.neuron.burst_counts), in the lane type
+        if pop.max_spikes > 1:
+            spikes = self.burst_counts(pop, v, theta, vt)
+            fired = b.icmp_signed(">", spikes, ir.Constant(spikes.type, 0))
         if delayed:
             after = v
+        elif pop.reset == "zero":
+            after = ir.Constant(vt, 0)
+        elif spikes is not None:  # loses k thresholds
+            after = b.sub(v, b.mul(spikes, theta)) if pop.bits else b.fsub(v, b.fmul(b.sitofp(spikes, vt), theta))
         else:
-            after = (b.sub(v, theta) if pop.bits else b.fsub(v, theta)) if pop.reset == "subtract" \
-                else ir.Constant(vt, 0)
+            after = b.sub(v, theta) if pop.bits else b.fsub(v, theta)
         st(u, u_row, state_t)
         st(b.select(fired, after, v), v_row, state_t)
         if pop not in self.lay.overwritten:  # the accumulator is clear for the next step
             st(ir.Constant(vec(acc_st), 0), acc, acc_st)
         count_t = ir_type(COUNT_DTYPE)
         count = b.load(b.gep(count_row, [i], source_etype=count_t, inbounds=True), typ=vec(count_t), align=4)
-        st(b.add(count, b.zext(fired, vec(count_t))), count_row, count_t)
+        added = b.zext(fired, vec(count_t)) if spikes is None else self.count_cast(spikes, vec(count_t))
+        st(b.add(count, added), count_row, count_t)
+        self.spikes = spikes
         return fired
+
+    def burst_counts(self, pop: Op, v, theta, vt):
+        """The spikes of burst neurons (:func:`nmc.neuron.burst_counts`) for voltages ``v``,
+        ``min(B, ⌈v/θ⌉ − 1)`` and at least 0: integer lanes ``(v − 1) // θ`` (``θ ≥ 1``, a floor
+        division) in ``v``'s lane type; float lanes ``ceil(v / θ) − 1`` clipped, as i64 lanes."""
+        b = self.e.b
+        zero, top = ir.Constant(vt, 0), ir.Constant(vt, pop.max_spikes)
+        if pop.bits:
+            num = b.sub(v, ir.Constant(vt, 1))
+            q = b.sdiv(num, theta)  # toward zero; floor for a negative num with a remainder
+            fix = b.and_(b.icmp_signed("<", num, zero), b.icmp_signed("!=", b.srem(num, theta), zero))
+            k = b.sub(q, b.zext(fix, vt))
+            k = b.select(b.icmp_signed("<", k, zero), zero, k)
+            return b.select(b.icmp_signed(">", k, top), top, k)
+        n = vt.count if isinstance(vt, ir.VectorType) else None
+        ceil = self.e.intrinsic("llvm.ceil", vt, [vt]) if n is None else \
+            self.e.intrinsic(f"llvm.ceil.v{n}f64", vt, [vt])
+        k = b.fsub(b.call(ceil, [b.fdiv(v, theta)]), ir.Constant(vt, 1.0))
+        k = b.select(b.fcmp_ordered(">", k, ir.Constant(vt, float(pop.max_spikes))), ir.Constant(vt, float(pop.max_spikes)), k)
+        k = b.select(b.fcmp_ordered(">", k, ir.Constant(vt, 0.0)), k, ir.Constant(vt, 0.0))  # and NaN -> 0
+        it = ir.VectorType(I64, n) if n else I64
+        return b.fptosi(k, it) if it != vt else k
+
+    def count_cast(self, x, typ):
+        """Integer lanes ``x`` as ``typ`` (sign-extended or truncated)."""
+        b = self.e.b
+        width = lambda t: (t.element if isinstance(t, ir.VectorType) else t).width  # noqa: E731
+        if width(x.type) == width(typ):
+            return x
+        return b.sext(x, typ) if width(x.type) < width(typ) else b.trunc(x, typ)
 
     def update(self, pop: Op, acc):
         """Advance every neuron of ``pop`` (8 at a time, then the rest) and list its spikes
@@ -781,10 +831,11 @@ class Lowering:
             first = b.mul(k, e.i64(width))
             fired = self.neurons(pop, acc, params, first, width)
             self.list8(lut, lst, nfired, b.bitcast(fired, I8), first)
+            value = b.zext(fired, vt) if self.spikes is None else self.count_cast(self.spikes, vt)  # burst: counts
             if spk is not None:
-                b.store(b.zext(fired, vt), b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
+                b.store(value, b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
             with e.when(recording):
-                b.store(b.zext(fired, vt), b.gep(rec_step, [first], source_etype=I8, inbounds=True), align=1)
+                b.store(value, b.gep(rec_step, [first], source_etype=I8, inbounds=True), align=1)
         if rest:  # one scalar copy in a loop, not one per neuron (compile time); the last part's
             with e.when(b.icmp_signed("==", stop, e.i64(size))):
                 bits = e.var(I8, 0)
@@ -792,10 +843,11 @@ class Lowering:
                     fired = self.neurons(pop, acc, params, i, 1)
                     r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
                     b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
+                    value = b.zext(fired, I8) if self.spikes is None else self.count_cast(self.spikes, I8)
                     if spk is not None:
-                        e.store(b.zext(fired, I8), spk, i, I8)
+                        e.store(value, spk, i, I8)
                     with e.when(recording):
-                        e.store(b.zext(fired, I8), rec_step, i, I8)
+                        e.store(value, rec_step, i, I8)
                 self.list8(lut, lst, nfired, b.load(bits, typ=I8), e.i64(nvec * width))
         e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
 

@@ -153,6 +153,9 @@ class Network:
             if pop.leak != "linear":
                 raise NmcError(f"this lowering takes linear-leak populations; leak = {pop.leak} runs through "
                                "targets/cpu/shift.py (nmc.targets.cpu.prepare chooses it)", pop.loc)
+            if pop.max_spikes > MAX_BURST:
+                raise NmcError(f"the CPU runtime holds spike counts of at most {MAX_BURST} per step in a byte; this "
+                               f"population emits up to {pop.max_spikes}", pop.loc, hint="run with --backend reference")
             for c in pop.currents:
                 p = c.owner
                 if p.is_integer != bool(pop.bits):
@@ -169,6 +172,9 @@ class Network:
             return np.dtype(np.int8)
         return np.dtype(np.int64 if self.integer_enc[e] or e.encoding == "spikes" else np.float64)
 
+
+#: The largest burst (``max_spikes``) the runtime holds: a step's spike counts are signed bytes.
+MAX_BURST = 127
 
 KERNELS = ("auto", "event", "dense")
 SCHEDULES = ("auto", "step", "layer")
@@ -192,6 +198,8 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
             lay.dense.add(p)
             if p.src.owner.KIND == "snn.population":
                 lay.spike_rows.add(p.src.owner)
+        elif burst_source(p):  # its events read their counts from the byte vector
+            lay.spike_rows.add(p.src.owner)
     for e in net.encoders:
         lay.slots.append(("enc", e))
     for pop in net.populations:
@@ -368,7 +376,7 @@ def tiled_population(net: Network, lay: Layout, pop: Op) -> bool:
         return False
     for c in pop.currents:
         p = c.owner
-        if p.kind != "dense" or not p.is_integer or p in lay.dense:
+        if p.kind != "dense" or not p.is_integer or p in lay.dense or burst_source(p):
             return False
         src = p.src.owner
         if src.KIND == "snn.encode" and net.enc_dtype(src).kind != "i":
@@ -487,7 +495,7 @@ def dense_kernel(p: Op, kernels: str = "auto", features: Collection[str] | None 
     add them, so that sums keep their order).  Only ``dense`` projections; with ``auto``,
     when :func:`source_rate` is at least :data:`DENSE_RATE` (:data:`DENSE_RATE_GENERIC` unless
     the byte kernel applies, :func:`byte_kernel` on ``features``), else (no calibration) events."""
-    if p.kind != "dense" or kernels == "event":
+    if p.kind != "dense" or kernels == "event" or burst_source(p):
         return False
     if kernels == "dense":
         return True
@@ -506,7 +514,8 @@ def dense_pool(p: Op, kernels: str = "auto") -> bool:
     step, vectorised: less than that population's own update costs, so it is chosen whatever
     the firing rate (W2's 2×2 pooling of 11–20 % spikes: events cost 8–9 cycles each, the
     scattered adds of a window depending on each other).  ``kernels="event"`` forces events."""
-    if p.kind != "pool" or kernels == "event" or not p.is_integer or p.src.owner.KIND != "snn.population":
+    if p.kind != "pool" or kernels == "event" or not p.is_integer or p.src.owner.KIND != "snn.population" \
+            or burst_source(p):
         return False
     return not any(p.pads) and all(k <= s for k, s in zip(p.kernel, p.strides))
 
@@ -520,13 +529,24 @@ def state_dtype(pop: Op) -> np.dtype:
     return np.dtype(np.int32 if pop.bits <= 31 else np.int64)
 
 
-COUNT_DTYPE = np.dtype(np.int32)  # spikes per neuron over a run: at most one per step
+COUNT_DTYPE = np.dtype(np.int32)  # spikes per neuron over a run: at most max_spikes per step
 
 
 def unit_events(p: Op) -> bool:
-    """Whether every event of ``p``'s source has value 0 or 1 (populations, rate and poisson)."""
+    """Whether every event of ``p``'s source has value 0 or 1 (populations other than burst
+    ones, rate and poisson)."""
     src = p.src.owner
-    return src.KIND == "snn.population" or src.encoding in ("rate", "poisson")
+    if src.KIND == "snn.population":
+        return src.max_spikes == 1
+    return src.encoding in ("rate", "poisson")
+
+
+def burst_source(p: Op) -> bool:
+    """Whether ``p``'s source is a burst population (``max_spikes > 1``): its events carry spike
+    counts, which only the event path reads (:meth:`.emit.Lowering.events`); the dense, byte-pool
+    and time-batched kernels take events of value 1."""
+    src = p.src.owner
+    return src.KIND == "snn.population" and src.max_spikes > 1
 
 
 def unit_bound(p: Op) -> int:

@@ -112,8 +112,8 @@ class CoreLimits:
 
 def check_formats(graph: Graph, formats, chip_name: str) -> None:
     """Per-op requirements of a chip's :class:`~nmc.targets.chip.Formats`: integer state within
-    its widths, its reset modes, weight bits and exponents within its synapse format, and
-    stateless synapses unless it has stateful ones."""
+    its widths, its reset modes, spikes per step within its messages, weight bits and exponents
+    within its synapse format, and stateless synapses unless it has stateful ones."""
     if not formats.stateful_synapses:
         for p in graph.walk("snn.project"):  # first: no quantization makes these fit
             require_stateless(p, chip_name)
@@ -127,6 +127,7 @@ def check_formats(graph: Graph, formats, chip_name: str) -> None:
             raise NmcError(f"population %{name} has {pop.bits}-bit state; chip '{chip_name}' holds {state_bits} bits "
                            f"(over by {pop.bits - state_bits})", pop.loc,
                            hint=f"quantize for this chip (its state width is {state_bits} bits)")
+        formats.require_spikes(pop, name, chip_name)
         if pop.leak not in formats.leaks:
             raise NmcError(f"population %{name} decays by leak = {pop.leak}; chip '{chip_name}' has neurons with "
                            f"{', '.join(formats.leaks)} decay", pop.loc, hint="compile for a chip whose class has this neuron")

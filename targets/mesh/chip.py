@@ -1,6 +1,6 @@
 """The sections of a mesh-class chip description (docs/chip-description.md).
 
-``[mesh]``, ``[core]``, ``[state]``, ``[noc]`` and ``[energy]``; the fields of each section are
+``[mesh]``, ``[core]``, ``[state]``, ``[noc]``, ``[energy]`` and the optional ``[fanin]`` and ``[spikes]``; the fields of each section are
 the fields of the dataclass of the same name below (``State``: the shared one of
 :mod:`nmc.targets.chip`), with the value range in its metadata.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nmc.ir.snn import MAX_SPIKES
 from nmc.targets.chip import Formats, State, spec
 
 
@@ -71,8 +72,19 @@ class Fanin:
     partial_bits: int = spec(2, 64)
 
 
+@dataclass(frozen=True)
+class Spikes:
+    """What a neuron's spike message carries (optional section; without it binary spikes):
+    ``max_per_step``, the most spikes a neuron may emit in one step, sent as one graded message
+    whose payload is the count (burst neurons, ``snn.population`` ``max_spikes``; docs/mesh-target.md)."""
+
+    ABSENT = {"max_per_step": 1}
+    max_per_step: int = spec(1, MAX_SPIKES)
+
+
 MAX_BOARD_CORES = 1 << 20
-SECTIONS = {"mesh": Mesh, "core": Core, "state": State, "noc": Noc, "energy": Energy, "fanin": Fanin}
+SECTIONS = {"mesh": Mesh, "core": Core, "state": State, "noc": Noc, "energy": Energy, "fanin": Fanin,
+            "spikes": Spikes}
 
 
 def check(sections: dict, checker) -> None:
@@ -95,7 +107,7 @@ def formats(sections: dict) -> Formats:
     return Formats(weight_bits_min=core.weight_bits_min, weight_bits_max=core.weight_bits_max,
                    weight_exponent_max=core.weight_exponent_max, current_bits=state.current_bits,
                    voltage_bits=state.voltage_bits, decay_bits=state.decay_bits, reset_modes=state.reset_modes,
-                   stateful_synapses=False)
+                   stateful_synapses=False, max_spikes=sections["spikes"].max_per_step)
 
 
 def cores_per_chip(chip) -> int:

@@ -13,7 +13,8 @@ It reads only the sections (``mesh.*`` and ``chip``), never the image's graph.  
 4. the spikes are routed: each spike of a source with a route group travels the links of the
    group's multicast tree (counted per link for the statistics).
 
-Statistics: spikes, synaptic ops, neuron updates, packets (spikes injected into the network),
+Statistics: spikes, synaptic ops, neuron updates, packets (spikes injected into the network;
+a burst neuron's spikes of one step are one graded packet carrying their count),
 hops (link traversals; on-chip, between chips, host port), per-link spikes per step, the
 busiest link, ``time_per_step_s`` (the longest route's latency: the chip description gives no
 compute time per core, so this is the network's bound) and ``energy_per_inference_j`` per inference from
@@ -54,8 +55,11 @@ class Emulator:
         hw = program.ports["population_hw"]
         self.hw_to_graph = np.empty(self.N, np.int64)
         self.hw_to_graph[hw] = np.arange(self.N)
+        burst = n["max_spikes"][hw].astype(np.int64) if "max_spikes" in n else 1  # graded spikes: counts
         self.params = neuron.NeuronParams(**{k: n[k][hw].astype(np.int64) for k in ("threshold", "bias", "du", "dv", "v0")},
-                                          reset_zero=n["reset"][hw] == 1, bits=n["bits"][hw].astype(np.int64))
+                                          reset_zero=n["reset"][hw] == 1, bits=n["bits"][hw].astype(np.int64),
+                                          max_spikes=burst)
+        self.max_spikes = int(np.max(burst, initial=1))  # the largest value a neuron's event carries
         # The cores' synapse tables, merged into one table per delay by source (neurons, then
         # ports) to every neuron: a neuron lives on one core, so its current is the same integer
         # sum, and a step costs one pass over its events per delay instead of one per core.
@@ -187,6 +191,7 @@ class Emulator:
         emitted: dict[int, Emitted] = {}
         ports_at = PortEncoder(meta, arrays, B, P, T).at
         counts = np.zeros((B, N), np.int64)
+        sent = np.zeros((B, N), np.int64) if self.max_spikes > 1 else counts  # packets each neuron sends
         recorded = np.zeros((B, steps, N), np.int8) if record else None
         synaptic_ops = 0
         link_spikes = np.zeros(len(self.link_kind), np.int64)
@@ -215,7 +220,7 @@ class Emulator:
                     self.tables[d].add(current, ev.sample, ev.column, ev.value)
                 for k, a, n, tgt in self.kernel_rows.get(d, ()):
                     self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n),
-                                     ev.count(a, n), 1 if a < N else None, scratch)
+                                     ev.count(a, n), self.max_spikes if a < N else None, scratch)
                 if partial is not None and d in self.partials.by_delay:
                     self.partials.add(partial, d, ev.x())
                 synaptic_ops += int(fan[ev.column].sum())
@@ -224,12 +229,16 @@ class Emulator:
                 partial_sums += int(messages.sum())
                 link_spikes += (self.partial_links.T @ messages).astype(np.int64)
             spikes = neurons.step(current) if compiled else neurons.step(current, np.int8)
-            counts.reshape(-1)[neurons.fired_at] += 1
+            if self.max_spikes > 1:  # graded messages: one per firing neuron, carrying its count
+                sent.reshape(-1)[neurons.fired_at] += 1
+                counts.reshape(-1)[neurons.fired_at] += spikes.reshape(-1)[neurons.fired_at]
+            else:
+                counts.reshape(-1)[neurons.fired_at] += 1
             if recorded is not None:
                 recorded[:, t] = spikes
             emit(t, spikes, neurons.fired_at, ports_at(t + 1))
         # packets and link loads are additive over the steps: from the sources' event totals
-        active = np.concatenate([counts.sum(axis=0), port_active])
+        active = np.concatenate([sent.sum(axis=0), port_active])
         routed = self.group >= 0
         packets = int(active[routed].sum())
         per_group = np.zeros(self.incidence.shape[0], np.int64)
@@ -260,7 +269,7 @@ class Emitted:
     def __init__(self, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
         N, P = spikes.shape[1], ports.shape[1]
         self.spikes, self.ports, self.N = spikes, ports, N
-        self.parts = [(fired, *np.divmod(fired, N), np.ones(len(fired), np.int64))]
+        self.parts = [(fired, *np.divmod(fired, N), spikes.reshape(-1)[fired].astype(np.int64))]  # burst: counts
         flat = np.flatnonzero(ports != 0)
         self.parts.append((flat, *np.divmod(flat, P), ports.reshape(-1)[flat]))
         self.sample = np.concatenate([self.parts[0][1], self.parts[1][1]])

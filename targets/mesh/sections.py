@@ -11,7 +11,8 @@ dtype codes: 0 int64, 1 uint8, 2 float64.  Sections and their arrays:
   ``start`` [C+1] (hardware neurons of core c are ``start[c]:start[c+1]``), ``axons``,
   ``synapse_bits``, ``outputs`` [C];
 * ``mesh.neurons``   per hardware neuron: ``threshold``, ``bias``, ``du``, ``dv``, ``v0``,
-  ``reset`` (0 subtract, 1 zero), ``bits``;
+  ``reset`` (0 subtract, 1 zero), ``bits``; ``max_spikes`` (u8) only in images with burst
+  neurons, the most spikes each sends per step as one graded message (absent: 1);
 * ``mesh.synapses``  per core its input axons (``axon_start`` [C+1], ``axon_source``: a
   source id — hardware neuron ``0..N-1`` or host port ``N..N+P-1``) and per axon its synapses
   (``syn_start`` [A+1], ``syn_target`` core-local, ``syn_weight``, ``syn_exponent``,
@@ -38,6 +39,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
+from nmc.ir.snn import MAX_SPIKES
 from nmc.targets.mesh.fanin import check_fanin, dendrite_pairs, emit_fanin
 from nmc.targets.mesh.mapping import Mapping
 from nmc.targets.mapping.netlist import pop_name, synapses
@@ -195,6 +197,10 @@ def emit_sections(graph: Graph, chip, rate: float = 0.25) -> dict[str, bytes]:
              "axons": ints([c.axons for c in m.cores]), "synapse_bits": ints([c.synapse_bits for c in m.cores]),
              "outputs": ints([c.outputs for c in m.cores])}
     params = neuron_arrays(net, m.hw_of)
+    if any(pop.max_spikes > 1 for pop in net.populations):  # burst neurons: only such images have it
+        params["max_spikes"] = np.ones(N, np.uint8)
+        for pop in net.populations:
+            params["max_spikes"][m.hw_of[net.neuron_offset[pop]:net.neuron_offset[pop] + pop.result.type.size]] = pop.max_spikes
     # synapses: shaped projections by their geometry (mesh.kernels), the others as explicit
     # lists per core; source ids in hardware numbering
     hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), m.hw_of])
@@ -317,6 +323,10 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     check_within(n["du"], 0, 4097, "mesh.neurons", "du")
     check_within(n["dv"], 0, 4097, "mesh.neurons", "dv")
     check_within(n["reset"], 0, 2, "mesh.neurons", "reset")
+    if "max_spikes" in n:  # optional: burst neurons (docs/mesh-target.md)
+        top = chip.formats.max_spikes if chip is not None else MAX_SPIKES
+        check(len(n["max_spikes"]) == N, "mesh.neurons", f"'max_spikes' has {len(n['max_spikes'])} entries for {N} neurons")
+        check_within(n["max_spikes"], 1, top + 1, "mesh.neurons", "max_spikes")
     P = int(meta.get("ports", -1)) if isinstance(meta.get("ports"), int) else -1
     check(P >= 0, "mesh.ports", "'ports' is not a count")
     A = len(s["axon_source"])

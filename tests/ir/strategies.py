@@ -634,7 +634,10 @@ def _population(draw, b: _Builder, s: _Snn, currents: list[Value], shape) -> Op:
         params.update(leak="shift", du=draw(st.integers(0, top)), du2=draw(st.integers(0, top)),
                       dv=draw(st.integers(0, top)), threshold=draw(st.integers(1, min(100, 2 ** (s.bits - 1) - 1))),
                       max_spikes=draw(st.sampled_from([1, 31])))
-    resets = ["subtract", "zero"] if params.get("leak") == "shift" else list(snn.RESETS)  # shift: no delayed reset
+    elif not isinstance(params.get("threshold"), Blob) and draw(st.integers(0, 4)) == 0:
+        params["max_spikes"] = draw(st.sampled_from([2, 5]))  # burst neurons (positive thresholds)
+    once = params.get("leak") == "shift" or params.get("max_spikes", 1) > 1
+    resets = ["subtract", "zero"] if once else list(snn.RESETS)  # shift and burst: no delayed reset
     op = snn.Population(currents=currents, declared_type=SpikeType(tuple(shape)),
                         reset=draw(st.sampled_from(resets)), bits=s.bits, **params)
     b.add(op, pool=False)
