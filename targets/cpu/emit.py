@@ -27,8 +27,8 @@ the exact decay/saturation rules of :mod:`nmc.semantics`, in i32 lanes when no i
 can leave i32 (:func:`.plan.lanes32`), else in i64; float populations in f64 in the
 reference's operation order, without fast-math (only the order of synaptic sums differs).
 A network split into parts (:func:`.plan.split_parts`) runs each step part by part, the
-parts of one sample possibly on several threads that meet at a barrier after every step
-(:meth:`Lowering.parted_steps`).
+parts of one sample possibly on several threads, each waiting for the others' previous step
+before it reads their spikes (:meth:`Lowering.parted_steps`).
 Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
 :meth:`Emitter.const_array`).  Both schedules compute the same sums in the same arithmetic,
 so results do not depend on the schedule; a sample whose encoder values the time-batched
@@ -59,8 +59,8 @@ PTR = ir.PointerType()
 #: Largest constant table (bytes) kept as an initialiser in the IR; larger ones are external
 #: constants bound by the JIT (:meth:`Emitter.const_array`).
 EMBED_BYTES = 1 << 16
-#: Spins (``pause``) a thread waits at a step's barrier before it yields its CPU instead
-#: (:meth:`Lowering.barrier`).
+#: Spins (``pause``) a thread waits for the others' step before it yields its CPU instead
+#: (:meth:`Lowering.wait`).
 BARRIER_SPINS = 200
 #: How many events ahead a kernel is told of in a spike list (:meth:`Lowering.events`).
 AHEAD = 8
@@ -278,7 +278,9 @@ class Lowering:
             off = b.add(e.i64(self.lay.scratch_bytes), b.mul(self.steps, e.i64(per_step)))
             self.area[k] = b.gep(scratch, [off], source_etype=I8)
         self.synops = e.var(I64, 0)
-        self.wide_flag = {pop: e.var(I8, 0) for pop in self.lay.wide}
+        # whether an event went to the side accumulator this step: bit q for part q, as the
+        # parts' inputs may all run before the first part's fold (parted_steps)
+        self.wide_flags = {pop: e.var(I8, 0) for pop in self.lay.wide}
         self.unit_flag = {enc: e.var(I8, 1) for enc in self.lay.listed}
         if self.lay.parts:
             self.my_parts = self.claim_parts()
@@ -323,24 +325,33 @@ class Lowering:
     def parted_steps(self):
         """The steps of one sample in a network split into parts (:func:`.plan.split_parts`):
         each step runs this thread's parts ``q0 <= q < q1`` of every population (its synapses,
-        neurons and spike list; :attr:`my_parts`), then, when several threads share the
-        sample, waits at :meth:`barrier` for the others, whose spike lists the next steps read."""
+        neurons and spike list; :attr:`my_parts`) in two phases.  First the projections that
+        read only encoders (each population's leading ones: the order of a target's sums is
+        kept); then, when several threads share the sample, the thread waits until the others
+        have finished the previous step (:meth:`wait`), whose spike lists the rest reads, runs
+        the rest and the neuron updates, and says it has finished this step (:meth:`arrive`).
+        A thread ahead of the others thus does its next step's input while they finish."""
         e, b = self.e, self.e.b
-        q0, q1, threads = self.my_parts
+        q0, q1, k, threads = self.my_parts
+        shared = b.icmp_signed(">", threads, e.i64(1))
         with e.loop(0, self.steps, "t") as t:
             self.t = t
-            with e.loop(q0, q1, "q") as q:
-                self.part = q
-                for pop in self.net.populations:
-                    self.population_step(pop)
-                self.part = None
-            with e.when(b.icmp_signed(">", threads, e.i64(1))):
-                self.barrier(threads)
+            for phase in ("inputs", "rest"):
+                with e.loop(q0, q1, "q") as q:
+                    self.part = q
+                    for pop in self.net.populations:
+                        self.population_step(pop, phase)
+                    self.part = None
+                if phase == "inputs":
+                    with e.when(shared):
+                        self.wait(k, threads, t)
+            with e.when(shared):
+                self.arrive(k, b.add(t, e.i64(1)))
 
     def claim_parts(self):
-        """``(q0, q1, threads)``: the parts this thread runs and the threads sharing each
-        sample (``barrier[3]``, set by the executor): with one, every part; else the thread
-        takes the next index ``k`` (``barrier[2]``, counted atomically) and parts
+        """``(q0, q1, k, threads)``: the parts this thread runs, its index and the threads
+        sharing each sample (``barrier[3]``, set by the executor): with one, every part; else
+        the thread takes the next index ``k`` (``barrier[2]``, counted atomically) and parts
         ``[PARTS·k/threads, PARTS·(k+1)/threads)``."""
         e, b = self.e, self.e.b
         bar = self.buf[self.lay.slot("barrier", None)]
@@ -352,35 +363,40 @@ class Lowering:
         k = b.load(k, typ=I64)
         q0 = b.select(shared, b.sdiv(b.mul(k, e.i64(PARTS)), threads), e.i64(0))
         q1 = b.select(shared, b.sdiv(b.mul(b.add(k, e.i64(1)), e.i64(PARTS)), threads), e.i64(PARTS))
-        return q0, q1, threads
+        return q0, q1, k, threads
 
-    def barrier(self, threads):
-        """Wait until ``threads`` threads have arrived (a shared arrival count and a generation,
-        on separate cache lines of the ``barrier`` slot): the last to arrive clears the count
-        and advances the generation; the others spin on it, yielding the CPU after a while
-        (on a loaded machine the last one may not be running)."""
-        e, b = self.e, self.e.b
+    def done_steps(self, k):
+        """The pointer to thread ``k``'s count of finished steps: ``barrier[8·(k+1)]``, a cache
+        line of its own (:data:`.plan.BARRIER_WORDS`)."""
         bar = self.buf[self.lay.slot("barrier", None)]
-        count, gen = bar, b.gep(bar, [e.i64(8)], source_etype=I64)
-        mine = b.load_atomic(gen, "acquire", 8, typ=I64)
-        arrived = b.atomic_rmw("add", count, e.i64(1), "acq_rel")
-        with b.if_else(b.icmp_signed("==", arrived, b.sub(threads, e.i64(1)))) as (last, wait):
-            with last:
-                b.atomic_rmw("xchg", count, e.i64(0), "monotonic")
-                b.atomic_rmw("xchg", gen, b.add(mine, e.i64(1)), "release")
-            with wait:
+        return self.e.b.gep(bar, [self.e.b.mul(self.e.b.add(k, self.e.i64(1)), self.e.i64(8))], source_etype=I64)
+
+    def arrive(self, k, steps):
+        """Thread ``k`` has finished ``steps`` steps: a release store to its own count (no
+        atomic read-modify-write, no line the others write)."""
+        b = self.e.b  # (IRBuilder.store_atomic wants a typed pointer)
+        b._insert(ir.instructions.StoreAtomicInstr(b.block, steps, self.done_steps(k), "release", 8))
+
+    def wait(self, k, threads, steps):
+        """Wait until every thread but ``k`` has finished ``steps`` steps (:meth:`arrive`):
+        spin on their counts with ``pause``, yielding the CPU after :data:`BARRIER_SPINS`
+        spins in a row (on a loaded machine the thread waited for may not be running)."""
+        e, b = self.e, self.e.b
+        with e.loop(0, threads, "peer") as j:
+            with e.when(b.icmp_signed("!=", j, k)):
+                count = self.done_steps(j)
                 spins = e.var(I64, 0)
-                head = self.fn.append_basic_block("barrier.head")
-                body = self.fn.append_basic_block("barrier.body")
-                done = self.fn.append_basic_block("barrier.end")
+                head = self.fn.append_basic_block("wait.head")
+                body = self.fn.append_basic_block("wait.body")
+                done = self.fn.append_basic_block("wait.end")
                 b.branch(head)
                 b.position_at_end(head)
-                now = b.load_atomic(gen, "acquire", 8, typ=I64)
-                b.cbranch(b.icmp_signed("==", now, mine), body, done)
+                now = b.load_atomic(count, "acquire", 8, typ=I64)
+                b.cbranch(b.icmp_signed("<", now, steps), body, done)
                 b.position_at_end(body)
-                k = b.add(b.load(spins, typ=I64), e.i64(1))
-                b.store(k, spins)
-                with b.if_else(b.icmp_signed("<", k, e.i64(BARRIER_SPINS))) as (spin, rest):
+                n = b.add(b.load(spins, typ=I64), e.i64(1))
+                b.store(n, spins)
+                with b.if_else(b.icmp_signed("<", n, e.i64(BARRIER_SPINS))) as (spin, rest):
                     with spin:
                         if "x86" in llvm_triple():
                             b.call(e.intrinsic("llvm.x86.sse2.pause", ir.VoidType(), []), [])
@@ -496,11 +512,20 @@ class Lowering:
             with e.when(b.icmp_unsigned("!=", b.load(other, typ=I8), ir.Constant(I8, 0))):
                 b.store(ir.Constant(I8, 0), flag)
 
-    def population_step(self, pop: Op):
+    def population_step(self, pop: Op, phase: str = "all"):
+        """One step of ``pop``: its projections' currents, then its neurons.  ``phase``
+        ``inputs``: only the leading projections that read encoders (:meth:`parted_steps`);
+        ``rest``: the others and the neurons; ``all``: both."""
         acc = self.area[("acc", pop)]  # all zero here: the update clears what it reads
+        leading = next((k for k, c in enumerate(pop.currents) if c.owner.src.owner.KIND != "snn.encode"),
+                       len(pop.currents))
+        chosen = {"inputs": range(leading), "rest": range(leading, len(pop.currents))}.get(phase)
         for k, c in enumerate(pop.currents):
-            self.first_current = k == 0
-            self.projection(c.owner, pop, acc)
+            if chosen is None or k in chosen:
+                self.first_current = k == 0
+                self.projection(c.owner, pop, acc)
+        if phase == "inputs":
+            return
         if pop in self.lay.wide:
             self.fold(pop)
         self.update(pop, acc)
@@ -583,7 +608,8 @@ class Lowering:
         adds into: the population's, or for other values into an i32 one, its i64 side
         accumulator (flagged for :meth:`fold`)."""
         if x is not None and pop in self.lay.wide:
-            self.e.b.store(ir.Constant(I8, 1), self.wide_flag[pop])
+            flag, bit = self.wide_flags[pop], self.wide_bit()
+            self.e.b.store(self.e.b.or_(self.e.b.load(flag, typ=I8), bit), flag)
             return self.area[("wide", pop)], I64
         return self.area[("acc", pop)], self.acc_store_type(pop)
 
@@ -599,15 +625,19 @@ class Lowering:
         old = e.load(acc, index, acc_t)
         e.store(b.add(old, term) if pop.bits else b.fadd(old, term), acc, index, acc_t)
 
+    def wide_bit(self):
+        """The bit of the part being run in a side accumulator's flags (:meth:`target`)."""
+        return ir.Constant(I8, 1) if self.part is None else self.e.b.shl(ir.Constant(I8, 1), self.e.b.trunc(self.part, I8))
+
     def fold(self, pop: Op):
         """Add the side accumulator of ``pop`` into its i32 one, clamped to ±2**30 (see
         :func:`.plan.narrow_accumulator`), and clear it, if any event went there this step."""
         e, b = self.e, self.e.b
-        flag = self.wide_flag[pop]
+        flag, bit = self.wide_flags[pop], self.wide_bit()
         acc, wide = self.area[("acc", pop)], self.area[("wide", pop)]
         lo, hi = e.i64(-2**30), e.i64(2**30)
-        with e.when(b.icmp_unsigned("!=", b.load(flag, typ=I8), ir.Constant(I8, 0))):
-            b.store(ir.Constant(I8, 0), flag)
+        with e.when(b.icmp_unsigned("!=", b.and_(b.load(flag, typ=I8), bit), ir.Constant(I8, 0))):
+            b.store(b.and_(b.load(flag, typ=I8), b.not_(bit)), flag)
             start, stop = self.part_range(pop)
             with e.loop(start, stop, "fold") as i:
                 total = b.add(b.sext(e.load(acc, i, I32), I64), e.load(wide, i, I64))

@@ -23,7 +23,7 @@ from nmc.ir.core import Graph, Op, param_array
 from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
-from .plan import COUNT_DTYPE, PARTS, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
+from .plan import BARRIER_WORDS, COUNT_DTYPE, PARTS, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_int64, ctypes.c_int64)
@@ -129,7 +129,7 @@ class Executor:
             elif kind == "synops":
                 a = np.zeros(batch, dtype=np.int64)
             elif kind == "barrier":  # shared by the threads of a split sample (plan.split_parts)
-                a = np.zeros(16, dtype=np.int64)
+                a = np.zeros(BARRIER_WORDS, dtype=np.int64)
             elif kind == "v":
                 a = np.tile(self.v0[op], (batch, 1))
             elif kind in ("u", "count"):
@@ -218,7 +218,7 @@ class Executor:
         if layout.parts:  # threads sharing a sample; each claims its index at entry (emit.Lowering.lower)
             barrier = np.frombuffer((ctypes.c_void_p * len(layout.slots)).from_address(ctypes.addressof(table)),
                                     np.uintp)[layout.slot("barrier", None)]
-            np.frombuffer((ctypes.c_int64 * 16).from_address(int(barrier)), np.int64)[2:4] = (0, threads if split else 1)
+            np.frombuffer((ctypes.c_int64 * BARRIER_WORDS).from_address(int(barrier)), np.int64)[2:4] = (0, threads if split else 1)
 
         def work(k: int):
             for fill in fills:

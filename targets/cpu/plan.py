@@ -75,10 +75,10 @@ class Layout:
 
     ``parts``: when not empty, every population's neurons are split into :data:`PARTS` ranges,
     ``parts[pop]`` their bounds (:func:`split_parts`), so that the threads running one sample
-    each take some parts (synapses by target part, neurons, spike lists) and meet at a barrier
-    after every step, sharing one scratch area; the pointer table then ends with a ``barrier``
-    slot (i64 ``[16]``: arrivals, generation, the next thread's index, the threads sharing a
-    sample, written by the executor)."""
+    each take some parts (synapses by target part, neurons, spike lists) and wait for each
+    other's previous step before reading its spikes, sharing one scratch area; the pointer
+    table then ends with a ``barrier`` slot (i64 ``[BARRIER_WORDS]``: the next thread's index,
+    the threads sharing a sample, each thread's finished steps; :data:`BARRIER_WORDS`)."""
 
     slots: list[tuple[str, Op | None]] = field(default_factory=list)
     scratch: dict[tuple[str, Op], int] = field(default_factory=dict)
@@ -262,6 +262,11 @@ def reserve_gates(net: Network, lay: Layout) -> None:
 #: Parts a population's neurons are split into when one sample runs on several threads
 #: (:func:`split_parts`): the two cores of the machine this was measured on.
 PARTS = 2
+#: i64 words of the ``barrier`` slot of a split network: word 2 counts the threads that have
+#: claimed their index, word 3 is how many share a sample (both set by the executor), and
+#: thread ``k``'s count of finished steps is word ``8·(k+1)``, a cache line of its own
+#: (:meth:`.emit.Lowering.parted_steps`).
+BARRIER_WORDS = 8 * (PARTS + 1)
 #: Fewest synapses from which a network is split into parts: below, a step's work is too
 #: small for a barrier per step.
 SPLIT_SYNAPSES = 100_000
