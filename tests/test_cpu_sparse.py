@@ -171,18 +171,19 @@ def test_the_random_sparse_graphs_reach_every_row_layout():
 # ------------------------------------------------------------------------ plans and tables
 
 
-def _recurrent(size: int, fan: int, seed: int = 0, weights=(-30, 30), encoder_kind="sparse") -> Graph:
+def _recurrent(size: int, fan: int, seed: int = 0, weights=(-30, 30), encoder_kind="sparse", inputs: int = 50,
+               encoding: str = "spikes") -> Graph:
     rng = np.random.default_rng(seed)
     g = Graph("rec")
-    x = g.add(ann.Input(declared_type=TensorType((50,))), "x")
-    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    x = g.add(ann.Input(declared_type=TensorType((inputs,))), "x")
+    s = g.add(snn.Encode(x=x, encoding=encoding), "s")
     if encoder_kind == "sparse":
-        ip = np.arange(51, dtype=np.int32) * fan
-        c = g.add(snn.Project(src=s, kind="sparse", weight=Blob(rng.integers(*weights, 50 * fan).astype(np.int32)),
-                              indptr=Blob(ip), indices=Blob(rng.integers(0, size, 50 * fan).astype(np.int32)),
+        ip = np.arange(inputs + 1, dtype=np.int32) * fan
+        c = g.add(snn.Project(src=s, kind="sparse", weight=Blob(rng.integers(*weights, inputs * fan).astype(np.int32)),
+                              indptr=Blob(ip), indices=Blob(rng.integers(0, size, inputs * fan).astype(np.int32)),
                               shape=(size,)))
     else:
-        c = g.add(snn.Project(src=s, kind="dense", weight=Blob(rng.integers(-3, 3, (size, 50)).astype(np.int8))))
+        c = g.add(snn.Project(src=s, kind="dense", weight=Blob(rng.integers(-3, 3, (size, inputs)).astype(np.int8))))
     pop = snn.Population(currents=[c], declared_type=SpikeType((size,)), bits=24, threshold=100, du=1024)
     g.add(pop, "h")
     ip = np.arange(size + 1, dtype=np.int32) * fan
@@ -299,6 +300,37 @@ def test_split_records_and_float_networks_on_two_threads_match(weights, integer)
     assert ref.spike_count > 0
     for threads in (2, 1):
         _agree(run([x], timesteps=30, record="all", threads=threads), ref, pops, integer)
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_encoder_values_scanned_in_words_deliver_every_event(integer):
+    """An encoder of 141 values (two words of 64, one of 8, five single values; emit.Lowering.events)
+    with events at the edges of each, of value 1 and others, into a network split or not, on
+    one and two threads: every event is delivered, with its value, as the reference does."""
+    g = _recurrent(64, 5, seed=9, weights=(-40, 90), inputs=141, encoding="spikes" if integer else "current")
+    if not integer:
+        for p in g.walk("snn.project"):
+            p.weight = Blob(p.weight.data.astype(np.float32) / 4)
+        pop = g.walk("snn.population")[0]
+        pop.bits, pop.threshold = 0, 10.0
+        verify(g)
+    rng = np.random.default_rng(3)
+    if integer:  # spike counts 0, 1 and 3; the edges of every word fire at step 0
+        x = (rng.random((2, 20, 141)) < 0.1) * rng.choice([1, 1, 3], (2, 20, 141))
+        x[:, 0, [0, 63, 64, 127, 128, 135, 136, 140]] = 1
+    else:  # currents, some 0, some 1, others fractions
+        x = (rng.random((2, 141)) < 0.5) * rng.choice([1.0, 0.25, 2.5], (2, 141))
+        x[:, [0, 63, 64, 127, 128, 135, 136, 140]] = 1.0
+    x = x.astype(np.float32)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=20, record=pops)
+    assert ref.spike_count > 0
+    for split in (0, 10**9):
+        with mock.patch.object(plan, "SPLIT_SYNAPSES", split):
+            run = cpu.prepare(g, cache=False)
+        assert bool(run.layout.parts) == (split == 0)
+        for threads in (1, 2):
+            _agree(run([x], timesteps=20, record="all", threads=threads), ref, pops, integer)
 
 
 def test_lockstep_choice_tries_both_ways_then_keeps_the_faster():

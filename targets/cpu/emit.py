@@ -555,32 +555,60 @@ class Lowering:
                 size = src.result.type.size
                 typ = ir_type(self.net.enc_dtype(src))
                 row = b.gep(self.row[("enc", src)], [b.mul(pt, e.i64(size))], source_etype=typ)
-                whole = 0
-                if typ == I8 and unit_events(p):  # 0/1 bytes: 64 at a time, as a bit mask
-                    whole = size // 64 * 64
-                    v64 = ir.VectorType(I8, 64)
-                    with e.loop(0, size // 64, "jw") as k:
-                        x = b.load(b.gep(row, [b.shl(k, e.i64(6))], source_etype=I8), typ=v64, align=1)
-                        nz = b.bitcast(b.icmp_signed("!=", x, ir.Constant(v64, None)), I64)
-                        with self.set_bits(nz, b.shl(k, e.i64(6))) as j:
-                            count(j)
-                            body(j, None)
-                with e.loop(whole, size, "j") as j:
+
+                def nonzero(x):  # true for NaN
+                    zero = ir.Constant(x.type, None)
+                    return b.icmp_signed("!=", x, zero) if isinstance(typ, ir.IntType) else b.fcmp_unordered("!=", x, zero)
+
+                def deliver(j):
+                    count(j)
+                    if unit_events(p):  # rate, poisson: every event is a spike
+                        body(j, None)
+                        return
                     x = e.load(row, j, typ)
-                    nz = b.icmp_signed("!=", x, ir.Constant(typ, 0)) if isinstance(typ, ir.IntType) \
-                        else b.fcmp_unordered("!=", x, ir.Constant(typ, 0.0))
-                    with e.when(nz):
-                        count(j)
-                        if unit_events(p):  # rate, poisson: every event is a spike
+                    one = b.icmp_signed("==", x, ir.Constant(typ, 1)) if isinstance(typ, ir.IntType) \
+                        else b.fcmp_ordered("==", x, ir.Constant(typ, 1.0))
+                    with b.if_else(one) as (spike, other):
+                        with spike:  # the common case: no multiply
                             body(j, None)
-                        else:
-                            one = b.icmp_signed("==", x, ir.Constant(typ, 1)) if isinstance(typ, ir.IntType) \
-                                else b.fcmp_ordered("==", x, ir.Constant(typ, 1.0))
-                            with b.if_else(one) as (spike, other):
-                                with spike:  # the common case: no multiply
-                                    body(j, None)
-                                with other:
-                                    body(j, self.widen(pop, x, typ))
+                        with other:
+                            body(j, self.widen(pop, x, typ))
+
+                # the values tested 64 at a time into a bit mask (the last 8, then 1 at a time): a
+                # branch per set bit and per 64 values rather than one per value
+                item = np.dtype(self.net.enc_dtype(src)).itemsize
+
+                def mask(first, n: int):
+                    """The i64 mask of the non-zero values among ``row[first + i]``, ``i < n <= 64``:
+                    64 at a time, then 8, then one."""
+                    m, c = None, 0
+                    while c < n:
+                        width = 64 if n - c >= 64 else 8 if n - c >= 8 else 1
+                        x = b.load(b.gep(row, [b.add(first, e.i64(c))], source_etype=typ),
+                                   typ=ir.VectorType(typ, width) if width > 1 else typ, align=item)
+                        nz = nonzero(x)
+                        bits = b.zext(b.bitcast(nz, ir.IntType(width)) if width > 1 else nz, I64)
+                        m = bits if m is None else b.or_(m, b.shl(bits, e.i64(c)))
+                        c += width
+                    return m
+
+                whole, rest = divmod(size, 64)
+                with e.loop(0, whole + (rest > 0), "jw") as k:
+                    first = b.mul(k, e.i64(64))
+                    if not rest:
+                        bits = mask(first, 64)
+                    elif not whole:
+                        bits = mask(first, rest)
+                    else:
+                        m = e.var(I64, 0)
+                        with b.if_else(b.icmp_signed("<", k, e.i64(whole))) as (full, tail):
+                            with full:
+                                b.store(mask(first, 64), m)
+                            with tail:
+                                b.store(mask(first, rest), m)
+                        bits = b.load(m, typ=I64)
+                    with self.set_bits(bits, first) as j:
+                        deliver(j)
             return
         st = b.sub(self.t, e.i64(p.delay))
         with e.when(b.icmp_signed(">=", st, e.i64(0))):
