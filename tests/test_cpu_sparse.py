@@ -258,6 +258,19 @@ def test_fixed_rows_hold_every_synapse_once_and_pad_with_zero_weights(counts, se
         assert np.all(pad == (table[starts[r + 1] - 1] & 63 if n else home[r]))
 
 
+def test_an_i16_accumulator_only_when_the_sums_of_spikes_fit():
+    """plan.short_accumulator: Σ unit_bound below 2**15 and every projection sparse."""
+    small, large = _recurrent(64, 4, weights=(-30, 30)), _recurrent(64, 4, weights=(2**13, 2**14))
+    assert plan.short_accumulator(small.walk("snn.population")[0])
+    assert sum(plan.unit_bound(c.owner) for c in large.walk("snn.population")[0].currents) >= 2**15
+    assert not plan.short_accumulator(large.walk("snn.population")[0])
+    assert not plan.short_accumulator(_recurrent(64, 4, encoder_kind="dense").walk("snn.population")[0])
+    x = np.random.default_rng(1).integers(0, 2, (1, 12, 50)).astype(np.float32)
+    pops = large.walk("snn.population")
+    _agree(cpu.prepare(large, cache=False)([x], timesteps=12, record="all"),
+           semantics.run_snn(large, [x], timesteps=12, record=pops), pops, True)
+
+
 def test_homes_lie_in_the_rows_part():
     p = _recurrent(40, 4).walk("snn.project")[1]
     h = homes(p, [0, 16, 40], 80)
@@ -274,6 +287,7 @@ def test_w3_like_network_split_on_two_threads_matches_one_thread():
     with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
         run = cpu.prepare(g, cache=False)
     pops = g.walk("snn.population")
+    assert run.layout.short == set(pops) == run.layout.wide  # i16 sums, folded with the counts' in i32
     ref = semantics.run_snn(g, [x], timesteps=40, record=pops)
     assert ref.spike_count > 100
     for threads in (2, 1):

@@ -232,7 +232,7 @@ class Lowering:
 
     def acc_store_type(self, pop: Op) -> ir.Type:
         """The element type of the population's accumulator."""
-        return I32 if pop in self.lay.narrow else self.acc_type(pop)
+        return I16 if pop in self.lay.short else I32 if pop in self.lay.narrow else self.acc_type(pop)
 
     def add(self, pop: Op, a, b):
         return self.e.b.add(a, b) if pop.bits else self.e.b.fadd(a, b)
@@ -526,8 +526,18 @@ class Lowering:
                 self.projection(c.owner, pop, acc)
         if phase == "inputs":
             return
+        if pop in self.lay.short and pop in self.lay.wide:  # the side accumulator: i32 currents
+            b = self.e.b
+            flag, bit = self.wide_flags[pop], self.wide_bit()
+            with b.if_else(b.icmp_unsigned("!=", b.and_(b.load(flag, typ=I8), bit), ir.Constant(I8, 0))) as (used, unused):
+                with used:
+                    self.fold(pop, self.area[("acc32", pop)])
+                    self.update(pop, self.area[("acc32", pop)], I32)
+                with unused:
+                    self.update(pop, acc)
+            return
         if pop in self.lay.wide:
-            self.fold(pop)
+            self.fold(pop, acc)
         self.update(pop, acc)
 
     def events(self, p: Op, pop: Op, body, counted: bool = False, ahead=None):
@@ -657,20 +667,25 @@ class Lowering:
         """The bit of the part being run in a side accumulator's flags (:meth:`target`)."""
         return ir.Constant(I8, 1) if self.part is None else self.e.b.shl(ir.Constant(I8, 1), self.e.b.trunc(self.part, I8))
 
-    def fold(self, pop: Op):
-        """Add the side accumulator of ``pop`` into its i32 one, clamped to ±2**30 (see
-        :func:`.plan.narrow_accumulator`), and clear it, if any event went there this step."""
+    def fold(self, pop: Op, into):
+        """Add the side accumulator of ``pop`` to its accumulator, clamped to ±2**30 (see
+        :func:`.plan.narrow_accumulator`), into the i32 currents ``into`` (the accumulator
+        itself, or for an i16 one its ``acc32`` area, the i16 one then cleared), and clear it,
+        if any event went there this step."""
         e, b = self.e, self.e.b
         flag, bit = self.wide_flags[pop], self.wide_bit()
         acc, wide = self.area[("acc", pop)], self.area[("wide", pop)]
+        acc_t = self.acc_store_type(pop)
         lo, hi = e.i64(-2**30), e.i64(2**30)
         with e.when(b.icmp_unsigned("!=", b.and_(b.load(flag, typ=I8), bit), ir.Constant(I8, 0))):
             b.store(b.and_(b.load(flag, typ=I8), b.not_(bit)), flag)
             start, stop = self.part_range(pop)
             with e.loop(start, stop, "fold") as i:
-                total = b.add(b.sext(e.load(acc, i, I32), I64), e.load(wide, i, I64))
+                total = b.add(b.sext(e.load(acc, i, acc_t), I64), e.load(wide, i, I64))
                 total = b.select(b.icmp_signed("<", total, lo), lo, b.select(b.icmp_signed(">", total, hi), hi, total))
-                e.store(b.trunc(total, I32), acc, i, I32)
+                if into is not acc:
+                    e.store(ir.Constant(acc_t, 0), acc, i, acc_t)
+                e.store(b.trunc(total, I32), into, i, I32)
                 e.store(e.i64(0), wide, i, I64)
 
     @contextmanager
@@ -731,10 +746,11 @@ class Lowering:
         x = b.select(b.icmp_signed("<", x, lo), lo, x)
         return b.select(b.icmp_signed(">", x, hi), hi, x)
 
-    def neurons(self, pop: Op, acc, params, i, width: int):
-        """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``); returns
-        their spikes (i1 or <width x i1>).  Integer populations compute in i64, or in i32
-        lanes (twice as many per vector) when :func:`.plan.lanes32` allows it."""
+    def neurons(self, pop: Op, acc, acc_st, params, i, width: int):
+        """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``), their
+        currents read from ``acc`` (elements of type ``acc_st``); returns their spikes (i1 or
+        <width x i1>).  Integer populations compute in i64, or in i32 lanes (twice as many per
+        vector) when :func:`.plan.lanes32` allows it."""
         b = self.e.b
         narrow = lanes32(pop)
         acc_t = I32 if narrow else self.acc_type(pop)
@@ -750,7 +766,7 @@ class Lowering:
 
         def st(value, base, typ=acc_t):
             value = value if value.type == vec(typ) else b.trunc(value, vec(typ))
-            b.store(value, b.gep(base, [i], source_etype=typ, inbounds=True), align=4)
+            b.store(value, b.gep(base, [i], source_etype=typ, inbounds=True), align=2 if typ == I16 else 4)
 
         def get(name):
             const, table = params[name]
@@ -771,11 +787,12 @@ class Lowering:
             return b.select(neg, b.neg(m), m)
 
         state_t = ir_type(state_dtype(pop))
-        acc_st = self.acc_store_type(pop)
         u_row, v_row, count_row = self.row[("u", pop)], self.row[("v", pop)], self.row[("count", pop)]
         current = b.load(b.gep(acc, [i], source_etype=acc_st, inbounds=True),
-                         typ=vec(acc_st), align=4)
-        if narrow:  # clamped to ±2**30: sat(decay(u) + I) is the same (see lanes32)
+                         typ=vec(acc_st), align=2 if acc_st == I16 else 4)
+        if acc_st == I16:  # |current| < 2**15 (plan.short_accumulator)
+            current = b.sext(current, vt)
+        elif narrow:  # clamped to ±2**30: sat(decay(u) + I) is the same (see lanes32)
             lo, hi = ir.Constant(current.type, -2**30), ir.Constant(current.type, 2**30)
             current = b.select(b.icmp_signed(">", current, hi), hi, current)
             current = b.select(b.icmp_signed("<", current, lo), lo, current)
@@ -810,10 +827,12 @@ class Lowering:
         st(b.add(count, b.zext(fired, vec(count_t))), count_row, count_t)
         return fired
 
-    def update(self, pop: Op, acc):
-        """Advance every neuron of ``pop`` (8 at a time, then the rest) and list its spikes
-        into this step's ring slot as it goes, in increasing order (:meth:`list8`), recording
-        them when the run records ``pop``."""
+    def update(self, pop: Op, acc, acc_st: ir.Type | None = None):
+        """Advance every neuron of ``pop`` (8 at a time, then the rest), its currents read from
+        ``acc`` (elements of type ``acc_st``, default :meth:`acc_store_type`), and list its
+        spikes into this step's ring slot as it goes, in increasing order (:meth:`list8`),
+        recording them when the run records ``pop``."""
+        acc_st = acc_st or self.acc_store_type(pop)
         e, b = self.e, self.e.b
         size = pop.result.type.size
         params = {}
@@ -837,7 +856,7 @@ class Lowering:
         start, stop = self.part_range(pop)
         with e.loop(b.udiv(start, e.i64(width)), b.udiv(stop, e.i64(width)), "nu") as k:
             first = b.mul(k, e.i64(width))
-            fired = self.neurons(pop, acc, params, first, width)
+            fired = self.neurons(pop, acc, acc_st, params, first, width)
             self.list8(lut, lst, nfired, b.bitcast(fired, I8), first)
             if spk is not None:
                 b.store(b.zext(fired, vt), b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
@@ -847,7 +866,7 @@ class Lowering:
             with e.when(b.icmp_signed("==", stop, e.i64(size))):
                 bits = e.var(I8, 0)
                 with e.loop(nvec * width, size, "nt") as i:
-                    fired = self.neurons(pop, acc, params, i, 1)
+                    fired = self.neurons(pop, acc, acc_st, params, i, 1)
                     r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
                     b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
                     if spk is not None:

@@ -52,7 +52,8 @@ class Layout:
     ``[N, T, size]``, :meth:`Network.enc_dtype`), ``u``, ``v`` (``[N, size]``, :func:`state_dtype`),
     ``count`` (``[N, size]`` i32), ``rec`` (``[N, steps, size]`` u8, or null), ``synops`` (``[N]`` i64).
     ``scratch``: byte offsets of per-thread areas keyed by (kind, op).  ``narrow``: populations
-    whose accumulator is i32 (:func:`narrow_accumulator`); ``wide``: those of them that also
+    whose accumulator is i32 (:func:`narrow_accumulator`), ``short`` those of them whose
+    accumulator is i16 instead (:func:`short_accumulator`); ``wide``: those of them that also
     have an i64 side accumulator for events of other values than 1.  ``dense``: projections run
     by the dense kernel (:func:`dense_kernel`) and pools read from byte vectors
     (:func:`dense_pool`); ``spike_rows``: populations feeding one, which keep a ring of byte
@@ -86,6 +87,7 @@ class Layout:
     ring: dict[Op, int] = field(default_factory=dict)
     private: dict[Op, np.dtype] = field(default_factory=dict)
     narrow: set[Op] = field(default_factory=set)
+    short: set[Op] = field(default_factory=set)
     wide: set[Op] = field(default_factory=set)
     dense: set[Op] = field(default_factory=set)
     spike_rows: set[Op] = field(default_factory=set)
@@ -193,6 +195,8 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
     for pop in net.populations:
         if narrow_accumulator(pop):
             lay.narrow.add(pop)
+            if short_accumulator(pop):
+                lay.short.add(pop)
     order = feed_forward_order(net)
     if schedule == "layer" and order is None:
         raise ValueError("schedule 'layer' needs a feed-forward network; this one has recurrence")
@@ -214,7 +218,9 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
         if pop in lay.narrow and not all(unit_events(c.owner) for c in pop.currents):
             lay.wide.add(pop)
             lay.reserve("wide", pop, 8 * size)
-        lay.reserve("acc", pop, (4 if pop in lay.narrow else 8) * size)
+        lay.reserve("acc", pop, (2 if pop in lay.short else 4 if pop in lay.narrow else 8) * size)
+        if pop in lay.short and pop in lay.wide:  # a step with a side accumulator: i32 currents
+            lay.reserve("acc32", pop, 4 * size)
         if pop in lay.whole_run:  # one slot per step of the run
             lay.reserve_run("ring_idx", pop, 4 * list_stride(pop))
             lay.reserve_run("ring_cnt", pop, 4)
@@ -574,6 +580,18 @@ def narrow_accumulator(pop: Op) -> bool:
     if any(p.kind == "conv2d" and not unit_events(p) for p in projections):
         return False
     return sum(unit_bound(p) for p in projections) < 2**31
+
+
+def short_accumulator(pop: Op) -> bool:
+    """Whether ``pop``'s accumulator can be i16 (half the cache lines that W3's random adds
+    touch): every projection ``sparse`` (kernels adding through
+    :meth:`.emit.Lowering.accumulate`), and no sum of events of value 1 can leave i16 (Σ of
+    :func:`unit_bound` below 2**15), so that i16 sums are exact in any order.  Other events go
+    to the i64 side accumulator as for an i32 one (:func:`narrow_accumulator`); a step that
+    used it folds both into i32 currents (:meth:`.emit.Lowering.population_step`)."""
+    projections = [c.owner for c in pop.currents]
+    return (bool(projections) and all(p.kind == "sparse" for p in projections)
+            and sum(unit_bound(p) for p in projections) < 2**15)
 
 
 def private_accumulator(p: Op, narrow: bool) -> np.dtype | None:
