@@ -47,7 +47,9 @@ def prepare(split: bool, slots: tuple, ahead: int):
     saved = plan.SPLIT_SYNAPSES, tables.FIXED_SLOTS, emit.AHEAD
     plan.SPLIT_SYNAPSES, tables.FIXED_SLOTS, emit.AHEAD = (0 if split else 10**18), slots, ahead
     try:
-        return cpu.prepare(graph, cache=False, threads=1)
+        ex = cpu.prepare(graph, cache=False, threads=1)
+        ex._unsplit_version = None  # a split variant runs its own function on one thread too
+        return ex
     finally:
         plan.SPLIT_SYNAPSES, tables.FIXED_SLOTS, emit.AHEAD = saved
 

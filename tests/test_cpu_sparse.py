@@ -3,8 +3,9 @@ kernel's table layouts (split rows, fixed rows with an overflow table, packed wo
 side-by-side records) against the reference semantics.
 
 A split network runs one sample on several threads, each taking its parts of every
-population and meeting the others at a barrier after every step; a thread alone runs every
-part in turn; with more samples than threads, each thread runs whole samples.  Random
+population and waiting for the others' previous step before it reads their spikes; samples
+that no threads share run the unsplit version (a thread alone, or whole samples per thread),
+or without it every part in turn.  Random
 recurrent graphs of sparse projections (delays 1–3, every encoding, integer and float) must
 give the reference's outputs, voltages, spike trains and counts bit for bit in each of these
 ways.  The planning and table functions are checked without LLVM.
@@ -95,8 +96,10 @@ def _check_split(graph: Graph, timesteps: int, exact: bool):
     for batch in (1, 3):
         inputs = _inputs(graph, timesteps, batch, seed=batch)
         ref = semantics.run_snn(graph, inputs, timesteps=timesteps, record=pops)
-        for threads in (1, 2):  # every part in turn; the parts of one sample on two threads (batch 1)
+        for threads in (1, 2):  # the unsplit version; the parts of one sample on two threads (batch 1)
             _agree(run(inputs, timesteps=timesteps, record="all", threads=threads), ref, pops, exact)
+        with mock.patch.object(run, "_unsplit_version", None):  # one thread, every part in turn
+            _agree(run(inputs, timesteps=timesteps, record="all", threads=1), ref, pops, exact)
 
 
 FEW = settings(PROPERTY, max_examples=8)
@@ -370,3 +373,4 @@ def test_an_executor_choosing_its_threads_stays_exact():
     for _ in range(4):
         _agree(run([x], timesteps=25, record="all"), ref, pops, True)
     assert None not in run._lockstep.seconds.values()  # both ways were run
+    assert run._unsplit is not None and not run._unsplit[1].parts  # one thread: the unsplit version

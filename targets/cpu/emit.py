@@ -924,10 +924,11 @@ class Lowering:
         b.position_at_end(done)
 
 
-def lower(net: Network, kernels: str = "auto", schedule: str = "auto") -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
+def lower(net: Network, kernels: str = "auto", schedule: str = "auto",
+          split: bool = True) -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
     """The LLVM module running ``net``, the layout of its buffers, and the contents of the
-    external constants it declares (symbol → bytes); ``kernels`` and ``schedule`` as for
-    :func:`.plan.plan`."""
-    lay = plan(net, kernels, schedule)
+    external constants it declares (symbol → bytes); ``kernels``, ``schedule`` and ``split``
+    as for :func:`.plan.plan`."""
+    lay = plan(net, kernels, schedule, split=split)
     lowering = Lowering(net, lay)
     return lowering.lower(), lay, lowering.e.external

@@ -169,13 +169,14 @@ SCHEDULES = ("auto", "step", "layer")
 
 
 def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
-         features: Collection[str] | None = None) -> Layout:
+         features: Collection[str] | None = None, split: bool = True) -> Layout:
     """Where everything lives; ``kernels`` chooses the kernel of dense projections (``auto``:
     :func:`dense_kernel`; ``event`` or ``dense``: all of them, for tests and measurements);
     ``schedule`` the loop order (``auto``: :func:`choose_schedule`; ``step`` or ``layer``
     forced, for tests and measurements; ``layer`` needs a feed-forward network).
     ``features``: the CPU features to plan for (LLVM names, e.g. ``{"avx2"}``); None: this
-    host's (:func:`host_features`, probed only if a choice depends on them)."""
+    host's (:func:`host_features`, probed only if a choice depends on them).  ``split``
+    False: never split into parts (:func:`split_parts`)."""
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
     if schedule not in SCHEDULES:
@@ -201,7 +202,7 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
     if schedule == "layer" and order is None:
         raise ValueError("schedule 'layer' needs a feed-forward network; this one has recurrence")
     lay.schedule = choose_schedule(net, lay, order) if schedule == "auto" else schedule
-    lay.parts = split_parts(net, lay)
+    lay.parts = split_parts(net, lay) if split else {}
     if lay.parts:
         lay.slots.append(("barrier", None))
     lists = PARTS if lay.parts else 1  # spike lists per ring slot: one per part

@@ -96,7 +96,8 @@ def load(k: str, threads: int | None, kernels: str, cache: bool):
         return None
     net, layout, host, obj, symbols = entry
     compiled = load_object(obj, FUNCTION_NAME, symbols)
-    return Executor(net, layout, compiled, threads, step_version=step_version(net, kernels, cache), host=host)
+    return Executor(net, layout, compiled, threads, step_version=step_version(net, kernels, cache), host=host,
+                    unsplit_version=step_version(net, kernels, cache, split=False))
 
 
 def store(k: str, executor) -> None:
