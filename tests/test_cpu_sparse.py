@@ -350,6 +350,24 @@ def test_encoder_values_scanned_in_words_deliver_every_event(integer):
             _agree(run([x], timesteps=20, record="all", threads=threads), ref, pops, integer)
 
 
+@pytest.mark.parametrize("weights", [(-40, 90), (-2**29, 2**29)])
+def test_long_rows_walked_with_prefetch_stay_exact(weights):
+    """Rows of 80 synapses (kernels.sparse.LONG_ROWS: prefetched ahead as they are walked),
+    packed words and (target, weight) records, split and not, against the reference."""
+    from nmc.targets.cpu.kernels import sparse
+
+    g = _recurrent(160, 80, seed=4, weights=weights)
+    assert all(p.indptr.data[-1] >= sparse.LONG_ROWS * (p.indptr.data.size - 1) for p in g.walk("snn.project"))
+    x = np.random.default_rng(6).integers(0, 2, (1, 15, 50)).astype(np.float32)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=15, record=pops)
+    for split in (0, 10**9):
+        with mock.patch.object(plan, "SPLIT_SYNAPSES", split):
+            run = cpu.prepare(g, cache=False)
+        for threads in (1, 2):
+            _agree(run([x], timesteps=15, record="all", threads=threads), ref, pops, True)
+
+
 def test_lockstep_choice_tries_both_ways_then_keeps_the_faster():
     choice = LockstepChoice()
     ways = []
