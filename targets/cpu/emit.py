@@ -51,7 +51,7 @@ from nmc.semantics import fanout
 
 from .plan import (COUNT_DTYPE, FUNCTION_NAME, PARTS, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride,
                    plan, spk_stride, state_dtype, tile_columns, unit_events)
-from .tables import SPIKE_LUT, weight_table
+from .tables import SPIKE_LUT, aligned_empty, weight_table
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
@@ -156,7 +156,8 @@ class Emitter:
                 return self.module.globals[symbol], ir_type(data.dtype)
             g = ir.GlobalVariable(self.module, typ, name=symbol)
             g.global_constant = True
-            self.external[symbol] = np.frombuffer(raw, dtype=np.uint8)
+            self.external[symbol] = aligned_empty(len(raw))
+            self.external[symbol][:] = np.frombuffer(raw, dtype=np.uint8)
             return g, ir_type(data.dtype)
         g = ir.GlobalVariable(self.module, typ, name=f"{name}.{self._globals}")
         self._globals += 1

@@ -80,13 +80,14 @@ def load(k: str, threads: int | None, kernels: str, cache: bool):
     """The executor stored under ``k``, or None (no entry, a damaged one, caching disabled)."""
     from .execute import Executor, step_version
     from .plan import FUNCTION_NAME
+    from .tables import aligned_empty
 
     path = _path(k)
     if path is None:
         return None
     try:
-        with open(path, "rb") as f:  # read once, into memory the arrays will view
-            data = bytearray(os.fstat(f.fileno()).st_size)
+        with open(path, "rb") as f:  # read once, into memory the arrays will view (tables on 64 bytes)
+            data = memoryview(aligned_empty(os.fstat(f.fileno()).st_size))
             if f.readinto(data) != len(data):
                 return None
         entry = _unpack(data)

@@ -22,6 +22,15 @@ SPIKE_LUT = np.array([[i for i in range(8) if m >> i & 1] + [0] * (8 - bin(m).co
                      dtype=np.int8)
 
 
+def aligned_empty(nbytes: int) -> np.ndarray:
+    """A uint8 array of ``nbytes`` that starts on a 64-byte boundary: for the tables bound to
+    the compiled code, whose rows of 64 bytes (W3's fixed rows) then each fill one cache line,
+    which one prefetch brings (numpy's and Python's buffers start on 16 or 32 bytes)."""
+    buf = np.empty(nbytes + 63, dtype=np.uint8)
+    start = -buf.ctypes.data % 64
+    return buf[start:start + nbytes]
+
+
 def narrow_int(data: np.ndarray) -> np.dtype:
     """The narrowest of int8, int16, int32, int64 that holds every value of ``data``."""
     lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
