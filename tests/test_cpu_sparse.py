@@ -258,7 +258,8 @@ def test_fixed_rows_hold_every_synapse_once_and_pad_with_zero_weights(counts, se
         np.testing.assert_array_equal(np.concatenate([kept, rest]), table[starts[r]:starts[r + 1]])
         pad = rows[r, min(n, slots):]
         assert np.all(pad >> bits == 0)  # weight 0
-        assert np.all(pad == (table[starts[r + 1] - 1] & 63 if n else home[r]))
+        spread = table[starts[r] + np.arange(min(n, slots), slots) % max(min(n, slots), 1)] & 63 if n else home[r]
+        assert np.all(pad == spread)  # the row's own targets in turn (or its home)
 
 
 def test_an_i16_accumulator_only_when_the_sums_of_spikes_fit():
