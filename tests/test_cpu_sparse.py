@@ -369,6 +369,25 @@ def test_long_rows_walked_with_prefetch_stay_exact(weights):
             _agree(run([x], timesteps=15, record="all", threads=threads), ref, pops, True)
 
 
+def test_several_samples_in_lockstep_count_their_steps_on():
+    """With 4 parts, 3 samples run in lockstep on 4 threads (batch < threads): each thread's
+    count of finished steps runs on over the samples (emit.Lowering.parted_steps), so a wait
+    in a later sample is for that sample's step."""
+    from nmc.targets.cpu import emit, execute
+    from nmc.targets.cpu.kernels import sparse
+
+    g = _recurrent(96, 8, seed=12, weights=(-40, 90))
+    x = np.random.default_rng(8).integers(0, 2, (3, 20, 50)).astype(np.float32)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=20, record=pops)
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0), mock.patch.object(plan, "PARTS", 4), \
+            mock.patch.object(emit, "PARTS", 4), mock.patch.object(execute, "PARTS", 4), \
+            mock.patch.object(sparse, "PARTS", 4), mock.patch.object(execute, "BARRIER_WORDS", 40):
+        run = cpu.prepare(g, cache=False)
+        assert all(len(b) == 5 for b in run.layout.parts.values())
+        _agree(run([x], timesteps=20, record="all", threads=4), ref, pops, True)
+
+
 def test_lockstep_choice_tries_both_ways_then_keeps_the_faster():
     choice = LockstepChoice()
     ways = []

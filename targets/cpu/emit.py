@@ -330,11 +330,13 @@ class Lowering:
         read only encoders (each population's leading ones: the order of a target's sums is
         kept); then, when several threads share the sample, the thread waits until the others
         have finished the previous step (:meth:`wait`), whose spike lists the rest reads, runs
-        the rest and the neuron updates, and says it has finished this step (:meth:`arrive`).
-        A thread ahead of the others thus does its next step's input while they finish."""
+        the rest and the neuron updates, and says it has finished this step (:meth:`arrive`;
+        steps counted over the call's samples).  A thread ahead of the others thus does its
+        next step's input while they finish."""
         e, b = self.e, self.e.b
         q0, q1, k, threads = self.my_parts
         shared = b.icmp_signed(">", threads, e.i64(1))
+        before = b.mul(b.sub(self.n, self.fn.args[2]), self.steps)  # steps of the earlier samples
         with e.loop(0, self.steps, "t") as t:
             self.t = t
             for phase in ("inputs", "rest"):
@@ -345,9 +347,9 @@ class Lowering:
                     self.part = None
                 if phase == "inputs":
                     with e.when(shared):
-                        self.wait(k, threads, t)
+                        self.wait(k, threads, b.add(before, t))
             with e.when(shared):
-                self.arrive(k, b.add(t, e.i64(1)))
+                self.arrive(k, b.add(before, b.add(t, e.i64(1))))
 
     def claim_parts(self):
         """``(q0, q1, k, threads)``: the parts this thread runs, its index and the threads
