@@ -275,7 +275,7 @@ PARTS = 2
 #: (:meth:`.emit.Lowering.parted_steps`).
 BARRIER_WORDS = 8 * (PARTS + 1)
 #: Fewest synapses from which a network is split into parts: below, a step's work is too
-#: small for a barrier per step.
+#: small for a wait per step.
 SPLIT_SYNAPSES = 100_000
 
 
