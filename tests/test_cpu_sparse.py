@@ -3,8 +3,9 @@ kernel's table layouts (split rows, fixed rows with an overflow table, packed wo
 side-by-side records) against the reference semantics.
 
 A split network runs one sample on several threads, each taking its parts of every
-population and meeting the others at a barrier after every step; a thread alone runs every
-part in turn; with more samples than threads, each thread runs whole samples.  Random
+population and waiting for the others' previous step before it reads their spikes; samples
+that no threads share run the unsplit version (a thread alone, or whole samples per thread),
+or without it every part in turn.  Random
 recurrent graphs of sparse projections (delays 1–3, every encoding, integer and float) must
 give the reference's outputs, voltages, spike trains and counts bit for bit in each of these
 ways.  The planning and table functions are checked without LLVM.
@@ -95,8 +96,10 @@ def _check_split(graph: Graph, timesteps: int, exact: bool):
     for batch in (1, 3):
         inputs = _inputs(graph, timesteps, batch, seed=batch)
         ref = semantics.run_snn(graph, inputs, timesteps=timesteps, record=pops)
-        for threads in (1, 2):  # every part in turn; the parts of one sample on two threads (batch 1)
+        for threads in (1, 2):  # the unsplit version; the parts of one sample on two threads (batch 1)
             _agree(run(inputs, timesteps=timesteps, record="all", threads=threads), ref, pops, exact)
+        with mock.patch.object(run, "_unsplit_version", None):  # one thread, every part in turn
+            _agree(run(inputs, timesteps=timesteps, record="all", threads=1), ref, pops, exact)
 
 
 FEW = settings(PROPERTY, max_examples=8)
@@ -171,18 +174,19 @@ def test_the_random_sparse_graphs_reach_every_row_layout():
 # ------------------------------------------------------------------------ plans and tables
 
 
-def _recurrent(size: int, fan: int, seed: int = 0, weights=(-30, 30), encoder_kind="sparse") -> Graph:
+def _recurrent(size: int, fan: int, seed: int = 0, weights=(-30, 30), encoder_kind="sparse", inputs: int = 50,
+               encoding: str = "spikes") -> Graph:
     rng = np.random.default_rng(seed)
     g = Graph("rec")
-    x = g.add(ann.Input(declared_type=TensorType((50,))), "x")
-    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    x = g.add(ann.Input(declared_type=TensorType((inputs,))), "x")
+    s = g.add(snn.Encode(x=x, encoding=encoding), "s")
     if encoder_kind == "sparse":
-        ip = np.arange(51, dtype=np.int32) * fan
-        c = g.add(snn.Project(src=s, kind="sparse", weight=Blob(rng.integers(*weights, 50 * fan).astype(np.int32)),
-                              indptr=Blob(ip), indices=Blob(rng.integers(0, size, 50 * fan).astype(np.int32)),
+        ip = np.arange(inputs + 1, dtype=np.int32) * fan
+        c = g.add(snn.Project(src=s, kind="sparse", weight=Blob(rng.integers(*weights, inputs * fan).astype(np.int32)),
+                              indptr=Blob(ip), indices=Blob(rng.integers(0, size, inputs * fan).astype(np.int32)),
                               shape=(size,)))
     else:
-        c = g.add(snn.Project(src=s, kind="dense", weight=Blob(rng.integers(-3, 3, (size, 50)).astype(np.int8))))
+        c = g.add(snn.Project(src=s, kind="dense", weight=Blob(rng.integers(-3, 3, (size, inputs)).astype(np.int8))))
     pop = snn.Population(currents=[c], declared_type=SpikeType((size,)), bits=24, threshold=100, du=1024)
     g.add(pop, "h")
     ip = np.arange(size + 1, dtype=np.int32) * fan
@@ -254,7 +258,21 @@ def test_fixed_rows_hold_every_synapse_once_and_pad_with_zero_weights(counts, se
         np.testing.assert_array_equal(np.concatenate([kept, rest]), table[starts[r]:starts[r + 1]])
         pad = rows[r, min(n, slots):]
         assert np.all(pad >> bits == 0)  # weight 0
-        assert np.all(pad == (table[starts[r + 1] - 1] & 63 if n else home[r]))
+        spread = table[starts[r] + np.arange(min(n, slots), slots) % max(min(n, slots), 1)] & 63 if n else home[r]
+        assert np.all(pad == spread)  # the row's own targets in turn (or its home)
+
+
+def test_an_i16_accumulator_only_when_the_sums_of_spikes_fit():
+    """plan.short_accumulator: Σ unit_bound below 2**15 and every projection sparse."""
+    small, large = _recurrent(64, 4, weights=(-30, 30)), _recurrent(64, 4, weights=(2**13, 2**14))
+    assert plan.short_accumulator(small.walk("snn.population")[0])
+    assert sum(plan.unit_bound(c.owner) for c in large.walk("snn.population")[0].currents) >= 2**15
+    assert not plan.short_accumulator(large.walk("snn.population")[0])
+    assert not plan.short_accumulator(_recurrent(64, 4, encoder_kind="dense").walk("snn.population")[0])
+    x = np.random.default_rng(1).integers(0, 2, (1, 12, 50)).astype(np.float32)
+    pops = large.walk("snn.population")
+    _agree(cpu.prepare(large, cache=False)([x], timesteps=12, record="all"),
+           semantics.run_snn(large, [x], timesteps=12, record=pops), pops, True)
 
 
 def test_homes_lie_in_the_rows_part():
@@ -273,6 +291,7 @@ def test_w3_like_network_split_on_two_threads_matches_one_thread():
     with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
         run = cpu.prepare(g, cache=False)
     pops = g.walk("snn.population")
+    assert run.layout.short == set(pops) == run.layout.wide  # i16 sums, folded with the counts' in i32
     ref = semantics.run_snn(g, [x], timesteps=40, record=pops)
     assert ref.spike_count > 100
     for threads in (2, 1):
@@ -301,6 +320,74 @@ def test_split_records_and_float_networks_on_two_threads_match(weights, integer)
         _agree(run([x], timesteps=30, record="all", threads=threads), ref, pops, integer)
 
 
+@pytest.mark.parametrize("integer", [True, False])
+def test_encoder_values_scanned_in_words_deliver_every_event(integer):
+    """An encoder of 141 values (two words of 64, one of 8, five single values; emit.Lowering.events)
+    with events at the edges of each, of value 1 and others, into a network split or not, on
+    one and two threads: every event is delivered, with its value, as the reference does."""
+    g = _recurrent(64, 5, seed=9, weights=(-40, 90), inputs=141, encoding="spikes" if integer else "current")
+    if not integer:
+        for p in g.walk("snn.project"):
+            p.weight = Blob(p.weight.data.astype(np.float32) / 4)
+        pop = g.walk("snn.population")[0]
+        pop.bits, pop.threshold = 0, 10.0
+        verify(g)
+    rng = np.random.default_rng(3)
+    if integer:  # spike counts 0, 1 and 3; the edges of every word fire at step 0
+        x = (rng.random((2, 20, 141)) < 0.1) * rng.choice([1, 1, 3], (2, 20, 141))
+        x[:, 0, [0, 63, 64, 127, 128, 135, 136, 140]] = 1
+    else:  # currents, some 0, some 1, others fractions
+        x = (rng.random((2, 141)) < 0.5) * rng.choice([1.0, 0.25, 2.5], (2, 141))
+        x[:, [0, 63, 64, 127, 128, 135, 136, 140]] = 1.0
+    x = x.astype(np.float32)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=20, record=pops)
+    assert ref.spike_count > 0
+    for split in (0, 10**9):
+        with mock.patch.object(plan, "SPLIT_SYNAPSES", split):
+            run = cpu.prepare(g, cache=False)
+        assert bool(run.layout.parts) == (split == 0)
+        for threads in (1, 2):
+            _agree(run([x], timesteps=20, record="all", threads=threads), ref, pops, integer)
+
+
+@pytest.mark.parametrize("weights", [(-40, 90), (-2**29, 2**29)])
+def test_long_rows_walked_with_prefetch_stay_exact(weights):
+    """Rows of 80 synapses (kernels.sparse.LONG_ROWS: prefetched ahead as they are walked),
+    packed words and (target, weight) records, split and not, against the reference."""
+    from nmc.targets.cpu.kernels import sparse
+
+    g = _recurrent(160, 80, seed=4, weights=weights)
+    assert all(p.indptr.data[-1] >= sparse.LONG_ROWS * (p.indptr.data.size - 1) for p in g.walk("snn.project"))
+    x = np.random.default_rng(6).integers(0, 2, (1, 15, 50)).astype(np.float32)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=15, record=pops)
+    for split in (0, 10**9):
+        with mock.patch.object(plan, "SPLIT_SYNAPSES", split):
+            run = cpu.prepare(g, cache=False)
+        for threads in (1, 2):
+            _agree(run([x], timesteps=15, record="all", threads=threads), ref, pops, True)
+
+
+def test_several_samples_in_lockstep_count_their_steps_on():
+    """With 4 parts, 3 samples run in lockstep on 4 threads (batch < threads): each thread's
+    count of finished steps runs on over the samples (emit.Lowering.parted_steps), so a wait
+    in a later sample is for that sample's step."""
+    from nmc.targets.cpu import emit, execute
+    from nmc.targets.cpu.kernels import sparse
+
+    g = _recurrent(96, 8, seed=12, weights=(-40, 90))
+    x = np.random.default_rng(8).integers(0, 2, (3, 20, 50)).astype(np.float32)
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=20, record=pops)
+    with mock.patch.object(plan, "SPLIT_SYNAPSES", 0), mock.patch.object(plan, "PARTS", 4), \
+            mock.patch.object(emit, "PARTS", 4), mock.patch.object(execute, "PARTS", 4), \
+            mock.patch.object(sparse, "PARTS", 4), mock.patch.object(execute, "BARRIER_WORDS", 40):
+        run = cpu.prepare(g, cache=False)
+        assert all(len(b) == 5 for b in run.layout.parts.values())
+        _agree(run([x], timesteps=20, record="all", threads=4), ref, pops, True)
+
+
 def test_lockstep_choice_tries_both_ways_then_keeps_the_faster():
     choice = LockstepChoice()
     ways = []
@@ -324,3 +411,4 @@ def test_an_executor_choosing_its_threads_stays_exact():
     for _ in range(4):
         _agree(run([x], timesteps=25, record="all"), ref, pops, True)
     assert None not in run._lockstep.seconds.values()  # both ways were run
+    assert run._unsplit is not None and not run._unsplit[1].parts  # one thread: the unsplit version

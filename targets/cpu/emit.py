@@ -27,8 +27,8 @@ the exact decay/saturation rules of :mod:`nmc.semantics`, in i32 lanes when no i
 can leave i32 (:func:`.plan.lanes32`), else in i64; float populations in f64 in the
 reference's operation order, without fast-math (only the order of synaptic sums differs).
 A network split into parts (:func:`.plan.split_parts`) runs each step part by part, the
-parts of one sample possibly on several threads that meet at a barrier after every step
-(:meth:`Lowering.parted_steps`).
+parts of one sample possibly on several threads, each waiting for the others' previous step
+before it reads their spikes (:meth:`Lowering.parted_steps`).
 Tables larger than :data:`EMBED_BYTES` are external constants bound by the JIT (see
 :meth:`Emitter.const_array`).  Both schedules compute the same sums in the same arithmetic,
 so results do not depend on the schedule; a sample whose encoder values the time-batched
@@ -51,7 +51,7 @@ from nmc.semantics import fanout
 
 from .plan import (COUNT_DTYPE, FUNCTION_NAME, PARTS, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride,
                    plan, spk_stride, state_dtype, tile_columns, unit_events)
-from .tables import SPIKE_LUT, weight_table
+from .tables import SPIKE_LUT, aligned_empty, weight_table
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
@@ -59,8 +59,8 @@ PTR = ir.PointerType()
 #: Largest constant table (bytes) kept as an initialiser in the IR; larger ones are external
 #: constants bound by the JIT (:meth:`Emitter.const_array`).
 EMBED_BYTES = 1 << 16
-#: Spins (``pause``) a thread waits at a step's barrier before it yields its CPU instead
-#: (:meth:`Lowering.barrier`).
+#: Spins (``pause``) a thread waits for the others' step before it yields its CPU instead
+#: (:meth:`Lowering.wait`).
 BARRIER_SPINS = 200
 #: How many events ahead a kernel is told of in a spike list (:meth:`Lowering.events`).
 AHEAD = 8
@@ -156,7 +156,8 @@ class Emitter:
                 return self.module.globals[symbol], ir_type(data.dtype)
             g = ir.GlobalVariable(self.module, typ, name=symbol)
             g.global_constant = True
-            self.external[symbol] = np.frombuffer(raw, dtype=np.uint8)
+            self.external[symbol] = aligned_empty(len(raw))
+            self.external[symbol][:] = np.frombuffer(raw, dtype=np.uint8)
             return g, ir_type(data.dtype)
         g = ir.GlobalVariable(self.module, typ, name=f"{name}.{self._globals}")
         self._globals += 1
@@ -232,7 +233,7 @@ class Lowering:
 
     def acc_store_type(self, pop: Op) -> ir.Type:
         """The element type of the population's accumulator."""
-        return I32 if pop in self.lay.narrow else self.acc_type(pop)
+        return I16 if pop in self.lay.short else I32 if pop in self.lay.narrow else self.acc_type(pop)
 
     def add(self, pop: Op, a, b):
         return self.e.b.add(a, b) if pop.bits else self.e.b.fadd(a, b)
@@ -278,7 +279,9 @@ class Lowering:
             off = b.add(e.i64(self.lay.scratch_bytes), b.mul(self.steps, e.i64(per_step)))
             self.area[k] = b.gep(scratch, [off], source_etype=I8)
         self.synops = e.var(I64, 0)
-        self.wide_flag = {pop: e.var(I8, 0) for pop in self.lay.wide}
+        # whether an event went to the side accumulator this step: bit q for part q, as the
+        # parts' inputs may all run before the first part's fold (parted_steps)
+        self.wide_flags = {pop: e.var(I8, 0) for pop in self.lay.wide}
         self.unit_flag = {enc: e.var(I8, 1) for enc in self.lay.listed}
         if self.lay.parts:
             self.my_parts = self.claim_parts()
@@ -323,24 +326,35 @@ class Lowering:
     def parted_steps(self):
         """The steps of one sample in a network split into parts (:func:`.plan.split_parts`):
         each step runs this thread's parts ``q0 <= q < q1`` of every population (its synapses,
-        neurons and spike list; :attr:`my_parts`), then, when several threads share the
-        sample, waits at :meth:`barrier` for the others, whose spike lists the next steps read."""
+        neurons and spike list; :attr:`my_parts`) in two phases.  First the projections that
+        read only encoders (each population's leading ones: the order of a target's sums is
+        kept); then, when several threads share the sample, the thread waits until the others
+        have finished the previous step (:meth:`wait`), whose spike lists the rest reads, runs
+        the rest and the neuron updates, and says it has finished this step (:meth:`arrive`;
+        steps counted over the call's samples).  A thread ahead of the others thus does its
+        next step's input while they finish."""
         e, b = self.e, self.e.b
-        q0, q1, threads = self.my_parts
+        q0, q1, k, threads = self.my_parts
+        shared = b.icmp_signed(">", threads, e.i64(1))
+        before = b.mul(b.sub(self.n, self.fn.args[2]), self.steps)  # steps of the earlier samples
         with e.loop(0, self.steps, "t") as t:
             self.t = t
-            with e.loop(q0, q1, "q") as q:
-                self.part = q
-                for pop in self.net.populations:
-                    self.population_step(pop)
-                self.part = None
-            with e.when(b.icmp_signed(">", threads, e.i64(1))):
-                self.barrier(threads)
+            for phase in ("inputs", "rest"):
+                with e.loop(q0, q1, "q") as q:
+                    self.part = q
+                    for pop in self.net.populations:
+                        self.population_step(pop, phase)
+                    self.part = None
+                if phase == "inputs":
+                    with e.when(shared):
+                        self.wait(k, threads, b.add(before, t))
+            with e.when(shared):
+                self.arrive(k, b.add(before, b.add(t, e.i64(1))))
 
     def claim_parts(self):
-        """``(q0, q1, threads)``: the parts this thread runs and the threads sharing each
-        sample (``barrier[3]``, set by the executor): with one, every part; else the thread
-        takes the next index ``k`` (``barrier[2]``, counted atomically) and parts
+        """``(q0, q1, k, threads)``: the parts this thread runs, its index and the threads
+        sharing each sample (``barrier[3]``, set by the executor): with one, every part; else
+        the thread takes the next index ``k`` (``barrier[2]``, counted atomically) and parts
         ``[PARTS·k/threads, PARTS·(k+1)/threads)``."""
         e, b = self.e, self.e.b
         bar = self.buf[self.lay.slot("barrier", None)]
@@ -352,35 +366,40 @@ class Lowering:
         k = b.load(k, typ=I64)
         q0 = b.select(shared, b.sdiv(b.mul(k, e.i64(PARTS)), threads), e.i64(0))
         q1 = b.select(shared, b.sdiv(b.mul(b.add(k, e.i64(1)), e.i64(PARTS)), threads), e.i64(PARTS))
-        return q0, q1, threads
+        return q0, q1, k, threads
 
-    def barrier(self, threads):
-        """Wait until ``threads`` threads have arrived (a shared arrival count and a generation,
-        on separate cache lines of the ``barrier`` slot): the last to arrive clears the count
-        and advances the generation; the others spin on it, yielding the CPU after a while
-        (on a loaded machine the last one may not be running)."""
-        e, b = self.e, self.e.b
+    def done_steps(self, k):
+        """The pointer to thread ``k``'s count of finished steps: ``barrier[8·(k+1)]``, a cache
+        line of its own (:data:`.plan.BARRIER_WORDS`)."""
         bar = self.buf[self.lay.slot("barrier", None)]
-        count, gen = bar, b.gep(bar, [e.i64(8)], source_etype=I64)
-        mine = b.load_atomic(gen, "acquire", 8, typ=I64)
-        arrived = b.atomic_rmw("add", count, e.i64(1), "acq_rel")
-        with b.if_else(b.icmp_signed("==", arrived, b.sub(threads, e.i64(1)))) as (last, wait):
-            with last:
-                b.atomic_rmw("xchg", count, e.i64(0), "monotonic")
-                b.atomic_rmw("xchg", gen, b.add(mine, e.i64(1)), "release")
-            with wait:
+        return self.e.b.gep(bar, [self.e.b.mul(self.e.b.add(k, self.e.i64(1)), self.e.i64(8))], source_etype=I64)
+
+    def arrive(self, k, steps):
+        """Thread ``k`` has finished ``steps`` steps: a release store to its own count (no
+        atomic read-modify-write, no line the others write)."""
+        b = self.e.b  # (IRBuilder.store_atomic wants a typed pointer)
+        b._insert(ir.instructions.StoreAtomicInstr(b.block, steps, self.done_steps(k), "release", 8))
+
+    def wait(self, k, threads, steps):
+        """Wait until every thread but ``k`` has finished ``steps`` steps (:meth:`arrive`):
+        spin on their counts with ``pause``, yielding the CPU after :data:`BARRIER_SPINS`
+        spins in a row (on a loaded machine the thread waited for may not be running)."""
+        e, b = self.e, self.e.b
+        with e.loop(0, threads, "peer") as j:
+            with e.when(b.icmp_signed("!=", j, k)):
+                count = self.done_steps(j)
                 spins = e.var(I64, 0)
-                head = self.fn.append_basic_block("barrier.head")
-                body = self.fn.append_basic_block("barrier.body")
-                done = self.fn.append_basic_block("barrier.end")
+                head = self.fn.append_basic_block("wait.head")
+                body = self.fn.append_basic_block("wait.body")
+                done = self.fn.append_basic_block("wait.end")
                 b.branch(head)
                 b.position_at_end(head)
-                now = b.load_atomic(gen, "acquire", 8, typ=I64)
-                b.cbranch(b.icmp_signed("==", now, mine), body, done)
+                now = b.load_atomic(count, "acquire", 8, typ=I64)
+                b.cbranch(b.icmp_signed("<", now, steps), body, done)
                 b.position_at_end(body)
-                k = b.add(b.load(spins, typ=I64), e.i64(1))
-                b.store(k, spins)
-                with b.if_else(b.icmp_signed("<", k, e.i64(BARRIER_SPINS))) as (spin, rest):
+                n = b.add(b.load(spins, typ=I64), e.i64(1))
+                b.store(n, spins)
+                with b.if_else(b.icmp_signed("<", n, e.i64(BARRIER_SPINS))) as (spin, rest):
                     with spin:
                         if "x86" in llvm_triple():
                             b.call(e.intrinsic("llvm.x86.sse2.pause", ir.VoidType(), []), [])
@@ -496,13 +515,32 @@ class Lowering:
             with e.when(b.icmp_unsigned("!=", b.load(other, typ=I8), ir.Constant(I8, 0))):
                 b.store(ir.Constant(I8, 0), flag)
 
-    def population_step(self, pop: Op):
+    def population_step(self, pop: Op, phase: str = "all"):
+        """One step of ``pop``: its projections' currents, then its neurons.  ``phase``
+        ``inputs``: only the leading projections that read encoders (:meth:`parted_steps`);
+        ``rest``: the others and the neurons; ``all``: both."""
         acc = self.area[("acc", pop)]  # all zero here: the update clears what it reads
+        leading = next((k for k, c in enumerate(pop.currents) if c.owner.src.owner.KIND != "snn.encode"),
+                       len(pop.currents))
+        chosen = {"inputs": range(leading), "rest": range(leading, len(pop.currents))}.get(phase)
         for k, c in enumerate(pop.currents):
-            self.first_current = k == 0
-            self.projection(c.owner, pop, acc)
+            if chosen is None or k in chosen:
+                self.first_current = k == 0
+                self.projection(c.owner, pop, acc)
+        if phase == "inputs":
+            return
+        if pop in self.lay.short and pop in self.lay.wide:  # the side accumulator: i32 currents
+            b = self.e.b
+            flag, bit = self.wide_flags[pop], self.wide_bit()
+            with b.if_else(b.icmp_unsigned("!=", b.and_(b.load(flag, typ=I8), bit), ir.Constant(I8, 0))) as (used, unused):
+                with used:
+                    self.fold(pop, self.area[("acc32", pop)])
+                    self.update(pop, self.area[("acc32", pop)], I32)
+                with unused:
+                    self.update(pop, acc)
+            return
         if pop in self.lay.wide:
-            self.fold(pop)
+            self.fold(pop, acc)
         self.update(pop, acc)
 
     def events(self, p: Op, pop: Op, body, counted: bool = False, ahead=None):
@@ -530,32 +568,60 @@ class Lowering:
                 size = src.result.type.size
                 typ = ir_type(self.net.enc_dtype(src))
                 row = b.gep(self.row[("enc", src)], [b.mul(pt, e.i64(size))], source_etype=typ)
-                whole = 0
-                if typ == I8 and unit_events(p):  # 0/1 bytes: 64 at a time, as a bit mask
-                    whole = size // 64 * 64
-                    v64 = ir.VectorType(I8, 64)
-                    with e.loop(0, size // 64, "jw") as k:
-                        x = b.load(b.gep(row, [b.shl(k, e.i64(6))], source_etype=I8), typ=v64, align=1)
-                        nz = b.bitcast(b.icmp_signed("!=", x, ir.Constant(v64, None)), I64)
-                        with self.set_bits(nz, b.shl(k, e.i64(6))) as j:
-                            count(j)
-                            body(j, None)
-                with e.loop(whole, size, "j") as j:
+
+                def nonzero(x):  # true for NaN
+                    zero = ir.Constant(x.type, None)
+                    return b.icmp_signed("!=", x, zero) if isinstance(typ, ir.IntType) else b.fcmp_unordered("!=", x, zero)
+
+                def deliver(j):
+                    count(j)
+                    if unit_events(p):  # rate, poisson: every event is a spike
+                        body(j, None)
+                        return
                     x = e.load(row, j, typ)
-                    nz = b.icmp_signed("!=", x, ir.Constant(typ, 0)) if isinstance(typ, ir.IntType) \
-                        else b.fcmp_unordered("!=", x, ir.Constant(typ, 0.0))
-                    with e.when(nz):
-                        count(j)
-                        if unit_events(p):  # rate, poisson: every event is a spike
+                    one = b.icmp_signed("==", x, ir.Constant(typ, 1)) if isinstance(typ, ir.IntType) \
+                        else b.fcmp_ordered("==", x, ir.Constant(typ, 1.0))
+                    with b.if_else(one) as (spike, other):
+                        with spike:  # the common case: no multiply
                             body(j, None)
-                        else:
-                            one = b.icmp_signed("==", x, ir.Constant(typ, 1)) if isinstance(typ, ir.IntType) \
-                                else b.fcmp_ordered("==", x, ir.Constant(typ, 1.0))
-                            with b.if_else(one) as (spike, other):
-                                with spike:  # the common case: no multiply
-                                    body(j, None)
-                                with other:
-                                    body(j, self.widen(pop, x, typ))
+                        with other:
+                            body(j, self.widen(pop, x, typ))
+
+                # the values tested 64 at a time into a bit mask (the last 8, then 1 at a time): a
+                # branch per set bit and per 64 values rather than one per value
+                item = np.dtype(self.net.enc_dtype(src)).itemsize
+
+                def mask(first, n: int):
+                    """The i64 mask of the non-zero values among ``row[first + i]``, ``i < n <= 64``:
+                    64 at a time, then 8, then one."""
+                    m, c = None, 0
+                    while c < n:
+                        width = 64 if n - c >= 64 else 8 if n - c >= 8 else 1
+                        x = b.load(b.gep(row, [b.add(first, e.i64(c))], source_etype=typ),
+                                   typ=ir.VectorType(typ, width) if width > 1 else typ, align=item)
+                        nz = nonzero(x)
+                        bits = b.zext(b.bitcast(nz, ir.IntType(width)) if width > 1 else nz, I64)
+                        m = bits if m is None else b.or_(m, b.shl(bits, e.i64(c)))
+                        c += width
+                    return m
+
+                whole, rest = divmod(size, 64)
+                with e.loop(0, whole + (rest > 0), "jw") as k:
+                    first = b.mul(k, e.i64(64))
+                    if not rest:
+                        bits = mask(first, 64)
+                    elif not whole:
+                        bits = mask(first, rest)
+                    else:
+                        m = e.var(I64, 0)
+                        with b.if_else(b.icmp_signed("<", k, e.i64(whole))) as (full, tail):
+                            with full:
+                                b.store(mask(first, 64), m)
+                            with tail:
+                                b.store(mask(first, rest), m)
+                        bits = b.load(m, typ=I64)
+                    with self.set_bits(bits, first) as j:
+                        deliver(j)
             return
         st = b.sub(self.t, e.i64(p.delay))
         with e.when(b.icmp_signed(">=", st, e.i64(0))):
@@ -594,7 +660,8 @@ class Lowering:
         adds into: the population's, or for other values into an i32 one, its i64 side
         accumulator (flagged for :meth:`fold`)."""
         if x is not None and pop in self.lay.wide:
-            self.e.b.store(ir.Constant(I8, 1), self.wide_flag[pop])
+            flag, bit = self.wide_flags[pop], self.wide_bit()
+            self.e.b.store(self.e.b.or_(self.e.b.load(flag, typ=I8), bit), flag)
             return self.area[("wide", pop)], I64
         return self.area[("acc", pop)], self.acc_store_type(pop)
 
@@ -610,20 +677,29 @@ class Lowering:
         old = e.load(acc, index, acc_t)
         e.store(b.add(old, term) if pop.bits else b.fadd(old, term), acc, index, acc_t)
 
-    def fold(self, pop: Op):
-        """Add the side accumulator of ``pop`` into its i32 one, clamped to ±2**30 (see
-        :func:`.plan.narrow_accumulator`), and clear it, if any event went there this step."""
+    def wide_bit(self):
+        """The bit of the part being run in a side accumulator's flags (:meth:`target`)."""
+        return ir.Constant(I8, 1) if self.part is None else self.e.b.shl(ir.Constant(I8, 1), self.e.b.trunc(self.part, I8))
+
+    def fold(self, pop: Op, into):
+        """Add the side accumulator of ``pop`` to its accumulator, clamped to ±2**30 (see
+        :func:`.plan.narrow_accumulator`), into the i32 currents ``into`` (the accumulator
+        itself, or for an i16 one its ``acc32`` area, the i16 one then cleared), and clear it,
+        if any event went there this step."""
         e, b = self.e, self.e.b
-        flag = self.wide_flag[pop]
+        flag, bit = self.wide_flags[pop], self.wide_bit()
         acc, wide = self.area[("acc", pop)], self.area[("wide", pop)]
+        acc_t = self.acc_store_type(pop)
         lo, hi = e.i64(-2**30), e.i64(2**30)
-        with e.when(b.icmp_unsigned("!=", b.load(flag, typ=I8), ir.Constant(I8, 0))):
-            b.store(ir.Constant(I8, 0), flag)
+        with e.when(b.icmp_unsigned("!=", b.and_(b.load(flag, typ=I8), bit), ir.Constant(I8, 0))):
+            b.store(b.and_(b.load(flag, typ=I8), b.not_(bit)), flag)
             start, stop = self.part_range(pop)
             with e.loop(start, stop, "fold") as i:
-                total = b.add(b.sext(e.load(acc, i, I32), I64), e.load(wide, i, I64))
+                total = b.add(b.sext(e.load(acc, i, acc_t), I64), e.load(wide, i, I64))
                 total = b.select(b.icmp_signed("<", total, lo), lo, b.select(b.icmp_signed(">", total, hi), hi, total))
-                e.store(b.trunc(total, I32), acc, i, I32)
+                if into is not acc:
+                    e.store(ir.Constant(acc_t, 0), acc, i, acc_t)
+                e.store(b.trunc(total, I32), into, i, I32)
                 e.store(e.i64(0), wide, i, I64)
 
     @contextmanager
@@ -684,10 +760,11 @@ class Lowering:
         x = b.select(b.icmp_signed("<", x, lo), lo, x)
         return b.select(b.icmp_signed(">", x, hi), hi, x)
 
-    def neurons(self, pop: Op, acc, params, i, width: int):
-        """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``); returns
-        their spikes (i1 or <width x i1>).  Integer populations compute in i64, or in i32
-        lanes (twice as many per vector) when :func:`.plan.lanes32` allows it."""
+    def neurons(self, pop: Op, acc, acc_st, params, i, width: int):
+        """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``), their
+        currents read from ``acc`` (elements of type ``acc_st``); returns their spikes (i1 or
+        <width x i1>).  Integer populations compute in i64, or in i32 lanes (twice as many per
+        vector) when :func:`.plan.lanes32` allows it."""
         b = self.e.b
         narrow = lanes32(pop)
         acc_t = I32 if narrow else self.acc_type(pop)
@@ -703,7 +780,7 @@ class Lowering:
 
         def st(value, base, typ=acc_t):
             value = value if value.type == vec(typ) else b.trunc(value, vec(typ))
-            b.store(value, b.gep(base, [i], source_etype=typ, inbounds=True), align=4)
+            b.store(value, b.gep(base, [i], source_etype=typ, inbounds=True), align=2 if typ == I16 else 4)
 
         def get(name):
             const, table = params[name]
@@ -724,11 +801,12 @@ class Lowering:
             return b.select(neg, b.neg(m), m)
 
         state_t = ir_type(state_dtype(pop))
-        acc_st = self.acc_store_type(pop)
         u_row, v_row, count_row = self.row[("u", pop)], self.row[("v", pop)], self.row[("count", pop)]
         current = b.load(b.gep(acc, [i], source_etype=acc_st, inbounds=True),
-                         typ=vec(acc_st), align=4)
-        if narrow:  # clamped to ±2**30: sat(decay(u) + I) is the same (see lanes32)
+                         typ=vec(acc_st), align=2 if acc_st == I16 else 4)
+        if acc_st == I16:  # |current| < 2**15 (plan.short_accumulator)
+            current = b.sext(current, vt)
+        elif narrow:  # clamped to ±2**30: sat(decay(u) + I) is the same (see lanes32)
             lo, hi = ir.Constant(current.type, -2**30), ir.Constant(current.type, 2**30)
             current = b.select(b.icmp_signed(">", current, hi), hi, current)
             current = b.select(b.icmp_signed("<", current, lo), lo, current)
@@ -802,10 +880,12 @@ class Lowering:
             return x
         return b.sext(x, typ) if width(x.type) < width(typ) else b.trunc(x, typ)
 
-    def update(self, pop: Op, acc):
-        """Advance every neuron of ``pop`` (8 at a time, then the rest) and list its spikes
-        into this step's ring slot as it goes, in increasing order (:meth:`list8`), recording
-        them when the run records ``pop``."""
+    def update(self, pop: Op, acc, acc_st: ir.Type | None = None):
+        """Advance every neuron of ``pop`` (8 at a time, then the rest), its currents read from
+        ``acc`` (elements of type ``acc_st``, default :meth:`acc_store_type`), and list its
+        spikes into this step's ring slot as it goes, in increasing order (:meth:`list8`),
+        recording them when the run records ``pop``."""
+        acc_st = acc_st or self.acc_store_type(pop)
         e, b = self.e, self.e.b
         size = pop.result.type.size
         params = {}
@@ -829,7 +909,7 @@ class Lowering:
         start, stop = self.part_range(pop)
         with e.loop(b.udiv(start, e.i64(width)), b.udiv(stop, e.i64(width)), "nu") as k:
             first = b.mul(k, e.i64(width))
-            fired = self.neurons(pop, acc, params, first, width)
+            fired = self.neurons(pop, acc, acc_st, params, first, width)
             self.list8(lut, lst, nfired, b.bitcast(fired, I8), first)
             value = b.zext(fired, vt) if self.spikes is None else self.count_cast(self.spikes, vt)  # burst: counts
             if spk is not None:
@@ -840,7 +920,7 @@ class Lowering:
             with e.when(b.icmp_signed("==", stop, e.i64(size))):
                 bits = e.var(I8, 0)
                 with e.loop(nvec * width, size, "nt") as i:
-                    fired = self.neurons(pop, acc, params, i, 1)
+                    fired = self.neurons(pop, acc, acc_st, params, i, 1)
                     r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
                     b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
                     value = b.zext(fired, I8) if self.spikes is None else self.count_cast(self.spikes, I8)
@@ -899,10 +979,11 @@ class Lowering:
         b.position_at_end(done)
 
 
-def lower(net: Network, kernels: str = "auto", schedule: str = "auto") -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
+def lower(net: Network, kernels: str = "auto", schedule: str = "auto",
+          split: bool = True) -> tuple[ir.Module, Layout, dict[str, np.ndarray]]:
     """The LLVM module running ``net``, the layout of its buffers, and the contents of the
-    external constants it declares (symbol → bytes); ``kernels`` and ``schedule`` as for
-    :func:`.plan.plan`."""
-    lay = plan(net, kernels, schedule)
+    external constants it declares (symbol → bytes); ``kernels``, ``schedule`` and ``split``
+    as for :func:`.plan.plan`."""
+    lay = plan(net, kernels, schedule, split=split)
     lowering = Lowering(net, lay)
     return lowering.lower(), lay, lowering.e.external

@@ -23,7 +23,7 @@ from nmc.ir.core import Graph, Op, param_array
 from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
-from .plan import COUNT_DTYPE, PARTS, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
+from .plan import BARRIER_WORDS, COUNT_DTYPE, PARTS, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_int64, ctypes.c_int64)
@@ -74,7 +74,7 @@ class Executor:
     worked out once here, so that a call costs little more than the compiled code."""
 
     def __init__(self, net: Network, layout: Layout, compiled: Compiled, threads: int | None = None,
-                 step_version=None, host: dict | None = None):
+                 step_version=None, host: dict | None = None, unsplit_version=None):
         self.net, self.layout, self.compiled = net, layout, compiled
         self.fn = _SIGNATURE(compiled.address)
         self.threads = threads
@@ -82,6 +82,10 @@ class Executor:
         # step schedule: ``step_version()`` compiles it, once, when the first such sample comes
         self._step_version, self._step = step_version, None
         self._step_lock = threading.Lock()
+        # a split network's samples not shared by threads run unsplit (each event one row, no
+        # parts in turn): ``unsplit_version()`` compiles that function, once, when first needed
+        self._unsplit_version = unsplit_version if layout.parts else None
+        self._unsplit = None
         self._lockstep = LockstepChoice()
         self.host = host if host is not None else host_plan(net)
         self.trains, self.pre, self.post = self.host["trains"], self.host["pre"], self.host["post"]
@@ -129,7 +133,7 @@ class Executor:
             elif kind == "synops":
                 a = np.zeros(batch, dtype=np.int64)
             elif kind == "barrier":  # shared by the threads of a split sample (plan.split_parts)
-                a = np.zeros(16, dtype=np.int64)
+                a = np.zeros(BARRIER_WORDS, dtype=np.int64)
             elif kind == "v":
                 a = np.tile(self.v0[op], (batch, 1))
             elif kind in ("u", "count"):
@@ -144,8 +148,11 @@ class Executor:
         lockstep = bool(self.layout.parts) and batch < min(threads, PARTS)
         if chosen and lockstep and not self._lockstep.use():
             threads = 1
+        fn, layout = self.fn, self.layout
+        if self.layout.parts and not (lockstep and threads > 1):
+            fn, layout = self.unsplit()
         start = time.perf_counter()
-        self._run(self.fn, self.layout, table, 0, batch, T, steps, threads, fills)
+        self._run(fn, layout, table, 0, batch, T, steps, threads, fills)
         if chosen and lockstep:
             self._lockstep.took(threads > 1, (time.perf_counter() - start) / max(batch * steps, 1))
         if needs_step_rerun(self.layout):
@@ -171,6 +178,19 @@ class Executor:
                          synaptic_ops=int(state[("synops", None)].sum()),
                          stats={"threads": threads, "from_cache": self.compiled.from_cache,
                                 "schedule": self.layout.schedule})
+
+    def unsplit(self):
+        """``(function, layout)`` for samples of a split network that no threads share: the
+        unsplit version (compiled on first use; its pointer table is the split one's without
+        the ``barrier`` slot at its end), or the split function when there is none."""
+        if self._unsplit_version is None:
+            return self.fn, self.layout
+        with self._step_lock:
+            if self._unsplit is None:
+                layout, compiled = self._unsplit_version()
+                assert layout.slots == self.layout.slots[:len(layout.slots)] and not layout.parts
+                self._unsplit = (_SIGNATURE(compiled.address), layout, compiled)
+        return self._unsplit[0], self._unsplit[1]
 
     def _rerun_skipped(self, state: dict, host: dict, T: int, steps: int, threads: int) -> None:
         """Run the samples the layer-scheduled function skipped (their state is untouched)
@@ -218,7 +238,7 @@ class Executor:
         if layout.parts:  # threads sharing a sample; each claims its index at entry (emit.Lowering.lower)
             barrier = np.frombuffer((ctypes.c_void_p * len(layout.slots)).from_address(ctypes.addressof(table)),
                                     np.uintp)[layout.slot("barrier", None)]
-            np.frombuffer((ctypes.c_int64 * 16).from_address(int(barrier)), np.int64)[2:4] = (0, threads if split else 1)
+            np.frombuffer((ctypes.c_int64 * BARRIER_WORDS).from_address(int(barrier)), np.int64)[2:4] = (0, threads if split else 1)
 
         def work(k: int):
             for fill in fills:
@@ -318,18 +338,21 @@ def prepare_graph(graph: Graph, cache: bool = True, threads: int | None = None, 
     verify(graph)
     net = Network.of(graph)
     layout, code = compile_network(net, kernels, schedule, cache)
-    return Executor(net, layout, code, threads, step_version=step_version(net, kernels, cache))
+    return Executor(net, layout, code, threads, step_version=step_version(net, kernels, cache),
+                    unsplit_version=step_version(net, kernels, cache, split=False))
 
 
-def compile_network(net: Network, kernels: str, schedule: str, cache: bool) -> tuple[Layout, Compiled]:
+def compile_network(net: Network, kernels: str, schedule: str, cache: bool,
+                    split: bool = True) -> tuple[Layout, Compiled]:
     """Plan, emit and JIT-compile ``net`` (object code from the cache when it has it)."""
     from .emit import FUNCTION_NAME, lower
     from .jit import compile_module
 
-    module, layout, external = lower(net, kernels, schedule)
+    module, layout, external = lower(net, kernels, schedule, split)
     return layout, compile_module(str(module), FUNCTION_NAME, cache=cache, symbols=external)
 
 
-def step_version(net: Network, kernels: str, cache: bool):
-    """The ``step``-schedule version of ``net``, compiled when called (:class:`Executor`)."""
-    return lambda: compile_network(net, kernels, "step", cache)
+def step_version(net: Network, kernels: str, cache: bool, split: bool = True):
+    """The ``step``-schedule version of ``net`` (``split`` False: not split into parts),
+    compiled when called (:class:`Executor`)."""
+    return lambda: compile_network(net, kernels, "step", cache, split)

@@ -54,7 +54,8 @@ class Layout:
     ``[N, T, size]``, :meth:`Network.enc_dtype`), ``u``, ``v`` (``[N, size]``, :func:`state_dtype`),
     ``count`` (``[N, size]`` i32), ``rec`` (``[N, steps, size]`` u8, or null), ``synops`` (``[N]`` i64).
     ``scratch``: byte offsets of per-thread areas keyed by (kind, op).  ``narrow``: populations
-    whose accumulator is i32 (:func:`narrow_accumulator`); ``wide``: those of them that also
+    whose accumulator is i32 (:func:`narrow_accumulator`), ``short`` those of them whose
+    accumulator is i16 instead (:func:`short_accumulator`); ``wide``: those of them that also
     have an i64 side accumulator for events of other values than 1.  ``dense``: projections run
     by the dense kernel (:func:`dense_kernel`) and pools read from byte vectors
     (:func:`dense_pool`); ``spike_rows``: populations feeding one, which keep a ring of byte
@@ -82,10 +83,10 @@ class Layout:
 
     ``parts``: when not empty, every population's neurons are split into :data:`PARTS` ranges,
     ``parts[pop]`` their bounds (:func:`split_parts`), so that the threads running one sample
-    each take some parts (synapses by target part, neurons, spike lists) and meet at a barrier
-    after every step, sharing one scratch area; the pointer table then ends with a ``barrier``
-    slot (i64 ``[16]``: arrivals, generation, the next thread's index, the threads sharing a
-    sample, written by the executor)."""
+    each take some parts (synapses by target part, neurons, spike lists) and wait for each
+    other's previous step before reading its spikes, sharing one scratch area; the pointer
+    table then ends with a ``barrier`` slot (i64 ``[BARRIER_WORDS]``: the next thread's index,
+    the threads sharing a sample, each thread's finished steps; :data:`BARRIER_WORDS`)."""
 
     slots: list[tuple[str, Op | None]] = field(default_factory=list)
     scratch: dict[tuple[str, Op], int] = field(default_factory=dict)
@@ -93,6 +94,7 @@ class Layout:
     ring: dict[Op, int] = field(default_factory=dict)
     private: dict[Op, np.dtype] = field(default_factory=dict)
     narrow: set[Op] = field(default_factory=set)
+    short: set[Op] = field(default_factory=set)
     wide: set[Op] = field(default_factory=set)
     dense: set[Op] = field(default_factory=set)
     direct: dict[Op, int] = field(default_factory=dict)
@@ -181,13 +183,14 @@ SCHEDULES = ("auto", "step", "layer")
 
 
 def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
-         features: Collection[str] | None = None) -> Layout:
+         features: Collection[str] | None = None, split: bool = True) -> Layout:
     """Where everything lives; ``kernels`` chooses the kernel of dense projections (``auto``:
     :func:`dense_kernel`; ``event`` or ``dense``: all of them, for tests and measurements);
     ``schedule`` the loop order (``auto``: :func:`choose_schedule`; ``step`` or ``layer``
     forced, for tests and measurements; ``layer`` needs a feed-forward network).
     ``features``: the CPU features to plan for (LLVM names, e.g. ``{"avx2"}``); None: this
-    host's (:func:`host_features`, probed only if a choice depends on them)."""
+    host's (:func:`host_features`, probed only if a choice depends on them).  ``split``
+    False: never split into parts (:func:`split_parts`)."""
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, not {kernels!r}")
     if schedule not in SCHEDULES:
@@ -209,11 +212,13 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
     for pop in net.populations:
         if narrow_accumulator(pop):
             lay.narrow.add(pop)
+            if short_accumulator(pop):
+                lay.short.add(pop)
     order = feed_forward_order(net)
     if schedule == "layer" and order is None:
         raise ValueError("schedule 'layer' needs a feed-forward network; this one has recurrence")
     lay.schedule = choose_schedule(net, lay, order) if schedule == "auto" else schedule
-    lay.parts = split_parts(net, lay)
+    lay.parts = split_parts(net, lay) if split else {}
     if lay.parts:
         lay.slots.append(("barrier", None))
     lists = PARTS if lay.parts else 1  # spike lists per ring slot: one per part
@@ -230,7 +235,9 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
         if pop in lay.narrow and not all(unit_events(c.owner) for c in pop.currents):
             lay.wide.add(pop)
             lay.reserve("wide", pop, 8 * size)
-        lay.reserve("acc", pop, (4 if pop in lay.narrow else 8) * size)
+        lay.reserve("acc", pop, (2 if pop in lay.short else 4 if pop in lay.narrow else 8) * size)
+        if pop in lay.short and pop in lay.wide:  # a step with a side accumulator: i32 currents
+            lay.reserve("acc32", pop, 4 * size)
         if pop in lay.whole_run:  # one slot per step of the run
             lay.reserve_run("ring_idx", pop, 4 * list_stride(pop))
             lay.reserve_run("ring_cnt", pop, 4)
@@ -283,8 +290,13 @@ def reserve_gates(net: Network, lay: Layout) -> None:
 #: Parts a population's neurons are split into when one sample runs on several threads
 #: (:func:`split_parts`): the two cores of the machine this was measured on.
 PARTS = 2
+#: i64 words of the ``barrier`` slot of a split network: word 2 counts the threads that have
+#: claimed their index, word 3 is how many share a sample (both set by the executor), and
+#: thread ``k``'s count of finished steps is word ``8·(k+1)``, a cache line of its own
+#: (:meth:`.emit.Lowering.parted_steps`).
+BARRIER_WORDS = 8 * (PARTS + 1)
 #: Fewest synapses from which a network is split into parts: below, a step's work is too
-#: small for a barrier per step.
+#: small for a wait per step.
 SPLIT_SYNAPSES = 100_000
 
 
@@ -602,6 +614,18 @@ def narrow_accumulator(pop: Op) -> bool:
     if any(p.kind == "conv2d" and not unit_events(p) for p in projections):
         return False
     return sum(unit_bound(p) for p in projections) < 2**31
+
+
+def short_accumulator(pop: Op) -> bool:
+    """Whether ``pop``'s accumulator can be i16 (half the cache lines that W3's random adds
+    touch): every projection ``sparse`` (kernels adding through
+    :meth:`.emit.Lowering.accumulate`), and no sum of events of value 1 can leave i16 (Σ of
+    :func:`unit_bound` below 2**15), so that i16 sums are exact in any order.  Other events go
+    to the i64 side accumulator as for an i32 one (:func:`narrow_accumulator`); a step that
+    used it folds both into i32 currents (:meth:`.emit.Lowering.population_step`)."""
+    projections = [c.owner for c in pop.currents]
+    return (bool(projections) and all(p.kind == "sparse" for p in projections)
+            and sum(unit_bound(p) for p in projections) < 2**15)
 
 
 def private_accumulator(p: Op, narrow: bool) -> np.dtype | None:

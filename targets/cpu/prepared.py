@@ -80,13 +80,14 @@ def load(k: str, threads: int | None, kernels: str, cache: bool):
     """The executor stored under ``k``, or None (no entry, a damaged one, caching disabled)."""
     from .execute import Executor, step_version
     from .plan import FUNCTION_NAME
+    from .tables import aligned_empty
 
     path = _path(k)
     if path is None:
         return None
     try:
-        with open(path, "rb") as f:  # read once, into memory the arrays will view
-            data = bytearray(os.fstat(f.fileno()).st_size)
+        with open(path, "rb") as f:  # read once, into memory the arrays will view (tables on 64 bytes)
+            data = memoryview(aligned_empty(os.fstat(f.fileno()).st_size))
             if f.readinto(data) != len(data):
                 return None
         entry = _unpack(data)
@@ -96,7 +97,8 @@ def load(k: str, threads: int | None, kernels: str, cache: bool):
         return None
     net, layout, host, obj, symbols = entry
     compiled = load_object(obj, FUNCTION_NAME, symbols)
-    return Executor(net, layout, compiled, threads, step_version=step_version(net, kernels, cache), host=host)
+    return Executor(net, layout, compiled, threads, step_version=step_version(net, kernels, cache), host=host,
+                    unsplit_version=step_version(net, kernels, cache, split=False))
 
 
 def store(k: str, executor) -> None:

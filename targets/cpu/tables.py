@@ -22,6 +22,15 @@ SPIKE_LUT = np.array([[i for i in range(8) if m >> i & 1] + [0] * (8 - bin(m).co
                      dtype=np.int8)
 
 
+def aligned_empty(nbytes: int) -> np.ndarray:
+    """A uint8 array of ``nbytes`` that starts on a 64-byte boundary: for the tables bound to
+    the compiled code, whose rows of 64 bytes (W3's fixed rows) then each fill one cache line,
+    which one prefetch brings (numpy's and Python's buffers start on 16 or 32 bytes)."""
+    buf = np.empty(nbytes + 63, dtype=np.uint8)
+    start = -buf.ctypes.data % 64
+    return buf[start:start + nbytes]
+
+
 def narrow_int(data: np.ndarray) -> np.dtype:
     """The narrowest of int8, int16, int32, int64 that holds every value of ``data``."""
     lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
@@ -107,9 +116,10 @@ def fixed_rows(table: np.ndarray, bits: int, starts: np.ndarray, homes: np.ndarr
     straight-line code, without the mispredicted loop exit that dominated a row of ~10
     synapses (W3's recurrent events).  ``slots`` is the first of :data:`FIXED_SLOTS` that at
     most :data:`FIXED_OVERFLOW` of the rows exceed, when the mean row fills at least a third
-    of it.  A row's unused slots add weight 0 to the row's last target (so that they depend
-    only on that row's adds), or to ``homes[row]`` when the row is empty (a target the thread
-    running it owns: :func:`split_synapse_table`'s part).
+    of it.  A row's unused slot ``u`` adds weight 0 to the target of its slot ``u mod kept``
+    (so that it depends only on that row's adds, and no address gets a long chain of them),
+    or to ``homes[row]`` when the row is empty (a target the thread running it owns:
+    :func:`split_synapse_table`'s part).
 
     Returns ``(slots, fixed [rows, slots] i32, counts [rows], over_starts [rows + 1],
     over [n] i32)``: the synapses after a row's first ``slots`` are CSR rows of ``over``;
@@ -123,9 +133,13 @@ def fixed_rows(table: np.ndarray, bits: int, starts: np.ndarray, homes: np.ndarr
     if slots is None or counts.mean() * 3 < slots:
         return None
     mask = (1 << bits) - 1
-    last = np.where(counts > 0, table[np.maximum(starts[1:] - 1, 0)] & mask, homes).astype(np.int32)
-    fixed = np.repeat(last[:, None], slots, axis=1)
     kept = np.minimum(counts, slots)
+    # unused slot u pads with the target of the row's slot u mod kept, weight 0: its adds
+    # spread over the row's targets (chains of ceil(slots / kept) adds to one address rather
+    # than of slots - kept + 1 to its last); an empty row pads with its home
+    u = np.arange(slots)[None, :] % np.maximum(kept, 1)[:, None]
+    src = np.minimum(starts[:-1, None] + u, max(int(starts[-1]) - 1, 0))
+    fixed = np.where(kept[:, None] > 0, table[src] & mask if table.size else 0, homes[:, None]).astype(np.int32)
     row_of = np.repeat(np.arange(rows), counts)
     within = np.arange(int(starts[-1])) - np.repeat(starts[:-1], counts)
     head = within < slots
