@@ -54,7 +54,7 @@ class Emulator:
         hw = program.ports["population_hw"]
         self.hw_to_graph = np.empty(self.N, np.int64)
         self.hw_to_graph[hw] = np.arange(self.N)
-        self.params = neuron.NeuronParams(**{k: n[k][hw].astype(np.int64) for k in ("threshold", "bias", "du", "dv", "v0")},
+        self.params = neuron.NeuronParams(**{k: np.asarray(n[k][hw], np.int64) for k in ("threshold", "bias", "du", "dv", "v0")},
                                           reset_zero=n["reset"][hw] == 1, bits=n["bits"][hw].astype(np.int64))
         # The cores' synapse tables, merged into one table per delay by source (neurons, then
         # ports) to every neuron: a neuron lives on one core, so its current is the same integer
@@ -70,11 +70,14 @@ class Emulator:
         rows, cols, weights, delays = (np.concatenate(a) if a else np.zeros(0, np.int64)
                                        for a in (rows, cols, weights, delays))
         self.fan = {}  # delay -> synapses leaving each source (explicit and kernels)
-        tables = {}  # delay -> [(internal source, neuron, weight << exponent)] of the fan tables
+        tables = {}  # delay -> [(first internal source, FanTable by source from it, target offset)], merged below
         for d in np.unique(delays):
             sel = delays == d
-            tables[int(d)] = [(rows[sel], cols[sel], weights[sel])]
+            order = np.argsort(rows[sel], kind="stable")
             self.fan[int(d)] = np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int64)
+            start = np.concatenate([[0], np.cumsum(self.fan[int(d)])])
+            tables[int(d)] = [(0, FanTable(start, cols[sel][order], weights[sel][order]), 0)]
+        del rows, cols, weights, delays
         # kernels (docs/mesh-target.md): one convolution or product per kernel over its whole
         # target population, or their events through compiled loops (kernels.EventPlan); a
         # kernel with few targets per source joins its delay's fan table instead; sources are
@@ -82,27 +85,23 @@ class Emulator:
         kr = program.kernels
         self.kernels = KernelRunner(kr, program.geometries, kernels)  # kernels: auto, dense or event
         self.kernel_rows = {}  # delay -> [(row, first source, sources, target slice)]
+        self.tables = {}  # delay -> FanTable by internal source (start, neuron, weight): one compiled
+        # pass over a step's events adds every explicit synapse and fan-table kernel (jit.fan_scatter)
         for k, g in enumerate(program.geometries):
             d, n_src, n_tgt = int(kr["delay"][k]), int(np.prod(g.src)), int(np.prod(g.tgt))
             a = self.kernel_source(int(kr["source"][k]))
             t0 = int(kr["target"][k])
-            table = self.kernels.fan(k) if k not in program.split else None
+            table = self.kernels.fan(k, keep=False) if k not in program.split else None
             if table is not None:
-                start, target, weight = table.arrays
-                tables.setdefault(d, []).append((np.repeat(np.arange(a, a + n_src), np.diff(start)), target + t0, weight))
+                tables.setdefault(d, []).append((a, table, t0))
             elif k not in program.split:  # a split row runs on its dendrite cores (self.partials)
                 self.kernel_rows.setdefault(d, []).append((k, a, n_src, slice(t0, t0 + n_tgt)))
             fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
             fan[a:a + n_src] += g.fanout()
-        # delay -> CSR by internal source (start, neuron, weight): one compiled pass over a step's
-        # events adds every explicit synapse and fan-table kernel (jit.fan_scatter)
-        self.tables = {}
-        for d, parts in tables.items():
-            src, tgt, w = (np.concatenate(z).astype(np.int64) for z in zip(*parts))
-            if len(src):
-                order = np.argsort(src, kind="stable")
-                start = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=self.N + self.P))]).astype(np.int64)
-                self.tables[d] = FanTable(start, tgt[order], w[order])
+        for d in sorted(tables):  # each delay's parts freed once merged
+            merged = merge_fans(tables.pop(d), self.N + self.P)
+            if len(merged):
+                self.tables[d] = merged
         self.partials = None
         if program.fanin is not None:
             rows, geos, firsts = piece_rows(program.fanin, kr, program.geometries,
@@ -249,6 +248,27 @@ class Emulator:
         return RunResult("emulator", outputs, voltages=voltages, recorded=rec, timesteps=T, steps=steps,
                          spikes=int(counts.sum()), synaptic_ops=int(synaptic_ops), stats=statistics(fixed, tally.counts),
                          tally=tally)
+
+
+def merge_fans(parts: list, n_sources: int) -> FanTable:
+    """One fan table by source ``0..n_sources-1`` from ``parts`` ``[(first source, table,
+    target offset)]``: each source's pairs in the parts' order (as a stable sort of their
+    concatenation by source would give them), written straight into the merged arrays (a
+    part at a time: no concatenation, no sort; ResNet-50's fan tables hold millions of pairs)."""
+    counts = np.zeros(n_sources, np.int64)
+    for a, table, _ in parts:
+        counts[a:a + len(table.start) - 1] += np.diff(table.start)
+    start = np.concatenate([[0], np.cumsum(counts)])
+    del counts
+    fill = start[:-1].copy()  # where each source's next pair goes
+    target, weight = np.empty(int(start[-1]), np.int64), np.empty(int(start[-1]), np.int64)
+    for a, table, t0 in parts:
+        n, lens = len(table.start) - 1, np.diff(table.start)
+        at = np.repeat(fill[a:a + n] - table.start[:-1], lens) + np.arange(int(table.start[-1]), dtype=np.int64)
+        target[at] = table.target + t0 if t0 else table.target
+        weight[at] = table.weight
+        fill[a:a + n] += lens
+    return FanTable(start, target, weight)
 
 
 class Emitted:

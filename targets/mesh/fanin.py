@@ -132,12 +132,12 @@ def check_fanin(f: dict, kr: dict, geometries: list, kinds: list, core_start: np
     return split
 
 
-def dendrite_pairs(f: dict, kr: dict, geometries: list, kinds: list) -> np.ndarray:
-    """Distinct ``(global source, dendrite core)`` pairs the dendrite cores read."""
-    keys = []
-    C = int(f["dendrite_core"].max()) + 1 if len(f["dendrite_core"]) else 1
+def dendrite_reads(f: dict, kr: dict, geometries: list, kinds: list):
+    """Per dendrite core, the ``(global sources, cores)`` it reads (two arrays of one length,
+    the core repeated), as :func:`~nmc.targets.mesh.kernels.kernel_reads` gives a kernel's."""
     for d in range(len(f["dendrite_core"])):
         comps = f["comp_target"][f["comp_start"][d]:f["comp_start"][d + 1]]
+        sources = []
         for q in f["pieces"][f["piece_start"][d]:f["piece_start"][d + 1]]:
             k = int(f["part_kernel"][q])
             g = geometries[k]
@@ -146,11 +146,10 @@ def dendrite_pairs(f: dict, kr: dict, geometries: list, kinds: list) -> np.ndarr
             breaks = np.flatnonzero(np.diff(local) != 1) + 1
             runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(local, breaks) if len(r)]
             ids = np.concatenate([field_ids(sub.field(box), sub.src) for box in runs_to_boxes(runs, g.tgt)])
-            keys.append((ids + first + int(kr["source"][k])) * C + int(f["dendrite_core"][d]))
-    if not keys:
-        return np.zeros((0, 2), np.int64)
-    keys = distinct(np.concatenate(keys))
-    return np.stack([keys // C, keys % C], axis=1)
+            sources.append(ids + first + int(kr["source"][k]))
+        if sources:
+            sources = np.concatenate(sources)
+            yield sources, np.full(len(sources), f["dendrite_core"][d], np.int64)
 
 
 def _piece(kind: str, g: Geometry, lo: int, hi: int) -> tuple[Geometry, int]:
