@@ -210,14 +210,17 @@ class Emulator:
                 if t - d not in emitted:
                     continue
                 ev = emitted[t - d]
+                sample, column, value = ev.events()
                 if d in self.tables:
-                    self.tables[d].add(current, ev.sample, ev.column, ev.value)
+                    self.tables[d].add(current, sample, column, value)
                 for k, a, n, tgt in self.kernel_rows.get(d, ()):
                     self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n),
                                      ev.count(a, n), 1 if a < N else None, scratch)
                 if partial is not None and d in self.partials.by_delay:
-                    self.partials.add(partial, d, ev.x())
-                synaptic_ops += int(fan[ev.column].sum())
+                    self.partials.add(partial, d, ev.source)
+                synaptic_ops += int(fan[column].sum())
+                del sample, column, value
+                ev.release()
             if partial is not None:  # dendrite cores -> soma cores, same step
                 messages = self.partials.deliver(partial, current)
                 partial_sums += int(messages.sum())
@@ -273,25 +276,39 @@ def merge_fans(parts: list, n_sources: int) -> FanTable:
 
 class Emitted:
     """What every source emitted at one step: the neurons' ``spikes`` [B, N] int8 (``fired``:
-    their flat indices) and the ``ports`` [B, P] int64; internally sources are the neurons
-    (graph order), then the ports.  ``sample``, ``column``, ``value``: the events (non-zero
-    values), neurons' first."""
+    their flat indices) and the ports' values ``ports`` [B, P] int64; internally sources are the
+    neurons (graph order), then the ports.  Only these are kept (the emulator keeps the last
+    ``max_delay`` steps' worth: ResNet-50 has 9 million events a step); the events as
+    (sample, source, value) arrays and the kernels' views of them are worked out when a step
+    reads them, and dropped by :meth:`release`."""
 
     def __init__(self, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
-        N, P = spikes.shape[1], ports.shape[1]
-        self.spikes, self.ports, self.N = spikes, ports, N
-        self.parts = [(fired, *np.divmod(fired, N), np.ones(len(fired), np.int64))]
-        flat = np.flatnonzero(ports != 0)
-        self.parts.append((flat, *np.divmod(flat, P), ports.reshape(-1)[flat]))
-        self.sample = np.concatenate([self.parts[0][1], self.parts[1][1]])
-        self.column = np.concatenate([self.parts[0][2], self.parts[1][2] + N])
-        self.value = np.concatenate([self.parts[0][3], self.parts[1][3]])
-        self._within: dict = {}
-        self._bounds_of: dict = {}
+        self.spikes, self.ports, self.fired, self.N = spikes, ports, fired, spikes.shape[1]
+        self.port_flat = np.flatnonzero(ports != 0)
+        self._cache: dict = {}
 
-    def x(self) -> np.ndarray:
-        """All source values [B, N + P]."""
-        return np.concatenate([self.spikes, self.ports], axis=1)
+    def release(self) -> None:
+        """Drop what was worked out from the spikes and ports (the events, their bounds)."""
+        self._cache.clear()
+
+    def _part(self, neurons: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(flat index, sample, source within the part, value) of the neurons' or the ports' events."""
+        if neurons not in self._cache:
+            if neurons:
+                flat, width = self.fired, self.N
+                value = np.ones(len(flat), np.int64)
+            else:
+                flat, width = self.port_flat, self.ports.shape[1]
+                value = self.ports.reshape(-1)[flat]
+            self._cache[neurons] = (flat, *np.divmod(flat, width), value)
+        return self._cache[neurons]
+
+    def events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sample, internal source, value) of every event (non-zero value), neurons' first."""
+        if "events" not in self._cache:
+            (_, b0, j0, v0), (_, b1, j1, v1) = self._part(True), self._part(False)
+            self._cache["events"] = (np.concatenate([b0, b1]), np.concatenate([j0, j1 + self.N]), np.concatenate([v0, v1]))
+        return self._cache["events"]
 
     def source(self, a: int, n: int) -> np.ndarray:
         """The values of sources ``[a, a + n)`` (all neurons or all ports), [B, n]."""
@@ -299,12 +316,12 @@ class Emitted:
 
     def _bounds(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Per sample, where the events of sources ``[a, a + n)`` start and end in their part."""
-        if (a, n) not in self._bounds_of:
-            flat = self.parts[0][0] if a < self.N else self.parts[1][0]
+        if ("bounds", a, n) not in self._cache:
+            flat = self.fired if a < self.N else self.port_flat
             a0, width = (a, self.N) if a < self.N else (a - self.N, self.ports.shape[1])
             rows = np.arange(self.spikes.shape[0]) * width
-            self._bounds_of[a, n] = np.searchsorted(flat, rows + a0), np.searchsorted(flat, rows + a0 + n)
-        return self._bounds_of[a, n]
+            self._cache["bounds", a, n] = np.searchsorted(flat, rows + a0), np.searchsorted(flat, rows + a0 + n)
+        return self._cache["bounds", a, n]
 
     def count(self, a: int, n: int) -> int:
         """The number of events of sources ``[a, a + n)`` (all neurons or all ports)."""
@@ -313,13 +330,13 @@ class Emitted:
 
     def within(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The events of sources ``[a, a + n)`` (all neurons or all ports): (sample, source − a, value)."""
-        if (a, n) not in self._within:
-            _, sample, column, value = self.parts[0] if a < self.N else self.parts[1]
+        if ("within", a, n) not in self._cache:
+            _, sample, column, value = self._part(a < self.N)
             lo, hi = self._bounds(a, n)
             lens = hi - lo
             idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-            self._within[a, n] = (sample[idx], column[idx] - (a if a < self.N else a - self.N), value[idx])
-        return self._within[a, n]
+            self._cache["within", a, n] = (sample[idx], column[idx] - (a if a < self.N else a - self.N), value[idx])
+        return self._cache["within", a, n]
 
 
 def statistics(fixed: dict, counts: dict) -> dict:

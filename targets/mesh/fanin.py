@@ -212,10 +212,11 @@ class PartialSums:
     def start(self, batch: int) -> np.ndarray:
         return np.zeros((batch, self.M), np.int64)
 
-    def add(self, values: np.ndarray, delay: int, x: np.ndarray) -> None:
-        """Partial sums of the pieces of this delay from source values ``x`` (internal order)."""
+    def add(self, values: np.ndarray, delay: int, source) -> None:
+        """Partial sums of the pieces of this delay from the source values: ``source(a, n)``
+        gives those of internal sources ``[a, a + n)`` [B, n] (a piece reads all neurons or all ports)."""
         for q, src, comps, local in self.by_delay.get(delay, ()):
-            values[:, comps] += self.runner.current(q, x[:, src])[:, local]
+            values[:, comps] += self.runner.current(q, source(src.start, src.stop - src.start))[:, local]
 
     def deliver(self, values: np.ndarray, current: np.ndarray) -> np.ndarray:
         """Add the saturated messages to the somas' currents; returns messages per dendrite."""
