@@ -69,13 +69,13 @@ class Emulator:
             delays.append(s["syn_delay"][s0:s1])
         rows, cols, weights, delays = (np.concatenate(a) if a else np.zeros(0, np.int64)
                                        for a in (rows, cols, weights, delays))
-        self.fan = {}  # delay -> synapses leaving each source (explicit and kernels)
+        self.fan = {}  # delay -> synapses leaving each source (explicit and kernels), int32 (counted per step)
         tables = {}  # delay -> [(first internal source, FanTable by source from it, target offset)], merged below
         for d in np.unique(delays):
             sel = delays == d
             order = np.argsort(rows[sel], kind="stable")
-            self.fan[int(d)] = np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int64)
-            start = np.concatenate([[0], np.cumsum(self.fan[int(d)])])
+            self.fan[int(d)] = np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int32)
+            start = np.concatenate([[0], np.cumsum(self.fan[int(d)], dtype=np.int64)])
             tables[int(d)] = [(0, FanTable(start, cols[sel][order], weights[sel][order]), 0)]
         del rows, cols, weights, delays
         # kernels (docs/mesh-target.md): one convolution or product per kernel over its whole
@@ -96,7 +96,7 @@ class Emulator:
                 tables.setdefault(d, []).append((a, table, t0))
             elif k not in program.split:  # a split row runs on its dendrite cores (self.partials)
                 self.kernel_rows.setdefault(d, []).append((k, a, n_src, slice(t0, t0 + n_tgt)))
-            fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
+            fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int32))
             fan[a:a + n_src] += g.fanout()
         for d in sorted(tables):  # each delay's parts freed once merged
             merged = merge_fans(tables.pop(d), self.N + self.P)
@@ -108,7 +108,7 @@ class Emulator:
                                             [KINDS[int(k)] for k in kr["kind"]])
             self.partials = PartialSums(program.fanin, rows, geos, firsts, self.kernel_source, self.N)
             for d in self.partials.by_delay:
-                self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
+                self.fan.setdefault(d, np.zeros(self.N + self.P, np.int32))
         self.max_delay = max(self.fan, default=1)
         compile_loops()  # once per process, with the image's loading rather than in its first run
         self._routes(program)
@@ -218,7 +218,7 @@ class Emulator:
                                      ev.count(a, n), 1 if a < N else None, scratch)
                 if partial is not None and d in self.partials.by_delay:
                     self.partials.add(partial, d, ev.source)
-                synaptic_ops += int(fan[column].sum())
+                synaptic_ops += int(fan[column].sum(dtype=np.int64))
                 del sample, column, value
                 ev.release()
             if partial is not None:  # dendrite cores -> soma cores, same step
