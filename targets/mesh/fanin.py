@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.netlist import distinct
 from nmc.targets.mapping.shapes import Geometry, field_ids, runs_to_boxes
+from nmc.targets.mesh.kernels import index_runs
 
 ARRAYS = ("partial_bits", "part_kernel", "part_lo", "part_hi", "dendrite_core", "dendrite_soma", "piece_start",
           "pieces", "comp_start", "comp_target", "path_start", "path_links")
@@ -143,8 +144,7 @@ def dendrite_reads(f: dict, kr: dict, geometries: list, kinds: list):
             g = geometries[k]
             sub, first = _piece(kinds[k], g, int(f["part_lo"][q]), int(f["part_hi"][q]))
             local = comps - int(kr["target"][k])
-            breaks = np.flatnonzero(np.diff(local) != 1) + 1
-            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(local, breaks) if len(r)]
+            runs = index_runs(local) if len(local) else []
             ids = np.concatenate([field_ids(sub.field(box), sub.src) for box in runs_to_boxes(runs, g.tgt)])
             sources.append(ids + first + int(kr["source"][k]))
         if sources:

@@ -156,6 +156,13 @@ def check_kernels(kr: dict, N: int, P: int, chip, error) -> list[Geometry]:
     return out
 
 
+def index_runs(idx: np.ndarray) -> list[tuple[int, int]]:
+    """The maximal runs of consecutive values of ``idx`` (non-empty), as ``[(first, last + 1)]``."""
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    firsts, lasts = idx[np.r_[0, breaks]], idx[np.r_[breaks - 1, len(idx) - 1]]
+    return list(zip(firsts.tolist(), (lasts + 1).tolist()))
+
+
 def kernel_reads(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray, skip=frozenset()):
     """Per kernel row (rows in ``skip``, split across dendrite cores, are read there instead:
     :mod:`nmc.targets.mesh.fanin`), the ``(global sources, cores)`` it needs routed, two
@@ -173,8 +180,7 @@ def kernel_reads(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray
         for idx in np.split(order, bounds):
             if not len(idx):
                 continue
-            breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, breaks)]
+            runs = index_runs(idx)
             ids = np.concatenate([field_ids(g.field(box), g.src) for box in runs_to_boxes(runs, g.tgt)])
             sources.append(ids + s0)
             at.append(np.full(len(ids), cores[idx[0]], np.int64))
