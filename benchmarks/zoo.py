@@ -132,7 +132,8 @@ def links_over(image, chip) -> tuple[int, float]:
 
 def network_row(spec: dict) -> dict:
     """Import, convert, map and run one zoo network (module docstring); one table row.
-    ``spec["keep"]``: a path to save the image at (the Ray check runs it again)."""
+    ``spec["keep"]``: a path to save the image at (the Ray check runs it again), its run
+    images beside it (``.x.npy`` for ``.nmb``)."""
     import nmc
     from nmc.compiler import default_pipeline, resolve_target
     from nmc.diagnostics import NmcError
@@ -192,6 +193,8 @@ def network_row(spec: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="nmc-zoo-") as tmp:
         path = spec.get("keep") or str(Path(tmp) / "net.nmb")
         image.save(path)
+        if spec.get("keep"):
+            np.save(str(Path(path).with_suffix(".x.npy")), x_run)
         del image
         try:
             emu = nmc.run(path, x_run, backend="emulator")
@@ -302,6 +305,8 @@ def main() -> None:
                     help="rows run at once, each in its own process (their timings then share the cores)")
     ap.add_argument("--in-process", action="store_true", help="run the rows in this process (debugging)")
     ap.add_argument("--cluster", metavar="auto|ADDRESS", help="add the Ray check (module docstring)")
+    ap.add_argument("--keep", metavar="DIR", help="save each row's image as DIR/NETWORK.nmb and its run images "
+                    "as DIR/NETWORK.x.npy (to run them again with nmc run, each executor in its own process)")
     ap.add_argument("--cluster-network", default="squeezenet")
     ap.add_argument("--cluster-samples", type=int, default=4)
     ap.add_argument("--cluster-backend", default="cpu", choices=("emulator", "cpu"))
@@ -344,7 +349,8 @@ def run_rows(args, names: list[str], limit: float) -> tuple[list[dict], str | No
             spec = {"network": name, "timesteps": args.timesteps, "calib": args.calib, "samples": args.samples,
                     "chip": args.chip, "lrn": args.lrn, "rates": args.rates, "links": args.links, "seed": args.seed,
                     "max_memory": args.max_memory, "memory_limit_gib": limit,
-                    "keep": kept if args.cluster and name == args.cluster_network else None}
+                    "keep": kept if args.cluster and name == args.cluster_network else
+                    str(Path(args.keep) / f"{name}.nmb") if args.keep else None}
             start = time.perf_counter()
             row = isolated(network_row, spec, args.timeout, args.in_process)
             row.setdefault("network", name)

@@ -68,6 +68,7 @@ IMAGE_MUTATIONS = {
     "kernel-target-off": (_set("mesh.kernels", "target", 0, 1 << 30), "drives neurons"),
     "kernel-shape": (_set("mesh.kernels", "shapes", (0, 5), 3), "geometry needs"),
     "kernel-unrouted": (_set("mesh.routes", "source_group", slice(None), -1), "routes nowhere"),
+    "routes-miss-cores": (_set("mesh.routes", "dest_start", 1, 0), "does not reach"),  # the ports reach no core
     "encoders-empty": (lambda d: im.edit_meta(d, lambda m: m.__setitem__("encoders", [])), "feeds no encoder"),
     "pos-off-board": (_set("mesh.cores", "pos", (0, 2), 1000), "pos"),
     "link-off-board": (_set("mesh.routes", "links", (0, 3), 1000), "links"),

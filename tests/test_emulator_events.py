@@ -20,10 +20,10 @@ from nmc.ir.core import Blob, Graph
 from nmc.ir.snn import Encode, Project
 from nmc.ir.types import TensorType
 from nmc.targets.mapping.shapes import Geometry, geometry
-from nmc.targets.mesh.emulator import Emulator
+from nmc.targets.mesh.emulator import Emulator, merge_fans
 from nmc.targets.mesh import jit, kernels
 from nmc.targets.mesh.kernels import KINDS, KernelRunner, window_table
-from nmc.targets.mesh.sections import load_sections
+from nmc.targets.mesh.sections import load_sections, pack, unpack
 
 
 def projection(rng, kind: str):
@@ -61,7 +61,7 @@ def kernel_rows(p):
     wt = np.asarray(p.weight.data if isinstance(p.weight, Blob) else p.weight).astype(np.int64)
     if p.kind == "pool":
         wt = np.broadcast_to(wt, p.result.type.shape)
-    wt = wt.reshape(-1)
+    wt = unpack(pack({"weights": wt.reshape(-1)}), "k", narrow=("weights",))["weights"]  # stored type, as loaded
     kr = {"kind": np.array([KINDS.index(p.kind)], np.uint8), "weights": wt, "weight_start": np.array([0, len(wt)]),
           "exponent": np.array([p.exponent])}
     return kr, g
@@ -122,6 +122,28 @@ def test_fan_table_loop_equals_python(seed, scale):
     wrapped = [[(x + (1 << 63)) % (1 << 64) - (1 << 63) for x in row] for row in want]
     np.testing.assert_array_equal(wide[:, 1:n + 1], np.array(wrapped, dtype=np.int64).reshape(B, n))
     assert not wide[:, 0].any() and not wide[:, n + 1:].any()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_merged_fan_tables_equal_a_stable_sort_of_their_pairs(seed):
+    """merge_fans gives each source its pairs in the parts' order, targets offset: what a
+    stable sort of the parts' concatenated (source, target, weight) triples by source gives."""
+    rng = np.random.default_rng(seed)
+    n, parts, triples = int(rng.integers(1, 40)), [], []
+    for _ in range(int(rng.integers(0, 5))):
+        a = int(rng.integers(0, n))
+        m = int(rng.integers(0, n - a + 1))
+        start = np.concatenate([[0], np.cumsum(rng.integers(0, 4, m))])
+        target, weight, t0 = rng.integers(0, 50, start[-1]), rng.integers(-9, 10, start[-1]), int(rng.integers(0, 3))
+        parts.append((a, jit.FanTable(start, target, weight), t0))
+        triples.append((np.repeat(np.arange(a, a + m), np.diff(start)), target + t0, weight))
+    merged = merge_fans(parts, n)
+    src, tgt, w = (np.concatenate([t[i] for t in triples]) if triples else np.zeros(0, np.int64) for i in range(3))
+    order = np.argsort(src, kind="stable")
+    np.testing.assert_array_equal(merged.start, np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]))
+    np.testing.assert_array_equal(merged.target, tgt[order])
+    np.testing.assert_array_equal(merged.weight, w[order])
 
 
 @settings(max_examples=100, deadline=None)

@@ -73,12 +73,15 @@ class Emulator:
             delays.append(s["syn_delay"][s0:s1])
         rows, cols, weights, delays = (np.concatenate(a) if a else np.zeros(0, np.int64)
                                        for a in (rows, cols, weights, delays))
-        self.fan = {}  # delay -> synapses leaving each source (explicit and kernels)
-        tables = {}  # delay -> [(internal source, neuron, weight << exponent)] of the fan tables
+        self.fan = {}  # delay -> synapses leaving each source (explicit and kernels), int32 (counted per step)
+        tables = {}  # delay -> [(first internal source, FanTable by source from it, target offset)], merged below
         for d in np.unique(delays):
             sel = delays == d
-            tables[int(d)] = [(rows[sel], cols[sel], weights[sel])]
-            self.fan[int(d)] = np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int64)
+            order = np.argsort(rows[sel], kind="stable")
+            self.fan[int(d)] = np.bincount(rows[sel], minlength=self.N + self.P).astype(np.int32)
+            start = np.concatenate([[0], np.cumsum(self.fan[int(d)], dtype=np.int64)])
+            tables[int(d)] = [(0, FanTable(start, cols[sel][order], weights[sel][order]), 0)]
+        del rows, cols, weights, delays
         # kernels (docs/mesh-target.md): one convolution or product per kernel over its whole
         # target population, or their events through compiled loops (kernels.EventPlan); a
         # kernel with few targets per source joins its delay's fan table instead; sources are
@@ -86,34 +89,30 @@ class Emulator:
         kr = program.kernels
         self.kernels = KernelRunner(kr, program.geometries, kernels)  # kernels: auto, dense or event
         self.kernel_rows = {}  # delay -> [(row, first source, sources, target slice)]
+        self.tables = {}  # delay -> FanTable by internal source (start, neuron, weight): one compiled
+        # pass over a step's events adds every explicit synapse and fan-table kernel (jit.fan_scatter)
         for k, g in enumerate(program.geometries):
             d, n_src, n_tgt = int(kr["delay"][k]), int(np.prod(g.src)), int(np.prod(g.tgt))
             a = self.kernel_source(int(kr["source"][k]))
             t0 = int(kr["target"][k])
-            table = self.kernels.fan(k) if k not in program.split else None
+            table = self.kernels.fan(k, keep=False) if k not in program.split else None
             if table is not None:
-                start, target, weight = table.arrays
-                tables.setdefault(d, []).append((np.repeat(np.arange(a, a + n_src), np.diff(start)), target + t0, weight))
+                tables.setdefault(d, []).append((a, table, t0))
             elif k not in program.split:  # a split row runs on its dendrite cores (self.partials)
                 self.kernel_rows.setdefault(d, []).append((k, a, n_src, slice(t0, t0 + n_tgt)))
-            fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
+            fan = self.fan.setdefault(d, np.zeros(self.N + self.P, np.int32))
             fan[a:a + n_src] += g.fanout()
-        # delay -> CSR by internal source (start, neuron, weight): one compiled pass over a step's
-        # events adds every explicit synapse and fan-table kernel (jit.fan_scatter)
-        self.tables = {}
-        for d, parts in tables.items():
-            src, tgt, w = (np.concatenate(z).astype(np.int64) for z in zip(*parts))
-            if len(src):
-                order = np.argsort(src, kind="stable")
-                start = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=self.N + self.P))]).astype(np.int64)
-                self.tables[d] = FanTable(start, tgt[order], w[order])
+        for d in sorted(tables):  # each delay's parts freed once merged
+            merged = merge_fans(tables.pop(d), self.N + self.P)
+            if len(merged):
+                self.tables[d] = merged
         self.partials = None
         if program.fanin is not None:
             rows, geos, firsts = piece_rows(program.fanin, kr, program.geometries,
                                             [KINDS[int(k)] for k in kr["kind"]])
             self.partials = PartialSums(program.fanin, rows, geos, firsts, self.kernel_source, self.N)
             for d in self.partials.by_delay:
-                self.fan.setdefault(d, np.zeros(self.N + self.P, np.int64))
+                self.fan.setdefault(d, np.zeros(self.N + self.P, np.int32))
         self.max_delay = max(self.fan, default=1)
         compile_loops()  # once per process, with the image's loading rather than in its first run
         self._routes(program)
@@ -216,14 +215,17 @@ class Emulator:
                 if t - d not in emitted:
                     continue
                 ev = emitted[t - d]
+                sample, column, value = ev.events()
                 if d in self.tables:
-                    self.tables[d].add(current, ev.sample, ev.column, ev.value)
+                    self.tables[d].add(current, sample, column, value)
                 for k, a, n, tgt in self.kernel_rows.get(d, ()):
                     self.kernels.add(k, current[:, tgt], ev.source(a, n), lambda a=a, n=n, ev=ev: ev.within(a, n),
                                      ev.count(a, n), self.max_spikes if a < N else None, scratch)
                 if partial is not None and d in self.partials.by_delay:
-                    self.partials.add(partial, d, ev.x())
-                synaptic_ops += int(fan[ev.column].sum())
+                    self.partials.add(partial, d, ev.source)
+                synaptic_ops += int(fan[column].sum(dtype=np.int64))
+                del sample, column, value
+                ev.release()
             if partial is not None:  # dendrite cores -> soma cores, same step
                 messages = self.partials.deliver(partial, current)
                 partial_sums += int(messages.sum())
@@ -260,27 +262,62 @@ class Emulator:
                          tally=tally)
 
 
+def merge_fans(parts: list, n_sources: int) -> FanTable:
+    """One fan table by source ``0..n_sources-1`` from ``parts`` ``[(first source, table,
+    target offset)]``: each source's pairs in the parts' order (as a stable sort of their
+    concatenation by source would give them), written straight into the merged arrays (a
+    part at a time: no concatenation, no sort; ResNet-50's fan tables hold millions of pairs)."""
+    counts = np.zeros(n_sources, np.int64)
+    for a, table, _ in parts:
+        counts[a:a + len(table.start) - 1] += np.diff(table.start)
+    start = np.concatenate([[0], np.cumsum(counts)])
+    del counts
+    fill = start[:-1].copy()  # where each source's next pair goes
+    target, weight = np.empty(int(start[-1]), np.int64), np.empty(int(start[-1]), np.int64)
+    for a, table, t0 in parts:
+        n, lens = len(table.start) - 1, np.diff(table.start)
+        at = np.repeat(fill[a:a + n] - table.start[:-1], lens) + np.arange(int(table.start[-1]), dtype=np.int64)
+        target[at] = table.target + t0 if t0 else table.target
+        weight[at] = table.weight
+        fill[a:a + n] += lens
+    return FanTable(start, target, weight)
+
+
 class Emitted:
     """What every source emitted at one step: the neurons' ``spikes`` [B, N] int8 (``fired``:
-    their flat indices) and the ``ports`` [B, P] int64; internally sources are the neurons
-    (graph order), then the ports.  ``sample``, ``column``, ``value``: the events (non-zero
-    values), neurons' first."""
+    their flat indices) and the ports' values ``ports`` [B, P] int64; internally sources are the
+    neurons (graph order), then the ports.  Only these are kept (the emulator keeps the last
+    ``max_delay`` steps' worth: ResNet-50 has 9 million events a step); the events as
+    (sample, source, value) arrays and the kernels' views of them are worked out when a step
+    reads them, and dropped by :meth:`release`."""
 
     def __init__(self, spikes: np.ndarray, fired: np.ndarray, ports: np.ndarray):
-        N, P = spikes.shape[1], ports.shape[1]
-        self.spikes, self.ports, self.N = spikes, ports, N
-        self.parts = [(fired, *np.divmod(fired, N), spikes.reshape(-1)[fired].astype(np.int64))]  # burst: counts
-        flat = np.flatnonzero(ports != 0)
-        self.parts.append((flat, *np.divmod(flat, P), ports.reshape(-1)[flat]))
-        self.sample = np.concatenate([self.parts[0][1], self.parts[1][1]])
-        self.column = np.concatenate([self.parts[0][2], self.parts[1][2] + N])
-        self.value = np.concatenate([self.parts[0][3], self.parts[1][3]])
-        self._within: dict = {}
-        self._bounds_of: dict = {}
+        self.spikes, self.ports, self.fired, self.N = spikes, ports, fired, spikes.shape[1]
+        self.port_flat = np.flatnonzero(ports != 0)
+        self._cache: dict = {}
 
-    def x(self) -> np.ndarray:
-        """All source values [B, N + P]."""
-        return np.concatenate([self.spikes, self.ports], axis=1)
+    def release(self) -> None:
+        """Drop what was worked out from the spikes and ports (the events, their bounds)."""
+        self._cache.clear()
+
+    def _part(self, neurons: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(flat index, sample, source within the part, value) of the neurons' or the ports' events."""
+        if neurons not in self._cache:
+            if neurons:
+                flat, width = self.fired, self.N
+                value = self.spikes.reshape(-1)[flat].astype(np.int64)  # burst: spike counts
+            else:
+                flat, width = self.port_flat, self.ports.shape[1]
+                value = self.ports.reshape(-1)[flat]
+            self._cache[neurons] = (flat, *np.divmod(flat, width), value)
+        return self._cache[neurons]
+
+    def events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sample, internal source, value) of every event (non-zero value), neurons' first."""
+        if "events" not in self._cache:
+            (_, b0, j0, v0), (_, b1, j1, v1) = self._part(True), self._part(False)
+            self._cache["events"] = (np.concatenate([b0, b1]), np.concatenate([j0, j1 + self.N]), np.concatenate([v0, v1]))
+        return self._cache["events"]
 
     def source(self, a: int, n: int) -> np.ndarray:
         """The values of sources ``[a, a + n)`` (all neurons or all ports), [B, n]."""
@@ -288,12 +325,12 @@ class Emitted:
 
     def _bounds(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Per sample, where the events of sources ``[a, a + n)`` start and end in their part."""
-        if (a, n) not in self._bounds_of:
-            flat = self.parts[0][0] if a < self.N else self.parts[1][0]
+        if ("bounds", a, n) not in self._cache:
+            flat = self.fired if a < self.N else self.port_flat
             a0, width = (a, self.N) if a < self.N else (a - self.N, self.ports.shape[1])
             rows = np.arange(self.spikes.shape[0]) * width
-            self._bounds_of[a, n] = np.searchsorted(flat, rows + a0), np.searchsorted(flat, rows + a0 + n)
-        return self._bounds_of[a, n]
+            self._cache["bounds", a, n] = np.searchsorted(flat, rows + a0), np.searchsorted(flat, rows + a0 + n)
+        return self._cache["bounds", a, n]
 
     def count(self, a: int, n: int) -> int:
         """The number of events of sources ``[a, a + n)`` (all neurons or all ports)."""
@@ -302,13 +339,13 @@ class Emitted:
 
     def within(self, a: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The events of sources ``[a, a + n)`` (all neurons or all ports): (sample, source − a, value)."""
-        if (a, n) not in self._within:
-            _, sample, column, value = self.parts[0] if a < self.N else self.parts[1]
+        if ("within", a, n) not in self._cache:
+            _, sample, column, value = self._part(a < self.N)
             lo, hi = self._bounds(a, n)
             lens = hi - lo
             idx = np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-            self._within[a, n] = (sample[idx], column[idx] - (a if a < self.N else a - self.N), value[idx])
-        return self._within[a, n]
+            self._cache["within", a, n] = (sample[idx], column[idx] - (a if a < self.N else a - self.N), value[idx])
+        return self._cache["within", a, n]
 
 
 def statistics(fixed: dict, counts: dict) -> dict:

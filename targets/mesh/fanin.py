@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.netlist import distinct
 from nmc.targets.mapping.shapes import Geometry, field_ids, runs_to_boxes
+from nmc.targets.mesh.kernels import index_runs
 
 ARRAYS = ("partial_bits", "part_kernel", "part_lo", "part_hi", "dendrite_core", "dendrite_soma", "piece_start",
           "pieces", "comp_start", "comp_target", "path_start", "path_links")
@@ -132,25 +133,23 @@ def check_fanin(f: dict, kr: dict, geometries: list, kinds: list, core_start: np
     return split
 
 
-def dendrite_pairs(f: dict, kr: dict, geometries: list, kinds: list) -> np.ndarray:
-    """Distinct ``(global source, dendrite core)`` pairs the dendrite cores read."""
-    keys = []
-    C = int(f["dendrite_core"].max()) + 1 if len(f["dendrite_core"]) else 1
+def dendrite_reads(f: dict, kr: dict, geometries: list, kinds: list):
+    """Per dendrite core, the ``(global sources, cores)`` it reads (two arrays of one length,
+    the core repeated), as :func:`~nmc.targets.mesh.kernels.kernel_reads` gives a kernel's."""
     for d in range(len(f["dendrite_core"])):
         comps = f["comp_target"][f["comp_start"][d]:f["comp_start"][d + 1]]
+        sources = []
         for q in f["pieces"][f["piece_start"][d]:f["piece_start"][d + 1]]:
             k = int(f["part_kernel"][q])
             g = geometries[k]
             sub, first = _piece(kinds[k], g, int(f["part_lo"][q]), int(f["part_hi"][q]))
             local = comps - int(kr["target"][k])
-            breaks = np.flatnonzero(np.diff(local) != 1) + 1
-            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(local, breaks) if len(r)]
+            runs = index_runs(local) if len(local) else []
             ids = np.concatenate([field_ids(sub.field(box), sub.src) for box in runs_to_boxes(runs, g.tgt)])
-            keys.append((ids + first + int(kr["source"][k])) * C + int(f["dendrite_core"][d]))
-    if not keys:
-        return np.zeros((0, 2), np.int64)
-    keys = distinct(np.concatenate(keys))
-    return np.stack([keys // C, keys % C], axis=1)
+            sources.append(ids + first + int(kr["source"][k]))
+        if sources:
+            sources = np.concatenate(sources)
+            yield sources, np.full(len(sources), f["dendrite_core"][d], np.int64)
 
 
 def _piece(kind: str, g: Geometry, lo: int, hi: int) -> tuple[Geometry, int]:
@@ -213,10 +212,11 @@ class PartialSums:
     def start(self, batch: int) -> np.ndarray:
         return np.zeros((batch, self.M), np.int64)
 
-    def add(self, values: np.ndarray, delay: int, x: np.ndarray) -> None:
-        """Partial sums of the pieces of this delay from source values ``x`` (internal order)."""
+    def add(self, values: np.ndarray, delay: int, source) -> None:
+        """Partial sums of the pieces of this delay from the source values: ``source(a, n)``
+        gives those of internal sources ``[a, a + n)`` [B, n] (a piece reads all neurons or all ports)."""
         for q, src, comps, local in self.by_delay.get(delay, ()):
-            values[:, comps] += self.runner.current(q, x[:, src])[:, local]
+            values[:, comps] += self.runner.current(q, source(src.start, src.stop - src.start))[:, local]
 
     def deliver(self, values: np.ndarray, current: np.ndarray) -> np.ndarray:
         """Add the saturated messages to the somas' currents; returns messages per dendrite."""

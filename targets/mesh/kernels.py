@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 
 from nmc.ir.core import Blob
-from nmc.targets.mapping.netlist import distinct
 from nmc.targets.mapping.shapes import Geometry, field_ids, runs_to_boxes
 from nmc.targets.mesh import jit
 from nmc.windows import window_views
@@ -157,12 +156,18 @@ def check_kernels(kr: dict, N: int, P: int, chip, error) -> list[Geometry]:
     return out
 
 
-def kernel_pairs(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray, skip=frozenset()) -> np.ndarray:
-    """Distinct ``(global source, core)`` pairs the kernels need routed: each core receives
-    the receptive fields of the boxes of target neurons it holds (rows in ``skip``, split
-    across dendrite cores, are read there instead: :mod:`nmc.targets.mesh.fanin`)."""
-    keys = []
-    C = int(core_of_graph.max()) + 1 if len(core_of_graph) else 1
+def index_runs(idx: np.ndarray) -> list[tuple[int, int]]:
+    """The maximal runs of consecutive values of ``idx`` (non-empty), as ``[(first, last + 1)]``."""
+    breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+    firsts, lasts = idx[np.r_[0, breaks]], idx[np.r_[breaks - 1, len(idx) - 1]]
+    return list(zip(firsts.tolist(), (lasts + 1).tolist()))
+
+
+def kernel_reads(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray, skip=frozenset()):
+    """Per kernel row (rows in ``skip``, split across dendrite cores, are read there instead:
+    :mod:`nmc.targets.mesh.fanin`), the ``(global sources, cores)`` it needs routed, two
+    arrays of one length: each core receives the receptive fields of the boxes of target
+    neurons it holds.  A generator, so that a check holds one row's pairs at a time."""
     for k, g in enumerate(geometries):
         if k in skip:
             continue
@@ -171,17 +176,16 @@ def kernel_pairs(kr: dict, geometries: list[Geometry], core_of_graph: np.ndarray
         cores = core_of_graph[t0:t0 + n_tgt]
         order = np.argsort(cores, kind="stable")
         bounds = np.flatnonzero(np.diff(cores[order])) + 1
+        sources, at = [], []
         for idx in np.split(order, bounds):
             if not len(idx):
                 continue
-            breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-            runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(idx, breaks)]
+            runs = index_runs(idx)
             ids = np.concatenate([field_ids(g.field(box), g.src) for box in runs_to_boxes(runs, g.tgt)])
-            keys.append((ids + s0) * C + int(cores[idx[0]]))
-    if not keys:
-        return np.zeros((0, 2), np.int64)
-    keys = distinct(np.concatenate(keys))
-    return np.stack([keys // C, keys % C], axis=1)
+            sources.append(ids + s0)
+            at.append(np.full(len(ids), cores[idx[0]], np.int64))
+        if sources:
+            yield np.concatenate(sources), np.concatenate(at)
 
 
 def exact_dtype(reach: int):
@@ -225,7 +229,7 @@ class EventPlan:
         self.weight, self._runs = None, {}
         n_src = int(np.prod(g.src))
         if kind == "one_to_one":
-            self.fan = jit.FanTable(np.arange(n_src + 1), np.arange(n_src), np.left_shift(w.reshape(-1), exponent))
+            self.fan = jit.FanTable(np.arange(n_src + 1), np.arange(n_src), np.left_shift(w.reshape(-1).astype(np.int64), exponent))
             self.per_event = 1.0
             return
         if kind == "dense":  # one position, one cell, one group of n_tgt outputs
@@ -256,7 +260,7 @@ class EventPlan:
         weight = w.reshape(-1)[target] if kind == "pool" else w[c // cg, o, (c % cg) * T + t[None, :, None]]
         per_q = np.bincount(q, minlength=H * W) * og
         self.fan = jit.FanTable(np.concatenate([[0], np.cumsum(np.tile(per_q, C))]), target.reshape(-1),
-                                np.left_shift(weight.reshape(-1), exponent))
+                                np.left_shift(weight.reshape(-1).astype(np.int64), exponent))
         self.per_event *= og
 
     @property
@@ -278,9 +282,11 @@ class EventPlan:
             self.fan.add(out, b, j, v)
             return
         dtype = np.int32 if (reach << self.e) < 1 << 31 else np.int64
-        if dtype not in self._runs:  # the exponent folded in: exact in int32, modulo 2**64 in int64
-            self._runs[dtype] = jit.RunTable(self.table, self.c_group,
-                                             np.left_shift(self.weight.astype(np.int64), self.e).astype(dtype))
+        if dtype not in self._runs:  # the exponent folded in: exact in int32 (|w| << e <= reach << e
+            # < 2**31), modulo 2**64 in int64; widened from the stored type once, in place
+            weight = self.weight.astype(dtype)
+            weight <<= self.e
+            self._runs[dtype] = jit.RunTable(self.table, self.c_group, weight)
         shape = (B, self.G, self.L, self.og)
         acc = np.zeros(shape, dtype) if scratch is None else scratch.get((self, dtype))
         if acc is None or acc.shape != shape:
@@ -300,7 +306,7 @@ class KernelRunner:
         self.rows, self.plans, self.mode = [], [], mode
         for k, g in enumerate(geometries):
             kind = KINDS[int(kr["kind"][k])]
-            w = kr["weights"][kr["weight_start"][k]:kr["weight_start"][k + 1]].astype(np.int64)
+            w = kr["weights"][kr["weight_start"][k]:kr["weight_start"][k + 1]]  # int64 or narrower
             n_src, n_tgt = int(np.prod(g.src)), int(np.prod(g.tgt))
             if kind == "conv2d":
                 G = g.tgt[0] // g.o_group
@@ -317,7 +323,7 @@ class KernelRunner:
                 macs, cells = n_src * n_tgt, n_src
             else:
                 fan, macs, cells = 1, n_tgt, n_tgt
-            wmax = int(np.abs(w).max()) if w.size else 0
+            wmax = max(int(w.max()), -int(w.min())) if w.size else 0  # np.abs(int8 -128) is -128
             self.rows.append((kind, g, w, {}, fan * max(wmax, 1), int(kr["exponent"][k]), (macs, cells)))
             self.plans.append(None)  # built on first use
 
@@ -328,10 +334,20 @@ class KernelRunner:
             self.plans[k] = EventPlan(kind, g, w, e)
         return self.plans[k]
 
-    def fan(self, k: int):
+    def fan(self, k: int, keep: bool = True):
         """Row ``k``'s fan table (:class:`.jit.FanTable`, targets local to the row) when its
-        events run through one (:class:`EventPlan`; never in ``dense`` mode), else None."""
-        return None if self.mode == "dense" else self.plan(k).fan
+        events run through one (:class:`EventPlan`; never in ``dense`` mode), else None.
+        ``keep=False``: a plan built here for a fan table is not kept (a caller that merges
+        the table into its own runs the row from there; :meth:`plan` would build it again)."""
+        if self.mode == "dense":
+            return None
+        if keep or self.plans[k] is not None:
+            return self.plan(k).fan
+        kind, g, w, _, _, e, _ = self.rows[k]
+        plan = EventPlan(kind, g, w, e)
+        if plan.fan is None:
+            self.plans[k] = plan
+        return plan.fan
 
     def features(self, k: int, n_events: int, B: int) -> tuple[np.ndarray, np.ndarray]:
         """Work of row ``k``'s two paths for ``n_events`` events in a batch of ``B``: the
@@ -396,7 +412,7 @@ class KernelRunner:
         direct = depthwise or kind in ("pool", "one_to_one")
         dtype = np.int64 if direct else exact_dtype(bound * xmax)
         if dtype not in cache:
-            cache[dtype] = w << e if direct else w.astype(dtype)
+            cache[dtype] = w.astype(np.int64) << e if direct else w.astype(dtype)
         wd = cache[dtype]
         B = len(x)
         if kind == "one_to_one":

@@ -73,7 +73,7 @@ def layer_table(sections: dict[str, bytes]) -> list[dict]:
         fan_in[hw[t0:t0 + len(fan)]] += fan
         n_syn[k] += int(fan.sum())
         w = kr["weights"][kr["weight_start"][j]:kr["weight_start"][j + 1]]
-        wmax[k] = max(wmax[k], int(np.abs(w).max()) if len(w) else 0)
+        wmax[k] = max(wmax[k], max(int(w.max()), -int(w.min())) if len(w) else 0)  # w may be int8
         emax[k] = max(emax[k], int(kr["exponent"][j]))
         has_w[k] = True
     np.maximum.at(fmax, pop_of_hw, fan_in)

@@ -31,6 +31,7 @@ what is wrong — never another exception, whatever the bytes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from dataclasses import dataclass
@@ -40,13 +41,13 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.ir.snn import MAX_SPIKES
-from nmc.targets.mesh.fanin import check_fanin, dendrite_pairs, emit_fanin
+from nmc.targets.mesh.fanin import check_fanin, dendrite_reads, emit_fanin
 from nmc.targets.mesh.mapping import Mapping
 from nmc.targets.mapping.netlist import pop_name, synapses
 from nmc.targets.mapping.shapes import geometry
 from nmc.targets.mesh.kernels import ARRAYS as KERNEL_ARRAYS
 from nmc.targets.mesh.kernels import KINDS as KERNEL_KINDS
-from nmc.targets.mesh.kernels import check_kernels, emit_kernels, kernel_pairs
+from nmc.targets.mesh.kernels import check_kernels, emit_kernels, kernel_reads
 from nmc.targets.neurons import NEURON_ARRAYS, neuron_arrays
 from nmc.targets.sections import CoreCounts, SectionError, check, check_offsets, check_within, read_arrays, section_chip
 
@@ -55,6 +56,7 @@ DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8"), 3: np.dtype
           5: np.dtype("i1")}
 CODES = {v: k for k, v in DTYPES.items()}
 SIGNED = (np.dtype("i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<i8"))  # narrowest first
+NARROW = {"mesh.kernels": ("weights",)}  # arrays load_sections keeps in their stored integer type
 SECTIONS = ("mesh.cores", "mesh.neurons", "mesh.synapses", "mesh.routes", "mesh.ports", "mesh.kernels")
 PASS_THROUGH = ("ann.flatten", "ann.reshape", "ann.identity", "ann.dropout")  # host ops that only reshape
 
@@ -86,9 +88,10 @@ def pack(arrays: dict[str, np.ndarray]) -> bytes:
     return b"".join(out)  # the arrays' bytes copied once, here
 
 
-def unpack(data: bytes, section: str) -> dict[str, np.ndarray]:
+def unpack(data: bytes, section: str, narrow: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The arrays of a container (signed integers as int64, whatever width they were stored
-    in), or SectionError saying what is malformed."""
+    in, but for the arrays named in ``narrow``: those keep their stored type and are views of
+    ``data``), or SectionError saying what is malformed."""
     def bad(msg):
         return SectionError(f"image section '{section}' is malformed: {msg}",
                             hint="the image is damaged or was not written by this nmc; compile it again")
@@ -123,7 +126,7 @@ def unpack(data: bytes, section: str) -> dict[str, np.ndarray]:
         if pos + size > len(data):
             raise bad(f"array '{name}' is truncated ({size} bytes announced, {len(data) - pos} left)")
         arr = np.frombuffer(data, DTYPES[code], count=size // DTYPES[code].itemsize, offset=pos).reshape(shape)
-        out[name] = arr.astype(np.int64) if DTYPES[code] in SIGNED else arr  # integers read back as int64
+        out[name] = arr.astype(np.int64) if DTYPES[code] in SIGNED and name not in narrow else arr
         pos += size
     if pos != len(data):
         raise bad(f"{len(data) - pos} stray bytes after the last array")
@@ -292,6 +295,30 @@ _SCHEMA = {
 }
 
 
+def _unpack_narrow(data: bytes, section: str) -> dict[str, np.ndarray]:
+    """:func:`unpack`, the kernels' weights in their stored type (ResNet-50's 130 million
+    int8 weights would take 1 GiB as int64; their users widen one row at a time)."""
+    return unpack(data, section, NARROW.get(section, ()))
+
+
+class _Reach:
+    """The (route group, destination core) pairs of ``mesh.routes``, as sorted int64 keys
+    ``group · C + core`` (not a set of tuples: ResNet-50's image has 11.6 million sources)."""
+
+    def __init__(self, r: dict, C: int):
+        self.C = C
+        groups = np.repeat(np.arange(len(r["group_core"]), dtype=np.int64), np.diff(r["dest_start"]))
+        self.keys = np.sort(groups * C + r["dests"])
+
+    def missing(self, group: np.ndarray, core: np.ndarray) -> tuple[int, int] | None:
+        """The first ``(group, core)`` pair (in the arrays' order) that the routes do not
+        reach, or None; ``group`` >= 0 and ``0 <= core < C``."""
+        key = group * self.C + core
+        at = np.minimum(np.searchsorted(self.keys, key), max(len(self.keys) - 1, 0))
+        lost = np.flatnonzero(self.keys[at] != key) if len(self.keys) else np.arange(len(key))
+        return (int(group[lost[0]]), int(core[lost[0]])) if len(lost) else None
+
+
 def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     """Parse and cross-check the hardware sections (module contract); every field is checked
     against ``chip`` (by default the image's own ``chip`` section, when it has one)."""
@@ -299,7 +326,7 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
 
     if chip is None and isinstance(sections.get("chip"), bytes | bytearray):
         chip = section_chip(sections["chip"])
-    parsed = read_arrays(sections, _SCHEMA, unpack, hint="compile the model for a mesh target")
+    parsed = read_arrays(sections, _SCHEMA, _unpack_narrow, hint="compile the model for a mesh target")
     try:
         meta = json.loads(parsed["mesh.ports"]["meta"].tobytes().decode())
         validate.check_meta(meta)
@@ -354,9 +381,9 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
     # every axon's source must route to the axon's core
     group = r["source_group"][s["axon_source"]]
     check(bool(np.all(group >= 0)), "mesh.routes", "a core has an input axon whose source routes nowhere")
-    dest_sets = {(g, int(d)) for g in range(G) for d in r["dests"][r["dest_start"][g]:r["dest_start"][g + 1]]}
-    missing = [(int(gg), int(cc)) for gg, cc in set(zip(group.tolist(), axon_core.tolist())) if (gg, cc) not in dest_sets]
-    check(not missing, "mesh.routes", f"route group {missing[:1]} does not reach the core of an axon it feeds")
+    reach = _Reach(r, C)
+    missing = reach.missing(group, axon_core)
+    check(missing is None, "mesh.routes", f"route group {[missing]} does not reach the core of an axon it feeds")
     hw = parsed["mesh.ports"]["population_hw"]
     check(len(hw) == N and (N == 0 or bool(np.array_equal(np.sort(hw), np.arange(N)))), "mesh.ports",
           "'population_hw' is not a permutation of the neurons")
@@ -370,15 +397,15 @@ def load_sections(sections: dict[str, bytes], chip=None) -> MeshProgram:
         fan = unpack(sections["mesh.fanin"], "mesh.fanin")
         split = frozenset(check_fanin(fan, kr, geometries, kinds, c["start"], core_of_graph, len(r["links"]),
                                       lambda msg: check(False, "mesh.fanin", msg)))
-    pairs = kernel_pairs(kr, geometries, core_of_graph, split)
+    reads = kernel_reads(kr, geometries, core_of_graph, split)
     if fan is not None:
-        pairs = np.concatenate([pairs, dendrite_pairs(fan, kr, geometries, kinds)])
+        reads = itertools.chain(reads, dendrite_reads(fan, kr, geometries, kinds))
     hw_source = np.concatenate([N + np.arange(P, dtype=np.int64), hw])
-    kgroup = r["source_group"][hw_source[pairs[:, 0]]] if len(pairs) else np.zeros(0, np.int64)
-    check(bool(np.all(kgroup >= 0)), "mesh.routes", "a kernel reads a source that routes nowhere")
-    reach = {(g, int(d)) for g in range(G) for d in r["dests"][r["dest_start"][g]:r["dest_start"][g + 1]]}
-    lost = [(int(gg), int(cc)) for gg, cc in set(zip(kgroup.tolist(), pairs[:, 1].tolist())) if (gg, cc) not in reach]
-    check(not lost, "mesh.routes", f"route group {lost[:1]} does not reach a core whose kernel reads it")
+    for sources, cores in reads:  # one kernel row's (or dendrite core's) pairs at a time
+        kgroup = r["source_group"][hw_source[sources]]
+        check(bool(np.all(kgroup >= 0)), "mesh.routes", "a kernel reads a source that routes nowhere")
+        lost = reach.missing(kgroup, cores)
+        check(lost is None, "mesh.routes", f"route group {[lost]} does not reach a core whose kernel reads it")
     check(T >= 1 and depth >= 1, "mesh.ports", "timesteps and depth must be at least 1")
     sizes = [int(np.prod(p["shape"])) for p in meta["populations"]]
     check(sum(sizes) == N, "mesh.ports", "population shapes do not add up to the neurons")
