@@ -792,9 +792,10 @@ def _split_cores(unit, groups: list) -> list[_Core]:
     return out
 
 
-def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict) -> int:
+def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict, shapes: dict) -> int:
     """Exact synapse bits of a core: with shared weights a window projection's kernel counts
-    once per distinct output channel on the core."""
+    once per distinct output channel on the core.  ``shapes``: :func:`shaped` of each
+    population, and the kernel bits per channel of each projection, filled as needed."""
     bits, channels = 0, {}
     for pop, piece in pieces:
         t = unit_of[pop]
@@ -804,12 +805,18 @@ def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict) -> int:
         if isinstance(t, _RunTiler):
             bits += t.count(*piece)[2]
             continue
-        for p, g in shaped(pop):
+        if pop not in shapes:
+            shapes[pop] = shaped(pop)
+        for p, g in shapes[pop]:
             if limits.shared_weights and g.kind == "window":
                 channels.setdefault(p, set()).update(range(piece[0], piece[1]))
             else:
                 bits += box_bits(p, g, piece, False, limits.synapse_word_bits)
-    return bits + sum(len(ch) * shared_bits_per_channel(p) for p, ch in channels.items())
+    for p, ch in channels.items():
+        if p not in shapes:
+            shapes[p] = shared_bits_per_channel(p)
+        bits += len(ch) * shapes[p]
+    return bits
 
 
 @dataclass
@@ -879,8 +886,9 @@ def _units(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> list:
 def _outputs(cores: list, readers: _Readers) -> np.ndarray:
     """Output routing entries per core of packed cores: a source neuron's entries are the cores
     that read it (:class:`_Readers`), summed over the neurons of its own core."""
-    readers.update([core.pieces for core in cores])
-    return np.array([readers.sum_over(core.pieces) for core in cores], np.int64)
+    pieces = [core.pieces for core in cores]
+    readers.update(pieces)
+    return np.array([readers.sum_over(p) for p in pieces], np.int64)
 
 
 def _lower_bound(net: Netlist, unit_of: dict, c: CoreLimits) -> int:
@@ -993,17 +1001,18 @@ def _partition(graph: Graph, limits: CoreLimits, chip_name: str) -> dict:
     plan = _plan(net, c, chip_name, names)
     axons, pairs = _axons_and_pairs(net, [core.pieces for core in plan.cores])
     cores = []
+    shapes: dict = {}
     index = {id(core): k for k, core in enumerate(plan.cores)}
     for k, core in enumerate(plan.cores):
         if core.soma is not None:  # a dendrite core: partial sums of its box's neurons, sent to one core
             (pop, (_, part, box)), = core.pieces
             runs = [(pop, a, b) for a, b in fanin.box_neuron_runs(pop, box)]
-            cores.append((runs, core.neurons, int(axons[k]), _core_bits(core.pieces, c, plan.unit_of),
+            cores.append((runs, core.neurons, int(axons[k]), _core_bits(core.pieces, c, plan.unit_of, shapes),
                           core.neurons, (index[id(core.soma)], *fanin.triples(part))))
             continue
         runs = [(pop, a, b) for pop, piece in core.pieces for a, b in _runs(pop, piece)]
         partial_axons = sum(core.neurons * len(t.parts) for t in {u for u, _ in core.tiles} if getattr(t, "split", False))
-        cores.append((runs, core.neurons, int(axons[k]) + partial_axons, _core_bits(core.pieces, c, plan.unit_of),
+        cores.append((runs, core.neurons, int(axons[k]) + partial_axons, _core_bits(core.pieces, c, plan.unit_of, shapes),
                       int(plan.outputs[k]), ()))
     lower = _lower_bound(net, plan.unit_of, c)
     layers = {}
