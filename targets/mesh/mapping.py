@@ -202,13 +202,16 @@ class Mapping:
         """(sources of the core-to-core pairs, each pair's index in ``uniq``, ``uniq``: the
         distinct (source core + 1) × width + destination keys, then the dendrites' streams)."""
         pairs = self.source_dests()
-        src_core = self.core_of_source()[pairs[:, 0]]
-        keep = src_core != pairs[:, 1]
         width = len(self.cores) + 1
         # (source core, destination) as one integer: int32 while it fits (ResNet-50: 22k cores,
-        # 10^8 pairs), which halves the sort's and the search's memory traffic
+        # 5·10^7 pairs), which halves the sort's and the search's memory traffic
         dt = np.int32 if width * width < 2**31 else np.int64
-        key = (src_core[keep].astype(dt) + 1) * dt(width) + pairs[keep, 1].astype(dt)
+        key = self.core_of_source().astype(dt)[pairs[:, 0]]  # the source's core
+        keep = key != pairs[:, 1]
+        key = key[keep]
+        key += 1
+        key *= dt(width)
+        key += pairs[keep, 1]
         streams = self._structure("streams", self._streams)
         if streams:  # partial sums travel from each dendrite core to its soma core
             s = np.array([st[:2] for st in streams], dt)
@@ -263,7 +266,9 @@ class Mapping:
         ids = np.flatnonzero(at[1:] > at[:-1])
         fp = np.zeros(n, np.int64)
         if len(ids):  # integer sums wrap: the same words whatever the order
-            fp[ids] = np.add.reduceat(_FINGERPRINT[pairs[:, 1] % len(_FINGERPRINT)] + pairs[:, 1], at[ids])
+            cores = np.arange(len(self.cores), dtype=np.int64)
+            word = _FINGERPRINT[cores % len(_FINGERPRINT)] + cores  # each destination's word, looked up once
+            fp[ids] = np.add.reduceat(word[pairs[:, 1]], at[ids])
         # groups: equal (source core, fingerprint); a stable sort keeps each group's first source first
         by = np.lexsort((fp[ids], src_core[ids]))
         kc, kf = src_core[ids][by], fp[ids][by]
