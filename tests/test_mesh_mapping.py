@@ -383,3 +383,16 @@ def test_cores_recut_for_output_entries_count_them_exactly(seed, fraction):
     for core in m.cores:
         assert (core.neurons, core.axons, core.synapse_bits, core.outputs) == usage[core.id]
         assert core.outputs <= chip.core.output_axons
+
+
+@pytest.mark.parametrize("width", [1, 7, 1 << 16, (1 << 16) + 1])
+def test_traffic_grouping_equals_distinct_and_search(width):
+    """The traffic's (source core, destination) grouping by two radix sorts gives what sorting
+    and searching every key gives."""
+    from nmc.targets.mesh.mapping import _group
+
+    rng = np.random.default_rng(width)
+    key = rng.integers(0, width, 5000) * width + rng.integers(0, width, 5000)
+    uniq, index = _group(key, width)
+    np.testing.assert_array_equal(uniq, np.unique(key))
+    np.testing.assert_array_equal(index, np.searchsorted(np.unique(key), key))

@@ -216,8 +216,8 @@ class Mapping:
         if streams:  # partial sums travel from each dendrite core to its soma core
             s = np.array([st[:2] for st in streams], dt)
             key = np.concatenate([key, (s[:, 0] + 1) * dt(width) + s[:, 1]])
-        uniq = distinct(key)
-        return pairs[keep, 0], np.searchsorted(uniq, key), uniq.astype(np.int64), width
+        uniq, index = _group(key, width)
+        return pairs[keep, 0], index, uniq.astype(np.int64), width
 
     def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source core or -1, destination core, spikes per step) aggregated over neurons."""
@@ -309,6 +309,24 @@ class Mapping:
         partial = [(int(d[k]), int(soma[k]), path_links[path_start[k]:path_start[k + 1]]) for k in range(len(d))]
         return _Trees(ids, group_of, group_core, dest_start, dests, tree, path, link_of,
                       np.searchsorted(tree, np.arange(len(rep) + 1)), ends, kind, partial)
+
+
+def _group(key: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted distinct values of ``key`` = row × ``width`` + column, each key's index among
+    them).  With rows and columns below 2^16, two stable 16-bit sorts (numpy sorts those by
+    radix: linear), columns then rows, order the keys — no search of every key."""
+    if width > 1 << 16:
+        uniq = distinct(key)
+        return uniq, np.searchsorted(uniq, key)
+    order = np.argsort((key % width).astype(np.uint16), kind="stable")
+    order = order[np.argsort((key[order] // width).astype(np.uint16), kind="stable")]
+    ordered = key[order]
+    first = np.empty(len(key), bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    index = np.empty(len(key), np.int64)
+    index[order] = np.cumsum(first) - 1
+    return ordered[first], index
 
 
 @dataclass
