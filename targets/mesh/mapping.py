@@ -314,18 +314,22 @@ class Mapping:
 def _group(key: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(the sorted distinct values of ``key`` = row × ``width`` + column, each key's index among
     them).  With rows and columns below 2^16, two stable 16-bit sorts (numpy sorts those by
-    radix: linear), columns then rows, order the keys — no search of every key."""
+    radix: linear), columns then rows, order the keys — no search of every key; positions
+    int32 while they fit."""
     if width > 1 << 16:
         uniq = distinct(key)
         return uniq, np.searchsorted(uniq, key)
-    order = np.argsort((key % width).astype(np.uint16), kind="stable")
+    dt = np.int32 if len(key) < 2**31 else np.int64
+    order = np.argsort((key % width).astype(np.uint16), kind="stable").astype(dt)
     order = order[np.argsort((key[order] // width).astype(np.uint16), kind="stable")]
     ordered = key[order]
     first = np.empty(len(key), bool)
     first[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    index = np.empty(len(key), np.int64)
-    index[order] = np.cumsum(first) - 1
+    rank = np.cumsum(first, dtype=dt)
+    rank -= 1
+    index = np.empty(len(key), dt)
+    index[order] = rank
     return ordered[first], index
 
 
