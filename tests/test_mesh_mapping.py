@@ -360,3 +360,39 @@ def test_small_graphs_fill_their_cores(shapes, monkeypatch):
     assert_identical(graph, inputs, types.SimpleNamespace(sections=sections))
     monkeypatch.setattr(partition, "MIX_MAX_CORES", 0)  # boxes alone, not mixed, take more cores
     assert len(mapped(graph, "partition", chip)[0].walk("hw.core")) > lower
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.5, 0.7, 0.85]))
+def test_cores_recut_for_output_entries_count_them_exactly(seed, fraction):
+    """With fewer output routing entries per core than the first cut needs, the partitioner
+    re-cuts over several rounds (updating its per-source reader counts by the cores that
+    changed); every core's usage still equals the count from scratch."""
+    from dataclasses import replace
+
+    graph, _ = random_graph(seed)
+    first, _ = mapped(graph, "partition")
+    most = max(c.outputs for c in first.walk("hw.core"))
+    chip = CHIP.with_sections(core=replace(CHIP.core, output_axons=max(1, int(most * fraction))))
+    try:
+        g, _ = mapped(graph, "partition", chip)
+    except NmcError as err:  # a neuron alone reaches more cores than that, or the board is too small
+        assert "output routing entries" in str(err) or "too many" in str(err)
+        return
+    m, usage = _brute_force_usage(g, chip)
+    for core in m.cores:
+        assert (core.neurons, core.axons, core.synapse_bits, core.outputs) == usage[core.id]
+        assert core.outputs <= chip.core.output_axons
+
+
+@pytest.mark.parametrize("width", [1, 7, 1 << 16, (1 << 16) + 1])
+def test_traffic_grouping_equals_distinct_and_search(width):
+    """The traffic's (source core, destination) grouping by two radix sorts gives what sorting
+    and searching every key gives."""
+    from nmc.targets.mesh.mapping import _group
+
+    rng = np.random.default_rng(width)
+    key = rng.integers(0, width, 5000) * width + rng.integers(0, width, 5000)
+    uniq, index = _group(key, width)
+    np.testing.assert_array_equal(uniq, np.unique(key))
+    np.testing.assert_array_equal(index, np.searchsorted(np.unique(key), key))

@@ -249,14 +249,31 @@ def piece_bits(pop: Op, piece: tuple, box, shared: bool) -> int:
     return sub.synapses(box) * wb
 
 
-def part_sources(net, pop: Op, part, box) -> np.ndarray:
-    """Global source ids (with repeats) a dendrite core computing ``part`` for ``box`` reads."""
+def part_fields(pop: Op, part, box) -> list[tuple]:
+    """What a dendrite core computing ``part`` for ``box`` reads: ``[(source op, field)]`` with
+    each field a product ``(channel lo, channel hi, rows, columns)`` of the source's ``(C, H,
+    W)`` view, or for a dense piece the flat source indices it reads (an int64 range)."""
     out = []
     for i, lo, hi in part:
         p = pop.currents[i].owner
         g = geometry(p)
         sub, first = piece_geometry(g, p.kind, lo, hi, split_axis(p, g))
-        out.append(net.source_offset[p.src.owner] + first + field_ids(sub.field(box), sub.src))
+        f = sub.field(box)
+        H, W = g.src[1:]
+        if sub.src[1:] == (H, W) and first % (H * W) == 0:  # the whole projection, or a conv's channels
+            shift = first // (H * W)
+            out.append((p.src.owner, (f[0] + shift, f[1] + shift, f[2], f[3])))
+        else:
+            out.append((p.src.owner, first + field_ids(f, sub.src)))
+    return out
+
+
+def part_sources(net, pop: Op, part, box) -> np.ndarray:
+    """Global source ids (with repeats) a dendrite core computing ``part`` for ``box`` reads."""
+    out = []
+    for src, f in part_fields(pop, part, box):
+        ids = f if isinstance(f, np.ndarray) else field_ids(f, view3(src.result.type.shape))
+        out.append(net.source_offset[src] + ids)
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 

@@ -67,7 +67,7 @@ from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph, Op
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.netlist import Netlist, distinct, pop_name, require_stateless, weight_bits
-from nmc.targets.mapping.shapes import (axis_synapses, block_run_boxes, box_bits, box_ids, box_runs, field_ids, geometry,
+from nmc.targets.mapping.shapes import (axis_synapses, block_run_boxes, box_bits, box_runs, field_ids, geometry,
                                         runs_to_boxes, shared_bits_per_channel, view3)
 
 HINT = ("use a larger board, fewer channels or neurons in the layer, "
@@ -181,6 +181,7 @@ class _BoxTiler:
         self._max: dict = {}
         self._bits = {p: (limits.weight_cost(p), shared_bits_per_channel(p) if g.kind == "window" else 0)
                       for p, g in self.projections}
+        self._usage: dict = {}
 
     def _axis_max(self, what: str, g, size: int) -> int:
         key = (what, g, size)
@@ -276,11 +277,20 @@ class _BoxTiler:
                 for y0 in range(0, H, th) for x0 in range(0, W, tw) for c0 in range(0, C, tc)]
 
     def usage(self, box) -> tuple[int, list, int]:
-        """(neurons, receptive fields ``[(source op, field)]``, synapse bits) of a box."""
-        n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4]) * len(self.pops)
-        fields = [(src, g.field(box)) for src, g in self.fields]
-        bits = sum(box_bits(p, g, box, self.limits.shared_weights, self.limits.synapse_word_bits) for p, g in self.projections)
-        return n, fields, bits
+        """(neurons, receptive fields ``[(source op, field)]``, synapse bits) of a box (as
+        :func:`~nmc.targets.mapping.shapes.box_bits` counts them); remembered per box (the
+        rounds of :func:`_plan` pack the same boxes again)."""
+        known = self._usage.get(box)
+        if known is None:
+            n = (box[1] - box[0]) * (box[3] - box[2]) * (box[5] - box[4]) * len(self.pops)
+            fields = [(src, g.field(box)) for src, g in self.fields]
+            bits = 0
+            for p, g in self.projections:
+                w, per_channel = self._bits[p]
+                bits += ((box[1] - box[0]) * per_channel if self.limits.shared_weights and g.kind == "window"
+                         else g.synapses(box) * w)
+            known = self._usage[box] = (n, fields, bits)
+        return known
 
     def single_neuron_error(self) -> NmcError:
         C, H, W = self.shape
@@ -393,21 +403,125 @@ def _same(a, b) -> bool:
     return a[:2] == b[:2] and np.array_equal(a[2], b[2]) and np.array_equal(a[3], b[3])
 
 
-def piece_sources(net: Netlist, pop: Op, piece) -> np.ndarray:
-    """Global source ids (with repeats) that a piece of ``pop`` reads: a box of a shaped
-    population, or a run ``(a, b)`` of one with explicit synapses."""
-    if piece[0] == "part":
-        return fanin.part_sources(net, pop, piece[1], piece[2])
-    if piece[0] == "soma":  # a split population's neurons: their inputs reach the dendrite cores
-        return np.zeros(0, np.int64)
-    if len(piece) == 6:
-        out = []
-        for p, g in shaped(pop):
-            src = p.src.owner
-            out.append(net.source_offset[src] + field_ids(g.field(piece), view3(src.result.type.shape)))
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
-    inc = net.incoming(pop)
-    return inc.src[inc.ptr[piece[0]]:inc.ptr[piece[1]]]
+def _reads(net: Netlist, pieces: list, fields_of: dict) -> dict:
+    """What a core's pieces read, by source: ``{source op: [field, ...]}`` with each field a
+    product ``(channel lo, channel hi, rows, columns)`` of the source's ``(C, H, W)`` view or an
+    array of flat indices into it; under the key None, global source ids (with repeats) of
+    explicit synapse lists, then the only key (so the keys' sets are disjoint).  A split
+    population's neurons (soma pieces) read nothing: their inputs reach the dendrite cores.  ``fields_of``: each shaped population's distinct
+    ``(source op, Geometry)``, filled as needed."""
+    out: dict = {}
+    for pop, piece in pieces:
+        if piece[0] == "soma":
+            continue
+        if piece[0] == "part":
+            for src, f in fanin.part_fields(pop, piece[1], piece[2]):
+                out.setdefault(src, []).append(f)
+        elif len(piece) == 6:
+            if pop not in fields_of:
+                fields_of[pop] = list(dict.fromkeys((p.src.owner, g) for p, g in shaped(pop)))
+            for src, g in fields_of[pop]:
+                out.setdefault(src, []).append(g.field(piece))
+        else:
+            inc = net.incoming(pop)
+            out.setdefault(None, []).append(inc.src[inc.ptr[piece[0]]:inc.ptr[piece[1]]])
+    if None in out and len(out) > 1:  # explicit lists beside fields may share sources: one set
+        return {None: [_distinct_reads(net, src, fields) for src, fields in out.items()]}
+    return out
+
+
+def _distinct_reads(net: Netlist, src, fields: list) -> np.ndarray:
+    """Sorted distinct global source ids of one source's fields (:func:`_reads`)."""
+    if src is None:
+        return distinct(np.concatenate(fields))
+    shape = view3(src.result.type.shape)
+    ids = [f if isinstance(f, np.ndarray) else field_ids(f, shape) for f in fields[:1] + [
+        f for f in fields[1:] if not _same(fields[0], f)]]
+    return net.source_offset[src] + (ids[0] if len(ids) == 1 else distinct(np.concatenate(ids)))
+
+
+def _axis_index(ix: np.ndarray):
+    """A sorted distinct index array as a slice when it is an arithmetic progression."""
+    if len(ix) < 2:
+        return slice(int(ix[0]), int(ix[0]) + 1) if len(ix) else slice(0, 0)
+    step = int(ix[1] - ix[0])
+    if int(ix[-1] - ix[0]) == step * (len(ix) - 1) and np.all(np.diff(ix) == step):
+        return slice(int(ix[0]), int(ix[-1]) + 1, step)
+    return ix
+
+
+class _Readers:
+    """Per global source, the number of cores that read it (population neurons only; an
+    encoder's elements stay 0), kept across the partitioner's rounds: :meth:`update` adds the
+    marks of the cores that are new and takes back those of the cores that are gone, so a
+    round costs what it changes.  A core's marks are additions on views of one array (a
+    receptive field is a product of index sets), without listing a (source, core) pair."""
+
+    def __init__(self, net: Netlist):
+        self.net = net
+        self.count = np.zeros(net.n_sources, np.int32)
+        self.held: Counter = Counter()  # the marked cores, by their pieces
+        self.pieces: dict = {}
+        self.fields_of: dict = {}  # for _reads
+        self.index: dict = {}  # id(axis index array) -> (it, its slice or itself)
+        self.views: dict = {}  # source op -> its (C, H, W) view of count
+
+    def view(self, op: Op) -> np.ndarray:
+        if op not in self.views:
+            off, (C, H, W) = self.net.source_offset[op], view3(op.result.type.shape)
+            self.views[op] = self.count[off:off + C * H * W].reshape(C, H, W)
+        return self.views[op]
+
+    def _index(self, ix: np.ndarray):
+        known = self.index.get(id(ix))
+        if known is None or known[0] is not ix:
+            known = self.index[id(ix)] = (ix, _axis_index(ix))
+        return known[1]
+
+    def update(self, cores: list[list[tuple]]) -> np.ndarray:
+        """The counts for cores given as ``(pop, piece)`` lists."""
+        new: Counter = Counter()
+        for pieces in cores:
+            key = tuple((id(pop), piece) for pop, piece in pieces)
+            new[key] += 1
+            self.pieces.setdefault(key, pieces)
+        for key in set(self.held) | set(new):
+            if new[key] != self.held[key]:
+                self._mark(self.pieces[key], new[key] - self.held[key])
+        self.held = new
+        self.pieces = {key: pieces for key, pieces in self.pieces.items() if key in new}
+        return self.count
+
+    def _mark(self, pieces: list, delta: int) -> None:
+        net = self.net
+        for src, fields in _reads(net, pieces, self.fields_of).items():
+            if src is not None and src.KIND == "snn.encode":
+                continue
+            if src is None or isinstance(fields[0], np.ndarray) or not all(_same(fields[0], f) for f in fields[1:]):
+                ids = _distinct_reads(net, src, fields)
+                self.count[ids[ids >= net.n_ports]] += delta
+                continue
+            a, b, ys, xs = fields[0]
+            sy, sx = self._index(ys), self._index(xs)
+            if isinstance(sy, slice) and isinstance(sx, slice):
+                self.view(src)[a:b, sy, sx] += delta
+            else:
+                self.view(src)[a:b, np.asarray(ys)[:, None], np.asarray(xs)[None, :]] += delta
+
+    def sum_over(self, pieces: list) -> int:
+        """Σ of the counts over the neurons of a core's pieces."""
+        total = 0
+        for pop, piece in pieces:
+            if piece[0] == "part":
+                continue
+            box = piece[1] if piece[0] == "soma" else piece
+            if len(box) == 6:
+                c0, c1, y0, y1, x0, x1 = box
+                total += int(self.view(pop)[c0:c1, y0:y1, x0:x1].sum())
+            else:
+                off = self.net.source_offset[pop]
+                total += int(self.count[off + box[0]:off + box[1]].sum())
+        return total
 
 
 def core_pieces(net: Netlist, pops: list, slices: tuple) -> list[tuple]:
@@ -426,32 +540,35 @@ def core_pieces(net: Netlist, pops: list, slices: tuple) -> list[tuple]:
 
 
 def source_core_pairs(net: Netlist, cores: list[list[tuple]]) -> np.ndarray:
-    """Distinct ``(global source, core)`` pairs, sorted, of cores given as ``(pop, piece)`` lists."""
-    return _sorted_pairs(_core_sources(net, cores, {}))
+    """Distinct ``(global source, core)`` pairs, sorted, of cores given as ``(pop, piece)``
+    lists (int64)."""
+    return _axons_and_pairs(net, cores, np.int64)[1]
 
 
-def _core_sources(net: Netlist, cores: list[list[tuple]], known: dict) -> list[np.ndarray]:
-    """Each core's distinct global sources; ``known``: by the core's pieces, kept between calls
-    (the partitioner's rounds re-cut few populations)."""
-    out = []
-    for pieces in cores:
-        key = tuple((id(pop), piece) for pop, piece in pieces)
-        ids = known.get(key)
-        if ids is None:
-            ids = [piece_sources(net, pop, piece) for pop, piece in pieces]
-            ids = known[key] = distinct(np.concatenate(ids)) if ids else np.zeros(0, np.int64)
-        out.append(ids)
-    return out
-
-
-def _sorted_pairs(sources: list[np.ndarray]) -> np.ndarray:
-    """``(source, core)`` pairs of per-core distinct sources, sorted (so distinct)."""
-    width = max(len(sources), 1)
-    keys = [ids * width + k for k, ids in enumerate(sources) if len(ids)]
-    if not keys:
-        return np.zeros((0, 2), np.int64)
-    keys = np.sort(np.concatenate(keys))
-    return np.stack([keys // width, keys % width], axis=1)
+def _axons_and_pairs(net: Netlist, cores: list[list[tuple]], dt=None) -> tuple[np.ndarray, np.ndarray]:
+    """(each core's distinct sources: its input axons, the distinct ``(global source, core)``
+    pairs sorted by source then core).  The pairs are placed by a counting sort on the source
+    (cores in order, so each source's cores ascend): no sort of all pairs.  Their type ``dt``
+    by default int32 while the sources and cores fit (ResNet-50: 5·10^7 pairs)."""
+    fields_of: dict = {}
+    if dt is None:
+        dt = np.int32 if max(net.n_sources, len(cores)) < 2**31 else np.int64
+    reads = [[_distinct_reads(net, src, fields).astype(dt) for src, fields in _reads(net, pieces, fields_of).items()]
+             for pieces in cores]
+    axons = np.array([sum(len(ids) for ids in r) for r in reads], np.int64)
+    start = np.zeros(net.n_sources + 1, np.int64)
+    for r in reads:
+        for ids in r:
+            start[ids + 1] += 1  # distinct: a core's keys read disjoint sets (:func:`_reads`)
+    start = np.cumsum(start)
+    pairs = np.empty((int(start[-1]), 2), dt)
+    for k, r in enumerate(reads):
+        for ids in r:
+            at = start[ids]
+            pairs[at, 0] = ids
+            pairs[at, 1] = k
+            start[ids] += 1
+    return axons, pairs
 
 
 @dataclass
@@ -732,9 +849,10 @@ def _split_cores(unit, groups: list) -> list[_Core]:
     return out
 
 
-def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict) -> int:
+def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict, shapes: dict) -> int:
     """Exact synapse bits of a core: with shared weights a window projection's kernel counts
-    once per distinct output channel on the core."""
+    once per distinct output channel on the core.  ``shapes``: :func:`shaped` of each
+    population, and the kernel bits per channel of each projection, filled as needed."""
     bits, channels = 0, {}
     for pop, piece in pieces:
         t = unit_of[pop]
@@ -744,12 +862,18 @@ def _core_bits(pieces: list, limits: CoreLimits, unit_of: dict) -> int:
         if isinstance(t, _RunTiler):
             bits += t.count(*piece)[2]
             continue
-        for p, g in shaped(pop):
+        if pop not in shapes:
+            shapes[pop] = shaped(pop)
+        for p, g in shapes[pop]:
             if limits.shared_weights and g.kind == "window":
                 channels.setdefault(p, set()).update(range(piece[0], piece[1]))
             else:
                 bits += box_bits(p, g, piece, False, limits.synapse_word_bits)
-    return bits + sum(len(ch) * shared_bits_per_channel(p) for p, ch in channels.items())
+    for p, ch in channels.items():
+        if p not in shapes:
+            shapes[p] = shared_bits_per_channel(p)
+        bits += len(ch) * shapes[p]
+    return bits
 
 
 @dataclass
@@ -759,7 +883,6 @@ class _Plan:
     tiles: dict
     caps: dict
     cores: list
-    sources: list  # each core's distinct global sources
     outputs: np.ndarray  # output routing entries per core
 
 
@@ -817,23 +940,12 @@ def _units(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> list:
     return sorted(units, key=lambda u: order[u.pops[0]])
 
 
-def _outputs(net: Netlist, cores: list, known: dict) -> tuple[list[np.ndarray], np.ndarray]:
-    """(each core's distinct sources, output routing entries per core) of packed cores;
-    ``known`` as for :func:`_core_sources`.  A source neuron's entries are the cores it reaches,
-    counted on its own core (the pairs need no sorting for that)."""
-    sources = _core_sources(net, [core.pieces for core in cores], known)
-    cores_of = np.zeros(net.n_neurons, np.int64)
-    for k, core in enumerate(cores):
-        for pop, piece in core.pieces:
-            off = net.neuron_offset[pop]
-            if piece[0] == "soma" or len(piece) == 6:  # a box: its neurons in one call
-                box = piece[1] if piece[0] == "soma" else piece
-                cores_of[off + box_ids(box, view3(pop.result.type.shape))] = k
-                continue
-            for a, b in _runs(pop, piece):
-                cores_of[off + a:off + b] = k
-    neuron = (np.concatenate(sources) if sources else np.zeros(0, np.int64)) - net.n_ports
-    return sources, np.bincount(cores_of[neuron[neuron >= 0]], minlength=len(cores)).astype(np.int64)
+def _outputs(cores: list, readers: _Readers) -> np.ndarray:
+    """Output routing entries per core of packed cores: a source neuron's entries are the cores
+    that read it (:class:`_Readers`), summed over the neurons of its own core."""
+    pieces = [core.pieces for core in cores]
+    readers.update(pieces)
+    return np.array([readers.sum_over(p) for p in pieces], np.int64)
 
 
 def _lower_bound(net: Netlist, unit_of: dict, c: CoreLimits) -> int:
@@ -849,24 +961,23 @@ def _plan(net: Netlist, c: CoreLimits, chip_name: str, names: dict) -> _Plan:
     caps = {u: c.neurons for u in units}
     tiles = {u: u.tiles(caps[u]) for u in units}
     alone: set = {u for u in units if getattr(u, "split", False)}
-    known: dict = {}  # each core's sources by its pieces, across rounds
+    readers = _Readers(net)
     for _ in range(MAX_ROUNDS):
         cores = _pack(units, tiles, alone, c)
-        sources, per_core = _outputs(net, cores, known)
+        per_core = _outputs(cores, readers)
         over = np.flatnonzero(per_core > c.output_axons)
         if not len(over):
-            plan = _Plan(units, unit_of, tiles, caps, cores, sources, per_core)
+            plan = _Plan(units, unit_of, tiles, caps, cores, per_core)
             lower = _lower_bound(net, unit_of, c)
             if lower < len(cores) <= MIX_MAX_CORES and len(cores) * len(units) <= MIX_MAX_WORK:
                 def ok(cores: list) -> bool:
-                    return c.output_axons >= c.neurons * len(cores) or bool(np.all(_outputs(net, cores, known)[1]
-                                                                                   <= c.output_axons))
+                    return (c.output_axons >= c.neurons * len(cores)
+                            or bool(np.all(_outputs(cores, readers) <= c.output_axons)))
 
                 fixed = alone | {u for u in units if caps[u] < c.neurons}  # cut for their output entries
                 mixed, mixed_tiles = _mix(units, tiles, fixed, caps, c, cores, lower, ok)
                 if len(mixed) < len(cores):
-                    sources, per_core = _outputs(net, mixed, known)
-                    return _Plan(units, unit_of, mixed_tiles, caps, mixed, sources, per_core)
+                    return _Plan(units, unit_of, mixed_tiles, caps, mixed, _outputs(mixed, readers))
             return plan
         recut = set()
         for i in over:
@@ -922,7 +1033,8 @@ def partition(graph: Graph, formats, limits: CoreLimits, chip_name: str) -> dict
     axons, bits, outputs, partial)]`` with ``runs`` a list of ``(pop, a, b)`` flat-index slices
     and ``partial`` the ``hw.core`` attribute of a dendrite core (else empty),
     ``"lower_bound"`` (the graph's), ``"layers"``: ``{pop: (cores, lower bound, limited by)}``,
-    ``"names"``, ``"pairs"``: the distinct ``(global source, core)`` pairs, sorted}; or raises
+    ``"names"``, ``"pairs"``: the distinct ``(global source, core)`` pairs, sorted, int32
+    while they fit}; or raises
     NmcError when a population cannot fit a core.  The result is kept with the graph and
     given again while its snn ops, the limits and the formats are the same."""
     check_formats(graph, formats, chip_name)
@@ -945,19 +1057,20 @@ def _partition(graph: Graph, limits: CoreLimits, chip_name: str) -> dict:
     c = limits
     names = {pop: pop_name(pop, i) for i, pop in enumerate(net.populations)}
     plan = _plan(net, c, chip_name, names)
-    axons = [len(ids) for ids in plan.sources]
+    axons, pairs = _axons_and_pairs(net, [core.pieces for core in plan.cores])
     cores = []
+    shapes: dict = {}
     index = {id(core): k for k, core in enumerate(plan.cores)}
     for k, core in enumerate(plan.cores):
         if core.soma is not None:  # a dendrite core: partial sums of its box's neurons, sent to one core
             (pop, (_, part, box)), = core.pieces
             runs = [(pop, a, b) for a, b in fanin.box_neuron_runs(pop, box)]
-            cores.append((runs, core.neurons, int(axons[k]), _core_bits(core.pieces, c, plan.unit_of),
+            cores.append((runs, core.neurons, int(axons[k]), _core_bits(core.pieces, c, plan.unit_of, shapes),
                           core.neurons, (index[id(core.soma)], *fanin.triples(part))))
             continue
         runs = [(pop, a, b) for pop, piece in core.pieces for a, b in _runs(pop, piece)]
         partial_axons = sum(core.neurons * len(t.parts) for t in {u for u, _ in core.tiles} if getattr(t, "split", False))
-        cores.append((runs, core.neurons, int(axons[k]) + partial_axons, _core_bits(core.pieces, c, plan.unit_of),
+        cores.append((runs, core.neurons, int(axons[k]) + partial_axons, _core_bits(core.pieces, c, plan.unit_of, shapes),
                       int(plan.outputs[k]), ()))
     lower = _lower_bound(net, plan.unit_of, c)
     layers = {}
@@ -968,4 +1081,4 @@ def _partition(graph: Graph, limits: CoreLimits, chip_name: str) -> dict:
         own = max(-(-pop.result.type.size // c.neurons), -(-_total_bits(pop, unit, c) // c.synapse_memory_bits))
         layers[pop] = (used, own, _binding(unit, plan.tiles[unit], plan.caps[unit], c))
     return {"cores": cores, "lower_bound": lower, "layers": layers, "names": names,
-            "pairs": _sorted_pairs(plan.sources)}
+            "pairs": pairs}

@@ -202,19 +202,22 @@ class Mapping:
         """(sources of the core-to-core pairs, each pair's index in ``uniq``, ``uniq``: the
         distinct (source core + 1) × width + destination keys, then the dendrites' streams)."""
         pairs = self.source_dests()
-        src_core = self.core_of_source()[pairs[:, 0]]
-        keep = src_core != pairs[:, 1]
         width = len(self.cores) + 1
         # (source core, destination) as one integer: int32 while it fits (ResNet-50: 22k cores,
-        # 10^8 pairs), which halves the sort's and the search's memory traffic
+        # 5·10^7 pairs), which halves the sort's and the search's memory traffic
         dt = np.int32 if width * width < 2**31 else np.int64
-        key = (src_core[keep].astype(dt) + 1) * dt(width) + pairs[keep, 1].astype(dt)
+        key = self.core_of_source().astype(dt)[pairs[:, 0]]  # the source's core
+        keep = key != pairs[:, 1]
+        key = key[keep]
+        key += 1
+        key *= dt(width)
+        key += pairs[keep, 1]
         streams = self._structure("streams", self._streams)
         if streams:  # partial sums travel from each dendrite core to its soma core
             s = np.array([st[:2] for st in streams], dt)
             key = np.concatenate([key, (s[:, 0] + 1) * dt(width) + s[:, 1]])
-        uniq = distinct(key)
-        return pairs[keep, 0], np.searchsorted(uniq, key), uniq.astype(np.int64), width
+        uniq, index = _group(key, width)
+        return pairs[keep, 0], index, uniq.astype(np.int64), width
 
     def traffic(self, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source core or -1, destination core, spikes per step) aggregated over neurons."""
@@ -263,7 +266,9 @@ class Mapping:
         ids = np.flatnonzero(at[1:] > at[:-1])
         fp = np.zeros(n, np.int64)
         if len(ids):  # integer sums wrap: the same words whatever the order
-            fp[ids] = np.add.reduceat(_FINGERPRINT[pairs[:, 1] % len(_FINGERPRINT)] + pairs[:, 1], at[ids])
+            cores = np.arange(len(self.cores), dtype=np.int64)
+            word = _FINGERPRINT[cores % len(_FINGERPRINT)] + cores  # each destination's word, looked up once
+            fp[ids] = np.add.reduceat(word[pairs[:, 1]], at[ids])
         # groups: equal (source core, fingerprint); a stable sort keeps each group's first source first
         by = np.lexsort((fp[ids], src_core[ids]))
         kc, kf = src_core[ids][by], fp[ids][by]
@@ -304,6 +309,28 @@ class Mapping:
         partial = [(int(d[k]), int(soma[k]), path_links[path_start[k]:path_start[k + 1]]) for k in range(len(d))]
         return _Trees(ids, group_of, group_core, dest_start, dests, tree, path, link_of,
                       np.searchsorted(tree, np.arange(len(rep) + 1)), ends, kind, partial)
+
+
+def _group(key: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted distinct values of ``key`` = row × ``width`` + column, each key's index among
+    them).  With rows and columns below 2^16, two stable 16-bit sorts (numpy sorts those by
+    radix: linear), columns then rows, order the keys — no search of every key; positions
+    int32 while they fit."""
+    if width > 1 << 16:
+        uniq = distinct(key)
+        return uniq, np.searchsorted(uniq, key)
+    dt = np.int32 if len(key) < 2**31 else np.int64
+    order = np.argsort((key % width).astype(np.uint16), kind="stable").astype(dt)
+    order = order[np.argsort((key[order] // width).astype(np.uint16), kind="stable")]
+    ordered = key[order]
+    first = np.empty(len(key), bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    rank = np.cumsum(first, dtype=dt)
+    rank -= 1
+    index = np.empty(len(key), dt)
+    index[order] = rank
+    return ordered[first], index
 
 
 @dataclass
