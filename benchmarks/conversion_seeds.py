@@ -19,13 +19,13 @@ converts to IF neurons of threshold ``λ``.  Needs PyTorch, so it runs from the 
 
     sjvenv/bin/python benchmarks/conversion_seeds.py --data ../shared/data \\
         [--seeds 7] [--variants relu,qcfs16,qcfs8] [--timesteps 1,2,3,4,8,16] [--encodings current,rate]
-        [--models-dir DIR] [--normalize OPTS] [--peers]
+        [--models-dir DIR] [--normalize OPTS] [--convert OPTS] [--peers]
 
 ``--models-dir``: keep the trained models there (``{variant}_{seed}.onnx``) and reuse those
 already there.  ``--peers``: also convert every model with SpikingJelly's converters
 (``benchmarks/converters.py``, same images and calibration) and print the mean of the best
 converter's accuracy at each T, and of nmc's margin over it (± s.e.).  ``--normalize``: more
-options of the per-T normalize.
+options of the per-T normalize; ``--convert``: more options of convert-to-spiking (``burst=B``).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--models-dir", type=pathlib.Path)
     ap.add_argument("--normalize", default="")
+    ap.add_argument("--convert", default="", help="more options of convert-to-spiking, e.g. burst=4")
     ap.add_argument("--peers", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -98,7 +99,8 @@ def main() -> None:
                     best.append([max(c["rows"][i]["accuracy"] for c in peer["converters"].values())
                                  for i in range(len(timesteps))])
                 for enc in encodings:
-                    r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc, normalize_options=args.normalize)
+                    r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc, normalize_options=args.normalize,
+                                 convert_options=args.convert)
                     rows[enc].append((r["ann_accuracy"], *([row[key] for row in r["snn"]] for key in
                                                            ("int_accuracy", "int_agreement", "rate_code_accuracy"))))
                     print(f"  {variant} seed {seed} {enc}: ANN {100 * r['ann_accuracy']:.2f}, int SNN − ANN "
