@@ -13,6 +13,17 @@ voltage within the state width: a spiking population's voltage stays below
 ``θ + |v0| + HEADROOM · (c + |b|)`` (``c`` the largest current one step can deliver:
 :func:`max_step_current`), a
 non-spiking output population's below ``|v0| + steps · (c + |b|)``.
+
+Inputs below the resolution of the population's input: a population's input current is
+represented by ``weight-bits``-bit weights, so its largest input current ``c · S`` (state units
+per step) is resolved to about ``c · S / 2**(weight-bits − 1)`` units — one LSB of the total
+input (:func:`input_lsb`, never finer than one state unit).  A projection whose weights lose
+half their value or more (they round to zero) is judged by what it can deliver, not by its own
+weights: if its largest current to any neuron in one step (its sources at their largest
+activation: one spike, or the encoder's unit) is below that LSB, the integer graph could not
+tell it from rounding, so it is dropped with a remark (its weights, its current in state units,
+its share of the population's input) and the ops only it read are removed; if it can deliver
+one LSB or more, it carries signal the integer graph would lose, and quantize refuses.
 """
 
 from __future__ import annotations
@@ -22,11 +33,13 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Blob, Graph, Op, param_array
 from nmc.ir.snn import DECAY_ONE
+from nmc.passes.canonicalize import dead_ops
 from nmc.passmanager import Pass, PassContext, register_pass
 from nmc.semantics import latency_steps
 
 HEADROOM = 8  # steps of worst-case input a spiking population's voltage may accumulate
 CURRENT_ENCODER_SCALE = 256  # a 'current' encoder presents round(x * 256) for x in [0, 1]
+LOSS_LIMIT = 0.5  # a projection whose weights lose this much (relative RMS) is dropped or refused
 
 
 def _weights(p: Op) -> np.ndarray:
@@ -131,6 +144,14 @@ class Quantize(Pass):
             if pop.bits == 0:
                 self.quantize_population(replacements, pop, ctx, chip, bits, limit, steps)
         graph.replace_ops(replacements)
+        dead = dead_ops(graph)
+        if dead:
+            dead_ids = {id(op) for op in dead}
+            graph.ops = [op for op in graph.ops if id(op) not in dead_ids]
+            named = [f"%{op.result.name}" for op in dead if op.KIND == "snn.population" and op.result.name]
+            ctx.stat("ops-removed", len(dead))
+            ctx.remark(f"removed {len(dead)} ops that only dropped inputs read"
+                       + (f" (populations {', '.join(named)})" if named else ""))
         return True
 
     def quantize_population(self, replacements, pop, ctx, chip, bits, limit, steps) -> None:
@@ -159,10 +180,31 @@ class Quantize(Pass):
                 candidates.append(wmax * 2**f.weight_exponent_max / peak)
         scale = min(candidates) if candidates else 1.0
         name = pop.result.name or "?"
-        errors, exps, clipped_weights = [], [], 0
+        errors, exps, clipped_weights, kept = [], [], 0, []
         for p in projections:
             new, err, clipped = quantize_projection(p, scale, self.weight_bits, f.weight_exponent_max, ctx)
+            if err >= LOSS_LIMIT:
+                units = max_step_current(p, 1.0) * scale
+                lsb = input_lsb(c * scale, self.weight_bits)
+                share = units / (c * scale) if c > 0 else 0.0
+                src = f"%{p.src.name}" if p.src.name else f"a {p.src.owner.KIND}"
+                what = f"its input from {src} ({np.size(_weights(p)):,} weights)"
+                if units >= lsb:
+                    raise NmcError(f"population %{name} cannot be represented: {what} loses "
+                                   f"{100 * err:.0f}% (RMS) at the state scale {scale:.4g}, yet carries up to "
+                                   f"{units:.3g} state units per step ({100 * share:.2g}% of its largest input "
+                                   f"current; one LSB of that input is {lsb:.3g} units)", pop.loc,
+                                   hint="its weights are below half a state unit at the scale the population's "
+                                        f"largest weights set ({self.weight_bits}-bit weights, exponents 0 to "
+                                        f"{f.weight_exponent_max}); use more weight bits if the chip has them, or "
+                                        "a network whose inputs to this population are of comparable size")
+                ctx.stat("projections-dropped")
+                ctx.remark(f"%{name}: dropped {what}, whose weights lose {100 * err:.0f}% (RMS) at the state "
+                           f"scale {scale:.4g}: at most {units:.3g} state units per step, {100 * share:.2g}% of the "
+                           f"population's largest input current, below one LSB of it ({lsb:.3g} units)")
+                continue
             replacements[p] = new
+            kept.append(p.result)
             errors.append(err)
             exps.append(new.exponent)
             clipped_weights += clipped
@@ -180,14 +222,11 @@ class Quantize(Pass):
                            pop.loc, hint="its weights are too large relative to its threshold for "
                                          f"{self.weight_bits}-bit weights with exponents up to "
                                          f"{f.weight_exponent_max}; renormalise the network")
-        if max(errors, default=0.0) >= 0.5:
-            raise NmcError(f"population %{name} cannot be represented: its weights lose "
-                           f"{100 * max(errors):.0f}% (RMS) at the state scale {scale:.4g}", pop.loc,
-                           hint=f"the {f.voltage_bits}-bit state leaves too little room for "
-                                f"{steps} steps of input; use fewer timesteps or smaller weights")
         for n in ("du", "dv"):
             ints[n] = np.clip(np.round(arr[n]), 0, DECAY_ONE)
         changes = {n: _int_param(ints[n], shape, getattr(pop, n)) for n in pop.PARAMS}
+        if len(kept) < len(projections):
+            changes["currents"] = kept
         new = pop.with_changes(bits=bits, **changes)
         new.extra.update(pop.extra)
         new.extra["quant.error"] = max(errors, default=0.0)
@@ -198,6 +237,14 @@ class Quantize(Pass):
         ctx.stat("populations-quantized")
         ctx.remark(f"%{name}: scale {scale:.6g}, exponents {exps}, weight error (RMS) "
                    + ", ".join(f"{100 * e:.2f}%" for e in errors) + f", saturated parameters {saturated}")
+
+
+def input_lsb(total_units: float, weight_bits: int) -> float:
+    """One LSB of a population's input, in state units: its largest input current
+    ``total_units`` (all projections, state units per step) at the precision of a
+    ``weight_bits``-bit weight at full range, and never finer than one state unit (the
+    smallest change of voltage the integer population can hold)."""
+    return max(1.0, total_units / 2 ** (weight_bits - 1))
 
 
 def _int_param(values: np.ndarray, shape: tuple, old):
