@@ -42,9 +42,34 @@ CURRENT_ENCODER_SCALE = 256  # a 'current' encoder presents round(x * 256) for x
 LOSS_LIMIT = 0.5  # a projection whose weights lose this much (relative RMS) is dropped or refused
 
 
-def _weights(p: Op) -> np.ndarray:
+CHUNK = 1 << 20  # weights converted to float64 at a time (8 MiB): VGG-19's fc6 alone has 102 M
+
+
+def _raw(p: Op) -> np.ndarray:
+    """``p``'s weights as stored (a blob's array, or the one number)."""
     w = p.weight
-    return (w.data if isinstance(w, Blob) else np.asarray(w)).astype(np.float64)
+    return w.data if isinstance(w, Blob) else np.asarray(w)
+
+
+def _row_chunks(a: np.ndarray):
+    """Consecutive slices of ``a``'s first axis (targets, for dense and conv weights), each of
+    about :data:`CHUNK` elements; a 0-d array whole."""
+    if a.ndim == 0 or a.size == 0:
+        yield a
+        return
+    rows = max(1, CHUNK // max(1, a.size // a.shape[0]))
+    for i in range(0, a.shape[0], rows):
+        yield a[i:i + rows]
+
+
+def _flat_chunks(n: int):
+    for i in range(0, n, CHUNK):
+        yield slice(i, min(n, i + CHUNK))
+
+
+def _peak(p: Op) -> float:
+    """Largest |weight| of ``p`` (the stored values: exact whatever their float type)."""
+    return max((float(np.max(np.abs(c))) for c in _row_chunks(_raw(p)) if c.size), default=0.0)
 
 
 def _step_sums(p: Op, w: np.ndarray) -> np.ndarray:
@@ -66,13 +91,20 @@ def max_step_current(p: Op, unit: float) -> float:
     ``spikes`` encoders, whose values may be negative, in ``[-unit, unit]``.  With
     non-negative sources a neuron's current lies between minus the sum of its negative
     weights and the sum of its positive ones."""
-    w = _weights(p)
     src = p.src.owner
-    if src.KIND == "snn.encode" and src.encoding in ("current", "spikes"):
-        per = _step_sums(p, np.abs(w))
-    else:
-        per = np.maximum(_step_sums(p, np.clip(w, 0, None)), _step_sums(p, np.clip(-w, 0, None)))
-    return float(np.max(per)) * unit if np.size(per) else 0.0
+    signed = src.KIND == "snn.encode" and src.encoding in ("current", "spikes")
+    raw = _raw(p)
+    chunks = _row_chunks(raw) if p.kind in ("dense", "conv2d") else [raw]  # per-target sums: by rows
+    best = None
+    for chunk in chunks:
+        w = chunk.astype(np.float64)
+        if signed:
+            per = _step_sums(p, np.abs(w))
+        else:
+            per = np.maximum(_step_sums(p, np.clip(w, 0, None)), _step_sums(p, np.clip(-w, 0, None)))
+        if np.size(per):
+            best = max(best or 0.0, float(np.max(per)))
+    return best * unit if best is not None else 0.0
 
 
 def source_unit(p: Op) -> float:
@@ -85,20 +117,33 @@ def source_unit(p: Op) -> float:
 
 def quantize_projection(p: Op, scale: float, bits: int, e_max: int, ctx: PassContext) -> tuple[Op, float, int]:
     """``p`` with integer weights for state scale ``scale``; returns (new op, relative RMS error,
-    weights clipped)."""
-    w = _weights(p) * scale / source_unit(p)
+    weights clipped).  Works through the weights :data:`CHUNK` at a time in one float64 buffer
+    (their scaled values, then their errors), so its peak is one float64 copy of the weights
+    beside the integer result; every number is the one a whole-array computation gives."""
+    raw = _raw(p)
+    unit = source_unit(p)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    w = np.empty(raw.shape, np.float64)
+    flat, flat_raw = w.reshape(-1), raw.reshape(-1)
+    peak = 0.0
+    for s in _flat_chunks(flat.size):
+        flat[s] = flat_raw[s].astype(np.float64) * scale / unit
+        peak = max(peak, float(np.max(np.abs(flat[s]))))
     e = 0
     while e < e_max and np.round(peak / 2**e) > hi:
         e += 1
-    exact = w / 2**e
-    q = np.round(exact)
-    clipped = int(np.sum((q < lo) | (q > hi)))
-    q = np.clip(q, lo, hi).astype(np.int64)
-    err = float(np.linalg.norm(q * 2**e - w) / max(np.linalg.norm(w), 1e-300))
+    norm = float(np.linalg.norm(w))
     dtype = np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32
-    weight = Blob(q.astype(dtype), p.weight.name) if isinstance(p.weight, Blob) else int(q)
+    q_all = np.empty(raw.shape, dtype)
+    flat_q, clipped = q_all.reshape(-1), 0
+    for s in _flat_chunks(flat.size):
+        q = np.round(flat[s] / 2**e)
+        clipped += int(np.sum((q < lo) | (q > hi)))
+        q = np.clip(q, lo, hi).astype(np.int64)
+        flat_q[s] = q
+        flat[s] = q * 2**e - flat[s]  # the buffer now holds the errors
+    err = float(np.linalg.norm(w) / max(norm, 1e-300))
+    weight = Blob(q_all, p.weight.name) if isinstance(p.weight, Blob) else int(q_all)
     return p.with_changes(weight=weight, exponent=e), err, clipped
 
 
@@ -175,7 +220,7 @@ class Quantize(Pass):
             bound = v0 + steps * drive
         candidates = [limit / bound] if bound > 0 else []
         for p in projections:
-            peak = float(np.max(np.abs(_weights(p)))) / source_unit(p)
+            peak = _peak(p) / source_unit(p)
             if peak > 0:
                 candidates.append(wmax * 2**f.weight_exponent_max / peak)
         scale = min(candidates) if candidates else 1.0
@@ -188,7 +233,7 @@ class Quantize(Pass):
                 lsb = input_lsb(c * scale, self.weight_bits)
                 share = units / (c * scale) if c > 0 else 0.0
                 src = f"%{p.src.name}" if p.src.name else f"a {p.src.owner.KIND}"
-                what = f"its input from {src} ({np.size(_weights(p)):,} weights)"
+                what = f"its input from {src} ({np.size(_raw(p)):,} weights)"
                 if units >= lsb:
                     raise NmcError(f"population %{name} cannot be represented: {what} loses "
                                    f"{100 * err:.0f}% (RMS) at the state scale {scale:.4g}, yet carries up to "
