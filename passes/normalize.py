@@ -103,7 +103,8 @@ def spiking_ops(graph: Graph, ops: list[Op]) -> list[Op]:
     def relu_like(u: Op) -> bool:
         return u.KIND == "ann.relu" or (u.KIND == "ann.clip" and u.min == 0.0 and u.max > 0.0)
 
-    return [op for op in ops if op.result not in graph.outputs and graph.users(op.result)
+    outputs = {id(v) for v in graph.outputs}
+    return [op for op in ops if id(op.result) not in outputs and graph.users(op.result)
             and all(relu_like(u) for u in graph.users(op.result))]
 
 
@@ -182,7 +183,7 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
     clean = semantics.stream_ann(graph, [x])
     if coded_input:
         x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, timesteps).astype(x.dtype)
-    spiking = spiking_ops(graph, measured)
+    spiking = set(spiking_ops(graph, measured))
     wanted = set(measured)
     fitted: dict = {}
     chosen, bias, corrections = {}, {}, {}
@@ -230,7 +231,7 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
             item = coded.send(replaced)
         except StopIteration:
             item = None
-    for op in spiking:
+    for op in [o for o in measured if o in spiking]:  # program order
         lam, shift = fitted[op.result]
         chosen[op] = lam
         if np.any(shift != 0):
@@ -346,12 +347,12 @@ def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float | np.ndarra
             lam = chosen.get(op) or layer_scale(op)
             for v, s in zip(list(op.operands), ins):
                 if not np.isclose(s, lam, rtol=1e-12, atol=0):
-                    op.replace_operand(v, _rescale(graph, op, v, s / lam))
+                    graph.redirect(op, v, _rescale(graph, op, v, s / lam))
                     ctx.stat("branches-rescaled")
         else:  # not positively homogeneous: give it its true input back
             for v, s in zip(list(op.operands), ins):
                 if s != 1.0:
-                    op.replace_operand(v, _rescale(graph, op, v, s))
+                    graph.redirect(op, v, _rescale(graph, op, v, s))
             lam = 1.0
         scale[op.result] = lam
         for key in ("calib.max", "calib.p"):
@@ -400,6 +401,10 @@ class Normalize(Pass):
     samples: int = 512
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
+        with graph.tracked_uses():  # the layers' users are asked for again and again
+            return self._run(graph, ctx)
+
+    def _run(self, graph: Graph, ctx: PassContext) -> bool:
         if not 0.0 < self.percentile <= 100.0:
             raise NmcError(f"normalize: percentile must lie in (0, 100], got {self.percentile}")
         if graph.meta.get("normalized"):

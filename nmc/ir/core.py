@@ -374,7 +374,7 @@ class Graph:
     def tracked_uses(self):
         """Within this block :meth:`users` answers from an index of each value's users, which
         :meth:`add`, :meth:`insert_before`, :meth:`insert_after`, :meth:`erase`,
-        :meth:`replace`, :meth:`replace_all_uses` and :meth:`replace_ops` keep current (an edit
+        :meth:`replace`, :meth:`replace_all_uses`, :meth:`redirect` and :meth:`replace_ops` keep current (an edit
         by :meth:`Op.replace_operand` makes it rebuild on the next query): a rewrite that asks for
         users and edits locally costs its own size, not the graph's.  Inside the block, operand
         fields must not be assigned directly nor ``ops`` changed in place."""
@@ -461,6 +461,15 @@ class Graph:
         n = sum(user._swap_operand(old, new) for user in users.values())
         if users and new is not old:
             self._uses.setdefault(id(new), (new, {}))[1].update(users)
+        return n
+
+    def redirect(self, op: Op, old: Value, new: Value) -> int:
+        """:meth:`Op.replace_operand` on ``op``, one of the graph's ops, keeping the use index."""
+        n = op._swap_operand(old, new)
+        if n and self._uses is not None and self._uses_seen == _UNTRACKED[0]:
+            if id(old) in self._uses:
+                self._uses[id(old)][1].pop(id(op), None)
+            self._uses.setdefault(id(new), (new, {}))[1][id(op)] = op
         return n
 
     def replace(self, op: Op, new: Op | Value) -> None:

@@ -48,6 +48,8 @@ def test_tracked_users_follow_every_edit():
         same_as_scan(g)
         c.owner.replace_operand(r.result, e.result)  # an edit the index cannot see: rebuilt
         same_as_scan(g)
+        assert g.redirect(c.owner, e.result, x) == 2  # the same edit through the graph (%c = add(%e, %e))
+        same_as_scan(g)
         g.replace_ops({d.owner: d.owner.with_changes()})
         same_as_scan(g)
         g.add(Add(a=x, b=x))
