@@ -1,6 +1,7 @@
-"""quantize's arithmetic on weights in chunks (passes/quantize.py: CHUNK) gives the numbers of the
-whole-array computation: integer weights, exponent, relative error, clipped count and the
-largest step current, for dense and conv projections and chunk sizes that split rows."""
+"""Weights processed in chunks give the numbers of the whole-array computation: quantize
+(passes/quantize.py: CHUNK) — integer weights, exponent, relative error, clipped count and the
+largest step current — and normalize's weight scaling (passes/normalize.py: ROWS), for dense
+and conv weights and chunk sizes that split rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from nmc.ir.core import Blob
 from nmc.ir.parser import parse_ir
-from nmc.passes import quantize
+from nmc.passes import normalize, quantize
 from nmc.passmanager import PassContext
 
 GRAPH = """graph @q {timesteps = 4}
@@ -45,3 +46,16 @@ def test_chunks_give_the_whole_array_numbers(monkeypatch, chunk):
         q = np.clip(np.round(w / 2**new.exponent), -128, 127)
         assert np.array_equal(q, new.weight.data)
         assert err == pytest.approx(np.linalg.norm(q * 2**new.exponent - w) / np.linalg.norm(w), rel=1e-12)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 100, 1 << 20])
+@pytest.mark.parametrize("shape, factor", [((9, 30), np.linspace(0.5, 2.0, 30).reshape(1, -1)),
+                                           ((6, 4, 3, 3), np.linspace(0.5, 2.0, 4).reshape(1, -1, 1, 1)),
+                                           ((6, 4, 3, 3), 1.7)])
+def test_normalize_scales_weights_by_rows(monkeypatch, rows, shape, factor):
+    w = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    for lam in (0.37, np.linspace(0.2, 3.0, shape[0])):
+        whole = (w.astype(np.float64) * factor / np.reshape(lam, (-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+        monkeypatch.setattr(normalize, "ROWS", rows)
+        got = normalize._scaled(w, factor, lam)
+        assert got.dtype == w.dtype and np.array_equal(got, whole)
