@@ -32,20 +32,19 @@ def apply_patterns(graph: Graph, patterns: Sequence[Pattern], ctx: PassContext) 
     for p in patterns:
         by_kind.setdefault(p.root, []).append(p)
     changed_any = False
-    for _ in range(MAX_ITERATIONS):
-        changed = False
-        alive = {id(o) for o in graph.ops}
-        for op in list(graph.ops):
-            for p in by_kind.get(op.KIND, []) + by_kind.get("*", []):
-                if id(op) not in alive:
-                    break
-                if p.rewrite(op, graph, ctx):
-                    ctx.stat(p.name)
-                    changed = True
-                    alive = {id(o) for o in graph.ops}
-        if not changed:
-            return changed_any
-        changed_any = True
+    with graph.tracked_uses():  # the patterns' users() queries cost their answers, not a scan
+        for _ in range(MAX_ITERATIONS):
+            changed = False
+            for op in list(graph.ops):
+                for p in by_kind.get(op.KIND, []) + by_kind.get("*", []):
+                    if not graph.holds(op):
+                        break
+                    if p.rewrite(op, graph, ctx):
+                        ctx.stat(p.name)
+                        changed = True
+            if not changed:
+                return changed_any
+            changed_any = True
     raise RuntimeError(f"rewrite patterns did not reach a fixed point in {MAX_ITERATIONS} walks")
 
 

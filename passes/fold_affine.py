@@ -64,7 +64,7 @@ def _rebuild(layer: Op, weight: np.ndarray, bias: np.ndarray, **changes) -> Op:
 
 def _drop_constant_if_unused(graph: Graph, op: Op) -> None:
     for v in (op.a, op.b):
-        if v.owner is not None and v.owner.KIND == "ann.constant" and v.owner in graph.ops and not graph.users(v):
+        if v.owner is not None and v.owner.KIND == "ann.constant" and graph.holds(v.owner) and not graph.users(v):
             graph.erase(v.owner)
 
 

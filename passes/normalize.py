@@ -103,7 +103,8 @@ def spiking_ops(graph: Graph, ops: list[Op]) -> list[Op]:
     def relu_like(u: Op) -> bool:
         return u.KIND == "ann.relu" or (u.KIND == "ann.clip" and u.min == 0.0 and u.max > 0.0)
 
-    return [op for op in ops if op.result not in graph.outputs and graph.users(op.result)
+    outputs = {id(v) for v in graph.outputs}
+    return [op for op in ops if id(op.result) not in outputs and graph.users(op.result)
             and all(relu_like(u) for u in graph.users(op.result))]
 
 
@@ -186,7 +187,7 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
     clean = semantics.stream_ann(graph, [x])
     if coded_input:
         x = rate_code(np.clip(x, 0.0, 1.0), 1.0, 0.0, timesteps).astype(x.dtype)
-    spiking = spiking_ops(graph, measured)
+    spiking = set(spiking_ops(graph, measured))
     wanted = set(measured)
     fitted: dict = {}
     chosen, bias, corrections = {}, {}, {}
@@ -234,7 +235,7 @@ def fit_layers(graph: Graph, x: np.ndarray, measured: list[Op], timesteps: int, 
             item = coded.send(replaced)
         except StopIteration:
             item = None
-    for op in spiking:
+    for op in [o for o in measured if o in spiking]:  # program order
         lam, shift = fitted[op.result]
         chosen[op] = lam
         if np.any(shift != 0):
@@ -320,10 +321,7 @@ def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float | np.ndarra
         if kind in WEIGHTED:
             lam = chosen.get(op)
             lam = min(layer_scale(op), clip_bound(graph, op) or np.inf) if lam is None else lam
-            w = op.weight.data.astype(np.float64)
-            out_lam = np.reshape(lam, (-1,) + (1,) * (w.ndim - 1))  # one factor per output row/channel
-            w = w * _input_factor(op, ins[0]) / out_lam
-            changes = {"weight": Blob(w.astype(op.weight.data.dtype), op.weight.name)}
+            changes = {"weight": Blob(_scaled(op.weight.data, _input_factor(op, ins[0]), lam), op.weight.name)}
             if op.bias is not None:
                 changes["bias"] = Blob((op.bias.data.astype(np.float64) / np.reshape(lam, -1)).astype(op.bias.data.dtype),
                                        op.bias.name)
@@ -350,18 +348,33 @@ def normalize(graph: Graph, ctx: PassContext, chosen: dict[Op, float | np.ndarra
             lam = chosen.get(op) or layer_scale(op)
             for v, s in zip(list(op.operands), ins):
                 if not np.isclose(s, lam, rtol=1e-12, atol=0):
-                    op.replace_operand(v, _rescale(graph, op, v, s / lam))
+                    graph.redirect(op, v, _rescale(graph, op, v, s / lam))
                     ctx.stat("branches-rescaled")
         else:  # not positively homogeneous: give it its true input back
             for v, s in zip(list(op.operands), ins):
                 if s != 1.0:
-                    op.replace_operand(v, _rescale(graph, op, v, s))
+                    graph.redirect(op, v, _rescale(graph, op, v, s))
             lam = 1.0
         scale[op.result] = lam
         for key in ("calib.max", "calib.p"):
             if key in op.extra:
                 op.extra[key] = float(op.extra[key]) / float(np.min(lam))
     return scale
+
+
+ROWS = 1 << 20  # weights scaled in float64 at a time (8 MiB): VGG-19's first dense layer has 102 M
+
+
+def _scaled(w: np.ndarray, factor, lam) -> np.ndarray:
+    """``w · factor / λ`` in float64, returned in ``w``'s dtype (a dense or conv weight; ``λ`` one
+    number or one per output row/channel), about :data:`ROWS` weights at a time: the same
+    numbers as on the whole array, without its float64 copies."""
+    out = np.empty_like(w)
+    out_lam = np.broadcast_to(np.reshape(lam, (-1,) + (1,) * (w.ndim - 1)), (len(w),) + (1,) * (w.ndim - 1))
+    step = max(1, ROWS // max(1, w[0].size))
+    for i in range(0, len(w), step):
+        out[i:i + step] = (w[i:i + step].astype(np.float64) * factor / out_lam[i:i + step]).astype(w.dtype)
+    return out
 
 
 def _input_factor(op: Op, lam_in: float | np.ndarray) -> float | np.ndarray:
@@ -406,6 +419,10 @@ class Normalize(Pass):
     burst: int = 1
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
+        with graph.tracked_uses():  # the layers' users are asked for again and again
+            return self._run(graph, ctx)
+
+    def _run(self, graph: Graph, ctx: PassContext) -> bool:
         if not 0.0 < self.percentile <= 100.0:
             raise NmcError(f"normalize: percentile must lie in (0, 100], got {self.percentile}")
         if self.burst < 1:

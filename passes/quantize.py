@@ -13,6 +13,17 @@ voltage within the state width: a spiking population's voltage stays below
 ``θ + |v0| + HEADROOM · (c + |b|)`` (``c`` the largest current one step can deliver:
 :func:`max_step_current`, burst sources sending up to their ``max_spikes`` each), a
 non-spiking output population's below ``|v0| + steps · (c + |b|)``.
+
+Inputs below the resolution of the population's input: a population's input current is
+represented by ``weight-bits``-bit weights, so its largest input current ``c · S`` (state units
+per step) is resolved to about ``c · S / 2**(weight-bits − 1)`` units — one LSB of the total
+input (:func:`input_lsb`, never finer than one state unit).  A projection whose weights lose
+half their value or more (they round to zero) is judged by what it can deliver, not by its own
+weights: if its largest current to any neuron in one step (its sources at their largest
+activation: one spike, or the encoder's unit) is below that LSB, the integer graph could not
+tell it from rounding, so it is dropped with a remark (its weights, its current in state units,
+its share of the population's input) and the ops only it read are removed; if it can deliver
+one LSB or more, it carries signal the integer graph would lose, and quantize refuses.
 """
 
 from __future__ import annotations
@@ -22,16 +33,43 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Blob, Graph, Op, param_array
 from nmc.ir.snn import DECAY_ONE
+from nmc.passes.canonicalize import dead_ops
 from nmc.passmanager import Pass, PassContext, register_pass
 from nmc.semantics import latency_steps
 
 HEADROOM = 8  # steps of worst-case input a spiking population's voltage may accumulate
 CURRENT_ENCODER_SCALE = 256  # a 'current' encoder presents round(x * 256) for x in [0, 1]
+LOSS_LIMIT = 0.5  # a projection whose weights lose this much (relative RMS) is dropped or refused
 
 
-def _weights(p: Op) -> np.ndarray:
+CHUNK = 1 << 20  # weights converted to float64 at a time (8 MiB): VGG-19's fc6 alone has 102 M
+
+
+def _raw(p: Op) -> np.ndarray:
+    """``p``'s weights as stored (a blob's array, or the one number)."""
     w = p.weight
-    return (w.data if isinstance(w, Blob) else np.asarray(w)).astype(np.float64)
+    return w.data if isinstance(w, Blob) else np.asarray(w)
+
+
+def _row_chunks(a: np.ndarray):
+    """Consecutive slices of ``a``'s first axis (targets, for dense and conv weights), each of
+    about :data:`CHUNK` elements; a 0-d array whole."""
+    if a.ndim == 0 or a.size == 0:
+        yield a
+        return
+    rows = max(1, CHUNK // max(1, a.size // a.shape[0]))
+    for i in range(0, a.shape[0], rows):
+        yield a[i:i + rows]
+
+
+def _flat_chunks(n: int):
+    for i in range(0, n, CHUNK):
+        yield slice(i, min(n, i + CHUNK))
+
+
+def _peak(p: Op) -> float:
+    """Largest |weight| of ``p`` (the stored values: exact whatever their float type)."""
+    return max((float(np.max(np.abs(c))) for c in _row_chunks(_raw(p)) if c.size), default=0.0)
 
 
 def _step_sums(p: Op, w: np.ndarray) -> np.ndarray:
@@ -53,13 +91,20 @@ def max_step_current(p: Op, unit: float) -> float:
     ``spikes`` encoders, whose values may be negative, in ``[-unit, unit]``.  With
     non-negative sources a neuron's current lies between minus the sum of its negative
     weights and the sum of its positive ones."""
-    w = _weights(p)
     src = p.src.owner
-    if src.KIND == "snn.encode" and src.encoding in ("current", "spikes"):
-        per = _step_sums(p, np.abs(w))
-    else:
-        per = np.maximum(_step_sums(p, np.clip(w, 0, None)), _step_sums(p, np.clip(-w, 0, None)))
-    return float(np.max(per)) * unit if np.size(per) else 0.0
+    signed = src.KIND == "snn.encode" and src.encoding in ("current", "spikes")
+    raw = _raw(p)
+    chunks = _row_chunks(raw) if p.kind in ("dense", "conv2d") else [raw]  # per-target sums: by rows
+    best = None
+    for chunk in chunks:
+        w = chunk.astype(np.float64)
+        if signed:
+            per = _step_sums(p, np.abs(w))
+        else:
+            per = np.maximum(_step_sums(p, np.clip(w, 0, None)), _step_sums(p, np.clip(-w, 0, None)))
+        if np.size(per):
+            best = max(best or 0.0, float(np.max(per)))
+    return best * unit if best is not None else 0.0
 
 
 def source_payload(p: Op) -> float:
@@ -79,20 +124,33 @@ def source_unit(p: Op) -> float:
 
 def quantize_projection(p: Op, scale: float, bits: int, e_max: int, ctx: PassContext) -> tuple[Op, float, int]:
     """``p`` with integer weights for state scale ``scale``; returns (new op, relative RMS error,
-    weights clipped)."""
-    w = _weights(p) * scale / source_unit(p)
+    weights clipped).  Works through the weights :data:`CHUNK` at a time in one float64 buffer
+    (their scaled values, then their errors), so its peak is one float64 copy of the weights
+    beside the integer result; every number is the one a whole-array computation gives."""
+    raw = _raw(p)
+    unit = source_unit(p)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    w = np.empty(raw.shape, np.float64)
+    flat, flat_raw = w.reshape(-1), raw.reshape(-1)
+    peak = 0.0
+    for s in _flat_chunks(flat.size):
+        flat[s] = flat_raw[s].astype(np.float64) * scale / unit
+        peak = max(peak, float(np.max(np.abs(flat[s]))))
     e = 0
     while e < e_max and np.round(peak / 2**e) > hi:
         e += 1
-    exact = w / 2**e
-    q = np.round(exact)
-    clipped = int(np.sum((q < lo) | (q > hi)))
-    q = np.clip(q, lo, hi).astype(np.int64)
-    err = float(np.linalg.norm(q * 2**e - w) / max(np.linalg.norm(w), 1e-300))
+    norm = float(np.linalg.norm(w))
     dtype = np.int8 if bits <= 8 else np.int16 if bits <= 16 else np.int32
-    weight = Blob(q.astype(dtype), p.weight.name) if isinstance(p.weight, Blob) else int(q)
+    q_all = np.empty(raw.shape, dtype)
+    flat_q, clipped = q_all.reshape(-1), 0
+    for s in _flat_chunks(flat.size):
+        q = np.round(flat[s] / 2**e)
+        clipped += int(np.sum((q < lo) | (q > hi)))
+        q = np.clip(q, lo, hi).astype(np.int64)
+        flat_q[s] = q
+        flat[s] = q * 2**e - flat[s]  # the buffer now holds the errors
+    err = float(np.linalg.norm(w) / max(norm, 1e-300))
+    weight = Blob(q_all, p.weight.name) if isinstance(p.weight, Blob) else int(q_all)
     return p.with_changes(weight=weight, exponent=e), err, clipped
 
 
@@ -138,6 +196,14 @@ class Quantize(Pass):
             if pop.bits == 0:
                 self.quantize_population(replacements, pop, ctx, chip, bits, limit, steps)
         graph.replace_ops(replacements)
+        dead = dead_ops(graph)
+        if dead:
+            dead_ids = {id(op) for op in dead}
+            graph.ops = [op for op in graph.ops if id(op) not in dead_ids]
+            named = [f"%{op.result.name}" for op in dead if op.KIND == "snn.population" and op.result.name]
+            ctx.stat("ops-removed", len(dead))
+            ctx.remark(f"removed {len(dead)} ops that only dropped inputs read"
+                       + (f" (populations {', '.join(named)})" if named else ""))
         return True
 
     def quantize_population(self, replacements, pop, ctx, chip, bits, limit, steps) -> None:
@@ -162,15 +228,36 @@ class Quantize(Pass):
             bound = v0 + steps * drive
         candidates = [limit / bound] if bound > 0 else []
         for p in projections:
-            peak = float(np.max(np.abs(_weights(p)))) / source_unit(p)
+            peak = _peak(p) / source_unit(p)
             if peak > 0:
                 candidates.append(wmax * 2**f.weight_exponent_max / peak)
         scale = min(candidates) if candidates else 1.0
         name = pop.result.name or "?"
-        errors, exps, clipped_weights = [], [], 0
+        errors, exps, clipped_weights, kept = [], [], 0, []
         for p in projections:
             new, err, clipped = quantize_projection(p, scale, self.weight_bits, f.weight_exponent_max, ctx)
+            if err >= LOSS_LIMIT:
+                units = max_step_current(p, 1.0) * scale
+                lsb = input_lsb(c * scale, self.weight_bits)
+                share = units / (c * scale) if c > 0 else 0.0
+                src = f"%{p.src.name}" if p.src.name else f"a {p.src.owner.KIND}"
+                what = f"its input from {src} ({np.size(_raw(p)):,} weights)"
+                if units >= lsb:
+                    raise NmcError(f"population %{name} cannot be represented: {what} loses "
+                                   f"{100 * err:.0f}% (RMS) at the state scale {scale:.4g}, yet carries up to "
+                                   f"{units:.3g} state units per step ({100 * share:.2g}% of its largest input "
+                                   f"current; one LSB of that input is {lsb:.3g} units)", pop.loc,
+                                   hint="its weights are below half a state unit at the scale the population's "
+                                        f"largest weights set ({self.weight_bits}-bit weights, exponents 0 to "
+                                        f"{f.weight_exponent_max}); use more weight bits if the chip has them, or "
+                                        "a network whose inputs to this population are of comparable size")
+                ctx.stat("projections-dropped")
+                ctx.remark(f"%{name}: dropped {what}, whose weights lose {100 * err:.0f}% (RMS) at the state "
+                           f"scale {scale:.4g}: at most {units:.3g} state units per step, {100 * share:.2g}% of the "
+                           f"population's largest input current, below one LSB of it ({lsb:.3g} units)")
+                continue
             replacements[p] = new
+            kept.append(p.result)
             errors.append(err)
             exps.append(new.exponent)
             clipped_weights += clipped
@@ -188,14 +275,11 @@ class Quantize(Pass):
                            pop.loc, hint="its weights are too large relative to its threshold for "
                                          f"{self.weight_bits}-bit weights with exponents up to "
                                          f"{f.weight_exponent_max}; renormalise the network")
-        if max(errors, default=0.0) >= 0.5:
-            raise NmcError(f"population %{name} cannot be represented: its weights lose "
-                           f"{100 * max(errors):.0f}% (RMS) at the state scale {scale:.4g}", pop.loc,
-                           hint=f"the {f.voltage_bits}-bit state leaves too little room for "
-                                f"{steps} steps of input; use fewer timesteps or smaller weights")
         for n in ("du", "dv"):
             ints[n] = np.clip(np.round(arr[n]), 0, DECAY_ONE)
         changes = {n: _int_param(ints[n], shape, getattr(pop, n)) for n in pop.PARAMS}
+        if len(kept) < len(projections):
+            changes["currents"] = kept
         new = pop.with_changes(bits=bits, **changes)
         new.extra.update(pop.extra)
         new.extra["quant.error"] = max(errors, default=0.0)
@@ -206,6 +290,14 @@ class Quantize(Pass):
         ctx.stat("populations-quantized")
         ctx.remark(f"%{name}: scale {scale:.6g}, exponents {exps}, weight error (RMS) "
                    + ", ".join(f"{100 * e:.2f}%" for e in errors) + f", saturated parameters {saturated}")
+
+
+def input_lsb(total_units: float, weight_bits: int) -> float:
+    """One LSB of a population's input, in state units: its largest input current
+    ``total_units`` (all projections, state units per step) at the precision of a
+    ``weight_bits``-bit weight at full range, and never finer than one state unit (the
+    smallest change of voltage the integer population can hold)."""
+    return max(1.0, total_units / 2 ** (weight_bits - 1))
 
 
 def _int_param(values: np.ndarray, shape: tuple, old):

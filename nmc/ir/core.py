@@ -12,14 +12,16 @@ Contracts:
   the type its ``infer_type`` computes (or ``declared_type`` for ops whose type is not implied
   by their operands, such as ``ann.input``).
 * Blobs are immutable (their arrays are read-only); a pass that changes weights makes a new blob.
-* Use-def information is never stored twice: ``users`` and the networkx view are derived from
-  the operand fields on demand.
+* Use-def information is derived from the operand fields: ``users`` and the networkx view
+  compute it on demand, except inside :meth:`Graph.tracked_uses` (rewrite patterns), where an
+  index that the graph's own edits keep current answers ``users`` without a scan of every op.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -270,6 +272,10 @@ class Op:
 
     def replace_operand(self, old: Value, new: Value) -> int:
         """Point every use of ``old`` in this op at ``new``; returns how many were replaced."""
+        _UNTRACKED[0] += 1  # a graph's use index cannot see this edit: it rebuilds on next use
+        return self._swap_operand(old, new)
+
+    def _swap_operand(self, old: Value, new: Value) -> int:
         n = 0
         for name, spec in self.operand_specs():
             v = getattr(self, name)
@@ -343,6 +349,8 @@ def require(op: Op, condition: bool, message: str, hint: str | None = None) -> N
 
 # ------------------------------------------------------------------------------------ graph
 
+_UNTRACKED = [0]  # count of operand edits made outside Graph's methods (Op.replace_operand)
+
 
 class Graph:
     """An ordered list of ops in SSA form, with graph-level metadata (``dt``, ``timesteps``...).
@@ -351,48 +359,125 @@ class Graph:
     graph header and travel with the text.
     """
 
+    _uses: dict[int, tuple[Value, dict[int, Op]]] | None = None  # id(value) -> users, while tracked_uses
+    _uses_seen = 0  # _UNTRACKED[0] when the index was built or last kept current
+    _members: set[int] = frozenset()  # id of every op, while tracked_uses
+
     def __init__(self, name: str = "main", meta: dict[str, Any] | None = None):
         self.name = name
         self.ops: list[Op] = []
         self.meta: dict[str, Any] = dict(meta or {})
+
+    # -- use index ------------------------------------------------------------------------
+
+    @contextmanager
+    def tracked_uses(self):
+        """Within this block :meth:`users` answers from an index of each value's users, which
+        :meth:`add`, :meth:`insert_before`, :meth:`insert_after`, :meth:`erase`,
+        :meth:`replace`, :meth:`replace_all_uses`, :meth:`redirect` and :meth:`replace_ops` keep current (an edit
+        by :meth:`Op.replace_operand` makes it rebuild on the next query): a rewrite that asks for
+        users and edits locally costs its own size, not the graph's.  Inside the block, operand
+        fields must not be assigned directly nor ``ops`` changed in place."""
+        outer = self._uses
+        if outer is None:
+            self._index_uses()
+        try:
+            yield self
+        finally:
+            if outer is None:
+                self._uses = None
+
+    def _index_uses(self) -> None:
+        self._uses, self._members = {}, {id(op) for op in self.ops}
+        self._uses_seen = _UNTRACKED[0]
+        for op in self.ops:
+            self._note_uses(op, +1)
+
+    def holds(self, op: Op) -> bool:
+        """Whether ``op`` is one of the graph's ops."""
+        if self._uses is None:
+            return op in self.ops  # ops compare by identity
+        return id(op) in self._members
+
+    def _note_uses(self, op: Op, sign: int) -> None:
+        """Add (``sign`` +1) or remove (-1) ``op``'s operands' uses in the index, if it is kept."""
+        if self._uses is None:
+            return
+        if self._uses_seen != _UNTRACKED[0]:
+            self._uses = None
+            self._index_uses()  # includes ``op`` if it is in ``ops`` already
+            return
+        if sign > 0:
+            self._members.add(id(op))
+        else:
+            self._members.discard(id(op))
+        for v in op.operands:
+            if sign > 0:
+                self._uses.setdefault(id(v), (v, {}))[1][id(op)] = op
+            elif id(v) in self._uses:
+                self._uses[id(v)][1].pop(id(op), None)
 
     # -- building -------------------------------------------------------------------------
 
     def add(self, op: Op, name: str | None = None) -> Value | None:
         """Append ``op``; returns its result (named ``name`` if given)."""
         self.ops.append(op)
+        self._note_uses(op, +1)
         if name is not None and op.result is not None:
             op.result.name = name
         return op.result
 
     def insert_before(self, anchor: Op, op: Op) -> Value | None:
         self.ops.insert(self.index(anchor), op)
+        self._note_uses(op, +1)
         return op.result
 
     def insert_after(self, anchor: Op, op: Op) -> Value | None:
         self.ops.insert(self.index(anchor) + 1, op)
+        self._note_uses(op, +1)
         return op.result
 
     def index(self, op: Op) -> int:
-        for i, o in enumerate(self.ops):
-            if o is op:
-                return i
-        raise ValueError(f"{op!r} is not in graph @{self.name}")
+        try:
+            return self.ops.index(op)  # ops compare by identity
+        except ValueError:
+            raise ValueError(f"{op!r} is not in graph @{self.name}") from None
 
     def erase(self, op: Op) -> None:
         """Remove ``op``, which must have no users left."""
         if op.result is not None and self.users(op.result):
             raise ValueError(f"cannot erase {op!r}: its result still has users")
         del self.ops[self.index(op)]
+        self._note_uses(op, -1)
+        if self._uses is not None and op.result is not None:
+            self._uses.pop(id(op.result), None)
 
     def replace_all_uses(self, old: Value, new: Value) -> int:
-        return sum(user.replace_operand(old, new) for user in self.ops)
+        if self._uses is None:
+            return sum(user._swap_operand(old, new) for user in self.ops)
+        if self._uses_seen != _UNTRACKED[0]:
+            self._index_uses()
+        _, users = self._uses.pop(id(old), (old, {}))
+        n = sum(user._swap_operand(old, new) for user in users.values())
+        if users and new is not old:
+            self._uses.setdefault(id(new), (new, {}))[1].update(users)
+        return n
+
+    def redirect(self, op: Op, old: Value, new: Value) -> int:
+        """:meth:`Op.replace_operand` on ``op``, one of the graph's ops, keeping the use index."""
+        n = op._swap_operand(old, new)
+        if n and self._uses is not None and self._uses_seen == _UNTRACKED[0]:
+            if id(old) in self._uses:
+                self._uses[id(old)][1].pop(id(op), None)
+            self._uses.setdefault(id(new), (new, {}))[1][id(op)] = op
+        return n
 
     def replace(self, op: Op, new: Op | Value) -> None:
         """Replace ``op``: its uses go to ``new`` (a value, or a new op put in ``op``'s place),
         then ``op`` is erased."""
         if isinstance(new, Op):
             self.ops.insert(self.index(op), new)
+            self._note_uses(new, +1)
             value = new.result
         else:
             value = new
@@ -426,11 +511,19 @@ class Graph:
                             v[i] = values[id(x)]
                 elif id(v) in values:
                     setattr(op, name, values[id(v)])
+        if self._uses is not None:
+            self._index_uses()
 
     # -- queries -----------------------------------------------------------------------------
 
     def users(self, value: Value) -> list[Op]:
-        return [op for op in self.ops if any(v is value for v in op.operands)]
+        """The ops that read ``value``, each once, in program order."""
+        if self._uses is None:
+            return [op for op in self.ops if any(v is value for v in op.operands)]
+        if self._uses_seen != _UNTRACKED[0]:
+            self._index_uses()
+        users = list(self._uses.get(id(value), (value, {}))[1].values())
+        return sorted(users, key=self.ops.index) if len(users) > 1 else users
 
     def walk(self, kind: str | type | tuple = Op) -> list[Op]:
         """Ops of a kind (``"ann.conv"``, a class, or a tuple of classes), in program order.
