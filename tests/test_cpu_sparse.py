@@ -298,17 +298,22 @@ def test_w3_like_network_split_on_two_threads_matches_one_thread():
         _agree(run([x], timesteps=40, record="all", threads=threads), ref, pops, True)
 
 
+def _as_float(g):
+    """Make ``g`` (a ``_recurrent`` network) a float network: weights / 4 as float32, threshold 10."""
+    for p in g.walk("snn.project"):
+        p.weight = Blob(p.weight.data.astype(np.float32) / 4)
+    pop = g.walk("snn.population")[0]
+    pop.bits, pop.threshold = 0, 10.0
+    verify(g)
+
+
 @pytest.mark.parametrize("weights, integer", [((-2**29, 2**29), True), ((-8, 8), False)])
 def test_split_records_and_float_networks_on_two_threads_match(weights, integer):
     """Weights too wide for packed words ((target, weight) records) and a float network (f32
     records, no fixed rows), split, on one and on two threads."""
     g = _recurrent(100, 6, seed=5, weights=weights)
     if not integer:
-        for p in g.walk("snn.project"):
-            p.weight = Blob(p.weight.data.astype(np.float32) / 4)
-        pop = g.walk("snn.population")[0]
-        pop.bits, pop.threshold = 0, 10.0
-        verify(g)
+        _as_float(g)
     assert tables.synapse_table(g.walk("snn.project")[1])[1] == 0  # records, not words
     x = np.random.default_rng(2).integers(0, 2, (1, 30, 50)).astype(np.float32)
     with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
@@ -327,11 +332,7 @@ def test_encoder_values_scanned_in_words_deliver_every_event(integer):
     one and two threads: every event is delivered, with its value, as the reference does."""
     g = _recurrent(64, 5, seed=9, weights=(-40, 90), inputs=141, encoding="spikes" if integer else "current")
     if not integer:
-        for p in g.walk("snn.project"):
-            p.weight = Blob(p.weight.data.astype(np.float32) / 4)
-        pop = g.walk("snn.population")[0]
-        pop.bits, pop.threshold = 0, 10.0
-        verify(g)
+        _as_float(g)
     rng = np.random.default_rng(3)
     if integer:  # spike counts 0, 1 and 3; the edges of every word fire at step 0
         x = (rng.random((2, 20, 141)) < 0.1) * rng.choice([1, 1, 3], (2, 20, 141))
