@@ -8,7 +8,7 @@ import types
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from nmc import semantics
@@ -28,8 +28,9 @@ from mesh_chip_text import mesh_chip_text
 from reference import assert_matches_reference
 
 # A small board: 4 neurons per core, so every population of the random graphs spans cores.
+NEURONS_PER_CORE, CORES = 4, 4 * 4 * 2 * 2
 TEST_CHIP = mesh_chip_text("test-mesh", "emulator tests: 2x2 chips of 4x4 cores of 4 neurons", (4, 4, 2, 2),
-                           neurons=4, input_axons=512)
+                           neurons=NEURONS_PER_CORE, input_axons=512)
 CHIP = parse_chip(TEST_CHIP, "test-mesh.toml")
 MAPPING = "partition,place{seed=0,iterations=200},route"
 
@@ -123,6 +124,15 @@ def random_graph(seed: int, leak: bool = True, burst: int = 1) -> tuple[Graph, l
     return g, inputs
 
 
+def seeded_graph(seed: int, **options) -> tuple[Graph, list[np.ndarray]]:
+    """:func:`random_graph` for a property test over any seed: a draw whose populations need
+    more cores than ``CHIP`` has (4 neurons a core; a few draws have a 196-neuron convolution and
+    more) is outside the tests' domain and rejected with ``hypothesis.assume``."""
+    graph, inputs = random_graph(seed, **options)
+    assume(sum(-(-p.result.type.size // NEURONS_PER_CORE) for p in graph.walk("snn.population")) <= CORES)
+    return graph, inputs
+
+
 def assert_identical(graph: Graph, inputs, image):
     """The mesh emulator's run of ``image`` equals the reference semantics on ``graph``."""
     got = prepare(image)(inputs, record="all")
@@ -133,7 +143,7 @@ def assert_identical(graph: Graph, inputs, image):
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31 - 1))
 def test_emulator_bit_identical_to_reference(seed):
-    graph, inputs = random_graph(seed)
+    graph, inputs = seeded_graph(seed)
     image, mapped = image_of(graph)
     spans = [c.pops[0].owner for c in mapped.walk("hw.core")]
     assert max(spans.count(p) for p in set(spans)) >= 2  # a population spans several cores

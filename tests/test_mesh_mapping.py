@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_emulator import CHIP, random_graph
+from test_emulator import CHIP, random_graph, seeded_graph
 
 from nmc import semantics
 from nmc.diagnostics import NmcError
@@ -91,7 +91,7 @@ def _brute_force_usage(graph, chip):
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31 - 1))
 def test_partition_respects_every_core_limit(seed):
-    graph, _ = random_graph(seed)
+    graph, _ = seeded_graph(seed)
     g, ctx = mapped(graph, "partition")
     verify(g)  # every neuron on exactly one core
     m, usage = _brute_force_usage(g, CHIP)
