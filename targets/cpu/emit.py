@@ -762,8 +762,8 @@ class Lowering:
 
     def neurons(self, pop: Op, acc, acc_st, params, i, width: int):
         """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``), their
-        currents read from ``acc`` (elements of type ``acc_st``); returns their spikes (i1 or
-        <width x i1>).  Integer populations compute in i64, or in i32 lanes (twice as many per
+        currents read from ``acc`` (elements of type ``acc_st``); returns whether each fired (i1 or
+        <width x i1>) and, for a burst population, its spike counts in the lane type (else None).  Integer populations compute in i64, or in i32 lanes (twice as many per
         vector) when :func:`.plan.lanes32` allows it."""
         b = self.e.b
         narrow = lanes32(pop)
@@ -847,8 +847,7 @@ class Lowering:
         count = b.load(b.gep(count_row, [i], source_etype=count_t, inbounds=True), typ=vec(count_t), align=4)
         added = b.zext(fired, vec(count_t)) if spikes is None else self.count_cast(spikes, vec(count_t))
         st(b.add(count, added), count_row, count_t)
-        self.spikes = spikes
-        return fired
+        return fired, spikes
 
     def burst_counts(self, pop: Op, v, theta, vt):
         """The spikes of burst neurons (:func:`nmc.neuron.burst_counts`) for voltages ``v``,
@@ -909,9 +908,9 @@ class Lowering:
         start, stop = self.part_range(pop)
         with e.loop(b.udiv(start, e.i64(width)), b.udiv(stop, e.i64(width)), "nu") as k:
             first = b.mul(k, e.i64(width))
-            fired = self.neurons(pop, acc, acc_st, params, first, width)
+            fired, spikes = self.neurons(pop, acc, acc_st, params, first, width)
             self.list8(lut, lst, nfired, b.bitcast(fired, I8), first)
-            value = b.zext(fired, vt) if self.spikes is None else self.count_cast(self.spikes, vt)  # burst: counts
+            value = b.zext(fired, vt) if spikes is None else self.count_cast(spikes, vt)  # burst: counts
             if spk is not None:
                 b.store(value, b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
             with e.when(recording):
@@ -920,10 +919,10 @@ class Lowering:
             with e.when(b.icmp_signed("==", stop, e.i64(size))):
                 bits = e.var(I8, 0)
                 with e.loop(nvec * width, size, "nt") as i:
-                    fired = self.neurons(pop, acc, acc_st, params, i, 1)
+                    fired, spikes = self.neurons(pop, acc, acc_st, params, i, 1)
                     r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
                     b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
-                    value = b.zext(fired, I8) if self.spikes is None else self.count_cast(self.spikes, I8)
+                    value = b.zext(fired, I8) if spikes is None else self.count_cast(spikes, I8)
                     if spk is not None:
                         e.store(value, spk, i, I8)
                     with e.when(recording):
