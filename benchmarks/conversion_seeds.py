@@ -19,13 +19,17 @@ converts to IF neurons of threshold ``λ``.  Needs PyTorch, so it runs from the 
 
     sjvenv/bin/python benchmarks/conversion_seeds.py --data ../shared/data \\
         [--seeds 7] [--variants relu,qcfs16,qcfs8] [--timesteps 1,2,3,4,8,16] [--encodings current,rate]
-        [--models-dir DIR] [--normalize OPTS] [--convert OPTS] [--peers]
+        [--models-dir DIR] [--normalize OPTS] [--convert OPTS] [--bursts 1,2,4,8] [--peers]
 
 ``--models-dir``: keep the trained models there (``{variant}_{seed}.onnx``) and reuse those
 already there.  ``--peers``: also convert every model with SpikingJelly's converters
 (``benchmarks/converters.py``, same images and calibration) and print the mean of the best
 converter's accuracy at each T, and of nmc's margin over it (± s.e.).  ``--normalize``: more
 options of the per-T normalize; ``--convert``: more options of convert-to-spiking (``burst=B``).
+``--bursts``: convert every model once per burst ``B`` listed (``--convert``'s options with
+``burst=B``; the converters run once per model) and close with the ``B × T`` table: the mean
+over seeds of int SNN − ANN and of nmc − best converter (± s.e.), and each ``B``'s paired
+difference from the ``B`` before it in the list (per seed, then mean ± s.e.).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import torch
 
 import nmc
 from nmc.evaluation import evaluate
+from nmc.passmanager import merge_options
 from nmc.targets.chip import load_chip
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -75,6 +80,7 @@ def main() -> None:
     ap.add_argument("--models-dir", type=pathlib.Path)
     ap.add_argument("--normalize", default="")
     ap.add_argument("--convert", default="", help="more options of convert-to-spiking, e.g. burst=4")
+    ap.add_argument("--bursts", default="", help="convert with each of these burst B, e.g. 1,2,4,8")
     ap.add_argument("--peers", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -83,10 +89,12 @@ def main() -> None:
     timesteps = [int(t) for t in args.timesteps.split(",")]
     encodings = args.encodings.split(",")
     chip = load_chip("mesh")
+    bursts = [int(b) for b in args.bursts.split(",")] if args.bursts else [0]  # 0: --convert as given
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.models_dir or pathlib.Path(tmp)
         for variant in args.variants.split(","):
-            rows = {enc: [] for enc in encodings}  # per encoding and seed: ANN, then int SNN, agreement, ANN@T by T
+            # per (encoding, B) and seed: ANN, then int SNN, agreement, ANN@T by T
+            rows = {(enc, b): [] for enc in encodings for b in bursts}
             best = []  # per seed: the best converter's accuracy by T
             for seed in range(args.seeds):
                 path = folder / f"{variant}_{seed}.onnx"
@@ -99,21 +107,44 @@ def main() -> None:
                     best.append([max(c["rows"][i]["accuracy"] for c in peer["converters"].values())
                                  for i in range(len(timesteps))])
                 for enc in encodings:
-                    r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc, normalize_options=args.normalize,
-                                 convert_options=args.convert)
-                    rows[enc].append((r["ann_accuracy"], *([row[key] for row in r["snn"]] for key in
-                                                           ("int_accuracy", "int_agreement", "rate_code_accuracy"))))
-                    print(f"  {variant} seed {seed} {enc}: ANN {100 * r['ann_accuracy']:.2f}, int SNN − ANN "
-                          + " ".join(f"{100 * (row['int_accuracy'] - r['ann_accuracy']):+.2f}" for row in r["snn"]),
-                          file=sys.stderr, flush=True)
+                    for b in bursts:
+                        convert = merge_options(args.convert, f"burst={b}") if b else args.convert
+                        r = evaluate(graph, x, y, x_cal, chip, timesteps, encoding=enc,
+                                     normalize_options=args.normalize, convert_options=convert)
+                        rows[enc, b].append((r["ann_accuracy"], *([row[key] for row in r["snn"]] for key in (
+                            "int_accuracy", "int_agreement", "rate_code_accuracy"))))
+                        print(f"  {variant} seed {seed} {enc}{f' B={b}' if b else ''}: ANN {100 * r['ann_accuracy']:.2f}, "
+                              "int SNN − ANN " + " ".join(f"{100 * (row['int_accuracy'] - r['ann_accuracy']):+.2f}"
+                                                          for row in r["snn"]), file=sys.stderr, flush=True)
             for enc in encodings:
-                print_summary(variant, enc, rows[enc], timesteps, best)
+                for b in bursts:
+                    print_summary(variant + (f", B = {b}" if b else ""), enc, rows[enc, b], timesteps, best)
+                if len(bursts) > 1:
+                    print_bursts(variant, enc, {b: rows[enc, b] for b in bursts}, timesteps, best)
 
 
 def mean_se(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over seeds (axis 0) and its standard error."""
     n = len(d)
     return d.mean(axis=0), (d.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(d.shape[1:], np.nan))
+
+
+def print_bursts(variant: str, encoding: str, rows: dict, timesteps: list[int], best: list) -> None:
+    """The ``B × T`` table of ``--bursts``: per B and T, the mean over seeds of int SNN − ANN and
+    of nmc − best converter, and the paired difference from the B before it (points ± s.e.)."""
+    print(f"\n{variant}, {encoding} input, B × T (points, mean ± s.e. over {len(next(iter(rows.values())))} seeds)")
+    print("     B     T   int−ANN ± s.e.   nmc−best ± s.e.   B − previous B ± s.e.")
+    none = (np.full(len(timesteps), np.nan),) * 2
+    previous = None
+    for b, rs in rows.items():
+        snn = 100 * np.array([r[1] for r in rs])
+        gm, gse = mean_se(snn - 100 * np.array([r[0] for r in rs])[:, None])
+        bm, bse = mean_se(snn - 100 * np.array(best)) if best else none
+        dm, dse = mean_se(snn - previous) if previous is not None else none
+        for i, t in enumerate(timesteps):
+            print(f"{b:6d}  {t:4d}   {gm[i]:+6.2f} ± {gse[i]:4.2f}   {bm[i]:+6.2f} ± {bse[i]:4.2f}    "
+                  f"{dm[i]:+6.2f} ± {dse[i]:4.2f}", flush=True)
+        previous = snn
 
 
 def print_summary(variant: str, encoding: str, rows: list, timesteps: list[int], best: list) -> None:
