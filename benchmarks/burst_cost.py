@@ -51,7 +51,7 @@ def main() -> None:
         for B in (int(b) for b in args.bursts.split(",")):
             for T in (int(t) for t in args.timesteps.split(",")):
                 image = compile_graph(graph.clone(), "mesh", calibration=x_cal, timesteps=T,
-                                      convert=f"burst={B}" if B > 1 else "")
+                                      convert=f"burst={B}")  # burst=1: binary, not the chip's default
                 emu = nmc.run(image, [x], backend="emulator")
                 ref = nmc.run(image, [x], backend="cpu", record="all")
                 same = all(np.array_equal(a, b) for a, b in zip(emu.outputs, ref.outputs))

@@ -193,7 +193,9 @@ def network_row(spec: dict) -> dict:
         # The conversion part of nmc.compile's default pipeline with calibration data (through
         # measure-rates, so placement and link loads use measured spike rates), once; then
         # nmc.compile maps the integer snn graph (its pipeline for it: partition,place,route).
-        pipeline = default_pipeline(graph, target, 2, T, seed, calibrated=True)
+        # Binary spikes (burst=1, not the mesh chips' default burst neurons): the figures of
+        # docs/mesh-target.md and docs/scale.md are those of binary spikes.
+        pipeline = default_pipeline(graph, target, 2, T, seed, calibrated=True, convert="burst=1")
         front = pipeline[:pipeline.index("partition")].rstrip(",")
         start = time.perf_counter()
         try:

@@ -48,7 +48,8 @@ def convert(network: str, out: str, timesteps: int, calib: int, seed: int) -> No
     x_cal, _ = seeded_images(graph.inputs[0].type.shape, calib, 0, seed)
     target = resolve_target("mesh-board-4")
     convert = "lrn=scale" if graph.walk("ann.lrn") else ""
-    pipeline = default_pipeline(graph, target, 2, timesteps, seed, calibrated=True, convert=convert)
+    pipeline = default_pipeline(graph, target, 2, timesteps, seed, calibrated=True,
+                                convert=",".join(o for o in (convert, "burst=1") if o))  # binary, as zoo.py
     front = pipeline[:pipeline.index(MAPPING_PASSES[0])].rstrip(",").replace(",measure-rates", "")
     start = time.perf_counter()
     snn = PassManager(front, PassContext(target=target.chip, calibration=x_cal, seed=seed)).run(graph)

@@ -27,12 +27,15 @@ def run(artifact, inputs, *, backend: str = "reference", timesteps=None, record=
 
 
 def compile(graph_or_path, target: str | None = None, calibration=None, timesteps=None, opt_level: int = 2,
-            pipeline: str | None = None, seed: int = 0, board: str | None = None, **load_options):
+            pipeline: str | None = None, seed: int = 0, board: str | None = None, convert: str = "",
+            **load_options):
     """Compile a graph or model file for ``target`` (chip name, .toml path or ``"cpu"``; None:
     :data:`nmc.targets.DEFAULT_CHIP`) into an :class:`nmc.targets.image.Image`;
     ``image.save(path)`` writes the ``.nmb`` file.  ``timesteps`` None: 32, or a spiking
     graph's own ``meta.timesteps``.  ``board="auto"``: the smallest board of the target's chips
-    that fits (``nmc compile --board auto``)."""
+    that fits (``nmc compile --board auto``).  ``convert``: options of convert-to-spiking in the
+    default pipeline (``nmc compile --convert``, e.g. ``"burst=1"``: binary spikes on a chip
+    whose default is burst neurons; ``image.stats["notes"]`` says what the default chose)."""
     from nmc.compiler import compile_graph
     from nmc.frontends import load as _load
     from nmc.targets import DEFAULT_CHIP
@@ -40,7 +43,7 @@ def compile(graph_or_path, target: str | None = None, calibration=None, timestep
     path = graph_or_path if isinstance(graph_or_path, str) else None
     graph = _load(path, **load_options) if path is not None else graph_or_path
     return compile_graph(graph, target or DEFAULT_CHIP, calibration=calibration, timesteps=timesteps, opt_level=opt_level,
-                         pipeline=pipeline, seed=seed, source_path=path, board=board)
+                         pipeline=pipeline, seed=seed, source_path=path, board=board, convert=convert)
 
 
 def optimize(graph, pipeline: str, **context):

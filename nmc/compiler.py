@@ -17,7 +17,8 @@ Default pipelines (``--print-pipeline`` shows the one chosen):
 
 * an ANN graph: ``canonicalize,calibrate,normalize{timesteps=T},convert-to-spiking{timesteps=T,...}``
   with the chip class's conversion options (for a chip whose synapses keep no state,
-  ``maxpool=tree``: max pooling as a tournament of IF neurons); a graph that is already
+  ``maxpool=tree``: max pooling as a tournament of IF neurons) and, on a chip that declares
+  graded spikes, burst neurons (``burst=B``, :func:`chip_conversion`); a graph that is already
   spiking (NIR, ``.nmd`` snn, ``.nmir`` snn) skips these;
 * ``cpu``: nothing more (a float graph; no chip, no mapping);
 * a chip: what its class's :meth:`~nmc.targets.classes.ChipClass.pipeline` gives — by default
@@ -50,6 +51,13 @@ CPU = "cpu"
 CONVERSION = "canonicalize,calibrate,normalize{{timesteps={T}{fit}}},convert-to-spiking{{timesteps={T}{more}}}"
 # the input encodings normalize fits the layers to (a spike train input is fitted as a rate code)
 FITTED_ENCODINGS = ("rate", "poisson", "current")
+#: The burst ``B`` of the default conversion for a chip whose description declares graded spikes
+#: (``[spikes] max_per_step >= 2``; at most that many): the ``B`` among 1, 2, 4 and 8 that measured
+#: best on models the choice did not see, seven retrained MNIST MLPs at T = 1 … 16 (a larger ``B``
+#: only where it gained beyond the paired standard error: 8 over 4 by +0.30 ± 0.07 points at
+#: T = 1, +0.15 ± 0.05 at T = 4); docs/conversion.md, "Burst neurons by default", from
+#: ``benchmarks/conversion_seeds.py --variants relu --encodings rate --peers --bursts 1,2,4,8``.
+DEFAULT_BURST = 8
 
 
 def option_value(options: str, key: str, default: str) -> str:
@@ -65,6 +73,27 @@ def fit_options(options: str) -> str:
     encoding, burst = option_value(options, "encoding", "rate"), option_value(options, "burst", "1")
     fit = f",encoding={encoding}" if encoding in FITTED_ENCODINGS and encoding != "rate" else ""
     return fit + (f",burst={burst}" if burst != "1" else "")
+
+
+def chip_conversion(chip, convert: str = "") -> tuple[str, str | None]:
+    """The options of convert-to-spiking in the default pipeline for ``chip`` (None: ``cpu``):
+    its class's ``conversion_options``, overridden by ``convert`` key by key; and, when the
+    chip declares graded spikes (``formats.max_spikes >= 2``), ``convert`` names no ``burst``
+    and max pooling is the tree (the only one that passes bursts on), ``burst =
+    min(DEFAULT_BURST, max_spikes)`` with the note that says so, else None."""
+    if chip is None:
+        return merge_options("", convert), None
+    from nmc.targets.classes import chip_class
+
+    options = merge_options(chip_class(chip.chip_class).conversion_options(chip), convert)
+    burst = min(DEFAULT_BURST, chip.formats.max_spikes)
+    if burst < 2 or option_value(convert, "burst", "") or option_value(options, "maxpool", "gate") != "tree":
+        return options, None
+    note = (f"burst neurons by default: burst={burst} (up to {burst} spikes per neuron and step, one graded "
+            f"message), since chip '{chip.name}' declares graded spikes ([spikes] max_per_step = "
+            f"{chip.formats.max_spikes}) and B = {burst} measured best on models the choice did not see "
+            "(docs/conversion.md, \"Burst neurons by default\"); --convert burst=1 converts to binary spikes")
+    return merge_options(options, f"burst={burst}"), note
 
 
 def conversion_pipeline(timesteps: int, options: str) -> str:
@@ -129,8 +158,7 @@ def default_pipeline(graph: Graph, target: Target, opt_level: int = 2, timesteps
     cls = target_class(target)
     parts = []
     if not is_spiking(graph):
-        options = merge_options(cls.conversion_options(target.chip) if cls else "", convert)
-        parts.append(conversion_pipeline(timesteps, options))
+        parts.append(conversion_pipeline(timesteps, chip_conversion(target.chip, convert)[0]))
     elif convert:
         raise UsageError("--convert applies to an ANN; this graph is already spiking")
     if cls is not None:
@@ -218,6 +246,10 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
     ins = instruments or Instruments()
     quiet = dataclasses.replace(ins, time_passes=False, pass_statistics=False, remarks=False)
     ctx = PassContext(target=target.chip, calibration=calibration, seed=seed, opt_level=opt_level, instruments=quiet)
+    # what the default pipeline chose for the user (burst neurons): a remark, and a note the command prints
+    notes = [n for n in [chip_conversion(target.chip, convert)[1]] if n] if pipeline is None and not is_spiking(graph) else []
+    for note in notes:
+        ctx.remark(note)
     PassManager(front, ctx).run(graph)
     if not is_spiking(graph):
         raise NmcError(f"the pipeline left @{graph.name} an ANN; the image needs a spiking graph",
@@ -276,7 +308,7 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
         seconds[name] += s
     _report_instruments(ins, passes, ctx)
     return Image(target.name, target.chip.digest if target.chip else "", sections,
-                 stats={"passes": dict(seconds), "phases": phases, "remarks": list(ctx.remarks)})
+                 stats={"passes": dict(seconds), "phases": phases, "remarks": list(ctx.remarks), "notes": notes})
 
 
 def _report_instruments(ins: Instruments, passes: list[Pass], ctx: PassContext) -> None:
@@ -304,6 +336,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def burst_of(pipeline: str) -> int | None:
+    """The burst ``B`` the pipeline's convert-to-spiking makes (1: binary spikes; None: the
+    pipeline converts nothing, the graph was spiking already)."""
+    return next((p.burst for p in parse_pipeline(pipeline) if p.NAME == "convert-to-spiking"), None)
+
+
 def report(image, pipeline: str | None = None, losses: dict | None = None, loss_samples: int | None = None) -> dict:
     """The ``nmc compile --report`` JSON (docs/design.md §7 keys; mapping keys None for ``cpu``),
     with the per-layer table, board view and estimates of :func:`nmc.report_data.image_details`
@@ -317,7 +355,8 @@ def report(image, pipeline: str | None = None, losses: dict | None = None, loss_
            **{k: resources.get(k) for k in keys},
            "passes": image.stats.get("passes", {}),
            "timesteps": manifest.get("timesteps"), "latency_steps": manifest.get("latency_steps"),
-           "source_sha256": manifest.get("source_sha256"), "remarks": image.stats.get("remarks", [])}
+           "source_sha256": manifest.get("source_sha256"), "remarks": image.stats.get("remarks", []),
+           "notes": image.stats.get("notes", []), "burst": burst_of(pipeline or manifest.get("pipeline", ""))}
     out.update({k: v for k, v in resources.items() if k not in out})
     out.update({k: v for k, v in image_details(image, losses, loss_samples).items() if k not in out})
     return out

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from nmc import semantics
-from nmc.compiler import option_value
+from nmc.compiler import chip_conversion, option_value
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
-from nmc.passmanager import PassContext, PassManager, merge_options
+from nmc.passmanager import PassContext, PassManager
 from nmc.runner import fastest_backend, prepare
 
 CHUNK = 250  # samples per executor call: bounded memory, and the progress bar moves
@@ -150,7 +150,8 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     ``normalize_options``: more options of the per-T normalize (``"channelwise=true"``), which
     is also told the ``encoding``.  ``convert_options``: more options of convert-to-spiking (``"v0=0,reset=zero"``); with a chip
     the conversion starts from its class's options, as ``nmc compile`` converts for it (for a chip
-    whose synapses keep no state: ``maxpool=tree``), which these override key by key.  With ``per_layer`` every row also holds ``layers`` (float) and
+    whose synapses keep no state: ``maxpool=tree``; with graded spikes: burst neurons, whose note
+    is in ``notes``; :func:`nmc.compiler.chip_conversion`), which these override key by key.  With ``per_layer`` every row also holds ``layers`` (float) and
     ``int_layers`` (:func:`layer_losses`).  ``predict(graph, x, backend, bar)``: how the networks
     are run (default: here, in chunks; ``nmc.cluster.Cluster.predict``: shards on a Ray cluster)."""
     if semantics.is_spiking(graph):
@@ -159,10 +160,7 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
     backend = backend or fastest_backend()
     predict = predict or _predict
     timesteps = list(timesteps)
-    if chip is not None:
-        from nmc.targets.classes import chip_class
-
-        convert_options = merge_options(chip_class(chip.chip_class).conversion_options(chip), convert_options)
+    convert_options, burst_note = chip_conversion(chip, convert_options)  # as nmc compile converts for the chip
     ctx = PassContext(calibration=x_cal, target=chip)
     lrn_scale = "lrn=scale" in convert_options.split(",")  # the SNN's ANN has fitted gains for LRN
     calibrated = PassManager(f"canonicalize{',lrn-to-scale' if lrn_scale else ''},calibrate{{percentile={percentile}}}",
@@ -174,9 +172,11 @@ def evaluate(graph: Graph, x: np.ndarray, y: np.ndarray, x_cal: np.ndarray, chip
         ann_pred, _ = predict(ann, x, "reference", bar)
         report = {"ann_accuracy": float(np.mean(ann_pred == y)), "samples": int(len(x)), "backend": backend,
                   "encoding": encoding, "thresholds": thresholds, "convert_options": convert_options, "snn": []}
+        if burst_note:
+            report["notes"] = [burst_note]
         if lrn_scale:
-            report["notes"] = ["lrn=scale: the SNN is converted from the network with each LRN replaced by a gain "
-                               "fitted on the calibration data (lrn-to-scale); ann_accuracy is the LRN network's"]
+            report.setdefault("notes", []).extend(["lrn=scale: the SNN is converted from the network with each LRN replaced by a gain "
+                               "fitted on the calibration data (lrn-to-scale); ann_accuracy is the LRN network's"])
         for T in timesteps:
             burst = option_value(convert_options, "burst", "1")  # the burst neurons' code (fit_options)
             per_t = ",".join(o for o in (f"percentile={percentile}", f"timesteps={T}", f"encoding={encoding}",

@@ -5,6 +5,7 @@ CPU runtime and the mesh emulator bit-identical to the reference, conversion wit
 
 from __future__ import annotations
 
+import json
 import pathlib
 import types
 
@@ -22,6 +23,7 @@ from nmc.neuron import burst_counts
 from nmc.passmanager import PassContext, PassManager, parse_pipeline
 from nmc.targets import cpu
 from nmc.targets.chip import load_chip, parse_chip
+from nmc.targets.image import read_image
 from nmc.targets.mesh.sections import emit_sections
 
 from reference import assert_matches_reference
@@ -191,3 +193,82 @@ def test_the_pipeline_fits_normalize_for_the_burst():
     text = conversion_pipeline(4, "maxpool=tree,burst=2")
     assert "normalize{timesteps=4,burst=2}" in text and "convert-to-spiking{timesteps=4,maxpool=tree,burst=2}" in text
     assert "burst" not in conversion_pipeline(4, "maxpool=tree").split("convert-to-spiking")[0]
+
+
+# ------------------------------------------------------------------ the default burst of a chip
+
+DIGITS_MLP = str(EXAMPLES / "digits_mlp.nmir")
+
+
+def test_a_chip_with_graded_spikes_converts_to_burst_neurons_by_default():
+    from nmc.compiler import DEFAULT_BURST, default_pipeline, resolve_target
+
+    ann = nmc.load(DIGITS_MLP)
+    burst = min(DEFAULT_BURST, load_chip("mesh").formats.max_spikes)
+    for name in ("mesh", "mesh-board-4"):
+        text = default_pipeline(ann, resolve_target(name), 2, 4)
+        assert (f"normalize{{timesteps=4,burst={burst}}}" in text
+                and f"convert-to-spiking{{timesteps=4,maxpool=tree,burst={burst}}}" in text)
+    for name in ("cpu", "mesh-tiny", "spinnaker2", "xylo-audio"):  # no graded spikes: binary
+        assert "burst" not in default_pipeline(ann, resolve_target(name), 2, 4), name
+
+
+def test_the_default_burst_is_capped_by_the_chip_and_an_explicit_option_wins():
+    from nmc.compiler import DEFAULT_BURST, chip_conversion, option_value
+
+    two = parse_chip(TEST_CHIP + "\n[spikes]\nmax_per_step = 2\n", "test-mesh-two.toml")
+    options, note = chip_conversion(two)
+    assert DEFAULT_BURST >= 2 and option_value(options, "burst", "") == "2"
+    assert "burst=2" in note and "max_per_step = 2" in note and "--convert burst=1" in note
+    mesh = load_chip("mesh")
+    for user, burst in (("burst=1", "1"), ("burst=3", "3"), ("maxpool=gate", ""), ("maxpool=or,v0=0", "")):
+        options, note = chip_conversion(mesh, user)  # the user's burst, or a max pooling that relays one spike
+        assert (option_value(options, "burst", ""), note) == (burst, None), user
+    assert chip_conversion(None, "v0=0") == ("v0=0", None)
+
+
+def test_a_mesh_image_has_burst_neurons_by_default_and_says_so(tmp_path, capsys):
+    """``nmc compile --target mesh`` of an ANN: every spiking population carries ``max_spikes =
+    B`` (the read-out 1), a note on stdout and in the report names B, why and the opt-out, the
+    emulator runs the image as the CPU runtime does; ``--convert burst=1`` gives binary spikes."""
+    from nmc.cli import main
+    from nmc.compiler import DEFAULT_BURST
+
+    burst = min(DEFAULT_BURST, load_chip("mesh").formats.max_spikes)
+    x = np.load(EXAMPLES / "digits_test.npz")["x"].astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x[:40])
+    for convert, expect in (None, burst), ("burst=1", 1):
+        out, rep = tmp_path / f"{expect}.nmb", tmp_path / f"{expect}.json"
+        argv = ["compile", DIGITS_MLP, "--target", "mesh", "--calib", str(tmp_path / "calib.npz"), "--timesteps", "2",
+                "-o", str(out), "--report", str(rep)] + (["--convert", convert] if convert else [])
+        assert main(argv) == 0
+        printed, report = capsys.readouterr().out, json.loads(rep.read_text())
+        assert report["burst"] == expect
+        if convert is None:
+            [note] = report["notes"]
+            assert f"note: {note}" in printed and note in report["remarks"]
+            assert f"burst={burst}" in note and "mesh" in note and "--convert burst=1" in note
+        else:
+            assert report["notes"] == [] and "note:" not in printed
+        image = read_image(str(out))
+        readout = {d.x for d in image.graph.walk("snn.decode")}  # the non-spiking output layer stays binary
+        assert [p.max_spikes for p in image.graph.walk("snn.population")] == [
+            1 if p.result in readout else expect for p in image.graph.walk("snn.population")]
+        assert any(p.result not in readout for p in image.graph.walk("snn.population"))
+        emu, ref = (nmc.run(image, [x[:16]], backend=b) for b in ("emulator", "cpu"))
+        assert all(np.array_equal(a, b) for a, b in zip(emu.outputs, ref.outputs))
+        assert (emu.spikes, emu.synaptic_ops) == (ref.spikes, ref.synaptic_ops)
+
+
+def test_nmc_eval_on_a_graded_spike_chip_evaluates_the_default_burst():
+    from nmc.compiler import DEFAULT_BURST
+    from nmc.evaluation import evaluate
+
+    data = np.load(EXAMPLES / "digits_test.npz")
+    x, y = data["x"][:60].astype(np.float32), data["y"][:60]
+    report = evaluate(nmc.load(DIGITS_MLP), x, y, x[:40], load_chip("mesh"), [2])
+    burst = min(DEFAULT_BURST, 15)
+    assert f"burst={burst}" in report["convert_options"].split(",")
+    assert any(n.startswith(f"burst neurons by default: burst={burst}") for n in report["notes"])
+    explicit = evaluate(nmc.load(DIGITS_MLP), x, y, x[:40], load_chip("mesh"), [2], convert_options="burst=1")
+    assert "notes" not in explicit and "burst=1" in explicit["convert_options"].split(",")

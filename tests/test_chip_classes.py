@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from nmc.cli import main
+from nmc.compiler import DEFAULT_BURST
 from nmc.diagnostics import NmcError
 from nmc.targets.chip import chips_dir, load_chip
 from nmc.targets.classes import chip_class, known_classes, register_chip_class, unregister_chip_class
@@ -98,7 +99,8 @@ def test_convert_and_quantize_options_reach_the_default_pipeline(capsys):
     args = ["compile", str(EXAMPLES / "mnist_cnn.onnx"), "--target", "mesh", "--print-pipeline"]
     assert main(args + ["--convert", "fuse-pooling=false,v0=0", "--quantize", "weight-bits=6"]) == 0
     pipeline = capsys.readouterr().out.strip()
-    assert "convert-to-spiking{timesteps=32,maxpool=tree,fuse-pooling=false,v0=0}" in pipeline
+    burst = min(DEFAULT_BURST, load_chip("mesh").formats.max_spikes)  # graded spikes: burst neurons by default
+    assert f"convert-to-spiking{{timesteps=32,maxpool=tree,fuse-pooling=false,v0=0,burst={burst}}}" in pipeline
     assert "quantize{weight-bits=6}" in pipeline
     assert main(args + ["--convert", "maxpool=or"]) == 0  # overrides the class's default
     assert "convert-to-spiking{timesteps=32,maxpool=or}" in capsys.readouterr().out

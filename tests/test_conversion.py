@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from nmc import semantics
+from nmc.compiler import DEFAULT_BURST
 from nmc.diagnostics import Loc, NmcError
 from nmc.ir import Blob, Graph, TensorType, ann
 from nmc.ir.verifier import verify
@@ -494,7 +495,10 @@ def test_eval_with_a_chip_converts_max_pooling_as_the_chip_runs_it():
     y = np.zeros(len(x), dtype=np.int64)
     chip = load_chip("mesh")
     tree = evaluate(g, x, y, x, chip, [8], encoding="current")
-    assert tree["convert_options"] == "maxpool=tree" and "notes" not in tree
+    burst = min(DEFAULT_BURST, chip.formats.max_spikes)  # mesh declares graded spikes: burst neurons by default
+    assert tree["convert_options"] == f"maxpool=tree,burst={burst}" and len(tree["notes"]) == 1
+    assert evaluate(g, x, y, x, chip, [8], encoding="current", convert_options="burst=1")["convert_options"] \
+        == "maxpool=tree,burst=1"
     gate = evaluate(g, x, y, x, chip, [8], encoding="current", convert_options="maxpool=gate")
     assert len(gate["notes"]) == 1 and "maxpool=tree" in gate["notes"][0] and "'mesh'" in gate["notes"][0]
     assert evaluate(g, x, y, x, None, [8], encoding="current").get("notes") is None

@@ -95,6 +95,8 @@ def run(args) -> int:
     write_all(writes)
     sections = ", ".join(f"{n} {len(b)} B" for n, b in sorted(image.sections.items()))
     print(f"wrote {args.output}: target {image.target}, {sections}")
+    for note in image.stats.get("notes", []):
+        print(f"note: {note}")
     if summary.get("cores") is not None:
         line = f"cores {summary['cores']} (lower bound {summary['cores_lower_bound']}) on {summary['chips']} chip(s)"
         if summary.get("placement_cost") is not None:
