@@ -3,7 +3,8 @@
 For each model — the project's MLP and CNN (examples/train_mnist.py, trained on ``train_idx``)
 and the ONNX Model Zoo's mnist-8 — runs nmc's default conversion pipeline (canonicalize,
 calibrate, normalize with thresholds calibrated for each T, convert-to-spiking with v0 = θ/2, pooling fusion and bias
-correction, quantize to the mesh chip's 8-bit weights) through :func:`nmc.evaluation.evaluate`
+correction, the mesh chip's default burst neurons, ``burst=8``, quantize to the mesh chip's
+8-bit weights; ``--convert burst=1``: binary spikes) through :func:`nmc.evaluation.evaluate`
 (mnist-8's max pooling: the tournament of IF neurons that ``nmc compile --target mesh`` builds;
 ``mnist-8-gate``: the max-pool gate, which only the CPU runtime and the reference run, since the
 chip's synapses keep no state; ``mnist-8-or``: a spiking OR)
@@ -97,7 +98,7 @@ def main() -> None:
             r["seconds"] = time.perf_counter() - start
             reports[f"{name}/{encoding}"] = r
             print(f"\n{name}, {encoding} input: ANN {100 * r['ann_accuracy']:.2f} % on {r['samples']} heldout images "
-                  f"({r['seconds']:.0f} s, backend {r['backend']})")
+                  f"({r['seconds']:.0f} s, backend {r['backend']}; convert-to-spiking {{{r['convert_options']}}})")
             print("     T  steps  ANN@T  float SNN  int SNN  int−ANN  agreement  spikes/img")
             for row in r["snn"]:
                 gap = 100 * (row["int_accuracy"] - r["ann_accuracy"])

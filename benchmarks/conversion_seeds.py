@@ -4,7 +4,8 @@ On 2000 test images one image is 0.05 points, so a gap of 0.1–0.2 points betwe
 its SNN cannot tell a conversion method from the luck of one trained model.  This trains the
 project's MLP (``examples/train_mnist.py``: same data, schedule and augmentation) once per
 seed, converts each with nmc's default pipeline exactly as ``benchmarks/conversion.py`` does
-(8-bit integer SNN in the ``mesh`` chip's formats, 2000 ``heldout_idx`` images, calibration on
+(the mesh chip's default burst neurons unless ``--convert``/``--bursts`` say otherwise;
+8-bit integer SNN in the ``mesh`` chip's formats, 2000 ``heldout_idx`` images, calibration on
 1000 ``train_idx`` images) and prints, per T, the mean over seeds of the ANN's and the integer
 SNN's accuracy, of their gap (with its standard error, its smallest and largest value), of the
 agreement, and of the gap of the ANN seen through a rate code of T steps (``ANN@T``, every
