@@ -247,7 +247,8 @@ def compile_graph(graph: Graph, target: Target | str, *, calibration: np.ndarray
     quiet = dataclasses.replace(ins, time_passes=False, pass_statistics=False, remarks=False)
     ctx = PassContext(target=target.chip, calibration=calibration, seed=seed, opt_level=opt_level, instruments=quiet)
     # what the default pipeline chose for the user (burst neurons): a remark, and a note the command prints
-    notes = [n for n in [chip_conversion(target.chip, convert)[1]] if n] if pipeline is None and not is_spiking(graph) else []
+    note = chip_conversion(target.chip, convert)[1] if pipeline is None and not is_spiking(graph) else None
+    notes = [note] if note else []
     for note in notes:
         ctx.remark(note)
     PassManager(front, ctx).run(graph)
