@@ -5,7 +5,9 @@ and with ``--cluster auto``, which uses the cluster this script started (a local
 ``--cpus`` CPUs; ``--address`` joins a running one instead), so the cluster's start-up is
 timed once, on its own, and not in the rows.  Every row checks identity: the files written
 (``-o``, ``--record``) byte for byte and the JSON report but for ``nmc.cluster.HOST_FIELDS``
-(``nmc eval``'s report, which has no timings, byte for byte).
+(``nmc eval``'s report, which has no timings, byte for byte).  Every network is converted with
+binary spikes (``--convert burst=1``, not the mesh chip's default burst neurons): the figures
+of docs/cluster.md were measured with them.
 
 Workloads:
 
@@ -105,14 +107,16 @@ def digits_rows(tmp: Path) -> list[dict]:
 
     image = tmp / "digits.nmb"
     nmc.compile(str(EXAMPLES / "digits_mlp.nmir"), target="mesh",
-                calibration=load_inputs(str(EXAMPLES / "digits_calib.npz"))[0], timesteps=32).save(str(image))
+                calibration=load_inputs(str(EXAMPLES / "digits_calib.npz"))[0], timesteps=32,
+                convert="burst=1").save(str(image))
     data = str(EXAMPLES / "digits_test.npz")
     n = len(load_inputs(data)[0])
     run_files = {"-o": ".npy", "--record": ".npz", "--report": ".run.json"}
     rows = [workload(f"digits {backend}", ["run", str(image), "--input", data, "--backend", backend], run_files, n, tmp)
             for backend in ("emulator", "cpu")]
     rows.append(workload("digits eval", ["eval", str(EXAMPLES / "digits_mlp.nmir"), "--data", data, "--calib",
-                                         str(EXAMPLES / "digits_calib.npz"), "--timesteps", "8,16,32"],
+                                         str(EXAMPLES / "digits_calib.npz"), "--timesteps", "8,16,32",
+                                         "--convert", "burst=1"],
                          {"--report": ".eval.json"}, n, tmp))
     return rows
 
@@ -127,7 +131,7 @@ def mnist_rows(tmp: Path, data_dir: Path, args) -> list[dict]:
     calib = save_npz(tmp / "mnist-calib.npz", x=x[split["train_idx"][:100]])
     model = str(data_dir / "models" / "mnist-8.onnx")
     image = tmp / "mnist8.nmb"
-    nmc.compile(model, target="mesh", calibration=np.load(calib)["x"], timesteps=16).save(str(image))
+    nmc.compile(model, target="mesh", calibration=np.load(calib)["x"], timesteps=16, convert="burst=1").save(str(image))
     run_files = {"-o": ".npy", "--record": ".npz", "--report": ".run.json"}
     rows = []
     for backend, n in (("emulator", args.emulator_samples), ("cpu", args.cpu_samples)):
@@ -136,7 +140,8 @@ def mnist_rows(tmp: Path, data_dir: Path, args) -> list[dict]:
                              run_files, n, tmp))
     n = args.eval_samples
     data = save_npz(tmp / f"mnist-{n}.npz", x=x[:n], y=y[:n])
-    rows.append(workload("mnist-8 eval", ["eval", model, "--data", data, "--calib", calib, "--timesteps", "16"],
+    rows.append(workload("mnist-8 eval", ["eval", model, "--data", data, "--calib", calib, "--timesteps", "16",
+                                           "--convert", "burst=1"],
                          {"--report": ".eval.json"}, n, tmp))
     return rows
 

@@ -16,7 +16,8 @@ Every (kind, step, N) runs ``nmc.cli.main`` in a fresh child process, which repo
 and CPU seconds and its peak resident memory (``ru_maxrss``, the interpreter included).  The
 ``cpu/1k`` column is CPU seconds per 1,000 layers: constant when the step is linear in depth.
 ``compile`` runs the default pipeline for ``--target``; an ANN (``nmd-ann``, ``onnx``) is
-calibrated on 16 random samples.
+calibrated on 16 random samples and converted with binary spikes (``--convert burst=1``, not
+the mesh chips' default burst neurons: the figures documented were measured with them).
 The machine's load shows in ``wall``; ``cpu`` is the process's own time.
 """
 
@@ -92,7 +93,7 @@ def measure(kind: str, step: str, n: int, target: str, folder: str) -> dict:
 
         calib = os.path.join(folder, "calib.npz")
         np.savez(calib, x=np.random.default_rng(0).random((16, 8), np.float32))
-        argv += ["--calib", calib]
+        argv += ["--calib", calib, "--convert", "burst=1"]
     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(argv)], capture_output=True, text=True,
                          cwd=ROOT, env={**os.environ, "NMC_NO_CACHE": "1"})
     lines = out.stdout.strip().splitlines()
