@@ -30,7 +30,8 @@ def add_arguments(p) -> None:
     p.add_argument("--timesteps", type=int, metavar="N", help="presentation steps (default 32, or the spiking model's own)")
     p.add_argument("--pipeline", metavar="P", help="run this pipeline instead of the default")
     p.add_argument("--convert", metavar="KEY=VALUE,...", default="",
-                   help="options of convert-to-spiking in the default pipeline (e.g. fuse-pooling=false,v0=0)")
+                   help="options of convert-to-spiking in the default pipeline (e.g. fuse-pooling=false,v0=0; "
+                        "burst=1: binary spikes on a chip whose default is burst neurons)")
     p.add_argument("--quantize", metavar="KEY=VALUE,...", default="",
                    help="options of quantize in the default pipeline (e.g. weight-bits=6)")
     p.add_argument("--board", choices=("auto",), help="auto: the smallest board of the target's chips that fits")

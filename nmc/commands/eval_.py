@@ -45,7 +45,8 @@ def add_arguments(p) -> None:
     p.add_argument("--encoding", default="rate", choices=("rate", "poisson", "current"),
                    help="how the input is presented (default rate: binary spikes)")
     p.add_argument("--convert", default="", metavar="OPTS",
-                   help="more convert-to-spiking options, e.g. 'v0=0,reset=zero,bias-correction=false'")
+                   help="more convert-to-spiking options, e.g. 'v0=0,reset=zero,bias-correction=false' "
+                        "('burst=1': binary spikes on a chip whose default is burst neurons)")
     p.add_argument("--backend", choices=("reference", "cpu"), help="executor (default: the fastest available)")
     p.add_argument("--no-cache", action="store_true",
                    help="the cpu backend compiles afresh, neither reading nor writing its object cache (NMC_CACHE_DIR)")
