@@ -419,7 +419,7 @@ def test_the_fused_kernel_equals_the_python_pipeline(table, target, small, rng):
     # effort="fast" in one call: the same table as compress._compress, entry for entry, on
     # disjoint prefixes in any order, routes up to 64 bits, Ordered Covering on or off by size
     entries, flags = _fused_case(table, rng)
-    (out,) = compress_batch([(entries, flags)], target, small)
+    (out,) = compress_batch([entries], [flags], target, small)
     assert out == _reference(entries, flags, target, small)
 
 
@@ -451,11 +451,11 @@ def test_a_batch_equals_its_tables_one_by_one(tables, target, small, rng):
         else:
             cases.append(_fused_case(table, rng))
             expected.append(_reference(*cases[-1], target, small))
-    batch = compress_batch(cases, target, small)
+    batch = compress_batch([c[0] for c in cases], [c[1] for c in cases], target, small)
     assert [_exact(out) for out in batch] == [_exact(out) for out in expected]
     for (entries, _), out in zip(cases, batch):
         assert all(any(e is x for x in entries) for e in out or () if e in entries)
-    assert [_exact(out) for out in batch] == [_exact(compress_batch([case], target, small)[0]) for case in cases]
+    assert [_exact(out) for out in batch] == [_exact(compress_batch([e], [f], target, small)[0]) for e, f in cases]
     # compress_tables, which runs the Python pipeline on what the kernel leaves (not the wide
     # tables: those are refused), gives each table what a batch of one does
     kept = [case for case, table in zip(cases, tables) if table != "wide"]
@@ -469,8 +469,8 @@ def test_the_fused_kernel_leaves_other_tables_to_the_python_pipeline():
     overlapping = [entry("0XX1", N), entry("XXXX", E)]
     wide = [RoutingEntry(1 << 64, (1 << 65) - 1, N), RoutingEntry(0, (1 << 65) - 1, N)]
     ok = slices(4, lambda i: N)
-    assert compress_batch([(overlapping, [False, True]), (ok, [False] * 4), (wide, [False, False]), ([], [])], 0, 64) \
+    assert compress_batch([overlapping, ok, wide, []], [[False, True], [False] * 4, [False, False], []], 0, 64) \
         == [None, [RoutingEntry(0, 0xFFFFFC00, N)], None, []]
     with pytest.raises(ValueError, match="at most 64"):  # the reference's diagnostic
         compress(wide, target_length=0)
-    assert compress_batch([], 0, 64) == []
+    assert compress_batch([], [], 0, 64) == []

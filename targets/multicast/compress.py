@@ -84,7 +84,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from operator import lt, ne
+from operator import lt
 from collections.abc import Sequence
 
 import numpy as np
@@ -121,14 +121,14 @@ def compress_tables(
     if len(chips) != len(tables):
         raise ValueError(f"{len(tables)} tables but {len(chips)} chip names")
     entry_lists, flag_lists = zip(*tables) if tables else ((), ())
-    if any(map(ne, map(len, entry_lists), map(len, flag_lists))):
+    if list(map(len, entry_lists)) != list(map(len, flag_lists)):
         i = next(i for i, (entries, flags) in enumerate(tables) if len(entries) != len(flags))
         raise ValueError(f"chip {chips[i]}: {len(entry_lists[i])} entries but {len(flag_lists[i])} defaultable flags")
     if effort not in ("fast", "thorough"):
         raise ValueError(f"effort {effort!r}: expected 'fast' or 'thorough'")
     target = capacity if target_length is None else target_length
     if effort == "fast":  # the whole of it in one compiled call, on the tables it can take
-        results = _compress_batch()(tables, target, _SMALL)
+        results = _compress_batch()(entry_lists, flag_lists, target, _SMALL)
         if None not in results and max(map(len, results), default=0) <= capacity:
             return results
     else:

@@ -44,7 +44,7 @@ from itertools import accumulate, chain
 
 from llvmlite import ir
 
-from nmc.targets.multicast.table import RoutingEntry
+from nmc.targets.multicast.table import derived_entries
 
 FUNCTION = "nmc_mc_merge_groups"
 
@@ -1862,10 +1862,10 @@ def _batch_words(largest: int, small: int) -> int:
     return max(_fused_words(largest, small), _fused_words(min(largest, small), small))
 
 
-def compress_batch(tables, target: int, small: int) -> list:
-    """``compress._compress(entries, defaultable, target, thorough=False)`` on each of
-    ``tables`` (pairs of entries and defaultable flags, as sequences of equal lengths), all in
-    one call of the fused kernel (``small``: ``compress._SMALL``): for each table the same
+def compress_batch(entry_lists, flag_lists, target: int, small: int) -> list:
+    """``compress._compress(entries, defaultable, target, thorough=False)`` on each table,
+    ``entry_lists[t]`` and ``flag_lists[t]`` (its entries and their defaultable flags, as
+    sequences of equal lengths), all in one call of the fused kernel (``small``: ``compress._SMALL``): for each table the same
     table, entry for entry, where an entry equal to an input entry is that object, or ``None``
     when the table is not disjoint prefixes of keys, masks and routes below 2**64 (the caller
     then runs the reference).
@@ -1876,9 +1876,8 @@ def compress_batch(tables, target: int, small: int) -> list:
     ``end[T+1]`` (table ``t``'s result is rows ``end[t]`` to ``end[t+1]``), ``status[T]`` (0:
     left to the caller), ``row[N]`` (each an index into the input entries followed by the new
     ones) and the new entries' ``key[N] mask[N] route[N]``."""
-    if not tables:
+    if not entry_lists:
         return []
-    entry_lists, flag_lists = zip(*tables)
     sizes = list(map(len, entry_lists))
     pool = list(chain.from_iterable(entry_lists))
     n_tables, total = len(sizes), len(pool)
@@ -1886,7 +1885,7 @@ def compress_batch(tables, target: int, small: int) -> list:
         io = array("Q", [0, *accumulate(sizes)] + [e.key for e in pool] + [e.mask for e in pool]
                    + [e.route for e in pool])
     except OverflowError:
-        return _some_too_wide(tables, target, small)
+        return _some_too_wide(entry_lists, flag_lists, target, small)
     flags = list(chain.from_iterable(flag_lists))
     try:
         io.fromlist(flags)  # bools (the kernel tests for nonzero)
@@ -1905,7 +1904,7 @@ def compress_batch(tables, target: int, small: int) -> list:
     status = buf[at:at + n_tables]
     at += n_tables
     if made:
-        pool += map(RoutingEntry.derived, *(buf[at + j * total:at + j * total + made].tolist() for j in (1, 2, 3)))
+        pool += derived_entries(*(buf[at + j * total:at + j * total + made].tolist() for j in (1, 2, 3)))
     rows = list(map(pool.__getitem__, buf[at:at + ends[-1]].tolist()))
     results = list(map(rows.__getitem__, map(slice, ends, ends[1:])))
     if 0 in status:
@@ -1914,14 +1913,12 @@ def compress_batch(tables, target: int, small: int) -> list:
     return results
 
 
-def _some_too_wide(tables, target: int, small: int) -> list:
+def _some_too_wide(entry_lists, flag_lists, target: int, small: int) -> list:
     """:func:`compress_batch` when some table has a number the kernel cannot hold (``None``
     for those, the kernel's results for the others)."""
-    def fits(entries):
-        return all(0 <= x < 1 << 64 for e in entries for x in (e.key, e.mask, e.route))
-
-    narrow = [i for i, (entries, _) in enumerate(tables) if fits(entries)]
-    out = [None] * len(tables)
-    for i, result in zip(narrow, compress_batch([tables[i] for i in narrow], target, small)):
-        out[i] = result
+    narrow = [t for t, entries in enumerate(entry_lists) if all(0 <= x < 1 << 64 for e in entries for x in (e.key, e.mask, e.route))]
+    out = [None] * len(entry_lists)
+    for t, result in zip(narrow, compress_batch([entry_lists[t] for t in narrow], [flag_lists[t] for t in narrow],
+                                                target, small)):
+        out[t] = result
     return out
