@@ -1801,10 +1801,8 @@ def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
     start = io
     total = e.ld(start, n_tables)
     at = b.add(n_tables, c(1))
-    columns = []
-    for _ in range(4):  # key, mask, route, flag
-        columns.append(e.at(io, at))
-        at = b.add(at, total)
+    rows = e.at(io, at)  # (key, mask, route) of each entry
+    flags = e.at(io, b.add(at, b.mul(total, c(3))))
     ends = out
     status = e.at(out, b.add(n_tables, c(1)))
     at = b.add(n_tables, b.add(n_tables, c(1)))
@@ -1815,10 +1813,12 @@ def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
     with e.loop(0, n_tables) as (t, nxt, _):
         lo = e.ld(start, t)
         n = b.sub(e.ld(start, b.add(t, c(1))), lo)
-        for j, column in enumerate(columns):
-            to = e.at(work, b.mul(n, c(j)))
-            with e.loop(0, n) as (i, _, _):
-                e.st(to, i, e.ld(column, b.add(lo, i)))
+        to = [e.at(work, b.mul(n, c(j))) for j in range(4)]  # its key, mask, route, flag columns
+        with e.loop(0, n) as (i, _, _):
+            row = b.mul(b.add(lo, i), c(3))
+            for j in range(3):
+                e.st(to[j], i, e.ld(rows, b.add(row, c(j))))
+            e.st(to[3], i, e.ld(flags, b.add(lo, i)))
         tgt = b.select(b.icmp_signed("<", target, n), target, n)
         result = b.call(compress_one, [work, n, tgt, small, kernels])
         pos = e.ld(ends, t)
@@ -1829,9 +1829,9 @@ def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
             b.branch(nxt)
         count, m = b.and_(result, c(0xFFFFFFFF)), b.lshr(result, c(32))
         first_new = b.sub(b.add(total, e.get(made)), n)  # row n + j of the table: new entry made + j
-        rows = e.at(work, b.mul(n, c(7)))
+        sources = e.at(work, b.mul(n, c(7)))
         with e.loop(0, count) as (j, _, _):
-            source = e.ld(rows, j)
+            source = e.ld(sources, j)
             e.st(oidx, b.add(pos, j), b.add(source, b.select(b.icmp_signed("<", source, n), lo, first_new)))
         for j, column in enumerate(new):
             source = e.at(work, b.mul(n, c(4 + j)))
@@ -1871,8 +1871,8 @@ def compress_batch(entry_lists, flag_lists, target: int, small: int) -> list:
     then runs the reference).
 
     The kernel's input ``io`` (uint64 words), T tables of N entries in all: ``start[T+1]``
-    (table ``t`` is entries ``start[t]`` to ``start[t+1]``), then the columns ``key[N] mask[N]
-    route[N] flag[N]``; its output ``out`` (this thread's buffer, after the work area):
+    (table ``t`` is entries ``start[t]`` to ``start[t+1]``), then every entry's ``key, mask,
+    route`` (3N: an entry is a tuple of them, read in one pass) and ``flag[N]``; its output ``out`` (this thread's buffer, after the work area):
     ``end[T+1]`` (table ``t``'s result is rows ``end[t]`` to ``end[t+1]``), ``status[T]`` (0:
     left to the caller), ``row[N]`` (each an index into the input entries followed by the new
     ones) and the new entries' ``key[N] mask[N] route[N]``."""
@@ -1882,8 +1882,7 @@ def compress_batch(entry_lists, flag_lists, target: int, small: int) -> list:
     pool = list(chain.from_iterable(entry_lists))
     n_tables, total = len(sizes), len(pool)
     try:
-        io = array("Q", [0, *accumulate(sizes)] + [e.key for e in pool] + [e.mask for e in pool]
-                   + [e.route for e in pool])
+        io = array("Q", [0, *accumulate(sizes), *chain.from_iterable(pool)])
     except OverflowError:
         return _some_too_wide(entry_lists, flag_lists, target, small)
     flags = list(chain.from_iterable(flag_lists))
