@@ -16,9 +16,9 @@ from nmc.targets.multicast.compress import (
     _ortc,
     _ortc_place,
     _prefix_table,
-    compress_table,
+    compress_tables,
 )
-from nmc.targets.multicast.compress_jit import compress_fast, merge_groups, ortc_place
+from nmc.targets.multicast.compress_jit import compress_batch, merge_groups, ortc_place
 from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, lookup
 
 N, NE, E, S = link_bit(2), link_bit(1), link_bit(0), link_bit(5)
@@ -32,8 +32,10 @@ def entry(pattern: str, route: int) -> RoutingEntry:
 
 
 def compress(entries, flags=None, capacity=1024, **kw):
+    """One table compressed (a batch of one)."""
     flags = [False] * len(entries) if flags is None else flags
-    return compress_table(entries, flags, capacity, chip="test (0, 0)", **kw)
+    (out,) = compress_tables([(entries, flags)], capacity, chips=["test (0, 0)"], **kw)
+    return out
 
 
 # --- the checks of Ordered Covering, on the examples of its authors' own code (rig's
@@ -118,13 +120,26 @@ def test_stops_at_capacity_by_default():
     check_equivalent(table, flags, compress(table, flags, target_length=0))
 
 
-def test_too_big_a_table_names_chip_and_numbers():
+@pytest.mark.parametrize("effort", ["fast", "thorough"])
+def test_too_big_a_table_names_chip_and_numbers(effort):
     table = slices(6, lambda i: core_bit(i))  # six routes: six entries at least
+    fits = slices(6, lambda i: core_bit(i % 2))
+    tables = [(fits, [False] * 6), (table, [False] * 6), (fits, [False] * 6), (table[:5], [False] * 5)]
+    chips = [f"spinnaker1-board ({x}, 2)" for x in range(4)]
     with pytest.raises(NmcError) as err:
-        compress_table(table, [False] * 6, 4, chip="spinnaker1-board (3, 2)")
+        compress_tables(tables, 4, chips=chips, target_length=0, effort=effort)
     text = str(err.value)
-    assert "(3, 2)" in text and "needs 6 entries" in text and "has 4" in text
+    assert "chip spinnaker1-board (1, 2)" in text and "needs 6 entries" in text and "has 4" in text
+    assert "1 more of the 4 routers" in text  # (3, 2)'s five routes do not fit either
     assert "bigger board" in err.value.hint
+
+
+def test_mismatched_inputs_are_refused():
+    with pytest.raises(ValueError, match=r"chip b: 2 entries but 1 defaultable"):
+        compress_tables([([], []), (slices(2, lambda i: N), [False])], 1024, chips=["a", "b"])
+    with pytest.raises(ValueError, match="2 tables but 1 chip names"):
+        compress_tables([([], []), ([], [])], 1024, chips=["a"])
+    assert compress_tables([], 1024, chips=[]) == []
 
 
 def test_a_table_not_reorderable_by_generality_is_refused():
@@ -221,7 +236,7 @@ def test_prefix_tables_route_every_key_as_before(table):
 @settings(max_examples=60, deadline=None)
 @given(prefix_tables())
 def test_every_route_group_candidate_routes_every_key_as_before(variant, table):
-    # each candidate on its own (compress_table keeps the shortest, which would hide a wrong one)
+    # each candidate on its own (compress_tables keeps the shortest, which would hide a wrong one)
     entries, flags = table
     keys, masks = [e.key for e in entries], [e.mask for e in entries]
     routes = sorted({e.route for e in entries})
@@ -378,32 +393,84 @@ def test_compiled_ordered_covering_equals_the_python_minimiser(table, target):
                          [RoutingEntry(*row) for row in rows], key_bits=width)
 
 
+def _fused_case(table, rng):
+    """A wide prefix table shuffled, with random 64-bit route words: (entries, flags)."""
+    width, (keys, masks, rids, flags) = table
+    words = [rng.getrandbits(64) | 1 << 63 for _ in range(max(rids) + 1)]
+    rows = list(zip(keys, masks, rids, flags))
+    rng.shuffle(rows)
+    return [RoutingEntry(k, m, words[r]) for k, m, r, _ in rows], [d for _, _, _, d in rows]
+
+
+def _reference(entries, flags, target, small):
+    """compress._compress with thorough false and Ordered Covering's size limit ``small``."""
+    saved = compress_module._SMALL
+    compress_module._SMALL = small
+    try:
+        return _compress(entries, flags, target, thorough=False)
+    finally:
+        compress_module._SMALL = saved
+
+
 @settings(max_examples=200, deadline=None)
 @given(wide_prefix_tables(), st.sampled_from([0, 3, 8, 1024]), st.sampled_from([0, 20, 64]),
        st.randoms(use_true_random=False))
 def test_the_fused_kernel_equals_the_python_pipeline(table, target, small, rng):
     # effort="fast" in one call: the same table as compress._compress, entry for entry, on
     # disjoint prefixes in any order, routes up to 64 bits, Ordered Covering on or off by size
-    width, (keys, masks, rids, flags) = table
-    words = [rng.getrandbits(64) | 1 << 63 for _ in range(max(rids) + 1)]
-    rows = list(zip(keys, masks, rids, flags))
-    rng.shuffle(rows)
-    entries = [RoutingEntry(k, m, words[r]) for k, m, r, _ in rows]
-    flags = [d for _, _, _, d in rows]
-    saved = compress_module._SMALL
-    compress_module._SMALL = small
-    try:
-        expected = _compress(entries, flags, target, thorough=False)
-    finally:
-        compress_module._SMALL = saved
-    assert compress_fast(entries, flags, target, small) == expected
+    entries, flags = _fused_case(table, rng)
+    (out,) = compress_batch([entries], [flags], target, small)
+    assert out == _reference(entries, flags, target, small)
+
+
+_OTHERS = {  # tables that are not random prefix tables: what the kernel gives for each
+    "empty": (([], []), []),
+    "overlapping": (([entry("0XX1", N), entry("XXXX", E)], [False, True]), None),
+    "wide": (([RoutingEntry(1 << 64, (1 << 65) - 1, N), RoutingEntry(0, (1 << 65) - 1, N)], [False, False]), None),
+}
+
+
+def _exact(table):
+    """A table as its entries' types and numbers, to compare byte for byte."""
+    return None if table is None else [(type(e), e.key, e.mask, e.route) for e in table]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(wide_prefix_tables(), st.sampled_from(sorted(_OTHERS))), min_size=1, max_size=8),
+       st.sampled_from([0, 3, 1024]), st.sampled_from([0, 64]), st.randoms(use_true_random=False))
+def test_a_batch_equals_its_tables_one_by_one(tables, target, small, rng):
+    # every table of one call as when compressed alone and as the Python pipeline has it, an
+    # unchanged entry being the input's own object; with empty tables and tables the kernel
+    # leaves to the Python pipeline (overlapping, or wider than 64 bits) among them
+    cases, expected = [], []
+    for table in tables:
+        if isinstance(table, str):
+            case, result = _OTHERS[table]
+            cases.append(case)
+            expected.append(result)
+        else:
+            cases.append(_fused_case(table, rng))
+            expected.append(_reference(*cases[-1], target, small))
+    batch = compress_batch([c[0] for c in cases], [c[1] for c in cases], target, small)
+    assert [_exact(out) for out in batch] == [_exact(out) for out in expected]
+    for (entries, _), out in zip(cases, batch):
+        assert all(any(e is x for x in entries) for e in out or () if e in entries)
+    assert [_exact(out) for out in batch] == [_exact(compress_batch([e], [f], target, small)[0]) for e, f in cases]
+    # compress_tables, which runs the Python pipeline on what the kernel leaves (not the wide
+    # tables: those are refused), gives each table what a batch of one does
+    kept = [case for case, table in zip(cases, tables) if table != "wide"]
+    chips = [str(i) for i in range(len(kept))]
+    assert [_exact(out) for out in compress_tables(kept, 1 << 20, chips=chips, target_length=target)] == [
+        _exact(compress_tables([case], 1 << 20, chips=[chip], target_length=target)[0])
+        for case, chip in zip(kept, chips)]
 
 
 def test_the_fused_kernel_leaves_other_tables_to_the_python_pipeline():
     overlapping = [entry("0XX1", N), entry("XXXX", E)]
-    assert compress_fast(overlapping, [False, True], 0, 64) is None
     wide = [RoutingEntry(1 << 64, (1 << 65) - 1, N), RoutingEntry(0, (1 << 65) - 1, N)]
-    assert compress_fast(wide, [False, False], 0, 64) is None
+    ok = slices(4, lambda i: N)
+    assert compress_batch([overlapping, ok, wide, []], [[False, True], [False] * 4, [False, False], []], 0, 64) \
+        == [None, [RoutingEntry(0, 0xFFFFFC00, N)], None, []]
     with pytest.raises(ValueError, match="at most 64"):  # the reference's diagnostic
         compress(wide, target_length=0)
-    assert compress_fast([], [], 0, 64) == []
+    assert compress_batch([], [], 0, 64) == []

@@ -1,9 +1,9 @@
 """Routing-table compression: default-route removal, route groups, ORTC and Ordered Covering
 (docs/multicast-routing.md).
 
-``compress_table(entries, defaultable, capacity, chip=...)`` returns a shorter table that routes
-every key the original table routes exactly as it does (first-match :func:`~.table.lookup`
-on both), where entry ``i`` is *defaultable* when its packets arrive by exactly one link and
+``compress_tables(tables, capacity, chips=...)`` returns, for each router's table (its entries
+and their defaultable flags), a shorter table that routes every key the original table routes
+exactly as it does (first-match :func:`~.table.lookup` on both), where entry ``i`` is *defaultable* when its packets arrive by exactly one link and
 leave by exactly the opposite one, to no processor: its keys may instead match nothing and be
 default routed.  Keys that no original entry matches are unallocated and may be routed
 anywhere (:func:`~.check.is_unallocated` tells a router to catch them).
@@ -60,13 +60,15 @@ number of routes of its non-defaultable entries (each needs an entry of its own)
 many routes as entries and no defaultable one is returned as it is.  Stopping: by default at
 ``capacity`` (the router's entries), so a table that fits is only cleared of default routes;
 ``target_length=0`` compresses as far as the methods go.  A table still longer than
-``capacity`` raises :class:`~nmc.diagnostics.NmcError` naming the chip.
+``capacity`` raises :class:`~nmc.diagnostics.NmcError` naming the chip (the first such, and
+how many others).
 
 Speed: the route groups' merge loops, ORTC's placement and Ordered Covering as rig has it run
 as llvmlite-compiled kernels (:mod:`.compress_jit`; the Python loops here are their reference,
-kept for the tests), and ``effort="fast"`` on a table of disjoint prefixes runs whole, from the
-entries' columns to the chosen table, in one compiled call (:func:`~.compress_jit.compress_fast`;
-:func:`_compress` is its reference).  The route groups look a merge's conflicts up among the prefixes that
+kept for the tests), and ``effort="fast"`` runs whole on every table of disjoint prefixes of
+the call, from the entries' columns to the chosen tables, in one compiled call
+(:func:`~.compress_jit.compress_batch`; :func:`_compress` is its reference, and runs the
+tables the kernel leaves).  The route groups look a merge's conflicts up among the prefixes that
 start between its least and greatest key and the one before; a merge refused once is not tried
 again (a grown merge meets whatever the smaller one met), and the conflict that refused the
 last merge is tried first.  In Ordered Covering each route's refined merge is cached until a
@@ -96,56 +98,69 @@ _BOTTOM = np.iinfo(np.int64).max  # the order of a removed default route: below 
 _FAR = 1 << 40  # a generality no entry has
 
 
-def compress_table(
-    entries: Sequence[RoutingEntry],
-    defaultable: Sequence[bool],
+def compress_tables(
+    tables: Sequence[tuple[Sequence[RoutingEntry], Sequence[bool]]],
     capacity: int,
     *,
-    chip: str,
+    chips: Sequence[str],
     target_length: int | None = None,
     effort: str = "fast",
-) -> list[RoutingEntry]:
-    """The compressed table of one router (first match wins), at most ``capacity`` entries.
+) -> list[list[RoutingEntry]]:
+    """The compressed table of each router of ``tables``, pairs of its entries (first match
+    wins) and their defaultable flags; ``chips`` names them (for the error).  Each result has
+    at most ``capacity`` entries.
 
-    ``target_length``: ``None`` (default) stops once the table fits ``capacity``; ``0``
+    ``target_length``: ``None`` (default) stops once a table fits ``capacity``; ``0``
     compresses as far as the methods go; another value stops there.  ``effort``: ``"fast"``
-    (default: the compiled methods, see the module docstring; the rest when they leave more
-    than ``capacity``) or ``"thorough"`` (every method; the shortest result is kept).  Raises ``NmcError`` when
-    the table cannot be brought down to ``capacity``, ``ValueError`` for an input that is not
-    reorderable by generality (see the module docstring) or mismatched lengths.
+    (default: the compiled methods, on every table in one call, see the module docstring; the
+    rest on a table they leave longer than ``capacity``) or ``"thorough"`` (every method; the
+    shortest result is kept).  Raises ``NmcError`` naming the (first) chip whose table cannot
+    be brought down to ``capacity``, ``ValueError`` for an input that is not reorderable by
+    generality (see the module docstring) or mismatched lengths.
     """
-    if len(entries) != len(defaultable):
-        raise ValueError(f"{len(entries)} entries but {len(defaultable)} defaultable flags")
+    if len(chips) != len(tables):
+        raise ValueError(f"{len(tables)} tables but {len(chips)} chip names")
+    entry_lists, flag_lists = zip(*tables) if tables else ((), ())
+    if list(map(len, entry_lists)) != list(map(len, flag_lists)):
+        i = next(i for i, (entries, flags) in enumerate(tables) if len(entries) != len(flags))
+        raise ValueError(f"chip {chips[i]}: {len(entry_lists[i])} entries but {len(flag_lists[i])} defaultable flags")
     if effort not in ("fast", "thorough"):
         raise ValueError(f"effort {effort!r}: expected 'fast' or 'thorough'")
     target = capacity if target_length is None else target_length
-    result = None
     if effort == "fast":  # the whole of it in one compiled call, on the tables it can take
-        result = _compress_fast()(entries, defaultable, target, _SMALL)
-    if result is None:
-        result = _compress(entries, defaultable, target, thorough=effort == "thorough")
-    if len(result) > capacity and effort == "fast":
-        result = _compress(entries, defaultable, target, thorough=True)
-    if len(result) > capacity:
+        results = _compress_batch()(entry_lists, flag_lists, target, _SMALL)
+        if None not in results and max(map(len, results), default=0) <= capacity:
+            return results
+    else:
+        results = [None] * len(tables)
+    for i, (entries, defaultable) in enumerate(tables):
+        if results[i] is None:
+            results[i] = _compress(entries, defaultable, target, thorough=effort == "thorough")
+        if len(results[i]) > capacity and effort == "fast":
+            results[i] = _compress(entries, defaultable, target, thorough=True)
+    over = [i for i, result in enumerate(results) if len(result) > capacity]
+    if over:
+        i = over[0]
+        others = f"; {len(over) - 1} more of the {len(tables)} routers do not fit either" if len(over) > 1 else ""
         raise NmcError(
-            f"chip {chip}: its routing table needs {len(result)} entries after compression "
-            f"(from {len(entries)}) but the router has {capacity}",
+            f"chip {chips[i]}: its routing table needs {len(results[i])} entries after compression "
+            f"(from {len(tables[i][0])}) but the router has {capacity}{others}",
             hint="use a bigger board (more chips spread the routes), fewer cores per "
             "population (fewer slices, fewer keys), or other keys (slices of a population "
             "on consecutive keys merge into fewer entries)",
         )
-    return result
+    return results
 
 
-def _compress_fast():
-    """:func:`~.compress_jit.compress_fast` (imported on first use: it brings llvmlite)."""
-    global _FAST
-    if _FAST is None:
-        from nmc.targets.multicast.compress_jit import compress_fast as _FAST
-    return _FAST
+def _compress_batch():
+    """:func:`~.compress_jit.compress_batch` (imported on first use: it brings llvmlite)."""
+    global _BATCH
+    if _BATCH is None:
+        from nmc.targets.multicast.compress_jit import compress_batch as _BATCH
+    return _BATCH
 
 
-_FAST = None
+_BATCH = None
 
 
 def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[RoutingEntry]:

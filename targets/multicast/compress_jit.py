@@ -17,18 +17,20 @@ function is the reference: the property tests compare the two on random tables):
 * :func:`ordered_covering` — ``compress._Minimiser`` with ``strict`` (Ordered Covering as rig
   has it, on disjoint prefixes), built with llvmlite's IR builder through a small structured
   layer (:class:`_Emitter`).
-* :func:`compress_fast` — ``compress._compress`` with ``thorough`` false, the whole of
-  ``effort="fast"`` on one table: route numbering, the disjoint-prefix test, the floor, both
-  route-group variants (with PACMAN's default-route removal after the first), ORTC's table and
-  rig's Ordered Covering on small tables, each only while the table is above its floor, and the
-  shortest kept, in one kernel (IR builder) that calls the three above by address; Python only
-  reads the entries' columns and builds the result (an entry equal to an input entry is that
-  object).  A table of overlapping entries, or of numbers of more than 64 bits, is left to
-  ``compress._compress``.
+* :func:`compress_batch` — ``compress._compress`` with ``thorough`` false on each of a list
+  of tables, the whole of ``effort="fast"``: per table, route numbering, the disjoint-prefix
+  test, the floor, both route-group variants (with PACMAN's default-route removal after the
+  first), ORTC's table and rig's Ordered Covering on small tables, each only while the table is
+  above its floor, and the shortest kept (``nmc_mc_compress``, which calls the three above by
+  address), in one kernel call for all the tables (``nmc_mc_compress_batch``: the tables'
+  columns concatenated, with offsets, in; the results' rows and new entries, flat, out; both
+  IR builder).  Python only reads the entries' columns and splits the results once (an entry
+  equal to an input entry is that object).  A table of overlapping entries, or of numbers of
+  more than 64 bits, is left to ``compress._compress``.
 
 The kernels are compiled once per process, on first use (:func:`prepare`), by
 :func:`nmc.targets.cpu.jit.compile_module`, whose on-disk object cache makes a later process's
-first use a load, not a compilation.  Everything a kernel reads and writes is one buffer of
+first use a load, not a compilation.  Everything a kernel reads and writes is in buffers of
 64-bit words, so a call costs one ctypes transition.
 """
 
@@ -38,8 +40,11 @@ import ctypes
 import threading
 from array import array
 from contextlib import contextmanager
+from itertools import accumulate, chain
 
 from llvmlite import ir
+
+from nmc.targets.multicast.table import derived_entries
 
 FUNCTION = "nmc_mc_merge_groups"
 
@@ -885,9 +890,10 @@ def kernel():
         _STATE["oc"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                                         ctypes.c_int64)(oc.address)
         _STATE["compiled"] = compiled  # keeps the engine (and the code) alive
-        fused = _STATE["fused_compiled"] = compile_module(_fused_module(), "nmc_mc_compress")
+        fused = _STATE["fused_compiled"] = compile_module(_fused_module(), "nmc_mc_compress_batch")
         _STATE["fused"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                           ctypes.c_int64, ctypes.c_void_p)(fused.address)
+                                           ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                           ctypes.c_void_p)(fused.address)
         addresses = (ctypes.c_uint64 * 3)(compiled.address, compiled.engine.get_function_address("nmc_mc_ortc"),
                                           oc.address)
         _STATE["kernels"] = addresses
@@ -1463,13 +1469,15 @@ def _sort_function(module: ir.Module) -> ir.Function:
 
 
 def _fused_module() -> str:
-    """The IR of ``nmc_mc_compress(buf, n, target, small, kernels)``: see :func:`compress_fast`;
+    """The IR of ``nmc_mc_compress(buf, n, target, small, kernels)``, one table (see :func:`_fused_words`),
+    and of ``nmc_mc_compress_batch`` (:func:`_batch_function`), which runs it on each table of a call;
     ``kernels`` points at the addresses of the route groups', ORTC's and Ordered Covering's
     kernels."""
     module = ir.Module(name="compress")
     ptr = ir.PointerType()
     sort_by = _sort_function(module)
     fn = ir.Function(module, ir.FunctionType(_I64, [ptr, _I64, _I64, _I64, ptr]), name="nmc_mc_compress")
+    fn.linkage = "internal"
     buf, n, target, small, kernels = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     e = _Emitter(b)
@@ -1775,55 +1783,141 @@ def _fused_module() -> str:
                     e.st(cr, t, e.ld(sub, b.add(b.mul(n, c(4)), i)))
                 take(rows, (ck, cm, cr))
     put_rows(e.get(length), (tk, tm, tr))
+    _batch_function(module, fn)
     return str(module)
+
+
+def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
+    """``nmc_mc_compress_batch(io, n_tables, target, small, kernels, work, out)``:
+    ``compress_one`` (``nmc_mc_compress``) on each table of ``io`` in turn, in the buffer
+    ``work`` (:func:`_batch_words` words), its result moved to the flat outputs ``out``
+    (layout: :func:`compress_batch`).  Returns the number of new entries of all the tables."""
+    ptr = ir.PointerType()
+    fn = ir.Function(module, ir.FunctionType(_I64, [ptr, _I64, _I64, _I64, ptr, ptr, ptr]), name="nmc_mc_compress_batch")
+    io, n_tables, target, small, kernels, work, out = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    e = _Emitter(b)
+    c = e.c
+    start = io
+    total = e.ld(start, n_tables)
+    at = b.add(n_tables, c(1))
+    rows = e.at(io, at)  # (key, mask, route) of each entry
+    flags = e.at(io, b.add(at, b.mul(total, c(3))))
+    ends = out
+    status = e.at(out, b.add(n_tables, c(1)))
+    at = b.add(n_tables, b.add(n_tables, c(1)))
+    oidx = e.at(out, at)
+    new = [e.at(out, b.add(at, b.mul(total, c(j)))) for j in (1, 2, 3)]  # key, mask, route
+    made = e.var(0)
+    e.st(ends, 0, 0)
+    with e.loop(0, n_tables) as (t, nxt, _):
+        lo = e.ld(start, t)
+        n = b.sub(e.ld(start, b.add(t, c(1))), lo)
+        to = [e.at(work, b.mul(n, c(j))) for j in range(4)]  # its key, mask, route, flag columns
+        with e.loop(0, n) as (i, _, _):
+            row = b.mul(b.add(lo, i), c(3))
+            for j in range(3):
+                e.st(to[j], i, e.ld(rows, b.add(row, c(j))))
+            e.st(to[3], i, e.ld(flags, b.add(lo, i)))
+        tgt = b.select(b.icmp_signed("<", target, n), target, n)
+        result = b.call(compress_one, [work, n, tgt, small, kernels])
+        pos = e.ld(ends, t)
+        compiled = b.icmp_signed(">=", result, c(0))
+        e.st(status, t, b.zext(compiled, _I64))
+        with b.if_then(b.not_(compiled)):
+            e.st(ends, b.add(t, c(1)), pos)
+            b.branch(nxt)
+        count, m = b.and_(result, c(0xFFFFFFFF)), b.lshr(result, c(32))
+        first_new = b.sub(b.add(total, e.get(made)), n)  # row n + j of the table: new entry made + j
+        sources = e.at(work, b.mul(n, c(7)))
+        with e.loop(0, count) as (j, _, _):
+            source = e.ld(sources, j)
+            e.st(oidx, b.add(pos, j), b.add(source, b.select(b.icmp_signed("<", source, n), lo, first_new)))
+        for j, column in enumerate(new):
+            source = e.at(work, b.mul(n, c(4 + j)))
+            to = e.at(column, e.get(made))
+            with e.loop(0, m) as (i, _, _):
+                e.st(to, i, e.ld(source, i))
+        e.set(made, b.add(e.get(made), m))
+        e.st(ends, b.add(t, c(1)), b.add(pos, count))
+    b.ret(e.get(made))
 
 
 _LOCAL = threading.local()
 
 
 def _buffer(words: int) -> array:
-    """This thread's buffer for the fused kernel, at least ``words`` long (kept between calls:
-    a fresh one costs more than the kernel on large tables; the kernel writes every word it
-    reads, so it is not cleared)."""
+    """This thread's buffer for the fused kernel, at least ``words`` long (kept between calls,
+    grown by doubling: a fresh one costs more than the kernel on large tables; the kernel
+    writes every word it reads, so it is not cleared)."""
     buf = getattr(_LOCAL, "buf", None)
     if buf is None or len(buf) < words:
-        buf = _LOCAL.buf = array("Q", bytes(8 * max(words, 1 << 12)))
+        buf = _LOCAL.buf = array("Q", bytes(8 * max(words, 2 * len(buf or ()), 1 << 12)))
     return buf
 
 
-def compress_fast(entries, defaultable, target: int, small: int):
-    """``compress._compress(entries, defaultable, target, thorough=False)`` in one call of the
-    fused kernel (``small``: ``compress._SMALL``): the same table, entry for entry, where an
-    entry equal to an input entry is that object.  ``None`` when the table is not disjoint
-    prefixes of keys, masks and routes below 2**64 (the caller then runs the reference)."""
-    n = len(entries)
-    if n == 0:
+def _batch_words(largest: int, small: int) -> int:
+    """Words of the work buffer for tables of at most ``largest`` entries: the most that
+    :func:`_fused_words` asks for any of them (it grows with ``n`` on either side of ``small``)."""
+    return max(_fused_words(largest, small), _fused_words(min(largest, small), small))
+
+
+def compress_batch(entry_lists, flag_lists, target: int, small: int) -> list:
+    """``compress._compress(entries, defaultable, target, thorough=False)`` on each table,
+    ``entry_lists[t]`` and ``flag_lists[t]`` (its entries and their defaultable flags, as
+    sequences of equal lengths), all in one call of the fused kernel (``small``: ``compress._SMALL``): for each table the same
+    table, entry for entry, where an entry equal to an input entry is that object, or ``None``
+    when the table is not disjoint prefixes of keys, masks and routes below 2**64 (the caller
+    then runs the reference).
+
+    The kernel's input ``io`` (uint64 words), T tables of N entries in all: ``start[T+1]``
+    (table ``t`` is entries ``start[t]`` to ``start[t+1]``), then every entry's ``key, mask,
+    route`` (3N: an entry is a tuple of them, read in one pass) and ``flag[N]``; its output ``out`` (this thread's buffer, after the work area):
+    ``end[T+1]`` (table ``t``'s result is rows ``end[t]`` to ``end[t+1]``), ``status[T]`` (0:
+    left to the caller), ``row[N]`` (each an index into the input entries followed by the new
+    ones) and the new entries' ``key[N] mask[N] route[N]``."""
+    if not entry_lists:
         return []
+    sizes = list(map(len, entry_lists))
+    pool = list(chain.from_iterable(entry_lists))
+    n_tables, total = len(sizes), len(pool)
+    try:
+        io = array("Q", [0, *accumulate(sizes), *chain.from_iterable(pool)])
+    except OverflowError:
+        return _some_too_wide(entry_lists, flag_lists, target, small)
+    flags = list(chain.from_iterable(flag_lists))
+    try:
+        io.fromlist(flags)  # bools (the kernel tests for nonzero)
+    except TypeError:
+        io.fromlist(list(map(bool, flags)))
     fused = _STATE.get("fused")
     if fused is None:
         kernel()
         fused = _STATE["fused"]
-    buf = _buffer(_fused_words(n, small))
-    keys, masks, routes = [], [], []
-    for e in entries:
-        keys.append(e.key)
-        masks.append(e.mask)
-        routes.append(e.route)
-    try:
-        buf[0:3 * n] = array("Q", keys + masks + routes)
-    except OverflowError:
-        return None
-    try:
-        buf[3 * n:4 * n] = array("Q", defaultable)  # bools (the kernel tests for nonzero)
-    except (TypeError, OverflowError):
-        buf[3 * n:4 * n] = array("Q", map(bool, defaultable))
-    result = fused(buf.buffer_info()[0], n, min(target, n), small, _STATE["kernels_at"])
-    if result < 0:
-        return None
-    count, made = result & 0xFFFFFFFF, result >> 32
-    source = buf[7 * n:7 * n + count].tolist()
-    if not made:
-        return list(map(entries.__getitem__, source))
-    pool = list(entries)
-    pool += map(entries[0].derived, *(buf[at:at + made].tolist() for at in (4 * n, 5 * n, 6 * n)))
-    return list(map(pool.__getitem__, source))
+    at = _batch_words(max(sizes), small)
+    buf = _buffer(at + 2 * n_tables + 1 + 4 * total)
+    work = buf.buffer_info()[0]
+    made = fused(io.buffer_info()[0], n_tables, target, small, _STATE["kernels_at"], work, work + 8 * at)
+    ends = buf[at:at + n_tables + 1].tolist()
+    at += n_tables + 1
+    status = buf[at:at + n_tables]
+    at += n_tables
+    if made:
+        pool += derived_entries(*(buf[at + j * total:at + j * total + made].tolist() for j in (1, 2, 3)))
+    rows = list(map(pool.__getitem__, buf[at:at + ends[-1]].tolist()))
+    results = list(map(rows.__getitem__, map(slice, ends, ends[1:])))
+    if 0 in status:
+        for t in (t for t, ok in enumerate(status) if not ok):
+            results[t] = None
+    return results
+
+
+def _some_too_wide(entry_lists, flag_lists, target: int, small: int) -> list:
+    """:func:`compress_batch` when some table has a number the kernel cannot hold (``None``
+    for those, the kernel's results for the others)."""
+    narrow = [t for t, entries in enumerate(entry_lists) if all(0 <= x < 1 << 64 for e in entries for x in (e.key, e.mask, e.route))]
+    out = [None] * len(entry_lists)
+    for t, result in zip(narrow, compress_batch([entry_lists[t] for t in narrow], [flag_lists[t] for t in narrow],
+                                                target, small)):
+        out[t] = result
+    return out

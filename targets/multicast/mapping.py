@@ -219,16 +219,13 @@ def router_tables(graph: Graph, chip) -> dict:
     return McMapping(graph, chip).tables()
 
 
-def compress(entries: list[RoutingEntry], defaultable: list[bool], capacity: int, *, chip: str) -> list[RoutingEntry]:
-    """The one call site of table compression (:func:`~nmc.targets.multicast.compress.compress_table`:
-    default-route removal, then order-exploiting minimisation as far as it goes); NmcError
-    naming the chip when the table still exceeds ``capacity``."""
-    from nmc.targets.multicast.compress import compress_table
-
-    return compress_table(entries, defaultable, capacity, chip=chip, target_length=0)
-
-
 def compressed_tables(tables: dict, chip) -> dict:
-    """``{(x, y): entries}`` of every chip's table after compression (:func:`compress`)."""
-    return {xy: compress(entries, flags, chip.router.entries, chip=f"{chip.name} ({xy[0]}, {xy[1]})")
-            for xy, (entries, flags) in tables.items()}
+    """``{(x, y): entries}`` of every chip's table after compression, the one call site of
+    table compression (:func:`~nmc.targets.multicast.compress.compress_tables`: default-route
+    removal, then order-exploiting minimisation as far as it goes, every table of the board in
+    one compiled call); NmcError naming the chip whose table still exceeds its router."""
+    from nmc.targets.multicast.compress import compress_tables
+
+    chips = [f"{chip.name} ({x}, {y})" for x, y in tables]
+    return dict(zip(tables, compress_tables(list(tables.values()), chip.router.entries, chips=chips,
+                                            target_length=0)))
