@@ -270,6 +270,9 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
             lay.direct[p] = least
             geo = direct_geometry(p)
             lay.reserve("cin", p, geo.cells * geo.depth)
+    for p in net.projections:  # the rows whose overflow a step's spikes reach (kernels.sparse)
+        if p.kind == "sparse" and p.is_integer:
+            lay.reserve("defer", p, 4 * p.src.type.size * lists)
     reserve_gates(net, lay)
     lay.overwritten = {pop for pop in net.populations if pop.bits and pop.currents
                        and pop.currents[0].owner.kind == "conv2d"}
