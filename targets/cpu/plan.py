@@ -245,7 +245,7 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
                 lay.reserve_run("spk", pop, spk_stride(pop))
         else:
             lay.reserve("ring_idx", pop, 4 * list_stride(pop) * lay.ring[pop] * lists)
-            lay.reserve("ring_cnt", pop, 4 * lay.ring[pop] * lists)
+            lay.reserve("ring_cnt", pop, 4 * count_stride(lay) * lay.ring[pop] * lists)
             if pop in lay.spike_rows:
                 lay.reserve("spk", pop, spk_stride(pop) * lay.ring[pop])
         if pop in lay.tiled:  # the currents of every step: [steps, tile_columns(size)] i32
@@ -301,6 +301,12 @@ BARRIER_WORDS = 8 * (PARTS + 1)
 #: Fewest synapses from which a network is split into parts: below, a step's work is too
 #: small for a wait per step.
 SPLIT_SYNAPSES = 100_000
+#: Parts are cut at multiples of this many neurons: 64 bytes of an i16 accumulator (128 of
+#: i32 state), so that no cache line of a population's accumulator or state holds neurons of
+#: two parts, which the threads' random adds would pass back and forth between their cores
+#: (W3's cut, at 8, shared one such line).  Populations of fewer than ``PARTS · CUT`` neurons
+#: are cut at multiples of 8 (the neuron update's vectors).
+CUT = 32
 
 
 def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
@@ -310,7 +316,7 @@ def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
     synapses in all: each part's synapses then have their own CSR rows
     (:func:`.tables.split_synapse_table`), so the thread running a part adds into its own
     neurons only, and a target's synapses keep their order (float sums too).  Cuts balance
-    the synapses into each part plus its neurons (one unit each)."""
+    the synapses into each part plus its neurons (one unit each), at multiples of :data:`CUT`."""
     if lay.schedule != "step" or not net.projections or any(p.kind != "sparse" for p in net.projections):
         return {}
     if sum(int(p.indices.data.size) for p in net.projections) < SPLIT_SYNAPSES:
@@ -322,10 +328,11 @@ def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
         for c in pop.currents:
             load += np.bincount(c.owner.indices.data.astype(np.int64), minlength=size)[:size]
         total = np.cumsum(load)
+        unit = CUT if size >= PARTS * CUT else 8
         cuts = [0]
         for k in range(1, PARTS):
             at = int(np.searchsorted(total, total[-1] * k / PARTS))
-            cuts.append(min(max(int(round(at / 8)) * 8, cuts[-1]), size // 8 * 8))
+            cuts.append(min(max(int(round(at / unit)) * unit, cuts[-1]), size // unit * unit))
         bounds[pop] = [*cuts, size]
     return bounds
 
@@ -333,6 +340,12 @@ def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
 def spk_stride(pop: Op) -> int:
     """Bytes per step in ``pop``'s ring of spike vectors (one byte per neuron, padded)."""
     return (pop.result.type.size + 63) // 64 * 64
+
+
+def count_stride(lay: Layout) -> int:
+    """i32 entries per spike list's count in ``ring_cnt``: 16 (a cache line each) when the
+    network is split into parts, whose threads each write their own lists' counts, else 1."""
+    return 16 if lay.parts else 1
 
 
 def list_stride(pop: Op) -> int:

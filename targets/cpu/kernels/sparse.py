@@ -85,10 +85,6 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
     def count(n):
         b.store(b.add(b.load(lw.synops, typ=I64), n), lw.synops)
 
-    def prefetch(ptr):
-        fn = e.intrinsic("llvm.prefetch.p0", ir.VoidType(), [ir.PointerType(), I32, I32, I32])
-        b.call(fn, [ptr, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
-
     home = homes(p, bounds, indptr.size - 1) if p.is_integer else None
     fixed = fixed_rows(table, bits, indptr, home) if home is not None else None
     if fixed is not None:
@@ -129,7 +125,7 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
                     overflow(row, into, x)
 
         def ahead(j):  # a later event's row: its cache line is on the way
-            prefetch(b.gep(gf, [b.mul(row_of(j), e.i64(slots))], source_etype=gt))
+            e.prefetch(b.gep(gf, [b.mul(row_of(j), e.i64(slots))], source_etype=gt))
 
         lw.events(p, pop, body, counted=True, ahead=ahead)
         with e.loop(0, b.load(listed, typ=I64), "deferred") as i:
@@ -152,12 +148,12 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
         start = b.gep(g, [lo if bits else b.shl(lo, e.i64(1))], source_etype=gt)
         if long:  # the row's first lines, then the line STREAM bytes ahead, per iteration
             for line in range(0, STREAM, 64):
-                prefetch(b.gep(start, [e.i64(line)], source_etype=ir.IntType(8)))
+                e.prefetch(b.gep(start, [e.i64(line)], source_etype=ir.IntType(8)))
         whole = b.udiv(b.sub(hi, lo), e.i64(UNROLL))
         with e.loop(0, whole, "s4") as k:
             s0 = b.add(lo, b.mul(k, e.i64(UNROLL)))
             if long:
-                prefetch(b.gep(start, [b.add(b.mul(k, e.i64(UNROLL * stride)), e.i64(STREAM))], source_etype=ir.IntType(8)))
+                e.prefetch(b.gep(start, [b.add(b.mul(k, e.i64(UNROLL * stride)), e.i64(STREAM))], source_etype=ir.IntType(8)))
             for u in range(UNROLL):
                 synapse(g, gt, b.add(s0, e.i64(u)), into, x)
         with e.loop(b.add(lo, b.mul(whole, e.i64(UNROLL))), hi, "s") as s:
@@ -165,6 +161,6 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
 
     def ahead(j):  # the first synapse of a later event's row: its cache line is on the way
         first = b.sext(e.load(ip, row_of(j), ipt), I64)
-        prefetch(b.gep(g, [first if bits else b.shl(first, e.i64(1))], source_etype=gt))
+        e.prefetch(b.gep(g, [first if bits else b.shl(first, e.i64(1))], source_etype=gt))
 
     lw.events(p, pop, body, counted=True, ahead=ahead)
