@@ -311,7 +311,7 @@ CUT = 32
 
 def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
     """The bounds of the :data:`PARTS` neuron ranges of each population (``[0, c1, …, size]``,
-    inner cuts multiples of 8), or ``{}`` when the network is not split.  It is split when it
+    inner cuts multiples of :data:`CUT` or 8), or ``{}`` when the network is not split.  It is split when it
     runs by ``step`` and every projection is ``sparse`` with at least :data:`SPLIT_SYNAPSES`
     synapses in all: each part's synapses then have their own CSR rows
     (:func:`.tables.split_synapse_table`), so the thread running a part adds into its own
