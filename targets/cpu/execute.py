@@ -135,10 +135,12 @@ class Executor:
                 a = np.zeros(batch, dtype=np.int64)
             elif kind == "barrier":  # shared by the threads of a split sample (plan.split_parts)
                 a = line_aligned((BARRIER_WORDS,), np.int64)
-            elif kind == "v":
-                a = line_aligned((batch, op.result.type.size), self.v0[op].dtype, self.v0[op])
-            elif kind in ("u", "count"):
-                a = line_aligned((batch, op.result.type.size), COUNT_DTYPE if kind == "count" else state_dtype(op))
+            elif kind in ("u", "v", "count"):  # a split sample's rows start on a cache line
+                dtype = COUNT_DTYPE if kind == "count" else state_dtype(op)
+                init = self.v0[op] if kind == "v" else 0
+                shape = (batch, op.result.type.size)
+                a = line_aligned(shape, dtype, init) if self.layout.parts else \
+                    np.tile(init, (batch, 1)) if kind == "v" else np.zeros(shape, dtype)
             else:  # rec
                 a = np.zeros((batch, steps, op.result.type.size), dtype=np.uint8) if op in recorded_pops else None
             state[(kind, op)] = a
