@@ -75,6 +75,8 @@ class Layout:
     (:mod:`.kernels.conv_direct`, :func:`direct_conv`), each with the least number of events
     in a step from which it does (0: always; else the event kernel below it), and their areas
     ``cin`` (the step's input, channel-last bytes); its sums go into the private accumulator.
+    Integer sparse projections have an area ``defer`` (i32, a source's worth per part): the
+    fixed rows with an overflow that a step's spikes reached (:mod:`.kernels.sparse`).
 
     ``overwritten``: integer populations whose first current is a conv2d, whose flush writes
     the whole accumulator each step, so that the neuron update need not clear it.
