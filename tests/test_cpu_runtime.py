@@ -598,10 +598,10 @@ def test_large_event_values_into_an_i32_accumulator_are_exact(bits):
     compare(g, [trains], 30, exact=True, kernels=("event", "dense"))
 
 
-@pytest.mark.parametrize("scale, exponent, layout_bits", [(100, 0, 3), (2**29, 1, 0), (2**30, 2, 0)])
+@pytest.mark.parametrize("scale, exponent, layout_bits", [(100, 0, 16), (2**20, 0, 3), (2**29, 1, 0), (2**30, 2, 0)])
 def test_every_sparse_synapse_table_layout_matches(scale, exponent, layout_bits):
-    """Packed words (weight << bits | target) while the weights fit the bits the targets
-    leave, else 32- or 64-bit (target, weight) records."""
+    """Packed words (weight << bits | target; in 16-bit halves when both fit them) while the
+    weights fit the bits the targets leave, else 32- or 64-bit (target, weight) records."""
 
     rng = np.random.default_rng(5)
     indptr = np.array([0, 3, 3, 7, 9], np.int32)

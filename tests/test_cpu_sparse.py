@@ -199,18 +199,67 @@ def _recurrent(size: int, fan: int, seed: int = 0, weights=(-30, 30), encoder_ki
     return g
 
 
-def test_split_parts_cut_at_multiples_of_8_and_balance_the_synapses():
-    g = _recurrent(1001, 20)
+def _edge_words(size: int, weights: tuple[int, int], exponent: int, fan: int) -> Graph:
+    """6 inputs → sparse (``fan`` synapses each, targets ``size - 1`` and 0 among them, the
+    weights' extremes ``weights`` among theirs) → a population of ``size`` → sparse, one
+    synapse per neuron, back into it."""
+    rng = np.random.default_rng(4)
+    g = Graph("edges")
+    x = g.add(ann.Input(declared_type=TensorType((6,))), "x")
+    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    targets = rng.integers(0, size, 6 * fan).astype(np.int32)
+    targets[:2] = size - 1, 0
+    w = rng.integers(weights[0], weights[1] + 1, 6 * fan)
+    w[:2] = weights
+    wt = np.int16 if -2**15 <= weights[0] and weights[1] < 2**15 else np.int32
+    c = g.add(snn.Project(src=s, kind="sparse", weight=Blob(w.astype(wt)), indptr=Blob(np.arange(7, dtype=np.int32) * fan),
+                          indices=Blob(targets), shape=(size,), exponent=exponent))
+    pop = snn.Population(currents=[c], declared_type=SpikeType((size,)), bits=24, threshold=50, du=1024)
+    g.add(pop, "h")
+    r = g.add(snn.Project(src=pop.result, kind="sparse", weight=Blob(rng.integers(-9, 9, size).astype(np.int8)),
+                          indptr=Blob(np.arange(size + 1, dtype=np.int32)),
+                          indices=Blob(rng.integers(0, size, size).astype(np.int32)), shape=(size,)))
+    pop.currents.append(r)
+    g.add(ann.Output(values=[g.add(snn.Decode(x=pop.result))]))
+    verify(g)
+    return g
+
+
+@pytest.mark.parametrize("size, weights, exponent, fan, bits", [
+    (65536, (-2**15, 2**15 - 1), 0, 3, 16),  # halves: target 65535, weights -32768 and 32767, fixed rows
+    (65536, (-100, 100), 0, 80, 16),  # halves in long CSR rows, an i16 accumulator
+    (65536, (-2**14, 2**14), 1, 3, 0),  # 2**14 << 1 = 2**15 fits no half: records
+    (65537, (-5, 5), 0, 3, 17),  # a 17-bit target: packed words
+    (300, (-2**15, 2**15 - 1), 0, 3, 16),
+    (300, (-2**15, 2**15), 0, 3, 9),  # one weight past i16: packed words of 9 target bits
+])
+def test_synapse_words_at_the_edges_of_16_bit_halves_match(size, weights, exponent, fan, bits):
+    """A synapse word's halves (16-bit target, 16-bit weight, :data:`tables.HALVES`) at their
+    edges, and the layouts one step past them; spike counts 2 and -1 multiply the weights."""
+    g = _edge_words(size, weights, exponent, fan)
+    assert tables.synapse_table(g.walk("snn.project")[0])[1] == bits
+    x = np.random.default_rng(6).choice(np.array([0, 0, 0, 1, 1, 2, -1], np.float32), (1, 12, 6))
+    pops = g.walk("snn.population")
+    ref = semantics.run_snn(g, [x], timesteps=12, record=pops)
+    assert ref.spike_count > 0
+    _agree(cpu.prepare(g, cache=False)([x], timesteps=12, record="all"), ref, pops, True)
+
+
+@pytest.mark.parametrize("size, unit", [(1001, plan.CUT), (40, 8)])
+def test_split_parts_cut_at_whole_cache_lines_and_balance_the_synapses(size, unit):
+    """Cuts at multiples of CUT neurons (no cache line of an accumulator holds two parts'
+    neurons), or of 8 in a population too small for that."""
+    g = _recurrent(size, 20)
     net = plan.Network.of(g)
     with mock.patch.object(plan, "SPLIT_SYNAPSES", 0):
         lay = plan.plan(net)
     pop = net.populations[0]
     bounds = lay.parts[pop]
-    assert len(bounds) == plan.PARTS + 1 and bounds[0] == 0 and bounds[-1] == 1001
-    assert all(c % 8 == 0 for c in bounds[1:-1]) and bounds == sorted(bounds)
-    into = np.bincount(np.concatenate([c.owner.indices.data for c in pop.currents]), minlength=1001) + 1
+    assert len(bounds) == plan.PARTS + 1 and bounds[0] == 0 and bounds[-1] == size
+    assert all(c % unit == 0 for c in bounds[1:-1]) and bounds == sorted(bounds) and 0 < bounds[1] < size
+    into = np.bincount(np.concatenate([c.owner.indices.data for c in pop.currents]), minlength=size) + 1
     shares = [into[a:z].sum() / into.sum() for a, z in zip(bounds, bounds[1:])]
-    assert max(shares) - min(shares) < 0.05
+    assert max(shares) - min(shares) < (0.05 if size > 100 else 0.25)
     assert lay.slots[-1] == ("barrier", None)
 
 
@@ -231,7 +280,7 @@ def test_split_synapse_table_keeps_each_rows_synapses_in_order():
     ip, ix = p.indptr.data, p.indices.data
     for j in range(40):
         for k in range(2):
-            row = table[starts[j * 2 + k]:starts[j * 2 + k + 1]]
+            row = table[starts[k * 40 + j]:starts[k * 40 + j + 1]]  # part-major
             keep = (ix[ip[j]:ip[j + 1]] >= bounds[k]) & (ix[ip[j]:ip[j + 1]] < bounds[k + 1])
             np.testing.assert_array_equal(row, whole[ip[j]:ip[j + 1]][keep])
 
@@ -278,7 +327,7 @@ def test_an_i16_accumulator_only_when_the_sums_of_spikes_fit():
 def test_homes_lie_in_the_rows_part():
     p = _recurrent(40, 4).walk("snn.project")[1]
     h = homes(p, [0, 16, 40], 80)
-    assert np.all((h[0::2] >= 0) & (h[0::2] < 16)) and np.all((h[1::2] >= 16) & (h[1::2] < 40))
+    assert np.all((h[:40] >= 0) & (h[:40] < 16)) and np.all((h[40:] >= 16) & (h[40:] < 40))  # part-major rows
     assert homes(p, [0, 0, 40], 80) is None  # an empty part owns no target
 
 

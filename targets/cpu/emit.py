@@ -49,8 +49,8 @@ from nmc.ir.core import Op, param_array
 from nmc.ir.snn import DECAY_ONE
 from nmc.semantics import fanout
 
-from .plan import (COUNT_DTYPE, FUNCTION_NAME, PARTS, SKIPPED, UNIT_ENCODINGS, Layout, Network, lanes32, list_stride,
-                   plan, spk_stride, state_dtype, tile_columns, unit_events)
+from .plan import (COUNT_DTYPE, FUNCTION_NAME, PARTS, SKIPPED, UNIT_ENCODINGS, Layout, Network, count_stride, lanes32,
+                   list_stride, plan, spk_stride, state_dtype, tile_columns, unit_events)
 from .tables import SPIKE_LUT, aligned_empty, weight_table
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -187,6 +187,11 @@ class Emitter:
 
     def i64(self, v: int) -> ir.Constant:
         return ir.Constant(I64, int(v))
+
+    def prefetch(self, pointer):
+        """Ask for the cache line at ``pointer`` (for reading, into every cache level)."""
+        fn = self.intrinsic("llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
+        self.b.call(fn, [pointer, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
         """The declaration of LLVM intrinsic ``name`` (declared once per module)."""
@@ -631,8 +636,11 @@ class Lowering:
             if src.max_spikes > 1:
                 counts = b.gep(self.area[("spk", src)], [b.mul(slot, e.i64(spk_stride(src)))], source_etype=I8)
             with e.loop(b.mul(slot, e.i64(lists)), b.mul(b.add(slot, e.i64(1)), e.i64(lists)), "list") as li:
-                cnt = b.sext(e.load(self.area[("ring_cnt", src)], li, I32), I64)
+                cnt = b.sext(e.load(self.area[("ring_cnt", src)], b.mul(li, e.i64(count_stride(self.lay))), I32), I64)
                 idx = b.gep(self.area[("ring_idx", src)], [b.mul(li, e.i64(list_stride(src)))], source_etype=I32)
+                if lists > 1:  # another thread's list: all its lines asked for at once, not one by one
+                    with e.loop(0, b.udiv(b.add(cnt, e.i64(15)), e.i64(16)), "line") as line:
+                        e.prefetch(b.gep(idx, [b.mul(line, e.i64(16))], source_etype=I32))
                 with e.loop(0, cnt, "k") as k:
                     if ahead is not None and AHEAD:
                         later = b.add(k, e.i64(AHEAD))
@@ -928,7 +936,7 @@ class Lowering:
                     with e.when(recording):
                         e.store(value, rec_step, i, I8)
                 self.list8(lut, lst, nfired, b.load(bits, typ=I8), e.i64(nvec * width))
-        e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
+        e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], b.mul(slot, e.i64(count_stride(self.lay))), I32)
 
     def part_range(self, pop: Op):
         """``(start, stop)``: the neurons of ``pop`` in the part being run (all of them when

@@ -24,6 +24,7 @@ from nmc.runner import RunResult, population_names
 
 from .jit import Compiled
 from .plan import BARRIER_WORDS, COUNT_DTYPE, PARTS, SKIPPED, Layout, Network, needs_step_rerun, state_dtype
+from .tables import aligned_empty
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                               ctypes.c_int64, ctypes.c_int64)
@@ -133,11 +134,13 @@ class Executor:
             elif kind == "synops":
                 a = np.zeros(batch, dtype=np.int64)
             elif kind == "barrier":  # shared by the threads of a split sample (plan.split_parts)
-                a = np.zeros(BARRIER_WORDS, dtype=np.int64)
-            elif kind == "v":
-                a = np.tile(self.v0[op], (batch, 1))
-            elif kind in ("u", "count"):
-                a = np.zeros((batch, op.result.type.size), dtype=COUNT_DTYPE if kind == "count" else state_dtype(op))
+                a = line_aligned((BARRIER_WORDS,), np.int64)
+            elif kind in ("u", "v", "count"):  # a split sample's rows start on a cache line
+                dtype = COUNT_DTYPE if kind == "count" else state_dtype(op)
+                init = self.v0[op] if kind == "v" else 0
+                shape = (batch, op.result.type.size)
+                a = line_aligned(shape, dtype, init) if self.layout.parts else \
+                    np.tile(init, (batch, 1)) if kind == "v" else np.zeros(shape, dtype)
             else:  # rec
                 a = np.zeros((batch, steps, op.result.type.size), dtype=np.uint8) if op in recorded_pops else None
             state[(kind, op)] = a
@@ -283,6 +286,16 @@ class LockstepChoice:
 
     def took(self, lockstep: bool, seconds: float) -> None:
         self.seconds[lockstep] = seconds
+
+
+def line_aligned(shape: tuple[int, ...], dtype, fill=0) -> np.ndarray:
+    """An array of ``shape`` set to ``fill`` that starts on a cache line: a split sample's
+    threads then share no line of a state row (the parts are cut on line bounds,
+    :data:`.plan.CUT`; numpy's arrays start on 16 bytes)."""
+    dtype = np.dtype(dtype)
+    a = aligned_empty(int(np.prod(shape)) * dtype.itemsize).view(dtype).reshape(shape)
+    a[...] = fill
+    return a
 
 
 def pointer_table(arrays: Sequence[np.ndarray | None]):

@@ -75,6 +75,8 @@ class Layout:
     (:mod:`.kernels.conv_direct`, :func:`direct_conv`), each with the least number of events
     in a step from which it does (0: always; else the event kernel below it), and their areas
     ``cin`` (the step's input, channel-last bytes); its sums go into the private accumulator.
+    Integer sparse projections have an area ``defer`` (i32, a source's worth per part): the
+    fixed rows with an overflow that a step's spikes reached (:mod:`.kernels.sparse`).
 
     ``overwritten``: integer populations whose first current is a conv2d, whose flush writes
     the whole accumulator each step, so that the neuron update need not clear it.
@@ -245,7 +247,7 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
                 lay.reserve_run("spk", pop, spk_stride(pop))
         else:
             lay.reserve("ring_idx", pop, 4 * list_stride(pop) * lay.ring[pop] * lists)
-            lay.reserve("ring_cnt", pop, 4 * lay.ring[pop] * lists)
+            lay.reserve("ring_cnt", pop, 4 * count_stride(lay) * lay.ring[pop] * lists)
             if pop in lay.spike_rows:
                 lay.reserve("spk", pop, spk_stride(pop) * lay.ring[pop])
         if pop in lay.tiled:  # the currents of every step: [steps, tile_columns(size)] i32
@@ -270,6 +272,9 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
             lay.direct[p] = least
             geo = direct_geometry(p)
             lay.reserve("cin", p, geo.cells * geo.depth)
+    for p in net.projections:  # the rows whose overflow a step's spikes reach (kernels.sparse)
+        if p.kind == "sparse" and p.is_integer:
+            lay.reserve("defer", p, 4 * p.src.type.size * lists)
     reserve_gates(net, lay)
     lay.overwritten = {pop for pop in net.populations if pop.bits and pop.currents
                        and pop.currents[0].owner.kind == "conv2d"}
@@ -298,16 +303,22 @@ BARRIER_WORDS = 8 * (PARTS + 1)
 #: Fewest synapses from which a network is split into parts: below, a step's work is too
 #: small for a wait per step.
 SPLIT_SYNAPSES = 100_000
+#: Parts are cut at multiples of this many neurons: 64 bytes of an i16 accumulator (128 of
+#: i32 state), so that no cache line of a population's accumulator or state holds neurons of
+#: two parts, which the threads' random adds would pass back and forth between their cores
+#: (W3's cut, at 8, shared one such line).  Populations of fewer than ``PARTS · CUT`` neurons
+#: are cut at multiples of 8 (the neuron update's vectors).
+CUT = 32
 
 
 def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
     """The bounds of the :data:`PARTS` neuron ranges of each population (``[0, c1, …, size]``,
-    inner cuts multiples of 8), or ``{}`` when the network is not split.  It is split when it
+    inner cuts multiples of :data:`CUT` or 8), or ``{}`` when the network is not split.  It is split when it
     runs by ``step`` and every projection is ``sparse`` with at least :data:`SPLIT_SYNAPSES`
     synapses in all: each part's synapses then have their own CSR rows
     (:func:`.tables.split_synapse_table`), so the thread running a part adds into its own
     neurons only, and a target's synapses keep their order (float sums too).  Cuts balance
-    the synapses into each part plus its neurons (one unit each)."""
+    the synapses into each part plus its neurons (one unit each), at multiples of :data:`CUT`."""
     if lay.schedule != "step" or not net.projections or any(p.kind != "sparse" for p in net.projections):
         return {}
     if sum(int(p.indices.data.size) for p in net.projections) < SPLIT_SYNAPSES:
@@ -319,10 +330,11 @@ def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
         for c in pop.currents:
             load += np.bincount(c.owner.indices.data.astype(np.int64), minlength=size)[:size]
         total = np.cumsum(load)
+        unit = CUT if size >= PARTS * CUT else 8
         cuts = [0]
         for k in range(1, PARTS):
             at = int(np.searchsorted(total, total[-1] * k / PARTS))
-            cuts.append(min(max(int(round(at / 8)) * 8, cuts[-1]), size // 8 * 8))
+            cuts.append(min(max(int(round(at / unit)) * unit, cuts[-1]), size // unit * unit))
         bounds[pop] = [*cuts, size]
     return bounds
 
@@ -330,6 +342,12 @@ def split_parts(net: Network, lay: Layout) -> dict[Op, list[int]]:
 def spk_stride(pop: Op) -> int:
     """Bytes per step in ``pop``'s ring of spike vectors (one byte per neuron, padded)."""
     return (pop.result.type.size + 63) // 64 * 64
+
+
+def count_stride(lay: Layout) -> int:
+    """i32 entries per spike list's count in ``ring_cnt``: 16 (a cache line each) when the
+    network is split into parts, whose threads each write their own lists' counts, else 1."""
+    return 16 if lay.parts else 1
 
 
 def list_stride(pop: Op) -> int:

@@ -1,7 +1,7 @@
 """The ``sparse`` kernel (DESIGN §6): CSR synapses by presynaptic neuron, each synapse's target
 and weight stored together (:func:`..tables.synapse_table`); when the network is split into
-parts (:func:`..plan.split_parts`), one CSR row per source and target part, a source's side by
-side (:func:`..tables.split_synapse_table`); short rows padded to a fixed number of slots
+parts (:func:`..plan.split_parts`), one CSR row per source and target part, part-major
+(:func:`..tables.split_synapse_table`); short rows padded to a fixed number of slots
 (:func:`..tables.fixed_rows`)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from llvmlite import ir
 
 from nmc.ir.core import Op
 
-from ..emit import I32, I64, ir_type
+from ..emit import I16, I32, I64, ir_type
 from ..plan import PARTS
-from ..tables import fixed_rows, split_synapse_table, synapse_table
+from ..tables import HALVES, fixed_rows, split_synapse_table, synapse_table
 from . import kernel
 
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ def homes(p: Op, bounds: list[int] | None, rows: int) -> np.ndarray | None:
     lo, hi = np.asarray(bounds[:-1]), np.asarray(bounds[1:])
     if np.any(hi <= lo):
         return None
-    part = np.arange(rows) % PARTS
-    return lo[part] + (np.arange(rows) // PARTS) % (hi - lo)[part]
+    part, source = np.divmod(np.arange(rows), max(rows // PARTS, 1))  # rows part-major (split_synapse_table)
+    return lo[part] + source % (hi - lo)[part]
 
 
 @kernel("sparse")
@@ -59,10 +59,17 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
         table, indptr = split_synapse_table(p, table, bounds)
     wt = ir_type(wdtype)
 
+    sources = p.src.type.size
+
     def row_of(j):
-        return j if lw.part is None else b.add(b.mul(j, e.i64(PARTS)), lw.part)
+        return j if lw.part is None else b.add(b.mul(lw.part, e.i64(sources)), j)
 
     def synapse(g, gt, s, into, x):
+        if bits == HALVES:  # the word's halves: target (unsigned), weight; two 16-bit loads
+            s2 = b.shl(s, e.i64(1))
+            target = b.zext(e.load(g, s2, I16), I64)
+            lw.accumulate(pop, into, target, e.load(g, b.add(s2, e.i64(1)), I16), I16, x)
+            return
         if bits:  # one word: weight << bits | target
             word = e.load(g, s, gt)
             target = b.zext(b.and_(word, ir.Constant(gt, (1 << bits) - 1)), I64)
@@ -78,10 +85,6 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
     def count(n):
         b.store(b.add(b.load(lw.synops, typ=I64), n), lw.synops)
 
-    def prefetch(ptr):
-        fn = e.intrinsic("llvm.prefetch.p0", ir.VoidType(), [ir.PointerType(), I32, I32, I32])
-        b.call(fn, [ptr, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
-
     home = homes(p, bounds, indptr.size - 1) if p.is_integer else None
     fixed = fixed_rows(table, bits, indptr, home) if home is not None else None
     if fixed is not None:
@@ -91,6 +94,19 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
         go = e.const_array(over, "over")[0]
         gos, ost = e.const_array(over_starts.astype(np.int32 if over_starts[-1] < 2**31 else np.int64), "overptr")
 
+        # rows with an overflow, listed as spikes reach them and walked after the events: no
+        # branch per event (W3's split rows: 7 % of them overflow, each a mispredicted branch)
+        deferred = lw.area[("defer", p)]
+        if lw.part is not None:
+            deferred = b.gep(deferred, [b.mul(lw.part, e.i64(sources))], source_etype=I32)
+        listed = e.var(I64, 0)
+
+        def overflow(row, into, x):
+            lo = b.sext(e.load(gos, row, ost), I64)
+            hi = b.sext(e.load(gos, b.add(row, e.i64(1)), ost), I64)
+            with e.loop(lo, hi, "so") as s:
+                synapse(go, gt, s, into, x)
+
         def body(j, x):
             row = row_of(j)
             n = b.zext(e.load(gc, row, ct), I64)
@@ -99,16 +115,21 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
             first = b.mul(row, e.i64(slots))
             for u in range(slots):
                 synapse(gf, gt, b.add(first, e.i64(u)), into, x)
-            with e.when(b.icmp_unsigned(">", n, e.i64(slots))):  # rare: the overflow
-                lo = b.sext(e.load(gos, row, ost), I64)
-                hi = b.sext(e.load(gos, b.add(row, e.i64(1)), ost), I64)
-                with e.loop(lo, hi, "so") as s:
-                    synapse(go, gt, s, into, x)
+            over = b.icmp_unsigned(">", n, e.i64(slots))
+            if x is None:  # a spike: its row listed (the list's next entry, kept if it overflows)
+                m = b.load(listed, typ=I64)
+                e.store(b.trunc(row, I32), deferred, m, I32)
+                b.store(b.add(m, b.zext(over, I64)), listed)
+            else:  # other values (rare) add their overflow now, multiplied
+                with e.when(over):
+                    overflow(row, into, x)
 
         def ahead(j):  # a later event's row: its cache line is on the way
-            prefetch(b.gep(gf, [b.mul(row_of(j), e.i64(slots))], source_etype=gt))
+            e.prefetch(b.gep(gf, [b.mul(row_of(j), e.i64(slots))], source_etype=gt))
 
         lw.events(p, pop, body, counted=True, ahead=ahead)
+        with e.loop(0, b.load(listed, typ=I64), "deferred") as i:
+            overflow(b.sext(e.load(deferred, i, I32), I64), lw.target(pop, None), None)
         return
 
     ip_t = np.int32 if indptr[-1] < 2**31 else np.int64
@@ -127,12 +148,12 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
         start = b.gep(g, [lo if bits else b.shl(lo, e.i64(1))], source_etype=gt)
         if long:  # the row's first lines, then the line STREAM bytes ahead, per iteration
             for line in range(0, STREAM, 64):
-                prefetch(b.gep(start, [e.i64(line)], source_etype=ir.IntType(8)))
+                e.prefetch(b.gep(start, [e.i64(line)], source_etype=ir.IntType(8)))
         whole = b.udiv(b.sub(hi, lo), e.i64(UNROLL))
         with e.loop(0, whole, "s4") as k:
             s0 = b.add(lo, b.mul(k, e.i64(UNROLL)))
             if long:
-                prefetch(b.gep(start, [b.add(b.mul(k, e.i64(UNROLL * stride)), e.i64(STREAM))], source_etype=ir.IntType(8)))
+                e.prefetch(b.gep(start, [b.add(b.mul(k, e.i64(UNROLL * stride)), e.i64(STREAM))], source_etype=ir.IntType(8)))
             for u in range(UNROLL):
                 synapse(g, gt, b.add(s0, e.i64(u)), into, x)
         with e.loop(b.add(lo, b.mul(whole, e.i64(UNROLL))), hi, "s") as s:
@@ -140,6 +161,6 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
 
     def ahead(j):  # the first synapse of a later event's row: its cache line is on the way
         first = b.sext(e.load(ip, row_of(j), ipt), I64)
-        prefetch(b.gep(g, [first if bits else b.shl(first, e.i64(1))], source_etype=gt))
+        e.prefetch(b.gep(g, [first if bits else b.shl(first, e.i64(1))], source_etype=gt))
 
     lw.events(p, pop, body, counted=True, ahead=ahead)
