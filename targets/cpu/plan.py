@@ -643,13 +643,15 @@ def narrow_accumulator(pop: Op) -> bool:
 
 def short_accumulator(pop: Op) -> bool:
     """Whether ``pop``'s accumulator can be i16 (half the cache lines that W3's random adds
-    touch): every projection ``sparse`` (kernels adding through
-    :meth:`.emit.Lowering.accumulate`), and no sum of events of value 1 can leave i16 (Σ of
+    touch, half the bytes a conv's flush writes and the update reads): every projection
+    ``sparse`` (kernels adding through :meth:`.emit.Lowering.accumulate`) or a ``conv2d`` of
+    events of value 1 (its i16 private accumulator flushed without widening,
+    :func:`private_accumulator`), and no sum of events of value 1 can leave i16 (Σ of
     :func:`unit_bound` below 2**15), so that i16 sums are exact in any order.  Other events go
     to the i64 side accumulator as for an i32 one (:func:`narrow_accumulator`); a step that
     used it folds both into i32 currents (:meth:`.emit.Lowering.population_step`)."""
     projections = [c.owner for c in pop.currents]
-    return (bool(projections) and all(p.kind == "sparse" for p in projections)
+    return (bool(projections) and all(p.kind == "sparse" or p.kind == "conv2d" and unit_events(p) for p in projections)
             and sum(unit_bound(p) for p in projections) < 2**15)
 
 

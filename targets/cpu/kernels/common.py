@@ -84,10 +84,11 @@ def flush_value(lw: Lowering, pop: Op, acc, dst, val, pt: ir.Type, first: bool):
     if pt != acc_t:  # an i32 private accumulator into an i64 one
         val = b.sext(val, typ)
     ptr = b.gep(acc, [dst], source_etype=acc_t, inbounds=True)
+    align = min(4, acc_t.width // 8) if isinstance(acc_t, ir.IntType) else 4
     if not (first and pop.bits):
-        old = b.load(ptr, typ=typ, align=4)
+        old = b.load(ptr, typ=typ, align=align)
         val = b.add(old, val) if pop.bits else b.fadd(old, val)
-    b.store(val, ptr, align=4)
+    b.store(val, ptr, align=align)
 
 
 def flush_blocks(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, cells: int, chans: int, first: bool, place):
