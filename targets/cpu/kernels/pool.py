@@ -49,7 +49,7 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
     window row, the bytes the outputs cover are loaded at once and the window's columns
     picked out by shuffles and summed; the sums times the weight are added into the
     accumulator.  The synaptic operations are the summed spikes (a covered spike drives
-    exactly one target)."""
+    exactly one target: the source's count when the windows tile it, else summed per lane)."""
     e, b = lw.e, lw.e.b
     C, H, W = p.src.type.shape
     OH, OW = pool_out(p)
@@ -74,8 +74,8 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
                                          ir.Constant(ir.VectorType(I32, V), [dx + i * sx for i in range(V)]))
                 x = b.zext(lanes, vi)
                 total = x if total is None else b.add(total, x)
-        red = lw.e.intrinsic(f"llvm.vector.reduce.add.v{V}i32", I32, [vi])
-        b.store(b.add(b.load(covered, typ=I32), b.call(red, [total])), covered)
+        if V in covered:  # the covered spikes, summed per lane (reduced after the rows)
+            b.store(b.add(b.load(covered[V], typ=vi), total), covered[V])
         o = b.add(out, ox0)
         if uniform:
             w = ir.Constant(va, [int(wd[0])] * V)
@@ -86,9 +86,13 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
         ptr = b.gep(acc, [o], source_etype=acc_t, inbounds=True)
         b.store(b.add(b.load(ptr, typ=va, align=4), term), ptr, align=4)
 
+    # windows that tile the whole source cover every spike: the step's count is the synaptic
+    # operations; else the covered spikes are summed per lane as the rows go
+    whole = OH * sy == H and OW * sx == W and ky == sy and kx == sx
     with lw.source_vector(p) as (row, _typ, cnt):
         with e.when(b.icmp_signed(">", cnt, e.i64(0))):
-            covered = e.var(I32, 0)
+            widths = [V for V in (8 if OW >= 8 else 0, OW % 8) if V and not whole]
+            covered = {V: e.var(ir.VectorType(I32, V), ir.Constant(ir.VectorType(I32, V), None)) for V in widths}
             with e.loop(0, C * OH, "prow") as r:  # r = c · OH + oy
                 c = b.udiv(r, e.i64(OH))
                 first = b.add(b.mul(c, e.i64(H * W)), b.mul(b.sub(r, b.mul(c, e.i64(OH))), e.i64(sy * W)))
@@ -98,4 +102,8 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
                         chunk(first, out, b.mul(q, e.i64(8)), 8)
                 if OW % 8:
                     chunk(first, out, e.i64(OW // 8 * 8), OW % 8)
-            b.store(b.add(b.load(lw.synops, typ=I64), b.zext(b.load(covered, typ=I32), I64)), lw.synops)
+            ops = cnt if whole else e.i64(0)
+            for V, var in covered.items():
+                red = e.intrinsic(f"llvm.vector.reduce.add.v{V}i32", I32, [ir.VectorType(I32, V)])
+                ops = b.add(ops, b.zext(b.call(red, [b.load(var, typ=ir.VectorType(I32, V))]), I64))
+            b.store(b.add(b.load(lw.synops, typ=I64), ops), lw.synops)
