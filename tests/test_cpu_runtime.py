@@ -1054,6 +1054,45 @@ def test_neuron_arithmetic_matches_the_neuron_model(bits, reset):
     assert 0 < want.sum() < want.size  # neurons fire and stay silent
 
 
+@pytest.mark.parametrize("params, reset, burst, consumer", [
+    ({}, "subtract", 1, "pool"), ({"du": 1000, "dv": 300, "bias": 3}, "zero", 1, "dense"),
+    ({"bias": -2}, "subtract_delayed", 1, "pool"), ({}, "zero_delayed", 1, "dense"),
+    ({"du": 2000, "dv": 100}, "subtract", 100, "pool"), ({}, "zero", 3, "dense")])
+def test_neuron_groups_match_the_reference(params, reset, burst, consumer):
+    """Emit.Lowering.update's groups: on an AVX-512 host 16 neurons at a time (i32 lanes,
+    spike lists packed by vpcompressd), then one group of 8 and a scalar tail (45 = 2·16 + 8 +
+    5 neurons; their 15 targets: 8 + 7); IF (du = 4096: u not read, stored at the last step
+    only) and LIF with a bias; every reset; burst populations (max_spikes 100 and 3: step
+    counts held in bytes for 2 and 85 steps before they are added to the host's counts);
+    300 steps (past a byte count period of 255); a consumer reading byte vectors (a pool:
+    its source keeps no spike lists and is recorded from its byte vector) or spike lists
+    (dense); batch 3 on two threads, both schedules."""
+    rng = np.random.default_rng(60 + burst)
+    T, batch, shape = 300, 3, (1, 5, 9)
+    g = Graph("groups")
+    x = g.add(ann.Input(declared_type=TensorType(shape)), "x")
+    s = g.add(snn.Encode(x=x, encoding="spikes"), "s")
+    c = g.add(snn.Project(src=s, kind="one_to_one", weight=1))
+    h = snn.Population(currents=[c], declared_type=SpikeType(shape), bits=24, threshold=40, reset=reset,
+                       max_spikes=burst, **params)
+    g.add(h, "h")
+    if consumer == "pool":
+        p = g.add(snn.Project(src=h.result, kind="pool", kernel=(1, 3), strides=(1, 3), weight=20))
+    else:
+        p = g.add(snn.Project(src=h.result, kind="dense", weight=Blob(rng.integers(-5, 20, (15, 45)).astype(np.int8))))
+    h2 = snn.Population(currents=[p], declared_type=SpikeType(p.type.shape), bits=24, threshold=50)
+    g.add(h2, "h2")
+    g.add(ann.Output(values=[g.add(snn.Decode(x=h2.result)), g.add(snn.Decode(x=h.result, mode="membrane"))]))
+    verify(g)
+    lay = plan.plan(Network.of(g))
+    assert (h in lay.unlisted) == (consumer == "pool" and burst == 1) and h2 in lay.unlisted
+    if "avx512bw" in plan.host_features():
+        assert ("llvm.x86.avx512.mask.compress" in _ir(g)) == (h not in lay.unlisted)
+    xs = rng.integers(-60, 120, (batch, T, *shape)) * (40 * burst // 2 if burst > 1 else 1)
+    got, ref = compare(g, [xs.astype(np.float32)], T, exact=True, threads=2, schedules=("step", "layer"))
+    assert 0 < ref.spike_count and ref.spikes[h].max() == burst
+
+
 @pytest.mark.parametrize("bits", [8, 16, 30, 31, 32])
 def test_decay_toward_zero_matches_the_neuron_model(bits):
     """Without currents, bias or spikes (threshold at the top of the state), a voltage decays
