@@ -1194,12 +1194,14 @@ ann.output(%y)
 
 @pytest.mark.parametrize("bits, kernel, strides, weight, side", [
     (24, (2, 2), (2, 2), 40, 27), (24, (1, 2), (2, 3), "table", 27), (31, (3, 3), (3, 8), "table", 27),
-    (12, (2, 1), (2, 2), 5, 27), (24, (2, 2), (2, 2), 40, 26), (24, (2, 2), (2, 2), "table", 16)])
+    (12, (2, 1), (2, 2), 5, 27), (24, (2, 2), (2, 2), 40, 26), (24, (2, 2), (2, 2), "table", 16),
+    (24, (16, 16), (16, 16), 40, 16)])
 def test_pools_from_byte_spike_vectors_match(bits, kernel, strides, weight, side):
     """Integer pools of population spikes without overlaps or pads read the source's byte
     spike vector (plan.dense_pool): 8 outputs of a row at a time and the rest as one shorter
     vector (rows of 9, 13 and 14 outputs, and of 4), windows narrower than their stride, a weight
-    per output (with an exponent) or one for all, i32 and i64 accumulators; windows that tile
+    per output (with an exponent) or one for all, i32 and i64 accumulators, windows of up to
+    255 cells summed as bytes and one of 256 in i32; windows that tile
     the source (sides 26 and 16) take its spike count as their synaptic operations, the others
     sum the covered spikes.  The reference's results, and the event path's (``kernels="event"``)."""
 

@@ -47,7 +47,8 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
     """A pool without overlaps or pads (:func:`..plan.dense_pool`) from its source's byte spike
     vector, 8 outputs of a row at a time (then the row's rest as one shorter vector): per
     window row, the bytes the outputs cover are loaded at once and the window's columns
-    picked out by shuffles and summed; the sums times the weight are added into the
+    picked out by shuffles and summed (as bytes while a window holds at most 255 cells: the
+    window's rows first, then its columns); the sums times the weight are added into the
     accumulator.  The synaptic operations are the summed spikes (a covered spike drives
     exactly one target: the source's count when the windows tile it, else summed per lane)."""
     e, b = lw.e, lw.e.b
@@ -65,15 +66,27 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
         vi, va = ir.VectorType(I32, V), ir.VectorType(acc_t, V)
         nbytes = (V - 1) * sx + kx  # the last window's last column: inside the row
         at = b.add(first, b.mul(ox0, e.i64(sx)))
-        total = None
-        for dy in range(ky):
-            ptr = b.gep(row, [b.add(at, e.i64(dy * W))], source_etype=I8)
-            raw = b.load(ptr, typ=ir.VectorType(I8, nbytes), align=1)
-            for dx in range(kx):
-                lanes = b.shuffle_vector(raw, ir.Constant(raw.type, None),
-                                         ir.Constant(ir.VectorType(I32, V), [dx + i * sx for i in range(V)]))
-                x = b.zext(lanes, vi)
-                total = x if total is None else b.add(total, x)
+        raws = [b.load(b.gep(row, [b.add(at, e.i64(dy * W))], source_etype=I8), typ=ir.VectorType(I8, nbytes), align=1)
+                for dy in range(ky)]
+
+        def columns(raw, dx):  # the window column dx of each output
+            return b.shuffle_vector(raw, ir.Constant(raw.type, None),
+                                    ir.Constant(ir.VectorType(I32, V), [dx + i * sx for i in range(V)]))
+
+        if ky * kx <= 255:  # 0/1 bytes: every sum stays a byte; the window rows first, then columns
+            rows = raws[0]
+            for raw in raws[1:]:
+                rows = b.add(rows, raw)
+            total8 = columns(rows, 0)
+            for dx in range(1, kx):
+                total8 = b.add(total8, columns(rows, dx))
+            total = b.zext(total8, vi)
+        else:
+            total = None
+            for raw in raws:
+                for dx in range(kx):
+                    x = b.zext(columns(raw, dx), vi)
+                    total = x if total is None else b.add(total, x)
         if V in covered:  # the covered spikes, summed per lane (reduced after the rows)
             b.store(b.add(b.load(covered[V], typ=vi), total), covered[V])
         o = b.add(out, ox0)
