@@ -760,11 +760,13 @@ class Lowering:
         x = b.select(b.icmp_signed("<", x, lo), lo, x)
         return b.select(b.icmp_signed(">", x, hi), hi, x)
 
-    def neurons(self, pop: Op, acc, acc_st, params, i, width: int):
+    def neurons(self, pop: Op, acc, acc_st, params, i, width: int, last):
         """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``), their
         currents read from ``acc`` (elements of type ``acc_st``); returns whether each fired (i1 or
         <width x i1>) and, for a burst population, its spike counts in the lane type (else None).  Integer populations compute in i64, or in i32 lanes (twice as many per
-        vector) when :func:`.plan.lanes32` allows it."""
+        vector) when :func:`.plan.lanes32` allows it.  ``u`` is stored only when ``last`` (an
+        i1: the run's last step) if no step reads it (``du`` = 4096); the step's spikes are
+        added to the byte counts ``cnt8`` (:meth:`add_counts`)."""
         b = self.e.b
         narrow = lanes32(pop)
         acc_t = I32 if narrow else self.acc_type(pop)
@@ -840,7 +842,7 @@ class Lowering:
         else:
             after = b.sub(v, theta) if pop.bits else b.fsub(v, theta)
         if pop.bits and params["du"][0] == DECAY_ONE:  # u is not read (decays to 0): its last value
-            with self.e.when(self.last):
+            with self.e.when(last):
                 st(u, u_row, state_t)
         else:
             st(u, u_row, state_t)
@@ -910,11 +912,11 @@ class Lowering:
         rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
         lut = e.const_array(SPIKE_LUT, "spikelut")[0]
         nfired = e.var(I64, 0)
-        self.last = b.icmp_signed("==", b.add(self.t, e.i64(1)), self.steps)  # the run's last step
+        last = b.icmp_signed("==", b.add(self.t, e.i64(1)), self.steps)  # the run's last step
 
         def group(first, width: int):
             """Neurons ``first .. first+width-1`` (a multiple of 8 lanes)."""
-            fired, spikes = self.neurons(pop, acc, acc_st, params, first, width)
+            fired, spikes = self.neurons(pop, acc, acc_st, params, first, width, last)
             bits = b.bitcast(fired, ir.IntType(width))
             if width == 16 and lst is not None:
                 self.list16(lst, nfired, fired, bits, first)
@@ -943,7 +945,7 @@ class Lowering:
             with e.when(b.icmp_signed("==", stop, e.i64(size))):
                 bits = e.var(I8, 0)
                 with e.loop(nvec * 8, size, "nt") as i:
-                    fired, spikes = self.neurons(pop, acc, acc_st, params, i, 1)
+                    fired, spikes = self.neurons(pop, acc, acc_st, params, i, 1, last)
                     r = b.trunc(b.sub(i, e.i64(nvec * 8)), I8)
                     b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
                     value = b.zext(fired, I8) if spikes is None else self.count_cast(spikes, I8)
@@ -962,15 +964,15 @@ class Lowering:
                 b.call(e.intrinsic("llvm.memcpy.p0.p0.i64", ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]),
                        [b.gep(rec_step, [start], source_etype=I8), at, n, ir.Constant(ir.IntType(1), 0)])
         e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], slot, I32)
-        self.add_counts(pop, start, stop)
+        self.add_counts(pop, start, stop, last)
 
-    def add_counts(self, pop: Op, start, stop):
-        """At the end of a period of :func:`.plan.count_period` steps and at the run's last step,
-        add the byte counts of neurons ``start .. stop-1`` (``cnt8``) into their host count row
+    def add_counts(self, pop: Op, start, stop, last):
+        """At the end of a period of :func:`.plan.count_period` steps and at the run's last step
+        (``last``), add the byte counts of neurons ``start .. stop-1`` (``cnt8``) into their host count row
         and clear them (zero again for the next period and the next sample)."""
         e, b = self.e, self.e.b
         t1 = b.add(self.t, e.i64(1))
-        due = b.or_(self.last, b.icmp_unsigned("==", b.urem(t1, e.i64(count_period(pop))), e.i64(0)))
+        due = b.or_(last, b.icmp_unsigned("==", b.urem(t1, e.i64(count_period(pop))), e.i64(0)))
         cnt8, count_row, count_t = self.area[("cnt8", pop)], self.row[("count", pop)], ir_type(COUNT_DTYPE)
         with e.when(due):
             with e.loop(start, stop, "cnt") as i:  # (vectorised by LLVM)
