@@ -183,6 +183,7 @@ def test_conv_accumulators_and_halo(w, encoding, private, narrow, halo):
     assert plan.unit_bound(c) == 18 * w
     assert lay.private[c] == np.dtype(private)
     assert (pop in lay.narrow) == narrow and pop in lay.overwritten  # the conv's flush writes it all
+    assert (pop in lay.short) == (private == np.int16)  # i16 sums flushed as they are
     got = plan.conv_halo(c, lay.private[c])
     assert (got is not None) == halo
     if halo:
@@ -236,6 +237,12 @@ def test_pools_from_byte_vectors(kernel, strides, pads, integer, rows):
     lay = plan.plan(Network.of(g), features=NONE)
     assert plan.dense_pool(p) == rows and (p in lay.dense) == rows and (h in lay.spike_rows) == rows
     assert not plan.dense_pool(p, "event")
+    # a source read only from its byte vectors keeps no spike lists; nor does a population
+    # that feeds nothing (h2)
+    h2 = g.walk("snn.population")[1]
+    assert lay.unlisted == ({h, h2} if rows else {h2})
+    assert (("ring_idx", h) in lay.scratch) != rows and ("ring_idx", h2) not in lay.scratch
+    assert lay.short == set()  # a pool may add into an accumulator: not i16
 
 
 def test_window_table_is_the_window_cells_grouped_by_source():

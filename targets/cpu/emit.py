@@ -49,8 +49,9 @@ from nmc.ir.core import Op, param_array
 from nmc.ir.snn import DECAY_ONE
 from nmc.semantics import fanout
 
-from .plan import (COUNT_DTYPE, FUNCTION_NAME, PARTS, SKIPPED, UNIT_ENCODINGS, Layout, Network, count_stride, lanes32,
-                   list_stride, plan, spk_stride, state_dtype, tile_columns, unit_events)
+from .plan import (COUNT_DTYPE, FUNCTION_NAME, PARTS, SKIPPED, UNIT_ENCODINGS, Layout, Network, count_period,
+                   count_stride, host_features, lanes32, list_stride, plan, spk_stride, state_dtype, tile_columns,
+                   unit_events)
 from .tables import SPIKE_LUT, aligned_empty, weight_table
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -768,11 +769,13 @@ class Lowering:
         x = b.select(b.icmp_signed("<", x, lo), lo, x)
         return b.select(b.icmp_signed(">", x, hi), hi, x)
 
-    def neurons(self, pop: Op, acc, acc_st, params, i, width: int):
+    def neurons(self, pop: Op, acc, acc_st, params, i, width: int, last):
         """Advance neurons ``i .. i+width-1`` (explicit vectors when ``width > 1``), their
         currents read from ``acc`` (elements of type ``acc_st``); returns whether each fired (i1 or
         <width x i1>) and, for a burst population, its spike counts in the lane type (else None).  Integer populations compute in i64, or in i32 lanes (twice as many per
-        vector) when :func:`.plan.lanes32` allows it."""
+        vector) when :func:`.plan.lanes32` allows it.  ``u`` is stored only when ``last`` (an
+        i1: the run's last step) if no step reads it (``du`` = 4096); the step's spikes are
+        added to the byte counts ``cnt8`` (:meth:`add_counts`)."""
         b = self.e.b
         narrow = lanes32(pop)
         acc_t = I32 if narrow else self.acc_type(pop)
@@ -809,7 +812,7 @@ class Lowering:
             return b.select(neg, b.neg(m), m)
 
         state_t = ir_type(state_dtype(pop))
-        u_row, v_row, count_row = self.row[("u", pop)], self.row[("v", pop)], self.row[("count", pop)]
+        u_row, v_row = self.row[("u", pop)], self.row[("v", pop)]
         current = b.load(b.gep(acc, [i], source_etype=acc_st, inbounds=True),
                          typ=vec(acc_st), align=2 if acc_st == I16 else 4)
         if acc_st == I16:  # |current| < 2**15 (plan.short_accumulator)
@@ -847,14 +850,18 @@ class Lowering:
             after = b.sub(v, b.mul(spikes, theta)) if pop.bits else b.fsub(v, b.fmul(b.sitofp(spikes, vt), theta))
         else:
             after = b.sub(v, theta) if pop.bits else b.fsub(v, theta)
-        st(u, u_row, state_t)
+        if pop.bits and params["du"][0] == DECAY_ONE:  # u is not read (decays to 0): its last value
+            with self.e.when(last):
+                st(u, u_row, state_t)
+        else:
+            st(u, u_row, state_t)
         st(b.select(fired, after, v), v_row, state_t)
         if pop not in self.lay.overwritten:  # the accumulator is clear for the next step
             st(ir.Constant(vec(acc_st), 0), acc, acc_st)
-        count_t = ir_type(COUNT_DTYPE)
-        count = b.load(b.gep(count_row, [i], source_etype=count_t, inbounds=True), typ=vec(count_t), align=4)
-        added = b.zext(fired, vec(count_t)) if spikes is None else self.count_cast(spikes, vec(count_t))
-        st(b.add(count, added), count_row, count_t)
+        # this period's counts, in bytes (plan.count_period; update adds them to count_row)
+        cnt8 = b.gep(self.area[("cnt8", pop)], [i], source_etype=I8, inbounds=True)
+        added = b.zext(fired, vec(I8)) if spikes is None else self.count_cast(spikes, vec(I8))
+        b.store(b.add(b.load(cnt8, typ=vec(I8), align=1), added), cnt8, align=1)
         return fired, spikes
 
     def burst_counts(self, pop: Op, v, theta, vt):
@@ -888,10 +895,12 @@ class Lowering:
         return b.sext(x, typ) if width(x.type) < width(typ) else b.trunc(x, typ)
 
     def update(self, pop: Op, acc, acc_st: ir.Type | None = None):
-        """Advance every neuron of ``pop`` (8 at a time, then the rest), its currents read from
-        ``acc`` (elements of type ``acc_st``, default :meth:`acc_store_type`), and list its
-        spikes into this step's ring slot as it goes, in increasing order (:meth:`list8`),
-        recording them when the run records ``pop``."""
+        """Advance every neuron of ``pop`` (in groups of :meth:`group_width`, then one of 8, then
+        the rest), its currents read from ``acc`` (elements of type ``acc_st``, default
+        :meth:`acc_store_type`), and list its spikes into this step's ring slot as it goes, in
+        increasing order (:meth:`list8`; an :attr:`.plan.Layout.unlisted` population only counts
+        them), recording them when the run records ``pop`` (copied from the step's byte spike
+        vector after the loop when it has one)."""
         acc_st = acc_st or self.acc_store_type(pop)
         e, b = self.e, self.e.b
         size = pop.result.type.size
@@ -899,44 +908,92 @@ class Lowering:
         for name in ("threshold", "bias", "du", "dv"):
             const, table = self.param(pop, name)
             params[name] = (None if const is None else const.constant, table)
-        width = 8
-        nvec, rest = divmod(size, width)
         slot = self.ring_slot(pop, self.t)
         spk = None
         if pop in self.lay.spike_rows:  # this step's byte spike vector, for dense kernels
             spk = b.gep(self.area[("spk", pop)], [b.mul(slot, e.i64(spk_stride(pop)))], source_etype=I8)
         if self.part is not None:  # this part's list (plan.split_parts)
             slot = b.add(b.mul(slot, e.i64(PARTS)), self.part)
-        lst = b.gep(self.area[("ring_idx", pop)], [b.mul(slot, e.i64(list_stride(pop)))], source_etype=I32)
+        lst = None
+        if pop not in self.lay.unlisted:
+            lst = b.gep(self.area[("ring_idx", pop)], [b.mul(slot, e.i64(list_stride(pop)))], source_etype=I32)
         recording = b.icmp_unsigned("!=", self.buf[self.lay.slot("rec", pop)], ir.Constant(PTR, None))
         rec_step = b.gep(self.row[("rec", pop)], [b.mul(self.t, e.i64(size))], source_etype=I8)
         lut = e.const_array(SPIKE_LUT, "spikelut")[0]
         nfired = e.var(I64, 0)
-        vt = ir.VectorType(I8, width)
-        start, stop = self.part_range(pop)
-        with e.loop(b.udiv(start, e.i64(width)), b.udiv(stop, e.i64(width)), "nu") as k:
-            first = b.mul(k, e.i64(width))
-            fired, spikes = self.neurons(pop, acc, acc_st, params, first, width)
-            self.list8(lut, lst, nfired, b.bitcast(fired, I8), first)
+        last = b.icmp_signed("==", b.add(self.t, e.i64(1)), self.steps)  # the run's last step
+
+        def group(first, width: int):
+            """Neurons ``first .. first+width-1`` (a multiple of 8 lanes)."""
+            fired, spikes = self.neurons(pop, acc, acc_st, params, first, width, last)
+            bits = b.bitcast(fired, ir.IntType(width))
+            if width == 16 and lst is not None:
+                self.list16(lst, nfired, fired, bits, first)
+            elif lst is not None:
+                self.list8(lut, lst, nfired, bits, first)
+            else:
+                b.store(b.add(b.load(nfired, typ=I64), b.zext(b.ctpop(bits), I64)), nfired)
+            vt = ir.VectorType(I8, width)
             value = b.zext(fired, vt) if spikes is None else self.count_cast(spikes, vt)  # burst: counts
             if spk is not None:
                 b.store(value, b.gep(spk, [first], source_etype=I8, inbounds=True), align=1)
-            with e.when(recording):
-                b.store(value, b.gep(rec_step, [first], source_etype=I8, inbounds=True), align=1)
+            else:
+                with e.when(recording):
+                    b.store(value, b.gep(rec_step, [first], source_etype=I8, inbounds=True), align=1)
+
+        start, stop = self.part_range(pop)
+        width = self.group_width(pop)
+        n = b.sub(stop, start)
+        with e.loop(0, b.udiv(n, e.i64(width)), "nu") as k:
+            group(b.add(start, b.mul(k, e.i64(width))), width)
+        if width > 8:  # one group of 8 after the wide ones (part bounds are multiples of 8)
+            with e.when(b.icmp_unsigned(">=", b.urem(n, e.i64(width)), e.i64(8))):
+                group(b.add(start, b.mul(b.udiv(n, e.i64(width)), e.i64(width))), 8)
+        nvec, rest = divmod(size, 8)
         if rest:  # one scalar copy in a loop, not one per neuron (compile time); the last part's
             with e.when(b.icmp_signed("==", stop, e.i64(size))):
                 bits = e.var(I8, 0)
-                with e.loop(nvec * width, size, "nt") as i:
-                    fired, spikes = self.neurons(pop, acc, acc_st, params, i, 1)
-                    r = b.trunc(b.sub(i, e.i64(nvec * width)), I8)
+                with e.loop(nvec * 8, size, "nt") as i:
+                    fired, spikes = self.neurons(pop, acc, acc_st, params, i, 1, last)
+                    r = b.trunc(b.sub(i, e.i64(nvec * 8)), I8)
                     b.store(b.or_(b.load(bits, typ=I8), b.shl(b.zext(fired, I8), r)), bits)
                     value = b.zext(fired, I8) if spikes is None else self.count_cast(spikes, I8)
                     if spk is not None:
                         e.store(value, spk, i, I8)
-                    with e.when(recording):
-                        e.store(value, rec_step, i, I8)
-                self.list8(lut, lst, nfired, b.load(bits, typ=I8), e.i64(nvec * width))
-        e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)], b.mul(slot, e.i64(count_stride(self.lay))), I32)
+                    else:
+                        with e.when(recording):
+                            e.store(value, rec_step, i, I8)
+                if lst is None:
+                    b.store(b.add(b.load(nfired, typ=I64), b.zext(b.ctpop(b.load(bits, typ=I8)), I64)), nfired)
+                else:
+                    self.list8(lut, lst, nfired, b.load(bits, typ=I8), e.i64(nvec * 8))
+        if spk is not None:  # the step's spikes (or burst counts) are its byte vector
+            with e.when(recording):
+                at = b.gep(spk, [start], source_etype=I8)
+                b.call(e.intrinsic("llvm.memcpy.p0.p0.i64", ir.VoidType(), [PTR, PTR, I64, ir.IntType(1)]),
+                       [b.gep(rec_step, [start], source_etype=I8), at, n, ir.Constant(ir.IntType(1), 0)])
+        e.store(b.trunc(b.load(nfired, typ=I64), I32), self.area[("ring_cnt", pop)],
+                b.mul(slot, e.i64(count_stride(self.lay))), I32)
+        self.add_counts(pop, start, stop, last)
+
+    def add_counts(self, pop: Op, start, stop, last):
+        """At the end of a period of :func:`.plan.count_period` steps and at the run's last step
+        (``last``), add the byte counts of neurons ``start .. stop-1`` (``cnt8``) into their host count row
+        and clear them (zero again for the next period and the next sample)."""
+        e, b = self.e, self.e.b
+        t1 = b.add(self.t, e.i64(1))
+        due = b.or_(last, b.icmp_unsigned("==", b.urem(t1, e.i64(count_period(pop))), e.i64(0)))
+        cnt8, count_row, count_t = self.area[("cnt8", pop)], self.row[("count", pop)], ir_type(COUNT_DTYPE)
+        with e.when(due):
+            with e.loop(start, stop, "cnt") as i:  # (vectorised by LLVM)
+                e.store(b.add(e.load(count_row, i, count_t), b.zext(e.load(cnt8, i, I8), count_t)), count_row, i, count_t)
+                e.store(ir.Constant(I8, 0), cnt8, i, I8)
+
+    def group_width(self, pop: Op) -> int:
+        """Neurons per group of :meth:`update`: 16 for i32 lanes (:func:`.plan.lanes32`) on an
+        AVX-512 host (one 512-bit register per quantity), else 8."""
+        feats = self.lay.features if self.lay.features is not None else host_features()
+        return 16 if lanes32(pop) and "avx512bw" in feats else 8
 
     def part_range(self, pop: Op):
         """``(start, stop)``: the neurons of ``pop`` in the part being run (all of them when
@@ -963,6 +1020,20 @@ class Lowering:
         n = b.load(nfired, typ=I64)
         b.store(b.add(b.zext(idx, vi), base), b.gep(lst, [n], source_etype=I32), align=4)
         b.store(b.add(n, b.ctpop(m)), nfired)
+
+    def list16(self, lst, nfired, fired, bits, first):
+        """:meth:`list8` for 16 neurons on an AVX-512 host: the indices ``first + i`` of the set
+        lanes of the <16 x i1> ``fired`` packed by ``vpcompressd`` (register form) and stored
+        as one vector; ``nfired`` advances by the popcount of the i16 ``bits``."""
+        e, b = self.e, self.e.b
+        v16 = ir.VectorType(I32, 16)
+        base = b.insert_element(ir.Constant(v16, None), b.trunc(first, I32), ir.Constant(I32, 0))
+        base = b.shuffle_vector(base, ir.Constant(v16, None), ir.Constant(v16, [0] * 16))
+        compress = e.intrinsic("llvm.x86.avx512.mask.compress.v16i32", v16, [v16, v16, fired.type])
+        packed = b.call(compress, [b.add(base, ir.Constant(v16, list(range(16)))), ir.Constant(v16, None), fired])
+        n = b.load(nfired, typ=I64)
+        b.store(packed, b.gep(lst, [n], source_etype=I32), align=4)
+        b.store(b.add(n, b.zext(b.ctpop(bits), I64)), nfired)
 
     @contextmanager
     def set_bits(self, word, base):

@@ -59,7 +59,9 @@ class Layout:
     have an i64 side accumulator for events of other values than 1.  ``dense``: projections run
     by the dense kernel (:func:`dense_kernel`) and pools read from byte vectors
     (:func:`dense_pool`); ``spike_rows``: populations feeding one, which keep a ring of byte
-    spike vectors (``spk``) beside their spike lists.
+    spike vectors (``spk``) beside their spike lists; ``unlisted``: populations whose spikes no
+    kernel reads as lists (every projection from them reads byte vectors, or none leaves
+    them), which count their spikes but keep no lists (:func:`unlisted`).
 
     ``schedule``: ``step`` (every population at each step) or ``layer`` (each population over
     all steps of a sample, in the feed-forward ``order``; :func:`choose_schedule`).  Under
@@ -101,6 +103,7 @@ class Layout:
     dense: set[Op] = field(default_factory=set)
     direct: dict[Op, int] = field(default_factory=dict)
     spike_rows: set[Op] = field(default_factory=set)
+    unlisted: set[Op] = field(default_factory=set)
     schedule: str = "step"
     order: list[Op] = field(default_factory=list)
     whole_run: set[Op] = field(default_factory=set)
@@ -205,6 +208,7 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
                 lay.spike_rows.add(p.src.owner)
         elif burst_source(p):  # its events read their counts from the byte vector
             lay.spike_rows.add(p.src.owner)
+    lay.unlisted = unlisted(net, lay)
     for e in net.encoders:
         lay.slots.append(("enc", e))
     for pop in net.populations:
@@ -238,15 +242,18 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
             lay.wide.add(pop)
             lay.reserve("wide", pop, 8 * size)
         lay.reserve("acc", pop, (2 if pop in lay.short else 4 if pop in lay.narrow else 8) * size)
+        lay.reserve("cnt8", pop, list_stride(pop))  # the steps' counts (count_period)
         if pop in lay.short and pop in lay.wide:  # a step with a side accumulator: i32 currents
             lay.reserve("acc32", pop, 4 * size)
         if pop in lay.whole_run:  # one slot per step of the run
-            lay.reserve_run("ring_idx", pop, 4 * list_stride(pop))
+            if pop not in lay.unlisted:
+                lay.reserve_run("ring_idx", pop, 4 * list_stride(pop))
             lay.reserve_run("ring_cnt", pop, 4)
             if pop in lay.spike_rows:
                 lay.reserve_run("spk", pop, spk_stride(pop))
         else:
-            lay.reserve("ring_idx", pop, 4 * list_stride(pop) * lay.ring[pop] * lists)
+            if pop not in lay.unlisted:
+                lay.reserve("ring_idx", pop, 4 * list_stride(pop) * lay.ring[pop] * lists)
             lay.reserve("ring_cnt", pop, 4 * count_stride(lay) * lay.ring[pop] * lists)
             if pop in lay.spike_rows:
                 lay.reserve("spk", pop, spk_stride(pop) * lay.ring[pop])
@@ -279,6 +286,16 @@ def plan(net: Network, kernels: str = "auto", schedule: str = "auto",
     lay.overwritten = {pop for pop in net.populations if pop.bits and pop.currents
                        and pop.currents[0].owner.kind == "conv2d"}
     return lay
+
+
+def unlisted(net: Network, lay: Layout) -> set[Op]:
+    """The populations whose spike lists no kernel reads: every projection from them runs
+    from their byte spike vectors (``lay.dense``: the dense kernel, pools from bytes), or
+    none leaves them.  Their update counts the step's spikes (the count is still read:
+    :meth:`.emit.Lowering.source_vector`) without writing a list (W2's first layer: a
+    vector store per 8 neurons of its 10,816, its only reader a pool from bytes)."""
+    return {pop for pop in net.populations
+            if all(p in lay.dense for p in net.projections if p.src.owner is pop)}
 
 
 def reserve_gates(net: Network, lay: Layout) -> None:
@@ -562,6 +579,14 @@ def state_dtype(pop: Op) -> np.dtype:
 COUNT_DTYPE = np.dtype(np.int32)  # spikes per neuron over a run: at most max_spikes per step
 
 
+def count_period(pop: Op) -> int:
+    """Steps a population's spike counts are summed over in bytes (the scratch area ``cnt8``,
+    one unsigned byte per neuron, read and written at each step: a quarter of an i32 count's
+    traffic) before they are added into its host count row (``count``, i32) and cleared: as
+    many as a byte holds, ``255 // max_spikes``; and at the run's last step."""
+    return 255 // pop.max_spikes
+
+
 def unit_events(p: Op) -> bool:
     """Whether every event of ``p``'s source has value 0 or 1 (populations other than burst
     ones, rate and poisson)."""
@@ -636,13 +661,15 @@ def narrow_accumulator(pop: Op) -> bool:
 
 def short_accumulator(pop: Op) -> bool:
     """Whether ``pop``'s accumulator can be i16 (half the cache lines that W3's random adds
-    touch): every projection ``sparse`` (kernels adding through
-    :meth:`.emit.Lowering.accumulate`), and no sum of events of value 1 can leave i16 (Σ of
+    touch, half the bytes a conv's flush writes and the update reads): every projection
+    ``sparse`` (kernels adding through :meth:`.emit.Lowering.accumulate`) or a ``conv2d`` of
+    events of value 1 (its i16 private accumulator flushed without widening,
+    :func:`private_accumulator`), and no sum of events of value 1 can leave i16 (Σ of
     :func:`unit_bound` below 2**15), so that i16 sums are exact in any order.  Other events go
     to the i64 side accumulator as for an i32 one (:func:`narrow_accumulator`); a step that
     used it folds both into i32 currents (:meth:`.emit.Lowering.population_step`)."""
     projections = [c.owner for c in pop.currents]
-    return (bool(projections) and all(p.kind == "sparse" for p in projections)
+    return (bool(projections) and all(p.kind == "sparse" or p.kind == "conv2d" and unit_events(p) for p in projections)
             and sum(unit_bound(p) for p in projections) < 2**15)
 
 

@@ -11,11 +11,15 @@ from llvmlite import ir
 
 from nmc.ir.core import Op
 
-from ..emit import BLOCK, I8, I32, I64, ir_type
+from ..emit import BLOCK, I8, I16, I32, I64, ir_type
 from ..tables import single_window_table, window_table
 
 if TYPE_CHECKING:
     from ..emit import Lowering
+
+#: Cells and channels per register block when an i16 private accumulator is flushed
+#: (:func:`flush_blocks`): one 256-bit vector per row, half the shuffles per element of 8.
+WIDE_BLOCK = 16
 
 
 def private(lw: Lowering, p: Op):
@@ -36,27 +40,32 @@ def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bo
     is stored rather than added; the update does not clear such an accumulator
     (``overwritten``), so when no event touched the private one it is zeroed instead.
     ``halo`` = ``(OW, OWp, offset)``: output cell ``i`` is the private accumulator's cell
-    ``i + (i // OW)·(OWp - OW) + offset`` (:func:`..plan.conv_halo`).  A channel-last one whose
-    channels are a multiple of :data:`..emit.BLOCK` is transposed in ``BLOCK × BLOCK`` register
-    blocks (:func:`flush_blocks`; strided scalar reads cost W2 a tenth of its time), the
-    cells after the last whole block one by one."""
+    ``i + (i // OW)·(OWp - OW) + offset`` (:func:`..plan.conv_halo`; read from a table).  A
+    channel-last one whose channels are a multiple of :data:`..emit.BLOCK` is transposed in
+    ``BLOCK × BLOCK`` register blocks (:func:`flush_blocks`; strided scalar reads cost W2 a
+    tenth of its time), an i16 one with a multiple of :data:`WIDE_BLOCK` channels first in
+    ``WIDE_BLOCK × WIDE_BLOCK`` blocks, the cells after the last whole block one by one."""
     e, b = lw.e, lw.e.b
     pacc, pt, touched = priv
     chans = size // cells
-    blocked = cells // BLOCK if cells > 1 and chans % BLOCK == 0 else 0
+
+    if halo is not None:  # each cell's place, from a table (arithmetic per row cost registers)
+        ow, owp, offset = halo
+        i = np.arange(cells)
+        places = e.opaque(e.const_array((i + i // ow * (owp - ow) + offset).astype(np.int32), "fplace")[0])
 
     def place(cell):
-        if halo is None:
-            return cell
-        ow, owp, offset = halo
-        return b.add(b.add(cell, b.mul(b.udiv(cell, e.i64(ow)), e.i64(owp - ow))), e.i64(offset))
+        return cell if halo is None else b.sext(e.load(places, cell, I32), I64)
 
     def cells_():
-        if blocked:
-            flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place)
+        done = 0  # cells flushed in blocks
+        if cells > 1 and pt == I16 and chans % WIDE_BLOCK == 0:
+            done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, WIDE_BLOCK)
+        if cells > 1 and chans % BLOCK == 0:
+            done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, BLOCK, done)
         # the rest (every cell without blocks): contiguous stores, strided reads
         with e.loop(0, chans, "ch") as ch:
-            with e.loop(blocked * BLOCK, cells, "cell") as cell:
+            with e.loop(done, cells, "cell") as cell:
                 src = b.add(b.mul(place(cell), e.i64(chans)), ch)
                 dst = b.add(b.mul(ch, e.i64(cells)), cell)
                 flush_value(lw, pop, acc, dst, e.load(pacc, src, pt), pt, first)
@@ -84,49 +93,68 @@ def flush_value(lw: Lowering, pop: Op, acc, dst, val, pt: ir.Type, first: bool):
     if pt != acc_t:  # an i32 private accumulator into an i64 one
         val = b.sext(val, typ)
     ptr = b.gep(acc, [dst], source_etype=acc_t, inbounds=True)
+    align = min(4, acc_t.width // 8) if isinstance(acc_t, ir.IntType) else 4
     if not (first and pop.bits):
-        old = b.load(ptr, typ=typ, align=4)
+        old = b.load(ptr, typ=typ, align=align)
         val = b.add(old, val) if pop.bits else b.fadd(old, val)
-    b.store(val, ptr, align=4)
+    b.store(val, ptr, align=align)
 
 
-def flush_blocks(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, cells: int, chans: int, first: bool, place):
-    """The whole ``BLOCK × BLOCK`` blocks of :func:`flush`: for each block of cells and of
-    channels, load one vector per cell (its channels, at ``place(cell)``), clear them,
-    transpose the block with shuffles (32-bit pairs, 64-bit pairs, 128-bit halves) and add one vector per
-    channel (its cells) into the population's accumulator.  Every element is added once,
-    as by the scalar loop, so the results are the same."""
+def flush_blocks(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, cells: int, chans: int, first: bool, place,
+                 block: int = BLOCK, start: int = 0) -> int:
+    """The whole ``block × block`` blocks of :func:`flush` from cell ``start`` on; returns the
+    first cell after them.  For each block of cells and of channels, load one vector per cell
+    (its channels, at ``place(cell)``), clear them, transpose the block in registers
+    (:func:`transpose`) and add one vector per channel (its cells) into the population's
+    accumulator.  Every element is added once, as by the scalar loop, so the results are
+    the same."""
     e, b = lw.e, lw.e.b
-    vt = ir.VectorType(pt, BLOCK)
+    vt = ir.VectorType(pt, block)
     zero = ir.Constant(vt, None)
+    count = (cells - start) // block
+    with e.loop(0, count, "fcb") as cb:
+        cell0 = b.add(b.mul(cb, e.i64(block)), e.i64(start))
+        with e.loop(0, chans // block, "fch") as chb:
+            rows = []
+            for r in range(block):
+                ptr = b.gep(pacc, [b.add(b.mul(place(b.add(cell0, e.i64(r))), e.i64(chans)), b.mul(chb, e.i64(block)))],
+                            source_etype=pt, inbounds=True)
+                rows.append(b.load(ptr, typ=vt, align=2 if pt == I16 else 4))
+                b.store(zero, ptr, align=2 if pt == I16 else 4)
+            for k, col in enumerate(transpose(b, rows)):
+                ch = b.add(b.mul(chb, e.i64(block)), e.i64(k))
+                flush_value(lw, pop, acc, b.add(b.mul(ch, e.i64(cells)), cell0), col, pt, first)
+    return start + count * block
+
+
+def transpose(b: ir.IRBuilder, rows: list) -> list:
+    """The columns of the square block whose rows are the vectors ``rows`` (8 or 16 of them).
+    8: shuffles of 32-bit pairs, 64-bit pairs and 128-bit halves.  16 (i16 lanes,
+    :data:`WIDE_BLOCK`): four rounds of zips, ``r'[2i] = lo(r[i], r[i+8])``, ``r'[2i+1] =
+    hi(r[i], r[i+8])`` (lo/hi: the first/second halves' lanes interleaved), which transpose
+    any ``2**k`` rows in ``k`` rounds."""
+    n = len(rows)
 
     def shuffle(x, y, idx):
-        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, BLOCK), idx))
+        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), idx))
 
-    with e.loop(0, cells // BLOCK, "fcb") as cb:
-        with e.loop(0, chans // BLOCK, "fch") as chb:
-            rows = []
-            for r in range(BLOCK):
-                cell = place(b.add(b.mul(cb, e.i64(BLOCK)), e.i64(r)))
-                ptr = b.gep(pacc, [b.add(b.mul(cell, e.i64(chans)), b.mul(chb, e.i64(BLOCK)))],
-                            source_etype=pt, inbounds=True)
-                rows.append(b.load(ptr, typ=vt, align=4))
-                b.store(zero, ptr, align=4)
-            t = [shuffle(rows[i & ~1], rows[i | 1], [0, 8, 1, 9, 4, 12, 5, 13] if i % 2 == 0 else
-                         [2, 10, 3, 11, 6, 14, 7, 15]) for i in range(BLOCK)]
-            # t[2q]: rows 2q, 2q+1 interleaved at channels 0,1 | 4,5; t[2q+1]: channels 2,3 | 6,7
-            s_ = []
-            for q in range(2):  # rows 0-3, rows 4-7
-                a0, a1, a2, a3 = t[4 * q:4 * q + 4]
-                s_ += [shuffle(a0, a2, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(a0, a2, [2, 3, 10, 11, 6, 7, 14, 15]),
-                       shuffle(a1, a3, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(a1, a3, [2, 3, 10, 11, 6, 7, 14, 15])]
-            # s_[k] (k < 4): channels k and k+4 of rows 0-3; s_[4+k]: the same of rows 4-7
-            for k in range(BLOCK):
-                lo, hi = s_[k % 4], s_[4 + k % 4]
-                col = shuffle(lo, hi, [0, 1, 2, 3, 8, 9, 10, 11] if k < 4 else [4, 5, 6, 7, 12, 13, 14, 15])
-                ch = b.add(b.mul(chb, e.i64(BLOCK)), e.i64(k))
-                dst = b.add(b.mul(ch, e.i64(cells)), b.mul(cb, e.i64(BLOCK)))
-                flush_value(lw, pop, acc, dst, col, pt, first)
+    if n == 16:
+        for _ in range(4):
+            lo = [v for i in range(8) for v in (i, i + 16)]
+            hi = [v for i in range(8, 16) for v in (i, i + 16)]
+            rows = [shuffle(rows[i // 2], rows[i // 2 + 8], lo if i % 2 == 0 else hi) for i in range(16)]
+        return rows
+    t = [shuffle(rows[i & ~1], rows[i | 1], [0, 8, 1, 9, 4, 12, 5, 13] if i % 2 == 0 else
+                 [2, 10, 3, 11, 6, 14, 7, 15]) for i in range(BLOCK)]
+    # t[2q]: rows 2q, 2q+1 interleaved at channels 0,1 | 4,5; t[2q+1]: channels 2,3 | 6,7
+    s_ = []
+    for q in range(2):  # rows 0-3, rows 4-7
+        a0, a1, a2, a3 = t[4 * q:4 * q + 4]
+        s_ += [shuffle(a0, a2, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(a0, a2, [2, 3, 10, 11, 6, 7, 14, 15]),
+               shuffle(a1, a3, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(a1, a3, [2, 3, 10, 11, 6, 7, 14, 15])]
+    # s_[k] (k < 4): channels k and k+4 of rows 0-3; s_[4+k]: the same of rows 4-7
+    return [shuffle(s_[k % 4], s_[4 + k % 4], [0, 1, 2, 3, 8, 9, 10, 11] if k < 4 else [4, 5, 6, 7, 12, 13, 14, 15])
+            for k in range(BLOCK)]
 
 
 def window_targets(lw: Lowering, j, src_shape, kernel, strides, pads, dils, out_hw, scale, visit):

@@ -73,16 +73,13 @@ def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
     size = (cells * depth + 63) // 64  # the plan reserves whole 64-byte lines
     with e.loop(0, size, "cz") as k:
         b.store(ir.Constant(V64, None), b.gep(cin, [b.shl(k, e.i64(6))], source_etype=I8), align=64)
-    ys, xs = np.divmod(np.arange(H * W), W)
-    at = e.const_array((((ys + p.pads[0]) * wp + xs + p.pads[1]) * depth).astype(np.int32), "dpos")[0]
-    chans = np.arange(C)
-    lane = e.const_array((chans // cpg * k4 + chans % cpg).astype(np.int32), "dchan")[0] if G > 1 else None
+    # each source neuron's byte in the plane: its cell's first byte plus its channel's lane
+    c, ys, xs = np.unravel_index(np.arange(C * H * W), (C, H, W))
+    place = ((ys + p.pads[0]) * wp + xs + p.pads[1]) * depth + c // cpg * k4 + c % cpg
+    at = e.const_array(place.astype(np.int32), "dpos")[0]
 
     def event(j, x):  # x is None: the plan admits 0/1 events only
-        c = b.udiv(j, e.i64(H * W))
-        off = b.sext(e.load(at, b.sub(j, b.mul(c, e.i64(H * W))), I32), I64)
-        off = b.add(off, c if lane is None else b.sext(e.load(lane, c, I32), I64))
-        e.store(ir.Constant(I8, 1), cin, off, I8)
+        e.store(ir.Constant(I8, 1), cin, b.sext(e.load(at, j, I32), I64), I8)
 
     lw.events(p, pop, event)
 

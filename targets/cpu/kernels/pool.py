@@ -47,9 +47,10 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
     """A pool without overlaps or pads (:func:`..plan.dense_pool`) from its source's byte spike
     vector, 8 outputs of a row at a time (then the row's rest as one shorter vector): per
     window row, the bytes the outputs cover are loaded at once and the window's columns
-    picked out by shuffles and summed; the sums times the weight are added into the
+    picked out by shuffles and summed (as bytes while a window holds at most 255 cells: the
+    window's rows first, then its columns); the sums times the weight are added into the
     accumulator.  The synaptic operations are the summed spikes (a covered spike drives
-    exactly one target)."""
+    exactly one target: the source's count when the windows tile it, else summed per lane)."""
     e, b = lw.e, lw.e.b
     C, H, W = p.src.type.shape
     OH, OW = pool_out(p)
@@ -65,17 +66,29 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
         vi, va = ir.VectorType(I32, V), ir.VectorType(acc_t, V)
         nbytes = (V - 1) * sx + kx  # the last window's last column: inside the row
         at = b.add(first, b.mul(ox0, e.i64(sx)))
-        total = None
-        for dy in range(ky):
-            ptr = b.gep(row, [b.add(at, e.i64(dy * W))], source_etype=I8)
-            raw = b.load(ptr, typ=ir.VectorType(I8, nbytes), align=1)
-            for dx in range(kx):
-                lanes = b.shuffle_vector(raw, ir.Constant(raw.type, None),
-                                         ir.Constant(ir.VectorType(I32, V), [dx + i * sx for i in range(V)]))
-                x = b.zext(lanes, vi)
-                total = x if total is None else b.add(total, x)
-        red = lw.e.intrinsic(f"llvm.vector.reduce.add.v{V}i32", I32, [vi])
-        b.store(b.add(b.load(covered, typ=I32), b.call(red, [total])), covered)
+        raws = [b.load(b.gep(row, [b.add(at, e.i64(dy * W))], source_etype=I8), typ=ir.VectorType(I8, nbytes), align=1)
+                for dy in range(ky)]
+
+        def columns(raw, dx):  # the window column dx of each output
+            return b.shuffle_vector(raw, ir.Constant(raw.type, None),
+                                    ir.Constant(ir.VectorType(I32, V), [dx + i * sx for i in range(V)]))
+
+        if ky * kx <= 255:  # 0/1 bytes: every sum stays a byte; the window rows first, then columns
+            rows = raws[0]
+            for raw in raws[1:]:
+                rows = b.add(rows, raw)
+            total8 = columns(rows, 0)
+            for dx in range(1, kx):
+                total8 = b.add(total8, columns(rows, dx))
+            total = b.zext(total8, vi)
+        else:
+            total = None
+            for raw in raws:
+                for dx in range(kx):
+                    x = b.zext(columns(raw, dx), vi)
+                    total = x if total is None else b.add(total, x)
+        if V in covered:  # the covered spikes, summed per lane (reduced after the rows)
+            b.store(b.add(b.load(covered[V], typ=vi), total), covered[V])
         o = b.add(out, ox0)
         if uniform:
             w = ir.Constant(va, [int(wd[0])] * V)
@@ -86,9 +99,13 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
         ptr = b.gep(acc, [o], source_etype=acc_t, inbounds=True)
         b.store(b.add(b.load(ptr, typ=va, align=4), term), ptr, align=4)
 
+    # windows that tile the whole source cover every spike: the step's count is the synaptic
+    # operations; else the covered spikes are summed per lane as the rows go
+    whole = OH * sy == H and OW * sx == W and ky == sy and kx == sx
     with lw.source_vector(p) as (row, _typ, cnt):
         with e.when(b.icmp_signed(">", cnt, e.i64(0))):
-            covered = e.var(I32, 0)
+            widths = [V for V in (8 if OW >= 8 else 0, OW % 8) if V and not whole]
+            covered = {V: e.var(ir.VectorType(I32, V), ir.Constant(ir.VectorType(I32, V), None)) for V in widths}
             with e.loop(0, C * OH, "prow") as r:  # r = c · OH + oy
                 c = b.udiv(r, e.i64(OH))
                 first = b.add(b.mul(c, e.i64(H * W)), b.mul(b.sub(r, b.mul(c, e.i64(OH))), e.i64(sy * W)))
@@ -98,4 +115,8 @@ def project_pool_rows(lw: Lowering, p: Op, pop: Op):
                         chunk(first, out, b.mul(q, e.i64(8)), 8)
                 if OW % 8:
                     chunk(first, out, e.i64(OW // 8 * 8), OW % 8)
-            b.store(b.add(b.load(lw.synops, typ=I64), b.zext(b.load(covered, typ=I32), I64)), lw.synops)
+            ops = cnt if whole else e.i64(0)
+            for V, var in covered.items():
+                red = e.intrinsic(f"llvm.vector.reduce.add.v{V}i32", I32, [ir.VectorType(I32, V)])
+                ops = b.add(ops, b.zext(b.call(red, [b.load(var, typ=ir.VectorType(I32, V))]), I64))
+            b.store(b.add(b.load(lw.synops, typ=I64), ops), lw.synops)
