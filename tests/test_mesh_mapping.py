@@ -207,7 +207,9 @@ def test_xy_trees_are_the_unions_of_xy_paths():
                       for _ in range(int(rng.integers(0, 6)))])
     start = np.cumsum([0] + [len(d) for d in dests])
     flat = np.array([d for ds in dests for d in ds], np.int64)
-    tree, key = board.xy_trees([a[0] for a in sources], [a[1] for a in sources], start, flat[:, 0], flat[:, 1])
+    link_start, key = board.xy_trees([a[0] for a in sources], [a[1] for a in sources], start, flat[:, 0], flat[:, 1],
+                                     chunk=50)  # many ranges of trees, some a single tree larger than a range
+    tree = np.repeat(np.arange(len(sources)), np.diff(link_start))
     ends = board.link_ends(key)
     assert np.all(np.diff(tree * 10**9 + key) > 0)  # sorted, each link once per tree
     for t, (a, ds) in enumerate(zip(sources, dests)):
