@@ -22,6 +22,7 @@ from nmc.targets.mapping.partition import core_pieces, source_core_pairs
 from nmc.targets.mapping.shapes import runs_to_boxes, view3
 from nmc.targets.mesh.board import HOST, Board, tree_chunks
 
+LINKS_PER_RANGE = 1 << 22  # tree links handled at a time (numbering, loads): bounds the temporaries
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
 
 
@@ -253,7 +254,7 @@ class Mapping:
         # trees at a time)
         load = np.zeros(len(t.ends))
         size = np.diff(t.link_start)
-        for t0, t1 in tree_chunks(t.link_start, 1 << 22):
+        for t0, t1 in tree_chunks(t.link_start, LINKS_PER_RANGE):
             np.add.at(load, t.link_of[t.link_start[t0]:t.link_start[t1]], np.repeat(group_rate[t0:t1], size[t0:t1]))
         np.add.at(load, t.path_links, np.repeat(stream_rate, np.diff(t.path_start)))
         return Routes(t.group_of, t.group_core, t.dest_start, t.dests, t.link_start, t.link_of, t.ends,
@@ -304,7 +305,7 @@ class Mapping:
         # links numbered in key order over all trees and paths: the keys used, then each key
         # replaced by its number in place, a range of trees at a time
         used = np.zeros(4 * (b.width + 1) * b.height, bool)
-        chunks = list(tree_chunks(link_start, 1 << 22))
+        chunks = list(tree_chunks(link_start, LINKS_PER_RANGE))
         for t0, t1 in chunks:
             used[link_of[link_start[t0]:link_start[t1]]] = True
         used[path_key] = True
