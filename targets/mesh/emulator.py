@@ -132,7 +132,7 @@ class Emulator:
         self.group = np.empty(self.N + self.P, np.int64)
         self.group[self.internal(np.arange(self.N + self.P))] = r["source_group"]
         G, L = len(r["group_core"]), len(r["links"])
-        self.routes = r  # group_links in its stored type (VGG-19: 10^8 links, int32)
+        self.routes = r  # group_links in its stored type (VGG-19: 258 M links, int32)
         self.link_kind = r["link_kind"].astype(np.int64)
         cx, cy = int(c["mesh"][0]), int(c["mesh"][1])
         bx = c["pos"][:, 0] * cx + c["pos"][:, 2]

@@ -298,7 +298,7 @@ _SCHEMA = {
 def _unpack_narrow(data: bytes, section: str) -> dict[str, np.ndarray]:
     """:func:`unpack`, the kernels' weights and the routes' tree links in their stored type
     (ResNet-50's 130 million int8 weights would take 1 GiB as int64, their users widen one row
-    at a time; VGG-19's 10^8 int32 tree links 2.6 GiB, the emulator reads a range at a time)."""
+    at a time; VGG-19's 258 M tree links 1.9 GiB, the emulator reads a range at a time)."""
     return unpack(data, section, NARROW.get(section, ()))
 
 
