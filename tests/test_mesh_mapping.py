@@ -166,6 +166,37 @@ def test_route_loads_equal_per_neuron_paths():
     assert sum(len(op.dests) for op in routes) >= len(g.walk("hw.core")) - 1
 
 
+def test_route_loads_add_in_tree_order_a_range_at_a_time(monkeypatch):
+    """Loads summed a range of trees at a time equal one sum over every tree link in order (the
+    same float64 bits), at uneven rates, with dendrite paths (fan-in splitting)."""
+    import nmc.targets.mesh.mapping as mapping
+    from test_fanin import chip_text, net
+
+    from nmc.targets.chip import parse_chip
+
+    fanin_chip = parse_chip(chip_text(), "fanin-test.toml")
+    for graph, chip in ((random_graph(4)[0], CHIP), (net(0)[0], fanin_chip)):
+        g, _ = mapped(graph, chip=chip)
+        rates = np.random.default_rng(1).random(Netlist(g).n_sources)
+        whole = Mapping(g, chip).routes(rates)
+        # the trees again, in three ranges (each holding several trees that share links)
+        monkeypatch.setattr(mapping, "LINKS_PER_RANGE", len(whole.group_links) // 3 + 1)
+        m = Mapping(g, chip)
+        m._known.routes = {}
+        r = m.routes(rates)
+        monkeypatch.undo()
+        group_rate = np.bincount(r.group_of[r.group_of >= 0], weights=rates[r.group_of >= 0], minlength=len(r.group_core))
+        paths = [links for _, _, links in r.partial]
+        stream = [rate for _, _, rate in m.partial_streams(rates)]
+        weights = np.concatenate([np.repeat(group_rate, np.diff(r.link_start)),
+                                  np.repeat(stream, [len(p) for p in paths])])
+        links = np.concatenate([r.group_links, np.array([k for p in paths for k in p], np.int64)])
+        expected = np.bincount(links, weights=weights, minlength=len(r.ends))
+        assert r.load.tobytes() == expected.tobytes() == whole.load.tobytes()
+        assert np.array_equal(r.group_links, whole.group_links) and r.partial == whole.partial
+        assert len(paths) > 0 or chip is CHIP
+
+
 def _dest_sets(m: Mapping) -> dict[int, set[int]]:
     out: dict[int, set[int]] = {}
     for s, d in m.source_dests().tolist():
@@ -207,7 +238,9 @@ def test_xy_trees_are_the_unions_of_xy_paths():
                       for _ in range(int(rng.integers(0, 6)))])
     start = np.cumsum([0] + [len(d) for d in dests])
     flat = np.array([d for ds in dests for d in ds], np.int64)
-    tree, key = board.xy_trees([a[0] for a in sources], [a[1] for a in sources], start, flat[:, 0], flat[:, 1])
+    link_start, key = board.xy_trees([a[0] for a in sources], [a[1] for a in sources], start, flat[:, 0], flat[:, 1],
+                                     chunk=50)  # many ranges of trees, some a single tree larger than a range
+    tree = np.repeat(np.arange(len(sources)), np.diff(link_start))
     ends = board.link_ends(key)
     assert np.all(np.diff(tree * 10**9 + key) > 0)  # sorted, each link once per tree
     for t, (a, ds) in enumerate(zip(sources, dests)):

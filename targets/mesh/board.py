@@ -5,7 +5,6 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from nmc.targets.mapping.netlist import distinct
 
 class Board:
     """The board's cores on one grid: board x = chip x · cores_x + x (same for y).  The host
@@ -90,33 +89,49 @@ class Board:
         step = np.asarray(self.STEPS, np.int64)[direction]
         return np.stack([x, y, x + step[:, 0], y + step[:, 1]], axis=1).reshape(-1, 4)
 
-    def xy_trees(self, sx, sy, dest_start, dx, dy) -> tuple[np.ndarray, np.ndarray]:
+    def xy_trees(self, sx, sy, dest_start, dx, dy, chunk: int = 1 << 21) -> tuple[np.ndarray, np.ndarray]:
         """Multicast trees, each the union of the X-then-Y paths from its source ``(sx[t],
         sy[t])`` to its destinations ``(dx, dy)[dest_start[t]:dest_start[t + 1]]``: the source's
         row out to the westmost and eastmost destination columns, then in each destination
         column from the source's row to its lowest and highest destination.  Returns
-        ``(tree, link key)``, sorted by tree then key, each link once per tree."""
+        ``(link_start, keys)``: tree ``t``'s link keys, ascending and each link once, are
+        ``keys[link_start[t]:link_start[t + 1]]`` (int32 while the keys fit).
+
+        Memory O(trees + destinations) beside ``keys``: the trees are straight runs (two along
+        the source's row, two per destination column), whose links are disjoint (they differ in
+        cell or direction), so each tree's size is known before any link is listed, and the
+        runs are expanded into ``keys`` a range of trees of about ``chunk`` links at a time."""
         sx, sy, dx, dy = (np.asarray(a, np.int64) for a in (sx, sy, dx, dy))
+        dest_start = np.asarray(dest_start, np.int64)
+        n = len(sx)
         count = np.diff(dest_start)
-        tree = np.repeat(np.arange(len(sx), dtype=np.int64), count)
         full = np.flatnonzero(count > 0)
-        lo, hi = np.zeros(len(sx), np.int64), np.zeros(len(sx), np.int64)
+        lo, hi = np.zeros(n, np.int64), np.zeros(n, np.int64)
         if len(full):
             lo[full] = np.minimum.reduceat(dx, dest_start[:-1][full])
             hi[full] = np.maximum.reduceat(dx, dest_start[:-1][full])
-        parts = [_segments(full, sx[full], sy[full], 0, hi[full] - sx[full], 3, self),
-                 _segments(full, sx[full], sy[full], 0, sx[full] - lo[full], 0, self)]
-        if len(tree):  # per (tree, destination column): the lowest and highest destination row
-            order = np.lexsort((dx, tree))
-            t, x, y = tree[order], dx[order], dy[order]
-            first = np.flatnonzero(np.r_[True, (t[1:] != t[:-1]) | (x[1:] != x[:-1])])
-            top, bottom = np.maximum.reduceat(y, first), np.minimum.reduceat(y, first)
-            t, x = t[first], x[first]
-            parts += [_segments(t, x, sy[t], 1, top - sy[t], 2, self),
-                      _segments(t, x, sy[t], 1, sy[t] - bottom, 1, self)]
+        tree = np.repeat(np.arange(n, dtype=np.int64), count)
+        # per (tree, destination column): the lowest and highest destination row
+        order = np.lexsort((dx, tree))
+        t, x, y = tree[order], dx[order], dy[order]
+        first = np.flatnonzero(np.r_[True, (t[1:] != t[:-1]) | (x[1:] != x[:-1])]) if len(t) else t
+        top = np.maximum.reduceat(y, first) if len(t) else t
+        bottom = np.minimum.reduceat(y, first) if len(t) else t
+        t, x = t[first], x[first]
+        runs = _Runs(np.concatenate([full, full, t, t]),
+                     np.concatenate([sx[full], sx[full], x, x]), np.concatenate([sy[full], sy[full], sy[t], sy[t]]),
+                     np.concatenate([hi[full] - sx[full], sx[full] - lo[full], top - sy[t], sy[t] - bottom]),
+                     np.repeat(np.array([3, 0, 2, 1], np.int64), [len(full), len(full), len(t), len(t)]))
+        link_start = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(runs.tree, weights=runs.count, minlength=n).astype(np.int64), out=link_start[1:])
         span = 4 * (self.width + 1) * self.height
-        both = distinct(np.concatenate([t * span + k for t, k in parts]))
-        return both // span, both % span
+        keys = np.empty(int(link_start[-1]), np.int32 if span <= 2**31 else np.int64)
+        for t0, t1 in tree_chunks(link_start, chunk):
+            local = runs.expand(t0, t1, self)  # (tree - t0) · span + key
+            local.sort()
+            np.remainder(local, span, out=local)
+            keys[link_start[t0]:link_start[t1]] = local
+        return link_start, keys
 
     def xy_path(self, a: tuple[int, int], b: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """Directed links of the dimension-order route from ``a`` to ``b``: X first, then Y."""
@@ -136,15 +151,36 @@ class Board:
 HOST = (-1, 0)  # the host port's position: west of board core (0, 0)
 
 
-def _segments(tree, x, y, axis: int, count, direction: int, board: Board) -> tuple[np.ndarray, np.ndarray]:
-    """``(tree, link key)`` of straight runs: ``count[i]`` links from cell ``(x[i], y[i])``
-    in ``direction``, which moves along ``axis`` (0: x, 1: y)."""
-    count = np.maximum(count, 0)
-    k = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-    step = board.STEPS[direction][axis]
-    x, y = np.repeat(x, count), np.repeat(y, count)
-    if axis == 0:
-        x = x + k * step
-    else:
-        y = y + k * step
-    return np.repeat(tree, count), board.link_key(x, y, direction)
+def tree_chunks(link_start: np.ndarray, chunk: int):
+    """``(t0, t1)`` ranges of consecutive trees of about ``chunk`` links each (a larger tree
+    alone), covering every tree in order."""
+    n, t0 = len(link_start) - 1, 0
+    while t0 < n:
+        t1 = int(np.searchsorted(link_start, link_start[t0] + chunk, side="right")) - 1
+        t1 = min(n, max(t1, t0 + 1))
+        yield t0, t1
+        t0 = t1
+
+
+class _Runs:
+    """Straight runs of links, sorted by tree: run ``i`` of tree ``tree[i]`` is ``count[i]``
+    links (none if ``count[i] <= 0``) from cell ``(x[i], y[i])`` in ``direction[i]``."""
+
+    def __init__(self, tree, x, y, count, direction):
+        order = np.argsort(tree, kind="stable")
+        self.tree, self.x, self.y, self.direction = tree[order], x[order], y[order], direction[order]
+        self.count = np.maximum(count[order], 0)
+
+    def expand(self, t0: int, t1: int, board: Board) -> np.ndarray:
+        """``(tree - t0) · span + link key`` of every link of trees ``t0 .. t1 - 1`` (int64)."""
+        a, b = np.searchsorted(self.tree, [t0, t1])
+        count = self.count[a:b]
+        start = np.cumsum(count) - count
+        run = np.repeat(np.arange(b - a), count)
+        k = np.arange(len(run), dtype=np.int64) - start[run]
+        direction = self.direction[a:b][run]
+        step = np.asarray(board.STEPS, np.int64)[direction]
+        x = self.x[a:b][run] + k * step[:, 0]
+        y = self.y[a:b][run] + k * step[:, 1]
+        span = 4 * (board.width + 1) * board.height
+        return (self.tree[a:b][run] - t0) * span + board.link_key(x, y, direction)

@@ -35,6 +35,7 @@ from nmc.runner import RunResult, Tally
 from nmc.targets.outputs import read_outputs
 from nmc.targets.ports import PortEncoder, bind_inputs
 from nmc.targets.sections import class_chip
+from nmc.targets.mesh.board import tree_chunks
 from nmc.targets.mesh.fanin import PartialSums, piece_rows
 from nmc.targets.mesh.jit import FanTable, Neurons, compile_loops
 from nmc.targets.mesh.kernels import KINDS, KernelRunner
@@ -131,9 +132,7 @@ class Emulator:
         self.group = np.empty(self.N + self.P, np.int64)
         self.group[self.internal(np.arange(self.N + self.P))] = r["source_group"]
         G, L = len(r["group_core"]), len(r["links"])
-        rows = np.repeat(np.arange(G), np.diff(r["link_start"]))
-        self.incidence = sp.csr_matrix((np.ones(len(rows), np.int64), (rows, r["group_links"])), shape=(G, L))
-        self.routes = r
+        self.routes = r  # group_links in its stored type (VGG-19: 258 M links, int32)
         self.link_kind = r["link_kind"].astype(np.int64)
         cx, cy = int(c["mesh"][0]), int(c["mesh"][1])
         bx = c["pos"][:, 0] * cx + c["pos"][:, 2]
@@ -243,9 +242,9 @@ class Emulator:
         active = np.concatenate([sent.sum(axis=0), port_active])
         routed = self.group >= 0
         packets = int(active[routed].sum())
-        per_group = np.zeros(self.incidence.shape[0], np.int64)
+        per_group = np.zeros(len(self.routes["group_core"]), np.int64)
         np.add.at(per_group, self.group[routed], active[routed])
-        link_spikes += (self.incidence.T @ per_group).astype(np.int64)
+        link_spikes += _link_spikes(self.routes, per_group)
         return self._result(B, T, steps, neurons.v, counts, recorded, record, synaptic_ops, link_spikes, packets,
                             partial_sums)
 
@@ -382,3 +381,14 @@ def prepare(image):
         return emulator.run(inputs, timesteps, record)
 
     return execute
+
+
+def _link_spikes(routes: dict, per_group: np.ndarray) -> np.ndarray:
+    """Spikes over each link: Σ over the route groups whose trees use it of the group's
+    spikes (``per_group``), a range of groups at a time (exact integers)."""
+    start, links = routes["link_start"], routes["group_links"]
+    out = np.zeros(len(routes["links"]), np.int64)
+    size = np.diff(start)
+    for g0, g1 in tree_chunks(start, 1 << 22):
+        np.add.at(out, links[start[g0]:start[g1]], np.repeat(per_group[g0:g1], size[g0:g1]))
+    return out

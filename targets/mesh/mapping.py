@@ -20,8 +20,9 @@ from nmc.targets.mapping.netlist import Netlist, distinct
 from nmc.targets.mapping import fanin
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
 from nmc.targets.mapping.shapes import runs_to_boxes, view3
-from nmc.targets.mesh.board import HOST, Board
+from nmc.targets.mesh.board import HOST, Board, tree_chunks
 
+LINKS_PER_RANGE = 1 << 22  # tree links handled at a time (numbering, loads): bounds the temporaries
 _FINGERPRINT = np.random.default_rng(20240607).integers(0, 2**63, size=1 << 16, dtype=np.int64)
 
 
@@ -249,10 +250,14 @@ class Mapping:
         group_rate = np.bincount(t.group_of[t.ids], weights=rates[t.ids], minlength=len(t.group_core))
         stream_rate = np.array([s[2] for s in self.partial_streams(rates)], np.float64)
         # per link, Σ over the trees that use it in tree order, then the paths in dendrite order
-        # (as a loop over the trees and paths adds)
-        load = np.bincount(t.link_of, weights=np.concatenate([group_rate[t.tree], stream_rate[t.path]]),
-                           minlength=len(t.ends))
-        return Routes(t.group_of, t.group_core, t.dest_start, t.dests, t.link_start, t.link_of[:len(t.tree)], t.ends,
+        # (as a loop over the trees and paths adds; np.add.at adds in that order, a range of
+        # trees at a time)
+        load = np.zeros(len(t.ends))
+        size = np.diff(t.link_start)
+        for t0, t1 in tree_chunks(t.link_start, LINKS_PER_RANGE):
+            np.add.at(load, t.link_of[t.link_start[t0]:t.link_start[t1]], np.repeat(group_rate[t0:t1], size[t0:t1]))
+        np.add.at(load, t.path_links, np.repeat(stream_rate, np.diff(t.path_start)))
+        return Routes(t.group_of, t.group_core, t.dest_start, t.dests, t.link_start, t.link_of, t.ends,
                       t.kind, load, t.partial)
 
     def _trees(self) -> _Trees:
@@ -290,25 +295,35 @@ class Mapping:
         xs, ys = self.board.xy(self.slots)
         sx = np.where(group_core < 0, HOST[0], xs[np.maximum(group_core, 0)])
         sy = np.where(group_core < 0, HOST[1], ys[np.maximum(group_core, 0)])
-        tree, key = self.board.xy_trees(sx, sy, dest_start, xs[dests], ys[dests])
+        b = self.board
+        link_start, link_of = b.xy_trees(sx, sy, dest_start, xs[dests], ys[dests])
         # the X-then-Y path of each dendrite core's partial sums to its soma core, as one more tree
         streams = self._structure("streams", self._streams)
         d = np.array([s[0] for s in streams], np.int64)
         soma = np.array([s[1] for s in streams], np.int64)
-        path, path_key = self.board.xy_trees(xs[d], ys[d], np.arange(len(d) + 1), xs[soma], ys[soma])
-        both = np.concatenate([key, path_key])
-        keys = distinct(both)
-        link_of = np.searchsorted(keys, both)
-        ends = self.board.link_ends(keys)
-        b = self.board
+        path_start, path_key = b.xy_trees(xs[d], ys[d], np.arange(len(d) + 1), xs[soma], ys[soma])
+        # links numbered in key order over all trees and paths: the keys used, then each key
+        # replaced by its number in place, a range of trees at a time
+        used = np.zeros(4 * (b.width + 1) * b.height, bool)
+        chunks = list(tree_chunks(link_start, LINKS_PER_RANGE))
+        for t0, t1 in chunks:
+            used[link_of[link_start[t0]:link_start[t1]]] = True
+        used[path_key] = True
+        keys = np.flatnonzero(used)
+        number = np.zeros(len(used), link_of.dtype)
+        number[keys] = np.arange(len(keys))
+        for t0, t1 in chunks:
+            part = link_of[link_start[t0]:link_start[t1]]
+            part[:] = number[part]
+        path_links = number[path_key].astype(np.int64)
+        ends = b.link_ends(keys)
         inter = (ends[:, 0] // b.cx != ends[:, 2] // b.cx) | (ends[:, 1] // b.cy != ends[:, 3] // b.cy)
         host = (ends[:, 0] == HOST[0]) & (ends[:, 1] == HOST[1])
         kind = np.where(host, 2, inter.astype(np.int64))
-        path_start = np.searchsorted(path, np.arange(len(d) + 1)).tolist()
-        path_links = link_of[len(key):].tolist()
-        partial = [(int(d[k]), int(soma[k]), path_links[path_start[k]:path_start[k + 1]]) for k in range(len(d))]
-        return _Trees(ids, group_of, group_core, dest_start, dests, tree, path, link_of,
-                      np.searchsorted(tree, np.arange(len(rep) + 1)), ends, kind, partial)
+        listed = path_links.tolist()
+        partial = [(int(d[k]), int(soma[k]), listed[path_start[k]:path_start[k + 1]]) for k in range(len(d))]
+        return _Trees(ids, group_of, group_core, dest_start, dests, link_of, link_start, path_links, path_start,
+                      ends, kind, partial)
 
 
 def _group(key: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -335,19 +350,20 @@ def _group(key: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class _Trees:
-    """The rate-independent part of :class:`Routes`: ``ids`` the sources with destinations,
-    ``tree``/``path`` the group or dendrite of each tree link, ``link_of`` their link ids
-    (the groups' links, then the paths')."""
+    """The rate-independent part of :class:`Routes`: ``ids`` the sources with destinations;
+    group ``g``'s tree is links ``link_of[link_start[g]:link_start[g + 1]]`` (ascending;
+    int32 while the link ids fit: VGG-19's 674,449 trees hold 258 M links), dendrite ``k``'s
+    path to its soma ``path_links[path_start[k]:path_start[k + 1]]``."""
 
     ids: np.ndarray
     group_of: np.ndarray
     group_core: np.ndarray
     dest_start: np.ndarray
     dests: np.ndarray
-    tree: np.ndarray
-    path: np.ndarray
     link_of: np.ndarray
     link_start: np.ndarray
+    path_links: np.ndarray
+    path_start: np.ndarray
     ends: np.ndarray
     kind: np.ndarray
     partial: list

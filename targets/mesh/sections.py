@@ -56,7 +56,7 @@ DTYPES = {0: np.dtype("<i8"), 1: np.dtype("u1"), 2: np.dtype("<f8"), 3: np.dtype
           5: np.dtype("i1")}
 CODES = {v: k for k, v in DTYPES.items()}
 SIGNED = (np.dtype("i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<i8"))  # narrowest first
-NARROW = {"mesh.kernels": ("weights",)}  # arrays load_sections keeps in their stored integer type
+NARROW = {"mesh.kernels": ("weights",), "mesh.routes": ("group_links",)}  # arrays load_sections keeps in their stored integer type
 SECTIONS = ("mesh.cores", "mesh.neurons", "mesh.synapses", "mesh.routes", "mesh.ports", "mesh.kernels")
 PASS_THROUGH = ("ann.flatten", "ann.reshape", "ann.identity", "ann.dropout")  # host ops that only reshape
 
@@ -296,8 +296,9 @@ _SCHEMA = {
 
 
 def _unpack_narrow(data: bytes, section: str) -> dict[str, np.ndarray]:
-    """:func:`unpack`, the kernels' weights in their stored type (ResNet-50's 130 million
-    int8 weights would take 1 GiB as int64; their users widen one row at a time)."""
+    """:func:`unpack`, the kernels' weights and the routes' tree links in their stored type
+    (ResNet-50's 130 million int8 weights would take 1 GiB as int64, their users widen one row
+    at a time; VGG-19's 258 M tree links 1.9 GiB, the emulator reads a range at a time)."""
     return unpack(data, section, NARROW.get(section, ()))
 
 
