@@ -1,8 +1,9 @@
-"""Emitting the LLVM function of a planned network (DESIGN §5, §6).
+"""Emitting the LLVM module of a planned network (DESIGN §5, §6).
 
-The generated function runs whole samples, step by step, exactly as :func:`nmc.semantics.run_snn`
-does, specialised on every shape and constant of the graph (weights and per-neuron parameters
-are global constants)::
+The generated entry function runs whole samples, step by step, exactly as
+:func:`nmc.semantics.run_snn` does, specialised on every shape and constant of the graph
+(weights and per-neuron parameters are global constants); each population's code is a function
+of its own that it calls (:meth:`Lowering.outlined`)::
 
     void nmc_run(ptr bufs, ptr scratch, i64 n0, i64 n1, i64 T, i64 steps)
 
