@@ -68,6 +68,9 @@ AHEAD = 8
 #: Cells and channels per register block when a channel-last conv2d accumulator is transposed
 #: into its population's channel-first one (:func:`.kernels.common.flush`).
 BLOCK = 8
+#: Populations from which each population's function stays ``noinline`` (:meth:`Lowering.outlined`);
+#: below, LLVM inlines them back (small networks compile fast either way and run faster inlined).
+NOINLINE_FROM = 16
 
 
 def llvm_triple() -> str:
@@ -369,7 +372,8 @@ class Lowering:
 
     def outlined(self, pop: Op, phase: str, emit):
         """Emit ``emit(pop)`` (``phase`` ``run``: :meth:`population_run`) or ``emit(pop, phase)``
-        (:meth:`population_step`) as a function of its own, ``noinline``, and call it here.
+        (:meth:`population_step`) as a function of its own, ``noinline`` in a network of
+        :data:`NOINLINE_FROM` populations or more, and call it here.
 
         One function per population keeps LLVM's function and loop passes on one layer's loops
         at a time: in one function, every layer's loops would sit inside the step loop, whose
@@ -385,7 +389,8 @@ class Lowering:
         fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, I64, I64, I64, PTR, PTR])
         fn = ir.Function(self.module, fnty, name=f"{FUNCTION_NAME}_{phase}_{index}")
         fn.linkage = "internal"
-        fn.attributes.add("noinline")
+        if len(self.net.populations) >= NOINLINE_FROM:
+            fn.attributes.add("noinline")
         fn.args[1].add_attribute("noalias")
         t = self.t if phase != "run" else e.i64(0)
         args = [self.fn.args[0], self.fn.args[1], self.n, self.T, self.steps, t,
