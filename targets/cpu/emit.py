@@ -1,8 +1,9 @@
-"""Emitting the LLVM function of a planned network (DESIGN §5, §6).
+"""Emitting the LLVM module of a planned network (DESIGN §5, §6).
 
-The generated function runs whole samples, step by step, exactly as :func:`nmc.semantics.run_snn`
-does, specialised on every shape and constant of the graph (weights and per-neuron parameters
-are global constants)::
+The generated entry function runs whole samples, step by step, exactly as
+:func:`nmc.semantics.run_snn` does, specialised on every shape and constant of the graph
+(weights and per-neuron parameters are global constants); each population's code is a function
+of its own that it calls (:meth:`Lowering.outlined`)::
 
     void nmc_run(ptr bufs, ptr scratch, i64 n0, i64 n1, i64 T, i64 steps)
 
@@ -68,6 +69,9 @@ AHEAD = 8
 #: Cells and channels per register block when a channel-last conv2d accumulator is transposed
 #: into its population's channel-first one (:func:`.kernels.common.flush`).
 BLOCK = 8
+#: Populations from which each population's function stays ``noinline`` (:meth:`Lowering.outlined`);
+#: below, LLVM inlines them back (small networks compile fast either way and run faster inlined).
+NOINLINE_FROM = 16
 
 
 def llvm_triple() -> str:
@@ -137,6 +141,21 @@ class Emitter:
         b.position_at_end(end)
 
     @contextmanager
+    def at_entry(self):
+        """Emit into the entry block (before its branch), where a value dominates every use;
+        nested uses stay where the outer one put the builder."""
+        if self.b.block is self.entry:
+            yield
+            return
+        here = self.b.block
+        if self.entry.terminator is not None:
+            self.b.position_before(self.entry.terminator)
+        else:
+            self.b.position_at_end(self.entry)
+        yield
+        self.b.position_at_end(here)
+
+    @contextmanager
     def when(self, cond):
         with self.b.if_then(cond):
             yield
@@ -199,6 +218,21 @@ class Emitter:
         if name in self.module.globals:
             return self.module.globals[name]
         return ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+
+
+class OnDemand(dict):
+    """A table of values made when first asked for: ``make(key)``, emitted in the entry block of
+    the function being emitted (:meth:`Emitter.at_entry`), so that a function computes only
+    the pointers its code uses."""
+
+    def __init__(self, e: Emitter, make):
+        super().__init__()
+        self.e, self.make = e, make
+
+    def __missing__(self, key):
+        with self.e.at_entry():
+            value = self[key] = self.make(key)
+        return value
 
 
 # ---------------------------------------------------------------------------- lowering
@@ -279,11 +313,7 @@ class Lowering:
     def lower(self) -> ir.Module:
         e, b = self.e, self.e.b
         bufs, scratch, n0, n1, self.T, self.steps = self.fn.args
-        self.buf = [b.load(b.gep(bufs, [e.i64(i)], source_etype=PTR), typ=PTR) for i in range(len(self.lay.slots))]
-        self.area = {k: b.gep(scratch, [e.i64(off)], source_etype=I8) for k, off in self.lay.scratch.items()}
-        for k, per_step in self.lay.run.items():  # after the fixed areas, sized by the run's steps
-            off = b.add(e.i64(self.lay.scratch_bytes), b.mul(self.steps, e.i64(per_step)))
-            self.area[k] = b.gep(scratch, [off], source_etype=I8)
+        self.pointers(bufs, scratch)
         self.synops = e.var(I64, 0)
         # whether an event went to the side accumulator this step: bit q for part q, as the
         # parts' inputs may all run before the first part's fold (parted_steps)
@@ -303,7 +333,7 @@ class Lowering:
                            and enc.encoding not in UNIT_ENCODINGS]
                 if not checked:  # every listed event has value 1
                     for pop in self.lay.order:
-                        self.population_run(pop)
+                        self.outlined(pop, "run", self.population_run)
                 else:  # a sample with other values is left untouched, marked for the step schedule
                     ok = ir.Constant(ir.IntType(1), 1)
                     for f in checked:
@@ -311,7 +341,7 @@ class Lowering:
                     with b.if_else(ok) as (fast, slow):
                         with fast:
                             for pop in self.lay.order:
-                                self.population_run(pop)
+                                self.outlined(pop, "run", self.population_run)
                         with slow:
                             b.store(e.i64(SKIPPED), self.synops)
             elif self.lay.parts:
@@ -320,7 +350,7 @@ class Lowering:
                 with e.loop(0, self.steps, "t") as t:
                     self.t = t
                     for pop in self.net.populations:
-                        self.population_step(pop)
+                        self.outlined(pop, "step", self.population_step)
             out = self.buf[self.lay.slot("synops", None)]
             if self.lay.parts:  # the threads running the sample's parts add their counts
                 b.atomic_rmw("add", b.gep(out, [n], source_etype=I64), b.load(self.synops, typ=I64), "monotonic")
@@ -328,6 +358,74 @@ class Lowering:
                 e.store(b.load(self.synops, typ=I64), out, n, I64)
         b.ret_void()
         return self.module
+
+    def pointers(self, bufs, scratch):
+        """``buf`` (the host arrays by slot, from the pointer table ``bufs``) and ``area``
+        (pointers into ``scratch`` by (kind, op); the run's areas after the fixed ones, sized by
+        ``steps``), each made when first used (:class:`OnDemand`)."""
+        e = self.e
+
+        def buf(i: int):
+            return e.b.load(e.b.gep(bufs, [e.i64(i)], source_etype=PTR), typ=PTR)
+
+        def area(k):
+            if k in self.lay.scratch:
+                return e.b.gep(scratch, [e.i64(self.lay.scratch[k])], source_etype=I8)
+            off = e.b.add(e.i64(self.lay.scratch_bytes), e.b.mul(self.steps, e.i64(self.lay.run[k])))
+            return e.b.gep(scratch, [off], source_etype=I8)
+
+        self.buf, self.area = OnDemand(e, buf), OnDemand(e, area)
+
+    def outlined(self, pop: Op, phase: str, emit):
+        """Emit ``emit(pop)`` (``phase`` ``run``: :meth:`population_run`) or ``emit(pop, phase)``
+        (:meth:`population_step`) as a function of its own, ``noinline`` in a network of
+        :data:`NOINLINE_FROM` populations or more, and call it here.
+
+        One function per population keeps LLVM's function and loop passes on one layer's loops
+        at a time: in one function, every layer's loops would sit inside the step loop, whose
+        loop passes cost about (loops × body), quadratic in the network's size.  The function
+        takes what the code inside reads of the caller: ``bufs``, ``scratch``, the sample ``n``,
+        ``T``, ``steps``, the step ``t`` (0 for ``run``), the part (0 when not split), and
+        pointers to the caller's synaptic-operation counter and ``pop``'s side-accumulator flags;
+        it counts and flags in locals of its own (registers in its loops) and adds / stores them
+        back on return.  Host and scratch pointers are recomputed from ``bufs`` and ``scratch``."""
+        e = self.e
+        index = self.net.populations.index(pop)
+        flag = self.wide_flags.get(pop)
+        fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, I64, I64, I64, PTR, PTR])
+        fn = ir.Function(self.module, fnty, name=f"{FUNCTION_NAME}_{phase}_{index}")
+        fn.linkage = "internal"
+        if len(self.net.populations) >= NOINLINE_FROM:
+            fn.attributes.add("noinline")
+        fn.args[1].add_attribute("noalias")
+        t = self.t if phase != "run" else e.i64(0)
+        args = [self.fn.args[0], self.fn.args[1], self.n, self.T, self.steps, t,
+                self.part if self.part is not None else e.i64(0), self.synops,
+                flag if flag is not None else ir.Constant(PTR, None)]
+        saved = (self.fn, e.fn, e.entry, e.b, self.buf, self.area, self.row, self.synops, self.wide_flags,
+                 self.n, self.T, self.steps, self.part)
+        self.fn = e.fn = fn
+        e.entry = fn.append_basic_block("entry")
+        e.b = ir.IRBuilder(e.entry)
+        bufs, scratch, self.n, self.T, self.steps, t, part, synops, flags = fn.args
+        self.t, self.part = t, (part if self.part is not None else None)
+        self.pointers(bufs, scratch)
+        self.row = OnDemand(e, self.row_pointer)
+        self.synops = e.var(I64, 0)
+        self.wide_flags = {pop: e.var(I8, e.b.load(flags, typ=I8))} if flag is not None else {}
+        if phase == "run":
+            emit(pop)
+        else:
+            emit(pop, phase)
+        b = e.b
+        b.store(b.add(b.load(synops, typ=I64), b.load(self.synops, typ=I64)), synops)
+        if flag is not None:
+            b.store(b.load(self.wide_flags[pop], typ=I8), flags)
+        b.ret_void()
+        (self.fn, e.fn, e.entry, e.b, self.buf, self.area, self.row, self.synops, self.wide_flags,
+         self.n, self.T, self.steps, self.part) = saved
+        self.t = args[5]
+        e.b.call(fn, args)
 
     def parted_steps(self):
         """The steps of one sample in a network split into parts (:func:`.plan.split_parts`):
@@ -349,7 +447,7 @@ class Lowering:
                 with e.loop(q0, q1, "q") as q:
                     self.part = q
                     for pop in self.net.populations:
-                        self.population_step(pop, phase)
+                        self.outlined(pop, phase, self.population_step)
                     self.part = None
                 if phase == "inputs":
                     with e.when(shared):
@@ -415,30 +513,33 @@ class Lowering:
                 b.position_at_end(done)
 
     def sample_pointers(self):
-        """Pointers into this sample's rows of the host arrays; then the kernels' set-up of
-        every sample (``sample_start``)."""
-        e, b, n = self.e, self.e.b, self.n
-        self.row = {}
-        for i, (kind, op) in enumerate(self.lay.slots):
-            if kind in ("synops", "barrier"):
-                continue
-            if kind == "enc":
-                size = op.result.type.size
-                typ = self.enc_type(op)
-                stride = b.mul(self.T, e.i64(size))
-            elif kind == "rec":
-                size = op.result.type.size
-                typ = I8
-                stride = b.mul(self.steps, e.i64(size))
-            else:
-                size = op.result.type.size
-                typ = ir_type(COUNT_DTYPE if kind == "count" else state_dtype(op))
-                stride = e.i64(size)
-            self.row[(kind, op)] = b.gep(self.buf[i], [b.mul(n, stride)], source_etype=typ)
+        """Pointers into this sample's rows of the host arrays (:meth:`rows`); then the kernels'
+        set-up of every sample (``sample_start``)."""
+        self.rows()
         for p in self.net.projections:  # kinds with state across steps (the max-pool gate's counts)
             start = self.registry[p.kind].sample_start
             if start is not None:
                 start(self, p)
+
+    def rows(self):
+        """``row``: pointers into sample ``n``'s rows of the host arrays, by (kind, op)."""
+        self.row = {key: self.row_pointer(key) for key in self.lay.slots if key[0] not in ("synops", "barrier")}
+
+    def row_pointer(self, key):
+        """The pointer to sample ``n``'s row of the host array of slot ``key`` = (kind, op)."""
+        e, b, n = self.e, self.e.b, self.n
+        kind, op = key
+        size = op.result.type.size
+        if kind == "enc":
+            typ = self.enc_type(op)
+            stride = b.mul(self.T, e.i64(size))
+        elif kind == "rec":
+            typ = I8
+            stride = b.mul(self.steps, e.i64(size))
+        else:
+            typ = ir_type(COUNT_DTYPE if kind == "count" else state_dtype(op))
+            stride = e.i64(size)
+        return b.gep(self.buf[self.lay.slot(kind, op)], [b.mul(n, stride)], source_etype=typ)
 
     def ring_slot(self, pop: Op, t):
         """The slot of step ``t`` in ``pop``'s ring of spike lists (and byte vectors)."""

@@ -115,12 +115,7 @@ def compile_module(ir_text: str, function: str, cache: bool = True, symbols: dic
         mod.data_layout = str(tm.target_data)
         mod.verify()
         if cached is None:
-            pto = llvm.create_pipeline_tuning_options(speed_level=3)
-            pto.loop_vectorization = True
-            pto.slp_vectorization = True
-            pto.loop_unrolling = False
-            pb = llvm.create_pass_builder(tm, pto)
-            pb.getModulePassManager().run(mod, pb)
+            optimise(mod, tm)
         engine, address, obj = _link(mod, tm, cached, function, symbols)
         if cached is None:
             STATS["compiled"] += 1
@@ -133,6 +128,17 @@ def compile_module(ir_text: str, function: str, cache: bool = True, symbols: dic
         except OSError:
             pass  # an unwritable cache only costs the next run a compilation
     return Compiled(engine, address, key, cached is not None, dict(symbols or {}), obj)
+
+
+def optimise(mod: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
+    """Run :data:`PIPELINE`'s optimisation on ``mod`` in place: O3 with loop and SLP
+    vectorisation, no unrolling."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = False
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
 
 
 def _link(mod, tm, cached: bytes | None, function: str, symbols: dict | None):

@@ -1,0 +1,70 @@
+"""The CPU runtime's module keeps each population's code in a function of its own
+(:meth:`nmc.targets.cpu.emit.Lowering.outlined`): the entry function holds only the sample
+and step loops and the calls, whatever the network's depth, so that LLVM's loop passes see
+one layer at a time and the compile time grows about linearly with the number of layers
+(below :data:`~nmc.targets.cpu.emit.NOINLINE_FROM` populations LLVM may inline them back)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from nmc.ir.parser import parse_ir
+from nmc.targets.cpu import emit, plan
+from tests.test_cpu_runtime import compare
+
+
+def chain(layers: int) -> str:
+    """An integer network: a rate encoder, then ``layers`` dense layers of 16 neurons."""
+    lines = ["graph @chain", "%x = ann.input : tensor<16xf32>",
+             "%h0 = snn.encode(%x) {encoding = rate} : spikes<16>"]
+    for k in range(1, layers + 1):
+        lines += [f"%c{k} = snn.project(%h{k - 1}) {{kind = dense, weight = random<uniform, seed = {k}, scale = 40> "
+                  f": tensor<16x16xi8>}} : current<16>",
+                  f"%h{k} = snn.population(%c{k}) {{bits = 16, threshold = 30}} : spikes<16>"]
+    lines += [f"%y = snn.decode(%h{layers}) : tensor<16xf32>", "ann.output(%y)"]
+    return "\n".join(lines) + "\n"
+
+
+def functions(module) -> dict[str, str]:
+    """The bodies of the module's defined functions, by name."""
+    text = str(module)
+    bodies = re.findall(r'^define [^@]*@"?([^"(]+)"?\(.*?^}', text, re.M | re.S)
+    return {name: body for name, body in zip(bodies, re.findall(r"^define .*?^}", text, re.M | re.S))}
+
+
+def loop_heads(body: str) -> list[str]:
+    """The loop header labels of a function body (:meth:`.emit.Emitter.loop` names them ``X.head``)."""
+    return re.findall(r'^"?([A-Za-z]+)\.head[.\d]*"?:', body, re.M)
+
+
+@pytest.mark.parametrize("schedule", ["step", "layer"])
+def test_each_population_has_its_own_function_and_the_entry_does_not_grow(schedule):
+    heads = {}
+    for layers in (emit.NOINLINE_FROM, emit.NOINLINE_FROM + 4):
+        module, _, _ = emit.lower(plan.Network.of(parse_ir(chain(layers))), schedule=schedule)
+        bodies = functions(module)
+        assert len(bodies) == 1 + layers  # the entry function and one per population
+        entry = bodies[plan.FUNCTION_NAME]
+        assert entry.count("call void") == layers
+        heads[layers] = sorted(loop_heads(entry))
+        for name, body in bodies.items():
+            if name != plan.FUNCTION_NAME:
+                assert body.split("\n")[0].endswith("noinline")  # LLVM's inliner must not undo it
+                assert loop_heads(body)  # the population's own loops are in its function
+    assert heads[emit.NOINLINE_FROM] == heads[emit.NOINLINE_FROM + 4]  # the entry's loops do not depend on the depth
+
+
+def test_a_small_network_leaves_its_functions_to_the_inliner():
+    module, _, _ = emit.lower(plan.Network.of(parse_ir(chain(emit.NOINLINE_FROM - 1))))
+    assert not any(body.split("\n")[0].endswith("noinline") for body in functions(module).values())
+
+
+@pytest.mark.parametrize("layers", [3, emit.NOINLINE_FROM + 2])
+def test_a_chain_is_bit_identical_to_the_reference(layers):
+    g = parse_ir(chain(layers))
+    x = [(np.random.default_rng(0).integers(0, 17, size=(3, 16)) / 16).astype(np.float32)]
+    got, ref = compare(g, x, 9, exact=True, schedules=("step", "layer"))
+    assert ref.spikes[g.walk("snn.population")[-1]].sum() > 0  # spikes reach the last layer: not vacuous
