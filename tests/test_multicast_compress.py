@@ -429,8 +429,9 @@ def test_the_fused_kernel_equals_the_python_pipeline(table, target, small, rng):
     # disjoint prefixes in any order, routes of any width (as ids), Ordered Covering on or off
     # by size
     entries, flags = _fused_case(table, rng)
-    out, compiled = compress_batch(RouteTables.from_entries([(entries, flags)]), target, small)
-    assert compiled.tolist() == [True] and out.entries(0) == _reference(entries, flags, target, small)
+    out, longest, compiled = compress_batch(RouteTables.from_entries([(entries, flags)]), target, small)
+    expected = _reference(entries, flags, target, small)
+    assert compiled.tolist() == [1] and longest == len(expected) and out.entries(0) == expected
 
 
 _OTHERS = {  # tables that are not random prefix tables: what the kernel gives for each
@@ -459,8 +460,9 @@ def test_a_batch_equals_its_tables_one_by_one(tables, target, small, rng):
         else:
             cases.append(_fused_case(table, rng))
             expected.append(_reference(*cases[-1], target, small))
-    batch, compiled = compress_batch(RouteTables.from_entries(cases), target, small)
-    assert compiled.tolist() == [result is not None for result in expected]
+    batch, longest, compiled = compress_batch(RouteTables.from_entries(cases), target, small)
+    assert compiled.tolist() == [int(result is not None) for result in expected]
+    assert longest == (-1 if None in expected else max(map(len, expected)))
     assert [_exact(batch.entries(t)) for t in range(len(cases))] == [_exact(r or []) for r in expected]
     assert [_exact(batch.entries(t)) for t in range(len(cases))] == [
         _exact(compress_batch(RouteTables.from_entries([case]), target, small)[0].entries(0)) for case in cases]
@@ -477,8 +479,8 @@ def test_the_fused_kernel_leaves_other_tables_to_the_python_pipeline():
     overlapping = [entry("0XX1", N), entry("XXXX", E)]
     ok = slices(4, lambda i: N)
     tables = RouteTables.from_entries([(overlapping, [False, True]), (ok, [False] * 4), ([], [])])
-    out, compiled = compress_batch(tables, 0, 64)
-    assert compiled.tolist() == [False, True, True]
+    out, longest, compiled = compress_batch(tables, 0, 64)
+    assert compiled.tolist() == [0, 1, 1] and longest == -1
     assert [out.entries(t) for t in range(3)] == [[], [RoutingEntry(0, 0xFFFFFC00, N)], []]
     assert compress_tables(tables, 1024, chips=["a", "b", "c"], target_length=0).entries(0) == \
         _reference(overlapping, [False, True], 0, 64)

@@ -124,9 +124,8 @@ def compress_tables(
         raise ValueError(f"effort {effort!r}: expected 'fast' or 'thorough'")
     target = capacity if target_length is None else target_length
     if effort == "fast":  # the whole of it in one compiled call, on the tables it can take
-        out, compiled = _compress_batch()(tables, target, _SMALL)
-        sizes = out.sizes()
-        if compiled.all() and (not len(sizes) or sizes.max() <= capacity):
+        out, longest, compiled = _compress_batch()(tables, target, _SMALL)
+        if 0 <= longest <= capacity:
             return out
         rows = [None if not ok else (out.key[a:b], out.mask[a:b], out.route[a:b])
                 for ok, a, b in zip(compiled.tolist(), out.start[:-1].tolist(), out.start[1:].tolist())]

@@ -891,7 +891,7 @@ def kernel():
                                         ctypes.c_int64)(oc.address)
         _STATE["compiled"] = compiled  # keeps the engine (and the code) alive
         fused = _STATE["fused_compiled"] = compile_module(_fused_module(), "nmc_mc_compress_batch")
-        _STATE["fused"] = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 3,
+        _STATE["fused"] = ctypes.CFUNCTYPE(ctypes.c_int64, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 3,
                                            *[ctypes.c_void_p] * 3)(fused.address)
         addresses = (ctypes.c_uint64 * 3)(compiled.address, compiled.engine.get_function_address("nmc_mc_ortc"),
                                           oc.address)
@@ -1769,9 +1769,10 @@ def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
     """``nmc_mc_compress_batch(start, key, mask, route, flag, n_tables, target, small, kernels,
     work, out)``: ``compress_one`` (``nmc_mc_compress``) on each table of the columns in turn
     (``flag`` bytes, the others 64-bit words), in the buffer ``work`` (:func:`_batch_words`
-    words), its result moved to the flat outputs ``out`` (layout: :func:`compress_batch`)."""
+    words), its result moved to the flat outputs ``out`` (layout: :func:`compress_batch`).
+    Returns the longest result's length, or -1 when some table is left to the caller."""
     ptr = ir.PointerType()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr] * 5 + [_I64] * 3 + [ptr] * 3),
+    fn = ir.Function(module, ir.FunctionType(_I64, [ptr] * 5 + [_I64] * 3 + [ptr] * 3),
                      name="nmc_mc_compress_batch")
     start, key, mask, route, flag, n_tables, target, small, kernels, work, out = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -1783,6 +1784,7 @@ def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
     at = b.add(n_tables, b.add(n_tables, c(1)))
     columns = [e.at(out, b.add(at, b.mul(total, c(j)))) for j in range(3)]  # key, mask, route
     e.st(ends, 0, 0)
+    longest, left = e.var(0), e.var(0)
     with e.loop(0, n_tables) as (t, nxt, _):
         lo = e.ld(start, t)
         n = b.sub(e.ld(start, b.add(t, c(1))), lo)
@@ -1800,13 +1802,15 @@ def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
         e.st(status, t, b.zext(compiled, _I64))
         with b.if_then(b.not_(compiled)):
             e.st(ends, b.add(t, c(1)), pos)
+            e.set(left, 1)
             b.branch(nxt)
+        e.set(longest, b.select(b.icmp_signed(">", count, e.get(longest)), count, e.get(longest)))
         for j, column in enumerate(columns):
             source, dest = e.at(work, b.mul(n, c(4 + j))), e.at(column, pos)
             with e.loop(0, count) as (i, _, _):
                 e.st(dest, i, e.ld(source, i))
         e.st(ends, b.add(t, c(1)), b.add(pos, count))
-    b.ret_void()
+    b.ret(b.select(b.icmp_signed("!=", e.get(left), c(0)), c(-1), e.get(longest)))
 
 
 _LOCAL = threading.local()
@@ -1829,39 +1833,43 @@ def _batch_words(largest: int, small: int) -> int:
     return max(_fused_words(largest, small), _fused_words(min(largest, small), small))
 
 
-def compress_batch(tables: RouteTables, target: int, small: int) -> tuple[RouteTables, np.ndarray]:
+def compress_batch(tables: RouteTables, target: int, small: int) -> tuple[RouteTables, int, np.ndarray]:
     """``compress._compress(..., target, thorough=False)`` on each table of ``tables``, all in
     one call of the fused kernel (``small``: ``compress._SMALL``): the compressed tables (same
-    route ids and chips, no flags) and, per table, whether the kernel did it (``False``: the
-    table is not disjoint prefixes, its result is empty, and the caller runs the reference).
+    route ids and chips, no flags), the longest one's length (-1 when the kernel left some
+    table to the caller) and, per table, whether the kernel did it (nonzero; zero: the table is
+    not disjoint prefixes, its result is empty, and the caller runs the reference).
 
     The kernel reads the columns where they are; its output ``out`` (uint64 words, T tables
     of N entries in all): ``end[T+1]`` (table ``t``'s result is rows ``end[t]`` to
     ``end[t+1]``), ``status[T]`` (0: left to the caller), then the results' ``key[N]``,
     ``mask[N]`` and ``route[N]`` (a table never grows).  Python's work is a few calls per
     batch, none per table or entry."""
-    n_tables, total = len(tables), len(tables.key)
+    start = tables.start
+    n_tables, total = len(start) - 1, int(start[-1])
     fused = _STATE.get("fused")
     if fused is None:
         kernel()
         fused = _STATE["fused"]
-    sizes = tables.sizes()
-    at = _batch_words(int(sizes.max()) if n_tables else 0, small)
-    work, address = _buffer(at)
+    largest = int(np.subtract(start[1:], start[:-1]).max(initial=0))
+    work, address = _buffer(_batch_words(largest, small))
     out = np.empty(2 * n_tables + 1 + 3 * total, np.uint64)
-    columns = (tables.start, tables.key, tables.mask, tables.route, tables.defaultable)
-    fused(*(_address(column) for column in columns), n_tables, target, small, _STATE["kernels_at"], address,
-          _address(out))
-    ends = out[:n_tables + 1].view(np.int64)
+    longest = fused(_address(start, 8), _address(tables.key, 8), _address(tables.mask, 8), _address(tables.route, 8),
+                    _address(tables.defaultable, 1), n_tables, target, small, _STATE["kernels_at"], address,
+                    _address(out, 8))
     at = 2 * n_tables + 1
-    count = int(ends[-1])
-    result = RouteTables(ends, out[at:at + count], out[at + total:at + total + count],
+    count = int(out[n_tables])
+    result = RouteTables(out[:n_tables + 1].view(np.int64), out[at:at + count], out[at + total:at + total + count],
                          out[at + 2 * total:at + 2 * total + count].view(np.int64), tables.routes, None, tables.chips)
-    return result, out[n_tables + 1:at] != 0
+    return result, longest, out[n_tables + 1:at]
 
 
-def _address(column: np.ndarray) -> int:
-    """Where a column's data is (``ValueError`` unless contiguous, of 64-bit numbers or flags)."""
-    if not column.flags.c_contiguous or column.dtype.itemsize != (1 if column.dtype == bool else 8):
-        raise ValueError(f"a route table column of {column.dtype} is not contiguous 64-bit numbers or flags")
-    return column.__array_interface__["data"][0]
+def _address(column: np.ndarray, itemsize: int) -> int:
+    """Where a column's data is (``ValueError`` unless contiguous numbers of ``itemsize``
+    bytes: 64-bit words, or flags)."""
+    if column.itemsize != itemsize or not column.flags.c_contiguous:
+        raise ValueError(f"a route table column of {column.dtype} is not contiguous {8 * itemsize}-bit numbers")
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(column))
+    except (TypeError, ValueError):  # read-only, or empty
+        return column.__array_interface__["data"][0]

@@ -100,7 +100,7 @@ class RouteTables:
 
     def sizes(self) -> np.ndarray:
         """Entries of each table."""
-        return np.diff(self.start)
+        return np.subtract(self.start[1:], self.start[:-1])
 
     def entries(self, t: int) -> list[RoutingEntry]:
         """Table ``t`` as :class:`RoutingEntry` views (route words, not ids)."""
