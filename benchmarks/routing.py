@@ -26,13 +26,17 @@ work does not add to; wall time is the figure to quote from a quiet machine), th
 calls; building the input tables and checking the outputs are not timed.  PACMAN compresses
 one table per call (its compressor's ``compress_table`` on its
 ``UnCompressedMulticastRoutingTable``, returning its entries), so its time per network is
-the sum of its tables' medians.  nmc compresses a list of tables per call (``compress_tables``
-on pairs of a list of ``RoutingEntry`` and their defaultable flags, returning a list of
-``RoutingEntry`` per table), as the compiler does with a board's tables: its time per network
-is one call on all the network's tables, and its time per table, for the per-table speed-ups,
-is the amortised one: one call on ``COPIES`` (48, a SpiNN-5 board's chips) copies of that
-table, divided by 48 (what the table costs inside a board-sized call; everything per table —
-reading its entries, its share of the kernel, building and splitting its result — is in it).
+the sum of its tables' medians.  nmc compresses a board's tables per call (``compress_tables``
+on the columns the mapper builds, ``RouteTables``: keys, masks, route ids, defaultable flags
+and each table's offset, returning the compressed tables' columns), as the compiler does: its
+time per network is one call on all the network's tables, and its time per table, for the
+per-table speed-ups, is the amortised one: one call on ``COPIES`` (48, a SpiNN-5 board's
+chips) copies of that table, divided by 48 (what the table costs inside a board-sized call;
+everything per table — its part of the kernel and of the result's columns — is in it).  The
+input columns are what the mapper builds (``mapping.router_tables``), not a conversion left
+out of the timed region; the 48 copies are gathered by ``RouteTables.take`` before the timed
+calls, as the mapper would build a board of them.  PACMAN's input tables are built from the
+same entries in its own process, not timed either (as before).
 Every nmc table is proved equivalent to its original by ``check_equivalent`` (every allocated
 key looked up in both); every PACMAN output by PACMAN's own ``compare_tables``.  The speed-up
 is PACMAN's best time over nmc's.

@@ -1,11 +1,12 @@
 """Routing-table compression: default-route removal, route groups, ORTC and Ordered Covering
 (docs/multicast-routing.md).
 
-``compress_tables(tables, capacity, chips=...)`` returns, for each router's table (its entries
-and their defaultable flags), a shorter table that routes every key the original table routes
-exactly as it does (first-match :func:`~.table.lookup` on both), where entry ``i`` is *defaultable* when its packets arrive by exactly one link and
-leave by exactly the opposite one, to no processor: its keys may instead match nothing and be
-default routed.  Keys that no original entry matches are unallocated and may be routed
+``compress_tables(tables, capacity, chips=...)`` returns, for each router's table (columns of
+its entries and their defaultable flags, :class:`~.table.RouteTables`), a shorter table that
+routes every key the original table routes exactly as it does (first-match
+:func:`~.table.lookup` on both), where entry ``i`` is *defaultable* when its packets arrive by
+exactly one link and leave by exactly the opposite one, to no processor: its keys may instead
+match nothing and be default routed.  Keys that no original entry matches are unallocated and may be routed
 anywhere (:func:`~.check.is_unallocated` tells a router to catch them).
 
 Several methods run and the shortest table is kept (ties: the earlier below):
@@ -66,7 +67,8 @@ how many others).
 Speed: the route groups' merge loops, ORTC's placement and Ordered Covering as rig has it run
 as llvmlite-compiled kernels (:mod:`.compress_jit`; the Python loops here are their reference,
 kept for the tests), and ``effort="fast"`` runs whole on every table of disjoint prefixes of
-the call, from the entries' columns to the chosen tables, in one compiled call
+the call, from the tables' columns (:class:`~.table.RouteTables`, as the mapper builds them)
+to the results' columns, in one compiled call
 (:func:`~.compress_jit.compress_batch`; :func:`_compress` is its reference, and runs the
 tables the kernel leaves).  The route groups look a merge's conflicts up among the prefixes that
 start between its least and greatest key and the one before; a merge refused once is not tried

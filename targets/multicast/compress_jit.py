@@ -994,6 +994,24 @@ class _Emitter:
     def st(self, array, index, value):
         self.b.store(value if isinstance(value, ir.Value) else self.c(value), self.at(array, index))
 
+    def insert(self, array, lo, at, item, keys):
+        """One step of an insertion sort: ``array[lo:at]`` is sorted by ``keys[...]``
+        (unsigned); ``item`` goes in after every element whose key is not greater (stable),
+        the greater ones shifting up by one (to ``array[at]``)."""
+        b = self.b
+        pos = self.var(at)
+        key = self.ld(keys, item)
+        with self.forever() as (_, placed):
+            p = self.get(pos)
+            with b.if_then(b.icmp_signed("<=", p, lo)):
+                b.branch(placed)
+            prev = self.ld(array, b.sub(p, self.c(1)))
+            with b.if_then(b.icmp_unsigned("<=", self.ld(keys, prev), key)):
+                b.branch(placed)
+            self.st(array, p, prev)
+            self.set(pos, b.sub(p, self.c(1)))
+        self.st(array, self.get(pos), item)
+
     def popcount(self, x):
         return self.b.call(self.ctpop, [x])
 
@@ -1164,19 +1182,7 @@ def _oc_module() -> str:
         with e.loop(0, lambda: e.get(count)) as (i, nxt, _):
             with b.if_then(b.or_(b.icmp_signed("==", e.ld(live, i), c(0)), b.icmp_signed("!=", e.ld(rid, i), r))):
                 b.branch(nxt)
-            # insertion by order
-            pos = e.var(e.get(size))
-            oi = e.ld(order, i)
-            with e.forever() as (_, placed):
-                p = e.get(pos)
-                with b.if_then(b.icmp_signed("==", p, c(0))):
-                    b.branch(placed)
-                prev = e.ld(ids, b.sub(p, c(1)))
-                with b.if_then(b.icmp_signed("<", e.ld(order, prev), oi)):
-                    b.branch(placed)
-                e.st(ids, p, prev)
-                e.set(pos, b.sub(p, c(1)))
-            e.st(ids, e.get(pos), i)
+            e.insert(ids, c(0), e.get(size), i, order)  # by order (distinct, positive)
             e.set(size, b.add(e.get(size), c(1)))
         ck, cm = merge_of(ids, e.get(size))
         cgen = gen_of(cm)
@@ -1420,20 +1426,7 @@ def _sort_function(module: ir.Module) -> ir.Function:
         return b.select(b.icmp_signed("<", x, y), x, y)
 
     with e.loop(1, n) as (t, nxt, _):
-        x = e.ld(idx, t)
-        kx = e.ld(keys, x)
-        start = b.mul(b.udiv(t, c(_RUN)), c(_RUN))
-        pos = e.var(t)
-        with e.forever() as (_, placed):  # shift the greater ones of this run up by one
-            p = e.get(pos)
-            with b.if_then(b.icmp_signed("<=", p, start)):
-                b.branch(placed)
-            prev = e.ld(idx, b.sub(p, c(1)))
-            with b.if_then(b.icmp_unsigned("<=", e.ld(keys, prev), kx)):
-                b.branch(placed)
-            e.st(idx, p, prev)
-            e.set(pos, b.sub(p, c(1)))
-        e.st(idx, e.get(pos), x)
+        e.insert(idx, b.mul(b.udiv(t, c(_RUN)), c(_RUN)), t, e.ld(idx, t), keys)
     run, flip = e.var(_RUN), e.var(0)
     with e.forever() as (_, sorted_):
         with b.if_then(b.icmp_signed(">=", e.get(run), n)):
