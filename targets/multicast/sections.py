@@ -37,7 +37,7 @@ from nmc.targets.mapping.netlist import synapses
 from nmc.targets.mesh.sections import pack, ports_meta, unpack
 from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.mapping import McMapping, compressed_tables
-from nmc.targets.multicast.table import N_LINKS, RouteTables
+from nmc.targets.multicast.table import N_LINKS, RouteTables, ranges
 from nmc.targets.neurons import NEURON_ARRAYS, neuron_arrays
 from nmc.targets.sections import CoreCounts, check, check_offsets, check_within, inconsistent, read_arrays, section_chip
 
@@ -68,14 +68,18 @@ def _table_arrays(tables: RouteTables, board: Board, prefix: str = "") -> dict:
     ordered = tables.take(order)
     counts = np.zeros(len(board.chips), np.int64)
     counts[at[order]] = ordered.sizes()
+    # each distinct route word once: its links, and its processors (route r's: flat[first[r]:][:n_procs[r]])
     procs = [[p - N_LINKS for p in range(N_LINKS, r.bit_length()) if r >> p & 1] for r in tables.routes]
-    rids = ordered.route.tolist()
+    n_procs = np.array([len(p) for p in procs], np.int64)
+    first = np.cumsum(n_procs) - n_procs
+    flat = np.array([p for ps in procs for p in ps], np.int64)
+    proc_start, rows = ranges(first[ordered.route], n_procs[ordered.route])
     arrays = {f"{prefix}table_start": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            f"{prefix}key": ordered.key.astype(np.int64),
-            f"{prefix}mask": ordered.mask.astype(np.int64),
-            f"{prefix}links": np.array([r & LINK_MASK for r in tables.routes], np.uint8)[ordered.route],
-            f"{prefix}proc_start": np.concatenate([[0], np.cumsum([len(procs[r]) for r in rids])]).astype(np.int64),
-            f"{prefix}procs": np.array([p for r in rids for p in procs[r]], np.int64)}
+              f"{prefix}key": ordered.key.astype(np.int64),
+              f"{prefix}mask": ordered.mask.astype(np.int64),
+              f"{prefix}links": np.array([r & LINK_MASK for r in tables.routes], np.uint8)[ordered.route],
+              f"{prefix}proc_start": proc_start,
+              f"{prefix}procs": flat[rows]}
     if ordered.defaultable is not None:
         arrays[f"{prefix}defaultable"] = ordered.defaultable.astype(np.uint8)
     return arrays

@@ -74,6 +74,13 @@ def _derived_entries(keys, masks, routes) -> list[RoutingEntry]:
     return list(map(tuple.__new__, repeat(RoutingEntry), zip(keys, masks, routes)))
 
 
+def ranges(lo: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, rows)``: the ranges ``lo[i] .. lo[i] + counts[i] - 1`` one after the other
+    (``rows``, int64) and where each starts in ``rows`` (``start``, ``len(lo) + 1``)."""
+    start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return start, np.repeat(lo - start[:-1], counts) + np.arange(start[-1], dtype=np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class RouteTables:
     """Several routers' tables as columns: table ``t`` is rows ``start[t]`` to ``start[t+1]``
@@ -115,9 +122,8 @@ class RouteTables:
     def take(self, tables: Sequence[int]) -> RouteTables:
         """The tables ``tables`` (indices, repeats allowed), in that order, sharing ``routes``."""
         tables = np.asarray(tables, np.int64)
-        lo, hi = self.start[:-1][tables], self.start[1:][tables]
-        start = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
-        rows = np.repeat(lo - start[:-1], hi - lo) + np.arange(start[-1], dtype=np.int64)
+        lo = self.start[:-1][tables]
+        start, rows = ranges(lo, self.start[1:][tables] - lo)
         return RouteTables(start, self.key[rows], self.mask[rows], self.route[rows], self.routes,
                            None if self.defaultable is None else self.defaultable[rows],
                            tuple(self.chips[t] for t in tables.tolist()) if self.chips else ())
