@@ -1,5 +1,7 @@
 """Router-table compression (targets/multicast/compress.py) and its checker (check.py)."""
 
+import threading
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +20,7 @@ from nmc.targets.multicast.compress import (
     _prefix_table,
     compress_tables,
 )
+from nmc.targets.multicast import compress_jit
 from nmc.targets.multicast.compress_jit import compress_batch, merge_groups, ortc_place
 from nmc.targets.multicast.table import RouteTables, RoutingEntry, core_bit, link_bit, lookup
 
@@ -473,6 +476,18 @@ def test_a_batch_equals_its_tables_one_by_one(tables, target, small, rng):
     assert [_exact(out.entries(t)) for t in range(len(cases))] == [
         _exact(compress_tables(RouteTables.from_entries([case]), 1 << 20, chips=[chip], target_length=target).entries(0))
         for case, chip in zip(cases, chips)]
+
+
+def test_the_work_buffer_grows_for_a_larger_table(monkeypatch):
+    # the kernel finds the largest table and asks for room when the buffer has none for it
+    monkeypatch.setattr(compress_jit, "_LOCAL", threading.local())
+    small = RouteTables.from_entries([(slices(1, lambda i: N), [False])])
+    assert compress_batch(small, 0, 64)[0].entries(0) == slices(1, lambda i: N)
+    assert compress_jit._LOCAL.work[1] == {64: 1}  # grown from none, for the one entry
+    table = slices(300, lambda i: core_bit(i * 7 % 5))
+    out, longest, compiled = compress_batch(RouteTables.from_entries([([], []), (table, [False] * 300)]), 0, 64)
+    assert compress_jit._LOCAL.work[1] == {64: 300} and compiled.tolist() == [1, 1]
+    assert out.entries(1) == _reference(table, [False] * 300, 0, 64) and longest == len(out.entries(1))
 
 
 def test_the_fused_kernel_leaves_other_tables_to_the_python_pipeline():

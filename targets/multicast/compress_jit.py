@@ -891,7 +891,7 @@ def kernel():
                                         ctypes.c_int64)(oc.address)
         _STATE["compiled"] = compiled  # keeps the engine (and the code) alive
         fused = _STATE["fused_compiled"] = compile_module(_fused_module(), "nmc_mc_compress_batch")
-        _STATE["fused"] = ctypes.CFUNCTYPE(ctypes.c_int64, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 3,
+        _STATE["fused"] = ctypes.CFUNCTYPE(ctypes.c_int64, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 4,
                                            *[ctypes.c_void_p] * 3)(fused.address)
         addresses = (ctypes.c_uint64 * 3)(compiled.address, compiled.engine.get_function_address("nmc_mc_ortc"),
                                           oc.address)
@@ -1759,18 +1759,26 @@ def _fused_module() -> str:
 
 
 def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
-    """``nmc_mc_compress_batch(start, key, mask, route, flag, n_tables, target, small, kernels,
-    work, out)``: ``compress_one`` (``nmc_mc_compress``) on each table of the columns in turn
-    (``flag`` bytes, the others 64-bit words), in the buffer ``work`` (:func:`_batch_words`
-    words), its result moved to the flat outputs ``out`` (layout: :func:`compress_batch`).
-    Returns the longest result's length, or -1 when some table is left to the caller."""
+    """``nmc_mc_compress_batch(start, key, mask, route, flag, n_tables, target, small, room,
+    kernels, work, out)``: ``compress_one`` (``nmc_mc_compress``) on each table of the columns
+    in turn (``flag`` bytes, the others 64-bit words), in the buffer ``work``, which has room
+    for tables of up to ``room`` entries (:func:`_batch_words`), its result moved to the flat
+    outputs ``out`` (layout: :func:`compress_batch`).  Returns the longest result's length, -1
+    when some table is left to the caller, or ``-2 - n`` (and does nothing) when the largest
+    table, of ``n`` entries, does not fit ``work``."""
     ptr = ir.PointerType()
-    fn = ir.Function(module, ir.FunctionType(_I64, [ptr] * 5 + [_I64] * 3 + [ptr] * 3),
+    fn = ir.Function(module, ir.FunctionType(_I64, [ptr] * 5 + [_I64] * 4 + [ptr] * 3),
                      name="nmc_mc_compress_batch")
-    start, key, mask, route, flag, n_tables, target, small, kernels, work, out = fn.args
+    start, key, mask, route, flag, n_tables, target, small, room, kernels, work, out = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     e = _Emitter(b)
     c = e.c
+    largest = e.var(0)
+    with e.loop(0, n_tables) as (t, _, _):
+        n = b.sub(e.ld(start, b.add(t, c(1))), e.ld(start, t))
+        e.set(largest, b.select(b.icmp_signed(">", n, e.get(largest)), n, e.get(largest)))
+    with b.if_then(b.icmp_signed(">", e.get(largest), room)):
+        b.ret(b.sub(c(-2), e.get(largest)))
     total = e.ld(start, n_tables)
     ends = out
     status = e.at(out, b.add(n_tables, c(1)))
@@ -1809,15 +1817,20 @@ def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
 _LOCAL = threading.local()
 
 
-def _buffer(words: int) -> tuple[array, int]:
-    """This thread's work buffer for the fused kernel, at least ``words`` long, and its
-    address (kept between calls, grown by doubling: a fresh one costs more than the kernel on
-    large tables; the kernel writes every word it reads, so it is not cleared)."""
-    buf = getattr(_LOCAL, "buf", None)
-    if buf is None or len(buf[0]) < words:
-        grown = array("Q", bytes(8 * max(words, 2 * len(buf[0]) if buf else 0, 1 << 12)))
-        buf = _LOCAL.buf = (grown, grown.buffer_info()[0])
-    return buf
+def _work(largest: int, small: int) -> tuple[int, int]:
+    """This thread's work buffer for the fused kernel with room for tables of ``largest``
+    entries (at ``small``): its address, and the largest table it is known to have room for
+    (kept between calls, grown by doubling: a fresh one costs more than the kernel on large
+    tables; the kernel writes every word it reads, so it is not cleared)."""
+    buf, rooms = getattr(_LOCAL, "work", (None, {}))
+    room = rooms.get(small, -1)
+    if room < largest:
+        words = _batch_words(largest, small)
+        if buf is None or len(buf) < words:
+            buf = array("Q", bytes(8 * max(words, 2 * len(buf or ()), 1 << 12)))
+        rooms[small] = room = largest  # a buffer only grows: every room recorded stays true
+        _LOCAL.work = (buf, rooms)
+    return buf.buffer_info()[0], room
 
 
 def _batch_words(largest: int, small: int) -> int:
@@ -1844,12 +1857,12 @@ def compress_batch(tables: RouteTables, target: int, small: int) -> tuple[RouteT
     if fused is None:
         kernel()
         fused = _STATE["fused"]
-    largest = int(np.subtract(start[1:], start[:-1]).max(initial=0))
-    work, address = _buffer(_batch_words(largest, small))
     out = np.empty(2 * n_tables + 1 + 3 * total, np.uint64)
-    longest = fused(_address(start, 8), _address(tables.key, 8), _address(tables.mask, 8), _address(tables.route, 8),
-                    _address(tables.defaultable, 1), n_tables, target, small, _STATE["kernels_at"], address,
-                    _address(out, 8))
+    columns = (_address(start, 8), _address(tables.key, 8), _address(tables.mask, 8), _address(tables.route, 8),
+               _address(tables.defaultable, 1), n_tables, target, small)
+    address, room = _work(0, small)
+    while (longest := fused(*columns, room, _STATE["kernels_at"], address, _address(out, 8))) < -1:
+        address, room = _work(-2 - longest, small)  # the work buffer grows for the largest table
     at = 2 * n_tables + 1
     count = int(out[n_tables])
     result = RouteTables(out[:n_tables + 1].view(np.int64), out[at:at + count], out[at + total:at + total + count],
