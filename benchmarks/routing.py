@@ -26,13 +26,17 @@ work does not add to; wall time is the figure to quote from a quiet machine), th
 calls; building the input tables and checking the outputs are not timed.  PACMAN compresses
 one table per call (its compressor's ``compress_table`` on its
 ``UnCompressedMulticastRoutingTable``, returning its entries), so its time per network is
-the sum of its tables' medians.  nmc compresses a list of tables per call (``compress_tables``
-on pairs of a list of ``RoutingEntry`` and their defaultable flags, returning a list of
-``RoutingEntry`` per table), as the compiler does with a board's tables: its time per network
-is one call on all the network's tables, and its time per table, for the per-table speed-ups,
-is the amortised one: one call on ``COPIES`` (48, a SpiNN-5 board's chips) copies of that
-table, divided by 48 (what the table costs inside a board-sized call; everything per table —
-reading its entries, its share of the kernel, building and splitting its result — is in it).
+the sum of its tables' medians.  nmc compresses a board's tables per call (``compress_tables``
+on the columns the mapper builds, ``RouteTables``: keys, masks, route ids, defaultable flags
+and each table's offset, returning the compressed tables' columns), as the compiler does: its
+time per network is one call on all the network's tables, and its time per table, for the
+per-table speed-ups, is the amortised one: one call on ``COPIES`` (48, a SpiNN-5 board's
+chips) copies of that table, divided by 48 (what the table costs inside a board-sized call;
+everything per table — its part of the kernel and of the result's columns — is in it).  The
+input columns are what the mapper builds (``mapping.router_tables``), not a conversion left
+out of the timed region; the 48 copies are gathered by ``RouteTables.take`` before the timed
+calls, as the mapper would build a board of them.  PACMAN's input tables are built from the
+same entries in its own process, not timed either (as before).
 Every nmc table is proved equivalent to its original by ``check_equivalent`` (every allocated
 key looked up in both); every PACMAN output by PACMAN's own ``compare_tables``.  The speed-up
 is PACMAN's best time over nmc's.
@@ -75,7 +79,7 @@ from pathlib import Path
 from nmc.targets.multicast.check import check_equivalent
 from nmc.targets.multicast.compress import compress_tables
 from nmc.targets.multicast.compress_jit import prepare
-from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, opposite
+from nmc.targets.multicast.table import RouteTables, core_bit, link_bit, opposite
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -111,9 +115,9 @@ def _bfs_parents(src):
 _ON_BOARD = set(CHIPS)
 
 
-def synthetic_tables(layers, neurons_per_core: int, window: int):
-    """{(x, y): (entries, defaultable)} of the synthetic network ``layers`` (see the module
-    docstring)."""
+def synthetic_tables(layers, neurons_per_core: int, window: int) -> RouteTables:
+    """The tables of the synthetic network ``layers`` (see the module docstring), chips
+    ``(x, y)`` in order."""
     bits = (neurons_per_core - 1).bit_length()
     slices, base = [], 0
     for neurons, _ in layers:
@@ -153,14 +157,10 @@ def synthetic_tables(layers, neurons_per_core: int, window: int):
                     entry[0] |= link_bit(link)
                     chip = up
     mask = ((1 << 32) - 1) & ~((1 << bits) - 1)
-    out = {}
-    for chip, table in sorted(routes.items()):
-        entries, flags = [], []
-        for key, (route, arrival) in sorted(table.items()):
-            entries.append(RoutingEntry(key, mask, route))
-            flags.append(arrival is not None and route == link_bit(opposite(arrival)))
-        out[chip] = (entries, flags)
-    return out
+    rows = [(key, route, arrival is not None and route == link_bit(opposite(arrival)))
+            for _, table in sorted(routes.items()) for key, (route, arrival) in sorted(table.items())]
+    return RouteTables.from_rows([len(table) for _, table in sorted(routes.items())], [k for k, _, _ in rows],
+                                 [mask] * len(rows), [r for _, r, _ in rows], [f for _, _, f in rows], sorted(routes))
 
 
 def real_tables(name: str, args):
@@ -218,25 +218,26 @@ def _timed(tables, chips, capacity: int, effort: str, repeats: int):
     return statistics.median(times), out
 
 
-def run_nmc(tables, capacity: int, effort: str, repeats: int):
+def run_nmc(tables: RouteTables, capacity: int, effort: str, repeats: int):
     """(seconds of one call on all of ``tables``, per-table rows): every result checked; with
     ``effort="fast"`` each row also has the table's amortised seconds (one call on ``COPIES``
     copies of it, divided by ``COPIES``)."""
-    pairs, chips = list(tables.values()), [f"{chip}" for chip in tables]
-    seconds, out = _timed(pairs, chips, capacity, effort, repeats)
+    chips = [f"{chip}" for chip in tables.chips]
+    seconds, out = _timed(tables, chips, capacity, effort, repeats)
     rows = []
-    for (entries, flags), result, chip in zip(pairs, out, chips):
-        check_equivalent(entries, flags, result)
-        rows.append({"entries": len(result)})
+    for t, chip in enumerate(chips):
+        check_equivalent(tables.entries(t), tables.flags(t), out.entries(t))
+        rows.append({"entries": int(out.sizes()[t])})
         if effort == "fast":
-            rows[-1]["seconds"] = _timed([(entries, flags)] * COPIES, [chip] * COPIES, capacity, effort, repeats)[0] / COPIES
+            copies = tables.take([t] * COPIES)  # a board of this table (not timed: the mapper builds columns)
+            rows[-1]["seconds"] = _timed(copies, [chip] * COPIES, capacity, effort, repeats)[0] / COPIES
     return seconds, rows
 
 
-def run_pacman(tables, python: str, repeats: int):
+def run_pacman(tables: RouteTables, python: str, repeats: int):
     payload = {"tables": [
-        {"x": x, "y": y, "entries": [[e.key, e.mask, e.route, bool(f)] for e, f in zip(entries, flags)]}
-        for (x, y), (entries, flags) in tables.items()
+        {"x": x, "y": y, "entries": [[*e, f] for e, f in zip(tables.entries(t), tables.flags(t))]}
+        for t, (x, y) in enumerate(tables.chips)
     ]}
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "tables.json", Path(tmp) / "results.json"
@@ -257,10 +258,10 @@ def compare(name, source, tables, pacman_python, capacity=CAPACITY, repeats=1):
     mine = {effort: rows for effort, (_, rows) in network.items()}
     version, theirs = run_pacman(tables, pacman_python, repeats)
     names = list(theirs[0]) if theirs else []
+    sizes = tables.sizes().tolist()
     row = {
         "network": name, "tables": source, "routers": len(tables),
-        "entries_in": sum(len(e) for e, _ in tables.values()),
-        "max_in": max((len(e) for e, _ in tables.values()), default=0), "pacman": version,
+        "entries_in": sum(sizes), "max_in": max(sizes, default=0), "pacman": version,
     }
     fewest, fastest = [], []
     for t in theirs:
@@ -278,9 +279,9 @@ def compare(name, source, tables, pacman_python, capacity=CAPACITY, repeats=1):
         row[f"nmc_{effort}_worse"] = sum(r["entries"] > f for r, f in zip(rows, fewest))
         row[f"nmc_{effort}_better"] = sum(r["entries"] < f for r, f in zip(rows, fewest))
     row["per_table"] = [  # for --json: every table's entries and seconds, each side
-        {"chip": list(chip), "entries_in": len(entries), **{f"nmc_{effort}": rows[i] for effort, rows in mine.items()},
+        {"chip": list(chip), "entries_in": sizes[i], **{f"nmc_{effort}": rows[i] for effort, rows in mine.items()},
          "pacman": theirs[i]}
-        for i, (chip, (entries, _)) in enumerate(tables.items())
+        for i, chip in enumerate(tables.chips)
     ]
     for k in names:
         row[f"{k}_entries"] = sum(t[k]["entries"] for t in theirs)

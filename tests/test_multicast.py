@@ -23,7 +23,7 @@ from nmc.targets.mesh.sections import pack, unpack
 from nmc.targets.multicast.emulator import Emulator, load_program, prepare
 from nmc.targets.multicast.mapping import McMapping, router_tables
 from nmc.targets.multicast.sections import emit_sections
-from nmc.targets.multicast.table import LINKS, link_bit
+from nmc.targets.multicast.table import LINKS, RoutingEntry, core_bit, link_bit
 from reference import assert_matches_reference
 from test_emulator import random_graph
 
@@ -199,13 +199,32 @@ def test_every_key_reaches_exactly_its_destination_cores():
     assert sending >= 3
 
 
-def test_router_tables_for_the_benchmark():
-    graph, _ = random_graph(4)
-    tables = router_tables(mapped(graph), CHIP)
-    assert tables and all(len(e) == len(d) for e, d in tables.values())
-    for entries, flags in tables.values():
-        assert [e.key for e in entries] == sorted(e.key for e in entries)
-        assert all(isinstance(f, bool) for f in flags)
+def _tables_as_entries(m: McMapping) -> dict:
+    """Each chip's table built entry by entry from the trees, as the mapper did before it built
+    columns: ``{(x, y): (entries in key order, defaultable flags)}`` (the reference)."""
+    rows: dict = {}
+    for v, tree in zip(m.vertices(), m.trees()):
+        parent = {ch: c for c, (children, _) in tree.items() for ch in children}
+        for c, (children, procs) in tree.items():
+            if c == v.chip and not children and not procs:
+                continue
+            route = sum(link_bit(m.board.link_between(c, ch)) for ch in children) + sum(core_bit(p) for p in procs)
+            defaultable = (c in parent and len(children) == 1 and not procs
+                           and route == link_bit(m.board.link_between(parent[c], c)))
+            rows.setdefault(c, []).append((RoutingEntry(v.base, v.mask(CHIP.router.key_bits), route), defaultable))
+    return {c: ([e for e, _ in sorted(r)], [d for _, d in sorted(r)]) for c, r in sorted(rows.items())}
+
+
+@pytest.mark.parametrize("seed", [0, 4])  # graphs whose tables have defaultable entries
+def test_router_tables_as_columns_equal_the_entries(seed):
+    graph, _ = random_graph(seed)
+    g = mapped(graph)
+    tables = router_tables(g, CHIP)
+    expected = _tables_as_entries(McMapping(g, CHIP))
+    assert len(tables) >= 2 and list(tables.chips) == list(expected)
+    assert [(tables.entries(t), tables.flags(t)) for t in range(len(tables))] == list(expected.values())
+    assert any(any(flags) for _, flags in expected.values())
+    assert list(tables.routes) == sorted({e.route for entries, _ in expected.values() for e in entries})
 
 
 def _line_graph() -> Graph:
@@ -241,10 +260,10 @@ def test_straight_paths_are_defaultable_and_default_routing_delivers():
     graph = _line_graph()
     g = _placed_on(graph, chip, {0: (0, 0), 1: (5, 0)})
     tables = McMapping(g, chip).tables()
+    assert tables.chips == tuple((x, 0) for x in range(6))
     for x in range(1, 5):
-        entries, flags = tables[(x, 0)]
-        assert flags == [True] and entries[0].route == link_bit(LINKS.index("E"))
-    assert tables[(0, 0)][1] == [False] * len(tables[(0, 0)][1]) and tables[(5, 0)][1] == [False]
+        assert tables.flags(x) == [True] and tables.entries(x)[0].route == link_bit(LINKS.index("E"))
+    assert not any(tables.flags(0)) and tables.flags(5) == [False]
     sections = emit_sections(g, chip)
     t = unpack(sections["multicast.tables"], "multicast.tables")
     assert list(np.diff(t["table_start"])) == [2, 0, 0, 0, 0, 1]  # host + h1 leave (0,0); h1 arrives at (5,0)

@@ -1,5 +1,7 @@
 """Router-table compression (targets/multicast/compress.py) and its checker (check.py)."""
 
+import threading
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,8 +20,9 @@ from nmc.targets.multicast.compress import (
     _prefix_table,
     compress_tables,
 )
+from nmc.targets.multicast import compress_jit
 from nmc.targets.multicast.compress_jit import compress_batch, merge_groups, ortc_place
-from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, lookup
+from nmc.targets.multicast.table import RouteTables, RoutingEntry, core_bit, link_bit, lookup
 
 N, NE, E, S = link_bit(2), link_bit(1), link_bit(0), link_bit(5)
 
@@ -34,8 +37,8 @@ def entry(pattern: str, route: int) -> RoutingEntry:
 def compress(entries, flags=None, capacity=1024, **kw):
     """One table compressed (a batch of one)."""
     flags = [False] * len(entries) if flags is None else flags
-    (out,) = compress_tables([(entries, flags)], capacity, chips=["test (0, 0)"], **kw)
-    return out
+    out = compress_tables(RouteTables.from_entries([(entries, flags)]), capacity, chips=["test (0, 0)"], **kw)
+    return out.entries(0)
 
 
 # --- the checks of Ordered Covering, on the examples of its authors' own code (rig's
@@ -127,7 +130,7 @@ def test_too_big_a_table_names_chip_and_numbers(effort):
     tables = [(fits, [False] * 6), (table, [False] * 6), (fits, [False] * 6), (table[:5], [False] * 5)]
     chips = [f"spinnaker1-board ({x}, 2)" for x in range(4)]
     with pytest.raises(NmcError) as err:
-        compress_tables(tables, 4, chips=chips, target_length=0, effort=effort)
+        compress_tables(RouteTables.from_entries(tables), 4, chips=chips, target_length=0, effort=effort)
     text = str(err.value)
     assert "chip spinnaker1-board (1, 2)" in text and "needs 6 entries" in text and "has 4" in text
     assert "1 more of the 4 routers" in text  # (3, 2)'s five routes do not fit either
@@ -135,11 +138,16 @@ def test_too_big_a_table_names_chip_and_numbers(effort):
 
 
 def test_mismatched_inputs_are_refused():
-    with pytest.raises(ValueError, match=r"chip b: 2 entries but 1 defaultable"):
-        compress_tables([([], []), (slices(2, lambda i: N), [False])], 1024, chips=["a", "b"])
     with pytest.raises(ValueError, match="2 tables but 1 chip names"):
-        compress_tables([([], []), ([], [])], 1024, chips=["a"])
-    assert compress_tables([], 1024, chips=[]) == []
+        compress_tables(RouteTables.from_entries([([], []), ([], [])]), 1024, chips=["a"])
+
+
+@pytest.mark.parametrize("effort", ["fast", "thorough"])
+def test_empty_tables(effort):
+    assert len(compress_tables(RouteTables.from_entries([]), 1024, chips=[], effort=effort)) == 0
+    tables = RouteTables.from_entries([([], []), (slices(3, lambda i: N), [False] * 3), ([], [])])
+    out = compress_tables(tables, 1024, chips=["a", "b", "c"], target_length=0, effort=effort)
+    assert out.sizes().tolist() == [0, 1, 0] and out.entries(1) == [RoutingEntry(0, 0xFFFFFC00, N)]
 
 
 def test_a_table_not_reorderable_by_generality_is_refused():
@@ -394,9 +402,11 @@ def test_compiled_ordered_covering_equals_the_python_minimiser(table, target):
 
 
 def _fused_case(table, rng):
-    """A wide prefix table shuffled, with random 64-bit route words: (entries, flags)."""
+    """A wide prefix table shuffled, with random route words of 64 or 160 bits (SpiNNaker2's
+    152 processors and six links: wider than a machine word): (entries, flags)."""
     width, (keys, masks, rids, flags) = table
-    words = [rng.getrandbits(64) | 1 << 63 for _ in range(max(rids) + 1)]
+    bits = rng.choice([64, 160])
+    words = [rng.getrandbits(bits) | 1 << (bits - 1) for _ in range(max(rids) + 1)]
     rows = list(zip(keys, masks, rids, flags))
     rng.shuffle(rows)
     return [RoutingEntry(k, m, words[r]) for k, m, r, _ in rows], [d for _, _, _, d in rows]
@@ -407,7 +417,9 @@ def _reference(entries, flags, target, small):
     saved = compress_module._SMALL
     compress_module._SMALL = small
     try:
-        return _compress(entries, flags, target, thorough=False)
+        columns = _compress([e.key for e in entries], [e.mask for e in entries], [e.route for e in entries], flags,
+                            target, thorough=False)
+        return [RoutingEntry(*row) for row in zip(*columns)]
     finally:
         compress_module._SMALL = saved
 
@@ -417,31 +429,31 @@ def _reference(entries, flags, target, small):
        st.randoms(use_true_random=False))
 def test_the_fused_kernel_equals_the_python_pipeline(table, target, small, rng):
     # effort="fast" in one call: the same table as compress._compress, entry for entry, on
-    # disjoint prefixes in any order, routes up to 64 bits, Ordered Covering on or off by size
+    # disjoint prefixes in any order, routes of any width (as ids), Ordered Covering on or off
+    # by size
     entries, flags = _fused_case(table, rng)
-    (out,) = compress_batch([entries], [flags], target, small)
-    assert out == _reference(entries, flags, target, small)
+    out, longest, compiled = compress_batch(RouteTables.from_entries([(entries, flags)]), target, small)
+    expected = _reference(entries, flags, target, small)
+    assert compiled.tolist() == [1] and longest == len(expected) and out.entries(0) == expected
 
 
 _OTHERS = {  # tables that are not random prefix tables: what the kernel gives for each
     "empty": (([], []), []),
     "overlapping": (([entry("0XX1", N), entry("XXXX", E)], [False, True]), None),
-    "wide": (([RoutingEntry(1 << 64, (1 << 65) - 1, N), RoutingEntry(0, (1 << 65) - 1, N)], [False, False]), None),
 }
 
 
 def _exact(table):
     """A table as its entries' types and numbers, to compare byte for byte."""
-    return None if table is None else [(type(e), e.key, e.mask, e.route) for e in table]
+    return [(type(e), *map(type, e), *e) for e in table]
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(wide_prefix_tables(), st.sampled_from(sorted(_OTHERS))), min_size=1, max_size=8),
        st.sampled_from([0, 3, 1024]), st.sampled_from([0, 64]), st.randoms(use_true_random=False))
 def test_a_batch_equals_its_tables_one_by_one(tables, target, small, rng):
-    # every table of one call as when compressed alone and as the Python pipeline has it, an
-    # unchanged entry being the input's own object; with empty tables and tables the kernel
-    # leaves to the Python pipeline (overlapping, or wider than 64 bits) among them
+    # every table of one call as when compressed alone and as the Python pipeline has it; with
+    # empty tables and tables the kernel leaves to the Python pipeline (overlapping) among them
     cases, expected = [], []
     for table in tables:
         if isinstance(table, str):
@@ -451,26 +463,42 @@ def test_a_batch_equals_its_tables_one_by_one(tables, target, small, rng):
         else:
             cases.append(_fused_case(table, rng))
             expected.append(_reference(*cases[-1], target, small))
-    batch = compress_batch([c[0] for c in cases], [c[1] for c in cases], target, small)
-    assert [_exact(out) for out in batch] == [_exact(out) for out in expected]
-    for (entries, _), out in zip(cases, batch):
-        assert all(any(e is x for x in entries) for e in out or () if e in entries)
-    assert [_exact(out) for out in batch] == [_exact(compress_batch([e], [f], target, small)[0]) for e, f in cases]
-    # compress_tables, which runs the Python pipeline on what the kernel leaves (not the wide
-    # tables: those are refused), gives each table what a batch of one does
-    kept = [case for case, table in zip(cases, tables) if table != "wide"]
-    chips = [str(i) for i in range(len(kept))]
-    assert [_exact(out) for out in compress_tables(kept, 1 << 20, chips=chips, target_length=target)] == [
-        _exact(compress_tables([case], 1 << 20, chips=[chip], target_length=target)[0])
-        for case, chip in zip(kept, chips)]
+    batch, longest, compiled = compress_batch(RouteTables.from_entries(cases), target, small)
+    assert compiled.tolist() == [int(result is not None) for result in expected]
+    assert longest == (-1 if None in expected else max(map(len, expected)))
+    assert [_exact(batch.entries(t)) for t in range(len(cases))] == [_exact(r or []) for r in expected]
+    assert [_exact(batch.entries(t)) for t in range(len(cases))] == [
+        _exact(compress_batch(RouteTables.from_entries([case]), target, small)[0].entries(0)) for case in cases]
+    # compress_tables, which runs the Python pipeline on what the kernel leaves, gives each
+    # table what a batch of one does
+    chips = [str(i) for i in range(len(cases))]
+    out = compress_tables(RouteTables.from_entries(cases), 1 << 20, chips=chips, target_length=target)
+    assert [_exact(out.entries(t)) for t in range(len(cases))] == [
+        _exact(compress_tables(RouteTables.from_entries([case]), 1 << 20, chips=[chip], target_length=target).entries(0))
+        for case, chip in zip(cases, chips)]
+
+
+def test_the_work_buffer_grows_for_a_larger_table(monkeypatch):
+    # the kernel finds the largest table and asks for room when the buffer has none for it
+    monkeypatch.setattr(compress_jit, "_LOCAL", threading.local())
+    small = RouteTables.from_entries([(slices(1, lambda i: N), [False])])
+    assert compress_batch(small, 0, 64)[0].entries(0) == slices(1, lambda i: N)
+    assert compress_jit._LOCAL.work[1] == {64: 1}  # grown from none, for the one entry
+    table = slices(300, lambda i: core_bit(i * 7 % 5))
+    out, longest, compiled = compress_batch(RouteTables.from_entries([([], []), (table, [False] * 300)]), 0, 64)
+    assert compress_jit._LOCAL.work[1] == {64: 300} and compiled.tolist() == [1, 1]
+    assert out.entries(1) == _reference(table, [False] * 300, 0, 64) and longest == len(out.entries(1))
 
 
 def test_the_fused_kernel_leaves_other_tables_to_the_python_pipeline():
     overlapping = [entry("0XX1", N), entry("XXXX", E)]
-    wide = [RoutingEntry(1 << 64, (1 << 65) - 1, N), RoutingEntry(0, (1 << 65) - 1, N)]
     ok = slices(4, lambda i: N)
-    assert compress_batch([overlapping, ok, wide, []], [[False, True], [False] * 4, [False, False], []], 0, 64) \
-        == [None, [RoutingEntry(0, 0xFFFFFC00, N)], None, []]
-    with pytest.raises(ValueError, match="at most 64"):  # the reference's diagnostic
+    tables = RouteTables.from_entries([(overlapping, [False, True]), (ok, [False] * 4), ([], [])])
+    out, longest, compiled = compress_batch(tables, 0, 64)
+    assert compiled.tolist() == [0, 1, 1] and longest == -1
+    assert [out.entries(t) for t in range(3)] == [[], [RoutingEntry(0, 0xFFFFFC00, N)], []]
+    assert compress_tables(tables, 1024, chips=["a", "b", "c"], target_length=0).entries(0) == \
+        _reference(overlapping, [False, True], 0, 64)
+    wide = [RoutingEntry(1 << 64, (1 << 65) - 1, N), RoutingEntry(0, (1 << 65) - 1, N)]
+    with pytest.raises(ValueError, match="at most 64"):  # columns hold 64-bit keys
         compress(wide, target_length=0)
-    assert compress_batch([], [], 0, 64) == []

@@ -1,11 +1,12 @@
 """Routing-table compression: default-route removal, route groups, ORTC and Ordered Covering
 (docs/multicast-routing.md).
 
-``compress_tables(tables, capacity, chips=...)`` returns, for each router's table (its entries
-and their defaultable flags), a shorter table that routes every key the original table routes
-exactly as it does (first-match :func:`~.table.lookup` on both), where entry ``i`` is *defaultable* when its packets arrive by exactly one link and
-leave by exactly the opposite one, to no processor: its keys may instead match nothing and be
-default routed.  Keys that no original entry matches are unallocated and may be routed
+``compress_tables(tables, capacity, chips=...)`` returns, for each router's table (columns of
+its entries and their defaultable flags, :class:`~.table.RouteTables`), a shorter table that
+routes every key the original table routes exactly as it does (first-match
+:func:`~.table.lookup` on both), where entry ``i`` is *defaultable* when its packets arrive by
+exactly one link and leave by exactly the opposite one, to no processor: its keys may instead
+match nothing and be default routed.  Keys that no original entry matches are unallocated and may be routed
 anywhere (:func:`~.check.is_unallocated` tells a router to catch them).
 
 Several methods run and the shortest table is kept (ties: the earlier below):
@@ -66,7 +67,8 @@ how many others).
 Speed: the route groups' merge loops, ORTC's placement and Ordered Covering as rig has it run
 as llvmlite-compiled kernels (:mod:`.compress_jit`; the Python loops here are their reference,
 kept for the tests), and ``effort="fast"`` runs whole on every table of disjoint prefixes of
-the call, from the entries' columns to the chosen tables, in one compiled call
+the call, from the tables' columns (:class:`~.table.RouteTables`, as the mapper builds them)
+to the results' columns, in one compiled call
 (:func:`~.compress_jit.compress_batch`; :func:`_compress` is its reference, and runs the
 tables the kernel leaves).  The route groups look a merge's conflicts up among the prefixes that
 start between its least and greatest key and the one before; a merge refused once is not tried
@@ -90,7 +92,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nmc.diagnostics import NmcError
-from nmc.targets.multicast.table import RoutingEntry
+from nmc.targets.multicast.table import RouteTables
 
 _U = np.uint64
 _SEQ = 1 << 31  # order of an entry: generality << 32 | seq, seq < 2**32
@@ -99,16 +101,16 @@ _FAR = 1 << 40  # a generality no entry has
 
 
 def compress_tables(
-    tables: Sequence[tuple[Sequence[RoutingEntry], Sequence[bool]]],
+    tables: RouteTables,
     capacity: int,
     *,
     chips: Sequence[str],
     target_length: int | None = None,
     effort: str = "fast",
-) -> list[list[RoutingEntry]]:
-    """The compressed table of each router of ``tables``, pairs of its entries (first match
-    wins) and their defaultable flags; ``chips`` names them (for the error).  Each result has
-    at most ``capacity`` entries.
+) -> RouteTables:
+    """The compressed table of each router of ``tables`` (columns, with their defaultable
+    flags: :class:`~.table.RouteTables`), as columns of the same route ids and chips, without
+    flags; ``chips`` names them (for the error).  Each result has at most ``capacity`` entries.
 
     ``target_length``: ``None`` (default) stops once a table fits ``capacity``; ``0``
     compresses as far as the methods go; another value stops there.  ``effort``: ``"fast"``
@@ -116,40 +118,48 @@ def compress_tables(
     rest on a table they leave longer than ``capacity``) or ``"thorough"`` (every method; the
     shortest result is kept).  Raises ``NmcError`` naming the (first) chip whose table cannot
     be brought down to ``capacity``, ``ValueError`` for an input that is not reorderable by
-    generality (see the module docstring) or mismatched lengths.
+    generality (see the module docstring) or a mismatched number of chip names.
     """
     if len(chips) != len(tables):
         raise ValueError(f"{len(tables)} tables but {len(chips)} chip names")
-    entry_lists, flag_lists = zip(*tables) if tables else ((), ())
-    if list(map(len, entry_lists)) != list(map(len, flag_lists)):
-        i = next(i for i, (entries, flags) in enumerate(tables) if len(entries) != len(flags))
-        raise ValueError(f"chip {chips[i]}: {len(entry_lists[i])} entries but {len(flag_lists[i])} defaultable flags")
     if effort not in ("fast", "thorough"):
         raise ValueError(f"effort {effort!r}: expected 'fast' or 'thorough'")
     target = capacity if target_length is None else target_length
     if effort == "fast":  # the whole of it in one compiled call, on the tables it can take
-        results = _compress_batch()(entry_lists, flag_lists, target, _SMALL)
-        if None not in results and max(map(len, results), default=0) <= capacity:
-            return results
+        out, longest, compiled = _compress_batch()(tables, target, _SMALL)
+        if 0 <= longest <= capacity:
+            return out
+        rows = [None if not ok else (out.key[a:b], out.mask[a:b], out.route[a:b])
+                for ok, a, b in zip(compiled.tolist(), out.start[:-1].tolist(), out.start[1:].tolist())]
     else:
-        results = [None] * len(tables)
-    for i, (entries, defaultable) in enumerate(tables):
-        if results[i] is None:
-            results[i] = _compress(entries, defaultable, target, thorough=effort == "thorough")
-        if len(results[i]) > capacity and effort == "fast":
-            results[i] = _compress(entries, defaultable, target, thorough=True)
-    over = [i for i, result in enumerate(results) if len(result) > capacity]
+        rows = [None] * len(tables)
+    for t, done in enumerate(rows):
+        if done is not None and len(done[0]) <= capacity:
+            continue
+        a, b = int(tables.start[t]), int(tables.start[t + 1])
+        columns = (tables.key[a:b].tolist(), tables.mask[a:b].tolist(), tables.route[a:b].tolist(),
+                   tables.defaultable[a:b].tolist())
+        if done is None:
+            done = _compress(*columns, target, thorough=effort == "thorough")
+        if len(done[0]) > capacity and effort == "fast":
+            done = _compress(*columns, target, thorough=True)
+        rows[t] = done
+    sizes = [len(k) for k, _, _ in rows]
+    over = [t for t, n in enumerate(sizes) if n > capacity]
     if over:
-        i = over[0]
+        t = over[0]
         others = f"; {len(over) - 1} more of the {len(tables)} routers do not fit either" if len(over) > 1 else ""
         raise NmcError(
-            f"chip {chips[i]}: its routing table needs {len(results[i])} entries after compression "
-            f"(from {len(tables[i][0])}) but the router has {capacity}{others}",
+            f"chip {chips[t]}: its routing table needs {sizes[t]} entries after compression "
+            f"(from {int(tables.start[t + 1] - tables.start[t])}) but the router has {capacity}{others}",
             hint="use a bigger board (more chips spread the routes), fewer cores per "
             "population (fewer slices, fewer keys), or other keys (slices of a population "
             "on consecutive keys merge into fewer entries)",
         )
-    return results
+    start = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+    key, mask, route = (np.concatenate([np.asarray(r[j], dtype) for r in rows]) if rows else np.zeros(0, dtype)
+                        for j, dtype in ((0, _U), (1, _U), (2, np.int64)))
+    return RouteTables(start, key, mask, route, tables.routes, None, tables.chips)
 
 
 def _compress_batch():
@@ -163,32 +173,44 @@ def _compress_batch():
 _BATCH = None
 
 
-def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[RoutingEntry]:
-    n = len(entries)
+def _compress(keys: list[int], masks: list[int], routes: list[int], defaultable, target: int, *,
+              thorough: bool) -> tuple[list[int], list[int], list[int]]:
+    """One table, its columns (route ids or words: only their equality and order count), as
+    the columns of its compressed table: the Python pipeline (``effort="thorough"``, tables the
+    fused kernel leaves, and the kernel's reference)."""
+    n = len(keys)
     flags = [bool(f) for f in defaultable]
-    count = Counter([e.route for e in entries])
+    count = Counter(routes)
     if len(count) == n and not any(flags):
-        return list(entries)  # every entry needs one of its own: nothing to merge or remove
-    keys = [e.key for e in entries]
-    masks = [e.mask for e in entries]
+        return list(keys), list(masks), list(routes)  # every entry needs one of its own: nothing to do
     width = max(max(keys), max(masks)).bit_length() or 1
     if width > 64:
         raise ValueError(f"keys of {width} bits; at most 64 are supported")
     # route ids by decreasing frequency (then value): where ORTC may choose among routes it
     # takes the lowest id, the commonest route, which leaves the most for later merges
-    routes = sorted(count, key=lambda r: (-count[r], r))
-    rid_of = {r: i for i, r in enumerate(routes)}
-    rids = [rid_of[e.route] for e in entries]
+    words = sorted(count, key=lambda r: (-count[r], r))
+    rid_of = {r: i for i, r in enumerate(words)}
+    rids = [rid_of[r] for r in routes]
     prefix = _prefix_table(keys, masks, width)
-    make = RoutingEntry.derived
     if prefix is None:
-        return [make(k, m, routes[r]) for k, m, r in _ordered_covering(keys, masks, rids, flags, width,
-                                                                              target, disjoint=False)]
+        table = _ordered_covering(keys, masks, rids, flags, width, target, disjoint=False)
+    else:
+        table = _compress_prefixes(keys, masks, rids, flags, width, target, prefix, thorough=thorough)
+        if table is None:  # down to its non-defaultable entries
+            kept = [i for i, f in enumerate(flags) if not f]
+            return [keys[i] for i in kept], [masks[i] for i in kept], [routes[i] for i in kept]
+    return [k for k, _, _ in table], [m for _, m, _ in table], [words[r] for _, _, r in table]
+
+
+def _compress_prefixes(keys, masks, rids, flags, width: int, target: int, prefix, *, thorough: bool):
+    """:func:`_compress` on disjoint prefixes (``prefix``: :func:`_prefix_table`'s): the
+    shortest candidate's (key, mask, route id) rows, or ``None`` when dropping the
+    defaultable entries is enough."""
     # disjoint prefixes: reorderable, and every defaultable entry is default-routable
     # every route of a non-defaultable entry needs an entry: no method goes below that
     target = max(target, len({r for r, f in zip(rids, flags) if not f}))
-    if n - sum(flags) <= target:
-        return [e for e, f in zip(entries, flags) if not f]
+    if len(keys) - sum(flags) <= target:
+        return None
     order = prefix[1]
     by_key = (prefix[0], *(list(map(column.__getitem__, order)) for column in (masks, rids, flags)))
     table = _grouped(*by_key, rids, width, **_GROUPED[0])
@@ -198,10 +220,10 @@ def _compress(entries, defaultable, target: int, *, thorough: bool) -> list[Rout
     if len(table) > target:
         ortc, owner = _ortc(*prefix, rids, flags, width)
         table = min(table, ortc, key=len)
-        if len(table) > target and (thorough or n <= _SMALL):
+        if len(table) > target and (thorough or len(keys) <= _SMALL):
             table = min(table, _ordered_covering_of(ortc, owner, keys, masks, rids, flags, width, target,
                                                     thorough=thorough), key=len)
-    return [make(k, m, routes[r]) for k, m, r in table]
+    return table
 
 
 _SMALL = 64  # effort="fast" runs rig's Ordered Covering on tables of at most this many entries

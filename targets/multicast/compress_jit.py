@@ -23,15 +23,14 @@ function is the reference: the property tests compare the two on random tables):
   first), ORTC's table and rig's Ordered Covering on small tables, each only while the table is
   above its floor, and the shortest kept (``nmc_mc_compress``, which calls the three above by
   address), in one kernel call for all the tables (``nmc_mc_compress_batch``: the tables'
-  columns concatenated, with offsets, in; the results' rows and new entries, flat, out; both
-  IR builder).  Python only reads the entries' columns and splits the results once (an entry
-  equal to an input entry is that object).  A table of overlapping entries, or of numbers of
-  more than 64 bits, is left to ``compress._compress``.
+  columns, :class:`~.table.RouteTables`, read where they are; the results' columns, flat,
+  out; both IR builder).  Python's work is a few calls per batch, none per table or entry.  A
+  table of overlapping entries is left to ``compress._compress``.
 
 The kernels are compiled once per process, on first use (:func:`prepare`), by
 :func:`nmc.targets.cpu.jit.compile_module`, whose on-disk object cache makes a later process's
 first use a load, not a compilation.  Everything a kernel reads and writes is in buffers of
-64-bit words, so a call costs one ctypes transition.
+64-bit words (and flag bytes), so a call costs one ctypes transition.
 """
 
 from __future__ import annotations
@@ -40,11 +39,12 @@ import ctypes
 import threading
 from array import array
 from contextlib import contextmanager
-from itertools import accumulate, chain
 
 from llvmlite import ir
 
-from nmc.targets.multicast.table import derived_entries
+import numpy as np
+
+from nmc.targets.multicast.table import RouteTables
 
 FUNCTION = "nmc_mc_merge_groups"
 
@@ -891,9 +891,8 @@ def kernel():
                                         ctypes.c_int64)(oc.address)
         _STATE["compiled"] = compiled  # keeps the engine (and the code) alive
         fused = _STATE["fused_compiled"] = compile_module(_fused_module(), "nmc_mc_compress_batch")
-        _STATE["fused"] = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                           ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                                           ctypes.c_void_p)(fused.address)
+        _STATE["fused"] = ctypes.CFUNCTYPE(ctypes.c_int64, *[ctypes.c_void_p] * 5, *[ctypes.c_int64] * 4,
+                                           *[ctypes.c_void_p] * 3)(fused.address)
         addresses = (ctypes.c_uint64 * 3)(compiled.address, compiled.engine.get_function_address("nmc_mc_ortc"),
                                           oc.address)
         _STATE["kernels"] = addresses
@@ -994,6 +993,24 @@ class _Emitter:
 
     def st(self, array, index, value):
         self.b.store(value if isinstance(value, ir.Value) else self.c(value), self.at(array, index))
+
+    def insert(self, array, lo, at, item, keys):
+        """One step of an insertion sort: ``array[lo:at]`` is sorted by ``keys[...]``
+        (unsigned); ``item`` goes in after every element whose key is not greater (stable),
+        the greater ones shifting up by one (to ``array[at]``)."""
+        b = self.b
+        pos = self.var(at)
+        key = self.ld(keys, item)
+        with self.forever() as (_, placed):
+            p = self.get(pos)
+            with b.if_then(b.icmp_signed("<=", p, lo)):
+                b.branch(placed)
+            prev = self.ld(array, b.sub(p, self.c(1)))
+            with b.if_then(b.icmp_unsigned("<=", self.ld(keys, prev), key)):
+                b.branch(placed)
+            self.st(array, p, prev)
+            self.set(pos, b.sub(p, self.c(1)))
+        self.st(array, self.get(pos), item)
 
     def popcount(self, x):
         return self.b.call(self.ctpop, [x])
@@ -1165,19 +1182,7 @@ def _oc_module() -> str:
         with e.loop(0, lambda: e.get(count)) as (i, nxt, _):
             with b.if_then(b.or_(b.icmp_signed("==", e.ld(live, i), c(0)), b.icmp_signed("!=", e.ld(rid, i), r))):
                 b.branch(nxt)
-            # insertion by order
-            pos = e.var(e.get(size))
-            oi = e.ld(order, i)
-            with e.forever() as (_, placed):
-                p = e.get(pos)
-                with b.if_then(b.icmp_signed("==", p, c(0))):
-                    b.branch(placed)
-                prev = e.ld(ids, b.sub(p, c(1)))
-                with b.if_then(b.icmp_signed("<", e.ld(order, prev), oi)):
-                    b.branch(placed)
-                e.st(ids, p, prev)
-                e.set(pos, b.sub(p, c(1)))
-            e.st(ids, e.get(pos), i)
+            e.insert(ids, c(0), e.get(size), i, order)  # by order (distinct, positive)
             e.set(size, b.add(e.get(size), c(1)))
         ck, cm = merge_of(ids, e.get(size))
         cgen = gen_of(cm)
@@ -1388,7 +1393,7 @@ def ordered_covering(keys, masks, rids, flags, width: int, target: int):
 # false: the reference), built with the IR builder; it calls the kernels above by address
 
 # the fused kernel's buffer (uint64 words), n entries: key, mask, route, flag (in), then the
-# result's new entries' key, mask, route and every row's source (out: see put_rows), then
+# result's key, mask, route (out: see put_rows), then
 # the scratch arrays below of n words each, the candidate tables (3 x 2n words each), and the
 # kernels' own buffer (:func:`_fused_words`)
 _SCRATCH = ("rid", "idx", "tmp", "skey", "vval", "vcnt", "vmap", "rroute", "rcount", "first", "seen", "grp",
@@ -1400,7 +1405,7 @@ def _fused_words(n: int, small: int) -> int:
     tables of at most ``small``)."""
     w = (n + 63) // 64
     kernels = max(32 * n + 2 * n * w, 31 * n + n * n if n <= small else 0)  # ORTC's, Ordered Covering's
-    return 8 * n + len(_SCRATCH) * n + 12 * n + kernels + 16
+    return 7 * n + len(_SCRATCH) * n + 12 * n + kernels + 16
 
 
 _RUN = 16  # sort_by's insertion-sorted runs
@@ -1421,20 +1426,7 @@ def _sort_function(module: ir.Module) -> ir.Function:
         return b.select(b.icmp_signed("<", x, y), x, y)
 
     with e.loop(1, n) as (t, nxt, _):
-        x = e.ld(idx, t)
-        kx = e.ld(keys, x)
-        start = b.mul(b.udiv(t, c(_RUN)), c(_RUN))
-        pos = e.var(t)
-        with e.forever() as (_, placed):  # shift the greater ones of this run up by one
-            p = e.get(pos)
-            with b.if_then(b.icmp_signed("<=", p, start)):
-                b.branch(placed)
-            prev = e.ld(idx, b.sub(p, c(1)))
-            with b.if_then(b.icmp_unsigned("<=", e.ld(keys, prev), kx)):
-                b.branch(placed)
-            e.st(idx, p, prev)
-            e.set(pos, b.sub(p, c(1)))
-        e.st(idx, e.get(pos), x)
+        e.insert(idx, b.mul(b.udiv(t, c(_RUN)), c(_RUN)), t, e.ld(idx, t), keys)
     run, flip = e.var(_RUN), e.var(0)
     with e.forever() as (_, sorted_):
         with b.if_then(b.icmp_signed(">=", e.get(run), n)):
@@ -1492,7 +1484,7 @@ def _fused_module() -> str:
 
     at = c(0)
     arrays = {}
-    for name in ("key", "mask", "route", "flag", "okey", "omask", "oroute", "oidx", *_SCRATCH):
+    for name in ("key", "mask", "route", "flag", "okey", "omask", "oroute", *_SCRATCH):
         arrays[name], at = region(at, n)
     n2 = b.add(n, n)
     for name in ("tk", "tm", "tr", "ck", "cm", "cr"):
@@ -1518,36 +1510,14 @@ def _fused_module() -> str:
             e.st(array, t, t)
 
     def put_rows(count, source):
-        """The result: rows ``source`` (key, mask, route id arrays) as the index of an equal input
-        entry or ``n + j``, the ``j``-th new entry (its key, mask, route); returns both counts."""
+        """The result: rows ``source`` (key, mask, route id arrays) as keys, masks and route
+        words; returns their count."""
         k_, m_, r_ = source
-        made = e.var(0)
-        with e.loop(0, count) as (t, nxt, _):
-            kt, mt = e.ld(k_, t), e.ld(m_, t)
-            # the input entry with this key (sorted keys, by bisection), if it is the same
-            lo, hi = e.var(0), e.var(n)
-            with e.forever() as (_, found):
-                with b.if_then(b.icmp_signed(">=", e.get(lo), e.get(hi))):
-                    b.branch(found)
-                mid = b.lshr(b.add(e.get(lo), e.get(hi)), c(1))
-                le = b.icmp_unsigned("<=", e.ld(sk, mid), kt)
-                e.set(lo, b.select(le, b.add(mid, c(1)), e.get(lo)))
-                e.set(hi, b.select(le, e.get(hi), mid))
-            pos = b.sub(e.get(lo), c(1))
-            safe = b.select(lt_(pos, c(0)), c(0), pos)
-            same = b.and_(b.icmp_signed(">=", pos, c(0)), b.icmp_unsigned("==", e.ld(sk, safe), kt))
-            same = b.and_(same, b.icmp_unsigned("==", e.ld(sm, safe), mt))
-            same = b.and_(same, eq(e.ld(sr, safe), e.ld(r_, t)))
-            with b.if_then(same):
-                e.st(a["oidx"], t, e.ld(a["order"], safe))
-                b.branch(nxt)
-            j = e.get(made)
-            e.st(a["okey"], j, kt)
-            e.st(a["omask"], j, mt)
-            e.st(a["oroute"], j, e.ld(a["rroute"], e.ld(r_, t)))
-            e.st(a["oidx"], t, b.add(n, j))
-            e.set(made, b.add(j, c(1)))
-        b.ret(b.or_(count, b.shl(e.get(made), c(32))))
+        with e.loop(0, count) as (t, _, _):
+            e.st(a["okey"], t, e.ld(k_, t))
+            e.st(a["omask"], t, e.ld(m_, t))
+            e.st(a["oroute"], t, e.ld(a["rroute"], e.ld(r_, t)))
+        b.ret(count)
 
     def pass_through(keep_flagged):
         """The input rows in order (the defaultable ones only if ``keep_flagged``)."""
@@ -1556,7 +1526,8 @@ def _fused_module() -> str:
             with b.if_then(b.and_(b.not_(keep_flagged), ne(e.ld(flag, i), c(0)))):
                 b.branch(nxt)
             t = e.get(count)
-            e.st(a["oidx"], t, i)
+            for out, column in (("okey", key), ("omask", mask), ("oroute", route)):
+                e.st(a[out], t, e.ld(column, i))
             e.set(count, b.add(t, c(1)))
         b.ret(e.get(count))
 
@@ -1788,72 +1759,78 @@ def _fused_module() -> str:
 
 
 def _batch_function(module: ir.Module, compress_one: ir.Function) -> None:
-    """``nmc_mc_compress_batch(io, n_tables, target, small, kernels, work, out)``:
-    ``compress_one`` (``nmc_mc_compress``) on each table of ``io`` in turn, in the buffer
-    ``work`` (:func:`_batch_words` words), its result moved to the flat outputs ``out``
-    (layout: :func:`compress_batch`).  Returns the number of new entries of all the tables."""
+    """``nmc_mc_compress_batch(start, key, mask, route, flag, n_tables, target, small, room,
+    kernels, work, out)``: ``compress_one`` (``nmc_mc_compress``) on each table of the columns
+    in turn (``flag`` bytes, the others 64-bit words), in the buffer ``work``, which has room
+    for tables of up to ``room`` entries (:func:`_batch_words`), its result moved to the flat
+    outputs ``out`` (layout: :func:`compress_batch`).  Returns the longest result's length, -1
+    when some table is left to the caller, or ``-2 - n`` (and does nothing) when the largest
+    table, of ``n`` entries, does not fit ``work``."""
     ptr = ir.PointerType()
-    fn = ir.Function(module, ir.FunctionType(_I64, [ptr, _I64, _I64, _I64, ptr, ptr, ptr]), name="nmc_mc_compress_batch")
-    io, n_tables, target, small, kernels, work, out = fn.args
+    fn = ir.Function(module, ir.FunctionType(_I64, [ptr] * 5 + [_I64] * 4 + [ptr] * 3),
+                     name="nmc_mc_compress_batch")
+    start, key, mask, route, flag, n_tables, target, small, room, kernels, work, out = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     e = _Emitter(b)
     c = e.c
-    start = io
+    largest = e.var(0)
+    with e.loop(0, n_tables) as (t, _, _):
+        n = b.sub(e.ld(start, b.add(t, c(1))), e.ld(start, t))
+        e.set(largest, b.select(b.icmp_signed(">", n, e.get(largest)), n, e.get(largest)))
+    with b.if_then(b.icmp_signed(">", e.get(largest), room)):
+        b.ret(b.sub(c(-2), e.get(largest)))
     total = e.ld(start, n_tables)
-    at = b.add(n_tables, c(1))
-    rows = e.at(io, at)  # (key, mask, route) of each entry
-    flags = e.at(io, b.add(at, b.mul(total, c(3))))
     ends = out
     status = e.at(out, b.add(n_tables, c(1)))
     at = b.add(n_tables, b.add(n_tables, c(1)))
-    oidx = e.at(out, at)
-    new = [e.at(out, b.add(at, b.mul(total, c(j)))) for j in (1, 2, 3)]  # key, mask, route
-    made = e.var(0)
+    columns = [e.at(out, b.add(at, b.mul(total, c(j)))) for j in range(3)]  # key, mask, route
     e.st(ends, 0, 0)
+    longest, left = e.var(0), e.var(0)
     with e.loop(0, n_tables) as (t, nxt, _):
         lo = e.ld(start, t)
         n = b.sub(e.ld(start, b.add(t, c(1))), lo)
         to = [e.at(work, b.mul(n, c(j))) for j in range(4)]  # its key, mask, route, flag columns
         with e.loop(0, n) as (i, _, _):
-            row = b.mul(b.add(lo, i), c(3))
-            for j in range(3):
-                e.st(to[j], i, e.ld(rows, b.add(row, c(j))))
-            e.st(to[3], i, e.ld(flags, b.add(lo, i)))
+            row = b.add(lo, i)
+            for j, column in enumerate((key, mask, route)):
+                e.st(to[j], i, e.ld(column, row))
+            byte = b.load(b.gep(flag, [row], source_etype=ir.IntType(8), inbounds=True), typ=ir.IntType(8))
+            e.st(to[3], i, b.zext(byte, _I64))
         tgt = b.select(b.icmp_signed("<", target, n), target, n)
-        result = b.call(compress_one, [work, n, tgt, small, kernels])
+        count = b.call(compress_one, [work, n, tgt, small, kernels])
         pos = e.ld(ends, t)
-        compiled = b.icmp_signed(">=", result, c(0))
+        compiled = b.icmp_signed(">=", count, c(0))
         e.st(status, t, b.zext(compiled, _I64))
         with b.if_then(b.not_(compiled)):
             e.st(ends, b.add(t, c(1)), pos)
+            e.set(left, 1)
             b.branch(nxt)
-        count, m = b.and_(result, c(0xFFFFFFFF)), b.lshr(result, c(32))
-        first_new = b.sub(b.add(total, e.get(made)), n)  # row n + j of the table: new entry made + j
-        sources = e.at(work, b.mul(n, c(7)))
-        with e.loop(0, count) as (j, _, _):
-            source = e.ld(sources, j)
-            e.st(oidx, b.add(pos, j), b.add(source, b.select(b.icmp_signed("<", source, n), lo, first_new)))
-        for j, column in enumerate(new):
-            source = e.at(work, b.mul(n, c(4 + j)))
-            to = e.at(column, e.get(made))
-            with e.loop(0, m) as (i, _, _):
-                e.st(to, i, e.ld(source, i))
-        e.set(made, b.add(e.get(made), m))
+        e.set(longest, b.select(b.icmp_signed(">", count, e.get(longest)), count, e.get(longest)))
+        for j, column in enumerate(columns):
+            source, dest = e.at(work, b.mul(n, c(4 + j))), e.at(column, pos)
+            with e.loop(0, count) as (i, _, _):
+                e.st(dest, i, e.ld(source, i))
         e.st(ends, b.add(t, c(1)), b.add(pos, count))
-    b.ret(e.get(made))
+    b.ret(b.select(b.icmp_signed("!=", e.get(left), c(0)), c(-1), e.get(longest)))
 
 
 _LOCAL = threading.local()
 
 
-def _buffer(words: int) -> array:
-    """This thread's buffer for the fused kernel, at least ``words`` long (kept between calls,
-    grown by doubling: a fresh one costs more than the kernel on large tables; the kernel
-    writes every word it reads, so it is not cleared)."""
-    buf = getattr(_LOCAL, "buf", None)
-    if buf is None or len(buf) < words:
-        buf = _LOCAL.buf = array("Q", bytes(8 * max(words, 2 * len(buf or ()), 1 << 12)))
-    return buf
+def _work(largest: int, small: int) -> tuple[int, int]:
+    """This thread's work buffer for the fused kernel with room for tables of ``largest``
+    entries (at ``small``): its address, and the largest table it is known to have room for
+    (kept between calls, grown by doubling: a fresh one costs more than the kernel on large
+    tables; the kernel writes every word it reads, so it is not cleared)."""
+    buf, rooms = getattr(_LOCAL, "work", (None, {}))
+    room = rooms.get(small, -1)
+    if room < largest:
+        words = _batch_words(largest, small)
+        if buf is None or len(buf) < words:
+            buf = array("Q", bytes(8 * max(words, 2 * len(buf or ()), 1 << 12)))
+        rooms[small] = room = largest  # a buffer only grows: every room recorded stays true
+        _LOCAL.work = (buf, rooms)
+    return buf.buffer_info()[0], room
 
 
 def _batch_words(largest: int, small: int) -> int:
@@ -1862,62 +1839,43 @@ def _batch_words(largest: int, small: int) -> int:
     return max(_fused_words(largest, small), _fused_words(min(largest, small), small))
 
 
-def compress_batch(entry_lists, flag_lists, target: int, small: int) -> list:
-    """``compress._compress(entries, defaultable, target, thorough=False)`` on each table,
-    ``entry_lists[t]`` and ``flag_lists[t]`` (its entries and their defaultable flags, as
-    sequences of equal lengths), all in one call of the fused kernel (``small``: ``compress._SMALL``): for each table the same
-    table, entry for entry, where an entry equal to an input entry is that object, or ``None``
-    when the table is not disjoint prefixes of keys, masks and routes below 2**64 (the caller
-    then runs the reference).
+def compress_batch(tables: RouteTables, target: int, small: int) -> tuple[RouteTables, int, np.ndarray]:
+    """``compress._compress(..., target, thorough=False)`` on each table of ``tables``, all in
+    one call of the fused kernel (``small``: ``compress._SMALL``): the compressed tables (same
+    route ids and chips, no flags), the longest one's length (-1 when the kernel left some
+    table to the caller) and, per table, whether the kernel did it (nonzero; zero: the table is
+    not disjoint prefixes, its result is empty, and the caller runs the reference).
 
-    The kernel's input ``io`` (uint64 words), T tables of N entries in all: ``start[T+1]``
-    (table ``t`` is entries ``start[t]`` to ``start[t+1]``), then every entry's ``key, mask,
-    route`` (3N: an entry is a tuple of them, read in one pass) and ``flag[N]``; its output ``out`` (this thread's buffer, after the work area):
-    ``end[T+1]`` (table ``t``'s result is rows ``end[t]`` to ``end[t+1]``), ``status[T]`` (0:
-    left to the caller), ``row[N]`` (each an index into the input entries followed by the new
-    ones) and the new entries' ``key[N] mask[N] route[N]``."""
-    if not entry_lists:
-        return []
-    sizes = list(map(len, entry_lists))
-    pool = list(chain.from_iterable(entry_lists))
-    n_tables, total = len(sizes), len(pool)
-    try:
-        io = array("Q", [0, *accumulate(sizes), *chain.from_iterable(pool)])
-    except OverflowError:
-        return _some_too_wide(entry_lists, flag_lists, target, small)
-    flags = list(chain.from_iterable(flag_lists))
-    try:
-        io.fromlist(flags)  # bools (the kernel tests for nonzero)
-    except TypeError:
-        io.fromlist(list(map(bool, flags)))
+    The kernel reads the columns where they are; its output ``out`` (uint64 words, T tables
+    of N entries in all): ``end[T+1]`` (table ``t``'s result is rows ``end[t]`` to
+    ``end[t+1]``), ``status[T]`` (0: left to the caller), then the results' ``key[N]``,
+    ``mask[N]`` and ``route[N]`` (a table never grows).  Python's work is a few calls per
+    batch, none per table or entry."""
+    start = tables.start
+    n_tables, total = len(start) - 1, int(start[-1])
     fused = _STATE.get("fused")
     if fused is None:
         kernel()
         fused = _STATE["fused"]
-    at = _batch_words(max(sizes), small)
-    buf = _buffer(at + 2 * n_tables + 1 + 4 * total)
-    work = buf.buffer_info()[0]
-    made = fused(io.buffer_info()[0], n_tables, target, small, _STATE["kernels_at"], work, work + 8 * at)
-    ends = buf[at:at + n_tables + 1].tolist()
-    at += n_tables + 1
-    status = buf[at:at + n_tables]
-    at += n_tables
-    if made:
-        pool += derived_entries(*(buf[at + j * total:at + j * total + made].tolist() for j in (1, 2, 3)))
-    rows = list(map(pool.__getitem__, buf[at:at + ends[-1]].tolist()))
-    results = list(map(rows.__getitem__, map(slice, ends, ends[1:])))
-    if 0 in status:
-        for t in (t for t, ok in enumerate(status) if not ok):
-            results[t] = None
-    return results
+    out = np.empty(2 * n_tables + 1 + 3 * total, np.uint64)
+    columns = (_address(start, 8), _address(tables.key, 8), _address(tables.mask, 8), _address(tables.route, 8),
+               _address(tables.defaultable, 1), n_tables, target, small)
+    address, room = _work(0, small)
+    while (longest := fused(*columns, room, _STATE["kernels_at"], address, _address(out, 8))) < -1:
+        address, room = _work(-2 - longest, small)  # the work buffer grows for the largest table
+    at = 2 * n_tables + 1
+    count = int(out[n_tables])
+    result = RouteTables(out[:n_tables + 1].view(np.int64), out[at:at + count], out[at + total:at + total + count],
+                         out[at + 2 * total:at + 2 * total + count].view(np.int64), tables.routes, None, tables.chips)
+    return result, longest, out[n_tables + 1:at]
 
 
-def _some_too_wide(entry_lists, flag_lists, target: int, small: int) -> list:
-    """:func:`compress_batch` when some table has a number the kernel cannot hold (``None``
-    for those, the kernel's results for the others)."""
-    narrow = [t for t, entries in enumerate(entry_lists) if all(0 <= x < 1 << 64 for e in entries for x in (e.key, e.mask, e.route))]
-    out = [None] * len(entry_lists)
-    for t, result in zip(narrow, compress_batch([entry_lists[t] for t in narrow], [flag_lists[t] for t in narrow],
-                                                target, small)):
-        out[t] = result
-    return out
+def _address(column: np.ndarray, itemsize: int) -> int:
+    """Where a column's data is (``ValueError`` unless contiguous numbers of ``itemsize``
+    bytes: 64-bit words, or flags)."""
+    if column.itemsize != itemsize or not column.flags.c_contiguous:
+        raise ValueError(f"a route table column of {column.dtype} is not contiguous {8 * itemsize}-bit numbers")
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(column))
+    except (TypeError, ValueError):  # read-only, or empty
+        return column.__array_interface__["data"][0]

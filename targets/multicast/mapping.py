@@ -34,7 +34,7 @@ from nmc.targets.mapping.hw import mapped_cores
 from nmc.targets.mapping.netlist import Netlist
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
 from nmc.targets.multicast.board import Board
-from nmc.targets.multicast.table import RoutingEntry, core_bit, link_bit, opposite
+from nmc.targets.multicast.table import RouteTables, core_bit, link_bit, opposite
 
 HOST_CHIP = (0, 0)
 
@@ -179,13 +179,15 @@ class McMapping:
         self._trees = out
         return out
 
-    def tables(self) -> dict:
-        """Each chip's uncompressed table: ``{(x, y): (entries, defaultable)}``, entries in key
-        order; chips no tree visits have none."""
+    def tables(self) -> RouteTables:
+        """Each chip's uncompressed table as columns (:class:`~.table.RouteTables`): chips
+        (``(x, y)``) in order, each table's entries in key order, with their defaultable flags;
+        chips no tree visits have none."""
         key_bits = self.chip.router.key_bits
-        rows: dict = {}
+        chip_of, keys, masks, routes, flags = [], [], [], [], []
         for v, tree in zip(self.vertices(), self.trees()):
             parent = {ch: c for c, (children, _) in tree.items() for ch in children}
+            mask = v.mask(key_bits)
             for c, (children, procs) in tree.items():
                 if c == v.chip and not children and not procs:
                     continue  # a vertex with no destination: its packets are dropped at its router
@@ -198,8 +200,18 @@ class McMapping:
                 if c in parent and len(children) == 1 and not procs:
                     arrival = opposite(self.board.link_between(parent[c], c))
                     defaultable = route == link_bit(opposite(arrival))
-                rows.setdefault(c, []).append((RoutingEntry(v.base, v.mask(key_bits), route), defaultable))
-        return {c: ([e for e, _ in sorted(r)], [d for _, d in sorted(r)]) for c, r in sorted(rows.items())}
+                chip_of.append(c)
+                keys.append(v.base)
+                masks.append(mask)
+                routes.append(route)
+                flags.append(defaultable)
+        chips = sorted(set(chip_of))
+        rank = {c: i for i, c in enumerate(chips)}
+        table_of = np.array([rank[c] for c in chip_of], np.int64)
+        order = np.lexsort((np.array(keys, np.uint64), table_of))  # a chip's keys are distinct
+        return RouteTables.from_rows(np.bincount(table_of, minlength=len(chips)), np.array(keys, np.uint64)[order],
+                                     np.array(masks, np.uint64)[order], [routes[i] for i in order.tolist()],
+                                     np.array(flags, bool)[order], chips)
 
     def link_loads(self, rates: np.ndarray) -> dict:
         """Packets per step on every directed link used, ``{(chip, link): load}``."""
@@ -213,19 +225,18 @@ class McMapping:
         return dict(sorted(loads.items()))
 
 
-def router_tables(graph: Graph, chip) -> dict:
-    """Every chip's uncompressed router table of a placed graph with its defaultable flags:
-    ``{(x, y): (list[RoutingEntry], list[bool])}`` (for the routing benchmark)."""
+def router_tables(graph: Graph, chip) -> RouteTables:
+    """Every chip's uncompressed router table of a placed graph with its defaultable flags,
+    as the compiler builds them (for the routing benchmark)."""
     return McMapping(graph, chip).tables()
 
 
-def compressed_tables(tables: dict, chip) -> dict:
-    """``{(x, y): entries}`` of every chip's table after compression, the one call site of
+def compressed_tables(tables: RouteTables, chip) -> RouteTables:
+    """Every chip's table after compression (same chips), the one call site of
     table compression (:func:`~nmc.targets.multicast.compress.compress_tables`: default-route
     removal, then order-exploiting minimisation as far as it goes, every table of the board in
     one compiled call); NmcError naming the chip whose table still exceeds its router."""
     from nmc.targets.multicast.compress import compress_tables
 
-    chips = [f"{chip.name} ({x}, {y})" for x, y in tables]
-    return dict(zip(tables, compress_tables(list(tables.values()), chip.router.entries, chips=chips,
-                                            target_length=0)))
+    chips = [f"{chip.name} ({x}, {y})" for x, y in tables.chips]
+    return compress_tables(tables, chip.router.entries, chips=chips, target_length=0)

@@ -382,8 +382,8 @@ class McRoute(Pass):
         hw_insert(graph, routes)
         tables = m.tables()
         compressed = compressed_tables(tables, chip)
-        before = max((len(e) for e, _ in tables.values()), default=0)
-        after = max((len(e) for e in compressed.values()), default=0)
+        before = int(tables.sizes().max(initial=0))
+        after = int(compressed.sizes().max(initial=0))
         capacity = chip.links.packets_per_s * chip.core.step_s
         loads = m.link_loads(rates)
         over = {k: v for k, v in loads.items() if v > capacity}
@@ -402,10 +402,10 @@ class McRoute(Pass):
         graph.meta["hw.table_entries"] = after
         graph.meta["hw.step_cycles"] = round(float(cycles.max()) if len(cycles) else 0.0, 3)
         ctx.stat("vertices", len(m.vertices()))
-        ctx.stat("entries", sum(len(e) for e, _ in tables.values()))
-        ctx.stat("entries-compressed", sum(len(e) for e in compressed.values()))
-        ctx.remark(f"{len(m.vertices())} key ranges; router tables: {sum(len(e) for e, _ in tables.values())} entries "
-                   f"on {len(tables)} chip(s), {sum(len(e) for e in compressed.values())} after compression "
+        ctx.stat("entries", len(tables.key))
+        ctx.stat("entries-compressed", len(compressed.key))
+        ctx.remark(f"{len(m.vertices())} key ranges; router tables: {len(tables.key)} entries "
+                   f"on {len(tables)} chip(s), {len(compressed.key)} after compression "
                    f"(fullest {before} -> {after} of {chip.router.entries})")
         if len(cycles) and cycles.max() > budget:
             k = int(np.argmax(cycles))

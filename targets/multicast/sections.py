@@ -37,7 +37,7 @@ from nmc.targets.mapping.netlist import synapses
 from nmc.targets.mesh.sections import pack, ports_meta, unpack
 from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.mapping import McMapping, compressed_tables
-from nmc.targets.multicast.table import N_LINKS, RoutingEntry
+from nmc.targets.multicast.table import N_LINKS, RouteTables, ranges
 from nmc.targets.neurons import NEURON_ARRAYS, neuron_arrays
 from nmc.targets.sections import CoreCounts, check, check_offsets, check_within, inconsistent, read_arrays, section_chip
 
@@ -59,15 +59,30 @@ _SCHEMA = {
 LINK_MASK = (1 << N_LINKS) - 1
 
 
-def _table_arrays(per_chip: list[list[RoutingEntry]], prefix: str = "") -> dict:
-    entries = [e for t in per_chip for e in t]
-    procs = [[p for p in range(e.route.bit_length()) if p >= N_LINKS and e.route >> p & 1] for e in entries]
-    return {f"{prefix}table_start": np.cumsum([0] + [len(t) for t in per_chip]),
-            f"{prefix}key": np.array([e.key for e in entries], np.int64),
-            f"{prefix}mask": np.array([e.mask for e in entries], np.int64),
-            f"{prefix}links": np.array([e.route & LINK_MASK for e in entries], np.uint8),
-            f"{prefix}proc_start": np.cumsum([0] + [len(p) for p in procs]),
-            f"{prefix}procs": np.array([p - N_LINKS for ps in procs for p in ps], np.int64)}
+def _table_arrays(tables: RouteTables, board: Board, prefix: str = "") -> dict:
+    """The image's arrays of ``tables`` (chips labelled ``(x, y)``) over every chip of the
+    board, in board order (a chip without a table has an empty one), with their defaultable
+    flags if they have them."""
+    at = np.array([board.index[c] for c in tables.chips], np.int64)
+    order = np.argsort(at, kind="stable")
+    ordered = tables.take(order)
+    counts = np.zeros(len(board.chips), np.int64)
+    counts[at[order]] = ordered.sizes()
+    # each distinct route word once: its links, and its processors (route r's: flat[first[r]:][:n_procs[r]])
+    procs = [[p - N_LINKS for p in range(N_LINKS, r.bit_length()) if r >> p & 1] for r in tables.routes]
+    n_procs = np.array([len(p) for p in procs], np.int64)
+    first = np.cumsum(n_procs) - n_procs
+    flat = np.array([p for ps in procs for p in ps], np.int64)
+    proc_start, rows = ranges(first[ordered.route], n_procs[ordered.route])
+    arrays = {f"{prefix}table_start": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+              f"{prefix}key": ordered.key.astype(np.int64),
+              f"{prefix}mask": ordered.mask.astype(np.int64),
+              f"{prefix}links": np.array([r & LINK_MASK for r in tables.routes], np.uint8)[ordered.route],
+              f"{prefix}proc_start": proc_start,
+              f"{prefix}procs": flat[rows]}
+    if ordered.defaultable is not None:
+        arrays[f"{prefix}defaultable"] = ordered.defaultable.astype(np.uint8)
+    return arrays
 
 
 def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
@@ -89,10 +104,7 @@ def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
             "vertex_sources": hw_source[np.concatenate([v.sources for v in vertices])] if vertices else ints([])}
     board = Board(chip)
     raw = m.tables()
-    compressed = compressed_tables(raw, chip)
-    tables = {**_table_arrays([compressed.get(c, []) for c in board.chips]),
-              **_table_arrays([raw.get(c, ([], []))[0] for c in board.chips], "raw_"),
-              "raw_defaultable": np.array([d for c in board.chips for d in raw.get(c, ([], []))[1]], np.uint8)}
+    tables = {**_table_arrays(compressed_tables(raw, chip), board), **_table_arrays(raw, board, "raw_")}
     # master population tables and rows: per core, a block of rows for every vertex that sends to it
     key_of = m.source_keys()
     vertex_of = np.empty(net.n_sources, np.int64)
