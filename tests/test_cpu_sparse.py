@@ -416,15 +416,18 @@ def test_encoder_values_scanned_in_words_deliver_every_event(integer):
             _agree(run([x], timesteps=20, record="all", threads=threads), ref, pops, integer)
 
 
-@pytest.mark.parametrize("weights", [(-40, 90), (-2**29, 2**29)])
-def test_long_rows_walked_with_prefetch_stay_exact(weights):
-    """Rows of 80 synapses (kernels.sparse.LONG_ROWS: prefetched ahead as they are walked),
-    packed words and (target, weight) records, split and not, against the reference."""
+@pytest.mark.parametrize("weights, counts", [((-40, 90), 2), ((-2**29, 2**29), 2), ((-40, 90), 4)])
+def test_long_rows_walked_with_prefetch_stay_exact(weights, counts):
+    """Rows of 80 synapses (kernels.sparse.LONG_ROWS: prefetched ahead as they are walked,
+    and from the encoder a step ahead, kernels.sparse.NEXT, up to the run's last step),
+    packed words and (target, weight) records, spikes and counts up to 3, split and not,
+    against the reference."""
     from nmc.targets.cpu.kernels import sparse
 
     g = _recurrent(160, 80, seed=4, weights=weights)
     assert all(p.indptr.data[-1] >= sparse.LONG_ROWS * (p.indptr.data.size - 1) for p in g.walk("snn.project"))
-    x = np.random.default_rng(6).integers(0, 2, (1, 15, 50)).astype(np.float32)
+    assert sparse.NEXT
+    x = np.random.default_rng(6).integers(0, counts, (1, 15, 50)).astype(np.float32)
     pops = g.walk("snn.population")
     ref = semantics.run_snn(g, [x], timesteps=15, record=pops)
     for split in (0, 10**9):
