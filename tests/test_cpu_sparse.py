@@ -28,7 +28,7 @@ from nmc.ir.verifier import verify
 from nmc.targets import cpu
 from nmc.targets.cpu import plan, tables
 from nmc.targets.cpu.execute import LockstepChoice
-from nmc.targets.cpu.kernels.sparse import homes
+from nmc.targets.cpu.kernels.sparse import owned
 from tests.test_cpu_runtime import PROPERTY, _agree, _Kind
 
 
@@ -141,8 +141,8 @@ def _rows(p, bounds=None) -> str:
     """How the sparse kernel walks ``p``'s rows: ``fixed``, ``fixed+overflow`` or ``csr``."""
     table, bits, _ = tables.synapse_table(p)
     indptr = p.indptr.data if bounds is None else tables.split_synapse_table(p, table, bounds)[1]
-    home = homes(p, bounds, indptr.size - 1)
-    fixed = tables.fixed_rows(table, bits, indptr, home) if home is not None else None
+    own = owned(p, bounds, indptr.size - 1)
+    fixed = tables.fixed_rows(table, bits, indptr, own) if own is not None else None
     if fixed is None:
         return "csr"
     return "fixed+overflow" if fixed[3][-1] else "fixed"
@@ -292,8 +292,9 @@ def test_fixed_rows_hold_every_synapse_once_and_pad_with_zero_weights(counts, se
     bits = 6
     starts = np.concatenate([[0], np.cumsum(counts)])
     table = (rng.integers(-100, 100, int(starts[-1])) << bits | rng.integers(0, 64, int(starts[-1]))).astype(np.int32)
-    home = rng.integers(0, 64, len(counts))
-    fixed = tables.fixed_rows(table, bits, starts, home)
+    first = rng.integers(0, 32, len(counts))
+    count = rng.integers(1, 33, len(counts))
+    fixed = tables.fixed_rows(table, bits, starts, (first, count))
     c = np.asarray(counts)
     if fixed is None:  # no slot count suits these rows
         assert all(np.mean(c > k) > tables.FIXED_OVERFLOW or c.mean() * 3 < k for k in tables.FIXED_SLOTS)
@@ -307,8 +308,20 @@ def test_fixed_rows_hold_every_synapse_once_and_pad_with_zero_weights(counts, se
         np.testing.assert_array_equal(np.concatenate([kept, rest]), table[starts[r]:starts[r + 1]])
         pad = rows[r, min(n, slots):]
         assert np.all(pad >> bits == 0)  # weight 0
-        spread = table[starts[r] + np.arange(min(n, slots), slots) % max(min(n, slots), 1)] & 63 if n else home[r]
-        assert np.all(pad == spread)  # the row's own targets in turn (or its home)
+        assert np.all((pad >= first[r]) & (pad < first[r] + count[r]))  # a target the row's thread owns
+
+
+def test_fixed_rows_spread_their_padding():
+    """Unused slots of one row add to different targets (none waits on another's add), and
+    rows of 16-bit halves pad up to target 65,535."""
+    starts = np.arange(0, 2001, 2)  # 1,000 rows of 2 synapses in 4 slots: 2 unused each
+    table = np.zeros(2000, np.int32)
+    own = np.full(1000, 65536 - 4096), np.full(1000, 4096)
+    slots, rows, *_ = tables.fixed_rows(table, tables.HALVES, starts, own)
+    pad = rows[:, 2:slots]
+    assert pad.min() >= 65536 - 4096 and pad.max() <= 65535
+    assert np.mean(pad[:, 0] != pad[:, 1]) > 0.99
+    assert len(np.unique(pad)) > 1000
 
 
 def test_an_i16_accumulator_only_when_the_sums_of_spikes_fit():
@@ -324,11 +337,13 @@ def test_an_i16_accumulator_only_when_the_sums_of_spikes_fit():
            semantics.run_snn(large, [x], timesteps=12, record=pops), pops, True)
 
 
-def test_homes_lie_in_the_rows_part():
+def test_owned_targets_lie_in_the_rows_part():
     p = _recurrent(40, 4).walk("snn.project")[1]
-    h = homes(p, [0, 16, 40], 80)
-    assert np.all((h[:40] >= 0) & (h[:40] < 16)) and np.all((h[40:] >= 16) & (h[40:] < 40))  # part-major rows
-    assert homes(p, [0, 0, 40], 80) is None  # an empty part owns no target
+    first, count = owned(p, [0, 16, 40], 80)
+    assert np.all((first[:40] == 0) & (count[:40] == 16)) and np.all((first[40:] == 16) & (count[40:] == 24))  # part-major rows
+    assert owned(p, [0, 0, 40], 80) is None  # an empty part owns no target
+    first, count = owned(p, None, 40)
+    assert np.all((first == 0) & (count == 40))
 
 
 def test_w3_like_network_split_on_two_threads_matches_one_thread():
@@ -401,15 +416,18 @@ def test_encoder_values_scanned_in_words_deliver_every_event(integer):
             _agree(run([x], timesteps=20, record="all", threads=threads), ref, pops, integer)
 
 
-@pytest.mark.parametrize("weights", [(-40, 90), (-2**29, 2**29)])
-def test_long_rows_walked_with_prefetch_stay_exact(weights):
-    """Rows of 80 synapses (kernels.sparse.LONG_ROWS: prefetched ahead as they are walked),
-    packed words and (target, weight) records, split and not, against the reference."""
+@pytest.mark.parametrize("weights, counts", [((-40, 90), 2), ((-2**29, 2**29), 2), ((-40, 90), 4)])
+def test_long_rows_walked_with_prefetch_stay_exact(weights, counts):
+    """Rows of 80 synapses (kernels.sparse.LONG_ROWS: prefetched ahead as they are walked,
+    and from the encoder a step ahead, kernels.sparse.NEXT, up to the run's last step),
+    packed words and (target, weight) records, spikes and counts up to 3, split and not,
+    against the reference."""
     from nmc.targets.cpu.kernels import sparse
 
     g = _recurrent(160, 80, seed=4, weights=weights)
     assert all(p.indptr.data[-1] >= sparse.LONG_ROWS * (p.indptr.data.size - 1) for p in g.walk("snn.project"))
-    x = np.random.default_rng(6).integers(0, 2, (1, 15, 50)).astype(np.float32)
+    assert sparse.NEXT
+    x = np.random.default_rng(6).integers(0, counts, (1, 15, 50)).astype(np.float32)
     pops = g.walk("snn.population")
     ref = semantics.run_snn(g, [x], timesteps=15, record=pops)
     for split in (0, 10**9):

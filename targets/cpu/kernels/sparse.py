@@ -29,19 +29,24 @@ UNROLL = 4
 #: synapse being read (W3's input rows: 900 synapses, 3.6 KB).
 LONG_ROWS = 64
 STREAM = 1024
+#: Bytes of each of the next step's long rows from an encoder prefetched after this step's
+#: events (the encoder's values are all known): they arrive during the rest of the step.
+NEXT = 512
 
 
-def homes(p: Op, bounds: list[int] | None, rows: int) -> np.ndarray | None:
-    """For each row, a target its thread owns (where an empty fixed row adds its zeros),
-    spread over the targets; None when some part has no neurons."""
+def owned(p: Op, bounds: list[int] | None, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """For each row, the range of targets its thread owns, as ``(first, count)`` arrays (the
+    whole population when not split; a row's part when split, rows part-major:
+    :func:`..tables.split_synapse_table`), where a fixed row's unused slots add their zeros
+    (:func:`..tables.fixed_rows`); None when some part has no neurons."""
     size = p.result.type.size
     if bounds is None:
-        return np.arange(rows) % max(size, 1)
-    lo, hi = np.asarray(bounds[:-1]), np.asarray(bounds[1:])
+        return np.zeros(rows, np.int64), np.full(rows, max(size, 1), np.int64)
+    lo, hi = np.asarray(bounds[:-1], np.int64), np.asarray(bounds[1:], np.int64)
     if np.any(hi <= lo):
         return None
-    part, source = np.divmod(np.arange(rows), max(rows // PARTS, 1))  # rows part-major (split_synapse_table)
-    return lo[part] + source % (hi - lo)[part]
+    part = np.arange(rows) // max(rows // PARTS, 1)
+    return lo[part], (hi - lo)[part]
 
 
 @kernel("sparse")
@@ -85,8 +90,8 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
     def count(n):
         b.store(b.add(b.load(lw.synops, typ=I64), n), lw.synops)
 
-    home = homes(p, bounds, indptr.size - 1) if p.is_integer else None
-    fixed = fixed_rows(table, bits, indptr, home) if home is not None else None
+    own = owned(p, bounds, indptr.size - 1) if p.is_integer else None
+    fixed = fixed_rows(table, bits, indptr, own) if own is not None else None
     if fixed is not None:
         slots, rows, counts, over_starts, over = fixed
         gf, gt = e.const_array(rows, "fixed")
@@ -164,3 +169,14 @@ def project_sparse(lw: Lowering, p: Op, pop: Op, acc):
         e.prefetch(b.gep(g, [first if bits else b.shl(first, e.i64(1))], source_etype=gt))
 
     lw.events(p, pop, body, counted=True, ahead=ahead)
+    if long and NEXT and p.src.owner.KIND == "snn.encode":
+        def soon(j, x):  # the next step's event j: its row's first lines
+            first = b.sext(e.load(ip, row_of(j), ipt), I64)
+            start = b.gep(g, [first if bits else b.shl(first, e.i64(1))], source_etype=gt)
+            for line in range(0, NEXT, 64):
+                e.prefetch(b.gep(start, [e.i64(line)], source_etype=ir.IntType(8)))
+
+        now = lw.t
+        lw.t = b.add(now, e.i64(1))
+        lw.events(p, pop, soon, counted=True)
+        lw.t = now
