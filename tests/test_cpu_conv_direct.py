@@ -28,13 +28,14 @@ def _out(size: int, k: int, dil: int, lo: int, hi: int) -> int:
 
 def conv_net(c_in: int = 3, out: int = 16, groups: int = 1, kernel=(3, 3), pads=(0, 0, 0, 0), dil=(1, 1),
              wmax: int = 40, bits: int = 24, second: bool = False, size=(9, 10), seed: int = 0, delay: int = 1,
-             exponent: int = 0) -> Graph:
+             exponent: int = 0, third: bool = False) -> Graph:
     """A rate-encoded ``[c_in, H, W]`` input → conv2d (from the encoder) → population ``h1``
     ``[16, …]`` → the conv under test (from ``h1``: ``out`` channels, ``groups``, ``kernel``,
     ``pads``, ``dil``, int8 weights in ``[-wmax, wmax]``, all of channel 0 at 127 when ``wmax`` is)
     → population ``h2`` of ``bits`` bits
     (``second``: the conv is ``h2``'s second current, after a 1×1 pool of ``h1``; ``delay``
-    and ``exponent``: the conv's)."""
+    and ``exponent``: the conv's; ``third``: then a conv of the same shape from ``h2`` with other
+    weights → population ``h3``, the output)."""
     rng = np.random.default_rng(seed)
     g = Graph("direct")
     H, W = size
@@ -59,6 +60,12 @@ def conv_net(c_in: int = 3, out: int = 16, groups: int = 1, kernel=(3, 3), pads=
     h2 = snn.Population(currents=currents, declared_type=SpikeType((out, oh, ow)), bits=bits,
                         threshold=(wmax << exponent) * min(6, 16 // groups * kh * kw // 3), dv=3000)
     g.add(h2, "h2")
+    if third:
+        c3 = g.add(snn.Project(src=h2.result, kind="conv2d", weight=Blob(rng.integers(-wmax, wmax + 1, w.shape)
+                                                                          .astype(np.int8)), pads=pads))
+        h2 = snn.Population(currents=[c3], declared_type=SpikeType((out, oh, ow)), bits=bits,
+                            threshold=h2.threshold, dv=3000)
+        g.add(h2, "h3")
     g.add(ann.Output(values=[g.add(snn.Decode(x=h2.result))]))
     verify(g)
     return g
@@ -181,3 +188,17 @@ def test_only_integer_stride_1_int8_convs_of_spikes_run_directly():
     fl = _conv(conv_net(), 1)
     fl.weight = Blob(fl.weight.data.astype(np.float32))
     assert plan.direct_conv(fl, plan.Layout(features=vnni), "dense") is None
+
+
+@needs_vnni
+def test_convolutions_of_one_shape_share_one_direct_function():
+    """The direct sums depend only on the shapes (conv_direct.direct_sums): two 16 → 16 convs
+    of one geometry, different weights, call one function; the 3 → 16 conv has its own.  The
+    run is bit-identical to the reference."""
+    g = conv_net(pads=(1, 1, 1, 1), size=(8, 8), third=True)
+    text = str(emit.lower(Network.of(g), kernels="dense")[0])
+    assert text.count(f'define internal void @"{plan.FUNCTION_NAME}_direct_') == 2
+    assert text.count(f'call void @"{plan.FUNCTION_NAME}_direct_1"') == 2
+    ref = run_both(g, "dense")
+    h3 = g.walk("snn.population")[2]
+    assert ref.spikes[h3].any() and not ref.spikes[h3].all()  # not vacuous

@@ -12,7 +12,8 @@ and group of 4 input channels, one ``vpdpbusd`` per cell and 16 output channels 
 sum is bounded by :func:`..plan.unit_bound` below ``2**31``, so the i32 sums are exact in any
 order.  The sums are stored (narrowed, exactly) into the event kernel's channel-last private
 accumulator, which :func:`.conv2d.project_conv2d` flushes into the population's whichever
-kernel ran."""
+kernel ran.  The sums are a function of their own (:func:`direct_sums`), shared by every
+projection of the same shapes."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from llvmlite import ir
 
 from nmc.ir.core import Op
 
-from ..emit import I8, I32, I64
-from ..plan import conv_out, direct_geometry
+from ..emit import I8, I32, I64, PTR
+from ..plan import FUNCTION_NAME, conv_out, direct_geometry
 from ..tables import int_weights
 
 if TYPE_CHECKING:
@@ -56,19 +57,12 @@ def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
     :func:`..plan.conv_halo`): every output cell's sums are stored (module docstring).
     Synaptic operations are counted per event, as by the event kernel."""
     e, b = lw.e, lw.e.b
-    co, cpg, kh, kw = p.weight.shape
-    G = p.groups
-    og = co // G
+    cpg = p.weight.shape[1]
     C, H, W = p.src.type.shape
-    OH, OW = conv_out(p)
-    hp, wp, cells, depth, owr, run, pair = direct_geometry(p)
-    k4 = depth // G
-    quads = k4 // 4
-    dy, dx = p.dilations
-    taps = [(ky * dy * wp + kx * dx) * depth for ky in range(kh) for kx in range(kw)]
+    _, wp, cells, depth, _, _, _ = direct_geometry(p)
+    k4 = depth // p.groups
     cin = lw.area[("cin", p)]
     pacc, pt, touched = priv
-    hy, hx, _, owp = halo
 
     size = (cells * depth + 63) // 64  # the plan reserves whole 64-byte lines
     with e.loop(0, size, "cz") as k:
@@ -83,7 +77,51 @@ def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
 
     lw.events(p, pop, event)
 
-    wg = e.opaque(e.const_array(direct_weights(p), "dweight")[0])
+    weights = e.const_array(direct_weights(p), "dweight")[0]
+    b.call(direct_sums(lw, p, halo, pt), [cin, weights, pacc])
+    b.store(ir.Constant(I8, 1), touched)
+
+
+def direct_sums(lw: Lowering, p: Op, halo, pt: ir.IntType) -> ir.Function:
+    """The function ``void (ptr cin, ptr weights, ptr pacc)`` that sums conv2d ``p``'s outputs
+    from its input plane ``cin`` (:func:`..plan.direct_geometry`) and weights
+    (:func:`direct_weights`) into its private accumulator ``pacc`` (element type ``pt``, with
+    the halo ``halo``): module docstring.  Its code depends only on the shapes, so projections
+    of one shape share one function (``noinline``; made when first asked for, kept in
+    ``lw.shared``): a network of many equal convolutions (a DenseNet's dense blocks) compiles
+    it once."""
+    co, cpg, kh, kw = p.weight.shape
+    key = ("direct_sums", direct_geometry(p), (co, cpg, kh, kw), p.groups, tuple(p.dilations), conv_out(p),
+           tuple(halo), pt.width)
+    if key in lw.shared:
+        return lw.shared[key]
+    e = lw.e
+    fn = ir.Function(lw.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR]),
+                     name=f"{FUNCTION_NAME}_direct_{len(lw.shared)}")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    for a in fn.args:
+        a.add_attribute("noalias")
+    lw.shared[key] = fn
+    with e.function(fn):
+        _sums(e, p, halo, pt, *fn.args)
+        e.b.ret_void()
+    return fn
+
+
+def _sums(e, p: Op, halo, pt: ir.IntType, cin, wg, pacc):
+    """The body of :func:`direct_sums`, emitted with ``e`` into the current function."""
+    b = e.b
+    co, cpg, kh, kw = p.weight.shape
+    G = p.groups
+    og = co // G
+    OH, OW = conv_out(p)
+    hp, wp, cells, depth, owr, run, pair = direct_geometry(p)
+    k4 = depth // G
+    quads = k4 // 4
+    dy, dx = p.dilations
+    taps = [(ky * dy * wp + kx * dx) * depth for ky in range(kh) for kx in range(kw)]
+    hy, hx, _, owp = halo
     vpdp = e.intrinsic("llvm.x86.avx512.vpdpbusd.512", V16, [V16, V16, V16])
     blocks = og // 16
     unrolled = len(taps) * quads <= UNROLL
@@ -131,4 +169,3 @@ def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
                                 total = b.load(sums[c][k], typ=V16)
                                 total = total if pt == I32 else b.trunc(total, ir.VectorType(pt, 16))  # |sum| < 2**15
                                 b.store(total, dst, align=2)
-    b.store(ir.Constant(I8, 1), touched)
