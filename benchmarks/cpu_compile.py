@@ -1,23 +1,46 @@
-"""The CPU runtime's compile time against the network's depth: a chain of ``L`` integer conv2d
-layers (32 channels, 8 x 8, 3 x 3, rate-encoded input), lowered under the ``step`` schedule, then
-LLVM's O3 pipeline and code generation timed apart (process CPU seconds, so a loaded machine
-inflates them less), as :func:`nmc.targets.cpu.jit.compile_module` runs them (:func:`.jit.optimise`)::
+"""The CPU runtime's compile time: against the network's depth, and cold per workload.
+
+**Depth.**  A chain of ``L`` integer conv2d layers (32 channels, 8 x 8, 3 x 3, rate-encoded
+input), lowered under the ``step`` schedule, then LLVM's O3 pipeline and code generation timed
+apart (process CPU seconds, so a loaded machine inflates them less), as
+:func:`nmc.targets.cpu.jit.compile_module` runs them (:func:`.jit.optimise`)::
 
     python benchmarks/cpu_compile.py 8 32 64
 
 Time that grows 4x when ``L`` doubles is quadratic in the depth (every layer's loops inside
 one function's step loop); 2x, linear (one function per population: :meth:`.emit.Lowering.outlined`).
+
+**Cold compile per workload** (``--workloads``).  Each of ``runtime.py``'s workloads is
+compiled as its ``compile s`` column does (``cpu.prepare(graph)`` with an empty object cache,
+after the process's one-time LLVM set-up), ``--repeat`` times in one process; the median
+process CPU time and wall time are printed, and the CPU time's parts (the median of each):
+building the IR in Python (plan and emit), parsing it, O3, code generation.  With ``--a`` and
+``--b`` (two source trees, as ``runtime_ab.py`` takes them) each round runs one fresh process
+per tree in turn (A, B, A, B, ...), and the median of the rounds' B/A ratios of the medians is
+printed per workload: the comparison to trust on a machine shared with other jobs::
+
+    python benchmarks/cpu_compile.py --workloads W2,W1-64,W1-1,W1c-64,W3 --repeat 7
+    python benchmarks/cpu_compile.py --workloads W2 --a ../base-tree --b . --rounds 5
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import llvmlite.binding as llvm
 
 from nmc.ir.parser import parse_ir
 from nmc.targets.cpu import emit, jit, plan
+
+HERE = Path(__file__).resolve().parent
 
 
 def chain(layers: int) -> str:
@@ -37,6 +60,13 @@ def measure(layers: int) -> dict:
     """IR lines, defined functions, O3 and code generation CPU seconds for ``chain(layers)``."""
     module, _, _ = emit.lower(plan.Network.of(parse_ir(chain(layers))), schedule="step")
     text = str(module)
+    o3, codegen = optimise_and_generate(text)
+    return {"layers": layers, "ir_lines": text.count("\n"), "functions": text.count("\ndefine "),
+            "o3_s": round(o3, 2), "codegen_s": round(codegen, 2)}
+
+
+def optimise_and_generate(text: str) -> tuple[float, float]:
+    """Process CPU seconds of O3 and of code generation for the module ``text``."""
     tm = jit._target_machine()
     mod = llvm.parse_assembly(text)
     mod.triple, mod.data_layout = tm.triple, str(tm.target_data)
@@ -44,10 +74,82 @@ def measure(layers: int) -> dict:
     jit.optimise(mod, tm)
     optimised = time.process_time()
     tm.emit_object(mod)
-    return {"layers": layers, "ir_lines": text.count("\n"), "functions": text.count("\ndefine "),
-            "o3_s": round(optimised - start, 2), "codegen_s": round(time.process_time() - optimised, 2)}
+    return optimised - start, time.process_time() - optimised
+
+
+def cold(name: str, repeat: int) -> dict:
+    """Median CPU and wall seconds of ``repeat`` cold compiles of workload ``name`` (module
+    docstring) in this process, and the medians of their parts."""
+    sys.path.insert(0, str(HERE))
+    import runtime as R
+
+    from nmc.targets import cpu
+
+    R.process_setup()
+    g, *_ = R.workload(name, argparse.Namespace(data=None, quick=False))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["NMC_CACHE_DIR"] = tmp
+        for k in range(repeat):
+            os.environ["NMC_CACHE_DIR"] = str(Path(tmp) / str(k))  # empty each time
+            c0, w0 = time.process_time(), time.perf_counter()
+            cpu.prepare(g)
+            row = {"cpu": time.process_time() - c0, "wall": time.perf_counter() - w0}
+            c0 = time.process_time()
+            text = str(emit.lower(plan.Network.of(g))[0])
+            row["python"] = time.process_time() - c0
+            c0 = time.process_time()
+            llvm.parse_assembly(text)
+            row["parse"] = time.process_time() - c0
+            row["o3"], row["codegen"] = optimise_and_generate(text)
+            rows.append(row)
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+
+def ab(args) -> None:
+    """Interleaved rounds of :func:`cold` in fresh processes, tree A then tree B (module docstring)."""
+    names = args.workloads.split(",")
+    got: dict = {(t, n): [] for t in "AB" for n in names}
+    for _ in range(args.rounds):
+        for tree, path in (("A", args.a), ("B", args.b)):
+            env = {**os.environ, "PYTHONPATH": str(Path(path).resolve())}
+            out = subprocess.run([sys.executable, __file__, "--workloads", args.workloads, "--repeat",
+                                  str(args.repeat), "--json"], capture_output=True, text=True, env=env, check=True)
+            for n, row in json.loads(out.stdout.splitlines()[-1]).items():
+                got[tree, n].append(row)
+                print(f"{tree} {n:7s} cpu {row['cpu']:.3f} s  wall {row['wall']:.3f} s", flush=True)
+    for n in names:
+        a, b = got["A", n], got["B", n]
+        ratios = [y["cpu"] / x["cpu"] for x, y in zip(a, b)]
+        print(f"{n}: median CPU s A {statistics.median(r['cpu'] for r in a):.3f}, B "
+              f"{statistics.median(r['cpu'] for r in b):.3f}; median ratio B/A {statistics.median(ratios):.3f} "
+              f"over {args.rounds} rounds")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("layers", nargs="*", type=int, help="chain depths (default 8 32 64)")
+    ap.add_argument("--workloads", help="runtime.py workloads, comma-separated: their cold compile")
+    ap.add_argument("--repeat", type=int, default=7, help="compiles per process")
+    ap.add_argument("--a", help="source tree A (the base)")
+    ap.add_argument("--b", help="source tree B (the change)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.workloads and args.a and args.b:
+        ab(args)
+    elif args.workloads:
+        rows = {n: cold(n, args.repeat) for n in args.workloads.split(",")}
+        if args.json:
+            print(json.dumps(rows))
+        for n, r in ([] if args.json else rows.items()):
+            print(f"{n:7s} cold compile: CPU {r['cpu']:.3f} s, wall {r['wall']:.3f} s (median of {args.repeat}); "
+                  f"python {r['python']:.3f}, parse {r['parse']:.3f}, O3 {r['o3']:.3f}, codegen {r['codegen']:.3f}")
+    else:
+        for n in args.layers or [8, 32, 64]:
+            print(measure(n), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    for n in map(int, sys.argv[1:] or ["8", "32", "64"]):
-        print(measure(n), flush=True)
+    sys.exit(main())

@@ -63,6 +63,8 @@ def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bo
             done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, WIDE_BLOCK)
         if cells > 1 and chans % BLOCK == 0:
             done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, BLOCK, done)
+        if done == cells:
+            return
         # the rest (every cell without blocks): contiguous stores, strided reads
         with e.loop(0, chans, "ch") as ch:
             with e.loop(done, cells, "cell") as cell:
@@ -107,11 +109,13 @@ def flush_blocks(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, cells: int, chan
     (its channels, at ``place(cell)``), clear them, transpose the block in registers
     (:func:`transpose`) and add one vector per channel (its cells) into the population's
     accumulator.  Every element is added once, as by the scalar loop, so the results are
-    the same."""
+    the same.  No whole block: nothing is emitted (code that never runs costs compile time)."""
     e, b = lw.e, lw.e.b
     vt = ir.VectorType(pt, block)
     zero = ir.Constant(vt, None)
     count = (cells - start) // block
+    if count == 0:
+        return start
     with e.loop(0, count, "fcb") as cb:
         cell0 = b.add(b.mul(cb, e.i64(block)), e.i64(start))
         with e.loop(0, chans // block, "fch") as chb:
