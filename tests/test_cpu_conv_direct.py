@@ -202,3 +202,31 @@ def test_convolutions_of_one_shape_share_one_direct_function():
     ref = run_both(g, "dense")
     h3 = g.walk("snn.population")[2]
     assert ref.spikes[h3].any() and not ref.spikes[h3].all()  # not vacuous
+
+
+@needs_vnni
+def test_a_crossover_no_step_reaches_emits_only_the_event_kernel(monkeypatch):
+    """A population-fed conv gets the direct kernel (chosen per step) unless the crossover is
+    above the population's size or its calibrated rate puts the mean count RATE_MARGIN times
+    below it: then only the event kernel is emitted.  Each choice runs bit-identical to the
+    reference."""
+    g = conv_net(c_in=2, out=32, pads=(1, 1, 1, 1), size=(8, 8))
+    conv, h1 = _conv(g, 1), g.walk("snn.population")[0]
+    least = plan.plan(Network.of(g)).direct[conv]
+    size = h1.result.type.size
+    assert 1 <= least <= size
+
+    def emitted():
+        return "llvm.x86.avx512.vpdpbusd.512" in str(emit.lower(Network.of(g))[0])
+
+    assert emitted()
+    h1.extra["calib.rate"] = least / size / plan.RATE_MARGIN * 1.01  # the mean just above the margin
+    assert plan.plan(Network.of(g)).direct[conv] == least and emitted()
+    h1.extra["calib.rate"] = least / size / plan.RATE_MARGIN
+    assert conv not in plan.plan(Network.of(g)).direct and not emitted()
+    run_both(g, "auto")
+    del h1.extra["calib.rate"]
+    monkeypatch.setattr(plan, "DIRECT_COST", plan.DIRECT_COST * 2 * size / least)  # beyond every count
+    assert conv not in plan.plan(Network.of(g)).direct and not emitted()
+    ref = run_both(g, "auto")
+    assert ref.spikes[g.walk("snn.population")[1]].any()  # not vacuous
