@@ -9,6 +9,10 @@ apart (process CPU seconds, so a loaded machine inflates them less), as
 
 Time that grows 4x when ``L`` doubles is quadratic in the depth (every layer's loops inside
 one function's step loop); 2x, linear (one function per population: :meth:`.emit.Lowering.outlined`).
+``--dense``: DenseNet-like blocks of ``L`` layers instead (:func:`dense_block`; their
+projections grow as ``L²``)::
+
+    python benchmarks/cpu_compile.py --dense 6 12
 
 **Cold compile per workload** (``--workloads``).  Each of ``runtime.py``'s workloads is
 compiled as its ``compile s`` column does (``cpu.prepare(graph)`` with an empty object cache,
@@ -56,9 +60,35 @@ def chain(layers: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(layers: int) -> dict:
-    """IR lines, defined functions, O3 and code generation CPU seconds for ``chain(layers)``."""
-    module, _, _ = emit.lower(plan.Network.of(parse_ir(chain(layers))), schedule="step")
+def dense_block(layers: int, growth: int = 32, base: int = 64, size: int = 8) -> str:
+    """The IR text of a DenseNet-like block of ``layers`` layers on ``size x size`` integer
+    neurons: layer ``k``'s bottleneck population (``4 · growth`` channels) sums a 1 x 1 conv
+    from the input (``base`` channels, rate encoded) and from every earlier layer's output
+    (DenseNet's concatenation, one projection per source), then a 3 x 3 conv makes its output
+    (``growth`` channels)."""
+    wide, cells = 4 * growth, f"{size}x{size}"
+    lines = ["graph @block", f"%x = ann.input : tensor<{base}x{cells}xf32>",
+             f"%h0 = snn.encode(%x) {{encoding = rate}} : spikes<{base}x{cells}>"]
+
+    def conv(name, src, out, inp, k, seed):
+        pads = [k // 2] * 4
+        return (f"%{name} = snn.project(%{src}) {{kind = conv2d, pads = {pads}, weight = random<uniform, "
+                f"seed = {seed}, scale = 40> : tensor<{out}x{inp}x{k}x{k}xi8>}} : current<{out}x{cells}>")
+
+    for k in range(1, layers + 1):
+        sources = [(f"h{j}", base if j == 0 else growth) for j in range(k)]
+        lines += [conv(f"p{k}_{j}", src, wide, inp, 1, 1000 * k + j) for j, (src, inp) in enumerate(sources)]
+        currents = ", ".join(f"%p{k}_{j}" for j in range(k))
+        lines += [f"%b{k} = snn.population({currents}) {{bits = 16, threshold = 30}} : spikes<{wide}x{cells}>",
+                  conv(f"c{k}", f"b{k}", growth, wide, 3, k),
+                  f"%h{k} = snn.population(%c{k}) {{bits = 16, threshold = 30}} : spikes<{growth}x{cells}>"]
+    lines += [f"%y = snn.decode(%h{layers}) : tensor<{growth}x{cells}xf32>", "ann.output(%y)"]
+    return "\n".join(lines) + "\n"
+
+
+def measure(layers: int, network=chain) -> dict:
+    """IR lines, defined functions, O3 and code generation CPU seconds for ``network(layers)``."""
+    module, _, _ = emit.lower(plan.Network.of(parse_ir(network(layers))), schedule="step")
     text = str(module)
     o3, codegen = optimise_and_generate(text)
     return {"layers": layers, "ir_lines": text.count("\n"), "functions": text.count("\ndefine "),
@@ -129,6 +159,7 @@ def ab(args) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("layers", nargs="*", type=int, help="chain depths (default 8 32 64)")
+    ap.add_argument("--dense", action="store_true", help="DenseNet-like blocks (dense_block) of these depths")
     ap.add_argument("--workloads", help="runtime.py workloads, comma-separated: their cold compile")
     ap.add_argument("--repeat", type=int, default=7, help="compiles per process")
     ap.add_argument("--a", help="source tree A (the base)")
@@ -147,7 +178,7 @@ def main(argv=None) -> int:
                   f"python {r['python']:.3f}, parse {r['parse']:.3f}, O3 {r['o3']:.3f}, codegen {r['codegen']:.3f}")
     else:
         for n in args.layers or [8, 32, 64]:
-            print(measure(n), flush=True)
+            print(measure(n, dense_block if args.dense else chain), flush=True)
     return 0
 
 
