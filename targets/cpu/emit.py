@@ -270,12 +270,34 @@ class Lowering:
         self.fn.args[1].add_attribute("noalias")
         self.e = Emitter(self.module, self.fn)
         self.part = None  # the part being run, in a network split into parts (plan.split_parts)
-        self.shared: dict = {}  # functions that kernels share between projections, by their key
+        self.shared: dict = {}  # functions that kernels share between projections (:meth:`shared_function`)
         for p in net.projections:
             if p.kind not in self.registry:
                 raise NmcError(f"the CPU runtime has no kernel for {p.kind!r} projections", p.loc)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def shared_function(self, kind: str, key: tuple, pointers: int, emit) -> ir.Function:
+        """The function ``void (ptr noalias × pointers)`` that kernels share for ``(kind, key)``
+        (``key``: everything its code depends on, shapes and types): made when first asked
+        for, its body by ``emit(*args)`` (into it: :meth:`Emitter.function`), internal and
+        ``noinline``, named ``nmc_run_<kind>_<i>``.  Code that depends only on shapes (the
+        direct sums, the flush of a conv's accumulator) is then optimised and compiled once
+        for all projections of one shape (a DenseNet's dense blocks, a chain of equal layers)."""
+        if (kind, key) in self.shared:
+            return self.shared[kind, key]
+        index = sum(k == kind for k, _ in self.shared)
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR] * pointers),
+                         name=f"{FUNCTION_NAME}_{kind}_{index}")
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        for a in fn.args:
+            a.add_attribute("noalias")
+        self.shared[kind, key] = fn
+        with self.e.function(fn):
+            emit(*fn.args)
+            self.e.b.ret_void()
+        return fn
 
     def acc_type(self, pop: Op) -> ir.Type:
         """The type the population's arithmetic runs in."""

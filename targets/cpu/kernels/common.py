@@ -47,31 +47,14 @@ def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bo
     ``WIDE_BLOCK × WIDE_BLOCK`` blocks, the cells after the last whole block one by one."""
     e, b = lw.e, lw.e.b
     pacc, pt, touched = priv
-    chans = size // cells
-
-    if halo is not None:  # each cell's place, from a table (arithmetic per row cost registers)
-        ow, owp, offset = halo
-        i = np.arange(cells)
-        places = e.opaque(e.const_array((i + i // ow * (owp - ow) + offset).astype(np.int32), "fplace")[0])
-
-    def place(cell):
-        return cell if halo is None else b.sext(e.load(places, cell, I32), I64)
 
     def cells_():
-        done = 0  # cells flushed in blocks
-        if cells > 1 and pt == I16 and chans % WIDE_BLOCK == 0:
-            done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, WIDE_BLOCK)
-        if cells > 1 and chans % BLOCK == 0:
-            done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, BLOCK, done)
-        if done == cells:
+        if cells == 1:
+            flush_cells(lw, pop, acc, pacc, pt, size, cells, first, halo)
             return
-        # the rest (every cell without blocks): contiguous stores, strided reads
-        with e.loop(0, chans, "ch") as ch:
-            with e.loop(done, cells, "cell") as cell:
-                src = b.add(b.mul(place(cell), e.i64(chans)), ch)
-                dst = b.add(b.mul(ch, e.i64(cells)), cell)
-                flush_value(lw, pop, acc, dst, e.load(pacc, src, pt), pt, first)
-                e.store(ir.Constant(pt, 0), pacc, src, pt)
+        key = (size, cells, str(pt), str(lw.acc_store_type(pop)), bool(pop.bits), first, halo)
+        b.call(lw.shared_function("flush", key, 2, lambda to, fro: flush_cells(lw, pop, to, fro, pt, size, cells,
+                                                                                 first, halo)), [acc, pacc])
 
     cond = b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))
     if first and pop.bits and pop in lw.lay.overwritten:  # untouched: the step's currents start at 0
@@ -84,6 +67,37 @@ def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bo
     else:
         with e.when(cond):
             cells_()
+
+
+def flush_cells(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, size: int, cells: int, first: bool, halo):
+    """The body of :func:`flush` once an event touched the private accumulator ``pacc``:
+    every cell added (or stored) into ``acc`` and cleared.  A conv's (``cells > 1``) is a
+    function of its own, shared by the projections of its shapes and types
+    (:meth:`..emit.Lowering.shared_function`; its code depends on nothing else)."""
+    e, b = lw.e, lw.e.b
+    chans = size // cells
+    if halo is not None:  # each cell's place, from a table (arithmetic per row cost registers)
+        ow, owp, offset = halo
+        i = np.arange(cells)
+        places = e.opaque(e.const_array((i + i // ow * (owp - ow) + offset).astype(np.int32), "fplace")[0])
+
+    def place(cell):
+        return cell if halo is None else b.sext(e.load(places, cell, I32), I64)
+
+    done = 0  # cells flushed in blocks
+    if cells > 1 and pt == I16 and chans % WIDE_BLOCK == 0:
+        done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, WIDE_BLOCK)
+    if cells > 1 and chans % BLOCK == 0:
+        done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, BLOCK, done)
+    if done == cells:
+        return
+    # the rest (every cell without blocks): contiguous stores, strided reads
+    with e.loop(0, chans, "ch") as ch:
+        with e.loop(done, cells, "cell") as cell:
+            src = b.add(b.mul(place(cell), e.i64(chans)), ch)
+            dst = b.add(b.mul(ch, e.i64(cells)), cell)
+            flush_value(lw, pop, acc, dst, e.load(pacc, src, pt), pt, first)
+            e.store(ir.Constant(pt, 0), pacc, src, pt)
 
 
 def flush_value(lw: Lowering, pop: Op, acc, dst, val, pt: ir.Type, first: bool):

@@ -24,8 +24,8 @@ from llvmlite import ir
 
 from nmc.ir.core import Op
 
-from ..emit import I8, I32, I64, PTR
-from ..plan import FUNCTION_NAME, conv_out, direct_geometry
+from ..emit import I8, I32, I64
+from ..plan import conv_out, direct_geometry
 from ..tables import int_weights
 
 if TYPE_CHECKING:
@@ -87,26 +87,10 @@ def direct_sums(lw: Lowering, p: Op, halo, pt: ir.IntType) -> ir.Function:
     from its input plane ``cin`` (:func:`..plan.direct_geometry`) and weights
     (:func:`direct_weights`) into its private accumulator ``pacc`` (element type ``pt``, with
     the halo ``halo``): module docstring.  Its code depends only on the shapes, so projections
-    of one shape share one function (``noinline``; made when first asked for, kept in
-    ``lw.shared``): a network of many equal convolutions (a DenseNet's dense blocks) compiles
-    it once."""
-    co, cpg, kh, kw = p.weight.shape
-    key = ("direct_sums", direct_geometry(p), (co, cpg, kh, kw), p.groups, tuple(p.dilations), conv_out(p),
-           tuple(halo), pt.width)
-    if key in lw.shared:
-        return lw.shared[key]
-    e = lw.e
-    fn = ir.Function(lw.module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR]),
-                     name=f"{FUNCTION_NAME}_direct_{len(lw.shared)}")
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    for a in fn.args:
-        a.add_attribute("noalias")
-    lw.shared[key] = fn
-    with e.function(fn):
-        _sums(e, p, halo, pt, *fn.args)
-        e.b.ret_void()
-    return fn
+    of one shape share it (:meth:`..emit.Lowering.shared_function`)."""
+    key = (direct_geometry(p), tuple(p.weight.shape), p.groups, tuple(p.dilations), conv_out(p), tuple(halo),
+           pt.width)
+    return lw.shared_function("direct", key, 3, lambda cin, wg, pacc: _sums(lw.e, p, halo, pt, cin, wg, pacc))
 
 
 def _sums(e, p: Op, halo, pt: ir.IntType, cin, wg, pacc):
