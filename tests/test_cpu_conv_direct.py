@@ -6,6 +6,8 @@ synaptic-operation counts."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -192,13 +194,18 @@ def test_only_integer_stride_1_int8_convs_of_spikes_run_directly():
 
 @needs_vnni
 def test_convolutions_of_one_shape_share_one_direct_function():
-    """The direct sums depend only on the shapes (conv_direct.direct_sums): two 16 → 16 convs
-    of one geometry, different weights, call one function; the 3 → 16 conv has its own.  The
-    run is bit-identical to the reference."""
+    """The direct sums and the flush depend only on shapes and types (conv_direct.direct_sums,
+    common.flush; emit.Lowering.shared_function): two 16 → 16 convs of one geometry, different
+    weights, call one direct function, the 3 → 16 conv its own; all three, of one output shape
+    and accumulator type, flush by one function.  The run is bit-identical to the reference."""
     g = conv_net(pads=(1, 1, 1, 1), size=(8, 8), third=True)
     text = str(emit.lower(Network.of(g), kernels="dense")[0])
-    assert text.count(f'define internal void @"{plan.FUNCTION_NAME}_direct_') == 2
-    assert text.count(f'call void @"{plan.FUNCTION_NAME}_direct_1"') == 2
+    defined = re.findall(r'^define internal void @"([a-z_]+_\d+)"', text, re.M)
+    called = re.findall(r'call void @"([a-z_]+_\d+)"', text)
+    name = plan.FUNCTION_NAME
+    assert [f for f in defined if "_step_" not in f] == [f"{name}_direct_0", f"{name}_flush_0", f"{name}_direct_1"]
+    assert [f for f in called if "_step_" not in f] == [f"{name}_direct_0", f"{name}_flush_0"] + \
+        [f"{name}_direct_1", f"{name}_flush_0"] * 2
     ref = run_both(g, "dense")
     h3 = g.walk("snn.population")[2]
     assert ref.spikes[h3].any() and not ref.spikes[h3].all()  # not vacuous

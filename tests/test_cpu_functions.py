@@ -61,3 +61,41 @@ def test_a_deep_chain_is_bit_identical_to_the_reference():
     x = [(np.random.default_rng(0).integers(0, 17, size=(3, 16)) / 16).astype(np.float32)]
     got, ref = compare(g, x, 9, exact=True, schedules=("step", "layer"))
     assert ref.spikes[g.walk("snn.population")[-1]].sum() > 0  # spikes reach the last layer: not vacuous
+
+
+def dense_block(layers: int, growth: int = 16, size: int = 6) -> str:
+    """A DenseNet-like block (as benchmarks/cpu_compile.py's): layer k's bottleneck population
+    sums a 1×1 conv from the input and from every earlier layer (convs of one shape into one
+    population: a first current, stored, and later ones, added), then a 3×3 conv."""
+    cells = f"{size}x{size}"
+    lines = ["graph @block", f"%x = ann.input : tensor<{growth}x{cells}xf32>",
+             f"%h0 = snn.encode(%x) {{encoding = rate}} : spikes<{growth}x{cells}>"]
+
+    def conv(name, src, out, k, seed):
+        return (f"%{name} = snn.project(%{src}) {{kind = conv2d, pads = {[k // 2] * 4}, weight = random<uniform, "
+                f"seed = {seed}, scale = 40> : tensor<{out}x{growth}x{k}x{k}xi8>}} : current<{out}x{cells}>")
+
+    for k in range(1, layers + 1):
+        lines += [conv(f"p{k}_{j}", f"h{j}", 2 * growth, 1, 10 * k + j) for j in range(k)]
+        lines += [f"%b{k} = snn.population({', '.join(f'%p{k}_{j}' for j in range(k))}) {{bits = 16, threshold = 30}} "
+                  f": spikes<{2 * growth}x{cells}>",
+                  conv(f"c{k}", f"b{k}", growth, 3, k).replace(f"{growth}x3x3", f"{2 * growth}x3x3"),
+                  f"%h{k} = snn.population(%c{k}) {{bits = 16, threshold = 30}} : spikes<{growth}x{cells}>"]
+    lines += [f"%y = snn.decode(%h{layers}) : tensor<{growth}x{cells}xf32>", "ann.output(%y)"]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_dense_block_shares_its_conv_code_and_is_bit_identical():
+    """Convs of one shape share their flush (and, with VNNI, direct sums) functions
+    (emit.Lowering.shared_function): the 1×1 convs from the earlier layers into each
+    bottleneck are all one shape, the first of each population stored and the others added
+    (two flush functions, a third for the 3×3 convs), whatever the depth; the runs equal the
+    reference."""
+    g = parse_ir(dense_block(3))
+    text = str(emit.lower(plan.Network.of(g))[0])
+    flushes = set(re.findall(r'call void @"(nmc_run_flush_\d+)"', text))
+    assert text.count('call void @"nmc_run_flush_') == 3 * 4 // 2 + 3  # every conv flushes by a call
+    assert len(flushes) == 3  # the 1×1 convs stored (each population's first), those added, the 3×3
+    x = [np.random.default_rng(1).random((2, 16, 6, 6)).astype(np.float32)]
+    got, ref = compare(g, x, 8, exact=True, schedules=("step", "layer"))
+    assert ref.spikes[g.walk("snn.population")[-1]].sum() > 0  # spikes reach the last layer: not vacuous
