@@ -33,7 +33,8 @@ def private(lw: Lowering, p: Op):
     return lw.area[("pacc", p)], ir_type(kind), touched
 
 
-def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bool = False, halo=None):
+def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bool = False, halo=None,
+          shared: bool = False):
     """Add the private accumulator (``[cells, size/cells]``, channel-last when ``cells > 1``)
     into the population's (channel-first) and clear it, if any event touched it.  ``first``:
     nothing was added to the population's accumulator yet this step, so an integer result
@@ -44,12 +45,14 @@ def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bo
     channel-last one whose channels are a multiple of :data:`..emit.BLOCK` is transposed in
     ``BLOCK × BLOCK`` register blocks (:func:`flush_blocks`; strided scalar reads cost W2 a
     tenth of its time), an i16 one with a multiple of :data:`WIDE_BLOCK` channels first in
-    ``WIDE_BLOCK × WIDE_BLOCK`` blocks, the cells after the last whole block one by one."""
+    ``WIDE_BLOCK × WIDE_BLOCK`` blocks, the cells after the last whole block one by one.
+    ``shared`` (a conv's, with others of its signature): the cells are flushed by a function
+    shared with them (:func:`flush_cells`)."""
     e, b = lw.e, lw.e.b
     pacc, pt, touched = priv
 
     def cells_():
-        if cells == 1:
+        if not shared:
             flush_cells(lw, pop, acc, pacc, pt, size, cells, first, halo)
             return
         key = (size, cells, str(pt), str(lw.acc_store_type(pop)), bool(pop.bits), first, halo)
@@ -71,9 +74,9 @@ def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bo
 
 def flush_cells(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, size: int, cells: int, first: bool, halo):
     """The body of :func:`flush` once an event touched the private accumulator ``pacc``:
-    every cell added (or stored) into ``acc`` and cleared.  A conv's (``cells > 1``) is a
-    function of its own, shared by the projections of its shapes and types
-    (:meth:`..emit.Lowering.shared_function`; its code depends on nothing else)."""
+    every cell added (or stored) into ``acc`` and cleared.  Shared by convs of one signature,
+    it is a function of its own for all of them (:meth:`..emit.Lowering.shared_function`; its
+    code depends on nothing else)."""
     e, b = lw.e, lw.e.b
     chans = size // cells
     if halo is not None:  # each cell's place, from a table (arithmetic per row cost registers)

@@ -51,11 +51,12 @@ def direct_weights(p: Op) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(G, og // 16, 16, k4 // 4, 4, kh * kw).transpose(0, 5, 3, 1, 2, 4))
 
 
-def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
+def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo, shared: bool = False):
     """Emit the direct convolution of ``p`` for this step into its private accumulator
     ``priv`` (:func:`.common.private`, i16 or i32, with the halo ``halo`` of
-    :func:`..plan.conv_halo`): every output cell's sums are stored (module docstring).
-    Synaptic operations are counted per event, as by the event kernel."""
+    :func:`..plan.conv_halo`): every output cell's sums are stored (module docstring), by
+    the shared function :func:`direct_sums` when ``shared``, else inline.  Synaptic
+    operations are counted per event, as by the event kernel."""
     e, b = lw.e, lw.e.b
     cpg = p.weight.shape[1]
     C, H, W = p.src.type.shape
@@ -78,7 +79,10 @@ def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
     lw.events(p, pop, event)
 
     weights = e.const_array(direct_weights(p), "dweight")[0]
-    b.call(direct_sums(lw, p, halo, pt), [cin, weights, pacc])
+    if shared:
+        b.call(direct_sums(lw, p, halo, pt), [cin, weights, pacc])
+    else:  # weights at displacements from one register, not a movabs each
+        _sums(e, p, halo, pt, cin, e.opaque(weights), pacc)
     b.store(ir.Constant(I8, 1), touched)
 
 
@@ -94,7 +98,7 @@ def direct_sums(lw: Lowering, p: Op, halo, pt: ir.IntType) -> ir.Function:
 
 
 def _sums(e, p: Op, halo, pt: ir.IntType, cin, wg, pacc):
-    """The body of :func:`direct_sums`, emitted with ``e`` into the current function."""
+    """The sums of :func:`direct_sums`, emitted with ``e`` into the current function."""
     b = e.b
     co, cpg, kh, kw = p.weight.shape
     G = p.groups
