@@ -4,6 +4,7 @@ population's (:func:`private`, :func:`flush`: dense and conv2d), and window tabl
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -148,6 +149,13 @@ def flush_blocks(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, cells: int, chan
     return start + count * block
 
 
+@functools.cache
+def shuffle_mask(idx: tuple[int, ...]) -> ir.Constant:
+    """The ``shufflevector`` mask ``idx``, one constant per mask (its text is formatted once:
+    building and printing a vector constant per shuffle was a tenth of W2's IR printing)."""
+    return ir.Constant(ir.VectorType(I32, len(idx)), list(idx))
+
+
 def transpose(b: ir.IRBuilder, rows: list) -> list:
     """The columns of the square block whose rows are the vectors ``rows`` (8 or 16 of them).
     8: shuffles of 32-bit pairs, 64-bit pairs and 128-bit halves.  16 (i16 lanes,
@@ -157,7 +165,7 @@ def transpose(b: ir.IRBuilder, rows: list) -> list:
     n = len(rows)
 
     def shuffle(x, y, idx):
-        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), idx))
+        return b.shuffle_vector(x, y, shuffle_mask(tuple(idx)))
 
     if n == 16:
         for _ in range(4):

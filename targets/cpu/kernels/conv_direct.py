@@ -27,11 +27,13 @@ from nmc.ir.core import Op
 from ..emit import I8, I32, I64
 from ..plan import conv_out, direct_geometry
 from ..tables import int_weights
+from .common import shuffle_mask
 
 if TYPE_CHECKING:
     from ..emit import Lowering
 
 V16 = ir.VectorType(I32, 16)
+UNDEF16 = ir.Constant(V16, None)
 V64 = ir.VectorType(I8, 64)
 #: Kernel cells × groups of 4 input channels up to which a block's loop is unrolled whole
 #: (beyond, a loop over the groups of 4 channels, the kernel cells unrolled in it).
@@ -116,8 +118,7 @@ def _sums(e, p: Op, halo, pt: ir.IntType, cin, wg, pacc):
 
     def splat(ptr):  # 4 input bytes, broadcast to the 16 lanes
         word = b.load(ptr, typ=I32, align=1)
-        return b.shuffle_vector(b.insert_element(ir.Constant(V16, None), word, ir.Constant(I32, 0)),
-                                ir.Constant(V16, None), ir.Constant(V16, [0] * 16))
+        return b.shuffle_vector(b.insert_element(UNDEF16, word, ir.Constant(I32, 0)), UNDEF16, shuffle_mask((0,) * 16))
 
     with e.loop(0, G, "dg") as g:
         with e.loop(0, blocks // pair, "dob") as ob:
