@@ -10,9 +10,11 @@ apart (process CPU seconds, so a loaded machine inflates them less), as
 Time that grows 4x when ``L`` doubles is quadratic in the depth (every layer's loops inside
 one function's step loop); 2x, linear (one function per population: :meth:`.emit.Lowering.outlined`).
 ``--dense``: DenseNet-like blocks of ``L`` layers instead (:func:`dense_block`; their
-projections grow as ``L²``)::
+projections grow as ``L²``); ``--zoo-block SIZE``: the light zoo's DenseNet-121 cut after its
+first dense block, converted, then prepared on the CPU (:func:`densenet_block`)::
 
     python benchmarks/cpu_compile.py --dense 6 12
+    python benchmarks/cpu_compile.py --zoo-block 64
 
 **Cold compile per workload** (``--workloads``).  Each of ``runtime.py``'s workloads is
 compiled as its ``compile s`` column does (``cpu.prepare(graph)`` with an empty object cache,
@@ -86,6 +88,73 @@ def dense_block(layers: int, growth: int = 32, base: int = 64, size: int = 8) ->
                   f"%h{k} = snn.population(%c{k}) {{bits = 16, threshold = 30}} : spikes<{growth}x{cells}>"]
     lines += [f"%y = snn.decode(%h{layers}) : tensor<{growth}x{cells}xf32>", "ann.output(%y)"]
     return "\n".join(lines) + "\n"
+
+
+def densenet_block(size: int, layers: int = 6):
+    """DenseNet-121 of the ``onnx`` package's light zoo (``benchmarks/zoo.py``) cut after its
+    first dense block's ``layers`` layers and the transition's batch norm, ReLU and 1 × 1 conv
+    (the nodes these need, in order), its input ``3 × size × size``; converted as ``zoo.py``
+    converts (mesh-board-4's conversion pipeline, T = 8, two seeded calibration images, rates
+    assumed): the integer spiking graph."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    sys.path.insert(0, str(HERE))
+    import zoo
+
+    import nmc
+    from nmc.compiler import default_pipeline, resolve_target
+    from nmc.passmanager import PassContext, PassManager
+
+    model = onnx.load(str(zoo.zoo_dir() / "light_densenet121.onnx"))
+    nodes = list(model.graph.node)
+    users = {}
+    for n in nodes:
+        for name in n.input:
+            users.setdefault(name, []).append(n)
+    conv = next(n for n in nodes if n.op_type == "Conv" and n.input[1] == f"conv2_{layers}/x2_w_0")
+    cur = next(n for n in users[conv.output[0]] if n.op_type == "Concat").output[0]
+    for kind in ("BatchNormalization", "Mul", "Add", "Relu", "Conv"):  # the transition's
+        cur = next(n for n in users[cur] if n.op_type == kind).output[0]
+    producer = {o: n for n in nodes for o in n.output}
+    needed, stack = set(), [cur]
+    while stack:
+        n = producer.get(stack.pop())
+        if n is not None and id(n) not in needed:
+            needed.add(id(n))
+            stack += list(n.input)
+    kept = [n for n in nodes if id(n) in needed]
+    x = helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [1, 3, size, size])
+    y = helper.make_tensor_value_info(cur, TensorProto.FLOAT, None)
+    names = {i for n in kept for i in n.input}
+    block = helper.make_model(helper.make_graph(kept, "densenet_block", [x], [y],
+                                                [t for t in model.graph.initializer if t.name in names]),
+                              opset_imports=model.opset_import)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "block.onnx")
+        onnx.save(block, path)
+        graph = nmc.load(path)
+    x_cal, _ = zoo.seeded_images(graph.inputs[0].type.shape, 2, 1, 0)
+    target = resolve_target("mesh-board-4")
+    pipeline = default_pipeline(graph, target, 2, 8, 0, calibrated=True, convert="burst=1")
+    front = pipeline[:pipeline.index(zoo.MAPPING_PASSES[0])].rstrip(",").replace(",measure-rates", "")
+    return PassManager(front, PassContext(target=target.chip, calibration=x_cal, seed=0)).run(graph)
+
+
+def zoo_block(size: int) -> dict:
+    """Process CPU seconds of ``cpu.prepare(graph, cache=False)`` for :func:`densenet_block`,
+    its conv2d projections and the process's peak memory (conversion included)."""
+    import resource
+
+    from nmc.targets import cpu
+
+    graph = densenet_block(size)
+    start = time.process_time()
+    cpu.prepare(graph, cache=False)
+    convs = sum(op.kind == "conv2d" for op in graph.walk("snn.project"))
+    return {"size": size, "populations": len(graph.walk("snn.population")), "conv2d": convs,
+            "prepare_cpu_s": round(time.process_time() - start, 2),
+            "peak_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
 def measure(layers: int, network=chain) -> dict:
@@ -165,6 +234,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("layers", nargs="*", type=int, help="chain depths (default 8 32 64)")
     ap.add_argument("--dense", action="store_true", help="DenseNet-like blocks (dense_block) of these depths")
+    ap.add_argument("--zoo-block", type=int, metavar="SIZE",
+                    help="the light zoo's DenseNet-121, first block, at SIZE x SIZE (densenet_block)")
     ap.add_argument("--workloads", help="runtime.py workloads, comma-separated: their cold compile")
     ap.add_argument("--repeat", type=int, default=7, help="compiles per process")
     ap.add_argument("--a", help="source tree A (the base)")
@@ -172,7 +243,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.workloads and args.a and args.b:
+    if args.zoo_block:
+        print(zoo_block(args.zoo_block))
+    elif args.workloads and args.a and args.b:
         ab(args)
     elif args.workloads:
         rows = {n: cold(n, args.repeat) for n in args.workloads.split(",")}
