@@ -271,6 +271,7 @@ class Lowering:
         self.e = Emitter(self.module, self.fn)
         self.part = None  # the part being run, in a network split into parts (plan.split_parts)
         self.shared: dict = {}  # functions that kernels share between projections (:meth:`shared_function`)
+        self.memo: dict = {}  # what kernels compute once per network, by their own keys
         for p in net.projections:
             if p.kind not in self.registry:
                 raise NmcError(f"the CPU runtime has no kernel for {p.kind!r} projections", p.loc)

@@ -6,6 +6,7 @@ where the plan allows it (:func:`..plan.direct_conv`), the direct convolution of
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,8 +72,9 @@ def repeated(lw: Lowering, p: Op) -> bool:
     sums and flush are shared functions (:meth:`..emit.Lowering.shared_function`, compiled
     once for all of them); a conv of its own keeps them inline (a function of its own, called
     once, cost W2's compile about a tenth more)."""
-    mine = signature(lw, p)
-    return sum(signature(lw, q) == mine for q in lw.net.projections if q.kind == "conv2d") > 1
+    if "conv2d signatures" not in lw.memo:
+        lw.memo["conv2d signatures"] = Counter(signature(lw, q) for q in lw.net.projections if q.kind == "conv2d")
+    return lw.memo["conv2d signatures"][signature(lw, p)] > 1
 
 
 def scatter(lw: Lowering, p: Op, pop: Op, priv, halo):
