@@ -22,7 +22,8 @@ after the process's one-time LLVM set-up), ``--repeat`` times in one process; th
 process CPU time and wall time are printed (and the first compile's, the one ``runtime.py``
 times, which also pays the first use of each kernel's code paths), and the CPU time's parts
 (the median of each):
-building the IR in Python (plan and emit), parsing it, O3, code generation.  With ``--a`` and
+building the IR in Python (plan and emit), parsing it, O3, code generation; ``--time-passes``
+prints LLVM's own timings of the passes instead (one compile).  With ``--a`` and
 ``--b`` (two source trees, as ``runtime_ab.py`` takes them) each round runs one fresh process
 per tree in turn (A, B, A, B, ...), and the median of the rounds' B/A ratios of the medians is
 printed per workload: the comparison to trust on a machine shared with other jobs::
@@ -208,6 +209,26 @@ def cold(name: str, repeat: int) -> dict:
             "first_cpu": rows[0]["cpu"], "first_wall": rows[0]["wall"]}
 
 
+def time_passes(name: str, top: int = 8) -> str:
+    """LLVM's own timing of workload ``name``'s O3 and code generation (``llvm.set_time_passes``):
+    the ``top`` passes by time, with the report's total."""
+    sys.path.insert(0, str(HERE))
+    import runtime as R
+
+    g, *_ = R.workload(name, argparse.Namespace(data=None, quick=False))
+    text = str(emit.lower(plan.Network.of(g))[0])
+    llvm.set_time_passes(True)
+    try:
+        optimise_and_generate(text)
+    finally:
+        report = llvm.report_and_reset_timings()
+        llvm.set_time_passes(False)
+    lines = report.splitlines()
+    first = next(i for i, line in enumerate(lines) if "--- Name ---" in line)
+    total = next(line.strip() for line in lines if "Total Execution Time" in line)
+    return "\n".join([f"{name}: {total}", *lines[first:first + 1 + top]])
+
+
 def ab(args) -> None:
     """Interleaved rounds of :func:`cold` in fresh processes, tree A then tree B (module docstring)."""
     names = args.workloads.split(",")
@@ -241,10 +262,14 @@ def main(argv=None) -> int:
     ap.add_argument("--a", help="source tree A (the base)")
     ap.add_argument("--b", help="source tree B (the change)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--time-passes", action="store_true", help="with --workloads: LLVM's pass timings of each")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.zoo_block:
         print(zoo_block(args.zoo_block))
+    elif args.workloads and args.time_passes:
+        for n in args.workloads.split(","):
+            print(time_passes(n))
     elif args.workloads and args.a and args.b:
         ab(args)
     elif args.workloads:
