@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..emit import Lowering
 
 V16 = ir.VectorType(I32, 16)
-UNDEF16 = ir.Constant(V16, None)
+ZERO16 = ir.Constant(V16, None)
 V64 = ir.VectorType(I8, 64)
 #: Kernel cells × groups of 4 input channels up to which a block's loop is unrolled whole
 #: (beyond, a loop over the groups of 4 channels, the kernel cells unrolled in it).
@@ -118,13 +118,24 @@ def _sums(e, p: Op, halo, pt: ir.IntType, cin, wg, pacc):
 
     def splat(ptr):  # 4 input bytes, broadcast to the 16 lanes
         word = b.load(ptr, typ=I32, align=1)
-        return b.shuffle_vector(b.insert_element(UNDEF16, word, ir.Constant(I32, 0)), UNDEF16, shuffle_mask((0,) * 16))
+        return b.shuffle_vector(b.insert_element(ZERO16, word, ir.Constant(I32, 0)), ZERO16, shuffle_mask((0,) * 16))
 
     with e.loop(0, G, "dg") as g:
         with e.loop(0, blocks // pair, "dob") as ob:
             with e.loop(0, OH, "doy") as oy:
                 with e.loop(0, owr // run, "dox") as xb:
-                    sums = [[e.var(V16, None) for _ in range(pair)] for _ in range(run)]
+                    # unrolled: the sums as values (no variables for LLVM to promote); else loop-carried
+                    sums = [[ZERO16 if unrolled else e.var(V16, None) for _ in range(pair)] for _ in range(run)]
+
+                    def get(c, k):
+                        return sums[c][k] if unrolled else b.load(sums[c][k], typ=V16)
+
+                    def put(c, k, value):
+                        if unrolled:
+                            sums[c][k] = value
+                        else:
+                            b.store(value, sums[c][k])
+
                     cell0 = b.add(b.mul(oy, e.i64(wp)), b.mul(xb, e.i64(run)))
                     first = b.add(b.mul(cell0, e.i64(depth)), b.mul(g, e.i64(k4)))
                     def quad(q):  # one group of 4 input channels, every kernel cell
@@ -138,8 +149,7 @@ def _sums(e, p: Op, halo, pt: ir.IntType, cin, wg, pacc):
                                 x = splat(b.gep(cin, [b.add(b.add(first, b.shl(q, e.i64(2))), e.i64(off + c * depth))],
                                                 source_etype=I8))
                                 for k in range(pair):
-                                    s = sums[c][k]
-                                    b.store(b.call(vpdp, [b.load(s, typ=V16), x, ws[k]]), s)
+                                    put(c, k, b.call(vpdp, [get(c, k), x, ws[k]]))
 
                     if unrolled:
                         for q in range(quads):
@@ -155,6 +165,6 @@ def _sums(e, p: Op, halo, pt: ir.IntType, cin, wg, pacc):
                             for k in range(pair):
                                 ch = b.add(b.mul(g, e.i64(og)), b.mul(b.add(b.mul(ob, e.i64(pair)), e.i64(k)), e.i64(16)))
                                 dst = b.gep(pacc, [b.add(b.mul(cell, e.i64(co)), ch)], source_etype=pt)
-                                total = b.load(sums[c][k], typ=V16)
+                                total = get(c, k)
                                 total = total if pt == I32 else b.trunc(total, ir.VectorType(pt, 16))  # |sum| < 2**15
                                 b.store(total, dst, align=2)
