@@ -8,11 +8,13 @@ object code, per instruction and per loop (what docs/cpu-runtime.md's profiles o
 ``run`` prepares a workload of ``runtime.py`` on the user's path (as ``runtime_ab.py`` does),
 writes the object code (``OUT.o``) and the function's address in this process (``OUT.addr``),
 then calls it for ``--seconds`` seconds (``-D`` keeps the start-up out of the samples).
-``report`` maps the samples that fall inside ``nmc_run`` onto ``objdump``'s disassembly of the
-object and prints each loop (a backward jump and the instructions it spans, innermost last) with
-its share of those samples; ``--listing`` prints the disassembly with each instruction's share.
-Reading which loop is which is left to the reader (the address order follows the emission
-order: encoders, then each population's projections and update, in graph order).
+``report`` maps the samples that fall inside the module's functions (``nmc_run`` and the
+functions it calls: one per population, the shared conv functions) onto ``objdump``'s
+disassembly of the object, prints each function's share, then each loop (a backward jump and
+the instructions it spans, innermost last) with its share of those samples; ``--listing``
+prints the disassembly with each instruction's share.  Reading which loop is which is left to
+the reader (the address order follows the emission order: the entry, then each population's
+function, in graph order, with the shared functions after the first that calls them).
 """
 
 from __future__ import annotations
@@ -53,14 +55,20 @@ def run(args) -> None:
 def report(args) -> None:
     address = int(Path(args.out + ".addr").read_text(), 16)
     symbols = subprocess.run(["objdump", "-t", args.out + ".o"], capture_output=True, text=True, check=True).stdout
-    size = int(next(line for line in symbols.splitlines() if line.endswith(" " + FUNCTION)).split()[4], 16)
+    functions = {f[5]: (int(f[0], 16), int(f[4], 16)) for f in map(str.split, symbols.splitlines())
+                 if len(f) == 6 and f[2] == "F" and f[3].endswith("text")}  # name: (offset in .ltext, size)
+    base = address - functions[FUNCTION][0]  # where the code section is in this process
+    end = max(offset + size for offset, size in functions.values())
     ips = subprocess.run(["perf", "script", "-i", args.perf, "-F", "ip"], capture_output=True, text=True,
                          check=True).stdout.split()
-    hits = collections.Counter(int(ip, 16) - address for ip in ips if 0 <= int(ip, 16) - address < size)
+    hits = collections.Counter(int(ip, 16) - base for ip in ips if 0 <= int(ip, 16) - base < end)
     inside = sum(hits.values())
-    print(f"{len(ips)} samples, {inside} in {FUNCTION} ({inside / max(len(ips), 1):.1%})")
-    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-M", "intel", "--disassemble=" + FUNCTION,
-                              args.out + ".o"], capture_output=True, text=True, check=True).stdout
+    print(f"{len(ips)} samples, {inside} in the module's functions ({inside / max(len(ips), 1):.1%}):")
+    for name, (offset, size) in sorted(functions.items(), key=lambda kv: kv[1]):
+        share = sum(n for o, n in hits.items() if offset <= o < offset + size) / max(inside, 1)
+        print(f"  {name:24s} {share:6.1%}")
+    listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-M", "intel", args.out + ".o"],
+                             capture_output=True, text=True, check=True).stdout
     rows = []  # (offset, share %, text)
     for line in listing.splitlines():
         m = re.match(r"\s*([0-9a-f]+):\t(.*)", line)

@@ -6,6 +6,8 @@ synaptic-operation counts."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -28,13 +30,14 @@ def _out(size: int, k: int, dil: int, lo: int, hi: int) -> int:
 
 def conv_net(c_in: int = 3, out: int = 16, groups: int = 1, kernel=(3, 3), pads=(0, 0, 0, 0), dil=(1, 1),
              wmax: int = 40, bits: int = 24, second: bool = False, size=(9, 10), seed: int = 0, delay: int = 1,
-             exponent: int = 0) -> Graph:
+             exponent: int = 0, third: bool = False) -> Graph:
     """A rate-encoded ``[c_in, H, W]`` input → conv2d (from the encoder) → population ``h1``
     ``[16, …]`` → the conv under test (from ``h1``: ``out`` channels, ``groups``, ``kernel``,
     ``pads``, ``dil``, int8 weights in ``[-wmax, wmax]``, all of channel 0 at 127 when ``wmax`` is)
     → population ``h2`` of ``bits`` bits
     (``second``: the conv is ``h2``'s second current, after a 1×1 pool of ``h1``; ``delay``
-    and ``exponent``: the conv's)."""
+    and ``exponent``: the conv's; ``third``: then a conv of the same shape from ``h2`` with other
+    weights → population ``h3``, the output)."""
     rng = np.random.default_rng(seed)
     g = Graph("direct")
     H, W = size
@@ -59,6 +62,12 @@ def conv_net(c_in: int = 3, out: int = 16, groups: int = 1, kernel=(3, 3), pads=
     h2 = snn.Population(currents=currents, declared_type=SpikeType((out, oh, ow)), bits=bits,
                         threshold=(wmax << exponent) * min(6, 16 // groups * kh * kw // 3), dv=3000)
     g.add(h2, "h2")
+    if third:
+        c3 = g.add(snn.Project(src=h2.result, kind="conv2d", weight=Blob(rng.integers(-wmax, wmax + 1, w.shape)
+                                                                          .astype(np.int8)), pads=pads))
+        h2 = snn.Population(currents=[c3], declared_type=SpikeType((out, oh, ow)), bits=bits,
+                            threshold=h2.threshold, dv=3000)
+        g.add(h2, "h3")
     g.add(ann.Output(values=[g.add(snn.Decode(x=h2.result))]))
     verify(g)
     return g
@@ -181,3 +190,51 @@ def test_only_integer_stride_1_int8_convs_of_spikes_run_directly():
     fl = _conv(conv_net(), 1)
     fl.weight = Blob(fl.weight.data.astype(np.float32))
     assert plan.direct_conv(fl, plan.Layout(features=vnni), "dense") is None
+
+
+@needs_vnni
+def test_convolutions_of_one_shape_share_one_direct_function():
+    """The direct sums and the flush depend only on shapes and types (conv_direct.direct_sums,
+    common.flush; emit.Lowering.shared_function): two 16 → 16 convs of one signature,
+    different weights, call one direct and one flush function; the 3 → 16 conv, of its own
+    signature, keeps both inline (conv2d.repeated).  The run is bit-identical to the reference."""
+    g = conv_net(pads=(1, 1, 1, 1), size=(8, 8), third=True)
+    text = str(emit.lower(Network.of(g), kernels="dense")[0])
+    defined = re.findall(r'^define internal void @"([a-z_]+_\d+)"', text, re.M)
+    called = re.findall(r'call void @"([a-z_]+_\d+)"', text)
+    name = plan.FUNCTION_NAME
+    assert [f for f in defined if "_step_" not in f] == [f"{name}_direct_0", f"{name}_flush_0"]
+    assert [f for f in called if "_step_" not in f] == [f"{name}_direct_0", f"{name}_flush_0"] * 2
+    first = re.search(rf'^define internal void @"{name}_step_0".*?^}}', text, re.M | re.S).group(0)
+    assert "vpdpbusd" in first  # the first conv's sums, inline
+    ref = run_both(g, "dense")
+    h3 = g.walk("snn.population")[2]
+    assert ref.spikes[h3].any() and not ref.spikes[h3].all()  # not vacuous
+
+
+@needs_vnni
+def test_a_crossover_no_step_reaches_emits_only_the_event_kernel(monkeypatch):
+    """A population-fed conv gets the direct kernel (chosen per step) unless the crossover is
+    above the population's size or its calibrated rate puts the mean count RATE_MARGIN times
+    below it: then only the event kernel is emitted.  Each choice runs bit-identical to the
+    reference."""
+    g = conv_net(c_in=2, out=32, pads=(1, 1, 1, 1), size=(8, 8))
+    conv, h1 = _conv(g, 1), g.walk("snn.population")[0]
+    least = plan.plan(Network.of(g)).direct[conv]
+    size = h1.result.type.size
+    assert 1 <= least <= size
+
+    def emitted():
+        return "llvm.x86.avx512.vpdpbusd.512" in str(emit.lower(Network.of(g))[0])
+
+    assert emitted()
+    h1.extra["calib.rate"] = least / size / plan.RATE_MARGIN * 1.01  # the mean just above the margin
+    assert plan.plan(Network.of(g)).direct[conv] == least and emitted()
+    h1.extra["calib.rate"] = least / size / plan.RATE_MARGIN * 0.99
+    assert conv not in plan.plan(Network.of(g)).direct and not emitted()
+    run_both(g, "auto")
+    del h1.extra["calib.rate"]
+    monkeypatch.setattr(plan, "DIRECT_COST", plan.DIRECT_COST * 2 * size / least)  # beyond every count
+    assert conv not in plan.plan(Network.of(g)).direct and not emitted()
+    ref = run_both(g, "auto")
+    assert ref.spikes[g.walk("snn.population")[1]].any()  # not vacuous

@@ -69,9 +69,6 @@ AHEAD = 8
 #: Cells and channels per register block when a channel-last conv2d accumulator is transposed
 #: into its population's channel-first one (:func:`.kernels.common.flush`).
 BLOCK = 8
-#: Populations from which each population's function stays ``noinline`` (:meth:`Lowering.outlined`);
-#: below, LLVM inlines them back (small networks compile fast either way and run faster inlined).
-NOINLINE_FROM = 16
 
 
 def llvm_triple() -> str:
@@ -154,6 +151,18 @@ class Emitter:
             self.b.position_at_end(self.entry)
         yield
         self.b.position_at_end(here)
+
+    @contextmanager
+    def function(self, fn: ir.Function):
+        """Emit into ``fn`` (a new function: its entry block is made here), then return to the
+        function, entry block and insertion point emitted into before."""
+        saved = self.fn, self.entry, self.b
+        self.fn, self.entry = fn, fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        try:
+            yield
+        finally:
+            self.fn, self.entry, self.b = saved
 
     @contextmanager
     def when(self, cond):
@@ -262,11 +271,35 @@ class Lowering:
         self.fn.args[1].add_attribute("noalias")
         self.e = Emitter(self.module, self.fn)
         self.part = None  # the part being run, in a network split into parts (plan.split_parts)
+        self.shared: dict = {}  # functions that kernels share between projections (:meth:`shared_function`)
+        self.memo: dict = {}  # what kernels compute once per network, by their own keys
         for p in net.projections:
             if p.kind not in self.registry:
                 raise NmcError(f"the CPU runtime has no kernel for {p.kind!r} projections", p.loc)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def shared_function(self, kind: str, key: tuple, pointers: int, emit) -> ir.Function:
+        """The function ``void (ptr noalias × pointers)`` that kernels share for ``(kind, key)``
+        (``key``: everything its code depends on, shapes and types): made when first asked
+        for, its body by ``emit(*args)`` (into it: :meth:`Emitter.function`), internal and
+        ``noinline``, named ``nmc_run_<kind>_<i>``.  Code that depends only on shapes (the
+        direct sums, the flush of a conv's accumulator) is then optimised and compiled once
+        for all projections of one shape (a DenseNet's dense blocks, a chain of equal layers)."""
+        if (kind, key) in self.shared:
+            return self.shared[kind, key]
+        index = sum(k == kind for k, _ in self.shared)
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR] * pointers),
+                         name=f"{FUNCTION_NAME}_{kind}_{index}")
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        for a in fn.args:
+            a.add_attribute("noalias")
+        self.shared[kind, key] = fn
+        with self.e.function(fn):
+            emit(*fn.args)
+            self.e.b.ret_void()
+        return fn
 
     def acc_type(self, pop: Op) -> ir.Type:
         """The type the population's arithmetic runs in."""
@@ -379,13 +412,13 @@ class Lowering:
 
     def outlined(self, pop: Op, phase: str, emit):
         """Emit ``emit(pop)`` (``phase`` ``run``: :meth:`population_run`) or ``emit(pop, phase)``
-        (:meth:`population_step`) as a function of its own, ``noinline`` in a network of
-        :data:`NOINLINE_FROM` populations or more, and call it here.
+        (:meth:`population_step`) as a function of its own, ``noinline``, and call it here.
 
         One function per population keeps LLVM's function and loop passes on one layer's loops
         at a time: in one function, every layer's loops would sit inside the step loop, whose
-        loop passes cost about (loops × body), quadratic in the network's size.  The function
-        takes what the code inside reads of the caller: ``bufs``, ``scratch``, the sample ``n``,
+        loop passes cost about (loops × body), quadratic in the network's size; and inlined back,
+        even in a small network, every function is optimised twice, once alone and once more
+        inside the entry (W2's O3 took twice as long).  The function takes what the code inside reads of the caller: ``bufs``, ``scratch``, the sample ``n``,
         ``T``, ``steps``, the step ``t`` (0 for ``run``), the part (0 when not split), and
         pointers to the caller's synaptic-operation counter and ``pop``'s side-accumulator flags;
         it counts and flags in locals of its own (registers in its loops) and adds / stores them
@@ -396,8 +429,7 @@ class Lowering:
         fnty = ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, I64, I64, I64, PTR, PTR])
         fn = ir.Function(self.module, fnty, name=f"{FUNCTION_NAME}_{phase}_{index}")
         fn.linkage = "internal"
-        if len(self.net.populations) >= NOINLINE_FROM:
-            fn.attributes.add("noinline")
+        fn.attributes.add("noinline")
         fn.args[1].add_attribute("noalias")
         t = self.t if phase != "run" else e.i64(0)
         args = [self.fn.args[0], self.fn.args[1], self.n, self.T, self.steps, t,

@@ -725,6 +725,10 @@ DIRECT_SUMS = 16
 #: 530 events per step on average; ``perf`` samples of each kernel forced, one thread, this
 #: AMD EPYC of the Zen 4 generation): 0.82 cycles per ``vpdpbusd``, 3.0 per event vector add.
 DIRECT_COST = 0.3
+#: How far below the crossover a population's mean spike count per step (its calibrated
+#: ``calib.rate`` times its size) must be for :func:`direct_conv` to emit only the event
+#: kernel: a margin for the steps that spike more than the mean (a judgement, not measured).
+RATE_MARGIN = 4
 
 
 class DirectGeometry(NamedTuple):
@@ -768,8 +772,11 @@ def direct_conv(p: Op, lay: Layout, kernels: str = "auto") -> int | None:
     bounded in i32 (:func:`unit_bound`), output channels per group a multiple of 16, on an
     AVX-512 VNNI host (``lay.features``), not split into parts.  ``kernels="dense"``: always;
     ``"event"``: never; ``"auto"``: a population's spike list is counted at each step and the
-    kernel chosen there (the crossover below); an encoder's rate is known only when calibrated
-    (``calib.rate``, :func:`source_rate`), which then decides once."""
+    kernel chosen there (the crossover below), unless no step can reach the crossover (it is
+    above the population's size) or the population's calibrated rate puts its mean count at
+    :data:`RATE_MARGIN` times below it: then only the event kernel is emitted (a compile-time
+    choice, which spares the code of the other kernel).  An encoder's rate is known only when
+    calibrated (``calib.rate``, :func:`source_rate`), which then decides once."""
     if p.kind != "conv2d" or kernels == "event" or not p.is_integer or not unit_events(p):
         return None
     O, _, kh, kw = p.weight.shape
@@ -787,9 +794,10 @@ def direct_conv(p: Op, lay: Layout, kernels: str = "auto") -> int | None:
     per_event = kh * kw * -(-og // vector)
     least = max(1, int(np.ceil(dense * DIRECT_COST / per_event)))
     src = p.src.owner
-    if src.KIND == "snn.population":
-        return least
     rate = source_rate(src)
+    if src.KIND == "snn.population":
+        size = src.result.type.size
+        return None if least > size or (rate is not None and rate * size * RATE_MARGIN <= least) else least
     return 0 if rate is not None and rate * src.result.type.size >= least else None
 
 

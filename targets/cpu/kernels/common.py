@@ -4,6 +4,7 @@ population's (:func:`private`, :func:`flush`: dense and conv2d), and window tabl
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,7 +34,8 @@ def private(lw: Lowering, p: Op):
     return lw.area[("pacc", p)], ir_type(kind), touched
 
 
-def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bool = False, halo=None):
+def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bool = False, halo=None,
+          shared: bool = False):
     """Add the private accumulator (``[cells, size/cells]``, channel-last when ``cells > 1``)
     into the population's (channel-first) and clear it, if any event touched it.  ``first``:
     nothing was added to the population's accumulator yet this step, so an integer result
@@ -44,32 +46,19 @@ def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bo
     channel-last one whose channels are a multiple of :data:`..emit.BLOCK` is transposed in
     ``BLOCK × BLOCK`` register blocks (:func:`flush_blocks`; strided scalar reads cost W2 a
     tenth of its time), an i16 one with a multiple of :data:`WIDE_BLOCK` channels first in
-    ``WIDE_BLOCK × WIDE_BLOCK`` blocks, the cells after the last whole block one by one."""
+    ``WIDE_BLOCK × WIDE_BLOCK`` blocks, the cells after the last whole block one by one.
+    ``shared`` (a conv's, with others of its signature): the cells are flushed by a function
+    shared with them (:func:`flush_cells`)."""
     e, b = lw.e, lw.e.b
     pacc, pt, touched = priv
-    chans = size // cells
-
-    if halo is not None:  # each cell's place, from a table (arithmetic per row cost registers)
-        ow, owp, offset = halo
-        i = np.arange(cells)
-        places = e.opaque(e.const_array((i + i // ow * (owp - ow) + offset).astype(np.int32), "fplace")[0])
-
-    def place(cell):
-        return cell if halo is None else b.sext(e.load(places, cell, I32), I64)
 
     def cells_():
-        done = 0  # cells flushed in blocks
-        if cells > 1 and pt == I16 and chans % WIDE_BLOCK == 0:
-            done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, WIDE_BLOCK)
-        if cells > 1 and chans % BLOCK == 0:
-            done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, BLOCK, done)
-        # the rest (every cell without blocks): contiguous stores, strided reads
-        with e.loop(0, chans, "ch") as ch:
-            with e.loop(done, cells, "cell") as cell:
-                src = b.add(b.mul(place(cell), e.i64(chans)), ch)
-                dst = b.add(b.mul(ch, e.i64(cells)), cell)
-                flush_value(lw, pop, acc, dst, e.load(pacc, src, pt), pt, first)
-                e.store(ir.Constant(pt, 0), pacc, src, pt)
+        if not shared:
+            flush_cells(lw, pop, acc, pacc, pt, size, cells, first, halo)
+            return
+        key = (size, cells, str(pt), str(lw.acc_store_type(pop)), bool(pop.bits), first, halo)
+        b.call(lw.shared_function("flush", key, 2, lambda to, fro: flush_cells(lw, pop, to, fro, pt, size, cells,
+                                                                                 first, halo)), [acc, pacc])
 
     cond = b.icmp_unsigned("!=", b.load(touched, typ=I8), ir.Constant(I8, 0))
     if first and pop.bits and pop in lw.lay.overwritten:  # untouched: the step's currents start at 0
@@ -82,6 +71,37 @@ def flush(lw: Lowering, pop: Op, acc, priv, size: int, cells: int = 1, first: bo
     else:
         with e.when(cond):
             cells_()
+
+
+def flush_cells(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, size: int, cells: int, first: bool, halo):
+    """The body of :func:`flush` once an event touched the private accumulator ``pacc``:
+    every cell added (or stored) into ``acc`` and cleared.  Shared by convs of one signature,
+    it is a function of its own for all of them (:meth:`..emit.Lowering.shared_function`; its
+    code depends on nothing else)."""
+    e, b = lw.e, lw.e.b
+    chans = size // cells
+    if halo is not None:  # each cell's place, from a table (arithmetic per row cost registers)
+        ow, owp, offset = halo
+        i = np.arange(cells)
+        places = e.opaque(e.const_array((i + i // ow * (owp - ow) + offset).astype(np.int32), "fplace")[0])
+
+    def place(cell):
+        return cell if halo is None else b.sext(e.load(places, cell, I32), I64)
+
+    done = 0  # cells flushed in blocks
+    if cells > 1 and pt == I16 and chans % WIDE_BLOCK == 0:
+        done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, WIDE_BLOCK)
+    if cells > 1 and chans % BLOCK == 0:
+        done = flush_blocks(lw, pop, acc, pacc, pt, cells, chans, first, place, BLOCK, done)
+    if done == cells:
+        return
+    # the rest (every cell without blocks): contiguous stores, strided reads
+    with e.loop(0, chans, "ch") as ch:
+        with e.loop(done, cells, "cell") as cell:
+            src = b.add(b.mul(place(cell), e.i64(chans)), ch)
+            dst = b.add(b.mul(ch, e.i64(cells)), cell)
+            flush_value(lw, pop, acc, dst, e.load(pacc, src, pt), pt, first)
+            e.store(ir.Constant(pt, 0), pacc, src, pt)
 
 
 def flush_value(lw: Lowering, pop: Op, acc, dst, val, pt: ir.Type, first: bool):
@@ -107,11 +127,13 @@ def flush_blocks(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, cells: int, chan
     (its channels, at ``place(cell)``), clear them, transpose the block in registers
     (:func:`transpose`) and add one vector per channel (its cells) into the population's
     accumulator.  Every element is added once, as by the scalar loop, so the results are
-    the same."""
+    the same.  No whole block: nothing is emitted (code that never runs costs compile time)."""
     e, b = lw.e, lw.e.b
     vt = ir.VectorType(pt, block)
     zero = ir.Constant(vt, None)
     count = (cells - start) // block
+    if count == 0:
+        return start
     with e.loop(0, count, "fcb") as cb:
         cell0 = b.add(b.mul(cb, e.i64(block)), e.i64(start))
         with e.loop(0, chans // block, "fch") as chb:
@@ -127,6 +149,13 @@ def flush_blocks(lw: Lowering, pop: Op, acc, pacc, pt: ir.Type, cells: int, chan
     return start + count * block
 
 
+@functools.cache
+def shuffle_mask(idx: tuple[int, ...]) -> ir.Constant:
+    """The ``shufflevector`` mask ``idx``, one constant per mask (its text is formatted once:
+    building and printing a vector constant per shuffle was a tenth of W2's IR printing)."""
+    return ir.Constant(ir.VectorType(I32, len(idx)), list(idx))
+
+
 def transpose(b: ir.IRBuilder, rows: list) -> list:
     """The columns of the square block whose rows are the vectors ``rows`` (8 or 16 of them).
     8: shuffles of 32-bit pairs, 64-bit pairs and 128-bit halves.  16 (i16 lanes,
@@ -136,7 +165,7 @@ def transpose(b: ir.IRBuilder, rows: list) -> list:
     n = len(rows)
 
     def shuffle(x, y, idx):
-        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), idx))
+        return b.shuffle_vector(x, y, shuffle_mask(tuple(idx)))
 
     if n == 16:
         for _ in range(4):

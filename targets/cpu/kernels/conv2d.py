@@ -6,6 +6,7 @@ where the plan allows it (:func:`..plan.direct_conv`), the direct convolution of
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,14 +31,17 @@ def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
     the population's: by the direct convolution (:func:`.conv_direct.project_direct`) when
     the plan chose it for every step (:attr:`..plan.Layout.direct` 0: forced, or an encoder's
     calibrated rate) or in a step whose source population's spike list has at least the
-    planned number of events; else by the event kernel (:func:`scatter`)."""
+    planned number of events; else by the event kernel (:func:`scatter`).  The direct sums
+    and the flush are functions shared with the other convs of ``p``'s signature when it has
+    any (:func:`repeated`)."""
     least = lw.lay.direct.get(p)
+    shared = repeated(lw, p)
     priv = private(lw, p)  # channel-last [OH, OW, O] (with a halo: [OHp, OWp, O])
     halo = conv_halo(p, lw.lay.private[p])
     if least is None:
         scatter(lw, p, pop, priv, halo)
     elif least == 0 or p.src.owner.KIND != "snn.population":
-        project_direct(lw, p, pop, priv, halo)
+        project_direct(lw, p, pop, priv, halo, shared)
     else:
         e, b = lw.e, lw.e.b
         src = p.src.owner
@@ -47,13 +51,30 @@ def project_conv2d(lw: Lowering, p: Op, pop: Op, acc):
         cnt = b.sext(e.load(lw.area[("ring_cnt", src)], slot, I32), I64)
         with b.if_else(b.and_(live, b.icmp_signed(">=", cnt, e.i64(least)))) as (direct, events):
             with direct:
-                project_direct(lw, p, pop, priv, halo)
+                project_direct(lw, p, pop, priv, halo, shared)
             with events:
                 scatter(lw, p, pop, priv, halo)
     OH, OW = conv_out(p)
     O = p.weight.shape[0]
     flush(lw, pop, acc, priv, O * OH * OW, OH * OW, first=lw.first_current,
-          halo=(OW, halo[3], halo[0] * halo[3] + halo[1]) if halo else None)
+          halo=(OW, halo[3], halo[0] * halo[3] + halo[1]) if halo else None, shared=shared)
+
+
+def signature(lw: Lowering, p: Op) -> tuple:
+    """What conv2d ``p``'s shape-dependent code (direct sums, flush) depends on, but for its
+    target's accumulator: shapes, strides, pads, dilations, groups, private accumulator type."""
+    return (p.weight.shape, p.src.type.shape, tuple(p.strides), tuple(p.pads), tuple(p.dilations), p.groups,
+            lw.lay.private.get(p))
+
+
+def repeated(lw: Lowering, p: Op) -> bool:
+    """Whether another conv2d of the network has ``p``'s :func:`signature`: then its direct
+    sums and flush are shared functions (:meth:`..emit.Lowering.shared_function`, compiled
+    once for all of them); a conv of its own keeps them inline (a function of its own, called
+    once, cost W2's compile about a tenth more)."""
+    if "conv2d signatures" not in lw.memo:
+        lw.memo["conv2d signatures"] = Counter(signature(lw, q) for q in lw.net.projections if q.kind == "conv2d")
+    return lw.memo["conv2d signatures"][signature(lw, p)] > 1
 
 
 def scatter(lw: Lowering, p: Op, pop: Op, priv, halo):

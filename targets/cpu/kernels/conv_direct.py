@@ -12,7 +12,8 @@ and group of 4 input channels, one ``vpdpbusd`` per cell and 16 output channels 
 sum is bounded by :func:`..plan.unit_bound` below ``2**31``, so the i32 sums are exact in any
 order.  The sums are stored (narrowed, exactly) into the event kernel's channel-last private
 accumulator, which :func:`.conv2d.project_conv2d` flushes into the population's whichever
-kernel ran."""
+kernel ran.  The sums are a function of their own (:func:`direct_sums`), shared by every
+projection of the same shapes."""
 
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from nmc.ir.core import Op
 from ..emit import I8, I32, I64
 from ..plan import conv_out, direct_geometry
 from ..tables import int_weights
+from .common import shuffle_mask
 
 if TYPE_CHECKING:
     from ..emit import Lowering
 
 V16 = ir.VectorType(I32, 16)
+ZERO16 = ir.Constant(V16, None)
 V64 = ir.VectorType(I8, 64)
 #: Kernel cells × groups of 4 input channels up to which a block's loop is unrolled whole
 #: (beyond, a loop over the groups of 4 channels, the kernel cells unrolled in it).
@@ -50,25 +53,19 @@ def direct_weights(p: Op) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(G, og // 16, 16, k4 // 4, 4, kh * kw).transpose(0, 5, 3, 1, 2, 4))
 
 
-def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
+def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo, shared: bool = False):
     """Emit the direct convolution of ``p`` for this step into its private accumulator
     ``priv`` (:func:`.common.private`, i16 or i32, with the halo ``halo`` of
-    :func:`..plan.conv_halo`): every output cell's sums are stored (module docstring).
-    Synaptic operations are counted per event, as by the event kernel."""
+    :func:`..plan.conv_halo`): every output cell's sums are stored (module docstring), by
+    the shared function :func:`direct_sums` when ``shared``, else inline.  Synaptic
+    operations are counted per event, as by the event kernel."""
     e, b = lw.e, lw.e.b
-    co, cpg, kh, kw = p.weight.shape
-    G = p.groups
-    og = co // G
+    cpg = p.weight.shape[1]
     C, H, W = p.src.type.shape
-    OH, OW = conv_out(p)
-    hp, wp, cells, depth, owr, run, pair = direct_geometry(p)
-    k4 = depth // G
-    quads = k4 // 4
-    dy, dx = p.dilations
-    taps = [(ky * dy * wp + kx * dx) * depth for ky in range(kh) for kx in range(kw)]
+    _, wp, cells, depth, _, _, _ = direct_geometry(p)
+    k4 = depth // p.groups
     cin = lw.area[("cin", p)]
     pacc, pt, touched = priv
-    hy, hx, _, owp = halo
 
     size = (cells * depth + 63) // 64  # the plan reserves whole 64-byte lines
     with e.loop(0, size, "cz") as k:
@@ -83,21 +80,62 @@ def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
 
     lw.events(p, pop, event)
 
-    wg = e.opaque(e.const_array(direct_weights(p), "dweight")[0])
+    weights = e.const_array(direct_weights(p), "dweight")[0]
+    if shared:
+        b.call(direct_sums(lw, p, halo, pt), [cin, weights, pacc])
+    else:  # weights at displacements from one register, not a movabs each
+        _sums(e, p, halo, pt, cin, e.opaque(weights), pacc)
+    b.store(ir.Constant(I8, 1), touched)
+
+
+def direct_sums(lw: Lowering, p: Op, halo, pt: ir.IntType) -> ir.Function:
+    """The function ``void (ptr cin, ptr weights, ptr pacc)`` that sums conv2d ``p``'s outputs
+    from its input plane ``cin`` (:func:`..plan.direct_geometry`) and weights
+    (:func:`direct_weights`) into its private accumulator ``pacc`` (element type ``pt``, with
+    the halo ``halo``): module docstring.  Its code depends only on the shapes, so projections
+    of one shape share it (:meth:`..emit.Lowering.shared_function`)."""
+    key = (direct_geometry(p), tuple(p.weight.shape), p.groups, tuple(p.dilations), conv_out(p), tuple(halo),
+           pt.width)
+    return lw.shared_function("direct", key, 3, lambda cin, wg, pacc: _sums(lw.e, p, halo, pt, cin, wg, pacc))
+
+
+def _sums(e, p: Op, halo, pt: ir.IntType, cin, wg, pacc):
+    """The sums of :func:`direct_sums`, emitted with ``e`` into the current function."""
+    b = e.b
+    co, cpg, kh, kw = p.weight.shape
+    G = p.groups
+    og = co // G
+    OH, OW = conv_out(p)
+    hp, wp, cells, depth, owr, run, pair = direct_geometry(p)
+    k4 = depth // G
+    quads = k4 // 4
+    dy, dx = p.dilations
+    taps = [(ky * dy * wp + kx * dx) * depth for ky in range(kh) for kx in range(kw)]
+    hy, hx, _, owp = halo
     vpdp = e.intrinsic("llvm.x86.avx512.vpdpbusd.512", V16, [V16, V16, V16])
     blocks = og // 16
     unrolled = len(taps) * quads <= UNROLL
 
     def splat(ptr):  # 4 input bytes, broadcast to the 16 lanes
         word = b.load(ptr, typ=I32, align=1)
-        return b.shuffle_vector(b.insert_element(ir.Constant(V16, None), word, ir.Constant(I32, 0)),
-                                ir.Constant(V16, None), ir.Constant(V16, [0] * 16))
+        return b.shuffle_vector(b.insert_element(ZERO16, word, ir.Constant(I32, 0)), ZERO16, shuffle_mask((0,) * 16))
 
     with e.loop(0, G, "dg") as g:
         with e.loop(0, blocks // pair, "dob") as ob:
             with e.loop(0, OH, "doy") as oy:
                 with e.loop(0, owr // run, "dox") as xb:
-                    sums = [[e.var(V16, None) for _ in range(pair)] for _ in range(run)]
+                    # unrolled: the sums as values (no variables for LLVM to promote); else loop-carried
+                    sums = [[ZERO16 if unrolled else e.var(V16, None) for _ in range(pair)] for _ in range(run)]
+
+                    def get(c, k):
+                        return sums[c][k] if unrolled else b.load(sums[c][k], typ=V16)
+
+                    def put(c, k, value):
+                        if unrolled:
+                            sums[c][k] = value
+                        else:
+                            b.store(value, sums[c][k])
+
                     cell0 = b.add(b.mul(oy, e.i64(wp)), b.mul(xb, e.i64(run)))
                     first = b.add(b.mul(cell0, e.i64(depth)), b.mul(g, e.i64(k4)))
                     def quad(q):  # one group of 4 input channels, every kernel cell
@@ -111,8 +149,7 @@ def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
                                 x = splat(b.gep(cin, [b.add(b.add(first, b.shl(q, e.i64(2))), e.i64(off + c * depth))],
                                                 source_etype=I8))
                                 for k in range(pair):
-                                    s = sums[c][k]
-                                    b.store(b.call(vpdp, [b.load(s, typ=V16), x, ws[k]]), s)
+                                    put(c, k, b.call(vpdp, [get(c, k), x, ws[k]]))
 
                     if unrolled:
                         for q in range(quads):
@@ -128,7 +165,6 @@ def project_direct(lw: Lowering, p: Op, pop: Op, priv, halo):
                             for k in range(pair):
                                 ch = b.add(b.mul(g, e.i64(og)), b.mul(b.add(b.mul(ob, e.i64(pair)), e.i64(k)), e.i64(16)))
                                 dst = b.gep(pacc, [b.add(b.mul(cell, e.i64(co)), ch)], source_etype=pt)
-                                total = b.load(sums[c][k], typ=V16)
+                                total = get(c, k)
                                 total = total if pt == I32 else b.trunc(total, ir.VectorType(pt, 16))  # |sum| < 2**15
                                 b.store(total, dst, align=2)
-    b.store(ir.Constant(I8, 1), touched)
