@@ -34,6 +34,7 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.targets.mapping.netlist import synapses
+from nmc.targets.mapping.shapes import synapse_count
 from nmc.targets.mesh.sections import pack, ports_meta, unpack
 from nmc.targets.multicast.board import Board
 from nmc.targets.multicast.mapping import McMapping, mapping_of
@@ -92,16 +93,17 @@ def _rows(m: McMapping, key_bits: int) -> dict:
     projection order (the order :func:`~nmc.targets.mapping.netlist.synapses` gives).
 
     The synapses are sorted once, by one int64 key ``(row · L + target) · D + delay`` (L the
-    largest core, D the longest delay + 1) with a stable argsort; per synapse only that key,
-    its int32 target and int64 weight, and its projection's index are held before the sort."""
+    largest core, D the longest delay + 1) with a stable argsort; before the sort each synapse
+    holds only that key, its int32 target, int64 weight and its projection's index, written
+    in place into arrays sized by :func:`~nmc.targets.mapping.shapes.synapse_count`."""
     net, vertices = m.net, m.vertices()
     C = len(m.cores)
     ints = lambda xs: np.asarray(xs, np.int64)  # noqa: E731
-    key_of = m.source_keys()
     vertex_of = np.empty(net.n_sources, np.int64)
     for i, v in enumerate(vertices):
         vertex_of[v.sources] = i
-    vertex_base = ints([v.base for v in vertices])
+    key_index = m.source_keys() - ints([v.base for v in vertices])[vertex_of]  # a source's key within its vertex
+    local_of = m.hw_of - m.core_start[m.core_of]  # a neuron's index on its core
     blocks = sorted(((c, i) for i, d in enumerate(m.destinations()) for c in d), key=lambda cv: (cv[0], vertices[cv[1]].base))
     mpt_start = np.searchsorted(ints([c for c, _ in blocks]), np.arange(C + 1)) if blocks else np.zeros(C + 1, np.int64)
     sizes = ints([len(vertices[v].sources) for _, v in blocks])
@@ -117,31 +119,27 @@ def _rows(m: McMapping, key_bits: int) -> dict:
     if R * L * D >= 1 << 62:
         raise NmcError(f"{R} synaptic rows on cores of up to {L} neurons with delays up to {D - 1}: too many "
                        "to index", hint="a smaller network, or more neurons per core")
-    keys, targets, weights, part = [], [], [], []
-    for i, (pop, p) in enumerate(projections):
-        src, tgt, w = synapses(p)
+    ends = np.cumsum([0] + [synapse_count(p) for _, p in projections])
+    S = int(ends[-1])
+    key, target, weight = np.empty(S, np.int64), np.empty(S, np.int32), np.empty(S, np.int64)
+    part = np.repeat(np.arange(len(projections), dtype=np.int32), np.diff(ends))
+    per_row = np.zeros(R, np.int64)
+    for (pop, p), a, b in zip(projections, ends[:-1].tolist(), ends[1:].tolist()):
+        src, tgt, weight[a:b] = synapses(p)
         s = src + net.source_offset[p.src.owner]
         t = tgt + net.neuron_offset[pop]
-        del src, tgt
-        core, v = m.core_of[t], vertex_of[s]
-        row = first_row[by_code[np.searchsorted(codes, core * V + v)]] + key_of[s] - vertex_base[v]
-        local = m.hw_of[t] - m.core_start[core]
-        keys.append((row * L + local) * D + p.delay)
-        targets.append(local.astype(np.int32))
-        weights.append(w)
-        part.append(np.full(len(w), i, np.int32))
-    join = lambda xs, dtype: np.concatenate(xs) if xs else np.zeros(0, dtype)  # noqa: E731
-    key = join(keys, np.int64)
-    del keys
+        row = first_row[by_code[np.searchsorted(codes, m.core_of[t] * V + vertex_of[s])]] + key_index[s]
+        per_row += np.bincount(row, minlength=R)
+        target[a:b] = local_of[t]
+        key[a:b] = (row * L + target[a:b]) * D + p.delay
     order = np.argsort(key, kind="stable")
-    key = key[order]
-    part = join(part, np.int32)[order]
+    del key
+    part = part[order]
     return {"mpt_start": mpt_start, "mpt_key": ints([vertices[v].base for _, v in blocks]),
             "mpt_mask": ints([vertices[v].mask(key_bits) for _, v in blocks]),
             "mpt_row": first_row[:-1], "mpt_count": sizes,
-            "row_start": np.searchsorted(key // (L * D), np.arange(R + 1)) if R else np.zeros(1, np.int64),
-            "syn_target": join(targets, np.int32)[order].astype(np.int64),
-            "syn_weight": join(weights, np.int64)[order],
+            "row_start": np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64),
+            "syn_target": target[order].astype(np.int64), "syn_weight": weight[order],
             "syn_exponent": np.array([p.exponent for _, p in projections], np.uint8)[part],
             "syn_delay": ints([p.delay for _, p in projections])[part]}
 
