@@ -157,13 +157,11 @@ class McMapping:
         vertex_of = np.empty(self.net.n_sources, np.int64)
         for i, v in enumerate(self.vertices()):
             vertex_of[v.sources] = i
-        pairs = self.pairs()
-        dests: list[set] = [set() for _ in self.vertices()]
-        if len(pairs):
-            vp = np.unique(np.stack([vertex_of[pairs[:, 0]], pairs[:, 1]], 1), axis=0)
-            for v, c in vp.tolist():
-                dests[v].add(c)
-        self._destinations = [sorted(d) for d in dests]
+        pairs, C = self.pairs(), len(self.cores)
+        vc = np.unique(vertex_of[pairs[:, 0]] * C + pairs[:, 1]) if len(pairs) else np.zeros(0, np.int64)
+        ends = np.cumsum(np.bincount(vc // C, minlength=len(self.vertices())))
+        cores = (vc % C).tolist()  # distinct (vertex, core) codes in order: each vertex's cores, sorted
+        self._destinations = [cores[a:b] for a, b in zip([0, *ends[:-1].tolist()], ends.tolist())]
         return self._destinations
 
     def trees(self) -> list[dict]:
