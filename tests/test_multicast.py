@@ -376,6 +376,50 @@ def test_lower_bound_counts_the_row_headers_of_each_layers_fan_in():
     assert cores_lower_bound(big, [(8000, 0, 0, 1000)]) == 69  # ⌈8000 · 1024 / (131072 − 12000)⌉: beside the entries
 
 
+def test_a_compile_maps_the_placed_graph_once(monkeypatch):
+    """mc-route, the emitter and the resource summary share one mapping of the placed graph
+    (its trees, tables and their compression computed once); mc-place's, made before
+    placement, is the only other."""
+    import nmc
+    from nmc.targets.multicast import mapping
+
+    calls = {"init": 0, "pairs": 0, "compress": 0}
+
+    def counted(name, f):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return f(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(mapping.McMapping, "__init__", counted("init", mapping.McMapping.__init__))
+    monkeypatch.setattr(mapping, "source_core_pairs", counted("pairs", mapping.source_core_pairs))
+    monkeypatch.setattr(mapping, "compressed_tables", counted("compress", mapping.compressed_tables))
+    nmc.compile(_line_graph(), target="multicast-tiny")
+    assert calls == {"init": 2, "pairs": 2, "compress": 1}
+
+
+def test_the_shared_mapping_follows_every_change_of_the_graph():
+    """mapping_of gives the same mapping while the graph's ops print the same (hw.route ops
+    aside), and a new one after any change, in place or not, or for another graph object."""
+    from nmc.ir.hw import Route
+    from nmc.targets.mapping.hw import hw_insert
+    from nmc.targets.multicast.board import Board
+    from nmc.targets.multicast.mapping import mapping_of
+
+    g = mapped(random_graph(5)[0])
+    m = mapping_of(g, CHIP)
+    assert mapping_of(g, CHIP) is m
+    g.ops = [op for op in g.ops if op.KIND != "hw.route"]
+    hw_insert(g, [Route(src=0, dests=(0,), load=0.0, links=0)])
+    assert mapping_of(g, CHIP) is m
+    core = g.walk("hw.core")[0]
+    moved = next(c for c in Board(CHIP).chips if c != tuple(core.chip))
+    core.chip = moved  # in place: the same op objects
+    m2 = mapping_of(g, CHIP)
+    assert m2 is not m and m2.core_chip[core.id] == moved
+    assert mapping_of(g.clone(), CHIP) is not m2
+
+
 def test_statistics_add_up():
     graph, inputs = random_graph(7)
     image, _ = image_of(graph)

@@ -49,12 +49,12 @@ class MulticastClass(ChipClass):
         """Cores, lower bound, chips, placement cost, table entries before and after
         compression, the fullest table, busiest link, the busiest core's estimated cycles."""
         from nmc.targets.mapping.shapes import synapse_count
-        from nmc.targets.multicast.mapping import McMapping, compressed_tables
+        from nmc.targets.multicast.mapping import mapping_of
         from nmc.targets.multicast.passes import DEFAULT_RATE
 
-        m = McMapping(graph, chip)
+        m = mapping_of(graph, chip)
         tables = m.tables()
-        compressed = compressed_tables(tables, chip)
+        compressed = m.compressed_tables()
         loads = m.link_loads(m.net.rates(graph.meta.get("hw.rate", DEFAULT_RATE)))
         return {
             "cores": len(m.cores),

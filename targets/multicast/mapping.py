@@ -2,7 +2,9 @@
 trees, router tables, master population tables (docs/multicast-target.md).
 
 Everything here is a pure function of the graph's ``hw.core`` ops and the chip, so the
-``mc-route`` pass, the emitter and :func:`router_tables` compute the same tables.
+``mc-route`` pass, the emitter and :func:`router_tables` compute the same tables; within one
+compile they share one :class:`McMapping` (:func:`mapping_of`), which computes each of its
+parts (destinations, trees, tables, compressed tables) once.
 
 * A **vertex** is what one key range names: a host encoder (its elements), or the neurons of
   one population on one core, in hardware order (cores in id order, each core's slices in
@@ -23,6 +25,7 @@ Everything here is a pure function of the graph's ``hw.core`` ops and the chip, 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import networkx as nx
@@ -30,6 +33,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
+from nmc.ir.printer import print_graph
 from nmc.targets.mapping.hw import mapped_cores
 from nmc.targets.mapping.netlist import Netlist
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
@@ -54,7 +58,8 @@ class Vertex:
 
 
 class McMapping:
-    """The ``hw.core`` ops of a partitioned (and normally placed) graph, read back."""
+    """The ``hw.core`` ops of a partitioned (and normally placed) graph, read back.  Each part
+    is computed on first use and kept: what a method returns is shared, not to be modified."""
 
     def __init__(self, graph: Graph, chip, net: Netlist | None = None):
         self.graph, self.chip = graph, chip
@@ -92,7 +97,10 @@ class McMapping:
             self.core_proc = [k % P for k in range(len(cores))]
         self._pairs = None
         self._vertices = None
+        self._destinations = None
         self._trees = None
+        self._tables = None
+        self._compressed = None
 
     # ------------------------------------------------------------------------ connectivity
 
@@ -144,16 +152,17 @@ class McMapping:
 
     def destinations(self) -> list[list[int]]:
         """Per vertex, the cores that hold a target of any of its sources (sorted)."""
+        if self._destinations is not None:
+            return self._destinations
         vertex_of = np.empty(self.net.n_sources, np.int64)
         for i, v in enumerate(self.vertices()):
             vertex_of[v.sources] = i
-        pairs = self.pairs()
-        dests: list[set] = [set() for _ in self.vertices()]
-        if len(pairs):
-            vp = np.unique(np.stack([vertex_of[pairs[:, 0]], pairs[:, 1]], 1), axis=0)
-            for v, c in vp.tolist():
-                dests[v].add(c)
-        return [sorted(d) for d in dests]
+        pairs, C = self.pairs(), len(self.cores)
+        vc = np.unique(vertex_of[pairs[:, 0]] * C + pairs[:, 1]) if len(pairs) else np.zeros(0, np.int64)
+        ends = np.cumsum(np.bincount(vc // C, minlength=len(self.vertices())))
+        cores = (vc % C).tolist()  # distinct (vertex, core) codes in order: each vertex's cores, sorted
+        self._destinations = [cores[a:b] for a, b in zip([0, *ends[:-1].tolist()], ends.tolist())]
+        return self._destinations
 
     def trees(self) -> list[dict]:
         """Per vertex its multicast tree: ``{chip: (children chips, destination processors)}``
@@ -183,6 +192,8 @@ class McMapping:
         """Each chip's uncompressed table as columns (:class:`~.table.RouteTables`): chips
         (``(x, y)``) in order, each table's entries in key order, with their defaultable flags;
         chips no tree visits have none."""
+        if self._tables is not None:
+            return self._tables
         key_bits = self.chip.router.key_bits
         chip_of, keys, masks, routes, flags = [], [], [], [], []
         for v, tree in zip(self.vertices(), self.trees()):
@@ -209,9 +220,16 @@ class McMapping:
         rank = {c: i for i, c in enumerate(chips)}
         table_of = np.array([rank[c] for c in chip_of], np.int64)
         order = np.lexsort((np.array(keys, np.uint64), table_of))  # a chip's keys are distinct
-        return RouteTables.from_rows(np.bincount(table_of, minlength=len(chips)), np.array(keys, np.uint64)[order],
-                                     np.array(masks, np.uint64)[order], [routes[i] for i in order.tolist()],
-                                     np.array(flags, bool)[order], chips)
+        self._tables = RouteTables.from_rows(np.bincount(table_of, minlength=len(chips)),
+                                             np.array(keys, np.uint64)[order], np.array(masks, np.uint64)[order],
+                                             [routes[i] for i in order.tolist()], np.array(flags, bool)[order], chips)
+        return self._tables
+
+    def compressed_tables(self) -> RouteTables:
+        """:meth:`tables` after compression (:func:`compressed_tables`)."""
+        if self._compressed is None:
+            self._compressed = compressed_tables(self.tables(), self.chip)
+        return self._compressed
 
     def link_loads(self, rates: np.ndarray) -> dict:
         """Packets per step on every directed link used, ``{(chip, link): load}``."""
@@ -223,6 +241,29 @@ class McMapping:
                     key = (c, self.board.link_between(c, ch))
                     loads[key] = loads.get(key, 0.0) + r
         return dict(sorted(loads.items()))
+
+
+_LAST: list = []  # [(graph, ops digest, chip digest, McMapping)]: the one mapping mapping_of keeps
+
+
+def mapping_of(graph: Graph, chip) -> McMapping:
+    """The :class:`McMapping` of ``graph`` on ``chip``, shared: the last one built is returned
+    again while it is asked for the same graph object whose ops (its ``hw.route`` ops aside)
+    print to the same text (:func:`~nmc.ir.printer.print_graph` with blobs, compared by
+    SHA-256 at every call) on a chip of the same digest.  It cannot go stale: a mapping reads
+    nothing but those ops (their text is exact and blobs are read-only) and the chip, so equal
+    text means an equal mapping; ``hw.route`` ops are what ``mc-route`` adds from the
+    mapping, and no part of it reads them.  The same object is required too, since the
+    mapping's ``cores`` are that graph's ops.  Holds that one mapping (and its graph) until a
+    different one is asked for."""
+    ops = Graph(graph.name)
+    ops.ops = [op for op in graph.ops if op.KIND != "hw.route"]
+    digest = hashlib.sha256(print_graph(ops, print_blobs=True).encode()).hexdigest()
+    if _LAST and _LAST[0][0] is graph and _LAST[0][1:3] == (digest, chip.digest):
+        return _LAST[0][3]
+    m = McMapping(graph, chip)
+    _LAST[:] = [(graph, digest, chip.digest, m)]
+    return m
 
 
 def router_tables(graph: Graph, chip) -> RouteTables:

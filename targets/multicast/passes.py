@@ -33,7 +33,7 @@ from nmc.targets.mapping.netlist import Netlist
 from nmc.targets.mapping.partition import CoreLimits, core_pieces, partition, source_core_pairs
 from nmc.targets.mapping.shapes import geometry, synapse_count
 from nmc.targets.multicast.board import Board
-from nmc.targets.multicast.mapping import HOST_CHIP, McMapping, compressed_tables
+from nmc.targets.multicast.mapping import HOST_CHIP, McMapping, mapping_of
 
 DEFAULT_RATE = 0.25
 MAX_ANNEAL_SLOTS = 4096
@@ -370,7 +370,7 @@ class McRoute(Pass):
         if not 0.0 <= self.rate <= 1.0:
             raise NmcError(f"mc-route: rate={self.rate} must lie in [0, 1] (spikes per step per neuron)")
         graph.ops = [op for op in graph.ops if op.KIND != "hw.route"]
-        m = McMapping(graph, chip)
+        m = mapping_of(graph, chip)
         if not m.placed:
             raise NmcError(f"graph @{graph.name} has cores but no placement", hint="run mc-place before mc-route")
         rates = m.net.rates(self.rate)
@@ -381,7 +381,7 @@ class McRoute(Pass):
                                     links=sum(len(ch) for ch, _ in tree.values())))
         hw_insert(graph, routes)
         tables = m.tables()
-        compressed = compressed_tables(tables, chip)
+        compressed = m.compressed_tables()
         before = int(tables.sizes().max(initial=0))
         after = int(compressed.sizes().max(initial=0))
         capacity = chip.links.packets_per_s * chip.core.step_s

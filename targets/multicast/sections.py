@@ -34,9 +34,10 @@ import numpy as np
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
 from nmc.targets.mapping.netlist import synapses
+from nmc.targets.mapping.shapes import synapse_count
 from nmc.targets.mesh.sections import pack, ports_meta, unpack
 from nmc.targets.multicast.board import Board
-from nmc.targets.multicast.mapping import McMapping, compressed_tables
+from nmc.targets.multicast.mapping import McMapping, mapping_of
 from nmc.targets.multicast.table import N_LINKS, RouteTables, ranges
 from nmc.targets.neurons import NEURON_ARRAYS, neuron_arrays
 from nmc.targets.sections import CoreCounts, check, check_offsets, check_within, inconsistent, read_arrays, section_chip
@@ -85,9 +86,67 @@ def _table_arrays(tables: RouteTables, board: Board, prefix: str = "") -> dict:
     return arrays
 
 
+def _rows(m: McMapping, key_bits: int) -> dict:
+    """The ``multicast.rows`` arrays of mapping ``m`` (module docstring): per core a block of
+    rows for every vertex that sends to it, cores in order and a core's blocks by key; in a
+    block one row per key of the vertex; a row's synapses by local target, then delay, then
+    projection order (the order :func:`~nmc.targets.mapping.netlist.synapses` gives).
+
+    The synapses are sorted once, by one int64 key ``(row · L + target) · D + delay`` (L the
+    largest core, D the longest delay + 1) with a stable argsort; before the sort each synapse
+    holds only that key, its int32 target, int64 weight and its projection's index, written
+    in place into arrays sized by :func:`~nmc.targets.mapping.shapes.synapse_count`."""
+    net, vertices = m.net, m.vertices()
+    C = len(m.cores)
+    ints = lambda xs: np.asarray(xs, np.int64)  # noqa: E731
+    vertex_of = np.empty(net.n_sources, np.int64)
+    for i, v in enumerate(vertices):
+        vertex_of[v.sources] = i
+    key_index = m.source_keys() - ints([v.base for v in vertices])[vertex_of]  # a source's key within its vertex
+    local_of = m.hw_of - m.core_start[m.core_of]  # a neuron's index on its core
+    blocks = sorted(((c, i) for i, d in enumerate(m.destinations()) for c in d), key=lambda cv: (cv[0], vertices[cv[1]].base))
+    mpt_start = np.searchsorted(ints([c for c, _ in blocks]), np.arange(C + 1)) if blocks else np.zeros(C + 1, np.int64)
+    sizes = ints([len(vertices[v].sources) for _, v in blocks])
+    first_row = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    R = int(first_row[-1])
+    V = max(len(vertices), 1)
+    block_code = ints([c * V + v for c, v in blocks])
+    by_code = np.argsort(block_code, kind="stable")
+    codes = block_code[by_code]
+    projections = [(pop, c.owner) for pop in net.populations for c in pop.currents]
+    L = int(np.diff(m.core_start).max(initial=1))
+    D = max((p.delay for _, p in projections), default=0) + 1
+    if R * L * D >= 1 << 62:
+        raise NmcError(f"{R} synaptic rows on cores of up to {L} neurons with delays up to {D - 1}: too many "
+                       "to index", hint="a smaller network, or more neurons per core")
+    ends = np.cumsum([0] + [synapse_count(p) for _, p in projections])
+    S = int(ends[-1])
+    key, target, weight = np.empty(S, np.int64), np.empty(S, np.int32), np.empty(S, np.int64)
+    part = np.repeat(np.arange(len(projections), dtype=np.int32), np.diff(ends))
+    per_row = np.zeros(R, np.int64)
+    for (pop, p), a, b in zip(projections, ends[:-1].tolist(), ends[1:].tolist()):
+        src, tgt, weight[a:b] = synapses(p)
+        s = src + net.source_offset[p.src.owner]
+        t = tgt + net.neuron_offset[pop]
+        row = first_row[by_code[np.searchsorted(codes, m.core_of[t] * V + vertex_of[s])]] + key_index[s]
+        per_row += np.bincount(row, minlength=R)
+        target[a:b] = local_of[t]
+        key[a:b] = (row * L + target[a:b]) * D + p.delay
+    order = np.argsort(key, kind="stable")
+    del key
+    part = part[order]
+    return {"mpt_start": mpt_start, "mpt_key": ints([vertices[v].base for _, v in blocks]),
+            "mpt_mask": ints([vertices[v].mask(key_bits) for _, v in blocks]),
+            "mpt_row": first_row[:-1], "mpt_count": sizes,
+            "row_start": np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64),
+            "syn_target": target[order].astype(np.int64), "syn_weight": weight[order],
+            "syn_exponent": np.array([p.exponent for _, p in projections], np.uint8)[part],
+            "syn_delay": ints([p.delay for _, p in projections])[part]}
+
+
 def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
     """The hardware sections of a placed graph (module docstring)."""
-    m = McMapping(graph, chip)
+    m = mapping_of(graph, chip)
     net = m.net
     N, P, C = net.n_neurons, net.n_ports, len(m.cores)
     ints = lambda xs: np.asarray(xs, np.int64)  # noqa: E731
@@ -103,45 +162,8 @@ def emit_sections(graph: Graph, chip) -> dict[str, bytes]:
             "vertex_start": np.cumsum([0] + [len(v.sources) for v in vertices]),
             "vertex_sources": hw_source[np.concatenate([v.sources for v in vertices])] if vertices else ints([])}
     board = Board(chip)
-    raw = m.tables()
-    tables = {**_table_arrays(compressed_tables(raw, chip), board), **_table_arrays(raw, board, "raw_")}
-    # master population tables and rows: per core, a block of rows for every vertex that sends to it
-    key_of = m.source_keys()
-    vertex_of = np.empty(net.n_sources, np.int64)
-    for i, v in enumerate(vertices):
-        vertex_of[v.sources] = i
-    vertex_base = ints([v.base for v in vertices])
-    parts = []  # (core, vertex, key index, local target, weight, exponent, delay)
-    for pop in net.populations:
-        for p in (c.owner for c in pop.currents):
-            src, tgt, w = synapses(p)
-            s = src + net.source_offset[p.src.owner]
-            t = tgt + net.neuron_offset[pop]
-            core = m.core_of[t]
-            v = vertex_of[s]
-            n = len(s)
-            parts.append(np.stack([core, v, key_of[s] - vertex_base[v],
-                                   m.hw_of[t] - m.core_start[core], w, np.full(n, p.exponent), np.full(n, p.delay)], 1))
-    syn = np.concatenate(parts) if parts else np.zeros((0, 7), np.int64)
-    dests = m.destinations()
-    blocks = sorted(((c, i) for i, d in enumerate(dests) for c in d), key=lambda cv: (cv[0], vertices[cv[1]].base))
-    mpt_start = np.searchsorted(ints([c for c, _ in blocks]), np.arange(C + 1)) if blocks else np.zeros(C + 1, np.int64)
-    sizes = ints([len(vertices[v].sources) for _, v in blocks])
-    first_row = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    V = max(len(vertices), 1)
-    block_code = ints([c * V + v for c, v in blocks])
-    order = np.argsort(block_code, kind="stable")
-    at = order[np.searchsorted(block_code[order], syn[:, 0] * V + syn[:, 1])] if len(syn) else ints([])
-    row = first_row[at] + syn[:, 2] if len(syn) else ints([])
-    order = np.lexsort((syn[:, 6], syn[:, 3], row))  # rows in order; a row's synapses by target, then delay
-    syn, row = syn[order], row[order]
-    R = int(first_row[-1])
-    rows = {"mpt_start": mpt_start, "mpt_key": ints([vertices[v].base for _, v in blocks]),
-            "mpt_mask": ints([vertices[v].mask(chip.router.key_bits) for _, v in blocks]),
-            "mpt_row": first_row[:-1], "mpt_count": sizes,
-            "row_start": np.searchsorted(row, np.arange(R + 1)) if R else np.zeros(1, np.int64),
-            "syn_target": syn[:, 3], "syn_weight": syn[:, 4], "syn_exponent": syn[:, 5].astype(np.uint8),
-            "syn_delay": syn[:, 6]}
+    tables = {**_table_arrays(m.compressed_tables(), board), **_table_arrays(m.tables(), board, "raw_")}
+    rows = _rows(m, chip.router.key_bits)
     meta = json.dumps(ports_meta(graph, m), sort_keys=True, separators=(",", ":")).encode()
     ports = {"meta": np.frombuffer(meta, np.uint8), "population_hw": m.hw_of}
     return {"multicast.cores": pack(cores), "multicast.neurons": pack(params), "multicast.keys": pack(keys),
