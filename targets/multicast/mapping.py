@@ -143,6 +143,13 @@ class McMapping:
         self._vertices = based
         return based
 
+    def vertex_of(self) -> np.ndarray:
+        """The vertex (index into :meth:`vertices`) of every netlist source."""
+        out = np.empty(self.net.n_sources, np.int64)
+        for i, v in enumerate(self.vertices()):
+            out[v.sources] = i
+        return out
+
     def source_keys(self) -> np.ndarray:
         """The key of every netlist source."""
         keys = np.zeros(self.net.n_sources, np.int64)
@@ -154,9 +161,7 @@ class McMapping:
         """Per vertex, the cores that hold a target of any of its sources (sorted)."""
         if self._destinations is not None:
             return self._destinations
-        vertex_of = np.empty(self.net.n_sources, np.int64)
-        for i, v in enumerate(self.vertices()):
-            vertex_of[v.sources] = i
+        vertex_of = self.vertex_of()
         pairs, C = self.pairs(), len(self.cores)
         vc = np.unique(vertex_of[pairs[:, 0]] * C + pairs[:, 1]) if len(pairs) else np.zeros(0, np.int64)
         ends = np.cumsum(np.bincount(vc // C, minlength=len(self.vertices())))

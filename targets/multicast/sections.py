@@ -99,9 +99,7 @@ def _rows(m: McMapping, key_bits: int) -> dict:
     net, vertices = m.net, m.vertices()
     C = len(m.cores)
     ints = lambda xs: np.asarray(xs, np.int64)  # noqa: E731
-    vertex_of = np.empty(net.n_sources, np.int64)
-    for i, v in enumerate(vertices):
-        vertex_of[v.sources] = i
+    vertex_of = m.vertex_of()
     key_index = m.source_keys() - ints([v.base for v in vertices])[vertex_of]  # a source's key within its vertex
     local_of = m.hw_of - m.core_start[m.core_of]  # a neuron's index on its core
     blocks = sorted(((c, i) for i, d in enumerate(m.destinations()) for c in d), key=lambda cv: (cv[0], vertices[cv[1]].base))
