@@ -33,7 +33,7 @@ import numpy as np
 
 from nmc.diagnostics import NmcError
 from nmc.ir.core import Graph
-from nmc.ir.printer import print_graph
+from nmc.ir.printer import Printer
 from nmc.targets.mapping.hw import mapped_cores
 from nmc.targets.mapping.netlist import Netlist
 from nmc.targets.mapping.partition import core_pieces, source_core_pairs
@@ -248,22 +248,33 @@ class McMapping:
         return dict(sorted(loads.items()))
 
 
+def _ops_digest(graph: Graph) -> str:
+    """SHA-256 of ``graph``'s ops but its ``hw.route`` ops: their exact text (blobs by name
+    and type) and then each named blob's bytes, in the text's order (hashed where they lie,
+    not printed)."""
+    ops = Graph(graph.name)
+    ops.ops = [op for op in graph.ops if op.KIND != "hw.route"]
+    printer = Printer(ops)
+    h = hashlib.sha256(printer.text().encode())
+    for data in printer.sidecar.values():
+        h.update(np.ascontiguousarray(data).data)
+    return h.hexdigest()
+
+
 _LAST: list = []  # [(graph, ops digest, chip digest, McMapping)]: the one mapping mapping_of keeps
 
 
 def mapping_of(graph: Graph, chip) -> McMapping:
     """The :class:`McMapping` of ``graph`` on ``chip``, shared: the last one built is returned
     again while it is asked for the same graph object whose ops (its ``hw.route`` ops aside)
-    print to the same text (:func:`~nmc.ir.printer.print_graph` with blobs, compared by
-    SHA-256 at every call) on a chip of the same digest.  It cannot go stale: a mapping reads
+    print to the same text with the same blob contents (compared by SHA-256 at every call:
+    :func:`_ops_digest`) on a chip of the same digest.  It cannot go stale: a mapping reads
     nothing but those ops (their text is exact and blobs are read-only) and the chip, so equal
     text means an equal mapping; ``hw.route`` ops are what ``mc-route`` adds from the
     mapping, and no part of it reads them.  The same object is required too, since the
     mapping's ``cores`` are that graph's ops.  Holds that one mapping (and its graph) until a
     different one is asked for."""
-    ops = Graph(graph.name)
-    ops.ops = [op for op in graph.ops if op.KIND != "hw.route"]
-    digest = hashlib.sha256(print_graph(ops, print_blobs=True).encode()).hexdigest()
+    digest = _ops_digest(graph)
     if _LAST and _LAST[0][0] is graph and _LAST[0][1:3] == (digest, chip.digest):
         return _LAST[0][3]
     m = McMapping(graph, chip)
