@@ -217,11 +217,10 @@ class Emitter:
     def i64(self, v: int) -> ir.Constant:
         return ir.Constant(I64, int(v))
 
-    def prefetch(self, pointer, write: bool = False):
-        """Ask for the cache line at ``pointer`` (for reading, or for writing: ``prefetchw``,
-        the line taken from other cores' caches ahead of the stores; into every cache level)."""
+    def prefetch(self, pointer):
+        """Ask for the cache line at ``pointer`` (for reading, into every cache level)."""
         fn = self.intrinsic("llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
-        self.b.call(fn, [pointer, ir.Constant(I32, int(write)), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+        self.b.call(fn, [pointer, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
         """The declaration of LLVM intrinsic ``name`` (declared once per module)."""
@@ -485,25 +484,8 @@ class Lowering:
                 if phase == "inputs":
                     with e.when(shared):
                         self.wait(k, threads, b.add(before, t))
-                        self.claim_lists(q0, q1)
             with e.when(shared):
                 self.arrive(k, b.add(before, b.add(t, e.i64(1))))
-
-    def claim_lists(self, q0, q1):
-        """Ask for the lines of this step's spike lists of parts ``q0 <= q < q1`` for writing
-        (as many as the slot's list held last time): another thread read them a step ago, and
-        now that it has finished that step, the lines move here while this step's synapses
-        run, not when the update stores into them."""
-        e, b = self.e, self.e.b
-        for pop in self.net.populations:
-            if pop in self.lay.unlisted or pop in self.lay.whole_run:
-                continue
-            with e.loop(q0, q1, "own") as q:
-                li = b.add(b.mul(self.ring_slot(pop, self.t), e.i64(PARTS)), q)
-                cnt = b.sext(e.load(self.area[("ring_cnt", pop)], b.mul(li, e.i64(count_stride(self.lay))), I32), I64)
-                idx = b.gep(self.area[("ring_idx", pop)], [b.mul(li, e.i64(list_stride(pop)))], source_etype=I32)
-                with e.loop(0, b.udiv(b.add(cnt, e.i64(15)), e.i64(16)), "line") as line:
-                    e.prefetch(b.gep(idx, [b.mul(line, e.i64(16))], source_etype=I32), write=True)
 
     def claim_parts(self):
         """``(q0, q1, k, threads)``: the parts this thread runs, its index and the threads
@@ -787,18 +769,12 @@ class Lowering:
             counts = None  # a burst source: each listed neuron's spike count, from its byte vector
             if src.max_spikes > 1:
                 counts = b.gep(self.area[("spk", src)], [b.mul(slot, e.i64(spk_stride(src)))], source_etype=I8)
-            def spike_list(li):
+            with e.loop(b.mul(slot, e.i64(lists)), b.mul(b.add(slot, e.i64(1)), e.i64(lists)), "list") as li:
                 cnt = b.sext(e.load(self.area[("ring_cnt", src)], b.mul(li, e.i64(count_stride(self.lay))), I32), I64)
-                return cnt, b.gep(self.area[("ring_idx", src)], [b.mul(li, e.i64(list_stride(src)))], source_etype=I32)
-
-            first_list, end_list = b.mul(slot, e.i64(lists)), b.mul(b.add(slot, e.i64(1)), e.i64(lists))
-            if lists > 1:  # other threads' lists: all their lines asked for at once, before any list is walked
-                with e.loop(first_list, end_list, "plist") as li:
-                    cnt, idx = spike_list(li)
+                idx = b.gep(self.area[("ring_idx", src)], [b.mul(li, e.i64(list_stride(src)))], source_etype=I32)
+                if lists > 1:  # another thread's list: all its lines asked for at once, not one by one
                     with e.loop(0, b.udiv(b.add(cnt, e.i64(15)), e.i64(16)), "line") as line:
                         e.prefetch(b.gep(idx, [b.mul(line, e.i64(16))], source_etype=I32))
-            with e.loop(first_list, end_list, "list") as li:
-                cnt, idx = spike_list(li)
                 with e.loop(0, cnt, "k") as k:
                     if ahead is not None and AHEAD:
                         later = b.add(k, e.i64(AHEAD))
